@@ -1,0 +1,48 @@
+"""tfdc: Deep Compression for Keras 3 models shipped with TensorFlow Lite / LiteRT.
+
+The pipeline, one module each:
+
+    train   prune.GradualPruning, cluster.ClusteredFineTuning, batchnorm.fold_batchnorm
+    export  export.export  (convert with TFLite, then pack: huffman.py, pack.py)
+    format  docs/FORMAT.md (the packed section), flatbuf.py (minimal reader)
+    decode  unpack.decode  (pure NumPy, or the native C decoder in tfdc/native)
+    device  runtime.load_interpreter, android_demo/
+    prove   report.inspect, cli.py (`tfdc demo | inspect | decode | bench`)
+
+Public names are imported lazily so that `import tfdc` stays cheap (no
+TensorFlow import until a callback or the exporter is used).
+"""
+
+from tfdc.errors import DatasetUnavailableError, FormatError
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "GradualPruning": "tfdc.prune",
+    "sparsity": "tfdc.prune",
+    "ClusteredFineTuning": "tfdc.cluster",
+    "codebooks": "tfdc.cluster",
+    "fold_batchnorm": "tfdc.batchnorm",
+    "export": "tfdc.export",
+    "ExportReport": "tfdc.report",
+    "inspect": "tfdc.report",
+    "decode": "tfdc.unpack",
+    "is_packed": "tfdc.unpack",
+    "load_interpreter": "tfdc.runtime",
+}
+
+__all__ = sorted(list(_LAZY) + ["FormatError", "DatasetUnavailableError", "__version__"])
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tfdc' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,66 @@
+"""Datasets for the demo, benchmarks and tests.
+
+MNIST comes from, in order: the `path` argument, the `TFDC_MNIST` environment
+variable, Keras's cache (`$KERAS_HOME/datasets/mnist.npz`, read directly) and
+finally Keras's own download. Keras's `load_data()` checks the SHA-256 of its
+own file and deletes others from its cache, so a local copy is read with
+NumPy instead.
+"""
+
+import os
+
+import numpy as np
+
+from tfdc.errors import DatasetUnavailableError
+
+MNIST_ENV = "TFDC_MNIST"
+
+
+def _keras_cache_file():
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return os.path.join(home, "datasets", "mnist.npz")
+
+
+def _read_npz(path):
+    try:
+        with np.load(path) as f:
+            return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+    except (OSError, KeyError, ValueError) as e:
+        raise DatasetUnavailableError(
+            f"{path} is not a readable MNIST .npz (need x_train, y_train, x_test, y_test): {e}"
+        ) from None
+
+
+def load_mnist_raw(path=None):
+    """Return `((x_train, y_train), (x_test, y_test))` as uint8 arrays."""
+    path = path or os.environ.get(MNIST_ENV)
+    if path:
+        if not os.path.exists(path):
+            raise DatasetUnavailableError(f"MNIST file {path!r} does not exist")
+        return _read_npz(path)
+    if os.path.exists(_keras_cache_file()):
+        return _read_npz(_keras_cache_file())
+    try:
+        import keras
+        return keras.datasets.mnist.load_data()
+    except Exception as e:  # network errors come in many types
+        raise DatasetUnavailableError(
+            "MNIST is not available locally and could not be downloaded "
+            f"({type(e).__name__}: {e}).\nFix: download mnist.npz once and pass it with "
+            f"--mnist PATH or the {MNIST_ENV} environment variable, or use --dataset digits "
+            "(scikit-learn's bundled 8x8 digits)."
+        ) from None
+
+
+def load_mnist(path=None, channels=False):
+    """MNIST scaled to [0, 1] float32; `channels=True` adds a trailing axis of 1.
+
+    Returns:
+        `((x_train, y_train), (x_test, y_test))`, labels as int64.
+    """
+    (xtr, ytr), (xte, yte) = load_mnist_raw(path)
+    xtr = xtr.astype("float32") / 255.0
+    xte = xte.astype("float32") / 255.0
+    if channels:
+        xtr, xte = xtr[..., None], xte[..., None]
+    return (xtr, ytr.astype("int64")), (xte, yte.astype("int64"))

@@ -1,0 +1,165 @@
+"""Which weights a compression callback acts on.
+
+Both `GradualPruning` and `ClusteredFineTuning` take the same `targets` /
+`exclude` arguments; this module turns them into a list of `Selection`s, one
+per distinct kernel variable (a layer shared by several call sites appears
+once, nested models are walked).
+"""
+
+import dataclasses
+import re
+
+import keras
+
+# Layer kinds acted on by default, with the attributes that hold their
+# kernels. Biases and normalization parameters are never selected.
+_KERNEL_ATTRS = (
+    (keras.layers.SeparableConv1D, ("depthwise_kernel", "pointwise_kernel")),
+    (keras.layers.SeparableConv2D, ("depthwise_kernel", "pointwise_kernel")),
+    (keras.layers.Conv1DTranspose, ("kernel",)),
+    (keras.layers.Conv2DTranspose, ("kernel",)),
+    (keras.layers.Conv3DTranspose, ("kernel",)),
+    (keras.layers.DepthwiseConv1D, ("kernel",)),
+    (keras.layers.DepthwiseConv2D, ("kernel",)),
+    (keras.layers.Conv1D, ("kernel",)),
+    (keras.layers.Conv2D, ("kernel",)),
+    (keras.layers.Conv3D, ("kernel",)),
+    (keras.layers.Dense, ("kernel",)),
+    (keras.layers.EinsumDense, ("kernel",)),
+    (keras.layers.Embedding, ("embeddings",)),
+)
+
+_CONV_TYPES = (
+    keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
+    keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv1D, keras.layers.SeparableConv2D,
+)
+
+
+@dataclasses.dataclass
+class Selection:
+    """One selected kernel.
+
+    Attributes:
+        layer: the Keras layer that owns the variable.
+        attr: attribute name of the kernel on the layer (e.g. `"kernel"`).
+        variable: the `keras.Variable` itself.
+        value: the per-layer setting (a sparsity, a bit width, ...).
+    """
+
+    layer: keras.layers.Layer
+    attr: str
+    variable: "keras.Variable"
+    value: object
+
+    @property
+    def name(self):
+        """A readable, unique name: the variable path."""
+        return self.variable.path
+
+    @property
+    def is_conv(self):
+        return isinstance(self.layer, _CONV_TYPES)
+
+
+def kernel_attrs(layer):
+    """Names of the kernel attributes of `layer`, or () if it has none."""
+    for cls, attrs in _KERNEL_ATTRS:
+        if isinstance(layer, cls):
+            return attrs
+    return ()
+
+
+def iter_layers(model):
+    """Every layer inside `model` (nested models and subclassed models
+    included), each once, in a deterministic order."""
+    seen = set()
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if id(layer) not in seen:
+            seen.add(id(layer))
+            yield layer
+
+
+def _matches(pattern, name):
+    return pattern == name or re.fullmatch(pattern, name) is not None
+
+
+def _check_patterns(patterns, names, what):
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            if pattern not in names:
+                raise ValueError(f"{what} {pattern!r} is neither a layer name nor a valid "
+                                 f"regular expression: {e}") from None
+        if not any(_matches(pattern, n) for n in names):
+            raise ValueError(f"{what} {pattern!r} matches no layer of the model; layers are: "
+                             f"{', '.join(sorted(names))}")
+
+
+def select_kernels(model, targets, exclude=(), validate=None):
+    """Resolve `targets` / `exclude` into a list of `Selection`s.
+
+    Args:
+        model: a built Keras model.
+        targets: either one value applied to every layer of a default kind,
+            a callable `layer -> value` (for kind-dependent defaults, `None`
+            skips the layer), or a dict mapping a layer name or regular
+            expression (matched against the whole layer name) to a value.
+            With a dict, only layers matched by a key are selected; an exact
+            name wins over a regex, otherwise the first matching key wins.
+        exclude: layer names or regular expressions never to select.
+        validate: optional `(value, layer_name) -> None` that raises
+            `ValueError` for a bad per-layer value.
+
+    Returns:
+        A list of `Selection`, one per distinct kernel variable.
+
+    Raises:
+        ValueError: a pattern matches no layer, a named layer has no kernel,
+            or nothing at all is selected.
+    """
+    if not model.built:
+        raise ValueError("the model is not built yet: call it on data or build it first")
+    layers = list(iter_layers(model))
+    names = {layer.name for layer in layers}
+    exclude = [exclude] if isinstance(exclude, str) else list(exclude or ())
+    _check_patterns(exclude, names, "exclude pattern")
+    if isinstance(targets, dict):
+        _check_patterns(list(targets), names, "target")
+
+    out, seen = [], set()
+    for layer in layers:
+        if any(_matches(p, layer.name) for p in exclude):
+            continue
+        if isinstance(targets, dict):
+            keys = [k for k in targets if k == layer.name] or \
+                   [k for k in targets if _matches(k, layer.name)]
+            if not keys:
+                continue
+            value = targets[keys[0]]
+            attrs = kernel_attrs(layer)
+            if not attrs:
+                if keys[0] == layer.name:
+                    raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no "
+                                     "kernel that can be compressed")
+                continue
+        else:
+            attrs = kernel_attrs(layer)
+            if not attrs:
+                continue
+            value = targets(layer) if callable(targets) else targets
+            if value is None:
+                continue
+        if validate is not None:
+            validate(value, layer.name)
+        for attr in attrs:
+            var = getattr(layer, attr, None)
+            if var is None or id(var) in seen:
+                continue
+            seen.add(id(var))
+            out.append(Selection(layer, attr, var, value))
+    if not out:
+        raise ValueError("nothing to compress: the model has no selected Dense / Conv / "
+                         "Embedding kernel (check `targets` and `exclude`)")
+    return out

@@ -1,0 +1,48 @@
+"""Write one benchmark's results into docs/BENCHMARKS.md.
+
+Each tool owns a section between `<!-- BEGIN name -->` and `<!-- END name -->`
+markers, so tools can be re-run independently without clobbering each other.
+"""
+
+import datetime
+import os
+import platform
+import re
+import shlex
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATH = os.path.join(ROOT, "docs", "BENCHMARKS.md")
+HEADER = ("# Benchmarks\n\nEvery number below was produced by the command shown with it, on the "
+          "machine described. Re-run a command to refresh its section.\n")
+
+
+def command_line():
+    """The command that is running now, as a user would type it."""
+    argv = [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]
+    return "python " + " ".join(shlex.quote(a) for a in argv)
+
+
+def write_section(name, title, body, command=None):
+    """Replace (or append) section `name` of docs/BENCHMARKS.md atomically."""
+    command = command or command_line()
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    block = (f"<!-- BEGIN {name} -->\n## {title}\n\n"
+             f"Command: `{command}`  \nRun: {stamp} on {machine}\n\n{body.strip()}\n"
+             f"<!-- END {name} -->\n")
+    text = open(PATH, encoding="utf-8").read() if os.path.exists(PATH) else HEADER
+    pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->\n?", re.S)
+    text = pattern.sub(lambda m: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
+    tmp = PATH + ".tmp"
+    os.makedirs(os.path.dirname(PATH), exist_ok=True)
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, PATH)
+
+
+def markdown_table(headers, rows):
+    """A Markdown table from a header list and rows of cells."""
+    out = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(out)
