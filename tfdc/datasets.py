@@ -64,3 +64,37 @@ def load_mnist(path=None, channels=False):
     if channels:
         xtr, xte = xtr[..., None], xte[..., None]
     return (xtr, ytr.astype("int64")), (xte, yte.astype("int64"))
+
+
+def load_digits(channels=False, test_fraction=0.2, seed=0):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images), shaped like MNIST.
+
+    No download: the images ship inside scikit-learn (the `demo` extra). Each
+    8x8 image (values 0..16) is upscaled 3x (nearest neighbour) to 24x24 and
+    zero-padded to 28x28, so the MNIST networks (`lenet_300_100`, `lenet5`)
+    run on it unchanged. The split is a fixed shuffle (`seed`).
+
+    Returns:
+        `((x_train, y_train), (x_test, y_test))`: float32 in [0, 1] of shape
+        (n, 28, 28) (or (n, 28, 28, 1) with `channels=True`), labels int64.
+
+    Raises:
+        DatasetUnavailableError: scikit-learn is not installed.
+    """
+    try:
+        from sklearn.datasets import load_digits as _sk_load_digits
+    except ImportError:
+        raise DatasetUnavailableError(
+            "the digits dataset needs scikit-learn: pip install 'tfdc[demo]' "
+            "(or pip install scikit-learn)") from None
+    bunch = _sk_load_digits()
+    images = bunch.images.astype("float32") / 16.0
+    images = np.kron(images, np.ones((1, 3, 3), dtype="float32"))
+    images = np.pad(images, ((0, 0), (2, 2), (2, 2)))
+    labels = bunch.target.astype("int64")
+    order = np.random.default_rng(seed).permutation(len(labels))
+    images, labels = images[order], labels[order]
+    n_test = int(round(len(labels) * test_fraction))
+    if channels:
+        images = images[..., None]
+    return (images[n_test:], labels[n_test:]), (images[:n_test], labels[:n_test])
