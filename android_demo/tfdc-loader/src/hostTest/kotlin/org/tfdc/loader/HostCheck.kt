@@ -1,0 +1,126 @@
+package org.tfdc.loader
+
+import java.io.File
+import java.nio.ByteBuffer
+
+/**
+ * Host-JVM driver for tests/test_android_jvm.py: runs the pure-JVM loader
+ * code (with the real JNI bridge + C decoder) on the operations named on the
+ * command line and prints one JSON object per operation. Not part of the
+ * Android build (src/hostTest is no Gradle source set).
+ *
+ *   decode IN OUT    decode via ByteArray, direct and heap ByteBuffer inputs
+ *   load IN OUT      TfdcDecoder.load (packed or plain)
+ *   bad IN           expect TfdcFormatException
+ *   cache DIR IN     DecodedModelCache.fileFor
+ *   fallback         AcceleratorFallback over a scripted backend
+ */
+fun main(args: Array<String>) {
+    var i = 0
+    while (i < args.size) {
+        when (args[i]) {
+            "decode" -> { decodeOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
+            "load" -> { loadOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
+            "bad" -> { badOp(File(args[i + 1])); i += 2 }
+            "cache" -> { cacheOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
+            "fallback" -> { fallbackOp(); i += 1 }
+            else -> error("unknown op ${args[i]}")
+        }
+    }
+}
+
+private fun decodeOp(input: File, output: File) {
+    val packed = input.readBytes()
+    val fromArray = TfdcDecoder.decode(packed)
+    // Same bytes behind a non-zero position, direct and heap, to exercise
+    // the pos/len handling of the bridge.
+    val direct = ByteBuffer.allocateDirect(packed.size + 7)
+    direct.position(7); direct.put(packed); direct.position(7)
+    val fromDirect = TfdcDecoder.decode(direct)
+    val heap = ByteBuffer.wrap(ByteArray(packed.size + 5)).apply { position(5); put(packed); position(5) }
+    val fromHeap = TfdcDecoder.decode(heap.slice())
+    writeBuffer(fromArray, output)
+    emit(
+        "op" to "decode", "input" to input.path,
+        "is_packed" to TfdcDecoder.isPacked(packed),
+        "is_packed_direct" to TfdcDecoder.isPacked(direct),
+        "decoded_size" to TfdcDecoder.decodedSize(packed),
+        "direct" to fromArray.isDirect, "order" to fromArray.order().toString(),
+        "position" to fromArray.position(), "limit" to fromArray.limit(), "capacity" to fromArray.capacity(),
+        "direct_input_agrees" to (fromDirect == fromArray && fromDirect.isDirect),
+        "heap_input_agrees" to (fromHeap == fromArray),
+    )
+}
+
+private fun loadOp(input: File, output: File) {
+    val model = TfdcDecoder.load(input.readBytes())
+    writeBuffer(model.buffer, output)
+    emit(
+        "op" to "load", "input" to input.path, "was_packed" to model.wasPacked,
+        "stored_size" to model.storedSize, "decoded_size" to model.decodedSize,
+        "direct" to model.buffer.isDirect, "order" to model.buffer.order().toString(),
+        "decode_ms_nonneg" to (model.decodeMillis >= 0.0),
+    )
+}
+
+private fun badOp(input: File) {
+    val bytes = input.readBytes()
+    val outcome = try {
+        val b = TfdcDecoder.decode(bytes)
+        mapOf("exception" to null, "decoded_size" to b.capacity())
+    } catch (e: TfdcFormatException) {
+        mapOf("exception" to e.javaClass.name, "status" to e.status, "message" to e.message)
+    }
+    emit("op" to "bad", "input" to input.path, "is_packed" to TfdcDecoder.isPacked(bytes), *outcome.toList().toTypedArray())
+}
+
+private fun cacheOp(dir: File, input: File) {
+    val entry = DecodedModelCache(dir).fileFor(input.readBytes())
+    emit("op" to "cache", "input" to input.path, "file" to entry.file.path, "sha256" to entry.sha256,
+        "reused" to entry.reused, "files_in_dir" to (dir.list()?.sorted()?.joinToString(",") ?: ""))
+}
+
+private fun fallbackOp() {
+    // GPU and NNAPI fail the ways they do on real devices; CPU works.
+    val outcome = AcceleratorFallback().open { acc ->
+        when (acc) {
+            Accelerator.GPU -> throw UnsatisfiedLinkError("libtensorflowlite_gpu_jni.so not found")
+            Accelerator.NNAPI -> throw IllegalArgumentException("NNAPI not available on API 26")
+            else -> "interpreter-on-$acc"
+        }
+    }
+    val result = LoadResult(outcome.accelerator, LoadTimings(1.0, outcome.initMillis, 2.0), outcome.attempts)
+    val none = try {
+        AcceleratorFallback(listOf(Accelerator.NPU)).open<String> { throw IllegalStateException("no NPU dispatch library") }
+        null
+    } catch (e: NoAcceleratorException) {
+        e.message
+    }
+    emit("op" to "fallback", "value" to outcome.value, "accelerator" to outcome.accelerator.name,
+        "tried" to outcome.attempts.joinToString(",") { it.accelerator.name },
+        "reason" to result.fallbackReason, "all_failed_message" to none)
+}
+
+private fun writeBuffer(buffer: ByteBuffer, file: File) {
+    file.outputStream().channel.use { ch -> val v = buffer.duplicate(); while (v.hasRemaining()) ch.write(v) }
+}
+
+private fun emit(vararg pairs: Pair<String, Any?>) {
+    println(pairs.joinToString(",", "{", "}") { (k, v) -> "${quote(k)}:${jsonValue(v)}" })
+}
+
+private fun jsonValue(v: Any?): String = when (v) {
+    null -> "null"
+    is Boolean, is Int, is Long -> v.toString()
+    else -> quote(v.toString())
+}
+
+private fun quote(s: String): String = buildString {
+    append('"')
+    for (c in s) when {
+        c == '"' || c == '\\' -> append('\\').append(c)
+        c < ' ' -> append("\\u%04x".format(c.code))
+        else -> append(c)
+    }
+    append('"')
+}

@@ -1,0 +1,36 @@
+package org.tfdc.loader
+
+/**
+ * What it cost to get a packed model to its first answer, in milliseconds.
+ *
+ * Args:
+ *   decodeMillis: tfdc decode (0 when a cached decoded file was reused).
+ *   initMillis: interpreter / compiled-model creation incl. delegate init.
+ *   firstInferenceMillis: the first run (delegates compile kernels lazily,
+ *     so this is usually much slower than later runs).
+ */
+data class LoadTimings(
+    val decodeMillis: Double,
+    val initMillis: Double,
+    val firstInferenceMillis: Double,
+) {
+    val totalMillis: Double get() = decodeMillis + initMillis + firstInferenceMillis
+}
+
+/**
+ * The outcome of loading a model on an accelerator, with the fallback trail.
+ *
+ * Args:
+ *   accelerator: the one that actually runs the model.
+ *   timings: see [LoadTimings].
+ *   attempts: every accelerator tried, in order, with why it failed.
+ */
+data class LoadResult(
+    val accelerator: Accelerator,
+    val timings: LoadTimings,
+    val attempts: List<FallbackAttempt>,
+) {
+    /** "GPU: <why>; NNAPI: <why>" for the accelerators that were skipped. */
+    val fallbackReason: String
+        get() = attempts.filter { it.failure != null }.joinToString("; ") { "${it.accelerator}: ${it.failure}" }
+}

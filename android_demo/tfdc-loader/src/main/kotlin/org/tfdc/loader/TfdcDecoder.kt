@@ -1,0 +1,107 @@
+package org.tfdc.loader
+
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+
+/**
+ * A model ready for an interpreter: [buffer] is a DIRECT ByteBuffer in native
+ * byte order (what TFLite's `Interpreter(ByteBuffer)` requires), position 0,
+ * limit = the decoded size. It is allocated by `ByteBuffer.allocateDirect`,
+ * so the garbage collector frees it once neither the caller nor the
+ * interpreter holds it: nothing to release by hand.
+ */
+data class DecodedModel(
+    val buffer: ByteBuffer,
+    /** Bytes of the file as shipped (packed, or plain if it was not packed). */
+    val storedSize: Int,
+    /** Bytes handed to the runtime. */
+    val decodedSize: Int,
+    /** False when the input was already a plain .tflite (copied as is). */
+    val wasPacked: Boolean,
+    /** Wall time of decode (or copy), milliseconds. */
+    val decodeMillis: Double,
+)
+
+/**
+ * Decodes tfdc-packed `.tflite` bytes with the native C decoder.
+ *
+ * Example:
+ *
+ *     val packed = File("lenet.tflite").readBytes()
+ *     val model = TfdcDecoder.load(packed)          // packed or plain
+ *     val interpreter = Interpreter(model.buffer)   // org.tensorflow.lite
+ *
+ * Every method throws [TfdcFormatException] (with the decoder's message) for
+ * a malformed file; nothing is returned unless all checksums and rules of
+ * docs/FORMAT.md pass.
+ */
+object TfdcDecoder {
+    /** Largest buffer `ByteBuffer.allocateDirect` can give (an Int capacity). */
+    private const val MAX_DIRECT = Int.MAX_VALUE - 8
+
+    fun isPacked(bytes: ByteArray): Boolean = TfdcNative.nativeIsPacked(bytes, null, 0, bytes.size)
+
+    /** [buffer]'s bytes from position to limit; heap or direct. */
+    fun isPacked(buffer: ByteBuffer): Boolean = withInput(buffer) { a, d, p, n ->
+        TfdcNative.nativeIsPacked(a, d, p, n)
+    }
+
+    fun decodedSize(packed: ByteArray): Long = checkSize(TfdcNative.nativeDecodedSize(packed, null, 0, packed.size))
+
+    fun decodedSize(packed: ByteBuffer): Long = withInput(packed) { a, d, p, n ->
+        checkSize(TfdcNative.nativeDecodedSize(a, d, p, n))
+    }
+
+    /** Decodes [packed] into a new direct, native-order buffer. */
+    fun decode(packed: ByteArray): ByteBuffer = decodeInput(packed, null, 0, packed.size)
+
+    /** Decodes [packed] (position to limit, heap or direct) likewise. */
+    fun decode(packed: ByteBuffer): ByteBuffer = withInput(packed) { a, d, p, n -> decodeInput(a, d, p, n) }
+
+    /**
+     * The runtime-ready model for [bytes]: decoded if packed, else the plain
+     * .tflite copied into a direct buffer; with the time it took.
+     */
+    fun load(bytes: ByteArray): DecodedModel {
+        val start = System.nanoTime()
+        val packed = isPacked(bytes)
+        val buffer = if (packed) {
+            decode(bytes)
+        } else {
+            ByteBuffer.allocateDirect(bytes.size).order(ByteOrder.nativeOrder()).apply {
+                put(bytes)
+                flip()
+            }
+        }
+        val millis = (System.nanoTime() - start) / 1e6
+        return DecodedModel(buffer, bytes.size, buffer.remaining(), packed, millis)
+    }
+
+    private fun decodeInput(array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int): ByteBuffer {
+        val size = checkSize(TfdcNative.nativeDecodedSize(array, direct, pos, len))
+        if (size > MAX_DIRECT) throw TfdcFormatException(TfdcNative.ERR_TOO_LARGE, "$size bytes > a ByteBuffer")
+        // The JVM owns this memory; the C side only writes into it.
+        val out = ByteBuffer.allocateDirect(size.toInt()).order(ByteOrder.nativeOrder())
+        val rc = TfdcNative.nativeDecode(array, direct, pos, len, out)
+        if (rc != TfdcNative.OK) throw TfdcFormatException(rc)
+        return out // position 0, limit = capacity = decoded size
+    }
+
+    private fun checkSize(sizeOrStatus: Long): Long {
+        if (sizeOrStatus < 0) throw TfdcFormatException(sizeOrStatus.toInt())
+        return sizeOrStatus
+    }
+
+    private inline fun <T> withInput(
+        buffer: ByteBuffer,
+        block: (ByteArray?, ByteBuffer?, Int, Int) -> T,
+    ): T = when {
+        buffer.isDirect -> block(null, buffer, buffer.position(), buffer.remaining())
+        buffer.hasArray() -> block(buffer.array(), null, buffer.arrayOffset() + buffer.position(), buffer.remaining())
+        else -> { // read-only heap buffer: copy out
+            val copy = ByteArray(buffer.remaining())
+            buffer.duplicate().get(copy)
+            block(copy, null, 0, copy.size)
+        }
+    }
+}

@@ -1,0 +1,245 @@
+"""Host-JVM tests of the Android loader (android_demo/tfdc-loader).
+
+The JNI bridge `tfdc_jni.c` and the real C decoder `tfdc/native/tfdc_decode.c`
+are compiled with gcc against JDK 17's jni.h; the pure-JVM Kotlin sources of
+the loader (no android.* imports) plus the driver `src/hostTest/.../HostCheck.kt`
+are compiled with kotlinc and run on the JVM. The APK itself cannot be built
+here (no Android SDK/NDK): this is everything of it that runs off-device.
+"""
+
+import ctypes
+import glob
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOADER = os.path.join(ROOT, "android_demo", "tfdc-loader", "src")
+NATIVE = os.path.join(ROOT, "tfdc", "native")
+
+
+def _java_home():
+    javac = shutil.which("javac")
+    if javac is None:
+        return None
+    home = os.path.dirname(os.path.dirname(os.path.realpath(javac)))
+    return home if os.path.exists(os.path.join(home, "include", "jni.h")) else None
+
+
+def _kotlinc():
+    found = shutil.which("kotlinc")
+    if found:
+        return found
+    candidates = ["/usr/lib/node_modules/kotlin-compiler/bin/kotlinc",
+                  "/usr/local/lib/node_modules/kotlin-compiler/bin/kotlinc"]
+    npm = shutil.which("npm")
+    if npm:
+        try:
+            root = subprocess.run([npm, "root", "-g"], capture_output=True, text=True, timeout=30).stdout.strip()
+            candidates.insert(0, os.path.join(root, "kotlin-compiler", "bin", "kotlinc"))
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return next((c for c in candidates if os.access(c, os.X_OK)), None)
+
+
+JAVA_HOME = _java_home()
+KOTLINC = _kotlinc()
+pytestmark = pytest.mark.skipif(
+    JAVA_HOME is None or KOTLINC is None or shutil.which("gcc") is None,
+    reason=f"needs JDK (javac + jni.h: {JAVA_HOME}), kotlinc ({KOTLINC}) and gcc")
+
+
+@pytest.fixture(scope="module")
+def host_build(tmp_path_factory):
+    """libtfdc_jni.so (bridge + real decoder) and the compiled Kotlin classes."""
+    out = tmp_path_factory.mktemp("android_jvm")
+    lib = out / "libtfdc_jni.so"
+    subprocess.run(
+        ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
+         "-I", NATIVE, "-I", os.path.join(JAVA_HOME, "include"),
+         "-I", os.path.join(JAVA_HOME, "include", "linux"),
+         os.path.join(LOADER, "main", "cpp", "tfdc_jni.c"), os.path.join(NATIVE, "tfdc_decode.c"),
+         "-o", str(lib)], check=True, capture_output=True, text=True)
+    sources = sorted(glob.glob(os.path.join(LOADER, "main", "kotlin", "org", "tfdc", "loader", "*.kt")))
+    sources += sorted(glob.glob(os.path.join(LOADER, "hostTest", "kotlin", "org", "tfdc", "loader", "*.kt")))
+    # The loader's pure-JVM files must not depend on Android or LiteRT.
+    android_files = [s for s in sources if "import android." in open(s).read() or "tensorflow" in open(s).read()]
+    assert not android_files, f"pure-JVM sources import Android/LiteRT: {android_files}"
+    classes = out / "classes"
+    done = subprocess.run([KOTLINC, *sources, "-d", str(classes)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    stdlib = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(KOTLINC))), "lib", "kotlin-stdlib.jar")
+    return {"libdir": str(out), "lib": str(lib), "classpath": f"{classes}{os.pathsep}{stdlib}"}
+
+
+def _run_jvm(build, *ops):
+    done = subprocess.run(
+        ["java", f"-Djava.library.path={build['libdir']}", "-cp", build["classpath"],
+         "org.tfdc.loader.HostCheckKt", *map(str, ops)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def _convert(model):
+    import tensorflow as tf
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def _models():
+    """Two small converted Keras models: a pruned, weight-shared MLP (the
+    paper's shape of weights) and a conv net with dense raw weights."""
+    import keras
+    rng = np.random.default_rng(0)
+    mlp = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                            keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)])
+    for layer in mlp.layers[1:]:
+        kernel, bias = layer.get_weights()
+        codebook = rng.normal(size=16).astype("float32")
+        shared = codebook[rng.integers(0, 16, size=kernel.shape)]
+        shared[rng.random(kernel.shape) < 0.85] = 0.0
+        layer.set_weights([shared, bias])
+    conv = keras.Sequential([keras.Input((12, 12, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
+                             keras.layers.Flatten(), keras.layers.Dense(10)])
+    return {"mlp": (_convert(mlp), (1, 28, 28)), "conv": (_convert(conv), (1, 12, 12, 1))}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from tfdc.pack import pack_tflite
+    d = tmp_path_factory.mktemp("android_models")
+    out = {"dir": d, "models": {}}
+    for name, (tflite, shape) in _models().items():
+        packed, _ = pack_tflite(tflite)
+        (d / f"{name}.tflite").write_bytes(tflite)
+        (d / f"{name}.packed").write_bytes(packed)
+        out["models"][name] = {"tflite": tflite, "packed": packed, "shape": shape}
+    packed = out["models"]["mlp"]["packed"]
+    flipped = bytearray(packed)
+    flipped[len(packed) - 40] ^= 0x10  # inside the section: a CRC must catch it
+    bad = {"truncated": packed[: len(packed) - 100], "bitflip": bytes(flipped),
+           "plain": out["models"]["mlp"]["tflite"], "garbage": bytes(range(256)) * 4}
+    for name, data in bad.items():
+        (d / f"{name}.bad").write_bytes(data)
+    out["bad"] = bad
+    return out
+
+
+@pytest.fixture(scope="module")
+def jvm(host_build, files):
+    """Every JVM operation in one JVM run (startup is the slow part)."""
+    d = files["dir"]
+    ops = []
+    for name in files["models"]:
+        ops += ["decode", d / f"{name}.packed", d / f"{name}.jvm_decoded"]
+        ops += ["load", d / f"{name}.tflite", d / f"{name}.jvm_plain"]
+    for name in files["bad"]:
+        ops += ["bad", d / f"{name}.bad"]
+    # Cache: miss, hit, another model; plus a stale truncated file under the
+    # right name, which must be replaced rather than reused.
+    cache = d / "cache"
+    stale = d / "cache_stale"
+    stale.mkdir()
+    conv = files["models"]["conv"]["packed"]
+    from hashlib import sha256
+    (stale / f"tfdc-{sha256(conv).hexdigest()}.tflite").write_bytes(b"\0" * 10)
+    ops += ["cache", cache, d / "mlp.packed", "cache", cache, d / "mlp.packed",
+            "cache", cache, d / "conv.packed", "cache", stale, d / "conv.packed", "fallback"]
+    return _run_jvm(host_build, *ops)
+
+
+def _by(results, op, suffix):
+    return [r for r in results if r["op"] == op and r["input"].endswith(suffix)]
+
+
+def test_jvm_decode_equals_python_decode(files, jvm):
+    from tfdc import decode
+    for name, m in files["models"].items():
+        (r,) = _by(jvm, "decode", f"{name}.packed")
+        expected = decode(m["packed"])
+        got = (files["dir"] / f"{name}.jvm_decoded").read_bytes()
+        assert got == expected, name
+        assert r["is_packed"] and r["is_packed_direct"]
+        assert r["decoded_size"] == len(expected) > len(m["packed"])
+        assert r["direct_input_agrees"] and r["heap_input_agrees"]
+
+
+def test_decoded_buffer_is_direct_native_order(files, jvm):
+    import sys
+    native = "LITTLE_ENDIAN" if sys.byteorder == "little" else "BIG_ENDIAN"
+    for r in _by(jvm, "decode", ".packed") + _by(jvm, "load", ".tflite"):
+        assert r["direct"] is True and r["order"] == native
+    for name in files["models"]:
+        (r,) = _by(jvm, "decode", f"{name}.packed")
+        assert r["position"] == 0 and r["limit"] == r["capacity"] == r["decoded_size"]
+
+
+def test_plain_tflite_is_loaded_unchanged(files, jvm):
+    for name, m in files["models"].items():
+        (r,) = _by(jvm, "load", f"{name}.tflite")
+        assert r["was_packed"] is False and r["decoded_size"] == len(m["tflite"])
+        assert (files["dir"] / f"{name}.jvm_plain").read_bytes() == m["tflite"]
+
+
+def test_jvm_decoded_model_runs_bit_identically_in_litert(files, jvm):
+    from ai_edge_litert.interpreter import Interpreter
+
+    def run(model_bytes, x):
+        interp = Interpreter(model_content=model_bytes)
+        interp.allocate_tensors()
+        interp.set_tensor(interp.get_input_details()[0]["index"], x)
+        interp.invoke()
+        return interp.get_tensor(interp.get_output_details()[0]["index"]).copy()
+
+    rng = np.random.default_rng(1)
+    for name, m in files["models"].items():
+        x = rng.random(m["shape"], dtype=np.float32)
+        decoded = (files["dir"] / f"{name}.jvm_decoded").read_bytes()
+        reference = run(m["tflite"], x)
+        assert np.abs(reference).sum() > 0  # a model of zeros would prove nothing
+        np.testing.assert_array_equal(run(decoded, x), reference, err_msg=name)
+        with pytest.raises(Exception):  # the packed file alone is refused loudly
+            run(m["packed"], x)
+
+
+def test_bad_files_raise_tfdc_format_exception_with_decoder_message(host_build, files, jvm):
+    c_lib = ctypes.CDLL(host_build["lib"])
+    c_lib.tfdc_strerror.restype = ctypes.c_char_p
+    expected_status = {"truncated": None, "bitflip": -6, "plain": -2, "garbage": None}
+    for name, status in expected_status.items():
+        (r,) = _by(jvm, "bad", f"{name}.bad")
+        assert r["exception"] == "org.tfdc.loader.TfdcFormatException", r
+        assert r["status"] < 0
+        if status is not None:
+            assert r["status"] == status, r
+        assert r["message"].startswith(c_lib.tfdc_strerror(r["status"]).decode()), r
+    assert _by(jvm, "bad", "plain.bad")[0]["is_packed"] is False
+
+
+def test_cache_reuses_decoded_file_by_content_hash(files, jvm):
+    from hashlib import sha256
+    from tfdc import decode
+    first, second, other, stale = [r for r in jvm if r["op"] == "cache"]
+    mlp, conv = files["models"]["mlp"]["packed"], files["models"]["conv"]["packed"]
+    assert first["reused"] is False and second["reused"] is True
+    assert first["file"] == second["file"] and first["sha256"] == sha256(mlp).hexdigest()
+    assert other["reused"] is False and other["sha256"] == sha256(conv).hexdigest() != first["sha256"]
+    assert stale["reused"] is False  # a truncated file under the right name is redone
+    for r, packed in [(first, mlp), (other, conv), (stale, conv)]:
+        assert open(r["file"], "rb").read() == decode(packed)
+    # Only the final files remain: no temporary leftovers.
+    assert other["files_in_dir"].split(",") == sorted(
+        [f"tfdc-{sha256(mlp).hexdigest()}.tflite", f"tfdc-{sha256(conv).hexdigest()}.tflite"])
+
+
+def test_fallback_policy_reports_why_each_accelerator_was_skipped(jvm):
+    (r,) = [r for r in jvm if r["op"] == "fallback"]
+    assert r["accelerator"] == "CPU" and r["value"] == "interpreter-on-CPU"
+    assert r["tried"] == "GPU,NNAPI,CPU"
+    assert "GPU: UnsatisfiedLinkError: libtensorflowlite_gpu_jni.so not found" in r["reason"]
+    assert "NNAPI: IllegalArgumentException" in r["reason"]
+    assert r["all_failed_message"].startswith("no accelerator could run the model: NPU:")
+
