@@ -1,0 +1,319 @@
+"""tfdc.prune: GradualPruning schedule, exact zeros, targets, resume, errors."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import tfdc
+from tfdc.prune import GradualPruning, MaskConstraint, find_mask, polynomial_sparsity, strip
+
+BATCH = 128  # 2048 training images -> 16 steps per epoch
+
+
+def mlp(name="mlp", kernel_constraint=None):
+    return keras.Sequential([
+        keras.Input((28, 28)),
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(32, activation="relu", name="fc1", kernel_constraint=kernel_constraint),
+        keras.layers.Dense(10, activation="softmax", name="out"),
+    ], name=name)
+
+
+def compile_(model, optimizer="adam", jit_compile=False):
+    model.compile(optimizer, "sparse_categorical_crossentropy", jit_compile=jit_compile)
+    return model
+
+
+def zero_mask(model, layer):
+    return keras.ops.convert_to_numpy(model.get_layer(layer).kernel) == 0
+
+
+class MaskRecorder(keras.callbacks.Callback):
+    """Zero pattern of fc1 after every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.masks = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.masks.append(zero_mask(self.model, "fc1"))
+
+
+# ------------------------------------------------------------------ schedule
+
+def test_polynomial_schedule_values():
+    assert polynomial_sparsity(0, 0.0, 0.9, 0, 100) == 0.0
+    assert polynomial_sparsity(100, 0.0, 0.9, 0, 100) == pytest.approx(0.9)
+    assert polynomial_sparsity(500, 0.0, 0.9, 0, 100) == pytest.approx(0.9)
+    assert polynomial_sparsity(5, 0.2, 0.9, 10, 110) == pytest.approx(0.2)
+    # Half-way: s_f + (s_i - s_f) (1/2)^3.
+    assert polynomial_sparsity(60, 0.2, 0.9, 10, 110) == pytest.approx(0.9 - 0.7 / 8)
+    steps = np.arange(0, 101, 10)
+    values = polynomial_sparsity(steps, 0.0, 0.8, 0, 100)
+    assert values.shape == steps.shape and np.all(np.diff(values) > 0)
+
+
+def test_sparsity_at_per_layer():
+    model = mlp()
+    cb = GradualPruning({"fc1": 0.8, "o.t": 0.4}, begin_step=0, end_step=100)
+    assert cb.sparsity_at(0, model) == {"fc1": 0.0, "out": 0.0}
+    half = cb.sparsity_at(50, model)
+    assert half["fc1"] == pytest.approx(0.8 * (1 - 0.5 ** 3))
+    assert half["out"] == pytest.approx(0.4 * (1 - 0.5 ** 3))
+    assert cb.sparsity_at(1000, model) == pytest.approx({"fc1": 0.8, "out": 0.4})
+    with pytest.raises(ValueError, match="end_step"):
+        GradualPruning(0.5).sparsity_at(10, model)
+
+
+# ------------------------------------------------------------- exact zeros
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: keras.optimizers.Adam(1e-2),
+    lambda: keras.optimizers.SGD(0.1, momentum=0.9),
+], ids=["adam", "sgd_momentum"])
+def test_pruned_weights_stay_exactly_zero(mnist_small, optimizer):
+    (x, y), _ = mnist_small
+    model = compile_(mlp(), optimizer())
+    recorder = MaskRecorder()
+    cb = GradualPruning(0.8, begin_step=0, end_step=48, frequency=8)
+    history = model.fit(x, y, epochs=5, batch_size=BATCH, verbose=0, callbacks=[cb, recorder])
+
+    # Monotone masks, and after end_step exactly the target for every kernel.
+    for before, after in zip(recorder.masks, recorder.masks[1:]):
+        assert np.all(after[before])
+    report = tfdc.sparsity(model)
+    assert report["fc1"].zeros == round(0.8 * 784 * 32)
+    assert report["out"].zeros == round(0.8 * 32 * 10)
+    assert history.history["sparsity"][-1] == pytest.approx(report.sparsity)
+    # Biases are never pruned.
+    assert np.count_nonzero(keras.ops.convert_to_numpy(model.get_layer("fc1").bias)) > 28
+
+    # Momentum / Adam moments keep pushing pruned weights; the constraint,
+    # still installed, keeps them at 0 in later fits without the callback.
+    pruned = zero_mask(model, "fc1")
+    kept_before = keras.ops.convert_to_numpy(model.get_layer("fc1").kernel)[~pruned]
+    model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0)
+    kernel = keras.ops.convert_to_numpy(model.get_layer("fc1").kernel)
+    assert np.all(kernel[pruned] == 0.0)
+    assert not np.allclose(kernel[~pruned], kept_before)  # training did happen
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_callback_attached_after_an_earlier_fit(mnist_small, jit_compile):
+    (x, y), _ = mnist_small
+    model = compile_(mlp(), keras.optimizers.SGD(0.05, momentum=0.9), jit_compile=jit_compile)
+    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)  # traces a train step without masks
+    assert model.train_function is not None
+    cb = GradualPruning(0.75, frequency=4)
+    model.fit(x, y, epochs=3, batch_size=BATCH, verbose=0, callbacks=[cb])
+    # Default schedule: from this fit's first step to its end.
+    assert (cb.begin_step, cb.end_step) == (16, 16 + 3 * 16)
+    assert tfdc.sparsity(model)["fc1"].sparsity == pytest.approx(0.75, abs=1e-4)
+    pruned = zero_mask(model, "fc1")
+    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)
+    assert np.all(zero_mask(model, "fc1")[pruned])
+
+
+def test_per_layer_targets_and_exclude(mnist_small):
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0,
+              callbacks=[GradualPruning({"fc.*": 0.9, "out": 0.3}, frequency=4)])
+    report = tfdc.sparsity(model)
+    assert report["fc1"].sparsity == pytest.approx(0.9, abs=1e-4)
+    assert report["out"].sparsity == pytest.approx(0.3, abs=1e-3)
+
+    model = compile_(mlp())
+    model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0,
+              callbacks=[GradualPruning(0.6, exclude=["out"], frequency=4)])
+    report = tfdc.sparsity(model)
+    assert report["fc1"].sparsity == pytest.approx(0.6, abs=1e-4)
+    assert report["out"].zeros == 0
+    assert "total" in str(report) and "fc1" in str(report)
+
+
+def test_magnitude_criterion_prunes_the_smallest_weights(mnist_small):
+    (x, y), _ = mnist_small
+    model = compile_(mlp(), keras.optimizers.SGD(0.0))  # lr 0: weights only change by pruning
+    before = np.abs(keras.ops.convert_to_numpy(model.get_layer("fc1").kernel))
+    model.fit(x[:256], y[:256], epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[GradualPruning({"fc1": 0.5}, begin_step=0, end_step=1)])
+    pruned = zero_mask(model, "fc1")
+    assert pruned.sum() == round(0.5 * before.size)
+    assert before[pruned].max() <= before[~pruned].min()
+
+
+def test_std_criterion_approximates_target(mnist_small):
+    (x, y), _ = mnist_small
+    model = mlp()
+    model.get_layer("fc1").kernel.assign(np.random.default_rng(0).normal(0, 0.05, (784, 32)))
+    compile_(model, keras.optimizers.SGD(0.0))
+    model.fit(x[:256], y[:256], epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[GradualPruning({"fc1": 0.7}, begin_step=0, end_step=1, criterion="std")])
+    # Normal weights: |w| < sqrt(2) erfinv(0.7) std prunes ~70 %.
+    assert tfdc.sparsity(model)["fc1"].sparsity == pytest.approx(0.7, abs=0.02)
+
+
+# ------------------------------------------------------------- model kinds
+
+def functional():
+    inputs = keras.Input((28, 28))
+    h = keras.layers.Flatten()(inputs)
+    a = keras.layers.Dense(32, activation="relu", name="fc1")(h)
+    b = keras.layers.Dense(32, activation="relu", name="fc2")(h)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="out")(a + b))
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.body = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(32, activation="relu",
+                                                                                 name="fc1")])
+        self.shared = keras.layers.Dense(32, activation="relu", name="shared")
+        self.head = keras.layers.Dense(10, activation="softmax", name="out")
+
+    def call(self, x):
+        return self.head(self.shared(self.shared(self.body(x))))  # shared: called twice
+
+
+@pytest.mark.parametrize("build", [mlp, functional, Subclassed], ids=["sequential", "functional",
+                                                                       "subclassed"])
+def test_model_kinds(mnist_small, build):
+    (x, y), _ = mnist_small
+    model = build()
+    model(x[:1])
+    compile_(model)
+    model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[GradualPruning(0.5, frequency=4)])
+    report = tfdc.sparsity(model)
+    assert len(report) == {mlp: 2, functional: 3, Subclassed: 3}[build]
+    for name, layer in report.items():
+        assert layer.sparsity == pytest.approx(0.5, abs=2e-3), name
+
+
+# --------------------------------------------------------------- save/resume
+
+def test_resume_from_keras_file(mnist_small, tmp_path):
+    (x, y), _ = mnist_small
+    model = compile_(mlp(kernel_constraint=keras.constraints.NonNeg()))
+    model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0,
+              callbacks=[GradualPruning(0.8, begin_step=0, end_step=64, frequency=4)])
+    mid = tfdc.sparsity(model)["fc1"].sparsity
+    assert 0.3 < mid < 0.8
+    pruned = zero_mask(model, "fc1")
+    path = str(tmp_path / "mid.keras")
+    model.save(path)
+
+    loaded = keras.saving.load_model(path)
+    kernel = loaded.get_layer("fc1").kernel
+    assert find_mask(kernel) is None  # the mask constraint is not saved ...
+    assert isinstance(loaded.get_layer("fc1").kernel_constraint, keras.constraints.NonNeg)
+    assert int(loaded.optimizer.iterations) == 32  # ... the schedule position is
+    assert np.array_equal(zero_mask(loaded, "fc1"), pruned)
+
+    recorder = MaskRecorder()
+    loaded.fit(x, y, initial_epoch=2, epochs=5, batch_size=BATCH, verbose=0,
+               callbacks=[GradualPruning(0.8, begin_step=0, end_step=64, frequency=4), recorder])
+    final = zero_mask(loaded, "fc1")
+    assert np.all(final[pruned])  # the old zeros are kept
+    assert final.mean() == pytest.approx(0.8, abs=1e-4)
+    assert np.all(keras.ops.convert_to_numpy(kernel) >= 0)  # the user's constraint still applies
+
+
+def test_mask_constraint_serialization_and_strip(mnist_small):
+    config = keras.constraints.serialize(MaskConstraint(None, keras.constraints.NonNeg()))
+    restored = keras.constraints.deserialize(config)
+    assert isinstance(restored, MaskConstraint) and isinstance(restored.inner, keras.constraints.NonNeg)
+
+    (x, y), _ = mnist_small
+    model = compile_(mlp(kernel_constraint=keras.constraints.MaxNorm(3.0)))
+    model.fit(x[:256], y[:256], epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[GradualPruning(0.5, frequency=1)])
+    assert isinstance(find_mask(model.get_layer("fc1").kernel), MaskConstraint)
+    strip(model)
+    for variable in model.variables:
+        assert not isinstance(variable.constraint, MaskConstraint)
+    assert isinstance(model.get_layer("fc1").kernel.constraint, keras.constraints.MaxNorm)
+    assert model.train_function is None
+
+
+def test_sparsity_in_logs(mnist_small, tmp_path):
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    csv = tmp_path / "log.csv"
+    model.fit(x, y, epochs=3, batch_size=BATCH, verbose=0,
+              callbacks=[GradualPruning(0.6, frequency=4), keras.callbacks.CSVLogger(str(csv))])
+    header, *rows = csv.read_text().splitlines()
+    column = header.split(",").index("sparsity")
+    values = [float(r.split(",")[column]) for r in rows]
+    assert values == sorted(values) and values[-1] == pytest.approx(0.6, abs=1e-3)
+
+
+# ------------------------------------------------------------ distribution
+
+def test_mirrored_strategy_two_cpus(tmp_path):
+    script = textwrap.dedent("""
+        import os
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import keras, numpy as np, tfdc
+        keras.utils.set_random_seed(0)
+        x = np.random.rand(512, 20).astype("float32"); y = np.random.randint(0, 2, 512)
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        assert strategy.num_replicas_in_sync == 2
+        with strategy.scope():
+            model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(64, name="fc1"),
+                                      keras.layers.Dense(2, name="out")])
+            model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=6, batch_size=64, verbose=0,
+                  callbacks=[tfdc.GradualPruning({"fc1": 0.9}, end_step=24, frequency=4)])
+        kernel = model.get_layer("fc1").kernel
+        for replica_value in kernel.value.values:  # every replica holds the same zeros
+            w = replica_value.numpy()
+            assert (w == 0).sum() == round(0.9 * w.size), (w == 0).sum()
+        print("OK", tfdc.sparsity(model)["fc1"].sparsity)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OK 0.9" in result.stdout
+
+
+# ------------------------------------------------------------------ errors
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(target_sparsity=1.0), "target_sparsity"),
+    (dict(target_sparsity=-0.1), "target_sparsity"),
+    (dict(target_sparsity={"fc1": 1.5}), "fc1"),
+    (dict(target_sparsity=0.5, initial_sparsity=0.6), "initial_sparsity"),
+    (dict(target_sparsity=0.5, begin_step=100, end_step=100), "begin_step"),
+    (dict(target_sparsity=0.5, criterion="l1"), "criterion"),
+    (dict(target_sparsity=0.5, frequency=0), "frequency"),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GradualPruning(**kwargs)
+
+
+@pytest.mark.parametrize("model_fn, callback, message", [
+    (mlp, lambda: GradualPruning({"conv.*": 0.5}), "conv"),
+    (mlp, lambda: GradualPruning(0.5, exclude=["nope"]), "nope"),
+    (mlp, lambda: GradualPruning({"flatten": 0.5}), "flatten"),
+    (mlp, lambda: GradualPruning(0.5, begin_step=1000), "begin_step"),
+    (lambda: keras.Sequential([keras.Input((28, 28)), keras.layers.BatchNormalization()]),
+     lambda: GradualPruning(0.5), "nothing to compress"),
+])
+def test_bad_targets_fail_at_fit(mnist_small, model_fn, callback, message):
+    (x, y), _ = mnist_small
+    model = model_fn()
+    model.compile("adam", "mse")
+    with pytest.raises(ValueError, match=message):
+        model.fit(x[:128], x[:128] if model_fn is not mlp else y[:128], epochs=1, batch_size=BATCH,
+                  verbose=0, callbacks=[callback()])

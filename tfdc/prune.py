@@ -1,0 +1,463 @@
+"""Gradual magnitude pruning (step 1 of Deep Compression) as a Keras callback.
+
+How a pruned weight stays exactly zero: every selected kernel gets a
+`MaskConstraint` as its `variable.constraint`. Keras 3 optimizers apply
+`variable.constraint` right after each update *inside* the compiled train
+step, so `w <- inner_constraint(w) * mask` runs on every step (XLA or not,
+under `tf.distribute` too) whatever the optimizer's momentum or Adam moments
+say. The mask is a non-trainable variable that only the callback writes, and
+only every `frequency` steps; it is monotone (once 0, always 0).
+
+The constraint is set on the *variable*, not on the layer's
+`kernel_constraint` attribute, so it never enters the layer config: a model
+saved as `.keras` mid-training carries no tfdc object, and its masks are
+recovered from the zeros of its weights when a new `GradualPruning` resumes.
+
+Composing with other callbacks (e.g. `tfdc.cluster`): call
+`install_mask(variable)`; it returns the variable's existing `MaskConstraint`
+if one is installed, or wraps the current constraint in a new one. Read the
+mask with `constraint.mask` (a `keras.Variable` of the kernel's shape, 1 =
+kept, 0 = pruned). `strip(model)` removes every `MaskConstraint` again.
+"""
+
+import dataclasses
+import statistics
+
+import keras
+import numpy as np
+from keras import ops
+
+from tfdc.select import iter_layers, kernel_attrs, select_kernels
+
+__all__ = ["GradualPruning", "MaskConstraint", "install_mask", "find_mask", "strip",
+           "sparsity", "polynomial_sparsity", "SparsityReport", "LayerSparsity"]
+
+
+@keras.saving.register_keras_serializable(package="tfdc")
+class MaskConstraint(keras.constraints.Constraint):
+    """`w -> inner(w) * mask`: keeps pruned weights at exactly zero.
+
+    Args:
+        mask: a non-trainable `keras.Variable` with the kernel's shape and
+            dtype (1 keeps a weight, 0 prunes it), or `None` (identity; what
+            deserialization yields, since masks are not saved).
+        inner: the constraint that was on the variable before (applied first),
+            or `None`.
+    """
+
+    def __init__(self, mask=None, inner=None):
+        self.mask = mask
+        self.inner = inner
+
+    def __call__(self, w):
+        if self.inner is not None:
+            w = self.inner(w)
+        if self.mask is None:
+            return w
+        return w * ops.cast(self.mask, w.dtype)
+
+    def get_config(self):
+        # The mask itself lives in the weights' zeros; only the inner
+        # constraint needs saving.
+        inner = keras.constraints.serialize(self.inner) if self.inner is not None else None
+        return {"inner": inner}
+
+    @classmethod
+    def from_config(cls, config):
+        inner = config.get("inner")
+        return cls(mask=None, inner=keras.constraints.deserialize(inner) if inner else None)
+
+
+def find_mask(variable):
+    """The `MaskConstraint` installed on `variable`, or `None`."""
+    constraint = getattr(variable, "constraint", None)
+    while constraint is not None:
+        if isinstance(constraint, MaskConstraint):
+            return constraint
+        constraint = getattr(constraint, "inner", None)
+    return None
+
+
+def install_mask(variable, strategy=None):
+    """Make sure `variable` carries a `MaskConstraint` with a mask variable.
+
+    Returns the existing one if present (so several callbacks share one mask),
+    otherwise wraps the variable's current constraint. The mask starts at all
+    ones and is created under `strategy`'s scope (mirrored under
+    `MirroredStrategy`). A train function traced before this call does not
+    see the new constraint: rebuild it (`model.make_train_function(force=True)`).
+    """
+    existing = find_mask(variable)
+    if existing is not None and existing.mask is not None:
+        return existing
+    name = variable.path.replace("/", "_") + "_mask"
+    scope = strategy.scope() if strategy is not None else _nullcontext()
+    with scope:
+        mask = keras.Variable(np.ones(variable.shape, dtype=variable.dtype), trainable=False,
+                              dtype=variable.dtype, name=name)
+    if existing is not None:  # a deserialized identity constraint: arm it
+        existing.mask = mask
+        return existing
+    constraint = MaskConstraint(mask, inner=variable.constraint)
+    variable.constraint = constraint
+    return constraint
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def strip(model):
+    """Remove every `MaskConstraint` from `model`'s variables (the user's own
+    constraints stay), so the model carries no tfdc objects. Pruned weights
+    are no longer held at zero by later training. Returns `model`."""
+    for variable in model.variables:
+        variable.constraint = _without_masks(variable.constraint)
+    # A traced train function still applies the old constraint.
+    if getattr(model, "train_function", None) is not None:
+        model.train_function = None
+    return model
+
+
+def _without_masks(constraint):
+    if constraint is None:
+        return None
+    if isinstance(constraint, MaskConstraint):
+        return _without_masks(constraint.inner)
+    return constraint
+
+
+def polynomial_sparsity(step, initial_sparsity, target_sparsity, begin_step, end_step):
+    """Zhu & Gupta's cubic ramp, `s_t = s_f + (s_i - s_f) (1 - p)^3`.
+
+    `p = (step - begin_step) / (end_step - begin_step)`, clipped to [0, 1]:
+    `initial_sparsity` up to `begin_step`, `target_sparsity` from `end_step`.
+    Works on Python numbers and NumPy arrays of steps.
+    """
+    p = np.clip((np.asarray(step, dtype=np.float64) - begin_step) / (end_step - begin_step), 0.0, 1.0)
+    s = target_sparsity + (initial_sparsity - target_sparsity) * (1.0 - p) ** 3
+    return float(s) if np.ndim(s) == 0 else s
+
+
+@dataclasses.dataclass
+class LayerSparsity:
+    """Zeros in one kernel."""
+
+    weights: int
+    zeros: int
+
+    @property
+    def sparsity(self):
+        return self.zeros / self.weights if self.weights else 0.0
+
+    def __getitem__(self, key):  # dict-style access: report["fc1"]["sparsity"]
+        return getattr(self, key)
+
+
+class SparsityReport(dict):
+    """`sparsity(model)`'s result: kernel name -> `LayerSparsity`, printable."""
+
+    @property
+    def weights(self):
+        return sum(v.weights for v in self.values())
+
+    @property
+    def zeros(self):
+        return sum(v.zeros for v in self.values())
+
+    @property
+    def sparsity(self):
+        return self.zeros / self.weights if self.weights else 0.0
+
+    def __str__(self):
+        width = max([len(n) for n in self] + [5])
+        lines = [f"{'layer':<{width}}  {'weights':>9}  {'zeros':>9}  {'sparsity':>8}  {'kept':>6}"]
+        rows = list(self.items()) + [("total", LayerSparsity(self.weights, self.zeros))]
+        for name, v in rows:
+            lines.append(f"{name:<{width}}  {v.weights:>9,}  {v.zeros:>9,}  {v.sparsity:>8.2%}  "
+                         f"{1 - v.sparsity:>6.2%}")
+        return "\n".join(lines)
+
+
+def _kernel_name(layer, attr):
+    return layer.name if len(kernel_attrs(layer)) == 1 else f"{layer.name}/{attr}"
+
+
+def sparsity(model):
+    """Per-kernel zero counts of every Dense / Conv / Embedding kernel.
+
+    Returns:
+        A `SparsityReport`: a dict mapping kernel name (the layer name, or
+        `layer/attr` for layers with two kernels) to `LayerSparsity(weights,
+        zeros)` with a `.sparsity` property; the report has `.sparsity`,
+        `.weights` and `.zeros` totals and prints as a table.
+    """
+    report, seen = SparsityReport(), set()
+    for layer in iter_layers(model):
+        for attr in kernel_attrs(layer):
+            variable = getattr(layer, attr, None)
+            if variable is None or id(variable) in seen:
+                continue
+            seen.add(id(variable))
+            w = ops.convert_to_numpy(variable)
+            report[_kernel_name(layer, attr)] = LayerSparsity(int(w.size), int(w.size - np.count_nonzero(w)))
+    return report
+
+
+def _check_sparsity(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{what} must be a number in [0, 1), got {value!r}")
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{what} must be in [0, 1), got {value!r}")
+
+
+class GradualPruning(keras.callbacks.Callback):
+    """Prune kernels to a target sparsity during training (Zhu & Gupta ramp).
+
+    Every `frequency` optimizer steps between `begin_step` and `end_step`, each
+    selected kernel's mask is recomputed so that its sparsity follows
+    `s_t = s_f + (s_i - s_f) (1 - (t - t0) / (end_step - t0))^3`; after
+    `end_step` the masks stay fixed while training goes on (the paper's
+    retraining). Steps are optimizer iterations (`model.optimizer.iterations`),
+    so the schedule carries on across `fit` calls and a `.keras` save/load.
+
+    The masks are enforced inside the compiled train step by a
+    `MaskConstraint` on each kernel variable (see the module docstring), so a
+    pruned weight stays exactly 0 under any optimizer. `logs["sparsity"]` is
+    the current overall sparsity of the selected kernels.
+
+    Args:
+        target_sparsity: final fraction of zeros, in [0, 1): one float for every
+            Dense / Conv / DepthwiseConv / SeparableConv / ConvTranspose /
+            EinsumDense / Embedding kernel (never biases or normalization), or a
+            dict mapping a layer name or regular expression to a sparsity (only
+            matched layers are pruned).
+        initial_sparsity: sparsity at `begin_step` (default 0).
+        begin_step: first pruning step. Default: the step at which this fit's
+            epoch 0 starts (`optimizer.iterations - initial_epoch * steps`).
+        end_step: step at which `target_sparsity` is reached. Default: the
+            end of the fit, (start of epoch 0) + `epochs * steps_per_epoch`.
+        frequency: prune every this many steps (default 100).
+        criterion: `"magnitude"` (default): per layer, exactly
+            `round(s * n)` weights, those of smallest |w|, are zero.
+            `"std"`: the paper's rule, prune |w| < quality * std(w), std of the
+            layer's current weights; the quality is derived from the scheduled
+            sparsity as `quality = sqrt(2) * erfinv(s_t)`, the value that
+            prunes a fraction `s_t` of normally distributed weights. The
+            realized sparsity then only approximates the target (it is
+            reported in `logs["sparsity"]` and by `tfdc.sparsity`).
+        exclude: layer names or regular expressions never to prune.
+        verbose: 1 prints the per-layer sparsity table at the end of training.
+
+    Raises:
+        ValueError: a sparsity outside [0, 1), `initial_sparsity` above the
+            target, `begin_step >= end_step`, a name or pattern that matches
+            no layer, a model with nothing to prune, an unknown criterion.
+
+    Example:
+
+    ```python
+    import keras, numpy as np, tfdc
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, name="fc1"),
+                              keras.layers.Dense(2, name="out")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.random.rand(256, 20), np.random.randint(0, 2, 256)
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0,
+              callbacks=[tfdc.GradualPruning({"fc1": 0.9, "out": 0.5}, frequency=4)])
+    print(tfdc.sparsity(model))   # fc1 90 %, out 50 %
+    ```
+    """
+
+    def __init__(self, target_sparsity, initial_sparsity=0.0, begin_step=None, end_step=None,
+                 frequency=100, criterion="magnitude", exclude=(), verbose=0):
+        super().__init__()
+        if isinstance(target_sparsity, dict):
+            if not target_sparsity:
+                raise ValueError("target_sparsity is an empty dict: name at least one layer")
+            for key, value in target_sparsity.items():
+                _check_sparsity(value, f"target_sparsity[{key!r}]")
+        else:
+            _check_sparsity(target_sparsity, "target_sparsity")
+        _check_sparsity(initial_sparsity, "initial_sparsity")
+        targets = target_sparsity.values() if isinstance(target_sparsity, dict) else [target_sparsity]
+        if any(initial_sparsity > t for t in targets):
+            raise ValueError(f"initial_sparsity={initial_sparsity} is above a target sparsity "
+                             f"({target_sparsity}); the schedule only prunes more over time")
+        if criterion not in ("magnitude", "std"):
+            raise ValueError(f"criterion must be 'magnitude' or 'std', got {criterion!r}")
+        if not isinstance(frequency, int) or frequency < 1:
+            raise ValueError(f"frequency must be a positive integer, got {frequency!r}")
+        for name, step in (("begin_step", begin_step), ("end_step", end_step)):
+            if step is not None and (not isinstance(step, (int, np.integer)) or step < 0):
+                raise ValueError(f"{name} must be a non-negative integer or None, got {step!r}")
+        if begin_step is not None and end_step is not None and begin_step >= end_step:
+            raise ValueError(f"begin_step ({begin_step}) must be smaller than end_step ({end_step})")
+        self.target_sparsity = target_sparsity
+        self.initial_sparsity = float(initial_sparsity)
+        self.begin_step = begin_step
+        self.end_step = end_step
+        self.frequency = frequency
+        self.criterion = criterion
+        self.exclude = exclude
+        self.verbose = verbose
+        self.selections = None
+        self._masks = None
+        self._step = None
+        self._last_prune = None
+        self._sparsity = 0.0
+
+    # ----------------------------------------------------------------- schedule
+    def _select(self, model):
+        return select_kernels(model, self.target_sparsity, self.exclude,
+                              validate=lambda v, name: _check_sparsity(v, f"sparsity of layer {name!r}"))
+
+    def sparsity_at(self, step, model=None):
+        """The scheduled sparsity of each selected kernel at optimizer `step`.
+
+        Pure (reads no weights). Needs the model (the one being trained, or
+        `model=`) to resolve names, and `begin_step` / `end_step` (given, or
+        known once `fit` has started).
+
+        Returns:
+            dict kernel name (as in `tfdc.sparsity`) -> scheduled sparsity.
+        """
+        model = model or self.model
+        if model is None:
+            raise ValueError("sparsity_at needs a model: pass model= or call it during/after fit")
+        if self.begin_step is None or self.end_step is None:
+            raise ValueError("begin_step/end_step are only known once fit starts; pass them "
+                             "explicitly to evaluate the schedule before training")
+        selections = self.selections if model is self.model and self.selections else self._select(model)
+        return {_kernel_name(s.layer, s.attr): polynomial_sparsity(
+            step, self.initial_sparsity, s.value, self.begin_step, self.end_step) for s in selections}
+
+    # ---------------------------------------------------------------- callbacks
+    def on_train_begin(self, logs=None):
+        model = self.model
+        self.selections = self._select(model)
+        strategy = getattr(model, "distribute_strategy", None)
+        fresh = [find_mask(s.variable) is None or find_mask(s.variable).mask is None
+                 for s in self.selections]
+        self._masks = [install_mask(s.variable, strategy) for s in self.selections]
+        if any(fresh):
+            # A train function traced by an earlier fit does not apply the new
+            # constraints: rebuild it (it is traced again on its first call).
+            model.make_train_function(force=True)
+        self._step = int(ops.convert_to_numpy(model.optimizer.iterations))
+        self._last_prune = None
+        self._resolved = False
+        self._user_begin, self._user_end = self.begin_step, self.end_step
+
+    def _resolve_schedule(self, initial_epoch):
+        steps = self.params.get("steps") if self.params else None
+        begin, end = self._user_begin, self._user_end
+        # The optimizer step at which this fit's epoch 0 started (or would have).
+        fit_start = max(0, self._step - initial_epoch * (steps or 0))
+        if begin is None:
+            begin = fit_start
+        if end is None:
+            epochs = self.params.get("epochs") if self.params else None
+            if not steps or not epochs:
+                raise ValueError("the number of steps per epoch is unknown (a dataset of unknown "
+                                 "length?): pass end_step to GradualPruning")
+            end = fit_start + epochs * steps
+        if begin >= end:
+            raise ValueError(f"begin_step ({begin}) must be smaller than end_step ({end})")
+        self.begin_step, self.end_step = int(begin), int(end)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._resolved:
+            return
+        self._resolve_schedule(epoch)
+        self._resolved = True
+        # Resuming mid-schedule (or after it): the zeros already in the
+        # weights are the masks of the earlier run; keep them.
+        if self._step > self.begin_step:
+            for selection, constraint in zip(self.selections, self._masks):
+                w = ops.convert_to_numpy(selection.variable)
+                constraint.mask.assign((w != 0).astype(w.dtype) * ops.convert_to_numpy(constraint.mask))
+        if self._step >= self.begin_step:
+            self._prune(self._step)
+        else:
+            self._sparsity = self._measure()
+
+    def on_train_batch_end(self, batch, logs=None):
+        # `batch` is the last batch index of this execution; the optimizer ran
+        # (batch - previous batch) steps. Counting in Python avoids reading
+        # `optimizer.iterations` (a device sync) on every step.
+        self._step = self._epoch_base + batch + 1
+        if self._due(self._step):
+            self._prune(self._step)
+        if logs is not None:
+            logs["sparsity"] = self._sparsity
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["sparsity"] = self._sparsity
+
+    def on_train_end(self, logs=None):
+        if self.verbose:
+            print(sparsity(self.model))
+
+    # Track the step base of each epoch (batches restart at 0).
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0 or not hasattr(self, "_epoch_base"):
+            self._epoch_base = self._step - batch
+
+    def _due(self, step):
+        if step < self.begin_step:
+            return False
+        if self._last_prune is None:
+            return True
+        if self._last_prune >= self.end_step:
+            return False
+        return step - self._last_prune >= self.frequency or step >= self.end_step
+
+    # ------------------------------------------------------------------ pruning
+    def _prune(self, step):
+        """Recompute every mask for the scheduled sparsity at `step` and zero
+        the pruned weights now (the constraint keeps them zero afterwards)."""
+        self._last_prune = step
+        zeros = total = 0
+        for selection, constraint in zip(self.selections, self._masks):
+            target = polynomial_sparsity(step, self.initial_sparsity, selection.value,
+                                         self.begin_step, self.end_step)
+            w = ops.convert_to_numpy(selection.variable)
+            old = ops.convert_to_numpy(constraint.mask)
+            mask = self._new_mask(w, old, target)
+            constraint.mask.assign(mask)
+            selection.variable.assign(w * mask)
+            zeros += int(mask.size - np.count_nonzero(mask))
+            total += mask.size
+        self._sparsity = zeros / total
+
+    def _new_mask(self, w, old, target):
+        flat = np.abs(w).ravel()
+        flat[old.ravel() == 0] = -1.0  # already pruned: first out, never back
+        n = flat.size
+        if self.criterion == "magnitude":
+            k = max(int(round(target * n)), n - int(np.count_nonzero(old)))
+            mask = np.ones(n, dtype=w.dtype)
+            if k > 0:
+                mask[np.argpartition(flat, k - 1)[:k]] = 0
+        else:
+            quality = statistics.NormalDist().inv_cdf(0.5 + target / 2) if target > 0 else 0.0
+            threshold = quality * float(np.std(w))
+            mask = (flat >= threshold).astype(w.dtype) if threshold > 0 else (flat >= 0).astype(w.dtype)
+        return mask.reshape(w.shape) * old
+
+    def _measure(self):
+        zeros = total = 0
+        for s in self.selections:
+            w = ops.convert_to_numpy(s.variable)
+            zeros += w.size - np.count_nonzero(w)
+            total += w.size
+        return zeros / total
+
+    def strip(self):
+        """Remove the mask constraints from the model (see `tfdc.prune.strip`)."""
+        return strip(self.model)
