@@ -1,0 +1,334 @@
+"""The `tfdc` command line: `tfdc demo | inspect | decode | bench`.
+
+    tfdc demo [--quick]            prune, quantize, pack and verify LeNet on MNIST
+    tfdc inspect FILE [--json]     the per-layer compression report of a .tflite
+    tfdc decode IN OUT             a packed .tflite back to a standard .tflite
+    tfdc bench FILE                decode time per backend, LiteRT load + latency
+
+User mistakes (a missing or corrupted file, a bad option, no MNIST) end with
+one `tfdc: error: ...` message on stderr and exit status 1 (2 for usage
+errors, as argparse does); set `TFDC_DEBUG=1` to see the traceback instead.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+EXIT_ERROR = 1
+
+_PROG = "tfdc"
+
+
+class UserError(Exception):
+    """An error to report as one line, without a traceback."""
+
+
+# ------------------------------------------------------------------ parsing
+def _sparsity(text):
+    """`0.9`, `paper`, or `fc1=0.92,fc2=0.91`."""
+    if text == "paper":
+        return None
+    if "=" in text:
+        return {k: _sparsity_value(v) for k, v in _pairs(text)}
+    return _sparsity_value(text)
+
+
+def _sparsity_value(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"sparsity must be in [0, 1), got {text}")
+    return value
+
+
+def _bits(text):
+    """`5`, `paper`, or `conv1=8,fc1=5`."""
+    if text == "paper":
+        return None
+    if "=" in text:
+        return {k: _bits_value(v) for k, v in _pairs(text)}
+    return _bits_value(text)
+
+
+def _bits_value(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"bits must be in 1..16, got {text}")
+    return value
+
+
+def _pairs(text):
+    out = []
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"expected layer=value pairs, got {item!r}")
+        out.append((key.strip(), value.strip()))
+    return out
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog=_PROG, description="Deep Compression (pruning, trained quantization, Huffman "
+        "coding) for Keras 3 models shipped as TensorFlow Lite / LiteRT files.")
+    from tfdc import __version__
+    parser.add_argument("--version", action="version", version=f"tfdc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo", help="end-to-end demo: train, prune, quantize, pack and verify LeNet on MNIST",
+        description="Train a float LeNet, prune it (tfdc.GradualPruning), quantize it by "
+        "weight sharing (tfdc.ClusteredFineTuning), export the packed .tflite (tfdc.export), "
+        "decode it and measure its test error in the LiteRT interpreter. Prints the "
+        "paper-style per-layer table and writes the model, reports and plots to --out.")
+    demo.add_argument("--quick", action="store_true",
+                      help="a short run: 15,000 training images and 2+3+1 epochs")
+    demo.add_argument("--out", default="tfdc_demo_out",
+                      help="output folder (default: tfdc_demo_out)")
+    demo.add_argument("--network", choices=["lenet_300_100", "lenet5"], default="lenet_300_100",
+                      help="network (default: lenet_300_100)")
+    demo.add_argument("--dataset", choices=["mnist", "digits"], default="mnist",
+                      help="mnist (default) or digits: scikit-learn's bundled 8x8 digits, "
+                      "no download")
+    demo.add_argument("--mnist", metavar="PATH",
+                      help="mnist.npz to use (default: $TFDC_MNIST, else Keras's cache or "
+                      "download)")
+    demo.add_argument("--sparsity", type=_sparsity, default=None, metavar="S",
+                      help="fraction of weights to prune: a number, layer=value pairs "
+                      "(fc1=0.92,fc2=0.91), or 'paper' (default: the paper's per-layer values)")
+    demo.add_argument("--bits", type=_bits, default=None, metavar="B",
+                      help="bits per shared weight (2**B clusters): a number, layer=value "
+                      "pairs, or 'paper' (default: the paper's, 6 for LeNet-300-100)")
+    demo.add_argument("--epochs", type=_positive, default=None, metavar="N",
+                      help="baseline training epochs (default 10; 2 with --quick)")
+    demo.add_argument("--prune-epochs", type=_positive, default=None, metavar="N",
+                      help="pruning + retraining epochs (default: --epochs; 3 with --quick)")
+    demo.add_argument("--cluster-epochs", type=_positive, default=None, metavar="N",
+                      help="clustered fine-tuning epochs (default: epochs/3; 1 with --quick)")
+    demo.add_argument("--train-size", type=_positive, default=None, metavar="N",
+                      help="use only the first N training images")
+    demo.add_argument("--test-size", type=_positive, default=None, metavar="N",
+                      help="use only the first N test images")
+    demo.add_argument("--no-plots", action="store_true", help="do not write the PNG figures")
+    demo.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")
+    # For tests: a tiny run that finishes in well under a minute.
+    demo.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    demo.set_defaults(func=cmd_demo)
+
+    inspect = sub.add_parser(
+        "inspect", help="print the per-layer compression report of a .tflite file",
+        description="Print the per-layer report of a packed .tflite file (for a plain "
+        ".tflite: what packing it would give).")
+    inspect.add_argument("file", help="a packed or plain .tflite file")
+    fmt = inspect.add_mutually_exclusive_group()
+    fmt.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    fmt.add_argument("--json", action="store_true", help="print every number as JSON")
+    inspect.set_defaults(func=cmd_inspect)
+
+    decode = sub.add_parser(
+        "decode", help="decode a packed .tflite into a standard .tflite",
+        description="Decode a packed .tflite file into a standard .tflite model that any "
+        "TFLite / LiteRT runtime loads. The output is written atomically.")
+    decode.add_argument("input", metavar="IN", help="the packed .tflite file")
+    decode.add_argument("output", metavar="OUT", help="where to write the decoded .tflite")
+    decode.add_argument("--backend", choices=["auto", "native", "python"], default="auto",
+                        help="decoder: the C extension, pure NumPy, or auto (default)")
+    decode.set_defaults(func=cmd_decode)
+
+    bench = sub.add_parser(
+        "bench", help="time decoding and LiteRT inference of a .tflite file",
+        description="Host timings: decode time per backend (native C, Python), then "
+        "LiteRT interpreter load time and mean inference latency.")
+    bench.add_argument("file", help="a packed or plain .tflite file")
+    bench.add_argument("--runs", type=_positive, default=20,
+                       help="repetitions per measurement (default 20)")
+    bench.add_argument("--threads", type=_positive, default=None,
+                       help="interpreter threads (default: the runtime's)")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+# ----------------------------------------------------------------- commands
+def _read(path):
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a directory, expected a .tflite file")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _check_tflite(data, path):
+    from tfdc.unpack import is_packed
+    if not is_packed(data) and (len(data) < 8 or data[4:8] != b"TFL3"):
+        raise UserError(f"{path}: not a .tflite file (no TFL3 identifier)")
+    return is_packed(data)
+
+
+def cmd_demo(args):
+    from tfdc import demo
+    config = demo.DemoConfig(
+        network=args.network, dataset=args.dataset, mnist=args.mnist, sparsity=args.sparsity,
+        bits=args.bits, epochs=args.epochs, prune_epochs=args.prune_epochs,
+        cluster_epochs=args.cluster_epochs, train_size=args.train_size,
+        test_size=args.test_size, quick=args.quick or args.tiny, out=args.out,
+        plots=not args.no_plots, seed=args.seed)
+    if args.tiny:
+        # Tests: a few hundred steps in all.
+        for name, value in (("epochs", 1), ("prune_epochs", 2), ("cluster_epochs", 1),
+                            ("train_size", 4096), ("test_size", 1000)):
+            if getattr(config, name) is None:
+                setattr(config, name, value)
+    if args.mnist and not os.path.exists(args.mnist):
+        raise UserError(f"--mnist {args.mnist}: no such file")
+    if args.no_plots is False:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UserError("plots need matplotlib: pip install 'tfdc[demo]' (or pass "
+                            "--no-plots)") from None
+    demo.run(config)
+    return 0
+
+
+def cmd_inspect(args):
+    import tfdc
+    data = _read(args.file)
+    _check_tflite(data, args.file)
+    report = tfdc.inspect(data)
+    report.path = args.file
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    elif args.markdown:
+        print(report.to_markdown())
+    else:
+        print(report.to_text())
+    return 0
+
+
+def cmd_decode(args):
+    from tfdc.export import write_atomically
+    from tfdc.unpack import decode
+    data = _read(args.input)
+    if not _check_tflite(data, args.input):
+        raise UserError(f"{args.input}: not a tfdc-packed file (it is a plain .tflite already)")
+    try:
+        decoded = decode(data, backend=args.backend)
+    except ImportError as e:
+        raise UserError(f"the {args.backend} decoder is not available: {e}") from None
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(out_dir):
+        raise UserError(f"{args.output}: folder {out_dir} does not exist")
+    write_atomically(args.output, decoded)
+    print(f"{args.input} ({len(data):,} B) -> {args.output} ({len(decoded):,} B)")
+    return 0
+
+
+def _median_ms(fn, runs):
+    times = []
+    for _ in range(max(1, runs)):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
+def cmd_bench(args):
+    import numpy as np
+
+    from tfdc.runtime import interpreter_class
+    from tfdc.unpack import decode
+    data = _read(args.file)
+    packed = _check_tflite(data, args.file)
+    runs = max(1, args.runs)
+    print(f"{args.file}: {len(data):,} B, {'tfdc-packed' if packed else 'plain .tflite'}")
+    model = data
+    if packed:
+        model = decode(data)
+        print(f"decoded: {len(model):,} B")
+        for backend in ("native", "python"):
+            try:
+                decode(data, backend=backend)
+            except ImportError as e:
+                print(f"decode ({backend:6s}): not available ({e})")
+                continue
+            ms = _median_ms(lambda: decode(data, backend=backend), runs)
+            print(f"decode ({backend:6s}): {ms:9.3f} ms median of {runs}")
+    kwargs = {"num_threads": args.threads} if args.threads else {}
+    cls = interpreter_class()
+
+    def load():
+        interpreter = cls(model_content=model, **kwargs)
+        interpreter.allocate_tensors()
+        return interpreter
+
+    print(f"LiteRT load + allocate: {_median_ms(load, runs):9.3f} ms median of {runs}")
+    interpreter = load()
+    rng = np.random.default_rng(0)
+    for detail in interpreter.get_input_details():
+        shape, dtype = detail["shape"], detail["dtype"]
+        if np.issubdtype(dtype, np.floating):
+            value = rng.random(shape).astype(dtype)
+        else:
+            info = np.iinfo(dtype)
+            value = rng.integers(max(info.min, -128), min(info.max, 127), shape).astype(dtype)
+        interpreter.set_tensor(detail["index"], value)
+    interpreter.invoke()  # warm-up
+    n = max(runs, 50)
+    t = time.perf_counter()
+    for _ in range(n):
+        interpreter.invoke()
+    mean = 1000 * (time.perf_counter() - t) / n
+    shape = "x".join(str(d) for d in interpreter.get_input_details()[0]["shape"])
+    print(f"LiteRT inference ({shape}): {mean:9.3f} ms mean of {n}")
+    return 0
+
+
+# --------------------------------------------------------------------- main
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    from tfdc.errors import DatasetUnavailableError, FormatError
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"{_PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, FormatError, DatasetUnavailableError, OSError, ValueError,
+            ImportError) as e:
+        if os.environ.get("TFDC_DEBUG"):
+            raise
+        message = str(e) or type(e).__name__
+        if isinstance(e, FormatError):
+            message = f"{getattr(args, 'file', None) or getattr(args, 'input', '')}: " \
+                      f"not a valid tfdc-packed file: {message}"
+        elif isinstance(e, OSError) and e.filename:
+            message = f"{e.filename}: {e.strerror or message}"
+        print(f"{_PROG}: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

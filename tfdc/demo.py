@@ -1,0 +1,385 @@
+"""The end-to-end Deep Compression demo behind `tfdc demo`.
+
+Train a float baseline, prune it with `tfdc.GradualPruning`, quantize it by
+weight sharing with `tfdc.ClusteredFineTuning`, export the packed `.tflite`
+with `tfdc.export`, decode it again, and measure the test error in the LiteRT
+interpreter. `compress()` is the reusable pipeline (also used by
+`tools/paper_benchmark.py`); `run()` adds data loading, printing and plots.
+
+Example:
+
+```python
+from tfdc import demo
+result = demo.run(demo.DemoConfig(quick=True, out="tfdc_demo_out"))
+print(result["ratio"], result["errors"]["tflite"])
+```
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+
+__all__ = ["DemoConfig", "run", "compress", "tflite_error", "PAPER_SPARSITY", "PAPER_BITS",
+           "load_dataset"]
+
+# The per-layer settings of the paper's Tables 2 and 3 (fraction pruned =
+# 1 - weights kept; bits of the shared-value index).
+PAPER_SPARSITY = {
+    "lenet_300_100": {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74},
+    "lenet5": {"conv1": 0.34, "conv2": 0.88, "fc1": 0.92, "fc2": 0.81},
+}
+PAPER_BITS = {
+    "lenet_300_100": 6,
+    "lenet5": {"conv1": 8, "conv2": 8, "fc1": 5, "fc2": 5},
+}
+
+
+@dataclasses.dataclass
+class DemoConfig:
+    """Settings of one demo run (the `tfdc demo` options).
+
+    Args:
+        network: "lenet_300_100" or "lenet5".
+        dataset: "mnist" or "digits" (scikit-learn's bundled 8x8 digits).
+        mnist: path of mnist.npz (else `$TFDC_MNIST`, Keras's cache, download).
+        sparsity: None (the paper's per-layer values), a float, or a dict.
+        bits: None (the paper's), an int, or a dict layer -> bits.
+        epochs, prune_epochs, cluster_epochs: epochs of the three stages
+            (None: defaults that depend on `quick`).
+        train_size, test_size: use only the first n examples (None: all).
+        quick: a short run (a subset and few epochs; a minute or two).
+        out: output folder for the packed model, reports and plots.
+        plots: write the PNG figures (needs matplotlib).
+        verbose: Keras's verbosity (1: progress bars).
+        seed: random seed.
+    """
+    network: str = "lenet_300_100"
+    dataset: str = "mnist"
+    mnist: str = None
+    sparsity: object = None
+    bits: object = None
+    epochs: int = None
+    prune_epochs: int = None
+    cluster_epochs: int = None
+    train_size: int = None
+    test_size: int = None
+    batch_size: int = 128
+    quick: bool = False
+    out: str = "tfdc_demo_out"
+    plots: bool = True
+    verbose: int = 1
+    seed: int = 1234
+
+    def resolved(self):
+        """A copy with every None default filled in."""
+        c = dataclasses.replace(self)
+        quick = self.quick
+        if c.epochs is None:
+            c.epochs = 2 if quick else 10
+        if c.prune_epochs is None:
+            c.prune_epochs = 3 if quick else max(2, c.epochs)
+        if c.cluster_epochs is None:
+            c.cluster_epochs = 1 if quick else max(1, c.epochs // 3)
+        if c.train_size is None and quick:
+            c.train_size = 15000
+        if c.sparsity is None:
+            c.sparsity = PAPER_SPARSITY[c.network]
+        if c.bits is None:
+            c.bits = PAPER_BITS[c.network]
+        return c
+
+
+def load_dataset(name="mnist", network="lenet_300_100", mnist=None):
+    """`((x_train, y_train), (x_test, y_test))` for `network`'s input shape."""
+    from tfdc import datasets
+    channels = network == "lenet5"
+    if name == "mnist":
+        return datasets.load_mnist(mnist, channels=channels)
+    if name == "digits":
+        return datasets.load_digits(channels=channels)
+    raise ValueError(f"unknown dataset {name!r}: expected 'mnist' or 'digits'")
+
+
+def build_model(network):
+    from tfdc import models
+    if network == "lenet_300_100":
+        return models.lenet_300_100()
+    if network == "lenet5":
+        return models.lenet5()
+    raise ValueError(f"unknown network {network!r}: expected 'lenet_300_100' or 'lenet5'")
+
+
+def tflite_error(model_or_path, x, y, batch=500, num_threads=None):
+    """Top-1 error (a fraction) of a packed or plain `.tflite` model on
+    `(x, y)`, run in the LiteRT interpreter (`tfdc.load_interpreter`)."""
+    from tfdc.runtime import load_interpreter
+    kwargs = {"num_threads": num_threads} if num_threads else {}
+    interpreter = load_interpreter(model_or_path, **kwargs)
+    inp = interpreter.get_input_details()[0]
+    batch = min(batch, len(x))
+    interpreter.resize_tensor_input(inp["index"], [batch] + list(x.shape[1:]))
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    wrong = 0
+    for start in range(0, len(x), batch):
+        chunk = x[start:start + batch].astype(inp["dtype"])
+        n = len(chunk)
+        if n < batch:  # pad the last batch instead of re-allocating
+            chunk = np.concatenate([chunk, np.zeros((batch - n,) + chunk.shape[1:], chunk.dtype)])
+        interpreter.set_tensor(inp["index"], chunk)
+        interpreter.invoke()
+        pred = interpreter.get_tensor(out["index"])[:n].argmax(-1)
+        wrong += int(np.count_nonzero(pred != y[start:start + n]))
+    return wrong / len(x)
+
+
+class _SparsityRecorder:
+    """Records `logs["sparsity"]` (set by GradualPruning) every few steps."""
+
+    def __new__(cls, every=10):
+        import keras
+
+        class Recorder(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.steps, self.values, self._step0 = [], [], None
+
+            def on_train_begin(self, logs=None):
+                self._step0 = int(np.asarray(self.model.optimizer.iterations))
+                self._n = 0
+
+            def on_train_batch_end(self, batch, logs=None):
+                self._n += 1
+                if logs and "sparsity" in logs and (self._n % every == 0 or self._n == 1):
+                    self.steps.append(self._step0 + self._n)
+                    self.values.append(float(logs["sparsity"]))
+
+        return Recorder()
+
+
+def _kernel(model, name):
+    return np.array(model.get_layer(name).kernel.numpy())
+
+
+def _error(model, x, y, batch_size):
+    return 1.0 - float(model.evaluate(x, y, batch_size=max(batch_size, 512), verbose=0)[1])
+
+
+def compress(model, train, test, *, sparsity, bits, epochs, prune_epochs, cluster_epochs,
+             out_path, batch_size=128, verbose=1, track_layer=None, log=print):
+    """Baseline → pruning → trained quantization → packed `.tflite`.
+
+    `model` must be compiled with `metrics=["accuracy"]`. The pruning ramp
+    takes the first two thirds of `prune_epochs`; the rest retrains the
+    sparse network with fixed masks (the paper's retraining).
+
+    Returns:
+        A dict: `errors` (float, pruned, clustered, tflite: fractions),
+        `times` (seconds per stage), `report` (the `tfdc.ExportReport`),
+        `path`, `packed_bytes`, `float_bytes` (4 bytes per parameter),
+        `snapshots` (the tracked layer's kernel after each stage),
+        `codebook`, `schedule` (steps, scheduled, measured steps, measured).
+    """
+    import tfdc
+
+    (xtr, ytr), (xte, yte) = train, test
+    errors, times, snapshots = {}, {}, {}
+    steps_per_epoch = int(np.ceil(len(xtr) / batch_size))
+
+    log(f"\n[1/4] Training the float baseline ({epochs} epochs)")
+    t = time.perf_counter()
+    if epochs:
+        model.fit(xtr, ytr, batch_size=batch_size, epochs=epochs, verbose=verbose)
+    times["baseline"] = time.perf_counter() - t
+    errors["float"] = _error(model, xte, yte, batch_size)
+    log(f"      float test error: {errors['float']:.2%}")
+    if track_layer:
+        snapshots["dense"] = _kernel(model, track_layer)
+
+    log(f"\n[2/4] Pruning with tfdc.GradualPruning ({prune_epochs} epochs)")
+    begin = int(np.asarray(model.optimizer.iterations))
+    total = prune_epochs * steps_per_epoch
+    end = begin + max(1, (2 * total) // 3)
+    pruner = tfdc.GradualPruning(sparsity, begin_step=begin, end_step=end,
+                                 frequency=max(1, (end - begin) // 30))
+    recorder = _SparsityRecorder(every=max(1, total // 120))
+    t = time.perf_counter()
+    model.fit(xtr, ytr, batch_size=batch_size, epochs=prune_epochs, verbose=verbose,
+              callbacks=[pruner, recorder])
+    times["prune"] = time.perf_counter() - t
+    errors["pruned"] = _error(model, xte, yte, batch_size)
+    report = tfdc.sparsity(model)
+    log(f"      pruned test error: {errors['pruned']:.2%}, sparsity {report.sparsity:.1%}")
+    if track_layer:
+        snapshots["pruned"] = _kernel(model, track_layer)
+    steps = np.arange(begin, begin + total + 1)
+    sizes = {name: layer.weights for name, layer in report.items()}
+    scheduled = []
+    for step in steps:  # weighted over the pruned kernels, as logs["sparsity"]
+        per_kernel = pruner.sparsity_at(int(step))
+        n = sum(sizes[name] for name in per_kernel)
+        scheduled.append(sum(v * sizes[name] for name, v in per_kernel.items()) / n)
+    schedule = (steps, np.array(scheduled), np.array(recorder.steps), np.array(recorder.values))
+
+    log(f"\n[3/4] Trained quantization with tfdc.ClusteredFineTuning ({cluster_epochs} epochs)")
+    clusterer = tfdc.ClusteredFineTuning(bits=bits)
+    t = time.perf_counter()
+    model.fit(xtr, ytr, batch_size=batch_size, epochs=cluster_epochs, verbose=verbose,
+              callbacks=[clusterer])
+    times["cluster"] = time.perf_counter() - t
+    errors["clustered"] = _error(model, xte, yte, batch_size)
+    log(f"      clustered test error: {errors['clustered']:.2%}")
+    codebook = None
+    if track_layer:
+        snapshots["clustered"] = _kernel(model, track_layer)
+        codebook = _codebook_of(model, track_layer, snapshots["clustered"])
+
+    log("\n[4/4] Exporting the packed .tflite with tfdc.export")
+    t = time.perf_counter()
+    export_report = tfdc.export(model, out_path)
+    times["export"] = time.perf_counter() - t
+    t = time.perf_counter()
+    errors["tflite"] = tflite_error(out_path, xte, yte)
+    times["tflite_eval"] = time.perf_counter() - t
+    float_bytes = 4 * int(model.count_params())
+    return {"errors": errors, "times": times, "report": export_report, "path": out_path,
+            "packed_bytes": os.path.getsize(out_path), "float_bytes": float_bytes,
+            "snapshots": snapshots, "codebook": codebook, "schedule": schedule,
+            "sparsity_report": report}
+
+
+def _codebook_of(model, layer_name, clustered):
+    """The shared values of a layer: `tfdc.codebooks` if it knows the layer,
+    else the distinct nonzero values of the clustered kernel."""
+    try:
+        import tfdc
+        books = tfdc.codebooks(model)
+        for key, value in dict(books).items():
+            if key == layer_name or str(key).split("/")[0] == layer_name:
+                values = getattr(value, "centroids", value)
+                return np.asarray(values, dtype=np.float64).ravel()
+    except Exception:  # a display nicety: never fail the demo for it
+        pass
+    values = np.unique(clustered[clustered != 0])
+    return values if values.size <= 1024 else None
+
+
+def layer_sizes(report):
+    """Per-kernel bytes at each stage, for `plots.size_bars`, from an
+    `ExportReport`: dense float32; pruned (float32 values + fixed-width
+    relative indices); + quantized (fixed-width codebook indices + codebook);
+    + Huffman coded (the packed record). Biases are left out."""
+    rows = []
+    for layer in report.layers:
+        if len(layer.shape) < 2:
+            continue
+        values = layer.nnz if layer.sparse else layer.weights
+        pruned_bits = values * 8 * layer.elem_size + layer.gap_symbols * layer.index_bits_pq
+        rows.append({"name": layer.name, "dense": layer.raw_bytes,
+                     "pruned": int(np.ceil(pruned_bits / 8)),
+                     "quantized": int(np.ceil(layer.pq_bits / 8)) if layer.codebook_size else None,
+                     "huffman": layer.record_bytes})
+    return rows
+
+
+def run(config, log=print):
+    """Run the demo; returns the dict of `compress` plus `ratio` and `out`."""
+    import keras
+
+    import tfdc
+    from tfdc.export import write_atomically
+    from tfdc.unpack import decode
+
+    c = config.resolved()
+    keras.utils.set_random_seed(c.seed)
+    os.makedirs(c.out, exist_ok=True)
+    (xtr, ytr), (xte, yte) = load_dataset(c.dataset, c.network, c.mnist)
+    if c.train_size:
+        xtr, ytr = xtr[:c.train_size], ytr[:c.train_size]
+    if c.test_size:
+        xte, yte = xte[:c.test_size], yte[:c.test_size]
+    log(f"tfdc demo: {c.network} on {c.dataset} ({len(xtr):,} training / {len(xte):,} test "
+        f"images); sparsity {_describe(c.sparsity, '{:.0%}')}, bits {_describe(c.bits, '{}')}")
+
+    model = build_model(c.network)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    _validate(model, c)
+    path = os.path.join(c.out, f"{c.network}.tflite")
+    track = "fc1"
+    result = compress(model, (xtr, ytr), (xte, yte), sparsity=c.sparsity, bits=c.bits,
+                      epochs=c.epochs, prune_epochs=c.prune_epochs,
+                      cluster_epochs=c.cluster_epochs, out_path=path, batch_size=c.batch_size,
+                      verbose=c.verbose, track_layer=track, log=log)
+
+    packed = open(path, "rb").read()
+    decoded = decode(packed)
+    decoded_path = os.path.join(c.out, f"{c.network}.decoded.tflite")
+    write_atomically(decoded_path, decoded)
+    decoded_error = tflite_error(decoded, xte, yte)
+    report = result["report"]
+    write_atomically(os.path.join(c.out, "report.md"), report.to_markdown().encode())
+    write_atomically(os.path.join(c.out, "report.json"),
+                     json.dumps(report.to_dict(), indent=2, default=str).encode())
+
+    ratio = result["float_bytes"] / result["packed_bytes"]
+    result.update(ratio=ratio, out=c.out, decoded_path=decoded_path,
+                  decoded_bytes=len(decoded), decoded_error=decoded_error, config=c)
+    log("\n" + report.to_text())
+    e = result["errors"]
+    log(f"\nTest error: float {e['float']:.2%} -> pruned {e['pruned']:.2%} -> "
+        f"clustered {e['clustered']:.2%} -> packed .tflite in LiteRT {e['tflite']:.2%} "
+        f"(decoded file: {decoded_error:.2%})")
+    log(f"Size: {result['float_bytes']:,} B float32 -> {result['packed_bytes']:,} B packed "
+        f"({len(decoded):,} B decoded .tflite)")
+    log(f"Compression ratio: {ratio:.1f}x")
+
+    if c.plots:
+        result["plots"] = write_plots(result, c.out, track, c.network)
+        log("Plots: " + ", ".join(result["plots"]))
+    log(f"Packed model: {path}")
+    return result
+
+
+def _validate(model, c):
+    """Fail on a bad sparsity / bits / layer name now, not after training."""
+    import tfdc
+    from tfdc.select import select_kernels
+    tfdc.GradualPruning(c.sparsity)
+    tfdc.ClusteredFineTuning(bits=c.bits)
+    for what, value in (("sparsity", c.sparsity), ("bits", c.bits)):
+        if isinstance(value, dict):
+            try:
+                select_kernels(model, value)
+            except ValueError as e:
+                raise ValueError(f"{what}: {e}") from None
+
+
+def write_plots(result, out, layer, network):
+    """Write the three figures of a `compress` result into `out`."""
+    from tfdc import plots
+    paths = []
+    snaps = result["snapshots"]
+    if "dense" in snaps:
+        paths.append(plots.weight_histograms(
+            os.path.join(out, f"weights_{layer}.png"), snaps["dense"], snaps.get("pruned"),
+            snaps.get("clustered"), result.get("codebook"), layer=f"{network} / {layer}"))
+    rows = layer_sizes(result["report"])
+    if rows:
+        paths.append(plots.size_bars(os.path.join(out, "sizes.png"), rows,
+                                     title=f"{network}: storage per layer"))
+    steps, scheduled, msteps, measured = result["schedule"]
+    paths.append(plots.sparsity_schedule(os.path.join(out, "sparsity.png"), steps, scheduled,
+                                         msteps, measured,
+                                         title=f"{network}: pruning schedule (all kernels)"))
+    return paths
+
+
+def _describe(value, fmt):
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {fmt.format(v)}" for k, v in value.items())
+    return fmt.format(value)
