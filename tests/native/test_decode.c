@@ -1,0 +1,350 @@
+/*
+ * test_decode.c - C tests of tfdc_decode.c against files made by the
+ * independent builder in tfdc_builder.h. Plain C, run by CTest.
+ *
+ *   test_decode              run all tests
+ *   test_decode --write DIR  also write the built files to DIR (seed corpus)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tfdc_builder.h"
+#include "tfdc_decode.h"
+
+static int failures = 0;
+static const char *write_dir = NULL;
+#define CHECK(cond, ...)                                          \
+  do {                                                            \
+    if (!(cond)) {                                                \
+      failures++;                                                 \
+      fprintf(stderr, "%s:%d: FAILED %s: ", __FILE__, __LINE__, #cond); \
+      fprintf(stderr, __VA_ARGS__);                               \
+      fprintf(stderr, "\n");                                      \
+    }                                                             \
+  } while (0)
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return rng_state;
+}
+
+static void maybe_write(const char *name, const bytes *f) {
+  char path[1024];
+  FILE *fp;
+  if (!write_dir) return;
+  snprintf(path, sizeof path, "%s/%s.tflite", write_dir, name);
+  fp = fopen(path, "wb");
+  if (fp) { fwrite(f->d, 1, f->n, fp); fclose(fp); }
+}
+
+/* Decodes `f` and checks every record's bytes, the copied prefix and the
+ * zero fill. Returns the status. */
+static int decode_and_check(const char *name, const bytes *f, const brecord *recs, uint32_t nrec,
+                            uint64_t D) {
+  uint64_t n = 0, covered = f->n;
+  uint8_t *out;
+  uint32_t i;
+  int rc = tfdc_decoded_size(f->d, f->n, &n);
+  CHECK(rc == TFDC_OK, "%s: decoded_size -> %s", name, tfdc_strerror(rc));
+  if (rc) return rc;
+  CHECK(n == D, "%s: D %llu != %llu", name, (unsigned long long)n, (unsigned long long)D);
+  CHECK(tfdc_is_packed(f->d, f->n) == 1, "%s: is_packed", name);
+  out = (uint8_t *)malloc(n);
+  memset(out, 0xAB, n);
+  rc = tfdc_decode(f->d, f->n, out, n);
+  CHECK(rc == TFDC_OK, "%s: decode -> %s", name, tfdc_strerror(rc));
+  if (rc == TFDC_OK) {
+    CHECK(memcmp(out, f->d, f->n) == 0, "%s: prefix differs", name);
+    for (i = 0; i < nrec; i++) {
+      uint64_t j, sz = recs[i].N * recs[i].es, o = recs[i].out_offset;
+      for (j = covered; j < o; j++) if (out[j]) break;
+      CHECK(j == o, "%s: nonzero fill before record %u", name, i);
+      CHECK(memcmp(out + o, recs[i].elems, sz) == 0, "%s: record %u bytes differ", name, i);
+      covered = o + sz;
+    }
+    for (; covered < n; covered++) if (out[covered]) break;
+    CHECK(covered == n, "%s: nonzero tail", name);
+  }
+  /* A too-small output buffer is refused. */
+  CHECK(tfdc_decode(f->d, f->n, out, n - 1) == TFDC_ERR_OUTPUT_SIZE, "%s: small out", name);
+  free(out);
+  maybe_write(name, f);
+  return rc;
+}
+
+static uint8_t *random_tensor(uint64_t N, unsigned es, uint32_t distinct, double density,
+                              int geometric) {
+  uint8_t *e = (uint8_t *)calloc(N * es + 1, 1);
+  uint8_t *vals = (uint8_t *)malloc((size_t)distinct * es);
+  uint64_t t;
+  uint32_t k;
+  unsigned b;
+  for (k = 0; k < distinct; k++) {
+    for (b = 0; b < es; b++) vals[k * es + b] = (uint8_t)rnd();
+    vals[k * es] |= 1; /* never the zero element */
+  }
+  for (t = 0; t < N; t++) {
+    if ((double)(rnd() % 1000000) / 1e6 >= density) continue;
+    if (geometric) {
+      k = 0;
+      while (k + 1 < distinct && (rnd() & 1)) k++;
+    } else {
+      k = (uint32_t)(rnd() % distinct);
+    }
+    memcpy(e + t * es, vals + (size_t)k * es, es);
+  }
+  free(vals);
+  return e;
+}
+
+/* §5 of FORMAT.md, checked byte for byte through the builder, then decoded. */
+static void test_worked_example(void) {
+  static const float x[8] = {0, 0.5f, 0, 0, -1, 0.5f, 0, 0};
+  brecord r;
+  bytes f;
+  uint64_t D;
+  size_t S;
+  static const uint8_t val_table[9] = {0, 1, 0, 0, 2, 0, 0, 0, 0x11};
+  static const uint8_t gap_table[10] = {0, 2, 0, 0, 4, 0, 0, 0, 0x21, 0x02};
+  memset(&r, 0, sizeof r);
+  r.elems = (const uint8_t *)x;
+  static const uint8_t gap_len[4] = {1, 2, 2, 0};
+  r.N = 8; r.es = 4; r.position_mode = 1; r.G = 4; r.scan_rows = 1; r.block = 4096;
+  r.gap_lengths = gap_len;
+  f = build_packed(&r, 1, &D);
+  S = builder_section_offset(&f);
+  /* The builder's codebook is in first-seen order: [0.5, -1]; symbols 0,1,0
+   * with lengths (1,1) -> value byte 0x40. The gap stream is §5's exactly. */
+  CHECK(memcmp(f.d + S + 48 + 9, gap_table, 10) == 0, "gap table bytes as in FORMAT.md §5");
+  CHECK(memcmp(f.d + S + 48, val_table, 9) == 0, "value table bytes as in FORMAT.md §5");
+  decode_and_check("worked_example", &f, &r, 1, D);
+  free(f.d);
+}
+
+typedef struct {
+  const char *name;
+  uint64_t N;
+  unsigned es;
+  int value_mode, position_mode, scan;
+  uint32_t scan_rows, G, block, distinct;
+  double density;
+  int geometric, force_kind0;
+} config;
+
+static void run_config(const config *c) {
+  brecord r;
+  bytes f;
+  uint64_t D;
+  memset(&r, 0, sizeof r);
+  r.elems = random_tensor(c->N, c->es, c->distinct, c->density, c->geometric);
+  r.N = c->N; r.es = c->es; r.value_mode = c->value_mode; r.position_mode = c->position_mode;
+  r.scan = c->scan; r.scan_rows = c->scan_rows; r.G = c->G; r.block = c->block;
+  r.force_kind0 = c->force_kind0;
+  f = build_packed(&r, 1, &D);
+  decode_and_check(c->name, &f, &r, 1, D);
+  free(f.d);
+  free((void *)r.elems);
+}
+
+static void test_configs(void) {
+  static const config cs[] = {
+      /* name                N     es vm pm sc rows  G    block distinct dens geo k0 */
+      {"dense_f32_5bit", 20000, 4, 0, 0, 0, 1, 0, 4096, 32, 1.0, 0, 0},
+      {"dense_f32_geo", 30000, 4, 0, 0, 0, 1, 0, 1000, 40, 1.0, 1, 0},
+      {"dense_i8", 5001, 1, 0, 0, 0, 1, 0, 333, 256, 1.0, 0, 0},
+      {"dense_f16", 4097, 2, 0, 0, 0, 1, 0, 4096, 17, 1.0, 1, 0},
+      {"dense_f64_colmajor", 6000, 8, 0, 0, 1, 40, 0, 512, 9, 1.0, 0, 0},
+      {"dense_colmajor_f32", 3 * 7 * 64, 4, 0, 0, 1, 21, 0, 100, 33, 0.7, 0, 0},
+      {"sparse_f32_8bit", 50000, 4, 0, 1, 0, 1, 256, 4096, 256, 0.1, 0, 0},
+      {"sparse_geo_long_codes", 40000, 4, 0, 1, 0, 1, 64, 4096, 200, 0.3, 1, 0},
+      {"sparse_fillers_G2", 3000, 4, 0, 1, 0, 1, 2, 50, 5, 0.05, 0, 0},
+      {"sparse_fillers_G4", 8000, 4, 0, 1, 1, 80, 4, 77, 5, 0.02, 0, 0},
+      {"sparse_colmajor", 9 * 32 * 16, 4, 0, 1, 1, 288, 32, 4096, 16, 0.2, 0, 0},
+      {"sparse_raw_values", 7000, 4, 1, 1, 0, 1, 16, 4096, 1000, 0.25, 0, 0},
+      {"dense_raw_values", 999, 2, 1, 0, 0, 1, 0, 4096, 1000, 1.0, 0, 0},
+      {"dense_raw_colmajor", 1000, 1, 1, 0, 1, 10, 0, 4096, 200, 1.0, 0, 0},
+      {"sparse_empty", 1000, 4, 0, 1, 0, 1, 16, 4096, 3, 0.0, 0, 0},
+      {"dense_single_value_kind1", 5000, 4, 0, 0, 0, 1, 0, 4096, 1, 1.0, 0, 0},
+      {"dense_single_value_kind0", 5000, 4, 0, 0, 0, 1, 0, 64, 1, 1.0, 0, 1},
+      {"sparse_all_nonzero", 4096, 4, 0, 1, 0, 1, 8, 4096, 7, 1.0, 0, 0},
+      {"block_one", 300, 4, 0, 0, 0, 1, 0, 1, 5, 1.0, 0, 0},
+      {"sparse_G32768", 100000, 4, 0, 1, 0, 1, 32768, 4096, 4, 0.001, 0, 0},
+  };
+  size_t i;
+  for (i = 0; i < sizeof cs / sizeof cs[0]; i++) run_config(&cs[i]);
+}
+
+/* binary16 codebook: signed zeros, subnormals, Inf and NaN payloads survive. */
+static void test_half_codebook(void) {
+  static const uint16_t half[] = {0x3c00, 0xbc00, 0x8000, 0x0001, 0x03ff, 0x8200, 0x7c00,
+                                  0xfc00, 0x7e01, 0x7bff, 0x0400, 0x3555};
+  uint32_t K = sizeof half / sizeof half[0], i;
+  uint64_t N = 5000, D;
+  uint8_t *e = (uint8_t *)calloc(N, 4);
+  brecord r;
+  bytes f;
+  for (i = 0; i < N; i++) {
+    uint32_t bits;
+    if (rnd() % 3 == 0) continue;
+    bits = test_half_to_float_bits(half[rnd() % K]);
+    memcpy(e + 4 * i, &bits, 4);
+  }
+  memset(&r, 0, sizeof r);
+  r.elems = e; r.N = N; r.es = 4; r.position_mode = 1; r.G = 16; r.scan_rows = 1;
+  r.block = 700; r.cb_enc = 1; r.half_cb = half; r.half_K = K;
+  f = build_packed(&r, 1, &D);
+  decode_and_check("half_codebook", &f, &r, 1, D);
+  free(f.d);
+  free(e);
+}
+
+/* Several records in one file, sharing nothing. */
+static void test_multi_record(bytes *keep, uint64_t *keep_D) {
+  brecord r[4];
+  bytes f;
+  uint64_t D;
+  int i;
+  memset(r, 0, sizeof r);
+  for (i = 0; i < 4; i++) {
+    r[i].N = 1000 + 517 * (uint64_t)i;
+    r[i].es = i == 2 ? 1 : 4;
+    r[i].elems = random_tensor(r[i].N, r[i].es, 8 + 40 * (uint32_t)i, i % 2 ? 0.2 : 1.0, i == 3);
+    r[i].position_mode = i % 2;
+    r[i].G = i % 2 ? 32 : 0;
+    r[i].scan_rows = 1;
+    r[i].block = 256;
+  }
+  f = build_packed(r, 4, &D);
+  decode_and_check("multi_record", &f, r, 4, D);
+  for (i = 0; i < 4; i++) free((void *)r[i].elems);
+  *keep = f;
+  *keep_D = D;
+}
+
+static int decode_status(const bytes *f, uint64_t cap) {
+  uint8_t *out = (uint8_t *)malloc(cap ? cap : 1);
+  int rc = tfdc_decode(f->d, f->n, out, cap);
+  free(out);
+  return rc;
+}
+
+static bytes copy_of(const bytes *f) {
+  bytes c = {0};
+  b_put(&c, f->d, f->n);
+  return c;
+}
+
+/* Every truncation and every single-bit flip is rejected (the CRCs cover
+ * every byte), and never crashes (run under ASan/UBSan/valgrind). */
+static void test_truncation_and_bitflips(const bytes *f, uint64_t D) {
+  size_t n, i;
+  uint64_t got;
+  for (n = 0; n < f->n; n += (n < 64 ? 1 : 7)) {
+    CHECK(tfdc_decoded_size(f->d, n, &got) != TFDC_OK, "truncated to %zu accepted", n);
+  }
+  for (i = 0; i < f->n; i += 3) {
+    bytes c = copy_of(f);
+    c.d[i] ^= (uint8_t)(1u << (i % 8));
+    CHECK(decode_status(&c, D + 64) < 0, "bit flip at %zu accepted", i);
+    free(c.d);
+  }
+}
+
+/* Edits with the CRCs recomputed must still never crash; a few specific ones
+ * must produce specific errors. */
+static void test_edits_with_fixed_crcs(const bytes *f, uint64_t D) {
+  size_t S = builder_section_offset(f), i;
+  bytes c;
+  for (i = S; i < f->n - 4; i++) {
+    unsigned k;
+    for (k = 0; k < 3; k++) {
+      static const uint8_t x[3] = {0x01, 0x80, 0xFF};
+      c = copy_of(f);
+      c.d[i] ^= x[k];
+      fix_crcs(&c);
+      (void)decode_status(&c, D + 1024); /* any status, no crash */
+      free(c.d);
+    }
+  }
+  /* version 2 */
+  c = copy_of(f); c.d[S + 4] = 2; fix_crcs(&c);
+  CHECK(decode_status(&c, D) == TFDC_ERR_VERSION, "version 2");
+  free(c.d);
+  /* flags */
+  c = copy_of(f); c.d[S + 12] = 1; fix_crcs(&c);
+  CHECK(decode_status(&c, D) == TFDC_ERR_CORRUPT, "flags");
+  free(c.d);
+  /* a stale CRC */
+  c = copy_of(f); c.d[S + 30] ^= 1;
+  CHECK(decode_status(&c, D) == TFDC_ERR_CHECKSUM, "checksum");
+  free(c.d);
+  /* trailing bytes (e.g. an already decoded file) */
+  c = copy_of(f); b_u8(&c, 0);
+  CHECK(decode_status(&c, D + 16) == TFDC_ERR_CORRUPT, "trailing byte");
+  free(c.d);
+  /* the metadata name changed: not packed */
+  c = copy_of(f);
+  {
+    size_t j;
+    for (j = 0; j + 7 <= S; j++) if (memcmp(c.d + j, "tfdc.v1", 7) == 0) { c.d[j + 6] = '2'; break; }
+  }
+  CHECK(tfdc_is_packed(c.d, c.n) == 0, "renamed metadata still packed");
+  CHECK(decode_status(&c, D) == TFDC_ERR_NOT_PACKED, "renamed metadata");
+  free(c.d);
+  /* not a flatbuffer at all */
+  c = copy_of(f); memcpy(c.d + 4, "XXXX", 4);
+  CHECK(decode_status(&c, D) == TFDC_ERR_FLATBUFFER, "bad identifier");
+  free(c.d);
+  /* a nonzero padding bit in the last byte of a segment: find a record via a
+   * tiny file whose last segment byte is known */
+  CHECK(tfdc_decode(NULL, 0, NULL, 0) == TFDC_ERR_ARGUMENT, "NULL");
+  CHECK(strlen(tfdc_strerror(-999)) > 0, "strerror");
+}
+
+/* A padding bit set after the last code is a format error. */
+static void test_padding_bits(void) {
+  static const float x[8] = {0, 0.5f, 0, 0, -1, 0.5f, 0, 0};
+  brecord r;
+  bytes f;
+  uint64_t D;
+  size_t j;
+  static const uint8_t gap_len[4] = {1, 2, 2, 0};
+  memset(&r, 0, sizeof r);
+  r.elems = (const uint8_t *)x;
+  r.N = 8; r.es = 4; r.position_mode = 1; r.G = 4; r.scan_rows = 1; r.block = 4096;
+  r.gap_lengths = gap_len;
+  f = build_packed(&r, 1, &D);
+  /* the gap segment is the byte 0xB0 (bits 10 11 0 + 3 padding bits) */
+  for (j = f.n - 5; j > 0; j--) if (f.d[j] == 0xB0) break;
+  CHECK(j > 0, "gap segment byte found");
+  f.d[j] |= 0x01;
+  fix_crcs(&f);
+  CHECK(decode_status(&f, D) == TFDC_ERR_CORRUPT, "padding bit set");
+  free(f.d);
+}
+
+int main(int argc, char **argv) {
+  bytes multi;
+  uint64_t D;
+  static const uint8_t digits[] = "123456789";
+  if (argc == 3 && strcmp(argv[1], "--write") == 0) write_dir = argv[2];
+  CHECK(ref_crc32(digits, 9) == 0xCBF43926u, "reference CRC");
+  test_worked_example();
+  test_configs();
+  test_half_codebook();
+  test_multi_record(&multi, &D);
+  test_padding_bits();
+  test_truncation_and_bitflips(&multi, D);
+  test_edits_with_fixed_crcs(&multi, D);
+  free(multi.d);
+  if (failures) {
+    fprintf(stderr, "%d check(s) failed\n", failures);
+    return 1;
+  }
+  printf("all tfdc decoder tests passed\n");
+  return 0;
+}

@@ -1,0 +1,480 @@
+/*
+ * tfdc_builder.h - a small, independent encoder of tfdc-packed files for the
+ * C tests and the fuzz seed corpus (docs/FORMAT.md v1). It writes a minimal
+ * TFLite-like flatbuffer (Model.buffers + Model.metadata only) followed by
+ * the section. Deliberately simple: clarity over speed.
+ */
+#ifndef TFDC_BUILDER_H_
+#define TFDC_BUILDER_H_
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  uint8_t *d;
+  size_t n, cap;
+} bytes;
+
+static void b_put(bytes *b, const void *p, size_t n) {
+  if (b->n + n > b->cap) {
+    b->cap = (b->n + n) * 2 + 64;
+    b->d = (uint8_t *)realloc(b->d, b->cap);
+    if (!b->d) abort();
+  }
+  if (n) memcpy(b->d + b->n, p, n);
+  b->n += n;
+}
+static void b_u8(bytes *b, unsigned v) { uint8_t x = (uint8_t)v; b_put(b, &x, 1); }
+static void b_u16(bytes *b, unsigned v) { b_u8(b, v & 0xff); b_u8(b, (v >> 8) & 0xff); }
+static void b_u32(bytes *b, uint32_t v) { b_u16(b, v & 0xffff); b_u16(b, v >> 16); }
+static void b_u64(bytes *b, uint64_t v) { b_u32(b, (uint32_t)v); b_u32(b, (uint32_t)(v >> 32)); }
+static void b_set32(bytes *b, size_t at, uint32_t v) {
+  b->d[at] = (uint8_t)v; b->d[at + 1] = (uint8_t)(v >> 8);
+  b->d[at + 2] = (uint8_t)(v >> 16); b->d[at + 3] = (uint8_t)(v >> 24);
+}
+static uint32_t b_get32(const uint8_t *p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* Bitwise CRC-32 (independent of the decoder's table-driven one). */
+static uint32_t ref_crc32(const uint8_t *p, size_t n) {
+  uint32_t c = 0xFFFFFFFFu;
+  size_t i;
+  int k;
+  for (i = 0; i < n; i++) {
+    c ^= p[i];
+    for (k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
+  }
+  return ~c;
+}
+
+/* binary16 -> binary32 bits via float arithmetic (independent of the
+ * decoder's bit manipulation). */
+static uint32_t test_half_to_float_bits(uint16_t h) {
+  uint32_t s = h >> 15, e = (h >> 10) & 31, m = h & 1023, bits;
+  float v;
+  if (e == 31) return (s << 31) | 0x7f800000u | (m << 13);
+  v = e == 0 ? ldexpf((float)m, -24) : ldexpf((float)(1024 + m), (int)e - 25);
+  if (s) v = -v;
+  memcpy(&bits, &v, 4);
+  return bits;
+}
+
+/* ---- code tables ---------------------------------------------------------- */
+
+typedef struct {
+  int kind;          /* 0 Huffman, 1 single symbol */
+  uint32_t n;        /* alphabet */
+  uint8_t len[32768]; /* kind 0 code lengths */
+  uint32_t symbol;   /* kind 1 */
+  uint32_t code[32768];
+} btable;
+
+/* Huffman code lengths for `freq` (O(n^2), fine for test alphabets); falls
+ * back to a balanced complete code if a length would exceed 15. */
+static void lengths_from_freq(btable *t, const uint64_t *freq) {
+  uint32_t n = t->n, i, used = 0;
+  uint64_t *w = (uint64_t *)malloc(sizeof(uint64_t) * 2 * n);
+  int32_t *parent = (int32_t *)malloc(sizeof(int32_t) * 2 * n);
+  uint8_t *alive = (uint8_t *)calloc(2 * n, 1);
+  uint32_t nodes = n, maxl = 0;
+  memset(t->len, 0, sizeof t->len);
+  for (i = 0; i < n; i++) {
+    w[i] = freq[i];
+    parent[i] = -1;
+    if (freq[i]) { alive[i] = 1; used++; }
+  }
+  if (used == 1) {
+    for (i = 0; i < n; i++) if (freq[i]) t->len[i] = 1;
+  } else if (used > 1 && n <= 1024) {
+    uint32_t left = used;
+    while (left > 1) {
+      int32_t a = -1, b = -1;
+      for (i = 0; i < nodes; i++) {
+        if (!alive[i]) continue;
+        if (a < 0 || w[i] < w[a]) { b = a; a = (int32_t)i; }
+        else if (b < 0 || w[i] < w[b]) b = (int32_t)i;
+      }
+      w[nodes] = w[a] + w[b];
+      parent[nodes] = -1;
+      parent[a] = parent[b] = (int32_t)nodes;
+      alive[a] = alive[b] = 0;
+      alive[nodes] = 1;
+      nodes++;
+      left--;
+    }
+    for (i = 0; i < n; i++) {
+      if (freq[i]) {
+        uint32_t d = 0;
+        int32_t x = (int32_t)i;
+        while (parent[x] >= 0) { x = parent[x]; d++; }
+        t->len[i] = (uint8_t)(d > 15 ? 16 : d);
+        if (d > maxl) maxl = d;
+      }
+    }
+  }
+  if (used > 1 && (n > 1024 || maxl > 15)) {
+    /* balanced complete code over all n symbols */
+    uint32_t L = 0, k;
+    while ((1u << L) < n) L++;
+    k = (1u << L) - n; /* symbols that get length L-1 */
+    for (i = 0; i < n; i++) t->len[i] = (uint8_t)(i < k ? L - 1 : L);
+  }
+  free(w); free(parent); free(alive);
+}
+
+/* Canonical codes (RFC 1951 §3.2.2). */
+static void assign_codes(btable *t) {
+  uint32_t code = 0, prev = 0, first = 1, len, s;
+  for (len = 1; len <= 15; len++)
+    for (s = 0; s < t->n; s++)
+      if (t->len[s] == len) {
+        if (!first) code = (code + 1) << (len - prev);
+        first = 0;
+        prev = len;
+        t->code[s] = code;
+      }
+}
+
+static unsigned table_max_len(const btable *t) {
+  unsigned m = 0; uint32_t s;
+  for (s = 0; s < t->n; s++) if (t->len[s] > m) m = t->len[s];
+  return m;
+}
+
+static void write_table(bytes *b, const btable *t) {
+  uint32_t i;
+  b_u8(b, (unsigned)t->kind);
+  b_u8(b, t->kind == 0 ? table_max_len(t) : 0);
+  b_u16(b, 0);
+  b_u32(b, t->n);
+  if (t->kind == 1) { b_u32(b, t->symbol); return; }
+  for (i = 0; i < t->n; i += 2)
+    b_u8(b, t->len[i] | ((i + 1 < t->n ? t->len[i + 1] : 0) << 4));
+}
+
+/* A stream (§3.3) of `count` symbols coded with table `ti`. */
+static void write_stream(bytes *b, const btable *t, int ti, const uint16_t *sym, uint64_t count,
+                         uint32_t block) {
+  uint64_t nseg, j, i;
+  size_t lens_at;
+  b_u64(b, count);
+  b_u16(b, count ? (unsigned)ti : 0xFFFFu);
+  b_u16(b, 0);
+  if (count == 0 || t->kind == 1) { b_u32(b, 0); return; }
+  b_u32(b, block);
+  nseg = (count + block - 1) / block;
+  lens_at = b->n;
+  for (j = 0; j < nseg; j++) b_u32(b, 0);
+  for (j = 0; j < nseg; j++) {
+    size_t start = b->n;
+    uint32_t acc = 0, nacc = 0;
+    for (i = j * block; i < count && i < (j + 1) * block; i++) {
+      unsigned l = t->len[sym[i]], k;
+      for (k = l; k-- > 0;) {
+        acc = (acc << 1) | ((t->code[sym[i]] >> k) & 1);
+        if (++nacc == 8) { b_u8(b, acc); acc = nacc = 0; }
+      }
+    }
+    if (nacc) b_u8(b, acc << (8 - nacc));
+    b_set32(b, lens_at + 4 * j, (uint32_t)(b->n - start));
+  }
+}
+
+/* ---- records ---------------------------------------------------------------- */
+
+typedef struct {
+  /* the expected decoded bytes of the buffer: N * es */
+  const uint8_t *elems;
+  uint64_t N;
+  unsigned es;
+  int value_mode, position_mode, scan, cb_enc;
+  uint32_t scan_rows, G, block;
+  int force_kind0; /* use a kind-0 table even for one distinct symbol */
+  const uint8_t *gap_lengths; /* optional: code lengths of the gap table */
+  /* for cb_enc 1: codebook given as binary16 and the element symbols */
+  const uint16_t *half_cb;
+  uint32_t half_K;
+  /* filled by the builder */
+  uint32_t buffer_index;
+  uint64_t out_offset;
+} brecord;
+
+static int is_zero(const uint8_t *e, unsigned es) {
+  unsigned i;
+  for (i = 0; i < es; i++) if (e[i]) return 0;
+  return 1;
+}
+
+static uint64_t elem_of(const brecord *r, uint64_t t) {
+  uint64_t R = r->scan_rows, C = r->N / R;
+  return r->scan ? (t % R) * C + t / R : t;
+}
+
+static void make_table(btable *t, uint32_t n, const uint16_t *sym, uint64_t count, int force_kind0) {
+  uint64_t *freq = (uint64_t *)calloc(n, sizeof(uint64_t));
+  uint64_t i;
+  uint32_t distinct = 0, s, last = 0;
+  t->n = n;
+  for (i = 0; i < count; i++) freq[sym[i]]++;
+  for (s = 0; s < n; s++) if (freq[s]) { distinct++; last = s; }
+  if (distinct == 1 && !force_kind0) {
+    t->kind = 1;
+    t->symbol = last;
+  } else {
+    t->kind = 0;
+    lengths_from_freq(t, freq);
+    assign_codes(t);
+  }
+  free(freq);
+}
+
+/* Appends tables to `tabs` (numbering from *ntab) and the record to `recs`. */
+static void write_record(bytes *recs, bytes *tabs, uint32_t *ntab, brecord *r) {
+  static btable tv, tg;
+  bytes rec = {0};
+  uint8_t *cb = NULL;
+  uint32_t K = 0, k;
+  uint64_t t, nnz = 0, ngap = 0, cur = (uint64_t)-1;
+  uint16_t *vsym = (uint16_t *)malloc(2 * (r->N + 1));
+  uint16_t *gsym = (uint16_t *)malloc(2 * (r->N * 2 + 1));
+  uint8_t *raw = (uint8_t *)malloc(r->N * r->es + 1);
+  unsigned es = r->es;
+
+  for (t = 0; t < r->N; t++) {
+    const uint8_t *e = r->elems + elem_of(r, t) * es;
+    if (r->position_mode == 1) {
+      uint64_t d;
+      if (is_zero(e, es)) continue;
+      d = t - cur; /* >= 1 */
+      while (d - 1 >= r->G - 1) { gsym[ngap++] = (uint16_t)(r->G - 1); d -= r->G - 1; }
+      gsym[ngap++] = (uint16_t)(d - 1);
+      cur = t;
+    }
+    if (r->value_mode == 1) {
+      memcpy(raw + nnz * es, e, es);
+    } else if (r->cb_enc == 1) {
+      /* the caller's elements are expansions of half_cb entries: match by bits */
+      for (k = 0; k < r->half_K; k++) {
+        uint32_t f = test_half_to_float_bits(r->half_cb[k]);
+        uint8_t fb[4] = {(uint8_t)f, (uint8_t)(f >> 8), (uint8_t)(f >> 16), (uint8_t)(f >> 24)};
+        if (memcmp(fb, e, 4) == 0) break;
+      }
+      if (k == r->half_K) abort();
+      vsym[nnz] = (uint16_t)k;
+    } else {
+      for (k = 0; k < K; k++) if (memcmp(cb + k * es, e, es) == 0) break;
+      if (k == K) {
+        cb = (uint8_t *)realloc(cb, (K + 1) * es);
+        memcpy(cb + K * es, e, es);
+        K++;
+      }
+      vsym[nnz] = (uint16_t)k;
+    }
+    nnz++;
+  }
+  if (r->cb_enc == 1) K = r->half_K;
+  if (r->value_mode == 1) K = 0;
+
+  b_u32(&rec, 0); /* size, patched */
+  b_u32(&rec, r->buffer_index);
+  b_u64(&rec, r->out_offset);
+  b_u64(&rec, r->N * es);
+  b_u8(&rec, es);
+  b_u8(&rec, (unsigned)r->value_mode);
+  b_u8(&rec, (unsigned)r->position_mode);
+  b_u8(&rec, (unsigned)r->scan);
+  b_u32(&rec, r->scan_rows);
+  b_u64(&rec, nnz);
+  b_u32(&rec, K);
+  b_u8(&rec, (unsigned)r->cb_enc);
+  b_u8(&rec, 0); b_u8(&rec, 0); b_u8(&rec, 0);
+  b_u32(&rec, r->position_mode ? r->G : 0);
+  if (r->cb_enc == 1) {
+    for (k = 0; k < K; k++) b_u16(&rec, r->half_cb[k]);
+  } else if (K) {
+    b_put(&rec, cb, (size_t)K * es);
+  }
+  if (r->value_mode == 0) {
+    int ti = -1;
+    if (nnz) {
+      make_table(&tv, K, vsym, nnz, r->force_kind0);
+      write_table(tabs, &tv);
+      ti = (int)(*ntab)++;
+    }
+    write_stream(&rec, &tv, ti, vsym, nnz, r->block);
+  } else {
+    b_put(&rec, raw, nnz * es);
+  }
+  if (r->position_mode == 1) {
+    int ti = -1;
+    if (ngap) {
+      make_table(&tg, r->G, gsym, ngap, r->force_kind0);
+      if (r->gap_lengths) {
+        memcpy(tg.len, r->gap_lengths, r->G);
+        assign_codes(&tg);
+      }
+      write_table(tabs, &tg);
+      ti = (int)(*ntab)++;
+    }
+    write_stream(&rec, &tg, ti, gsym, ngap, r->block);
+  }
+  b_set32(&rec, 0, (uint32_t)(rec.n + 4));
+  b_u32(&rec, ref_crc32(rec.d, rec.n));
+  b_put(recs, rec.d, rec.n);
+  free(rec.d); free(cb); free(vsym); free(gsym); free(raw);
+}
+
+/* ---- the flatbuffer ------------------------------------------------------------ */
+
+/* Buffers: index 0 is the empty sentinel, 1 holds `plain` bytes in a data
+ * vector (a constant that was not packed), 2..2+nrec-1 are the records'
+ * targets, the last is the section. Metadata: a decoy entry, then tfdc.v1. */
+static void write_flatbuffer(bytes *f, uint32_t nrec, const uint64_t *off, const uint64_t *size,
+                             uint64_t S, uint64_t Z, int with_metadata) {
+  uint32_t nbuf = nrec + 3, i;
+  size_t model_T, bufvec, metavec, vt_buf, vt_data, vt_meta, vt_empty;
+  size_t *buf_T = (size_t *)malloc(sizeof(size_t) * nbuf);
+  size_t meta_T[2], name_at[2], data_at;
+  const char *names[2] = {"min_runtime_version", "tfdc.v1"};
+  b_u32(f, 0); /* root, patched */
+  b_put(f, "TFL3", 4);
+  /* model vtable: 7 fields, buffers (4) at +4, metadata (6) at +8 */
+  {
+    size_t vt = f->n;
+    b_u16(f, 18); b_u16(f, 12);
+    b_u16(f, 0); b_u16(f, 0); b_u16(f, 0); b_u16(f, 0); b_u16(f, 4); b_u16(f, 0);
+    b_u16(f, with_metadata ? 8 : 0);
+    b_u16(f, 0); /* pad */
+    model_T = f->n;
+    b_u32(f, (uint32_t)(model_T - vt));
+    b_set32(f, 0, (uint32_t)model_T);
+    b_u32(f, 0); b_u32(f, 0); /* patched */
+  }
+  vt_buf = f->n; b_u16(f, 8); b_u16(f, 20); b_u16(f, 0); b_u16(f, 4); /* data absent, offset */
+  b_u16(f, 12); b_u16(f, 0); /* size; pad... vtable size 10 -> fields 0..2 */
+  f->d[vt_buf] = 10;
+  vt_data = f->n; b_u16(f, 6); b_u16(f, 8); b_u16(f, 4); b_u16(f, 0); /* data only */
+  vt_empty = f->n; b_u16(f, 4); b_u16(f, 4);
+  vt_meta = f->n; b_u16(f, 8); b_u16(f, 12); b_u16(f, 4); b_u16(f, 8);
+
+  bufvec = f->n;
+  b_set32(f, model_T + 4, (uint32_t)(bufvec - (model_T + 4)));
+  b_u32(f, nbuf);
+  for (i = 0; i < nbuf; i++) b_u32(f, 0);
+  metavec = f->n;
+  b_set32(f, model_T + 8, (uint32_t)(metavec - (model_T + 8)));
+  b_u32(f, 2); b_u32(f, 0); b_u32(f, 0);
+
+  for (i = 0; i < nbuf; i++) {
+    buf_T[i] = f->n;
+    if (i == 0) {
+      b_u32(f, (uint32_t)(buf_T[i] - vt_empty));
+    } else if (i == 1) {
+      b_u32(f, (uint32_t)(buf_T[i] - vt_data));
+      b_u32(f, 0); /* data uoffset, patched */
+    } else {
+      uint64_t o = i == nbuf - 1 ? S : off[i - 2], s = i == nbuf - 1 ? Z : size[i - 2];
+      b_u32(f, (uint32_t)(buf_T[i] - vt_buf));
+      b_u64(f, o); b_u64(f, s);
+    }
+    b_set32(f, bufvec + 4 + 4 * i, (uint32_t)(buf_T[i] - (bufvec + 4 + 4 * i)));
+  }
+  for (i = 0; i < 2; i++) {
+    meta_T[i] = f->n;
+    b_u32(f, (uint32_t)(meta_T[i] - vt_meta));
+    b_u32(f, 0);
+    b_u32(f, i == 1 ? nbuf - 1 : 0);
+    b_set32(f, metavec + 4 + 4 * i, (uint32_t)(meta_T[i] - (metavec + 4 + 4 * i)));
+  }
+  for (i = 0; i < 2; i++) {
+    name_at[i] = f->n;
+    b_u32(f, (uint32_t)strlen(names[i]));
+    b_put(f, names[i], strlen(names[i]) + 1);
+    while (f->n % 4) b_u8(f, 0);
+    b_set32(f, meta_T[i] + 4, (uint32_t)(name_at[i] - (meta_T[i] + 4)));
+  }
+  data_at = f->n;
+  b_u32(f, 3); b_u8(f, '1'); b_u8(f, '.'); b_u8(f, '5'); b_u8(f, 0);
+  b_set32(f, buf_T[1] + 4, (uint32_t)(data_at - (buf_T[1] + 4)));
+  free(buf_T);
+}
+
+/* Builds a complete packed file from `nrec` record specs. Record i targets
+ * buffer 2+i. Returns the packed bytes; *decoded_size gets D. */
+static bytes build_packed(brecord *recs, uint32_t nrec, uint64_t *decoded_size) {
+  bytes fb = {0}, sec = {0}, tabs = {0}, rb = {0};
+  uint64_t *off = (uint64_t *)calloc(nrec + 1, 8), *size = (uint64_t *)calloc(nrec + 1, 8);
+  uint64_t S, Z = 0, D, pos;
+  uint32_t ntab, i;
+  int pass;
+  for (pass = 0; pass < 2; pass++) {
+    fb.n = sec.n = tabs.n = rb.n = 0;
+    write_flatbuffer(&fb, nrec, off, size, 0, 0, 1);
+    S = (fb.n + 15) / 16 * 16;
+    pos = S + Z;
+    for (i = 0; i < nrec; i++) {
+      pos = (pos + 15) / 16 * 16;
+      off[i] = pos;
+      size[i] = recs[i].N * recs[i].es;
+      pos += size[i];
+    }
+    D = pos + 7; /* a few trailing zero bytes, as a runtime might want */
+    ntab = 0;
+    for (i = 0; i < nrec; i++) {
+      recs[i].buffer_index = 2 + i;
+      recs[i].out_offset = off[i];
+      write_record(&rb, &tabs, &ntab, &recs[i]);
+    }
+    Z = 48 + tabs.n + rb.n + 4;
+  }
+  fb.n = 0;
+  write_flatbuffer(&fb, nrec, off, size, S, Z, 1);
+  while (fb.n < S) b_u8(&fb, 0);
+  b_put(&sec, "TFDC", 4);
+  b_u16(&sec, 1); b_u16(&sec, 0);
+  b_u32(&sec, 48); b_u32(&sec, 0);
+  b_u64(&sec, Z); b_u64(&sec, D);
+  b_u32(&sec, ref_crc32(fb.d, S));
+  b_u32(&sec, ntab); b_u32(&sec, nrec); b_u32(&sec, 0);
+  b_put(&sec, tabs.d, tabs.n);
+  b_put(&sec, rb.d, rb.n);
+  b_u32(&sec, ref_crc32(sec.d, sec.n));
+  b_put(&fb, sec.d, sec.n);
+  *decoded_size = D;
+  free(sec.d); free(tabs.d); free(rb.d); free(off); free(size);
+  return fb;
+}
+
+/* Locates the section of a file the builder made (last buffer's offset). */
+static size_t builder_section_offset(const bytes *f) {
+  /* the header magic is unique enough in builder output: search from the back */
+  size_t i = f->n - 52;
+  while (i > 0 && !(memcmp(f->d + i, "TFDC", 4) == 0 && b_get32(f->d + i + 8) == 48)) i--;
+  return i;
+}
+
+/* Recomputes record, section and model CRCs after a deliberate edit. */
+static void fix_crcs(bytes *f) {
+  size_t S = builder_section_offset(f), Z = f->n - S, p, end = Z - 4;
+  uint8_t *sec = f->d + S;
+  uint32_t ntab = b_get32(sec + 36), nrec = b_get32(sec + 40), i;
+  p = 48;
+  for (i = 0; i < ntab && p + 8 <= end; i++) {
+    uint32_t n = b_get32(sec + p + 4);
+    p += 8 + (sec[p] == 1 ? 4 : (n + 1) / 2);
+  }
+  for (i = 0; i < nrec && p + 8 <= end; i++) {
+    uint32_t rs = b_get32(sec + p);
+    if (rs < 8 || p + rs > end) break;
+    b_set32(f, S + p + rs - 4, ref_crc32(sec + p, rs - 4));
+    p += rs;
+  }
+  b_set32(f, S + 32, ref_crc32(f->d, S));
+  b_set32(f, S + Z - 4, ref_crc32(sec, Z - 4));
+}
+
+#endif /* TFDC_BUILDER_H_ */
