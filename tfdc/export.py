@@ -1,0 +1,294 @@
+"""Export a compressed Keras model as a tfdc-packed `.tflite` file.
+
+`export(model, path)` is the last step of Deep Compression: it removes the
+training constraints of `tfdc.GradualPruning` / `tfdc.ClusteredFineTuning`,
+converts the model with `tf.lite.TFLiteConverter` (float32 weights and no
+optimisations, so every weight keeps its exact trained value and the
+codebooks survive), packs the weight buffers (`tfdc.pack.pack_tflite`:
+sparse relative indices, shared-weight codebooks, canonical Huffman coding)
+and writes the file atomically.
+
+Why no converter optimisations: dynamic-range quantization rescales every
+output channel separately, which turns a 32-entry codebook into hundreds of
+distinct int8 values, and the converter's BatchNormalization folding
+multiplies each output channel by its own factor. Both destroy the weight
+sharing that the packer exploits. `export` warns when a kernel reaches the
+`.tflite` file with different values than the Keras model holds.
+"""
+
+import os
+import sys
+import tempfile
+import warnings
+
+import numpy as np
+
+from tfdc.runtime import read_model_bytes
+
+__all__ = ["export", "export_tflite", "convert", "strip_constraints", "write_atomically"]
+
+
+def strip_constraints(model):
+    """Remove every tfdc constraint (pruning masks, codebook projections)
+    from `model`'s variables; the user's own constraints stay. Works whether
+    or not `tfdc.prune` / `tfdc.cluster` were used. Returns `model`."""
+    for module_name, function in (("tfdc.cluster", "strip_clustering"), ("tfdc.prune", "strip")):
+        module = sys.modules.get(module_name)  # only if the user imported it
+        strip = getattr(module, function, None) if module is not None else None
+        if callable(strip) and _is_keras_model(model):
+            strip(model)
+    # Whatever the modules above left (or constraints of a tfdc module they
+    # do not know about): unwrap any constraint defined in the tfdc package.
+    for variable in getattr(model, "variables", ()):
+        constraint = getattr(variable, "constraint", None)
+        if constraint is not None:
+            variable.constraint = _without_tfdc(constraint)
+    if getattr(model, "train_function", None) is not None:
+        model.train_function = None  # a traced step would still apply them
+    return model
+
+
+def _is_tfdc(obj):
+    module = type(obj).__module__ or ""
+    return module == "tfdc" or module.startswith("tfdc.")
+
+
+def _without_tfdc(constraint):
+    # tfdc constraints wrap the one they replaced (`inner` / `previous`).
+    while constraint is not None and _is_tfdc(constraint):
+        wrapped = getattr(constraint, "inner", None)
+        constraint = wrapped if wrapped is not None else getattr(constraint, "previous", None)
+    return constraint
+
+
+def convert(model, *, signatures=None, representative_dataset=None, configure=None):
+    """Convert a Keras model or `tf.Module` to plain `.tflite` bytes.
+
+    Args:
+        model: a `keras.Model`, or a `tf.Module` (then `signatures` is needed).
+        signatures: optional list of `tf.function`s with an `input_signature`
+            (or concrete functions) to export as the model's signatures,
+            e.g. `[module.encode, module.decode]`; each keeps its function
+            name as signature key.
+        representative_dataset: if given, the converter does full-integer
+            quantization with it (int8 activations and per-channel int8
+            weights: the codebooks are then *not* preserved, though the file is
+            still packed losslessly).
+        configure: optional callable receiving the `TFLiteConverter` before
+            `convert()`, for any other converter setting.
+
+    Returns:
+        The `.tflite` flatbuffer as bytes.
+    """
+    import tensorflow as tf
+
+    if signatures:
+        functions = []
+        for fn in signatures:
+            if hasattr(fn, "get_concrete_function"):
+                fn = fn.get_concrete_function()
+            functions.append(fn)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions(functions, model)
+    elif _is_keras_model(model):
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    elif isinstance(model, tf.Module):
+        raise ValueError("a tf.Module needs `signatures=[module.fn, ...]` (tf.functions with an "
+                         "input_signature) to be exported")
+    else:
+        raise TypeError(f"cannot export a {type(model).__name__}: expected a keras.Model or a "
+                        "tf.Module (use tfdc.export_tflite for an existing .tflite file)")
+    if representative_dataset is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset
+    if configure is not None:
+        configure(converter)
+    return bytes(converter.convert())
+
+
+def _is_keras_model(model):
+    import keras
+    return isinstance(model, keras.Model)
+
+
+def write_atomically(path, data):
+    """Write `data` to `path` via a temporary file in the same directory and
+    `os.replace`: readers see the old file or the new one, never a partial
+    one, and a failure leaves the old file (or no file) in place."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates the file 0600; give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _pack_options(codebook_fp16, gap_alphabet, select, block, min_bytes):
+    options = {"codebook_fp16": codebook_fp16, "select": select, "min_bytes": min_bytes}
+    if gap_alphabet is not None:
+        options["gap_alphabet"] = gap_alphabet
+    if block is not None:
+        options["block"] = block
+    return options
+
+
+def export_tflite(tflite, path, *, codebook_fp16=False, gap_alphabet=None, select=None,
+                  block=None, min_bytes=64, layer_names=None, dense_bytes=None):
+    """Pack an existing plain `.tflite` model (from any converter) and write it.
+
+    Args:
+        tflite: the `.tflite` bytes, or a path to the file.
+        path: where to write the packed file (atomically).
+        codebook_fp16, gap_alphabet, select, block, min_bytes: packing
+            options, see `export`.
+        layer_names: optional layer names used to label the report's rows.
+        dense_bytes: the dense float32 size of the model's weights, for the
+            report's ratio (default: the packed tensors' raw size plus the
+            buffers left in the flatbuffer, as the packer reports it).
+
+    Returns:
+        The `tfdc.ExportReport` of the written file.
+    """
+    from tfdc.pack import pack_tflite
+    from tfdc.report import ExportReport
+    from tfdc.unpack import is_packed
+
+    plain = read_model_bytes(tflite)
+    if is_packed(plain):
+        raise ValueError("the input is already a tfdc-packed model")
+    if len(plain) < 8 or plain[4:8] != b"TFL3":
+        raise ValueError("the input is not a .tflite flatbuffer (no TFL3 identifier)")
+    packed, info = pack_tflite(plain, **_pack_options(codebook_fp16, gap_alphabet, select,
+                                                       block, min_bytes))
+    write_atomically(path, packed)
+    return ExportReport.from_pack_info(info, plain_bytes=len(plain), path=os.fspath(path),
+                                       layer_names=layer_names, dense_bytes=dense_bytes)
+
+
+def export(model, path, *, strip=True, codebook_fp16=False, gap_alphabet=None, select=None,
+           block=None, min_bytes=64, signatures=None, representative_dataset=None,
+           configure=None, check_kernels=True):
+    """Convert, pack and write a compressed model as a packed `.tflite` file.
+
+    Args:
+        model: a `keras.Model` (typically trained with `tfdc.GradualPruning`
+            and `tfdc.ClusteredFineTuning`), or a `tf.Module` with
+            `signatures`.
+        path: output file; written atomically (a temporary file in the same
+            directory, then `os.replace`), so an error never leaves a partial
+            file and never damages an existing one.
+        strip: remove tfdc's training constraints from the model's variables
+            first (the model is modified in place; training it afterwards no
+            longer keeps pruned weights at zero).
+        codebook_fp16: store float32 codebooks as float16 (lossy unless the
+            values are representable; off by default).
+        gap_alphabet: `G`, the number of relative-index symbols for sparse
+            tensors (`2**bits`); `None` lets the packer choose per tensor.
+        select: which buffers to pack (see `tfdc.pack.pack_tflite`); `None`
+            packs every buffer of at least `min_bytes` bytes.
+        block: symbols per independently decodable segment (`None`: packer
+            default, 4096).
+        min_bytes: smaller buffers are left in the flatbuffer.
+        signatures: for several signatures or a `tf.Module`: a list of
+            `tf.function`s with input signatures (see `tfdc.export.convert`).
+        representative_dataset: enables the converter's full-integer
+            quantization (see `tfdc.export.convert`).
+        configure: callable that receives the `TFLiteConverter` to tweak it.
+        check_kernels: warn when a Keras kernel does not reach the `.tflite`
+            file with its exact values (e.g. a BatchNormalization folded into
+            it by the converter), which loses its weight sharing.
+
+    Returns:
+        `tfdc.ExportReport`: per-layer sparsity, bits and compression rates,
+        file sizes (`print(report)` shows the table).
+
+    Example:
+
+    ```python
+    model = tfdc.models.lenet_300_100()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=4, callbacks=[tfdc.GradualPruning(0.9),
+                                          tfdc.ClusteredFineTuning(bits=5)])
+    report = tfdc.export(model, "lenet.tflite")
+    print(report)
+    interpreter = tfdc.load_interpreter("lenet.tflite")
+    ```
+    """
+    if strip:
+        strip_constraints(model)
+    plain = convert(model, signatures=signatures, representative_dataset=representative_dataset,
+                    configure=configure)
+    layer_names = dense_bytes = None
+    if _is_keras_model(model):
+        layer_names = [layer.name for layer in _layers(model)]
+        dense_bytes = 4 * int(model.count_params())
+        if check_kernels and representative_dataset is None:
+            _warn_altered_kernels(model, plain, min_bytes)
+    return export_tflite(plain, path, codebook_fp16=codebook_fp16, gap_alphabet=gap_alphabet,
+                         select=select, block=block, min_bytes=min_bytes,
+                         layer_names=layer_names, dense_bytes=dense_bytes)
+
+
+def _layers(model):
+    from tfdc.select import iter_layers
+    return list(iter_layers(model))
+
+
+def altered_kernels(model, tflite, min_bytes=64):
+    """Names of the Keras kernels (`layer/attr`) whose exact multiset of
+    values is not found in any float32 constant of the `.tflite` model."""
+    from tfdc.runtime import interpreter_class
+    from tfdc.select import kernel_attrs
+
+    interpreter = interpreter_class()(model_content=tflite)
+    constants = {}
+    for detail in interpreter.get_tensor_details():
+        if detail["dtype"] != np.float32:
+            continue
+        try:
+            value = interpreter.get_tensor(detail["index"])
+        except ValueError:  # not a constant (no data before allocation)
+            continue
+        if value is None or value.size == 0:
+            continue
+        constants.setdefault(value.size, []).append(np.sort(value, axis=None))
+    altered = []
+    for layer in _layers(model):
+        for attr in kernel_attrs(layer):
+            variable = getattr(layer, attr, None)
+            if variable is None or np.prod(variable.shape) * 4 < min_bytes:
+                continue
+            kernel = np.sort(np.asarray(variable.numpy(), dtype=np.float32), axis=None)
+            candidates = constants.get(kernel.size, [])
+            if not any(np.array_equal(kernel.view(np.uint32), c.view(np.uint32))
+                       for c in candidates):
+                altered.append(f"{layer.name}/{attr}")
+    return altered
+
+
+def _warn_altered_kernels(model, tflite, min_bytes):
+    try:
+        altered = altered_kernels(model, tflite, min_bytes)
+    except Exception as e:  # the check is advisory: never fail an export on it
+        warnings.warn(f"tfdc.export could not check the converted kernels: {e}", stacklevel=3)
+        return
+    if altered:
+        warnings.warn(
+            "the TFLite converter changed the values of " + ", ".join(altered) +
+            " (typically a BatchNormalization folded into the kernel, or a weight computed "
+            "from several variables); their pruning / weight sharing is partly lost. Fold "
+            "BatchNormalization into the kernels with tfdc.fold_batchnorm before pruning and "
+            "clustering.", stacklevel=3)

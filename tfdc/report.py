@@ -1,0 +1,416 @@
+"""What a packed `.tflite` file holds, layer by layer: the paper's Table 2/3.
+
+`tfdc.export` returns an `ExportReport`; `tfdc.inspect(path_or_bytes)` builds
+the same report from any packed file (or, for a plain `.tflite` file, from
+what packing it would give). Columns, per packed weight tensor:
+
+* `#weights`, `% kept` (nonzeros / weights);
+* weight bits: `P+Q` = `ceil(log2 K)` per nonzero for a `K`-entry codebook
+  (the element width for raw values), `P+Q+H` = Huffman-coded value bits per
+  nonzero;
+* index bits (sparse tensors): `P+Q` = `log2 G`, the fixed-width relative
+  index, `P+Q+H` = coded gap bits (filler entries included) per nonzero;
+* compression rate vs the dense float32 tensor: `P+Q` with fixed-width
+  fields plus the codebook, `P+Q+H` with the record's actual bytes in the
+  file (codebook, code tables, segment lengths and headers included).
+
+Totals sum over tensors; file sizes compare the dense float32 weights, the
+plain `.tflite`, and the packed file; the entropy bound is the zeroth-order
+entropy of each coded stream, and `coded ÷ bound` shows how close Huffman
+coding gets to it.
+"""
+
+import dataclasses
+import math
+import os
+import re
+
+__all__ = ["ExportReport", "LayerReport", "inspect", "short_name"]
+
+# Trailing TensorFlow op names in converted tensor names ("fc1/MatMul").
+_OP_NAMES = {
+    "matmul", "convolution", "conv2d", "conv1d", "depthwise", "readvariableop", "add",
+    "biasadd", "einsum", "gatherv2", "squeeze", "expanddims", "reshape", "tensordot",
+    "transpose", "mul", "sub", "cast", "identity", "embedding_lookup", "kernel", "bias",
+    "embeddings", "batchnorm", "conv", "strided_slice", "pseudo_qconst", "const",
+}
+
+
+def short_name(tensor_name, layer_names=None):
+    """A readable layer name from a converted tensor name.
+
+    `"lenet_300_100_1/fc1_1/MatMul"` -> `"fc1"`,
+    `"model_1/mha_1/query_1/MatMul"` -> `"mha/query"`. The model scope and
+    trailing op names are dropped, and the `_N` suffix TensorFlow appends to
+    name scopes is removed (unless the name with the suffix is one of
+    `layer_names`).
+    """
+    first = tensor_name.split(";")[0]
+    parts = [p for p in first.split("/") if p]
+    if len(parts) >= 3:
+        parts = parts[1:]  # the model's own scope
+    known = set(layer_names or ())
+    kept = []
+    for i, part in enumerate(parts):
+        base = re.sub(r"_\d+$", "", part)
+        if i > 0 and (base.lower() in _OP_NAMES or re.sub(r"\d+$", "", base).lower() in _OP_NAMES):
+            break
+        kept.append(part if part in known else base)
+    return "/".join(kept) or first
+
+
+@dataclasses.dataclass
+class LayerReport:
+    """One packed tensor. Bits are totals over the tensor unless named `*_per_*`."""
+
+    name: str
+    tensor_names: tuple
+    shape: tuple
+    dtype: str
+    weights: int
+    nnz: int
+    elem_size: int
+    sparse: bool
+    codebook_size: int
+    gap_alphabet: int
+    gap_symbols: int
+    value_bits: int
+    gap_bits: int
+    value_entropy_bits: float
+    gap_entropy_bits: float
+    codebook_bytes: int
+    table_bytes: int
+    record_bytes: int
+    raw_bytes: int
+
+    @property
+    def kept(self):
+        """Fraction of weights kept (nonzero)."""
+        return self.nnz / self.weights if self.weights else 0.0
+
+    @property
+    def weight_bits_pq(self):
+        """Fixed-width bits per value: ceil(log2 K), or the element width."""
+        if self.codebook_size:
+            return max(1, math.ceil(math.log2(self.codebook_size)))
+        return 8 * self.elem_size
+
+    @property
+    def weight_bits_pqh(self):
+        """Huffman-coded value bits per nonzero."""
+        return self.value_bits / self.nnz if self.nnz else 0.0
+
+    @property
+    def index_bits_pq(self):
+        """Fixed-width relative-index bits (log2 G); 0 for dense tensors."""
+        return math.log2(self.gap_alphabet) if self.sparse and self.gap_alphabet else 0.0
+
+    @property
+    def index_bits_pqh(self):
+        """Huffman-coded gap bits (fillers included) per nonzero."""
+        return self.gap_bits / self.nnz if self.nnz else 0.0
+
+    @property
+    def pq_bits(self):
+        """Total bits with fixed-width fields (P+Q) plus the codebook."""
+        values = (self.nnz if self.sparse else self.weights) * self.weight_bits_pq
+        return values + self.gap_symbols * self.index_bits_pq + 8 * self.codebook_bytes
+
+    @property
+    def rate_pq(self):
+        return 8 * self.raw_bytes / self.pq_bits if self.pq_bits else float("inf")
+
+    @property
+    def rate_pqh(self):
+        return self.raw_bytes / self.record_bytes if self.record_bytes else float("inf")
+
+    @property
+    def coded_bits(self):
+        return self.value_bits + self.gap_bits
+
+    @property
+    def entropy_bits(self):
+        return self.value_entropy_bits + self.gap_entropy_bits
+
+
+def _get(obj, *names, default=0):
+    for name in names:
+        if hasattr(obj, name):
+            value = getattr(obj, name)
+            if value is not None:
+                return value
+    return default
+
+
+def _layer_from_record(record, layer_names):
+    tensor_names = tuple(_get(record, "tensor_names", default=()) or ())
+    name = short_name(tensor_names[0], layer_names) if tensor_names else \
+        f"buffer {record.buffer_index}"
+    sparse = _get(record, "position_mode") in (1, "sparse")
+    nnz = int(_get(record, "nnz"))
+    return LayerReport(
+        name=name, tensor_names=tensor_names, shape=tuple(_get(record, "shape", default=())),
+        dtype=str(_get(record, "dtype", default="")), weights=int(_get(record, "num_elements")),
+        nnz=nnz, elem_size=int(_get(record, "elem_size", default=4)), sparse=sparse,
+        codebook_size=int(_get(record, "codebook_size")),
+        gap_alphabet=int(_get(record, "gap_alphabet")),
+        gap_symbols=int(_get(record, "gap_count", "gap_symbols", default=nnz if sparse else 0)),
+        value_bits=int(_get(record, "value_bits")), gap_bits=int(_get(record, "gap_bits")),
+        value_entropy_bits=float(_get(record, "value_entropy_bits")),
+        gap_entropy_bits=float(_get(record, "gap_entropy_bits")),
+        codebook_bytes=int(_get(record, "codebook_bytes")),
+        table_bytes=int(_get(record, "table_bytes")),
+        record_bytes=int(_get(record, "record_bytes")), raw_bytes=int(_get(record, "raw_bytes")))
+
+
+def _fmt_int(n):
+    return f"{n:,}"
+
+
+class ExportReport:
+    """Per-layer and total compression of a packed `.tflite` file.
+
+    Attributes:
+        layers: list of `LayerReport`, one per packed tensor, in file order.
+        packed_bytes: size of the packed file.
+        plain_bytes: size of the plain `.tflite` it was packed from (for a
+            report read back from a packed file: the decoded file's size).
+        dense_bytes: the dense float32 size of the packed tensors plus every
+            weight left in the flatbuffer (the paper's baseline), or `None`.
+        flatbuffer_bytes, section_bytes, decoded_bytes: from the pack info.
+        path: the file written or inspected, if any.
+
+    Example:
+
+    ```python
+    report = tfdc.inspect("lenet.tflite")
+    print(report.to_markdown())
+    report.to_dict()["total"]["rate_pqh"]
+    ```
+    """
+
+    def __init__(self, layers, *, packed_bytes, plain_bytes=None, dense_bytes=None,
+                 flatbuffer_bytes=None, section_bytes=None, decoded_bytes=None, path=None):
+        self.layers = list(layers)
+        self.packed_bytes = packed_bytes
+        self.plain_bytes = plain_bytes
+        self.dense_bytes = dense_bytes
+        self.flatbuffer_bytes = flatbuffer_bytes
+        self.section_bytes = section_bytes
+        self.decoded_bytes = decoded_bytes
+        self.path = path
+
+    @classmethod
+    def from_pack_info(cls, info, *, plain_bytes=None, dense_bytes=None, path=None,
+                       layer_names=None):
+        """Build a report from a `tfdc.pack.PackInfo`."""
+        layers = [_layer_from_record(r, layer_names) for r in info.records]
+        # Disambiguate equal short names (e.g. two tensors of one layer).
+        counts = {}
+        for layer in layers:
+            counts[layer.name] = counts.get(layer.name, 0) + 1
+        seen = {}
+        for layer in layers:
+            if counts[layer.name] > 1:
+                seen[layer.name] = seen.get(layer.name, 0) + 1
+                layer.name = f"{layer.name}#{seen[layer.name]}"
+        if dense_bytes is None:
+            dense_bytes = _get(info, "dense_bytes", default=None)
+        return cls(layers, packed_bytes=int(info.total_bytes), plain_bytes=plain_bytes,
+                   dense_bytes=dense_bytes, flatbuffer_bytes=int(info.flatbuffer_bytes),
+                   section_bytes=int(info.section_bytes),
+                   decoded_bytes=int(info.decoded_bytes), path=path)
+
+    # Totals over the packed tensors.
+    @property
+    def weights(self):
+        return sum(layer.weights for layer in self.layers)
+
+    @property
+    def nnz(self):
+        return sum(layer.nnz for layer in self.layers)
+
+    @property
+    def kept(self):
+        return self.nnz / self.weights if self.weights else 0.0
+
+    @property
+    def raw_bytes(self):
+        return sum(layer.raw_bytes for layer in self.layers)
+
+    @property
+    def record_bytes(self):
+        return sum(layer.record_bytes for layer in self.layers)
+
+    @property
+    def value_bits(self):
+        return sum(layer.value_bits for layer in self.layers)
+
+    @property
+    def gap_bits(self):
+        return sum(layer.gap_bits for layer in self.layers)
+
+    @property
+    def coded_bits(self):
+        return self.value_bits + self.gap_bits
+
+    @property
+    def entropy_bits(self):
+        return sum(layer.entropy_bits for layer in self.layers)
+
+    @property
+    def coded_over_entropy(self):
+        """Coded bits ÷ entropy bound, summed over tensors (≥ 1)."""
+        return self.coded_bits / self.entropy_bits if self.entropy_bits else float("nan")
+
+    @property
+    def pq_bits(self):
+        return sum(layer.pq_bits for layer in self.layers)
+
+    @property
+    def rate_pq(self):
+        return 8 * self.raw_bytes / self.pq_bits if self.pq_bits else float("inf")
+
+    @property
+    def rate_pqh(self):
+        return self.raw_bytes / self.record_bytes if self.record_bytes else float("inf")
+
+    @property
+    def ratio(self):
+        """Dense float32 bytes ÷ packed file bytes (the whole file)."""
+        if not self.dense_bytes or not self.packed_bytes:
+            return None
+        return self.dense_bytes / self.packed_bytes
+
+    def _nnz_weighted(self, attr):
+        nnz = self.nnz
+        return sum(getattr(l, attr) * l.nnz for l in self.layers) / nnz if nnz else 0.0
+
+    def _rows(self):
+        rows = []
+        for l in self.layers:
+            rows.append([l.name, _fmt_int(l.weights), f"{100 * l.kept:.1f}%",
+                         str(l.weight_bits_pq), f"{l.weight_bits_pqh:.2f}",
+                         f"{l.index_bits_pq:g}" if l.sparse else "-",
+                         f"{l.index_bits_pqh:.2f}" if l.sparse else "-",
+                         f"{l.rate_pq:.1f}x", f"{l.rate_pqh:.1f}x"])
+        sparse_nnz = sum(l.nnz for l in self.layers if l.sparse)
+        index_pq = (sum(l.index_bits_pq * l.nnz for l in self.layers if l.sparse) / sparse_nnz
+                    if sparse_nnz else 0.0)
+        rows.append(["Total", _fmt_int(self.weights), f"{100 * self.kept:.1f}%",
+                     f"{self._nnz_weighted('weight_bits_pq'):.2f}",
+                     f"{self.value_bits / self.nnz if self.nnz else 0:.2f}",
+                     f"{index_pq:.2f}" if sparse_nnz else "-",
+                     f"{self.gap_bits / self.nnz if self.nnz else 0:.2f}" if sparse_nnz else "-",
+                     f"{self.rate_pq:.1f}x", f"{self.rate_pqh:.1f}x"])
+        return rows
+
+    _HEADERS = ["Layer", "#Weights", "Kept", "Weight bits P+Q", "Weight bits P+Q+H",
+                "Index bits P+Q", "Index bits P+Q+H", "Rate P+Q", "Rate P+Q+H"]
+
+    def _size_lines(self):
+        lines = []
+        if self.dense_bytes:
+            lines.append(("Dense float32 weights", f"{_fmt_int(self.dense_bytes)} B"))
+        if self.plain_bytes:
+            lines.append(("Plain .tflite", f"{_fmt_int(self.plain_bytes)} B"))
+        lines.append(("Packed .tflite", f"{_fmt_int(self.packed_bytes)} B (flatbuffer "
+                      f"{_fmt_int(self.flatbuffer_bytes or 0)} B + section "
+                      f"{_fmt_int(self.section_bytes or 0)} B)"))
+        if self.ratio:
+            lines.append(("Dense float32 / packed", f"{self.ratio:.1f}x"))
+        if self.plain_bytes:
+            lines.append(("Plain / packed", f"{self.plain_bytes / self.packed_bytes:.1f}x"))
+        lines.append(("Coded streams", f"{_fmt_int(math.ceil(self.coded_bits / 8))} B; entropy "
+                      f"bound {_fmt_int(math.ceil(self.entropy_bits / 8))} B; coded / bound "
+                      f"{self.coded_over_entropy:.4f}"))
+        return lines
+
+    def to_text(self):
+        """A fixed-width table plus the file sizes."""
+        table = [self._HEADERS] + self._rows()
+        widths = [max(len(r[i]) for r in table) for i in range(len(self._HEADERS))]
+        fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(r, widths)))
+        out = [fmt(table[0]), "-" * len(fmt(table[0]))]
+        out += [fmt(r) for r in table[1:-1]]
+        out += ["-" * len(fmt(table[0])), fmt(table[-1]), ""]
+        width = max(len(k) for k, _ in self._size_lines())
+        out += [f"{k.ljust(width)}  {v}" for k, v in self._size_lines()]
+        return "\n".join(out)
+
+    def to_markdown(self):
+        """A Markdown table plus the file sizes as a list."""
+        rows = self._rows()
+        rows[-1] = [f"**{c}**" for c in rows[-1]]
+        out = ["| " + " | ".join(self._HEADERS) + " |",
+               "|" + "---|" * len(self._HEADERS)]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        out.append("")
+        out += [f"- {k}: {v}" for k, v in self._size_lines()]
+        return "\n".join(out)
+
+    def to_dict(self):
+        """Every number of the report, as plain Python types."""
+        def layer_dict(l):
+            d = dataclasses.asdict(l)
+            d.update(kept=l.kept, weight_bits_pq=l.weight_bits_pq,
+                     weight_bits_pqh=l.weight_bits_pqh, index_bits_pq=l.index_bits_pq,
+                     index_bits_pqh=l.index_bits_pqh, rate_pq=l.rate_pq, rate_pqh=l.rate_pqh,
+                     coded_bits=l.coded_bits, entropy_bits=l.entropy_bits)
+            d["tensor_names"] = list(l.tensor_names)
+            d["shape"] = list(l.shape)
+            return d
+        return {
+            "path": self.path,
+            "layers": [layer_dict(l) for l in self.layers],
+            "total": {"weights": self.weights, "nnz": self.nnz, "kept": self.kept,
+                      "value_bits": self.value_bits, "gap_bits": self.gap_bits,
+                      "coded_bits": self.coded_bits, "entropy_bits": self.entropy_bits,
+                      "coded_over_entropy": self.coded_over_entropy,
+                      "raw_bytes": self.raw_bytes, "record_bytes": self.record_bytes,
+                      "rate_pq": self.rate_pq, "rate_pqh": self.rate_pqh},
+            "sizes": {"dense_bytes": self.dense_bytes, "plain_bytes": self.plain_bytes,
+                      "packed_bytes": self.packed_bytes,
+                      "flatbuffer_bytes": self.flatbuffer_bytes,
+                      "section_bytes": self.section_bytes, "decoded_bytes": self.decoded_bytes,
+                      "ratio": self.ratio},
+        }
+
+    def __str__(self):
+        return self.to_text()
+
+    def __repr__(self):
+        ratio = f", {self.ratio:.1f}x vs dense float32" if self.ratio else ""
+        return (f"<ExportReport {len(self.layers)} packed tensors, {self.packed_bytes:,} B"
+                f"{ratio}>")
+
+
+def inspect(path_or_bytes, layer_names=None):
+    """The `ExportReport` of a `.tflite` file.
+
+    For a packed file, the report is read from its section. For a plain
+    `.tflite` file, it describes what `tfdc.export_tflite` with default
+    options would write (nothing is written).
+
+    Args:
+        path_or_bytes: a file path or the file's bytes.
+        layer_names: optional Keras layer names, to label rows exactly.
+
+    Raises:
+        tfdc.FormatError: a packed file is malformed.
+    """
+    from tfdc.runtime import read_model_bytes
+    from tfdc.unpack import is_packed
+
+    path = os.fspath(path_or_bytes) if isinstance(path_or_bytes, (str, os.PathLike)) else None
+    data = read_model_bytes(path_or_bytes)
+    if is_packed(data):
+        from tfdc.unpack import read_pack_info
+        info = read_pack_info(data)
+        return ExportReport.from_pack_info(info, plain_bytes=None, path=path,
+                                           layer_names=layer_names)
+    from tfdc.pack import pack_tflite
+    _, info = pack_tflite(data)
+    return ExportReport.from_pack_info(info, plain_bytes=len(data), path=path,
+                                       layer_names=layer_names)

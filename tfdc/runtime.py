@@ -1,0 +1,70 @@
+"""Load a tfdc-packed (or plain) `.tflite` model into a LiteRT interpreter.
+
+A packed file is decoded in memory (`tfdc.decode`) into a standard TFLite
+model and handed to `ai_edge_litert.interpreter.Interpreter`, the maintained
+LiteRT runtime; `tf.lite.Interpreter` is the fallback when ai-edge-litert is
+not installed. Plain `.tflite` files are loaded unchanged.
+"""
+
+import os
+
+__all__ = ["load_interpreter", "read_model_bytes", "interpreter_class"]
+
+
+def read_model_bytes(path_or_bytes):
+    """The bytes of a model given as bytes-like or a filesystem path."""
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        return bytes(path_or_bytes)
+    if isinstance(path_or_bytes, (str, os.PathLike)):
+        with open(path_or_bytes, "rb") as f:
+            return f.read()
+    raise TypeError("expected a path or bytes of a .tflite model, got "
+                    f"{type(path_or_bytes).__name__}")
+
+
+def interpreter_class():
+    """`ai_edge_litert.interpreter.Interpreter`, or `tf.lite.Interpreter` if
+    ai-edge-litert is not installed."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+        Interpreter = tf.lite.Interpreter
+    return Interpreter
+
+
+def load_interpreter(path_or_bytes, *, backend="auto", **kwargs):
+    """Create an interpreter for a packed or plain `.tflite` model.
+
+    Args:
+        path_or_bytes: a file path, or the model's bytes.
+        backend: decoder used for packed files (`"auto"`, `"python"`, or
+            `"native"`), passed to `tfdc.decode`.
+        **kwargs: passed to the interpreter (e.g. `num_threads=2`).
+
+    Returns:
+        An interpreter, not yet allocated (call `allocate_tensors()`). The
+        decoded model bytes are kept alive as its attribute
+        `tfdc_model_content` for as long as the interpreter lives, since
+        TFLite reads weights from them in place.
+
+    Raises:
+        tfdc.FormatError: a packed file is malformed or corrupted.
+
+    Example:
+
+    ```python
+    interpreter = tfdc.load_interpreter("lenet.tflite")
+    interpreter.allocate_tensors()
+    ```
+    """
+    from tfdc.unpack import decode, is_packed
+
+    data = read_model_bytes(path_or_bytes)
+    if is_packed(data):
+        data = decode(data, backend=backend)
+    interpreter = interpreter_class()(model_content=data, **kwargs)
+    # TFLite does not copy model_content: the interpreter must own a
+    # reference to the exact bytes object it reads its weights from.
+    interpreter.tfdc_model_content = data
+    return interpreter
