@@ -1,0 +1,104 @@
+/*
+ * pymodule.c - the CPython extension `tfdc._native`, a thin wrapper over
+ * tfdc_decode.h. Decoding runs with the GIL released. Format errors raise
+ * tfdc.errors.FormatError (imported at call time, so this module has no
+ * import-order dependency on the Python package).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "tfdc_decode.h"
+
+static PyObject *raise_status(int status) {
+  PyObject *mod, *cls;
+  if (status == TFDC_ERR_NOMEM) return PyErr_NoMemory();
+  mod = PyImport_ImportModule("tfdc.errors");
+  if (!mod) return NULL;
+  cls = PyObject_GetAttrString(mod, "FormatError");
+  Py_DECREF(mod);
+  if (!cls) return NULL;
+  PyErr_SetString(cls, tfdc_strerror(status));
+  Py_DECREF(cls);
+  return NULL;
+}
+
+static PyObject *py_decode(PyObject *self, PyObject *arg) {
+  Py_buffer view;
+  uint64_t n = 0;
+  int rc;
+  PyObject *out;
+  (void)self;
+  if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+  Py_BEGIN_ALLOW_THREADS
+  rc = tfdc_decoded_size((const uint8_t *)view.buf, (size_t)view.len, &n);
+  Py_END_ALLOW_THREADS
+  if (rc != TFDC_OK) {
+    PyBuffer_Release(&view);
+    return raise_status(rc);
+  }
+  if (n > (uint64_t)PY_SSIZE_T_MAX) {
+    PyBuffer_Release(&view);
+    return raise_status(TFDC_ERR_TOO_LARGE);
+  }
+  out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+  if (!out) {
+    PyBuffer_Release(&view);
+    return NULL;
+  }
+  Py_BEGIN_ALLOW_THREADS
+  rc = tfdc_decode((const uint8_t *)view.buf, (size_t)view.len, (uint8_t *)PyBytes_AS_STRING(out),
+                   (size_t)n);
+  Py_END_ALLOW_THREADS
+  PyBuffer_Release(&view);
+  if (rc != TFDC_OK) {
+    Py_DECREF(out);
+    return raise_status(rc);
+  }
+  return out;
+}
+
+static PyObject *py_decoded_size(PyObject *self, PyObject *arg) {
+  Py_buffer view;
+  uint64_t n = 0;
+  int rc;
+  (void)self;
+  if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+  Py_BEGIN_ALLOW_THREADS
+  rc = tfdc_decoded_size((const uint8_t *)view.buf, (size_t)view.len, &n);
+  Py_END_ALLOW_THREADS
+  PyBuffer_Release(&view);
+  if (rc != TFDC_OK) return raise_status(rc);
+  return PyLong_FromUnsignedLongLong((unsigned long long)n);
+}
+
+static PyObject *py_is_packed(PyObject *self, PyObject *arg) {
+  Py_buffer view;
+  int r;
+  (void)self;
+  if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+  r = tfdc_is_packed((const uint8_t *)view.buf, (size_t)view.len);
+  PyBuffer_Release(&view);
+  return PyBool_FromLong(r);
+}
+
+static PyMethodDef methods[] = {
+    {"decode", py_decode, METH_O,
+     "decode(data) -> bytes\n\nDecode a tfdc-packed .tflite (any bytes-like object) into a "
+     "standard .tflite. Raises tfdc.FormatError for a malformed file."},
+    {"decoded_size", py_decoded_size, METH_O,
+     "decoded_size(data) -> int\n\nCheck the container (flatbuffer, header, checksums) and "
+     "return the decoded length in bytes."},
+    {"is_packed", py_is_packed, METH_O,
+     "is_packed(data) -> bool\n\nTrue if data is a flatbuffer carrying a tfdc.v1 section "
+     "(checksums not verified)."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "tfdc._native",
+                                       "Native C decoder for tfdc-packed .tflite files.", -1,
+                                       methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__native(void) {
+  PyObject *m = PyModule_Create(&moduledef);
+  if (m) PyModule_AddIntConstant(m, "FORMAT_MAJOR", TFDC_FORMAT_MAJOR);
+  return m;
+}
