@@ -39,7 +39,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         f"tensorflow-cpu>=2.16; {_TF_CPU}",
-        f"tensorflow>=2.16; not ({_TF_CPU})",
+        "tensorflow>=2.16; platform_system != 'Linux' or platform_machine != 'x86_64'",
         "keras>=3.0",
         "numpy>=1.24",
         "flatbuffers>=23.5",
