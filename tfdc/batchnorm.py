@@ -1,0 +1,146 @@
+"""Fold BatchNormalization into the layer before it, ahead of weight sharing.
+
+TFLite's converter folds an inference-mode BatchNormalization into the
+preceding convolution / dense kernel (W' = W * gamma / sqrt(var + eps)), which
+rescales every output channel of a clustered kernel and so multiplies the
+number of distinct values by the number of channels. Folding *before*
+clustering keeps the codebook intact through conversion.
+"""
+
+import keras
+import numpy as np
+
+from tfdc.select import iter_layers
+
+_FOLDABLE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
+             keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+_TRANSPOSED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
+               keras.layers.Conv3DTranspose, keras.layers.SeparableConv1D,
+               keras.layers.SeparableConv2D)
+
+
+def _producer(bn):
+    """The layer whose output `bn` normalizes, if `bn` is called exactly once
+    on the output of a single layer; else None."""
+    nodes = getattr(bn, "_inbound_nodes", [])
+    if len(nodes) != 1 or len(nodes[0].input_tensors) != 1:
+        return None
+    history = getattr(nodes[0].input_tensors[0], "_keras_history", None)
+    return None if history is None else history.operation
+
+
+def _consumers(layer, model_layers):
+    """How many layer calls consume any output of `layer`."""
+    count = 0
+    for other in model_layers:
+        for node in getattr(other, "_inbound_nodes", []):
+            for t in node.input_tensors:
+                h = getattr(t, "_keras_history", None)
+                if h is not None and h.operation is layer:
+                    count += 1
+    return count
+
+
+def _foldable_pairs(model):
+    layers = list(iter_layers(model))  # consumers may sit anywhere
+    pairs = {}
+    for bn in model.layers:  # top level only: nested models are cloned whole
+        if not isinstance(bn, keras.layers.BatchNormalization):
+            continue
+        prod = _producer(bn)
+        if (not isinstance(prod, _FOLDABLE) or isinstance(prod, _TRANSPOSED)
+                or len(prod._inbound_nodes) != 1 or _consumers(prod, layers) != 1):
+            continue
+        if prod.activation not in (None, keras.activations.linear):
+            continue  # BN after a nonlinearity cannot be folded into the kernel
+        rank = len(prod.output.shape)
+        axis = bn.axis if isinstance(bn.axis, (list, tuple)) else [bn.axis]
+        if list(axis) not in ([-1], [rank - 1]):
+            continue  # only channels-last normalization maps onto the kernel's last axis
+        if isinstance(prod, keras.layers.Dense) and rank != 2:
+            continue
+        pairs[id(prod)] = (prod, bn)
+    return pairs
+
+
+def _folded_weights(layer, bn):
+    kernel = keras.ops.convert_to_numpy(layer.kernel).astype(np.float64)
+    channels = bn.moving_mean.shape[0]
+    bias = (keras.ops.convert_to_numpy(layer.bias).astype(np.float64) if layer.use_bias
+            else np.zeros(channels))
+    mean = keras.ops.convert_to_numpy(bn.moving_mean).astype(np.float64)
+    var = keras.ops.convert_to_numpy(bn.moving_variance).astype(np.float64)
+    gamma = keras.ops.convert_to_numpy(bn.gamma).astype(np.float64) if bn.scale else 1.0
+    beta = keras.ops.convert_to_numpy(bn.beta).astype(np.float64) if bn.center else 0.0
+    scale = gamma / np.sqrt(var + bn.epsilon)
+    if isinstance(layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)):
+        # kernel [..., in, multiplier]; output channel = in_index * multiplier + m
+        kernel = kernel * scale.reshape(kernel.shape[-2], kernel.shape[-1])
+    else:
+        kernel = kernel * scale
+    return [kernel.astype("float32"), ((bias - mean) * scale + beta).astype("float32")]
+
+
+def fold_batchnorm(model):
+    """Return an equivalent model with each foldable BatchNormalization folded
+    into the Conv / DepthwiseConv / Dense layer that directly precedes it,
+    and removed.
+
+    A BatchNormalization is folded when it normalizes the last (channel) axis
+    of the output of a linear (no activation) Conv1D/2D/3D, DepthwiseConv1D/2D
+    or Dense layer that feeds nothing else. The folded layer gets a bias. Other
+    layers keep their weights (nested models are cloned whole, unfolded). The result matches
+    the original in inference mode (`training=False`) to float32 rounding.
+
+    Args:
+        model: a built Sequential or functional Keras model.
+
+    Returns:
+        A new model; `model` is not modified. If nothing is foldable, a clone.
+
+    Example:
+
+    ```python
+    folded = tfdc.fold_batchnorm(model)
+    np.testing.assert_allclose(folded(x), model(x, training=False), atol=1e-5)
+    ```
+    """
+    if not model.built:
+        raise ValueError("the model is not built yet: call it on data or build it first")
+    if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False) \
+            and type(model).__name__ != "Functional":
+        raise ValueError(f"fold_batchnorm supports Sequential and functional models, not "
+                         f"subclassed model {model.name!r} ({type(model).__name__})")
+    pairs = _foldable_pairs(model)
+    folded_bns = {id(bn) for _, bn in pairs.values()}
+
+    def clone(layer):
+        config = layer.get_config()
+        if id(layer) in pairs:
+            config["use_bias"] = True
+            config["bias_initializer"] = "zeros"
+            return layer.__class__.from_config(config)
+        return layer.__class__.from_config(config)
+
+    if isinstance(model, keras.Sequential):
+        new_layers = [clone(l) for l in model.layers if id(l) not in folded_bns]
+        inputs = keras.Input(shape=model.input_shape[1:], dtype=model.inputs[0].dtype)
+        new = keras.Sequential([inputs] + new_layers, name=model.name)
+    else:
+        folded_names = {bn.name for _, bn in pairs.values()}
+
+        def call(layer, *args, **kwargs):
+            if layer.name in folded_names:
+                return args[0]  # the folded normalization is now a no-op
+            return layer(*args, **kwargs)
+
+        new = keras.models.clone_model(model, clone_function=clone, call_function=call)
+    for old in model.layers:
+        if id(old) in folded_bns or not old.weights:
+            continue
+        target = new.get_layer(old.name)
+        if id(old) in pairs:
+            target.set_weights(_folded_weights(*pairs[id(old)]))
+        else:
+            target.set_weights(old.get_weights())
+    return new

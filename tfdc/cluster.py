@@ -1,0 +1,312 @@
+"""Trained quantization by weight sharing (Deep Compression, sec. 3).
+
+`ClusteredFineTuning` clusters each selected kernel's *nonzero* weights into at
+most `2**bits` shared values (k-means in 1-D, `tfdc.kmeans`), then fine-tunes
+the shared values (the centroids) with the normal Keras training loop.
+`codebooks(model)` reads the shared values of any model back from its weights.
+"""
+
+import keras
+import numpy as np
+
+from tfdc import kmeans
+from tfdc.select import iter_layers, select_kernels
+
+DEFAULT_CONV_BITS = 8  # paper: 256 shared values for convolutions
+DEFAULT_DENSE_BITS = 5  # paper: 32 shared values for fully connected layers
+CENTROID_UPDATES = ("mean", "sum")
+# Smallest positive *normal* float32: TensorFlow's CPU kernels flush subnormals
+# to zero, so a subnormal nudge could silently become an exact zero.
+_TINY = np.finfo(np.float32).tiny
+
+
+class ClusterConstraint:
+    """Variable constraint that keeps a kernel on its codebook.
+
+    Runs inside the compiled train step, after the optimizer's per-weight
+    update (Keras 3 optimizers assign `variable.constraint(variable)` right
+    after applying gradients). It touches only the nonzero positions: gather
+    them by `positions`, move each centroid by the sum or mean of its members'
+    updates (`unsorted_segment_sum` over the fixed `assignment`), scatter the
+    new centroids back; every other position is written as an exact 0.
+
+    Not serialized: it is attached to the variable only (`variable.constraint`),
+    never to the layer's `kernel_constraint`, so `.keras` saving is unaffected.
+    """
+
+    def __init__(self, positions, assignment, centroids, counts, update="mean", previous=None):
+        import tensorflow as tf
+        self.positions = tf.constant(positions.reshape(-1, 1), dtype=tf.int32)
+        self.assignment = tf.constant(assignment, dtype=tf.int32)
+        self.centroids = centroids  # a non-trainable keras.Variable, float32 [k]
+        self.num_clusters = int(counts.size)
+        self.inv_counts = tf.constant(1.0 / counts, dtype=tf.float32)
+        self.update = update
+        self.previous = previous  # the constraint this one replaced
+
+    def __call__(self, w):
+        import tensorflow as tf
+        w = tf.convert_to_tensor(w)
+        old = tf.convert_to_tensor(self.centroids)
+        members = tf.gather_nd(tf.reshape(w, [-1, 1]), self.positions)[:, 0]
+        moved = members - tf.gather(old, self.assignment)
+        step = tf.math.unsorted_segment_sum(moved, self.assignment, self.num_clusters)
+        if self.update == "mean":
+            step = step * self.inv_counts
+        new = old + tf.cast(step, old.dtype)
+        # A centroid must never become an exact zero (it would merge with the
+        # pruned weights): keep its previous value instead.
+        new = tf.where(tf.equal(new, 0.0), old, new)
+        self.centroids.assign(new)
+        dense = tf.scatter_nd(self.positions, tf.gather(new, self.assignment),
+                              [tf.size(w, out_type=tf.int32)])
+        return tf.reshape(tf.cast(dense, w.dtype), tf.shape(w))
+
+    def get_config(self):
+        return {}
+
+
+def _check_bits(bits, layer_name):
+    if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, (int, np.integer)):
+        raise ValueError(f"layer {layer_name!r}: bits must be an integer in 1..8, got {bits!r}")
+    if not 1 <= int(bits) <= 8:
+        raise ValueError(f"layer {layer_name!r}: bits must be in 1..8 (2 to 256 shared values), "
+                         f"got {bits}")
+
+
+def _layers_feeding_batchnorm(model):
+    """Layers whose output is consumed directly by a BatchNormalization."""
+    feeding = {}
+    for layer in iter_layers(model):
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        for node in getattr(layer, "_inbound_nodes", []):
+            for tensor in node.input_tensors:
+                history = getattr(tensor, "_keras_history", None)
+                if history is not None:
+                    feeding[id(history.operation)] = layer.name
+    return feeding
+
+
+def _cluster_kernel(value, bits, init, seed, max_iter):
+    """Codebook of one kernel. Returns (positions, assignment, centroids f32, counts)."""
+    flat = np.asarray(value, dtype=np.float32).ravel()
+    positions = np.flatnonzero(flat).astype(np.int32)
+    if positions.size == 0:
+        return positions, positions.copy(), np.zeros(0, np.float32), np.zeros(0)
+    members = flat[positions].astype(np.float64)
+    # With at most 2**bits distinct nonzero values (e.g. resuming from a
+    # clustered checkpoint) the codebook is those values, exactly.
+    centroids = kmeans.cluster_values(members, 2 ** int(bits), init=init, seed=seed,
+                                      max_iter=max_iter)
+    assignment = kmeans.assign(members, centroids)
+    used, assignment = np.unique(assignment, return_inverse=True)  # drop empty clusters
+    centroids = centroids[used].astype(np.float32)
+    centroids[centroids == 0] = _TINY  # a centroid of nonzero weights stays nonzero
+    counts = np.bincount(assignment, minlength=centroids.size).astype(np.float64)
+    return positions, assignment.astype(np.int32), centroids, counts
+
+
+class ClusteredFineTuning(keras.callbacks.Callback):
+    """Share weights by k-means clustering, then fine-tune the shared values.
+
+    At the start of `fit`, the nonzero weights of every selected kernel are
+    clustered into at most `2**bits` centroids (zeros are not a cluster: they
+    stay exact and cost nothing) and each weight is replaced by its centroid.
+    During training, a variable constraint runs after every optimizer step
+    inside the compiled train step and moves every centroid by the *mean*
+    (default) or the *sum* of its members' updates, then writes it back to all
+    members and writes exact zeros to the pruned positions. So after every
+    step each kernel has at most `2**bits` distinct nonzero values, the zero
+    mask is exactly the one at the start, and no nonzero weight becomes 0 (a
+    centroid that would land on exactly 0.0 keeps its previous value).
+
+    What the centroids do (the paper: dL/dC_k = sum_ij dL/dW_ij 1(I_ij = k)):
+
+    * SGD with `centroid_update="sum"`: every member moves by -lr * g_ij, so
+      the centroid moves by -lr * sum of its members' gradients: exactly the
+      paper's rule.
+    * SGD with `centroid_update="mean"` (default): -lr/n_k * sum of the
+      gradients, i.e. the paper's rule with a per-cluster learning rate
+      lr / n_k. This is the default because it does not depend on cluster
+      size: with "sum", a 5,000-member cluster takes a 5,000x larger step, and
+      under any adaptive optimizer (whose per-weight steps are ~lr each) the
+      sum of n_k steps makes large clusters diverge.
+    * Adam / RMSprop / momentum: each member keeps its own optimizer slots,
+      computed from its own gradients (which all sit at the same weight value);
+      the centroid moves by the mean (or sum) of the members' optimizer steps.
+      With plain gradients in place of the per-weight steps this reduces to
+      the rule above, so it is the paper's shared-gradient update with the
+      optimizer's preconditioning applied member-wise.
+    * Weight decay (AdamW, ...) is applied to members before the constraint
+      and therefore shrinks the centroid, as decay on C_k would.
+
+    Batch normalization: TFLite folds a BatchNormalization into the preceding
+    convolution at conversion time, rescaling every output channel and
+    destroying the codebook; a selected layer that feeds a BatchNormalization
+    is refused, fold it first with `tfdc.fold_batchnorm(model)`.
+
+    Resuming: a kernel that already has at most `2**bits` distinct nonzero
+    values (e.g. a model reloaded from a `.keras` checkpoint written during
+    clustering) gets exactly those values as its codebook.
+
+    Args:
+        bits: bits per shared value: an int for every selected layer, `None`
+            for the paper's defaults (8 for convolutions, 5 for dense and
+            embeddings), or a dict mapping layer names / regular expressions
+            to bits (only matched layers are clustered).
+        init: centroid initialisation, one of `'linear'` (paper default),
+            `'density'`, `'random'`, `'kmeans++'`, `'optimal'` (exact DP);
+            Lloyd iterations follow; see `tfdc.kmeans`.
+        centroid_update: `'mean'` or `'sum'` of the members' updates (above).
+        exclude: layer names or regular expressions never to cluster.
+        seed: seed for the `'random'` and `'kmeans++'` initialisations.
+        max_iter: maximum Lloyd iterations.
+        detach_at_end: remove the constraints when `fit` ends (default True);
+            otherwise they stay until `strip_clustering(model)`.
+
+    Example:
+
+    ```python
+    model = tfdc.models.lenet_300_100()
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x, y, epochs=2, callbacks=[tfdc.ClusteredFineTuning(bits=5)])
+    print({k: len(v["centroids"]) for k, v in tfdc.codebooks(model).items()})
+    ```
+
+    Logs `distinct_values` (the largest number of distinct nonzero values of
+    any clustered kernel) at the end of every epoch.
+    """
+
+    def __init__(self, bits=None, init="linear", centroid_update="mean", exclude=(), seed=None,
+                 max_iter=300, detach_at_end=True):
+        super().__init__()
+        if init not in kmeans.INITS:
+            raise ValueError(f"unknown init {init!r}; expected one of {', '.join(kmeans.INITS)}")
+        if centroid_update not in CENTROID_UPDATES:
+            raise ValueError(f"centroid_update must be 'mean' or 'sum', got {centroid_update!r}")
+        if isinstance(bits, dict):
+            for name, value in bits.items():
+                _check_bits(value, name)
+        elif bits is not None:
+            _check_bits(bits, "(all layers)")
+        self.bits = bits
+        self.init = init
+        self.centroid_update = centroid_update
+        self.exclude = exclude
+        self.seed = seed
+        self.max_iter = max_iter
+        self.detach_at_end = detach_at_end
+        self.selections = []
+        self._constraints = []
+
+    # -- selection --------------------------------------------------------
+    def _select(self, model):
+        if self.bits is None:
+            sels = select_kernels(model, True, self.exclude)
+            for s in sels:
+                s.value = DEFAULT_CONV_BITS if s.is_conv else DEFAULT_DENSE_BITS
+        else:
+            sels = select_kernels(model, self.bits, self.exclude, validate=_check_bits)
+        feeding = _layers_feeding_batchnorm(model)
+        for s in sels:
+            if id(s.layer) in feeding:
+                raise ValueError(
+                    f"layer {s.layer.name!r} feeds BatchNormalization {feeding[id(s.layer)]!r}: "
+                    "TFLite folds the normalization into this layer's kernel at conversion, "
+                    "which destroys the shared values. Fold it first: "
+                    "model = tfdc.fold_batchnorm(model), or exclude the layer.")
+        return sels
+
+    def quantize(self, model):
+        """Cluster the selected kernels of `model` and snap every weight to its
+        centroid (no fine-tuning). Returns `{variable path: codebook}` with
+        `positions`, `assignment`, `centroids` and `counts` as NumPy arrays."""
+        self.selections = self._select(model)
+        out = {}
+        for s in self.selections:
+            value = keras.ops.convert_to_numpy(s.variable)
+            pos, asg, cen, cnt = _cluster_kernel(value, s.value, self.init, self.seed,
+                                                 self.max_iter)
+            flat = np.zeros(value.size, np.float32)
+            flat[pos] = cen[asg]
+            s.variable.assign(flat.reshape(value.shape).astype(value.dtype))
+            out[s.name] = dict(positions=pos, assignment=asg, centroids=cen, counts=cnt)
+        return out
+
+    # -- callback hooks ---------------------------------------------------
+    def on_train_begin(self, logs=None):
+        model = self.model
+        books = self.quantize(model)
+        strategy = model.distribute_strategy
+        with strategy.scope():
+            for s in self.selections:
+                b = books[s.name]
+                if b["centroids"].size == 0:
+                    continue  # an all-zero kernel has nothing to share
+                cvar = keras.Variable(b["centroids"], trainable=False, dtype="float32",
+                                      name=s.name.replace("/", "_") + "_centroids")
+                c = ClusterConstraint(b["positions"], b["assignment"], cvar, b["counts"],
+                                      self.centroid_update, previous=s.variable.constraint)
+                s.variable.constraint = c
+                self._constraints.append((s.variable, c))
+        # fit() traced (or reused) the train step before this hook: retrace it
+        # so that the constraints are part of the compiled step.
+        model.make_train_function(force=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self.selections:
+            logs["distinct_values"] = max(
+                np.unique(_nonzero(s.variable)).size for s in self.selections)
+
+    def on_train_end(self, logs=None):
+        if self.detach_at_end:
+            self.detach()
+
+    def detach(self):
+        """Remove this callback's constraints (restoring any they replaced)."""
+        for variable, c in self._constraints:
+            if variable.constraint is c:
+                variable.constraint = c.previous
+        self._constraints = []
+        if self.model is not None:
+            self.model.train_function = None  # the traced step holds the constraints
+
+
+def _nonzero(variable):
+    v = keras.ops.convert_to_numpy(variable).ravel()
+    return v[v != 0]
+
+
+def strip_clustering(model):
+    """Remove every `ClusterConstraint` from `model`'s variables (restoring the
+    constraints they replaced) so that the model carries no tfdc object.
+    Returns the model."""
+    for variable in model.variables:
+        c = getattr(variable, "constraint", None)
+        while isinstance(c, ClusterConstraint):
+            c = c.previous
+        if getattr(variable, "constraint", None) is not c:
+            variable.constraint = c
+    model.train_function = None
+    return model
+
+
+def codebooks(model, targets=True, exclude=()):
+    """The shared values of every kernel of `model`, read from its weights.
+
+    Works on any model (clustered or not). Zeros are not part of a codebook.
+
+    Returns:
+        `{variable path: {"centroids": sorted distinct nonzero values,
+        "counts": how many weights hold each, "zeros": number of zeros,
+        "size": number of weights}}`.
+    """
+    out = {}
+    for s in select_kernels(model, targets, exclude):
+        v = keras.ops.convert_to_numpy(s.variable).ravel()
+        centroids, counts = np.unique(v[v != 0], return_counts=True)
+        out[s.name] = {"centroids": centroids, "counts": counts,
+                       "zeros": int(v.size - counts.sum()), "size": int(v.size)}
+    return out
+
