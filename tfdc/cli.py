@@ -321,9 +321,9 @@ def main(argv=None):
         if os.environ.get("TFDC_DEBUG"):
             raise
         message = str(e) or type(e).__name__
+        where = getattr(args, "file", None) or getattr(args, "input", None)
         if isinstance(e, FormatError):
-            message = f"{getattr(args, 'file', None) or getattr(args, 'input', '')}: " \
-                      f"not a valid tfdc-packed file: {message}"
+            message = f"{where + ': ' if where else ''}not a valid tfdc-packed file: {message}"
         elif isinstance(e, OSError) and e.filename:
             message = f"{e.filename}: {e.strerror or message}"
         print(f"{_PROG}: error: {message}", file=sys.stderr)

@@ -185,6 +185,9 @@ def compress(model, train, test, *, sparsity, bits, epochs, prune_epochs, cluste
         `codebook`, `schedule` (steps, scheduled, measured steps, measured).
     """
     import tfdc
+    # `tfdc.export` the function, not the submodule of the same name (which
+    # shadows it on the package once imported).
+    from tfdc.export import export
 
     (xtr, ytr), (xte, yte) = train, test
     errors, times, snapshots = {}, {}, {}
@@ -240,7 +243,7 @@ def compress(model, train, test, *, sparsity, bits, epochs, prune_epochs, cluste
 
     log("\n[4/4] Exporting the packed .tflite with tfdc.export")
     t = time.perf_counter()
-    export_report = tfdc.export(model, out_path)
+    export_report = export(model, out_path)
     times["export"] = time.perf_counter() - t
     t = time.perf_counter()
     errors["tflite"] = tflite_error(out_path, xte, yte)
@@ -259,8 +262,8 @@ def _codebook_of(model, layer_name, clustered):
         import tfdc
         books = tfdc.codebooks(model)
         for key, value in dict(books).items():
-            if key == layer_name or str(key).split("/")[0] == layer_name:
-                values = getattr(value, "centroids", value)
+            if layer_name in str(key).split("/"):
+                values = value["centroids"] if isinstance(value, dict) else value
                 return np.asarray(values, dtype=np.float64).ravel()
     except Exception:  # a display nicety: never fail the demo for it
         pass
