@@ -48,7 +48,7 @@ def ensure_model(path):
     if os.path.exists(path):
         return path
     print(f"{path} missing: running android_demo/make_assets.py (1 epoch) to create it")
-    subprocess.run([sys.executable, os.path.join(ROOT, "android_demo", "make_assets.py"), "--epochs", "1"],
+    subprocess.run([sys.executable, os.path.join(ROOT, "android_demo", "make_assets.py"), "--epochs", "1", "--train", "10000"],
                    check=True)
     return path
 
