@@ -79,10 +79,8 @@ class Reader:
         """Position of field `field_id` of the table at `table`, or None."""
         vtable = table - self.i32(table, f"{what} soffset")
         vt_size = self.u16(vtable, f"{what} vtable size")
-        self.u16(vtable + 2, f"{what} table size")
         if vt_size < 4 or vt_size % 2:
             raise FormatError(f"flatbuffer: {what} vtable size {vt_size} is invalid")
-        self._check(vtable, vt_size, f"{what} vtable")
         if 4 + 2 * field_id >= vt_size:
             return None
         o = self.u16(vtable + 4 + 2 * field_id, f"{what} voffset")

@@ -262,8 +262,14 @@ class _Plan:
     gap_stream: object
 
 
-def _plan_record(raw, elem_size, order, shape, block, gap_alphabet, codebook_fp16):
-    """The smallest record for buffer bytes `raw` (np.uint8), or None."""
+def _plan_record(raw, elem_size, order, shape, block, gap_alphabet, codebook_fp16, force=None):
+    """The smallest record for buffer bytes `raw` (np.uint8), or None.
+
+    `force` (tests and tools only) restricts the choice — keys
+    "position_mode" ("dense"/"sparse"), "scan" ("row"/"column"), "value_mode"
+    ("codebook"/"raw") — and packs even when the record is not smaller.
+    """
+    force = force or {}
     n_elems = len(raw) // elem_size
     elems = raw.view(_UINT[elem_size])
     fp16_change = 0.0
@@ -304,7 +310,14 @@ def _plan_record(raw, elem_size, order, shape, block, gap_alphabet, codebook_fp1
     dense_cost = codebook_cost(K_dense, dense_counts) if K_dense <= MAX_CODEBOOK else None
     sparse_value_cb = codebook_cost(K_sparse, sparse_counts) if K_sparse <= MAX_CODEBOOK else None
     sparse_value_raw = nnz * elem_size
-    sparse_value_cost = min(c for c in (sparse_value_cb, sparse_value_raw) if c is not None)
+    if force.get("value_mode") == "raw":
+        dense_cost = sparse_value_cb = None
+    elif force.get("value_mode") == "codebook":
+        sparse_value_raw = None
+    if force.get("position_mode") == "sparse":
+        dense_cost = None
+    options = [c for c in (sparse_value_cb, sparse_value_raw) if c is not None]
+    sparse_value_cost = min(options) if options else None
 
     # Gap part: every G and scan.
     best = (dense_cost, "dense", 1, 0) if dense_cost is not None else (None,)
@@ -312,6 +325,12 @@ def _plan_record(raw, elem_size, order, shape, block, gap_alphabet, codebook_fp1
     if len(shape) >= 2 and 1 < shape[0] < n_elems and n_elems % shape[0] == 0:
         scans.append(int(shape[0]))
     widths = [int(np.log2(gap_alphabet))] if gap_alphabet else range(1, 16)
+    if force.get("scan") == "column" and len(scans) > 1:
+        scans = scans[1:]
+    elif force.get("scan") == "row":
+        scans = scans[:1]
+    if sparse_value_cost is None or force.get("position_mode") == "dense":
+        scans = []
     for rows in scans:
         t, _ = _stream_order_positions(mask, rows)
         gaps_minus_1 = np.diff(t, prepend=-1) - 1
@@ -325,7 +344,7 @@ def _plan_record(raw, elem_size, order, shape, block, gap_alphabet, codebook_fp1
         return None
     _, position_mode, rows, G = best
     # Fixed overhead of a record: header and CRC.
-    if best[0] + RECORD_HEADER.size + 4 >= len(raw):
+    if best[0] + RECORD_HEADER.size + 4 >= len(raw) and not force:
         return None
 
     # Build the chosen record's streams.
@@ -341,7 +360,8 @@ def _plan_record(raw, elem_size, order, shape, block, gap_alphabet, codebook_fp1
         gap_syms = _gap_symbols(gaps_minus_1, G)
         gap_stream = _code_stream(gap_syms, np.bincount(gap_syms, minlength=G), block)
         nnz_coded = nnz
-        use_codebook = sparse_value_cb is not None and sparse_value_cb <= sparse_value_raw
+        use_codebook = sparse_value_cb is not None and (
+            sparse_value_raw is None or sparse_value_cb <= sparse_value_raw)
         if use_codebook:
             if inverse is not None:
                 inv = inverse[elem_index]
@@ -506,7 +526,7 @@ def _align(x, a):
 
 
 def pack_tflite(tflite_bytes, *, select=None, block=4096, gap_alphabet=None,
-                codebook_fp16=False, min_bytes=64):
+                codebook_fp16=False, min_bytes=64, _force=None):
     """Pack the constant buffers of a TFLite model into a tfdc.v1 section.
 
     Args:
@@ -575,7 +595,8 @@ def pack_tflite(tflite_bytes, *, select=None, block=4096, gap_alphabet=None,
         if len(raw) % elem_size:
             dtype, elem_size, order = "bytes", 1, "uint"
         shape = tensors[0][2]
-        plan = _plan_record(raw, elem_size, order, shape, block, gap_alphabet, codebook_fp16)
+        plan = _plan_record(raw, elem_size, order, shape, block, gap_alphabet, codebook_fp16,
+                            _force)
         if plan is None:
             continue
         plan.record.buffer_index = index
@@ -645,3 +666,37 @@ def pack_tflite(tflite_bytes, *, select=None, block=4096, gap_alphabet=None,
                     records=infos, num_tables=len(tables), input_bytes=len(data),
                     fp16_max_abs_change=max([r.fp16_max_abs_change for r in infos] or [0.0]))
     return prefix + section, info
+
+
+_NUMPY_TO_TFLITE = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.int32): 2,
+                    np.dtype(np.uint8): 3, np.dtype(np.int64): 4, np.dtype(np.int16): 7,
+                    np.dtype(np.int8): 9, np.dtype(np.float64): 10}
+
+
+def constant_model(arrays):
+    """A minimal TFLite flatbuffer whose only content is `arrays` as constant
+    tensors (buffers 1 … n, tensors named "w0", "w1", …). It is not runnable;
+    tests and tools/format_example.py use it to pack exact byte patterns."""
+    import flatbuffers
+    schema = _get_schema()
+    model = schema.ModelT()
+    model.version = 3
+    model.description = "tfdc constant_model"
+    model.buffers = [schema.BufferT()]
+    sg = schema.SubGraphT()
+    sg.tensors, sg.inputs, sg.outputs, sg.operators = [], [], [], []
+    for i, a in enumerate(arrays):
+        a = np.ascontiguousarray(a)
+        t = schema.TensorT()
+        t.name = f"w{i}"
+        t.shape = np.array(a.shape, dtype=np.int32)
+        t.type = _NUMPY_TO_TFLITE[a.dtype]
+        t.buffer = len(model.buffers)
+        b = schema.BufferT()
+        b.data = np.frombuffer(a.astype(a.dtype.newbyteorder("<")).tobytes(), np.uint8)
+        model.buffers.append(b)
+        sg.tensors.append(t)
+    model.subgraphs = [sg]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
