@@ -64,7 +64,7 @@ def assign(values, centroids):
     return np.searchsorted(mid, np.asarray(values, dtype=np.float64), side="left")
 
 
-def lloyd(values, centroids, max_iter=300, counts=None):
+def lloyd(values, centroids, max_iter=300, counts=None, relocate_empty=True):
     """Lloyd iterations in 1-D until the assignment stops changing.
 
     Args:
@@ -72,13 +72,18 @@ def lloyd(values, centroids, max_iter=300, counts=None):
         centroids: initial centroids (any order).
         max_iter: cap on the number of iterations.
         counts: optional multiplicity of each value.
+        relocate_empty: a centroid whose cell holds no value (e.g. a linear
+            init centroid inside the gap that pruning leaves around 0) is
+            moved to the member farthest from its centroid in the cluster with
+            the largest squared error, as scikit-learn's KMeans does;
+            otherwise it is dropped.
 
     Returns:
-        Sorted centroids. Centroids that lose all their members are dropped.
+        Sorted centroids, at most as many as given.
     """
     x = np.asarray(values, dtype=np.float64)
     w = np.ones_like(x) if counts is None else np.asarray(counts, dtype=np.float64)
-    W, S1, _ = _prefix(x, w)
+    W, S1, S2 = _prefix(x, w)
     c = np.unique(np.asarray(centroids, dtype=np.float64))
     prev_b = None
     for _ in range(max_iter):
@@ -88,8 +93,20 @@ def lloyd(values, centroids, max_iter=300, counts=None):
             break  # c already holds the means of this assignment
         n = W[b[1:]] - W[b[:-1]]
         keep = n > 0
-        c = np.unique((S1[b[1:]] - S1[b[:-1]])[keep] / n[keep])
-        prev_b = b if c.size == b.size - 1 else None
+        s1 = (S1[b[1:]] - S1[b[:-1]])[keep]
+        means = s1 / n[keep]
+        new = np.zeros(0)
+        empty = int((~keep).sum())
+        if relocate_empty and empty:
+            err = (S2[b[1:]] - S2[b[:-1]])[keep] - s1 * means
+            first, last = b[:-1][keep], b[1:][keep] - 1
+            worst = np.argsort(-err)[:empty]
+            worst = worst[err[worst] > 0]
+            far = np.where(means[worst] - x[first[worst]] > x[last[worst]] - means[worst],
+                           x[first[worst]], x[last[worst]])
+            new = far
+        c = np.unique(np.concatenate([means, new]))
+        prev_b = b if c.size == b.size - 1 and not new.size else None
     return c
 
 
@@ -175,7 +192,7 @@ def optimal_kmeans(values, k, max_points=2 ** 15):
     stops = np.concatenate([starts[1:], [n]])
     c = (S1[stops] - S1[starts]) / (W[stops] - W[starts])
     if grouped:
-        c = lloyd(ux, c, counts=uc)
+        c = lloyd(ux, c, counts=uc, relocate_empty=False)
     return np.sort(c)
 
 

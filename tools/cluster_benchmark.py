@@ -1,0 +1,247 @@
+"""Trained quantization (weight sharing) on real MNIST: the paper's Tables 1-2
+and Fig. 7/8 for LeNet-300-100 and LeNet-5, plus the train-step overhead.
+
+Stages (each part caches its pruned model in --save-dir and can run alone):
+
+    lenet300  train dense -> GradualPruning to 8/9/26 % kept -> retrain ->
+              5-bit and 6-bit ClusteredFineTuning; asserts the codebook and
+              the zero masks; init table (5 inits x 2..6 bits); step timing.
+    lenet5    train dense -> prune to 66/12/8/19 % kept -> retrain -> conv
+              8-bit / fc 5-bit clustering; asserts; step timing.
+
+Results of each part go to <save-dir>/<part>.json; docs/BENCHMARKS.md's
+"cluster" section is rebuilt from every JSON present.
+
+    export TFDC_MNIST=/work/shared/datasets/mnist.npz
+    python tools/cluster_benchmark.py --part lenet300
+    python tools/cluster_benchmark.py --part lenet5
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import tfdc  # noqa: E402
+import tfdc.models  # noqa: E402
+import tfdc.prune  # noqa: E402
+from tfdc.cluster import ClusteredFineTuning, codebooks, strip_clustering  # noqa: E402
+from tfdc.datasets import load_mnist  # noqa: E402
+from tools.benchmarks_md import markdown_table, write_section  # noqa: E402
+
+PARTS = {
+    "lenet300": dict(build=tfdc.models.lenet_300_100, channels=False,
+                     keep={"fc1": 0.08, "fc2": 0.09, "fc3": 0.26}),
+    "lenet5": dict(build=tfdc.models.lenet5, channels=True,
+                   keep={"conv1": 0.66, "conv2": 0.12, "fc1": 0.08, "fc2": 0.19}),
+}
+
+
+def compile_model(model, lr, steps):
+    sched = keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.05) if steps else lr
+    model.compile(keras.optimizers.Adam(sched), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+
+
+def error(model, data):
+    (_, _), (xt, yt) = data
+    p = model.predict(xt, batch_size=1000, verbose=0).argmax(-1)
+    return float(np.mean(p != yt) * 100)
+
+
+def pruned_model(part, data, args, log):
+    path = os.path.join(args.save_dir, f"{part}_pruned.keras")
+    if os.path.exists(path) and not args.retrain:
+        log(f"reusing {path}")
+        return keras.models.load_model(path, compile=False), path
+    cfg = PARTS[part]
+    (x, y), _ = data
+    e = args.epochs[part]
+    steps = int(np.ceil(len(x) / args.batch))
+    keras.utils.set_random_seed(0)
+    model = cfg["build"]()
+    compile_model(model, 1e-3, e[0] * steps)
+    model.fit(x, y, epochs=e[0], batch_size=args.batch, verbose=2)
+    log(f"dense error {error(model, data):.2f} %")
+    sparsity = {k: 1 - v for k, v in cfg["keep"].items()}
+    compile_model(model, 5e-4, (e[1] + e[2]) * steps)
+    pruning = tfdc.GradualPruning(sparsity, frequency=50,
+                                  end_step=int(e[1] * steps * 0.7))
+    model.fit(x, y, epochs=e[1] + e[2], batch_size=args.batch, verbose=2, callbacks=[pruning])
+    tfdc.prune.strip(model)
+    log(f"pruned error {error(model, data):.2f} %  {tfdc.sparsity(model)}")
+    model.save(path)
+    return model, path
+
+
+def check_codebook(model, masks, bits_of):
+    """Assert: <= 2**bits distinct nonzero values and the same zero mask."""
+    for layer_name, mask in masks.items():
+        w = model.get_layer(layer_name).kernel.numpy()
+        distinct = np.unique(w[w != 0]).size
+        bits = bits_of(model.get_layer(layer_name))
+        assert distinct <= 2 ** bits, (layer_name, distinct, bits)
+        assert np.array_equal(w != 0, mask), f"{layer_name}: zero mask changed"
+
+
+def cluster_run(pruned_path, data, bits, init, epochs, args, lr=1e-4, fine_tune=True):
+    (x, y), _ = data
+    model = keras.models.load_model(pruned_path, compile=False)
+    masks = {l.name: l.kernel.numpy() != 0 for l in model.layers if hasattr(l, "kernel")}
+    steps = int(np.ceil(len(x) / args.batch))
+    compile_model(model, lr, epochs * steps)
+    cb = ClusteredFineTuning(bits=bits, init=init, seed=0)
+    cb.quantize(model)
+    before = error(model, data)
+    after = None
+    if fine_tune and epochs:
+        model.fit(x, y, epochs=epochs, batch_size=args.batch, verbose=0, callbacks=[cb])
+        after = error(model, data)
+    check_codebook(model, masks, lambda layer: _bits_of(bits, layer))
+    return model, before, after
+
+
+def _bits_of(bits, layer):
+    if bits is None:
+        return 8 if isinstance(layer, keras.layers.Conv2D) else 5
+    return bits
+
+
+def step_ratio(pruned_path, data, bits, args, rounds=15, steps_per_round=20):
+    """Median train-step time with the clustering constraints / without,
+    interleaved A, B, A, B, ... in one process."""
+    (x, y), _ = data
+    xb, yb = x[:args.batch], y[:args.batch]
+    plain = keras.models.load_model(pruned_path, compile=False)
+    clustered = keras.models.load_model(pruned_path, compile=False)
+    for m in (plain, clustered):
+        compile_model(m, 1e-4, None)
+    cb = ClusteredFineTuning(bits=bits, detach_at_end=False)
+    cb.set_model(clustered)
+    cb.on_train_begin()
+    times = {"plain": [], "clustered": []}
+    for m in (plain, clustered):  # trace + warm up
+        for _ in range(5):
+            m.train_on_batch(xb, yb)
+    for _ in range(rounds):
+        for name, m in (("plain", plain), ("clustered", clustered)):
+            t = time.perf_counter()
+            for _ in range(steps_per_round):
+                m.train_on_batch(xb, yb)
+            times[name].append((time.perf_counter() - t) / steps_per_round)
+    strip_clustering(clustered)
+    mp, mc = statistics.median(times["plain"]), statistics.median(times["clustered"])
+    return {"plain_ms": mp * 1e3, "clustered_ms": mc * 1e3, "ratio": mc / mp}
+
+
+def run_part(part, args):
+    lines = []
+
+    def log(msg):
+        print(msg, flush=True)
+        lines.append(msg)
+
+    data = load_mnist(channels=PARTS[part]["channels"])
+    if args.train_subset:
+        (x, y), t = data
+        data = ((x[:args.train_subset], y[:args.train_subset]), t)
+    t0 = time.time()
+    model, pruned_path = pruned_model(part, data, args, log)
+    result = {"part": part, "pruned_error": error(model, data),
+              "keep": PARTS[part]["keep"], "command": " ".join(["python"] + sys.argv)}
+    runs = []
+    bit_settings = [5, 6] if part == "lenet300" else [None]
+    for bits in bit_settings:
+        m, before, after = cluster_run(pruned_path, data, bits, "linear",
+                                       args.epochs[part][3], args)
+        out = os.path.join(args.save_dir, f"{part}_clustered_{bits or 'conv8_fc5'}bit.keras")
+        m.save(out)
+        books = codebooks(m)
+        distinct = {k.split("/")[-2]: len(v["centroids"]) for k, v in books.items()}
+        log(f"{part} bits={bits}: error before fine-tuning {before:.2f} %, after {after:.2f} %, "
+            f"distinct values {distinct}, saved {out}")
+        runs.append({"bits": bits or "conv 8 / fc 5", "before": before, "after": after,
+                     "distinct": distinct, "path": out})
+    result["runs"] = runs
+    if part == "lenet300" and not args.skip_init_table:
+        table = []
+        for init in ("linear", "density", "random", "kmeans++", "optimal"):
+            for bits in (2, 3, 4, 5, 6):
+                t = time.time()
+                _, before, after = cluster_run(pruned_path, data, bits, init, 1, args, lr=1e-4)
+                log(f"init {init:8s} bits {bits}: before {before:.2f} % after {after:.2f} % "
+                    f"({time.time() - t:.0f} s)")
+                table.append({"init": init, "bits": bits, "before": before, "after": after})
+        result["init_table"] = table
+    result["timing"] = step_ratio(pruned_path, data, bit_settings[0], args)
+    log(f"step time: {result['timing']}")
+    result["seconds"] = time.time() - t0
+    with open(os.path.join(args.save_dir, f"{part}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def write_markdown(save_dir):
+    body = []
+    for part, title in (("lenet300", "LeNet-300-100"), ("lenet5", "LeNet-5")):
+        path = os.path.join(save_dir, f"{part}.json")
+        if not os.path.exists(path):
+            continue
+        r = json.load(open(path))
+        keep = ", ".join(f"{k} {v:.0%}" for k, v in r["keep"].items())
+        body.append(f"### {title}\n\nCommand: `{r['command']}`  \nPruned (kept {keep}): "
+                    f"test error {r['pruned_error']:.2f} %.\n")
+        rows = [[run["bits"], f"{run['before']:.2f} %", f"{run['after']:.2f} %",
+                 ", ".join(f"{k} {v}" for k, v in run["distinct"].items()),
+                 f"`{run['path']}`"] for run in r["runs"]]
+        body.append(markdown_table(["bits", "error after clustering (no fine-tuning)",
+                                    "error after fine-tuning", "distinct nonzero values",
+                                    "saved model"], rows))
+        body.append("\nEvery kernel was asserted to have <= 2^bits distinct nonzero values and "
+                    "exactly the zero mask it had before clustering.\n")
+        t = r["timing"]
+        body.append(f"Train step (batch 128, median of interleaved rounds): "
+                    f"{t['plain_ms']:.2f} ms without, {t['clustered_ms']:.2f} ms with the "
+                    f"clustering constraints: ratio **{t['ratio']:.3f}**.\n")
+        if "init_table" in r:
+            inits = ["linear", "density", "random", "kmeans++", "optimal"]
+            bits = sorted({row["bits"] for row in r["init_table"]})
+            cell = {(row["init"], row["bits"]): row for row in r["init_table"]}
+            rows = [[i] + [f"{cell[(i, b)]['before']:.2f} / {cell[(i, b)]['after']:.2f}"
+                           for b in bits] for i in inits]
+            body.append("Centroid initialisation (like the paper's Fig. 7/8), test error % "
+                        "before / after 1 epoch of fine-tuning, same pruned model:\n")
+            body.append(markdown_table(["init"] + [f"{b} bits" for b in bits], rows) + "\n")
+    write_section("cluster", "Trained quantization (weight sharing)", "\n".join(body))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--part", choices=list(PARTS) + ["report"], default="lenet300")
+    p.add_argument("--save-dir", default="/tmp/tfdc_cluster")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--retrain", action="store_true", help="ignore a cached pruned model")
+    p.add_argument("--skip-init-table", action="store_true")
+    p.add_argument("--train-subset", type=int, default=0, help="smoke test on fewer images")
+    p.add_argument("--epochs300", default="20,8,8,3",
+                   help="dense, pruning, retraining, clustering epochs for LeNet-300-100")
+    p.add_argument("--epochs5", default="6,3,3,2", help="the same for LeNet-5")
+    args = p.parse_args()
+    os.makedirs(args.save_dir, exist_ok=True)
+    args.epochs = {"lenet300": [int(v) for v in args.epochs300.split(",")],
+                   "lenet5": [int(v) for v in args.epochs5.split(",")]}
+    if args.part != "report":
+        run_part(args.part, args)
+    write_markdown(args.save_dir)
+
+
+if __name__ == "__main__":
+    main()
