@@ -264,17 +264,18 @@ def altered_kernels(model, tflite, min_bytes=64):
             continue
         if value is None or value.size == 0:
             continue
-        constants.setdefault(value.size, []).append(np.sort(value, axis=None))
+        # Compare bit patterns (a float sort does not order -0.0 and 0.0).
+        constants.setdefault(value.size, []).append(
+            np.sort(np.ascontiguousarray(value).view(np.uint32), axis=None))
     altered = []
     for layer in _layers(model):
         for attr in kernel_attrs(layer):
             variable = getattr(layer, attr, None)
             if variable is None or np.prod(variable.shape) * 4 < min_bytes:
                 continue
-            kernel = np.sort(np.asarray(variable.numpy(), dtype=np.float32), axis=None)
-            candidates = constants.get(kernel.size, [])
-            if not any(np.array_equal(kernel.view(np.uint32), c.view(np.uint32))
-                       for c in candidates):
+            kernel = np.ascontiguousarray(np.asarray(variable.numpy(), dtype=np.float32))
+            kernel = np.sort(kernel.view(np.uint32), axis=None)
+            if not any(np.array_equal(kernel, c) for c in constants.get(kernel.size, [])):
                 altered.append(f"{layer.name}/{attr}")
     return altered
 
@@ -292,3 +293,16 @@ def _warn_altered_kernels(model, tflite, min_bytes):
             "from several variables); their pruning / weight sharing is partly lost. Fold "
             "BatchNormalization into the kernels with tfdc.fold_batchnorm before pruning and "
             "clustering.", stacklevel=3)
+
+
+class _CallableModule(type(sys)):
+    """Importing the submodule `tfdc.export` (e.g. `from tfdc.export import
+    convert`) makes Python set the attribute `tfdc.export` to this module,
+    shadowing the lazily exported function of the same name. Making the
+    module callable keeps `tfdc.export(model, path)` working either way."""
+
+    def __call__(self, *args, **kwargs):
+        return export(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

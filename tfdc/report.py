@@ -7,7 +7,9 @@ what packing it would give). Columns, per packed weight tensor:
 * `#weights`, `% kept` (nonzeros / weights);
 * weight bits: `P+Q` = `ceil(log2 K)` per nonzero for a `K`-entry codebook
   (the element width for raw values), `P+Q+H` = Huffman-coded value bits per
-  nonzero;
+  nonzero. A tensor that the packer codes densely (its zero is a codebook
+  entry, no index stream; chosen when that is smaller) spends value bits on
+  its zeros too, so its bits per nonzero include them;
 * index bits (sparse tensors): `P+Q` = `log2 G`, the fixed-width relative
   index, `P+Q+H` = coded gap bits (filler entries included) per nonzero;
 * compression rate vs the dense float32 tensor: `P+Q` with fixed-width
@@ -89,11 +91,25 @@ class LayerReport:
         return self.nnz / self.weights if self.weights else 0.0
 
     @property
-    def weight_bits_pq(self):
-        """Fixed-width bits per value: ceil(log2 K), or the element width."""
+    def symbol_bits(self):
+        """Fixed-width bits per coded value: ceil(log2 K), or the element width."""
         if self.codebook_size:
             return max(1, math.ceil(math.log2(self.codebook_size)))
         return 8 * self.elem_size
+
+    @property
+    def value_count(self):
+        """Coded values: the nonzeros (sparse), or every element (dense)."""
+        return self.nnz if self.sparse else self.weights
+
+    @property
+    def weight_bits_pq(self):
+        """Fixed-width value bits per nonzero: ceil(log2 K) for a sparse
+        tensor; for a dense one (zero coded as a codebook entry) the zeros'
+        codes are included, `N ceil(log2 K) / nnz`."""
+        if not self.nnz:
+            return 0.0
+        return self.value_count * self.symbol_bits / self.nnz
 
     @property
     def weight_bits_pqh(self):
@@ -113,7 +129,7 @@ class LayerReport:
     @property
     def pq_bits(self):
         """Total bits with fixed-width fields (P+Q) plus the codebook."""
-        values = (self.nnz if self.sparse else self.weights) * self.weight_bits_pq
+        values = self.value_count * self.symbol_bits
         return values + self.gap_symbols * self.index_bits_pq + 8 * self.codebook_bytes
 
     @property
@@ -290,7 +306,7 @@ class ExportReport:
         rows = []
         for l in self.layers:
             rows.append([l.name, _fmt_int(l.weights), f"{100 * l.kept:.1f}%",
-                         str(l.weight_bits_pq), f"{l.weight_bits_pqh:.2f}",
+                         f"{l.weight_bits_pq:.3g}", f"{l.weight_bits_pqh:.2f}",
                          f"{l.index_bits_pq:g}" if l.sparse else "-",
                          f"{l.index_bits_pqh:.2f}" if l.sparse else "-",
                          f"{l.rate_pq:.1f}x", f"{l.rate_pqh:.1f}x"])
@@ -298,7 +314,7 @@ class ExportReport:
         index_pq = (sum(l.index_bits_pq * l.nnz for l in self.layers if l.sparse) / sparse_nnz
                     if sparse_nnz else 0.0)
         rows.append(["Total", _fmt_int(self.weights), f"{100 * self.kept:.1f}%",
-                     f"{self._nnz_weighted('weight_bits_pq'):.2f}",
+                     f"{self._nnz_weighted('weight_bits_pq'):.3g}",
                      f"{self.value_bits / self.nnz if self.nnz else 0:.2f}",
                      f"{index_pq:.2f}" if sparse_nnz else "-",
                      f"{self.gap_bits / self.nnz if self.nnz else 0:.2f}" if sparse_nnz else "-",
@@ -354,7 +370,8 @@ class ExportReport:
         """Every number of the report, as plain Python types."""
         def layer_dict(l):
             d = dataclasses.asdict(l)
-            d.update(kept=l.kept, weight_bits_pq=l.weight_bits_pq,
+            d.update(kept=l.kept, symbol_bits=l.symbol_bits, value_count=l.value_count,
+                     weight_bits_pq=l.weight_bits_pq,
                      weight_bits_pqh=l.weight_bits_pqh, index_bits_pq=l.index_bits_pq,
                      index_bits_pqh=l.index_bits_pqh, rate_pq=l.rate_pq, rate_pqh=l.rate_pqh,
                      coded_bits=l.coded_bits, entropy_bits=l.entropy_bits)

@@ -1,0 +1,263 @@
+"""tfdc.export: real Keras models, the real TFLite converter, the real LiteRT
+interpreter; packed files must run bit-identically to the plain export."""
+
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import tfdc
+from tfdc.models import lenet_300_100
+from tfdc.export import altered_kernels, convert, export, export_tflite, strip_constraints
+
+
+def compress_weights(model, kept=0.1, codebook_size=16, seed=0):
+    """Give every kernel a synthetic pruned + clustered value: `kept` of its
+    entries from a `codebook_size`-entry codebook, the rest exactly 0.
+    Biases get small random values so that they are not folded away."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        shape = tuple(variable.shape)
+        if "moving_variance" in variable.path:
+            variable.assign(rng.uniform(0.5, 2.0, shape).astype("float32"))
+        elif len(shape) >= 2:
+            codebook = rng.normal(0, 0.3, codebook_size).astype("float32")
+            values = codebook[rng.integers(0, codebook_size, shape)]
+            mask = rng.random(shape) < kept
+            variable.assign(np.where(mask, values, 0).astype("float32"))
+        else:
+            variable.assign(rng.normal(0, 0.1, shape).astype("float32"))
+    return model
+
+
+def run(model_bytes, inputs, **kwargs):
+    interpreter = tfdc.load_interpreter(model_bytes, **kwargs)
+    interpreter.allocate_tensors()
+    details = interpreter.get_input_details()
+    for detail, x in zip(details, inputs):
+        interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    return [interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()]
+
+
+def assert_bit_identical(a_outputs, b_outputs):
+    assert len(a_outputs) == len(b_outputs)
+    for a, b in zip(a_outputs, b_outputs):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def mlp():
+    return keras.Sequential([keras.Input((20,)), layers.Dense(64, activation="relu", name="fc1"),
+                             layers.Dense(32, activation="relu", name="fc2"),
+                             layers.Dense(4, name="out")], name="mlp")
+
+
+def test_export_runs_bit_identically_to_plain_tflite(tmp_path, mnist_small):
+    model = compress_weights(lenet_300_100(), kept=0.08, codebook_size=32)
+    plain = convert(model)
+    path = tmp_path / "lenet.tflite"
+    report = export(model, path)
+    packed = path.read_bytes()
+
+    assert tfdc.is_packed(packed) and not tfdc.is_packed(plain)
+    assert report.packed_bytes == len(packed) < len(plain) / 10
+    assert report.plain_bytes == len(plain)
+    assert report.dense_bytes == 4 * model.count_params()
+    assert {layer.name for layer in report.layers} >= {"fc1", "fc2"}
+    x = mnist_small[1][0][:1]
+    assert_bit_identical(run(packed, [x]), run(plain, [x]))
+    np.testing.assert_allclose(run(packed, [x])[0], model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_converter_keeps_every_kernel_value_exactly():
+    """No default optimisations: the converter only transposes kernels."""
+    model = compress_weights(lenet_300_100())
+    plain = convert(model)
+    assert altered_kernels(model, plain) == []
+    from tfdc.runtime import interpreter_class
+    interpreter = interpreter_class()(model_content=plain)
+    tensors = {d["name"]: interpreter.get_tensor(d["index"])
+               for d in interpreter.get_tensor_details() if d["name"].endswith("MatMul")}
+    fc1 = next(v for k, v in tensors.items() if "/fc1" in k)
+    np.testing.assert_array_equal(fc1.view(np.uint32),
+                                  model.get_layer("fc1").kernel.numpy().T.view(np.uint32))
+
+
+def _conv2d():
+    inp = keras.Input((10, 10, 3))
+    x = layers.Conv2D(8, 3, activation="relu", name="conv")(inp)
+    x = layers.DepthwiseConv2D(3, name="depthwise")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, layers.Dense(5, name="head")(x), name="convnet"), \
+        [np.random.default_rng(1).normal(size=(1, 10, 10, 3)).astype("float32")]
+
+
+def _conv1d():
+    inp = keras.Input((24, 4))
+    x = layers.Conv1D(16, 5, activation="relu", name="conv1d")(inp)
+    x = layers.Flatten()(x)
+    return keras.Model(inp, layers.Dense(3, name="head")(x), name="conv1dnet"), \
+        [np.random.default_rng(2).normal(size=(1, 24, 4)).astype("float32")]
+
+
+def _embedding():
+    inp = keras.Input((6,), dtype="int32")
+    x = layers.Embedding(100, 16, name="embed")(inp)
+    x = layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inp, layers.Dense(3, name="head")(x), name="embednet"), \
+        [np.array([[1, 5, 99, 0, 42, 7]], dtype="int32")]
+
+
+def _attention():
+    inp = keras.Input((8, 16))
+    x = layers.MultiHeadAttention(num_heads=2, key_dim=8, name="mha")(inp, inp)
+    x = layers.LayerNormalization(name="norm")(x + inp)
+    x = layers.Dense(32, activation="relu", name="ffn")(x)
+    return keras.Model(inp, x, name="attention"), \
+        [np.random.default_rng(3).normal(size=(1, 8, 16)).astype("float32")]
+
+
+@pytest.mark.parametrize("build", [_conv2d, _conv1d, _embedding, _attention],
+                         ids=["conv2d+depthwise", "conv1d", "embedding", "multi-head-attention"])
+def test_layer_kinds_pack_and_run_bit_identically(tmp_path, build):
+    model, inputs = build()
+    compress_weights(model, kept=0.3, codebook_size=8)
+    plain = convert(model)
+    assert altered_kernels(model, plain) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "kernel altered" warning
+        report = export(model, tmp_path / "m.tflite")
+    assert report.layers, "nothing was packed"
+    packed = (tmp_path / "m.tflite").read_bytes()
+    assert_bit_identical(run(packed, inputs), run(plain, inputs))
+    expected = keras.ops.convert_to_numpy(model(*inputs))
+    np.testing.assert_allclose(run(packed, inputs)[0], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_unfolded_batchnorm_is_reported_and_folded_model_is_clean(tmp_path):
+    inp = keras.Input((8, 8, 3))
+    x = layers.Conv2D(8, 3, use_bias=False, name="conv")(inp)
+    x = layers.BatchNormalization(name="bn")(x)
+    model = keras.Model(inp, layers.Flatten()(x))
+    compress_weights(model, kept=0.5, codebook_size=4)
+    x = np.random.default_rng(0).normal(size=(1, 8, 8, 3)).astype("float32")
+    # The converter folds BN into the kernel: the values change, we warn.
+    with pytest.warns(UserWarning, match="conv/kernel"):
+        export(model, tmp_path / "bn.tflite")
+    packed = (tmp_path / "bn.tflite").read_bytes()
+    assert_bit_identical(run(packed, [x]), run(convert(model), [x]))
+    try:
+        fold = tfdc.fold_batchnorm
+    except (ImportError, AttributeError):
+        pytest.skip("tfdc.batchnorm not available")
+    folded = fold(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        export(folded, tmp_path / "folded.tflite")
+    np.testing.assert_allclose(run((tmp_path / "folded.tflite").read_bytes(), [x])[0],
+                               run(packed, [x])[0], rtol=1e-4, atol=1e-5)
+
+
+class TimesTwo(keras.constraints.Constraint):
+    def __call__(self, w):
+        return 2 * w
+
+
+def test_strip_removes_tfdc_constraints_and_keeps_the_users(tmp_path):
+    from tfdc.prune import MaskConstraint, find_mask, install_mask
+    model = compress_weights(mlp())
+    fc1, fc2 = model.get_layer("fc1").kernel, model.get_layer("fc2").kernel
+    fc1.constraint = TimesTwo()
+    install_mask(fc1)
+    install_mask(fc2)
+    assert isinstance(fc1.constraint, MaskConstraint)
+
+    # A custom constraint on a variable does not stop the converter.
+    report = export(model, tmp_path / "kept.tflite", strip=False)
+    assert report.layers and find_mask(fc1) is not None
+
+    strip_constraints(model)
+    assert isinstance(fc1.constraint, TimesTwo)
+    assert fc2.constraint is None
+    x = np.random.default_rng(0).normal(size=(1, 20)).astype("float32")
+    export(model, tmp_path / "stripped.tflite")
+    assert_bit_identical(run((tmp_path / "stripped.tflite").read_bytes(), [x]),
+                         run((tmp_path / "kept.tflite").read_bytes(), [x]))
+
+
+def test_failed_export_leaves_the_old_file_intact(tmp_path):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"old contents")
+    import tensorflow as tf
+    with pytest.raises(ValueError, match="signatures"):
+        export(tf.Module(), path)
+    with pytest.raises(TypeError):
+        export(object(), path)
+    assert path.read_bytes() == b"old contents"
+    assert sorted(os.listdir(tmp_path)) == ["model.tflite"]
+
+
+def test_failed_write_leaves_no_partial_file(tmp_path):
+    # The target is a directory: os.replace fails after the data was written
+    # to the temporary file, which must then be removed.
+    target = tmp_path / "taken"
+    target.mkdir()
+    model = compress_weights(mlp())
+    with pytest.raises(OSError):
+        export(model, target)
+    assert sorted(os.listdir(tmp_path)) == ["taken"]
+    assert os.listdir(target) == []
+    with pytest.raises(OSError):
+        export(model, tmp_path / "missing_dir" / "m.tflite")
+    assert sorted(os.listdir(tmp_path)) == ["taken"]
+
+
+def test_export_tflite_packs_an_existing_file(tmp_path):
+    model = compress_weights(mlp())
+    plain = convert(model)
+    (tmp_path / "plain.tflite").write_bytes(plain)
+    from_path = export_tflite(tmp_path / "plain.tflite", tmp_path / "a.tflite")
+    from_bytes = export_tflite(plain, tmp_path / "b.tflite")
+    # Deterministic: same input, same bytes.
+    assert (tmp_path / "a.tflite").read_bytes() == (tmp_path / "b.tflite").read_bytes()
+    assert from_path.packed_bytes == from_bytes.packed_bytes
+    with pytest.raises(ValueError, match="already"):
+        export_tflite(tmp_path / "a.tflite", tmp_path / "c.tflite")
+    with pytest.raises(ValueError, match="TFL3"):
+        export_tflite(b"not a model at all", tmp_path / "c.tflite")
+    assert not (tmp_path / "c.tflite").exists()
+
+
+def test_module_with_several_signatures(tmp_path):
+    import tensorflow as tf
+
+    class Codec(tf.Module):
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            w = rng.normal(size=(64, 32)).astype("float32")
+            w[rng.random(w.shape) < 0.8] = 0
+            self.w = tf.Variable(w)
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 64], tf.float32)])
+        def encode(self, x):
+            return {"code": tf.matmul(x, self.w)}
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 32], tf.float32)])
+        def decode(self, code):
+            return {"x": tf.matmul(code, self.w, transpose_b=True)}
+
+    module = Codec()
+    report = export(module, tmp_path / "codec.tflite", signatures=[module.encode, module.decode])
+    assert report.layers
+    interpreter = tfdc.load_interpreter(tmp_path / "codec.tflite")
+    assert set(interpreter.get_signature_list()) == {"encode", "decode"}
+    x = np.random.default_rng(1).normal(size=(1, 64)).astype("float32")
+    code = interpreter.get_signature_runner("encode")(x=x)["code"]
+    np.testing.assert_allclose(code, x @ module.w.numpy(), rtol=1e-5, atol=1e-5)
+    back = interpreter.get_signature_runner("decode")(code=code)["x"]
+    np.testing.assert_allclose(back, code @ module.w.numpy().T, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,121 @@
+"""ExportReport / tfdc.inspect: the paper's per-layer table, consistent with
+the pack info and the file."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import tfdc
+from tfdc.models import lenet_300_100
+from tfdc.export import convert
+from tfdc.report import ExportReport, short_name
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    keras.utils.set_random_seed(3)
+    model = lenet_300_100()
+    rng = np.random.default_rng(0)
+    for variable, kept, k in zip(model.weights[::2], (0.08, 0.09, 0.26), (32, 32, 32)):
+        codebook = rng.normal(0, 0.2, k).astype("float32")
+        shape = tuple(variable.shape)
+        w = np.where(rng.random(shape) < kept, codebook[rng.integers(0, k, shape)], 0)
+        variable.assign(w.astype("float32"))
+    for variable in model.weights[1::2]:
+        variable.assign(rng.normal(0, 0.1, tuple(variable.shape)).astype("float32"))
+    path = tmp_path_factory.mktemp("report") / "lenet.tflite"
+    report = tfdc.export(model, path)
+    return model, path, report
+
+
+def test_rows_are_the_layers_with_their_shapes(exported):
+    model, _, report = exported
+    by_name = {layer.name: layer for layer in report.layers}
+    assert {"fc1", "fc2", "fc3"} <= set(by_name)
+    assert by_name["fc1"].weights == 784 * 300
+    assert by_name["fc1"].nnz == int(np.count_nonzero(model.get_layer("fc1").kernel.numpy()))
+    assert 0.07 < by_name["fc1"].kept < 0.09
+    assert by_name["fc1"].sparse and by_name["fc1"].codebook_size == 32
+    assert by_name["fc1"].weight_bits_pq == by_name["fc1"].symbol_bits == 5
+
+
+def test_totals_are_sums_and_bits_match_the_pack_info(exported):
+    _, path, report = exported
+    from tfdc.unpack import read_pack_info
+    info = read_pack_info(path.read_bytes())
+    assert len(info.records) == len(report.layers)
+    for record, layer in zip(info.records, report.layers):
+        assert layer.value_bits == record.value_bits and layer.gap_bits == record.gap_bits
+        assert layer.record_bytes == record.record_bytes and layer.nnz == record.nnz
+    assert report.weights == sum(l.weights for l in report.layers)
+    assert report.nnz == sum(l.nnz for l in report.layers)
+    assert report.coded_bits == sum(l.value_bits + l.gap_bits for l in report.layers)
+    assert report.record_bytes <= info.section_bytes
+    assert report.packed_bytes == path.stat().st_size == info.total_bytes
+    assert report.packed_bytes == info.flatbuffer_bytes + info.section_bytes or \
+        report.packed_bytes >= info.flatbuffer_bytes + info.section_bytes
+    # Huffman coding is within a bit per symbol of the entropy bound, never below.
+    assert 1.0 <= report.coded_over_entropy < 1.1
+    for layer in report.layers:
+        assert layer.coded_bits >= layer.entropy_bits - 1e-6
+        # Huffman bits are at most the fixed-width ones (+ segment padding).
+        assert layer.value_bits <= layer.value_count * layer.symbol_bits + 8
+        assert layer.weight_bits_pqh <= layer.weight_bits_pq + 0.01
+        assert 8 * layer.record_bytes >= layer.coded_bits + 8 * layer.codebook_bytes
+        assert math.isclose(layer.rate_pqh, layer.raw_bytes / layer.record_bytes)
+    assert report.ratio == pytest.approx(report.dense_bytes / report.packed_bytes)
+
+
+def test_inspect_reads_the_same_numbers_back(exported):
+    _, path, report = exported
+    again = tfdc.inspect(path)
+    assert [l.name for l in again.layers] == [l.name for l in report.layers]
+    assert again.to_dict()["layers"] == report.to_dict()["layers"]
+    assert again.packed_bytes == report.packed_bytes
+    assert tfdc.inspect(path.read_bytes()).to_dict()["total"] == report.to_dict()["total"]
+
+
+def test_inspect_of_a_plain_file_reports_what_packing_would_give(exported):
+    model, _, report = exported
+    plain = convert(model)
+    preview = tfdc.inspect(plain)
+    assert preview.plain_bytes == len(plain)
+    assert preview.packed_bytes == report.packed_bytes
+    assert preview.to_dict()["layers"] == report.to_dict()["layers"]
+
+
+def test_text_markdown_and_dict(exported):
+    _, _, report = exported
+    text, markdown, data = report.to_text(), report.to_markdown(), report.to_dict()
+    assert str(report) == text
+    for name in ("fc1", "fc2", "fc3", "Total"):
+        assert name in text and name in markdown
+    assert "Dense float32 / packed" in text and f"{report.ratio:.1f}x" in text
+    assert markdown.splitlines()[0].startswith("| Layer |")
+    assert data["total"]["nnz"] == report.nnz
+    assert data["sizes"]["packed_bytes"] == report.packed_bytes
+    assert "ExportReport" in repr(report)
+
+
+@pytest.mark.parametrize("tensor, expected", [
+    ("lenet_300_100_1/fc1_1/MatMul", "fc1"),
+    ("mix_1/c1_1/BiasAdd;mix_1/c1_1/convolution/Squeeze", "c1"),
+    ("mix_1/mha_1/query_1/MatMul", "mha/query"),
+    ("functional_1/emb_1/GatherV2/ReadVariableOp", "emb"),
+    ("mix_1/dw_1/depthwise", "dw"),
+    ("arith.constant", "arith.constant"),
+])
+def test_short_names(tensor, expected):
+    assert short_name(tensor) == expected
+
+
+def test_short_name_keeps_a_suffix_that_is_part_of_the_layer_name():
+    assert short_name("model_1/dense_1_1/MatMul", layer_names=["dense_1"]) == "dense_1"
+    assert short_name("model_1/dense_1/MatMul", layer_names=["dense_1"]) == "dense_1"
+
+
+def test_report_is_an_export_report(exported):
+    assert isinstance(exported[2], ExportReport)
+    assert isinstance(tfdc.ExportReport, type)

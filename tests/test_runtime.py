@@ -1,0 +1,97 @@
+"""tfdc.load_interpreter: packed and plain files in the real LiteRT interpreter."""
+
+import gc
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import tfdc
+from tfdc.export import convert
+from tfdc.runtime import interpreter_class, load_interpreter
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential([keras.Input((32,)), layers.Dense(128, activation="relu", name="fc1"),
+                              layers.Dense(10, name="fc2")])
+    rng = np.random.default_rng(0)
+    for variable in model.weights:
+        w = rng.normal(0, 0.3, tuple(variable.shape)).astype("float32")
+        if w.ndim == 2:
+            codebook = rng.normal(0, 0.3, 16).astype("float32")
+            w = np.where(rng.random(w.shape) < 0.2, codebook[rng.integers(0, 16, w.shape)], 0)
+        variable.assign(w.astype("float32"))
+    directory = tmp_path_factory.mktemp("runtime")
+    plain = convert(model)
+    (directory / "plain.tflite").write_bytes(plain)
+    tfdc.export(model, directory / "packed.tflite")
+    return {"plain": directory / "plain.tflite", "packed": directory / "packed.tflite",
+            "x": rng.normal(size=(1, 32)).astype("float32")}
+
+
+def invoke(interpreter, x):
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+
+
+def test_uses_the_maintained_litert_runtime():
+    from ai_edge_litert.interpreter import Interpreter
+    assert interpreter_class() is Interpreter
+
+
+def test_packed_file_runs_like_the_plain_one(files):
+    packed_out = invoke(load_interpreter(files["packed"]), files["x"])
+    plain_out = invoke(load_interpreter(files["plain"]), files["x"])
+    np.testing.assert_array_equal(packed_out.view(np.uint32), plain_out.view(np.uint32))
+    # bytes and paths, both decoders
+    data = files["packed"].read_bytes()
+    for backend in ("auto", "python"):
+        out = invoke(load_interpreter(data, backend=backend), files["x"])
+        np.testing.assert_array_equal(out.view(np.uint32), plain_out.view(np.uint32))
+
+
+def test_plain_file_is_loaded_unchanged(files):
+    interpreter = load_interpreter(files["plain"])
+    assert interpreter.tfdc_model_content == files["plain"].read_bytes()
+
+
+def test_decoded_bytes_live_as_long_as_the_interpreter(files):
+    interpreter = load_interpreter(str(files["packed"]), num_threads=1)
+    expected = invoke(interpreter, files["x"])
+    assert isinstance(interpreter.tfdc_model_content, bytes)
+    assert interpreter.tfdc_model_content == tfdc.decode(files["packed"].read_bytes())
+    gc.collect()
+    # Garbage in freed memory would change the outputs.
+    junk = [bytearray(b"\xff" * 4096) for _ in range(256)]  # noqa: F841
+    np.testing.assert_array_equal(invoke(interpreter, files["x"]), expected)
+
+
+def test_stock_interpreter_refuses_the_packed_file_loudly(files):
+    data = files["packed"].read_bytes()
+    with pytest.raises((ValueError, RuntimeError)) as excinfo:
+        interpreter = interpreter_class()(model_content=data)
+        interpreter.allocate_tensors()
+    assert "offset" in str(excinfo.value).lower() or "buffer" in str(excinfo.value).lower()
+    import tensorflow as tf
+    with pytest.raises((ValueError, RuntimeError)):
+        interpreter = tf.lite.Interpreter(model_content=data)
+        interpreter.allocate_tensors()
+
+
+def test_corrupted_file_raises_format_error(files):
+    data = bytearray(files["packed"].read_bytes())
+    data[len(data) // 2 + 7] ^= 0x10
+    with pytest.raises(tfdc.FormatError):
+        load_interpreter(bytes(data))
+    with pytest.raises(tfdc.FormatError):
+        load_interpreter(bytes(data[:-1]))
+
+
+def test_bad_argument_type():
+    with pytest.raises(TypeError, match="path or bytes"):
+        load_interpreter(12345)
