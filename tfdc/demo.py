@@ -112,12 +112,18 @@ def build_model(network):
     raise ValueError(f"unknown network {network!r}: expected 'lenet_300_100' or 'lenet5'")
 
 
-def tflite_error(model_or_path, x, y, batch=500, num_threads=None):
+def tflite_error(model_or_path, x, y, batch=500, num_threads=None, plain=False):
     """Top-1 error (a fraction) of a packed or plain `.tflite` model on
-    `(x, y)`, run in the LiteRT interpreter (`tfdc.load_interpreter`)."""
-    from tfdc.runtime import load_interpreter
+    `(x, y)`, run in the LiteRT interpreter (`tfdc.load_interpreter`);
+    `plain=True` hands the bytes to the interpreter as they are (for a
+    decoded file, which keeps its tfdc section entry)."""
+    from tfdc.runtime import interpreter_class, load_interpreter, read_model_bytes
     kwargs = {"num_threads": num_threads} if num_threads else {}
-    interpreter = load_interpreter(model_or_path, **kwargs)
+    if plain:
+        content = read_model_bytes(model_or_path)
+        interpreter = interpreter_class()(model_content=content, **kwargs)
+    else:
+        interpreter = load_interpreter(model_or_path, **kwargs)
     inp = interpreter.get_input_details()[0]
     batch = min(batch, len(x))
     interpreter.resize_tensor_input(inp["index"], [batch] + list(x.shape[1:]))
@@ -286,7 +292,7 @@ def layer_sizes(report):
                      "pruned": int(np.ceil(pruned_bits / 8)),
                      "quantized": int(np.ceil(layer.pq_bits / 8)) if layer.codebook_size else None,
                      "huffman": layer.record_bytes})
-    return rows
+    return sorted(rows, key=lambda row: row["name"])  # conv1, conv2, fc1, ...
 
 
 def run(config, log=print):
@@ -323,7 +329,7 @@ def run(config, log=print):
     decoded = decode(packed)
     decoded_path = os.path.join(c.out, f"{c.network}.decoded.tflite")
     write_atomically(decoded_path, decoded)
-    decoded_error = tflite_error(decoded, xte, yte)
+    decoded_error = tflite_error(decoded, xte, yte, plain=True)
     report = result["report"]
     write_atomically(os.path.join(c.out, "report.md"), report.to_markdown().encode())
     write_atomically(os.path.join(c.out, "report.json"),

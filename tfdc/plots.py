@@ -151,14 +151,15 @@ def size_bars(path, layers, title="Storage per layer"):
     ax.set_yscale("log")
     top = max(max(layer.get(k) or 0 for k, _ in stages) for layer in layers)
     ax.set_ylim(bottom=max(1, 0.5 * min(v for layer in layers for k, _ in stages
-                                         if (v := layer.get(k)))), top=top * 12)
+                                         if (v := layer.get(k)))), top=top * 4)
     ax.set_xticks(x)
     ax.set_xticklabels(names)
     ax.set_xlabel("layer")
     ax.set_ylabel("bytes (log scale)")
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3, which="both")
-    ax.legend(loc="upper right", ncol=2)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=len(stages),
+              frameon=False, fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 

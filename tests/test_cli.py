@@ -1,0 +1,173 @@
+"""The `tfdc` command line: help, inspect / decode / bench on a real packed
+file, and user mistakes reported as one line with a non-zero exit."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tfdc.cli import main
+
+
+@pytest.fixture(scope="module")
+def packed_file(tmp_path_factory):
+    """A real packed .tflite: a small MLP, 90 % zeros, 16 shared values."""
+    import keras
+
+    from tfdc.export import export
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(48, name="fc1"),
+                              keras.layers.Dense(10, name="fc2")])
+    rng = np.random.default_rng(0)
+    codebook = np.linspace(-0.5, 0.5, 16).astype("float32")
+    for layer in model.layers:
+        k = codebook[rng.integers(0, 16, layer.kernel.shape)]
+        k[rng.random(k.shape) < 0.9] = 0
+        layer.kernel.assign(k)
+    path = tmp_path_factory.mktemp("cli") / "mlp.tflite"
+    export(model, str(path))
+    x = rng.random((4, 64)).astype("float32")
+    return str(path), x, model.predict(x, verbose=0)
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *words):
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tfdc: error:"), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.parametrize("command", ["demo", "inspect", "decode", "bench"])
+def test_help_of_each_subcommand(capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: tfdc {command}")
+    assert "--tiny" not in out  # the test-only option stays hidden
+
+
+def test_top_level_help_lists_commands(capsys):
+    code, out, _ = run(capsys)
+    assert code == 2
+    for command in ("demo", "inspect", "decode", "bench"):
+        assert command in out
+
+
+def test_inspect_text_markdown_json(capsys, packed_file):
+    path, _, _ = packed_file
+    code, text, _ = run(capsys, "inspect", path)
+    assert code == 0 and "fc1" in text
+    code, markdown, _ = run(capsys, "inspect", path, "--markdown")
+    assert code == 0 and markdown.lstrip().startswith(("|", "#")) and "---" in markdown
+    code, out, _ = run(capsys, "inspect", path, "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert report["sizes"]["packed_bytes"] == os.path.getsize(path)
+    fc1 = [layer for layer in report["layers"] if layer["name"].startswith("fc1")]
+    assert fc1 and fc1[0]["codebook_size"] <= 16
+
+
+def test_decode_writes_a_working_model(capsys, tmp_path, packed_file):
+    from tfdc.runtime import interpreter_class
+    path, x, expected = packed_file
+    out_path = tmp_path / "decoded.tflite"
+    code, out, _ = run(capsys, "decode", path, str(out_path), "--backend", "python")
+    assert code == 0 and str(out_path) in out
+    interpreter = interpreter_class()(model_path=str(out_path))
+    interpreter.allocate_tensors()
+    inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    for row, want in zip(x, expected):
+        interpreter.set_tensor(inp["index"], row[None])
+        interpreter.invoke()
+        np.testing.assert_allclose(interpreter.get_tensor(outp["index"])[0], want,
+                                   rtol=1e-5, atol=1e-5)
+    assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temporary
+
+
+def test_bench_reports_decode_and_latency(capsys, packed_file):
+    code, out, _ = run(capsys, "bench", packed_file[0], "--runs", "2")
+    assert code == 0
+    assert "decode (python)" in out and "LiteRT load" in out and "ms mean" in out
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["bench"], ["decode"]])
+def test_missing_file(capsys, tmp_path, command):
+    argv = command + [str(tmp_path / "missing.tflite")]
+    if command == ["decode"]:
+        argv.append(str(tmp_path / "out.tflite"))
+    assert_one_line_error(*run(capsys, *argv)[::2], "missing.tflite", "no such file")
+
+
+@pytest.mark.parametrize("command", ["inspect", "decode", "bench"])
+def test_not_a_tflite_file(capsys, tmp_path, command):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello, not a model\n")
+    argv = [command, str(path)] + ([str(tmp_path / "o.tflite")] if command == "decode" else [])
+    assert_one_line_error(*run(capsys, *argv)[::2], "notes.txt")
+
+
+def test_decode_refuses_a_plain_tflite(capsys, tmp_path, packed_file):
+    from tfdc.unpack import decode
+    plain = tmp_path / "plain.tflite"
+    # The decoded model with its section entry dropped is a plain .tflite;
+    # simplest real plain file: convert a tiny model.
+    import keras
+
+    from tfdc.export import convert
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    plain.write_bytes(convert(model))
+    assert decode  # imported: the decoder exists
+    assert_one_line_error(*run(capsys, "decode", str(plain), str(tmp_path / "o.tflite"))[::2],
+                          "not a tfdc-packed file")
+
+
+@pytest.mark.parametrize("command", ["inspect", "decode"])
+def test_corrupted_packed_file(capsys, tmp_path, packed_file, command):
+    data = bytearray(open(packed_file[0], "rb").read())
+    # Flip bytes in the packed section at the end of the file (after the
+    # flatbuffer), where the coded weights and the checksums live.
+    for i in range(len(data) - 40, len(data) - 8, 3):
+        data[i] ^= 0x5A
+    bad = tmp_path / "corrupt.tflite"
+    bad.write_bytes(bytes(data))
+    out_path = tmp_path / "o.tflite"
+    argv = [command, str(bad)] + ([str(out_path)] if command == "decode" else [])
+    code, _, err = run(capsys, *argv)
+    if command == "inspect" and code == 0:
+        pytest.skip("inspect reads the header only; the damage is in the coded data")
+    assert_one_line_error(code, err, "corrupt.tflite")
+    assert not out_path.exists()
+
+
+def test_decode_into_missing_folder(capsys, tmp_path, packed_file):
+    code, _, err = run(capsys, "decode", packed_file[0], str(tmp_path / "no" / "o.tflite"))
+    assert_one_line_error(code, err, "does not exist")
+
+
+def test_demo_bad_options(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--sparsity", "1.5"])
+    assert exit_info.value.code == 2
+    assert "sparsity must be in [0, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["demo", "--bits", "fc1"])
+    assert "--bits: not an integer" in capsys.readouterr().err
+    code, _, err = run(capsys, "demo", "--mnist", str(tmp_path / "nope.npz"))
+    assert_one_line_error(code, err, "nope.npz")
+
+
+def test_demo_unknown_layer_fails_before_training(capsys, tmp_path):
+    code, out, err = run(capsys, "demo", "--sparsity", "conv9=0.5", "--out", str(tmp_path),
+                         "--tiny")
+    assert_one_line_error(code, err, "conv9")
+    assert "[1/4]" not in out  # nothing was trained

@@ -1,0 +1,52 @@
+"""`tfdc demo` end to end on real MNIST (a tiny budget), and the digits path."""
+
+import os
+import re
+
+import pytest
+
+from tfdc.cli import main
+
+
+def test_demo_tiny_writes_model_reports_and_plots(capsys, tmp_path, mnist_small):
+    pytest.importorskip("matplotlib")
+    from tfdc.unpack import is_packed
+    out = tmp_path / "demo"
+    code = main(["demo", "--tiny", "--out", str(out)])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    packed = out / "lenet_300_100.tflite"
+    data = packed.read_bytes()
+    assert is_packed(data)
+    assert (out / "lenet_300_100.decoded.tflite").stat().st_size > len(data)
+    for name in ("weights_fc1.png", "sizes.png", "sparsity.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert (out / "report.md").read_text().count("fc1") >= 1
+    ratio = float(re.search(r"Compression ratio: ([\d.]+)x", stdout).group(1))
+    # The paper's sparsities and 6 bits: far more than a float32 file.
+    assert ratio > 15
+    assert 4 * 266_610 / os.path.getsize(packed) == pytest.approx(ratio, rel=0.01)
+    errors = re.search(r"packed \.tflite in LiteRT ([\d.]+)% \(decoded file: ([\d.]+)%\)", stdout)
+    # One epoch on 4,096 images: far from the paper, far better than chance;
+    # the packed and the decoded file agree exactly.
+    assert float(errors.group(1)) < 30
+    assert errors.group(1) == errors.group(2)
+
+
+def test_demo_digits_without_plots(capsys, tmp_path):
+    pytest.importorskip("sklearn")
+    from tfdc import demo
+    config = demo.DemoConfig(dataset="digits", out=str(tmp_path), plots=False, epochs=3,
+                             prune_epochs=3, cluster_epochs=1, sparsity=0.8, bits=4,
+                             batch_size=64, verbose=0)
+    result = demo.run(config, log=lambda *a: None)
+    assert result["errors"]["tflite"] < 0.5  # 10 classes: chance is 0.9
+    assert result["ratio"] > 8
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_demo_rejects_bad_bits_before_training(tmp_path):
+    from tfdc import demo
+    with pytest.raises(ValueError, match="nope"):
+        demo.run(demo.DemoConfig(bits={"nope": 5}, out=str(tmp_path), quick=True),
+                 log=lambda *a: None)
