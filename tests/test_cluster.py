@@ -1,0 +1,230 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfdc
+from tfdc.cluster import ClusterConstraint, ClusteredFineTuning, codebooks, strip_clustering
+
+
+def small_mlp():
+    return keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                             keras.layers.Dense(32, activation="relu", name="fc1"),
+                             keras.layers.Dense(16, activation="relu", name="fc2"),
+                             keras.layers.Dense(10, activation="softmax", name="fc3")])
+
+
+def prune(model, keep=0.3):
+    """One-shot magnitude pruning; returns {layer name: nonzero mask}."""
+    masks = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            w = layer.kernel.numpy()
+            w[np.abs(w) < np.quantile(np.abs(w), 1 - keep)] = 0
+            layer.kernel.assign(w)
+            masks[layer.name] = w != 0
+    return masks
+
+
+def assert_codebook(model, masks, bits):
+    for name, mask in masks.items():
+        w = model.get_layer(name).kernel.numpy()
+        assert np.unique(w[w != 0]).size <= 2 ** bits[name], name
+        np.testing.assert_array_equal(w != 0, mask, err_msg=f"{name}: zero mask changed")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_codebook_and_zeros_hold_after_training(mnist_small, optimizer):
+    (x, y), _ = mnist_small
+    model = small_mlp()
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    masks = prune(model)
+    cb = ClusteredFineTuning(bits=3)
+    quantized = {n: v["centroids"].copy() for n, v in cb.quantize(model).items()}
+    history = model.fit(x, y, epochs=2, batch_size=128, verbose=0, callbacks=[cb])
+    assert_codebook(model, masks, {n: 3 for n in masks})
+    assert max(history.history["distinct_values"]) <= 8
+    books = codebooks(model)
+    for name, centroids in quantized.items():
+        # The centroids moved (training happened) but stayed as many.
+        assert books[name]["centroids"].size == centroids.size
+        assert not np.array_equal(np.sort(books[name]["centroids"]), np.sort(centroids))
+    # Detached at the end of fit: the model carries no tfdc object.
+    assert all(not isinstance(v.constraint, ClusterConstraint) for v in model.variables)
+
+
+def test_sgd_sum_update_is_the_papers_shared_gradient():
+    """One SGD step with centroid_update='sum': dC_k = -lr * sum of the
+    members' gradients (Han et al., eq. 3)."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, use_bias=False, name="d")])
+    w = model.get_layer("d").kernel
+    w.assign(np.where(np.arange(24).reshape(6, 4) % 5 == 0, 0.0, w.numpy()))
+    lr = 0.1
+    model.compile(keras.optimizers.SGD(lr), "mse")
+    x = np.random.default_rng(0).normal(size=(8, 6)).astype("float32")
+    y = np.random.default_rng(1).normal(size=(8, 4)).astype("float32")
+    cb = ClusteredFineTuning(bits=2, centroid_update="sum")
+    book = cb.quantize(model)[w.path]
+    with tf.GradientTape() as tape:
+        loss = keras.losses.MeanSquaredError()(y, model(x))
+    grad = tape.gradient(loss, w.value).numpy().ravel()[book["positions"]]
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False, callbacks=[cb])
+    shared = np.bincount(book["assignment"], weights=grad)
+    expected = book["centroids"] - lr * shared
+    got = w.numpy().ravel()[book["positions"]]
+    np.testing.assert_allclose(got, expected[book["assignment"]], rtol=1e-5, atol=1e-7)
+    assert np.count_nonzero(w.numpy()) == book["positions"].size
+
+
+def test_centroid_never_lands_on_zero():
+    centroids = keras.Variable(np.array([1.0], "float32"), trainable=False)
+    c = ClusterConstraint(np.array([0, 2]), np.array([0, 0]), centroids, np.array([2.0]))
+    out = c(tf.constant([0.5, 0.0, -0.5, 0.0])).numpy()  # mean update lands on 0.0
+    np.testing.assert_array_equal(out, [1.0, 0.0, 1.0, 0.0])
+
+
+def test_default_bits_conv_8_dense_5_and_dict_selection(mnist_small):
+    (x, y), _ = mnist_small
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(16, 5, name="conv"),
+                              keras.layers.Flatten(), keras.layers.Dense(10, name="fc")])
+    cb = ClusteredFineTuning()
+    cb.quantize(model)
+    assert {s.layer.name: s.value for s in cb.selections} == {"conv": 8, "fc": 5}
+    books = codebooks(model)
+    assert 32 < books[model.get_layer("conv").kernel.path]["centroids"].size <= 256
+    assert books[model.get_layer("fc").kernel.path]["centroids"].size == 32
+
+    mlp = small_mlp()
+    ClusteredFineTuning(bits={"fc[12]": 2}).quantize(mlp)
+    sizes = {k.split("/")[-2]: v["centroids"].size for k, v in codebooks(mlp).items()}
+    assert sizes["fc1"] == 4 and sizes["fc2"] == 4 and sizes["fc3"] > 100
+
+
+def test_layer_with_fewer_values_than_clusters(mnist_small):
+    (x, y), _ = mnist_small
+    model = small_mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    k = model.get_layer("fc2").kernel
+    values = np.random.default_rng(0).choice([0.0, -0.3, 0.1, 0.2], size=k.shape)
+    k.assign(values.astype("float32"))
+    cb = ClusteredFineTuning(bits={"fc2": 5})
+    book = cb.quantize(model)[k.path]
+    np.testing.assert_array_equal(np.sort(book["centroids"]), np.float32([-0.3, 0.1, 0.2]))
+    np.testing.assert_array_equal(k.numpy(), values.astype("float32"))  # exact: nothing moved
+    model.fit(x[:512], y[:512], epochs=1, verbose=0, callbacks=[cb])
+    w = k.numpy()
+    assert np.unique(w[w != 0]).size <= 3
+    np.testing.assert_array_equal(w != 0, values != 0)
+
+
+@pytest.mark.parametrize("bits", [0, 9, 2.5, True])
+def test_bad_bits_name_the_layer(bits):
+    with pytest.raises(ValueError, match="fc1"):
+        ClusteredFineTuning(bits={"fc1": bits})
+    with pytest.raises(ValueError, match="bits"):
+        ClusteredFineTuning(bits=bits)
+
+
+def test_pattern_matching_nothing_and_bad_options():
+    model = small_mlp()
+    with pytest.raises(ValueError, match="conv.*matches no layer"):
+        ClusteredFineTuning(bits={"conv.*": 4}).quantize(model)
+    with pytest.raises(ValueError, match="init"):
+        ClusteredFineTuning(init="spectral")
+    with pytest.raises(ValueError, match="centroid_update"):
+        ClusteredFineTuning(centroid_update="median")
+
+
+def test_refuses_a_layer_that_feeds_batchnorm(mnist_small):
+    (x, y), _ = mnist_small
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3, name="conv"),
+                              keras.layers.BatchNormalization(name="bn"), keras.layers.Flatten(),
+                              keras.layers.Dense(10, name="fc")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"'conv' feeds BatchNormalization 'bn'.*fold_batchnorm"):
+        model.fit(x[:64, ..., None], y[:64], verbose=0, callbacks=[ClusteredFineTuning(4)])
+    folded = tfdc.fold_batchnorm(model)
+    folded.compile("adam", "sparse_categorical_crossentropy")
+    folded.fit(x[:64, ..., None], y[:64], verbose=0, callbacks=[ClusteredFineTuning(4)])
+    assert max(v["centroids"].size for v in codebooks(folded).values()) <= 16
+
+
+def test_resume_from_keras_checkpoint(mnist_small, tmp_path):
+    (x, y), _ = mnist_small
+    model = small_mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    masks = prune(model)
+    path = str(tmp_path / "ckpt.keras")
+    model.fit(x, y, epochs=1, batch_size=256, verbose=0,
+              callbacks=[ClusteredFineTuning(bits=4, detach_at_end=False),
+                         keras.callbacks.ModelCheckpoint(path)])  # saved with constraints on
+    with zipfile.ZipFile(path) as z:
+        assert "tfdc" not in z.read("config.json").decode()
+    restored = keras.models.load_model(path)
+    before = {k: v["centroids"] for k, v in codebooks(restored).items()}
+    weights = [w.numpy() for w in restored.weights]
+    cb = ClusteredFineTuning(bits=4)
+    cb.quantize(restored)  # recovers the codebook from the distinct values: no change
+    for a, b in zip(weights, restored.weights):
+        np.testing.assert_array_equal(a, b.numpy())
+    restored.fit(x, y, epochs=1, batch_size=256, verbose=0, callbacks=[cb])
+    assert_codebook(restored, masks, {n: 4 for n in masks})
+    after = {k: v["centroids"] for k, v in codebooks(restored).items()}
+    assert all(after[k].size == before[k].size for k in before)
+    strip_clustering(model)
+    assert all(not isinstance(v.constraint, ClusterConstraint) for v in model.variables)
+
+
+def test_codebooks_on_any_model():
+    model = small_mlp()
+    books = codebooks(model)
+    fc3 = books[model.get_layer("fc3").kernel.path]
+    assert fc3["size"] == 160 and fc3["zeros"] == 0 and fc3["counts"].sum() == 160
+
+
+MIRRORED = textwrap.dedent("""
+    import json, os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras, numpy as np
+    from tfdc.cluster import ClusteredFineTuning
+    keras.utils.set_random_seed(0)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, name="fc1"),
+                                  keras.layers.Dense(3, name="fc2")])
+        model.compile("adam", "sparse_categorical_crossentropy")
+    w = model.get_layer("fc1").kernel
+    w.assign(np.where(np.abs(w.numpy()) < 0.1, 0, w.numpy()))
+    mask = w.numpy() != 0
+    x = np.random.default_rng(0).normal(size=(512, 20)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 1)
+    start = w.numpy().copy()
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[ClusteredFineTuning(bits=3)])
+    v = w.numpy()
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync,
+                      "distinct": int(np.unique(v[v != 0]).size),
+                      "same_mask": bool(np.array_equal(v != 0, mask)),
+                      "moved": bool(not np.array_equal(v, start))}))
+""")
+
+
+def test_mirrored_strategy_two_cpu_replicas():
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"replicas": 2, "distinct": result["distinct"], "same_mask": True,
+                      "moved": True}
+    assert 1 <= result["distinct"] <= 8
