@@ -272,7 +272,7 @@ static int locate_section(const uint8_t *in, size_t in_len, container *c) {
   return TFDC_OK;
 }
 
-static int check_container(const uint8_t *in, size_t in_len, container *c) {
+static int check_container_impl(const uint8_t *in, size_t in_len, container *c, int verify_crc) {
   int rc;
   const uint8_t *h;
   if (!in) return TFDC_ERR_ARGUMENT;
@@ -281,8 +281,8 @@ static int check_container(const uint8_t *in, size_t in_len, container *c) {
   if (memcmp(h, "TFDC", 4) != 0) return TFDC_ERR_CORRUPT;
   if (ld16(h + 4) != TFDC_FORMAT_MAJOR) return TFDC_ERR_VERSION;
   /* Checksums before interpreting anything else (§3.1). */
-  if (!crc_ok(crc32_bytes(h, (size_t)(c->Z - 4)), ld32(h + c->Z - 4))) return TFDC_ERR_CHECKSUM;
-  if (!crc_ok(crc32_bytes(in, (size_t)c->S), ld32(h + 32))) return TFDC_ERR_CHECKSUM;
+  if (verify_crc && !crc_ok(crc32_bytes(h, (size_t)(c->Z - 4)), ld32(h + c->Z - 4))) return TFDC_ERR_CHECKSUM;
+  if (verify_crc && !crc_ok(crc32_bytes(in, (size_t)c->S), ld32(h + 32))) return TFDC_ERR_CHECKSUM;
   if (ld32(h + 8) != HEADER_SIZE || ld32(h + 12) != 0 || ld32(h + 44) != 0) return TFDC_ERR_CORRUPT;
   if (ld64(h + 16) != c->Z) return TFDC_ERR_CORRUPT;
   c->D = ld64(h + 24);
@@ -290,6 +290,19 @@ static int check_container(const uint8_t *in, size_t in_len, container *c) {
   c->num_tables = ld32(h + 36);
   c->num_records = ld32(h + 40);
   if (c->num_tables > 65535u) return TFDC_ERR_CORRUPT;
+  return TFDC_OK;
+}
+
+static int check_container(const uint8_t *in, size_t in_len, container *c) {
+  return check_container_impl(in, in_len, c, 1);
+}
+
+int tfdc_peek_decoded_size(const uint8_t *in, size_t in_len, uint64_t *out_size) {
+  container c;
+  int rc;
+  if (!out_size) return TFDC_ERR_ARGUMENT;
+  if ((rc = check_container_impl(in, in_len, &c, 0))) return rc;
+  *out_size = c.D;
   return TFDC_OK;
 }
 

@@ -49,6 +49,10 @@ int tfdc_is_packed(const uint8_t *in, size_t in_len);
  * decoded file length in *out_size. Returns TFDC_OK or a negative status. */
 int tfdc_decoded_size(const uint8_t *in, size_t in_len, uint64_t *out_size);
 
+/* Like tfdc_decoded_size but without verifying the checksums: a cheap way
+ * to size the output buffer before tfdc_decode (which verifies everything). */
+int tfdc_peek_decoded_size(const uint8_t *in, size_t in_len, uint64_t *out_size);
+
 /* Decodes the whole file into `out` (capacity `out_cap` bytes, which must be
  * at least the decoded size). On success the first decoded-size bytes of
  * `out` are a standard .tflite model. On failure the contents of `out` are
