@@ -251,42 +251,14 @@ def decode(data, segment_bytes, count, block, lengths, table=None):
     if (seg_bytes * 8 < np.minimum(block, count - np.arange(nseg) * np.int64(block))).any():
         # Every code is ≥ 1 bit; this also bounds the work by the input size.
         raise FormatError("a segment is too short for its symbols")
-    # Big-endian 32-bit window at every byte position (3 zero bytes of tail).
-    padded = np.concatenate([data, np.zeros(4, np.uint8)]).astype(np.uint32)
-    w32 = (padded[:-3] << 24) | (padded[1:-2] << 16) | (padded[2:-1] << 8) | padded[3:]
-    del padded
+    if len(data) >= (1 << 40):
+        raise FormatError("stream data too large")
     last_count = count - (nseg - 1) * block
     steps = min(block, count)
-    # Bit positions fit in uint32 (checked); uint32 everywhere avoids casts in
-    # the hot loop. Symbols are stored as uint16 (the alphabet is ≤ 32768;
-    # 0xFFFF marks an invalid code) to halve the final transpose's traffic.
-    if len(data) >= (1 << 29):
-        raise FormatError("stream data too large (≥ 512 MiB)")
     out = np.empty((steps, nseg), dtype=np.uint16)
     start_bits = seg_start * 8
-    pos = start_bits.astype(np.uint32)
-    r = np.empty(nseg, np.uint32)
-    w = np.empty(nseg, np.uint32)
-    e = np.empty(nseg, np.uint32)
-    end_bits = np.empty(nseg, np.int64)
-    lanes = nseg
-    for t in range(steps):
-        if t == last_count:
-            # The last segment is complete; continue with the others only.
-            end_bits[-1] = pos[-1]
-            lanes = nseg - 1
-            pos, r, w, e = pos[:lanes], r[:lanes], w[:lanes], e[:lanes]
-        np.right_shift(pos, 3, out=r)
-        np.take(w32, r, out=w, mode="clip")
-        np.bitwise_and(pos, 7, out=r)
-        np.left_shift(w, r, out=w)
-        np.right_shift(w, 17, out=w)
-        np.take(table, w, out=e)
-        np.right_shift(e, 4, out=out[t, :lanes], casting="unsafe")
-        np.bitwise_and(e, 15, out=r)
-        pos += r
-    end_bits[:lanes] = pos
-    del w32
+    end_bits = _lockstep(_windows64(data), table.astype(np.uint64), start_bits, out,
+                         steps, last_count)
     # Invalid codes first (their lanes stalled), then the segment ends.
     if int(out[:last_count].max()) == 0xFFFF or (
             last_count < steps and int(out[last_count:, :-1].max()) == 0xFFFF):
@@ -309,3 +281,62 @@ def decode(data, segment_bytes, count, block, lengths, table=None):
     if last_count < steps:
         return np.concatenate([symbols[:-1].reshape(-1), symbols[-1, :last_count]])
     return symbols.reshape(-1)
+
+
+def _windows64(data):
+    """`w[i]` = bytes i … i+7 of `data` as a big-endian u64 (zero past the end).
+
+    Built with 8 strided copies of big-endian views, not 8 shift passes."""
+    n = len(data)
+    padded = np.zeros(n + 16, np.uint8)
+    padded[:n] = data
+    w = np.empty(n + 1, np.uint64)
+    for k in range(8):
+        m = (n + 1 - k + 7) // 8
+        w[k::8] = np.frombuffer(padded, ">u8", m, k)
+    return w
+
+
+def _lockstep(w64, table, start_bits, out, steps, last_count):
+    """Decode `steps` symbols of every segment in lockstep (one NumPy step per
+    symbol index across all segments). A 64-bit window fetched at the byte of
+    the current bit position holds ≥ 57 fresh bits: three codes of ≤ 15 bits,
+    so one fetch serves three symbols. Returns each segment's end bit.
+
+    `out[t, j]` gets symbol t of segment j (0xFFFF for an invalid code: its
+    entry has length 0, so the lane stalls and keeps producing 0xFFFF); the
+    last segment stops after `last_count` symbols.
+    """
+    nseg = len(start_bits)
+    end_bits = np.empty(nseg, np.int64)
+    pos = start_bits.astype(np.uint64)
+    r = np.empty(nseg, np.uint64)
+    w = np.empty(nseg, np.uint64)
+    e = np.empty(nseg, np.uint64)
+    ln = np.empty(nseg, np.uint64)
+    lanes = nseg
+    t = 0
+    while t < steps:
+        if t == last_count and lanes == nseg and nseg > 1:
+            # The last segment is complete; continue with the others only.
+            end_bits[-1] = pos[-1]
+            lanes = nseg - 1
+            pos, r, w, e, ln = pos[:lanes], r[:lanes], w[:lanes], e[:lanes], ln[:lanes]
+        k = min(3, steps - t)
+        if t < last_count:
+            k = min(k, last_count - t)
+        np.right_shift(pos, 3, out=r)
+        np.take(w64, r, out=w, mode="clip")
+        np.bitwise_and(pos, 7, out=r)
+        np.left_shift(w, r, out=w)
+        for i in range(k):
+            np.right_shift(w, 49, out=r)
+            np.take(table, r, out=e)
+            np.right_shift(e, 4, out=out[t + i, :lanes], casting="unsafe")
+            np.bitwise_and(e, 15, out=ln)
+            if i + 1 < k:
+                np.left_shift(w, ln, out=w)
+            pos += ln
+        t += k
+    end_bits[:lanes] = pos
+    return end_bits
