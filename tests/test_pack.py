@@ -243,3 +243,18 @@ def test_record_fields_are_consistent():
     assert r.num_elements == w.size and r.nnz == np.count_nonzero(w)
     assert r.elem_size == 4 and r.raw_bytes == w.nbytes and r.shape == (64, 32)
     assert r.codebook_size == 12 and r.codebook_bytes == 48
+
+
+def test_format_md_complete_file_is_current():
+    # docs/FORMAT.md §7 is the output of tools/format_example.py.
+    import importlib.util
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        "format_example", os.path.join(root, "tools", "format_example.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    packed, _ = module.pack_example()
+    text = "\n".join(module.annotate(packed))
+    doc = open(os.path.join(root, "docs", "FORMAT.md"), encoding="utf-8").read()
+    assert "```\n" + text + "\n```" in doc

@@ -527,6 +527,8 @@ def _align(x, a):
 
 def pack_tflite(tflite_bytes, *, select=None, block=4096, gap_alphabet=None,
                 codebook_fp16=False, min_bytes=64, _force=None):
+    # `_force` (tests and tools/format_example.py only): a dict of
+    # `_plan_record` restrictions for every buffer, or {buffer_index: dict}.
     """Pack the constant buffers of a TFLite model into a tfdc.v1 section.
 
     Args:
@@ -595,8 +597,11 @@ def pack_tflite(tflite_bytes, *, select=None, block=4096, gap_alphabet=None,
         if len(raw) % elem_size:
             dtype, elem_size, order = "bytes", 1, "uint"
         shape = tensors[0][2]
+        force = _force.get(index) if _force and isinstance(next(iter(_force)), int) else _force
+        if _force and force is None:
+            continue
         plan = _plan_record(raw, elem_size, order, shape, block, gap_alphabet, codebook_fp16,
-                            _force)
+                            force)
         if plan is None:
             continue
         plan.record.buffer_index = index
