@@ -36,8 +36,8 @@ def test_demo_tiny_writes_model_reports_and_plots(capsys, tmp_path, mnist_small)
 def test_demo_digits_without_plots(capsys, tmp_path):
     pytest.importorskip("sklearn")
     from tfdc import demo
-    config = demo.DemoConfig(dataset="digits", out=str(tmp_path), plots=False, epochs=3,
-                             prune_epochs=3, cluster_epochs=1, sparsity=0.8, bits=4,
+    config = demo.DemoConfig(dataset="digits", out=str(tmp_path), plots=False, epochs=2,
+                             prune_epochs=2, cluster_epochs=1, sparsity=0.8, bits=4,
                              batch_size=64, verbose=0)
     result = demo.run(config, log=lambda *a: None)
     assert result["errors"]["tflite"] < 0.5  # 10 classes: chance is 0.9

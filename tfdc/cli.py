@@ -193,8 +193,8 @@ def cmd_demo(args):
         plots=not args.no_plots, seed=args.seed)
     if args.tiny:
         # Tests: a few hundred steps in all.
-        for name, value in (("epochs", 1), ("prune_epochs", 2), ("cluster_epochs", 1),
-                            ("train_size", 4096), ("test_size", 1000)):
+        for name, value in (("epochs", 1), ("prune_epochs", 1), ("cluster_epochs", 1),
+                            ("train_size", 3072), ("test_size", 1000)):
             if getattr(config, name) is None:
                 setattr(config, name, value)
     if args.mnist and not os.path.exists(args.mnist):

@@ -305,7 +305,10 @@ def run(config, log=print):
 
     c = config.resolved()
     keras.utils.set_random_seed(c.seed)
-    os.makedirs(c.out, exist_ok=True)
+    model = build_model(c.network)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    _validate(model, c)
     (xtr, ytr), (xte, yte) = load_dataset(c.dataset, c.network, c.mnist)
     if c.train_size:
         xtr, ytr = xtr[:c.train_size], ytr[:c.train_size]
@@ -314,10 +317,7 @@ def run(config, log=print):
     log(f"tfdc demo: {c.network} on {c.dataset} ({len(xtr):,} training / {len(xte):,} test "
         f"images); sparsity {_describe(c.sparsity, '{:.0%}')}, bits {_describe(c.bits, '{}')}")
 
-    model = build_model(c.network)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    _validate(model, c)
+    os.makedirs(c.out, exist_ok=True)
     path = os.path.join(c.out, f"{c.network}.tflite")
     track = "fc1"
     result = compress(model, (xtr, ytr), (xte, yte), sparsity=c.sparsity, bits=c.bits,
