@@ -74,22 +74,31 @@ def run_tfmot(python, args, out, network, rerun):
     """Run tools/tfmot_pipeline.py, or reuse its JSON from an identical run."""
     result_path = os.path.join(out, f"{network}.json")
     args_path = os.path.join(out, f"{network}.args.json")
-    if not rerun and os.path.exists(result_path) and os.path.exists(args_path):
-        if json.load(open(args_path)) == args:
-            print(f"tfmot {network}: reusing {os.path.relpath(result_path, ROOT)} "
-                  "(same settings; --rerun-tfmot to run again)")
-            return json.load(open(result_path))
+    log_path = os.path.join(out, f"{network}.log")
+    same = os.path.exists(args_path) and json.load(open(args_path)) == args
+    # A run with these settings still in progress (its log keeps growing):
+    # wait for it instead of starting a second one on the same cores.
+    while (same and not rerun and not os.path.exists(result_path) and os.path.exists(log_path)
+           and time.time() - os.path.getmtime(log_path) < 600):
+        print(f"tfmot {network}: waiting for the run in progress ({log_path})", flush=True)
+        time.sleep(30)
+    if not rerun and os.path.exists(result_path) and same:
+        print(f"tfmot {network}: reusing {os.path.relpath(result_path, ROOT)} "
+              "(same settings; --rerun-tfmot to run again)")
+        return json.load(open(result_path))
     print(f"tfmot {network}: running tools/tfmot_pipeline.py in {os.path.relpath(python, ROOT)}",
           flush=True)
-    log_path = os.path.join(out, f"{network}.log")
+    if os.path.exists(result_path):
+        os.unlink(result_path)
+    with open(args_path, "w") as f:
+        json.dump(args, f)
     with open(log_path, "w") as log:
         proc = subprocess.run([python, os.path.join(ROOT, "tools", "tfmot_pipeline.py")] + args,
                               stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         print(f"tfmot {network}: failed (exit {proc.returncode}), see {log_path}")
+        os.unlink(args_path)
         return None
-    with open(args_path, "w") as f:
-        json.dump(args, f)
     return json.load(open(result_path))
 
 
@@ -170,14 +179,19 @@ def main():
         print("tfmot: no virtualenv at .venv-tfmot (run with --setup-tfmot); tfdc only")
 
     from tfdc import demo
-    rows, layer_tables, results = [], [], {}
+    rows, layer_tables, results, tfdc_runs = [], [], {}, {}
+    # tfdc first for every network, then tfmot (which may be cached).
     for network in networks:
         sparsity, bits = demo.PAPER_SPARSITY[network], demo.PAPER_BITS[network]
         budget = BUDGETS[args.quick][network]
         data = demo.load_dataset("mnist", network, args.mnist)
         print(f"\n=== {NAMES[network]}: tfdc (epochs baseline/prune/cluster = "
               f"{budget[0]}/{budget[1]}/{budget[2]}) ===", flush=True)
-        t = run_tfdc(network, data, sparsity, bits, budget, args.out)
+        tfdc_runs[network] = run_tfdc(network, data, sparsity, bits, budget, args.out)
+    for network in networks:
+        sparsity, bits = demo.PAPER_SPARSITY[network], demo.PAPER_BITS[network]
+        budget = BUDGETS[args.quick][network]
+        t = tfdc_runs[network]
         e = t["errors"]
         results[network] = {"tfdc": {k: t[k] for k in ("errors", "times", "packed_bytes",
                                                          "float_bytes", "plain_bytes",
