@@ -37,21 +37,23 @@ def gap_symbols(n, rng):
 def measure(symbols, block, repeats):
     counts = np.bincount(symbols)
     lengths = huffman.code_lengths(counts)
-    enc, dec = [], []
+    enc, dec, enc_cpu, dec_cpu = [], [], [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         seg, data = huffman.encode(symbols, lengths, block)
-        t1 = time.perf_counter()
+        c1, t1 = time.process_time(), time.perf_counter()
         out = huffman.decode(data, seg, len(symbols), block, lengths)
-        t2 = time.perf_counter()
+        c2, t2 = time.process_time(), time.perf_counter()
         assert np.array_equal(out, symbols)
         enc.append(t1 - t0)
         dec.append(t2 - t1)
+        enc_cpu.append(c1 - c0)
+        dec_cpu.append(c2 - c1)
         del out
     bits = huffman.coded_bits(counts, lengths)
     stored_bits = 8 * (len(data) + 4 * len(seg))
-    return dict(enc=len(symbols) / statistics.median(enc) / 1e6,
-                dec=len(symbols) / statistics.median(dec) / 1e6,
+    rate = lambda times: len(symbols) / statistics.median(times) / 1e6  # noqa: E731
+    return dict(enc=rate(enc), dec=rate(dec), enc_cpu=rate(enc_cpu), dec_cpu=rate(dec_cpu),
                 ratio=bits / huffman.entropy_bits(counts),
                 stored_ratio=stored_bits / huffman.entropy_bits(counts))
 
@@ -70,18 +72,23 @@ def main(argv=None):
                            ("relative indices, G=16", gap_symbols)):
             symbols = make(n, rng)
             r = measure(symbols, args.block, args.repeats)
-            rows.append([name, f"{n / 1e6:g} M", f"{r['enc']:.1f}", f"{r['dec']:.1f}",
+            rows.append([name, f"{n / 1e6:g} M", f"{r['enc']:.1f} ({r['enc_cpu']:.1f})",
+                         f"{r['dec']:.1f} ({r['dec_cpu']:.1f})",
                          f"{r['ratio']:.4f}", f"{r['stored_ratio']:.4f}"])
             print(" | ".join(rows[-1]), flush=True)
     from tools.benchmarks_md import markdown_table, write_section
-    headers = ["stream", "symbols", "encode M sym/s", "decode M sym/s",
+    load = os.getloadavg()[0]
+    headers = ["stream", "symbols", "encode M sym/s wall (CPU)", "decode M sym/s wall (CPU)",
                "coded bits / entropy", "stored bits / entropy"]
     table = markdown_table(headers, rows)
     print(table)
     if not args.quick:
         body = (f"NumPy codec (`tfdc.huffman`), block = {args.block} symbols per segment, median "
-                f"of {args.repeats} runs. *Stored* bits include the segment length table and "
-                "the per-segment padding.\n\n" + table)
+                f"of {args.repeats} runs; single-threaded NumPy. Wall-clock rates, and in "
+                "parentheses rates per second of this process's CPU time (the machine was "
+                f"shared: 1-minute load average {load:.1f} at the end of the run). *Stored* "
+                "bits include the segment length table and the per-segment padding.\n\n"
+                + table)
         write_section("codec", "Huffman codec (pure NumPy)", body)
 
 
