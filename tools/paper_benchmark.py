@@ -112,7 +112,8 @@ def run_tfdc(network, data, sparsity, bits, budget, out):
         xtr, ytr = xtr[:train_size], ytr[:train_size]
     keras.utils.set_random_seed(1234)
     model = demo.build_model(network)
-    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
     path = os.path.join(out, f"{network}.tfdc.tflite")
     result = demo.compress(model, (xtr, ytr), test, sparsity=sparsity, bits=bits, epochs=epochs,
                            prune_epochs=prune, cluster_epochs=cluster, out_path=path,
