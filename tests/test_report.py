@@ -119,3 +119,12 @@ def test_short_name_keeps_a_suffix_that_is_part_of_the_layer_name():
 def test_report_is_an_export_report(exported):
     assert isinstance(exported[2], ExportReport)
     assert isinstance(tfdc.ExportReport, type)
+
+
+def test_inspect_dense_baseline_is_close_to_the_parameter_count(exported):
+    model, path, report = exported
+    packed_view = tfdc.inspect(path)
+    plain_view = tfdc.inspect(convert(model))
+    assert packed_view.dense_bytes == plain_view.dense_bytes
+    # every float parameter, plus a few bytes of int32 shape constants
+    assert 0 <= packed_view.dense_bytes - report.dense_bytes < 256

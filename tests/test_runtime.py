@@ -95,3 +95,18 @@ def test_corrupted_file_raises_format_error(files):
 def test_bad_argument_type():
     with pytest.raises(TypeError, match="path or bytes"):
         load_interpreter(12345)
+
+
+def test_an_already_decoded_file_loads_as_it_is(files):
+    from tfdc.runtime import is_decoded
+    packed = files["packed"].read_bytes()
+    decoded = tfdc.decode(packed)
+    assert is_decoded(decoded) and not is_decoded(packed)
+    assert not is_decoded(files["plain"].read_bytes())
+    interpreter = load_interpreter(decoded)
+    assert interpreter.tfdc_model_content is not None
+    np.testing.assert_array_equal(invoke(interpreter, files["x"]).view(np.uint32),
+                                  invoke(load_interpreter(packed), files["x"]).view(np.uint32))
+    # A damaged decoded file is not mistaken for one: it goes to the decoder.
+    with pytest.raises(tfdc.FormatError):
+        load_interpreter(decoded[:-1])

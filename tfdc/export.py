@@ -25,7 +25,8 @@ import numpy as np
 
 from tfdc.runtime import read_model_bytes
 
-__all__ = ["export", "export_tflite", "convert", "strip_constraints", "write_atomically"]
+__all__ = ["export", "export_tflite", "convert", "strip_constraints", "write_atomically",
+           "quantize_codebooks_int8", "altered_kernels"]
 
 
 def strip_constraints(model):
@@ -145,13 +146,15 @@ def _pack_options(codebook_fp16, gap_alphabet, select, block, min_bytes):
     return options
 
 
-def export_tflite(tflite, path, *, codebook_fp16=False, gap_alphabet=None, select=None,
-                  block=None, min_bytes=64, layer_names=None, dense_bytes=None):
+def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_alphabet=None,
+                  select=None, block=None, min_bytes=64, layer_names=None, dense_bytes=None):
     """Pack an existing plain `.tflite` model (from any converter) and write it.
 
     Args:
         tflite: the `.tflite` bytes, or a path to the file.
         path: where to write the packed file (atomically).
+        weights: `"float32"` (as converted) or `"int8"` (clustered weights
+            stored as int8 codes, see `quantize_codebooks_int8`).
         codebook_fp16, gap_alphabet, select, block, min_bytes: packing
             options, see `export`.
         layer_names: optional layer names used to label the report's rows.
@@ -171,6 +174,10 @@ def export_tflite(tflite, path, *, codebook_fp16=False, gap_alphabet=None, selec
         raise ValueError("the input is already a tfdc-packed model")
     if len(plain) < 8 or plain[4:8] != b"TFL3":
         raise ValueError("the input is not a .tflite flatbuffer (no TFL3 identifier)")
+    if weights not in ("float32", "int8"):
+        raise ValueError(f"weights must be 'float32' or 'int8', got {weights!r}")
+    if weights == "int8":
+        plain, _ = quantize_codebooks_int8(plain, min_bytes=min_bytes)
     packed, info = pack_tflite(plain, **_pack_options(codebook_fp16, gap_alphabet, select,
                                                        block, min_bytes))
     write_atomically(path, packed)
@@ -178,8 +185,8 @@ def export_tflite(tflite, path, *, codebook_fp16=False, gap_alphabet=None, selec
                                        layer_names=layer_names, dense_bytes=dense_bytes)
 
 
-def export(model, path, *, strip=True, codebook_fp16=False, gap_alphabet=None, select=None,
-           block=None, min_bytes=64, signatures=None, representative_dataset=None,
+def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, gap_alphabet=None,
+           select=None, block=None, min_bytes=64, signatures=None, representative_dataset=None,
            configure=None, check_kernels=True):
     """Convert, pack and write a compressed model as a packed `.tflite` file.
 
@@ -193,6 +200,13 @@ def export(model, path, *, strip=True, codebook_fp16=False, gap_alphabet=None, s
         strip: remove tfdc's training constraints from the model's variables
             first (the model is modified in place; training it afterwards no
             longer keeps pruned weights at zero).
+        weights: `"float32"` (default: every weight keeps its exact value) or
+            `"int8"`: each clustered kernel (at most 256 distinct values) is
+            stored as int8 codes with one symmetric scale per tensor
+            (`max|c| / 127`) plus a `DEQUANTIZE` op, so the codebook stays a
+            codebook (per-channel dynamic-range quantization would multiply
+            its distinct values). Weights become `code * scale` (lossy at
+            int8 resolution); activations stay float32.
         codebook_fp16: store float32 codebooks as float16 (lossy unless the
             values are representable; off by default).
         gap_alphabet: `G`, the number of relative-index symbols for sparse
@@ -237,9 +251,114 @@ def export(model, path, *, strip=True, codebook_fp16=False, gap_alphabet=None, s
         dense_bytes = 4 * int(model.count_params())
         if check_kernels and representative_dataset is None:
             _warn_altered_kernels(model, plain, min_bytes)
-    return export_tflite(plain, path, codebook_fp16=codebook_fp16, gap_alphabet=gap_alphabet,
+    return export_tflite(plain, path, weights=weights, codebook_fp16=codebook_fp16,
+                         gap_alphabet=gap_alphabet,
                          select=select, block=block, min_bytes=min_bytes,
                          layer_names=layer_names, dense_bytes=dense_bytes)
+
+
+_DEQUANTIZE = 6
+
+
+def _rank(tensor):
+    return 0 if tensor.shape is None else len(tensor.shape)
+
+
+def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
+    """Store clustered float32 weights as int8 codes, keeping the codebook.
+
+    Every constant float32 tensor of rank >= 2 and at least `min_bytes`
+    bytes with at most `max_distinct` distinct values (a clustered kernel)
+    becomes an int8 tensor with *one* symmetric scale per tensor,
+    `scale = max|c| / 127`, followed by a `DEQUANTIZE` op that produces the
+    original float tensor. So a K-value codebook stays K int8 codes (the
+    converter's per-channel dynamic-range quantization would give up to K x
+    channels distinct codes), and the model computes in float32 with weights
+    `code * scale`, exactly as the float model with those weights would.
+
+    Args:
+        tflite: the plain float `.tflite` bytes.
+        min_bytes: smaller tensors are left in float32.
+        max_distinct: tensors with more distinct values are left in float32.
+
+    Returns:
+        `(tflite_bytes, quantized)`: the rewritten model and a dict mapping
+        each quantized tensor name to its scale.
+    """
+    from tfdc.pack import _build_flatbuffer, _get_schema
+
+    schema = _get_schema()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    buffers = model.buffers
+    candidates = {}  # buffer index -> (codes, scale) or None if not eligible
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            b = tensor.buffer
+            data = buffers[b].data if 0 < b < len(buffers) else None
+            if b in candidates or data is None:
+                continue
+            candidates[b] = None
+            if (tensor.type != schema.TensorType.FLOAT32 or _rank(tensor) < 2
+                    or len(data) < max(min_bytes, 4) or tensor.quantization is not None
+                    and tensor.quantization.scale is not None):
+                continue
+            values = np.frombuffer(np.asarray(data, np.uint8).tobytes(), np.float32)
+            if not np.all(np.isfinite(values)):
+                continue
+            distinct = np.unique(values)
+            peak = float(np.max(np.abs(distinct)))
+            if len(distinct) > max_distinct or peak == 0.0:
+                continue
+            scale = np.float32(peak / 127.0)
+            codes = np.clip(np.rint(values / scale), -127, 127).astype(np.int8)
+            candidates[b] = (codes, scale)
+    # A buffer shared with a tensor that is not eligible stays float.
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            if candidates.get(tensor.buffer) is not None and (
+                    tensor.type != schema.TensorType.FLOAT32 or _rank(tensor) < 2):
+                candidates[tensor.buffer] = None
+    chosen = {b: v for b, v in candidates.items() if v is not None}
+    if not chosen:
+        return bytes(tflite), {}
+
+    opcode = None
+    for i, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == _DEQUANTIZE:
+            opcode, code.version = i, max(code.version, 2)
+    if opcode is None:
+        model.operatorCodes.append(schema.OperatorCodeT(
+            deprecatedBuiltinCode=_DEQUANTIZE, builtinCode=_DEQUANTIZE, version=2))
+        opcode = len(model.operatorCodes) - 1
+    int8_buffer = {}
+    for b, (codes, _) in chosen.items():
+        buffers.append(schema.BufferT())
+        buffers[-1].data = np.frombuffer(codes.tobytes(), np.uint8).copy()
+        int8_buffer[b] = len(buffers) - 1
+        buffers[b].data = None  # the float bytes are gone: DEQUANTIZE makes them
+    if (buffers[0].data is not None and len(buffers[0].data)) or buffers[0].offset:
+        raise ValueError("buffer 0 of the model is not the empty sentinel buffer")
+    quantized = {}
+    for subgraph in model.subgraphs:
+        dequantize_ops = []
+        for index, tensor in enumerate(list(subgraph.tensors)):
+            if tensor.buffer not in chosen:
+                continue
+            codes, scale = chosen[tensor.buffer]
+            name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
+            q = schema.TensorT()
+            q.shape, q.type = list(tensor.shape), schema.TensorType.INT8
+            q.buffer, q.name = int8_buffer[tensor.buffer], name + "/int8"
+            q.quantization = schema.QuantizationParametersT()
+            q.quantization.scale, q.quantization.zeroPoint = [float(scale)], [0]
+            subgraph.tensors.append(q)
+            tensor.buffer = 0  # now computed by the DEQUANTIZE op
+            op = schema.OperatorT()
+            op.opcodeIndex, op.inputs, op.outputs = opcode, [len(subgraph.tensors) - 1], [index]
+            dequantize_ops.append(op)
+            quantized[name] = float(scale)
+        subgraph.operators = dequantize_ops + list(subgraph.operators or [])
+    return _build_flatbuffer(model, schema), quantized
 
 
 def _layers(model):

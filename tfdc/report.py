@@ -191,8 +191,9 @@ class ExportReport:
         packed_bytes: size of the packed file.
         plain_bytes: size of the plain `.tflite` it was packed from (for a
             report read back from a packed file: the decoded file's size).
-        dense_bytes: the dense float32 size of the packed tensors plus every
-            weight left in the flatbuffer (the paper's baseline), or `None`.
+        dense_bytes: the dense float32 size of the weights (the paper's
+            baseline): from `tfdc.export`, 4 bytes per model parameter; from
+            `tfdc.inspect`, every constant buffer at its unpacked size.
         flatbuffer_bytes, section_bytes, decoded_bytes: from the pack info.
         path: the file written or inspected, if any.
 
@@ -425,9 +426,22 @@ def inspect(path_or_bytes, layer_names=None):
     if is_packed(data):
         from tfdc.unpack import read_pack_info
         info = read_pack_info(data)
-        return ExportReport.from_pack_info(info, plain_bytes=None, path=path,
-                                           layer_names=layer_names)
-    from tfdc.pack import pack_tflite
-    _, info = pack_tflite(data)
-    return ExportReport.from_pack_info(info, plain_bytes=len(data), path=path,
-                                       layer_names=layer_names)
+        plain_bytes = None
+    else:
+        from tfdc.pack import pack_tflite
+        _, info = pack_tflite(data)
+        plain_bytes = len(data)
+    dense_bytes = _constant_bytes(data, info, packed=plain_bytes is None)
+    return ExportReport.from_pack_info(info, plain_bytes=plain_bytes, path=path,
+                                       layer_names=layer_names, dense_bytes=dense_bytes)
+
+
+def _constant_bytes(data, info, packed):
+    """Bytes of every constant buffer as stored unpacked: the packed tensors'
+    raw size plus the buffers left inline (the dense float32 baseline, up to
+    a few bytes of integer shape constants)."""
+    from tfdc.flatbuf import read_model
+    inline = sum(b.data_len for b in read_model(data).buffers)
+    if not packed:  # the tensors to pack are still inline
+        return inline
+    return inline + sum(int(r.raw_bytes) for r in info.records)

@@ -8,7 +8,7 @@ not installed. Plain `.tflite` files are loaded unchanged.
 
 import os
 
-__all__ = ["load_interpreter", "read_model_bytes", "interpreter_class"]
+__all__ = ["load_interpreter", "read_model_bytes", "interpreter_class", "is_decoded"]
 
 
 def read_model_bytes(path_or_bytes):
@@ -33,8 +33,36 @@ def interpreter_class():
     return Interpreter
 
 
+def is_decoded(data):
+    """True if `data` is the output of `tfdc.decode`: it keeps the packed
+    file's flatbuffer and section (with its `tfdc.v1` entry) and adds the
+    decoded weights after them, so the section no longer ends the file and
+    its header's `decoded_size` is the file's length. Such a file is a
+    standard model and is loaded as it is."""
+    import struct
+    import zlib
+
+    from tfdc.errors import FormatError
+    from tfdc.flatbuf import read_model
+
+    try:
+        model = read_model(data)
+    except FormatError:
+        return False
+    found = [b for name, b in model.metadata if name == b"tfdc.v1" or name == "tfdc.v1"]
+    if len(found) != 1 or found[0] >= len(model.buffers):
+        return False
+    section = model.buffers[found[0]]
+    start, size = section.offset, section.size
+    if size < 52 or start + size >= len(data) or data[start:start + 4] != b"TFDC":
+        return False
+    (decoded_size,) = struct.unpack_from("<Q", data, start + 24)
+    (crc,) = struct.unpack_from("<I", data, start + size - 4)
+    return decoded_size == len(data) and zlib.crc32(data[start:start + size - 4]) == crc
+
+
 def load_interpreter(path_or_bytes, *, backend="auto", **kwargs):
-    """Create an interpreter for a packed or plain `.tflite` model.
+    """Create an interpreter for a packed, decoded or plain `.tflite` model.
 
     Args:
         path_or_bytes: a file path, or the model's bytes.
@@ -61,7 +89,7 @@ def load_interpreter(path_or_bytes, *, backend="auto", **kwargs):
     from tfdc.unpack import decode, is_packed
 
     data = read_model_bytes(path_or_bytes)
-    if is_packed(data):
+    if is_packed(data) and not is_decoded(data):
         data = decode(data, backend=backend)
     interpreter = interpreter_class()(model_content=data, **kwargs)
     # TFLite does not copy model_content: the interpreter must own a
