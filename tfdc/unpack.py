@@ -241,8 +241,6 @@ def _parse_record(data, cur, i, tables, buffers, S, Z, D, prev_end):
         raise FormatError(f"{what}: raw values with codebook_size {K}")
     if encoding not in (0, 1) or (encoding == 1 and elem_size != 4):
         raise FormatError(f"{what}: codebook_encoding {encoding} invalid")
-    if value_mode == 1 and encoding != 0:
-        raise FormatError(f"{what}: codebook_encoding {encoding} with raw values")
     if position_mode == 1:
         if not 2 <= G <= 32768:
             raise FormatError(f"{what}: gap_alphabet {G} not in 2 … 32768")
