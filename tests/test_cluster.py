@@ -86,7 +86,7 @@ def test_sgd_sum_update_is_the_papers_shared_gradient():
 
 def test_centroid_never_lands_on_zero():
     centroids = keras.Variable(np.array([1.0], "float32"), trainable=False)
-    c = ClusterConstraint(np.array([0, 2]), np.array([0, 0]), centroids, np.array([2.0]))
+    c = ClusterConstraint(np.array([0, 2]), np.array([0, 0]), centroids, np.array([2.0]), 4)
     out = c(tf.constant([0.5, 0.0, -0.5, 0.0])).numpy()  # mean update lands on 0.0
     np.testing.assert_array_equal(out, [1.0, 0.0, 1.0, 0.0])
 

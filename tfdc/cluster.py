@@ -34,21 +34,23 @@ class ClusterConstraint:
     never to the layer's `kernel_constraint`, so `.keras` saving is unaffected.
     """
 
-    def __init__(self, positions, assignment, centroids, counts, update="mean", previous=None):
+    def __init__(self, positions, assignment, centroids, counts, size, update="mean",
+                 previous=None):
         import tensorflow as tf
-        self.positions = tf.constant(positions.reshape(-1, 1), dtype=tf.int32)
+        self.positions = tf.constant(positions, dtype=tf.int32)
         self.assignment = tf.constant(assignment, dtype=tf.int32)
         self.centroids = centroids  # a non-trainable keras.Variable, float32 [k]
         self.num_clusters = int(counts.size)
         self.inv_counts = tf.constant(1.0 / counts, dtype=tf.float32)
         self.update = update
+        self.size = int(size)
         self.previous = previous  # the constraint this one replaced
 
     def __call__(self, w):
         import tensorflow as tf
         w = tf.convert_to_tensor(w)
         old = tf.convert_to_tensor(self.centroids)
-        members = tf.gather_nd(tf.reshape(w, [-1, 1]), self.positions)[:, 0]
+        members = tf.gather(tf.reshape(w, [-1]), self.positions)
         moved = members - tf.gather(old, self.assignment)
         step = tf.math.unsorted_segment_sum(moved, self.assignment, self.num_clusters)
         if self.update == "mean":
@@ -58,8 +60,10 @@ class ClusterConstraint:
         # pruned weights): keep its previous value instead.
         new = tf.where(tf.equal(new, 0.0), old, new)
         self.centroids.assign(new)
-        dense = tf.scatter_nd(self.positions, tf.gather(new, self.assignment),
-                              [tf.size(w, out_type=tf.int32)])
+        # Scatter as a segment sum over the (distinct) positions: the zeros
+        # come for free and it is cheaper than scatter_nd on CPU.
+        dense = tf.math.unsorted_segment_sum(tf.gather(new, self.assignment), self.positions,
+                                             self.size)
         return tf.reshape(tf.cast(dense, w.dtype), tf.shape(w))
 
     def get_config(self):
@@ -247,7 +251,8 @@ class ClusteredFineTuning(keras.callbacks.Callback):
                 cvar = keras.Variable(b["centroids"], trainable=False, dtype="float32",
                                       name=s.name.replace("/", "_") + "_centroids")
                 c = ClusterConstraint(b["positions"], b["assignment"], cvar, b["counts"],
-                                      self.centroid_update, previous=s.variable.constraint)
+                                      int(np.prod(s.variable.shape)), self.centroid_update,
+                                      previous=s.variable.constraint)
                 s.variable.constraint = c
                 self._constraints.append((s.variable, c))
         # fit() traced (or reused) the train step before this hook: retrace it
