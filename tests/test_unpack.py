@@ -246,3 +246,13 @@ def test_native_and_python_agree_on_resigned_corruptions(small_packed):
             assert a == b, f"byte {pos} (section offset {pos - S}) = {value}"
             rejected += a == "error"
     assert rejected > 100
+
+
+def test_default_size_limit_refuses_a_decoded_size_bomb(small_packed):
+    # A crafted (correctly checksummed) header claiming 2^40 decoded bytes.
+    packed, info, _ = small_packed
+    S = info.flatbuffer_bytes
+    bomb = _resign(packed, S, lambda s: struct.pack_into("<Q", s, 24, 1 << 40))
+    for backend in ("python", "auto"):
+        with pytest.raises(FormatError, match="exceeds the limit"):
+            unpack.decode(bomb, backend=backend)

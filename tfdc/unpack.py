@@ -429,7 +429,10 @@ def decode(packed, backend="auto", *, max_size=None):
         packed: the packed file (bytes-like).
         backend: "auto" (the C extension when built, else NumPy), "native"
             or "python".
-        max_size: optional limit on the decoded size in bytes.
+        max_size: limit on the decoded size in bytes. Default: the larger of
+            2 GiB and 1024 × the packed size (a decoded size is chosen by the
+            file, so a crafted file could otherwise demand any allocation);
+            pass `float("inf")` for no limit.
 
     Raises:
         FormatError: the file is not packed, or is malformed, truncated or
@@ -438,12 +441,16 @@ def decode(packed, backend="auto", *, max_size=None):
     if backend not in ("auto", "native", "python"):
         raise ValueError(f"backend must be 'auto', 'native' or 'python', got {backend!r}")
     data = bytes(packed)
+    if max_size is None:
+        max_size = max(1 << 31, 1024 * len(data))
     native = _native() if backend != "python" else None
     if backend == "native" and native is None:
         raise ImportError("tfdc._native is not built (pip install -e . with a C compiler)")
     if native is not None:
-        if max_size is not None:
-            parse(data, max_size)  # the native API has no size limit argument
+        # The native API has no size limit argument: check the validated size.
+        size = native.decoded_size(data)
+        if size > max_size:
+            raise FormatError(f"decoded size {size} exceeds the limit {max_size}")
         return native.decode(data)
     return _decode_python(data, max_size)
 
