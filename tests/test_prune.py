@@ -100,6 +100,9 @@ def test_pruned_weights_stay_exactly_zero(mnist_small, optimizer):
     model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0)
     kernel = keras.ops.convert_to_numpy(model.get_layer("fc1").kernel)
     assert np.all(kernel[pruned] == 0.0)
+    # +0.0 exactly, never -0.0: the packed format stores bit patterns, and a
+    # -0.0 would count as a nonzero value.
+    assert np.all(kernel[pruned].view(np.uint32) == 0)
     assert not np.allclose(kernel[~pruned], kept_before)  # training did happen
 
 

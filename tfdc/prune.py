@@ -54,7 +54,10 @@ class MaskConstraint(keras.constraints.Constraint):
             w = self.inner(w)
         if self.mask is None:
             return w
-        return w * ops.cast(self.mask, w.dtype)
+        # `where`, not `w * mask`: a pruned negative weight times 0 is -0.0,
+        # whose bit pattern is nonzero, and the packed format (which is
+        # bit-exact) would have to store it as a value.
+        return ops.where(self.mask > 0, w, ops.zeros_like(w))
 
     def get_config(self):
         # The mask itself lives in the weights' zeros; only the inner
@@ -430,7 +433,7 @@ class GradualPruning(keras.callbacks.Callback):
             old = ops.convert_to_numpy(constraint.mask)
             mask = self._new_mask(w, old, target)
             constraint.mask.assign(mask)
-            selection.variable.assign(w * mask)
+            selection.variable.assign(np.where(mask > 0, w, np.zeros_like(w)))
             zeros += int(mask.size - np.count_nonzero(mask))
             total += mask.size
         self._sparsity = zeros / total
