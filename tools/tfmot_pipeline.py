@@ -136,6 +136,7 @@ def main():
     model.fit(xtr, ytr, batch_size=bs, epochs=args.epochs, verbose=2)
     times["baseline"] = time.perf_counter() - t
     errors["float"] = err(model)
+    float_bytes = 4 * int(model.count_params())  # before wrapping moves its layers
     weighted = [layer.name for layer in model.layers if layer.get_weights()]
 
     # Pruning: same per-layer targets, ramp over the first 2/3, then retrain.
@@ -218,7 +219,7 @@ def main():
 
     result = {"network": args.network, "tfmot_version": tfmot.__version__,
               "tensorflow_version": tf.__version__, "errors": errors, "times": times,
-              "variants": variants, "float_bytes": 4 * int(model.count_params()),
+              "variants": variants, "float_bytes": float_bytes,
               "train_size": len(xtr)}
     with open(args.json, "w") as f:
         json.dump(result, f, indent=2)
