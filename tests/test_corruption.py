@@ -94,15 +94,25 @@ def _flip_outcomes(data, original, flips, backend, seed):
     positions = rng.integers(0, len(data), flips)
     bits = rng.integers(0, 8, flips)
     outcomes = {"error": 0, "same": 0}
-    same_at = []
+    same_at, wrong = [], []
     buffer = bytearray(data)
     for pos, bit in zip(positions.tolist(), bits.tolist()):
         buffer[pos] ^= 1 << bit
-        result = _outcome(bytes(buffer), original, backend)
+        try:
+            result = _outcome(bytes(buffer), original, backend)
+        except tfdc.FormatError:
+            raise
+        except Exception as e:  # collected, so the report names every case
+            wrong.append(f"byte {pos} bit {bit}: {type(e).__name__}: {e}")
+            result = None
         buffer[pos] ^= 1 << bit
-        outcomes[result] += 1
+        if result is not None:
+            outcomes[result] += 1
         if result == "same":
             same_at.append(pos)
+    assert not wrong, (f"{len(wrong)} of {flips} flips ({backend} decoder, file of "
+                       f"{len(data)} bytes) raised something other than FormatError:\n"
+                       + "\n".join(wrong[:10]))
     return outcomes, same_at
 
 
