@@ -232,10 +232,15 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
     Example:
 
     ```python
-    model = tfdc.models.lenet_300_100()
+    import tfdc
+    from tfdc.datasets import load_mnist
+    from tfdc.models import lenet_300_100
+
+    (x, y), _ = load_mnist()
+    model = lenet_300_100()
     model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=4, callbacks=[tfdc.GradualPruning(0.9),
-                                          tfdc.ClusteredFineTuning(bits=5)])
+    model.fit(x, y, epochs=3, callbacks=[tfdc.GradualPruning(0.9)])
+    model.fit(x, y, epochs=1, callbacks=[tfdc.ClusteredFineTuning(bits=5)])
     report = tfdc.export(model, "lenet.tflite")
     print(report)
     interpreter = tfdc.load_interpreter("lenet.tflite")
