@@ -100,7 +100,7 @@ def build_parser():
         "decode it and measure its test error in the LiteRT interpreter. Prints the "
         "paper-style per-layer table and writes the model, reports and plots to --out.")
     demo.add_argument("--quick", action="store_true",
-                      help="a short run: 15,000 training images and 2+3+1 epochs")
+                      help="a short run: 1 + 2 + 1 epochs (baseline, pruning, clustering)")
     demo.add_argument("--out", default="tfdc_demo_out",
                       help="output folder (default: tfdc_demo_out)")
     demo.add_argument("--network", choices=["lenet_300_100", "lenet5"], default="lenet_300_100",
@@ -118,9 +118,9 @@ def build_parser():
                       help="bits per shared weight (2**B clusters): a number, layer=value "
                       "pairs, or 'paper' (default: the paper's, 6 for LeNet-300-100)")
     demo.add_argument("--epochs", type=_positive, default=None, metavar="N",
-                      help="baseline training epochs (default 10; 2 with --quick)")
+                      help="baseline training epochs (default 10; 1 with --quick)")
     demo.add_argument("--prune-epochs", type=_positive, default=None, metavar="N",
-                      help="pruning + retraining epochs (default: --epochs; 3 with --quick)")
+                      help="pruning + retraining epochs (default: --epochs; 2 with --quick)")
     demo.add_argument("--cluster-epochs", type=_positive, default=None, metavar="N",
                       help="clustered fine-tuning epochs (default: epochs/3; 1 with --quick)")
     demo.add_argument("--train-size", type=_positive, default=None, metavar="N",

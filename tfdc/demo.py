@@ -50,7 +50,7 @@ class DemoConfig:
         epochs, prune_epochs, cluster_epochs: epochs of the three stages
             (None: defaults that depend on `quick`).
         train_size, test_size: use only the first n examples (None: all).
-        quick: a short run (a subset and few epochs; a minute or two).
+        quick: a short run (1 + 2 + 1 epochs; a minute or two).
         out: output folder for the packed model, reports and plots.
         plots: write the PNG figures (needs matplotlib).
         verbose: Keras's verbosity (1: progress bars).
@@ -78,13 +78,11 @@ class DemoConfig:
         c = dataclasses.replace(self)
         quick = self.quick
         if c.epochs is None:
-            c.epochs = 2 if quick else 10
+            c.epochs = 1 if quick else 10
         if c.prune_epochs is None:
-            c.prune_epochs = 3 if quick else max(2, c.epochs)
+            c.prune_epochs = 2 if quick else max(2, c.epochs)
         if c.cluster_epochs is None:
             c.cluster_epochs = 1 if quick else max(1, c.epochs // 3)
-        if c.train_size is None and quick:
-            c.train_size = 15000
         if c.sparsity is None:
             c.sparsity = PAPER_SPARSITY[c.network]
         if c.bits is None:
