@@ -113,8 +113,13 @@ class LayerReport:
 
     @property
     def weight_bits_pqh(self):
-        """Huffman-coded value bits per nonzero."""
-        return self.value_bits / self.nnz if self.nnz else 0.0
+        """Huffman-coded value bits per nonzero (raw values, stored when
+        coding does not pay, count their full width)."""
+        if not self.nnz:
+            return 0.0
+        if not self.codebook_size:
+            return self.value_count * self.symbol_bits / self.nnz
+        return self.value_bits / self.nnz
 
     @property
     def index_bits_pq(self):
@@ -316,7 +321,7 @@ class ExportReport:
                     if sparse_nnz else 0.0)
         rows.append(["Total", _fmt_int(self.weights), f"{100 * self.kept:.1f}%",
                      f"{self._nnz_weighted('weight_bits_pq'):.3g}",
-                     f"{self.value_bits / self.nnz if self.nnz else 0:.2f}",
+                     f"{self._nnz_weighted('weight_bits_pqh'):.2f}",
                      f"{index_pq:.2f}" if sparse_nnz else "-",
                      f"{self.gap_bits / self.nnz if self.nnz else 0:.2f}" if sparse_nnz else "-",
                      f"{self.rate_pq:.1f}x", f"{self.rate_pqh:.1f}x"])
