@@ -38,6 +38,7 @@ class ClusterConstraint:
                  previous=None):
         import tensorflow as tf
         self.positions = tf.constant(positions, dtype=tf.int32)
+        self.scatter_index = tf.reshape(self.positions, [-1, 1])
         self.assignment = tf.constant(assignment, dtype=tf.int32)
         self.centroids = centroids  # a non-trainable keras.Variable, float32 [k]
         self.num_clusters = int(counts.size)
@@ -60,10 +61,7 @@ class ClusterConstraint:
         # pruned weights): keep its previous value instead.
         new = tf.where(tf.equal(new, 0.0), old, new)
         self.centroids.assign(new)
-        # Scatter as a segment sum over the (distinct) positions: the zeros
-        # come for free and it is cheaper than scatter_nd on CPU.
-        dense = tf.math.unsorted_segment_sum(tf.gather(new, self.assignment), self.positions,
-                                             self.size)
+        dense = tf.scatter_nd(self.scatter_index, tf.gather(new, self.assignment), [self.size])
         return tf.reshape(tf.cast(dense, w.dtype), tf.shape(w))
 
     def get_config(self):
