@@ -77,6 +77,20 @@ def test_keras_models_decode_to_bit_identical_outputs(keras_models):
         assert (expected.view(np.uint32) == got.view(np.uint32)).all()
 
 
+def test_strip_debug_is_smaller_and_bit_identical(keras_models):
+    for tflite, x in keras_models:
+        packed, info = pack_tflite(tflite)
+        stripped, stripped_info = pack_tflite(tflite, strip_debug=True)
+        assert len(stripped) < len(packed)
+        assert stripped_info.section_bytes == info.section_bytes  # weights untouched
+        assert b"CONVERSION_METADATA" not in stripped
+        got = _run(unpack.decode(stripped, backend="python"), x)
+        assert (_run(tflite, x).view(np.uint32) == got.view(np.uint32)).all()
+        # Weight tensors keep their names, for `tfdc inspect`.
+        names = {n for r in unpack.read_pack_info(stripped).records for n in r.tensor_names}
+        assert names and all(names)
+
+
 def test_stock_interpreter_refuses_the_packed_file(keras_models):
     tflite, x = keras_models[0]
     packed, _ = pack_tflite(tflite)

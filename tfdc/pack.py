@@ -521,12 +521,32 @@ def _build_flatbuffer(model, schema):
             del b.Pack
 
 
+def _strip_debug(model):
+    """Remove names and metadata that no runtime reads (see `pack_tflite`)."""
+    model.description = None
+    for sg in model.subgraphs or []:
+        for tensor in sg.tensors or []:
+            buf = model.buffers[tensor.buffer] if 0 < tensor.buffer < len(model.buffers) else None
+            if buf is None or buf.data is None or len(buf.data) == 0:
+                tensor.name = None
+        sg.name = None
+    kept = []
+    for m in model.metadata:
+        name = m.name.decode() if isinstance(m.name, bytes) else m.name
+        if name == "CONVERSION_METADATA":
+            # The buffer stays (indices must not shift) but holds nothing.
+            model.buffers[m.buffer].data = None
+        else:
+            kept.append(m)
+    model.metadata = kept
+
+
 def _align(x, a):
     return (x + a - 1) // a * a
 
 
 def pack_tflite(tflite_bytes, *, select=None, block=4096, gap_alphabet=None,
-                codebook_fp16=False, min_bytes=64, _force=None):
+                codebook_fp16=False, min_bytes=64, strip_debug=False, _force=None):
     # `_force` (tests and tools/format_example.py only): a dict of
     # `_plan_record` restrictions for every buffer, or {buffer_index: dict}.
     """Pack the constant buffers of a TFLite model into a tfdc.v1 section.
@@ -541,6 +561,11 @@ def pack_tflite(tflite_bytes, *, select=None, block=4096, gap_alphabet=None,
         codebook_fp16: store float32 codebooks as binary16 (lossy, see the
             module docstring).
         min_bytes: buffers smaller than this stay inline.
+        strip_debug: drop what the runtime never reads: the names of
+            non-constant tensors (activations, shape temporaries), the
+            model description and the converter's `CONVERSION_METADATA`.
+            Names of weight tensors are kept for `tfdc inspect`. On a small
+            model this is several percent of the file.
 
     Returns:
         `(packed_bytes, PackInfo)`. Deterministic: the same input and options
@@ -577,6 +602,9 @@ def pack_tflite(tflite_bytes, *, select=None, block=4096, gap_alphabet=None,
             name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
             shape = tuple(int(s) for s in (tensor.shape if tensor.shape is not None else []))
             users.setdefault(int(tensor.buffer), []).append((name, int(tensor.type), shape))
+
+    if strip_debug:
+        _strip_debug(model)
 
     plans = []
     for index in sorted(users):
