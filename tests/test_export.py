@@ -74,6 +74,21 @@ def test_export_runs_bit_identically_to_plain_tflite(tmp_path, mnist_small):
                                rtol=1e-5, atol=1e-6)
 
 
+def test_fixed_batch_is_smaller_and_bit_identical(tmp_path, mnist_small):
+    model = compress_weights(lenet_300_100(), kept=0.08, codebook_size=32)
+    dynamic = export(model, tmp_path / "dynamic.tflite", strip_debug=False)
+    stripped = export(model, tmp_path / "stripped.tflite")
+    fixed = export(model, tmp_path / "fixed.tflite", batch_size=1)
+    # Each option only removes flatbuffer overhead; the weight records are equal.
+    assert fixed.packed_bytes < stripped.packed_bytes < dynamic.packed_bytes
+    x = mnist_small[1][0][:1]
+    expected = run(convert(model), [x])
+    for name in ("dynamic", "stripped", "fixed"):
+        assert_bit_identical(run(str(tmp_path / f"{name}.tflite"), [x]), expected)
+    with pytest.raises(ValueError, match="batch_size"):
+        export(model, tmp_path / "bad.tflite", batch_size=0)
+
+
 def test_converter_keeps_every_kernel_value_exactly():
     """No default optimisations: the converter only transposes kernels."""
     model = compress_weights(lenet_300_100())

@@ -62,7 +62,8 @@ def _without_tfdc(constraint):
     return constraint
 
 
-def convert(model, *, signatures=None, representative_dataset=None, configure=None):
+def convert(model, *, signatures=None, representative_dataset=None, configure=None,
+            batch_size=None):
     """Convert a Keras model or `tf.Module` to plain `.tflite` bytes.
 
     Args:
@@ -77,12 +78,21 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
             still packed losslessly).
         configure: optional callable receiving the `TFLiteConverter` before
             `convert()`, for any other converter setting.
+        batch_size: fix the batch dimension of a Keras model's inputs (e.g.
+            1 for on-device inference). `None` keeps it dynamic, which makes
+            the converter add shape-computing ops (Shape, StridedSlice, Pack)
+            around every Flatten/Reshape.
 
     Returns:
         The `.tflite` flatbuffer as bytes.
     """
     import tensorflow as tf
 
+    if batch_size is not None:
+        if signatures:
+            raise ValueError("give either `batch_size` or `signatures`, not both")
+        signatures = [_fixed_batch_function(model, batch_size)]
+        model = None  # weights are captured as constants, not as variables
     if signatures:
         functions = []
         for fn in signatures:
@@ -104,6 +114,31 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
     if configure is not None:
         configure(converter)
     return bytes(converter.convert())
+
+
+def _fixed_batch_function(model, batch_size):
+    """A `tf.function` of a Keras model with its batch dimension fixed."""
+    import tensorflow as tf
+
+    if not _is_keras_model(model):
+        raise ValueError("`batch_size` needs a keras.Model")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    try:
+        inputs = list(model.inputs)
+    except (AttributeError, ValueError):
+        inputs = []
+    if not inputs:
+        raise ValueError(f"model {model.name!r} has no defined inputs (a subclassed model?): "
+                         "build it with keras.Input or pass `signatures=`")
+    specs = [tf.TensorSpec([int(batch_size)] + list(x.shape[1:]), x.dtype,
+                           name=x.name.split(":")[0]) for x in inputs]
+
+    @tf.function(input_signature=specs)
+    def serving_default(*args):
+        return model(list(args) if len(args) > 1 else args[0], training=False)
+
+    return serving_default
 
 
 def _is_keras_model(model):
@@ -137,8 +172,9 @@ def write_atomically(path, data):
         raise
 
 
-def _pack_options(codebook_fp16, gap_alphabet, select, block, min_bytes):
-    options = {"codebook_fp16": codebook_fp16, "select": select, "min_bytes": min_bytes}
+def _pack_options(codebook_fp16, gap_alphabet, select, block, min_bytes, strip_debug):
+    options = {"codebook_fp16": codebook_fp16, "select": select, "min_bytes": min_bytes,
+               "strip_debug": strip_debug}
     if gap_alphabet is not None:
         options["gap_alphabet"] = gap_alphabet
     if block is not None:
@@ -147,7 +183,8 @@ def _pack_options(codebook_fp16, gap_alphabet, select, block, min_bytes):
 
 
 def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_alphabet=None,
-                  select=None, block=None, min_bytes=64, layer_names=None, dense_bytes=None):
+                  select=None, block=None, min_bytes=64, strip_debug=True, layer_names=None,
+                  dense_bytes=None):
     """Pack an existing plain `.tflite` model (from any converter) and write it.
 
     Args:
@@ -155,8 +192,8 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
         path: where to write the packed file (atomically).
         weights: `"float32"` (as converted) or `"int8"` (clustered weights
             stored as int8 codes, see `quantize_codebooks_int8`).
-        codebook_fp16, gap_alphabet, select, block, min_bytes: packing
-            options, see `export`.
+        codebook_fp16, gap_alphabet, select, block, min_bytes, strip_debug:
+            packing options, see `export`.
         layer_names: optional layer names used to label the report's rows.
         dense_bytes: the dense float32 size of the model's weights, for the
             report's ratio (default: the packed tensors' raw size plus the
@@ -179,15 +216,15 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
     if weights == "int8":
         plain, _ = quantize_codebooks_int8(plain, min_bytes=min_bytes)
     packed, info = pack_tflite(plain, **_pack_options(codebook_fp16, gap_alphabet, select,
-                                                       block, min_bytes))
+                                                       block, min_bytes, strip_debug))
     write_atomically(path, packed)
     return ExportReport.from_pack_info(info, plain_bytes=len(plain), path=os.fspath(path),
                                        layer_names=layer_names, dense_bytes=dense_bytes)
 
 
 def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, gap_alphabet=None,
-           select=None, block=None, min_bytes=64, signatures=None, representative_dataset=None,
-           configure=None, check_kernels=True):
+           select=None, block=None, min_bytes=64, strip_debug=True, batch_size=None,
+           signatures=None, representative_dataset=None, configure=None, check_kernels=True):
     """Convert, pack and write a compressed model as a packed `.tflite` file.
 
     Args:
@@ -216,6 +253,12 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
         block: symbols per independently decodable segment (`None`: packer
             default, 4096).
         min_bytes: smaller buffers are left in the flatbuffer.
+        strip_debug: drop what no runtime reads (names of activation tensors,
+            the converter's description and `CONVERSION_METADATA`); weight
+            tensor names are kept for `tfdc inspect`.
+        batch_size: fix the input batch dimension (1 for on-device
+            inference saves the converter's shape ops, ~0.8 KB on LeNet);
+            `None` keeps it dynamic (see `tfdc.export.convert`).
         signatures: for several signatures or a `tf.Module`: a list of
             `tf.function`s with input signatures (see `tfdc.export.convert`).
         representative_dataset: enables the converter's full-integer
@@ -249,7 +292,7 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
     if strip:
         strip_constraints(model)
     plain = convert(model, signatures=signatures, representative_dataset=representative_dataset,
-                    configure=configure)
+                    configure=configure, batch_size=batch_size)
     layer_names = dense_bytes = None
     if _is_keras_model(model):
         layer_names = [layer.name for layer in _layers(model)]
@@ -259,7 +302,8 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
     return export_tflite(plain, path, weights=weights, codebook_fp16=codebook_fp16,
                          gap_alphabet=gap_alphabet,
                          select=select, block=block, min_bytes=min_bytes,
-                         layer_names=layer_names, dense_bytes=dense_bytes)
+                         strip_debug=strip_debug, layer_names=layer_names,
+                         dense_bytes=dense_bytes)
 
 
 _DEQUANTIZE = 6
