@@ -24,6 +24,7 @@ _LAZY = {
     "codebooks": "tfdc.cluster",
     "fold_batchnorm": "tfdc.batchnorm",
     "export": "tfdc.export",
+    "export_tflite": "tfdc.export",
     "ExportReport": "tfdc.report",
     "inspect": "tfdc.report",
     "decode": "tfdc.unpack",

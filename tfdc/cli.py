@@ -30,7 +30,7 @@ class UserError(Exception):
 def _sparsity(text):
     """`0.9`, `paper`, or `fc1=0.92,fc2=0.91`."""
     if text == "paper":
-        return None
+        return "paper"
     if "=" in text:
         return {k: _sparsity_value(v) for k, v in _pairs(text)}
     return _sparsity_value(text)
@@ -49,7 +49,7 @@ def _sparsity_value(text):
 def _bits(text):
     """`5`, `paper`, or `conv1=8,fc1=5`."""
     if text == "paper":
-        return None
+        return "paper"
     if "=" in text:
         return {k: _bits_value(v) for k, v in _pairs(text)}
     return _bits_value(text)
@@ -113,16 +113,18 @@ def build_parser():
                       "download)")
     demo.add_argument("--sparsity", type=_sparsity, default=None, metavar="S",
                       help="fraction of weights to prune: a number, layer=value pairs "
-                      "(fc1=0.92,fc2=0.91), or 'paper' (default: the paper's per-layer values)")
+                      "(fc1=0.92,fc2=0.91), or 'paper' (the paper's Tables 2-3; default: tfdc's "
+                      "per-layer values, fc1=0.93,fc2=0.915,fc3=0.75 for LeNet-300-100)")
     demo.add_argument("--bits", type=_bits, default=None, metavar="B",
                       help="bits per shared weight (2**B clusters): a number, layer=value "
-                      "pairs, or 'paper' (default: the paper's, 6 for LeNet-300-100)")
+                      "pairs, or 'paper' (6 for LeNet-300-100; default: fc1=4,fc2=5,fc3=5 for "
+                      "LeNet-300-100, conv 8 / fc 5 for LeNet-5)")
     demo.add_argument("--epochs", type=_positive, default=None, metavar="N",
-                      help="baseline training epochs (default 10; 1 with --quick)")
+                      help="baseline training epochs (default 12; 1 with --quick)")
     demo.add_argument("--prune-epochs", type=_positive, default=None, metavar="N",
-                      help="pruning + retraining epochs (default: --epochs; 2 with --quick)")
+                      help="pruning + retraining epochs (default: --epochs + 3; 2 with --quick)")
     demo.add_argument("--cluster-epochs", type=_positive, default=None, metavar="N",
-                      help="clustered fine-tuning epochs (default: epochs/3; 1 with --quick)")
+                      help="clustered fine-tuning epochs (default: epochs/4; 1 with --quick)")
     demo.add_argument("--train-size", type=_positive, default=None, metavar="N",
                       help="use only the first N training images")
     demo.add_argument("--test-size", type=_positive, default=None, metavar="N",

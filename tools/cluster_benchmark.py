@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 import tfdc  # noqa: E402
 import tfdc.models  # noqa: E402
+from tfdc.recipe import ShiftedImages  # noqa: E402
 import tfdc.prune  # noqa: E402
 from tfdc.cluster import ClusteredFineTuning, codebooks, strip_clustering  # noqa: E402
 from tfdc.datasets import load_mnist  # noqa: E402
@@ -45,37 +46,10 @@ PARTS = {
 }
 
 
-class ShiftedMNIST(keras.utils.PyDataset):
-    """Training batches with every image shifted by a random -s..s pixels in
-    each direction (zero fill), reshuffled every epoch."""
-
-    def __init__(self, x, y, batch, shift, seed=0):
-        super().__init__()
-        self.x, self.y, self.batch, self.shift = x, y, batch, shift
-        self.rng = np.random.default_rng(seed)
-        pad = [(0, 0), (shift, shift), (shift, shift)] + [(0, 0)] * (x.ndim - 3)
-        self.padded = np.pad(x, pad)
-        self.order = self.rng.permutation(len(x))
-
-    def __len__(self):
-        return int(np.ceil(len(self.x) / self.batch))
-
-    def __getitem__(self, i):
-        idx = self.order[i * self.batch:(i + 1) * self.batch]
-        dy, dx = self.rng.integers(0, 2 * self.shift + 1, size=(2, idx.size))
-        rows = dy[:, None] + np.arange(28)
-        cols = dx[:, None] + np.arange(28)
-        xb = self.padded[idx[:, None, None], rows[:, :, None], cols[:, None, :]]
-        return xb, self.y[idx]
-
-    def on_epoch_end(self):
-        self.order = self.rng.permutation(len(self.x))
-
-
 def fit(model, data, args, epochs, callbacks=(), verbose=0):
     (x, y), _ = data
     if args.shift:
-        return model.fit(ShiftedMNIST(x, y, args.batch, args.shift), epochs=epochs,
+        return model.fit(ShiftedImages(x, y, args.batch, args.shift), epochs=epochs,
                          verbose=verbose, callbacks=list(callbacks))
     return model.fit(x, y, epochs=epochs, batch_size=args.batch, verbose=verbose,
                      callbacks=list(callbacks))

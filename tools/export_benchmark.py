@@ -33,6 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from tfdc.recipe import ShiftedImages, cosine_decay  # noqa: E402
+
 # name: (model, kept fraction per layer, codebook bits per layer, goals)
 LENET300_PAPER = {"fc1": 0.08, "fc2": 0.09, "fc3": 0.26}
 LENET5_PAPER = {"conv1": 0.66, "conv2": 0.12, "fc1": 0.08, "fc2": 0.19}
@@ -79,58 +81,10 @@ def build(name):
     return getattr(tfdc.models, name)()
 
 
-class ShiftedMNIST:
-    """Training batches with random shifts of up to `max_shift` pixels (the
-    standard MNIST augmentation; it is what brings LeNet-300-100 below the
-    paper's 1.6 % error). Built lazily as a `keras.utils.PyDataset`."""
-
-    def __new__(cls, x, y, batch_size, max_shift=2, seed=0):
-        import keras
-
-        class _Shifted(keras.utils.PyDataset):
-            def __init__(self):
-                super().__init__()
-                self.rng = np.random.default_rng(seed)
-                self.order = self.rng.permutation(len(x))
-
-            def __len__(self):
-                return int(np.ceil(len(x) / batch_size))
-
-            def __getitem__(self, i):
-                idx = self.order[i * batch_size:(i + 1) * batch_size]
-                images = x[idx]
-                squeeze = images.ndim == 4
-                if squeeze:
-                    images = images[..., 0]
-                m = max_shift
-                padded = np.pad(images, ((0, 0), (m, m), (m, m)))
-                windows = np.lib.stride_tricks.sliding_window_view(padded, images.shape[1:],
-                                                                   axis=(1, 2))
-                dy = self.rng.integers(0, 2 * m + 1, len(idx))
-                dx = self.rng.integers(0, 2 * m + 1, len(idx))
-                out = windows[np.arange(len(idx)), dy, dx]
-                return (out[..., None] if squeeze else out), y[idx]
-
-            def on_epoch_end(self):
-                self.order = self.rng.permutation(len(x))
-
-        return _Shifted()
-
-
 def compile_model(model, lr):
     import keras
     model.compile(optimizer=keras.optimizers.Adam(lr),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-
-
-def lr_schedule(base, epochs, floor=0.05):
-    """Cosine decay from `base` to `floor * base` over `epochs` epochs."""
-    import keras
-
-    def schedule(epoch, lr):
-        t = min(epoch / max(epochs - 1, 1), 1.0)
-        return float(base * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * t))))
-    return keras.callbacks.LearningRateScheduler(schedule)
 
 
 def dense_model(name, data, recipe, cache_dir):
@@ -142,8 +96,8 @@ def dense_model(name, data, recipe, cache_dir):
     if os.path.exists(path):
         model.load_weights(path)
         return model
-    model.fit(ShiftedMNIST(xtr, ytr, recipe["batch"], seed=1), epochs=recipe["dense"], verbose=2,
-              callbacks=[lr_schedule(recipe["lr"], recipe["dense"])])
+    model.fit(ShiftedImages(xtr, ytr, recipe["batch"], seed=1), epochs=recipe["dense"], verbose=2,
+              callbacks=[cosine_decay(recipe["lr"], recipe["dense"])])
     model.save_weights(path)
     return model
 
@@ -170,17 +124,17 @@ def compress(config, data, cache_dir):
     pruning = tfdc.GradualPruning(sparsity, end_step=int(steps * recipe["prune"]),
                                   frequency=max(steps // 4, 1))
     compile_model(model, recipe["lr"] / 2)
-    model.fit(ShiftedMNIST(xtr, ytr, recipe["batch"], seed=2), epochs=prune_epochs, verbose=2,
-              callbacks=[pruning, lr_schedule(recipe["lr"] / 2, prune_epochs)])
+    model.fit(ShiftedImages(xtr, ytr, recipe["batch"], seed=2), epochs=prune_epochs, verbose=2,
+              callbacks=[pruning, cosine_decay(recipe["lr"] / 2, prune_epochs)])
     pruned_error = keras_error(model, data)
     log(f"  pruned error {pruned_error:.2f} %")
 
     # ClusteredFineTuning keeps the zeros of the pruned kernels exact.
     clustering = tfdc.ClusteredFineTuning(bits=config["bits"])
     compile_model(model, recipe["lr"] / 10)
-    model.fit(ShiftedMNIST(xtr, ytr, recipe["batch"], seed=3), epochs=recipe["cluster"],
+    model.fit(ShiftedImages(xtr, ytr, recipe["batch"], seed=3), epochs=recipe["cluster"],
               verbose=2,
-              callbacks=[clustering, lr_schedule(recipe["lr"] / 10, recipe["cluster"])])
+              callbacks=[clustering, cosine_decay(recipe["lr"] / 10, recipe["cluster"])])
     clustered_error = keras_error(model, data)
     log(f"  clustered error {clustered_error:.2f} %")
     return model, dict(dense_error=dense_error, pruned_error=pruned_error,
@@ -254,6 +208,9 @@ def main(argv=None):
     parser.add_argument("--measure-only", action="store_true",
                         help="do not train: re-measure the files saved in --out-dir by earlier "
                              "runs (training errors come from their saved .json)")
+    parser.add_argument("--repack", action="store_true",
+                        help="with --measure-only: first re-pack each saved plain .tflite with "
+                             "the current packer (same weights, current format options)")
     args = parser.parse_args(argv)
 
     import keras
@@ -273,6 +230,10 @@ def main(argv=None):
             if not os.path.exists(os.path.join(args.out_dir, f"{name}.tflite")):
                 log("  no saved files, skipped")
                 continue
+            if args.repack:
+                import tfdc
+                tfdc.export_tflite(os.path.join(args.out_dir, f"{name}.plain.tflite"),
+                                   os.path.join(args.out_dir, f"{name}.tflite"))
             info = json.load(open(saved)) if os.path.exists(saved) else {}
             dense_bytes = info.get("dense_bytes") or 4 * build(config["model"]).count_params()
         else:
