@@ -434,7 +434,7 @@ def inspect(path_or_bytes, layer_names=None):
         plain_bytes = None
     else:
         from tfdc.pack import pack_tflite
-        _, info = pack_tflite(data)
+        _, info = pack_tflite(data, strip_debug=True)  # as `tfdc.export` packs
         plain_bytes = len(data)
     dense_bytes = _constant_bytes(data, info, packed=plain_bytes is None)
     return ExportReport.from_pack_info(info, plain_bytes=plain_bytes, path=path,
@@ -444,9 +444,12 @@ def inspect(path_or_bytes, layer_names=None):
 def _constant_bytes(data, info, packed):
     """Bytes of every constant buffer as stored unpacked: the packed tensors'
     raw size plus the buffers left inline (the dense float32 baseline, up to
-    a few bytes of integer shape constants)."""
+    a few bytes of integer shape constants). Metadata buffers (the
+    converter's, which `strip_debug` may drop) are not weights."""
     from tfdc.flatbuf import read_model
-    inline = sum(b.data_len for b in read_model(data).buffers)
+    model = read_model(data)
+    metadata = {index for _, index in model.metadata}
+    inline = sum(b.data_len for i, b in enumerate(model.buffers) if i not in metadata)
     if not packed:  # the tensors to pack are still inline
         return inline
     return inline + sum(int(r.raw_bytes) for r in info.records)
