@@ -199,6 +199,7 @@ def cmd_demo(args):
                             ("train_size", 3072), ("test_size", 1000)):
             if getattr(config, name) is None:
                 setattr(config, name, value)
+        config.shift = 0  # augmentation only pays off over many epochs
     if args.mnist and not os.path.exists(args.mnist):
         raise UserError(f"--mnist {args.mnist}: no such file")
     if args.no_plots is False:

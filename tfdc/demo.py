@@ -92,7 +92,7 @@ class DemoConfig:
         c = dataclasses.replace(self)
         quick = self.quick
         if c.epochs is None:
-            c.epochs = 1 if quick else 12
+            c.epochs = 1 if quick else 15
         if c.prune_epochs is None:
             c.prune_epochs = 2 if quick else max(2, c.epochs + 3)
         if c.cluster_epochs is None:
@@ -137,7 +137,11 @@ def tflite_error(model_or_path, x, y, batch=500, num_threads=None, plain=False):
     else:
         interpreter = load_interpreter(model_or_path, **kwargs)
     inp = interpreter.get_input_details()[0]
-    batch = min(batch, len(x))
+    # A model exported with a fixed batch (`batch_size=1`) runs one image at
+    # a time; a dynamic-batch model is resized to `batch`.
+    batch = 1 if inp["shape_signature"][0] > 0 else min(batch, len(x))
+    if batch == 1 and inp["shape"][0] != 1:
+        raise ValueError(f"cannot evaluate a model with a fixed batch of {inp['shape'][0]}")
     interpreter.resize_tensor_input(inp["index"], [batch] + list(x.shape[1:]))
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
@@ -195,10 +199,11 @@ def compress(model, train, test, *, sparsity, bits, epochs, prune_epochs, cluste
     `model` must be compiled with `metrics=["accuracy"]`. Every stage trains
     on randomly shifted images (`shift` pixels, `tfdc.recipe.ShiftedImages`)
     with a cosine learning-rate decay starting at `lr`, `lr / 2` and
-    `lr / 10` for the baseline, pruning and clustering stages. The pruning
-    ramp takes the first two thirds of `prune_epochs`; the rest retrains the
-    sparse network with fixed masks (the paper's retraining). The model is
-    exported for on-device inference with a batch size of 1.
+    `lr / 10` for the baseline, pruning and clustering stages, each with a
+    fresh Adam optimizer. The pruning ramp takes the first 45 % of
+    `prune_epochs`; the rest retrains the sparse network with fixed masks
+    (the paper's retraining). The model is exported for on-device inference
+    with a batch size of 1.
 
     Returns:
         A dict: `errors` (float, pruned, clustered, tflite: fractions),
@@ -229,9 +234,10 @@ def compress(model, train, test, *, sparsity, bits, epochs, prune_epochs, cluste
         snapshots["dense"] = _kernel(model, track_layer)
 
     log(f"\n[2/4] Pruning with tfdc.GradualPruning ({prune_epochs} epochs)")
+    _recompile(model, lr / 2)  # before reading the step: a new optimizer starts at 0
     begin = int(np.asarray(model.optimizer.iterations))
     total = prune_epochs * steps_per_epoch
-    end = begin + max(1, (2 * total) // 3)
+    end = begin + max(1, (45 * total) // 100)
     pruner = tfdc.GradualPruning(sparsity, begin_step=begin, end_step=end,
                                  frequency=max(1, (end - begin) // 30))
     recorder = _SparsityRecorder(every=max(1, total // 120))
@@ -255,6 +261,7 @@ def compress(model, train, test, *, sparsity, bits, epochs, prune_epochs, cluste
 
     log(f"\n[3/4] Trained quantization with tfdc.ClusteredFineTuning ({cluster_epochs} epochs)")
     clusterer = tfdc.ClusteredFineTuning(bits=bits)
+    _recompile(model, lr / 10)
     t = time.perf_counter()
     model.fit(data, epochs=cluster_epochs, verbose=verbose,
               callbacks=[clusterer, cosine_decay(lr / 10, cluster_epochs)])
@@ -278,6 +285,13 @@ def compress(model, train, test, *, sparsity, bits, epochs, prune_epochs, cluste
             "packed_bytes": os.path.getsize(out_path), "float_bytes": float_bytes,
             "snapshots": snapshots, "codebook": codebook, "schedule": schedule,
             "sparsity_report": report}
+
+
+def _recompile(model, lr):
+    """Same loss and metrics, a fresh Adam: the moments of the dense weights
+    are stale once the network is pruned or clustered."""
+    import keras
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=model.loss, metrics=["accuracy"])
 
 
 def _codebook_of(model, layer_name, clustered):
