@@ -62,9 +62,17 @@ def test_not_packed_and_already_decoded_are_format_errors(small_packed):
     with pytest.raises(FormatError, match="not a tfdc-packed"):
         unpack.decode(plain, backend="python")
     decoded = unpack.decode(packed, backend="python")
-    assert unpack.is_packed(decoded)  # the metadata entry is still there …
-    with pytest.raises(FormatError, match="does not end"):  # … but it is refused
+    # The metadata entry is still there, but the section no longer ends the
+    # file: a decoded file is a standard model, not a packed one …
+    assert not unpack.is_packed(decoded)
+    with pytest.raises(FormatError, match="does not end"):  # … and decode refuses it
         unpack.decode(decoded, backend="python")
+    try:
+        from tfdc import _native
+    except ImportError:
+        return
+    for data in (packed, decoded, plain, b"garbage"):  # the C decoder agrees
+        assert _native.is_packed(data) == unpack.is_packed(data)
 
 
 def test_every_truncation_is_a_format_error(small_packed):

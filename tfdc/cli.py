@@ -179,10 +179,13 @@ def _read(path):
 
 
 def _check_tflite(data, path):
-    from tfdc.unpack import is_packed
-    if not is_packed(data) and (len(data) < 8 or data[4:8] != b"TFL3"):
+    """True if `data` goes to the decoder: a packed file, or a damaged one
+    (the decoder then says what is wrong with it)."""
+    from tfdc.unpack import has_section_entry
+    packed = has_section_entry(data)
+    if not packed and (len(data) < 8 or data[4:8] != b"TFL3"):
         raise UserError(f"{path}: not a .tflite file (no TFL3 identifier)")
-    return is_packed(data)
+    return packed
 
 
 def cmd_demo(args):

@@ -204,10 +204,10 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
     """
     from tfdc.pack import pack_tflite
     from tfdc.report import ExportReport
-    from tfdc.unpack import is_packed
+    from tfdc.unpack import has_section_entry
 
     plain = read_model_bytes(tflite)
-    if is_packed(plain):
+    if has_section_entry(plain):
         raise ValueError("the input is already a tfdc-packed model")
     if len(plain) < 8 or plain[4:8] != b"TFL3":
         raise ValueError("the input is not a .tflite flatbuffer (no TFL3 identifier)")

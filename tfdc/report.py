@@ -424,11 +424,11 @@ def inspect(path_or_bytes, layer_names=None):
         tfdc.FormatError: a packed file is malformed.
     """
     from tfdc.runtime import read_model_bytes
-    from tfdc.unpack import is_packed
+    from tfdc.unpack import has_section_entry
 
     path = os.fspath(path_or_bytes) if isinstance(path_or_bytes, (str, os.PathLike)) else None
     data = read_model_bytes(path_or_bytes)
-    if is_packed(data):
+    if has_section_entry(data):
         from tfdc.unpack import read_pack_info
         info = read_pack_info(data)
         plain_bytes = None

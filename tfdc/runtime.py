@@ -86,10 +86,13 @@ def load_interpreter(path_or_bytes, *, backend="auto", **kwargs):
     interpreter.allocate_tensors()
     ```
     """
-    from tfdc.unpack import decode, is_packed
+    from tfdc.unpack import decode, has_section_entry
 
     data = read_model_bytes(path_or_bytes)
-    if is_packed(data) and not is_decoded(data):
+    # Anything carrying a tfdc.v1 entry that is not an intact decoded file
+    # goes to the decoder, so a damaged packed file raises FormatError rather
+    # than reaching the interpreter.
+    if has_section_entry(data) and not is_decoded(data):
         data = decode(data, backend=backend)
     interpreter = interpreter_class()(model_content=data, **kwargs)
     # TFLite does not copy model_content: the interpreter must own a

@@ -456,13 +456,31 @@ def decode(packed, backend="auto", *, max_size=None):
 
 
 def is_packed(data):
-    """True if `data` is a TFLite flatbuffer with a tfdc.v1 section entry.
+    """True if `data` is a packed model: a TFLite flatbuffer with one tfdc.v1
+    section entry whose section ends the file (FORMAT.md §2, as the C
+    decoder's `tfdc_is_packed`). A decoded file keeps the entry but has the
+    weights after the section, so it is not packed: it is a standard model.
     Cheap: checksums and records are not verified."""
+    data = bytes(data)
     try:
-        model = read_model(bytes(data))
+        model = read_model(data)
     except FormatError:
         return False
-    return any(name == METADATA_NAME for name, _ in model.metadata)
+    found = [b for name, b in model.metadata if name == METADATA_NAME]
+    if len(found) != 1 or found[0] >= len(model.buffers):
+        return False
+    section = model.buffers[found[0]]
+    return section.offset > 1 and section.offset + section.size == len(data)
+
+
+def has_section_entry(data):
+    """True if `data` is a TFLite flatbuffer carrying a tfdc.v1 metadata
+    entry: a packed file, a decoded one, or a damaged one. Callers route such
+    files to the decoder, which says precisely what is wrong with them."""
+    try:
+        return any(name == METADATA_NAME for name, _ in read_model(bytes(data)).metadata)
+    except FormatError:
+        return False
 
 
 def read_pack_info(packed):
