@@ -25,11 +25,13 @@ class ClusterConstraint:
 
     Runs inside the compiled train step, after the optimizer's per-weight
     update (Keras 3 optimizers assign `variable.constraint(variable)` right
-    after applying gradients). It touches only the nonzero positions: gather
-    them by `positions`, move each centroid by the sum or mean of its members'
-    updates (`unsorted_segment_sum` over the fixed `assignment`), and write
-    the new centroids back with one gather through a full-size index map
-    (0 = pruned, an exact 0; k + 1 = centroid k).
+    after applying gradients). Its only operator is a fixed sparse one-hot
+    matrix `expand` (`[size, k]`, one 1.0 per nonzero position, in the column
+    of its cluster): `expand^T (w - expand c)` sums every cluster's member
+    updates, each centroid moves by that sum or its mean, and `expand c'`
+    writes the new centroids back — each member gets exactly its centroid
+    (`1.0 * c`), every pruned position an exact 0. The work is proportional
+    to the nonzeros, not to the kernel size.
 
     Not serialized: it is attached to the variable only (`variable.constraint`),
     never to the layer's `kernel_constraint`, so `.keras` saving is unaffected.
@@ -38,14 +40,13 @@ class ClusterConstraint:
     def __init__(self, positions, assignment, centroids, counts, size, update="mean",
                  previous=None):
         import tensorflow as tf
-        self.positions = tf.constant(positions, dtype=tf.int32)
-        self.assignment = tf.constant(assignment, dtype=tf.int32)
-        # Write-back as one gather from [0, c_0, c_1, ...] by a full-size
-        # index map (0 = pruned): TensorFlow's CPU scatter_nd is several
-        # times slower than a gather outside XLA.
-        index_map = np.zeros(int(size), dtype=np.int32)
-        index_map[np.asarray(positions, dtype=np.int64)] = np.asarray(assignment) + 1
-        self.index_map = tf.constant(index_map)
+        # One 1.0 per nonzero position (row), in its cluster's column.
+        positions64 = np.asarray(positions, dtype=np.int64)
+        self.expand = tf.sparse.SparseTensor(
+            indices=np.stack([positions64, np.asarray(assignment, dtype=np.int64)], axis=1)
+            if positions64.size else np.zeros((0, 2), np.int64),
+            values=np.ones(positions64.size, np.float32),
+            dense_shape=[int(size), int(counts.size)])
         self.centroids = centroids  # a non-trainable keras.Variable, float32 [k]
         self.num_clusters = int(counts.size)
         self.inv_counts = tf.constant(1.0 / counts, dtype=tf.float32)
@@ -56,10 +57,18 @@ class ClusterConstraint:
     def __call__(self, w):
         import tensorflow as tf
         w = tf.convert_to_tensor(w)
+        if self.num_clusters == 0:
+            return tf.zeros_like(w)
         old = tf.convert_to_tensor(self.centroids)
-        members = tf.gather(tf.reshape(w, [-1]), self.positions)
-        moved = members - tf.gather(old, self.assignment)
-        step = tf.math.unsorted_segment_sum(moved, self.assignment, self.num_clusters)
+        # Everything goes through the sparse one-hot `expand` [size, k]:
+        # outside XLA, TensorFlow's CPU gather / unsorted_segment_sum /
+        # scatter_nd over these sizes cost several times the whole train step
+        # of a small network, sparse_dense_matmul a fraction of it.
+        flat = tf.reshape(tf.cast(w, tf.float32), [-1, 1])
+        before = tf.sparse.sparse_dense_matmul(self.expand, tf.reshape(old, [-1, 1]))
+        # Sum of each cluster's member updates (pruned rows are not in `expand`).
+        step = tf.reshape(tf.sparse.sparse_dense_matmul(self.expand, flat - before,
+                                                        adjoint_a=True), [-1])
         if self.update == "mean":
             step = step * self.inv_counts
         new = old + tf.cast(step, old.dtype)
@@ -67,8 +76,7 @@ class ClusterConstraint:
         # pruned weights): keep its previous value instead.
         new = tf.where(tf.equal(new, 0.0), old, new)
         self.centroids.assign(new)
-        table = tf.concat([tf.zeros([1], new.dtype), new], axis=0)
-        dense = tf.gather(table, self.index_map)
+        dense = tf.sparse.sparse_dense_matmul(self.expand, tf.reshape(new, [-1, 1]))
         return tf.reshape(tf.cast(dense, w.dtype), tf.shape(w))
 
     def get_config(self):
