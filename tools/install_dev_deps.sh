@@ -30,7 +30,9 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
   fi
 fi
 
-if ! command -v kotlinc >/dev/null 2>&1 && [ ! -x "$(npm prefix -g 2>/dev/null)/bin/kotlinc" ]; then
+# The npm package keeps kotlinc in its own bin/ (tests/test_android_jvm.py looks there too).
+if ! command -v kotlinc >/dev/null 2>&1 \
+   && [ ! -x "$(npm root -g 2>/dev/null)/kotlin-compiler/bin/kotlinc" ]; then
   echo "install_dev_deps: npm install -g kotlin-compiler"
   npm install -g --silent kotlin-compiler >/dev/null 2>&1 || echo "install_dev_deps: kotlinc unavailable" >&2
 fi
