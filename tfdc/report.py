@@ -61,8 +61,33 @@ def short_name(tensor_name, layer_names=None):
     return "/".join(kept) or first
 
 
+class _Derived:
+    """Quantities derived the same way for one layer and for the total, from
+    `weights`, `nnz`, `raw_bytes`, `record_bytes`, `pq_bits`, `value_bits`
+    and `gap_bits`."""
+
+    @property
+    def kept(self):
+        """Fraction of weights kept (nonzero)."""
+        return self.nnz / self.weights if self.weights else 0.0
+
+    @property
+    def rate_pq(self):
+        """Compression rate with fixed-width fields (the paper's P+Q)."""
+        return 8 * self.raw_bytes / self.pq_bits if self.pq_bits else float("inf")
+
+    @property
+    def rate_pqh(self):
+        """Compression rate of the packed records (P+Q+H)."""
+        return self.raw_bytes / self.record_bytes if self.record_bytes else float("inf")
+
+    @property
+    def coded_bits(self):
+        return self.value_bits + self.gap_bits
+
+
 @dataclasses.dataclass
-class LayerReport:
+class LayerReport(_Derived):
     """One packed tensor. Bits are totals over the tensor unless named `*_per_*`."""
 
     name: str
@@ -84,11 +109,6 @@ class LayerReport:
     table_bytes: int
     record_bytes: int
     raw_bytes: int
-
-    @property
-    def kept(self):
-        """Fraction of weights kept (nonzero)."""
-        return self.nnz / self.weights if self.weights else 0.0
 
     @property
     def symbol_bits(self):
@@ -132,26 +152,15 @@ class LayerReport:
         return self.gap_bits / self.nnz if self.nnz else 0.0
 
     @property
+    def entropy_bits(self):
+        return self.value_entropy_bits + self.gap_entropy_bits
+
+    @property
     def pq_bits(self):
         """Total bits with fixed-width fields (P+Q) plus the codebook."""
         values = self.value_count * self.symbol_bits
         return values + self.gap_symbols * self.index_bits_pq + 8 * self.codebook_bytes
 
-    @property
-    def rate_pq(self):
-        return 8 * self.raw_bytes / self.pq_bits if self.pq_bits else float("inf")
-
-    @property
-    def rate_pqh(self):
-        return self.raw_bytes / self.record_bytes if self.record_bytes else float("inf")
-
-    @property
-    def coded_bits(self):
-        return self.value_bits + self.gap_bits
-
-    @property
-    def entropy_bits(self):
-        return self.value_entropy_bits + self.gap_entropy_bits
 
 
 def _get(obj, *names, default=0):
@@ -188,7 +197,7 @@ def _fmt_int(n):
     return f"{n:,}"
 
 
-class ExportReport:
+class ExportReport(_Derived):
     """Per-layer and total compression of a packed `.tflite` file.
 
     Attributes:
@@ -253,10 +262,6 @@ class ExportReport:
         return sum(layer.nnz for layer in self.layers)
 
     @property
-    def kept(self):
-        return self.nnz / self.weights if self.weights else 0.0
-
-    @property
     def raw_bytes(self):
         return sum(layer.raw_bytes for layer in self.layers)
 
@@ -273,10 +278,6 @@ class ExportReport:
         return sum(layer.gap_bits for layer in self.layers)
 
     @property
-    def coded_bits(self):
-        return self.value_bits + self.gap_bits
-
-    @property
     def entropy_bits(self):
         return sum(layer.entropy_bits for layer in self.layers)
 
@@ -288,14 +289,6 @@ class ExportReport:
     @property
     def pq_bits(self):
         return sum(layer.pq_bits for layer in self.layers)
-
-    @property
-    def rate_pq(self):
-        return 8 * self.raw_bytes / self.pq_bits if self.pq_bits else float("inf")
-
-    @property
-    def rate_pqh(self):
-        return self.raw_bytes / self.record_bytes if self.record_bytes else float("inf")
 
     @property
     def ratio(self):
