@@ -42,18 +42,12 @@ def is_decoded(data):
     import struct
     import zlib
 
-    from tfdc.errors import FormatError
-    from tfdc.flatbuf import read_model
+    from tfdc.unpack import section_span
 
-    try:
-        model = read_model(data)
-    except FormatError:
+    span = section_span(data)
+    if span is None:
         return False
-    found = [b for name, b in model.metadata if name == b"tfdc.v1" or name == "tfdc.v1"]
-    if len(found) != 1 or found[0] >= len(model.buffers):
-        return False
-    section = model.buffers[found[0]]
-    start, size = section.offset, section.size
+    start, size = span
     if size < 52 or start + size >= len(data) or data[start:start + 4] != b"TFDC":
         return False
     (decoded_size,) = struct.unpack_from("<Q", data, start + 24)

@@ -455,22 +455,29 @@ def decode(packed, backend="auto", *, max_size=None):
     return _decode_python(data, max_size)
 
 
+def section_span(data):
+    """`(start, size)` of the section named by the single tfdc.v1 metadata
+    entry (its `Buffer.offset` / `size`), or None when there is no such
+    entry or the flatbuffer cannot be read. Nothing else is checked."""
+    try:
+        model = read_model(bytes(data))
+    except FormatError:
+        return None
+    found = [b for name, b in model.metadata if name == METADATA_NAME]
+    if len(found) != 1 or found[0] >= len(model.buffers):
+        return None
+    section = model.buffers[found[0]]
+    return section.offset, section.size
+
+
 def is_packed(data):
     """True if `data` is a packed model: a TFLite flatbuffer with one tfdc.v1
     section entry whose section ends the file (FORMAT.md §2, as the C
     decoder's `tfdc_is_packed`). A decoded file keeps the entry but has the
     weights after the section, so it is not packed: it is a standard model.
     Cheap: checksums and records are not verified."""
-    data = bytes(data)
-    try:
-        model = read_model(data)
-    except FormatError:
-        return False
-    found = [b for name, b in model.metadata if name == METADATA_NAME]
-    if len(found) != 1 or found[0] >= len(model.buffers):
-        return False
-    section = model.buffers[found[0]]
-    return section.offset > 1 and section.offset + section.size == len(data)
+    span = section_span(data)
+    return span is not None and span[0] > 1 and span[0] + span[1] == len(data)
 
 
 def has_section_entry(data):
