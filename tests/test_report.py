@@ -45,10 +45,10 @@ def test_totals_are_sums_and_bits_match_the_pack_info(exported):
     _, path, report = exported
     from tfdc.unpack import read_pack_info
     info = read_pack_info(path.read_bytes())
-    assert len(info.records) == len(report.layers)
-    for record, layer in zip(info.records, report.layers):
-        assert layer.value_bits == record.value_bits and layer.gap_bits == record.gap_bits
-        assert layer.record_bytes == record.record_bytes and layer.nnz == record.nnz
+    # One row per record (rows follow the graph order, records the buffers).
+    key = ("value_bits", "gap_bits", "record_bytes", "nnz")
+    assert sorted(tuple(getattr(l, k) for k in key) for l in report.layers) == \
+        sorted(tuple(getattr(r, k) for k in key) for r in info.records)
     assert report.weights == sum(l.weights for l in report.layers)
     assert report.nnz == sum(l.nnz for l in report.layers)
     assert report.coded_bits == sum(l.value_bits + l.gap_bits for l in report.layers)
@@ -66,6 +66,12 @@ def test_totals_are_sums_and_bits_match_the_pack_info(exported):
         assert 8 * layer.record_bytes >= layer.coded_bits + 8 * layer.codebook_bytes
         assert math.isclose(layer.rate_pqh, layer.raw_bytes / layer.record_bytes)
     assert report.ratio == pytest.approx(report.dense_bytes / report.packed_bytes)
+
+
+def test_rows_follow_the_graph_order(exported):
+    _, path, report = exported
+    assert [l.name for l in report.layers] == ["fc1", "fc2", "fc3"]
+    assert [l.name for l in tfdc.inspect(path).layers] == ["fc1", "fc2", "fc3"]
 
 
 def test_inspect_reads_the_same_numbers_back(exported):

@@ -219,6 +219,7 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
                                                        block, min_bytes, strip_debug))
     write_atomically(path, packed)
     return ExportReport.from_pack_info(info, plain_bytes=len(plain), path=os.fspath(path),
+                                       model_bytes=packed,
                                        layer_names=layer_names, dense_bytes=dense_bytes)
 
 

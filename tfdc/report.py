@@ -163,6 +163,24 @@ class LayerReport(_Derived):
 
 
 
+def _first_use(model_bytes):
+    """{buffer index: position of the first operator (in graph order) that
+    reads a tensor stored in it}."""
+    from tfdc import pack
+    model = pack._get_schema().Model.GetRootAs(bytes(model_bytes), 0)
+    first, position = {}, 0
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for o in range(subgraph.OperatorsLength()):
+            op = subgraph.Operators(o)
+            for k in range(op.InputsLength()):
+                tensor = op.Inputs(k)
+                if 0 <= tensor < subgraph.TensorsLength():
+                    first.setdefault(subgraph.Tensors(tensor).Buffer(), position)
+            position += 1
+    return first
+
+
 def _get(obj, *names, default=0):
     for name in names:
         if hasattr(obj, name):
@@ -233,9 +251,15 @@ class ExportReport(_Derived):
 
     @classmethod
     def from_pack_info(cls, info, *, plain_bytes=None, dense_bytes=None, path=None,
-                       layer_names=None):
-        """Build a report from a `tfdc.pack.PackInfo`."""
-        layers = [_layer_from_record(r, layer_names) for r in info.records]
+                       layer_names=None, model_bytes=None):
+        """Build a report from a `tfdc.pack.PackInfo`; with `model_bytes` (the
+        packed or plain file) the rows follow the graph's operator order
+        (fc1, fc2, ...) rather than the converter's buffer order."""
+        records = list(info.records)
+        if model_bytes is not None:
+            first_use = _first_use(model_bytes)
+            records.sort(key=lambda r: first_use.get(r.buffer_index, len(first_use)))
+        layers = [_layer_from_record(r, layer_names) for r in records]
         # Disambiguate equal short names (e.g. two tensors of one layer).
         counts = {}
         for layer in layers:
@@ -431,7 +455,8 @@ def inspect(path_or_bytes, layer_names=None):
         plain_bytes = len(data)
     dense_bytes = _constant_bytes(data, info, packed=plain_bytes is None)
     return ExportReport.from_pack_info(info, plain_bytes=plain_bytes, path=path,
-                                       layer_names=layer_names, dense_bytes=dense_bytes)
+                                       layer_names=layer_names, dense_bytes=dense_bytes,
+                                       model_bytes=data)
 
 
 def _constant_bytes(data, info, packed):
