@@ -100,7 +100,7 @@ def build_parser():
         "decode it and measure its test error in the LiteRT interpreter. Prints the "
         "paper-style per-layer table and writes the model, reports and plots to --out.")
     demo.add_argument("--quick", action="store_true",
-                      help="a short run: 1 + 2 + 1 epochs (baseline, pruning, clustering)")
+                      help="a short run: 3 + 4 + 1 epochs (baseline, pruning, clustering)")
     demo.add_argument("--out", default="tfdc_demo_out",
                       help="output folder (default: tfdc_demo_out)")
     demo.add_argument("--network", choices=["lenet_300_100", "lenet5"], default="lenet_300_100",
@@ -120,9 +120,9 @@ def build_parser():
                       "pairs, or 'paper' (6 for LeNet-300-100; default: fc1=4,fc2=5,fc3=5 for "
                       "LeNet-300-100, conv 8 / fc 5 for LeNet-5)")
     demo.add_argument("--epochs", type=_positive, default=None, metavar="N",
-                      help="baseline training epochs (default 12; 1 with --quick)")
+                      help="baseline training epochs (default 15; 3 with --quick)")
     demo.add_argument("--prune-epochs", type=_positive, default=None, metavar="N",
-                      help="pruning + retraining epochs (default: --epochs + 3; 2 with --quick)")
+                      help="pruning + retraining epochs (default: --epochs + 3; 4 with --quick)")
     demo.add_argument("--cluster-epochs", type=_positive, default=None, metavar="N",
                       help="clustered fine-tuning epochs (default: epochs/4; 1 with --quick)")
     demo.add_argument("--train-size", type=_positive, default=None, metavar="N",
@@ -202,7 +202,6 @@ def cmd_demo(args):
                             ("train_size", 3072), ("test_size", 1000)):
             if getattr(config, name) is None:
                 setattr(config, name, value)
-        config.shift = 0  # augmentation only pays off over many epochs
     if args.mnist and not os.path.exists(args.mnist):
         raise UserError(f"--mnist {args.mnist}: no such file")
     if args.no_plots is False:
