@@ -27,13 +27,16 @@ class UserError(Exception):
 
 
 # ------------------------------------------------------------------ parsing
-def _sparsity(text):
-    """`0.9`, `paper`, or `fc1=0.92,fc2=0.91`."""
-    if text == "paper":
-        return "paper"
-    if "=" in text:
-        return {k: _sparsity_value(v) for k, v in _pairs(text)}
-    return _sparsity_value(text)
+def _per_layer(parse_value):
+    """An argparse type for one value, `paper`, or `layer=value,...` pairs
+    (`0.9` / `fc1=0.92,fc2=0.91` for sparsity, `5` / `conv1=8,fc1=5` for bits)."""
+    def parse(text):
+        if text == "paper":
+            return "paper"
+        if "=" in text:
+            return {k: parse_value(v) for k, v in _pairs(text)}
+        return parse_value(text)
+    return parse
 
 
 def _sparsity_value(text):
@@ -44,15 +47,6 @@ def _sparsity_value(text):
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"sparsity must be in [0, 1), got {text}")
     return value
-
-
-def _bits(text):
-    """`5`, `paper`, or `conv1=8,fc1=5`."""
-    if text == "paper":
-        return "paper"
-    if "=" in text:
-        return {k: _bits_value(v) for k, v in _pairs(text)}
-    return _bits_value(text)
 
 
 def _bits_value(text):
@@ -111,11 +105,11 @@ def build_parser():
     demo.add_argument("--mnist", metavar="PATH",
                       help="mnist.npz to use (default: $TFDC_MNIST, else Keras's cache or "
                       "download)")
-    demo.add_argument("--sparsity", type=_sparsity, default=None, metavar="S",
+    demo.add_argument("--sparsity", type=_per_layer(_sparsity_value), default=None, metavar="S",
                       help="fraction of weights to prune: a number, layer=value pairs "
                       "(fc1=0.92,fc2=0.91), or 'paper' (the paper's Tables 2-3; default: tfdc's "
                       "per-layer values, fc1=0.93,fc2=0.915,fc3=0.75 for LeNet-300-100)")
-    demo.add_argument("--bits", type=_bits, default=None, metavar="B",
+    demo.add_argument("--bits", type=_per_layer(_bits_value), default=None, metavar="B",
                       help="bits per shared weight (2**B clusters): a number, layer=value "
                       "pairs, or 'paper' (6 for LeNet-300-100; default: fc1=4,fc2=5,fc3=5 for "
                       "LeNet-300-100, conv 8 / fc 5 for LeNet-5)")
