@@ -40,11 +40,13 @@ def assert_codebook(model, masks, bits):
         np.testing.assert_array_equal(w != 0, mask, err_msg=f"{name}: zero mask changed")
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_codebook_and_zeros_hold_after_training(mnist_small, optimizer):
+@pytest.mark.parametrize("optimizer,jit", [("sgd", False), ("adam", False), ("adam", True)])
+def test_codebook_and_zeros_hold_after_training(mnist_small, optimizer, jit):
+    """Also under jit_compile=True, where XLA cannot compile a sparse matmul
+    and the constraint takes its gather / segment-sum path."""
     (x, y), _ = mnist_small
     model = small_mlp()
-    model.compile(optimizer, "sparse_categorical_crossentropy")
+    model.compile(optimizer, "sparse_categorical_crossentropy", jit_compile=jit)
     masks = prune(model)
     cb = ClusteredFineTuning(bits=3)
     quantized = {n: v["centroids"].copy() for n, v in cb.quantize(model).items()}
@@ -60,9 +62,10 @@ def test_codebook_and_zeros_hold_after_training(mnist_small, optimizer):
     assert all(not isinstance(v.constraint, ClusterConstraint) for v in model.variables)
 
 
-def test_sgd_sum_update_is_the_papers_shared_gradient():
+@pytest.mark.parametrize("update", ["sum", "mean"])
+def test_sgd_update_is_the_papers_shared_gradient(update):
     """One SGD step with centroid_update='sum': dC_k = -lr * sum of the
-    members' gradients (Han et al., eq. 3)."""
+    members' gradients (Han et al., eq. 3); with 'mean', their mean."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, use_bias=False, name="d")])
     w = model.get_layer("d").kernel
@@ -71,13 +74,15 @@ def test_sgd_sum_update_is_the_papers_shared_gradient():
     model.compile(keras.optimizers.SGD(lr), "mse")
     x = np.random.default_rng(0).normal(size=(8, 6)).astype("float32")
     y = np.random.default_rng(1).normal(size=(8, 4)).astype("float32")
-    cb = ClusteredFineTuning(bits=2, centroid_update="sum")
+    cb = ClusteredFineTuning(bits=2, centroid_update=update)
     book = cb.quantize(model)[w.path]
     with tf.GradientTape() as tape:
         loss = keras.losses.MeanSquaredError()(y, model(x))
     grad = tape.gradient(loss, w.value).numpy().ravel()[book["positions"]]
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False, callbacks=[cb])
     shared = np.bincount(book["assignment"], weights=grad)
+    if update == "mean":
+        shared /= book["counts"]
     expected = book["centroids"] - lr * shared
     got = w.numpy().ravel()[book["positions"]]
     np.testing.assert_allclose(got, expected[book["assignment"]], rtol=1e-5, atol=1e-7)

@@ -20,18 +20,32 @@ CENTROID_UPDATES = ("mean", "sum")
 _TINY = np.finfo(np.float32).tiny
 
 
+def _in_xla_context():
+    """True while tracing for XLA (`jit_compile=True`): XLA cannot compile
+    TensorFlow's sparse matmul, so the constraint picks other operators."""
+    try:
+        import tensorflow as tf
+        from tensorflow.python.ops import control_flow_util
+        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+    except (ImportError, AttributeError):  # a TensorFlow without this helper
+        return False
+
+
 class ClusterConstraint:
     """Variable constraint that keeps a kernel on its codebook.
 
     Runs inside the compiled train step, after the optimizer's per-weight
     update (Keras 3 optimizers assign `variable.constraint(variable)` right
-    after applying gradients). Its only operator is a fixed sparse one-hot
-    matrix `expand` (`[size, k]`, one 1.0 per nonzero position, in the column
-    of its cluster): `expand^T (w - expand c)` sums every cluster's member
-    updates, each centroid moves by that sum or its mean, and `expand c'`
-    writes the new centroids back — each member gets exactly its centroid
-    (`1.0 * c`), every pruned position an exact 0. The work is proportional
-    to the nonzeros, not to the kernel size.
+    after applying gradients). It reads the members of every cluster, moves
+    each centroid by their mean update (`centroid_update="mean"`: the new
+    centroid is the mean of its members) or by the sum of their updates
+    (`"sum"`, the paper's shared gradient), and writes the centroids back:
+    each member gets exactly its centroid, every pruned position an exact 0.
+    Outside XLA this is two products with a fixed sparse one-hot matrix
+    `expand` (`[size, k]`, one 1.0 per nonzero position, in the column of its
+    cluster): `expand^T w` and `expand c'`. Under `jit_compile=True`, which
+    cannot compile sparse matmuls, it is a gather, a segment sum and a
+    scatter. Either way the work is proportional to the nonzeros.
 
     Not serialized: it is attached to the variable only (`variable.constraint`),
     never to the layer's `kernel_constraint`, so `.keras` saving is unaffected.
@@ -47,9 +61,16 @@ class ClusterConstraint:
             if positions64.size else np.zeros((0, 2), np.int64),
             values=np.ones(positions64.size, np.float32),
             dense_shape=[int(size), int(counts.size)])
+        # The same map as index lists, for the XLA path.
+        self.positions = tf.constant(np.asarray(positions, dtype=np.int32))
+        self.assignment = tf.constant(np.asarray(assignment, dtype=np.int32))
+        lookup = np.full(int(size), int(counts.size), np.int32)
+        lookup[np.asarray(positions, dtype=np.int64)] = assignment
+        self.lookup = tf.constant(lookup)
         self.centroids = centroids  # a non-trainable keras.Variable, float32 [k]
         self.num_clusters = int(counts.size)
         self.inv_counts = tf.constant(1.0 / counts, dtype=tf.float32)
+        self.counts = tf.constant(counts, dtype=tf.float32)
         self.update = update
         self.size = int(size)
         self.previous = previous  # the constraint this one replaced
@@ -60,23 +81,34 @@ class ClusterConstraint:
         if self.num_clusters == 0:
             return tf.zeros_like(w)
         old = tf.convert_to_tensor(self.centroids)
-        # Everything goes through the sparse one-hot `expand` [size, k]:
-        # outside XLA, TensorFlow's CPU gather / unsorted_segment_sum /
-        # scatter_nd over these sizes cost several times the whole train step
-        # of a small network, sparse_dense_matmul a fraction of it.
-        flat = tf.reshape(tf.cast(w, tf.float32), [-1, 1])
-        before = tf.sparse.sparse_dense_matmul(self.expand, tf.reshape(old, [-1, 1]))
-        # Sum of each cluster's member updates (pruned rows are not in `expand`).
-        step = tf.reshape(tf.sparse.sparse_dense_matmul(self.expand, flat - before,
-                                                        adjoint_a=True), [-1])
+        flat = tf.reshape(tf.cast(w, tf.float32), [-1])
+        xla = _in_xla_context()
+        if xla:
+            # XLA has no sparse matmul but fuses gathers and segment sums.
+            total = tf.math.unsorted_segment_sum(tf.gather(flat, self.positions),
+                                                 self.assignment, self.num_clusters)
+        else:
+            # Outside XLA, TensorFlow's CPU gather / unsorted_segment_sum /
+            # scatter_nd and even a kernel-sized subtraction cost several
+            # times what sparse_dense_matmul does: the step is two of those.
+            # Sum of each cluster's members (pruned rows are not in `expand`).
+            total = tf.reshape(tf.sparse.sparse_dense_matmul(
+                self.expand, flat[:, None], adjoint_a=True), [-1])
         if self.update == "mean":
-            step = step * self.inv_counts
-        new = old + tf.cast(step, old.dtype)
+            # old + mean(w_i - old) == mean(w_i): the members' mean update.
+            new = tf.cast(total * self.inv_counts, old.dtype)
+        else:
+            # old + sum(w_i - old): the paper's summed member updates.
+            new = old + tf.cast(total - self.counts * tf.cast(old, tf.float32), old.dtype)
         # A centroid must never become an exact zero (it would merge with the
         # pruned weights): keep its previous value instead.
         new = tf.where(tf.equal(new, 0.0), old, new)
         self.centroids.assign(new)
-        dense = tf.sparse.sparse_dense_matmul(self.expand, tf.reshape(new, [-1, 1]))
+        if xla:
+            # A lookup in a k+1 entry table (the last entry is the pruned 0).
+            dense = tf.gather(tf.concat([new, tf.zeros([1], new.dtype)], 0), self.lookup)
+        else:
+            dense = tf.sparse.sparse_dense_matmul(self.expand, new[:, None])
         return tf.reshape(tf.cast(dense, w.dtype), tf.shape(w))
 
     def get_config(self):
