@@ -705,7 +705,7 @@ typedef struct {
 } walker;
 
 /* Writes one element (value bytes `v`) at element index `i`. */
-static void put_elem(uint8_t *out, uint64_t i, const uint8_t *v, unsigned es) {
+static inline void put_elem(uint8_t *out, uint64_t i, const uint8_t *v, unsigned es) {
   switch (es) {
     case 1: out[i] = v[0]; break;
     case 2: memcpy(out + 2 * i, v, 2); break;
@@ -760,7 +760,12 @@ static int decode_sparse(workspace *w, stream *vs, stream *gs, const uint8_t *ra
   const uint8_t *cb = w->codebook;
   const uint32_t filler = G - 1;
   uint64_t cur = UINT64_MAX; /* -1 */
+  /* Row and column of `cur` in the column-major walk (scan 1), kept
+   * incrementally: a division per element would cost more than the
+   * Huffman decoding. Index -1 is row R - 1 of column -1 (unsigned wrap). */
+  uint64_t row = R - 1, col = UINT64_MAX;
   uint64_t values_used = 0, C = N / R;
+  uint64_t zeroed = 0; /* scan 0: elements [0, zeroed) are written */
   uint16_t last = 0;
   int rc;
   while (gs->left > 0) {
@@ -774,20 +779,31 @@ static int decode_sparse(workspace *w, stream *vs, stream *gs, const uint8_t *ra
     for (i = 0, k = 0; i < n; i++) {
       uint32_t g = w->sym_b[i];
       const uint8_t *v;
-      if (g == filler) {
-        /* A filler past the end can only be followed by an index past it. */
-        cur += filler;
-        if (cur >= N) return TFDC_ERR_CORRUPT;
-        continue;
-      }
-      cur += (uint64_t)g + 1;
+      uint64_t step = g == filler ? filler : (uint64_t)g + 1;
+      cur += step;
+      /* A filler past the end can only be followed by an index past it. */
       if (cur >= N) return TFDC_ERR_CORRUPT;
+      if (scan) {
+        row += step; /* row < R <= N and step < 2^16: no overflow */
+        if (row >= R) {
+          if (row - R < R) {
+            row -= R;
+            col++;
+          } else {
+            col += row / R;
+            row %= R;
+          }
+        }
+      }
+      if (g == filler) continue;
       v = value_mode ? raw + (values_used + k) * es : cb + (size_t)es * w->sym_a[k];
       k++;
-      if (scan == 0) {
-        put_elem(out, cur, v, es);
+      if (scan) {
+        put_elem(out, row * C + col, v, es);
       } else {
-        put_elem(out, (cur % R) * C + cur / R, v, es);
+        memset(out + zeroed * es, 0, (size_t)((cur - zeroed) * es)); /* cur >= zeroed: indices increase */
+        put_elem(out, cur, v, es);
+        zeroed = cur + 1;
       }
     }
     values_used += nv;
@@ -795,6 +811,7 @@ static int decode_sparse(workspace *w, stream *vs, stream *gs, const uint8_t *ra
   }
   if (values_used != nnz) return TFDC_ERR_CORRUPT;
   if (gs->count > 0 && last == filler) return TFDC_ERR_CORRUPT;
+  if (!scan) memset(out + zeroed * es, 0, (size_t)((N - zeroed) * es));
   return TFDC_OK;
 }
 
@@ -891,7 +908,11 @@ static int decode_record(const container *c, workspace *w, uint64_t *pos, uint64
   }
   if (p != body) return TFDC_ERR_CORRUPT;
 
-  /* Decode. The zero element is already in place (output was zero-filled). */
+  /* Decode. Zero bytes between the previous record and this one; dense
+   * records write every element, sparse row-major ones zero as they go,
+   * column-major sparse ones jump around and are zero-filled first. */
+  memset(out + *prev_end, 0, (size_t)(out_offset - *prev_end));
+  if (position_mode == 1 && scan == 1) memset(out + out_offset, 0, (size_t)out_size);
   get_htab(w, &w->vals, w->tables, vsi.table);
   get_htab(w, &w->gaps, w->tables, gsi.table);
   stream_open(&vs, &vsi, w->tables, &w->vals, in_end);
@@ -953,10 +974,15 @@ int tfdc_decode(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap) 
   rc = parse_tables(&c, w.tables, &pos);
   if (rc == TFDC_OK) {
     memcpy(out, in, in_len);
-    memset(out + in_len, 0, (size_t)(c.D - in_len));
+    /* The tail is zero-filled piece by piece, just before each record is
+     * decoded into it (see decode_record), so that each output byte is
+     * written while its cache line is still hot rather than in a separate
+     * pass over the whole model. */
+    prev_end = in_len;
     for (r = 0; r < c.num_records && rc == TFDC_OK; r++)
       rc = decode_record(&c, &w, &pos, &prev_end, out, in + in_len);
     if (rc == TFDC_OK && pos != c.Z - 4) rc = TFDC_ERR_CORRUPT;
+    if (rc == TFDC_OK) memset(out + prev_end, 0, (size_t)(c.D - prev_end)); /* after the last record */
   }
   /* Every Buffer that points past the file (offset > 1) other than the
    * section must be a record's target; targets are distinct because record
