@@ -9,6 +9,27 @@
 
 #include "tfdc_decode.h"
 
+#if defined(__linux__)
+#include <stdint.h>
+#include <sys/mman.h>
+#endif
+
+/* A fresh output buffer of a large model is first touched by the decoder,
+ * one 4 KiB page fault at a time (a third of the decode time of a 100 MB
+ * model). On Linux, ask for transparent huge pages over the 2 MiB-aligned
+ * interior of large buffers; a refusal only leaves the default. */
+static void advise_huge_pages(void *buf, size_t len) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const uintptr_t huge = (uintptr_t)2 << 20;
+  uintptr_t start = ((uintptr_t)buf + huge - 1) & ~(huge - 1);
+  uintptr_t end = ((uintptr_t)buf + len) & ~(huge - 1);
+  if (len >= 4 * huge && end > start) (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
+#else
+  (void)buf;
+  (void)len;
+#endif
+}
+
 static PyObject *raise_status(int status) {
   PyObject *mod, *cls;
   if (status == TFDC_ERR_NOMEM) return PyErr_NoMemory();
@@ -45,6 +66,7 @@ static PyObject *py_decode(PyObject *self, PyObject *arg) {
     return NULL;
   }
   Py_BEGIN_ALLOW_THREADS
+  advise_huge_pages(PyBytes_AS_STRING(out), (size_t)n);
   rc = tfdc_decode((const uint8_t *)view.buf, (size_t)view.len, (uint8_t *)PyBytes_AS_STRING(out),
                    (size_t)n);
   Py_END_ALLOW_THREADS
