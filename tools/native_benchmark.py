@@ -90,6 +90,10 @@ dt = time.perf_counter() - t
 peak = tracemalloc.get_traced_memory()[1]
 tracemalloc.stop()
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:  # ru_maxrss can carry the parent's peak over fork + exec; VmHWM cannot
+    rss = int([l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1])
+except (OSError, IndexError, ValueError):
+    pass
 open(sys.argv[3], "wb").write(packed)
 print(json.dumps({"seconds": dt, "traced_peak": peak, "maxrss_kb": rss, "rss_before_kb": base}))
 """
