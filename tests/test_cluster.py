@@ -233,3 +233,30 @@ def test_mirrored_strategy_two_cpu_replicas():
     assert result == {"replicas": 2, "distinct": result["distinct"], "same_mask": True,
                       "moved": True}
     assert 1 <= result["distinct"] <= 8
+
+
+@pytest.mark.parametrize("update", ["mean", "sum"])
+def test_xla_and_sparse_paths_agree(update):
+    """The constraint's two implementations (sparse products outside XLA,
+    gather / segment sum / lookup under jit_compile) give the same kernel and
+    centroids, here both run eagerly on one moved kernel."""
+    rng = np.random.default_rng(3)
+    size, k = 600, 6
+    positions = np.sort(rng.choice(size, 150, replace=False))
+    assignment = rng.integers(0, k, positions.size)
+    centroids = np.linspace(-1, 1, k).astype("float32")
+    counts = np.bincount(assignment, minlength=k).astype("float64")
+    w = np.zeros(size, "float32")
+    w[positions] = centroids[assignment] + rng.normal(0, 0.01, positions.size).astype("float32")
+    w[rng.choice(size, 20)] += 0.5  # pruned positions moved too: they must come back to 0
+    results = []
+    for jit in (False, True):
+        var = keras.Variable(centroids.copy(), trainable=False)
+        c = ClusterConstraint(positions, assignment, var, counts, size, update=update)
+        c.jit_compile = jit
+        results.append((c(tf.constant(w.reshape(20, 30))).numpy(), var.numpy()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-6, atol=1e-7)
+    out = results[0][0].ravel()
+    assert np.count_nonzero(out) == positions.size and np.all(out[positions] != 0)
+    np.testing.assert_array_equal(out[positions], results[0][1][assignment])

@@ -74,6 +74,9 @@ class ClusterConstraint:
         self.update = update
         self.size = int(size)
         self.previous = previous  # the constraint this one replaced
+        # Set by ClusteredFineTuning from `model.jit_compile`, in case the
+        # XLA context cannot be detected (it relies on a TensorFlow internal).
+        self.jit_compile = False
 
     def __call__(self, w):
         import tensorflow as tf
@@ -82,7 +85,7 @@ class ClusterConstraint:
             return tf.zeros_like(w)
         old = tf.convert_to_tensor(self.centroids)
         flat = tf.reshape(tf.cast(w, tf.float32), [-1])
-        xla = _in_xla_context()
+        xla = self.jit_compile or _in_xla_context()
         if xla:
             # XLA has no sparse matmul but fuses gathers and segment sums.
             total = tf.math.unsorted_segment_sum(tf.gather(flat, self.positions),
@@ -298,6 +301,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
                 c = ClusterConstraint(b["positions"], b["assignment"], cvar, b["counts"],
                                       int(np.prod(s.variable.shape)), self.centroid_update,
                                       previous=s.variable.constraint)
+                c.jit_compile = bool(getattr(model, "jit_compile", False))
                 s.variable.constraint = c
                 self._constraints.append((s.variable, c))
         # fit() traced (or reused) the train step before this hook: retrace it
