@@ -765,14 +765,25 @@ static int decode_sparse(workspace *w, stream *vs, stream *gs, const uint8_t *ra
    * Huffman decoding. Index -1 is row R - 1 of column -1 (unsigned wrap). */
   uint64_t row = R - 1, col = UINT64_MAX;
   uint64_t values_used = 0, C = N / R;
-  uint64_t zeroed = 0; /* scan 0: elements [0, zeroed) are written */
+  uint64_t zeroed = 0; /* scan 0: elements [0, zeroed) are zeroed, == cur + 1 */
   uint16_t last = 0;
   int rc;
   while (gs->left > 0) {
     uint32_t n = gs->left < CHUNK ? (uint32_t)gs->left : CHUNK, i, k, nv = 0;
+    uint64_t advance = 0; /* n <= 2^12 steps of < 2^16 each: no overflow */
     if ((rc = stream_read(gs, w->sym_b, n))) return rc;
-    for (i = 0; i < n; i++) nv += w->sym_b[i] != filler;
+    for (i = 0; i < n; i++) {
+      nv += w->sym_b[i] != filler;
+      advance += w->sym_b[i] == filler ? filler : (uint64_t)w->sym_b[i] + 1;
+    }
     if (nv > nnz - values_used) return TFDC_ERR_CORRUPT;
+    if (!scan) {
+      /* Row-major: this chunk's indices lie in (cur, cur + advance]; zero
+       * that range once (it stays in cache for the value writes below). */
+      if (advance > N - zeroed) return TFDC_ERR_CORRUPT; /* past the end */
+      memset(out + zeroed * es, 0, (size_t)(advance * es));
+      zeroed += advance;
+    }
     if (value_mode == 0 && nv) {
       if ((rc = stream_read(vs, w->sym_a, nv))) return rc;
     }
@@ -798,13 +809,7 @@ static int decode_sparse(workspace *w, stream *vs, stream *gs, const uint8_t *ra
       if (g == filler) continue;
       v = value_mode ? raw + (values_used + k) * es : cb + (size_t)es * w->sym_a[k];
       k++;
-      if (scan) {
-        put_elem(out, row * C + col, v, es);
-      } else {
-        memset(out + zeroed * es, 0, (size_t)((cur - zeroed) * es)); /* cur >= zeroed: indices increase */
-        put_elem(out, cur, v, es);
-        zeroed = cur + 1;
-      }
+      put_elem(out, scan ? row * C + col : cur, v, es);
     }
     values_used += nv;
     last = w->sym_b[n - 1];
