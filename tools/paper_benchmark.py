@@ -277,6 +277,10 @@ def main():
         f"{NAMES[n]}: {b[0]}/{b[1]}/{b[2]} epochs (baseline/prune/cluster), tfmot +{b[3]} QAT"
         + (f", first {b[4]:,} training images" if b[4] else ", all 60,000 training images")
         for n, b in BUDGETS[args.quick].items() if n in networks)
+    budget_text += "; tfdc's own settings: " + ", ".join(
+        f"{NAMES[n]} {b[0]}/{b[1]}/{b[2]} epochs" for n, b in OWN_BUDGETS[args.quick].items()
+        if n in networks) + (" (more epochs than tfmot's budget; compare the wall times in the "
+                             "last column)")
     body = (
         "Real MNIST (test error on all 10,000 test images, measured in the interpreter on the "
         "exported file; tfdc's packed file is decoded in memory by `tfdc.load_interpreter`). "
