@@ -44,8 +44,8 @@ class ClusterConstraint:
     Outside XLA this is two products with a fixed sparse one-hot matrix
     `expand` (`[size, k]`, one 1.0 per nonzero position, in the column of its
     cluster): `expand^T w` and `expand c'`. Under `jit_compile=True`, which
-    cannot compile sparse matmuls, it is a gather, a segment sum and a
-    scatter. Either way the work is proportional to the nonzeros.
+    cannot compile sparse matmuls, it is a gather and a segment sum over the
+    nonzeros and a lookup in the `k + 1` entry table of centroids and 0.
 
     Not serialized: it is attached to the variable only (`variable.constraint`),
     never to the layer's `kernel_constraint`, so `.keras` saving is unaffected.

@@ -698,12 +698,6 @@ typedef struct {
   uint16_t *sym_a, *sym_b; /* CHUNK each */
 } workspace;
 
-/* Element position of stream index t for a column-major walk, kept
- * incrementally: t = col * R + row, element = row * C + col. */
-typedef struct {
-  uint64_t R, C, row, col;
-} walker;
-
 /* Writes one element (value bytes `v`) at element index `i`. */
 static inline void put_elem(uint8_t *out, uint64_t i, const uint8_t *v, unsigned es) {
   switch (es) {
