@@ -64,9 +64,7 @@ class ClusterConstraint:
         # The same map as index lists, for the XLA path.
         self.positions = tf.constant(np.asarray(positions, dtype=np.int32))
         self.assignment = tf.constant(np.asarray(assignment, dtype=np.int32))
-        lookup = np.full(int(size), int(counts.size), np.int32)
-        lookup[np.asarray(positions, dtype=np.int64)] = assignment
-        self.lookup = tf.constant(lookup)
+        self._lookup = None  # kernel-sized, so built only if the XLA path runs
         self.centroids = centroids  # a non-trainable keras.Variable, float32 [k]
         self.num_clusters = int(counts.size)
         self.inv_counts = tf.constant(1.0 / counts, dtype=tf.float32)
@@ -109,10 +107,21 @@ class ClusterConstraint:
         self.centroids.assign(new)
         if xla:
             # A lookup in a k+1 entry table (the last entry is the pruned 0).
-            dense = tf.gather(tf.concat([new, tf.zeros([1], new.dtype)], 0), self.lookup)
+            dense = tf.gather(tf.concat([new, tf.zeros([1], new.dtype)], 0), self._xla_lookup())
         else:
             dense = tf.sparse.sparse_dense_matmul(self.expand, new[:, None])
         return tf.reshape(tf.cast(dense, w.dtype), tf.shape(w))
+
+    def _xla_lookup(self):
+        """Cluster index of every kernel position, `k` for pruned ones."""
+        if self._lookup is None:
+            import tensorflow as tf
+            # Eager, so that every traced step (and retrace) captures it.
+            with tf.init_scope():
+                lookup = np.full(self.size, self.num_clusters, np.int32)
+                lookup[self.positions.numpy()] = self.assignment.numpy()
+                self._lookup = tf.constant(lookup)
+        return self._lookup
 
     def get_config(self):
         return {}
