@@ -8,6 +8,13 @@ _SHARED_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "d
 if "TFDC_MNIST" not in os.environ and os.path.exists(_SHARED_MNIST):
     os.environ["TFDC_MNIST"] = os.path.abspath(_SHARED_MNIST)
 
+# The fused clustering op (tfdc.cluster_op) is built once per TensorFlow
+# version; tests keep their builds out of the user's ~/.cache.
+import tempfile  # noqa: E402
+
+os.environ.setdefault("TFDC_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"tfdc-test-cache-{os.getuid()}"))
+
 import pytest  # noqa: E402
 
 

@@ -41,11 +41,14 @@ class ClusterConstraint:
     centroid is the mean of its members) or by the sum of their updates
     (`"sum"`, the paper's shared gradient), and writes the centroids back:
     each member gets exactly its centroid, every pruned position an exact 0.
-    Outside XLA this is two products with a fixed sparse one-hot matrix
-    `expand` (`[size, k]`, one 1.0 per nonzero position, in the column of its
-    cluster): `expand^T w` and `expand c'`. Under `jit_compile=True`, which
-    cannot compile sparse matmuls, it is a gather and a segment sum over the
-    nonzeros and a lookup in the `k + 1` entry table of centroids and 0.
+    Three implementations, same arithmetic: on CPU, the fused op
+    `TfdcClusterProject` (`tfdc.cluster_op`: one pass over the nonzeros, built
+    at run time; set as `fused` by `ClusteredFineTuning`); where it is not
+    available, two products with a fixed sparse one-hot matrix `expand`
+    (`[size, k]`, one 1.0 per nonzero position, in the column of its
+    cluster): `expand^T w` and `expand c'`; under `jit_compile=True`, which
+    compiles neither, a gather and a segment sum over the nonzeros and a
+    lookup in the `k + 1` entry table of centroids and 0.
 
     Not serialized: it is attached to the variable only (`variable.constraint`),
     never to the layer's `kernel_constraint`, so `.keras` saving is unaffected.
@@ -75,6 +78,10 @@ class ClusterConstraint:
         # Set by ClusteredFineTuning from `model.jit_compile`, in case the
         # XLA context cannot be detected (it relies on a TensorFlow internal).
         self.jit_compile = False
+        # The loaded `tfdc.cluster_op` library, set by ClusteredFineTuning
+        # when training runs on CPU; None: TensorFlow's sparse matmul.
+        self.fused = None
+        self.scale = self.inv_counts if update == "mean" else self.counts
 
     def __call__(self, w):
         import tensorflow as tf
@@ -82,8 +89,13 @@ class ClusterConstraint:
         if self.num_clusters == 0:
             return tf.zeros_like(w)
         old = tf.convert_to_tensor(self.centroids)
-        flat = tf.reshape(tf.cast(w, tf.float32), [-1])
         xla = self.jit_compile or _in_xla_context()
+        if self.fused is not None and not xla and w.dtype == tf.float32:
+            dense, new = self.fused.tfdc_cluster_project(
+                w, self.positions, self.assignment, self.scale, old, mean=self.update == "mean")
+            self.centroids.assign(new)
+            return dense
+        flat = tf.reshape(tf.cast(w, tf.float32), [-1])
         if xla:
             # XLA has no sparse matmul but fuses gathers and segment sums.
             total = tf.math.unsorted_segment_sum(tf.gather(flat, self.positions),
@@ -225,6 +237,9 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         max_iter: maximum Lloyd iterations.
         detach_at_end: remove the constraints when `fit` ends (default True);
             otherwise they stay until `strip_clustering(model)`.
+        fused_op: on CPU, use the fused op of `tfdc.cluster_op` (built once
+            per TensorFlow version, about 15 s, on first use; falls back to
+            TensorFlow's sparse matmul with a warning if it cannot be built).
 
     Example:
 
@@ -240,7 +255,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     """
 
     def __init__(self, bits=None, init="linear", centroid_update="mean", exclude=(), seed=None,
-                 max_iter=300, detach_at_end=True):
+                 max_iter=300, detach_at_end=True, fused_op=True):
         super().__init__()
         if init not in kmeans.INITS:
             raise ValueError(f"unknown init {init!r}; expected one of {', '.join(kmeans.INITS)}")
@@ -258,6 +273,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         self.seed = seed
         self.max_iter = max_iter
         self.detach_at_end = detach_at_end
+        self.fused_op = fused_op
         self.selections = []
         self._constraints = []
 
@@ -300,6 +316,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         model = self.model
         books = self.quantize(model)
         strategy = model.distribute_strategy
+        fused = self._fused_op(model)
         with strategy.scope():
             for s in self.selections:
                 b = books[s.name]
@@ -311,11 +328,23 @@ class ClusteredFineTuning(keras.callbacks.Callback):
                                       int(np.prod(s.variable.shape)), self.centroid_update,
                                       previous=s.variable.constraint)
                 c.jit_compile = bool(getattr(model, "jit_compile", False))
+                c.fused = fused
                 s.variable.constraint = c
                 self._constraints.append((s.variable, c))
         # fit() traced (or reused) the train step before this hook: retrace it
         # so that the constraints are part of the compiled step.
         model.make_train_function(force=True)
+
+    def _fused_op(self, model):
+        """The fused CPU op when this run trains on CPU without XLA, else None
+        (the op has no GPU or XLA kernel; those runs use TensorFlow's ops)."""
+        import tensorflow as tf
+        if not self.fused_op or getattr(model, "jit_compile", False):
+            return None
+        if tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"):
+            return None
+        from tfdc import cluster_op
+        return cluster_op.load()
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self.selections:
