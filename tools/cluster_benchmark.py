@@ -128,29 +128,38 @@ def _bits_of(bits, layer):
 def step_ratio(pruned_path, data, bits, args, rounds=21, steps_per_round=25):
     """Median compiled train-step time with the clustering constraints /
     without: the models' own `train_function` fed from an in-memory iterator
-    (no per-call Python overhead), interleaved A, B, A, B, ... in one process."""
+    (no per-call Python overhead), interleaved A, B, C, A, B, C, ... in one
+    process. Two clustered models: the constraint's fused op
+    (`tfdc.cluster_op`, used on CPU when it builds) and TensorFlow's sparse
+    matmul (`fused_op=False`). Under `--jit` both use the XLA path."""
     import tensorflow as tf
+    from tfdc import cluster_op
     (x, y), _ = data
     batches = tf.data.Dataset.from_tensor_slices((x[:args.batch * 8], y[:args.batch * 8]))
     batches = batches.batch(args.batch).cache().repeat()
-    plain = keras.models.load_model(pruned_path, compile=False)
-    clustered = keras.models.load_model(pruned_path, compile=False)
-    for m in (plain, clustered):
+    variants = {"plain": None, "clustered": True, "sparse": False}
+    models, callbacks = {}, {}
+    for name, fused in variants.items():
+        m = keras.models.load_model(pruned_path, compile=False)
         compile_model(m, 1e-4, None, jit_compile=True if args.jit else "auto")
         m.train_on_batch(x[:args.batch], y[:args.batch])  # build the optimizer
-    cb = ClusteredFineTuning(bits=bits, detach_at_end=False)
-    cb.set_model(clustered)
-    cb.on_train_begin()  # attaches the constraints and re-makes the train function
-    plain.make_train_function()
-    iterators = {"plain": iter(batches), "clustered": iter(batches)}
-    models = {"plain": plain, "clustered": clustered}
-    times = {"plain": [], "clustered": []}
-    cpu = {"plain": [], "clustered": []}
+        if fused is None:
+            m.make_train_function()
+        else:
+            cb = ClusteredFineTuning(bits=bits, detach_at_end=False, fused_op=fused)
+            cb.set_model(m)
+            cb.on_train_begin()  # attaches the constraints and re-makes the train function
+            callbacks[name] = cb
+        models[name] = m
+    fused_used = all(c.fused is not None for _, c in callbacks["clustered"]._constraints)
+    iterators = {name: iter(batches) for name in models}
+    times = {name: [] for name in models}
+    cpu = {name: [] for name in models}
     for name in models:  # trace + warm up
         for _ in range(10):
             models[name].train_function(iterators[name])
     for _ in range(rounds):
-        for name in ("plain", "clustered"):
+        for name in models:
             fn, it = models[name].train_function, iterators[name]
             t, c = time.perf_counter(), time.process_time()
             for _ in range(steps_per_round):
@@ -158,16 +167,22 @@ def step_ratio(pruned_path, data, bits, args, rounds=21, steps_per_round=25):
             float(logs["loss"])  # wait for the last step
             times[name].append((time.perf_counter() - t) / steps_per_round)
             cpu[name].append((time.process_time() - c) / steps_per_round)
-    w = clustered.layers[-1].kernel.numpy()
-    assert np.unique(w[w != 0]).size <= 2 ** _bits_of(bits, clustered.layers[-1])
-    strip_clustering(clustered)
-    mp, mc = statistics.median(times["plain"]), statistics.median(times["clustered"])
+    for name in callbacks:
+        w = models[name].layers[-1].kernel.numpy()
+        assert np.unique(w[w != 0]).size <= 2 ** _bits_of(bits, models[name].layers[-1])
+        strip_clustering(models[name])
+    med = {name: statistics.median(v) for name, v in times.items()}
     # Process CPU time (all threads) is less disturbed by other jobs on a
     # shared machine than wall time; both are reported.
-    cp, cc = statistics.median(cpu["plain"]), statistics.median(cpu["clustered"])
-    return {"batch": args.batch, "jit_compile": bool(args.jit),
-            "plain_ms": mp * 1e3, "clustered_ms": mc * 1e3, "ratio": mc / mp,
-            "plain_cpu_ms": cp * 1e3, "clustered_cpu_ms": cc * 1e3, "cpu_ratio": cc / cp}
+    cmed = {name: statistics.median(v) for name, v in cpu.items()}
+    return {"batch": args.batch, "jit_compile": bool(args.jit), "rounds": rounds,
+            "fused_op": fused_used, "fused_op_status": cluster_op.status(),
+            "plain_ms": med["plain"] * 1e3, "clustered_ms": med["clustered"] * 1e3,
+            "ratio": med["clustered"] / med["plain"],
+            "sparse_ms": med["sparse"] * 1e3, "sparse_ratio": med["sparse"] / med["plain"],
+            "plain_cpu_ms": cmed["plain"] * 1e3, "clustered_cpu_ms": cmed["clustered"] * 1e3,
+            "cpu_ratio": cmed["clustered"] / cmed["plain"],
+            "sparse_cpu_ratio": cmed["sparse"] / cmed["plain"]}
 
 
 def run_part(part, args):
@@ -243,14 +258,20 @@ def write_markdown(save_dir):
                 body.append(f"Step timing re-measured with `{r[key + '_command']}`.  ")
             mode = "with `jit_compile=True` (XLA)" if t.get("jit_compile") else \
                 "without XLA (Keras's `jit_compile='auto'` here)"
-            body.append(f"Train step {mode} (batch {t.get('batch', 128)}, compiled "
-                        f"`train_function`, median of 21 interleaved rounds of 25 steps): "
-                        f"{t['plain_ms']:.2f} ms without, {t['clustered_ms']:.2f} ms with the "
-                        f"clustering constraints: wall-time ratio **{t['ratio']:.3f}**"
-                        + (f"; process CPU time {t['plain_cpu_ms']:.2f} / "
-                           f"{t['clustered_cpu_ms']:.2f} ms, ratio **{t['cpu_ratio']:.3f}**"
-                           if "cpu_ratio" in t else "")
-                        + ".\n")
+            how = ("the XLA path" if t.get("jit_compile") else
+                   "the fused op" if t.get("fused_op") else "sparse matmul (fused op unavailable)")
+            line = (f"Train step {mode} (batch {t.get('batch', 128)}, compiled "
+                    f"`train_function`, median of {t.get('rounds', 21)} interleaved rounds of 25 "
+                    f"steps): {t['plain_ms']:.2f} ms without, {t['clustered_ms']:.2f} ms with the "
+                    f"clustering constraints ({how}): wall-time ratio **{t['ratio']:.3f}**")
+            if "cpu_ratio" in t:
+                line += (f"; process CPU time {t['plain_cpu_ms']:.2f} / "
+                         f"{t['clustered_cpu_ms']:.2f} ms, ratio **{t['cpu_ratio']:.3f}**")
+            if "sparse_ratio" in t and not t.get("jit_compile"):
+                line += (f". Same run, constraints on TensorFlow's sparse matmul "
+                         f"(`fused_op=False`): {t['sparse_ms']:.2f} ms, wall-time ratio "
+                         f"{t['sparse_ratio']:.3f}, CPU-time ratio {t['sparse_cpu_ratio']:.3f}")
+            body.append(line + ".\n")
         if "init_table" in r:
             inits = ["linear", "density", "random", "kmeans++", "optimal"]
             bits = sorted({row["bits"] for row in r["init_table"]})
