@@ -284,21 +284,23 @@ def write_markdown(save_dir):
     body.append(
         "**Step time.** The constraint runs after every optimizer step, inside the compiled "
         "step. Keras compiles these models without XLA here (`jit_compile='auto'` resolves to "
-        "False on this CPU machine); outside XLA it is two products with a fixed sparse one-hot "
-        "matrix (`expand^T w` for the clusters' sums, `expand c` to write the centroids back), "
-        "under `jit_compile=True` a gather, a segment sum and a table lookup (XLA cannot "
-        "compile sparse matmuls; before this path existed, clustering under "
-        "`jit_compile=True` failed). History of the LeNet-300-100 ratio without XLA: 3.47x "
-        "with TensorFlow's CPU gather / `unsorted_segment_sum` / `scatter_nd`, 1.24-1.35x "
-        "with three sparse products and a kernel-sized subtraction, 1.23-1.26x now (three "
-        "runs on a quiet 2-core machine). The <= 1.15 target is met for LeNet-5 (with and "
-        "without XLA) but **not for LeNet-300-100**, whose step is only ~4 ms: a TensorFlow "
-        "profile shows each of the two sparse products over fc1's 235k-weight kernel taking "
-        "~0.2-0.4 ms inside the step against ~0.04-0.06 ms measured alone, and variants with "
-        "gathers, `bincount`, int32 indices or XLA were no faster. Sharing the gradient instead "
-        "of projecting the weights would need the same two products on the gradient, so it is "
-        "no way out; a fused kernel (a custom TensorFlow op) would be, at the price of a "
-        "compiled dependency.\n")
+        "False on this CPU machine). There, on CPU, it is one fused TensorFlow op "
+        "(`tfdc/native/cluster_op.cc`, built once per TensorFlow version at first use by "
+        "`tfdc.cluster_op` and checked in a subprocess): one pass over the nonzeros for the "
+        "clusters' sums, one write of the kernel. Without it (no compiler, a failed build, "
+        "`fused_op=False`) it is two products with a fixed sparse one-hot matrix "
+        "(`expand^T w`, `expand c`); under `jit_compile=True` a gather, a segment sum and a "
+        "table lookup (XLA compiles neither sparse matmuls nor custom ops). History of the "
+        "LeNet-300-100 wall-time ratio without XLA: 3.47x with TensorFlow's CPU gather / "
+        "`unsorted_segment_sum` / `scatter_nd`; 1.24-1.35x with three sparse products; "
+        "1.23-1.28x with two; with the fused op, five runs of the code above gave "
+        "1.173, 1.109, 1.127, 1.113, 1.095 (median 1.113; the sparse-matmul model in the same "
+        "runs 1.24-1.28). A perf profile of the fused op inside the step shows its time in "
+        "the loads of the just-updated kernel and the clusters' running sums (hence four "
+        "interleaved partial sums); a version that split both passes over TensorFlow's "
+        "thread pool was slower in CPU time (1.24) and no faster in wall time. Under XLA "
+        "(LeNet-300-100 1.35x) the ratio is above the target: the XLA path is the gather / "
+        "segment-sum one.\n")
     write_section("cluster", "Trained quantization (weight sharing)", "\n".join(body))
 
 
