@@ -41,7 +41,8 @@ class ClusterConstraint:
     centroid is the mean of its members) or by the sum of their updates
     (`"sum"`, the paper's shared gradient), and writes the centroids back:
     each member gets exactly its centroid, every pruned position an exact 0.
-    Three implementations, same arithmetic: on CPU, the fused op
+    Three implementations of the same rule (equal up to float rounding: they
+    add each cluster's members in different orders): on CPU, the fused op
     `TfdcClusterProject` (`tfdc.cluster_op`: one pass over the nonzeros, built
     at run time; set as `fused` by `ClusteredFineTuning`); where it is not
     available, two products with a fixed sparse one-hot matrix `expand`

@@ -1,15 +1,16 @@
 """The fused weight-sharing op of `ClusteredFineTuning`, built at run time.
 
 TensorFlow's own operators make the clustering constraint two sparse matrix
-products per kernel, which cost a LeNet-300-100 train step about 20 %.
-`tfdc/native/cluster_op.cc` does the same work in one CPU kernel. Its C++ ABI
-is tied to the exact TensorFlow build, so it cannot ship prebuilt; `load()`
-compiles it once per TensorFlow version with TensorFlow's own flags
-(`tf.sysconfig`), into a cache directory, and runs it once in a subprocess
-against NumPy before any training process loads it: a broken build or ABI
-mismatch costs a warning, never a crash. Without a C++ compiler, or when the
-build or the check fails, `load()` returns None and the constraint uses
-`tf.sparse.sparse_dense_matmul` (same results, slower).
+products per kernel, which cost a LeNet-300-100 train step 25-28 %;
+`tfdc/native/cluster_op.cc` does the same work in one CPU kernel, for 10-17 %
+(docs/BENCHMARKS.md). Its C++ ABI is tied to the exact TensorFlow build, so
+it cannot ship prebuilt; `load()` compiles it once per TensorFlow version with
+TensorFlow's own flags (`tf.sysconfig`), into a cache directory, and runs it
+once in a subprocess against NumPy before any training process loads it: a
+broken build or ABI mismatch costs a warning, never a crash. Without a C++
+compiler, or when the build or the check fails, `load()` returns None and the
+constraint uses `tf.sparse.sparse_dense_matmul` (the same up to float rounding
+of the clusters' sums, which are added in another order; slower).
 
 Environment:
     TFDC_CLUSTER_OP=0   never build or use the fused op.
@@ -144,7 +145,6 @@ def load():
     if os.environ.get("TFDC_CLUSTER_OP", "1") == "0":
         _state["failed"] = "disabled by TFDC_CLUSTER_OP=0"
         return None
-    path = None
     try:
         import tensorflow as tf
         path = library_path()
