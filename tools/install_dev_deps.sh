@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine:
+# g++ (which also builds tfdc's fused clustering op against TensorFlow),
 # the C toolchain extras (clang + libFuzzer, sanitizer runtimes, valgrind,
 # googletest, zlib), a JDK and kotlinc for the JNI/Kotlin loader tests, and
 # the Python package itself with its test extras. Safe to re-run: it only
