@@ -82,7 +82,7 @@ def test_builds_warning_free(tmp_path):
 
 
 FALLBACK = textwrap.dedent("""
-    import json, warnings
+    import json, os, warnings
     import keras, numpy as np
     from tfdc import cluster_op
     from tfdc.cluster import ClusteredFineTuning
@@ -102,8 +102,8 @@ FALLBACK = textwrap.dedent("""
                       "fused": [c.fused is not None for _, c in cb._constraints],
                       "distinct": int(np.unique(v[v != 0]).size),
                       "zeros": int(np.count_nonzero(v == 0)),
-                      "cache": sorted(__import__("os").listdir(cluster_op.cache_dir()))
-                               if __import__("os").path.isdir(cluster_op.cache_dir()) else []}))
+                      "cache": sorted(os.listdir(cluster_op.cache_dir()))
+                               if os.path.isdir(cluster_op.cache_dir()) else []}))
 """)
 
 
@@ -113,6 +113,17 @@ def run_fallback(tmp_path, **env):
                           env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+
+
+def library_path_in(tmp_path):
+    """Where a process with run_fallback's cache directory caches the op
+    (the directory is created, empty)."""
+    env = dict(os.environ, PYTHONPATH=ROOT, TFDC_CACHE_DIR=str(tmp_path / "cache"))
+    path = subprocess.run([sys.executable, "-c",
+                           "from tfdc import cluster_op; print(cluster_op.library_path())"],
+                          capture_output=True, text=True, env=env, check=True).stdout.strip()
+    os.makedirs(os.path.dirname(path))
+    return path
 
 
 def test_failed_build_warns_and_training_uses_sparse_matmul(tmp_path):
@@ -132,17 +143,23 @@ def test_failed_build_warns_and_training_uses_sparse_matmul(tmp_path):
 def test_broken_library_is_caught_by_the_check(tmp_path):
     """A cached library that is not a working build (here: garbage bytes)
     fails the subprocess check: a warning and the fallback, never a crash."""
-    env = dict(os.environ, PYTHONPATH=ROOT, TFDC_CACHE_DIR=str(tmp_path / "cache"))
-    path = subprocess.run([sys.executable, "-c",
-                           "from tfdc import cluster_op; print(cluster_op.library_path())"],
-                          capture_output=True, text=True, env=env, check=True).stdout.strip()
-    os.makedirs(os.path.dirname(path))
+    path = library_path_in(tmp_path)
     with open(path, "wb") as f:
         f.write(b"\x7fELF not really")
     result, _ = run_fallback(tmp_path)
     assert result["lib"] is False and result["fused"] == [False]
     assert "failed its check" in result["status"]
     assert not any(f.endswith(".ok") or f.endswith(".so") for f in result["cache"])
+
+
+def test_stamp_without_library_rebuilds(tmp_path):
+    """A `.ok` stamp whose library was deleted: build and check again."""
+    path = library_path_in(tmp_path)
+    with open(path + ".ok", "w") as f:
+        f.write("checked\n")
+    result, stderr = run_fallback(tmp_path)
+    assert result["lib"] is True and result["fused"] == [True] and result["warned"] == []
+    assert "building" in stderr and result["distinct"] <= 4 and result["zeros"] == 43
 
 
 def test_disabled_by_environment(tmp_path):

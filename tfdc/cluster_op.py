@@ -151,7 +151,7 @@ def load():
         if os.path.exists(path + ".failed"):
             with open(path + ".failed") as f:
                 raise BuildError(f"an earlier attempt failed ({path}.failed):\n{f.read()}")
-        if not os.path.exists(path + ".ok"):
+        if not (os.path.exists(path) and os.path.exists(path + ".ok")):
             try:
                 if not os.path.exists(path):
                     print(f"tfdc: building the fused clustering op for TensorFlow "

@@ -92,13 +92,15 @@ class ClusterProjectOp : public OpKernel {
       const int64_t p = pos[i], a = asg[i];
       OP_REQUIRES(ctx, p > last && p < n && a >= 0 && a < k,
                   InvalidArgument("TfdcClusterProject: entry ", i, " (position ", p,
-                                  ", cluster ", a, ") is not an increasing position in a kernel of ",
-                                  n, " weights with a cluster below ", k));
+                                  ", cluster ", a, ") is not an increasing position in a ",
+                                  "kernel of ", n, " weights with a cluster below ", k));
       acc[(i & 3) * k + a] += w[p];
       last = p;
     }
     std::vector<float> sums(static_cast<size_t>(k));
-    for (int64_t j = 0; j < k; ++j) sums[j] = (acc[j] + acc[k + j]) + (acc[2 * k + j] + acc[3 * k + j]);
+    for (int64_t j = 0; j < k; ++j) {
+      sums[j] = (acc[j] + acc[k + j]) + (acc[2 * k + j] + acc[3 * k + j]);
+    }
     Tensor* projected = nullptr;
     Tensor* centroids = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, kernel.shape(), &projected));
