@@ -37,15 +37,22 @@ import numpy as np  # noqa: E402
 
 def prune_cluster(w, rng, sparsity, bits):
     """Laplacian weights of the kernel's shape, magnitude-pruned to
-    `sparsity`, the survivors snapped to 2**bits quantile centres."""
+    `sparsity`, the survivors snapped to 2**bits linearly spaced centres."""
     fan_in = int(np.prod(w.shape[:-1])) or 1
     x = rng.laplace(0.0, np.sqrt(1.0 / fan_in), size=w.shape).astype(np.float32)
+    return prune_and_snap(x, sparsity, bits)
+
+
+def prune_and_snap(x, sparsity, bits):
+    """A copy of float32 `x`, magnitude-pruned to `sparsity`, its survivors
+    snapped to the nearest of 2**bits centres spread evenly over their range
+    (Han et al.'s linear initialisation: the dense middle of the distribution
+    shares few centres)."""
+    x = x.copy()
     mag = np.abs(x)
     x[mag < np.quantile(mag, sparsity)] = 0.0
     nz = x != 0
     vals = x[nz]
-    # linear initialisation, as in Han et al.: centres spread over the range,
-    # so the dense middle of the distribution shares few of them
     centers = np.linspace(vals.min(), vals.max(), 2 ** bits).astype(np.float32)
     mids = (centers[1:] + centers[:-1]) / 2
     x[nz] = centers[np.searchsorted(mids, vals)]

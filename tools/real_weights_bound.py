@@ -35,6 +35,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from native_benchmark import prune_and_snap  # noqa: E402
+
 WHEEL = "mediapipe==0.10.14"
 MODELS = {"pose_landmark_full": "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
           "hand_landmark_full": "mediapipe/modules/hand_landmark/hand_landmark_full.tflite"}
@@ -73,17 +75,6 @@ def kernels(path):
     return out
 
 
-def prune_cluster(x, sparsity, bits):
-    """Magnitude-prune, then snap the survivors to linearly spaced centres."""
-    x = x.copy()
-    mag = np.abs(x)
-    x[mag < np.quantile(mag, sparsity)] = 0.0
-    nz = x != 0
-    centers = np.linspace(x[nz].min(), x[nz].max(), 2 ** bits).astype(np.float32)
-    x[nz] = centers[np.searchsorted((centers[1:] + centers[:-1]) / 2, x[nz])]
-    return x
-
-
 def iid_bound_bytes(x):
     nz = x != 0
     p = nz.mean()
@@ -115,7 +106,7 @@ def main():
         for s in (float(v) for v in args.sparsity.split(",")):
             row = [name, f"{sum(t.size for t in real) / 1e6:.2f} M in {len(real)}", f"{s:.0%}"]
             for source in (real, laplace):
-                pc = [prune_cluster(t, s, 5 if t.ndim == 2 else 8) for t in source]
+                pc = [prune_and_snap(t, s, 5 if t.ndim == 2 else 8) for t in source]
                 gz, bound, packed = measure(pc)
                 row += [f"{gz / 1e3:.0f}", f"{bound / 1e3:.0f}", f"{packed / 1e3:.0f}",
                         f"**{gz / packed:.2f}x**", f"{gz / bound:.2f}x"]
