@@ -23,19 +23,6 @@ def op():
     return lib
 
 
-def reference(w, pos, asg, scale, old, mean):
-    """NumPy, float32, members summed like the op: member i into partial sum
-    i mod 4, in order (np.add.at is unbuffered), then (p0 + p1) + (p2 + p3)."""
-    acc = np.zeros((4, old.size), np.float32)
-    np.add.at(acc, (np.arange(pos.size) % 4, asg), w.ravel()[pos])
-    sums = (acc[0] + acc[1]) + (acc[2] + acc[3])
-    new = sums * scale if mean else old + (sums - scale * old)
-    new = np.where(new == 0, old, new).astype(np.float32)
-    out = np.zeros(w.size, np.float32)
-    out[pos] = new[asg]
-    return out.reshape(w.shape), new
-
-
 @pytest.mark.parametrize("mean", [True, False])
 def test_op_matches_numpy(op, mean):
     rng = np.random.default_rng(7)
@@ -52,7 +39,7 @@ def test_op_matches_numpy(op, mean):
         w.ravel()[members[-1]] = 0.0
     scale = np.float32(1) / counts if mean else counts
     got, cen = op.tfdc_cluster_project(w, pos, asg, scale, old, mean=mean)
-    want, want_cen = reference(w, pos, asg, scale, old, mean)
+    want, want_cen = cluster_op.reference(w, pos, asg, scale, old, mean)
     np.testing.assert_array_equal(got.numpy(), want)
     np.testing.assert_array_equal(cen.numpy(), want_cen)
     if mean:

@@ -93,10 +93,27 @@ def build(path):
     return proc.stderr
 
 
+def reference(w, positions, assignment, scale, old, mean):
+    """The op in NumPy, float32, bit for bit: member i goes into partial sum
+    i mod 4, in order (np.add.at is unbuffered), the sums are
+    (p0 + p1) + (p2 + p3). Returns (projected kernel, new centroids)."""
+    import numpy as np
+    w = np.asarray(w, np.float32)
+    acc = np.zeros((4, old.size), np.float32)
+    np.add.at(acc, (np.arange(positions.size) % 4, assignment), w.ravel()[positions])
+    sums = (acc[0] + acc[1]) + (acc[2] + acc[3])
+    new = sums * scale if mean else old + (sums - scale * old)
+    new = np.where(new == 0, old, new).astype(np.float32)
+    out = np.zeros(w.size, np.float32)
+    out[positions] = new[assignment]
+    return out.reshape(w.shape), new
+
+
 _CHECK = r"""
 import sys
 import numpy as np
 import tensorflow as tf
+from tfdc.cluster_op import reference
 op = tf.load_op_library(sys.argv[1])
 rng = np.random.default_rng(0)
 n, k = 1000, 7
@@ -105,14 +122,8 @@ asg = rng.integers(0, k, pos.size).astype(np.int32)
 cnt = np.bincount(asg, minlength=k).astype(np.float32)
 old = np.linspace(-1, 1, k).astype(np.float32)
 w = rng.normal(size=n).astype(np.float32)
-acc = np.zeros((4, k), np.float32)
-np.add.at(acc, (np.arange(pos.size) % 4, asg), w[pos])  # in order, like the op
-sums = (acc[0] + acc[1]) + (acc[2] + acc[3])
 for mean, scale in ((True, np.float32(1) / cnt), (False, cnt)):
-    new = sums * scale if mean else old + (sums - scale * old)
-    new = np.where(new == 0, old, new).astype(np.float32)
-    want = np.zeros(n, np.float32)
-    want[pos] = new[asg]
+    want, new = reference(w, pos, asg, scale, old, mean)
     got, cen = op.tfdc_cluster_project(w, pos, asg, scale, old, mean=mean)
     assert np.array_equal(got.numpy(), want) and np.array_equal(cen.numpy(), new), mean
 try:
@@ -124,9 +135,12 @@ except tf.errors.InvalidArgumentError:
 
 def check(path):
     """Run the built op on a small case in a fresh process, against NumPy."""
+    # This tfdc, also when it is imported from a source tree, not installed.
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     proc = subprocess.run([sys.executable, "-c", _CHECK, path], capture_output=True, text=True,
                           timeout=_BUILD_TIMEOUT_S,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=pythonpath))
     if proc.returncode != 0 or proc.stdout.strip().splitlines()[-1:] != ["ok"]:
         raise BuildError(f"the built op failed its check (exit {proc.returncode}):\n"
                          f"{proc.stderr[-2000:]}")

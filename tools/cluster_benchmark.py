@@ -297,11 +297,12 @@ def write_markdown(save_dir):
         "`--timing-only`, then the full `--part lenet300` run shown) gave 1.173, 1.109, 1.127, "
         "1.113, 1.095, 1.050 (median 1.111; the sparse-matmul model in the same runs "
         "1.18-1.28). For LeNet-5, whose step is 5x longer, the two are within the noise: "
-        "fused 1.060, 1.053, 1.086 and sparse 1.111, 1.073, 1.048 in three runs. A perf profile of the fused op inside the step shows its time in "
+        "fused 1.060, 1.053, 1.086 and sparse 1.111, 1.073, 1.048 in three runs. A perf "
+        "profile of the fused op inside the step shows its time in "
         "the loads of the just-updated kernel and the clusters' running sums (hence four "
         "interleaved partial sums); a version that split both passes over TensorFlow's "
-        "thread pool was slower in CPU time (1.24) and no faster in wall time. Under XLA "
-        "(LeNet-300-100 1.35x) the ratio is above the target: the XLA path is the gather / "
+        "thread pool was slower in CPU time (1.24) and no faster in wall time. Under XLA the "
+        "LeNet-300-100 ratio (above) is over the target: the XLA path is the gather / "
         "segment-sum one.\n")
     write_section("cluster", "Trained quantization (weight sharing)", "\n".join(body))
 
