@@ -50,7 +50,7 @@ def train_and_export(path, x_train, y_train, epochs):
 
 def pack_given(src, path):
     import tfdc
-    from tfdc.export import export_tflite
+    from tfdc.exporter import export_tflite
     data = open(src, "rb").read()
     if tfdc.is_packed(data):
         shutil.copyfile(src, path)

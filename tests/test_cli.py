@@ -15,7 +15,7 @@ def packed_file(tmp_path_factory):
     """A real packed .tflite: a small MLP, 90 % zeros, 16 shared values."""
     import keras
 
-    from tfdc.export import export
+    from tfdc.exporter import export
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(48, name="fc1"),
                               keras.layers.Dense(10, name="fc2")])
@@ -123,7 +123,7 @@ def test_decode_refuses_a_plain_tflite(capsys, tmp_path, packed_file):
     # simplest real plain file: convert a tiny model.
     import keras
 
-    from tfdc.export import convert
+    from tfdc.exporter import convert
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     plain.write_bytes(convert(model))
     assert decode  # imported: the decoder exists

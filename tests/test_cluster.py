@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import tfdc
-from tfdc.cluster import ClusterConstraint, ClusteredFineTuning, codebooks, strip_clustering
+from tfdc.cluster import ClusterConstraint, ClusteredFineTuning, codebooks
 
 
 def small_mlp():
@@ -184,7 +184,7 @@ def test_resume_from_keras_checkpoint(mnist_small, tmp_path):
     assert_codebook(restored, masks, {n: 4 for n in masks})
     after = {k: v["centroids"] for k, v in codebooks(restored).items()}
     assert all(after[k].size == before[k].size for k in before)
-    strip_clustering(model)
+    tfdc.strip(model)
     assert all(not isinstance(v.constraint, ClusterConstraint) for v in model.variables)
 
 

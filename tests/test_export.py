@@ -11,7 +11,7 @@ from keras import layers
 
 import tfdc
 from tfdc.models import lenet_300_100
-from tfdc.export import altered_kernels, convert, export, export_tflite, strip_constraints
+from tfdc.exporter import altered_kernels, convert, export, export_tflite
 
 
 def compress_weights(model, kept=0.1, codebook_size=16, seed=0):
@@ -196,7 +196,7 @@ def test_strip_removes_tfdc_constraints_and_keeps_the_users(tmp_path):
     report = export(model, tmp_path / "kept.tflite", strip=False)
     assert report.layers and find_mask(fc1) is not None
 
-    strip_constraints(model)
+    tfdc.strip(model)
     assert isinstance(fc1.constraint, TimesTwo)
     assert fc2.constraint is None
     x = np.random.default_rng(0).normal(size=(1, 20)).astype("float32")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tfdc
-from tfdc.prune import GradualPruning, MaskConstraint, find_mask, polynomial_sparsity, strip
+from tfdc.prune import GradualPruning, MaskConstraint, find_mask, polynomial_sparsity
 
 BATCH = 128  # 2048 training images -> 16 steps per epoch
 
@@ -237,7 +237,7 @@ def test_mask_constraint_serialization_and_strip(mnist_small):
     model.fit(x[:256], y[:256], epochs=1, batch_size=BATCH, verbose=0,
               callbacks=[GradualPruning(0.5, frequency=1)])
     assert isinstance(find_mask(model.get_layer("fc1").kernel), MaskConstraint)
-    strip(model)
+    tfdc.strip(model)
     for variable in model.variables:
         assert not isinstance(variable.constraint, MaskConstraint)
     assert isinstance(model.get_layer("fc1").kernel.constraint, keras.constraints.MaxNorm)

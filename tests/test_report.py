@@ -9,7 +9,7 @@ import pytest
 
 import tfdc
 from tfdc.models import lenet_300_100
-from tfdc.export import convert
+from tfdc.exporter import convert
 from tfdc.report import ExportReport, short_name
 
 

@@ -8,7 +8,7 @@ import pytest
 from keras import layers
 
 import tfdc
-from tfdc.export import convert
+from tfdc.exporter import convert
 from tfdc.runtime import interpreter_class, load_interpreter
 
 

@@ -3,7 +3,7 @@
 The pipeline, one module each:
 
     train   prune.GradualPruning, cluster.ClusteredFineTuning, batchnorm.fold_batchnorm
-    export  export.export  (convert with TFLite, then pack: huffman.py, pack.py)
+    export  exporter.export  (convert with TFLite, then pack: huffman.py, pack.py)
     format  docs/FORMAT.md (the packed section), flatbuf.py (minimal reader)
     decode  unpack.decode  (pure NumPy, or the native C decoder in tfdc/native)
     device  runtime.load_interpreter, android_demo/
@@ -23,8 +23,9 @@ _LAZY = {
     "ClusteredFineTuning": "tfdc.cluster",
     "codebooks": "tfdc.cluster",
     "fold_batchnorm": "tfdc.batchnorm",
-    "export": "tfdc.export",
-    "export_tflite": "tfdc.export",
+    "export": "tfdc.exporter",
+    "export_tflite": "tfdc.exporter",
+    "strip": "tfdc.constraints",
     "ExportReport": "tfdc.report",
     "inspect": "tfdc.report",
     "decode": "tfdc.unpack",

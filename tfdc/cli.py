@@ -224,7 +224,7 @@ def cmd_inspect(args):
 
 
 def cmd_decode(args):
-    from tfdc.export import write_atomically
+    from tfdc.exporter import write_atomically
     from tfdc.unpack import decode
     data = _read(args.input)
     if not _check_tflite(data, args.input):

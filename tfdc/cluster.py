@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from tfdc import kmeans
+from tfdc.constraints import TfdcConstraint
 from tfdc.select import iter_layers, select_kernels
 
 DEFAULT_CONV_BITS = 8  # paper: 256 shared values for convolutions
@@ -31,7 +32,7 @@ def _in_xla_context():
         return False
 
 
-class ClusterConstraint:
+class ClusterConstraint(TfdcConstraint):
     """Variable constraint that keeps a kernel on its codebook.
 
     Runs inside the compiled train step, after the optimizer's per-weight
@@ -56,7 +57,8 @@ class ClusterConstraint:
     """
 
     def __init__(self, positions, assignment, centroids, counts, size, update="mean",
-                 previous=None):
+                 inner=None):
+        super().__init__(inner)  # replaced, not applied: the projection decides every value
         import tensorflow as tf
         # One 1.0 per nonzero position (row), in its cluster's column.
         positions64 = np.asarray(positions, dtype=np.int64)
@@ -75,7 +77,6 @@ class ClusterConstraint:
         self.counts = tf.constant(counts, dtype=tf.float32)
         self.update = update
         self.size = int(size)
-        self.previous = previous  # the constraint this one replaced
         # Set by ClusteredFineTuning from `model.jit_compile`, in case the
         # XLA context cannot be detected (it relies on a TensorFlow internal).
         self.jit_compile = False
@@ -237,7 +238,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         seed: seed for the `'random'` and `'kmeans++'` initialisations.
         max_iter: maximum Lloyd iterations.
         detach_at_end: remove the constraints when `fit` ends (default True);
-            otherwise they stay until `strip_clustering(model)`.
+            otherwise they stay until `tfdc.strip(model)`.
         fused_op: on CPU, use the fused op of `tfdc.cluster_op` (built once
             per TensorFlow version, about 15 s, on first use; falls back to
             TensorFlow's sparse matmul with a warning if it cannot be built).
@@ -327,7 +328,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
                                       name=s.name.replace("/", "_") + "_centroids")
                 c = ClusterConstraint(b["positions"], b["assignment"], cvar, b["counts"],
                                       int(np.prod(s.variable.shape)), self.centroid_update,
-                                      previous=s.variable.constraint)
+                                      inner=s.variable.constraint)
                 c.jit_compile = bool(getattr(model, "jit_compile", False))
                 c.fused = fused
                 s.variable.constraint = c
@@ -360,7 +361,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         """Remove this callback's constraints (restoring any they replaced)."""
         for variable, c in self._constraints:
             if variable.constraint is c:
-                variable.constraint = c.previous
+                variable.constraint = c.inner
         self._constraints = []
         if self.model is not None:
             self.model.train_function = None  # the traced step holds the constraints
@@ -369,20 +370,6 @@ class ClusteredFineTuning(keras.callbacks.Callback):
 def _nonzero(variable):
     v = keras.ops.convert_to_numpy(variable).ravel()
     return v[v != 0]
-
-
-def strip_clustering(model):
-    """Remove every `ClusterConstraint` from `model`'s variables (restoring the
-    constraints they replaced) so that the model carries no tfdc object.
-    Returns the model."""
-    for variable in model.variables:
-        c = getattr(variable, "constraint", None)
-        while isinstance(c, ClusterConstraint):
-            c = c.previous
-        if getattr(variable, "constraint", None) is not c:
-            variable.constraint = c
-    model.train_function = None
-    return model
 
 
 def codebooks(model, targets=True, exclude=()):

@@ -218,9 +218,7 @@ def compress(model, train, test, *, sparsity, bits, epochs, prune_epochs, cluste
         `codebook`, `schedule` (steps, scheduled, measured steps, measured).
     """
     import tfdc
-    # `tfdc.export` the function, not the submodule of the same name (which
-    # shadows it on the package once imported).
-    from tfdc.export import export
+    from tfdc.exporter import export
     from tfdc.recipe import ShiftedImages, cosine_decay
 
     (xtr, ytr), (xte, yte) = train, test
@@ -339,7 +337,7 @@ def run(config, log=print):
     import keras
 
     import tfdc
-    from tfdc.export import write_atomically
+    from tfdc.exporter import write_atomically
     from tfdc.unpack import decode
 
     c = config.resolved()

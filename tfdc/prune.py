@@ -17,7 +17,7 @@ Composing with other callbacks (e.g. `tfdc.cluster`): call
 `install_mask(variable)`; it returns the variable's existing `MaskConstraint`
 if one is installed, or wraps the current constraint in a new one. Read the
 mask with `constraint.mask` (a `keras.Variable` of the kernel's shape, 1 =
-kept, 0 = pruned). `strip(model)` removes every `MaskConstraint` again.
+kept, 0 = pruned). `tfdc.strip(model)` removes every tfdc constraint again.
 """
 
 import dataclasses
@@ -27,14 +27,16 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfdc.select import iter_layers, kernel_attrs, select_kernels
+from tfdc.constraints import TfdcConstraint, find_constraint
+from tfdc.layers import kernel_name, kernel_variables
+from tfdc.select import iter_layers, select_kernels
 
-__all__ = ["GradualPruning", "MaskConstraint", "install_mask", "find_mask", "strip",
+__all__ = ["GradualPruning", "MaskConstraint", "install_mask", "find_mask",
            "sparsity", "polynomial_sparsity", "SparsityReport", "LayerSparsity"]
 
 
 @keras.saving.register_keras_serializable(package="tfdc")
-class MaskConstraint(keras.constraints.Constraint):
+class MaskConstraint(TfdcConstraint):
     """`w -> inner(w) * mask`: keeps pruned weights at exactly zero.
 
     Args:
@@ -46,8 +48,8 @@ class MaskConstraint(keras.constraints.Constraint):
     """
 
     def __init__(self, mask=None, inner=None):
+        super().__init__(inner)
         self.mask = mask
-        self.inner = inner
 
     def __call__(self, w):
         if self.inner is not None:
@@ -73,12 +75,7 @@ class MaskConstraint(keras.constraints.Constraint):
 
 def find_mask(variable):
     """The `MaskConstraint` installed on `variable`, or `None`."""
-    constraint = getattr(variable, "constraint", None)
-    while constraint is not None:
-        if isinstance(constraint, MaskConstraint):
-            return constraint
-        constraint = getattr(constraint, "inner", None)
-    return None
+    return find_constraint(variable, MaskConstraint)
 
 
 def install_mask(variable, strategy=None):
@@ -112,26 +109,6 @@ class _nullcontext:
 
     def __exit__(self, *exc):
         return False
-
-
-def strip(model):
-    """Remove every `MaskConstraint` from `model`'s variables (the user's own
-    constraints stay), so the model carries no tfdc objects. Pruned weights
-    are no longer held at zero by later training. Returns `model`."""
-    for variable in model.variables:
-        variable.constraint = _without_masks(variable.constraint)
-    # A traced train function still applies the old constraint.
-    if getattr(model, "train_function", None) is not None:
-        model.train_function = None
-    return model
-
-
-def _without_masks(constraint):
-    if constraint is None:
-        return None
-    if isinstance(constraint, MaskConstraint):
-        return _without_masks(constraint.inner)
-    return constraint
 
 
 def polynomial_sparsity(step, initial_sparsity, target_sparsity, begin_step, end_step):
@@ -186,10 +163,6 @@ class SparsityReport(dict):
         return "\n".join(lines)
 
 
-def _kernel_name(layer, attr):
-    return layer.name if len(kernel_attrs(layer)) == 1 else f"{layer.name}/{attr}"
-
-
 def sparsity(model):
     """Per-kernel zero counts of every Dense / Conv / Embedding kernel.
 
@@ -201,13 +174,12 @@ def sparsity(model):
     """
     report, seen = SparsityReport(), set()
     for layer in iter_layers(model):
-        for attr in kernel_attrs(layer):
-            variable = getattr(layer, attr, None)
-            if variable is None or id(variable) in seen:
+        for attr, variable in kernel_variables(layer):
+            if id(variable) in seen:
                 continue
             seen.add(id(variable))
             w = ops.convert_to_numpy(variable)
-            report[_kernel_name(layer, attr)] = LayerSparsity(int(w.size), int(w.size - np.count_nonzero(w)))
+            report[kernel_name(layer, attr)] = LayerSparsity(int(w.size), int(w.size - np.count_nonzero(w)))
     return report
 
 
@@ -335,7 +307,7 @@ class GradualPruning(keras.callbacks.Callback):
             raise ValueError("begin_step/end_step are only known once fit starts; pass them "
                              "explicitly to evaluate the schedule before training")
         selections = self.selections if model is self.model and self.selections else self._select(model)
-        return {_kernel_name(s.layer, s.attr): polynomial_sparsity(
+        return {kernel_name(s.layer, s.attr): polynomial_sparsity(
             step, self.initial_sparsity, s.value, self.begin_step, self.end_step) for s in selections}
 
     # ---------------------------------------------------------------- callbacks
@@ -460,7 +432,3 @@ class GradualPruning(keras.callbacks.Callback):
             zeros += w.size - np.count_nonzero(w)
             total += w.size
         return zeros / total
-
-    def strip(self):
-        """Remove the mask constraints from the model (see `tfdc.prune.strip`)."""
-        return strip(self.model)

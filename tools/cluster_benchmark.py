@@ -34,7 +34,7 @@ import tfdc  # noqa: E402
 import tfdc.models  # noqa: E402
 from tfdc.recipe import ShiftedImages  # noqa: E402
 import tfdc.prune  # noqa: E402
-from tfdc.cluster import ClusteredFineTuning, codebooks, strip_clustering  # noqa: E402
+from tfdc.cluster import ClusteredFineTuning, codebooks  # noqa: E402
 from tfdc.datasets import load_mnist  # noqa: E402
 from tools.benchmarks_md import markdown_table, write_section  # noqa: E402
 
@@ -86,7 +86,7 @@ def pruned_model(part, data, args, log):
     pruning = tfdc.GradualPruning(sparsity, frequency=50,
                                   end_step=int(e[1] * steps * 0.7))
     fit(model, data, args, e[1] + e[2], [pruning], verbose=2)
-    tfdc.prune.strip(model)
+    tfdc.strip(model)
     log(f"pruned error {error(model, data):.2f} %  {tfdc.sparsity(model)}")
     model.save(path)
     return model, path
@@ -170,7 +170,7 @@ def step_ratio(pruned_path, data, bits, args, rounds=21, steps_per_round=25):
     for name in callbacks:
         w = models[name].layers[-1].kernel.numpy()
         assert np.unique(w[w != 0]).size <= 2 ** _bits_of(bits, models[name].layers[-1])
-        strip_clustering(models[name])
+        tfdc.strip(models[name])
     med = {name: statistics.median(v) for name, v in times.items()}
     # Process CPU time (all threads) is less disturbed by other jobs on a
     # shared machine than wall time; both are reported.

@@ -156,7 +156,7 @@ def run_interpreter(model_bytes, x):
 def export_files(name, model, out_dir):
     """The plain `.tflite` and the packed export of the same weights."""
     import tfdc
-    from tfdc.export import convert
+    from tfdc.exporter import convert
 
     plain_path = os.path.join(out_dir, f"{name}.plain.tflite")
     with open(plain_path, "wb") as f:

@@ -131,7 +131,7 @@ def run_tfdc(network, data, sparsity, bits, budget, out, tag="tfdc"):
     result["plain_bytes"] = report.plain_bytes or len(decoded)
     result["decoded_bytes"] = len(decoded)
     # What general-purpose compressors make of the plain (float) .tflite.
-    from tfdc.export import convert
+    from tfdc.exporter import convert
     plain = convert(model, batch_size=1)  # as compress() exports it
     result["plain_gzip9"] = len(gzip.compress(plain, 9))
     result["plain_xz9"] = len(lzma.compress(plain, preset=9))

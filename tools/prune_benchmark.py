@@ -172,7 +172,7 @@ def main():
                      f"+{args.prune_epochs} ep, {seconds:.0f} s"])
         if i == 0 and args.save:
             os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)
-            tfdc.prune.strip(model).save(args.save)
+            tfdc.strip(model).save(args.save)
             print(f"saved {args.save}")
 
     body = markdown_table(["model", "kept weights fc1 / fc2 / fc3 (%)", "kept overall",

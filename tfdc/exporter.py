@@ -17,7 +17,6 @@ sharing that the packer exploits. `export` warns when a kernel reaches the
 """
 
 import os
-import sys
 import tempfile
 import warnings
 
@@ -25,41 +24,8 @@ import numpy as np
 
 from tfdc.runtime import read_model_bytes
 
-__all__ = ["export", "export_tflite", "convert", "strip_constraints", "write_atomically",
+__all__ = ["export", "export_tflite", "convert", "write_atomically",
            "quantize_codebooks_int8", "altered_kernels"]
-
-
-def strip_constraints(model):
-    """Remove every tfdc constraint (pruning masks, codebook projections)
-    from `model`'s variables; the user's own constraints stay. Works whether
-    or not `tfdc.prune` / `tfdc.cluster` were used. Returns `model`."""
-    for module_name, function in (("tfdc.cluster", "strip_clustering"), ("tfdc.prune", "strip")):
-        module = sys.modules.get(module_name)  # only if the user imported it
-        strip = getattr(module, function, None) if module is not None else None
-        if callable(strip) and _is_keras_model(model):
-            strip(model)
-    # Whatever the modules above left (or constraints of a tfdc module they
-    # do not know about): unwrap any constraint defined in the tfdc package.
-    for variable in getattr(model, "variables", ()):
-        constraint = getattr(variable, "constraint", None)
-        if constraint is not None:
-            variable.constraint = _without_tfdc(constraint)
-    if getattr(model, "train_function", None) is not None:
-        model.train_function = None  # a traced step would still apply them
-    return model
-
-
-def _is_tfdc(obj):
-    module = type(obj).__module__ or ""
-    return module == "tfdc" or module.startswith("tfdc.")
-
-
-def _without_tfdc(constraint):
-    # tfdc constraints wrap the one they replaced (`inner` / `previous`).
-    while constraint is not None and _is_tfdc(constraint):
-        wrapped = getattr(constraint, "inner", None)
-        constraint = wrapped if wrapped is not None else getattr(constraint, "previous", None)
-    return constraint
 
 
 def convert(model, *, signatures=None, representative_dataset=None, configure=None,
@@ -259,11 +225,11 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
             tensor names are kept for `tfdc inspect`.
         batch_size: fix the input batch dimension (1 for on-device
             inference saves the converter's shape ops, ~0.8 KB on LeNet);
-            `None` keeps it dynamic (see `tfdc.export.convert`).
+            `None` keeps it dynamic (see `tfdc.exporter.convert`).
         signatures: for several signatures or a `tf.Module`: a list of
-            `tf.function`s with input signatures (see `tfdc.export.convert`).
+            `tf.function`s with input signatures (see `tfdc.exporter.convert`).
         representative_dataset: enables the converter's full-integer
-            quantization (see `tfdc.export.convert`).
+            quantization (see `tfdc.exporter.convert`).
         configure: callable that receives the `TFLiteConverter` to tweak it.
         check_kernels: warn when a Keras kernel does not reach the `.tflite`
             file with its exact values (e.g. a BatchNormalization folded into
@@ -291,7 +257,8 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
     ```
     """
     if strip:
-        strip_constraints(model)
+        from tfdc.constraints import strip as strip_model
+        strip_model(model)
     plain = convert(model, signatures=signatures, representative_dataset=representative_dataset,
                     configure=configure, batch_size=batch_size)
     layer_names = dense_bytes = None
@@ -335,10 +302,10 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
         `(tflite_bytes, quantized)`: the rewritten model and a dict mapping
         each quantized tensor name to its scale.
     """
-    from tfdc.pack import _build_flatbuffer, _get_schema
+    from tfdc import tflite_schema
 
-    schema = _get_schema()
-    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    schema = tflite_schema.get()
+    model = tflite_schema.read(tflite)
     buffers = model.buffers
     candidates = {}  # buffer index -> (codes, scale) or None if not eligible
     for subgraph in model.subgraphs:
@@ -408,7 +375,7 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
             dequantize_ops.append(op)
             quantized[name] = float(scale)
         subgraph.operators = dequantize_ops + list(subgraph.operators or [])
-    return _build_flatbuffer(model, schema), quantized
+    return tflite_schema.build(model), quantized
 
 
 def _layers(model):
@@ -419,8 +386,8 @@ def _layers(model):
 def altered_kernels(model, tflite, min_bytes=64):
     """Names of the Keras kernels (`layer/attr`) whose exact multiset of
     values is not found in any float32 constant of the `.tflite` model."""
+    from tfdc.layers import kernel_variables
     from tfdc.runtime import interpreter_class
-    from tfdc.select import kernel_attrs
 
     interpreter = interpreter_class()(model_content=tflite)
     constants = {}
@@ -438,9 +405,8 @@ def altered_kernels(model, tflite, min_bytes=64):
             np.sort(np.ascontiguousarray(value).view(np.uint32), axis=None))
     altered = []
     for layer in _layers(model):
-        for attr in kernel_attrs(layer):
-            variable = getattr(layer, attr, None)
-            if variable is None or np.prod(variable.shape) * 4 < min_bytes:
+        for attr, variable in kernel_variables(layer):
+            if np.prod(variable.shape) * 4 < min_bytes:
                 continue
             kernel = np.ascontiguousarray(np.asarray(variable.numpy(), dtype=np.float32))
             kernel = np.sort(kernel.view(np.uint32), axis=None)
@@ -462,16 +428,3 @@ def _warn_altered_kernels(model, tflite, min_bytes):
             "from several variables); their pruning / weight sharing is partly lost. Fold "
             "BatchNormalization into the kernels with tfdc.fold_batchnorm before pruning and "
             "clustering.", stacklevel=3)
-
-
-class _CallableModule(type(sys)):
-    """Importing the submodule `tfdc.export` (e.g. `from tfdc.export import
-    convert`) makes Python set the attribute `tfdc.export` to this module,
-    shadowing the lazily exported function of the same name. Making the
-    module callable keeps `tfdc.export(model, path)` working either way."""
-
-    def __call__(self, *args, **kwargs):
-        return export(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

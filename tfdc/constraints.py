@@ -1,0 +1,76 @@
+"""The variable constraints tfdc installs while training, and `strip(model)`.
+
+`tfdc.GradualPruning` (a `MaskConstraint`) and `tfdc.ClusteredFineTuning` (a
+`ClusterConstraint`) keep their invariants inside the compiled train step by
+setting `variable.constraint` on the kernels they act on: Keras 3 optimizers
+apply it right after every update. Each tfdc constraint wraps the constraint
+it replaced as `inner`, so the user's own constraints survive and `strip`
+restores exactly them.
+
+Example:
+
+```python
+import keras, numpy as np, tfdc
+model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc")])
+model.compile("sgd", "mse")
+model.fit(np.ones((32, 8)), np.ones((32, 4)), epochs=1, verbose=0,
+          callbacks=[tfdc.GradualPruning(0.5, frequency=1)])
+tfdc.strip(model)  # no tfdc object left on the model's variables
+```
+"""
+
+import keras
+
+__all__ = ["TfdcConstraint", "strip", "find_constraint"]
+
+
+class TfdcConstraint(keras.constraints.Constraint):
+    """Base of every constraint tfdc installs on a variable.
+
+    Args:
+        inner: the constraint that was on the variable before, or None.
+            Subclasses decide whether to apply it (a `MaskConstraint` applies
+            it first); `strip` puts it back.
+    """
+
+    def __init__(self, inner=None):
+        self.inner = inner
+
+
+def find_constraint(variable, cls):
+    """The first constraint of type `cls` in `variable`'s chain of tfdc
+    constraints (outermost first), or None."""
+    constraint = getattr(variable, "constraint", None)
+    while isinstance(constraint, TfdcConstraint):
+        if isinstance(constraint, cls):
+            return constraint
+        constraint = constraint.inner
+    return None
+
+
+def _without_tfdc(constraint):
+    while isinstance(constraint, TfdcConstraint):
+        constraint = constraint.inner
+    return constraint
+
+
+def strip(model):
+    """Remove every tfdc constraint (pruning masks, weight-sharing
+    projections) from `model`'s variables, restoring the user's own
+    constraints. The weights are unchanged, but later training no longer keeps
+    pruned weights at zero or shared weights equal. `tfdc.export` calls it.
+
+    Args:
+        model: a `keras.Model` (or any object with `variables`).
+
+    Returns:
+        `model`, modified in place.
+    """
+    for variable in getattr(model, "variables", ()):
+        constraint = getattr(variable, "constraint", None)
+        if isinstance(constraint, TfdcConstraint):
+            variable.constraint = _without_tfdc(constraint)
+    # A traced train step would still apply the old constraints.
+    if getattr(model, "train_function", None) is not None:
+        model.train_function = None
+    return model
