@@ -10,13 +10,8 @@ clustering keeps the codebook intact through conversion.
 import keras
 import numpy as np
 
+from tfdc.layers import kind_of
 from tfdc.select import iter_layers
-
-_FOLDABLE = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
-             keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
-_TRANSPOSED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
-               keras.layers.Conv3DTranspose, keras.layers.SeparableConv1D,
-               keras.layers.SeparableConv2D)
 
 
 def _producer(bn):
@@ -48,7 +43,8 @@ def _foldable_pairs(model):
         if not isinstance(bn, keras.layers.BatchNormalization):
             continue
         prod = _producer(bn)
-        if (not isinstance(prod, _FOLDABLE) or isinstance(prod, _TRANSPOSED)
+        kind = kind_of(prod)
+        if (kind is None or not kind.bn_foldable
                 or len(prod._inbound_nodes) != 1 or _consumers(prod, layers) != 1):
             continue
         if prod.activation not in (None, keras.activations.linear):
@@ -73,7 +69,7 @@ def _folded_weights(layer, bn):
     gamma = keras.ops.convert_to_numpy(bn.gamma).astype(np.float64) if bn.scale else 1.0
     beta = keras.ops.convert_to_numpy(bn.beta).astype(np.float64) if bn.center else 0.0
     scale = gamma / np.sqrt(var + bn.epsilon)
-    if isinstance(layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)):
+    if kind_of(layer).name == "depthwise":
         # kernel [..., in, multiplier]; output channel = in_index * multiplier + m
         kernel = kernel * scale.reshape(kernel.shape[-2], kernel.shape[-1])
     else:

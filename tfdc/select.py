@@ -11,29 +11,7 @@ import re
 
 import keras
 
-# Layer kinds acted on by default, with the attributes that hold their
-# kernels. Biases and normalization parameters are never selected.
-_KERNEL_ATTRS = (
-    (keras.layers.SeparableConv1D, ("depthwise_kernel", "pointwise_kernel")),
-    (keras.layers.SeparableConv2D, ("depthwise_kernel", "pointwise_kernel")),
-    (keras.layers.Conv1DTranspose, ("kernel",)),
-    (keras.layers.Conv2DTranspose, ("kernel",)),
-    (keras.layers.Conv3DTranspose, ("kernel",)),
-    (keras.layers.DepthwiseConv1D, ("kernel",)),
-    (keras.layers.DepthwiseConv2D, ("kernel",)),
-    (keras.layers.Conv1D, ("kernel",)),
-    (keras.layers.Conv2D, ("kernel",)),
-    (keras.layers.Conv3D, ("kernel",)),
-    (keras.layers.Dense, ("kernel",)),
-    (keras.layers.EinsumDense, ("kernel",)),
-    (keras.layers.Embedding, ("embeddings",)),
-)
-
-_CONV_TYPES = (
-    keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
-    keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
-    keras.layers.SeparableConv1D, keras.layers.SeparableConv2D,
-)
+from tfdc.layers import kernel_variables, kind_of
 
 
 @dataclasses.dataclass
@@ -59,15 +37,9 @@ class Selection:
 
     @property
     def is_conv(self):
-        return isinstance(self.layer, _CONV_TYPES)
-
-
-def kernel_attrs(layer):
-    """Names of the kernel attributes of `layer`, or () if it has none."""
-    for cls, attrs in _KERNEL_ATTRS:
-        if isinstance(layer, cls):
-            return attrs
-    return ()
+        """A spatial convolution (see `tfdc.layers.LayerKind.spatial`)."""
+        kind = kind_of(self.layer)
+        return kind is not None and kind.spatial
 
 
 def iter_layers(model):
@@ -138,24 +110,23 @@ def select_kernels(model, targets, exclude=(), validate=None):
             if not keys:
                 continue
             value = targets[keys[0]]
-            attrs = kernel_attrs(layer)
-            if not attrs:
+            kernels = kernel_variables(layer)
+            if not kernels:
                 if keys[0] == layer.name:
                     raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no "
                                      "kernel that can be compressed")
                 continue
         else:
-            attrs = kernel_attrs(layer)
-            if not attrs:
+            kernels = kernel_variables(layer)
+            if not kernels:
                 continue
             value = targets(layer) if callable(targets) else targets
             if value is None:
                 continue
         if validate is not None:
             validate(value, layer.name)
-        for attr in attrs:
-            var = getattr(layer, attr, None)
-            if var is None or id(var) in seen:
+        for attr, var in kernels:
+            if id(var) in seen:
                 continue
             seen.add(id(var))
             out.append(Selection(layer, attr, var, value))

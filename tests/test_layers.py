@@ -1,0 +1,65 @@
+"""tfdc.layers: the one registry of compressible layer kinds."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfdc
+from tfdc.layers import KINDS, kernel_name, kernel_variables, kind_of
+from tfdc.select import select_kernels
+
+
+def test_every_registered_class_exists_and_kinds_do_not_overlap():
+    seen = set()
+    for kind in KINDS:
+        assert kind.kernel_attrs
+        for name in kind.classes:
+            cls = getattr(keras.layers, name)  # a typo would raise here
+            assert name not in seen
+            seen.add(name)
+            assert issubclass(cls, keras.layers.Layer)
+
+
+@pytest.mark.parametrize("layer, shape, kind, attrs", [
+    (keras.layers.Dense(4), (None, 3), "dense", ["kernel"]),
+    (keras.layers.Conv2D(4, 3), (None, 8, 8, 2), "conv", ["kernel"]),
+    (keras.layers.DepthwiseConv2D(3), (None, 8, 8, 2), "depthwise", ["kernel"]),
+    (keras.layers.SeparableConv2D(4, 3), (None, 8, 8, 2), "separable",
+     ["depthwise_kernel", "pointwise_kernel"]),
+    (keras.layers.Conv2DTranspose(4, 3), (None, 8, 8, 2), "conv_transpose", ["kernel"]),
+    (keras.layers.Embedding(10, 4), (None, 5), "embedding", ["embeddings"]),
+    (keras.layers.LSTM(4), (None, 5, 3), "recurrent", ["kernel", "recurrent_kernel"]),
+    (keras.layers.GRU(4), (None, 5, 3), "recurrent", ["kernel", "recurrent_kernel"]),
+])
+def test_kind_and_kernels_of_each_layer(layer, shape, kind, attrs):
+    layer.build(shape)
+    assert kind_of(layer).name == kind
+    kernels = kernel_variables(layer)
+    assert [a for a, _ in kernels] == attrs
+    # Kernels are the layer's own trainable weights, never its bias.
+    paths = {w.path for w in layer.trainable_weights}
+    assert all(v.path in paths and "bias" not in v.path for _, v in kernels)
+    kind_info = kind_of(layer)
+    if kind_info.out_axis is not None:  # the output units' axis has `units` entries
+        assert kernels[0][1].shape[kind_info.out_axis] in (4, 2)
+
+
+def test_unknown_layers_have_no_kind():
+    assert kind_of(keras.layers.BatchNormalization()) is None
+    assert kernel_variables(keras.layers.Flatten()) == []
+
+
+def test_recurrent_kernels_are_selected_and_pruned():
+    model = keras.Sequential([keras.Input((6, 4)), keras.layers.LSTM(8, name="lstm"),
+                              keras.layers.Dense(3, name="out")])
+    names = [kernel_name(s.layer, s.attr) for s in select_kernels(model, 0.5)]
+    assert names == ["lstm/kernel", "lstm/recurrent_kernel", "out"]
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 6, 4)).astype("float32"), rng.integers(0, 3, 64)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+              callbacks=[tfdc.GradualPruning({"lstm": 0.75}, frequency=1)])
+    report = tfdc.sparsity(model)
+    assert report["lstm/kernel"].sparsity == pytest.approx(0.75, abs=0.01)
+    assert report["lstm/recurrent_kernel"].sparsity == pytest.approx(0.75, abs=0.01)
+    assert report["out"].sparsity == 0.0
