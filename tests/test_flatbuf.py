@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from tfdc import FormatError
 from tfdc.flatbuf import read_model
-from tfdc.pack import _get_schema, constant_model, pack_tflite
+from tfdc.pack import pack_tflite
+from tfdc.tflite_schema import constant_model, read as read_model_object
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def packed_model():
 
 def test_reads_buffers_and_metadata_like_the_object_api(packed_model):
     ref = read_model(packed_model)
-    model = _get_schema().ModelT.InitFromPackedBuf(bytearray(packed_model), 0)
+    model = read_model_object(packed_model)
     assert len(ref.buffers) == len(model.buffers)
     for mine, theirs in zip(ref.buffers, model.buffers):
         assert mine.offset == theirs.offset and mine.size == theirs.size

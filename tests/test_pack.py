@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tfdc import pack, unpack
-from tfdc.pack import constant_model, pack_tflite
+from tfdc.pack import pack_tflite
+from tfdc.tflite_schema import constant_model
 
 
 def _clustered_pruned(rng, shape, centroids=16, density=0.3):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tfdc import FormatError, unpack
-from tfdc.pack import constant_model, pack_tflite
+from tfdc.pack import pack_tflite
+from tfdc.tflite_schema import constant_model
 
 
 @pytest.fixture(scope="module")
@@ -186,18 +187,6 @@ def test_max_size_limits_the_decoded_size(small_packed):
 def test_bad_backend_name():
     with pytest.raises(ValueError):
         unpack.decode(b"", backend="gpu")
-
-
-def test_fp16_expansion_matches_ieee():
-    h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
-    got = unpack.fp16_to_fp32_bits(h)
-    finite = (h & 0x7C00) != 0x7C00
-    expected = h.view(np.float16).astype(np.float32).view(np.uint32)
-    assert (got[finite] == expected[finite]).all()
-    # Inf and NaN: the mantissa shifted by 13, payload and sign kept.
-    special = h[~finite].astype(np.uint32)
-    assert (got[~finite] == (((special & 0x8000) << 16) | 0x7F800000 |
-                             ((special & 0x3FF) << 13))).all()
 
 
 def test_native_decoder_agrees_when_built(small_packed):

@@ -26,90 +26,17 @@ Example:
 """
 
 import dataclasses
-import importlib
-import importlib.util
-import os
-import struct
 import zlib
 
 import numpy as np
 
-from tfdc import huffman
+from tfdc import format as fmt
+from tfdc import huffman, tflite_schema
+from tfdc.format import (HEADER, NO_TABLE, RECORD_HEADER, STREAM_HEADER, TABLE_HEADER,
+                         PackInfo, RecordInfo)
 
-METADATA_NAME = "tfdc.v1"
-MAGIC = b"TFDC"
-VERSION_MAJOR, VERSION_MINOR = 1, 0
-HEADER = struct.Struct("<4sHHIIQQIIII")            # 48 bytes, §3.1
-TABLE_HEADER = struct.Struct("<BBHI")              # 8 bytes, §3.2
-STREAM_HEADER = struct.Struct("<QHHI")             # 16 bytes, §3.3
-RECORD_HEADER = struct.Struct("<IIQQBBBBIQIB3xI")  # 52 bytes, §3.4
-NO_TABLE = 0xFFFF
-MAX_CODEBOOK = huffman.MAX_SYMBOLS
-
-# TFLite TensorType → (name, bytes per element, value order for codebooks).
-_TENSOR_TYPES = {
-    0: ("float32", 4, "float"), 1: ("float16", 2, "float"), 2: ("int32", 4, "int"),
-    3: ("uint8", 1, "uint"), 4: ("int64", 8, "int"), 7: ("int16", 2, "int"),
-    9: ("int8", 1, "int"), 10: ("float64", 8, "float"), 12: ("uint64", 8, "uint"),
-    15: ("uint32", 4, "uint"), 16: ("uint16", 2, "uint"),
-}
-_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-@dataclasses.dataclass
-class RecordInfo:
-    """How one buffer was packed (all sizes in bytes unless named *_bits).
-
-    `value_mode` is "codebook" or "raw", `position_mode` "dense" or "sparse",
-    `scan` "row" or "column", `codebook_encoding` "raw" or "fp16".
-    `value_bits` / `gap_bits` are the coded payload bits of the value / gap
-    streams (0 for raw values, kind-1 and absent streams);
-    `value_entropy_bits` / `gap_entropy_bits` are the order-0 empirical
-    entropy of each stream times its length — the ideal the code approaches.
-    `table_bytes` counts the code tables this record introduced (a table
-    shared with an earlier record is counted there).
-    """
-    buffer_index: int
-    tensor_names: list
-    shape: tuple
-    dtype: str
-    num_elements: int
-    nnz: int
-    elem_size: int
-    value_mode: str
-    position_mode: str
-    scan: str
-    scan_rows: int
-    gap_alphabet: int
-    codebook_size: int
-    codebook_encoding: str
-    value_count: int
-    gap_count: int
-    value_bits: int
-    gap_bits: int
-    value_entropy_bits: float
-    gap_entropy_bits: float
-    codebook_bytes: int
-    table_bytes: int
-    record_bytes: int
-    raw_bytes: int
-    out_offset: int = 0
-    fp16_max_abs_change: float = 0.0
-
-
-@dataclasses.dataclass
-class PackInfo:
-    """Sizes of a packed file. `flatbuffer_bytes` is `S` (flatbuffer plus
-    alignment padding), `section_bytes` is `Z`, `total_bytes` the packed file
-    (`S + Z`), `decoded_bytes` the decoded file `D`."""
-    flatbuffer_bytes: int
-    section_bytes: int
-    total_bytes: int
-    decoded_bytes: int
-    records: list
-    num_tables: int = 0
-    input_bytes: int = 0
-    fp16_max_abs_change: float = 0.0
+MAX_CODEBOOK = fmt.MAX_CODEBOOK
+_UINT = fmt.UINT_OF_SIZE
 
 
 # --------------------------------------------------------------------------
@@ -135,12 +62,12 @@ class _Stream:
 
 def _table_bytes(kind, lengths=None, symbol=None, n=None):
     if kind == 1:
-        return TABLE_HEADER.pack(1, 0, 0, n) + struct.pack("<I", symbol)
+        return TABLE_HEADER.pack(fmt.TABLE_SINGLE, 0, 0, n) + fmt.TABLE_SYMBOL.pack(symbol)
     n = len(lengths)
     nib = np.zeros(2 * ((n + 1) // 2), dtype=np.uint8)
     nib[:n] = lengths
     payload = (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8).tobytes()
-    return TABLE_HEADER.pack(0, int(lengths.max()), 0, n) + payload
+    return TABLE_HEADER.pack(fmt.TABLE_HUFFMAN, int(lengths.max()), 0, n) + payload
 
 
 def _code_stream(symbols, counts, block):
@@ -380,7 +307,7 @@ def _plan_record(raw, elem_size, order, shape, block, gap_alphabet, codebook_fp1
             value_mode = 1
     if encoding:
         # Exact: every entry is a binary16 value (NaN payloads checked above).
-        codebook = _fp32_to_fp16_bits(cb).astype("<u2").tobytes()
+        codebook = fmt.fp32_to_fp16_bits(cb).astype("<u2").tobytes()
     else:
         codebook = cb.astype("<u%d" % elem_size).tobytes()
     info = RecordInfo(
@@ -402,11 +329,10 @@ def _fp16_round(elems):
     """(float32 patterns rounded through binary16, max abs change), or None
     when rounding would overflow a finite value or alter a NaN/Inf pattern.
     The expansion is the decoder's own, so what is checked is what decodes."""
-    from tfdc.unpack import fp16_to_fp32_bits
     f = elems.view(np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
         half = f.astype(np.float16)
-    r_bits = fp16_to_fp32_bits(half.view(np.uint16))
+    r_bits = fmt.fp16_to_fp32_bits(half.view(np.uint16))
     r = r_bits.view(np.float32)
     finite = np.isfinite(f)
     if not np.isfinite(r[finite]).all():
@@ -415,16 +341,6 @@ def _fp16_round(elems):
         return None
     change = float(np.max(np.abs(f[finite] - r[finite]))) if finite.any() else 0.0
     return r_bits, change
-
-
-def _fp32_to_fp16_bits(bits):
-    """Bit-exact binary32 → binary16 for values that binary16 represents."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        half = bits.view(np.float32).astype(np.float16).view(np.uint16)
-    nan = (bits & 0x7F800000) == 0x7F800000
-    # NaN/Inf: build the pattern by hand so no conversion can touch a payload.
-    manual = (((bits >> 16) & 0x8000) | 0x7C00 | ((bits >> 13) & 0x3FF)).astype(np.uint16)
-    return np.where(nan, manual, half)
 
 
 def _record_bytes(plan, buffer_index, out_offset, out_size, table_index):
@@ -446,106 +362,24 @@ def _record_bytes(plan, buffer_index, out_offset, out_size, table_index):
             parts.append(stream.seg_bytes.astype("<u4").tobytes())
             parts.append(stream.data.tobytes())
     body = b"".join(parts)
-    size = RECORD_HEADER.size + len(body) + 4
+    size = RECORD_HEADER.size + len(body) + fmt.CRC.size
     head = RECORD_HEADER.pack(
         size, buffer_index, out_offset, out_size, info.elem_size,
-        1 if info.value_mode == "raw" else 0, 1 if info.position_mode == "sparse" else 0,
-        1 if info.scan == "column" else 0, info.scan_rows, info.value_count,
-        info.codebook_size, 1 if info.codebook_encoding == "fp16" else 0,
-        info.gap_alphabet if info.position_mode == "sparse" else 0)
+        fmt.VALUE_RAW if info.value_mode == "raw" else fmt.VALUE_CODEBOOK,
+        fmt.POSITION_SPARSE if info.position_mode == "sparse" else fmt.POSITION_DENSE,
+        fmt.SCAN_COLUMN if info.scan == "column" else fmt.SCAN_ROW, info.scan_rows,
+        info.value_count, info.codebook_size,
+        fmt.CODEBOOK_FP16 if info.codebook_encoding == "fp16" else fmt.CODEBOOK_RAW,
+        bytes(3), info.gap_alphabet if info.position_mode == "sparse" else 0)
     rec = head + body
-    return rec + struct.pack("<I", zlib.crc32(rec))
-
-
-# --------------------------------------------------------------------------
-# The flatbuffer
-
-
-def _schema():
-    """The TFLite flatbuffer object API: TensorFlow's copy (loaded without
-    importing TensorFlow itself), else ai-edge-litert's."""
-    spec = importlib.util.find_spec("tensorflow")
-    if spec is not None and spec.submodule_search_locations:
-        for base in spec.submodule_search_locations:
-            path = os.path.join(base, "lite", "python", "schema_py_generated.py")
-            if os.path.exists(path):
-                name = "tfdc._tflite_schema"
-                mod_spec = importlib.util.spec_from_file_location(name, path)
-                module = importlib.util.module_from_spec(mod_spec)
-                mod_spec.loader.exec_module(module)
-                return module
-    return importlib.import_module("ai_edge_litert.schema_py_generated")
-
-
-_SCHEMA = []
-
-
-def _get_schema():
-    if not _SCHEMA:
-        _SCHEMA.append(_schema())
-    return _SCHEMA[0]
-
-
-def _pack_buffer_aligned(builder, buffer, schema):
-    """`BufferT.Pack` with the data vector aligned to 16 bytes, as the TFLite
-    converter writes it (the generated Python code aligns to 1)."""
-    data = None
-    if buffer.data is not None:
-        payload = np.ascontiguousarray(buffer.data, dtype=np.uint8).tobytes()
-        builder.StartVector(1, len(payload), 16)
-        builder.head = builder.head - len(payload)
-        builder.Bytes[builder.head:builder.head + len(payload)] = payload
-        builder.vectorNumElems = len(payload)
-        data = builder.EndVector()
-    schema.BufferStart(builder)
-    if data is not None:
-        schema.BufferAddData(builder, data)
-    schema.BufferAddOffset(builder, buffer.offset)
-    schema.BufferAddSize(builder, buffer.size)
-    return schema.BufferEnd(builder)
-
-
-def _build_flatbuffer(model, schema):
-    import flatbuffers
-    originals = []
-    for b in model.buffers:
-        originals.append(b.Pack)
-        b.Pack = (lambda builder, _b=b: _pack_buffer_aligned(builder, _b, schema))
-    try:
-        builder = flatbuffers.Builder(1024)
-        root = model.Pack(builder)
-        builder.Finish(root, file_identifier=b"TFL3")
-        return bytes(builder.Output())
-    finally:
-        for b, p in zip(model.buffers, originals):
-            del b.Pack
-
-
-def _strip_debug(model):
-    """Remove names and metadata that no runtime reads (see `pack_tflite`)."""
-    model.description = None
-    for sg in model.subgraphs or []:
-        for tensor in sg.tensors or []:
-            buf = model.buffers[tensor.buffer] if 0 < tensor.buffer < len(model.buffers) else None
-            if buf is None or buf.data is None or len(buf.data) == 0:
-                tensor.name = None
-        sg.name = None
-    kept = []
-    for m in model.metadata:
-        name = m.name.decode() if isinstance(m.name, bytes) else m.name
-        if name == "CONVERSION_METADATA":
-            # The buffer stays (indices must not shift) but holds nothing.
-            model.buffers[m.buffer].data = None
-        else:
-            kept.append(m)
-    model.metadata = kept
+    return rec + fmt.CRC.pack(zlib.crc32(rec))
 
 
 def _align(x, a):
     return (x + a - 1) // a * a
 
 
-def pack_tflite(tflite_bytes, *, select=None, block=4096, gap_alphabet=None,
+def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alphabet=None,
                 codebook_fp16=False, min_bytes=64, strip_debug=False, _force=None):
     # `_force` (tests and tools/format_example.py only): a dict of
     # `_plan_record` restrictions for every buffer, or {buffer_index: dict}.
@@ -576,16 +410,16 @@ def pack_tflite(tflite_bytes, *, select=None, block=4096, gap_alphabet=None,
     if gap_alphabet is not None and (gap_alphabet < 2 or gap_alphabet > 32768
                                      or gap_alphabet & (gap_alphabet - 1)):
         raise ValueError(f"gap_alphabet must be a power of two in 2 … 32768, got {gap_alphabet}")
-    schema = _get_schema()
+    schema = tflite_schema.get()
     data = bytes(tflite_bytes)
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ValueError("not a TFLite flatbuffer (file identifier is not TFL3)")
-    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    model = tflite_schema.read(data)
     model.buffers = list(model.buffers or [])
     model.metadata = list(model.metadata or [])
     for m in model.metadata:
         name = m.name.decode() if isinstance(m.name, bytes) else m.name
-        if name == METADATA_NAME:
+        if name == fmt.METADATA_NAME:
             raise ValueError("the model is already tfdc-packed")
     # Buffers in the "offset" layout (models > 2 GB) are brought inline first.
     for b in model.buffers:
@@ -604,7 +438,7 @@ def pack_tflite(tflite_bytes, *, select=None, block=4096, gap_alphabet=None,
             users.setdefault(int(tensor.buffer), []).append((name, int(tensor.type), shape))
 
     if strip_debug:
-        _strip_debug(model)
+        tflite_schema.strip_debug(model)
 
     plans = []
     for index in sorted(users):
@@ -617,7 +451,7 @@ def pack_tflite(tflite_bytes, *, select=None, block=4096, gap_alphabet=None,
         if select is not None and not any(select(name, index) for name, _, _ in tensors):
             continue
         raw = np.ascontiguousarray(buf.data, dtype=np.uint8)
-        types = {_TENSOR_TYPES.get(t) for _, t, _ in tensors}
+        types = {fmt.TENSOR_TYPES.get(t) for _, t, _ in tensors}
         if len(types) == 1 and None not in types:
             dtype, elem_size, order = types.pop()
         else:
@@ -656,7 +490,7 @@ def pack_tflite(tflite_bytes, *, select=None, block=4096, gap_alphabet=None,
     section_buffer = schema.BufferT()
     model.buffers.append(section_buffer)
     meta = schema.MetadataT()
-    meta.name = METADATA_NAME
+    meta.name = fmt.METADATA_NAME
     meta.buffer = len(model.buffers) - 1
     model.metadata.append(meta)
     placeholder = 1 << 62
@@ -666,17 +500,17 @@ def pack_tflite(tflite_bytes, *, select=None, block=4096, gap_alphabet=None,
         b.data = None
         b.offset, b.size = placeholder, plan.out_size
     section_buffer.offset, section_buffer.size = placeholder, Z
-    L = len(_build_flatbuffer(model, schema))
-    S = _align(L, 16)
+    L = len(tflite_schema.build(model))
+    S = _align(L, fmt.SECTION_ALIGN)
     E = S + Z
     cursor = E
     for plan in plans:
-        plan.out_offset = _align(cursor, 64)
+        plan.out_offset = _align(cursor, fmt.OUTPUT_ALIGN)
         cursor = plan.out_offset + plan.out_size
         model.buffers[plan.record.buffer_index].offset = plan.out_offset
     D = cursor
     section_buffer.offset = S
-    flat = _build_flatbuffer(model, schema)
+    flat = tflite_schema.build(model)
     if len(flat) != L:
         raise AssertionError("flatbuffer length changed between builds")
     prefix = flat + bytes(S - L)
@@ -689,47 +523,13 @@ def pack_tflite(tflite_bytes, *, select=None, block=4096, gap_alphabet=None,
         plan.record.record_bytes = size
         plan.record.out_offset = plan.out_offset
         records.append(rec)
-    header = HEADER.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR, HEADER.size, 0, Z, D,
+    header = HEADER.pack(fmt.MAGIC, fmt.VERSION_MAJOR, fmt.VERSION_MINOR, HEADER.size, 0, Z, D,
                          zlib.crc32(prefix), len(tables), len(plans), 0)
     body = header + b"".join(tables) + b"".join(records)
-    section = body + struct.pack("<I", zlib.crc32(body))
+    section = body + fmt.CRC.pack(zlib.crc32(body))
     assert len(section) == Z
     infos = [p.record for p in plans]
     info = PackInfo(flatbuffer_bytes=S, section_bytes=Z, total_bytes=S + Z, decoded_bytes=D,
                     records=infos, num_tables=len(tables), input_bytes=len(data),
                     fp16_max_abs_change=max([r.fp16_max_abs_change for r in infos] or [0.0]))
     return prefix + section, info
-
-
-_NUMPY_TO_TFLITE = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.int32): 2,
-                    np.dtype(np.uint8): 3, np.dtype(np.int64): 4, np.dtype(np.int16): 7,
-                    np.dtype(np.int8): 9, np.dtype(np.float64): 10}
-
-
-def constant_model(arrays):
-    """A minimal TFLite flatbuffer whose only content is `arrays` as constant
-    tensors (buffers 1 … n, tensors named "w0", "w1", …). It is not runnable;
-    tests and tools/format_example.py use it to pack exact byte patterns."""
-    import flatbuffers
-    schema = _get_schema()
-    model = schema.ModelT()
-    model.version = 3
-    model.description = "tfdc constant_model"
-    model.buffers = [schema.BufferT()]
-    sg = schema.SubGraphT()
-    sg.tensors, sg.inputs, sg.outputs, sg.operators = [], [], [], []
-    for i, a in enumerate(arrays):
-        a = np.ascontiguousarray(a)
-        t = schema.TensorT()
-        t.name = f"w{i}"
-        t.shape = np.array(a.shape, dtype=np.int32)
-        t.type = _NUMPY_TO_TFLITE[a.dtype]
-        t.buffer = len(model.buffers)
-        b = schema.BufferT()
-        b.data = np.frombuffer(a.astype(a.dtype.newbyteorder("<")).tobytes(), np.uint8)
-        model.buffers.append(b)
-        sg.tensors.append(t)
-    model.subgraphs = [sg]
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())

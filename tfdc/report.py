@@ -27,14 +27,16 @@ import math
 import os
 import re
 
+from tfdc.layers import converter_op_names
+
 __all__ = ["ExportReport", "LayerReport", "inspect", "short_name"]
 
-# Trailing TensorFlow op names in converted tensor names ("fc1/MatMul").
-_OP_NAMES = {
-    "matmul", "convolution", "conv2d", "conv1d", "depthwise", "readvariableop", "add",
-    "biasadd", "einsum", "gatherv2", "squeeze", "expanddims", "reshape", "tensordot",
-    "transpose", "mul", "sub", "cast", "identity", "embedding_lookup", "kernel", "bias",
-    "embeddings", "batchnorm", "conv", "strided_slice", "pseudo_qconst", "const",
+# Trailing TensorFlow op names in converted tensor names ("fc1/MatMul"): those
+# of each compressed layer kind (tfdc.layers) and the generic ones around them.
+_OP_NAMES = converter_op_names() | {
+    "readvariableop", "add", "squeeze", "expanddims", "reshape", "transpose", "mul", "sub",
+    "cast", "identity", "kernel", "bias", "embeddings", "batchnorm", "strided_slice",
+    "pseudo_qconst", "const",
 }
 
 
@@ -166,8 +168,8 @@ class LayerReport(_Derived):
 def _first_use(model_bytes):
     """{buffer index: position of the first operator (in graph order) that
     reads a tensor stored in it}."""
-    from tfdc import pack
-    model = pack._get_schema().Model.GetRootAs(bytes(model_bytes), 0)
+    from tfdc import tflite_schema
+    model = tflite_schema.get().Model.GetRootAs(bytes(model_bytes), 0)
     first, position = {}, 0
     for s in range(model.SubgraphsLength()):
         subgraph = model.Subgraphs(s)
@@ -252,7 +254,7 @@ class ExportReport(_Derived):
     @classmethod
     def from_pack_info(cls, info, *, plain_bytes=None, dense_bytes=None, path=None,
                        layer_names=None, model_bytes=None):
-        """Build a report from a `tfdc.pack.PackInfo`; with `model_bytes` (the
+        """Build a report from a `tfdc.format.PackInfo`; with `model_bytes` (the
         packed or plain file) the rows follow the graph's operator order
         (fc1, fc2, ...) rather than the converter's buffer order."""
         records = list(info.records)

@@ -42,16 +42,18 @@ def is_decoded(data):
     import struct
     import zlib
 
+    from tfdc import format as fmt
     from tfdc.unpack import section_span
 
     span = section_span(data)
     if span is None:
         return False
     start, size = span
-    if size < 52 or start + size >= len(data) or data[start:start + 4] != b"TFDC":
+    if (size < fmt.HEADER.size + fmt.CRC.size or start + size >= len(data)
+            or data[start:start + len(fmt.MAGIC)] != fmt.MAGIC):
         return False
-    (decoded_size,) = struct.unpack_from("<Q", data, start + 24)
-    (crc,) = struct.unpack_from("<I", data, start + size - 4)
+    (decoded_size,) = struct.unpack_from("<Q", data, start + fmt.HEADER_DECODED_SIZE_OFFSET)
+    (crc,) = fmt.CRC.unpack_from(data, start + size - fmt.CRC.size)
     return decoded_size == len(data) and zlib.crc32(data[start:start + size - 4]) == crc
 
 

@@ -15,21 +15,19 @@ Example:
 """
 
 import dataclasses
-import struct
 import zlib
 
 import numpy as np
 
+from tfdc import format as fmt
 from tfdc import huffman
 from tfdc.errors import FormatError
 from tfdc.flatbuf import read_model
+from tfdc.format import (HEADER, RECORD_HEADER, STREAM_HEADER, TABLE_HEADER,
+                         fp16_to_fp32_bits)
 
-METADATA_NAME = b"tfdc.v1"
-HEADER = struct.Struct("<4sHHIIQQIIII")
-TABLE_HEADER = struct.Struct("<BBHI")
-STREAM_HEADER = struct.Struct("<QHHI")
-RECORD_HEADER = struct.Struct("<IIQQBBBBIQIB3sI")
-_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+METADATA_NAME = fmt.METADATA_NAME_BYTES
+_UINT = fmt.UINT_OF_SIZE
 
 
 @dataclasses.dataclass
@@ -143,14 +141,14 @@ def _parse_tables(cur, num_tables):
             raise FormatError(f"table {i}: reserved field is {reserved}")
         if not 1 <= n <= huffman.MAX_SYMBOLS:
             raise FormatError(f"table {i}: alphabet size {n} not in 1 … 32768")
-        if kind == 1:
+        if kind == fmt.TABLE_SINGLE:
             if max_len != 0:
                 raise FormatError(f"table {i}: kind 1 with max_len {max_len}")
-            (symbol,) = cur.unpack(struct.Struct("<I"), f"table {i} symbol")
+            (symbol,) = cur.unpack(fmt.TABLE_SYMBOL, f"table {i} symbol")
             if symbol >= n:
                 raise FormatError(f"table {i}: symbol {symbol} ≥ alphabet size {n}")
             tables.append(_Table(1, n, symbol=symbol, size=cur.pos - start))
-        elif kind == 0:
+        elif kind == fmt.TABLE_HUFFMAN:
             p = cur.take((n + 1) // 2, f"table {i} code lengths")
             packed = np.frombuffer(cur.data, np.uint8, (n + 1) // 2, p)
             lengths = np.empty(2 * len(packed), np.uint8)
@@ -181,7 +179,7 @@ def _parse_stream(cur, tables, what, alphabet_limit, exact_count=None, max_count
     if max_count is not None and count > max_count:
         raise FormatError(f"{what}: count {count} exceeds {max_count}")
     if count == 0:
-        if table != 0xFFFF or block != 0:
+        if table != fmt.NO_TABLE or block != 0:
             raise FormatError(f"{what}: an empty stream must have table 0xFFFF and block 0")
         return _Stream(0, table, 0, None, cur.pos, 0)
     if table >= len(tables):
@@ -189,7 +187,7 @@ def _parse_stream(cur, tables, what, alphabet_limit, exact_count=None, max_count
     t = tables[table]
     if t.n > alphabet_limit:
         raise FormatError(f"{what}: table {table} has {t.n} symbols, more than {alphabet_limit}")
-    if t.kind == 1:
+    if t.kind == fmt.TABLE_SINGLE:
         if block != 0:
             raise FormatError(f"{what}: block must be 0 with a single-symbol table")
         return _Stream(count, table, 0, None, cur.pos, 0)
@@ -212,9 +210,9 @@ def _parse_record(data, cur, i, tables, buffers, S, Z, D, prev_end):
         raise FormatError(f"{what}: truncated header")
     (size, buffer_index, out_offset, out_size, elem_size, value_mode, position_mode, scan,
      scan_rows, nnz, K, encoding, reserved, G) = RECORD_HEADER.unpack_from(data, start)
-    if size < RECORD_HEADER.size + 4 or start + size > cur.end:
+    if size < RECORD_HEADER.size + fmt.CRC.size or start + size > cur.end:
         raise FormatError(f"{what}: record_size {size} does not fit in the section")
-    (crc,) = struct.unpack_from("<I", data, start + size - 4)
+    (crc,) = fmt.CRC.unpack_from(data, start + size - fmt.CRC.size)
     if zlib.crc32(memoryview(data)[start:start + size - 4]) != crc:
         raise FormatError(f"{what}: record CRC mismatch")
     rec_cur = _Cursor(data, start, start + size - 4, what)
@@ -225,24 +223,25 @@ def _parse_record(data, cur, i, tables, buffers, S, Z, D, prev_end):
         raise FormatError(f"{what}: buffer_index {buffer_index} ≥ {len(buffers)} buffers")
     if out_size == 0:
         raise FormatError(f"{what}: out_size is 0")
-    if elem_size not in (1, 2, 4, 8) or out_size % elem_size:
+    if elem_size not in fmt.ELEM_SIZES or out_size % elem_size:
         raise FormatError(f"{what}: elem_size {elem_size} invalid for out_size {out_size}")
     N = out_size // elem_size
     if value_mode not in (0, 1) or position_mode not in (0, 1) or scan not in (0, 1):
         raise FormatError(f"{what}: value_mode/position_mode/scan out of range")
-    if scan_rows < 1 or N % scan_rows or (scan == 0 and scan_rows != 1):
+    if scan_rows < 1 or N % scan_rows or (scan == fmt.SCAN_ROW and scan_rows != 1):
         raise FormatError(f"{what}: scan_rows {scan_rows} invalid for {N} elements, scan {scan}")
     if (position_mode == 0 and nnz != N) or nnz > N:
         raise FormatError(f"{what}: nnz {nnz} invalid for {N} elements")
-    if value_mode == 0:
-        if K > huffman.MAX_SYMBOLS or (nnz > 0 and K == 0):
+    if value_mode == fmt.VALUE_CODEBOOK:
+        if K > fmt.MAX_CODEBOOK or (nnz > 0 and K == 0):
             raise FormatError(f"{what}: codebook_size {K} invalid")
     elif K != 0:
         raise FormatError(f"{what}: raw values with codebook_size {K}")
-    if encoding not in (0, 1) or (encoding == 1 and elem_size != 4):
+    if encoding not in (fmt.CODEBOOK_RAW, fmt.CODEBOOK_FP16) or (
+            encoding == fmt.CODEBOOK_FP16 and elem_size != 4):
         raise FormatError(f"{what}: codebook_encoding {encoding} invalid")
-    if position_mode == 1:
-        if not 2 <= G <= 32768:
+    if position_mode == fmt.POSITION_SPARSE:
+        if not fmt.MIN_GAP_ALPHABET <= G <= fmt.MAX_GAP_ALPHABET:
             raise FormatError(f"{what}: gap_alphabet {G} not in 2 … 32768")
     elif G != 0:
         raise FormatError(f"{what}: dense record with gap_alphabet {G}")
@@ -254,16 +253,16 @@ def _parse_record(data, cur, i, tables, buffers, S, Z, D, prev_end):
     if ref.offset != out_offset or ref.size != out_size or ref.data_len:
         raise FormatError(f"{what}: Model.buffers[{buffer_index}] does not point at the "
                           "record's output range")
-    entry = 2 if encoding == 1 else elem_size
+    entry = 2 if encoding == fmt.CODEBOOK_FP16 else elem_size
     codebook_start = rec_cur.take(K * entry, "codebook")
     values = None
     raw_start = 0
-    if value_mode == 0:
+    if value_mode == fmt.VALUE_CODEBOOK:
         values = _parse_stream(rec_cur, tables, f"{what} values", K, exact_count=nnz)
     else:
         raw_start = rec_cur.take(nnz * elem_size, "raw values")
     gaps = None
-    if position_mode == 1:
+    if position_mode == fmt.POSITION_SPARSE:
         gaps = _parse_stream(rec_cur, tables, f"{what} gaps", G, max_count=nnz + N)
         if nnz == 0 and gaps.count:
             raise FormatError(f"{what}: no values but a nonempty gap stream")
@@ -286,23 +285,24 @@ def parse(packed, max_size=None):
     S, Z, buffers, section_buffer = _locate_section(data)
     (magic, major, _minor, header_size, flags, section_size, D, model_crc, num_tables,
      num_records, reserved) = HEADER.unpack_from(data, S)
-    if magic != b"TFDC":
+    if magic != fmt.MAGIC:
         raise FormatError(f"section magic is {magic!r}, expected b'TFDC'")
-    if major != 1:
-        raise FormatError(f"unsupported format version {major}.x (this decoder reads 1.x)")
+    if major != fmt.VERSION_MAJOR:
+        raise FormatError(f"unsupported format version {major}.x (this decoder reads "
+                          f"{fmt.VERSION_MAJOR}.x)")
     if header_size != HEADER.size or flags or reserved:
         raise FormatError("header_size, flags or reserved field invalid")
     if section_size != Z:
         raise FormatError(f"section_size {section_size} differs from Buffer.size {Z}")
     if D < S + Z:
         raise FormatError(f"decoded_size {D} is smaller than the packed file")
-    (section_crc,) = struct.unpack_from("<I", data, S + Z - 4)
+    (section_crc,) = fmt.CRC.unpack_from(data, S + Z - fmt.CRC.size)
     view = memoryview(data)
     if zlib.crc32(view[S:S + Z - 4]) != section_crc:
         raise FormatError("section CRC mismatch (corrupted section)")
     if zlib.crc32(view[:S]) != model_crc:
         raise FormatError("model CRC mismatch (corrupted flatbuffer)")
-    if num_tables > 0xFFFF:
+    if num_tables > fmt.NO_TABLE:
         raise FormatError(f"num_tables {num_tables} > 65535")
     if max_size is not None and D > max_size:
         raise FormatError(f"decoded size {D} exceeds the limit {max_size}")
@@ -326,25 +326,11 @@ def parse(packed, max_size=None):
     return Parsed(S, Z, D, tables, records)
 
 
-def fp16_to_fp32_bits(h):
-    """binary16 bit patterns → binary32 bit patterns, exactly as §3.4 says
-    (done with integer operations: NaN payloads are kept, never quieted)."""
-    h = np.asarray(h, dtype=np.uint16).astype(np.uint32)
-    sign = (h >> 15) << 31
-    e = (h >> 10) & 31
-    m = h & 1023
-    normal = sign | ((e + 112) << 23) | (m << 13)
-    special = sign | np.uint32(0x7F800000) | (m << 13)
-    # Subnormals and zeros: m · 2^-24 is exact in binary32.
-    small = sign | (m.astype(np.float32) * np.float32(2.0 ** -24)).view(np.uint32)
-    return np.where(e == 31, special, np.where(e == 0, small, normal)).astype(np.uint32)
-
-
 def _stream_symbols(data, stream, tables):
     if stream.count == 0:
         return np.zeros(0, np.uint16)
     t = tables[stream.table]
-    if t.kind == 1:
+    if t.kind == fmt.TABLE_SINGLE:
         return np.full(stream.count, t.symbol, np.uint16)
     seg = np.frombuffer(data, np.uint8, stream.data_len, stream.data_start)
     return huffman.decode(seg, stream.seg_bytes, stream.count, stream.block, t.lengths,
@@ -372,9 +358,9 @@ def _positions(gap_symbols, G, nnz, N, what):
 def _record_values(data, rec, tables):
     """(element patterns of the coded values in stream order, uintX)."""
     dtype = np.dtype(_UINT[rec.elem_size]).newbyteorder("<")
-    if rec.value_mode == 1:
+    if rec.value_mode == fmt.VALUE_RAW:
         return np.frombuffer(data, dtype, rec.nnz, rec.raw_values_start)
-    if rec.codebook_encoding == 1:
+    if rec.codebook_encoding == fmt.CODEBOOK_FP16:
         codebook = fp16_to_fp32_bits(np.frombuffer(data, "<u2", rec.codebook_size,
                                                    rec.codebook_start))
     else:
@@ -388,14 +374,14 @@ def _decode_record(data, rec, tables, out):
     values = _record_values(data, rec, tables)
     N = rec.out_size // rec.elem_size
     region = out[rec.out_offset:rec.out_offset + rec.out_size].view(_UINT[rec.elem_size])
-    if rec.position_mode == 1:
+    if rec.position_mode == fmt.POSITION_SPARSE:
         gaps = _stream_symbols(data, rec.gaps, tables)
         t = _positions(gaps, rec.gap_alphabet, rec.nnz, N, what)
-        if rec.scan == 1:
+        if rec.scan == fmt.SCAN_COLUMN:
             R = rec.scan_rows
             t = (t % R) * (N // R) + t // R
         region[t] = values
-    elif rec.scan == 1:
+    elif rec.scan == fmt.SCAN_COLUMN:
         R = rec.scan_rows
         region.reshape(R, N // R)[...] = values.reshape(N // R, R).T
     else:
@@ -491,10 +477,9 @@ def has_section_entry(data):
 
 
 def read_pack_info(packed):
-    """The `tfdc.pack.PackInfo` of a packed file (sizes, modes, coded bits and
+    """The `tfdc.format.PackInfo` of a packed file (sizes, modes, coded bits and
     entropies per record), as `pack_tflite` reported it, for `tfdc inspect`.
     Tensor names, shapes and dtypes come from the flatbuffer's tensors."""
-    from tfdc import pack
     data = bytes(packed)
     parsed = parse(data)
     users = _tensor_users(data)
@@ -502,7 +487,7 @@ def read_pack_info(packed):
     table_seen = set()
     for rec in parsed.records:
         infos = users.get(rec.buffer_index, [])
-        entry = 2 if rec.codebook_encoding == 1 else rec.elem_size
+        entry = 2 if rec.codebook_encoding == fmt.CODEBOOK_FP16 else rec.elem_size
         stats = {}
         value_counts = None
         for key, stream in (("value", rec.values), ("gap", rec.gaps)):
@@ -529,7 +514,7 @@ def read_pack_info(packed):
             nonzero = cb.any(axis=1)
             nnz = int(value_counts[:rec.codebook_size][nonzero[:len(value_counts)]].sum())
         N = rec.out_size // rec.elem_size
-        records.append(pack.RecordInfo(
+        records.append(fmt.RecordInfo(
             buffer_index=rec.buffer_index, tensor_names=[n for n, _, _ in infos],
             shape=infos[0][2] if infos else (N,),
             dtype=infos[0][1] if infos else "bytes", num_elements=N, nnz=nnz,
@@ -544,23 +529,22 @@ def read_pack_info(packed):
             codebook_bytes=rec.codebook_size * entry,
             table_bytes=stats["value"][3] + stats["gap"][3], record_bytes=rec.record_size,
             raw_bytes=rec.out_size, out_offset=rec.out_offset))
-    return pack.PackInfo(flatbuffer_bytes=parsed.S, section_bytes=parsed.Z,
+    return fmt.PackInfo(flatbuffer_bytes=parsed.S, section_bytes=parsed.Z,
                          total_bytes=parsed.S + parsed.Z, decoded_bytes=parsed.D,
                          records=records, num_tables=len(parsed.tables), input_bytes=0)
 
 
 def _tensor_users(data):
     """{buffer index: [(tensor name, dtype name, shape)]} via the object API."""
-    from tfdc import pack
-    schema = pack._get_schema()
-    model = schema.Model.GetRootAs(data, 0)
+    from tfdc import tflite_schema
+    model = tflite_schema.get().Model.GetRootAs(data, 0)
     users = {}
     for s in range(model.SubgraphsLength()):
         sg = model.Subgraphs(s)
         for k in range(sg.TensorsLength()):
             t = sg.Tensors(k)
             name = t.Name().decode("utf-8", "replace") if t.Name() else ""
-            dtype = pack._TENSOR_TYPES.get(t.Type(), ("type%d" % t.Type(),))[0]
+            dtype = fmt.TENSOR_TYPES.get(t.Type(), ("type%d" % t.Type(),))[0]
             shape = tuple(int(x) for x in t.ShapeAsNumpy()) if t.ShapeLength() else ()
             users.setdefault(t.Buffer(), []).append((name, dtype, shape))
     return users

@@ -18,9 +18,11 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from tfdc import format as fmt  # noqa: E402
 from tfdc import unpack  # noqa: E402
 from tfdc.flatbuf import read_model  # noqa: E402
-from tfdc.pack import constant_model, pack_tflite  # noqa: E402
+from tfdc.pack import pack_tflite  # noqa: E402
+from tfdc.tflite_schema import constant_model  # noqa: E402
 
 
 def example_model():
@@ -60,7 +62,7 @@ class Dump:
 
 
 def _stream(d, data, pos, name, tables):
-    count, table, reserved, block = struct.unpack_from("<QHHI", data, pos)
+    count, table, reserved, block = fmt.STREAM_HEADER.unpack_from(data, pos)
     d.field(pos, 8, f"{name}.count", count)
     d.field(pos + 8, 2, f"{name}.table", "0xFFFF (empty)" if table == 0xFFFF else table)
     d.field(pos + 10, 2, f"{name}.reserved", reserved)
@@ -100,7 +102,7 @@ def annotate(packed):
     names = ["magic", "version_major", "version_minor", "header_size", "flags", "section_size",
              "decoded_size", "model_crc", "num_tables", "num_records", "reserved"]
     sizes = [4, 2, 2, 4, 4, 8, 8, 4, 4, 4, 4]
-    values = struct.unpack_from("<4sHHIIQQIIII", packed, S)
+    values = fmt.HEADER.unpack_from(packed, S)
     pos = S
     for name, size, value in zip(names, sizes, values):
         if name == "model_crc":
@@ -125,7 +127,7 @@ def annotate(packed):
             pos += len(nib)
         tables.append((kind, n))
     for i, rec in enumerate(parsed.records):
-        fields = struct.unpack_from("<IIQQBBBBIQIB3sI", packed, pos)
+        fields = fmt.RECORD_HEADER.unpack_from(packed, pos)
         names = ["record_size", "buffer_index", "out_offset", "out_size", "elem_size",
                  "value_mode", "position_mode", "scan", "scan_rows", "nnz", "codebook_size",
                  "codebook_encoding", "reserved", "gap_alphabet"]

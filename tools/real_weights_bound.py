@@ -84,7 +84,8 @@ def iid_bound_bytes(x):
 
 
 def measure(tensors):
-    from tfdc.pack import constant_model, pack_tflite
+    from tfdc.pack import pack_tflite
+    from tfdc.tflite_schema import constant_model
     gz = sum(len(gzip.compress(t.tobytes(), 9, mtime=0)) for t in tensors)
     bound = sum(iid_bound_bytes(t) for t in tensors)
     packed, _ = pack_tflite(constant_model(tensors))

@@ -1,0 +1,142 @@
+"""The TFLite flatbuffer object API, for the packer and the tools.
+
+Writing a `.tflite` needs the generated schema classes (`ModelT`, `BufferT`,
+...): TensorFlow's copy is loaded from its file without importing TensorFlow
+itself, else ai-edge-litert's. Decoders never use this module: they read the
+few fields they need with `tfdc.flatbuf`.
+
+Example:
+
+```python
+from tfdc import tflite_schema
+model = tflite_schema.read(open("model.tflite", "rb").read())   # a ModelT
+print(len(model.buffers), "buffers")
+data = tflite_schema.build(model)                                 # bytes again
+```
+"""
+
+import importlib
+import importlib.util
+import os
+
+import numpy as np
+
+from tfdc import format as fmt
+
+__all__ = ["get", "read", "build", "strip_debug", "constant_model"]
+
+_SCHEMA = []
+
+
+def _load():
+    spec = importlib.util.find_spec("tensorflow")
+    if spec is not None and spec.submodule_search_locations:
+        for base in spec.submodule_search_locations:
+            path = os.path.join(base, "lite", "python", "schema_py_generated.py")
+            if os.path.exists(path):
+                name = "tfdc._tflite_schema"
+                mod_spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(mod_spec)
+                mod_spec.loader.exec_module(module)
+                return module
+    return importlib.import_module("ai_edge_litert.schema_py_generated")
+
+
+def get():
+    """The generated schema module (loaded once)."""
+    if not _SCHEMA:
+        _SCHEMA.append(_load())
+    return _SCHEMA[0]
+
+
+def read(data):
+    """The `ModelT` object tree of `.tflite` bytes (buffers keep their
+    identity: no empty buffer is re-pointed, unlike ai-edge-litert's
+    `flatbuffer_utils.read_model_from_bytearray`)."""
+    return get().ModelT.InitFromPackedBuf(bytearray(data), 0)
+
+
+def _pack_buffer_aligned(builder, buffer, schema):
+    """`BufferT.Pack` with the data vector aligned to 16 bytes, as the TFLite
+    converter writes it (the generated Python code aligns to 1)."""
+    data = None
+    if buffer.data is not None:
+        payload = np.ascontiguousarray(buffer.data, dtype=np.uint8).tobytes()
+        builder.StartVector(1, len(payload), 16)
+        builder.head = builder.head - len(payload)
+        builder.Bytes[builder.head:builder.head + len(payload)] = payload
+        builder.vectorNumElems = len(payload)
+        data = builder.EndVector()
+    schema.BufferStart(builder)
+    if data is not None:
+        schema.BufferAddData(builder, data)
+    schema.BufferAddOffset(builder, buffer.offset)
+    schema.BufferAddSize(builder, buffer.size)
+    return schema.BufferEnd(builder)
+
+
+def build(model):
+    """Serialise a `ModelT` to `.tflite` bytes (file identifier `TFL3`,
+    weight data aligned to 16 bytes)."""
+    import flatbuffers
+    schema = get()
+    for b in model.buffers:
+        b.Pack = (lambda builder, _b=b: _pack_buffer_aligned(builder, _b, schema))
+    try:
+        builder = flatbuffers.Builder(1024)
+        root = model.Pack(builder)
+        builder.Finish(root, file_identifier=b"TFL3")
+        return bytes(builder.Output())
+    finally:
+        for b in model.buffers:
+            del b.Pack
+
+
+def strip_debug(model):
+    """Remove, in place, the names and metadata of a `ModelT` that no runtime
+    reads (`tfdc.pack.pack_tflite(strip_debug=True)`): the model description,
+    subgraph names, names of non-constant tensors and the converter's
+    `CONVERSION_METADATA`."""
+    model.description = None
+    for sg in model.subgraphs or []:
+        for tensor in sg.tensors or []:
+            buf = model.buffers[tensor.buffer] if 0 < tensor.buffer < len(model.buffers) else None
+            if buf is None or buf.data is None or len(buf.data) == 0:
+                tensor.name = None
+        sg.name = None
+    kept = []
+    for m in model.metadata:
+        name = m.name.decode() if isinstance(m.name, bytes) else m.name
+        if name == "CONVERSION_METADATA":
+            # The buffer stays (indices must not shift) but holds nothing.
+            model.buffers[m.buffer].data = None
+        else:
+            kept.append(m)
+    model.metadata = kept
+
+
+def constant_model(arrays):
+    """A minimal TFLite flatbuffer whose only content is `arrays` as constant
+    tensors (buffers 1 ... n, tensors named "w0", "w1", ...). It is not
+    runnable; tests and tools/format_example.py use it to pack exact byte
+    patterns."""
+    schema = get()
+    model = schema.ModelT()
+    model.version = 3
+    model.description = "tfdc constant_model"
+    model.buffers = [schema.BufferT()]
+    sg = schema.SubGraphT()
+    sg.tensors, sg.inputs, sg.outputs, sg.operators = [], [], [], []
+    for i, a in enumerate(arrays):
+        a = np.ascontiguousarray(a)
+        t = schema.TensorT()
+        t.name = f"w{i}"
+        t.shape = np.array(a.shape, dtype=np.int32)
+        t.type = fmt.NUMPY_TO_TENSOR_TYPE[a.dtype]
+        t.buffer = len(model.buffers)
+        b = schema.BufferT()
+        b.data = np.frombuffer(a.astype(a.dtype.newbyteorder("<")).tobytes(), np.uint8)
+        model.buffers.append(b)
+        sg.tensors.append(t)
+    model.subgraphs = [sg]
+    return build(model)
