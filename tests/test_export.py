@@ -256,7 +256,8 @@ def test_export_tflite_never_writes_a_larger_file(tmp_path):
     with pytest.warns(UserWarning, match="not smaller than the input's .* unchanged"):
         report = export_tflite(plain, tmp_path / "m.tflite", strip_debug=False)
     assert (tmp_path / "m.tflite").read_bytes() == plain
-    assert report.layers == [] and report.packed_bytes == report.plain_bytes == len(plain)
+    assert report.layers == [] and report.section_bytes == 0
+    assert report.packed_bytes == report.plain_bytes == len(plain)
     x = np.random.default_rng(0).normal(size=(1, 20)).astype("float32")
     assert_bit_identical(run((tmp_path / "m.tflite").read_bytes(), [x]), run(plain, [x]))
     # The same model compressed: packed, smaller, no warning.

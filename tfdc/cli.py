@@ -334,17 +334,19 @@ def cmd_pack(args):
         print(report.to_text())
         print()
     line = f"{args.input} ({len(data):,} B) -> {args.output} ({written:,} B): "
-    if not report.layers:
+    if not report.section_bytes:
         # export_tflite wrote IN unchanged and warned with the size packing gave.
-        why = "; ".join(str(w.message) for w in caught) or "no buffer got smaller"
+        why = "; ".join(str(w.message) for w in caught) or "wrote the input unchanged"
         print(line + f"nothing gained ({why})")
         return 0
     for w in caught:
         print(f"{_PROG}: warning: {w.message}", file=sys.stderr)
     saved = len(data) - written
-    print(line + f"{saved:,} B smaller ({100 * saved / len(data):.1f} %, "
-          f"{len(data) / written:.2f}x), {len(report.layers)} buffer"
-          f"{'s' if len(report.layers) != 1 else ''} packed")
+    n = len(report.layers)
+    packed = (f"{n} buffer{'s' if n != 1 else ''} packed" if n else
+              "no buffer packed, only what no runtime reads stripped")
+    print(line + f"{saved:,} B smaller ({100 * saved / len(data):.3g} %, "
+          f"{len(data) / written:.2f}x), {packed}")
     return 0
 
 

@@ -170,8 +170,8 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
         larger than the input: when packing does not make it smaller (a
         model with nothing the records code better, e.g. random float
         weights), the input is written unchanged, a warning says so, and the
-        report has no packed layers (`report.packed_bytes ==
-        report.plain_bytes`).
+        report has no packed layers and no section (`report.section_bytes
+        == 0`, `report.packed_bytes == report.plain_bytes`).
 
     Example:
 
