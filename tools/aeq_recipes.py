@@ -73,9 +73,9 @@ def main():
     p.add_argument("--only", default=None, help="comma-separated recipe names")
     args = p.parse_args()
 
-    import ai_edge_quantizer
-    from ai_edge_quantizer import quantizer
     from importlib.metadata import version
+
+    from ai_edge_quantizer import quantizer
 
     os.makedirs(args.out, exist_ok=True)
     only = set(args.only.split(",")) if args.only else None
@@ -97,7 +97,6 @@ def main():
             manifest["models"][name] = {"error": message}
             print(f"{name}: FAILED {message}", flush=True)
             traceback.print_exc()
-    del ai_edge_quantizer
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2, default=str)
 

@@ -81,7 +81,13 @@ def make_float(cache, mnist, epochs, seed):
     path = os.path.join(cache, "float.tflite")
     meta = os.path.join(cache, "float.json")
     if os.path.exists(path) and os.path.exists(meta):
-        return json.load(open(meta))
+        info = json.load(open(meta))
+        if (info["epochs"], info["seed"]) == (epochs, seed):
+            return info
+    # A new float model: the quantized ones made from the old one are stale.
+    stale = os.path.join(cache, "aeq", "manifest.json")
+    if os.path.exists(stale):
+        os.unlink(stale)
     import keras
 
     from tfdc.datasets import load_mnist
