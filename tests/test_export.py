@@ -248,6 +248,34 @@ def test_export_tflite_packs_an_existing_file(tmp_path):
     assert not (tmp_path / "c.tflite").exists()
 
 
+def test_export_tflite_never_writes_a_larger_file(tmp_path):
+    # Random dense float32 weights, debug names kept: packing only adds the
+    # section, so the input is written unchanged and the report says so.
+    model = mlp()
+    plain = convert(model)
+    with pytest.warns(UserWarning, match="not smaller than the input's .* unchanged"):
+        report = export_tflite(plain, tmp_path / "m.tflite", strip_debug=False)
+    assert (tmp_path / "m.tflite").read_bytes() == plain
+    assert report.layers == [] and report.section_bytes == 0
+    assert report.packed_bytes == report.plain_bytes == len(plain)
+    x = np.random.default_rng(0).normal(size=(1, 20)).astype("float32")
+    assert_bit_identical(run((tmp_path / "m.tflite").read_bytes(), [x]), run(plain, [x]))
+    # The same model compressed: packed, smaller, no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = export_tflite(convert(compress_weights(model)), tmp_path / "c.tflite",
+                               strip_debug=False)
+    assert report.layers and report.packed_bytes < report.plain_bytes
+
+
+def test_export_tflite_refuses_a_damaged_file(tmp_path):
+    plain = convert(mlp())
+    for bad in (plain[:len(plain) // 2], plain[:40]):
+        with pytest.raises(tfdc.FormatError, match="flatbuffer"):
+            export_tflite(bad, tmp_path / "m.tflite")
+    assert not os.listdir(tmp_path)
+
+
 def test_module_with_several_signatures(tmp_path):
     import tensorflow as tf
 

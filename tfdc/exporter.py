@@ -166,13 +166,26 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
             buffers left in the flatbuffer, as the packer reports it).
 
     Returns:
-        The `tfdc.ExportReport` of the written file.
+        The `tfdc.ExportReport` of the written file. The file is never
+        larger than the input: when packing does not make it smaller (a
+        model with nothing the records code better, e.g. random float
+        weights), the input is written unchanged, a warning says so, and the
+        report has no packed layers and no section (`report.section_bytes
+        == 0`, `report.packed_bytes == report.plain_bytes`).
+
+    Example:
+
+    ```python
+    report = tfdc.export_tflite("model_int8.tflite", "model_int8.packed.tflite")
+    print(f"{report.plain_bytes:,} B -> {report.packed_bytes:,} B")
+    interpreter = tfdc.load_interpreter("model_int8.packed.tflite")
+    ```
     """
     from tfdc.pack import pack_tflite
     from tfdc.report import ExportReport
     from tfdc.unpack import has_section_entry
 
-    plain = read_model_bytes(tflite)
+    plain = original = read_model_bytes(tflite)
     if has_section_entry(plain):
         raise ValueError("the input is already a tfdc-packed model")
     if len(plain) < 8 or plain[4:8] != b"TFL3":
@@ -183,6 +196,16 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
         plain, _ = quantize_codebooks_int8(plain, min_bytes=min_bytes)
     packed, info = pack_tflite(plain, **_pack_options(codebook_fp16, gap_alphabet, select,
                                                        block, min_bytes, strip_debug))
+    if len(packed) >= len(original):
+        # Never a bigger file: a plain .tflite that packing does not shrink
+        # is worth more as it is (every runtime loads it, nothing to decode).
+        write_atomically(path, original)
+        warnings.warn(f"packing gives {len(packed):,} B, not smaller than the input's "
+                      f"{len(original):,} B: wrote the input unchanged", stacklevel=2)
+        return ExportReport([], packed_bytes=len(original), plain_bytes=len(original),
+                            dense_bytes=dense_bytes, flatbuffer_bytes=len(original),
+                            section_bytes=0, decoded_bytes=len(original),
+                            path=os.fspath(path))
     write_atomically(path, packed)
     return ExportReport.from_pack_info(info, plain_bytes=len(plain), path=os.fspath(path),
                                        model_bytes=packed,
