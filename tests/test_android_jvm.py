@@ -1,7 +1,8 @@
 """Host-JVM tests of the Android loader (android_demo/tfdc-loader).
 
-The JNI bridge `tfdc_jni.c` and the real C decoder `tfdc/native/tfdc_decode.c`
-are compiled with gcc against JDK 17's jni.h; the pure-JVM Kotlin sources of
+The JNI bridge `tfdc_jni.c` and the real C decoder (the library target of
+`tfdc/native/CMakeLists.txt`) are built by the loader's own CMakeLists with
+gcc against JDK 17's jni.h; the pure-JVM Kotlin sources of
 the loader (no android.* imports) plus the driver `src/hostTest/.../HostCheck.kt`
 are compiled with kotlinc and run on the JVM. The APK itself cannot be built
 here (no Android SDK/NDK): this is everything of it that runs off-device.
@@ -20,7 +21,6 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOADER = os.path.join(ROOT, "android_demo", "tfdc-loader", "src")
-NATIVE = os.path.join(ROOT, "tfdc", "native")
 # The loader's files that must run on any JVM (TfdcModel.kt and the flavor
 # factories are the Android / LiteRT half).
 PURE_JVM = ["TfdcNative.kt", "TfdcFormatException.kt", "TfdcDecoder.kt", "DecodedModelCache.kt",
@@ -55,21 +55,27 @@ def _kotlinc():
 JAVA_HOME = _java_home()
 KOTLINC = _kotlinc()
 pytestmark = pytest.mark.skipif(
-    JAVA_HOME is None or KOTLINC is None or shutil.which("gcc") is None,
-    reason=f"needs JDK (javac + jni.h: {JAVA_HOME}), kotlinc ({KOTLINC}) and gcc")
+    JAVA_HOME is None or KOTLINC is None or shutil.which("gcc") is None
+    or shutil.which("cmake") is None,
+    reason=f"needs JDK (javac + jni.h: {JAVA_HOME}), kotlinc ({KOTLINC}), gcc and cmake")
 
 
 @pytest.fixture(scope="module")
 def host_build(tmp_path_factory):
     """libtfdc_jni.so (bridge + real decoder) and the compiled Kotlin classes."""
     out = tmp_path_factory.mktemp("android_jvm")
+    # The loader's own CMakeLists (the one the NDK builds), with JDK 17's
+    # jni.h: it takes the decoder library from tfdc/native/CMakeLists.txt.
+    include = os.path.join(JAVA_HOME, "include")
+    build = out / "cmake"
+    for cmd in (["cmake", "-S", os.path.join(LOADER, "main", "cpp"), "-B", str(build),
+                 "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_C_FLAGS=-Wall -Wextra -Werror",
+                 f"-DTFDC_JNI_INCLUDE_DIRS={include};{os.path.join(include, 'linux')}"],
+                ["cmake", "--build", str(build), "-j2"]):
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lib = out / "libtfdc_jni.so"
-    subprocess.run(
-        ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
-         "-I", NATIVE, "-I", os.path.join(JAVA_HOME, "include"),
-         "-I", os.path.join(JAVA_HOME, "include", "linux"),
-         os.path.join(LOADER, "main", "cpp", "tfdc_jni.c"), os.path.join(NATIVE, "tfdc_decode.c"),
-         "-o", str(lib)], check=True, capture_output=True, text=True)
+    shutil.copyfile(build / "libtfdc_jni.so", lib)
     sources = [os.path.join(LOADER, "main", "kotlin", "org", "tfdc", "loader", f) for f in PURE_JVM]
     sources += sorted(glob.glob(os.path.join(LOADER, "hostTest", "kotlin", "org", "tfdc", "loader", "*.kt")))
     # The loader's pure-JVM files must not depend on Android or LiteRT.
