@@ -164,7 +164,18 @@ def jvm(host_build, files):
     (stale / f"tfdc-{sha256(conv).hexdigest()}.tflite").write_bytes(b"\0" * 10)
     ops += ["cache", cache, d / "mlp.packed", "cache", cache, d / "mlp.packed",
             "cache", cache, d / "conv.packed", "cache", stale, d / "conv.packed", "fallback"]
+    for sdk, runtime, works in POLICY_CASES:
+        ops += ["policy", sdk, runtime, works]
     return _run_jvm(host_build, *ops)
+
+
+# (API level, runtime, accelerators that work on the scripted device)
+POLICY_CASES = [
+    (35, "COMPILED_MODEL", "NPU,CPU"), (36, "COMPILED_MODEL", "CPU"), (35, "COMPILED_MODEL", "GPU,NPU,CPU"),
+    (35, "INTERPRETER", "NNAPI,CPU"), (34, "INTERPRETER", "NNAPI,CPU"), (33, "COMPILED_MODEL", "NPU,CPU"),
+    (31, "INTERPRETER", "CPU"), (30, "INTERPRETER", "NNAPI,CPU"), (30, "COMPILED_MODEL", "NPU,CPU"),
+    (26, "INTERPRETER", "NNAPI,CPU"), (35, "COMPILED_MODEL", "-"),
+]
 
 
 def _by(results, op, suffix):
@@ -255,7 +266,46 @@ def test_fallback_policy_reports_why_each_accelerator_was_skipped(jvm):
     (r,) = [r for r in jvm if r["op"] == "fallback"]
     assert r["accelerator"] == "CPU" and r["value"] == "interpreter-on-CPU"
     assert r["tried"] == "GPU,NNAPI,CPU"
-    assert "GPU: UnsatisfiedLinkError: libtensorflowlite_gpu_jni.so not found" in r["reason"]
-    assert "NNAPI: IllegalArgumentException" in r["reason"]
+    assert "GPU: failed (UnsatisfiedLinkError: libtensorflowlite_gpu_jni.so not found)" in r["reason"]
+    assert "NNAPI: failed (IllegalArgumentException" in r["reason"]
     assert r["all_failed_message"].startswith("no accelerator could run the model: NPU:")
+
+
+def _expected_policy(sdk, runtime):
+    """The default order, written out independently of the Kotlin code:
+    GPU, then NPU (LiteRT, Android 12+), then NNAPI (Android 8.1 up to 14:
+    deprecated from Android 15, API 35), then CPU; only what the runtime has."""
+    reachable = {"INTERPRETER": {"GPU", "NNAPI", "CPU"}, "COMPILED_MODEL": {"GPU", "NPU", "CPU"}}[runtime]
+    on_device = {"GPU": True, "NPU": sdk >= 31, "NNAPI": 27 <= sdk < 35, "CPU": True}
+    return [a for a in ("GPU", "NPU", "NNAPI", "CPU") if on_device[a] and a in reachable]
+
+
+@pytest.mark.parametrize("sdk,runtime,works", POLICY_CASES)
+def test_default_policy_per_api_level(jvm, sdk, runtime, works):
+    (r,) = [r for r in jvm if r["op"] == "policy" and (r["sdk"], r["runtime"], r["works"]) ==
+            (sdk, runtime, works)]
+    order = _expected_policy(sdk, runtime)
+    assert r["order"] == ",".join(order)
+    working = [a for a in order if a in works.split(",")]
+    if not working:  # nothing opens: every accelerator in the order was tried
+        assert r["accelerator"] is None and r["tried"] == r["order"]
+        return
+    ran = working[0]
+    assert r["accelerator"] == ran and r["value"] == f"compiled-on-{ran}"
+    # Tried in order up to the first that works; nothing after it.
+    assert r["tried"] == ",".join(order[:order.index(ran) + 1])
+    # Every accelerator that did not run is in the trail with its reason.
+    trail = r["trail"].split(" | ")
+    assert f"{ran}: ran" in trail
+    for a in ("GPU", "NPU", "NNAPI", "CPU"):
+        if a == ran or a in order[order.index(ran) + 1:]:
+            continue
+        (line,) = [t for t in trail if t.startswith(f"{a}: ")]
+        assert line.startswith(f"{a}: failed (" if a in order else f"{a}: skipped ("), line
+        assert line in r["reason"]
+    if sdk >= 35:  # Android 15+: NNAPI is never tried, and the user is told why
+        assert "NNAPI" not in r["tried"]
+        assert "NNAPI: skipped (NNAPI is deprecated since Android 15 (API 35)" in r["reason"]
+    if runtime == "INTERPRETER":
+        assert "NPU: skipped (" in r["reason"]
 
