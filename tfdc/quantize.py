@@ -20,23 +20,25 @@ TensorFlow 2.x reads for convolution and fully connected weights alike);
 ends up with more codes than its codebook has values.
 
 When one scale per tensor costs accuracy: the rounding moves each shared
-value by at most `scale / 2 = max|w| / 254`. That is harmless for a
-clustered kernel whose codebook spans the tensor's range with spacing well
-above one step (5-bit codebooks: ~8 steps apart), but it hurts when the
-output channels have very different ranges (depthwise convolutions,
-convolutions without BatchNormalization folded in, a channel with a few
-large weights): the small-range channels are left with a handful of codes,
-and small shared values can merge with each other or round to 0. Per-channel
-scales exist to avoid exactly that. Two ways back, both within the clustered
-pipeline: (1) the codebooks are trained (`tfdc.ClusteredFineTuning`): fewer
-bits per layer with wider-spaced centroids lose nothing to the int8 grid;
-(2) bake the grid in before the last fine-tuning epoch: `snap_to_int8_grid`
-rounds each clustered kernel to its per-tensor int8 grid in Keras (the
-values the integer model will hold), so that a following
-`ClusteredFineTuning` epoch adapts the other centroids, the biases and
-the later layers to the rounded values, and the export's rounding of the
-few centroids that moved moves them by a fraction of a step. Measured on
-LeNet-5 (docs/BENCHMARKS.md, section `fullint`, `tools/fullint_benchmark.py`).
+value by at most `scale / 2 = max|w| / 254`, the same shift for every weight
+that shares it. That is harmless for 5-bit codebooks (32 values spread over
+254 steps: LeNet-5's fc1 and fc2 keep all 32), lossy for 8-bit codebooks
+(256 values cannot get 254 nonzero codes: neighbouring centroids merge,
+LeNet-5's conv2 256 -> 126 codes), and costly when a tensor's output
+channels differ in range (depthwise convolutions, convolutions without a
+folded BatchNormalization, a channel with a few large weights): the
+small-range channels are left with a handful of codes and their small shared
+values merge or round to 0. Per-channel scales exist for those, at the price
+of the sharing. How the clustered fine-tuning absorbs it: `snap_to_int8_grid`
+rounds each clustered kernel to its per-tensor grid in Keras (exactly the
+values the integer model will hold), and a following `ClusteredFineTuning`
+epoch resumes from those values as its codebook, so the centroids, biases
+and later layers are retrained against the rounded weights and the export
+rounds only the small drift of that epoch. Fewer bits for layers that do not
+need 8 also keep the centroids on distinct grid points. Measured on LeNet-5
+(docs/BENCHMARKS.md, section `fullint`, `tools/fullint_benchmark.py
+--snap`): 0.72 % test error for float32 and for per-tensor int8 alike, so
+nothing to absorb there; 0.70 % after the snap and one clustered epoch.
 
 Also here: `quantize_codebooks_int8`, the float-activation alternative
 (`tfdc.export(..., weights="int8")`): int8 weight codes with one scale per
@@ -260,9 +262,10 @@ def snap_to_int8_grid(model, min_bytes=64):
     values a full-integer conversion with one scale per tensor will store.
 
     Run it before a last `tfdc.ClusteredFineTuning` epoch so the fine-tuning
-    absorbs the rounding (see the module docstring). Shared values that land
-    on the same grid point merge; a nonzero value that rounds to 0 is kept
-    at one step instead, so the pruning masks stay exact.
+    absorbs the rounding (see the module docstring): with at most `2**bits`
+    distinct values left, that epoch takes them as its codebook. Shared
+    values that land on the same grid point merge; a nonzero value that
+    rounds to 0 is kept at one step instead, so the pruning masks stay exact.
 
     Args:
         model: a Keras model (its constraints, if any, stay in place).
