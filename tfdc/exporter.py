@@ -13,7 +13,10 @@ output channel separately, which turns a 32-entry codebook into hundreds of
 distinct int8 values, and the converter's BatchNormalization folding
 multiplies each output channel by its own factor. Both destroy the weight
 sharing that the packer exploits. `export` warns when a kernel reaches the
-`.tflite` file with different values than the Keras model holds.
+`.tflite` file with different values than the Keras model holds. With a
+`representative_dataset` the export is full-integer (int8 activations, for
+NPUs and NNAPI) with one weight scale per tensor, which keeps the codebooks
+(`tfdc.quantize`).
 """
 
 import os
@@ -42,9 +45,10 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
         representative_dataset: if given, the converter does full-integer
             quantization with it: int8 activations, int32 biases and int8
             weights with one scale per tensor, so each K-value codebook stays
-            at most K int8 codes (`tfdc.quantize`; per-channel scales via
-            `configure=lambda c: tfdc.quantize.configure_full_integer(c,
-            data, per_channel=True)`).
+            at most K int8 codes (`tfdc.quantize`; for the converter's
+            per-channel scales pass `configure=lambda c:
+            configure_full_integer(c, data, per_channel=True)`, with
+            `configure_full_integer` from `tfdc.quantize`).
         configure: optional callable receiving the `TFLiteConverter` before
             `convert()`, for any other converter setting.
         batch_size: fix the batch dimension of a Keras model's inputs (e.g.
