@@ -13,7 +13,10 @@ output channel separately, which turns a 32-entry codebook into hundreds of
 distinct int8 values, and the converter's BatchNormalization folding
 multiplies each output channel by its own factor. Both destroy the weight
 sharing that the packer exploits. `export` warns when a kernel reaches the
-`.tflite` file with different values than the Keras model holds.
+`.tflite` file with different values than the Keras model holds. With a
+`representative_dataset` the export is full-integer (int8 activations, for
+NPUs and NNAPI) with one weight scale per tensor, which keeps the codebooks
+(`tfdc.quantize`).
 """
 
 import os
@@ -22,6 +25,7 @@ import warnings
 
 import numpy as np
 
+from tfdc.quantize import quantize_codebooks_int8
 from tfdc.runtime import read_model_bytes
 
 __all__ = ["export", "export_tflite", "convert", "write_atomically",
@@ -39,9 +43,12 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
             e.g. `[module.encode, module.decode]`; each keeps its function
             name as signature key.
         representative_dataset: if given, the converter does full-integer
-            quantization with it (int8 activations and per-channel int8
-            weights: the codebooks are then *not* preserved, though the file is
-            still packed losslessly).
+            quantization with it: int8 activations, int32 biases and int8
+            weights with one scale per tensor, so each K-value codebook stays
+            at most K int8 codes (`tfdc.quantize`; for the converter's
+            per-channel scales pass `configure=lambda c:
+            configure_full_integer(c, data, per_channel=True)`, with
+            `configure_full_integer` from `tfdc.quantize`).
         configure: optional callable receiving the `TFLiteConverter` before
             `convert()`, for any other converter setting.
         batch_size: fix the batch dimension of a Keras model's inputs (e.g.
@@ -75,8 +82,8 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
         raise TypeError(f"cannot export a {type(model).__name__}: expected a keras.Model or a "
                         "tf.Module (use tfdc.export_tflite for an existing .tflite file)")
     if representative_dataset is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative_dataset
+        from tfdc.quantize import configure_full_integer
+        configure_full_integer(converter, representative_dataset)
     if configure is not None:
         configure(converter)
     return bytes(converter.convert())
@@ -251,12 +258,16 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
             `None` keeps it dynamic (see `tfdc.exporter.convert`).
         signatures: for several signatures or a `tf.Module`: a list of
             `tf.function`s with input signatures (see `tfdc.exporter.convert`).
-        representative_dataset: enables the converter's full-integer
-            quantization (see `tfdc.exporter.convert`).
+        representative_dataset: a callable yielding lists of model inputs
+            (a few hundred real samples): full-integer export for NPUs and
+            NNAPI, int8 activations and int8 weights with one scale per
+            tensor, which keeps every codebook (see `tfdc.quantize`).
         configure: callable that receives the `TFLiteConverter` to tweak it.
         check_kernels: warn when a Keras kernel does not reach the `.tflite`
             file with its exact values (e.g. a BatchNormalization folded into
-            it by the converter), which loses its weight sharing.
+            it by the converter), which loses its weight sharing; with a
+            `representative_dataset`, when a clustered kernel gets more int8
+            codes than it has values.
 
     Returns:
         `tfdc.ExportReport`: per-layer sparsity, bits and compression rates,
@@ -290,115 +301,14 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
         dense_bytes = 4 * int(model.count_params())
         if check_kernels and representative_dataset is None:
             _warn_altered_kernels(model, plain, min_bytes)
+        elif check_kernels:
+            from tfdc.quantize import warn_extra_codes
+            warn_extra_codes(model, plain, min_bytes, stacklevel=3)
     return export_tflite(plain, path, weights=weights, codebook_fp16=codebook_fp16,
                          gap_alphabet=gap_alphabet,
                          select=select, block=block, min_bytes=min_bytes,
                          strip_debug=strip_debug, layer_names=layer_names,
                          dense_bytes=dense_bytes)
-
-
-_DEQUANTIZE = 6
-
-
-def _rank(tensor):
-    return 0 if tensor.shape is None else len(tensor.shape)
-
-
-def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
-    """Store clustered float32 weights as int8 codes, keeping the codebook.
-
-    Every constant float32 tensor of rank >= 2 and at least `min_bytes`
-    bytes with at most `max_distinct` distinct values (a clustered kernel)
-    becomes an int8 tensor with *one* symmetric scale per tensor,
-    `scale = max|c| / 127`, followed by a `DEQUANTIZE` op that produces the
-    original float tensor. So a K-value codebook stays K int8 codes (the
-    converter's per-channel dynamic-range quantization would give up to K x
-    channels distinct codes), and the model computes in float32 with weights
-    `code * scale`, exactly as the float model with those weights would.
-
-    Args:
-        tflite: the plain float `.tflite` bytes.
-        min_bytes: smaller tensors are left in float32.
-        max_distinct: tensors with more distinct values are left in float32.
-
-    Returns:
-        `(tflite_bytes, quantized)`: the rewritten model and a dict mapping
-        each quantized tensor name to its scale.
-    """
-    from tfdc import tflite_schema
-
-    schema = tflite_schema.get()
-    model = tflite_schema.read(tflite)
-    buffers = model.buffers
-    candidates = {}  # buffer index -> (codes, scale) or None if not eligible
-    for subgraph in model.subgraphs:
-        for tensor in subgraph.tensors:
-            b = tensor.buffer
-            data = buffers[b].data if 0 < b < len(buffers) else None
-            if b in candidates or data is None:
-                continue
-            candidates[b] = None
-            if (tensor.type != schema.TensorType.FLOAT32 or _rank(tensor) < 2
-                    or len(data) < max(min_bytes, 4) or tensor.quantization is not None
-                    and tensor.quantization.scale is not None):
-                continue
-            values = np.frombuffer(np.asarray(data, np.uint8).tobytes(), np.float32)
-            if not np.all(np.isfinite(values)):
-                continue
-            distinct = np.unique(values)
-            peak = float(np.max(np.abs(distinct)))
-            if len(distinct) > max_distinct or peak == 0.0:
-                continue
-            scale = np.float32(peak / 127.0)
-            codes = np.clip(np.rint(values / scale), -127, 127).astype(np.int8)
-            candidates[b] = (codes, scale)
-    # A buffer shared with a tensor that is not eligible stays float.
-    for subgraph in model.subgraphs:
-        for tensor in subgraph.tensors:
-            if candidates.get(tensor.buffer) is not None and (
-                    tensor.type != schema.TensorType.FLOAT32 or _rank(tensor) < 2):
-                candidates[tensor.buffer] = None
-    chosen = {b: v for b, v in candidates.items() if v is not None}
-    if not chosen:
-        return bytes(tflite), {}
-
-    opcode = None
-    for i, code in enumerate(model.operatorCodes):
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == _DEQUANTIZE:
-            opcode, code.version = i, max(code.version, 2)
-    if opcode is None:
-        model.operatorCodes.append(schema.OperatorCodeT(
-            deprecatedBuiltinCode=_DEQUANTIZE, builtinCode=_DEQUANTIZE, version=2))
-        opcode = len(model.operatorCodes) - 1
-    int8_buffer = {}
-    for b, (codes, _) in chosen.items():
-        buffers.append(schema.BufferT())
-        buffers[-1].data = np.frombuffer(codes.tobytes(), np.uint8).copy()
-        int8_buffer[b] = len(buffers) - 1
-        buffers[b].data = None  # the float bytes are gone: DEQUANTIZE makes them
-    if (buffers[0].data is not None and len(buffers[0].data)) or buffers[0].offset:
-        raise ValueError("buffer 0 of the model is not the empty sentinel buffer")
-    quantized = {}
-    for subgraph in model.subgraphs:
-        dequantize_ops = []
-        for index, tensor in enumerate(list(subgraph.tensors)):
-            if tensor.buffer not in chosen:
-                continue
-            codes, scale = chosen[tensor.buffer]
-            name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
-            q = schema.TensorT()
-            q.shape, q.type = list(tensor.shape), schema.TensorType.INT8
-            q.buffer, q.name = int8_buffer[tensor.buffer], name + "/int8"
-            q.quantization = schema.QuantizationParametersT()
-            q.quantization.scale, q.quantization.zeroPoint = [float(scale)], [0]
-            subgraph.tensors.append(q)
-            tensor.buffer = 0  # now computed by the DEQUANTIZE op
-            op = schema.OperatorT()
-            op.opcodeIndex, op.inputs, op.outputs = opcode, [len(subgraph.tensors) - 1], [index]
-            dequantize_ops.append(op)
-            quantized[name] = float(scale)
-        subgraph.operators = dequantize_ops + list(subgraph.operators or [])
-    return tflite_schema.build(model), quantized
 
 
 def _layers(model):
