@@ -368,9 +368,12 @@ def _candidate(raw, elem_bits, kind, shape, block, gap_alphabet, codebook_fp16, 
     mask = elems != 0
     best = None
     if force.get("position_mode") != "sparse":
+        # Order-0 codes cost the same in any order: dense records are
+        # row-major unless a test or tool asks for the other scan.
+        rows = _scans(shape, len(elems))[-1] if force.get("scan") == "column" else 1
         values = _best_values(elems, elem_bits, kind, block, expand, force)
         if values is not None:
-            best = (values.cost, elems, expand, change, fmt.POSITION_DENSE, 1, 0, values)
+            best = (values.cost, elems, expand, change, fmt.POSITION_DENSE, rows, 0, values)
     if force.get("position_mode") != "dense":
         pos_cost, rows, G = _best_positions(mask, shape, block, gap_alphabet, force)
         values = _best_values(elems[mask], elem_bits, kind, block, expand, force)
