@@ -110,7 +110,7 @@ def test_split_and_join_elements(bits):
     if bits == 4:  # the first element is the low nibble, as TFLite's INT4
         assert elems[0] == raw[0] & 15 and elems[1] == raw[0] >> 4
     if bits == 16:
-        assert elems[0] == raw[0] | (raw[1] << 8)
+        assert int(elems[0]) == int(raw[0]) | (int(raw[1]) << 8)
 
 
 def test_fp16_expansion_matches_ieee():
