@@ -159,6 +159,17 @@ def deflate(data):
     return c.compress(bytes(data)) + c.flush()
 
 
+def descriptor_shares(total, parts):
+    """Share `total` (the deflated bytes of the meta stream's descriptors) out
+    among records whose descriptors, with the tables each introduced, are
+    `parts`: in proportion to each part deflated on its own, so a record with
+    an incompressible codebook carries more than one whose fields compress.
+    The shares add up to `total`."""
+    weights = [len(deflate(p)) for p in parts]
+    whole = sum(weights)
+    return [total * w / whole if whole else 0.0 for w in weights]
+
+
 def inflater():
     """A `zlib.decompressobj` for a format 2 meta stream (raw DEFLATE, with
     the preset dictionary)."""

@@ -617,10 +617,12 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
     # Code tables: identical tables are stored once, in first-use order.
     tables, table_index = [], {}
     for plan in plans:
+        plan.new_tables = []
         for _, stream in plan.streams:
             if stream is not None and stream.table not in table_index:
                 table_index[stream.table] = len(tables)
                 tables.append(stream.table)
+                plan.new_tables.append(stream.table)
                 plan.record.table_bytes += len(stream.table)
 
     # The inner flatbuffer: every packed buffer points into the decoded tail,
@@ -662,17 +664,16 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
     packed = body + fmt.CRC.pack(zlib.crc32(body))
 
     # Accounting: the graph's share of the deflate stream is its size
-    # deflated alone; the rest is the descriptors', shared out in proportion
-    # to their raw bytes (tables counted where first used).
+    # deflated alone; the rest is the descriptors', shared out among the
+    # records (with the tables each introduced).
     graph = len(fmt.deflate(flat))
     descriptor_share = len(deflated) - graph
-    raw_desc = [len(d) + p.record.table_bytes for d, p in zip(descriptors, plans)]
-    total_raw = sum(raw_desc) + len(varint_bytes(len(tables))) + len(varint_bytes(len(plans)))
-    for plan, desc, raw_len, pay in zip(plans, descriptors, raw_desc, payloads):
+    parts = [d + b"".join(plan.new_tables) for d, plan in zip(descriptors, plans)]
+    shares = fmt.descriptor_shares(descriptor_share, parts)
+    for plan, part, share, pay in zip(plans, parts, shares, payloads):
         r = plan.record
         r.payload_bytes = len(pay)
-        r.descriptor_bytes = len(desc) + r.table_bytes
-        share = descriptor_share * raw_len / total_raw if total_raw else 0
+        r.descriptor_bytes = len(part)
         r.record_bytes = int(round(len(pay) + share))
         r.out_offset = plan.out_offset
     infos = [p.record for p in plans]

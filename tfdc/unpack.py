@@ -181,6 +181,7 @@ class _Table:
     lengths: object = None  # np.uint8 code lengths (kind 0)
     symbol: int = 0         # kind 1
     size: int = 0           # bytes in the meta stream
+    start: int = 0          # position in the meta stream
     _lookup: object = None
 
     def lookup(self):
@@ -220,6 +221,7 @@ class _Record:
     codebook_bytes: int
     table_bytes: int
     payload_bytes: int
+    new_tables: list = dataclasses.field(default_factory=list)  # first used here
 
     @property
     def num_elements(self):
@@ -273,7 +275,7 @@ def _parse_table(cur, i):
     kind = cur.varint(f"{what} kind")
     if kind == fmt.TABLE_SINGLE:
         symbol = cur.varint(f"{what} symbol", fmt.MAX_ALPHABET - 1)
-        return _Table(kind, symbol + 1, symbol=symbol, size=cur.pos - start)
+        return _Table(kind, symbol + 1, symbol=symbol, size=cur.pos - start, start=start)
     if kind != fmt.TABLE_HUFFMAN:
         raise FormatError(f"{what}: unknown kind {kind}")
     m = cur.varint(f"{what} symbol count", fmt.MAX_ALPHABET)
@@ -301,7 +303,7 @@ def _parse_table(cur, i):
     kraft = int(np.sum(np.int64(1) << (fmt.MAX_CODE_LEN - nibbles[:m].astype(np.int64))))
     if kraft != 1 << fmt.MAX_CODE_LEN:
         raise FormatError(f"{what}: the code is not complete (Kraft sum {kraft} / 32768)")
-    return _Table(kind, n, lengths=lengths, size=cur.pos - start)
+    return _Table(kind, n, lengths=lengths, size=cur.pos - start, start=start)
 
 
 class _Payload:
@@ -326,7 +328,7 @@ def _parse_stream(cur, tables, payload, what, count, alphabet, used_tables):
     t = tables[index]
     table_bytes = 0
     if index not in used_tables:
-        used_tables.add(index)
+        used_tables[index] = None
         table_bytes = t.size
     if t.kind == fmt.TABLE_SINGLE:
         if t.symbol >= alphabet:
@@ -480,9 +482,11 @@ def _parse_v2(data, S, Z, max_size):
     tables = [_parse_table(mc, i) for i in range(num_tables)]
     num_records = mc.varint("num_records", len(inner.buffers))
     payload = _Payload(cur.pos, end - fmt.CRC.size)
-    records, prev_end, used = [], 0, set()
+    records, prev_end, used = [], 0, {}
     for i in range(num_records):
+        before = len(used)
         rec = _parse_record(mc, i, tables, inner.buffers, F, D, prev_end, payload, used)
+        rec.new_tables = list(used)[before:]
         prev_end = rec.out_offset + rec.out_size
         records.append(rec)
     if mc.pos != M:
@@ -1092,11 +1096,13 @@ def _pack_info_v2(data, parsed):
     users = _tensor_users(parsed.meta[:parsed.F])
     graph = len(fmt.deflate(parsed.meta[:parsed.F]))
     descriptor_share = parsed.C - graph
-    raw_desc = [r.desc_end - r.desc_start + r.table_bytes for r in parsed.records]
-    total_raw = (sum(raw_desc) + len(fmt.varint_bytes(len(parsed.tables)))
-                 + len(fmt.varint_bytes(len(parsed.records))))
+    meta = parsed.meta
+    parts = [meta[r.desc_start:r.desc_end] + b"".join(
+        meta[parsed.tables[t].start:parsed.tables[t].start + parsed.tables[t].size]
+        for t in r.new_tables) for r in parsed.records]
+    shares = fmt.descriptor_shares(descriptor_share, parts)
     records = []
-    for rec, raw_len in zip(parsed.records, raw_desc):
+    for rec, share, part in zip(parsed.records, shares, parts):
         infos = users.get(rec.buffer_index, [])
         value_bits = value_entropy = 0
         for s in rec.values:
@@ -1108,7 +1114,6 @@ def _pack_info_v2(data, parsed):
             gap_bits, gap_entropy, _ = _stream_stats(data, rec.gaps, parsed.tables)
             gap_count = rec.gaps.count
         nnz = int(np.count_nonzero(_record_elements(data, rec, parsed.tables)))
-        share = descriptor_share * raw_len / total_raw if total_raw else 0
         records.append(fmt.RecordInfo(
             buffer_index=rec.buffer_index, tensor_names=[n for n, _, _ in infos],
             shape=infos[0][2] if infos else (rec.num_elements,),
@@ -1128,7 +1133,7 @@ def _pack_info_v2(data, parsed):
             transform=fmt.TRANSFORM_NAMES[rec.transform],
             planes=len(rec.values) if rec.value_mode == fmt.VALUES_PLANES else 0,
             payload_bytes=rec.payload_bytes,
-            descriptor_bytes=rec.desc_end - rec.desc_start + rec.table_bytes))
+            descriptor_bytes=len(part)))
     payload = parsed.S + parsed.Z - fmt.CRC.size - parsed.payload_start
     return fmt.PackInfo(flatbuffer_bytes=parsed.S, section_bytes=parsed.Z,
                         total_bytes=parsed.S + parsed.Z, decoded_bytes=parsed.D,
@@ -1192,6 +1197,16 @@ def _pack_info_v1(data, parsed):
                         total_bytes=parsed.S + parsed.Z, decoded_bytes=parsed.D,
                         records=records, num_tables=len(parsed.tables), input_bytes=0,
                         version=1)
+
+
+def model_flatbuffer(packed):
+    """The model's flatbuffer in a packed file (for its graph and tensors):
+    format 2's inner flatbuffer, or a format 1 file itself."""
+    data = _as_bytes(packed)
+    if is_decoded(data):
+        return data
+    parsed = parse(data)
+    return data if parsed.version == 1 else parsed.meta[:parsed.F]
 
 
 def read_pack_info(packed):
