@@ -50,6 +50,10 @@ def single_table(symbol):
     return v(1) + v(symbol)
 
 
+def fixed_table(width):
+    return v(2) + v(width)
+
+
 def stream(table, block=None, segments=()):
     """A stream descriptor: table index, and for a Huffman table its block
     and segment lengths."""

@@ -272,6 +272,15 @@ def _violations():
         "table incomplete": _rebuild(tables=[v(0) + v(2) + v(0) * 2 + b"\x21"]),
         "table over-full": _rebuild(tables=[v(0) + v(3) + v(0) * 3 + b"\x11\x01"]),
         "kind 1 symbol ≥ 32768": _rebuild(tables=[v(1) + v(32768)]),
+        "fixed width 0": _rebuild(tables=[fb.fixed_table(0)]),
+        "fixed width 16": _rebuild(tables=[fb.fixed_table(16)]),
+        "fixed-length symbol ≥ K": _rebuild(tables=[fb.fixed_table(2)], records=[_record(
+            tail=_codebook(stream=fb.stream(0, 4096, [2])))], payload=b"\x18\x00"),
+        "fixed-length segment length": _rebuild(tables=[fb.fixed_table(1)], records=[_record(
+            tail=_codebook(stream=fb.stream(0, 4096, [2])))], payload=b"\x48\x00"),
+        "fixed-length padding bits": _rebuild(tables=[fb.fixed_table(3)], records=[_record(
+            tail=_codebook(stream=fb.stream(0, 3, [2, 2, 1])))],
+            payload=b"\x04\x00\x04\x00\x01"),
         # records (§6)
         "buffer_index out of range": r(head=v(9) + HEAD_TAIL),
         "buffer without offset": r(head=v(0) + HEAD_TAIL),
@@ -359,6 +368,16 @@ def test_the_hand_built_cases_are_valid_when_unbroken():
                                                                        stream=fb.stream(1)))],
                       payload=b"")
     assert _decode(sparse)[_parts()[1]:] == bytes([0, 1, 0, 1, 0, 1, 0, 0])
+    # a fixed-length code of 1 bit (kind 2) codes the same values in the same bits
+    fixed = _rebuild(tables=[fb.fixed_table(1)])
+    assert _decode(fixed) == _decode(_valid_file()[0])
+    # ... and of 3 bits: symbols 0,1,0,0,1,0,0,0 = 000 001 000 000 001 000 000 000
+    three_bits = _rebuild(tables=[fb.fixed_table(3)], records=[_record(
+        tail=_codebook(stream=fb.stream(0, 4096, [3])))], payload=b"\x04\x02\x00")
+    assert _decode(three_bits) == _decode(_valid_file()[0])
+    padded = _rebuild(tables=[fb.fixed_table(3)], records=[_record(
+        tail=_codebook(stream=fb.stream(0, 3, [2, 2, 1])))], payload=b"\x04\x00\x04\x00\x00")
+    assert _decode(padded) == _decode(_valid_file()[0])
 
 
 VIOLATIONS = sorted(_violations())

@@ -1,4 +1,4 @@
-"""The minimal, bounds-checked TFLite flatbuffer reader of FORMAT.md §3.
+"""The minimal, bounds-checked TFLite flatbuffer reader of FORMAT.md §3.1.
 
 A packed file is decoded without a flatbuffers library: a decoder needs only
 `Model.buffers` (each `Buffer.data / offset / size`) and `Model.metadata`

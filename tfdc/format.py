@@ -46,7 +46,7 @@ MAGIC = b"TFDC"
 VERSION_MAJOR, VERSION_MINOR = 2, 0
 
 # ------------------------------------------------------------------ format 2
-PREFIX = struct.Struct("<4sHH")              # magic, version_major, version_minor (§3.1)
+PREFIX = struct.Struct("<4sHH")              # magic, version_major, version_minor (§4)
 CRC = struct.Struct("<I")                    # the file's CRC-32, its last 4 bytes
 MAX_VARINT_BYTES = 10                        # LEB128 of a u64
 OUTPUT_ALIGN_REQUIRED = 16                   # every record's Buffer.offset % 16 == 0
@@ -55,11 +55,12 @@ OUTPUT_ALIGN = 64                            # what the packer uses
 DEFLATE_WBITS = -15
 # The preset dictionary of the meta stream's DEFLATE (appendix B).
 DICTIONARY_FILE = "v2_dictionary.bin"
-DICTIONARY_SHA256 = "3503a2f285ea7492e623cd6170cc8c2c654c1cd9fc7ec7d1d6ea0451557e256f"
+DICTIONARY_SHA256 = "e03607d59b0cc655656d9306e97561523c77da64e7191d6166ea113ad1b383b1"
 
-# Table kinds (§3.3).
-TABLE_HUFFMAN, TABLE_SINGLE = 0, 1
-# Record fields (§3.4).
+# Table kinds (§5.1).
+TABLE_HUFFMAN, TABLE_SINGLE, TABLE_FIXED = 0, 1, 2
+MAX_FIXED_WIDTH = 15                         # bits of a kind 2 (fixed-length) code
+# Record fields (§6).
 ELEM_BITS = (2, 4, 8, 16, 32, 64)
 TRANSFORM_IDENTITY, TRANSFORM_ZIGZAG, TRANSFORM_ROTATE = 0, 1, 2
 TRANSFORMS = (TRANSFORM_IDENTITY, TRANSFORM_ZIGZAG, TRANSFORM_ROTATE)
@@ -215,7 +216,7 @@ def read_varint(data, pos, end):
 # ------------------------------------------------------------------ bit packing
 def pack_bits(values, width):
     """`values` (each < 2^width) as `width`-bit fields, most significant bit
-    first, the last byte padded with zero bits (§3.5, codebook deltas)."""
+    first, the last byte padded with zero bits (§6.4, codebook deltas)."""
     values = np.asarray(values, dtype=np.uint64).reshape(-1)
     if width == 0 or len(values) == 0:
         return b""
@@ -243,7 +244,7 @@ def _uint(width):
 
 
 def transform(x, kind, width):
-    """The element transform `kind` on `width`-bit unsigned values `x` (§3.4):
+    """The element transform `kind` on `width`-bit unsigned values `x` (§6.2):
     identity, zigzag (sign to the lowest bit, magnitude above: small signed
     integers get zero high bytes) or rotate (rotate left by one: an IEEE
     float's exponent becomes its top byte)."""
@@ -278,7 +279,7 @@ def inverse_transform(t, kind, width):
 
 # ------------------------------------------------------------------ elements
 def split_elements(raw, elem_bits):
-    """Buffer bytes (np.uint8) -> its elements as unsigned integers (§3.4):
+    """Buffer bytes (np.uint8) -> its elements as unsigned integers (§6.1):
     little-endian groups of `elem_bits / 8` bytes, or for 2- and 4-bit
     elements the fields of each byte from its lowest bits up."""
     raw = np.ascontiguousarray(raw, dtype=np.uint8)
@@ -317,7 +318,7 @@ def plane_bits(elem_bits):
 
 # ------------------------------------------------------------------ binary16
 def fp16_to_fp32_bits(h):
-    """binary16 bit patterns -> binary32 bit patterns, exactly as §3.5 says
+    """binary16 bit patterns -> binary32 bit patterns, exactly as §6.3 says
     (integer operations: NaN payloads are kept, never quieted)."""
     h = np.asarray(h, dtype=np.uint16).astype(np.uint32)
     sign = (h >> 15) << 31
@@ -447,7 +448,7 @@ class PackInfo:
 
 
 # ------------------------------------------------------------------ the stub
-# The 120-byte TFLite flatbuffer in front of a format 2 section (§2): a Model
+# The 120-byte TFLite flatbuffer in front of a format 2 section (§3): a Model
 # with one Buffer (offset S, size Z) and one Metadata entry "tfdc.v2" naming
 # buffer 0 — no subgraphs and no version field, so every stock runtime
 # refuses it ("schema version 0"; a version-3 model without subgraphs crashes

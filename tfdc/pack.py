@@ -2,7 +2,7 @@
 
 `pack_tflite` is the last stage of Deep Compression (Han et al., sec. 4),
 extended to the whole file. Every constant buffer gets the smallest of these
-encodings, each a *record* (FORMAT.md §3.4), or stays inline:
+encodings, each a *record* (FORMAT.md §6), or stays inline:
 
 * values: a **codebook** of the distinct elements (sorted, stored as the
   bit-packed gaps between their keys) and Huffman-coded indices — clustered
@@ -73,20 +73,23 @@ class _Stream:
 
     def descriptor(self, table_index):
         out = varint_bytes(table_index[self.table])
-        if self.kind == fmt.TABLE_HUFFMAN:
+        if self.kind != fmt.TABLE_SINGLE:
             out += varint_bytes(self.block)
             out += b"".join(varint_bytes(int(n)) for n in self.seg_bytes)
         return out
 
     def payload(self):
-        return self.data.tobytes() if self.kind == fmt.TABLE_HUFFMAN else b""
+        return self.data.tobytes() if self.kind != fmt.TABLE_SINGLE else b""
 
 
-def _table_bytes(lengths=None, symbol=None):
-    """A serialised table (§3.3): a single symbol, or the symbols that have a
-    code (as gaps) and their code lengths (nibbles)."""
-    if lengths is None:
+def _table_bytes(lengths=None, symbol=None, width=None):
+    """A serialised table (§5.1): a single symbol, a fixed-length code of
+    `width` bits, or the symbols that have a code (as gaps) and their code
+    lengths (nibbles)."""
+    if symbol is not None:
         return varint_bytes(fmt.TABLE_SINGLE) + varint_bytes(symbol)
+    if width is not None:
+        return varint_bytes(fmt.TABLE_FIXED) + varint_bytes(width)
     used = np.flatnonzero(lengths)
     gaps = np.diff(used, prepend=-1) - 1
     nib = np.zeros(2 * ((len(used) + 1) // 2), dtype=np.uint8)
@@ -96,26 +99,32 @@ def _table_bytes(lengths=None, symbol=None):
             + (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8).tobytes())
 
 
-def _stored_lengths(bits):
-    """The fixed-length code of `bits`-bit symbols: a complete canonical code
-    in which symbol s is its own `bits`-bit binary number (a stored plane)."""
-    return np.full(1 << bits, bits, dtype=np.uint8)
+def _fixed_width(counts):
+    """Bits of the fixed-length code for symbols 0 … the largest used."""
+    return max(1, (len(counts) - 1).bit_length()) if len(counts) > 1 else 1
 
 
-def _code_stream(symbols, counts, block, stored_bits=None):
-    """A `_Stream` for `symbols` (histogram `counts`), with its Huffman code,
-    a single-symbol table, or (`stored_bits`) the fixed-length code."""
+def _code_stream(symbols, counts, block, fixed=False):
+    """A `_Stream` for `symbols` (histogram `counts`, trimmed to the largest
+    used symbol + 1): its Huffman code, a single-symbol table, or (`fixed`)
+    the fixed-length code."""
     count = len(symbols)
     used = np.flatnonzero(counts)
-    if len(used) == 1 and stored_bits is None:
+    counts = counts[:int(used[-1]) + 1]
+    if len(used) == 1 and not fixed:
         return _Stream(count, _table_bytes(symbol=int(used[0])), fmt.TABLE_SINGLE)
-    if stored_bits is not None:
-        lengths = _stored_lengths(stored_bits)
+    if fixed:
+        width = _fixed_width(counts)
+        lengths = np.full(1 << width, width, dtype=np.uint8)
+        table = _table_bytes(width=width)
+        kind = fmt.TABLE_FIXED
     else:
-        lengths = huffman.code_lengths(counts[:int(used[-1]) + 1])
+        lengths = huffman.code_lengths(counts)
+        table = _table_bytes(lengths)
+        kind = fmt.TABLE_HUFFMAN
     seg_bytes, data = huffman.encode(symbols, lengths, block)
-    return _Stream(count, _table_bytes(lengths), fmt.TABLE_HUFFMAN, seg_bytes, data,
-                   huffman.coded_bits(counts[:len(lengths)], lengths),
+    return _Stream(count, table, kind, seg_bytes, data,
+                   huffman.coded_bits(counts, lengths[:len(counts)]),
                    huffman.entropy_bits(counts), block)
 
 
@@ -137,12 +146,11 @@ def _segment_cost(count, block):
     return nseg * 2.5 + 2  # varint lengths (2-3 bytes each) and block
 
 
-def _stream_cost(counts, block, stored_bits=None):
-    """Bytes of a stream with histogram `counts`: payload, segment lengths,
-    table and padding (estimated at 4 bits per segment). `stored_bits`: the
-    cheaper of the Huffman code and the fixed-length code (whose table is
-    shared by every stored stream and costs nothing here). Returns
-    `(bytes, stored)`."""
+def _stream_cost(counts, block, allow_fixed=True):
+    """`(bytes, fixed)` of the cheaper coding of a stream with histogram
+    `counts`: its Huffman code with its table, or the fixed-length code (a
+    two-byte table) — payload, segment lengths and padding (estimated at 4
+    bits per segment) included."""
     counts = np.asarray(counts)
     count = int(counts.sum())
     if count == 0:
@@ -150,15 +158,13 @@ def _stream_cost(counts, block, stored_bits=None):
     used = np.flatnonzero(counts)
     if len(used) == 1:
         return 2.0 + _varint_len(used[0]), False
-    n = int(used[-1]) + 1
-    lengths = huffman.code_lengths(counts[:n])
+    counts = counts[:int(used[-1]) + 1]
+    lengths = huffman.code_lengths(counts)
     nseg = -(-count // block)
-    huff = (huffman.coded_bits(counts[:n], lengths) / 8 + nseg / 2 + _segment_cost(count, block)
-            + 1 + _table_cost(lengths))
-    if stored_bits is None:
-        return huff, False
-    stored = count * stored_bits / 8 + nseg / 2 + _segment_cost(count, block) + 1
-    return (stored, True) if stored <= huff else (huff, False)
+    common = nseg / 2 + _segment_cost(count, block) + 1
+    huff = huffman.coded_bits(counts, lengths) / 8 + common + _table_cost(lengths)
+    fixed = count * _fixed_width(counts) / 8 + common + 2
+    return (fixed, True) if allow_fixed and fixed < huff else (huff, False)
 
 
 # --------------------------------------------------------------------------
@@ -222,7 +228,7 @@ def _scans(shape, n):
 
 
 def _best_positions(mask, shape, block, gap_alphabet, force):
-    """`(cost, scan_rows, G)` of the cheapest sparse position stream."""
+    """`(cost, scan_rows, G, fixed)` of the cheapest sparse position stream."""
     n = len(mask)
     rows_options = _scans(shape, n)
     if force.get("scan") == "column" and len(rows_options) > 1:
@@ -234,15 +240,16 @@ def _best_positions(mask, shape, block, gap_alphabet, force):
     best = None
     for rows in rows_options:
         if nnz == 0:
-            return 3.0, rows, 1 << widths[0]
+            return 3.0, rows, 1 << widths[0], False
         t, _ = _stream_order_positions(mask, rows)
         gv, gc = _unique_counts(np.diff(t, prepend=-1) - 1)
         for w in widths:
             G = 1 << w
-            cost, _ = _stream_cost(_gap_histogram(gv, gc, G), block)
+            cost, fixed = _stream_cost(_gap_histogram(gv, gc, G), block,
+                                       force.get("codes") != "huffman")
             cost += _varint_len(nnz) + _varint_len(G) + _varint_len(nnz)
             if best is None or cost < best[0]:
-                best = (cost, rows, G)
+                best = (cost, rows, G, fixed)
     return best
 
 
@@ -253,18 +260,19 @@ def _best_positions(mask, shape, block, gap_alphabet, force):
 @dataclasses.dataclass
 class _Values:
     """The chosen coding of a value sequence: a codebook (`keys`: sorted
-    transformed keys) or planes (`stored`: which planes use the fixed code)."""
+    transformed keys) or planes; `fixed`: which streams use the fixed-length
+    code (the index stream, or each plane)."""
     cost: float
     mode: int
     transform: int
     keys: object = None
     key_bits: int = 0
-    stored: tuple = ()
+    fixed: tuple = ()
 
 
 def _codebook_bytes(keys, key_bits):
     """Serialised codebook keys: count, first key, delta width, and the
-    bit-packed `k[j] − k[j−1] − 1` (§3.5)."""
+    bit-packed `k[j] − k[j−1] − 1` (§6.4)."""
     out = varint_bytes(len(keys))
     if len(keys) == 0:
         return out
@@ -281,6 +289,8 @@ def _best_values(vals, elem_bits, kind, block, expand, force):
     options = []
     transforms = fmt.TRANSFORMS
     if count == 0:
+        if force.get("value_mode") == "planes":
+            return _Values(0.0, fmt.VALUES_PLANES, fmt.TRANSFORM_IDENTITY)
         return _Values(1.0, fmt.VALUES_CODEBOOK, fmt.TRANSFORM_IDENTITY,
                        np.zeros(0, np.uint64), 16 if expand else elem_bits)
     if force.get("value_mode") != "planes":
@@ -295,23 +305,24 @@ def _best_values(vals, elem_bits, kind, block, expand, force):
         else:
             unique, counts = np.unique(keyed, return_counts=True)
         if len(unique) <= MAX_CODEBOOK:
-            stream, _ = _stream_cost(counts, block)
+            stream, fixed = _stream_cost(counts, block, force.get("codes") != "huffman")
             for t in transforms:
                 keys = np.sort(fmt.transform(unique, t, key_bits).astype(np.uint64))
                 cost = stream + len(_codebook_bytes(keys, key_bits)) + 1
-                options.append(_Values(cost, fmt.VALUES_CODEBOOK, t, keys, key_bits))
+                options.append(_Values(cost, fmt.VALUES_CODEBOOK, t, keys, key_bits,
+                                       (fixed,)))
     if force.get("value_mode") != "codebook" and not expand:
-        pbits = fmt.plane_bits(elem_bits)
         for t in transforms:
             tv = fmt.transform(vals, t, elem_bits)
-            cost, stored = 0.0, []
+            cost, fixed = 0.0, []
             for p in range(fmt.plane_count(elem_bits)):
                 shift = 8 * (fmt.plane_count(elem_bits) - 1 - p)
                 plane = ((tv >> tv.dtype.type(shift)) & tv.dtype.type(255)).astype(np.int64)
-                c, s = _stream_cost(np.bincount(plane, minlength=1), block, stored_bits=pbits)
+                c, f = _stream_cost(np.bincount(plane, minlength=1), block,
+                                    force.get("codes") != "huffman")
                 cost += c
-                stored.append(s)
-            options.append(_Values(cost, fmt.VALUES_PLANES, t, stored=tuple(stored)))
+                fixed.append(f)
+            options.append(_Values(cost, fmt.VALUES_PLANES, t, fixed=tuple(fixed)))
     if not options:
         return None
     # Ties: the first option (codebook before planes, lower transform) wins.
@@ -357,7 +368,8 @@ def _fp16_round(elems):
 
 def _candidate(raw, elem_bits, kind, shape, block, gap_alphabet, codebook_fp16, force):
     """The cheapest record of `raw` with `elem_bits`-bit elements:
-    `(cost, elems, expand, fp16_change, position, rows, G, values)`."""
+    `(cost, elems, expand, fp16_change, position, rows, G, fixed gaps,
+    values)`."""
     elems = fmt.split_elements(raw, elem_bits)
     expand, change = False, 0.0
     if codebook_fp16 and elem_bits == 32 and kind == "float":
@@ -373,14 +385,16 @@ def _candidate(raw, elem_bits, kind, shape, block, gap_alphabet, codebook_fp16, 
         rows = _scans(shape, len(elems))[-1] if force.get("scan") == "column" else 1
         values = _best_values(elems, elem_bits, kind, block, expand, force)
         if values is not None:
-            best = (values.cost, elems, expand, change, fmt.POSITION_DENSE, rows, 0, values)
+            best = (values.cost, elems, expand, change, fmt.POSITION_DENSE, rows, 0, False,
+                    values)
     if force.get("position_mode") != "dense":
-        pos_cost, rows, G = _best_positions(mask, shape, block, gap_alphabet, force)
+        pos_cost, rows, G, fixed_gaps = _best_positions(mask, shape, block, gap_alphabet, force)
         values = _best_values(elems[mask], elem_bits, kind, block, expand, force)
         if values is not None:
             cost = pos_cost + values.cost
             if best is None or cost < best[0]:
-                best = (cost, elems, expand, change, fmt.POSITION_SPARSE, rows, G, values)
+                best = (cost, elems, expand, change, fmt.POSITION_SPARSE, rows, G, fixed_gaps,
+                        values)
     return best
 
 
@@ -398,8 +412,8 @@ def _plan_record(raw, tensor_bits, kind, shape, block, gap_alphabet, codebook_fp
 
     `force` (tests and tools only) restricts the choice — keys
     "position_mode" ("dense"/"sparse"), "scan" ("row"/"column"),
-    "value_mode" ("codebook"/"planes"), "elem_bits" — and packs even when the
-    record is not smaller.
+    "value_mode" ("codebook"/"planes"), "elem_bits", "codes" ("huffman": no
+    fixed-length codes) — and packs even when the record is not smaller.
     """
     force = force or {}
     widths = [tensor_bits] if (8 * len(raw)) % tensor_bits == 0 else [8]
@@ -415,17 +429,17 @@ def _plan_record(raw, tensor_bits, kind, shape, block, gap_alphabet, codebook_fp
             best = c + (w,)
     if best is None:
         return None
-    cost, elems, expand, change, position, rows, G, values, elem_bits = best
+    cost, elems, expand, change, position, rows, G, fixed_gaps, values, elem_bits = best
     if not force:
         total = cost + _RECORD_OVERHEAD
         if total >= len(raw) or (total > 0.75 * len(raw) and total >= _inline_cost(raw)):
             return None
-    return _build(elems, elem_bits, expand, change, position, rows, G, values, block, shape,
-                  len(raw))
+    return _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, values,
+                  block, shape, len(raw))
 
 
-def _build(elems, elem_bits, expand, change, position, rows, G, values, block, shape,
-           raw_bytes):
+def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, values, block,
+           shape, raw_bytes):
     n = len(elems)
     head = [varint_bytes(elem_bits), varint_bytes(values.transform), varint_bytes(values.mode),
             varint_bytes(position), varint_bytes(rows)]
@@ -438,7 +452,7 @@ def _build(elems, elem_bits, expand, change, position, rows, G, values, block, s
         gaps = _gap_symbols(np.diff(t, prepend=-1) - 1, G)
         head += [varint_bytes(len(vals)), varint_bytes(G), varint_bytes(len(gaps))]
         if len(gaps):
-            gap_stream = _code_stream(gaps, np.bincount(gaps, minlength=G), block)
+            gap_stream = _code_stream(gaps, np.bincount(gaps, minlength=G), block, fixed_gaps)
             streams.append((b"", gap_stream))
     elif rows > 1:
         vals = elems.reshape(rows, n // rows).T.reshape(-1)
@@ -454,14 +468,13 @@ def _build(elems, elem_bits, expand, change, position, rows, G, values, block, s
             tk = fmt.transform(keyed, values.transform, values.key_bits).astype(np.uint64)
             symbols = np.searchsorted(values.keys, tk).astype(np.uint16)
             counts = np.bincount(symbols, minlength=len(values.keys))
-            value_streams.append(_code_stream(symbols, counts, block))
+            value_streams.append(_code_stream(symbols, counts, block, values.fixed[0]))
     elif len(vals):
         tv = fmt.transform(vals, values.transform, elem_bits)
         pbits = fmt.plane_bits(elem_bits)
-        for plane, stored in zip(_planes(tv, elem_bits), values.stored):
+        for plane, fixed in zip(_planes(tv, elem_bits), values.fixed):
             counts = np.bincount(plane, minlength=1 << pbits)
-            value_streams.append(_code_stream(plane, counts, block,
-                                              stored_bits=pbits if stored else None))
+            value_streams.append(_code_stream(plane, counts, block, fixed))
     # Codebook first (its descriptor bytes), then the value streams.
     streams += [(codebook if i == 0 else b"", s) for i, s in enumerate(value_streams)]
     if not value_streams and codebook:

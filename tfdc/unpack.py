@@ -1,6 +1,6 @@
 """Decode a tfdc-packed `.tflite` file back to a standard TFLite model.
 
-`decode` implements docs/FORMAT.md §4 in NumPy (the reference decoder), or
+`decode` implements docs/FORMAT.md §7 in NumPy (the reference decoder), or
 calls the native C decoder `tfdc._native` for the format versions it reads.
 It validates the whole file — stub, header, CRC, the inflated meta stream,
 every table and record rule — and only then returns the decoded model: the
@@ -31,7 +31,7 @@ _UINT = fmt.UINT_OF_SIZE
 
 
 # ==========================================================================
-# Locating the section (§2), shared by both versions
+# Locating the section (§3), shared by both versions
 
 
 def _near_miss(name):
@@ -69,7 +69,7 @@ def damaged_key(data):
 
 
 def _locate(data):
-    """`(major, S, Z, model, section buffer index)` of a packed file (§2)."""
+    """`(major, S, Z, model, section buffer index)` of a packed file (§3.2)."""
     model = read_model(data)
     found = [(fmt.SECTION_KEYS[name], b) for name, b in model.metadata
              if name in fmt.SECTION_KEYS]
@@ -194,8 +194,9 @@ class _Table:
 class _Stream:
     count: int
     table: int
+    alphabet: int = 0           # every decoded symbol must be below it
     block: int = 0
-    seg_bytes: object = None    # np.int64, kind 0 only
+    seg_bytes: object = None    # np.int64, kind 0 and 2 only
     data_start: int = 0         # absolute position of its segments in the file
     data_len: int = 0
 
@@ -276,6 +277,12 @@ def _parse_table(cur, i):
     if kind == fmt.TABLE_SINGLE:
         symbol = cur.varint(f"{what} symbol", fmt.MAX_ALPHABET - 1)
         return _Table(kind, symbol + 1, symbol=symbol, size=cur.pos - start, start=start)
+    if kind == fmt.TABLE_FIXED:
+        width = cur.varint(f"{what} width", fmt.MAX_FIXED_WIDTH)
+        if width < 1:
+            raise FormatError(f"{what}: a fixed-length code of 0 bits")
+        return _Table(kind, 1 << width, lengths=np.full(1 << width, width, np.uint8),
+                      symbol=width, size=cur.pos - start, start=start)
     if kind != fmt.TABLE_HUFFMAN:
         raise FormatError(f"{what}: unknown kind {kind}")
     m = cur.varint(f"{what} symbol count", fmt.MAX_ALPHABET)
@@ -333,8 +340,8 @@ def _parse_stream(cur, tables, payload, what, count, alphabet, used_tables):
     if t.kind == fmt.TABLE_SINGLE:
         if t.symbol >= alphabet:
             raise FormatError(f"{what}: table {index}'s symbol {t.symbol} ≥ alphabet {alphabet}")
-        return _Stream(count, index), table_bytes
-    if t.n > alphabet:
+        return _Stream(count, index, alphabet), table_bytes
+    if t.kind == fmt.TABLE_HUFFMAN and t.n > alphabet:
         raise FormatError(f"{what}: table {index} has {t.n} symbols, more than {alphabet}")
     block = cur.varint(f"{what} block", 0xFFFFFFFF)
     if block < 1:
@@ -349,7 +356,7 @@ def _parse_stream(cur, tables, payload, what, count, alphabet, used_tables):
         raise FormatError(f"{what}: a segment is too short for its symbols")
     total = int(seg_bytes.sum())
     start = payload.take(total, what)
-    return _Stream(count, index, block, seg_bytes, start, total), table_bytes
+    return _Stream(count, index, alphabet, block, seg_bytes, start, total), table_bytes
 
 
 def _parse_record(cur, i, tables, buffers, F, D, prev_end, payload, used_tables):
@@ -506,9 +513,11 @@ def _parse_v2(data, S, Z, max_size):
 
 
 def _fixed_width(t):
-    """w if table `t` is the fixed-length code of all 2^w symbols (w = 2, 4,
-    8: a stored plane), else 0."""
-    if t.kind != fmt.TABLE_HUFFMAN or t.n not in (4, 16, 256):
+    """w if table `t` is a fixed-length code of w bits (kind 2, or a kind 0
+    table listing all 2^w symbols with length w), else 0."""
+    if t.kind == fmt.TABLE_FIXED:
+        return t.symbol
+    if t.kind != fmt.TABLE_HUFFMAN or t.n & (t.n - 1):
         return 0
     w = t.n.bit_length() - 1
     return w if (t.lengths == w).all() else 0
@@ -521,30 +530,39 @@ def _stream_symbols(data, stream, tables):
     seg = np.frombuffer(data, np.uint8, stream.data_len, stream.data_start)
     w = _fixed_width(t)
     if w:
-        # The same rules as any code (§3.4), checked without a Huffman pass:
-        # symbol s is its own w-bit number.
-        nseg = len(stream.seg_bytes)
-        per = np.full(nseg, stream.block, np.int64)
-        per[-1] = stream.count - (nseg - 1) * stream.block
-        if ((per * w + 7) // 8 != stream.seg_bytes).any():
-            raise FormatError("a fixed-width segment's length does not match its symbols")
-        if w == 8:
-            return seg.astype(np.uint16)
-        bits = np.unpackbits(seg)
-        starts = np.concatenate([[0], np.cumsum(stream.seg_bytes)[:-1]]) * 8
-        pad = np.ones(len(bits), bool)
-        for j in range(nseg):
-            pad[starts[j]:starts[j] + per[j] * w] = False
-        if bits[pad].any():
-            raise FormatError("nonzero padding bits after a segment's last code")
-        fields = bits[~pad].reshape(-1, w)
-        return (fields @ (1 << np.arange(w - 1, -1, -1))).astype(np.uint16)
-    return huffman.decode(seg, stream.seg_bytes, stream.count, stream.block, t.lengths,
-                          table=t.lookup())
+        symbols = _fixed_symbols(seg, stream, w)
+    else:
+        symbols = huffman.decode(seg, stream.seg_bytes, stream.count, stream.block, t.lengths,
+                                 table=t.lookup())
+    if t.kind == fmt.TABLE_FIXED and stream.count and int(symbols.max()) >= stream.alphabet:
+        raise FormatError(f"a symbol {int(symbols.max())} ≥ the stream's alphabet "
+                          f"{stream.alphabet} (fixed-length code)")
+    return symbols
+
+
+def _fixed_symbols(seg, stream, w):
+    """The symbols of a fixed-length code of w bits: the same segment rules
+    as any code (§5.2), checked without a Huffman pass."""
+    nseg = len(stream.seg_bytes)
+    per = np.full(nseg, stream.block, np.int64)
+    per[-1] = stream.count - (nseg - 1) * stream.block
+    if ((per * w + 7) // 8 != stream.seg_bytes).any():
+        raise FormatError("a fixed-length segment's length does not match its symbols")
+    if w == 8:
+        return seg.astype(np.uint16)
+    bits = np.unpackbits(seg)
+    starts = np.concatenate([[0], np.cumsum(stream.seg_bytes)[:-1]]) * 8
+    used = np.zeros(len(bits), bool)
+    for j in range(nseg):
+        used[starts[j]:starts[j] + per[j] * w] = True
+    if bits[~used].any():
+        raise FormatError("nonzero padding bits after a segment's last code")
+    fields = bits[used].reshape(-1, w).astype(np.uint16)
+    return (fields << np.arange(w - 1, -1, -1, dtype=np.uint16)).sum(axis=1).astype(np.uint16)
 
 
 def _positions(gap_symbols, G, nnz, N, what):
-    """Stream indices of the coded values from the gap symbols (§3.6)."""
+    """Stream indices of the coded values from the gap symbols (§6.6)."""
     if nnz == 0:
         return np.zeros(0, np.int64)
     g = gap_symbols.astype(np.int64)
@@ -921,7 +939,7 @@ def _as_bytes(packed):
 
 
 def parse(packed, max_size=None):
-    """Validate the container, tables and records of `packed` (§4 steps 1-6).
+    """Validate the container, tables and records of `packed` (§7 steps 1-6).
 
     Returns `Parsed`; raises `FormatError`. `max_size` limits the decoded
     size (and the inflated meta stream).
@@ -1011,7 +1029,7 @@ def section_span(data):
 
 def is_packed(data):
     """True if `data` is a packed model: a TFLite flatbuffer with one tfdc.v1
-    or tfdc.v2 section entry whose section ends the file (FORMAT.md §2). A
+    or tfdc.v2 section entry whose section ends the file (FORMAT.md §3.2). A
     decoded file is a standard model, not a packed one. Cheap: the CRC and
     the records are not verified."""
     span = section_span(data)

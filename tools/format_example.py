@@ -17,6 +17,7 @@ import os
 import re
 import struct
 import sys
+import zlib
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def example_model():
 
 def pack_example():
     return pack_tflite(example_model(), min_bytes=0, gap_alphabet=4, _force={
-        1: {"position_mode": "sparse", "value_mode": "codebook"},
+        1: {"position_mode": "sparse", "value_mode": "codebook", "codes": "huffman"},
         2: {"position_mode": "dense", "value_mode": "codebook"},
         3: {"position_mode": "dense", "value_mode": "planes"},
         4: {"position_mode": "dense", "value_mode": "codebook", "elem_bits": 4}})
@@ -153,9 +154,13 @@ def annotate(packed):
     t = _Trace(m, F)
     tables = []
     for i in range(t.varint("num_tables")):
-        kind = t.varint(f"table[{i}].kind", lambda k: f"{k} ({'single' if k else 'Huffman'})")
+        kind = t.varint(f"table[{i}].kind",
+                        lambda k: f"{k} ({['Huffman', 'single', 'fixed-length'][k]})")
         if kind == fmt.TABLE_SINGLE:
             tables.append((kind, t.varint(f"table[{i}].symbol") + 1))
+            continue
+        if kind == fmt.TABLE_FIXED:
+            tables.append((kind, 1 << t.varint(f"table[{i}].width")))
             continue
         count = t.varint(f"table[{i}].m")
         symbols, s, j = [], -1, 0
@@ -351,7 +356,10 @@ def section_9(packed):
             "`[1, 1, −2, 1, 1, 1, 3, 1, 1, 1, −2, 1, 1, 1, 1, 1]` (dense, codebook); a "
             "`float32` bias `[0.25, −1.5, 3.0, 0.125]` (dense, planes); and an `int4` tensor "
             f"`{INT4_VALUES}` (4-bit elements, dense, codebook). The DEFLATE stream's bytes "
-            "are shown only in part; the meta stream they inflate to is annotated instead.\n\n"
+            "are shown only in part; the meta stream they inflate to is annotated instead. "
+            f"DEFLATE's output depends on the zlib build (this is zlib {zlib.ZLIB_RUNTIME_VERSION}"
+            "): with another, the stub's `Z`, the header's `C`, the DEFLATE bytes, the payload's "
+            "file offsets and the CRC may differ; the meta stream does not.\n\n"
             "```\n" + "\n".join(annotate(packed)) + "\n```\n")
 
 
