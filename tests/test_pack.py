@@ -445,3 +445,25 @@ def test_format_md_complete_file_is_current():
     if f"zlib {zlib.ZLIB_RUNTIME_VERSION})" in section:
         assert module.section_9(packed).rstrip("\n") in doc
         assert corpus == packed
+
+
+def test_a_format_1_file_decoded_packs_as_format_2():
+    import os
+    from tfdc.flatbuf import read_model
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    v1 = open(os.path.join(root, "tests", "data", "v1", "lenet_300_100_demo.tflite"), "rb").read()
+    with pytest.raises(ValueError, match="already tfdc-packed"):
+        pack_tflite(v1)
+    decoded_v1 = unpack.decode(v1, backend="python")
+    packed, info = pack_tflite(decoded_v1, strip_debug=True)
+    assert info.version == 2 and len(packed) < len(v1)
+    decoded = unpack.decode(packed, backend="python")
+
+    def weights(data):
+        return sorted(data[b.offset:b.offset + b.size] if b.offset > 1 else
+                      data[b.data_start:b.data_start + b.data_len]
+                      for b in read_model(data).buffers if b.size > 64 or b.data_len > 64)
+    # every weight buffer of the format 1 model, bit for bit (the v1 section
+    # buffer itself is gone)
+    assert set(weights(decoded)) <= set(weights(decoded_v1))
+    assert {len(w) for w in weights(decoded)} >= {940800, 120000, 4000, 1200, 400}

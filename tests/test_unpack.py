@@ -425,3 +425,7 @@ def test_native_decoder_agrees_on_format_2(small_packed):
 def test_auto_backend_uses_python_where_native_lacks_the_version(small_packed):
     packed, _, _ = small_packed
     assert unpack.decode(packed) == _decode(packed)
+    native = unpack._native()
+    if native is not None and getattr(native, "FORMAT_MAJOR", 1) < 2:
+        with pytest.raises(ImportError, match="reads format 1 files"):
+            unpack.decode(packed, backend="native")

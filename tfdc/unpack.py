@@ -990,7 +990,8 @@ def decode(packed, backend="auto", *, max_size=None):
     Raises:
         FormatError: the file is not packed (`status == "not_packed"`, also
             for an already decoded file), or is malformed, truncated or
-            corrupted. ImportError: backend="native" without the extension.
+            corrupted. ImportError: backend="native" without the extension,
+            or with one built for an older format version.
     """
     if backend not in ("auto", "native", "python"):
         raise ValueError(f"backend must be 'auto', 'native' or 'python', got {backend!r}")
@@ -1000,7 +1001,11 @@ def decode(packed, backend="auto", *, max_size=None):
     native = _native() if backend != "python" else None
     if backend == "native" and native is None:
         raise ImportError("tfdc._native is not built (pip install -e . with a C compiler)")
-    if native is not None and (backend == "native" or _native_reads(native, data)):
+    if backend == "native" and not _native_reads(native, data):
+        raise ImportError(f"tfdc._native reads format {getattr(native, 'FORMAT_MAJOR', 1)} "
+                          "files; this file is a newer format (rebuild the extension, or use "
+                          "backend='python')")
+    if native is not None and _native_reads(native, data):
         # The native API has no size limit argument: check the validated size.
         size = native.decoded_size(data)
         if size > max_size:

@@ -116,11 +116,13 @@ def measure(kernels):
 
 
 def demo_kernels(path):
+    """(name, kernel) of the 2-D kernels over 4 KB in a (packed or decoded)
+    model file."""
     from tfdc import unpack
     from tfdc.flatbuf import read_model
-    from tfdc.unpack import model_flatbuffer
-    decoded = unpack.decode(open(path, "rb").read())
-    users = unpack._tensor_users(model_flatbuffer(decoded))
+    data = open(path, "rb").read()
+    decoded = unpack.decode(data) if unpack.is_packed(data) else data
+    users = unpack._tensor_users(decoded)
     out = []
     for i, b in enumerate(read_model(decoded).buffers):
         infos = users.get(i, [])
@@ -133,8 +135,8 @@ def demo_kernels(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--demo", default=os.path.join(tempfile.gettempdir(), "tfdc_format_bench",
-                                                    "demo", "lenet_300_100.tflite"),
-                    help="the packed file of `tfdc demo --quick` (run it if missing)")
+                                                    "demo", "lenet_300_100.decoded.tflite"),
+                    help="the decoded (or packed) file of `tfdc demo --quick` (run if missing)")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "tfdc_real_weights"))
     args = ap.parse_args()
     from benchmarks_md import markdown_table, write_section
