@@ -80,7 +80,7 @@ def load_interpreter(path_or_bytes, *, backend="auto", **kwargs):
                           status="flatbuffer")
     damage = damaged_key(data)
     if damage:
-        raise FormatError(where + damage)
+        raise FormatError(where + damage, status="not_packed")
     # Anything carrying a tfdc.v1 / tfdc.v2 entry that is not an intact
     # decoded file goes to the decoder, so a damaged packed file raises
     # FormatError rather than reaching the interpreter.

@@ -75,8 +75,8 @@ def _locate(data):
              if name in fmt.SECTION_KEYS]
     if not found:
         damage = damaged_key(data)
-        if damage:
-            raise FormatError(damage)
+        if damage:  # no valid key (NOT_PACKED), but say what it looks like
+            raise FormatError(damage, status="not_packed")
         if any(name == fmt.DECODED_MARKER_BYTES for name, _ in model.metadata):
             raise FormatError("already decoded: a standard .tflite model decoded from a "
                               "tfdc-packed file, which any TFLite runtime loads as it is",
