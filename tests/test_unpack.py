@@ -4,9 +4,6 @@ of docs/FORMAT.md — hand-built cases, one rule each, plus truncations, bit
 flips and mutations of the meta stream with the container made right again.
 Format 1 files: tests/test_unpack_v1.py."""
 
-import struct
-import zlib
-
 import numpy as np
 import pytest
 

@@ -458,7 +458,7 @@ _STUB_TEMPLATE = bytes.fromhex(
     "20000000" "54464c33"                      # root -> Model at 32; "TFL3"
     "000000000000"                             # padding
     "12000c00" "0000000000000000" "080000000400"  # Model vtable at 14: buffers +8, metadata +4
-    "12000000" "08000000" "28000000"           # Model at 32: vtable 14, metadata -> 44, buffers -> 80
+    "12000000" "08000000" "28000000"           # Model at 32: vtable 14, metadata->44, buffers->80
     "01000000" "0c000000"                      # metadata vector: 1 entry -> Metadata at 60
     "0000" "060008000400"                      # padding; Metadata vtable at 54: name +4
     "06000000" "04000000"                      # Metadata at 60: vtable 54, name -> 68

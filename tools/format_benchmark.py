@@ -242,8 +242,6 @@ def _outputs(model_bytes, x):
 
 
 def part2(args, log):
-    import tensorflow as tf
-
     import tfdc
     from tfdc.datasets import load_mnist
     from tfdc.exporter import convert
@@ -257,7 +255,7 @@ def part2(args, log):
         model, float_int8 = _train(build, sparsity, xtr, ytr, log)
         path = os.path.join(args.cache, name.replace(" ", "_") + ".tflite")
         with contextlib.redirect_stdout(io.StringIO()):
-            report = tfdc.export(model, path)
+            tfdc.export(model, path)
             plain = convert(model)
         int8 = _int8(model)
         packed = open(path, "rb").read()
