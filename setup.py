@@ -35,7 +35,7 @@ setup(
     long_description=long_description,
     long_description_content_type="text/markdown",
     packages=find_packages(include=["tfdc", "tfdc.*"]),
-    package_data={"tfdc": ["native/*.c", "native/*.cc", "native/*.h", "native/CMakeLists.txt"]},
+    package_data={"tfdc": ["v2_dictionary.bin", "native/*.c", "native/*.cc", "native/*.h", "native/CMakeLists.txt"]},
     python_requires=">=3.10",
     install_requires=[
         f"tensorflow-cpu>=2.16; {_TF_CPU}",

@@ -171,3 +171,54 @@ def test_demo_unknown_layer_fails_before_training(capsys, tmp_path):
                          "--tiny")
     assert_one_line_error(code, err, "conv9")
     assert "[1/4]" not in out  # nothing was trained
+
+
+# ------------------------------------------ decoded files and damaged keys
+@pytest.fixture(scope="module")
+def decoded_file(packed_file, tmp_path_factory):
+    from tfdc.unpack import decode
+    path = tmp_path_factory.mktemp("cli_decoded") / "decoded.tflite"
+    path.write_bytes(decode(open(packed_file[0], "rb").read()))
+    return str(path)
+
+
+def test_inspect_shows_a_decoded_file_as_a_standard_model(capsys, packed_file, decoded_file):
+    # tfdc accepts its own decoded files (issue 14, point 4).
+    code, out, _ = run(capsys, "inspect", decoded_file)
+    assert code == 0
+    assert "a standard .tflite model decoded from a tfdc-packed file" in out
+    assert "fc1" in out and "Total" in out
+    _, packed_out, _ = run(capsys, "inspect", packed_file[0])
+    # what it packs as is what it was packed as
+    assert packed_out.split("Layer", 1)[1].split("Plain")[0].split("Packed")[0] in out
+
+
+def test_decode_says_a_decoded_file_is_already_decoded(capsys, tmp_path, decoded_file):
+    out_path = tmp_path / "again.tflite"
+    assert_one_line_error(*run(capsys, "decode", decoded_file, str(out_path))[::2],
+                          "decoded.tflite", "already decoded")
+    assert not out_path.exists()
+
+
+def test_bench_runs_a_decoded_file(capsys, decoded_file):
+    code, out, _ = run(capsys, "bench", decoded_file, "--runs", "1")
+    assert code == 0 and "decoded by tfdc" in out and "LiteRT inference" in out
+
+
+@pytest.mark.parametrize("command", ["inspect", "decode", "bench"])
+def test_a_flipped_bit_in_the_section_key_is_named(capsys, tmp_path, packed_file, command):
+    # issue 14, point 13: precise, naming the file.
+    data = bytearray(open(packed_file[0], "rb").read())
+    data[data.index(b"tfdc.v2") + 6] ^= 0x02
+    bad = tmp_path / "flipped.tflite"
+    bad.write_bytes(bytes(data))
+    argv = [command, str(bad)] + ([str(tmp_path / "o.tflite")] if command == "decode" else [])
+    assert_one_line_error(*run(capsys, *argv)[::2], "flipped.tflite",
+                          "damaged tfdc-packed file", "tfdc.v0")
+
+
+def test_an_empty_file(capsys, tmp_path):
+    empty = tmp_path / "empty.tflite"
+    empty.write_bytes(b"")
+    assert_one_line_error(*run(capsys, "inspect", str(empty))[::2], "empty.tflite",
+                          "empty file")

@@ -33,7 +33,7 @@ def test_reads_buffers_and_metadata_like_the_object_api(packed_model):
             assert packed_model[mine.data_start:mine.data_start + n] == bytes(theirs.data)
     assert [(name, b) for name, b in ref.metadata] == [
         (m.name, m.buffer) for m in model.metadata]
-    assert ref.metadata[-1][0] == b"tfdc.v1"
+    assert ref.metadata[-1][0] == b"tfdc.v2"
 
 
 def test_rejects_short_files_and_wrong_identifier():

@@ -63,15 +63,30 @@ def test_totals_are_sums_and_bits_match_the_pack_info(exported):
         # Huffman bits are at most the fixed-width ones (+ segment padding).
         assert layer.value_bits <= layer.value_count * layer.symbol_bits + 8
         assert layer.weight_bits_pqh <= layer.weight_bits_pq + 0.01
-        assert 8 * layer.record_bytes >= layer.coded_bits + 8 * layer.codebook_bytes
+        assert 8 * layer.record_bytes >= layer.coded_bits
         assert math.isclose(layer.rate_pqh, layer.raw_bytes / layer.record_bytes)
     assert report.ratio == pytest.approx(report.dense_bytes / report.packed_bytes)
 
 
 def test_rows_follow_the_graph_order(exported):
+    # Biases are coded too (as planes): each follows its layer's kernel.
     _, path, report = exported
-    assert [l.name for l in report.layers] == ["fc1", "fc2", "fc3"]
-    assert [l.name for l in tfdc.inspect(path).layers] == ["fc1", "fc2", "fc3"]
+    rows = ["fc1", "fc1/bias", "fc2", "fc2/bias", "fc3"]  # fc3's 40-byte bias stays inline
+    assert [l.name for l in report.layers] == rows
+    assert [l.name for l in tfdc.inspect(path).layers] == rows
+    bias = {l.name: l for l in report.layers}["fc1/bias"]
+    assert bias.kind == "planes/dense" and bias.weights == 300
+    assert bias.record_bytes < bias.raw_bytes and bias.weight_bits_pqh < 32
+
+
+def test_report_shows_the_parts_of_the_file(exported):
+    _, path, report = exported
+    parts = report.parts
+    assert sum(v for k, v in parts.items() if k != "graph_raw") == report.packed_bytes
+    assert parts["stub"] == 120 and parts["graph"] < parts["graph_raw"]
+    text = report.to_text()
+    assert "graph" in text and "deflated from" in text and "planes/dense" in text
+    assert report.to_dict()["sizes"]["parts"] == parts
 
 
 def test_inspect_reads_the_same_numbers_back(exported):

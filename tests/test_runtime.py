@@ -107,6 +107,22 @@ def test_an_already_decoded_file_loads_as_it_is(files):
     assert interpreter.tfdc_model_content is not None
     np.testing.assert_array_equal(invoke(interpreter, files["x"]).view(np.uint32),
                                   invoke(load_interpreter(packed), files["x"]).view(np.uint32))
-    # A damaged decoded file is not mistaken for one: it goes to the decoder.
-    with pytest.raises(tfdc.FormatError):
+    # A truncated decoded file is refused with a FormatError, not by LiteRT.
+    with pytest.raises(tfdc.FormatError, match="cut off"):
         load_interpreter(decoded[:-1])
+
+
+def test_empty_and_non_tflite_files_are_named(tmp_path):
+    empty = tmp_path / "empty.tflite"
+    empty.write_bytes(b"")
+    with pytest.raises(tfdc.FormatError, match="empty.tflite: an empty file"):
+        load_interpreter(empty)
+    with pytest.raises(tfdc.FormatError, match="no TFL3"):
+        load_interpreter(b"PK\x03\x04 not a model")
+
+
+def test_a_damaged_section_key_is_a_format_error(files):
+    data = bytearray(files["packed"].read_bytes())
+    data[data.index(b"tfdc.v2") + 3] ^= 0x01
+    with pytest.raises(tfdc.FormatError, match="damaged tfdc-packed file"):
+        load_interpreter(bytes(data))

@@ -246,13 +246,21 @@ def _read(path):
 
 
 def _check_tflite(data, path):
-    """True if `data` goes to the decoder: a packed file, or a damaged one
-    (the decoder then says what is wrong with it)."""
-    from tfdc.unpack import has_section_entry
-    packed = has_section_entry(data)
-    if not packed and (len(data) < 8 or data[4:8] != b"TFL3"):
+    """What `data` is: "packed" (a packed file, or a damaged one the decoder
+    will describe), "decoded" (decoded by tfdc: a standard model) or "plain".
+    Raises UserError, naming `path`, for an empty or non-TFLite file and for
+    a packed file whose section key is damaged."""
+    from tfdc.unpack import damaged_key, has_section_entry, is_decoded
+    if not data:
+        raise UserError(f"{path}: an empty file, not a .tflite model")
+    if len(data) < 8 or data[4:8] != b"TFL3":
         raise UserError(f"{path}: not a .tflite file (no TFL3 identifier)")
-    return packed
+    damage = damaged_key(data)
+    if damage:
+        raise UserError(f"{path}: {damage}")
+    if is_decoded(data):
+        return "decoded"
+    return "packed" if has_section_entry(data) else "plain"
 
 
 def cmd_demo(args):
@@ -353,9 +361,12 @@ def cmd_pack(args):
 def cmd_inspect(args):
     import tfdc
     data = _read(args.file)
-    _check_tflite(data, args.file)
+    kind = _check_tflite(data, args.file)
     report = tfdc.inspect(data)
     report.path = args.file
+    if kind == "decoded" and not args.json:
+        print(f"{args.file}: a standard .tflite model decoded from a tfdc-packed file; "
+              "it packs as:\n")
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     elif args.markdown:
@@ -369,7 +380,11 @@ def cmd_decode(args):
     from tfdc.exporter import write_atomically
     from tfdc.unpack import decode
     data = _read(args.input)
-    if not _check_tflite(data, args.input):
+    kind = _check_tflite(data, args.input)
+    if kind == "decoded":
+        raise UserError(f"{args.input}: already decoded (a standard .tflite model that any "
+                        "TFLite / LiteRT runtime loads as it is); nothing to do")
+    if kind == "plain":
         raise UserError(f"{args.input}: not a tfdc-packed file (it is a plain .tflite already)")
     try:
         decoded = decode(data, backend=args.backend)
@@ -398,18 +413,26 @@ def cmd_bench(args):
     from tfdc.runtime import interpreter_class
     from tfdc.unpack import decode
     data = _read(args.file)
-    packed = _check_tflite(data, args.file)
+    kind = _check_tflite(data, args.file)
+    packed = kind == "packed"
     runs = max(1, args.runs)
-    print(f"{args.file}: {len(data):,} B, {'tfdc-packed' if packed else 'plain .tflite'}")
+    described = {"packed": "tfdc-packed", "plain": "plain .tflite",
+                 "decoded": "decoded by tfdc (a standard .tflite)"}[kind]
+    print(f"{args.file}: {len(data):,} B, {described}")
     model = data
     if packed:
         model = decode(data)
         print(f"decoded: {len(model):,} B")
+        from tfdc.errors import FormatError
         for backend in ("native", "python"):
             try:
                 decode(data, backend=backend)
             except ImportError as e:
                 print(f"decode ({backend:6s}): not available ({e})")
+                continue
+            except FormatError as e:
+                # An extension built before this file's format version.
+                print(f"decode ({backend:6s}): cannot read this file ({e})")
                 continue
             ms = _median_ms(lambda: decode(data, backend=backend), runs)
             print(f"decode ({backend:6s}): {ms:9.3f} ms median of {runs}")

@@ -1,4 +1,4 @@
-"""The minimal, bounds-checked TFLite flatbuffer reader of FORMAT.md §2.
+"""The minimal, bounds-checked TFLite flatbuffer reader of FORMAT.md §3.1.
 
 A packed file is decoded without a flatbuffers library: a decoder needs only
 `Model.buffers` (each `Buffer.data / offset / size`) and `Model.metadata`
@@ -107,11 +107,13 @@ class Reader:
         return 0 if p is None else self.u32(p, what)
 
 
-def read_model(data):
+def read_model(data, metadata=True):
     """Parse `Model.buffers` and `Model.metadata` of a TFLite flatbuffer.
 
     Args:
         data: the whole file (bytes-like).
+        metadata: also read `Model.metadata` (a format 2 decoder reads only
+            the buffers of the inner flatbuffer).
 
     Returns:
         `ModelRef`. Raises `FormatError` if any read is out of range or the
@@ -138,8 +140,8 @@ def read_model(data):
             buffers.append(BufferRef(data_start, data_len,
                                      r.scalar_u64(table, _BUFFER_OFFSET, "Buffer.offset"),
                                      r.scalar_u64(table, _BUFFER_SIZE, "Buffer.size")))
-    metadata = []
-    p = r.field(root, _MODEL_METADATA, "Model")
+    entries = []
+    p = r.field(root, _MODEL_METADATA, "Model") if metadata else None
     if p is not None:
         n, first = r.vector(r.deref(p, "Model.metadata"), 4, "Model.metadata")
         for j in range(n):
@@ -151,5 +153,5 @@ def read_model(data):
                 length, start = r.vector(r.deref(name_field, "Metadata.name"), 1,
                                          "Metadata.name")
                 name = bytes(r.data[start:start + length])
-            metadata.append((name, r.scalar_u32(table, _METADATA_BUFFER, "Metadata.buffer")))
-    return ModelRef(buffers, metadata)
+            entries.append((name, r.scalar_u32(table, _METADATA_BUFFER, "Metadata.buffer")))
+    return ModelRef(buffers, entries)

@@ -1,6 +1,6 @@
 """Length-limited canonical Huffman codes, vectorised with NumPy.
 
-The packed format (docs/FORMAT.md §3.2-3.3) codes every stream with a
+The packed format (docs/FORMAT.md §5.1-5.2; format 1: appendix A.3) codes every stream with a
 canonical prefix code of at most 15 bits, written most significant bit first,
 in independent segments of `block` symbols. This module provides:
 
@@ -223,7 +223,7 @@ def lookup_table(lengths):
 
 
 def decode(data, segment_bytes, count, block, lengths, table=None):
-    """Decode `count` symbols from segments (FORMAT.md §3.3).
+    """Decode `count` symbols from segments (FORMAT.md §5.2).
 
     Args:
         data: `np.uint8` concatenated segment data (exactly the stream's data).

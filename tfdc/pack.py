@@ -1,14 +1,27 @@
-"""Pack a TFLite flatbuffer: move its weight buffers into a tfdc.v1 section.
+"""Pack a TFLite flatbuffer into a tfdc.v2 file (docs/FORMAT.md).
 
-`pack_tflite` is the last stage of Deep Compression (Han et al., sec. 4):
-every constant buffer that gets smaller is replaced by an entropy-coded
-*record* (docs/FORMAT.md §3.4) — a codebook of the distinct bit patterns, the
-Huffman-coded indices, and for sparse tensors the Huffman-coded relative
-positions with the paper's filler rule. For each buffer the encoder computes
-the size of every candidate encoding from histograms (codebook vs raw values,
-dense vs sparse, gap alphabet G = 2^1 … 2^15, row- vs column-major scan) and
-keeps the smallest; a buffer is packed only if its record is smaller than its
-raw bytes.
+`pack_tflite` is the last stage of Deep Compression (Han et al., sec. 4),
+extended to the whole file. Every constant buffer gets the smallest of these
+encodings, each a *record* (FORMAT.md §6), or stays inline:
+
+* values: a **codebook** of the distinct elements (sorted, stored as the
+  bit-packed gaps between their keys) and Huffman-coded indices — clustered
+  kernels —, or **planes**: each element's bytes (after a transform that puts
+  a float's exponent, or a small integer's magnitude, into its top byte)
+  coded byte plane by byte plane — biases, unclustered weights, integers;
+* positions: **dense**, or **sparse** with the paper's gap-coded relative
+  indices and filler rule, in row- or column-major order;
+* elements of the tensor's own width (int4 / int2 as 4- / 2-bit symbols) or,
+  for sub-byte tensors, whole bytes (pairs / quads of values as one symbol).
+
+For each buffer the encoder computes the size of every candidate from
+histograms (and the gap alphabet `G = 2^1 … 2^15` for sparse ones) and keeps
+the smallest. What is not a coded payload — the model flatbuffer (graph,
+names, small tensors, and every packed buffer pointing into the decoded
+tail), the code tables, the record descriptors, codebooks and segment
+lengths — is one raw DEFLATE stream. A 120-byte TFLite stub in front names
+the section, so stock runtimes refuse the packed file instead of running a
+model with missing weights.
 
 Decoding (`tfdc.unpack.decode`) gives back exactly the bytes the converter
 wrote for every buffer — unless `codebook_fp16=True`, which is lossy: each
@@ -32,11 +45,13 @@ import numpy as np
 
 from tfdc import format as fmt
 from tfdc import huffman, tflite_schema
-from tfdc.format import (HEADER, NO_TABLE, RECORD_HEADER, STREAM_HEADER, TABLE_HEADER,
-                         PackInfo, RecordInfo)
+from tfdc.format import PackInfo, RecordInfo, varint_bytes
 
 MAX_CODEBOOK = fmt.MAX_CODEBOOK
-_UINT = fmt.UINT_OF_SIZE
+# Bytes a record costs beyond its streams and codebook: its descriptor's
+# fixed fields and the Buffer.offset / size fields in the flatbuffer, after
+# deflate (measured: 10-14 bytes). Used only to decide record vs inline.
+_RECORD_OVERHEAD = 12
 
 
 # --------------------------------------------------------------------------
@@ -45,91 +60,115 @@ _UINT = fmt.UINT_OF_SIZE
 
 @dataclasses.dataclass
 class _Stream:
+    """One coded stream: its table (bytes, shared by identical tables), and
+    for a Huffman table the segment lengths and data."""
     count: int
-    table: object       # bytes of the table, None when count == 0
-    kind: int = 0
+    table: bytes
+    kind: int = fmt.TABLE_HUFFMAN
     seg_bytes: object = None
     data: object = None
     bits: int = 0
     entropy_bits: float = 0.0
     block: int = 0
 
-    def size(self):
-        if self.count == 0 or self.kind == 1:
-            return STREAM_HEADER.size
-        return STREAM_HEADER.size + 4 * len(self.seg_bytes) + len(self.data)
+    def descriptor(self, table_index):
+        out = varint_bytes(table_index[self.table])
+        if self.kind != fmt.TABLE_SINGLE:
+            out += varint_bytes(self.block)
+            out += b"".join(varint_bytes(int(n)) for n in self.seg_bytes)
+        return out
+
+    def payload(self):
+        return self.data.tobytes() if self.kind != fmt.TABLE_SINGLE else b""
 
 
-def _table_bytes(kind, lengths=None, symbol=None, n=None):
-    if kind == 1:
-        return TABLE_HEADER.pack(fmt.TABLE_SINGLE, 0, 0, n) + fmt.TABLE_SYMBOL.pack(symbol)
-    n = len(lengths)
-    nib = np.zeros(2 * ((n + 1) // 2), dtype=np.uint8)
-    nib[:n] = lengths
-    payload = (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8).tobytes()
-    return TABLE_HEADER.pack(fmt.TABLE_HUFFMAN, int(lengths.max()), 0, n) + payload
+def _table_bytes(lengths=None, symbol=None, width=None):
+    """A serialised table (§5.1): a single symbol, a fixed-length code of
+    `width` bits, or the symbols that have a code (as gaps) and their code
+    lengths (nibbles)."""
+    if symbol is not None:
+        return varint_bytes(fmt.TABLE_SINGLE) + varint_bytes(symbol)
+    if width is not None:
+        return varint_bytes(fmt.TABLE_FIXED) + varint_bytes(width)
+    used = np.flatnonzero(lengths)
+    gaps = np.diff(used, prepend=-1) - 1
+    nib = np.zeros(2 * ((len(used) + 1) // 2), dtype=np.uint8)
+    nib[:len(used)] = lengths[used]
+    return (varint_bytes(fmt.TABLE_HUFFMAN) + varint_bytes(len(used))
+            + b"".join(varint_bytes(int(g)) for g in gaps)
+            + (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8).tobytes())
 
 
-def _code_stream(symbols, counts, block):
-    """Build a `_Stream` for `symbols` whose histogram is `counts`."""
+def _fixed_width(counts):
+    """Bits of the fixed-length code for symbols 0 … the largest used."""
+    return max(1, (len(counts) - 1).bit_length()) if len(counts) > 1 else 1
+
+
+def _code_stream(symbols, counts, block, fixed=False):
+    """A `_Stream` for `symbols` (histogram `counts`, trimmed to the largest
+    used symbol + 1): its Huffman code, a single-symbol table, or (`fixed`)
+    the fixed-length code."""
     count = len(symbols)
-    if count == 0:
-        return _Stream(0, None)
     used = np.flatnonzero(counts)
-    if len(used) == 1:
-        s = int(used[0])
-        return _Stream(count, _table_bytes(1, symbol=s, n=s + 1), kind=1)
-    n = int(used[-1]) + 1
-    lengths = huffman.code_lengths(counts[:n])
+    counts = counts[:int(used[-1]) + 1]
+    if len(used) == 1 and not fixed:
+        return _Stream(count, _table_bytes(symbol=int(used[0])), fmt.TABLE_SINGLE)
+    if fixed:
+        width = _fixed_width(counts)
+        lengths = np.full(1 << width, width, dtype=np.uint8)
+        table = _table_bytes(width=width)
+        kind = fmt.TABLE_FIXED
+    else:
+        lengths = huffman.code_lengths(counts)
+        table = _table_bytes(lengths)
+        kind = fmt.TABLE_HUFFMAN
     seg_bytes, data = huffman.encode(symbols, lengths, block)
-    return _Stream(count, _table_bytes(0, lengths), 0, seg_bytes, data,
-                   huffman.coded_bits(counts[:n], lengths), huffman.entropy_bits(counts), block)
+    return _Stream(count, table, kind, seg_bytes, data,
+                   huffman.coded_bits(counts, lengths[:len(counts)]),
+                   huffman.entropy_bits(counts), block)
 
 
-def _stream_cost(counts, block):
-    """Bytes of a stream plus its table, from its histogram. Exact except for
-    the segments' padding, estimated at 4 bits per segment."""
+def _table_cost(lengths):
+    """Estimated deflated bytes of a Huffman table: a byte per used symbol
+    whose gap is not 0 (runs of zero gaps deflate to almost nothing), half a
+    byte per code length, and its header."""
+    used = np.flatnonzero(lengths)
+    gaps = np.diff(used, prepend=-1) - 1
+    return 3 + int(np.count_nonzero(gaps)) + 0.1 * int(np.count_nonzero(gaps == 0)) + len(used) / 2
+
+
+def _varint_len(v):
+    return max(1, (int(v).bit_length() + 6) // 7)
+
+
+def _segment_cost(count, block):
+    nseg = -(-count // block)
+    return nseg * 2.5 + 2  # varint lengths (2-3 bytes each) and block
+
+
+def _stream_cost(counts, block, allow_fixed=True):
+    """`(bytes, fixed)` of the cheaper coding of a stream with histogram
+    `counts`: its Huffman code with its table, or the fixed-length code (a
+    two-byte table) — payload, segment lengths and padding (estimated at 4
+    bits per segment) included."""
     counts = np.asarray(counts)
     count = int(counts.sum())
     if count == 0:
-        return STREAM_HEADER.size
+        return 0.0, False
     used = np.flatnonzero(counts)
     if len(used) == 1:
-        return STREAM_HEADER.size + TABLE_HEADER.size + 4
-    n = int(used[-1]) + 1
-    lengths = huffman.code_lengths(counts[:n])
+        return 2.0 + _varint_len(used[0]), False
+    counts = counts[:int(used[-1]) + 1]
+    lengths = huffman.code_lengths(counts)
     nseg = -(-count // block)
-    bits = huffman.coded_bits(counts[:n], lengths)
-    return (STREAM_HEADER.size + 4 * nseg + bits / 8 + nseg / 2
-            + TABLE_HEADER.size + (n + 1) // 2)
+    common = nseg / 2 + _segment_cost(count, block) + 1
+    huff = huffman.coded_bits(counts, lengths) / 8 + common + _table_cost(lengths)
+    fixed = count * _fixed_width(counts) / 8 + common + 2
+    return (fixed, True) if allow_fixed and fixed < huff else (huff, False)
 
 
 # --------------------------------------------------------------------------
-# Choosing and building one record
-
-
-def _order_keys(elems, order):
-    """A monotone bijection of bit patterns to unsigned keys that sort in value
-    order (IEEE total order for floats), so codebooks list values ascending."""
-    bits = 8 * elems.dtype.itemsize
-    top = elems.dtype.type(1 << (bits - 1))
-    if order == "int":
-        return elems ^ top
-    if order == "float":
-        neg = (elems & top) != 0
-        return np.where(neg, ~elems, elems ^ top)
-    return elems
-
-
-def _from_order_keys(keys, order):
-    bits = 8 * keys.dtype.itemsize
-    top = keys.dtype.type(1 << (bits - 1))
-    if order == "int":
-        return keys ^ top
-    if order == "float":
-        pos = (keys & top) != 0
-        return np.where(pos, keys ^ top, ~keys)
-    return keys
+# Positions
 
 
 def _gap_histogram(gap_values, gap_counts, G):
@@ -147,17 +186,16 @@ def _gap_symbols(gaps_minus_1, G):
     q = gaps_minus_1 // (G - 1)
     s = gaps_minus_1 % (G - 1)
     total = int(q.sum()) + len(s)
-    dtype = np.uint16
     if total == len(s):
-        return s.astype(dtype)
-    out = np.full(total, G - 1, dtype=dtype)
+        return s.astype(np.uint16)
+    out = np.full(total, G - 1, dtype=np.uint16)
     out[np.cumsum(q + 1) - 1] = s
     return out
 
 
 def _stream_order_positions(mask, scan_rows):
     """Stream indices (sorted) of the nonzero elements, and their element
-    indices, for scan 0 (`scan_rows == 1`) or scan 1."""
+    indices, for row-major (`scan_rows == 1`) or column-major scan."""
     if scan_rows == 1:
         t = np.flatnonzero(mask)
         return t, t
@@ -180,149 +218,134 @@ def _unique_counts(values):
     return np.unique(values, return_counts=True)
 
 
-@dataclasses.dataclass
-class _Plan:
-    record: object  # RecordInfo without final sizes
-    codebook: bytes
-    value_stream: object
-    raw_values: object
-    gap_stream: object
+def _scans(shape, n):
+    """Scan orders worth trying: row-major, and column-major over the tensor's
+    first axis (output channels of a TFLite kernel) when it divides `n`."""
+    rows = [1]
+    if len(shape) >= 2 and 1 < int(shape[0]) < n and n % int(shape[0]) == 0:
+        rows.append(int(shape[0]))
+    return rows
 
 
-def _plan_record(raw, elem_size, order, shape, block, gap_alphabet, codebook_fp16, force=None):
-    """The smallest record for buffer bytes `raw` (np.uint8), or None.
-
-    `force` (tests and tools only) restricts the choice — keys
-    "position_mode" ("dense"/"sparse"), "scan" ("row"/"column"), "value_mode"
-    ("codebook"/"raw") — and packs even when the record is not smaller.
-    """
-    force = force or {}
-    n_elems = len(raw) // elem_size
-    elems = raw.view(_UINT[elem_size])
-    fp16_change = 0.0
-    encoding = 0
-    if codebook_fp16 and elem_size == 4 and order == "float":
-        rounded = _fp16_round(elems)
-        if rounded is not None:
-            elems, fp16_change = rounded
-            encoding = 1
-    entry_bytes = 2 if encoding else elem_size
-
-    keys = _order_keys(elems, order)
-    if elem_size <= 2:
-        counts_all = np.bincount(keys, minlength=1 << (8 * elem_size))
-        ukeys = np.flatnonzero(counts_all).astype(keys.dtype)
-        dense_counts = counts_all[ukeys]
-        inverse = None  # computed lazily from a lookup table
-        lut = np.zeros(1 << (8 * elem_size), dtype=np.int64)
-        lut[ukeys] = np.arange(len(ukeys))
-        inverse_of = lambda k: lut[k]  # noqa: E731
-    else:
-        ukeys, inverse, dense_counts = np.unique(keys, return_inverse=True, return_counts=True)
-        inverse_of = None
-    del keys
-    patterns = _from_order_keys(ukeys, order)
-    zero_at = np.flatnonzero(patterns == 0)
-    has_zero = len(zero_at) > 0
-    mask = elems != 0
-    nnz = int(np.count_nonzero(mask))
-    sparse_counts = np.delete(dense_counts, zero_at)
-    K_dense = len(patterns)
-    K_sparse = K_dense - int(has_zero)
-
-    # Value part costs.
-    def codebook_cost(K, counts):
-        return K * entry_bytes + _stream_cost(counts, block)
-
-    dense_cost = codebook_cost(K_dense, dense_counts) if K_dense <= MAX_CODEBOOK else None
-    sparse_value_cb = codebook_cost(K_sparse, sparse_counts) if K_sparse <= MAX_CODEBOOK else None
-    sparse_value_raw = nnz * elem_size
-    if force.get("value_mode") == "raw":
-        dense_cost = sparse_value_cb = None
-    elif force.get("value_mode") == "codebook":
-        sparse_value_raw = None
-    if force.get("position_mode") == "sparse":
-        dense_cost = None
-    options = [c for c in (sparse_value_cb, sparse_value_raw) if c is not None]
-    sparse_value_cost = min(options) if options else None
-
-    # Gap part: every G and scan.
-    best = (dense_cost, "dense", 1, 0) if dense_cost is not None else (None,)
-    scans = [1]
-    if len(shape) >= 2 and 1 < shape[0] < n_elems and n_elems % shape[0] == 0:
-        scans.append(int(shape[0]))
-    widths = [int(np.log2(gap_alphabet))] if gap_alphabet else range(1, 16)
-    if force.get("scan") == "column" and len(scans) > 1:
-        scans = scans[1:]
+def _best_positions(mask, shape, block, gap_alphabet, force):
+    """`(cost, scan_rows, G, fixed)` of the cheapest sparse position stream."""
+    n = len(mask)
+    rows_options = _scans(shape, n)
+    if force.get("scan") == "column" and len(rows_options) > 1:
+        rows_options = rows_options[1:]
     elif force.get("scan") == "row":
-        scans = scans[:1]
-    if sparse_value_cost is None or force.get("position_mode") == "dense":
-        scans = []
-    for rows in scans:
+        rows_options = rows_options[:1]
+    widths = [int(np.log2(gap_alphabet))] if gap_alphabet else range(1, 16)
+    nnz = int(np.count_nonzero(mask))
+    best = None
+    for rows in rows_options:
+        if nnz == 0:
+            return 3.0, rows, 1 << widths[0], False
         t, _ = _stream_order_positions(mask, rows)
-        gaps_minus_1 = np.diff(t, prepend=-1) - 1
-        gv, gc = _unique_counts(gaps_minus_1)
+        gv, gc = _unique_counts(np.diff(t, prepend=-1) - 1)
         for w in widths:
             G = 1 << w
-            cost = sparse_value_cost + _stream_cost(_gap_histogram(gv, gc, G), block)
-            if best[0] is None or cost < best[0]:
-                best = (cost, "sparse", rows, G)
-    if best[0] is None:
-        return None
-    _, position_mode, rows, G = best
-    # Fixed overhead of a record: header and CRC.
-    if best[0] + RECORD_HEADER.size + 4 >= len(raw) and not force:
-        return None
+            cost, fixed = _stream_cost(_gap_histogram(gv, gc, G), block,
+                                       force.get("codes") != "huffman")
+            cost += _varint_len(nnz) + _varint_len(G) + _varint_len(nnz)
+            if best is None or cost < best[0]:
+                best = (cost, rows, G, fixed)
+    return best
 
-    # Build the chosen record's streams.
-    if position_mode == "dense":
-        inv = inverse if inverse is not None else inverse_of(_order_keys(elems, order))
-        value_symbols = inv.astype(np.uint16)
-        cb = patterns
-        value_stream = _code_stream(value_symbols, dense_counts, block)
-        raw_values, gap_stream, value_mode, nnz_coded = None, None, 0, n_elems
-    else:
-        t, elem_index = _stream_order_positions(mask, rows)
-        gaps_minus_1 = np.diff(t, prepend=-1) - 1
-        gap_syms = _gap_symbols(gaps_minus_1, G)
-        gap_stream = _code_stream(gap_syms, np.bincount(gap_syms, minlength=G), block)
-        nnz_coded = nnz
-        use_codebook = sparse_value_cb is not None and (
-            sparse_value_raw is None or sparse_value_cb <= sparse_value_raw)
-        if use_codebook:
-            if inverse is not None:
-                inv = inverse[elem_index]
-            else:
-                inv = inverse_of(_order_keys(elems[elem_index], order))
-            if has_zero:
-                inv = inv - (inv > zero_at[0])
-            value_symbols = inv.astype(np.uint16)
-            cb = np.delete(patterns, zero_at)
-            value_stream = _code_stream(value_symbols, sparse_counts, block)
-            raw_values, value_mode = None, 0
+
+# --------------------------------------------------------------------------
+# Values
+
+
+@dataclasses.dataclass
+class _Values:
+    """The chosen coding of a value sequence: a codebook (`keys`: sorted
+    transformed keys) or planes; `fixed`: which streams use the fixed-length
+    code (the index stream, or each plane)."""
+    cost: float
+    mode: int
+    transform: int
+    keys: object = None
+    key_bits: int = 0
+    fixed: tuple = ()
+
+
+def _codebook_bytes(keys, key_bits):
+    """Serialised codebook keys: count, first key, delta width, and the
+    bit-packed `k[j] − k[j−1] − 1` (§6.4)."""
+    out = varint_bytes(len(keys))
+    if len(keys) == 0:
+        return out
+    keys = np.asarray(keys, dtype=np.uint64)
+    deltas = np.diff(keys) - np.uint64(1) if len(keys) > 1 else np.zeros(0, np.uint64)
+    width = int(deltas.max()).bit_length() if len(deltas) else 0
+    return (out + varint_bytes(int(keys[0])) + varint_bytes(width)
+            + fmt.pack_bits(deltas, width))
+
+
+def _best_values(vals, elem_bits, kind, block, expand, force):
+    """The cheapest `_Values` for `vals` (unsigned elements, any order)."""
+    count = len(vals)
+    options = []
+    transforms = fmt.TRANSFORMS
+    if count == 0:
+        if force.get("value_mode") == "planes":
+            return _Values(0.0, fmt.VALUES_PLANES, fmt.TRANSFORM_IDENTITY)
+        return _Values(1.0, fmt.VALUES_CODEBOOK, fmt.TRANSFORM_IDENTITY,
+                       np.zeros(0, np.uint64), 16 if expand else elem_bits)
+    if force.get("value_mode") != "planes":
+        if expand:
+            keyed = fmt.fp32_to_fp16_bits(vals.astype(np.uint32)).astype(np.uint16)
+            key_bits = 16
         else:
-            cb = patterns[:0]
-            value_stream = None
-            raw_values = elems[elem_index].astype("<u%d" % elem_size).tobytes()
-            value_mode = 1
-    if encoding:
-        # Exact: every entry is a binary16 value (NaN payloads checked above).
-        codebook = fmt.fp32_to_fp16_bits(cb).astype("<u2").tobytes()
-    else:
-        codebook = cb.astype("<u%d" % elem_size).tobytes()
-    info = RecordInfo(
-        buffer_index=-1, tensor_names=[], shape=tuple(shape), dtype="", num_elements=n_elems,
-        nnz=nnz, elem_size=elem_size, value_mode="raw" if value_mode else "codebook",
-        position_mode=position_mode, scan="column" if rows > 1 else "row", scan_rows=rows,
-        gap_alphabet=G, codebook_size=len(cb), codebook_encoding="fp16" if encoding else "raw",
-        value_count=nnz_coded, gap_count=gap_stream.count if gap_stream else 0,
-        value_bits=value_stream.bits if value_stream else 0,
-        gap_bits=gap_stream.bits if gap_stream else 0,
-        value_entropy_bits=value_stream.entropy_bits if value_stream else 0.0,
-        gap_entropy_bits=gap_stream.entropy_bits if gap_stream else 0.0,
-        codebook_bytes=len(codebook), table_bytes=0, record_bytes=0, raw_bytes=len(raw),
-        fp16_max_abs_change=fp16_change)
-    return _Plan(info, codebook, value_stream, raw_values, gap_stream)
+            keyed, key_bits = vals, elem_bits
+        if keyed.dtype.itemsize <= 2:
+            c = np.bincount(keyed, minlength=1)
+            unique, counts = np.flatnonzero(c), c[c > 0]
+        else:
+            unique, counts = np.unique(keyed, return_counts=True)
+        if len(unique) <= MAX_CODEBOOK:
+            stream, fixed = _stream_cost(counts, block, force.get("codes") != "huffman")
+            for t in transforms:
+                keys = np.sort(fmt.transform(unique, t, key_bits).astype(np.uint64))
+                cost = stream + len(_codebook_bytes(keys, key_bits)) + 1
+                options.append(_Values(cost, fmt.VALUES_CODEBOOK, t, keys, key_bits,
+                                       (fixed,)))
+    if force.get("value_mode") != "codebook" and not expand:
+        for t in transforms:
+            tv = fmt.transform(vals, t, elem_bits)
+            cost, fixed = 0.0, []
+            for p in range(fmt.plane_count(elem_bits)):
+                shift = 8 * (fmt.plane_count(elem_bits) - 1 - p)
+                plane = ((tv >> tv.dtype.type(shift)) & tv.dtype.type(255)).astype(np.int64)
+                c, f = _stream_cost(np.bincount(plane, minlength=1), block,
+                                    force.get("codes") != "huffman")
+                cost += c
+                fixed.append(f)
+            options.append(_Values(cost, fmt.VALUES_PLANES, t, fixed=tuple(fixed)))
+    if not options:
+        return None
+    # Ties: the first option (codebook before planes, lower transform) wins.
+    return min(options, key=lambda o: o.cost)
+
+
+def _planes(tv, elem_bits):
+    """The plane symbols (np.uint16 each) of transformed values `tv`, most
+    significant plane first."""
+    n = fmt.plane_count(elem_bits)
+    return [((tv >> tv.dtype.type(8 * (n - 1 - p))) & tv.dtype.type(255)).astype(np.uint16)
+            for p in range(n)]
+
+
+# --------------------------------------------------------------------------
+# Choosing and building one record
+
+
+@dataclasses.dataclass
+class _Plan:
+    record: object        # RecordInfo without final sizes
+    head: bytes           # descriptor fields before the streams
+    streams: list         # [(prefix bytes, _Stream)] in descriptor order
 
 
 def _fp16_round(elems):
@@ -343,36 +366,188 @@ def _fp16_round(elems):
     return r_bits, change
 
 
-def _record_bytes(plan, buffer_index, out_offset, out_size, table_index):
-    """Serialise a record, given the table index of each stream's table."""
-    info = plan.record
-    parts = [plan.codebook]
-    if plan.raw_values is not None:
-        parts.append(plan.raw_values)
-    for stream in (plan.value_stream, plan.gap_stream):
-        if stream is None:
-            continue
-        if stream.count == 0:
-            parts.append(STREAM_HEADER.pack(0, NO_TABLE, 0, 0))
-        elif stream.kind == 1:
-            parts.append(STREAM_HEADER.pack(stream.count, table_index[stream.table], 0, 0))
-        else:
-            parts.append(STREAM_HEADER.pack(stream.count, table_index[stream.table], 0,
-                                            stream.block))
-            parts.append(stream.seg_bytes.astype("<u4").tobytes())
-            parts.append(stream.data.tobytes())
-    body = b"".join(parts)
-    size = RECORD_HEADER.size + len(body) + fmt.CRC.size
-    head = RECORD_HEADER.pack(
-        size, buffer_index, out_offset, out_size, info.elem_size,
-        fmt.VALUE_RAW if info.value_mode == "raw" else fmt.VALUE_CODEBOOK,
-        fmt.POSITION_SPARSE if info.position_mode == "sparse" else fmt.POSITION_DENSE,
-        fmt.SCAN_COLUMN if info.scan == "column" else fmt.SCAN_ROW, info.scan_rows,
-        info.value_count, info.codebook_size,
-        fmt.CODEBOOK_FP16 if info.codebook_encoding == "fp16" else fmt.CODEBOOK_RAW,
-        bytes(3), info.gap_alphabet if info.position_mode == "sparse" else 0)
-    rec = head + body
-    return rec + fmt.CRC.pack(zlib.crc32(rec))
+def _candidate(raw, elem_bits, kind, shape, block, gap_alphabet, codebook_fp16, force):
+    """The cheapest record of `raw` with `elem_bits`-bit elements:
+    `(cost, elems, expand, fp16_change, position, rows, G, fixed gaps,
+    values)`."""
+    elems = fmt.split_elements(raw, elem_bits)
+    expand, change = False, 0.0
+    if codebook_fp16 and elem_bits == 32 and kind == "float":
+        rounded = _fp16_round(elems)
+        if rounded is not None:
+            elems, change = rounded
+            expand = True
+    mask = elems != 0
+    best = None
+    if force.get("position_mode") != "sparse":
+        # Order-0 codes cost the same in any order: dense records are
+        # row-major unless a test or tool asks for the other scan.
+        rows = _scans(shape, len(elems))[-1] if force.get("scan") == "column" else 1
+        values = _best_values(elems, elem_bits, kind, block, expand, force)
+        if values is not None:
+            best = (values.cost, elems, expand, change, fmt.POSITION_DENSE, rows, 0, False,
+                    values)
+    if force.get("position_mode") != "dense":
+        pos_cost, rows, G, fixed_gaps = _best_positions(mask, shape, block, gap_alphabet, force)
+        values = _best_values(elems[mask], elem_bits, kind, block, expand, force)
+        if values is not None:
+            cost = pos_cost + values.cost
+            if best is None or cost < best[0]:
+                best = (cost, elems, expand, change, fmt.POSITION_SPARSE, rows, G, fixed_gaps,
+                        values)
+    return best
+
+
+def _inline_cost(raw):
+    """Estimated bytes of a buffer left in the flatbuffer (deflated with it)."""
+    data = raw.tobytes()
+    level = 9 if len(data) <= (1 << 20) else 6
+    return len(fmt.deflate(data) if level == 9 else zlib.compress(data, level)) + 2
+
+
+def _plan_record(raw, tensor_bits, kind, shape, block, gap_alphabet, codebook_fp16,
+                 force=None):
+    """The smallest record for buffer bytes `raw` (np.uint8), or None when
+    leaving it inline in the deflated flatbuffer is as small.
+
+    `force` (tests and tools only) restricts the choice — keys
+    "position_mode" ("dense"/"sparse"), "scan" ("row"/"column"),
+    "value_mode" ("codebook"/"planes"), "elem_bits", "codes" ("huffman": no
+    fixed-length codes) — and packs even when the record is not smaller.
+    """
+    force = force or {}
+    widths = [tensor_bits] if (8 * len(raw)) % tensor_bits == 0 else [8]
+    if widths[0] < 8:
+        widths.append(8)  # pairs / quads of sub-byte values as one byte symbol
+    if "elem_bits" in force:
+        widths = [force["elem_bits"]]
+    best = None
+    for w in widths:
+        c = _candidate(raw, w, kind if w == tensor_bits else "uint", shape, block,
+                       gap_alphabet, codebook_fp16, force)
+        if c is not None and (best is None or c[0] < best[0]):
+            best = c + (w,)
+    if best is None:
+        return None
+    cost, elems, expand, change, position, rows, G, fixed_gaps, values, elem_bits = best
+    if not force:
+        total = cost + _RECORD_OVERHEAD
+        if total >= len(raw) or (total > 0.75 * len(raw) and total >= _inline_cost(raw)):
+            return None
+    return _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, values,
+                  block, shape, len(raw))
+
+
+def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, values, block,
+           shape, raw_bytes):
+    n = len(elems)
+    head = [varint_bytes(elem_bits), varint_bytes(values.transform), varint_bytes(values.mode),
+            varint_bytes(position), varint_bytes(rows)]
+    streams = []
+    gap_stream = None
+    if position == fmt.POSITION_SPARSE:
+        mask = elems != 0
+        t, elem_index = _stream_order_positions(mask, rows)
+        vals = elems[elem_index]
+        gaps = _gap_symbols(np.diff(t, prepend=-1) - 1, G)
+        head += [varint_bytes(len(vals)), varint_bytes(G), varint_bytes(len(gaps))]
+        if len(gaps):
+            gap_stream = _code_stream(gaps, np.bincount(gaps, minlength=G), block, fixed_gaps)
+            streams.append((b"", gap_stream))
+    elif rows > 1:
+        vals = elems.reshape(rows, n // rows).T.reshape(-1)
+    else:
+        vals = elems
+    value_streams = []
+    codebook = b""
+    if values.mode == fmt.VALUES_CODEBOOK:
+        codebook = varint_bytes(fmt.EXPAND_FP16 if expand else fmt.EXPAND_NONE) + \
+            _codebook_bytes(values.keys, values.key_bits)
+        if len(vals):
+            keyed = fmt.fp32_to_fp16_bits(vals.astype(np.uint32)) if expand else vals
+            tk = fmt.transform(keyed, values.transform, values.key_bits).astype(np.uint64)
+            symbols = np.searchsorted(values.keys, tk).astype(np.uint16)
+            counts = np.bincount(symbols, minlength=len(values.keys))
+            value_streams.append(_code_stream(symbols, counts, block, values.fixed[0]))
+    elif len(vals):
+        tv = fmt.transform(vals, values.transform, elem_bits)
+        pbits = fmt.plane_bits(elem_bits)
+        for plane, fixed in zip(_planes(tv, elem_bits), values.fixed):
+            counts = np.bincount(plane, minlength=1 << pbits)
+            value_streams.append(_code_stream(plane, counts, block, fixed))
+    # Codebook first (its descriptor bytes), then the value streams.
+    streams += [(codebook if i == 0 else b"", s) for i, s in enumerate(value_streams)]
+    if not value_streams and codebook:
+        streams.append((codebook, None))
+    nnz = int(np.count_nonzero(elems))
+    info = RecordInfo(
+        buffer_index=-1, tensor_names=[], shape=tuple(shape), dtype="", num_elements=n,
+        nnz=nnz, elem_size=max(1, elem_bits // 8),
+        value_mode="codebook" if values.mode == fmt.VALUES_CODEBOOK else "planes",
+        position_mode="sparse" if position == fmt.POSITION_SPARSE else "dense",
+        scan="column" if rows > 1 else "row", scan_rows=rows,
+        gap_alphabet=G if position == fmt.POSITION_SPARSE else 0,
+        codebook_size=len(values.keys) if values.mode == fmt.VALUES_CODEBOOK else 0,
+        codebook_encoding="fp16" if expand else "raw", value_count=len(vals),
+        gap_count=gap_stream.count if gap_stream else 0,
+        value_bits=sum(s.bits for s in value_streams),
+        gap_bits=gap_stream.bits if gap_stream else 0,
+        value_entropy_bits=sum(s.entropy_bits for s in value_streams),
+        gap_entropy_bits=gap_stream.entropy_bits if gap_stream else 0.0,
+        codebook_bytes=len(codebook), table_bytes=0, record_bytes=0, raw_bytes=raw_bytes,
+        fp16_max_abs_change=change, elem_bits=elem_bits,
+        transform=fmt.TRANSFORM_NAMES[values.transform],
+        planes=len(value_streams) if values.mode == fmt.VALUES_PLANES else 0)
+    return _Plan(info, b"".join(head), streams)
+
+
+def _descriptor(plan, buffer_index, table_index):
+    parts = [varint_bytes(buffer_index), plan.head]
+    for prefix, stream in plan.streams:
+        parts.append(prefix)
+        if stream is not None:
+            parts.append(stream.descriptor(table_index))
+    return b"".join(parts)
+
+
+# --------------------------------------------------------------------------
+# The file
+
+
+def _name(value):
+    return value.decode() if isinstance(value, bytes) else (value or "")
+
+
+def _plain_model(data):
+    """The `ModelT` of a plain, or decoded, `.tflite`: buffers in the offset
+    layout (models over 2 GB, tfdc's decoded files) brought inline, a decoded
+    file's marker (and a format 1 decoded file's section) removed."""
+    model = tflite_schema.read(data)
+    model.buffers = list(model.buffers or [])
+    model.metadata = list(model.metadata or [])
+    names = [_name(m.name) for m in model.metadata]
+    if fmt.METADATA_NAME in names:
+        raise ValueError("the model is already tfdc-packed")
+    if fmt.METADATA_NAME_V1 in names:
+        # A format 1 decoded file keeps its section, and its decoded
+        # weights follow it; a packed one ends with the section.
+        section = model.metadata[names.index(fmt.METADATA_NAME_V1)].buffer
+        ref = model.buffers[section]
+        if ref.offset + ref.size >= len(data):
+            raise ValueError("the model is already tfdc-packed (format 1)")
+        ref.offset = ref.size = 0
+        if section == len(model.buffers) - 1:
+            model.buffers.pop()
+    model.metadata = [m for m in model.metadata
+                      if _name(m.name) not in (fmt.METADATA_NAME_V1, fmt.DECODED_MARKER)]
+    for b in model.buffers:
+        if b.offset > 1:
+            if b.offset + b.size > len(data):
+                raise ValueError(f"a buffer's offset ({b.offset}) points past the end of the "
+                                 f"{len(data)}-byte model")
+            b.data = np.frombuffer(data, np.uint8, b.size, b.offset).copy()
+            b.offset, b.size = 0, 0
+    return model
 
 
 def _align(x, a):
@@ -383,27 +558,28 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
                 codebook_fp16=False, min_bytes=64, strip_debug=False, _force=None):
     # `_force` (tests and tools/format_example.py only): a dict of
     # `_plan_record` restrictions for every buffer, or {buffer_index: dict}.
-    """Pack the constant buffers of a TFLite model into a tfdc.v1 section.
+    """Pack the constant buffers of a TFLite model into a tfdc.v2 file.
 
     Args:
-        tflite_bytes: a `.tflite` flatbuffer (as written by `TFLiteConverter`).
+        tflite_bytes: a `.tflite` flatbuffer (as written by `TFLiteConverter`,
+            or a file decoded by `tfdc.decode`).
         select: optional `select(tensor_name, buffer_index) -> bool`; a buffer
-            is considered only if it returns True for one of its tensors.
+            is considered only if it returns True for one of its tensors
+            (the others stay in the deflated flatbuffer).
         block: symbols per independently decodable segment.
         gap_alphabet: fix `G` (a power of two, 2 … 32768) for sparse records
             instead of choosing the best per buffer.
-        codebook_fp16: store float32 codebooks as binary16 (lossy, see the
-            module docstring).
+        codebook_fp16: round float32 weights through binary16 and store
+            their codebooks as binary16 (lossy, see the module docstring).
         min_bytes: buffers smaller than this stay inline.
         strip_debug: drop what the runtime never reads: the names of
             non-constant tensors (activations, shape temporaries), the
             model description and the converter's `CONVERSION_METADATA`.
-            Names of weight tensors are kept for `tfdc inspect`. On a small
-            model this is several percent of the file.
+            Names of weight tensors are kept for `tfdc inspect`.
 
     Returns:
         `(packed_bytes, PackInfo)`. Deterministic: the same input and options
-        give the same bytes.
+        give the same bytes (with the same zlib).
     """
     if block < 1 or block > 0xFFFFFFFF:
         raise ValueError(f"block must be in 1 … 2^32−1, got {block}")
@@ -414,28 +590,15 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
     data = bytes(tflite_bytes)
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ValueError("not a TFLite flatbuffer (file identifier is not TFL3)")
-    model = tflite_schema.read(data)
-    model.buffers = list(model.buffers or [])
-    model.metadata = list(model.metadata or [])
-    for m in model.metadata:
-        name = m.name.decode() if isinstance(m.name, bytes) else m.name
-        if name == fmt.METADATA_NAME:
-            raise ValueError("the model is already tfdc-packed")
-    # Buffers in the "offset" layout (models > 2 GB) are brought inline first.
-    for b in model.buffers:
-        if b.offset > 1:
-            if b.offset + b.size > len(data):
-                raise ValueError("a buffer's offset points past the end of the model")
-            b.data = np.frombuffer(data, np.uint8, b.size, b.offset).copy()
-            b.offset, b.size = 0, 0
+    model = _plain_model(data)
 
     # Which tensors use each buffer.
     users = {}
     for sg in model.subgraphs or []:
         for tensor in sg.tensors or []:
-            name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
             shape = tuple(int(s) for s in (tensor.shape if tensor.shape is not None else []))
-            users.setdefault(int(tensor.buffer), []).append((name, int(tensor.type), shape))
+            users.setdefault(int(tensor.buffer), []).append(
+                (_name(tensor.name), int(tensor.type), shape))
 
     if strip_debug:
         tflite_schema.strip_debug(model)
@@ -451,19 +614,12 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
         if select is not None and not any(select(name, index) for name, _, _ in tensors):
             continue
         raw = np.ascontiguousarray(buf.data, dtype=np.uint8)
-        types = {fmt.TENSOR_TYPES.get(t) for _, t, _ in tensors}
-        if len(types) == 1 and None not in types:
-            dtype, elem_size, order = types.pop()
-        else:
-            dtype, elem_size, order = "bytes", 1, "uint"
-        if len(raw) % elem_size:
-            dtype, elem_size, order = "bytes", 1, "uint"
+        dtype, bits, kind = fmt.buffer_type([t for _, t, _ in tensors], len(raw))
         shape = tensors[0][2]
         force = _force.get(index) if _force and isinstance(next(iter(_force)), int) else _force
         if _force and force is None:
             continue
-        plan = _plan_record(raw, elem_size, order, shape, block, gap_alphabet, codebook_fp16,
-                            force)
+        plan = _plan_record(raw, bits, kind, shape, block, gap_alphabet, codebook_fp16, force)
         if plan is None:
             continue
         plan.record.buffer_index = index
@@ -471,65 +627,75 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
         plan.record.dtype = dtype
         plans.append(plan)
 
-    # Code tables: identical tables are stored once.
+    # Code tables: identical tables are stored once, in first-use order.
     tables, table_index = [], {}
     for plan in plans:
-        for stream in (plan.value_stream, plan.gap_stream):
-            if stream is not None and stream.table is not None and stream.table not in table_index:
+        plan.new_tables = []
+        for _, stream in plan.streams:
+            if stream is not None and stream.table not in table_index:
                 table_index[stream.table] = len(tables)
                 tables.append(stream.table)
+                plan.new_tables.append(stream.table)
                 plan.record.table_bytes += len(stream.table)
-    if len(tables) > 0xFFFF:
-        raise ValueError("more than 65535 distinct code tables")
 
-    # Record sizes do not depend on the offsets: serialise once with dummies.
-    record_sizes = [len(_record_bytes(p, p.record.buffer_index, 0, 0, table_index)) for p in plans]
-    Z = HEADER.size + sum(len(t) for t in tables) + sum(record_sizes) + 4
-
-    # Build the flatbuffer with placeholder offsets to learn its length.
-    section_buffer = schema.BufferT()
-    model.buffers.append(section_buffer)
-    meta = schema.MetadataT()
-    meta.name = fmt.METADATA_NAME
-    meta.buffer = len(model.buffers) - 1
-    model.metadata.append(meta)
+    # The inner flatbuffer: every packed buffer points into the decoded tail,
+    # after the flatbuffer. Its length does not depend on the offsets'
+    # values (u64 fields), so one build with placeholders gives it.
+    model.metadata.append(schema.MetadataT())
+    model.metadata[-1].name, model.metadata[-1].buffer = fmt.DECODED_MARKER, 0
     placeholder = 1 << 62
     for plan in plans:
         b = model.buffers[plan.record.buffer_index]
         plan.out_size = len(b.data)
         b.data = None
         b.offset, b.size = placeholder, plan.out_size
-    section_buffer.offset, section_buffer.size = placeholder, Z
-    L = len(tflite_schema.build(model))
-    S = _align(L, fmt.SECTION_ALIGN)
-    E = S + Z
-    cursor = E
+    F = len(tflite_schema.build(model))
+    cursor = F
     for plan in plans:
         plan.out_offset = _align(cursor, fmt.OUTPUT_ALIGN)
         cursor = plan.out_offset + plan.out_size
         model.buffers[plan.record.buffer_index].offset = plan.out_offset
     D = cursor
-    section_buffer.offset = S
     flat = tflite_schema.build(model)
-    if len(flat) != L:
+    if len(flat) != F:
         raise AssertionError("flatbuffer length changed between builds")
-    prefix = flat + bytes(S - L)
 
-    records = []
-    for plan, size in zip(plans, record_sizes):
-        rec = _record_bytes(plan, plan.record.buffer_index, plan.out_offset, plan.out_size,
-                            table_index)
-        assert len(rec) == size
-        plan.record.record_bytes = size
-        plan.record.out_offset = plan.out_offset
-        records.append(rec)
-    header = HEADER.pack(fmt.MAGIC, fmt.VERSION_MAJOR, fmt.VERSION_MINOR, HEADER.size, 0, Z, D,
-                         zlib.crc32(prefix), len(tables), len(plans), 0)
-    body = header + b"".join(tables) + b"".join(records)
-    section = body + fmt.CRC.pack(zlib.crc32(body))
-    assert len(section) == Z
+    descriptors, payloads = [], []
+    for plan in plans:
+        descriptors.append(_descriptor(plan, plan.record.buffer_index, table_index))
+        payloads.append(b"".join(s.payload() for _, s in plan.streams if s is not None))
+    meta = (flat + varint_bytes(len(tables)) + b"".join(tables) + varint_bytes(len(plans))
+            + b"".join(descriptors))
+    deflated = fmt.deflate(meta)
+    payload = b"".join(payloads)
+    header = (fmt.PREFIX.pack(fmt.MAGIC, fmt.VERSION_MAJOR, fmt.VERSION_MINOR)
+              + varint_bytes(0) + varint_bytes(len(deflated)) + varint_bytes(len(meta))
+              + varint_bytes(F) + varint_bytes(D))
+    Z = len(header) + len(deflated) + len(payload) + fmt.CRC.size
+    S = fmt.STUB_SIZE
+    body = fmt.stub(S, Z) + header + deflated + payload
+    packed = body + fmt.CRC.pack(zlib.crc32(body))
+
+    # Accounting: the graph's share of the deflate stream is its size
+    # deflated alone; the rest is the descriptors', shared out among the
+    # records (with the tables each introduced).
+    graph = len(fmt.deflate(flat))
+    descriptor_share = len(deflated) - graph
+    parts = [d + b"".join(plan.new_tables) for d, plan in zip(descriptors, plans)]
+    shares = fmt.descriptor_shares(descriptor_share, parts)
+    for plan, part, share, pay in zip(plans, parts, shares, payloads):
+        r = plan.record
+        r.payload_bytes = len(pay)
+        r.descriptor_bytes = len(part)
+        r.record_bytes = int(round(len(pay) + share))
+        r.out_offset = plan.out_offset
     infos = [p.record for p in plans]
-    info = PackInfo(flatbuffer_bytes=S, section_bytes=Z, total_bytes=S + Z, decoded_bytes=D,
-                    records=infos, num_tables=len(tables), input_bytes=len(data),
-                    fp16_max_abs_change=max([r.fp16_max_abs_change for r in infos] or [0.0]))
-    return prefix + section, info
+    info = PackInfo(flatbuffer_bytes=S, section_bytes=Z, total_bytes=len(packed),
+                    decoded_bytes=D, records=infos, num_tables=len(tables),
+                    input_bytes=len(data),
+                    fp16_max_abs_change=max([r.fp16_max_abs_change for r in infos] or [0.0]),
+                    version=fmt.VERSION_MAJOR, stub_bytes=S, header_bytes=len(header),
+                    meta_bytes=len(deflated), meta_raw_bytes=len(meta), graph_bytes=graph,
+                    graph_raw_bytes=F, descriptor_bytes=descriptor_share,
+                    payload_bytes=len(payload), crc_bytes=fmt.CRC.size)
+    return packed, info

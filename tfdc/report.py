@@ -37,6 +37,9 @@ _OP_NAMES = converter_op_names() | {
     "readvariableop", "add", "squeeze", "expanddims", "reshape", "transpose", "mul", "sub",
     "cast", "identity", "kernel", "bias", "embeddings", "batchnorm", "strided_slice",
     "pseudo_qconst", "const",
+    # fused activations: a bias tensor is named after its layer's activation
+    "relu", "relu6", "tanh", "sigmoid", "elu", "gelu", "selu", "softmax", "leakyrelu",
+    "hardswish", "swish", "silu", "biasadd",
 }
 
 
@@ -111,6 +114,8 @@ class LayerReport(_Derived):
     table_bytes: int
     record_bytes: int
     raw_bytes: int
+    value_mode: str = "codebook"
+    kind: str = ""
 
     @property
     def symbol_bits(self):
@@ -139,7 +144,7 @@ class LayerReport(_Derived):
         coding does not pay, count their full width)."""
         if not self.nnz:
             return 0.0
-        if not self.codebook_size:
+        if self.value_mode == "raw":
             return self.value_count * self.symbol_bits / self.nnz
         return self.value_bits / self.nnz
 
@@ -169,7 +174,11 @@ def _first_use(model_bytes):
     """{buffer index: position of the first operator (in graph order) that
     reads a tensor stored in it}."""
     from tfdc import tflite_schema
-    model = tflite_schema.get().Model.GetRootAs(bytes(model_bytes), 0)
+    from tfdc.unpack import is_packed, model_flatbuffer
+    model_bytes = bytes(model_bytes)
+    if is_packed(model_bytes):  # format 2: the graph is the inner flatbuffer
+        model_bytes = model_flatbuffer(model_bytes)
+    model = tflite_schema.get().Model.GetRootAs(model_bytes, 0)
     first, position = {}, 0
     for s in range(model.SubgraphsLength()):
         subgraph = model.Subgraphs(s)
@@ -210,11 +219,23 @@ def _layer_from_record(record, layer_names):
         gap_entropy_bits=float(_get(record, "gap_entropy_bits")),
         codebook_bytes=int(_get(record, "codebook_bytes")),
         table_bytes=int(_get(record, "table_bytes")),
-        record_bytes=int(_get(record, "record_bytes")), raw_bytes=int(_get(record, "raw_bytes")))
+        record_bytes=int(_get(record, "record_bytes")), raw_bytes=int(_get(record, "raw_bytes")),
+        value_mode=str(_get(record, "value_mode", default="codebook")),
+        kind=str(getattr(record, "kind", "") or ""))
 
 
 def _fmt_int(n):
     return f"{n:,}"
+
+
+def _parts(info):
+    """The bytes of each part of a format 2 file, from its pack info."""
+    if _get(info, "version", default=1) < 2:
+        return {}
+    return {"stub": int(info.stub_bytes), "header": int(info.header_bytes),
+            "graph": int(info.graph_bytes), "graph_raw": int(info.graph_raw_bytes),
+            "descriptors": int(info.descriptor_bytes), "payload": int(info.payload_bytes),
+            "crc": int(info.crc_bytes)}
 
 
 class ExportReport(_Derived):
@@ -229,6 +250,11 @@ class ExportReport(_Derived):
             baseline): from `tfdc.export`, 4 bytes per model parameter; from
             `tfdc.inspect`, every constant buffer at its unpacked size.
         flatbuffer_bytes, section_bytes, decoded_bytes: from the pack info.
+        parts: for a format 2 file, the bytes of each part of the file —
+            "stub", "header", "graph" (the deflated flatbuffer), "descriptors"
+            (deflated tables, record descriptors, codebooks), "payload" (coded
+            segments), "crc" — and "graph_raw" (the flatbuffer before
+            deflate); empty for format 1.
         path: the file written or inspected, if any.
 
     Example:
@@ -250,6 +276,7 @@ class ExportReport(_Derived):
         self.section_bytes = section_bytes
         self.decoded_bytes = decoded_bytes
         self.path = path
+        self.parts = {}
 
     @classmethod
     def from_pack_info(cls, info, *, plain_bytes=None, dense_bytes=None, path=None,
@@ -260,8 +287,15 @@ class ExportReport(_Derived):
         records = list(info.records)
         if model_bytes is not None:
             first_use = _first_use(model_bytes)
-            records.sort(key=lambda r: first_use.get(r.buffer_index, len(first_use)))
+            # An op's kernel before its bias (both are first read by one op).
+            records.sort(key=lambda r: (first_use.get(r.buffer_index, len(first_use)),
+                                        len(tuple(_get(r, "shape", default=()))) == 1))
         layers = [_layer_from_record(r, layer_names) for r in records]
+        # A vector sharing its layer's name with a kernel is that layer's bias.
+        kernels = {layer.name for layer in layers if len(layer.shape) != 1}
+        for layer in layers:
+            if len(layer.shape) == 1 and layer.name in kernels:
+                layer.name += "/bias"
         # Disambiguate equal short names (e.g. two tensors of one layer).
         counts = {}
         for layer in layers:
@@ -273,10 +307,12 @@ class ExportReport(_Derived):
                 layer.name = f"{layer.name}#{seen[layer.name]}"
         if dense_bytes is None:
             dense_bytes = _get(info, "dense_bytes", default=None)
-        return cls(layers, packed_bytes=int(info.total_bytes), plain_bytes=plain_bytes,
-                   dense_bytes=dense_bytes, flatbuffer_bytes=int(info.flatbuffer_bytes),
-                   section_bytes=int(info.section_bytes),
-                   decoded_bytes=int(info.decoded_bytes), path=path)
+        report = cls(layers, packed_bytes=int(info.total_bytes), plain_bytes=plain_bytes,
+                     dense_bytes=dense_bytes, flatbuffer_bytes=int(info.flatbuffer_bytes),
+                     section_bytes=int(info.section_bytes),
+                     decoded_bytes=int(info.decoded_bytes), path=path)
+        report.parts = _parts(info)
+        return report
 
     # Totals over the packed tensors.
     @property
@@ -355,9 +391,24 @@ class ExportReport(_Derived):
             lines.append(("Dense float32 weights", f"{_fmt_int(self.dense_bytes)} B"))
         if self.plain_bytes:
             lines.append(("Plain .tflite", f"{_fmt_int(self.plain_bytes)} B"))
-        lines.append(("Packed .tflite", f"{_fmt_int(self.packed_bytes)} B (flatbuffer "
-                      f"{_fmt_int(self.flatbuffer_bytes or 0)} B + section "
-                      f"{_fmt_int(self.section_bytes or 0)} B)"))
+        if self.parts:
+            p = self.parts
+            lines.append(("Packed .tflite", f"{_fmt_int(self.packed_bytes)} B = stub "
+                          f"{p['stub']} + header {p['header']} + graph {_fmt_int(p['graph'])} "
+                          f"(deflated from {_fmt_int(p['graph_raw'])}) + descriptors "
+                          f"{_fmt_int(p['descriptors'])} + coded payload "
+                          f"{_fmt_int(p['payload'])} + CRC {p['crc']} B"))
+            kinds = {}
+            for layer in self.layers:
+                group = kinds.setdefault(layer.kind or layer.value_mode, [0, 0])
+                group[0] += 1
+                group[1] += layer.record_bytes
+            lines.append(("Records", ", ".join(f"{n} {k} ({_fmt_int(b)} B)"
+                                               for k, (n, b) in sorted(kinds.items()))))
+        else:
+            lines.append(("Packed .tflite", f"{_fmt_int(self.packed_bytes)} B (flatbuffer "
+                          f"{_fmt_int(self.flatbuffer_bytes or 0)} B + section "
+                          f"{_fmt_int(self.section_bytes or 0)} B)"))
         if self.ratio:
             lines.append(("Dense float32 / packed", f"{self.ratio:.1f}x"))
         if self.plain_bytes:
@@ -416,7 +467,7 @@ class ExportReport(_Derived):
                       "packed_bytes": self.packed_bytes,
                       "flatbuffer_bytes": self.flatbuffer_bytes,
                       "section_bytes": self.section_bytes, "decoded_bytes": self.decoded_bytes,
-                      "ratio": self.ratio},
+                      "ratio": self.ratio, "parts": dict(self.parts)},
         }
 
     def __str__(self):
@@ -432,8 +483,10 @@ def inspect(path_or_bytes, layer_names=None):
     """The `ExportReport` of a `.tflite` file.
 
     For a packed file, the report is read from its section. For a plain
-    `.tflite` file, it describes what `tfdc.export_tflite` with default
-    options would write (nothing is written).
+    `.tflite` file — or one decoded by `tfdc.decode`, which is a standard
+    model — it describes what `tfdc.export_tflite` with default options would
+    write (nothing is written); for a decoded file that is what it was
+    packed as (packing is deterministic).
 
     Args:
         path_or_bytes: a file path or the file's bytes.
@@ -443,33 +496,32 @@ def inspect(path_or_bytes, layer_names=None):
         tfdc.FormatError: a packed file is malformed.
     """
     from tfdc.runtime import read_model_bytes
-    from tfdc.unpack import has_section_entry
+    from tfdc.unpack import has_section_entry, model_flatbuffer, read_pack_info
 
     path = os.fspath(path_or_bytes) if isinstance(path_or_bytes, (str, os.PathLike)) else None
     data = read_model_bytes(path_or_bytes)
     if has_section_entry(data):
-        from tfdc.unpack import read_pack_info
         info = read_pack_info(data)
         plain_bytes = None
+        model = model_flatbuffer(data)
     else:
         from tfdc.pack import pack_tflite
         _, info = pack_tflite(data, strip_debug=True)  # as `tfdc.export` packs
         plain_bytes = len(data)
-    dense_bytes = _constant_bytes(data, info, packed=plain_bytes is None)
+        model = data
     return ExportReport.from_pack_info(info, plain_bytes=plain_bytes, path=path,
-                                       layer_names=layer_names, dense_bytes=dense_bytes,
-                                       model_bytes=data)
+                                       layer_names=layer_names,
+                                       dense_bytes=_constant_bytes(model), model_bytes=model)
 
 
-def _constant_bytes(data, info, packed):
-    """Bytes of every constant buffer as stored unpacked: the packed tensors'
-    raw size plus the buffers left inline (the dense float32 baseline, up to
-    a few bytes of integer shape constants). Metadata buffers (the
-    converter's, which `strip_debug` may drop) are not weights."""
+def _constant_bytes(model_bytes):
+    """Bytes of every constant buffer of a model flatbuffer as stored
+    unpacked — inline data, or the size of a buffer in the offset layout
+    (packed and decoded files) —: the dense float32 baseline, up to a few
+    bytes of integer shape constants. Metadata buffers (the converter's,
+    which `strip_debug` may drop, and a format 1 section) are not weights."""
     from tfdc.flatbuf import read_model
-    model = read_model(data)
+    model = read_model(model_bytes)
     metadata = {index for _, index in model.metadata}
-    inline = sum(b.data_len for i, b in enumerate(model.buffers) if i not in metadata)
-    if not packed:  # the tensors to pack are still inline
-        return inline
-    return inline + sum(int(r.raw_bytes) for r in info.records)
+    return sum(b.data_len or (b.size if b.offset > 1 else 0)
+               for i, b in enumerate(model.buffers) if i not in metadata)

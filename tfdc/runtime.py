@@ -34,27 +34,10 @@ def interpreter_class():
 
 
 def is_decoded(data):
-    """True if `data` is the output of `tfdc.decode`: it keeps the packed
-    file's flatbuffer and section (with its `tfdc.v1` entry) and adds the
-    decoded weights after them, so the section no longer ends the file and
-    its header's `decoded_size` is the file's length. Such a file is a
-    standard model and is loaded as it is."""
-    import struct
-    import zlib
-
-    from tfdc import format as fmt
-    from tfdc.unpack import section_span
-
-    span = section_span(data)
-    if span is None:
-        return False
-    start, size = span
-    if (size < fmt.HEADER.size + fmt.CRC.size or start + size >= len(data)
-            or data[start:start + len(fmt.MAGIC)] != fmt.MAGIC):
-        return False
-    (decoded_size,) = struct.unpack_from("<Q", data, start + fmt.HEADER_DECODED_SIZE_OFFSET)
-    (crc,) = fmt.CRC.unpack_from(data, start + size - fmt.CRC.size)
-    return decoded_size == len(data) and zlib.crc32(data[start:start + size - 4]) == crc
+    """True if `data` is the output of `tfdc.decode`: a standard model that
+    every runtime loads as it is (see `tfdc.unpack.is_decoded`)."""
+    from tfdc.unpack import is_decoded as _is_decoded
+    return _is_decoded(data)
 
 
 def load_interpreter(path_or_bytes, *, backend="auto", **kwargs):
@@ -73,7 +56,8 @@ def load_interpreter(path_or_bytes, *, backend="auto", **kwargs):
         TFLite reads weights from them in place.
 
     Raises:
-        tfdc.FormatError: a packed file is malformed or corrupted.
+        tfdc.FormatError: the file is empty or not a `.tflite` model, or a
+            packed file is malformed or corrupted (the message names the path).
 
     Example:
 
@@ -82,14 +66,36 @@ def load_interpreter(path_or_bytes, *, backend="auto", **kwargs):
     interpreter.allocate_tensors()
     ```
     """
-    from tfdc.unpack import decode, has_section_entry
+    from tfdc.errors import FormatError
+    from tfdc.unpack import damaged_key, decode, has_section_entry
 
     data = read_model_bytes(path_or_bytes)
-    # Anything carrying a tfdc.v1 entry that is not an intact decoded file
-    # goes to the decoder, so a damaged packed file raises FormatError rather
-    # than reaching the interpreter.
+    where = (f"{os.fspath(path_or_bytes)}: "
+             if isinstance(path_or_bytes, (str, os.PathLike)) else "")
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        # The interpreter's own message for an empty file is "`model_path`
+        # or `model_content` must be specified".
+        raise FormatError(where + ("an empty file, not a .tflite model" if not data else
+                                   "not a .tflite model (no TFL3 file identifier)"),
+                          status="flatbuffer")
+    damage = damaged_key(data)
+    if damage:
+        raise FormatError(where + damage, status="not_packed")
+    # Anything carrying a tfdc.v1 / tfdc.v2 entry that is not an intact
+    # decoded file goes to the decoder, so a damaged packed file raises
+    # FormatError rather than reaching the interpreter.
     if has_section_entry(data) and not is_decoded(data):
-        data = decode(data, backend=backend)
+        try:
+            data = decode(data, backend=backend)
+        except FormatError as e:
+            raise FormatError(where + str(e), status=e.status) from None
+    elif is_decoded(data):
+        from tfdc.flatbuf import read_model
+        end = max([b.offset + b.size for b in read_model(data).buffers if b.offset > 1] or [0])
+        if end > len(data):
+            raise FormatError(f"{where}a decoded tfdc model whose weights are cut off: its "
+                              f"buffers end at byte {end}, the file at {len(data)} (truncated?)",
+                              status="truncated")
     interpreter = interpreter_class()(model_content=data, **kwargs)
     # TFLite does not copy model_content: the interpreter must own a
     # reference to the exact bytes object it reads its weights from.

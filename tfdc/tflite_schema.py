@@ -130,7 +130,9 @@ def strip_debug(model):
 
 def constant_model(arrays):
     """A minimal TFLite flatbuffer whose only content is `arrays` as constant
-    tensors (buffers 1 ... n, tensors named "w0", "w1", ...). It is not
+    tensors (buffers 1 ... n, tensors named "w0", "w1", ...). Each item is a
+    NumPy array, or `(data, tensor_type, shape)` with the buffer's bytes
+    given as a uint8 array (for types NumPy lacks, e.g. int4 = 17). It is not
     runnable; tests and tools/format_example.py use it to pack exact byte
     patterns."""
     schema = get()
@@ -141,14 +143,19 @@ def constant_model(arrays):
     sg = schema.SubGraphT()
     sg.tensors, sg.inputs, sg.outputs, sg.operators = [], [], [], []
     for i, a in enumerate(arrays):
-        a = np.ascontiguousarray(a)
         t = schema.TensorT()
         t.name = f"w{i}"
-        t.shape = np.array(a.shape, dtype=np.int32)
-        t.type = fmt.NUMPY_TO_TENSOR_TYPE[a.dtype]
+        if isinstance(a, tuple):
+            data, t.type, shape = a
+            data = np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
+        else:
+            a = np.ascontiguousarray(a)
+            t.type, shape = fmt.NUMPY_TO_TENSOR_TYPE[a.dtype], a.shape
+            data = np.frombuffer(a.astype(a.dtype.newbyteorder("<")).tobytes(), np.uint8)
+        t.shape = np.array(shape, dtype=np.int32)
         t.buffer = len(model.buffers)
         b = schema.BufferT()
-        b.data = np.frombuffer(a.astype(a.dtype.newbyteorder("<")).tobytes(), np.uint8)
+        b.data = data
         model.buffers.append(b)
         sg.tensors.append(t)
     model.subgraphs = [sg]

@@ -1,0 +1,107 @@
+"""Hand-built format 2 files for the decoder's tests: any stub, header, meta
+stream and payload, with the DEFLATE stream and the CRC made right (or
+wrong, on request) — so that a test breaks exactly one rule of FORMAT.md.
+
+Written from docs/FORMAT.md, independently of tfdc.pack: only the varint,
+CRC, stub and DEFLATE helpers of tfdc.format are shared.
+"""
+
+import struct
+import zlib
+
+import numpy as np
+
+from tfdc import format as fmt
+from tfdc import tflite_schema
+
+v = fmt.varint_bytes
+
+
+def inner_flatbuffer(buffers, marker=True):
+    """An inner flatbuffer whose `Model.buffers` are `buffers`: each item is
+    None (empty), bytes (inline data) or `(offset, size)`."""
+    schema = tflite_schema.get()
+    model = schema.ModelT()
+    model.version = 3
+    model.buffers = []
+    for b in buffers:
+        buf = schema.BufferT()
+        if isinstance(b, (bytes, bytearray)):
+            buf.data = np.frombuffer(bytes(b), np.uint8)
+        elif b is not None:
+            buf.offset, buf.size = b
+        model.buffers.append(buf)
+    model.metadata = []
+    if marker:
+        model.metadata.append(schema.MetadataT())
+        model.metadata[0].name, model.metadata[0].buffer = fmt.DECODED_MARKER, 0
+    return tflite_schema.build(model)
+
+
+def huffman_table(symbols, lengths):
+    """A kind 0 table: the coded `symbols` (increasing) and their lengths."""
+    gaps = np.diff(np.asarray(symbols), prepend=-1) - 1
+    nib = list(lengths) + ([0] if len(lengths) % 2 else [])
+    return (v(0) + v(len(symbols)) + b"".join(v(int(g)) for g in gaps)
+            + bytes(nib[i] | (nib[i + 1] << 4) for i in range(0, len(nib), 2)))
+
+
+def single_table(symbol):
+    return v(1) + v(symbol)
+
+
+def fixed_table(width):
+    return v(2) + v(width)
+
+
+def stream(table, block=None, segments=()):
+    """A stream descriptor: table index, and for a Huffman table its block
+    and segment lengths."""
+    out = v(table)
+    if block is not None:
+        out += v(block) + b"".join(v(s) for s in segments)
+    return out
+
+
+def deflate(data, dictionary=True):
+    kw = {"zdict": fmt.dictionary()} if dictionary else {}
+    c = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, **kw)
+    return c.compress(data) + c.flush()
+
+
+def build(flat, tables=(), records=(), payload=b"", *, num_tables=None, num_records=None,
+          meta=None, D=None, flags=0, major=2, minor=0, magic=fmt.MAGIC, C=None, M=None,
+          F=None, deflated=None, extra_after_deflate=b"", bad_crc=False, key=b"tfdc.v2"):
+    """A packed file from its parts. Defaults make a valid container; each
+    keyword overrides one field (the CRC is still right unless `bad_crc`)."""
+    if meta is None:
+        meta = (flat + v(len(tables) if num_tables is None else num_tables) + b"".join(tables)
+                + v(len(records) if num_records is None else num_records) + b"".join(records))
+    if deflated is None:
+        deflated = deflate(meta)
+    if D is None:
+        D = _end_of_records(flat)
+    header = (struct.pack("<4sHH", magic, major, minor) + v(flags)
+              + v(len(deflated) if C is None else C) + v(len(meta) if M is None else M)
+              + v(len(flat) if F is None else F) + v(D))
+    Z = len(header) + len(deflated) + len(extra_after_deflate) + len(payload) + 4
+    stub = fmt.stub(fmt.STUB_SIZE, Z)
+    if key != b"tfdc.v2":
+        stub = stub.replace(b"tfdc.v2", key)
+    body = stub + header + deflated + extra_after_deflate + payload
+    crc = zlib.crc32(body) ^ (1 if bad_crc else 0)
+    return body + struct.pack("<I", crc)
+
+
+def _end_of_records(flat):
+    from tfdc.flatbuf import read_model
+    ends = [b.offset + b.size for b in read_model(flat, metadata=False).buffers if b.offset > 1]
+    return max([len(flat)] + ends)
+
+
+def dense_codebook_record(buffer_index, elem_bits, keys, width, deltas, table, block,
+                          segments, transform=0, expand=0):
+    """The descriptor of a dense, row-major codebook record."""
+    return (v(buffer_index) + v(elem_bits) + v(transform) + v(0) + v(0) + v(1) + v(expand)
+            + v(len(keys)) + v(keys[0]) + v(width) + fmt.pack_bits(deltas, width)
+            + stream(table, block, segments))
