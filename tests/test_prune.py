@@ -401,3 +401,24 @@ def test_bad_targets_fail_at_fit(mnist_small, model_fn, callback, message):
     with pytest.raises(ValueError, match=message):
         model.fit(x[:128], x[:128] if model_fn is not mlp else y[:128], epochs=1, batch_size=BATCH,
                   verbose=0, callbacks=[callback()])
+
+
+def test_import_keras_then_tfdc_is_enough_to_load_a_pruned_model(tmp_path):
+    model = compile_(mlp())
+    x = np.random.default_rng(0).random((64, 28, 28)).astype("float32")
+    model.fit(x, np.zeros(64), epochs=1, batch_size=32, verbose=0,
+              callbacks=[GradualPruning(0.5, frequency=1)])
+    path = str(tmp_path / "pruned.keras")
+    model.save(path)
+    script = textwrap.dedent(f"""
+        import os
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        import keras, tfdc
+        model = keras.saving.load_model({path!r})
+        print("OK", type(model.get_layer("fc1").kernel_constraint).__name__)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OK MaskConstraint" in result.stdout

@@ -465,11 +465,14 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
             default, 4096).
         min_bytes: smaller buffers are left in the flatbuffer.
         strip_debug: drop what no runtime reads (names of activation tensors,
-            the converter's description and `CONVERSION_METADATA`); weight
-            tensor names are kept for `tfdc inspect`.
+            the converter's description and `CONVERSION_METADATA`); the
+            signatures and the names of the input, output and weight tensors
+            are kept.
         batch_size: fix the input batch dimension (1 for on-device
             inference saves the converter's shape ops, ~0.8 KB on LeNet);
-            `None` keeps it dynamic (see `tfdc.exporter.convert`).
+            `None` keeps it dynamic (see `tfdc.exporter.convert`). Models
+            with LSTM / GRU / SimpleRNN layers need a fixed batch (the
+            converter cannot lower their loop otherwise).
         signatures: for several signatures or a `tf.Module`: a list of
             `tf.function`s with input signatures (see `tfdc.exporter.convert`).
         representative_dataset: enables the converter's full-integer
@@ -482,6 +485,12 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
     Returns:
         `tfdc.ExportReport`: per-layer sparsity, bits and compression rates,
         file sizes (`print(report)` shows the table).
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, PermissionError: `path` cannot
+            be written (checked before converting; the message names it).
+        ValueError: a known converter failure, in one line that says what to
+            do (e.g. a recurrent layer without `batch_size`).
 
     Example:
 
