@@ -352,7 +352,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         if self._started or not self.model.built:
             return
         from tfdc.prune import active_pruning
-        pruning = active_pruning(self.model) or self._pruning
+        pruning = active_pruning(self.model, self.params) or self._pruning
         if pruning is not None:
             self._pruning = pruning
             if pruning.selections is None or pruning.end_step is None:

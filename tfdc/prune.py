@@ -44,9 +44,16 @@ __all__ = ["GradualPruning", "MaskConstraint", "install_mask", "find_mask", "act
 _ACTIVE = {}
 
 
-def active_pruning(model):
-    """The `GradualPruning` of the `fit` now running on `model`, or None."""
-    return _ACTIVE.get(id(model))
+def active_pruning(model, params=None):
+    """The `GradualPruning` of the `fit` now running on `model`, or None.
+
+    `params`: a callback's `self.params`; Keras hands every callback of one
+    `fit` the same dict, so this skips a callback left registered by a fit
+    that ended with an exception (which runs no `on_train_end`)."""
+    pruning = _ACTIVE.get(id(model))
+    if pruning is not None and params is not None and pruning.params is not params:
+        return None
+    return pruning
 
 
 @keras.saving.register_keras_serializable(package="tfdc")
