@@ -366,7 +366,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         if self._told:
             return
         self._told = True
-        end, fit_end = pruning.end_step, pruning._fit_end
+        end, fit_end = pruning.end_step, pruning.fit_end_step
         if fit_end is not None and end > fit_end:
             raise ValueError(
                 f"ClusteredFineTuning clusters once GradualPruning's ramp has ended (end_step "
@@ -381,7 +381,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         suggestion = pruning.begin_step + 3 * (pruning.end_step - pruning.begin_step) // 4
         warnings.warn(
             f"ClusteredFineTuning: GradualPruning's ramp ends at the last step of this fit "
-            f"(step {pruning.end_step:,}; end_step defaults to the end of the fit), so the "
+            f"(step {pruning.end_step:,}; end_step's default is the fit's end), so the "
             "weights are clustered after it with no step left to fine-tune the shared values. "
             f"Give GradualPruning an end_step before {pruning.end_step:,} (e.g. "
             f"end_step={suggestion:,}) to prune and then fine-tune in one fit, or fine-tune "
@@ -448,7 +448,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
             warnings.warn(
                 "ClusteredFineTuning did nothing: it clusters once GradualPruning's ramp has "
                 f"ended (end_step {pruning.end_step:,}), and this fit ended at step "
-                f"{pruning._step:,}.", stacklevel=2)
+                f"{pruning.step:,}.", stacklevel=2)
 
     def detach(self):
         """Remove this callback's constraints (restoring any they replaced)."""

@@ -390,6 +390,7 @@ class GradualPruning(keras.callbacks.Callback):
         self.selections = None
         self._masks = None
         self._step = None
+        self._fit_end = None
         self._last_prune = None
         self._sparsity = 0.0
 
@@ -528,6 +529,17 @@ class GradualPruning(keras.callbacks.Callback):
             f"{self._measure():.1%} sparse, not the target {target:.1%}. The schedule carries "
             "on in the next fit of this model; to reach the target in this one, give "
             f"end_step <= {self._step:,} (or train longer).", stacklevel=2)
+
+    @property
+    def step(self):
+        """The optimizer step this callback has counted to (None before fit)."""
+        return self._step
+
+    @property
+    def fit_end_step(self):
+        """The optimizer step at which the running fit ends (None if the
+        number of steps is unknown or the fit has not started)."""
+        return self._fit_end
 
     def ramp_ended(self):
         """True once the last pruning step of the schedule has run (the
