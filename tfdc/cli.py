@@ -121,8 +121,8 @@ def build_parser():
                       "per-layer values, fc1=0.93,fc2=0.915,fc3=0.75 for LeNet-300-100)")
     demo.add_argument("--bits", type=_per_layer(_bits_value), default=None, metavar="B",
                       help=f"bits per shared weight, {low}..{high} (2**B clusters): a number, "
-                      "layer=value pairs, or 'paper' (6 for LeNet-300-100; default: fc1=4,fc2=5,fc3=5 for "
-                      "LeNet-300-100, conv 8 / fc 5 for LeNet-5)")
+                      "layer=value pairs, or 'paper' (6 for LeNet-300-100; default: "
+                      "fc1=4,fc2=5,fc3=5 for LeNet-300-100, conv 8 / fc 5 for LeNet-5)")
     demo.add_argument("--epochs", type=_at_least(0), default=None, metavar="N",
                       help="baseline training epochs, >= 0 (default 15; 3 with --quick)")
     demo.add_argument("--prune-epochs", type=_at_least(0), default=None, metavar="N",

@@ -57,8 +57,9 @@ def _without_tfdc(constraint):
 def strip(model):
     """Remove every tfdc constraint (pruning masks, weight-sharing
     projections) from `model`'s variables and layers, restoring the user's
-    own constraints (a model saved afterwards loads without tfdc). The weights are unchanged, but later training no longer keeps
-    pruned weights at zero or shared weights equal. `tfdc.export` calls it.
+    own constraints (a model saved afterwards loads without tfdc). The
+    weights are unchanged, but later training no longer keeps pruned weights
+    at zero or shared weights equal. `tfdc.export` calls it.
 
     Args:
         model: a `keras.Model` (or any object with `variables`).
