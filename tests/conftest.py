@@ -35,3 +35,48 @@ def mnist_small():
     except DatasetUnavailableError as e:
         pytest.skip(str(e))
     return (xtr[:2048], ytr[:2048]), (xte[:1024], yte[:1024])
+
+
+# Every packed model the suite makes, for tests/test_native_arm.py, which runs
+# last and decodes them all on ARM (under qemu-user) and on x86-64. Packs made
+# in this process are recorded by wrapping tfdc.pack.pack_tflite (the real
+# function still runs; the wrapper only keeps a copy of its output); packed
+# files written by subprocesses (the CLI tests) are found under the session's
+# temporary directory at the end.
+PACKED_BY_SUITE = {}  # sha256 hex -> packed bytes
+_PACKED_LIMIT = 256 << 20  # bytes kept in memory at most
+
+
+def _record_packs():
+    import functools
+    import hashlib
+
+    import tfdc.pack
+    original = tfdc.pack.pack_tflite
+
+    @functools.wraps(original)
+    def pack_tflite(*args, **kwargs):
+        result = original(*args, **kwargs)
+        try:  # recording must never change what the caller sees
+            packed = bytes(result[0] if isinstance(result, tuple) else result)
+            if sum(map(len, PACKED_BY_SUITE.values())) + len(packed) <= _PACKED_LIMIT:
+                PACKED_BY_SUITE.setdefault(hashlib.sha256(packed).hexdigest(), packed)
+        except Exception:
+            pass
+        return result
+
+    tfdc.pack.pack_tflite = pack_tflite
+
+
+_record_packs()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "after_suite: runs after every other test (it uses what they produced)")
+
+
+def pytest_collection_modifyitems(config, items):
+    last = [item for item in items if item.get_closest_marker("after_suite")]
+    if last:
+        items[:] = [item for item in items if not item.get_closest_marker("after_suite")] + last

@@ -1,7 +1,8 @@
 """Host-JVM tests of the Android loader (android_demo/tfdc-loader).
 
-The JNI bridge `tfdc_jni.c` and the real C decoder `tfdc/native/tfdc_decode.c`
-are compiled with gcc against JDK 17's jni.h; the pure-JVM Kotlin sources of
+The JNI bridge `tfdc_jni.c` and the real C decoder (the library target of
+`tfdc/native/CMakeLists.txt`) are built by the loader's own CMakeLists with
+gcc against JDK 17's jni.h; the pure-JVM Kotlin sources of
 the loader (no android.* imports) plus the driver `src/hostTest/.../HostCheck.kt`
 are compiled with kotlinc and run on the JVM. The APK itself cannot be built
 here (no Android SDK/NDK): this is everything of it that runs off-device.
@@ -20,7 +21,6 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOADER = os.path.join(ROOT, "android_demo", "tfdc-loader", "src")
-NATIVE = os.path.join(ROOT, "tfdc", "native")
 # The loader's files that must run on any JVM (TfdcModel.kt and the flavor
 # factories are the Android / LiteRT half).
 PURE_JVM = ["TfdcNative.kt", "TfdcFormatException.kt", "TfdcDecoder.kt", "DecodedModelCache.kt",
@@ -55,21 +55,27 @@ def _kotlinc():
 JAVA_HOME = _java_home()
 KOTLINC = _kotlinc()
 pytestmark = pytest.mark.skipif(
-    JAVA_HOME is None or KOTLINC is None or shutil.which("gcc") is None,
-    reason=f"needs JDK (javac + jni.h: {JAVA_HOME}), kotlinc ({KOTLINC}) and gcc")
+    JAVA_HOME is None or KOTLINC is None or shutil.which("gcc") is None
+    or shutil.which("cmake") is None,
+    reason=f"needs JDK (javac + jni.h: {JAVA_HOME}), kotlinc ({KOTLINC}), gcc and cmake")
 
 
 @pytest.fixture(scope="module")
 def host_build(tmp_path_factory):
     """libtfdc_jni.so (bridge + real decoder) and the compiled Kotlin classes."""
     out = tmp_path_factory.mktemp("android_jvm")
+    # The loader's own CMakeLists (the one the NDK builds), with JDK 17's
+    # jni.h: it takes the decoder library from tfdc/native/CMakeLists.txt.
+    include = os.path.join(JAVA_HOME, "include")
+    build = out / "cmake"
+    for cmd in (["cmake", "-S", os.path.join(LOADER, "main", "cpp"), "-B", str(build),
+                 "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_C_FLAGS=-Wall -Wextra -Werror",
+                 f"-DTFDC_JNI_INCLUDE_DIRS={include};{os.path.join(include, 'linux')}"],
+                ["cmake", "--build", str(build), "-j2"]):
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lib = out / "libtfdc_jni.so"
-    subprocess.run(
-        ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
-         "-I", NATIVE, "-I", os.path.join(JAVA_HOME, "include"),
-         "-I", os.path.join(JAVA_HOME, "include", "linux"),
-         os.path.join(LOADER, "main", "cpp", "tfdc_jni.c"), os.path.join(NATIVE, "tfdc_decode.c"),
-         "-o", str(lib)], check=True, capture_output=True, text=True)
+    shutil.copyfile(build / "libtfdc_jni.so", lib)
     sources = [os.path.join(LOADER, "main", "kotlin", "org", "tfdc", "loader", f) for f in PURE_JVM]
     sources += sorted(glob.glob(os.path.join(LOADER, "hostTest", "kotlin", "org", "tfdc", "loader", "*.kt")))
     # The loader's pure-JVM files must not depend on Android or LiteRT.
@@ -158,7 +164,18 @@ def jvm(host_build, files):
     (stale / f"tfdc-{sha256(conv).hexdigest()}.tflite").write_bytes(b"\0" * 10)
     ops += ["cache", cache, d / "mlp.packed", "cache", cache, d / "mlp.packed",
             "cache", cache, d / "conv.packed", "cache", stale, d / "conv.packed", "fallback"]
+    for sdk, runtime, works in POLICY_CASES:
+        ops += ["policy", sdk, runtime, works]
     return _run_jvm(host_build, *ops)
+
+
+# (API level, runtime, accelerators that work on the scripted device)
+POLICY_CASES = [
+    (35, "COMPILED_MODEL", "NPU,CPU"), (36, "COMPILED_MODEL", "CPU"), (35, "COMPILED_MODEL", "GPU,NPU,CPU"),
+    (35, "INTERPRETER", "NNAPI,CPU"), (34, "INTERPRETER", "NNAPI,CPU"), (33, "COMPILED_MODEL", "NPU,CPU"),
+    (31, "INTERPRETER", "CPU"), (30, "INTERPRETER", "NNAPI,CPU"), (30, "COMPILED_MODEL", "NPU,CPU"),
+    (26, "INTERPRETER", "NNAPI,CPU"), (35, "COMPILED_MODEL", "-"),
+]
 
 
 def _by(results, op, suffix):
@@ -249,7 +266,46 @@ def test_fallback_policy_reports_why_each_accelerator_was_skipped(jvm):
     (r,) = [r for r in jvm if r["op"] == "fallback"]
     assert r["accelerator"] == "CPU" and r["value"] == "interpreter-on-CPU"
     assert r["tried"] == "GPU,NNAPI,CPU"
-    assert "GPU: UnsatisfiedLinkError: libtensorflowlite_gpu_jni.so not found" in r["reason"]
-    assert "NNAPI: IllegalArgumentException" in r["reason"]
+    assert "GPU: failed (UnsatisfiedLinkError: libtensorflowlite_gpu_jni.so not found)" in r["reason"]
+    assert "NNAPI: failed (IllegalArgumentException" in r["reason"]
     assert r["all_failed_message"].startswith("no accelerator could run the model: NPU:")
+
+
+def _expected_policy(sdk, runtime):
+    """The default order, written out independently of the Kotlin code:
+    GPU, then NPU (LiteRT, Android 12+), then NNAPI (Android 8.1 up to 14:
+    deprecated from Android 15, API 35), then CPU; only what the runtime has."""
+    reachable = {"INTERPRETER": {"GPU", "NNAPI", "CPU"}, "COMPILED_MODEL": {"GPU", "NPU", "CPU"}}[runtime]
+    on_device = {"GPU": True, "NPU": sdk >= 31, "NNAPI": 27 <= sdk < 35, "CPU": True}
+    return [a for a in ("GPU", "NPU", "NNAPI", "CPU") if on_device[a] and a in reachable]
+
+
+@pytest.mark.parametrize("sdk,runtime,works", POLICY_CASES)
+def test_default_policy_per_api_level(jvm, sdk, runtime, works):
+    (r,) = [r for r in jvm if r["op"] == "policy" and (r["sdk"], r["runtime"], r["works"]) ==
+            (sdk, runtime, works)]
+    order = _expected_policy(sdk, runtime)
+    assert r["order"] == ",".join(order)
+    working = [a for a in order if a in works.split(",")]
+    if not working:  # nothing opens: every accelerator in the order was tried
+        assert r["accelerator"] is None and r["tried"] == r["order"]
+        return
+    ran = working[0]
+    assert r["accelerator"] == ran and r["value"] == f"compiled-on-{ran}"
+    # Tried in order up to the first that works; nothing after it.
+    assert r["tried"] == ",".join(order[:order.index(ran) + 1])
+    # Every accelerator that did not run is in the trail with its reason.
+    trail = r["trail"].split(" | ")
+    assert f"{ran}: ran" in trail
+    for a in ("GPU", "NPU", "NNAPI", "CPU"):
+        if a == ran or a in order[order.index(ran) + 1:]:
+            continue
+        (line,) = [t for t in trail if t.startswith(f"{a}: ")]
+        assert line.startswith(f"{a}: failed (" if a in order else f"{a}: skipped ("), line
+        assert line in r["reason"]
+    if sdk >= 35:  # Android 15+: NNAPI is never tried, and the user is told why
+        assert "NNAPI" not in r["tried"]
+        assert "NNAPI: skipped (NNAPI is deprecated since Android 15 (API 35)" in r["reason"]
+    if runtime == "INTERPRETER":
+        assert "NPU: skipped (" in r["reason"]
 

@@ -232,7 +232,7 @@ def test_decode_into_a_folder_names_it(capsys, tmp_path, packed_file):
     folder = tmp_path / "folder"
     folder.mkdir()
     code, _, err = run(capsys, "decode", packed_file[0], str(folder))
-    assert_one_line_error(code, err, f"{folder}: is a folder")
+    assert_one_line_error(code, err, f"{folder}: is a directory")
     assert ".tmp" not in err and os.listdir(folder) == []
 
 
@@ -240,7 +240,7 @@ def test_demo_out_must_be_a_folder(capsys, tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("mine")
     code, _, err = run(capsys, "demo", "--out", str(afile), "--tiny", "--no-plots")
-    assert_one_line_error(code, err, f"--out {afile}: exists and is not a folder")
+    assert_one_line_error(code, err, f"--out {afile}: exists and is not a directory")
     assert afile.read_text() == "mine"
 
 

@@ -38,7 +38,7 @@ def test_files_that_are_not_mnist(tmp_path, content, message):
 
 
 def test_a_folder_or_a_missing_file(tmp_path):
-    with pytest.raises(DatasetUnavailableError, match="is a folder"):
+    with pytest.raises(DatasetUnavailableError, match="is a directory"):
         load_mnist_raw(str(tmp_path))
     with pytest.raises(DatasetUnavailableError, match="does not exist"):
         load_mnist_raw(str(tmp_path / "nope.npz"))

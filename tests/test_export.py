@@ -248,6 +248,34 @@ def test_export_tflite_packs_an_existing_file(tmp_path):
     assert not (tmp_path / "c.tflite").exists()
 
 
+def test_export_tflite_never_writes_a_larger_file(tmp_path):
+    # Random dense float32 weights, debug names kept: packing only adds the
+    # section, so the input is written unchanged and the report says so.
+    model = mlp()
+    plain = convert(model)
+    with pytest.warns(UserWarning, match="not smaller than the input's .* unchanged"):
+        report = export_tflite(plain, tmp_path / "m.tflite", strip_debug=False)
+    assert (tmp_path / "m.tflite").read_bytes() == plain
+    assert report.layers == [] and report.section_bytes == 0
+    assert report.packed_bytes == report.plain_bytes == len(plain)
+    x = np.random.default_rng(0).normal(size=(1, 20)).astype("float32")
+    assert_bit_identical(run((tmp_path / "m.tflite").read_bytes(), [x]), run(plain, [x]))
+    # The same model compressed: packed, smaller, no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = export_tflite(convert(compress_weights(model)), tmp_path / "c.tflite",
+                               strip_debug=False)
+    assert report.layers and report.packed_bytes < report.plain_bytes
+
+
+def test_export_tflite_refuses_a_damaged_file(tmp_path):
+    plain = convert(mlp())
+    for bad in (plain[:len(plain) // 2], plain[:40]):
+        with pytest.raises(tfdc.FormatError, match="flatbuffer"):
+            export_tflite(bad, tmp_path / "m.tflite")
+    assert not os.listdir(tmp_path)
+
+
 def test_module_with_several_signatures(tmp_path):
     import tensorflow as tf
 
@@ -385,12 +413,12 @@ def test_unwritable_paths_fail_before_converting_and_name_the_path(tmp_path):
         export(model, missing)
     folder = tmp_path / "a_folder"
     folder.mkdir()
-    with pytest.raises(IsADirectoryError, match=f"{folder}: is a folder") as error:
+    with pytest.raises(IsADirectoryError, match=f"{folder}: is a directory") as error:
         export(model, folder)
     assert ".tmp" not in str(error.value)
     # Checked first: the model was not even stripped of its constraints.
     assert find_mask(model.get_layer("fc1").kernel) is not None
-    with pytest.raises(IsADirectoryError, match="is a folder"):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
         export_tflite(convert(model), folder)
     assert sorted(os.listdir(tmp_path)) == ["a_folder"] and os.listdir(folder) == []
 

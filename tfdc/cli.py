@@ -1,6 +1,8 @@
-"""The `tfdc` command line: `tfdc demo | inspect | decode | bench`.
+"""The `tfdc` command line: `tfdc demo | pack | inspect | decode | bench`.
 
     tfdc demo [--quick]            prune, quantize, pack and verify LeNet on MNIST
+    tfdc pack IN OUT               pack any existing .tflite (converter, tfmot,
+                                   ai-edge-quantizer); never larger than IN
     tfdc inspect FILE [--json]     the per-layer compression report of a .tflite
     tfdc decode IN OUT             a packed .tflite back to a standard .tflite
     tfdc bench FILE                decode time per backend, LiteRT load + latency
@@ -13,9 +15,11 @@ errors, as argparse does); set `TFDC_DEBUG=1` to see the traceback instead.
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
+import warnings
 
 EXIT_ERROR = 1
 
@@ -88,6 +92,73 @@ def _at_least(minimum):
     return parse
 
 
+def _gap_alphabet(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 2 <= value <= 32768 or value & (value - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of two in 2..32768, got {text}")
+    return value
+
+
+def _block(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"must be in 1..4294967295, got {text}")
+    return value
+
+
+def _regex(text):
+    try:
+        return re.compile(text)
+    except re.error as e:
+        raise argparse.ArgumentTypeError(f"not a regular expression: {text!r} ({e})") from None
+
+
+def _add_pack_parser(sub):
+    pack = sub.add_parser(
+        "pack", help="pack an existing .tflite file (from any converter or quantizer)",
+        description="Pack the weight buffers of an existing plain .tflite model: one made by "
+        "the TFLite converter, tfmot (tf_keras), ai-edge-quantizer or any other tool. Each "
+        "buffer is entropy-coded when that makes it smaller (codebook, sparse positions, "
+        "Huffman); decoding gives back its exact bytes, so the model's outputs are "
+        "bit-identical. OUT is never larger than IN: when packing gains nothing, OUT is a "
+        "copy of IN. Options are those of tfdc.export_tflite. OUT is written atomically; "
+        "load it with tfdc.load_interpreter or turn it back into a plain .tflite with "
+        "'tfdc decode'.")
+    pack.add_argument("input", metavar="IN", help="a plain .tflite file")
+    pack.add_argument("output", metavar="OUT", help="where to write the packed .tflite")
+    pack.add_argument("--weights", choices=["float32", "int8"], default="float32",
+                      help="float32 (default: every buffer exactly as in IN) or int8: float32 "
+                      "kernels with at most 256 distinct values (clustered) become int8 codes "
+                      "with one scale per tensor and a DEQUANTIZE op (lossy at int8 "
+                      "resolution)")
+    pack.add_argument("--codebook-fp16", action="store_true",
+                      help="store float32 codebooks as float16 (lossy unless the values are "
+                      "representable)")
+    pack.add_argument("--gap-alphabet", type=_gap_alphabet, default=None, metavar="G",
+                      help="relative-index symbols for sparse tensors, a power of two in "
+                      "2..32768 (default: chosen per tensor)")
+    pack.add_argument("--block", type=_block, default=None, metavar="N",
+                      help="symbols per independently decodable segment (default 4096)")
+    pack.add_argument("--min-bytes", type=_at_least(0), default=64, metavar="N",
+                      help="buffers smaller than N bytes stay in the flatbuffer (default 64)")
+    pack.add_argument("--select", type=_regex, default=None, metavar="REGEX",
+                      help="pack only the buffers of tensors whose name matches REGEX "
+                      "(Python re.search; default: every buffer)")
+    pack.add_argument("--strip-debug", action=argparse.BooleanOptionalAction, default=True,
+                      help="drop what no runtime reads: activation tensor names, the "
+                      "converter's description and CONVERSION_METADATA (default: on, as "
+                      "tfdc.export does)")
+    pack.add_argument("--report", action="store_true",
+                      help="also print the per-layer compression report")
+    pack.set_defaults(func=cmd_pack)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog=_PROG, description="Deep Compression (pruning, trained quantization, Huffman "
@@ -140,6 +211,8 @@ def build_parser():
     # For tests: a tiny run that finishes in well under a minute.
     demo.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
+
+    _add_pack_parser(sub)
 
     inspect = sub.add_parser(
         "inspect", help="print the per-layer compression report of a .tflite file",
@@ -212,9 +285,9 @@ def cmd_demo(args):
     if args.mnist and not os.path.exists(args.mnist):
         raise UserError(f"--mnist {args.mnist}: no such file")
     if args.mnist and os.path.isdir(args.mnist):
-        raise UserError(f"--mnist {args.mnist}: is a folder, expected an mnist.npz file")
+        raise UserError(f"--mnist {args.mnist}: is a directory, expected an mnist.npz file")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UserError(f"--out {args.out}: exists and is not a folder (the demo writes "
+        raise UserError(f"--out {args.out}: exists and is not a directory (the demo writes "
                         "several files into --out)")
     if args.no_plots is False:
         try:
@@ -223,6 +296,75 @@ def cmd_demo(args):
             raise UserError("plots need matplotlib: pip install 'tfdc[demo]' (or pass "
                             "--no-plots)") from None
     demo.run(config)
+    return 0
+
+
+def _check_pack_input(data, path):
+    """Refuse what `tfdc pack` cannot pack, saying what the file is."""
+    from tfdc.runtime import is_decoded
+    from tfdc.unpack import has_section_entry, is_packed
+    if has_section_entry(data):
+        if is_packed(data):
+            raise UserError(f"{path}: already tfdc-packed (use it as it is; 'tfdc decode' "
+                            "turns it back into a plain .tflite)")
+        if is_decoded(data):
+            raise UserError(f"{path}: a file decoded by 'tfdc decode' (it still carries the "
+                            "packed section); pack the plain .tflite it came from, or use the "
+                            "packed file itself")
+        raise UserError(f"{path}: carries a tfdc section entry but is neither a packed nor a "
+                        "decoded file (damaged?)")
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise UserError(f"{path}: not a .tflite file (no TFL3 identifier)")
+
+
+def _check_pack_output(inp, out):
+    out_dir = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(out_dir):
+        raise UserError(f"{out}: folder {out_dir} does not exist")
+    if os.path.isdir(out):
+        raise UserError(f"{out}: is a directory, expected a file name")
+    if os.path.exists(out) and os.path.samefile(inp, out):
+        raise UserError(f"{out}: OUT is IN; write the packed file to another path")
+
+
+def cmd_pack(args):
+    from tfdc.errors import FormatError
+    from tfdc.exporter import export_tflite
+    data = _read(args.input)
+    _check_pack_input(data, args.input)
+    _check_pack_output(args.input, args.output)
+    select = None
+    if args.select is not None:
+        pattern = args.select
+        select = lambda name, index: pattern.search(name) is not None  # noqa: E731
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            report = export_tflite(data, args.output, weights=args.weights,
+                                   codebook_fp16=args.codebook_fp16,
+                                   gap_alphabet=args.gap_alphabet, select=select,
+                                   block=args.block, min_bytes=args.min_bytes,
+                                   strip_debug=args.strip_debug)
+        except FormatError as e:
+            raise UserError(f"{args.input}: not a valid .tflite file: {e}") from None
+    written = os.path.getsize(args.output)
+    if args.report and report.layers:
+        print(report.to_text())
+        print()
+    line = f"{args.input} ({len(data):,} B) -> {args.output} ({written:,} B): "
+    if not report.section_bytes:
+        # export_tflite wrote IN unchanged and warned with the size packing gave.
+        why = "; ".join(str(w.message) for w in caught) or "wrote the input unchanged"
+        print(line + f"nothing gained ({why})")
+        return 0
+    for w in caught:
+        print(f"{_PROG}: warning: {w.message}", file=sys.stderr)
+    saved = len(data) - written
+    n = len(report.layers)
+    packed = (f"{n} buffer{'s' if n != 1 else ''} packed" if n else
+              "no buffer packed, only what no runtime reads stripped")
+    print(line + f"{saved:,} B smaller ({100 * saved / len(data):.3g} %, "
+          f"{len(data) / written:.2f}x), {packed}")
     return 0
 
 
@@ -321,10 +463,10 @@ def cmd_bench(args):
 
 # --------------------------------------------------------------------- main
 def _check_output(args):
-    """Refuse an OUT that cannot be written, or that is IN itself (also
-    through a link), before any work is done."""
+    """`tfdc decode`: refuse an OUT that cannot be written, or that is IN
+    itself (also through a link), before any work is done."""
     out = getattr(args, "output", None)
-    if out is None:
+    if args.command != "decode" or out is None:
         return
     source = getattr(args, "input", None)
     if source and os.path.exists(source) and os.path.exists(out) and os.path.samefile(source,

@@ -26,7 +26,7 @@ def _read_npz(path):
     layout = ("an mnist.npz in Keras's layout: a NumPy .npz archive with x_train, y_train, "
               "x_test, y_test")
     if os.path.isdir(path):
-        raise DatasetUnavailableError(f"{path} is a folder; MNIST must be {layout}")
+        raise DatasetUnavailableError(f"{path} is a directory; MNIST must be {layout}")
     # An .npz is a zip archive; anything else would reach NumPy's pickle
     # refusal, which does not say what is wrong.
     if not zipfile.is_zipfile(path):

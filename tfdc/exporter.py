@@ -13,7 +13,10 @@ output channel separately, which turns a 32-entry codebook into hundreds of
 distinct int8 values, and the converter's BatchNormalization folding
 multiplies each output channel by its own factor. Both destroy the weight
 sharing that the packer exploits. `export` warns when a kernel reaches the
-`.tflite` file with different values than the Keras model holds.
+`.tflite` file with different values than the Keras model holds. With a
+`representative_dataset` the export is full-integer (int8 activations, for
+NPUs and NNAPI) with one weight scale per tensor, which keeps the codebooks
+(`tfdc.quantize`).
 """
 
 import os
@@ -22,6 +25,7 @@ import warnings
 
 import numpy as np
 
+from tfdc.quantize import quantize_codebooks_int8
 from tfdc.runtime import read_model_bytes
 
 __all__ = ["export", "export_tflite", "convert", "check_writable", "write_atomically",
@@ -49,9 +53,12 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
             e.g. `[module.encode, module.decode]`; each keeps its function
             name as signature key.
         representative_dataset: if given, the converter does full-integer
-            quantization with it (int8 activations and per-channel int8
-            weights: the codebooks are then *not* preserved, though the file is
-            still packed losslessly).
+            quantization with it: int8 activations, int32 biases and int8
+            weights with one scale per tensor, so each K-value codebook stays
+            at most K int8 codes (`tfdc.quantize`; for the converter's
+            per-channel scales pass `configure=lambda c:
+            configure_full_integer(c, data, per_channel=True)`, with
+            `configure_full_integer` from `tfdc.quantize`).
         configure: optional callable receiving the `TFLiteConverter` before
             `convert()`, for any other converter setting.
         batch_size: fix the batch dimension of a Keras model's inputs (e.g.
@@ -100,10 +107,9 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
 
 
 def _set_options(converter, representative_dataset, configure):
-    import tensorflow as tf
     if representative_dataset is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative_dataset
+        from tfdc.quantize import configure_full_integer
+        configure_full_integer(converter, representative_dataset)
     if configure is not None:
         configure(converter)
 
@@ -337,13 +343,13 @@ def check_writable(path):
     if not path:
         raise FileNotFoundError("the output path is empty")
     if os.path.isdir(path):
-        raise IsADirectoryError(f"{path}: is a folder; give a file path, e.g. "
+        raise IsADirectoryError(f"{path}: is a directory; give a file path, e.g. "
                                 f"{os.path.join(path, 'model.tflite')}")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.exists(directory):
         raise FileNotFoundError(f"{path}: folder {directory} does not exist")
     if not os.path.isdir(directory):
-        raise NotADirectoryError(f"{path}: {directory} is not a folder")
+        raise NotADirectoryError(f"{path}: {directory} is not a directory")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise PermissionError(f"{path}: folder {directory} is not writable")
     return path
@@ -409,14 +415,27 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
             buffers left in the flatbuffer, as the packer reports it).
 
     Returns:
-        The `tfdc.ExportReport` of the written file.
+        The `tfdc.ExportReport` of the written file. The file is never
+        larger than the input: when packing does not make it smaller (a
+        model with nothing the records code better, e.g. random float
+        weights), the input is written unchanged, a warning says so, and the
+        report has no packed layers and no section (`report.section_bytes
+        == 0`, `report.packed_bytes == report.plain_bytes`).
+
+    Example:
+
+    ```python
+    report = tfdc.export_tflite("model_int8.tflite", "model_int8.packed.tflite")
+    print(f"{report.plain_bytes:,} B -> {report.packed_bytes:,} B")
+    interpreter = tfdc.load_interpreter("model_int8.packed.tflite")
+    ```
     """
     from tfdc.pack import pack_tflite
     from tfdc.report import ExportReport
     from tfdc.unpack import has_section_entry
 
     check_writable(path)
-    plain = read_model_bytes(tflite)
+    plain = original = read_model_bytes(tflite)
     if has_section_entry(plain):
         raise ValueError("the input is already a tfdc-packed model")
     if len(plain) < 8 or plain[4:8] != b"TFL3":
@@ -427,6 +446,16 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
         plain, _ = quantize_codebooks_int8(plain, min_bytes=min_bytes)
     packed, info = pack_tflite(plain, **_pack_options(codebook_fp16, gap_alphabet, select,
                                                        block, min_bytes, strip_debug))
+    if len(packed) >= len(original):
+        # Never a bigger file: a plain .tflite that packing does not shrink
+        # is worth more as it is (every runtime loads it, nothing to decode).
+        write_atomically(path, original)
+        warnings.warn(f"packing gives {len(packed):,} B, not smaller than the input's "
+                      f"{len(original):,} B: wrote the input unchanged", stacklevel=2)
+        return ExportReport([], packed_bytes=len(original), plain_bytes=len(original),
+                            dense_bytes=dense_bytes, flatbuffer_bytes=len(original),
+                            section_bytes=0, decoded_bytes=len(original),
+                            path=os.fspath(path))
     write_atomically(path, packed)
     return ExportReport.from_pack_info(info, plain_bytes=len(plain), path=os.fspath(path),
                                        model_bytes=packed,
@@ -475,12 +504,16 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
             converter cannot lower their loop otherwise).
         signatures: for several signatures or a `tf.Module`: a list of
             `tf.function`s with input signatures (see `tfdc.exporter.convert`).
-        representative_dataset: enables the converter's full-integer
-            quantization (see `tfdc.exporter.convert`).
+        representative_dataset: a callable yielding lists of model inputs
+            (a few hundred real samples): full-integer export for NPUs and
+            NNAPI, int8 activations and int8 weights with one scale per
+            tensor, which keeps every codebook (see `tfdc.quantize`).
         configure: callable that receives the `TFLiteConverter` to tweak it.
         check_kernels: warn when a Keras kernel does not reach the `.tflite`
             file with its exact values (e.g. a BatchNormalization folded into
-            it by the converter), which loses its weight sharing.
+            it by the converter), which loses its weight sharing; with a
+            `representative_dataset`, when a clustered kernel gets more int8
+            codes than it has values.
 
     Returns:
         `tfdc.ExportReport`: per-layer sparsity, bits and compression rates,
@@ -521,115 +554,14 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
         dense_bytes = 4 * int(model.count_params())
         if check_kernels and representative_dataset is None:
             _warn_altered_kernels(model, plain, min_bytes)
+        elif check_kernels:
+            from tfdc.quantize import warn_extra_codes
+            warn_extra_codes(model, plain, min_bytes, stacklevel=3)
     return export_tflite(plain, path, weights=weights, codebook_fp16=codebook_fp16,
                          gap_alphabet=gap_alphabet,
                          select=select, block=block, min_bytes=min_bytes,
                          strip_debug=strip_debug, layer_names=layer_names,
                          dense_bytes=dense_bytes)
-
-
-_DEQUANTIZE = 6
-
-
-def _rank(tensor):
-    return 0 if tensor.shape is None else len(tensor.shape)
-
-
-def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
-    """Store clustered float32 weights as int8 codes, keeping the codebook.
-
-    Every constant float32 tensor of rank >= 2 and at least `min_bytes`
-    bytes with at most `max_distinct` distinct values (a clustered kernel)
-    becomes an int8 tensor with *one* symmetric scale per tensor,
-    `scale = max|c| / 127`, followed by a `DEQUANTIZE` op that produces the
-    original float tensor. So a K-value codebook stays K int8 codes (the
-    converter's per-channel dynamic-range quantization would give up to K x
-    channels distinct codes), and the model computes in float32 with weights
-    `code * scale`, exactly as the float model with those weights would.
-
-    Args:
-        tflite: the plain float `.tflite` bytes.
-        min_bytes: smaller tensors are left in float32.
-        max_distinct: tensors with more distinct values are left in float32.
-
-    Returns:
-        `(tflite_bytes, quantized)`: the rewritten model and a dict mapping
-        each quantized tensor name to its scale.
-    """
-    from tfdc import tflite_schema
-
-    schema = tflite_schema.get()
-    model = tflite_schema.read(tflite)
-    buffers = model.buffers
-    candidates = {}  # buffer index -> (codes, scale) or None if not eligible
-    for subgraph in model.subgraphs:
-        for tensor in subgraph.tensors:
-            b = tensor.buffer
-            data = buffers[b].data if 0 < b < len(buffers) else None
-            if b in candidates or data is None:
-                continue
-            candidates[b] = None
-            if (tensor.type != schema.TensorType.FLOAT32 or _rank(tensor) < 2
-                    or len(data) < max(min_bytes, 4) or tensor.quantization is not None
-                    and tensor.quantization.scale is not None):
-                continue
-            values = np.frombuffer(np.asarray(data, np.uint8).tobytes(), np.float32)
-            if not np.all(np.isfinite(values)):
-                continue
-            distinct = np.unique(values)
-            peak = float(np.max(np.abs(distinct)))
-            if len(distinct) > max_distinct or peak == 0.0:
-                continue
-            scale = np.float32(peak / 127.0)
-            codes = np.clip(np.rint(values / scale), -127, 127).astype(np.int8)
-            candidates[b] = (codes, scale)
-    # A buffer shared with a tensor that is not eligible stays float.
-    for subgraph in model.subgraphs:
-        for tensor in subgraph.tensors:
-            if candidates.get(tensor.buffer) is not None and (
-                    tensor.type != schema.TensorType.FLOAT32 or _rank(tensor) < 2):
-                candidates[tensor.buffer] = None
-    chosen = {b: v for b, v in candidates.items() if v is not None}
-    if not chosen:
-        return bytes(tflite), {}
-
-    opcode = None
-    for i, code in enumerate(model.operatorCodes):
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == _DEQUANTIZE:
-            opcode, code.version = i, max(code.version, 2)
-    if opcode is None:
-        model.operatorCodes.append(schema.OperatorCodeT(
-            deprecatedBuiltinCode=_DEQUANTIZE, builtinCode=_DEQUANTIZE, version=2))
-        opcode = len(model.operatorCodes) - 1
-    int8_buffer = {}
-    for b, (codes, _) in chosen.items():
-        buffers.append(schema.BufferT())
-        buffers[-1].data = np.frombuffer(codes.tobytes(), np.uint8).copy()
-        int8_buffer[b] = len(buffers) - 1
-        buffers[b].data = None  # the float bytes are gone: DEQUANTIZE makes them
-    if (buffers[0].data is not None and len(buffers[0].data)) or buffers[0].offset:
-        raise ValueError("buffer 0 of the model is not the empty sentinel buffer")
-    quantized = {}
-    for subgraph in model.subgraphs:
-        dequantize_ops = []
-        for index, tensor in enumerate(list(subgraph.tensors)):
-            if tensor.buffer not in chosen:
-                continue
-            codes, scale = chosen[tensor.buffer]
-            name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
-            q = schema.TensorT()
-            q.shape, q.type = list(tensor.shape), schema.TensorType.INT8
-            q.buffer, q.name = int8_buffer[tensor.buffer], name + "/int8"
-            q.quantization = schema.QuantizationParametersT()
-            q.quantization.scale, q.quantization.zeroPoint = [float(scale)], [0]
-            subgraph.tensors.append(q)
-            tensor.buffer = 0  # now computed by the DEQUANTIZE op
-            op = schema.OperatorT()
-            op.opcodeIndex, op.inputs, op.outputs = opcode, [len(subgraph.tensors) - 1], [index]
-            dequantize_ops.append(op)
-            quantized[name] = float(scale)
-        subgraph.operators = dequantize_ops + list(subgraph.operators or [])
-    return tflite_schema.build(model), quantized
 
 
 def _layers(model):

@@ -18,10 +18,12 @@ data = tflite_schema.build(model)                                 # bytes again
 import importlib
 import importlib.util
 import os
+import struct
 
 import numpy as np
 
 from tfdc import format as fmt
+from tfdc.errors import FormatError
 
 __all__ = ["get", "read", "build", "strip_debug", "constant_model"]
 
@@ -52,8 +54,19 @@ def get():
 def read(data):
     """The `ModelT` object tree of `.tflite` bytes (buffers keep their
     identity: no empty buffer is re-pointed, unlike ai-edge-litert's
-    `flatbuffer_utils.read_model_from_bytearray`)."""
-    return get().ModelT.InitFromPackedBuf(bytearray(data), 0)
+    `flatbuffer_utils.read_model_from_bytearray`).
+
+    Raises:
+        tfdc.FormatError: `data` is not a readable TFLite flatbuffer (the
+            generated reader's own errors, e.g. a truncated file, are
+            reported as such instead of `struct.error` or `TypeError`).
+    """
+    from tfdc.flatbuf import read_model
+    read_model(data)  # bounds-checked: identifier, root, buffers, metadata
+    try:
+        return get().ModelT.InitFromPackedBuf(bytearray(data), 0)
+    except (struct.error, ValueError, TypeError, IndexError, OverflowError) as e:
+        raise FormatError(f"not a readable TFLite flatbuffer: {e}") from None
 
 
 def _pack_buffer_aligned(builder, buffer, schema):

@@ -31,8 +31,8 @@ android {
     // classes: one flavor per runtime instead of both in one APK.
     flavorDimensions += "runtime"
     productFlavors {
-        create("interpreter") { dimension = "runtime"; isDefault = true }
-        create("compiledModel") { dimension = "runtime" }
+        create("compiledModel") { dimension = "runtime"; isDefault = true }
+        create("interpreter") { dimension = "runtime" }
     }
 
     compileOptions {

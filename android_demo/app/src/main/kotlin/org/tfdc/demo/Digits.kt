@@ -26,15 +26,22 @@ class Digits(val pixels: Array<FloatArray>, val labels: IntArray) {
     }
 }
 
-/** One row of the results table: an accelerator's accuracy and timings. */
+/**
+ * One row of the results table: an accelerator's accuracy and timings, and
+ * [notes]: one line per accelerator considered ("GPU: failed (...)",
+ * "NNAPI: skipped (...)", "CPU: ran").
+ */
 data class RunReport(
     val label: String,
     val accuracy: Double?,
     val decodeMillis: Double,
     val initMillis: Double,
     val firstInferenceMillis: Double,
-    val meanInferenceMillis: Double,
-    val note: String,
+    val medianInferenceMillis: Double,
+    val notes: List<String>,
 )
 
 fun argmax(scores: FloatArray): Int = scores.indices.maxBy { scores[it] }
+
+fun median(values: DoubleArray): Double =
+    if (values.isEmpty()) 0.0 else values.sorted().let { (it[(it.size - 1) / 2] + it[it.size / 2]) / 2 }

@@ -1,7 +1,9 @@
 package org.tfdc.loader
 
 import android.content.Context
+import android.os.Build
 import com.google.ai.edge.litert.Accelerator as LiteRtAccelerator
+import com.google.ai.edge.litert.BuiltinNpuAcceleratorProvider
 import com.google.ai.edge.litert.CompiledModel
 import com.google.ai.edge.litert.Environment
 import java.io.Closeable
@@ -39,32 +41,50 @@ class OpenedCompiledModel internal constructor(
  *
  * `CompiledModel.create` takes a file *path*, so the asset is decoded once to
  * `cacheDir/tfdc/tfdc-<sha256 of packed bytes>.tflite` ([DecodedModelCache])
- * and later launches reuse that file (decode time 0). Accelerators:
- * - NPU: vendor dispatch libraries (Qualcomm, MediaTek, Google Tensor) via
- *   LiteRT; the successor of NNAPI on Android 15+. Absent on most devices
- *   unless the app ships them (Play for On-device AI), hence the fallback.
- * - GPU: LiteRT's ML Drift GPU accelerator (OpenCL/OpenGL).
+ * and later launches reuse that file (decode time 0). The default policy is
+ * [AcceleratorFallback.forDevice] for this device's API level: GPU -> NPU ->
+ * CPU (NNAPI, deprecated from Android 15, is not part of this runtime and is
+ * reported as skipped).
+ * - GPU: LiteRT's GPU accelerator (built into the `litert` AAR).
+ * - NPU: vendor dispatch libraries (Qualcomm AI Engine Direct, MediaTek
+ *   NeuroPilot, Google Tensor) found by `BuiltinNpuAcceleratorProvider` in
+ *   the app's native library directory (android_demo/README.md, "NPU
+ *   setup"); the model is compiled for the NPU on the device (JIT), with
+ *   LiteRT's compiler cache in `cacheDir`. Absent or unsupported SoC ->
+ *   skipped with the reason.
  * - CPU: XNNPACK.
  *
  * Args:
- *   fallback: order to try, default NPU -> GPU -> CPU.
+ *   fallback: the policy (default: `AcceleratorFallback.forDevice(
+ *     Build.VERSION.SDK_INT, LiteRtRuntime.COMPILED_MODEL)`).
  *
  * Example:
  *
  *     CompiledModelFactory().open(context, "lenet_300_100.tflite").use { opened ->
  *         val (scores, result) = opened.firstRun(pixels)
+ *         Log.i("tfdc", "ran on ${result.accelerator}; ${result.fallbackReason}")
  *     }
  */
 class CompiledModelFactory(
     private val fallback: AcceleratorFallback =
-        AcceleratorFallback(listOf(Accelerator.NPU, Accelerator.GPU, Accelerator.CPU)),
+        AcceleratorFallback.forDevice(Build.VERSION.SDK_INT, LiteRtRuntime.COMPILED_MODEL),
 ) {
     fun open(context: Context, assetName: String): OpenedCompiledModel {
         val entry = TfdcModel.cachedFile(context, assetName)
-        val environment = Environment.create()
+        // The NPU provider adds the dispatch / compiler-plugin directory only
+        // on a supported SoC; the environment is valid for GPU and CPU too.
+        val environment = Environment.create(context, BuiltinNpuAcceleratorProvider(context))
         val outcome = try {
+            val available = environment.getAvailableAccelerators()
             fallback.open { accelerator ->
-                CompiledModel.create(entry.file.absolutePath, CompiledModel.Options(accelerator.toLiteRt()), environment)
+                val liteRt = accelerator.toLiteRt()
+                if (liteRt !in available) {
+                    throw UnsupportedOperationException(
+                        "$accelerator not among LiteRT's accelerators on this device " +
+                            "(${socName()}, API ${Build.VERSION.SDK_INT}): " +
+                            (if (accelerator == Accelerator.NPU) "no vendor dispatch library" else "not available"))
+                }
+                CompiledModel.create(entry.file.absolutePath, CompiledModel.Options(liteRt), environment)
             }
         } catch (e: Exception) {
             environment.close()
@@ -73,10 +93,14 @@ class CompiledModelFactory(
         return OpenedCompiledModel(outcome.value, outcome.accelerator, entry, outcome.attempts, outcome.initMillis, environment)
     }
 
+    // Build.SOC_* exist from Android 12, where LiteRT's NPU support starts.
+    private fun socName(): String =
+        if (Build.VERSION.SDK_INT >= 31) "${Build.SOC_MANUFACTURER} ${Build.SOC_MODEL}" else Build.HARDWARE
+
     private fun Accelerator.toLiteRt(): LiteRtAccelerator = when (this) {
         Accelerator.NPU -> LiteRtAccelerator.NPU
         Accelerator.GPU -> LiteRtAccelerator.GPU
         Accelerator.CPU -> LiteRtAccelerator.CPU
-        Accelerator.NNAPI -> throw UnsupportedOperationException("CompiledModel has no NNAPI path; use NPU")
+        Accelerator.NNAPI -> throw UnsupportedOperationException("CompiledModel has no NNAPI path (deprecated); use NPU")
     }
 }

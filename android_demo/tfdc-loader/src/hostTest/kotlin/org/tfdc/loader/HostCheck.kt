@@ -14,6 +14,10 @@ import java.nio.ByteBuffer
  *   bad IN           expect TfdcFormatException
  *   cache DIR IN     DecodedModelCache.fileFor
  *   fallback         AcceleratorFallback over a scripted backend
+ *   policy SDK RUNTIME WORKS
+ *                    AcceleratorFallback.forDevice(SDK, RUNTIME) on a scripted
+ *                    device where only the accelerators in WORKS (comma list,
+ *                    or "-") open; the others fail the way real devices do
  */
 fun main(args: Array<String>) {
     var i = 0
@@ -24,6 +28,7 @@ fun main(args: Array<String>) {
             "bad" -> { badOp(File(args[i + 1])); i += 2 }
             "cache" -> { cacheOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
             "fallback" -> { fallbackOp(); i += 1 }
+            "policy" -> { policyOp(args[i + 1].toInt(), LiteRtRuntime.valueOf(args[i + 2]), args[i + 3]); i += 4 }
             else -> error("unknown op ${args[i]}")
         }
     }
@@ -99,6 +104,36 @@ private fun fallbackOp() {
     emit("op" to "fallback", "value" to outcome.value, "accelerator" to outcome.accelerator.name,
         "tried" to outcome.attempts.joinToString(",") { it.accelerator.name },
         "reason" to result.fallbackReason, "all_failed_message" to none)
+}
+
+/** How each accelerator fails on a device that lacks it (as logged on phones). */
+private fun deviceFailure(accelerator: Accelerator): Throwable = when (accelerator) {
+    Accelerator.GPU -> UnsupportedOperationException("device not in the GPU delegate's compatibility list")
+    Accelerator.NPU -> IllegalStateException("NPU not among the environment's accelerators (no vendor dispatch library)")
+    Accelerator.NNAPI -> IllegalArgumentException("Could not create NNAPI delegate")
+    Accelerator.CPU -> IllegalStateException("XNNPACK failed to allocate")
+}
+
+private fun policyOp(sdk: Int, runtime: LiteRtRuntime, works: String) {
+    val working = if (works == "-") emptySet() else works.split(",").map { Accelerator.valueOf(it) }.toSet()
+    val policy = AcceleratorFallback.forDevice(sdk, runtime)
+    val tried = ArrayList<Accelerator>()
+    val outcome = try {
+        policy.open { acc ->
+            tried += acc
+            if (acc !in working) throw deviceFailure(acc)
+            "compiled-on-$acc"
+        }
+    } catch (e: NoAcceleratorException) {
+        null
+    }
+    val attempts = outcome?.attempts ?: emptyList()
+    val result = outcome?.let { LoadResult(it.accelerator, LoadTimings(0.0, it.initMillis, 0.0), it.attempts) }
+    emit("op" to "policy", "sdk" to sdk, "runtime" to runtime.name, "works" to works,
+        "order" to policy.order.joinToString(","), "tried" to tried.joinToString(","),
+        "skipped" to policy.skipped.joinToString(" | ") { "${it.accelerator}=${it.failure}" },
+        "accelerator" to outcome?.accelerator?.name, "value" to outcome?.value,
+        "trail" to attempts.joinToString(" | "), "reason" to result?.fallbackReason)
 }
 
 private fun writeBuffer(buffer: ByteBuffer, file: File) {

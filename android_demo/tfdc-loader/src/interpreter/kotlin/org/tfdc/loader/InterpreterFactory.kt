@@ -39,22 +39,25 @@ class OpenedInterpreter internal constructor(
 }
 
 /**
- * Builds a TFLite/LiteRT `Interpreter` for a decoded model on the best
- * accelerator available, falling back GPU -> NNAPI -> CPU (XNNPACK) and
- * reporting why each skipped one failed.
+ * Builds a TFLite/LiteRT `Interpreter` (LiteRT 1.4.x) for a decoded model on
+ * the best accelerator available and reports why the others were skipped.
+ * The default policy is [AcceleratorFallback.forDevice] for this device's
+ * API level: GPU -> NNAPI -> CPU up to Android 14, GPU -> CPU from Android
+ * 15 (NNAPI deprecated); NPU is reported as skipped (it needs the
+ * CompiledModel runtime, the `compiledModel` flavor).
  *
  * What the paths mean on current Android:
  * - GPU: `GpuDelegate(CompatibilityList().bestOptionsForThisDevice)`
  *   (OpenCL, else OpenGL ES). Skipped when the device is not on the
  *   compatibility list. Ops it cannot run stay on the CPU.
- * - NNAPI: `NnApiDelegate`. NNAPI is deprecated since Android 15 (API 35):
- *   it still runs there, but vendors no longer ship new drivers and the
- *   platform may execute on its own CPU reference path, often *slower* than
- *   XNNPACK. Prefer GPU, or the CompiledModel flavor's NPU path.
+ * - NNAPI: `NnApiDelegate`, for devices before Android 15. Deprecated since
+ *   Android 15 (API 35): vendors no longer ship new drivers and the platform
+ *   may execute on its own CPU reference path, often *slower* than XNNPACK.
  * - CPU: XNNPACK with [cpuThreads] threads; always available.
  *
  * Args:
- *   fallback: order of accelerators to try (default GPU, NNAPI, CPU).
+ *   fallback: the policy (default: `AcceleratorFallback.forDevice(
+ *     Build.VERSION.SDK_INT, LiteRtRuntime.INTERPRETER)`).
  *   cpuThreads: threads for the CPU path.
  *
  * Example:
@@ -66,7 +69,8 @@ class OpenedInterpreter internal constructor(
  *     }
  */
 class InterpreterFactory(
-    private val fallback: AcceleratorFallback = AcceleratorFallback(),
+    private val fallback: AcceleratorFallback =
+        AcceleratorFallback.forDevice(Build.VERSION.SDK_INT, LiteRtRuntime.INTERPRETER),
     private val cpuThreads: Int = 4,
 ) {
     fun open(model: DecodedModel): OpenedInterpreter {
@@ -89,13 +93,13 @@ class InterpreterFactory(
                 }
             }
             Accelerator.NNAPI -> {
-                if (Build.VERSION.SDK_INT < Build.VERSION_CODES.P) {
-                    throw UnsupportedOperationException("NNAPI delegate needs Android 9+, device is API ${Build.VERSION.SDK_INT}")
+                if (Build.VERSION.SDK_INT < AcceleratorFallback.NNAPI_MIN_SDK) {
+                    throw UnsupportedOperationException("NNAPI needs Android 8.1, device is API ${Build.VERSION.SDK_INT}")
                 }
                 NnApiDelegate(NnApiDelegate.Options().setAllowFp16(false))
             }
             Accelerator.CPU -> null
-            Accelerator.NPU -> throw UnsupportedOperationException("NPU is only reachable through CompiledModel")
+            Accelerator.NPU -> throw UnsupportedOperationException("NPU is only reachable through CompiledModel (LiteRT 2.x)")
         }
         val options = Interpreter.Options().setNumThreads(cpuThreads)
         if (delegate != null) options.addDelegate(delegate) else options.setUseXNNPACK(true)

@@ -23,14 +23,18 @@ data class LoadTimings(
  * Args:
  *   accelerator: the one that actually runs the model.
  *   timings: see [LoadTimings].
- *   attempts: every accelerator tried, in order, with why it failed.
+ *   attempts: every accelerator skipped or tried, in order, with why it
+ *     did not run.
  */
 data class LoadResult(
     val accelerator: Accelerator,
     val timings: LoadTimings,
     val attempts: List<FallbackAttempt>,
 ) {
-    /** "GPU: <why>; NNAPI: <why>" for the accelerators that were skipped. */
+    /**
+     * "NNAPI: skipped (<why>); GPU: failed (<why>)" for the accelerators that
+     * did not run: skipped by the policy, or tried and failed.
+     */
     val fallbackReason: String
-        get() = attempts.filter { it.failure != null }.joinToString("; ") { "${it.accelerator}: ${it.failure}" }
+        get() = attempts.filter { it.failure != null }.joinToString("; ")
 }

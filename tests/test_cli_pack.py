@@ -1,0 +1,244 @@
+"""`tfdc pack IN OUT` on real converter outputs: the packed file decodes and
+runs bit-identically in LiteRT, it is never larger than IN, and every input
+it cannot pack is refused with one `tfdc: error:` line and no file written."""
+
+import os
+
+import numpy as np
+import pytest
+
+from tfdc.cli import main
+
+
+def _model(seed=0, kept=0.1, codebook_size=16):
+    """A small MLP whose kernels look compressed: mostly zeros, few values."""
+    import keras
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(48, name="fc1"),
+                              keras.layers.Dense(10, name="fc2")])
+    rng = np.random.default_rng(seed)
+    codebook = np.linspace(-0.5, 0.5, codebook_size).astype("float32")
+    for layer in model.layers:
+        k = codebook[rng.integers(0, codebook_size, layer.kernel.shape)]
+        k[rng.random(k.shape) >= kept] = 0
+        layer.kernel.assign(k)
+        layer.bias.assign(rng.normal(size=layer.bias.shape).astype("float32"))
+    return model
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Plain .tflite files as other tools write them: the plain converter's
+    float32 output, the converter's dynamic-range int8 output (per-channel
+    int8 kernels, as tfmot's and most deployed models), and a float model
+    with random dense weights (nothing for the packer to gain)."""
+    import keras
+    import tensorflow as tf
+
+    from tfdc.exporter import convert
+    folder = tmp_path_factory.mktemp("pack")
+    model = _model()
+    dense = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, name="fc1")])
+    files = {
+        "float": convert(model),
+        "int8": convert(model, configure=lambda c: setattr(
+            c, "optimizations", [tf.lite.Optimize.DEFAULT])),
+        "random": convert(dense),
+    }
+    paths = {}
+    for name, data in files.items():
+        paths[name] = str(folder / f"{name}.tflite")
+        with open(paths[name], "wb") as f:
+            f.write(data)
+    x = np.random.default_rng(1).normal(size=(8, 64)).astype("float32")
+    return paths, x
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def outputs(interpreter, x):
+    """Output bits for each row of `x` (as uint32: bit-identical, not close)."""
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    rows = []
+    for row in x:
+        interpreter.set_tensor(inp["index"], row[None])
+        interpreter.invoke()
+        rows.append(interpreter.get_tensor(out["index"]).copy().view(np.uint32))
+    return np.concatenate(rows)
+
+
+def plain_outputs(path, x):
+    from tfdc.runtime import interpreter_class
+    return outputs(interpreter_class()(model_path=path), x)
+
+
+def assert_one_line_error(code, err, *words):
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tfdc: error:"), err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pack", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: tfdc pack")
+    for option in ("--weights", "--codebook-fp16", "--gap-alphabet", "--block", "--min-bytes",
+                   "--select", "--no-strip-debug", "never larger"):
+        assert option in " ".join(out.split())
+    code, out, _ = run(capsys)
+    assert code == 2 and "pack" in out
+
+
+@pytest.mark.parametrize("kind", ["float", "int8"])
+def test_pack_then_decode_runs_bit_identically(capsys, tmp_path, inputs, kind):
+    import tfdc
+    from tfdc.unpack import is_packed
+    paths, x = inputs
+    packed, decoded = tmp_path / "packed.tflite", tmp_path / "decoded.tflite"
+    code, out, err = run(capsys, "pack", paths[kind], packed)
+    assert code == 0, err
+    size_in, size_out = os.path.getsize(paths[kind]), os.path.getsize(packed)
+    assert size_out < size_in
+    assert f"({size_in:,} B) -> {packed} ({size_out:,} B): {size_in - size_out:,} B smaller" in out
+    assert is_packed(packed.read_bytes())
+    assert run(capsys, "decode", packed, decoded)[0] == 0
+    want = plain_outputs(paths[kind], x)
+    np.testing.assert_array_equal(outputs(tfdc.load_interpreter(str(packed)), x), want)
+    np.testing.assert_array_equal(plain_outputs(str(decoded), x), want)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_report_lists_the_packed_layers(capsys, tmp_path, inputs):
+    paths, _ = inputs
+    code, out, _ = run(capsys, "pack", paths["int8"], tmp_path / "p.tflite", "--report")
+    assert code == 0
+    assert "fc1" in out and "Rate P+Q+H" in out and "B smaller" in out
+
+
+def test_nothing_gained_writes_the_input_unchanged(capsys, tmp_path, inputs):
+    # Random dense float32 weights: no record is smaller than its buffer.
+    # Stripping the names no runtime reads still gains a little...
+    import tfdc
+    paths, x = inputs
+    stripped = tmp_path / "stripped.tflite"
+    code, out, err = run(capsys, "pack", paths["random"], stripped)
+    assert code == 0, err
+    assert os.path.getsize(stripped) < os.path.getsize(paths["random"])
+    assert "B smaller" in out and "no buffer packed" in out
+    np.testing.assert_array_equal(outputs(tfdc.load_interpreter(str(stripped)), x),
+                                  plain_outputs(paths["random"], x))
+    # ... and with the names kept, the section would only add bytes.
+    out_path = tmp_path / "same.tflite"
+    code, out, err = run(capsys, "pack", paths["random"], out_path, "--no-strip-debug")
+    assert code == 0, err
+    assert out_path.read_bytes() == open(paths["random"], "rb").read()
+    assert "nothing gained" in out and "wrote the input unchanged" in out
+    assert err == ""
+
+
+def test_options_reach_the_packer(capsys, tmp_path, inputs):
+    import tfdc
+    paths, x = inputs
+    want = plain_outputs(paths["float"], x)
+    default = tmp_path / "default.tflite"
+    assert run(capsys, "pack", paths["float"], default)[0] == 0
+    lossless = {
+        "select": ["--select", "fc1"],
+        "gap": ["--gap-alphabet", "4"],
+        "block": ["--block", "16"],
+        "min_bytes": ["--min-bytes", "100000", "--no-strip-debug"],
+        "debug": ["--no-strip-debug"],
+    }
+    sizes = {}
+    for name, options in lossless.items():
+        path = tmp_path / f"{name}.tflite"
+        code, _, err = run(capsys, "pack", paths["float"], path, *options)
+        assert code == 0, err
+        np.testing.assert_array_equal(outputs(tfdc.load_interpreter(str(path)), x), want)
+        sizes[name] = os.path.getsize(path)
+        if name == "select":
+            assert [layer.name for layer in tfdc.inspect(str(path)).layers] == ["fc1"]
+    base = os.path.getsize(default)
+    assert sizes["select"] > base and sizes["debug"] > base and sizes["block"] > base
+    # No buffer that large and nothing stripped: the input comes back as it is.
+    assert (tmp_path / "min_bytes.tflite").read_bytes() == open(paths["float"], "rb").read()
+    # Lossy options: the model still runs and stays close.
+    for options in (["--weights", "int8"], ["--codebook-fp16"]):
+        path = tmp_path / "lossy.tflite"
+        code, _, err = run(capsys, "pack", paths["float"], path, *options)
+        assert code == 0, err
+        got = outputs(tfdc.load_interpreter(str(path)), x).view(np.float32)
+        np.testing.assert_allclose(got, want.view(np.float32), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--gap-alphabet", "3"], "power of two"),
+    (["--gap-alphabet", "65536"], "power of two"),
+    (["--block", "0"], "must be in 1.."),
+    (["--min-bytes", "-1"], "must be >= 0"),
+    (["--select", "fc1("], "not a regular expression"),
+    (["--weights", "int4"], "invalid choice"),
+])
+def test_bad_options_are_usage_errors(capsys, tmp_path, inputs, argv, message):
+    paths, _ = inputs
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pack", paths["float"], str(tmp_path / "o.tflite")] + argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not os.listdir(tmp_path)
+
+
+def test_refuses_packed_and_decoded_files(capsys, tmp_path, inputs):
+    paths, _ = inputs
+    packed, decoded = tmp_path / "packed.tflite", tmp_path / "decoded.tflite"
+    assert run(capsys, "pack", paths["float"], packed)[0] == 0
+    assert run(capsys, "decode", packed, decoded)[0] == 0
+    out_path = tmp_path / "again.tflite"
+    code, _, err = run(capsys, "pack", packed, out_path)
+    assert_one_line_error(code, err, "packed.tflite", "already tfdc-packed")
+    code, _, err = run(capsys, "pack", decoded, out_path)
+    assert_one_line_error(code, err, "decoded.tflite", "decoded by 'tfdc decode'")
+    assert not out_path.exists()
+
+
+def test_refuses_files_that_are_not_tflite(capsys, tmp_path, inputs):
+    paths, _ = inputs
+    out_path = tmp_path / "o.tflite"
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, not a model\n")
+    assert_one_line_error(*run(capsys, "pack", text, out_path)[::2], "notes.txt", "TFL3")
+    data = open(paths["float"], "rb").read()
+    for name, bad in (("truncated", data[:len(data) // 2]), ("header_only", data[:64])):
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(bad)
+        code, _, err = run(capsys, "pack", path, out_path)
+        assert_one_line_error(code, err, f"{name}.tflite", "not a valid .tflite file")
+    assert_one_line_error(*run(capsys, "pack", tmp_path / "missing.tflite", out_path)[::2],
+                          "missing.tflite", "no such file")
+    assert_one_line_error(*run(capsys, "pack", tmp_path, out_path)[::2], "is a directory")
+    assert not out_path.exists()
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_refuses_bad_output_paths(capsys, tmp_path, inputs):
+    paths, _ = inputs
+    code, _, err = run(capsys, "pack", paths["float"], tmp_path / "no" / "o.tflite")
+    assert_one_line_error(code, err, "does not exist")
+    code, _, err = run(capsys, "pack", paths["float"], tmp_path)
+    assert_one_line_error(code, err, "is a directory")
+    copy = tmp_path / "model.tflite"
+    copy.write_bytes(open(paths["float"], "rb").read())
+    link = tmp_path / "link.tflite"
+    link.symlink_to(copy)
+    code, _, err = run(capsys, "pack", copy, link)
+    assert_one_line_error(code, err, "OUT is IN")
+    assert copy.read_bytes() == open(paths["float"], "rb").read()

@@ -1,0 +1,150 @@
+"""Tests of tfdc.quantize: full-integer export that keeps the codebooks.
+
+Real converter, real LiteRT interpreter, real packer and decoder; the models
+are small with synthetic clustered kernels (no training) to stay fast.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+import tfdc  # noqa: E402
+from tfdc.exporter import convert  # noqa: E402
+from tfdc.quantize import (configure_full_integer, kernel_codes,  # noqa: E402
+                           snap_to_int8_grid)
+from tfdc.runtime import interpreter_class  # noqa: E402
+
+
+def _clustered(shape, rng, values, kept=0.3):
+    """A pruned kernel whose nonzeros take `values` distinct shared values,
+    with output channels (last axis) of different ranges as in trained
+    kernels: channel c uses only the codebook's n_c smallest magnitudes."""
+    codebook = rng.normal(0, 0.2, size=values).astype(np.float32)
+    codebook = codebook[np.argsort(np.abs(codebook))]
+    channels = shape[-1]
+    used = np.linspace(values // 4, values, channels).astype(int)
+    used[-1] = values  # every shared value occurs somewhere
+    picks = (rng.random(shape) * used).astype(int)  # broadcasts over the last axis
+    w = codebook[picks]
+    w[rng.random(shape) > kept] = 0.0
+    w[(0,) * (len(shape) - 1) + (slice(None),)] = codebook[used - 1]  # each channel's max
+    return w
+
+
+def _model(rng):
+    model = keras.Sequential([
+        keras.Input((12, 12, 1)),
+        keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(32, activation="relu", name="fc1"),
+        keras.layers.Dense(10, name="fc2"),
+    ])
+    for layer, values in (("conv", 16), ("fc1", 32), ("fc2", 8)):
+        kernel, bias = model.get_layer(layer).get_weights()
+        # Each output channel's largest |value| differs, so per-channel
+        # scales differ and would give each shared value a code per channel.
+        model.get_layer(layer).set_weights([_clustered(kernel.shape, rng, values),
+                                            rng.normal(0, 0.1, bias.shape)])
+    return model
+
+
+@pytest.fixture(scope="module")
+def setup():
+    rng = np.random.default_rng(0)
+    model = _model(rng)
+    x = rng.random((64, 12, 12, 1), dtype=np.float32)
+
+    def rep():
+        for i in range(32):
+            yield [x[i:i + 1]]
+
+    return model, x, rep
+
+
+def _run(tflite, x):
+    interpreter = interpreter_class()(model_content=tflite)
+    inp = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(inp["index"], list(x.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+
+
+def test_full_integer_export_keeps_every_codebook(setup, tmp_path):
+    model, x, rep = setup
+    path = tmp_path / "int8.tflite"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*int8.*")
+        report = tfdc.export(model, path, representative_dataset=rep, strip=False)
+    packed = path.read_bytes()
+    assert tfdc.is_packed(packed) and report.packed_bytes == len(packed)
+    decoded = tfdc.decode(packed)
+
+    # Full integer: int8 weights with ONE scale each, int8 activations,
+    # int32 biases.
+    kernels = kernel_codes(model, decoded)
+    assert [k.name for k in kernels] == ["conv", "fc1", "fc2"]
+    for k in kernels:
+        assert k.scales == 1, k
+        assert k.codes <= k.values, k
+        assert k.nonzero_codes <= k.nonzero_values, k
+    details = interpreter_class()(model_content=decoded).get_tensor_details()
+    quantized = [d["dtype"] for d in details if len(d["quantization_parameters"]["scales"])]
+    assert quantized.count(np.int32) == 3  # the biases
+    # Only the model's float input and output (and nothing between) are float.
+    assert [d["dtype"] for d in details].count(np.float32) == 2
+    assert quantized.count(np.int8) >= 3 + 4  # kernels + input, layer outputs
+
+    # The decoded file computes exactly what the plain conversion does.
+    plain = convert(model, representative_dataset=rep)
+    out = _run(decoded, x)
+    np.testing.assert_array_equal(out.view(np.uint32), _run(plain, x).view(np.uint32))
+    assert np.abs(out).sum() > 0
+
+
+def test_per_channel_scales_multiply_codes_and_export_warns(setup, tmp_path):
+    model, x, rep = setup
+    with pytest.warns(UserWarning, match=r"fc1 \(33 values -> \d+ codes\)"):
+        tfdc.export(model, tmp_path / "pc.tflite", representative_dataset=rep, strip=False,
+                    configure=lambda c: configure_full_integer(c, rep, per_channel=True))
+    # A warning, not a failure: the file is written and decodes.
+    decoded = tfdc.decode((tmp_path / "pc.tflite").read_bytes())
+    by_name = {k.name: k for k in kernel_codes(model, decoded)}
+    assert by_name["fc1"].scales == 32 and by_name["fc1"].codes > 2 * by_name["fc1"].values
+
+
+def test_float_model_has_no_int8_kernels(setup):
+    model, _, _ = setup
+    kernels = kernel_codes(model, convert(model))
+    assert [k.codes for k in kernels] == [None, None, None]
+    # Shared values + the pruned zero, counted on the Keras kernels.
+    assert [k.values for k in kernels] == [np.unique(model.get_layer(name).get_weights()[0]).size
+                                           for name in ("conv", "fc1", "fc2")]
+    assert kernels[1].values == 33 and kernels[1].nonzero_values == 32
+
+
+def test_snap_to_int8_grid_makes_the_integer_weights_exact(setup):
+    model, _, rep = setup
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    before = {layer.name: layer.get_weights()[0] for layer in clone.layers if layer.weights}
+    shifts = snap_to_int8_grid(clone)
+    assert set(shifts) == {"conv", "fc1", "fc2"}
+    tflite = convert(clone, representative_dataset=rep)
+    from tfdc.quantize import _dequantize, _int8_constants
+    constants = {name: _dequantize(c, s, a) for name, c, s, a in _int8_constants(tflite)}
+    for k in kernel_codes(clone, tflite):
+        after = clone.get_layer(k.name).get_weights()[0]
+        # Masks stay exact, and every value moved by at most one grid step.
+        np.testing.assert_array_equal(after != 0, before[k.name] != 0)
+        step = np.abs(before[k.name]).max() / 127
+        assert shifts[k.name] <= step * 1.0001
+        # The int8 tensor now holds the Keras values themselves (as a
+        # multiset; the converter transposes kernels).
+        stored = np.sort(constants[k.tensor], axis=None)
+        np.testing.assert_allclose(stored, np.sort(after, axis=None), rtol=0, atol=step * 1e-4)
+        assert k.codes == np.unique(after).size
