@@ -222,3 +222,82 @@ def test_an_empty_file(capsys, tmp_path):
     empty.write_bytes(b"")
     assert_one_line_error(*run(capsys, "inspect", str(empty))[::2], "empty.tflite",
                           "empty file")
+
+def test_help_describes_the_accepted_ranges(capsys):
+    helps = {}
+    for command in ("demo", "bench", "decode"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        helps[command] = " ".join(capsys.readouterr().out.split())
+    assert "bits per shared weight, 1..8" in helps["demo"]
+    assert "in [0, 1)" in helps["demo"] and "N >= 1" in helps["demo"]
+    assert "repetitions per measurement, >= 1" in helps["bench"]
+    assert "not IN itself" in helps["decode"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["demo", "--bits", "9"], "bits must be in 1..8, got 9"),
+    (["demo", "--bits", "fc1=12"], "bits must be in 1..8, got 12"),
+    (["demo", "--train-size", "0"], "must be >= 1, got 0"),
+    (["demo", "--test-size", "0"], "must be >= 1, got 0"),
+    (["bench", "model.tflite", "--runs", "0"], "must be >= 1, got 0"),
+    (["bench", "model.tflite", "--threads", "0"], "must be >= 1, got 0"),
+])
+def test_out_of_range_options_are_usage_errors(capsys, argv, message):
+    # Refused by the parser, with the same range the library checks, before
+    # any data is loaded or any model trained.
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bits_range_is_the_librarys():
+    from tfdc.cluster import ClusteredFineTuning
+    from tfdc.kmeans import BITS_RANGE
+    low, high = BITS_RANGE
+    ClusteredFineTuning(bits=high)
+    with pytest.raises(ValueError, match=f"bits must be in {low}..{high}"):
+        ClusteredFineTuning(bits=high + 1)
+
+
+@pytest.mark.parametrize("how", ["same path", "symlink", "hard link"])
+def test_decode_refuses_to_write_over_its_input(capsys, tmp_path, packed_file, how):
+    source = tmp_path / "packed.tflite"
+    source.write_bytes(open(packed_file[0], "rb").read())
+    before = source.read_bytes()
+    target = tmp_path / "other.tflite"
+    if how == "same path":
+        target = source
+    elif how == "symlink":
+        target.symlink_to(source)
+    else:
+        os.link(source, target)
+    code, _, err = run(capsys, "decode", str(source), str(target))
+    assert_one_line_error(code, err, f"{target}: is the input file")
+    assert source.read_bytes() == before
+
+
+def test_decode_into_a_folder_names_it(capsys, tmp_path, packed_file):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    code, _, err = run(capsys, "decode", packed_file[0], str(folder))
+    assert_one_line_error(code, err, f"{folder}: is a directory")
+    assert ".tmp" not in err and os.listdir(folder) == []
+
+
+def test_demo_out_must_be_a_folder(capsys, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    code, _, err = run(capsys, "demo", "--out", str(afile), "--tiny", "--no-plots")
+    assert_one_line_error(code, err, f"--out {afile}: exists and is not a directory")
+    assert afile.read_text() == "mine"
+
+
+def test_demo_mnist_that_is_not_an_npz(capsys, tmp_path):
+    image = tmp_path / "img.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    code, _, err = run(capsys, "demo", "--mnist", str(image), "--out", str(tmp_path / "o"),
+                       "--tiny", "--no-plots")
+    assert_one_line_error(code, err, f"{image} is not an .npz file", "x_train")
+    assert "pickle" not in err

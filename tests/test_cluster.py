@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 import zipfile
 
 import keras
@@ -160,6 +161,103 @@ def test_refuses_a_layer_that_feeds_batchnorm(mnist_small):
     folded.compile("adam", "sparse_categorical_crossentropy")
     folded.fit(x[:64, ..., None], y[:64], verbose=0, callbacks=[ClusteredFineTuning(4)])
     assert max(v["centroids"].size for v in codebooks(folded).values()) <= 16
+
+
+class CodebookAtClusterStart(keras.callbacks.Callback):
+    """fc1's distinct values when `clusterer` has just started (listed after
+    it: it sees the snapped weights before any fine-tuning step), and the
+    number of steps run before."""
+
+    def __init__(self, clusterer):
+        super().__init__()
+        self.clusterer, self.values, self.steps = clusterer, None, 0
+
+    def _look(self):
+        if self.values is None and self.clusterer._started:
+            w = self.model.get_layer("fc1").kernel.numpy()
+            self.values, self.started_after = np.unique(w[w != 0]), self.steps
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._look()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        self._look()
+
+
+@pytest.mark.parametrize("order", ["prune-first", "cluster-first"])
+def test_pruning_then_clustering_in_one_fit(mnist_small, order):
+    """Both callbacks in one fit: prune along the schedule, then cluster the
+    pruned weights once the ramp has ended and fine-tune the shared values."""
+    (x, y), _ = mnist_small
+    model = small_mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    pruning = tfdc.GradualPruning(0.8, end_step=24, frequency=4)  # 16 steps per epoch
+    clustering = ClusteredFineTuning(bits=3)
+    recorder = CodebookAtClusterStart(clustering)
+    callbacks = [pruning, clustering] if order == "prune-first" else [clustering, pruning]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the ramp ends inside the fit
+        model.fit(x, y, epochs=3, batch_size=128, verbose=0, callbacks=callbacks + [recorder])
+    assert recorder.started_after == 24  # clustered right after the ramp's last step
+    for name in ("fc1", "fc2", "fc3"):
+        w = model.get_layer(name).kernel.numpy()
+        assert (w == 0).sum() == round(0.8 * w.size), name  # the pruned zeros are kept
+        assert 2 <= np.unique(w[w != 0]).size <= 8, name  # 2**bits shared values
+    w = model.get_layer("fc1").kernel.numpy()
+    final = np.unique(w[w != 0])
+    assert final.size == recorder.values.size and not np.array_equal(final, recorder.values)
+
+
+def test_pruning_to_the_last_step_then_clustering_warns(mnist_small):
+    (x, y), _ = mnist_small
+    model = small_mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match=r"ramp ends at the last step of this fit \(step 32.*"
+                                         r"e\.g\. end_step=24"):
+        model.fit(x, y, epochs=2, batch_size=128, verbose=0,
+                  callbacks=[tfdc.GradualPruning(0.8), ClusteredFineTuning(bits=3)])
+    w = model.get_layer("fc1").kernel.numpy()  # clustered, not fine-tuned
+    assert (w == 0).sum() == round(0.8 * w.size) and np.unique(w[w != 0]).size <= 8
+
+
+def test_a_ramp_that_ends_after_the_fit_is_refused_before_training(mnist_small):
+    (x, y), _ = mnist_small
+    model = small_mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    before = model.get_layer("fc1").kernel.numpy()
+    with pytest.raises(ValueError, match=r"ramp has ended \(end_step 10,000\), but this fit "
+                                         r"ends at step 16"):
+        model.fit(x, y, epochs=1, batch_size=128, verbose=0,
+                  callbacks=[tfdc.GradualPruning(0.8, begin_step=0, end_step=10000),
+                             ClusteredFineTuning(bits=3)])
+    np.testing.assert_array_equal(model.get_layer("fc1").kernel.numpy(), before)
+    # That aborted fit left no trace: clustering alone runs in the next one.
+    model.fit(x, y, epochs=1, batch_size=128, verbose=0, callbacks=[ClusteredFineTuning(bits=3)])
+    w = model.get_layer("fc1").kernel.numpy()
+    assert np.unique(w).size <= 8
+
+
+class NeverCalled(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.flatten = keras.layers.Flatten()
+        self.fc1 = keras.layers.Dense(32, activation="relu", name="fc1")
+        self.out = keras.layers.Dense(10, activation="softmax", name="out")
+
+    def call(self, x):
+        return self.out(self.fc1(self.flatten(x)))
+
+
+def test_subclassed_model_built_by_fit_itself(mnist_small):
+    (x, y), _ = mnist_small
+    model = NeverCalled()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    assert not model.built  # Keras builds it in the first train step
+    model.fit(x, y, epochs=1, batch_size=128, verbose=0, callbacks=[ClusteredFineTuning(bits=2)])
+    for layer in (model.fc1, model.out):
+        w = layer.kernel.numpy()
+        assert np.unique(w[w != 0]).size <= 4, layer.name
 
 
 def test_resume_from_keras_checkpoint(mnist_small, tmp_path):

@@ -351,3 +351,133 @@ def test_unknown_weights_option_is_refused(tmp_path):
     with pytest.raises(ValueError, match="weights"):
         export(compress_weights(mlp()), tmp_path / "m.tflite", weights="int4")
     assert not (tmp_path / "m.tflite").exists()
+
+
+# ------------------------------------------------ inputs, outputs, signatures
+
+def _two_inputs_two_outputs():
+    """Two inputs through one shared Dense (its kernel is one tensor) and two
+    outputs: the converter lists both in its own order (here `beta` first,
+    and the second output first)."""
+    alpha, beta = keras.Input((6,), name="alpha"), keras.Input((6,), name="beta")
+    shared = layers.Dense(64, name="shared")
+    joined = layers.Concatenate()([shared(alpha), 2.0 * shared(beta)])
+    main = layers.Dense(2, name="main")(joined)
+    aux = layers.Dense(3, name="aux")(shared(beta))
+    return keras.Model([alpha, beta], [main, aux])
+
+
+@pytest.mark.parametrize("batch_size", [None, 1], ids=["dynamic", "batch1"])
+def test_inputs_outputs_and_signature_survive_in_keras_order(tmp_path, batch_size):
+    model = compress_weights(_two_inputs_two_outputs(), kept=0.2, codebook_size=8)
+    report = export(model, tmp_path / "m.tflite", batch_size=batch_size)  # strip_debug=True
+    assert report.layers
+    rng = np.random.default_rng(0)
+    xa, xb = (rng.normal(size=(1, 6)).astype("float32") for _ in range(2))
+    expected = [keras.ops.convert_to_numpy(y) for y in model([xa, xb])]
+
+    interpreter = tfdc.load_interpreter(tmp_path / "m.tflite")
+    # The signature is kept (also with a fixed batch) and binds by name.
+    assert interpreter.get_signature_list() == {
+        "serving_default": {"inputs": ["alpha", "beta"], "outputs": ["output_0", "output_1"]}}
+    by_name = interpreter.get_signature_runner("serving_default")(alpha=xa, beta=xb)
+    for got, want in zip((by_name["output_0"], by_name["output_1"]), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # Input and output names are kept, listed in the Keras model's order:
+    # feeding inputs by position, in model order, gives the model's outputs.
+    names = [d["name"] for d in interpreter.get_input_details()]
+    assert "alpha" in names[0] and "beta" in names[1]
+    assert all(d["name"] for d in interpreter.get_output_details())
+    for got, want in zip(run(tmp_path / "m.tflite", [xa, xb]), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_export_prints_nothing(tmp_path, capfd):
+    model = compress_weights(mlp())
+    capfd.readouterr()
+    export(model, tmp_path / "m.tflite")
+    export(model, tmp_path / "b.tflite", batch_size=1)
+    out, err = capfd.readouterr()
+    assert out == ""  # Keras's "Saved artifact at ..." endpoint listing is gone
+    assert "deprecated" not in err and "Saved artifact" not in err
+
+
+# ------------------------------------------------------------- paths
+
+def test_unwritable_paths_fail_before_converting_and_name_the_path(tmp_path):
+    from tfdc.prune import find_mask, install_mask
+    model = compress_weights(mlp())
+    install_mask(model.get_layer("fc1").kernel)
+    missing = tmp_path / "no_such_folder" / "m.tflite"
+    with pytest.raises(FileNotFoundError, match=f"{missing}: folder .*no_such_folder does not"):
+        export(model, missing)
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match=f"{folder}: is a directory") as error:
+        export(model, folder)
+    assert ".tmp" not in str(error.value)
+    # Checked first: the model was not even stripped of its constraints.
+    assert find_mask(model.get_layer("fc1").kernel) is not None
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        export_tflite(convert(model), folder)
+    assert sorted(os.listdir(tmp_path)) == ["a_folder"] and os.listdir(folder) == []
+
+
+# ------------------------------------------------ recurrent, mixed precision
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_recurrent_kernels_are_clustered_and_exported(tmp_path, kind):
+    model = keras.Sequential([keras.Input((5, 4)), getattr(layers, kind)(16, name="rnn"),
+                              layers.Dense(3, name="out")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 5, 4)).astype("float32"), rng.integers(0, 3, 64)
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+              callbacks=[tfdc.GradualPruning({"rnn": 0.6}, end_step=4, frequency=1),
+                         tfdc.ClusteredFineTuning(bits={"rnn": 3})])
+    for name, book in tfdc.codebooks(model, targets={"rnn": True}).items():
+        assert book["centroids"].size <= 8 and book["zeros"] == round(0.6 * book["size"]), name
+
+    # The converter cannot lower the recurrent loop with a dynamic batch: one line.
+    with pytest.raises(ValueError) as error:
+        export(model, tmp_path / "dynamic.tflite")
+    message = str(error.value)
+    assert f"'rnn' ({kind})" in message and "batch_size=1" in message and "\n" not in message
+    assert not (tmp_path / "dynamic.tflite").exists()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # loop-body kernels found: not "altered"
+        report = export(model, tmp_path / "m.tflite", batch_size=1)
+    packed = {layer.name: layer for layer in report.layers}
+    recurrent = [layer for layer in report.layers if layer.codebook_size and
+                 layer.weights in (4 * 16 * report_gates(kind), 16 * 16 * report_gates(kind))]
+    assert len(recurrent) == 2, packed
+    assert all(layer.codebook_size <= 9 for layer in recurrent)  # 8 values (+ the zero if dense)
+    np.testing.assert_allclose(run(tmp_path / "m.tflite", [x[:1]])[0],
+                               model.predict(x[:1], verbose=0), rtol=1e-4, atol=1e-5)
+
+
+def report_gates(kind):
+    return {"LSTM": 4, "GRU": 3}[kind]
+
+
+def test_mixed_float16_model_is_clustered_and_exported(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = keras.Sequential([keras.Input((20,)),
+                                  layers.Dense(64, activation="relu", name="fc1"),
+                                  layers.Dense(4, name="out", dtype="float32")])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 20)).astype("float32"), rng.integers(0, 4, 64)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0,
+              callbacks=[tfdc.ClusteredFineTuning(bits=3)])
+    report = export(model, tmp_path / "m.tflite")
+    assert model.get_layer("fc1").dtype_policy.name == "mixed_float16"  # restored
+    fc1 = next(layer for layer in report.layers if layer.name == "fc1")
+    assert fc1.codebook_size <= 8
+    # Converted with float32 compute: close to the float16-compute Keras model.
+    np.testing.assert_allclose(run(tmp_path / "m.tflite", [x[:1]])[0],
+                               model.predict(x[:1], verbose=0), rtol=1e-2, atol=1e-2)

@@ -63,3 +63,24 @@ def test_recurrent_kernels_are_selected_and_pruned():
     assert report["lstm/kernel"].sparsity == pytest.approx(0.75, abs=0.01)
     assert report["lstm/recurrent_kernel"].sparsity == pytest.approx(0.75, abs=0.01)
     assert report["out"].sparsity == 0.0
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (keras.layers.Dense(4), (None, 3)),
+    (keras.layers.DepthwiseConv2D(3), (None, 8, 8, 2)),
+    (keras.layers.SeparableConv2D(4, 3), (None, 8, 8, 2)),
+    (keras.layers.Embedding(10, 4), (None, 5)),
+    (keras.layers.LSTM(4), (None, 5, 3)),
+])
+def test_constraint_slot_is_what_the_layer_config_saves(layer, shape):
+    from tfdc.layers import constraint_slot
+    layer.build(shape)
+    for attr, variable in kernel_variables(layer):
+        owner, name = constraint_slot(layer, attr)
+        marker = keras.constraints.NonNeg()
+        setattr(owner, name, marker)
+        config = layer.get_config()
+        saved = [key for key, value in config.items()
+                 if isinstance(value, dict) and value.get("class_name") == "NonNeg"]
+        assert len(saved) == 1, (attr, name)  # exactly this kernel's constraint entry
+        setattr(owner, name, None)

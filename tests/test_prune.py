@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
+import zipfile
 
 import keras
 import numpy as np
@@ -198,13 +200,45 @@ def test_model_kinds(mnist_small, build):
         assert layer.sparsity == pytest.approx(0.5, abs=2e-3), name
 
 
+def test_subclassed_model_built_by_fit_itself(mnist_small):
+    # Never called before fit: Keras builds it in the first train step; the
+    # masks are installed right after that step.
+    (x, y), _ = mnist_small
+    model = compile_(Subclassed())
+    assert not model.built
+    model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0,
+              callbacks=[GradualPruning(0.5, frequency=4)])
+    report = tfdc.sparsity(model)
+    assert len(report) == 3
+    for name, layer in report.items():
+        assert layer.sparsity == pytest.approx(0.5, abs=2e-3), name
+    assert find_mask(model.head.kernel) is not None
+
+
+def test_warns_when_the_ramp_ends_after_the_fit(mnist_small):
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    with pytest.warns(UserWarning, match=r"training ended at step 16, before the pruning ramp's "
+                                         r"end_step 10,000: the selected kernels are 0\.0% sparse, "
+                                         r"not the target 80\.0%"):
+        model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+                  callbacks=[GradualPruning(0.8, begin_step=0, end_step=10000)])
+    assert tfdc.sparsity(model).sparsity == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # reached: no warning
+        model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+                  callbacks=[GradualPruning(0.8, frequency=4)])
+    assert tfdc.sparsity(model).sparsity == pytest.approx(0.8, abs=1e-3)
+
+
 # --------------------------------------------------------------- save/resume
 
 def test_resume_from_keras_file(mnist_small, tmp_path):
     (x, y), _ = mnist_small
     model = compile_(mlp(kernel_constraint=keras.constraints.NonNeg()))
-    model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0,
-              callbacks=[GradualPruning(0.8, begin_step=0, end_step=64, frequency=4)])
+    with pytest.warns(UserWarning, match="before the pruning ramp's end_step 64"):
+        model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0,
+                  callbacks=[GradualPruning(0.8, begin_step=0, end_step=64, frequency=4)])
     mid = tfdc.sparsity(model)["fc1"].sparsity
     assert 0.3 < mid < 0.8
     pruned = zero_mask(model, "fc1")
@@ -213,9 +247,11 @@ def test_resume_from_keras_file(mnist_small, tmp_path):
 
     loaded = keras.saving.load_model(path)
     kernel = loaded.get_layer("fc1").kernel
-    assert find_mask(kernel) is None  # the mask constraint is not saved ...
-    assert isinstance(loaded.get_layer("fc1").kernel_constraint, keras.constraints.NonNeg)
-    assert int(loaded.optimizer.iterations) == 32  # ... the schedule position is
+    saved = find_mask(kernel)  # the mask constraint is saved with the layer ...
+    assert saved is loaded.get_layer("fc1").kernel_constraint
+    assert saved.zeros == pruned.sum() and saved.mask is None  # ... as its number of zeros
+    assert isinstance(saved.inner, keras.constraints.NonNeg)
+    assert int(loaded.optimizer.iterations) == 32  # ... and so is the schedule position
     assert np.array_equal(zero_mask(loaded, "fc1"), pruned)
 
     recorder = MaskRecorder()
@@ -225,6 +261,51 @@ def test_resume_from_keras_file(mnist_small, tmp_path):
     assert np.all(final[pruned])  # the old zeros are kept
     assert final.mean() == pytest.approx(0.8, abs=1e-4)
     assert np.all(keras.ops.convert_to_numpy(kernel) >= 0)  # the user's constraint still applies
+
+
+def test_plain_fit_of_a_reloaded_pruned_model_keeps_its_zeros(mnist_small, tmp_path):
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[GradualPruning(0.7, frequency=4)])
+    pruned = zero_mask(model, "fc1")
+    path = str(tmp_path / "pruned.keras")
+    model.save(path)
+
+    loaded = keras.saving.load_model(path)
+    loaded.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)  # no tfdc callback
+    assert np.array_equal(zero_mask(loaded, "fc1"), pruned)
+    before = keras.ops.convert_to_numpy(loaded.get_layer("fc1").kernel)
+    assert not np.array_equal(before[~pruned], model.get_layer("fc1").kernel.numpy()[~pruned])
+
+    # Saved again, the recovered mask is saved again; after tfdc.strip the
+    # file holds no tfdc object and training no longer keeps the zeros.
+    loaded.save(path)
+    assert find_mask(keras.saving.load_model(path).get_layer("fc1").kernel).zeros == pruned.sum()
+    tfdc.strip(loaded)
+    assert loaded.get_layer("fc1").kernel_constraint is None
+    loaded.save(path)
+    with zipfile.ZipFile(path) as z:
+        assert "tfdc" not in z.read("config.json").decode()
+    loaded.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)
+    assert zero_mask(loaded, "fc1").sum() < pruned.sum() // 2
+
+
+def test_a_saved_mask_that_does_not_fit_the_weights_warns_and_is_not_applied(mnist_small,
+                                                                             tmp_path):
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[GradualPruning(0.7, frequency=4)])
+    path = str(tmp_path / "pruned.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    fresh = keras.ops.convert_to_numpy(mlp().get_layer("fc1").kernel)  # other weights, no zeros
+    loaded.get_layer("fc1").kernel.assign(fresh)
+    with pytest.warns(UserWarning, match=r"fc1/kernel: the pruning mask saved with the model has "
+                                         r"17,562 pruned weights but the weights have 0 zeros"):
+        loaded.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)
+    assert zero_mask(loaded, "fc1").sum() == 0
 
 
 def test_mask_constraint_serialization_and_strip(mnist_small):
@@ -320,3 +401,24 @@ def test_bad_targets_fail_at_fit(mnist_small, model_fn, callback, message):
     with pytest.raises(ValueError, match=message):
         model.fit(x[:128], x[:128] if model_fn is not mlp else y[:128], epochs=1, batch_size=BATCH,
                   verbose=0, callbacks=[callback()])
+
+
+def test_import_keras_then_tfdc_is_enough_to_load_a_pruned_model(tmp_path):
+    model = compile_(mlp())
+    x = np.random.default_rng(0).random((64, 28, 28)).astype("float32")
+    model.fit(x, np.zeros(64), epochs=1, batch_size=32, verbose=0,
+              callbacks=[GradualPruning(0.5, frequency=1)])
+    path = str(tmp_path / "pruned.keras")
+    model.save(path)
+    script = textwrap.dedent(f"""
+        import os
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        import keras, tfdc
+        model = keras.saving.load_model({path!r})
+        print("OK", type(model.get_layer("fc1").kernel_constraint).__name__)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OK MaskConstraint" in result.stdout

@@ -149,3 +149,31 @@ def test_inspect_dense_baseline_is_close_to_the_parameter_count(exported):
     assert packed_view.dense_bytes == plain_view.dense_bytes
     # every float parameter, plus a few bytes of int32 shape constants
     assert 0 <= packed_view.dense_bytes - report.dense_bytes < 256
+
+
+def test_nothing_packed_says_so_and_why(tmp_path):
+    # A freshly trained, unpruned model: dense float weights do not compress.
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(64, name="fc1"),
+                              keras.layers.Dense(3, name="out")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    model.fit(rng.normal(size=(64, 20)), rng.integers(0, 3, 64), epochs=1, verbose=0)
+    report = tfdc.export(model, tmp_path / "m.tflite")
+    assert report.layers == []
+    for text in (report.to_text(), report.to_markdown()):
+        assert text.startswith("Nothing was packed: no weight buffer gets smaller when packed")
+        assert "tfdc.GradualPruning" in text and "Total" not in text and "inf" not in text
+        assert "Packed .tflite" in text  # the sizes are still there
+    import json
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))  # strict JSON
+    assert data["nothing_packed"] == report.nothing_packed and data["total"]["rate_pq"] is None
+
+    preview = tfdc.inspect(convert(model))  # a stock .tflite
+    assert preview.preview and preview.to_text().startswith(
+        "Packing this plain .tflite would pack nothing")
+
+
+def test_a_packed_report_has_no_nothing_packed_note(exported):
+    _, path, report = exported
+    assert report.nothing_packed is None and not report.preview
+    assert tfdc.inspect(convert(exported[0])).preview and not tfdc.inspect(path).preview

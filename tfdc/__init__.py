@@ -48,3 +48,14 @@ def __getattr__(name):
 
 def __dir__():
     return __all__
+
+
+# A model saved during or after pruning carries tfdc's MaskConstraint in its
+# layer config; `keras.saving.load_model` finds it only once `tfdc.prune` has
+# registered it. If Keras is loaded already (`import keras, tfdc`), that costs
+# nothing, so do it now; otherwise it happens with the first tfdc callback, or
+# `import tfdc.prune`.
+import sys as _sys  # noqa: E402
+
+if "keras" in _sys.modules:
+    import tfdc.prune  # noqa: E402,F401

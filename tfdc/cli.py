@@ -53,13 +53,19 @@ def _sparsity_value(text):
     return value
 
 
+def _bits_range():
+    from tfdc.kmeans import BITS_RANGE  # ClusteredFineTuning's range, one home
+    return BITS_RANGE
+
+
 def _bits_value(text):
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= 16:
-        raise argparse.ArgumentTypeError(f"bits must be in 1..16, got {text}")
+    low, high = _bits_range()
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"bits must be in {low}..{high}, got {text}")
     return value
 
 
@@ -73,14 +79,17 @@ def _pairs(text):
     return out
 
 
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+def _at_least(minimum):
+    """An argparse type for an integer >= `minimum`."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return value
+    return parse
 
 
 def _gap_alphabet(text):
@@ -136,7 +145,7 @@ def _add_pack_parser(sub):
                       "2..32768 (default: chosen per tensor)")
     pack.add_argument("--block", type=_block, default=None, metavar="N",
                       help="symbols per independently decodable segment (default 4096)")
-    pack.add_argument("--min-bytes", type=_positive, default=64, metavar="N",
+    pack.add_argument("--min-bytes", type=_at_least(0), default=64, metavar="N",
                       help="buffers smaller than N bytes stay in the flatbuffer (default 64)")
     pack.add_argument("--select", type=_regex, default=None, metavar="REGEX",
                       help="pack only the buffers of tensors whose name matches REGEX "
@@ -167,33 +176,36 @@ def build_parser():
     demo.add_argument("--quick", action="store_true",
                       help="a short run: 3 + 4 + 1 epochs (baseline, pruning, clustering)")
     demo.add_argument("--out", default="tfdc_demo_out",
-                      help="output folder (default: tfdc_demo_out)")
+                      help="output folder, created if missing (default: tfdc_demo_out)")
     demo.add_argument("--network", choices=["lenet_300_100", "lenet5"], default="lenet_300_100",
                       help="network (default: lenet_300_100)")
     demo.add_argument("--dataset", choices=["mnist", "digits"], default="mnist",
                       help="mnist (default) or digits: scikit-learn's bundled 8x8 digits, "
                       "no download")
     demo.add_argument("--mnist", metavar="PATH",
-                      help="mnist.npz to use (default: $TFDC_MNIST, else Keras's cache or "
-                      "download)")
+                      help="mnist.npz to use, in Keras's layout (x_train, y_train, x_test, "
+                      "y_test; default: $TFDC_MNIST, else Keras's cache or download)")
+    low, high = _bits_range()
     demo.add_argument("--sparsity", type=_per_layer(_sparsity_value), default=None, metavar="S",
-                      help="fraction of weights to prune: a number, layer=value pairs "
+                      help="fraction of weights to prune, in [0, 1): a number, layer=value pairs "
                       "(fc1=0.92,fc2=0.91), or 'paper' (the paper's Tables 2-3; default: tfdc's "
                       "per-layer values, fc1=0.93,fc2=0.915,fc3=0.75 for LeNet-300-100)")
     demo.add_argument("--bits", type=_per_layer(_bits_value), default=None, metavar="B",
-                      help="bits per shared weight (2**B clusters): a number, layer=value "
-                      "pairs, or 'paper' (6 for LeNet-300-100; default: fc1=4,fc2=5,fc3=5 for "
-                      "LeNet-300-100, conv 8 / fc 5 for LeNet-5)")
-    demo.add_argument("--epochs", type=_positive, default=None, metavar="N",
-                      help="baseline training epochs (default 15; 3 with --quick)")
-    demo.add_argument("--prune-epochs", type=_positive, default=None, metavar="N",
-                      help="pruning + retraining epochs (default: --epochs + 3; 4 with --quick)")
-    demo.add_argument("--cluster-epochs", type=_positive, default=None, metavar="N",
-                      help="clustered fine-tuning epochs (default: epochs/4; 1 with --quick)")
-    demo.add_argument("--train-size", type=_positive, default=None, metavar="N",
-                      help="use only the first N training images")
-    demo.add_argument("--test-size", type=_positive, default=None, metavar="N",
-                      help="use only the first N test images")
+                      help=f"bits per shared weight, {low}..{high} (2**B clusters): a number, "
+                      "layer=value pairs, or 'paper' (6 for LeNet-300-100; default: "
+                      "fc1=4,fc2=5,fc3=5 for LeNet-300-100, conv 8 / fc 5 for LeNet-5)")
+    demo.add_argument("--epochs", type=_at_least(0), default=None, metavar="N",
+                      help="baseline training epochs, >= 0 (default 15; 3 with --quick)")
+    demo.add_argument("--prune-epochs", type=_at_least(0), default=None, metavar="N",
+                      help="pruning + retraining epochs, >= 0 (default: --epochs + 3; 4 with "
+                      "--quick)")
+    demo.add_argument("--cluster-epochs", type=_at_least(0), default=None, metavar="N",
+                      help="clustered fine-tuning epochs, >= 0 (default: epochs/4; 1 with "
+                      "--quick)")
+    demo.add_argument("--train-size", type=_at_least(1), default=None, metavar="N",
+                      help="use only the first N training images, N >= 1 (default: all)")
+    demo.add_argument("--test-size", type=_at_least(1), default=None, metavar="N",
+                      help="use only the first N test images, N >= 1 (default: all)")
     demo.add_argument("--no-plots", action="store_true", help="do not write the PNG figures")
     demo.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")
     # For tests: a tiny run that finishes in well under a minute.
@@ -217,7 +229,8 @@ def build_parser():
         description="Decode a packed .tflite file into a standard .tflite model that any "
         "TFLite / LiteRT runtime loads. The output is written atomically.")
     decode.add_argument("input", metavar="IN", help="the packed .tflite file")
-    decode.add_argument("output", metavar="OUT", help="where to write the decoded .tflite")
+    decode.add_argument("output", metavar="OUT", help="where to write the decoded .tflite (a "
+                        "file path in an existing folder, not IN itself)")
     decode.add_argument("--backend", choices=["auto", "native", "python"], default="auto",
                         help="decoder: the C extension, pure NumPy, or auto (default)")
     decode.set_defaults(func=cmd_decode)
@@ -227,10 +240,10 @@ def build_parser():
         description="Host timings: decode time per backend (native C, Python), then "
         "LiteRT interpreter load time and mean inference latency.")
     bench.add_argument("file", help="a packed or plain .tflite file")
-    bench.add_argument("--runs", type=_positive, default=20,
-                       help="repetitions per measurement (default 20)")
-    bench.add_argument("--threads", type=_positive, default=None,
-                       help="interpreter threads (default: the runtime's)")
+    bench.add_argument("--runs", type=_at_least(1), default=20,
+                       help="repetitions per measurement, >= 1 (default 20)")
+    bench.add_argument("--threads", type=_at_least(1), default=None,
+                       help="interpreter threads, >= 1 (default: the runtime's)")
     bench.set_defaults(func=cmd_bench)
     return parser
 
@@ -279,6 +292,11 @@ def cmd_demo(args):
                 setattr(config, name, value)
     if args.mnist and not os.path.exists(args.mnist):
         raise UserError(f"--mnist {args.mnist}: no such file")
+    if args.mnist and os.path.isdir(args.mnist):
+        raise UserError(f"--mnist {args.mnist}: is a directory, expected an mnist.npz file")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out {args.out}: exists and is not a directory (the demo writes "
+                        "several files into --out)")
     if args.no_plots is False:
         try:
             import matplotlib  # noqa: F401
@@ -467,6 +485,21 @@ def cmd_bench(args):
 
 
 # --------------------------------------------------------------------- main
+def _check_output(args):
+    """`tfdc decode`: refuse an OUT that cannot be written, or that is IN
+    itself (also through a link), before any work is done."""
+    out = getattr(args, "output", None)
+    if args.command != "decode" or out is None:
+        return
+    source = getattr(args, "input", None)
+    if source and os.path.exists(source) and os.path.exists(out) and os.path.samefile(source,
+                                                                                       out):
+        raise UserError(f"{out}: is the input file {source}; give OUT a new path (writing it "
+                        "would replace the packed file with the decoded one)")
+    from tfdc.exporter import check_writable
+    check_writable(out)
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
@@ -476,6 +509,7 @@ def main(argv=None):
         return 2
     from tfdc.errors import DatasetUnavailableError, FormatError
     try:
+        _check_output(args)
         return args.func(args)
     except KeyboardInterrupt:
         print(f"{_PROG}: interrupted", file=sys.stderr)

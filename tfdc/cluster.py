@@ -6,6 +6,8 @@ the shared values (the centroids) with the normal Keras training loop.
 `codebooks(model)` reads the shared values of any model back from its weights.
 """
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -142,11 +144,13 @@ class ClusterConstraint(TfdcConstraint):
 
 
 def _check_bits(bits, layer_name):
+    low, high = kmeans.BITS_RANGE
     if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, (int, np.integer)):
-        raise ValueError(f"layer {layer_name!r}: bits must be an integer in 1..8, got {bits!r}")
-    if not 1 <= int(bits) <= 8:
-        raise ValueError(f"layer {layer_name!r}: bits must be in 1..8 (2 to 256 shared values), "
-                         f"got {bits}")
+        raise ValueError(f"layer {layer_name!r}: bits must be an integer in {low}..{high}, "
+                         f"got {bits!r}")
+    if not low <= int(bits) <= high:
+        raise ValueError(f"layer {layer_name!r}: bits must be in {low}..{high} "
+                         f"({2 ** low} to {2 ** high} shared values), got {bits}")
 
 
 def _layers_feeding_batchnorm(model):
@@ -220,6 +224,17 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     convolution at conversion time, rescaling every output channel and
     destroying the codebook; a selected layer that feeds a BatchNormalization
     is refused, fold it first with `tfdc.fold_batchnorm(model)`.
+
+    With `tfdc.GradualPruning` in the same `fit` (in either order), the
+    weights are clustered once its pruning ramp has ended (after its
+    `end_step`), keeping the pruned zeros, and fine-tuned for the rest of the
+    fit: `fit(x, y, epochs=10, callbacks=[tfdc.GradualPruning(0.9,
+    end_step=6 * steps_per_epoch), tfdc.ClusteredFineTuning(bits=5)])`. If
+    the ramp ends at the fit's last step (`end_step`'s default), the weights
+    are clustered at the end without fine-tuning, with a warning; a ramp that
+    ends after the fit is refused before training. A model that `fit` builds
+    in its first step (a subclassed model never called) is clustered after
+    that step.
 
     Resuming: a kernel that already has at most `2**bits` distinct nonzero
     values (e.g. a model reloaded from a `.keras` checkpoint written during
@@ -315,7 +330,66 @@ class ClusteredFineTuning(keras.callbacks.Callback):
 
     # -- callback hooks ---------------------------------------------------
     def on_train_begin(self, logs=None):
+        self._started = False
+        self._pruning = None
+        self._told = False
+        self._warned = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._maybe_start()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._maybe_start()
+
+    def on_train_batch_end(self, batch, logs=None):
+        # A model Keras builds in its first train step (a subclassed model
+        # never called) is clustered once that step has run.
+        self._maybe_start()
+
+    def _maybe_start(self):
+        """Cluster now, unless the model is not built yet or a
+        `GradualPruning` in the same fit has not finished its ramp."""
+        if self._started or not self.model.built:
+            return
+        from tfdc.prune import active_pruning
+        pruning = active_pruning(self.model, self.params) or self._pruning
+        if pruning is not None:
+            self._pruning = pruning
+            if pruning.selections is None or pruning.end_step is None:
+                return  # its schedule is resolved when its first epoch begins
+            if not pruning.ramp_ended():
+                self._check_ramp_ends_in_this_fit(pruning)
+                return
+        self._start()
+
+    def _check_ramp_ends_in_this_fit(self, pruning):
+        if self._told:
+            return
+        self._told = True
+        end, fit_end = pruning.end_step, pruning.fit_end_step
+        if fit_end is not None and end > fit_end:
+            raise ValueError(
+                f"ClusteredFineTuning clusters once GradualPruning's ramp has ended (end_step "
+                f"{end:,}), but this fit ends at step {fit_end:,}: give GradualPruning an "
+                f"end_step before {fit_end:,} to prune and cluster in this fit, or run "
+                "ClusteredFineTuning in a later fit.")
+        if fit_end is not None and end == fit_end:
+            self._warn_no_fine_tuning(pruning)
+
+    def _warn_no_fine_tuning(self, pruning):
+        self._warned = True
+        suggestion = pruning.begin_step + 3 * (pruning.end_step - pruning.begin_step) // 4
+        warnings.warn(
+            f"ClusteredFineTuning: GradualPruning's ramp ends at the last step of this fit "
+            f"(step {pruning.end_step:,}; end_step's default is the fit's end), so the "
+            "weights are clustered after it with no step left to fine-tune the shared values. "
+            f"Give GradualPruning an end_step before {pruning.end_step:,} (e.g. "
+            f"end_step={suggestion:,}) to prune and then fine-tune in one fit, or fine-tune "
+            "with ClusteredFineTuning in a further fit.", stacklevel=3)
+
+    def _start(self):
         model = self.model
+        self._started = True
         books = self.quantize(model)
         strategy = model.distribute_strategy
         fused = self._fused_op(model)
@@ -349,13 +423,32 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         return cluster_op.load()
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and self.selections:
+        if logs is not None and self._started and self.selections:
             logs["distinct_values"] = max(
                 np.unique(_nonzero(s.variable)).size for s in self.selections)
 
     def on_train_end(self, logs=None):
+        if not self._started and self.model.built:
+            self._finish_unstarted()
         if self.detach_at_end:
             self.detach()
+
+    def _finish_unstarted(self):
+        """The fit ended before clustering began: a GradualPruning in the same
+        fit pruned until its last step (or never finished its ramp)."""
+        pruning = self._pruning
+        if pruning is None:
+            return  # the fit ran no step
+        if pruning.ramp_ended():
+            self._started = True
+            self.quantize(self.model)  # shared values and kept zeros, not fine-tuned
+            if not self._warned:
+                self._warn_no_fine_tuning(pruning)
+        else:
+            warnings.warn(
+                "ClusteredFineTuning did nothing: it clusters once GradualPruning's ramp has "
+                f"ended (end_step {pruning.end_step:,}), and this fit ended at step "
+                f"{pruning.step:,}.", stacklevel=2)
 
     def detach(self):
         """Remove this callback's constraints (restoring any they replaced)."""

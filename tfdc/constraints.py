@@ -56,9 +56,10 @@ def _without_tfdc(constraint):
 
 def strip(model):
     """Remove every tfdc constraint (pruning masks, weight-sharing
-    projections) from `model`'s variables, restoring the user's own
-    constraints. The weights are unchanged, but later training no longer keeps
-    pruned weights at zero or shared weights equal. `tfdc.export` calls it.
+    projections) from `model`'s variables and layers, restoring the user's
+    own constraints (a model saved afterwards loads without tfdc). The
+    weights are unchanged, but later training no longer keeps pruned weights
+    at zero or shared weights equal. `tfdc.export` calls it.
 
     Args:
         model: a `keras.Model` (or any object with `variables`).
@@ -70,6 +71,16 @@ def strip(model):
         constraint = getattr(variable, "constraint", None)
         if isinstance(constraint, TfdcConstraint):
             variable.constraint = _without_tfdc(constraint)
+    # A pruning mask also sits in the layer's own constraint attribute (so
+    # that a `.keras` file keeps it): put the user's constraint back there.
+    if hasattr(model, "_flatten_layers"):
+        from tfdc.layers import constraint_slot, kernel_attrs
+        from tfdc.select import iter_layers
+        for layer in iter_layers(model):
+            for attr in kernel_attrs(layer):
+                slot = constraint_slot(layer, attr)
+                if slot is not None and isinstance(getattr(*slot), TfdcConstraint):
+                    setattr(slot[0], slot[1], _without_tfdc(getattr(*slot)))
     # A traced train step would still apply the old constraints.
     if getattr(model, "train_function", None) is not None:
         model.train_function = None

@@ -8,6 +8,7 @@ NumPy instead.
 """
 
 import os
+import zipfile
 
 import numpy as np
 
@@ -22,13 +23,27 @@ def _keras_cache_file():
 
 
 def _read_npz(path):
+    layout = ("an mnist.npz in Keras's layout: a NumPy .npz archive with x_train, y_train, "
+              "x_test, y_test")
+    if os.path.isdir(path):
+        raise DatasetUnavailableError(f"{path} is a directory; MNIST must be {layout}")
+    # An .npz is a zip archive; anything else would reach NumPy's pickle
+    # refusal, which does not say what is wrong.
+    if not zipfile.is_zipfile(path):
+        raise DatasetUnavailableError(f"{path} is not an .npz file; MNIST must be {layout}")
     try:
         with np.load(path) as f:
-            return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
-    except (OSError, KeyError, ValueError) as e:
+            data = (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise DatasetUnavailableError(
             f"{path} is not a readable MNIST .npz (need x_train, y_train, x_test, y_test): {e}"
         ) from None
+    for split, (x, y) in zip(("train", "test"), data):
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+            raise DatasetUnavailableError(
+                f"{path}: x_{split} {x.shape} and y_{split} {y.shape} are not MNIST-shaped "
+                "(n images of height x width, and n labels)")
+    return data
 
 
 def load_mnist_raw(path=None):

@@ -28,13 +28,23 @@ import numpy as np
 from tfdc.quantize import quantize_codebooks_int8
 from tfdc.runtime import read_model_bytes
 
-__all__ = ["export", "export_tflite", "convert", "write_atomically",
+__all__ = ["export", "export_tflite", "convert", "check_writable", "write_atomically",
            "quantize_codebooks_int8", "altered_kernels"]
 
 
 def convert(model, *, signatures=None, representative_dataset=None, configure=None,
             batch_size=None):
     """Convert a Keras model or `tf.Module` to plain `.tflite` bytes.
+
+    A Keras model is saved as a SavedModel with one `serving_default`
+    signature (its inputs named as the Keras inputs) and converted from it,
+    so every export, with or without a fixed batch, keeps its signature. A
+    `mixed_float16` / `mixed_bfloat16` model is converted with float32
+    compute (its variables are float32 already; TFLite has no float16
+    kernels for most ops). Inputs and outputs are listed in Keras's order.
+    Known converter failures raise a one-line `ValueError` that says what to
+    do; other converter errors pass through unchanged, with the converter's
+    log.
 
     Args:
         model: a `keras.Model`, or a `tf.Module` (then `signatures` is needed).
@@ -54,7 +64,8 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
         batch_size: fix the batch dimension of a Keras model's inputs (e.g.
             1 for on-device inference). `None` keeps it dynamic, which makes
             the converter add shape-computing ops (Shape, StridedSlice, Pack)
-            around every Flatten/Reshape.
+            around every Flatten/Reshape; recurrent layers (LSTM, GRU,
+            SimpleRNN) convert only with a fixed batch.
 
     Returns:
         The `.tflite` flatbuffer as bytes.
@@ -64,8 +75,12 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
     if batch_size is not None:
         if signatures:
             raise ValueError("give either `batch_size` or `signatures`, not both")
-        signatures = [_fixed_batch_function(model, batch_size)]
-        model = None  # weights are captured as constants, not as variables
+        if not _is_keras_model(model):
+            raise ValueError("`batch_size` needs a keras.Model")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        batch_size = int(batch_size)
     if signatures:
         functions = []
         for fn in signatures:
@@ -73,45 +88,237 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
                 fn = fn.get_concrete_function()
             functions.append(fn)
         converter = tf.lite.TFLiteConverter.from_concrete_functions(functions, model)
-    elif _is_keras_model(model):
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    elif isinstance(model, tf.Module):
-        raise ValueError("a tf.Module needs `signatures=[module.fn, ...]` (tf.functions with an "
-                         "input_signature) to be exported")
-    else:
+        _set_options(converter, representative_dataset, configure)
+        return _run_converter(converter, model, batch_size)
+    if not _is_keras_model(model):
+        if isinstance(model, tf.Module):
+            raise ValueError("a tf.Module needs `signatures=[module.fn, ...]` (tf.functions with "
+                             "an input_signature) to be exported")
         raise TypeError(f"cannot export a {type(model).__name__}: expected a keras.Model or a "
                         "tf.Module (use tfdc.export_tflite for an existing .tflite file)")
+    specs = _input_specs(model, batch_size)
+    with _float32_compute(model), tempfile.TemporaryDirectory(prefix="tfdc-export-") as saved:
+        _save_serving(model, specs, saved)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        _set_options(converter, representative_dataset, configure)
+        plain = _run_converter(converter, model, batch_size)
+    return _keras_io_order(plain, [spec.name for spec in specs], len(model.outputs)
+                           if _has_graph(model) else None)
+
+
+def _set_options(converter, representative_dataset, configure):
     if representative_dataset is not None:
         from tfdc.quantize import configure_full_integer
         configure_full_integer(converter, representative_dataset)
     if configure is not None:
         configure(converter)
-    return bytes(converter.convert())
 
 
-def _fixed_batch_function(model, batch_size):
-    """A `tf.function` of a Keras model with its batch dimension fixed."""
+def _has_graph(model):
+    """A Functional or Sequential model: its inputs and outputs are known."""
+    try:
+        return bool(model.inputs) and bool(model.outputs)
+    except (AttributeError, ValueError):
+        return False
+
+
+def _input_specs(model, batch_size):
+    """The `tf.TensorSpec`s of a Keras model's inputs, batch dimension set to
+    `batch_size` (None: dynamic), named as the Keras inputs (the names the
+    converter gives the signature's inputs)."""
     import tensorflow as tf
 
-    if not _is_keras_model(model):
-        raise ValueError("`batch_size` needs a keras.Model")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    try:
-        inputs = list(model.inputs)
-    except (AttributeError, ValueError):
-        inputs = []
-    if not inputs:
-        raise ValueError(f"model {model.name!r} has no defined inputs (a subclassed model?): "
-                         "build it with keras.Input or pass `signatures=`")
-    specs = [tf.TensorSpec([int(batch_size)] + list(x.shape[1:]), x.dtype,
-                           name=x.name.split(":")[0]) for x in inputs]
+    if _has_graph(model):
+        return [tf.TensorSpec((batch_size,) + tuple(x.shape[1:]), x.dtype, name=x.name)
+                for x in model.inputs]
+    # A subclassed model: Keras records the shapes it was first called with.
+    shapes = dict(getattr(model, "_build_shapes_dict", None) or {})
+    if len(shapes) == 1:
+        (shape,) = shapes.values()
+        dtype = getattr(model, "input_dtype", None) or "float32"
+        if isinstance(shape, (tuple, list)) and all(isinstance(d, (int, type(None)))
+                                                    for d in shape):
+            return [tf.TensorSpec((batch_size,) + tuple(shape[1:]), dtype, name="input")]
+    raise ValueError(f"model {model.name!r} has no known input shape (a subclassed model that "
+                     "was never called, or one with several call arguments): call it once on "
+                     "data before exporting, or pass `signatures=`")
 
-    @tf.function(input_signature=specs)
-    def serving_default(*args):
-        return model(list(args) if len(args) > 1 else args[0], training=False)
 
-    return serving_default
+def _save_serving(model, specs, directory):
+    """Write `model` as a SavedModel whose only signature is `serving_default`
+    (inference mode), quietly: Keras's `model.export` and the converter's own
+    Keras path print the whole endpoint description to stdout."""
+    import functools
+
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signature = [specs] if len(specs) > 1 else specs  # several inputs: one list argument
+    archive.add_endpoint("serve", functools.partial(model.__call__, training=False), signature)
+    archive.write_out(directory, verbose=False)
+
+
+class _float32_compute:
+    """Run a mixed-precision model's layers with float32 compute while it is
+    traced for conversion (its variables are float32 already), then restore
+    each layer's policy."""
+
+    def __init__(self, model):
+        from tfdc.select import iter_layers
+        self.saved = [(layer, layer.dtype_policy) for layer in [model, *iter_layers(model)]
+                      if str(getattr(layer.dtype_policy, "name", "")).startswith("mixed_")]
+
+    def __enter__(self):
+        for layer, _ in self.saved:
+            layer.dtype_policy = "float32"
+        return self
+
+    def __exit__(self, *exc):
+        for layer, policy in self.saved:
+            layer.dtype_policy = policy
+        return False
+
+
+def _run_converter(converter, model, batch_size):
+    """`converter.convert()` with the converter's native log captured: on
+    success it is dropped (except error lines), a known failure becomes one
+    line that says what to do, any other failure is raised unchanged after
+    the log is shown."""
+    with _CapturedOutput() as captured:
+        try:
+            return bytes(converter.convert())
+        except Exception as e:
+            hint = _known_converter_failure(str(e), model, batch_size)
+            if hint is None:
+                captured.replay = "all"
+                raise
+            captured.replay = "none"  # the hint replaces the converter's log
+            raise ValueError(hint) from None
+
+
+def _known_converter_failure(message, model, batch_size):
+    """One line for a converter failure tfdc knows the fix of, else None."""
+    import re
+    if "TensorListReserve" in message or "Lowering tensor list ops" in message:
+        from tfdc.layers import kind_of
+        from tfdc.select import iter_layers
+        recurrent = [f"{layer.name!r} ({type(layer).__name__})" for layer in
+                     (iter_layers(model) if _is_keras_model(model) else ())
+                     if kind_of(layer) is not None and kind_of(layer).name == "recurrent"]
+        what = ", ".join(recurrent) if recurrent else "a loop over a tensor list"
+        if batch_size is None:
+            return (f"the TFLite converter cannot convert {what} with a dynamic batch size: "
+                    "export with a fixed one, tfdc.export(model, path, batch_size=1)")
+        return (f"the TFLite converter cannot convert {what} to builtin ops even with "
+                f"batch_size={batch_size} (an input shape that is not fully fixed?)")
+    found = re.search(r"TF Select ops: ([^\n]+)", message)
+    if found or "neither a custom op nor a flex op" in message:
+        ops = found.group(1).strip() if found else "some TensorFlow ops"
+        return (f"the TFLite converter has no builtin kernel for {ops}, and tfdc exports "
+                "models that run on LiteRT's builtin ops only: replace those ops in the model "
+                "(or allow TF Select ops with configure=, which needs LiteRT's Flex delegate "
+                "at run time)")
+    return None
+
+
+class _CapturedOutput:
+    """Capture what native code (the MLIR converter, absl logging) writes to
+    file descriptors 1 and 2, and what Python writes to sys.stdout/stderr;
+    Python warnings are recorded and re-issued afterwards. On exit the log is
+    written to stderr: only the lines that report errors (`replay = "errors"`,
+    the default), all of it (`"all"`) or none (`"none"`).
+    While it is active, output of other threads to the same descriptors is
+    captured too."""
+
+    def __init__(self):
+        self.replay = "errors"
+
+    def __enter__(self):
+        import sys
+        import warnings
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile()
+        self._saved = []
+        for fd in (1, 2):
+            try:
+                self._saved.append((fd, os.dup(fd)))
+                os.dup2(self._file.fileno(), fd)
+            except OSError:  # no such descriptor (an embedded interpreter)
+                pass
+        self._streams = (sys.stdout, sys.stderr)
+        import io
+        self._python = io.StringIO()
+        sys.stdout = sys.stderr = self._python
+        self._warnings = warnings.catch_warnings(record=True)
+        self._caught = self._warnings.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        import re
+        import sys
+        import warnings
+        self._warnings.__exit__(*exc)
+        sys.stdout, sys.stderr = self._streams
+        for fd, saved in self._saved:
+            os.dup2(saved, fd)
+            os.close(saved)
+        self._file.seek(0)
+        text = self._file.read().decode("utf-8", "replace") + self._python.getvalue()
+        self._file.close()
+        if self.replay == "all":
+            lines = text.splitlines()
+        elif self.replay == "none":
+            lines = []
+        else:  # glog's E/F lines and anything saying "error"
+            lines = [line for line in text.splitlines()
+                     if re.match(r"[EF]\d{4} ", line) or re.search(r"\berror\b", line, re.I)]
+        if lines:
+            sys.stderr.write("\n".join(lines) + "\n")
+            sys.stderr.flush()
+        for w in self._caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return False
+
+
+def _keras_io_order(plain, input_names, num_outputs):
+    """List the converted model's inputs (and outputs) in Keras's order.
+
+    The converter orders a signature's inputs by name and its outputs as it
+    likes, so `get_input_details()[0]` can be a Keras model's second input.
+    The `serving_default` signature maps each Keras input name (and
+    `output_i`) to its tensor; the subgraph's input and output lists are
+    rewritten in that order. A model whose order already matches is returned
+    unchanged."""
+    if len(input_names) < 2 and (num_outputs or 0) < 2:
+        return plain
+    from tfdc import tflite_schema
+
+    tree = tflite_schema.read(plain)
+    signature = next((s for s in tree.signatureDefs or []
+                      if _text(s.signatureKey) == "serving_default"), None)
+    if signature is None:
+        return plain
+    subgraph = tree.subgraphs[signature.subgraphIndex or 0]
+    changed = False
+    for attr, names in (("inputs", input_names),
+                        ("outputs", [f"output_{i}" for i in range(num_outputs or 0)])):
+        by_name = {_text(t.name): int(t.tensorIndex) for t in getattr(signature, attr) or []}
+        current = [int(i) for i in getattr(subgraph, attr)]
+        if len(names) < 2 or set(by_name) != set(names) or sorted(by_name.values()) != \
+                sorted(current):
+            continue
+        order = [by_name[name] for name in names]
+        if order != current:
+            setattr(subgraph, attr, np.array(order, dtype=np.int32))
+            changed = True
+    return tflite_schema.build(tree) if changed else plain
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _is_keras_model(model):
@@ -119,15 +326,46 @@ def _is_keras_model(model):
     return isinstance(model, keras.Model)
 
 
+def check_writable(path):
+    """Fail early, naming `path` and the reason, if a file cannot be written
+    there: the folder is missing or not writable, or `path` is a folder.
+
+    Returns:
+        `path` as a string.
+
+    Raises:
+        FileNotFoundError, NotADirectoryError, IsADirectoryError,
+        PermissionError: with a message that names `path`.
+    """
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path:
+        raise FileNotFoundError("the output path is empty")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a directory; give a file path, e.g. "
+                                f"{os.path.join(path, 'model.tflite')}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.exists(directory):
+        raise FileNotFoundError(f"{path}: folder {directory} does not exist")
+    if not os.path.isdir(directory):
+        raise NotADirectoryError(f"{path}: {directory} is not a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"{path}: folder {directory} is not writable")
+    return path
+
+
 def write_atomically(path, data):
     """Write `data` to `path` via a temporary file in the same directory and
     `os.replace`: readers see the old file or the new one, never a partial
-    one, and a failure leaves the old file (or no file) in place."""
-    path = os.fspath(path)
+    one, and a failure leaves the old file (or no file) in place. Errors name
+    `path`, never the temporary file."""
+    path = check_writable(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+                                   suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -137,11 +375,15 @@ def write_atomically(path, data):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as e:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if isinstance(e, OSError) and e.errno is not None:
+            # The user's path, not the temporary file's.
+            raise type(e)(e.errno, f"cannot write {path}: {e.strerror}") from None
         raise
 
 
@@ -192,6 +434,7 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
     from tfdc.report import ExportReport
     from tfdc.unpack import has_section_entry
 
+    check_writable(path)
     plain = original = read_model_bytes(tflite)
     if has_section_entry(plain):
         raise ValueError("the input is already a tfdc-packed model")
@@ -251,11 +494,14 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
             default, 4096).
         min_bytes: smaller buffers are left in the flatbuffer.
         strip_debug: drop what no runtime reads (names of activation tensors,
-            the converter's description and `CONVERSION_METADATA`); weight
-            tensor names are kept for `tfdc inspect`.
+            the converter's description and `CONVERSION_METADATA`); the
+            signatures and the names of the input, output and weight tensors
+            are kept.
         batch_size: fix the input batch dimension (1 for on-device
             inference saves the converter's shape ops, ~0.8 KB on LeNet);
-            `None` keeps it dynamic (see `tfdc.exporter.convert`).
+            `None` keeps it dynamic (see `tfdc.exporter.convert`). Models
+            with LSTM / GRU / SimpleRNN layers need a fixed batch (the
+            converter cannot lower their loop otherwise).
         signatures: for several signatures or a `tf.Module`: a list of
             `tf.function`s with input signatures (see `tfdc.exporter.convert`).
         representative_dataset: a callable yielding lists of model inputs
@@ -272,6 +518,12 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
     Returns:
         `tfdc.ExportReport`: per-layer sparsity, bits and compression rates,
         file sizes (`print(report)` shows the table).
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, PermissionError: `path` cannot
+            be written (checked before converting; the message names it).
+        ValueError: a known converter failure, in one line that says what to
+            do (e.g. a recurrent layer without `batch_size`).
 
     Example:
 
@@ -290,6 +542,7 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
     interpreter = tfdc.load_interpreter("lenet.tflite")
     ```
     """
+    check_writable(path)  # before the minutes a conversion can take
     if strip:
         from tfdc.constraints import strip as strip_model
         strip_model(model)
@@ -318,24 +571,19 @@ def _layers(model):
 
 def altered_kernels(model, tflite, min_bytes=64):
     """Names of the Keras kernels (`layer/attr`) whose exact multiset of
-    values is not found in any float32 constant of the `.tflite` model."""
+    values is not found in any constant buffer of the `.tflite` model (every
+    subgraph's: a recurrent layer's kernels live in its loop body)."""
+    from tfdc.flatbuf import read_model
     from tfdc.layers import kernel_variables
-    from tfdc.runtime import interpreter_class
 
-    interpreter = interpreter_class()(model_content=tflite)
+    data = bytes(tflite)
     constants = {}
-    for detail in interpreter.get_tensor_details():
-        if detail["dtype"] != np.float32:
+    for buffer in read_model(data).buffers:
+        if buffer.data_start is None or buffer.data_len % 4 or not buffer.data_len:
             continue
-        try:
-            value = interpreter.get_tensor(detail["index"])
-        except ValueError:  # not a constant (no data before allocation)
-            continue
-        if value is None or value.size == 0:
-            continue
+        words = np.frombuffer(data, np.uint32, buffer.data_len // 4, buffer.data_start)
         # Compare bit patterns (a float sort does not order -0.0 and 0.0).
-        constants.setdefault(value.size, []).append(
-            np.sort(np.ascontiguousarray(value).view(np.uint32), axis=None))
+        constants.setdefault(words.size, []).append(np.sort(words))
     altered = []
     for layer in _layers(model):
         for attr, variable in kernel_variables(layer):

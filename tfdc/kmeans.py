@@ -31,6 +31,10 @@ result.
 import numpy as np
 
 INITS = ("linear", "density", "random", "kmeans++", "optimal")
+# Bits per shared value that tfdc.ClusteredFineTuning (and `tfdc demo --bits`)
+# accept: 2 to 256 shared values per kernel. Here, in a module without
+# TensorFlow, so that the command line checks the same range.
+BITS_RANGE = (1, 8)
 
 
 def _unique_weighted(values):

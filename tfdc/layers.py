@@ -23,7 +23,7 @@ import dataclasses
 import functools
 
 __all__ = ["LayerKind", "KINDS", "kind_of", "kernel_attrs", "kernel_variables", "kernel_name",
-           "converter_op_names"]
+           "constraint_slot", "converter_op_names"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +59,7 @@ class LayerKind:
     out_axis: object = None
     in_axis: object = None
     converter_ops: tuple = ()
+    constraint_attrs: tuple = ("kernel_constraint",)
 
 
 # Order matters only where one class derives from another; Keras 3's
@@ -67,12 +68,14 @@ class LayerKind:
 KINDS = (
     LayerKind("separable", ("SeparableConv1D", "SeparableConv2D"),
               ("depthwise_kernel", "pointwise_kernel"), spatial=True,
-              converter_ops=("separable_conv2d", "depthwise", "convolution", "conv2d")),
+              converter_ops=("separable_conv2d", "depthwise", "convolution", "conv2d"),
+              constraint_attrs=("depthwise_constraint", "pointwise_constraint")),
     LayerKind("conv_transpose", ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"),
               ("kernel",), out_axis=-2, in_axis=-1,
               converter_ops=("conv2d_transpose", "conv1d_transpose", "conv3d_transpose")),
     LayerKind("depthwise", ("DepthwiseConv1D", "DepthwiseConv2D"), ("kernel",), spatial=True,
-              bn_foldable=True, out_axis=-2, in_axis=-2, converter_ops=("depthwise",)),
+              bn_foldable=True, out_axis=-2, in_axis=-2, converter_ops=("depthwise",),
+              constraint_attrs=("depthwise_constraint",)),
     LayerKind("conv", ("Conv1D", "Conv2D", "Conv3D"), ("kernel",), spatial=True,
               bn_foldable=True, out_axis=-1, in_axis=-2,
               converter_ops=("convolution", "conv2d", "conv1d", "conv3d", "conv")),
@@ -80,9 +83,11 @@ KINDS = (
               converter_ops=("matmul", "tensordot", "biasadd")),
     LayerKind("einsum", ("EinsumDense",), ("kernel",), converter_ops=("einsum",)),
     LayerKind("embedding", ("Embedding",), ("embeddings",),
-              converter_ops=("embedding_lookup", "gatherv2", "take")),
+              converter_ops=("embedding_lookup", "gatherv2", "take"),
+              constraint_attrs=("embeddings_constraint",)),
     LayerKind("recurrent", ("LSTM", "GRU", "SimpleRNN"), ("kernel", "recurrent_kernel"),
-              on_cell=True, converter_ops=("while", "lstm", "gru", "simple_rnn")),
+              on_cell=True, converter_ops=("while", "lstm", "gru", "simple_rnn"),
+              constraint_attrs=("kernel_constraint", "recurrent_constraint")),
 )
 
 
@@ -119,6 +124,20 @@ def kernel_variables(layer):
         if variable is not None:
             out.append((attr, variable))
     return out
+
+
+def constraint_slot(layer, attr):
+    """`(owner, name)`: the object and attribute holding the constraint of
+    kernel `attr` of `layer` (`owner.name` is what the layer's config
+    saves), or None if tfdc does not know it."""
+    kind = kind_of(layer)
+    if kind is None or attr not in kind.kernel_attrs:
+        return None
+    owner = getattr(layer, "cell", None) if kind.on_cell else layer
+    name = kind.constraint_attrs[kind.kernel_attrs.index(attr)]
+    if owner is None or not hasattr(owner, name):
+        return None
+    return owner, name
 
 
 def kernel_name(layer, attr):

@@ -8,10 +8,13 @@ under `tf.distribute` too) whatever the optimizer's momentum or Adam moments
 say. The mask is a non-trainable variable that only the callback writes, and
 only every `frequency` steps; it is monotone (once 0, always 0).
 
-The constraint is set on the *variable*, not on the layer's
-`kernel_constraint` attribute, so it never enters the layer config: a model
-saved as `.keras` mid-training carries no tfdc object, and its masks are
-recovered from the zeros of its weights when a new `GradualPruning` resumes.
+The mask constraint is also set as the layer's own constraint attribute
+(`kernel_constraint`, `recurrent_constraint`, ... from `tfdc.layers`), so a
+model saved as `.keras` mid-training or after pruning keeps it: a loaded model
+takes the zeros of its weights as the masks, and a plain `fit` on it keeps
+every pruned weight at zero (see `MaskConstraint`). Loading such a file needs
+`tfdc.prune` imported; `tfdc.strip(model)` before saving gives a file without
+any tfdc object.
 
 Composing with other callbacks (e.g. `tfdc.cluster`): call
 `install_mask(variable)`; it returns the variable's existing `MaskConstraint`
@@ -22,36 +25,72 @@ kept, 0 = pruned). `tfdc.strip(model)` removes every tfdc constraint again.
 
 import dataclasses
 import statistics
+import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
 from tfdc.constraints import TfdcConstraint, find_constraint
-from tfdc.layers import kernel_name, kernel_variables
+from tfdc.layers import constraint_slot, kernel_name, kernel_variables
 from tfdc.select import iter_layers, select_kernels
 
-__all__ = ["GradualPruning", "MaskConstraint", "install_mask", "find_mask",
-           "sparsity", "polynomial_sparsity", "SparsityReport", "LayerSparsity"]
+__all__ = ["GradualPruning", "MaskConstraint", "install_mask", "find_mask", "active_pruning",
+           "mask_from_zeros", "sparsity", "polynomial_sparsity", "SparsityReport",
+           "LayerSparsity"]
+
+# The GradualPruning callback of the fit running on each model (by id), for
+# callbacks that must wait for the pruning ramp (tfdc.ClusteredFineTuning).
+_ACTIVE = {}
+
+
+def active_pruning(model, params=None):
+    """The `GradualPruning` of the `fit` now running on `model`, or None.
+
+    `params`: a callback's `self.params`; Keras hands every callback of one
+    `fit` the same dict, so this skips a callback left registered by a fit
+    that ended with an exception (which runs no `on_train_end`)."""
+    pruning = _ACTIVE.get(id(model))
+    if pruning is not None and params is not None and pruning.params is not params:
+        return None
+    return pruning
 
 
 @keras.saving.register_keras_serializable(package="tfdc")
 class MaskConstraint(TfdcConstraint):
     """`w -> inner(w) * mask`: keeps pruned weights at exactly zero.
 
+    Saved with the model: `GradualPruning` also sets it as the layer's own
+    constraint attribute (`kernel_constraint`, ...), so a `.keras` file
+    records it. Its config holds the inner constraint and the number of
+    pruned weights, not the mask (the mask *is* the zeros of the saved
+    weights): a loaded constraint takes the zeros of the loaded weights as
+    its mask, when a train step first applies it, if there are exactly as
+    many as were saved (otherwise it warns and keeps no mask). So a plain
+    `fit` on a reloaded pruned model keeps every pruned weight at zero, as
+    it does in the process that pruned it. Loading needs the class
+    registered: `import tfdc.prune` (or use any tfdc callback) before
+    `keras.saving.load_model`; a model saved after `tfdc.strip(model)`
+    loads without tfdc.
+
     Args:
         mask: a non-trainable `keras.Variable` with the kernel's shape and
-            dtype (1 keeps a weight, 0 prunes it), or `None` (identity; what
-            deserialization yields, since masks are not saved).
+            dtype (1 keeps a weight, 0 prunes it), or `None`.
         inner: the constraint that was on the variable before (applied first),
             or `None`.
+        zeros: for a constraint read from a saved model: how many weights
+            were pruned when it was saved (its mask is then recovered from
+            the weights, see above). `None` with `mask=None`: identity.
     """
 
-    def __init__(self, mask=None, inner=None):
+    def __init__(self, mask=None, inner=None, zeros=None):
         super().__init__(inner)
         self.mask = mask
+        self.zeros = None if zeros is None else int(zeros)
 
     def __call__(self, w):
+        if self.mask is None and self.zeros is not None:
+            self._recover(w)
         if self.inner is not None:
             w = self.inner(w)
         if self.mask is None:
@@ -61,16 +100,62 @@ class MaskConstraint(TfdcConstraint):
         # bit-exact) would have to store it as a value.
         return ops.where(self.mask > 0, w, ops.zeros_like(w))
 
+    def _recover(self, variable):
+        """Set the mask of a loaded constraint from the zeros of `variable`
+        (its value before the first update: the optimizer applies the
+        constraint to the variable itself, read here outside the traced
+        step)."""
+        value = _current_value(variable)
+        if value is None:
+            return  # a symbolic tensor: try again on the next call
+        expected, self.zeros = self.zeros, None
+        self.mask = mask_from_zeros(value, expected, getattr(variable, "path", "a kernel"))
+
     def get_config(self):
-        # The mask itself lives in the weights' zeros; only the inner
-        # constraint needs saving.
+        # The mask itself lives in the weights' zeros: save how many there
+        # are (to check the weights they are recovered from) and the inner
+        # constraint.
         inner = keras.constraints.serialize(self.inner) if self.inner is not None else None
-        return {"inner": inner}
+        zeros = self.zeros
+        if self.mask is not None:
+            mask = ops.convert_to_numpy(self.mask)
+            zeros = int(mask.size - np.count_nonzero(mask))
+        return {"inner": inner, "zeros": zeros}
 
     @classmethod
     def from_config(cls, config):
         inner = config.get("inner")
-        return cls(mask=None, inner=keras.constraints.deserialize(inner) if inner else None)
+        return cls(mask=None, inner=keras.constraints.deserialize(inner) if inner else None,
+                   zeros=config.get("zeros"))
+
+
+def _current_value(variable):
+    """The value of `variable` now, as NumPy, also while a train step is
+    being traced; None for a symbolic tensor."""
+    import tensorflow as tf
+    try:
+        with tf.init_scope():
+            return np.asarray(ops.convert_to_numpy(variable))
+    except Exception:  # noqa: BLE001 - any tensor that has no value outside the graph
+        return None
+
+
+def mask_from_zeros(value, expected_zeros, name):
+    """The mask (1 keeps, 0 prunes) recovered from the zeros of `value`, as a
+    constant, if it has exactly `expected_zeros` zeros; otherwise a warning
+    and None (the weights are not the ones the mask was saved with)."""
+    zeros = int(value.size - np.count_nonzero(value))
+    if zeros == expected_zeros:
+        import tensorflow as tf
+        with tf.init_scope():
+            return tf.constant((value != 0).astype(value.dtype))
+    warnings.warn(
+        f"{name}: the pruning mask saved with the model has {expected_zeros:,} pruned weights "
+        f"but the weights have {zeros:,} zeros, so they are not the weights it was saved "
+        "with; the mask is not applied (pruned weights can become nonzero). Prune again "
+        "with tfdc.GradualPruning, or call tfdc.strip(model) to remove the stale mask.",
+        stacklevel=2)
+    return None
 
 
 def find_mask(variable):
@@ -78,29 +163,44 @@ def find_mask(variable):
     return find_constraint(variable, MaskConstraint)
 
 
-def install_mask(variable, strategy=None):
+def install_mask(variable, strategy=None, slot=None):
     """Make sure `variable` carries a `MaskConstraint` with a mask variable.
 
     Returns the existing one if present (so several callbacks share one mask),
-    otherwise wraps the variable's current constraint. The mask starts at all
-    ones and is created under `strategy`'s scope (mirrored under
-    `MirroredStrategy`). A train function traced before this call does not
-    see the new constraint: rebuild it (`model.make_train_function(force=True)`).
+    otherwise wraps the variable's current constraint. A new mask starts at
+    all ones; the mask of a constraint read from a saved model starts as the
+    zeros of the weights. It is created under `strategy`'s scope (mirrored
+    under `MirroredStrategy`). `slot`: optional `(owner, attribute)` of the
+    layer's own constraint (`tfdc.layers.constraint_slot`), set to the mask
+    constraint too so that saving the model keeps it. A train function traced
+    before this call does not see a new mask: rebuild it
+    (`model.make_train_function(force=True)`).
     """
     existing = find_mask(variable)
-    if existing is not None and existing.mask is not None:
-        return existing
-    name = variable.path.replace("/", "_") + "_mask"
-    scope = strategy.scope() if strategy is not None else _nullcontext()
-    with scope:
-        mask = keras.Variable(np.ones(variable.shape, dtype=variable.dtype), trainable=False,
-                              dtype=variable.dtype, name=name)
-    if existing is not None:  # a deserialized identity constraint: arm it
-        existing.mask = mask
-        return existing
-    constraint = MaskConstraint(mask, inner=variable.constraint)
-    variable.constraint = constraint
-    return constraint
+    if existing is None or not isinstance(existing.mask, keras.Variable):
+        if existing is not None and existing.mask is not None:  # recovered by a traced step
+            initial = ops.convert_to_numpy(existing.mask)
+        elif existing is not None and existing.zeros is not None:  # read from a saved model
+            recovered = mask_from_zeros(ops.convert_to_numpy(variable), existing.zeros,
+                                        variable.path)
+            initial = ops.convert_to_numpy(recovered) if recovered is not None else None
+            existing.zeros = None
+        else:
+            initial = None
+        if initial is None:
+            initial = np.ones(variable.shape, dtype=variable.dtype)
+        name = variable.path.replace("/", "_") + "_mask"
+        scope = strategy.scope() if strategy is not None else _nullcontext()
+        with scope:
+            mask = keras.Variable(initial, trainable=False, dtype=variable.dtype, name=name)
+        if existing is not None:
+            existing.mask = mask
+        else:
+            existing = MaskConstraint(mask, inner=variable.constraint)
+            variable.constraint = existing
+    if slot is not None and not isinstance(getattr(*slot), TfdcConstraint):
+        setattr(*slot, existing)
+    return existing
 
 
 class _nullcontext:
@@ -202,8 +302,16 @@ class GradualPruning(keras.callbacks.Callback):
 
     The masks are enforced inside the compiled train step by a
     `MaskConstraint` on each kernel variable (see the module docstring), so a
-    pruned weight stays exactly 0 under any optimizer. `logs["sparsity"]` is
-    the current overall sparsity of the selected kernels.
+    pruned weight stays exactly 0 under any optimizer, also in later fits and
+    after a `.keras` save and load. `logs["sparsity"]` is the current overall
+    sparsity of the selected kernels. If `fit` ends before `end_step` (the
+    target is not reached), a warning says the sparsity reached.
+
+    With `tfdc.ClusteredFineTuning` in the same `fit`, the weights are pruned
+    along this schedule and clustered once it has ended (after `end_step`),
+    so give an `end_step` before the end of the fit to leave steps for
+    fine-tuning the shared values. A model that `fit` builds in its first
+    step (a subclassed model never called) gets its masks after that step.
 
     Args:
         target_sparsity: final fraction of zeros, in [0, 1): one float for every
@@ -282,6 +390,7 @@ class GradualPruning(keras.callbacks.Callback):
         self.selections = None
         self._masks = None
         self._step = None
+        self._fit_end = None
         self._last_prune = None
         self._sparsity = 0.0
 
@@ -313,42 +422,56 @@ class GradualPruning(keras.callbacks.Callback):
     # ---------------------------------------------------------------- callbacks
     def on_train_begin(self, logs=None):
         model = self.model
-        self.selections = self._select(model)
-        strategy = getattr(model, "distribute_strategy", None)
-        fresh = [find_mask(s.variable) is None or find_mask(s.variable).mask is None
-                 for s in self.selections]
-        self._masks = [install_mask(s.variable, strategy) for s in self.selections]
-        if any(fresh):
-            # A train function traced by an earlier fit does not apply the new
-            # constraints: rebuild it (it is traced again on its first call).
-            model.make_train_function(force=True)
+        _ACTIVE[id(model)] = self
+        self.selections, self._masks = None, None
         self._step = int(ops.convert_to_numpy(model.optimizer.iterations))
+        self._epoch_base = self._step
         self._last_prune = None
         self._resolved = False
+        self._fit_end = None
         self._user_begin, self._user_end = self.begin_step, self.end_step
+        if model.built:
+            self._install()
+        # else: a model that Keras builds in its first train step (a
+        # subclassed model never called); installed after that step.
+
+    def _install(self):
+        """Select the kernels and put a mask constraint on each."""
+        model = self.model
+        self.selections = self._select(model)
+        strategy = getattr(model, "distribute_strategy", None)
+        fresh = [not isinstance(getattr(find_mask(s.variable), "mask", None), keras.Variable)
+                 for s in self.selections]
+        self._masks = [install_mask(s.variable, strategy, constraint_slot(s.layer, s.attr))
+                       for s in self.selections]
+        if any(fresh):
+            # A train function traced by an earlier fit (or by this fit's
+            # first step) does not apply the new constraints: rebuild it (it
+            # is traced again on its next call).
+            model.make_train_function(force=True)
 
     def _resolve_schedule(self, initial_epoch):
         steps = self.params.get("steps") if self.params else None
+        epochs = self.params.get("epochs") if self.params else None
         begin, end = self._user_begin, self._user_end
         # The optimizer step at which this fit's epoch 0 started (or would have).
         fit_start = max(0, self._step - initial_epoch * (steps or 0))
+        if steps and epochs:
+            self._fit_end = fit_start + epochs * steps
         if begin is None:
             begin = fit_start
         if end is None:
-            epochs = self.params.get("epochs") if self.params else None
-            if not steps or not epochs:
+            if self._fit_end is None:
                 raise ValueError("the number of steps per epoch is unknown (a dataset of unknown "
                                  "length?): pass end_step to GradualPruning")
-            end = fit_start + epochs * steps
+            end = self._fit_end
         if begin >= end:
             raise ValueError(f"begin_step ({begin}) must be smaller than end_step ({end})")
         self.begin_step, self.end_step = int(begin), int(end)
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if self._resolved:
-            return
-        self._resolve_schedule(epoch)
-        self._resolved = True
+    def _start_pruning(self):
+        """The first pruning step of this fit, once the masks are installed
+        and the schedule is known."""
         # Resuming mid-schedule (or after it): the zeros already in the
         # weights are the masks of the earlier run; keep them.
         if self._step > self.begin_step:
@@ -360,12 +483,25 @@ class GradualPruning(keras.callbacks.Callback):
         else:
             self._sparsity = self._measure()
 
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._resolved:
+            return
+        self._resolve_schedule(epoch)
+        self._resolved = True
+        if self.selections is not None:
+            self._start_pruning()
+
     def on_train_batch_end(self, batch, logs=None):
         # `batch` is the last batch index of this execution; the optimizer ran
         # (batch - previous batch) steps. Counting in Python avoids reading
         # `optimizer.iterations` (a device sync) on every step.
         self._step = self._epoch_base + batch + 1
-        if self._due(self._step):
+        if self.selections is None:
+            if not self.model.built:
+                return
+            self._install()  # the first step built the model
+            self._start_pruning()
+        elif self._due(self._step):
             self._prune(self._step)
         if logs is not None:
             logs["sparsity"] = self._sparsity
@@ -375,12 +511,45 @@ class GradualPruning(keras.callbacks.Callback):
             logs["sparsity"] = self._sparsity
 
     def on_train_end(self, logs=None):
+        if _ACTIVE.get(id(self.model)) is self:
+            del _ACTIVE[id(self.model)]
+        if self.selections is None:
+            return
+        if self.end_step is not None and self._step < self.end_step:
+            self._warn_unfinished()
         if self.verbose:
             print(sparsity(self.model))
 
+    def _warn_unfinished(self):
+        sizes = [int(np.prod(s.variable.shape)) for s in self.selections]
+        target = sum(float(s.value) * n for s, n in zip(self.selections, sizes)) / sum(sizes)
+        warnings.warn(
+            f"GradualPruning: training ended at step {self._step:,}, before the pruning "
+            f"ramp's end_step {self.end_step:,}: the selected kernels are "
+            f"{self._measure():.1%} sparse, not the target {target:.1%}. The schedule carries "
+            "on in the next fit of this model; to reach the target in this one, give "
+            f"end_step <= {self._step:,} (or train longer).", stacklevel=2)
+
+    @property
+    def step(self):
+        """The optimizer step this callback has counted to (None before fit)."""
+        return self._step
+
+    @property
+    def fit_end_step(self):
+        """The optimizer step at which the running fit ends (None if the
+        number of steps is unknown or the fit has not started)."""
+        return self._fit_end
+
+    def ramp_ended(self):
+        """True once the last pruning step of the schedule has run (the
+        masks no longer change)."""
+        return (self._last_prune is not None and self.end_step is not None
+                and self._last_prune >= self.end_step)
+
     # Track the step base of each epoch (batches restart at 0).
     def on_train_batch_begin(self, batch, logs=None):
-        if batch == 0 or not hasattr(self, "_epoch_base"):
+        if batch == 0:
             self._epoch_base = self._step - batch
 
     def _due(self, step):

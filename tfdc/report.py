@@ -256,6 +256,8 @@ class ExportReport(_Derived):
             segments), "crc" — and "graph_raw" (the flatbuffer before
             deflate); empty for format 1.
         path: the file written or inspected, if any.
+        preview: True for `tfdc.inspect` of a plain `.tflite` (the report
+            describes what packing it would give).
 
     Example:
 
@@ -267,8 +269,10 @@ class ExportReport(_Derived):
     """
 
     def __init__(self, layers, *, packed_bytes, plain_bytes=None, dense_bytes=None,
-                 flatbuffer_bytes=None, section_bytes=None, decoded_bytes=None, path=None):
+                 flatbuffer_bytes=None, section_bytes=None, decoded_bytes=None, path=None,
+                 preview=False):
         self.layers = list(layers)
+        self.preview = preview
         self.packed_bytes = packed_bytes
         self.plain_bytes = plain_bytes
         self.dense_bytes = dense_bytes
@@ -363,6 +367,19 @@ class ExportReport(_Derived):
         nnz = self.nnz
         return sum(getattr(l, attr) * l.nnz for l in self.layers) / nnz if nnz else 0.0
 
+    @property
+    def nothing_packed(self):
+        """Why the report has no rows (one sentence), or None if a weight
+        tensor was packed."""
+        if self.layers:
+            return None
+        verb = "Packing this plain .tflite would pack nothing" if self.preview else \
+            "Nothing was packed"
+        return (f"{verb}: no weight buffer gets smaller when packed (buffers under min_bytes, "
+                "64 B by default, are not tried). tfdc packs pruned and clustered weights "
+                "(tfdc.GradualPruning, tfdc.ClusteredFineTuning); dense float weights do not "
+                "compress and stay in the flatbuffer as converted.")
+
     def _rows(self):
         rows = []
         for l in self.layers:
@@ -413,13 +430,19 @@ class ExportReport(_Derived):
             lines.append(("Dense float32 / packed", f"{self.ratio:.1f}x"))
         if self.plain_bytes:
             lines.append(("Plain / packed", f"{self.plain_bytes / self.packed_bytes:.1f}x"))
-        lines.append(("Coded streams", f"{_fmt_int(math.ceil(self.coded_bits / 8))} B; entropy "
-                      f"bound {_fmt_int(math.ceil(self.entropy_bits / 8))} B; coded / bound "
-                      f"{self.coded_over_entropy:.4f}"))
+        if self.layers:
+            lines.append(("Coded streams", f"{_fmt_int(math.ceil(self.coded_bits / 8))} B; "
+                          f"entropy bound {_fmt_int(math.ceil(self.entropy_bits / 8))} B; "
+                          f"coded / bound {self.coded_over_entropy:.4f}"))
         return lines
 
     def to_text(self):
-        """A fixed-width table plus the file sizes."""
+        """A fixed-width table plus the file sizes (or, when nothing was
+        packed, why, plus the file sizes)."""
+        if not self.layers:
+            width = max(len(k) for k, _ in self._size_lines())
+            return "\n".join([self.nothing_packed, ""] +
+                             [f"{k.ljust(width)}  {v}" for k, v in self._size_lines()])
         table = [self._HEADERS] + self._rows()
         widths = [max(len(r[i]) for r in table) for i in range(len(self._HEADERS))]
         fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
@@ -433,6 +456,9 @@ class ExportReport(_Derived):
 
     def to_markdown(self):
         """A Markdown table plus the file sizes as a list."""
+        if not self.layers:
+            return "\n".join([self.nothing_packed, ""] +
+                             [f"- {k}: {v}" for k, v in self._size_lines()])
         rows = self._rows()
         rows[-1] = [f"**{c}**" for c in rows[-1]]
         out = ["| " + " | ".join(self._HEADERS) + " |",
@@ -454,15 +480,19 @@ class ExportReport(_Derived):
             d["tensor_names"] = list(l.tensor_names)
             d["shape"] = list(l.shape)
             return d
+        def finite(x):  # JSON has no inf / nan (an empty report's rates)
+            return x if x is None or math.isfinite(x) else None
+
         return {
             "path": self.path,
+            "nothing_packed": self.nothing_packed,
             "layers": [layer_dict(l) for l in self.layers],
             "total": {"weights": self.weights, "nnz": self.nnz, "kept": self.kept,
                       "value_bits": self.value_bits, "gap_bits": self.gap_bits,
                       "coded_bits": self.coded_bits, "entropy_bits": self.entropy_bits,
-                      "coded_over_entropy": self.coded_over_entropy,
+                      "coded_over_entropy": finite(self.coded_over_entropy),
                       "raw_bytes": self.raw_bytes, "record_bytes": self.record_bytes,
-                      "rate_pq": self.rate_pq, "rate_pqh": self.rate_pqh},
+                      "rate_pq": finite(self.rate_pq), "rate_pqh": finite(self.rate_pqh)},
             "sizes": {"dense_bytes": self.dense_bytes, "plain_bytes": self.plain_bytes,
                       "packed_bytes": self.packed_bytes,
                       "flatbuffer_bytes": self.flatbuffer_bytes,
@@ -509,9 +539,11 @@ def inspect(path_or_bytes, layer_names=None):
         _, info = pack_tflite(data, strip_debug=True)  # as `tfdc.export` packs
         plain_bytes = len(data)
         model = data
-    return ExportReport.from_pack_info(info, plain_bytes=plain_bytes, path=path,
-                                       layer_names=layer_names,
-                                       dense_bytes=_constant_bytes(model), model_bytes=model)
+    report = ExportReport.from_pack_info(info, plain_bytes=plain_bytes, path=path,
+                                         layer_names=layer_names,
+                                         dense_bytes=_constant_bytes(model), model_bytes=model)
+    report.preview = plain_bytes is not None
+    return report
 
 
 def _constant_bytes(model_bytes):

@@ -108,17 +108,32 @@ def build(model):
 def strip_debug(model):
     """Remove, in place, the names and metadata of a `ModelT` that no runtime
     reads (`tfdc.pack.pack_tflite(strip_debug=True)`): the model description,
-    subgraph names, names of non-constant tensors and the converter's
-    `CONVERSION_METADATA`."""
+    subgraph names, names of intermediate (activation) tensors and the
+    converter's `CONVERSION_METADATA`.
+
+    Kept: the signature defs, the names of the model's input and output
+    tensors (those of subgraph 0 and of every subgraph a signature runs; not
+    the loop-carried ones of control-flow bodies) and of every tensor a
+    signature refers to: users and LiteRT's signature runner bind inputs by
+    them. Constant tensors keep their names too (for `tfdc inspect`).
+    """
     model.description = None
-    for sg in model.subgraphs or []:
-        for tensor in sg.tensors or []:
+    entries = {0} | {int(s.subgraphIndex or 0) for s in model.signatureDefs or []}
+    for index, sg in enumerate(model.subgraphs or []):
+        named = set()
+        if index in entries:
+            named.update(int(i) for i in _as_list(sg.inputs) + _as_list(sg.outputs))
+        for signature in model.signatureDefs or []:
+            if int(signature.subgraphIndex or 0) == index:
+                named.update(int(t.tensorIndex) for t in
+                             list(signature.inputs or []) + list(signature.outputs or []))
+        for i, tensor in enumerate(sg.tensors or []):
             buf = model.buffers[tensor.buffer] if 0 < tensor.buffer < len(model.buffers) else None
-            if buf is None or buf.data is None or len(buf.data) == 0:
+            if i not in named and (buf is None or buf.data is None or len(buf.data) == 0):
                 tensor.name = None
         sg.name = None
     kept = []
-    for m in model.metadata:
+    for m in model.metadata or []:
         name = m.name.decode() if isinstance(m.name, bytes) else m.name
         if name == "CONVERSION_METADATA":
             # The buffer stays (indices must not shift) but holds nothing.
@@ -126,6 +141,10 @@ def strip_debug(model):
         else:
             kept.append(m)
     model.metadata = kept
+
+
+def _as_list(values):
+    return [] if values is None else list(values)
 
 
 def constant_model(arrays):
