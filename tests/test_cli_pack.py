@@ -125,22 +125,33 @@ def test_report_lists_the_packed_layers(capsys, tmp_path, inputs):
 
 
 def test_nothing_gained_writes_the_input_unchanged(capsys, tmp_path, inputs):
-    # Random dense float32 weights: no record is smaller than its buffer.
-    # Stripping the names no runtime reads still gains a little...
     import tfdc
+    from tfdc.tflite_schema import constant_model
     paths, x = inputs
-    stripped = tmp_path / "stripped.tflite"
-    code, out, err = run(capsys, "pack", paths["random"], stripped)
+    # Random dense float32 weights still pack smaller (their exponent bytes
+    # code well and the flatbuffer is deflated) and run bit-identically.
+    packed = tmp_path / "random.packed.tflite"
+    code, out, err = run(capsys, "pack", paths["random"], packed)
     assert code == 0, err
-    assert os.path.getsize(stripped) < os.path.getsize(paths["random"])
-    assert "B smaller" in out and "no buffer packed" in out
-    np.testing.assert_array_equal(outputs(tfdc.load_interpreter(str(stripped)), x),
+    assert os.path.getsize(packed) < os.path.getsize(paths["random"]) and "B smaller" in out
+    np.testing.assert_array_equal(outputs(tfdc.load_interpreter(str(packed)), x),
                                   plain_outputs(paths["random"], x))
-    # ... and with the names kept, the section would only add bytes.
-    out_path = tmp_path / "same.tflite"
-    code, out, err = run(capsys, "pack", paths["random"], out_path, "--no-strip-debug")
+    # With every buffer left inline, only the compressed flatbuffer gains.
+    inline = tmp_path / "inline.tflite"
+    code, out, err = run(capsys, "pack", paths["random"], inline, "--min-bytes", "100000000")
     assert code == 0, err
-    assert out_path.read_bytes() == open(paths["random"], "rb").read()
+    assert "no weight buffer coded: the gain is the compressed flatbuffer" in out
+    np.testing.assert_array_equal(outputs(tfdc.load_interpreter(str(inline)), x),
+                                  plain_outputs(paths["random"], x))
+    # Incompressible bytes in a tiny model: packing would only add bytes, so
+    # the input is written unchanged.
+    noise = np.random.default_rng(0).integers(0, 256, 1024, dtype=np.uint8)
+    source = tmp_path / "noise.tflite"
+    source.write_bytes(constant_model([noise]))
+    out_path = tmp_path / "same.tflite"
+    code, out, err = run(capsys, "pack", source, out_path, "--no-strip-debug")
+    assert code == 0, err
+    assert out_path.read_bytes() == source.read_bytes()
     assert "nothing gained" in out and "wrote the input unchanged" in out
     assert err == ""
 
@@ -169,8 +180,9 @@ def test_options_reach_the_packer(capsys, tmp_path, inputs):
             assert [layer.name for layer in tfdc.inspect(str(path)).layers] == ["fc1"]
     base = os.path.getsize(default)
     assert sizes["select"] > base and sizes["debug"] > base and sizes["block"] > base
-    # No buffer that large and nothing stripped: the input comes back as it is.
-    assert (tmp_path / "min_bytes.tflite").read_bytes() == open(paths["float"], "rb").read()
+    # No buffer that large: none is coded, only the flatbuffer is compressed.
+    assert tfdc.inspect(str(tmp_path / "min_bytes.tflite")).layers == []
+    assert sizes["min_bytes"] > base
     # Lossy options: the model still runs and stays close.
     for options in (["--weights", "int8"], ["--codebook-fp16"]):
         path = tmp_path / "lossy.tflite"

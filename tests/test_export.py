@@ -249,23 +249,25 @@ def test_export_tflite_packs_an_existing_file(tmp_path):
 
 
 def test_export_tflite_never_writes_a_larger_file(tmp_path):
-    # Random dense float32 weights, debug names kept: packing only adds the
-    # section, so the input is written unchanged and the report says so.
-    model = mlp()
-    plain = convert(model)
+    # Incompressible bytes in a tiny model, debug names kept: packing only
+    # adds the stub and the section, so the input is written unchanged and
+    # the report says so.
+    from tfdc.tflite_schema import constant_model
+    plain = constant_model([np.random.default_rng(0).integers(0, 256, 1024, dtype=np.uint8)])
     with pytest.warns(UserWarning, match="not smaller than the input's .* unchanged"):
         report = export_tflite(plain, tmp_path / "m.tflite", strip_debug=False)
     assert (tmp_path / "m.tflite").read_bytes() == plain
     assert report.layers == [] and report.section_bytes == 0
     assert report.packed_bytes == report.plain_bytes == len(plain)
-    x = np.random.default_rng(0).normal(size=(1, 20)).astype("float32")
-    assert_bit_identical(run((tmp_path / "m.tflite").read_bytes(), [x]), run(plain, [x]))
-    # The same model compressed: packed, smaller, no warning.
+    # A real model compressed: packed, smaller, no warning, runs identically.
+    model = compress_weights(mlp())
+    plain = convert(model)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        report = export_tflite(convert(compress_weights(model)), tmp_path / "c.tflite",
-                               strip_debug=False)
+        report = export_tflite(plain, tmp_path / "c.tflite", strip_debug=False)
     assert report.layers and report.packed_bytes < report.plain_bytes
+    x = np.random.default_rng(0).normal(size=(1, 20)).astype("float32")
+    assert_bit_identical(run((tmp_path / "c.tflite").read_bytes(), [x]), run(plain, [x]))
 
 
 def test_export_tflite_refuses_a_damaged_file(tmp_path):

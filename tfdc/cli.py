@@ -309,20 +309,17 @@ def cmd_demo(args):
 
 def _check_pack_input(data, path):
     """Refuse what `tfdc pack` cannot pack, saying what the file is."""
-    from tfdc.runtime import is_decoded
-    from tfdc.unpack import has_section_entry, is_packed
-    if has_section_entry(data):
+    from tfdc.unpack import is_packed
+    kind = _check_tflite(data, path)
+    if kind == "decoded":
+        raise UserError(f"{path}: a file decoded by 'tfdc decode'; pack the plain .tflite it "
+                        "came from, or use the packed file itself")
+    if kind == "packed":
         if is_packed(data):
             raise UserError(f"{path}: already tfdc-packed (use it as it is; 'tfdc decode' "
                             "turns it back into a plain .tflite)")
-        if is_decoded(data):
-            raise UserError(f"{path}: a file decoded by 'tfdc decode' (it still carries the "
-                            "packed section); pack the plain .tflite it came from, or use the "
-                            "packed file itself")
         raise UserError(f"{path}: carries a tfdc section entry but is neither a packed nor a "
                         "decoded file (damaged?)")
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise UserError(f"{path}: not a .tflite file (no TFL3 identifier)")
 
 
 def _check_pack_output(inp, out):
@@ -370,7 +367,7 @@ def cmd_pack(args):
     saved = len(data) - written
     n = len(report.layers)
     packed = (f"{n} buffer{'s' if n != 1 else ''} packed" if n else
-              "no buffer packed, only what no runtime reads stripped")
+              "no weight buffer coded: the gain is the compressed flatbuffer")
     print(line + f"{saved:,} B smaller ({100 * saved / len(data):.3g} %, "
           f"{len(data) / written:.2f}x), {packed}")
     return 0

@@ -376,9 +376,9 @@ class ExportReport(_Derived):
         verb = "Packing this plain .tflite would pack nothing" if self.preview else \
             "Nothing was packed"
         return (f"{verb}: no weight buffer gets smaller when packed (buffers under min_bytes, "
-                "64 B by default, are not tried). tfdc packs pruned and clustered weights "
-                "(tfdc.GradualPruning, tfdc.ClusteredFineTuning); dense float weights do not "
-                "compress and stay in the flatbuffer as converted.")
+                "64 B by default, are not tried); they stay in the compressed flatbuffer as "
+                "converted. tfdc packs pruned and clustered weights best "
+                "(tfdc.GradualPruning, tfdc.ClusteredFineTuning).")
 
     def _rows(self):
         rows = []
