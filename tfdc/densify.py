@@ -7,8 +7,8 @@ segment and index vectors of uint8 / uint16 / int32) inside the tensor's
 `SparsityParameters`, optionally in blocks (`block_map`) and in a permuted
 `traversal_order` — and reads it through a `DENSIFY` op, which writes the
 dense tensor once, at the first invoke. To the packer those index vectors are
-just flatbuffer bytes (16 bits per nonzero, deflated with the graph), while
-its own sparse records code positions as Huffman-coded gaps.
+just flatbuffer bytes (a uint16 column index per nonzero, deflated with the
+graph), while its own sparse records code positions as Huffman-coded gaps.
 
 `densify(model)` rewrites a `ModelT` in place, before packing (like
 `tflite_schema.strip_debug`): for every `DENSIFY` whose input it can expand
@@ -17,11 +17,11 @@ the op would have written (zeros as all-zero bits, as the runtime fills
 them), the op goes, and so do the sparse tensor and, once unused, the
 `DENSIFY` operator code. Consumers keep reading the same tensor index with
 the same name, type, shape and quantization, so the model computes what it
-computed before; decoded, it holds the weight dense in its file and in RAM
-(the densified copy lived in the arena before: the plain interpreter keeps
-both the sparse constant and its dense copy, and XNNPACK, the GPU delegate
-and NNAPI densify static sparse weights at init, so no runtime ever ran the
-sparse form).
+computed before. Decoded, the model is larger (the weight is dense in its
+file) but not in what a runtime holds: the DENSIFY kernel writes its dense
+output into a persistent arena tensor, next to the sparse constant, and
+XNNPACK, the GPU delegate and NNAPI densify static sparse weights at init —
+no runtime computes with the sparse form read through DENSIFY.
 
 Left as they are, each with the reason in its `DensifiedTensor`: sparse
 tensors not read by exactly one `DENSIFY` (e.g. a block-sparse filter that

@@ -27,9 +27,10 @@ Decoding (`tfdc.unpack.decode`) gives back exactly the bytes the converter
 wrote for every buffer — except TFLite's own sparse constants, which the
 packer first expands into the dense constants their `DENSIFY` ops compute
 (`tfdc.densify`, option `densify`) — and unless `codebook_fp16=True`, which
-is lossy: each float32 weight `x` of a packed float32 buffer decodes to `fp32(fp16(x))`
-(the largest change is reported in `PackInfo.fp16_max_abs_change`; a buffer
-whose values would overflow binary16 or change a NaN payload is left exact).
+is lossy: each float32 weight `x` of a packed float32 buffer decodes to
+`fp32(fp16(x))` (the largest change is reported in
+`PackInfo.fp16_max_abs_change`; a buffer whose values would overflow
+binary16 or change a NaN payload is left exact).
 
 Example:
 
@@ -585,7 +586,7 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
             their positions are coded by the sparse records
             (`tfdc.densify`); `PackInfo.densified` lists every TFLite-sparse
             tensor, expanded or left as is and why. The decoded model holds
-            those weights dense, as every runtime did after its first invoke.
+            those weights dense, as every runtime does once DENSIFY has run.
 
     Returns:
         `(packed_bytes, PackInfo)`. Deterministic: the same input and options
