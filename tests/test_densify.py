@@ -137,6 +137,7 @@ def test_converter_sparsity_is_packed_dense_and_runs_bit_identically(sparse_mode
 
     decoded = unpack.decode(packed)
     assert "DENSIFY" not in _ops(decoded)
+    assert pack_tflite(decoded, strip_debug=True)[0] == packed  # nothing left to expand
     assert [_name(t) for t in _sparse_tensors(decoded)] == [d.name for d in left]
     _assert_runs_bit_identically(tflite, decoded, x)
 
