@@ -420,7 +420,8 @@ class PackInfo:
     the small tensors left inline) and the descriptors (`descriptor_bytes`
     deflated share), then `payload_bytes` of coded segments and a 4-byte
     CRC. `flatbuffer_bytes` is the stub (format 1: the model flatbuffer and
-    its padding, `S`).
+    its padding, `S`). `densified`: the packer's `tfdc.densify.DensifiedTensor`
+    entries (TFLite-sparse constants expanded before packing, or left as is).
     """
     flatbuffer_bytes: int
     section_bytes: int
@@ -440,6 +441,7 @@ class PackInfo:
     descriptor_bytes: int = 0
     payload_bytes: int = 0
     crc_bytes: int = 0
+    densified: list = dataclasses.field(default_factory=list)
 
     @property
     def coded_bytes(self):

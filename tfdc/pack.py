@@ -24,10 +24,13 @@ the section, so stock runtimes refuse the packed file instead of running a
 model with missing weights.
 
 Decoding (`tfdc.unpack.decode`) gives back exactly the bytes the converter
-wrote for every buffer — unless `codebook_fp16=True`, which is lossy: each
-float32 weight `x` of a packed float32 buffer decodes to `fp32(fp16(x))`
-(the largest change is reported in `PackInfo.fp16_max_abs_change`; a buffer
-whose values would overflow binary16 or change a NaN payload is left exact).
+wrote for every buffer — except TFLite's own sparse constants, which the
+packer first expands into the dense constants their `DENSIFY` ops compute
+(`tfdc.densify`, option `densify`) — and unless `codebook_fp16=True`, which
+is lossy: each float32 weight `x` of a packed float32 buffer decodes to
+`fp32(fp16(x))` (the largest change is reported in
+`PackInfo.fp16_max_abs_change`; a buffer whose values would overflow
+binary16 or change a NaN payload is left exact).
 
 Example:
 
@@ -45,6 +48,7 @@ import numpy as np
 
 from tfdc import format as fmt
 from tfdc import huffman, tflite_schema
+from tfdc.densify import densify as densify_model
 from tfdc.format import PackInfo, RecordInfo, varint_bytes
 
 MAX_CODEBOOK = fmt.MAX_CODEBOOK
@@ -555,7 +559,7 @@ def _align(x, a):
 
 
 def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alphabet=None,
-                codebook_fp16=False, min_bytes=64, strip_debug=False, _force=None):
+                codebook_fp16=False, min_bytes=64, strip_debug=False, densify=True, _force=None):
     # `_force` (tests and tools/format_example.py only): a dict of
     # `_plan_record` restrictions for every buffer, or {buffer_index: dict}.
     """Pack the constant buffers of a TFLite model into a tfdc.v2 file.
@@ -576,6 +580,13 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
             non-constant tensors (activations, shape temporaries), the
             model description and the converter's `CONVERSION_METADATA`.
             Names of weight tensors are kept for `tfdc inspect`.
+        densify: expand TFLite's own sparse constants (CSR / block-sparse
+            `SparsityParameters` read by a `DENSIFY` op) into the dense
+            constants they stand for and drop the `DENSIFY` ops, so that
+            their positions are coded by the sparse records
+            (`tfdc.densify`); `PackInfo.densified` lists every TFLite-sparse
+            tensor, expanded or left as is and why. The decoded model holds
+            those weights dense, as every runtime does once DENSIFY has run.
 
     Returns:
         `(packed_bytes, PackInfo)`. Deterministic: the same input and options
@@ -591,6 +602,7 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ValueError("not a TFLite flatbuffer (file identifier is not TFL3)")
     model = _plain_model(data)
+    densified = densify_model(model) if densify else []
 
     # Which tensors use each buffer.
     users = {}
@@ -697,5 +709,5 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
                     version=fmt.VERSION_MAJOR, stub_bytes=S, header_bytes=len(header),
                     meta_bytes=len(deflated), meta_raw_bytes=len(meta), graph_bytes=graph,
                     graph_raw_bytes=F, descriptor_bytes=descriptor_share,
-                    payload_bytes=len(payload), crc_bytes=fmt.CRC.size)
+                    payload_bytes=len(payload), crc_bytes=fmt.CRC.size, densified=densified)
     return packed, info

@@ -258,6 +258,10 @@ class ExportReport(_Derived):
         path: the file written or inspected, if any.
         preview: True for `tfdc.inspect` of a plain `.tflite` (the report
             describes what packing it would give).
+        densified: from packing, TFLite's own sparse constants the packer
+            expanded to dense before coding them or left as they are
+            (`tfdc.densify.DensifiedTensor`, with the reason); empty for a
+            report read back from a packed file.
 
     Example:
 
@@ -281,6 +285,7 @@ class ExportReport(_Derived):
         self.decoded_bytes = decoded_bytes
         self.path = path
         self.parts = {}
+        self.densified = []
 
     @classmethod
     def from_pack_info(cls, info, *, plain_bytes=None, dense_bytes=None, path=None,
@@ -316,6 +321,7 @@ class ExportReport(_Derived):
                      section_bytes=int(info.section_bytes),
                      decoded_bytes=int(info.decoded_bytes), path=path)
         report.parts = _parts(info)
+        report.densified = list(_get(info, "densified", default=[]))
         return report
 
     # Totals over the packed tensors.
@@ -426,6 +432,17 @@ class ExportReport(_Derived):
             lines.append(("Packed .tflite", f"{_fmt_int(self.packed_bytes)} B (flatbuffer "
                           f"{_fmt_int(self.flatbuffer_bytes or 0)} B + section "
                           f"{_fmt_int(self.section_bytes or 0)} B)"))
+        expanded = [d for d in self.densified if d.expanded]
+        if expanded:
+            lines.append(("TFLite-sparse expanded",
+                          f"{len(expanded)} tensor{'s' if len(expanded) != 1 else ''} "
+                          f"({_fmt_int(sum(d.index_bytes for d in expanded))} B of CSR "
+                          "indices) packed as dense constants, DENSIFY removed; decoded, "
+                          f"they take {_fmt_int(sum(d.dense_bytes for d in expanded))} B "
+                          "(as in RAM once DENSIFY has run)"))
+        for d in self.densified:
+            if not d.expanded:
+                lines.append(("TFLite-sparse left as is", f"{short_name(d.name)}: {d.reason}"))
         if self.ratio:
             lines.append(("Dense float32 / packed", f"{self.ratio:.1f}x"))
         if self.plain_bytes:
@@ -498,6 +515,8 @@ class ExportReport(_Derived):
                       "flatbuffer_bytes": self.flatbuffer_bytes,
                       "section_bytes": self.section_bytes, "decoded_bytes": self.decoded_bytes,
                       "ratio": self.ratio, "parts": dict(self.parts)},
+            "densified": [dict(dataclasses.asdict(d), shape=list(d.shape))
+                          for d in self.densified],
         }
 
     def __str__(self):

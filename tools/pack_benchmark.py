@@ -322,6 +322,14 @@ def measure(name, label, path, x, y, family):
                                 and np.array_equal(reference.view(np.uint8),
                                                    got.view(np.uint8)))
     row["error"] = float(np.mean(reference.argmax(-1) != y))
+    # TFLite's own sparse constants: expanded by the packer (tfdc.densify)
+    # or left as they are; the decoded model should then have no DENSIFY.
+    row["densified"] = [str(d) for d in report.densified]
+    row["expanded"] = sum(d.expanded for d in report.densified)
+    row["index_bytes"] = sum(d.index_bytes for d in report.densified if d.expanded)
+    decoded = tfdc.decode(packed) if report.section_bytes else packed
+    densify_in, densify_out = _densify_outputs(content), _densify_outputs(decoded)
+    row["densify_ops"] = [len(densify_in), len(densify_out)]
     # Where the bytes go: each buffer kind vs xz -9 of the same buffers.
     kinds, skeleton, quant_bytes = buffer_kinds(content)
     records = {}
@@ -330,6 +338,11 @@ def measure(name, label, path, x, y, family):
         # A record's cost includes its code tables (each counted once).
         records = {r.buffer_index: r.record_bytes + r.table_bytes
                    for r in read_pack_info(packed).records}
+        # An expanded sparse constant is packed in its DENSIFY output's
+        # buffer: count it for the sparse tensor's buffer kind.
+        for sparse_buffer, dense_buffer in densify_in.items():
+            if dense_buffer in records and sparse_buffer not in densify_out:
+                records[sparse_buffer] = records.pop(dense_buffer)
     groups = {}
     for b, (kind, raw, shape) in kinds.items():
         g = groups.setdefault(kind, {"count": 0, "raw": 0, "chunks": [], "packed": 0,
@@ -361,6 +374,21 @@ def measure(name, label, path, x, y, family):
     groups[GRAPH]["packed"] = len(packed) - sum(g["packed"] for g in groups.values())
     row["groups"] = groups
     return row
+
+
+def _densify_outputs(content):
+    """{sparse input's buffer: output's buffer} of the DENSIFY ops of a
+    plain .tflite."""
+    from tfdc import tflite_schema
+    model = tflite_schema.read(content)
+    densify = tflite_schema.get().BuiltinOperator.DENSIFY
+    out = {}
+    for sg in model.subgraphs:
+        for o in sg.operators or []:
+            code = model.operatorCodes[o.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == densify:
+                out[int(sg.tensors[o.inputs[0]].buffer)] = int(sg.tensors[o.outputs[0]].buffer)
+    return out
 
 
 # ------------------------------------------------------------------ tables
@@ -445,6 +473,25 @@ def estimate_table(rows):
     return markdown_table(headers, out)
 
 
+def densify_text(rows):
+    """A paragraph on the inputs with TFLite's own sparsity."""
+    sparse = [r for r in rows if r.get("densified")]
+    if not sparse:
+        return ""
+    lines = [f"- {r['label']}: {r['expanded']} of {len(r['densified'])} TFLite-sparse "
+             f"constants expanded ({fmt_b(r['index_bytes'])} B of CSR index vectors), "
+             f"DENSIFY ops {r['densify_ops'][0]} in the input, {r['densify_ops'][1]} in the "
+             f"decoded model; outputs bit-identical: {'yes' if r['bit_identical'] else 'NO'} "
+             f"(LiteRT {r['runtime']}, the first set-up the input runs under)." for r in sparse]
+    return ("Inputs with TFLite's own sparsity (`Optimize.EXPERIMENTAL_SPARSITY`: nonzeros "
+            "in the buffer, CSR index vectors in the flatbuffer, a DENSIFY op in front of the "
+            "kernel): the packer first expands each such constant into the dense constant "
+            "DENSIFY computes and removes the op (`tfdc.densify`), so its positions are "
+            "gap-coded by a sparse record. The decoded model holds the weights dense, in the "
+            "file and in RAM, as every runtime holds them once DENSIFY has run (XNNPACK, GPU "
+            "and NNAPI densify at init).\n\n" + "\n".join(lines) + "\n\n")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--setup", action="store_true", help="create the two virtualenvs and exit")
@@ -467,13 +514,19 @@ def main():
     os.makedirs(args.cache, exist_ok=True)
 
     float_info = make_float(args.cache, args.mnist, args.epochs, args.seed)
-    aeq = make_aeq(args.cache, args.aeq_python, float_info["path"])
+    aeq = make_aeq(args.cache, args.aeq_python, os.path.join(args.cache, "float.tflite"))
     tfmot = make_tfmot(args.cache, args.tfmot_python, args.mnist, args.seed)
 
     from tfdc.datasets import load_mnist
     _, (xt, yt) = load_mnist(args.mnist)
-    inputs = [("float", "plain converter, float32 (no optimizations)", float_info["path"],
-               "float")]
+    # The manifests name where the inputs were made; read them from this
+    # cache (a cache copied from another checkout keeps working, and the
+    # packed files are written next to the inputs, inside it).
+    def cached(path, *folder):
+        return os.path.join(args.cache, *folder, os.path.basename(path))
+
+    inputs = [("float", "plain converter, float32 (no optimizations)",
+               cached(float_info["path"]), "float")]
     skipped = []
     if aeq:
         for name, m in aeq["models"].items():
@@ -484,11 +537,12 @@ def main():
             else:
                 family = "aeq " + next(bits for bits in ("int8", "int4", "int2", "fp16")
                                        if bits.replace("int", "wi") in name or bits in name)
-                inputs.append((name, label, m["path"], family))
+                inputs.append((name, label, cached(m["path"], "aeq"), family))
     if tfmot:
         for name, label in TFMOT_VARIANTS.items():
             if name in tfmot["variants"]:
-                inputs.append((name, label, tfmot["variants"][name]["path"], "tfmot"))
+                inputs.append((name, label, cached(tfmot["variants"][name]["path"], "tfmot"),
+                               "tfmot"))
     rows = []
     for name, label, path, family in inputs:
         try:
@@ -538,6 +592,7 @@ def main():
         + main_table(rows) + "\n\n"
         f"tfdc packed ≤ xz -9 on {len(measured) - len(worse)} of {len(measured)} models; "
         f"outputs bit-identical on {identical} of {len(measured)}.\n\n"
+        + densify_text(measured) +
         "### Where the bytes go, by buffer kind\n\n"
         "Constant buffers grouped by stored dtype, quantization granularity and role, "
         "summed over the models of each family: their raw bytes, xz -9 of those buffers "
@@ -551,7 +606,9 @@ def main():
         "last row of each family is everything else: the flatbuffer with its buffers "
         "emptied (graph, tensor names, quantization parameters) against xz -9 of it, and for "
         "tfdc the packed file minus its buffers' share (flatbuffer, section header, "
-        "alignment).\n\n"
+        "alignment). A TFLite-sparse kernel's buffer holds only its stored values (its CSR "
+        "index vectors are in the flatbuffer row for raw and xz); tfdc's bytes for it are "
+        "the record of the expanded dense constant, positions included.\n\n"
         + breakdown_table(rows) + "\n\n"
         "### What a packer could reach on the int4 / int2 rows\n\n"
         "Estimates from the table above, per model: the integer kernels at their order-0 "
