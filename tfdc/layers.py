@@ -4,9 +4,16 @@ Every per-kind fact lives here: which attributes hold a layer's kernels (and
 where: a recurrent layer keeps them on its cell), whether it is a spatial
 convolution (the paper's 8-bit default) or fully connected (5 bits), whether a
 following BatchNormalization can be folded into it, which axes of its kernel
-are the output units and the inputs (for neuron / channel pruning), and the
-op names the TFLite converter appends to its tensors (for readable reports).
-Adding a layer kind is a change to `KINDS` alone.
+are the output units and the inputs (for neuron / channel pruning), the
+config key of its unit count (for rebuilding it smaller), and the op names the
+TFLite converter appends to its tensors (for readable reports). Adding a layer
+kind is a change to `KINDS` alone.
+
+Layers without kernels matter to neuron / channel pruning too (`tfdc.channels`,
+`tfdc.shrink`): `CHANNELWISE`, `CHANNEL_NORMALIZATION` and `CHANNEL_MERGES`
+list those a removed channel passes through (`channel_role`), and
+`ZERO_PRESERVING_ACTIVATIONS` the activations after which a removed unit
+stays exactly 0 (`zero_preserving_activation`).
 
 Example:
 
