@@ -191,6 +191,7 @@ def test_bad_arguments_are_refused(kwargs, message):
     ({"out": 0.5}, "'out' cannot be removed: the group feeds the model output"),
     ({"fc9": 0.5}, "matches no layer"),
     ({"fc1": 0.0}, "nothing to prune"),
+    ({"flatten": 0.5}, "'flatten' \\(Flatten\\) has no output units of its own"),
 ])
 def test_targets_that_cannot_be_pruned_are_refused(target, message, mnist_small):
     (x, y), _ = mnist_small

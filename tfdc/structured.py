@@ -150,6 +150,13 @@ class StructuredPruning(keras.callbacks.Callback):
         targets = self.target_fraction
         if isinstance(targets, dict):
             _check_patterns(list(targets), names, "target")
+            producers = {p.name for g in analysis.groups for p in g.producers}
+            for key in targets:
+                if key in names and key not in producers:
+                    layer = next(l for l in iter_layers(model) if l.name == key)
+                    raise ValueError(f"layer {key!r} ({type(layer).__name__}) has no output "
+                                     "units of its own to remove: name the Dense / Conv layer "
+                                     "whose units it carries")
         selected = []
         for group in analysis.groups:
             producers = [p for p in group.producers
