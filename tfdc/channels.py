@@ -25,7 +25,10 @@ from tfdc.channels import channel_groups
 model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", name="fc1"),
                           keras.layers.Dense(3, name="out")])
 for group in channel_groups(model).groups:
-    print(group.name, group.size, group.fixed)  # fc1 16 None; out 3 'feeds the model output'
+    print(group.name, group.size, group.fixed)
+# input 8 is a model input
+# fc1 16 None
+# out 3 feeds the model output
 ```
 """
 

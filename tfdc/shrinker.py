@@ -109,8 +109,15 @@ def shrink(model):
     Example:
 
     ```python
-    small = tfdc.shrink(model)       # after fit(..., callbacks=[tfdc.StructuredPruning(0.6)])
-    print(tfdc.units(model))         # fc1 300 -> 120 units, ...
+    import keras, numpy as np, tfdc
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(300, activation="relu", name="fc1"),
+                              keras.layers.Dense(10, activation="softmax", name="out")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.random.rand(512, 28, 28), np.random.randint(0, 10, 512)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[tfdc.StructuredPruning(0.6, frequency=4)])
+    print(tfdc.units(model))         # fc1 300 -> 120 units
+    small = tfdc.shrink(model)
     np.testing.assert_allclose(small(x), model(x, training=False), atol=1e-5)
     tfdc.export(small, "small.tflite", batch_size=1)
     ```
@@ -230,6 +237,18 @@ def units(model):
         multiply-accumulates before -> after) for every layer with weights,
         with totals (`.weights`, `.weights_kept`, `.macs`, `.macs_kept`);
         `print(report)` shows the table, `report.to_markdown()` a Markdown one.
+
+    Example:
+
+    ```python
+    import keras, tfdc
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc"),
+                              keras.layers.Dense(2, name="out")])
+    kernel, bias = model.get_layer("fc").get_weights()
+    kernel[:, 0], bias[0] = 0, 0      # unit 0 produces nothing: it can go
+    model.get_layer("fc").set_weights([kernel, bias])
+    print(tfdc.units(model)["fc"].kept)   # 3
+    ```
     """
     _check_model(model)
     analysis = channel_groups(model)
