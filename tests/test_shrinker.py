@@ -4,6 +4,8 @@ units reports what goes."""
 import keras
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from keras import layers
 
 import tfdc
@@ -196,3 +198,32 @@ def test_bad_models_are_refused():
     net(np.zeros((1, 4), "float32"))
     with pytest.raises(ValueError, match="subclassed"):
         tfdc.units(net)
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 6), st.sampled_from(["relu", "tanh", None]),
+                          st.integers(0, 2 ** 6 - 1)), min_size=1, max_size=3),
+       st.booleans())
+def test_zeroed_units_shrink_away_exactly(hidden, residual):
+    """Any stack of Dense layers (optionally with a residual Add over the last
+    two), any units zeroed: shrink gives the same outputs with the weights
+    `units` predicts."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5,))
+    x = inputs
+    for i, (width, activation, _) in enumerate(hidden):
+        x = layers.Dense(width, activation=activation, name=f"fc{i}")(x)
+    if residual:
+        width = hidden[-1][0]
+        x = layers.Add()([x, layers.Dense(width, activation="relu", name="branch")(x)])
+    model = keras.Model(inputs, layers.Dense(3, name="out")(x))
+    for i, (width, _, zero_bits) in enumerate(hidden):
+        layer = model.get_layer(f"fc{i}")
+        kernel, bias = layer.get_weights()
+        zero = [j for j in range(width) if zero_bits >> j & 1]
+        kernel[:, zero], bias[zero] = 0, 0
+        layer.set_weights([kernel, bias])
+    x = np.random.default_rng(1).normal(size=(6, 5)).astype("float32")
+    small = tfdc.shrink(model)
+    np.testing.assert_allclose(small(x), model(x), atol=1e-5)
+    assert small.count_params() == tfdc.units(model).weights_kept
