@@ -131,12 +131,14 @@ def float_baseline(name, build, data, settings, out, retrain, log):
     return model, seconds
 
 
-def structured_stage(model, data, epochs, lr, fractions, criterion="l2"):
-    """StructuredPruning over the first half of `epochs`, fine-tuning after."""
+def structured_stage(model, data, epochs, lr, fractions, criterion="l2", sample=None):
+    """StructuredPruning over the first half of `epochs`, fine-tuning after
+    (`sample`: training inputs for the activation criterion)."""
     compile_model(model, lr)
     begin = int(np.asarray(model.optimizer.iterations))
     steps = len(data) * epochs
-    pruner = tfdc.StructuredPruning(fractions, criterion=criterion, begin_step=begin,
+    pruner = tfdc.StructuredPruning(fractions, criterion=criterion, data=sample,
+                                    begin_step=begin,
                                     end_step=begin + max(1, steps // 2),
                                     frequency=max(1, steps // 2 // 20))
     t = time.perf_counter()
@@ -223,8 +225,23 @@ def run_lenet(args, data, test, log):
     result["errors"]["dense"] = demo.tflite_error(dense_path, xte, yte)
     log(f"LeNet-300-100 float: {result['errors']['dense']:.2%} (LiteRT)")
 
-    keras.utils.set_random_seed(1234)
+    # The other importance criteria, same fractions and budget, from the same
+    # float weights (structured stage only).
     epochs, lr = s["structured"]
+    result["criteria"] = {}
+    for criterion in args.criteria:
+        other = keras.models.clone_model(model)
+        other.set_weights(model.get_weights())
+        keras.utils.set_random_seed(1234)
+        structured_stage(other, data, epochs, lr, s["fractions"], criterion=criterion,
+                         sample=data.x[:4096])
+        path = os.path.join(out, f"lenet_structured_{criterion}.tflite")
+        tfdc.export(tfdc.shrink(other), path, batch_size=1)
+        result["criteria"][criterion] = demo.tflite_error(path, xte, yte)
+        log(f"LeNet-300-100 structured, criterion {criterion}: "
+            f"{result['criteria'][criterion]:.2%}")
+
+    keras.utils.set_random_seed(1234)
     result["times"]["structured"] = structured_stage(model, data, epochs, lr, s["fractions"])
     report = tfdc.units(model)
     small = tfdc.shrink(model)
@@ -320,6 +337,9 @@ def main():
     p.add_argument("--runs", type=int, default=300, help="inferences per benchmark call")
     p.add_argument("--rounds", type=int, default=7, help="interleaved benchmark rounds")
     p.add_argument("--retrain", action="store_true", help="train the float baselines again")
+    p.add_argument("--criteria", default="l1,activation",
+                   help="LeNet-300-100: other importance criteria to compare with l2 "
+                        "(structured stage only; '' for none)")
     p.add_argument("--write", action="store_true", help="write docs/BENCHMARKS.md with --quick")
     args = p.parse_args()
     if not args.mnist or not os.path.exists(args.mnist):
@@ -332,6 +352,7 @@ def main():
         print(*a, flush=True)
 
     networks = [n.strip() for n in args.networks.split(",") if n.strip()]
+    args.criteria = [c.strip() for c in args.criteria.split(",") if c.strip()]
     (xtr, ytr), test = load_mnist(args.mnist)
     sections = {}
     summary = {}
@@ -353,6 +374,9 @@ def main():
             + table(r, {"dense": "dense float (LeNet-300-100)",
                         "structured": "structured (hidden units removed)",
                         "combined": "structured + unstructured + clustered"})
+            + "".join(f"\n\nCriterion `{c}` instead of `l2` (same fractions, epochs and "
+                      f"float weights; structured stage only): {e:.2%} error."
+                      for c, e in r["criteria"].items())
             + f"\n\nCombined file: {r['packed_bytes']['combined']:,} B = **{ratio:.1f}x** "
             f"smaller than float32 ({r['float32_bytes']:,} B) at "
             f"{r['errors']['combined']:.2%} error. Structured model "
