@@ -279,8 +279,25 @@ def run_cnn(args, data, test, log):
     result["errors"]["dense"] = demo.tflite_error(dense_path, xte, yte)
     log(f"CNN float: {result['errors']['dense']:.2%} (LiteRT)")
 
-    keras.utils.set_random_seed(1234)
     epochs, lr = s["structured"]
+    paths = {"dense": dense_path}
+    if args.control:
+        # The structured model trains `epochs` more than the float one: a
+        # copy trained as long without pruning tells what that alone gives.
+        control = keras.models.clone_model(model)
+        control.set_weights(model.get_weights())
+        keras.utils.set_random_seed(1234)
+        compile_model(control, lr)
+        t = time.perf_counter()
+        control.fit(data, epochs=epochs, verbose=2, callbacks=[cosine_decay(lr, epochs)])
+        result["times"]["control"] = time.perf_counter() - t
+        paths["control"] = os.path.join(out, "cnn_control.tflite")
+        tfdc.export(tfdc.fold_batchnorm(control), paths["control"], batch_size=1,
+                    check_kernels=False)
+        result["errors"]["control"] = demo.tflite_error(paths["control"], xte, yte)
+        log(f"CNN float trained {epochs} more epochs: {result['errors']['control']:.2%}")
+
+    keras.utils.set_random_seed(1234)
     result["times"]["structured"] = structured_stage(model, data, epochs, lr, s["fraction"])
     report = tfdc.units(model)
     small = tfdc.fold_batchnorm(tfdc.shrink(model))
@@ -289,7 +306,7 @@ def run_cnn(args, data, test, log):
     result["errors"]["structured"] = demo.tflite_error(structured_path, xte, yte)
     log(f"CNN structured: {result['errors']['structured']:.2%}\n{report}")
     result["units"] = report
-    result["paths"] = {"dense": dense_path, "structured": structured_path}
+    result["paths"] = dict(paths, structured=structured_path)
     return result
 
 
@@ -337,6 +354,8 @@ def main():
     p.add_argument("--runs", type=int, default=300, help="inferences per benchmark call")
     p.add_argument("--rounds", type=int, default=7, help="interleaved benchmark rounds")
     p.add_argument("--retrain", action="store_true", help="train the float baselines again")
+    p.add_argument("--no-control", dest="control", action="store_false",
+                   help="CNN: skip the dense control trained as long as the structured model")
     p.add_argument("--criteria", default="l1,activation",
                    help="LeNet-300-100: other importance criteria to compare with l2 "
                         "(structured stage only; '' for none)")
@@ -404,11 +423,18 @@ def main():
             f"the residual streams, all branches of an `Add` together) {s['structured'][0]} "
             "epochs (removal over the first half); `tfdc.shrink`; `tfdc.fold_batchnorm`; "
             "export. The dense model is exported with its BatchNormalization folded too.\n\n"
-            + table(r, {"dense": "dense float (BN folded)",
-                        "structured": "structured (channels removed, BN folded)"})
+            + table(r, dict({"dense": "dense float (BN folded)"},
+                            **({"control": f"dense float + {s['structured'][0]} more epochs "
+                                "(control: as long as the structured model)"}
+                               if "control" in r["paths"] else {}),
+                            structured="structured (channels removed, BN folded)"))
             + f"\n\nError: {r['errors']['dense']:.2%} dense vs {r['errors']['structured']:.2%} "
             f"structured ({100 * (r['errors']['structured'] - r['errors']['dense']):+.2f} "
-            "points).\n\nChannels removed (`tfdc.units(model)`, before BN folding):\n\n"
+            "points)"
+            + (f"; the dense model trained as long: {r['errors']['control']:.2%} "
+               f"(structured {100 * (r['errors']['structured'] - r['errors']['control']):+.2f} "
+               "points)" if "control" in r["errors"] else "")
+            + ".\n\nChannels removed (`tfdc.units(model)`, before BN folding):\n\n"
             + r["units"].to_markdown()
             + "\n\nTraining wall seconds (2 shared cores): " + ", ".join(
                 f"{k} {v:.0f}" for k, v in r["times"].items() if v is not None))
