@@ -227,3 +227,24 @@ def test_zeroed_units_shrink_away_exactly(hidden, residual):
     small = tfdc.shrink(model)
     np.testing.assert_allclose(small(x), model(x), atol=1e-5)
     assert small.count_params() == tfdc.units(model).weights_kept
+
+
+def test_transposed_and_1d_convolutions_shrink_exactly():
+    inputs = keras.Input((6, 6, 2))
+    h = layers.Conv2D(5, 3, padding="same", activation="relu", name="conv")(inputs)
+    h = layers.Conv2DTranspose(4, 3, strides=2, name="up")(h)
+    h = layers.Reshape((-1, 3))(layers.Conv2D(3, 1, name="mix")(h))  # mix: kept
+    h = layers.Conv1D(6, 3, activation="tanh", name="conv1d")(h)
+    h = layers.GlobalMaxPooling1D()(h)
+    model = keras.Model(inputs, layers.Dense(2, name="out")(h))
+    for name, zero in (("conv", [0, 3]), ("up", [2]), ("conv1d", [1, 4, 5])):
+        kernel, bias = model.get_layer(name).get_weights()
+        axis = -2 if name == "up" else -1
+        index = [slice(None)] * kernel.ndim
+        index[axis] = zero
+        kernel[tuple(index)], bias[zero] = 0, 0
+        model.get_layer(name).set_weights([kernel, bias])
+    small = tfdc.shrink(model)
+    assert [small.get_layer(n).filters for n in ("conv", "up", "mix", "conv1d")] == [3, 3, 3, 3]
+    x = np.random.default_rng(0).normal(size=(3, 6, 6, 2)).astype("float32")
+    np.testing.assert_allclose(small(x), model(x), atol=1e-5)

@@ -24,6 +24,7 @@ from tfdc.channels import channel_groups, graph_of
 from tfdc.layers import kind_of
 from tfdc.prune import find_mask, install_mask, polynomial_sparsity
 from tfdc.select import _check_patterns, _matches, iter_layers
+from tfdc.shrinker import units
 
 __all__ = ["StructuredPruning"]
 
@@ -239,7 +240,6 @@ class StructuredPruning(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self._probe = None
         if self.verbose:
-            from tfdc.shrinker import units
             print(units(self.model))
 
     def kept_fraction(self):
