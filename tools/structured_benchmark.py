@@ -20,7 +20,8 @@ decoded files, CPU (XNNPACK), a fixed thread count, the models of a network
 run one after the other in each round (dense, pruned, dense, pruned, ...),
 several rounds; the table gives the median of the per-round medians and the
 median of the per-round ratios (the machine is shared: ratios are what
-carries over). Memory: the decoded model's bytes (what the phone holds after
+carries over). The tool reports 0.01 ms steps, too coarse for LeNet-300-100,
+so the same rounds also time `Interpreter.invoke()` from Python. Memory: the decoded model's bytes (what the phone holds after
 decoding) and the peak of the activation tensors alive at once (a lower
 bound of LiteRT's arena).
 
@@ -28,8 +29,9 @@ bound of LiteRT's arena).
     python tools/structured_benchmark.py --quick      # subset, few epochs: a smoke test
 
 Trained float baselines are cached in --out (reused when their settings are
-unchanged; --retrain to train again). Writes the `structured` section of
-docs/BENCHMARKS.md (not with --quick unless --write).
+unchanged; --retrain to train again). Writes the `structured_lenet` and
+`structured_cnn` sections of docs/BENCHMARKS.md (not with --quick unless
+--write); `--networks lenet` or `cnn` runs and writes one of them.
 """
 
 import argparse
@@ -199,15 +201,37 @@ def litert_latency(path, threads, runs):
         return json.load(open(out))["latency"]["median_ms"]
 
 
+def invoke_latency(path, threads, runs):
+    """Median microseconds of `Interpreter.invoke()` (LiteRT's Python
+    interpreter, XNNPACK, `threads` threads) over `runs` calls: finer than
+    the benchmark tool's 0.01 ms, with the Python call's overhead in it."""
+    from tfdc.runtime import interpreter_class
+    interpreter = interpreter_class()(model_path=path, num_threads=threads)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    interpreter.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
+    for _ in range(20):
+        interpreter.invoke()
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        interpreter.invoke()
+        samples.append(time.perf_counter() - t)
+    return 1e6 * statistics.median(samples)
+
+
 def time_models(paths, threads, runs, rounds, log):
-    """Interleaved: every model once per round, `rounds` rounds."""
+    """Interleaved: every model once per round, `rounds` rounds, with the
+    benchmark tool and with the Python interpreter's invoke()."""
     times = {name: [] for name in paths}
+    invoke = {name: [] for name in paths}
     for r in range(rounds):
         for name, path in paths.items():
             times[name].append(litert_latency(path, threads, runs))
+            invoke[name].append(invoke_latency(path, threads, runs))
         log(f"  timing round {r + 1}/{rounds}: "
-            + ", ".join(f"{n} {t[-1]:.2f} ms" for n, t in times.items()))
-    return times
+            + ", ".join(f"{n} {t[-1]:.2f} ms / {invoke[n][-1]:.1f} us" for n, t in times.items()))
+    return times, invoke
 
 
 def run_lenet(args, data, test, log):
@@ -316,8 +340,9 @@ def measure(result, args, log):
         for name, path in result["paths"].items():
             decoded[name], sizes[name] = decoded_copy(path, d)
             peaks[name] = activation_peak(open(decoded[name], "rb").read())
-        times = time_models(decoded, args.threads, args.runs, args.rounds, log)
+        times, invoke = time_models(decoded, args.threads, args.runs, args.rounds, log)
     result["decoded_bytes"], result["activation_peak"], result["latency"] = sizes, peaks, times
+    result["invoke_us"] = invoke
     result["packed_bytes"] = {n: os.path.getsize(p) for n, p in result["paths"].items()}
     return result
 
@@ -328,19 +353,25 @@ def table(result, labels):
     for name, label in labels.items():
         t = result["latency"][name]
         ratios = [a / b for a, b in zip(dense_t, t)]
+        u = result["invoke_us"][name]
+        invoke_ratios = [a / b for a, b in zip(result["invoke_us"]["dense"], u)]
         rows.append([label, f"{result['errors'][name]:.2%}",
                      f"{result['packed_bytes'][name]:,}",
                      f"{result['decoded_bytes'][name]:,}",
                      f"{result['decoded_bytes']['dense'] / result['decoded_bytes'][name]:.2f}x",
                      f"{result['activation_peak'][name]:,}",
                      f"{statistics.median(t):.3f}",
-                     f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"])
+                     f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})",
+                     f"{statistics.median(u):.1f}",
+                     f"{statistics.median(invoke_ratios):.2f}x ({min(invoke_ratios):.2f}-"
+                     f"{max(invoke_ratios):.2f})"])
     if min(min(t) for t in result["latency"].values()) < 0.1:
-        rows.append(["(latencies below 0.1 ms sit at the benchmark tool's 0.01 ms resolution: "
-                     "the ratio is coarse)", "", "", "", "", "", "", ""])
+        rows.append(["(benchmark-tool latencies below 0.1 ms sit at its 0.01 ms resolution: "
+                     "that ratio is coarse; the invoke() columns resolve them)"] + [""] * 9)
     headers = ["model", "error (LiteRT, 10,000 images)", "packed B", "decoded B (in memory)",
-               "decoded: dense / this", "activations peak B", "latency ms (median)",
-               "speed-up vs dense (median, min-max of rounds)"]
+               "decoded: dense / this", "activations peak B", "benchmark tool: latency ms "
+               "(median)", "benchmark tool: speed-up vs dense (median, min-max of rounds)",
+               "invoke() us (median)", "invoke(): speed-up (median, min-max)"]
     return markdown_table(headers, rows)
 
 
@@ -443,7 +474,9 @@ def main():
         f"`python -m ai_edge_litert.tools.benchmark_litert_model --use_cpu "
         f"--num_threads={args.threads} --num_runs={args.runs}` (XNNPACK) on the decoded files, "
         f"the models of a network interleaved in each of {args.rounds} rounds; median of the "
-        "rounds' medians, and the median (min-max) of the per-round ratios. Measured on a "
+        "rounds' medians, and the median (min-max) of the per-round ratios. In the same rounds, "
+        f"the median of {args.runs} `Interpreter.invoke()` calls from Python (ai-edge-litert, "
+        f"{args.threads} thread(s), XNNPACK; includes the Python call). Measured on a "
         "machine shared with other jobs: absolute times are noisy, ratios from the same "
         "rounds are what to compare. Memory: decoded model bytes (the weights the phone holds "
         "after decoding) and the peak of activation tensors alive at once.")
