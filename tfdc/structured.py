@@ -131,7 +131,8 @@ class StructuredPruning(keras.callbacks.Callback):
             if step is not None and (not isinstance(step, (int, np.integer)) or step < 0):
                 raise ValueError(f"{name} must be a non-negative integer or None, got {step!r}")
         if begin_step is not None and end_step is not None and begin_step >= end_step:
-            raise ValueError(f"begin_step ({begin_step}) must be smaller than end_step ({end_step})")
+            raise ValueError(f"begin_step ({begin_step}) must be smaller than end_step "
+                             f"({end_step})")
         self.target_fraction = target_fraction
         self.criterion = criterion
         self.data = data

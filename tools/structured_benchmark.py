@@ -21,9 +21,9 @@ run one after the other in each round (dense, pruned, dense, pruned, ...),
 several rounds; the table gives the median of the per-round medians and the
 median of the per-round ratios (the machine is shared: ratios are what
 carries over). The tool reports 0.01 ms steps, too coarse for LeNet-300-100,
-so the same rounds also time `Interpreter.invoke()` from Python. Memory: the decoded model's bytes (what the phone holds after
-decoding) and the peak of the activation tensors alive at once (a lower
-bound of LiteRT's arena).
+so the same rounds also time `Interpreter.invoke()` from Python. Memory: the
+decoded model's bytes (what the phone holds after decoding) and the peak of
+the activation tensors alive at once (a lower bound of LiteRT's arena).
 
     TFDC_MNIST=/work/shared/datasets/mnist.npz nice -n 10 python tools/structured_benchmark.py
     python tools/structured_benchmark.py --quick      # subset, few epochs: a smoke test
