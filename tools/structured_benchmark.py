@@ -116,7 +116,7 @@ def float_baseline(name, build, data, settings, out, retrain, log):
     """Train (or reuse) the float model."""
     path = os.path.join(out, f"{name}_float.keras")
     meta_path = path + ".json"
-    meta = {"settings": settings, "train": len(data.x)}
+    meta = json.loads(json.dumps({"settings": settings, "train": len(data.x)}))  # as stored
     if not retrain and os.path.exists(path) and os.path.exists(meta_path) \
             and json.load(open(meta_path)) == meta:
         log(f"{name}: reusing {os.path.relpath(path, ROOT)}")
