@@ -84,3 +84,40 @@ def test_constraint_slot_is_what_the_layer_config_saves(layer, shape):
                  if isinstance(value, dict) and value.get("class_name") == "NonNeg"]
         assert len(saved) == 1, (attr, name)  # exactly this kernel's constraint entry
         setattr(owner, name, None)
+
+@pytest.mark.parametrize("layer, rank, role", [
+    (keras.layers.BatchNormalization(), 4, "normalization"),
+    (keras.layers.BatchNormalization(axis=1), 4, None),  # not the channel axis
+    (keras.layers.Add(), 4, "merge"),
+    (keras.layers.ReLU(6.0), 4, "channelwise"),
+    (keras.layers.MaxPooling2D(), 4, "channelwise"),
+    (keras.layers.GlobalAveragePooling2D(), 4, "channelwise"),
+    (keras.layers.MaxPooling2D(data_format="channels_first"), 4, None),
+    (keras.layers.Concatenate(), 4, None),
+    (keras.layers.GaussianNoise(0.1), 2, None),  # turns a zero channel nonzero in training
+    (keras.layers.Dense(3), 2, None),
+])
+def test_channel_role(layer, rank, role):
+    from tfdc.layers import channel_role
+    assert channel_role(layer, rank) == role
+
+
+@pytest.mark.parametrize("fn, zero", [
+    (None, True), (keras.activations.relu, True), (keras.activations.relu6, True),
+    (keras.activations.tanh, True), (keras.activations.gelu, True),
+    (keras.activations.sigmoid, False), (keras.activations.softplus, False),
+    (keras.activations.softmax, False), (keras.layers.ReLU(), True),
+    (keras.layers.ReLU(negative_slope=0.1, threshold=1.0), False),  # maps 0 to 0.1
+    (keras.layers.Activation("swish"), True), (keras.layers.Activation("hard_sigmoid"), False),
+])
+def test_zero_preserving_activation(fn, zero):
+    from tfdc.layers import zero_preserving_activation
+    assert zero_preserving_activation(fn) is zero
+
+
+def test_shrinkable_kinds_name_their_unit_count():
+    for kind in KINDS:
+        if kind.units_key:
+            layer_class = getattr(keras.layers, kind.classes[0])
+            assert kind.units_key in layer_class.__init__.__code__.co_varnames
+            assert kind.out_axis is not None and kind.in_axis is not None

@@ -2,7 +2,9 @@
 
 The pipeline, one module each:
 
-    train   prune.GradualPruning, cluster.ClusteredFineTuning, batchnorm.fold_batchnorm
+    train   prune.GradualPruning, cluster.ClusteredFineTuning, batchnorm.fold_batchnorm,
+            structured.StructuredPruning (whole units; channels.py finds what goes together)
+    shrink  shrinker.shrink, shrinker.units  (rebuild without the removed units)
     export  exporter.export  (convert with TFLite, then pack: huffman.py, pack.py)
     format  docs/FORMAT.md (the packed section), flatbuf.py (minimal reader)
     decode  unpack.decode  (pure NumPy, or the native C decoder in tfdc/native)
@@ -23,6 +25,9 @@ _LAZY = {
     "ClusteredFineTuning": "tfdc.cluster",
     "codebooks": "tfdc.cluster",
     "fold_batchnorm": "tfdc.batchnorm",
+    "StructuredPruning": "tfdc.structured",
+    "shrink": "tfdc.shrinker",
+    "units": "tfdc.shrinker",
     "export": "tfdc.exporter",
     "export_tflite": "tfdc.exporter",
     "strip": "tfdc.constraints",

@@ -4,9 +4,16 @@ Every per-kind fact lives here: which attributes hold a layer's kernels (and
 where: a recurrent layer keeps them on its cell), whether it is a spatial
 convolution (the paper's 8-bit default) or fully connected (5 bits), whether a
 following BatchNormalization can be folded into it, which axes of its kernel
-are the output units and the inputs (for neuron / channel pruning), and the
-op names the TFLite converter appends to its tensors (for readable reports).
-Adding a layer kind is a change to `KINDS` alone.
+are the output units and the inputs (for neuron / channel pruning), the
+config key of its unit count (for rebuilding it smaller), and the op names the
+TFLite converter appends to its tensors (for readable reports). Adding a layer
+kind is a change to `KINDS` alone.
+
+Layers without kernels matter to neuron / channel pruning too (`tfdc.channels`,
+`tfdc.shrink`): `CHANNELWISE`, `CHANNEL_NORMALIZATION` and `CHANNEL_MERGES`
+list those a removed channel passes through (`channel_role`), and
+`ZERO_PRESERVING_ACTIVATIONS` the activations after which a removed unit
+stays exactly 0 (`zero_preserving_activation`).
 
 Example:
 
@@ -23,7 +30,9 @@ import dataclasses
 import functools
 
 __all__ = ["LayerKind", "KINDS", "kind_of", "kernel_attrs", "kernel_variables", "kernel_name",
-           "constraint_slot", "converter_op_names"]
+           "constraint_slot", "converter_op_names", "CHANNELWISE", "CHANNEL_NORMALIZATION",
+           "CHANNEL_MERGES", "ZERO_PRESERVING_ACTIVATIONS", "channel_role",
+           "zero_preserving_activation"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +55,12 @@ class LayerKind:
         out_axis: axis of `kernel_attrs[0]` that indexes the layer's output
             units / channels (None: units cannot be removed one by one).
         in_axis: axis of `kernel_attrs[0]` that indexes its input channels.
+        units_key: the config key holding the number of output units
+            (`"units"`, `"filters"`), for rebuilding the layer with fewer
+            (`tfdc.shrink`); None if the kind cannot be shrunk that way.
+        per_channel: output channel j reads only input channel j (a
+            depthwise convolution with `depth_multiplier=1`), so removing a
+            channel passes through the layer (`tfdc.shrink`).
         converter_ops: lower-case op names the TFLite converter appends to
             this layer's tensor names ("fc1/MatMul").
     """
@@ -58,6 +73,8 @@ class LayerKind:
     bn_foldable: bool = False
     out_axis: object = None
     in_axis: object = None
+    units_key: object = None
+    per_channel: bool = False
     converter_ops: tuple = ()
     constraint_attrs: tuple = ("kernel_constraint",)
 
@@ -71,16 +88,16 @@ KINDS = (
               converter_ops=("separable_conv2d", "depthwise", "convolution", "conv2d"),
               constraint_attrs=("depthwise_constraint", "pointwise_constraint")),
     LayerKind("conv_transpose", ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"),
-              ("kernel",), out_axis=-2, in_axis=-1,
+              ("kernel",), out_axis=-2, in_axis=-1, units_key="filters",
               converter_ops=("conv2d_transpose", "conv1d_transpose", "conv3d_transpose")),
     LayerKind("depthwise", ("DepthwiseConv1D", "DepthwiseConv2D"), ("kernel",), spatial=True,
-              bn_foldable=True, out_axis=-2, in_axis=-2, converter_ops=("depthwise",),
-              constraint_attrs=("depthwise_constraint",)),
+              bn_foldable=True, out_axis=-2, in_axis=-2, per_channel=True,
+              converter_ops=("depthwise",), constraint_attrs=("depthwise_constraint",)),
     LayerKind("conv", ("Conv1D", "Conv2D", "Conv3D"), ("kernel",), spatial=True,
-              bn_foldable=True, out_axis=-1, in_axis=-2,
+              bn_foldable=True, out_axis=-1, in_axis=-2, units_key="filters",
               converter_ops=("convolution", "conv2d", "conv1d", "conv3d", "conv")),
     LayerKind("dense", ("Dense",), ("kernel",), bn_foldable=True, out_axis=-1, in_axis=0,
-              converter_ops=("matmul", "tensordot", "biasadd")),
+              units_key="units", converter_ops=("matmul", "tensordot", "biasadd")),
     LayerKind("einsum", ("EinsumDense",), ("kernel",), converter_ops=("einsum",)),
     LayerKind("embedding", ("Embedding",), ("embeddings",),
               converter_ops=("embedding_lookup", "gatherv2", "take"),
@@ -149,3 +166,81 @@ def kernel_name(layer, attr):
 def converter_op_names():
     """Every op name the converter appends to a registered kind's tensors."""
     return {op for kind in KINDS for op in kind.converter_ops}
+
+
+# Layers without kernels that act on each channel (the last axis) on its own
+# and keep an all-zero channel at zero, so a removed unit's channel can be
+# dropped on both sides of them (`tfdc.shrink`). GaussianNoise and
+# AlphaDropout are left out: in training they turn a zero channel nonzero.
+CHANNELWISE = tuple(
+    [f"{base}{d}D" for base in ("MaxPooling", "AveragePooling", "GlobalMaxPooling",
+                                "GlobalAveragePooling", "ZeroPadding", "Cropping", "UpSampling",
+                                "SpatialDropout") for d in (1, 2, 3)]
+    + ["Activation", "ReLU", "LeakyReLU", "ELU", "Dropout", "GaussianDropout", "Identity",
+       "ActivityRegularization"])
+# Per-channel normalization: its weights (gamma, beta, moving statistics) are
+# indexed by the channel and lose the removed ones.
+CHANNEL_NORMALIZATION = ("BatchNormalization",)
+# Elementwise merges: every input carries the same channels, so a channel is
+# removed from all branches or from none (a residual `Add`).
+CHANNEL_MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+# Activations that map 0 to 0 elementwise: a removed unit (zero kernel column
+# and zero bias) then outputs exactly 0. Not sigmoid (0.5), softplus (log 2),
+# nor softmax / log_softmax / glu / sparsemax (they mix the channels).
+ZERO_PRESERVING_ACTIVATIONS = ("linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu",
+                               "tanh", "gelu", "silu", "swish", "hard_silu", "hard_swish",
+                               "hard_tanh", "mish", "soft_shrink", "hard_shrink", "tanh_shrink",
+                               "softsign")
+
+
+def _class_named(layer, names):
+    import keras
+    return any(isinstance(layer, cls) for cls in
+               (getattr(keras.layers, n, None) for n in names) if cls is not None)
+
+
+def channel_role(layer, rank):
+    """How `layer` (called on inputs of `rank` dimensions) treats channels.
+
+    Returns:
+        `"channelwise"` (a `CHANNELWISE` layer), `"normalization"` (a
+        `CHANNEL_NORMALIZATION` layer over the last axis), `"merge"` (a
+        `CHANNEL_MERGES` layer), or None: any other layer, and every
+        channels-first one, mixes or reorders channels as far as
+        `tfdc.shrink` knows.
+    """
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        return None
+    if _class_named(layer, CHANNEL_NORMALIZATION):
+        axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+        return "normalization" if list(axis) in ([-1], [rank - 1]) else None
+    if _class_named(layer, CHANNEL_MERGES):
+        return "merge"
+    if _class_named(layer, CHANNELWISE):
+        return "channelwise"
+    return None
+
+
+def zero_preserving_activation(fn):
+    """True if `fn` maps an all-zero channel to exactly 0, elementwise.
+
+    Args:
+        fn: a `keras.activations` function (a layer's `activation`), an
+            activation layer (`Activation`, `ReLU`, `LeakyReLU`, `ELU`), any
+            other `CHANNELWISE` layer (pooling, padding, dropout: zeros in,
+            zeros out), or None.
+    """
+    import keras
+    import numpy as np
+    if fn is None:
+        return True
+    if isinstance(fn, keras.layers.Activation):
+        fn = fn.activation
+    if isinstance(fn, keras.layers.Layer):
+        if not isinstance(fn, (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU)):
+            return True
+    elif getattr(fn, "__name__", None) not in ZERO_PRESERVING_ACTIVATIONS:
+        return False
+    # ReLU(threshold=t, negative_slope=a) maps 0 to a * t: check the value.
+    out = keras.ops.convert_to_numpy(fn(keras.ops.zeros((1, 4))))
+    return out.shape == (1, 4) and bool(np.all(out == 0))

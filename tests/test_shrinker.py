@@ -1,0 +1,250 @@
+"""tfdc.shrinker: shrink rebuilds a model without its removed units, exactly;
+units reports what goes."""
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from keras import layers
+
+import tfdc
+from tfdc.structured import StructuredPruning
+
+BATCH = 128
+
+
+def residual_cnn():
+    """Two inverted residual blocks on one residual stream: stem, b1_project
+    and b2_project all write the stream's 8 channels (two `Add`s)."""
+    inputs = keras.Input((28, 28, 1))
+    x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem")(inputs)
+    x = layers.BatchNormalization(momentum=0.5, name="stem_bn")(x)
+    x = layers.ReLU(6.0)(x)
+    for i in (1, 2):
+        h = layers.Conv2D(16, 1, use_bias=False, name=f"b{i}_expand")(x)
+        h = layers.BatchNormalization(momentum=0.5, name=f"b{i}_expand_bn")(h)
+        h = layers.ReLU(6.0)(h)
+        h = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"b{i}_dw")(h)
+        h = layers.BatchNormalization(momentum=0.5, name=f"b{i}_dw_bn")(h)
+        h = layers.ReLU(6.0)(h)
+        h = layers.Conv2D(8, 1, use_bias=False, name=f"b{i}_project")(h)
+        h = layers.BatchNormalization(momentum=0.5, name=f"b{i}_project_bn")(h)
+        x = layers.Add(name=f"b{i}_add")([x, h])
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(10, activation="softmax", name="out")(x))
+
+
+def compile_(model, lr=3e-3):
+    model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy")
+    return model
+
+
+def zero_columns(kernel):
+    kernel = keras.ops.convert_to_numpy(kernel)
+    return np.flatnonzero(~np.any(kernel.reshape(-1, kernel.shape[-1]) != 0, axis=0))
+
+
+def run_tflite(path, x):
+    interpreter = tfdc.load_interpreter(str(path))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    outputs = []
+    for i in range(len(x)):
+        interpreter.set_tensor(inp["index"], x[i:i + 1])
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(out["index"])[0])
+    return np.array(outputs)
+
+
+def test_residual_branches_pruned_together_and_export_equals_masked_model(tmp_path,
+                                                                          mnist_small):
+    (x, y), (xt, _) = mnist_small
+    x, xt = x[..., None], xt[:16, ..., None]
+    model = compile_(residual_cnn())
+    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[StructuredPruning(0.5, frequency=2)])
+    # The residual stream lost the same 4 channels in every branch of both Adds.
+    removed = zero_columns(model.get_layer("stem").kernel)
+    assert len(removed) == 4
+    for name in ("b1_project", "b2_project"):
+        np.testing.assert_array_equal(zero_columns(model.get_layer(name).kernel), removed)
+    for name in ("stem_bn", "b1_project_bn", "b2_project_bn"):
+        bn = model.get_layer(name)
+        assert np.all(keras.ops.convert_to_numpy(bn.gamma)[removed] == 0)
+        assert np.all(keras.ops.convert_to_numpy(bn.beta)[removed] == 0)
+    stream = keras.Model(model.inputs, model.get_layer("b2_add").output)
+    assert np.all(stream.predict(xt, verbose=0)[..., removed] == 0)
+
+    report = tfdc.units(model)
+    assert (report["stem"].units, report["stem"].kept) == (8, 4)
+    assert (report["b1_expand"].units, report["b1_expand"].kept) == (16, 8)
+    assert report["out"].fixed == "feeds the model output"
+
+    small = tfdc.shrink(model)
+    kept = np.setdiff1d(np.arange(8), removed)
+    for name in ("stem", "b1_project", "b2_project"):
+        assert small.get_layer(name).filters == 4
+    for name in ("b1_expand", "b2_expand"):  # the readers of the stream lost its rows
+        np.testing.assert_array_equal(
+            small.get_layer(name).kernel.numpy(),
+            model.get_layer(name).kernel.numpy()[:, :, kept][..., ~np.isin(
+                np.arange(16), zero_columns(model.get_layer(name).kernel))])
+    np.testing.assert_array_equal(small.get_layer("out").kernel.numpy(),
+                                  model.get_layer("out").kernel.numpy()[kept])
+    assert small.count_params() == report.weights_kept < model.count_params() / 2
+    expected = keras.ops.convert_to_numpy(model(xt, training=False))
+    np.testing.assert_allclose(small(xt, training=False), expected, atol=1e-5)
+
+    # BatchNormalization folded, converted, packed, decoded, run by LiteRT.
+    path = tmp_path / "small.tflite"
+    tfdc.export(tfdc.fold_batchnorm(small), path, batch_size=1, check_kernels=False)
+    np.testing.assert_allclose(run_tflite(path, xt), expected, atol=1e-5)
+
+
+def test_flatten_readers_lose_one_row_per_position(mnist_small):
+    (x, y), (xt, _) = mnist_small
+    model = compile_(keras.Sequential([
+        keras.Input((28, 28, 1)), layers.Conv2D(6, 5, strides=3, activation="relu", name="conv"),
+        layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(12, activation="relu", name="fc"),
+        layers.Dense(10, activation="softmax", name="out")]))
+    model.fit(x[..., None], y, epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[StructuredPruning({"conv": 0.5, "fc": 0.25}, frequency=2)])
+    small = tfdc.shrink(model)
+    assert small.get_layer("conv").filters == 3 and small.get_layer("fc").units == 9
+    assert small.get_layer("fc").kernel.shape == (4 * 4 * 3, 9)  # 16 positions x 3 channels
+    np.testing.assert_allclose(small(xt[:32, ..., None]), model(xt[:32, ..., None]), atol=1e-5)
+
+
+def test_nothing_removed_gives_an_equal_copy():
+    model = residual_cnn()
+    x = np.random.default_rng(0).uniform(size=(4, 28, 28, 1)).astype("float32")
+    small = tfdc.shrink(model)
+    assert small is not model and small.count_params() == model.count_params()
+    np.testing.assert_allclose(small(x), model(x), atol=1e-6)
+    assert tfdc.units(model).weights_kept == model.count_params()
+
+
+def test_a_layer_with_every_unit_removed_keeps_one_zero_unit():
+    model = keras.Sequential([keras.Input((5,)), layers.Dense(4, activation="relu", name="fc"),
+                              layers.Dense(3, name="out")])
+    model.get_layer("fc").set_weights([np.zeros((5, 4), "float32"), np.zeros(4, "float32")])
+    small = tfdc.shrink(model)
+    assert small.get_layer("fc").units == 1
+    x = np.ones((2, 5), "float32")
+    np.testing.assert_allclose(small(x), model(x), atol=1e-6)
+
+
+def test_units_counts_weights_and_work():
+    model = keras.Sequential([keras.Input((28, 28)), layers.Flatten(),
+                              layers.Dense(32, activation="relu", name="fc1"),
+                              layers.Dense(10, activation="softmax", name="out")])
+    kernel, bias = model.get_layer("fc1").get_weights()
+    kernel[:, :12] = 0
+    bias[:12] = 0
+    bias[12] = 0  # a zero bias alone does not remove a unit
+    model.get_layer("fc1").set_weights([kernel, bias])
+    report = tfdc.units(model)
+    assert (report["fc1"].units, report["fc1"].kept) == (32, 20)
+    assert (report["fc1"].weights, report["fc1"].weights_kept) == (784 * 32 + 32, 784 * 20 + 20)
+    assert (report["out"].weights, report["out"].weights_kept) == (32 * 10 + 10, 20 * 10 + 10)
+    assert (report.macs, report.macs_kept) == (784 * 32 + 320, 784 * 20 + 200)
+    assert "fc1" in str(report) and "32 -> 20" in report.to_markdown()
+    assert tfdc.shrink(model).count_params() == report.weights_kept
+
+
+def test_shrink_works_from_the_zeros_after_save_and_load(tmp_path, mnist_small):
+    (x, y), (xt, _) = mnist_small
+    model = compile_(keras.Sequential([keras.Input((28, 28)), layers.Flatten(),
+                                       layers.Dense(16, activation="relu", name="fc1"),
+                                       layers.Dense(10, activation="softmax", name="out")]))
+    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[StructuredPruning(0.5, frequency=4)])
+    path = tmp_path / "pruned.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    small = tfdc.shrink(loaded)
+    assert small.get_layer("fc1").units == 8
+    np.testing.assert_allclose(small(xt[:16]), model(xt[:16]), atol=1e-5)
+
+
+def test_depthwise_multiplier_keeps_its_channels():
+    inputs = keras.Input((8, 8, 2))
+    h = layers.Conv2D(4, 1, name="conv")(inputs)
+    h = layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(h)
+    model = keras.Model(inputs, layers.Dense(2, name="out")(layers.Flatten()(h)))
+    conv = model.get_layer("conv")
+    kernel, bias = conv.get_weights()
+    kernel[..., 1], bias[1] = 0, 0
+    conv.set_weights([kernel, bias])
+    report = tfdc.units(model)
+    assert report["conv"].kept == 4 and "DepthwiseConv2D" in report["conv"].fixed
+    assert tfdc.shrink(model).get_layer("conv").filters == 4
+
+
+def test_bad_models_are_refused():
+    with pytest.raises(TypeError, match="keras.Model"):
+        tfdc.shrink("model.keras")
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc = layers.Dense(3)
+
+        def call(self, x):
+            return self.fc(x)
+
+    net = Net()
+    net(np.zeros((1, 4), "float32"))
+    with pytest.raises(ValueError, match="subclassed"):
+        tfdc.units(net)
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 6), st.sampled_from(["relu", "tanh", None]),
+                          st.integers(0, 2 ** 6 - 1)), min_size=1, max_size=3),
+       st.booleans())
+def test_zeroed_units_shrink_away_exactly(hidden, residual):
+    """Any stack of Dense layers (optionally with a residual Add over the last
+    two), any units zeroed: shrink gives the same outputs with the weights
+    `units` predicts."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5,))
+    x = inputs
+    for i, (width, activation, _) in enumerate(hidden):
+        x = layers.Dense(width, activation=activation, name=f"fc{i}")(x)
+    if residual:
+        width = hidden[-1][0]
+        x = layers.Add()([x, layers.Dense(width, activation="relu", name="branch")(x)])
+    model = keras.Model(inputs, layers.Dense(3, name="out")(x))
+    for i, (width, _, zero_bits) in enumerate(hidden):
+        layer = model.get_layer(f"fc{i}")
+        kernel, bias = layer.get_weights()
+        zero = [j for j in range(width) if zero_bits >> j & 1]
+        kernel[:, zero], bias[zero] = 0, 0
+        layer.set_weights([kernel, bias])
+    x = np.random.default_rng(1).normal(size=(6, 5)).astype("float32")
+    small = tfdc.shrink(model)
+    np.testing.assert_allclose(small(x), model(x), atol=1e-5)
+    assert small.count_params() == tfdc.units(model).weights_kept
+
+
+def test_transposed_and_1d_convolutions_shrink_exactly():
+    inputs = keras.Input((6, 6, 2))
+    h = layers.Conv2D(5, 3, padding="same", activation="relu", name="conv")(inputs)
+    h = layers.Conv2DTranspose(4, 3, strides=2, name="up")(h)
+    h = layers.Reshape((-1, 3))(layers.Conv2D(3, 1, name="mix")(h))  # mix: kept
+    h = layers.Conv1D(6, 3, activation="tanh", name="conv1d")(h)
+    h = layers.GlobalMaxPooling1D()(h)
+    model = keras.Model(inputs, layers.Dense(2, name="out")(h))
+    for name, zero in (("conv", [0, 3]), ("up", [2]), ("conv1d", [1, 4, 5])):
+        kernel, bias = model.get_layer(name).get_weights()
+        axis = -2 if name == "up" else -1
+        index = [slice(None)] * kernel.ndim
+        index[axis] = zero
+        kernel[tuple(index)], bias[zero] = 0, 0
+        model.get_layer(name).set_weights([kernel, bias])
+    small = tfdc.shrink(model)
+    assert [small.get_layer(n).filters for n in ("conv", "up", "mix", "conv1d")] == [3, 3, 3, 3]
+    x = np.random.default_rng(0).normal(size=(3, 6, 6, 2)).astype("float32")
+    np.testing.assert_allclose(small(x), model(x), atol=1e-5)

@@ -1,0 +1,200 @@
+"""tfdc.structured: StructuredPruning removes whole units on schedule, by the chosen
+criterion, keeps them removed inside the compiled step, and composes."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfdc
+from tfdc.prune import find_mask
+from tfdc.structured import StructuredPruning
+
+BATCH = 128  # 2048 training images -> 16 steps per epoch
+
+
+def mlp(hidden=(32, 16)):
+    return keras.Sequential([
+        keras.Input((28, 28)),
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(hidden[0], activation="relu", name="fc1"),
+        keras.layers.Dense(hidden[1], activation="relu", name="fc2"),
+        keras.layers.Dense(10, activation="softmax", name="out"),
+    ])
+
+
+def compile_(model, lr=1e-3):
+    model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def removed_units(model, name):
+    layer = model.get_layer(name)
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    bias = keras.ops.convert_to_numpy(layer.bias)
+    return np.flatnonzero(~np.any(kernel != 0, axis=0) & (bias == 0))
+
+
+def test_units_removed_on_schedule_and_kept_removed(mnist_small):
+    (x, y), (xt, yt) = mnist_small
+    model = compile_(mlp(), lr=1e-2)  # 64 steps: a high rate to learn something
+    pruner = StructuredPruning({"fc1": 0.75, "fc2": 0.5}, begin_step=0, end_step=32,
+                               frequency=8)
+    history = model.fit(x, y, epochs=4, batch_size=BATCH, verbose=0, callbacks=[pruner])
+    assert len(removed_units(model, "fc1")) == 24
+    assert len(removed_units(model, "fc2")) == 8
+    assert history.history["units_kept"][-1] == pytest.approx((8 + 8) / 48)
+    assert pruner.fraction_at(16) == pytest.approx({"fc1": 0.75 * (1 - 0.5 ** 3),
+                                                     "fc2": 0.5 * (1 - 0.5 ** 3)})
+    # Masks on the kernel, the bias: the removed units stay removed when the
+    # model trains on without the callback (the constraint runs in the step).
+    fc1 = model.get_layer("fc1")
+    assert find_mask(fc1.kernel) is not None and find_mask(fc1.bias) is not None
+    before = removed_units(model, "fc1")
+    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)
+    np.testing.assert_array_equal(removed_units(model, "fc1"), before)
+    # The output layer's units are never removed; its input rows stay.
+    assert model.get_layer("out").kernel.shape == (16, 10)
+    assert 1 - model.evaluate(xt, yt, verbose=0)[1] < 0.5  # still learns (chance: 0.9)
+
+
+def test_removed_set_only_grows(mnist_small):
+    (x, y), _ = mnist_small
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.sets = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.sets.append(set(removed_units(self.model, "fc1").tolist()))
+
+    record = Record()
+    model = compile_(mlp())
+    model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0,
+              callbacks=[StructuredPruning({"fc1": 0.5}, frequency=2), record])
+    for earlier, later in zip(record.sets, record.sets[1:]):
+        assert earlier <= later
+    assert len(record.sets[-1]) == 16
+
+
+@pytest.mark.parametrize("criterion", ["l1", "l2"])
+def test_norm_criteria_remove_the_smallest_columns(criterion, mnist_small):
+    (x, y), _ = mnist_small
+    model = compile_(mlp(), lr=1e-5)  # weights barely move during the test
+    fc1 = model.get_layer("fc1")
+    kernel = keras.ops.convert_to_numpy(fc1.kernel)
+    small = [3, 7, 11, 19, 20, 21, 30, 31]
+    kernel[:, small] *= 1e-3
+    fc1.kernel.assign(kernel)
+    model.fit(x[:256], y[:256], epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[StructuredPruning({"fc1": 0.25}, criterion=criterion, frequency=1)])
+    assert removed_units(model, "fc1").tolist() == small
+
+
+def test_activation_criterion_removes_units_that_never_fire(mnist_small):
+    (x, y), _ = mnist_small
+    model = compile_(mlp(), lr=1e-5)
+    fc1 = model.get_layer("fc1")
+    bias = keras.ops.convert_to_numpy(fc1.bias)
+    dead = [0, 5, 9, 13, 22, 27, 28, 29]
+    bias[dead] = -100.0  # ReLU output always 0: frequency 0
+    fc1.bias.assign(bias)
+    kernel = keras.ops.convert_to_numpy(fc1.kernel)
+    kernel[:, dead] *= 10  # the largest columns: a norm criterion would keep them
+    fc1.kernel.assign(kernel)
+    model.fit(x[:256], y[:256], epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[StructuredPruning({"fc1": 0.25}, criterion="activation",
+                                           data=x[:512], frequency=1)])
+    assert removed_units(model, "fc1").tolist() == dead
+
+
+def test_batchnorm_and_depthwise_follow_the_removed_channels(mnist_small):
+    (x, y), _ = mnist_small
+    inputs = keras.Input((28, 28, 1))
+    h = keras.layers.Conv2D(8, 3, strides=2, use_bias=False, name="conv")(inputs)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.DepthwiseConv2D(3, name="dw")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = compile_(keras.Model(inputs, keras.layers.Dense(10, activation="softmax",
+                                                            name="out")(h)))
+    model.fit(x[..., None], y, epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[StructuredPruning(0.5, frequency=4)])
+    conv = keras.ops.convert_to_numpy(model.get_layer("conv").kernel)
+    removed = np.flatnonzero(~np.any(conv.reshape(-1, 8) != 0, axis=0))
+    assert len(removed) == 4
+    bn, dw = model.get_layer("bn"), model.get_layer("dw")
+    for v in (bn.gamma, bn.beta, dw.bias):
+        assert np.all(keras.ops.convert_to_numpy(v)[removed] == 0)
+    assert np.all(keras.ops.convert_to_numpy(dw.kernel)[:, :, removed] == 0)
+    # Removed channels output exactly 0 where the next layer reads them.
+    probe = keras.Model(model.inputs, model.get_layer("dw").output)
+    assert np.all(probe.predict(x[:64, ..., None], verbose=0)[..., removed] == 0)
+
+
+def test_resuming_keeps_the_removed_units(mnist_small):
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[StructuredPruning({"fc1": 0.5}, frequency=4)])
+    first = set(removed_units(model, "fc1").tolist())
+    tfdc.strip(model)
+    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[StructuredPruning({"fc1": 0.75}, frequency=4)])
+    assert first <= set(removed_units(model, "fc1").tolist())
+    assert len(removed_units(model, "fc1")) == 24
+
+
+def test_structured_then_unstructured_then_clustered_then_packed(tmp_path, mnist_small):
+    (x, y), (xt, yt) = mnist_small
+    model = compile_(mlp(hidden=(48, 24)))
+    model.fit(x, y, epochs=3, batch_size=BATCH, verbose=0,
+              callbacks=[StructuredPruning({"fc1": 0.5, "fc2": 0.5}, frequency=4)])
+    small = compile_(tfdc.shrink(model))
+    assert small.get_layer("fc1").units == 24 and small.get_layer("fc2").units == 12
+    small.fit(x, y, epochs=2, batch_size=BATCH, verbose=0,
+              callbacks=[tfdc.GradualPruning({"fc1": 0.7, "fc2": 0.5}, frequency=4)])
+    compile_(small, 1e-4)
+    small.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[tfdc.ClusteredFineTuning(bits=4)])
+    assert tfdc.sparsity(small)["fc1"].sparsity == pytest.approx(0.7, abs=0.01)
+    path = tmp_path / "small.tflite"
+    report = tfdc.export(small, path, batch_size=1)
+    assert report.packed_bytes < report.plain_bytes / 4
+    interpreter = tfdc.load_interpreter(str(path))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    for i in range(4):
+        interpreter.set_tensor(inp["index"], xt[i:i + 1])
+        interpreter.invoke()
+        np.testing.assert_allclose(interpreter.get_tensor(out["index"]),
+                                   small(xt[i:i + 1]), atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"target_fraction": 1.0}, r"in \[0, 1\)"),
+    ({"target_fraction": {"fc1": -0.1}}, r"target_fraction\['fc1'\]"),
+    ({"target_fraction": {}}, "empty dict"),
+    ({"target_fraction": 0.5, "criterion": "gradient"}, "criterion must be one of"),
+    ({"target_fraction": 0.5, "criterion": "activation"}, "needs data="),
+    ({"target_fraction": 0.5, "frequency": 0}, "frequency"),
+    ({"target_fraction": 0.5, "min_units": 0}, "min_units"),
+    ({"target_fraction": 0.5, "begin_step": 10, "end_step": 5}, "smaller than end_step"),
+])
+def test_bad_arguments_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        StructuredPruning(**kwargs)
+
+
+@pytest.mark.parametrize("target, message", [
+    ({"out": 0.5}, "'out' cannot be removed: the group feeds the model output"),
+    ({"fc9": 0.5}, "matches no layer"),
+    ({"fc1": 0.0}, "nothing to prune"),
+    ({"flatten": 0.5}, "'flatten' \\(Flatten\\) has no output units of its own"),
+])
+def test_targets_that_cannot_be_pruned_are_refused(target, message, mnist_small):
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    with pytest.raises(ValueError, match=message):
+        model.fit(x[:128], y[:128], epochs=1, verbose=0, callbacks=[StructuredPruning(target)])

@@ -1,0 +1,357 @@
+"""Neuron and channel pruning during training, as a Keras callback.
+
+Weight pruning (`tfdc.GradualPruning`) leaves an irregular network: the file
+shrinks, but the phone still runs every multiplication. Removing whole output
+units of Dense layers and whole output channels of convolutions keeps the
+network regular: `tfdc.shrink` then rebuilds it with smaller kernels, so
+inference is faster and needs less memory.
+
+`StructuredPruning` removes units on the same cubic schedule as
+`GradualPruning` and enforces the removal the same way: a `MaskConstraint`
+(`tfdc.prune.install_mask`) on every weight that produces a removed channel
+(kernel column and bias of each producer, gamma and beta of a following
+BatchNormalization, the depthwise kernel and bias on the way; see
+`tfdc.channels`), applied inside the compiled train step after every update.
+A removed unit therefore outputs exactly 0 (a zero column, a zero bias, and
+activations that map 0 to 0), and dropping it changes no output.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from tfdc.channels import channel_groups, graph_of
+from tfdc.layers import kind_of
+from tfdc.prune import find_mask, install_mask, polynomial_sparsity
+from tfdc.select import _check_patterns, _matches, iter_layers
+from tfdc.shrinker import units
+
+__all__ = ["StructuredPruning"]
+
+CRITERIA = ("l1", "l2", "activation")
+
+
+def _check_fraction(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{what} must be a number in [0, 1), got {value!r}")
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{what} must be in [0, 1), got {value!r}")
+
+
+class StructuredPruning(keras.callbacks.Callback):
+    """Remove whole units / channels during training, on a schedule.
+
+    Every `frequency` optimizer steps between `begin_step` and `end_step`,
+    each selected channel group (see `tfdc.channels`: the output units of a
+    Dense or Conv layer, together with every branch of a residual `Add` they
+    feed) loses its least important channels, so that the removed fraction
+    follows Zhu & Gupta's ramp `f_t = f (1 - (t - t0) / (end_step - t0))^3`
+    up to `target_fraction`; after `end_step` the network is fine-tuned with
+    the units fixed. Removal is monotone and enforced in the compiled train
+    step by `MaskConstraint`s (see the module docstring). Afterwards
+    `tfdc.shrink(model)` returns the smaller model, and `tfdc.units(model)`
+    shows what was removed per layer.
+
+    Layers whose outputs cannot be removed are left alone: those that feed a
+    model output, that end in an activation that does not map 0 to 0
+    (softmax, sigmoid), or that feed a layer tfdc cannot shrink (Reshape,
+    Concatenate, nested models).
+
+    Args:
+        target_fraction: final fraction of units removed, in [0, 1): one
+            float for every prunable group, or a dict mapping a layer name or
+            regular expression to a fraction (only groups with a matching
+            producer are pruned; a group fed by several producers takes the
+            smallest of their fractions).
+        criterion: how the importance of a unit is measured:
+            `"l2"` (default) / `"l1"`: the norm of its kernel column (of every
+            producer in the group; times `|gamma| / sqrt(var + eps)` of a
+            BatchNormalization right after, i.e. the folded kernel);
+            `"activation"`: how often the unit is non-zero where the next
+            layers read it, on `data` (ties, e.g. units without an activation
+            that are never exactly 0, are broken by the mean absolute
+            activation).
+        data: inputs of the training data for `"activation"` (an array, or
+            a list of arrays for several inputs; a few thousand samples are
+            enough).
+        begin_step: first pruning step. Default: the step at which this fit's
+            epoch 0 starts.
+        end_step: step at which `target_fraction` is reached. Default: the
+            end of the fit.
+        frequency: prune every this many steps (default 100).
+        min_units: units every group keeps at least (default 1).
+        exclude: layer names or regular expressions whose output units are
+            never removed.
+        verbose: 1 prints `tfdc.units(model)` at the end of training.
+
+    Raises:
+        ValueError: a fraction outside [0, 1), an unknown criterion,
+            `"activation"` without `data`, a name or pattern that matches no
+            layer, a named layer whose units cannot be removed (the message
+            says why), or nothing to prune.
+
+    Example:
+
+    ```python
+    import keras, numpy as np, tfdc
+    model = keras.Sequential([keras.Input((20,)),
+                              keras.layers.Dense(64, activation="relu", name="fc1"),
+                              keras.layers.Dense(2, activation="softmax", name="out")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.random.rand(512, 20), np.random.randint(0, 2, 512)
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0,
+              callbacks=[tfdc.StructuredPruning({"fc1": 0.75}, frequency=8)])
+    print(tfdc.units(model))          # fc1: 64 -> 16 units
+    small = tfdc.shrink(model)        # Dense(16): same outputs, a quarter of the work
+    np.testing.assert_allclose(small(x), model(x), atol=1e-5)
+    ```
+    """
+
+    def __init__(self, target_fraction, criterion="l2", data=None, begin_step=None,
+                 end_step=None, frequency=100, min_units=1, exclude=(), verbose=0):
+        super().__init__()
+        if isinstance(target_fraction, dict):
+            if not target_fraction:
+                raise ValueError("target_fraction is an empty dict: name at least one layer")
+            for key, value in target_fraction.items():
+                _check_fraction(value, f"target_fraction[{key!r}]")
+        else:
+            _check_fraction(target_fraction, "target_fraction")
+        if criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
+        if criterion == "activation" and data is None:
+            raise ValueError("criterion='activation' needs data=: inputs of the training data")
+        if not isinstance(frequency, (int, np.integer)) or isinstance(frequency, bool) \
+                or frequency < 1:
+            raise ValueError(f"frequency must be a positive integer, got {frequency!r}")
+        if not isinstance(min_units, (int, np.integer)) or isinstance(min_units, bool) \
+                or min_units < 1:
+            raise ValueError(f"min_units must be a positive integer, got {min_units!r}")
+        for name, step in (("begin_step", begin_step), ("end_step", end_step)):
+            if step is not None and (not isinstance(step, (int, np.integer)) or step < 0):
+                raise ValueError(f"{name} must be a non-negative integer or None, got {step!r}")
+        if begin_step is not None and end_step is not None and begin_step >= end_step:
+            raise ValueError(f"begin_step ({begin_step}) must be smaller than end_step "
+                             f"({end_step})")
+        self.target_fraction = target_fraction
+        self.criterion = criterion
+        self.data = data
+        self.begin_step, self.end_step = begin_step, end_step
+        self.frequency = int(frequency)
+        self.min_units = int(min_units)
+        self.exclude = [exclude] if isinstance(exclude, str) else list(exclude or ())
+        self.verbose = verbose
+        self.groups = None  # [(ChannelGroup, target fraction)] once training starts
+        self._user_steps = (begin_step, end_step)
+
+    # -------------------------------------------------------------- selection
+    def _select(self, model):
+        analysis = channel_groups(model)
+        names = {layer.name for layer in iter_layers(model)}
+        _check_patterns(self.exclude, names, "exclude pattern")
+        targets = self.target_fraction
+        if isinstance(targets, dict):
+            _check_patterns(list(targets), names, "target")
+            producers = {p.name for g in analysis.groups for p in g.producers}
+            for key in targets:
+                if key in names and key not in producers:
+                    layer = next(l for l in iter_layers(model) if l.name == key)
+                    raise ValueError(f"layer {key!r} ({type(layer).__name__}) has no output "
+                                     "units of its own to remove: name the Dense / Conv layer "
+                                     "whose units it carries")
+        selected = []
+        for group in analysis.groups:
+            producers = [p for p in group.producers
+                         if not any(_matches(e, p.name) for e in self.exclude)]
+            if len(producers) != len(group.producers) or not producers:
+                continue
+            if isinstance(targets, dict):
+                values = []
+                for p in producers:
+                    keys = [k for k in targets if k == p.name] or \
+                           [k for k in targets if _matches(k, p.name)]
+                    if keys:
+                        values.append(targets[keys[0]])
+                if not values:
+                    continue
+                if group.fixed is not None:
+                    if any(p.name in targets for p in producers):
+                        raise ValueError(f"the output units of layer(s) {group.name!r} cannot "
+                                         f"be removed: the group {group.fixed}")
+                    continue
+                value = min(values)
+            else:
+                if group.fixed is not None:
+                    continue
+                value = targets
+            if value > 0:
+                selected.append((group, float(value)))
+        if not selected:
+            raise ValueError("nothing to prune: no Dense / Conv layer has output units that can "
+                             "be removed (they feed the model output, a softmax/sigmoid, or a "
+                             "layer tfdc cannot shrink), or every target is 0")
+        return analysis, selected
+
+    # -------------------------------------------------------------- callbacks
+    def on_train_begin(self, logs=None):
+        model = self.model
+        analysis, self.groups = self._select(model)
+        self._bn_after = analysis.bn_after
+        strategy = getattr(model, "distribute_strategy", None)
+        self._masks = []
+        fresh = False
+        for group, _ in self.groups:
+            masks = []
+            for variable, axis in group.producing_slices():
+                existing = find_mask(variable)
+                fresh |= existing is None or existing.mask is None
+                masks.append((variable, axis, install_mask(variable, strategy)))
+            self._masks.append(masks)
+        if fresh:
+            # A train function traced earlier would not apply the new constraints.
+            model.make_train_function(force=True)
+        self._probe = self._make_probe(model) if self.criterion == "activation" else None
+        self._step = int(ops.convert_to_numpy(model.optimizer.iterations))
+        self._removed = [group.removed() for group, _ in self.groups]  # resuming keeps them
+        self._last_prune, self._resolved = None, False
+        self.begin_step, self.end_step = self._user_steps
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._resolved:
+            self._resolve_schedule(epoch)
+            self._resolved = True
+            if self._step >= self.begin_step:
+                self._prune(self._step)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0 or not hasattr(self, "_epoch_base"):
+            self._epoch_base = self._step - batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step = self._epoch_base + batch + 1
+        if self._due(self._step):
+            self._prune(self._step)
+        if logs is not None:
+            logs["units_kept"] = self.kept_fraction()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["units_kept"] = self.kept_fraction()
+
+    def on_train_end(self, logs=None):
+        self._probe = None
+        if self.verbose:
+            print(units(self.model))
+
+    def kept_fraction(self):
+        """Fraction of the selected groups' units still kept."""
+        total = sum(group.size for group, _ in self.groups)
+        return 1.0 - sum(int(r.sum()) for r in self._removed) / total
+
+    # ---------------------------------------------------------------- schedule
+    def _resolve_schedule(self, initial_epoch):
+        steps = self.params.get("steps") if self.params else None
+        begin, end = self._user_steps
+        fit_start = max(0, self._step - initial_epoch * (steps or 0))
+        if begin is None:
+            begin = fit_start
+        if end is None:
+            epochs = self.params.get("epochs") if self.params else None
+            if not steps or not epochs:
+                raise ValueError("the number of steps per epoch is unknown (a dataset of unknown "
+                                 "length?): pass end_step to StructuredPruning")
+            end = fit_start + epochs * steps
+        if begin >= end:
+            raise ValueError(f"begin_step ({begin}) must be smaller than end_step ({end})")
+        self.begin_step, self.end_step = int(begin), int(end)
+
+    def fraction_at(self, step):
+        """The scheduled removed fraction of each selected group at `step`
+        (group name -> fraction); known once `fit` has started."""
+        if self.groups is None or self.begin_step is None or self.end_step is None:
+            raise ValueError("the schedule is known once fit starts")
+        return {group.name: polynomial_sparsity(step, 0.0, value, self.begin_step, self.end_step)
+                for group, value in self.groups}
+
+    def _due(self, step):
+        if step < self.begin_step:
+            return False
+        if self._last_prune is None:
+            return True
+        if self._last_prune >= self.end_step:
+            return False
+        return step - self._last_prune >= self.frequency or step >= self.end_step
+
+    # ----------------------------------------------------------------- pruning
+    def _prune(self, step):
+        self._last_prune = step
+        stats = None
+        for i, (group, value) in enumerate(self.groups):
+            fraction = polynomial_sparsity(step, 0.0, value, self.begin_step, self.end_step)
+            removed = self._removed[i]
+            k = min(int(round(fraction * group.size)), group.size - self.min_units)
+            if k <= int(removed.sum()):
+                continue
+            if self.criterion == "activation":
+                if stats is None:
+                    stats = self._activation_stats()
+                freq, magnitude = stats[i]
+                order = np.lexsort((magnitude, freq))  # by frequency, then magnitude
+            else:
+                order = np.argsort(self._norms(group), kind="stable")
+            order = np.concatenate([np.flatnonzero(removed), order[~removed[order]]])
+            removed = removed.copy()
+            removed[order[:k]] = True
+            self._removed[i] = removed
+            self._apply(i, removed)
+
+    def _apply(self, i, removed):
+        keep = (~removed).astype("float32")
+        for variable, axis, constraint in self._masks[i]:
+            shape = [1] * len(variable.shape)
+            shape[axis] = -1
+            old = ops.convert_to_numpy(constraint.mask)
+            mask = old * keep.reshape(shape).astype(old.dtype)
+            constraint.mask.assign(mask)
+            w = ops.convert_to_numpy(variable)
+            variable.assign(np.where(mask > 0, w, np.zeros_like(w)))
+
+    def _norms(self, group):
+        total = np.zeros(group.size)
+        for layer in group.producers:
+            w = np.moveaxis(ops.convert_to_numpy(layer.kernel), kind_of(layer).out_axis, -1)
+            w = np.abs(w.reshape(-1, group.size).astype(np.float64))
+            col = w.sum(0) if self.criterion == "l1" else np.sqrt((w ** 2).sum(0))
+            bn = self._bn_after.get(id(layer))
+            if bn is not None:  # the kernel the converter will see: folded
+                var = ops.convert_to_numpy(bn.moving_variance).astype(np.float64)
+                col = col * np.abs(ops.convert_to_numpy(bn.gamma)) / np.sqrt(var + bn.epsilon)
+            total += col if self.criterion == "l1" else col ** 2
+        return total
+
+    def _make_probe(self, model):
+        graph = graph_of(model)
+        tensors, index = [], {}
+        for group, _ in self.groups:
+            for t in group.read:
+                if id(t) not in index:
+                    index[id(t)] = len(tensors)
+                    tensors.append(t)
+        self._read_index = index
+        return keras.Model(graph.inputs, tensors)
+
+    def _activation_stats(self):
+        outputs = self._probe.predict(self.data, batch_size=256, verbose=0)
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        stats = []
+        for group, _ in self.groups:
+            freq = np.zeros(group.size)
+            magnitude = np.zeros(group.size)
+            for t in group.read:
+                a = np.asarray(outputs[self._read_index[id(t)]]).reshape(-1, group.size)
+                freq += (a != 0).mean(0)
+                magnitude += np.abs(a).mean(0)
+            stats.append((freq, magnitude))
+        return stats
+
