@@ -257,6 +257,12 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         fused_op: on CPU, use the fused op of `tfdc.cluster_op` (built once
             per TensorFlow version, about 15 s, on first use; falls back to
             TensorFlow's sparse matmul with a warning if it cannot be built).
+        bias_fp16: when `fit` ends, round the biases of the clustered layers
+            to the nearest binary16 value (kept as float32; relative change
+            at most 2**-11, far below what moves the model's error). The
+            packer then stores them losslessly in two bytes' worth of
+            information instead of four: about 630 B less for LeNet-300-100.
+            `False` keeps them as trained.
 
     Example:
 
@@ -272,7 +278,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     """
 
     def __init__(self, bits=None, init="linear", centroid_update="mean", exclude=(), seed=None,
-                 max_iter=300, detach_at_end=True, fused_op=True):
+                 max_iter=300, detach_at_end=True, fused_op=True, bias_fp16=True):
         super().__init__()
         if init not in kmeans.INITS:
             raise ValueError(f"unknown init {init!r}; expected one of {', '.join(kmeans.INITS)}")
@@ -291,6 +297,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         self.max_iter = max_iter
         self.detach_at_end = detach_at_end
         self.fused_op = fused_op
+        self.bias_fp16 = bool(bias_fp16)
         self.selections = []
         self._constraints = []
 
@@ -430,8 +437,21 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if not self._started and self.model.built:
             self._finish_unstarted()
+        if self._started and self.bias_fp16:
+            self._round_biases()
         if self.detach_at_end:
             self.detach()
+
+    def _round_biases(self):
+        """Biases of the clustered layers to the nearest binary16 values."""
+        for layer in {id(s.layer): s.layer for s in self.selections}.values():
+            bias = getattr(layer, "bias", None)
+            if bias is None or bias.dtype != "float32":
+                continue
+            value = np.asarray(keras.ops.convert_to_numpy(bias.value))
+            with np.errstate(over="ignore"):
+                half = value.astype(np.float16).astype(np.float32)
+            bias.assign(np.where(np.isfinite(half), half, value))  # beyond binary16: kept
 
     def _finish_unstarted(self):
         """The fit ended before clustering began: a GradualPruning in the same
