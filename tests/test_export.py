@@ -379,11 +379,12 @@ def test_inputs_outputs_and_signature_survive_in_keras_order(tmp_path, batch_siz
     expected = [keras.ops.convert_to_numpy(y) for y in model([xa, xb])]
 
     interpreter = tfdc.load_interpreter(tmp_path / "m.tflite")
-    # The signature is kept (also with a fixed batch) and binds by name.
+    # The signature is kept (also with a fixed batch) and binds by the Keras
+    # input and output names.
     assert interpreter.get_signature_list() == {
-        "serving_default": {"inputs": ["alpha", "beta"], "outputs": ["output_0", "output_1"]}}
+        "serving_default": {"inputs": ["alpha", "beta"], "outputs": ["aux", "main"]}}
     by_name = interpreter.get_signature_runner("serving_default")(alpha=xa, beta=xb)
-    for got, want in zip((by_name["output_0"], by_name["output_1"]), expected):
+    for got, want in zip((by_name["main"], by_name["aux"]), expected):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     # Input and output names are kept, listed in the Keras model's order:
     # feeding inputs by position, in model order, gives the model's outputs.

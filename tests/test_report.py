@@ -165,6 +165,7 @@ def test_nothing_packed_says_so_and_why(tmp_path):
         assert text.startswith("Nothing was packed: no weight buffer gets smaller when packed")
         assert "tfdc.GradualPruning" in text and "Total" not in text and "inf" not in text
         assert "Packed .tflite" in text  # the sizes are still there
+        assert "Records" not in text and "Dense float32 / packed" not in text
     import json
     data = json.loads(json.dumps(report.to_dict(), allow_nan=False))  # strict JSON
     assert data["nothing_packed"] == report.nothing_packed and data["total"]["rate_pq"] is None
@@ -178,3 +179,18 @@ def test_a_packed_report_has_no_nothing_packed_note(exported):
     _, path, report = exported
     assert report.nothing_packed is None and not report.preview
     assert tfdc.inspect(convert(exported[0])).preview and not tfdc.inspect(path).preview
+    preview = tfdc.inspect(convert(exported[0]))
+    for text in (preview.to_text(), preview.to_markdown()):
+        assert text.startswith("Preview: this file is not packed")
+    assert not tfdc.inspect(path).to_text().startswith("Preview")
+
+
+def test_inspect_refuses_a_damaged_section_key_naming_the_file(exported, tmp_path):
+    _, path, _ = exported
+    data = bytearray(open(path, "rb").read())
+    data[data.index(b"tfdc.v2") + 6] ^= 1
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(tfdc.FormatError) as e:
+        tfdc.inspect(str(bad))
+    assert str(e.value).startswith(f"{bad}: damaged tfdc-packed file")

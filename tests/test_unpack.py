@@ -101,6 +101,25 @@ def test_a_damaged_section_key_is_named(small_packed):
     assert unpack.damaged_key(constant_model([np.zeros(3, np.float32)])) is None
 
 
+def test_default_backend_names_unpacked_files_and_paths(tmp_path, small_packed):
+    """The default backend (native where it reads the file) leaves files with
+    no section key to the Python decoder, which says what they are; given a
+    path, the message starts with it."""
+    packed, _, _ = small_packed
+    damaged = bytearray(packed)
+    damaged[packed.index(b"tfdc.v2") + 6] ^= 1
+    for name, data, text in (("dec.tflite", _decode(packed), "already decoded"),
+                             ("bad.tflite", bytes(damaged), "damaged tfdc-packed file")):
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(FormatError, match=text) as e:
+            unpack.decode(data)
+        assert e.value.status == "not_packed"
+        with pytest.raises(FormatError) as e:
+            unpack.decode(str(path))
+        assert str(e.value).startswith(f"{path}: {text}") and e.value.status == "not_packed"
+
+
 def test_max_size_limits_decoded_and_meta_size(small_packed):
     packed, info, _ = small_packed
     parsed = unpack.parse(packed)

@@ -144,9 +144,11 @@ def _add_pack_parser(sub):
                       help="relative-index symbols for sparse tensors, a power of two in "
                       "2..32768 (default: chosen per tensor)")
     pack.add_argument("--block", type=_block, default=None, metavar="N",
-                      help="symbols per independently decodable segment (default 4096)")
+                      help="symbols per independently decodable segment, 1..4294967295 "
+                      "(default 4096)")
     pack.add_argument("--min-bytes", type=_at_least(0), default=64, metavar="N",
-                      help="buffers smaller than N bytes stay in the flatbuffer (default 64)")
+                      help="buffers smaller than N bytes (N >= 0) stay in the flatbuffer "
+                      "(default 64)")
     pack.add_argument("--select", type=_regex, default=None, metavar="REGEX",
                       help="pack only the buffers of tensors whose name matches REGEX "
                       "(Python re.search; default: every buffer)")
@@ -162,7 +164,9 @@ def _add_pack_parser(sub):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog=_PROG, description="Deep Compression (pruning, trained quantization, Huffman "
-        "coding) for Keras 3 models shipped as TensorFlow Lite / LiteRT files.")
+        "coding) for Keras 3 models shipped as TensorFlow Lite / LiteRT files.",
+        epilog="Each command's --help lists its options with the values they accept "
+        "(e.g. tfdc demo --help: --bits 1..8, --sparsity in [0, 1)).")
     from tfdc import __version__
     parser.add_argument("--version", action="version", version=f"tfdc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

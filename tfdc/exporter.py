@@ -97,13 +97,13 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
         raise TypeError(f"cannot export a {type(model).__name__}: expected a keras.Model or a "
                         "tf.Module (use tfdc.export_tflite for an existing .tflite file)")
     specs = _input_specs(model, batch_size)
+    outputs = _output_names(model)
     with _float32_compute(model), tempfile.TemporaryDirectory(prefix="tfdc-export-") as saved:
-        _save_serving(model, specs, saved)
+        _save_serving(model, specs, outputs, saved)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         _set_options(converter, representative_dataset, configure)
         plain = _run_converter(converter, model, batch_size)
-    return _keras_io_order(plain, [spec.name for spec in specs], len(model.outputs)
-                           if _has_graph(model) else None)
+    return _keras_io_order(plain, [spec.name for spec in specs], outputs)
 
 
 def _set_options(converter, representative_dataset, configure):
@@ -144,18 +144,39 @@ def _input_specs(model, batch_size):
                      "data before exporting, or pass `signatures=`")
 
 
-def _save_serving(model, specs, directory):
-    """Write `model` as a SavedModel whose only signature is `serving_default`
-    (inference mode), quietly: Keras's `model.export` and the converter's own
-    Keras path print the whole endpoint description to stdout."""
-    import functools
+def _output_names(model):
+    """The names the signature gives the model's outputs: the Keras output
+    names of a Functional or Sequential model (`model.output_names`, e.g. the
+    output layers' names) when they are distinct, else the converter's
+    `output_0`, `output_1`, ... (a subclassed model: None, its outputs are
+    not known before tracing)."""
+    if not _has_graph(model):
+        return None
+    names = [str(n) for n in getattr(model, "output_names", None) or []]
+    if len(names) == len(model.outputs) and len(set(names)) == len(names) and all(names):
+        return names
+    return [f"output_{i}" for i in range(len(model.outputs))]
 
+
+def _save_serving(model, specs, output_names, directory):
+    """Write `model` as a SavedModel whose only signature is `serving_default`
+    (inference mode), its outputs named `output_names` (None: the
+    converter's `output_i`), quietly: Keras's `model.export` and the
+    converter's own Keras path print the whole endpoint description to
+    stdout."""
     import keras
+
+    def serve(*args):
+        outputs = model(*args, training=False)
+        if output_names is None:
+            return outputs
+        flat = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return dict(zip(output_names, flat))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     signature = [specs] if len(specs) > 1 else specs  # several inputs: one list argument
-    archive.add_endpoint("serve", functools.partial(model.__call__, training=False), signature)
+    archive.add_endpoint("serve", serve, signature)
     archive.write_out(directory, verbose=False)
 
 
@@ -283,16 +304,17 @@ class _CapturedOutput:
         return False
 
 
-def _keras_io_order(plain, input_names, num_outputs):
+def _keras_io_order(plain, input_names, output_names):
     """List the converted model's inputs (and outputs) in Keras's order.
 
     The converter orders a signature's inputs by name and its outputs as it
     likes, so `get_input_details()[0]` can be a Keras model's second input.
-    The `serving_default` signature maps each Keras input name (and
-    `output_i`) to its tensor; the subgraph's input and output lists are
-    rewritten in that order. A model whose order already matches is returned
-    unchanged."""
-    if len(input_names) < 2 and (num_outputs or 0) < 2:
+    The `serving_default` signature maps each Keras input name (and output
+    name, `_output_names`) to its tensor; the subgraph's input and output
+    lists are rewritten in that order. A model whose order already matches
+    is returned unchanged."""
+    output_names = output_names or []
+    if len(input_names) < 2 and len(output_names) < 2:
         return plain
     from tfdc import tflite_schema
 
@@ -304,7 +326,7 @@ def _keras_io_order(plain, input_names, num_outputs):
     subgraph = tree.subgraphs[signature.subgraphIndex or 0]
     changed = False
     for attr, names in (("inputs", input_names),
-                        ("outputs", [f"output_{i}" for i in range(num_outputs or 0)])):
+                        ("outputs", output_names)):
         by_name = {_text(t.name): int(t.tensorIndex) for t in getattr(signature, attr) or []}
         current = [int(i) for i in getattr(subgraph, attr)]
         if len(names) < 2 or set(by_name) != set(names) or sorted(by_name.values()) != \

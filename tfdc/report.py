@@ -405,6 +405,9 @@ class ExportReport(_Derived):
                      f"{self.rate_pq:.1f}x", f"{self.rate_pqh:.1f}x"])
         return rows
 
+    _PREVIEW = ("Preview: this file is not packed (a plain or decoded .tflite); the table is what "
+                "`tfdc pack` (tfdc.export_tflite with default options) would write.")
+
     _HEADERS = ["Layer", "#Weights", "Kept", "Weight bits P+Q", "Weight bits P+Q+H",
                 "Index bits P+Q", "Index bits P+Q+H", "Rate P+Q", "Rate P+Q+H"]
 
@@ -426,8 +429,9 @@ class ExportReport(_Derived):
                 group = kinds.setdefault(layer.kind or layer.value_mode, [0, 0])
                 group[0] += 1
                 group[1] += layer.record_bytes
-            lines.append(("Records", ", ".join(f"{n} {k} ({_fmt_int(b)} B)"
-                                               for k, (n, b) in sorted(kinds.items()))))
+            if kinds:
+                lines.append(("Records", ", ".join(f"{n} {k} ({_fmt_int(b)} B)"
+                                                   for k, (n, b) in sorted(kinds.items()))))
         else:
             lines.append(("Packed .tflite", f"{_fmt_int(self.packed_bytes)} B (flatbuffer "
                           f"{_fmt_int(self.flatbuffer_bytes or 0)} B + section "
@@ -443,7 +447,7 @@ class ExportReport(_Derived):
         for d in self.densified:
             if not d.expanded:
                 lines.append(("TFLite-sparse left as is", f"{short_name(d.name)}: {d.reason}"))
-        if self.ratio:
+        if self.ratio and self.layers:  # with nothing packed, the graph is the file
             lines.append(("Dense float32 / packed", f"{self.ratio:.1f}x"))
         if self.plain_bytes:
             lines.append(("Plain / packed", f"{self.plain_bytes / self.packed_bytes:.1f}x"))
@@ -464,7 +468,8 @@ class ExportReport(_Derived):
         widths = [max(len(r[i]) for r in table) for i in range(len(self._HEADERS))]
         fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
                                    for i, (c, w) in enumerate(zip(r, widths)))
-        out = [fmt(table[0]), "-" * len(fmt(table[0]))]
+        out = [self._PREVIEW, ""] if self.preview else []
+        out += [fmt(table[0]), "-" * len(fmt(table[0]))]
         out += [fmt(r) for r in table[1:-1]]
         out += ["-" * len(fmt(table[0])), fmt(table[-1]), ""]
         width = max(len(k) for k, _ in self._size_lines())
@@ -478,7 +483,8 @@ class ExportReport(_Derived):
                              [f"- {k}: {v}" for k, v in self._size_lines()])
         rows = self._rows()
         rows[-1] = [f"**{c}**" for c in rows[-1]]
-        out = ["| " + " | ".join(self._HEADERS) + " |",
+        out = [self._PREVIEW, ""] if self.preview else []
+        out += ["| " + " | ".join(self._HEADERS) + " |",
                "|" + "---|" * len(self._HEADERS)]
         out += ["| " + " | ".join(r) + " |" for r in rows]
         out.append("")
@@ -545,10 +551,14 @@ def inspect(path_or_bytes, layer_names=None):
         tfdc.FormatError: a packed file is malformed.
     """
     from tfdc.runtime import read_model_bytes
-    from tfdc.unpack import has_section_entry, model_flatbuffer, read_pack_info
+    from tfdc.errors import FormatError
+    from tfdc.unpack import damaged_key, has_section_entry, model_flatbuffer, read_pack_info
 
     path = os.fspath(path_or_bytes) if isinstance(path_or_bytes, (str, os.PathLike)) else None
     data = read_model_bytes(path_or_bytes)
+    damage = damaged_key(data)
+    if damage:  # not a plain model to preview: a packed one whose key broke
+        raise FormatError(f"{path}: {damage}" if path else damage, status="not_packed")
     if has_section_entry(data):
         info = read_pack_info(data)
         plain_bytes = None

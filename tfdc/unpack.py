@@ -964,13 +964,18 @@ def _native():
     return _native
 
 
-def _native_reads(native, data):
-    """True if the native decoder reads this file's format version."""
+def _section_majors(data):
+    """The format versions named by the file's tfdc section keys (empty for
+    a plain, decoded or damaged file), or None if the flatbuffer is broken."""
     try:
         names = {name for name, _ in read_model(data).metadata}
     except FormatError:
-        return True  # let it report the broken flatbuffer
-    majors = {fmt.SECTION_KEYS[n] for n in names if n in fmt.SECTION_KEYS}
+        return None
+    return {fmt.SECTION_KEYS[n] for n in names if n in fmt.SECTION_KEYS}
+
+
+def _native_reads(native, majors):
+    """True if the native decoder reads every one of these format versions."""
     return all(m == 1 or getattr(native, "FORMAT_MAJOR", 1) >= m for m in majors)
 
 
@@ -996,16 +1001,29 @@ def decode(packed, backend="auto", *, max_size=None):
     if backend not in ("auto", "native", "python"):
         raise ValueError(f"backend must be 'auto', 'native' or 'python', got {backend!r}")
     data = _as_bytes(packed)
+    try:
+        return _decode(data, backend, max_size)
+    except FormatError as e:
+        if isinstance(packed, (str, os.PathLike)):  # name the user's file
+            raise FormatError(f"{os.fspath(packed)}: {e}", status=e.status) from None
+        raise
+
+
+def _decode(data, backend, max_size):
     if max_size is None:
         max_size = fmt.default_limit(len(data))
     native = _native() if backend != "python" else None
     if backend == "native" and native is None:
         raise ImportError("tfdc._native is not built (pip install -e . with a C compiler)")
-    if backend == "native" and not _native_reads(native, data):
+    majors = _section_majors(data)
+    if backend == "native" and majors and not _native_reads(native, majors):
         raise ImportError(f"tfdc._native reads format {getattr(native, 'FORMAT_MAJOR', 1)} "
                           "files; this file is a newer format (rebuild the extension, or use "
                           "backend='python')")
-    if native is not None and _native_reads(native, data):
+    # "auto" leaves files without a section key (plain, already decoded,
+    # damaged key) and broken flatbuffers to the Python decoder, whose
+    # not-packed messages say which of those the file is.
+    if native is not None and (backend == "native" or (majors and _native_reads(native, majors))):
         # The native API has no size limit argument: check the validated size.
         size = native.decoded_size(data)
         if size > max_size:
