@@ -20,6 +20,8 @@ need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu
 need arm-linux-gnueabihf-gcc gcc-arm-linux-gnueabihf
 need qemu-aarch64 qemu-user
 need npm npm
+need brotli brotli  # tools/format_benchmark.py compares the packed file with them
+need zstd zstd
 [ -d /usr/src/googletest ] || apt_pkgs+=(googletest libgtest-dev)
 [ -f /usr/include/zlib.h ] || apt_pkgs+=(zlib1g-dev)
 ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 \
