@@ -19,7 +19,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NATIVE = os.path.join(ROOT, "tfdc", "native")
 CORPUS = sorted(glob.glob(os.path.join(NATIVE, "fuzz", "corpus", "*.tflite")))
 V1_DATA = sorted(glob.glob(os.path.join(ROOT, "tests", "data", "v1", "*.tflite")))
-PENDING = pytest.mark.xfail(strict=False, reason="C decoder for format 2 pending")
 
 
 def _version(path):
@@ -118,7 +117,7 @@ def test_cli_under_valgrind(build_dir, tmp_path):
     if shutil.which("valgrind") is None:
         pytest.skip("valgrind not installed")
     cli = os.path.join(build_dir, "tfdc-decode")
-    inputs = [open(p, "rb").read() for p in V1_DATA + V1_CORPUS[:3]]
+    inputs = [open(p, "rb").read() for p in V1_DATA + V1_CORPUS[:3] + V2_CORPUS]
     for i, data in enumerate(inputs):
         src, dst = tmp_path / f"in{i}.tflite", tmp_path / f"out{i}.tflite"
         src.write_bytes(data)
@@ -156,7 +155,6 @@ def test_short_libfuzzer_run(tmp_path):
     assert "Done" in proc.stderr and "ERROR" not in proc.stderr
 
 
-@PENDING
 def test_cli_decodes_format_2_under_valgrind(build_dir, packed_models, tmp_path):
     if shutil.which("valgrind") is None:
         pytest.skip("valgrind not installed")
@@ -183,17 +181,17 @@ def test_builder_corpus_matches_python_decoder(native):
         assert out == decode(data, backend="python"), path
 
 
-@PENDING
 def test_format_2_corpus_matches_python_decoder(native):
     from tfdc.unpack import decode
-    assert V2_CORPUS
+    assert len(V2_CORPUS) >= 33
     for path in V2_CORPUS:
         data = open(path, "rb").read()
         assert native.is_packed(data)
-        assert native.decode(data) == decode(data, backend="python"), path
+        out = native.decode(data)
+        assert len(out) == native.decoded_size(data)
+        assert out == decode(data, backend="python"), path
 
 
-@PENDING
 def test_packed_models_identical_to_python_decoder(native, packed_models):
     from tfdc.unpack import decode
     for tflite, packed in packed_models:

@@ -1006,7 +1006,10 @@ def decode(packed, backend="auto", *, max_size=None):
                           "files; this file is a newer format (rebuild the extension, or use "
                           "backend='python')")
     if native is not None and _native_reads(native, data):
-        # The native API has no size limit argument: check the validated size.
+        if getattr(native, "FORMAT_MAJOR", 1) >= 2:  # checks the limit before allocating
+            return native.decode(data, max_size=max_size if max_size == float("inf")
+                                 else int(max_size))
+        # An extension built before format 2 has no limit argument.
         size = native.decoded_size(data)
         if size > max_size:
             raise FormatError(f"decoded size {size} exceeds the limit {max_size}",
