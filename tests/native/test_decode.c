@@ -10,6 +10,7 @@
  *   test_decode --write DIR             also write the built files to DIR (seed corpus)
  */
 #define _POSIX_C_SOURCE 200809L
+#define _FILE_OFFSET_BITS 64 /* 32-bit readdir fails on 64-bit inode numbers otherwise */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
