@@ -98,7 +98,7 @@ def _locate(data):
         if Z < fmt.V1_HEADER.size + 4:
             raise FormatError(f"section size {Z} is smaller than header and CRC")
     else:
-        if S < 8:
+        if S < fmt.MIN_SECTION_OFFSET:
             raise FormatError(f"section offset {S} is inside the file identifier")
         if Z < fmt.PREFIX.size + fmt.CRC.size:
             raise FormatError(f"section size {Z} is smaller than its prefix and CRC")
@@ -343,7 +343,7 @@ def _parse_stream(cur, tables, payload, what, count, alphabet, used_tables):
         return _Stream(count, index, alphabet), table_bytes
     if t.kind == fmt.TABLE_HUFFMAN and t.n > alphabet:
         raise FormatError(f"{what}: table {index} has {t.n} symbols, more than {alphabet}")
-    block = cur.varint(f"{what} block", 0xFFFFFFFF)
+    block = cur.varint(f"{what} block", fmt.MAX_BLOCK)
     if block < 1:
         raise FormatError(f"{what}: block is 0")
     nseg = -(-count // block)
@@ -414,7 +414,7 @@ def _parse_record(cur, i, tables, buffers, F, D, prev_end, payload, used_tables)
         expand = cur.varint(f"{what} expand")
         if expand not in (fmt.EXPAND_NONE, fmt.EXPAND_FP16) or (expand and elem_bits != 32):
             raise FormatError(f"{what}: expand {expand} invalid for {elem_bits}-bit elements")
-        key_bits = 16 if expand else elem_bits
+        key_bits = fmt.FP16_KEY_BITS if expand else elem_bits
         K = cur.varint(f"{what} codebook_size", fmt.MAX_CODEBOOK)
         if nnz and not K:
             raise FormatError(f"{what}: {nnz} coded values but an empty codebook")
@@ -585,7 +585,7 @@ def _record_elements(data, rec, tables):
     N = rec.num_elements
     dtype = np.dtype(fmt._uint(rec.elem_bits))
     if rec.value_mode == fmt.VALUES_CODEBOOK:
-        key_bits = 16 if rec.expand else rec.elem_bits
+        key_bits = fmt.FP16_KEY_BITS if rec.expand else rec.elem_bits
         entries = fmt.inverse_transform(rec.keys, rec.transform, key_bits)
         if rec.expand:
             entries = fp16_to_fp32_bits(entries.astype(np.uint16))
