@@ -60,7 +60,7 @@ def native():
                   "setup(name='tfdc_native', script_args=['build_ext', '--inplace', '-q'],\n"
                   "      ext_modules=[Extension('tfdc._native', ['tfdc/native/tfdc_decode.c',\n"
                   "      'tfdc/native/pymodule.c'], include_dirs=['tfdc/native'],\n"
-                  "      extra_compile_args=['-O2', '-std=c99'])])\n")
+                  "      libraries=['z'], extra_compile_args=['-O2', '-std=c99'])])\n")
         _run([sys.executable, "-c", script], cwd=ROOT)
         from tfdc import _native
     return _native
