@@ -980,7 +980,9 @@ def decode(packed, backend="auto", *, max_size=None):
     Args:
         packed: the packed file: its bytes (bytes-like) or its path.
         backend: "auto" (the C extension when it reads the file's format
-            version, else NumPy), "native" or "python".
+            version, else NumPy; a file the C decoder refuses is refused with
+            the NumPy decoder's detailed message), "native" (messages name
+            the class of error only) or "python".
         max_size: limit on the decoded size in bytes (and on the inflated
             meta stream). Default: the larger of 2 GiB and 1024 × the packed
             size (FORMAT.md §4: a decoded size is chosen by the file, so a
@@ -1007,8 +1009,19 @@ def decode(packed, backend="auto", *, max_size=None):
                           "backend='python')")
     if native is not None and _native_reads(native, data):
         if getattr(native, "FORMAT_MAJOR", 1) >= 2:  # checks the limit before allocating
-            return native.decode(data, max_size=max_size if max_size == float("inf")
-                                 else int(max_size))
+            try:
+                return native.decode(data, max_size=max_size if max_size == float("inf")
+                                     else int(max_size))
+            except FormatError as c_error:
+                if backend == "native":
+                    raise
+                # The C decoder names the class of error only; the reference
+                # decoder (which refuses the same files) says what is wrong.
+                try:
+                    _decode_python(data, max_size)
+                except FormatError as detailed:
+                    raise detailed from None
+                raise c_error
         # An extension built before format 2 has no limit argument.
         size = native.decoded_size(data)
         if size > max_size:
