@@ -544,24 +544,24 @@ static int stream_read(stream *s, uint16_t *dst, uint32_t n) {
 /* ======================================================================== */
 /* 4. Elements (§6.1-§6.3)                                                   */
 
-static void st16(uint8_t *p, uint64_t v) {
+static inline void st16(uint8_t *p, uint64_t v) {
   p[0] = (uint8_t)v;
   p[1] = (uint8_t)(v >> 8);
 }
-static void st32(uint8_t *p, uint64_t v) {
+static inline void st32(uint8_t *p, uint64_t v) {
   p[0] = (uint8_t)v;
   p[1] = (uint8_t)(v >> 8);
   p[2] = (uint8_t)(v >> 16);
   p[3] = (uint8_t)(v >> 24);
 }
-static void st64(uint8_t *p, uint64_t v) {
+static inline void st64(uint8_t *p, uint64_t v) {
   st32(p, v);
   st32(p + 4, v >> 32);
 }
 
 /* Writes element i (value v) of a record whose output starts at `out`.
  * Sub-byte elements are OR-ed into bytes the caller zeroed. */
-static void put_elem(uint8_t *out, uint64_t i, uint64_t v, unsigned eb) {
+static inline void put_elem(uint8_t *out, uint64_t i, uint64_t v, unsigned eb) {
   switch (eb) {
     case 2: out[i >> 2] |= (uint8_t)(v << (2 * (i & 3))); break;
     case 4: out[i >> 1] |= (uint8_t)(v << (4 * (i & 1))); break;
@@ -1104,6 +1104,27 @@ static int v2_decode_sparse(v2_ctx *x, const v2_record *r, stream *gs, stream *v
       if (advance > r->N - zeroed) return TFDC_ERR_CORRUPT; /* past the end */
       memset(o + zeroed * es, 0, (size_t)(advance * es));
       zeroed += advance;
+    }
+    if (progressive && r->value_mode == TFDC_VALUES_CODEBOOK && (r->eb == 32 || r->eb == 8)) {
+      /* The common case: codebook entries stored straight from the symbols.
+       * `advance` was checked above, so every index here is below N. */
+      const uint64_t *cb = x->codebook;
+      const uint16_t *vsym = x->sym + CHUNK;
+      if (nv) TRY(stream_read(&vs[0], x->sym + CHUNK, nv));
+      if (r->eb == 32) {
+        for (i = 0, k = 0; i < n; i++) {
+          cur += g[i] == filler ? filler : (uint64_t)g[i] + 1;
+          if (g[i] != filler) st32(o + 4 * cur, cb[vsym[k++]]);
+        }
+      } else {
+        for (i = 0, k = 0; i < n; i++) {
+          cur += g[i] == filler ? filler : (uint64_t)g[i] + 1;
+          if (g[i] != filler) o[cur] = (uint8_t)cb[vsym[k++]];
+        }
+      }
+      used += nv;
+      last = g[n - 1];
+      continue;
     }
     if (nv) TRY(v2_values(x, r, vs, nv));
     for (i = 0, k = 0; i < n; i++) {
