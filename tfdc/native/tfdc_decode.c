@@ -237,7 +237,8 @@ typedef struct {
  * the weights after it: a standard model, reported as NOT_PACKED. */
 static int v1_already_decoded(const uint8_t *in, uint64_t len, uint64_t S, uint64_t Z) {
   const uint8_t *h = in + S;
-  if (Z < TFDC_V1_HEADER_SIZE + TFDC_CRC_SIZE || memcmp(h, TFDC_MAGIC, 4) != 0) return 0;
+  if (Z < TFDC_V1_HEADER_SIZE + TFDC_CRC_SIZE || !TFDC_IN_BOUNDS(S, Z, len)) return 0;
+  if (memcmp(h, TFDC_MAGIC, 4) != 0) return 0;
   return ld64(h + TFDC_V1_HEADER_DECODED_SIZE) == len &&
          crc32_bytes(h, Z - TFDC_CRC_SIZE) == ld32(h + Z - TFDC_CRC_SIZE);
 }
@@ -482,7 +483,8 @@ static int segment_decode(stream *s, uint16_t *dst, uint32_t n) {
   uint32_t i = 0;
   /* Fast path: after a branchless refill there are >= 56 valid bits, enough
    * for three codes of up to 15 bits. Reads may run past the segment (never
-   * past the input); segment_finish rejects a segment whose codes used them. */
+   * past the input: fast_end is TFDC_IN_BOUNDS(p, 8, input) hoisted out of
+   * the loop); segment_finish rejects a segment whose codes used them. */
   if (s->in_end - p >= 8) {
     const uint8_t *fast_end = s->in_end - 8;
     while (n - i >= 3 && p <= fast_end) {
@@ -664,6 +666,8 @@ static int v2_read_header(const uint8_t *in, const located *L, uint64_t limit, i
   const uint8_t *s = in + L->S;
   uint64_t end = L->S + L->Z, flags;
   cursor c;
+  /* locate_section checked S + Z == file length and Z >= prefix + CRC. */
+  if (!TFDC_IN_BOUNDS(L->S, TFDC_PREFIX_SIZE + TFDC_CRC_SIZE, L->model.f.len)) return TFDC_ERR_TRUNCATED;
   h->S = L->S;
   h->Z = L->Z;
   if (memcmp(s + TFDC_PREFIX_MAGIC, TFDC_MAGIC, 4) != 0) return TFDC_ERR_CORRUPT;
@@ -727,7 +731,7 @@ static int v2_inflate(const uint8_t *src, uint64_t C, uint8_t *dst, uint64_t M) 
       rc = TFDC_ERR_CORRUPT;
       break;
     }
-    if (z.avail_in == 0 && in_left == 0) { /* input used up, no final block */
+    if ((z.avail_in == 0 && in_left == 0) || ret == Z_BUF_ERROR) { /* input used up, no final block */
       rc = TFDC_ERR_TRUNCATED;
       break;
     }
@@ -1273,6 +1277,8 @@ typedef struct {
 static int v1_read_header(const uint8_t *in, const located *L, uint64_t limit, int verify_crc,
                           v1_container *c) {
   const uint8_t *h = in + L->S;
+  /* locate_section checked S + Z == file length and Z >= header + CRC. */
+  if (!TFDC_IN_BOUNDS(L->S, TFDC_V1_HEADER_SIZE + TFDC_CRC_SIZE, L->model.f.len)) return TFDC_ERR_TRUNCATED;
   c->L = L;
   c->sec = h;
   if (memcmp(h + TFDC_V1_HEADER_MAGIC, TFDC_MAGIC, 4) != 0) return TFDC_ERR_CORRUPT;
@@ -1388,7 +1394,7 @@ static int v1_parse_stream(const uint8_t *rec, uint64_t len, uint64_t *pos, cons
     } else {
       if (si->block == 0) return TFDC_ERR_CORRUPT;
       si->nseg = si->count / si->block + (si->count % si->block != 0);
-      if (si->nseg > (len - p) / 4) return TFDC_ERR_TRUNCATED;
+      if (si->nseg > len / 4 || !TFDC_IN_BOUNDS(p, 4 * si->nseg, len)) return TFDC_ERR_TRUNCATED;
       for (i = 0; i < si->nseg; i++) total += ld32(rec + p + 4 * i); /* < 2^64: nseg < 2^62 */
       p += 4 * si->nseg;
       if (!TFDC_IN_BOUNDS(p, total, len)) return TFDC_ERR_TRUNCATED;
@@ -1546,7 +1552,7 @@ static int v1_decode_record(const v1_container *c, v1_workspace *w, uint64_t *po
                             uint8_t *out, const uint8_t *in_end) {
   const located *L = c->L;
   const uint8_t *rec = c->sec + *pos;
-  uint64_t avail = L->Z - TFDC_CRC_SIZE - *pos, rsize, body, p, out_offset, out_size, N, nnz, cb_bytes;
+  uint64_t end = L->Z - TFDC_CRC_SIZE, rsize, body, p, out_offset, out_size, N, nnz, cb_bytes;
   uint32_t buffer_index, scan_rows, K, G, entry;
   unsigned es, value_mode, position_mode, scan, cb_enc;
   fb_buffer fbb;
@@ -1555,10 +1561,10 @@ static int v1_decode_record(const v1_container *c, v1_workspace *w, uint64_t *po
   const uint8_t *raw = NULL;
   int rc;
 
-  if (avail < TFDC_V1_RECORD_HEADER_SIZE + TFDC_CRC_SIZE) return TFDC_ERR_TRUNCATED;
+  if (!TFDC_IN_BOUNDS(*pos, TFDC_V1_RECORD_HEADER_SIZE + TFDC_CRC_SIZE, end)) return TFDC_ERR_TRUNCATED;
   rsize = ld32(rec + TFDC_V1_RECORD_SIZE);
   if (rsize < TFDC_V1_RECORD_HEADER_SIZE + TFDC_CRC_SIZE) return TFDC_ERR_CORRUPT;
-  if (rsize > avail) return TFDC_ERR_TRUNCATED;
+  if (!TFDC_IN_BOUNDS(*pos, rsize, end)) return TFDC_ERR_TRUNCATED;
   body = rsize - TFDC_CRC_SIZE;
   if (!crc_ok(crc32_bytes(rec, body), ld32(rec + body))) return TFDC_ERR_CHECKSUM;
 
@@ -1611,7 +1617,7 @@ static int v1_decode_record(const v1_container *c, v1_workspace *w, uint64_t *po
     TRY(v1_parse_stream(rec, body, &p, w->tables, c->num_tables, K, &vsi));
     if (vsi.count != nnz) return TFDC_ERR_CORRUPT;
   } else {
-    if (nnz > (body - p) / es) return TFDC_ERR_TRUNCATED;
+    if (!TFDC_IN_BOUNDS(p, nnz * es, body)) return TFDC_ERR_TRUNCATED; /* nnz <= N: no overflow */
     raw = rec + p;
     p += nnz * es;
   }
