@@ -221,8 +221,24 @@ def test_corrupted_models_rejected_by_both(native, packed_models):
 
 
 def test_native_error_type_and_message(native):
-    with pytest.raises(FormatError, match="flatbuffer"):
+    with pytest.raises(FormatError, match="flatbuffer") as e:
         native.decode(b"\x00" * 3)
+    assert e.value.status == "flatbuffer"
     with pytest.raises(TypeError):
         native.decode("not bytes")
     assert native.is_packed(b"") is False
+
+
+def test_native_size_limit_is_checked_before_allocating(native):
+    from tfdc.unpack import parse
+    data = open(V2_CORPUS[0], "rb").read()
+    size = native.decoded_size(data)
+    meta = len(parse(data).meta)  # the limit covers the inflated meta stream too
+    for call in (native.decode, native.decoded_size):
+        with pytest.raises(FormatError, match="limit") as e:
+            call(data, max_size=size - 1)
+        assert e.value.status == "too_large"
+    assert len(native.decode(data, max_size=max(size, meta))) == size
+    assert len(native.decode(data, max_size=float("inf"))) == size
+    with pytest.raises(ValueError, match="max_size"):
+        native.decode(data, max_size=-1)
