@@ -8,7 +8,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NATIVE = os.path.join("tfdc", "native")
 
 # The native decoder is an optional CPython extension: without a C compiler
-# the install still succeeds and tfdc.decode falls back to NumPy.
+# (or zlib's headers) the install still succeeds and tfdc.decode falls back
+# to NumPy.
 ext_modules = []
 _sources = [os.path.join(NATIVE, "tfdc_decode.c"), os.path.join(NATIVE, "pymodule.c")]
 if all(os.path.exists(os.path.join(HERE, s)) for s in _sources):
@@ -16,6 +17,7 @@ if all(os.path.exists(os.path.join(HERE, s)) for s in _sources):
         "tfdc._native",
         sources=_sources,
         include_dirs=[NATIVE],
+        libraries=["z"],  # zlib: format 2's meta stream is raw DEFLATE
         extra_compile_args=["-O2", "-std=c99"],
         optional=True,
     ))

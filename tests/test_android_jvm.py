@@ -57,10 +57,7 @@ KOTLINC = _kotlinc()
 pytestmark = [pytest.mark.skipif(
     JAVA_HOME is None or KOTLINC is None or shutil.which("gcc") is None
     or shutil.which("cmake") is None,
-    reason=f"needs JDK (javac + jni.h: {JAVA_HOME}), kotlinc ({KOTLINC}), gcc and cmake"),
-    # The JNI loader decodes tfdc.pack output, which is format 2 now; the C
-    # decoder reads format 1 only until it is rewritten from docs/FORMAT.md.
-    pytest.mark.xfail(strict=False, reason="C decoder for format 2 pending")]
+    reason=f"needs JDK (javac + jni.h: {JAVA_HOME}), kotlinc ({KOTLINC}), gcc and cmake")]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NATIVE = os.path.join(ROOT, "tfdc", "native")
 CORPUS = sorted(glob.glob(os.path.join(NATIVE, "fuzz", "corpus", "*.tflite")))
 V1_DATA = sorted(glob.glob(os.path.join(ROOT, "tests", "data", "v1", "*.tflite")))
-PENDING = pytest.mark.xfail(strict=False, reason="C decoder for format 2 pending")
 
 
 def _version(path):
@@ -61,7 +60,7 @@ def native():
                   "setup(name='tfdc_native', script_args=['build_ext', '--inplace', '-q'],\n"
                   "      ext_modules=[Extension('tfdc._native', ['tfdc/native/tfdc_decode.c',\n"
                   "      'tfdc/native/pymodule.c'], include_dirs=['tfdc/native'],\n"
-                  "      extra_compile_args=['-O2', '-std=c99'])])\n")
+                  "      libraries=['z'], extra_compile_args=['-O2', '-std=c99'])])\n")
         _run([sys.executable, "-c", script], cwd=ROOT)
         from tfdc import _native
     return _native
@@ -118,7 +117,9 @@ def test_cli_under_valgrind(build_dir, tmp_path):
     if shutil.which("valgrind") is None:
         pytest.skip("valgrind not installed")
     cli = os.path.join(build_dir, "tfdc-decode")
-    inputs = [open(p, "rb").read() for p in V1_DATA + V1_CORPUS[:3]]
+    # Every other format 2 seed (the ASan/UBSan C tests take them all).
+    v2 = [p for p in V2_CORPUS if "v2_stored_" not in p][::2]
+    inputs = [open(p, "rb").read() for p in V1_DATA + V1_CORPUS[:3] + v2]
     for i, data in enumerate(inputs):
         src, dst = tmp_path / f"in{i}.tflite", tmp_path / f"out{i}.tflite"
         src.write_bytes(data)
@@ -156,7 +157,6 @@ def test_short_libfuzzer_run(tmp_path):
     assert "Done" in proc.stderr and "ERROR" not in proc.stderr
 
 
-@PENDING
 def test_cli_decodes_format_2_under_valgrind(build_dir, packed_models, tmp_path):
     if shutil.which("valgrind") is None:
         pytest.skip("valgrind not installed")
@@ -183,17 +183,17 @@ def test_builder_corpus_matches_python_decoder(native):
         assert out == decode(data, backend="python"), path
 
 
-@PENDING
 def test_format_2_corpus_matches_python_decoder(native):
     from tfdc.unpack import decode
-    assert V2_CORPUS
+    assert len(V2_CORPUS) >= 33
     for path in V2_CORPUS:
         data = open(path, "rb").read()
         assert native.is_packed(data)
-        assert native.decode(data) == decode(data, backend="python"), path
+        out = native.decode(data)
+        assert len(out) == native.decoded_size(data)
+        assert out == decode(data, backend="python"), path
 
 
-@PENDING
 def test_packed_models_identical_to_python_decoder(native, packed_models):
     from tfdc.unpack import decode
     for tflite, packed in packed_models:
@@ -221,8 +221,24 @@ def test_corrupted_models_rejected_by_both(native, packed_models):
 
 
 def test_native_error_type_and_message(native):
-    with pytest.raises(FormatError, match="flatbuffer"):
+    with pytest.raises(FormatError, match="flatbuffer") as e:
         native.decode(b"\x00" * 3)
+    assert e.value.status == "flatbuffer"
     with pytest.raises(TypeError):
         native.decode("not bytes")
     assert native.is_packed(b"") is False
+
+
+def test_native_size_limit_is_checked_before_allocating(native):
+    from tfdc.unpack import parse
+    data = open(V2_CORPUS[0], "rb").read()
+    size = native.decoded_size(data)
+    meta = len(parse(data).meta)  # the limit covers the inflated meta stream too
+    for call in (native.decode, native.decoded_size):
+        with pytest.raises(FormatError, match="limit") as e:
+            call(data, max_size=size - 1)
+        assert e.value.status == "too_large"
+    assert len(native.decode(data, max_size=max(size, meta))) == size
+    assert len(native.decode(data, max_size=float("inf"))) == size
+    with pytest.raises(ValueError, match="max_size"):
+        native.decode(data, max_size=-1)

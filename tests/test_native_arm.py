@@ -206,7 +206,6 @@ def test_c_tests_pass_under_qemu(arm):
     assert "100% tests passed" in proc.stdout
 
 
-@pytest.mark.xfail(strict=False, reason="C decoder for format 2 pending")
 def test_corpus_decodes_byte_identically_to_x86_64(arm, host_cli):
     assert CORPUS, "no fuzz corpus files"
     rng = np.random.default_rng(0)

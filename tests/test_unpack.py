@@ -429,13 +429,70 @@ def test_both_section_keys_is_an_error(small_packed):
 
 
 # ----------------------------------------------------------- native decoder
-@pytest.mark.xfail(strict=False, reason="C decoder for format 2 pending")
 def test_native_decoder_agrees_on_format_2(small_packed):
     native = unpack._native()
     if native is None:
         pytest.skip("tfdc._native is not built")
     packed, _, _ = small_packed
     assert unpack.decode(packed, backend="native") == _decode(packed)
+
+
+def _c_decoder():
+    native = unpack._native()
+    if native is None or getattr(native, "FORMAT_MAJOR", 1) < 2:
+        pytest.skip("tfdc._native (format 2) is not built: python setup.py build_ext --inplace")
+    return native
+
+
+@pytest.mark.parametrize("rule", VIOLATIONS)
+def test_the_c_decoder_rejects_each_broken_rule(rule):
+    with pytest.raises(FormatError):
+        _c_decoder().decode(_violations()[rule])
+        pytest.fail(f"{rule}: accepted by the C decoder")
+
+
+def test_the_c_decoder_reports_the_statuses_of_section_7():
+    native = _c_decoder()
+    cases = {"version": _rebuild(major=3), "checksum": _rebuild(bad_crc=True),
+             "too_large": _rebuild(D=1 << 40), "truncated": _rebuild(C=10 ** 5),
+             "not_packed": _rebuild(key=b"tfdc.v3")}
+    for status, data in cases.items():
+        with pytest.raises(FormatError) as e:
+            native.decode(data)
+        assert e.value.status == status, (status, str(e.value))
+    with pytest.raises(FormatError) as e:
+        native.decode(_valid_file()[0], max_size=10)
+    assert e.value.status == "too_large"
+
+
+def test_c_and_python_agree_on_mutated_meta_streams(small_packed):
+    """The mutations of test_mutated_meta_streams_with_a_valid_container, fed
+    to both decoders: the same files accepted, with the same bytes."""
+    native = _c_decoder()
+    packed, _, _ = small_packed
+    parsed = unpack.parse(packed)
+    meta, F = bytearray(parsed.meta), parsed.F
+    payload = packed[parsed.payload_start:-4]
+    accepted = rejected = 0
+    for pos in range(F, len(meta)):
+        for value in (meta[pos] ^ 1, (meta[pos] + 0x80) & 255, 0, meta[pos] ^ 0x10):
+            if value == meta[pos]:
+                continue
+            m = bytearray(meta)
+            m[pos] = value
+            data = fb.build(bytes(m[:F]), meta=bytes(m), payload=payload, D=parsed.D)
+            try:
+                expected = _decode(data)
+            except FormatError:
+                expected = None
+            try:
+                got = native.decode(data)
+            except FormatError:
+                got = None
+            assert got == expected, f"meta byte {pos} -> {value:#x}"
+            accepted += expected is not None
+            rejected += expected is None
+    assert accepted and rejected
 
 
 def test_auto_backend_uses_python_where_native_lacks_the_version(small_packed):

@@ -46,6 +46,8 @@ MAGIC = b"TFDC"
 VERSION_MAJOR, VERSION_MINOR = 2, 0
 
 # ------------------------------------------------------------------ format 2
+# A section starts after the stub's root offset and file identifier (§3.2).
+MIN_SECTION_OFFSET = 8
 PREFIX = struct.Struct("<4sHH")              # magic, version_major, version_minor (§4)
 CRC = struct.Struct("<I")                    # the file's CRC-32, its last 4 bytes
 MAX_VARINT_BYTES = 10                        # LEB128 of a u64
@@ -69,6 +71,8 @@ TRANSFORM_NAMES = {TRANSFORM_IDENTITY: "identity", TRANSFORM_ZIGZAG: "zigzag",
 VALUES_CODEBOOK, VALUES_PLANES = 0, 1
 POSITION_DENSE, POSITION_SPARSE = 0, 1
 EXPAND_NONE, EXPAND_FP16 = 0, 1
+FP16_KEY_BITS = 16                           # codebook key width with expand == 1 (§6.4)
+MAX_BLOCK = 0xFFFFFFFF                       # symbols per segment: 1 … 2^32 − 1 (§5.2)
 
 MAX_CODE_LEN = huffman.MAX_BITS              # 15
 MAX_ALPHABET = huffman.MAX_SYMBOLS           # 32768 symbols per table

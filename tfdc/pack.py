@@ -296,11 +296,11 @@ def _best_values(vals, elem_bits, kind, block, expand, force):
         if force.get("value_mode") == "planes":
             return _Values(0.0, fmt.VALUES_PLANES, fmt.TRANSFORM_IDENTITY)
         return _Values(1.0, fmt.VALUES_CODEBOOK, fmt.TRANSFORM_IDENTITY,
-                       np.zeros(0, np.uint64), 16 if expand else elem_bits)
+                       np.zeros(0, np.uint64), fmt.FP16_KEY_BITS if expand else elem_bits)
     if force.get("value_mode") != "planes":
         if expand:
             keyed = fmt.fp32_to_fp16_bits(vals.astype(np.uint32)).astype(np.uint16)
-            key_bits = 16
+            key_bits = fmt.FP16_KEY_BITS
         else:
             keyed, key_bits = vals, elem_bits
         if keyed.dtype.itemsize <= 2:
@@ -592,7 +592,7 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
         `(packed_bytes, PackInfo)`. Deterministic: the same input and options
         give the same bytes (with the same zlib).
     """
-    if block < 1 or block > 0xFFFFFFFF:
+    if block < 1 or block > fmt.MAX_BLOCK:
         raise ValueError(f"block must be in 1 … 2^32−1, got {block}")
     if gap_alphabet is not None and (gap_alphabet < 2 or gap_alphabet > 32768
                                      or gap_alphabet & (gap_alphabet - 1)):

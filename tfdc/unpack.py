@@ -98,7 +98,7 @@ def _locate(data):
         if Z < fmt.V1_HEADER.size + 4:
             raise FormatError(f"section size {Z} is smaller than header and CRC")
     else:
-        if S < 8:
+        if S < fmt.MIN_SECTION_OFFSET:
             raise FormatError(f"section offset {S} is inside the file identifier")
         if Z < fmt.PREFIX.size + fmt.CRC.size:
             raise FormatError(f"section size {Z} is smaller than its prefix and CRC")
@@ -343,7 +343,7 @@ def _parse_stream(cur, tables, payload, what, count, alphabet, used_tables):
         return _Stream(count, index, alphabet), table_bytes
     if t.kind == fmt.TABLE_HUFFMAN and t.n > alphabet:
         raise FormatError(f"{what}: table {index} has {t.n} symbols, more than {alphabet}")
-    block = cur.varint(f"{what} block", 0xFFFFFFFF)
+    block = cur.varint(f"{what} block", fmt.MAX_BLOCK)
     if block < 1:
         raise FormatError(f"{what}: block is 0")
     nseg = -(-count // block)
@@ -414,7 +414,7 @@ def _parse_record(cur, i, tables, buffers, F, D, prev_end, payload, used_tables)
         expand = cur.varint(f"{what} expand")
         if expand not in (fmt.EXPAND_NONE, fmt.EXPAND_FP16) or (expand and elem_bits != 32):
             raise FormatError(f"{what}: expand {expand} invalid for {elem_bits}-bit elements")
-        key_bits = 16 if expand else elem_bits
+        key_bits = fmt.FP16_KEY_BITS if expand else elem_bits
         K = cur.varint(f"{what} codebook_size", fmt.MAX_CODEBOOK)
         if nnz and not K:
             raise FormatError(f"{what}: {nnz} coded values but an empty codebook")
@@ -585,7 +585,7 @@ def _record_elements(data, rec, tables):
     N = rec.num_elements
     dtype = np.dtype(fmt._uint(rec.elem_bits))
     if rec.value_mode == fmt.VALUES_CODEBOOK:
-        key_bits = 16 if rec.expand else rec.elem_bits
+        key_bits = fmt.FP16_KEY_BITS if rec.expand else rec.elem_bits
         entries = fmt.inverse_transform(rec.keys, rec.transform, key_bits)
         if rec.expand:
             entries = fp16_to_fp32_bits(entries.astype(np.uint16))
@@ -985,7 +985,9 @@ def decode(packed, backend="auto", *, max_size=None):
     Args:
         packed: the packed file: its bytes (bytes-like) or its path.
         backend: "auto" (the C extension when it reads the file's format
-            version, else NumPy), "native" or "python".
+            version, else NumPy; a file the C decoder refuses is refused with
+            the NumPy decoder's detailed message), "native" (messages name
+            the class of error only) or "python".
         max_size: limit on the decoded size in bytes (and on the inflated
             meta stream). Default: the larger of 2 GiB and 1024 × the packed
             size (FORMAT.md §4: a decoded size is chosen by the file, so a
@@ -1024,7 +1026,21 @@ def _decode(data, backend, max_size):
     # damaged key) and broken flatbuffers to the Python decoder, whose
     # not-packed messages say which of those the file is.
     if native is not None and (backend == "native" or (majors and _native_reads(native, majors))):
-        # The native API has no size limit argument: check the validated size.
+        if getattr(native, "FORMAT_MAJOR", 1) >= 2:  # checks the limit before allocating
+            try:
+                return native.decode(data, max_size=max_size if max_size == float("inf")
+                                     else int(max_size))
+            except FormatError as c_error:
+                if backend == "native":
+                    raise
+                # The C decoder names the class of error only; the reference
+                # decoder (which refuses the same files) says what is wrong.
+                try:
+                    _decode_python(data, max_size)
+                except FormatError as detailed:
+                    raise detailed from None
+                raise c_error
+        # An extension built before format 2 has no limit argument.
         size = native.decoded_size(data)
         if size > max_size:
             raise FormatError(f"decoded size {size} exceeds the limit {max_size}",

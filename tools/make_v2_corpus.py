@@ -4,7 +4,11 @@ Small packed files (each under the fuzzer's 8,192-byte `-max_len`) that
 together use every record kind — codebook and planes, dense and sparse,
 row- and column-major, 2- to 64-bit elements, every transform, binary16
 codebooks, all three table kinds, fillers, empty and all-zero buffers — plus
-the FORMAT.md examples (§8, §9) and two small Keras models. The format 1
+the FORMAT.md examples (§8, §9) and two small Keras models; and each of
+them again with its meta stream in stored (uncompressed) DEFLATE blocks
+(`v2_stored_*`: valid files, §4 allows any DEFLATE stream), so that the
+fuzzer's byte mutations reach the tables and records directly instead of
+mostly breaking the compressed stream. The format 1
 seeds next to them are kept as they are. The C decoder's tests and fuzz
 target use them; `tests/test_native.py` compares its output with the NumPy
 decoder's on every one.
@@ -16,12 +20,14 @@ import argparse
 import glob
 import os
 import sys
+import zlib
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from tfdc import format as fmt  # noqa: E402
 from tfdc import unpack  # noqa: E402
 from tfdc.pack import pack_tflite  # noqa: E402
 from tfdc.tflite_schema import constant_model  # noqa: E402
@@ -99,13 +105,30 @@ def seeds():
     return out
 
 
+def stored(packed):
+    """`packed` with its meta stream re-deflated at level 0 (stored blocks)."""
+    p = unpack.parse(packed)
+    c = zlib.compressobj(0, zlib.DEFLATED, fmt.DEFLATE_WBITS, 9, zlib.Z_DEFAULT_STRATEGY,
+                         zdict=fmt.dictionary())
+    deflated = c.compress(bytes(p.meta)) + c.flush()
+    v = fmt.varint_bytes
+    header = (fmt.PREFIX.pack(fmt.MAGIC, fmt.VERSION_MAJOR, fmt.VERSION_MINOR) + v(0)
+              + v(len(deflated)) + v(len(p.meta)) + v(p.F) + v(p.D))
+    payload = packed[p.payload_start:-fmt.CRC.size]
+    size = len(header) + len(deflated) + len(payload) + fmt.CRC.size
+    body = fmt.stub(fmt.STUB_SIZE, size) + header + deflated + payload
+    return body + fmt.CRC.pack(zlib.crc32(body))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=CORPUS)
     args = ap.parse_args()
     for old in glob.glob(os.path.join(args.out, "v2_*.tflite")):
         os.remove(old)
-    for name, data in sorted(seeds().items()):
+    files = seeds()
+    files.update({"v2_stored_" + name[3:]: stored(data) for name, data in files.items()})
+    for name, data in sorted(files.items()):
         assert len(data) <= MAX_LEN, (name, len(data))
         unpack.decode(data, backend="python")  # every seed is valid
         with open(os.path.join(args.out, name + ".tflite"), "wb") as f:

@@ -3,8 +3,9 @@
 For a MobileNetV2-sized and a ResNet-50-sized Keras model (random init), every
 conv / dense kernel is given a realistic pruned + clustered distribution
 (Laplacian per layer, magnitude-pruned, 5-bit dense / 8-bit conv codebooks),
-converted with TFLiteConverter and packed with `tfdc.pack.pack_tflite`. The
-decode of the packed file by `tfdc._native` is timed against
+converted with TFLiteConverter and packed with `tfdc.pack.pack_tflite` (format
+2, the format it writes). The decode of the packed file by `tfdc._native` (the
+C decoder: CRC, inflate of the meta stream, records) is timed against
 `zlib.decompress` of the gzip -9 of the plain `.tflite`, interleaved
 (A, B, A, B, ...) in one process, medians reported. The pack of the
 ResNet-50-sized model is timed in a fresh subprocess with its peak memory.
@@ -122,6 +123,7 @@ def main():
     os.makedirs(args.cache, exist_ok=True)
     from tfdc import _native
     from tfdc.unpack import decode as py_decode
+    from tfdc.unpack import section_span
     from benchmarks_md import markdown_table, write_section
 
     import tfdc
@@ -134,6 +136,7 @@ def main():
         ppath = tpath + ".packed"
         pack = pack_in_subprocess(tpath, ppath)
         packed = open(ppath, "rb").read()
+        version = section_span(packed)[0]
         gz = gzip.compress(tflite, compresslevel=9, mtime=0)
         decoded = _native.decode(packed)
         try:
@@ -154,7 +157,7 @@ def main():
         # The packed file with every coded stream at its entropy: what the
         # best coder of the same symbols would reach.
         bound = len(packed) - (report.coded_bits - report.entropy_bits) / 8
-        rows.append([name, f"{sparsity:.0%}", f"{params / 1e6:.2f} M", f"{len(tflite) / 1e6:.2f}",
+        rows.append([name, f"{sparsity:.0%}", version, f"{params / 1e6:.2f} M", f"{len(tflite) / 1e6:.2f}",
                      f"{len(gz) / 1e6:.2f}", f"{len(packed) / 1e6:.3f}",
                      f"**{len(gz) / len(packed):.2f}x**", f"{len(gz) / bound:.2f}x",
                      f"{(len(packed) - sum(l.record_bytes for l in report.layers)) / 1e3:.0f}",
@@ -169,8 +172,10 @@ def main():
     body = ("Synthetic pruned (the given fraction of each conv/dense kernel, magnitude) and clustered "
             "(8-bit conv, 5-bit dense codebooks, linearly initialised centres, Laplacian per layer) Keras applications with random "
             "init, converted with TFLiteConverter and packed with `tfdc.pack.pack_tflite`. "
-            "Decode = `tfdc._native.decode` (one thread, includes CRC checks, zero fill and copy, "
-            "into a fresh `bytes` object over which it asks Linux for transparent huge pages); "
+            "Decode = `tfdc._native.decode` of the packed file (format 2: one thread, includes "
+            "the CRC (checked twice: once before the output is allocated), the inflate of the "
+            "meta stream, the zero fill and the copy of the inner flatbuffer, into a fresh "
+            "`bytes` object over which it asks Linux for transparent huge pages); "
             "inflate = `zlib.decompress` of the gzip -9 of the plain `.tflite` (also into a "
             "fresh object); "
             f"interleaved, median of {args.repeats}. Ratio = median of per-pair decode/inflate. "
@@ -179,9 +184,9 @@ def main():
             "max RSS includes the interpreter and imports.\n\n"
             + markdown_table(HEADERS, rows) + "".join("\n\n" + n for n in notes)
             + "\n\n'gzip / bound': gzip -9 over the packed file with every coded stream at the "
-            "entropy of its symbols. 'not in records': the flatbuffer (operators, tensor names) "
-            "and the section's header and code tables, stored as they are; gzip compresses "
-            "the names, which keeps MobileNetV2 below 2x at every sparsity measured.\n\n"
+            "entropy of its symbols. 'not in records': the stub, the section header, the CRC "
+            "and the deflated share of the meta stream that is not the records' descriptors "
+            "(the inner flatbuffer: operators, tensor names, buffers left inline).\n\n"
             "**Where gzip's 2x ends.** The weights above are i.i.d. (positions Bernoulli, values "
             "from the codebook's histogram), so no coder can go below their entropy. For one "
             "3x3x256x512 kernel of the same kind, gzip -9 of the float32 bytes against that "
@@ -213,7 +218,7 @@ def source_bound_rows(shape=(3, 3, 256, 512)):
 
 BOUND_HEADERS = ["bits", "pruned", "gzip -9 bits / nonzero",
                  "entropy bits / nonzero (positions + values)", "gzip / entropy"]
-HEADERS = ["model", "pruned", "params", ".tflite MB", "gzip -9 MB", "packed MB", "gzip/packed",
+HEADERS = ["model", "pruned", "format", "params", ".tflite MB", "gzip -9 MB", "packed MB", "gzip/packed",
            "gzip / bound", "not in records KB",
            "decode ms", "decode MB/s (out)", "weights/s", "inflate ms", "decode/inflate",
            "pack s", "pack peak MB", "peak / f32", "pack max RSS MB"]

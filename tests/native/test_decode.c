@@ -1,16 +1,25 @@
 /*
- * test_decode.c - C tests of tfdc_decode.c against files made by the
- * independent builder in tfdc_builder.h. Plain C, run by CTest.
+ * test_decode.c - C tests of tfdc_decode.c: format 1 files made by the
+ * independent builder in tfdc_builder.h, and the format 2 files of the fuzz
+ * corpus (written by tfdc's packer: tools/make_v2_corpus.py), decoded,
+ * truncated, bit-flipped and with their meta stream mutated and re-deflated.
+ * C99 + POSIX (opendir) + zlib; run by CTest (also under ASan/UBSan and, for
+ * ARM, under qemu).
  *
- *   test_decode              run all tests
- *   test_decode --write DIR  also write the built files to DIR (seed corpus)
+ *   test_decode [CORPUS_DIR]            run all tests
+ *   test_decode --write DIR             also write the built files to DIR (seed corpus)
  */
+#define _POSIX_C_SOURCE 200809L
+#define _FILE_OFFSET_BITS 64 /* 32-bit readdir fails on 64-bit inode numbers otherwise */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "tfdc_builder.h"
 #include "tfdc_decode.h"
+#include "tfdc_dictionary.h"
 
 static int failures = 0;
 static const char *write_dir = NULL;
@@ -290,7 +299,7 @@ static void test_edits_with_fixed_crcs(const bytes *f, uint64_t D) {
   c = copy_of(f);
   {
     size_t j;
-    for (j = 0; j + 7 <= S; j++) if (memcmp(c.d + j, "tfdc.v1", 7) == 0) { c.d[j + 6] = '2'; break; }
+    for (j = 0; j + 7 <= S; j++) if (memcmp(c.d + j, "tfdc.v1", 7) == 0) { c.d[j + 6] = '3'; break; }
   }
   CHECK(tfdc_is_packed(c.d, c.n) == 0, "renamed metadata still packed");
   CHECK(decode_status(&c, D) == TFDC_ERR_NOT_PACKED, "renamed metadata");
@@ -327,11 +336,200 @@ static void test_padding_bits(void) {
   free(f.d);
 }
 
+/* ---- format 2: the corpus files tfdc's packer wrote ---------------------- */
+
+static int read_whole(const char *path, bytes *b) {
+  FILE *fp = fopen(path, "rb");
+  uint8_t buf[4096];
+  size_t got;
+  memset(b, 0, sizeof *b);
+  if (!fp) return 0;
+  while ((got = fread(buf, 1, sizeof buf, fp)) > 0) b_put(b, buf, got);
+  fclose(fp);
+  return 1;
+}
+
+static unsigned put_varint(uint8_t *p, uint64_t v) {
+  unsigned n = 0;
+  while (v >= 0x80) {
+    p[n++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  p[n++] = (uint8_t)v;
+  return n;
+}
+
+static uint64_t get_varint(const uint8_t *p, size_t *pos) {
+  uint64_t v = 0;
+  unsigned shift = 0;
+  while (p[*pos] & 0x80) {
+    v |= (uint64_t)(p[(*pos)++] & 0x7f) << shift;
+    shift += 7;
+  }
+  v |= (uint64_t)p[(*pos)++] << shift;
+  return v;
+}
+
+/* The parts of a file with tfdc's 120-byte stub (FORMAT.md §9). */
+typedef struct {
+  uint64_t C, M, F, D;
+  uint8_t *meta;
+  const uint8_t *payload;
+  size_t payload_len;
+} v2_parts;
+
+static int v2_split(const bytes *f, v2_parts *p) {
+  size_t pos = 120 + 8;
+  z_stream z;
+  int ret;
+  if (f->n < 132 || memcmp(f->d + 120, "TFDC", 4) != 0) return 0;
+  get_varint(f->d, &pos); /* flags */
+  p->C = get_varint(f->d, &pos);
+  p->M = get_varint(f->d, &pos);
+  p->F = get_varint(f->d, &pos);
+  p->D = get_varint(f->d, &pos);
+  p->meta = (uint8_t *)malloc(p->M + 1);
+  memset(&z, 0, sizeof z);
+  inflateInit2(&z, -15);
+  inflateSetDictionary(&z, tfdc_dictionary, TFDC_DICTIONARY_SIZE);
+  z.next_in = f->d + pos;
+  z.avail_in = (uInt)p->C;
+  z.next_out = p->meta;
+  z.avail_out = (uInt)p->M + 1;
+  ret = inflate(&z, Z_FINISH);
+  inflateEnd(&z);
+  p->payload = f->d + pos + p->C;
+  p->payload_len = f->n - 4 - (pos + p->C);
+  return ret == Z_STREAM_END && z.total_out == p->M;
+}
+
+/* A file from parts: tfdc's stub with the new section size, the header, the
+ * meta stream deflated as the packer does (level 9, memLevel 9, the
+ * dictionary), the payload, the CRC. */
+static bytes v2_join(const bytes *orig, const uint8_t *meta, uint64_t M, uint64_t F, uint64_t D,
+                     const uint8_t *payload, size_t payload_len) {
+  bytes out = {0};
+  uint8_t hdr[64], *def = (uint8_t *)malloc(M + 64 + M / 8);
+  unsigned h = 8;
+  z_stream z;
+  uint64_t C, Z;
+  memset(&z, 0, sizeof z);
+  deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY);
+  deflateSetDictionary(&z, tfdc_dictionary, TFDC_DICTIONARY_SIZE);
+  z.next_in = (Bytef *)(uintptr_t)meta;
+  z.avail_in = (uInt)M;
+  z.next_out = def;
+  z.avail_out = (uInt)(M + 64 + M / 8);
+  deflate(&z, Z_FINISH);
+  C = z.total_out;
+  deflateEnd(&z);
+  memcpy(hdr, orig->d + 120, 8);
+  h += put_varint(hdr + h, 0);
+  h += put_varint(hdr + h, C);
+  h += put_varint(hdr + h, M);
+  h += put_varint(hdr + h, F);
+  h += put_varint(hdr + h, D);
+  Z = h + C + payload_len + 4;
+  b_put(&out, orig->d, 120);
+  b_set32(&out, 104, (uint32_t)Z); /* the stub's Buffer.size (u64, high half 0) */
+  b_put(&out, hdr, h);
+  b_put(&out, def, (size_t)C);
+  b_put(&out, payload, payload_len);
+  b_u32(&out, ref_crc32(out.d, out.n));
+  free(def);
+  return out;
+}
+
+static int v2_files = 0, v2_mutants = 0, v2_mutants_ok = 0;
+
+static void test_v2_file(const char *name, const bytes *f) {
+  uint64_t n = 0, got;
+  uint8_t *out;
+  size_t i;
+  int rc = tfdc_decoded_size(f->d, f->n, &n);
+  v2_parts p;
+  CHECK(rc == TFDC_OK, "%s: decoded_size -> %s", name, tfdc_strerror(rc));
+  if (rc) return;
+  CHECK(tfdc_is_packed(f->d, f->n) == 1, "%s: is_packed", name);
+  out = (uint8_t *)malloc(n + 1);
+  memset(out, 0xAB, n + 1);
+  rc = tfdc_decode(f->d, f->n, out, n);
+  CHECK(rc == TFDC_OK, "%s: decode -> %s", name, tfdc_strerror(rc));
+  CHECK(out[n] == 0xAB, "%s: wrote past the decoded size", name);
+  CHECK(n == 0 || tfdc_decode(f->d, f->n, out, n - 1) == TFDC_ERR_OUTPUT_SIZE, "%s: short output", name);
+  CHECK(tfdc_decoded_size_limit(f->d, f->n, n - 1, &got) == TFDC_ERR_TOO_LARGE, "%s: limit", name);
+  CHECK(tfdc_decode_limit(f->d, f->n, out, n, UINT64_MAX) == TFDC_OK, "%s: no limit", name);
+  /* The decoded file is a standard model: no section key. */
+  CHECK(tfdc_decode(out, n, out + 0, 0) == TFDC_ERR_NOT_PACKED || n < 8, "%s: decoded not packed", name);
+  /* Truncations and bit flips (the CRC covers every byte). */
+  for (i = 0; i < f->n; i += 5) {
+    bytes c = copy_of(f);
+    CHECK(tfdc_decoded_size(f->d, i, &got) != TFDC_OK, "%s: truncated to %zu accepted", name, i);
+    c.d[i] ^= (uint8_t)(1u << (i % 8));
+    CHECK(decode_status(&c, n + 64) < 0, "%s: bit flip at %zu accepted", name, i);
+    free(c.d);
+  }
+  /* Every meta byte after the inner flatbuffer changed, the file re-signed:
+   * any status, never a crash, an overrun or a wrong size. */
+  if (v2_split(f, &p)) {
+    uint64_t pos;
+    for (pos = p.F; pos < p.M; pos++) {
+      unsigned k;
+      for (k = 0; k < 3; k++) {
+        static const uint8_t x[3] = {0x01, 0x80, 0xFF};
+        bytes c;
+        uint8_t *o;
+        uint64_t dn = 0;
+        p.meta[pos] ^= x[k];
+        c = v2_join(f, p.meta, p.M, p.F, p.D, p.payload, p.payload_len);
+        p.meta[pos] ^= x[k];
+        v2_mutants++;
+        if (tfdc_decoded_size(c.d, c.n, &dn) == TFDC_OK) {
+          o = (uint8_t *)malloc(dn + 1);
+          o[dn] = 0x5A;
+          if (tfdc_decode(c.d, c.n, o, dn) == TFDC_OK) v2_mutants_ok++;
+          CHECK(o[dn] == 0x5A, "%s: mutant wrote past its decoded size", name);
+          free(o);
+        }
+        free(c.d);
+      }
+    }
+    free(p.meta);
+  }
+  v2_files++;
+  free(out);
+}
+
+static void test_v2_corpus(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  char path[4096];
+  if (!d) {
+    CHECK(d != NULL, "cannot open corpus directory %s", dir);
+    return;
+  }
+  while ((e = readdir(d)) != NULL) {
+    bytes f;
+    size_t len = strlen(e->d_name);
+    if (strncmp(e->d_name, "v2_", 3) != 0 || len < 7 || strcmp(e->d_name + len - 7, ".tflite") != 0)
+      continue;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    if (!read_whole(path, &f)) continue;
+    test_v2_file(e->d_name, &f);
+    free(f.d);
+  }
+  closedir(d);
+  CHECK(v2_files >= 30, "only %d format 2 corpus files in %s", v2_files, dir);
+  printf("format 2: %d corpus files, %d meta-stream mutants (%d decoded)\n", v2_files, v2_mutants,
+         v2_mutants_ok);
+}
+
 int main(int argc, char **argv) {
   bytes multi;
   uint64_t D;
   static const uint8_t digits[] = "123456789";
   if (argc == 3 && strcmp(argv[1], "--write") == 0) write_dir = argv[2];
+  if (argc == 2) test_v2_corpus(argv[1]);
   CHECK(ref_crc32(digits, 9) == 0xCBF43926u, "reference CRC");
   test_worked_example();
   test_configs();

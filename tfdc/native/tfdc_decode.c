@@ -1,24 +1,42 @@
 /*
- * tfdc_decode.c - decoder for tfdc-packed .tflite files (docs/FORMAT.md, v1).
+ * tfdc_decode.c - decoder for tfdc-packed .tflite files (docs/FORMAT.md):
+ * format 2 (`tfdc.v2`, §3-§7) and format 1 (`tfdc.v1`, appendix A).
  *
- * Written from the specification alone. Structure:
- *   1. little-endian loads, CRC-32 (slice-by-8)
- *   2. a minimal bounds-checked flatbuffer reader (FORMAT.md §2)
- *   3. container checks: locate the section, header, checksums (§3.1)
- *   4. code tables and table-driven canonical-Huffman decoding (§3.2, §3.3)
- *   5. records: validation, scatter of values to positions (§3.4)
+ * C99, libc + zlib (raw inflate of format 2's meta stream with its preset
+ * dictionary, and CRC-32). Sections:
+ *   1. the bounds check, little-endian loads, CRC-32
+ *   2. the minimal flatbuffer reader (§3.1) and locating the section (§3.2)
+ *   3. canonical-Huffman decoding tables and the segment bit reader (§5.2)
+ *   4. elements: stores, transforms, binary16 (§6.1-§6.3)
+ *   5. format 2: header, inflate, tables, records (§4-§7)
+ *   6. format 1 (appendix A)
+ *   7. the public API
  *
- * Safety: every read of the input goes through an explicit bounds check, all
- * size arithmetic is done in uint64_t with overflow checks, and all work is
- * bounded by the input size or the decoded size D (which the caller limits by
- * the output capacity it provides).
+ * Why it is fast: symbols are decoded with a lookup table indexed by the
+ * next 11 bits of a 64-bit, most-significant-first bit buffer (codes of 12
+ * to 15 bits take one more lookup in a subtable), refilled branch-free with
+ * one unaligned 8-byte load per three symbols; symbols go through an
+ * L1-resident chunk buffer and are mapped to their codebook entry and
+ * stored in a tight loop; a sparse record's zero runs are filled with
+ * memset just ahead of the writes, while their cache lines are hot; code
+ * tables are built once per table and shared by every stream that uses it.
+ *
+ * Safety: every read of untrusted bytes (the file, the inflated meta stream)
+ * is preceded by the one bounds check TFDC_IN_BOUNDS; sizes are uint64_t and
+ * every sum or product of file-chosen numbers is checked for overflow before
+ * use (also where size_t has 32 bits); the decoded size is checked against
+ * the caller's limit before anything is allocated; all work is bounded by
+ * the input size or the decoded size.
  */
 #include "tfdc_decode.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
-#include "tfdc_crc32_table.h"
+#include "tfdc_dictionary.h"
+#include "tfdc_format.h"
 
 #if defined(__GNUC__) || defined(__clang__)
 #define TFDC_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -28,19 +46,21 @@
 #define TFDC_UNLIKELY(x) (x)
 #endif
 
-#define HEADER_SIZE 48u
-#define RECORD_FIXED 52u /* bytes of a record before its codebook */
-#define STREAM_FIXED 16u /* count, table, reserved, block */
-#define MAX_ALPHABET 32768u
-#define MAX_CODE_LEN 15u
 #define PRIMARY_BITS 11u
 /* Primary table plus all subtables never exceed 2^11 + 2^15 entries: each of
  * the 2^11 prefixes owns at most 2^(15-11) subtable entries. */
-#define HTAB_ENTRIES ((1u << PRIMARY_BITS) + (1u << MAX_CODE_LEN))
+#define HTAB_ENTRIES ((1u << PRIMARY_BITS) + (1u << TFDC_MAX_CODE_LEN))
 #define CHUNK 4096u /* symbols decoded per step into an L1-resident buffer */
+/* Stream slots of one record: the gap stream and up to 8 value planes. */
+#define MAX_STREAMS (1 + TFDC_MAX_PLANES)
 
-/* ------------------------------------------------------------------------ */
-/* 1. Loads and CRC-32                                                       */
+/* ======================================================================== */
+/* 1. The bounds check, loads, CRC-32                                        */
+
+/* The one bounds check: true iff the n bytes at pos lie within [0, len).
+ * Written so that no sum can wrap. */
+#define TFDC_IN_BOUNDS(pos, n, len) \
+  ((uint64_t)(pos) <= (uint64_t)(len) && (uint64_t)(n) <= (uint64_t)(len) - (uint64_t)(pos))
 
 static uint16_t ld16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static uint32_t ld32(const uint8_t *p) {
@@ -62,62 +82,36 @@ static uint64_t ld64be(const uint8_t *p) {
 #endif
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((unused)) /* fuzzing builds skip checksums */
-#endif
-static uint32_t crc32_bytes(const uint8_t *p, size_t n) {
-  uint32_t c = 0xFFFFFFFFu;
-  while (n >= 8) {
-    uint32_t a = c ^ ld32(p), b = ld32(p + 4);
-    c = tfdc_crc32_tab[7][a & 0xff] ^ tfdc_crc32_tab[6][(a >> 8) & 0xff] ^
-        tfdc_crc32_tab[5][(a >> 16) & 0xff] ^ tfdc_crc32_tab[4][a >> 24] ^
-        tfdc_crc32_tab[3][b & 0xff] ^ tfdc_crc32_tab[2][(b >> 8) & 0xff] ^
-        tfdc_crc32_tab[1][(b >> 16) & 0xff] ^ tfdc_crc32_tab[0][b >> 24];
-    p += 8;
-    n -= 8;
+/* zlib's CRC-32 (§2), fed in pieces: its length argument is 32-bit. */
+static uint32_t crc32_bytes(const uint8_t *p, uint64_t n) {
+  uLong c = crc32(0L, Z_NULL, 0);
+  while (n > 0) {
+    uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+    c = crc32(c, p, k);
+    p += k;
+    n -= k;
   }
-  while (n--) c = tfdc_crc32_tab[0][(c ^ *p++) & 0xff] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
+  return (uint32_t)c;
 }
 
 /* Fuzzing builds skip checksums so that mutated inputs reach the parsers
  * behind them. */
 #ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-#define crc_ok(computed, stored) 1
+#define crc_ok(computed, stored) ((void)(computed), (void)(stored), 1)
 #else
 #define crc_ok(computed, stored) ((computed) == (stored))
 #endif
 
-const char *tfdc_strerror(int status) {
-  switch (status) {
-    case TFDC_OK: return "ok";
-    case TFDC_ERR_ARGUMENT: return "invalid argument";
-    case TFDC_ERR_NOT_PACKED: return "not a tfdc-packed model (no tfdc.v1 metadata)";
-    case TFDC_ERR_FLATBUFFER: return "malformed or truncated flatbuffer";
-    case TFDC_ERR_TRUNCATED: return "truncated tfdc section or record";
-    case TFDC_ERR_VERSION: return "unsupported tfdc format major version";
-    case TFDC_ERR_CHECKSUM: return "CRC-32 mismatch: the file is corrupted";
-    case TFDC_ERR_CORRUPT: return "corrupt tfdc section: a field breaks a rule of the format";
-    case TFDC_ERR_OUTPUT_SIZE: return "output buffer smaller than the decoded size";
-    case TFDC_ERR_NOMEM: return "out of memory";
-    case TFDC_ERR_TOO_LARGE: return "decoded size too large";
-    default: return "unknown tfdc status";
-  }
-}
-
-/* ------------------------------------------------------------------------ */
-/* 2. Minimal flatbuffer reader (§2). Positions are uint64_t; every read is  */
-/*    checked against the file length.                                       */
+/* ======================================================================== */
+/* 2. Minimal flatbuffer reader (§3.1) and the section (§3.2)               */
 
 typedef struct {
   const uint8_t *buf;
   uint64_t len;
 } fbuf;
 
-static int fb_in(const fbuf *f, uint64_t pos, uint64_t n) { return pos <= f->len && n <= f->len - pos; }
-
 static int fb_u32(const fbuf *f, uint64_t pos, uint32_t *v) {
-  if (!fb_in(f, pos, 4)) return TFDC_ERR_FLATBUFFER;
+  if (!TFDC_IN_BOUNDS(pos, 4, f->len)) return TFDC_ERR_FLATBUFFER;
   *v = ld32(f->buf + pos);
   return TFDC_OK;
 }
@@ -130,13 +124,13 @@ static int fb_field(const fbuf *f, uint64_t T, unsigned id, uint64_t *field) {
   uint16_t vt_size, o;
   int rc = fb_u32(f, T, &sv);
   if (rc) return rc;
-  V = (int64_t)T - (int64_t)(int32_t)sv;
-  if (V < 0 || !fb_in(f, (uint64_t)V, 4)) return TFDC_ERR_FLATBUFFER;
+  V = (int64_t)T - (int64_t)(int32_t)sv; /* T < 2^32 + 2^32: no overflow */
+  if (V < 0 || !TFDC_IN_BOUNDS(V, 2, f->len)) return TFDC_ERR_FLATBUFFER;
   vt_size = ld16(f->buf + V);
   if (vt_size < 4 || (vt_size & 1)) return TFDC_ERR_FLATBUFFER;
   *field = 0;
   if (4u + 2u * id >= vt_size) return TFDC_OK;
-  if (!fb_in(f, (uint64_t)V + 4 + 2 * id, 2)) return TFDC_ERR_FLATBUFFER;
+  if (!TFDC_IN_BOUNDS((uint64_t)V + 4 + 2 * id, 2, f->len)) return TFDC_ERR_FLATBUFFER;
   o = ld16(f->buf + V + 4 + 2 * id);
   if (o != 0) *field = T + o;
   return TFDC_OK;
@@ -155,12 +149,12 @@ static int fb_deref(const fbuf *f, uint64_t F, uint64_t *target) {
 static int fb_vector(const fbuf *f, uint64_t P, uint64_t elem, uint32_t *n, uint64_t *start) {
   int rc = fb_u32(f, P, n);
   if (rc) return rc;
-  if (!fb_in(f, P + 4, (uint64_t)*n * elem)) return TFDC_ERR_FLATBUFFER;
+  if (!TFDC_IN_BOUNDS(P + 4, (uint64_t)*n * elem, f->len)) return TFDC_ERR_FLATBUFFER;
   *start = P + 4;
   return TFDC_OK;
 }
 
-/* Reference field `id` of table T: vector position, or 0 when absent. */
+/* Reference field `id` of table T: referenced position, or 0 when absent. */
 static int fb_ref_field(const fbuf *f, uint64_t T, unsigned id, uint64_t *pos) {
   uint64_t F;
   int rc = fb_field(f, T, id, &F);
@@ -169,14 +163,14 @@ static int fb_ref_field(const fbuf *f, uint64_t T, unsigned id, uint64_t *pos) {
   return F ? fb_deref(f, F, pos) : TFDC_OK;
 }
 
-static int fb_scalar_u64(const fbuf *f, uint64_t T, unsigned id, uint64_t *v) {
+static int fb_scalar(const fbuf *f, uint64_t T, unsigned id, unsigned bytes, uint64_t *v) {
   uint64_t F;
   int rc = fb_field(f, T, id, &F);
   if (rc) return rc;
   *v = 0;
   if (!F) return TFDC_OK;
-  if (!fb_in(f, F, 8)) return TFDC_ERR_FLATBUFFER;
-  *v = ld64(f->buf + F);
+  if (!TFDC_IN_BOUNDS(F, bytes, f->len)) return TFDC_ERR_FLATBUFFER;
+  *v = bytes == 8 ? ld64(f->buf + F) : ld32(f->buf + F);
   return TFDC_OK;
 }
 
@@ -188,6 +182,7 @@ typedef struct {
 
 typedef struct {
   fbuf f;
+  uint64_t root;
   uint32_t num_buffers;
   uint64_t buffers_start; /* position of the first uoffset of Model.buffers */
 } fb_model;
@@ -197,9 +192,7 @@ static int fb_get_buffer(const fb_model *m, uint32_t idx, fb_buffer *b) {
   int rc;
   if (idx >= m->num_buffers) return TFDC_ERR_CORRUPT;
   if ((rc = fb_deref(&m->f, m->buffers_start + 4ull * idx, &T))) return rc;
-  if ((rc = fb_scalar_u64(&m->f, T, 1, &b->offset))) return rc;
-  if ((rc = fb_scalar_u64(&m->f, T, 2, &b->size))) return rc;
-  if ((rc = fb_ref_field(&m->f, T, 0, &data))) return rc;
+  if ((rc = fb_ref_field(&m->f, T, TFDC_FB_BUFFER_DATA, &data))) return rc;
   b->has_data = 0;
   if (data) {
     uint32_t n;
@@ -207,212 +200,139 @@ static int fb_get_buffer(const fb_model *m, uint32_t idx, fb_buffer *b) {
     if ((rc = fb_vector(&m->f, data, 1, &n, &start))) return rc;
     b->has_data = n != 0;
   }
-  return TFDC_OK;
+  if ((rc = fb_scalar(&m->f, T, TFDC_FB_BUFFER_OFFSET, 8, &b->offset))) return rc;
+  return fb_scalar(&m->f, T, TFDC_FB_BUFFER_SIZE, 8, &b->size);
 }
 
-/* ------------------------------------------------------------------------ */
-/* 3. Container: locate the section, check header and checksums.             */
+/* Root, identifier and Model.buffers of a flatbuffer; every buffer entry is
+ * read once, so an out-of-range entry is an error even if unused (§3.1). */
+static int fb_open(fb_model *m, const uint8_t *buf, uint64_t len) {
+  uint64_t buffers;
+  uint32_t j;
+  int rc;
+  m->f.buf = buf;
+  m->f.len = len;
+  m->num_buffers = 0;
+  m->buffers_start = 0;
+  if (len < 8) return TFDC_ERR_FLATBUFFER;
+  if (memcmp(buf + 4, TFDC_FLATBUFFER_ID, 4) != 0) return TFDC_ERR_FLATBUFFER;
+  m->root = ld32(buf);
+  if ((rc = fb_ref_field(&m->f, m->root, TFDC_FB_MODEL_BUFFERS, &buffers))) return rc;
+  if (buffers && (rc = fb_vector(&m->f, buffers, 4, &m->num_buffers, &m->buffers_start))) return rc;
+  for (j = 0; j < m->num_buffers; j++) {
+    fb_buffer b;
+    if ((rc = fb_get_buffer(m, j, &b))) return rc;
+  }
+  return TFDC_OK;
+}
 
 typedef struct {
   fb_model model;
-  uint32_t section_buffer;
-  uint64_t S, Z, D;
-  const uint8_t *sec; /* = in + S */
-  uint32_t num_tables, num_records;
-} container;
+  int major;               /* 1 or 2 */
+  uint32_t section_buffer; /* b */
+  uint64_t S, Z;
+} located;
 
-/* Finds the unique tfdc.v1 metadata entry (§2, "Locating the section"). */
-static int locate_section(const uint8_t *in, size_t in_len, container *c) {
-  fbuf *f = &c->model.f;
-  uint32_t root, nmeta, i, buf_idx = 0;
-  uint64_t meta, meta_start, buffers;
+/* Format 1 files that were already decoded keep their section and append
+ * the weights after it: a standard model, reported as NOT_PACKED. */
+static int v1_already_decoded(const uint8_t *in, uint64_t len, uint64_t S, uint64_t Z) {
+  const uint8_t *h = in + S;
+  if (Z < TFDC_V1_HEADER_SIZE + TFDC_CRC_SIZE || !TFDC_IN_BOUNDS(S, Z, len)) return 0;
+  if (memcmp(h, TFDC_MAGIC, 4) != 0) return 0;
+  return ld64(h + TFDC_V1_HEADER_DECODED_SIZE) == len &&
+         crc32_bytes(h, Z - TFDC_CRC_SIZE) == ld32(h + Z - TFDC_CRC_SIZE);
+}
+
+/* Finds the unique section key among the stub's metadata (§3.2). */
+static int locate_section(const uint8_t *in, size_t in_len, located *L) {
+  fbuf *f = &L->model.f;
+  uint64_t meta, meta_start, len = (uint64_t)in_len;
+  uint32_t nmeta = 0, i, buf_idx = 0;
   int rc, found = 0;
   fb_buffer sb;
 
-  f->buf = in;
-  f->len = (uint64_t)in_len;
-  if (in_len < 8) return TFDC_ERR_FLATBUFFER;
-  root = ld32(in);
-  if (memcmp(in + 4, "TFL3", 4) != 0) return TFDC_ERR_FLATBUFFER;
-
-  if ((rc = fb_ref_field(f, root, 6, &meta))) return rc;
-  if (!meta) return TFDC_ERR_NOT_PACKED;
-  if ((rc = fb_vector(f, meta, 4, &nmeta, &meta_start))) return rc;
+  if ((rc = fb_open(&L->model, in, len))) return rc;
+  if ((rc = fb_ref_field(f, L->model.root, TFDC_FB_MODEL_METADATA, &meta))) return rc;
+  if (meta && (rc = fb_vector(f, meta, 4, &nmeta, &meta_start))) return rc;
+  L->major = 0;
   for (i = 0; i < nmeta; i++) {
-    uint64_t T, name, name_start, bfield;
-    uint32_t name_len;
+    uint64_t T, name, name_start = 0, b;
+    uint32_t name_len = 0;
+    int major = 0;
     if ((rc = fb_deref(f, meta_start + 4ull * i, &T))) return rc;
-    if ((rc = fb_ref_field(f, T, 0, &name))) return rc;
-    if (!name) continue;
-    if ((rc = fb_vector(f, name, 1, &name_len, &name_start))) return rc;
-    if (name_len != 7 || memcmp(in + name_start, TFDC_METADATA_NAME, 7) != 0) continue;
-    if (found) return TFDC_ERR_CORRUPT; /* more than one tfdc.v1 entry */
-    found = 1;
-    if ((rc = fb_field(f, T, 1, &bfield))) return rc;
-    buf_idx = 0;
-    if (bfield) {
-      if ((rc = fb_u32(f, bfield, &buf_idx))) return rc;
+    if ((rc = fb_ref_field(f, T, TFDC_FB_METADATA_NAME, &name))) return rc;
+    if (name && (rc = fb_vector(f, name, 1, &name_len, &name_start))) return rc;
+    if ((rc = fb_scalar(f, T, TFDC_FB_METADATA_BUFFER, 4, &b))) return rc;
+    if (name_len == TFDC_SECTION_KEY_LEN) {
+      if (memcmp(in + name_start, TFDC_METADATA_NAME, TFDC_SECTION_KEY_LEN) == 0) major = 2;
+      if (memcmp(in + name_start, TFDC_METADATA_NAME_V1, TFDC_SECTION_KEY_LEN) == 0) major = 1;
     }
+    if (!major) continue;
+    found++;
+    L->major = major;
+    buf_idx = (uint32_t)b;
   }
   if (!found) return TFDC_ERR_NOT_PACKED;
-
-  if ((rc = fb_ref_field(f, root, 4, &buffers))) return rc;
-  c->model.num_buffers = 0;
-  c->model.buffers_start = 0;
-  if (buffers) {
-    if ((rc = fb_vector(f, buffers, 4, &c->model.num_buffers, &c->model.buffers_start))) return rc;
+  if (found > 1) return TFDC_ERR_CORRUPT; /* two keys */
+  if (buf_idx >= L->model.num_buffers) return TFDC_ERR_CORRUPT;
+  if ((rc = fb_get_buffer(&L->model, buf_idx, &sb))) return rc;
+  L->section_buffer = buf_idx;
+  L->S = sb.offset;
+  L->Z = sb.size;
+  if (L->major == 1) {
+    if (L->S <= 1 || L->S % TFDC_V1_SECTION_ALIGN) return TFDC_ERR_CORRUPT;
+    if (L->Z < TFDC_V1_HEADER_SIZE + TFDC_CRC_SIZE) return TFDC_ERR_CORRUPT;
+  } else {
+    if (L->S < TFDC_MIN_SECTION_OFFSET) return TFDC_ERR_CORRUPT;
+    if (L->Z < TFDC_PREFIX_SIZE + TFDC_CRC_SIZE) return TFDC_ERR_CORRUPT;
   }
-  if ((rc = fb_get_buffer(&c->model, buf_idx, &sb))) return rc;
-  c->section_buffer = buf_idx;
-  c->S = sb.offset;
-  c->Z = sb.size;
-  if (c->S <= 1 || c->S % 16 != 0 || c->Z < HEADER_SIZE + 4 || sb.has_data) return TFDC_ERR_CORRUPT;
-  if (c->S > f->len || f->len - c->S != c->Z) return TFDC_ERR_CORRUPT;
-  c->sec = in + c->S;
-  return TFDC_OK;
-}
-
-static int check_container_impl(const uint8_t *in, size_t in_len, container *c, int verify_crc) {
-  int rc;
-  const uint8_t *h;
-  if (!in) return TFDC_ERR_ARGUMENT;
-  if ((rc = locate_section(in, in_len, c))) return rc;
-  h = c->sec;
-  if (memcmp(h, "TFDC", 4) != 0) return TFDC_ERR_CORRUPT;
-  if (ld16(h + 4) != TFDC_FORMAT_MAJOR) return TFDC_ERR_VERSION;
-  /* Checksums before interpreting anything else (§3.1). */
-  if (verify_crc && !crc_ok(crc32_bytes(h, (size_t)(c->Z - 4)), ld32(h + c->Z - 4))) return TFDC_ERR_CHECKSUM;
-  if (verify_crc && !crc_ok(crc32_bytes(in, (size_t)c->S), ld32(h + 32))) return TFDC_ERR_CHECKSUM;
-  if (ld32(h + 8) != HEADER_SIZE || ld32(h + 12) != 0 || ld32(h + 44) != 0) return TFDC_ERR_CORRUPT;
-  if (ld64(h + 16) != c->Z) return TFDC_ERR_CORRUPT;
-  c->D = ld64(h + 24);
-  if (c->D < c->S + c->Z) return TFDC_ERR_CORRUPT;
-  c->num_tables = ld32(h + 36);
-  c->num_records = ld32(h + 40);
-  if (c->num_tables > 65535u) return TFDC_ERR_CORRUPT;
-  return TFDC_OK;
-}
-
-static int check_container(const uint8_t *in, size_t in_len, container *c) {
-  return check_container_impl(in, in_len, c, 1);
-}
-
-int tfdc_peek_decoded_size(const uint8_t *in, size_t in_len, uint64_t *out_size) {
-  container c;
-  int rc;
-  if (!out_size) return TFDC_ERR_ARGUMENT;
-  if ((rc = check_container_impl(in, in_len, &c, 0))) return rc;
-  *out_size = c.D;
-  return TFDC_OK;
-}
-
-int tfdc_is_packed(const uint8_t *in, size_t in_len) {
-  container c;
-  if (!in) return 0;
-  return locate_section(in, in_len, &c) == TFDC_OK;
-}
-
-int tfdc_decoded_size(const uint8_t *in, size_t in_len, uint64_t *out_size) {
-  container c;
-  int rc;
-  if (!out_size) return TFDC_ERR_ARGUMENT;
-  if ((rc = check_container(in, in_len, &c))) return rc;
-  *out_size = c.D;
-  return TFDC_OK;
-}
-
-/* ------------------------------------------------------------------------ */
-/* 4. Code tables and Huffman decoding (§3.2, §3.3).                         */
-
-typedef struct {
-  uint8_t kind, max_len;
-  uint32_t n;
-  uint32_t symbol;         /* kind 1 */
-  const uint8_t *lengths;  /* kind 0: ceil(n/2) bytes of nibbles */
-} code_table;
-
-/* Parses and validates every table; `pos` advances past them. */
-static int parse_tables(const container *c, code_table *t, uint64_t *pos) {
-  uint64_t p = *pos, end = c->Z - 4;
-  uint32_t i;
-  for (i = 0; i < c->num_tables; i++) {
-    const uint8_t *h;
-    if (end - p < 8) return TFDC_ERR_TRUNCATED;
-    h = c->sec + p;
-    t[i].kind = h[0];
-    t[i].max_len = h[1];
-    t[i].n = ld32(h + 4);
-    if (ld16(h + 2) != 0 || t[i].n < 1 || t[i].n > MAX_ALPHABET) return TFDC_ERR_CORRUPT;
-    p += 8;
-    if (t[i].kind == 1) {
-      if (t[i].max_len != 0) return TFDC_ERR_CORRUPT;
-      if (end - p < 4) return TFDC_ERR_TRUNCATED;
-      t[i].symbol = ld32(c->sec + p);
-      if (t[i].symbol >= t[i].n) return TFDC_ERR_CORRUPT;
-      p += 4;
-    } else if (t[i].kind == 0) {
-      uint32_t nb = (t[i].n + 1) / 2, j, kraft = 0, maxl = 0;
-      const uint8_t *L;
-      if (end - p < nb) return TFDC_ERR_TRUNCATED;
-      L = c->sec + p;
-      t[i].lengths = L;
-      if ((t[i].n & 1) && (L[nb - 1] >> 4) != 0) return TFDC_ERR_CORRUPT;
-      for (j = 0; j < nb; j++) {
-        unsigned lo = L[j] & 15, hi = L[j] >> 4;
-        /* Each term is at most 2^14; the running sum fits easily. */
-        if (lo) kraft += 1u << (15 - lo);
-        if (hi) kraft += 1u << (15 - hi);
-        if (lo > maxl) maxl = lo;
-        if (hi > maxl) maxl = hi;
-        if (kraft > (1u << 15)) return TFDC_ERR_CORRUPT;
-      }
-      if (maxl == 0 || maxl != t[i].max_len) return TFDC_ERR_CORRUPT;
-      p += nb;
-    } else {
-      return TFDC_ERR_CORRUPT;
-    }
+  if (L->S > len || L->Z > len - L->S) return TFDC_ERR_TRUNCATED; /* S + Z > file */
+  if (L->Z != len - L->S) {                                         /* trailing bytes */
+    if (L->major == 1 && v1_already_decoded(in, len, L->S, L->Z)) return TFDC_ERR_NOT_PACKED;
+    return TFDC_ERR_CORRUPT;
   }
-  *pos = p;
+  if (sb.has_data) return TFDC_ERR_CORRUPT;
   return TFDC_OK;
 }
+
+/* ======================================================================== */
+/* 3. Canonical-Huffman decoding tables and the segment bit reader (§5.2)   */
 
 /* Decoding table entry (uint32_t):
  *   direct:   symbol << 16 | code length            (length 1..15)
  *   subtable: start << 16 | SUB | sub_bits << 8     (start indexes the table)
- *   invalid:  0 (a bit pattern that is no code)
+ *   invalid:  0 (a bit pattern that is no code; only format 1 allows it)
  */
 #define HE_SUB 0x8000u
 
 typedef struct {
-  uint32_t *e;      /* HTAB_ENTRIES */
-  unsigned bits;    /* primary table index bits = min(max_len, 11) */
-  int built_for;    /* table index it holds, -1 if none */
+  uint32_t *e;   /* HTAB_ENTRIES, allocated on first use */
+  unsigned bits; /* primary table index bits = min(max_len, 11) */
+  int64_t built_for; /* table index it holds, -1 if none */
 } htab;
 
-static void build_htab(htab *h, const code_table *t, int table_index, uint16_t *sorted) {
-  uint32_t count[MAX_CODE_LEN + 1] = {0}, offs[MAX_CODE_LEN + 2];
+/* Builds the decoding table of the canonical code with code length lens[s]
+ * (0: no code) for symbols s < n, longest length max_len (1..15). `sorted`
+ * is scratch for n symbols. */
+static void build_htab(htab *h, const uint8_t *lens, uint32_t n, unsigned max_len, uint16_t *sorted) {
+  uint32_t count[TFDC_MAX_CODE_LEN + 1] = {0}, offs[TFDC_MAX_CODE_LEN + 2];
   uint8_t sub_len[1u << PRIMARY_BITS]; /* longest code length per long prefix */
   uint32_t sub_start[1u << PRIMARY_BITS] = {0};
-  unsigned TB = t->max_len < PRIMARY_BITS ? t->max_len : PRIMARY_BITS;
-  uint32_t n = t->n, s, k, total, next_free, code = 0;
+  unsigned TB = max_len < PRIMARY_BITS ? max_len : PRIMARY_BITS;
+  uint32_t s, k, next_free, code = 0;
   unsigned len, prev_len = 0;
 
-  for (s = 0; s < n; s++) count[(t->lengths[s >> 1] >> ((s & 1) * 4)) & 15]++;
+  for (s = 0; s < n; s++) count[lens[s]]++;
   offs[1] = 0;
-  for (len = 1; len <= MAX_CODE_LEN; len++) offs[len + 1] = offs[len] + count[len];
-  total = offs[MAX_CODE_LEN + 1];
-  for (s = 0; s < n; s++) {
-    unsigned l = (t->lengths[s >> 1] >> ((s & 1) * 4)) & 15;
-    if (l) sorted[offs[l]++] = (uint16_t)s;
-  }
+  for (len = 1; len <= TFDC_MAX_CODE_LEN; len++) offs[len + 1] = offs[len] + count[len];
+  for (s = 0; s < n; s++)
+    if (lens[s]) sorted[offs[lens[s]]++] = (uint16_t)s;
   memset(h->e, 0, sizeof(uint32_t) << TB);
   memset(sub_len, 0, sizeof sub_len);
 
   /* Pass 1: the longest code under each primary prefix sizes its subtable. */
-  if (t->max_len > TB) {
-    code = 0;
-    prev_len = 0;
-    for (k = 0, len = 1; len <= MAX_CODE_LEN; len++) {
+  if (max_len > TB) {
+    for (k = 0, len = 1; len <= TFDC_MAX_CODE_LEN; len++) {
       uint32_t j;
       for (j = 0; j < count[len]; j++, k++) {
         if (k > 0) code = (code + 1) << (len - prev_len);
@@ -438,7 +358,7 @@ static void build_htab(htab *h, const code_table *t, int table_index, uint16_t *
   /* Pass 2: fill entries, replicating each code over the bits after it. */
   code = 0;
   prev_len = 0;
-  for (k = 0, len = 1; len <= MAX_CODE_LEN; len++) {
+  for (k = 0, len = 1; len <= TFDC_MAX_CODE_LEN; len++) {
     uint32_t j;
     for (j = 0; j < count[len]; j++, k++) {
       uint32_t sym = sorted[k], entry = (sym << 16) | len, i, reps, base;
@@ -447,30 +367,29 @@ static void build_htab(htab *h, const code_table *t, int table_index, uint16_t *
       if (len <= TB) {
         base = code << (TB - len);
         reps = 1u << (TB - len);
-        for (i = 0; i < reps; i++) h->e[base + i] = entry;
       } else {
         uint32_t prefix = code >> (len - TB);
         unsigned sb = sub_len[prefix] - TB, rest = len - TB;
         base = sub_start[prefix] + ((code & ((1u << rest) - 1)) << (sb - rest));
         reps = 1u << (sb - rest);
-        for (i = 0; i < reps; i++) h->e[base + i] = entry;
       }
+      for (i = 0; i < reps; i++) h->e[base + i] = entry;
     }
   }
-  (void)total;
   h->bits = TB;
-  h->built_for = table_index;
 }
 
 /* A coded stream being read, possibly across several calls. */
 typedef struct {
-  uint64_t count;        /* symbols in the stream */
-  uint64_t left;         /* symbols not yet returned */
-  uint32_t block;
-  int kind1;
+  uint64_t count;  /* symbols in the stream */
+  uint64_t left;   /* symbols not yet returned */
+  uint64_t block;  /* symbols per segment */
+  int constant;    /* single-symbol table: no bits */
   uint16_t symbol1;
+  uint32_t alphabet_check; /* nonzero: every symbol must be below it */
   const htab *h;
-  const uint8_t *seg_lens;  /* u32 per segment */
+  const uint8_t *seg_lens;  /* format 1: u32 per segment; format 2: varints */
+  int varint_lens;
   uint64_t nseg, seg;       /* segments, index of the current one */
   const uint8_t *seg_start; /* current segment */
   uint64_t seg_bytes, seg_left;
@@ -482,77 +401,6 @@ typedef struct {
   const uint8_t *p;
   uint64_t over; /* zero bits supplied past the segment's end */
 } stream;
-
-typedef struct {
-  uint64_t count;
-  int table; /* -1 for count == 0 */
-  uint32_t block;
-  uint64_t nseg;
-  const uint8_t *seg_lens;
-  const uint8_t *data;
-  uint64_t data_bytes;
-} stream_info;
-
-/* Parses a stream header (§3.3) at rec[*pos] within a record of `len` bytes
- * (the record CRC excluded). Checks every structural rule. */
-static int parse_stream(const uint8_t *rec, uint64_t len, uint64_t *pos, const code_table *tables,
-                        uint32_t num_tables, uint32_t alphabet_limit, stream_info *si) {
-  const uint8_t *h;
-  uint32_t table, i;
-  uint64_t p = *pos, total = 0;
-  if (len - p < STREAM_FIXED) return TFDC_ERR_TRUNCATED;
-  h = rec + p;
-  si->count = ld64(h);
-  table = ld16(h + 8);
-  si->block = ld32(h + 12);
-  if (ld16(h + 10) != 0) return TFDC_ERR_CORRUPT;
-  p += STREAM_FIXED;
-  si->nseg = 0;
-  si->seg_lens = rec + p;
-  si->data_bytes = 0;
-  if (si->count == 0) {
-    if (table != 0xFFFFu || si->block != 0) return TFDC_ERR_CORRUPT;
-    si->table = -1;
-  } else {
-    if (table >= num_tables) return TFDC_ERR_CORRUPT;
-    if (tables[table].n > alphabet_limit) return TFDC_ERR_CORRUPT;
-    si->table = (int)table;
-    if (tables[table].kind == 1) {
-      if (si->block != 0) return TFDC_ERR_CORRUPT;
-    } else {
-      if (si->block == 0) return TFDC_ERR_CORRUPT;
-      si->nseg = si->count / si->block + (si->count % si->block != 0);
-      if (si->nseg > (len - p) / 4) return TFDC_ERR_TRUNCATED;
-      for (i = 0; i < si->nseg; i++) total += ld32(rec + p + 4 * i); /* < 2^64: nseg < 2^62 */
-      p += 4 * si->nseg;
-      if (total > len - p) return TFDC_ERR_TRUNCATED;
-      si->data_bytes = total;
-    }
-  }
-  si->data = rec + p;
-  *pos = p + si->data_bytes;
-  return TFDC_OK;
-}
-
-static void stream_open(stream *s, const stream_info *si, const code_table *tables, const htab *h,
-                        const uint8_t *in_end) {
-  memset(s, 0, sizeof *s);
-  s->count = s->left = si->count;
-  s->block = si->block;
-  s->in_end = in_end;
-  if (si->count == 0) return;
-  if (tables[si->table].kind == 1) {
-    s->kind1 = 1;
-    s->symbol1 = (uint16_t)tables[si->table].symbol;
-    return;
-  }
-  s->h = h;
-  s->seg_lens = si->seg_lens;
-  s->nseg = si->nseg;
-  s->seg = 0;
-  s->next_seg = si->data;
-  s->seg_left = 0; /* the first read opens segment 0 */
-}
 
 /* Checks the end of the current segment: the codes used exactly
  * ceil(bits / 8) == segment_bytes bytes and the padding bits are zero. */
@@ -568,8 +416,26 @@ static int segment_finish(const stream *s) {
   return TFDC_OK;
 }
 
+/* A varint that the parser has already validated (format 2 segment lengths). */
+static uint64_t trusted_varint(const uint8_t **p) {
+  uint64_t v = 0;
+  unsigned shift = 0;
+  const uint8_t *q = *p;
+  while (*q & 0x80) {
+    v |= (uint64_t)(*q++ & 0x7f) << shift;
+    shift += 7;
+  }
+  v |= (uint64_t)*q++ << shift;
+  *p = q;
+  return v;
+}
+
 static void segment_open(stream *s) {
-  s->seg_bytes = ld32(s->seg_lens + 4 * s->seg);
+  if (s->varint_lens) {
+    s->seg_bytes = trusted_varint(&s->seg_lens);
+  } else {
+    s->seg_bytes = ld32(s->seg_lens + 4 * s->seg);
+  }
   s->seg_start = s->next_seg;
   s->next_seg += s->seg_bytes;
   s->seg_left = s->block;
@@ -617,7 +483,8 @@ static int segment_decode(stream *s, uint16_t *dst, uint32_t n) {
   uint32_t i = 0;
   /* Fast path: after a branchless refill there are >= 56 valid bits, enough
    * for three codes of up to 15 bits. Reads may run past the segment (never
-   * past the input); segment_finish rejects a segment whose codes used them. */
+   * past the input: fast_end is TFDC_IN_BOUNDS(p, 8, input) hoisted out of
+   * the loop); segment_finish rejects a segment whose codes used them. */
   if (s->in_end - p >= 8) {
     const uint8_t *fast_end = s->in_end - 8;
     while (n - i >= 3 && p <= fast_end) {
@@ -634,7 +501,7 @@ static int segment_decode(stream *s, uint16_t *dst, uint32_t n) {
   s->bits = bits;
   s->p = p;
   while (i < n) {
-    if (s->bits < MAX_CODE_LEN) refill_slow(s);
+    if (s->bits < TFDC_MAX_CODE_LEN) refill_slow(s);
     if (s->over > 64) return TFDC_ERR_TRUNCATED; /* codes ran well past the segment */
     buf = s->buf;
     bits = s->bits;
@@ -648,10 +515,10 @@ static int segment_decode(stream *s, uint16_t *dst, uint32_t n) {
 
 /* Returns the next `n` symbols of the stream (n <= s->left). */
 static int stream_read(stream *s, uint16_t *dst, uint32_t n) {
-  uint32_t done = 0;
+  uint32_t done = 0, i;
   int rc;
-  if (s->kind1) {
-    uint32_t i;
+  if (n > s->left) return TFDC_ERR_CORRUPT;
+  if (s->constant) {
     for (i = 0; i < n; i++) dst[i] = s->symbol1;
     s->left -= n;
     return TFDC_OK;
@@ -669,12 +536,55 @@ static int stream_read(stream *s, uint16_t *dst, uint32_t n) {
       s->seg++;
     }
   }
+  if (s->alphabet_check) { /* a fixed-length code wider than the alphabet */
+    for (i = 0; i < n; i++)
+      if (dst[i] >= s->alphabet_check) return TFDC_ERR_CORRUPT;
+  }
   return TFDC_OK;
 }
 
-/* ------------------------------------------------------------------------ */
-/* 5. Records (§3.4).                                                        */
+/* ======================================================================== */
+/* 4. Elements (§6.1-§6.3)                                                   */
 
+static inline void st16(uint8_t *p, uint64_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+}
+static inline void st32(uint8_t *p, uint64_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+}
+static inline void st64(uint8_t *p, uint64_t v) {
+  st32(p, v);
+  st32(p + 4, v >> 32);
+}
+
+/* Writes element i (value v) of a record whose output starts at `out`.
+ * Sub-byte elements are OR-ed into bytes the caller zeroed. */
+static inline void put_elem(uint8_t *out, uint64_t i, uint64_t v, unsigned eb) {
+  switch (eb) {
+    case 2: out[i >> 2] |= (uint8_t)(v << (2 * (i & 3))); break;
+    case 4: out[i >> 1] |= (uint8_t)(v << (4 * (i & 1))); break;
+    case 8: out[i] = (uint8_t)v; break;
+    case 16: st16(out + 2 * i, v); break;
+    case 32: st32(out + 4 * i, v); break;
+    default: st64(out + 8 * i, v); break;
+  }
+}
+
+/* The inverse of a transform (§6.2) on w-bit values. */
+static uint64_t inv_transform(uint64_t t, unsigned kind, unsigned w) {
+  uint64_t mask = w >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << w) - 1);
+  switch (kind) {
+    case TFDC_TRANSFORM_ZIGZAG: return ((t >> 1) ^ ((t & 1) ? mask : 0)) & mask;
+    case TFDC_TRANSFORM_ROTATE: return ((t >> 1) | ((t & 1) << (w - 1))) & mask;
+    default: return t;
+  }
+}
+
+/* binary16 -> binary32 by the integer rule of §6.3 (payloads kept). */
 static uint32_t half_to_single(uint16_t h) {
   uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 0x3ffu;
   if (e == 31) return s | 0x7f800000u | (m << 13);
@@ -690,16 +600,851 @@ static uint32_t half_to_single(uint16_t h) {
   return s | ((e - 15 + 127) << 23) | (m << 13);
 }
 
+/* ======================================================================== */
+/* 5. Format 2 (§4-§7)                                                       */
+
+/* Sequential reads of bytes [pos, end) of an untrusted buffer. */
 typedef struct {
-  code_table *tables;
+  const uint8_t *d;
+  uint64_t pos, end;
+} cursor;
+
+/* A minimal LEB128 varint (§2): TRUNCATED if none starts before `end`,
+ * CORRUPT if it runs past `end`, is longer than 10 bytes, exceeds 2^64 - 1
+ * or is not minimal. */
+static int cur_varint(cursor *c, uint64_t *v) {
+  uint64_t x = 0;
+  unsigned i;
+  if (c->pos >= c->end) return TFDC_ERR_TRUNCATED;
+  for (i = 0; i < TFDC_MAX_VARINT_BYTES; i++) {
+    uint8_t b;
+    if (!TFDC_IN_BOUNDS(c->pos + i, 1, c->end)) return TFDC_ERR_CORRUPT;
+    b = c->d[c->pos + i];
+    if (i == TFDC_MAX_VARINT_BYTES - 1 && b > 1) return TFDC_ERR_CORRUPT;
+    x |= (uint64_t)(b & 0x7f) << (7 * i);
+    if (b < 0x80) {
+      if (b == 0 && i > 0) return TFDC_ERR_CORRUPT;
+      c->pos += i + 1;
+      *v = x;
+      return TFDC_OK;
+    }
+  }
+  return TFDC_ERR_CORRUPT;
+}
+
+/* A varint that must be <= max (else CORRUPT). */
+static int cur_varint_max(cursor *c, uint64_t max, uint64_t *v) {
+  int rc = cur_varint(c, v);
+  if (rc) return rc;
+  return *v > max ? TFDC_ERR_CORRUPT : TFDC_OK;
+}
+
+/* Skips n bytes; their position in *at. */
+static int cur_take(cursor *c, uint64_t n, uint64_t *at) {
+  if (!TFDC_IN_BOUNDS(c->pos, n, c->end)) return TFDC_ERR_TRUNCATED;
+  *at = c->pos;
+  c->pos += n;
+  return TFDC_OK;
+}
+
+#define TRY(expr)                 \
+  do {                            \
+    int rc_ = (expr);             \
+    if (rc_ != TFDC_OK) return rc_; \
+  } while (0)
+
+typedef struct {
+  uint64_t S, Z;
+  uint64_t C, M, F, D;
+  uint64_t deflate_at; /* file position of the DEFLATE stream */
+  uint64_t payload_at, payload_end;
+} v2_header;
+
+/* §7 steps 2-4: prefix, CRC, the header's varints and their rules. */
+static int v2_read_header(const uint8_t *in, const located *L, uint64_t limit, int verify_crc,
+                          v2_header *h) {
+  const uint8_t *s = in + L->S;
+  uint64_t end = L->S + L->Z, flags;
+  cursor c;
+  /* locate_section checked S + Z == file length and Z >= prefix + CRC. */
+  if (!TFDC_IN_BOUNDS(L->S, TFDC_PREFIX_SIZE + TFDC_CRC_SIZE, L->model.f.len)) return TFDC_ERR_TRUNCATED;
+  h->S = L->S;
+  h->Z = L->Z;
+  if (memcmp(s + TFDC_PREFIX_MAGIC, TFDC_MAGIC, 4) != 0) return TFDC_ERR_CORRUPT;
+  if (ld16(s + TFDC_PREFIX_VERSION_MAJOR) != TFDC_FORMAT_MAJOR) return TFDC_ERR_VERSION;
+  /* The CRC before anything else of the section is interpreted (§7 step 3). */
+  if (verify_crc && !crc_ok(crc32_bytes(in, end - TFDC_CRC_SIZE), ld32(in + end - TFDC_CRC_SIZE)))
+    return TFDC_ERR_CHECKSUM;
+  c.d = in;
+  c.pos = L->S + TFDC_PREFIX_SIZE;
+  c.end = end - TFDC_CRC_SIZE;
+  TRY(cur_varint(&c, &flags));
+  if (flags != 0) return TFDC_ERR_CORRUPT;
+  TRY(cur_varint(&c, &h->C));
+  TRY(cur_varint(&c, &h->M));
+  TRY(cur_varint(&c, &h->F));
+  TRY(cur_varint(&c, &h->D));
+  if (h->D > limit || h->M > limit) return TFDC_ERR_TOO_LARGE;
+  if (h->F < 8 || h->F > h->M) return TFDC_ERR_CORRUPT;
+  if (h->D < h->F) return TFDC_ERR_CORRUPT;
+  TRY(cur_take(&c, h->C, &h->deflate_at));
+  h->payload_at = c.pos;
+  h->payload_end = c.end;
+  return TFDC_OK;
+}
+
+/* Inflates the C bytes at src into dst (capacity M + 1): exactly one raw
+ * DEFLATE stream with the preset dictionary, ending in its last byte and
+ * giving exactly M bytes (§4). */
+static int v2_inflate(const uint8_t *src, uint64_t C, uint8_t *dst, uint64_t M) {
+  z_stream z;
+  uint64_t in_left = C, out_left = M + 1, produced;
+  int ret, rc = TFDC_OK;
+  memset(&z, 0, sizeof z);
+  if (inflateInit2(&z, TFDC_DEFLATE_WBITS) != Z_OK) return TFDC_ERR_NOMEM;
+  if (inflateSetDictionary(&z, tfdc_dictionary, TFDC_DICTIONARY_SIZE) != Z_OK) {
+    inflateEnd(&z);
+    return TFDC_ERR_CORRUPT;
+  }
+  z.next_in = (Bytef *)(uintptr_t)src; /* zlib never writes through next_in */
+  z.next_out = dst;
+  for (;;) {
+    if (z.avail_in == 0 && in_left > 0) {
+      z.avail_in = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
+      in_left -= z.avail_in;
+    }
+    if (z.avail_out == 0 && out_left > 0) {
+      z.avail_out = out_left > (1u << 30) ? (1u << 30) : (uInt)out_left;
+      out_left -= z.avail_out;
+    }
+    ret = inflate(&z, Z_NO_FLUSH);
+    if (ret == Z_STREAM_END) break;
+    if (ret == Z_MEM_ERROR) {
+      rc = TFDC_ERR_NOMEM;
+      break;
+    }
+    if (ret != Z_OK && ret != Z_BUF_ERROR) { /* invalid data, a dictionary request */
+      rc = TFDC_ERR_CORRUPT;
+      break;
+    }
+    if (z.avail_out == 0 && out_left == 0) { /* more than M bytes */
+      rc = TFDC_ERR_CORRUPT;
+      break;
+    }
+    if ((z.avail_in == 0 && in_left == 0) || ret == Z_BUF_ERROR) { /* input used up, no final block */
+      rc = TFDC_ERR_TRUNCATED;
+      break;
+    }
+  }
+  produced = (M + 1) - out_left - z.avail_out;
+  if (rc == TFDC_OK && (z.avail_in != 0 || in_left != 0)) rc = TFDC_ERR_CORRUPT; /* bytes after */
+  if (rc == TFDC_OK && produced != M) rc = TFDC_ERR_CORRUPT;
+  inflateEnd(&z);
+  return rc;
+}
+
+/* One code table of the meta stream (§5.1). */
+typedef struct {
+  uint8_t kind, max_len;
+  uint32_t n;       /* alphabet size: every symbol it codes is < n */
+  uint32_t symbol;  /* kind 1 */
+  uint32_t m;       /* kind 0: coded symbols */
+  uint64_t gaps_at; /* kind 0: meta position of the symbol gaps (then the lengths) */
+} v2_table;
+
+static int v2_parse_table(cursor *c, v2_table *t) {
+  uint64_t kind, v, j, sym = 0, kraft = 0, lengths_at;
+  unsigned maxl = 0;
+  TRY(cur_varint(c, &kind));
+  memset(t, 0, sizeof *t);
+  t->kind = (uint8_t)kind;
+  if (kind == TFDC_TABLE_SINGLE) {
+    TRY(cur_varint_max(c, TFDC_MAX_ALPHABET - 1, &v));
+    t->symbol = (uint32_t)v;
+    t->n = (uint32_t)v + 1;
+    return TFDC_OK;
+  }
+  if (kind == TFDC_TABLE_FIXED) {
+    TRY(cur_varint_max(c, TFDC_MAX_FIXED_WIDTH, &v));
+    if (v < 1) return TFDC_ERR_CORRUPT;
+    t->max_len = (uint8_t)v;
+    t->n = 1u << v;
+    return TFDC_OK;
+  }
+  if (kind != TFDC_TABLE_HUFFMAN) return TFDC_ERR_CORRUPT;
+  TRY(cur_varint_max(c, TFDC_MAX_ALPHABET, &v));
+  if (v < 2) return TFDC_ERR_CORRUPT; /* one symbol is a kind 1 table */
+  t->m = (uint32_t)v;
+  if (t->m > c->end - c->pos) return TFDC_ERR_TRUNCATED; /* a byte per gap at least */
+  t->gaps_at = c->pos;
+  for (j = 0; j < t->m; j++) {
+    TRY(cur_varint(c, &v));
+    if (v >= TFDC_MAX_ALPHABET) return TFDC_ERR_CORRUPT;
+    sym = j == 0 ? v : sym + v + 1;
+    if (sym >= TFDC_MAX_ALPHABET) return TFDC_ERR_CORRUPT;
+  }
+  TRY(cur_take(c, (t->m + 1) / 2, &lengths_at));
+  if ((t->m & 1) && (c->d[lengths_at + t->m / 2] >> 4) != 0) return TFDC_ERR_CORRUPT;
+  for (j = 0; j < t->m; j++) {
+    unsigned l = (c->d[lengths_at + j / 2] >> (4 * (j & 1))) & 15;
+    if (l == 0) return TFDC_ERR_CORRUPT;
+    kraft += (uint64_t)1 << (TFDC_MAX_CODE_LEN - l);
+    if (l > maxl) maxl = l;
+  }
+  if (kraft != (uint64_t)1 << TFDC_MAX_CODE_LEN) return TFDC_ERR_CORRUPT; /* complete codes only */
+  t->max_len = (uint8_t)maxl;
+  t->n = (uint32_t)sym + 1;
+  return TFDC_OK;
+}
+
+/* A stream descriptor (§5.2), its segments placed in the payload. */
+typedef struct {
+  int64_t table; /* -1: no stream */
+  uint64_t count, block, nseg;
+  uint32_t alphabet;
+  uint64_t seglens_at; /* meta position of the segment lengths */
+  uint64_t data_at;    /* file position of the first segment */
+} v2_stream;
+
+typedef struct {
+  const uint8_t *in;
+  size_t in_len;
+  v2_header h;
+  uint8_t *meta; /* M + 1 bytes */
+  cursor mc;     /* the descriptors: meta [F, M) */
+  uint64_t pay_pos;
+  fb_buffer *bufs; /* the inner Model.buffers */
+  uint32_t num_buffers;
+  v2_table *tables;
+  uint64_t num_tables;
+  uint8_t *out;
+  /* scratch */
+  htab slots[MAX_STREAMS];
+  uint8_t *lens;    /* TFDC_MAX_ALPHABET code lengths */
+  uint16_t *sorted; /* TFDC_MAX_ALPHABET symbols */
+  uint64_t *codebook; /* TFDC_MAX_CODEBOOK entries */
+  uint16_t *sym;    /* MAX_STREAMS * CHUNK symbols */
+  uint64_t *vals;   /* CHUNK values */
+} v2_ctx;
+
+static int v2_parse_stream(v2_ctx *x, uint64_t count, uint64_t alphabet, v2_stream *st) {
+  cursor *c = &x->mc;
+  uint64_t index, j, total = 0, at;
+  const v2_table *t;
+  memset(st, 0, sizeof *st);
+  st->count = count;
+  st->alphabet = (uint32_t)alphabet;
+  TRY(cur_varint(c, &index));
+  if (index >= x->num_tables) return TFDC_ERR_CORRUPT;
+  st->table = (int64_t)index;
+  t = &x->tables[index];
+  if (t->kind == TFDC_TABLE_SINGLE) return t->symbol >= alphabet ? TFDC_ERR_CORRUPT : TFDC_OK;
+  if (t->kind == TFDC_TABLE_HUFFMAN && t->n > alphabet) return TFDC_ERR_CORRUPT;
+  TRY(cur_varint_max(c, TFDC_MAX_BLOCK, &st->block));
+  if (st->block < 1) return TFDC_ERR_CORRUPT;
+  st->nseg = count / st->block + (count % st->block != 0);
+  if (st->nseg > c->end - c->pos) return TFDC_ERR_TRUNCATED; /* a byte per length at least */
+  st->seglens_at = c->pos;
+  for (j = 0; j < st->nseg; j++) {
+    uint64_t len, syms = j + 1 < st->nseg ? st->block : count - j * st->block;
+    TRY(cur_varint(c, &len));
+    if (len < syms / 8 + (syms % 8 != 0)) return TFDC_ERR_CORRUPT; /* codes are >= 1 bit */
+    total = len > UINT64_MAX - total ? UINT64_MAX : total + len;
+  }
+  if (!TFDC_IN_BOUNDS(x->pay_pos, total, x->h.payload_end)) return TFDC_ERR_TRUNCATED;
+  at = x->pay_pos;
+  x->pay_pos += total;
+  st->data_at = at;
+  return TFDC_OK;
+}
+
+/* A decoding table for table `index`: one already built is shared; else a
+ * slot not in `busy` (the slots this record's other streams use) is built. */
+static int v2_table_slot(v2_ctx *x, uint64_t index, unsigned *busy, const htab **out) {
+  const v2_table *t = &x->tables[index];
+  unsigned k, free_slot = MAX_STREAMS;
+  htab *h;
+  for (k = 0; k < MAX_STREAMS; k++) {
+    if (x->slots[k].built_for == (int64_t)index) {
+      *busy |= 1u << k;
+      *out = &x->slots[k];
+      return TFDC_OK;
+    }
+    if (free_slot == MAX_STREAMS && !(*busy & (1u << k))) free_slot = k;
+  }
+  h = &x->slots[free_slot]; /* MAX_STREAMS slots for at most MAX_STREAMS streams */
+  if (!h->e && !(h->e = (uint32_t *)malloc(sizeof(uint32_t) * HTAB_ENTRIES))) return TFDC_ERR_NOMEM;
+  memset(x->lens, 0, t->n);
+  if (t->kind == TFDC_TABLE_FIXED) {
+    memset(x->lens, t->max_len, t->n);
+  } else {
+    /* Kind 0: symbols from the (validated) gaps, lengths from the nibbles. */
+    const uint8_t *g = x->meta + t->gaps_at, *nib;
+    uint32_t j, sym = 0;
+    for (j = 0; j < t->m; j++) {
+      uint32_t gap = (uint32_t)trusted_varint(&g);
+      sym = j == 0 ? gap : sym + gap + 1;
+      x->sorted[j] = (uint16_t)sym;
+    }
+    nib = g;
+    for (j = 0; j < t->m; j++) x->lens[x->sorted[j]] = (nib[j / 2] >> (4 * (j & 1))) & 15;
+  }
+  build_htab(h, x->lens, t->n, t->max_len, x->sorted);
+  h->built_for = (int64_t)index;
+  *busy |= 1u << free_slot;
+  *out = h;
+  return TFDC_OK;
+}
+
+static int v2_open_stream(v2_ctx *x, const v2_stream *st, unsigned *busy, stream *s) {
+  const v2_table *t;
+  memset(s, 0, sizeof *s);
+  s->count = s->left = st->count;
+  if (st->table < 0 || st->count == 0) return TFDC_OK;
+  t = &x->tables[st->table];
+  if (t->kind == TFDC_TABLE_SINGLE) {
+    s->constant = 1;
+    s->symbol1 = (uint16_t)t->symbol;
+    return TFDC_OK;
+  }
+  TRY(v2_table_slot(x, (uint64_t)st->table, busy, &s->h));
+  if (t->kind == TFDC_TABLE_FIXED && t->n > st->alphabet) s->alphabet_check = st->alphabet;
+  s->block = st->block;
+  s->seg_lens = x->meta + st->seglens_at;
+  s->varint_lens = 1;
+  s->nseg = st->nseg;
+  s->next_seg = x->in + st->data_at;
+  s->in_end = x->in + x->in_len;
+  return TFDC_OK;
+}
+
+/* One record, parsed (§6). */
+typedef struct {
+  uint64_t out_offset, out_size, N, R, nnz, G, K;
+  unsigned eb, transform, value_mode, position_mode, expand, planes;
+  v2_stream gaps, values[TFDC_MAX_PLANES];
+} v2_record;
+
+/* Reads the codebook (§6.4) into x->codebook: keys, inverse transform on kb
+ * bits, binary16 expansion. */
+static int v2_parse_codebook(v2_ctx *x, v2_record *r) {
+  cursor *c = &x->mc;
+  unsigned kb = r->expand ? TFDC_FP16_KEY_BITS : r->eb;
+  uint64_t maxkey = kb >= 64 ? UINT64_MAX : ((uint64_t)1 << kb) - 1;
+  uint64_t key, width, nbits, at, j, bit;
+  const uint8_t *d;
+  TRY(cur_varint_max(c, TFDC_MAX_CODEBOOK, &r->K));
+  if (r->nnz && !r->K) return TFDC_ERR_CORRUPT;
+  if (!r->K) return TFDC_OK;
+  TRY(cur_varint(c, &key));
+  TRY(cur_varint_max(c, kb, &width));
+  if (key > maxkey) return TFDC_ERR_CORRUPT;
+  nbits = (r->K - 1) * width; /* < 2^15 * 2^6 */
+  TRY(cur_take(c, nbits / 8 + (nbits % 8 != 0), &at));
+  d = c->d + at;
+  if ((nbits % 8) && (d[nbits / 8] & ((1u << (8 - nbits % 8)) - 1))) return TFDC_ERR_CORRUPT;
+  for (j = 0, bit = 0; j < r->K; j++) {
+    uint64_t e;
+    if (j > 0) {
+      uint64_t delta = 0, b;
+      for (b = 0; b < width; b++, bit++) delta = (delta << 1) | ((d[bit >> 3] >> (7 - (bit & 7))) & 1);
+      if (delta >= maxkey - key) return TFDC_ERR_CORRUPT; /* key + delta + 1 > maxkey */
+      key += delta + 1;
+    }
+    e = inv_transform(key, r->transform, kb);
+    x->codebook[j] = r->expand ? half_to_single((uint16_t)e) : e;
+  }
+  return TFDC_OK;
+}
+
+/* §6: the record's descriptor, every rule checked, payload assigned. */
+static int v2_parse_record(v2_ctx *x, uint64_t prev_end, v2_record *r) {
+  cursor *c = &x->mc;
+  uint64_t bi, v, gap_count, p, values;
+  const fb_buffer *ref;
+  memset(r, 0, sizeof *r);
+  r->gaps.table = -1;
+  TRY(cur_varint(c, &bi));
+  if (bi >= x->num_buffers) return TFDC_ERR_CORRUPT;
+  ref = &x->bufs[bi];
+  r->out_offset = ref->offset;
+  r->out_size = ref->size;
+  if (r->out_offset <= 1 || r->out_size == 0 || ref->has_data) return TFDC_ERR_CORRUPT;
+  if (r->out_offset % TFDC_OUTPUT_ALIGN_REQUIRED || r->out_offset < x->h.F || r->out_offset < prev_end ||
+      r->out_offset > x->h.D || r->out_size > x->h.D - r->out_offset)
+    return TFDC_ERR_CORRUPT;
+  TRY(cur_varint(c, &v));
+  if (v != 2 && v != 4 && v != 8 && v != 16 && v != 32 && v != 64) return TFDC_ERR_CORRUPT;
+  r->eb = (unsigned)v;
+  if (r->eb >= 8) {
+    if (r->out_size % (r->eb / 8)) return TFDC_ERR_CORRUPT;
+    r->N = r->out_size / (r->eb / 8);
+  } else {
+    r->N = r->out_size * (8 / r->eb); /* out_size <= D <= SIZE_MAX / 1 checked by the caller */
+  }
+  TRY(cur_varint(c, &v));
+  r->transform = v > 0xff ? 0xff : (unsigned)v;
+  TRY(cur_varint(c, &v));
+  r->value_mode = v > 0xff ? 0xff : (unsigned)v;
+  TRY(cur_varint(c, &v));
+  r->position_mode = v > 0xff ? 0xff : (unsigned)v;
+  if (r->transform > TFDC_TRANSFORM_ROTATE || r->value_mode > TFDC_VALUES_PLANES ||
+      r->position_mode > TFDC_POSITION_SPARSE)
+    return TFDC_ERR_CORRUPT;
+  TRY(cur_varint(c, &r->R));
+  if (r->R < 1 || r->N % r->R) return TFDC_ERR_CORRUPT;
+  r->nnz = r->N;
+  if (r->position_mode == TFDC_POSITION_SPARSE) {
+    TRY(cur_varint_max(c, r->N, &r->nnz));
+    TRY(cur_varint(c, &r->G));
+    if (r->G < TFDC_MIN_GAP_ALPHABET || r->G > TFDC_MAX_GAP_ALPHABET) return TFDC_ERR_CORRUPT;
+    TRY(cur_varint(c, &gap_count));
+    /* Fillers advance G - 1 positions each, values at least 1, and every
+     * position stays below N. */
+    if (r->nnz == 0 ? gap_count != 0
+                    : gap_count < r->nnz || gap_count - r->nnz > (r->N - r->nnz) / (r->G - 1))
+      return TFDC_ERR_CORRUPT;
+    if (gap_count) TRY(v2_parse_stream(x, gap_count, r->G, &r->gaps));
+  }
+  values = r->nnz;
+  if (r->value_mode == TFDC_VALUES_CODEBOOK) {
+    TRY(cur_varint(c, &v));
+    if (v > TFDC_EXPAND_FP16 || (v == TFDC_EXPAND_FP16 && r->eb != 32)) return TFDC_ERR_CORRUPT;
+    r->expand = (unsigned)v;
+    TRY(v2_parse_codebook(x, r));
+    r->values[0].table = -1;
+    if (values) TRY(v2_parse_stream(x, values, r->K, &r->values[0]));
+  } else {
+    r->planes = r->eb >= 8 ? r->eb / 8 : 1;
+    for (p = 0; p < r->planes; p++) {
+      r->values[p].table = -1;
+      if (values) TRY(v2_parse_stream(x, values, (uint64_t)1 << (r->eb < 8 ? r->eb : 8), &r->values[p]));
+    }
+  }
+  return TFDC_OK;
+}
+
+/* Values [done, done + n) of the record: codebook entries or assembled
+ * planes, into x->vals. */
+static int v2_values(v2_ctx *x, const v2_record *r, stream *vs, uint32_t n) {
+  uint16_t *sym = x->sym + CHUNK; /* slot 0 is the gap stream's */
+  uint32_t i, p;
+  if (r->value_mode == TFDC_VALUES_CODEBOOK) {
+    TRY(stream_read(&vs[0], sym, n));
+    for (i = 0; i < n; i++) x->vals[i] = x->codebook[sym[i]];
+    return TFDC_OK;
+  }
+  for (p = 0; p < r->planes; p++) TRY(stream_read(&vs[p], sym + (size_t)p * CHUNK, n));
+  for (i = 0; i < n; i++) {
+    uint64_t t = 0;
+    for (p = 0; p < r->planes; p++) t = (t << 8) | sym[(size_t)p * CHUNK + i];
+    x->vals[i] = inv_transform(t, r->transform, r->eb);
+  }
+  return TFDC_OK;
+}
+
+/* Dense record: value t goes to stream index t (§6.6). */
+static int v2_decode_dense(v2_ctx *x, const v2_record *r, stream *vs, uint8_t *o) {
+  uint64_t t = 0, row = 0, col = 0, C = r->N / r->R;
+  uint16_t *sym = x->sym + CHUNK;
+  if (r->eb < 8) memset(o, 0, (size_t)r->out_size);
+  while (t < r->N) {
+    uint32_t n = (r->N - t) < CHUNK ? (uint32_t)(r->N - t) : CHUNK, i;
+    if (r->R == 1 && r->value_mode == TFDC_VALUES_CODEBOOK && (r->eb == 32 || r->eb == 8)) {
+      /* The common case, without the intermediate values. */
+      const uint64_t *cb = x->codebook;
+      TRY(stream_read(&vs[0], sym, n));
+      if (r->eb == 32) {
+        uint8_t *q = o + 4 * t;
+        for (i = 0; i < n; i++) st32(q + 4 * i, cb[sym[i]]);
+      } else {
+        uint8_t *q = o + t;
+        for (i = 0; i < n; i++) q[i] = (uint8_t)cb[sym[i]];
+      }
+    } else {
+      TRY(v2_values(x, r, vs, n));
+      if (r->R == 1) {
+        for (i = 0; i < n; i++) put_elem(o, t + i, x->vals[i], r->eb);
+      } else {
+        for (i = 0; i < n; i++) {
+          put_elem(o, row * C + col, x->vals[i], r->eb);
+          if (++row == r->R) {
+            row = 0;
+            col++;
+          }
+        }
+      }
+    }
+    t += n;
+  }
+  return TFDC_OK;
+}
+
+/* Sparse record: gap symbols give stream indices (§6.6). */
+static int v2_decode_sparse(v2_ctx *x, const v2_record *r, stream *gs, stream *vs, uint8_t *o) {
+  const uint64_t filler = r->G - 1, R = r->R, C = r->N / r->R;
+  /* Row-major, whole-byte elements: zero runs are filled chunk by chunk just
+   * ahead of the writes; otherwise the range is zeroed first. */
+  const int progressive = R == 1 && r->eb >= 8;
+  const unsigned es = r->eb / 8;
+  uint64_t cur = UINT64_MAX; /* -1 */
+  /* Row and column of `cur` in the column-major walk, kept incrementally: a
+   * division per element would cost more than the Huffman decoding. Index -1
+   * is row R - 1 of column -1 (unsigned wrap). */
+  uint64_t row = R - 1, col = UINT64_MAX, used = 0, zeroed = 0;
+  uint16_t *g = x->sym, last = 0;
+  if (!progressive) memset(o, 0, (size_t)r->out_size);
+  while (gs->left > 0) {
+    uint32_t n = gs->left < CHUNK ? (uint32_t)gs->left : CHUNK, i, k, nv = 0;
+    uint64_t advance = 0; /* n <= 2^12 steps of <= 2^15 each: no overflow */
+    TRY(stream_read(gs, g, n));
+    for (i = 0; i < n; i++) {
+      nv += g[i] != filler;
+      advance += g[i] == filler ? filler : (uint64_t)g[i] + 1;
+    }
+    if (nv > r->nnz - used) return TFDC_ERR_CORRUPT;
+    if (progressive) {
+      /* This chunk's indices lie in (cur, cur + advance]. */
+      if (advance > r->N - zeroed) return TFDC_ERR_CORRUPT; /* past the end */
+      memset(o + zeroed * es, 0, (size_t)(advance * es));
+      zeroed += advance;
+    }
+    if (progressive && r->value_mode == TFDC_VALUES_CODEBOOK && (r->eb == 32 || r->eb == 8)) {
+      /* The common case: codebook entries stored straight from the symbols.
+       * `advance` was checked above, so every index here is below N. */
+      const uint64_t *cb = x->codebook;
+      const uint16_t *vsym = x->sym + CHUNK;
+      if (nv) TRY(stream_read(&vs[0], x->sym + CHUNK, nv));
+      if (r->eb == 32) {
+        for (i = 0, k = 0; i < n; i++) {
+          cur += g[i] == filler ? filler : (uint64_t)g[i] + 1;
+          if (g[i] != filler) st32(o + 4 * cur, cb[vsym[k++]]);
+        }
+      } else {
+        for (i = 0, k = 0; i < n; i++) {
+          cur += g[i] == filler ? filler : (uint64_t)g[i] + 1;
+          if (g[i] != filler) o[cur] = (uint8_t)cb[vsym[k++]];
+        }
+      }
+      used += nv;
+      last = g[n - 1];
+      continue;
+    }
+    if (nv) TRY(v2_values(x, r, vs, nv));
+    for (i = 0, k = 0; i < n; i++) {
+      uint64_t step = g[i] == filler ? filler : (uint64_t)g[i] + 1;
+      cur += step;
+      /* A filler past the end can only be followed by an index past it. */
+      if (cur >= r->N) return TFDC_ERR_CORRUPT;
+      if (R > 1) {
+        row += step; /* row < R <= N and step <= 2^15: no overflow */
+        if (row >= R) {
+          if (row - R < R) {
+            row -= R;
+            col++;
+          } else {
+            col += row / R;
+            row %= R;
+          }
+        }
+      }
+      if (g[i] == filler) continue;
+      put_elem(o, R > 1 ? row * C + col : cur, x->vals[k++], r->eb);
+    }
+    used += nv;
+    last = g[n - 1];
+  }
+  if (used != r->nnz) return TFDC_ERR_CORRUPT;
+  if (gs->count > 0 && last == filler) return TFDC_ERR_CORRUPT;
+  if (progressive) memset(o + zeroed * es, 0, (size_t)((r->N - zeroed) * es));
+  return TFDC_OK;
+}
+
+static int v2_decode_record(v2_ctx *x, const v2_record *r) {
+  stream gs, vs[TFDC_MAX_PLANES];
+  unsigned busy = 0, p, nv = r->value_mode == TFDC_VALUES_CODEBOOK ? 1 : r->planes;
+  uint8_t *o = x->out + r->out_offset;
+  TRY(v2_open_stream(x, &r->gaps, &busy, &gs));
+  for (p = 0; p < nv; p++) TRY(v2_open_stream(x, &r->values[p], &busy, &vs[p]));
+  if (r->position_mode == TFDC_POSITION_DENSE) return v2_decode_dense(x, r, vs, o);
+  if (r->nnz == 0) {
+    memset(o, 0, (size_t)r->out_size);
+    return TFDC_OK;
+  }
+  return v2_decode_sparse(x, r, &gs, vs, o);
+}
+
+static void v2_free(v2_ctx *x) {
+  unsigned k;
+  free(x->meta);
+  free(x->bufs);
+  free(x->tables);
+  for (k = 0; k < MAX_STREAMS; k++) free(x->slots[k].e);
+  free(x->lens);
+  free(x->sorted);
+  free(x->codebook);
+  free(x->sym);
+  free(x->vals);
+}
+
+/* §7 steps 5-8 after the header: inflate, parse, decode into out (D bytes). */
+static int v2_decode_body(v2_ctx *x) {
+  fb_model inner;
+  uint64_t num_records, i, prev_end = 0, fill = x->h.F, targets = 0;
+  uint32_t j;
+  unsigned k;
+  const v2_header *h = &x->h;
+
+  x->meta = (uint8_t *)malloc((size_t)h->M + 1);
+  x->lens = (uint8_t *)malloc(TFDC_MAX_ALPHABET);
+  x->sorted = (uint16_t *)malloc(sizeof(uint16_t) * TFDC_MAX_ALPHABET);
+  x->codebook = (uint64_t *)malloc(sizeof(uint64_t) * TFDC_MAX_CODEBOOK);
+  x->sym = (uint16_t *)malloc(sizeof(uint16_t) * CHUNK * MAX_STREAMS);
+  x->vals = (uint64_t *)malloc(sizeof(uint64_t) * CHUNK);
+  for (k = 0; k < MAX_STREAMS; k++) x->slots[k].built_for = -1;
+  if (!x->meta || !x->lens || !x->sorted || !x->codebook || !x->sym || !x->vals) return TFDC_ERR_NOMEM;
+  TRY(v2_inflate(x->in + h->deflate_at, h->C, x->meta, h->M));
+
+  /* The inner flatbuffer (§5): every Model.buffers entry. */
+  TRY(fb_open(&inner, x->meta, h->F));
+  x->num_buffers = inner.num_buffers;
+  x->bufs = (fb_buffer *)malloc(sizeof(fb_buffer) * (inner.num_buffers ? inner.num_buffers : 1));
+  if (!x->bufs) return TFDC_ERR_NOMEM;
+  for (j = 0; j < inner.num_buffers; j++) TRY(fb_get_buffer(&inner, j, &x->bufs[j]));
+
+  x->mc.d = x->meta;
+  x->mc.pos = h->F;
+  x->mc.end = h->M;
+  TRY(cur_varint_max(&x->mc, (h->M - h->F) / 2, &x->num_tables));
+  if (x->num_tables > SIZE_MAX / sizeof(v2_table)) return TFDC_ERR_TOO_LARGE;
+  x->tables = (v2_table *)malloc(sizeof(v2_table) * (size_t)(x->num_tables ? x->num_tables : 1));
+  if (!x->tables) return TFDC_ERR_NOMEM;
+  for (i = 0; i < x->num_tables; i++) TRY(v2_parse_table(&x->mc, &x->tables[i]));
+  TRY(cur_varint_max(&x->mc, x->num_buffers, &num_records));
+  x->pay_pos = h->payload_at;
+
+  memcpy(x->out, x->meta, (size_t)h->F);
+  for (i = 0; i < num_records; i++) {
+    v2_record r;
+    TRY(v2_parse_record(x, prev_end, &r));
+    /* Zero the bytes before this record, just before writing it. */
+    memset(x->out + fill, 0, (size_t)(r.out_offset - fill));
+    TRY(v2_decode_record(x, &r));
+    prev_end = fill = r.out_offset + r.out_size;
+  }
+  if (x->mc.pos != h->M) return TFDC_ERR_CORRUPT;       /* descriptors end at M */
+  if (x->pay_pos != h->payload_end) return TFDC_ERR_CORRUPT; /* unused payload */
+  if (h->D != (prev_end > h->F ? prev_end : h->F)) return TFDC_ERR_CORRUPT;
+  /* Every buffer with offset > 1 is a record's target; records target
+   * distinct buffers (their ranges strictly increase), so counting suffices. */
+  for (j = 0; j < x->num_buffers; j++) targets += x->bufs[j].offset > 1;
+  if (targets != num_records) return TFDC_ERR_CORRUPT;
+  return TFDC_OK;
+}
+
+static int v2_decode(const uint8_t *in, size_t in_len, const located *L, uint8_t *out,
+                     size_t out_cap, uint64_t limit) {
+  v2_ctx x;
+  int rc;
+  memset(&x, 0, sizeof x);
+  x.in = in;
+  x.in_len = in_len;
+  x.out = out;
+  TRY(v2_read_header(in, L, limit, 1, &x.h));
+  if (x.h.D > (uint64_t)SIZE_MAX || x.h.M >= (uint64_t)SIZE_MAX || x.h.D > UINT64_MAX / 4)
+    return TFDC_ERR_TOO_LARGE;
+  if (x.h.D > (uint64_t)out_cap) return TFDC_ERR_OUTPUT_SIZE;
+  {
+    uintptr_t a = (uintptr_t)in, b = (uintptr_t)out;
+    if (b < a ? a - b < x.h.D : b - a < in_len) return TFDC_ERR_ARGUMENT; /* overlap */
+  }
+  rc = v2_decode_body(&x);
+  v2_free(&x);
+  return rc;
+}
+
+/* ======================================================================== */
+/* 6. Format 1 (appendix A)                                                  */
+
+typedef struct {
+  const located *L;
+  const uint8_t *sec; /* = in + S */
+  uint64_t D;
+  uint32_t num_tables, num_records;
+} v1_container;
+
+/* §A.4 step 2: header fields, checksums, table count, the size limit. */
+static int v1_read_header(const uint8_t *in, const located *L, uint64_t limit, int verify_crc,
+                          v1_container *c) {
+  const uint8_t *h = in + L->S;
+  /* locate_section checked S + Z == file length and Z >= header + CRC. */
+  if (!TFDC_IN_BOUNDS(L->S, TFDC_V1_HEADER_SIZE + TFDC_CRC_SIZE, L->model.f.len)) return TFDC_ERR_TRUNCATED;
+  c->L = L;
+  c->sec = h;
+  if (memcmp(h + TFDC_V1_HEADER_MAGIC, TFDC_MAGIC, 4) != 0) return TFDC_ERR_CORRUPT;
+  if (ld16(h + TFDC_V1_HEADER_VERSION_MAJOR) != 1) return TFDC_ERR_VERSION;
+  if (ld32(h + TFDC_V1_HEADER_HEADER_SIZE) != TFDC_V1_HEADER_SIZE || ld32(h + TFDC_V1_HEADER_FLAGS) != 0 ||
+      ld32(h + TFDC_V1_HEADER_RESERVED) != 0)
+    return TFDC_ERR_CORRUPT;
+  if (ld64(h + TFDC_V1_HEADER_SECTION_SIZE) != L->Z) return TFDC_ERR_CORRUPT;
+  c->D = ld64(h + TFDC_V1_HEADER_DECODED_SIZE);
+  if (c->D < L->S + L->Z) return TFDC_ERR_CORRUPT;
+  /* Checksums before the tables and records are interpreted (§A.3.1). */
+  if (verify_crc &&
+      !crc_ok(crc32_bytes(h, L->Z - TFDC_CRC_SIZE), ld32(h + L->Z - TFDC_CRC_SIZE)))
+    return TFDC_ERR_CHECKSUM;
+  if (verify_crc && !crc_ok(crc32_bytes(in, L->S), ld32(h + TFDC_V1_HEADER_MODEL_CRC)))
+    return TFDC_ERR_CHECKSUM;
+  c->num_tables = ld32(h + TFDC_V1_HEADER_NUM_TABLES);
+  c->num_records = ld32(h + TFDC_V1_HEADER_NUM_RECORDS);
+  if (c->num_tables > 65535u) return TFDC_ERR_CORRUPT;
+  if (c->D > limit) return TFDC_ERR_TOO_LARGE;
+  return TFDC_OK;
+}
+
+typedef struct {
+  uint8_t kind, max_len;
+  uint32_t n;
+  uint32_t symbol;        /* kind 1 */
+  const uint8_t *lengths; /* kind 0: ceil(n/2) bytes of nibbles */
+} v1_table;
+
+/* Parses and validates every table; `pos` advances past them. */
+static int v1_parse_tables(const v1_container *c, v1_table *t, uint64_t *pos) {
+  uint64_t p = *pos, end = c->L->Z - TFDC_CRC_SIZE;
+  uint32_t i;
+  for (i = 0; i < c->num_tables; i++) {
+    const uint8_t *h;
+    if (!TFDC_IN_BOUNDS(p, TFDC_V1_TABLE_HEADER_SIZE, end)) return TFDC_ERR_TRUNCATED;
+    h = c->sec + p;
+    t[i].kind = h[TFDC_V1_TABLE_KIND];
+    t[i].max_len = h[TFDC_V1_TABLE_MAX_LEN];
+    t[i].n = ld32(h + TFDC_V1_TABLE_N);
+    if (ld16(h + TFDC_V1_TABLE_RESERVED) != 0 || t[i].n < 1 || t[i].n > TFDC_MAX_ALPHABET)
+      return TFDC_ERR_CORRUPT;
+    p += TFDC_V1_TABLE_HEADER_SIZE;
+    if (t[i].kind == TFDC_TABLE_SINGLE) {
+      if (t[i].max_len != 0) return TFDC_ERR_CORRUPT;
+      if (!TFDC_IN_BOUNDS(p, TFDC_V1_TABLE_SYMBOL_SIZE, end)) return TFDC_ERR_TRUNCATED;
+      t[i].symbol = ld32(c->sec + p);
+      if (t[i].symbol >= t[i].n) return TFDC_ERR_CORRUPT;
+      p += TFDC_V1_TABLE_SYMBOL_SIZE;
+    } else if (t[i].kind == TFDC_TABLE_HUFFMAN) {
+      uint32_t nb = (t[i].n + 1) / 2, j, kraft = 0, maxl = 0;
+      const uint8_t *L;
+      if (!TFDC_IN_BOUNDS(p, nb, end)) return TFDC_ERR_TRUNCATED;
+      L = c->sec + p;
+      t[i].lengths = L;
+      if ((t[i].n & 1) && (L[nb - 1] >> 4) != 0) return TFDC_ERR_CORRUPT;
+      for (j = 0; j < nb; j++) {
+        unsigned lo = L[j] & 15, hi = L[j] >> 4;
+        /* Each term is at most 2^14; the running sum fits easily. */
+        if (lo) kraft += 1u << (15 - lo);
+        if (hi) kraft += 1u << (15 - hi);
+        if (lo > maxl) maxl = lo;
+        if (hi > maxl) maxl = hi;
+        if (kraft > (1u << 15)) return TFDC_ERR_CORRUPT;
+      }
+      if (maxl == 0 || maxl != t[i].max_len) return TFDC_ERR_CORRUPT;
+      p += nb;
+    } else {
+      return TFDC_ERR_CORRUPT;
+    }
+  }
+  *pos = p;
+  return TFDC_OK;
+}
+
+typedef struct {
+  uint64_t count;
+  int table; /* -1 for count == 0 */
+  uint32_t block;
+  uint64_t nseg;
+  const uint8_t *seg_lens;
+  const uint8_t *data;
+  uint64_t data_bytes;
+} v1_stream;
+
+/* Parses a stream header (§A.3.3) at rec[*pos] within a record of `len`
+ * bytes (the record CRC excluded). Checks every structural rule. */
+static int v1_parse_stream(const uint8_t *rec, uint64_t len, uint64_t *pos, const v1_table *tables,
+                           uint32_t num_tables, uint32_t alphabet_limit, v1_stream *si) {
+  const uint8_t *h;
+  uint32_t table, i;
+  uint64_t p = *pos, total = 0;
+  if (!TFDC_IN_BOUNDS(p, TFDC_V1_STREAM_HEADER_SIZE, len)) return TFDC_ERR_TRUNCATED;
+  h = rec + p;
+  si->count = ld64(h + TFDC_V1_STREAM_COUNT);
+  table = ld16(h + TFDC_V1_STREAM_TABLE);
+  si->block = ld32(h + TFDC_V1_STREAM_BLOCK);
+  if (ld16(h + TFDC_V1_STREAM_RESERVED) != 0) return TFDC_ERR_CORRUPT;
+  p += TFDC_V1_STREAM_HEADER_SIZE;
+  si->nseg = 0;
+  si->seg_lens = rec + p;
+  si->data_bytes = 0;
+  if (si->count == 0) {
+    if (table != TFDC_V1_NO_TABLE || si->block != 0) return TFDC_ERR_CORRUPT;
+    si->table = -1;
+  } else {
+    if (table >= num_tables) return TFDC_ERR_CORRUPT;
+    if (tables[table].n > alphabet_limit) return TFDC_ERR_CORRUPT;
+    si->table = (int)table;
+    if (tables[table].kind == TFDC_TABLE_SINGLE) {
+      if (si->block != 0) return TFDC_ERR_CORRUPT;
+    } else {
+      if (si->block == 0) return TFDC_ERR_CORRUPT;
+      si->nseg = si->count / si->block + (si->count % si->block != 0);
+      if (si->nseg > len / 4 || !TFDC_IN_BOUNDS(p, 4 * si->nseg, len)) return TFDC_ERR_TRUNCATED;
+      for (i = 0; i < si->nseg; i++) total += ld32(rec + p + 4 * i); /* < 2^64: nseg < 2^62 */
+      p += 4 * si->nseg;
+      if (!TFDC_IN_BOUNDS(p, total, len)) return TFDC_ERR_TRUNCATED;
+      si->data_bytes = total;
+    }
+  }
+  si->data = rec + p;
+  *pos = p + si->data_bytes;
+  return TFDC_OK;
+}
+
+typedef struct {
+  v1_table *tables;
   htab vals, gaps;
-  uint16_t *sorted; /* MAX_ALPHABET scratch for table building */
-  uint8_t *codebook; /* MAX_ALPHABET * 8 bytes */
+  uint8_t *lens;    /* TFDC_MAX_ALPHABET */
+  uint16_t *sorted; /* TFDC_MAX_ALPHABET scratch for table building */
+  uint8_t *codebook; /* TFDC_MAX_ALPHABET * 8 bytes */
   uint16_t *sym_a, *sym_b; /* CHUNK each */
-} workspace;
+} v1_workspace;
+
+static void v1_get_htab(v1_workspace *w, htab *h, const v1_table *tables, int table) {
+  const v1_table *t;
+  uint32_t s;
+  if (table < 0 || tables[table].kind != TFDC_TABLE_HUFFMAN || h->built_for == table) return;
+  t = &tables[table];
+  for (s = 0; s < t->n; s++) w->lens[s] = (t->lengths[s >> 1] >> ((s & 1) * 4)) & 15;
+  build_htab(h, w->lens, t->n, t->max_len, w->sorted);
+  h->built_for = table;
+}
+
+static void v1_stream_open(stream *s, const v1_stream *si, const v1_table *tables, const htab *h,
+                           const uint8_t *in_end) {
+  memset(s, 0, sizeof *s);
+  s->count = s->left = si->count;
+  s->block = si->block;
+  s->in_end = in_end;
+  if (si->count == 0) return;
+  if (tables[si->table].kind == TFDC_TABLE_SINGLE) {
+    s->constant = 1;
+    s->symbol1 = (uint16_t)tables[si->table].symbol;
+    return;
+  }
+  s->h = h;
+  s->seg_lens = si->seg_lens;
+  s->nseg = si->nseg;
+  s->next_seg = si->data;
+}
 
 /* Writes one element (value bytes `v`) at element index `i`. */
-static inline void put_elem(uint8_t *out, uint64_t i, const uint8_t *v, unsigned es) {
+static void v1_put(uint8_t *out, uint64_t i, const uint8_t *v, unsigned es) {
   switch (es) {
     case 1: out[i] = v[0]; break;
     case 2: memcpy(out + 2 * i, v, 2); break;
@@ -709,17 +1454,14 @@ static inline void put_elem(uint8_t *out, uint64_t i, const uint8_t *v, unsigned
 }
 
 /* Dense record: every stream index gets the next value. */
-static int decode_dense(workspace *w, stream *vs, const uint8_t *raw, int value_mode, uint8_t *out,
-                        uint64_t N, unsigned es, int scan, uint64_t R) {
+static int v1_decode_dense(v1_workspace *w, stream *vs, const uint8_t *raw, int value_mode,
+                           uint8_t *out, uint64_t N, unsigned es, int scan, uint64_t R) {
   const uint8_t *cb = w->codebook;
   uint64_t t = 0, row = 0, col = 0, C = N / R;
-  int rc;
   while (t < N) {
     uint32_t n = (N - t) < CHUNK ? (uint32_t)(N - t) : CHUNK, i;
     const uint16_t *sym = w->sym_a;
-    if (value_mode == 0) {
-      if ((rc = stream_read(vs, w->sym_a, n))) return rc;
-    }
+    if (value_mode == 0) TRY(stream_read(vs, w->sym_a, n));
     if (scan == 0) {
       if (value_mode == 1) {
         memcpy(out + t * es, raw + t * es, (size_t)n * es);
@@ -730,12 +1472,12 @@ static int decode_dense(workspace *w, stream *vs, const uint8_t *raw, int value_
         uint8_t *o = out + t;
         for (i = 0; i < n; i++) o[i] = cb[sym[i]];
       } else {
-        for (i = 0; i < n; i++) put_elem(out, t + i, cb + (size_t)es * sym[i], es);
+        for (i = 0; i < n; i++) v1_put(out, t + i, cb + (size_t)es * sym[i], es);
       }
     } else {
       for (i = 0; i < n; i++) {
         const uint8_t *v = value_mode ? raw + (t + i) * es : cb + (size_t)es * sym[i];
-        put_elem(out, row * C + col, v, es);
+        v1_put(out, row * C + col, v, es);
         if (++row == R) {
           row = 0;
           col++;
@@ -747,49 +1489,40 @@ static int decode_dense(workspace *w, stream *vs, const uint8_t *raw, int value_
   return TFDC_OK;
 }
 
-/* Sparse record: gap symbols give stream indices (§3.4 "Positions"). */
-static int decode_sparse(workspace *w, stream *vs, stream *gs, const uint8_t *raw, int value_mode,
-                         uint8_t *out, uint64_t N, unsigned es, int scan, uint64_t R, uint64_t nnz,
-                         uint32_t G) {
+/* Sparse record: gap symbols give stream indices (§A.3.4 "Positions"). */
+static int v1_decode_sparse(v1_workspace *w, stream *vs, stream *gs, const uint8_t *raw,
+                            int value_mode, uint8_t *out, uint64_t N, unsigned es, int scan,
+                            uint64_t R, uint64_t nnz, uint32_t G) {
   const uint8_t *cb = w->codebook;
   const uint32_t filler = G - 1;
   uint64_t cur = UINT64_MAX; /* -1 */
-  /* Row and column of `cur` in the column-major walk (scan 1), kept
-   * incrementally: a division per element would cost more than the
-   * Huffman decoding. Index -1 is row R - 1 of column -1 (unsigned wrap). */
-  uint64_t row = R - 1, col = UINT64_MAX;
+  uint64_t row = R - 1, col = UINT64_MAX; /* see v2_decode_sparse */
   uint64_t values_used = 0, C = N / R;
   uint64_t zeroed = 0; /* scan 0: elements [0, zeroed) are zeroed, == cur + 1 */
   uint16_t last = 0;
-  int rc;
   while (gs->left > 0) {
     uint32_t n = gs->left < CHUNK ? (uint32_t)gs->left : CHUNK, i, k, nv = 0;
     uint64_t advance = 0; /* n <= 2^12 steps of < 2^16 each: no overflow */
-    if ((rc = stream_read(gs, w->sym_b, n))) return rc;
+    TRY(stream_read(gs, w->sym_b, n));
     for (i = 0; i < n; i++) {
       nv += w->sym_b[i] != filler;
       advance += w->sym_b[i] == filler ? filler : (uint64_t)w->sym_b[i] + 1;
     }
     if (nv > nnz - values_used) return TFDC_ERR_CORRUPT;
     if (!scan) {
-      /* Row-major: this chunk's indices lie in (cur, cur + advance]; zero
-       * that range once (it stays in cache for the value writes below). */
       if (advance > N - zeroed) return TFDC_ERR_CORRUPT; /* past the end */
       memset(out + zeroed * es, 0, (size_t)(advance * es));
       zeroed += advance;
     }
-    if (value_mode == 0 && nv) {
-      if ((rc = stream_read(vs, w->sym_a, nv))) return rc;
-    }
+    if (value_mode == 0 && nv) TRY(stream_read(vs, w->sym_a, nv));
     for (i = 0, k = 0; i < n; i++) {
       uint32_t g = w->sym_b[i];
       const uint8_t *v;
       uint64_t step = g == filler ? filler : (uint64_t)g + 1;
       cur += step;
-      /* A filler past the end can only be followed by an index past it. */
       if (cur >= N) return TFDC_ERR_CORRUPT;
       if (scan) {
-        row += step; /* row < R <= N and step < 2^16: no overflow */
+        row += step;
         if (row >= R) {
           if (row - R < R) {
             row -= R;
@@ -803,7 +1536,7 @@ static int decode_sparse(workspace *w, stream *vs, stream *gs, const uint8_t *ra
       if (g == filler) continue;
       v = value_mode ? raw + (values_used + k) * es : cb + (size_t)es * w->sym_a[k];
       k++;
-      put_elem(out, scan ? row * C + col : cur, v, es);
+      v1_put(out, scan ? row * C + col : cur, v, es);
     }
     values_used += nv;
     last = w->sym_b[n - 1];
@@ -814,75 +1547,64 @@ static int decode_sparse(workspace *w, stream *vs, stream *gs, const uint8_t *ra
   return TFDC_OK;
 }
 
-static int get_htab(workspace *w, htab *h, const code_table *tables, int table) {
-  if (table < 0 || tables[table].kind != 0) return TFDC_OK;
-  if (h->built_for != table) build_htab(h, &tables[table], table, w->sorted);
-  return TFDC_OK;
-}
-
 /* Parses, checks and decodes the record at section offset `pos`. */
-static int decode_record(const container *c, workspace *w, uint64_t *pos, uint64_t *prev_end,
-                         uint8_t *out, const uint8_t *in_end) {
+static int v1_decode_record(const v1_container *c, v1_workspace *w, uint64_t *pos, uint64_t *prev_end,
+                            uint8_t *out, const uint8_t *in_end) {
+  const located *L = c->L;
   const uint8_t *rec = c->sec + *pos;
-  uint64_t avail = c->Z - 4 - *pos, rsize, body, p, out_offset, out_size, N, nnz, cb_bytes;
+  uint64_t end = L->Z - TFDC_CRC_SIZE, rsize, body, p, out_offset, out_size, N, nnz, cb_bytes;
   uint32_t buffer_index, scan_rows, K, G, entry;
   unsigned es, value_mode, position_mode, scan, cb_enc;
   fb_buffer fbb;
-  stream_info vsi, gsi;
+  v1_stream vsi, gsi;
   stream vs, gs;
   const uint8_t *raw = NULL;
   int rc;
 
-  if (avail < RECORD_FIXED + 4) return TFDC_ERR_TRUNCATED;
-  rsize = ld32(rec);
-  if (rsize < RECORD_FIXED + 4) return TFDC_ERR_CORRUPT;
-  if (rsize > avail) return TFDC_ERR_TRUNCATED;
-  body = rsize - 4;
-  if (!crc_ok(crc32_bytes(rec, (size_t)body), ld32(rec + body))) return TFDC_ERR_CHECKSUM;
+  if (!TFDC_IN_BOUNDS(*pos, TFDC_V1_RECORD_HEADER_SIZE + TFDC_CRC_SIZE, end)) return TFDC_ERR_TRUNCATED;
+  rsize = ld32(rec + TFDC_V1_RECORD_SIZE);
+  if (rsize < TFDC_V1_RECORD_HEADER_SIZE + TFDC_CRC_SIZE) return TFDC_ERR_CORRUPT;
+  if (!TFDC_IN_BOUNDS(*pos, rsize, end)) return TFDC_ERR_TRUNCATED;
+  body = rsize - TFDC_CRC_SIZE;
+  if (!crc_ok(crc32_bytes(rec, body), ld32(rec + body))) return TFDC_ERR_CHECKSUM;
 
-  buffer_index = ld32(rec + 4);
-  out_offset = ld64(rec + 8);
-  out_size = ld64(rec + 16);
-  es = rec[24];
-  value_mode = rec[25];
-  position_mode = rec[26];
-  scan = rec[27];
-  scan_rows = ld32(rec + 28);
-  nnz = ld64(rec + 32);
-  K = ld32(rec + 40);
-  cb_enc = rec[44];
-  G = ld32(rec + 48);
+  buffer_index = ld32(rec + TFDC_V1_RECORD_BUFFER_INDEX);
+  out_offset = ld64(rec + TFDC_V1_RECORD_OUT_OFFSET);
+  out_size = ld64(rec + TFDC_V1_RECORD_OUT_SIZE);
+  es = rec[TFDC_V1_RECORD_ELEM_SIZE];
+  value_mode = rec[TFDC_V1_RECORD_VALUE_MODE];
+  position_mode = rec[TFDC_V1_RECORD_POSITION_MODE];
+  scan = rec[TFDC_V1_RECORD_SCAN];
+  scan_rows = ld32(rec + TFDC_V1_RECORD_SCAN_ROWS);
+  nnz = ld64(rec + TFDC_V1_RECORD_NNZ);
+  K = ld32(rec + TFDC_V1_RECORD_CODEBOOK_SIZE);
+  cb_enc = rec[TFDC_V1_RECORD_CODEBOOK_ENCODING];
+  G = ld32(rec + TFDC_V1_RECORD_GAP_ALPHABET);
 
   if (out_size == 0 || (es != 1 && es != 2 && es != 4 && es != 8) || out_size % es) return TFDC_ERR_CORRUPT;
   N = out_size / es;
   if (value_mode > 1 || position_mode > 1 || scan > 1) return TFDC_ERR_CORRUPT;
   if (scan_rows == 0 || N % scan_rows != 0 || (scan == 0 && scan_rows != 1)) return TFDC_ERR_CORRUPT;
   if (position_mode == 0 ? nnz != N : nnz > N) return TFDC_ERR_CORRUPT;
-  if (value_mode == 0 ? (K > MAX_ALPHABET || (nnz > 0 && K == 0)) : K != 0) return TFDC_ERR_CORRUPT;
+  if (value_mode == 0 ? (K > TFDC_MAX_ALPHABET || (nnz > 0 && K == 0)) : K != 0) return TFDC_ERR_CORRUPT;
   if (cb_enc > 1 || (cb_enc == 1 && es != 4)) return TFDC_ERR_CORRUPT;
-  if (rec[45] || rec[46] || rec[47]) return TFDC_ERR_CORRUPT;
-  if (position_mode == 1 ? (G < 2 || G > MAX_ALPHABET) : G != 0) return TFDC_ERR_CORRUPT;
+  if (rec[TFDC_V1_RECORD_RESERVED] || rec[TFDC_V1_RECORD_RESERVED + 1] || rec[TFDC_V1_RECORD_RESERVED + 2])
+    return TFDC_ERR_CORRUPT;
+  if (position_mode == 1 ? (G < 2 || G > TFDC_MAX_ALPHABET) : G != 0) return TFDC_ERR_CORRUPT;
 
   /* Output range and agreement with the flatbuffer. */
-  if (out_offset % 16 != 0 || out_offset < c->S + c->Z || out_offset < *prev_end) return TFDC_ERR_CORRUPT;
+  if (out_offset % 16 != 0 || out_offset < L->S + L->Z || out_offset < *prev_end) return TFDC_ERR_CORRUPT;
   if (out_offset > c->D || out_size > c->D - out_offset) return TFDC_ERR_CORRUPT;
-  if ((rc = fb_get_buffer(&c->model, buffer_index, &fbb))) return rc;
-  if (buffer_index == c->section_buffer) return TFDC_ERR_CORRUPT;
+  if ((rc = fb_get_buffer(&L->model, buffer_index, &fbb))) return rc;
+  if (buffer_index == L->section_buffer) return TFDC_ERR_CORRUPT;
   if (fbb.offset != out_offset || fbb.size != out_size || fbb.has_data) return TFDC_ERR_CORRUPT;
 
   /* Codebook. */
-  p = RECORD_FIXED;
+  p = TFDC_V1_RECORD_HEADER_SIZE;
   cb_bytes = (uint64_t)K * (cb_enc ? 2 : es);
-  if (cb_bytes > body - p) return TFDC_ERR_TRUNCATED;
+  if (!TFDC_IN_BOUNDS(p, cb_bytes, body)) return TFDC_ERR_TRUNCATED;
   if (cb_enc == 1) {
-    for (entry = 0; entry < K; entry++) {
-      uint32_t f = half_to_single(ld16(rec + p + 2 * entry));
-      uint8_t *d = w->codebook + 4 * entry; /* stored little-endian, like the file */
-      d[0] = (uint8_t)f;
-      d[1] = (uint8_t)(f >> 8);
-      d[2] = (uint8_t)(f >> 16);
-      d[3] = (uint8_t)(f >> 24);
-    }
+    for (entry = 0; entry < K; entry++) st32(w->codebook + 4 * entry, half_to_single(ld16(rec + p + 2 * entry)));
   } else if (K) {
     memcpy(w->codebook, rec + p, (size_t)cb_bytes);
   }
@@ -890,11 +1612,12 @@ static int decode_record(const container *c, workspace *w, uint64_t *pos, uint64
 
   /* Values. */
   memset(&vsi, 0, sizeof vsi);
+  vsi.table = -1;
   if (value_mode == 0) {
-    if ((rc = parse_stream(rec, body, &p, w->tables, c->num_tables, K, &vsi))) return rc;
+    TRY(v1_parse_stream(rec, body, &p, w->tables, c->num_tables, K, &vsi));
     if (vsi.count != nnz) return TFDC_ERR_CORRUPT;
   } else {
-    if (nnz > (body - p) / es) return TFDC_ERR_TRUNCATED;
+    if (!TFDC_IN_BOUNDS(p, nnz * es, body)) return TFDC_ERR_TRUNCATED; /* nnz <= N: no overflow */
     raw = rec + p;
     p += nnz * es;
   }
@@ -902,7 +1625,7 @@ static int decode_record(const container *c, workspace *w, uint64_t *pos, uint64
   memset(&gsi, 0, sizeof gsi);
   gsi.table = -1;
   if (position_mode == 1) {
-    if ((rc = parse_stream(rec, body, &p, w->tables, c->num_tables, G, &gsi))) return rc;
+    TRY(v1_parse_stream(rec, body, &p, w->tables, c->num_tables, G, &gsi));
     if (nnz == 0 ? gsi.count != 0 : gsi.count > N || gsi.count < nnz) return TFDC_ERR_CORRUPT;
   }
   if (p != body) return TFDC_ERR_CORRUPT;
@@ -912,15 +1635,15 @@ static int decode_record(const container *c, workspace *w, uint64_t *pos, uint64
    * column-major sparse ones jump around and are zero-filled first. */
   memset(out + *prev_end, 0, (size_t)(out_offset - *prev_end));
   if (position_mode == 1 && scan == 1) memset(out + out_offset, 0, (size_t)out_size);
-  get_htab(w, &w->vals, w->tables, vsi.table);
-  get_htab(w, &w->gaps, w->tables, gsi.table);
-  stream_open(&vs, &vsi, w->tables, &w->vals, in_end);
-  stream_open(&gs, &gsi, w->tables, &w->gaps, in_end);
+  v1_get_htab(w, &w->vals, w->tables, vsi.table);
+  v1_get_htab(w, &w->gaps, w->tables, gsi.table);
+  v1_stream_open(&vs, &vsi, w->tables, &w->vals, in_end);
+  v1_stream_open(&gs, &gsi, w->tables, &w->gaps, in_end);
   if (position_mode == 0) {
-    rc = decode_dense(w, &vs, raw, (int)value_mode, out + out_offset, N, es, (int)scan, scan_rows);
+    rc = v1_decode_dense(w, &vs, raw, (int)value_mode, out + out_offset, N, es, (int)scan, scan_rows);
   } else {
-    rc = decode_sparse(w, &vs, &gs, raw, (int)value_mode, out + out_offset, N, es, (int)scan, scan_rows,
-                       nnz, G);
+    rc = v1_decode_sparse(w, &vs, &gs, raw, (int)value_mode, out + out_offset, N, es, (int)scan,
+                          scan_rows, nnz, G);
   }
   if (rc) return rc;
   if (value_mode == 0 && vs.left != 0) return TFDC_ERR_CORRUPT;
@@ -930,71 +1653,148 @@ static int decode_record(const container *c, workspace *w, uint64_t *pos, uint64
   return TFDC_OK;
 }
 
-static void workspace_free(workspace *w) {
+static void v1_workspace_free(v1_workspace *w) {
   free(w->tables);
   free(w->vals.e);
   free(w->gaps.e);
+  free(w->lens);
   free(w->sorted);
   free(w->codebook);
   free(w->sym_a);
   free(w->sym_b);
 }
 
-int tfdc_decode(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap) {
-  container c;
-  workspace w;
-  uint64_t pos = HEADER_SIZE, prev_end = 0, targets = 0;
-  uint32_t r;
+static int v1_decode(const uint8_t *in, size_t in_len, const located *L, uint8_t *out,
+                     size_t out_cap, uint64_t limit) {
+  v1_container c;
+  v1_workspace w;
+  uint64_t pos = TFDC_V1_HEADER_SIZE, prev_end = 0, targets = 0;
+  uint32_t r, b;
   int rc;
 
-  if (!in || !out) return TFDC_ERR_ARGUMENT;
-  if ((rc = check_container(in, in_len, &c))) return rc;
+  TRY(v1_read_header(in, L, limit, 1, &c));
   if (c.D > (uint64_t)SIZE_MAX) return TFDC_ERR_TOO_LARGE;
   if (c.D > (uint64_t)out_cap) return TFDC_ERR_OUTPUT_SIZE;
   {
-    uintptr_t a = (uintptr_t)in, b = (uintptr_t)out;
-    if (b < a ? a - b < c.D : b - a < in_len) return TFDC_ERR_ARGUMENT; /* overlap */
+    uintptr_t a = (uintptr_t)in, o = (uintptr_t)out;
+    if (o < a ? a - o < c.D : o - a < in_len) return TFDC_ERR_ARGUMENT; /* overlap */
   }
 
   memset(&w, 0, sizeof w);
-  w.tables = (code_table *)malloc(sizeof(code_table) * (c.num_tables ? c.num_tables : 1));
+  w.tables = (v1_table *)malloc(sizeof(v1_table) * (c.num_tables ? c.num_tables : 1));
   w.vals.e = (uint32_t *)malloc(sizeof(uint32_t) * HTAB_ENTRIES);
   w.gaps.e = (uint32_t *)malloc(sizeof(uint32_t) * HTAB_ENTRIES);
-  w.sorted = (uint16_t *)malloc(sizeof(uint16_t) * MAX_ALPHABET);
-  w.codebook = (uint8_t *)malloc(8u * MAX_ALPHABET);
+  w.lens = (uint8_t *)malloc(TFDC_MAX_ALPHABET);
+  w.sorted = (uint16_t *)malloc(sizeof(uint16_t) * TFDC_MAX_ALPHABET);
+  w.codebook = (uint8_t *)malloc(8u * TFDC_MAX_ALPHABET);
   w.sym_a = (uint16_t *)malloc(sizeof(uint16_t) * CHUNK);
   w.sym_b = (uint16_t *)malloc(sizeof(uint16_t) * CHUNK);
   w.vals.built_for = w.gaps.built_for = -1;
-  if (!w.tables || !w.vals.e || !w.gaps.e || !w.sorted || !w.codebook || !w.sym_a || !w.sym_b) {
-    workspace_free(&w);
+  if (!w.tables || !w.vals.e || !w.gaps.e || !w.lens || !w.sorted || !w.codebook || !w.sym_a || !w.sym_b) {
+    v1_workspace_free(&w);
     return TFDC_ERR_NOMEM;
   }
 
-  rc = parse_tables(&c, w.tables, &pos);
+  rc = v1_parse_tables(&c, w.tables, &pos);
+  /* Every record takes at least its fixed header and CRC. */
+  if (rc == TFDC_OK &&
+      c.num_records > (L->Z - TFDC_V1_HEADER_SIZE) / (TFDC_V1_RECORD_HEADER_SIZE + TFDC_CRC_SIZE))
+    rc = TFDC_ERR_CORRUPT;
   if (rc == TFDC_OK) {
     memcpy(out, in, in_len);
     /* The tail is zero-filled piece by piece, just before each record is
-     * decoded into it (see decode_record), so that each output byte is
-     * written while its cache line is still hot rather than in a separate
-     * pass over the whole model. */
+     * decoded into it, so that each output byte is written while its cache
+     * line is hot rather than in a separate pass over the whole model. */
     prev_end = in_len;
     for (r = 0; r < c.num_records && rc == TFDC_OK; r++)
-      rc = decode_record(&c, &w, &pos, &prev_end, out, in + in_len);
-    if (rc == TFDC_OK && pos != c.Z - 4) rc = TFDC_ERR_CORRUPT;
+      rc = v1_decode_record(&c, &w, &pos, &prev_end, out, in + in_len);
+    if (rc == TFDC_OK && pos != L->Z - TFDC_CRC_SIZE) rc = TFDC_ERR_CORRUPT;
     if (rc == TFDC_OK) memset(out + prev_end, 0, (size_t)(c.D - prev_end)); /* after the last record */
   }
   /* Every Buffer that points past the file (offset > 1) other than the
    * section must be a record's target; targets are distinct because record
    * offsets strictly increase, so counting suffices. */
-  if (rc == TFDC_OK) {
-    uint32_t b;
-    for (b = 0; b < c.model.num_buffers && rc == TFDC_OK; b++) {
-      fb_buffer fbb;
-      rc = fb_get_buffer(&c.model, b, &fbb);
-      if (rc == TFDC_OK && b != c.section_buffer && fbb.offset > 1) targets++;
-    }
-    if (rc == TFDC_OK && targets != c.num_records) rc = TFDC_ERR_CORRUPT;
+  for (b = 0; b < L->model.num_buffers && rc == TFDC_OK; b++) {
+    fb_buffer fbb;
+    rc = fb_get_buffer(&L->model, b, &fbb);
+    if (rc == TFDC_OK && b != L->section_buffer && fbb.offset > 1) targets++;
   }
-  workspace_free(&w);
+  if (rc == TFDC_OK && targets != c.num_records) rc = TFDC_ERR_CORRUPT;
+  v1_workspace_free(&w);
   return rc;
+}
+
+/* ======================================================================== */
+/* 7. Public API                                                             */
+
+const char *tfdc_strerror(int status) {
+  switch (status) {
+    case TFDC_OK: return "ok";
+    case TFDC_ERR_ARGUMENT: return "invalid argument";
+    case TFDC_ERR_NOT_PACKED: return "not a tfdc-packed model (no tfdc.v2 or tfdc.v1 metadata entry)";
+    case TFDC_ERR_FLATBUFFER: return "malformed or truncated flatbuffer";
+    case TFDC_ERR_TRUNCATED: return "truncated tfdc section: a structure runs past its end";
+    case TFDC_ERR_VERSION: return "unsupported tfdc format major version";
+    case TFDC_ERR_CHECKSUM: return "CRC-32 mismatch: the file is corrupted";
+    case TFDC_ERR_CORRUPT: return "corrupt tfdc section: a field breaks a rule of the format";
+    case TFDC_ERR_OUTPUT_SIZE: return "output buffer smaller than the decoded size";
+    case TFDC_ERR_NOMEM: return "out of memory";
+    case TFDC_ERR_TOO_LARGE: return "decoded size exceeds the limit";
+    default: return "unknown tfdc status";
+  }
+}
+
+uint64_t tfdc_default_limit(size_t in_len) {
+  uint64_t len = (uint64_t)in_len;
+  uint64_t scaled = len > UINT64_MAX / TFDC_DEFAULT_LIMIT_RATIO ? UINT64_MAX : len * TFDC_DEFAULT_LIMIT_RATIO;
+  return scaled > TFDC_DEFAULT_LIMIT_FLOOR ? scaled : TFDC_DEFAULT_LIMIT_FLOOR;
+}
+
+int tfdc_is_packed(const uint8_t *in, size_t in_len) {
+  located L;
+  if (!in) return 0;
+  return locate_section(in, in_len, &L) == TFDC_OK;
+}
+
+static int size_impl(const uint8_t *in, size_t in_len, uint64_t limit, int verify_crc,
+                     uint64_t *out_size) {
+  located L;
+  if (!in || !out_size) return TFDC_ERR_ARGUMENT;
+  TRY(locate_section(in, in_len, &L));
+  if (L.major == 1) {
+    v1_container c;
+    TRY(v1_read_header(in, &L, limit, verify_crc, &c));
+    *out_size = c.D;
+  } else {
+    v2_header h;
+    TRY(v2_read_header(in, &L, limit, verify_crc, &h));
+    *out_size = h.D;
+  }
+  return TFDC_OK;
+}
+
+int tfdc_decoded_size(const uint8_t *in, size_t in_len, uint64_t *out_size) {
+  return size_impl(in, in_len, tfdc_default_limit(in_len), 1, out_size);
+}
+
+int tfdc_decoded_size_limit(const uint8_t *in, size_t in_len, uint64_t limit, uint64_t *out_size) {
+  return size_impl(in, in_len, limit, 1, out_size);
+}
+
+int tfdc_peek_decoded_size(const uint8_t *in, size_t in_len, uint64_t *out_size) {
+  return size_impl(in, in_len, tfdc_default_limit(in_len), 0, out_size);
+}
+
+int tfdc_decode_limit(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap, uint64_t limit) {
+  located L;
+  if (!in || !out) return TFDC_ERR_ARGUMENT;
+  TRY(locate_section(in, in_len, &L));
+  if (L.major == 1) return v1_decode(in, in_len, &L, out, out_cap, limit);
+  return v2_decode(in, in_len, &L, out, out_cap, limit);
+}
+
+int tfdc_decode(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap) {
+  /* The caller allocated out_cap bytes: a decoded size up to that is wanted. */
+  uint64_t limit = tfdc_default_limit(in_len);
+  return tfdc_decode_limit(in, in_len, out, out_cap, (uint64_t)out_cap > limit ? (uint64_t)out_cap : limit);
 }

@@ -1,15 +1,16 @@
 /*
- * tfdc_decode.h - decoder for tfdc-packed .tflite files (docs/FORMAT.md, v1).
+ * tfdc_decode.h - decoder for tfdc-packed .tflite files (docs/FORMAT.md):
+ * format 2 (metadata key tfdc.v2) and format 1 (tfdc.v1, appendix A).
  *
- * Dependency-free C99. Every read of the input is bounds-checked; a malformed
- * file yields a negative status, never a crash or an out-of-bounds access.
- * The decoder is stateless and thread-safe (it allocates its scratch with
- * malloc and frees it before returning).
+ * C99 with libc and zlib only. Every read of the input is bounds-checked; a
+ * malformed file yields a negative status, never a crash or an
+ * out-of-bounds access. The decoder is stateless and thread-safe (it
+ * allocates its scratch with malloc and frees it before returning).
  *
  * Typical use:
  *
  *     uint64_t n;
- *     int rc = tfdc_decoded_size(in, in_len, &n);
+ *     int rc = tfdc_decoded_size(in, in_len, &n);   // checks the CRC and the size limit
  *     if (rc != TFDC_OK) fail(tfdc_strerror(rc));
  *     uint8_t *out = malloc(n);
  *     rc = tfdc_decode(in, in_len, out, n);
@@ -20,45 +21,56 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tfdc_format.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define TFDC_FORMAT_MAJOR 1
-#define TFDC_METADATA_NAME "tfdc.v1"
-
+/* The statuses of FORMAT.md §2 (TFDC_ERR_<STATUS>), plus the API's own. */
 typedef enum {
   TFDC_OK = 0,
-  TFDC_ERR_ARGUMENT = -1,    /* NULL pointer or other invalid argument */
-  TFDC_ERR_NOT_PACKED = -2,  /* valid flatbuffer, but no tfdc.v1 metadata */
-  TFDC_ERR_FLATBUFFER = -3,  /* malformed or truncated flatbuffer */
-  TFDC_ERR_TRUNCATED = -4,   /* the section or a record ends early */
+  TFDC_ERR_ARGUMENT = -1,    /* NULL pointer, overlapping buffers */
+  TFDC_ERR_NOT_PACKED = -2,  /* valid flatbuffer, but no tfdc.v2 / tfdc.v1 metadata entry */
+  TFDC_ERR_FLATBUFFER = -3,  /* a flatbuffer read out of range */
+  TFDC_ERR_TRUNCATED = -4,   /* a structure runs past the end of its container */
   TFDC_ERR_VERSION = -5,     /* unsupported format major version */
   TFDC_ERR_CHECKSUM = -6,    /* a CRC-32 does not match */
   TFDC_ERR_CORRUPT = -7,     /* a field breaks a rule of the format */
-  TFDC_ERR_OUTPUT_SIZE = -8, /* the output buffer is smaller than decoded size */
+  TFDC_ERR_OUTPUT_SIZE = -8, /* the output buffer is smaller than the decoded size */
   TFDC_ERR_NOMEM = -9,       /* scratch allocation failed */
-  TFDC_ERR_TOO_LARGE = -10   /* decoded size exceeds the caller's limit / size_t */
+  TFDC_ERR_TOO_LARGE = -10   /* decoded (or meta stream) size above the limit / size_t */
 } tfdc_status;
 
-/* 1 if `in` is a flatbuffer carrying a tfdc.v1 section, else 0. Cheap: does
- * not verify checksums. */
+/* 1 if `in` is a flatbuffer with exactly one tfdc section key whose section
+ * ends the file, else 0. Cheap: does not verify the checksum. */
 int tfdc_is_packed(const uint8_t *in, size_t in_len);
 
-/* Validates the container (flatbuffer, header, both checksums) and stores the
- * decoded file length in *out_size. Returns TFDC_OK or a negative status. */
+/* The limit on the decoded size (and format 2's inflated meta stream) used
+ * unless the caller sets one: max(2^31, 1024 * in_len) bytes (§4). */
+uint64_t tfdc_default_limit(size_t in_len);
+
+/* Validates the container (flatbuffer, header, checksums) and the size
+ * limit, and stores the decoded file length in *out_size: a length that is
+ * safe to allocate. Returns TFDC_OK or a negative status. */
 int tfdc_decoded_size(const uint8_t *in, size_t in_len, uint64_t *out_size);
 
-/* Like tfdc_decoded_size but without verifying the checksums: a cheap way
- * to size the output buffer before tfdc_decode (which verifies everything). */
+/* tfdc_decoded_size with the caller's limit (TFDC_ERR_TOO_LARGE above it). */
+int tfdc_decoded_size_limit(const uint8_t *in, size_t in_len, uint64_t limit, uint64_t *out_size);
+
+/* Like tfdc_decoded_size but without verifying the checksums (the size limit
+ * still applies). */
 int tfdc_peek_decoded_size(const uint8_t *in, size_t in_len, uint64_t *out_size);
 
-/* Decodes the whole file into `out` (capacity `out_cap` bytes, which must be
- * at least the decoded size). On success the first decoded-size bytes of
- * `out` are a standard .tflite model. On failure the contents of `out` are
- * unspecified and a negative status is returned. `in` and `out` must not
- * overlap. */
+/* Decodes the whole file into `out` (capacity `out_cap` bytes, at least the
+ * decoded size). On success the first decoded-size bytes of `out` are a
+ * standard .tflite model. On failure the contents of `out` are unspecified
+ * and a negative status is returned. `in` and `out` must not overlap. The
+ * size limit is the larger of tfdc_default_limit(in_len) and out_cap. */
 int tfdc_decode(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap);
+
+/* tfdc_decode with the caller's size limit. */
+int tfdc_decode_limit(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap, uint64_t limit);
 
 /* A static, human-readable message for a status code (never NULL). */
 const char *tfdc_strerror(int status);
