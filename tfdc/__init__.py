@@ -6,6 +6,8 @@ The pipeline, one module each:
             structured.StructuredPruning (whole units; channels.py finds what goes together)
     shrink  shrinker.shrink, shrinker.units  (rebuild without the removed units)
     export  exporter.export  (convert with TFLite, then pack: huffman.py, pack.py)
+    all     compress.compress (plan, prune, cluster, export to a byte or error budget;
+            distill.Distiller trains against the float model's outputs)
     format  docs/FORMAT.md (the packed section), flatbuf.py (minimal reader)
     decode  unpack.decode  (pure NumPy, or the native C decoder in tfdc/native)
     device  runtime.load_interpreter, android_demo/
@@ -36,6 +38,9 @@ _LAZY = {
     "decode": "tfdc.unpack",
     "is_packed": "tfdc.unpack",
     "load_interpreter": "tfdc.runtime",
+    "compress": "tfdc.compress",
+    "CompressResult": "tfdc.compress",
+    "Distiller": "tfdc.distill",
 }
 
 __all__ = sorted(list(_LAZY) + ["FormatError", "DatasetUnavailableError", "__version__"])
