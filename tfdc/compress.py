@@ -367,8 +367,8 @@ def _plan(inference, validation, target_bytes, max_error_increase, batch_size, w
     sels = select_kernels(inference, True)
     bits = {s.layer.name: 8 if s.is_conv else 5 for s in sels}
     keep = {s.layer.name: 1.0 for s in sels}
-    if target_bytes is None:  # no error model without the planner: start at 20 % kept
-        target_bytes = _measure_bytes(inference, {n: 0.8 for n in keep}, bits, batch_size,
+    if target_bytes is None:  # no error model without the planner: start at half kept
+        target_bytes = _measure_bytes(inference, {n: 0.5 for n in keep}, bits, batch_size,
                                       workdir)
     log("  (tfdc.plan is not available: uniform sparsity)")
     return scaled_plan(inference, keep, bits, int(target_bytes), batch_size=batch_size)
@@ -383,7 +383,14 @@ def _resolve_plan(plan, model):
         if set(plan) != {"sparsity", "bits"}:
             raise ValueError("plan must have exactly the keys 'sparsity' and 'bits', got "
                              f"{sorted(plan)}")
-        plan = HandPlan(dict(plan["sparsity"]), dict(plan["bits"]))
+        sparsity, bits = plan["sparsity"], plan["bits"]
+        GradualPruning(sparsity)
+        ClusteredFineTuning(bits=bits)
+        if not isinstance(sparsity, dict):  # one value for every kernel
+            sparsity = {s.layer.name: sparsity for s in _kernels(model, True)}
+        if not isinstance(bits, dict):
+            bits = {name: bits for name in sparsity}
+        plan = HandPlan(dict(sparsity), dict(bits))
     if not hasattr(plan, "sparsity") or not hasattr(plan, "bits"):
         raise ValueError(f"plan must be a tfdc.Plan or a dict with 'sparsity' and 'bits', got "
                          f"{type(plan).__name__}")

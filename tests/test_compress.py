@@ -1,0 +1,140 @@
+"""tfdc.compress end to end on real MNIST images: real training, real export,
+the packed file's size and LiteRT error checked against what compress reports."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import tfdc
+from tfdc.demo import tflite_error
+
+
+@pytest.fixture(scope="module")
+def data():
+    from tfdc.datasets import load_mnist
+    from tfdc.errors import DatasetUnavailableError
+    try:
+        (x, y), _ = load_mnist()
+    except DatasetUnavailableError as e:
+        pytest.skip(str(e))
+    return (x[:3072], y[:3072]), (x[3072:4096], y[3072:4096])
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(96, activation="relu", name="fc1"),
+                              keras.layers.Dense(10, activation="softmax", name="fc2")],
+                             name="mlp")
+    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
+    model.fit(*data[0], epochs=4, batch_size=64, verbose=0)
+    return model
+
+
+def _fresh(model):
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    copy.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    return copy
+
+
+def test_target_bytes_lands_within_5_percent_under(data, trained, tmp_path):
+    model = _fresh(trained)
+    before = [w.copy() for w in model.get_weights()]
+    path = tmp_path / "m.tflite"
+    target = 30_000
+    result = tfdc.compress(model, data[0], data[1], target_bytes=target, path=path,
+                           epochs=(2, 1), verbose=0)
+    size = os.path.getsize(path)
+    assert size == result.packed_bytes
+    assert 0.95 * target <= size <= target
+    assert result.met and "from the target" in result.message
+    assert tfdc.is_packed(path.read_bytes())
+    # The reported error is the packed file's, in LiteRT, on the validation data.
+    assert tflite_error(str(path), *data[1]) == result.error
+    assert result.error < result.float_error + 0.1, str(result)  # chance is 0.9
+    assert result.ratio == pytest.approx(4 * model.count_params() / size)
+    assert result.report.packed_bytes == size
+    # The user's model is untouched (a copy was trained).
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert tfdc.sparsity(result.model).sparsity > 0.5
+
+
+def test_a_file_over_the_target_is_cut_to_it(data, trained, tmp_path):
+    # A plan far too large for the target: the trained file is over it and
+    # must lose weights until it fits (the coded streams then stay fixed).
+    path = tmp_path / "cut.tflite"
+    target = 12_000
+    result = tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=target, path=path,
+                           plan={"sparsity": {"fc1": 0.5, "fc2": 0.5}, "bits": 5},
+                           epochs=(2, 1), verbose=0)
+    size = os.path.getsize(path)
+    assert 0.95 * target <= size <= target == result.target_bytes
+    assert size == result.packed_bytes
+    assert tfdc.sparsity(result.model)["fc1"].sparsity > 0.8
+    assert tflite_error(str(path), *data[1]) == result.error
+    fc1 = result.model.get_layer("fc1").kernel.numpy()
+    assert len(np.unique(fc1[fc1 != 0])) <= 32
+
+
+def test_error_budget_keeps_the_smallest_passing_file(data, trained, tmp_path):
+    path = tmp_path / "e.tflite"
+    result = tfdc.compress(_fresh(trained), data[0], data[1], max_error_increase=3.0,
+                           path=path, epochs=(2, 1), max_trials=3, verbose=0)
+    assert result.met
+    assert result.error_increase <= 3.0
+    assert os.path.getsize(path) == result.packed_bytes
+    assert tflite_error(str(path), *data[1]) == result.error
+    passing = [t["bytes"] for t in result.trials if t["passed"]]
+    assert result.packed_bytes == min(passing)
+    assert len(result.trials) <= 3
+
+
+def test_a_missed_error_budget_is_reported(data, trained, tmp_path):
+    path = tmp_path / "missed.tflite"
+    with pytest.warns(UserWarning, match="no run met the error budget"):
+        result = tfdc.compress(_fresh(trained), data[0], data[1], max_error_increase=0.0,
+                               path=path, epochs=(1, 1), verbose=0,
+                               plan={"sparsity": {"fc1": 0.999, "fc2": 0.99}, "bits": 1})
+    assert not result.met
+    assert result.error_increase > 0
+    assert os.path.getsize(path) == result.packed_bytes
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({}, ValueError, "give exactly one budget"),
+    ({"target_bytes": 9000, "max_error_increase": 0.2}, ValueError, "give exactly one budget"),
+    ({"target_bytes": -5}, ValueError, "target_bytes must be positive, got -5"),
+    ({"target_bytes": 9000.5}, ValueError, "target_bytes must be an integer, got 9000.5"),
+    ({"max_error_increase": "0.2"}, ValueError, "max_error_increase must be a number"),
+    ({"max_error_increase": -1}, ValueError, "must be >= 0 percentage points"),
+    ({"target_bytes": 9000, "epochs": 1}, ValueError, "epochs must be at least 2"),
+    ({"target_bytes": 9000, "plan": {"sparsity": {"nope": 0.5}, "bits": 5}}, ValueError,
+     "plan sparsity: .*nope"),
+    ({"target_bytes": 9000, "path": "/nonexistent-dir/m.tflite"}, FileNotFoundError,
+     "does not exist"),
+])
+def test_bad_arguments_fail_before_training(data, trained, kwargs, error, message):
+    kwargs.setdefault("path", "unused.tflite")
+    with pytest.raises(error, match=message):
+        tfdc.compress(trained, data[0], data[1], verbose=0, **kwargs)
+    assert not os.path.exists("unused.tflite")
+
+
+def test_bad_data(data, trained):
+    (x, y), (xv, yv) = data
+    with pytest.raises(ValueError, match="validation_data: y must be integer class labels"):
+        tfdc.compress(trained, (x, y), (xv, yv.astype("float32")), target_bytes=9000, verbose=0)
+    with pytest.raises(ValueError, match="train_data: x has 3,072 examples but y has 10"):
+        tfdc.compress(trained, (x, y[:10]), (xv, yv), target_bytes=9000, verbose=0)
+    with pytest.raises(ValueError, match="validation_data must be a tuple"):
+        tfdc.compress(trained, (x, y), xv, target_bytes=9000, verbose=0)
+
+
+def test_module_import_keeps_tfdc_compress_callable():
+    import tfdc.compress as module
+    assert callable(module) and callable(tfdc.compress)
