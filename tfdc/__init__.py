@@ -41,16 +41,25 @@ _LAZY = {
     "compress": "tfdc.compress",
     "CompressResult": "tfdc.compress",
     "Distiller": "tfdc.distill",
+    "sensitivity": "tfdc.scan",
+    "Sensitivity": "tfdc.scan",
+    "plan": "tfdc.planner",
+    "Plan": "tfdc.planner",
 }
+# Submodules reachable as attributes without an import (`tfdc.bytecost.ByteCost`).
+_MODULES = ("bytecost",)
 
-__all__ = sorted(list(_LAZY) + ["FormatError", "DatasetUnavailableError", "__version__"])
+__all__ = sorted(list(_LAZY) + list(_MODULES)
+                 + ["FormatError", "DatasetUnavailableError", "__version__"])
 
 
 def __getattr__(name):
+    import importlib
+    if name in _MODULES:
+        return importlib.import_module(f"tfdc.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'tfdc' has no attribute {name!r}")
-    import importlib
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
