@@ -276,7 +276,7 @@ def _byte_cost(model, batch_size, workdir):
     cost (`tfdc.bytecost.ByteCost`) if present, else a real export."""
     try:
         from tfdc.bytecost import ByteCost
-        cost = ByteCost(model)
+        cost = ByteCost(model, batch_size=batch_size)
         return cost.total
     except ImportError:
         return lambda sparsity, bits: _measure_bytes(model, sparsity, bits, batch_size, workdir)
@@ -352,17 +352,25 @@ def scaled_plan(model, keep, bits, target_bytes, *, batch_size=1, cost=None, tol
 
 
 # ----------------------------------------------------------------- planning
-def _plan(inference, validation, target_bytes, max_error_increase, batch_size, workdir, log):
-    """A plan for the inference model: `tfdc.plan` if available, else the
-    same sparsity in every layer scaled to the budget (paper's bits)."""
+def _plan(inference, validation, target_bytes, max_error_increase, batch_size, workdir, log,
+          cache):
+    """A plan for the inference model: `tfdc.plan` (its sensitivity scan
+    made once, kept in `cache`), else the same sparsity in every layer
+    scaled to the budget (paper's bits)."""
     try:
         from tfdc.planner import plan as make_plan
+        from tfdc.scan import sensitivity
     except ImportError:
         make_plan = None
     if make_plan is not None:
+        if "sensitivity" not in cache:
+            log("  sensitivity scan (each layer pruned / clustered alone, no retraining)")
+            cache["sensitivity"] = sensitivity(inference, validation)
+        options = dict(sensitivity=cache["sensitivity"],
+                       export_options={"batch_size": batch_size})
         if target_bytes is not None:
-            return make_plan(inference, validation, target_bytes=int(target_bytes))
-        return make_plan(inference, validation, max_error_increase=max_error_increase)
+            return make_plan(inference, validation, target_bytes=int(target_bytes), **options)
+        return make_plan(inference, validation, max_error_increase=max_error_increase, **options)
     from tfdc.select import select_kernels
     sels = select_kernels(inference, True)
     bits = {s.layer.name: 8 if s.is_conv else 5 for s in sels}
@@ -679,12 +687,12 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
 
     workdir = tempfile.mkdtemp(prefix="tfdc-compress-",
                                dir=os.path.dirname(os.path.abspath(path)))
-    trials = []
+    trials, plan_cache = [], {}
     try:
         def make_plan(target=None, error=None):
             t = time.perf_counter()
             result = _plan(inference, (x_val, y_val), target, error, export_batch_size,
-                           workdir, log)
+                           workdir, log, plan_cache)
             times["plan"] = times.get("plan", 0.0) + time.perf_counter() - t
             return result
 
