@@ -138,3 +138,35 @@ def test_bad_data(data, trained):
 def test_module_import_keeps_tfdc_compress_callable():
     import tfdc.compress as module
     assert callable(module) and callable(tfdc.compress)
+
+
+def test_batchnorm_depthwise_residual_model(data, tmp_path):
+    # MobileNet-style: BatchNormalization after every convolution (kept while
+    # pruning, folded before clustering), a depthwise block with a residual.
+    layers = keras.layers
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((28, 28, 1))
+    x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(inputs)
+    x = layers.ReLU()(layers.BatchNormalization(name="stem_bn")(x))
+    h = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    h = layers.ReLU()(layers.BatchNormalization(name="dw_bn")(h))
+    h = layers.Conv2D(16, 1, use_bias=False, name="project")(h)
+    h = layers.BatchNormalization(name="project_bn")(h)
+    x = layers.Add()([x, h])
+    x = layers.Conv2D(64, 1, activation="relu", name="head")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, layers.Dense(10, activation="softmax", name="out")(x))
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    (x_train, y_train), (x_val, y_val) = data
+    x_train, x_val = x_train[:2048, :, :, None], x_val[:512, :, :, None]
+    y_train, y_val = y_train[:2048], y_val[:512]
+    model.fit(x_train, y_train, epochs=3, batch_size=64, verbose=0)
+    path = tmp_path / "bn.tflite"
+    result = tfdc.compress(model, (x_train, y_train), (x_val, y_val), target_bytes=5_000,
+                           path=path, epochs=(2, 1), batch_size=64, verbose=0)
+    size = os.path.getsize(path)
+    assert 0.95 * 5_000 <= size <= 5_000 and size == result.packed_bytes
+    assert not any(isinstance(layer, layers.BatchNormalization) for layer in result.model.layers)
+    assert any(isinstance(layer, layers.BatchNormalization) for layer in model.layers)
+    assert tflite_error(str(path), x_val, y_val) == result.error
+    assert result.float_bytes == 4 * result.model.count_params()  # BN folded: inference size
