@@ -170,3 +170,12 @@ def test_batchnorm_depthwise_residual_model(data, tmp_path):
     assert any(isinstance(layer, layers.BatchNormalization) for layer in model.layers)
     assert tflite_error(str(path), x_val, y_val) == result.error
     assert result.float_bytes == 4 * result.model.count_params()  # BN folded: inference size
+
+
+def test_unreachable_target_names_the_smallest_size(data, trained, tmp_path):
+    path = tmp_path / "small.tflite"
+    with pytest.raises(ValueError, match="target_bytes=1,000 cannot be reached: the smallest"):
+        tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=1000, path=path,
+                      verbose=0)
+    assert not path.exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("tfdc-compress-")]

@@ -750,7 +750,15 @@ def _to_target(target, plan, make_plan, trial, run, log, export_batch_size, eval
     too large: cut and fine-tune; far too small: plan larger and retrain."""
     low = (1 - _TOLERANCE) * target
     aim = int(_AIM * target)
-    p = plan if plan is not None else make_plan(target=aim)
+    if plan is not None:
+        p = plan
+    else:
+        try:
+            p = make_plan(target=aim)
+        except ValueError:
+            # Unreachable with the margin: plan for the target itself (whose
+            # error, if it is unreachable too, names the user's number).
+            p = make_plan(target=target)
     entry = trial(p, "plan for the target")
     for _ in range(2):
         if entry["bytes"] >= low or plan is not None:
