@@ -179,3 +179,19 @@ def test_unreachable_target_names_the_smallest_size(data, trained, tmp_path):
                       verbose=0)
     assert not path.exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith("tfdc-compress-")]
+
+
+def test_a_model_that_cannot_be_copied_is_refused_before_training(data):
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flatten, self.fc = keras.layers.Flatten(), keras.layers.Dense(10, name="fc")
+
+        def call(self, x):
+            return self.fc(self.flatten(x))
+
+    net = Net()
+    net(data[1][0][:2])
+    with pytest.raises(ValueError, match="cannot copy"):
+        tfdc.compress(net, data[0], data[1], target_bytes=9000, verbose=0,
+                      path="unused.tflite")

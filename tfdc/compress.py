@@ -180,7 +180,12 @@ def _epochs(epochs, steps_per_epoch):
 # --------------------------------------------------------------- model helpers
 def _copy(model):
     import keras
-    clone = keras.models.clone_model(model)
+    try:
+        clone = keras.models.clone_model(model)
+    except Exception as e:  # noqa: BLE001 - Keras raises several types for this
+        raise ValueError(f"tfdc.compress trains copies of the model and cannot copy "
+                         f"{model.name!r} ({type(model).__name__}): {e}. Use a Sequential or "
+                         "functional model, or a subclassed one with get_config()") from None
     clone.set_weights(model.get_weights())
     return clone
 
@@ -663,6 +668,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     x_val, y_val = _check_data(validation_data, "validation_data", allow_dataset=False)
     path = check_writable(path)
     _kernels(model, True)  # a model with nothing to compress fails now
+    _copy(model)  # and one that cannot be copied
     if plan is not None:
         plan = _resolve_plan(plan, model)
     epochs = _epochs(epochs, _steps(train, batch_size))
