@@ -18,7 +18,9 @@ Two kinds of budget:
   model's. The planner's budget is measured without retraining, which
   retraining beats by far, so the byte budget is searched: each trial plans
   for a size, trains from the user's weights and measures the packed file;
-  a bisection in log(bytes) keeps the smallest file that met the budget.
+  a bisection in log(bytes), between the smallest file the planner can make
+  and its plan without retraining, keeps the smallest file that met the
+  budget.
 
 Either way the result says whether the budget was met (`result.met`), and a
 missed budget is never silent: it is logged and warned about.
@@ -38,8 +40,9 @@ import numpy as np
 
 __all__ = ["compress", "CompressResult", "scaled_plan", "HandPlan"]
 
-# Trials of the error-budget search: the smallest budget tried is this
-# fraction of what the planner predicts without retraining.
+# The error-budget search bisects between the smallest file the planner
+# reaches and its plan without retraining; without a planner, the lower end
+# is this fraction of the upper one.
 _SEARCH_FLOOR = 0.1
 # Aim a byte budget slightly under the target: training moves the coded size
 # by a few percent either way and a file over the target must be cut (which
@@ -704,6 +707,24 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             times["plan"] = times.get("plan", 0.0) + time.perf_counter() - t
             return result
 
+        def smallest():
+            """The smallest file the planner's grids reach (every layer at
+            its largest sparsity and fewest bits), or None."""
+            scan = plan_cache.get("sensitivity")
+            try:
+                from tfdc.bytecost import ByteCost
+            except ImportError:
+                return None
+            if scan is None:
+                return None
+            try:
+                cost = ByteCost(inference, batch_size=export_batch_size)
+                names = [n for n in scan.layers if n in cost.layers]
+                return cost.total({n: max(scan.sparsities) for n in names},
+                                  {n: min(scan.bits) for n in names})
+            except ValueError:  # a layer the byte-cost model cannot price
+                return None
+
         def trial(p, note):
             n = len(trials) + 1
             planned = _planned_bytes(p)
@@ -736,7 +757,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                                               export_batch_size, _evaluate)
         else:
             chosen, met, message = _to_error(max_error_increase, plan, make_plan, trial,
-                                             max_trials, log)
+                                             max_trials, log, smallest)
         write_atomically(path, open(chosen["path"], "rb").read())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -791,7 +812,7 @@ def _to_target(target, plan, make_plan, trial, run, log, export_batch_size, eval
                           f"target {target:,} B (outside -5 %..0 %)")
 
 
-def _to_error(budget, plan, make_plan, trial, max_trials, log):
+def _to_error(budget, plan, make_plan, trial, max_trials, log, smallest):
     """Bisect the byte budget (in log space) for the smallest file whose
     validation error increase is within `budget` points."""
     if plan is not None:
@@ -802,7 +823,7 @@ def _to_error(budget, plan, make_plan, trial, max_trials, log):
     if not high:
         entry = trial(safe, "the planner's plan")
         return entry, entry["passed"], _error_message(entry, budget)
-    low = _SEARCH_FLOOR * high
+    low = smallest() or _SEARCH_FLOOR * high
     passed, failed = [], []
     for i in range(max_trials - 1):
         target = int(math.sqrt(low * high))
