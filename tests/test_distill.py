@@ -132,3 +132,22 @@ def test_teacher_is_student_refused():
     model = _mlp()
     with pytest.raises(ValueError, match="the teacher is the student"):
         Distiller(model, model)
+
+
+def test_a_built_student_keeps_its_zeros_from_the_first_step():
+    # A pruned student in a fresh Distiller: clustering must be installed
+    # before the first step, or that step moves the pruned weights off zero.
+    x, y = _digits()
+    teacher, student = _trained_pair(x, y, True)
+    kernel = student.get_layer("fc1").kernel
+    w = kernel.numpy()
+    w[np.abs(w) < np.quantile(np.abs(w), 0.8)] = 0.0
+    kernel.assign(w)
+    distiller = Distiller(student, teacher)
+    assert distiller.built
+    distiller.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    distiller.fit(x, y, epochs=1, batch_size=64, verbose=0,
+                  callbacks=[tfdc.ClusteredFineTuning(bits=3)])
+    after = student.get_layer("fc1").kernel.numpy()
+    np.testing.assert_array_equal(after == 0, w == 0)
+    assert len(np.unique(after[after != 0])) <= 8

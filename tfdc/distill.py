@@ -110,6 +110,11 @@ class Distiller(keras.Model):
         object.__setattr__(self, "_teacher", teacher)
         self.temperature = float(temperature)
         self.alpha = float(alpha)
+        if getattr(student, "built", False):
+            # Built already: tfdc's callbacks install their constraints at
+            # the start of fit, not after a first, unconstrained step (which
+            # would move pruned weights off zero).
+            self.built = True
         self._student_probs = _outputs_probabilities(student, from_logits)
         self._teacher_probs = _outputs_probabilities(teacher, from_logits)
 
