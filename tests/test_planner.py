@@ -121,3 +121,23 @@ def test_scan_runs_when_not_given(trained):
     assert set(plan.sparsity.values()) <= {0.0, 0.8, 0.95}
     assert set(plan.bits.values()) <= {4, 6}
     assert plan.predicted_bytes <= 20_000
+
+
+def test_clustering_curve_reads_loss_at_the_distortion():
+    """Between measured points the increase is interpolated (monotone, from
+    0 at no change), beyond them proportional to the distortion."""
+    from tfdc.planner import _clustering_curve
+    from tfdc.scan import Sensitivity
+    sens = Sensitivity(["d"], {"d": 10}, {"d": "dense"}, 1.0, 0.1, (0.5,), (2, 4, 6),
+                       {"d": {("sparsity", 0.5): 1.2, ("bits", 2): 1.4, ("bits", 4): 1.05,
+                              ("bits", 6): 0.99}},
+                       {"d": {("sparsity", 0.5): 0.2, ("bits", 2): 0.3, ("bits", 4): 0.1,
+                              ("bits", 6): 0.1}})
+    curve = _clustering_curve(sens, "d", "loss", {2: 8.0, 4: 2.0, 6: 0.5})
+    assert curve(0.0) == 0.0
+    assert curve(0.5) == 0.0            # 6 bits measured below the baseline: no gain
+    assert curve(2.0) == pytest.approx(0.05)
+    assert curve(5.0) == pytest.approx(0.05 + 0.35 * 3 / 6)
+    assert curve(16.0) == pytest.approx(0.8)   # twice the largest distortion
+    error = _clustering_curve(sens, "d", "error", {2: 8.0, 4: 2.0, 6: 0.5})
+    assert error(8.0) == pytest.approx(0.2)

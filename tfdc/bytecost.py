@@ -52,7 +52,8 @@ import numpy as np
 
 from tfdc import format as fmt
 
-__all__ = ["ByteCost", "compress_kernel", "apply_settings", "compressible_layers"]
+__all__ = ["ByteCost", "byte_cost", "compress_kernel", "apply_settings", "restore_settings",
+           "compressible_layers"]
 
 # Default k-means settings: those of `tfdc.ClusteredFineTuning()`, so that
 # the clustered kernel here is the one its `quantize` writes.
@@ -88,7 +89,10 @@ def compress_kernel(value, sparsity=0.0, bits=None):
     ```
     """
     w = np.asarray(value, dtype=np.float32)
-    flat = w.ravel()
+    return _cluster(_prune(w.ravel(), sparsity), bits).reshape(w.shape)
+
+
+def _prune(flat, sparsity):
     if not 0.0 <= float(sparsity) < 1.0:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
     if sparsity:
@@ -97,15 +101,18 @@ def compress_kernel(value, sparsity=0.0, bits=None):
         if k > 0:
             threshold = np.partition(magnitude, k - 1)[k - 1]
             flat = np.where(magnitude <= threshold, np.float32(0), flat).astype(np.float32)
-    if bits is not None:
-        from tfdc.cluster import _check_bits, _cluster_kernel
-        _check_bits(bits, "(compress_kernel)")
-        positions, assignment, centroids, _ = _cluster_kernel(flat, int(bits), _INIT, None,
-                                                              _MAX_ITER)
-        out = np.zeros(flat.size, np.float32)
-        out[positions] = centroids[assignment]
-        flat = out
-    return flat.reshape(w.shape)
+    return flat
+
+
+def _cluster(flat, bits):
+    if bits is None:
+        return flat
+    from tfdc.cluster import _check_bits, _cluster_kernel
+    _check_bits(bits, "(compress_kernel)")
+    positions, assignment, centroids, _ = _cluster_kernel(flat, int(bits), _INIT, None, _MAX_ITER)
+    out = np.zeros(flat.size, np.float32)
+    out[positions] = centroids[assignment]
+    return out
 
 
 def compressible_layers(model):
@@ -183,27 +190,42 @@ def restore_settings(model, saved):
             variable.assign(value)
 
 
-# Converted models, by the digest of the model's weights and export options:
-# a planner and a scan of the same model convert it once.
-_CONVERTED = collections.OrderedDict()
-_CONVERTED_MAX = 4
+# Converted models and their ByteCost, by the digest of the model's weights
+# and the export options: a scan, a planner and the next plan of the same
+# model convert it once and price each layer setting once.
+_CACHE = collections.OrderedDict()
+_CACHE_MAX = 4
+
+
+def _digest(model, options):
+    h = hashlib.sha256(repr((model.name, sorted(options.items()),
+                             [tuple(v.shape) for v in model.weights])).encode())
+    for v in model.weights:
+        h.update(np.ascontiguousarray(np.asarray(v.numpy())).tobytes())
+    return h.hexdigest()
+
+
+def _cached(key, make):
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    value = _CACHE[key] = make()
+    while len(_CACHE) > _CACHE_MAX:
+        _CACHE.popitem(last=False)
+    return value
 
 
 def _converted(model, batch_size):
     from tfdc.exporter import convert
-    h = hashlib.sha256(repr((model.name, batch_size, [tuple(v.shape) for v in model.weights]))
-                       .encode())
-    for v in model.weights:
-        h.update(np.ascontiguousarray(np.asarray(v.numpy())).tobytes())
-    key = h.hexdigest()
-    if key in _CONVERTED:
-        _CONVERTED.move_to_end(key)
-        return _CONVERTED[key]
-    plain = convert(model, batch_size=batch_size)
-    _CONVERTED[key] = plain
-    while len(_CONVERTED) > _CONVERTED_MAX:
-        _CONVERTED.popitem(last=False)
-    return plain
+    return _cached(("tflite", _digest(model, {"batch_size": batch_size})),
+                   lambda: convert(model, batch_size=batch_size))
+
+
+def byte_cost(model, **options):
+    """The `ByteCost` of `model` with export `options`, shared with earlier
+    calls for the same weights and options (its per-layer prices are kept)."""
+    key = ("cost", _digest(model, options))
+    return _cached(key, lambda: ByteCost(model, **options))
 
 
 class ByteCost:
@@ -306,6 +328,7 @@ class ByteCost:
                 "planned, they are left as they are", stacklevel=2)
         self._kernel_cache = {}
         self._layer_cache = {}
+        self._distortion = {}
 
     # ------------------------------------------------------------------ kernels
     def _check(self, name):
@@ -320,8 +343,12 @@ class ByteCost:
         if hit is not None:
             return hit
         out = []
+        distortion = 0.0
         for value, indices, first, inverse, sources in self._kernels[name]:
-            new_bits = compress_kernel(value, key[1], key[2]).view(np.uint32).ravel()
+            pruned = _prune(value.ravel(), key[1])
+            new = _cluster(pruned, key[2])
+            distortion += float(np.sum((new.astype(np.float64) - pruned) ** 2))
+            new_bits = new.view(np.uint32).ravel()
             # The buffers' elements are mapped by value: equal weights must
             # get equal results (compress_kernel guarantees it).
             if not np.array_equal(new_bits[first][inverse], new_bits):
@@ -332,7 +359,19 @@ class ByteCost:
         if len(self._kernel_cache) > 4096:
             self._kernel_cache.clear()
         self._kernel_cache[key] = out
+        self._distortion[key] = distortion
         return out
+
+    def distortion(self, name, sparsity=0.0, bits=None):
+        """What clustering to `bits` changes in layer `name`'s kernels
+        pruned to `sparsity`: the sum of squared differences (0 for
+        `bits=None`). The planner reads a layer's loss at a setting off its
+        clustering curve at this distortion."""
+        self._check(name)
+        key = (name, float(sparsity or 0.0), None if bits is None else int(bits))
+        if key not in self._distortion:
+            self._new_buffers(name, sparsity, bits)
+        return self._distortion[key]
 
     # ------------------------------------------------------------------ costs
     def layer(self, name, sparsity=0.0, bits=None):
