@@ -141,3 +141,17 @@ def test_clustering_curve_reads_loss_at_the_distortion():
     assert curve(16.0) == pytest.approx(0.8)   # twice the largest distortion
     error = _clustering_curve(sens, "d", "error", {2: 8.0, 4: 2.0, 6: 0.5})
     assert error(8.0) == pytest.approx(0.2)
+
+
+def test_generator_is_read_once(trained):
+    """A generator of batches: scanned and measured from one pass, the same
+    plan as from the arrays."""
+    model, _, (xv, yv), _ = trained
+    grid = dict(sparsities=[0.8, 0.95], bits=[4, 6], samples=None)
+    batches = ((xv[i:i + 256], yv[i:i + 256]) for i in range(0, len(yv), 256))
+    from_generator = tfdc.plan(model, batches, target_bytes=20_000, **grid)
+    from_arrays = tfdc.plan(model, (xv, yv), target_bytes=20_000, **grid)
+    assert from_generator.sensitivity.samples == len(yv)
+    assert from_generator.sparsity == from_arrays.sparsity
+    assert from_generator.bits == from_arrays.bits
+    assert from_generator.measured_error == from_arrays.measured_error

@@ -322,9 +322,12 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     if set(options) - allowed:
         raise ValueError(f"export_options: unknown {', '.join(sorted(set(options) - allowed))}; "
                          f"known: {', '.join(sorted(allowed))}")
+    # Read once: a generator of batches cannot be read again for the check.
+    samples = scan_options.pop("samples", DEFAULT_SAMPLES)
+    x, y = _take(validation_data, samples)
     if sensitivity is None:
-        sensitivity = scan(model, validation_data, verbose=verbose, **scan_options)
-    elif scan_options.keys() - {"batch_size", "samples"}:
+        sensitivity = scan(model, (x, y), samples=None, verbose=verbose, **scan_options)
+    elif scan_options.keys() - {"batch_size"}:
         raise ValueError("give either sensitivity= or scan options "
                          f"({', '.join(sorted(scan_options))}), not both")
     sens = sensitivity
@@ -361,7 +364,6 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
         exact = cost.total(sp, bi)
         return exact, exact - int(sum(c[o] for c, o in zip(costs, picked)))
 
-    x, y = _take(validation_data, scan_options.get("samples", DEFAULT_SAMPLES))
     evaluate = Evaluator(model, x, y, scan_options.get("batch_size"))
 
     def measure(picked):

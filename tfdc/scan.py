@@ -321,7 +321,14 @@ class Evaluator:
         # Batches converted once: every scan point reuses them.
         self.batches = [_map(x, lambda a: keras.ops.convert_to_tensor(
             a[start:start + self.batch_size])) for start in range(0, self.n, self.batch_size)]
-        self.forward = model.predict_on_batch
+        # A Sequential model runs eagerly layer by layer (the same code path
+        # as `starting_at`, and no predict function to trace); any other
+        # model through its compiled predict step.
+        if isinstance(model, keras.Sequential):
+            layers = list(model.layers)
+            self.forward = lambda h: _run(h, layers)
+        else:
+            self.forward = model.predict_on_batch
         self._loss = _compiled_loss(model)
         self._from_logits = None
 
@@ -337,16 +344,10 @@ class Evaluator:
             return self
         k = layers.index(layer)
         suffix = layers[k:]
-
-        def run(h, chain):
-            for item in chain:
-                h = item(h, training=False)
-            return h
-
         other = Evaluator.__new__(Evaluator)
         other.__dict__.update(self.__dict__)
-        other.batches = [run(b, layers[:k]) for b in self.batches]
-        other.forward = lambda h: run(h, suffix)
+        other.batches = [_run(b, layers[:k]) for b in self.batches]
+        other.forward = lambda h: _run(h, suffix)
         return other
 
     def predict(self):
@@ -393,6 +394,12 @@ class Evaluator:
             threshold = 0.0 if self._logits(pred) else 0.5
             return float(np.mean((pred.reshape(-1) > threshold) != (y.reshape(-1) > 0.5)))
         return float("nan")
+
+
+def _run(h, layers):
+    for layer in layers:
+        h = layer(h, training=False)
+    return h
 
 
 def _compiled_loss(model):
