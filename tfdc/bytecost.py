@@ -118,7 +118,17 @@ def _cluster(flat, bits):
 def compressible_layers(model):
     """`{layer name: [(attr, variable)]}` of the model's built, float32
     kernels of a kind `tfdc.layers` registers, in model order (a shared
-    layer once)."""
+    layer once).
+
+    Example:
+
+    ```python
+    from tfdc.bytecost import compressible_layers
+    from tfdc.models import lenet_300_100
+    model = lenet_300_100()
+    print(list(compressible_layers(model)))   # ['fc1', 'fc2', 'fc3']
+    ```
+    """
     from tfdc.layers import kernel_variables
     from tfdc.select import iter_layers
     out = collections.OrderedDict()
@@ -156,9 +166,13 @@ def apply_settings(model, sparsity=None, bits=None):
     Example:
 
     ```python
-    from tfdc.bytecost import apply_settings
+    import tfdc
+    from tfdc.bytecost import ByteCost, apply_settings
+    from tfdc.models import lenet_300_100
+    model = lenet_300_100()
+    predicted = ByteCost(model).total({"fc1": 0.9}, {"fc1": 5, "fc2": 5})
     apply_settings(model, {"fc1": 0.9}, {"fc1": 5, "fc2": 5})
-    tfdc.export(model, "model.tflite")
+    assert tfdc.export(model, "model.tflite").packed_bytes == predicted
     ```
     """
     layers = compressible_layers(model)
@@ -183,7 +197,18 @@ def apply_settings(model, sparsity=None, bits=None):
 
 
 def restore_settings(model, saved):
-    """Put back the kernels `apply_settings` returned."""
+    """Put back the kernels `apply_settings` returned.
+
+    Example:
+
+    ```python
+    saved = apply_settings(model, {"fc1": 0.9}, {"fc1": 4})
+    try:
+        print(model.evaluate(x_val, y_val))   # pruned and clustered, no retraining
+    finally:
+        restore_settings(model, saved)
+    ```
+    """
     layers = compressible_layers(model)
     for name, values in saved.items():
         for (_, variable), value in zip(layers[name], values):
@@ -223,7 +248,16 @@ def _converted(model, batch_size):
 
 def byte_cost(model, **options):
     """The `ByteCost` of `model` with export `options`, shared with earlier
-    calls for the same weights and options (its per-layer prices are kept)."""
+    calls for the same weights and options (its per-layer prices are kept).
+
+    Example:
+
+    ```python
+    from tfdc.bytecost import byte_cost
+    cost = byte_cost(model, batch_size=1)
+    assert byte_cost(model, batch_size=1) is cost   # same weights: no new conversion
+    ```
+    """
     key = ("cost", _digest(model, options))
     return _cached(key, lambda: ByteCost(model, **options))
 
