@@ -155,3 +155,22 @@ def test_generator_is_read_once(trained):
     assert from_generator.sparsity == from_arrays.sparsity
     assert from_generator.bits == from_arrays.bits
     assert from_generator.measured_error == from_arrays.measured_error
+
+
+def test_unreachable_error_budget_says_the_smallest_increase(trained):
+    """Curves where clustering a layer to any bit width costs 1 point: a
+    0.5-point budget is refused with the smallest increase reachable (below
+    3 points: clustering a pruned kernel changes it less, see
+    _clustering_curve)."""
+    from tfdc.scan import Sensitivity
+    model, _, val, sens = trained
+    worse = {name: {key: (value if key[0] == "sparsity" else sens.baseline_error + 0.01)
+                    for key, value in sens.error[name].items()} for name in sens.layers}
+    hurt = Sensitivity(sens.layers, sens.weights, sens.kinds, sens.baseline_loss,
+                       sens.baseline_error, sens.sparsities, sens.bits, sens.loss, worse)
+    with pytest.raises(ValueError, match=r"max_error_increase=0.5 cannot be met: the smallest "
+                                         r"predicted increase on the grids is ([\d.]+) points "
+                                         r"\(every layer at its least compressed") as caught:
+        tfdc.plan(model, val, max_error_increase=0.5, sensitivity=hurt)
+    import re
+    assert 0.5 < float(re.search(r"is ([\d.]+) points", str(caught.value)).group(1)) <= 3.0

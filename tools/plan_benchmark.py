@@ -165,18 +165,29 @@ def main():
                      f"{100 * tuned_error:.2f} %"])
         print(rows[-1])
 
+    def runs(values):
+        return ", ".join(f"{v:.2f}" for v in values)
+
+    tuned_note = (
+        f"After fine-tuning: GradualPruning(plan.sparsity) over {args.finetune_epochs} epochs, "
+        "then ClusteredFineTuning(plan.bits) one more (Adam 3e-4, batch 128), on a clone of "
+        "the model (a clone's weight tensor names differ, by a few bytes); the packed file's "
+        "size vs the target, and its test error in LiteRT on the 10,000 test images."
+        if args.finetune_epochs else "")
+    points = f"{len(sens.layers)} layers x ({len(sens.sparsities)} sparsities + " \
+        f"{len(sens.bits)} bit widths)"
     body = f"""LeNet-300-100 trained on the first 50,000 MNIST training images ({args.epochs} epochs,
 Adam 1e-3, batch 128, no augmentation, seed {args.seed}): {100 * float_error:.2f} % test error.
 Validation data for the scan and the planner: the other 10,000 training images
 ({args.samples:,} of them drawn with a fixed seed).
 
 **Sensitivity scan vs one training epoch (same process, 2 shared CPU cores):** scan
-{scan_s:.2f} s ({len(sens.layers)} layers x ({len(sens.sparsities)} sparsities + {len(sens.bits)} bit widths)
-forward passes over {sens.samples:,} images; runs: {", ".join(f"{v:.2f}" for v in scans)} s);
-one epoch of `fit` (the second epoch of a copy's 2-epoch fit: no tracing) on 50,000 images: {epoch_128:.2f} s at batch 128 (runs: {", ".join(f"{v:.2f}" for v in epochs_128)} s),
-{epoch_32:.2f} s at Keras's default batch 32. Medians of {args.rounds} interleaved rounds
-(scan, epoch at 128, epoch at 32). Ratio: **{scan_s / epoch_128:.2f}x** an epoch at batch 128,
-{scan_s / epoch_32:.2f}x at batch 32.
+{scan_s:.2f} s ({points} forward passes over {sens.samples:,} images;
+runs: {runs(scans)} s); one epoch of `fit` on 50,000 images (the second epoch of a
+copy's 2-epoch fit: no tracing): {epoch_128:.2f} s at batch 128 (runs: {runs(epochs_128)} s),
+{epoch_32:.2f} s at Keras's default batch 32 (runs: {runs(epochs_32)} s). Medians of
+{args.rounds} interleaved rounds (scan, epoch at 128, epoch at 32). Ratio:
+**{scan_s / epoch_128:.2f}x** an epoch at batch 128, {scan_s / epoch_32:.2f}x at batch 32.
 
 **Planner and byte-cost model.** Each plan applied to the model without retraining
 (`tfdc.bytecost.apply_settings`) and written by `tfdc.export`: the file has exactly
@@ -184,7 +195,7 @@ the predicted bytes when "exact" says yes. Error: predicted from the curves / me
 with the plan applied, both without retraining, on the validation images. Plan time
 includes pricing every (sparsity, bits) option of every layer with the packer the
 first time (later plans of the same model reuse the prices).
-{"After fine-tuning: GradualPruning(plan.sparsity) over %d epochs, then ClusteredFineTuning(plan.bits) one more (Adam 3e-4, batch 128); the packed file's size vs the target, and its test error in LiteRT on the 10,000 test images." % args.finetune_epochs if args.finetune_epochs else ""}
+{tuned_note}
 
 {markdown_table(["budget", "plan (sparsity / bits)", "predicted B", "exported B", "exact",
                  "error % pred. / meas.", "plan s", "after fine-tuning: B, test error"], rows)}
