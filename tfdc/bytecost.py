@@ -58,6 +58,7 @@ __all__ = ["ByteCost", "byte_cost", "compress_kernel", "apply_settings", "restor
 # Default k-means settings: those of `tfdc.ClusteredFineTuning()`, so that
 # the clustered kernel here is the one its `quantize` writes.
 _INIT, _MAX_ITER = "linear", 300
+_KERNELS_KEPT = 16
 
 
 def compress_kernel(value, sparsity=0.0, bits=None):
@@ -360,7 +361,9 @@ class ByteCost:
                 + ", ".join(map(repr, missing)) + " (a BatchNormalization folded into them by "
                 "the converter? fold it first with tfdc.fold_batchnorm): their size cannot be "
                 "planned, they are left as they are", stacklevel=2)
-        self._kernel_cache = {}
+        # Rewritten buffers of the last few settings (a kernel-sized array
+        # each); prices and distortions are kept for every setting.
+        self._kernel_cache = collections.OrderedDict()
         self._layer_cache = {}
         self._distortion = {}
 
@@ -375,6 +378,7 @@ class ByteCost:
         key = (name, float(sparsity or 0.0), None if bits is None else int(bits))
         hit = self._kernel_cache.get(key)
         if hit is not None:
+            self._kernel_cache.move_to_end(key)
             return hit
         out = []
         distortion = 0.0
@@ -390,9 +394,9 @@ class ByteCost:
                                      "the weight values")
             for index, src in zip(indices, sources):
                 out.append((index, new_bits[src].view(np.uint8)))
-        if len(self._kernel_cache) > 4096:
-            self._kernel_cache.clear()
         self._kernel_cache[key] = out
+        while len(self._kernel_cache) > _KERNELS_KEPT:
+            self._kernel_cache.popitem(last=False)
         self._distortion[key] = distortion
         return out
 

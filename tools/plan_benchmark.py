@@ -176,8 +176,9 @@ def main():
         if args.finetune_epochs else "")
     points = f"{len(sens.layers)} layers x ({len(sens.sparsities)} sparsities + " \
         f"{len(sens.bits)} bit widths)"
-    body = f"""LeNet-300-100 trained on the first 50,000 MNIST training images ({args.epochs} epochs,
-Adam 1e-3, batch 128, no augmentation, seed {args.seed}): {100 * float_error:.2f} % test error.
+    body = f"""LeNet-300-100 trained on the first 50,000 MNIST training images
+({args.epochs} epochs, Adam 1e-3, batch 128, no augmentation, seed {args.seed}):
+{100 * float_error:.2f} % test error.
 Validation data for the scan and the planner: the other 10,000 training images
 ({args.samples:,} of them drawn with a fixed seed).
 
