@@ -34,21 +34,27 @@ import tfdc  # noqa: E402
 from tfdc.bytecost import apply_settings, restore_settings  # noqa: E402
 from tfdc.datasets import load_mnist  # noqa: E402
 from tfdc.models import lenet_300_100  # noqa: E402
+from tfdc.scan import DEFAULT_SAMPLES  # noqa: E402
 from tools.benchmarks_md import markdown_table, write_section  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class EpochTimer(keras.callbacks.Callback):
+    """Wall and CPU (all threads of the process) seconds of each epoch."""
+
     def __init__(self):
         super().__init__()
         self.times = []
+        self.cpu = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t = time.perf_counter()
+        self._c = time.process_time()
 
     def on_epoch_end(self, epoch, logs=None):
         self.times.append(time.perf_counter() - self._t)
+        self.cpu.append(time.process_time() - self._c)
 
 
 def copy_of(model):
@@ -72,7 +78,7 @@ def litert_error(path, x, y):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--samples", type=int, default=5000)
+    ap.add_argument("--samples", type=int, default=DEFAULT_SAMPLES)
     ap.add_argument("--rounds", type=int, default=3, help="scan / epoch timing rounds")
     ap.add_argument("--targets", type=int, nargs="*", default=[16_000, 24_000, 32_000])
     ap.add_argument("--max-error-increase", type=float, default=0.2)
@@ -99,11 +105,13 @@ def main():
     # alike. The first scan runs in a process where the model was only
     # trained. Copies train; the scanned model is unchanged.
     scans, epochs_128, epochs_32 = [], [], []
+    cpu = {"scan": [], 128: [], 32: []}
     sens = None
     for r in range(args.rounds):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         sens = tfdc.sensitivity(model, (x_val, y_val), samples=args.samples)
         scans.append(time.perf_counter() - t)
+        cpu["scan"].append(time.process_time() - c)
         for batch, times in ((128, epochs_128), (32, epochs_32)):
             copy = copy_of(model)
             copy.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
@@ -111,13 +119,16 @@ def main():
             copy.fit(x_train, y_train, epochs=2, batch_size=batch, verbose=0,
                      callbacks=[epoch_timer])
             times.append(epoch_timer.times[1])  # the second: no tracing
+            cpu[batch].append(epoch_timer.cpu[1])
     scan_s, epoch_128, epoch_32 = (float(np.median(v)) for v in (scans, epochs_128, epochs_32))
+    cpu_scan, cpu_128, cpu_32 = (float(np.median(cpu[k])) for k in ("scan", 128, 32))
     print(f"float: {100 * float_error:.2f} % test error; scans {np.round(scans, 2)} s, "
           f"epochs {np.round(epochs_128, 2)} s (batch 128), {np.round(epochs_32, 2)} s (batch 32)")
     print(sens.to_markdown())
     sens.plot(os.path.join(args.out, "sensitivity.png"))
     print(f"scan {scan_s:.2f} s = {scan_s / epoch_128:.2f} x epoch (batch 128), "
-          f"{scan_s / epoch_32:.2f} x epoch (batch 32)")
+          f"{scan_s / epoch_32:.2f} x epoch (batch 32); CPU: {cpu_scan / cpu_128:.2f} x, "
+          f"{cpu_scan / cpu_32:.2f} x")
 
     rows = []
     budgets = [("target_bytes", t) for t in args.targets]
@@ -189,6 +200,9 @@ copy's 2-epoch fit: no tracing): {epoch_128:.2f} s at batch 128 (runs: {runs(epo
 {epoch_32:.2f} s at Keras's default batch 32 (runs: {runs(epochs_32)} s). Medians of
 {args.rounds} interleaved rounds (scan, epoch at 128, epoch at 32). Ratio:
 **{scan_s / epoch_128:.2f}x** an epoch at batch 128, {scan_s / epoch_32:.2f}x at batch 32.
+CPU seconds (all threads of the process; less sensitive to the other processes on
+the machine): scan {cpu_scan:.2f}, epoch {cpu_128:.2f} at batch 128, {cpu_32:.2f} at batch 32:
+**{cpu_scan / cpu_128:.2f}x** and {cpu_scan / cpu_32:.2f}x.
 
 **Planner and byte-cost model.** Each plan applied to the model without retraining
 (`tfdc.bytecost.apply_settings`) and written by `tfdc.export`: the file has exactly
