@@ -145,3 +145,20 @@ def test_kernel_the_converter_alters_is_left_out(mnist_small):
     assert cost.layers == ["out"] and cost.missing == ["conv"]
     assert any("'conv'" in str(w.message) and "tfdc.fold_batchnorm" in str(w.message)
                for w in caught)
+
+
+@pytest.mark.parametrize("cell", [keras.layers.LSTM, keras.layers.GRU])
+def test_recurrent_kernels_are_priced_exactly(tmp_path, cell):
+    """A recurrent layer's kernel and recurrent kernel (several buffers
+    once converted) are planned as one layer, and priced exactly."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12, 8)), cell(24, name="rnn"),
+                              keras.layers.Dense(5, name="out")])
+    cost = ByteCost(model, batch_size=1)
+    assert cost.layers == ["rnn", "out"] and not cost.missing
+    gates = 4 if cell is keras.layers.LSTM else 3
+    assert cost.weights["rnn"] == (8 + 24) * 24 * gates   # kernel + recurrent kernel
+    settings = ({"rnn": 0.7, "out": 0.5}, {"rnn": 4, "out": 5})
+    predicted = cost.total(*settings)
+    apply_settings(model, *settings)
+    assert tfdc.export(model, str(tmp_path / "r.tflite"), batch_size=1).packed_bytes == predicted

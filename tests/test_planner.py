@@ -121,3 +121,56 @@ def test_scan_runs_when_not_given(trained):
     assert set(plan.sparsity.values()) <= {0.0, 0.8, 0.95}
     assert set(plan.bits.values()) <= {4, 6}
     assert plan.predicted_bytes <= 20_000
+
+
+def test_clustering_curve_reads_loss_at_the_distortion():
+    """Between measured points the increase is interpolated (monotone, from
+    0 at no change), beyond them proportional to the distortion."""
+    from tfdc.planner import _clustering_curve
+    from tfdc.scan import Sensitivity
+    sens = Sensitivity(["d"], {"d": 10}, {"d": "dense"}, 1.0, 0.1, (0.5,), (2, 4, 6),
+                       {"d": {("sparsity", 0.5): 1.2, ("bits", 2): 1.4, ("bits", 4): 1.05,
+                              ("bits", 6): 0.99}},
+                       {"d": {("sparsity", 0.5): 0.2, ("bits", 2): 0.3, ("bits", 4): 0.1,
+                              ("bits", 6): 0.1}})
+    curve = _clustering_curve(sens, "d", "loss", {2: 8.0, 4: 2.0, 6: 0.5})
+    assert curve(0.0) == 0.0
+    assert curve(0.5) == 0.0            # 6 bits measured below the baseline: no gain
+    assert curve(2.0) == pytest.approx(0.05)
+    assert curve(5.0) == pytest.approx(0.05 + 0.35 * 3 / 6)
+    assert curve(16.0) == pytest.approx(0.8)   # twice the largest distortion
+    error = _clustering_curve(sens, "d", "error", {2: 8.0, 4: 2.0, 6: 0.5})
+    assert error(8.0) == pytest.approx(0.2)
+
+
+def test_generator_is_read_once(trained):
+    """A generator of batches: scanned and measured from one pass, the same
+    plan as from the arrays."""
+    model, _, (xv, yv), _ = trained
+    grid = dict(sparsities=[0.8, 0.95], bits=[4, 6], samples=None)
+    batches = ((xv[i:i + 256], yv[i:i + 256]) for i in range(0, len(yv), 256))
+    from_generator = tfdc.plan(model, batches, target_bytes=20_000, **grid)
+    from_arrays = tfdc.plan(model, (xv, yv), target_bytes=20_000, **grid)
+    assert from_generator.sensitivity.samples == len(yv)
+    assert from_generator.sparsity == from_arrays.sparsity
+    assert from_generator.bits == from_arrays.bits
+    assert from_generator.measured_error == from_arrays.measured_error
+
+
+def test_unreachable_error_budget_says_the_smallest_increase(trained):
+    """Curves where clustering a layer to any bit width costs 1 point: a
+    0.5-point budget is refused with the smallest increase reachable (below
+    3 points: clustering a pruned kernel changes it less, see
+    _clustering_curve)."""
+    from tfdc.scan import Sensitivity
+    model, _, val, sens = trained
+    worse = {name: {key: (value if key[0] == "sparsity" else sens.baseline_error + 0.01)
+                    for key, value in sens.error[name].items()} for name in sens.layers}
+    hurt = Sensitivity(sens.layers, sens.weights, sens.kinds, sens.baseline_loss,
+                       sens.baseline_error, sens.sparsities, sens.bits, sens.loss, worse)
+    with pytest.raises(ValueError, match=r"max_error_increase=0.5 cannot be met: the smallest "
+                                         r"predicted increase on the grids is ([\d.]+) points "
+                                         r"\(every layer at its least compressed") as caught:
+        tfdc.plan(model, val, max_error_increase=0.5, sensitivity=hurt)
+    import re
+    assert 0.5 < float(re.search(r"is ([\d.]+) points", str(caught.value)).group(1)) <= 3.0

@@ -123,3 +123,26 @@ def test_bad_input(model_and_data):
     plain = keras.Sequential([keras.Input((4,)), keras.layers.ReLU()])
     with pytest.raises(ValueError, match="has no compressible layer"):
         tfdc.sensitivity(plain, (np.zeros((4, 4)), np.zeros(4)))
+
+
+def test_layer_by_layer_evaluation_keeps_masks():
+    """The scan runs a Sequential model layer by layer (and from the scanned
+    layer on): an Embedding's mask still reaches the LSTM, so the
+    predictions are the model's own."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((10,), dtype="int32"),
+                              keras.layers.Embedding(50, 8, mask_zero=True, name="emb"),
+                              keras.layers.LSTM(16, name="rnn"),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+    x = np.random.default_rng(0).integers(1, 50, (64, 10))
+    x[:, 6:] = 0  # padding the mask hides
+    y = np.arange(64) % 3
+    ev = Evaluator(model, x, y)
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(ev.predict(), expected, atol=1e-6)
+    np.testing.assert_allclose(ev.starting_at(model.get_layer("rnn")).predict(), expected,
+                               atol=1e-6)
+    sens = tfdc.sensitivity(model, (x, y), sparsities=[0.5], bits=[4])
+    assert sens.layers == ["emb", "rnn", "out"]
+    assert sens.kinds == {"emb": "embedding", "rnn": "recurrent", "out": "dense"}
+    assert sens.weights["rnn"] == (8 + 16) * 16 * 4

@@ -52,11 +52,13 @@ import numpy as np
 
 from tfdc import format as fmt
 
-__all__ = ["ByteCost", "compress_kernel", "apply_settings", "compressible_layers"]
+__all__ = ["ByteCost", "byte_cost", "compress_kernel", "apply_settings", "restore_settings",
+           "compressible_layers"]
 
 # Default k-means settings: those of `tfdc.ClusteredFineTuning()`, so that
 # the clustered kernel here is the one its `quantize` writes.
 _INIT, _MAX_ITER = "linear", 300
+_KERNELS_KEPT = 16
 
 
 def compress_kernel(value, sparsity=0.0, bits=None):
@@ -84,11 +86,14 @@ def compress_kernel(value, sparsity=0.0, bits=None):
     from tfdc.bytecost import compress_kernel
     w = np.random.default_rng(0).normal(size=(64, 32)).astype("float32")
     c = compress_kernel(w, 0.9, 3)
-    print((c == 0).mean(), np.unique(c[c != 0]).size)   # 0.9 8
+    print((c == 0).mean(), np.unique(c[c != 0]).size)   # 0.8999 8
     ```
     """
     w = np.asarray(value, dtype=np.float32)
-    flat = w.ravel()
+    return _cluster(_prune(w.ravel(), sparsity), bits).reshape(w.shape)
+
+
+def _prune(flat, sparsity):
     if not 0.0 <= float(sparsity) < 1.0:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
     if sparsity:
@@ -97,21 +102,34 @@ def compress_kernel(value, sparsity=0.0, bits=None):
         if k > 0:
             threshold = np.partition(magnitude, k - 1)[k - 1]
             flat = np.where(magnitude <= threshold, np.float32(0), flat).astype(np.float32)
-    if bits is not None:
-        from tfdc.cluster import _check_bits, _cluster_kernel
-        _check_bits(bits, "(compress_kernel)")
-        positions, assignment, centroids, _ = _cluster_kernel(flat, int(bits), _INIT, None,
-                                                              _MAX_ITER)
-        out = np.zeros(flat.size, np.float32)
-        out[positions] = centroids[assignment]
-        flat = out
-    return flat.reshape(w.shape)
+    return flat
+
+
+def _cluster(flat, bits):
+    if bits is None:
+        return flat
+    from tfdc.cluster import _check_bits, _cluster_kernel
+    _check_bits(bits, "(compress_kernel)")
+    positions, assignment, centroids, _ = _cluster_kernel(flat, int(bits), _INIT, None, _MAX_ITER)
+    out = np.zeros(flat.size, np.float32)
+    out[positions] = centroids[assignment]
+    return out
 
 
 def compressible_layers(model):
     """`{layer name: [(attr, variable)]}` of the model's built, float32
     kernels of a kind `tfdc.layers` registers, in model order (a shared
-    layer once)."""
+    layer once).
+
+    Example:
+
+    ```python
+    from tfdc.bytecost import compressible_layers
+    from tfdc.models import lenet_300_100
+    model = lenet_300_100()
+    print(list(compressible_layers(model)))   # ['fc1', 'fc2', 'fc3']
+    ```
+    """
     from tfdc.layers import kernel_variables
     from tfdc.select import iter_layers
     out = collections.OrderedDict()
@@ -149,9 +167,13 @@ def apply_settings(model, sparsity=None, bits=None):
     Example:
 
     ```python
-    from tfdc.bytecost import apply_settings
+    import tfdc
+    from tfdc.bytecost import ByteCost, apply_settings
+    from tfdc.models import lenet_300_100
+    model = lenet_300_100()
+    predicted = ByteCost(model).total({"fc1": 0.9}, {"fc1": 5, "fc2": 5})
     apply_settings(model, {"fc1": 0.9}, {"fc1": 5, "fc2": 5})
-    tfdc.export(model, "model.tflite")
+    assert tfdc.export(model, "model.tflite").packed_bytes == predicted
     ```
     """
     layers = compressible_layers(model)
@@ -176,34 +198,69 @@ def apply_settings(model, sparsity=None, bits=None):
 
 
 def restore_settings(model, saved):
-    """Put back the kernels `apply_settings` returned."""
+    """Put back the kernels `apply_settings` returned.
+
+    Example:
+
+    ```python
+    saved = apply_settings(model, {"fc1": 0.9}, {"fc1": 4})
+    try:
+        print(model.evaluate(x_val, y_val))   # pruned and clustered, no retraining
+    finally:
+        restore_settings(model, saved)
+    ```
+    """
     layers = compressible_layers(model)
     for name, values in saved.items():
         for (_, variable), value in zip(layers[name], values):
             variable.assign(value)
 
 
-# Converted models, by the digest of the model's weights and export options:
-# a planner and a scan of the same model convert it once.
-_CONVERTED = collections.OrderedDict()
-_CONVERTED_MAX = 4
+# Converted models and their ByteCost, by the digest of the model's weights
+# and the export options: a scan, a planner and the next plan of the same
+# model convert it once and price each layer setting once.
+_CACHE = collections.OrderedDict()
+_CACHE_MAX = 4
+
+
+def _digest(model, options):
+    h = hashlib.sha256(repr((model.name, sorted(options.items()),
+                             [tuple(v.shape) for v in model.weights])).encode())
+    for v in model.weights:
+        h.update(np.ascontiguousarray(np.asarray(v.numpy())).tobytes())
+    return h.hexdigest()
+
+
+def _cached(key, make):
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    value = _CACHE[key] = make()
+    while len(_CACHE) > _CACHE_MAX:
+        _CACHE.popitem(last=False)
+    return value
 
 
 def _converted(model, batch_size):
     from tfdc.exporter import convert
-    h = hashlib.sha256(repr((model.name, batch_size, [tuple(v.shape) for v in model.weights]))
-                       .encode())
-    for v in model.weights:
-        h.update(np.ascontiguousarray(np.asarray(v.numpy())).tobytes())
-    key = h.hexdigest()
-    if key in _CONVERTED:
-        _CONVERTED.move_to_end(key)
-        return _CONVERTED[key]
-    plain = convert(model, batch_size=batch_size)
-    _CONVERTED[key] = plain
-    while len(_CONVERTED) > _CONVERTED_MAX:
-        _CONVERTED.popitem(last=False)
-    return plain
+    return _cached(("tflite", _digest(model, {"batch_size": batch_size})),
+                   lambda: convert(model, batch_size=batch_size))
+
+
+def byte_cost(model, **options):
+    """The `ByteCost` of `model` with export `options`, shared with earlier
+    calls for the same weights and options (its per-layer prices are kept).
+
+    Example:
+
+    ```python
+    from tfdc.bytecost import byte_cost
+    cost = byte_cost(model, batch_size=1)
+    assert byte_cost(model, batch_size=1) is cost   # same weights: no new conversion
+    ```
+    """
+    key = ("cost", _digest(model, options))
+    return _cached(key, lambda: ByteCost(model, **options))
 
 
 class ByteCost:
@@ -304,8 +361,11 @@ class ByteCost:
                 + ", ".join(map(repr, missing)) + " (a BatchNormalization folded into them by "
                 "the converter? fold it first with tfdc.fold_batchnorm): their size cannot be "
                 "planned, they are left as they are", stacklevel=2)
-        self._kernel_cache = {}
+        # Rewritten buffers of the last few settings (a kernel-sized array
+        # each); prices and distortions are kept for every setting.
+        self._kernel_cache = collections.OrderedDict()
         self._layer_cache = {}
+        self._distortion = {}
 
     # ------------------------------------------------------------------ kernels
     def _check(self, name):
@@ -318,10 +378,15 @@ class ByteCost:
         key = (name, float(sparsity or 0.0), None if bits is None else int(bits))
         hit = self._kernel_cache.get(key)
         if hit is not None:
+            self._kernel_cache.move_to_end(key)
             return hit
         out = []
+        distortion = 0.0
         for value, indices, first, inverse, sources in self._kernels[name]:
-            new_bits = compress_kernel(value, key[1], key[2]).view(np.uint32).ravel()
+            pruned = _prune(value.ravel(), key[1])
+            new = _cluster(pruned, key[2])
+            distortion += float(np.sum((new.astype(np.float64) - pruned) ** 2))
+            new_bits = new.view(np.uint32).ravel()
             # The buffers' elements are mapped by value: equal weights must
             # get equal results (compress_kernel guarantees it).
             if not np.array_equal(new_bits[first][inverse], new_bits):
@@ -329,10 +394,22 @@ class ByteCost:
                                      "the weight values")
             for index, src in zip(indices, sources):
                 out.append((index, new_bits[src].view(np.uint8)))
-        if len(self._kernel_cache) > 4096:
-            self._kernel_cache.clear()
         self._kernel_cache[key] = out
+        while len(self._kernel_cache) > _KERNELS_KEPT:
+            self._kernel_cache.popitem(last=False)
+        self._distortion[key] = distortion
         return out
+
+    def distortion(self, name, sparsity=0.0, bits=None):
+        """What clustering to `bits` changes in layer `name`'s kernels
+        pruned to `sparsity`: the sum of squared differences (0 for
+        `bits=None`). The planner reads a layer's loss at a setting off its
+        clustering curve at this distortion."""
+        self._check(name)
+        key = (name, float(sparsity or 0.0), None if bits is None else int(bits))
+        if key not in self._distortion:
+            self._new_buffers(name, sparsity, bits)
+        return self._distortion[key]
 
     # ------------------------------------------------------------------ costs
     def layer(self, name, sparsity=0.0, bits=None):
