@@ -2,6 +2,7 @@
 the packed file's size and LiteRT error checked against what compress reports."""
 
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -61,7 +62,12 @@ def test_target_bytes_lands_within_5_percent_under(data, trained, tmp_path):
     # The user's model is untouched (a copy was trained).
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
-    assert tfdc.sparsity(result.model).sparsity > 0.5
+    # Compressed as planned: each kernel has its planned zeros (a few more
+    # if the file had to be cut to the target) and at most 2**bits values.
+    for name, fraction in result.plan.sparsity.items():
+        kernel = result.model.get_layer(name).kernel.numpy()
+        assert fraction - 0.01 <= np.mean(kernel == 0) <= fraction + 0.05
+        assert len(np.unique(kernel[kernel != 0])) <= 2 ** result.plan.bits[name]
 
 
 @pytest.mark.parametrize("distill", [False, True])
@@ -196,3 +202,16 @@ def test_a_model_that_cannot_be_copied_is_refused_before_training(data):
     with pytest.raises(ValueError, match="cannot copy"):
         tfdc.compress(net, data[0], data[1], target_bytes=9000, verbose=0,
                       path="unused.tflite")
+
+
+def test_zero_error_budget_is_searched_not_refused(data, trained, tmp_path):
+    # Without retraining no compressed setting keeps the error; compress
+    # still searches (retraining can) and says whether it met the budget.
+    path = tmp_path / "zero.tflite"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = tfdc.compress(_fresh(trained), data[0], data[1], max_error_increase=0.0,
+                               path=path, epochs=(1, 1), max_trials=2, verbose=0)
+    assert os.path.getsize(path) == result.packed_bytes
+    assert result.met == (result.error_increase <= 1e-9)
+    assert len(result.trials) <= 3

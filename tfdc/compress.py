@@ -761,7 +761,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                                               export_batch_size, _evaluate)
         else:
             chosen, met, message = _to_error(max_error_increase, plan, make_plan, trial,
-                                             max_trials, log, smallest)
+                                             max_trials, log, smallest, float_bytes)
         write_atomically(path, open(chosen["path"], "rb").read())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -816,13 +816,20 @@ def _to_target(target, plan, make_plan, trial, run, log, export_batch_size, eval
                           f"target {target:,} B (outside -5 %..0 %)")
 
 
-def _to_error(budget, plan, make_plan, trial, max_trials, log, smallest):
+def _to_error(budget, plan, make_plan, trial, max_trials, log, smallest, float_size):
     """Bisect the byte budget (in log space) for the smallest file whose
     validation error increase is within `budget` points."""
     if plan is not None:
         entry = trial(plan, "the given plan")
         return entry, entry["passed"], _error_message(entry, budget)
-    safe = make_plan(error=budget)
+    try:
+        safe = make_plan(error=budget)
+    except ValueError as e:
+        # Even the planner's least compressed setting misses the budget
+        # without retraining; retraining may still meet it: start from the
+        # least compressed plan that fits the float model's own size.
+        log(f"  the planner cannot meet the budget without retraining ({e}); searching anyway")
+        safe = make_plan(target=float_size)
     high = _planned_bytes(safe)
     if not high:
         entry = trial(safe, "the planner's plan")
