@@ -436,8 +436,6 @@ class _Run:
         self.model, self.train, self.c = model, train, config
 
     def __call__(self, plan, log):
-        import keras
-
         import tfdc
         from tfdc.constraints import strip
         from tfdc.distill import Distiller
