@@ -580,8 +580,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             by the sensitivity scan and to choose among the trials). The
             error budget is met on this data, so make it like the data the
             model will meet: MNIST images held out from the training set
-            share its writers, and a file at +0.20 points on them was +1.18
-            points on the test set's new writers (docs/BENCHMARKS.md).
+            share its writers, and in one run of tools/compress_benchmark.py
+            a file at +0.20 points on them was +1.18 points on the test
+            set's new writers.
         target_bytes: size of the packed file in bytes; it lands within 5 %
             under it (never over).
         max_error_increase: largest validation error increase over the float
