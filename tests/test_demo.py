@@ -52,3 +52,28 @@ def test_demo_rejects_bad_bits_before_training(tmp_path):
     with pytest.raises(ValueError, match="nope"):
         demo.run(demo.DemoConfig(bits={"nope": 5}, out=str(tmp_path), quick=True),
                  log=lambda *a: None)
+
+
+def test_demo_to_a_byte_budget_uses_tfdc_compress(capsys, tmp_path):
+    if not os.path.exists(os.environ.get("TFDC_MNIST", "")):
+        pytest.skip("real MNIST not available (set TFDC_MNIST)")
+    out = tmp_path / "budget"
+    code = main(["demo", "--tiny", "--no-plots", "--target-bytes", "40000", "--out", str(out)])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    size = (out / "lenet_300_100.tflite").stat().st_size
+    assert 0.95 * 40000 <= size <= 40000
+    assert re.search(r"Budget met: [\d,]+ B is -[\d.]+% from the target 40,000 B", stdout)
+    assert f"-> {size:,} B packed" in stdout
+    errors = re.search(r"packed \.tflite in LiteRT ([\d.]+)% \(decoded file: ([\d.]+)%\)", stdout)
+    assert float(errors.group(1)) < 30 and errors.group(1) == errors.group(2)
+    assert "pred. bytes" in stdout  # the planner's table
+
+
+def test_demo_budget_with_hand_settings_is_refused(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["demo", "--target-bytes", "1000", "--max-error-increase", "0.2"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["demo", "--target-bytes", "9000", "--sparsity", "0.9",
+                 "--out", str(tmp_path)]) != 0
+    assert "leave out --sparsity and --bits" in capsys.readouterr().err

@@ -6,6 +6,8 @@ The pipeline, one module each:
             structured.StructuredPruning (whole units; channels.py finds what goes together)
     shrink  shrinker.shrink, shrinker.units  (rebuild without the removed units)
     export  exporter.export  (convert with TFLite, then pack: huffman.py, pack.py)
+    all     compress.compress (plan, prune, cluster, export to a byte or error budget;
+            distill.Distiller trains against the float model's outputs)
     format  docs/FORMAT.md (the packed section), flatbuf.py (minimal reader)
     decode  unpack.decode  (pure NumPy, or the native C decoder in tfdc/native)
     device  runtime.load_interpreter, android_demo/
@@ -36,16 +38,28 @@ _LAZY = {
     "decode": "tfdc.unpack",
     "is_packed": "tfdc.unpack",
     "load_interpreter": "tfdc.runtime",
+    "compress": "tfdc.compress",
+    "CompressResult": "tfdc.compress",
+    "Distiller": "tfdc.distill",
+    "sensitivity": "tfdc.scan",
+    "Sensitivity": "tfdc.scan",
+    "plan": "tfdc.planner",
+    "Plan": "tfdc.planner",
 }
+# Submodules reachable as attributes without an import (`tfdc.bytecost.ByteCost`).
+_MODULES = ("bytecost",)
 
-__all__ = sorted(list(_LAZY) + ["FormatError", "DatasetUnavailableError", "__version__"])
+__all__ = sorted(list(_LAZY) + list(_MODULES)
+                 + ["FormatError", "DatasetUnavailableError", "__version__"])
 
 
 def __getattr__(name):
+    import importlib
+    if name in _MODULES:
+        return importlib.import_module(f"tfdc.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'tfdc' has no attribute {name!r}")
-    import importlib
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -1,6 +1,7 @@
 """The `tfdc` command line: `tfdc demo | pack | inspect | decode | bench`.
 
     tfdc demo [--quick]            prune, quantize, pack and verify LeNet on MNIST
+              [--target-bytes N | --max-error-increase P]   ... to a budget (tfdc.compress)
     tfdc pack IN OUT               pack any existing .tflite (converter, tfmot,
                                    ai-edge-quantizer); never larger than IN
     tfdc inspect FILE [--json]     the per-layer compression report of a .tflite
@@ -90,6 +91,17 @@ def _at_least(minimum):
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
         return value
     return parse
+
+
+def _non_negative(text):
+    """An argparse type for a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def _gap_alphabet(text):
@@ -198,6 +210,14 @@ def build_parser():
                       help=f"bits per shared weight, {low}..{high} (2**B clusters): a number, "
                       "layer=value pairs, or 'paper' (6 for LeNet-300-100; default: "
                       "fc1=4,fc2=5,fc3=5 for LeNet-300-100, conv 8 / fc 5 for LeNet-5)")
+    budget = demo.add_mutually_exclusive_group()
+    budget.add_argument("--target-bytes", type=_at_least(1), default=None, metavar="N",
+                        help="compress to a packed file of at most N bytes (within 5 %%) with "
+                        "tfdc.compress, which plans per-layer sparsity and bits itself")
+    budget.add_argument("--max-error-increase", type=_non_negative, default=None,
+                        metavar="P", help="compress with tfdc.compress to the smallest file "
+                        "whose validation error is at most P percentage points above the float "
+                        "model's (e.g. 0.2)")
     demo.add_argument("--epochs", type=_at_least(0), default=None, metavar="N",
                       help="baseline training epochs, >= 0 (default 15; 3 with --quick)")
     demo.add_argument("--prune-epochs", type=_at_least(0), default=None, metavar="N",
@@ -287,7 +307,12 @@ def cmd_demo(args):
         bits=args.bits, epochs=args.epochs, prune_epochs=args.prune_epochs,
         cluster_epochs=args.cluster_epochs, train_size=args.train_size,
         test_size=args.test_size, quick=args.quick or args.tiny, out=args.out,
-        plots=not args.no_plots, seed=args.seed)
+        plots=not args.no_plots, seed=args.seed, target_bytes=args.target_bytes,
+        max_error_increase=args.max_error_increase)
+    if (args.target_bytes is not None or args.max_error_increase is not None) and \
+            (args.sparsity is not None or args.bits is not None):
+        raise UserError("--target-bytes / --max-error-increase let tfdc.compress choose the "
+                        "per-layer sparsity and bits: leave out --sparsity and --bits")
     if args.tiny:
         # Tests: a few hundred steps in all.
         for name, value in (("epochs", 1), ("prune_epochs", 1), ("cluster_epochs", 1),

@@ -3,8 +3,11 @@
 Train a float baseline, prune it with `tfdc.GradualPruning`, quantize it by
 weight sharing with `tfdc.ClusteredFineTuning`, export the packed `.tflite`
 with `tfdc.export`, decode it again, and measure the test error in the LiteRT
-interpreter. `compress()` is the reusable pipeline (also used by
-`tools/paper_benchmark.py`); `run()` adds data loading, printing and plots.
+interpreter. `compress()` is the pipeline with hand-set per-layer settings
+(also used by `tools/paper_benchmark.py`); with a budget (`target_bytes` or
+`max_error_increase`) `run()` trains the float model and hands it to
+`tfdc.compress`, which plans the settings itself. `run()` adds data loading,
+printing and plots.
 
 Example:
 
@@ -63,6 +66,11 @@ class DemoConfig:
             (None: defaults that depend on `quick`).
         train_size, test_size: use only the first n examples (None: all).
         quick: a short run (3 + 4 + 1 epochs, about a minute on 2 cores).
+        target_bytes, max_error_increase: a budget (give at most one): the
+            trained float model is compressed by `tfdc.compress`, which
+            plans per-layer sparsity and bits itself (`sparsity` and `bits`
+            must then be None); the last 10 % of the training images (at
+            most 5,000) are its validation data.
         shift: training images are randomly shifted by up to this many
             pixels (`tfdc.recipe.ShiftedImages`; 0 turns it off). None: 2,
             or 0 with `quick` (augmentation only pays off over many epochs).
@@ -84,6 +92,8 @@ class DemoConfig:
     batch_size: int = 128
     quick: bool = False
     shift: int = None
+    target_bytes: int = None
+    max_error_increase: float = None
     out: str = "tfdc_demo_out"
     plots: bool = True
     verbose: int = 1
@@ -101,6 +111,8 @@ class DemoConfig:
             c.prune_epochs = 4 if quick else max(2, c.epochs + 3)
         if c.cluster_epochs is None:
             c.cluster_epochs = 1 if quick else max(1, c.epochs // 4)
+        if c.target_bytes is not None or c.max_error_increase is not None:
+            return c  # tfdc.compress plans the sparsity and bits
         if c.sparsity is None or c.sparsity == "paper":
             c.sparsity = (TFDC_SPARSITY if c.sparsity is None else PAPER_SPARSITY)[c.network]
         if c.bits is None or c.bits == "paper":
@@ -341,16 +353,26 @@ def run(config, log=print):
     from tfdc.unpack import decode
 
     c = config.resolved()
+    budget = c.target_bytes is not None or c.max_error_increase is not None
+    if budget:
+        if c.target_bytes is not None and c.max_error_increase is not None:
+            raise ValueError("give at most one budget: target_bytes or max_error_increase")
+        if c.sparsity is not None or c.bits is not None:
+            raise ValueError("with a budget (target_bytes / max_error_increase) tfdc.compress "
+                             "plans the sparsity and bits: do not give sparsity or bits")
     keras.utils.set_random_seed(c.seed)
     model = build_model(c.network)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    _validate(model, c)
+    if not budget:
+        _validate(model, c)
     (xtr, ytr), (xte, yte) = load_dataset(c.dataset, c.network, c.mnist)
     if c.train_size:
         xtr, ytr = xtr[:c.train_size], ytr[:c.train_size]
     if c.test_size:
         xte, yte = xte[:c.test_size], yte[:c.test_size]
+    if budget:
+        return _run_budget(model, c, (xtr, ytr), (xte, yte), log)
     log(f"tfdc demo: {c.network} on {c.dataset} ({len(xtr):,} training / {len(xte):,} test "
         f"images); sparsity {_describe(c.sparsity, '{:.0%}')}, bits {_describe(c.bits, '{}')}")
 
@@ -391,6 +413,74 @@ def run(config, log=print):
         log("Plots: " + ", ".join(result["plots"]))
     log(f"Packed model: {path}")
     return result
+
+
+def _run_budget(model, c, train, test, log):
+    """The demo with a budget: train the float model, then `tfdc.compress`."""
+    import tfdc
+    from tfdc.exporter import write_atomically
+    from tfdc.recipe import ShiftedImages, cosine_decay
+    from tfdc.unpack import decode
+
+    (xtr, ytr), (xte, yte) = train, test
+    n_val = min(5000, max(1, len(xtr) // 10))
+    x_val, y_val = xtr[-n_val:], ytr[-n_val:]
+    xtr, ytr = xtr[:-n_val], ytr[:-n_val]
+    budget = (f"target {c.target_bytes:,} B" if c.target_bytes is not None
+              else f"at most {c.max_error_increase} points more validation error")
+    log(f"tfdc demo: {c.network} on {c.dataset} ({len(xtr):,} training / {n_val:,} validation "
+        f"/ {len(xte):,} test images); tfdc.compress to a budget: {budget}")
+    os.makedirs(c.out, exist_ok=True)
+    path = os.path.join(c.out, f"{c.network}.tflite")
+    log(f"\n[1/2] Training the float baseline ({c.epochs} epochs)")
+    t = time.perf_counter()
+    data = ShiftedImages(xtr, ytr, batch_size=c.batch_size, max_shift=c.shift, seed=c.seed)
+    if c.epochs:
+        model.fit(data, epochs=c.epochs, verbose=c.verbose,
+                  callbacks=[cosine_decay(1e-3, c.epochs)])
+    baseline_s = time.perf_counter() - t
+    float_error = _error(model, xte, yte, c.batch_size)
+    log(f"      float test error: {float_error:.2%}")
+    log("\n[2/2] tfdc.compress: plan, prune, cluster, export")
+    epochs = None
+    if c.prune_epochs is not None or c.cluster_epochs is not None:
+        epochs = (c.prune_epochs or (4 if c.quick else 8), c.cluster_epochs or 1)
+    kwargs = ({"target_bytes": c.target_bytes} if c.target_bytes is not None
+              else {"max_error_increase": c.max_error_increase})
+    result = tfdc.compress(model, data, (x_val, y_val), path=path, epochs=epochs,
+                           batch_size=c.batch_size, verbose=1, log=log, **kwargs)
+    packed = open(path, "rb").read()
+    decoded = decode(packed)
+    decoded_path = os.path.join(c.out, f"{c.network}.decoded.tflite")
+    write_atomically(decoded_path, decoded)
+    tflite = tflite_error(path, xte, yte)
+    decoded_error = tflite_error(decoded, xte, yte, plain=True)
+    report = result.report
+    write_atomically(os.path.join(c.out, "report.md"), report.to_markdown().encode())
+    write_atomically(os.path.join(c.out, "report.json"),
+                     json.dumps(report.to_dict(), indent=2, default=str).encode())
+    log("\n" + str(result.plan))
+    log("\n" + report.to_text())
+    log(f"\nTest error: float {float_error:.2%} -> packed .tflite in LiteRT {tflite:.2%} "
+        f"(decoded file: {decoded_error:.2%})")
+    log(f"Size: {result.float_bytes:,} B float32 -> {result.packed_bytes:,} B packed "
+        f"({len(decoded):,} B decoded .tflite)")
+    log(f"Compression ratio: {result.ratio:.1f}x")
+    log(("Budget met: " if result.met else "BUDGET MISSED: ") + result.message)
+    out = {"errors": {"float": float_error, "tflite": tflite}, "path": path,
+           "packed_bytes": result.packed_bytes, "float_bytes": result.float_bytes,
+           "ratio": result.ratio, "out": c.out, "decoded_path": decoded_path,
+           "decoded_bytes": len(decoded), "decoded_error": decoded_error, "config": c,
+           "report": report, "compress": result,
+           "times": dict(result.times, baseline=baseline_s)}
+    if c.plots:
+        from tfdc import plots
+        rows = layer_sizes(report)
+        out["plots"] = [plots.size_bars(os.path.join(c.out, "sizes.png"), rows,
+                                        title=f"{c.network}: storage per layer")] if rows else []
+        log("Plots: " + ", ".join(out["plots"]))
+    log(f"Packed model: {path}")
+    return out
 
 
 def _validate(model, c):

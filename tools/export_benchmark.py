@@ -14,6 +14,9 @@ packed file:
 * coded bits ÷ entropy bound of the coded streams;
 * the paper-style per-layer table.
 
+The `*-compress` rows pass only a packed size to `tfdc.compress`, which
+plans the per-layer settings and runs the same stages itself.
+
 Usage:
     TFDC_MNIST=/work/shared/datasets/mnist.npz python tools/export_benchmark.py
     python tools/export_benchmark.py --only lenet300-paper --no-write   # one run
@@ -64,6 +67,12 @@ CONFIGS = {
                                                 "fc2": 0.15},
                           bits={"conv1": 8, "conv2": 8, "fc1": 5, "fc2": 5}, min_ratio=39, goal=45,
                           max_error=0.80),
+    # No per-layer settings: tfdc.compress plans them for a packed size
+    # (the dense model's last 5,000 training images are its validation data).
+    "lenet300-compress": dict(model="lenet_300_100", target_bytes=15_500, min_ratio=60,
+                              goal=70, max_error=1.60),
+    "lenet5-compress": dict(model="lenet5", target_bytes=25_000, min_ratio=60, goal=100,
+                            max_error=0.80),
 }
 # Epochs: dense training, pruning ramp, retraining at fixed masks, clustered fine-tuning.
 RECIPES = {
@@ -117,6 +126,8 @@ def compress(config, data, cache_dir):
     model = dense_model(config["model"], data, recipe, cache_dir)
     dense_error = keras_error(model, data)
     log(f"  dense error {dense_error:.2f} %")
+    if "target_bytes" in config:
+        return compress_to_target(config, model, data, cache_dir, recipe, dense_error)
 
     sparsity = {k: 1.0 - v for k, v in config["kept"].items()}
     steps = int(np.ceil(len(xtr) / recipe["batch"]))
@@ -139,6 +150,24 @@ def compress(config, data, cache_dir):
     log(f"  clustered error {clustered_error:.2f} %")
     return model, dict(dense_error=dense_error, pruned_error=pruned_error,
                        clustered_error=clustered_error)
+
+
+def compress_to_target(config, model, data, cache_dir, recipe, dense_error):
+    """`tfdc.compress` with only a byte budget: it plans, prunes, clusters
+    and exports (dynamic batch, as the other rows); the dense model's last
+    5,000 training images are its validation data (the dense model saw them
+    too: they choose among its runs, the test set measures)."""
+    import tfdc
+    (xtr, ytr), _ = data
+    n = len(xtr) - 5000
+    result = tfdc.compress(model, ShiftedImages(xtr[:n], ytr[:n], recipe["batch"], seed=2),
+                           (xtr[n:], ytr[n:]), target_bytes=config["target_bytes"],
+                           path=os.path.join(cache_dir, "compress.tflite"),
+                           export_batch_size=None, log=log)
+    config["kept"] = {k: round(1 - v, 4) for k, v in result.plan.sparsity.items()}
+    config["bits"] = dict(result.plan.bits)
+    return result.model, dict(dense_error=dense_error, pruned_error=None,
+                              clustered_error=keras_error(result.model, data))
 
 
 def run_interpreter(model_bytes, x):
@@ -224,7 +253,9 @@ def main(argv=None):
         config = CONFIGS[name]
         keras.utils.set_random_seed(0)
         data = load_mnist(channels=config["model"] == "lenet5")
-        log(f"== {name}: {config['model']}, kept {config['kept']}, bits {config['bits']}")
+        log(f"== {name}: {config['model']}, " + (
+            f"kept {config['kept']}, bits {config['bits']}" if "kept" in config else
+            f"tfdc.compress(target_bytes={config['target_bytes']:,})"))
         saved = os.path.join(args.out_dir, f"{name}.json")
         if args.measure_only:
             if not os.path.exists(os.path.join(args.out_dir, f"{name}.tflite")):
@@ -278,7 +309,9 @@ def main(argv=None):
     for name, r in results.items():
         c = CONFIGS[name]
         body += [f"### {name}", "",
-                 f"Kept {c['kept']}, codebook bits {c['bits']}; packed file "
+                 ("Planned by tfdc.compress(target_bytes="
+                  f"{c['target_bytes']:,}): " if "target_bytes" in c else "") +
+                 f"Kept {c.get('kept', 'n/a')}, codebook bits {c.get('bits', 'n/a')}; packed file "
                  f"`{r['packed_path']}`; training + export "
                  f"{_num(r['seconds'], '.0f')} s.", "",
                  r["report"].to_markdown(), ""]

@@ -1,0 +1,217 @@
+"""tfdc.compress end to end on real MNIST images: real training, real export,
+the packed file's size and LiteRT error checked against what compress reports."""
+
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import tfdc
+from tfdc.demo import tflite_error
+
+
+@pytest.fixture(scope="module")
+def data():
+    from tfdc.datasets import load_mnist
+    from tfdc.errors import DatasetUnavailableError
+    try:
+        (x, y), _ = load_mnist()
+    except DatasetUnavailableError as e:
+        pytest.skip(str(e))
+    return (x[:3072], y[:3072]), (x[3072:4096], y[3072:4096])
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(96, activation="relu", name="fc1"),
+                              keras.layers.Dense(10, activation="softmax", name="fc2")],
+                             name="mlp")
+    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
+    model.fit(*data[0], epochs=4, batch_size=64, verbose=0)
+    return model
+
+
+def _fresh(model):
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    copy.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    return copy
+
+
+def test_target_bytes_lands_within_5_percent_under(data, trained, tmp_path):
+    model = _fresh(trained)
+    before = [w.copy() for w in model.get_weights()]
+    path = tmp_path / "m.tflite"
+    target = 30_000
+    result = tfdc.compress(model, data[0], data[1], target_bytes=target, path=path,
+                           epochs=(2, 1), verbose=0)
+    size = os.path.getsize(path)
+    assert size == result.packed_bytes
+    assert 0.95 * target <= size <= target
+    assert result.met and "from the target" in result.message
+    assert tfdc.is_packed(path.read_bytes())
+    # The reported error is the packed file's, in LiteRT, on the validation data.
+    assert tflite_error(str(path), *data[1]) == result.error
+    assert result.error < result.float_error + 0.1, str(result)  # chance is 0.9
+    assert result.ratio == pytest.approx(4 * model.count_params() / size)
+    assert result.report.packed_bytes == size
+    # The user's model is untouched (a copy was trained).
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Compressed as planned: each kernel has its planned zeros (a few more
+    # if the file had to be cut to the target) and at most 2**bits values.
+    for name, fraction in result.plan.sparsity.items():
+        kernel = result.model.get_layer(name).kernel.numpy()
+        assert fraction - 0.01 <= np.mean(kernel == 0) <= fraction + 0.05
+        assert len(np.unique(kernel[kernel != 0])) <= 2 ** result.plan.bits[name]
+
+
+@pytest.mark.parametrize("distill", [False, True])
+def test_a_file_over_the_target_is_cut_to_it(data, trained, tmp_path, distill):
+    # A plan far too large for the target: the trained file is over it and
+    # must lose weights until it fits (the coded streams then stay fixed).
+    path = tmp_path / "cut.tflite"
+    target = 12_000
+    result = tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=target, path=path,
+                           plan={"sparsity": {"fc1": 0.5, "fc2": 0.5}, "bits": 5},
+                           epochs=(2, 1), verbose=0, distill=distill)
+    size = os.path.getsize(path)
+    assert 0.95 * target <= size <= target == result.target_bytes
+    assert size == result.packed_bytes
+    assert tfdc.sparsity(result.model)["fc1"].sparsity > 0.8
+    assert tflite_error(str(path), *data[1]) == result.error
+    fc1 = result.model.get_layer("fc1").kernel.numpy()
+    assert len(np.unique(fc1[fc1 != 0])) <= 32
+
+
+def test_error_budget_keeps_the_smallest_passing_file(data, trained, tmp_path):
+    path = tmp_path / "e.tflite"
+    result = tfdc.compress(_fresh(trained), data[0], data[1], max_error_increase=3.0,
+                           path=path, epochs=(2, 1), max_trials=3, verbose=0)
+    assert result.met
+    assert result.error_increase <= 3.0
+    assert os.path.getsize(path) == result.packed_bytes
+    assert tflite_error(str(path), *data[1]) == result.error
+    passing = [t["bytes"] for t in result.trials if t["passed"]]
+    assert result.packed_bytes == min(passing)
+    assert len(result.trials) <= 3
+
+
+def test_a_missed_error_budget_is_reported(data, trained, tmp_path):
+    path = tmp_path / "missed.tflite"
+    with pytest.warns(UserWarning, match="no run met the error budget"):
+        result = tfdc.compress(_fresh(trained), data[0], data[1], max_error_increase=0.0,
+                               path=path, epochs=(1, 1), verbose=0,
+                               plan={"sparsity": {"fc1": 0.999, "fc2": 0.99}, "bits": 1})
+    assert not result.met
+    assert result.error_increase > 0
+    assert os.path.getsize(path) == result.packed_bytes
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({}, ValueError, "give exactly one budget"),
+    ({"target_bytes": 9000, "max_error_increase": 0.2}, ValueError, "give exactly one budget"),
+    ({"target_bytes": -5}, ValueError, "target_bytes must be positive, got -5"),
+    ({"target_bytes": 9000.5}, ValueError, "target_bytes must be an integer, got 9000.5"),
+    ({"max_error_increase": "0.2"}, ValueError, "max_error_increase must be a number"),
+    ({"max_error_increase": -1}, ValueError, "must be >= 0 percentage points"),
+    ({"target_bytes": 9000, "epochs": 1}, ValueError, "epochs must be at least 2"),
+    ({"target_bytes": 9000, "plan": {"sparsity": {"nope": 0.5}, "bits": 5}}, ValueError,
+     "plan sparsity: .*nope"),
+    ({"target_bytes": 9000, "path": "/nonexistent-dir/m.tflite"}, FileNotFoundError,
+     "does not exist"),
+])
+def test_bad_arguments_fail_before_training(data, trained, kwargs, error, message):
+    kwargs.setdefault("path", "unused.tflite")
+    with pytest.raises(error, match=message):
+        tfdc.compress(trained, data[0], data[1], verbose=0, **kwargs)
+    assert not os.path.exists("unused.tflite")
+
+
+def test_bad_data(data, trained):
+    (x, y), (xv, yv) = data
+    with pytest.raises(ValueError, match="validation_data: y must be integer class labels"):
+        tfdc.compress(trained, (x, y), (xv, yv.astype("float32")), target_bytes=9000, verbose=0)
+    with pytest.raises(ValueError, match="train_data: x has 3,072 examples but y has 10"):
+        tfdc.compress(trained, (x, y[:10]), (xv, yv), target_bytes=9000, verbose=0)
+    with pytest.raises(ValueError, match="validation_data must be a tuple"):
+        tfdc.compress(trained, (x, y), xv, target_bytes=9000, verbose=0)
+
+
+def test_module_import_keeps_tfdc_compress_callable():
+    import tfdc.compress as module
+    assert callable(module) and callable(tfdc.compress)
+
+
+def test_batchnorm_depthwise_residual_model(data, tmp_path):
+    # MobileNet-style: BatchNormalization after every convolution (kept while
+    # pruning, folded before clustering), a depthwise block with a residual.
+    layers = keras.layers
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((28, 28, 1))
+    x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(inputs)
+    x = layers.ReLU()(layers.BatchNormalization(name="stem_bn")(x))
+    h = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    h = layers.ReLU()(layers.BatchNormalization(name="dw_bn")(h))
+    h = layers.Conv2D(16, 1, use_bias=False, name="project")(h)
+    h = layers.BatchNormalization(name="project_bn")(h)
+    x = layers.Add()([x, h])
+    x = layers.Conv2D(64, 1, activation="relu", name="head")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, layers.Dense(10, activation="softmax", name="out")(x))
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    (x_train, y_train), (x_val, y_val) = data
+    x_train, x_val = x_train[:2048, :, :, None], x_val[:512, :, :, None]
+    y_train, y_val = y_train[:2048], y_val[:512]
+    model.fit(x_train, y_train, epochs=3, batch_size=64, verbose=0)
+    path = tmp_path / "bn.tflite"
+    result = tfdc.compress(model, (x_train, y_train), (x_val, y_val), target_bytes=5_000,
+                           path=path, epochs=(2, 1), batch_size=64, verbose=0)
+    size = os.path.getsize(path)
+    assert 0.95 * 5_000 <= size <= 5_000 and size == result.packed_bytes
+    assert not any(isinstance(layer, layers.BatchNormalization) for layer in result.model.layers)
+    assert any(isinstance(layer, layers.BatchNormalization) for layer in model.layers)
+    assert tflite_error(str(path), x_val, y_val) == result.error
+    assert result.float_bytes == 4 * result.model.count_params()  # BN folded: inference size
+
+
+def test_unreachable_target_names_the_smallest_size(data, trained, tmp_path):
+    path = tmp_path / "small.tflite"
+    with pytest.raises(ValueError, match="target_bytes=1,000 cannot be reached: the smallest"):
+        tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=1000, path=path,
+                      verbose=0)
+    assert not path.exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("tfdc-compress-")]
+
+
+def test_a_model_that_cannot_be_copied_is_refused_before_training(data):
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flatten, self.fc = keras.layers.Flatten(), keras.layers.Dense(10, name="fc")
+
+        def call(self, x):
+            return self.fc(self.flatten(x))
+
+    net = Net()
+    net(data[1][0][:2])
+    with pytest.raises(ValueError, match="cannot copy"):
+        tfdc.compress(net, data[0], data[1], target_bytes=9000, verbose=0,
+                      path="unused.tflite")
+
+
+def test_zero_error_budget_is_searched_not_refused(data, trained, tmp_path):
+    # Without retraining no compressed setting keeps the error; compress
+    # still searches (retraining can) and says whether it met the budget.
+    path = tmp_path / "zero.tflite"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = tfdc.compress(_fresh(trained), data[0], data[1], max_error_increase=0.0,
+                               path=path, epochs=(1, 1), max_trials=2, verbose=0)
+    assert os.path.getsize(path) == result.packed_bytes
+    assert result.met == (result.error_increase <= 1e-9)
+    assert len(result.trials) <= 3

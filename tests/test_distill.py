@@ -1,0 +1,153 @@
+"""tfdc.distill.Distiller: the train step's loss against a NumPy hand computation,
+and training with tfdc's callbacks on real data."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfdc
+from tfdc.distill import Distiller
+
+
+def _digits():
+    sklearn = pytest.importorskip("sklearn.datasets")
+    data = sklearn.load_digits()
+    x = (data.data / 16.0).astype("float32")
+    return x[:512], data.target[:512].astype("int64")
+
+
+def _mlp(softmax=True):
+    return keras.Sequential([
+        keras.Input((64,)),
+        keras.layers.Dense(32, activation="relu", name="fc1"),
+        keras.layers.Dense(10, activation="softmax" if softmax else None, name="fc2"),
+    ])
+
+
+def _log_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def _trained_pair(x, y, softmax):
+    teacher = _mlp(softmax)
+    teacher.compile(keras.optimizers.Adam(1e-2),
+                    keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax))
+    teacher.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    student = _mlp(softmax)  # different (fresh) weights: a nonzero KL term
+    student.build((None, 64))
+    return teacher, student
+
+
+@pytest.mark.parametrize("softmax", [True, False])
+def test_train_step_loss_matches_numpy(softmax):
+    x, y = _digits()
+    x, y = x[:128], y[:128]
+    teacher, student = _trained_pair(x, y, softmax)
+    temperature, alpha = 3.0, 0.3
+    zs = np.asarray(student(x, training=False), np.float64)
+    zt = np.asarray(teacher(x, training=False), np.float64)
+    if softmax:  # a softmax output: log p are the logits (up to a constant)
+        zs, zt = np.log(np.clip(zs, 1e-12, 1)), np.log(np.clip(zt, 1e-12, 1))
+    hard = float(np.mean(-_log_softmax(zs)[np.arange(len(y)), y]))
+    log_t, log_s = _log_softmax(zt / temperature), _log_softmax(zs / temperature)
+    soft = temperature ** 2 * float(np.mean(np.sum(np.exp(log_t) * (log_t - log_s), -1)))
+    expected = alpha * hard + (1 - alpha) * soft
+
+    distiller = Distiller(student, teacher, temperature=temperature, alpha=alpha)
+    distiller.compile(keras.optimizers.SGD(0.1),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax))
+    before = [w.copy() for w in student.get_weights()]
+    teacher_before = [w.copy() for w in teacher.get_weights()]
+    logs = distiller.train_on_batch(x, y, return_dict=True)
+    assert soft > 0.05  # the soft term really contributes
+    assert logs["loss"] == pytest.approx(expected, rel=2e-4)
+    # The student moved, the teacher did not.
+    assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
+    for a, b in zip(teacher_before, teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Evaluation reports the hard-label loss of the (updated) student only.
+    zs2 = np.asarray(student(x, training=False), np.float64)
+    if softmax:
+        zs2 = np.log(np.clip(zs2, 1e-12, 1))
+    hard2 = float(np.mean(-_log_softmax(zs2)[np.arange(len(y)), y]))
+    assert distiller.evaluate(x, y, verbose=0, batch_size=128) == pytest.approx(hard2, rel=2e-4)
+
+
+def test_alpha_one_is_the_plain_loss():
+    x, y = _digits()
+    teacher, student = _trained_pair(x[:64], y[:64], True)
+    plain = keras.models.clone_model(student)
+    plain.set_weights(student.get_weights())
+    plain.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    distiller = Distiller(student, teacher, alpha=1.0)
+    distiller.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    a = distiller.train_on_batch(x[:64], y[:64], return_dict=True)["loss"]
+    b = plain.train_on_batch(x[:64], y[:64], return_dict=True)["loss"]
+    assert a == pytest.approx(b, rel=1e-5)
+    for u, v in zip(student.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+
+
+def test_with_pruning_and_clustering_callbacks():
+    x, y = _digits()
+    teacher = _mlp()
+    teacher.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    teacher.fit(x, y, epochs=5, batch_size=64, verbose=0)
+    student = Distiller.copy_of(teacher)
+    student.trainable = True
+    distiller = Distiller(student, teacher)
+    # Only the student's variables are the Distiller's.
+    assert {id(v) for v in distiller.trainable_variables} == \
+        {id(v) for v in student.trainable_variables}
+    distiller.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    steps = len(x) // 64
+    distiller.fit(x, y, epochs=4, batch_size=64, verbose=0, callbacks=[
+        tfdc.GradualPruning({"fc1": 0.8, "fc2": 0.5}, end_step=2 * steps, frequency=2),
+        tfdc.ClusteredFineTuning(bits=3)])
+    report = tfdc.sparsity(student)
+    assert report["fc1"].sparsity == pytest.approx(0.8, abs=0.01)
+    assert report["fc2"].sparsity == pytest.approx(0.5, abs=0.01)
+    assert set(report) == {"fc1", "fc2"}  # the teacher's kernels were not selected
+    assert np.count_nonzero(teacher.get_layer("fc1").kernel.numpy()) == 64 * 32
+    fc1 = student.get_layer("fc1").kernel.numpy()
+    assert len(np.unique(fc1[fc1 != 0])) <= 8
+    accuracy = float(np.mean(np.argmax(student.predict(x, verbose=0), -1) == y))
+    assert accuracy > 0.8
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"temperature": 0}, "temperature must be a positive number, got 0"),
+    ({"temperature": float("nan")}, "temperature must be a positive number"),
+    ({"alpha": 1.5}, r"alpha must be a number in \[0, 1\], got 1.5"),
+])
+def test_bad_arguments(kwargs, message):
+    model = _mlp()
+    with pytest.raises(ValueError, match=message):
+        Distiller(model, Distiller.copy_of(model), **kwargs)
+
+
+def test_teacher_is_student_refused():
+    model = _mlp()
+    with pytest.raises(ValueError, match="the teacher is the student"):
+        Distiller(model, model)
+
+
+def test_a_built_student_keeps_its_zeros_from_the_first_step():
+    # A pruned student in a fresh Distiller: clustering must be installed
+    # before the first step, or that step moves the pruned weights off zero.
+    x, y = _digits()
+    teacher, student = _trained_pair(x, y, True)
+    kernel = student.get_layer("fc1").kernel
+    w = kernel.numpy()
+    w[np.abs(w) < np.quantile(np.abs(w), 0.8)] = 0.0
+    kernel.assign(w)
+    distiller = Distiller(student, teacher)
+    assert distiller.built
+    distiller.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    distiller.fit(x, y, epochs=1, batch_size=64, verbose=0,
+                  callbacks=[tfdc.ClusteredFineTuning(bits=3)])
+    after = student.get_layer("fc1").kernel.numpy()
+    np.testing.assert_array_equal(after == 0, w == 0)
+    assert len(np.unique(after[after != 0])) <= 8

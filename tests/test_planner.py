@@ -1,0 +1,176 @@
+"""tfdc.plan: meets its budgets on real trained models."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import tfdc
+from tfdc.bytecost import apply_settings, restore_settings
+
+GRID = dict(sparsities=[0.5, 0.7, 0.8, 0.9, 0.95, 0.98], bits=[2, 3, 4, 5, 6, 8])
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_small):
+    keras.utils.set_random_seed(11)
+    (x, y), (xv, yv) = mnist_small
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(96, activation="relu", name="fc1"),
+                              keras.layers.Dense(48, activation="relu", name="fc2"),
+                              keras.layers.Dense(10, activation="softmax", name="fc3")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    sens = tfdc.sensitivity(model, (xv, yv), **GRID)
+    return model, (x, y), (xv, yv), sens
+
+
+@pytest.mark.parametrize("target", [9_000, 14_000, 30_000])
+def test_target_bytes_is_met_exactly(trained, tmp_path, target):
+    """The planned file fits the target, close to it, and is the file that
+    tfdc.export writes for the model with the plan applied."""
+    model, _, val, sens = trained
+    plan = tfdc.plan(model, val, target_bytes=target, sensitivity=sens)
+    assert plan.predicted_bytes <= target
+    assert plan.predicted_bytes >= 0.9 * target
+    assert set(plan.sparsity) == set(plan.bits) == {"fc1", "fc2", "fc3"}
+    assert plan.sensitivity is sens
+    saved = apply_settings(model, plan.sparsity, plan.bits)
+    try:
+        path = str(tmp_path / "m.tflite")
+        assert tfdc.export(model, path, strip=False).packed_bytes == plan.predicted_bytes
+        assert os.path.getsize(path) == plan.predicted_bytes
+    finally:
+        restore_settings(model, saved)
+    assert plan.other_bytes + sum(r["bytes"] for r in plan.rows) == plan.predicted_bytes
+    text = str(plan)
+    for name in ("fc1", "fc2", "fc3"):
+        assert name in text
+    assert f"{plan.predicted_bytes:,} B" in text and "weights" in text
+
+
+def test_tighter_targets_cost_more_loss(trained):
+    model, _, val, sens = trained
+    losses = [tfdc.plan(model, val, target_bytes=t, sensitivity=sens).predicted_loss
+              for t in (8_000, 12_000, 40_000)]
+    assert losses[0] >= losses[1] >= losses[2]
+    assert losses[0] > losses[2]
+
+
+def test_error_budget_is_met_and_smaller_budgets_cost_bytes(trained):
+    model, _, val, sens = trained
+    plans = {b: tfdc.plan(model, val, max_error_increase=b, sensitivity=sens)
+             for b in (0.3, 3.0)}
+    for budget, plan in plans.items():
+        assert 100 * (plan.measured_error - plan.baseline_error) <= budget + 1e-9
+        assert 100 * (plan.predicted_error - plan.baseline_error) <= budget + 1e-9
+    assert plans[3.0].predicted_bytes < plans[0.3].predicted_bytes
+    # The plan's settings, applied, give the error it measured.
+    plan = plans[3.0]
+    x, y = val
+    saved = apply_settings(model, plan.sparsity, plan.bits)
+    try:
+        error = np.mean(np.argmax(model.predict(x, verbose=0), -1) != y)
+    finally:
+        restore_settings(model, saved)
+    assert error == pytest.approx(plan.measured_error)
+
+
+def test_plan_feeds_the_callbacks(trained):
+    """plan.sparsity and plan.bits go to the callbacks as they are."""
+    model, (x, y), val, sens = trained
+    plan = tfdc.plan(model, val, target_bytes=12_000, sensitivity=sens)
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    clone.compile("adam", "sparse_categorical_crossentropy")
+    steps = len(x) // 128
+    clone.fit(x, y, epochs=2, batch_size=128, verbose=0, callbacks=[
+        tfdc.GradualPruning(target_sparsity=plan.sparsity, end_step=steps),
+        tfdc.ClusteredFineTuning(bits=plan.bits)])
+    report = tfdc.sparsity(clone)
+    for name, s in plan.sparsity.items():
+        assert report[name]["sparsity"] == pytest.approx(s, abs=0.01)
+        w = clone.get_layer(name).kernel.numpy()
+        assert np.unique(w[w != 0]).size <= 2 ** plan.bits[name]
+
+
+def test_unreachable_and_bad_budgets(trained):
+    model, _, val, sens = trained
+    with pytest.raises(ValueError, match=r"target_bytes=500 cannot be reached: the smallest "
+                                         r"file the grids allow is [\d,]+ B"):
+        tfdc.plan(model, val, target_bytes=500, sensitivity=sens)
+    with pytest.raises(ValueError, match="give exactly one budget"):
+        tfdc.plan(model, val, sensitivity=sens)
+    with pytest.raises(ValueError, match="give exactly one budget"):
+        tfdc.plan(model, val, target_bytes=10_000, max_error_increase=0.2, sensitivity=sens)
+    with pytest.raises(ValueError, match="target_bytes must be a positive number, got -5"):
+        tfdc.plan(model, val, target_bytes=-5, sensitivity=sens)
+    with pytest.raises(ValueError, match="max_error_increase must be a positive number"):
+        tfdc.plan(model, val, max_error_increase=float("nan"), sensitivity=sens)
+    with pytest.raises(ValueError, match="export_options: unknown path"):
+        tfdc.plan(model, val, target_bytes=10_000, sensitivity=sens, export_options={"path": 1})
+
+
+def test_scan_runs_when_not_given(trained):
+    """Without sensitivity=, plan scans with the scan options it is given."""
+    model, _, val, _ = trained
+    plan = tfdc.plan(model, val, target_bytes=20_000, sparsities=[0.8, 0.95], bits=[4, 6],
+                     samples=500)
+    assert plan.sensitivity.samples == 500
+    assert set(plan.sparsity.values()) <= {0.0, 0.8, 0.95}
+    assert set(plan.bits.values()) <= {4, 6}
+    assert plan.predicted_bytes <= 20_000
+
+
+def test_clustering_curve_reads_loss_at_the_distortion():
+    """Between measured points the increase is interpolated (monotone, from
+    0 at no change), beyond them proportional to the distortion."""
+    from tfdc.planner import _clustering_curve
+    from tfdc.scan import Sensitivity
+    sens = Sensitivity(["d"], {"d": 10}, {"d": "dense"}, 1.0, 0.1, (0.5,), (2, 4, 6),
+                       {"d": {("sparsity", 0.5): 1.2, ("bits", 2): 1.4, ("bits", 4): 1.05,
+                              ("bits", 6): 0.99}},
+                       {"d": {("sparsity", 0.5): 0.2, ("bits", 2): 0.3, ("bits", 4): 0.1,
+                              ("bits", 6): 0.1}})
+    curve = _clustering_curve(sens, "d", "loss", {2: 8.0, 4: 2.0, 6: 0.5})
+    assert curve(0.0) == 0.0
+    assert curve(0.5) == 0.0            # 6 bits measured below the baseline: no gain
+    assert curve(2.0) == pytest.approx(0.05)
+    assert curve(5.0) == pytest.approx(0.05 + 0.35 * 3 / 6)
+    assert curve(16.0) == pytest.approx(0.8)   # twice the largest distortion
+    error = _clustering_curve(sens, "d", "error", {2: 8.0, 4: 2.0, 6: 0.5})
+    assert error(8.0) == pytest.approx(0.2)
+
+
+def test_generator_is_read_once(trained):
+    """A generator of batches: scanned and measured from one pass, the same
+    plan as from the arrays."""
+    model, _, (xv, yv), _ = trained
+    grid = dict(sparsities=[0.8, 0.95], bits=[4, 6], samples=None)
+    batches = ((xv[i:i + 256], yv[i:i + 256]) for i in range(0, len(yv), 256))
+    from_generator = tfdc.plan(model, batches, target_bytes=20_000, **grid)
+    from_arrays = tfdc.plan(model, (xv, yv), target_bytes=20_000, **grid)
+    assert from_generator.sensitivity.samples == len(yv)
+    assert from_generator.sparsity == from_arrays.sparsity
+    assert from_generator.bits == from_arrays.bits
+    assert from_generator.measured_error == from_arrays.measured_error
+
+
+def test_unreachable_error_budget_says_the_smallest_increase(trained):
+    """Curves where clustering a layer to any bit width costs 1 point: a
+    0.5-point budget is refused with the smallest increase reachable (below
+    3 points: clustering a pruned kernel changes it less, see
+    _clustering_curve)."""
+    from tfdc.scan import Sensitivity
+    model, _, val, sens = trained
+    worse = {name: {key: (value if key[0] == "sparsity" else sens.baseline_error + 0.01)
+                    for key, value in sens.error[name].items()} for name in sens.layers}
+    hurt = Sensitivity(sens.layers, sens.weights, sens.kinds, sens.baseline_loss,
+                       sens.baseline_error, sens.sparsities, sens.bits, sens.loss, worse)
+    with pytest.raises(ValueError, match=r"max_error_increase=0.5 cannot be met: the smallest "
+                                         r"predicted increase on the grids is ([\d.]+) points "
+                                         r"\(every layer at its least compressed") as caught:
+        tfdc.plan(model, val, max_error_increase=0.5, sensitivity=hurt)
+    import re
+    assert 0.5 < float(re.search(r"is ([\d.]+) points", str(caught.value)).group(1)) <= 3.0

@@ -1,0 +1,148 @@
+"""tfdc.sensitivity: per-layer curves measured on a real trained model."""
+
+import json
+import struct
+
+import keras
+import numpy as np
+import pytest
+
+import tfdc
+from tfdc.bytecost import compress_kernel
+from tfdc.scan import Evaluator, Sensitivity
+
+
+@pytest.fixture(scope="module")
+def model_and_data(mnist_small):
+    keras.utils.set_random_seed(7)
+    (x, y), (xv, yv) = mnist_small
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(64, activation="relu", name="fc1"),
+                              keras.layers.Dense(32, activation="relu", name="fc2"),
+                              keras.layers.Dense(10, activation="softmax", name="fc3")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    return model, (xv, yv)
+
+
+def test_points_are_the_model_with_one_layer_changed(model_and_data):
+    model, (xv, yv) = model_and_data
+    before = [v.numpy().copy() for v in model.weights]
+    sens = tfdc.sensitivity(model, (xv, yv), sparsities=[0.5, 0.9, 0.99], bits=[2, 5],
+                            samples=None)
+    # The model is left exactly as it was.
+    for v, b in zip(model.weights, before):
+        np.testing.assert_array_equal(v.numpy(), b)
+    assert sens.layers == ["fc1", "fc2", "fc3"]
+    assert sens.weights == {"fc1": 784 * 64, "fc2": 64 * 32, "fc3": 320}
+    assert sens.kinds == {"fc1": "dense", "fc2": "dense", "fc3": "dense"}
+    assert sens.samples == len(yv)
+    # Baseline: what Keras itself measures on the same data.
+    loss = model.evaluate(xv, yv, verbose=0, batch_size=256)
+    assert sens.baseline_loss == pytest.approx(loss, rel=1e-4)
+    error = np.mean(np.argmax(model.predict(xv, verbose=0), -1) != yv)
+    assert sens.baseline_error == pytest.approx(error)
+    # One point by hand: fc2 pruned to 90 %, nothing else.
+    kernel = model.get_layer("fc2").kernel
+    kernel.assign(compress_kernel(before[2], 0.9))
+    pred = model.predict(xv, verbose=0)
+    kernel.assign(before[2])
+    assert sens.error["fc2"][("sparsity", 0.9)] == pytest.approx(np.mean(pred.argmax(-1) != yv))
+    assert sens.loss["fc2"][("sparsity", 0.9)] == pytest.approx(float(np.mean(
+        keras.losses.sparse_categorical_crossentropy(yv, pred))), rel=1e-4)
+    # Pruning 99 % of a layer without retraining hurts; 8-bit-ish does not.
+    for name in sens.layers:
+        assert sens.loss[name][("sparsity", 0.99)] > sens.baseline_loss + 0.1
+        assert sens.loss[name][("bits", 5)] < sens.baseline_loss + 0.05
+    xs, ys = sens.curve("fc1", "error", "sparsity")
+    assert xs == [0.0, 0.5, 0.9, 0.99] and ys[0] == sens.baseline_error
+
+
+def test_subset_and_batches(model_and_data):
+    """A dataset of batches gives the same curves as the arrays; `samples`
+    limits the examples used."""
+    import tensorflow as tf
+    model, (xv, yv) = model_and_data
+    grid = dict(sparsities=[0.8], bits=[3], layers=["fc2"])
+    arrays = tfdc.sensitivity(model, (xv, yv), samples=None, batch_size=100, **grid)
+    dataset = tf.data.Dataset.from_tensor_slices((xv, yv)).batch(128)
+    batched = tfdc.sensitivity(model, dataset, samples=None, **grid)
+    assert batched.layers == ["fc2"]
+    assert batched.loss["fc2"] == pytest.approx(arrays.loss["fc2"], rel=1e-4)
+    assert batched.error["fc2"] == pytest.approx(arrays.error["fc2"])
+    assert tfdc.sensitivity(model, (xv, yv), samples=300, **grid).samples == 300
+
+
+def test_table_json_and_plot(model_and_data, tmp_path):
+    model, data = model_and_data
+    sens = tfdc.sensitivity(model, data, sparsities=[0.5, 0.95], bits=[3, 6])
+    md = sens.to_markdown()
+    assert "| fc1 | 50,176 |" in md and "95 %" in md and "3 bits" in md
+    again = Sensitivity.from_json(sens.to_json())
+    assert again.loss == sens.loss and again.error == sens.error
+    assert again.layers == sens.layers and again.baseline_loss == sens.baseline_loss
+    assert json.loads(sens.to_json())["loss"]["fc3"]["bits"]["3"] == sens.loss["fc3"][("bits", 3)]
+    pytest.importorskip("matplotlib")
+    path = sens.plot(str(tmp_path / "sens.png"))
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", head[16:24])
+    assert width > 1200 and height > 500
+
+
+def test_logits_model_and_one_hot_labels(model_and_data):
+    """A model without softmax, not compiled: cross-entropy from logits;
+    one-hot labels give the same error."""
+    model, (xv, yv) = model_and_data
+    logits = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                               keras.layers.Dense(10, name="out")])
+    ev = Evaluator(logits, xv[:200], yv[:200])
+    pred = ev.predict()
+    expected = float(np.mean(keras.losses.sparse_categorical_crossentropy(
+        yv[:200], pred, from_logits=True)))
+    assert ev()[0] == pytest.approx(expected, rel=1e-4)
+    one_hot = Evaluator(logits, xv[:200], np.eye(10)[yv[:200]])
+    assert one_hot()[1] == ev()[1]
+
+
+def test_bad_input(model_and_data):
+    model, data = model_and_data
+    with pytest.raises(ValueError, match=r"sparsities must be in \(0, 1\), got 1.0"):
+        tfdc.sensitivity(model, data, sparsities=[0.5, 1.0])
+    with pytest.raises(ValueError, match="bits must be in 1..8, got 9"):
+        tfdc.sensitivity(model, data, bits=[9])
+    with pytest.raises(ValueError, match="no compressible layer named 'fc7'"):
+        tfdc.sensitivity(model, data, layers=["fc7"])
+    with pytest.raises(ValueError, match="x has 1024 examples but y has 10"):
+        tfdc.sensitivity(model, (data[0], data[1][:10]))
+    with pytest.raises(ValueError, match="samples must be a positive integer"):
+        tfdc.sensitivity(model, data, samples=0)
+    with pytest.raises(TypeError, match="validation_data must be"):
+        tfdc.sensitivity(model, 3)
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.ReLU()])
+    with pytest.raises(ValueError, match="has no compressible layer"):
+        tfdc.sensitivity(plain, (np.zeros((4, 4)), np.zeros(4)))
+
+
+def test_layer_by_layer_evaluation_keeps_masks():
+    """The scan runs a Sequential model layer by layer (and from the scanned
+    layer on): an Embedding's mask still reaches the LSTM, so the
+    predictions are the model's own."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((10,), dtype="int32"),
+                              keras.layers.Embedding(50, 8, mask_zero=True, name="emb"),
+                              keras.layers.LSTM(16, name="rnn"),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+    x = np.random.default_rng(0).integers(1, 50, (64, 10))
+    x[:, 6:] = 0  # padding the mask hides
+    y = np.arange(64) % 3
+    ev = Evaluator(model, x, y)
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(ev.predict(), expected, atol=1e-6)
+    np.testing.assert_allclose(ev.starting_at(model.get_layer("rnn")).predict(), expected,
+                               atol=1e-6)
+    sens = tfdc.sensitivity(model, (x, y), sparsities=[0.5], bits=[4])
+    assert sens.layers == ["emb", "rnn", "out"]
+    assert sens.kinds == {"emb": "embedding", "rnn": "recurrent", "out": "dense"}
+    assert sens.weights["rnn"] == (8 + 16) * 16 * 4

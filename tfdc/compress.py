@@ -1,0 +1,881 @@
+"""`tfdc.compress`: the whole Deep Compression pipeline in one call.
+
+plan (`tfdc.plan`: per-layer sparsity and bits from a sensitivity scan and
+the packer's exact byte costs) -> prune with fine-tuning
+(`tfdc.GradualPruning`) -> share weights (`tfdc.ClusteredFineTuning`) ->
+`tfdc.export`, then the packed file is run in LiteRT on the validation data.
+
+Two kinds of budget:
+
+* `target_bytes`: the packed file must be at most this size and within 5 %
+  of it. The planner aims at it; a file that lands above it after training
+  loses its smallest remaining weights (a few more zeros per layer, the
+  shared values kept) until it fits, and is fine-tuned once more with its
+  zeros and codebooks fixed (which changes no byte of the coded streams); a
+  file more than 5 % under it is trained again with a larger plan.
+* `max_error_increase`: the smallest file whose validation error (LiteRT, the
+  packed file) is at most that many percentage points above the float
+  model's. The planner's budget is measured without retraining, which
+  retraining beats by far, so the byte budget is searched: each trial plans
+  for a size, trains from the user's weights and measures the packed file;
+  a bisection in log(bytes), between the smallest file the planner can make
+  and its plan without retraining, keeps the smallest file that met the
+  budget.
+
+Either way the result says whether the budget was met (`result.met`), and a
+missed budget is never silent: it is logged and warned about.
+"""
+
+import dataclasses
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import types
+import warnings
+
+import numpy as np
+
+__all__ = ["compress", "CompressResult", "scaled_plan", "HandPlan"]
+
+# The error-budget search bisects between the smallest file the planner
+# reaches and its plan without retraining; without a planner, the lower end
+# is this fraction of the upper one.
+_SEARCH_FLOOR = 0.1
+# Aim a byte budget slightly under the target: training moves the coded size
+# by a few percent either way and a file over the target must be cut (which
+# costs accuracy), one under it only wastes a little.
+_AIM = 0.97
+_TOLERANCE = 0.05
+
+
+@dataclasses.dataclass
+class HandPlan:
+    """Per-layer settings not made by the planner (`scaled_plan`, a user's
+    own): `sparsity` and `bits` dicts keyed by layer name, as
+    `tfdc.GradualPruning` and `tfdc.ClusteredFineTuning` take them."""
+
+    sparsity: dict
+    bits: dict
+    predicted_bytes: int = None
+    source: str = "hand"
+
+    def __str__(self):
+        width = max([len(n) for n in self.sparsity] + [5])
+        lines = [f"{'layer':<{width}}  {'sparsity':>8}  {'bits':>4}"]
+        for name, s in self.sparsity.items():
+            lines.append(f"{name:<{width}}  {s:>8.2%}  {self.bits.get(name, '-'):>4}")
+        if self.predicted_bytes:
+            lines.append(f"predicted packed size: {self.predicted_bytes:,} B ({self.source})")
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class CompressResult:
+    """What `tfdc.compress` made.
+
+    Attributes:
+        path: the packed `.tflite` file.
+        report: its `tfdc.ExportReport` (per-layer table: `print(report)`).
+        model: the compressed Keras model (pruned, clustered, constraints
+            removed; BatchNormalization folded if the model had any).
+        plan: the plan of the chosen run (`tfdc.Plan` or `HandPlan`).
+        packed_bytes: size of the packed file.
+        float_bytes: 4 bytes per parameter of the inference model (after
+            BatchNormalization folding): what a float32 file holds.
+        float_error, error: top-1 validation error (fractions) of the float
+            model (Keras) and of the packed file (LiteRT).
+        target_bytes, max_error_increase: the budget asked for.
+        met: whether the budget was met; `message` says how, or why not.
+        trials: one dict per training run (planned bytes, packed bytes,
+            error, passed).
+        times: seconds per stage (`plan`, `train`, `export`, `total`).
+    """
+
+    path: str
+    report: object
+    model: object
+    plan: object
+    packed_bytes: int
+    float_bytes: int
+    float_error: float
+    error: float
+    target_bytes: int
+    max_error_increase: float
+    met: bool
+    message: str
+    trials: list
+    times: dict
+
+    @property
+    def ratio(self):
+        """Float32 bytes / packed bytes."""
+        return self.float_bytes / self.packed_bytes
+
+    @property
+    def error_increase(self):
+        """Packed error minus float error, in percentage points."""
+        return 100.0 * (self.error - self.float_error)
+
+    def __str__(self):
+        return (f"{self.path}: {self.packed_bytes:,} B packed ({self.ratio:.1f}x smaller than "
+                f"{self.float_bytes:,} B float32); validation error {self.error:.2%} "
+                f"(float {self.float_error:.2%}, {self.error_increase:+.2f} points). "
+                f"{self.message}")
+
+
+# --------------------------------------------------------------------- checks
+def _check_data(data, what, allow_dataset):
+    import keras
+    if allow_dataset and not isinstance(data, (tuple, list)):
+        if isinstance(data, keras.utils.PyDataset) or hasattr(data, "element_spec"):
+            return data
+        raise ValueError(f"{what} must be a tuple (x, y) of arrays or a keras.utils.PyDataset "
+                         f"/ tf.data.Dataset of (x, y) batches, got {type(data).__name__}")
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError(f"{what} must be a tuple (x, y) of NumPy arrays, got "
+                         f"{type(data).__name__}")
+    x, y = np.asarray(data[0]), np.asarray(data[1])
+    if len(x) != len(y):
+        raise ValueError(f"{what}: x has {len(x):,} examples but y has {len(y):,}")
+    if len(x) == 0:
+        raise ValueError(f"{what} is empty")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{what}: y must be integer class labels of shape [N] (the error "
+                         f"tfdc.compress measures is top-1 classification error), got dtype "
+                         f"{y.dtype} and shape {y.shape}")
+    return x, y
+
+
+def _check_number(value, name, integer=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
+            (integer and not float(value).is_integer()) or not math.isfinite(value):
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def _epochs(epochs, steps_per_epoch):
+    """(prune epochs, cluster epochs): by default about 6,000 pruning and
+    1,500 clustering steps, at least 2 + 1 and at most 60 + 15 epochs
+    (LeNet-300-100 on 55,000 MNIST images: 14 + 3 epochs; half as many
+    steps cost it 0.4 points of test error at 69x, docs/BENCHMARKS.md)."""
+    if epochs is None:
+        prune = int(np.clip(round(6000 / steps_per_epoch), 2, 60))
+        cluster = int(np.clip(round(1500 / steps_per_epoch), 1, 15))
+        return prune, cluster
+    if isinstance(epochs, (tuple, list)) and len(epochs) == 2:
+        prune, cluster = epochs
+    else:
+        _check_number(epochs, "epochs", integer=True)
+        if epochs < 2:
+            raise ValueError(f"epochs must be at least 2 (pruning and clustering), got {epochs}")
+        cluster = max(1, int(epochs) // 4)
+        prune = int(epochs) - cluster
+    for name, n in (("pruning epochs", prune), ("clustering epochs", cluster)):
+        _check_number(n, name, integer=True)
+        if n < 1:
+            raise ValueError(f"{name} must be at least 1, got {n}")
+    return int(prune), int(cluster)
+
+
+# --------------------------------------------------------------- model helpers
+def _copy(model):
+    import keras
+    try:
+        clone = keras.models.clone_model(model)
+    except Exception as e:  # noqa: BLE001 - Keras raises several types for this
+        raise ValueError(f"tfdc.compress trains copies of the model and cannot copy "
+                         f"{model.name!r} ({type(model).__name__}): {e}. Use a Sequential or "
+                         "functional model, or a subclassed one with get_config()") from None
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _has_batchnorm(model):
+    import keras
+    from tfdc.select import iter_layers
+    return any(isinstance(layer, keras.layers.BatchNormalization) for layer in iter_layers(model))
+
+
+def _inference_model(model):
+    """The model as it runs on the device: BatchNormalization folded."""
+    if _has_batchnorm(model):
+        from tfdc.batchnorm import fold_batchnorm
+        return fold_batchnorm(model)
+    return model
+
+
+def _loss(model):
+    """The user's compiled loss, else sparse categorical cross-entropy on
+    the model's outputs (probabilities after a softmax, else logits)."""
+    import keras
+    from tfdc.distill import _output_activation
+    loss = getattr(model, "loss", None)
+    if loss is not None:
+        return loss
+    return keras.losses.SparseCategoricalCrossentropy(
+        from_logits=_output_activation(model) != "softmax")
+
+
+def _keras_error(model, x, y, batch_size=512):
+    pred = model.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(pred, -1) != y))
+
+
+def _steps(train, batch_size):
+    if isinstance(train, tuple):
+        return int(math.ceil(len(train[0]) / batch_size))
+    try:
+        return len(train)
+    except TypeError:
+        raise ValueError("train_data has no known length (a repeating tf.data.Dataset?): pass "
+                         "a finite dataset or a tuple (x, y)") from None
+
+
+def _fit(model, train, batch_size, epochs, callbacks, verbose):
+    if isinstance(train, tuple):
+        model.fit(train[0], train[1], batch_size=batch_size, epochs=epochs, verbose=verbose,
+                  callbacks=callbacks, shuffle=True)
+    else:
+        model.fit(train, epochs=epochs, verbose=verbose, callbacks=callbacks)
+
+
+def _optimizer(learning_rate, weight_decay):
+    import keras
+    return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+
+
+def _kernels(model, sparsity):
+    from tfdc.select import select_kernels
+    return select_kernels(model, sparsity)
+
+
+def _magnitude_prune(model, sparsity):
+    """Zero the smallest |w| of each planned kernel so that it has exactly
+    round(s * n) zeros (zeros already there count)."""
+    from keras import ops
+    for s in _kernels(model, sparsity):
+        w = np.array(ops.convert_to_numpy(s.variable))
+        k = int(round(float(s.value) * w.size))
+        if k > 0:
+            flat = np.abs(w).ravel()
+            flat[flat == 0] = -1.0  # already pruned: first out
+            drop = np.argpartition(flat, k - 1)[:k]
+            w.ravel()[drop] = 0.0
+            s.variable.assign(w)
+
+
+# --------------------------------------------------------------- byte costs
+def _measure_bytes(model, sparsity, bits, batch_size, workdir):
+    """Exact packed bytes of `model` pruned and clustered as given (applied
+    directly to a copy of the weights, no training), by exporting it."""
+    from tfdc.cluster import ClusteredFineTuning
+    from tfdc.exporter import export
+    work = _copy(model)
+    _magnitude_prune(work, sparsity)
+    ClusteredFineTuning(bits=bits).quantize(work)
+    path = os.path.join(workdir, "measure.tflite")
+    export(work, path, batch_size=batch_size, check_kernels=False)
+    return os.path.getsize(path)
+
+
+def _byte_cost(model, batch_size, workdir):
+    """`(sparsity, bits) -> bytes` for `model`: the planner's exact byte
+    cost (`tfdc.bytecost.ByteCost`) if present, else a real export."""
+    try:
+        from tfdc.bytecost import ByteCost
+        cost = ByteCost(model, batch_size=batch_size)
+        return cost.total
+    except ImportError:
+        return lambda sparsity, bits: _measure_bytes(model, sparsity, bits, batch_size, workdir)
+
+
+def scaled_plan(model, keep, bits, target_bytes, *, batch_size=1, cost=None, tolerance=0.01):
+    """Per-layer settings in fixed proportions, scaled to a packed size.
+
+    Each layer keeps `f * keep[layer]` of its weights, one factor `f` for
+    all layers, found by bisection on the exact packed size (the planner's
+    byte cost, or a real export when `tfdc.bytecost` is not available), so
+    that the predicted file is at most `target_bytes`. For baselines: the
+    same fraction in every layer (uniform sparsity), or a paper's per-layer
+    ratios.
+
+    Args:
+        model: a built Keras model (its current weights are pruned by
+            magnitude and clustered, on a copy).
+        keep: dict layer name -> fraction of weights kept, in (0, 1].
+        bits: dict layer name -> bits, or one int for every layer in `keep`.
+        target_bytes: packed size to reach.
+        batch_size: export batch size (as `tfdc.compress` uses: 1).
+        cost: optional `(sparsity, bits) -> bytes`.
+        tolerance: stop when the size is within this fraction under target.
+
+    Returns:
+        A `HandPlan` (`.sparsity`, `.bits`, `.predicted_bytes`).
+
+    Raises:
+        ValueError: the target is below the smallest size these
+            proportions reach (every layer keeping 1 weight in 10,000).
+
+    Example:
+
+    ```python
+    import tfdc.models
+    from tfdc.compress import scaled_plan
+    model = tfdc.models.lenet_300_100()
+    plan = scaled_plan(model, {"fc1": 1, "fc2": 1, "fc3": 1}, 5, 24_000)  # uniform sparsity
+    print(plan)
+    ```
+    """
+    if not isinstance(bits, dict):
+        bits = {name: int(bits) for name in keep}
+    workdir = tempfile.mkdtemp(prefix="tfdc-plan-")
+    try:
+        cost = cost or _byte_cost(model, batch_size, workdir)
+
+        def settings(f):
+            return {n: float(min(1.0 - 1e-4, max(0.0, 1.0 - f * k))) for n, k in keep.items()}
+
+        low, high = 1e-4 / max(keep.values()), 1.0 / max(keep.values())
+        size_low = cost(settings(low), bits)
+        if size_low > target_bytes:
+            raise ValueError(f"target_bytes={target_bytes:,} is below the smallest packed size "
+                             f"these per-layer ratios reach ({size_low:,} B)")
+        size_high = cost(settings(high), bits)
+        if size_high <= target_bytes:
+            return HandPlan(settings(high), dict(bits), size_high, "scaled")
+        best = (low, size_low)
+        for _ in range(30):
+            mid = math.sqrt(low * high)
+            size = cost(settings(mid), bits)
+            if size <= target_bytes:
+                low, best = mid, (mid, size)
+                if size >= (1 - tolerance) * target_bytes:
+                    break
+            else:
+                high = mid
+        return HandPlan(settings(best[0]), dict(bits), int(best[1]), "scaled")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ----------------------------------------------------------------- planning
+def _plan(inference, validation, target_bytes, max_error_increase, batch_size, workdir, log,
+          cache):
+    """A plan for the inference model: `tfdc.plan` (its sensitivity scan
+    made once, kept in `cache`), else the same sparsity in every layer
+    scaled to the budget (paper's bits)."""
+    try:
+        from tfdc.planner import plan as make_plan
+        from tfdc.scan import sensitivity
+    except ImportError:
+        make_plan = None
+    if make_plan is not None:
+        if "sensitivity" not in cache:
+            log("  sensitivity scan (each layer pruned / clustered alone, no retraining)")
+            cache["sensitivity"] = sensitivity(inference, validation)
+        options = dict(sensitivity=cache["sensitivity"],
+                       export_options={"batch_size": batch_size})
+        if target_bytes is not None:
+            return make_plan(inference, validation, target_bytes=int(target_bytes), **options)
+        return make_plan(inference, validation, max_error_increase=max_error_increase, **options)
+    from tfdc.select import select_kernels
+    sels = select_kernels(inference, True)
+    bits = {s.layer.name: 8 if s.is_conv else 5 for s in sels}
+    keep = {s.layer.name: 1.0 for s in sels}
+    if target_bytes is None:  # no error model without the planner: start at half kept
+        target_bytes = _measure_bytes(inference, {n: 0.5 for n in keep}, bits, batch_size,
+                                      workdir)
+    log("  (tfdc.plan is not available: uniform sparsity)")
+    return scaled_plan(inference, keep, bits, int(target_bytes), batch_size=batch_size)
+
+
+def _resolve_plan(plan, model):
+    """A user's plan: a `tfdc.Plan`, a `HandPlan` or a dict with "sparsity"
+    and "bits"; checked against the model's layers."""
+    from tfdc.cluster import ClusteredFineTuning
+    from tfdc.prune import GradualPruning
+    if isinstance(plan, dict):
+        if set(plan) != {"sparsity", "bits"}:
+            raise ValueError("plan must have exactly the keys 'sparsity' and 'bits', got "
+                             f"{sorted(plan)}")
+        sparsity, bits = plan["sparsity"], plan["bits"]
+        GradualPruning(sparsity)
+        ClusteredFineTuning(bits=bits)
+        if not isinstance(sparsity, dict):  # one value for every kernel
+            sparsity = {s.layer.name: sparsity for s in _kernels(model, True)}
+        if not isinstance(bits, dict):
+            bits = {name: bits for name in sparsity}
+        plan = HandPlan(dict(sparsity), dict(bits))
+    if not hasattr(plan, "sparsity") or not hasattr(plan, "bits"):
+        raise ValueError(f"plan must be a tfdc.Plan or a dict with 'sparsity' and 'bits', got "
+                         f"{type(plan).__name__}")
+    GradualPruning(plan.sparsity)
+    ClusteredFineTuning(bits=plan.bits)
+    for what, value in (("sparsity", plan.sparsity), ("bits", plan.bits)):
+        if isinstance(value, dict):
+            try:
+                _kernels(model, value)
+            except ValueError as e:
+                raise ValueError(f"plan {what}: {e}") from None
+    return plan
+
+
+def _planned_bytes(plan):
+    return getattr(plan, "predicted_bytes", None)
+
+
+# ----------------------------------------------------------------- training
+class _Run:
+    """One training run: prune (GradualPruning) then cluster
+    (ClusteredFineTuning), from the user's weights."""
+
+    def __init__(self, model, train, config):
+        self.model, self.train, self.c = model, train, config
+
+    def __call__(self, plan, log):
+        import tfdc
+        from tfdc.constraints import strip
+        from tfdc.distill import Distiller
+        from tfdc.recipe import cosine_decay
+        c = self.c
+        student = _copy(self.model)
+        loss = _loss(self.model)
+
+        def trainer(net):
+            if not c.distill:
+                return net
+            return Distiller(net, c.teacher, temperature=c.temperature, alpha=c.alpha)
+
+        steps = _steps(self.train, c.batch_size)
+        prune_epochs, cluster_epochs = c.epochs
+        ramp = max(1, (prune_epochs * steps) // 2)
+        net = trainer(student)
+        net.compile(_optimizer(c.learning_rate, c.weight_decay), loss)
+        pruner = tfdc.GradualPruning(plan.sparsity, begin_step=0, end_step=ramp,
+                                     frequency=max(1, ramp // 30))
+        log(f"  pruning: {prune_epochs} epochs ({steps} steps each), ramp over the first half")
+        _fit(net, self.train, c.batch_size, prune_epochs,
+             [pruner, cosine_decay(c.learning_rate, prune_epochs)], c.keras_verbose)
+        strip(student)
+        if _has_batchnorm(student):
+            # The converter folds a BatchNormalization into the kernel before
+            # it, rescaling its shared values: fold now, then cluster.
+            student = _inference_model(student)
+            net = trainer(student)
+        log(f"  clustering: {cluster_epochs} epochs")
+        net.compile(_optimizer(c.learning_rate * c.cluster_lr, c.weight_decay), loss)
+        _fit(net, self.train, c.batch_size, cluster_epochs,
+             [tfdc.ClusteredFineTuning(bits=plan.bits),
+              cosine_decay(c.learning_rate * c.cluster_lr, cluster_epochs)], c.keras_verbose)
+        strip(student)
+        return student
+
+    def finetune_fixed(self, student, plan, log):
+        """One epoch with the zeros and the codebook assignment fixed (the
+        coded streams keep every byte; only the shared values move)."""
+        import tfdc
+        from tfdc.constraints import strip
+        from tfdc.distill import Distiller
+        from tfdc.recipe import cosine_decay
+        c = self.c
+        net = student if not c.distill else Distiller(student, c.teacher,
+                                                      temperature=c.temperature, alpha=c.alpha)
+        lr = c.learning_rate * c.cluster_lr * 0.5
+        net.compile(_optimizer(lr, c.weight_decay), _loss(self.model))
+        log("  fine-tuning the shared values (1 epoch, zeros and assignments fixed)")
+        _fit(net, self.train, c.batch_size, 1,
+             [tfdc.ClusteredFineTuning(bits=plan.bits), cosine_decay(lr, 1)], c.keras_verbose)
+        strip(student)
+        return student
+
+
+@dataclasses.dataclass
+class _Config:
+    batch_size: int
+    epochs: tuple
+    learning_rate: float
+    cluster_lr: float
+    weight_decay: float
+    distill: bool
+    teacher: object
+    temperature: float
+    alpha: float
+    keras_verbose: int
+    export_batch_size: int
+
+
+def _export(student, path, batch_size):
+    from tfdc.exporter import export
+    report = export(student, path, batch_size=batch_size)
+    return report, os.path.getsize(path)
+
+
+def _cut_to(student, plan, target, size, path, batch_size, log):
+    """Prune the smallest remaining weights of every planned kernel in equal
+    proportion until the packed file is at most `target` bytes (secant steps
+    on the fraction kept, measured by exporting). Returns (report, size)."""
+    from keras import ops
+    sels = _kernels(student, plan.sparsity)
+    original = [np.array(ops.convert_to_numpy(s.variable)) for s in sels]
+    kept = [int(np.count_nonzero(w)) for w in original]
+    points = [(1.0, size)]
+    report = None
+    aim = target * (1 - _TOLERANCE / 3)
+    for _ in range(6):
+        # Bytes are close to affine in the number of kept weights.
+        if len(points) == 1:
+            f = aim / size
+        else:
+            (f1, s1), (f2, s2) = points[-2], points[-1]
+            slope = (s2 - s1) / (f2 - f1) if f2 != f1 else size
+            f = f2 + (aim - s2) / slope if slope > 0 else f2 * aim / s2
+        f = float(np.clip(f, 0.01, 1.0))
+        for s, w, k in zip(sels, original, kept):
+            w = w.copy()
+            drop = k - int(round(f * k))
+            if drop > 0:
+                flat = np.abs(w).ravel()
+                flat[flat == 0] = np.inf
+                w.ravel()[np.argpartition(flat, drop - 1)[:drop]] = 0.0
+            s.variable.assign(w)
+        report, size = _export(student, path, batch_size)
+        log(f"  cut to {f:.1%} of the kept weights: {size:,} B")
+        points.append((f, size))
+        if (1 - _TOLERANCE) * target <= size <= target:
+            break
+    return report, size
+
+
+# --------------------------------------------------------------------- main
+def compress(model, train_data, validation_data, *, target_bytes=None, max_error_increase=None,
+             path="model.tflite", epochs=None, batch_size=128, learning_rate=1e-3,
+             weight_decay=1e-4, distill=False, temperature=4.0, alpha=0.5, plan=None,
+             max_trials=5, export_batch_size=1, verbose=1, log=None):
+    """Compress a Keras classifier to a byte budget or an accuracy budget.
+
+    Runs Deep Compression with settings chosen for the model: a plan of
+    per-layer sparsity and bits (`tfdc.plan`, from a sensitivity scan on
+    the validation data and the packer's exact byte costs), pruning with
+    fine-tuning (`tfdc.GradualPruning`: cubic ramp over the first half of
+    the pruning epochs, then retraining with the masks fixed), weight
+    sharing with fine-tuning of the shared values (`tfdc.ClusteredFineTuning`),
+    and export of the packed `.tflite` (`tfdc.export`, batch size 1 for
+    on-device inference). Training uses AdamW with a cosine learning-rate
+    decay per stage (`learning_rate`, then `learning_rate / 10` for the
+    shared values) and about 6,000 + 1,500 steps (epochs scaled to the data
+    size). A model with BatchNormalization keeps it while pruning and has
+    it folded (`tfdc.fold_batchnorm`) before clustering. The user's model is
+    not modified (a copy is trained). The error is the top-1 error of the
+    packed file run in LiteRT on `validation_data`.
+
+    Args:
+        model: a built Keras classifier (its compiled loss is used if it is
+            compiled, else sparse categorical cross-entropy), trained.
+        train_data: `(x, y)` arrays, or a `keras.utils.PyDataset` /
+            `tf.data.Dataset` of `(x, y)` batches (e.g. with augmentation).
+        validation_data: `(x, y)` arrays, held out from training (also used
+            by the sensitivity scan and to choose among the trials). The
+            error budget is met on this data, so make it like the data the
+            model will meet: MNIST images held out from the training set
+            share its writers, and in one run of tools/compress_benchmark.py
+            a file at +0.20 points on them was +1.18 points on the test
+            set's new writers.
+        target_bytes: size of the packed file in bytes; it lands within 5 %
+            under it (never over).
+        max_error_increase: largest validation error increase over the float
+            model, in percentage points (0.2 = 0.2 points, e.g. 1.6 % ->
+            1.8 %); the smallest file that meets it is kept.
+        path: where to write the packed file (written once, atomically).
+        epochs: None (scaled to the data), an int (split 3:1 between
+            pruning and clustering) or a tuple (pruning, clustering).
+        batch_size: training batch size (for `(x, y)` training data).
+        learning_rate, weight_decay: AdamW's, for pruning (clustering uses
+            a tenth of the rate).
+        distill: train against the float model's softened outputs
+            (`tfdc.distill.Distiller`, with `temperature` and `alpha`). Off
+            by default: on LeNet-300-100 it cost 0.2-0.3 points of test
+            error (docs/BENCHMARKS.md, T=4, alpha=0.5).
+        plan: skip the planner: a `tfdc.Plan`, a `HandPlan` or a dict
+            `{"sparsity": {...}, "bits": {...}}` (with `max_error_increase`
+            it is trained once, not searched).
+        max_trials: training runs of the `max_error_increase` search (at
+            least 1), and at most 3 runs for `target_bytes`.
+        export_batch_size: batch size of the exported model (None: dynamic).
+        verbose: 0 silent, 1 progress lines, 2 also Keras's progress bars.
+        log: a `print`-like function for the progress lines (default
+            `print` when `verbose`).
+
+    Returns:
+        A `CompressResult`: `.path`, `.report`, `.packed_bytes`, `.ratio`,
+        `.error`, `.float_error`, `.met`, `.message`, `.plan`, `.model`.
+
+    Raises:
+        ValueError: both or neither budget, a budget that is not a positive
+            number, data that is not `(x, y)` with integer labels, a model
+            with nothing to compress, a plan naming unknown layers, or (from
+            the planner) a `target_bytes` below the smallest reachable size.
+        FileNotFoundError, PermissionError, IsADirectoryError: `path`
+            cannot be written (checked before any training).
+
+    Example:
+
+    ```python
+    import keras, tfdc, tfdc.models
+    from tfdc.datasets import load_mnist
+    (x, y), (x_test, y_test) = load_mnist()
+    model = tfdc.models.lenet_300_100()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x[:55000], y[:55000], epochs=10)
+    result = tfdc.compress(model, (x[:55000], y[:55000]), (x[55000:], y[55000:]),
+                           target_bytes=24_000, path="lenet.tflite")
+    print(result)          # lenet.tflite: 23,6xx B packed (45.xx smaller ...)
+    print(result.report)   # per-layer table
+    ```
+    """
+    import keras
+
+    from tfdc.demo import tflite_error
+    from tfdc.exporter import check_writable, write_atomically
+
+    started = time.perf_counter()
+    if log is None:
+        log = print if verbose else (lambda *a, **k: None)
+    if (target_bytes is None) == (max_error_increase is None):
+        raise ValueError("give exactly one budget: target_bytes= (the packed file's size in "
+                         "bytes) or max_error_increase= (percentage points of validation error "
+                         "over the float model, e.g. 0.2)")
+    if target_bytes is not None:
+        _check_number(target_bytes, "target_bytes", integer=True)
+        if target_bytes <= 0:
+            raise ValueError(f"target_bytes must be positive, got {target_bytes!r}")
+        target_bytes = int(target_bytes)
+    if max_error_increase is not None:
+        _check_number(max_error_increase, "max_error_increase")
+        if max_error_increase < 0:
+            raise ValueError(f"max_error_increase must be >= 0 percentage points, got "
+                             f"{max_error_increase!r}")
+        max_error_increase = float(max_error_increase)
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"model must be a keras.Model, got {type(model).__name__}")
+    if not model.built:
+        raise ValueError(f"model {model.name!r} is not built: call it on data or fit it first")
+    for name, value, low in (("batch_size", batch_size, 1), ("max_trials", max_trials, 1)):
+        _check_number(value, name, integer=True)
+        if value < low:
+            raise ValueError(f"{name} must be at least {low}, got {value!r}")
+    for name, value in (("learning_rate", learning_rate), ("weight_decay", weight_decay)):
+        _check_number(value, name)
+        if value < 0 or (name == "learning_rate" and value == 0):
+            raise ValueError(f"{name} must be positive, got {value!r}")
+    train = _check_data(train_data, "train_data", allow_dataset=True)
+    x_val, y_val = _check_data(validation_data, "validation_data", allow_dataset=False)
+    path = check_writable(path)
+    _kernels(model, True)  # a model with nothing to compress fails now
+    _copy(model)  # and one that cannot be copied
+    if plan is not None:
+        plan = _resolve_plan(plan, model)
+    epochs = _epochs(epochs, _steps(train, batch_size))
+
+    teacher = None
+    if distill:
+        from tfdc.distill import Distiller
+        teacher = Distiller.copy_of(model)
+    config = _Config(batch_size=int(batch_size), epochs=epochs, learning_rate=float(learning_rate),
+                     cluster_lr=0.1, weight_decay=float(weight_decay), distill=bool(distill),
+                     teacher=teacher, temperature=temperature, alpha=alpha,
+                     keras_verbose=1 if verbose >= 2 else 0, export_batch_size=export_batch_size)
+    if distill:  # fail on a bad temperature / alpha now
+        Distiller(_copy(model), teacher, temperature=temperature, alpha=alpha)
+    run = _Run(model, train, config)
+    times = {}
+    inference = _inference_model(model)
+    float_bytes = 4 * int(inference.count_params())
+    float_error = _keras_error(inference, x_val, y_val)
+    budget = (f"target {target_bytes:,} B" if target_bytes is not None else
+              f"validation error at most {max_error_increase:.2f} points over the float model")
+    log(f"tfdc.compress: {model.name}, {float_bytes:,} B as float32, validation error "
+        f"{float_error:.2%} on {len(y_val):,} examples; {budget}")
+
+    workdir = tempfile.mkdtemp(prefix="tfdc-compress-",
+                               dir=os.path.dirname(os.path.abspath(path)))
+    trials, plan_cache = [], {}
+    try:
+        def make_plan(target=None, error=None):
+            t = time.perf_counter()
+            result = _plan(inference, (x_val, y_val), target, error, export_batch_size,
+                           workdir, log, plan_cache)
+            times["plan"] = times.get("plan", 0.0) + time.perf_counter() - t
+            return result
+
+        def smallest():
+            """The smallest file the planner's grids reach (every layer at
+            its largest sparsity and fewest bits), or None."""
+            scan = plan_cache.get("sensitivity")
+            try:
+                from tfdc.bytecost import ByteCost
+            except ImportError:
+                return None
+            if scan is None:
+                return None
+            try:
+                cost = ByteCost(inference, batch_size=export_batch_size)
+                names = [n for n in scan.layers if n in cost.layers]
+                return cost.total({n: max(scan.sparsities) for n in names},
+                                  {n: min(scan.bits) for n in names})
+            except ValueError:  # a layer the byte-cost model cannot price
+                return None
+
+        def trial(p, note):
+            n = len(trials) + 1
+            planned = _planned_bytes(p)
+            log(f"[run {n}] {note}" + (f": planned {planned:,} B" if planned else ""))
+            t = time.perf_counter()
+            student = run(p, log)
+            times["train"] = times.get("train", 0.0) + time.perf_counter() - t
+            t = time.perf_counter()
+            trial_path = os.path.join(workdir, f"run{n}.tflite")
+            report, size = _export(student, trial_path, export_batch_size)
+            times["export"] = times.get("export", 0.0) + time.perf_counter() - t
+            entry = dict(run=n, plan=p, planned_bytes=planned, student=student,
+                         path=trial_path, report=report, bytes=size)
+            _evaluate(entry)
+            trials.append(entry)
+            return entry
+
+        def _evaluate(entry):
+            t = time.perf_counter()
+            entry["error"] = tflite_error(entry["path"], x_val, y_val)
+            times["evaluate"] = times.get("evaluate", 0.0) + time.perf_counter() - t
+            entry["increase"] = 100.0 * (entry["error"] - float_error)
+            entry["passed"] = (max_error_increase is None
+                               or entry["increase"] <= max_error_increase + 1e-9)
+            log(f"  packed {entry['bytes']:,} B ({float_bytes / entry['bytes']:.1f}x), "
+                f"validation error {entry['error']:.2%} ({entry['increase']:+.2f} points)")
+
+        if target_bytes is not None:
+            chosen, met, message = _to_target(target_bytes, plan, make_plan, trial, run, log,
+                                              export_batch_size, _evaluate)
+        else:
+            chosen, met, message = _to_error(max_error_increase, plan, make_plan, trial,
+                                             max_trials, log, smallest, float_bytes)
+        write_atomically(path, open(chosen["path"], "rb").read())
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    times["total"] = time.perf_counter() - started
+    log(("done" if met else "BUDGET MISSED") + f" in {times['total']:.0f} s: {message}")
+    if not met:
+        warnings.warn(f"tfdc.compress: {message}", stacklevel=2)
+    return CompressResult(
+        path=path, report=chosen["report"], model=chosen["student"], plan=chosen["plan"],
+        packed_bytes=chosen["bytes"], float_bytes=float_bytes, float_error=float_error,
+        error=chosen["error"], target_bytes=target_bytes, max_error_increase=max_error_increase,
+        met=met, message=message, times=times,
+        trials=[{k: v for k, v in t.items() if k not in ("student", "report", "path")}
+                for t in trials])
+
+
+def _to_target(target, plan, make_plan, trial, run, log, export_batch_size, evaluate):
+    """Train to a byte budget: plan for slightly under the target, train;
+    too large: cut and fine-tune; far too small: plan larger and retrain."""
+    low = (1 - _TOLERANCE) * target
+    aim = int(_AIM * target)
+    if plan is not None:
+        p = plan
+    else:
+        try:
+            p = make_plan(target=aim)
+        except ValueError:
+            # Unreachable with the margin: plan for the target itself (whose
+            # error, if it is unreachable too, names the user's number).
+            p = make_plan(target=target)
+    entry = trial(p, "plan for the target")
+    for _ in range(2):
+        if entry["bytes"] >= low or plan is not None:
+            break
+        # Training made the file smaller than planned: plan for more.
+        aim = int(aim * _AIM * target / entry["bytes"])
+        entry = trial(make_plan(target=aim), f"{entry['bytes']:,} B is more than 5 % under "
+                      f"the target: plan larger")
+    if entry["bytes"] > target:
+        log(f"  {entry['bytes']:,} B is over the target: removing the smallest weights")
+        report, size = _cut_to(entry["student"], entry["plan"], target, entry["bytes"],
+                               entry["path"], export_batch_size, log)
+        student = run.finetune_fixed(entry["student"], entry["plan"], log)
+        report, size = _export(student, entry["path"], export_batch_size)
+        entry.update(student=student, report=report, bytes=size)
+        evaluate(entry)
+    size = entry["bytes"]
+    if low <= size <= target:
+        return entry, True, (f"{size:,} B is {size / target - 1:+.1%} from the target "
+                             f"{target:,} B")
+    return entry, False, (f"the packed file is {size:,} B, {size / target - 1:+.1%} from the "
+                          f"target {target:,} B (outside -5 %..0 %)")
+
+
+def _to_error(budget, plan, make_plan, trial, max_trials, log, smallest, float_size):
+    """Bisect the byte budget (in log space) for the smallest file whose
+    validation error increase is within `budget` points."""
+    if plan is not None:
+        entry = trial(plan, "the given plan")
+        return entry, entry["passed"], _error_message(entry, budget)
+    try:
+        safe = make_plan(error=budget)
+    except ValueError as e:
+        # Even the planner's least compressed setting misses the budget
+        # without retraining; retraining may still meet it: start from the
+        # least compressed plan that fits the float model's own size.
+        log(f"  the planner cannot meet the budget without retraining ({e}); searching anyway")
+        safe = make_plan(target=float_size)
+    high = _planned_bytes(safe)
+    if not high:
+        entry = trial(safe, "the planner's plan")
+        return entry, entry["passed"], _error_message(entry, budget)
+    low = smallest() or _SEARCH_FLOOR * high
+    passed, failed = [], []
+    for i in range(max_trials - 1):
+        target = int(math.sqrt(low * high))
+        try:
+            p = make_plan(target=target)
+        except ValueError as e:  # below the smallest reachable size
+            log(f"  {target:,} B cannot be planned ({e}); searching higher")
+            low = target
+            continue
+        entry = trial(p, f"search {i + 1}: {target:,} B")
+        (passed if entry["passed"] else failed).append(entry)
+        if entry["passed"]:
+            high = min(target, entry["bytes"])
+        else:
+            low = max(target, entry["bytes"])
+        if high / low < 1.08:
+            break
+    if not passed:
+        entry = trial(safe, "the planner's plan without retraining's gain")
+        (passed if entry["passed"] else failed).append(entry)
+    if passed:
+        best = min(passed, key=lambda e: e["bytes"])
+        return best, True, _error_message(best, budget)
+    best = min(failed, key=lambda e: e["increase"])
+    return best, False, _error_message(best, budget)
+
+
+def _error_message(entry, budget):
+    if entry["passed"]:
+        return (f"validation error {entry['increase']:+.2f} points over the float model, "
+                f"within the budget of {budget:.2f}")
+    return (f"no run met the error budget: the best packed file is {entry['increase']:+.2f} "
+            f"points over the float model (budget {budget:.2f}); kept the run with the lowest "
+            f"error ({entry['bytes']:,} B). Train longer (epochs=), or allow more error")
+
+
+class _CallableModule(types.ModuleType):
+    """`import tfdc.compress` binds the module as `tfdc.compress`; calling it
+    calls the function, so `tfdc.compress(...)` works either way."""
+
+    def __call__(self, *args, **kwargs):
+        return compress(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,166 @@
+"""Knowledge distillation: train a model against a teacher's softened outputs.
+
+`Distiller(student, teacher)` is a `keras.Model` whose training loss mixes the
+student's own compiled loss on the hard labels with Hinton et al.'s (2015)
+distillation term, the KL divergence between the teacher's and the student's
+class distributions softened by a temperature `T`:
+
+    loss = alpha * hard_loss(y, student(x))
+           + (1 - alpha) * T**2 * KL(softmax(z_t / T) || softmax(z_s / T))
+
+(`z`: logits; for a model that ends in a softmax, `log p` is used, which is
+its logits up to a per-example constant that the softmax cancels). The `T**2`
+keeps the soft term's gradients on the scale of the hard term's.
+
+It works with tfdc's callbacks as they are: the Distiller tracks only the
+student (the teacher is kept out of its layers, variables and weights), so
+`tfdc.GradualPruning` and `tfdc.ClusteredFineTuning` select the student's
+kernels by their usual names, and the student is what you export.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+__all__ = ["Distiller"]
+
+
+def _output_activation(model):
+    """The activation of the layer that makes `model`'s (single) output, or
+    None if it cannot be told."""
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        outputs = None
+    layer = None
+    if outputs and len(outputs) == 1:
+        history = getattr(outputs[0], "_keras_history", None)
+        layer = getattr(history, "operation", None)
+    elif getattr(model, "layers", None):
+        layer = model.layers[-1]
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", None)
+    return name
+
+
+def _outputs_probabilities(model, from_logits):
+    if from_logits is not None:
+        return not from_logits
+    return _output_activation(model) == "softmax"
+
+
+class Distiller(keras.Model):
+    """A student trained on hard labels and on a teacher's softened outputs.
+
+    Compile it like the student (the compiled loss is the hard-label loss,
+    e.g. `"sparse_categorical_crossentropy"`; metrics are computed on the
+    student's predictions) and fit it on the student's data; callbacks see
+    the student's layers. The teacher runs in inference mode and is never
+    trained. Evaluation (`training=False`) reports the hard-label loss only,
+    so validation losses compare with the student's own.
+
+    Args:
+        student: the `keras.Model` to train (e.g. the one being pruned).
+        teacher: a `keras.Model` with the same outputs (e.g. a copy of the
+            uncompressed model, `tfdc.distill.Distiller.copy_of(model)`).
+        temperature: `T`, the softening temperature (> 0; default 4).
+        alpha: weight of the hard-label loss, in [0, 1] (default 0.5); the
+            distillation term gets `1 - alpha`.
+        from_logits: whether the models output logits (True) or
+            probabilities (False). None: probabilities if the output layer's
+            activation is a softmax, else logits. Applies to both models.
+
+    Raises:
+        ValueError: a temperature that is not positive, an alpha outside
+            [0, 1], a teacher that is the student.
+
+    Example:
+
+    ```python
+    import keras, numpy as np, tfdc
+    from tfdc.distill import Distiller
+    x, y = np.random.rand(256, 20).astype("float32"), np.random.randint(0, 3, 256)
+    teacher = keras.Sequential([keras.Input((20,)), keras.layers.Dense(3, activation="softmax")])
+    student = keras.models.clone_model(teacher)
+    student.set_weights(teacher.get_weights())
+    distiller = Distiller(student, teacher, temperature=4.0, alpha=0.5)
+    distiller.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    distiller.fit(x, y, epochs=2, verbose=0, callbacks=[tfdc.GradualPruning(0.5, frequency=4)])
+    print(tfdc.sparsity(student).sparsity)   # 0.5
+    ```
+    """
+
+    def __init__(self, student, teacher, temperature=4.0, alpha=0.5, from_logits=None, **kwargs):
+        super().__init__(name=kwargs.pop("name", f"distill_{student.name}"), **kwargs)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.number)) \
+                or not np.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) \
+                or not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+        if teacher is student:
+            raise ValueError("the teacher is the student itself: pass a copy of the model "
+                             "(Distiller.copy_of(model)) as the teacher")
+        self.student = student
+        # Bypass Keras's attribute tracking: the teacher's layers and
+        # variables must not become the Distiller's (callbacks would select
+        # its kernels, the optimizer would build slots for them).
+        object.__setattr__(self, "_teacher", teacher)
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+        if getattr(student, "built", False):
+            # Built already: tfdc's callbacks install their constraints at
+            # the start of fit, not after a first, unconstrained step (which
+            # would move pruned weights off zero).
+            self.built = True
+        self._student_probs = _outputs_probabilities(student, from_logits)
+        self._teacher_probs = _outputs_probabilities(teacher, from_logits)
+
+    @property
+    def teacher(self):
+        """The teacher model (not tracked by the Distiller)."""
+        return self._teacher
+
+    @staticmethod
+    def copy_of(model):
+        """A frozen copy of `model` with its current weights, as a teacher."""
+        teacher = keras.models.clone_model(model)
+        teacher.set_weights(model.get_weights())
+        teacher.trainable = False
+        return teacher
+
+    def call(self, inputs, training=None):
+        return self.student(inputs, training=training)
+
+    def _log_softened(self, outputs, probabilities):
+        """log softmax(z / T) for logits z, or for z = log p."""
+        outputs = ops.cast(outputs, "float32")
+        if probabilities:
+            outputs = ops.log(ops.clip(outputs, 1e-12, 1.0))
+        return ops.log_softmax(outputs / self.temperature, axis=-1)
+
+    def distillation_loss(self, teacher_outputs, student_outputs):
+        """`T**2 * KL(teacher || student)` of the softened distributions,
+        averaged over the batch."""
+        log_t = self._log_softened(teacher_outputs, self._teacher_probs)
+        log_s = self._log_softened(student_outputs, self._student_probs)
+        kl = ops.sum(ops.exp(log_t) * (log_t - log_s), axis=-1)
+        return self.temperature ** 2 * ops.mean(kl)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        total = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                     training=training)
+        if not training:
+            return total
+        # Regularization losses (self.losses) are not scaled by alpha.
+        extra = [ops.sum(ops.cast(loss, "float32")) for loss in self.losses]
+        regularization = ops.sum(ops.stack(extra)) if extra else 0.0
+        hard = total - regularization
+        soft = self.distillation_loss(ops.stop_gradient(self._teacher(x, training=False)), y_pred)
+        return self.alpha * hard + (1.0 - self.alpha) * soft + regularization
+
+    def get_config(self):
+        raise NotImplementedError("a Distiller is a training wrapper: save its student "
+                                  "(distiller.student) instead")

@@ -1,0 +1,478 @@
+"""Per-layer sparsity and bits that meet a byte budget or an error budget.
+
+`plan(model, validation_data, target_bytes=16_000)` answers "how hard should
+each layer be pruned and clustered so that the packed file is 16 KB and the
+model loses as little as possible?", and `plan(..., max_error_increase=0.2)`
+"what is the smallest file whose error is at most 0.2 points above the
+model's?". It combines:
+
+* the sensitivity curves (`tfdc.sensitivity`: validation loss and error of
+  each layer pruned, or clustered, on its own, no retraining);
+* the exact byte-cost model (`tfdc.bytecost.ByteCost`: the packer's own
+  record size for each layer at each setting, and the exact file size);
+* an exact allocation: a multiple-choice knapsack solved by dynamic
+  programming over the byte budget (in buckets of at most 1/20,000 of it),
+  every layer choosing one (sparsity, bits) pair of the grids.
+
+The model of the loss: a layer at (sparsity s, bits b) adds to the
+baseline its pruning curve's increase at s, plus its clustering curve's
+increase at the distortion (sum of squared weight changes) that clustering
+to b bits makes in the kernel pruned to s: the scan clusters the unpruned
+kernel, and a pruned kernel's fewer, larger weights cluster with a
+different error (measured on LeNet-300-100's fc1 at 80 % and 2 bits:
+Δloss 0.020; this model 0.016, the sum of the two curves 0.078). Curves are
+made monotone (a weight pruned or a bit removed never helps: noise that
+says otherwise is ignored), and the layers' increases add up. The same for
+the error. These are predictions without retraining: after fine-tuning
+(`tfdc.GradualPruning`, `tfdc.ClusteredFineTuning`) the loss is usually
+lower. The plan's settings applied together to the model, without
+retraining, are also measured (`measured_loss`, `measured_error`); with
+`max_error_increase` the plan is tightened until that measurement meets the
+budget too.
+
+The size: `predicted_bytes` is exact for the model as it is, pruned and
+clustered as `tfdc.bytecost.apply_settings` does, exported with the
+`export_options` given (pass `{"batch_size": 1}` if the file will be
+exported with `batch_size=1`: about 0.8 KB less graph on LeNet); the
+planner re-solves with the exact figure until it fits `target_bytes`.
+Fine-tuning moves the shared values and so changes the coded size a little
+(LeNet-300-100, 2 + 1 epochs: within 0.4 % of the target), and a clone of
+the model (`keras.models.clone_model`) gets other weight-tensor names in
+the file (a few bytes).
+
+Example:
+
+```python
+import tfdc
+plan = tfdc.plan(model, (x_val, y_val), target_bytes=20_000)
+print(plan)
+model.fit(x, y, epochs=10, callbacks=[
+    tfdc.GradualPruning(target_sparsity=plan.sparsity, end_step=6 * steps),
+    tfdc.ClusteredFineTuning(bits=plan.bits)])
+tfdc.export(model, "model.tflite")
+```
+"""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+
+__all__ = ["plan", "Plan"]
+
+_BUCKETS = 20000     # resolution of the byte budget in the knapsack
+_ROUNDS = 8          # re-solves with the exact file size / measured error
+_TIE = 1e-12         # per byte: among equal predicted losses, the larger option
+
+
+@dataclasses.dataclass
+class Plan:
+    """Per-layer settings and what they are predicted to give.
+
+    Attributes:
+        sparsity: `{layer name: fraction of weights to prune}`, accepted as
+            is by `tfdc.GradualPruning(target_sparsity=...)`.
+        bits: `{layer name: bits per shared value}`, accepted as is by
+            `tfdc.ClusteredFineTuning(bits=...)`.
+        predicted_bytes: exact size of the file `tfdc.export` writes for the
+            model pruned and clustered to the plan without retraining.
+        predicted_loss, predicted_error: baseline plus the layers' increases
+            read off the sensitivity curves (no retraining).
+        measured_loss, measured_error: the model with all the plan's
+            settings applied at once, no retraining, on the scan's
+            validation examples.
+        baseline_loss, baseline_error: the model as it is.
+        dense_bytes: float32 size of the model's parameters.
+        other_bytes: the file minus the layers' records (graph, biases,
+            small tensors, headers, and the meta stream's compression).
+        rows: one dict per layer: `layer`, `kind`, `weights`, `sparsity`,
+            `bits`, `bytes`, `loss_increase`, `error_increase`.
+        target_bytes, max_error_increase: the budget asked for.
+        sensitivity: the `tfdc.Sensitivity` the plan was made from.
+
+    Example:
+
+    ```python
+    plan = tfdc.plan(model, (x_val, y_val), max_error_increase=0.2)
+    print(plan)                       # the table
+    print(plan.sparsity, plan.bits)   # for the callbacks
+    print(plan.predicted_bytes, plan.ratio)
+    ```
+    """
+
+    sparsity: dict
+    bits: dict
+    predicted_bytes: int
+    predicted_loss: float
+    predicted_error: float
+    measured_loss: float
+    measured_error: float
+    baseline_loss: float
+    baseline_error: float
+    dense_bytes: int
+    other_bytes: int
+    rows: list
+    target_bytes: object = None
+    max_error_increase: object = None
+    sensitivity: object = dataclasses.field(default=None, repr=False)
+
+    @property
+    def ratio(self):
+        """Compression ratio of the predicted file vs float32 parameters."""
+        return self.dense_bytes / self.predicted_bytes if self.predicted_bytes else float("inf")
+
+    def __str__(self):
+        width = max([5] + [len(r["layer"]) for r in self.rows])
+        classifier = np.isfinite(self.baseline_error)
+        head = (f"{'layer':<{width}}  {'weights':>9}  {'sparsity':>8}  {'bits':>4}  "
+                f"{'pred. bytes':>11}  {'pred. Δloss':>11}" + ("  pred. Δerror" if classifier
+                                                                 else ""))
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            line = (f"{r['layer']:<{width}}  {r['weights']:>9,}  {r['sparsity']:>8.2%}  "
+                    f"{r['bits']:>4}  {r['bytes']:>11,}  {r['loss_increase']:>+11.4f}")
+            if classifier:
+                line += f"  {100 * r['error_increase']:>+11.2f} pt"
+            lines.append(line)
+        lines.append(f"{'other':<{width}}  {'':>9}  {'':>8}  {'':>4}  {self.other_bytes:>11,}"
+                     "  (graph, biases, headers, after DEFLATE)")
+        lines.append("-" * len(head))
+        budget = (f"target {self.target_bytes:,} B" if self.target_bytes is not None else
+                  f"max error increase {self.max_error_increase:g} pt")
+        lines.append(f"file: {self.predicted_bytes:,} B ({self.ratio:.1f}x smaller than "
+                     f"{self.dense_bytes:,} B of float32 parameters; {budget})")
+        if classifier:
+            lines.append(f"error: baseline {100 * self.baseline_error:.2f} %, predicted "
+                         f"{100 * self.predicted_error:.2f} %, measured with the plan applied "
+                         f"{100 * self.measured_error:.2f} % (no retraining)")
+        lines.append(f"loss: baseline {self.baseline_loss:.4f}, predicted "
+                     f"{self.predicted_loss:.4f}, measured {self.measured_loss:.4f}")
+        return "\n".join(lines)
+
+    def to_json(self):
+        """The plan (without the sensitivity scan) as a JSON string."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name != "sensitivity"}
+        return json.dumps(d, indent=1, default=float)
+
+
+def _pruning_increases(sens, name, metric):
+    """`{sparsity: Δ}` of layer `name` (0 at sparsity 0), monotone, ≥ 0."""
+    table = sens.loss[name] if metric == "loss" else sens.error[name]
+    base = sens.baseline_loss if metric == "loss" else sens.baseline_error
+    xs = [0.0] + list(sens.sparsities)
+    if not np.isfinite(base):
+        return {s: 0.0 for s in xs}
+    ys = np.maximum.accumulate([base] + [table[("sparsity", s)] for s in sens.sparsities]) - base
+    return {s: max(0.0, float(v)) for s, v in zip(xs, ys)}
+
+
+def _clustering_curve(sens, name, metric, distortions):
+    """Δ as a function of clustering distortion: the layer's clustering
+    points (bits b at distortion `distortions[b]`), made monotone, linear
+    between them, from (0, 0), and beyond the largest measured distortion
+    proportional to it (the loss's quadratic term in the weights' change)."""
+    table = sens.loss[name] if metric == "loss" else sens.error[name]
+    base = sens.baseline_loss if metric == "loss" else sens.baseline_error
+    if not np.isfinite(base):
+        return lambda d: 0.0
+    d = np.array([distortions[b] for b in sens.bits])
+    v = np.array([max(0.0, table[("bits", b)] - base) for b in sens.bits])
+    order = np.argsort(d, kind="stable")
+    d = np.concatenate([[0.0], d[order]])
+    v = np.maximum.accumulate(np.concatenate([[0.0], v[order]]))
+
+    def curve(x):
+        if x <= d[-1] or d[-1] <= 0:
+            return float(np.interp(x, d, v))
+        return float(v[-1] * x / d[-1])
+    return curve
+
+
+def _solve(costs, values, budget):
+    """Multiple-choice knapsack: one option per layer, total cost ≤ budget,
+    minimum total value. `costs`, `values`: per layer, arrays over options.
+    Returns the chosen option index per layer, or None if nothing fits."""
+    if budget < 0:
+        return None
+    q = max(1, math.ceil(budget / _BUCKETS))
+    nb = budget // q
+    best = np.zeros(nb + 1)               # no layer yet: value 0 at any budget
+    choices = []
+    for c, v in zip(costs, values):
+        cb = np.ceil(np.asarray(c) / q).astype(np.int64)
+        new = np.full(nb + 1, np.inf)
+        arg = np.full(nb + 1, -1, dtype=np.int64)
+        for o in np.argsort(cb, kind="stable"):
+            if cb[o] > nb:
+                continue
+            cand = np.full(nb + 1, np.inf)
+            cand[cb[o]:] = best[:nb + 1 - cb[o]] + v[o]
+            better = cand < new
+            new[better] = cand[better]
+            arg[better] = o
+        best = new
+        choices.append(arg)
+    if not np.isfinite(best[nb]):
+        return None
+    picked = []
+    j = nb
+    for layer in range(len(costs) - 1, -1, -1):
+        o = int(choices[layer][j])
+        picked.append(o)
+        j -= int(np.ceil(costs[layer][o] / q))
+    return picked[::-1]
+
+
+def _smallest_for(costs, errors, losses, limit):
+    """The cheapest choice whose total error increase is ≤ `limit` (ties:
+    smaller loss), by a knapsack over bytes; None if none is."""
+    upper = int(sum(int(np.max(c)) for c in costs))
+    q = max(1, math.ceil(upper / _BUCKETS))
+    nb = upper // q + len(costs)
+    best = np.zeros(nb + 1)
+    choices = []
+    for c, e, l in zip(costs, errors, losses):
+        cb = np.ceil(np.asarray(c) / q).astype(np.int64)
+        v = np.asarray(e) + 1e-6 * np.asarray(l)
+        new = np.full(nb + 1, np.inf)
+        arg = np.full(nb + 1, -1, dtype=np.int64)
+        for o in range(len(cb)):
+            cand = np.full(nb + 1, np.inf)
+            cand[cb[o]:] = best[:nb + 1 - cb[o]] + v[o]
+            better = cand < new
+            new[better] = cand[better]
+            arg[better] = o
+        best = new
+        choices.append(arg)
+    ok = np.flatnonzero(best <= limit + 1e-12)
+    if not ok.size:
+        return None
+    j = int(ok[0])
+    picked = []
+    for layer in range(len(costs) - 1, -1, -1):
+        o = int(choices[layer][j])
+        picked.append(o)
+        j -= int(np.ceil(costs[layer][o] / q))
+    return picked[::-1]
+
+
+def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
+         sensitivity=None, min_bytes=64, export_options=None, verbose=0, **scan_options):
+    """Choose each layer's sparsity and bits for a byte or an error budget.
+
+    Exactly one budget:
+
+    * `target_bytes`: the packed file (as `tfdc.export` writes it) must be at
+      most this many bytes; among the settings that fit, the one with the
+      smallest predicted validation loss.
+    * `max_error_increase`: the validation top-1 error may rise by at most
+      this many percentage points (0.2 means 1.50 % → 1.70 %), predicted from
+      the curves and measured with the plan applied (no retraining); among
+      the settings that keep it, the smallest file.
+
+    Args:
+        model: a built Keras model with one output (BatchNormalization folded
+            into its kernels: `tfdc.fold_batchnorm`).
+        validation_data: `(x, y)` held-out data or an iterable of batches (see
+            `tfdc.sensitivity`); used for the scan (unless `sensitivity` is
+            given) and for measuring the plan.
+        target_bytes: the byte budget of the whole packed file.
+        max_error_increase: the error budget, in percentage points.
+        sensitivity: a `tfdc.Sensitivity` of this model (default: scanned
+            here with `scan_options`).
+        min_bytes: the `min_bytes` that `tfdc.export` will be called with
+            (buffers smaller than this stay in the flatbuffer).
+        export_options: other `tfdc.export` options that change the file's
+            size, as a dict: `batch_size`, `strip_debug`, `codebook_fp16`,
+            `gap_alphabet`, `block` (default: `export`'s defaults).
+        verbose: 1 prints the scan's progress and the plan.
+        **scan_options: passed to `tfdc.sensitivity` (`sparsities`, `bits`,
+            `batch_size`, `samples`, `layers`).
+
+    Returns:
+        A `Plan` (`print(plan)` shows the table).
+
+    Raises:
+        ValueError: both or neither budget given, a budget that is not a
+            positive number, a budget no setting of the grids reaches (the
+            message gives the smallest reachable file, or the smallest error
+            increase), `max_error_increase` for a model that is not a
+            classifier, a model with no compressible layer.
+
+    Example:
+
+    ```python
+    plan = tfdc.plan(model, (x_val, y_val), target_bytes=24_000,
+                     export_options={"batch_size": 1})
+    print(plan)
+    ```
+    """
+    from tfdc.bytecost import apply_settings, byte_cost, restore_settings
+    from tfdc.scan import DEFAULT_SAMPLES, Evaluator, _take
+    from tfdc.scan import sensitivity as scan
+
+    if (target_bytes is None) == (max_error_increase is None):
+        raise ValueError("give exactly one budget: target_bytes (bytes of the packed file) or "
+                         "max_error_increase (percentage points of validation error)")
+    for name, value in (("target_bytes", target_bytes),
+                        ("max_error_increase", max_error_increase)):
+        if value is not None and (isinstance(value, bool) or not isinstance(
+                value, (int, float, np.integer, np.floating)) or not np.isfinite(value)
+                or value < 0 or (name == "target_bytes" and value <= 0)):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    options = dict(export_options or {})
+    allowed = {"batch_size", "strip_debug", "codebook_fp16", "gap_alphabet", "block"}
+    if set(options) - allowed:
+        raise ValueError(f"export_options: unknown {', '.join(sorted(set(options) - allowed))}; "
+                         f"known: {', '.join(sorted(allowed))}")
+    # Read once: a generator of batches cannot be read again for the check.
+    samples = scan_options.pop("samples", DEFAULT_SAMPLES)
+    x, y = _take(validation_data, samples)
+    if sensitivity is None:
+        sensitivity = scan(model, (x, y), samples=None, verbose=verbose, **scan_options)
+    elif scan_options.keys() - {"batch_size"}:
+        raise ValueError("give either sensitivity= or scan options "
+                         f"({', '.join(sorted(scan_options))}), not both")
+    sens = sensitivity
+    if max_error_increase is not None and not np.isfinite(sens.baseline_error):
+        raise ValueError("max_error_increase needs a classifier (top-1 error); this model's "
+                         "error cannot be measured: give target_bytes instead")
+    cost = byte_cost(model, min_bytes=min_bytes, **options)
+    names = [n for n in sens.layers if n in cost.layers]
+    if not names:
+        raise ValueError("no layer of the scan can be planned (see the warning above)")
+
+    # Options: every (sparsity, bits) pair of the grids, per layer.
+    grid = [(s, b) for s in [0.0] + list(sens.sparsities) for b in sens.bits]
+    costs, dloss, derr = [], [], []
+    for name in names:
+        costs.append(np.array([cost.layer(name, s, b) for s, b in grid], dtype=np.int64))
+        # Pruning's increase read off its curve; clustering's at the
+        # distortion it makes in the kernel pruned to that sparsity (fewer,
+        # larger weights cluster differently than the whole kernel).
+        points = {b: cost.distortion(name, 0.0, b) for b in sens.bits}
+        distortion = [cost.distortion(name, s, b) for s, b in grid]
+        for metric, out in (("loss", dloss), ("error", derr)):
+            pruning = _pruning_increases(sens, name, metric)
+            clustering = _clustering_curve(sens, name, metric, points)
+            out.append(np.array([pruning[s] + clustering(d)
+                                 for (s, _), d in zip(grid, distortion)]))
+
+    def settings(picked):
+        return ({n: grid[o][0] for n, o in zip(names, picked)},
+                {n: grid[o][1] for n, o in zip(names, picked)})
+
+    def other(picked):
+        sp, bi = settings(picked)
+        exact = cost.total(sp, bi)
+        return exact, exact - int(sum(c[o] for c, o in zip(costs, picked)))
+
+    evaluate = Evaluator(model, x, y, scan_options.get("batch_size"))
+
+    def measure(picked):
+        saved = apply_settings(model, *settings(picked))
+        try:
+            return evaluate()
+        finally:
+            restore_settings(model, saved)
+
+    # The file around the layers' records, first estimated at a middle setting.
+    mid = [grid.index((min(sens.sparsities, key=lambda s: abs(s - 0.9)),
+                       min(sens.bits, key=lambda b: abs(b - 5))))] * len(names)
+    _, rest = other(mid)
+    if target_bytes is not None:
+        target_bytes = int(target_bytes)
+        smallest = [int(np.argmin(c)) for c in costs]
+        picked, exact = None, None
+        budget_cut = 0
+        for _ in range(_ROUNDS):
+            values = [v - _TIE * c for v, c in zip(dloss, costs)]
+            choice = _solve(costs, values, target_bytes - rest - budget_cut)
+            if choice is None:
+                break
+            exact, rest_now = other(choice)
+            if exact <= target_bytes:
+                picked = choice
+                break
+            # The records' bytes around the choice differ from the estimate:
+            # re-solve with the file as it is around this choice, and
+            # tighten if the estimate is already that one.
+            if rest_now > rest:
+                rest = rest_now
+            else:
+                budget_cut += exact - target_bytes
+        if picked is None:
+            reach = cost.total(*settings(smallest))
+            if reach <= target_bytes:
+                picked, exact = smallest, reach
+            else:
+                sp, bi = settings(smallest)
+                raise ValueError(
+                    f"target_bytes={target_bytes:,} cannot be reached: the smallest file the "
+                    f"grids allow is {reach:,} B (every layer at {max(sens.sparsities):g} "
+                    f"sparsity and {min(sens.bits)} bits); give a larger target, or "
+                    "sparsities= / bits= that go further")
+        measured = measure(picked)
+    else:
+        limit = float(max_error_increase) / 100.0
+        least = [int(np.argmin(e + 1e-6 * l)) for e, l in zip(derr, dloss)]
+        floor = float(sum(e[o] for e, o in zip(derr, least)))
+        if floor > limit + 1e-12:
+            raise ValueError(
+                f"max_error_increase={max_error_increase:g} cannot be met: the smallest predicted "
+                f"increase on the grids is {100 * floor:.2f} points (every layer at its least "
+                "compressed setting); give a larger budget or bits= that go higher")
+        # The measured check compares with the model's own error on the
+        # same examples (a given `sensitivity` may come from other data).
+        base_error = evaluate()[1]
+
+        def within(result):
+            return result[1] - base_error <= limit + 1e-12
+
+        picked = measured = None
+        allowed_increase = limit
+        for _ in range(_ROUNDS):
+            choice = _smallest_for(costs, derr, dloss, allowed_increase)
+            if choice is None:
+                break
+            result = measure(choice)
+            if within(result):
+                picked, measured = choice, result
+                break
+            # The layers' increases did not add up as predicted: ask for less.
+            predicted = float(sum(e[o] for e, o in zip(derr, choice)))
+            over = result[1] - base_error - limit
+            allowed_increase = max(0.0, min(predicted, allowed_increase) - over)
+            if allowed_increase <= 0:
+                break
+        if picked is None:
+            result = measure(least)
+            if not within(result):
+                raise ValueError(
+                    f"max_error_increase={max_error_increase:g} cannot be met: with every "
+                    "layer at its least compressed setting the measured error rises by "
+                    f"{100 * (result[1] - base_error):.2f} points; give a larger budget or "
+                    "bits= that go higher")
+            picked, measured = least, result
+        exact, _ = other(picked)
+    sp, bi = settings(picked)
+    rows = []
+    for name, o, c, l, e in zip(names, picked, costs, dloss, derr):
+        rows.append({"layer": name, "kind": sens.kinds.get(name, ""),
+                     "weights": sens.weights[name], "sparsity": sp[name], "bits": bi[name],
+                     "bytes": int(c[o]), "loss_increase": float(l[o]),
+                     "error_increase": float(e[o])})
+    result = Plan(sparsity=sp, bits=bi, predicted_bytes=int(exact),
+                  predicted_loss=sens.baseline_loss + sum(r["loss_increase"] for r in rows),
+                  predicted_error=sens.baseline_error + sum(r["error_increase"] for r in rows),
+                  measured_loss=float(measured[0]), measured_error=float(measured[1]),
+                  baseline_loss=sens.baseline_loss, baseline_error=sens.baseline_error,
+                  dense_bytes=cost.dense_bytes,
+                  other_bytes=int(exact) - sum(r["bytes"] for r in rows), rows=rows,
+                  target_bytes=target_bytes, max_error_increase=max_error_increase,
+                  sensitivity=sens)
+    if verbose:
+        print(result)
+    return result

@@ -1,0 +1,547 @@
+"""Sensitivity analysis: validation loss and error of each layer pruned or
+clustered on its own, without retraining (Han et al. 2015, "Learning both
+Weights and Connections", Fig. 5).
+
+`sensitivity(model, validation_data)` takes every compressible layer
+(`tfdc.layers`: Dense, Conv, DepthwiseConv, Embedding, LSTM/GRU kernels...)
+in turn, prunes its kernels by magnitude to each sparsity of a grid, and
+clusters them (k-means of the nonzero weights, `tfdc.kmeans`) to each bit
+width of a grid, measures the validation loss and top-1 error of the model
+with that one layer changed, and puts the weights back. The result,
+`Sensitivity`, holds the curves, prints them as a Markdown table, saves them
+as JSON and draws them as a PNG like the paper's figure.
+
+Cost: one forward pass over the validation subset per point: with the
+default grids (14 sparsities, 6 bit widths) 20 passes per layer; in a
+`Sequential` model the layers before the scanned one run once, and each
+point runs only the rest. So that the whole scan stays cheaper than one
+training epoch, at most `samples` validation examples are used (default
+4,000, drawn with a fixed seed): the curves are those of that subset. A
+network of L compressible layers costs about 20 L forward passes over them
+(one training epoch of N examples is about 3 N forward passes' work): for
+a deep convolutional network pass a smaller `samples` or coarser grids.
+
+Example:
+
+```python
+import tfdc
+from tfdc.datasets import load_mnist
+from tfdc.models import lenet_300_100
+
+(x, y), (x_test, y_test) = load_mnist()
+model = lenet_300_100()
+model.compile("adam", "sparse_categorical_crossentropy")
+model.fit(x, y, epochs=1)
+sens = tfdc.sensitivity(model, (x_test, y_test))
+print(sens.to_markdown())
+sens.plot("sensitivity.png")
+```
+"""
+
+import dataclasses
+import json
+import time
+
+import numpy as np
+
+__all__ = ["sensitivity", "Sensitivity", "DEFAULT_SPARSITIES", "DEFAULT_BITS",
+           "DEFAULT_SAMPLES", "Evaluator"]
+
+DEFAULT_SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98,
+                      0.99)
+DEFAULT_BITS = (2, 3, 4, 5, 6, 8)
+DEFAULT_SAMPLES = 4000
+DEFAULT_BATCH = 2048
+
+
+@dataclasses.dataclass
+class Sensitivity:
+    """Per-layer validation loss / error vs sparsity and vs bits.
+
+    Attributes:
+        layers: names of the scanned layers, in model order.
+        weights: `{layer name: number of kernel weights}`.
+        kinds: `{layer name: tfdc.layers kind name}`.
+        baseline_loss, baseline_error: the unchanged model's validation
+            loss and top-1 error (a fraction; NaN if the model is not a
+            classifier).
+        sparsities, bits: the grids.
+        loss, error: `{layer name: {("sparsity", s): value, ("bits", b):
+            value}}`: the model's loss / error with only that layer pruned to
+            `s` (not clustered), or only clustered to `b` bits (not pruned).
+        samples: validation examples used.
+        seconds: wall time of the scan.
+
+    Example:
+
+    ```python
+    sens = tfdc.sensitivity(model, (x_val, y_val))
+    print(sens.error["fc1"][("sparsity", 0.9)] - sens.baseline_error)
+    xs, ys = sens.curve("fc1", "loss", "bits")
+    print(sens.to_markdown())
+    again = tfdc.Sensitivity.from_json(sens.to_json())
+    ```
+    """
+
+    layers: list
+    weights: dict
+    kinds: dict
+    baseline_loss: float
+    baseline_error: float
+    sparsities: tuple
+    bits: tuple
+    loss: dict
+    error: dict
+    samples: int = 0
+    seconds: float = 0.0
+
+    def curve(self, layer, metric="loss", axis="sparsity"):
+        """`(xs, ys)` of one curve; `metric` "loss" or "error", `axis`
+        "sparsity" (xs from 0, the baseline) or "bits" (ascending)."""
+        if layer not in self.loss:
+            raise ValueError(f"no layer {layer!r} in the scan; layers are: "
+                             f"{', '.join(self.layers)}")
+        table = {"loss": self.loss, "error": self.error}[metric][layer]
+        base = self.baseline_loss if metric == "loss" else self.baseline_error
+        if axis == "sparsity":
+            xs = [0.0] + list(self.sparsities)
+            return xs, [base] + [table[("sparsity", s)] for s in self.sparsities]
+        if axis == "bits":
+            xs = list(self.bits)
+            return xs, [table[("bits", b)] for b in xs]
+        raise ValueError(f"axis must be 'sparsity' or 'bits', got {axis!r}")
+
+    def to_markdown(self):
+        """Two Markdown tables (error in %, loss in parentheses): layers ×
+        sparsity, layers × bits."""
+        def cell(name, key):
+            err = self.error[name][key]
+            loss = self.loss[name][key]
+            return (f"{100 * err:.2f} ({loss:.3f})" if np.isfinite(err) else f"({loss:.3f})")
+
+        base = (f"{100 * self.baseline_error:.2f} % error, loss {self.baseline_loss:.4f}"
+                if np.isfinite(self.baseline_error) else f"loss {self.baseline_loss:.4f}")
+        out = [f"Baseline: {base} on {self.samples:,} validation examples. Cells: error % "
+               "(loss) with only that layer changed, no retraining.", ""]
+        for axis, grid, label in (("sparsity", self.sparsities, lambda s: f"{100 * s:g} %"),
+                                  ("bits", self.bits, lambda b: f"{b} bits")):
+            head = ["layer", "weights"] + [label(v) for v in grid]
+            out.append("| " + " | ".join(head) + " |")
+            out.append("|" + "---|" * len(head))
+            for name in self.layers:
+                out.append("| " + " | ".join([name, f"{self.weights[name]:,}"]
+                                             + [cell(name, (axis, v)) for v in grid]) + " |")
+            out.append("")
+        return "\n".join(out)
+
+    def to_json(self):
+        """The scan as a JSON string (`Sensitivity.from_json` reads it)."""
+        def points(table):
+            return {name: {"sparsity": {repr(float(s)): _num(table[name][("sparsity", s)])
+                                        for s in self.sparsities},
+                           "bits": {str(int(b)): _num(table[name][("bits", b)])
+                                    for b in self.bits}}
+                    for name in self.layers}
+        return json.dumps({"layers": self.layers, "weights": self.weights, "kinds": self.kinds,
+                           "baseline_loss": _num(self.baseline_loss),
+                           "baseline_error": _num(self.baseline_error),
+                           "sparsities": [float(s) for s in self.sparsities],
+                           "bits": [int(b) for b in self.bits],
+                           "loss": points(self.loss), "error": points(self.error),
+                           "samples": self.samples, "seconds": self.seconds}, indent=1)
+
+    @classmethod
+    def from_json(cls, text):
+        """A `Sensitivity` from `to_json`'s string."""
+        d = json.loads(text)
+
+        def table(t):
+            return {name: {**{("sparsity", float(s)): _float(v)
+                              for s, v in t[name]["sparsity"].items()},
+                           **{("bits", int(b)): _float(v) for b, v in t[name]["bits"].items()}}
+                    for name in d["layers"]}
+        return cls(list(d["layers"]), dict(d["weights"]), dict(d["kinds"]),
+                   _float(d["baseline_loss"]), _float(d["baseline_error"]),
+                   tuple(d["sparsities"]), tuple(d["bits"]), table(d["loss"]),
+                   table(d["error"]), d.get("samples", 0), d.get("seconds", 0.0))
+
+    def plot(self, path, metric=None):
+        """Draw the curves as a PNG: validation error (or loss, for a model
+        that is not a classifier, or with `metric="loss"`) vs fraction of
+        weights pruned, one curve per layer (the paper's Fig. 5), and vs
+        bits per shared value. Returns `path`."""
+        from tfdc.plots import _pyplot, _save
+        if metric is None:
+            metric = "error" if np.isfinite(self.baseline_error) else "loss"
+        plt = _pyplot()
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+        scale = 100.0 if metric == "error" else 1.0
+        for name in self.layers:
+            xs, ys = self.curve(name, metric, "sparsity")
+            line, = left.plot([100 * x for x in xs], [scale * y for y in ys], marker="o",
+                              markersize=3, label=f"{name} ({self.weights[name]:,})")
+            xs, ys = self.curve(name, metric, "bits")
+            right.plot(xs, [scale * y for y in ys], marker="o", markersize=3,
+                       color=line.get_color(), label=name)
+        base = self.baseline_error if metric == "error" else self.baseline_loss
+        label = "validation error (%)" if metric == "error" else "validation loss"
+        for ax in (left, right):
+            ax.axhline(scale * base, color="gray", linestyle=":", linewidth=1)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        left.set_xlabel("weights pruned away (%)")
+        left.set_title("pruning one layer, no retraining")
+        right.set_xlabel("bits per shared value")
+        right.set_title("clustering one layer, no retraining")
+        right.invert_xaxis()
+        left.legend(loc="upper left")
+        top = max([scale * base * 4] + [scale * v for name in self.layers
+                                       for v in self.curve(name, metric, "bits")[1]])
+        left.set_ylim(0, max(top, scale * base * 1.5) if metric == "error" else None)
+        fig.suptitle(f"Sensitivity ({self.samples:,} validation examples)")
+        fig.tight_layout()
+        return _save(fig, path)
+
+
+def _num(v):
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def _float(v):
+    return float("nan") if v is None else float(v)
+
+
+# --------------------------------------------------------------------------
+# Validation data and the evaluation
+
+
+def _take(data, samples, seed=0):
+    """`(x, y)` NumPy arrays (x: array, list or dict of arrays) of at most
+    `samples` examples of `validation_data`: a tuple `(x, y)` or `(x, y,
+    sample_weight)` (weights ignored), or an iterable of `(x, y)` batches
+    (a `tf.data.Dataset`, a generator)."""
+    if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not _is_batch_list(data):
+        x, y = data[0], data[1]
+        n = _length(x)
+        if n != len(y):
+            raise ValueError(f"validation_data: x has {n} examples but y has {len(y)}")
+        if n == 0:
+            raise ValueError("validation_data is empty")
+        if samples is not None and n > samples:
+            index = np.sort(np.random.default_rng(seed).choice(n, samples, replace=False))
+            return _index(x, index), np.asarray(y)[index]
+        return _map(x, np.asarray), np.asarray(y)
+    xs, ys, count = [], [], 0
+    try:
+        iterator = iter(data)
+    except TypeError:
+        raise TypeError("validation_data must be (x, y) arrays or an iterable of (x, y) "
+                        f"batches, got {type(data).__name__}") from None
+    for batch in iterator:
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            raise ValueError("validation_data batches must be (x, y) tuples")
+        x = _map(batch[0], lambda a: np.asarray(a))
+        xs.append(x)
+        ys.append(np.asarray(batch[1]))
+        count += len(ys[-1])
+        if samples is not None and count >= samples:
+            break
+    if not xs:
+        raise ValueError("validation_data is empty")
+    x = _concat(xs)
+    y = np.concatenate(ys)
+    if samples is not None:
+        x, y = _index(x, np.arange(min(samples, len(y)))), y[:samples]
+    return x, y
+
+
+def _is_batch_list(data):
+    return isinstance(data, list) and all(isinstance(b, tuple) for b in data)
+
+
+def _length(x):
+    if isinstance(x, dict):
+        return len(next(iter(x.values())))
+    if isinstance(x, (list, tuple)):
+        return len(x[0])
+    return len(x)
+
+
+def _map(x, fn):
+    if isinstance(x, dict):
+        return {k: fn(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [fn(v) for v in x]
+    return fn(x)
+
+
+def _index(x, index):
+    return _map(x, lambda a: np.asarray(a)[index])
+
+
+def _concat(xs):
+    first = xs[0]
+    if isinstance(first, dict):
+        return {k: np.concatenate([x[k] for x in xs]) for k in first}
+    if isinstance(first, list):
+        return [np.concatenate([x[i] for x in xs]) for i in range(len(first))]
+    return np.concatenate(xs)
+
+
+class Evaluator:
+    """Validation loss and top-1 error of a model on fixed data, fast enough
+    to call once per scan point (one `predict_on_batch` per `batch_size`
+    examples).
+
+    The loss is the model's compiled loss when it has a single one, else
+    cross-entropy (from probabilities if the outputs are, from logits
+    otherwise). The error is the top-1 error for a classifier (integer or
+    one-hot labels; a single sigmoid output thresholded at 0.5), NaN for any
+    other model.
+
+    Args:
+        model: a built Keras model with one output.
+        x, y: the validation examples (NumPy).
+        batch_size: examples per forward pass.
+
+    Example:
+
+    ```python
+    ev = Evaluator(model, x_val, y_val)
+    loss, error = ev()
+    ```
+    """
+
+    def __init__(self, model, x, y, batch_size=None):
+        import keras
+        self.model = model
+        self.y = np.asarray(y)
+        self.n = len(self.y)
+        self.batch_size = int(batch_size or DEFAULT_BATCH)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size!r}")
+        # Batches converted once: every scan point reuses them.
+        self.batches = [_map(x, lambda a: keras.ops.convert_to_tensor(
+            a[start:start + self.batch_size])) for start in range(0, self.n, self.batch_size)]
+        # A Sequential model runs eagerly layer by layer (the same code path
+        # as `starting_at`, and no predict function to trace); any other
+        # model through its compiled predict step.
+        if isinstance(model, keras.Sequential):
+            layers = list(model.layers)
+            self.forward = lambda h: _run(h, layers)
+        else:
+            self.forward = model.predict_on_batch
+        self._loss = _compiled_loss(model)
+        self._from_logits = None
+
+    def starting_at(self, layer):
+        """An evaluator for points that change only `layer`: in a
+        `Sequential` model, the layers before it run once here and each
+        call runs `layer` and those after it. Otherwise (a functional
+        graph, a nested layer, the first layer) this evaluator itself."""
+        import keras
+        layers = list(getattr(self.model, "layers", []))
+        if not isinstance(self.model, keras.Sequential) or layer not in layers \
+                or layers.index(layer) == 0:
+            return self
+        k = layers.index(layer)
+        suffix = layers[k:]
+        other = Evaluator.__new__(Evaluator)
+        other.__dict__.update(self.__dict__)
+        other.batches = [_run(b, layers[:k]) for b in self.batches]
+        other.forward = lambda h: _run(h, suffix)
+        return other
+
+    def predict(self):
+        import keras
+        parts = []
+        for batch in self.batches:
+            out = self.forward(batch)
+            if isinstance(out, (list, tuple, dict)):
+                raise ValueError("sensitivity needs a model with one output; this one has "
+                                 f"{len(out)}")
+            parts.append(np.asarray(keras.ops.convert_to_numpy(out), dtype=np.float32))
+        return np.concatenate(parts)
+
+    def __call__(self):
+        """`(loss, error)` of the model as it is now."""
+        pred = self.predict()
+        return self.loss(pred), self.error(pred)
+
+    def loss(self, pred):
+        import keras
+        if self._loss is not None:
+            value = self._loss(self.y, pred)
+            return float(np.mean(keras.ops.convert_to_numpy(value)))
+        return _cross_entropy(self.y, pred, self._logits(pred))
+
+    def _logits(self, pred):
+        if self._from_logits is None:
+            if pred.shape[-1] == 1:
+                self._from_logits = bool(np.any((pred < 0) | (pred > 1)))
+            else:
+                sums = pred.sum(axis=-1)
+                self._from_logits = not (np.all(pred >= 0) and np.allclose(sums, 1, atol=1e-3))
+        return self._from_logits
+
+    def error(self, pred):
+        y = self.y
+        if pred.ndim == 2 and pred.shape[-1] > 1:
+            labels = np.argmax(y, axis=-1) if (y.ndim == 2 and y.shape[-1] == pred.shape[-1]) \
+                else y.reshape(-1)
+            if labels.shape[0] != pred.shape[0] or not np.all(np.mod(labels, 1) == 0):
+                return float("nan")
+            return float(np.mean(np.argmax(pred, axis=-1) != labels))
+        if pred.ndim == 2 and pred.shape[-1] == 1 and np.isin(y, (0, 1)).all():
+            threshold = 0.0 if self._logits(pred) else 0.5
+            return float(np.mean((pred.reshape(-1) > threshold) != (y.reshape(-1) > 0.5)))
+        return float("nan")
+
+
+def _run(h, layers):
+    for layer in layers:
+        h = layer(h, training=False)
+    return h
+
+
+def _compiled_loss(model):
+    import keras
+    loss = getattr(model, "loss", None)
+    if loss is None or isinstance(loss, (list, tuple, dict)):
+        return None
+    try:
+        return keras.losses.get(loss)
+    except (ValueError, TypeError):
+        return loss if callable(loss) else None
+
+
+def _cross_entropy(y, pred, from_logits):
+    p = pred.astype(np.float64)
+    if p.ndim == 2 and p.shape[-1] > 1:
+        if from_logits:
+            p = p - p.max(axis=-1, keepdims=True)
+            logp = p - np.log(np.exp(p).sum(axis=-1, keepdims=True))
+        else:
+            logp = np.log(np.clip(p, 1e-7, 1.0))
+        if y.ndim == 2 and y.shape[-1] == p.shape[-1]:
+            return float(-np.mean(np.sum(y * logp, axis=-1)))
+        return float(-np.mean(logp[np.arange(len(p)), y.reshape(-1).astype(np.int64)]))
+    p = p.reshape(-1)
+    t = y.reshape(-1).astype(np.float64)
+    if from_logits:
+        return float(np.mean(np.maximum(p, 0) - p * t + np.log1p(np.exp(-np.abs(p)))))
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return float(-np.mean(t * np.log(p) + (1 - t) * np.log(1 - p)))
+
+
+# --------------------------------------------------------------------------
+# The scan
+
+
+def _check_grid(sparsities, bits):
+    from tfdc.kmeans import BITS_RANGE
+    sparsities = tuple(sorted(float(s) for s in (DEFAULT_SPARSITIES if sparsities is None
+                                                 else sparsities)))
+    bits = tuple(sorted(int(b) for b in (DEFAULT_BITS if bits is None else bits)))
+    if not sparsities or not bits:
+        raise ValueError("sparsities and bits must each hold at least one value")
+    for s in sparsities:
+        if not 0.0 < s < 1.0:
+            raise ValueError(f"sparsities must be in (0, 1), got {s}")
+    for b in bits:
+        if not BITS_RANGE[0] <= b <= BITS_RANGE[1]:
+            raise ValueError(f"bits must be in {BITS_RANGE[0]}..{BITS_RANGE[1]}, got {b}")
+    return tuple(dict.fromkeys(sparsities)), tuple(dict.fromkeys(bits))
+
+
+def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_size=None,
+                samples=DEFAULT_SAMPLES, layers=None, verbose=0):
+    """Scan each compressible layer's sensitivity to pruning and clustering.
+
+    For every layer with a kernel of a kind `tfdc.layers` registers (Dense,
+    Conv, DepthwiseConv, Embedding, the kernels of LSTM / GRU...), and every
+    point of the grids, the layer alone is pruned by magnitude (its kernels
+    to sparsity `s`) or clustered (its nonzero weights to `2**b` shared
+    values, `tfdc.bytecost.compress_kernel`), the validation loss and error
+    are measured, and the weights are put back. No training: the model is
+    left exactly as it was.
+
+    Args:
+        model: a built Keras model with one output.
+        validation_data: `(x, y)` arrays, or an iterable of `(x, y)` batches
+            (e.g. a `tf.data.Dataset`); held-out data, not the training set.
+        sparsities: the pruning grid, fractions in (0, 1) (default
+            `DEFAULT_SPARSITIES`, 0.5 … 0.99).
+        bits: the clustering grid (default 2, 3, 4, 5, 6, 8).
+        batch_size: examples per forward pass (default 2048).
+        samples: use at most this many validation examples (default 4,000,
+            a fixed-seed random subset; None: all). The scan's cost is one
+            forward pass over them per point.
+        layers: optional list of layer names to scan (default: all).
+        verbose: 1 prints a line per layer.
+
+    Returns:
+        A `Sensitivity`.
+
+    Raises:
+        ValueError: an empty grid or a value outside it, a model with several
+            outputs, no compressible layer, empty validation data.
+
+    Example:
+
+    ```python
+    sens = tfdc.sensitivity(model, (x_val, y_val), sparsities=[0.5, 0.9, 0.99])
+    print(sens.to_markdown())
+    sens.plot("sensitivity.png")
+    ```
+    """
+    from tfdc.bytecost import compress_kernel, compressible_layers
+    from tfdc.layers import kind_of
+    from tfdc.select import iter_layers
+
+    start = time.perf_counter()
+    if not getattr(model, "built", False):
+        raise ValueError(f"model {model.name!r} is not built: call it on data or build it first")
+    sparsities, bits = _check_grid(sparsities, bits)
+    if samples is not None and (isinstance(samples, bool) or int(samples) < 1):
+        raise ValueError(f"samples must be a positive integer or None, got {samples!r}")
+    found = compressible_layers(model)
+    if layers is not None:
+        unknown = [n for n in layers if n not in found]
+        if unknown:
+            raise ValueError(f"no compressible layer named {', '.join(map(repr, unknown))}; "
+                             f"layers are: {', '.join(found)}")
+        found = {n: found[n] for n in found if n in set(layers)}
+    if not found:
+        raise ValueError(f"model {model.name!r} has no compressible layer (Dense, Conv, "
+                         "DepthwiseConv, Embedding, LSTM/GRU kernels)")
+    kinds = {layer.name: kind_of(layer).name for layer in iter_layers(model)
+             if layer.name in found}
+    x, y = _take(validation_data, samples)
+    evaluate = Evaluator(model, x, y, batch_size)
+    base_loss, base_error = evaluate()
+    loss, error = {}, {}
+    by_name = {layer.name: layer for layer in iter_layers(model)}
+    for name, kernels in found.items():
+        values = [np.asarray(v.numpy()) for _, v in kernels]
+        point = evaluate.starting_at(by_name[name])
+        loss[name], error[name] = {}, {}
+        try:
+            for key in [("sparsity", s) for s in sparsities] + [("bits", b) for b in bits]:
+                for (_, variable), value in zip(kernels, values):
+                    if key[0] == "sparsity":
+                        variable.assign(compress_kernel(value, key[1], None))
+                    else:
+                        variable.assign(compress_kernel(value, 0.0, key[1]))
+                loss[name][key], error[name][key] = point()
+        finally:
+            for (_, variable), value in zip(kernels, values):
+                variable.assign(value)
+        if verbose:
+            print(f"sensitivity: {name} ({sum(v.size for v in values):,} weights) done, "
+                  f"{time.perf_counter() - start:.1f} s")
+    weights = {name: int(sum(int(np.prod(v.shape)) for _, v in kernels))
+               for name, kernels in found.items()}
+    return Sensitivity(list(found), weights, kinds, base_loss, base_error, sparsities, bits,
+                       loss, error, samples=int(len(y)), seconds=time.perf_counter() - start)
