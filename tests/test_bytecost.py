@@ -69,7 +69,6 @@ def test_layer_cost_is_its_records(mnist_small):
     sparsity, bits = {"fc1": 0.9, "fc2": 0.9}, {"fc1": 5, "fc2": 5}
     packed, info = cost.pack(sparsity, bits)
     assert len(packed) == cost.total(sparsity, bits)
-    from tfdc.pack import _plan_record  # noqa: F401  (the same planner priced both)
     by_name = {}
     for record in info.records:
         for name in ("fc1", "fc2"):

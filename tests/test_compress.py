@@ -142,9 +142,9 @@ def test_bad_data(data, trained):
         tfdc.compress(trained, (x, y), xv, target_bytes=9000, verbose=0)
 
 
-def test_module_import_keeps_tfdc_compress_callable():
-    import tfdc.compress as module
-    assert callable(module) and callable(tfdc.compress)
+def test_tfdc_compress_is_the_function_of_module_compressor():
+    import tfdc.compressor as module
+    assert tfdc.compress is module.compress and callable(tfdc.compress)
 
 
 def test_batchnorm_depthwise_residual_model(data, tmp_path):

@@ -6,7 +6,7 @@ The pipeline, one module each:
             structured.StructuredPruning (whole units; channels.py finds what goes together)
     shrink  shrinker.shrink, shrinker.units  (rebuild without the removed units)
     export  exporter.export  (convert with TFLite, then pack: huffman.py, pack.py)
-    all     compress.compress (plan, prune, cluster, export to a byte or error budget;
+    all     compressor.compress (plan, prune, cluster, export to a byte or error budget;
             distill.Distiller trains against the float model's outputs)
     format  docs/FORMAT.md (the packed section), flatbuf.py (minimal reader)
     decode  unpack.decode  (pure NumPy, or the native C decoder in tfdc/native)
@@ -38,8 +38,8 @@ _LAZY = {
     "decode": "tfdc.unpack",
     "is_packed": "tfdc.unpack",
     "load_interpreter": "tfdc.runtime",
-    "compress": "tfdc.compress",
-    "CompressResult": "tfdc.compress",
+    "compress": "tfdc.compressor",
+    "CompressResult": "tfdc.compressor",
     "Distiller": "tfdc.distill",
     "sensitivity": "tfdc.scan",
     "Sensitivity": "tfdc.scan",

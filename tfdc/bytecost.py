@@ -298,7 +298,6 @@ class ByteCost:
                  codebook_fp16=False, gap_alphabet=None, block=None, tflite=None):
         from tfdc import tflite_schema
         from tfdc.flatbuf import read_model
-        from tfdc.pack import pack_tflite  # noqa: F401  (fail early without the packer)
 
         if not getattr(model, "built", False):
             raise ValueError(f"model {model.name!r} is not built: call it on data or build it "

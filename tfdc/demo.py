@@ -348,7 +348,6 @@ def run(config, log=print):
     """Run the demo; returns the dict of `compress` plus `ratio` and `out`."""
     import keras
 
-    import tfdc
     from tfdc.exporter import write_atomically
     from tfdc.unpack import decode
 

@@ -154,7 +154,7 @@ def run_distill(args, log, target=16_000):
 
 
 def run_curve(args, log):
-    from tfdc.compress import scaled_plan
+    from tfdc.compressor import scaled_plan
     train, val, test = load("lenet_300_100")
     model, _ = float_model("plain", train, args.cache, log)
     fe = float_test_error(model, test)

@@ -118,7 +118,6 @@ def keras_error(model, data):
 
 
 def compress(config, data, cache_dir):
-    import keras
     import tfdc
 
     recipe = RECIPES[config["model"]]

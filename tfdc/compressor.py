@@ -30,10 +30,8 @@ import dataclasses
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
-import types
 import warnings
 
 import numpy as np
@@ -323,7 +321,7 @@ def scaled_plan(model, keep, bits, target_bytes, *, batch_size=1, cost=None, tol
 
     ```python
     import tfdc.models
-    from tfdc.compress import scaled_plan
+    from tfdc.compressor import scaled_plan
     model = tfdc.models.lenet_300_100()
     plan = scaled_plan(model, {"fc1": 1, "fc2": 1, "fc3": 1}, 5, 24_000)  # uniform sparsity
     print(plan)
@@ -868,14 +866,3 @@ def _error_message(entry, budget):
     return (f"no run met the error budget: the best packed file is {entry['increase']:+.2f} "
             f"points over the float model (budget {budget:.2f}); kept the run with the lowest "
             f"error ({entry['bytes']:,} B). Train longer (epochs=), or allow more error")
-
-
-class _CallableModule(types.ModuleType):
-    """`import tfdc.compress` binds the module as `tfdc.compress`; calling it
-    calls the function, so `tfdc.compress(...)` works either way."""
-
-    def __call__(self, *args, **kwargs):
-        return compress(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
