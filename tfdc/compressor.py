@@ -395,6 +395,7 @@ def _resolve_plan(plan, model):
     and "bits"; checked against the model's layers."""
     from tfdc.cluster import ClusteredFineTuning
     from tfdc.prune import GradualPruning
+    from tfdc.select import check_settings
     if isinstance(plan, dict):
         if set(plan) != {"sparsity", "bits"}:
             raise ValueError("plan must have exactly the keys 'sparsity' and 'bits', got "
@@ -410,14 +411,7 @@ def _resolve_plan(plan, model):
     if not hasattr(plan, "sparsity") or not hasattr(plan, "bits"):
         raise ValueError(f"plan must be a tfdc.Plan or a dict with 'sparsity' and 'bits', got "
                          f"{type(plan).__name__}")
-    GradualPruning(plan.sparsity)
-    ClusteredFineTuning(bits=plan.bits)
-    for what, value in (("sparsity", plan.sparsity), ("bits", plan.bits)):
-        if isinstance(value, dict):
-            try:
-                _kernels(model, value)
-            except ValueError as e:
-                raise ValueError(f"plan {what}: {e}") from None
+    check_settings(model, plan.sparsity, plan.bits, prefix="plan ")
     return plan
 
 

@@ -484,16 +484,8 @@ def _run_budget(model, c, train, test, log):
 
 def _validate(model, c):
     """Fail on a bad sparsity / bits / layer name now, not after training."""
-    import tfdc
-    from tfdc.select import select_kernels
-    tfdc.GradualPruning(c.sparsity)
-    tfdc.ClusteredFineTuning(bits=c.bits)
-    for what, value in (("sparsity", c.sparsity), ("bits", c.bits)):
-        if isinstance(value, dict):
-            try:
-                select_kernels(model, value)
-            except ValueError as e:
-                raise ValueError(f"{what}: {e}") from None
+    from tfdc.select import check_settings
+    check_settings(model, c.sparsity, c.bits)
 
 
 def write_plots(result, out, layer, network):

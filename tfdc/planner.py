@@ -190,21 +190,19 @@ def _clustering_curve(sens, name, metric, distortions):
     return curve
 
 
-def _solve(costs, values, budget):
-    """Multiple-choice knapsack: one option per layer, total cost ≤ budget,
-    minimum total value. `costs`, `values`: per layer, arrays over options.
-    Returns the chosen option index per layer, or None if nothing fits."""
-    if budget < 0:
-        return None
-    q = max(1, math.ceil(budget / _BUCKETS))
-    nb = budget // q
+def _knapsack(costs, values, q, nb, order):
+    """The dynamic programme of a multiple-choice knapsack, costs in buckets
+    of `q` bytes up to `nb` buckets: `(best, choices)`, where `best[j]` is
+    the least total value of one option per layer within `j` buckets and
+    `choices[layer][j]` the option taken there. Options are tried in
+    `order(bucket costs)`; on a tie the first tried wins."""
     best = np.zeros(nb + 1)               # no layer yet: value 0 at any budget
     choices = []
     for c, v in zip(costs, values):
         cb = np.ceil(np.asarray(c) / q).astype(np.int64)
         new = np.full(nb + 1, np.inf)
         arg = np.full(nb + 1, -1, dtype=np.int64)
-        for o in np.argsort(cb, kind="stable"):
+        for o in order(cb):
             if cb[o] > nb:
                 continue
             cand = np.full(nb + 1, np.inf)
@@ -214,15 +212,31 @@ def _solve(costs, values, budget):
             arg[better] = o
         best = new
         choices.append(arg)
-    if not np.isfinite(best[nb]):
-        return None
+    return best, choices
+
+
+def _backtrack(costs, choices, q, j):
+    """The option per layer that reaches bucket `j` of `_knapsack`."""
     picked = []
-    j = nb
     for layer in range(len(costs) - 1, -1, -1):
         o = int(choices[layer][j])
         picked.append(o)
         j -= int(np.ceil(costs[layer][o] / q))
     return picked[::-1]
+
+
+def _solve(costs, values, budget):
+    """Multiple-choice knapsack: one option per layer, total cost ≤ budget,
+    minimum total value. `costs`, `values`: per layer, arrays over options.
+    Returns the chosen option index per layer, or None if nothing fits."""
+    if budget < 0:
+        return None
+    q = max(1, math.ceil(budget / _BUCKETS))
+    nb = budget // q
+    best, choices = _knapsack(costs, values, q, nb, lambda cb: np.argsort(cb, kind="stable"))
+    if not np.isfinite(best[nb]):
+        return None
+    return _backtrack(costs, choices, q, nb)
 
 
 def _smallest_for(costs, errors, losses, limit):
@@ -231,31 +245,12 @@ def _smallest_for(costs, errors, losses, limit):
     upper = int(sum(int(np.max(c)) for c in costs))
     q = max(1, math.ceil(upper / _BUCKETS))
     nb = upper // q + len(costs)
-    best = np.zeros(nb + 1)
-    choices = []
-    for c, e, l in zip(costs, errors, losses):
-        cb = np.ceil(np.asarray(c) / q).astype(np.int64)
-        v = np.asarray(e) + 1e-6 * np.asarray(l)
-        new = np.full(nb + 1, np.inf)
-        arg = np.full(nb + 1, -1, dtype=np.int64)
-        for o in range(len(cb)):
-            cand = np.full(nb + 1, np.inf)
-            cand[cb[o]:] = best[:nb + 1 - cb[o]] + v[o]
-            better = cand < new
-            new[better] = cand[better]
-            arg[better] = o
-        best = new
-        choices.append(arg)
+    values = [np.asarray(e) + 1e-6 * np.asarray(l) for e, l in zip(errors, losses)]
+    best, choices = _knapsack(costs, values, q, nb, lambda cb: range(len(cb)))
     ok = np.flatnonzero(best <= limit + 1e-12)
     if not ok.size:
         return None
-    j = int(ok[0])
-    picked = []
-    for layer in range(len(costs) - 1, -1, -1):
-        o = int(choices[layer][j])
-        picked.append(o)
-        j -= int(np.ceil(costs[layer][o] / q))
-    return picked[::-1]
+    return _backtrack(costs, choices, q, int(ok[0]))
 
 
 def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,

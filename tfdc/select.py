@@ -134,3 +134,30 @@ def select_kernels(model, targets, exclude=(), validate=None):
         raise ValueError("nothing to compress: the model has no selected Dense / Conv / "
                          "Embedding kernel (check `targets` and `exclude`)")
     return out
+
+
+def check_settings(model, sparsity, bits, prefix=""):
+    """Fail now, not after training, on a sparsity or bits setting that
+    `tfdc.GradualPruning` / `tfdc.ClusteredFineTuning` would refuse, or on a
+    per-layer dict naming no layer of `model`.
+
+    Args:
+        model: the built Keras model the settings are for.
+        sparsity: a `GradualPruning` target sparsity (number or dict).
+        bits: a `ClusteredFineTuning` bits setting (int, None or dict).
+        prefix: put in front of the setting's name in the message
+            (e.g. "plan ").
+
+    Raises:
+        ValueError: naming the setting, the layer and the value.
+    """
+    from tfdc.cluster import ClusteredFineTuning
+    from tfdc.prune import GradualPruning
+    GradualPruning(sparsity)
+    ClusteredFineTuning(bits=bits)
+    for what, value in (("sparsity", sparsity), ("bits", bits)):
+        if isinstance(value, dict):
+            try:
+                select_kernels(model, value)
+            except ValueError as e:
+                raise ValueError(f"{prefix}{what}: {e}") from None
