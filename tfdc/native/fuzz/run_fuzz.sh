@@ -14,5 +14,9 @@ CC=clang cmake -S "$HERE/.." -B "$BUILD" -DTFDC_FUZZ=ON -DTFDC_BUILD_TESTS=OFF \
   -DTFDC_BUILD_TOOLS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$BUILD" --target fuzz_decode >/dev/null
 mkdir -p "$BUILD/corpus"
-exec "$BUILD/fuzz_decode" -runs="$RUNS" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+# Not `exec`: Linux keeps a process's peak RSS (getrusage's ru_maxrss, which
+# libFuzzer's -rss_limit_mb reads) across execve, and this shell inherited
+# its caller's at fork — a 2 GB pytest process made every run an "OOM". A
+# child forked from this small shell starts from the shell's peak instead.
+"$BUILD/fuzz_decode" -runs="$RUNS" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
   -dict="$HERE/tfdc.dict" -print_final_stats=1 "$@" "$BUILD/corpus" "$HERE/corpus"
