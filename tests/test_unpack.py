@@ -170,23 +170,31 @@ def test_mutated_meta_streams_with_a_valid_container(small_packed):
     outcome is FormatError or a decoded file of the declared size."""
     packed, _, _ = small_packed
     parsed = unpack.parse(packed)
+    rejected = 0
+    for _, _, data in _meta_mutants(packed, lambda b: (b ^ 1, (b + 0x80) & 255, 0)):
+        try:
+            out = _decode(data)
+        except FormatError:
+            rejected += 1
+            continue
+        assert len(out) == parsed.D
+    assert rejected > len(parsed.meta) - parsed.F
+
+
+def _meta_mutants(packed, values):
+    """`(position, new byte, file)` for each descriptor byte of the meta
+    stream (after the inner flatbuffer) set to each of `values(old byte)`
+    that differs from it, re-deflated and re-signed around the same payload."""
+    parsed = unpack.parse(packed)
     meta, F = bytearray(parsed.meta), parsed.F
     payload = packed[parsed.payload_start:-4]
-    rejected = 0
     for pos in range(F, len(meta)):
-        for value in (meta[pos] ^ 1, (meta[pos] + 0x80) & 255, 0):
+        for value in values(meta[pos]):
             if value == meta[pos]:
                 continue
             m = bytearray(meta)
             m[pos] = value
-            data = fb.build(bytes(m[:F]), meta=bytes(m), payload=payload, D=parsed.D)
-            try:
-                out = _decode(data)
-            except FormatError:
-                rejected += 1
-                continue
-            assert len(out) == parsed.D
-    assert rejected > len(meta) - F
+            yield pos, value, fb.build(bytes(m[:F]), meta=bytes(m), payload=payload, D=parsed.D)
 
 
 # ----------------------------------------------------- one rule per case
@@ -470,28 +478,20 @@ def test_c_and_python_agree_on_mutated_meta_streams(small_packed):
     to both decoders: the same files accepted, with the same bytes."""
     native = _c_decoder()
     packed, _, _ = small_packed
-    parsed = unpack.parse(packed)
-    meta, F = bytearray(parsed.meta), parsed.F
-    payload = packed[parsed.payload_start:-4]
     accepted = rejected = 0
-    for pos in range(F, len(meta)):
-        for value in (meta[pos] ^ 1, (meta[pos] + 0x80) & 255, 0, meta[pos] ^ 0x10):
-            if value == meta[pos]:
-                continue
-            m = bytearray(meta)
-            m[pos] = value
-            data = fb.build(bytes(m[:F]), meta=bytes(m), payload=payload, D=parsed.D)
-            try:
-                expected = _decode(data)
-            except FormatError:
-                expected = None
-            try:
-                got = native.decode(data)
-            except FormatError:
-                got = None
-            assert got == expected, f"meta byte {pos} -> {value:#x}"
-            accepted += expected is not None
-            rejected += expected is None
+    for pos, value, data in _meta_mutants(
+            packed, lambda b: (b ^ 1, (b + 0x80) & 255, 0, b ^ 0x10)):
+        try:
+            expected = _decode(data)
+        except FormatError:
+            expected = None
+        try:
+            got = native.decode(data)
+        except FormatError:
+            got = None
+        assert got == expected, f"meta byte {pos} -> {value:#x}"
+        accepted += expected is not None
+        rejected += expected is None
     assert accepted and rejected
 
 
