@@ -600,6 +600,21 @@ static uint32_t half_to_single(uint16_t h) {
   return s | ((e - 15 + 127) << 23) | (m << 13);
 }
 
+/* Moves the (row, col) of a column-major scan over an [R, N/R] matrix
+ * (§6.6, A.3.4) on by `step` positions. row < R <= N and step <= 2^16 (one
+ * gap symbol): row + step cannot overflow. */
+static inline void scan_advance(uint64_t *row, uint64_t *col, uint64_t step, uint64_t R) {
+  *row += step;
+  if (*row < R) return;
+  if (*row - R < R) { /* the common case: into the next column */
+    *row -= R;
+    (*col)++;
+  } else {
+    *col += *row / R;
+    *row %= R;
+  }
+}
+
 /* ======================================================================== */
 /* 5. Format 2 (§4-§7)                                                       */
 
@@ -1136,18 +1151,7 @@ static int v2_decode_sparse(v2_ctx *x, const v2_record *r, stream *gs, stream *v
       cur += step;
       /* A filler past the end can only be followed by an index past it. */
       if (cur >= r->N) return TFDC_ERR_CORRUPT;
-      if (R > 1) {
-        row += step; /* row < R <= N and step <= 2^15: no overflow */
-        if (row >= R) {
-          if (row - R < R) {
-            row -= R;
-            col++;
-          } else {
-            col += row / R;
-            row %= R;
-          }
-        }
-      }
+      if (R > 1) scan_advance(&row, &col, step, R);
       if (g[i] == filler) continue;
       put_elem(o, R > 1 ? row * C + col : cur, x->vals[k++], r->eb);
     }
@@ -1521,18 +1525,7 @@ static int v1_decode_sparse(v1_workspace *w, stream *vs, stream *gs, const uint8
       uint64_t step = g == filler ? filler : (uint64_t)g + 1;
       cur += step;
       if (cur >= N) return TFDC_ERR_CORRUPT;
-      if (scan) {
-        row += step;
-        if (row >= R) {
-          if (row - R < R) {
-            row -= R;
-            col++;
-          } else {
-            col += row / R;
-            row %= R;
-          }
-        }
-      }
+      if (scan) scan_advance(&row, &col, step, R);
       if (g == filler) continue;
       v = value_mode ? raw + (values_used + k) * es : cb + (size_t)es * w->sym_a[k];
       k++;
