@@ -1110,10 +1110,7 @@ def has_section_entry(data):
     metadata entry: a packed file, a format 1 decoded one, or a damaged one.
     Callers route such files to the decoder, which says precisely what is
     wrong with them."""
-    try:
-        return any(name in fmt.SECTION_KEYS for name, _ in read_model(bytes(data)).metadata)
-    except FormatError:
-        return False
+    return bool(_section_majors(bytes(data)))  # None (no flatbuffer): False
 
 
 # ==========================================================================
