@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import tfdc
-from tfdc.cluster import ClusterConstraint, ClusteredFineTuning, codebooks
+from tfdc.cluster import ClusterConstraint, ClusteredFineTuning, codebooks, to_binary16
 
 
 def small_mlp():
@@ -75,7 +75,7 @@ def test_sgd_update_is_the_papers_shared_gradient(update):
     model.compile(keras.optimizers.SGD(lr), "mse")
     x = np.random.default_rng(0).normal(size=(8, 6)).astype("float32")
     y = np.random.default_rng(1).normal(size=(8, 4)).astype("float32")
-    cb = ClusteredFineTuning(bits=2, centroid_update=update)
+    cb = ClusteredFineTuning(bits=2, centroid_update=update, centroid_fp16=False)
     book = cb.quantize(model)[w.path]
     with tf.GradientTape() as tape:
         loss = keras.losses.MeanSquaredError()(y, model(x))
@@ -88,6 +88,37 @@ def test_sgd_update_is_the_papers_shared_gradient(update):
     got = w.numpy().ravel()[book["positions"]]
     np.testing.assert_allclose(got, expected[book["assignment"]], rtol=1e-5, atol=1e-7)
     assert np.count_nonzero(w.numpy()) == book["positions"].size
+
+
+def _is_binary16(values):
+    values = np.asarray(values, np.float32)
+    return np.array_equal(values.astype(np.float16).astype(np.float32), values)
+
+
+def test_to_binary16_rounds_keeps_zeros_and_out_of_range():
+    x = np.float32([0.1, -0.3, 0.0, -0.0, 1e-9, -1e-9, 1e6, -np.inf, 65504.0])
+    r = to_binary16(x)
+    assert r.dtype == np.float32
+    np.testing.assert_array_equal(r[:2], np.float16(x[:2]).astype(np.float32))
+    np.testing.assert_array_equal(np.signbit(r[2:4]), [False, True])
+    assert r[2] == 0 and r[3] == 0
+    np.testing.assert_array_equal(r[4:6], [2.0 ** -24, -2.0 ** -24])  # nonzero stays nonzero
+    np.testing.assert_array_equal(r[6:], x[6:])  # beyond binary16 (1e6, -inf): kept
+    assert _is_binary16(r[:6]) and np.array_equal(to_binary16(r), r)  # idempotent
+
+
+@pytest.mark.parametrize("fp16", [True, False])
+def test_centroid_fp16_rounds_the_shared_values_when_fit_ends(mnist_small, fp16):
+    (x, y), _ = mnist_small
+    model = small_mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    masks = prune(model)
+    model.fit(x[:1024], y[:1024], epochs=1, batch_size=128, verbose=0,
+              callbacks=[ClusteredFineTuning(bits=4, centroid_fp16=fp16)])
+    assert_codebook(model, masks, {n: 4 for n in masks})
+    for name in masks:
+        w = model.get_layer(name).kernel.numpy()
+        assert _is_binary16(w[w != 0]) == fp16, name
 
 
 def test_centroid_never_lands_on_zero():

@@ -168,7 +168,7 @@ def test_worked_example_of_the_spec():
     x = np.array([0, 0.5, 0, 0, -1, 0.5, 0, 0], np.float32)
     packed, info = pack_tflite(constant_model([x]), min_bytes=0, gap_alphabet=4,
                                _force={"position_mode": "sparse", "value_mode": "codebook",
-                                       "codes": "huffman"})
+                                       "codes": "huffman", "codebook_encoding": "raw"})
     parsed = unpack.parse(packed)
     assert parsed.meta[parsed.F:] == bytes.fromhex(
         "02" "00 03 00 00 00 21 02" "00 02 00 00 11" "01" "01 20 00 00 01 01" "03 04 03"
@@ -467,3 +467,20 @@ def test_a_format_1_file_decoded_packs_as_format_2():
     # buffer itself is gone)
     assert set(weights(decoded)) <= set(weights(decoded_v1))
     assert {len(w) for w in weights(decoded)} >= {940800, 120000, 4000, 1200, 400}
+
+
+def test_binary16_values_get_16_bit_codebook_keys_losslessly():
+    rng = np.random.default_rng(5)
+    shared = rng.normal(0, 0.05, 16).astype(np.float32)
+    w = np.where(rng.random(4096) < 0.7, 0, shared[rng.integers(0, 16, 4096)]).astype(np.float32)
+    half = w.astype(np.float16).astype(np.float32)
+    sizes = {}
+    for name, values in (("float32", w), ("binary16", half)):
+        packed, info = pack_tflite(constant_model([values]))
+        (record,) = info.records
+        assert record.codebook_encoding == ("fp16" if name == "binary16" else "raw")
+        assert record.fp16_max_abs_change == 0.0
+        out = unpack.decode(packed, backend="python")
+        assert out[record.out_offset:record.out_offset + values.nbytes] == values.tobytes()
+        sizes[name] = len(packed)
+    assert sizes["binary16"] < sizes["float32"]

@@ -69,7 +69,7 @@ def compress_kernel(value, sparsity=0.0, bits=None):
     result depends on each weight's value alone); clustering replaces the
     nonzero weights by at most `2**bits` shared values (k-means with
     `tfdc.ClusteredFineTuning`'s defaults: linear initialisation, Lloyd
-    iterations; zeros stay exact zeros).
+    iterations; zeros stay exact zeros; shared values rounded to binary16).
 
     Args:
         value: the kernel (any shape, float32).
@@ -110,7 +110,8 @@ def _cluster(flat, bits):
         return flat
     from tfdc.cluster import _check_bits, _cluster_kernel
     _check_bits(bits, "(compress_kernel)")
-    positions, assignment, centroids, _ = _cluster_kernel(flat, int(bits), _INIT, None, _MAX_ITER)
+    positions, assignment, centroids, _ = _cluster_kernel(
+        flat, int(bits), _INIT, None, _MAX_ITER, fp16=True)  # centroid_fp16's default
     out = np.zeros(flat.size, np.float32)
     out[positions] = centroids[assignment]
     return out

@@ -21,6 +21,7 @@ CENTROID_UPDATES = ("mean", "sum")
 # Smallest positive *normal* float32: TensorFlow's CPU kernels flush subnormals
 # to zero, so a subnormal nudge could silently become an exact zero.
 _TINY = np.finfo(np.float32).tiny
+_HALF_TINY = np.float32(2.0 ** -24)  # the smallest binary16 subnormal
 
 
 def _in_xla_context():
@@ -167,8 +168,21 @@ def _layers_feeding_batchnorm(model):
     return feeding
 
 
-def _cluster_kernel(value, bits, init, seed, max_iter):
-    """Codebook of one kernel. Returns (positions, assignment, centroids f32, counts)."""
+def to_binary16(values):
+    """float32 `values` rounded to the nearest binary16 values (as float32).
+    Values beyond binary16's range are kept as they are, and a nonzero value
+    that would round to zero becomes the smallest binary16 subnormal of its
+    sign, so zeros (pruned weights) stay exactly the zeros there were."""
+    value = np.asarray(values, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        half = value.astype(np.float16).astype(np.float32)
+    half = np.where((half == 0) & (value != 0), np.copysign(_HALF_TINY, value), half)
+    return np.where(np.isfinite(half), half, value).astype(np.float32)
+
+
+def _cluster_kernel(value, bits, init, seed, max_iter, fp16=False):
+    """Codebook of one kernel. Returns (positions, assignment, centroids f32, counts).
+    `fp16`: round new centroids to binary16 (`to_binary16`)."""
     flat = np.asarray(value, dtype=np.float32).ravel()
     positions = np.flatnonzero(flat).astype(np.int32)
     if positions.size == 0:
@@ -182,6 +196,9 @@ def _cluster_kernel(value, bits, init, seed, max_iter):
     used, assignment = np.unique(assignment, return_inverse=True)  # drop empty clusters
     centroids = centroids[used].astype(np.float32)
     centroids[centroids == 0] = _TINY  # a centroid of nonzero weights stays nonzero
+    if fp16 and np.unique(members).size > 2 ** int(bits):
+        # Rounding may merge two centroids; the codebook keeps both entries.
+        centroids = to_binary16(centroids)
     counts = np.bincount(assignment, minlength=centroids.size).astype(np.float64)
     return positions, assignment.astype(np.int32), centroids, counts
 
@@ -263,6 +280,12 @@ class ClusteredFineTuning(keras.callbacks.Callback):
             packer then stores them losslessly in two bytes' worth of
             information instead of four: about 630 B less for LeNet-300-100.
             `False` keeps them as trained.
+        centroid_fp16: round the shared values to binary16 the same way, when
+            they are first clustered (not when resuming, below) and again
+            when `fit` ends (default True). The packer then stores each codebook in 16-bit keys:
+            half the bytes of float32 centroids, which matters most for
+            small kernels (a 3x3 depthwise kernel's codebook can outweigh
+            its indices). `False` keeps float32 centroids.
 
     Example:
 
@@ -278,7 +301,8 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     """
 
     def __init__(self, bits=None, init="linear", centroid_update="mean", exclude=(), seed=None,
-                 max_iter=300, detach_at_end=True, fused_op=True, bias_fp16=True):
+                 max_iter=300, detach_at_end=True, fused_op=True, bias_fp16=True,
+                 centroid_fp16=True):
         super().__init__()
         if init not in kmeans.INITS:
             raise ValueError(f"unknown init {init!r}; expected one of {', '.join(kmeans.INITS)}")
@@ -298,6 +322,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         self.detach_at_end = detach_at_end
         self.fused_op = fused_op
         self.bias_fp16 = bool(bias_fp16)
+        self.centroid_fp16 = bool(centroid_fp16)
         self.selections = []
         self._constraints = []
 
@@ -328,7 +353,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         for s in self.selections:
             value = keras.ops.convert_to_numpy(s.variable)
             pos, asg, cen, cnt = _cluster_kernel(value, s.value, self.init, self.seed,
-                                                 self.max_iter)
+                                                 self.max_iter, self.centroid_fp16)
             flat = np.zeros(value.size, np.float32)
             flat[pos] = cen[asg]
             s.variable.assign(flat.reshape(value.shape).astype(value.dtype))
@@ -439,6 +464,8 @@ class ClusteredFineTuning(keras.callbacks.Callback):
             self._finish_unstarted()
         if self._started and self.bias_fp16:
             self._round_biases()
+        if self._started and self.centroid_fp16:
+            self._round_centroids()
         if self.detach_at_end:
             self.detach()
 
@@ -448,10 +475,16 @@ class ClusteredFineTuning(keras.callbacks.Callback):
             bias = getattr(layer, "bias", None)
             if bias is None or bias.dtype != "float32":
                 continue
-            value = np.asarray(keras.ops.convert_to_numpy(bias.value))
-            with np.errstate(over="ignore"):
-                half = value.astype(np.float16).astype(np.float32)
-            bias.assign(np.where(np.isfinite(half), half, value))  # beyond binary16: kept
+            bias.assign(to_binary16(keras.ops.convert_to_numpy(bias.value)))
+
+    def _round_centroids(self):
+        """Shared values (and so the kernels) to the nearest binary16 values.
+        Rounding is a function of the value, so a kernel rounded element by
+        element keeps its members equal to their (rounded) centroid."""
+        for s in self.selections:
+            s.variable.assign(to_binary16(keras.ops.convert_to_numpy(s.variable)))
+        for _, c in self._constraints:  # still attached when detach_at_end=False
+            c.centroids.assign(to_binary16(keras.ops.convert_to_numpy(c.centroids)))
 
     def _finish_unstarted(self):
         """The fit ended before clustering began: a GradualPruning in the same

@@ -375,30 +375,37 @@ def _candidate(raw, elem_bits, kind, shape, block, gap_alphabet, codebook_fp16, 
     `(cost, elems, expand, fp16_change, position, rows, G, fixed gaps,
     values)`."""
     elems = fmt.split_elements(raw, elem_bits)
-    expand, change = False, 0.0
-    if codebook_fp16 and elem_bits == 32 and kind == "float":
+    variants = [(elems, False, 0.0)]
+    if elem_bits == 32 and kind == "float":
         rounded = _fp16_round(elems)
-        if rounded is not None:
-            elems, change = rounded
-            expand = True
-    mask = elems != 0
-    best = None
-    if force.get("position_mode") != "sparse":
-        # Order-0 codes cost the same in any order: dense records are
-        # row-major unless a test or tool asks for the other scan.
-        rows = _scans(shape, len(elems))[-1] if force.get("scan") == "column" else 1
-        values = _best_values(elems, elem_bits, kind, block, expand, force)
-        if values is not None:
-            best = (values.cost, elems, expand, change, fmt.POSITION_DENSE, rows, 0, False,
-                    values)
+        if rounded is not None and codebook_fp16:
+            variants = [(rounded[0], True, rounded[1])]  # rounding asked for
+        elif (rounded is not None and force.get("codebook_encoding") != "raw"
+              and np.array_equal(rounded[0], elems)):
+            # Already binary16 values (e.g. ClusteredFineTuning's centroids):
+            # 16-bit codebook keys are lossless; taken where they are cheaper.
+            variants.append((elems, True, 0.0))
+    # Rounding keeps zeros zero, so every variant has the same positions.
+    mask = variants[0][0] != 0
+    positions = None
     if force.get("position_mode") != "dense":
-        pos_cost, rows, G, fixed_gaps = _best_positions(mask, shape, block, gap_alphabet, force)
-        values = _best_values(elems[mask], elem_bits, kind, block, expand, force)
-        if values is not None:
-            cost = pos_cost + values.cost
-            if best is None or cost < best[0]:
-                best = (cost, elems, expand, change, fmt.POSITION_SPARSE, rows, G, fixed_gaps,
+        positions = _best_positions(mask, shape, block, gap_alphabet, force)
+    best = None
+    for elems, expand, change in variants:
+        if force.get("position_mode") != "sparse":
+            # Order-0 codes cost the same in any order: dense records are
+            # row-major unless a test or tool asks for the other scan.
+            rows = _scans(shape, len(elems))[-1] if force.get("scan") == "column" else 1
+            values = _best_values(elems, elem_bits, kind, block, expand, force)
+            if values is not None and (best is None or values.cost < best[0]):
+                best = (values.cost, elems, expand, change, fmt.POSITION_DENSE, rows, 0, False,
                         values)
+        if positions is not None:
+            pos_cost, rows, G, fixed_gaps = positions
+            values = _best_values(elems[mask], elem_bits, kind, block, expand, force)
+            if values is not None and (best is None or pos_cost + values.cost < best[0]):
+                best = (pos_cost + values.cost, elems, expand, change, fmt.POSITION_SPARSE, rows,
+                        G, fixed_gaps, values)
     return best
 
 
@@ -417,7 +424,8 @@ def _plan_record(raw, tensor_bits, kind, shape, block, gap_alphabet, codebook_fp
     `force` (tests and tools only) restricts the choice — keys
     "position_mode" ("dense"/"sparse"), "scan" ("row"/"column"),
     "value_mode" ("codebook"/"planes"), "elem_bits", "codes" ("huffman": no
-    fixed-length codes) — and packs even when the record is not smaller.
+    fixed-length codes), "codebook_encoding" ("raw": no 16-bit keys for
+    binary16 values) — and packs even when the record is not smaller.
     """
     force = force or {}
     widths = [tensor_bits] if (8 * len(raw)) % tensor_bits == 0 else [8]

@@ -49,7 +49,8 @@ def example_model():
 
 def pack_example():
     return pack_tflite(example_model(), min_bytes=0, gap_alphabet=4, _force={
-        1: {"position_mode": "sparse", "value_mode": "codebook", "codes": "huffman"},
+        1: {"position_mode": "sparse", "value_mode": "codebook", "codes": "huffman",
+            "codebook_encoding": "raw"},
         2: {"position_mode": "dense", "value_mode": "codebook"},
         3: {"position_mode": "dense", "value_mode": "planes"},
         4: {"position_mode": "dense", "value_mode": "codebook", "elem_bits": 4}})
