@@ -1,0 +1,27 @@
+"""The reference networks: sizes as documented, and the MobileNet-style
+network's structure (BatchNormalization, depthwise, residual adds)."""
+
+import keras
+import numpy as np
+
+from tfdc import models
+
+
+def test_parameter_counts_are_the_documented_ones():
+    assert models.lenet_300_100().count_params() == 266_610
+    assert models.lenet5().count_params() == 431_080
+    assert models.mobilenet_mnist().count_params() == 124_042
+
+
+def test_mobilenet_mnist_has_bn_depthwise_and_residual_adds():
+    model = models.mobilenet_mnist()
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("DepthwiseConv2D") == len(models.MOBILENET_MNIST_BLOCKS)
+    assert kinds.count("BatchNormalization") == 1 + 2 * len(models.MOBILENET_MNIST_BLOCKS)
+    # A residual Add wherever a block keeps its stride and channels.
+    expected = sum(1 for i, (stride, c) in enumerate(models.MOBILENET_MNIST_BLOCKS)
+                   if stride == 1 and c == ([32] + [b[1] for b in
+                                                    models.MOBILENET_MNIST_BLOCKS])[i])
+    assert kinds.count("Add") == expected == 4
+    out = model(np.zeros((2, 28, 28, 1), np.float32))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out).sum(-1), 1.0, rtol=1e-5)
