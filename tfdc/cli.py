@@ -1,7 +1,8 @@
 """The `tfdc` command line: `tfdc demo | pack | inspect | decode | bench`.
 
-    tfdc demo [--quick]            prune, quantize, pack and verify LeNet on MNIST
-              [--target-bytes N | --max-error-increase P]   ... to a budget (tfdc.compress)
+    tfdc demo [--quick]            train LeNet on MNIST, tfdc.compress it (default
+              [--target-bytes N | --max-error-increase P]   budget: float32 / 64),
+              [--sparsity S --bits B]  or with hand-set settings; verify in LiteRT
     tfdc pack IN OUT               pack any existing .tflite (converter, tfmot,
                                    ai-edge-quantizer); never larger than IN
     tfdc inspect FILE [--json]     the per-layer compression report of a .tflite
@@ -184,11 +185,15 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser(
-        "demo", help="end-to-end demo: train, prune, quantize, pack and verify LeNet on MNIST",
-        description="Train a float LeNet, prune it (tfdc.GradualPruning), quantize it by "
-        "weight sharing (tfdc.ClusteredFineTuning), export the packed .tflite (tfdc.export), "
-        "decode it and measure its test error in the LiteRT interpreter. Prints the "
-        "paper-style per-layer table and writes the model, reports and plots to --out.")
+        "demo", help="end-to-end demo: train LeNet on MNIST, compress it to a budget "
+        "(plan, prune, quantize, pack) and verify it",
+        description="Train a float LeNet and compress it with tfdc.compress: per-layer "
+        "sparsity and bits planned for a budget (default: 1/64 of the float32 size; "
+        "--target-bytes or --max-error-increase to choose), pruning (tfdc.GradualPruning), "
+        "weight sharing (tfdc.ClusteredFineTuning) and the packed .tflite (tfdc.export); then "
+        "decode it and measure its test error in the LiteRT interpreter. --sparsity / --bits "
+        "run the same stages with hand-set settings instead. Prints the per-layer table and "
+        "writes the model, reports and plots to --out.")
     demo.add_argument("--quick", action="store_true",
                       help="a short run: 3 + 4 + 1 epochs (baseline, pruning, clustering)")
     demo.add_argument("--out", default="tfdc_demo_out",
@@ -203,17 +208,19 @@ def build_parser():
                       "y_test; default: $TFDC_MNIST, else Keras's cache or download)")
     low, high = _bits_range()
     demo.add_argument("--sparsity", type=_per_layer(_sparsity_value), default=None, metavar="S",
-                      help="fraction of weights to prune, in [0, 1): a number, layer=value pairs "
-                      "(fc1=0.92,fc2=0.91), or 'paper' (the paper's Tables 2-3; default: tfdc's "
-                      "per-layer values, fc1=0.93,fc2=0.915,fc3=0.75 for LeNet-300-100)")
+                      help="hand-set instead of planned: fraction of weights to prune, in "
+                      "[0, 1): a number, layer=value pairs (fc1=0.92,fc2=0.91), or 'paper' (the "
+                      "paper's Tables 2-3); with --bits alone: fc1=0.93,fc2=0.915,fc3=0.75 for "
+                      "LeNet-300-100")
     demo.add_argument("--bits", type=_per_layer(_bits_value), default=None, metavar="B",
-                      help=f"bits per shared weight, {low}..{high} (2**B clusters): a number, "
-                      "layer=value pairs, or 'paper' (6 for LeNet-300-100; default: "
-                      "fc1=4,fc2=5,fc3=5 for LeNet-300-100, conv 8 / fc 5 for LeNet-5)")
+                      help=f"hand-set instead of planned: bits per shared weight, {low}..{high} "
+                      "(2**B clusters): a number, layer=value pairs, or 'paper' (6 for "
+                      "LeNet-300-100); with --sparsity alone: fc1=4,fc2=5,fc3=5 for "
+                      "LeNet-300-100, conv 8 / fc 5 for LeNet-5")
     budget = demo.add_mutually_exclusive_group()
     budget.add_argument("--target-bytes", type=_at_least(1), default=None, metavar="N",
-                        help="compress to a packed file of at most N bytes (within 5 %%) with "
-                        "tfdc.compress, which plans per-layer sparsity and bits itself")
+                        help="compress to a packed file of at most N bytes (within 5 %%) "
+                        "(default: the float32 size / 64, 16,663 B for LeNet-300-100)")
     budget.add_argument("--max-error-increase", type=_non_negative, default=None,
                         metavar="P", help="compress with tfdc.compress to the smallest file "
                         "whose validation error is at most P percentage points above the float "

@@ -1,13 +1,14 @@
 """The end-to-end Deep Compression demo behind `tfdc demo`.
 
-Train a float baseline, prune it with `tfdc.GradualPruning`, quantize it by
-weight sharing with `tfdc.ClusteredFineTuning`, export the packed `.tflite`
-with `tfdc.export`, decode it again, and measure the test error in the LiteRT
-interpreter. `compress()` is the pipeline with hand-set per-layer settings
-(also used by `tools/paper_benchmark.py`); with a budget (`target_bytes` or
-`max_error_increase`) `run()` trains the float model and hands it to
-`tfdc.compress`, which plans the settings itself. `run()` adds data loading,
-printing and plots.
+Train a float baseline and hand it to `tfdc.compress`, which plans per-layer
+sparsity and bits for a budget, prunes with `tfdc.GradualPruning`, quantizes
+by weight sharing with `tfdc.ClusteredFineTuning` and exports the packed
+`.tflite` with `tfdc.export`; then decode it again and measure the test error
+in the LiteRT interpreter. The budget is `target_bytes` or
+`max_error_increase` if given, else float32 bytes / `DEFAULT_RATIO`. With
+hand-set per-layer `sparsity` / `bits`, `run()` uses `compress()` instead:
+the same stages with those settings (also used by `tools/paper_benchmark.py`).
+`run()` adds data loading, printing and plots.
 
 Example:
 
@@ -26,7 +27,13 @@ import time
 import numpy as np
 
 __all__ = ["DemoConfig", "run", "compress", "tflite_error", "PAPER_SPARSITY", "PAPER_BITS",
-           "TFDC_SPARSITY", "TFDC_BITS", "load_dataset"]
+           "TFDC_SPARSITY", "TFDC_BITS", "DEFAULT_RATIO", "load_dataset"]
+
+# Without a budget or hand-set settings the demo asks `tfdc.compress` for a
+# file this many times smaller than float32: the ratio of soft weight-sharing
+# on LeNet-300-100 (Ullrich et al. 2017, 64x), one of the published anchors
+# beyond the paper's 40x.
+DEFAULT_RATIO = 64
 
 # The per-layer settings of the paper's Tables 2 and 3 (fraction pruned =
 # 1 - weights kept; bits of the shared-value index).
@@ -38,7 +45,8 @@ PAPER_BITS = {
     "lenet_300_100": 6,
     "lenet5": {"conv1": 8, "conv2": 8, "fc1": 5, "fc2": 5},
 }
-# The demo's defaults: sparser than the paper where the error allows it (see
+# The hand-set pipeline's defaults for whichever of sparsity / bits is not
+# given: sparser than the paper where the error allows it (see
 # the `export` section of docs/BENCHMARKS.md: lenet300-best; for LeNet-5 the
 # `paper` section, where fc1 keeps 7 % to stay below tfmot's error).
 TFDC_SPARSITY = {
@@ -59,18 +67,21 @@ class DemoConfig:
         network: "lenet_300_100" or "lenet5".
         dataset: "mnist" or "digits" (scikit-learn's bundled 8x8 digits).
         mnist: path of mnist.npz (else `$TFDC_MNIST`, Keras's cache, download).
-        sparsity: None (tfdc's per-layer defaults, `TFDC_SPARSITY`), "paper"
+        sparsity: None (`tfdc.compress` plans it), or hand-set: "paper"
             (the paper's Tables 2-3), a float, or a dict layer -> sparsity.
-        bits: None (`TFDC_BITS`), "paper", an int, or a dict layer -> bits.
+        bits: None (planned), or hand-set: "paper", an int, or a dict layer
+            -> bits. With either one hand-set, the demo runs `compress()`
+            with it and tfdc's per-layer defaults (`TFDC_SPARSITY`,
+            `TFDC_BITS`) for the other.
         epochs, prune_epochs, cluster_epochs: epochs of the three stages
             (None: defaults that depend on `quick`).
         train_size, test_size: use only the first n examples (None: all).
         quick: a short run (3 + 4 + 1 epochs, about a minute on 2 cores).
-        target_bytes, max_error_increase: a budget (give at most one): the
-            trained float model is compressed by `tfdc.compress`, which
-            plans per-layer sparsity and bits itself (`sparsity` and `bits`
-            must then be None); the last 10 % of the training images (at
-            most 5,000) are its validation data.
+        target_bytes, max_error_increase: the budget of `tfdc.compress`
+            (give at most one; `sparsity` and `bits` must then be None).
+            Neither, and no hand-set settings: `target_bytes` is the float32
+            size / `DEFAULT_RATIO`. The last 10 % of the training images (at
+            most 5,000) are `tfdc.compress`'s validation data.
         shift: training images are randomly shifted by up to this many
             pixels (`tfdc.recipe.ShiftedImages`; 0 turns it off). None: 2,
             or 0 with `quick` (augmentation only pays off over many epochs).
@@ -111,7 +122,8 @@ class DemoConfig:
             c.prune_epochs = 4 if quick else max(2, c.epochs + 3)
         if c.cluster_epochs is None:
             c.cluster_epochs = 1 if quick else max(1, c.epochs // 4)
-        if c.target_bytes is not None or c.max_error_increase is not None:
+        if c.target_bytes is not None or c.max_error_increase is not None or (
+                c.sparsity is None and c.bits is None):
             return c  # tfdc.compress plans the sparsity and bits
         if c.sparsity is None or c.sparsity == "paper":
             c.sparsity = (TFDC_SPARSITY if c.sparsity is None else PAPER_SPARSITY)[c.network]
@@ -352,26 +364,30 @@ def run(config, log=print):
     from tfdc.unpack import decode
 
     c = config.resolved()
-    budget = c.target_bytes is not None or c.max_error_increase is not None
-    if budget:
+    hand = c.sparsity is not None or c.bits is not None
+    if c.target_bytes is not None or c.max_error_increase is not None:
         if c.target_bytes is not None and c.max_error_increase is not None:
             raise ValueError("give at most one budget: target_bytes or max_error_increase")
-        if c.sparsity is not None or c.bits is not None:
+        if hand:
             raise ValueError("with a budget (target_bytes / max_error_increase) tfdc.compress "
                              "plans the sparsity and bits: do not give sparsity or bits")
     keras.utils.set_random_seed(c.seed)
     model = build_model(c.network)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    if not budget:
+    budget = not hand
+    default_budget = budget and c.target_bytes is None and c.max_error_increase is None
+    if hand:
         _validate(model, c)
+    elif default_budget:
+        c.target_bytes = default_target_bytes(model)
     (xtr, ytr), (xte, yte) = load_dataset(c.dataset, c.network, c.mnist)
     if c.train_size:
         xtr, ytr = xtr[:c.train_size], ytr[:c.train_size]
     if c.test_size:
         xte, yte = xte[:c.test_size], yte[:c.test_size]
     if budget:
-        return _run_budget(model, c, (xtr, ytr), (xte, yte), log)
+        return _run_budget(model, c, (xtr, ytr), (xte, yte), log, default_budget)
     log(f"tfdc demo: {c.network} on {c.dataset} ({len(xtr):,} training / {len(xte):,} test "
         f"images); sparsity {_describe(c.sparsity, '{:.0%}')}, bits {_describe(c.bits, '{}')}")
 
@@ -414,7 +430,12 @@ def run(config, log=print):
     return result
 
 
-def _run_budget(model, c, train, test, log):
+def default_target_bytes(model):
+    """The demo's default budget: float32 bytes / `DEFAULT_RATIO`."""
+    return int(4 * model.count_params() // DEFAULT_RATIO)
+
+
+def _run_budget(model, c, train, test, log, default_budget=False):
     """The demo with a budget: train the float model, then `tfdc.compress`."""
     import tfdc
     from tfdc.exporter import write_atomically
@@ -427,6 +448,8 @@ def _run_budget(model, c, train, test, log):
     xtr, ytr = xtr[:-n_val], ytr[:-n_val]
     budget = (f"target {c.target_bytes:,} B" if c.target_bytes is not None
               else f"at most {c.max_error_increase} points more validation error")
+    if default_budget:
+        budget += f" (float32 size / {DEFAULT_RATIO}, the default)"
     log(f"tfdc demo: {c.network} on {c.dataset} ({len(xtr):,} training / {n_val:,} validation "
         f"/ {len(xte):,} test images); tfdc.compress to a budget: {budget}")
     os.makedirs(c.out, exist_ok=True)
@@ -473,13 +496,32 @@ def _run_budget(model, c, train, test, log):
            "report": report, "compress": result,
            "times": dict(result.times, baseline=baseline_s)}
     if c.plots:
-        from tfdc import plots
-        rows = layer_sizes(report)
-        out["plots"] = [plots.size_bars(os.path.join(c.out, "sizes.png"), rows,
-                                        title=f"{c.network}: storage per layer")] if rows else []
+        out["plots"] = _budget_plots(model, result.model, report, c.out, c.network)
         log("Plots: " + ", ".join(out["plots"]))
     log(f"Packed model: {path}")
     return out
+
+
+def _budget_plots(float_model, compressed, report, out, network, layer="fc1"):
+    """The figures of a `tfdc.compress` run: the tracked layer's weights
+    before and after (with its shared values), and storage per layer."""
+    import keras
+
+    from tfdc import plots
+    from tfdc.cluster import codebooks
+    paths = []
+    kernel = compressed.get_layer(layer).kernel
+    book = codebooks(compressed).get(kernel.path)
+    paths.append(plots.weight_histograms(
+        os.path.join(out, f"weights_{layer}.png"),
+        keras.ops.convert_to_numpy(float_model.get_layer(layer).kernel),
+        clustered=keras.ops.convert_to_numpy(kernel),
+        centroids=None if book is None else book["centroids"], layer=f"{network} / {layer}"))
+    rows = layer_sizes(report)
+    if rows:
+        paths.append(plots.size_bars(os.path.join(out, "sizes.png"), rows,
+                                     title=f"{network}: storage per layer"))
+    return paths
 
 
 def _validate(model, c):
