@@ -182,7 +182,7 @@ def to_binary16(values):
 
 def _cluster_kernel(value, bits, init, seed, max_iter, fp16=False):
     """Codebook of one kernel. Returns (positions, assignment, centroids f32, counts).
-    `fp16`: round new centroids to binary16 (`to_binary16`)."""
+    `fp16`: round the centroids to binary16 (`to_binary16`)."""
     flat = np.asarray(value, dtype=np.float32).ravel()
     positions = np.flatnonzero(flat).astype(np.int32)
     if positions.size == 0:
@@ -196,8 +196,7 @@ def _cluster_kernel(value, bits, init, seed, max_iter, fp16=False):
     used, assignment = np.unique(assignment, return_inverse=True)  # drop empty clusters
     centroids = centroids[used].astype(np.float32)
     centroids[centroids == 0] = _TINY  # a centroid of nonzero weights stays nonzero
-    if fp16 and np.unique(members).size > 2 ** int(bits):
-        # Rounding may merge two centroids; the codebook keeps both entries.
+    if fp16:  # rounding may merge two centroids; the codebook keeps both entries
         centroids = to_binary16(centroids)
     counts = np.bincount(assignment, minlength=centroids.size).astype(np.float64)
     return positions, assignment.astype(np.int32), centroids, counts
@@ -255,7 +254,9 @@ class ClusteredFineTuning(keras.callbacks.Callback):
 
     Resuming: a kernel that already has at most `2**bits` distinct nonzero
     values (e.g. a model reloaded from a `.keras` checkpoint written during
-    clustering) gets exactly those values as its codebook.
+    clustering) gets exactly those values as its codebook (each rounded to
+    binary16 with `centroid_fp16`, the default; a checkpoint written after a
+    fit already holds binary16 values, which stay as they are).
 
     Args:
         bits: bits per shared value: an int for every selected layer, `None`
@@ -281,8 +282,8 @@ class ClusteredFineTuning(keras.callbacks.Callback):
             information instead of four: about 630 B less for LeNet-300-100.
             `False` keeps them as trained.
         centroid_fp16: round the shared values to binary16 the same way, when
-            they are first clustered (not when resuming, below) and again
-            when `fit` ends (default True). The packer then stores each codebook in 16-bit keys:
+            they are first clustered and again when `fit` ends (default
+            True). The packer then stores each codebook in 16-bit keys:
             half the bytes of float32 centroids, which matters most for
             small kernels (a 3x3 depthwise kernel's codebook can outweigh
             its indices). `False` keeps float32 centroids.

@@ -789,7 +789,15 @@ def _to_target(target, plan, make_plan, trial, run, log, export_batch_size, eval
             break
         # Training made the file smaller than planned: plan for more.
         aim = int(aim * _AIM * target / entry["bytes"])
-        entry = trial(make_plan(target=aim), f"{entry['bytes']:,} B is more than 5 % under "
+        larger = make_plan(target=aim)
+        if _same_settings(larger, entry["plan"]):
+            size = entry["bytes"]
+            return entry, False, (
+                f"the packed file is {size:,} B, {size / target - 1:+.1%} from the target "
+                f"{target:,} B: the planner makes the same plan for a larger budget (more "
+                f"bytes do not lower the loss it predicts on the validation data), so "
+                f"training it again would not come closer")
+        entry = trial(larger, f"{entry['bytes']:,} B is more than 5 % under "
                       f"the target: plan larger")
     if entry["bytes"] > target:
         log(f"  {entry['bytes']:,} B is over the target: removing the smallest weights")
@@ -805,6 +813,11 @@ def _to_target(target, plan, make_plan, trial, run, log, export_batch_size, eval
                              f"{target:,} B")
     return entry, False, (f"the packed file is {size:,} B, {size / target - 1:+.1%} from the "
                           f"target {target:,} B (outside -5 %..0 %)")
+
+
+def _same_settings(a, b):
+    """Whether two plans set the same sparsity and bits in every layer."""
+    return dict(a.sparsity) == dict(b.sparsity) and dict(a.bits) == dict(b.bits)
 
 
 def _to_error(budget, plan, make_plan, trial, max_trials, log, smallest, float_size):
