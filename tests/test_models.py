@@ -19,9 +19,9 @@ def test_mobilenet_mnist_has_bn_depthwise_and_residual_adds():
     assert kinds.count("DepthwiseConv2D") == len(models.MOBILENET_MNIST_BLOCKS)
     assert kinds.count("BatchNormalization") == 1 + 2 * len(models.MOBILENET_MNIST_BLOCKS)
     # A residual Add wherever a block keeps its stride and channels.
-    expected = sum(1 for i, (stride, c) in enumerate(models.MOBILENET_MNIST_BLOCKS)
-                   if stride == 1 and c == ([32] + [b[1] for b in
-                                                    models.MOBILENET_MNIST_BLOCKS])[i])
+    channels_in = [32] + [c for _, c in models.MOBILENET_MNIST_BLOCKS[:-1]]  # stem: 32
+    expected = sum(stride == 1 and c == c_in for (stride, c), c_in
+                   in zip(models.MOBILENET_MNIST_BLOCKS, channels_in))
     assert kinds.count("Add") == expected == 4
     out = model(np.zeros((2, 28, 28, 1), np.float32))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(out).sum(-1), 1.0, rtol=1e-5)
