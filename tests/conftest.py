@@ -37,6 +37,27 @@ def mnist_small():
     return (xtr[:2048], ytr[:2048]), (xte[:1024], yte[:1024])
 
 
+def mlp(*hidden):
+    """A LeNet-300-100-shaped MLP for 28x28 inputs with `hidden` widths:
+    ReLU layers fc1, fc2, … and a softmax classifier of 10 after them."""
+    import keras
+    layers = [keras.layers.Dense(w, activation="relu", name=f"fc{i}")
+              for i, w in enumerate(hidden, 1)]
+    return keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), *layers,
+                             keras.layers.Dense(10, activation="softmax",
+                                                name=f"fc{len(hidden) + 1}")])
+
+
+def trained_mlp(train, *hidden, seed):
+    """`mlp(*hidden)` seeded with `seed`, trained 3 epochs with Adam on `train`."""
+    import keras
+    keras.utils.set_random_seed(seed)
+    model = mlp(*hidden)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(*train, epochs=3, batch_size=64, verbose=0)
+    return model
+
+
 # Every packed model the suite makes, for tests/test_native_arm.py, which runs
 # last and decodes them all on ARM (under qemu-user) and on x86-64. Packs made
 # in this process are recorded by wrapping tfdc.pack.pack_tflite (the real

@@ -11,12 +11,11 @@ import tfdc
 from tfdc.bytecost import ByteCost, apply_settings, compress_kernel, restore_settings
 from tfdc.cluster import ClusteredFineTuning
 
+from conftest import mlp as mlp_of
+
 
 def mlp():
-    return keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
-                             keras.layers.Dense(96, activation="relu", name="fc1"),
-                             keras.layers.Dense(48, activation="relu", name="fc2"),
-                             keras.layers.Dense(10, activation="softmax", name="fc3")])
+    return mlp_of(96, 48)
 
 
 def small_cnn():

@@ -9,19 +9,15 @@ import pytest
 import tfdc
 from tfdc.bytecost import apply_settings, restore_settings
 
+from conftest import trained_mlp
+
 GRID = dict(sparsities=[0.5, 0.7, 0.8, 0.9, 0.95, 0.98], bits=[2, 3, 4, 5, 6, 8])
 
 
 @pytest.fixture(scope="module")
 def trained(mnist_small):
-    keras.utils.set_random_seed(11)
     (x, y), (xv, yv) = mnist_small
-    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
-                              keras.layers.Dense(96, activation="relu", name="fc1"),
-                              keras.layers.Dense(48, activation="relu", name="fc2"),
-                              keras.layers.Dense(10, activation="softmax", name="fc3")])
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    model = trained_mlp((x, y), 96, 48, seed=11)
     sens = tfdc.sensitivity(model, (xv, yv), **GRID)
     return model, (x, y), (xv, yv), sens
 

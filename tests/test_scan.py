@@ -11,18 +11,13 @@ import tfdc
 from tfdc.bytecost import compress_kernel
 from tfdc.scan import Evaluator, Sensitivity
 
+from conftest import trained_mlp
+
 
 @pytest.fixture(scope="module")
 def model_and_data(mnist_small):
-    keras.utils.set_random_seed(7)
     (x, y), (xv, yv) = mnist_small
-    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
-                              keras.layers.Dense(64, activation="relu", name="fc1"),
-                              keras.layers.Dense(32, activation="relu", name="fc2"),
-                              keras.layers.Dense(10, activation="softmax", name="fc3")])
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
-    return model, (xv, yv)
+    return trained_mlp((x, y), 64, 32, seed=7), (xv, yv)
 
 
 def test_points_are_the_model_with_one_layer_changed(model_and_data):
