@@ -184,11 +184,13 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"tfdc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    from tfdc.demo import DEFAULT_RATIO  # the demo's default budget, one home
     demo = sub.add_parser(
         "demo", help="end-to-end demo: train LeNet on MNIST, compress it to a budget "
         "(plan, prune, quantize, pack) and verify it",
         description="Train a float LeNet and compress it with tfdc.compress: per-layer "
-        "sparsity and bits planned for a budget (default: 1/64 of the float32 size; "
+        f"sparsity and bits planned for a budget (default: 1/{DEFAULT_RATIO} of the float32 "
+        "size; "
         "--target-bytes or --max-error-increase to choose), pruning (tfdc.GradualPruning), "
         "weight sharing (tfdc.ClusteredFineTuning) and the packed .tflite (tfdc.export); then "
         "decode it and measure its test error in the LiteRT interpreter. --sparsity / --bits "
@@ -220,7 +222,7 @@ def build_parser():
     budget = demo.add_mutually_exclusive_group()
     budget.add_argument("--target-bytes", type=_at_least(1), default=None, metavar="N",
                         help="compress to a packed file of at most N bytes (within 5 %%) "
-                        "(default: the float32 size / 64, 16,663 B for LeNet-300-100)")
+                        f"(default: the float32 size / {DEFAULT_RATIO})")
     budget.add_argument("--max-error-increase", type=_non_negative, default=None,
                         metavar="P", help="compress with tfdc.compress to the smallest file "
                         "whose validation error is at most P percentage points above the float "
