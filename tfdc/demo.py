@@ -517,11 +517,15 @@ def _budget_plots(float_model, compressed, report, out, network, layer="fc1"):
         keras.ops.convert_to_numpy(float_model.get_layer(layer).kernel),
         clustered=keras.ops.convert_to_numpy(kernel),
         centroids=None if book is None else book["centroids"], layer=f"{network} / {layer}"))
+    return paths + _size_plot(report, out, network)
+
+
+def _size_plot(report, out, network):
+    """`[sizes.png]`: storage per layer of `report` (none if it has no rows)."""
+    from tfdc import plots
     rows = layer_sizes(report)
-    if rows:
-        paths.append(plots.size_bars(os.path.join(out, "sizes.png"), rows,
-                                     title=f"{network}: storage per layer"))
-    return paths
+    return [plots.size_bars(os.path.join(out, "sizes.png"), rows,
+                            title=f"{network}: storage per layer")] if rows else []
 
 
 def _validate(model, c):
@@ -539,10 +543,7 @@ def write_plots(result, out, layer, network):
         paths.append(plots.weight_histograms(
             os.path.join(out, f"weights_{layer}.png"), snaps["dense"], snaps.get("pruned"),
             snaps.get("clustered"), result.get("codebook"), layer=f"{network} / {layer}"))
-    rows = layer_sizes(result["report"])
-    if rows:
-        paths.append(plots.size_bars(os.path.join(out, "sizes.png"), rows,
-                                     title=f"{network}: storage per layer"))
+    paths += _size_plot(result["report"], out, network)
     steps, scheduled, msteps, measured = result["schedule"]
     paths.append(plots.sparsity_schedule(os.path.join(out, "sparsity.png"), steps, scheduled,
                                          msteps, measured,
