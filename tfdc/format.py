@@ -43,7 +43,11 @@ SECTION_KEYS = {METADATA_NAME_V1_BYTES: 1, METADATA_NAME_BYTES: 2}
 DECODED_MARKER = "tfdc.decoded"
 DECODED_MARKER_BYTES = DECODED_MARKER.encode()
 MAGIC = b"TFDC"
-VERSION_MAJOR, VERSION_MINOR = 2, 0
+VERSION_MAJOR, VERSION_MINOR = 2, 1
+# Header flags (§4). Bit 0: kind 3 tables may appear (version 2.1); a file
+# without one is written as 2.0 (flags 0, version_minor 0).
+FLAG_RANS = 1
+KNOWN_FLAGS = FLAG_RANS
 
 # ------------------------------------------------------------------ format 2
 # A section starts after the stub's root offset and file identifier (§3.2).
@@ -60,8 +64,16 @@ DICTIONARY_FILE = "v2_dictionary.bin"
 DICTIONARY_SHA256 = "e03607d59b0cc655656d9306e97561523c77da64e7191d6166ea113ad1b383b1"
 
 # Table kinds (§5.1).
-TABLE_HUFFMAN, TABLE_SINGLE, TABLE_FIXED = 0, 1, 2
+TABLE_HUFFMAN, TABLE_SINGLE, TABLE_FIXED, TABLE_RANS = 0, 1, 2, 3
 MAX_FIXED_WIDTH = 15                         # bits of a kind 2 (fixed-length) code
+# Kind 3, the context-modelled range code (§5.3): rANS, 32-bit state.
+RANS_L = 1 << 23                             # lower bound of the normalised state
+RANS_STATE_BYTES = 4                         # a segment starts with the state
+MAX_RANS_PREC = 15                           # frequencies sum to 2^prec, 1 ≤ prec ≤ 15
+MAX_RANS_WIDTH = 15                          # symbols < 2^width, read as width-bit levels
+MAX_RANS_LAG = 65535
+MAX_RANS_SHIFT = 16
+MAX_RANS_CLASSES = 32
 # Record fields (§6).
 ELEM_BITS = (2, 4, 8, 16, 32, 64)
 TRANSFORM_IDENTITY, TRANSFORM_ZIGZAG, TRANSFORM_ROTATE = 0, 1, 2
