@@ -1,12 +1,14 @@
 /*
  * tfdc_decode.c - decoder for tfdc-packed .tflite files (docs/FORMAT.md):
- * format 2 (`tfdc.v2`, §3-§7) and format 1 (`tfdc.v1`, appendix A).
+ * format 2 (`tfdc.v2`, §3-§7, versions 2.0 and 2.1) and format 1 (`tfdc.v1`,
+ * appendix A).
  *
  * C99, libc + zlib (raw inflate of format 2's meta stream with its preset
  * dictionary, and CRC-32). Sections:
  *   1. the bounds check, little-endian loads, CRC-32
  *   2. the minimal flatbuffer reader (§3.1) and locating the section (§3.2)
  *   3. canonical-Huffman decoding tables and the segment bit reader (§5.2)
+ *   3b. the context-modelled range code, table kind 3 (§5.3)
  *   4. elements: stores, transforms, binary16 (§6.1-§6.3)
  *   5. format 2: header, inflate, tables, records (§4-§7)
  *   6. format 1 (appendix A)
@@ -20,6 +22,11 @@
  * stored in a tight loop; a sparse record's zero runs are filled with
  * memset just ahead of the writes, while their cache lines are hot; code
  * tables are built once per table and shared by every stream that uses it.
+ * Kind 3 (rANS) streams are table-driven too: per class a slot -> symbol
+ * lookup of 2^prec u16 entries and one packed (cum, freq) word per symbol,
+ * so a symbol costs two loads, a multiply and a u32 state update, with
+ * byte-wise renormalisation (at most two bytes per symbol); the context is
+ * a ring of earlier levels, no division anywhere.
  *
  * Safety: every read of untrusted bytes (the file, the inflated meta stream)
  * is preceded by the one bounds check TFDC_IN_BOUNDS; sizes are uint64_t and
@@ -61,6 +68,13 @@
  * Written so that no sum can wrap. */
 #define TFDC_IN_BOUNDS(pos, n, len) \
   ((uint64_t)(pos) <= (uint64_t)(len) && (uint64_t)(n) <= (uint64_t)(len) - (uint64_t)(pos))
+
+/* Returns a failing status at once. */
+#define TRY(expr)                 \
+  do {                            \
+    int rc_ = (expr);             \
+    if (rc_ != TFDC_OK) return rc_; \
+  } while (0)
 
 static uint16_t ld16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static uint32_t ld32(const uint8_t *p) {
@@ -400,6 +414,13 @@ typedef struct {
   unsigned bits;
   const uint8_t *p;
   uint64_t over; /* zero bits supplied past the segment's end */
+  /* kind 3 (§5.3): `p` is the next byte of the segment */
+  const struct rans_model *rm; /* NULL: a prefix code */
+  const uint16_t *lut;         /* [class << prec | slot] -> symbol; NULL: binary search */
+  int16_t *ring;               /* levels of the segment's last ring_mask + 1 symbols */
+  uint32_t ring_mask;
+  uint32_t x; /* the state */
+  uint32_t k; /* symbols of the current segment decoded so far */
 } stream;
 
 /* Checks the end of the current segment: the codes used exactly
@@ -513,7 +534,109 @@ static int segment_decode(stream *s, uint16_t *dst, uint32_t n) {
   return TFDC_OK;
 }
 
-/* Returns the next `n` symbols of the stream (n <= s->left). */
+/* ======================================================================== */
+/* 3b. The context-modelled range code, table kind 3 (§5.3)                 */
+
+/* A kind 3 table's frequencies, unpacked from the meta stream once, when a
+ * stream first uses the table (section 5 builds it). */
+typedef struct rans_model {
+  uint32_t prec, width, lag1, lag2, shift, classes;
+  uint32_t first[TFDC_MAX_RANS_CLASSES]; /* the class's first listed symbol */
+  uint32_t m[TFDC_MAX_RANS_CLASSES];     /* its listed symbols */
+  uint32_t base[TFDC_MAX_RANS_CLASSES];  /* index of its first entry in fc */
+  uint32_t off[TFDC_MAX_RANS_CLASSES];   /* base - first (mod 2^32): fc index of symbol s is off + s */
+  uint32_t *fc; /* one word per listed symbol: cum << 16 | freq (both <= 2^15) */
+} rans_model;
+
+/* Reads the state that starts a segment (§5.3): L <= x < 2^31. */
+static int rans_segment_start(stream *s) {
+  uint32_t x;
+  /* the 4 bytes lie in the segment: v2_parse_stream checked segment_bytes >= 4 */
+  if (s->seg_bytes < TFDC_RANS_STATE_BYTES) return TFDC_ERR_TRUNCATED;
+  x = ld32(s->seg_start);
+  if (x < TFDC_RANS_L || x >= TFDC_RANS_L << 8) return TFDC_ERR_CORRUPT;
+  s->x = x;
+  s->p = s->seg_start + TFDC_RANS_STATE_BYTES;
+  s->k = 0;
+  return TFDC_OK;
+}
+
+/* After the segment's last symbol the state is back at L and every byte of
+ * the segment was read. */
+static int rans_segment_finish(const stream *s) {
+  if (s->x != TFDC_RANS_L || s->p != s->seg_start + s->seg_bytes) return TFDC_ERR_CORRUPT;
+  return TFDC_OK;
+}
+
+/* Decodes `n` symbols (n <= s->seg_left) of the current segment: the loop
+ * of §5.3. The levels of the last ring_mask + 1 symbols are kept in the
+ * ring (which spans the lags, or the whole segment); a position before the
+ * segment's start has level 0, whatever the ring holds from another one.
+ * With `use_lut` the symbol comes from the class's slot lookup, else from a
+ * binary search of its cumulative frequencies (streams too short to pay for
+ * building the lookup). Called with a constant `use_lut`, so that each loop
+ * is compiled without the test. */
+static int rans_run(stream *s, uint16_t *dst, uint32_t n, const int use_lut) {
+  const rans_model *m = s->rm;
+  const uint32_t prec = m->prec, pmask = (1u << m->prec) - 1, lag1 = m->lag1, lag2 = m->lag2;
+  const uint32_t shift = m->shift, w = m->width, top = m->classes - 1, rmask = s->ring_mask;
+  /* floor(v / 2^shift) == ((v + 2^16) >> shift) - 2^16 / 2^shift for v >= -2^16, shift <= 16:
+   * an unsigned shift, no signed division or right shift of a negative. */
+  const int32_t cbias = (int32_t)(65536u >> m->shift) - (int32_t)(m->classes / 2);
+  const uint32_t *fc = m->fc;
+  const uint16_t *lut = s->lut;
+  int16_t *ring = s->ring;
+  const uint8_t *seg = s->seg_start;
+  const uint64_t B = s->seg_bytes;
+  uint64_t pos = (uint64_t)(s->p - seg);
+  uint32_t x = s->x, k = s->k, i;
+  int rc = TFDC_OK;
+  for (i = 0; i < n; i++, k++) {
+    /* levels are in [-2^14, 2^14): a + b + 2^16 > 0 */
+    int32_t a = k >= lag1 ? ring[(k - lag1) & rmask] : 0;
+    int32_t b = k >= lag2 ? ring[(k - lag2) & rmask] : 0;
+    int32_t c = (int32_t)((uint32_t)(a + b + 65536) >> shift) - cbias;
+    uint32_t cl = c <= 0 ? 0u : (uint32_t)c, slot = x & pmask, sym, e;
+    if (cl > top) cl = top;
+    if (use_lut) {
+      sym = lut[(cl << prec) | slot];
+      e = fc[m->off[cl] + sym];
+    } else {
+      /* the last listed symbol with cum <= slot (it has freq > 0) */
+      const uint32_t *f = fc + m->base[cl];
+      uint32_t lo = 0, hi = m->m[cl];
+      while (hi - lo > 1) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if ((f[mid] >> 16) <= slot) {
+          lo = mid;
+        } else {
+          hi = mid;
+        }
+      }
+      sym = m->first[cl] + lo;
+      e = f[lo];
+    }
+    /* x < 2^31 stays true: f * (x >> prec) + f - 1 < 2^prec * 2^(31 - prec) */
+    x = (e & 0xffffu) * (x >> prec) + slot - (e >> 16);
+    while (x < TFDC_RANS_L) { /* at most ceil(prec / 8) bytes */
+      if (TFDC_UNLIKELY(!TFDC_IN_BOUNDS(pos, 1, B))) {
+        rc = TFDC_ERR_TRUNCATED; /* the segment ran out of bytes */
+        goto out;
+      }
+      x = (x << 8) | seg[pos++];
+    }
+    ring[k & rmask] = (int16_t)((int32_t)sym - (int32_t)((sym >> (w - 1)) << w)); /* level */
+    dst[i] = (uint16_t)sym;
+  }
+out:
+  s->x = x;
+  s->k = k;
+  s->p = seg + pos;
+  return rc;
+}
+
+/* Returns the next `n` symbols of the stream (n <= s->left), prefix or
+ * range coded. */
 static int stream_read(stream *s, uint16_t *dst, uint32_t n) {
   uint32_t done = 0, i;
   int rc;
@@ -525,14 +648,24 @@ static int stream_read(stream *s, uint16_t *dst, uint32_t n) {
   }
   while (done < n) {
     uint32_t take;
-    if (s->seg_left == 0) segment_open(s);
+    if (s->seg_left == 0) {
+      segment_open(s);
+      if (s->rm) TRY(rans_segment_start(s));
+    }
     take = (uint64_t)(n - done) < s->seg_left ? n - done : (uint32_t)s->seg_left;
-    if ((rc = segment_decode(s, dst + done, take))) return rc;
+    if (!s->rm) {
+      rc = segment_decode(s, dst + done, take);
+    } else if (s->lut) {
+      rc = rans_run(s, dst + done, take, 1);
+    } else {
+      rc = rans_run(s, dst + done, take, 0);
+    }
+    if (rc) return rc;
     done += take;
     s->seg_left -= take;
     s->left -= take;
     if (s->seg_left == 0) {
-      if ((rc = segment_finish(s))) return rc;
+      if ((rc = s->rm ? rans_segment_finish(s) : segment_finish(s))) return rc;
       s->seg++;
     }
   }
@@ -662,14 +795,9 @@ static int cur_take(cursor *c, uint64_t n, uint64_t *at) {
   return TFDC_OK;
 }
 
-#define TRY(expr)                 \
-  do {                            \
-    int rc_ = (expr);             \
-    if (rc_ != TFDC_OK) return rc_; \
-  } while (0)
-
 typedef struct {
   uint64_t S, Z;
+  uint64_t flags; /* bit 0: kind 3 tables may appear */
   uint64_t C, M, F, D;
   uint64_t deflate_at; /* file position of the DEFLATE stream */
   uint64_t payload_at, payload_end;
@@ -694,7 +822,8 @@ static int v2_read_header(const uint8_t *in, const located *L, uint64_t limit, i
   c.pos = L->S + TFDC_PREFIX_SIZE;
   c.end = end - TFDC_CRC_SIZE;
   TRY(cur_varint(&c, &flags));
-  if (flags != 0) return TFDC_ERR_CORRUPT;
+  if (flags & ~(uint64_t)TFDC_KNOWN_FLAGS) return TFDC_ERR_CORRUPT;
+  h->flags = flags;
   TRY(cur_varint(&c, &h->C));
   TRY(cur_varint(&c, &h->M));
   TRY(cur_varint(&c, &h->F));
@@ -761,18 +890,66 @@ static int v2_inflate(const uint8_t *src, uint64_t C, uint8_t *dst, uint64_t M) 
 /* One code table of the meta stream (§5.1). */
 typedef struct {
   uint8_t kind, max_len;
+  uint8_t prec, width, shift, classes; /* kind 3 */
+  uint16_t lag1, lag2;                 /* kind 3 */
   uint32_t n;       /* alphabet size: every symbol it codes is < n */
   uint32_t symbol;  /* kind 1 */
-  uint32_t m;       /* kind 0: coded symbols */
-  uint64_t gaps_at; /* kind 0: meta position of the symbol gaps (then the lengths) */
+  uint32_t m;       /* kind 0: coded symbols; kind 3: listed symbols of all classes */
+  uint64_t gaps_at; /* kind 0: meta position of the symbol gaps (then the lengths);
+                       kind 3: of the first class */
+  rans_model *rm;   /* kind 3: built when a stream first uses the table */
 } v2_table;
 
-static int v2_parse_table(cursor *c, v2_table *t) {
+/* A kind 3 table's fields after `kind` (§5.3), every rule checked. */
+static int v2_parse_rans_table(cursor *c, v2_table *t) {
+  uint64_t v, first, m, j, f, sum, cl, top = 0, total = 0;
+  TRY(cur_varint_max(c, TFDC_MAX_RANS_PREC, &v));
+  if (v < 1) return TFDC_ERR_CORRUPT;
+  t->prec = (uint8_t)v;
+  TRY(cur_varint_max(c, TFDC_MAX_RANS_WIDTH, &v));
+  if (v < 1) return TFDC_ERR_CORRUPT;
+  t->width = (uint8_t)v;
+  TRY(cur_varint_max(c, TFDC_MAX_RANS_LAG, &v));
+  if (v < 1) return TFDC_ERR_CORRUPT;
+  t->lag1 = (uint16_t)v;
+  TRY(cur_varint_max(c, TFDC_MAX_RANS_LAG, &v));
+  if (v < 1) return TFDC_ERR_CORRUPT;
+  t->lag2 = (uint16_t)v;
+  TRY(cur_varint_max(c, TFDC_MAX_RANS_SHIFT, &v));
+  t->shift = (uint8_t)v;
+  TRY(cur_varint_max(c, TFDC_MAX_RANS_CLASSES, &v));
+  if (v < 1) return TFDC_ERR_CORRUPT;
+  t->classes = (uint8_t)v;
+  t->gaps_at = c->pos;
+  for (cl = 0; cl < t->classes; cl++) {
+    TRY(cur_varint(c, &first));
+    TRY(cur_varint(c, &m));
+    /* 1 <= m and first + m <= 2^w, without overflow */
+    if (m < 1 || first > (1u << t->width) || m > (1u << t->width) - first) return TFDC_ERR_CORRUPT;
+    if (m > c->end - c->pos) return TFDC_ERR_TRUNCATED; /* a byte per frequency at least */
+    for (j = 0, sum = 0; j < m; j++) {
+      TRY(cur_varint_max(c, 1u << t->prec, &f));
+      sum += f; /* < 2^15 * 2^15 */
+      if (f && first + j > top) top = first + j;
+    }
+    if (sum != 1u << t->prec) return TFDC_ERR_CORRUPT;
+    total += m; /* <= 32 * 2^15 */
+  }
+  t->m = (uint32_t)total;
+  t->n = (uint32_t)top + 1; /* every class has a symbol of nonzero frequency */
+  return TFDC_OK;
+}
+
+static int v2_parse_table(cursor *c, uint64_t flags, v2_table *t) {
   uint64_t kind, v, j, sym = 0, kraft = 0, lengths_at;
   unsigned maxl = 0;
   TRY(cur_varint(c, &kind));
   memset(t, 0, sizeof *t);
   t->kind = (uint8_t)kind;
+  if (kind == TFDC_TABLE_RANS) {
+    if (!(flags & TFDC_FLAG_RANS)) return TFDC_ERR_CORRUPT; /* a 2.0 file has none */
+    return v2_parse_rans_table(c, t);
+  }
   if (kind == TFDC_TABLE_SINGLE) {
     TRY(cur_varint_max(c, TFDC_MAX_ALPHABET - 1, &v));
     t->symbol = (uint32_t)v;
@@ -835,6 +1012,13 @@ typedef struct {
   uint8_t *out;
   /* scratch */
   htab slots[MAX_STREAMS];
+  /* kind 3, per stream slot of a record (0: gaps, 1 + p: values / plane p):
+   * the slot lookup (built for table lut_for) and the ring of levels */
+  uint16_t *lut[MAX_STREAMS];
+  uint64_t lut_cap[MAX_STREAMS];
+  int64_t lut_for[MAX_STREAMS];
+  int16_t *ring[MAX_STREAMS];
+  uint32_t ring_cap[MAX_STREAMS];
   uint8_t *lens;    /* TFDC_MAX_ALPHABET code lengths */
   uint16_t *sorted; /* TFDC_MAX_ALPHABET symbols */
   uint64_t *codebook; /* TFDC_MAX_CODEBOOK entries */
@@ -854,7 +1038,8 @@ static int v2_parse_stream(v2_ctx *x, uint64_t count, uint64_t alphabet, v2_stre
   st->table = (int64_t)index;
   t = &x->tables[index];
   if (t->kind == TFDC_TABLE_SINGLE) return t->symbol >= alphabet ? TFDC_ERR_CORRUPT : TFDC_OK;
-  if (t->kind == TFDC_TABLE_HUFFMAN && t->n > alphabet) return TFDC_ERR_CORRUPT;
+  if ((t->kind == TFDC_TABLE_HUFFMAN || t->kind == TFDC_TABLE_RANS) && t->n > alphabet)
+    return TFDC_ERR_CORRUPT;
   TRY(cur_varint_max(c, TFDC_MAX_BLOCK, &st->block));
   if (st->block < 1) return TFDC_ERR_CORRUPT;
   st->nseg = count / st->block + (count % st->block != 0);
@@ -863,7 +1048,9 @@ static int v2_parse_stream(v2_ctx *x, uint64_t count, uint64_t alphabet, v2_stre
   for (j = 0; j < st->nseg; j++) {
     uint64_t len, syms = j + 1 < st->nseg ? st->block : count - j * st->block;
     TRY(cur_varint(c, &len));
-    if (len < syms / 8 + (syms % 8 != 0)) return TFDC_ERR_CORRUPT; /* codes are >= 1 bit */
+    if (t->kind == TFDC_TABLE_RANS ? len < TFDC_RANS_STATE_BYTES    /* the state at least */
+                                   : len < syms / 8 + (syms % 8 != 0)) /* codes are >= 1 bit */
+      return TFDC_ERR_CORRUPT;
     total = len > UINT64_MAX - total ? UINT64_MAX : total + len;
   }
   if (!TFDC_IN_BOUNDS(x->pay_pos, total, x->h.payload_end)) return TFDC_ERR_TRUNCATED;
@@ -911,7 +1098,96 @@ static int v2_table_slot(v2_ctx *x, uint64_t index, unsigned *busy, const htab *
   return TFDC_OK;
 }
 
-static int v2_open_stream(v2_ctx *x, const v2_stream *st, unsigned *busy, stream *s) {
+/* Kind 3: a stream builds the slot lookup (C * 2^prec stores) only if it
+ * has at least C * 2^prec / RANS_LUT_RATIO symbols; shorter ones search the
+ * cumulative frequencies. So the work stays proportional to the input and
+ * output however many short streams use a large table. */
+#define RANS_LUT_RATIO 16u
+
+/* A kind 3 table's frequencies from its (validated) meta bytes, once. Their
+ * size is bounded by the table's bytes: a byte per listed symbol at least. */
+static int v2_rans_model(v2_ctx *x, v2_table *t) {
+  rans_model *m;
+  const uint8_t *q = x->meta + t->gaps_at;
+  uint32_t c, j, at = 0;
+  if (t->rm) return TFDC_OK;
+  if (!(m = t->rm = (rans_model *)calloc(1, sizeof *m))) return TFDC_ERR_NOMEM;
+  if (!(m->fc = (uint32_t *)malloc(sizeof(uint32_t) * t->m))) return TFDC_ERR_NOMEM; /* m >= 1 */
+  m->prec = t->prec;
+  m->width = t->width;
+  m->lag1 = t->lag1;
+  m->lag2 = t->lag2;
+  m->shift = t->shift;
+  m->classes = t->classes;
+  for (c = 0; c < m->classes; c++) {
+    uint32_t first = (uint32_t)trusted_varint(&q), cnt = (uint32_t)trusted_varint(&q), cum = 0;
+    m->first[c] = first;
+    m->m[c] = cnt;
+    m->base[c] = at;
+    m->off[c] = at - first; /* mod 2^32: off + s == at + (s - first) */
+    for (j = 0; j < cnt; j++) {
+      uint32_t f = (uint32_t)trusted_varint(&q);
+      m->fc[at++] = (cum << 16) | f;
+      cum += f;
+    }
+  }
+  return TFDC_OK;
+}
+
+/* The slot lookup of every class: slot r of class c holds the symbol s with
+ * cum_c(s) <= r < cum_c(s) + f_c(s); each class's frequencies sum to 2^prec,
+ * so every slot is written once. */
+static void rans_build_lut(const rans_model *m, uint16_t *lut) {
+  uint32_t c, j, r;
+  for (c = 0; c < m->classes; c++) {
+    uint16_t *row = lut + ((size_t)c << m->prec);
+    const uint32_t *f = m->fc + m->base[c];
+    for (j = 0; j < m->m[c]; j++) {
+      uint16_t *d = row + (f[j] >> 16);
+      uint32_t freq = f[j] & 0xffffu;
+      for (r = 0; r < freq; r++) d[r] = (uint16_t)(m->first[c] + j);
+    }
+  }
+}
+
+/* Opens a kind 3 stream in stream slot `slot`: the model, the ring (as long
+ * as the larger lag, or the segment if shorter, rounded up to a power of
+ * two) and, for a long enough stream, the slot lookup. */
+static int v2_open_rans(v2_ctx *x, const v2_stream *st, unsigned slot, stream *s) {
+  v2_table *t = &x->tables[st->table];
+  const rans_model *m;
+  uint64_t need, cells, R = 1;
+  TRY(v2_rans_model(x, t));
+  m = s->rm = t->rm;
+  need = m->lag1 > m->lag2 ? m->lag1 : m->lag2;
+  if (need > st->block) need = st->block;
+  if (need > st->count) need = st->count;
+  while (R < need) R <<= 1; /* <= 2^16 */
+  if (x->ring_cap[slot] < R) {
+    free(x->ring[slot]);
+    x->ring_cap[slot] = 0;
+    if (!(x->ring[slot] = (int16_t *)malloc(sizeof(int16_t) * (size_t)R))) return TFDC_ERR_NOMEM;
+    x->ring_cap[slot] = (uint32_t)R;
+  }
+  s->ring = x->ring[slot];
+  s->ring_mask = (uint32_t)R - 1;
+  cells = (uint64_t)m->classes << m->prec; /* <= 2^20 */
+  if (x->lut_for[slot] != st->table && st->count * RANS_LUT_RATIO >= cells) {
+    if (x->lut_cap[slot] < cells) {
+      free(x->lut[slot]);
+      x->lut_cap[slot] = 0;
+      x->lut_for[slot] = -1;
+      if (!(x->lut[slot] = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)cells))) return TFDC_ERR_NOMEM;
+      x->lut_cap[slot] = cells;
+    }
+    rans_build_lut(m, x->lut[slot]);
+    x->lut_for[slot] = st->table;
+  }
+  s->lut = x->lut_for[slot] == st->table ? x->lut[slot] : NULL;
+  return TFDC_OK;
+}
+
+static int v2_open_stream(v2_ctx *x, const v2_stream *st, unsigned slot, unsigned *busy, stream *s) {
   const v2_table *t;
   memset(s, 0, sizeof *s);
   s->count = s->left = st->count;
@@ -922,7 +1198,11 @@ static int v2_open_stream(v2_ctx *x, const v2_stream *st, unsigned *busy, stream
     s->symbol1 = (uint16_t)t->symbol;
     return TFDC_OK;
   }
-  TRY(v2_table_slot(x, (uint64_t)st->table, busy, &s->h));
+  if (t->kind == TFDC_TABLE_RANS) {
+    TRY(v2_open_rans(x, st, slot, s));
+  } else {
+    TRY(v2_table_slot(x, (uint64_t)st->table, busy, &s->h));
+  }
   if (t->kind == TFDC_TABLE_FIXED && t->n > st->alphabet) s->alphabet_check = st->alphabet;
   s->block = st->block;
   s->seg_lens = x->meta + st->seglens_at;
@@ -1168,8 +1448,8 @@ static int v2_decode_record(v2_ctx *x, const v2_record *r) {
   stream gs, vs[TFDC_MAX_PLANES];
   unsigned busy = 0, p, nv = r->value_mode == TFDC_VALUES_CODEBOOK ? 1 : r->planes;
   uint8_t *o = x->out + r->out_offset;
-  TRY(v2_open_stream(x, &r->gaps, &busy, &gs));
-  for (p = 0; p < nv; p++) TRY(v2_open_stream(x, &r->values[p], &busy, &vs[p]));
+  TRY(v2_open_stream(x, &r->gaps, 0, &busy, &gs));
+  for (p = 0; p < nv; p++) TRY(v2_open_stream(x, &r->values[p], 1 + p, &busy, &vs[p]));
   if (r->position_mode == TFDC_POSITION_DENSE) return v2_decode_dense(x, r, vs, o);
   if (r->nnz == 0) {
     memset(o, 0, (size_t)r->out_size);
@@ -1180,10 +1460,19 @@ static int v2_decode_record(v2_ctx *x, const v2_record *r) {
 
 static void v2_free(v2_ctx *x) {
   unsigned k;
+  uint64_t i;
   free(x->meta);
   free(x->bufs);
+  for (i = 0; x->tables && i < x->num_tables; i++) {
+    if (x->tables[i].rm) free(x->tables[i].rm->fc);
+    free(x->tables[i].rm);
+  }
   free(x->tables);
-  for (k = 0; k < MAX_STREAMS; k++) free(x->slots[k].e);
+  for (k = 0; k < MAX_STREAMS; k++) {
+    free(x->slots[k].e);
+    free(x->lut[k]);
+    free(x->ring[k]);
+  }
   free(x->lens);
   free(x->sorted);
   free(x->codebook);
@@ -1205,7 +1494,7 @@ static int v2_decode_body(v2_ctx *x) {
   x->codebook = (uint64_t *)malloc(sizeof(uint64_t) * TFDC_MAX_CODEBOOK);
   x->sym = (uint16_t *)malloc(sizeof(uint16_t) * CHUNK * MAX_STREAMS);
   x->vals = (uint64_t *)malloc(sizeof(uint64_t) * CHUNK);
-  for (k = 0; k < MAX_STREAMS; k++) x->slots[k].built_for = -1;
+  for (k = 0; k < MAX_STREAMS; k++) x->slots[k].built_for = x->lut_for[k] = -1;
   if (!x->meta || !x->lens || !x->sorted || !x->codebook || !x->sym || !x->vals) return TFDC_ERR_NOMEM;
   TRY(v2_inflate(x->in + h->deflate_at, h->C, x->meta, h->M));
 
@@ -1221,9 +1510,10 @@ static int v2_decode_body(v2_ctx *x) {
   x->mc.end = h->M;
   TRY(cur_varint_max(&x->mc, (h->M - h->F) / 2, &x->num_tables));
   if (x->num_tables > SIZE_MAX / sizeof(v2_table)) return TFDC_ERR_TOO_LARGE;
-  x->tables = (v2_table *)malloc(sizeof(v2_table) * (size_t)(x->num_tables ? x->num_tables : 1));
+  /* zeroed: v2_free reads every entry's model pointer */
+  x->tables = (v2_table *)calloc((size_t)(x->num_tables ? x->num_tables : 1), sizeof(v2_table));
   if (!x->tables) return TFDC_ERR_NOMEM;
-  for (i = 0; i < x->num_tables; i++) TRY(v2_parse_table(&x->mc, &x->tables[i]));
+  for (i = 0; i < x->num_tables; i++) TRY(v2_parse_table(&x->mc, h->flags, &x->tables[i]));
   TRY(cur_varint_max(&x->mc, x->num_buffers, &num_records));
   x->pay_pos = h->payload_at;
 
