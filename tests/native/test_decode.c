@@ -372,7 +372,7 @@ static uint64_t get_varint(const uint8_t *p, size_t *pos) {
 
 /* The parts of a file with tfdc's 120-byte stub (FORMAT.md §9). */
 typedef struct {
-  uint64_t C, M, F, D;
+  uint64_t flags, C, M, F, D;
   uint8_t *meta;
   const uint8_t *payload;
   size_t payload_len;
@@ -383,7 +383,7 @@ static int v2_split(const bytes *f, v2_parts *p) {
   z_stream z;
   int ret;
   if (f->n < 132 || memcmp(f->d + 120, "TFDC", 4) != 0) return 0;
-  get_varint(f->d, &pos); /* flags */
+  p->flags = get_varint(f->d, &pos);
   p->C = get_varint(f->d, &pos);
   p->M = get_varint(f->d, &pos);
   p->F = get_varint(f->d, &pos);
@@ -403,11 +403,12 @@ static int v2_split(const bytes *f, v2_parts *p) {
   return ret == Z_STREAM_END && z.total_out == p->M;
 }
 
-/* A file from parts: tfdc's stub with the new section size, the header, the
- * meta stream deflated as the packer does (level 9, memLevel 9, the
+/* A file from parts: tfdc's stub (the first 120 bytes of `orig`) with the
+ * new section size, the header (orig's magic and versions, then `flags`),
+ * the meta stream deflated as the packer does (level 9, memLevel 9, the
  * dictionary), the payload, the CRC. */
-static bytes v2_join(const bytes *orig, const uint8_t *meta, uint64_t M, uint64_t F, uint64_t D,
-                     const uint8_t *payload, size_t payload_len) {
+static bytes v2_join(const bytes *orig, uint64_t flags, const uint8_t *meta, uint64_t M, uint64_t F,
+                     uint64_t D, const uint8_t *payload, size_t payload_len) {
   bytes out = {0};
   uint8_t hdr[64], *def = (uint8_t *)malloc(M + 64 + M / 8);
   unsigned h = 8;
@@ -424,7 +425,7 @@ static bytes v2_join(const bytes *orig, const uint8_t *meta, uint64_t M, uint64_
   C = z.total_out;
   deflateEnd(&z);
   memcpy(hdr, orig->d + 120, 8);
-  h += put_varint(hdr + h, 0);
+  h += put_varint(hdr + h, flags);
   h += put_varint(hdr + h, C);
   h += put_varint(hdr + h, M);
   h += put_varint(hdr + h, F);
@@ -481,7 +482,7 @@ static void test_v2_file(const char *name, const bytes *f) {
         uint8_t *o;
         uint64_t dn = 0;
         p.meta[pos] ^= x[k];
-        c = v2_join(f, p.meta, p.M, p.F, p.D, p.payload, p.payload_len);
+        c = v2_join(f, p.flags, p.meta, p.M, p.F, p.D, p.payload, p.payload_len);
         p.meta[pos] ^= x[k];
         v2_mutants++;
         if (tfdc_decoded_size(c.d, c.n, &dn) == TFDC_OK) {
@@ -524,6 +525,400 @@ static void test_v2_corpus(const char *dir) {
          v2_mutants_ok);
 }
 
+/* ---- format 2.1: kind 3 (rANS) streams in files built here -------------- */
+
+/* tfdc's 120-byte stub of FORMAT.md §9 (section at 120; its size is patched
+ * by v2_join), then the section prefix: magic, version 2.1. */
+static const uint8_t k3_stub[128] = {
+    0x20, 0, 0, 0, 'T', 'F', 'L', '3', 0, 0, 0, 0, 0, 0,
+    0x12, 0, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0, 0, 0, 0x04, 0, /* Model vtable */
+    0x12, 0, 0, 0, 0x08, 0, 0, 0, 0x28, 0, 0, 0,                       /* Model */
+    0x01, 0, 0, 0, 0x0c, 0, 0, 0, 0, 0,                                /* metadata vector */
+    0x06, 0, 0x08, 0, 0x04, 0, 0x06, 0, 0, 0, 0x04, 0, 0, 0,           /* Metadata */
+    0x07, 0, 0, 0, 't', 'f', 'd', 'c', '.', 'v', '2', 0,
+    0x01, 0, 0, 0, 0x10, 0, 0, 0, 0, 0,                                /* buffers vector */
+    0x0a, 0, 0x14, 0, 0, 0, 0x0c, 0, 0x04, 0, 0x0a, 0, 0, 0,           /* Buffer */
+    0, 0, 0, 0, 0, 0, 0, 0, 120, 0, 0, 0, 0, 0, 0, 0,                  /* size Z, offset S */
+    'T', 'F', 'D', 'C', 2, 0, 1, 0};
+
+typedef struct {
+  const char *name;
+  unsigned eb;      /* element bits: 2, 4, 8, 16 or 32 */
+  int sparse;       /* 0: dense, planes; 1: sparse, codebook values */
+  uint64_t N, cols; /* elements; row length of the smooth 2-D signal */
+  uint64_t R;       /* scan_rows */
+  unsigned prec, classes, shift, lag1, lag2, G;
+  uint64_t block;
+  double density;   /* sparse: fraction of nonzero elements */
+  unsigned spread;  /* int8 range of the signal (|value| <= spread) */
+} k3config;
+
+/* What to break in a built file (0: nothing): the header flags, a field or
+ * class of table 0, or segment 0 of the first stream. */
+enum { SEG_OK, SEG_SHORT, SEG_LONG, SEG_3_BYTES, SEG_STATE_LOW, SEG_STATE_HIGH, SEG_FLIP };
+typedef struct {
+  uint64_t flags;
+  int field;
+  uint64_t value;
+  int bad_class, seg;
+} k3edit;
+
+static const k3edit k3_none = {1, 0, 0, RT_OK, SEG_OK};
+
+static unsigned bits_for(uint64_t alphabet) {
+  unsigned w = 1;
+  while ((1ull << w) < alphabet) w++;
+  return w;
+}
+
+/* Appends one kind 3 stream: its table to `tabs`, its descriptor to `rec`,
+ * its segments to `pay`; the first stream of a file takes the edits. */
+static void k3_stream(const k3config *c, const k3edit *e, int first_stream, const uint16_t *sym,
+                      uint64_t count, uint64_t alphabet, bytes *tabs, uint64_t *ntab, bytes *rec,
+                      bytes *pay) {
+  rtable t;
+  uint64_t start;
+  t.width = bits_for(alphabet);
+  t.prec = c->prec > t.width ? c->prec : t.width;
+  if (t.prec > 15) t.prec = 15;
+  t.lag1 = c->lag1;
+  t.lag2 = c->lag2;
+  t.shift = c->shift;
+  t.classes = c->classes;
+  rt_fit(&t, sym, count, c->block);
+  rt_write(tabs, &t, first_stream ? e->field : 0, e->value, first_stream ? e->bad_class : RT_OK);
+  b_varint(rec, (*ntab)++);
+  b_varint(rec, c->block);
+  for (start = 0; start < count; start += c->block) {
+    uint64_t n = count - start < c->block ? count - start : c->block;
+    bytes seg = {0};
+    rt_encode_segment(&seg, &t, sym + start, n);
+    if (first_stream && start == 0) {
+      switch (e->seg) {
+        case SEG_SHORT: seg.n--; break;
+        case SEG_LONG: b_u8(&seg, 0); break;
+        case SEG_3_BYTES: seg.n = 3; break;
+        case SEG_STATE_LOW: b_set32(&seg, 0, (1u << 23) - 1); break;
+        case SEG_STATE_HIGH: seg.d[3] |= 0x80; break;
+        case SEG_FLIP: seg.d[seg.n / 2 + 2] ^= 0x10; break;
+        default: break;
+      }
+    }
+    b_varint(rec, seg.n);
+    b_put(pay, seg.d, seg.n);
+    free(seg.d);
+  }
+  free(t.freq);
+}
+
+/* A smooth signed signal over [N / cols, cols], zeroed where sparse. */
+static long k3_signal(const k3config *c, uint64_t e) {
+  double i = (double)(e / c->cols), j = (double)(e % c->cols);
+  double v = c->spread * (0.55 * sin(i / 9.0) + 0.35 * cos(j / 4.0)) + (double)(rnd() % 5) - 2.0;
+  long q = lround(v);
+  if (c->sparse && (double)(rnd() % 1000000) / 1e6 >= c->density) return 0;
+  return q;
+}
+
+/* Builds a packed file of one record coded with kind 3 streams (every
+ * stream of the record), `e` applied. *expected gets the D decoded bytes. */
+static bytes k3_build(const k3config *c, const k3edit *e, uint8_t **expected, uint64_t *D_out) {
+  const unsigned eb = c->eb, P = eb >= 8 ? eb / 8 : 1;
+  const uint64_t N = c->N, out_size = N * eb / 8, C = N / c->R;
+  uint64_t off = 0, size = out_size, D, t, ntab = 0, nnz = 0, K = 0, ngap = 0, cur = UINT64_MAX;
+  uint64_t *val = (uint64_t *)malloc(sizeof(uint64_t) * N), *keys = NULL;
+  uint16_t *sym = (uint16_t *)malloc(sizeof(uint16_t) * (2 * N + 1));
+  uint8_t *elems = (uint8_t *)calloc(out_size + 1, 1);
+  bytes fb = {0}, tabs = {0}, rec = {0}, pay = {0}, meta = {0}, out;
+  const uint64_t mask = eb == 64 ? ~0ull : (1ull << eb) - 1;
+  unsigned p;
+
+  /* elements: two's complement values of eb bits, little-endian / packed */
+  for (t = 0; t < N; t++) {
+    long v = k3_signal(c, t);
+    uint64_t u;
+    if (eb == 2) v = v / 40;
+    if (eb == 4) v = v / 16;
+    if (eb == 16) v = v * 97;
+    if (eb == 32) {
+      float fv = (float)v * 0.0125f;
+      uint32_t bits;
+      memcpy(&bits, &fv, 4);
+      u = bits;
+    } else {
+      u = (uint64_t)v & mask;
+    }
+    val[t] = u;
+    if (eb >= 8) {
+      for (p = 0; p < eb / 8; p++) elems[t * (eb / 8) + p] = (uint8_t)(u >> (8 * p));
+    } else {
+      elems[t * eb / 8] |= (uint8_t)(u << (eb * (t % (8 / eb))));
+    }
+  }
+  /* the inner flatbuffer: its size does not depend on the offset */
+  write_flatbuffer(&fb, 1, &off, &size, 0, 0, 0);
+  off = (fb.n + 15) / 16 * 16;
+  fb.n = 0;
+  write_flatbuffer(&fb, 1, &off, &size, 0, 0, 0);
+  D = off + out_size;
+
+  b_varint(&rec, 2); /* buffer_index */
+  b_varint(&rec, eb);
+  b_varint(&rec, 0); /* identity */
+  b_varint(&rec, c->sparse ? 0 : 1);
+  b_varint(&rec, c->sparse ? 1 : 0);
+  b_varint(&rec, c->R);
+  if (!c->sparse) {
+    for (p = 0; p < P; p++) {
+      for (t = 0; t < N; t++) {
+        uint64_t u = val[(t % c->R) * C + t / c->R];
+        sym[t] = (uint16_t)(eb < 8 ? u : (u >> (8 * (P - 1 - p))) & 0xff);
+      }
+      k3_stream(c, e, p == 0, sym, N, 1ull << (eb < 8 ? eb : 8), &tabs, &ntab, &rec, &pay);
+    }
+  } else {
+    /* gaps over stream order, then the sorted distinct keys */
+    uint64_t *vals = (uint64_t *)malloc(sizeof(uint64_t) * (N + 1));
+    for (t = 0; t < N; t++) {
+      uint64_t u = val[(t % c->R) * C + t / c->R], d;
+      if (!u) continue;
+      d = t - cur;
+      while (d - 1 >= c->G - 1) {
+        sym[ngap++] = (uint16_t)(c->G - 1);
+        d -= c->G - 1;
+      }
+      sym[ngap++] = (uint16_t)(d - 1);
+      cur = t;
+      vals[nnz++] = u;
+    }
+    b_varint(&rec, nnz);
+    b_varint(&rec, c->G);
+    b_varint(&rec, ngap);
+    if (ngap) k3_stream(c, e, 1, sym, ngap, c->G, &tabs, &ntab, &rec, &pay);
+    b_varint(&rec, 0); /* expand */
+    keys = (uint64_t *)malloc(sizeof(uint64_t) * (nnz + 1));
+    for (t = 0; t < nnz; t++) {
+      uint64_t j = K;
+      while (j > 0 && keys[j - 1] > vals[t]) j--;
+      if (j > 0 && keys[j - 1] == vals[t]) continue;
+      memmove(keys + j + 1, keys + j, sizeof(uint64_t) * (K - j));
+      keys[j] = vals[t];
+      K++;
+    }
+    b_varint(&rec, K);
+    if (K) {
+      unsigned width = 0;
+      uint64_t bit = 0;
+      bytes d = {0};
+      for (t = 1; t < K; t++)
+        while (width < 64 && (keys[t] - keys[t - 1] - 1) >> width) width++;
+      b_varint(&rec, keys[0]);
+      b_varint(&rec, width);
+      for (t = 1; t < K; t++) {
+        uint64_t delta = keys[t] - keys[t - 1] - 1;
+        unsigned b;
+        for (b = width; b-- > 0; bit++) {
+          if (bit % 8 == 0) b_u8(&d, 0);
+          d.d[bit / 8] |= (uint8_t)(((delta >> b) & 1) << (7 - bit % 8));
+        }
+      }
+      b_put(&rec, d.d, d.n);
+      free(d.d);
+    }
+    for (t = 0; t < nnz; t++) {
+      uint64_t lo = 0, hi = K;
+      while (hi - lo > 1) {
+        uint64_t mid = (lo + hi) / 2;
+        if (keys[mid] <= vals[t]) lo = mid; else hi = mid;
+      }
+      sym[t] = (uint16_t)lo;
+    }
+    if (nnz) k3_stream(c, e, ngap == 0, sym, nnz, K, &tabs, &ntab, &rec, &pay);
+    free(vals);
+  }
+  b_put(&meta, fb.d, fb.n);
+  b_varint(&meta, ntab);
+  b_put(&meta, tabs.d, tabs.n);
+  b_varint(&meta, 1);
+  b_put(&meta, rec.d, rec.n);
+  {
+    bytes stub = {(uint8_t *)(uintptr_t)k3_stub, sizeof k3_stub, sizeof k3_stub};
+    out = v2_join(&stub, e->flags, meta.d, meta.n, fb.n, D, pay.d, pay.n);
+  }
+  *expected = (uint8_t *)calloc(D, 1);
+  memcpy(*expected, fb.d, fb.n);
+  memcpy(*expected + off, elems, out_size);
+  *D_out = D;
+  free(val); free(keys); free(sym); free(elems);
+  free(fb.d); free(tabs.d); free(rec.d); free(pay.d); free(meta.d);
+  return out;
+}
+
+static const k3config k3_configs[] = {
+    /* name               eb sp  N      cols R  prec C  sh lag1 lag2 G  block dens spread */
+    {"k3_int8_rows",       8, 0, 12000, 100, 1, 12, 16, 1, 1, 100, 0, 4096, 1, 60},
+    {"k3_int8_block1",     8, 0, 300,   20,  1, 10, 8,  2, 1, 20,  0, 1,    1, 40},
+    {"k3_int8_block777",   8, 0, 9000,  90,  1, 11, 5,  3, 1, 90,  0, 777,  1, 100},
+    {"k3_int8_lag_5000",   8, 0, 20000, 5000, 1, 12, 32, 4, 1, 5000, 0, 20000, 1, 30},
+    {"k3_int8_colmajor",   8, 0, 6000,  60,  60, 12, 9, 0, 60, 1,  0, 4096, 1, 20},
+    {"k3_int8_one_class",  8, 0, 5000,  50,  1, 9,  1,  0, 1, 1,   0, 2048, 1, 60},
+    {"k3_int8_shift16",    8, 0, 4000,  40,  1, 13, 4,  16, 2, 40, 0, 4096, 1, 60},
+    {"k3_int8_short_bsearch", 8, 0, 700, 35, 1, 15, 32, 2, 1, 35,  0, 4096, 1, 60},
+    {"k3_int8_lag_65535",  8, 0, 70000, 700, 1, 12, 3, 5, 65535, 1, 0, 70000, 1, 60},
+    {"k3_int4",            4, 0, 10000, 50,  1, 8,  7,  0, 1, 50,  0, 4096, 1, 120},
+    {"k3_int4_block3",     4, 0, 1002,  33,  1, 6,  3,  1, 1, 33,  0, 3,    1, 120},
+    {"k3_int2",            2, 0, 4096,  64,  1, 4,  3,  0, 1, 64,  0, 1000, 1, 120},
+    {"k3_int16_planes",   16, 0, 6000,  60,  1, 12, 8,  2, 1, 60,  0, 4096, 1, 60},
+    {"k3_f32_planes",     32, 0, 5000,  50,  1, 12, 6,  2, 1, 50,  0, 1500, 1, 60},
+    {"k3_sparse_int8",     8, 1, 20000, 100, 1, 12, 8,  2, 1, 100, 16, 4096, 0.3, 60},
+    {"k3_sparse_colmajor", 8, 1, 8000,  80,  80, 11, 5, 1, 1, 80,  32, 1000, 0.2, 60},
+    {"k3_sparse_G2_prec1", 8, 1, 3000,  30,  1, 1,  3,  0, 1, 30,  2, 4096, 0.05, 1},
+    {"k3_sparse_f32",     32, 1, 9000,  90,  1, 12, 8,  2, 1, 90,  64, 4096, 0.4, 60},
+};
+
+static void test_k3_configs(void) {
+  size_t i;
+  for (i = 0; i < sizeof k3_configs / sizeof k3_configs[0]; i++) {
+    const k3config *c = &k3_configs[i];
+    uint8_t *expected, *out;
+    uint64_t D, n = 0;
+    bytes f = k3_build(c, &k3_none, &expected, &D);
+    int rc = tfdc_decoded_size(f.d, f.n, &n);
+    CHECK(rc == TFDC_OK && n == D, "%s: decoded_size -> %s", c->name, tfdc_strerror(rc));
+    out = (uint8_t *)malloc(D + 1);
+    out[D] = 0x5A;
+    rc = tfdc_decode(f.d, f.n, out, D);
+    CHECK(rc == TFDC_OK, "%s: decode -> %s", c->name, tfdc_strerror(rc));
+    CHECK(rc != TFDC_OK || memcmp(out, expected, D) == 0, "%s: decoded bytes differ", c->name);
+    CHECK(out[D] == 0x5A, "%s: wrote past D", c->name);
+    maybe_write(c->name, &f);
+    free(out);
+    free(expected);
+    free(f.d);
+  }
+}
+
+static int k3_status(const k3config *c, const k3edit *e) {
+  uint8_t *expected, *out;
+  uint64_t D;
+  bytes f = k3_build(c, e, &expected, &D);
+  int rc;
+  out = (uint8_t *)malloc(D);
+  rc = tfdc_decode(f.d, f.n, out, D);
+  if (rc == TFDC_OK && memcmp(out, expected, D) != 0) rc = 1; /* decoded, but wrongly */
+  free(out);
+  free(expected);
+  free(f.d);
+  return rc;
+}
+
+/* Every MUST of §5.3 (and the kind 3 rules of §4, §5.2) broken once. */
+static void test_k3_rules(void) {
+  const k3config *c = &k3_configs[0];  /* int8 planes: alphabet 256 = 2^8 */
+  const k3config *cb = &k3_configs[14]; /* sparse: gap table of width 4 = G */
+  static const struct {
+    int field;
+    uint64_t value;
+  } bad_fields[] = {{1, 0}, {1, 16}, {2, 0}, {2, 16}, {3, 0}, {3, 65536}, {4, 0}, {4, 65536},
+                    {5, 17}, {6, 0}, {6, 33}};
+  k3edit e;
+  size_t i;
+  int rc;
+  CHECK(k3_status(c, &k3_none) == TFDC_OK, "unbroken");
+  e = k3_none;
+  e.flags = 0;
+  CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "kind 3 in a file without flags bit 0");
+  e.flags = 3;
+  CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "unknown flag bit 1");
+  e.flags = 1ull << 40;
+  CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "unknown flag bit 40");
+  for (i = 0; i < sizeof bad_fields / sizeof bad_fields[0]; i++) {
+    e = k3_none;
+    e.field = bad_fields[i].field;
+    e.value = bad_fields[i].value;
+    rc = k3_status(c, &e);
+    CHECK(rc == TFDC_ERR_CORRUPT, "table field %d = %llu -> %d", e.field,
+          (unsigned long long)e.value, rc);
+  }
+  /* the largest legal values of each field are accepted by the parser: a
+   * different lag or shift decodes other symbols, which the state check or
+   * the byte comparison catches, never a crash */
+  e = k3_none;
+  e.field = 3;
+  e.value = 65535;
+  rc = k3_status(c, &e);
+  CHECK(rc != TFDC_OK, "lag1 65535 for a lag1 1 stream -> %d", rc);
+  e = k3_none;
+  for (e.bad_class = RT_SUM_PLUS_ONE; e.bad_class <= RT_M_ZERO; e.bad_class++) {
+    if (e.bad_class == RT_TOP_SYMBOL) continue;
+    rc = k3_status(c, &e);
+    CHECK(rc == TFDC_ERR_CORRUPT, "bad class %d -> %d", e.bad_class, rc);
+  }
+  /* a table whose alphabet size exceeds the stream's: G = 16 gaps, width 4
+   * ok; the codebook values (K < 2^w) with symbol 2^w - 1 coded are not */
+  e = k3_none;
+  e.bad_class = RT_TOP_SYMBOL;
+  {
+    k3config c2 = *cb;
+    c2.G = 12; /* width 4, alphabet 12 < 16 */
+    rc = k3_status(&c2, &e);
+    CHECK(rc == TFDC_ERR_CORRUPT, "table alphabet 16 > stream alphabet 12 -> %d", rc);
+  }
+  /* segments */
+  e = k3_none;
+  e.seg = SEG_SHORT;
+  rc = k3_status(c, &e);
+  CHECK(rc == TFDC_ERR_TRUNCATED, "segment one byte short -> %d", rc);
+  e.seg = SEG_LONG;
+  rc = k3_status(c, &e);
+  CHECK(rc == TFDC_ERR_CORRUPT, "segment with a byte left over -> %d", rc);
+  e.seg = SEG_3_BYTES;
+  rc = k3_status(c, &e);
+  CHECK(rc == TFDC_ERR_CORRUPT, "segment_bytes 3 -> %d", rc);
+  e.seg = SEG_STATE_LOW;
+  rc = k3_status(c, &e);
+  CHECK(rc == TFDC_ERR_CORRUPT, "initial state L - 1 -> %d", rc);
+  e.seg = SEG_STATE_HIGH;
+  rc = k3_status(c, &e);
+  CHECK(rc == TFDC_ERR_CORRUPT, "initial state >= 2^31 -> %d", rc);
+  e.seg = SEG_FLIP;
+  rc = k3_status(c, &e);
+  CHECK(rc == TFDC_ERR_CORRUPT || rc == TFDC_ERR_TRUNCATED, "payload bit flipped -> %d", rc);
+  /* any version_minor is accepted (§4) */
+  {
+    uint8_t *expected;
+    uint64_t D;
+    bytes f = k3_build(c, &k3_none, &expected, &D), g;
+    v2_parts parts;
+    uint8_t *o = (uint8_t *)malloc(D);
+    bytes stub0 = {0};
+    CHECK(v2_split(&f, &parts), "split");
+    b_put(&stub0, k3_stub, sizeof k3_stub);
+    stub0.d[126] = 0; /* version_minor 0 with flags 1 */
+    g = v2_join(&stub0, 1, parts.meta, parts.M, parts.F, parts.D, parts.payload, parts.payload_len);
+    CHECK(tfdc_decode(g.d, g.n, o, D) == TFDC_OK && memcmp(o, expected, D) == 0, "version_minor 0");
+    free(g.d); free(stub0.d); free(parts.meta); free(o); free(expected); free(f.d);
+  }
+}
+
+/* Truncations, bit flips and re-signed meta mutations of small kind 3
+ * files: never a crash, an overrun or an accepted broken file. */
+static void test_k3_mutations(void) {
+  static const k3config small[] = {
+      {"k3m_int8", 8, 0, 600, 20, 1, 8, 4, 2, 1, 20, 0, 128, 1, 30},
+      {"k3m_sparse", 8, 1, 900, 30, 1, 6, 3, 1, 1, 30, 8, 256, 0.3, 20},
+  };
+  size_t i;
+  for (i = 0; i < sizeof small / sizeof small[0]; i++) {
+    uint8_t *expected;
+    uint64_t D;
+    bytes f = k3_build(&small[i], &k3_none, &expected, &D);
+    test_v2_file(small[i].name, &f);
+    free(expected);
+    free(f.d);
+  }
+}
+
 int main(int argc, char **argv) {
   bytes multi;
   uint64_t D;
@@ -538,6 +933,9 @@ int main(int argc, char **argv) {
   test_padding_bits();
   test_truncation_and_bitflips(&multi, D);
   test_edits_with_fixed_crcs(&multi, D);
+  test_k3_configs();
+  test_k3_rules();
+  test_k3_mutations();
   free(multi.d);
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);

@@ -477,4 +477,162 @@ static void fix_crcs(bytes *f) {
   b_set32(f, S + Z - 4, ref_crc32(sec, Z - 4));
 }
 
+/* ---- format 2.1: kind 3 tables and their segments (FORMAT.md §5.3) ---------- */
+
+/* LEB128, minimal (§2). */
+static void b_varint(bytes *b, uint64_t v) {
+  while (v >= 0x80) {
+    b_u8(b, (unsigned)(v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  b_u8(b, (unsigned)v);
+}
+
+/* A kind 3 table: its fields and every class's frequencies (classes << width
+ * words, symbol s of class c at [c << width | s]). */
+typedef struct {
+  unsigned prec, width, lag1, lag2, shift, classes;
+  uint32_t *freq;
+} rtable;
+
+/* The level of a symbol: its w-bit two's complement value. */
+static long rt_level(const rtable *t, unsigned s) {
+  return s >= (1u << (t->width - 1)) ? (long)s - (1L << t->width) : (long)s;
+}
+
+/* The class of symbol k of a segment whose symbols start at seg (§5.3),
+ * written with a division (the decoder uses a shift). */
+static unsigned rt_class(const rtable *t, const uint16_t *seg, uint64_t k) {
+  long a = k >= t->lag1 ? rt_level(t, seg[k - t->lag1]) : 0;
+  long b = k >= t->lag2 ? rt_level(t, seg[k - t->lag2]) : 0;
+  long v = a + b, d = 1L << t->shift, q, c;
+  q = v >= 0 ? v / d : -((-v + d - 1) / d); /* floor */
+  c = q + (long)(t->classes / 2);
+  if (c < 0) c = 0;
+  if (c > (long)t->classes - 1) c = (long)t->classes - 1;
+  return (unsigned)c;
+}
+
+/* Frequencies fitted to `count` symbols coded in segments of `block`: each
+ * class's histogram scaled to 2^prec, every occurring symbol >= 1 (a class
+ * that never occurs codes symbol 0). The caller picks prec so that every
+ * class's distinct symbols fit. */
+static void rt_fit(rtable *t, const uint16_t *sym, uint64_t count, uint64_t block) {
+  uint64_t *cnt = (uint64_t *)calloc((size_t)t->classes << t->width, sizeof(uint64_t));
+  uint64_t start, k;
+  unsigned c, s, W = 1u << t->width;
+  uint32_t P = 1u << t->prec;
+  t->freq = (uint32_t *)calloc((size_t)t->classes << t->width, sizeof(uint32_t));
+  for (start = 0; start < count; start += block) {
+    uint64_t n = count - start < block ? count - start : block;
+    for (k = 0; k < n; k++) cnt[((uint64_t)rt_class(t, sym + start, k) << t->width) + sym[start + k]]++;
+  }
+  for (c = 0; c < t->classes; c++) {
+    uint64_t total = 0;
+    int64_t diff;
+    uint32_t *f = t->freq + ((size_t)c << t->width);
+    const uint64_t *h = cnt + ((size_t)c << t->width);
+    for (s = 0; s < W; s++) total += h[s];
+    if (!total) {
+      f[0] = P;
+      continue;
+    }
+    diff = P;
+    for (s = 0; s < W; s++) {
+      if (!h[s]) continue;
+      f[s] = (uint32_t)(h[s] * P / total);
+      if (!f[s]) f[s] = 1;
+      diff -= f[s];
+    }
+    while (diff != 0) { /* give to / take from the largest */
+      unsigned best = 0;
+      for (s = 0; s < W; s++) if (f[s] > f[best]) best = s;
+      if (diff > 0) {
+        f[best] += (uint32_t)diff;
+        diff = 0;
+      } else {
+        uint32_t take = f[best] - 1 < (uint64_t)-diff ? f[best] - 1 : (uint32_t)-diff;
+        if (!take) abort(); /* more distinct symbols than 2^prec */
+        f[best] -= take;
+        diff += take;
+      }
+    }
+  }
+  free(cnt);
+}
+
+/* Deliberate breaks of a kind 3 table (rt_write's `bad`), each against one
+ * rule of §5.3 / §5.2. */
+enum {
+  RT_OK,
+  RT_SUM_PLUS_ONE,  /* class 0's frequencies sum to 2^prec + 1 */
+  RT_PAST_WIDTH,    /* class 0: first + m = 2^w + 1 */
+  RT_FREQ_TOO_BIG,  /* class 0's first frequency is 2^prec + 1 */
+  RT_TOP_SYMBOL,    /* class 0 also codes symbol 2^w - 1 (alphabet size 2^w) */
+  RT_M_ZERO         /* class 0 lists no symbol */
+};
+
+/* The table's bytes (§5.1, §5.3): each class lists first .. last nonzero.
+ * Field `field` (1 prec, 2 width, 3 lag1, 4 lag2, 5 shift, 6 classes) is
+ * written as `value` instead, if nonzero; `bad` breaks class 0. */
+static void rt_write(bytes *b, const rtable *t, int field, uint64_t value, int bad) {
+  const uint64_t fields[6] = {t->prec, t->width, t->lag1, t->lag2, t->shift, t->classes};
+  unsigned c, s, i;
+  b_varint(b, 3);
+  for (i = 0; i < 6; i++) b_varint(b, field == (int)i + 1 ? value : fields[i]);
+  for (c = 0; c < t->classes; c++) {
+    const uint32_t *f = t->freq + ((size_t)c << t->width);
+    unsigned first = 0, last = (1u << t->width) - 1, top = last;
+    uint32_t steal = 0;
+    while (!f[first]) first++;
+    while (!f[last]) last--;
+    if (c == 0 && bad == RT_M_ZERO) {
+      b_varint(b, first);
+      b_varint(b, 0);
+      continue;
+    }
+    if (c == 0 && bad == RT_TOP_SYMBOL && last < top) { /* 1 from the largest to symbol 2^w - 1 */
+      unsigned best = first;
+      for (s = first; s <= last; s++) if (f[s] > f[best]) best = s;
+      steal = best + 1; /* nonzero: which symbol gives */
+      last = top;
+    }
+    b_varint(b, c == 0 && bad == RT_PAST_WIDTH ? (1u << t->width) - (last - first) : first);
+    b_varint(b, last - first + 1);
+    for (s = first; s <= last; s++) {
+      uint64_t v = f[s];
+      if (c == 0 && s == first && bad == RT_SUM_PLUS_ONE) v++;
+      if (c == 0 && s == first && bad == RT_FREQ_TOO_BIG) v = (1u << t->prec) + 1;
+      if (steal && s == steal - 1) v--;
+      if (steal && s == top) v++;
+      b_varint(b, v);
+    }
+  }
+}
+
+/* One segment of n symbols, encoded backwards as §5.3's informative
+ * encoder says: the final state (4 bytes, little-endian), then the pushed
+ * bytes in reverse push order. */
+static void rt_encode_segment(bytes *out, const rtable *t, const uint16_t *seg, uint64_t n) {
+  uint8_t *pushed = (uint8_t *)malloc(4 * n + 8);
+  size_t np = 0;
+  uint32_t x = 1u << 23;
+  uint64_t k = n;
+  while (k-- > 0) {
+    unsigned c = rt_class(t, seg, k), s;
+    const uint32_t *f = t->freq + ((size_t)c << t->width);
+    uint32_t fs = f[seg[k]], cum = 0;
+    if (!fs) abort(); /* a symbol the class cannot code */
+    for (s = 0; s < seg[k]; s++) cum += f[s];
+    while ((uint64_t)x >= (uint64_t)fs << (31 - t->prec)) {
+      pushed[np++] = (uint8_t)x;
+      x >>= 8;
+    }
+    x = ((x / fs) << t->prec) + x % fs + cum;
+  }
+  b_u32(out, x);
+  while (np > 0) b_u8(out, pushed[--np]);
+  free(pushed);
+}
+
 #endif /* TFDC_BUILDER_H_ */
