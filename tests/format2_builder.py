@@ -54,6 +54,41 @@ def fixed_table(width):
     return v(2) + v(width)
 
 
+def rans_table(prec, width, lag1, lag2, shift, classes):
+    """A kind 3 table (§5.3); `classes` is a list of `(first, [freq, ...])`."""
+    out = v(3) + v(prec) + v(width) + v(lag1) + v(lag2) + v(shift) + v(len(classes))
+    for first, freqs in classes:
+        out += v(first) + v(len(freqs)) + b"".join(v(f) for f in freqs)
+    return out
+
+
+def rans_segment(symbols, prec, width, lag1, lag2, shift, classes):
+    """One kind 3 segment of `symbols`, encoded as §5.3's informative text
+    says (scalar Python, independent of tfdc.rans)."""
+    C = len(classes)
+    freq = [[0] * (1 << width) for _ in range(C)]
+    for c, (first, fs) in enumerate(classes):
+        freq[c][first:first + len(fs)] = fs
+
+    def level(s):
+        return s - (1 << width) if s >= 1 << (width - 1) else s
+
+    def cls(k):
+        a = level(symbols[k - lag1]) if k >= lag1 else 0
+        b = level(symbols[k - lag2]) if k >= lag2 else 0
+        return min(max(((a + b) >> shift) + C // 2, 0), C - 1)
+
+    x, pushed = 1 << 23, []
+    for k in range(len(symbols) - 1, -1, -1):
+        c, s = cls(k), symbols[k]
+        f, cum = freq[c][s], sum(freq[c][:s])
+        while x >= f << (31 - prec):
+            pushed.append(x & 255)
+            x >>= 8
+        x = (x // f << prec) + x % f + cum
+    return x.to_bytes(4, "little") + bytes(reversed(pushed))
+
+
 def stream(table, block=None, segments=()):
     """A stream descriptor: table index, and for a Huffman table its block
     and segment lengths."""

@@ -15,6 +15,8 @@ from tfdc import pack, tflite_schema, unpack
 from tfdc.pack import pack_tflite
 from tfdc.tflite_schema import constant_model
 
+from conftest import smooth_kernel
+
 
 def _clustered_pruned(rng, shape, centroids=16, density=0.3):
     c = rng.normal(size=centroids).astype(np.float32)
@@ -215,12 +217,19 @@ WIDTHS = [(2, "int"), (4, "int"), (8, "int"), (8, "uint"), (16, "int"), (16, "fl
           (32, "int"), (32, "float"), (64, "int"), (64, "float")]
 
 
+def _table_kinds(packed):
+    return {t.kind for t in unpack.parse(packed).tables}
+
+
+@pytest.mark.parametrize("codes", ["order-0", "rans"])
 @pytest.mark.parametrize("bits,kind", WIDTHS)
 @pytest.mark.parametrize("value_mode,position_mode,scan", KINDS)
-def test_every_record_kind_round_trips(value_mode, position_mode, scan, bits, kind):
+def test_every_record_kind_round_trips(value_mode, position_mode, scan, bits, kind, codes):
     rng = np.random.default_rng(bits * 7 + len(kind))
     tensor, raw = _tensor_of(bits, kind, rng, 96, 0.6, 12)
     force = {"value_mode": value_mode, "position_mode": position_mode, "scan": scan}
+    if codes == "rans":
+        force["codes"] = "rans"   # every stream of the record with a kind 3 table
     if bits < 8:
         force["elem_bits"] = bits
         tensor = (tensor[0], tensor[1], (8, 12))
@@ -230,6 +239,43 @@ def test_every_record_kind_round_trips(value_mode, position_mode, scan, bits, ki
     assert r.scan == scan and r.elem_bits == bits
     decoded = unpack.decode(packed, backend="python")
     assert decoded[r.out_offset:r.out_offset + len(raw)] == raw
+    assert (fmt.TABLE_RANS in _table_kinds(packed)) == (codes == "rans")
+
+
+@pytest.mark.parametrize("bits,tensor_type", [(8, 9), (4, 17)])
+def test_smooth_kernels_get_context_modelled_codes_and_run_bit_identically(bits, tensor_type):
+    # A dense kernel after a 28 x 28 image: each weight close to its left
+    # and upper neighbours. The packer finds both lags (1 and 28) and codes
+    # the kernel with a kind 3 table, smaller than its order-0 code.
+    vals = smooth_kernel(rows=12, bits=bits, seed=bits).reshape(-1)
+    data = _int_bits(vals, bits) if bits < 8 else vals.astype(np.int8).view(np.uint8)
+    n = len(vals)
+    model = _dequantize_model(tensor_type, data, n, scale=0.25)
+    expected = _run(model)
+    assert (expected == vals * 0.25).all()
+    packed, info = pack_tflite(model)
+    order0, _ = pack_tflite(model, _force={"codes": "huffman"})
+    assert fmt.TABLE_RANS in _table_kinds(packed)
+    assert fmt.TABLE_RANS not in _table_kinds(order0)
+    assert len(packed) < 0.9 * len(order0)
+    table = next(t for t in unpack.parse(packed).tables if t.kind == fmt.TABLE_RANS)
+    assert {table.model.lag1, table.model.lag2} == {1, 28}
+    # version 2.1: flags bit 0 and version_minor 1 (§4, §10)
+    _, major, minor = fmt.PREFIX.unpack_from(packed, fmt.STUB_SIZE)
+    assert (major, minor, packed[fmt.STUB_SIZE + fmt.PREFIX.size]) == (2, 1, fmt.FLAG_RANS)
+    for backend in ("python", "native"):
+        if backend == "native" and unpack._native() is None:
+            continue
+        got = _run(unpack.decode(packed, backend=backend))
+        assert (got.view(np.uint32) == expected.view(np.uint32)).all(), backend
+
+
+def test_files_without_kind_3_tables_stay_version_2_0(keras_models):
+    for tflite, _ in keras_models:
+        packed, _ = pack_tflite(tflite)
+        assert fmt.TABLE_RANS not in _table_kinds(packed)
+        _, major, minor = fmt.PREFIX.unpack_from(packed, fmt.STUB_SIZE)
+        assert (major, minor, packed[fmt.STUB_SIZE + fmt.PREFIX.size]) == (2, 0, 0)
 
 
 def test_transforms_are_chosen_where_they_pay():

@@ -252,6 +252,64 @@ def _sparse(nnz, G, gap_count, gap_stream, values_tail):
         gap_stream + values_tail
 
 
+# The valid file's values [1, 2, 1, 1, 2, 1, 1, 1] (codebook symbols
+# 0 1 0 0 1 0 0 0) coded with a kind 3 table: 2-bit precision, 1-bit
+# levels (symbol 1 is -1), lags 1 and 2, two classes (class 1 when both
+# neighbours are 0).
+RANS = dict(prec=2, width=1, lag1=1, lag2=2, shift=0, classes=[(0, [2, 2]), (0, [3, 1])])
+RANS_SYMBOLS = [0, 1, 0, 0, 1, 0, 0, 0]
+
+
+def _rans_file(table=None, segments=None, flags=fmt.FLAG_RANS, block=4096, K=2):
+    """The valid file with its value stream coded by a kind 3 table."""
+    table = fb.rans_table(**RANS) if table is None else table
+    if segments is None:
+        segments = [fb.rans_segment(RANS_SYMBOLS[i:i + block], **RANS)
+                    for i in range(0, len(RANS_SYMBOLS), block)]
+    stream = fb.stream(0, block, [len(g) for g in segments])
+    return _rebuild(tables=[table], records=[_record(tail=_codebook(K=K, width=0,
+                                                                    stream=stream))],
+                    payload=b"".join(segments), flags=flags, minor=1)
+
+
+def _rans_violations():
+    t = dict(RANS)
+    seg = fb.rans_segment(RANS_SYMBOLS, **RANS)
+    state = int.from_bytes(seg[:4], "little")
+
+    def table(**kw):
+        return fb.rans_table(**{**t, **kw})
+
+    return {
+        "kind 3 without flags bit 0": _rans_file(flags=0),
+        "kind 3 prec 0": _rans_file(table(prec=0)),
+        "kind 3 prec 16": _rans_file(table(prec=16)),
+        "kind 3 width 0": _rans_file(table(width=0)),
+        "kind 3 width 16": _rans_file(table(width=16)),
+        "kind 3 lag1 0": _rans_file(table(lag1=0)),
+        "kind 3 lag2 65536": _rans_file(table(lag2=65536)),
+        "kind 3 shift 17": _rans_file(table(shift=17)),
+        "kind 3 no classes": _rans_file(table(classes=[])),
+        "kind 3 33 classes": _rans_file(table(classes=[(0, [2, 2])] * 33)),
+        "kind 3 m = 0": _rans_file(table(classes=[(0, [2, 2]), (0, [])])),
+        "kind 3 first + m > 2^width": _rans_file(table(classes=[(0, [2, 2]), (1, [3, 1])])),
+        "kind 3 frequencies sum short": _rans_file(table(classes=[(0, [2, 2]), (0, [2, 1])])),
+        "kind 3 frequencies sum over": _rans_file(table(classes=[(0, [2, 2]), (0, [3, 2])])),
+        "kind 3 frequency > 2^prec": _rans_file(table(classes=[(0, [2, 2]), (0, [5, 0])])),
+        "kind 3 alphabet > K": _rans_file(table(width=2, classes=[(0, [2, 2]),
+                                                                   (0, [2, 1, 1])])),
+        "kind 3 segment < 4 bytes": _rans_file(segments=[seg[:3]]),
+        "kind 3 state below 2^23": _rans_file(segments=[(1 << 22).to_bytes(4, "little")
+                                                        + seg[4:]]),
+        "kind 3 state ≥ 2^31": _rans_file(segments=[(state | 1 << 31).to_bytes(4, "little")
+                                                    + seg[4:]]),
+        "kind 3 wrong final state": _rans_file(segments=[(state ^ 1).to_bytes(4, "little")
+                                                         + seg[4:]]),
+        "kind 3 unread segment byte": _rans_file(segments=[seg + b"\0"]),
+        "kind 3 segment runs out": _rans_file(segments=[(1 << 23).to_bytes(4, "little")]),
+    }
+
+
 def _violations():
     flat, off = _parts()
     table = fb.huffman_table([0, 1], [1, 1])
@@ -262,7 +320,7 @@ def _violations():
         # container (§3, §4)
         "magic": _rebuild(magic=b"TFDX"),
         "version 3": _rebuild(major=3),
-        "flags": _rebuild(flags=1),
+        "flags bit 1": _rebuild(flags=2),
         "crc": _rebuild(bad_crc=True),
         "F < 8": _rebuild(F=7),
         "F > M": _rebuild(F=10 ** 6),
@@ -305,6 +363,8 @@ def _violations():
         "fixed-length padding bits": _rebuild(tables=[fb.fixed_table(3)], records=[_record(
             tail=_codebook(stream=fb.stream(0, 3, [2, 2, 1])))],
             payload=b"\x04\x00\x04\x00\x01"),
+        # kind 3 tables (§5.3)
+        **_rans_violations(),
         # records (§6)
         "buffer_index out of range": r(head=v(9) + HEAD_TAIL),
         "buffer without offset": r(head=v(0) + HEAD_TAIL),
@@ -399,6 +459,10 @@ def test_the_hand_built_cases_are_valid_when_unbroken():
     three_bits = _rebuild(tables=[fb.fixed_table(3)], records=[_record(
         tail=_codebook(stream=fb.stream(0, 4096, [3])))], payload=b"\x04\x02\x00")
     assert _decode(three_bits) == _decode(_valid_file()[0])
+    # kind 3 (§5.3): one segment, and segments of 3 symbols (contexts restart)
+    assert _decode(_rans_file()) == _decode(_valid_file()[0])
+    assert _decode(_rans_file(block=3)) == _decode(_valid_file()[0])
+    assert _decode(_rans_file(block=1)) == _decode(_valid_file()[0])
     padded = _rebuild(tables=[fb.fixed_table(3)], records=[_record(
         tail=_codebook(stream=fb.stream(0, 3, [2, 2, 1])))], payload=b"\x04\x00\x04\x00\x00")
     assert _decode(padded) == _decode(_valid_file()[0])

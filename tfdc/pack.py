@@ -47,7 +47,7 @@ import zlib
 import numpy as np
 
 from tfdc import format as fmt
-from tfdc import huffman, tflite_schema
+from tfdc import huffman, rans, tflite_schema
 from tfdc.densify import densify as densify_model
 from tfdc.format import PackInfo, RecordInfo, varint_bytes
 
@@ -56,6 +56,17 @@ MAX_CODEBOOK = fmt.MAX_CODEBOOK
 # fixed fields and the Buffer.offset / size fields in the flatbuffer, after
 # deflate (measured: 10-14 bytes). Used only to decide record vs inline.
 _RECORD_OVERHEAD = 12
+# Streams shorter than this keep order-0 codes: a kind 3 table (§5.3) costs
+# more than context modelling saves on them, and fitting one takes time.
+_RANS_MIN_SYMBOLS = 2048
+# Kind 3 segments are this many times longer than the others: each costs
+# about 6 bytes (its final state and length) against a Huffman segment's
+# 2.5, and starts its contexts afresh.
+_RANS_BLOCK_FACTOR = 4
+
+
+def _rans_block(block):
+    return min(block * _RANS_BLOCK_FACTOR, fmt.MAX_BLOCK)
 
 
 # --------------------------------------------------------------------------
@@ -65,7 +76,8 @@ _RECORD_OVERHEAD = 12
 @dataclasses.dataclass
 class _Stream:
     """One coded stream: its table (bytes, shared by identical tables), and
-    for a Huffman table the segment lengths and data."""
+    for a Huffman, fixed-length or kind 3 table the segment lengths and
+    data."""
     count: int
     table: bytes
     kind: int = fmt.TABLE_HUFFMAN
@@ -108,13 +120,19 @@ def _fixed_width(counts):
     return max(1, (len(counts) - 1).bit_length()) if len(counts) > 1 else 1
 
 
-def _code_stream(symbols, counts, block, fixed=False):
+def _code_stream(symbols, counts, block, fixed=False, model=None):
     """A `_Stream` for `symbols` (histogram `counts`, trimmed to the largest
-    used symbol + 1): its Huffman code, a single-symbol table, or (`fixed`)
-    the fixed-length code."""
+    used symbol + 1): its Huffman code, a single-symbol table, (`fixed`)
+    the fixed-length code, or (`model`, a `rans.Model`) the context-modelled
+    range code."""
     count = len(symbols)
     used = np.flatnonzero(counts)
     counts = counts[:int(used[-1]) + 1]
+    if model is not None:
+        block = _rans_block(block)
+        seg_bytes, data = rans.encode(symbols, model, block)
+        return _Stream(count, model.table_bytes(), fmt.TABLE_RANS, seg_bytes, data,
+                       int(8 * len(data)), huffman.entropy_bits(counts), block)
     if len(used) == 1 and not fixed:
         return _Stream(count, _table_bytes(symbol=int(used[0])), fmt.TABLE_SINGLE)
     if fixed:
@@ -265,13 +283,15 @@ def _best_positions(mask, shape, block, gap_alphabet, force):
 class _Values:
     """The chosen coding of a value sequence: a codebook (`keys`: sorted
     transformed keys) or planes; `fixed`: which streams use the fixed-length
-    code (the index stream, or each plane)."""
+    code (the index stream, or each plane); `models`: a `rans.Model` for
+    each stream coded with a kind 3 table, else None."""
     cost: float
     mode: int
     transform: int
     keys: object = None
     key_bits: int = 0
     fixed: tuple = ()
+    models: tuple = ()
 
 
 def _codebook_bytes(keys, key_bits):
@@ -287,8 +307,21 @@ def _codebook_bytes(keys, key_bits):
             + fmt.pack_bits(deltas, width))
 
 
-def _best_values(vals, elem_bits, kind, block, expand, force):
-    """The cheapest `_Values` for `vals` (unsigned elements, any order)."""
+def _rans_plane(plane, width, block, shape, force):
+    """`(bytes, Model)` of the kind 3 coding of one plane, or None where it
+    is not tried: the plane is short, or a test asks for order-0 codes."""
+    if force.get("codes") == "huffman" or shape is None:
+        return None
+    if len(plane) < _RANS_MIN_SYMBOLS and force.get("codes") != "rans":
+        return None
+    model, cost = rans.fit_cost(plane, width, _rans_block(block), shape)
+    return cost, model
+
+
+def _best_values(vals, elem_bits, kind, block, expand, force, shape=None):
+    """The cheapest `_Values` for `vals` (unsigned elements, any order; in
+    stream order of a dense tensor of `shape` when `shape` is given, which
+    makes context-modelled codes of single-plane elements a candidate)."""
     count = len(vals)
     options = []
     transforms = fmt.TRANSFORMS
@@ -309,24 +342,34 @@ def _best_values(vals, elem_bits, kind, block, expand, force):
         else:
             unique, counts = np.unique(keyed, return_counts=True)
         if len(unique) <= MAX_CODEBOOK:
-            stream, fixed = _stream_cost(counts, block, force.get("codes") != "huffman")
+            stream, fixed = _stream_cost(counts, block, force.get("codes") not in ("huffman",
+                                                                                   "rans"))
             for t in transforms:
                 keys = np.sort(fmt.transform(unique, t, key_bits).astype(np.uint64))
                 cost = stream + len(_codebook_bytes(keys, key_bits)) + 1
                 options.append(_Values(cost, fmt.VALUES_CODEBOOK, t, keys, key_bits,
-                                       (fixed,)))
+                                       (fixed,), (None,)))
     if force.get("value_mode") != "codebook" and not expand:
         for t in transforms:
             tv = fmt.transform(vals, t, elem_bits)
-            cost, fixed = 0.0, []
+            cost, fixed, models = 0.0, [], []
             for p in range(fmt.plane_count(elem_bits)):
                 shift = 8 * (fmt.plane_count(elem_bits) - 1 - p)
                 plane = ((tv >> tv.dtype.type(shift)) & tv.dtype.type(255)).astype(np.int64)
                 c, f = _stream_cost(np.bincount(plane, minlength=1), block,
-                                    force.get("codes") != "huffman")
+                                    force.get("codes") not in ("huffman", "rans"))
+                model = None
+                # Contexts read two's complement levels: identity-transformed
+                # integers of one plane (int8, int4, int2).
+                if t == fmt.TRANSFORM_IDENTITY and fmt.plane_count(elem_bits) == 1:
+                    r = _rans_plane(plane, fmt.plane_bits(elem_bits), block, shape, force)
+                    if r is not None and (r[0] < c or force.get("codes") == "rans"):
+                        c, f, model = r[0], False, r[1]
                 cost += c
                 fixed.append(f)
-            options.append(_Values(cost, fmt.VALUES_PLANES, t, fixed=tuple(fixed)))
+                models.append(model)
+            options.append(_Values(cost, fmt.VALUES_PLANES, t, fixed=tuple(fixed),
+                                   models=tuple(models)))
     if not options:
         return None
     # Ties: the first option (codebook before planes, lower transform) wins.
@@ -396,7 +439,8 @@ def _candidate(raw, elem_bits, kind, shape, block, gap_alphabet, codebook_fp16, 
             # Order-0 codes cost the same in any order: dense records are
             # row-major unless a test or tool asks for the other scan.
             rows = _scans(shape, len(elems))[-1] if force.get("scan") == "column" else 1
-            values = _best_values(elems, elem_bits, kind, block, expand, force)
+            values = _best_values(elems, elem_bits, kind, block, expand, force,
+                                  shape if rows == 1 else None)
             if values is not None and (best is None or values.cost < best[0]):
                 best = (values.cost, elems, expand, change, fmt.POSITION_DENSE, rows, 0, False,
                         values)
@@ -447,11 +491,17 @@ def _plan_record(raw, tensor_bits, kind, shape, block, gap_alphabet, codebook_fp
         if total >= len(raw) or (total > 0.75 * len(raw) and total >= _inline_cost(raw)):
             return None
     return _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, values,
-                  block, shape, len(raw))
+                  block, shape, len(raw), force.get("codes") == "rans")
+
+
+def _forced_model(symbols, alphabet, block, shape):
+    """A kind 3 model for any stream (tests: `_force={"codes": "rans"}`)."""
+    width = max(1, int(alphabet - 1).bit_length())
+    return rans.fit_cost(symbols, width, _rans_block(block), shape, lags=[1, 2, 3])[0]
 
 
 def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, values, block,
-           shape, raw_bytes):
+           shape, raw_bytes, force_rans=False):
     n = len(elems)
     head = [varint_bytes(elem_bits), varint_bytes(values.transform), varint_bytes(values.mode),
             varint_bytes(position), varint_bytes(rows)]
@@ -464,7 +514,8 @@ def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, valu
         gaps = _gap_symbols(np.diff(t, prepend=-1) - 1, G)
         head += [varint_bytes(len(vals)), varint_bytes(G), varint_bytes(len(gaps))]
         if len(gaps):
-            gap_stream = _code_stream(gaps, np.bincount(gaps, minlength=G), block, fixed_gaps)
+            gap_stream = _code_stream(gaps, np.bincount(gaps, minlength=G), block, fixed_gaps,
+                                      _forced_model(gaps, G, block, shape) if force_rans else None)
             streams.append((b"", gap_stream))
     elif rows > 1:
         vals = elems.reshape(rows, n // rows).T.reshape(-1)
@@ -480,13 +531,17 @@ def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, valu
             tk = fmt.transform(keyed, values.transform, values.key_bits).astype(np.uint64)
             symbols = np.searchsorted(values.keys, tk).astype(np.uint16)
             counts = np.bincount(symbols, minlength=len(values.keys))
-            value_streams.append(_code_stream(symbols, counts, block, values.fixed[0]))
+            model = (_forced_model(symbols, len(values.keys), block, shape)
+                     if force_rans else None)
+            value_streams.append(_code_stream(symbols, counts, block, values.fixed[0], model))
     elif len(vals):
         tv = fmt.transform(vals, values.transform, elem_bits)
         pbits = fmt.plane_bits(elem_bits)
-        for plane, fixed in zip(_planes(tv, elem_bits), values.fixed):
+        for plane, fixed, model in zip(_planes(tv, elem_bits), values.fixed, values.models):
             counts = np.bincount(plane, minlength=1 << pbits)
-            value_streams.append(_code_stream(plane, counts, block, fixed))
+            if model is None and force_rans:
+                model = _forced_model(plane, 1 << pbits, block, shape)
+            value_streams.append(_code_stream(plane, counts, block, fixed, model))
     # Codebook first (its descriptor bytes), then the value streams.
     streams += [(codebook if i == 0 else b"", s) for i, s in enumerate(value_streams)]
     if not value_streams and codebook:
@@ -688,8 +743,12 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
             + b"".join(descriptors))
     deflated = fmt.deflate(meta)
     payload = b"".join(payloads)
-    header = (fmt.PREFIX.pack(fmt.MAGIC, fmt.VERSION_MAJOR, fmt.VERSION_MINOR)
-              + varint_bytes(0) + varint_bytes(len(deflated)) + varint_bytes(len(meta))
+    # Version 2.1 only where a kind 3 table needs it (§10): every other file
+    # stays readable by 2.0 decoders.
+    uses_rans = any(st.kind == fmt.TABLE_RANS for p in plans for _, st in p.streams if st)
+    header = (fmt.PREFIX.pack(fmt.MAGIC, fmt.VERSION_MAJOR, fmt.VERSION_MINOR if uses_rans else 0)
+              + varint_bytes(fmt.FLAG_RANS if uses_rans else 0)
+              + varint_bytes(len(deflated)) + varint_bytes(len(meta))
               + varint_bytes(F) + varint_bytes(D))
     Z = len(header) + len(deflated) + len(payload) + fmt.CRC.size
     S = fmt.STUB_SIZE

@@ -22,7 +22,7 @@ import zlib
 import numpy as np
 
 from tfdc import format as fmt
-from tfdc import huffman
+from tfdc import huffman, rans
 from tfdc.errors import FormatError
 from tfdc.flatbuf import read_model
 from tfdc.format import fp16_to_fp32_bits
@@ -180,6 +180,7 @@ class _Table:
     n: int                  # kind 0: number of code lengths
     lengths: object = None  # np.uint8 code lengths (kind 0)
     symbol: int = 0         # kind 1
+    model: object = None    # kind 3: a rans.Model
     size: int = 0           # bytes in the meta stream
     start: int = 0          # position in the meta stream
     _lookup: object = None
@@ -196,7 +197,7 @@ class _Stream:
     table: int
     alphabet: int = 0           # every decoded symbol must be below it
     block: int = 0
-    seg_bytes: object = None    # np.int64, kind 0 and 2 only
+    seg_bytes: object = None    # np.int64, kind 0, 2 and 3 only
     data_start: int = 0         # absolute position of its segments in the file
     data_len: int = 0
 
@@ -270,10 +271,44 @@ def _inflate(data, start, length, size):
     return out
 
 
-def _parse_table(cur, i):
+def _parse_rans_table(cur, what, start):
+    """The fields of a kind 3 table (§5.3), after its kind."""
+    prec = cur.varint(f"{what} prec", fmt.MAX_RANS_PREC)
+    width = cur.varint(f"{what} width", fmt.MAX_RANS_WIDTH)
+    lag1 = cur.varint(f"{what} lag1", fmt.MAX_RANS_LAG)
+    lag2 = cur.varint(f"{what} lag2", fmt.MAX_RANS_LAG)
+    shift = cur.varint(f"{what} shift", fmt.MAX_RANS_SHIFT)
+    classes = cur.varint(f"{what} classes", fmt.MAX_RANS_CLASSES)
+    for name, v in (("prec", prec), ("width", width), ("lag1", lag1), ("lag2", lag2),
+                    ("classes", classes)):
+        if v < 1:
+            raise FormatError(f"{what}: {name} is 0")
+    M = 1 << prec
+    freqs = np.zeros((classes, 1 << width), np.int64)
+    for c in range(classes):
+        first = cur.varint(f"{what} class {c} first", (1 << width) - 1)
+        m = cur.varint(f"{what} class {c} count", (1 << width) - first)
+        if m < 1:
+            raise FormatError(f"{what}: class {c} lists no symbol")
+        f = cur.varints(m, f"{what} class {c} frequencies")
+        if (f > M).any() or int(f.sum()) != M:
+            raise FormatError(f"{what}: class {c}'s frequencies sum to {int(f.sum())}, "
+                              f"not 2^{prec}")
+        freqs[c, first:first + m] = f
+    model = rans.Model(prec, width, lag1, lag2, shift, classes, freqs)
+    return _Table(fmt.TABLE_RANS, model.alphabet, model=model, size=cur.pos - start,
+                  start=start)
+
+
+def _parse_table(cur, i, flags):
     start = cur.pos
     what = f"table {i}"
     kind = cur.varint(f"{what} kind")
+    if kind == fmt.TABLE_RANS:
+        if not flags & fmt.FLAG_RANS:
+            raise FormatError(f"{what}: a kind 3 table in a file whose flags do not "
+                              "announce them")
+        return _parse_rans_table(cur, what, start)
     if kind == fmt.TABLE_SINGLE:
         symbol = cur.varint(f"{what} symbol", fmt.MAX_ALPHABET - 1)
         return _Table(kind, symbol + 1, symbol=symbol, size=cur.pos - start, start=start)
@@ -341,7 +376,7 @@ def _parse_stream(cur, tables, payload, what, count, alphabet, used_tables):
         if t.symbol >= alphabet:
             raise FormatError(f"{what}: table {index}'s symbol {t.symbol} ≥ alphabet {alphabet}")
         return _Stream(count, index, alphabet), table_bytes
-    if t.kind == fmt.TABLE_HUFFMAN and t.n > alphabet:
+    if t.kind in (fmt.TABLE_HUFFMAN, fmt.TABLE_RANS) and t.n > alphabet:
         raise FormatError(f"{what}: table {index} has {t.n} symbols, more than {alphabet}")
     block = cur.varint(f"{what} block", fmt.MAX_BLOCK)
     if block < 1:
@@ -351,7 +386,11 @@ def _parse_stream(cur, tables, payload, what, count, alphabet, used_tables):
     last = count - (nseg - 1) * block
     need = np.full(nseg, min(block, count), np.int64)
     need[-1] = last
-    if (seg_bytes * 8 < need).any():
+    if t.kind == fmt.TABLE_RANS:
+        if (seg_bytes < fmt.RANS_STATE_BYTES).any():
+            raise FormatError(f"{what}: a kind 3 segment is shorter than "
+                              f"{fmt.RANS_STATE_BYTES} bytes")
+    elif (seg_bytes * 8 < need).any():
         # Every code is at least 1 bit long.
         raise FormatError(f"{what}: a segment is too short for its symbols")
     total = int(seg_bytes.sum())
@@ -464,8 +503,10 @@ def _parse_v2(data, S, Z, max_size):
         raise FormatError("CRC mismatch (corrupted file)", status="checksum")
     cur = _Cursor(data, S + fmt.PREFIX.size, end - fmt.CRC.size, "header")
     flags = cur.varint("flags")
-    if flags:
-        raise FormatError(f"header flags are {flags}, must be 0")
+    if flags & ~fmt.KNOWN_FLAGS:
+        raise FormatError(f"header flags are {flags}: bits other than bit 0 are not defined "
+                          f"in format {fmt.VERSION_MAJOR}.{fmt.VERSION_MINOR} "
+                          "(a file from a newer tfdc?)")
     C = cur.varint("meta_deflated")
     M = cur.varint("meta_size")
     F = cur.varint("flatbuffer_size")
@@ -486,7 +527,7 @@ def _parse_v2(data, S, Z, max_size):
         raise FormatError(f"inner flatbuffer: {e}") from None
     mc = _Cursor(meta, F, M, "meta stream")
     num_tables = mc.varint("num_tables", (M - F) // 2)
-    tables = [_parse_table(mc, i) for i in range(num_tables)]
+    tables = [_parse_table(mc, i, flags) for i in range(num_tables)]
     num_records = mc.varint("num_records", len(inner.buffers))
     payload = _Payload(cur.pos, end - fmt.CRC.size)
     records, prev_end, used = [], 0, {}
@@ -528,6 +569,8 @@ def _stream_symbols(data, stream, tables):
     if t.kind == fmt.TABLE_SINGLE:
         return np.full(stream.count, t.symbol, np.uint16)
     seg = np.frombuffer(data, np.uint8, stream.data_len, stream.data_start)
+    if t.kind == fmt.TABLE_RANS:
+        return rans.decode(seg, stream.seg_bytes, stream.count, stream.block, t.model)
     w = _fixed_width(t)
     if w:
         symbols = _fixed_symbols(seg, stream, w)
@@ -1143,6 +1186,8 @@ def _stream_stats(data, stream, tables):
     if t.kind == fmt.TABLE_SINGLE:
         return 0, 0.0, symbols
     counts = np.bincount(symbols, minlength=t.n)
+    if t.kind == fmt.TABLE_RANS:
+        return 8 * stream.data_len, huffman.entropy_bits(counts), symbols
     return huffman.coded_bits(counts, t.lengths), huffman.entropy_bits(counts), symbols
 
 

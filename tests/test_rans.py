@@ -1,0 +1,109 @@
+"""tfdc.rans: the context-modelled range code of table kind 3 (FORMAT.md §5.3)."""
+
+import numpy as np
+import pytest
+
+import format2_builder as fb
+from conftest import smooth_kernel
+from tfdc import FormatError, rans
+from tfdc import format as fmt
+
+
+def _smooth_int8(rows=40):
+    return (smooth_kernel(rows) & 255).astype(np.uint16)
+
+
+def test_encode_matches_the_spec_s_scalar_encoder():
+    # tests/format2_builder.rans_segment is written from §5.3 alone.
+    rng = np.random.default_rng(1)
+    symbols = rng.integers(0, 8, 300).astype(np.uint16)
+    for lag1, lag2, shift, classes, block in [(1, 2, 0, 5, 300), (3, 7, 1, 8, 64),
+                                              (5, 5, 2, 1, 1)]:
+        hist = np.bincount(rans._classes(rans.levels(symbols, 3), lag1, lag2, shift, classes,
+                                         block) * 8 + symbols, minlength=classes * 8)
+        freqs = np.array([rans.quantize(h, 6) for h in hist.reshape(classes, 8)])
+        model = rans.Model(6, 3, lag1, lag2, shift, classes, freqs)
+        seg_bytes, data = rans.encode(symbols, model, block)
+        spec = [(int(np.flatnonzero(f)[0]), [int(x) for x in f[np.flatnonzero(f)[0]:
+                                                                  np.flatnonzero(f)[-1] + 1]])
+                for f in freqs]
+        expected = [fb.rans_segment([int(s) for s in symbols[i:i + block]], 6, 3, lag1, lag2,
+                                    shift, spec)
+                    for i in range(0, len(symbols), block)]
+        assert list(seg_bytes) == [len(e) for e in expected]
+        assert data.tobytes() == b"".join(expected)
+        assert np.array_equal(rans.decode(data.tobytes(), seg_bytes, len(symbols), block,
+                                          model), symbols)
+
+
+@pytest.mark.parametrize("count,block", [(1, 4096), (5000, 4096), (4096, 4096), (777, 100),
+                                         (50, 1)])
+def test_round_trip_of_fitted_models(count, block):
+    symbols = _smooth_int8().reshape(-1)[:count]
+    model, cost = rans.fit_cost(symbols, 8, block, (40, 784))
+    seg_bytes, data = rans.encode(symbols, model, block)
+    assert len(seg_bytes) == -(-count // block)
+    assert np.array_equal(rans.decode(data.tobytes(), seg_bytes, count, block, model), symbols)
+    if count >= 100 * block or count < 1000:
+        return  # the estimate is for segments of many symbols
+    table = len(fmt.deflate(model.table_bytes()))
+    # The estimate the packer compares with Huffman is the real size within 2 %.
+    assert abs(cost - (len(data) + table + 2.5 * len(seg_bytes) + 2)) <= 0.02 * cost + 8
+
+
+def test_fit_finds_the_image_row_and_beats_order_0():
+    symbols = _smooth_int8().reshape(-1)
+    model, cost = rans.fit_cost(symbols, 8, 16384, (40, 784))
+    assert {model.lag1, model.lag2} == {1, 28}
+    assert model.classes > 1
+    order0, cost0 = rans.fit_order0(symbols, 8, 16384)
+    assert cost < 0.9 * cost0
+    seg_bytes, data = rans.encode(symbols, model, 16384)
+    assert np.array_equal(rans.decode(data.tobytes(), seg_bytes, len(symbols), 16384, model),
+                          symbols)
+
+
+def test_int4_levels_are_two_s_complement():
+    assert list(rans.levels(np.arange(16), 4)) == list(range(8)) + list(range(-8, 0))
+    assert list(rans.levels(np.arange(2), 1)) == [0, -1]
+
+
+def test_quantize_keeps_every_used_symbol_and_sums_exactly():
+    rng = np.random.default_rng(3)
+    for prec in (4, 8, 12, 15):
+        counts = rng.integers(0, 1000, 16) * (rng.random(16) < 0.7)
+        counts[0] = 1
+        f = rans.quantize(counts, prec)
+        assert f.sum() == 1 << prec
+        assert ((f > 0) == (counts > 0)).all()
+    assert rans.quantize(np.ones(40), 5) is None        # 40 symbols, 32 slots
+    assert rans.quantize(np.zeros(4), 3).sum() == 8     # an unused class
+
+
+def test_table_bytes_round_trip_through_the_parser():
+    from tfdc.unpack import _Cursor, _parse_table
+    symbols = _smooth_int8(rows=4).reshape(-1)
+    model = rans.fit(symbols, 8, 4096, (4, 784))
+    data = model.table_bytes()
+    t = _parse_table(_Cursor(data, 0, len(data), "meta"), 0, fmt.FLAG_RANS)
+    assert t.kind == fmt.TABLE_RANS and t.n == model.alphabet and t.size == len(data)
+    assert np.array_equal(t.model.freqs, model.freqs)
+    assert (t.model.lag1, t.model.lag2, t.model.shift, t.model.classes, t.model.prec) == (
+        model.lag1, model.lag2, model.shift, model.classes, model.prec)
+
+
+def test_decode_rejects_damaged_segments():
+    symbols = _smooth_int8(rows=2).reshape(-1)
+    model = rans.fit(symbols, 8, 1000, (2, 784))
+    seg_bytes, data = rans.encode(symbols, model, 1000)
+    good = data.tobytes()
+    cases = {
+        "flipped byte": good[:20] + bytes([good[20] ^ 0x10]) + good[21:],
+        "byte missing": good[:-1],
+        "extra byte": good + b"\0",
+    }
+    for name, bad in cases.items():
+        lens = np.array(seg_bytes)
+        lens[-1] += len(bad) - len(good)
+        with pytest.raises(FormatError, match="kind 3 segment"):
+            rans.decode(bad, lens, len(symbols), 1000, model)
