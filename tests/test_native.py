@@ -243,3 +243,249 @@ def test_native_size_limit_is_checked_before_allocating(native):
     assert len(native.decode(data, max_size=float("inf"))) == size
     with pytest.raises(ValueError, match="max_size"):
         native.decode(data, max_size=-1)
+
+
+# --------------------------------------------------------------- kind 3 (format 2.1)
+# Files whose streams use context-modelled rANS tables (FORMAT.md §5.3), from
+# the packer: the C decoder must give the reference decoder's bytes, and
+# reject what it rejects.
+
+def _sub_byte(values, bits):
+    """Sub-byte values packed as TFLite stores them (first in the low bits)."""
+    per = 8 // bits
+    v = (np.asarray(values, np.int64) & ((1 << bits) - 1)).reshape(-1, per)
+    return sum(v[:, k] << (bits * k) for k in range(per)).astype(np.uint8)
+
+
+def _kernel_tensor(bits, rows, side, seed, sparsity=0.0):
+    """A smooth int8 / int4 / int2 kernel `[rows, side * side]` (optionally
+    with zeros) as a constant_model item."""
+    from conftest import smooth_kernel
+    vals = smooth_kernel(rows=rows, side=side, bits=bits, seed=seed)
+    if sparsity:
+        vals[np.random.default_rng(seed).random(vals.shape) < sparsity] = 0
+    shape = (rows, side * side)
+    if bits == 8:
+        return vals.astype(np.int8)
+    return (_sub_byte(vals.reshape(-1), bits), {4: 17, 2: 19}[bits], shape)
+
+
+@pytest.fixture(scope="module")
+def rans_files():
+    """{name: packed bytes}, each with kind 3 tables: smooth kernels where the
+    packer chooses them (its own lags, classes, precision), and every record
+    kind (codebook / planes, dense / sparse, row / column scan; int8, int4,
+    float32 planes) with every stream forced to kind 3, at blocks whose rANS
+    segments are 4, 100 (not dividing the counts) and 16384 symbols."""
+    from tfdc.pack import pack_tflite
+    from tfdc.tflite_schema import constant_model
+    files = {}
+    for bits, rows, side in ((8, 12, 28), (8, 24, 16), (4, 12, 28), (4, 10, 20), (2, 16, 20)):
+        model = constant_model([_kernel_tensor(bits, rows, side, seed=rows + side)])
+        files[f"chosen_int{bits}_{rows}x{side}^2"], _ = pack_tflite(model, min_bytes=0)
+    kinds = [(vm, pm, scan) for vm in ("codebook", "planes") for pm in ("dense", "sparse")
+             for scan in ("row", "column")]
+    rng = np.random.default_rng(3)
+    for i, (vm, pm, scan) in enumerate(kinds):
+        for bits in (8, 4, 32):
+            if bits == 32:
+                w = rng.normal(0, 0.05, (24, 100)).astype(np.float16).astype(np.float32)
+                w[rng.random(w.shape) < 0.5] = 0
+                tensor = w
+            else:
+                tensor = _kernel_tensor(bits, 12, 14, seed=i + bits,
+                                        sparsity=0.6 if pm == "sparse" else 0.0)
+            force = {"value_mode": vm, "position_mode": pm, "scan": scan, "codes": "rans"}
+            if bits < 8:
+                force["elem_bits"] = bits
+            block = (1, 25, 4096)[(i + bits) % 3]
+            files[f"forced_{vm}_{pm}_{scan}_{bits}bit_block{block}"], _ = pack_tflite(
+                constant_model([tensor]), min_bytes=0, block=block, _force=force)
+    return files
+
+
+def _rans_tables(packed):
+    from tfdc.unpack import parse
+    return [t for t in parse(packed).tables if t.kind == 3]
+
+
+def test_kind_3_files_identical_to_python_decoder(native, rans_files):
+    from tfdc.unpack import decode
+    models = set()
+    for name, packed in rans_files.items():
+        tables = _rans_tables(packed)
+        assert tables, name
+        models |= {(t.model.lag1, t.model.lag2, t.model.classes, t.model.prec, t.model.width)
+                   for t in tables}
+        assert native.is_packed(packed)
+        out = native.decode(packed)
+        assert len(out) == native.decoded_size(packed)
+        assert out == decode(packed, backend="python"), name
+    # the files exercise the model's range, not one setting
+    assert len({m[:2] for m in models}) >= 4 and len({m[2] for m in models}) >= 3
+    assert {m[4] for m in models} >= {2, 4, 8} and len({m[3] for m in models}) >= 4
+
+
+def _statuses(native, data):
+    """(C status, Python status) of a file both must reject."""
+    from tfdc.unpack import decode
+    with pytest.raises(FormatError) as c:
+        native.decode(data)
+    with pytest.raises(FormatError) as py:
+        decode(data, backend="python")
+    return c.value.status, py.value.status
+
+
+def _resign(data):
+    import zlib
+    return data[:-4] + zlib.crc32(data[:-4]).to_bytes(4, "little")
+
+
+def _rebuilt(packed, meta=None, payload=None, flags=1):
+    """`packed` with its meta stream, payload or flags replaced (re-deflated
+    and re-signed by tests/format2_builder.py)."""
+    import format2_builder as fb
+    from tfdc.unpack import parse
+    p = parse(packed)
+    meta = p.meta if meta is None else meta
+    payload = packed[p.payload_start:-4] if payload is None else payload
+    return fb.build(p.meta[:p.F], meta=meta, payload=payload, D=p.D, flags=flags, minor=1)
+
+
+def test_kind_3_broken_tables_rejected_by_both(native, rans_files):
+    """Every §5.3 rule of a table, broken in a packer-made file's first kind 3
+    table (the meta stream re-deflated, the file re-signed): both decoders
+    refuse it with the same status."""
+    from tfdc import format as fmt
+    from tfdc import rans
+    from tfdc.unpack import decode, parse
+    packed = rans_files["chosen_int8_12x28^2"]
+    assert _rebuilt(packed) == packed  # the rebuild itself changes nothing
+    p = parse(packed)
+    t = _rans_tables(packed)[0]
+    m = t.model
+    v = fmt.varint_bytes
+
+    def with_table(table_bytes):
+        return _rebuilt(packed, meta=p.meta[:t.start] + table_bytes + p.meta[t.start + t.size:])
+
+    def fields(**kw):
+        f = dict(prec=m.prec, width=m.width, lag1=m.lag1, lag2=m.lag2, shift=m.shift,
+                 classes=m.classes)
+        f.update(kw)
+        head = b"".join(v(f[k]) for k in ("prec", "width", "lag1", "lag2", "shift", "classes"))
+        return v(fmt.TABLE_RANS) + head + m.table_bytes()[len(v(3)) + len(head):]
+
+    freqs = m.freqs.copy()
+    row = int(np.flatnonzero(freqs.sum(axis=1))[0])
+    broken = {
+        "prec 0": fields(prec=0), "prec 16": fields(prec=16), "width 0": fields(width=0),
+        "width 16": fields(width=16), "lag1 0": fields(lag1=0), "lag2 0": fields(lag2=0),
+        "lag1 65536": fields(lag1=65536), "shift 17": fields(shift=17),
+        "classes 0": fields(classes=0), "classes 33": fields(classes=33),
+    }
+    for name, change in (("sum + 1", 1), ("sum - 1", -1)):
+        f = freqs.copy()
+        f[row, int(np.argmax(f[row]))] += change
+        broken[f"frequencies {name}"] = rans.Model(m.prec, m.width, m.lag1, m.lag2, m.shift,
+                                                   m.classes, f).table_bytes()
+    f = freqs.copy()
+    f[row] = 0
+    f[row, 0] = (1 << m.prec) + 1
+    broken["frequency 2^prec + 1"] = rans.Model(m.prec, m.width, m.lag1, m.lag2, m.shift,
+                                                m.classes, f).table_bytes()
+    # class 0 listed from first = 2^w - 1 with its own m: first + m > 2^w
+    head_len = len(fields())
+    cls = m.table_bytes()[head_len:]
+    first0 = int(np.flatnonzero(freqs[0])[0])
+    broken["first + m > 2^width"] = (fields()[:head_len] + v((1 << m.width) - 1)
+                                     + cls[len(v(first0)):])
+    broken["m 0"] = fields()[:head_len] + v(0) + v(0) + cls
+    for name, table_bytes in broken.items():
+        c, py = _statuses(native, with_table(table_bytes))
+        assert c == py, (name, c, py)
+    # a well-formed change of the model decodes other symbols: both refuse the
+    # final state, or both decode the same bytes
+    other = with_table(fields(lag1=m.lag2, lag2=m.lag1 + 1))
+    try:
+        ref = decode(other, backend="python")
+    except FormatError as e:
+        # (a segment that runs out of bytes: "truncated" in C, see below)
+        assert _statuses(native, other) in ((e.status, e.status), ("truncated", "corrupt"))
+    else:
+        assert native.decode(other) == ref
+
+
+def _segment_edit(packed, change):
+    """`packed` with the last segment of its last kind 3 stream changed by
+    `change(segment bytes) -> bytes`, its length varint in the record
+    descriptor rewritten (re-deflated, re-signed)."""
+    from tfdc import format as fmt
+    from tfdc.unpack import parse
+    p = parse(packed)
+    v = fmt.varint_bytes
+    rec, st = [(r, s) for r in p.records for s in [r.gaps] + list(r.values)
+               if s is not None and p.tables[s.table].kind == 3][-1]
+    lens = [int(x) for x in st.seg_bytes]
+    run = v(st.block) + b"".join(v(x) for x in lens)
+    desc = p.meta[rec.desc_start:rec.desc_end]
+    assert desc.count(run) == 1
+    end = st.data_start + st.data_len
+    seg = packed[end - lens[-1]:end]
+    new = change(seg)
+    desc = desc.replace(run, v(st.block) + b"".join(v(x) for x in lens[:-1] + [len(new)]))
+    meta = p.meta[:rec.desc_start] + desc + p.meta[rec.desc_end:]
+    payload = packed[p.payload_start:end - lens[-1]] + new + packed[end:-4]
+    return _rebuilt(packed, meta=meta, payload=payload)
+
+
+def test_kind_3_broken_segments_and_header_rejected_by_both(native, rans_files):
+    from tfdc import format as fmt
+    from tfdc.unpack import decode
+    L = fmt.RANS_L
+    for name in ("chosen_int4_12x28^2", "forced_codebook_sparse_row_8bit_block25",
+                 "forced_planes_sparse_row_32bit_block4096"):
+        packed = rans_files[name]
+        assert _segment_edit(packed, lambda s: s) == packed
+        flags_at = fmt.STUB_SIZE + fmt.PREFIX.size
+        assert packed[flags_at] == fmt.FLAG_RANS
+        cases = {
+            "flags 0": _resign(packed[:flags_at] + b"\x00" + packed[flags_at + 1:]),
+            "flags 3": _resign(packed[:flags_at] + b"\x03" + packed[flags_at + 1:]),
+            "a byte left over": _segment_edit(packed, lambda s: s + b"\x00"),
+            "3-byte segment": _segment_edit(packed, lambda s: s[:3]),
+            "state 2^23 - 1": _segment_edit(packed, lambda s: (L - 1).to_bytes(4, "little")
+                                            + s[4:]),
+            "state 2^31": _segment_edit(packed, lambda s: s[:3] + bytes([s[3] | 0x80]) + s[4:]),
+        }
+        for case, data in cases.items():
+            c, py = _statuses(native, data)
+            assert c == py == "corrupt", (name, case, c, py)
+        # the renormalisation runs past the segment's end: the C decoder says
+        # "truncated" (as for a prefix code that runs past its segment), the
+        # Python one "corrupt" (as for its Huffman segments); statuses other
+        # than those §7 fixes are free (FORMAT.md §2)
+        short = _segment_edit(packed, lambda s: s[:-1])
+        assert _statuses(native, short) == ("truncated", "corrupt"), name
+        # payload bits flipped inside the segment (the CRC re-signed, so the
+        # range decoder must judge): mostly refused by both; a flip within a
+        # run of frequency-1 symbols only changes which one is decoded (as
+        # in a fixed-length code), and then both decode the same other bytes
+        rng = np.random.default_rng(len(packed))
+        refused = 0
+        for _ in range(20):
+            def flip(s, k=int(rng.integers(1 << 30)), bit=int(rng.integers(8))):
+                k = 4 + k % (len(s) - 4)
+                return s[:k] + bytes([s[k] ^ (1 << bit)]) + s[k + 1:]
+            data = _segment_edit(packed, flip)
+            try:
+                ref = decode(data, backend="python")
+            except FormatError as e:
+                assert e.status == "corrupt"
+                with pytest.raises(FormatError) as c:
+                    native.decode(data)
+                assert c.value.status in ("corrupt", "truncated"), name
+                refused += 1
+            else:
+                assert native.decode(data) == ref != decode(packed, backend="python"), name
+        assert refused >= 10, name
