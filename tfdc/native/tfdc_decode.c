@@ -48,9 +48,11 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define TFDC_LIKELY(x) __builtin_expect(!!(x), 1)
 #define TFDC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define TFDC_ALWAYS_INLINE __attribute__((always_inline)) inline
 #else
 #define TFDC_LIKELY(x) (x)
 #define TFDC_UNLIKELY(x) (x)
+#define TFDC_ALWAYS_INLINE inline
 #endif
 
 #define PRIMARY_BITS 11u
@@ -416,11 +418,12 @@ typedef struct {
   uint64_t over; /* zero bits supplied past the segment's end */
   /* kind 3 (§5.3): `p` is the next byte of the segment */
   const struct rans_model *rm; /* NULL: a prefix code */
-  const uint16_t *lut;         /* [class << prec | slot] -> symbol; NULL: binary search */
-  int16_t *ring;               /* levels of the segment's last ring_mask + 1 symbols */
+  const void *lut; /* [class << prec | slot] -> symbol, u8 if width <= 8 else u16; NULL: search */
+  uint16_t *ring;              /* biased levels of the segment's last ring_mask + 1 symbols */
   uint32_t ring_mask;
-  uint32_t x; /* the state */
-  uint32_t k; /* symbols of the current segment decoded so far */
+  uint32_t x;    /* the state */
+  uint32_t k;    /* symbols of the current segment decoded so far */
+  uint32_t last; /* the biased level of symbol k - 1 (of a position before the segment: 0) */
 } stream;
 
 /* Checks the end of the current segment: the codes used exactly
@@ -540,7 +543,7 @@ static int segment_decode(stream *s, uint16_t *dst, uint32_t n) {
 /* A kind 3 table's frequencies, unpacked from the meta stream once, when a
  * stream first uses the table (section 5 builds it). */
 typedef struct rans_model {
-  uint32_t prec, width, lag1, lag2, shift, classes;
+  uint32_t prec, width, lag1, lag2, shift, classes; /* lag1 <= lag2 (a + b is symmetric) */
   uint32_t first[TFDC_MAX_RANS_CLASSES]; /* the class's first listed symbol */
   uint32_t m[TFDC_MAX_RANS_CLASSES];     /* its listed symbols */
   uint32_t base[TFDC_MAX_RANS_CLASSES];  /* index of its first entry in fc */
@@ -558,6 +561,7 @@ static int rans_segment_start(stream *s) {
   s->x = x;
   s->p = s->seg_start + TFDC_RANS_STATE_BYTES;
   s->k = 0;
+  s->last = 1u << (s->rm->width - 1); /* level 0, biased */
   return TFDC_OK;
 }
 
@@ -569,37 +573,45 @@ static int rans_segment_finish(const stream *s) {
 }
 
 /* Decodes `n` symbols (n <= s->seg_left) of the current segment: the loop
- * of §5.3. The levels of the last ring_mask + 1 symbols are kept in the
- * ring (which spans the lags, or the whole segment); a position before the
- * segment's start has level 0, whatever the ring holds from another one.
- * With `use_lut` the symbol comes from the class's slot lookup, else from a
- * binary search of its cumulative frequencies (streams too short to pay for
- * building the lookup). Called with a constant `use_lut`, so that each loop
- * is compiled without the test. */
-static int rans_run(stream *s, uint16_t *dst, uint32_t n, const int use_lut) {
+ * of §5.3. Levels are kept biased, level + 2^(w-1) = symbol XOR 2^(w-1)
+ * (non-negative), in the ring, which holds the segment's last ring_mask + 1
+ * (at least lag2, or the whole segment) symbols; a position before the
+ * segment's start reads as level 0 whatever the ring holds. With
+ * `use_lut` (1: u16 entries; 2: u8 entries, for symbols of at most 8 bits:
+ * half the cache footprint) the symbol comes from the class's slot lookup,
+ * else from a binary search of its cumulative frequencies (streams too short
+ * to pay for building the lookup).
+ * With `lag1_is_1` the previous level comes from a register, not through
+ * memory: it is on the critical path (the next class needs it). Called with
+ * constant flags, so that each loop is compiled without the tests. */
+static TFDC_ALWAYS_INLINE int rans_run(stream *s, uint16_t *dst, uint32_t n, const int use_lut,
+                                       const int lag1_is_1) {
   const rans_model *m = s->rm;
   const uint32_t prec = m->prec, pmask = (1u << m->prec) - 1, lag1 = m->lag1, lag2 = m->lag2;
-  const uint32_t shift = m->shift, w = m->width, top = m->classes - 1, rmask = s->ring_mask;
-  /* floor(v / 2^shift) == ((v + 2^16) >> shift) - 2^16 / 2^shift for v >= -2^16, shift <= 16:
-   * an unsigned shift, no signed division or right shift of a negative. */
+  const uint32_t shift = m->shift, top = m->classes - 1, rmask = s->ring_mask;
+  const uint32_t bias = 1u << (m->width - 1); /* the biased level 0 */
+  /* a + b = a' + b' - 2 bias, and floor(v / 2^shift) == ((v + 2^16) >> shift) - 2^16 / 2^shift
+   * for v >= -2^16, shift <= 16: an unsigned shift, no signed division or
+   * right shift of a negative number. */
+  const uint32_t add = 65536u - 2 * bias;
   const int32_t cbias = (int32_t)(65536u >> m->shift) - (int32_t)(m->classes / 2);
   const uint32_t *fc = m->fc;
-  const uint16_t *lut = s->lut;
-  int16_t *ring = s->ring;
+  const uint16_t *lut16 = (const uint16_t *)s->lut;
+  const uint8_t *lut8 = (const uint8_t *)s->lut;
+  uint16_t *ring = s->ring;
   const uint8_t *seg = s->seg_start;
   const uint64_t B = s->seg_bytes;
   uint64_t pos = (uint64_t)(s->p - seg);
-  uint32_t x = s->x, k = s->k, i;
+  uint32_t x = s->x, k = s->k, last = s->last, i;
   int rc = TFDC_OK;
   for (i = 0; i < n; i++, k++) {
-    /* levels are in [-2^14, 2^14): a + b + 2^16 > 0 */
-    int32_t a = k >= lag1 ? ring[(k - lag1) & rmask] : 0;
-    int32_t b = k >= lag2 ? ring[(k - lag2) & rmask] : 0;
-    int32_t c = (int32_t)((uint32_t)(a + b + 65536) >> shift) - cbias;
+    uint32_t a = lag1_is_1 ? last : k >= lag1 ? ring[(k - lag1) & rmask] : bias;
+    uint32_t b = k >= lag2 ? ring[(k - lag2) & rmask] : bias;
+    int32_t c = (int32_t)((a + b + add) >> shift) - cbias;
     uint32_t cl = c <= 0 ? 0u : (uint32_t)c, slot = x & pmask, sym, e;
     if (cl > top) cl = top;
     if (use_lut) {
-      sym = lut[(cl << prec) | slot];
+      sym = use_lut == 2 ? lut8[(cl << prec) | slot] : lut16[(cl << prec) | slot];
       e = fc[m->off[cl] + sym];
     } else {
       /* the last listed symbol with cum <= slot (it has freq > 0) */
@@ -618,21 +630,43 @@ static int rans_run(stream *s, uint16_t *dst, uint32_t n, const int use_lut) {
     }
     /* x < 2^31 stays true: f * (x >> prec) + f - 1 < 2^prec * 2^(31 - prec) */
     x = (e & 0xffffu) * (x >> prec) + slot - (e >> 16);
-    while (x < TFDC_RANS_L) { /* at most ceil(prec / 8) bytes */
-      if (TFDC_UNLIKELY(!TFDC_IN_BOUNDS(pos, 1, B))) {
-        rc = TFDC_ERR_TRUNCATED; /* the segment ran out of bytes */
-        goto out;
+    /* Renormalise: x >= 2^(23 - prec) >= 2^8 here, so at most two bytes.
+     * Where two bytes remain, branch-free (conditional moves instead of a
+     * mispredicted branch per symbol). */
+    if (TFDC_LIKELY(TFDC_IN_BOUNDS(pos, 2, B))) {
+      uint32_t r = x < TFDC_RANS_L; /* 0 or 1: arithmetic, so that no compiler branches */
+      x = (x << (8 * r)) | (seg[pos] & (0u - r));
+      pos += r;
+      r = x < TFDC_RANS_L;
+      x = (x << (8 * r)) | (seg[pos] & (0u - r));
+      pos += r;
+    } else {
+      while (x < TFDC_RANS_L) {
+        if (!TFDC_IN_BOUNDS(pos, 1, B)) {
+          rc = TFDC_ERR_TRUNCATED; /* the segment ran out of bytes */
+          goto out;
+        }
+        x = (x << 8) | seg[pos++];
       }
-      x = (x << 8) | seg[pos++];
     }
-    ring[k & rmask] = (int16_t)((int32_t)sym - (int32_t)((sym >> (w - 1)) << w)); /* level */
+    last = sym ^ bias;
+    ring[k & rmask] = (uint16_t)last;
     dst[i] = (uint16_t)sym;
   }
 out:
   s->x = x;
   s->k = k;
+  s->last = last;
   s->p = seg + pos;
   return rc;
+}
+
+/* rans_run, compiled for each kind of lookup and the common lag 1. */
+static int rans_decode(stream *s, uint16_t *dst, uint32_t n) {
+  const int lag1_is_1 = s->rm->lag1 == 1, small = s->rm->width <= 8;
+  if (!s->lut) return rans_run(s, dst, n, 0, 0);
+  if (small) return lag1_is_1 ? rans_run(s, dst, n, 2, 1) : rans_run(s, dst, n, 2, 0);
+  return lag1_is_1 ? rans_run(s, dst, n, 1, 1) : rans_run(s, dst, n, 1, 0);
 }
 
 /* Returns the next `n` symbols of the stream (n <= s->left), prefix or
@@ -655,10 +689,8 @@ static int stream_read(stream *s, uint16_t *dst, uint32_t n) {
     take = (uint64_t)(n - done) < s->seg_left ? n - done : (uint32_t)s->seg_left;
     if (!s->rm) {
       rc = segment_decode(s, dst + done, take);
-    } else if (s->lut) {
-      rc = rans_run(s, dst + done, take, 1);
     } else {
-      rc = rans_run(s, dst + done, take, 0);
+      rc = rans_decode(s, dst + done, take);
     }
     if (rc) return rc;
     done += take;
@@ -1014,10 +1046,10 @@ typedef struct {
   htab slots[MAX_STREAMS];
   /* kind 3, per stream slot of a record (0: gaps, 1 + p: values / plane p):
    * the slot lookup (built for table lut_for) and the ring of levels */
-  uint16_t *lut[MAX_STREAMS];
-  uint64_t lut_cap[MAX_STREAMS];
+  void *lut[MAX_STREAMS];
+  uint64_t lut_cap[MAX_STREAMS]; /* bytes */
   int64_t lut_for[MAX_STREAMS];
-  int16_t *ring[MAX_STREAMS];
+  uint16_t *ring[MAX_STREAMS];
   uint32_t ring_cap[MAX_STREAMS];
   uint8_t *lens;    /* TFDC_MAX_ALPHABET code lengths */
   uint16_t *sorted; /* TFDC_MAX_ALPHABET symbols */
@@ -1115,8 +1147,8 @@ static int v2_rans_model(v2_ctx *x, v2_table *t) {
   if (!(m->fc = (uint32_t *)malloc(sizeof(uint32_t) * t->m))) return TFDC_ERR_NOMEM; /* m >= 1 */
   m->prec = t->prec;
   m->width = t->width;
-  m->lag1 = t->lag1;
-  m->lag2 = t->lag2;
+  m->lag1 = t->lag1 < t->lag2 ? t->lag1 : t->lag2;
+  m->lag2 = t->lag1 < t->lag2 ? t->lag2 : t->lag1;
   m->shift = t->shift;
   m->classes = t->classes;
   for (c = 0; c < m->classes; c++) {
@@ -1136,16 +1168,19 @@ static int v2_rans_model(v2_ctx *x, v2_table *t) {
 
 /* The slot lookup of every class: slot r of class c holds the symbol s with
  * cum_c(s) <= r < cum_c(s) + f_c(s); each class's frequencies sum to 2^prec,
- * so every slot is written once. */
-static void rans_build_lut(const rans_model *m, uint16_t *lut) {
-  uint32_t c, j, r;
+ * so every slot is written once. u8 entries where symbols have <= 8 bits. */
+static void rans_build_lut(const rans_model *m, void *lut) {
+  uint32_t c, j;
   for (c = 0; c < m->classes; c++) {
-    uint16_t *row = lut + ((size_t)c << m->prec);
     const uint32_t *f = m->fc + m->base[c];
     for (j = 0; j < m->m[c]; j++) {
-      uint16_t *d = row + (f[j] >> 16);
-      uint32_t freq = f[j] & 0xffffu;
-      for (r = 0; r < freq; r++) d[r] = (uint16_t)(m->first[c] + j);
+      size_t at = ((size_t)c << m->prec) + (f[j] >> 16), r, freq = f[j] & 0xffffu;
+      if (m->width <= 8) {
+        memset((uint8_t *)lut + at, (int)(m->first[c] + j), freq);
+      } else {
+        uint16_t *d = (uint16_t *)lut + at;
+        for (r = 0; r < freq; r++) d[r] = (uint16_t)(m->first[c] + j);
+      }
     }
   }
 }
@@ -1166,19 +1201,20 @@ static int v2_open_rans(v2_ctx *x, const v2_stream *st, unsigned slot, stream *s
   if (x->ring_cap[slot] < R) {
     free(x->ring[slot]);
     x->ring_cap[slot] = 0;
-    if (!(x->ring[slot] = (int16_t *)malloc(sizeof(int16_t) * (size_t)R))) return TFDC_ERR_NOMEM;
+    if (!(x->ring[slot] = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)R))) return TFDC_ERR_NOMEM;
     x->ring_cap[slot] = (uint32_t)R;
   }
   s->ring = x->ring[slot];
   s->ring_mask = (uint32_t)R - 1;
   cells = (uint64_t)m->classes << m->prec; /* <= 2^20 */
   if (x->lut_for[slot] != st->table && st->count * RANS_LUT_RATIO >= cells) {
-    if (x->lut_cap[slot] < cells) {
+    uint64_t bytes = cells * (m->width <= 8 ? 1 : 2);
+    if (x->lut_cap[slot] < bytes) {
       free(x->lut[slot]);
       x->lut_cap[slot] = 0;
       x->lut_for[slot] = -1;
-      if (!(x->lut[slot] = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)cells))) return TFDC_ERR_NOMEM;
-      x->lut_cap[slot] = cells;
+      if (!(x->lut[slot] = malloc((size_t)bytes))) return TFDC_ERR_NOMEM;
+      x->lut_cap[slot] = bytes;
     }
     rans_build_lut(m, x->lut[slot]);
     x->lut_for[slot] = st->table;
