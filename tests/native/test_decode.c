@@ -774,6 +774,8 @@ static const k3config k3_configs[] = {
     {"k3_sparse_colmajor", 8, 1, 8000,  80,  80, 11, 5, 1, 1, 80,  32, 1000, 0.2, 60},
     {"k3_sparse_G2_prec1", 8, 1, 3000,  30,  1, 1,  3,  0, 1, 30,  2, 4096, 0.05, 1},
     {"k3_sparse_f32",     32, 1, 9000,  90,  1, 12, 8,  2, 1, 90,  64, 4096, 0.4, 60},
+    /* > 256 codebook entries: 9-bit symbols, u16 lookup */
+    {"k3_sparse_int16_wide", 16, 1, 30000, 100, 1, 12, 4, 3, 2, 100, 16, 8192, 0.8, 200},
 };
 
 static void test_k3_configs(void) {
