@@ -23,10 +23,11 @@
  * memset just ahead of the writes, while their cache lines are hot; code
  * tables are built once per table and shared by every stream that uses it.
  * Kind 3 (rANS) streams are table-driven too: per class a slot -> symbol
- * lookup of 2^prec u16 entries and one packed (cum, freq) word per symbol,
- * so a symbol costs two loads, a multiply and a u32 state update, with
- * byte-wise renormalisation (at most two bytes per symbol); the context is
- * a ring of earlier levels, no division anywhere.
+ * lookup of 2^prec entries (u8 for symbols of <= 8 bits, else u16) and one
+ * packed (cum, freq) word per symbol, so a symbol costs two dependent loads,
+ * a multiply and a u32 state update, with branch-free byte-wise
+ * renormalisation (at most two bytes); the context is a ring of earlier
+ * levels (the previous one in a register), no division anywhere.
  *
  * Safety: every read of untrusted bytes (the file, the inflated meta stream)
  * is preceded by the one bounds check TFDC_IN_BOUNDS; sizes are uint64_t and
@@ -1207,7 +1208,7 @@ static int v2_open_rans(v2_ctx *x, const v2_stream *st, unsigned slot, stream *s
   s->ring = x->ring[slot];
   s->ring_mask = (uint32_t)R - 1;
   cells = (uint64_t)m->classes << m->prec; /* <= 2^20 */
-  if (x->lut_for[slot] != st->table && st->count * RANS_LUT_RATIO >= cells) {
+  if (x->lut_for[slot] != st->table && st->count >= (cells + RANS_LUT_RATIO - 1) / RANS_LUT_RATIO) {
     uint64_t bytes = cells * (m->width <= 8 ? 1 : 2);
     if (x->lut_cap[slot] < bytes) {
       free(x->lut[slot]);
