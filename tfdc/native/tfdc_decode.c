@@ -420,11 +420,13 @@ typedef struct {
   /* kind 3 (§5.3): `p` is the next byte of the segment */
   const struct rans_model *rm; /* NULL: a prefix code */
   const void *lut; /* [class << prec | slot] -> symbol, u8 if width <= 8 else u16; NULL: search */
-  uint16_t *ring;              /* biased levels of the segment's last ring_mask + 1 symbols */
+  uint16_t *ring;              /* the segment's last ring_mask + 1 symbols */
   uint32_t ring_mask;
   uint32_t x;    /* the state */
   uint32_t k;    /* symbols of the current segment decoded so far */
   uint32_t last; /* the biased level of symbol k - 1 (of a position before the segment: 0) */
+  uint16_t *sbuf; /* block <= RANS_PAIR_BLOCK: two segments' symbols, decoded whole */
+  uint64_t sbuf_at, sbuf_len;
 } stream;
 
 /* Checks the end of the current segment: the codes used exactly
@@ -573,101 +575,201 @@ static int rans_segment_finish(const stream *s) {
   return TFDC_OK;
 }
 
-/* Decodes `n` symbols (n <= s->seg_left) of the current segment: the loop
- * of §5.3. Levels are kept biased, level + 2^(w-1) = symbol XOR 2^(w-1)
- * (non-negative), in the ring, which holds the segment's last ring_mask + 1
- * (at least lag2, or the whole segment) symbols; a position before the
- * segment's start reads as level 0 whatever the ring holds. With
- * `use_lut` (1: u16 entries; 2: u8 entries, for symbols of at most 8 bits:
- * half the cache footprint) the symbol comes from the class's slot lookup,
- * else from a binary search of its cumulative frequencies (streams too short
- * to pay for building the lookup).
- * With `lag1_is_1` the previous level comes from a register, not through
- * memory: it is on the critical path (the next class needs it). Called with
- * constant flags, so that each loop is compiled without the tests. */
-static TFDC_ALWAYS_INLINE int rans_run(stream *s, uint16_t *dst, uint32_t n, const int use_lut,
-                                       const int lag1_is_1) {
-  const rans_model *m = s->rm;
-  const uint32_t prec = m->prec, pmask = (1u << m->prec) - 1, lag1 = m->lag1, lag2 = m->lag2;
-  const uint32_t shift = m->shift, top = m->classes - 1, rmask = s->ring_mask;
-  const uint32_t bias = 1u << (m->width - 1); /* the biased level 0 */
+/* What one symbol's decoding reads of the model, in locals of the loop. */
+typedef struct {
+  uint32_t prec, pmask, lag1, lag2, shift, top, bias, add;
+  int32_t cbias;
+  const uint32_t *fc, *off, *base, *m, *first;
+  const uint16_t *lut16;
+  const uint8_t *lut8;
+} rans_consts;
+
+static void rans_consts_of(const rans_model *m, const void *lut, rans_consts *k) {
+  k->prec = m->prec;
+  k->pmask = (1u << m->prec) - 1;
+  k->lag1 = m->lag1;
+  k->lag2 = m->lag2;
+  k->shift = m->shift;
+  k->top = m->classes - 1;
+  k->bias = 1u << (m->width - 1); /* the biased level of level 0 */
   /* a + b = a' + b' - 2 bias, and floor(v / 2^shift) == ((v + 2^16) >> shift) - 2^16 / 2^shift
    * for v >= -2^16, shift <= 16: an unsigned shift, no signed division or
    * right shift of a negative number. */
-  const uint32_t add = 65536u - 2 * bias;
-  const int32_t cbias = (int32_t)(65536u >> m->shift) - (int32_t)(m->classes / 2);
-  const uint32_t *fc = m->fc;
-  const uint16_t *lut16 = (const uint16_t *)s->lut;
-  const uint8_t *lut8 = (const uint8_t *)s->lut;
-  uint16_t *ring = s->ring;
-  const uint8_t *seg = s->seg_start;
-  const uint64_t B = s->seg_bytes;
-  uint64_t pos = (uint64_t)(s->p - seg);
-  uint32_t x = s->x, k = s->k, last = s->last, i;
+  k->add = 65536u - 2 * k->bias;
+  k->cbias = (int32_t)(65536u >> m->shift) - (int32_t)(m->classes / 2);
+  k->fc = m->fc;
+  k->off = m->off;
+  k->base = m->base;
+  k->m = m->m;
+  k->first = m->first;
+  k->lut16 = (const uint16_t *)lut;
+  k->lut8 = (const uint8_t *)lut;
+}
+
+/* One segment being decoded: its bytes, state, and the symbols so far in a
+ * ring (symbol k at ring[k & rmask]: the stream's ring of the last
+ * rmask + 1 >= lag2 symbols, or the whole segment's output). */
+typedef struct {
+  const uint8_t *seg;
+  uint64_t B, pos; /* the segment's length; its next byte */
+  uint32_t x;      /* the state */
+  uint32_t last;   /* the biased level of symbol k - 1 (before the segment: level 0) */
+  uint16_t *ring;
+  uint32_t rmask;
+} rans_lane;
+
+#define RANS_FAIL 0xFFFFFFFFu /* rans_step: the segment ran out of bytes */
+
+/* Symbol k of a lane: the loop body of §5.3. Levels are read biased,
+ * level + 2^(w-1) = symbol XOR 2^(w-1) (non-negative); a position before
+ * the segment's start reads as level 0 whatever the ring holds. With
+ * `use_lut` (1: u16 entries; 2: u8 entries, for symbols of at most 8 bits:
+ * half the cache footprint) the symbol comes from the class's slot lookup,
+ * else from a binary search of its cumulative frequencies (streams too short
+ * to pay for building the lookup). With `lag1_is_1` the previous level comes
+ * from a register, not through memory: it is on the critical path (the next
+ * class needs it). Inlined with constant flags, so that each loop is
+ * compiled without the tests. Returns the symbol or RANS_FAIL. */
+static TFDC_ALWAYS_INLINE uint32_t rans_step(const rans_consts *K, rans_lane *l, uint32_t k,
+                                             const int use_lut, const int lag1_is_1) {
+  uint32_t a = lag1_is_1 ? l->last : k >= K->lag1 ? l->ring[(k - K->lag1) & l->rmask] ^ K->bias : K->bias;
+  uint32_t b = k >= K->lag2 ? l->ring[(k - K->lag2) & l->rmask] ^ K->bias : K->bias;
+  int32_t c = (int32_t)((a + b + K->add) >> K->shift) - K->cbias;
+  uint32_t cl = c <= 0 ? 0u : (uint32_t)c, slot = l->x & K->pmask, sym, e, x, r;
+  if (cl > K->top) cl = K->top;
+  if (use_lut) {
+    sym = use_lut == 2 ? K->lut8[(cl << K->prec) | slot] : K->lut16[(cl << K->prec) | slot];
+    e = K->fc[K->off[cl] + sym];
+  } else {
+    /* the last listed symbol with cum <= slot (it has freq > 0) */
+    const uint32_t *f = K->fc + K->base[cl];
+    uint32_t lo = 0, hi = K->m[cl];
+    while (hi - lo > 1) {
+      uint32_t mid = lo + (hi - lo) / 2;
+      if ((f[mid] >> 16) <= slot) {
+        lo = mid;
+      } else {
+        hi = mid;
+      }
+    }
+    sym = K->first[cl] + lo;
+    e = f[lo];
+  }
+  /* x < 2^31 stays true: f * (x >> prec) + f - 1 < 2^prec * 2^(31 - prec) */
+  x = (e & 0xffffu) * (l->x >> K->prec) + slot - (e >> 16);
+  /* Renormalise: x >= 2^(23 - prec) >= 2^8 here, so at most two bytes.
+   * Where two bytes remain, branch-free (no mispredicted branch per symbol). */
+  if (TFDC_LIKELY(TFDC_IN_BOUNDS(l->pos, 2, l->B))) {
+    r = x < TFDC_RANS_L; /* 0 or 1: arithmetic, so that no compiler branches */
+    x = (x << (8 * r)) | (l->seg[l->pos] & (0u - r));
+    l->pos += r;
+    r = x < TFDC_RANS_L;
+    x = (x << (8 * r)) | (l->seg[l->pos] & (0u - r));
+    l->pos += r;
+  } else {
+    while (x < TFDC_RANS_L) {
+      if (!TFDC_IN_BOUNDS(l->pos, 1, l->B)) return RANS_FAIL;
+      x = (x << 8) | l->seg[l->pos++];
+    }
+  }
+  l->x = x;
+  l->last = sym ^ K->bias;
+  l->ring[k & l->rmask] = (uint16_t)sym;
+  return sym;
+}
+
+/* Decodes `n` symbols (n <= s->seg_left) of the current segment, the
+ * stream's ring holding the context. */
+static TFDC_ALWAYS_INLINE int rans_run(stream *s, uint16_t *dst, uint32_t n, const int use_lut,
+                                       const int lag1_is_1) {
+  rans_consts K;
+  rans_lane l;
+  uint32_t i, k = s->k;
   int rc = TFDC_OK;
+  rans_consts_of(s->rm, s->lut, &K);
+  l.seg = s->seg_start;
+  l.B = s->seg_bytes;
+  l.pos = (uint64_t)(s->p - s->seg_start);
+  l.x = s->x;
+  l.last = s->last;
+  l.ring = s->ring;
+  l.rmask = s->ring_mask;
   for (i = 0; i < n; i++, k++) {
-    uint32_t a = lag1_is_1 ? last : k >= lag1 ? ring[(k - lag1) & rmask] : bias;
-    uint32_t b = k >= lag2 ? ring[(k - lag2) & rmask] : bias;
-    int32_t c = (int32_t)((a + b + add) >> shift) - cbias;
-    uint32_t cl = c <= 0 ? 0u : (uint32_t)c, slot = x & pmask, sym, e;
-    if (cl > top) cl = top;
-    if (use_lut) {
-      sym = use_lut == 2 ? lut8[(cl << prec) | slot] : lut16[(cl << prec) | slot];
-      e = fc[m->off[cl] + sym];
-    } else {
-      /* the last listed symbol with cum <= slot (it has freq > 0) */
-      const uint32_t *f = fc + m->base[cl];
-      uint32_t lo = 0, hi = m->m[cl];
-      while (hi - lo > 1) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if ((f[mid] >> 16) <= slot) {
-          lo = mid;
-        } else {
-          hi = mid;
-        }
-      }
-      sym = m->first[cl] + lo;
-      e = f[lo];
+    uint32_t sym = rans_step(&K, &l, k, use_lut, lag1_is_1);
+    if (TFDC_UNLIKELY(sym == RANS_FAIL)) {
+      rc = TFDC_ERR_TRUNCATED;
+      break;
     }
-    /* x < 2^31 stays true: f * (x >> prec) + f - 1 < 2^prec * 2^(31 - prec) */
-    x = (e & 0xffffu) * (x >> prec) + slot - (e >> 16);
-    /* Renormalise: x >= 2^(23 - prec) >= 2^8 here, so at most two bytes.
-     * Where two bytes remain, branch-free (conditional moves instead of a
-     * mispredicted branch per symbol). */
-    if (TFDC_LIKELY(TFDC_IN_BOUNDS(pos, 2, B))) {
-      uint32_t r = x < TFDC_RANS_L; /* 0 or 1: arithmetic, so that no compiler branches */
-      x = (x << (8 * r)) | (seg[pos] & (0u - r));
-      pos += r;
-      r = x < TFDC_RANS_L;
-      x = (x << (8 * r)) | (seg[pos] & (0u - r));
-      pos += r;
-    } else {
-      while (x < TFDC_RANS_L) {
-        if (!TFDC_IN_BOUNDS(pos, 1, B)) {
-          rc = TFDC_ERR_TRUNCATED; /* the segment ran out of bytes */
-          goto out;
-        }
-        x = (x << 8) | seg[pos++];
-      }
-    }
-    last = sym ^ bias;
-    ring[k & rmask] = (uint16_t)last;
     dst[i] = (uint16_t)sym;
   }
-out:
-  s->x = x;
+  s->x = l.x;
   s->k = k;
-  s->last = last;
-  s->p = seg + pos;
+  s->last = l.last;
+  s->p = l.seg + l.pos;
   return rc;
 }
 
-/* rans_run, compiled for each kind of lookup and the common lag 1. */
+/* Segments of at most this many symbols are decoded whole into the
+ * stream's buffer, two at a time in lockstep: within a segment every symbol
+ * waits for the previous state (and class), but two segments' chains are
+ * independent, so the processor overlaps their lookups. */
+#define RANS_PAIR_BLOCK 65536u
+
+/* Decodes whole the next one or two segments of a stream whose block is <=
+ * RANS_PAIR_BLOCK into s->sbuf (segment j at [0, block), j + 1 after it). */
+static TFDC_ALWAYS_INLINE int rans_pair(stream *s, const int use_lut, const int lag1_is_1) {
+  rans_consts K;
+  rans_lane l[2];
+  uint64_t j = s->seg, n[2] = {0, 0};
+  unsigned lanes = s->nseg - j >= 2 ? 2 : 1, q;
+  uint32_t k;
+  rans_consts_of(s->rm, s->lut, &K);
+  for (q = 0; q < lanes; q++) {
+    uint64_t first = (j + q) * s->block; /* < count */
+    n[q] = s->count - first < s->block ? s->count - first : s->block;
+    l[q].B = trusted_varint(&s->seg_lens);
+    l[q].seg = s->next_seg;
+    s->next_seg += l[q].B;
+    /* the state: 4 bytes in the segment (v2_parse_stream checked >= 4) */
+    if (l[q].B < TFDC_RANS_STATE_BYTES) return TFDC_ERR_TRUNCATED;
+    l[q].x = ld32(l[q].seg);
+    if (l[q].x < TFDC_RANS_L || l[q].x >= TFDC_RANS_L << 8) return TFDC_ERR_CORRUPT;
+    l[q].pos = TFDC_RANS_STATE_BYTES;
+    l[q].last = K.bias;
+    l[q].ring = s->sbuf + q * s->block;
+    l[q].rmask = 0xFFFFFFFFu; /* the whole segment's output */
+  }
+  /* lane 1 is the later segment: n[1] <= n[0] */
+  for (k = 0; k < n[1]; k++) {
+    uint32_t s0 = rans_step(&K, &l[0], k, use_lut, lag1_is_1);
+    uint32_t s1 = rans_step(&K, &l[1], k, use_lut, lag1_is_1);
+    if (TFDC_UNLIKELY((s0 | s1) == RANS_FAIL)) return TFDC_ERR_TRUNCATED;
+  }
+  for (; k < n[0]; k++)
+    if (TFDC_UNLIKELY(rans_step(&K, &l[0], k, use_lut, lag1_is_1) == RANS_FAIL)) return TFDC_ERR_TRUNCATED;
+  /* after the last symbol the state is back at L, every byte read */
+  for (q = 0; q < lanes; q++)
+    if (l[q].x != TFDC_RANS_L || l[q].pos != l[q].B) return TFDC_ERR_CORRUPT;
+  s->seg += lanes;
+  s->sbuf_at = 0;
+  s->sbuf_len = n[0] + n[1];
+  return TFDC_OK;
+}
+
+/* rans_run and rans_pair, compiled for each kind of lookup and the common
+ * lag 1. */
 static int rans_decode(stream *s, uint16_t *dst, uint32_t n) {
   const int lag1_is_1 = s->rm->lag1 == 1, small = s->rm->width <= 8;
   if (!s->lut) return rans_run(s, dst, n, 0, 0);
   if (small) return lag1_is_1 ? rans_run(s, dst, n, 2, 1) : rans_run(s, dst, n, 2, 0);
   return lag1_is_1 ? rans_run(s, dst, n, 1, 1) : rans_run(s, dst, n, 1, 0);
+}
+
+static int rans_decode_pair(stream *s) {
+  const int lag1_is_1 = s->rm->lag1 == 1, small = s->rm->width <= 8;
+  if (!s->lut) return rans_pair(s, 0, 0);
+  if (small) return lag1_is_1 ? rans_pair(s, 2, 1) : rans_pair(s, 2, 0);
+  return lag1_is_1 ? rans_pair(s, 1, 1) : rans_pair(s, 1, 0);
 }
 
 /* Returns the next `n` symbols of the stream (n <= s->left), prefix or
@@ -679,6 +781,19 @@ static int stream_read(stream *s, uint16_t *dst, uint32_t n) {
   if (s->constant) {
     for (i = 0; i < n; i++) dst[i] = s->symbol1;
     s->left -= n;
+    return TFDC_OK;
+  }
+  if (s->sbuf) { /* kind 3, whole segments two at a time */
+    while (done < n) {
+      uint32_t take;
+      if (s->sbuf_at == s->sbuf_len) TRY(rans_decode_pair(s));
+      take = (uint64_t)(n - done) < s->sbuf_len - s->sbuf_at ? n - done
+                                                              : (uint32_t)(s->sbuf_len - s->sbuf_at);
+      memcpy(dst + done, s->sbuf + s->sbuf_at, sizeof(uint16_t) * take);
+      done += take;
+      s->sbuf_at += take;
+      s->left -= take;
+    }
     return TFDC_OK;
   }
   while (done < n) {
@@ -1050,7 +1165,7 @@ typedef struct {
   void *lut[MAX_STREAMS];
   uint64_t lut_cap[MAX_STREAMS]; /* bytes */
   int64_t lut_for[MAX_STREAMS];
-  uint16_t *ring[MAX_STREAMS];
+  uint16_t *ring[MAX_STREAMS]; /* a stream's ring, or its buffer of two segments */
   uint32_t ring_cap[MAX_STREAMS];
   uint8_t *lens;    /* TFDC_MAX_ALPHABET code lengths */
   uint16_t *sorted; /* TFDC_MAX_ALPHABET symbols */
@@ -1186,27 +1301,34 @@ static void rans_build_lut(const rans_model *m, void *lut) {
   }
 }
 
-/* Opens a kind 3 stream in stream slot `slot`: the model, the ring (as long
- * as the larger lag, or the segment if shorter, rounded up to a power of
- * two) and, for a long enough stream, the slot lookup. */
+/* Opens a kind 3 stream in stream slot `slot`: the model, the buffer of two
+ * whole segments (block <= RANS_PAIR_BLOCK) or else the ring (as long as
+ * the larger lag, rounded up to a power of two) and, for a long enough
+ * stream, the slot lookup. */
 static int v2_open_rans(v2_ctx *x, const v2_stream *st, unsigned slot, stream *s) {
   v2_table *t = &x->tables[st->table];
   const rans_model *m;
   uint64_t need, cells, R = 1;
   TRY(v2_rans_model(x, t));
   m = s->rm = t->rm;
-  need = m->lag1 > m->lag2 ? m->lag1 : m->lag2;
-  if (need > st->block) need = st->block;
-  if (need > st->count) need = st->count;
-  while (R < need) R <<= 1; /* <= 2^16 */
+  if (st->block <= RANS_PAIR_BLOCK) { /* two whole segments */
+    R = 2 * st->block < st->count ? 2 * st->block : st->count;
+  } else { /* the larger lag (< block) */
+    need = m->lag2 < st->count ? m->lag2 : st->count;
+    while (R < need) R <<= 1; /* <= 2^16 */
+  }
   if (x->ring_cap[slot] < R) {
     free(x->ring[slot]);
     x->ring_cap[slot] = 0;
     if (!(x->ring[slot] = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)R))) return TFDC_ERR_NOMEM;
     x->ring_cap[slot] = (uint32_t)R;
   }
-  s->ring = x->ring[slot];
-  s->ring_mask = (uint32_t)R - 1;
+  if (st->block <= RANS_PAIR_BLOCK) {
+    s->sbuf = x->ring[slot];
+  } else {
+    s->ring = x->ring[slot];
+    s->ring_mask = (uint32_t)R - 1;
+  }
   cells = (uint64_t)m->classes << m->prec; /* <= 2^20 */
   if (x->lut_for[slot] != st->table && st->count >= (cells + RANS_LUT_RATIO - 1) / RANS_LUT_RATIO) {
     uint64_t bytes = cells * (m->width <= 8 ? 1 : 2);
