@@ -776,6 +776,11 @@ static const k3config k3_configs[] = {
     {"k3_sparse_f32",     32, 1, 9000,  90,  1, 12, 8,  2, 1, 90,  64, 4096, 0.4, 60},
     /* > 256 codebook entries: 9-bit symbols, u16 lookup */
     {"k3_sparse_int16_wide", 16, 1, 30000, 100, 1, 12, 4, 3, 2, 100, 16, 8192, 0.8, 200},
+    /* blocks > 65536 symbols: streamed through the ring, across read chunks */
+    {"k3_ring_int8_lag5000", 8, 0, 30000, 5000, 1, 12, 8, 3, 1, 5000, 0, 100000, 1, 30},
+    {"k3_ring_int4_two_segs", 4, 0, 140000, 100, 1, 10, 6, 1, 1, 100, 0, 70000, 1, 120},
+    {"k3_ring_bsearch",    8, 0, 1000,  20,  1, 15, 32, 2, 1, 20,  0, 100000, 1, 60},
+    {"k3_ring_int16_wide", 16, 1, 80000, 100, 1, 12, 4, 3, 2, 100, 16, 70000, 0.9, 200},
 };
 
 static void test_k3_configs(void) {
