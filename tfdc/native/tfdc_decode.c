@@ -50,10 +50,12 @@
 #define TFDC_LIKELY(x) __builtin_expect(!!(x), 1)
 #define TFDC_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define TFDC_ALWAYS_INLINE __attribute__((always_inline)) inline
+#define TFDC_NOINLINE __attribute__((noinline))
 #else
 #define TFDC_LIKELY(x) (x)
 #define TFDC_UNLIKELY(x) (x)
 #define TFDC_ALWAYS_INLINE inline
+#define TFDC_NOINLINE
 #endif
 
 #define PRIMARY_BITS 11u
@@ -772,18 +774,10 @@ static int rans_decode_pair(stream *s) {
   return lag1_is_1 ? rans_pair(s, 1, 1) : rans_pair(s, 1, 0);
 }
 
-/* Returns the next `n` symbols of the stream (n <= s->left), prefix or
- * range coded. */
-static int stream_read(stream *s, uint16_t *dst, uint32_t n) {
-  uint32_t done = 0, i;
-  int rc;
-  if (n > s->left) return TFDC_ERR_CORRUPT;
-  if (s->constant) {
-    for (i = 0; i < n; i++) dst[i] = s->symbol1;
-    s->left -= n;
-    return TFDC_OK;
-  }
-  if (s->sbuf) { /* kind 3, whole segments two at a time */
+/* stream_read of a kind 3 stream. */
+static TFDC_NOINLINE int rans_read(stream *s, uint16_t *dst, uint32_t n) {
+  uint32_t done = 0;
+  if (s->sbuf) { /* whole segments, two at a time */
     while (done < n) {
       uint32_t take;
       if (s->sbuf_at == s->sbuf_len) TRY(rans_decode_pair(s));
@@ -796,24 +790,45 @@ static int stream_read(stream *s, uint16_t *dst, uint32_t n) {
     }
     return TFDC_OK;
   }
-  while (done < n) {
+  while (done < n) { /* streamed, the context in the ring */
     uint32_t take;
     if (s->seg_left == 0) {
       segment_open(s);
-      if (s->rm) TRY(rans_segment_start(s));
+      TRY(rans_segment_start(s));
     }
     take = (uint64_t)(n - done) < s->seg_left ? n - done : (uint32_t)s->seg_left;
-    if (!s->rm) {
-      rc = segment_decode(s, dst + done, take);
-    } else {
-      rc = rans_decode(s, dst + done, take);
-    }
-    if (rc) return rc;
+    TRY(rans_decode(s, dst + done, take));
     done += take;
     s->seg_left -= take;
     s->left -= take;
     if (s->seg_left == 0) {
-      if ((rc = s->rm ? rans_segment_finish(s) : segment_finish(s))) return rc;
+      TRY(rans_segment_finish(s));
+      s->seg++;
+    }
+  }
+  return TFDC_OK;
+}
+
+/* stream_read of a prefix-coded or constant stream (a function of its own,
+ * so that its loop compiles as tightly as before kind 3 existed). */
+static TFDC_NOINLINE int prefix_read(stream *s, uint16_t *dst, uint32_t n) {
+  uint32_t done = 0, i;
+  int rc;
+  if (s->constant) {
+    for (i = 0; i < n; i++) dst[i] = s->symbol1;
+    s->left -= n;
+    return TFDC_OK;
+  }
+  while (done < n) {
+    uint32_t take;
+    if (s->seg_left == 0) segment_open(s);
+    take = (uint64_t)(n - done) < s->seg_left ? n - done : (uint32_t)s->seg_left;
+    if ((rc = segment_decode(s, dst + done, take))) return rc;
+    done += take;
+    s->seg_left -= take;
+    s->left -= take;
+    if (s->seg_left == 0) {
+      if ((rc = segment_finish(s))) return rc;
       s->seg++;
     }
   }
@@ -822,6 +837,12 @@ static int stream_read(stream *s, uint16_t *dst, uint32_t n) {
       if (dst[i] >= s->alphabet_check) return TFDC_ERR_CORRUPT;
   }
   return TFDC_OK;
+}
+
+/* Returns the next `n` symbols of the stream (n <= s->left). */
+static int stream_read(stream *s, uint16_t *dst, uint32_t n) {
+  if (n > s->left) return TFDC_ERR_CORRUPT;
+  return s->rm ? rans_read(s, dst, n) : prefix_read(s, dst, n);
 }
 
 /* ======================================================================== */
