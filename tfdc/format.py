@@ -209,6 +209,29 @@ def varint_bytes(value):
     return bytes(out)
 
 
+def varints_bytes(values):
+    """`b"".join(varint_bytes(v) for v in values)` for an array of values
+    < 2^63, vectorised (code tables list thousands of them)."""
+    v = np.asarray(values, dtype=np.int64).reshape(-1)
+    if len(v) == 0:
+        return b""
+    if v.min() < 0:
+        raise ValueError("varints are non-negative")
+    nbytes = np.ones(len(v), np.int64)
+    rest = v >> 7
+    while rest.any():
+        nbytes += rest > 0
+        rest >>= 7
+    out = np.zeros(int(nbytes.sum()), np.uint8)
+    pos = np.concatenate([[0], np.cumsum(nbytes)[:-1]])
+    for k in range(int(nbytes.max())):
+        live = nbytes > k
+        group = (v[live] >> (7 * k)) & 0x7F
+        more = (nbytes[live] > k + 1).astype(np.int64) << 7
+        out[pos[live] + k] = group | more
+    return out.tobytes()
+
+
 def read_varint(data, pos, end):
     """`(value, next_pos)` of the minimal LEB128 varint at `data[pos:end]`, or
     None if it is truncated, longer than 10 bytes, above 2^64 - 1 or not

@@ -62,7 +62,7 @@ _RANS_MIN_SYMBOLS = 2048
 # Kind 3 segments are this many times longer than the others: each costs
 # about 6 bytes (its final state and length) against a Huffman segment's
 # 2.5, and starts its contexts afresh.
-_RANS_BLOCK_FACTOR = 4
+_RANS_BLOCK_FACTOR = 8
 
 
 def _rans_block(block):
