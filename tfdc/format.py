@@ -402,6 +402,7 @@ class RecordInfo:
     descriptor, tables and codebook before deflate; `record_bytes` the
     record's share of the file: payload plus its descriptor's share of the
     deflated meta stream (format 1: the record's bytes in the section).
+    `context_coded`: a value stream uses a kind 3 table (§5.3).
     """
     buffer_index: int
     tensor_names: list
@@ -434,15 +435,19 @@ class RecordInfo:
     planes: int = 0
     payload_bytes: int = 0
     descriptor_bytes: int = 0
+    context_coded: bool = False
 
     @property
     def kind(self):
-        """A short name of the record kind, e.g. "codebook/sparse/column"."""
+        """A short name of the record kind, e.g. "codebook/sparse/column",
+        "planes/dense/int4/context" (values range-coded with kind 3 tables)."""
         parts = [self.value_mode, self.position_mode]
         if self.scan == "column":
             parts.append("column")
         if self.elem_bits and self.elem_bits < 8:
             parts.append(f"int{self.elem_bits}")
+        if self.context_coded:
+            parts.append("context")
         return "/".join(parts)
 
 

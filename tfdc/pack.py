@@ -564,7 +564,8 @@ def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, valu
         codebook_bytes=len(codebook), table_bytes=0, record_bytes=0, raw_bytes=raw_bytes,
         fp16_max_abs_change=change, elem_bits=elem_bits,
         transform=fmt.TRANSFORM_NAMES[values.transform],
-        planes=len(value_streams) if values.mode == fmt.VALUES_PLANES else 0)
+        planes=len(value_streams) if values.mode == fmt.VALUES_PLANES else 0,
+        context_coded=any(st.kind == fmt.TABLE_RANS for st in value_streams))
     return _Plan(info, b"".join(head), streams)
 
 
