@@ -242,22 +242,42 @@ def test_every_record_kind_round_trips(value_mode, position_mode, scan, bits, ki
     assert (fmt.TABLE_RANS in _table_kinds(packed)) == (codes == "rans")
 
 
-@pytest.mark.parametrize("bits,tensor_type", [(8, 9), (4, 17)])
-def test_smooth_kernels_get_context_modelled_codes_and_run_bit_identically(bits, tensor_type):
+def _smooth_int8_dense_model(rows=12):
+    """A Keras Dense layer on a flattened 28 x 28 image whose kernel columns
+    are smooth images, converted with dynamic-range quantization: an int8
+    [rows, 784] kernel, as ai-edge-quantizer and the converter write them."""
+    import keras
+    import tensorflow as tf
+    inp = keras.Input((784,))
+    model = keras.Model(inp, keras.layers.Dense(rows)(inp))
+    kernel = smooth_kernel(rows=rows, bits=8, seed=8).T.astype(np.float32) / 1000
+    model.layers[-1].set_weights([kernel, np.zeros(rows, np.float32)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    x = np.random.default_rng(0).normal(size=(4, 784)).astype(np.float32)
+    return converter.convert(), x
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_smooth_kernels_get_context_modelled_codes_and_run_bit_identically(bits):
     # A dense kernel after a 28 x 28 image: each weight close to its left
     # and upper neighbours. The packer finds both lags (1 and 28) and codes
     # the kernel with a kind 3 table, smaller than its order-0 code.
-    vals = smooth_kernel(rows=12, bits=bits, seed=bits).reshape(-1)
-    data = _int_bits(vals, bits) if bits < 8 else vals.astype(np.int8).view(np.uint8)
-    n = len(vals)
-    model = _dequantize_model(tensor_type, data, n, scale=0.25)
-    expected = _run(model)
-    assert (expected == vals * 0.25).all()
+    if bits == 8:
+        model, x = _smooth_int8_dense_model()
+    else:
+        vals = smooth_kernel(rows=12, bits=4, seed=4).reshape(-1)
+        model, x = _dequantize_model(17, _int_bits(vals, 4), len(vals), scale=0.25), None
+    expected = _run(model, x)
     packed, info = pack_tflite(model)
     order0, _ = pack_tflite(model, _force={"codes": "huffman"})
     assert fmt.TABLE_RANS in _table_kinds(packed)
     assert fmt.TABLE_RANS not in _table_kinds(order0)
-    assert len(packed) < 0.9 * len(order0)
+    assert len(packed) < 0.95 * len(order0)
+    assert f"planes/dense{'/int4' if bits == 4 else ''}/context" in [r.kind for r in
+                                                                     info.records]
+    assert [r.kind for r in unpack.read_pack_info(packed).records] == [r.kind for r in
+                                                                        info.records]
     table = next(t for t in unpack.parse(packed).tables if t.kind == fmt.TABLE_RANS)
     assert {table.model.lag1, table.model.lag2} == {1, 28}
     # version 2.1: flags bit 0 and version_minor 1 (§4, §10)
@@ -266,7 +286,7 @@ def test_smooth_kernels_get_context_modelled_codes_and_run_bit_identically(bits,
     for backend in ("python", "native"):
         if backend == "native" and unpack._native() is None:
             continue
-        got = _run(unpack.decode(packed, backend=backend))
+        got = _run(unpack.decode(packed, backend=backend), x)
         assert (got.view(np.uint32) == expected.view(np.uint32)).all(), backend
 
 

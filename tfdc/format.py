@@ -209,6 +209,29 @@ def varint_bytes(value):
     return bytes(out)
 
 
+def varints_bytes(values):
+    """`b"".join(varint_bytes(v) for v in values)` for an array of values
+    < 2^63, vectorised (code tables list thousands of them)."""
+    v = np.asarray(values, dtype=np.int64).reshape(-1)
+    if len(v) == 0:
+        return b""
+    if v.min() < 0:
+        raise ValueError("varints are non-negative")
+    nbytes = np.ones(len(v), np.int64)
+    rest = v >> 7
+    while rest.any():
+        nbytes += rest > 0
+        rest >>= 7
+    out = np.zeros(int(nbytes.sum()), np.uint8)
+    pos = np.concatenate([[0], np.cumsum(nbytes)[:-1]])
+    for k in range(int(nbytes.max())):
+        live = nbytes > k
+        group = (v[live] >> (7 * k)) & 0x7F
+        more = (nbytes[live] > k + 1).astype(np.int64) << 7
+        out[pos[live] + k] = group | more
+    return out.tobytes()
+
+
 def read_varint(data, pos, end):
     """`(value, next_pos)` of the minimal LEB128 varint at `data[pos:end]`, or
     None if it is truncated, longer than 10 bytes, above 2^64 - 1 or not
@@ -379,6 +402,7 @@ class RecordInfo:
     descriptor, tables and codebook before deflate; `record_bytes` the
     record's share of the file: payload plus its descriptor's share of the
     deflated meta stream (format 1: the record's bytes in the section).
+    `context_coded`: a value stream uses a kind 3 table (§5.3).
     """
     buffer_index: int
     tensor_names: list
@@ -411,15 +435,19 @@ class RecordInfo:
     planes: int = 0
     payload_bytes: int = 0
     descriptor_bytes: int = 0
+    context_coded: bool = False
 
     @property
     def kind(self):
-        """A short name of the record kind, e.g. "codebook/sparse/column"."""
+        """A short name of the record kind, e.g. "codebook/sparse/column",
+        "planes/dense/int4/context" (values range-coded with kind 3 tables)."""
         parts = [self.value_mode, self.position_mode]
         if self.scan == "column":
             parts.append("column")
         if self.elem_bits and self.elem_bits < 8:
             parts.append(f"int{self.elem_bits}")
+        if self.context_coded:
+            parts.append("context")
         return "/".join(parts)
 
 

@@ -62,7 +62,7 @@ _RANS_MIN_SYMBOLS = 2048
 # Kind 3 segments are this many times longer than the others: each costs
 # about 6 bytes (its final state and length) against a Huffman segment's
 # 2.5, and starts its contexts afresh.
-_RANS_BLOCK_FACTOR = 4
+_RANS_BLOCK_FACTOR = 8
 
 
 def _rans_block(block):
@@ -564,7 +564,8 @@ def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, valu
         codebook_bytes=len(codebook), table_bytes=0, record_bytes=0, raw_bytes=raw_bytes,
         fp16_max_abs_change=change, elem_bits=elem_bits,
         transform=fmt.TRANSFORM_NAMES[values.transform],
-        planes=len(value_streams) if values.mode == fmt.VALUES_PLANES else 0)
+        planes=len(value_streams) if values.mode == fmt.VALUES_PLANES else 0,
+        context_coded=any(st.kind == fmt.TABLE_RANS for st in value_streams))
     return _Plan(info, b"".join(head), streams)
 
 

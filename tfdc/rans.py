@@ -78,8 +78,8 @@ class Model:
         for row in self.freqs:
             nz = np.flatnonzero(row)
             first, last = int(nz[0]), int(nz[-1])
-            out.append(v(first) + v(last - first + 1)
-                       + b"".join(v(int(f)) for f in row[first:last + 1]))
+            out.append(fmt.varints_bytes(np.concatenate([[first, last - first + 1],
+                                                          row[first:last + 1]])))
         return b"".join(out)
 
     def lookup(self):
@@ -102,17 +102,22 @@ def levels(symbols, width):
     return np.where(s >= (1 << (width - 1)), s - (1 << width), s)
 
 
-def _lagged(lev, lag, block):
-    """`lev[i − lag]`, or 0 where that is before `i`'s segment."""
+def _lagged(lev, lag, block, pos=None):
+    """`lev[i − lag]`, or 0 where that is before `i`'s segment (`pos`: each
+    symbol's index in its segment, if already computed)."""
     out = np.zeros_like(lev)
     if lag < len(lev):
         out[lag:] = lev[:-lag]
-    out[(np.arange(len(lev)) % block) < lag] = 0
+    if pos is None:
+        pos = np.arange(len(lev)) % block
+    out[pos < lag] = 0
     return out
 
 
-def _classes(lev, lag1, lag2, shift, classes, block):
-    total = _lagged(lev, lag1, block) + _lagged(lev, lag2, block)
+def _classes(lev, lag1, lag2, shift, classes, block, pos=None):
+    if pos is None:
+        pos = np.arange(len(lev)) % block
+    total = _lagged(lev, lag1, block, pos) + _lagged(lev, lag2, block, pos)
     return np.clip((total >> shift) + classes // 2, 0, classes - 1)
 
 
@@ -142,18 +147,18 @@ def quantize(counts, prec):
         return None
     f = np.where(used, np.maximum(1, np.floor(counts * (M / total) + 0.5)), 0).astype(np.int64)
     diff = M - int(f.sum())
-    # Fix the sum one unit at a time where it costs the fewest bits.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        while diff != 0:
+    # Fix the sum where it costs the fewest bits, up to one unit per symbol
+    # per round.
+    while diff != 0:
+        with np.errstate(divide="ignore", invalid="ignore"):
             if diff > 0:
-                gain = counts * np.log2((f + 1) / np.maximum(f, 1))
-                gain[~used] = -1
-                f[int(np.argmax(gain))] += 1
-                diff -= 1
+                score = np.where(used, counts * np.log2((f + 1) / np.maximum(f, 1)), -np.inf)
             else:
-                loss = np.where(f > 1, counts * np.log2(f / np.maximum(f - 1, 1)), np.inf)
-                f[int(np.argmin(loss))] -= 1
-                diff += 1
+                score = np.where(f > 1, -counts * np.log2(f / np.maximum(f - 1, 1)), -np.inf)
+        k = min(abs(diff), int(np.isfinite(score).sum()))
+        pick = np.argpartition(-score, k - 1)[:k]
+        f[pick] += 1 if diff > 0 else -1
+        diff -= k if diff > 0 else -k
     return f
 
 
@@ -237,8 +242,10 @@ def fit_cost(symbols, width, block, shape=(), deflate=None, lags=None):
     # The class width that spreads two neighbours' typical sum over ~8 classes.
     base_shift = max(0, min(fmt.MAX_RANS_SHIFT, int(round(math.log2(max(spread, 0.5) * 2 / 4)))))
 
+    pos = np.arange(n) % block
+
     def entropy(l1, l2, shift, classes):
-        return _conditional_bits(s, _classes(lev, l1, l2, shift, classes, block), classes,
+        return _conditional_bits(s, _classes(lev, l1, l2, shift, classes, block, pos), classes,
                                  alphabet)
 
     single = sorted((entropy(d, d, base_shift, 16), d) for d in lags)
@@ -251,13 +258,35 @@ def fit_cost(symbols, width, block, shape=(), deflate=None, lags=None):
         for classes in (1, 4, 8, 12, 16, 24, 32):
             if classes == 1 and shift != base_shift:
                 continue
-            cls = _classes(lev, lag1, lag2, shift, classes, block)
+            cls = _classes(lev, lag1, lag2, shift, classes, block, pos)
             hist = _histogram(s, cls, classes, alphabet)
-            for prec in range(6, fmt.MAX_RANS_PREC + 1):
-                r = model_cost(n, hist, prec, width, lag1, lag2, shift, classes, block, deflate)
-                if r is not None and (best is None or r[0] < best[0]):
-                    best = r
+            r = _best_prec(n, hist, width, lag1, lag2, shift, classes, block, deflate)
+            if r is not None and (best is None or r[0] < best[0]):
+                best = r
     return best[1], best[0]
+
+
+def _best_prec(n, hist, width, lag1, lag2, shift, classes, block, deflate):
+    """The cheapest `(bytes, Model)` over the precisions: every other one
+    from 6, then the neighbours of the best (the size is unimodal in it:
+    finer frequencies code closer to the entropy, and cost table bytes)."""
+    costs = {}
+
+    def at(prec):
+        if prec not in costs and 1 <= prec <= fmt.MAX_RANS_PREC:
+            costs[prec] = model_cost(n, hist, prec, width, lag1, lag2, shift, classes, block,
+                                     deflate)
+        return costs.get(prec)
+
+    for prec in range(6, fmt.MAX_RANS_PREC + 1, 2):
+        at(prec)
+    found = [p for p, r in costs.items() if r is not None]
+    if not found:
+        return at(fmt.MAX_RANS_PREC)
+    top = min(found, key=lambda p: costs[p][0])
+    for prec in (top - 1, top + 1):
+        at(prec)
+    return min((r for r in costs.values() if r is not None), key=lambda r: r[0])
 
 
 def fit_order0(symbols, width, block, deflate=None):

@@ -1232,7 +1232,9 @@ def _pack_info_v2(data, parsed):
             transform=fmt.TRANSFORM_NAMES[rec.transform],
             planes=len(rec.values) if rec.value_mode == fmt.VALUES_PLANES else 0,
             payload_bytes=rec.payload_bytes,
-            descriptor_bytes=len(part)))
+            descriptor_bytes=len(part),
+            context_coded=any(parsed.tables[st.table].kind == fmt.TABLE_RANS
+                              for st in rec.values)))
     payload = parsed.S + parsed.Z - fmt.CRC.size - parsed.payload_start
     return fmt.PackInfo(flatbuffer_bytes=parsed.S, section_bytes=parsed.Z,
                         total_bytes=parsed.S + parsed.Z, decoded_bytes=parsed.D,

@@ -3,7 +3,9 @@
 Small packed files (each under the fuzzer's 8,192-byte `-max_len`) that
 together use every record kind — codebook and planes, dense and sparse,
 row- and column-major, 2- to 64-bit elements, every transform, binary16
-codebooks, all three table kinds, fillers, empty and all-zero buffers — plus
+codebooks, all four table kinds (kind 3, the context-modelled range code of
+version 2.1, on value, plane, codebook-index and gap streams, one and many
+segments), fillers, empty and all-zero buffers — plus
 the FORMAT.md examples (§8, §9) and two small Keras models; and each of
 them again with its meta stream in stored (uncompressed) DEFLATE blocks
 (`v2_stored_*`: valid files, §4 allows any DEFLATE stream), so that the
@@ -31,6 +33,9 @@ from tfdc import format as fmt  # noqa: E402
 from tfdc import unpack  # noqa: E402
 from tfdc.pack import pack_tflite  # noqa: E402
 from tfdc.tflite_schema import constant_model  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from conftest import smooth_kernel  # noqa: E402
 
 CORPUS = os.path.join(ROOT, "tfdc", "native", "fuzz", "corpus")
 MAX_LEN = 8192
@@ -92,6 +97,18 @@ def seeds():
     pack("v2_many_records", [kernel, ints, kernel[:5], rng.normal(size=50).astype(np.float32),
                              np.arange(64, dtype=np.int16)])
     out["v2_no_records"] = pack_tflite(constant_model([np.arange(4, dtype=np.int8)]))[0]
+    # Kind 3 tables (§5.3): chosen by the packer for a smooth int8 kernel,
+    # and forced on int4 planes, codebook indices, gaps and float planes.
+    smooth = smooth_kernel(rows=5, bits=8, seed=1).astype(np.int8)
+    pack("v2_rans_int8_smooth", [smooth])
+    pack("v2_rans_int8_smooth_block_50", [smooth], block=50, _force={"codes": "rans"})
+    smooth4 = smooth_kernel(rows=4, bits=4, seed=2).reshape(-1)
+    pack("v2_rans_int4_planes", [(_int_bits(smooth4, 4), 17, (4, 784))],
+         _force={"codes": "rans", "elem_bits": 4, "value_mode": "planes"})
+    pack("v2_rans_codebook_sparse", [kernel], _force={
+        "codes": "rans", "value_mode": "codebook", "position_mode": "sparse"})
+    pack("v2_rans_planes_f32", [rng.normal(0.02, 0.05, 200).astype(np.float32)],
+         _force={"codes": "rans", "value_mode": "planes"})
     x = np.array([0, 0.5, 0, 0, -1, 0.5, 0, 0], np.float32)
     pack("v2_worked_example", [x], gap_alphabet=4, _force={
         "position_mode": "sparse", "value_mode": "codebook", "codes": "huffman"})
@@ -112,7 +129,9 @@ def stored(packed):
                          zdict=fmt.dictionary())
     deflated = c.compress(bytes(p.meta)) + c.flush()
     v = fmt.varint_bytes
-    header = (fmt.PREFIX.pack(fmt.MAGIC, fmt.VERSION_MAJOR, fmt.VERSION_MINOR) + v(0)
+    _, _, minor = fmt.PREFIX.unpack_from(packed, p.S)
+    flags, _ = fmt.read_varint(packed, p.S + fmt.PREFIX.size, len(packed))
+    header = (fmt.PREFIX.pack(fmt.MAGIC, fmt.VERSION_MAJOR, minor) + v(flags)
               + v(len(deflated)) + v(len(p.meta)) + v(p.F) + v(p.D))
     payload = packed[p.payload_start:-fmt.CRC.size]
     size = len(header) + len(deflated) + len(payload) + fmt.CRC.size
