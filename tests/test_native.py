@@ -275,8 +275,9 @@ def rans_files():
     """{name: packed bytes}, each with kind 3 tables: smooth kernels where the
     packer chooses them (its own lags, classes, precision), and every record
     kind (codebook / planes, dense / sparse, row / column scan; int8, int4,
-    float32 planes) with every stream forced to kind 3, at blocks whose rANS
-    segments are 4, 100 (not dividing the counts) and 16384 symbols."""
+    float32 planes) with every stream forced to kind 3, at record blocks 1,
+    25 and 4096 (kind 3 segments of a few symbols, of some hundred that do
+    not divide the counts, and whole streams)."""
     from tfdc.pack import pack_tflite
     from tfdc.tflite_schema import constant_model
     files = {}
