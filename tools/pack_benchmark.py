@@ -297,6 +297,15 @@ def entropy_bounds(sym):
     return order0, order1 + alphabet * alphabet / 2
 
 
+def _median_ms(fn, runs=5):
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1e3 * sorted(times)[runs // 2]
+
+
 def measure(name, label, path, x, y, family):
     """Sizes, packed size, error and bit identity of one input model."""
     import warnings
@@ -328,6 +337,11 @@ def measure(name, label, path, x, y, family):
     row["expanded"] = sum(d.expanded for d in report.densified)
     row["index_bytes"] = sum(d.index_bytes for d in report.densified if d.expanded)
     decoded = tfdc.decode(packed) if report.section_bytes else packed
+    # Load-time cost: the C decoder on the packed file vs xz -d of the xz
+    # file (both in this process, median of 5).
+    xz_file = lzma.compress(content, preset=9)
+    row["decode_ms"] = _median_ms(lambda: tfdc.decode(packed)) if report.section_bytes else 0.0
+    row["unxz_ms"] = _median_ms(lambda: lzma.decompress(xz_file))
     densify_in, densify_out = _densify_outputs(content), _densify_outputs(decoded)
     row["densify_ops"] = [len(densify_in), len(densify_out)]
     # Where the bytes go: each buffer kind vs xz -9 of the same buffers.
@@ -398,18 +412,19 @@ def fmt_b(n):
 
 def main_table(rows):
     headers = ["input model", "raw B", "gzip -9 B", "xz -9 B", "tfdc packed B", "packed / xz",
-               "test error", "outputs bit-identical"]
+               "test error", "outputs bit-identical", "decode ms (C) / xz -d ms"]
     out = []
     for r in rows:
         if "skipped" in r:
-            out.append([r["label"], "–", "–", "–", "–", "–", "–", r["skipped"]])
+            out.append([r["label"], "–", "–", "–", "–", "–", "–", r["skipped"], "–"])
             continue
         ratio = r["packed"] / r["xz9"]
         packed = fmt_b(r["packed"]) + (" (nothing gained: input kept)" if r["nothing_gained"]
                                        else "")
         out.append([r["label"], fmt_b(r["raw"]), fmt_b(r["gzip9"]), fmt_b(r["xz9"]),
-                    f"**{packed}**" if ratio <= 1 else packed, f"{ratio:.3f}",
-                    f"{r['error']:.2%}", "yes" if r["bit_identical"] else "**NO**"])
+                    f"**{packed}**" if ratio <= 1 else packed, f"{ratio:.4f}",
+                    f"{r['error']:.2%}", "yes" if r["bit_identical"] else "**NO**",
+                    f"{r.get('decode_ms', 0):.2f} / {r.get('unxz_ms', 0):.2f}"])
     return markdown_table(headers, out)
 
 
@@ -565,6 +580,9 @@ def main():
         return
     measured = [r for r in rows if "skipped" not in r]
     worse = [r["name"] for r in measured if r["packed"] > r["xz9"]]
+    int4 = [r for r in measured if r["family"] == "aeq int4"]
+    int4_over = [f"{r['name']} {r['packed'] / r['xz9']:.4f}" for r in int4
+                 if r["packed"] > 0.97 * r["xz9"]]
     identical = sum(r["bit_identical"] for r in measured)
     versions = ""
     if aeq:
@@ -591,7 +609,15 @@ def main():
         "output bits as the input file in LiteRT on all 10,000 test images.\n\n"
         + main_table(rows) + "\n\n"
         f"tfdc packed ≤ xz -9 on {len(measured) - len(worse)} of {len(measured)} models; "
-        f"outputs bit-identical on {identical} of {len(measured)}.\n\n"
+        f"outputs bit-identical on {identical} of {len(measured)}; "
+        f"≤ 0.97 × xz -9 on {len(int4) - len(int4_over)} of {len(int4)} int4 models"
+        + (f" (not: {', '.join(int4_over)})" if int4_over else "") + ".\n\n"
+        "Integer kernels that were never pruned or clustered are coded with kind 3 "
+        "tables where that is smaller (docs/FORMAT.md §5.3): a range code whose class is "
+        "chosen by two earlier weights of the row; on fc1 (784 inputs = a 28 × 28 image) "
+        "the packer picks the weights one to the left and one image row above. Decode "
+        "ms: `tfdc.decode` (the C decoder, whole file, one thread) against "
+        "`lzma.decompress` of the xz -9 file, median of 5, in the same process.\n\n"
         + densify_text(measured) +
         "### Where the bytes go, by buffer kind\n\n"
         "Constant buffers grouped by stored dtype, quantization granularity and role, "
@@ -610,12 +636,13 @@ def main():
         "index vectors are in the flatbuffer row for raw and xz); tfdc's bytes for it are "
         "the record of the expanded dense constant, positions included.\n\n"
         + breakdown_table(rows) + "\n\n"
-        "### What a packer could reach on the int4 / int2 rows\n\n"
+        "### The int4 / int2 rows against order-0 and order-1 symbol coding\n\n"
         "Estimates from the table above, per model: the integer kernels at their order-0 "
-        "or order-1 entropy (order 1 with its code tables), the flatbuffer "
-        "without buffers at xz -9 of it, every other buffer at min(raw, xz -9 alone). "
-        "Not a bound on every coder (xz exploits longer contexts), but what symbol coding "
-        "with per-context Huffman tables plus a well-compressed flatbuffer would give.\n\n"
+        "or order-1 entropy (order 1: the previous value in the row, with its code "
+        "tables), the flatbuffer without buffers at xz -9 of it, every other buffer at "
+        "min(raw, xz -9 alone): what per-context Huffman tables plus a well-compressed "
+        "flatbuffer would give. tfdc's kind 3 tables use two earlier values (left and "
+        "above), which is why it lands below the order-1 estimate on most rows.\n\n"
         + estimate_table(rows))
     write_section("pack", "tfdc pack on other tools' .tflite files (ai-edge-quantizer, tfmot, "
                   "plain float)", body)
