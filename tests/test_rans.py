@@ -37,7 +37,7 @@ def test_encode_matches_the_spec_s_scalar_encoder():
 
 
 @pytest.mark.parametrize("count,block", [(1, 4096), (5000, 4096), (4096, 4096), (777, 100),
-                                         (50, 1)])
+                                         (50, 1), (300, fmt.MAX_BLOCK)])
 def test_round_trip_of_fitted_models(count, block):
     symbols = _smooth_int8().reshape(-1)[:count]
     model, cost = rans.fit_cost(symbols, 8, block, (40, 784))

@@ -463,6 +463,8 @@ def test_the_hand_built_cases_are_valid_when_unbroken():
     assert _decode(_rans_file()) == _decode(_valid_file()[0])
     assert _decode(_rans_file(block=3)) == _decode(_valid_file()[0])
     assert _decode(_rans_file(block=1)) == _decode(_valid_file()[0])
+    # the largest block: arrays sized by the symbols, not by the block
+    assert _decode(_rans_file(block=fmt.MAX_BLOCK)) == _decode(_valid_file()[0])
     padded = _rebuild(tables=[fb.fixed_table(3)], records=[_record(
         tail=_codebook(stream=fb.stream(0, 3, [2, 2, 1])))], payload=b"\x04\x00\x04\x00\x00")
     assert _decode(padded) == _decode(_valid_file()[0])
@@ -566,3 +568,9 @@ def test_auto_backend_uses_python_where_native_lacks_the_version(small_packed):
     if native is not None and getattr(native, "FORMAT_MAJOR", 1) < 2:
         with pytest.raises(ImportError, match="reads format 1 files"):
             unpack.decode(packed, backend="native")
+
+
+@pytest.mark.parametrize("block", [1, 3, 4096, fmt.MAX_BLOCK])
+def test_the_c_decoder_decodes_the_hand_built_kind_3_files(block):
+    data = _rans_file(block=block)
+    assert _c_decoder().decode(data) == _decode(data) == _decode(_valid_file()[0])

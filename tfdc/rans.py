@@ -218,10 +218,10 @@ def lag_candidates(shape, count, block):
 
 
 def fit(symbols, width, block, shape=(), deflate=None, lags=None):
-    """The kind 3 model of smallest estimated size for `symbols` (values
-    `< 2^width`) coded in `block`-symbol segments, and its estimated bytes
-    (payload, segment lengths and deflated table): `(Model, bytes)`; only
-    the model is returned when called as `fit(...)` in the example form.
+    """The kind 3 `Model` of smallest estimated size (payload, segment
+    lengths and deflated table) for `symbols` (values `< 2^width`, a tensor
+    of `shape` in row-major order) coded in `block`-symbol segments.
+    `fit_cost` returns the estimate too.
 
     The search: the single lag (lag1 = lag2) of lowest conditional entropy
     among `lag_candidates(shape)`, then pairs of the three best lags, then
@@ -291,15 +291,10 @@ def _best_prec(n, hist, width, lag1, lag2, shift, classes, block, deflate):
 
 def fit_order0(symbols, width, block, deflate=None):
     """A one-class model (plain static rANS) and its estimated bytes."""
-    deflate = deflate or fmt.deflate
     s = np.asarray(symbols, dtype=np.int64)
     hist = np.bincount(s, minlength=1 << width)[None, :]
-    best = None
-    for prec in range(max(1, int(np.count_nonzero(hist)).bit_length()), fmt.MAX_RANS_PREC + 1):
-        r = model_cost(len(s), hist, prec, width, 1, 1, 0, 1, block, deflate)
-        if r is not None and (best is None or r[0] < best[0]):
-            best = r
-    return best[1], best[0]
+    cost, model = _best_prec(len(s), hist, width, 1, 1, 0, 1, block, deflate or fmt.deflate)
+    return model, cost
 
 
 # --------------------------------------------------------------------------
@@ -314,18 +309,20 @@ def encode(symbols, model, block):
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.uint8)
     nseg = -(-n // block)
-    pad = nseg * block - n
+    seg_len = min(block, n)                     # symbols of every segment but the last
+    pad = nseg * seg_len - n
     cls = classes_of(s, model, block)
-    f_all = np.concatenate([model.freqs[cls, s], np.ones(pad, np.int64)]).reshape(nseg, block)
-    c_all = np.concatenate([model.cum[cls, s], np.zeros(pad, np.int64)]).reshape(nseg, block)
+    f_all = np.concatenate([model.freqs[cls, s], np.ones(pad, np.int64)]).reshape(nseg, seg_len)
+    c_all = np.concatenate([model.cum[cls, s], np.zeros(pad, np.int64)]).reshape(nseg, seg_len)
     if (model.freqs[cls, s] == 0).any():
         raise ValueError("a symbol has frequency 0 in its class")
-    last = n - (nseg - 1) * block               # symbols of the last segment
+    last = n - (nseg - 1) * seg_len             # symbols of the last segment
     x = np.full(nseg, _L, dtype=np.int64)
-    pushed = np.zeros((nseg, 2 * block + 8), dtype=np.uint8)
+    # A symbol pushes at most two bytes (x < 2^31 falls below f·2^(31−prec) ≥ 2^16).
+    pushed = np.zeros((nseg, 2 * seg_len + 8), dtype=np.uint8)
     ptr = np.zeros(nseg, dtype=np.int64)
     prec = model.prec
-    for k in range(block - 1, -1, -1):
+    for k in range(seg_len - 1, -1, -1):
         act = nseg if k < last else nseg - 1
         if act == 0:
             continue
@@ -355,9 +352,11 @@ def decode(data, segment_bytes, count, block, model, what="stream"):
     buf = np.frombuffer(data, dtype=np.uint8)
     seg = np.asarray(segment_bytes, dtype=np.int64)
     nseg = len(seg)
-    out = np.zeros((nseg, block if nseg else 0), dtype=np.int64)
     if count == 0:
         return np.zeros(0, np.uint16)
+    # Arrays sized by the symbols there are, never by a file's `block` alone.
+    seg_len = min(block, count)
+    out = np.zeros((nseg, seg_len), dtype=np.int64)
     if (seg < _STATE_BYTES).any():
         raise FormatError(f"{what}: a kind 3 segment is shorter than {_STATE_BYTES} bytes",
                           "corrupt")
@@ -374,10 +373,10 @@ def decode(data, segment_bytes, count, block, model, what="stream"):
     prec, M = model.prec, (1 << model.prec) - 1
     lut, freqs, cum = model.lookup(), model.freqs, model.cum
     lev_table = levels(np.arange(1 << model.width), model.width)
-    lev = np.zeros((nseg, block), dtype=np.int64)
+    lev = np.zeros((nseg, seg_len), dtype=np.int64)
     half = model.classes // 2
-    last = count - (nseg - 1) * block
-    for k in range(block):
+    last = count - (nseg - 1) * seg_len
+    for k in range(seg_len):
         act = nseg if k < last else nseg - 1
         if act == 0:
             break
