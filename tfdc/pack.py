@@ -13,6 +13,12 @@ encodings, each a *record* (FORMAT.md §6), or stays inline:
   indices and filler rule, in row- or column-major order;
 * elements of the tensor's own width (int4 / int2 as 4- / 2-bit symbols) or,
   for sub-byte tensors, whole bytes (pairs / quads of values as one symbol).
+* codes: each stream's Huffman code or the fixed-length one; for the one
+  plane of a dense 2-, 4- or 8-bit integer tensor also the context-modelled
+  range code of format 2.1 (`tfdc.rans`, §5.3: the class of each symbol
+  chosen by two earlier ones, e.g. the weights to the left and an image row
+  above), kept where it is smaller. Files that use it are written as
+  version 2.1 (flags bit 0); all others stay 2.0.
 
 For each buffer the encoder computes the size of every candidate from
 histograms (and the gap alphabet `G = 2^1 … 2^15` for sparse ones) and keeps
