@@ -956,6 +956,13 @@ static int cur_varint_max(cursor *c, uint64_t max, uint64_t *v) {
   return *v > max ? TFDC_ERR_CORRUPT : TFDC_OK;
 }
 
+/* A varint that must lie in [min, max]. */
+static int cur_varint_in(cursor *c, uint64_t min, uint64_t max, uint64_t *v) {
+  int rc = cur_varint_max(c, max, v);
+  if (rc) return rc;
+  return *v < min ? TFDC_ERR_CORRUPT : TFDC_OK;
+}
+
 /* Skips n bytes; their position in *at. */
 static int cur_take(cursor *c, uint64_t n, uint64_t *at) {
   if (!TFDC_IN_BOUNDS(c->pos, n, c->end)) return TFDC_ERR_TRUNCATED;
@@ -1071,24 +1078,19 @@ typedef struct {
 
 /* A kind 3 table's fields after `kind` (§5.3), every rule checked. */
 static int v2_parse_rans_table(cursor *c, v2_table *t) {
-  uint64_t v, first, m, j, f, sum, cl, top = 0, total = 0;
-  TRY(cur_varint_max(c, TFDC_MAX_RANS_PREC, &v));
-  if (v < 1) return TFDC_ERR_CORRUPT;
-  t->prec = (uint8_t)v;
-  TRY(cur_varint_max(c, TFDC_MAX_RANS_WIDTH, &v));
-  if (v < 1) return TFDC_ERR_CORRUPT;
-  t->width = (uint8_t)v;
-  TRY(cur_varint_max(c, TFDC_MAX_RANS_LAG, &v));
-  if (v < 1) return TFDC_ERR_CORRUPT;
-  t->lag1 = (uint16_t)v;
-  TRY(cur_varint_max(c, TFDC_MAX_RANS_LAG, &v));
-  if (v < 1) return TFDC_ERR_CORRUPT;
-  t->lag2 = (uint16_t)v;
-  TRY(cur_varint_max(c, TFDC_MAX_RANS_SHIFT, &v));
-  t->shift = (uint8_t)v;
-  TRY(cur_varint_max(c, TFDC_MAX_RANS_CLASSES, &v));
-  if (v < 1) return TFDC_ERR_CORRUPT;
-  t->classes = (uint8_t)v;
+  uint64_t first, m, j, f, sum, cl, top = 0, total = 0;
+  /* prec, width, lag1, lag2, shift, classes and their ranges */
+  static const uint64_t lo[6] = {1, 1, 1, 1, 0, 1};
+  static const uint64_t hi[6] = {TFDC_MAX_RANS_PREC, TFDC_MAX_RANS_WIDTH, TFDC_MAX_RANS_LAG,
+                                 TFDC_MAX_RANS_LAG, TFDC_MAX_RANS_SHIFT, TFDC_MAX_RANS_CLASSES};
+  uint64_t field[6];
+  for (j = 0; j < 6; j++) TRY(cur_varint_in(c, lo[j], hi[j], &field[j]));
+  t->prec = (uint8_t)field[0];
+  t->width = (uint8_t)field[1];
+  t->lag1 = (uint16_t)field[2];
+  t->lag2 = (uint16_t)field[3];
+  t->shift = (uint8_t)field[4];
+  t->classes = (uint8_t)field[5];
   t->gaps_at = c->pos;
   for (cl = 0; cl < t->classes; cl++) {
     TRY(cur_varint(c, &first));
