@@ -19,7 +19,8 @@ what packing it would give). Columns, per packed weight tensor:
 Totals sum over tensors; file sizes compare the dense float32 weights, the
 plain `.tflite`, and the packed file; the entropy bound is the zeroth-order
 entropy of each coded stream, and `coded ÷ bound` shows how close Huffman
-coding gets to it.
+coding gets to it (below 1 where context-modelled codes, format 2.1, use
+what an order-0 bound cannot: neighbouring weights).
 """
 
 import dataclasses
@@ -355,7 +356,8 @@ class ExportReport(_Derived):
 
     @property
     def coded_over_entropy(self):
-        """Coded bits ÷ entropy bound, summed over tensors (≥ 1)."""
+        """Coded bits ÷ order-0 entropy bound, summed over tensors (≥ 1 for
+        order-0 codes; kind 3 streams can go below it)."""
         return self.coded_bits / self.entropy_bits if self.entropy_bits else float("nan")
 
     @property
@@ -453,7 +455,7 @@ class ExportReport(_Derived):
             lines.append(("Plain / packed", f"{self.plain_bytes / self.packed_bytes:.1f}x"))
         if self.layers:
             lines.append(("Coded streams", f"{_fmt_int(math.ceil(self.coded_bits / 8))} B; "
-                          f"entropy bound {_fmt_int(math.ceil(self.entropy_bits / 8))} B; "
+                          f"order-0 entropy bound {_fmt_int(math.ceil(self.entropy_bits / 8))} B; "
                           f"coded / bound {self.coded_over_entropy:.4f}"))
         return lines
 
