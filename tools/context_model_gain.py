@@ -173,7 +173,12 @@ def main():
             "the order-0 bound on the LeNet-300-100 kernels, 20,289 vs 20,411 B — about what "
             "these contexts give; the rest of its −4.3 % against tfdc is arithmetic coding's "
             "freedom from whole-bit code lengths, which a table-driven decoder does not "
-            "have.)\n")
+            "have.) Format 2.1 later added a context-modelled range code (table kind 3, "
+            "FORMAT.md §5.3) for the other case: dense kernels that were never pruned or "
+            "clustered (int8 / int4 from quantizers), where the class chosen by two "
+            "neighbouring weights (left and an image row above) saves 1–5 % against order-0 "
+            "codes (section *tfdc pack on other tools' .tflite files*); the packer does not "
+            "try it on pruned and clustered kernels.\n")
     write_section("context_modelling", "Context modelling: order-0 Huffman vs table switching",
                   body)
 
