@@ -574,3 +574,14 @@ def test_auto_backend_uses_python_where_native_lacks_the_version(small_packed):
 def test_the_c_decoder_decodes_the_hand_built_kind_3_files(block):
     data = _rans_file(block=block)
     assert _c_decoder().decode(data) == _decode(data) == _decode(_valid_file()[0])
+
+
+def test_format_md_kind_3_example_is_current():
+    # FORMAT.md §5.3 quotes this file's kind 3 table and segment bytes.
+    import os
+    spec = open(os.path.join(os.path.dirname(__file__), "..", "docs", "FORMAT.md")).read()
+    section = " ".join(spec[spec.index("### 5.3"):spec.index("## 6. Records")].split())
+    table = fb.rans_table(**RANS)
+    for part in (table[:7], table[7:11], table[11:]):  # header, class 0, class 1
+        assert f"`{part.hex(' ')}`" in section
+    assert f"`{fb.rans_segment(RANS_SYMBOLS, **RANS).hex(' ')}`" in section
