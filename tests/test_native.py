@@ -316,8 +316,8 @@ def test_kind_3_files_identical_to_python_decoder(native, rans_files):
     for name, packed in rans_files.items():
         tables = _rans_tables(packed)
         assert tables, name
-        models |= {(t.model.lag1, t.model.lag2, t.model.classes, t.model.prec, t.model.width)
-                   for t in tables}
+        models |= {(m.lag1, m.lag2, m.classes, m.prec, m.width)
+                   for m in (t.rans_model() for t in tables)}
         assert native.is_packed(packed)
         out = native.decode(packed)
         assert len(out) == native.decoded_size(packed)
@@ -364,7 +364,7 @@ def test_kind_3_broken_tables_rejected_by_both(native, rans_files):
     assert _rebuilt(packed) == packed  # the rebuild itself changes nothing
     p = parse(packed)
     t = _rans_tables(packed)[0]
-    m = t.model
+    m = t.rans_model()
     v = fmt.varint_bytes
 
     def with_table(table_bytes):

@@ -87,9 +87,26 @@ def test_table_bytes_round_trip_through_the_parser():
     data = model.table_bytes()
     t = _parse_table(_Cursor(data, 0, len(data), "meta"), 0, fmt.FLAG_RANS)
     assert t.kind == fmt.TABLE_RANS and t.n == model.alphabet and t.size == len(data)
-    assert np.array_equal(t.model.freqs, model.freqs)
-    assert (t.model.lag1, t.model.lag2, t.model.shift, t.model.classes, t.model.prec) == (
-        model.lag1, model.lag2, model.shift, model.classes, model.prec)
+    parsed = t.rans_model()
+    assert np.array_equal(parsed.freqs, model.freqs[:, :t.n])
+    assert (parsed.lag1, parsed.lag2, parsed.shift, parsed.classes, parsed.prec,
+            parsed.width) == (model.lag1, model.lag2, model.shift, model.classes, model.prec,
+                              model.width)
+
+
+def test_short_streams_search_the_frequencies_instead_of_a_lookup():
+    # Fewer symbols than classes x 2^prec / 16: no lookup is built; the
+    # binary search over all classes' cumulative frequencies decodes the same.
+    symbols = _smooth_int8(rows=2).reshape(-1)
+    model = rans.fit(symbols, 8, 4096, (2, 784))
+    model = rans.Model(15, 8, model.lag1, model.lag2, model.shift, model.classes,
+                       np.array([rans.quantize(h, 15) for h in rans._histogram(
+                           symbols.astype(np.int64), rans.classes_of(symbols, model, 4096),
+                           model.classes, 256)]))
+    assert len(symbols) < (model.classes << 15) // 16
+    seg_bytes, data = rans.encode(symbols, model, 4096)
+    assert np.array_equal(rans.decode(data.tobytes(), seg_bytes, len(symbols), 4096, model),
+                          symbols)
 
 
 def test_decode_rejects_damaged_segments():

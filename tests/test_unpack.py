@@ -585,3 +585,24 @@ def test_format_md_kind_3_example_is_current():
     for part in (table[:7], table[7:11], table[11:]):  # header, class 0, class 1
         assert f"`{part.hex(' ')}`" in section
     assert f"`{fb.rans_segment(RANS_SYMBOLS, **RANS).hex(' ')}`" in section
+
+
+def test_kind_3_tables_cost_memory_by_their_bytes_not_their_alphabet():
+    # 200 unused kind 3 tables of 32 classes, each listing only symbol
+    # 32767 (~160 meta bytes each): dense frequency arrays would be 8 MB
+    # apiece. Both decoders read the file holding far less than that.
+    import tracemalloc
+    big = fb.rans_table(prec=1, width=15, lag1=1, lag2=1, shift=0,
+                        classes=[(32767, [2])] * 32)
+    stream = fb.stream(0, 4096, [5])
+    data = _rebuild(tables=[fb.rans_table(**RANS)] + [big] * 200,
+                    records=[_record(tail=_codebook(K=2, width=0, stream=stream))],
+                    payload=fb.rans_segment(RANS_SYMBOLS, **RANS), flags=fmt.FLAG_RANS, minor=1)
+    tracemalloc.start()
+    try:
+        assert _decode(data) == _decode(_valid_file()[0])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 << 20, peak
+    assert _c_decoder().decode(data) == _decode(data)

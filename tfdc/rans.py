@@ -371,7 +371,14 @@ def decode(data, segment_bytes, count, block, model, what="stream"):
         raise FormatError(f"{what}: a kind 3 segment's initial state is out of range", "corrupt")
     pos = start + _STATE_BYTES
     prec, M = model.prec, (1 << model.prec) - 1
-    lut, freqs, cum = model.lookup(), model.freqs, model.cum
+    freqs, cum = model.freqs, model.cum
+    # A slot -> symbol lookup costs classes x 2^prec entries: built only for
+    # streams long enough to pay for it (as the C decoder does); shorter
+    # ones search the cumulative frequencies, all classes in one sorted
+    # array (class c's offset by c * 2^prec).
+    lut = model.lookup() if count >= (model.classes << model.prec) // 16 else None
+    flat_cum = (cum + (np.arange(model.classes)[:, None] << prec)).reshape(-1)
+    alphabet = freqs.shape[1]
     lev_table = levels(np.arange(1 << model.width), model.width)
     lev = np.zeros((nseg, seg_len), dtype=np.int64)
     half = model.classes // 2
@@ -387,7 +394,10 @@ def decode(data, segment_bytes, count, block, model, what="stream"):
             c = np.full(act, int(c), np.int64)
         xs = x[:act]
         slot = xs & M
-        s = lut[c, slot].astype(np.int64)
+        if lut is not None:
+            s = lut[c, slot].astype(np.int64)
+        else:
+            s = (np.searchsorted(flat_cum, (c << prec) + slot, "right") - 1) % alphabet
         xs = freqs[c, s] * (xs >> prec) + slot - cum[c, s]
         while True:
             m = xs < _L

@@ -180,7 +180,7 @@ class _Table:
     n: int                  # kind 0: number of code lengths
     lengths: object = None  # np.uint8 code lengths (kind 0)
     symbol: int = 0         # kind 1
-    model: object = None    # kind 3: a rans.Model
+    model: object = None    # kind 3: (fields, [(first, freqs)] per class), see `rans_model`
     size: int = 0           # bytes in the meta stream
     start: int = 0          # position in the meta stream
     _lookup: object = None
@@ -189,6 +189,16 @@ class _Table:
         if self._lookup is None:
             self._lookup = huffman.lookup_table(self.lengths)
         return self._lookup
+
+    def rans_model(self):
+        """A kind 3 table's `rans.Model`, built when a stream needs it and
+        not kept: its dense frequency arrays can be thousands of times the
+        table's bytes (a class may list only symbol 32767)."""
+        fields, classes = self.model
+        freqs = np.zeros((len(classes), self.n), np.int64)
+        for c, (first, f) in enumerate(classes):
+            freqs[c, first:first + len(f)] = f[:self.n - first]
+        return rans.Model(*fields, freqs)
 
 
 @dataclasses.dataclass
@@ -284,7 +294,7 @@ def _parse_rans_table(cur, what, start):
         if v < 1:
             raise FormatError(f"{what}: {name} is 0")
     M = 1 << prec
-    freqs = np.zeros((classes, 1 << width), np.int64)
+    listed, n = [], 0
     for c in range(classes):
         first = cur.varint(f"{what} class {c} first", (1 << width) - 1)
         m = cur.varint(f"{what} class {c} count", (1 << width) - first)
@@ -294,10 +304,10 @@ def _parse_rans_table(cur, what, start):
         if (f > M).any() or int(f.sum()) != M:
             raise FormatError(f"{what}: class {c}'s frequencies sum to {int(f.sum())}, "
                               f"not 2^{prec}")
-        freqs[c, first:first + m] = f
-    model = rans.Model(prec, width, lag1, lag2, shift, classes, freqs)
-    return _Table(fmt.TABLE_RANS, model.alphabet, model=model, size=cur.pos - start,
-                  start=start)
+        listed.append((first, f))
+        n = max(n, first + int(np.flatnonzero(f)[-1]) + 1)
+    return _Table(fmt.TABLE_RANS, n, model=((prec, width, lag1, lag2, shift, classes), listed),
+                  size=cur.pos - start, start=start)
 
 
 def _parse_table(cur, i, flags):
@@ -570,7 +580,7 @@ def _stream_symbols(data, stream, tables):
         return np.full(stream.count, t.symbol, np.uint16)
     seg = np.frombuffer(data, np.uint8, stream.data_len, stream.data_start)
     if t.kind == fmt.TABLE_RANS:
-        return rans.decode(seg, stream.seg_bytes, stream.count, stream.block, t.model)
+        return rans.decode(seg, stream.seg_bytes, stream.count, stream.block, t.rans_model())
     w = _fixed_width(t)
     if w:
         symbols = _fixed_symbols(seg, stream, w)
