@@ -279,7 +279,8 @@ def test_smooth_kernels_get_context_modelled_codes_and_run_bit_identically(bits)
     assert [r.kind for r in unpack.read_pack_info(packed).records] == [r.kind for r in
                                                                         info.records]
     table = next(t for t in unpack.parse(packed).tables if t.kind == fmt.TABLE_RANS)
-    assert {table.model.lag1, table.model.lag2} == {1, 28}
+    model = table.rans_model()
+    assert {model.lag1, model.lag2} == {1, 28}
     # version 2.1: flags bit 0 and version_minor 1 (§4, §10)
     _, major, minor = fmt.PREFIX.unpack_from(packed, fmt.STUB_SIZE)
     assert (major, minor, packed[fmt.STUB_SIZE + fmt.PREFIX.size]) == (2, 1, fmt.FLAG_RANS)
