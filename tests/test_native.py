@@ -260,7 +260,7 @@ def _sub_byte(values, bits):
 def _kernel_tensor(bits, rows, side, seed, sparsity=0.0):
     """A smooth int8 / int4 / int2 kernel `[rows, side * side]` (optionally
     with zeros) as a constant_model item."""
-    from conftest import smooth_kernel
+    from smooth_weights import smooth_kernel
     vals = smooth_kernel(rows=rows, side=side, bits=bits, seed=seed)
     if sparsity:
         vals[np.random.default_rng(seed).random(vals.shape) < sparsity] = 0

@@ -15,7 +15,7 @@ from tfdc import pack, tflite_schema, unpack
 from tfdc.pack import pack_tflite
 from tfdc.tflite_schema import constant_model
 
-from conftest import smooth_kernel
+from smooth_weights import smooth_kernel
 
 
 def _clustered_pruned(rng, shape, centroids=16, density=0.3):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import format2_builder as fb
-from conftest import smooth_kernel
+from smooth_weights import smooth_kernel
 from tfdc import FormatError, rans
 from tfdc import format as fmt
 

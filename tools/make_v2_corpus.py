@@ -35,7 +35,7 @@ from tfdc.pack import pack_tflite  # noqa: E402
 from tfdc.tflite_schema import constant_model  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from conftest import smooth_kernel  # noqa: E402
+from smooth_weights import smooth_kernel  # noqa: E402
 
 CORPUS = os.path.join(ROOT, "tfdc", "native", "fuzz", "corpus")
 MAX_LEN = 8192
