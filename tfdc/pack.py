@@ -97,7 +97,7 @@ class _Stream:
         out = varint_bytes(table_index[self.table])
         if self.kind != fmt.TABLE_SINGLE:
             out += varint_bytes(self.block)
-            out += b"".join(varint_bytes(int(n)) for n in self.seg_bytes)
+            out += fmt.varints_bytes(self.seg_bytes)
         return out
 
     def payload(self):
@@ -117,7 +117,7 @@ def _table_bytes(lengths=None, symbol=None, width=None):
     nib = np.zeros(2 * ((len(used) + 1) // 2), dtype=np.uint8)
     nib[:len(used)] = lengths[used]
     return (varint_bytes(fmt.TABLE_HUFFMAN) + varint_bytes(len(used))
-            + b"".join(varint_bytes(int(g)) for g in gaps)
+            + fmt.varints_bytes(gaps)
             + (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8).tobytes())
 
 
@@ -331,6 +331,7 @@ def _best_values(vals, elem_bits, kind, block, expand, force, shape=None):
     count = len(vals)
     options = []
     transforms = fmt.TRANSFORMS
+    allow_fixed = force.get("codes") not in ("huffman", "rans")
     if count == 0:
         if force.get("value_mode") == "planes":
             return _Values(0.0, fmt.VALUES_PLANES, fmt.TRANSFORM_IDENTITY)
@@ -348,8 +349,7 @@ def _best_values(vals, elem_bits, kind, block, expand, force, shape=None):
         else:
             unique, counts = np.unique(keyed, return_counts=True)
         if len(unique) <= MAX_CODEBOOK:
-            stream, fixed = _stream_cost(counts, block, force.get("codes") not in ("huffman",
-                                                                                   "rans"))
+            stream, fixed = _stream_cost(counts, block, allow_fixed)
             for t in transforms:
                 keys = np.sort(fmt.transform(unique, t, key_bits).astype(np.uint64))
                 cost = stream + len(_codebook_bytes(keys, key_bits)) + 1
@@ -359,11 +359,8 @@ def _best_values(vals, elem_bits, kind, block, expand, force, shape=None):
         for t in transforms:
             tv = fmt.transform(vals, t, elem_bits)
             cost, fixed, models = 0.0, [], []
-            for p in range(fmt.plane_count(elem_bits)):
-                shift = 8 * (fmt.plane_count(elem_bits) - 1 - p)
-                plane = ((tv >> tv.dtype.type(shift)) & tv.dtype.type(255)).astype(np.int64)
-                c, f = _stream_cost(np.bincount(plane, minlength=1), block,
-                                    force.get("codes") not in ("huffman", "rans"))
+            for plane in _planes(tv, elem_bits):
+                c, f = _stream_cost(np.bincount(plane, minlength=1), block, allow_fixed)
                 model = None
                 # Contexts read two's complement levels: identity-transformed
                 # integers of one plane (int8, int4, int2).

@@ -377,8 +377,9 @@ def decode(data, segment_bytes, count, block, model, what="stream"):
     # ones search the cumulative frequencies, all classes in one sorted
     # array (class c's offset by c * 2^prec).
     lut = model.lookup() if count >= (model.classes << model.prec) // 16 else None
-    flat_cum = (cum + (np.arange(model.classes)[:, None] << prec)).reshape(-1)
-    alphabet = freqs.shape[1]
+    if lut is None:
+        flat_cum = (cum + (np.arange(model.classes)[:, None] << prec)).reshape(-1)
+        alphabet = freqs.shape[1]
     lev_table = levels(np.arange(1 << model.width), model.width)
     lev = np.zeros((nseg, seg_len), dtype=np.int64)
     half = model.classes // 2

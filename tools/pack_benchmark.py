@@ -319,9 +319,10 @@ def measure(name, label, path, x, y, family):
         report = tfdc.export_tflite(content, packed_path)
     pack_s = time.perf_counter() - t
     packed = open(packed_path, "rb").read()
+    xz_file = lzma.compress(content, preset=9)
     row = {"name": name, "label": label, "family": family, "raw": len(content),
            "gzip9": len(gzip.compress(content, 9, mtime=0)),
-           "xz9": len(lzma.compress(content, preset=9)), "packed": len(packed),
+           "xz9": len(xz_file), "packed": len(packed),
            "pack_s": pack_s, "nothing_gained": packed == content,
            "warnings": [str(w.message) for w in caught]}
     reference, config = reference_outputs(content, x)
@@ -339,7 +340,6 @@ def measure(name, label, path, x, y, family):
     decoded = tfdc.decode(packed) if report.section_bytes else packed
     # Load-time cost: the C decoder on the packed file vs xz -d of the xz
     # file (both in this process, median of 5).
-    xz_file = lzma.compress(content, preset=9)
     row["decode_ms"] = _median_ms(lambda: tfdc.decode(packed)) if report.section_bytes else 0.0
     row["unxz_ms"] = _median_ms(lambda: lzma.decompress(xz_file))
     densify_in, densify_out = _densify_outputs(content), _densify_outputs(decoded)
