@@ -43,11 +43,13 @@ SECTION_KEYS = {METADATA_NAME_V1_BYTES: 1, METADATA_NAME_BYTES: 2}
 DECODED_MARKER = "tfdc.decoded"
 DECODED_MARKER_BYTES = DECODED_MARKER.encode()
 MAGIC = b"TFDC"
-VERSION_MAJOR, VERSION_MINOR = 2, 1
-# Header flags (§4). Bit 0: kind 3 tables may appear (version 2.1); a file
-# without one is written as 2.0 (flags 0, version_minor 0).
+VERSION_MAJOR, VERSION_MINOR = 2, 2
+# Header flags (§4). Bit 0: kind 3 tables may appear (version 2.1); bit 1:
+# kind 4 tables may appear (2.2). A file is written with the flags of the
+# tables it uses and the lowest version_minor that has them (`header_version`).
 FLAG_RANS = 1
-KNOWN_FLAGS = FLAG_RANS
+FLAG_RANS_GROUPED = 2
+KNOWN_FLAGS = FLAG_RANS | FLAG_RANS_GROUPED
 
 # ------------------------------------------------------------------ format 2
 # A section starts after the stub's root offset and file identifier (§3.2).
@@ -64,7 +66,8 @@ DICTIONARY_FILE = "v2_dictionary.bin"
 DICTIONARY_SHA256 = "e03607d59b0cc655656d9306e97561523c77da64e7191d6166ea113ad1b383b1"
 
 # Table kinds (§5.1).
-TABLE_HUFFMAN, TABLE_SINGLE, TABLE_FIXED, TABLE_RANS = 0, 1, 2, 3
+TABLE_HUFFMAN, TABLE_SINGLE, TABLE_FIXED, TABLE_RANS, TABLE_RANS_GROUPED = 0, 1, 2, 3, 4
+RANS_KINDS = (TABLE_RANS, TABLE_RANS_GROUPED)
 MAX_FIXED_WIDTH = 15                         # bits of a kind 2 (fixed-length) code
 # Kind 3, the context-modelled range code (§5.3): rANS, 32-bit state.
 RANS_L = 1 << 23                             # lower bound of the normalised state
@@ -74,6 +77,10 @@ MAX_RANS_WIDTH = 15                          # symbols < 2^width, read as width-
 MAX_RANS_LAG = 65535
 MAX_RANS_SHIFT = 16
 MAX_RANS_CLASSES = 32
+# Kind 4, the grouped range code (§5.4): row and column groups.
+MAX_RANS_ROW_LEN = 65536                     # D: symbols per row
+MAX_RANS_ROW_PERIOD = 65536                  # P: entries of the row-group map
+MAX_RANS_TABLES = 256                        # T = row groups x column groups x classes
 # Record fields (§6).
 ELEM_BITS = (2, 4, 8, 16, 32, 64)
 TRANSFORM_IDENTITY, TRANSFORM_ZIGZAG, TRANSFORM_ROTATE = 0, 1, 2
@@ -194,6 +201,14 @@ def inflater():
 
 
 # ------------------------------------------------------------------ varints
+def header_version(flags):
+    """`version_minor` of a file with header `flags` (§4): the lowest minor
+    version that has every feature the flags announce."""
+    if flags & FLAG_RANS_GROUPED:
+        return 2
+    return 1 if flags & FLAG_RANS else 0
+
+
 def varint_bytes(value):
     """The LEB128 encoding of a non-negative integer < 2^64: 7 bits per byte,
     least significant group first, high bit set on every byte but the last
