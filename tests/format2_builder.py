@@ -54,33 +54,49 @@ def fixed_table(width):
     return v(2) + v(width)
 
 
-def rans_table(prec, width, lag1, lag2, shift, classes):
-    """A kind 3 table (§5.3); `classes` is a list of `(first, [freq, ...])`."""
-    out = v(3) + v(prec) + v(width) + v(lag1) + v(lag2) + v(shift) + v(len(classes))
+def rans_table(prec, width, lag1, lag2, shift, classes, groups=None):
+    """A kind 3 table (§5.3); `classes` is a list of `(first, [freq, ...])`.
+    With `groups` (a dict: `C`, `row_len`, `col_groups`, `col_group`,
+    `row_groups`, `row_group`) a kind 4 table (§5.4), `classes` its
+    `row_groups · col_groups · C` class tables."""
+    if groups is None:
+        out = v(3) + v(prec) + v(width) + v(lag1) + v(lag2) + v(shift) + v(len(classes))
+    else:
+        g = groups
+        out = (v(4) + v(prec) + v(width) + v(lag1) + v(lag2) + v(shift) + v(g["C"])
+               + v(g["row_len"]) + v(g["col_groups"]) + b"".join(v(x) for x in g["col_group"])
+               + v(len(g["row_group"])) + v(g["row_groups"])
+               + b"".join(v(x) for x in g["row_group"]))
     for first, freqs in classes:
         out += v(first) + v(len(freqs)) + b"".join(v(f) for f in freqs)
     return out
 
 
-def rans_segment(symbols, prec, width, lag1, lag2, shift, classes):
-    """One kind 3 segment of `symbols`, encoded as §5.3's informative text
-    says (scalar Python, independent of tfdc.rans)."""
-    C = len(classes)
-    freq = [[0] * (1 << width) for _ in range(C)]
+def rans_segment(symbols, prec, width, lag1, lag2, shift, classes, groups=None, start=0):
+    """One kind 3 (or, with `groups`, kind 4) segment of `symbols`, the
+    stream's symbols `start …`, encoded as §5.3's informative text says
+    (scalar Python, independent of tfdc.rans)."""
+    C = len(classes) if groups is None else groups["C"]
+    freq = [[0] * (1 << width) for _ in classes]
     for c, (first, fs) in enumerate(classes):
         freq[c][first:first + len(fs)] = fs
 
     def level(s):
         return s - (1 << width) if s >= 1 << (width - 1) else s
 
-    def cls(k):
+    def table(k):
         a = level(symbols[k - lag1]) if k >= lag1 else 0
         b = level(symbols[k - lag2]) if k >= lag2 else 0
-        return min(max(((a + b) >> shift) + C // 2, 0), C - 1)
+        c = min(max(((a + b) >> shift) + C // 2, 0), C - 1)
+        if groups is None:
+            return c
+        i, g = start + k, groups
+        row = g["row_group"][(i // g["row_len"]) % len(g["row_group"])]
+        return (row * g["col_groups"] + g["col_group"][i % g["row_len"]]) * C + c
 
     x, pushed = 1 << 23, []
     for k in range(len(symbols) - 1, -1, -1):
-        c, s = cls(k), symbols[k]
+        c, s = table(k), symbols[k]
         f, cum = freq[c][s], sum(freq[c][:s])
         while x >= f << (31 - prec):
             pushed.append(x & 255)

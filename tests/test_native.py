@@ -342,15 +342,18 @@ def _resign(data):
     return data[:-4] + zlib.crc32(data[:-4]).to_bytes(4, "little")
 
 
-def _rebuilt(packed, meta=None, payload=None, flags=1):
-    """`packed` with its meta stream, payload or flags replaced (re-deflated
-    and re-signed by tests/format2_builder.py)."""
+def _rebuilt(packed, meta=None, payload=None):
+    """`packed` with its meta stream or payload replaced (re-deflated and
+    re-signed by tests/format2_builder.py; flags and version kept)."""
     import format2_builder as fb
+    from tfdc import format as fmt
     from tfdc.unpack import parse
     p = parse(packed)
     meta = p.meta if meta is None else meta
     payload = packed[p.payload_start:-4] if payload is None else payload
-    return fb.build(p.meta[:p.F], meta=meta, payload=payload, D=p.D, flags=flags, minor=1)
+    flags = packed[fmt.STUB_SIZE + fmt.PREFIX.size]
+    return fb.build(p.meta[:p.F], meta=meta, payload=payload, D=p.D, flags=flags,
+                    minor=fmt.header_version(flags))
 
 
 def test_kind_3_broken_tables_rejected_by_both(native, rans_files):
@@ -417,16 +420,16 @@ def test_kind_3_broken_tables_rejected_by_both(native, rans_files):
         assert native.decode(other) == ref
 
 
-def _segment_edit(packed, change):
-    """`packed` with the last segment of its last kind 3 stream changed by
-    `change(segment bytes) -> bytes`, its length varint in the record
-    descriptor rewritten (re-deflated, re-signed)."""
+def _segment_edit(packed, change, kind=3):
+    """`packed` with the last segment of its last kind 3 (or `kind`) stream
+    changed by `change(segment bytes) -> bytes`, its length varint in the
+    record descriptor rewritten (re-deflated, re-signed)."""
     from tfdc import format as fmt
     from tfdc.unpack import parse
     p = parse(packed)
     v = fmt.varint_bytes
     rec, st = [(r, s) for r in p.records for s in [r.gaps] + list(r.values)
-               if s is not None and p.tables[s.table].kind == 3][-1]
+               if s is not None and p.tables[s.table].kind == kind][-1]
     lens = [int(x) for x in st.seg_bytes]
     run = v(st.block) + b"".join(v(x) for x in lens)
     desc = p.meta[rec.desc_start:rec.desc_end]
@@ -452,7 +455,9 @@ def test_kind_3_broken_segments_and_header_rejected_by_both(native, rans_files):
         assert packed[flags_at] == fmt.FLAG_RANS
         cases = {
             "flags 0": _resign(packed[:flags_at] + b"\x00" + packed[flags_at + 1:]),
-            "flags 3": _resign(packed[:flags_at] + b"\x03" + packed[flags_at + 1:]),
+            "flags 2 (kind 4 only)": _resign(packed[:flags_at] + b"\x02"
+                                             + packed[flags_at + 1:]),
+            "flags 5": _resign(packed[:flags_at] + b"\x05" + packed[flags_at + 1:]),
             "a byte left over": _segment_edit(packed, lambda s: s + b"\x00"),
             "3-byte segment": _segment_edit(packed, lambda s: s[:3]),
             "state 2^23 - 1": _segment_edit(packed, lambda s: (L - 1).to_bytes(4, "little")
@@ -490,3 +495,149 @@ def test_kind_3_broken_segments_and_header_rejected_by_both(native, rans_files):
             else:
                 assert native.decode(data) == ref != decode(packed, backend="python"), name
         assert refused >= 10, name
+
+
+# --------------------------------------------------------------- kind 4 (format 2.2)
+# Grouped range codes (FORMAT.md §5.4): tables per row group, column group
+# and class. The same checks as for kind 3.
+
+@pytest.fixture(scope="module")
+def rans4_files():
+    """{name: packed bytes}, each with kind 4 tables: kernels with row and
+    column structure where the packer chooses them, and every record kind
+    with every stream forced to kind 4 (streams that are not rows of a
+    tensor are cut into rows of 7), at record blocks 1, 25 and 4096 (kind 4
+    segments that start mid-row)."""
+    from smooth_weights import grouped_kernel
+    from tfdc.pack import pack_tflite
+    from tfdc.tflite_schema import constant_model
+    files = {}
+    for bits, rows, row_len in ((4, 24, 128), (4, 40, 256), (8, 48, 256)):
+        vals = grouped_kernel(rows, row_len, bits, seed=rows)
+        tensor = vals.astype(np.int8) if bits == 8 else (
+            _sub_byte(vals.reshape(-1), bits), 17, (rows, row_len))
+        files[f"chosen_int{bits}_{rows}x{row_len}"], _ = pack_tflite(
+            constant_model([tensor]), min_bytes=0)
+    kinds = [(vm, pm, scan) for vm in ("codebook", "planes") for pm in ("dense", "sparse")
+             for scan in ("row", "column")]
+    rng = np.random.default_rng(4)
+    for i, (vm, pm, scan) in enumerate(kinds):
+        for bits in (8, 4, 32):
+            if bits == 32:
+                w = rng.normal(0, 0.05, (24, 100)).astype(np.float16).astype(np.float32)
+                w[rng.random(w.shape) < 0.5] = 0
+                tensor = w
+            else:
+                tensor = _kernel_tensor(bits, 12, 14, seed=i + bits,
+                                        sparsity=0.6 if pm == "sparse" else 0.0)
+            force = {"value_mode": vm, "position_mode": pm, "scan": scan,
+                     "codes": "rans-grouped"}
+            if bits < 8:
+                force["elem_bits"] = bits
+            block = (1, 25, 4096)[(i + bits) % 3]
+            files[f"forced_{vm}_{pm}_{scan}_{bits}bit_block{block}"], _ = pack_tflite(
+                constant_model([tensor]), min_bytes=0, block=block, _force=force)
+    return files
+
+
+def _kind4_tables(packed):
+    from tfdc.unpack import parse
+    return [t for t in parse(packed).tables if t.kind == 4]
+
+
+def test_kind_4_files_identical_to_python_decoder(native, rans4_files):
+    from tfdc import format as fmt
+    from tfdc.unpack import decode
+    groupings = set()
+    for name, packed in rans4_files.items():
+        tables = _kind4_tables(packed)
+        assert tables, name
+        flags = packed[fmt.STUB_SIZE + fmt.PREFIX.size]
+        assert flags & fmt.FLAG_RANS_GROUPED, name
+        groupings |= {(m.groups.row_groups, m.groups.col_groups, m.groups.row_len)
+                      for m in (t.rans_model() for t in tables)}
+        out = native.decode(packed)
+        assert out == decode(packed, backend="python"), name
+    # row groups, column groups and both; rows of several lengths
+    assert {(r > 1, c > 1) for r, c, _ in groupings} >= {(True, True), (True, False),
+                                                          (False, True)}
+    assert len({d for _, _, d in groupings}) >= 3
+
+
+def test_kind_4_broken_tables_rejected_by_both(native, rans4_files):
+    """Every §5.4 rule of the group fields, broken in a packer-made file's
+    kind 4 table: both decoders refuse it with the same status."""
+    from tfdc import format as fmt
+    from tfdc.unpack import decode, parse
+    packed = rans4_files["chosen_int4_40x256"]
+    assert _rebuilt(packed) == packed
+    p = parse(packed)
+    t = _kind4_tables(packed)[0]
+    m = t.rans_model()
+    g = m.groups
+    assert g.row_groups > 1 and g.col_groups > 1
+    v = fmt.varint_bytes
+    body = m.table_bytes()
+    head = b"".join(v(x) for x in (fmt.TABLE_RANS_GROUPED, m.prec, m.width, m.lag1, m.lag2,
+                                   m.shift, m.classes))
+    classes = body[len(head) + len(g.field_bytes()):]
+
+    def with_groups(row_len=g.row_len, col_groups=g.col_groups, col_group=g.col_group,
+                    row_groups=g.row_groups, row_group=g.row_group, tables=classes):
+        fields = (v(row_len) + v(col_groups) + b"".join(v(int(x)) for x in col_group)
+                  + v(len(row_group)) + v(row_groups) + b"".join(v(int(x)) for x in row_group))
+        table = head + fields + tables
+        return _rebuilt(packed, meta=p.meta[:t.start] + table + p.meta[t.start + t.size:])
+
+    assert with_groups() == packed
+    bad_col = np.array(g.col_group)
+    bad_col[-1] = g.col_groups
+    bad_row = np.array(g.row_group)
+    bad_row[0] = g.row_groups
+    broken = {
+        "row_len 0": with_groups(row_len=0, col_group=[]),
+        "row_len 65537": with_groups(row_len=65537, col_group=np.zeros(65537, int)),
+        "col_groups 0": with_groups(col_groups=0),
+        "col_group entry = col_groups": with_groups(col_group=bad_col),
+        "row_period 0": with_groups(row_group=[]),
+        "row_period 65537": with_groups(row_group=np.zeros(65537, int)),
+        "row_groups 0": with_groups(row_groups=0),
+        "row_group entry = row_groups": with_groups(row_group=bad_row),
+        "257 tables": with_groups(col_groups=257 // (g.row_groups * m.classes) + 1),
+        "flags without bit 1": _resign(packed[:fmt.STUB_SIZE + fmt.PREFIX.size] + b"\x01"
+                                       + packed[fmt.STUB_SIZE + fmt.PREFIX.size + 1:]),
+    }
+    for name, data in broken.items():
+        c, py = _statuses(native, data)
+        assert c == py == "corrupt", (name, c, py)
+    # well-formed other groups (columns read as one group more): other
+    # tables for the symbols; both refuse the same files or decode the same
+    # bytes
+    for name, data in {"rows as one group": with_groups(row_group=np.zeros_like(g.row_group)),
+                       "shorter rows": with_groups(row_len=g.row_len - 1,
+                                                   col_group=g.col_group[:-1])}.items():
+        try:
+            ref = decode(data, backend="python")
+        except FormatError as e:
+            assert _statuses(native, data) in ((e.status, e.status), ("truncated", "corrupt"))
+        else:
+            assert native.decode(data) == ref, name
+
+
+def test_kind_4_broken_segments_rejected_by_both(native, rans4_files):
+    from tfdc import format as fmt
+    L = fmt.RANS_L
+    for name in ("chosen_int8_48x256", "forced_codebook_sparse_row_8bit_block25",
+                 "forced_planes_dense_row_4bit_block4096"):
+        packed = rans4_files[name]
+        edit = lambda change: _segment_edit(packed, change, kind=4)  # noqa: E731
+        assert edit(lambda s: s) == packed
+        cases = {
+            "a byte left over": edit(lambda s: s + b"\x00"),
+            "3-byte segment": edit(lambda s: s[:3]),
+            "state 2^23 - 1": edit(lambda s: (L - 1).to_bytes(4, "little") + s[4:]),
+            "state 2^31": edit(lambda s: s[:3] + bytes([s[3] | 0x80]) + s[4:]),
+        }
+        for case, data in cases.items():
+            c, py = _statuses(native, data)
+            assert c == py == "corrupt", (name, case, c, py)

@@ -221,15 +221,15 @@ def _table_kinds(packed):
     return {t.kind for t in unpack.parse(packed).tables}
 
 
-@pytest.mark.parametrize("codes", ["order-0", "rans"])
+@pytest.mark.parametrize("codes", ["order-0", "rans", "rans-grouped"])
 @pytest.mark.parametrize("bits,kind", WIDTHS)
 @pytest.mark.parametrize("value_mode,position_mode,scan", KINDS)
 def test_every_record_kind_round_trips(value_mode, position_mode, scan, bits, kind, codes):
     rng = np.random.default_rng(bits * 7 + len(kind))
     tensor, raw = _tensor_of(bits, kind, rng, 96, 0.6, 12)
     force = {"value_mode": value_mode, "position_mode": position_mode, "scan": scan}
-    if codes == "rans":
-        force["codes"] = "rans"   # every stream of the record with a kind 3 table
+    if codes != "order-0":
+        force["codes"] = codes    # every stream of the record with a kind 3 / 4 table
     if bits < 8:
         force["elem_bits"] = bits
         tensor = (tensor[0], tensor[1], (8, 12))
@@ -240,6 +240,7 @@ def test_every_record_kind_round_trips(value_mode, position_mode, scan, bits, ki
     decoded = unpack.decode(packed, backend="python")
     assert decoded[r.out_offset:r.out_offset + len(raw)] == raw
     assert (fmt.TABLE_RANS in _table_kinds(packed)) == (codes == "rans")
+    assert (fmt.TABLE_RANS_GROUPED in _table_kinds(packed)) == (codes == "rans-grouped")
 
 
 def _smooth_int8_dense_model(rows=12):
@@ -291,6 +292,45 @@ def test_smooth_kernels_get_context_modelled_codes_and_run_bit_identically(bits)
         assert (got.view(np.uint32) == expected.view(np.uint32)).all(), backend
 
 
+def test_rows_and_columns_of_different_spreads_get_kind_4_tables_and_run_bit_identically():
+    # An int4 kernel whose rows come in two spreads and whose columns'
+    # spread follows the position in a block of 16 (a per-channel quantizer
+    # and a Hadamard rotation): the packer gives it a kind 4 table of row
+    # and column groups, smaller than kind 3; with a kind 3 kernel beside
+    # it the file announces both (flags 3, version 2.2).
+    from smooth_weights import grouped_kernel
+    vals = grouped_kernel(rows=40, row_len=256, bits=4, seed=7)
+    model = _dequantize_model(17, _int_bits(vals.reshape(-1), 4), vals.size, scale=0.25,
+                              shape=list(vals.shape))
+    expected = _run(model)
+    packed, info = pack_tflite(model)
+    kind3, _ = pack_tflite(model, _force={"codes": "rans"})
+    assert _table_kinds(packed) >= {fmt.TABLE_RANS_GROUPED}
+    assert fmt.TABLE_RANS not in _table_kinds(packed)
+    assert len(packed) < 0.95 * len(kind3)
+    assert "planes/dense/int4/context" in [r.kind for r in info.records]
+    g = next(t for t in unpack.parse(packed).tables
+             if t.kind == fmt.TABLE_RANS_GROUPED).rans_model().groups
+    assert (g.row_len, len(g.row_group), g.row_groups) == (256, 40, 2)
+    _, major, minor = fmt.PREFIX.unpack_from(packed, fmt.STUB_SIZE)
+    assert (major, minor, packed[fmt.STUB_SIZE + fmt.PREFIX.size]) == (
+        2, 2, fmt.FLAG_RANS_GROUPED)
+    for backend in ("python", "native"):
+        if backend == "native" and unpack._native() is None:
+            continue
+        got = _run(unpack.decode(packed, backend=backend))
+        assert (got.view(np.uint32) == expected.view(np.uint32)).all(), backend
+    # both kinds in one file
+    smooth = smooth_kernel(rows=12, bits=8, seed=8).astype(np.int8)
+    both, _ = pack_tflite(constant_model([smooth, (_int_bits(vals.reshape(-1), 4), 17,
+                                                   vals.shape)]))
+    assert _table_kinds(both) >= {fmt.TABLE_RANS, fmt.TABLE_RANS_GROUPED}
+    _, _, minor = fmt.PREFIX.unpack_from(both, fmt.STUB_SIZE)
+    assert (minor, both[fmt.STUB_SIZE + fmt.PREFIX.size]) == (
+        2, fmt.FLAG_RANS | fmt.FLAG_RANS_GROUPED)
+    assert unpack.decode(both, backend="python") == unpack.decode(both)
+
+
 def test_files_without_kind_3_tables_stay_version_2_0(keras_models):
     for tflite, _ in keras_models:
         packed, _ = pack_tflite(tflite)
@@ -329,8 +369,9 @@ def test_sub_byte_tensors_are_coded_as_sub_byte_symbols():
     assert info.records[0].elem_bits == 4
 
 
-def _dequantize_model(tensor_type, data, n, scale=0.5):
-    """A runnable model: a constant int4 / int2 tensor through DEQUANTIZE."""
+def _dequantize_model(tensor_type, data, n, scale=0.5, shape=None):
+    """A runnable model: a constant int4 / int2 tensor of `n` elements
+    (`shape`, default `[n]`) through DEQUANTIZE."""
     schema = tflite_schema.get()
     m = schema.ModelT()
     m.version = 3
@@ -341,7 +382,7 @@ def _dequantize_model(tensor_type, data, n, scale=0.5):
     m.buffers = [schema.BufferT(), schema.BufferT(), schema.BufferT()]
     m.buffers[1].data = np.asarray(data, np.uint8)
     q, o = schema.TensorT(), schema.TensorT()
-    q.shape = o.shape = np.array([n], np.int32)
+    q.shape = o.shape = np.array(shape or [n], np.int32)
     q.type, q.buffer, q.name = tensor_type, 1, "weights"
     q.quantization = schema.QuantizationParametersT()
     q.quantization.scale, q.quantization.zeroPoint = [scale], [0]

@@ -1,10 +1,11 @@
-"""tfdc.rans: the context-modelled range code of table kind 3 (FORMAT.md §5.3)."""
+"""tfdc.rans: the context-modelled range codes of table kinds 3 and 4
+(FORMAT.md §5.3, §5.4)."""
 
 import numpy as np
 import pytest
 
 import format2_builder as fb
-from smooth_weights import smooth_kernel
+from smooth_weights import grouped_kernel, smooth_kernel
 from tfdc import FormatError, rans
 from tfdc import format as fmt
 
@@ -101,7 +102,7 @@ def test_short_streams_search_the_frequencies_instead_of_a_lookup():
     model = rans.fit(symbols, 8, 4096, (2, 784))
     model = rans.Model(15, 8, model.lag1, model.lag2, model.shift, model.classes,
                        np.array([rans.quantize(h, 15) for h in rans._histogram(
-                           symbols.astype(np.int64), rans.classes_of(symbols, model, 4096),
+                           symbols.astype(np.int64), rans.tables_of(symbols, model, 4096),
                            model.classes, 256)]))
     assert len(symbols) < (model.classes << 15) // 16
     seg_bytes, data = rans.encode(symbols, model, 4096)
@@ -124,3 +125,121 @@ def test_decode_rejects_damaged_segments():
         lens[-1] += len(bad) - len(good)
         with pytest.raises(FormatError, match="kind 3 segment"):
             rans.decode(bad, lens, len(symbols), 1000, model)
+
+
+# ------------------------------------------------------------------ kind 4
+
+
+def _grouped_model(symbols, width, groups, lag1=1, lag2=3, shift=0, classes=3, prec=7,
+                   block=4096):
+    """A kind 4 model with `groups`, its frequencies fitted to `symbols`."""
+    tables = groups.count * classes
+    proto = rans.Model(prec, width, lag1, lag2, shift, classes,
+                       np.zeros((tables, 1 << width), np.int64), groups)
+    hist = np.bincount(rans.tables_of(symbols, proto, block) * (1 << width) + symbols,
+                       minlength=tables << width).reshape(tables, 1 << width)
+    return rans.Model(prec, width, lag1, lag2, shift, classes,
+                      np.array([rans.quantize(h, prec) for h in hist]), groups)
+
+
+def _spec_tables(model):
+    return [(int(np.flatnonzero(f)[0]),
+             [int(x) for x in f[np.flatnonzero(f)[0]:np.flatnonzero(f)[-1] + 1]])
+            for f in model.freqs]
+
+
+def test_groups_number_rows_and_columns_as_the_spec_says():
+    g = rans.Groups(row_len=3, col_groups=2, col_group=[1, 0, 1], row_groups=3,
+                    row_group=[2, 0])
+    # i = 0..8: rows 0, 0, 0, 1, 1, 1, 2, 2, 2 -> row map entries 0, 1, 0
+    assert list(g.of(np.arange(9))) == [5, 4, 5, 1, 0, 1, 5, 4, 5]
+    assert g.count == 6
+
+
+@pytest.mark.parametrize("block", [1, 5, 64, 300, fmt.MAX_BLOCK])
+def test_kind_4_encode_matches_the_spec_s_scalar_encoder(block):
+    # Segments that start mid-row and rows that wrap the row map: the
+    # scalar encoder of tests/format2_builder.py is written from §5.4 alone.
+    rng = np.random.default_rng(block % 1000)
+    symbols = rng.integers(0, 8, 300).astype(np.uint16)
+    groups = rans.Groups(row_len=7, col_groups=3, col_group=rng.integers(0, 3, 7),
+                         row_groups=2, row_group=rng.integers(0, 2, 5))
+    model = _grouped_model(symbols, 3, groups, block=block)
+    seg_bytes, data = rans.encode(symbols, model, block)
+    spec_groups = dict(C=3, row_len=7, col_groups=3, col_group=[int(x) for x in groups.col_group],
+                       row_groups=2, row_group=[int(x) for x in groups.row_group])
+    expected = [fb.rans_segment([int(s) for s in symbols[i:i + block]], 7, 3, 1, 3, 0,
+                                _spec_tables(model), groups=spec_groups, start=i)
+                for i in range(0, len(symbols), min(block, len(symbols)))]
+    assert list(seg_bytes) == [len(e) for e in expected]
+    assert data.tobytes() == b"".join(expected)
+    assert np.array_equal(rans.decode(data.tobytes(), seg_bytes, len(symbols), block, model),
+                          symbols)
+    assert model.table_bytes() == fb.rans_table(7, 3, 1, 3, 0, _spec_tables(model),
+                                                groups=spec_groups)
+
+
+def test_fit_grouped_finds_the_rows_and_columns_of_a_grouped_kernel():
+    kernel = grouped_kernel(rows=40, row_len=256, bits=4, seed=3)
+    symbols = (kernel & 15).reshape(-1).astype(np.uint16)
+    base, base_cost = rans.fit_cost(symbols, 4, 32768, kernel.shape)
+    layout = rans.group_layout(len(symbols), kernel.shape)
+    assert layout == (256, 40)
+    model, cost = rans.fit_grouped(symbols, 4, 32768, base, layout)
+    assert cost < 0.93 * base_cost
+    g = model.groups
+    # the two row spreads are two groups, exactly
+    spread = kernel.std(axis=1)
+    wide = spread > (spread.min() + spread.max()) / 2
+    assert g.row_groups == 2 and 0 < wide.sum() < len(wide)
+    assert len({int(x) for x in g.row_group[wide]}) == 1
+    assert len({int(x) for x in g.row_group[~wide]}) == 1
+    # the columns at position 0 of each block of 16 share a group
+    assert g.col_groups >= 2 and len({int(x) for x in g.col_group[::16]}) == 1
+    seg_bytes, data = rans.encode(symbols, model, 32768)
+    assert np.array_equal(rans.decode(data.tobytes(), seg_bytes, len(symbols), 32768, model),
+                          symbols)
+    # the estimate is the real size within 2 %
+    real = len(data) + len(fmt.deflate(model.table_bytes())) + 2.5 * len(seg_bytes) + 2
+    assert abs(cost - real) <= 0.02 * cost
+
+
+def test_group_layout_of_tensors_and_packed_sub_byte_symbols():
+    assert rans.group_layout(300 * 784, (300, 784)) == (784, 300)
+    assert rans.group_layout(300 * 392, (300, 784)) == (392, 300)   # two int4 per byte
+    assert rans.group_layout(24 * 9, (24, 3, 3)) == (9, 24)
+    assert rans.group_layout(100, (100,)) is None                  # no rows
+    assert rans.group_layout(5 * 70000, (5, 70000)) is None        # rows too long
+    assert rans.group_layout(3 * 7, (3, 8)) is None                # not the tensor
+
+
+def test_kind_4_table_bytes_round_trip_through_the_parser():
+    from tfdc.unpack import _Cursor, _parse_table
+    kernel = grouped_kernel(rows=24, row_len=128, bits=4, seed=5)
+    symbols = (kernel & 15).reshape(-1).astype(np.uint16)
+    base = rans.fit(symbols, 4, 32768, kernel.shape)
+    model, _ = rans.fit_grouped(symbols, 4, 32768, base, (128, 24))
+    data = model.table_bytes()
+    t = _parse_table(_Cursor(data, 0, len(data), "meta"), 0, fmt.FLAG_RANS_GROUPED)
+    assert t.kind == fmt.TABLE_RANS_GROUPED and t.size == len(data)
+    parsed = t.rans_model()
+    assert np.array_equal(parsed.freqs, model.freqs[:, :t.n])
+    assert parsed.groups.row_len == 128 and parsed.classes == model.classes
+    assert np.array_equal(parsed.groups.col_group, model.groups.col_group)
+    assert np.array_equal(parsed.groups.row_group, model.groups.row_group)
+    # a kind 4 table needs flags bit 1
+    with pytest.raises(FormatError, match="flags"):
+        _parse_table(_Cursor(data, 0, len(data), "meta"), 0, fmt.FLAG_RANS)
+
+
+def test_kind_4_short_streams_search_the_frequencies():
+    # 256 tables x 2^10 / 16 lookup entries > the symbols: binary search.
+    rng = np.random.default_rng(2)
+    symbols = rng.integers(0, 4, 900).astype(np.uint16)
+    groups = rans.Groups(row_len=30, col_groups=8, col_group=np.arange(30) % 8,
+                         row_groups=4, row_group=np.arange(30) % 4)
+    model = _grouped_model(symbols, 2, groups, classes=8, prec=10, block=100)
+    assert model.tables == 256 and len(symbols) < (256 << 10) // 16
+    seg_bytes, data = rans.encode(symbols, model, 100)
+    assert np.array_equal(rans.decode(data.tobytes(), seg_bytes, len(symbols), 100, model),
+                          symbols)

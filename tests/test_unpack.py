@@ -272,6 +272,64 @@ def _rans_file(table=None, segments=None, flags=fmt.FLAG_RANS, block=4096, K=2):
                     payload=b"".join(segments), flags=flags, minor=1)
 
 
+# The same symbols coded with a kind 4 table (FORMAT.md §5.4's example):
+# one class, rows of 4 symbols whose columns 0-1 (group 0) and 2-3 (group
+# 1) have their own tables; group 1 holds only symbol 0 and costs no bits.
+RANS4_GROUPS = dict(C=1, row_len=4, col_groups=2, col_group=[0, 0, 1, 1], row_groups=1,
+                    row_group=[0])
+RANS4 = dict(prec=2, width=1, lag1=1, lag2=2, shift=0, classes=[(0, [2, 2]), (0, [4])],
+             groups=RANS4_GROUPS)
+
+
+def _rans4_file(table=None, segments=None, flags=fmt.FLAG_RANS_GROUPED, block=4096, **kw):
+    """The valid file with its value stream coded by a kind 4 table (`kw`
+    changes RANS4's fields for the table and the segments)."""
+    spec = {**RANS4, **kw}
+    table = fb.rans_table(**spec) if table is None else table
+    if segments is None:
+        segments = [fb.rans_segment(RANS_SYMBOLS[i:i + block], **spec, start=i)
+                    for i in range(0, len(RANS_SYMBOLS), block)]
+    stream = fb.stream(0, block, [len(g) for g in segments])
+    return _rebuild(tables=[table], records=[_record(tail=_codebook(K=2, width=0,
+                                                                    stream=stream))],
+                    payload=b"".join(segments), flags=flags, minor=2)
+
+
+def _rans4_violations():
+    def table(**kw):
+        groups = {**RANS4_GROUPS, **kw.pop("groups", {})}
+        return fb.rans_table(**{**RANS4, **kw, "groups": groups})
+
+    two = [(0, [2, 2]), (0, [4])]
+    return {
+        "kind 4 without flags bit 1": _rans4_file(flags=fmt.FLAG_RANS),
+        "kind 4 row_len 0": _rans4_file(table(groups=dict(row_len=0, col_group=[]))),
+        "kind 4 row_len 65537": _rans4_file(table(groups=dict(
+            row_len=65537, col_group=[0] * 65537))),
+        "kind 4 col_groups 0": _rans4_file(table(groups=dict(col_groups=0))),
+        "kind 4 col_group ≥ col_groups": _rans4_file(table(groups=dict(
+            col_group=[0, 0, 1, 2]))),
+        "kind 4 row_period 0": _rans4_file(table(groups=dict(row_group=[]))),
+        "kind 4 row_period 65537": _rans4_file(table(groups=dict(row_group=[0] * 65537))),
+        "kind 4 row_groups 0": _rans4_file(table(groups=dict(row_groups=0))),
+        "kind 4 row_group ≥ row_groups": _rans4_file(table(groups=dict(row_group=[1]))),
+        "kind 4 more than 256 tables": _rans4_file(table(
+            classes=two * 144, groups=dict(C=32, row_groups=3, row_group=[0, 1, 2],
+                                           col_groups=3, col_group=[0, 1, 2, 0]))),
+        "kind 4 classes 0": _rans4_file(table(groups=dict(C=0), classes=[])),
+        "kind 4 one table too few": _rans4_file(table(classes=two[:1])),
+        "kind 4 table 1 frequencies sum short": _rans4_file(table(classes=[(0, [2, 2]),
+                                                                          (0, [3])])),
+        "kind 4 alphabet > K": _rans4_file(table(width=2, classes=[(0, [2, 2]),
+                                                                   (0, [2, 1, 1])])),
+        # the kind 3 example's segment read with the kind 4 table: other
+        # symbols, and not the final state
+        "kind 4 wrong final state": _rans4_file(segments=[
+            fb.rans_segment(RANS_SYMBOLS, **RANS)]),
+        "kind 4 segment runs out": _rans4_file(segments=[(1 << 22).to_bytes(4, "little")]),
+    }
+
+
 def _rans_violations():
     t = dict(RANS)
     seg = fb.rans_segment(RANS_SYMBOLS, **RANS)
@@ -320,7 +378,7 @@ def _violations():
         # container (§3, §4)
         "magic": _rebuild(magic=b"TFDX"),
         "version 3": _rebuild(major=3),
-        "flags bit 1": _rebuild(flags=2),
+        "flags bit 2": _rebuild(flags=4),
         "crc": _rebuild(bad_crc=True),
         "F < 8": _rebuild(F=7),
         "F > M": _rebuild(F=10 ** 6),
@@ -363,8 +421,9 @@ def _violations():
         "fixed-length padding bits": _rebuild(tables=[fb.fixed_table(3)], records=[_record(
             tail=_codebook(stream=fb.stream(0, 3, [2, 2, 1])))],
             payload=b"\x04\x00\x04\x00\x01"),
-        # kind 3 tables (§5.3)
+        # kind 3 and 4 tables (§5.3, §5.4)
         **_rans_violations(),
+        **_rans4_violations(),
         # records (§6)
         "buffer_index out of range": r(head=v(9) + HEAD_TAIL),
         "buffer without offset": r(head=v(0) + HEAD_TAIL),
@@ -465,6 +524,18 @@ def test_the_hand_built_cases_are_valid_when_unbroken():
     assert _decode(_rans_file(block=1)) == _decode(_valid_file()[0])
     # the largest block: arrays sized by the symbols, not by the block
     assert _decode(_rans_file(block=fmt.MAX_BLOCK)) == _decode(_valid_file()[0])
+    # kind 4 (§5.4): segments that start mid-row (block 3, 1), rows that
+    # wrap the row map (P = 2 < 4 rows of 2), row and column groups, lags
+    # into the previous row
+    assert _decode(_rans4_file()) == _decode(_valid_file()[0])
+    for block in (1, 3, 5, fmt.MAX_BLOCK):
+        assert _decode(_rans4_file(block=block)) == _decode(_valid_file()[0]), block
+    wrap = dict(classes=[(0, [1, 3]), (0, [3, 1]), (0, [2, 2]), (0, [4]), (0, [1, 3]),
+                         (0, [3, 1]), (0, [2, 2]), (0, [3, 1])],
+                groups=dict(C=2, row_len=2, col_groups=2, col_group=[1, 0], row_groups=2,
+                            row_group=[1, 0]))
+    for block in (2, 3, 4096):
+        assert _decode(_rans4_file(block=block, **wrap)) == _decode(_valid_file()[0]), block
     padded = _rebuild(tables=[fb.fixed_table(3)], records=[_record(
         tail=_codebook(stream=fb.stream(0, 3, [2, 2, 1])))], payload=b"\x04\x00\x04\x00\x00")
     assert _decode(padded) == _decode(_valid_file()[0])
@@ -576,11 +647,29 @@ def test_the_c_decoder_decodes_the_hand_built_kind_3_files(block):
     assert _c_decoder().decode(data) == _decode(data) == _decode(_valid_file()[0])
 
 
+@pytest.mark.parametrize("block", [1, 3, 4096, fmt.MAX_BLOCK])
+def test_the_c_decoder_decodes_the_hand_built_kind_4_files(block):
+    data = _rans4_file(block=block)
+    assert _c_decoder().decode(data) == _decode(data) == _decode(_valid_file()[0])
+
+
+def test_format_md_kind_4_example_is_current():
+    # FORMAT.md §5.4 quotes this file's kind 4 table and segment bytes.
+    import os
+    spec = open(os.path.join(os.path.dirname(__file__), "..", "docs", "FORMAT.md")).read()
+    section = " ".join(spec[spec.index("### 5.4"):spec.index("## 6. Records")].split())
+    table = fb.rans_table(**RANS4)
+    # header fields, column groups, row groups, table 0, table 1
+    for part in (table[:7], table[7:13], table[13:16], table[16:20], table[20:]):
+        assert f"`{part.hex(' ')}`" in section
+    assert f"`{fb.rans_segment(RANS_SYMBOLS, **RANS4).hex(' ')}`" in section
+
+
 def test_format_md_kind_3_example_is_current():
     # FORMAT.md §5.3 quotes this file's kind 3 table and segment bytes.
     import os
     spec = open(os.path.join(os.path.dirname(__file__), "..", "docs", "FORMAT.md")).read()
-    section = " ".join(spec[spec.index("### 5.3"):spec.index("## 6. Records")].split())
+    section = " ".join(spec[spec.index("### 5.3"):spec.index("### 5.4")].split())
     table = fb.rans_table(**RANS)
     for part in (table[:7], table[7:11], table[11:]):  # header, class 0, class 1
         assert f"`{part.hex(' ')}`" in section

@@ -65,6 +65,9 @@ _RECORD_OVERHEAD = 12
 # Streams shorter than this keep order-0 codes: a kind 3 table (§5.3) costs
 # more than context modelling saves on them, and fitting one takes time.
 _RANS_MIN_SYMBOLS = 2048
+# `_force={"codes": ...}` values that put a range code on every stream
+# (tests): kind 3, or kind 4.
+_FORCED_RANGE_CODES = ("rans", "rans-grouped")
 # Kind 3 segments are this many times longer than the others: each costs
 # about 6 bytes (its final state and length) against a Huffman segment's
 # 2.5, and starts its contexts afresh.
@@ -137,7 +140,7 @@ def _code_stream(symbols, counts, block, fixed=False, model=None):
     if model is not None:
         block = _rans_block(block)
         seg_bytes, data = rans.encode(symbols, model, block)
-        return _Stream(count, model.table_bytes(), fmt.TABLE_RANS, seg_bytes, data,
+        return _Stream(count, model.table_bytes(), model.kind, seg_bytes, data,
                        int(8 * len(data)), huffman.entropy_bits(counts), block)
     if len(used) == 1 and not fixed:
         return _Stream(count, _table_bytes(symbol=int(used[0])), fmt.TABLE_SINGLE)
@@ -314,13 +317,24 @@ def _codebook_bytes(keys, key_bits):
 
 
 def _rans_plane(plane, width, block, shape, force):
-    """`(bytes, Model)` of the kind 3 coding of one plane, or None where it
-    is not tried: the plane is short, or a test asks for order-0 codes."""
-    if force.get("codes") == "huffman" or shape is None:
+    """`(bytes, Model)` of the cheaper of the kind 3 and kind 4 codings of
+    one plane (kind 4 where the tensor has rows), or None where they are not
+    tried: the plane is short, or a test asks for order-0 codes."""
+    codes = force.get("codes")
+    if codes == "huffman" or shape is None:
         return None
-    if len(plane) < _RANS_MIN_SYMBOLS and force.get("codes") != "rans":
+    if len(plane) < _RANS_MIN_SYMBOLS and codes not in _FORCED_RANGE_CODES:
         return None
-    model, cost = rans.fit_cost(plane, width, _rans_block(block), shape)
+    rblock = _rans_block(block)
+    model, cost = rans.fit_cost(plane, width, rblock, shape)
+    if codes == "rans":
+        return cost, model
+    if codes == "rans-grouped":
+        return None, _forced_model(plane, 1 << width, block, shape, grouped=True)
+    layout = rans.group_layout(len(plane), shape)
+    grouped = rans.fit_grouped(plane, width, rblock, model, layout) if layout else None
+    if grouped is not None and grouped[1] < cost:
+        return grouped[1], grouped[0]
     return cost, model
 
 
@@ -331,7 +345,7 @@ def _best_values(vals, elem_bits, kind, block, expand, force, shape=None):
     count = len(vals)
     options = []
     transforms = fmt.TRANSFORMS
-    allow_fixed = force.get("codes") not in ("huffman", "rans")
+    allow_fixed = force.get("codes") not in ("huffman",) + _FORCED_RANGE_CODES
     if count == 0:
         if force.get("value_mode") == "planes":
             return _Values(0.0, fmt.VALUES_PLANES, fmt.TRANSFORM_IDENTITY)
@@ -366,8 +380,8 @@ def _best_values(vals, elem_bits, kind, block, expand, force, shape=None):
                 # integers of one plane (int8, int4, int2).
                 if t == fmt.TRANSFORM_IDENTITY and fmt.plane_count(elem_bits) == 1:
                     r = _rans_plane(plane, fmt.plane_bits(elem_bits), block, shape, force)
-                    if r is not None and (r[0] < c or force.get("codes") == "rans"):
-                        c, f, model = r[0], False, r[1]
+                    if r is not None and (r[0] is None or r[0] < c):
+                        c, f, model = r[0] or c, False, r[1]
                 cost += c
                 fixed.append(f)
                 models.append(model)
@@ -494,18 +508,33 @@ def _plan_record(raw, tensor_bits, kind, shape, block, gap_alphabet, codebook_fp
         if total >= len(raw) or (total > 0.75 * len(raw) and total >= _inline_cost(raw)):
             return None
     return _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, values,
-                  block, shape, len(raw), force.get("codes") == "rans")
+                  block, shape, len(raw), force.get("codes"))
 
 
-def _forced_model(symbols, alphabet, block, shape):
-    """A kind 3 model for any stream (tests: `_force={"codes": "rans"}`)."""
+def _forced_model(symbols, alphabet, block, shape, grouped=False):
+    """A kind 3 model, or (`grouped`) a kind 4 one, for any stream (tests:
+    `_force={"codes": "rans"}` or `"rans-grouped"`). A stream that is not a
+    tensor's rows is cut into rows of 7 symbols; one too short to group
+    gets a kind 4 table of one group."""
     width = max(1, int(alphabet - 1).bit_length())
-    return rans.fit_cost(symbols, width, _rans_block(block), shape, lags=[1, 2, 3])[0]
+    rblock = _rans_block(block)
+    model = rans.fit_cost(symbols, width, rblock, shape, lags=[1, 2, 3])[0]
+    if not grouped:
+        return model
+    n = len(symbols)
+    layout = rans.group_layout(n, shape) or (
+        min(7, max(1, n)), max(1, min(-(-n // 7), fmt.MAX_RANS_ROW_PERIOD)))
+    r = rans.fit_grouped(symbols, width, rblock, model, layout)
+    if r is not None:
+        return r[0]
+    return dataclasses.replace(model, groups=rans.Groups(1, 1, [0], 1, [0]))
 
 
 def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, values, block,
-           shape, raw_bytes, force_rans=False):
+           shape, raw_bytes, force_codes=None):
     n = len(elems)
+    forced = force_codes in _FORCED_RANGE_CODES
+    grouped = force_codes == "rans-grouped"
     head = [varint_bytes(elem_bits), varint_bytes(values.transform), varint_bytes(values.mode),
             varint_bytes(position), varint_bytes(rows)]
     streams = []
@@ -518,7 +547,8 @@ def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, valu
         head += [varint_bytes(len(vals)), varint_bytes(G), varint_bytes(len(gaps))]
         if len(gaps):
             gap_stream = _code_stream(gaps, np.bincount(gaps, minlength=G), block, fixed_gaps,
-                                      _forced_model(gaps, G, block, shape) if force_rans else None)
+                                      _forced_model(gaps, G, block, shape, grouped)
+                                      if forced else None)
             streams.append((b"", gap_stream))
     elif rows > 1:
         vals = elems.reshape(rows, n // rows).T.reshape(-1)
@@ -534,16 +564,16 @@ def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, valu
             tk = fmt.transform(keyed, values.transform, values.key_bits).astype(np.uint64)
             symbols = np.searchsorted(values.keys, tk).astype(np.uint16)
             counts = np.bincount(symbols, minlength=len(values.keys))
-            model = (_forced_model(symbols, len(values.keys), block, shape)
-                     if force_rans else None)
+            model = (_forced_model(symbols, len(values.keys), block, shape, grouped)
+                     if forced else None)
             value_streams.append(_code_stream(symbols, counts, block, values.fixed[0], model))
     elif len(vals):
         tv = fmt.transform(vals, values.transform, elem_bits)
         pbits = fmt.plane_bits(elem_bits)
         for plane, fixed, model in zip(_planes(tv, elem_bits), values.fixed, values.models):
             counts = np.bincount(plane, minlength=1 << pbits)
-            if model is None and force_rans:
-                model = _forced_model(plane, 1 << pbits, block, shape)
+            if model is None and forced:
+                model = _forced_model(plane, 1 << pbits, block, shape, grouped)
             value_streams.append(_code_stream(plane, counts, block, fixed, model))
     # Codebook first (its descriptor bytes), then the value streams.
     streams += [(codebook if i == 0 else b"", s) for i, s in enumerate(value_streams)]
@@ -568,7 +598,7 @@ def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, valu
         fp16_max_abs_change=change, elem_bits=elem_bits,
         transform=fmt.TRANSFORM_NAMES[values.transform],
         planes=len(value_streams) if values.mode == fmt.VALUES_PLANES else 0,
-        context_coded=any(st.kind == fmt.TABLE_RANS for st in value_streams))
+        context_coded=any(st.kind in fmt.RANS_KINDS for st in value_streams))
     return _Plan(info, b"".join(head), streams)
 
 
@@ -747,11 +777,13 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
             + b"".join(descriptors))
     deflated = fmt.deflate(meta)
     payload = b"".join(payloads)
-    # Version 2.1 only where a kind 3 table needs it (§10): every other file
-    # stays readable by 2.0 decoders.
-    uses_rans = any(st.kind == fmt.TABLE_RANS for p in plans for _, st in p.streams if st)
-    header = (fmt.PREFIX.pack(fmt.MAGIC, fmt.VERSION_MAJOR, fmt.VERSION_MINOR if uses_rans else 0)
-              + varint_bytes(fmt.FLAG_RANS if uses_rans else 0)
+    # Versions 2.1 and 2.2 only where a kind 3 or 4 table needs them (§10):
+    # every other file stays readable by older decoders.
+    kinds = {st.kind for p in plans for _, st in p.streams if st}
+    flags = ((fmt.FLAG_RANS if fmt.TABLE_RANS in kinds else 0)
+             | (fmt.FLAG_RANS_GROUPED if fmt.TABLE_RANS_GROUPED in kinds else 0))
+    header = (fmt.PREFIX.pack(fmt.MAGIC, fmt.VERSION_MAJOR, fmt.header_version(flags))
+              + varint_bytes(flags)
               + varint_bytes(len(deflated)) + varint_bytes(len(meta))
               + varint_bytes(F) + varint_bytes(D))
     Z = len(header) + len(deflated) + len(payload) + fmt.CRC.size

@@ -1,4 +1,5 @@
-"""The context-modelled range code of format 2.1 (table kind 3, FORMAT.md §5.3).
+"""The context-modelled range codes of formats 2.1 and 2.2 (table kinds 3 and 4,
+FORMAT.md §5.3 and §5.4).
 
 Order-0 codes (Huffman, `tfdc.huffman`) are the best a weight stream gets
 when its values are independent. Kernels that were never pruned or
@@ -19,6 +20,14 @@ with NumPy.
 `fit` chooses the lags, the class quantiser and the frequency precision
 that minimise the stream's coded size, table included; the packer keeps the
 result only where it is smaller than the stream's order-0 code.
+
+Kind 4 (`Groups`) adds what two neighbours cannot see: the symbol's row and
+column. A per-channel quantizer clips each output channel (a row of the
+kernel) differently; a layer after an image has near-constant border pixels
+(columns of small weights); a Hadamard rotation of the inputs puts a smooth
+kernel's energy into a few positions of each rotated block (columns of large
+weights). `fit_grouped` clusters rows and columns by their histograms and
+gives every (row group, column group, class) its own frequency table.
 
 Example:
 
@@ -46,10 +55,45 @@ _STATE_BYTES = fmt.RANS_STATE_BYTES
 
 
 @dataclasses.dataclass
-class Model:
-    """A kind 3 table: context parameters and one frequency table per class.
+class Groups:
+    """The row and column groups of a kind 4 table (§5.4): symbol `i` of a
+    stream is in row `i // row_len`, column `i % row_len`; row `r` is in
+    group `row_group[r % len(row_group)]`."""
+    row_len: int
+    col_groups: int
+    col_group: np.ndarray
+    row_groups: int
+    row_group: np.ndarray
 
-    `freqs` is an int64 array `[classes, 2^width]` whose rows sum to
+    def __post_init__(self):
+        self.col_group = np.asarray(self.col_group, dtype=np.int64)
+        self.row_group = np.asarray(self.row_group, dtype=np.int64)
+
+    @property
+    def count(self):
+        return self.row_groups * self.col_groups
+
+    def of(self, index):
+        """The group (`row group · col_groups + column group`) of the
+        stream's symbols at positions `index`."""
+        index = np.asarray(index, dtype=np.int64)
+        rows = (index // self.row_len) % len(self.row_group)
+        return self.row_group[rows] * self.col_groups + self.col_group[index % self.row_len]
+
+    def field_bytes(self):
+        v = fmt.varint_bytes
+        return b"".join([v(self.row_len), v(self.col_groups), fmt.varints_bytes(self.col_group),
+                         v(len(self.row_group)), v(self.row_groups),
+                         fmt.varints_bytes(self.row_group)])
+
+
+@dataclasses.dataclass
+class Model:
+    """A kind 3 table (`groups` None): context parameters and one frequency
+    table per class; or a kind 4 table: one per (group, class), table
+    `group · classes + class`.
+
+    `freqs` is an int64 array `[tables, 2^width]` whose rows sum to
     `2^prec`."""
     prec: int
     width: int
@@ -58,11 +102,20 @@ class Model:
     shift: int
     classes: int
     freqs: np.ndarray
+    groups: Groups = None
 
     def __post_init__(self):
         self.freqs = np.asarray(self.freqs, dtype=np.int64)
         self.cum = np.zeros_like(self.freqs)
         self.cum[:, 1:] = np.cumsum(self.freqs, axis=1)[:, :-1]
+
+    @property
+    def kind(self):
+        return fmt.TABLE_RANS if self.groups is None else fmt.TABLE_RANS_GROUPED
+
+    @property
+    def tables(self):
+        return len(self.freqs)
 
     @property
     def alphabet(self):
@@ -71,10 +124,12 @@ class Model:
         return int(used[-1]) + 1 if len(used) else 0
 
     def table_bytes(self):
-        """The serialised table: kind 3 and its fields (§5.3)."""
+        """The serialised table: its kind and fields (§5.3, §5.4)."""
         v = fmt.varint_bytes
-        out = [v(fmt.TABLE_RANS), v(self.prec), v(self.width), v(self.lag1), v(self.lag2),
+        out = [v(self.kind), v(self.prec), v(self.width), v(self.lag1), v(self.lag2),
                v(self.shift), v(self.classes)]
+        if self.groups is not None:
+            out.append(self.groups.field_bytes())
         for row in self.freqs:
             nz = np.flatnonzero(row)
             first, last = int(nz[0]), int(nz[-1])
@@ -83,11 +138,11 @@ class Model:
         return b"".join(out)
 
     def lookup(self):
-        """`[classes, 2^prec]` slot → symbol tables."""
+        """`[tables, 2^prec]` slot → symbol tables."""
         M = 1 << self.prec
-        lut = np.empty((self.classes, M), dtype=np.uint16)
+        lut = np.empty((self.tables, M), dtype=np.uint16)
         symbols = np.arange(self.freqs.shape[1], dtype=np.uint16)
-        for c in range(self.classes):
+        for c in range(self.tables):
             lut[c] = np.repeat(symbols, self.freqs[c])
         return lut
 
@@ -121,10 +176,14 @@ def _classes(lev, lag1, lag2, shift, classes, block, pos=None):
     return np.clip((total >> shift) + classes // 2, 0, classes - 1)
 
 
-def classes_of(symbols, model, block):
-    """The class of every symbol of a stream cut into `block`-symbol segments."""
-    return _classes(levels(symbols, model.width), model.lag1, model.lag2, model.shift,
-                    model.classes, block)
+def tables_of(symbols, model, block):
+    """The class table of every symbol of a stream cut into `block`-symbol
+    segments: its class (§5.3), offset by its group's (§5.4)."""
+    cls = _classes(levels(symbols, model.width), model.lag1, model.lag2, model.shift,
+                   model.classes, block)
+    if model.groups is None:
+        return cls
+    return model.groups.of(np.arange(len(cls))) * model.classes + cls
 
 
 # --------------------------------------------------------------------------
@@ -175,16 +234,17 @@ def _payload_overhead(count, block):
     return nseg * (_STATE_BYTES - 1 + 2.5) + 2
 
 
-def model_cost(symbols_count, hist, prec, width, lag1, lag2, shift, classes, block, deflate):
-    """`(bytes, Model)` of the best frequencies at `prec` for the per-class
+def model_cost(symbols_count, hist, prec, width, lag1, lag2, shift, classes, block, deflate,
+               groups=None):
+    """`(bytes, Model)` of the best frequencies at `prec` for the per-table
     histogram `hist`, or None when `prec` is too small."""
     freqs = np.zeros_like(hist)
-    for c in range(classes):
+    for c in range(len(hist)):
         f = quantize(hist[c], prec)
         if f is None:
             return None
         freqs[c] = f
-    model = Model(prec, width, lag1, lag2, shift, classes, freqs)
+    model = Model(prec, width, lag1, lag2, shift, classes, freqs, groups)
     bits = coded_bits(hist, freqs, prec)
     table = len(deflate(model.table_bytes()))
     return bits / 8 + _payload_overhead(symbols_count, block) + table, model
@@ -266,7 +326,7 @@ def fit_cost(symbols, width, block, shape=(), deflate=None, lags=None):
     return best[1], best[0]
 
 
-def _best_prec(n, hist, width, lag1, lag2, shift, classes, block, deflate):
+def _best_prec(n, hist, width, lag1, lag2, shift, classes, block, deflate, groups=None):
     """The cheapest `(bytes, Model)` over the precisions: every other one
     from 6, then the neighbours of the best (the size is unimodal in it:
     finer frequencies code closer to the entropy, and cost table bytes)."""
@@ -275,7 +335,7 @@ def _best_prec(n, hist, width, lag1, lag2, shift, classes, block, deflate):
     def at(prec):
         if prec not in costs and 1 <= prec <= fmt.MAX_RANS_PREC:
             costs[prec] = model_cost(n, hist, prec, width, lag1, lag2, shift, classes, block,
-                                     deflate)
+                                     deflate, groups)
         return costs.get(prec)
 
     for prec in range(6, fmt.MAX_RANS_PREC + 1, 2):
@@ -298,6 +358,124 @@ def fit_order0(symbols, width, block, deflate=None):
 
 
 # --------------------------------------------------------------------------
+# Row and column groups (kind 4)
+
+# (row groups, column groups) that `fit_grouped` tries: more groups split
+# the statistics further but multiply the tables (measured on
+# ai-edge-quantizer's LeNet-300-100 kernels, three of each is where the
+# tables start to cost more than they gain).
+_GROUPINGS = ((1, 2), (1, 3), (2, 1), (3, 1), (2, 2), (2, 3), (3, 2), (3, 3))
+
+
+def _cluster(symbols, unit, units, alphabet, k, iters=12):
+    """Groups of `units` (rows or columns: `unit[i]` is symbol i's) with
+    similar histograms, at most `k`: k-means with the code length as the
+    distance, started from quantiles of each unit's order-0 entropy. The
+    groups are numbered by increasing entropy; empty ones are dropped."""
+    H = np.bincount(unit * alphabet + symbols, minlength=units * alphabet).reshape(
+        units, alphabet).astype(np.float64)
+    total = np.maximum(H.sum(axis=1, keepdims=True), 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.nansum(H / total * np.log2(H / total), axis=1)
+    assign = np.searchsorted(np.quantile(ent, np.linspace(0, 1, k + 1)[1:-1]), ent)
+    for _ in range(iters):
+        P = np.stack([H[assign == g].sum(axis=0) for g in range(k)]) + 0.5
+        P /= P.sum(axis=1, keepdims=True)
+        new = np.argmin(-(H @ np.log2(P).T), axis=1)
+        if np.array_equal(new, assign):
+            break
+        assign = new
+    used = np.unique(assign)
+    order = used[np.argsort([ent[assign == g].mean() for g in used], kind="stable")]
+    relabel = np.zeros(k, np.int64)
+    relabel[order] = np.arange(len(order))
+    return relabel[assign], len(order)
+
+
+def group_layout(count, shape):
+    """`(row_len, rows)` of a stream of `count` symbols that is a tensor of
+    `shape` in row-major order (a row: everything after the first axis;
+    a symbol may hold several elements, as a byte holds two int4 values),
+    or None where kind 4 groups do not apply."""
+    if shape is None or len(shape) < 2 or count < 2:
+        return None
+    rows, row_len = int(shape[0]), int(np.prod([int(d) for d in shape[1:]]))
+    if rows < 1 or (rows * row_len) % count or row_len % ((rows * row_len) // count):
+        return None
+    row_len //= (rows * row_len) // count
+    if row_len > fmt.MAX_RANS_ROW_LEN or rows > fmt.MAX_RANS_ROW_PERIOD:
+        return None
+    return row_len, rows
+
+
+def fit_grouped(symbols, width, block, base, layout, deflate=None):
+    """`(Model, estimated bytes)` of the best kind 4 table (§5.4) for a
+    stream whose kind 3 fit is `base`, with rows of `layout[0]` symbols and
+    a row-group map of `layout[1]` entries (`group_layout`); None if rows
+    and columns cannot be split into groups.
+
+    Rows and columns are clustered (2 or 3 groups each, `_cluster`); each
+    grouping is tried with the base model's lags and 1, 2, 4, 8 or its own
+    number of classes, ranked by conditional entropy plus an estimate of the
+    tables' bytes, and the three best are priced exactly."""
+    deflate = deflate or fmt.deflate
+    s = np.asarray(symbols, dtype=np.int64)
+    n = len(s)
+    alphabet = 1 << width
+    row_len, period = layout
+    index = np.arange(n, dtype=np.int64)
+    col_unit = index % row_len
+    row_unit = (index // row_len) % period
+    maps = {}
+    for axis, unit, units in (("row", row_unit, period), ("col", col_unit, row_len)):
+        maps[axis, 1] = (np.zeros(units, np.int64), 1)
+        for k in sorted({g for pair in _GROUPINGS for g in pair if g > 1}):
+            if units >= k:
+                maps[axis, k] = _cluster(s, unit, units, alphabet, k)
+    lev = levels(s, width)
+    pos = index % block
+    class_cache = {}
+    ranked = []
+    seen = set()
+    for gr, gc in _GROUPINGS:
+        if ("row", gr) not in maps or ("col", gc) not in maps:
+            continue
+        (rmap, Gr), (cmap, Gc) = maps["row", gr], maps["col", gc]
+        if (Gr, Gc) == (1, 1) or (Gr, Gc, rmap.tobytes(), cmap.tobytes()) in seen:
+            continue
+        seen.add((Gr, Gc, rmap.tobytes(), cmap.tobytes()))
+        group = rmap[row_unit] * Gc + cmap[col_unit]
+        map_bytes = (row_len * math.log2(max(Gc, 1)) + period * math.log2(max(Gr, 1))) / 8
+        for classes in sorted({1, 2, 4, 8, base.classes}):
+            T = Gr * Gc * classes
+            if T > fmt.MAX_RANS_TABLES:
+                continue
+            for shift in sorted({base.shift, min(fmt.MAX_RANS_SHIFT, base.shift + 1)}):
+                if classes == 1 and shift != base.shift:
+                    continue
+                key = (classes, shift)
+                if key not in class_cache:
+                    class_cache[key] = _classes(lev, base.lag1, base.lag2, shift, classes,
+                                                block, pos)
+                tables = group * classes + class_cache[key]
+                hist = _histogram(s, tables, T, alphabet)
+                estimate = (_conditional_bits(s, tables, T, alphabet) / 8
+                            + 1.4 * np.count_nonzero(hist) + map_bytes)
+                groups = Groups(row_len, Gc, cmap, Gr, rmap)
+                ranked.append((estimate, len(ranked), hist, classes, shift, groups))
+    ranked.sort(key=lambda r: r[:2])
+    best = None
+    for _, _, hist, classes, shift, groups in ranked[:3]:
+        r = _best_prec(n, hist, width, base.lag1, base.lag2, shift, classes, block, deflate,
+                       groups)
+        if r is not None and (best is None or r[0] < best[0]):
+            best = r
+    if best is None:
+        return None
+    return best[1], best[0]
+
+
+# --------------------------------------------------------------------------
 # Encoding and decoding
 
 
@@ -311,7 +489,7 @@ def encode(symbols, model, block):
     nseg = -(-n // block)
     seg_len = min(block, n)                     # symbols of every segment but the last
     pad = nseg * seg_len - n
-    cls = classes_of(s, model, block)
+    cls = tables_of(s, model, block)
     f_all = np.concatenate([model.freqs[cls, s], np.ones(pad, np.int64)]).reshape(nseg, seg_len)
     c_all = np.concatenate([model.cum[cls, s], np.zeros(pad, np.int64)]).reshape(nseg, seg_len)
     if (model.freqs[cls, s] == 0).any():
@@ -346,7 +524,7 @@ def encode(symbols, model, block):
 
 
 def decode(data, segment_bytes, count, block, model, what="stream"):
-    """The `count` symbols (np.uint16) of a kind 3 stream whose segments,
+    """The `count` symbols (np.uint16) of a kind 3 or 4 stream whose segments,
     `segment_bytes[j]` bytes each, are `data` (bytes-like). Every rule of
     §5.3 is checked; a broken one raises `FormatError`."""
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -372,14 +550,16 @@ def decode(data, segment_bytes, count, block, model, what="stream"):
     pos = start + _STATE_BYTES
     prec, M = model.prec, (1 << model.prec) - 1
     freqs, cum = model.freqs, model.cum
-    # A slot -> symbol lookup costs classes x 2^prec entries: built only for
+    # A slot -> symbol lookup costs tables x 2^prec entries: built only for
     # streams long enough to pay for it (as the C decoder does); shorter
-    # ones search the cumulative frequencies, all classes in one sorted
-    # array (class c's offset by c * 2^prec).
-    lut = model.lookup() if count >= (model.classes << model.prec) // 16 else None
+    # ones search the cumulative frequencies, all tables in one sorted
+    # array (table t's offset by t * 2^prec).
+    lut = model.lookup() if count >= (model.tables << model.prec) // 16 else None
     if lut is None:
-        flat_cum = (cum + (np.arange(model.classes)[:, None] << prec)).reshape(-1)
+        flat_cum = (cum + (np.arange(model.tables)[:, None] << prec)).reshape(-1)
         alphabet = freqs.shape[1]
+    groups = model.groups
+    seg_start = np.arange(nseg, dtype=np.int64) * block
     lev_table = levels(np.arange(1 << model.width), model.width)
     lev = np.zeros((nseg, seg_len), dtype=np.int64)
     half = model.classes // 2
@@ -393,6 +573,8 @@ def decode(data, segment_bytes, count, block, model, what="stream"):
         c = np.clip(((a + b) >> model.shift) + half, 0, model.classes - 1)
         if np.isscalar(c) or np.ndim(c) == 0:
             c = np.full(act, int(c), np.int64)
+        if groups is not None:
+            c = groups.of(seg_start[:act] + k) * model.classes + c
         xs = x[:act]
         slot = xs & M
         if lut is not None:

@@ -180,7 +180,7 @@ class _Table:
     n: int                  # kind 0: number of code lengths
     lengths: object = None  # np.uint8 code lengths (kind 0)
     symbol: int = 0         # kind 1
-    model: object = None    # kind 3: (fields, [(first, freqs)] per class), see `rans_model`
+    model: object = None    # kind 3/4: (fields, [(first, freqs)] per class table, groups)
     size: int = 0           # bytes in the meta stream
     start: int = 0          # position in the meta stream
     _lookup: object = None
@@ -191,14 +191,14 @@ class _Table:
         return self._lookup
 
     def rans_model(self):
-        """A kind 3 table's `rans.Model`, built when a stream needs it and
-        not kept: its dense frequency arrays can be thousands of times the
-        table's bytes (a class may list only symbol 32767)."""
-        fields, classes = self.model
+        """A kind 3 or 4 table's `rans.Model`, built when a stream needs it
+        and not kept: its dense frequency arrays can be thousands of times
+        the table's bytes (a class may list only symbol 32767)."""
+        fields, classes, groups = self.model
         freqs = np.zeros((len(classes), self.n), np.int64)
         for c, (first, f) in enumerate(classes):
             freqs[c, first:first + len(f)] = f[:self.n - first]
-        return rans.Model(*fields, freqs)
+        return rans.Model(*fields, freqs, groups)
 
 
 @dataclasses.dataclass
@@ -281,8 +281,8 @@ def _inflate(data, start, length, size):
     return out
 
 
-def _parse_rans_table(cur, what, start):
-    """The fields of a kind 3 table (§5.3), after its kind."""
+def _parse_rans_table(cur, what, start, kind):
+    """The fields of a kind 3 (§5.3) or kind 4 (§5.4) table, after its kind."""
     prec = cur.varint(f"{what} prec", fmt.MAX_RANS_PREC)
     width = cur.varint(f"{what} width", fmt.MAX_RANS_WIDTH)
     lag1 = cur.varint(f"{what} lag1", fmt.MAX_RANS_LAG)
@@ -293,9 +293,13 @@ def _parse_rans_table(cur, what, start):
                     ("classes", classes)):
         if v < 1:
             raise FormatError(f"{what}: {name} is 0")
+    groups, tables = None, classes
+    if kind == fmt.TABLE_RANS_GROUPED:
+        groups = _parse_groups(cur, what, classes)
+        tables = groups.count * classes
     M = 1 << prec
     listed, n = [], 0
-    for c in range(classes):
+    for c in range(tables):
         first = cur.varint(f"{what} class {c} first", (1 << width) - 1)
         m = cur.varint(f"{what} class {c} count", (1 << width) - first)
         if m < 1:
@@ -306,19 +310,45 @@ def _parse_rans_table(cur, what, start):
                               f"not 2^{prec}")
         listed.append((first, f))
         n = max(n, first + int(np.flatnonzero(f)[-1]) + 1)
-    return _Table(fmt.TABLE_RANS, n, model=((prec, width, lag1, lag2, shift, classes), listed),
+    return _Table(kind, n, model=((prec, width, lag1, lag2, shift, classes), listed, groups),
                   size=cur.pos - start, start=start)
+
+
+def _parse_groups(cur, what, classes):
+    """A kind 4 table's column and row groups (§5.4)."""
+
+    def group_map(size_field, limit, name):
+        size = cur.varint(f"{what} {size_field}", limit)
+        count = cur.varint(f"{what} {name}_groups", fmt.MAX_RANS_TABLES)
+        for field, v in ((size_field, size), (f"{name}_groups", count)):
+            if v < 1:
+                raise FormatError(f"{what}: {field} is 0")
+        entries = cur.varints(size, f"{what} {name}_group map")
+        if int(entries.max()) >= count:
+            raise FormatError(f"{what}: {name}_group entry {int(entries.max())} ≥ "
+                              f"{name}_groups {count}")
+        return size, count, entries
+
+    row_len, col_groups, col_group = group_map("row_len", fmt.MAX_RANS_ROW_LEN, "col")
+    _, row_groups, row_group = group_map("row_period", fmt.MAX_RANS_ROW_PERIOD, "row")
+    tables = row_groups * col_groups * classes
+    if tables > fmt.MAX_RANS_TABLES:
+        raise FormatError(f"{what}: {row_groups} row groups × {col_groups} column groups × "
+                          f"{classes} classes = {tables} tables, more than "
+                          f"{fmt.MAX_RANS_TABLES}")
+    return rans.Groups(row_len, col_groups, col_group, row_groups, row_group)
 
 
 def _parse_table(cur, i, flags):
     start = cur.pos
     what = f"table {i}"
     kind = cur.varint(f"{what} kind")
-    if kind == fmt.TABLE_RANS:
-        if not flags & fmt.FLAG_RANS:
-            raise FormatError(f"{what}: a kind 3 table in a file whose flags do not "
+    if kind in fmt.RANS_KINDS:
+        flag = fmt.FLAG_RANS if kind == fmt.TABLE_RANS else fmt.FLAG_RANS_GROUPED
+        if not flags & flag:
+            raise FormatError(f"{what}: a kind {kind} table in a file whose flags do not "
                               "announce them")
-        return _parse_rans_table(cur, what, start)
+        return _parse_rans_table(cur, what, start, kind)
     if kind == fmt.TABLE_SINGLE:
         symbol = cur.varint(f"{what} symbol", fmt.MAX_ALPHABET - 1)
         return _Table(kind, symbol + 1, symbol=symbol, size=cur.pos - start, start=start)
@@ -386,7 +416,7 @@ def _parse_stream(cur, tables, payload, what, count, alphabet, used_tables):
         if t.symbol >= alphabet:
             raise FormatError(f"{what}: table {index}'s symbol {t.symbol} ≥ alphabet {alphabet}")
         return _Stream(count, index, alphabet), table_bytes
-    if t.kind in (fmt.TABLE_HUFFMAN, fmt.TABLE_RANS) and t.n > alphabet:
+    if t.kind in (fmt.TABLE_HUFFMAN,) + fmt.RANS_KINDS and t.n > alphabet:
         raise FormatError(f"{what}: table {index} has {t.n} symbols, more than {alphabet}")
     block = cur.varint(f"{what} block", fmt.MAX_BLOCK)
     if block < 1:
@@ -396,9 +426,9 @@ def _parse_stream(cur, tables, payload, what, count, alphabet, used_tables):
     last = count - (nseg - 1) * block
     need = np.full(nseg, min(block, count), np.int64)
     need[-1] = last
-    if t.kind == fmt.TABLE_RANS:
+    if t.kind in fmt.RANS_KINDS:
         if (seg_bytes < fmt.RANS_STATE_BYTES).any():
-            raise FormatError(f"{what}: a kind 3 segment is shorter than "
+            raise FormatError(f"{what}: a kind {t.kind} segment is shorter than "
                               f"{fmt.RANS_STATE_BYTES} bytes")
     elif (seg_bytes * 8 < need).any():
         # Every code is at least 1 bit long.
@@ -514,7 +544,7 @@ def _parse_v2(data, S, Z, max_size):
     cur = _Cursor(data, S + fmt.PREFIX.size, end - fmt.CRC.size, "header")
     flags = cur.varint("flags")
     if flags & ~fmt.KNOWN_FLAGS:
-        raise FormatError(f"header flags are {flags}: bits other than bit 0 are not defined "
+        raise FormatError(f"header flags are {flags}: bits other than bits 0 and 1 are not defined "
                           f"in format {fmt.VERSION_MAJOR}.{fmt.VERSION_MINOR} "
                           "(a file from a newer tfdc?)")
     C = cur.varint("meta_deflated")
@@ -579,7 +609,7 @@ def _stream_symbols(data, stream, tables):
     if t.kind == fmt.TABLE_SINGLE:
         return np.full(stream.count, t.symbol, np.uint16)
     seg = np.frombuffer(data, np.uint8, stream.data_len, stream.data_start)
-    if t.kind == fmt.TABLE_RANS:
+    if t.kind in fmt.RANS_KINDS:
         return rans.decode(seg, stream.seg_bytes, stream.count, stream.block, t.rans_model())
     w = _fixed_width(t)
     if w:
@@ -1196,7 +1226,7 @@ def _stream_stats(data, stream, tables):
     if t.kind == fmt.TABLE_SINGLE:
         return 0, 0.0, symbols
     counts = np.bincount(symbols, minlength=t.n)
-    if t.kind == fmt.TABLE_RANS:
+    if t.kind in fmt.RANS_KINDS:
         return 8 * stream.data_len, huffman.entropy_bits(counts), symbols
     return huffman.coded_bits(counts, t.lengths), huffman.entropy_bits(counts), symbols
 
@@ -1243,7 +1273,7 @@ def _pack_info_v2(data, parsed):
             planes=len(rec.values) if rec.value_mode == fmt.VALUES_PLANES else 0,
             payload_bytes=rec.payload_bytes,
             descriptor_bytes=len(part),
-            context_coded=any(parsed.tables[st.table].kind == fmt.TABLE_RANS
+            context_coded=any(parsed.tables[st.table].kind in fmt.RANS_KINDS
                               for st in rec.values)))
     payload = parsed.S + parsed.Z - fmt.CRC.size - parsed.payload_start
     return fmt.PackInfo(flatbuffer_bytes=parsed.S, section_bytes=parsed.Z,

@@ -3,9 +3,10 @@
 Small packed files (each under the fuzzer's 8,192-byte `-max_len`) that
 together use every record kind — codebook and planes, dense and sparse,
 row- and column-major, 2- to 64-bit elements, every transform, binary16
-codebooks, all four table kinds (kind 3, the context-modelled range code of
-version 2.1, on value, plane, codebook-index and gap streams, one and many
-segments), fillers, empty and all-zero buffers — plus
+codebooks, all five table kinds (kind 3, the context-modelled range code of
+version 2.1, and kind 4, its grouped form of version 2.2, on value, plane,
+codebook-index and gap streams, one and many segments), fillers, empty and
+all-zero buffers — plus
 the FORMAT.md examples (§8, §9) and two small Keras models; and each of
 them again with its meta stream in stored (uncompressed) DEFLATE blocks
 (`v2_stored_*`: valid files, §4 allows any DEFLATE stream), so that the
@@ -35,7 +36,7 @@ from tfdc.pack import pack_tflite  # noqa: E402
 from tfdc.tflite_schema import constant_model  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from smooth_weights import smooth_kernel  # noqa: E402
+from smooth_weights import grouped_kernel, smooth_kernel  # noqa: E402
 
 CORPUS = os.path.join(ROOT, "tfdc", "native", "fuzz", "corpus")
 MAX_LEN = 8192
@@ -109,6 +110,17 @@ def seeds():
         "codes": "rans", "value_mode": "codebook", "position_mode": "sparse"})
     pack("v2_rans_planes_f32", [rng.normal(0.02, 0.05, 200).astype(np.float32)],
          _force={"codes": "rans", "value_mode": "planes"})
+    # Kind 4 tables (§5.4): chosen for an int4 kernel with row and column
+    # groups, and forced on int8 values (segments that start mid-row),
+    # codebook indices and gaps, and float planes; one file with both kinds.
+    grouped = grouped_kernel(rows=16, row_len=128, bits=4, seed=3)
+    pack("v2_rans4_int4_grouped", [(_int_bits(grouped.reshape(-1), 4), 17, grouped.shape)])
+    pack("v2_rans4_int8_block_45", [smooth], block=45, _force={"codes": "rans-grouped"})
+    pack("v2_rans4_codebook_sparse", [kernel], _force={
+        "codes": "rans-grouped", "value_mode": "codebook", "position_mode": "sparse"})
+    pack("v2_rans4_planes_f32", [rng.normal(0.02, 0.05, (10, 20)).astype(np.float32)],
+         _force={"codes": "rans-grouped", "value_mode": "planes"})
+    pack("v2_rans3_and_4", [smooth[:3], (_int_bits(grouped[:8].reshape(-1), 4), 17, (8, 128))])
     x = np.array([0, 0.5, 0, 0, -1, 0.5, 0, 0], np.float32)
     pack("v2_worked_example", [x], gap_alphabet=4, _force={
         "position_mode": "sparse", "value_mode": "codebook", "codes": "huffman"})
