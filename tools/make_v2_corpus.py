@@ -120,7 +120,7 @@ def seeds():
         "codes": "rans-grouped", "value_mode": "codebook", "position_mode": "sparse"})
     pack("v2_rans4_planes_f32", [rng.normal(0.02, 0.05, (10, 20)).astype(np.float32)],
          _force={"codes": "rans-grouped", "value_mode": "planes"})
-    pack("v2_rans3_and_4", [smooth[:3], (_int_bits(grouped[:8].reshape(-1), 4), 17, (8, 128))])
+    pack("v2_rans3_and_4", [smooth[:3], (_int_bits(grouped.reshape(-1), 4), 17, grouped.shape)])
     x = np.array([0, 0.5, 0, 0, -1, 0.5, 0, 0], np.float32)
     pack("v2_worked_example", [x], gap_alphabet=4, _force={
         "position_mode": "sparse", "value_mode": "codebook", "codes": "huffman"})
