@@ -123,7 +123,7 @@ def test_decode_rejects_damaged_segments():
     for name, bad in cases.items():
         lens = np.array(seg_bytes)
         lens[-1] += len(bad) - len(good)
-        with pytest.raises(FormatError, match="kind 3 segment"):
+        with pytest.raises(FormatError, match="range-coded segment"):
             rans.decode(bad, lens, len(symbols), 1000, model)
 
 

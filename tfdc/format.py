@@ -417,7 +417,7 @@ class RecordInfo:
     descriptor, tables and codebook before deflate; `record_bytes` the
     record's share of the file: payload plus its descriptor's share of the
     deflated meta stream (format 1: the record's bytes in the section).
-    `context_coded`: a value stream uses a kind 3 table (§5.3).
+    `context_coded`: a value stream uses a kind 3 or 4 table (§5.3, §5.4).
     """
     buffer_index: int
     tensor_names: list
@@ -455,7 +455,7 @@ class RecordInfo:
     @property
     def kind(self):
         """A short name of the record kind, e.g. "codebook/sparse/column",
-        "planes/dense/int4/context" (values range-coded with kind 3 tables)."""
+        "planes/dense/int4/context" (values range-coded with kind 3 or 4 tables)."""
         parts = [self.value_mode, self.position_mode]
         if self.scan == "column":
             parts.append("column")

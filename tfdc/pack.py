@@ -17,8 +17,10 @@ encodings, each a *record* (FORMAT.md §6), or stays inline:
   plane of a dense 2-, 4- or 8-bit integer tensor also the context-modelled
   range code of format 2.1 (`tfdc.rans`, §5.3: the class of each symbol
   chosen by two earlier ones, e.g. the weights to the left and an image row
-  above), kept where it is smaller. Files that use it are written as
-  version 2.1 (flags bit 0); all others stay 2.0.
+  above) or its grouped form of format 2.2 (§5.4: frequency tables also per
+  group of rows and of columns), kept where smaller. Files that use them
+  are written as version 2.1 (flags bit 0) or 2.2 (bit 1); all others stay
+  2.0.
 
 For each buffer the encoder computes the size of every candidate from
 histograms (and the gap alphabet `G = 2^1 … 2^15` for sparse ones) and keeps
@@ -293,7 +295,7 @@ class _Values:
     """The chosen coding of a value sequence: a codebook (`keys`: sorted
     transformed keys) or planes; `fixed`: which streams use the fixed-length
     code (the index stream, or each plane); `models`: a `rans.Model` for
-    each stream coded with a kind 3 table, else None."""
+    each stream coded with a kind 3 or 4 table, else None."""
     cost: float
     mode: int
     transform: int

@@ -536,7 +536,7 @@ def decode(data, segment_bytes, count, block, model, what="stream"):
     seg_len = min(block, count)
     out = np.zeros((nseg, seg_len), dtype=np.int64)
     if (seg < _STATE_BYTES).any():
-        raise FormatError(f"{what}: a kind 3 segment is shorter than {_STATE_BYTES} bytes",
+        raise FormatError(f"{what}: a range-coded segment is shorter than {_STATE_BYTES} bytes",
                           "corrupt")
     start = np.concatenate([[0], np.cumsum(seg)[:-1]])
     end = start + seg
@@ -546,7 +546,7 @@ def decode(data, segment_bytes, count, block, model, what="stream"):
     for b in range(_STATE_BYTES):
         x |= buf[start + b].astype(np.int64) << (8 * b)
     if ((x < _L) | (x >= (1 << 31))).any():
-        raise FormatError(f"{what}: a kind 3 segment's initial state is out of range", "corrupt")
+        raise FormatError(f"{what}: a range-coded segment's initial state is out of range", "corrupt")
     pos = start + _STATE_BYTES
     prec, M = model.prec, (1 << model.prec) - 1
     freqs, cum = model.freqs, model.cum
@@ -588,7 +588,7 @@ def decode(data, segment_bytes, count, block, model, what="stream"):
                 break
             idx = np.flatnonzero(m)
             if (pos[idx] >= end[idx]).any():
-                raise FormatError(f"{what}: a kind 3 segment ends before its last symbol",
+                raise FormatError(f"{what}: a range-coded segment ends before its last symbol",
                                   "corrupt")
             xs[idx] = (xs[idx] << 8) | buf[pos[idx]]
             pos[idx] += 1
@@ -596,6 +596,6 @@ def decode(data, segment_bytes, count, block, model, what="stream"):
         out[:act, k] = s
         lev[:act, k] = lev_table[s]
     if (x != _L).any() or (pos != end).any():
-        raise FormatError(f"{what}: a kind 3 segment does not end in the final state "
+        raise FormatError(f"{what}: a range-coded segment does not end in the final state "
                           "with all its bytes read", "corrupt")
     return out.reshape(-1)[:count].astype(np.uint16)

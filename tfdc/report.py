@@ -19,8 +19,9 @@ what packing it would give). Columns, per packed weight tensor:
 Totals sum over tensors; file sizes compare the dense float32 weights, the
 plain `.tflite`, and the packed file; the entropy bound is the zeroth-order
 entropy of each coded stream, and `coded ÷ bound` shows how close Huffman
-coding gets to it (below 1 where context-modelled codes, format 2.1, use
-what an order-0 bound cannot: neighbouring weights).
+coding gets to it (below 1 where context-modelled codes, formats 2.1 and
+2.2, use what an order-0 bound cannot: neighbouring weights, rows and
+columns).
 """
 
 import dataclasses
@@ -357,7 +358,7 @@ class ExportReport(_Derived):
     @property
     def coded_over_entropy(self):
         """Coded bits ÷ order-0 entropy bound, summed over tensors (≥ 1 for
-        order-0 codes; kind 3 streams can go below it)."""
+        order-0 codes; kind 3 and 4 streams can go below it)."""
         return self.coded_bits / self.entropy_bits if self.entropy_bits else float("nan")
 
     @property

@@ -615,7 +615,11 @@ def main():
         "Integer kernels that were never pruned or clustered are coded with kind 3 "
         "tables where that is smaller (docs/FORMAT.md §5.3): a range code whose class is "
         "chosen by two earlier weights of the row; on fc1 (784 inputs = a 28 × 28 image) "
-        "the packer picks the weights one to the left and one image row above. Decode "
+        "the packer picks the weights one to the left and one image row above. Kind 4 "
+        "tables (format 2.2, §5.4) add frequency tables per group of rows and of columns "
+        "where that is smaller still: per-channel recipes clip output channels (rows) "
+        "differently, and the Hadamard recipes (hr: blocks of 16 inputs rotated) put most "
+        "of a smooth kernel's energy into a few positions of each block (columns). Decode "
         "ms: `tfdc.decode` (the C decoder, whole file, one thread) against "
         "`lzma.decompress` of the xz -9 file, median of 5, in the same process.\n\n"
         + densify_text(measured) +
@@ -641,8 +645,9 @@ def main():
         "or order-1 entropy (order 1: the previous value in the row, with its code "
         "tables), the flatbuffer without buffers at xz -9 of it, every other buffer at "
         "min(raw, xz -9 alone): what per-context Huffman tables plus a well-compressed "
-        "flatbuffer would give. tfdc's kind 3 tables use two earlier values (left and "
-        "above), which is why it lands below the order-1 estimate on most rows.\n\n"
+        "flatbuffer would give. tfdc's kind 3 and 4 tables use two earlier values (left "
+        "and above) and the row and column groups, which is why it lands below the "
+        "order-1 estimate on most rows.\n\n"
         + estimate_table(rows))
     write_section("pack", "tfdc pack on other tools' .tflite files (ai-edge-quantizer, tfmot, "
                   "plain float)", body)
