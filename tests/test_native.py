@@ -270,6 +270,35 @@ def _kernel_tensor(bits, rows, side, seed, sparsity=0.0):
     return (_sub_byte(vals.reshape(-1), bits), {4: 17, 2: 19}[bits], shape)
 
 
+def _forced_range_files(codes, seed):
+    """{name: packed bytes} of every record kind (codebook / planes, dense /
+    sparse, row / column scan; int8, int4, float32 planes) with every
+    stream forced to a kind 3 (`codes="rans"`) or kind 4 (`"rans-grouped"`)
+    table, at record blocks 1, 25 and 4096."""
+    from tfdc.pack import pack_tflite
+    from tfdc.tflite_schema import constant_model
+    files = {}
+    kinds = [(vm, pm, scan) for vm in ("codebook", "planes") for pm in ("dense", "sparse")
+             for scan in ("row", "column")]
+    rng = np.random.default_rng(seed)
+    for i, (vm, pm, scan) in enumerate(kinds):
+        for bits in (8, 4, 32):
+            if bits == 32:
+                w = rng.normal(0, 0.05, (24, 100)).astype(np.float16).astype(np.float32)
+                w[rng.random(w.shape) < 0.5] = 0
+                tensor = w
+            else:
+                tensor = _kernel_tensor(bits, 12, 14, seed=i + bits,
+                                        sparsity=0.6 if pm == "sparse" else 0.0)
+            force = {"value_mode": vm, "position_mode": pm, "scan": scan, "codes": codes}
+            if bits < 8:
+                force["elem_bits"] = bits
+            block = (1, 25, 4096)[(i + bits) % 3]
+            files[f"forced_{vm}_{pm}_{scan}_{bits}bit_block{block}"], _ = pack_tflite(
+                constant_model([tensor]), min_bytes=0, block=block, _force=force)
+    return files
+
+
 @pytest.fixture(scope="module")
 def rans_files():
     """{name: packed bytes}, each with kind 3 tables: smooth kernels where the
@@ -284,24 +313,7 @@ def rans_files():
     for bits, rows, side in ((8, 12, 28), (8, 24, 16), (4, 12, 28), (4, 10, 20), (2, 16, 20)):
         model = constant_model([_kernel_tensor(bits, rows, side, seed=rows + side)])
         files[f"chosen_int{bits}_{rows}x{side}^2"], _ = pack_tflite(model, min_bytes=0)
-    kinds = [(vm, pm, scan) for vm in ("codebook", "planes") for pm in ("dense", "sparse")
-             for scan in ("row", "column")]
-    rng = np.random.default_rng(3)
-    for i, (vm, pm, scan) in enumerate(kinds):
-        for bits in (8, 4, 32):
-            if bits == 32:
-                w = rng.normal(0, 0.05, (24, 100)).astype(np.float16).astype(np.float32)
-                w[rng.random(w.shape) < 0.5] = 0
-                tensor = w
-            else:
-                tensor = _kernel_tensor(bits, 12, 14, seed=i + bits,
-                                        sparsity=0.6 if pm == "sparse" else 0.0)
-            force = {"value_mode": vm, "position_mode": pm, "scan": scan, "codes": "rans"}
-            if bits < 8:
-                force["elem_bits"] = bits
-            block = (1, 25, 4096)[(i + bits) % 3]
-            files[f"forced_{vm}_{pm}_{scan}_{bits}bit_block{block}"], _ = pack_tflite(
-                constant_model([tensor]), min_bytes=0, block=block, _force=force)
+    files.update(_forced_range_files("rans", seed=3))
     return files
 
 
@@ -518,25 +530,7 @@ def rans4_files():
             _sub_byte(vals.reshape(-1), bits), 17, (rows, row_len))
         files[f"chosen_int{bits}_{rows}x{row_len}"], _ = pack_tflite(
             constant_model([tensor]), min_bytes=0)
-    kinds = [(vm, pm, scan) for vm in ("codebook", "planes") for pm in ("dense", "sparse")
-             for scan in ("row", "column")]
-    rng = np.random.default_rng(4)
-    for i, (vm, pm, scan) in enumerate(kinds):
-        for bits in (8, 4, 32):
-            if bits == 32:
-                w = rng.normal(0, 0.05, (24, 100)).astype(np.float16).astype(np.float32)
-                w[rng.random(w.shape) < 0.5] = 0
-                tensor = w
-            else:
-                tensor = _kernel_tensor(bits, 12, 14, seed=i + bits,
-                                        sparsity=0.6 if pm == "sparse" else 0.0)
-            force = {"value_mode": vm, "position_mode": pm, "scan": scan,
-                     "codes": "rans-grouped"}
-            if bits < 8:
-                force["elem_bits"] = bits
-            block = (1, 25, 4096)[(i + bits) % 3]
-            files[f"forced_{vm}_{pm}_{scan}_{bits}bit_block{block}"], _ = pack_tflite(
-                constant_model([tensor]), min_bytes=0, block=block, _force=force)
+    files.update(_forced_range_files("rans-grouped", seed=4))
     return files
 
 
