@@ -317,9 +317,10 @@ def rans_files():
     return files
 
 
-def _rans_tables(packed):
+def _rans_tables(packed, kind=3):
+    """The file's code tables of `kind` (3 or 4)."""
     from tfdc.unpack import parse
-    return [t for t in parse(packed).tables if t.kind == 3]
+    return [t for t in parse(packed).tables if t.kind == kind]
 
 
 def test_kind_3_files_identical_to_python_decoder(native, rans_files):
@@ -534,17 +535,12 @@ def rans4_files():
     return files
 
 
-def _kind4_tables(packed):
-    from tfdc.unpack import parse
-    return [t for t in parse(packed).tables if t.kind == 4]
-
-
 def test_kind_4_files_identical_to_python_decoder(native, rans4_files):
     from tfdc import format as fmt
     from tfdc.unpack import decode
     groupings = set()
     for name, packed in rans4_files.items():
-        tables = _kind4_tables(packed)
+        tables = _rans_tables(packed, 4)
         assert tables, name
         flags = packed[fmt.STUB_SIZE + fmt.PREFIX.size]
         assert flags & fmt.FLAG_RANS_GROUPED, name
@@ -566,7 +562,7 @@ def test_kind_4_broken_tables_rejected_by_both(native, rans4_files):
     packed = rans4_files["chosen_int4_40x256"]
     assert _rebuilt(packed) == packed
     p = parse(packed)
-    t = _kind4_tables(packed)[0]
+    t = _rans_tables(packed, 4)[0]
     m = t.rans_model()
     g = m.groups
     assert g.row_groups > 1 and g.col_groups > 1
