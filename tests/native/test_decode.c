@@ -838,8 +838,12 @@ static void test_k3_rules(void) {
   e = k3_none;
   e.flags = 0;
   CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "kind 3 in a file without flags bit 0");
-  e.flags = 3;
-  CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "unknown flag bit 1");
+  e.flags = 3; /* bit 1 allows kind 4 tables; a file need not have one */
+  CHECK(k3_status(c, &e) == TFDC_OK, "flags 3");
+  e.flags = 4;
+  CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "unknown flag bit 2");
+  e.flags = 5;
+  CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "unknown flag bit 2 with bit 0");
   e.flags = 1ull << 40;
   CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "unknown flag bit 40");
   for (i = 0; i < sizeof bad_fields / sizeof bad_fields[0]; i++) {
