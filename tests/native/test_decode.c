@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 #define _FILE_OFFSET_BITS 64 /* 32-bit readdir fails on 64-bit inode numbers otherwise */
 #include <dirent.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -557,16 +558,36 @@ typedef struct {
 } k3config;
 
 /* What to break in a built file (0: nothing): the header flags, a field or
- * class of table 0, or segment 0 of the first stream. */
+ * two, or a class table or map of table 0, or segment 0 of the first stream. */
 enum { SEG_OK, SEG_SHORT, SEG_LONG, SEG_3_BYTES, SEG_STATE_LOW, SEG_STATE_HIGH, SEG_FLIP };
 typedef struct {
   uint64_t flags;
   int field;
   uint64_t value;
   int bad_class, seg;
+  int field2;
+  uint64_t value2;
 } k3edit;
 
-static const k3edit k3_none = {1, 0, 0, RT_OK, SEG_OK};
+static const k3edit k3_none = {1, 0, 0, RT_OK, SEG_OK, 0, 0};
+static const k3edit k4_none = {3, 0, 0, RT_OK, SEG_OK, 0, 0}; /* kind 4 needs flags bit 1 */
+
+/* Kind 4 groups (§5.4) of every stream of a built file; NULL: kind 3. The
+ * maps are col_group[q] = q mod Gc and row_group[r] = r mod Gr, or with
+ * `scramble` a hash of q and r modulo the group counts. */
+typedef struct {
+  uint32_t D, P, Gc, Gr;
+  int scramble;
+  uint32_t *col_group, *row_group; /* filled by k4_maps */
+} k4groups;
+
+static void k4_maps(k4groups *g) {
+  uint32_t q;
+  g->col_group = (uint32_t *)malloc(sizeof(uint32_t) * g->D);
+  g->row_group = (uint32_t *)malloc(sizeof(uint32_t) * g->P);
+  for (q = 0; q < g->D; q++) g->col_group[q] = (g->scramble ? (q * 2654435761u) >> 7 : q) % g->Gc;
+  for (q = 0; q < g->P; q++) g->row_group[q] = (g->scramble ? (q * 40503u + 7u) >> 3 : q) % g->Gr;
+}
 
 static unsigned bits_for(uint64_t alphabet) {
   unsigned w = 1;
@@ -574,13 +595,15 @@ static unsigned bits_for(uint64_t alphabet) {
   return w;
 }
 
-/* Appends one kind 3 stream: its table to `tabs`, its descriptor to `rec`,
- * its segments to `pay`; the first stream of a file takes the edits. */
-static void k3_stream(const k3config *c, const k3edit *e, int first_stream, const uint16_t *sym,
-                      uint64_t count, uint64_t alphabet, bytes *tabs, uint64_t *ntab, bytes *rec,
-                      bytes *pay) {
+/* Appends one kind 3 (g NULL) or kind 4 stream: its table to `tabs`, its
+ * descriptor to `rec`, its segments to `pay`; the first stream of a file
+ * takes the edits. */
+static void k3_stream(const k3config *c, const k4groups *g, const k3edit *e, int first_stream,
+                      const uint16_t *sym, uint64_t count, uint64_t alphabet, bytes *tabs,
+                      uint64_t *ntab, bytes *rec, bytes *pay) {
   rtable t;
   uint64_t start;
+  memset(&t, 0, sizeof t);
   t.width = bits_for(alphabet);
   t.prec = c->prec > t.width ? c->prec : t.width;
   if (t.prec > 15) t.prec = 15;
@@ -588,14 +611,26 @@ static void k3_stream(const k3config *c, const k3edit *e, int first_stream, cons
   t.lag2 = c->lag2;
   t.shift = c->shift;
   t.classes = c->classes;
+  if (g) {
+    t.D = g->D;
+    t.P = g->P;
+    t.Gc = g->Gc;
+    t.Gr = g->Gr;
+    t.col_group = g->col_group;
+    t.row_group = g->row_group;
+  }
   rt_fit(&t, sym, count, c->block);
-  rt_write(tabs, &t, first_stream ? e->field : 0, e->value, first_stream ? e->bad_class : RT_OK);
+  if (first_stream) {
+    rt_write2(tabs, &t, e->field, e->value, e->field2, e->value2, e->bad_class);
+  } else {
+    rt_write(tabs, &t, 0, 0, RT_OK);
+  }
   b_varint(rec, (*ntab)++);
   b_varint(rec, c->block);
   for (start = 0; start < count; start += c->block) {
     uint64_t n = count - start < c->block ? count - start : c->block;
     bytes seg = {0};
-    rt_encode_segment(&seg, &t, sym + start, n);
+    rt_encode_segment(&seg, &t, sym + start, n, start);
     if (first_stream && start == 0) {
       switch (e->seg) {
         case SEG_SHORT: seg.n--; break;
@@ -611,7 +646,7 @@ static void k3_stream(const k3config *c, const k3edit *e, int first_stream, cons
     b_put(pay, seg.d, seg.n);
     free(seg.d);
   }
-  free(t.freq);
+  rt_free(&t);
 }
 
 /* A smooth signed signal over [N / cols, cols], zeroed where sparse. */
@@ -625,7 +660,8 @@ static long k3_signal(const k3config *c, uint64_t e) {
 
 /* Builds a packed file of one record coded with kind 3 streams (every
  * stream of the record), `e` applied. *expected gets the D decoded bytes. */
-static bytes k3_build(const k3config *c, const k3edit *e, uint8_t **expected, uint64_t *D_out) {
+static bytes k3_build(const k3config *c, const k4groups *g, const k3edit *e, uint8_t **expected,
+                      uint64_t *D_out) {
   const unsigned eb = c->eb, P = eb >= 8 ? eb / 8 : 1;
   const uint64_t N = c->N, out_size = N * eb / 8, C = N / c->R;
   uint64_t off = 0, size = out_size, D, t, ntab = 0, nnz = 0, K = 0, ngap = 0, cur = UINT64_MAX;
@@ -640,6 +676,10 @@ static bytes k3_build(const k3config *c, const k3edit *e, uint8_t **expected, ui
   for (t = 0; t < N; t++) {
     long v = k3_signal(c, t);
     uint64_t u;
+    /* kind 4: groups that differ (a row group's offset, a column group's
+     * gain), so that a decoder that picks the wrong table decodes other
+     * symbols */
+    if (g) v = v * (long)(1 + g->col_group[t % g->D] % 3) + 7 * (long)g->row_group[(t / g->D) % g->P];
     if (eb == 2) v = v / 40;
     if (eb == 4) v = v / 16;
     if (eb == 16) v = v * 97;
@@ -677,7 +717,7 @@ static bytes k3_build(const k3config *c, const k3edit *e, uint8_t **expected, ui
         uint64_t u = val[(t % c->R) * C + t / c->R];
         sym[t] = (uint16_t)(eb < 8 ? u : (u >> (8 * (P - 1 - p))) & 0xff);
       }
-      k3_stream(c, e, p == 0, sym, N, 1ull << (eb < 8 ? eb : 8), &tabs, &ntab, &rec, &pay);
+      k3_stream(c, g, e, p == 0, sym, N, 1ull << (eb < 8 ? eb : 8), &tabs, &ntab, &rec, &pay);
     }
   } else {
     /* gaps over stream order, then the sorted distinct keys */
@@ -697,7 +737,7 @@ static bytes k3_build(const k3config *c, const k3edit *e, uint8_t **expected, ui
     b_varint(&rec, nnz);
     b_varint(&rec, c->G);
     b_varint(&rec, ngap);
-    if (ngap) k3_stream(c, e, 1, sym, ngap, c->G, &tabs, &ntab, &rec, &pay);
+    if (ngap) k3_stream(c, g, e, 1, sym, ngap, c->G, &tabs, &ntab, &rec, &pay);
     b_varint(&rec, 0); /* expand */
     keys = (uint64_t *)malloc(sizeof(uint64_t) * (nnz + 1));
     for (t = 0; t < nnz; t++) {
@@ -736,7 +776,7 @@ static bytes k3_build(const k3config *c, const k3edit *e, uint8_t **expected, ui
       }
       sym[t] = (uint16_t)lo;
     }
-    if (nnz) k3_stream(c, e, ngap == 0, sym, nnz, K, &tabs, &ntab, &rec, &pay);
+    if (nnz) k3_stream(c, g, e, ngap == 0, sym, nnz, K, &tabs, &ntab, &rec, &pay);
     free(vals);
   }
   b_put(&meta, fb.d, fb.n);
@@ -792,7 +832,7 @@ static void test_k3_configs(void) {
     const k3config *c = &k3_configs[i];
     uint8_t *expected, *out;
     uint64_t D, n = 0;
-    bytes f = k3_build(c, &k3_none, &expected, &D);
+    bytes f = k3_build(c, NULL, &k3_none, &expected, &D);
     int rc = tfdc_decoded_size(f.d, f.n, &n);
     CHECK(rc == TFDC_OK && n == D, "%s: decoded_size -> %s", c->name, tfdc_strerror(rc));
     out = (uint8_t *)malloc(D + 1);
@@ -811,7 +851,7 @@ static void test_k3_configs(void) {
 static int k3_status(const k3config *c, const k3edit *e) {
   uint8_t *expected, *out;
   uint64_t D;
-  bytes f = k3_build(c, e, &expected, &D);
+  bytes f = k3_build(c, NULL, e, &expected, &D);
   int rc;
   out = (uint8_t *)malloc(D);
   rc = tfdc_decode(f.d, f.n, out, D);
@@ -903,7 +943,7 @@ static void test_k3_rules(void) {
   {
     uint8_t *expected;
     uint64_t D;
-    bytes f = k3_build(c, &k3_none, &expected, &D), g;
+    bytes f = k3_build(c, NULL, &k3_none, &expected, &D), g;
     v2_parts parts;
     uint8_t *o = (uint8_t *)malloc(D);
     bytes stub0 = {0};
@@ -927,17 +967,81 @@ static void test_k3_mutations(void) {
   for (i = 0; i < sizeof small / sizeof small[0]; i++) {
     uint8_t *expected;
     uint64_t D;
-    bytes f = k3_build(&small[i], &k3_none, &expected, &D);
+    bytes f = k3_build(&small[i], NULL, &k3_none, &expected, &D);
     test_v2_file(small[i].name, &f);
     free(expected);
     free(f.d);
   }
 }
 
+/* ---- throughput (not a test: `test_decode --bench [N] [REPEATS]`) ------- */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Decodes a kind 3 or 4 file of one dense int8 record of N smooth symbols
+ * (rows of 1024, lag1 1, lag2 1024: a kernel's neighbours) `reps` times;
+ * prints the median time per symbol. */
+static void bench_one(const char *name, uint64_t N, uint64_t block, unsigned classes, k4groups *g,
+                      int reps) {
+  k3config c = {name, 8, 0, N, 1024, 1, 12, classes, 2, 1, 1024, 0, block, 1, 60};
+  uint8_t *expected, *out;
+  uint64_t D;
+  double t[64];
+  bytes f;
+  int i, rc = TFDC_OK;
+  if (g) k4_maps(g);
+  f = k3_build(&c, g, g ? &k4_none : &k3_none, &expected, &D);
+  out = (uint8_t *)malloc(D);
+  if (reps > 64) reps = 64;
+  for (i = 0; i < reps; i++) {
+    double t0 = now_s();
+    rc |= tfdc_decode(f.d, f.n, out, D);
+    t[i] = now_s() - t0;
+  }
+  CHECK(rc == TFDC_OK && memcmp(out, expected, D) == 0, "%s: bench decode", name);
+  qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+  printf("%-28s N=%llu block=%llu T=%u file=%zu B: median %.2f ms = %.3f ns/symbol (%.0f MB/s); min %.2f ms\n",
+         name, (unsigned long long)N, (unsigned long long)block,
+         g ? g->Gr * g->Gc * classes : classes, f.n, 1e3 * t[reps / 2], 1e9 * t[reps / 2] / (double)N,
+         (double)N / t[reps / 2] / 1e6, 1e3 * t[0]);
+  if (g) {
+    free(g->col_group);
+    free(g->row_group);
+  }
+  free(out);
+  free(expected);
+  free(f.d);
+}
+
+static void bench(uint64_t N, int reps) {
+  k4groups g1 = {1024, 65536, 4, 4, 1, NULL, NULL}, g2 = {1024, 65536, 2, 2, 0, NULL, NULL};
+  k4groups g3 = {1, 1, 1, 1, 0, NULL, NULL};
+  g1.P = g2.P = (uint32_t)(N / 1024 < 65536 ? N / 1024 : 65536);
+  bench_one("kind3 C16 block32768", N, 32768, 16, NULL, reps);
+  bench_one("kind3 C16 block262144 (ring)", N, 262144, 16, NULL, reps);
+  bench_one("kind4 1x1x16 block32768", N, 32768, 16, &g3, reps);
+  bench_one("kind4 2x2x8 block32768", N, 32768, 8, &g2, reps);
+  bench_one("kind4 4x4x16 block32768", N, 32768, 16, &g1, reps);
+  bench_one("kind4 4x4x16 block262144", N, 262144, 16, &g1, reps);
+}
+
 int main(int argc, char **argv) {
   bytes multi;
   uint64_t D;
   static const uint8_t digits[] = "123456789";
+  if (argc >= 2 && strcmp(argv[1], "--bench") == 0) {
+    bench(argc >= 3 ? strtoull(argv[2], NULL, 10) : 1u << 23, argc >= 4 ? atoi(argv[3]) : 9);
+    return failures != 0;
+  }
   if (argc == 3 && strcmp(argv[1], "--write") == 0) write_dir = argv[2];
   if (getenv("TFDC_TEST_META_STRIDE")) {
     long k = strtol(getenv("TFDC_TEST_META_STRIDE"), NULL, 10);
