@@ -153,7 +153,7 @@ static void write_table(bytes *b, const btable *t) {
   b_u32(b, t->n);
   if (t->kind == 1) { b_u32(b, t->symbol); return; }
   for (i = 0; i < t->n; i += 2)
-    b_u8(b, t->len[i] | ((i + 1 < t->n ? t->len[i + 1] : 0) << 4));
+    b_u8(b, (unsigned)(t->len[i] | ((i + 1 < t->n ? t->len[i + 1] : 0) << 4)));
 }
 
 /* A stream (§3.3) of `count` symbols coded with table `ti`. */
