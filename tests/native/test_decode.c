@@ -51,6 +51,8 @@ static void maybe_write(const char *name, const bytes *f) {
   if (fp) { fwrite(f->d, 1, f->n, fp); fclose(fp); }
 }
 
+static void maybe_write_v2(const char *name, const bytes *f);
+
 /* Decodes `f` and checks every record's bytes, the copied prefix and the
  * zero fill. Returns the status. */
 static int decode_and_check(const char *name, const bytes *f, const brecord *recs, uint32_t nrec,
@@ -408,6 +410,11 @@ static int v2_split(const bytes *f, v2_parts *p) {
  * new section size, the header (orig's magic and versions, then `flags`),
  * the meta stream deflated as the packer does (level 9, memLevel 9, the
  * dictionary), the payload, the CRC. */
+/* DEFLATE level of v2_join: 9 as the packer, 0 for the stored-block twins
+ * of fuzz seeds (mutations then reach the tables instead of breaking the
+ * DEFLATE stream). */
+static int v2_join_level = 9;
+
 static bytes v2_join(const bytes *orig, uint64_t flags, const uint8_t *meta, uint64_t M, uint64_t F,
                      uint64_t D, const uint8_t *payload, size_t payload_len) {
   bytes out = {0};
@@ -416,7 +423,7 @@ static bytes v2_join(const bytes *orig, uint64_t flags, const uint8_t *meta, uin
   z_stream z;
   uint64_t C, Z;
   memset(&z, 0, sizeof z);
-  deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY);
+  deflateInit2(&z, v2_join_level, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY);
   deflateSetDictionary(&z, tfdc_dictionary, TFDC_DICTIONARY_SIZE);
   z.next_in = (Bytef *)(uintptr_t)meta;
   z.avail_in = (uInt)M;
@@ -440,6 +447,24 @@ static bytes v2_join(const bytes *orig, uint64_t flags, const uint8_t *meta, uin
   b_u32(&out, ref_crc32(out.d, out.n));
   free(def);
   return out;
+}
+
+/* A format 2 file built here, and its twin with the meta stream in stored
+ * DEFLATE blocks (NAME_stored), as fuzz seeds. */
+static void maybe_write_v2(const char *name, const bytes *f) {
+  v2_parts p;
+  char stored[512];
+  bytes g;
+  if (!write_dir) return;
+  maybe_write(name, f);
+  if (!v2_split(f, &p)) return;
+  v2_join_level = 0;
+  g = v2_join(f, p.flags, p.meta, p.M, p.F, p.D, p.payload, p.payload_len);
+  v2_join_level = 9;
+  snprintf(stored, sizeof stored, "%s_stored", name);
+  maybe_write(stored, &g);
+  free(g.d);
+  free(p.meta);
 }
 
 static int v2_files = 0, v2_mutants = 0, v2_mutants_ok = 0;
@@ -1285,7 +1310,7 @@ static void test_format_examples(void) {
     CHECK(rc == TFDC_OK, "kind %d example: decode -> %s", kind, tfdc_strerror(rc));
     for (i = 0; rc == TFDC_OK && i < 8; i++)
       CHECK(out[off + i] == sym[i], "kind %d example: symbol %llu is %u", kind, (unsigned long long)i, out[off + i]);
-    if (rc == TFDC_OK) maybe_write(kind == 3 ? "v2_k3_format_example" : "v2_k4_format_example", &f);
+    if (rc == TFDC_OK) maybe_write_v2(kind == 3 ? "k3_format_example" : "k4_format_example", &f);
     free(out); free(f.d); free(tb.d); free(sb.d);
   }
 }
@@ -1306,6 +1331,7 @@ static void test_k4_mutations(void) {
     k4_maps(&k.g);
     f = k3_build(&k.c, &k.g, &k4_none, &expected, &D);
     test_v2_file(k.c.name, &f);
+    maybe_write_v2(k.c.name, &f);
     free(expected);
     free(f.d);
     free(k.g.col_group);
