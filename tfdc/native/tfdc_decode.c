@@ -1129,23 +1129,20 @@ typedef struct {
   uint8_t prec, width, shift, classes; /* kinds 3, 4 */
   uint16_t lag1, lag2;                 /* kinds 3, 4 */
   uint16_t tables;                     /* kinds 3, 4: class tables T (kind 3: classes) */
-  uint16_t col_groups, row_groups;     /* kind 4: Gc, Gr (kind 3: 1, 1) */
-  uint32_t row_len, row_period;        /* kind 4: D, P */
   uint32_t n;       /* alphabet size: every symbol it codes is < n */
   uint32_t symbol;  /* kind 1 */
   uint32_t m;       /* kind 0: coded symbols; kinds 3, 4: listed symbols of all class tables */
   uint64_t gaps_at; /* kind 0: meta position of the symbol gaps (then the lengths);
-                       kinds 3, 4: of the first class table */
-  uint64_t cols_at, rows_at; /* kind 4: meta positions of col_group and row_group */
+                       kinds 3, 4: of the field after `classes` (kind 4's row_len, or
+                       kind 3's first class table); v2_rans_model reads on from there */
   rans_model *rm;   /* kinds 3, 4: built when a stream first uses the table */
-} v2_table;
+} v2_table; /* 40 bytes on LP64, as many as before kind 4: up to (M - F) / 2 of them */
 
 static int is_rans_kind(unsigned kind) { return kind == TFDC_TABLE_RANS || kind == TFDC_TABLE_RANS_GROUPED; }
 
 /* A group map of kind 4 (§5.4): `count` varints, each < groups. */
-static int v2_parse_group_map(cursor *c, uint64_t count, uint64_t groups, uint64_t *at) {
+static int v2_parse_group_map(cursor *c, uint64_t count, uint64_t groups) {
   uint64_t j, v;
-  *at = c->pos;
   for (j = 0; j < count; j++) TRY(cur_varint_max(c, groups - 1, &v));
   return TFDC_OK;
 }
@@ -1166,23 +1163,19 @@ static int v2_parse_rans_table(cursor *c, v2_table *t) {
   t->lag2 = (uint16_t)field[3];
   t->shift = (uint8_t)field[4];
   t->classes = (uint8_t)field[5];
+  t->gaps_at = c->pos;
   if (t->kind == TFDC_TABLE_RANS_GROUPED) {
     /* Gc and Gr are bounded by T = Gr Gc C <= 256 (C >= 1) before they are
      * multiplied, so the product cannot wrap. */
     TRY(cur_varint_in(c, 1, TFDC_MAX_RANS_ROW_LEN, &D));
     TRY(cur_varint_in(c, 1, TFDC_MAX_RANS_TABLES, &Gc));
-    TRY(v2_parse_group_map(c, D, Gc, &t->cols_at));
+    TRY(v2_parse_group_map(c, D, Gc));
     TRY(cur_varint_in(c, 1, TFDC_MAX_RANS_ROW_PERIOD, &P));
     TRY(cur_varint_in(c, 1, TFDC_MAX_RANS_TABLES, &Gr));
     if (Gr * Gc * t->classes > TFDC_MAX_RANS_TABLES) return TFDC_ERR_CORRUPT;
-    TRY(v2_parse_group_map(c, P, Gr, &t->rows_at));
+    TRY(v2_parse_group_map(c, P, Gr));
   }
-  t->row_len = (uint32_t)D;
-  t->row_period = (uint32_t)P;
-  t->col_groups = (uint16_t)Gc;
-  t->row_groups = (uint16_t)Gr;
   t->tables = (uint16_t)(Gr * Gc * t->classes); /* <= 256 */
-  t->gaps_at = c->pos;
   for (cl = 0; cl < t->tables; cl++) {
     TRY(cur_varint(c, &first));
     TRY(cur_varint(c, &m));
@@ -1375,13 +1368,24 @@ static int v2_table_slot(v2_ctx *x, uint64_t index, unsigned *busy, const htab *
  * listed symbol, class table and map entry at least. */
 static int v2_rans_model(v2_ctx *x, v2_table *t) {
   rans_model *m;
-  const uint8_t *q = x->meta + t->gaps_at;
-  const uint32_t T = t->tables, grouped = t->col_groups * t->row_groups > 1;
-  uint32_t c, j, at = 0;
+  const uint8_t *q = x->meta + t->gaps_at, *cols = q, *rows = q;
+  const uint32_t T = t->tables;
+  uint32_t c, j, at = 0, D = 0, P = 0, Gc = 1, Gr = 1;
   size_t words = 4 * (size_t)T + t->m; /* first, m, base, off; fc */
   if (t->rm) return TFDC_OK;
+  if (t->kind == TFDC_TABLE_RANS_GROUPED) { /* the maps, validated by v2_parse_rans_table */
+    D = (uint32_t)trusted_varint(&q);
+    Gc = (uint32_t)trusted_varint(&q);
+    cols = q;
+    for (j = 0; j < D; j++) (void)trusted_varint(&q);
+    P = (uint32_t)trusted_varint(&q);
+    Gr = (uint32_t)trusted_varint(&q);
+    rows = q;
+    for (j = 0; j < P; j++) (void)trusted_varint(&q);
+    if (Gc * Gr == 1) D = P = 0; /* one group: every base is 0, kind 3's loops */
+  }
   if (!(m = t->rm = (rans_model *)calloc(1, sizeof *m))) return TFDC_ERR_NOMEM;
-  m->mem = malloc(sizeof(uint32_t) * words + (grouped ? (size_t)t->row_len + t->row_period : 0));
+  m->mem = malloc(sizeof(uint32_t) * words + (size_t)D + P);
   if (!m->mem) return TFDC_ERR_NOMEM;
   m->first = (uint32_t *)m->mem;
   m->m = m->first + T;
@@ -1395,17 +1399,14 @@ static int v2_rans_model(v2_ctx *x, v2_table *t) {
   m->shift = t->shift;
   m->classes = t->classes;
   m->tables = T;
-  if (grouped) { /* with one group every base is 0: kind 3's loops (row_len 0) */
-    const uint8_t *g = x->meta + t->cols_at;
-    m->row_len = t->row_len;
-    m->row_period = t->row_period;
+  if (D) { /* more than one group */
+    m->row_len = D;
+    m->row_period = P;
     m->col_base = (uint8_t *)(m->fc + t->m);
-    m->row_base = m->col_base + t->row_len;
+    m->row_base = m->col_base + D;
     /* (row_group Gc + col_group) C + c = row_group Gc C + col_group C + c */
-    for (j = 0; j < t->row_len; j++) m->col_base[j] = (uint8_t)(trusted_varint(&g) * t->classes);
-    g = x->meta + t->rows_at;
-    for (j = 0; j < t->row_period; j++)
-      m->row_base[j] = (uint8_t)(trusted_varint(&g) * t->col_groups * t->classes);
+    for (j = 0; j < D; j++) m->col_base[j] = (uint8_t)(trusted_varint(&cols) * t->classes);
+    for (j = 0; j < P; j++) m->row_base[j] = (uint8_t)(trusted_varint(&rows) * Gc * t->classes);
   }
   for (c = 0; c < T; c++) {
     uint32_t first = (uint32_t)trusted_varint(&q), cnt = (uint32_t)trusted_varint(&q), cum = 0;
