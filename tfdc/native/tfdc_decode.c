@@ -422,9 +422,9 @@ typedef struct {
   unsigned bits;
   const uint8_t *p;
   uint64_t over; /* zero bits supplied past the segment's end */
-  /* kind 3 (§5.3): `p` is the next byte of the segment */
+  /* kinds 3, 4 (§5.3, §5.4): `p` is the next byte of the segment */
   const struct rans_model *rm; /* NULL: a prefix code */
-  const void *lut; /* [class << prec | slot] -> symbol, u8 if width <= 8 else u16; NULL: search */
+  const void *lut; /* [table << prec | slot] -> symbol, u8 if width <= 8 else u16; NULL: search */
   uint16_t *ring;              /* the segment's last ring_mask + 1 symbols */
   uint32_t ring_mask;
   uint32_t x;    /* the state */
@@ -1271,7 +1271,7 @@ typedef struct {
   uint8_t *out;
   /* scratch */
   htab slots[MAX_STREAMS];
-  /* kind 3, per stream slot of a record (0: gaps, 1 + p: values / plane p):
+  /* kinds 3 and 4, per stream slot of a record (0: gaps, 1 + p: values / plane p):
    * the slot lookup (built for table lut_for) and the ring of levels */
   void *lut[MAX_STREAMS];
   uint64_t lut_cap[MAX_STREAMS]; /* bytes */
