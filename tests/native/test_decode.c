@@ -8,6 +8,7 @@
  *
  *   test_decode [CORPUS_DIR]            run all tests
  *   test_decode --write DIR             also write the built files to DIR (seed corpus)
+ *   test_decode --bench [N] [REPEATS]   time kind 3 / 4 decoding of N smooth int8 symbols
  */
 #define _POSIX_C_SOURCE 200809L
 #define _FILE_OFFSET_BITS 64 /* 32-bit readdir fails on 64-bit inode numbers otherwise */
