@@ -1,8 +1,9 @@
 /*
- * test_decode.c - C tests of tfdc_decode.c: format 1 files made by the
- * independent builder in tfdc_builder.h, and the format 2 files of the fuzz
- * corpus (written by tfdc's packer: tools/make_v2_corpus.py), decoded,
- * truncated, bit-flipped and with their meta stream mutated and re-deflated.
+ * test_decode.c - C tests of tfdc_decode.c: format 1 files and format 2.1 /
+ * 2.2 files with kind 3 and kind 4 (rANS) tables made by the independent
+ * builder in tfdc_builder.h, and the format 2 files of the fuzz corpus
+ * (written by tfdc's packer: tools/make_v2_corpus.py), decoded, truncated,
+ * bit-flipped and with their meta stream mutated and re-deflated.
  * C99 + POSIX (opendir) + zlib; run by CTest (also under ASan/UBSan and, for
  * ARM, under qemu).
  *

@@ -1,6 +1,7 @@
 /*
  * tfdc_builder.h - a small, independent encoder of tfdc-packed files for the
- * C tests and the fuzz seed corpus (docs/FORMAT.md v1). It writes a minimal
+ * C tests and the fuzz seed corpus (docs/FORMAT.md: format 1 files, and
+ * format 2's kind 3 and 4 tables and segments, §5.3-§5.4). It writes a minimal
  * TFLite-like flatbuffer (Model.buffers + Model.metadata only) followed by
  * the section. Deliberately simple: clarity over speed.
  */
