@@ -616,6 +616,10 @@ static void k4_maps(k4groups *g) {
   for (q = 0; q < g->P; q++) g->row_group[q] = (g->scramble ? (q * 40503u + 7u) >> 3 : q) % g->Gr;
 }
 
+/* Set: a sparse file's gap stream is kind 3 even where its values are kind 4
+ * (a file with both kinds, flags 3). */
+static int k4_values_only = 0;
+
 static unsigned bits_for(uint64_t alphabet) {
   unsigned w = 1;
   while ((1ull << w) < alphabet) w++;
@@ -764,7 +768,7 @@ static bytes k3_build(const k3config *c, const k4groups *g, const k3edit *e, uin
     b_varint(&rec, nnz);
     b_varint(&rec, c->G);
     b_varint(&rec, ngap);
-    if (ngap) k3_stream(c, g, e, 1, sym, ngap, c->G, &tabs, &ntab, &rec, &pay);
+    if (ngap) k3_stream(c, k4_values_only ? NULL : g, e, 1, sym, ngap, c->G, &tabs, &ntab, &rec, &pay);
     b_varint(&rec, 0); /* expand */
     keys = (uint64_t *)malloc(sizeof(uint64_t) * (nnz + 1));
     for (t = 0; t < nnz; t++) {
@@ -1078,6 +1082,26 @@ static void test_k4_configs(void) {
     free(k.g.col_group);
     free(k.g.row_group);
   }
+}
+
+/* Kind 3 gaps and kind 4 values in one file: flags 3 decodes it; without
+ * bit 0 (kind 3) or bit 1 (kind 4) it is refused. */
+static void test_k4_with_k3(void) {
+  k4config k = k4_configs[13]; /* sparse int8 */
+  k3edit e = k4_none;
+  int rc;
+  k4_maps(&k.g);
+  k4_values_only = 1;
+  CHECK(built_decodes("k4_sparse_k3_gaps", &k.c, &k.g, &e, &rc), "kind 3 gaps, kind 4 values -> %d", rc);
+  e.flags = 2;
+  built_decodes("k4_sparse_k3_gaps", &k.c, &k.g, &e, &rc);
+  CHECK(rc == TFDC_ERR_CORRUPT, "the same with flags 2 -> %d", rc);
+  e.flags = 1;
+  built_decodes("k4_sparse_k3_gaps", &k.c, &k.g, &e, &rc);
+  CHECK(rc == TFDC_ERR_CORRUPT, "the same with flags 1 -> %d", rc);
+  k4_values_only = 0;
+  free(k.g.col_group);
+  free(k.g.row_group);
 }
 
 /* §5.4: a kind 4 table with D = P = Gr = Gc = 1 codes exactly as the kind 3
@@ -1429,6 +1453,7 @@ int main(int argc, char **argv) {
   test_format_examples();
   test_k4_configs();
   test_k4_one_group_is_kind3();
+  test_k4_with_k3();
   test_k4_rules();
   test_k4_mutations();
   free(multi.d);
