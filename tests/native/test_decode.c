@@ -1,17 +1,20 @@
 /*
- * test_decode.c - C tests of tfdc_decode.c: format 1 files made by the
- * independent builder in tfdc_builder.h, and the format 2 files of the fuzz
- * corpus (written by tfdc's packer: tools/make_v2_corpus.py), decoded,
- * truncated, bit-flipped and with their meta stream mutated and re-deflated.
+ * test_decode.c - C tests of tfdc_decode.c: format 1 files and format 2.1 /
+ * 2.2 files with kind 3 and kind 4 (rANS) tables made by the independent
+ * builder in tfdc_builder.h, and the format 2 files of the fuzz corpus
+ * (written by tfdc's packer: tools/make_v2_corpus.py), decoded, truncated,
+ * bit-flipped and with their meta stream mutated and re-deflated.
  * C99 + POSIX (opendir) + zlib; run by CTest (also under ASan/UBSan and, for
  * ARM, under qemu).
  *
  *   test_decode [CORPUS_DIR]            run all tests
  *   test_decode --write DIR             also write the built files to DIR (seed corpus)
+ *   test_decode --bench [N] [REPEATS]   time kind 3 / 4 decoding of N smooth int8 symbols
  */
 #define _POSIX_C_SOURCE 200809L
 #define _FILE_OFFSET_BITS 64 /* 32-bit readdir fails on 64-bit inode numbers otherwise */
 #include <dirent.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,8 @@ static void maybe_write(const char *name, const bytes *f) {
   fp = fopen(path, "wb");
   if (fp) { fwrite(f->d, 1, f->n, fp); fclose(fp); }
 }
+
+static void maybe_write_v2(const char *name, const bytes *f);
 
 /* Decodes `f` and checks every record's bytes, the copied prefix and the
  * zero fill. Returns the status. */
@@ -407,6 +412,11 @@ static int v2_split(const bytes *f, v2_parts *p) {
  * new section size, the header (orig's magic and versions, then `flags`),
  * the meta stream deflated as the packer does (level 9, memLevel 9, the
  * dictionary), the payload, the CRC. */
+/* DEFLATE level of v2_join: 9 as the packer, 0 for the stored-block twins
+ * of fuzz seeds (mutations then reach the tables instead of breaking the
+ * DEFLATE stream). */
+static int v2_join_level = 9;
+
 static bytes v2_join(const bytes *orig, uint64_t flags, const uint8_t *meta, uint64_t M, uint64_t F,
                      uint64_t D, const uint8_t *payload, size_t payload_len) {
   bytes out = {0};
@@ -415,7 +425,7 @@ static bytes v2_join(const bytes *orig, uint64_t flags, const uint8_t *meta, uin
   z_stream z;
   uint64_t C, Z;
   memset(&z, 0, sizeof z);
-  deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY);
+  deflateInit2(&z, v2_join_level, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY);
   deflateSetDictionary(&z, tfdc_dictionary, TFDC_DICTIONARY_SIZE);
   z.next_in = (Bytef *)(uintptr_t)meta;
   z.avail_in = (uInt)M;
@@ -439,6 +449,24 @@ static bytes v2_join(const bytes *orig, uint64_t flags, const uint8_t *meta, uin
   b_u32(&out, ref_crc32(out.d, out.n));
   free(def);
   return out;
+}
+
+/* A format 2 file built here, and its twin with the meta stream in stored
+ * DEFLATE blocks (NAME_stored), as fuzz seeds. */
+static void maybe_write_v2(const char *name, const bytes *f) {
+  v2_parts p;
+  char stored[512];
+  bytes g;
+  if (!write_dir) return;
+  maybe_write(name, f);
+  if (!v2_split(f, &p)) return;
+  v2_join_level = 0;
+  g = v2_join(f, p.flags, p.meta, p.M, p.F, p.D, p.payload, p.payload_len);
+  v2_join_level = 9;
+  snprintf(stored, sizeof stored, "%s_stored", name);
+  maybe_write(stored, &g);
+  free(g.d);
+  free(p.meta);
 }
 
 static int v2_files = 0, v2_mutants = 0, v2_mutants_ok = 0;
@@ -557,16 +585,40 @@ typedef struct {
 } k3config;
 
 /* What to break in a built file (0: nothing): the header flags, a field or
- * class of table 0, or segment 0 of the first stream. */
+ * two, or a class table or map of table 0, or segment 0 of the first stream. */
 enum { SEG_OK, SEG_SHORT, SEG_LONG, SEG_3_BYTES, SEG_STATE_LOW, SEG_STATE_HIGH, SEG_FLIP };
 typedef struct {
   uint64_t flags;
   int field;
   uint64_t value;
   int bad_class, seg;
+  int field2;
+  uint64_t value2;
 } k3edit;
 
-static const k3edit k3_none = {1, 0, 0, RT_OK, SEG_OK};
+static const k3edit k3_none = {1, 0, 0, RT_OK, SEG_OK, 0, 0};
+static const k3edit k4_none = {3, 0, 0, RT_OK, SEG_OK, 0, 0}; /* kind 4 needs flags bit 1 */
+
+/* Kind 4 groups (§5.4) of every stream of a built file; NULL: kind 3. The
+ * maps are col_group[q] = q mod Gc and row_group[r] = r mod Gr, or with
+ * `scramble` a hash of q and r modulo the group counts. */
+typedef struct {
+  uint32_t D, P, Gc, Gr;
+  int scramble;
+  uint32_t *col_group, *row_group; /* filled by k4_maps */
+} k4groups;
+
+static void k4_maps(k4groups *g) {
+  uint32_t q;
+  g->col_group = (uint32_t *)malloc(sizeof(uint32_t) * g->D);
+  g->row_group = (uint32_t *)malloc(sizeof(uint32_t) * g->P);
+  for (q = 0; q < g->D; q++) g->col_group[q] = (g->scramble ? (q * 2654435761u) >> 7 : q) % g->Gc;
+  for (q = 0; q < g->P; q++) g->row_group[q] = (g->scramble ? (q * 40503u + 7u) >> 3 : q) % g->Gr;
+}
+
+/* Set: a sparse file's gap stream is kind 3 even where its values are kind 4
+ * (a file with both kinds, flags 3). */
+static int k4_values_only = 0;
 
 static unsigned bits_for(uint64_t alphabet) {
   unsigned w = 1;
@@ -574,13 +626,15 @@ static unsigned bits_for(uint64_t alphabet) {
   return w;
 }
 
-/* Appends one kind 3 stream: its table to `tabs`, its descriptor to `rec`,
- * its segments to `pay`; the first stream of a file takes the edits. */
-static void k3_stream(const k3config *c, const k3edit *e, int first_stream, const uint16_t *sym,
-                      uint64_t count, uint64_t alphabet, bytes *tabs, uint64_t *ntab, bytes *rec,
-                      bytes *pay) {
+/* Appends one kind 3 (g NULL) or kind 4 stream: its table to `tabs`, its
+ * descriptor to `rec`, its segments to `pay`; the first stream of a file
+ * takes the edits. */
+static void k3_stream(const k3config *c, const k4groups *g, const k3edit *e, int first_stream,
+                      const uint16_t *sym, uint64_t count, uint64_t alphabet, bytes *tabs,
+                      uint64_t *ntab, bytes *rec, bytes *pay) {
   rtable t;
   uint64_t start;
+  memset(&t, 0, sizeof t);
   t.width = bits_for(alphabet);
   t.prec = c->prec > t.width ? c->prec : t.width;
   if (t.prec > 15) t.prec = 15;
@@ -588,14 +642,26 @@ static void k3_stream(const k3config *c, const k3edit *e, int first_stream, cons
   t.lag2 = c->lag2;
   t.shift = c->shift;
   t.classes = c->classes;
+  if (g) {
+    t.D = g->D;
+    t.P = g->P;
+    t.Gc = g->Gc;
+    t.Gr = g->Gr;
+    t.col_group = g->col_group;
+    t.row_group = g->row_group;
+  }
   rt_fit(&t, sym, count, c->block);
-  rt_write(tabs, &t, first_stream ? e->field : 0, e->value, first_stream ? e->bad_class : RT_OK);
+  if (first_stream) {
+    rt_write2(tabs, &t, e->field, e->value, e->field2, e->value2, e->bad_class);
+  } else {
+    rt_write(tabs, &t, 0, 0, RT_OK);
+  }
   b_varint(rec, (*ntab)++);
   b_varint(rec, c->block);
   for (start = 0; start < count; start += c->block) {
     uint64_t n = count - start < c->block ? count - start : c->block;
     bytes seg = {0};
-    rt_encode_segment(&seg, &t, sym + start, n);
+    rt_encode_segment(&seg, &t, sym + start, n, start);
     if (first_stream && start == 0) {
       switch (e->seg) {
         case SEG_SHORT: seg.n--; break;
@@ -611,7 +677,7 @@ static void k3_stream(const k3config *c, const k3edit *e, int first_stream, cons
     b_put(pay, seg.d, seg.n);
     free(seg.d);
   }
-  free(t.freq);
+  rt_free(&t);
 }
 
 /* A smooth signed signal over [N / cols, cols], zeroed where sparse. */
@@ -625,7 +691,8 @@ static long k3_signal(const k3config *c, uint64_t e) {
 
 /* Builds a packed file of one record coded with kind 3 streams (every
  * stream of the record), `e` applied. *expected gets the D decoded bytes. */
-static bytes k3_build(const k3config *c, const k3edit *e, uint8_t **expected, uint64_t *D_out) {
+static bytes k3_build(const k3config *c, const k4groups *g, const k3edit *e, uint8_t **expected,
+                      uint64_t *D_out) {
   const unsigned eb = c->eb, P = eb >= 8 ? eb / 8 : 1;
   const uint64_t N = c->N, out_size = N * eb / 8, C = N / c->R;
   uint64_t off = 0, size = out_size, D, t, ntab = 0, nnz = 0, K = 0, ngap = 0, cur = UINT64_MAX;
@@ -640,6 +707,10 @@ static bytes k3_build(const k3config *c, const k3edit *e, uint8_t **expected, ui
   for (t = 0; t < N; t++) {
     long v = k3_signal(c, t);
     uint64_t u;
+    /* kind 4: groups that differ (a row group's offset, a column group's
+     * gain), so that a decoder that picks the wrong table decodes other
+     * symbols */
+    if (g && v) v = v * (long)(1 + g->col_group[t % g->D] % 3) + 7 * (long)g->row_group[(t / g->D) % g->P];
     if (eb == 2) v = v / 40;
     if (eb == 4) v = v / 16;
     if (eb == 16) v = v * 97;
@@ -677,7 +748,7 @@ static bytes k3_build(const k3config *c, const k3edit *e, uint8_t **expected, ui
         uint64_t u = val[(t % c->R) * C + t / c->R];
         sym[t] = (uint16_t)(eb < 8 ? u : (u >> (8 * (P - 1 - p))) & 0xff);
       }
-      k3_stream(c, e, p == 0, sym, N, 1ull << (eb < 8 ? eb : 8), &tabs, &ntab, &rec, &pay);
+      k3_stream(c, g, e, p == 0, sym, N, 1ull << (eb < 8 ? eb : 8), &tabs, &ntab, &rec, &pay);
     }
   } else {
     /* gaps over stream order, then the sorted distinct keys */
@@ -697,7 +768,7 @@ static bytes k3_build(const k3config *c, const k3edit *e, uint8_t **expected, ui
     b_varint(&rec, nnz);
     b_varint(&rec, c->G);
     b_varint(&rec, ngap);
-    if (ngap) k3_stream(c, e, 1, sym, ngap, c->G, &tabs, &ntab, &rec, &pay);
+    if (ngap) k3_stream(c, k4_values_only ? NULL : g, e, 1, sym, ngap, c->G, &tabs, &ntab, &rec, &pay);
     b_varint(&rec, 0); /* expand */
     keys = (uint64_t *)malloc(sizeof(uint64_t) * (nnz + 1));
     for (t = 0; t < nnz; t++) {
@@ -736,7 +807,7 @@ static bytes k3_build(const k3config *c, const k3edit *e, uint8_t **expected, ui
       }
       sym[t] = (uint16_t)lo;
     }
-    if (nnz) k3_stream(c, e, ngap == 0, sym, nnz, K, &tabs, &ntab, &rec, &pay);
+    if (nnz) k3_stream(c, g, e, ngap == 0, sym, nnz, K, &tabs, &ntab, &rec, &pay);
     free(vals);
   }
   b_put(&meta, fb.d, fb.n);
@@ -792,7 +863,7 @@ static void test_k3_configs(void) {
     const k3config *c = &k3_configs[i];
     uint8_t *expected, *out;
     uint64_t D, n = 0;
-    bytes f = k3_build(c, &k3_none, &expected, &D);
+    bytes f = k3_build(c, NULL, &k3_none, &expected, &D);
     int rc = tfdc_decoded_size(f.d, f.n, &n);
     CHECK(rc == TFDC_OK && n == D, "%s: decoded_size -> %s", c->name, tfdc_strerror(rc));
     out = (uint8_t *)malloc(D + 1);
@@ -811,7 +882,7 @@ static void test_k3_configs(void) {
 static int k3_status(const k3config *c, const k3edit *e) {
   uint8_t *expected, *out;
   uint64_t D;
-  bytes f = k3_build(c, e, &expected, &D);
+  bytes f = k3_build(c, NULL, e, &expected, &D);
   int rc;
   out = (uint8_t *)malloc(D);
   rc = tfdc_decode(f.d, f.n, out, D);
@@ -838,8 +909,12 @@ static void test_k3_rules(void) {
   e = k3_none;
   e.flags = 0;
   CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "kind 3 in a file without flags bit 0");
-  e.flags = 3;
-  CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "unknown flag bit 1");
+  e.flags = 3; /* bit 1 allows kind 4 tables; a file need not have one */
+  CHECK(k3_status(c, &e) == TFDC_OK, "flags 3");
+  e.flags = 4;
+  CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "unknown flag bit 2");
+  e.flags = 5;
+  CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "unknown flag bit 2 with bit 0");
   e.flags = 1ull << 40;
   CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "unknown flag bit 40");
   for (i = 0; i < sizeof bad_fields / sizeof bad_fields[0]; i++) {
@@ -899,7 +974,7 @@ static void test_k3_rules(void) {
   {
     uint8_t *expected;
     uint64_t D;
-    bytes f = k3_build(c, &k3_none, &expected, &D), g;
+    bytes f = k3_build(c, NULL, &k3_none, &expected, &D), g;
     v2_parts parts;
     uint8_t *o = (uint8_t *)malloc(D);
     bytes stub0 = {0};
@@ -923,17 +998,441 @@ static void test_k3_mutations(void) {
   for (i = 0; i < sizeof small / sizeof small[0]; i++) {
     uint8_t *expected;
     uint64_t D;
-    bytes f = k3_build(&small[i], &k3_none, &expected, &D);
+    bytes f = k3_build(&small[i], NULL, &k3_none, &expected, &D);
     test_v2_file(small[i].name, &f);
     free(expected);
     free(f.d);
   }
 }
 
+/* ---- format 2.2: kind 4 (grouped rANS) streams in files built here ------ */
+
+typedef struct {
+  k3config c;
+  k4groups g;
+} k4config;
+
+static const k4config k4_configs[] = {
+    /* name                   eb sp  N      cols R  prec C  sh lag1 lag2 G  block dens spread;
+     *                        D      P      Gc Gr scramble */
+    /* D = 1: every symbol is a row; the rows' groups cycle with period 7 */
+    {{"k4_int8_D1",            8, 0, 5000,  50,  1, 10, 4,  2, 1, 50,  0, 4096, 1, 60}, {1, 7, 1, 3, 0, NULL, NULL}},
+    /* P = 3 < 120 rows: the row groups wrap; scrambled maps */
+    {{"k4_int8_rows_wrap",     8, 0, 12000, 100, 1, 12, 8,  1, 1, 100, 0, 4096, 1, 60}, {100, 3, 2, 3, 1, NULL, NULL}},
+    /* 9001 symbols: D does not divide the count; block 777 = 10 rows + 7,
+     * so segments start mid-row */
+    {{"k4_int8_D_not_dividing", 8, 0, 9001, 77,  1, 11, 5,  3, 1, 77,  0, 777,  1, 100}, {77, 40, 3, 4, 1, NULL, NULL}},
+    /* T = 2 x 4 x 32 = 256, long enough for the slot lookup (>= T 2^12 / 16) */
+    {{"k4_int8_T256_lut",      8, 0, 70000, 64,  1, 12, 32, 2, 1, 64,  0, 8192, 1, 60}, {64, 1094, 4, 2, 1, NULL, NULL}},
+    /* T = 256, too short for the lookup: binary search */
+    {{"k4_int8_T256_bsearch",  8, 0, 6000,  64,  1, 12, 32, 2, 1, 64,  0, 4096, 1, 60}, {64, 94, 4, 2, 1, NULL, NULL}},
+    /* lags of one and two rows (D = 200), segments of 4999 (mid-row starts) */
+    {{"k4_int8_lag_rows",      8, 0, 20000, 200, 1, 12, 8,  2, 200, 401, 0, 4999, 1, 60}, {200, 100, 2, 2, 1, NULL, NULL}},
+    {{"k4_int8_block1",        8, 0, 300,   20,  1, 10, 4,  1, 1, 20,  0, 1,    1, 40}, {20, 15, 2, 2, 0, NULL, NULL}},
+    {{"k4_int8_block3_D7",     8, 0, 1000,  7,   1, 9,  3,  2, 1, 7,   0, 3,    1, 40}, {7, 5, 7, 2, 0, NULL, NULL}},
+    {{"k4_int4",               4, 0, 10000, 50,  1, 8,  7,  0, 1, 50,  0, 4096, 1, 120}, {50, 200, 2, 3, 1, NULL, NULL}},
+    {{"k4_int2",               2, 0, 4096,  64,  1, 4,  3,  0, 1, 64,  0, 1000, 1, 120}, {64, 64, 4, 2, 0, NULL, NULL}},
+    {{"k4_int16_planes",      16, 0, 6000,  60,  1, 12, 8,  2, 1, 60,  0, 4096, 1, 60}, {60, 100, 3, 2, 1, NULL, NULL}},
+    {{"k4_f32_planes",        32, 0, 5000,  50,  1, 12, 6,  2, 1, 50,  0, 1500, 1, 60}, {50, 100, 2, 2, 1, NULL, NULL}},
+    {{"k4_int8_colmajor",      8, 0, 6000,  60,  60, 12, 9, 0, 60, 1,  0, 4096, 1, 20}, {100, 60, 3, 1, 1, NULL, NULL}},
+    {{"k4_sparse_int8",        8, 1, 20000, 100, 1, 12, 8,  2, 1, 100, 16, 4096, 0.3, 60}, {100, 50, 2, 2, 1, NULL, NULL}},
+    /* > 256 codebook entries: 9-bit symbols, u16 lookup */
+    {{"k4_sparse_int16_wide", 16, 1, 30000, 100, 1, 12, 4,  3, 2, 100, 16, 8192, 0.8, 200}, {100, 300, 4, 2, 1, NULL, NULL}},
+    /* blocks > 65536 symbols: streamed through the ring; the second segment
+     * starts at symbol 70000, column 70000 mod 97 = 63 */
+    {{"k4_ring_int8",          8, 0, 140000, 97, 1, 10, 6,  1, 1, 97,  0, 70000, 1, 60}, {97, 1400, 2, 3, 1, NULL, NULL}},
+    {{"k4_ring_bsearch",       8, 0, 1000,  20,  1, 15, 32, 2, 1, 20,  0, 100000, 1, 60}, {20, 50, 2, 4, 1, NULL, NULL}},
+    /* D and P at their maximum 65536: a row longer than the count ... */
+    {{"k4_max_D_P_short",      4, 0, 3000,  100, 1, 8,  2,  0, 1, 100, 0, 1000, 1, 120}, {65536, 65536, 2, 2, 1, NULL, NULL}},
+    /* ... and rows 0 .. 2 of 65536 over two segments */
+    {{"k4_max_D_P",            4, 0, 140000, 100, 1, 8, 2,  0, 1, 100, 0, 65536, 1, 120}, {65536, 65536, 2, 2, 1, NULL, NULL}},
+    /* one group with maps of 5 and 3 entries (all 0): every base is 0 */
+    {{"k4_one_group_maps",     8, 0, 5000,  50,  1, 10, 8,  2, 1, 50,  0, 777,  1, 60}, {5, 3, 1, 1, 0, NULL, NULL}},
+};
+
+/* Builds, decodes and compares one file; 1 if it decoded right. */
+static int built_decodes(const char *name, const k3config *c, const k4groups *g, const k3edit *e,
+                         int *status) {
+  uint8_t *expected, *out;
+  uint64_t D, n = 0;
+  bytes f = k3_build(c, g, e, &expected, &D);
+  int size_rc = tfdc_decoded_size(f.d, f.n, &n), rc, ok;
+  out = (uint8_t *)malloc(D + 1);
+  out[D] = 0x5A;
+  rc = tfdc_decode(f.d, f.n, out, D);
+  ok = rc == TFDC_OK && memcmp(out, expected, D) == 0;
+  CHECK(rc != TFDC_OK || (size_rc == TFDC_OK && n == D), "%s: decoded_size -> %s", name,
+        tfdc_strerror(size_rc));
+  CHECK(out[D] == 0x5A, "%s: wrote past D", name);
+  if (status) *status = rc == TFDC_OK && !ok ? 1 : rc; /* 1: decoded, but wrongly */
+  if (ok) maybe_write(name, &f);
+  free(out);
+  free(expected);
+  free(f.d);
+  return ok;
+}
+
+static void test_k4_configs(void) {
+  size_t i;
+  for (i = 0; i < sizeof k4_configs / sizeof k4_configs[0]; i++) {
+    k4config k = k4_configs[i];
+    int rc;
+    k4_maps(&k.g);
+    CHECK(built_decodes(k.c.name, &k.c, &k.g, &k4_none, &rc), "%s: decode -> %d", k.c.name, rc);
+    free(k.g.col_group);
+    free(k.g.row_group);
+  }
+}
+
+/* Kind 3 gaps and kind 4 values in one file: flags 3 decodes it; without
+ * bit 0 (kind 3) or bit 1 (kind 4) it is refused. */
+static void test_k4_with_k3(void) {
+  k4config k = k4_configs[13]; /* sparse int8 */
+  k3edit e = k4_none;
+  int rc;
+  k4_maps(&k.g);
+  k4_values_only = 1;
+  CHECK(built_decodes("k4_sparse_k3_gaps", &k.c, &k.g, &e, &rc), "kind 3 gaps, kind 4 values -> %d", rc);
+  e.flags = 2;
+  built_decodes("k4_sparse_k3_gaps", &k.c, &k.g, &e, &rc);
+  CHECK(rc == TFDC_ERR_CORRUPT, "the same with flags 2 -> %d", rc);
+  e.flags = 1;
+  built_decodes("k4_sparse_k3_gaps", &k.c, &k.g, &e, &rc);
+  CHECK(rc == TFDC_ERR_CORRUPT, "the same with flags 1 -> %d", rc);
+  k4_values_only = 0;
+  free(k.g.col_group);
+  free(k.g.row_group);
+}
+
+/* §5.4: a kind 4 table with D = P = Gr = Gc = 1 codes exactly as the kind 3
+ * table with the same fields: the same payload, the same decoded bytes. */
+static void test_k4_one_group_is_kind3(void) {
+  static const size_t which[] = {0, 9, 13, 19}; /* int8 rows, int4, sparse, ring */
+  size_t i;
+  for (i = 0; i < sizeof which / sizeof which[0]; i++) {
+    const k3config *c = &k3_configs[which[i]];
+    k4groups g = {1, 1, 1, 1, 0, NULL, NULL};
+    uint64_t seed = rng_state, D3, D4;
+    uint8_t *e3, *e4, *o;
+    bytes f3, f4;
+    v2_parts p3, p4;
+    k4_maps(&g);
+    f3 = k3_build(c, NULL, &k3_none, &e3, &D3);
+    rng_state = seed; /* the same signal */
+    f4 = k3_build(c, &g, &k4_none, &e4, &D4);
+    CHECK(D3 == D4 && memcmp(e3, e4, D3) == 0, "%s: the same tensor", c->name);
+    CHECK(v2_split(&f3, &p3) && v2_split(&f4, &p4), "%s: split", c->name);
+    CHECK(p3.payload_len == p4.payload_len && memcmp(p3.payload, p4.payload, p3.payload_len) == 0,
+          "%s: kind 4 with one group has kind 3's payload", c->name);
+    o = (uint8_t *)malloc(D4);
+    CHECK(tfdc_decode(f4.d, f4.n, o, D4) == TFDC_OK && memcmp(o, e4, D4) == 0, "%s: kind 4 (1x1)", c->name);
+    CHECK(tfdc_decode(f3.d, f3.n, o, D3) == TFDC_OK && memcmp(o, e3, D3) == 0, "%s: kind 3", c->name);
+    free(o); free(e3); free(e4); free(f3.d); free(f4.d); free(p3.meta); free(p4.meta);
+    free(g.col_group); free(g.row_group);
+  }
+}
+
+static int k4_status(const k4config *k, const k3edit *e) {
+  k4config kk = *k;
+  int rc = 0;
+  k4_maps(&kk.g);
+  built_decodes(kk.c.name, &kk.c, &kk.g, e, &rc);
+  free(kk.g.col_group);
+  free(kk.g.row_group);
+  return rc;
+}
+
+/* Every MUST of §5.4 (and the kind 3 rules it inherits, §4's flags) broken
+ * once: CORRUPT (or, where bytes run out, TRUNCATED). */
+static void test_k4_rules(void) {
+  const k4config *k = &k4_configs[1];  /* int8, D 100, Gc 2, P 3, Gr 3, C 8: T = 48 */
+  const k4config *kb = &k4_configs[13]; /* sparse: the gap table has width 4 */
+  static const struct {
+    int field;
+    uint64_t value, value2; /* value2: of field 7 + 1 (Gc) when nonzero */
+    const char *what;
+  } bad_fields[] = {
+      {1, 0, 0, "prec 0"}, {1, 16, 0, "prec 16"}, {2, 0, 0, "width 0"}, {2, 16, 0, "width 16"},
+      {3, 0, 0, "lag1 0"}, {3, 65536, 0, "lag1 65536"}, {4, 0, 0, "lag2 0"}, {4, 65536, 0, "lag2 65536"},
+      {5, 17, 0, "shift 17"}, {6, 0, 0, "classes 0"}, {6, 33, 0, "classes 33"},
+      {RT_F_ROW_LEN, 0, 0, "row_len 0"}, {RT_F_ROW_LEN, 65537, 0, "row_len 65537"},
+      {RT_F_COL_GROUPS, 0, 0, "col_groups 0"}, {RT_F_ROW_PERIOD, 0, 0, "row_period 0"},
+      {RT_F_ROW_PERIOD, 65537, 0, "row_period 65537"}, {RT_F_ROW_GROUPS, 0, 0, "row_groups 0"},
+      {RT_F_ROW_GROUPS, 17, 0, "T = 17 x 2 x 8 = 272 > 256"},
+      {RT_F_COL_GROUPS, 257, 0, "col_groups 257"},
+      {RT_F_ROW_GROUPS, 1ull << 32, 1ull << 32, "Gr = Gc = 2^32 (a product that wraps)"},
+      {RT_F_ROW_GROUPS, ~0ull, 0, "row_groups 2^64 - 1"},
+  };
+  static const struct { int bad; const char *what; } bad_tables[] = {
+      {RT_SUM_PLUS_ONE, "sum 2^prec + 1"}, {RT_SUM_MINUS_ONE, "sum 2^prec - 1"},
+      {RT_PAST_WIDTH, "first + m = 2^w + 1"}, {RT_FREQ_TOO_BIG, "a frequency 2^prec + 1"},
+      {RT_M_ZERO, "m = 0"}, {RT_COL_GROUP_GC, "col_group entry = Gc"},
+      {RT_ROW_GROUP_GR, "row_group entry = Gr"},
+  };
+  k3edit e;
+  size_t i;
+  int rc, last;
+  CHECK(k4_status(k, &k4_none) == TFDC_OK, "unbroken");
+  e = k4_none;
+  e.flags = 2; /* kind 4 tables only: bit 0 is not needed */
+  CHECK(k4_status(k, &e) == TFDC_OK, "flags 2");
+  e.flags = 1;
+  CHECK(k4_status(k, &e) == TFDC_ERR_CORRUPT, "kind 4 in a file with flags 1");
+  e.flags = 0;
+  CHECK(k4_status(k, &e) == TFDC_ERR_CORRUPT, "kind 4 in a file with flags 0");
+  e.flags = 7;
+  CHECK(k4_status(k, &e) == TFDC_ERR_CORRUPT, "flags 7");
+  e.flags = 2;
+  CHECK(k3_status(&k3_configs[0], &e) == TFDC_ERR_CORRUPT, "kind 3 in a file with flags 2");
+  for (i = 0; i < sizeof bad_fields / sizeof bad_fields[0]; i++) {
+    e = k4_none;
+    e.field = bad_fields[i].field;
+    e.value = bad_fields[i].value;
+    if (bad_fields[i].value2) {
+      e.field2 = RT_F_COL_GROUPS;
+      e.value2 = bad_fields[i].value2;
+    }
+    rc = k4_status(k, &e);
+    CHECK(rc == TFDC_ERR_CORRUPT, "%s -> %d", bad_fields[i].what, rc);
+  }
+  for (last = 0; last <= 1; last++) {
+    for (i = 0; i < sizeof bad_tables / sizeof bad_tables[0]; i++) {
+      e = k4_none;
+      e.bad_class = bad_tables[i].bad | (last ? RT_LAST_TABLE : 0);
+      rc = k4_status(k, &e);
+      CHECK(rc == TFDC_ERR_CORRUPT, "%s (%s class table) -> %d", bad_tables[i].what, last ? "last" : "first", rc);
+    }
+  }
+  /* T > 256 with every class table present (a decoder without the rule
+   * would index past its tables) */
+  {
+    k4config k2 = *k;
+    k2.g.Gr = 17; /* 17 x 2 x 8 = 272 */
+    rc = k4_status(&k2, &k4_none);
+    CHECK(rc == TFDC_ERR_CORRUPT, "T = 272, all class tables written -> %d", rc);
+    k2.g.Gr = 16; /* 256: the largest legal T */
+    CHECK(k4_status(&k2, &k4_none) == TFDC_OK, "T = 256 = 16 x 2 x 8");
+    k2.c.classes = 1;
+    k2.g.Gc = 1;
+    k2.g.Gr = 257; /* P = 3 row groups used, 257 listed */
+    rc = k4_status(&k2, &k4_none);
+    CHECK(rc == TFDC_ERR_CORRUPT, "T = 257 x 1 x 1 -> %d", rc);
+  }
+  /* one class table fewer: the stream descriptor is read as its last */
+  e = k4_none;
+  e.bad_class = RT_FEWER_TABLES;
+  rc = k4_status(k, &e);
+  CHECK(rc == TFDC_ERR_CORRUPT || rc == TFDC_ERR_TRUNCATED, "T - 1 class tables -> %d", rc);
+  /* the last class table codes symbol 2^w - 1: alphabet 16 > the gap
+   * stream's 12 */
+  {
+    k4config k2 = *kb;
+    k2.c.G = 12;
+    e = k4_none;
+    e.bad_class = RT_TOP_SYMBOL | RT_LAST_TABLE;
+    rc = k4_status(&k2, &e);
+    CHECK(rc == TFDC_ERR_CORRUPT, "table alphabet 16 > stream alphabet 12 -> %d", rc);
+    e.bad_class = RT_OK;
+    CHECK(k4_status(&k2, &e) == TFDC_OK, "alphabet 12 unbroken");
+  }
+  /* segments */
+  {
+    static const struct { int seg, status; const char *what; } cases[] = {
+        {SEG_SHORT, TFDC_ERR_TRUNCATED, "segment one byte short"},
+        {SEG_LONG, TFDC_ERR_CORRUPT, "segment with a byte left over"},
+        {SEG_3_BYTES, TFDC_ERR_CORRUPT, "segment_bytes 3"},
+        {SEG_STATE_LOW, TFDC_ERR_CORRUPT, "initial state L - 1"},
+        {SEG_STATE_HIGH, TFDC_ERR_CORRUPT, "initial state >= 2^31"},
+    };
+    size_t q;
+    for (q = 0; q < sizeof cases / sizeof cases[0]; q++) {
+      e = k4_none;
+      e.seg = cases[q].seg;
+      rc = k4_status(k, &e);
+      CHECK(rc == cases[q].status, "%s -> %d", cases[q].what, rc);
+    }
+  }
+  /* a decoder that ignored the groups would decode other symbols: the
+   * same stream read with one group fails (wrong symbols or state) */
+  e = k4_none;
+  e.field = RT_F_ROW_GROUPS;
+  e.value = 1; /* T = 16: class tables 16 .. 47 are read as the descriptor */
+  rc = k4_status(k, &e);
+  CHECK(rc != TFDC_OK, "row_groups 1 for a 3-group stream -> %d", rc);
+}
+
+/* A v2 file of one dense int8 record of `count` codebook indices (the
+ * codebook is 0, 1: each symbol is its own byte), coded with one kind 3 or
+ * 4 table given as bytes and one segment. */
+static bytes example_file(const uint8_t *table, size_t table_len, const uint8_t *seg, size_t seg_len,
+                          uint64_t count, uint64_t flags, uint64_t *D_out, uint64_t *off_out) {
+  uint64_t off = 0, size = count, D;
+  bytes fb = {0}, meta = {0}, out;
+  bytes stub = {(uint8_t *)(uintptr_t)k3_stub, sizeof k3_stub, sizeof k3_stub};
+  write_flatbuffer(&fb, 1, &off, &size, 0, 0, 0);
+  off = (fb.n + 15) / 16 * 16;
+  fb.n = 0;
+  write_flatbuffer(&fb, 1, &off, &size, 0, 0, 0);
+  D = off + count;
+  b_put(&meta, fb.d, fb.n);
+  b_varint(&meta, 1);
+  b_put(&meta, table, table_len);
+  b_varint(&meta, 1);
+  /* buffer 2, 8-bit elements, identity, codebook values, dense, R = 1 */
+  b_varint(&meta, 2); b_varint(&meta, 8); b_varint(&meta, 0); b_varint(&meta, 0);
+  b_varint(&meta, 0); b_varint(&meta, 1);
+  /* no expansion; K = 2: keys 0 and 0 + 0 + 1 (width 0, no delta bits) */
+  b_varint(&meta, 0); b_varint(&meta, 2); b_varint(&meta, 0); b_varint(&meta, 0);
+  /* the stream: table 0, one segment */
+  b_varint(&meta, 0); b_varint(&meta, count); b_varint(&meta, seg_len);
+  out = v2_join(&stub, flags, meta.d, meta.n, fb.n, D, seg, seg_len);
+  *D_out = D;
+  *off_out = off;
+  free(fb.d);
+  free(meta.d);
+  return out;
+}
+
+/* The examples of FORMAT.md §5.3 (kind 3) and §5.4 (kind 4): their bytes
+ * are what this file's independent encoder writes, and they decode to the
+ * symbols 0 1 0 0 1 0 0 0. */
+static void test_format_examples(void) {
+  static const uint16_t sym[8] = {0, 1, 0, 0, 1, 0, 0, 0};
+  static const uint8_t k3_table[] = {0x03, 0x02, 0x01, 0x01, 0x02, 0x00, 0x02,
+                                     0x00, 0x02, 0x02, 0x02, 0x00, 0x02, 0x03, 0x01};
+  static const uint8_t k3_seg[] = {0x39, 0x8e, 0xe3, 0x00, 0x89};
+  static const uint8_t k4_table[] = {0x04, 0x02, 0x01, 0x01, 0x02, 0x00, 0x01, 0x04, 0x02, 0x00, 0x00, 0x01,
+                                     0x01, 0x01, 0x01, 0x00, 0x00, 0x02, 0x02, 0x02, 0x00, 0x01, 0x04};
+  static const uint8_t k4_seg[] = {0x0c, 0x00, 0x00, 0x08};
+  static const uint32_t k3_freq[4] = {2, 2, 3, 1}, k4_freq[4] = {2, 2, 4, 0};
+  static const uint32_t cols[4] = {0, 0, 1, 1}, rows[1] = {0};
+  int kind;
+  for (kind = 3; kind <= 4; kind++) {
+    const uint8_t *table = kind == 3 ? k3_table : k4_table, *seg = kind == 3 ? k3_seg : k4_seg;
+    size_t tn = kind == 3 ? sizeof k3_table : sizeof k4_table, sn = kind == 3 ? sizeof k3_seg : sizeof k4_seg;
+    rtable t;
+    bytes tb = {0}, sb = {0}, f;
+    uint32_t freq[4], cum[4];
+    uint64_t D, off, i;
+    uint8_t *out;
+    int rc;
+    memset(&t, 0, sizeof t);
+    t.prec = 2; t.width = 1; t.lag1 = 1; t.lag2 = 2; t.shift = 0;
+    t.classes = kind == 3 ? 2 : 1;
+    if (kind == 4) {
+      t.D = 4; t.Gc = 2; t.P = 1; t.Gr = 1; t.col_group = cols; t.row_group = rows;
+    }
+    memcpy(freq, kind == 3 ? k3_freq : k4_freq, sizeof freq);
+    for (i = 0; i < 4; i += 2) { cum[i] = 0; cum[i + 1] = freq[i]; }
+    t.freq = freq;
+    t.cum = cum;
+    rt_write(&tb, &t, 0, 0, RT_OK);
+    rt_encode_segment(&sb, &t, sym, 8, 0);
+    CHECK(tb.n == tn && memcmp(tb.d, table, tn) == 0, "kind %d example: table bytes", kind);
+    CHECK(sb.n == sn && memcmp(sb.d, seg, sn) == 0, "kind %d example: segment bytes", kind);
+    f = example_file(table, tn, seg, sn, 8, kind == 3 ? 1 : 2, &D, &off);
+    out = (uint8_t *)malloc(D);
+    rc = tfdc_decode(f.d, f.n, out, D);
+    CHECK(rc == TFDC_OK, "kind %d example: decode -> %s", kind, tfdc_strerror(rc));
+    for (i = 0; rc == TFDC_OK && i < 8; i++)
+      CHECK(out[off + i] == sym[i], "kind %d example: symbol %llu is %u", kind, (unsigned long long)i, out[off + i]);
+    if (rc == TFDC_OK) maybe_write_v2(kind == 3 ? "k3_format_example" : "k4_format_example", &f);
+    free(out); free(f.d); free(tb.d); free(sb.d);
+  }
+}
+
+/* Truncations, bit flips and re-signed meta mutations of small kind 4
+ * files: never a crash, an overrun or an accepted broken file. */
+static void test_k4_mutations(void) {
+  static const k4config small[] = {
+      {{"k4m_int8", 8, 0, 600, 20, 1, 8, 2, 2, 1, 20, 0, 128, 1, 30}, {20, 3, 2, 2, 1, NULL, NULL}},
+      {{"k4m_sparse", 8, 1, 900, 30, 1, 6, 1, 1, 1, 30, 8, 256, 0.3, 20}, {7, 4, 3, 2, 1, NULL, NULL}},
+  };
+  size_t i;
+  for (i = 0; i < sizeof small / sizeof small[0]; i++) {
+    k4config k = small[i];
+    uint8_t *expected;
+    uint64_t D;
+    bytes f;
+    k4_maps(&k.g);
+    f = k3_build(&k.c, &k.g, &k4_none, &expected, &D);
+    test_v2_file(k.c.name, &f);
+    maybe_write_v2(k.c.name, &f);
+    free(expected);
+    free(f.d);
+    free(k.g.col_group);
+    free(k.g.row_group);
+  }
+}
+
+/* ---- throughput (not a test: `test_decode --bench [N] [REPEATS]`) ------- */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Decodes a kind 3 or 4 file of one dense int8 record of N smooth symbols
+ * (rows of 1024, lag1 1, lag2 1024: a kernel's neighbours) `reps` times;
+ * prints the median time per symbol. */
+static void bench_one(const char *name, uint64_t N, uint64_t block, unsigned classes, k4groups *g,
+                      int reps) {
+  k3config c = {name, 8, 0, N, 1024, 1, 12, classes, 2, 1, 1024, 0, block, 1, 60};
+  uint8_t *expected, *out;
+  uint64_t D;
+  double t[64];
+  bytes f;
+  int i, rc = TFDC_OK;
+  if (g) k4_maps(g);
+  f = k3_build(&c, g, g ? &k4_none : &k3_none, &expected, &D);
+  out = (uint8_t *)malloc(D);
+  if (reps > 64) reps = 64;
+  for (i = 0; i < reps; i++) {
+    double t0 = now_s();
+    rc |= tfdc_decode(f.d, f.n, out, D);
+    t[i] = now_s() - t0;
+  }
+  CHECK(rc == TFDC_OK && memcmp(out, expected, D) == 0, "%s: bench decode", name);
+  qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+  printf("%-28s N=%llu block=%llu T=%u file=%zu B: median %.2f ms = %.3f ns/symbol (%.0f MB/s); min %.2f ms\n",
+         name, (unsigned long long)N, (unsigned long long)block,
+         g ? g->Gr * g->Gc * classes : classes, f.n, 1e3 * t[reps / 2], 1e9 * t[reps / 2] / (double)N,
+         (double)N / t[reps / 2] / 1e6, 1e3 * t[0]);
+  if (g) {
+    free(g->col_group);
+    free(g->row_group);
+  }
+  free(out);
+  free(expected);
+  free(f.d);
+}
+
+static void bench(uint64_t N, int reps) {
+  k4groups g1 = {1024, 65536, 4, 4, 1, NULL, NULL}, g2 = {1024, 65536, 2, 2, 0, NULL, NULL};
+  k4groups g3 = {1, 1, 1, 1, 0, NULL, NULL};
+  g1.P = g2.P = (uint32_t)(N / 1024 < 65536 ? N / 1024 : 65536);
+  bench_one("kind3 C16 block32768", N, 32768, 16, NULL, reps);
+  bench_one("kind3 C16 block262144 (ring)", N, 262144, 16, NULL, reps);
+  bench_one("kind4 1x1x16 block32768", N, 32768, 16, &g3, reps);
+  bench_one("kind4 2x2x8 block32768", N, 32768, 8, &g2, reps);
+  bench_one("kind4 4x4x16 block32768", N, 32768, 16, &g1, reps);
+  bench_one("kind4 4x4x16 block262144", N, 262144, 16, &g1, reps);
+}
+
 int main(int argc, char **argv) {
   bytes multi;
   uint64_t D;
   static const uint8_t digits[] = "123456789";
+  if (argc >= 2 && strcmp(argv[1], "--bench") == 0) {
+    bench(argc >= 3 ? strtoull(argv[2], NULL, 10) : 1u << 23, argc >= 4 ? atoi(argv[3]) : 9);
+    return failures != 0;
+  }
   if (argc == 3 && strcmp(argv[1], "--write") == 0) write_dir = argv[2];
   if (getenv("TFDC_TEST_META_STRIDE")) {
     long k = strtol(getenv("TFDC_TEST_META_STRIDE"), NULL, 10);
@@ -951,6 +1450,12 @@ int main(int argc, char **argv) {
   test_k3_configs();
   test_k3_rules();
   test_k3_mutations();
+  test_format_examples();
+  test_k4_configs();
+  test_k4_one_group_is_kind3();
+  test_k4_with_k3();
+  test_k4_rules();
+  test_k4_mutations();
   free(multi.d);
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);

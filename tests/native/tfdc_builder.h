@@ -1,6 +1,7 @@
 /*
  * tfdc_builder.h - a small, independent encoder of tfdc-packed files for the
- * C tests and the fuzz seed corpus (docs/FORMAT.md v1). It writes a minimal
+ * C tests and the fuzz seed corpus (docs/FORMAT.md: format 1 files, and
+ * format 2's kind 3 and 4 tables and segments, §5.3-§5.4). It writes a minimal
  * TFLite-like flatbuffer (Model.buffers + Model.metadata only) followed by
  * the section. Deliberately simple: clarity over speed.
  */
@@ -153,7 +154,7 @@ static void write_table(bytes *b, const btable *t) {
   b_u32(b, t->n);
   if (t->kind == 1) { b_u32(b, t->symbol); return; }
   for (i = 0; i < t->n; i += 2)
-    b_u8(b, t->len[i] | ((i + 1 < t->n ? t->len[i + 1] : 0) << 4));
+    b_u8(b, (unsigned)(t->len[i] | ((i + 1 < t->n ? t->len[i + 1] : 0) << 4)));
 }
 
 /* A stream (§3.3) of `count` symbols coded with table `ti`. */
@@ -477,7 +478,7 @@ static void fix_crcs(bytes *f) {
   b_set32(f, S + Z - 4, ref_crc32(sec, Z - 4));
 }
 
-/* ---- format 2.1: kind 3 tables and their segments (FORMAT.md §5.3) ---------- */
+/* ---- formats 2.1 / 2.2: kind 3 and 4 tables and their segments (FORMAT.md §5.3, §5.4) */
 
 /* LEB128, minimal (§2). */
 static void b_varint(bytes *b, uint64_t v) {
@@ -488,12 +489,22 @@ static void b_varint(bytes *b, uint64_t v) {
   b_u8(b, (unsigned)v);
 }
 
-/* A kind 3 table: its fields and every class's frequencies (classes << width
- * words, symbol s of class c at [c << width | s]). */
+/* A kind 3 table, or with D > 0 a kind 4 table: its fields and every class
+ * table's frequencies (tables << width words, symbol s of table t at
+ * [t << width | s]; kind 3 has one table per class). */
 typedef struct {
   unsigned prec, width, lag1, lag2, shift, classes;
-  uint32_t *freq;
+  uint32_t *freq, *cum; /* cum: filled by rt_fit, for the encoder */
+  /* kind 4 (§5.4): rows of D symbols; col_group[q] (D entries, < Gc) and
+   * row_group[r] (P entries, < Gr) pick the group of every column and row */
+  uint32_t D, P, Gc, Gr;
+  const uint32_t *col_group, *row_group;
 } rtable;
+
+/* Class tables: Gr * Gc * C (kind 4) or C. */
+static uint64_t rt_tables(const rtable *t) {
+  return t->D ? (uint64_t)t->Gr * t->Gc * t->classes : t->classes;
+}
 
 /* The level of a symbol: its w-bit two's complement value. */
 static long rt_level(const rtable *t, unsigned s) {
@@ -513,29 +524,40 @@ static unsigned rt_class(const rtable *t, const uint16_t *seg, uint64_t k) {
   return (unsigned)c;
 }
 
+/* The class table of symbol k of a segment whose first symbol is symbol i0
+ * of the stream (§5.4: t = (row_group[(i / D) mod P] Gc + col_group[i mod
+ * D]) C + c with i = i0 + k), written with divisions (the decoder counts). */
+static uint64_t rt_table_of(const rtable *t, const uint16_t *seg, uint64_t i0, uint64_t k) {
+  uint64_t c = rt_class(t, seg, k), i = i0 + k;
+  if (!t->D) return c;
+  return ((uint64_t)t->row_group[(i / t->D) % t->P] * t->Gc + t->col_group[i % t->D]) * t->classes + c;
+}
+
 /* Frequencies fitted to `count` symbols coded in segments of `block`: each
- * class's histogram scaled to 2^prec, every occurring symbol >= 1 (a class
+ * table's histogram scaled to 2^prec, every occurring symbol >= 1 (a table
  * that never occurs codes symbol 0). The caller picks prec so that every
- * class's distinct symbols fit. */
+ * table's distinct symbols fit. */
 static void rt_fit(rtable *t, const uint16_t *sym, uint64_t count, uint64_t block) {
-  uint64_t *cnt = (uint64_t *)calloc((size_t)t->classes << t->width, sizeof(uint64_t));
-  uint64_t start, k;
-  unsigned c, s, W = 1u << t->width;
+  const uint64_t T = rt_tables(t);
+  uint64_t *cnt = (uint64_t *)calloc((size_t)T << t->width, sizeof(uint64_t));
+  uint64_t start, k, c;
+  unsigned s, W = 1u << t->width;
   uint32_t P = 1u << t->prec;
-  t->freq = (uint32_t *)calloc((size_t)t->classes << t->width, sizeof(uint32_t));
+  t->freq = (uint32_t *)calloc((size_t)T << t->width, sizeof(uint32_t));
+  t->cum = (uint32_t *)calloc((size_t)T << t->width, sizeof(uint32_t));
   for (start = 0; start < count; start += block) {
     uint64_t n = count - start < block ? count - start : block;
-    for (k = 0; k < n; k++) cnt[((uint64_t)rt_class(t, sym + start, k) << t->width) + sym[start + k]]++;
+    for (k = 0; k < n; k++) cnt[(rt_table_of(t, sym + start, start, k) << t->width) + sym[start + k]]++;
   }
-  for (c = 0; c < t->classes; c++) {
+  for (c = 0; c < T; c++) {
     uint64_t total = 0;
     int64_t diff;
-    uint32_t *f = t->freq + ((size_t)c << t->width);
+    uint32_t *f = t->freq + ((size_t)c << t->width), *cu = t->cum + ((size_t)c << t->width), acc = 0;
     const uint64_t *h = cnt + ((size_t)c << t->width);
     for (s = 0; s < W; s++) total += h[s];
     if (!total) {
       f[0] = P;
-      continue;
+      continue; /* cum all 0 */
     }
     diff = P;
     for (s = 0; s < W; s++) {
@@ -557,52 +579,100 @@ static void rt_fit(rtable *t, const uint16_t *sym, uint64_t count, uint64_t bloc
         diff += take;
       }
     }
+    for (s = 0; s < W; s++) {
+      cu[s] = acc;
+      acc += f[s];
+    }
   }
   free(cnt);
 }
 
-/* Deliberate breaks of a kind 3 table (rt_write's `bad`), each against one
- * rule of §5.3 / §5.2. */
+static void rt_free(rtable *t) {
+  free(t->freq);
+  free(t->cum);
+  t->freq = t->cum = NULL;
+}
+
+/* Deliberate breaks of a kind 3 / 4 table (rt_write's `bad`), each against
+ * one rule of §5.3 / §5.4 / §5.2. The class breaks hit class table 0, or
+ * the last one with RT_LAST_TABLE added. */
 enum {
   RT_OK,
-  RT_SUM_PLUS_ONE,  /* class 0's frequencies sum to 2^prec + 1 */
-  RT_PAST_WIDTH,    /* class 0: first + m = 2^w + 1 */
-  RT_FREQ_TOO_BIG,  /* class 0's first frequency is 2^prec + 1 */
-  RT_TOP_SYMBOL,    /* class 0 also codes symbol 2^w - 1 (alphabet size 2^w) */
-  RT_M_ZERO         /* class 0 lists no symbol */
+  RT_SUM_PLUS_ONE,  /* the table's frequencies sum to 2^prec + 1 */
+  RT_PAST_WIDTH,    /* first + m = 2^w + 1 */
+  RT_FREQ_TOO_BIG,  /* its first frequency is 2^prec + 1 */
+  RT_TOP_SYMBOL,    /* it also codes symbol 2^w - 1 (alphabet size 2^w) */
+  RT_M_ZERO,        /* it lists no symbol */
+  RT_SUM_MINUS_ONE, /* its frequencies sum to 2^prec - 1 */
+  RT_COL_GROUP_GC,  /* kind 4: the last col_group entry is Gc */
+  RT_ROW_GROUP_GR,  /* kind 4: the last row_group entry is Gr */
+  RT_FEWER_TABLES,  /* kind 4: one class table missing (the stream's bytes follow) */
+  RT_LAST_TABLE = 0x100
 };
 
-/* The table's bytes (§5.1, §5.3): each class lists first .. last nonzero.
- * Field `field` (1 prec, 2 width, 3 lag1, 4 lag2, 5 shift, 6 classes) is
- * written as `value` instead, if nonzero; `bad` breaks class 0. */
-static void rt_write(bytes *b, const rtable *t, int field, uint64_t value, int bad) {
-  const uint64_t fields[6] = {t->prec, t->width, t->lag1, t->lag2, t->shift, t->classes};
-  unsigned c, s, i;
-  b_varint(b, 3);
-  for (i = 0; i < 6; i++) b_varint(b, field == (int)i + 1 ? value : fields[i]);
-  for (c = 0; c < t->classes; c++) {
+/* Field numbers of rt_write's overrides: 1 prec, 2 width, 3 lag1, 4 lag2,
+ * 5 shift, 6 classes, then kind 4's 7 row_len, 8 col_groups, 9 row_period,
+ * 10 row_groups. */
+enum { RT_F_ROW_LEN = 7, RT_F_COL_GROUPS, RT_F_ROW_PERIOD, RT_F_ROW_GROUPS };
+
+/* The table's bytes (§5.1, §5.3, §5.4): each class table lists first ..
+ * last nonzero. Field `field` (numbered as above) is written as `value`
+ * instead, if nonzero, and `field2` as `value2`; `bad` breaks one class
+ * table or map. */
+static void rt_write2(bytes *b, const rtable *t, int field, uint64_t value, int field2, uint64_t value2,
+                      int bad) {
+  const uint64_t fields[10] = {t->prec, t->width, t->lag1, t->lag2, t->shift, t->classes,
+                               t->D, t->Gc, t->P, t->Gr};
+  const uint64_t T = rt_tables(t), broken = bad & RT_LAST_TABLE ? T - 1 : 0;
+  uint64_t c, i, v;
+  unsigned s;
+  bad &= ~RT_LAST_TABLE;
+#define RT_FIELD(k) (field == (int)(k) + 1 ? value : field2 == (int)(k) + 1 ? value2 : fields[k])
+  b_varint(b, t->D ? 4 : 3);
+  for (i = 0; i < 6; i++) b_varint(b, RT_FIELD(i));
+  if (t->D) {
+    b_varint(b, RT_FIELD(6));
+    b_varint(b, RT_FIELD(7));
+    for (i = 0; i < t->D; i++) {
+      v = t->col_group[i];
+      if (bad == RT_COL_GROUP_GC && i == t->D - 1) v = t->Gc;
+      b_varint(b, v);
+    }
+    b_varint(b, RT_FIELD(8));
+    b_varint(b, RT_FIELD(9));
+    for (i = 0; i < t->P; i++) {
+      v = t->row_group[i];
+      if (bad == RT_ROW_GROUP_GR && i == t->P - 1) v = t->Gr;
+      b_varint(b, v);
+    }
+  }
+#undef RT_FIELD
+  for (c = 0; c < T; c++) {
     const uint32_t *f = t->freq + ((size_t)c << t->width);
     unsigned first = 0, last = (1u << t->width) - 1, top = last;
     uint32_t steal = 0;
+    int hit = c == broken;
+    if (bad == RT_FEWER_TABLES && c == T - 1) break;
     while (!f[first]) first++;
     while (!f[last]) last--;
-    if (c == 0 && bad == RT_M_ZERO) {
+    if (hit && bad == RT_M_ZERO) {
       b_varint(b, first);
       b_varint(b, 0);
       continue;
     }
-    if (c == 0 && bad == RT_TOP_SYMBOL && last < top) { /* 1 from the largest to symbol 2^w - 1 */
+    if (hit && bad == RT_TOP_SYMBOL && last < top) { /* 1 from the largest to symbol 2^w - 1 */
       unsigned best = first;
       for (s = first; s <= last; s++) if (f[s] > f[best]) best = s;
       steal = best + 1; /* nonzero: which symbol gives */
       last = top;
     }
-    b_varint(b, c == 0 && bad == RT_PAST_WIDTH ? (1u << t->width) - (last - first) : first);
+    b_varint(b, hit && bad == RT_PAST_WIDTH ? (1u << t->width) - (last - first) : first);
     b_varint(b, last - first + 1);
     for (s = first; s <= last; s++) {
-      uint64_t v = f[s];
-      if (c == 0 && s == first && bad == RT_SUM_PLUS_ONE) v++;
-      if (c == 0 && s == first && bad == RT_FREQ_TOO_BIG) v = (1u << t->prec) + 1;
+      v = f[s];
+      if (hit && s == first && bad == RT_SUM_PLUS_ONE) v++;
+      if (hit && s == last && bad == RT_SUM_MINUS_ONE) v--; /* last has freq >= 1 */
+      if (hit && s == first && bad == RT_FREQ_TOO_BIG) v = (1u << t->prec) + 1;
       if (steal && s == steal - 1) v--;
       if (steal && s == top) v++;
       b_varint(b, v);
@@ -610,20 +680,22 @@ static void rt_write(bytes *b, const rtable *t, int field, uint64_t value, int b
   }
 }
 
-/* One segment of n symbols, encoded backwards as §5.3's informative
- * encoder says: the final state (4 bytes, little-endian), then the pushed
- * bytes in reverse push order. */
-static void rt_encode_segment(bytes *out, const rtable *t, const uint16_t *seg, uint64_t n) {
+static void rt_write(bytes *b, const rtable *t, int field, uint64_t value, int bad) {
+  rt_write2(b, t, field, value, 0, 0, bad);
+}
+
+/* One segment of n symbols whose first is symbol i0 of the stream, encoded
+ * backwards as §5.3's informative encoder says: the final state (4 bytes,
+ * little-endian), then the pushed bytes in reverse push order. */
+static void rt_encode_segment(bytes *out, const rtable *t, const uint16_t *seg, uint64_t n, uint64_t i0) {
   uint8_t *pushed = (uint8_t *)malloc(4 * n + 8);
   size_t np = 0;
   uint32_t x = 1u << 23;
   uint64_t k = n;
   while (k-- > 0) {
-    unsigned c = rt_class(t, seg, k), s;
-    const uint32_t *f = t->freq + ((size_t)c << t->width);
-    uint32_t fs = f[seg[k]], cum = 0;
-    if (!fs) abort(); /* a symbol the class cannot code */
-    for (s = 0; s < seg[k]; s++) cum += f[s];
+    size_t at = ((size_t)rt_table_of(t, seg, i0, k) << t->width) + seg[k];
+    uint32_t fs = t->freq[at], cum = t->cum[at];
+    if (!fs) abort(); /* a symbol the table cannot code */
     while ((uint64_t)x >= (uint64_t)fs << (31 - t->prec)) {
       pushed[np++] = (uint8_t)x;
       x >>= 8;

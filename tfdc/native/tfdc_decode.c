@@ -1,14 +1,14 @@
 /*
  * tfdc_decode.c - decoder for tfdc-packed .tflite files (docs/FORMAT.md):
- * format 2 (`tfdc.v2`, §3-§7, versions 2.0 and 2.1) and format 1 (`tfdc.v1`,
- * appendix A).
+ * format 2 (`tfdc.v2`, §3-§7, versions 2.0, 2.1 and 2.2) and format 1
+ * (`tfdc.v1`, appendix A).
  *
  * C99, libc + zlib (raw inflate of format 2's meta stream with its preset
  * dictionary, and CRC-32). Sections:
  *   1. the bounds check, little-endian loads, CRC-32
  *   2. the minimal flatbuffer reader (§3.1) and locating the section (§3.2)
  *   3. canonical-Huffman decoding tables and the segment bit reader (§5.2)
- *   3b. the context-modelled range code, table kind 3 (§5.3)
+ *   3b. the context-modelled range code, table kinds 3 and 4 (§5.3, §5.4)
  *   4. elements: stores, transforms, binary16 (§6.1-§6.3)
  *   5. format 2: header, inflate, tables, records (§4-§7)
  *   6. format 1 (appendix A)
@@ -27,7 +27,10 @@
  * packed (cum, freq) word per symbol, so a symbol costs two dependent loads,
  * a multiply and a u32 state update, with branch-free byte-wise
  * renormalisation (at most two bytes); the context is a ring of earlier
- * levels (the previous one in a register), no division anywhere.
+ * levels (the previous one in a register), no division anywhere. Kind 4
+ * adds a table base per symbol from a column counter and a row counter
+ * (one 64-bit division per segment, none per symbol), in loops of their
+ * own, so that kind 3's loops are compiled as before.
  *
  * Safety: every read of untrusted bytes (the file, the inflated meta stream)
  * is preceded by the one bounds check TFDC_IN_BOUNDS; sizes are uint64_t and
@@ -419,14 +422,15 @@ typedef struct {
   unsigned bits;
   const uint8_t *p;
   uint64_t over; /* zero bits supplied past the segment's end */
-  /* kind 3 (§5.3): `p` is the next byte of the segment */
+  /* kinds 3, 4 (§5.3, §5.4): `p` is the next byte of the segment */
   const struct rans_model *rm; /* NULL: a prefix code */
-  const void *lut; /* [class << prec | slot] -> symbol, u8 if width <= 8 else u16; NULL: search */
+  const void *lut; /* [table << prec | slot] -> symbol, u8 if width <= 8 else u16; NULL: search */
   uint16_t *ring;              /* the segment's last ring_mask + 1 symbols */
   uint32_t ring_mask;
   uint32_t x;    /* the state */
   uint32_t k;    /* symbols of the current segment decoded so far */
   uint32_t last; /* the biased level of symbol k - 1 (of a position before the segment: 0) */
+  uint32_t col, row; /* kind 4: symbol k's column (i mod D) and row (floor(i / D) mod P) */
   uint16_t *sbuf; /* block <= RANS_PAIR_BLOCK: two segments' symbols, decoded whole */
   uint64_t sbuf_at, sbuf_len;
 } stream;
@@ -543,17 +547,27 @@ static int segment_decode(stream *s, uint16_t *dst, uint32_t n) {
 }
 
 /* ======================================================================== */
-/* 3b. The context-modelled range code, table kind 3 (§5.3)                 */
+/* 3b. The context-modelled range code, table kinds 3 and 4 (§5.3, §5.4)    */
 
-/* A kind 3 table's frequencies, unpacked from the meta stream once, when a
- * stream first uses the table (section 5 builds it). */
+/* A kind 3 or 4 table's frequencies, unpacked from the meta stream once,
+ * when a stream first uses the table (section 5 builds it). Class table t
+ * is kind 3's class c = t, or kind 4's (row group, column group, class). */
 typedef struct rans_model {
   uint32_t prec, width, lag1, lag2, shift, classes; /* lag1 <= lag2 (a + b is symmetric) */
-  uint32_t first[TFDC_MAX_RANS_CLASSES]; /* the class's first listed symbol */
-  uint32_t m[TFDC_MAX_RANS_CLASSES];     /* its listed symbols */
-  uint32_t base[TFDC_MAX_RANS_CLASSES];  /* index of its first entry in fc */
-  uint32_t off[TFDC_MAX_RANS_CLASSES];   /* base - first (mod 2^32): fc index of symbol s is off + s */
-  uint32_t *fc; /* one word per listed symbol: cum << 16 | freq (both <= 2^15) */
+  uint32_t tables; /* T: classes, or row groups x column groups x classes (<= 256) */
+  /* per class table (T entries each), in one allocation `mem` with fc and the maps: */
+  uint32_t *first; /* its first listed symbol */
+  uint32_t *m;     /* its listed symbols */
+  uint32_t *base;  /* index of its first entry in fc */
+  uint32_t *off;   /* base - first (mod 2^32): fc index of symbol s is off + s */
+  uint32_t *fc;    /* one word per listed symbol: cum << 16 | freq (both <= 2^15) */
+  /* Kind 4 with more than one group (0: every base is 0, decoded as kind 3):
+   * row_len D, row_period P; col_base[q] = col_group[q] * C and row_base[r]
+   * = row_group[r] * Gc * C, so symbol i's table is row_base[floor(i / D)
+   * mod P] + col_base[i mod D] + c (< T <= 256: bytes suffice). */
+  uint32_t row_len, row_period;
+  uint8_t *col_base, *row_base;
+  void *mem;
 } rans_model;
 
 /* Reads the state that starts a segment (§5.3): L <= x < 2^31. */
@@ -567,6 +581,11 @@ static int rans_segment_start(stream *s) {
   s->p = s->seg_start + TFDC_RANS_STATE_BYTES;
   s->k = 0;
   s->last = 1u << (s->rm->width - 1); /* level 0, biased */
+  if (s->rm->row_len) { /* kind 4: where the segment starts, once per segment */
+    uint64_t i0 = s->seg * s->block; /* < count */
+    s->col = (uint32_t)(i0 % s->rm->row_len);
+    s->row = (uint32_t)(i0 / s->rm->row_len % s->rm->row_period);
+  }
   return TFDC_OK;
 }
 
@@ -584,6 +603,8 @@ typedef struct {
   const uint32_t *fc, *off, *base, *m, *first;
   const uint16_t *lut16;
   const uint8_t *lut8;
+  uint32_t row_len, row_period;       /* kind 4 */
+  const uint8_t *col_base, *row_base; /* kind 4 */
 } rans_consts;
 
 static void rans_consts_of(const rans_model *m, const void *lut, rans_consts *k) {
@@ -606,6 +627,10 @@ static void rans_consts_of(const rans_model *m, const void *lut, rans_consts *k)
   k->first = m->first;
   k->lut16 = (const uint16_t *)lut;
   k->lut8 = (const uint8_t *)lut;
+  k->row_len = m->row_len;
+  k->row_period = m->row_period;
+  k->col_base = m->col_base;
+  k->row_base = m->row_base;
 }
 
 /* One segment being decoded: its bytes, state, and the symbols so far in a
@@ -618,6 +643,7 @@ typedef struct {
   uint32_t last;   /* the biased level of symbol k - 1 (before the segment: level 0) */
   uint16_t *ring;
   uint32_t rmask;
+  uint32_t col, row, row_base; /* kind 4: symbol k's column, row (mod P), and row_base[row] */
 } rans_lane;
 
 #define RANS_FAIL 0xFFFFFFFFu /* rans_step: the segment ran out of bytes */
@@ -630,15 +656,26 @@ typedef struct {
  * else from a binary search of its cumulative frequencies (streams too short
  * to pay for building the lookup). With `lag1_is_1` the previous level comes
  * from a register, not through memory: it is on the critical path (the next
- * class needs it). Inlined with constant flags, so that each loop is
- * compiled without the tests. Returns the symbol or RANS_FAIL. */
+ * class needs it). With `grouped` (kind 4) the class is offset by the
+ * symbol's row and column bases, and the column and row counters move on;
+ * they do not depend on the state, so they stay off the critical path.
+ * Inlined with constant flags, so that each loop is compiled without the
+ * tests. Returns the symbol or RANS_FAIL. */
 static TFDC_ALWAYS_INLINE uint32_t rans_step(const rans_consts *K, rans_lane *l, uint32_t k,
-                                             const int use_lut, const int lag1_is_1) {
+                                             const int use_lut, const int lag1_is_1, const int grouped) {
   uint32_t a = lag1_is_1 ? l->last : k >= K->lag1 ? l->ring[(k - K->lag1) & l->rmask] ^ K->bias : K->bias;
   uint32_t b = k >= K->lag2 ? l->ring[(k - K->lag2) & l->rmask] ^ K->bias : K->bias;
   int32_t c = (int32_t)((a + b + K->add) >> K->shift) - K->cbias;
   uint32_t cl = c <= 0 ? 0u : (uint32_t)c, slot = l->x & K->pmask, sym, e, x, r;
   if (cl > K->top) cl = K->top;
+  if (grouped) { /* cl becomes the class table t (< T: see rans_model) */
+    cl += l->row_base + K->col_base[l->col];
+    if (++l->col == K->row_len) {
+      l->col = 0;
+      if (++l->row == K->row_period) l->row = 0;
+      l->row_base = K->row_base[l->row];
+    }
+  }
   if (use_lut) {
     sym = use_lut == 2 ? K->lut8[(cl << K->prec) | slot] : K->lut16[(cl << K->prec) | slot];
     e = K->fc[K->off[cl] + sym];
@@ -683,7 +720,7 @@ static TFDC_ALWAYS_INLINE uint32_t rans_step(const rans_consts *K, rans_lane *l,
 /* Decodes `n` symbols (n <= s->seg_left) of the current segment, the
  * stream's ring holding the context. */
 static TFDC_ALWAYS_INLINE int rans_run(stream *s, uint16_t *dst, uint32_t n, const int use_lut,
-                                       const int lag1_is_1) {
+                                       const int lag1_is_1, const int grouped) {
   rans_consts K;
   rans_lane l;
   uint32_t i, k = s->k;
@@ -696,8 +733,11 @@ static TFDC_ALWAYS_INLINE int rans_run(stream *s, uint16_t *dst, uint32_t n, con
   l.last = s->last;
   l.ring = s->ring;
   l.rmask = s->ring_mask;
+  l.col = s->col;
+  l.row = s->row;
+  l.row_base = grouped ? K.row_base[l.row] : 0;
   for (i = 0; i < n; i++, k++) {
-    uint32_t sym = rans_step(&K, &l, k, use_lut, lag1_is_1);
+    uint32_t sym = rans_step(&K, &l, k, use_lut, lag1_is_1, grouped);
     if (TFDC_UNLIKELY(sym == RANS_FAIL)) {
       rc = TFDC_ERR_TRUNCATED;
       break;
@@ -707,6 +747,8 @@ static TFDC_ALWAYS_INLINE int rans_run(stream *s, uint16_t *dst, uint32_t n, con
   s->x = l.x;
   s->k = k;
   s->last = l.last;
+  s->col = l.col;
+  s->row = l.row;
   s->p = l.seg + l.pos;
   return rc;
 }
@@ -719,7 +761,8 @@ static TFDC_ALWAYS_INLINE int rans_run(stream *s, uint16_t *dst, uint32_t n, con
 
 /* Decodes whole the next one or two segments of a stream whose block is <=
  * RANS_PAIR_BLOCK into s->sbuf (segment j at [0, block), j + 1 after it). */
-static TFDC_ALWAYS_INLINE int rans_pair(stream *s, const int use_lut, const int lag1_is_1) {
+static TFDC_ALWAYS_INLINE int rans_pair(stream *s, const int use_lut, const int lag1_is_1,
+                                        const int grouped) {
   rans_consts K;
   rans_lane l[2];
   uint64_t j = s->seg, n[2] = {0, 0};
@@ -740,15 +783,22 @@ static TFDC_ALWAYS_INLINE int rans_pair(stream *s, const int use_lut, const int 
     l[q].last = K.bias;
     l[q].ring = s->sbuf + q * s->block;
     l[q].rmask = 0xFFFFFFFFu; /* the whole segment's output */
+    l[q].col = l[q].row = l[q].row_base = 0;
+    if (grouped) { /* kind 4: where the segment starts, once per segment */
+      l[q].col = (uint32_t)(first % K.row_len);
+      l[q].row = (uint32_t)(first / K.row_len % K.row_period);
+      l[q].row_base = K.row_base[l[q].row];
+    }
   }
   /* lane 1 is the later segment: n[1] <= n[0] */
   for (k = 0; k < n[1]; k++) {
-    uint32_t s0 = rans_step(&K, &l[0], k, use_lut, lag1_is_1);
-    uint32_t s1 = rans_step(&K, &l[1], k, use_lut, lag1_is_1);
+    uint32_t s0 = rans_step(&K, &l[0], k, use_lut, lag1_is_1, grouped);
+    uint32_t s1 = rans_step(&K, &l[1], k, use_lut, lag1_is_1, grouped);
     if (TFDC_UNLIKELY((s0 | s1) == RANS_FAIL)) return TFDC_ERR_TRUNCATED;
   }
   for (; k < n[0]; k++)
-    if (TFDC_UNLIKELY(rans_step(&K, &l[0], k, use_lut, lag1_is_1) == RANS_FAIL)) return TFDC_ERR_TRUNCATED;
+    if (TFDC_UNLIKELY(rans_step(&K, &l[0], k, use_lut, lag1_is_1, grouped) == RANS_FAIL))
+      return TFDC_ERR_TRUNCATED;
   /* after the last symbol the state is back at L, every byte read */
   for (q = 0; q < lanes; q++)
     if (l[q].x != TFDC_RANS_L || l[q].pos != l[q].B) return TFDC_ERR_CORRUPT;
@@ -759,22 +809,32 @@ static TFDC_ALWAYS_INLINE int rans_pair(stream *s, const int use_lut, const int 
 }
 
 /* rans_run and rans_pair, compiled for each kind of lookup and the common
- * lag 1. */
+ * lag 1, kind 3 and kind 4 apart. */
 static int rans_decode(stream *s, uint16_t *dst, uint32_t n) {
   const int lag1_is_1 = s->rm->lag1 == 1, small = s->rm->width <= 8;
-  if (!s->lut) return rans_run(s, dst, n, 0, 0);
-  if (small) return lag1_is_1 ? rans_run(s, dst, n, 2, 1) : rans_run(s, dst, n, 2, 0);
-  return lag1_is_1 ? rans_run(s, dst, n, 1, 1) : rans_run(s, dst, n, 1, 0);
+  if (s->rm->row_len) { /* kind 4 */
+    if (!s->lut) return rans_run(s, dst, n, 0, 0, 1);
+    if (small) return lag1_is_1 ? rans_run(s, dst, n, 2, 1, 1) : rans_run(s, dst, n, 2, 0, 1);
+    return lag1_is_1 ? rans_run(s, dst, n, 1, 1, 1) : rans_run(s, dst, n, 1, 0, 1);
+  }
+  if (!s->lut) return rans_run(s, dst, n, 0, 0, 0);
+  if (small) return lag1_is_1 ? rans_run(s, dst, n, 2, 1, 0) : rans_run(s, dst, n, 2, 0, 0);
+  return lag1_is_1 ? rans_run(s, dst, n, 1, 1, 0) : rans_run(s, dst, n, 1, 0, 0);
 }
 
 static int rans_decode_pair(stream *s) {
   const int lag1_is_1 = s->rm->lag1 == 1, small = s->rm->width <= 8;
-  if (!s->lut) return rans_pair(s, 0, 0);
-  if (small) return lag1_is_1 ? rans_pair(s, 2, 1) : rans_pair(s, 2, 0);
-  return lag1_is_1 ? rans_pair(s, 1, 1) : rans_pair(s, 1, 0);
+  if (s->rm->row_len) { /* kind 4 */
+    if (!s->lut) return rans_pair(s, 0, 0, 1);
+    if (small) return lag1_is_1 ? rans_pair(s, 2, 1, 1) : rans_pair(s, 2, 0, 1);
+    return lag1_is_1 ? rans_pair(s, 1, 1, 1) : rans_pair(s, 1, 0, 1);
+  }
+  if (!s->lut) return rans_pair(s, 0, 0, 0);
+  if (small) return lag1_is_1 ? rans_pair(s, 2, 1, 0) : rans_pair(s, 2, 0, 0);
+  return lag1_is_1 ? rans_pair(s, 1, 1, 0) : rans_pair(s, 1, 0, 0);
 }
 
-/* stream_read of a kind 3 stream. */
+/* stream_read of a kind 3 or 4 stream. */
 static TFDC_NOINLINE int rans_read(stream *s, uint16_t *dst, uint32_t n) {
   uint32_t done = 0;
   if (s->sbuf) { /* whole segments, two at a time */
@@ -973,7 +1033,7 @@ static int cur_take(cursor *c, uint64_t n, uint64_t *at) {
 
 typedef struct {
   uint64_t S, Z;
-  uint64_t flags; /* bit 0: kind 3 tables may appear */
+  uint64_t flags; /* bit 0: kind 3 tables may appear; bit 1: kind 4 */
   uint64_t C, M, F, D;
   uint64_t deflate_at; /* file position of the DEFLATE stream */
   uint64_t payload_at, payload_end;
@@ -1066,19 +1126,31 @@ static int v2_inflate(const uint8_t *src, uint64_t C, uint8_t *dst, uint64_t M) 
 /* One code table of the meta stream (§5.1). */
 typedef struct {
   uint8_t kind, max_len;
-  uint8_t prec, width, shift, classes; /* kind 3 */
-  uint16_t lag1, lag2;                 /* kind 3 */
+  uint8_t prec, width, shift, classes; /* kinds 3, 4 */
+  uint16_t lag1, lag2;                 /* kinds 3, 4 */
+  uint16_t tables;                     /* kinds 3, 4: class tables T (kind 3: classes) */
   uint32_t n;       /* alphabet size: every symbol it codes is < n */
   uint32_t symbol;  /* kind 1 */
-  uint32_t m;       /* kind 0: coded symbols; kind 3: listed symbols of all classes */
+  uint32_t m;       /* kind 0: coded symbols; kinds 3, 4: listed symbols of all class tables */
   uint64_t gaps_at; /* kind 0: meta position of the symbol gaps (then the lengths);
-                       kind 3: of the first class */
-  rans_model *rm;   /* kind 3: built when a stream first uses the table */
-} v2_table;
+                       kinds 3, 4: of the field after `classes` (kind 4's row_len, or
+                       kind 3's first class table); v2_rans_model reads on from there */
+  rans_model *rm;   /* kinds 3, 4: built when a stream first uses the table */
+} v2_table; /* 40 bytes on LP64, as many as before kind 4: up to (M - F) / 2 of them */
 
-/* A kind 3 table's fields after `kind` (§5.3), every rule checked. */
+static int is_rans_kind(unsigned kind) { return kind == TFDC_TABLE_RANS || kind == TFDC_TABLE_RANS_GROUPED; }
+
+/* A group map of kind 4 (§5.4): `count` varints, each < groups. */
+static int v2_parse_group_map(cursor *c, uint64_t count, uint64_t groups) {
+  uint64_t j, v;
+  for (j = 0; j < count; j++) TRY(cur_varint_max(c, groups - 1, &v));
+  return TFDC_OK;
+}
+
+/* A kind 3 or 4 table's fields after `kind` (§5.3, §5.4), every rule
+ * checked. */
 static int v2_parse_rans_table(cursor *c, v2_table *t) {
-  uint64_t first, m, j, f, sum, cl, top = 0, total = 0;
+  uint64_t first, m, j, f, sum, cl, top = 0, total = 0, D = 1, P = 1, Gc = 1, Gr = 1;
   /* prec, width, lag1, lag2, shift, classes and their ranges */
   static const uint64_t lo[6] = {1, 1, 1, 1, 0, 1};
   static const uint64_t hi[6] = {TFDC_MAX_RANS_PREC, TFDC_MAX_RANS_WIDTH, TFDC_MAX_RANS_LAG,
@@ -1092,7 +1164,19 @@ static int v2_parse_rans_table(cursor *c, v2_table *t) {
   t->shift = (uint8_t)field[4];
   t->classes = (uint8_t)field[5];
   t->gaps_at = c->pos;
-  for (cl = 0; cl < t->classes; cl++) {
+  if (t->kind == TFDC_TABLE_RANS_GROUPED) {
+    /* Gc and Gr are bounded by T = Gr Gc C <= 256 (C >= 1) before they are
+     * multiplied, so the product cannot wrap. */
+    TRY(cur_varint_in(c, 1, TFDC_MAX_RANS_ROW_LEN, &D));
+    TRY(cur_varint_in(c, 1, TFDC_MAX_RANS_TABLES, &Gc));
+    TRY(v2_parse_group_map(c, D, Gc));
+    TRY(cur_varint_in(c, 1, TFDC_MAX_RANS_ROW_PERIOD, &P));
+    TRY(cur_varint_in(c, 1, TFDC_MAX_RANS_TABLES, &Gr));
+    if (Gr * Gc * t->classes > TFDC_MAX_RANS_TABLES) return TFDC_ERR_CORRUPT;
+    TRY(v2_parse_group_map(c, P, Gr));
+  }
+  t->tables = (uint16_t)(Gr * Gc * t->classes); /* <= 256 */
+  for (cl = 0; cl < t->tables; cl++) {
     TRY(cur_varint(c, &first));
     TRY(cur_varint(c, &m));
     /* 1 <= m and first + m <= 2^w, without overflow */
@@ -1104,10 +1188,10 @@ static int v2_parse_rans_table(cursor *c, v2_table *t) {
       if (f && first + j > top) top = first + j;
     }
     if (sum != 1u << t->prec) return TFDC_ERR_CORRUPT;
-    total += m; /* <= 32 * 2^15 */
+    total += m; /* <= 256 * 2^15 */
   }
   t->m = (uint32_t)total;
-  t->n = (uint32_t)top + 1; /* every class has a symbol of nonzero frequency */
+  t->n = (uint32_t)top + 1; /* every class table has a symbol of nonzero frequency */
   return TFDC_OK;
 }
 
@@ -1119,6 +1203,10 @@ static int v2_parse_table(cursor *c, uint64_t flags, v2_table *t) {
   t->kind = (uint8_t)kind;
   if (kind == TFDC_TABLE_RANS) {
     if (!(flags & TFDC_FLAG_RANS)) return TFDC_ERR_CORRUPT; /* a 2.0 file has none */
+    return v2_parse_rans_table(c, t);
+  }
+  if (kind == TFDC_TABLE_RANS_GROUPED) {
+    if (!(flags & TFDC_FLAG_RANS_GROUPED)) return TFDC_ERR_CORRUPT; /* 2.0 and 2.1 files have none */
     return v2_parse_rans_table(c, t);
   }
   if (kind == TFDC_TABLE_SINGLE) {
@@ -1183,7 +1271,7 @@ typedef struct {
   uint8_t *out;
   /* scratch */
   htab slots[MAX_STREAMS];
-  /* kind 3, per stream slot of a record (0: gaps, 1 + p: values / plane p):
+  /* kinds 3 and 4, per stream slot of a record (0: gaps, 1 + p: values / plane p):
    * the slot lookup (built for table lut_for) and the ring of levels */
   void *lut[MAX_STREAMS];
   uint64_t lut_cap[MAX_STREAMS]; /* bytes */
@@ -1209,7 +1297,7 @@ static int v2_parse_stream(v2_ctx *x, uint64_t count, uint64_t alphabet, v2_stre
   st->table = (int64_t)index;
   t = &x->tables[index];
   if (t->kind == TFDC_TABLE_SINGLE) return t->symbol >= alphabet ? TFDC_ERR_CORRUPT : TFDC_OK;
-  if ((t->kind == TFDC_TABLE_HUFFMAN || t->kind == TFDC_TABLE_RANS) && t->n > alphabet)
+  if ((t->kind == TFDC_TABLE_HUFFMAN || is_rans_kind(t->kind)) && t->n > alphabet)
     return TFDC_ERR_CORRUPT;
   TRY(cur_varint_max(c, TFDC_MAX_BLOCK, &st->block));
   if (st->block < 1) return TFDC_ERR_CORRUPT;
@@ -1219,8 +1307,8 @@ static int v2_parse_stream(v2_ctx *x, uint64_t count, uint64_t alphabet, v2_stre
   for (j = 0; j < st->nseg; j++) {
     uint64_t len, syms = j + 1 < st->nseg ? st->block : count - j * st->block;
     TRY(cur_varint(c, &len));
-    if (t->kind == TFDC_TABLE_RANS ? len < TFDC_RANS_STATE_BYTES    /* the state at least */
-                                   : len < syms / 8 + (syms % 8 != 0)) /* codes are >= 1 bit */
+    if (is_rans_kind(t->kind) ? len < TFDC_RANS_STATE_BYTES       /* the state at least */
+                              : len < syms / 8 + (syms % 8 != 0)) /* codes are >= 1 bit */
       return TFDC_ERR_CORRUPT;
     total = len > UINT64_MAX - total ? UINT64_MAX : total + len;
   }
@@ -1269,28 +1357,58 @@ static int v2_table_slot(v2_ctx *x, uint64_t index, unsigned *busy, const htab *
   return TFDC_OK;
 }
 
-/* Kind 3: a stream builds the slot lookup (C * 2^prec stores) only if it
- * has at least C * 2^prec / RANS_LUT_RATIO symbols; shorter ones search the
- * cumulative frequencies. So the work stays proportional to the input and
- * output however many short streams use a large table. */
+/* Kinds 3 and 4: a stream builds the slot lookup (T * 2^prec stores) only
+ * if it has at least T * 2^prec / RANS_LUT_RATIO symbols; shorter ones
+ * search the cumulative frequencies. So the work stays proportional to the
+ * input and output however many short streams use a large table. */
 #define RANS_LUT_RATIO 16u
 
-/* A kind 3 table's frequencies from its (validated) meta bytes, once. Their
- * size is bounded by the table's bytes: a byte per listed symbol at least. */
+/* A kind 3 or 4 table's frequencies and maps from its (validated) meta
+ * bytes, once. Their size is bounded by the table's bytes: a byte per
+ * listed symbol, class table and map entry at least. */
 static int v2_rans_model(v2_ctx *x, v2_table *t) {
   rans_model *m;
-  const uint8_t *q = x->meta + t->gaps_at;
-  uint32_t c, j, at = 0;
+  const uint8_t *q = x->meta + t->gaps_at, *cols = q, *rows = q;
+  const uint32_t T = t->tables;
+  uint32_t c, j, at = 0, D = 0, P = 0, Gc = 1, Gr = 1;
+  size_t words = 4 * (size_t)T + t->m; /* first, m, base, off; fc */
   if (t->rm) return TFDC_OK;
+  if (t->kind == TFDC_TABLE_RANS_GROUPED) { /* the maps, validated by v2_parse_rans_table */
+    D = (uint32_t)trusted_varint(&q);
+    Gc = (uint32_t)trusted_varint(&q);
+    cols = q;
+    for (j = 0; j < D; j++) (void)trusted_varint(&q);
+    P = (uint32_t)trusted_varint(&q);
+    Gr = (uint32_t)trusted_varint(&q);
+    rows = q;
+    for (j = 0; j < P; j++) (void)trusted_varint(&q);
+    if (Gc * Gr == 1) D = P = 0; /* one group: every base is 0, kind 3's loops */
+  }
   if (!(m = t->rm = (rans_model *)calloc(1, sizeof *m))) return TFDC_ERR_NOMEM;
-  if (!(m->fc = (uint32_t *)malloc(sizeof(uint32_t) * t->m))) return TFDC_ERR_NOMEM; /* m >= 1 */
+  m->mem = malloc(sizeof(uint32_t) * words + (size_t)D + P);
+  if (!m->mem) return TFDC_ERR_NOMEM;
+  m->first = (uint32_t *)m->mem;
+  m->m = m->first + T;
+  m->base = m->m + T;
+  m->off = m->base + T;
+  m->fc = m->off + T;
   m->prec = t->prec;
   m->width = t->width;
   m->lag1 = t->lag1 < t->lag2 ? t->lag1 : t->lag2;
   m->lag2 = t->lag1 < t->lag2 ? t->lag2 : t->lag1;
   m->shift = t->shift;
   m->classes = t->classes;
-  for (c = 0; c < m->classes; c++) {
+  m->tables = T;
+  if (D) { /* more than one group */
+    m->row_len = D;
+    m->row_period = P;
+    m->col_base = (uint8_t *)(m->fc + t->m);
+    m->row_base = m->col_base + D;
+    /* (row_group Gc + col_group) C + c = row_group Gc C + col_group C + c */
+    for (j = 0; j < D; j++) m->col_base[j] = (uint8_t)(trusted_varint(&cols) * t->classes);
+    for (j = 0; j < P; j++) m->row_base[j] = (uint8_t)(trusted_varint(&rows) * Gc * t->classes);
+  }
+  for (c = 0; c < T; c++) {
     uint32_t first = (uint32_t)trusted_varint(&q), cnt = (uint32_t)trusted_varint(&q), cum = 0;
     m->first[c] = first;
     m->m[c] = cnt;
@@ -1305,12 +1423,13 @@ static int v2_rans_model(v2_ctx *x, v2_table *t) {
   return TFDC_OK;
 }
 
-/* The slot lookup of every class: slot r of class c holds the symbol s with
- * cum_c(s) <= r < cum_c(s) + f_c(s); each class's frequencies sum to 2^prec,
- * so every slot is written once. u8 entries where symbols have <= 8 bits. */
+/* The slot lookup of every class table: slot r of table c holds the symbol
+ * s with cum_c(s) <= r < cum_c(s) + f_c(s); each table's frequencies sum to
+ * 2^prec, so every slot is written once. u8 entries where symbols have <= 8
+ * bits. */
 static void rans_build_lut(const rans_model *m, void *lut) {
   uint32_t c, j;
-  for (c = 0; c < m->classes; c++) {
+  for (c = 0; c < m->tables; c++) {
     const uint32_t *f = m->fc + m->base[c];
     for (j = 0; j < m->m[c]; j++) {
       size_t at = ((size_t)c << m->prec) + (f[j] >> 16), r, freq = f[j] & 0xffffu;
@@ -1324,7 +1443,7 @@ static void rans_build_lut(const rans_model *m, void *lut) {
   }
 }
 
-/* Opens a kind 3 stream in stream slot `slot`: the model, the buffer of two
+/* Opens a kind 3 or 4 stream in stream slot `slot`: the model, the buffer of two
  * whole segments (block <= RANS_PAIR_BLOCK) or else the ring (as long as
  * the larger lag, rounded up to a power of two) and, for a long enough
  * stream, the slot lookup. */
@@ -1352,7 +1471,7 @@ static int v2_open_rans(v2_ctx *x, const v2_stream *st, unsigned slot, stream *s
     s->ring = x->ring[slot];
     s->ring_mask = (uint32_t)R - 1;
   }
-  cells = (uint64_t)m->classes << m->prec; /* <= 2^20 */
+  cells = (uint64_t)m->tables << m->prec; /* <= 2^23 */
   if (x->lut_for[slot] != st->table && st->count >= (cells + RANS_LUT_RATIO - 1) / RANS_LUT_RATIO) {
     uint64_t bytes = cells * (m->width <= 8 ? 1 : 2);
     if (x->lut_cap[slot] < bytes) {
@@ -1380,7 +1499,7 @@ static int v2_open_stream(v2_ctx *x, const v2_stream *st, unsigned slot, unsigne
     s->symbol1 = (uint16_t)t->symbol;
     return TFDC_OK;
   }
-  if (t->kind == TFDC_TABLE_RANS) {
+  if (is_rans_kind(t->kind)) {
     TRY(v2_open_rans(x, st, slot, s));
   } else {
     TRY(v2_table_slot(x, (uint64_t)st->table, busy, &s->h));
@@ -1646,7 +1765,7 @@ static void v2_free(v2_ctx *x) {
   free(x->meta);
   free(x->bufs);
   for (i = 0; x->tables && i < x->num_tables; i++) {
-    if (x->tables[i].rm) free(x->tables[i].rm->fc);
+    if (x->tables[i].rm) free(x->tables[i].rm->mem);
     free(x->tables[i].rm);
   }
   free(x->tables);

@@ -12,7 +12,7 @@
 
 /* ---- container (FORMAT.md §3, §4) ---- */
 #define TFDC_FORMAT_MAJOR 2              /* format.VERSION_MAJOR */
-#define TFDC_FORMAT_MINOR 1              /* format.VERSION_MINOR */
+#define TFDC_FORMAT_MINOR 2              /* format.VERSION_MINOR */
 #define TFDC_METADATA_NAME "tfdc.v2"     /* format.METADATA_NAME */
 #define TFDC_METADATA_NAME_V1 "tfdc.v1"  /* format.METADATA_NAME_V1 */
 #define TFDC_SECTION_KEY_LEN 7           /* both keys are 7 bytes */
@@ -31,13 +31,15 @@
 #define TFDC_DEFAULT_LIMIT_FLOOR (1ull << 31) /* format.DEFAULT_LIMIT_FLOOR */
 #define TFDC_DEFAULT_LIMIT_RATIO 1024    /* format.DEFAULT_LIMIT_RATIO */
 #define TFDC_FLAG_RANS 1                 /* format.FLAG_RANS: kind 3 tables may appear (2.1) */
-#define TFDC_KNOWN_FLAGS 1               /* format.KNOWN_FLAGS: every other bit MUST be 0 */
+#define TFDC_FLAG_RANS_GROUPED 2         /* format.FLAG_RANS_GROUPED: kind 4 tables may appear (2.2) */
+#define TFDC_KNOWN_FLAGS 3               /* format.KNOWN_FLAGS: every other bit MUST be 0 */
 
 /* ---- code tables (§5.1) ---- */
 #define TFDC_TABLE_HUFFMAN 0             /* format.TABLE_HUFFMAN */
 #define TFDC_TABLE_SINGLE 1              /* format.TABLE_SINGLE */
 #define TFDC_TABLE_FIXED 2               /* format.TABLE_FIXED */
 #define TFDC_TABLE_RANS 3                /* format.TABLE_RANS (§5.3) */
+#define TFDC_TABLE_RANS_GROUPED 4        /* format.TABLE_RANS_GROUPED (§5.4) */
 #define TFDC_MAX_FIXED_WIDTH 15          /* format.MAX_FIXED_WIDTH */
 #define TFDC_MAX_CODE_LEN 15             /* format.MAX_CODE_LEN */
 #define TFDC_MAX_ALPHABET 32768          /* format.MAX_ALPHABET */
@@ -51,6 +53,11 @@
 #define TFDC_MAX_RANS_LAG 65535          /* format.MAX_RANS_LAG: 1 <= lag */
 #define TFDC_MAX_RANS_SHIFT 16           /* format.MAX_RANS_SHIFT */
 #define TFDC_MAX_RANS_CLASSES 32         /* format.MAX_RANS_CLASSES: 1 <= classes */
+
+/* ---- kind 4: the grouped context range code (§5.4) ---- */
+#define TFDC_MAX_RANS_ROW_LEN 65536      /* format.MAX_RANS_ROW_LEN: 1 <= D */
+#define TFDC_MAX_RANS_ROW_PERIOD 65536   /* format.MAX_RANS_ROW_PERIOD: 1 <= P */
+#define TFDC_MAX_RANS_TABLES 256         /* format.MAX_RANS_TABLES: T = Gr * Gc * C */
 
 /* ---- records (§6) ---- */
 #define TFDC_TRANSFORM_IDENTITY 0        /* format.TRANSFORM_IDENTITY */
