@@ -349,9 +349,10 @@ def measure(name, label, path, x, y, family):
     records = {}
     if report.layers:
         from tfdc.unpack import read_pack_info
-        # A record's cost includes its code tables (each counted once).
-        records = {r.buffer_index: r.record_bytes + r.table_bytes
-                   for r in read_pack_info(packed).records}
+        # A record's share of the file (`record_bytes`) already holds the
+        # deflated code tables it introduced: adding their raw bytes again
+        # counted them twice (most visible for kind 4 tables and their maps).
+        records = {r.buffer_index: r.record_bytes for r in read_pack_info(packed).records}
         # An expanded sparse constant is packed in its DENSIFY output's
         # buffer: count it for the sparse tensor's buffer kind.
         for sparse_buffer, dense_buffer in densify_in.items():
