@@ -243,3 +243,15 @@ def test_kind_4_short_streams_search_the_frequencies():
     seg_bytes, data = rans.encode(symbols, model, 100)
     assert np.array_equal(rans.decode(data.tobytes(), seg_bytes, len(symbols), 100, model),
                           symbols)
+
+
+def test_wide_rows_are_not_clustered_by_column():
+    # 40,000 columns x 256 symbols of histograms would be 80 MB: only the
+    # rows are grouped (each row a different spread).
+    rng = np.random.default_rng(6)
+    kernel = np.round(rng.normal(size=(6, 40000)) * np.array([2, 2, 9, 9, 30, 30])[:, None])
+    symbols = (kernel.astype(np.int64) & 255).reshape(-1).astype(np.uint16)
+    base = rans.fit(symbols, 8, 32768, kernel.shape)
+    model, _ = rans.fit_grouped(symbols, 8, 32768, base, (40000, 6))
+    assert model.groups.col_groups == 1 and model.groups.row_groups == 3
+    assert list(model.groups.row_group) == [0, 0, 1, 1, 2, 2]

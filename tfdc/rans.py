@@ -365,6 +365,9 @@ def fit_order0(symbols, width, block, deflate=None):
 # ai-edge-quantizer's LeNet-300-100 kernels, three of each is where the
 # tables start to cost more than they gain).
 _GROUPINGS = ((1, 2), (1, 3), (2, 1), (3, 1), (2, 2), (2, 3), (3, 2), (3, 3))
+# Rows or columns are clustered only where their histograms (units x
+# alphabet counts) stay this small: 32 MB of float64.
+_MAX_CLUSTER_CELLS = 1 << 22
 
 
 def _cluster(symbols, unit, units, alphabet, k, iters=12):
@@ -429,6 +432,8 @@ def fit_grouped(symbols, width, block, base, layout, deflate=None):
     maps = {}
     for axis, unit, units in (("row", row_unit, period), ("col", col_unit, row_len)):
         maps[axis, 1] = (np.zeros(units, np.int64), 1)
+        if units * alphabet > _MAX_CLUSTER_CELLS:
+            continue
         for k in sorted({g for pair in _GROUPINGS for g in pair if g > 1}):
             if units >= k:
                 maps[axis, k] = _cluster(s, unit, units, alphabet, k)
@@ -459,13 +464,17 @@ def fit_grouped(symbols, width, block, base, layout, deflate=None):
                                                 block, pos)
                 tables = group * classes + class_cache[key]
                 hist = _histogram(s, tables, T, alphabet)
+                # Each listed frequency costs ~1.4 deflated bytes, each map
+                # entry its share of log2(groups) bits.
                 estimate = (_conditional_bits(s, tables, T, alphabet) / 8
                             + 1.4 * np.count_nonzero(hist) + map_bytes)
                 groups = Groups(row_len, Gc, cmap, Gr, rmap)
-                ranked.append((estimate, len(ranked), hist, classes, shift, groups))
+                ranked.append((estimate, len(ranked), group, classes, shift, groups))
     ranked.sort(key=lambda r: r[:2])
     best = None
-    for _, _, hist, classes, shift, groups in ranked[:3]:
+    for _, _, group, classes, shift, groups in ranked[:3]:
+        hist = _histogram(s, group * classes + class_cache[classes, shift], groups.count * classes,
+                          alphabet)
         r = _best_prec(n, hist, width, base.lag1, base.lag2, shift, classes, block, deflate,
                        groups)
         if r is not None and (best is None or r[0] < best[0]):
