@@ -331,8 +331,8 @@ def _rans_plane(plane, width, block, shape, force):
     model, cost = rans.fit_cost(plane, width, rblock, shape)
     if codes == "rans":
         return cost, model
-    if codes == "rans-grouped":
-        return None, _forced_model(plane, 1 << width, block, shape, grouped=True)
+    if codes == "rans-grouped":  # tests: the kind 3 estimate stands in
+        return cost, _forced_model(plane, 1 << width, block, shape, grouped=True)
     layout = rans.group_layout(len(plane), shape)
     grouped = rans.fit_grouped(plane, width, rblock, model, layout) if layout else None
     if grouped is not None and grouped[1] < cost:
@@ -382,8 +382,8 @@ def _best_values(vals, elem_bits, kind, block, expand, force, shape=None):
                 # integers of one plane (int8, int4, int2).
                 if t == fmt.TRANSFORM_IDENTITY and fmt.plane_count(elem_bits) == 1:
                     r = _rans_plane(plane, fmt.plane_bits(elem_bits), block, shape, force)
-                    if r is not None and (r[0] is None or r[0] < c):
-                        c, f, model = r[0] or c, False, r[1]
+                    if r is not None and (r[0] < c or force.get("codes") in _FORCED_RANGE_CODES):
+                        c, f, model = r[0], False, r[1]
                 cost += c
                 fixed.append(f)
                 models.append(model)

@@ -555,7 +555,8 @@ def decode(data, segment_bytes, count, block, model, what="stream"):
     for b in range(_STATE_BYTES):
         x |= buf[start + b].astype(np.int64) << (8 * b)
     if ((x < _L) | (x >= (1 << 31))).any():
-        raise FormatError(f"{what}: a range-coded segment's initial state is out of range", "corrupt")
+        raise FormatError(f"{what}: a range-coded segment's initial state is out of range",
+                          "corrupt")
     pos = start + _STATE_BYTES
     prec, M = model.prec, (1 << model.prec) - 1
     freqs, cum = model.freqs, model.cum
