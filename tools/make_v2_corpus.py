@@ -115,10 +115,10 @@ def seeds():
     # codebook indices and gaps, and float planes; one file with both kinds.
     grouped = grouped_kernel(rows=16, row_len=128, bits=4, seed=3)
     pack("v2_rans4_int4_grouped", [(_int_bits(grouped.reshape(-1), 4), 17, grouped.shape)])
-    pack("v2_rans4_int8_block_45", [smooth], block=45, _force={"codes": "rans-grouped"})
+    pack("v2_rans4_int8_block_45", [smooth[:3]], block=45, _force={"codes": "rans-grouped"})
     pack("v2_rans4_codebook_sparse", [kernel], _force={
         "codes": "rans-grouped", "value_mode": "codebook", "position_mode": "sparse"})
-    pack("v2_rans4_planes_f32", [rng.normal(0.02, 0.05, (10, 20)).astype(np.float32)],
+    pack("v2_rans4_planes_f32", [rng.normal(0.02, 0.05, (4, 12)).astype(np.float32)],
          _force={"codes": "rans-grouped", "value_mode": "planes"})
     pack("v2_rans3_and_4", [smooth[:3], (_int_bits(grouped.reshape(-1), 4), 17, grouped.shape)])
     x = np.array([0, 0.5, 0, 0, -1, 0.5, 0, 0], np.float32)
