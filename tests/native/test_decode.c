@@ -587,6 +587,14 @@ typedef struct {
 /* What to break in a built file (0: nothing): the header flags, a field or
  * two, or a class table or map of table 0, or segment 0 of the first stream. */
 enum { SEG_OK, SEG_SHORT, SEG_LONG, SEG_3_BYTES, SEG_STATE_LOW, SEG_STATE_HIGH, SEG_FLIP };
+/* The segment breaks of kinds 3 and 4 and the status each must get. */
+static const struct { int seg, status; const char *what; } SEG_CASES[] = {
+    {SEG_SHORT, TFDC_ERR_TRUNCATED, "segment one byte short"},
+    {SEG_LONG, TFDC_ERR_CORRUPT, "segment with a byte left over"},
+    {SEG_3_BYTES, TFDC_ERR_CORRUPT, "segment_bytes 3"},
+    {SEG_STATE_LOW, TFDC_ERR_CORRUPT, "initial state L - 1"},
+    {SEG_STATE_HIGH, TFDC_ERR_CORRUPT, "initial state >= 2^31"},
+};
 typedef struct {
   uint64_t flags;
   int field;
@@ -951,19 +959,12 @@ static void test_k3_rules(void) {
   }
   /* segments */
   {
-    static const struct { int seg, status; const char *what; } cases[] = {
-        {SEG_SHORT, TFDC_ERR_TRUNCATED, "segment one byte short"},
-        {SEG_LONG, TFDC_ERR_CORRUPT, "segment with a byte left over"},
-        {SEG_3_BYTES, TFDC_ERR_CORRUPT, "segment_bytes 3"},
-        {SEG_STATE_LOW, TFDC_ERR_CORRUPT, "initial state L - 1"},
-        {SEG_STATE_HIGH, TFDC_ERR_CORRUPT, "initial state >= 2^31"},
-    };
     size_t q;
-    for (q = 0; q < sizeof cases / sizeof cases[0]; q++) {
+    for (q = 0; q < sizeof SEG_CASES / sizeof SEG_CASES[0]; q++) {
       e = k3_none;
-      e.seg = cases[q].seg;
+      e.seg = SEG_CASES[q].seg;
       rc = k3_status(c, &e);
-      CHECK(rc == cases[q].status, "%s -> %d", cases[q].what, rc);
+      CHECK(rc == SEG_CASES[q].status, "%s -> %d", SEG_CASES[q].what, rc);
     }
   }
   e = k3_none;
@@ -1237,19 +1238,12 @@ static void test_k4_rules(void) {
   }
   /* segments */
   {
-    static const struct { int seg, status; const char *what; } cases[] = {
-        {SEG_SHORT, TFDC_ERR_TRUNCATED, "segment one byte short"},
-        {SEG_LONG, TFDC_ERR_CORRUPT, "segment with a byte left over"},
-        {SEG_3_BYTES, TFDC_ERR_CORRUPT, "segment_bytes 3"},
-        {SEG_STATE_LOW, TFDC_ERR_CORRUPT, "initial state L - 1"},
-        {SEG_STATE_HIGH, TFDC_ERR_CORRUPT, "initial state >= 2^31"},
-    };
     size_t q;
-    for (q = 0; q < sizeof cases / sizeof cases[0]; q++) {
+    for (q = 0; q < sizeof SEG_CASES / sizeof SEG_CASES[0]; q++) {
       e = k4_none;
-      e.seg = cases[q].seg;
+      e.seg = SEG_CASES[q].seg;
       rc = k4_status(k, &e);
-      CHECK(rc == cases[q].status, "%s -> %d", cases[q].what, rc);
+      CHECK(rc == SEG_CASES[q].status, "%s -> %d", SEG_CASES[q].what, rc);
     }
   }
   /* a decoder that ignored the groups would decode other symbols: the
