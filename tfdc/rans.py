@@ -449,8 +449,9 @@ def fit_grouped(symbols, width, block, base, layout, deflate=None):
         if (Gr, Gc) == (1, 1) or (Gr, Gc, rmap.tobytes(), cmap.tobytes()) in seen:
             continue
         seen.add((Gr, Gc, rmap.tobytes(), cmap.tobytes()))
-        group = rmap[row_unit] * Gc + cmap[col_unit]
-        map_bytes = (row_len * math.log2(max(Gc, 1)) + period * math.log2(max(Gr, 1))) / 8
+        groups = Groups(row_len, Gc, cmap, Gr, rmap)
+        group = groups.of(index)
+        map_bytes = (row_len * math.log2(Gc) + period * math.log2(Gr)) / 8
         for classes in sorted({1, 2, 4, 8, base.classes}):
             T = Gr * Gc * classes
             if T > fmt.MAX_RANS_TABLES:
@@ -468,13 +469,12 @@ def fit_grouped(symbols, width, block, base, layout, deflate=None):
                 # entry its share of log2(groups) bits.
                 estimate = (_conditional_bits(s, tables, T, alphabet) / 8
                             + 1.4 * np.count_nonzero(hist) + map_bytes)
-                groups = Groups(row_len, Gc, cmap, Gr, rmap)
                 ranked.append((estimate, len(ranked), group, classes, shift, groups))
     ranked.sort(key=lambda r: r[:2])
     best = None
     for _, _, group, classes, shift, groups in ranked[:3]:
-        hist = _histogram(s, group * classes + class_cache[classes, shift], groups.count * classes,
-                          alphabet)
+        hist = _histogram(s, group * classes + class_cache[classes, shift],
+                          groups.count * classes, alphabet)
         r = _best_prec(n, hist, width, base.lag1, base.lag2, shift, classes, block, deflate,
                        groups)
         if r is not None and (best is None or r[0] < best[0]):
