@@ -68,6 +68,8 @@ DICTIONARY_SHA256 = "e03607d59b0cc655656d9306e97561523c77da64e7191d6166ea113ad1b
 # Table kinds (§5.1).
 TABLE_HUFFMAN, TABLE_SINGLE, TABLE_FIXED, TABLE_RANS, TABLE_RANS_GROUPED = 0, 1, 2, 3, 4
 RANS_KINDS = (TABLE_RANS, TABLE_RANS_GROUPED)
+# The header flag (§4) that allows each table kind of a minor version.
+TABLE_FLAGS = {TABLE_RANS: FLAG_RANS, TABLE_RANS_GROUPED: FLAG_RANS_GROUPED}
 MAX_FIXED_WIDTH = 15                         # bits of a kind 2 (fixed-length) code
 # Kind 3, the context-modelled range code (§5.3): rANS, 32-bit state.
 RANS_L = 1 << 23                             # lower bound of the normalised state

@@ -782,8 +782,9 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
     # Versions 2.1 and 2.2 only where a kind 3 or 4 table needs them (§10):
     # every other file stays readable by older decoders.
     kinds = {st.kind for p in plans for _, st in p.streams if st}
-    flags = ((fmt.FLAG_RANS if fmt.TABLE_RANS in kinds else 0)
-             | (fmt.FLAG_RANS_GROUPED if fmt.TABLE_RANS_GROUPED in kinds else 0))
+    flags = 0
+    for kind in kinds:
+        flags |= fmt.TABLE_FLAGS.get(kind, 0)
     header = (fmt.PREFIX.pack(fmt.MAGIC, fmt.VERSION_MAJOR, fmt.header_version(flags))
               + varint_bytes(flags)
               + varint_bytes(len(deflated)) + varint_bytes(len(meta))

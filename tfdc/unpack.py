@@ -344,8 +344,7 @@ def _parse_table(cur, i, flags):
     what = f"table {i}"
     kind = cur.varint(f"{what} kind")
     if kind in fmt.RANS_KINDS:
-        flag = fmt.FLAG_RANS if kind == fmt.TABLE_RANS else fmt.FLAG_RANS_GROUPED
-        if not flags & flag:
+        if not flags & fmt.TABLE_FLAGS[kind]:
             raise FormatError(f"{what}: a kind {kind} table in a file whose flags do not "
                               "announce them")
         return _parse_rans_table(cur, what, start, kind)
