@@ -332,7 +332,7 @@ def _rans_plane(plane, width, block, shape, force):
     if codes == "rans":
         return cost, model
     if codes == "rans-grouped":  # tests: the kind 3 estimate stands in
-        return cost, _forced_model(plane, 1 << width, block, shape, grouped=True)
+        return cost, _forced_groups(plane, width, rblock, model, shape)
     layout = rans.group_layout(len(plane), shape)
     grouped = rans.fit_grouped(plane, width, rblock, model, layout) if layout else None
     if grouped is not None and grouped[1] < cost:
@@ -521,15 +521,19 @@ def _forced_model(symbols, alphabet, block, shape, grouped=False):
     width = max(1, int(alphabet - 1).bit_length())
     rblock = _rans_block(block)
     model = rans.fit_cost(symbols, width, rblock, shape, lags=[1, 2, 3])[0]
-    if not grouped:
-        return model
+    return _forced_groups(symbols, width, rblock, model, shape) if grouped else model
+
+
+def _forced_groups(symbols, width, rblock, base, shape):
+    """The kind 4 model of `symbols` grouped on top of their kind 3 model
+    `base`, whatever it costs (tests)."""
     n = len(symbols)
     layout = rans.group_layout(n, shape) or (
         min(7, max(1, n)), max(1, min(-(-n // 7), fmt.MAX_RANS_ROW_PERIOD)))
-    r = rans.fit_grouped(symbols, width, rblock, model, layout)
+    r = rans.fit_grouped(symbols, width, rblock, base, layout)
     if r is not None:
         return r[0]
-    return dataclasses.replace(model, groups=rans.Groups(1, 1, [0], 1, [0]))
+    return dataclasses.replace(base, groups=rans.Groups(1, 1, [0], 1, [0]))
 
 
 def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, values, block,
