@@ -350,6 +350,19 @@ def _statuses(native, data):
     return c.value.status, py.value.status
 
 
+def _agree(native, data, name=""):
+    """Both decoders refuse `data` with the same status, or decode the same
+    bytes (a segment that runs out of bytes is "truncated" in C, "corrupt"
+    in Python: see test_kind_3_broken_segments_and_header_rejected_by_both)."""
+    from tfdc.unpack import decode
+    try:
+        ref = decode(data, backend="python")
+    except FormatError as e:
+        assert _statuses(native, data) in ((e.status, e.status), ("truncated", "corrupt")), name
+    else:
+        assert native.decode(data) == ref, name
+
+
 def _resign(data):
     import zlib
     return data[:-4] + zlib.crc32(data[:-4]).to_bytes(4, "little")
@@ -375,7 +388,7 @@ def test_kind_3_broken_tables_rejected_by_both(native, rans_files):
     refuse it with the same status."""
     from tfdc import format as fmt
     from tfdc import rans
-    from tfdc.unpack import decode, parse
+    from tfdc.unpack import parse
     packed = rans_files["chosen_int8_12x28^2"]
     assert _rebuilt(packed) == packed  # the rebuild itself changes nothing
     p = parse(packed)
@@ -423,14 +436,19 @@ def test_kind_3_broken_tables_rejected_by_both(native, rans_files):
         assert c == py, (name, c, py)
     # a well-formed change of the model decodes other symbols: both refuse the
     # final state, or both decode the same bytes
-    other = with_table(fields(lag1=m.lag2, lag2=m.lag1 + 1))
-    try:
-        ref = decode(other, backend="python")
-    except FormatError as e:
-        # (a segment that runs out of bytes: "truncated" in C, see below)
-        assert _statuses(native, other) in ((e.status, e.status), ("truncated", "corrupt"))
-    else:
-        assert native.decode(other) == ref
+    _agree(native, with_table(fields(lag1=m.lag2, lag2=m.lag1 + 1)))
+
+
+def _broken_segments(packed, kind=3):
+    """`packed` with the last segment of its last kind 3 (or `kind`) stream
+    broken four ways that both decoders must refuse as corrupt (§5.3)."""
+    from tfdc import format as fmt
+    L = fmt.RANS_L
+    return {name: _segment_edit(packed, change, kind) for name, change in (
+        ("a byte left over", lambda s: s + b"\x00"),
+        ("3-byte segment", lambda s: s[:3]),
+        ("state 2^23 - 1", lambda s: (L - 1).to_bytes(4, "little") + s[4:]),
+        ("state 2^31", lambda s: s[:3] + bytes([s[3] | 0x80]) + s[4:]))}
 
 
 def _segment_edit(packed, change, kind=3):
@@ -459,7 +477,6 @@ def _segment_edit(packed, change, kind=3):
 def test_kind_3_broken_segments_and_header_rejected_by_both(native, rans_files):
     from tfdc import format as fmt
     from tfdc.unpack import decode
-    L = fmt.RANS_L
     for name in ("chosen_int4_12x28^2", "forced_codebook_sparse_row_8bit_block25",
                  "forced_planes_sparse_row_32bit_block4096"):
         packed = rans_files[name]
@@ -471,11 +488,7 @@ def test_kind_3_broken_segments_and_header_rejected_by_both(native, rans_files):
             "flags 2 (kind 4 only)": _resign(packed[:flags_at] + b"\x02"
                                              + packed[flags_at + 1:]),
             "flags 5": _resign(packed[:flags_at] + b"\x05" + packed[flags_at + 1:]),
-            "a byte left over": _segment_edit(packed, lambda s: s + b"\x00"),
-            "3-byte segment": _segment_edit(packed, lambda s: s[:3]),
-            "state 2^23 - 1": _segment_edit(packed, lambda s: (L - 1).to_bytes(4, "little")
-                                            + s[4:]),
-            "state 2^31": _segment_edit(packed, lambda s: s[:3] + bytes([s[3] | 0x80]) + s[4:]),
+            **_broken_segments(packed),
         }
         for case, data in cases.items():
             c, py = _statuses(native, data)
@@ -558,7 +571,7 @@ def test_kind_4_broken_tables_rejected_by_both(native, rans4_files):
     """Every §5.4 rule of the group fields, broken in a packer-made file's
     kind 4 table: both decoders refuse it with the same status."""
     from tfdc import format as fmt
-    from tfdc.unpack import decode, parse
+    from tfdc.unpack import parse
     packed = rans4_files["chosen_int4_40x256"]
     assert _rebuilt(packed) == packed
     p = parse(packed)
@@ -603,31 +616,16 @@ def test_kind_4_broken_tables_rejected_by_both(native, rans4_files):
     # well-formed other groups (columns read as one group more): other
     # tables for the symbols; both refuse the same files or decode the same
     # bytes
-    for name, data in {"rows as one group": with_groups(row_group=np.zeros_like(g.row_group)),
-                       "shorter rows": with_groups(row_len=g.row_len - 1,
-                                                   col_group=g.col_group[:-1])}.items():
-        try:
-            ref = decode(data, backend="python")
-        except FormatError as e:
-            assert _statuses(native, data) in ((e.status, e.status), ("truncated", "corrupt"))
-        else:
-            assert native.decode(data) == ref, name
+    _agree(native, with_groups(row_group=np.zeros_like(g.row_group)), "rows as one group")
+    _agree(native, with_groups(row_len=g.row_len - 1, col_group=g.col_group[:-1]),
+           "shorter rows")
 
 
 def test_kind_4_broken_segments_rejected_by_both(native, rans4_files):
-    from tfdc import format as fmt
-    L = fmt.RANS_L
     for name in ("chosen_int8_48x256", "forced_codebook_sparse_row_8bit_block25",
                  "forced_planes_dense_row_4bit_block4096"):
         packed = rans4_files[name]
-        edit = lambda change: _segment_edit(packed, change, kind=4)  # noqa: E731
-        assert edit(lambda s: s) == packed
-        cases = {
-            "a byte left over": edit(lambda s: s + b"\x00"),
-            "3-byte segment": edit(lambda s: s[:3]),
-            "state 2^23 - 1": edit(lambda s: (L - 1).to_bytes(4, "little") + s[4:]),
-            "state 2^31": edit(lambda s: s[:3] + bytes([s[3] | 0x80]) + s[4:]),
-        }
-        for case, data in cases.items():
+        assert _segment_edit(packed, lambda s: s, kind=4) == packed
+        for case, data in _broken_segments(packed, kind=4).items():
             c, py = _statuses(native, data)
             assert c == py == "corrupt", (name, case, c, py)

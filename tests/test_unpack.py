@@ -260,16 +260,18 @@ RANS = dict(prec=2, width=1, lag1=1, lag2=2, shift=0, classes=[(0, [2, 2]), (0, 
 RANS_SYMBOLS = [0, 1, 0, 0, 1, 0, 0, 0]
 
 
-def _rans_file(table=None, segments=None, flags=fmt.FLAG_RANS, block=4096, K=2):
-    """The valid file with its value stream coded by a kind 3 table."""
-    table = fb.rans_table(**RANS) if table is None else table
+def _rans_file(table=None, segments=None, flags=fmt.FLAG_RANS, block=4096, K=2, spec=RANS):
+    """The valid file with its value stream coded by the kind 3 table
+    `spec` (or a kind 4 one: `spec` with `groups`, see `_rans4_file`)."""
+    table = fb.rans_table(**spec) if table is None else table
     if segments is None:
-        segments = [fb.rans_segment(RANS_SYMBOLS[i:i + block], **RANS)
+        segments = [fb.rans_segment(RANS_SYMBOLS[i:i + block], **spec, start=i)
                     for i in range(0, len(RANS_SYMBOLS), block)]
     stream = fb.stream(0, block, [len(g) for g in segments])
     return _rebuild(tables=[table], records=[_record(tail=_codebook(K=K, width=0,
                                                                     stream=stream))],
-                    payload=b"".join(segments), flags=flags, minor=1)
+                    payload=b"".join(segments), flags=flags,
+                    minor=2 if spec.get("groups") else 1)
 
 
 # The same symbols coded with a kind 4 table (FORMAT.md §5.4's example):
@@ -284,15 +286,7 @@ RANS4 = dict(prec=2, width=1, lag1=1, lag2=2, shift=0, classes=[(0, [2, 2]), (0,
 def _rans4_file(table=None, segments=None, flags=fmt.FLAG_RANS_GROUPED, block=4096, **kw):
     """The valid file with its value stream coded by a kind 4 table (`kw`
     changes RANS4's fields for the table and the segments)."""
-    spec = {**RANS4, **kw}
-    table = fb.rans_table(**spec) if table is None else table
-    if segments is None:
-        segments = [fb.rans_segment(RANS_SYMBOLS[i:i + block], **spec, start=i)
-                    for i in range(0, len(RANS_SYMBOLS), block)]
-    stream = fb.stream(0, block, [len(g) for g in segments])
-    return _rebuild(tables=[table], records=[_record(tail=_codebook(K=2, width=0,
-                                                                    stream=stream))],
-                    payload=b"".join(segments), flags=flags, minor=2)
+    return _rans_file(table, segments, flags, block, spec={**RANS4, **kw})
 
 
 def _rans4_violations():
