@@ -43,13 +43,16 @@ SECTION_KEYS = {METADATA_NAME_V1_BYTES: 1, METADATA_NAME_BYTES: 2}
 DECODED_MARKER = "tfdc.decoded"
 DECODED_MARKER_BYTES = DECODED_MARKER.encode()
 MAGIC = b"TFDC"
-VERSION_MAJOR, VERSION_MINOR = 2, 2
+VERSION_MAJOR, VERSION_MINOR = 2, 3
 # Header flags (§4). Bit 0: kind 3 tables may appear (version 2.1); bit 1:
-# kind 4 tables may appear (2.2). A file is written with the flags of the
-# tables it uses and the lowest version_minor that has them (`header_version`).
+# kind 4 tables may appear (2.2); bit 2: the meta stream ends with a patch
+# list (2.3, §6.7). A file is written with the flags of the features it uses
+# and the lowest version_minor that has them (`header_version`).
 FLAG_RANS = 1
 FLAG_RANS_GROUPED = 2
-KNOWN_FLAGS = FLAG_RANS | FLAG_RANS_GROUPED
+FLAG_PATCHES = 4
+KNOWN_FLAGS = FLAG_RANS | FLAG_RANS_GROUPED | FLAG_PATCHES
+MIN_PATCH_DESCRIPTOR = 7                     # bytes of the shortest patch (§6.7)
 
 # ------------------------------------------------------------------ format 2
 # A section starts after the stub's root offset and file identifier (§3.2).
@@ -206,6 +209,8 @@ def inflater():
 def header_version(flags):
     """`version_minor` of a file with header `flags` (§4): the lowest minor
     version that has every feature the flags announce."""
+    if flags & FLAG_PATCHES:
+        return 3
     if flags & FLAG_RANS_GROUPED:
         return 2
     return 1 if flags & FLAG_RANS else 0
