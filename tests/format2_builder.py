@@ -121,13 +121,19 @@ def deflate(data, dictionary=True):
 
 
 def build(flat, tables=(), records=(), payload=b"", *, num_tables=None, num_records=None,
-          meta=None, D=None, flags=0, major=2, minor=0, magic=fmt.MAGIC, C=None, M=None,
-          F=None, deflated=None, extra_after_deflate=b"", bad_crc=False, key=b"tfdc.v2"):
+          patches=None, num_patches=None, meta=None, D=None, flags=0, major=2, minor=0,
+          magic=fmt.MAGIC, C=None, M=None, F=None, deflated=None, extra_after_deflate=b"",
+          bad_crc=False, key=b"tfdc.v2"):
     """A packed file from its parts. Defaults make a valid container; each
-    keyword overrides one field (the CRC is still right unless `bad_crc`)."""
+    keyword overrides one field (the CRC is still right unless `bad_crc`).
+    `patches` (descriptors, §6.7) are appended after the records as a patch
+    list; `flags` is the caller's (bit 2 is not set for it)."""
     if meta is None:
         meta = (flat + v(len(tables) if num_tables is None else num_tables) + b"".join(tables)
                 + v(len(records) if num_records is None else num_records) + b"".join(records))
+        if patches is not None:
+            meta += (v(len(patches) if num_patches is None else num_patches)
+                     + b"".join(patches))
     if deflated is None:
         deflated = deflate(meta)
     if D is None:
@@ -156,3 +162,17 @@ def dense_codebook_record(buffer_index, elem_bits, keys, width, deltas, table, b
     return (v(buffer_index) + v(elem_bits) + v(transform) + v(0) + v(0) + v(1) + v(expand)
             + v(len(keys)) + v(keys[0]) + v(width) + fmt.pack_bits(deltas, width)
             + stream(table, block, segments))
+
+
+def patch(out_offset, out_size, fields):
+    """A patch descriptor (§6.7): its output range, then a record's fields
+    after `buffer_index` (`fields`, bytes)."""
+    return v(out_offset) + v(out_size) + fields
+
+
+def zeroed(flat, start, size):
+    """`flat` with bytes [start, start + size) cleared, as an encoder leaves
+    a patched range."""
+    out = bytearray(flat)
+    out[start:start + size] = bytes(size)
+    return bytes(out)

@@ -86,3 +86,34 @@ def test_byte_corruptions_are_format_errors_or_parse(packed_model, seed_pos, val
         read_model(bytes(data))
     except FormatError:
         pass
+
+
+def test_quantization_vectors_are_where_the_object_api_has_them():
+    # Two tensors with per-channel scales, one with zero points, one sharing
+    # nothing: every non-empty vector once, at the bytes of its values.
+    from tfdc import tflite_schema
+    from tfdc.flatbuf import quantization_vectors
+    rng = np.random.default_rng(1)
+    schema = tflite_schema.get()
+    model = read_model_object(constant_model([np.zeros((5, 3), np.int8),
+                                              np.zeros((4, 2), np.int8),
+                                              np.zeros(3, np.float32)]))
+    for tensor, n, zp in zip(model.subgraphs[0].tensors, (5, 4), (True, False)):
+        q = schema.QuantizationParametersT()
+        q.scale = rng.uniform(0.1, 1, n).astype(np.float32)
+        q.zeroPoint = rng.integers(1, 9, n).astype(np.int64) if zp else None
+        tensor.quantization = q
+    data = tflite_schema.build(model)
+    found = quantization_vectors(data)
+    assert [(v.tensor_name, v.field, v.count, v.dtype[0]) for v in sorted(
+        found, key=lambda v: (v.tensor_name, v.field))] == [
+        ("w0", "scale", 5, "float32"), ("w0", "zero_point", 5, "int64"),
+        ("w1", "scale", 4, "float32")]
+    assert [v.start for v in found] == sorted(v.start for v in found)
+    tensors = read_model_object(data).subgraphs[0].tensors
+    by_name = {t.name.decode(): t.quantization for t in tensors}
+    for v in found:
+        values = np.frombuffer(data, v.dtype[0], v.count, v.start)
+        q = by_name[v.tensor_name]
+        assert (values == (q.scale if v.field == "scale" else q.zeroPoint)).all()
+    assert quantization_vectors(constant_model([np.zeros(3, np.float32)])) == []

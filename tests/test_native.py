@@ -629,3 +629,60 @@ def test_kind_4_broken_segments_rejected_by_both(native, rans4_files):
         for case, data in _broken_segments(packed, kind=4).items():
             c, py = _statuses(native, data)
             assert c == py == "corrupt", (name, case, c, py)
+
+
+@pytest.fixture(scope="module")
+def patch_files():
+    """{name: packed bytes} with patches (§6.7): the per-channel scales and
+    nonzero zero points of an int8 kernel, forced into every record kind
+    and code (kind 3 and 4 too)."""
+    from tfdc import tflite_schema
+    from tfdc.pack import pack_tflite
+    from tfdc.tflite_schema import constant_model
+    rng = np.random.default_rng(7)
+    schema = tflite_schema.get()
+    model = tflite_schema.read(constant_model([rng.integers(-9, 9, (40, 16)).astype(np.int8)]))
+    q = schema.QuantizationParametersT()
+    q.scale = rng.uniform(0.01, 0.02, 40).astype(np.float32)
+    q.zeroPoint = np.where(rng.random(40) < 0.6, 0, rng.integers(-3, 3, 40)).astype(np.int64)
+    model.subgraphs[0].tensors[0].quantization = q
+    model = tflite_schema.build(model)
+    files = {"measured": pack_tflite(model, min_bytes=0)[0]}
+    for value_mode in ("codebook", "planes"):
+        for position_mode in ("dense", "sparse"):
+            for codes in ("huffman", "rans", "rans-grouped"):
+                force = {"value_mode": value_mode, "position_mode": position_mode,
+                         "codes": codes}
+                files["-".join(force.values())] = pack_tflite(model, min_bytes=0,
+                                                              _patches=force)[0]
+    return files
+
+
+def test_patch_files_identical_to_python_decoder(native, patch_files):
+    from tfdc import format as fmt
+    from tfdc.unpack import decode, parse
+    kinds = set()
+    for name, packed in patch_files.items():
+        p = parse(packed)
+        assert p.patches and packed[fmt.STUB_SIZE + fmt.PREFIX.size] & fmt.FLAG_PATCHES, name
+        kinds |= {(r.value_mode, r.position_mode, r.elem_bits) for r in p.patches}
+        assert native.decode(packed) == decode(packed, backend="python"), name
+    assert len(kinds) == 8  # codebook/planes x dense/sparse x 32/64 bits
+
+
+def test_patch_descriptor_mutations_agree(native, patch_files):
+    # Every byte of the patch list (and the flatbuffer bytes they fill)
+    # changed three ways: both decoders refuse alike or decode alike.
+    from tfdc.unpack import parse
+    for name in ("codebook-sparse-huffman", "planes-dense-rans"):
+        packed = patch_files[name]
+        p = parse(packed)
+        first = p.patches[0]
+        meta = bytearray(p.meta)
+        spots = list(range(first.desc_start, len(meta)))
+        spots += list(range(first.out_offset - 4, first.out_offset + 4))
+        for pos in spots:
+            for value in (meta[pos] ^ 1, meta[pos] ^ 0x80, 0):
+                m = bytearray(meta)
+                m[pos] = value
+                _agree(native, _rebuilt(packed, meta=bytes(m)), f"{name} {pos} {value}")

@@ -331,6 +331,62 @@ def test_rows_and_columns_of_different_spreads_get_kind_4_tables_and_run_bit_ide
     assert unpack.decode(both, backend="python") == unpack.decode(both)
 
 
+def test_per_channel_scales_are_patched_and_run_bit_identically():
+    # The converter's per-channel int8 kernel keeps its 64 float32 scales in
+    # the flatbuffer: the packer codes them as a patch (format 2.3, §6.7),
+    # which makes the file smaller, and the decoded file is the one without.
+    model, x = _smooth_int8_dense_model(rows=64)
+    expected = _run(model, x)
+    packed, info = pack_tflite(model)
+    unpatched, plain_info = pack_tflite(model, _patches=False)
+    assert not plain_info.patches
+    assert [(r.dtype, r.num_elements, r.elem_bits) for r in info.patches] == [
+        ("float32", 64, 32)]
+    assert info.patches[0].tensor_names[0].endswith("(scale)")
+    assert len(packed) < len(unpatched)
+    _, major, minor = fmt.PREFIX.unpack_from(packed, fmt.STUB_SIZE)
+    flags = packed[fmt.STUB_SIZE + fmt.PREFIX.size]
+    assert (major, minor) == (2, 3) and flags & fmt.FLAG_PATCHES
+    # the patched range is cleared in the meta stream
+    parsed = unpack.parse(packed)
+    patch = parsed.patches[0]
+    assert not any(parsed.meta[patch.out_offset:patch.out_offset + patch.out_size])
+    decoded = unpack.decode(unpatched, backend="python")
+    assert unpack.decode(packed, backend="python") == decoded
+    if unpack._native() is not None:
+        assert unpack.decode(packed, backend="native") == decoded
+    got = _run(unpack.decode(packed), x)
+    assert (got.view(np.uint32) == expected.view(np.uint32)).all()
+    again = unpack.read_pack_info(packed)
+    assert [dataclasses.asdict(r) for r in again.patches] == [
+        dataclasses.asdict(r) for r in info.patches]
+    assert [dataclasses.asdict(r) for r in again.records] == [
+        dataclasses.asdict(r) for r in info.records]
+
+
+def test_every_quantization_vector_can_be_patched():
+    # Per-channel scales and nonzero int64 zero points, forced into patches
+    # however small (`_patches=True`): both decoders give the unpatched file
+    # byte for byte. (XNNPACK does not run a per-channel DEQUANTIZE with
+    # nonzero zero points, so the model is not run.)
+    rng = np.random.default_rng(3)
+    vals = rng.integers(-100, 100, (6, 40))
+    model = _dequantize_model(9, vals.astype(np.int8).view(np.uint8).reshape(-1), vals.size,
+                              shape=[6, 40], scale=rng.uniform(0.01, 0.1, 6),
+                              zero_point=rng.integers(-5, 5, 6))
+    packed, info = pack_tflite(model, _patches=True)
+    unpatched, _ = pack_tflite(model, _patches=False)
+    assert sorted((r.dtype, r.elem_bits) for r in info.patches) == [("float32", 32),
+                                                                     ("int64", 64)]
+    decoded = unpack.decode(unpatched, backend="python")
+    assert unpack.decode(packed, backend="python") == decoded
+    if unpack._native() is not None:
+        assert unpack.decode(packed, backend="native") == decoded
+    # Unforced, vectors under min_bytes stay in the flatbuffer.
+    _, info = pack_tflite(model)
+    assert not info.patches
+
+
 def test_files_without_kind_3_tables_stay_version_2_0(keras_models):
     for tflite, _ in keras_models:
         packed, _ = pack_tflite(tflite)
@@ -369,9 +425,10 @@ def test_sub_byte_tensors_are_coded_as_sub_byte_symbols():
     assert info.records[0].elem_bits == 4
 
 
-def _dequantize_model(tensor_type, data, n, scale=0.5, shape=None):
+def _dequantize_model(tensor_type, data, n, scale=0.5, shape=None, zero_point=0):
     """A runnable model: a constant int4 / int2 tensor of `n` elements
-    (`shape`, default `[n]`) through DEQUANTIZE."""
+    (`shape`, default `[n]`) through DEQUANTIZE; a `scale` and `zero_point`
+    per channel (axis 0) when they are arrays."""
     schema = tflite_schema.get()
     m = schema.ModelT()
     m.version = 3
@@ -385,7 +442,8 @@ def _dequantize_model(tensor_type, data, n, scale=0.5, shape=None):
     q.shape = o.shape = np.array(shape or [n], np.int32)
     q.type, q.buffer, q.name = tensor_type, 1, "weights"
     q.quantization = schema.QuantizationParametersT()
-    q.quantization.scale, q.quantization.zeroPoint = [scale], [0]
+    q.quantization.scale = np.atleast_1d(scale).astype(np.float32)
+    q.quantization.zeroPoint = np.atleast_1d(zero_point).astype(np.int64)
     o.type, o.buffer, o.name = 0, 2, "out"
     op = schema.OperatorT()
     op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]

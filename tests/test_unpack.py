@@ -10,6 +10,7 @@ import pytest
 import format2_builder as fb
 from tfdc import FormatError, unpack
 from tfdc import format as fmt
+from tfdc.flatbuf import Reader, read_model
 from tfdc.pack import pack_tflite
 from tfdc.tflite_schema import constant_model
 
@@ -362,6 +363,146 @@ def _rans_violations():
     }
 
 
+# Patches (§6.7). The valid file's inner flatbuffer with a third buffer of
+# 16 inline zero bytes (its data bytes are not read by the decoder, so a
+# patch may fill them), patched with two float32 values [1.0, 2.0] as four
+# planes of a fixed-length 8-bit code (table 1).
+PATCH_VALUES = b"\x00\x00\x80\x3f\x00\x00\x00\x40"
+PATCH_PLANES = bytes([0x3f, 0x40, 0x80, 0, 0, 0, 0, 0])  # plane 0 (top bytes) first
+
+
+def _plane_fields(table):
+    """A patch's fields after its range: two float32 values as four planes
+    (dense, row-major, identity transform) coded with `table`."""
+    return v(32) + v(0) + v(1) + v(0) + v(1) + fb.stream(table, 4096, [2]) * 4
+
+
+PATCH_FIELDS = _plane_fields(1)
+
+
+def _patch_layout(data=bytes(16)):
+    """`(flat, data_start)`: `_parts()`'s flatbuffer plus an inline buffer."""
+    flat0 = fb.inner_flatbuffer([None, (1 << 40, 8), data])
+    base = (len(flat0) + 15) // 16 * 16
+    flat = fb.inner_flatbuffer([None, (base, 8), data])
+    return flat, read_model(flat, metadata=False).buffers[2].data_start
+
+
+def _patch_file(patches=None, flat=None, payload=PATCH_PLANES, flags=fmt.FLAG_PATCHES,
+                **kw):
+    """The valid file with a patch list (default: one patch filling the
+    inline buffer's first 8 bytes with PATCH_VALUES)."""
+    layout, start = _patch_layout()
+    if patches is None:
+        patches = [fb.patch(start, 8, PATCH_FIELDS)]
+    return _rebuild(flat=layout if flat is None else flat,
+                    tables=[fb.huffman_table([0, 1], [1, 1]), fb.fixed_table(8)],
+                    payload=b"\x48" + payload, patches=patches, flags=flags,
+                    minor=fmt.header_version(flags), **kw)
+
+
+def _field_at(flat, table_path):
+    """Position of a scalar field: `table_path` = [(field id, deref?)...]
+    from the root table."""
+    r = Reader(flat)
+    pos = r.u32(0)
+    for field_id, vector_entry in table_path:
+        pos = r.field(pos, field_id)
+        if vector_entry is not None:  # a vector of tables: its entry's table
+            n, first = r.vector(r.deref(pos, "v"), 4, "v")
+            pos = r.deref(first + 4 * vector_entry, "t")
+    return pos
+
+
+def _patch_violations():
+    flat, start = _patch_layout()
+    F = len(flat)
+    one = fb.patch(start, 8, PATCH_FIELDS)
+    # Buffer 1's u64 offset field: its high bytes are zero, a patch can
+    # make them nonzero (the record would then write elsewhere).
+    offset_field = _field_at(flat, [(4, 1), (1, None)])
+    high = offset_field + 4
+    # The root offset's high bytes: a patch there makes the flatbuffer
+    # unreadable.
+    one_byte = v(8) + v(0) + v(1) + v(0) + v(1) + fb.stream(1, 4096, [1])
+    nonzero = _patch_layout(bytes([0] * 7 + [1] + [0] * 8))[0]
+    return {
+        "flags bit 2 without a patch list": _rebuild(flags=fmt.FLAG_PATCHES),
+        "a patch list without flags bit 2": _patch_file(flags=0),
+        "patch out_size 0": _patch_file([fb.patch(start, 0, PATCH_FIELDS)]),
+        "patch beyond the flatbuffer": _patch_file([fb.patch(F - 7, 8, PATCH_FIELDS)],
+                                                   flat=flat + b""),
+        "patches overlap": _patch_file([one, fb.patch(start + 4, 8, PATCH_FIELDS)],
+                                       payload=PATCH_PLANES * 2),
+        "patches out of order": _patch_file([fb.patch(start + 8, 8, PATCH_FIELDS), one],
+                                            payload=PATCH_PLANES * 2),
+        "patch over nonzero bytes": _patch_file(flat=nonzero),
+        "num_patches over the bound": _patch_file(num_patches=10 ** 6),
+        "patch changes a Buffer.offset": _patch_file(
+            [fb.patch(high, 1, one_byte)], payload=b"\x01"),
+        "patch breaks the flatbuffer": _patch_file([fb.patch(2, 1, one_byte)],
+                                                   payload=b"\x01"),
+        "patch elem_bits 32 for 6 bytes": _patch_file([fb.patch(start, 6, PATCH_FIELDS)]),
+        "patch payload byte unused": _patch_file(payload=PATCH_PLANES + b"\x00"),
+        "patch stream runs past the payload": _patch_file(payload=PATCH_PLANES[:-1]),
+    }
+
+
+def test_patches_decode_into_the_inner_flatbuffer():
+    flat, start = _patch_layout()
+    data = _patch_file()
+    out = _decode(data)
+    assert out[start:start + 8] == PATCH_VALUES
+    # everything else is the unpatched file's bytes
+    assert out[:start] + out[start + 8:] == _decode(_rebuild(flat=flat))[:start] + \
+        _decode(_rebuild(flat=flat))[start + 8:]
+    assert _c_decoder().decode(data) == out
+    # an unaligned patch, the last byte of the inline data, and two patches
+    # with a codebook record (1-bit code over [0x11, 0x22])
+    cb = v(8) + v(0) + v(0) + v(0) + v(1) + v(0) + v(2) + v(0x11) + v(8) + bytes([0x10]) \
+        + fb.stream(0, 4096, [1])
+    two = _patch_file([fb.patch(start + 1, 8, PATCH_FIELDS), fb.patch(start + 15, 1, cb)],
+                      payload=PATCH_PLANES + b"\x80")
+    out = _decode(two)
+    assert out[start:start + 16] == b"\0" + PATCH_VALUES + b"\0" * 6 + b"\x22"
+    assert _c_decoder().decode(two) == out
+    # The patched ranges are part of a data vector, never of what the
+    # decoder reads: the decoded file's buffers are the inner flatbuffer's.
+    assert read_model(out[:len(flat)], metadata=False).buffers == \
+        read_model(flat, metadata=False).buffers
+
+
+def test_patch_statuses():
+    # (A patch that makes the flatbuffer unreadable is refused too, as
+    # FLATBUFFER or CORRUPT: §2 fixes only the statuses of §7's order.)
+    for rule, status in (("patch changes a Buffer.offset", "corrupt"),
+                         ("patch over nonzero bytes", "corrupt")):
+        for decode in (_decode, _c_decoder().decode):
+            with pytest.raises(FormatError) as e:
+                decode(_patch_violations()[rule])
+            assert e.value.status == status, (rule, decode, str(e.value))
+
+
+def test_format_md_patch_example_is_current():
+    # FORMAT.md §6.7 quotes a patch descriptor and its payload: a file built
+    # from those bytes decodes to the values the text states.
+    import os
+    spec = open(os.path.join(os.path.dirname(__file__), "..", "docs", "FORMAT.md")).read()
+    section = spec[spec.index("### 6.7"):spec.index("## 7. Decoding")]
+    lines = section.split("```")[1].splitlines()
+    head = bytes.fromhex(lines[1].split("out_offset")[0])
+    stream = bytes.fromhex(lines[4].split("(")[0])
+    payload = bytes.fromhex(section.split("with the payload `")[1].split("`")[0])
+    written = bytes.fromhex(section.split("written as `")[1].split("`")[0])
+    flat = fb.inner_flatbuffer([None, bytes(300)])
+    assert read_model(flat, metadata=False).buffers[1].data_start <= 200
+    data = fb.build(flat, [fb.fixed_table(8)], [], payload, patches=[head + stream * 4],
+                    flags=fmt.FLAG_PATCHES, minor=3)
+    assert head + stream * 4 == fb.patch(200, 8, _plane_fields(0))
+    for decode in (_decode, _c_decoder().decode):
+        assert decode(data)[200:208] == written == PATCH_VALUES
+
+
 def _violations():
     flat, off = _parts()
     table = fb.huffman_table([0, 1], [1, 1])
@@ -372,7 +513,7 @@ def _violations():
         # container (§3, §4)
         "magic": _rebuild(magic=b"TFDX"),
         "version 3": _rebuild(major=3),
-        "flags bit 2": _rebuild(flags=4),
+        "flags bit 3": _rebuild(flags=8),
         "crc": _rebuild(bad_crc=True),
         "F < 8": _rebuild(F=7),
         "F > M": _rebuild(F=10 ** 6),
@@ -418,6 +559,7 @@ def _violations():
         # kind 3 and 4 tables (§5.3, §5.4)
         **_rans_violations(),
         **_rans4_violations(),
+        **_patch_violations(),
         # records (§6)
         "buffer_index out of range": r(head=v(9) + HEAD_TAIL),
         "buffer without offset": r(head=v(0) + HEAD_TAIL),

@@ -18,12 +18,19 @@ import dataclasses
 import struct
 
 from tfdc.errors import FormatError
+from tfdc.format import TENSOR_TYPES
 
 # Field ids in schema.fbs.
 _MODEL_BUFFERS = 4
 _MODEL_METADATA = 6
 _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
 _METADATA_NAME, _METADATA_BUFFER = 0, 1
+# For the packer's patches (FORMAT.md §6.7): where quantization vectors lie.
+_MODEL_SUBGRAPHS, _SUBGRAPH_TENSORS = 2, 0
+_TENSOR_NAME, _TENSOR_QUANTIZATION = 3, 4
+# QuantizationParameters vectors: (field id, name, TFLite TensorType of the
+# elements: FLOAT32, INT64).
+_QUANTIZATION_VECTORS = ((2, "scale", 0), (3, "zero_point", 4))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,3 +162,67 @@ def read_model(data, metadata=True):
                 name = bytes(r.data[start:start + length])
             entries.append((name, r.scalar_u32(table, _METADATA_BUFFER, "Metadata.buffer")))
     return ModelRef(buffers, entries)
+
+
+@dataclasses.dataclass(frozen=True)
+class VectorRef:
+    """A vector of a tensor's `QuantizationParameters`: its elements are
+    bytes `[start, start + count * elem_bytes)` of the flatbuffer."""
+    tensor_name: str
+    field: str          # "scale" (float32) or "zero_point" (int64)
+    start: int
+    count: int
+    tensor_type: int    # of the elements: a key of tfdc.format.TENSOR_TYPES
+
+    @property
+    def dtype(self):
+        """`(name, bits, kind)` of the elements, as `tfdc.format.TENSOR_TYPES`."""
+        return TENSOR_TYPES[self.tensor_type]
+
+    @property
+    def nbytes(self):
+        return self.count * self.dtype[1] // 8
+
+
+def quantization_vectors(data):
+    """Every non-empty `scale` and `zero_point` vector of every tensor's
+    `QuantizationParameters` in the TFLite flatbuffer `data`, in the order
+    of their bytes, each once (a flatbuffer may share one vector among
+    tensors).
+
+    Example:
+
+        from tfdc.flatbuf import quantization_vectors
+        for v in quantization_vectors(open("model.tflite", "rb").read()):
+            print(v.tensor_name, v.field, v.count)
+    """
+    r = Reader(data)
+    root = r.u32(0, "root offset")
+    found = {}
+    p = r.field(root, _MODEL_SUBGRAPHS, "Model")
+    subgraphs = r.vector(r.deref(p, "Model.subgraphs"), 4, "Model.subgraphs") if p else (0, 0)
+    for g in range(subgraphs[0]):
+        sg = r.deref(subgraphs[1] + 4 * g, "SubGraph")
+        p = r.field(sg, _SUBGRAPH_TENSORS, "SubGraph")
+        if p is None:
+            continue
+        n, first = r.vector(r.deref(p, "SubGraph.tensors"), 4, "SubGraph.tensors")
+        for t in range(n):
+            tensor = r.deref(first + 4 * t, "Tensor")
+            q = r.field(tensor, _TENSOR_QUANTIZATION, "Tensor")
+            if q is None:
+                continue
+            q = r.deref(q, "Tensor.quantization")
+            name = r.field(tensor, _TENSOR_NAME, "Tensor")
+            if name is not None:
+                length, start = r.vector(r.deref(name, "Tensor.name"), 1, "Tensor.name")
+                name = bytes(r.data[start:start + length]).decode("utf-8", "replace")
+            for field_id, field, tensor_type in _QUANTIZATION_VECTORS:
+                v = r.field(q, field_id, "QuantizationParameters")
+                if v is None:
+                    continue
+                size = TENSOR_TYPES[tensor_type][1] // 8
+                count, start = r.vector(r.deref(v, field), size, field)
+                if count and start not in found:
+                    found[start] = VectorRef(name or "", field, start, count, tensor_type)
+    return [found[k] for k in sorted(found)]

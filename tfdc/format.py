@@ -488,6 +488,10 @@ class PackInfo:
     CRC. `flatbuffer_bytes` is the stub (format 1: the model flatbuffer and
     its padding, `S`). `densified`: the packer's `tfdc.densify.DensifiedTensor`
     entries (TFLite-sparse constants expanded before packing, or left as is).
+    `patches`: a `RecordInfo` per patch (format 2.3, §6.7: a quantization
+    vector of the flatbuffer coded as a record; `buffer_index` -1,
+    `out_offset` its position in the flatbuffer); their payload is in
+    `payload_bytes`, their descriptors in `descriptor_bytes`.
     """
     flatbuffer_bytes: int
     section_bytes: int
@@ -508,6 +512,7 @@ class PackInfo:
     payload_bytes: int = 0
     crc_bytes: int = 0
     densified: list = dataclasses.field(default_factory=list)
+    patches: list = dataclasses.field(default_factory=list)
 
     @property
     def coded_bytes(self):

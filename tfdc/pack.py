@@ -22,6 +22,12 @@ encodings, each a *record* (FORMAT.md §6), or stays inline:
   are written as version 2.1 (flags bit 0) or 2.2 (bit 1); all others stay
   2.0.
 
+The per-channel quantization scales (and nonzero zero points) that the
+flatbuffer itself holds are coded the same way, as *patches* of format 2.3
+(§6.7, flags bit 2): their range of the inner flatbuffer is cleared and a
+record fills it again at decode time — kept only where the file is smaller
+for it.
+
 For each buffer the encoder computes the size of every candidate from
 histograms (and the gap alphabet `G = 2^1 … 2^15` for sparse ones) and keeps
 the smallest. What is not a coded payload — the model flatbuffer (graph,
@@ -57,6 +63,7 @@ import numpy as np
 from tfdc import format as fmt
 from tfdc import huffman, rans, tflite_schema
 from tfdc.densify import densify as densify_model
+from tfdc.flatbuf import quantization_vectors
 from tfdc.format import PackInfo, RecordInfo, varint_bytes
 
 MAX_CODEBOOK = fmt.MAX_CODEBOOK
@@ -608,8 +615,10 @@ def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, valu
     return _Plan(info, b"".join(head), streams)
 
 
-def _descriptor(plan, buffer_index, table_index):
-    parts = [varint_bytes(buffer_index), plan.head]
+def _descriptor(plan, lead, table_index):
+    """A record's descriptor: `lead` (its buffer_index, or a patch's output
+    range), then its fields and streams."""
+    parts = [lead, plan.head]
     for prefix, stream in plan.streams:
         parts.append(prefix)
         if stream is not None:
@@ -661,10 +670,77 @@ def _align(x, a):
     return (x + a - 1) // a * a
 
 
+# --------------------------------------------------------------------------
+# Patches (§6.7): quantization vectors of the flatbuffer, coded as records
+
+
+def _add_tables(plans, tables, table_index):
+    """Append the tables `plans` use that are not yet in `tables`, in
+    first-use order (identical tables are stored once)."""
+    for plan in plans:
+        plan.new_tables = []
+        for _, stream in plan.streams:
+            if stream is not None and stream.table not in table_index:
+                table_index[stream.table] = len(tables)
+                tables.append(stream.table)
+                plan.new_tables.append(stream.table)
+                plan.record.table_bytes += len(stream.table)
+
+
+def _plan_bytes(plan, known_tables):
+    """Estimated bytes of a record: payload, descriptor and new tables (before
+    deflate, so an upper bound)."""
+    index = {}
+    for _, st in plan.streams:
+        if st is not None:
+            index.setdefault(st.table, 0)
+    tables = sum(len(t) for t in index if t not in known_tables)
+    payload = sum(len(st.payload()) for _, st in plan.streams if st is not None)
+    return payload + len(_descriptor(plan, b"\0\0\0\0", index)) + tables
+
+
+def _patch_plans(flat, base_meta, known_tables, block, min_bytes, force):
+    """The quantization vectors of the inner flatbuffer `flat` worth a patch:
+    `[(VectorRef, _Plan)]`, each a record smaller than what clearing its
+    range saves in the deflated meta stream `base_meta` (`force`: every
+    nonzero vector, whatever it costs — True, or a dict of `_plan_record`
+    restrictions; tests)."""
+    base = None
+    chosen = []
+    for vec in quantization_vectors(flat):
+        raw = np.frombuffer(flat, np.uint8, vec.nbytes, vec.start).copy()
+        if not raw.any() or (not force and vec.nbytes < max(1, min_bytes)):
+            continue  # zeros cost DEFLATE next to nothing
+        dtype, bits, kind = vec.dtype
+        restrict = dict(force, elem_bits=bits) if isinstance(force, dict) else {"elem_bits": bits}
+        plan = _plan_record(raw, bits, kind, (vec.count,), block, None, False,
+                            restrict if force else None)
+        if plan is None:
+            continue
+        if not force:
+            if base is None:
+                base = len(fmt.deflate(base_meta))
+            cleared = bytearray(base_meta)
+            cleared[vec.start:vec.start + vec.nbytes] = bytes(vec.nbytes)
+            if _plan_bytes(plan, known_tables) >= base - len(fmt.deflate(cleared)):
+                continue
+        plan.record.buffer_index = -1
+        plan.record.tensor_names = [f"{vec.tensor_name} ({vec.field})"]
+        plan.record.dtype = dtype
+        plan.record.out_offset = plan.out_offset = vec.start
+        plan.out_size = vec.nbytes
+        chosen.append((vec, plan))
+    return chosen
+
+
 def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alphabet=None,
-                codebook_fp16=False, min_bytes=64, strip_debug=False, densify=True, _force=None):
+                codebook_fp16=False, min_bytes=64, strip_debug=False, densify=True, _force=None,
+                _patches=None):
     # `_force` (tests and tools/format_example.py only): a dict of
     # `_plan_record` restrictions for every buffer, or {buffer_index: dict}.
+    # `_patches` (tests): None = patches where the file is smaller for them,
+    # False = none, True = every nonzero quantization vector (a dict: with
+    # these `_plan_record` restrictions).
     """Pack the constant buffers of a TFLite model into a tfdc.v2 file.
 
     Args:
@@ -744,14 +820,7 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
 
     # Code tables: identical tables are stored once, in first-use order.
     tables, table_index = [], {}
-    for plan in plans:
-        plan.new_tables = []
-        for _, stream in plan.streams:
-            if stream is not None and stream.table not in table_index:
-                table_index[stream.table] = len(tables)
-                tables.append(stream.table)
-                plan.new_tables.append(stream.table)
-                plan.record.table_bytes += len(stream.table)
+    _add_tables(plans, tables, table_index)
 
     # The inner flatbuffer: every packed buffer points into the decoded tail,
     # after the flatbuffer. Its length does not depend on the offsets'
@@ -777,16 +846,44 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
 
     descriptors, payloads = [], []
     for plan in plans:
-        descriptors.append(_descriptor(plan, plan.record.buffer_index, table_index))
+        descriptors.append(_descriptor(plan, varint_bytes(plan.record.buffer_index),
+                                       table_index))
         payloads.append(b"".join(s.payload() for _, s in plan.streams if s is not None))
-    meta = (flat + varint_bytes(len(tables)) + b"".join(tables) + varint_bytes(len(plans))
-            + b"".join(descriptors))
+    records = varint_bytes(len(plans)) + b"".join(descriptors)
+    meta = flat + varint_bytes(len(tables)) + b"".join(tables) + records
     deflated = fmt.deflate(meta)
-    payload = b"".join(payloads)
-    # Versions 2.1 and 2.2 only where a kind 3 or 4 table needs them (§10):
-    # every other file stays readable by older decoders.
-    kinds = {st.kind for p in plans for _, st in p.streams if st}
     flags = 0
+    patches = []
+    if _patches is not False:
+        patches = [p for _, p in _patch_plans(flat, meta, set(tables), block, min_bytes,
+                                              _patches)]
+    if patches:
+        # The patched ranges are cleared; patch tables follow the records'.
+        with_tables = list(tables)
+        _add_tables(patches, with_tables, table_index)
+        cleared = bytearray(flat)
+        for p in patches:
+            cleared[p.out_offset:p.out_offset + p.out_size] = bytes(p.out_size)
+        patch_descriptors = [_descriptor(p, varint_bytes(p.out_offset)
+                                         + varint_bytes(p.out_size), table_index)
+                             for p in patches]
+        patch_payloads = [b"".join(s.payload() for _, s in p.streams if s is not None)
+                          for p in patches]
+        patched = (bytes(cleared) + varint_bytes(len(with_tables)) + b"".join(with_tables)
+                   + records + varint_bytes(len(patches)) + b"".join(patch_descriptors))
+        patched_deflated = fmt.deflate(patched)
+        if _patches or (len(patched_deflated) + sum(map(len, patch_payloads))
+                        < len(deflated)):
+            flat, tables, meta, deflated = bytes(cleared), with_tables, patched, patched_deflated
+            descriptors += patch_descriptors
+            payloads += patch_payloads
+            flags |= fmt.FLAG_PATCHES
+        else:
+            patches = []
+    payload = b"".join(payloads)
+    # Versions 2.1, 2.2 and 2.3 only where a kind 3 or 4 table or a patch
+    # needs them (§10): every other file stays readable by older decoders.
+    kinds = {st.kind for p in plans + patches for _, st in p.streams if st}
     for kind in kinds:
         flags |= fmt.TABLE_FLAGS.get(kind, 0)
     header = (fmt.PREFIX.pack(fmt.MAGIC, fmt.VERSION_MAJOR, fmt.header_version(flags))
@@ -803,9 +900,10 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
     # records (with the tables each introduced).
     graph = len(fmt.deflate(flat))
     descriptor_share = len(deflated) - graph
-    parts = [d + b"".join(plan.new_tables) for d, plan in zip(descriptors, plans)]
+    coded = plans + patches
+    parts = [d + b"".join(plan.new_tables) for d, plan in zip(descriptors, coded)]
     shares = fmt.descriptor_shares(descriptor_share, parts)
-    for plan, part, share, pay in zip(plans, parts, shares, payloads):
+    for plan, part, share, pay in zip(coded, parts, shares, payloads):
         r = plan.record
         r.payload_bytes = len(pay)
         r.descriptor_bytes = len(part)
@@ -819,5 +917,6 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
                     version=fmt.VERSION_MAJOR, stub_bytes=S, header_bytes=len(header),
                     meta_bytes=len(deflated), meta_raw_bytes=len(meta), graph_bytes=graph,
                     graph_raw_bytes=F, descriptor_bytes=descriptor_share,
-                    payload_bytes=len(payload), crc_bytes=fmt.CRC.size, densified=densified)
+                    payload_bytes=len(payload), crc_bytes=fmt.CRC.size, densified=densified,
+                    patches=[p.record for p in patches])
     return packed, info

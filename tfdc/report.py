@@ -226,6 +226,14 @@ def _layer_from_record(record, layer_names):
         kind=str(getattr(record, "kind", "") or ""))
 
 
+def _patch_name(record, layer_names):
+    """"fc1 scale" for a patch of tensor "model/fc1_1/MatMul (scale)"."""
+    if not record.tensor_names:
+        return f"bytes at {record.out_offset}"
+    tensor, _, field = record.tensor_names[0].partition(" (")
+    return f"{short_name(tensor, layer_names)} {field.rstrip(')')}".strip()
+
+
 def _fmt_int(n):
     return f"{n:,}"
 
@@ -264,6 +272,10 @@ class ExportReport(_Derived):
             expanded to dense before coding them or left as they are
             (`tfdc.densify.DensifiedTensor`, with the reason); empty for a
             report read back from a packed file.
+        patches: `(name, bytes)` of each quantization vector of the
+            flatbuffer coded as a patch (format 2.3), e.g.
+            `("fc1 scale", 959)`; their bytes are in the payload and
+            descriptors, not in the layers' rows.
 
     Example:
 
@@ -288,6 +300,7 @@ class ExportReport(_Derived):
         self.path = path
         self.parts = {}
         self.densified = []
+        self.patches = []
 
     @classmethod
     def from_pack_info(cls, info, *, plain_bytes=None, dense_bytes=None, path=None,
@@ -324,6 +337,8 @@ class ExportReport(_Derived):
                      decoded_bytes=int(info.decoded_bytes), path=path)
         report.parts = _parts(info)
         report.densified = list(_get(info, "densified", default=[]))
+        report.patches = [(_patch_name(r, layer_names), int(r.record_bytes))
+                          for r in _get(info, "patches", default=[])]
         return report
 
     # Totals over the packed tensors.
@@ -435,6 +450,11 @@ class ExportReport(_Derived):
             if kinds:
                 lines.append(("Records", ", ".join(f"{n} {k} ({_fmt_int(b)} B)"
                                                    for k, (n, b) in sorted(kinds.items()))))
+            if self.patches:
+                lines.append(("Patches", f"{len(self.patches)} quantization vector"
+                              f"{'s' if len(self.patches) != 1 else ''} of the graph coded "
+                              "as records (" + ", ".join(f"{n} {_fmt_int(b)} B"
+                                                         for n, b in self.patches) + ")"))
         else:
             lines.append(("Packed .tflite", f"{_fmt_int(self.packed_bytes)} B (flatbuffer "
                           f"{_fmt_int(self.flatbuffer_bytes or 0)} B + section "

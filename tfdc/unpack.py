@@ -24,7 +24,7 @@ import numpy as np
 from tfdc import format as fmt
 from tfdc import huffman, rans
 from tfdc.errors import FormatError
-from tfdc.flatbuf import read_model
+from tfdc.flatbuf import quantization_vectors, read_model
 from tfdc.format import fp16_to_fp32_bits
 
 _UINT = fmt.UINT_OF_SIZE
@@ -258,6 +258,8 @@ class Parsed:
     C: int = 0
     header_size: int = 0
     payload_start: int = 0
+    patches: list = dataclasses.field(default_factory=list)  # format 2.3 (§6.7)
+    buffers: list = dataclasses.field(default_factory=list)  # the inner Model.buffers
 
 
 def _inflate(data, start, length, size):
@@ -440,7 +442,6 @@ def _parse_stream(cur, tables, payload, what, count, alphabet, used_tables):
 def _parse_record(cur, i, tables, buffers, F, D, prev_end, payload, used_tables):
     what = f"record {i}"
     desc_start = cur.pos
-    table_bytes = 0
     buffer_index = cur.varint(f"{what} buffer_index")
     if buffer_index >= len(buffers):
         raise FormatError(f"{what}: buffer_index {buffer_index} ≥ {len(buffers)} buffers")
@@ -454,6 +455,32 @@ def _parse_record(cur, i, tables, buffers, F, D, prev_end, payload, used_tables)
         raise FormatError(f"{what}: output range [{out_offset}, +{out_size}) invalid (aligned "
                           f"to 16, after the flatbuffer ({F}) and the previous record "
                           f"({prev_end}), within the decoded size {D})")
+    return _parse_fields(cur, what, desc_start, buffer_index, out_offset, out_size, tables,
+                         payload, used_tables)
+
+
+def _parse_patch(cur, i, meta, F, prev_end, tables, payload, used_tables):
+    """A patch (§6.7): a record's fields for a range of the inner flatbuffer,
+    whose bytes in the meta stream are all zero."""
+    what = f"patch {i}"
+    desc_start = cur.pos
+    out_offset = cur.varint(f"{what} out_offset")
+    out_size = cur.varint(f"{what} out_size")
+    if out_size == 0 or out_offset < prev_end or out_offset + out_size > F:
+        raise FormatError(f"{what}: output range [{out_offset}, +{out_size}) invalid (not "
+                          f"empty, after the previous patch ({prev_end}), within the inner "
+                          f"flatbuffer ({F} bytes))")
+    if any(meta[out_offset:out_offset + out_size]):
+        raise FormatError(f"{what}: the inner flatbuffer's bytes [{out_offset}, "
+                          f"+{out_size}) are not all zero")
+    return _parse_fields(cur, what, desc_start, None, out_offset, out_size, tables, payload,
+                         used_tables)
+
+
+def _parse_fields(cur, what, desc_start, buffer_index, out_offset, out_size, tables, payload,
+                  used_tables):
+    """The fields of a record after its output range (§6), shared by patches."""
+    table_bytes = 0
     elem_bits = cur.varint(f"{what} elem_bits")
     if elem_bits not in fmt.ELEM_BITS or (8 * out_size) % elem_bits:
         raise FormatError(f"{what}: elem_bits {elem_bits} invalid for {out_size} bytes")
@@ -543,7 +570,8 @@ def _parse_v2(data, S, Z, max_size):
     cur = _Cursor(data, S + fmt.PREFIX.size, end - fmt.CRC.size, "header")
     flags = cur.varint("flags")
     if flags & ~fmt.KNOWN_FLAGS:
-        raise FormatError(f"header flags are {flags}: bits other than bits 0 and 1 are not defined "
+        raise FormatError(f"header flags are {flags}: bits other than bits 0, 1 and 2 are not "
+                          "defined "
                           f"in format {fmt.VERSION_MAJOR}.{fmt.VERSION_MINOR} "
                           "(a file from a newer tfdc?)")
     C = cur.varint("meta_deflated")
@@ -576,8 +604,19 @@ def _parse_v2(data, S, Z, max_size):
         rec.new_tables = list(used)[before:]
         prev_end = rec.out_offset + rec.out_size
         records.append(rec)
+    patches = []
+    if flags & fmt.FLAG_PATCHES:
+        num_patches = mc.varint("num_patches", (M - F) // fmt.MIN_PATCH_DESCRIPTOR)
+        patch_end = 0
+        for i in range(num_patches):
+            before = len(used)
+            patch = _parse_patch(mc, i, meta, F, patch_end, tables, payload, used)
+            patch.new_tables = list(used)[before:]
+            patch_end = patch.out_offset + patch.out_size
+            patches.append(patch)
     if mc.pos != M:
-        raise FormatError(f"meta stream: {M - mc.pos} bytes left after the last record")
+        raise FormatError(f"meta stream: {M - mc.pos} bytes left after the last "
+                          + ("patch" if flags & fmt.FLAG_PATCHES else "record"))
     if payload.pos != payload.end:
         raise FormatError(f"payload: {payload.end - payload.pos} bytes not used by any stream")
     if D != max(F, prev_end):
@@ -589,7 +628,8 @@ def _parse_v2(data, S, Z, max_size):
             raise FormatError(f"inner Model.buffers[{j}] points at offset {ref.offset} but no "
                               "record fills it")
     return Parsed(S, Z, D, tables, records, version=2, meta=meta, F=F, C=C,
-                  header_size=header_size, payload_start=cur.pos)
+                  header_size=header_size, payload_start=cur.pos, patches=patches,
+                  buffers=inner.buffers)
 
 
 def _fixed_width(t):
@@ -702,10 +742,20 @@ def _decode_v2(data, parsed):
         raise FormatError(f"decoded size {parsed.D} cannot be allocated",
                           status="too_large") from None
     out[:parsed.F] = np.frombuffer(parsed.meta, np.uint8, parsed.F)
-    for rec in parsed.records:
+    for rec in parsed.records + parsed.patches:
         elems = _record_elements(data, rec, parsed.tables)
         out[rec.out_offset:rec.out_offset + rec.out_size] = fmt.join_elements(elems,
                                                                              rec.elem_bits)
+    if parsed.patches:
+        # A patch may rewrite data the runtime reads, never the buffers the
+        # records were checked against (§6.7).
+        try:
+            again = read_model(out[:parsed.F].tobytes(), metadata=False).buffers
+        except FormatError as e:
+            raise FormatError(f"inner flatbuffer after the patches: {e}",
+                              status=e.status) from None
+        if again != parsed.buffers:
+            raise FormatError("the patches change the inner flatbuffer's Model.buffers")
     return out.tobytes()
 
 
@@ -1230,50 +1280,66 @@ def _stream_stats(data, stream, tables):
     return huffman.coded_bits(counts, t.lengths), huffman.entropy_bits(counts), symbols
 
 
+def _record_info(data, rec, parsed, share, part, names, shape, dtype):
+    """The `RecordInfo` of a parsed record or patch."""
+    value_bits = value_entropy = 0
+    for s in rec.values:
+        bits, ent, _ = _stream_stats(data, s, parsed.tables)
+        value_bits += bits
+        value_entropy += ent
+    gap_bits, gap_entropy, gap_count = 0, 0.0, 0
+    if rec.gaps is not None:
+        gap_bits, gap_entropy, _ = _stream_stats(data, rec.gaps, parsed.tables)
+        gap_count = rec.gaps.count
+    nnz = int(np.count_nonzero(_record_elements(data, rec, parsed.tables)))
+    return fmt.RecordInfo(
+        buffer_index=-1 if rec.buffer_index is None else rec.buffer_index,
+        tensor_names=names, shape=shape, dtype=dtype, num_elements=rec.num_elements, nnz=nnz,
+        elem_size=max(1, rec.elem_bits // 8),
+        value_mode="codebook" if rec.value_mode == fmt.VALUES_CODEBOOK else "planes",
+        position_mode="sparse" if rec.position_mode == fmt.POSITION_SPARSE else "dense",
+        scan="column" if rec.scan_rows > 1 else "row", scan_rows=rec.scan_rows,
+        gap_alphabet=rec.gap_alphabet,
+        codebook_size=len(rec.keys) if rec.value_mode == fmt.VALUES_CODEBOOK else 0,
+        codebook_encoding="fp16" if rec.expand else "raw", value_count=rec.nnz,
+        gap_count=gap_count, value_bits=value_bits, gap_bits=gap_bits,
+        value_entropy_bits=value_entropy, gap_entropy_bits=gap_entropy,
+        codebook_bytes=rec.codebook_bytes, table_bytes=rec.table_bytes,
+        record_bytes=int(round(rec.payload_bytes + share)), raw_bytes=rec.out_size,
+        out_offset=rec.out_offset, elem_bits=rec.elem_bits,
+        transform=fmt.TRANSFORM_NAMES[rec.transform],
+        planes=len(rec.values) if rec.value_mode == fmt.VALUES_PLANES else 0,
+        payload_bytes=rec.payload_bytes,
+        descriptor_bytes=len(part),
+        context_coded=any(parsed.tables[st.table].kind in fmt.RANS_KINDS
+                          for st in rec.values))
+
+
 def _pack_info_v2(data, parsed):
-    users = _tensor_users(parsed.meta[:parsed.F])
-    graph = len(fmt.deflate(parsed.meta[:parsed.F]))
+    flat = parsed.meta[:parsed.F]
+    users = _tensor_users(flat)
+    graph = len(fmt.deflate(flat))
     descriptor_share = parsed.C - graph
     meta = parsed.meta
+    coded = parsed.records + parsed.patches
     parts = [meta[r.desc_start:r.desc_end] + b"".join(
         meta[parsed.tables[t].start:parsed.tables[t].start + parsed.tables[t].size]
-        for t in r.new_tables) for r in parsed.records]
+        for t in r.new_tables) for r in coded]
     shares = fmt.descriptor_shares(descriptor_share, parts)
     records = []
     for rec, share, part in zip(parsed.records, shares, parts):
         infos = users.get(rec.buffer_index, [])
-        value_bits = value_entropy = 0
-        for s in rec.values:
-            bits, ent, _ = _stream_stats(data, s, parsed.tables)
-            value_bits += bits
-            value_entropy += ent
-        gap_bits, gap_entropy, gap_count = 0, 0.0, 0
-        if rec.gaps is not None:
-            gap_bits, gap_entropy, _ = _stream_stats(data, rec.gaps, parsed.tables)
-            gap_count = rec.gaps.count
-        nnz = int(np.count_nonzero(_record_elements(data, rec, parsed.tables)))
-        records.append(fmt.RecordInfo(
-            buffer_index=rec.buffer_index, tensor_names=[n for n, _, _ in infos],
-            shape=infos[0][2] if infos else (rec.num_elements,),
-            dtype=_buffer_dtype(infos, rec.out_size), num_elements=rec.num_elements, nnz=nnz,
-            elem_size=max(1, rec.elem_bits // 8),
-            value_mode="codebook" if rec.value_mode == fmt.VALUES_CODEBOOK else "planes",
-            position_mode="sparse" if rec.position_mode == fmt.POSITION_SPARSE else "dense",
-            scan="column" if rec.scan_rows > 1 else "row", scan_rows=rec.scan_rows,
-            gap_alphabet=rec.gap_alphabet,
-            codebook_size=len(rec.keys) if rec.value_mode == fmt.VALUES_CODEBOOK else 0,
-            codebook_encoding="fp16" if rec.expand else "raw", value_count=rec.nnz,
-            gap_count=gap_count, value_bits=value_bits, gap_bits=gap_bits,
-            value_entropy_bits=value_entropy, gap_entropy_bits=gap_entropy,
-            codebook_bytes=rec.codebook_bytes, table_bytes=rec.table_bytes,
-            record_bytes=int(round(rec.payload_bytes + share)), raw_bytes=rec.out_size,
-            out_offset=rec.out_offset, elem_bits=rec.elem_bits,
-            transform=fmt.TRANSFORM_NAMES[rec.transform],
-            planes=len(rec.values) if rec.value_mode == fmt.VALUES_PLANES else 0,
-            payload_bytes=rec.payload_bytes,
-            descriptor_bytes=len(part),
-            context_coded=any(parsed.tables[st.table].kind in fmt.RANS_KINDS
-                              for st in rec.values)))
+        records.append(_record_info(
+            data, rec, parsed, share, part, [n for n, _, _ in infos],
+            infos[0][2] if infos else (rec.num_elements,), _buffer_dtype(infos, rec.out_size)))
+    vectors = {vec.start: vec for vec in quantization_vectors(flat)} if parsed.patches else {}
+    patches = []
+    for rec, share, part in zip(parsed.patches, shares[len(records):], parts[len(records):]):
+        vec = vectors.get(rec.out_offset)
+        names = [f"{vec.tensor_name} ({vec.field})"] if vec else []
+        dtype = vec.dtype[0] if vec else "bytes"
+        patches.append(_record_info(data, rec, parsed, share, part, names,
+                                    (rec.num_elements,), dtype))
     payload = parsed.S + parsed.Z - fmt.CRC.size - parsed.payload_start
     return fmt.PackInfo(flatbuffer_bytes=parsed.S, section_bytes=parsed.Z,
                         total_bytes=parsed.S + parsed.Z, decoded_bytes=parsed.D,
@@ -1281,7 +1347,7 @@ def _pack_info_v2(data, parsed):
                         version=2, stub_bytes=parsed.S, header_bytes=parsed.header_size,
                         meta_bytes=parsed.C, meta_raw_bytes=len(parsed.meta), graph_bytes=graph,
                         graph_raw_bytes=parsed.F, descriptor_bytes=descriptor_share,
-                        payload_bytes=payload, crc_bytes=fmt.CRC.size)
+                        payload_bytes=payload, crc_bytes=fmt.CRC.size, patches=patches)
 
 
 def _pack_info_v1(data, parsed):

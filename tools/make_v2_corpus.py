@@ -6,7 +6,8 @@ row- and column-major, 2- to 64-bit elements, every transform, binary16
 codebooks, all five table kinds (kind 3, the context-modelled range code of
 version 2.1, and kind 4, its grouped form of version 2.2, on value, plane,
 codebook-index and gap streams, one and many segments), fillers, empty and
-all-zero buffers — plus
+all-zero buffers, patches of the flatbuffer's quantization vectors (version
+2.3) — plus
 the FORMAT.md examples (§8, §9) and two small Keras models; and each of
 them again with its meta stream in stored (uncompressed) DEFLATE blocks
 (`v2_stored_*`: valid files, §4 allows any DEFLATE stream), so that the
@@ -31,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tfdc import format as fmt  # noqa: E402
-from tfdc import unpack  # noqa: E402
+from tfdc import tflite_schema, unpack  # noqa: E402
 from tfdc.pack import pack_tflite  # noqa: E402
 from tfdc.tflite_schema import constant_model  # noqa: E402
 
@@ -46,6 +47,18 @@ def _int_bits(values, bits):
     per = 8 // bits
     v = (np.asarray(values, np.int64) & ((1 << bits) - 1)).reshape(-1, per)
     return sum(v[:, k] << (bits * k) for k in range(per)).astype(np.uint8)
+
+
+def _with_quantization(model, scales, zero_points):
+    """`model` (a `constant_model`) with per-channel `scales` and
+    `zero_points` (axis 0) on its first tensor."""
+    schema = tflite_schema.get()
+    m = tflite_schema.read(model)
+    q = schema.QuantizationParametersT()
+    q.scale = np.asarray(scales, np.float32)
+    q.zeroPoint = np.asarray(zero_points, np.int64)
+    m.subgraphs[0].tensors[0].quantization = q
+    return tflite_schema.build(m)
 
 
 def seeds():
@@ -121,6 +134,19 @@ def seeds():
     pack("v2_rans4_planes_f32", [rng.normal(0.02, 0.05, (4, 12)).astype(np.float32)],
          _force={"codes": "rans-grouped", "value_mode": "planes"})
     pack("v2_rans3_and_4", [smooth[:3], (_int_bits(grouped.reshape(-1), 4), 17, grouped.shape)])
+    # Patches (§6.7, version 2.3): per-channel scales and zero points of the
+    # flatbuffer coded as records — planes, a sparse codebook, and beside a
+    # kind 3 kernel.
+    scales = rng.uniform(0.01, 0.02, 12).astype(np.float32)
+    zero_points = np.where(rng.random(12) < 0.5, 0, rng.integers(-3, 3, 12))
+    quantized = _with_quantization(constant_model([smooth[:3].T[:12]]), scales, zero_points)
+    out["v2_patch_planes"] = pack_tflite(quantized, min_bytes=0,
+                                         _patches={"value_mode": "planes"})[0]
+    out["v2_patch_codebook_sparse"] = pack_tflite(quantized, min_bytes=0, _patches={
+        "value_mode": "codebook", "position_mode": "sparse"})[0]
+    out["v2_patch_and_rans"] = pack_tflite(
+        _with_quantization(constant_model([smooth[:3]]), scales[:3], np.zeros(3)),
+        min_bytes=0, _patches=True)[0]
     x = np.array([0, 0.5, 0, 0, -1, 0.5, 0, 0], np.float32)
     pack("v2_worked_example", [x], gap_alphabet=4, _force={
         "position_mode": "sparse", "value_mode": "codebook", "codes": "huffman"})
