@@ -1619,6 +1619,10 @@ static void test_patch_rules(void) {
   pp[0].size_as = 1;
   pp[0].size_as_value = 0;
   PATCH_RULE(TFDC_ERR_CORRUPT, "out_size 0", 1);
+  pp[0].d.size = 0; /* N = 0: fields without streams, consistent but for the rule */
+  pp[0].d.sparse = 1;
+  pp[0].d.G = 2;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "an empty patch", 1);
   pp[0].size_as = 1;
   pp[0].size_as_value = 6; /* 48 bits: not a multiple of elem_bits 32 */
   PATCH_RULE(TFDC_ERR_CORRUPT, "out_size 6 for 32-bit elements", 1);
@@ -1628,6 +1632,26 @@ static void test_patch_rules(void) {
   PATCH_RULE(TFDC_ERR_CORRUPT, "a patch ending at F + 1", 1);
   pp[0].off = F;
   PATCH_RULE(TFDC_ERR_CORRUPT, "a patch starting at F", 1);
+  {
+    /* No record, no table: meta[F] (num_tables) and meta[F + 1] are 0, so
+     * a zero patch (sparse, nnz 0: no stream) over [F - 7, F + 1) passes
+     * the zero check; only the F bound refuses it. */
+    static const uint8_t zeros[8] = {0};
+    fb_layout lay0;
+    bytes fb0;
+    uint64_t F0;
+    s.no_record = 1;
+    fb0 = patch_inner(&s, &lay0, &rec_off);
+    F0 = fb0.n;
+    free(fb0.d);
+    pp[0].off = F0 - 7;
+    pp[0].d = (v2desc){zeros, 8, 8, 0, 0, 1, 1, 2, 4096, 0};
+    PATCH_RULE(TFDC_ERR_CORRUPT, "a zero patch over [F - 7, F + 1), meta[F] = 0", 1);
+    s.no_record = 1;
+    pp[0].off = F0 - 8;
+    pp[0].d = (v2desc){zeros, 8, 8, 0, 0, 1, 1, 2, 4096, 0};
+    PATCH_RULE(TFDC_OK, "a zero patch over [F - 8, F), no record, no table", 1);
+  }
   pp[0].off = UINT64_MAX - 3; /* off + size wraps to 4 */
   PATCH_RULE(TFDC_ERR_CORRUPT, "out_offset + out_size wrapping", 1);
   pp[1].off = base + 8;
