@@ -1645,7 +1645,8 @@ static int v2_parse_patch(v2_ctx *x, uint64_t prev_end, v2_record *r) {
   uint64_t off, size, i;
   TRY(cur_varint(&x->mc, &off));
   TRY(cur_varint(&x->mc, &size));
-  if (size == 0 || off < prev_end || off > x->h.F || size > x->h.F - off) return TFDC_ERR_CORRUPT;
+  /* out_offset + out_size <= F, without a sum that can wrap */
+  if (size == 0 || off < prev_end || !TFDC_IN_BOUNDS(off, size, x->h.F)) return TFDC_ERR_CORRUPT;
   for (i = 0; i < size; i++)
     if (x->meta[off + i]) return TFDC_ERR_CORRUPT;
   return v2_parse_fields(x, off, size, r);
