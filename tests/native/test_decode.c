@@ -1,7 +1,7 @@
 /*
- * test_decode.c - C tests of tfdc_decode.c: format 1 files and format 2.1 /
- * 2.2 files with kind 3 and kind 4 (rANS) tables made by the independent
- * builder in tfdc_builder.h, and the format 2 files of the fuzz corpus
+ * test_decode.c - C tests of tfdc_decode.c: format 1 files, format 2.1 /
+ * 2.2 files with kind 3 and kind 4 (rANS) tables and format 2.3 files with
+ * patches, made by the independent builder in tfdc_builder.h, and the format 2 files of the fuzz corpus
  * (written by tfdc's packer: tools/make_v2_corpus.py), decoded, truncated,
  * bit-flipped and with their meta stream mutated and re-deflated.
  * C99 + POSIX (opendir) + zlib; run by CTest (also under ASan/UBSan and, for
@@ -919,10 +919,10 @@ static void test_k3_rules(void) {
   CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "kind 3 in a file without flags bit 0");
   e.flags = 3; /* bit 1 allows kind 4 tables; a file need not have one */
   CHECK(k3_status(c, &e) == TFDC_OK, "flags 3");
-  e.flags = 4;
-  CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "unknown flag bit 2");
-  e.flags = 5;
-  CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "unknown flag bit 2 with bit 0");
+  e.flags = 8;
+  CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "unknown flag bit 3");
+  e.flags = 9;
+  CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "unknown flag bit 3 with bit 0");
   e.flags = 1ull << 40;
   CHECK(k3_status(c, &e) == TFDC_ERR_CORRUPT, "unknown flag bit 40");
   for (i = 0; i < sizeof bad_fields / sizeof bad_fields[0]; i++) {
@@ -1181,8 +1181,8 @@ static void test_k4_rules(void) {
   CHECK(k4_status(k, &e) == TFDC_ERR_CORRUPT, "kind 4 in a file with flags 1");
   e.flags = 0;
   CHECK(k4_status(k, &e) == TFDC_ERR_CORRUPT, "kind 4 in a file with flags 0");
-  e.flags = 7;
-  CHECK(k4_status(k, &e) == TFDC_ERR_CORRUPT, "flags 7");
+  e.flags = 11;
+  CHECK(k4_status(k, &e) == TFDC_ERR_CORRUPT, "flags 11 (bit 3)");
   e.flags = 2;
   CHECK(k3_status(&k3_configs[0], &e) == TFDC_ERR_CORRUPT, "kind 3 in a file with flags 2");
   for (i = 0; i < sizeof bad_fields / sizeof bad_fields[0]; i++) {
@@ -1359,6 +1359,432 @@ static void test_k4_mutations(void) {
   }
 }
 
+/* ---- format 2.3: patches (§6.7) in files built here --------------------- */
+
+/* A patch as the builder writes it: out_offset, the range's bytes and how
+ * they are coded; with `size_as` set, out_size is written as size_as_value
+ * (the fields still describe d's elements). */
+typedef struct {
+  uint64_t off;
+  v2desc d;
+  int size_as;
+  uint64_t size_as_value;
+} ppatch;
+
+/* A file to build: an inner flatbuffer whose buffer 1 holds `data_len` data
+ * bytes (zeros but for `dirty`, if >= 0: that byte is 1), one record (buffer
+ * 2, dense int8) unless `no_record`, and the patches; then what to break. */
+typedef struct {
+  uint32_t data_len;
+  int no_record;
+  int dirty;
+  uint64_t flags;       /* header flags: 4 for a patched file */
+  int no_list;          /* leave out num_patches and the patches */
+  int count_as;         /* num_patches written as count_value; 2: the bound + 1 */
+  uint64_t count_value;
+  int extra_meta, extra_payload; /* a zero byte after the descriptors / the payload */
+} pspec;
+
+static const pspec pspec_ok = {64, 0, -1, 4, 0, 0, 0, 0, 0};
+
+/* The record of buffer 2 in patched files: 32 int8 elements, 3 distinct. */
+static const uint8_t prec_bytes[32] = {5, 5, 7, 0, 5, 9, 9, 5, 0, 0, 7, 5, 5, 5, 9, 0,
+                                       7, 7, 5, 5, 0, 9, 5, 5, 5, 7, 0, 0, 5, 5, 9, 7};
+static const v2desc prec_desc = {prec_bytes, 32, 8, 0, 0, 0, 1, 0, 4096, 0};
+
+/* The inner flatbuffer of a spec and where its parts are: offsets only
+ * depend on the sizes, so tests place their patches with this first. */
+static bytes patch_inner(const pspec *s, fb_layout *lay, uint64_t *rec_off) {
+  uint8_t *data = (uint8_t *)calloc(s->data_len + 1, 1);
+  uint64_t off = 0, size = prec_desc.size;
+  uint32_t nrec = s->no_record ? 0 : 1;
+  bytes fb = {0};
+  if (s->dirty >= 0) data[s->dirty] = 1;
+  write_flatbuffer_ex(&fb, nrec, &off, &size, 0, 0, 0, data, s->data_len, lay);
+  off = (fb.n + 15) / 16 * 16;
+  fb.n = 0;
+  write_flatbuffer_ex(&fb, nrec, &off, &size, 0, 0, 0, data, s->data_len, lay);
+  *rec_off = off;
+  free(data);
+  return fb;
+}
+
+static unsigned varint_len(uint64_t v) {
+  unsigned n = 1;
+  while (v >= 0x80) { v >>= 7; n++; }
+  return n;
+}
+
+/* Builds the file; *expected gets its D decoded bytes (the inner
+ * flatbuffer with the patches' bytes, then the record's). */
+static bytes patch_build(const pspec *s, const ppatch *pp, size_t np, uint8_t **expected, uint64_t *D_out) {
+  fb_layout lay;
+  uint64_t rec_off, F, D, i;
+  bytes fb = patch_inner(s, &lay, &rec_off), rdesc = {0}, pdesc = {0}, pay = {0}, meta = {0}, out;
+  bytes stub = {0};
+  v2tabs *ts = (v2tabs *)calloc(1, sizeof(v2tabs));
+  F = fb.n;
+  D = s->no_record ? F : rec_off + prec_desc.size;
+  if (!s->no_record) {
+    b_varint(&rdesc, 2); /* buffer_index */
+    v2_write_fields(&rdesc, ts, &pay, &prec_desc);
+  }
+  for (i = 0; i < np; i++) {
+    b_varint(&pdesc, pp[i].off);
+    b_varint(&pdesc, pp[i].size_as ? pp[i].size_as_value : pp[i].d.size);
+    v2_write_fields(&pdesc, ts, &pay, &pp[i].d);
+  }
+  b_put(&meta, fb.d, fb.n);
+  b_varint(&meta, ts->n);
+  b_put(&meta, ts->all.d, ts->all.n);
+  b_varint(&meta, s->no_record ? 0 : 1);
+  b_put(&meta, rdesc.d, rdesc.n);
+  if (!s->no_list) {
+    uint64_t count = np;
+    if (s->count_as == 1) count = s->count_value;
+    if (s->count_as == 2) { /* floor((M - F) / 7) + 1, M counting this varint */
+      uint64_t rest = meta.n - F + pdesc.n + (s->extra_meta != 0);
+      unsigned L;
+      for (L = 1; L <= 10; L++) {
+        count = (rest + L) / 7 + 1; /* every patch takes >= 7 bytes (§6.7) */
+        if (varint_len(count) == L) break;
+      }
+    }
+    b_varint(&meta, count);
+    b_put(&meta, pdesc.d, pdesc.n);
+  }
+  if (s->extra_meta) b_u8(&meta, 0);
+  if (s->extra_payload) b_u8(&pay, 0);
+  b_put(&stub, k3_stub, sizeof k3_stub);
+  stub.d[126] = 3; /* version_minor 3 */
+  out = v2_join(&stub, s->flags, meta.d, meta.n, F, D, pay.d, pay.n);
+  *expected = (uint8_t *)calloc(D + 1, 1);
+  memcpy(*expected, fb.d, fb.n);
+  for (i = 0; i < np; i++)
+    if (pp[i].off <= F && pp[i].d.size <= F - pp[i].off) memcpy(*expected + pp[i].off, pp[i].d.bytes, pp[i].d.size);
+  if (!s->no_record) memcpy(*expected + rec_off, prec_bytes, prec_desc.size);
+  *D_out = D;
+  free(fb.d); free(rdesc.d); free(pdesc.d); free(pay.d); free(meta.d); free(stub.d);
+  free(ts->all.d); free(ts);
+  return out;
+}
+
+/* Builds and decodes: the status, or 1 for a file decoded to other bytes
+ * than expected. A decoded file must also have the right size and be
+ * refused into a buffer one byte short. `seed`: write it to the corpus. */
+static int patch_status(const char *name, const pspec *s, const ppatch *pp, size_t np, int seed) {
+  uint8_t *expected, *out;
+  uint64_t D, n = 0;
+  bytes f = patch_build(s, pp, np, &expected, &D);
+  int rc;
+  out = (uint8_t *)malloc(D + 1);
+  out[D] = 0x5A;
+  rc = tfdc_decode(f.d, f.n, out, D);
+  CHECK(out[D] == 0x5A, "%s: wrote past D", name);
+  if (rc == TFDC_OK) {
+    if (memcmp(out, expected, D) != 0) rc = 1;
+    CHECK(tfdc_decoded_size(f.d, f.n, &n) == TFDC_OK && n == D, "%s: decoded_size", name);
+    CHECK(tfdc_decode(f.d, f.n, out, D - 1) == TFDC_ERR_OUTPUT_SIZE, "%s: output one byte short", name);
+    if (seed) maybe_write_v2(name, &f);
+  }
+  free(out);
+  free(expected);
+  free(f.d);
+  return rc;
+}
+
+/* Bytes of a float32 vector, little-endian. */
+static void f32_bytes(uint8_t *b, const float *v, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) memcpy(b + 4 * i, &v[i], 4); /* the test hosts are little-endian */
+}
+
+/* Valid patched files: every elem_bits, codebook and planes, dense and
+ * sparse, row- and column-major, the transforms, Huffman and fixed codes,
+ * unaligned offsets, adjacent patches, one ending at F, one over vtable
+ * bytes the reader does not read. */
+static void test_patch_valid(void) {
+  static const float scales[8] = {0.5f, 0.25f, 0.125f, 0.0625f, 1.5f, 3.0f, -0.75f, 0.001f};
+  static const unsigned ebs[6] = {2, 4, 8, 16, 32, 64};
+  uint8_t sc[32], raw[6][4][16], r8[5] = {3, 3, 200, 3, 1}, r16[6] = {0, 0, 0x34, 0x12, 0xff, 0xff};
+  uint8_t r2[3] = {0x1b, 0x00, 0xe4}, r4[4] = {0x21, 0x43, 0x65, 0x87}, r32[8] = {0, 0, 0, 0, 0, 0, 0xc0, 0x3f};
+  uint8_t r64[16] = {1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0, 0, 0, 0xf0, 0xbf}, f2[8], vt[2] = {0x34, 0x12};
+  pspec s = pspec_ok;
+  fb_layout lay;
+  uint64_t rec_off, base, F;
+  bytes fb = patch_inner(&s, &lay, &rec_off);
+  ppatch pp[8];
+  size_t i, k;
+  int rc, planes, sparse;
+  F = fb.n;
+  base = lay.data_at + 4;
+  free(fb.d);
+  CHECK(base + s.data_len == F, "the data vector's bytes end the inner flatbuffer");
+  f32_bytes(sc, scales, 8);
+  memset(pp, 0, sizeof pp);
+
+  /* per-channel scales: one patch of float32 planes */
+  pp[0].off = base;
+  pp[0].d = (v2desc){sc, 32, 32, 2, 1, 0, 1, 0, 4096, 0};
+  rc = patch_status("patch_f32_planes", &s, pp, 1, 1);
+  CHECK(rc == TFDC_OK, "float32 planes patch -> %d", rc);
+
+  /* several patches, unaligned, adjacent, the last ending at F */
+  {
+    const float two[2] = {2.5f, -4.0f};
+    f32_bytes(f2, two, 2);
+  }
+  pp[0].off = base + 1; pp[0].d = (v2desc){r8, 5, 8, 0, 0, 0, 1, 0, 4096, 0};
+  pp[1].off = base + 6; pp[1].d = (v2desc){r16, 6, 16, 1, 1, 1, 1, 4, 2, 0};
+  pp[2].off = base + 13; pp[2].d = (v2desc){r2, 3, 2, 0, 0, 0, 3, 0, 5, 0};
+  pp[3].off = base + 16; pp[3].d = (v2desc){r4, 4, 4, 0, 1, 0, 2, 0, 4096, 1};
+  pp[4].off = base + 20; pp[4].d = (v2desc){r32, 8, 32, 2, 0, 1, 1, 2, 4096, 0};
+  pp[5].off = base + 28; pp[5].d = (v2desc){r64, 16, 64, 0, 1, 0, 1, 0, 1, 0};
+  pp[6].off = base + 44; pp[6].d = (v2desc){sc, 12, 32, 0, 0, 0, 3, 0, 4096, 0};
+  pp[7].off = F - 8; pp[7].d = (v2desc){f2, 8, 32, 0, 1, 0, 1, 0, 4096, 1};
+  rc = patch_status("patch_several", &s, pp, 8, 1);
+  CHECK(rc == TFDC_OK, "eight patches -> %d", rc);
+
+  /* every elem_bits x codebook / planes x dense / sparse, at an odd offset */
+  for (i = 0; i < 6; i++)
+    for (k = 0; k < 4; k++) {
+      char name[64];
+      size_t j;
+      planes = (int)(k & 1);
+      sparse = (int)(k >> 1);
+      for (j = 0; j < 16; j++) raw[i][k][j] = (uint8_t)(rnd() % 3 == 0 ? 0 : rnd() & (j % 3 ? 0xff : 0x0f));
+      memset(pp, 0, sizeof pp);
+      pp[0].off = base + 3;
+      pp[0].d = (v2desc){raw[i][k], 16, ebs[i], (unsigned)(k % 3), planes, sparse, 1, 3, 7, (int)(i & 1)};
+      snprintf(name, sizeof name, "patch_eb%u_%s_%s", ebs[i], planes ? "planes" : "codebook",
+               sparse ? "sparse" : "dense");
+      rc = patch_status(name, &s, pp, 1, 0);
+      CHECK(rc == TFDC_OK, "%s -> %d", name, rc);
+    }
+
+  /* over the u16 after buffer 1's 6-byte vtable, which no reader reads */
+  memset(pp, 0, sizeof pp);
+  pp[0].off = lay.vt_data + 6;
+  pp[0].d = (v2desc){vt, 2, 16, 0, 1, 0, 1, 0, 4096, 0};
+  rc = patch_status("patch_unread_vtable_bytes", &s, pp, 1, 0);
+  CHECK(rc == TFDC_OK, "a patch over vtable bytes not read -> %d", rc);
+}
+
+/* Every MUST of §6.7 (and the flags bit of §4, the list of §5) broken once. */
+static void test_patch_rules(void) {
+  static const uint8_t one[4] = {1, 0, 0, 0};
+  uint8_t sc[8];
+  const float two[2] = {1.0f, 2.0f};
+  pspec s;
+  fb_layout lay;
+  uint64_t rec_off, base, F;
+  bytes fb;
+  ppatch pp[2], p1;
+  int rc;
+  s = pspec_ok;
+  fb = patch_inner(&s, &lay, &rec_off);
+  F = fb.n;
+  base = lay.data_at + 4;
+  free(fb.d);
+  f32_bytes(sc, two, 2);
+  memset(&p1, 0, sizeof p1);
+  p1.off = base;
+  p1.d = (v2desc){sc, 8, 32, 0, 1, 0, 1, 0, 4096, 1};
+#define PATCH_RULE(want, what, np)                                   \
+  do {                                                               \
+    rc = patch_status(what, &s, pp, np, 0);                          \
+    CHECK(rc == (want), "%s -> %d (want %d)", what, rc, (int)(want)); \
+    s = pspec_ok;                                                    \
+    pp[0] = pp[1] = p1;                                              \
+  } while (0)
+  pp[0] = pp[1] = p1;
+  PATCH_RULE(TFDC_OK, "unbroken", 1);
+  s.flags = 5; /* with bit 0: no kind 3 table needed */
+  PATCH_RULE(TFDC_OK, "flags 5", 1);
+  s.no_list = 1;
+  PATCH_RULE(TFDC_ERR_TRUNCATED, "flags bit 2 set, no patch list", 1);
+  s.flags = 0;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "a patch list without flags bit 2", 1);
+  s.flags = 0;
+  s.no_list = 1;
+  PATCH_RULE(TFDC_OK, "no list, no bit 2 (a 2.0 file)", 0);
+
+  s.flags = 0;
+  s.count_as = 1;
+  s.count_value = 0;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "num_patches 0 without flags bit 2", 0);
+  s.count_as = 1;
+  s.count_value = 0;
+  PATCH_RULE(TFDC_OK, "num_patches 0", 0);
+  pp[0].size_as = 1;
+  pp[0].size_as_value = 0;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "out_size 0", 1);
+  pp[0].d.size = 0; /* N = 0: fields without streams, consistent but for the rule */
+  pp[0].d.sparse = 1;
+  pp[0].d.G = 2;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "an empty patch", 1);
+  pp[0].size_as = 1;
+  pp[0].size_as_value = 6; /* 48 bits: not a multiple of elem_bits 32 */
+  PATCH_RULE(TFDC_ERR_CORRUPT, "out_size 6 for 32-bit elements", 1);
+  pp[0].off = F - 8;
+  PATCH_RULE(TFDC_OK, "a patch ending at F", 1);
+  pp[0].off = F - 7;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "a patch ending at F + 1", 1);
+  pp[0].off = F;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "a patch starting at F", 1);
+  {
+    /* No record, no table: meta[F] (num_tables) and meta[F + 1] are 0, so
+     * a zero patch (sparse, nnz 0: no stream) over [F - 7, F + 1) passes
+     * the zero check; only the F bound refuses it. */
+    static const uint8_t zeros[8] = {0};
+    fb_layout lay0;
+    bytes fb0;
+    uint64_t F0;
+    s.no_record = 1;
+    fb0 = patch_inner(&s, &lay0, &rec_off);
+    F0 = fb0.n;
+    free(fb0.d);
+    pp[0].off = F0 - 7;
+    pp[0].d = (v2desc){zeros, 8, 8, 0, 0, 1, 1, 2, 4096, 0};
+    PATCH_RULE(TFDC_ERR_CORRUPT, "a zero patch over [F - 7, F + 1), meta[F] = 0", 1);
+    s.no_record = 1;
+    pp[0].off = F0 - 8;
+    pp[0].d = (v2desc){zeros, 8, 8, 0, 0, 1, 1, 2, 4096, 0};
+    PATCH_RULE(TFDC_OK, "a zero patch over [F - 8, F), no record, no table", 1);
+  }
+  pp[0].off = UINT64_MAX - 3; /* off + size wraps to 4 */
+  PATCH_RULE(TFDC_ERR_CORRUPT, "out_offset + out_size wrapping", 1);
+  pp[1].off = base + 8;
+  PATCH_RULE(TFDC_OK, "two adjacent patches", 2);
+  pp[1].off = base + 7;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "two overlapping patches", 2);
+  pp[0].off = base + 8;
+  pp[1].off = base;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "patches in decreasing order", 2);
+  pp[1].off = base;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "the same range twice", 2);
+  s.dirty = 5;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "a nonzero meta byte inside the range", 1);
+  s.dirty = 7;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "a nonzero meta byte at the range's end - 1", 1);
+  s.dirty = 8;
+  PATCH_RULE(TFDC_OK, "a nonzero meta byte just after the range", 1);
+  s.count_as = 2;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "num_patches floor((M - F) / 7) + 1", 1);
+  s.count_as = 1;
+  s.count_value = 2;
+  PATCH_RULE(TFDC_ERR_TRUNCATED, "num_patches 2, one patch", 1);
+  s.count_as = 1;
+  s.count_value = UINT64_MAX;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "num_patches 2^64 - 1", 1);
+  s.extra_payload = 1;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "a payload byte left over", 1);
+  s.extra_meta = 1;
+  PATCH_RULE(TFDC_ERR_CORRUPT, "a meta byte after the last patch", 1);
+  /* patches that change what the inner flatbuffer says (§6.7's re-read) */
+  pp[0].off = lay.rec_T + 8;
+  pp[0].d = (v2desc){one, 4, 32, 0, 0, 0, 1, 0, 4096, 0};
+  PATCH_RULE(TFDC_ERR_CORRUPT, "the high half of a record's Buffer.offset", 1);
+  pp[0].off = lay.rec_T + 16;
+  pp[0].d = (v2desc){one, 4, 8, 0, 1, 0, 1, 0, 4096, 0};
+  PATCH_RULE(TFDC_ERR_CORRUPT, "the high half of a record's Buffer.size", 1);
+  {
+    static const uint8_t v8[2] = {8, 0}, v4[2] = {4, 0};
+    /* data's voffset 8: a uoffset 0 there, an empty vector at T + 8 (data
+     * present, not absent) */
+    pp[0].off = lay.vt_buf + 4;
+    pp[0].d = (v2desc){v8, 2, 16, 0, 0, 0, 1, 0, 4096, 0};
+    PATCH_RULE(TFDC_ERR_CORRUPT, "the records' vtable gives them an empty data vector", 1);
+    /* data's voffset 4: the offset read as a uoffset points past F */
+    pp[0].off = lay.vt_buf + 4;
+    pp[0].d = (v2desc){v4, 2, 8, 0, 1, 0, 1, 0, 4096, 0};
+    PATCH_RULE(TFDC_ERR_FLATBUFFER, "the records' vtable gives them data past F", 1);
+  }
+  pp[0].off = lay.buf1_T + 4 + 2; /* + 65536 to buffer 1's data uoffset */
+  pp[0].d = (v2desc){one, 1, 8, 0, 0, 0, 1, 0, 4096, 0};
+  PATCH_RULE(TFDC_ERR_FLATBUFFER, "buffer 1's data uoffset past F", 1);
+  pp[0].off = lay.bufvec + 1; /* + 256 buffers */
+  pp[0].d = (v2desc){one, 1, 8, 0, 0, 0, 1, 0, 4096, 0};
+  PATCH_RULE(TFDC_ERR_FLATBUFFER, "Model.buffers' count + 256", 1);
+#undef PATCH_RULE
+}
+
+/* FORMAT.md §6.7's example: its descriptor and payload bytes are what this
+ * file's encoder writes, and decode to 1.0, 2.0 at bytes 200 ... 207. */
+static void test_patch_format_example(void) {
+  static const uint8_t desc[] = {0xc8, 0x01, 0x08, 0x20, 0x00, 0x01, 0x00, 0x01, 0x00, 0x80, 0x20, 0x02,
+                                 0x00, 0x80, 0x20, 0x02, 0x00, 0x80, 0x20, 0x02, 0x00, 0x80, 0x20, 0x02};
+  static const uint8_t payload[] = {0x3f, 0x40, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00};
+  static const uint8_t want[8] = {0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0x40};
+  static const uint8_t table[] = {0x02, 0x08}; /* kind 2, width 8 */
+  pspec s = pspec_ok;
+  fb_layout lay;
+  uint64_t rec_off;
+  bytes fb, pdesc = {0}, pay = {0}, meta = {0}, stub = {0}, f;
+  v2tabs *ts = (v2tabs *)calloc(1, sizeof(v2tabs));
+  v2desc d = {want, 8, 32, 0, 1, 0, 1, 0, 4096, 1};
+  uint8_t *out;
+  int rc;
+  s.no_record = 1;
+  s.data_len = 128;
+  fb = patch_inner(&s, &lay, &rec_off);
+  CHECK(lay.data_at + 4 <= 200 && 208 <= fb.n, "bytes 200 .. 207 are data bytes (%zu, %zu)",
+        lay.data_at, fb.n);
+  b_varint(&pdesc, 200);
+  b_varint(&pdesc, 8);
+  v2_write_fields(&pdesc, ts, &pay, &d);
+  CHECK(pdesc.n == sizeof desc && memcmp(pdesc.d, desc, sizeof desc) == 0, "§6.7 example: descriptor bytes");
+  CHECK(pay.n == sizeof payload && memcmp(pay.d, payload, sizeof payload) == 0, "§6.7 example: payload bytes");
+  CHECK(ts->n == 1 && ts->all.n == 2 && memcmp(ts->all.d, table, 2) == 0, "§6.7 example: one table");
+  /* the file from the document's bytes, not the encoder's */
+  b_put(&meta, fb.d, fb.n);
+  b_varint(&meta, 1);
+  b_put(&meta, table, sizeof table);
+  b_varint(&meta, 0); /* no records */
+  b_varint(&meta, 1); /* one patch */
+  b_put(&meta, desc, sizeof desc);
+  b_put(&stub, k3_stub, sizeof k3_stub);
+  stub.d[126] = 3;
+  f = v2_join(&stub, 4, meta.d, meta.n, fb.n, fb.n, payload, sizeof payload);
+  out = (uint8_t *)malloc(fb.n);
+  rc = tfdc_decode(f.d, f.n, out, fb.n);
+  CHECK(rc == TFDC_OK, "§6.7 example: decode -> %s", tfdc_strerror(rc));
+  if (rc == TFDC_OK) {
+    CHECK(memcmp(out + 200, want, 8) == 0, "§6.7 example: bytes 200 .. 207");
+    CHECK(memcmp(out, fb.d, 200) == 0 && memcmp(out + 208, fb.d + 208, fb.n - 208) == 0,
+          "§6.7 example: the other bytes are the inner flatbuffer's");
+    maybe_write_v2("patch_format_example", &f);
+  }
+  free(out); free(f.d); free(fb.d); free(pdesc.d); free(pay.d); free(meta.d); free(stub.d);
+  free(ts->all.d); free(ts);
+}
+
+/* Truncations, bit flips and re-signed meta mutations of a small patched
+ * file: never a crash, an overrun or an accepted broken file. */
+static void test_patch_mutations(void) {
+  static const uint8_t r8[6] = {1, 0, 2, 2, 0, 1};
+  uint8_t sc[8];
+  const float two[2] = {0.5f, -2.0f};
+  pspec s = pspec_ok;
+  fb_layout lay;
+  uint64_t rec_off, D;
+  bytes fb, f;
+  ppatch pp[2];
+  uint8_t *expected;
+  s.data_len = 16;
+  fb = patch_inner(&s, &lay, &rec_off);
+  f32_bytes(sc, two, 2);
+  memset(pp, 0, sizeof pp);
+  pp[0].off = lay.data_at + 4;
+  pp[0].d = (v2desc){sc, 8, 32, 2, 1, 0, 1, 0, 4096, 0};
+  pp[1].off = lay.data_at + 13;
+  pp[1].d = (v2desc){r8, 3, 2, 0, 0, 1, 1, 4, 4096, 0};
+  f = patch_build(&s, pp, 2, &expected, &D);
+  test_v2_file("patch_mutations", &f);
+  maybe_write_v2("patch_small", &f);
+  free(expected); free(f.d); free(fb.d);
+}
+
 /* ---- throughput (not a test: `test_decode --bench [N] [REPEATS]`) ------- */
 
 static double now_s(void) {
@@ -1450,6 +1876,10 @@ int main(int argc, char **argv) {
   test_k4_with_k3();
   test_k4_rules();
   test_k4_mutations();
+  test_patch_valid();
+  test_patch_rules();
+  test_patch_format_example();
+  test_patch_mutations();
   free(multi.d);
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);

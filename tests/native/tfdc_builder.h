@@ -1,7 +1,8 @@
 /*
  * tfdc_builder.h - a small, independent encoder of tfdc-packed files for the
  * C tests and the fuzz seed corpus (docs/FORMAT.md: format 1 files, and
- * format 2's kind 3 and 4 tables and segments, §5.3-§5.4). It writes a minimal
+ * format 2's kind 3 and 4 tables and segments, §5.3-§5.4, and format 2
+ * descriptors with prefix codes and patches, §5.1-§6.7). It writes a minimal
  * TFLite-like flatbuffer (Model.buffers + Model.metadata only) followed by
  * the section. Deliberately simple: clarity over speed.
  */
@@ -331,11 +332,24 @@ static void write_record(bytes *recs, bytes *tabs, uint32_t *ntab, brecord *r) {
 
 /* ---- the flatbuffer ------------------------------------------------------------ */
 
-/* Buffers: index 0 is the empty sentinel, 1 holds `plain` bytes in a data
- * vector (a constant that was not packed), 2..2+nrec-1 are the records'
- * targets, the last is the section. Metadata: a decoy entry, then tfdc.v1. */
-static void write_flatbuffer(bytes *f, uint32_t nrec, const uint64_t *off, const uint64_t *size,
-                             uint64_t S, uint64_t Z, int with_metadata) {
+/* Where write_flatbuffer_ex put things (positions in the flatbuffer). */
+typedef struct {
+  size_t bufvec;   /* Model.buffers: the u32 count, then the uoffsets */
+  size_t vt_buf;   /* the vtable of the records' and the section's Buffers */
+  size_t vt_data;  /* the vtable of buffer 1 (size 6: field 0 only, then a u16 not read) */
+  size_t buf1_T;   /* buffer 1's table: soffset, then the data uoffset */
+  size_t rec_T;    /* buffer 2's table (the first record's): soffset, offset u64, size u64 */
+  size_t data_at;  /* buffer 1's data vector: the u32 count, then its bytes */
+} fb_layout;
+
+/* Buffers: index 0 is the empty sentinel, 1 holds `data` (data_len bytes)
+ * in a data vector (a constant that was not packed), 2..2+nrec-1 are the
+ * records' targets, the last is the section. Metadata: a decoy entry, then
+ * tfdc.v1. The data vector is the last thing written: with data_len a
+ * multiple of 4 its bytes end the flatbuffer. */
+static void write_flatbuffer_ex(bytes *f, uint32_t nrec, const uint64_t *off, const uint64_t *size,
+                                uint64_t S, uint64_t Z, int with_metadata, const uint8_t *data,
+                                uint32_t data_len, fb_layout *lay) {
   uint32_t nbuf = nrec + 3, i;
   size_t model_T, bufvec, metavec, vt_buf, vt_data, vt_meta, vt_empty;
   size_t *buf_T = (size_t *)malloc(sizeof(size_t) * nbuf);
@@ -399,9 +413,26 @@ static void write_flatbuffer(bytes *f, uint32_t nrec, const uint64_t *off, const
     b_set32(f, meta_T[i] + 4, (uint32_t)(name_at[i] - (meta_T[i] + 4)));
   }
   data_at = f->n;
-  b_u32(f, 3); b_u8(f, '1'); b_u8(f, '.'); b_u8(f, '5'); b_u8(f, 0);
+  b_u32(f, data_len);
+  b_put(f, data, data_len);
+  while (f->n % 4) b_u8(f, 0);
   b_set32(f, buf_T[1] + 4, (uint32_t)(data_at - (buf_T[1] + 4)));
+  if (lay) {
+    lay->bufvec = bufvec;
+    lay->vt_buf = vt_buf;
+    lay->vt_data = vt_data;
+    lay->buf1_T = buf_T[1];
+    lay->rec_T = buf_T[2];
+    lay->data_at = data_at;
+  }
   free(buf_T);
+}
+
+/* Buffer 1 holds the string "1.5" (3 bytes; the padding is its NUL). */
+static void write_flatbuffer(bytes *f, uint32_t nrec, const uint64_t *off, const uint64_t *size,
+                             uint64_t S, uint64_t Z, int with_metadata) {
+  static const uint8_t one_five[4] = {'1', '.', '5', 0};
+  write_flatbuffer_ex(f, nrec, off, size, S, Z, with_metadata, one_five, 3, NULL); /* padded with the NUL */
 }
 
 /* Builds a complete packed file from `nrec` record specs. Record i targets
@@ -705,6 +736,213 @@ static void rt_encode_segment(bytes *out, const rtable *t, const uint16_t *seg, 
   b_u32(out, x);
   while (np > 0) b_u8(out, pushed[--np]);
   free(pushed);
+}
+
+/* ---- format 2 descriptors with prefix codes (§5.1, §5.2, §6) and patches (§6.7) */
+
+/* The code tables of a file, each stored once (identical tables shared, as
+ * tfdc does): their bytes back to back. */
+typedef struct {
+  bytes all;
+  size_t start[1024], len[1024];
+  uint64_t n;
+} v2tabs;
+
+/* The index of table `t`, added unless an identical one is there. */
+static uint64_t v2_table_index(v2tabs *ts, const bytes *t) {
+  uint64_t i;
+  for (i = 0; i < ts->n; i++)
+    if (ts->len[i] == t->n && memcmp(ts->all.d + ts->start[i], t->d, t->n) == 0) return i;
+  if (ts->n == 1024) abort();
+  ts->start[ts->n] = ts->all.n;
+  ts->len[ts->n] = t->n;
+  b_put(&ts->all, t->d, t->n);
+  return ts->n++;
+}
+
+/* Bits of the fixed-length code for an alphabet (§5.1 kind 2): >= 1. */
+static unsigned v2_width_for(uint64_t alphabet) {
+  unsigned w = 1;
+  while ((1ull << w) < alphabet) w++;
+  return w;
+}
+
+/* One stream (§5.2) of `count` symbols < alphabet: its table (kind 1 for one
+ * distinct symbol, else canonical Huffman; with `fixed`, always the kind 2
+ * code of v2_width_for(alphabet) bits), its descriptor to `desc`, its
+ * segments of `block` symbols to `pay`. */
+static void v2_write_stream(bytes *desc, v2tabs *ts, bytes *pay, const uint16_t *sym, uint64_t count,
+                            uint32_t alphabet, uint64_t block, int fixed) {
+  btable *t = (btable *)calloc(1, sizeof(btable));
+  uint64_t *freq = (uint64_t *)calloc(alphabet, sizeof(uint64_t));
+  bytes tb = {0};
+  uint64_t i, j, distinct = 0, nseg;
+  uint32_t s, top = 0, width = 0;
+  for (i = 0; i < count; i++) freq[sym[i]]++;
+  for (s = 0; s < alphabet; s++)
+    if (freq[s]) { distinct++; top = s; }
+  if (fixed) {
+    width = v2_width_for(alphabet);
+    b_varint(&tb, 2);
+    b_varint(&tb, width);
+  } else if (distinct == 1) {
+    b_varint(&tb, 1);
+    b_varint(&tb, top);
+  } else {
+    uint32_t m = 0, prev = 0;
+    int first = 1;
+    t->n = top + 1;
+    lengths_from_freq(t, freq);
+    assign_codes(t);
+    for (s = 0; s < t->n; s++) m += t->len[s] != 0;
+    b_varint(&tb, 0);
+    b_varint(&tb, m);
+    for (s = 0; s < t->n; s++) {
+      if (!t->len[s]) continue;
+      b_varint(&tb, first ? s : s - prev - 1);
+      first = 0;
+      prev = s;
+    }
+    {
+      uint32_t k = 0, nib[2];
+      for (s = 0; s < t->n; s++) {
+        if (!t->len[s]) continue;
+        nib[k++] = t->len[s];
+        if (k == 2) { b_u8(&tb, nib[0] | (nib[1] << 4)); k = 0; }
+      }
+      if (k) b_u8(&tb, nib[0]);
+    }
+  }
+  b_varint(desc, v2_table_index(ts, &tb));
+  if (!fixed && distinct == 1) goto done;
+  b_varint(desc, block);
+  nseg = (count + block - 1) / block;
+  for (j = 0; j < nseg; j++) {
+    bytes seg = {0};
+    uint32_t acc = 0, nacc = 0;
+    for (i = j * block; i < count && i < (j + 1) * block; i++) {
+      unsigned l = fixed ? width : t->len[sym[i]], k;
+      uint32_t code = fixed ? sym[i] : t->code[sym[i]];
+      for (k = l; k-- > 0;) {
+        acc = (acc << 1) | ((code >> k) & 1);
+        if (++nacc == 8) { b_u8(&seg, acc); acc = nacc = 0; }
+      }
+    }
+    if (nacc) b_u8(&seg, acc << (8 - nacc));
+    b_varint(desc, seg.n);
+    b_put(pay, seg.d, seg.n);
+    free(seg.d);
+  }
+done:
+  free(tb.d);
+  free(freq);
+  free(t);
+}
+
+/* What a record or patch codes: the bytes of its output range, and how. */
+typedef struct {
+  const uint8_t *bytes; /* the out_size bytes the decoder must write */
+  uint64_t size;        /* out_size */
+  unsigned eb, transform; /* elem_bits; 0 identity, 1 zigzag, 2 rotate (§6.2) */
+  int planes, sparse;   /* value_mode 1 / position_mode 1 */
+  uint64_t R, G, block; /* scan_rows; sparse: the gap alphabet; symbols per segment */
+  int fixed;            /* kind 2 codes for every stream (v2_write_stream) */
+} v2desc;
+
+/* Element i of a range (§6.1): little-endian, or packed from bit 0 up. */
+static uint64_t v2_elem(const uint8_t *b, uint64_t i, unsigned eb) {
+  uint64_t v = 0;
+  unsigned k;
+  if (eb < 8) return (uint64_t)(b[i * eb / 8] >> (eb * (i % (8 / eb)))) & ((1u << eb) - 1);
+  for (k = eb / 8; k-- > 0;) v = (v << 8) | b[i * (eb / 8) + k];
+  return v;
+}
+
+/* The forward transform of §6.2 on w bits (the decoder applies the inverse). */
+static uint64_t v2_forward(uint64_t x, unsigned tr, unsigned w) {
+  uint64_t mask = w == 64 ? ~0ull : (1ull << w) - 1, top = (x >> (w - 1)) & 1;
+  if (tr == 1) return ((x << 1) ^ (top ? mask : 0)) & mask;
+  if (tr == 2) return ((x << 1) | top) & mask;
+  return x;
+}
+
+/* The fields after buffer_index (a record) or out_size (a patch), §6: to
+ * `desc`; tables to `ts`; segments to `pay`. */
+static void v2_write_fields(bytes *desc, v2tabs *ts, bytes *pay, const v2desc *d) {
+  const uint64_t N = d->size * 8 / d->eb, C = N / d->R;
+  const unsigned P = d->eb >= 8 ? d->eb / 8 : 1;
+  uint64_t *val = (uint64_t *)malloc(sizeof(uint64_t) * (N + 1)), *keys = NULL;
+  uint16_t *sym = (uint16_t *)malloc(sizeof(uint16_t) * (2 * N + 1));
+  uint64_t t, nnz = 0, ngap = 0, cur = UINT64_MAX, K = 0;
+  unsigned p;
+  /* values in stream order (§6.6), transformed; gaps between nonzeros */
+  for (t = 0; t < N; t++) {
+    uint64_t x = v2_elem(d->bytes, d->R > 1 ? (t % d->R) * C + t / d->R : t, d->eb), g;
+    if (d->sparse) {
+      if (!x) continue;
+      for (g = t - cur; g - 1 >= d->G - 1; g -= d->G - 1) sym[ngap++] = (uint16_t)(d->G - 1);
+      sym[ngap++] = (uint16_t)(g - 1);
+      cur = t;
+    }
+    val[nnz++] = v2_forward(x, d->transform, d->eb);
+  }
+  b_varint(desc, d->eb);
+  b_varint(desc, d->transform);
+  b_varint(desc, d->planes ? 1 : 0);
+  b_varint(desc, d->sparse ? 1 : 0);
+  b_varint(desc, d->R);
+  if (d->sparse) {
+    b_varint(desc, nnz);
+    b_varint(desc, d->G);
+    b_varint(desc, ngap);
+    if (ngap) v2_write_stream(desc, ts, pay, sym, ngap, (uint32_t)d->G, d->block, d->fixed);
+  }
+  if (!d->planes) {
+    /* §6.4: the sorted distinct keys, deltas of `width` bits */
+    keys = (uint64_t *)malloc(sizeof(uint64_t) * (nnz + 1));
+    for (t = 0; t < nnz; t++) {
+      uint64_t j = K;
+      while (j > 0 && keys[j - 1] > val[t]) j--;
+      if (j > 0 && keys[j - 1] == val[t]) continue;
+      memmove(keys + j + 1, keys + j, sizeof(uint64_t) * (K - j));
+      keys[j] = val[t];
+      K++;
+    }
+    b_varint(desc, 0); /* expand */
+    b_varint(desc, K);
+    if (K) {
+      unsigned width = 0, b;
+      uint64_t bit = 0;
+      bytes bits = {0};
+      for (t = 1; t < K; t++)
+        while (width < 64 && (keys[t] - keys[t - 1] - 1) >> width) width++;
+      b_varint(desc, keys[0]);
+      b_varint(desc, width);
+      for (t = 1; t < K; t++)
+        for (b = width; b-- > 0; bit++) {
+          if (bit % 8 == 0) b_u8(&bits, 0);
+          bits.d[bit / 8] |= (uint8_t)((((keys[t] - keys[t - 1] - 1) >> b) & 1) << (7 - bit % 8));
+        }
+      b_put(desc, bits.d, bits.n);
+      free(bits.d);
+    }
+    for (t = 0; t < nnz; t++) {
+      uint64_t j = 0;
+      while (keys[j] != val[t]) j++;
+      sym[t] = (uint16_t)j;
+    }
+    if (nnz) v2_write_stream(desc, ts, pay, sym, nnz, (uint32_t)K, d->block, d->fixed);
+  } else if (nnz) {
+    /* §6.5: plane 0 holds the most significant byte */
+    for (p = 0; p < P; p++) {
+      for (t = 0; t < nnz; t++)
+        sym[t] = (uint16_t)(d->eb < 8 ? val[t] : (val[t] >> (8 * (P - 1 - p))) & 0xff);
+      v2_write_stream(desc, ts, pay, sym, nnz, 1u << (d->eb < 8 ? d->eb : 8), d->block, d->fixed);
+    }
+  }
+  free(val);
+  free(keys);
+  free(sym);
 }
 
 #endif /* TFDC_BUILDER_H_ */

@@ -1,6 +1,6 @@
 /*
  * tfdc_decode.c - decoder for tfdc-packed .tflite files (docs/FORMAT.md):
- * format 2 (`tfdc.v2`, §3-§7, versions 2.0, 2.1 and 2.2) and format 1
+ * format 2 (`tfdc.v2`, §3-§7, versions 2.0 to 2.3) and format 1
  * (`tfdc.v1`, appendix A).
  *
  * C99, libc + zlib (raw inflate of format 2's meta stream with its preset
@@ -10,7 +10,7 @@
  *   3. canonical-Huffman decoding tables and the segment bit reader (§5.2)
  *   3b. the context-modelled range code, table kinds 3 and 4 (§5.3, §5.4)
  *   4. elements: stores, transforms, binary16 (§6.1-§6.3)
- *   5. format 2: header, inflate, tables, records (§4-§7)
+ *   5. format 2: header, inflate, tables, records, patches (§4-§7)
  *   6. format 1 (appendix A)
  *   7. the public API
  *
@@ -196,10 +196,13 @@ static int fb_scalar(const fbuf *f, uint64_t T, unsigned id, unsigned bytes, uin
   return TFDC_OK;
 }
 
-/* What the decoder needs from one Buffer table. */
+/* What the decoder needs from one Buffer table; all of it is compared when
+ * a patched inner flatbuffer is read again (§6.7). */
 typedef struct {
   uint64_t offset, size;
-  int has_data; /* data vector present and non-empty */
+  uint64_t data_pos; /* position of the data vector, 0 if the field is absent */
+  uint32_t data_len; /* its element count */
+  int has_data;      /* data vector present and non-empty */
 } fb_buffer;
 
 typedef struct {
@@ -215,13 +218,15 @@ static int fb_get_buffer(const fb_model *m, uint32_t idx, fb_buffer *b) {
   if (idx >= m->num_buffers) return TFDC_ERR_CORRUPT;
   if ((rc = fb_deref(&m->f, m->buffers_start + 4ull * idx, &T))) return rc;
   if ((rc = fb_ref_field(&m->f, T, TFDC_FB_BUFFER_DATA, &data))) return rc;
-  b->has_data = 0;
+  /* A referenced position is never 0 (a field lies after its table's
+   * soffset), so 0 can mean "absent". */
+  b->data_pos = data;
+  b->data_len = 0;
   if (data) {
-    uint32_t n;
     uint64_t start;
-    if ((rc = fb_vector(&m->f, data, 1, &n, &start))) return rc;
-    b->has_data = n != 0;
+    if ((rc = fb_vector(&m->f, data, 1, &b->data_len, &start))) return rc;
   }
+  b->has_data = b->data_len != 0;
   if ((rc = fb_scalar(&m->f, T, TFDC_FB_BUFFER_OFFSET, 8, &b->offset))) return rc;
   return fb_scalar(&m->f, T, TFDC_FB_BUFFER_SIZE, 8, &b->size);
 }
@@ -1033,7 +1038,7 @@ static int cur_take(cursor *c, uint64_t n, uint64_t *at) {
 
 typedef struct {
   uint64_t S, Z;
-  uint64_t flags; /* bit 0: kind 3 tables may appear; bit 1: kind 4 */
+  uint64_t flags; /* bit 0: kind 3 tables may appear; bit 1: kind 4; bit 2: patches */
   uint64_t C, M, F, D;
   uint64_t deflate_at; /* file position of the DEFLATE stream */
   uint64_t payload_at, payload_end;
@@ -1553,22 +1558,17 @@ static int v2_parse_codebook(v2_ctx *x, v2_record *r) {
   return TFDC_OK;
 }
 
-/* §6: the record's descriptor, every rule checked, payload assigned. */
-static int v2_parse_record(v2_ctx *x, uint64_t prev_end, v2_record *r) {
+/* §6 (and §6.7): the fields of a descriptor after its output range — a
+ * record's after buffer_index, a patch's after out_size — every rule
+ * checked, payload assigned. The caller has checked the range (nonempty,
+ * within [0, D)). */
+static int v2_parse_fields(v2_ctx *x, uint64_t out_offset, uint64_t out_size, v2_record *r) {
   cursor *c = &x->mc;
-  uint64_t bi, v, gap_count, p, values;
-  const fb_buffer *ref;
+  uint64_t v, gap_count, p, values;
   memset(r, 0, sizeof *r);
   r->gaps.table = -1;
-  TRY(cur_varint(c, &bi));
-  if (bi >= x->num_buffers) return TFDC_ERR_CORRUPT;
-  ref = &x->bufs[bi];
-  r->out_offset = ref->offset;
-  r->out_size = ref->size;
-  if (r->out_offset <= 1 || r->out_size == 0 || ref->has_data) return TFDC_ERR_CORRUPT;
-  if (r->out_offset % TFDC_OUTPUT_ALIGN_REQUIRED || r->out_offset < x->h.F || r->out_offset < prev_end ||
-      r->out_offset > x->h.D || r->out_size > x->h.D - r->out_offset)
-    return TFDC_ERR_CORRUPT;
+  r->out_offset = out_offset;
+  r->out_size = out_size;
   TRY(cur_varint(c, &v));
   if (v != 2 && v != 4 && v != 8 && v != 16 && v != 32 && v != 64) return TFDC_ERR_CORRUPT;
   r->eb = (unsigned)v;
@@ -1616,6 +1616,58 @@ static int v2_parse_record(v2_ctx *x, uint64_t prev_end, v2_record *r) {
       r->values[p].table = -1;
       if (values) TRY(v2_parse_stream(x, values, (uint64_t)1 << (r->eb < 8 ? r->eb : 8), &r->values[p]));
     }
+  }
+  return TFDC_OK;
+}
+
+/* §6.1: a record's output range is its buffer's, after the inner
+ * flatbuffer, aligned, in increasing order. */
+static int v2_parse_record(v2_ctx *x, uint64_t prev_end, v2_record *r) {
+  uint64_t bi, off, size;
+  const fb_buffer *ref;
+  TRY(cur_varint(&x->mc, &bi));
+  if (bi >= x->num_buffers) return TFDC_ERR_CORRUPT;
+  ref = &x->bufs[bi];
+  off = ref->offset;
+  size = ref->size;
+  if (off <= 1 || size == 0 || ref->has_data) return TFDC_ERR_CORRUPT;
+  if (off % TFDC_OUTPUT_ALIGN_REQUIRED || off < x->h.F || off < prev_end || off > x->h.D ||
+      size > x->h.D - off)
+    return TFDC_ERR_CORRUPT;
+  return v2_parse_fields(x, off, size, r);
+}
+
+/* §6.7: a patch's output range is given in its descriptor: inside the inner
+ * flatbuffer, in increasing order, unaligned, and over bytes the meta
+ * stream has as zeros (the encoder cleared them; the patch is their only
+ * content, so a decoder cannot be made to mix two). */
+static int v2_parse_patch(v2_ctx *x, uint64_t prev_end, v2_record *r) {
+  uint64_t off, size, i;
+  TRY(cur_varint(&x->mc, &off));
+  TRY(cur_varint(&x->mc, &size));
+  /* out_offset + out_size <= F, without a sum that can wrap */
+  if (size == 0 || off < prev_end || !TFDC_IN_BOUNDS(off, size, x->h.F)) return TFDC_ERR_CORRUPT;
+  for (i = 0; i < size; i++)
+    if (x->meta[off + i]) return TFDC_ERR_CORRUPT;
+  return v2_parse_fields(x, off, size, r);
+}
+
+/* §6.7: the inner flatbuffer read again from the decoded bytes [0, F) gives
+ * the same Model.buffers as from the meta stream, so patches cannot move a
+ * record's target or create a buffer. A read out of range is FLATBUFFER
+ * (fb_open reads every entry), a difference CORRUPT. */
+static int v2_check_reread(const v2_ctx *x) {
+  fb_model again;
+  uint32_t j;
+  TRY(fb_open(&again, x->out, x->h.F));
+  if (again.num_buffers != x->num_buffers) return TFDC_ERR_CORRUPT;
+  for (j = 0; j < x->num_buffers; j++) {
+    fb_buffer b;
+    const fb_buffer *a = &x->bufs[j];
+    TRY(fb_get_buffer(&again, j, &b));
+    if (b.offset != a->offset || b.size != a->size || b.data_pos != a->data_pos ||
+        b.data_len != a->data_len)
+      return TFDC_ERR_CORRUPT;
   }
   return TFDC_OK;
 }
@@ -1827,6 +1879,18 @@ static int v2_decode_body(v2_ctx *x) {
     TRY(v2_decode_record(x, &r));
     prev_end = fill = r.out_offset + r.out_size;
   }
+  if (h->flags & TFDC_FLAG_PATCHES) {
+    /* §6.7: after the records; a patch takes >= 7 meta bytes. Patches
+     * overwrite zeros of the copied inner flatbuffer in out[0, F). */
+    uint64_t num_patches, patch_end = 0;
+    TRY(cur_varint_max(&x->mc, (h->M - h->F) / TFDC_MIN_PATCH_DESCRIPTOR, &num_patches));
+    for (i = 0; i < num_patches; i++) {
+      v2_record r;
+      TRY(v2_parse_patch(x, patch_end, &r));
+      TRY(v2_decode_record(x, &r));
+      patch_end = r.out_offset + r.out_size;
+    }
+  }
   if (x->mc.pos != h->M) return TFDC_ERR_CORRUPT;       /* descriptors end at M */
   if (x->pay_pos != h->payload_end) return TFDC_ERR_CORRUPT; /* unused payload */
   if (h->D != (prev_end > h->F ? prev_end : h->F)) return TFDC_ERR_CORRUPT;
@@ -1834,6 +1898,7 @@ static int v2_decode_body(v2_ctx *x) {
    * distinct buffers (their ranges strictly increase), so counting suffices. */
   for (j = 0; j < x->num_buffers; j++) targets += x->bufs[j].offset > 1;
   if (targets != num_records) return TFDC_ERR_CORRUPT;
+  if (h->flags & TFDC_FLAG_PATCHES) TRY(v2_check_reread(x));
   return TFDC_OK;
 }
 

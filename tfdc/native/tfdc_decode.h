@@ -1,6 +1,6 @@
 /*
  * tfdc_decode.h - decoder for tfdc-packed .tflite files (docs/FORMAT.md):
- * format 2.0, 2.1 and 2.2 (metadata key tfdc.v2) and format 1 (tfdc.v1,
+ * format 2.0 to 2.3 (metadata key tfdc.v2) and format 1 (tfdc.v1,
  * appendix A).
  *
  * C99 with libc and zlib only. Every read of the input is bounds-checked; a

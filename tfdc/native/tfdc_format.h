@@ -12,7 +12,7 @@
 
 /* ---- container (FORMAT.md §3, §4) ---- */
 #define TFDC_FORMAT_MAJOR 2              /* format.VERSION_MAJOR */
-#define TFDC_FORMAT_MINOR 2              /* format.VERSION_MINOR */
+#define TFDC_FORMAT_MINOR 3              /* format.VERSION_MINOR */
 #define TFDC_METADATA_NAME "tfdc.v2"     /* format.METADATA_NAME */
 #define TFDC_METADATA_NAME_V1 "tfdc.v1"  /* format.METADATA_NAME_V1 */
 #define TFDC_SECTION_KEY_LEN 7           /* both keys are 7 bytes */
@@ -32,7 +32,8 @@
 #define TFDC_DEFAULT_LIMIT_RATIO 1024    /* format.DEFAULT_LIMIT_RATIO */
 #define TFDC_FLAG_RANS 1                 /* format.FLAG_RANS: kind 3 tables may appear (2.1) */
 #define TFDC_FLAG_RANS_GROUPED 2         /* format.FLAG_RANS_GROUPED: kind 4 tables may appear (2.2) */
-#define TFDC_KNOWN_FLAGS 3               /* format.KNOWN_FLAGS: every other bit MUST be 0 */
+#define TFDC_FLAG_PATCHES 4              /* format.FLAG_PATCHES: the meta stream ends with patches (2.3) */
+#define TFDC_KNOWN_FLAGS 7               /* format.KNOWN_FLAGS: every other bit MUST be 0 */
 
 /* ---- code tables (§5.1) ---- */
 #define TFDC_TABLE_HUFFMAN 0             /* format.TABLE_HUFFMAN */
@@ -75,6 +76,7 @@
 #define TFDC_MAX_GAP_ALPHABET 32768      /* format.MAX_GAP_ALPHABET */
 #define TFDC_OUTPUT_ALIGN_REQUIRED 16    /* format.OUTPUT_ALIGN_REQUIRED */
 #define TFDC_MAX_PLANES 8                /* format.plane_count(64) */
+#define TFDC_MIN_PATCH_DESCRIPTOR 7      /* format.MIN_PATCH_DESCRIPTOR: bytes of the shortest patch (§6.7) */
 
 /* ---- the minimal flatbuffer reader (§3.1; tfdc/flatbuf.py) ---- */
 #define TFDC_FB_MODEL_BUFFERS 4          /* flatbuf._MODEL_BUFFERS */
