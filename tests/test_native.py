@@ -352,13 +352,19 @@ def _statuses(native, data):
 
 def _agree(native, data, name=""):
     """Both decoders refuse `data` with the same status, or decode the same
-    bytes (a segment that runs out of bytes is "truncated" in C, "corrupt"
-    in Python: see test_kind_3_broken_segments_and_header_rejected_by_both)."""
+    bytes. Where a file breaks two rules, each may report another: a segment
+    that runs out of bytes is "truncated" in C, "corrupt" in Python (see
+    test_kind_3_broken_segments_and_header_rejected_by_both), and the C
+    decoder decodes each record and patch as soon as it has parsed it (§7
+    allows it), so a broken segment of an earlier stream ("corrupt") can
+    come before a later stream's segments running past the payload
+    ("truncated", found by Python's parse of all descriptors first)."""
     from tfdc.unpack import decode
     try:
         ref = decode(data, backend="python")
     except FormatError as e:
-        assert _statuses(native, data) in ((e.status, e.status), ("truncated", "corrupt")), name
+        assert _statuses(native, data) in ((e.status, e.status), ("truncated", "corrupt"),
+                                           ("corrupt", "truncated")), name
     else:
         assert native.decode(data) == ref, name
 
@@ -487,12 +493,15 @@ def test_kind_3_broken_segments_and_header_rejected_by_both(native, rans_files):
             "flags 0": _resign(packed[:flags_at] + b"\x00" + packed[flags_at + 1:]),
             "flags 2 (kind 4 only)": _resign(packed[:flags_at] + b"\x02"
                                              + packed[flags_at + 1:]),
-            "flags 5": _resign(packed[:flags_at] + b"\x05" + packed[flags_at + 1:]),
+            "flags 9 (bit 3)": _resign(packed[:flags_at] + b"\x09" + packed[flags_at + 1:]),
             **_broken_segments(packed),
         }
         for case, data in cases.items():
             c, py = _statuses(native, data)
             assert c == py == "corrupt", (name, case, c, py)
+        # flags 5 announces a patch list (§6.7) that the meta stream lacks
+        flags5 = _resign(packed[:flags_at] + b"\x05" + packed[flags_at + 1:])
+        assert _statuses(native, flags5) == ("truncated", "truncated"), name
         # the renormalisation runs past the segment's end: the C decoder says
         # "truncated" (as for a prefix code that runs past its segment), the
         # Python one "corrupt" (as for its Huffman segments); statuses other
