@@ -417,7 +417,7 @@ class ByteCost:
         payloads plus descriptors, code tables and codebook (before the meta
         stream's DEFLATE); a buffer the packer would leave inline counts its
         deflated size. Additive over layers (`total` is the exact file)."""
-        from tfdc.pack import _descriptor, _inline_cost, _plan_record
+        from tfdc.pack import _inline_cost, _plan_record, plan_bytes
         self._check(name)
         key = (name, float(sparsity or 0.0), None if bits is None else int(bits))
         if key in self._layer_cache:
@@ -435,13 +435,7 @@ class ByteCost:
             if plan is None:
                 total += _inline_cost(raw)
                 continue
-            tables = []
-            for _, stream in plan.streams:
-                if stream is not None and stream.table not in tables:
-                    tables.append(stream.table)
-            descriptor = _descriptor(plan, index, {t: i for i, t in enumerate(tables)})
-            payload = sum(len(s.payload()) for _, s in plan.streams if s is not None)
-            total += payload + len(descriptor) + sum(len(t) for t in tables)
+            total += plan_bytes(plan, fmt.varint_bytes(index))
         self._layer_cache[key] = total
         return total
 

@@ -687,16 +687,18 @@ def _add_tables(plans, tables, table_index):
                 plan.record.table_bytes += len(stream.table)
 
 
-def _plan_bytes(plan, known_tables):
-    """Estimated bytes of a record: payload, descriptor and new tables (before
-    deflate, so an upper bound)."""
-    index = {}
+def plan_bytes(plan, lead, known_tables=()):
+    """Bytes a record adds to a file before the meta stream is deflated: its
+    payload, its descriptor (after `lead`: its buffer_index or a patch's
+    range) and the tables it uses that are not in `known_tables`.
+    `tfdc.bytecost` prices layers with it."""
+    tables = []
     for _, st in plan.streams:
-        if st is not None:
-            index.setdefault(st.table, 0)
-    tables = sum(len(t) for t in index if t not in known_tables)
+        if st is not None and st.table not in tables:
+            tables.append(st.table)
     payload = sum(len(st.payload()) for _, st in plan.streams if st is not None)
-    return payload + len(_descriptor(plan, b"\0\0\0\0", index)) + tables
+    descriptor = _descriptor(plan, lead, {t: i for i, t in enumerate(tables)})
+    return payload + len(descriptor) + sum(len(t) for t in tables if t not in known_tables)
 
 
 def _patch_plans(flat, base_meta, known_tables, block, min_bytes, force):
@@ -722,7 +724,8 @@ def _patch_plans(flat, base_meta, known_tables, block, min_bytes, force):
                 base = len(fmt.deflate(base_meta))
             cleared = bytearray(base_meta)
             cleared[vec.start:vec.start + vec.nbytes] = bytes(vec.nbytes)
-            if _plan_bytes(plan, known_tables) >= base - len(fmt.deflate(cleared)):
+            lead = varint_bytes(vec.start) + varint_bytes(vec.nbytes)
+            if plan_bytes(plan, lead, known_tables) >= base - len(fmt.deflate(cleared)):
                 continue
         plan.record.buffer_index = -1
         plan.record.tensor_names = [f"{vec.tensor_name} ({vec.field})"]
