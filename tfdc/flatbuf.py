@@ -5,6 +5,8 @@ A packed file is decoded without a flatbuffers library: a decoder needs only
 (each `Metadata.name / buffer`). Every read is checked against the file
 length and every loop is bounded by it, so a corrupted file raises
 `tfdc.FormatError` and never reads out of range or loops for long.
+`quantization_vectors` (for the packer's patches, §6.7) finds the tensors'
+quantization scales and zero points with the same reader.
 
 Example:
 
@@ -166,8 +168,8 @@ def read_model(data, metadata=True):
 
 @dataclasses.dataclass(frozen=True)
 class VectorRef:
-    """A vector of a tensor's `QuantizationParameters`: its elements are
-    bytes `[start, start + count * elem_bytes)` of the flatbuffer."""
+    """A vector of a tensor's `QuantizationParameters`: its `count` elements
+    are bytes `[start, start + nbytes)` of the flatbuffer."""
     tensor_name: str
     field: str          # "scale" (float32) or "zero_point" (int64)
     start: int

@@ -52,7 +52,7 @@ FLAG_RANS = 1
 FLAG_RANS_GROUPED = 2
 FLAG_PATCHES = 4
 KNOWN_FLAGS = FLAG_RANS | FLAG_RANS_GROUPED | FLAG_PATCHES
-MIN_PATCH_DESCRIPTOR = 7                     # bytes of the shortest patch (§6.7)
+MIN_PATCH_DESCRIPTOR = 7                     # every patch descriptor takes at least 7 bytes (§6.7)
 
 # ------------------------------------------------------------------ format 2
 # A section starts after the stub's root offset and file identifier (§3.2).

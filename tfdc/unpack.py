@@ -571,8 +571,7 @@ def _parse_v2(data, S, Z, max_size):
     flags = cur.varint("flags")
     if flags & ~fmt.KNOWN_FLAGS:
         raise FormatError(f"header flags are {flags}: bits other than bits 0, 1 and 2 are not "
-                          "defined "
-                          f"in format {fmt.VERSION_MAJOR}.{fmt.VERSION_MINOR} "
+                          f"defined in format {fmt.VERSION_MAJOR}.{fmt.VERSION_MINOR} "
                           "(a file from a newer tfdc?)")
     C = cur.varint("meta_deflated")
     M = cur.varint("meta_size")
