@@ -200,12 +200,15 @@ def _meta_mutants(packed, values):
 
 # ----------------------------------------------------- one rule per case
 def _layout(*buffers):
-    """`(inner flatbuffer, base)`: `buffers` are None (empty) or
-    `(delta, size)` with offset `base + delta`, `base` the flatbuffer's
-    length rounded up to 16."""
-    flat0 = fb.inner_flatbuffer([b if b is None else (1 << 40, max(1, b[1])) for b in buffers])
-    base = (len(flat0) + 15) // 16 * 16
-    flat = fb.inner_flatbuffer([b if b is None else (base + b[0], b[1]) for b in buffers])
+    """`(inner flatbuffer, base)`: `buffers` are None (empty), bytes (inline
+    data) or `(delta, size)` with offset `base + delta`, `base` the
+    flatbuffer's length rounded up to 16."""
+    def placed(base, size):
+        return fb.inner_flatbuffer([b if b is None or isinstance(b, bytes)
+                                    else (base + b[0], size(b[1])) for b in buffers])
+
+    base = (len(placed(1 << 40, lambda n: max(1, n))) + 15) // 16 * 16
+    flat = placed(base, lambda n: n)
     assert base >= len(flat)
     return flat, base
 
@@ -382,9 +385,7 @@ PATCH_FIELDS = _plane_fields(1)
 
 def _patch_layout(data=bytes(16)):
     """`(flat, data_start)`: `_parts()`'s flatbuffer plus an inline buffer."""
-    flat0 = fb.inner_flatbuffer([None, (1 << 40, 8), data])
-    base = (len(flat0) + 15) // 16 * 16
-    flat = fb.inner_flatbuffer([None, (base, 8), data])
+    flat, _ = _layout(None, (0, 8), data)
     return flat, read_model(flat, metadata=False).buffers[2].data_start
 
 

@@ -696,18 +696,22 @@ def plan_bytes(plan, lead, known_tables=()):
     for _, st in plan.streams:
         if st is not None and st.table not in tables:
             tables.append(st.table)
-    payload = sum(len(st.payload()) for _, st in plan.streams if st is not None)
     descriptor = _descriptor(plan, lead, {t: i for i, t in enumerate(tables)})
-    return payload + len(descriptor) + sum(len(t) for t in tables if t not in known_tables)
+    return (len(_payload(plan)) + len(descriptor)
+            + sum(len(t) for t in tables if t not in known_tables))
 
 
-def _patch_plans(flat, base_meta, known_tables, block, min_bytes, force):
+def _payload(plan):
+    """A record's coded segments, stream after stream (§5.2)."""
+    return b"".join(st.payload() for _, st in plan.streams if st is not None)
+
+
+def _patch_plans(flat, base_meta, base, known_tables, block, min_bytes, force):
     """The quantization vectors of the inner flatbuffer `flat` worth a patch:
     `[(VectorRef, _Plan)]`, each a record smaller than what clearing its
-    range saves in the deflated meta stream `base_meta` (`force`: every
-    nonzero vector, whatever it costs — True, or a dict of `_plan_record`
-    restrictions; tests)."""
-    base = None
+    range saves in the meta stream `base_meta` (`base` bytes deflated)
+    (`force`: every nonzero vector, whatever it costs — True, or a dict of
+    `_plan_record` restrictions; tests)."""
     chosen = []
     for vec in quantization_vectors(flat):
         raw = np.frombuffer(flat, np.uint8, vec.nbytes, vec.start).copy()
@@ -720,8 +724,6 @@ def _patch_plans(flat, base_meta, known_tables, block, min_bytes, force):
         if plan is None:
             continue
         if not force:
-            if base is None:
-                base = len(fmt.deflate(base_meta))
             cleared = bytearray(base_meta)
             cleared[vec.start:vec.start + vec.nbytes] = bytes(vec.nbytes)
             lead = varint_bytes(vec.start) + varint_bytes(vec.nbytes)
@@ -851,15 +853,15 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
     for plan in plans:
         descriptors.append(_descriptor(plan, varint_bytes(plan.record.buffer_index),
                                        table_index))
-        payloads.append(b"".join(s.payload() for _, s in plan.streams if s is not None))
+        payloads.append(_payload(plan))
     records = varint_bytes(len(plans)) + b"".join(descriptors)
     meta = flat + varint_bytes(len(tables)) + b"".join(tables) + records
     deflated = fmt.deflate(meta)
     flags = 0
     patches = []
     if _patches is not False:
-        patches = [p for _, p in _patch_plans(flat, meta, set(tables), block, min_bytes,
-                                              _patches)]
+        patches = [p for _, p in _patch_plans(flat, meta, len(deflated), set(tables), block,
+                                              min_bytes, _patches)]
     if patches:
         # The patched ranges are cleared; patch tables follow the records'.
         with_tables = list(tables)
@@ -870,8 +872,7 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
         patch_descriptors = [_descriptor(p, varint_bytes(p.out_offset)
                                          + varint_bytes(p.out_size), table_index)
                              for p in patches]
-        patch_payloads = [b"".join(s.payload() for _, s in p.streams if s is not None)
-                          for p in patches]
+        patch_payloads = [_payload(p) for p in patches]
         patched = (bytes(cleared) + varint_bytes(len(with_tables)) + b"".join(with_tables)
                    + records + varint_bytes(len(patches)) + b"".join(patch_descriptors))
         patched_deflated = fmt.deflate(patched)
