@@ -101,6 +101,77 @@ def test_error_budget_keeps_the_smallest_passing_file(data, trained, tmp_path):
     assert len(result.trials) <= 3
 
 
+def test_error_budget_is_met_on_the_bound_not_the_measurement(data, trained, tmp_path):
+    # The same search twice: without a bound (the measured increase must be
+    # within the budget) and at 90 % confidence, from the same seed.
+    results = {}
+    for confidence in (None, 0.9):
+        keras.utils.set_random_seed(3)
+        results[confidence] = tfdc.compress(
+            _fresh(trained), data[0], data[1], max_error_increase=1.0, confidence=confidence,
+            path=tmp_path / f"{confidence}.tflite", epochs=(2, 1), max_trials=3, verbose=0)
+    for confidence, result in results.items():
+        for trial in result.trials:
+            if confidence is None:
+                assert trial["bound"] == trial["increase"]
+            else:
+                assert trial["bound"] > trial["increase"]
+            assert trial["passed"] == (trial["bound"] <= 1.0 + 1e-9)
+        assert result.met == any(t["passed"] for t in result.trials)
+        assert result.confidence == confidence
+    bounded = results[0.9]
+    assert bounded.error_increase_bound == [t["bound"] for t in bounded.trials
+                                            if t["bytes"] == bounded.packed_bytes][0]
+    if bounded.met:
+        assert "at 90% confidence" in bounded.message
+        assert bounded.error_increase_bound <= 1.0
+
+
+def test_increase_bound_is_bonett_price():
+    from tfdc.compressor import increase_bound
+    reference = np.zeros(5000, bool)
+    packed = np.zeros(5000, bool)
+    packed[:10] = True
+    # By hand: b = 10 + 1, c = 0 + 1 over n = 5002; d = 10 / 5002;
+    # sd = sqrt((12 / 5002 - d**2) / 5002); z(0.9) = 1.2815516.
+    d = 10 / 5002
+    by_hand = 100 * (d + 1.2815516 * np.sqrt((12 / 5002 - d * d) / 5002))
+    assert increase_bound(reference, packed, 0.9) == pytest.approx(by_hand, abs=1e-6)
+    assert increase_bound(reference, packed, 0.5) == pytest.approx(100 * d)
+    # Mistakes both make do not count; mistakes only the reference makes do.
+    reference[1000:1050] = packed[1000:1050] = True
+    assert increase_bound(reference, packed, 0.9) == pytest.approx(by_hand, abs=1e-6)
+    reference[100:110] = True
+    assert increase_bound(reference, packed, 0.5) == pytest.approx(0.0, abs=1e-12)
+    assert increase_bound(reference, packed, 0.99) > increase_bound(reference, packed, 0.9) > 0
+
+
+def test_increase_bound_covers_the_true_increase():
+    # 2,000 simulated validation sets of 5,000 examples: 1.4 % newly wrong,
+    # 1.2 % newly right (a true increase of 0.2 points). A 90 % bound must
+    # lie at or above 0.2 points in about 90 % of them.
+    from tfdc.compressor import increase_bound
+    rng = np.random.default_rng(0)
+    covered = []
+    for _ in range(2000):
+        u = rng.random(5000)
+        packed, reference = u < 0.014, (u >= 0.014) & (u < 0.026)
+        covered.append(increase_bound(reference, packed, 0.9) >= 0.2 - 1e-12)
+    assert 0.88 <= np.mean(covered) <= 0.92
+
+
+@pytest.mark.parametrize("args, message", [
+    ((np.zeros(3, bool), np.zeros(4, bool), 0.9), "same length"),
+    ((np.zeros(0, bool), np.zeros(0, bool), 0.9), "same length"),
+    ((np.zeros(3, bool), np.zeros(3, bool), 1.0), "confidence"),
+    ((np.zeros(3, bool), np.zeros(3, bool), True), "confidence"),
+])
+def test_increase_bound_bad_arguments(args, message):
+    from tfdc.compressor import increase_bound
+    with pytest.raises(ValueError, match=message):
+        increase_bound(*args)
+
+
 def test_a_missed_error_budget_is_reported(data, trained, tmp_path):
     path = tmp_path / "missed.tflite"
     with pytest.warns(UserWarning, match="no run met the error budget"):
@@ -119,6 +190,8 @@ def test_a_missed_error_budget_is_reported(data, trained, tmp_path):
     ({"target_bytes": 9000.5}, ValueError, "target_bytes must be an integer, got 9000.5"),
     ({"max_error_increase": "0.2"}, ValueError, "max_error_increase must be a number"),
     ({"max_error_increase": -1}, ValueError, "must be >= 0 percentage points"),
+    ({"max_error_increase": 0.2, "confidence": 1.5}, ValueError, r"confidence must be in \(0, 1\)"),
+    ({"max_error_increase": 0.2, "confidence": "high"}, ValueError, "confidence must be a number"),
     ({"target_bytes": 9000, "epochs": 1}, ValueError, "epochs must be at least 2"),
     ({"target_bytes": 9000, "plan": {"sparsity": {"nope": 0.5}, "bits": 5}}, ValueError,
      "plan sparsity: .*nope"),
@@ -222,5 +295,6 @@ def test_zero_error_budget_is_searched_not_refused(data, trained, tmp_path):
         result = tfdc.compress(_fresh(trained), data[0], data[1], max_error_increase=0.0,
                                path=path, epochs=(1, 1), max_trials=2, verbose=0)
     assert os.path.getsize(path) == result.packed_bytes
-    assert result.met == (result.error_increase <= 1e-9)
+    assert result.met == (result.error_increase_bound <= 1e-9)
+    assert result.error_increase_bound > result.error_increase
     assert len(result.trials) <= 3

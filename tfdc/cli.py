@@ -226,7 +226,7 @@ def build_parser():
     budget.add_argument("--max-error-increase", type=_non_negative, default=None,
                         metavar="P", help="compress with tfdc.compress to the smallest file "
                         "whose validation error is at most P percentage points above the float "
-                        "model's (e.g. 0.2)")
+                        "model's, with 90 %% confidence (e.g. 0.2)")
     demo.add_argument("--epochs", type=_at_least(0), default=None, metavar="N",
                       help="baseline training epochs, >= 0 (default 15; 3 with --quick)")
     demo.add_argument("--prune-epochs", type=_at_least(0), default=None, metavar="N",

@@ -157,6 +157,12 @@ def tflite_error(model_or_path, x, y, batch=500, num_threads=None, plain=False):
     `(x, y)`, run in the LiteRT interpreter (`tfdc.load_interpreter`);
     `plain=True` hands the bytes to the interpreter as they are (for a
     decoded file, which keeps its tfdc section entry)."""
+    return float(np.mean(tflite_mistakes(model_or_path, x, y, batch, num_threads, plain)))
+
+
+def tflite_mistakes(model_or_path, x, y, batch=500, num_threads=None, plain=False):
+    """Which examples of `(x, y)` the `.tflite` model gets wrong (a bool
+    array of len(y)), run as `tflite_error` runs it."""
     from tfdc.runtime import interpreter_class, load_interpreter, read_model_bytes
     kwargs = {"num_threads": num_threads} if num_threads else {}
     if plain:
@@ -174,7 +180,7 @@ def tflite_error(model_or_path, x, y, batch=500, num_threads=None, plain=False):
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
-    wrong = 0
+    wrong = np.zeros(len(x), bool)
     for start in range(0, len(x), batch):
         chunk = x[start:start + batch].astype(inp["dtype"])
         n = len(chunk)
@@ -183,8 +189,8 @@ def tflite_error(model_or_path, x, y, batch=500, num_threads=None, plain=False):
         interpreter.set_tensor(inp["index"], chunk)
         interpreter.invoke()
         pred = interpreter.get_tensor(out["index"])[:n].argmax(-1)
-        wrong += int(np.count_nonzero(pred != y[start:start + n]))
-    return wrong / len(x)
+        wrong[start:start + n] = pred != y[start:start + n]
+    return wrong
 
 
 class _SparsityRecorder:
