@@ -641,10 +641,10 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             it when the increase's upper `confidence` bound on
             `validation_data` (`increase_bound`) is within it, so a small
             validation set costs compression, not accuracy. Passing on the
-            measured increase alone picks the search's luckiest
-            measurement: on MNIST (docs/BENCHMARKS.md) a file measured at
-            +0.20 points on 5,000 held-out training images was +0.99 on the
-            test set; with the bound the kept file was -0.01.
+            measured increase alone favours files whose measurement erred
+            low: on MNIST (docs/BENCHMARKS.md) a file measured at +0.20
+            points on 5,000 held-out training images (bound +0.50) was
+            +0.99 on the test set; with the bound the kept file was -0.01.
         path: where to write the packed file (written once, atomically).
         epochs: None (scaled to the data), an int (split 3:1 between
             pruning and clustering) or a tuple (pruning, clustering).
