@@ -91,19 +91,14 @@ def test_byte_corruptions_are_format_errors_or_parse(packed_model, seed_pos, val
 def test_quantization_vectors_are_where_the_object_api_has_them():
     # Two tensors with per-channel scales, one with zero points, one sharing
     # nothing: every non-empty vector once, at the bytes of its values.
-    from tfdc import tflite_schema
     from tfdc.flatbuf import quantization_vectors
+    from tfdc.tflite_schema import with_quantization
     rng = np.random.default_rng(1)
-    schema = tflite_schema.get()
-    model = read_model_object(constant_model([np.zeros((5, 3), np.int8),
-                                              np.zeros((4, 2), np.int8),
-                                              np.zeros(3, np.float32)]))
-    for tensor, n, zp in zip(model.subgraphs[0].tensors, (5, 4), (True, False)):
-        q = schema.QuantizationParametersT()
-        q.scale = rng.uniform(0.1, 1, n).astype(np.float32)
-        q.zeroPoint = rng.integers(1, 9, n).astype(np.int64) if zp else None
-        tensor.quantization = q
-    data = tflite_schema.build(model)
+    data = constant_model([np.zeros((5, 3), np.int8), np.zeros((4, 2), np.int8),
+                           np.zeros(3, np.float32)])
+    for tensor, n, zp in ((0, 5, True), (1, 4, False)):
+        data = with_quantization(data, rng.uniform(0.1, 1, n),
+                                 rng.integers(1, 9, n) if zp else None, tensor)
     found = quantization_vectors(data)
     assert [(v.tensor_name, v.field, v.count, v.dtype[0]) for v in sorted(
         found, key=lambda v: (v.tensor_name, v.field))] == [

@@ -645,17 +645,12 @@ def patch_files():
     """{name: packed bytes} with patches (§6.7): the per-channel scales and
     nonzero zero points of an int8 kernel, forced into every record kind
     and code (kind 3 and 4 too)."""
-    from tfdc import tflite_schema
     from tfdc.pack import pack_tflite
-    from tfdc.tflite_schema import constant_model
+    from tfdc.tflite_schema import constant_model, with_quantization
     rng = np.random.default_rng(7)
-    schema = tflite_schema.get()
-    model = tflite_schema.read(constant_model([rng.integers(-9, 9, (40, 16)).astype(np.int8)]))
-    q = schema.QuantizationParametersT()
-    q.scale = rng.uniform(0.01, 0.02, 40).astype(np.float32)
-    q.zeroPoint = np.where(rng.random(40) < 0.6, 0, rng.integers(-3, 3, 40)).astype(np.int64)
-    model.subgraphs[0].tensors[0].quantization = q
-    model = tflite_schema.build(model)
+    model = with_quantization(constant_model([rng.integers(-9, 9, (40, 16)).astype(np.int8)]),
+                              rng.uniform(0.01, 0.02, 40),
+                              np.where(rng.random(40) < 0.6, 0, rng.integers(-3, 3, 40)))
     files = {"measured": pack_tflite(model, min_bytes=0)[0]}
     for value_mode in ("codebook", "planes"):
         for position_mode in ("dense", "sparse"):

@@ -185,6 +185,12 @@ class VectorRef:
     def nbytes(self):
         return self.count * self.dtype[1] // 8
 
+    @property
+    def label(self):
+        """The name a patch of this vector is reported under: "fc1/MatMul
+        (scale)" (`tfdc.report` shortens it to "fc1 scale")."""
+        return f"{self.tensor_name} ({self.field})"
+
 
 def quantization_vectors(data):
     """Every non-empty `scale` and `zero_point` vector of every tensor's

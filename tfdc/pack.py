@@ -708,7 +708,7 @@ def _payload(plan):
 
 def _patch_plans(flat, base_meta, base, known_tables, block, min_bytes, force):
     """The quantization vectors of the inner flatbuffer `flat` worth a patch:
-    `[(VectorRef, _Plan)]`, each a record smaller than what clearing its
+    a `_Plan` for each, a record smaller than what clearing its
     range saves in the meta stream `base_meta` (`base` bytes deflated)
     (`force`: every nonzero vector, whatever it costs — True, or a dict of
     `_plan_record` restrictions; tests)."""
@@ -730,11 +730,10 @@ def _patch_plans(flat, base_meta, base, known_tables, block, min_bytes, force):
             if plan_bytes(plan, lead, known_tables) >= base - len(fmt.deflate(cleared)):
                 continue
         plan.record.buffer_index = -1
-        plan.record.tensor_names = [f"{vec.tensor_name} ({vec.field})"]
+        plan.record.tensor_names = [vec.label]
         plan.record.dtype = dtype
-        plan.record.out_offset = plan.out_offset = vec.start
-        plan.out_size = vec.nbytes
-        chosen.append((vec, plan))
+        plan.out_offset, plan.out_size = vec.start, vec.nbytes
+        chosen.append(plan)
     return chosen
 
 
@@ -860,8 +859,8 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
     flags = 0
     patches = []
     if _patches is not False:
-        patches = [p for _, p in _patch_plans(flat, meta, len(deflated), set(tables), block,
-                                              min_bytes, _patches)]
+        patches = _patch_plans(flat, meta, len(deflated), set(tables), block, min_bytes,
+                               _patches)
     if patches:
         # The patched ranges are cleared; patch tables follow the records'.
         with_tables = list(tables)

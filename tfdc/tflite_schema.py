@@ -179,3 +179,18 @@ def constant_model(arrays):
         sg.tensors.append(t)
     model.subgraphs = [sg]
     return build(model)
+
+
+def with_quantization(data, scale, zero_point=None, tensor=0):
+    """`.tflite` bytes `data` (e.g. a `constant_model`) with a
+    `QuantizationParameters` of per-channel (axis 0) float32 `scale` and
+    int64 `zero_point` values (None: no zero points) on tensor `tensor` of
+    the first subgraph. Tests and tools/make_v2_corpus.py use it to give the
+    packer quantization vectors to patch (FORMAT.md §6.7)."""
+    schema = get()
+    model = read(data)
+    q = schema.QuantizationParametersT()
+    q.scale = np.asarray(scale, np.float32)
+    q.zeroPoint = None if zero_point is None else np.asarray(zero_point, np.int64)
+    model.subgraphs[0].tensors[tensor].quantization = q
+    return build(model)

@@ -1335,7 +1335,7 @@ def _pack_info_v2(data, parsed):
     patches = []
     for rec, share, part in zip(parsed.patches, shares[len(records):], parts[len(records):]):
         vec = vectors.get(rec.out_offset)
-        names = [f"{vec.tensor_name} ({vec.field})"] if vec else []
+        names = [vec.label] if vec else []
         dtype = vec.dtype[0] if vec else "bytes"
         patches.append(_record_info(data, rec, parsed, share, part, names,
                                     (rec.num_elements,), dtype))

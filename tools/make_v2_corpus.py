@@ -32,9 +32,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tfdc import format as fmt  # noqa: E402
-from tfdc import tflite_schema, unpack  # noqa: E402
+from tfdc import unpack  # noqa: E402
 from tfdc.pack import pack_tflite  # noqa: E402
-from tfdc.tflite_schema import constant_model  # noqa: E402
+from tfdc.tflite_schema import constant_model, with_quantization  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from smooth_weights import grouped_kernel, smooth_kernel  # noqa: E402
@@ -47,18 +47,6 @@ def _int_bits(values, bits):
     per = 8 // bits
     v = (np.asarray(values, np.int64) & ((1 << bits) - 1)).reshape(-1, per)
     return sum(v[:, k] << (bits * k) for k in range(per)).astype(np.uint8)
-
-
-def _with_quantization(model, scales, zero_points):
-    """`model` (a `constant_model`) with per-channel `scales` and
-    `zero_points` (axis 0) on its first tensor."""
-    schema = tflite_schema.get()
-    m = tflite_schema.read(model)
-    q = schema.QuantizationParametersT()
-    q.scale = np.asarray(scales, np.float32)
-    q.zeroPoint = np.asarray(zero_points, np.int64)
-    m.subgraphs[0].tensors[0].quantization = q
-    return tflite_schema.build(m)
 
 
 def seeds():
@@ -139,13 +127,13 @@ def seeds():
     # kind 3 kernel.
     scales = rng.uniform(0.01, 0.02, 12).astype(np.float32)
     zero_points = np.where(rng.random(12) < 0.5, 0, rng.integers(-3, 3, 12))
-    quantized = _with_quantization(constant_model([smooth[:3].T[:12]]), scales, zero_points)
+    quantized = with_quantization(constant_model([smooth[:3].T[:12]]), scales, zero_points)
     out["v2_patch_planes"] = pack_tflite(quantized, min_bytes=0,
                                          _patches={"value_mode": "planes"})[0]
     out["v2_patch_codebook_sparse"] = pack_tflite(quantized, min_bytes=0, _patches={
         "value_mode": "codebook", "position_mode": "sparse"})[0]
     out["v2_patch_and_rans"] = pack_tflite(
-        _with_quantization(constant_model([smooth[:3]]), scales[:3], np.zeros(3)),
+        with_quantization(constant_model([smooth[:3]]), scales[:3], np.zeros(3)),
         min_bytes=0, _patches=True)[0]
     x = np.array([0, 0.5, 0, 0, -1, 0.5, 0, 0], np.float32)
     pack("v2_worked_example", [x], gap_alphabet=4, _force={
