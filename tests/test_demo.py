@@ -77,6 +77,37 @@ def test_demo_to_a_byte_budget_uses_tfdc_compress(capsys, tmp_path):
     assert not list(out.glob("*.png"))  # --no-plots
 
 
+def test_demo_to_an_error_budget_passes_the_confidence(capsys, tmp_path):
+    if not os.path.exists(os.environ.get("TFDC_MNIST", "")):
+        pytest.skip("real MNIST not available (set TFDC_MNIST)")
+    out = tmp_path / "error"
+    code = main(["demo", "--tiny", "--no-plots", "--max-error-increase", "1",
+                 "--confidence", "0.5", "--out", str(out)])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    assert "at most 1.0 points more validation error (50% confidence)" in stdout
+    # Every run's bound is at 50 %: the measured increase, give or take the
+    # adjusted Wald's shrinking (a 90 % bound on 307 images would be a point
+    # or more above it).
+    runs = re.findall(r"\(([+-][\d.]+) points; at most ([+-][\d.]+) at 50% confidence\)",
+                      stdout)
+    assert runs and all(abs(float(b) - float(m)) < 0.1 for m, b in runs)
+    kept = re.search(r"Budget met: validation error [+-][\d.]+ points over the float model "
+                     r"\(at most ([+-][\d.]+) at 50% confidence\), within the budget of 1\.00",
+                     stdout)
+    assert kept and float(kept.group(1)) <= 1.0
+    assert (out / "lenet_300_100.tflite").exists()
+
+
+def test_demo_confidence_needs_an_error_budget(capsys, tmp_path):
+    assert main(["demo", "--confidence", "0.8", "--out", str(tmp_path)]) != 0
+    assert "--confidence applies to --max-error-increase" in capsys.readouterr().err
+    for bad in ("1", "0", "x"):
+        with pytest.raises(SystemExit):
+            main(["demo", "--max-error-increase", "0.2", "--confidence", bad])
+        assert "argument --confidence" in capsys.readouterr().err
+
+
 def test_demo_budget_with_hand_settings_is_refused(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["demo", "--target-bytes", "1000", "--max-error-increase", "0.2"])

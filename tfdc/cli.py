@@ -1,8 +1,9 @@
 """The `tfdc` command line: `tfdc demo | pack | inspect | decode | bench`.
 
-    tfdc demo [--quick]            train LeNet on MNIST, tfdc.compress it (default
-              [--target-bytes N | --max-error-increase P]   budget: float32 / 64),
-              [--sparsity S --bits B]  or with hand-set settings; verify in LiteRT
+    tfdc demo [--quick]            train LeNet on MNIST, tfdc.compress it to a
+              [--target-bytes N |  budget (default: float32 / 64) or with hand-set
+               --max-error-increase P [--confidence C]]   settings; verify in LiteRT
+              [--sparsity S --bits B]
     tfdc pack IN OUT               pack any existing .tflite (converter, tfmot,
                                    ai-edge-quantizer); never larger than IN
     tfdc inspect FILE [--json]     the per-layer compression report of a .tflite
@@ -105,6 +106,20 @@ def _non_negative(text):
     return value
 
 
+def _confidence(text):
+    """An argparse type for `tfdc.compress`'s confidence: a number in
+    (0, 1), or "none" (the measured increase must be within the budget)."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 'none': {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1) (e.g. 0.9) or 'none', got {text}")
+    return value
+
+
 def _gap_alphabet(text):
     try:
         value = int(text)
@@ -184,7 +199,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"tfdc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from tfdc.demo import DEFAULT_RATIO  # the demo's default budget, one home
+    from tfdc.demo import DEFAULT_CONFIDENCE, DEFAULT_RATIO  # the demo's defaults, one home
     demo = sub.add_parser(
         "demo", help="end-to-end demo: train LeNet on MNIST, compress it to a budget "
         "(plan, prune, quantize, pack) and verify it",
@@ -226,7 +241,12 @@ def build_parser():
     budget.add_argument("--max-error-increase", type=_non_negative, default=None,
                         metavar="P", help="compress with tfdc.compress to the smallest file "
                         "whose validation error is at most P percentage points above the float "
-                        "model's, with 90 %% confidence (e.g. 0.2)")
+                        "model's, with --confidence (e.g. 0.2)")
+    demo.add_argument("--confidence", type=_confidence, default=None, metavar="C",
+                      help="with --max-error-increase: the probability, in (0, 1), that the "
+                      "kept file's true increase is within P (an upper bound paired on the "
+                      f"validation images; default {DEFAULT_CONFIDENCE}), or 'none': the measured "
+                      "increase itself must be within P (smaller files, less sure)")
     demo.add_argument("--epochs", type=_at_least(0), default=None, metavar="N",
                       help="baseline training epochs, >= 0 (default 15; 3 with --quick)")
     demo.add_argument("--prune-epochs", type=_at_least(0), default=None, metavar="N",
@@ -318,6 +338,10 @@ def cmd_demo(args):
         test_size=args.test_size, quick=args.quick or args.tiny, out=args.out,
         plots=not args.no_plots, seed=args.seed, target_bytes=args.target_bytes,
         max_error_increase=args.max_error_increase)
+    if args.confidence is not None:
+        if args.max_error_increase is None:
+            raise UserError("--confidence applies to --max-error-increase: give both")
+        config.confidence = None if args.confidence == "none" else args.confidence
     if (args.target_bytes is not None or args.max_error_increase is not None) and \
             (args.sparsity is not None or args.bits is not None):
         raise UserError("--target-bytes / --max-error-increase let tfdc.compress choose the "

@@ -40,7 +40,8 @@ import warnings
 
 import numpy as np
 
-__all__ = ["compress", "CompressResult", "scaled_plan", "HandPlan", "increase_bound"]
+__all__ = ["compress", "CompressResult", "scaled_plan", "HandPlan", "increase_bound",
+           "DEFAULT_CONFIDENCE"]
 
 # The error-budget search bisects between the smallest file the planner
 # reaches and its plan without retraining; without a planner, the lower end
@@ -51,6 +52,9 @@ _SEARCH_FLOOR = 0.1
 # costs accuracy), one under it only wastes a little.
 _AIM = 0.97
 _TOLERANCE = 0.05
+# An error budget is met when the increase's upper bound at this confidence
+# is within it (`increase_bound`); the demo's --confidence default too.
+DEFAULT_CONFIDENCE = 0.9
 
 
 @dataclasses.dataclass
@@ -605,7 +609,7 @@ def _cut_to(student, plan, target, size, path, batch_size, log):
 def compress(model, train_data, validation_data, *, target_bytes=None, max_error_increase=None,
              path="model.tflite", epochs=None, batch_size=128, learning_rate=1e-3,
              weight_decay=1e-4, distill=False, temperature=4.0, alpha=0.5, plan=None,
-             max_trials=5, confidence=0.9, export_batch_size=1, verbose=1, log=None):
+             max_trials=5, confidence=DEFAULT_CONFIDENCE, export_batch_size=1, verbose=1, log=None):
     """Compress a Keras classifier to a byte budget or an accuracy budget.
 
     Runs Deep Compression with settings chosen for the model: a plan of
@@ -662,7 +666,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             least 1), and at most 3 runs for `target_bytes`.
         confidence: for `max_error_increase`, the probability that a kept
             file's true increase on data like `validation_data` is within
-            the budget (0.9; None: the measured increase itself must be).
+            the budget (`DEFAULT_CONFIDENCE`, 0.9; None: the measured
+            increase itself must be).
         export_batch_size: batch size of the exported model (None: dynamic).
         verbose: 0 silent, 1 progress lines, 2 also Keras's progress bars.
         log: a `print`-like function for the progress lines (default

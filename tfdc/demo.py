@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from tfdc.compressor import DEFAULT_CONFIDENCE
+
 __all__ = ["DemoConfig", "run", "compress", "tflite_error", "PAPER_SPARSITY", "PAPER_BITS",
            "TFDC_SPARSITY", "TFDC_BITS", "DEFAULT_RATIO", "load_dataset"]
 
@@ -79,6 +81,9 @@ class DemoConfig:
         quick: a short run (3 + 4 + 1 epochs, about a minute on 2 cores).
         target_bytes, max_error_increase: the budget of `tfdc.compress`
             (give at most one; `sparsity` and `bits` must then be None).
+        confidence: with `max_error_increase`, `tfdc.compress`'s
+            `confidence` (`DEFAULT_CONFIDENCE`, 0.9; None: the measured
+            increase must be within the budget).
             Neither, and no hand-set settings: `target_bytes` is the float32
             size / `DEFAULT_RATIO`. The last 10 % of the training images (at
             most 5,000) are `tfdc.compress`'s validation data.
@@ -105,6 +110,7 @@ class DemoConfig:
     shift: int = None
     target_bytes: int = None
     max_error_increase: float = None
+    confidence: float = DEFAULT_CONFIDENCE
     out: str = "tfdc_demo_out"
     plots: bool = True
     verbose: int = 1
@@ -453,7 +459,8 @@ def _run_budget(model, c, train, test, log, default_budget=False):
     x_val, y_val = xtr[-n_val:], ytr[-n_val:]
     xtr, ytr = xtr[:-n_val], ytr[:-n_val]
     budget = (f"target {c.target_bytes:,} B" if c.target_bytes is not None
-              else f"at most {c.max_error_increase} points more validation error")
+              else f"at most {c.max_error_increase} points more validation error"
+              + (f" ({c.confidence:.0%} confidence)" if c.confidence is not None else ""))
     if default_budget:
         budget += f" (float32 size / {DEFAULT_RATIO}, the default)"
     log(f"tfdc demo: {c.network} on {c.dataset} ({len(xtr):,} training / {n_val:,} validation "
@@ -474,7 +481,7 @@ def _run_budget(model, c, train, test, log, default_budget=False):
     if c.prune_epochs is not None or c.cluster_epochs is not None:
         epochs = (c.prune_epochs or (4 if c.quick else 8), c.cluster_epochs or 1)
     kwargs = ({"target_bytes": c.target_bytes} if c.target_bytes is not None
-              else {"max_error_increase": c.max_error_increase})
+              else {"max_error_increase": c.max_error_increase, "confidence": c.confidence})
     result = tfdc.compress(model, data, (x_val, y_val), path=path, epochs=epochs,
                            batch_size=c.batch_size, verbose=1, log=log, **kwargs)
     packed = open(path, "rb").read()
