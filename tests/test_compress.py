@@ -205,14 +205,74 @@ def test_bad_arguments_fail_before_training(data, trained, kwargs, error, messag
     assert not os.path.exists("unused.tflite")
 
 
-def test_bad_data(data, trained):
+def test_bad_data(data, trained, tmp_path):
     (x, y), (xv, yv) = data
-    with pytest.raises(ValueError, match="validation_data: y must be integer class labels"):
-        tfdc.compress(trained, (x, y), (xv, yv.astype("float32")), target_bytes=9000, verbose=0)
-    with pytest.raises(ValueError, match="train_data: x has 3,072 examples but y has 10"):
-        tfdc.compress(trained, (x, y[:10]), (xv, yv), target_bytes=9000, verbose=0)
-    with pytest.raises(ValueError, match="validation_data must be a tuple"):
-        tfdc.compress(trained, (x, y), xv, target_bytes=9000, verbose=0)
+    path = tmp_path / "never.tflite"
+    for train, val, message in [
+            ((x, y), (xv, yv + 0.5), "validation_data: labels must be whole class indices; "
+                                     f"label 0 is {yv[0] + 0.5}"),
+            ((x, y), (xv, yv + 1), r"validation_data: labels must be in \[0, 10\) for 10 "
+                                   r"outputs; label [\d,]+ is 10"),
+            ((x, y), (xv[:, :20], yv), r"validation_data: the model cannot run on x of shape "
+                                       r"\(1024, 20, 28\): .*incompatible"),
+            ((x, y - 1), (xv, yv), r"train_data: labels must be in \[0, 10\) .* is -1"),
+            ((x[:, :20], y), (xv, yv), r"train_data: the model and its loss "
+                                       r"\(sparse_categorical_crossentropy\) cannot take a "
+                                       "batch of it: .*incompatible"),
+            ((x, y[:10]), (xv, yv), "train_data: x has 3,072 examples but y has 10"),
+            ((x, y), xv, "validation_data must be a tuple")]:
+        with pytest.raises(ValueError, match=message):
+            tfdc.compress(trained, train, val, target_bytes=9000, path=path, verbose=0)
+    # Each failed before any training: no file, no work folder left.
+    assert os.listdir(tmp_path) == []
+
+
+def test_binary_classifier_with_one_sigmoid_unit(data, tmp_path):
+    # Not compiled: compress picks binary cross-entropy for one output unit
+    # and scores it thresholded at 0.5, in Keras and in LiteRT alike.
+    (x, y), (xv, yv) = data
+    y, yv = (y < 5).astype("int64"), (yv < 5).reshape(-1, 1)  # [N, 1] labels work too
+    keras.utils.set_random_seed(5)
+
+    def mlp():
+        return keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                                 keras.layers.Dense(64, activation="relu", name="fc1"),
+                                 keras.layers.Dense(1, activation="sigmoid", name="fc2")])
+    trained = mlp()
+    trained.compile(keras.optimizers.Adam(2e-3), "binary_crossentropy")
+    trained.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    model = mlp()  # the user's weights, no compiled loss
+    model.set_weights(trained.get_weights())
+    path = tmp_path / "binary.tflite"
+    result = tfdc.compress(model, (x, y), (xv, yv), target_bytes=12_000, path=path,
+                           epochs=(2, 1), verbose=0)
+    assert 0.95 * 12_000 <= os.path.getsize(path) <= 12_000
+    assert isinstance(result.model.loss, keras.losses.BinaryCrossentropy)
+    assert tflite_error(str(path), xv, yv) == result.error
+    assert result.error < 0.1  # chance is 0.5: the training used the right loss
+    # The user's compiled model: Keras's loss function binary_crossentropy
+    # (labels [N] against outputs [N, 1]) in the scan and in training.
+    compiled = tfdc.compress(trained, (x, y), (xv, yv[:, 0]), target_bytes=12_000,
+                             path=tmp_path / "compiled.tflite", epochs=(2, 1), verbose=0)
+    assert compiled.met and compiled.error < 0.1
+    assert tflite_error(str(tmp_path / "compiled.tflite"), xv, yv) == compiled.error
+    with pytest.raises(ValueError, match="single output unit"):
+        tfdc.compress(model, (x, y), (xv, yv), target_bytes=12_000, path=path, distill=True,
+                      verbose=0)
+
+
+def test_one_hot_labels(data, trained, tmp_path):
+    (x, y), (xv, yv) = data
+    model = _fresh(trained)
+    model.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy")
+    eye = np.eye(10, dtype="float32")
+    path = tmp_path / "onehot.tflite"
+    result = tfdc.compress(model, (x, eye[y]), (xv, eye[yv]), target_bytes=30_000, path=path,
+                           epochs=(2, 1), verbose=0)
+    assert result.met
+    assert tflite_error(str(path), xv, eye[yv]) == tflite_error(str(path), xv, yv) \
+        == result.error
+    assert result.error < result.float_error + 0.05
 
 
 def test_tfdc_compress_is_the_function_of_module_compressor():

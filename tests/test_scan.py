@@ -101,6 +101,23 @@ def test_logits_model_and_one_hot_labels(model_and_data):
     assert one_hot()[1] == ev()[1]
 
 
+def test_binary_unit_with_a_compiled_loss_function(model_and_data):
+    """One sigmoid unit compiled with the string "binary_crossentropy" (a
+    loss function, which refuses labels [N] against outputs [N, 1] unless
+    called as compile calls it): the loss is Keras's evaluate's, the error
+    the outputs thresholded at 0.5."""
+    _, (xv, yv) = model_and_data
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy")
+    x, y = xv[:200], (yv[:200] < 5).astype("int64")
+    loss, error = Evaluator(model, x, y)()
+    assert loss == pytest.approx(model.evaluate(x, y, batch_size=200, verbose=0), rel=1e-4)
+    p = model.predict(x, verbose=0)[:, 0]
+    assert error == float(np.mean((p > 0.5) != (y == 1)))
+
+
 def test_bad_input(model_and_data):
     model, data = model_and_data
     with pytest.raises(ValueError, match=r"sparsities must be in \(0, 1\), got 1.0"):

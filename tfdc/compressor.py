@@ -32,6 +32,7 @@ missed budget is never silent: it is logged and warned about.
 import dataclasses
 import math
 import os
+import re
 import shutil
 import statistics
 import tempfile
@@ -153,11 +154,7 @@ def _check_data(data, what, allow_dataset):
         raise ValueError(f"{what}: x has {len(x):,} examples but y has {len(y):,}")
     if len(x) == 0:
         raise ValueError(f"{what} is empty")
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{what}: y must be integer class labels of shape [N] (the error "
-                         f"tfdc.compress measures is top-1 classification error), got dtype "
-                         f"{y.dtype} and shape {y.shape}")
-    return x, y
+    return x, y  # the labels are checked against the model's outputs (check_labels)
 
 
 def _check_number(value, name, integer=False):
@@ -218,22 +215,91 @@ def _inference_model(model):
     return model
 
 
-def _loss(model):
-    """The user's compiled loss, else sparse categorical cross-entropy on
-    the model's outputs (probabilities after a softmax, else logits)."""
+def _loss(model, classes, one_hot):
+    """The user's compiled loss, else cross-entropy for the model's outputs
+    and labels: binary for one output unit, categorical for one-hot labels,
+    sparse categorical for class indices (from probabilities after a softmax
+    or sigmoid, else from logits)."""
     import keras
-    from tfdc.distill import _output_activation
     loss = getattr(model, "loss", None)
     if loss is not None:
         return loss
-    return keras.losses.SparseCategoricalCrossentropy(
-        from_logits=_output_activation(model) != "softmax")
+    from_logits = _from_logits(model) is not False
+    if classes == 1:
+        return keras.losses.BinaryCrossentropy(from_logits=from_logits)
+    if one_hot:
+        return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
 
 
-def _keras_mistakes(model, x, y, batch_size=512):
-    """Which examples the Keras model gets wrong (bool array)."""
-    pred = model.predict(x, batch_size=batch_size, verbose=0)
-    return np.argmax(pred, -1) != y
+def _from_logits(model):
+    """False if the model's output is a softmax / sigmoid probability, True
+    if linear (logits), None if it cannot be told."""
+    from tfdc.distill import _output_activation
+    activation = _output_activation(model)
+    return {"softmax": False, "sigmoid": False, "linear": True}.get(activation)
+
+
+def _validation_outputs(model, x):
+    """The float model's outputs on the validation examples, `[N, classes]`."""
+    try:
+        model(x[:8], training=False)  # eagerly first: Keras's readable error
+        out = model.predict(x, batch_size=512, verbose=0)
+    except Exception as e:  # noqa: BLE001 - Keras raises several types for this
+        raise ValueError(f"validation_data: the model cannot run on x of shape {x.shape}: "
+                         f"{_first_line(e)}") from None
+    if isinstance(out, (list, tuple, dict)):
+        raise ValueError(f"tfdc.compress needs a model with one output (a classifier's); "
+                         f"{model.name!r} has {len(out)}")
+    out = np.asarray(out)
+    return out[:, None] if out.ndim == 1 else out
+
+
+def _first_batch(train, classes):
+    """A first batch `(x, y)` of the training data; for arrays, every label
+    is checked against the model's outputs first."""
+    from tfdc.mistakes import check_labels
+    if isinstance(train, tuple):
+        check_labels(train[1], classes, "train_data")
+        return train[0][:8], train[1][:8]
+    try:
+        batch = train[0] if not hasattr(train, "element_spec") else next(iter(train))
+    except Exception as e:  # noqa: BLE001 - a user's PyDataset raises what it raises
+        raise ValueError(f"train_data: cannot read a first batch: {_first_line(e)}") from None
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise ValueError(f"train_data must yield (x, y) batches, got {type(batch).__name__}")
+    return batch[0], batch[1]
+
+
+def _check_train(model, batch, loss):
+    """Fail now, not after the scan, on training data that the model or its
+    loss cannot take: a copy evaluates a first batch as `fit` would (eagerly,
+    for a readable error) and its loss must be finite."""
+    x, y = batch
+    probe = _copy(model)
+    try:
+        probe.compile(loss=loss, run_eagerly=True)
+        value = probe.evaluate(x, y, batch_size=len(y), verbose=0)
+    except Exception as e:  # noqa: BLE001 - Keras raises several types for this
+        raise ValueError(f"train_data: the model and its loss ({_loss_name(loss)}) cannot take a "
+                         f"batch of it: {_first_line(e)}") from None
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"train_data: the loss ({_loss_name(loss)}) of a first batch is not "
+                         "finite: check the labels and the inputs")
+
+
+def _loss_name(loss):
+    return loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__)
+
+
+def _first_line(error):
+    """The line of an exception's message that says what went wrong (Keras's
+    run long and start with "Exception encountered when calling ...")."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line]
+    if len(lines) > 1 and lines[0].startswith("Exception encountered"):
+        return lines[1]
+    return lines[0] if lines else type(error).__name__
 
 
 def increase_bound(reference_wrong, wrong, confidence):
@@ -498,7 +564,7 @@ class _Run:
         from tfdc.recipe import cosine_decay
         c = self.c
         student = _copy(self.model)
-        loss = _loss(self.model)
+        loss = c.loss
 
         def trainer(net):
             if not c.distill:
@@ -540,7 +606,7 @@ class _Run:
         net = student if not c.distill else Distiller(student, c.teacher,
                                                       temperature=c.temperature, alpha=c.alpha)
         lr = c.learning_rate * c.cluster_lr * 0.5
-        net.compile(_optimizer(lr, c.weight_decay), _loss(self.model))
+        net.compile(_optimizer(lr, c.weight_decay), c.loss)
         log("  fine-tuning the shared values (1 epoch, zeros and assignments fixed)")
         _fit(net, self.train, c.batch_size, 1,
              [tfdc.ClusteredFineTuning(bits=plan.bits), cosine_decay(lr, 1)], c.keras_verbose)
@@ -561,6 +627,7 @@ class _Config:
     alpha: float
     keras_verbose: int
     export_batch_size: int
+    loss: object
 
 
 def _export(student, path, batch_size):
@@ -628,10 +695,16 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     packed file run in LiteRT on `validation_data`.
 
     Args:
-        model: a built Keras classifier (its compiled loss is used if it is
-            compiled, else sparse categorical cross-entropy), trained.
+        model: a built, trained Keras classifier with one output: `[N,
+            classes]` (softmax or logits) or one unit (sigmoid or logit, a
+            binary classifier). Its compiled loss is used if it is compiled,
+            else cross-entropy to suit the outputs and labels.
         train_data: `(x, y)` arrays, or a `keras.utils.PyDataset` /
             `tf.data.Dataset` of `(x, y)` batches (e.g. with augmentation).
+            Labels: class indices `[N]` (or `[N, 1]`), one-hot `[N,
+            classes]`, or 0 / 1 for one output unit (`tfdc.mistakes`).
+            The labels of arrays and a first batch through the model and
+            its loss are checked before any work (`ValueError`).
         validation_data: `(x, y)` arrays, held out from training (also used
             by the sensitivity scan and to choose among the trials). The
             error budget is met on this data, so make it like the data the
@@ -705,6 +778,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
 
     from tfdc.demo import tflite_mistakes
     from tfdc.exporter import check_writable, write_atomically
+    from tfdc.mistakes import mistakes
 
     started = time.perf_counter()
     if log is None:
@@ -751,6 +825,16 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         plan = _resolve_plan(plan, model)
     epochs = _epochs(epochs, _steps(train, batch_size))
 
+    inference = _inference_model(model)
+    val_outputs = _validation_outputs(inference, x_val)
+    from_logits = _from_logits(model)
+    float_wrong = mistakes(val_outputs, y_val, from_logits, "validation_data")
+    classes = val_outputs.shape[1]
+    batch = _first_batch(train, classes)
+    labels = np.shape(batch[1])
+    loss = _loss(model, classes, one_hot=len(labels) == 2 and labels[1] == classes > 1)
+    _check_train(model, batch, loss)
+
     teacher = None
     if distill:
         from tfdc.distill import Distiller
@@ -758,14 +842,13 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     config = _Config(batch_size=int(batch_size), epochs=epochs, learning_rate=float(learning_rate),
                      cluster_lr=0.1, weight_decay=float(weight_decay), distill=bool(distill),
                      teacher=teacher, temperature=temperature, alpha=alpha,
-                     keras_verbose=1 if verbose >= 2 else 0, export_batch_size=export_batch_size)
+                     keras_verbose=1 if verbose >= 2 else 0, export_batch_size=export_batch_size,
+                     loss=loss)
     if distill:  # fail on a bad temperature / alpha now
         Distiller(_copy(model), teacher, temperature=temperature, alpha=alpha)
     run = _Run(model, train, config)
     times = {}
-    inference = _inference_model(model)
     float_bytes = 4 * int(inference.count_params())
-    float_wrong = _keras_mistakes(inference, x_val, y_val)
     float_error = float(np.mean(float_wrong))
     budget = (f"target {target_bytes:,} B" if target_bytes is not None else
               f"validation error at most {max_error_increase:.2f} points over the float model"
@@ -821,7 +904,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
 
         def _evaluate(entry):
             t = time.perf_counter()
-            wrong = tflite_mistakes(entry["path"], x_val, y_val)
+            wrong = tflite_mistakes(entry["path"], x_val, y_val, from_logits=from_logits)
             entry["error"] = float(np.mean(wrong))
             times["evaluate"] = times.get("evaluate", 0.0) + time.perf_counter() - t
             entry["increase"] = 100.0 * (entry["error"] - float_error)

@@ -158,17 +158,23 @@ def build_model(network):
     raise ValueError(f"unknown network {network!r}: expected 'lenet_300_100' or 'lenet5'")
 
 
-def tflite_error(model_or_path, x, y, batch=500, num_threads=None, plain=False):
+def tflite_error(model_or_path, x, y, batch=500, num_threads=None, plain=False,
+                 from_logits=None):
     """Top-1 error (a fraction) of a packed or plain `.tflite` model on
     `(x, y)`, run in the LiteRT interpreter (`tfdc.load_interpreter`);
     `plain=True` hands the bytes to the interpreter as they are (for a
-    decoded file, which keeps its tfdc section entry)."""
-    return float(np.mean(tflite_mistakes(model_or_path, x, y, batch, num_threads, plain)))
+    decoded file, which keeps its tfdc section entry). Labels and outputs as
+    `tfdc.mistakes.mistakes` takes them (`from_logits`: a single binary
+    output's kind)."""
+    return float(np.mean(tflite_mistakes(model_or_path, x, y, batch, num_threads, plain,
+                                         from_logits)))
 
 
-def tflite_mistakes(model_or_path, x, y, batch=500, num_threads=None, plain=False):
+def tflite_mistakes(model_or_path, x, y, batch=500, num_threads=None, plain=False,
+                    from_logits=None):
     """Which examples of `(x, y)` the `.tflite` model gets wrong (a bool
     array of len(y)), run as `tflite_error` runs it."""
+    from tfdc.mistakes import mistakes
     from tfdc.runtime import interpreter_class, load_interpreter, read_model_bytes
     kwargs = {"num_threads": num_threads} if num_threads else {}
     if plain:
@@ -186,7 +192,7 @@ def tflite_mistakes(model_or_path, x, y, batch=500, num_threads=None, plain=Fals
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
-    wrong = np.zeros(len(x), bool)
+    outputs = []
     for start in range(0, len(x), batch):
         chunk = x[start:start + batch].astype(inp["dtype"])
         n = len(chunk)
@@ -194,9 +200,12 @@ def tflite_mistakes(model_or_path, x, y, batch=500, num_threads=None, plain=Fals
             chunk = np.concatenate([chunk, np.zeros((batch - n,) + chunk.shape[1:], chunk.dtype)])
         interpreter.set_tensor(inp["index"], chunk)
         interpreter.invoke()
-        pred = interpreter.get_tensor(out["index"])[:n].argmax(-1)
-        wrong[start:start + n] = pred != y[start:start + n]
-    return wrong
+        outputs.append(interpreter.get_tensor(out["index"])[:n])
+    outputs = np.concatenate(outputs)
+    scale, zero_point = out.get("quantization", (0.0, 0))
+    if scale:  # an integer output: real values, so a binary unit's threshold holds
+        outputs = (outputs.astype(np.float32) - zero_point) * scale
+    return mistakes(outputs.reshape(len(outputs), -1), y, from_logits)
 
 
 class _SparsityRecorder:

@@ -45,6 +45,17 @@ def _output_activation(model):
     return name
 
 
+def _output_units(model):
+    """The size of `model`'s (single) output's last axis, or None."""
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        return None
+    if not outputs or len(outputs) != 1:
+        return None
+    return outputs[0].shape[-1]
+
+
 def _outputs_probabilities(model, from_logits):
     if from_logits is not None:
         return not from_logits
@@ -103,6 +114,10 @@ class Distiller(keras.Model):
         if teacher is student:
             raise ValueError("the teacher is the student itself: pass a copy of the model "
                              "(Distiller.copy_of(model)) as the teacher")
+        if _output_units(student) == 1:
+            raise ValueError(f"Distiller matches softened distributions over classes; "
+                             f"{student.name!r} has a single output unit (a binary "
+                             "classifier): train it without a teacher")
         self.student = student
         # Bypass Keras's attribute tracking: the teacher's layers and
         # variables must not become the Distiller's (callbacks would select

@@ -386,17 +386,13 @@ class Evaluator:
         return self._from_logits
 
     def error(self, pred):
-        y = self.y
-        if pred.ndim == 2 and pred.shape[-1] > 1:
-            labels = np.argmax(y, axis=-1) if (y.ndim == 2 and y.shape[-1] == pred.shape[-1]) \
-                else y.reshape(-1)
-            if labels.shape[0] != pred.shape[0] or not np.all(np.mod(labels, 1) == 0):
-                return float("nan")
-            return float(np.mean(np.argmax(pred, axis=-1) != labels))
-        if pred.ndim == 2 and pred.shape[-1] == 1 and np.isin(y, (0, 1)).all():
-            threshold = 0.0 if self._logits(pred) else 0.5
-            return float(np.mean((pred.reshape(-1) > threshold) != (y.reshape(-1) > 0.5)))
-        return float("nan")
+        from tfdc.mistakes import mistakes
+        try:
+            # One binary unit: the threshold the baseline's outputs chose.
+            unit = pred.ndim == 2 and pred.shape[-1] == 1
+            return float(np.mean(mistakes(pred, self.y, self._logits(pred) if unit else None)))
+        except ValueError:  # not a classifier's outputs / labels: no top-1 error
+            return float("nan")
 
 
 def _run(h, layers):
@@ -411,9 +407,24 @@ def _compiled_loss(model):
     if loss is None or isinstance(loss, (list, tuple, dict)):
         return None
     try:
-        return keras.losses.get(loss)
+        loss = keras.losses.get(loss)
     except (ValueError, TypeError):
-        return loss if callable(loss) else None
+        if not callable(loss):
+            return None
+    return loss if isinstance(loss, keras.losses.Loss) else _rank_matched(loss)
+
+
+def _rank_matched(fn):
+    """A loss function called as `compile` calls it: labels `[N]` meet
+    outputs `[N, 1]` (a `keras.losses.Loss` does this itself; a function
+    such as `keras.losses.binary_crossentropy` refuses the ranks)."""
+    import keras
+
+    def loss(y, pred):
+        if len(pred.shape) >= 2 and pred.shape[-1] == 1 and len(y.shape) == len(pred.shape) - 1:
+            y = keras.ops.expand_dims(y, -1)
+        return fn(y, pred)
+    return loss
 
 
 def _cross_entropy(y, pred, from_logits):

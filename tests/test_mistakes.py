@@ -1,0 +1,67 @@
+"""tfdc.mistakes: the one top-1 error rule, on every output / label layout."""
+
+import numpy as np
+import pytest
+
+from tfdc.mistakes import check_labels, mistakes
+
+PROBS = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3], [0.4, 0.4, 0.2]])
+
+
+@pytest.mark.parametrize("labels", [
+    np.array([0, 2, 0, 1]),                       # class indices
+    np.array([[0], [2], [0], [1]]),               # [N, 1]
+    np.array([0.0, 2.0, 0.0, 1.0]),               # whole floats
+    np.eye(3)[[0, 2, 0, 1]],                      # one-hot
+    np.array([[0.8, 0.1, 0.1], [0, 0.1, 0.9], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1]]),  # soft
+])
+def test_multiclass_layouts_agree(labels):
+    # argmax of PROBS: 0, 2, 1, 0 (a tie goes to the first class).
+    np.testing.assert_array_equal(mistakes(PROBS, labels), [False, False, True, True])
+
+
+def test_logits_score_like_their_softmax():
+    logits = np.log(PROBS) + 3.0
+    y = np.array([1, 2, 1, 0])
+    np.testing.assert_array_equal(mistakes(logits, y), mistakes(PROBS, y))
+
+
+@pytest.mark.parametrize("outputs, from_logits, expected", [
+    (np.array([[0.2], [0.6], [0.9], [0.4]]), False, [False, True, False, True]),
+    (np.array([0.2, 0.6, 0.9, 0.4]), None, [False, True, False, True]),   # [N], told: probs
+    (np.array([[-1.0], [0.3], [2.0], [-0.2]]), True, [False, True, False, True]),
+    (np.array([[-1.0], [0.3], [2.0], [-0.2]]), None, [False, True, False, True]),  # told: logits
+    # Told they are logits, every positive value is class 1.
+    (np.array([[0.2], [0.3], [0.9], [0.4]]), True, [True, True, False, False]),
+    (np.array([[0.2], [0.3], [0.9], [0.4]]), None, [False, False, False, True]),
+])
+def test_binary_unit(outputs, from_logits, expected):
+    y = np.array([0, 0, 1, 1])
+    np.testing.assert_array_equal(mistakes(outputs, y, from_logits), expected)
+
+
+@pytest.mark.parametrize("outputs, labels, message", [
+    (PROBS, np.array([0, 3, 0, 1]), r"validation_data: labels must be in \[0, 3\) for 3 "
+                                    r"outputs; label 1 is 3"),
+    (PROBS, np.array([0, -1, 0, 1]), "label 1 is -1"),
+    (PROBS, np.array([0, 1.5, 0, 1]), "whole class indices; label 1 is 1.5"),
+    (PROBS, np.array([0, np.nan, 0, 1]), "whole class indices; label 1 is nan"),
+    (PROBS, np.array(["a", "b", "c", "d"]), "must be class indices, got dtype <U1"),
+    (PROBS, np.zeros((4, 2)), r"class indices \[N\] or one-hot \[N, 3\] .* got shape \(4, 2\)"),
+    (PROBS, np.array([0, 1]), "2 labels for 4 outputs"),
+    (np.array([[0.5], [0.7]]), np.array([0, 7]), "0 or 1 for a model with one output"),
+    (np.zeros((4, 2, 3)), np.array([0, 1, 0, 1]), r"outputs of shape \[N, classes\]"),
+    (np.zeros((0, 3)), np.zeros(0), r"outputs of shape \[N, classes\]"),
+])
+def test_bad_labels_and_outputs_raise(outputs, labels, message):
+    with pytest.raises(ValueError, match=message):
+        mistakes(outputs, labels, what="validation_data")
+
+
+def test_check_labels_returns_indices_or_one_hot():
+    np.testing.assert_array_equal(check_labels(np.array([[2], [0]]), 3), [2, 0])
+    assert check_labels(np.array([True, False]), 1).dtype == np.int64
+    one_hot = np.eye(4)[[1, 3]]
+    assert check_labels(one_hot, 4) is not None and check_labels(one_hot, 4).shape == (2, 4)
+    with pytest.raises(ValueError, match="train_data: labels must be in"):
+        check_labels(np.arange(5), 4, "train_data")

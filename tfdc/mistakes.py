@@ -1,0 +1,120 @@
+"""Which examples a classifier gets wrong: the one rule behind every error tfdc
+reports (`tfdc.compress`'s budgets, the sensitivity scan, the demo's LiteRT
+test error), so a Keras model, its packed `.tflite` and a scan point are all
+scored alike.
+
+Outputs and labels it accepts:
+
+* outputs `[N, C]`, `C >= 2` (probabilities or logits): the prediction is the
+  argmax; labels are class indices `[N]` or `[N, 1]` in `[0, C)`, or one-hot
+  (or soft) labels `[N, C]`, whose argmax is the class.
+* outputs `[N, 1]` or `[N]` (one sigmoid unit, or its logit): the prediction
+  is `output > 0.5` (`> 0` for a logit); labels are 0 or 1.
+
+Anything else (a regression output, labels of another shape, a class index
+out of range) is a `ValueError` naming the labels and the offending value:
+a silently wrong error would make every budget meaningless.
+
+Example:
+
+```python
+import numpy as np
+from tfdc.mistakes import mistakes
+probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+print(mistakes(probs, np.array([0, 1, 1])))   # [False False  True]
+```
+"""
+
+import numpy as np
+
+__all__ = ["mistakes", "check_labels"]
+
+
+def mistakes(outputs, labels, from_logits=None, what="labels"):
+    """Which examples a classifier's outputs get wrong.
+
+    Args:
+        outputs: the model's outputs, `[N, C]` (C >= 2 classes) or `[N, 1]` /
+            `[N]` (one binary unit).
+        labels: class indices `[N]` / `[N, 1]`, or one-hot labels `[N, C]`;
+            0 / 1 for a binary unit.
+        from_logits: binary unit only: True if it outputs a logit
+            (threshold 0), False for a sigmoid probability (threshold 0.5),
+            None to tell from the values (a logit if any is outside [0, 1]).
+        what: how error messages name the labels (e.g. "validation_data").
+
+    Returns:
+        A bool array `[N]`: True where the prediction is wrong.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from tfdc.mistakes import mistakes
+    logits = np.array([[-1.2], [0.3], [2.0]])
+    print(mistakes(logits, np.array([0, 0, 1]), from_logits=True))  # [False  True False]
+    ```
+    """
+    out = np.asarray(outputs)
+    if out.ndim == 1:
+        out = out[:, None]
+    if out.ndim != 2 or out.shape[0] == 0:
+        raise ValueError(f"{what}: top-1 error needs a classifier's outputs of shape [N, classes] "
+                         f"or [N, 1] (binary), got shape {out.shape}")
+    n, classes = out.shape
+    if len(labels) != n:
+        raise ValueError(f"{what}: {len(labels):,} labels for {n:,} outputs")
+    y = check_labels(labels, classes, what)
+    if y.ndim == 2:  # one-hot
+        return np.argmax(out, axis=-1) != np.argmax(y, axis=-1)
+    if classes > 1:
+        return np.argmax(out, axis=-1) != y
+    unit = out[:, 0]
+    if from_logits is None:
+        from_logits = bool(np.any((unit < 0) | (unit > 1)))
+    return (unit > (0.0 if from_logits else 0.5)) != (y == 1)
+
+
+def check_labels(labels, classes, what="labels"):
+    """The labels of a classifier with `classes` outputs, checked: class
+    indices as an int64 array `[N]`, or one-hot labels `[N, classes]` as
+    given. Raises `ValueError` (naming `what` and the first bad label) for
+    any other shape, a fractional index or one out of range.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from tfdc.mistakes import check_labels
+    print(check_labels(np.array([[2], [0]]), 3))   # [2 0]
+    ```
+    """
+    y = np.asarray(labels)
+    if classes > 1 and y.ndim == 2 and y.shape[1] == classes:
+        return y
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        one_hot = f" or one-hot [N, {classes}]" if classes > 1 else ""
+        raise ValueError(f"{what}: labels must be class indices [N]{one_hot} for a model with "
+                         f"{classes} output{'s' if classes > 1 else ''}, got shape {y.shape}")
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
+        if not np.issubdtype(y.dtype, np.floating):
+            raise ValueError(f"{what}: labels must be class indices, got dtype {y.dtype}")
+        fractional = ~np.isfinite(y) | (np.mod(y, 1) != 0)
+        if fractional.any():
+            raise ValueError(f"{what}: labels must be whole class indices" +
+                             _first_bad(y, fractional))
+    y = y.astype(np.int64)
+    bad = (y < 0) | (y >= max(classes, 2))  # a binary unit takes labels 0 and 1
+    if bad.any():
+        kind = ("0 or 1 for a model with one output (scored as a binary classifier: tfdc "
+                "measures top-1 classification error)") if classes == 1 else \
+            f"in [0, {classes}) for {classes} outputs"
+        raise ValueError(f"{what}: labels must be {kind}" + _first_bad(y, bad))
+    return y
+
+
+def _first_bad(y, bad):
+    i = int(np.argmax(bad))
+    return f"; label {i:,} is {y[i].item()!r}"
