@@ -148,3 +148,39 @@ def test_snap_to_int8_grid_makes_the_integer_weights_exact(setup):
         stored = np.sort(constants[k.tensor], axis=None)
         np.testing.assert_allclose(stored, np.sort(after, axis=None), rtol=0, atol=step * 1e-4)
         assert k.codes == np.unique(after).size
+
+
+def test_tflite_error_of_integer_io_matches_float_io(tmp_path):
+    # One sigmoid unit, full-integer with int8 input and output: the images
+    # are quantized and the outputs dequantized before the 0.5 threshold, so
+    # the error equals the float-I/O conversion's (the same int8 graph).
+    import tensorflow as tf
+
+    from tfdc.demo import tflite_error, tflite_mistakes
+    rng = np.random.default_rng(3)
+    x = rng.random((300, 12), dtype=np.float32)
+    y = (x[:, :6].sum(1) > x[:, 6:].sum(1)).astype(np.int64)
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(keras.optimizers.Adam(1e-2), "binary_crossentropy")
+    model.fit(x, y, epochs=30, batch_size=32, verbose=0)
+
+    def rep():
+        for i in range(64):
+            yield [x[i:i + 1]]
+
+    files = {}
+    for io in ("float", "int8"):
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        configure_full_integer(converter, rep)
+        if io == "int8":
+            converter.inference_input_type = converter.inference_output_type = tf.int8
+        files[io] = converter.convert()
+    out = interpreter_class()(model_content=files["int8"]).get_output_details()[0]
+    assert out["dtype"] == np.int8
+    wrong = tflite_mistakes(files["int8"], x, y, plain=True)
+    np.testing.assert_array_equal(wrong, tflite_mistakes(files["float"], x, y, plain=True))
+    keras_error = float(np.mean((model.predict(x, verbose=0)[:, 0] > 0.5) != y))
+    assert abs(tflite_error(files["int8"], x, y, plain=True) - keras_error) < 0.02
+    assert keras_error < 0.1

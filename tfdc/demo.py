@@ -165,7 +165,9 @@ def tflite_error(model_or_path, x, y, batch=500, num_threads=None, plain=False,
     `plain=True` hands the bytes to the interpreter as they are (for a
     decoded file, which keeps its tfdc section entry). Labels and outputs as
     `tfdc.mistakes.mistakes` takes them (`from_logits`: a single binary
-    output's kind)."""
+    output's kind); a model with integer input / output (full-integer
+    conversion with int8 I/O) gets `x` quantized and its outputs dequantized
+    with the tensors' scales."""
     return float(np.mean(tflite_mistakes(model_or_path, x, y, batch, num_threads, plain,
                                          from_logits)))
 
@@ -192,6 +194,10 @@ def tflite_mistakes(model_or_path, x, y, batch=500, num_threads=None, plain=Fals
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
+    in_scale, in_zero = inp.get("quantization", (0.0, 0))
+    if in_scale and np.issubdtype(inp["dtype"], np.integer):  # an integer input: quantize x
+        info = np.iinfo(inp["dtype"])
+        x = np.clip(np.round(np.asarray(x, np.float32) / in_scale) + in_zero, info.min, info.max)
     outputs = []
     for start in range(0, len(x), batch):
         chunk = x[start:start + batch].astype(inp["dtype"])
@@ -203,7 +209,8 @@ def tflite_mistakes(model_or_path, x, y, batch=500, num_threads=None, plain=Fals
         outputs.append(interpreter.get_tensor(out["index"])[:n])
     outputs = np.concatenate(outputs)
     scale, zero_point = out.get("quantization", (0.0, 0))
-    if scale:  # an integer output: real values, so a binary unit's threshold holds
+    if scale and np.issubdtype(outputs.dtype, np.integer):
+        # Real values, so a binary unit's threshold holds.
         outputs = (outputs.astype(np.float32) - zero_point) * scale
     return mistakes(outputs.reshape(len(outputs), -1), y, from_logits)
 
