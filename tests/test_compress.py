@@ -261,15 +261,32 @@ def test_binary_classifier_with_one_sigmoid_unit(data, tmp_path):
                       verbose=0)
 
 
-def test_one_hot_labels(data, trained, tmp_path):
+@pytest.mark.parametrize("source", ["arrays", "tf.data"])
+def test_one_hot_labels(data, trained, tmp_path, source):
+    # Arrays with the user's compiled categorical loss, or a tf.data dataset
+    # of one-hot batches for a model with no compiled loss (compress picks
+    # categorical cross-entropy from the first batch's labels).
+    import tensorflow as tf
     (x, y), (xv, yv) = data
-    model = _fresh(trained)
-    model.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy")
     eye = np.eye(10, dtype="float32")
+    if source == "arrays":
+        model = _fresh(trained)
+        model.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy")
+        train = (x, eye[y])
+    else:
+        model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                                  keras.layers.Dense(96, activation="relu", name="fc1"),
+                                  keras.layers.Dense(10, activation="softmax", name="fc2")])
+        model.set_weights(trained.get_weights())
+        train = tf.data.Dataset.from_tensor_slices((x, eye[y])).shuffle(len(x), seed=1).batch(128)
     path = tmp_path / "onehot.tflite"
-    result = tfdc.compress(model, (x, eye[y]), (xv, eye[yv]), target_bytes=30_000, path=path,
-                           epochs=(2, 1), verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # met, and no Keras warning either
+        result = tfdc.compress(model, train, (xv, eye[yv]), target_bytes=30_000, path=path,
+                               epochs=(2, 1), verbose=0)
     assert result.met
+    if source == "tf.data":
+        assert isinstance(result.model.loss, keras.losses.CategoricalCrossentropy)
     assert tflite_error(str(path), xv, eye[yv]) == tflite_error(str(path), xv, yv) \
         == result.error
     assert result.error < result.float_error + 0.05

@@ -366,8 +366,8 @@ def _fit(model, train, batch_size, epochs, callbacks, verbose):
     if isinstance(train, tuple):
         model.fit(train[0], train[1], batch_size=batch_size, epochs=epochs, verbose=verbose,
                   callbacks=callbacks, shuffle=True)
-    else:
-        model.fit(train, epochs=epochs, verbose=verbose, callbacks=callbacks)
+    else:  # a dataset orders its own batches (Keras warns on shuffle=True)
+        model.fit(train, epochs=epochs, verbose=verbose, callbacks=callbacks, shuffle=False)
 
 
 def _optimizer(learning_rate, weight_decay):
