@@ -132,6 +132,14 @@ def test_bad_input(model_and_data):
         tfdc.sensitivity(model, data, samples=0)
     with pytest.raises(TypeError, match="validation_data must be"):
         tfdc.sensitivity(model, 3)
+    # With no compiled loss the scan's loss is cross-entropy: the labels
+    # must be the model's classes (an IndexError deep in NumPy before).
+    logits = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                               keras.layers.Dense(10, name="out")])
+    with pytest.raises(ValueError, match=r"validation_data: labels must be in \[0, 10\)"):
+        tfdc.sensitivity(logits, (data[0], data[1] + 1))
+    with pytest.raises(ValueError, match=r"one-hot \[N, 10\] .* got shape \(1024, 12\)"):
+        tfdc.sensitivity(logits, (data[0], np.eye(12)[data[1]]))
     plain = keras.Sequential([keras.Input((4,)), keras.layers.ReLU()])
     with pytest.raises(ValueError, match="has no compressible layer"):
         tfdc.sensitivity(plain, (np.zeros((4, 4)), np.zeros(4)))

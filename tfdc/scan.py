@@ -428,8 +428,18 @@ def _rank_matched(fn):
 
 
 def _cross_entropy(y, pred, from_logits):
+    """The loss of a model with no compiled loss: a classifier's
+    cross-entropy, its labels checked first (`check_labels`)."""
+    from tfdc.mistakes import check_labels
     p = pred.astype(np.float64)
-    if p.ndim == 2 and p.shape[-1] > 1:
+    if p.ndim == 1:
+        p = p[:, None]
+    if p.ndim != 2:
+        raise ValueError(f"validation_data: a model with no compiled loss is scored by "
+                         f"cross-entropy, which needs a classifier's outputs [N, classes] or "
+                         f"[N, 1]; this one has {pred.shape}: compile the model with its loss")
+    y = check_labels(y, p.shape[-1], "validation_data")
+    if p.shape[-1] > 1:
         if from_logits:
             p = p - p.max(axis=-1, keepdims=True)
             logp = p - np.log(np.exp(p).sum(axis=-1, keepdims=True))
