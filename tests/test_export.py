@@ -217,6 +217,22 @@ def test_failed_export_leaves_the_old_file_intact(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["model.tflite"]
 
 
+def test_bad_representative_dataset_fails_before_conversion(tmp_path):
+    model = mlp()
+    path = tmp_path / "int8.tflite"
+    x = np.zeros((4,) + tuple(model.inputs[0].shape[1:]), np.float32)
+    for rep, error, message in [
+            ([x[:1]], TypeError, "representative_dataset must be a callable .* got list"),
+            (lambda: iter([]), ValueError, "representative_dataset yields no sample"),
+            (lambda: iter([[x[:1, :5]]]), ValueError,
+             r"a sample for input .* has shape \(1, 5\); the model takes \('batch', "),
+            (lambda: iter([[x[:1], x[:1]]]), ValueError, "holds 2 arrays, the model has 1"),
+    ]:
+        with pytest.raises(error, match=message):
+            export(model, path, representative_dataset=rep)
+    assert os.listdir(tmp_path) == []
+
+
 def test_failed_write_leaves_no_partial_file(tmp_path):
     # The target is a directory: os.replace fails after the data was written
     # to the temporary file, which must then be removed.

@@ -422,3 +422,8 @@ def test_import_keras_then_tfdc_is_enough_to_load_a_pruned_model(tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK MaskConstraint" in result.stdout
+
+
+def test_sparsity_of_something_not_a_model_is_a_type_error():
+    with pytest.raises(TypeError, match="expected a Keras model or layer, got int"):
+        tfdc.sparsity(5)

@@ -97,6 +97,8 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
         raise TypeError(f"cannot export a {type(model).__name__}: expected a keras.Model or a "
                         "tf.Module (use tfdc.export_tflite for an existing .tflite file)")
     specs = _input_specs(model, batch_size)
+    if representative_dataset is not None:
+        _check_representative(representative_dataset, specs)
     outputs = _output_names(model)
     with _float32_compute(model), tempfile.TemporaryDirectory(prefix="tfdc-export-") as saved:
         _save_serving(model, specs, outputs, saved)
@@ -104,6 +106,33 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
         _set_options(converter, representative_dataset, configure)
         plain = _run_converter(converter, model, batch_size)
     return _keras_io_order(plain, [spec.name for spec in specs], outputs)
+
+
+def _check_representative(representative_dataset, specs):
+    """The first calibration sample against the model's inputs: the
+    converter's own error for a wrong shape is a RuntimeError about
+    resizing tensor 0, raised deep in calibration."""
+    from tfdc.quantize import require_callable
+    require_callable(representative_dataset)
+    try:
+        first = next(iter(representative_dataset()))
+    except StopIteration:
+        raise ValueError("representative_dataset yields no sample: give it a few hundred real "
+                         "inputs") from None
+    if isinstance(first, dict):
+        first = [first[spec.name] for spec in specs if spec.name in first] or list(first.values())
+    elif not isinstance(first, (list, tuple)):
+        first = [first]
+    if len(first) != len(specs):
+        raise ValueError(f"representative_dataset: a sample holds {len(first)} arrays, the model "
+                         f"has {len(specs)} input(s)")
+    for spec, array in zip(specs, first):
+        shape, expected = tuple(np.shape(array)), tuple(spec.shape)
+        if len(shape) != len(expected) or any(
+                e is not None and e != d for e, d in zip(expected[1:], shape[1:])):
+            model_shape = tuple(["batch"] + list(expected[1:]))
+            raise ValueError(f"representative_dataset: a sample for input {spec.name!r} has "
+                             f"shape {shape}; the model takes {model_shape}")
 
 
 def _set_options(converter, representative_dataset, configure):

@@ -75,6 +75,14 @@ __all__ = ["configure_full_integer", "kernel_codes", "KernelCodes", "extra_code_
 MAX_CODEBOOK = 2 ** 8 + 1
 
 
+def require_callable(representative_dataset):
+    """TypeError unless `representative_dataset` is what the converter calls."""
+    if not callable(representative_dataset):
+        raise TypeError("representative_dataset must be a callable returning an iterator of "
+                        "input lists, e.g. a generator function yielding [x[i:i + 1]]; got "
+                        f"{type(representative_dataset).__name__}")
+
+
 def configure_full_integer(converter, representative_dataset, *, per_channel=False):
     """Set up a `TFLiteConverter` for full-integer quantization.
 
@@ -90,6 +98,7 @@ def configure_full_integer(converter, representative_dataset, *, per_channel=Fal
     """
     import tensorflow as tf
 
+    require_callable(representative_dataset)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
     # A private flag, but the one the TFLite converter itself documents for

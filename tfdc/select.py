@@ -45,6 +45,8 @@ class Selection:
 def iter_layers(model):
     """Every layer inside `model` (nested models and subclassed models
     included), each once, in a deterministic order."""
+    if not hasattr(model, "_flatten_layers"):
+        raise TypeError(f"expected a Keras model or layer, got {type(model).__name__}")
     seen = set()
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if id(layer) not in seen:
