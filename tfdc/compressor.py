@@ -273,17 +273,20 @@ def _first_batch(train, classes):
 
 def _check_train(model, batch, loss):
     """Fail now, not after the scan, on training data that the model or its
-    loss cannot take: a copy evaluates a first batch as `fit` would (eagerly,
-    for a readable error) and its loss must be finite."""
+    loss cannot take: the loss of a first batch, called eagerly as `fit`
+    calls it (no copy: the random state the training runs start from is
+    left as it was), must be finite."""
+    from keras import ops
+
+    from tfdc.scan import loss_callable
     x, y = batch
-    probe = _copy(model)
+    fn = loss_callable(loss)
     try:
-        probe.compile(loss=loss, run_eagerly=True)
-        value = probe.evaluate(x, y, batch_size=len(y), verbose=0)
+        value = None if fn is None else fn(y, model(x, training=False))
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
         raise ValueError(f"train_data: the model and its loss ({_loss_name(loss)}) cannot take a "
                          f"batch of it: {_first_line(e)}") from None
-    if not np.all(np.isfinite(value)):
+    if value is not None and not np.all(np.isfinite(ops.convert_to_numpy(value))):
         raise ValueError(f"train_data: the loss ({_loss_name(loss)}) of a first batch is not "
                          "finite: check the labels and the inputs")
 

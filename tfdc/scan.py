@@ -402,10 +402,17 @@ def _run(h, layers):
 
 
 def _compiled_loss(model):
-    import keras
     loss = getattr(model, "loss", None)
     if loss is None or isinstance(loss, (list, tuple, dict)):
         return None
+    return loss_callable(loss)
+
+
+def loss_callable(loss):
+    """A compiled loss (a name, a function or a `keras.losses.Loss`) as a
+    callable `(y, pred) -> loss` that takes labels as `compile` passes them
+    (`_rank_matched`), or None if it is none of these."""
+    import keras
     try:
         loss = keras.losses.get(loss)
     except (ValueError, TypeError):
