@@ -220,6 +220,10 @@ def test_bad_data(data, trained, tmp_path):
                                        r"\(sparse_categorical_crossentropy\) cannot take a "
                                        "batch of it: .*incompatible"),
             ((x, y[:10]), (xv, yv), "train_data: x has 3,072 examples but y has 10"),
+            (([x, x], y), (xv, yv), "train_data: x is a list; tfdc.compress takes models with "
+                                    "one input"),
+            ((x, y), (xv, 3), r"validation_data: x and y must be arrays .* shapes "
+                              r"\(1024, 28, 28\) and \(\)"),
             ((x, y), xv, "validation_data must be a tuple")]:
         with pytest.raises(ValueError, match=message):
             tfdc.compress(trained, train, val, target_bytes=9000, path=path, verbose=0)

@@ -149,7 +149,14 @@ def _check_data(data, what, allow_dataset):
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise ValueError(f"{what} must be a tuple (x, y) of NumPy arrays, got "
                          f"{type(data).__name__}")
+    if isinstance(data[0], (list, tuple, dict)):
+        raise ValueError(f"{what}: x is a {type(data[0]).__name__}; tfdc.compress takes models "
+                         "with one input, x one array (export a several-input model with "
+                         "tfdc.export after training it with tfdc's callbacks)")
     x, y = np.asarray(data[0]), np.asarray(data[1])
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError(f"{what}: x and y must be arrays with one row per example, got shapes "
+                         f"{x.shape} and {y.shape}")
     if len(x) != len(y):
         raise ValueError(f"{what}: x has {len(x):,} examples but y has {len(y):,}")
     if len(x) == 0:
