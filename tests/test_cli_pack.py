@@ -219,6 +219,13 @@ def test_refuses_packed_and_decoded_files(capsys, tmp_path, inputs):
     assert_one_line_error(code, err, "packed.tflite", "already tfdc-packed")
     code, _, err = run(capsys, "pack", decoded, out_path)
     assert_one_line_error(code, err, "decoded.tflite", "decoded by 'tfdc decode'")
+    # A truncated packed file: the decoder's reason, as inspect / decode give it.
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(packed.read_bytes()[:-100])
+    code, _, err = run(capsys, "pack", truncated, out_path)
+    assert_one_line_error(code, err, "truncated.tflite", "not a valid tfdc-packed file: section",
+                          "does not end the", "(truncated")
+    assert err == run(capsys, "decode", truncated, out_path)[2]
     assert not out_path.exists()
 
 

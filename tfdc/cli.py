@@ -380,6 +380,8 @@ def _check_pack_input(data, path):
         if is_packed(data):
             raise UserError(f"{path}: already tfdc-packed (use it as it is; 'tfdc decode' "
                             "turns it back into a plain .tflite)")
+        from tfdc.unpack import decode
+        decode(data)  # a damaged packed file: the decoder's FormatError says where
         raise UserError(f"{path}: carries a tfdc section entry but is neither a packed nor a "
                         "decoded file (damaged?)")
 
