@@ -65,3 +65,18 @@ def test_check_labels_returns_indices_or_one_hot():
     assert check_labels(one_hot, 4) is not None and check_labels(one_hot, 4).shape == (2, 4)
     with pytest.raises(ValueError, match="train_data: labels must be in"):
         check_labels(np.arange(5), 4, "train_data")
+
+
+def test_docstring_examples_print_what_their_comments_say(capsys):
+    import re
+    import textwrap
+
+    import tfdc.mistakes as module
+    docs = [module.__doc__, mistakes.__doc__, check_labels.__doc__]
+    blocks = [b for doc in docs for b in re.findall(r"```python\n(.*?)```", doc, re.S)]
+    assert len(blocks) == 3
+    for block in map(textwrap.dedent, blocks):
+        exec(block, {})
+        printed = capsys.readouterr().out.strip()
+        expected = re.search(r"print\(.*\)\s+# (.*)", block).group(1).strip()
+        assert printed == expected, block
