@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tfdc
-from tfdc.demo import tflite_error
+from tfdc.demo import tflite_error, tflite_outputs
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,11 @@ def test_target_bytes_lands_within_5_percent_under(data, trained, tmp_path):
     assert tfdc.is_packed(path.read_bytes())
     # The reported error is the packed file's, in LiteRT, on the validation data.
     assert tflite_error(str(path), *data[1]) == result.error
+    # And so is the loss (the model's compiled one).
+    outputs = tflite_outputs(str(path), data[1][0])
+    assert result.loss == pytest.approx(float(np.mean(
+        keras.losses.sparse_categorical_crossentropy(data[1][1], outputs))), rel=1e-5)
+    assert result.float_loss == pytest.approx(model.evaluate(*data[1], verbose=0), rel=1e-4)
     assert result.error < result.float_error + 0.1, str(result)  # chance is 0.9
     assert result.ratio == pytest.approx(4 * model.count_params() / size)
     assert result.report.packed_bytes == size
@@ -263,6 +268,39 @@ def test_binary_classifier_with_one_sigmoid_unit(data, tmp_path):
     with pytest.raises(ValueError, match="single output unit"):
         tfdc.compress(model, (x, y), (xv, yv), target_bytes=12_000, path=path, distill=True,
                       verbose=0)
+
+
+def test_a_model_that_is_not_a_classifier_goes_to_a_byte_budget(tmp_path):
+    # A regression model with its compiled loss: target_bytes works and the
+    # loss is what is reported; an error budget needs a classifier.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 16)).astype("float32")
+    y = np.tanh(x @ rng.normal(size=(16, 2))).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16,)),
+                              keras.layers.Dense(256, activation="relu", name="a"),
+                              keras.layers.Dense(256, activation="relu", name="b"),
+                              keras.layers.Dense(2, name="c")])
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    model.fit(x[:2500], y[:2500], epochs=5, verbose=0)
+    train, val = (x[:2500], y[:2500]), (x[2500:], y[2500:])
+    path = tmp_path / "regression.tflite"
+    result = tfdc.compress(model, train, val, target_bytes=14_000, path=path, epochs=(3, 1),
+                           verbose=0)
+    assert 0.95 * 14_000 <= os.path.getsize(path) == result.packed_bytes <= 14_000
+    assert np.isnan(result.error) and np.isnan(result.float_error)
+    outputs = tflite_outputs(str(path), val[0])
+    assert result.loss == pytest.approx(float(np.mean((outputs - val[1]) ** 2)), rel=1e-5)
+    assert result.float_loss == pytest.approx(model.evaluate(*val, verbose=0), rel=1e-4)
+    assert result.loss < 0.1  # the targets' variance is about 0.5: it learned
+    assert f"validation loss {result.loss:.4g}" in str(result)
+    with pytest.raises(ValueError, match="max_error_increase is a budget of top-1 "
+                                         "classification error; .* give target_bytes"):
+        tfdc.compress(model, train, val, max_error_increase=1.0, path=path, verbose=0)
+    uncompiled = keras.models.Sequential.from_config(model.get_config())
+    uncompiled.set_weights(model.get_weights())
+    with pytest.raises(ValueError, match="Compile a model that is not a classifier"):
+        tfdc.compress(uncompiled, train, val, target_bytes=14_000, path=path, verbose=0)
 
 
 @pytest.mark.parametrize("source", ["arrays", "tf.data"])

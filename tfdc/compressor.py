@@ -93,7 +93,12 @@ class CompressResult:
         float_bytes: 4 bytes per parameter of the inference model (after
             BatchNormalization folding): what a float32 file holds.
         float_error, error: top-1 validation error (fractions) of the float
-            model (Keras) and of the packed file (LiteRT).
+            model (Keras) and of the packed file (LiteRT); NaN for a model
+            that is not a classifier (compressed to `target_bytes` and
+            scored by its compiled loss).
+        float_loss, loss: the validation loss (the compiled loss, else the
+            cross-entropy `compress` trains with) of the float model and of
+            the packed file's LiteRT outputs.
         error_increase_bound: the upper `confidence` bound of the increase
             (`increase_bound`, percentage points; the measured increase
             where `confidence` is None).
@@ -120,6 +125,8 @@ class CompressResult:
     times: dict
     error_increase_bound: float = None
     confidence: float = None
+    float_loss: float = None
+    loss: float = None
 
     @property
     def ratio(self):
@@ -132,10 +139,12 @@ class CompressResult:
         return 100.0 * (self.error - self.float_error)
 
     def __str__(self):
+        scored = (f"validation loss {self.loss:.4g} (float {self.float_loss:.4g})"
+                  if math.isnan(self.error) else
+                  f"validation error {self.error:.2%} (float {self.float_error:.2%}, "
+                  f"{self.error_increase:+.2f} points)")
         return (f"{self.path}: {self.packed_bytes:,} B packed ({self.ratio:.1f}x smaller than "
-                f"{self.float_bytes:,} B float32); validation error {self.error:.2%} "
-                f"(float {self.float_error:.2%}, {self.error_increase:+.2f} points). "
-                f"{self.message}")
+                f"{self.float_bytes:,} B float32); {scored}. {self.message}")
 
 
 # --------------------------------------------------------------------- checks
@@ -263,11 +272,12 @@ def _validation_outputs(model, x):
 
 
 def _first_batch(train, classes):
-    """A first batch `(x, y)` of the training data; for arrays, every label
-    is checked against the model's outputs first."""
+    """A first batch `(x, y)` of the training data; for arrays and a
+    classifier's `classes`, every label is checked against the outputs."""
     from tfdc.mistakes import check_labels
     if isinstance(train, tuple):
-        check_labels(train[1], classes, "train_data")
+        if classes is not None:
+            check_labels(train[1], classes, "train_data")
         return train[0][:8], train[1][:8]
     try:
         batch = train[0] if not hasattr(train, "element_spec") else next(iter(train))
@@ -298,8 +308,18 @@ def _check_train(model, batch, loss):
                          "finite: check the labels and the inputs")
 
 
+def _mean_loss(fn, y, outputs):
+    """The loss over the validation examples, as a float (NaN without one)."""
+    from keras import ops
+    if fn is None:
+        return float("nan")
+    return float(np.mean(ops.convert_to_numpy(fn(y, outputs))))
+
+
 def _loss_name(loss):
-    return loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__)
+    if isinstance(loss, str):
+        return loss
+    return getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
 
 
 def _first_line(error):
@@ -708,7 +728,10 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         model: a built, trained Keras classifier with one output: `[N,
             classes]` (softmax or logits) or one unit (sigmoid or logit, a
             binary classifier). Its compiled loss is used if it is compiled,
-            else cross-entropy to suit the outputs and labels.
+            else cross-entropy to suit the outputs and labels. Any other
+            model with one input and output (regression, embeddings, ...)
+            compiled with its loss compresses to `target_bytes`: the loss is
+            then what is reported (`error` is NaN).
         train_data: `(x, y)` arrays, or a `keras.utils.PyDataset` /
             `tf.data.Dataset` of `(x, y)` batches (e.g. with augmentation).
             Labels: class indices `[N]` (or `[N, 1]`), one-hot `[N,
@@ -786,9 +809,10 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     """
     import keras
 
-    from tfdc.demo import tflite_mistakes
+    from tfdc.demo import tflite_outputs
     from tfdc.exporter import check_writable, write_atomically
     from tfdc.mistakes import mistakes
+    from tfdc.scan import loss_callable
 
     started = time.perf_counter()
     if log is None:
@@ -838,12 +862,34 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     inference = _inference_model(model)
     val_outputs = _validation_outputs(inference, x_val)
     from_logits = _from_logits(model)
-    float_wrong = mistakes(val_outputs, y_val, from_logits, "validation_data")
+    try:
+        float_wrong = mistakes(val_outputs, y_val, from_logits, "validation_data")
+        not_classifier = None
+    except ValueError as e:
+        # Not a classifier's outputs or labels: a byte budget still works for
+        # a model with its own compiled loss, which is then what is reported.
+        if getattr(model, "loss", None) is None or max_error_increase is not None \
+                or "crossentropy" in _loss_name(model.loss).lower():
+            if max_error_increase is not None:
+                hint = ("max_error_increase is a budget of top-1 classification error; for "
+                        "another kind of model give target_bytes")
+            elif getattr(model, "loss", None) is None:
+                hint = ("Compile a model that is not a classifier with its loss (tfdc.compress "
+                        "then reports it) and give target_bytes")
+            else:
+                hint = f"The model is compiled with {_loss_name(model.loss)}: fix the labels"
+            raise ValueError(f"{e}. {hint}") from None
+        float_wrong, not_classifier = None, str(e)
     classes = val_outputs.shape[1]
-    batch = _first_batch(train, classes)
+    batch = _first_batch(train, None if not_classifier else classes)
     labels = np.shape(batch[1])
     loss = _loss(model, classes, one_hot=len(labels) == 2 and labels[1] == classes > 1)
     _check_train(model, batch, loss)
+    loss_fn = loss_callable(loss)
+    float_loss = _mean_loss(loss_fn, y_val, val_outputs)
+    if not_classifier and not math.isfinite(float_loss):
+        raise ValueError(f"validation_data: the float model's loss ({_loss_name(loss)}) on it is "
+                         f"{float_loss}: check the labels and the inputs")
 
     teacher = None
     if distill:
@@ -859,12 +905,15 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     run = _Run(model, train, config)
     times = {}
     float_bytes = 4 * int(inference.count_params())
-    float_error = float(np.mean(float_wrong))
+    float_error = float("nan") if not_classifier else float(np.mean(float_wrong))
     budget = (f"target {target_bytes:,} B" if target_bytes is not None else
               f"validation error at most {max_error_increase:.2f} points over the float model"
               + (f" ({confidence:.0%} confidence)" if confidence is not None else ""))
-    log(f"tfdc.compress: {model.name}, {float_bytes:,} B as float32, validation error "
-        f"{float_error:.2%} on {len(y_val):,} examples; {budget}")
+    scored = (f"validation loss {float_loss:.4g} ({_loss_name(loss)}; not scored as a "
+              f"classifier: {not_classifier})" if not_classifier
+              else f"validation error {float_error:.2%}")
+    log(f"tfdc.compress: {model.name}, {float_bytes:,} B as float32, {scored} on "
+        f"{len(y_val):,} examples; {budget}")
 
     workdir = tempfile.mkdtemp(prefix="tfdc-compress-",
                                dir=os.path.dirname(os.path.abspath(path)))
@@ -914,9 +963,17 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
 
         def _evaluate(entry):
             t = time.perf_counter()
-            wrong = tflite_mistakes(entry["path"], x_val, y_val, from_logits=from_logits)
-            entry["error"] = float(np.mean(wrong))
+            outputs = tflite_outputs(entry["path"], x_val)
+            entry["loss"] = _mean_loss(loss_fn, y_val, outputs)
             times["evaluate"] = times.get("evaluate", 0.0) + time.perf_counter() - t
+            if not_classifier:
+                entry.update(error=float("nan"), increase=float("nan"), bound=float("nan"),
+                             passed=True)
+                log(f"  packed {entry['bytes']:,} B ({float_bytes / entry['bytes']:.1f}x), "
+                    f"validation loss {entry['loss']:.4g} (float {float_loss:.4g})")
+                return
+            wrong = mistakes(outputs.reshape(len(outputs), -1), y_val, from_logits)
+            entry["error"] = float(np.mean(wrong))
             entry["increase"] = 100.0 * (entry["error"] - float_error)
             entry["bound"] = (entry["increase"] if confidence is None
                               else increase_bound(float_wrong, wrong, confidence))
@@ -946,6 +1003,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         packed_bytes=chosen["bytes"], float_bytes=float_bytes, float_error=float_error,
         error=chosen["error"], target_bytes=target_bytes, max_error_increase=max_error_increase,
         error_increase_bound=chosen["bound"], confidence=confidence,
+        float_loss=float_loss, loss=chosen["loss"],
         met=met, message=message, times=times,
         trials=[{k: v for k, v in t.items() if k not in ("student", "report", "path")}
                 for t in trials])

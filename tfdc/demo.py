@@ -28,8 +28,9 @@ import numpy as np
 
 from tfdc.compressor import DEFAULT_CONFIDENCE
 
-__all__ = ["DemoConfig", "run", "compress", "tflite_error", "PAPER_SPARSITY", "PAPER_BITS",
-           "TFDC_SPARSITY", "TFDC_BITS", "DEFAULT_RATIO", "load_dataset"]
+__all__ = ["DemoConfig", "run", "compress", "tflite_error", "tflite_mistakes", "tflite_outputs",
+           "PAPER_SPARSITY", "PAPER_BITS", "TFDC_SPARSITY", "TFDC_BITS", "DEFAULT_RATIO",
+           "load_dataset"]
 
 # Without a budget or hand-set settings the demo asks `tfdc.compress` for a
 # file this many times smaller than float32: the ratio of soft weight-sharing
@@ -177,6 +178,15 @@ def tflite_mistakes(model_or_path, x, y, batch=500, num_threads=None, plain=Fals
     """Which examples of `(x, y)` the `.tflite` model gets wrong (a bool
     array of len(y)), run as `tflite_error` runs it."""
     from tfdc.mistakes import mistakes
+    outputs = tflite_outputs(model_or_path, x, batch, num_threads, plain)
+    return mistakes(outputs.reshape(len(outputs), -1), y, from_logits)
+
+
+def tflite_outputs(model_or_path, x, batch=500, num_threads=None, plain=False):
+    """The `.tflite` model's (first) output on every example of `x`, as real
+    values: run in the LiteRT interpreter in batches of `batch` (one at a
+    time for a fixed-batch model), an integer input quantized with its scale
+    and an integer output dequantized."""
     from tfdc.runtime import interpreter_class, load_interpreter, read_model_bytes
     kwargs = {"num_threads": num_threads} if num_threads else {}
     if plain:
@@ -210,9 +220,9 @@ def tflite_mistakes(model_or_path, x, y, batch=500, num_threads=None, plain=Fals
     outputs = np.concatenate(outputs)
     scale, zero_point = out.get("quantization", (0.0, 0))
     if scale and np.issubdtype(outputs.dtype, np.integer):
-        # Real values, so a binary unit's threshold holds.
+        # Real values, so a binary unit's threshold and a loss hold.
         outputs = (outputs.astype(np.float32) - zero_point) * scale
-    return mistakes(outputs.reshape(len(outputs), -1), y, from_logits)
+    return outputs
 
 
 class _SparsityRecorder:

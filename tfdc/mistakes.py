@@ -91,6 +91,13 @@ def check_labels(labels, classes, what="labels"):
     """
     y = np.asarray(labels)
     if classes > 1 and y.ndim == 2 and y.shape[1] == classes:
+        rows = y.astype(np.float64)
+        if not (np.all(rows >= 0) and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3)):
+            bad = ~((rows >= 0).all(axis=1) & np.isclose(rows.sum(axis=1), 1.0, atol=1e-3))
+            i = int(np.argmax(bad))
+            raise ValueError(f"{what}: labels of shape {y.shape} must be one-hot (or class "
+                             f"probabilities: >= 0, each row summing to 1); row {i:,} is "
+                             f"{np.array2string(rows[i], precision=3, threshold=8)}")
         return y
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
