@@ -303,6 +303,20 @@ def test_a_model_that_is_not_a_classifier_goes_to_a_byte_budget(tmp_path):
         tfdc.compress(uncompiled, train, val, target_bytes=14_000, path=path, verbose=0)
 
 
+def test_checking_a_first_batch_leaves_an_augmenting_dataset_as_it_was(data):
+    # compress reads a first batch to check it; the training must still get
+    # the batches it would have got (the benchmarks rerun byte-identically).
+    from tfdc.compressor import _first_batch
+    from tfdc.recipe import ShiftedImages
+    dataset = ShiftedImages(*data[0], batch_size=64, max_shift=2, seed=1)
+    state = dataset.rng.bit_generator.state
+    x, y = _first_batch(dataset, 10)
+    assert dataset.rng.bit_generator.state == state
+    first = dataset[0]  # the training's first batch: the one checked
+    np.testing.assert_array_equal(first[0], x)
+    np.testing.assert_array_equal(first[1], y)
+
+
 @pytest.mark.parametrize("source", ["arrays", "tf.data"])
 def test_one_hot_labels(data, trained, tmp_path, source):
     # Arrays with the user's compiled categorical loss, or a tf.data dataset

@@ -280,12 +280,25 @@ def _first_batch(train, classes):
             check_labels(train[1], classes, "train_data")
         return train[0][:8], train[1][:8]
     try:
-        batch = train[0] if not hasattr(train, "element_spec") else next(iter(train))
+        batch = _peek(train) if not hasattr(train, "element_spec") else next(iter(train))
     except Exception as e:  # noqa: BLE001 - a user's PyDataset raises what it raises
         raise ValueError(f"train_data: cannot read a first batch: {_first_line(e)}") from None
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise ValueError(f"train_data must yield (x, y) batches, got {type(batch).__name__}")
     return batch[0], batch[1]
+
+
+def _peek(dataset):
+    """`dataset[0]` of a PyDataset, read from a shallow copy whose NumPy
+    random generators are copies: an augmenting dataset (e.g.
+    `tfdc.recipe.ShiftedImages`) then gives the training exactly the batches
+    it would have given without the check."""
+    import copy
+    view = copy.copy(dataset)
+    for name, value in vars(dataset).items():
+        if isinstance(value, (np.random.Generator, np.random.RandomState)):
+            setattr(view, name, copy.deepcopy(value))
+    return view[0]
 
 
 def _check_train(model, batch, loss):
@@ -396,8 +409,11 @@ def _fit(model, train, batch_size, epochs, callbacks, verbose):
     if isinstance(train, tuple):
         model.fit(train[0], train[1], batch_size=batch_size, epochs=epochs, verbose=verbose,
                   callbacks=callbacks, shuffle=True)
-    else:  # a dataset orders its own batches (Keras warns on shuffle=True)
-        model.fit(train, epochs=epochs, verbose=verbose, callbacks=callbacks, shuffle=False)
+    else:
+        # Keras shuffles a PyDataset's batch order (its default); a tf.data
+        # dataset orders its own batches, and Keras warns on shuffle=True.
+        model.fit(train, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                  shuffle=not hasattr(train, "element_spec"))
 
 
 def _optimizer(learning_rate, weight_decay):
