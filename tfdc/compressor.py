@@ -797,14 +797,16 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
 
     Returns:
         A `CompressResult`: `.path`, `.report`, `.packed_bytes`, `.ratio`,
-        `.error`, `.float_error`, `.error_increase_bound`, `.met`,
-        `.message`, `.plan`, `.model`.
+        `.error`, `.float_error`, `.error_increase_bound`, `.loss`,
+        `.float_loss`, `.met`, `.message`, `.plan`, `.model`.
 
     Raises:
         ValueError: both or neither budget, a budget that is not a positive
-            number, data that is not `(x, y)` with integer labels, a model
-            with nothing to compress, a plan naming unknown layers, or (from
-            the planner) a `target_bytes` below the smallest reachable size.
+            number, data that is not `(x, y)`, labels that do not fit the
+            model's outputs, inputs or a first training batch the model or
+            its loss cannot take (all before any training), a model with
+            nothing to compress, a plan naming unknown layers, or (from the
+            planner) a `target_bytes` below the smallest reachable size.
         FileNotFoundError, PermissionError, IsADirectoryError: `path`
             cannot be written (checked before any training).
 
