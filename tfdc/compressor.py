@@ -257,7 +257,8 @@ def _from_logits(model):
 
 
 def _validation_outputs(model, x):
-    """The float model's outputs on the validation examples, `[N, classes]`."""
+    """The float model's outputs on the validation examples (`[N]` made
+    `[N, 1]`)."""
     try:
         model(x[:8], training=False)  # eagerly first: Keras's readable error
         out = model.predict(x, batch_size=512, verbose=0)
@@ -269,6 +270,28 @@ def _validation_outputs(model, x):
                          f"{model.name!r} has {len(out)}")
     out = np.asarray(out)
     return out[:, None] if out.ndim == 1 else out
+
+
+def _float_mistakes(model, outputs, y, from_logits, max_error_increase):
+    """`(mistakes, None)` of a classifier's validation outputs, else `(None,
+    why)` for a model compressed to a byte budget and scored by its own
+    compiled loss; a ValueError saying what to do for anything else."""
+    from tfdc.mistakes import mistakes
+    try:
+        return mistakes(outputs, y, from_logits, "validation_data"), None
+    except ValueError as e:
+        loss = getattr(model, "loss", None)
+        if max_error_increase is not None:
+            hint = ("max_error_increase is a budget of top-1 classification error; for another "
+                    "kind of model give target_bytes")
+        elif loss is None:
+            hint = ("Compile a model that is not a classifier with its loss (tfdc.compress then "
+                    "reports it) and give target_bytes")
+        elif "crossentropy" in _loss_name(loss).lower():
+            hint = f"The model is compiled with {_loss_name(loss)}: fix the labels"
+        else:
+            return None, str(e)
+        raise ValueError(f"{e}. {hint}") from None
 
 
 def _first_batch(train, classes):
@@ -722,7 +745,8 @@ def _cut_to(student, plan, target, size, path, batch_size, log):
 def compress(model, train_data, validation_data, *, target_bytes=None, max_error_increase=None,
              path="model.tflite", epochs=None, batch_size=128, learning_rate=1e-3,
              weight_decay=1e-4, distill=False, temperature=4.0, alpha=0.5, plan=None,
-             max_trials=5, confidence=DEFAULT_CONFIDENCE, export_batch_size=1, verbose=1, log=None):
+             max_trials=5, confidence=DEFAULT_CONFIDENCE, export_batch_size=1, verbose=1,
+             log=None):
     """Compress a Keras classifier to a byte budget or an accuracy budget.
 
     Runs Deep Compression with settings chosen for the model: a plan of
@@ -880,24 +904,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     inference = _inference_model(model)
     val_outputs = _validation_outputs(inference, x_val)
     from_logits = _from_logits(model)
-    try:
-        float_wrong = mistakes(val_outputs, y_val, from_logits, "validation_data")
-        not_classifier = None
-    except ValueError as e:
-        # Not a classifier's outputs or labels: a byte budget still works for
-        # a model with its own compiled loss, which is then what is reported.
-        if getattr(model, "loss", None) is None or max_error_increase is not None \
-                or "crossentropy" in _loss_name(model.loss).lower():
-            if max_error_increase is not None:
-                hint = ("max_error_increase is a budget of top-1 classification error; for "
-                        "another kind of model give target_bytes")
-            elif getattr(model, "loss", None) is None:
-                hint = ("Compile a model that is not a classifier with its loss (tfdc.compress "
-                        "then reports it) and give target_bytes")
-            else:
-                hint = f"The model is compiled with {_loss_name(model.loss)}: fix the labels"
-            raise ValueError(f"{e}. {hint}") from None
-        float_wrong, not_classifier = None, str(e)
+    float_wrong, not_classifier = _float_mistakes(model, val_outputs, y_val, from_logits,
+                                                  max_error_increase)
     classes = val_outputs.shape[1]
     batch = _first_batch(train, None if not_classifier else classes)
     labels = np.shape(batch[1])
