@@ -82,12 +82,12 @@ class DemoConfig:
         quick: a short run (3 + 4 + 1 epochs, about a minute on 2 cores).
         target_bytes, max_error_increase: the budget of `tfdc.compress`
             (give at most one; `sparsity` and `bits` must then be None).
-        confidence: with `max_error_increase`, `tfdc.compress`'s
-            `confidence` (`DEFAULT_CONFIDENCE`, 0.9; None: the measured
-            increase must be within the budget).
             Neither, and no hand-set settings: `target_bytes` is the float32
             size / `DEFAULT_RATIO`. The last 10 % of the training images (at
             most 5,000) are `tfdc.compress`'s validation data.
+        confidence: with `max_error_increase`, `tfdc.compress`'s
+            `confidence` (`DEFAULT_CONFIDENCE`, 0.9; None: the measured
+            increase must be within the budget).
         shift: training images are randomly shifted by up to this many
             pixels (`tfdc.recipe.ShiftedImages`; 0 turns it off). None: 2,
             or 0 with `quick` (augmentation only pays off over many epochs).

@@ -111,7 +111,9 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
 def _check_representative(representative_dataset, specs):
     """The first calibration sample against the model's inputs: the
     converter's own error for a wrong shape is a RuntimeError about
-    resizing tensor 0, raised deep in calibration."""
+    resizing tensor 0, raised deep in calibration. (It calls
+    `representative_dataset()` once more than the converter does, as a
+    generator function allows.)"""
     from tfdc.quantize import require_callable
     require_callable(representative_dataset)
     try:
