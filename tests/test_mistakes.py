@@ -75,9 +75,10 @@ def test_docstring_examples_print_what_their_comments_say(capsys):
     import textwrap
 
     import tfdc.mistakes as module
-    docs = [module.__doc__, mistakes.__doc__, check_labels.__doc__]
+    docs = [module.__doc__, mistakes.__doc__, check_labels.__doc__,
+            module.looks_like_logits.__doc__]
     blocks = [b for doc in docs for b in re.findall(r"```python\n(.*?)```", doc, re.S)]
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     for block in map(textwrap.dedent, blocks):
         exec(block, {})
         printed = capsys.readouterr().out.strip()

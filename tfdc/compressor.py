@@ -180,6 +180,16 @@ def _check_number(value, name, integer=False):
         raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
+def _check_confidence(confidence, none=""):
+    """`confidence` as a float in (0, 1), else a ValueError (`none`: what
+    else the caller takes, for the message)."""
+    _check_number(confidence, "confidence")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1) (e.g. 0.9){' ' + none if none else ''}, "
+                         f"got {confidence!r}")
+    return float(confidence)
+
+
 def _epochs(epochs, steps_per_epoch):
     """(prune epochs, cluster epochs): by default about 6,000 pruning and
     1,500 clustering steps, at least 2 + 1 and at most 60 + 15 epochs
@@ -329,27 +339,19 @@ def _check_train(model, batch, loss):
     loss cannot take: the loss of a first batch, called eagerly as `fit`
     calls it (no copy: the random state the training runs start from is
     left as it was), must be finite."""
-    from keras import ops
-
-    from tfdc.scan import loss_callable
+    from tfdc.scan import loss_callable, mean_loss
     x, y = batch
     fn = loss_callable(loss)
+    if fn is None:  # nothing Keras can call outside compile: fit will say
+        return
     try:
-        value = None if fn is None else fn(y, model(x, training=False))
+        value = mean_loss(fn, y, model(x, training=False))
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
         raise ValueError(f"train_data: the model and its loss ({_loss_name(loss)}) cannot take a "
                          f"batch of it: {_first_line(e)}") from None
-    if value is not None and not np.all(np.isfinite(ops.convert_to_numpy(value))):
+    if not math.isfinite(value):
         raise ValueError(f"train_data: the loss ({_loss_name(loss)}) of a first batch is not "
                          "finite: check the labels and the inputs")
-
-
-def _mean_loss(fn, y, outputs):
-    """The loss over the validation examples, as a float (NaN without one)."""
-    from keras import ops
-    if fn is None:
-        return float("nan")
-    return float(np.mean(ops.convert_to_numpy(fn(y, outputs))))
 
 
 def _loss_name(loss):
@@ -407,9 +409,7 @@ def increase_bound(reference_wrong, wrong, confidence):
     if reference_wrong.shape != wrong.shape or wrong.ndim != 1 or len(wrong) == 0:
         raise ValueError(f"increase_bound needs two bool arrays of the same length > 0, got "
                          f"shapes {reference_wrong.shape} and {wrong.shape}")
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.floating)) \
-            or not 0 < confidence < 1:
-        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
+    confidence = _check_confidence(confidence)
     n = len(wrong) + 2
     worse = (np.count_nonzero(wrong & ~reference_wrong) + 1) / n
     better = (np.count_nonzero(reference_wrong & ~wrong) + 1) / n
@@ -854,7 +854,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     from tfdc.demo import tflite_outputs
     from tfdc.exporter import check_writable, write_atomically
     from tfdc.mistakes import mistakes
-    from tfdc.scan import loss_callable
+    from tfdc.scan import loss_callable, mean_loss
 
     started = time.perf_counter()
     if log is None:
@@ -875,11 +875,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                              f"{max_error_increase!r}")
         max_error_increase = float(max_error_increase)
     if confidence is not None:
-        _check_number(confidence, "confidence")
-        if not 0 < confidence < 1:
-            raise ValueError(f"confidence must be in (0, 1) (e.g. 0.9) or None, got "
-                             f"{confidence!r}")
-        confidence = float(confidence)
+        confidence = _check_confidence(confidence, none="or None")
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a keras.Model, got {type(model).__name__}")
     if not model.built:
@@ -912,7 +908,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     loss = _loss(model, classes, one_hot=len(labels) == 2 and labels[1] == classes > 1)
     _check_train(model, batch, loss)
     loss_fn = loss_callable(loss)
-    float_loss = _mean_loss(loss_fn, y_val, val_outputs)
+    float_loss = mean_loss(loss_fn, y_val, val_outputs)
     if not_classifier and not math.isfinite(float_loss):
         raise ValueError(f"validation_data: the float model's loss ({_loss_name(loss)}) on it is "
                          f"{float_loss}: check the labels and the inputs")
@@ -990,7 +986,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         def _evaluate(entry):
             t = time.perf_counter()
             outputs = tflite_outputs(entry["path"], x_val)
-            entry["loss"] = _mean_loss(loss_fn, y_val, outputs)
+            entry["loss"] = mean_loss(loss_fn, y_val, outputs)
             times["evaluate"] = times.get("evaluate", 0.0) + time.perf_counter() - t
             if not_classifier:
                 entry.update(error=float("nan"), increase=float("nan"), bound=float("nan"),

@@ -27,7 +27,7 @@ print(mistakes(probs, np.array([0, 1, 1])))   # [False False  True]
 
 import numpy as np
 
-__all__ = ["mistakes", "check_labels"]
+__all__ = ["mistakes", "check_labels", "looks_like_logits"]
 
 
 def mistakes(outputs, labels, from_logits=None, what="labels"):
@@ -40,7 +40,7 @@ def mistakes(outputs, labels, from_logits=None, what="labels"):
             0 / 1 for a binary unit.
         from_logits: binary unit only: True if it outputs a logit
             (threshold 0), False for a sigmoid probability (threshold 0.5),
-            None to tell from the values (a logit if any is outside [0, 1]).
+            None to tell from the values (`looks_like_logits`).
         what: how error messages name the labels (e.g. "validation_data").
 
     Returns:
@@ -69,10 +69,28 @@ def mistakes(outputs, labels, from_logits=None, what="labels"):
         return np.argmax(out, axis=-1) != np.argmax(y, axis=-1)
     if classes > 1:
         return np.argmax(out, axis=-1) != y
-    unit = out[:, 0]
     if from_logits is None:
-        from_logits = bool(np.any((unit < 0) | (unit > 1)))
-    return (unit > (0.0 if from_logits else 0.5)) != (y == 1)
+        from_logits = looks_like_logits(out)
+    return (out[:, 0] > (0.0 if from_logits else 0.5)) != (y == 1)
+
+
+def looks_like_logits(outputs):
+    """Whether a classifier's outputs `[N, C]` are logits rather than
+    probabilities: for one unit, any value outside [0, 1]; for several,
+    any negative value or a row not summing to 1.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from tfdc.mistakes import looks_like_logits
+    print(looks_like_logits(np.array([[0.2, 0.8], [1.5, -0.3]])))   # True
+    ```
+    """
+    out = np.asarray(outputs)
+    if out.shape[-1] == 1:
+        return bool(np.any((out < 0) | (out > 1)))
+    return not (np.all(out >= 0) and np.allclose(out.sum(axis=-1), 1, atol=1e-3))
 
 
 def check_labels(labels, classes, what="labels"):

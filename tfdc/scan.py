@@ -370,19 +370,16 @@ class Evaluator:
         return self.loss(pred), self.error(pred)
 
     def loss(self, pred):
-        import keras
         if self._loss is not None:
-            value = self._loss(self.y, pred)
-            return float(np.mean(keras.ops.convert_to_numpy(value)))
+            return mean_loss(self._loss, self.y, pred)
         return _cross_entropy(self.y, pred, self._logits(pred))
 
     def _logits(self, pred):
+        # Told once, from the baseline's outputs: every scan point of the
+        # model is then scored alike.
         if self._from_logits is None:
-            if pred.shape[-1] == 1:
-                self._from_logits = bool(np.any((pred < 0) | (pred > 1)))
-            else:
-                sums = pred.sum(axis=-1)
-                self._from_logits = not (np.all(pred >= 0) and np.allclose(sums, 1, atol=1e-3))
+            from tfdc.mistakes import looks_like_logits
+            self._from_logits = looks_like_logits(pred)
         return self._from_logits
 
     def error(self, pred):
@@ -419,6 +416,15 @@ def loss_callable(loss):
         if not callable(loss):
             return None
     return loss if isinstance(loss, keras.losses.Loss) else _rank_matched(loss)
+
+
+def mean_loss(fn, y, pred):
+    """`fn(y, pred)` (a `loss_callable`) averaged over the examples, as a
+    float; NaN without a loss (`fn` None)."""
+    import keras
+    if fn is None:
+        return float("nan")
+    return float(np.mean(keras.ops.convert_to_numpy(fn(y, pred))))
 
 
 def _rank_matched(fn):
