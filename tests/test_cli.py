@@ -46,7 +46,7 @@ def assert_one_line_error(code, err, *words):
         assert word in lines[0]
 
 
-@pytest.mark.parametrize("command", ["demo", "inspect", "decode", "bench"])
+@pytest.mark.parametrize("command", ["demo", "compress", "inspect", "decode", "bench"])
 def test_help_of_each_subcommand(capsys, command):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -59,7 +59,7 @@ def test_help_of_each_subcommand(capsys, command):
 def test_top_level_help_lists_commands(capsys):
     code, out, _ = run(capsys)
     assert code == 2
-    for command in ("demo", "inspect", "decode", "bench"):
+    for command in ("demo", "compress", "pack", "inspect", "decode", "bench"):
         assert command in out
 
 

@@ -1,9 +1,12 @@
-"""tfdc.datasets: MNIST files that are not MNIST give a clear, typed error."""
+"""tfdc.datasets: MNIST files that are not MNIST give a clear, typed error;
+a user's .npz splits as `tfdc compress` reads them."""
+
+import re
 
 import numpy as np
 import pytest
 
-from tfdc.datasets import load_digits, load_mnist, load_mnist_raw
+from tfdc.datasets import load_digits, load_mnist, load_mnist_raw, load_npz_splits
 from tfdc.errors import DatasetUnavailableError
 
 
@@ -48,3 +51,40 @@ def test_digits_are_shaped_like_mnist():
     pytest.importorskip("sklearn")
     (x, y), (xt, yt) = load_digits()
     assert x.shape[1:] == (28, 28) and len(x) + len(xt) == 1797 and set(y) == set(range(10))
+
+
+def test_npz_splits_hold_out_the_last_fraction_without_x_val(tmp_path):
+    path = tmp_path / "data.npz"
+    x, y = np.arange(40, dtype=np.float32).reshape(20, 2), np.arange(20) % 3
+    np.savez(path, x_train=x, y_train=y, x_test=x[:3], y_test=y[:3])
+    (xt, yt), (xv, yv), test, note = load_npz_splits(str(path), 0.25)
+    assert xt.tolist() == x[:15].tolist() and yv.tolist() == y[15:].tolist()
+    assert test[0].tolist() == x[:3].tolist() and "last 25 % of x_train (5 examples" in note
+    np.savez(path, x_train=x, y_train=y, x_val=x[:4], y_val=y[:4])
+    (xt, _), (xv, _), test, note = load_npz_splits(str(path))
+    assert len(xt) == 20 and xv.tolist() == x[:4].tolist() and test is None
+    assert note.startswith("x_val, y_val of data.npz (4 examples")
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(x=np.zeros((4, 2)), y=np.zeros(4)), "no x_train / y_train (it has x, y)"),
+    (dict(x_train=np.zeros((4, 2)), y_train=np.zeros(4), x_val=np.zeros((1, 2))),
+     "has x_val without its pair"),
+    (dict(x_train=np.zeros((4, 2)), y_train=np.zeros(3)), "x_train (4, 2) and y_train (3,)"),
+    (dict(x_train=np.zeros((1, 2)), y_train=np.zeros(1)), "leaves no validation"),
+    (dict(x_train=np.array([{}, {}], dtype=object), y_train=np.zeros(2)), "allow_pickle"),
+    (b"not a zip", "is not an .npz file"),
+])
+def test_npz_splits_refuse_what_they_cannot_split(tmp_path, arrays, message):
+    path = tmp_path / "data.npz"
+    if isinstance(arrays, bytes):
+        path.write_bytes(arrays)
+    else:
+        np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        load_npz_splits(str(path))
+    assert str(path) in str(error.value)
+    with pytest.raises(ValueError, match="validation_split must be in"):
+        load_npz_splits(str(path), 1.0)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_npz_splits(str(tmp_path / "nope.npz"))

@@ -1,9 +1,12 @@
-"""The `tfdc` command line: `tfdc demo | pack | inspect | decode | bench`.
+"""The `tfdc` command line: `tfdc demo | compress | pack | inspect | decode | bench`.
 
     tfdc demo [--quick]            train LeNet on MNIST, tfdc.compress it to a
               [--target-bytes N |  budget (default: float32 / 64) or with hand-set
                --max-error-increase P [--confidence C]]   settings; verify in LiteRT
               [--sparsity S --bits B]
+    tfdc compress MODEL DATA OUT   tfdc.compress a trained .keras model on the
+              (--target-bytes N |  arrays of an .npz to a budget; writes the packed
+               --max-error-increase P)   .tflite, reports its test error if DATA has a test split
     tfdc pack IN OUT               pack any existing .tflite (converter, tfmot,
                                    ai-edge-quantizer); never larger than IN
     tfdc inspect FILE [--json]     the per-layer compression report of a .tflite
@@ -120,6 +123,36 @@ def _confidence(text):
     return value
 
 
+def _epochs(text):
+    """An argparse type for `tfdc compress --epochs`: N (split 3:1 between
+    pruning and clustering, as `tfdc.compress` does) or P,C."""
+    parts = text.split(",")
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected N or P,C (pruning, clustering), got {text!r}")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer or P,C: {text!r}") from None
+    if len(values) == 1:
+        if values[0] < 2:
+            raise argparse.ArgumentTypeError(f"must be >= 2 (pruning and clustering), got {text}")
+        return values[0]
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"pruning and clustering epochs must be >= 1, got {text}")
+    return tuple(values)
+
+
+def _fraction(text):
+    """An argparse type for a number in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
 def _gap_alphabet(text):
     try:
         value = int(text)
@@ -187,6 +220,56 @@ def _add_pack_parser(sub):
     pack.add_argument("--report", action="store_true",
                       help="also print the per-layer compression report")
     pack.set_defaults(func=cmd_pack)
+
+
+def _add_compress_parser(sub):
+    from tfdc.compressor import DEFAULT_CONFIDENCE
+    compress = sub.add_parser(
+        "compress", help="compress a trained Keras model (.keras) to a budget: plan, prune, "
+        "cluster, pack",
+        description="Compress a trained Keras model with tfdc.compress: per-layer sparsity and "
+        "bits planned for the budget from a sensitivity scan, pruning with fine-tuning, weight "
+        "sharing, and the packed .tflite written to OUT (atomically). The model is trained on "
+        "x_train, y_train of DATA and the budget is met on its validation data: x_val, y_val, "
+        "else the last --validation-split of x_train. If DATA has x_test, y_test, the packed "
+        "file's test error (LiteRT) is printed beside the float model's; they are never used to "
+        "compress. Exit status 1 if the budget was not met (OUT then holds the run closest to "
+        "it).")
+    compress.add_argument("model", metavar="MODEL",
+                          help="a trained Keras model file (.keras, as model.save writes it): a "
+                          "classifier with one input and output, or another model compiled "
+                          "with its loss (then --target-bytes)")
+    compress.add_argument("data", metavar="DATA",
+                          help="a NumPy .npz with x_train, y_train, optionally x_val, y_val and "
+                          "x_test, y_test, as the model takes them (np.savez(DATA, "
+                          "x_train=..., y_train=...))")
+    compress.add_argument("output", metavar="OUT", help="where to write the packed .tflite")
+    budget = compress.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--target-bytes", type=_at_least(1), default=None, metavar="N",
+                        help="a packed file of at most N bytes (within 5 %%)")
+    budget.add_argument("--max-error-increase", type=_non_negative, default=None, metavar="P",
+                        help="the smallest file whose validation error is at most P percentage "
+                        "points above the float model's, with --confidence (e.g. 0.2)")
+    compress.add_argument("--confidence", type=_confidence, default=None, metavar="C",
+                          help="with --max-error-increase: the probability, in (0, 1), that "
+                          "the kept file's true increase is within P (default "
+                          f"{DEFAULT_CONFIDENCE}), or 'none': the measured increase itself")
+    compress.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
+                          help="without x_val in DATA: hold out the last F of x_train, in (0, "
+                          "1) (default 0.1)")
+    compress.add_argument("--epochs", type=_epochs, default=None, metavar="N|P,C",
+                          help="training epochs: N (split 3:1 between pruning and clustering) "
+                          "or P,C (default: about 6,000 + 1,500 steps)")
+    compress.add_argument("--batch-size", type=_at_least(1), default=128, metavar="B",
+                          help="training batch size, >= 1 (default 128)")
+    compress.add_argument("--distill", action="store_true",
+                          help="train against the float model's softened outputs as well "
+                          "(tfdc.distill; off by default: it did not help LeNet-300-100)")
+    compress.add_argument("--seed", type=int, default=1234,
+                          help="random seed, for a reproducible run (default 1234)")
+    compress.add_argument("--report", action="store_true",
+                          help="also print the plan and the per-layer compression report")
+    compress.set_defaults(func=cmd_compress)
 
 
 def build_parser():
@@ -265,6 +348,7 @@ def build_parser():
     demo.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
 
+    _add_compress_parser(sub)
     _add_pack_parser(sub)
 
     inspect = sub.add_parser(
@@ -367,6 +451,95 @@ def cmd_demo(args):
                             "--no-plots)") from None
     demo.run(config)
     return 0
+
+
+def _load_keras_model(path):
+    """The Keras model in `path`, or a UserError saying why not."""
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a directory (a TensorFlow SavedModel?); tfdc compress "
+                        "needs a Keras model file: model.save('model.keras')")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[4:8] == b"TFL3":
+        raise UserError(f"{path}: a .tflite file, already converted; tfdc compress retrains "
+                        "the Keras model (.keras). To pack a .tflite as it is: tfdc pack")
+    import keras
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad file
+        line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{path}: cannot load it as a Keras model: {line}") from None
+
+
+def cmd_compress(args):
+    import tfdc
+    from tfdc.datasets import load_npz_splits
+    from tfdc.exporter import check_writable
+    for what in (args.model, args.data):
+        if os.path.exists(what) and os.path.exists(args.output) and \
+                os.path.samefile(what, args.output):
+            raise UserError(f"{args.output}: OUT is {what}; write the packed file to another "
+                            "path")
+    check_writable(args.output)
+    if args.confidence is not None and args.max_error_increase is None:
+        raise UserError("--confidence applies to --max-error-increase: give both")
+    train, validation, test, note = load_npz_splits(args.data, args.validation_split)
+    model = _load_keras_model(args.model)
+    print(f"{args.data}: training on {len(train[0]):,} examples; validation: {note}")
+    import keras
+    keras.utils.set_random_seed(args.seed)
+    confidence = {}
+    if args.confidence is not None:
+        confidence["confidence"] = None if args.confidence == "none" else args.confidence
+    with warnings.catch_warnings():
+        # A missed budget is reported below, with the exit status.
+        warnings.filterwarnings("ignore", message="tfdc.compress:")
+        result = tfdc.compress(model, train, validation, target_bytes=args.target_bytes,
+                               max_error_increase=args.max_error_increase, path=args.output,
+                               epochs=args.epochs, batch_size=args.batch_size,
+                               distill=args.distill, **confidence)
+    print()
+    if args.report:
+        print(result.plan)
+        print()
+        print(result.report)
+        print()
+    print(result)
+    if test is not None:
+        print(_test_line(model, result, *test))
+    if not result.met:
+        print(f"{_PROG}: error: budget not met (see above); {args.output} holds the run "
+              "closest to it", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+def _test_line(model, result, x, y):
+    """The float model (Keras) and the packed file (LiteRT) on the test split."""
+    import math
+
+    import numpy as np
+
+    from tfdc.compressor import _from_logits
+    from tfdc.demo import tflite_outputs
+    from tfdc.mistakes import mistakes
+    from tfdc.scan import loss_callable, mean_loss
+    packed = tflite_outputs(result.path, x)
+    float_outputs = np.asarray(model.predict(x, batch_size=512, verbose=0))
+    head = f"test (x_test, {len(y):,} examples, not used to compress): "
+    if math.isnan(result.error):  # not a classifier: its compiled loss
+        loss = loss_callable(model.loss)
+        return (head + f"loss {mean_loss(loss, y, packed.reshape(float_outputs.shape)):.4g} "
+                f"packed (LiteRT), {mean_loss(loss, y, float_outputs):.4g} float (Keras)")
+    from_logits = _from_logits(model)
+    n = len(y)
+    packed_error = float(np.mean(mistakes(packed.reshape(n, -1), y, from_logits, "x_test")))
+    float_error = float(np.mean(mistakes(float_outputs.reshape(n, -1), y, from_logits,
+                                         "x_test")))
+    return (head + f"error {packed_error:.2%} packed (LiteRT), {float_error:.2%} float "
+            f"(Keras), {100 * (packed_error - float_error):+.2f} points")
 
 
 def _check_pack_input(data, path):

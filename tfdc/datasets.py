@@ -22,15 +22,19 @@ def _keras_cache_file():
     return os.path.join(home, "datasets", "mnist.npz")
 
 
-def _read_npz(path):
-    layout = ("an mnist.npz in Keras's layout: a NumPy .npz archive with x_train, y_train, "
-              "x_test, y_test")
+def _check_npz(path, what, error):
+    """Raise `error` naming `path` unless it is an .npz (zip) archive."""
     if os.path.isdir(path):
-        raise DatasetUnavailableError(f"{path} is a directory; MNIST must be {layout}")
+        raise error(f"{path} is a directory; {what}")
     # An .npz is a zip archive; anything else would reach NumPy's pickle
     # refusal, which does not say what is wrong.
     if not zipfile.is_zipfile(path):
-        raise DatasetUnavailableError(f"{path} is not an .npz file; MNIST must be {layout}")
+        raise error(f"{path} is not an .npz file; {what}")
+
+
+def _read_npz(path):
+    _check_npz(path, "MNIST must be an mnist.npz in Keras's layout: a NumPy .npz archive with "
+               "x_train, y_train, x_test, y_test", DatasetUnavailableError)
     try:
         with np.load(path) as f:
             data = (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
@@ -113,3 +117,87 @@ def load_digits(channels=False, test_fraction=0.2, seed=0):
     if channels:
         images = images[..., None]
     return (images[n_test:], labels[n_test:]), (images[:n_test], labels[:n_test])
+
+
+def load_npz_splits(path, validation_split=0.1):
+    """A user's data for `tfdc compress`: the splits of one NumPy `.npz`.
+
+    The archive holds `x_train` and `y_train` (Keras's dataset layout), and
+    optionally `x_val`, `y_val` (the validation data) and `x_test`, `y_test`
+    (test data, never used to compress, only to report). Without `x_val`
+    the last `validation_split` of the training arrays is held out, as
+    Keras's `fit(validation_split=...)` does. Arrays are returned as stored
+    (give the model the inputs it was trained on: e.g. float32 in [0, 1], or
+    a `keras.layers.Rescaling` in the model).
+
+    Args:
+        path: the `.npz` file.
+        validation_split: fraction in (0, 1) held out when there is no
+            `x_val`.
+
+    Returns:
+        `(train, validation, test, note)`: `(x, y)` pairs (`test` None
+        without `x_test`) and a line saying where the validation data came
+        from.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not an .npz, a missing or unpaired key, arrays whose
+            lengths differ, or a split that leaves no example.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from tfdc.datasets import load_npz_splits
+    x = np.random.rand(100, 8).astype("float32")
+    np.savez("data.npz", x_train=x, y_train=np.arange(100) % 3)
+    train, val, test, note = load_npz_splits("data.npz")
+    print(len(train[0]), len(val[0]), test, note)
+    # 90 10 None the last 10 % of x_train (10 examples; no x_val in data.npz)
+    ```
+    """
+    layout = ("it must be a NumPy .npz with x_train, y_train and optionally x_val, y_val "
+              "(validation) and x_test, y_test (np.savez(path, x_train=..., y_train=...))")
+    if not (isinstance(validation_split, (int, float)) and 0 < validation_split < 1):
+        raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    _check_npz(path, layout, ValueError)
+    splits = {}
+    try:
+        with np.load(path) as f:
+            keys = set(f.files)
+            for split in ("train", "val", "test"):
+                pair = {f"x_{split}", f"y_{split}"} & keys
+                if len(pair) == 1:
+                    raise ValueError(f"{path}: has {pair.pop()} without its pair; {layout}")
+                if pair:
+                    splits[split] = (f[f"x_{split}"], f[f"y_{split}"])
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not a readable .npz ({e}); {layout}") from None
+    except ValueError as e:
+        if str(e).startswith(path):
+            raise
+        # Object arrays (pickles) are refused by np.load.
+        raise ValueError(f"{path}: {e}; {layout}") from None
+    if "train" not in splits:
+        found = ", ".join(sorted(keys)) or "no array"
+        raise ValueError(f"{path}: no x_train / y_train (it has {found}); {layout}")
+    for split, (x, y) in splits.items():
+        if x.ndim == 0 or y.ndim == 0 or len(x) != len(y) or len(x) == 0:
+            raise ValueError(f"{path}: x_{split} {x.shape} and y_{split} {y.shape} must be "
+                             "non-empty arrays with one row per example")
+    train = splits["train"]
+    if "val" in splits:
+        note = f"x_val, y_val of {os.path.basename(path)} ({len(splits['val'][0]):,} examples)"
+        return train, splits["val"], splits.get("test"), note
+    n = len(train[0])
+    held = int(round(n * validation_split))
+    if not 1 <= held < n:
+        raise ValueError(f"{path}: holding out {validation_split:g} of {n:,} training examples "
+                         "leaves no validation or no training example; add x_val, y_val")
+    note = (f"the last {100 * validation_split:g} % of x_train ({held:,} examples; no x_val in "
+            f"{os.path.basename(path)})")
+    return ((train[0][:-held], train[1][:-held]), (train[0][-held:], train[1][-held:]),
+            splits.get("test"), note)

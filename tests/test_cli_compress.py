@@ -1,0 +1,111 @@
+"""`tfdc compress MODEL DATA OUT`: a trained .keras model and an .npz of real
+MNIST in, the packed file within its byte budget out, its test error
+measured in LiteRT; every mistake refused with one `tfdc: error:` line
+before any training, and a missed budget with exit status 1."""
+
+import os
+
+import numpy as np
+import pytest
+from conftest import mlp
+
+from tfdc.cli import main
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, mnist_small):
+    """A user's files: an MLP trained to convergence on 1,792 MNIST images
+    (saved as .keras), and an .npz with those images, 256 validation and
+    512 test images."""
+    import keras
+    (x, y), (xt, yt) = mnist_small
+    folder = tmp_path_factory.mktemp("compress")
+    keras.utils.set_random_seed(0)
+    model = mlp(32)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x[:1792], y[:1792], epochs=15, batch_size=64, verbose=0)
+    paths = {"model": str(folder / "mlp.keras"), "data": str(folder / "data.npz"),
+             "folder": folder}
+    model.save(paths["model"])
+    np.savez(paths["data"], x_train=x[:1792], y_train=y[:1792], x_val=x[1792:], y_val=y[1792:],
+             x_test=xt[:512], y_test=yt[:512])
+    return paths
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *words):
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tfdc: error:"), err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_compresses_to_the_target_and_reports_the_test_error(capsys, files, mnist_small):
+    from tfdc.demo import tflite_error
+    out = files["folder"] / "mlp.tflite"
+    code, text, err = run(capsys, "compress", files["model"], files["data"], out,
+                          "--target-bytes", 9000, "--epochs", "1,1", "--report")
+    assert code == 0, err
+    size = os.path.getsize(out)
+    assert 0.95 * 9000 <= size <= 9000
+    assert "training on 1,792 examples; validation: x_val, y_val of data.npz (256 examples)" \
+        in text
+    assert f"{out}: {size:,} B packed" in text and "fc1" in text  # the result and the report
+    # The printed test error is the packed file's, run in LiteRT on x_test.
+    (_, _), (xt, yt) = mnist_small
+    error = tflite_error(str(out), xt[:512], yt[:512])
+    assert f"test (x_test, 512 examples, not used to compress): error {error:.2%} packed" in text
+
+
+def test_a_missed_budget_exits_with_status_1(capsys, files):
+    # A file retrained for 2 epochs does not beat a converged model by the
+    # ~4 points that a bound of 0 at 99 % confidence on 256 images needs.
+    out = files["folder"] / "strict.tflite"
+    code, text, err = run(capsys, "compress", files["model"], files["data"], out,
+                          "--max-error-increase", 0, "--confidence", 0.99, "--epochs", "1,1")
+    assert_one_line_error(code, err, "budget not met", f"{out} holds the run closest")
+    assert os.path.getsize(out) > 0 and "no run met the error budget" in text
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["{missing}", "{data}", "{out}", "--target-bytes", "9000"], ["no such file"]),
+    (["{folder}", "{data}", "{out}", "--target-bytes", "9000"], ["is a directory"]),
+    (["{tflite}", "{data}", "{out}", "--target-bytes", "9000"], ["already converted",
+                                                               "tfdc pack"]),
+    (["{model}", "{missing}", "{out}", "--target-bytes", "9000"], ["no such file"]),
+    (["{model}", "{model}", "{out}", "--target-bytes", "9000"], ["no x_train", "config.json"]),
+    (["{model}", "{tflite}", "{out}", "--target-bytes", "9000"], ["is not an .npz file"]),
+    (["{model}", "{data}", "{model}", "--target-bytes", "9000"], ["OUT is"]),
+    (["{model}", "{data}", "{folder}/no/out.tflite", "--target-bytes", "9000"],
+     ["does not exist"]),
+    (["{model}", "{data}", "{out}", "--target-bytes", "9000", "--confidence", "0.9"],
+     ["--confidence applies to --max-error-increase"]),
+    (["{model}", "{data}", "{out}", "--target-bytes", "10"], ["target_bytes"]),
+])
+def test_mistakes_are_one_line_errors_and_write_nothing(capsys, files, argv, words):
+    tflite = files["folder"] / "plain.tflite"
+    tflite.write_bytes(b"\0\0\0\0TFL3" + bytes(32))
+    names = dict(files, missing=files["folder"] / "missing", out=files["folder"] / "x.tflite",
+                 tflite=tflite)
+    code, _, err = run(capsys, "compress", *[a.format(**names) for a in argv])
+    assert_one_line_error(code, err, *words)
+    assert not os.path.exists(names["out"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "one of the arguments --target-bytes --max-error-increase is required"),
+    (["--target-bytes", "9000", "--max-error-increase", "0.2"], "not allowed with"),
+    (["--target-bytes", "9000", "--epochs", "1"], "must be >= 2"),
+    (["--target-bytes", "9000", "--epochs", "3,0"], "must be >= 1"),
+    (["--target-bytes", "9000", "--validation-split", "1"], "must be in (0, 1)"),
+])
+def test_bad_options_are_usage_errors(capsys, files, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compress", files["model"], files["data"], "out.tflite"] + argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
