@@ -4,6 +4,7 @@ measured in LiteRT; every mistake refused with one `tfdc: error:` line
 before any training, and a missed budget with exit status 1."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -73,6 +74,35 @@ def test_a_missed_budget_exits_with_status_1(capsys, files):
     assert os.path.getsize(out) > 0 and "no run met the error budget" in text
 
 
+def test_a_regression_model_to_a_loss_budget(capsys, tmp_path):
+    """A model compiled with MSE, --max-loss-increase: the kept file's
+    bound is within the budget, and the test line is the LiteRT loss."""
+    import keras
+
+    from tfdc.demo import tflite_outputs
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 16)).astype("float32")
+    y = np.tanh(x @ rng.normal(size=(16, 2))).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(128, activation="relu"),
+                              keras.layers.Dense(128, activation="relu"), keras.layers.Dense(2)])
+    model.compile("adam", "mse")
+    model.fit(x[:1600], y[:1600], epochs=5, verbose=0)
+    model.save(tmp_path / "reg.keras")
+    np.savez(tmp_path / "reg.npz", x_train=x[:1600], y_train=y[:1600], x_test=x[1600:],
+             y_test=y[1600:])
+    out = tmp_path / "reg.tflite"
+    code, text, err = run(capsys, "compress", tmp_path / "reg.keras", tmp_path / "reg.npz", out,
+                          "--max-loss-increase", 0.2, "--epochs", "2,1")
+    assert code == 0, err
+    assert "the last 10 % of x_train (160 examples" in text
+    bound = float(re.search(r"at most ([+-][\d.]+) % at 90% confidence\), within the budget of "
+                            r"20 %", text).group(1))
+    assert bound <= 20
+    packed = np.mean((tflite_outputs(str(out), x[1600:]) - y[1600:]) ** 2)
+    assert f"test (x_test, 400 examples, not used to compress): loss {packed:.4g} packed" in text
+
+
 @pytest.mark.parametrize("argv, words", [
     (["{missing}", "{data}", "{out}", "--target-bytes", "9000"], ["no such file"]),
     (["{folder}", "{data}", "{out}", "--target-bytes", "9000"], ["is a directory"]),
@@ -85,7 +115,7 @@ def test_a_missed_budget_exits_with_status_1(capsys, files):
     (["{model}", "{data}", "{folder}/no/out.tflite", "--target-bytes", "9000"],
      ["does not exist"]),
     (["{model}", "{data}", "{out}", "--target-bytes", "9000", "--confidence", "0.9"],
-     ["--confidence applies to --max-error-increase"]),
+     ["--confidence applies to --max-error-increase and --max-loss-increase"]),
     (["{model}", "{data}", "{out}", "--target-bytes", "10"], ["target_bytes"]),
 ])
 def test_mistakes_are_one_line_errors_and_write_nothing(capsys, files, argv, words):
@@ -99,9 +129,13 @@ def test_mistakes_are_one_line_errors_and_write_nothing(capsys, files, argv, wor
 
 
 @pytest.mark.parametrize("argv, message", [
-    ([], "one of the arguments --target-bytes --max-error-increase is required"),
+    ([], "one of the arguments --target-bytes --max-error-increase --max-loss-increase is "
+         "required"),
     (["--target-bytes", "9000", "--max-error-increase", "0.2"], "not allowed with"),
+    (["--max-loss-increase", "0.1", "--max-error-increase", "0.2"], "not allowed with"),
+    (["--max-loss-increase", "-0.1"], "must be a finite number >= 0"),
     (["--target-bytes", "9000", "--epochs", "1"], "must be >= 2"),
+    (["--target-bytes", "9000", "--epochs", "1,2,3"], "expected N or P,C"),
     (["--target-bytes", "9000", "--epochs", "3,0"], "must be >= 1"),
     (["--target-bytes", "9000", "--validation-split", "1"], "must be in (0, 1)"),
 ])

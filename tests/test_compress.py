@@ -270,9 +270,10 @@ def test_binary_classifier_with_one_sigmoid_unit(data, tmp_path):
                       verbose=0)
 
 
-def test_a_model_that_is_not_a_classifier_goes_to_a_byte_budget(tmp_path):
-    # A regression model with its compiled loss: target_bytes works and the
-    # loss is what is reported; an error budget needs a classifier.
+@pytest.fixture(scope="module")
+def regression():
+    """A regression model compiled with MSE, trained on smooth targets of
+    16 inputs; its training and validation data."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3000, 16)).astype("float32")
     y = np.tanh(x @ rng.normal(size=(16, 2))).astype("float32")
@@ -283,7 +284,13 @@ def test_a_model_that_is_not_a_classifier_goes_to_a_byte_budget(tmp_path):
                               keras.layers.Dense(2, name="c")])
     model.compile(keras.optimizers.Adam(1e-3), "mse")
     model.fit(x[:2500], y[:2500], epochs=5, verbose=0)
-    train, val = (x[:2500], y[:2500]), (x[2500:], y[2500:])
+    return model, (x[:2500], y[:2500]), (x[2500:], y[2500:])
+
+
+def test_a_model_that_is_not_a_classifier_goes_to_a_byte_budget(regression, tmp_path):
+    # A regression model with its compiled loss: target_bytes works and the
+    # loss is what is reported; an error budget needs a classifier.
+    model, train, val = regression
     path = tmp_path / "regression.tflite"
     result = tfdc.compress(model, train, val, target_bytes=14_000, path=path, epochs=(3, 1),
                            verbose=0)
@@ -301,6 +308,69 @@ def test_a_model_that_is_not_a_classifier_goes_to_a_byte_budget(tmp_path):
     uncompiled.set_weights(model.get_weights())
     with pytest.raises(ValueError, match="Compile a model that is not a classifier"):
         tfdc.compress(uncompiled, train, val, target_bytes=14_000, path=path, verbose=0)
+
+
+def test_loss_budget_keeps_the_smallest_file_whose_bound_is_within(regression, tmp_path):
+    from tfdc.compressor import loss_increase_bound
+    model, train, val = regression
+    path = tmp_path / "loss.tflite"
+    result = tfdc.compress(model, train, val, max_loss_increase=0.1, path=path, epochs=(3, 1),
+                           max_trials=3, verbose=0)
+    assert result.met and result.max_loss_increase == 0.1
+    # The kept file's loss and bound, recomputed from its LiteRT outputs.
+    float_out = model.predict(val[0], verbose=0)
+    outputs = tflite_outputs(str(path), val[0])
+    float_losses = np.mean((float_out - val[1]) ** 2, axis=1)
+    losses = np.mean((outputs - val[1]) ** 2, axis=1)
+    assert result.loss == pytest.approx(losses.mean(), rel=1e-5)
+    assert result.loss_increase == pytest.approx(losses.mean() / float_losses.mean() - 1, abs=1e-4)
+    assert result.loss_increase_bound == pytest.approx(
+        loss_increase_bound(float_losses, losses, 0.9), abs=1e-4)
+    assert result.loss_increase_bound <= 0.1
+    for trial in result.trials:
+        assert trial["loss_bound"] > trial["loss_increase"]
+        assert trial["passed"] == (trial["loss_bound"] <= 0.1 + 1e-9)
+    assert result.packed_bytes == min(t["bytes"] for t in result.trials if t["passed"])
+    assert f"{100 * result.loss_increase:+.1f} %)" in str(result)
+    assert result.message.startswith(f"validation loss {100 * result.loss_increase:+.1f} % over")
+    with pytest.raises(ValueError, match="give exactly one budget"):
+        tfdc.compress(model, train, val, max_loss_increase=0.1, target_bytes=9000, path=path)
+    with pytest.raises(ValueError, match="max_loss_increase must be >= 0"):
+        tfdc.compress(model, train, val, max_loss_increase=-0.1, path=path)
+
+
+def test_loss_increase_bound_is_the_paired_normal_bound():
+    from tfdc.compressor import loss_increase_bound
+    reference = np.array([1.0, 2.0, 3.0, 2.0])
+    losses = np.array([1.5, 2.0, 3.5, 2.0])       # differences 0.5, 0, 0.5, 0
+    d = losses - reference
+    z = 1.2815515655446004                         # the 90 % quantile of N(0, 1)
+    expected = (d.mean() + z * d.std(ddof=1) / 2) / reference.mean()
+    assert loss_increase_bound(reference, losses, 0.9) == pytest.approx(expected, rel=1e-12)
+    # Coverage: on 2,000 draws of 1,000 examples whose true relative
+    # increase is 5 %, the 90 % bound is at least 5 % about 90 % of the time.
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(2000):
+        ref = rng.exponential(1.0, 1000)
+        new = ref * 1.05 + rng.normal(0, 0.2, 1000)
+        covered += loss_increase_bound(ref, new, 0.9) >= 0.05
+    assert 0.87 <= covered / 2000 <= 0.93
+    # The docstring's example gives the bound its comment says.
+    import re
+    import textwrap
+    block = textwrap.dedent(re.search(r"```python\n(.*?)```", loss_increase_bound.__doc__,
+                                      re.S).group(1)).strip().splitlines()
+    scope = {}
+    exec("\n".join(block[:-1]), scope)
+    expression, said = block[-1].split("#")
+    assert round(eval(expression, scope), 3) == float(said.split(":")[0])
+    for args, message in (((reference, losses[:3], 0.9), "same length"),
+                          ((-reference, losses, 0.9), "must be positive"),
+                          ((reference, losses * np.nan, 0.9), "finite"),
+                          ((reference, losses, 1.0), "confidence")):
+        with pytest.raises(ValueError, match=message):
+            loss_increase_bound(*args)
 
 
 def test_checking_a_first_batch_leaves_an_augmenting_dataset_as_it_was(data):

@@ -88,3 +88,13 @@ def test_npz_splits_refuse_what_they_cannot_split(tmp_path, arrays, message):
         load_npz_splits(str(path), 1.0)
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_npz_splits(str(tmp_path / "nope.npz"))
+
+
+def test_npz_splits_docstring_example_prints_what_it_says(tmp_path, monkeypatch, capsys):
+    import textwrap
+    block = textwrap.dedent(re.search(r"```python\n(.*?)```", load_npz_splits.__doc__,
+                                      re.S).group(1))
+    monkeypatch.chdir(tmp_path)  # it writes data.npz
+    exec(block, {})
+    expected = re.search(r"print\(.*\)\n# (.*)", block).group(1).strip()
+    assert capsys.readouterr().out.strip() == expected

@@ -73,6 +73,33 @@ def test_error_budget_is_met_and_smaller_budgets_cost_bytes(trained):
     assert error == pytest.approx(plan.measured_error)
 
 
+def test_loss_budget_is_met_and_smaller_budgets_cost_bytes(trained):
+    model, _, val, sens = trained
+    plans = {b: tfdc.plan(model, val, max_loss_increase=b, sensitivity=sens)
+             for b in (0.05, 0.5)}
+    for budget, plan in plans.items():
+        assert plan.measured_loss <= (1 + budget) * plan.baseline_loss + 1e-9
+        assert plan.predicted_loss <= (1 + budget) * plan.baseline_loss + 1e-9
+        assert f"max loss increase {100 * budget:g} %" in str(plan)
+    assert plans[0.5].predicted_bytes < plans[0.05].predicted_bytes
+    # The plan's settings, applied, give the loss it measured.
+    plan = plans[0.5]
+    x, y = val
+    saved = apply_settings(model, plan.sparsity, plan.bits)
+    try:
+        loss = keras.losses.sparse_categorical_crossentropy(y, model.predict(x, verbose=0))
+    finally:
+        restore_settings(model, saved)
+    assert float(np.mean(loss)) == pytest.approx(plan.measured_loss, rel=1e-4)
+    # Every layer clustered to 2 bits at least: more than 1 % of the loss.
+    with pytest.raises(ValueError, match=r"max_loss_increase=0.01 cannot be met: the smallest "
+                                         r"predicted increase on the grids is [\d.]+ % of the "
+                                         r"loss"):
+        tfdc.plan(model, val, max_loss_increase=0.01, sparsities=[0.98], bits=[2], samples=256)
+    with pytest.raises(ValueError, match="give exactly one budget"):
+        tfdc.plan(model, val, max_loss_increase=0.1, max_error_increase=0.2, sensitivity=sens)
+
+
 def test_plan_feeds_the_callbacks(trained):
     """plan.sparsity and plan.bits go to the callbacks as they are."""
     model, (x, y), val, sens = trained

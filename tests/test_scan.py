@@ -118,6 +118,38 @@ def test_binary_unit_with_a_compiled_loss_function(model_and_data):
     assert error == float(np.mean((p > 0.5) != (y == 1)))
 
 
+@pytest.mark.parametrize("loss, labels", [
+    ("sparse_categorical_crossentropy", "index"),
+    (keras.losses.SparseCategoricalCrossentropy(), "index"),
+    ("categorical_crossentropy", "one_hot"),
+    (keras.losses.MeanSquaredError(), "one_hot"),
+    ("binary_crossentropy", "binary"),
+    (keras.losses.BinaryCrossentropy(), "binary"),
+])
+def test_example_losses_average_to_the_compiled_loss(model_and_data, loss, labels):
+    """One loss per example (what tfdc.compress's loss budget pairs), whose
+    mean is the loss Keras's evaluate reports."""
+    from tfdc.scan import example_losses, loss_callable
+    model, (xv, yv) = model_and_data
+    x, y = xv[:300], yv[:300]
+    if labels == "binary":
+        keras.utils.set_random_seed(2)
+        model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                                  keras.layers.Dense(1, activation="sigmoid")])
+        y = (y < 5).astype("int64")
+    else:  # a copy: the module's model keeps its compiled loss
+        model = keras.models.clone_model(model)
+        model.set_weights(model_and_data[0].get_weights())
+    if labels == "one_hot":
+        y = np.eye(10, dtype="float32")[y]
+    model.compile("adam", loss)
+    pred = model.predict(x, verbose=0)
+    each = example_losses(loss_callable(loss), y, pred)
+    assert each.shape == (300,) and each.dtype == np.float64
+    assert each.mean() == pytest.approx(model.evaluate(x, y, batch_size=300, verbose=0),
+                                        rel=1e-5)
+
+
 def test_bad_input(model_and_data):
     model, data = model_and_data
     with pytest.raises(ValueError, match=r"sparsities must be in \(0, 1\), got 1.0"):

@@ -6,12 +6,12 @@ The pipeline, one module each:
             structured.StructuredPruning (whole units; channels.py finds what goes together)
     shrink  shrinker.shrink, shrinker.units  (rebuild without the removed units)
     export  exporter.export  (convert with TFLite, then pack: huffman.py, pack.py)
-    all     compressor.compress (plan, prune, cluster, export to a byte or error budget;
+    all     compressor.compress (plan, prune, cluster, export to a byte, error or loss budget;
             distill.Distiller trains against the float model's outputs)
     format  docs/FORMAT.md (the packed section), flatbuf.py (minimal reader)
     decode  unpack.decode  (pure NumPy, or the native C decoder in tfdc/native)
     device  runtime.load_interpreter, android_demo/
-    prove   report.inspect, cli.py (`tfdc demo | inspect | decode | bench`)
+    prove   report.inspect, cli.py (`tfdc demo | compress | pack | inspect | decode | bench`)
 
 Public names are imported lazily so that `import tfdc` stays cheap (no
 TensorFlow import until a callback or the exporter is used).

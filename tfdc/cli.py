@@ -6,7 +6,8 @@
               [--sparsity S --bits B]
     tfdc compress MODEL DATA OUT   tfdc.compress a trained .keras model on the
               (--target-bytes N |  arrays of an .npz to a budget; writes the packed
-               --max-error-increase P)   .tflite, reports its test error if DATA has a test split
+               --max-error-increase P | --max-loss-increase F)   .tflite, reports
+                                   its test error (or loss) if DATA has a test split
     tfdc pack IN OUT               pack any existing .tflite (converter, tfmot,
                                    ai-edge-quantizer); never larger than IN
     tfdc inspect FILE [--json]     the per-layer compression report of a .tflite
@@ -238,7 +239,7 @@ def _add_compress_parser(sub):
     compress.add_argument("model", metavar="MODEL",
                           help="a trained Keras model file (.keras, as model.save writes it): a "
                           "classifier with one input and output, or another model compiled "
-                          "with its loss (then --target-bytes)")
+                          "with its loss (then --target-bytes or --max-loss-increase)")
     compress.add_argument("data", metavar="DATA",
                           help="a NumPy .npz with x_train, y_train, optionally x_val, y_val and "
                           "x_test, y_test, as the model takes them (np.savez(DATA, "
@@ -250,9 +251,14 @@ def _add_compress_parser(sub):
     budget.add_argument("--max-error-increase", type=_non_negative, default=None, metavar="P",
                         help="the smallest file whose validation error is at most P percentage "
                         "points above the float model's, with --confidence (e.g. 0.2)")
+    budget.add_argument("--max-loss-increase", type=_non_negative, default=None, metavar="F",
+                        help="the smallest file whose validation loss is at most F times the "
+                        "float model's above it (0.05: 5 %%), with --confidence; for any model "
+                        "with a loss, e.g. a regression model")
     compress.add_argument("--confidence", type=_confidence, default=None, metavar="C",
-                          help="with --max-error-increase: the probability, in (0, 1), that "
-                          "the kept file's true increase is within P (default "
+                          help="with --max-error-increase or --max-loss-increase: the "
+                          "probability, in (0, 1), that the kept file's true increase is within "
+                          "the budget (default "
                           f"{DEFAULT_CONFIDENCE}), or 'none': the measured increase itself")
     compress.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
                           help="without x_val in DATA: hold out the last F of x_train, in (0, "
@@ -483,8 +489,9 @@ def cmd_compress(args):
             raise UserError(f"{args.output}: OUT is {what}; write the packed file to another "
                             "path")
     check_writable(args.output)
-    if args.confidence is not None and args.max_error_increase is None:
-        raise UserError("--confidence applies to --max-error-increase: give both")
+    if args.confidence is not None and args.target_bytes is not None:
+        raise UserError("--confidence applies to --max-error-increase and --max-loss-increase, "
+                        "not to --target-bytes")
     train, validation, test, note = load_npz_splits(args.data, args.validation_split)
     model = _load_keras_model(args.model)
     print(f"{args.data}: training on {len(train[0]):,} examples; validation: {note}")
@@ -497,7 +504,8 @@ def cmd_compress(args):
         # A missed budget is reported below, with the exit status.
         warnings.filterwarnings("ignore", message="tfdc.compress:")
         result = tfdc.compress(model, train, validation, target_bytes=args.target_bytes,
-                               max_error_increase=args.max_error_increase, path=args.output,
+                               max_error_increase=args.max_error_increase,
+                               max_loss_increase=args.max_loss_increase, path=args.output,
                                epochs=args.epochs, batch_size=args.batch_size,
                                distill=args.distill, **confidence)
     print()

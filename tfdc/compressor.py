@@ -24,8 +24,13 @@ Two kinds of budget:
   a bisection in log(bytes), between the smallest file the planner can make
   and its plan without retraining, keeps the smallest file that met the
   budget.
+* `max_loss_increase`: the same search for the validation loss (the compiled
+  loss, or the cross-entropy `compress` trains with), at most that fraction
+  above the float model's (`loss_increase_bound`: an upper confidence bound
+  of the mean paired per-example difference). It suits any model with a
+  loss: a regression model too.
 
-Either way the result says whether the budget was met (`result.met`), and a
+Any way the result says whether the budget was met (`result.met`), and a
 missed budget is never silent: it is logged and warned about.
 """
 
@@ -42,7 +47,7 @@ import warnings
 import numpy as np
 
 __all__ = ["compress", "CompressResult", "scaled_plan", "HandPlan", "increase_bound",
-           "DEFAULT_CONFIDENCE"]
+           "loss_increase_bound", "DEFAULT_CONFIDENCE"]
 
 # The error-budget search bisects between the smallest file the planner
 # reaches and its plan without retraining; without a planner, the lower end
@@ -53,8 +58,9 @@ _SEARCH_FLOOR = 0.1
 # costs accuracy), one under it only wastes a little.
 _AIM = 0.97
 _TOLERANCE = 0.05
-# An error budget is met when the increase's upper bound at this confidence
-# is within it (`increase_bound`); the demo's --confidence default too.
+# An error or loss budget is met when the increase's upper bound at this
+# confidence is within it (`increase_bound`, `loss_increase_bound`); the
+# demo's --confidence default too.
 DEFAULT_CONFIDENCE = 0.9
 
 
@@ -102,7 +108,10 @@ class CompressResult:
         error_increase_bound: the upper `confidence` bound of the increase
             (`increase_bound`, percentage points; the measured increase
             where `confidence` is None).
-        target_bytes, max_error_increase, confidence: the budget asked for.
+        loss_increase_bound: with `max_loss_increase`, the same for the
+            loss (`loss_increase_bound`, a fraction of `float_loss`).
+        target_bytes, max_error_increase, max_loss_increase, confidence:
+            the budget asked for.
         met: whether the budget was met; `message` says how, or why not.
         trials: one dict per training run (planned bytes, packed bytes,
             error, increase and bound in points, passed).
@@ -127,6 +136,8 @@ class CompressResult:
     confidence: float = None
     float_loss: float = None
     loss: float = None
+    max_loss_increase: float = None
+    loss_increase_bound: float = None
 
     @property
     def ratio(self):
@@ -138,11 +149,19 @@ class CompressResult:
         """Packed error minus float error, in percentage points."""
         return 100.0 * (self.error - self.float_error)
 
+    @property
+    def loss_increase(self):
+        """Packed loss over float loss, as a fraction (0.05: 5 % higher)."""
+        return self.loss / self.float_loss - 1.0
+
     def __str__(self):
-        scored = (f"validation loss {self.loss:.4g} (float {self.float_loss:.4g})"
-                  if math.isnan(self.error) else
-                  f"validation error {self.error:.2%} (float {self.float_error:.2%}, "
-                  f"{self.error_increase:+.2f} points)")
+        scored = (f"validation loss {self.loss:.4g} (float {self.float_loss:.4g}"
+                  + (f", {100 * self.loss_increase:+.1f} %)" if self.max_loss_increase is not None
+                     else ")"))
+        if not math.isnan(self.error):
+            error = (f"validation error {self.error:.2%} (float {self.float_error:.2%}, "
+                     f"{self.error_increase:+.2f} points)")
+            scored = error if self.max_loss_increase is None else f"{scored}, {error}"
         return (f"{self.path}: {self.packed_bytes:,} B packed ({self.ratio:.1f}x smaller than "
                 f"{self.float_bytes:,} B float32); {scored}. {self.message}")
 
@@ -293,7 +312,7 @@ def _float_mistakes(model, outputs, y, from_logits, max_error_increase):
         loss = getattr(model, "loss", None)
         if max_error_increase is not None:
             hint = ("max_error_increase is a budget of top-1 classification error; for another "
-                    "kind of model give target_bytes")
+                    "kind of model give target_bytes or max_loss_increase")
         elif loss is None:
             hint = ("Compile a model that is not a classifier with its loss (tfdc.compress then "
                     "reports it) and give target_bytes")
@@ -558,12 +577,64 @@ def scaled_plan(model, keep, bits, target_bytes, *, batch_size=1, cost=None, tol
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def loss_increase_bound(reference_losses, losses, confidence):
+    """Upper confidence bound of a relative loss increase, from two models'
+    per-example losses on the same examples.
+
+    The increase is mean(losses - reference_losses) / mean(reference_losses):
+    0.05 means the second model's mean loss is 5 % above the reference's.
+    Pairing the examples removes what they share (an example hard for one
+    model is hard for both), so the bound is far tighter than two separate
+    error bars. The bound is the normal (central limit) one on the mean
+    paired difference, mean + z * sd / sqrt(n), over the reference's mean
+    loss: sound for the thousands of examples a validation set has, rough
+    for a few dozen or for losses with a few huge outliers.
+
+    Args:
+        reference_losses, losses: one loss per example (e.g.
+            `tfdc.scan.example_losses`), the reference (float) model's
+            first; the reference's mean must be positive.
+        confidence: probability that the true relative increase is at most
+            the bound, in (0, 1).
+
+    Returns:
+        The bound, as a fraction of the reference's mean loss.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from tfdc.compressor import loss_increase_bound
+    rng = np.random.default_rng(0)
+    reference = rng.exponential(0.1, 5000)     # mean loss about 0.1
+    packed = reference + rng.normal(0.003, 0.02, 5000)
+    loss_increase_bound(reference, packed, 0.9)  # 0.036: at most 3.6 % higher
+    ```
+    """
+    reference = np.asarray(reference_losses, np.float64)
+    losses = np.asarray(losses, np.float64)
+    if reference.shape != losses.shape or losses.ndim != 1 or len(losses) < 2:
+        raise ValueError(f"loss_increase_bound needs two arrays of the same length >= 2, got "
+                         f"shapes {reference.shape} and {losses.shape}")
+    if not (np.all(np.isfinite(reference)) and np.all(np.isfinite(losses))):
+        raise ValueError("loss_increase_bound: the losses must be finite")
+    scale = float(np.mean(reference))
+    if not scale > 0:
+        raise ValueError(f"loss_increase_bound: the reference's mean loss must be positive, got "
+                         f"{scale}")
+    confidence = _check_confidence(confidence)
+    difference = losses - reference
+    spread = float(np.std(difference, ddof=1)) / math.sqrt(len(difference))
+    z = statistics.NormalDist().inv_cdf(confidence)
+    return (float(np.mean(difference)) + z * spread) / scale
+
+
 # ----------------------------------------------------------------- planning
-def _plan(inference, validation, target_bytes, max_error_increase, batch_size, workdir, log,
-          cache):
+def _plan(inference, validation, budget, batch_size, workdir, log, cache):
     """A plan for the inference model: `tfdc.plan` (its sensitivity scan
     made once, kept in `cache`), else the same sparsity in every layer
-    scaled to the budget (paper's bits)."""
+    scaled to the budget (paper's bits). `budget`: one of `tfdc.plan`'s
+    (`{"target_bytes": N}`, `{"max_error_increase": P}`, ...)."""
     try:
         from tfdc.planner import plan as make_plan
         from tfdc.scan import sensitivity
@@ -575,13 +646,12 @@ def _plan(inference, validation, target_bytes, max_error_increase, batch_size, w
             cache["sensitivity"] = sensitivity(inference, validation)
         options = dict(sensitivity=cache["sensitivity"],
                        export_options={"batch_size": batch_size})
-        if target_bytes is not None:
-            return make_plan(inference, validation, target_bytes=int(target_bytes), **options)
-        return make_plan(inference, validation, max_error_increase=max_error_increase, **options)
+        return make_plan(inference, validation, **budget, **options)
     from tfdc.select import select_kernels
     sels = select_kernels(inference, True)
     bits = {s.layer.name: 8 if s.is_conv else 5 for s in sels}
     keep = {s.layer.name: 1.0 for s in sels}
+    target_bytes = budget.get("target_bytes")
     if target_bytes is None:  # no error model without the planner: start at half kept
         target_bytes = _measure_bytes(inference, {n: 0.5 for n in keep}, bits, batch_size,
                                       workdir)
@@ -746,8 +816,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
              path="model.tflite", epochs=None, batch_size=128, learning_rate=1e-3,
              weight_decay=1e-4, distill=False, temperature=4.0, alpha=0.5, plan=None,
              max_trials=5, confidence=DEFAULT_CONFIDENCE, export_batch_size=1, verbose=1,
-             log=None):
-    """Compress a Keras classifier to a byte budget or an accuracy budget.
+             log=None, max_loss_increase=None):
+    """Compress a Keras model to a byte budget, an error or a loss budget.
 
     Runs Deep Compression with settings chosen for the model: a plan of
     per-layer sparsity and bits (`tfdc.plan`, from a sensitivity scan on
@@ -770,8 +840,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             binary classifier). Its compiled loss is used if it is compiled,
             else cross-entropy to suit the outputs and labels. Any other
             model with one input and output (regression, embeddings, ...)
-            compiled with its loss compresses to `target_bytes`: the loss is
-            then what is reported (`error` is NaN).
+            compiled with its loss compresses to `target_bytes` or
+            `max_loss_increase`: the loss is then what is reported (`error`
+            is NaN).
         train_data: `(x, y)` arrays, or a `keras.utils.PyDataset` /
             `tf.data.Dataset` of `(x, y)` batches (e.g. with augmentation).
             Labels: class indices `[N]` (or `[N, 1]`), one-hot `[N,
@@ -795,6 +866,11 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             low: on MNIST (docs/BENCHMARKS.md) a file measured at +0.20
             points on 5,000 held-out training images (bound +0.50) was
             +0.99 on the test set; with the bound the kept file was -0.01.
+        max_loss_increase: largest validation loss increase over the float
+            model, as a fraction of its loss (0.05: at most 5 % higher), for
+            any model with a loss; searched as `max_error_increase` is, a
+            file meeting it when the upper `confidence` bound of its paired
+            per-example increase (`loss_increase_bound`) is within it.
         path: where to write the packed file (written once, atomically).
         epochs: None (scaled to the data), an int (split 3:1 between
             pruning and clustering) or a tuple (pruning, clustering).
@@ -806,11 +882,12 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             by default: on LeNet-300-100 it cost 0.2-0.3 points of test
             error (docs/BENCHMARKS.md, T=4, alpha=0.5).
         plan: skip the planner: a `tfdc.Plan`, a `HandPlan` or a dict
-            `{"sparsity": {...}, "bits": {...}}` (with `max_error_increase`
-            it is trained once, not searched).
-        max_trials: training runs of the `max_error_increase` search (at
+            `{"sparsity": {...}, "bits": {...}}` (with an error or loss
+            budget it is trained once, not searched).
+        max_trials: training runs of the error or loss budget's search (at
             least 1), and at most 3 runs for `target_bytes`.
-        confidence: for `max_error_increase`, the probability that a kept
+        confidence: for `max_error_increase` and `max_loss_increase`, the
+            probability that a kept
             file's true increase on data like `validation_data` is within
             the budget (`DEFAULT_CONFIDENCE`, 0.9; None: the measured
             increase itself must be).
@@ -822,10 +899,11 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     Returns:
         A `CompressResult`: `.path`, `.report`, `.packed_bytes`, `.ratio`,
         `.error`, `.float_error`, `.error_increase_bound`, `.loss`,
-        `.float_loss`, `.met`, `.message`, `.plan`, `.model`.
+        `.float_loss`, `.loss_increase_bound`, `.met`, `.message`, `.plan`,
+        `.model`.
 
     Raises:
-        ValueError: both or neither budget, a budget that is not a positive
+        ValueError: not exactly one budget, a budget that is not a positive
             number, data that is not `(x, y)`, labels that do not fit the
             model's outputs, inputs or a first training batch the model or
             its loss cannot take (all before any training), a model with
@@ -854,15 +932,16 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     from tfdc.demo import tflite_outputs
     from tfdc.exporter import check_writable, write_atomically
     from tfdc.mistakes import mistakes
-    from tfdc.scan import loss_callable, mean_loss
+    from tfdc.scan import example_losses, loss_callable, mean_loss
 
     started = time.perf_counter()
     if log is None:
         log = print if verbose else (lambda *a, **k: None)
-    if (target_bytes is None) == (max_error_increase is None):
+    if sum(b is not None for b in (target_bytes, max_error_increase, max_loss_increase)) != 1:
         raise ValueError("give exactly one budget: target_bytes= (the packed file's size in "
-                         "bytes) or max_error_increase= (percentage points of validation error "
-                         "over the float model, e.g. 0.2)")
+                         "bytes), max_error_increase= (percentage points of validation error "
+                         "over the float model, e.g. 0.2) or max_loss_increase= (a fraction of "
+                         "the float model's validation loss, e.g. 0.05)")
     if target_bytes is not None:
         _check_number(target_bytes, "target_bytes", integer=True)
         if target_bytes <= 0:
@@ -874,6 +953,12 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             raise ValueError(f"max_error_increase must be >= 0 percentage points, got "
                              f"{max_error_increase!r}")
         max_error_increase = float(max_error_increase)
+    if max_loss_increase is not None:
+        _check_number(max_loss_increase, "max_loss_increase")
+        if max_loss_increase < 0:
+            raise ValueError(f"max_loss_increase must be >= 0 (a fraction of the loss, 0.05 = "
+                             f"5 %), got {max_loss_increase!r}")
+        max_loss_increase = float(max_loss_increase)
     if confidence is not None:
         confidence = _check_confidence(confidence, none="or None")
     if not isinstance(model, keras.Model):
@@ -912,6 +997,13 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     if not_classifier and not math.isfinite(float_loss):
         raise ValueError(f"validation_data: the float model's loss ({_loss_name(loss)}) on it is "
                          f"{float_loss}: check the labels and the inputs")
+    float_losses = None
+    if max_loss_increase is not None:
+        if not (math.isfinite(float_loss) and float_loss > 0):
+            raise ValueError(f"max_loss_increase is a fraction of the float model's validation "
+                             f"loss, which is {float_loss} ({_loss_name(loss)}): give "
+                             "target_bytes instead")
+        float_losses = example_losses(loss_fn, y_val, val_outputs)
 
     teacher = None
     if distill:
@@ -928,9 +1020,12 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     times = {}
     float_bytes = 4 * int(inference.count_params())
     float_error = float("nan") if not_classifier else float(np.mean(float_wrong))
+    sure = f" ({confidence:.0%} confidence)" if confidence is not None else ""
     budget = (f"target {target_bytes:,} B" if target_bytes is not None else
               f"validation error at most {max_error_increase:.2f} points over the float model"
-              + (f" ({confidence:.0%} confidence)" if confidence is not None else ""))
+              + sure if max_error_increase is not None else
+              f"validation loss at most {100 * max_loss_increase:g} % over the float model's"
+              + sure)
     scored = (f"validation loss {float_loss:.4g} ({_loss_name(loss)}; not scored as a "
               f"classifier: {not_classifier})" if not_classifier
               else f"validation error {float_error:.2%}")
@@ -941,10 +1036,10 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                                dir=os.path.dirname(os.path.abspath(path)))
     trials, plan_cache = [], {}
     try:
-        def make_plan(target=None, error=None):
+        def make_plan(**budget):
             t = time.perf_counter()
-            result = _plan(inference, (x_val, y_val), target, error, export_batch_size,
-                           workdir, log, plan_cache)
+            result = _plan(inference, (x_val, y_val), budget, export_batch_size, workdir, log,
+                           plan_cache)
             times["plan"] = times.get("plan", 0.0) + time.perf_counter() - t
             return result
 
@@ -988,31 +1083,45 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             outputs = tflite_outputs(entry["path"], x_val)
             entry["loss"] = mean_loss(loss_fn, y_val, outputs)
             times["evaluate"] = times.get("evaluate", 0.0) + time.perf_counter() - t
+            entry["passed"] = True
             if not_classifier:
-                entry.update(error=float("nan"), increase=float("nan"), bound=float("nan"),
-                             passed=True)
-                log(f"  packed {entry['bytes']:,} B ({float_bytes / entry['bytes']:.1f}x), "
-                    f"validation loss {entry['loss']:.4g} (float {float_loss:.4g})")
-                return
-            wrong = mistakes(outputs.reshape(len(outputs), -1), y_val, from_logits)
-            entry["error"] = float(np.mean(wrong))
-            entry["increase"] = 100.0 * (entry["error"] - float_error)
-            entry["bound"] = (entry["increase"] if confidence is None
-                              else increase_bound(float_wrong, wrong, confidence))
-            entry["passed"] = (max_error_increase is None
-                               or entry["bound"] <= max_error_increase + 1e-9)
-            bound = (f"; at most {entry['bound']:+.2f} at {confidence:.0%} confidence"
-                     if max_error_increase is not None and confidence is not None else "")
-            log(f"  packed {entry['bytes']:,} B ({float_bytes / entry['bytes']:.1f}x), "
-                f"validation error {entry['error']:.2%} ({entry['increase']:+.2f} points"
-                f"{bound})")
+                entry.update(error=float("nan"), increase=float("nan"), bound=float("nan"))
+                scored = f"validation loss {entry['loss']:.4g} (float {float_loss:.4g})"
+            else:
+                wrong = mistakes(outputs.reshape(len(outputs), -1), y_val, from_logits)
+                entry["error"] = float(np.mean(wrong))
+                entry["increase"] = 100.0 * (entry["error"] - float_error)
+                entry["bound"] = (entry["increase"] if confidence is None
+                                  else increase_bound(float_wrong, wrong, confidence))
+                scored = f"validation error {entry['error']:.2%} ("
+                if max_error_increase is not None:
+                    entry["over"] = entry["bound"] - max_error_increase
+                    entry["passed"] = entry["over"] <= 1e-9
+                    scored += _measured(entry, confidence, "error") + ")"
+                else:
+                    scored += f"{entry['increase']:+.2f} points)"
+            if max_loss_increase is not None:
+                entry["loss_increase"] = entry["loss"] / float_loss - 1.0
+                entry["loss_bound"] = (
+                    entry["loss_increase"] if confidence is None else
+                    loss_increase_bound(float_losses, example_losses(loss_fn, y_val, outputs),
+                                        confidence))
+                entry["over"] = entry["loss_bound"] - max_loss_increase
+                entry["passed"] = entry["over"] <= 1e-9
+                scored = (f"validation loss {entry['loss']:.4g} ("
+                          + _measured(entry, confidence, "loss") + ")"
+                          + ("" if not_classifier else f", error {entry['error']:.2%}"))
+            log(f"  packed {entry['bytes']:,} B ({float_bytes / entry['bytes']:.1f}x), {scored}")
 
         if target_bytes is not None:
             chosen, met, message = _to_target(target_bytes, plan, make_plan, trial, run, log,
                                               export_batch_size, _evaluate)
         else:
-            chosen, met, message = _to_error(max_error_increase, confidence, plan, make_plan,
-                                             trial, max_trials, log, smallest, float_bytes)
+            quality = ({"max_error_increase": max_error_increase}
+                       if max_error_increase is not None
+                       else {"max_loss_increase": max_loss_increase})
+            chosen, met, message = _to_quality(quality, confidence, plan, make_plan, trial,
+                                               max_trials, log, smallest, float_bytes)
         write_atomically(path, open(chosen["path"], "rb").read())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -1024,6 +1133,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         path=path, report=chosen["report"], model=chosen["student"], plan=chosen["plan"],
         packed_bytes=chosen["bytes"], float_bytes=float_bytes, float_error=float_error,
         error=chosen["error"], target_bytes=target_bytes, max_error_increase=max_error_increase,
+        max_loss_increase=max_loss_increase, loss_increase_bound=chosen.get("loss_bound"),
         error_increase_bound=chosen["bound"], confidence=confidence,
         float_loss=float_loss, loss=chosen["loss"],
         met=met, message=message, times=times,
@@ -1040,18 +1150,18 @@ def _to_target(target, plan, make_plan, trial, run, log, export_batch_size, eval
         p = plan
     else:
         try:
-            p = make_plan(target=aim)
+            p = make_plan(target_bytes=aim)
         except ValueError:
             # Unreachable with the margin: plan for the target itself (whose
             # error, if it is unreachable too, names the user's number).
-            p = make_plan(target=target)
+            p = make_plan(target_bytes=target)
     entry = trial(p, "plan for the target")
     for _ in range(2):
         if entry["bytes"] >= low or plan is not None:
             break
         # Training made the file smaller than planned: plan for more.
         aim = int(aim * _AIM * target / entry["bytes"])
-        larger = make_plan(target=aim)
+        larger = make_plan(target_bytes=aim)
         if _same_settings(larger, entry["plan"]):
             size = entry["bytes"]
             return entry, False, (
@@ -1082,32 +1192,33 @@ def _same_settings(a, b):
     return dict(a.sparsity) == dict(b.sparsity) and dict(a.bits) == dict(b.bits)
 
 
-def _to_error(budget, confidence, plan, make_plan, trial, max_trials, log, smallest,
-              float_size):
+def _to_quality(budget, confidence, plan, make_plan, trial, max_trials, log, smallest,
+                float_size):
     """Bisect the byte budget (in log space) for the smallest file whose
-    validation error increase (its upper `confidence` bound) is within
-    `budget` points."""
+    validation error or loss increase (its upper `confidence` bound) is
+    within `budget` (`{"max_error_increase": points}` or
+    `{"max_loss_increase": fraction}`)."""
     if plan is not None:
         entry = trial(plan, "the given plan")
-        return entry, entry["passed"], _error_message(entry, budget, confidence)
+        return entry, entry["passed"], _quality_message(entry, budget, confidence)
     try:
-        safe = make_plan(error=budget)
+        safe = make_plan(**budget)
     except ValueError as e:
         # Even the planner's least compressed setting misses the budget
         # without retraining; retraining may still meet it: start from the
         # least compressed plan that fits the float model's own size.
         log(f"  the planner cannot meet the budget without retraining ({e}); searching anyway")
-        safe = make_plan(target=float_size)
+        safe = make_plan(target_bytes=float_size)
     high = _planned_bytes(safe)
     if not high:
         entry = trial(safe, "the planner's plan")
-        return entry, entry["passed"], _error_message(entry, budget, confidence)
+        return entry, entry["passed"], _quality_message(entry, budget, confidence)
     low = smallest() or _SEARCH_FLOOR * high
     passed, failed = [], []
     for i in range(max_trials - 1):
         target = int(math.sqrt(low * high))
         try:
-            p = make_plan(target=target)
+            p = make_plan(target_bytes=target)
         except ValueError as e:  # below the smallest reachable size
             log(f"  {target:,} B cannot be planned ({e}); searching higher")
             low = target
@@ -1125,17 +1236,38 @@ def _to_error(budget, confidence, plan, make_plan, trial, max_trials, log, small
         (passed if entry["passed"] else failed).append(entry)
     if passed:
         best = min(passed, key=lambda e: e["bytes"])
-        return best, True, _error_message(best, budget, confidence)
-    best = min(failed, key=lambda e: e["bound"])
-    return best, False, _error_message(best, budget, confidence)
+        return best, True, _quality_message(best, budget, confidence)
+    best = min(failed, key=lambda e: e["over"])
+    return best, False, _quality_message(best, budget, confidence)
 
 
-def _error_message(entry, budget, confidence):
-    measured = f"{entry['increase']:+.2f} points over the float model"
-    if confidence is not None:
-        measured += f" (at most {entry['bound']:+.2f} at {confidence:.0%} confidence)"
+def _increase(entry, confidence, name):
+    """A trial's increase of the `name` ("error": points, "loss": percent)
+    over the float model, and its upper `confidence` bound (None without)."""
+    if name == "error":
+        increase, bound = f"{entry['increase']:+.2f} points", f"{entry['bound']:+.2f}"
+    else:
+        increase = f"{100 * entry['loss_increase']:+.1f} %"
+        bound = f"{100 * entry['loss_bound']:+.1f} %"
+    return increase, (f"at most {bound} at {confidence:.0%} confidence"
+                      if confidence is not None else None)
+
+
+def _measured(entry, confidence, name):
+    """"+0.12 points; at most +0.41 at 90% confidence", for a log line."""
+    increase, bound = _increase(entry, confidence, name)
+    return increase + (f"; {bound}" if bound else "")
+
+
+def _quality_message(entry, budget, confidence):
+    if "max_error_increase" in budget:
+        name, limit = "error", f"{budget['max_error_increase']:.2f}"
+    else:
+        name, limit = "loss", f"{100 * budget['max_loss_increase']:g} %"
+    increase, bound = _increase(entry, confidence, name)
+    measured = f"{increase} over the float model" + (f" ({bound})" if bound else "")
     if entry["passed"]:
-        return f"validation error {measured}, within the budget of {budget:.2f}"
-    return (f"no run met the error budget: the best packed file is {measured} (budget "
-            f"{budget:.2f}); kept the run closest to it ({entry['bytes']:,} B). Train longer "
-            f"(epochs=), allow more error, or give more validation data (a tighter bound)")
+        return f"validation {name} {measured}, within the budget of {limit}"
+    return (f"no run met the {name} budget: the best packed file is {measured} (budget "
+            f"{limit}); kept the run closest to it ({entry['bytes']:,} B). Train longer "
+            f"(epochs=), allow more {name}, or give more validation data (a tighter bound)")

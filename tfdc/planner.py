@@ -1,10 +1,11 @@
-"""Per-layer sparsity and bits that meet a byte budget or an error budget.
+"""Per-layer sparsity and bits that meet a byte, an error or a loss budget.
 
 `plan(model, validation_data, target_bytes=16_000)` answers "how hard should
 each layer be pruned and clustered so that the packed file is 16 KB and the
-model loses as little as possible?", and `plan(..., max_error_increase=0.2)`
+model loses as little as possible?", `plan(..., max_error_increase=0.2)`
 "what is the smallest file whose error is at most 0.2 points above the
-model's?". It combines:
+model's?", and `plan(..., max_loss_increase=0.05)` the same for a loss at
+most 5 % higher (a model that is not a classifier). It combines:
 
 * the sensitivity curves (`tfdc.sensitivity`: validation loss and error of
   each layer pruned, or clustered, on its own, no retraining);
@@ -27,8 +28,8 @@ the error. These are predictions without retraining: after fine-tuning
 (`tfdc.GradualPruning`, `tfdc.ClusteredFineTuning`) the loss is usually
 lower. The plan's settings applied together to the model, without
 retraining, are also measured (`measured_loss`, `measured_error`); with
-`max_error_increase` the plan is tightened until that measurement meets the
-budget too.
+`max_error_increase` (or `max_loss_increase`) the plan is tightened until
+that measurement meets the budget too.
 
 The size: `predicted_bytes` is exact for the model as it is, pruned and
 clustered as `tfdc.bytecost.apply_settings` does, exported with the
@@ -88,7 +89,8 @@ class Plan:
             small tensors, headers, and the meta stream's compression).
         rows: one dict per layer: `layer`, `kind`, `weights`, `sparsity`,
             `bits`, `bytes`, `loss_increase`, `error_increase`.
-        target_bytes, max_error_increase: the budget asked for.
+        target_bytes, max_error_increase, max_loss_increase: the budget
+            asked for.
         sensitivity: the `tfdc.Sensitivity` the plan was made from.
 
     Example:
@@ -116,6 +118,7 @@ class Plan:
     target_bytes: object = None
     max_error_increase: object = None
     sensitivity: object = dataclasses.field(default=None, repr=False)
+    max_loss_increase: object = None
 
     @property
     def ratio(self):
@@ -139,7 +142,9 @@ class Plan:
                      "  (graph, biases, headers, after DEFLATE)")
         lines.append("-" * len(head))
         budget = (f"target {self.target_bytes:,} B" if self.target_bytes is not None else
-                  f"max error increase {self.max_error_increase:g} pt")
+                  f"max error increase {self.max_error_increase:g} pt"
+                  if self.max_error_increase is not None else
+                  f"max loss increase {100 * self.max_loss_increase:g} %")
         lines.append(f"file: {self.predicted_bytes:,} B ({self.ratio:.1f}x smaller than "
                      f"{self.dense_bytes:,} B of float32 parameters; {budget})")
         if classifier:
@@ -254,8 +259,9 @@ def _smallest_for(costs, errors, losses, limit):
 
 
 def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
-         sensitivity=None, min_bytes=64, export_options=None, verbose=0, **scan_options):
-    """Choose each layer's sparsity and bits for a byte or an error budget.
+         sensitivity=None, min_bytes=64, export_options=None, verbose=0,
+         max_loss_increase=None, **scan_options):
+    """Choose each layer's sparsity and bits for a byte, error or loss budget.
 
     Exactly one budget:
 
@@ -266,6 +272,9 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
       this many percentage points (0.2 means 1.50 % → 1.70 %), predicted from
       the curves and measured with the plan applied (no retraining); among
       the settings that keep it, the smallest file.
+    * `max_loss_increase`: the same for the validation loss, as a fraction
+      of the model's (0.05: at most 5 % higher), for any model with a loss
+      (a regression model too).
 
     Args:
         model: a built Keras model with one output (BatchNormalization folded
@@ -275,6 +284,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
             given) and for measuring the plan.
         target_bytes: the byte budget of the whole packed file.
         max_error_increase: the error budget, in percentage points.
+        max_loss_increase: the loss budget, a fraction of the loss (>= 0).
         sensitivity: a `tfdc.Sensitivity` of this model (default: scanned
             here with `scan_options`).
         min_bytes: the `min_bytes` that `tfdc.export` will be called with
@@ -290,11 +300,12 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
         A `Plan` (`print(plan)` shows the table).
 
     Raises:
-        ValueError: both or neither budget given, a budget that is not a
+        ValueError: not exactly one budget given, a budget that is not a
             positive number, a budget no setting of the grids reaches (the
             message gives the smallest reachable file, or the smallest error
-            increase), `max_error_increase` for a model that is not a
-            classifier, a model with no compressible layer.
+            or loss increase), `max_error_increase` for a model that is not
+            a classifier, `max_loss_increase` for a loss that is not
+            positive, a model with no compressible layer.
 
     Example:
 
@@ -308,11 +319,13 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     from tfdc.scan import DEFAULT_SAMPLES, Evaluator, _take
     from tfdc.scan import sensitivity as scan
 
-    if (target_bytes is None) == (max_error_increase is None):
-        raise ValueError("give exactly one budget: target_bytes (bytes of the packed file) or "
-                         "max_error_increase (percentage points of validation error)")
-    for name, value in (("target_bytes", target_bytes),
-                        ("max_error_increase", max_error_increase)):
+    budgets = (("target_bytes", target_bytes), ("max_error_increase", max_error_increase),
+               ("max_loss_increase", max_loss_increase))
+    if sum(value is not None for _, value in budgets) != 1:
+        raise ValueError("give exactly one budget: target_bytes (bytes of the packed file), "
+                         "max_error_increase (percentage points of validation error) or "
+                         "max_loss_increase (a fraction of the validation loss)")
+    for name, value in budgets:
         if value is not None and (isinstance(value, bool) or not isinstance(
                 value, (int, float, np.integer, np.floating)) or not np.isfinite(value)
                 or value < 0 or (name == "target_bytes" and value <= 0)):
@@ -333,7 +346,10 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     sens = sensitivity
     if max_error_increase is not None and not np.isfinite(sens.baseline_error):
         raise ValueError("max_error_increase needs a classifier (top-1 error); this model's "
-                         "error cannot be measured: give target_bytes instead")
+                         "error cannot be measured: give target_bytes or max_loss_increase")
+    if max_loss_increase is not None and not sens.baseline_loss > 0:
+        raise ValueError(f"max_loss_increase is a fraction of the validation loss, which is "
+                         f"{sens.baseline_loss} for this model: give target_bytes instead")
     cost = byte_cost(model, min_bytes=min_bytes, **options)
     names = [n for n in sens.layers if n in cost.layers]
     if not names:
@@ -411,25 +427,41 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                     "sparsities= / bits= that go further")
         measured = measure(picked)
     else:
-        limit = float(max_error_increase) / 100.0
-        least = [int(np.argmin(e + 1e-6 * l)) for e, l in zip(derr, dloss)]
-        floor = float(sum(e[o] for e, o in zip(derr, least)))
+        # The error (index 1 of an evaluation) or the loss (index 0): the
+        # smallest file whose increase is predicted, then measured, within.
+        if max_error_increase is not None:
+            which, increases, ties = 1, derr, dloss
+            limit = float(max_error_increase) / 100.0
+            asked = f"max_error_increase={max_error_increase:g}"
+
+            def amount(v):
+                return f"{100 * v:.2f} points"
+        else:
+            which, increases, ties = 0, dloss, derr
+            limit = float(max_loss_increase) * sens.baseline_loss
+            asked = f"max_loss_increase={max_loss_increase:g}"
+
+            def amount(v):
+                return f"{100 * v / sens.baseline_loss:.1f} % of the loss"
+        ties = [np.nan_to_num(t) for t in ties]  # a non-classifier's error is NaN
+        least = [int(np.argmin(e + 1e-6 * t)) for e, t in zip(increases, ties)]
+        floor = float(sum(e[o] for e, o in zip(increases, least)))
         if floor > limit + 1e-12:
             raise ValueError(
-                f"max_error_increase={max_error_increase:g} cannot be met: the smallest predicted "
-                f"increase on the grids is {100 * floor:.2f} points (every layer at its least "
-                "compressed setting); give a larger budget or bits= that go higher")
-        # The measured check compares with the model's own error on the
-        # same examples (a given `sensitivity` may come from other data).
-        base_error = evaluate()[1]
+                f"{asked} cannot be met: the smallest predicted increase on the grids is "
+                f"{amount(floor)} (every layer at its least compressed setting); give a larger "
+                "budget or bits= that go higher")
+        # The measured check compares with the model's own error / loss on
+        # the same examples (a given `sensitivity` may come from other data).
+        base = evaluate()[which]
 
         def within(result):
-            return result[1] - base_error <= limit + 1e-12
+            return result[which] - base <= limit + 1e-12
 
         picked = measured = None
         allowed_increase = limit
         for _ in range(_ROUNDS):
-            choice = _smallest_for(costs, derr, dloss, allowed_increase)
+            choice = _smallest_for(costs, increases, ties, allowed_increase)
             if choice is None:
                 break
             result = measure(choice)
@@ -437,8 +469,8 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                 picked, measured = choice, result
                 break
             # The layers' increases did not add up as predicted: ask for less.
-            predicted = float(sum(e[o] for e, o in zip(derr, choice)))
-            over = result[1] - base_error - limit
+            predicted = float(sum(e[o] for e, o in zip(increases, choice)))
+            over = result[which] - base - limit
             allowed_increase = max(0.0, min(predicted, allowed_increase) - over)
             if allowed_increase <= 0:
                 break
@@ -446,10 +478,9 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
             result = measure(least)
             if not within(result):
                 raise ValueError(
-                    f"max_error_increase={max_error_increase:g} cannot be met: with every "
-                    "layer at its least compressed setting the measured error rises by "
-                    f"{100 * (result[1] - base_error):.2f} points; give a larger budget or "
-                    "bits= that go higher")
+                    f"{asked} cannot be met: with every layer at its least compressed setting "
+                    f"the measured increase is {amount(result[which] - base)}; give a larger "
+                    "budget or bits= that go higher")
             picked, measured = least, result
         exact, _ = other(picked)
     sp, bi = settings(picked)
@@ -467,7 +498,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                   dense_bytes=cost.dense_bytes,
                   other_bytes=int(exact) - sum(r["bytes"] for r in rows), rows=rows,
                   target_bytes=target_bytes, max_error_increase=max_error_increase,
-                  sensitivity=sens)
+                  max_loss_increase=max_loss_increase, sensitivity=sens)
     if verbose:
         print(result)
     return result

@@ -427,6 +427,22 @@ def mean_loss(fn, y, pred):
     return float(np.mean(keras.ops.convert_to_numpy(fn(y, pred))))
 
 
+def example_losses(fn, y, pred):
+    """`fn(y, pred)` (a `loss_callable`) per example, as a float64 array of
+    len(y): a `keras.losses.Loss` through its unreduced `call` (what its
+    `__call__` averages), a loss function as it is (Keras's return one
+    value per example); any axis after the first is averaged."""
+    import keras
+    if isinstance(fn, keras.losses.Loss):
+        y_t = keras.ops.convert_to_tensor(y)
+        pred_t = keras.ops.convert_to_tensor(pred)
+        values = fn.call(y_t, pred_t)
+    else:
+        values = fn(y, pred)
+    values = np.asarray(keras.ops.convert_to_numpy(values), np.float64)
+    return values.reshape(len(y), -1).mean(axis=1)
+
+
 def _rank_matched(fn):
     """A loss function called as `compile` calls it: labels `[N]` meet
     outputs `[N, 1]` (a `keras.losses.Loss` does this itself; a function
