@@ -55,8 +55,8 @@ def test_compresses_to_the_target_and_reports_the_test_error(capsys, files, mnis
     assert code == 0, err
     size = os.path.getsize(out)
     assert 0.95 * 9000 <= size <= 9000
-    assert "training on 1,792 examples; validation: x_val, y_val of data.npz (256 examples)" \
-        in text
+    assert ("training on 1,792 examples (x float32 in [0, 1], given to the model as stored); "
+            "validation: x_val, y_val of data.npz (256 examples)") in text
     assert f"{out}: {size:,} B packed" in text and "fc1" in text  # the result and the report
     # The printed test error is the packed file's, run in LiteRT on x_test.
     (_, _), (xt, yt) = mnist_small

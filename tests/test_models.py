@@ -11,6 +11,7 @@ def test_parameter_counts_are_the_documented_ones():
     assert models.lenet_300_100().count_params() == 266_610
     assert models.lenet5().count_params() == 431_080
     assert models.mobilenet_mnist().count_params() == 124_042
+    assert models.autoencoder_mnist().count_params() == 419_120
 
 
 def test_mobilenet_mnist_has_bn_depthwise_and_residual_adds():

@@ -494,7 +494,11 @@ def cmd_compress(args):
                         "not to --target-bytes")
     train, validation, test, note = load_npz_splits(args.data, args.validation_split)
     model = _load_keras_model(args.model)
-    print(f"{args.data}: training on {len(train[0]):,} examples; validation: {note}")
+    x = train[0]
+    values = (f"{x.dtype} in [{x.min():.4g}, {x.max():.4g}]" if x.size and
+              x.dtype.kind in "biuf" else str(x.dtype))
+    print(f"{args.data}: training on {len(x):,} examples (x {values}, given to the model as "
+          f"stored); validation: {note}")
     import keras
     keras.utils.set_random_seed(args.seed)
     confidence = {}

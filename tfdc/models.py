@@ -1,4 +1,6 @@
-"""The reference networks of the Deep Compression paper, in Keras 3."""
+"""The reference networks of the Deep Compression paper, in Keras 3, and
+two more for what they are not: a MobileNet-style CNN (BatchNormalization,
+depthwise, residual) and an autoencoder (a model that is not a classifier)."""
 
 import keras
 from keras import layers
@@ -61,3 +63,22 @@ def mobilenet_mnist(input_shape=(28, 28, 1), num_classes=10, blocks=MOBILENET_MN
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="classifier")(x)
     return keras.Model(inputs, outputs, name="mobilenet_mnist")
+
+
+def autoencoder_mnist(input_shape=(28, 28), code=32, hidden=256):
+    """A fully connected autoencoder for 28x28 images (419,120 parameters):
+    784-256-32-256-784, ReLU, sigmoid outputs: the flattened image
+    reconstructed, trained with mean squared error against
+    `x.reshape(len(x), -1)`. A model that is not a classifier, for
+    `tfdc.compress`'s loss budget (`max_loss_increase`)."""
+    size = 1
+    for d in input_shape:
+        size *= d
+    return keras.Sequential([
+        keras.Input(input_shape),
+        layers.Flatten(name="flatten"),
+        layers.Dense(hidden, activation="relu", name="enc1"),
+        layers.Dense(code, activation="relu", name="code"),
+        layers.Dense(hidden, activation="relu", name="dec1"),
+        layers.Dense(size, activation="sigmoid", name="image"),
+    ], name="autoencoder_mnist")

@@ -29,6 +29,12 @@ section of docs/BENCHMARKS.md is written from every stored row):
   distill the plain model at target_bytes=16,000 without and with distill=True
           (the float model as teacher): the gain of distillation.
   best-distill  the `best` row with distill=True (a strong teacher).
+  loss    the loss budget, max_loss_increase=0.05 (the validation loss at most
+          5 % above the float model's, 90 % confidence), on the plain model (its
+          cross-entropy) and on an MNIST autoencoder (`tfdc.models.autoencoder_mnist`,
+          mean squared error, Adam 1e-3, 10 epochs): a model that is not a
+          classifier. The packed file's test loss (LiteRT) against the float
+          model's.
   mobilenet  a MobileNet-style CNN (`tfdc.models.mobilenet_mnist`: BatchNorm,
           depthwise-separable blocks, residual adds, 124k parameters) trained
           with the recipe, target_bytes=40,000 (about 12x); to show: >= 10x at
@@ -60,7 +66,8 @@ PLAIN_RATIO, PLAIN_ERROR = 36.9, 1.81  # the issue's plain-recipe row
 PAPER_KEEP = {"fc1": 0.08, "fc2": 0.09, "fc3": 0.26}
 CURVE_TARGETS = (16_000, 24_000, 32_000)
 ROWS = ("plain", "plain-seeds", "curve", "best", "best70", "lenet5", "lenet5-100x", "distill",
-        "best-distill", "mobilenet")
+        "best-distill", "mobilenet", "loss")
+LOSS_BUDGET = 0.05
 CONV_NETWORKS = ("lenet5", "mobilenet_mnist")
 
 
@@ -84,12 +91,16 @@ def float_model(kind, train, cache, log, seed=SEED):
         return keras.models.load_model(path), None
     keras.utils.set_random_seed(seed)
     network, epochs = {"plain": ("lenet_300_100", 20), "recipe": ("lenet_300_100", 30),
-                       "lenet5": ("lenet5", 12), "mobilenet": ("mobilenet_mnist", 12)}[kind]
+                       "lenet5": ("lenet5", 12), "mobilenet": ("mobilenet_mnist", 12),
+                       "autoencoder": ("autoencoder_mnist", 10)}[kind]
     model = getattr(tfdc.models, network)()
-    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    if kind == "autoencoder":
+        model.compile(keras.optimizers.Adam(1e-3), "mse")
+    else:
+        model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
     t = time.perf_counter()
-    if kind == "plain":  # a plain user: Adam, no augmentation, no schedule, Keras's batch
+    if kind in ("plain", "autoencoder"):  # Adam, no augmentation, no schedule, Keras's batch
         model.fit(*train, epochs=epochs, verbose=2)
     else:
         model.fit(ShiftedImages(*train, batch_size=128, max_shift=2, seed=SEED), epochs=epochs,
@@ -152,6 +163,38 @@ def run_plain(args, log, seed=SEED):
                                 log, seed, max_error_increase=0.2, confidence=confidence)
         rows.append(row(name, result, test, wall, budget + (f", seed {seed}" if suffix else ""),
                         fe, seed=seed))
+    return rows
+
+
+def run_loss(args, log, budget=LOSS_BUDGET):
+    """max_loss_increase on the plain classifier and on an autoencoder: the
+    packed file's test loss in LiteRT against the float model's."""
+    from tfdc.demo import tflite_outputs
+    from tfdc.scan import loss_callable, mean_loss
+    rows = []
+    for kind in ("plain", "autoencoder"):
+        train, val, test = load("lenet_300_100")
+        if kind == "autoencoder":  # the targets: the images themselves, flattened
+            train, val, test = [(x, x.reshape(len(x), -1)) for x, _ in (train, val, test)]
+        model, _ = float_model(kind, train, args.cache, log)
+        name = f"loss-{kind}"
+        result, wall = compress(model, train, val, os.path.join(args.cache, f"{name}.tflite"),
+                                log, max_loss_increase=budget)
+        loss = loss_callable(model.loss)
+        test_loss = mean_loss(loss, test[1], tflite_outputs(result.path, test[0]))
+        float_test_loss = mean_loss(loss, test[1], model.predict(test[0], batch_size=1000,
+                                                                 verbose=0))
+        classifier = kind == "plain"
+        rows.append(dict(
+            name=name, budget=f"max_loss_increase={budget:g} (confidence 0.9, the default)",
+            bytes=result.packed_bytes, ratio=result.ratio, loss_name=model.loss,
+            test_loss=test_loss, test_float_loss=float_test_loss, val_loss=result.loss,
+            val_float_loss=result.float_loss, bound=result.loss_increase_bound,
+            test_error=measure(result, test) if classifier else None,
+            float_test_error=float_test_error(model, test) if classifier else None,
+            met=result.met, message=result.message, wall_s=wall, runs=len(result.trials),
+            times={k: round(v, 1) for k, v in result.times.items()},
+            plan=_plan_dict(result.plan)))
     return rows
 
 
@@ -230,10 +273,12 @@ def run_best(args, log, network="lenet_300_100", kind="recipe", target=15_500, n
 
 def render(cache):
     from benchmarks_md import markdown_table
-    rows = []
+    every = []
     for name in sorted(os.listdir(cache)):
         if name.startswith("row_") and name.endswith(".json"):
-            rows += json.load(open(os.path.join(cache, name)))
+            every += json.load(open(os.path.join(cache, name)))
+    rows = [r for r in every if "test_loss" not in r]
+    loss_rows = [r for r in every if "test_loss" in r]
     order = {"best": 3, "best-distill": 3.2, "best70": 3.5,
              "lenet5": 4, "lenet5-100x": 4.5, "mobilenet": 4.8}
 
@@ -294,9 +339,9 @@ def render(cache):
                      f"with, {off['test_error']:.2f} % without (validation "
                      f"{on['val_error']:.2f} / {off['val_error']:.2f} %)")
     plans = "\n".join(f"- {r['name']}: sparsity {r['plan']['sparsity']}, bits "
-                      f"{r['plan']['bits']}" for r in rows)
+                      f"{r['plan']['bits']}" for r in rows + loss_rows)
     commands = "\n".join(sorted({f"- {r['name']} ({r.get('run', 'run date not stored')}): "
-                                  f"`{r['command']}`" for r in rows}))
+                                  f"`{r['command']}`" for r in every}))
     return (f"Real MNIST: the float models train on the first 55,000 training images, "
             f"`tfdc.compress` gets the last 5,000 as validation data and only a budget; test "
             f"error of the packed file run in LiteRT on all 10,000 test images; seed {SEED}. "
@@ -305,6 +350,7 @@ def render(cache):
             + ("Goals:\n\n" + "\n".join(goals) + "\n\n" if goals else "")
             + ("![error vs size](compress_curve.png)\n\n" if any(r.get("how") for r in rows)
                else "")
+            + _render_loss(loss_rows)
             + "The MobileNet-style row: `tfdc.models.mobilenet_mnist` (a strided 3x3 stem, "
             "seven depthwise-separable blocks with BatchNormalization after every convolution "
             "and residual `Add`s, global average pooling; 124,042 parameters, 119,050 once "
@@ -312,6 +358,42 @@ def render(cache):
             "trained like the LeNet rows (shifted images, cosine decay, 12 epochs).\n\n"
             + f"Plans chosen:\n\n{plans}\n\nCommands (each row stores its result in the "
             f"cache; the section is rewritten from all stored rows):\n\n{commands}\n")
+
+
+def _render_loss(rows):
+    """The loss-budget rows: their own table (a loss, not an error, is the
+    budget), and whether the budget held on the test set."""
+    from benchmarks_md import markdown_table
+    if not rows:
+        return ""
+
+    def rise(r, split):
+        return 100 * (r[f"{split}_loss"] / r[f"{split}_float_loss"] - 1)
+    table = markdown_table(
+        ["row", "budget", "packed B", "ratio", "test loss (packed, LiteRT)", "float test loss",
+         "test increase", "val. increase (bound)", "test error (float)", "met", "runs",
+         "wall time"],
+        [[r["name"], r["budget"], f"{r['bytes']:,}", f"{r['ratio']:.1f}x",
+          f"{r['test_loss']:.4g}", f"{r['test_float_loss']:.4g}", f"{rise(r, 'test'):+.1f} %",
+          f"{rise(r, 'val'):+.1f} % ({100 * r['bound']:+.1f} %)",
+          "-" if r["test_error"] is None else
+          f"{r['test_error']:.2f} % ({r['float_test_error']:.2f} %)",
+          "yes" if r["met"] else "NO", r["runs"], f"{r['wall_s'] / 60:.1f} min"] for r in rows])
+    def error(r):
+        if r["test_error"] is None:
+            return ""
+        return (f"; its test error {r['test_error'] - r['float_test_error']:+.2f} points: "
+                "cross-entropy also scores confidence, so give a classifier max_error_increase")
+    held = "\n".join(f"- loss budget +{100 * LOSS_BUDGET:g} % held on the test set ({r['name']}, "
+                     f"{r['loss_name']}: {rise(r, 'test'):+.1f} %): "
+                     f"**{'yes' if rise(r, 'test') <= 100 * LOSS_BUDGET + 1e-9 else 'no'}**"
+                     f"{error(r)}" for r in rows)
+    return (f"Loss budget (`max_loss_increase={LOSS_BUDGET:g}`: the smallest file whose "
+            "validation loss is at most 5 % above the float model's, 90 % confidence): the "
+            "plain LeNet-300-100 (cross-entropy) and an MNIST autoencoder "
+            "(`tfdc.models.autoencoder_mnist`, 784-256-32-256-784, mean squared error of the "
+            "reconstructed image; not a classifier).\n\n"
+            f"{table}\n\n{held}\n\n")
 
 
 def main():
@@ -346,7 +428,8 @@ def main():
                     "lenet5-100x": lambda: run_best(args, log, "lenet5", "lenet5", 17_000,
                                                     "lenet5-100x"),
                     "mobilenet": lambda: run_best(args, log, "mobilenet_mnist", "mobilenet",
-                                                  40_000, "mobilenet")}[name]()
+                                                  40_000, "mobilenet"),
+                    "loss": lambda: run_loss(args, log)}[name]()
             for r in rows:
                 r["command"] = command_line()
                 r["run"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
