@@ -128,6 +128,25 @@ def test_mistakes_are_one_line_errors_and_write_nothing(capsys, files, argv, wor
     assert not os.path.exists(names["out"])
 
 
+@pytest.mark.parametrize("test, words", [
+    ("x", ["x_test: the model cannot run on x of shape (4, 27, 28)"]),
+    ("y", ["y_test: labels must be in [0, 10) for 10 outputs"]),
+])
+def test_a_bad_test_split_fails_before_training(capsys, files, mnist_small, test, words):
+    (x, y), _ = mnist_small
+    xt, yt = x[:4], y[:4]
+    if test == "x":
+        xt = xt[:, 1:]
+    else:
+        yt = yt + 10
+    data = files["folder"] / f"bad_{test}.npz"
+    np.savez(data, x_train=x[:256], y_train=y[:256], x_test=xt, y_test=yt)
+    out = files["folder"] / f"bad_{test}.tflite"
+    code, text, err = run(capsys, "compress", files["model"], data, out, "--target-bytes", 9000)
+    assert_one_line_error(code, err, *words)
+    assert not os.path.exists(out) and "sensitivity scan" not in text
+
+
 @pytest.mark.parametrize("argv, message", [
     ([], "one of the arguments --target-bytes --max-error-increase --max-loss-increase is "
          "required"),

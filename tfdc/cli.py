@@ -232,9 +232,10 @@ def _add_compress_parser(sub):
         "bits planned for the budget from a sensitivity scan, pruning with fine-tuning, weight "
         "sharing, and the packed .tflite written to OUT (atomically). The model is trained on "
         "x_train, y_train of DATA and the budget is met on its validation data: x_val, y_val, "
-        "else the last --validation-split of x_train. If DATA has x_test, y_test, the packed "
-        "file's test error (LiteRT) is printed beside the float model's; they are never used to "
-        "compress. Exit status 1 if the budget was not met (OUT then holds the run closest to "
+        "else the last --validation-split of x_train (data the model was not trained on, for "
+        "an honest budget). If DATA has x_test, y_test, the packed file's test error (or loss) "
+        "in LiteRT is printed beside the float model's; they are never used to compress. Exit "
+        "status 1 if the budget was not met (OUT then holds the run closest to "
         "it).")
     compress.add_argument("model", metavar="MODEL",
                           help="a trained Keras model file (.keras, as model.save writes it): a "
@@ -252,9 +253,10 @@ def _add_compress_parser(sub):
                         help="the smallest file whose validation error is at most P percentage "
                         "points above the float model's, with --confidence (e.g. 0.2)")
     budget.add_argument("--max-loss-increase", type=_non_negative, default=None, metavar="F",
-                        help="the smallest file whose validation loss is at most F times the "
-                        "float model's above it (0.05: 5 %%), with --confidence; for any model "
-                        "with a loss, e.g. a regression model")
+                        help="the smallest file whose validation loss is at most the fraction F "
+                        "above the float model's (0.05: 5 %% higher), with --confidence; for "
+                        "any model with a loss, e.g. a regression model (a classifier: "
+                        "--max-error-increase)")
     compress.add_argument("--confidence", type=_confidence, default=None, metavar="C",
                           help="with --max-error-increase or --max-loss-increase: the "
                           "probability, in (0, 1), that the kept file's true increase is within "
@@ -494,6 +496,8 @@ def cmd_compress(args):
                         "not to --target-bytes")
     train, validation, test, note = load_npz_splits(args.data, args.validation_split)
     model = _load_keras_model(args.model)
+    if test is not None:  # a bad test split fails now, not after the training
+        score, float_test = _test_score(model, *test)
     x = train[0]
     values = (f"{x.dtype} in [{x.min():.4g}, {x.max():.4g}]" if x.size and
               x.dtype.kind in "biuf" else str(x.dtype))
@@ -520,7 +524,15 @@ def cmd_compress(args):
         print()
     print(result)
     if test is not None:
-        print(_test_line(model, result, *test))
+        from tfdc.demo import tflite_outputs
+        packed = tflite_outputs(result.path, test[0]).reshape(float_test.shape)
+        (name, value), (_, reference) = score(packed), score(float_test)
+        if name == "error":
+            values = (f"{value:.2%} packed (LiteRT), {reference:.2%} float (Keras), "
+                      f"{100 * (value - reference):+.2f} points")
+        else:
+            values = f"{value:.4g} packed (LiteRT), {reference:.4g} float (Keras)"
+        print(f"test (x_test, {len(test[1]):,} examples, not used to compress): {name} {values}")
     if not result.met:
         print(f"{_PROG}: error: budget not met (see above); {args.output} holds the run "
               "closest to it", file=sys.stderr)
@@ -528,30 +540,34 @@ def cmd_compress(args):
     return 0
 
 
-def _test_line(model, result, x, y):
-    """The float model (Keras) and the packed file (LiteRT) on the test split."""
-    import math
-
+def _test_score(model, x, y):
+    """How the test split is scored, and the float model's outputs on it:
+    `score(outputs) -> ("error", top-1 error)` for a classifier (the rule
+    of `tfdc.mistakes`), else `("loss", compiled loss)`, decided as
+    `tfdc.compress` decides it. Run on the float model now, so that an
+    x_test or y_test it cannot take is an error before any training."""
     import numpy as np
 
-    from tfdc.compressor import _from_logits
-    from tfdc.demo import tflite_outputs
+    from tfdc.compressor import _first_line, _float_mistakes, _from_logits
     from tfdc.mistakes import mistakes
     from tfdc.scan import loss_callable, mean_loss
-    packed = tflite_outputs(result.path, x)
-    float_outputs = np.asarray(model.predict(x, batch_size=512, verbose=0))
-    head = f"test (x_test, {len(y):,} examples, not used to compress): "
-    if math.isnan(result.error):  # not a classifier: its compiled loss
-        loss = loss_callable(model.loss)
-        return (head + f"loss {mean_loss(loss, y, packed.reshape(float_outputs.shape)):.4g} "
-                f"packed (LiteRT), {mean_loss(loss, y, float_outputs):.4g} float (Keras)")
+    try:
+        outputs = np.asarray(model.predict(x, batch_size=512, verbose=0))
+    except Exception as e:  # noqa: BLE001 - Keras raises several types for this
+        raise UserError(f"x_test: the model cannot run on x of shape {x.shape}: "
+                        f"{_first_line(e)}") from None
     from_logits = _from_logits(model)
-    n = len(y)
-    packed_error = float(np.mean(mistakes(packed.reshape(n, -1), y, from_logits, "x_test")))
-    float_error = float(np.mean(mistakes(float_outputs.reshape(n, -1), y, from_logits,
-                                         "x_test")))
-    return (head + f"error {packed_error:.2%} packed (LiteRT), {float_error:.2%} float "
-            f"(Keras), {100 * (packed_error - float_error):+.2f} points")
+    wrong, _ = _float_mistakes(model, outputs.reshape(len(y), -1), y, from_logits, None,
+                               "y_test")
+    if wrong is not None:
+        return (lambda out: ("error", float(np.mean(mistakes(out.reshape(len(y), -1), y,
+                                                              from_logits))))), outputs
+    loss = loss_callable(model.loss)
+    try:
+        mean_loss(loss, y, outputs)
+    except Exception as e:  # noqa: BLE001 - the loss's own error names the problem
+        raise UserError(f"y_test: the model's loss cannot take it: {_first_line(e)}") from None
+    return (lambda out: ("loss", mean_loss(loss, y, out))), outputs
 
 
 def _check_pack_input(data, path):

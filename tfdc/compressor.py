@@ -302,13 +302,14 @@ def _validation_outputs(model, x):
     return out[:, None] if out.ndim == 1 else out
 
 
-def _float_mistakes(model, outputs, y, from_logits, max_error_increase):
+def _float_mistakes(model, outputs, y, from_logits, max_error_increase, what="validation_data"):
     """`(mistakes, None)` of a classifier's validation outputs, else `(None,
     why)` for a model compressed to a byte budget and scored by its own
-    compiled loss; a ValueError saying what to do for anything else."""
+    compiled loss; a ValueError saying what to do for anything else (`what`:
+    the data, for the messages)."""
     from tfdc.mistakes import mistakes
     try:
-        return mistakes(outputs, y, from_logits, "validation_data"), None
+        return mistakes(outputs, y, from_logits, what), None
     except ValueError as e:
         loss = getattr(model, "loss", None)
         if max_error_increase is not None:
