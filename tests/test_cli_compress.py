@@ -128,6 +128,23 @@ def test_mistakes_are_one_line_errors_and_write_nothing(capsys, files, argv, wor
     assert not os.path.exists(names["out"])
 
 
+def test_a_lambda_layer_needs_no_safe_mode(capsys, files, tmp_path):
+    """Keras's safe mode refuses a saved Python lambda: the error names the
+    option, and with it the model loads (and copies: tfdc.layers.copy_layer)
+    as far as the first check of the data."""
+    import keras
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Lambda(lambda t: 2.0 * t),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.save(tmp_path / "lambda.keras")
+    out = tmp_path / "lambda.tflite"
+    argv = ["compress", tmp_path / "lambda.keras", files["data"], out, "--target-bytes", 10]
+    code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err, "Python lambda (for a file you trust: --no-safe-mode)")
+    code, _, err = run(capsys, *argv, "--no-safe-mode")
+    assert_one_line_error(code, err, "target_bytes=10 cannot be reached")
+    assert not os.path.exists(out)
+
+
 @pytest.mark.parametrize("test, words", [
     ("x", ["x_test: the model cannot run on x of shape (4, 27, 28)"]),
     ("y", ["y_test: labels must be in [0, 10) for 10 outputs"]),

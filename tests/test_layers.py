@@ -121,3 +121,39 @@ def test_shrinkable_kinds_name_their_unit_count():
             layer_class = getattr(keras.layers, kind.classes[0])
             assert kind.units_key in layer_class.__init__.__code__.co_varnames
             assert kind.out_axis is not None and kind.in_axis is not None
+
+
+def test_models_with_a_lambda_layer_copy_without_unsafe_deserialization():
+    """Keras's safe mode refuses to load a Python lambda back from a config,
+    so clone_model alone cannot copy these models; every copy tfdc makes
+    (compress's training copies, a distillation teacher, a folded model)
+    goes through copy_layer, which keeps the function object."""
+    import re
+    import textwrap
+
+    from tfdc.compressor import _copy
+    from tfdc.distill import Distiller
+    from tfdc.layers import copy_layer
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    h = keras.layers.Lambda(lambda t: 2.0 * t - 1.0, name="scale")(inputs)
+    h = keras.layers.Dense(8, use_bias=False, name="fc1")(h)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.Lambda(lambda t, k: t * k, arguments={"k": 0.5}, name="half")(h)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="fc2")(h))
+    model.get_layer("bn").set_weights([np.full(8, 1.5, "float32"), np.full(8, 0.1, "float32"),
+                                       np.full(8, 0.2, "float32"), np.full(8, 2.0, "float32")])
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    with pytest.raises(Exception, match="safe_mode"):
+        keras.models.clone_model(model)  # what copy_layer works around
+    for copy in (_copy(model), Distiller.copy_of(model), tfdc.fold_batchnorm(model)):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(copy(x, training=False)),
+                                   expected, rtol=1e-5, atol=1e-6)
+        assert copy.get_layer("half").arguments == {"k": 0.5}
+    # The docstring's example prints what its comment says.
+    block = textwrap.dedent(re.search(r"```python\n(.*?)```", copy_layer.__doc__,
+                                      re.S).group(1))
+    names = {}
+    exec(block.replace("print(", "names['printed'] = ("), {"names": names})
+    assert str(names["printed"]) == re.search(r"# (.*)", block).group(1).strip()

@@ -10,7 +10,7 @@ clustering keeps the codebook intact through conversion.
 import keras
 import numpy as np
 
-from tfdc.layers import kind_of
+from tfdc.layers import copy_layer, kind_of
 from tfdc.select import iter_layers
 
 
@@ -111,12 +111,9 @@ def fold_batchnorm(model):
     folded_bns = {id(bn) for _, bn in pairs.values()}
 
     def clone(layer):
-        config = layer.get_config()
         if id(layer) in pairs:
-            config["use_bias"] = True
-            config["bias_initializer"] = "zeros"
-            return layer.__class__.from_config(config)
-        return layer.__class__.from_config(config)
+            return copy_layer(layer, use_bias=True, bias_initializer="zeros")
+        return copy_layer(layer)
 
     if isinstance(model, keras.Sequential):
         new_layers = [clone(l) for l in model.layers if id(l) not in folded_bns]

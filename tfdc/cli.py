@@ -277,6 +277,10 @@ def _add_compress_parser(sub):
                           help="random seed, for a reproducible run (default 1234)")
     compress.add_argument("--report", action="store_true",
                           help="also print the plan and the per-layer compression report")
+    compress.add_argument("--safe-mode", action=argparse.BooleanOptionalAction, default=True,
+                          help="load MODEL with Keras's safe_mode (default: on); --no-safe-mode "
+                          "runs the Python code a Lambda layer stores in it: only for a file "
+                          "you trust")
     compress.set_defaults(func=cmd_compress)
 
 
@@ -461,7 +465,7 @@ def cmd_demo(args):
     return 0
 
 
-def _load_keras_model(path):
+def _load_keras_model(path, safe_mode=True):
     """The Keras model in `path`, or a UserError saying why not."""
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file")
@@ -475,9 +479,11 @@ def _load_keras_model(path):
                         "the Keras model (.keras). To pack a .tflite as it is: tfdc pack")
     import keras
     try:
-        return keras.models.load_model(path)
+        return keras.models.load_model(path, safe_mode=safe_mode)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad file
         line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if "safe_mode" in line:  # a Lambda layer's Python code
+            line = line.split(". ")[0] + " (for a file you trust: --no-safe-mode)"
         raise UserError(f"{path}: cannot load it as a Keras model: {line}") from None
 
 
@@ -495,7 +501,7 @@ def cmd_compress(args):
         raise UserError("--confidence applies to --max-error-increase and --max-loss-increase, "
                         "not to --target-bytes")
     train, validation, test, note = load_npz_splits(args.data, args.validation_split)
-    model = _load_keras_model(args.model)
+    model = _load_keras_model(args.model, args.safe_mode)
     if test is not None:  # a bad test split fails now, not after the training
         score, float_test = _test_score(model, *test)
     x = train[0]

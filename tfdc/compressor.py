@@ -237,8 +237,10 @@ def _epochs(epochs, steps_per_epoch):
 # --------------------------------------------------------------- model helpers
 def _copy(model):
     import keras
+
+    from tfdc.layers import copy_layer
     try:
-        clone = keras.models.clone_model(model)
+        clone = keras.models.clone_model(model, clone_function=copy_layer)
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
         raise ValueError(f"tfdc.compress trains copies of the model and cannot copy "
                          f"{model.name!r} ({type(model).__name__}): {e}. Use a Sequential or "
@@ -317,7 +319,7 @@ def _float_mistakes(model, outputs, y, from_logits, max_error_increase, what="va
                     "kind of model give target_bytes or max_loss_increase")
         elif loss is None:
             hint = ("Compile a model that is not a classifier with its loss (tfdc.compress then "
-                    "reports it) and give target_bytes")
+                    "reports it) and give target_bytes or max_loss_increase")
         elif "crossentropy" in _loss_name(loss).lower():
             hint = f"The model is compiled with {_loss_name(loss)}: fix the labels"
         else:

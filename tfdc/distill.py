@@ -141,7 +141,8 @@ class Distiller(keras.Model):
     @staticmethod
     def copy_of(model):
         """A frozen copy of `model` with its current weights, as a teacher."""
-        teacher = keras.models.clone_model(model)
+        from tfdc.layers import copy_layer
+        teacher = keras.models.clone_model(model, clone_function=copy_layer)
         teacher.set_weights(model.get_weights())
         teacher.trainable = False
         return teacher

@@ -32,7 +32,7 @@ import functools
 __all__ = ["LayerKind", "KINDS", "kind_of", "kernel_attrs", "kernel_variables", "kernel_name",
            "constraint_slot", "converter_op_names", "CHANNELWISE", "CHANNEL_NORMALIZATION",
            "CHANNEL_MERGES", "ZERO_PRESERVING_ACTIVATIONS", "channel_role",
-           "zero_preserving_activation"]
+           "zero_preserving_activation", "copy_layer"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,3 +244,43 @@ def zero_preserving_activation(fn):
     # ReLU(threshold=t, negative_slope=a) maps 0 to a * t: check the value.
     out = keras.ops.convert_to_numpy(fn(keras.ops.zeros((1, 4))))
     return out.shape == (1, 4) and bool(np.all(out == 0))
+
+
+# A Lambda layer's config entries that hold Python functions (or, for
+# `arguments`, objects) as serialized code.
+_LAMBDA_LIVE = ("function", "output_shape", "mask", "arguments")
+
+
+def copy_layer(layer, **changes):
+    """A new, unbuilt layer like `layer`, from its config with `changes`
+    applied: the `clone_function` of every model tfdc copies (training
+    copies, teachers, folded and shrunk models).
+
+    It is Keras's own clone (`from_config(get_config())`) except for a
+    `Lambda` layer, which keeps its Python objects: its config holds their
+    code, which Keras's safe mode refuses to load back, and the functions
+    are in this process already. So a model with a Lambda layer copies
+    without `keras.config.enable_unsafe_deserialization()`.
+
+    Example:
+
+    ```python
+    import keras
+    from tfdc.layers import copy_layer
+    double = keras.layers.Lambda(lambda t: 2 * t, name="double")
+    model = keras.Sequential([keras.Input((3,)), double, keras.layers.Dense(2, name="fc")])
+    copy = keras.models.clone_model(model, clone_function=copy_layer)
+    print([layer.name for layer in copy.layers])   # ['double', 'fc']
+    ```
+    """
+    import keras
+    config = {**layer.get_config(), **changes}
+    if not isinstance(layer, keras.layers.Lambda):
+        return layer.__class__.from_config(config)
+    live = {"function": layer.function, "arguments": layer.arguments, "mask": layer.mask,
+            # Keras keeps the constructor's output_shape privately; without
+            # it the copy infers the shape by tracing, as Keras does.
+            "output_shape": getattr(layer, "_output_shape", None)}
+    live.update((k, v) for k, v in changes.items() if k in _LAMBDA_LIVE)
+    rest = {k: v for k, v in config.items() if k not in _LAMBDA_LIVE}
+    return keras.layers.Lambda(**live, **rest)

@@ -23,7 +23,7 @@ import numpy as np
 from keras import ops
 
 from tfdc.channels import channel_groups
-from tfdc.layers import kind_of
+from tfdc.layers import copy_layer, kind_of
 
 __all__ = ["shrink", "units", "UnitsReport", "LayerUnits"]
 
@@ -131,10 +131,9 @@ def shrink(model):
             new_units[key] = len(keep[id(group)])
 
     def clone(layer):
-        config = layer.get_config()
         if id(layer) in new_units:
-            config[kind_of(layer).units_key] = new_units[id(layer)]
-        return layer.__class__.from_config(config)
+            return copy_layer(layer, **{kind_of(layer).units_key: new_units[id(layer)]})
+        return copy_layer(layer)
 
     if isinstance(model, keras.Sequential):
         inputs = keras.Input(shape=model.input_shape[1:], dtype=model.inputs[0].dtype)
