@@ -37,6 +37,25 @@ def mnist_small():
     return (xtr[:2048], ytr[:2048]), (xte[:1024], yte[:1024])
 
 
+def run_cli(capsys, *argv):
+    """`tfdc ARGV` run in this process: (exit status, stdout, stderr)."""
+    from tfdc.cli import main
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *words):
+    """A user mistake's report: exit status 1 and one `tfdc: error:` line,
+    no traceback, naming each of `words`."""
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tfdc: error:"), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
 def mlp(*hidden):
     """A LeNet-300-100-shaped MLP for 28x28 inputs with `hidden` widths:
     ReLU layers fc1, fc2, … and a softmax classifier of 10 after them."""

@@ -9,6 +9,8 @@ import pytest
 
 from tfdc.cli import main
 
+from conftest import assert_one_line_error, run_cli as run
+
 
 @pytest.fixture(scope="module")
 def packed_file(tmp_path_factory):
@@ -29,21 +31,6 @@ def packed_file(tmp_path_factory):
     export(model, str(path))
     x = rng.random((4, 64)).astype("float32")
     return str(path), x, model.predict(x, verbose=0)
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *words):
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tfdc: error:"), err
-    assert "Traceback" not in err
-    for word in words:
-        assert word in lines[0]
 
 
 @pytest.mark.parametrize("command", ["demo", "compress", "inspect", "decode", "bench"])

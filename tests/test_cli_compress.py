@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import mlp
+from conftest import assert_one_line_error, mlp, run_cli as run
 
 from tfdc.cli import main
 
@@ -31,20 +31,6 @@ def files(tmp_path_factory, mnist_small):
     np.savez(paths["data"], x_train=x[:1792], y_train=y[:1792], x_val=x[1792:], y_val=y[1792:],
              x_test=xt[:512], y_test=yt[:512])
     return paths
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *words):
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tfdc: error:"), err
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def test_compresses_to_the_target_and_reports_the_test_error(capsys, files, mnist_small):

@@ -9,6 +9,8 @@ import pytest
 
 from tfdc.cli import main
 
+from conftest import assert_one_line_error, run_cli as run
+
 
 def _model(seed=0, kept=0.1, codebook_size=16):
     """A small MLP whose kernels look compressed: mostly zeros, few values."""
@@ -54,12 +56,6 @@ def inputs(tmp_path_factory):
     return paths, x
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def outputs(interpreter, x):
     """Output bits for each row of `x` (as uint32: bit-identical, not close)."""
     interpreter.allocate_tensors()
@@ -75,14 +71,6 @@ def outputs(interpreter, x):
 def plain_outputs(path, x):
     from tfdc.runtime import interpreter_class
     return outputs(interpreter_class()(model_path=path), x)
-
-
-def assert_one_line_error(code, err, *words):
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tfdc: error:"), err
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def test_help(capsys):

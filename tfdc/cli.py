@@ -51,10 +51,7 @@ def _per_layer(parse_value):
 
 
 def _sparsity_value(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _float(text)
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"sparsity must be in [0, 1), got {text}")
     return value
@@ -99,12 +96,17 @@ def _at_least(minimum):
     return parse
 
 
+def _float(text, expected="a number"):
+    """`text` as a float, else the argparse error saying what was expected."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {expected}: {text!r}") from None
+
+
 def _non_negative(text):
     """An argparse type for a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _float(text)
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
@@ -115,10 +117,7 @@ def _confidence(text):
     (0, 1), or "none" (the measured increase must be within the budget)."""
     if text.strip().lower() == "none":
         return "none"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number or 'none': {text!r}") from None
+    value = _float(text, "a number or 'none'")
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1) (e.g. 0.9) or 'none', got {text}")
     return value
@@ -145,10 +144,7 @@ def _epochs(text):
 
 def _fraction(text):
     """An argparse type for a number in (0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _float(text)
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
     return value

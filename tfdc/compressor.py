@@ -200,6 +200,17 @@ def _check_number(value, name, integer=False):
         raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
+def _check_increase(value, name, unit):
+    """An error or loss budget as a float >= 0 (None stays None), else a
+    ValueError naming it and its `unit`."""
+    if value is None:
+        return None
+    _check_number(value, name)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 {unit}, got {value!r}")
+    return float(value)
+
+
 def _check_confidence(confidence, none=""):
     """`confidence` as a float in (0, 1), else a ValueError (`none`: what
     else the caller takes, for the message)."""
@@ -955,18 +966,10 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         if target_bytes <= 0:
             raise ValueError(f"target_bytes must be positive, got {target_bytes!r}")
         target_bytes = int(target_bytes)
-    if max_error_increase is not None:
-        _check_number(max_error_increase, "max_error_increase")
-        if max_error_increase < 0:
-            raise ValueError(f"max_error_increase must be >= 0 percentage points, got "
-                             f"{max_error_increase!r}")
-        max_error_increase = float(max_error_increase)
-    if max_loss_increase is not None:
-        _check_number(max_loss_increase, "max_loss_increase")
-        if max_loss_increase < 0:
-            raise ValueError(f"max_loss_increase must be >= 0 (a fraction of the loss, 0.05 = "
-                             f"5 %), got {max_loss_increase!r}")
-        max_loss_increase = float(max_loss_increase)
+    max_error_increase = _check_increase(max_error_increase, "max_error_increase",
+                                         "percentage points")
+    max_loss_increase = _check_increase(max_loss_increase, "max_loss_increase",
+                                        "(a fraction of the loss, 0.05 = 5 %)")
     if confidence is not None:
         confidence = _check_confidence(confidence, none="or None")
     if not isinstance(model, keras.Model):
