@@ -379,6 +379,7 @@ def _render_loss(rows):
           "-" if r["test_error"] is None else
           f"{r['test_error']:.2f} % ({r['float_test_error']:.2f} %)",
           "yes" if r["met"] else "NO", r["runs"], f"{r['wall_s'] / 60:.1f} min"] for r in rows])
+
     def error(r):
         if r["test_error"] is None:
             return ""
@@ -389,7 +390,8 @@ def _render_loss(rows):
                      f"**{'yes' if rise(r, 'test') <= 100 * LOSS_BUDGET + 1e-9 else 'no'}**"
                      f"{error(r)}" for r in rows)
     return (f"Loss budget (`max_loss_increase={LOSS_BUDGET:g}`: the smallest file whose "
-            "validation loss is at most 5 % above the float model's, 90 % confidence): the "
+            f"validation loss is at most {100 * LOSS_BUDGET:g} % above the float model's, 90 % "
+            "confidence): the "
             "plain LeNet-300-100 (cross-entropy) and an MNIST autoencoder "
             "(`tfdc.models.autoencoder_mnist`, 784-256-32-256-784, mean squared error of the "
             "reconstructed image; not a classifier).\n\n"
