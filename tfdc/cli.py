@@ -474,10 +474,12 @@ def _load_keras_model(path, safe_mode=True):
         raise UserError(f"{path}: a .tflite file, already converted; tfdc compress retrains "
                         "the Keras model (.keras). To pack a .tflite as it is: tfdc pack")
     import keras
+
+    from tfdc.compressor import _first_line
     try:
         return keras.models.load_model(path, safe_mode=safe_mode)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad file
-        line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        line = _first_line(e)
         if "safe_mode" in line:  # a Lambda layer's Python code
             line = line.split(". ")[0] + " (for a file you trust: --no-safe-mode)"
         raise UserError(f"{path}: cannot load it as a Keras model: {line}") from None
@@ -487,11 +489,7 @@ def cmd_compress(args):
     import tfdc
     from tfdc.datasets import load_npz_splits
     from tfdc.exporter import check_writable
-    for what in (args.model, args.data):
-        if os.path.exists(what) and os.path.exists(args.output) and \
-                os.path.samefile(what, args.output):
-            raise UserError(f"{args.output}: OUT is {what}; write the packed file to another "
-                            "path")
+    _check_not_an_input(args.output, MODEL=args.model, DATA=args.data)
     check_writable(args.output)
     if args.confidence is not None and args.target_bytes is not None:
         raise UserError("--confidence applies to --max-error-increase and --max-loss-increase, "
@@ -501,9 +499,9 @@ def cmd_compress(args):
     if test is not None:  # a bad test split fails now, not after the training
         score, float_test = _test_score(model, *test)
     x = train[0]
-    values = (f"{x.dtype} in [{x.min():.4g}, {x.max():.4g}]" if x.size and
+    stored = (f"{x.dtype} in [{x.min():.4g}, {x.max():.4g}]" if x.size and
               x.dtype.kind in "biuf" else str(x.dtype))
-    print(f"{args.data}: training on {len(x):,} examples (x {values}, given to the model as "
+    print(f"{args.data}: training on {len(x):,} examples (x {stored}, given to the model as "
           f"stored); validation: {note}")
     import keras
     keras.utils.set_random_seed(args.seed)
@@ -589,14 +587,21 @@ def _check_pack_input(data, path):
                         "decoded file (damaged?)")
 
 
+def _check_not_an_input(out, **inputs):
+    """Refuse an OUT that is one of the named input files (also through a
+    link): writing it would replace that input."""
+    for name, path in inputs.items():
+        if os.path.exists(path) and os.path.exists(out) and os.path.samefile(path, out):
+            raise UserError(f"{out}: OUT is {name}; write the packed file to another path")
+
+
 def _check_pack_output(inp, out):
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):
         raise UserError(f"{out}: folder {out_dir} does not exist")
     if os.path.isdir(out):
         raise UserError(f"{out}: is a directory, expected a file name")
-    if os.path.exists(out) and os.path.samefile(inp, out):
-        raise UserError(f"{out}: OUT is IN; write the packed file to another path")
+    _check_not_an_input(out, IN=inp)
 
 
 def cmd_pack(args):

@@ -164,23 +164,22 @@ def load_npz_splits(path, validation_split=0.1):
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     _check_npz(path, layout, ValueError)
-    splits = {}
+    names = [f"{xy}_{split}" for split in ("train", "val", "test") for xy in "xy"]
     try:
         with np.load(path) as f:
             keys = set(f.files)
-            for split in ("train", "val", "test"):
-                pair = {f"x_{split}", f"y_{split}"} & keys
-                if len(pair) == 1:
-                    raise ValueError(f"{path}: has {pair.pop()} without its pair; {layout}")
-                if pair:
-                    splits[split] = (f[f"x_{split}"], f[f"y_{split}"])
+            arrays = {name: f[name] for name in names if name in keys}
     except (OSError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: not a readable .npz ({e}); {layout}") from None
-    except ValueError as e:
-        if str(e).startswith(path):
-            raise
-        # Object arrays (pickles) are refused by np.load.
+    except ValueError as e:  # object arrays (pickles), which np.load refuses
         raise ValueError(f"{path}: {e}; {layout}") from None
+    splits = {}
+    for split in ("train", "val", "test"):
+        pair = {f"x_{split}", f"y_{split}"} & keys
+        if len(pair) == 1:
+            raise ValueError(f"{path}: has {pair.pop()} without its pair; {layout}")
+        if pair:
+            splits[split] = (arrays[f"x_{split}"], arrays[f"y_{split}"])
     if "train" not in splits:
         found = ", ".join(sorted(keys)) or "no array"
         raise ValueError(f"{path}: no x_train / y_train (it has {found}); {layout}")
