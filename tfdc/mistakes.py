@@ -90,7 +90,13 @@ def looks_like_logits(outputs):
     out = np.asarray(outputs)
     if out.shape[-1] == 1:
         return bool(np.any((out < 0) | (out > 1)))
-    return not (np.all(out >= 0) and np.allclose(out.sum(axis=-1), 1, atol=1e-3))
+    return bool(np.any(_not_distributions(out)))
+
+
+def _not_distributions(rows):
+    """Per row of `rows` `[N, C]`: True where it is not a probability
+    distribution (a negative value, or a sum not within 1e-3 of 1)."""
+    return ~((rows >= 0).all(axis=-1) & np.isclose(rows.sum(axis=-1), 1.0, atol=1e-3))
 
 
 def check_labels(labels, classes, what="labels"):
@@ -110,8 +116,8 @@ def check_labels(labels, classes, what="labels"):
     y = np.asarray(labels)
     if classes > 1 and y.ndim == 2 and y.shape[1] == classes:
         rows = y.astype(np.float64)
-        if not (np.all(rows >= 0) and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3)):
-            bad = ~((rows >= 0).all(axis=1) & np.isclose(rows.sum(axis=1), 1.0, atol=1e-3))
+        bad = _not_distributions(rows)
+        if bad.any():
             i = int(np.argmax(bad))
             raise ValueError(f"{what}: labels of shape {y.shape} must be one-hot (or class "
                              f"probabilities: >= 0, each row summing to 1); row {i:,} is "
