@@ -132,6 +132,40 @@ def test_error_budget_is_met_on_the_bound_not_the_measurement(data, trained, tmp
         assert bounded.error_increase_bound <= 1.0
 
 
+@pytest.mark.parametrize("budget,confidence", [(0.2, 0.9), (1.0, 0.9), (0.05, 0.99),
+                                               (3.0, 0.75)])
+def test_fewest_examples_is_where_an_unchanged_file_first_passes(budget, confidence):
+    from tfdc.compressor import fewest_examples, increase_bound
+    n = fewest_examples(budget, confidence)
+    same = np.zeros(n, bool)
+    same[: n // 50] = True  # mistakes both models make do not count
+    assert increase_bound(same, same, confidence) <= budget
+    assert increase_bound(same[1:], same[1:], confidence) > budget
+
+
+def test_few_validation_examples_warn_when_the_bound_takes_half_the_budget():
+    from tfdc.compressor import _warn_few_examples, fewest_examples
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_few_examples(fewest_examples(0.1), 0.2, 0.9)  # half of 0.2 left: quiet
+    with pytest.warns(UserWarning) as caught:
+        _warn_few_examples(fewest_examples(0.1) - 1, 0.2, 0.9)
+    assert "more than half the budget of 0.2: expect little compression; 1,811 examples " \
+        "would leave half the budget to spend" in str(caught[0].message)
+    with pytest.raises(ValueError, match="max_error_increase must be positive"):
+        fewest_examples(0)
+    # The docstring's example gives the numbers its comments say.
+    import re
+    import textwrap
+    block = textwrap.dedent(re.search(r"```python\n(.*?)```", fewest_examples.__doc__,
+                                      re.S).group(1)).strip().splitlines()
+    scope = {}
+    exec(block[0], scope)
+    for line in block[1:]:
+        expression, said = line.split("#")
+        assert eval(expression, scope) == int(said.split(":")[0])
+
+
 def test_increase_bound_is_bonett_price():
     from tfdc.compressor import increase_bound
     reference = np.zeros(5000, bool)
@@ -179,10 +213,22 @@ def test_increase_bound_bad_arguments(args, message):
 
 def test_a_missed_error_budget_is_reported(data, trained, tmp_path):
     path = tmp_path / "missed.tflite"
-    with pytest.warns(UserWarning, match="no run met the error budget"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         result = tfdc.compress(_fresh(trained), data[0], data[1], max_error_increase=0.0,
                                path=path, epochs=(1, 1), verbose=0,
                                plan={"sparsity": {"fc1": 0.999, "fc2": 0.99}, "bits": 1})
+    # First, before any training: a budget of 0 is below the bound of a file
+    # exactly as accurate as the float model (on 1,024 examples: +0.18).
+    caught = [w for w in caught if str(w.message).startswith("tfdc.compress:")]
+    assert [type(w.message) for w in caught] == [UserWarning, tfdc.BudgetMissedWarning]
+    assert str(caught[0].message) == (
+        "tfdc.compress: on 1,024 validation examples, a packed file exactly as accurate as the "
+        "float model has an error increase bound of +0.18 points at 90% confidence, more than "
+        "the budget of 0: only a file more accurate than the float model on these examples can "
+        "meet it")
+    assert "no run met the error budget" in str(caught[1].message)
+    assert caught[0].filename == caught[1].filename == __file__  # the caller's line
     assert not result.met
     assert result.error_increase > 0
     assert os.path.getsize(path) == result.packed_bytes
@@ -456,7 +502,7 @@ def test_batchnorm_depthwise_residual_model(data, tmp_path):
 
     # A target far above what this small model needs: the planner's plan for
     # more bytes is the same, so one run and a missed budget that says why.
-    with pytest.warns(UserWarning, match="the planner makes the same plan for a larger"):
+    with pytest.warns(tfdc.BudgetMissedWarning, match="the planner makes the same plan for a"):
         big = tfdc.compress(model, (x_train, y_train), (x_val, y_val), target_bytes=20_000,
                             path=tmp_path / "big.tflite", epochs=(2, 1), batch_size=64,
                             verbose=0)

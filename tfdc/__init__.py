@@ -40,6 +40,7 @@ _LAZY = {
     "load_interpreter": "tfdc.runtime",
     "compress": "tfdc.compressor",
     "CompressResult": "tfdc.compressor",
+    "BudgetMissedWarning": "tfdc.compressor",
     "Distiller": "tfdc.distill",
     "sensitivity": "tfdc.scan",
     "Sensitivity": "tfdc.scan",

@@ -509,8 +509,10 @@ def cmd_compress(args):
     if args.confidence is not None:
         confidence["confidence"] = None if args.confidence == "none" else args.confidence
     with warnings.catch_warnings():
-        # A missed budget is reported below, with the exit status.
-        warnings.filterwarnings("ignore", message="tfdc.compress:")
+        # A missed budget is reported below, with the exit status; compress's
+        # other warnings (too few validation examples) as they come, as ours.
+        warnings.simplefilter("ignore", tfdc.BudgetMissedWarning)
+        warnings.showwarning = _show_compress_warning
         result = tfdc.compress(model, train, validation, target_bytes=args.target_bytes,
                                max_error_increase=args.max_error_increase,
                                max_loss_increase=args.max_loss_increase, path=args.output,
@@ -538,6 +540,17 @@ def cmd_compress(args):
               "closest to it", file=sys.stderr)
         return EXIT_ERROR
     return 0
+
+
+def _show_compress_warning(message, category, filename, lineno, file=None, line=None):
+    """`warnings.showwarning` for `tfdc compress`: tfdc.compress's own
+    warnings as `tfdc: warning: ...` lines, any other as Python shows it."""
+    text = str(message)
+    if text.startswith("tfdc.compress: "):
+        print(f"{_PROG}: warning: {text[len('tfdc.compress: '):]}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line),
+              file=sys.stderr, end="")
 
 
 def _test_score(model, x, y):

@@ -31,7 +31,8 @@ Three kinds of budget:
   loss: a regression model too.
 
 Whatever the budget, the result says whether it was met (`result.met`), and a
-missed budget is never silent: it is logged and warned about.
+missed budget is never silent: it is logged and warned about
+(`BudgetMissedWarning`).
 """
 
 import dataclasses
@@ -46,8 +47,8 @@ import warnings
 
 import numpy as np
 
-__all__ = ["compress", "CompressResult", "scaled_plan", "HandPlan", "increase_bound",
-           "loss_increase_bound", "DEFAULT_CONFIDENCE"]
+__all__ = ["compress", "CompressResult", "BudgetMissedWarning", "scaled_plan", "HandPlan",
+           "increase_bound", "fewest_examples", "loss_increase_bound", "DEFAULT_CONFIDENCE"]
 
 # The error-budget search bisects between the smallest file the planner
 # reaches and its plan without retraining; without a planner, the lower end
@@ -62,6 +63,14 @@ _TOLERANCE = 0.05
 # confidence is within it (`increase_bound`, `loss_increase_bound`); the
 # demo's --confidence default too.
 DEFAULT_CONFIDENCE = 0.9
+
+
+class BudgetMissedWarning(UserWarning):
+    """`tfdc.compress` kept a file that misses its budget (`result.met` is
+    False; the message says by how much and what to try). A warning, not an
+    error: the file closest to the budget is written. Make it an error with
+    `warnings.simplefilter("error", tfdc.BudgetMissedWarning)`, or check
+    `result.met`."""
 
 
 @dataclasses.dataclass
@@ -444,12 +453,77 @@ def increase_bound(reference_wrong, wrong, confidence):
         raise ValueError(f"increase_bound needs two bool arrays of the same length > 0, got "
                          f"shapes {reference_wrong.shape} and {wrong.shape}")
     confidence = _check_confidence(confidence)
-    n = len(wrong) + 2
-    worse = (np.count_nonzero(wrong & ~reference_wrong) + 1) / n
-    better = (np.count_nonzero(reference_wrong & ~wrong) + 1) / n
+    return _paired_bound(int(np.count_nonzero(wrong & ~reference_wrong)),
+                         int(np.count_nonzero(reference_wrong & ~wrong)), len(wrong), confidence)
+
+
+def _paired_bound(worse, better, examples, confidence):
+    """`increase_bound` from its counts: `worse` examples wrong only for
+    the second model, `better` only for the first, of `examples`."""
+    n = examples + 2
+    worse, better = (worse + 1) / n, (better + 1) / n
     increase = worse - better
     spread = math.sqrt(max(worse + better - increase ** 2, 0.0) / n)
     return 100.0 * (increase + statistics.NormalDist().inv_cdf(confidence) * spread)
+
+
+def fewest_examples(max_error_increase, confidence=DEFAULT_CONFIDENCE):
+    """The fewest validation examples on which a packed file exactly as
+    accurate as the float model (wrong on the same examples) meets
+    `max_error_increase` at `confidence` (`increase_bound`): its bound is
+    above zero and falls with the number of examples. With fewer examples,
+    only a file more accurate than the float model on them passes.
+
+    Args:
+        max_error_increase: the error budget, in percentage points (> 0).
+        confidence: as for `increase_bound`.
+
+    Returns:
+        The number of examples.
+
+    Example:
+
+    ```python
+    from tfdc.compressor import fewest_examples
+    fewest_examples(0.2)    # 905: with 0.2 points to spend, at least 905
+    fewest_examples(1.0)    # 180
+    ```
+    """
+    _check_number(max_error_increase, "max_error_increase")
+    if not max_error_increase > 0:
+        raise ValueError(f"max_error_increase must be positive, got {max_error_increase!r}")
+    confidence = _check_confidence(confidence)
+    low, high = 1, 2
+    while _paired_bound(0, 0, high, confidence) > max_error_increase:
+        low, high = high, 2 * high
+    while low < high:  # the bound of no discordant example falls as n grows
+        middle = (low + high) // 2
+        if _paired_bound(0, 0, middle, confidence) > max_error_increase:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+def _warn_few_examples(examples, max_error_increase, confidence):
+    """Warn (before any training) when the bound alone, for a file exactly
+    as accurate as the float model, takes more than half of an error budget
+    on this many validation examples: only files that fix some of the float
+    model's mistakes are then kept, so expect little compression."""
+    floor = _paired_bound(0, 0, examples, confidence)
+    if floor <= max_error_increase / 2:
+        return
+    if floor > max_error_increase:
+        room = (f"more than the budget of {max_error_increase:g}: only a file more accurate "
+                "than the float model on these examples can meet it")
+    else:
+        room = (f"more than half the budget of {max_error_increase:g}: expect little "
+                "compression")
+    more = (f"; {fewest_examples(max_error_increase / 2, confidence):,} examples would leave "
+            "half the budget to spend" if max_error_increase > 0 else "")
+    warnings.warn(f"tfdc.compress: on {examples:,} validation examples, a packed file exactly as "
+                  f"accurate as the float model has an error increase bound of +{floor:.2f} "
+                  f"points at {confidence:.0%} confidence, {room}{more}", stacklevel=3)
 
 
 def _steps(train, batch_size):
@@ -931,6 +1005,13 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         FileNotFoundError, PermissionError, IsADirectoryError: `path`
             cannot be written (checked before any training).
 
+    Warns:
+        BudgetMissedWarning: the kept file misses the budget (`.met` False).
+        UserWarning: before any training, when an error budget's bound on
+            so few validation examples takes more than half of the budget
+            even for a file exactly as accurate as the float model
+            (`fewest_examples`).
+
     Example:
 
     ```python
@@ -998,6 +1079,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     from_logits = _from_logits(model)
     float_wrong, not_classifier = _float_mistakes(model, val_outputs, y_val, from_logits,
                                                   max_error_increase)
+    if max_error_increase is not None and confidence is not None:
+        _warn_few_examples(len(float_wrong), max_error_increase, confidence)
     classes = val_outputs.shape[1]
     batch = _first_batch(train, None if not_classifier else classes)
     labels = np.shape(batch[1])
@@ -1139,7 +1222,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     times["total"] = time.perf_counter() - started
     log(("done" if met else "BUDGET MISSED") + f" in {times['total']:.0f} s: {message}")
     if not met:
-        warnings.warn(f"tfdc.compress: {message}", stacklevel=2)
+        warnings.warn(f"tfdc.compress: {message}", BudgetMissedWarning, stacklevel=2)
     return CompressResult(
         path=path, report=chosen["report"], model=chosen["student"], plan=chosen["plan"],
         packed_bytes=chosen["bytes"], float_bytes=float_bytes, float_error=float_error,
