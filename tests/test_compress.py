@@ -132,6 +132,23 @@ def test_error_budget_is_met_on_the_bound_not_the_measurement(data, trained, tmp
         assert bounded.error_increase_bound <= 1.0
 
 
+def test_an_untrained_classifier_is_warned_about_before_any_training(data, tmp_path):
+    # Freshly initialised: its error is that of a constant answer or worse.
+    # The warning comes before the training, which the bad first training
+    # batch (labels out of range) then refuses.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax", name="fc1")])
+    (x, y), (xv, yv) = data
+    with pytest.warns(UserWarning, match=r"tfdc.compress: the float model's validation error "
+                      r"\(\d+\.\d\d%\) is no better than always answering class \d "
+                      r"\(\d+\.\d\d%\): is it trained") as caught:
+        with pytest.raises(ValueError, match="train_data"):
+            tfdc.compress(model, (x, y + 10), (xv, yv), target_bytes=5_000,
+                          path=tmp_path / "u.tflite", verbose=0)
+    assert caught[0].filename == __file__
+
+
 @pytest.mark.parametrize("budget,confidence", [(0.2, 0.9), (1.0, 0.9), (0.05, 0.99),
                                                (3.0, 0.75)])
 def test_fewest_examples_is_where_an_unchanged_file_first_passes(budget, confidence):

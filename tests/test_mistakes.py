@@ -76,11 +76,37 @@ def test_docstring_examples_print_what_their_comments_say(capsys):
 
     import tfdc.mistakes as module
     docs = [module.__doc__, mistakes.__doc__, check_labels.__doc__,
-            module.looks_like_logits.__doc__]
+            module.looks_like_logits.__doc__, module.majority_error.__doc__]
     blocks = [b for doc in docs for b in re.findall(r"```python\n(.*?)```", doc, re.S)]
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     for block in map(textwrap.dedent, blocks):
         exec(block, {})
         printed = capsys.readouterr().out.strip()
         expected = re.search(r"print\(.*\)\s+# (.*)", block).group(1).strip()
         assert printed == expected, block
+
+
+@pytest.mark.parametrize("labels,classes,expected", [
+    (np.array([3, 1, 3, 0, 3, 1]), 4, (0.5, 3)),
+    (np.array([[3], [1], [3], [0], [3], [1]]), 4, (0.5, 3)),        # [N, 1]
+    (np.eye(4)[[3, 1, 3, 0, 3, 1]], 4, (0.5, 3)),                   # one-hot
+    (np.array([0.0, 1.0, 1.0, 1.0]), 1, (0.25, 1)),                 # a binary unit
+    (np.array([2, 2]), 3, (0.0, 2)),
+])
+def test_majority_error_is_the_error_of_always_answering_one_class(labels, classes, expected):
+    from tfdc.mistakes import majority_error
+    error, label = majority_error(labels, classes)
+    assert (error, label) == pytest.approx(expected)
+    # The same, by the one rule: a constant output for that class.
+    constant = np.tile(np.eye(max(classes, 2))[label], (len(labels), 1))
+    if classes == 1:
+        constant = np.full((len(labels), 1), float(label))
+    assert np.mean(mistakes(constant, labels, from_logits=False)) == pytest.approx(error)
+
+
+def test_majority_error_checks_the_labels():
+    from tfdc.mistakes import majority_error
+    with pytest.raises(ValueError, match="validation_data: labels must be in \\[0, 3\\)"):
+        majority_error(np.array([0, 5]), 3, "validation_data")
+    with pytest.raises(ValueError, match="no labels"):
+        majority_error(np.zeros(0, int), 3)

@@ -505,6 +505,22 @@ def fewest_examples(max_error_increase, confidence=DEFAULT_CONFIDENCE):
     return low
 
 
+def _warn_no_better_than_constant(float_wrong, y, classes):
+    """Warn (before any training) when the float model classifies the
+    validation data no better than always answering its most frequent
+    class: compressing it is pointless, and the usual cause is a mistake
+    in the data."""
+    from tfdc.mistakes import majority_error
+    error = float(np.mean(float_wrong))
+    constant, label = majority_error(y, classes, "validation_data")
+    if error >= constant:
+        warnings.warn(f"tfdc.compress: the float model's validation error ({error:.2%}) is no "
+                      f"better than always answering class {label} ({constant:.2%}): is it "
+                      "trained, and do the validation inputs reach it as in training (the same "
+                      "scaling and preprocessing, labels paired with their inputs)?",
+                      stacklevel=3)
+
+
 def _warn_few_examples(examples, max_error_increase, confidence):
     """Warn (before any training) when the bound alone, for a file exactly
     as accurate as the float model, takes more than half of an error budget
@@ -1007,6 +1023,10 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
 
     Warns:
         BudgetMissedWarning: the kept file misses the budget (`.met` False).
+        UserWarning: before any training, when the float classifier's
+            validation error is no better than always answering one class
+            (`tfdc.mistakes.majority_error`: untrained, or its data are
+            preprocessed otherwise than in training).
         UserWarning: before any training, when an error budget's bound on
             so few validation examples takes more than half of the budget
             even for a file exactly as accurate as the float model
@@ -1079,6 +1099,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     from_logits = _from_logits(model)
     float_wrong, not_classifier = _float_mistakes(model, val_outputs, y_val, from_logits,
                                                   max_error_increase)
+    if not_classifier is None:
+        _warn_no_better_than_constant(float_wrong, y_val, val_outputs.shape[1])
     if max_error_increase is not None and confidence is not None:
         _warn_few_examples(len(float_wrong), max_error_increase, confidence)
     classes = val_outputs.shape[1]

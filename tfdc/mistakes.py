@@ -27,7 +27,7 @@ print(mistakes(probs, np.array([0, 1, 1])))   # [False False  True]
 
 import numpy as np
 
-__all__ = ["mistakes", "check_labels", "looks_like_logits"]
+__all__ = ["mistakes", "check_labels", "looks_like_logits", "majority_error"]
 
 
 def mistakes(outputs, labels, from_logits=None, what="labels"):
@@ -144,6 +144,38 @@ def check_labels(labels, classes, what="labels"):
             f"in [0, {classes}) for {classes} outputs"
         raise ValueError(f"{what}: labels must be {kind}" + _first_bad(y, bad))
     return y
+
+
+def majority_error(labels, classes, what="labels"):
+    """The error of always answering the most frequent class, and that
+    class: what a classifier that ignores its input scores. A trained
+    model's error is far below it; one at or above it is untrained, or gets
+    its inputs preprocessed otherwise than in training, or labels not
+    paired with them.
+
+    Args:
+        labels, classes, what: as for `check_labels` (one-hot labels count
+            their argmax; `classes` 1 is a binary unit, labels 0 / 1).
+
+    Returns:
+        `(error, class)`: a fraction in [0, 1) and the class index.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from tfdc.mistakes import majority_error
+    print(majority_error(np.array([2, 0, 2, 2]), 3))   # (0.25, 2)
+    ```
+    """
+    y = check_labels(labels, classes, what)
+    if y.ndim == 2:
+        y = np.argmax(y, axis=-1)
+    if y.size == 0:
+        raise ValueError(f"{what}: no labels")
+    counts = np.bincount(y, minlength=max(classes, 2))
+    best = int(np.argmax(counts))
+    return 1.0 - float(counts[best]) / y.size, best
 
 
 def _first_bad(y, bad):
