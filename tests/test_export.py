@@ -411,6 +411,31 @@ def test_inputs_outputs_and_signature_survive_in_keras_order(tmp_path, batch_siz
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("structure", ["dict", "nested"])
+def test_dict_and_nested_outputs_export_flat_in_keras_order(tmp_path, structure):
+    """A model returning a dict (keys unlike its layers' names) or a list
+    holding a dict: the signature is one flat dict of tensors, named by the
+    dict's keys (else the output layers'), listed as `model.outputs`."""
+    base = _two_inputs_two_outputs()
+    main, aux = base.outputs
+    outputs = {"zeta": main, "aux_out": aux} if structure == "dict" else [main, {"k": aux}]
+    model = compress_weights(keras.Model(base.inputs, outputs), kept=0.2, codebook_size=8)
+    export(model, tmp_path / "m.tflite", batch_size=1)
+    rng = np.random.default_rng(0)
+    xa, xb = (rng.normal(size=(1, 6)).astype("float32") for _ in range(2))
+    keras_outputs = model([xa, xb])
+    interpreter = tfdc.load_interpreter(tmp_path / "m.tflite")
+    names = ["aux_out", "zeta"] if structure == "dict" else ["main", "aux"]
+    assert interpreter.get_signature_list()["serving_default"]["outputs"] == sorted(names)
+    by_name = interpreter.get_signature_runner("serving_default")(alpha=xa, beta=xb)
+    for name, want in zip(names, keras.tree.flatten(keras_outputs)):
+        np.testing.assert_allclose(by_name[name], want, rtol=1e-5, atol=1e-5)
+    for got, want in zip(run(tmp_path / "m.tflite", [xa, xb]), keras.tree.flatten(keras_outputs)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    if structure == "dict":
+        np.testing.assert_allclose(by_name["zeta"], keras_outputs["zeta"], rtol=1e-5, atol=1e-5)
+
+
 def test_export_prints_nothing(tmp_path, capfd):
     model = compress_weights(mlp())
     capfd.readouterr()

@@ -198,3 +198,27 @@ def test_layer_by_layer_evaluation_keeps_masks():
     assert sens.layers == ["emb", "rnn", "out"]
     assert sens.kinds == {"emb": "embedding", "rnn": "recurrent", "out": "dense"}
     assert sens.weights["rnn"] == (8 + 16) * 16 * 4
+
+
+def test_a_model_with_several_outputs_is_refused_naming_them():
+    """The scan, the planner and compress score one output: a model with a
+    dict of two is refused before its data are read, with the outputs'
+    names and the one-output view to give instead."""
+    inputs = keras.Input((8,))
+    hidden = keras.layers.Dense(16, name="trunk")(inputs)
+    model = keras.Model(inputs, {"label": keras.layers.Dense(3, name="cls")(hidden),
+                                 "box": keras.layers.Dense(4, name="reg")(hidden)})
+    x = np.zeros((32, 8), "float32")
+    y = {"label": np.zeros(32, "int64"), "box": np.zeros((32, 4), "float32")}
+    for who, call in (("sensitivity", lambda: tfdc.sensitivity(model, (x, y))),
+                      ("tfdc.plan", lambda: tfdc.plan(model, (x, y), target_bytes=1000)),
+                      ("tfdc.compress", lambda: tfdc.compress(model, (x, y), (x, y),
+                                                              target_bytes=1000, verbose=0))):
+        with pytest.raises(ValueError, match=rf"^{who} needs a model with one output; "
+                           r"'functional\w*' has 2 \(box, label\)\. Give it the view of one "
+                           r"output, keras.Model\(model.inputs, model.outputs\[i\]\)"):
+            call()
+    # The view of one output is accepted: its layers are the model's.
+    view = keras.Model(model.inputs, model.outputs[1])
+    sens = tfdc.sensitivity(view, (x, np.zeros(32, "int64")), sparsities=[0.5], bits=[4])
+    assert set(sens.layers) == {"trunk", "cls"}

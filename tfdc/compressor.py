@@ -1052,7 +1052,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     from tfdc.demo import tflite_outputs
     from tfdc.exporter import check_writable, write_atomically
     from tfdc.mistakes import mistakes
-    from tfdc.scan import example_losses, loss_callable, mean_loss
+    from tfdc.scan import check_one_output, example_losses, loss_callable, mean_loss
 
     started = time.perf_counter()
     if log is None:
@@ -1077,6 +1077,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         raise ValueError(f"model must be a keras.Model, got {type(model).__name__}")
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: call it on data or fit it first")
+    check_one_output(model, "tfdc.compress")
     for name, value, low in (("batch_size", batch_size, 1), ("max_trials", max_trials, 1)):
         _check_number(value, name, integer=True)
         if value < low:

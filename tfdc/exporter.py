@@ -176,13 +176,21 @@ def _input_specs(model, batch_size):
 
 
 def _output_names(model):
-    """The names the signature gives the model's outputs: the Keras output
-    names of a Functional or Sequential model (`model.output_names`, e.g. the
-    output layers' names) when they are distinct, else the converter's
-    `output_0`, `output_1`, ... (a subclassed model: None, its outputs are
-    not known before tracing)."""
+    """The names the signature gives the model's outputs, in the order of
+    `model.outputs`: the keys of a model whose outputs are a dict (`model(x)
+    ["key"]`), else the Keras output names of a Functional or Sequential
+    model (`model.output_names`, e.g. the output layers' names) when they
+    are distinct, else the converter's `output_0`, `output_1`, ... (a
+    subclassed model: None, its outputs are not known before tracing)."""
     if not _has_graph(model):
         return None
+    try:
+        structure = model.output
+    except (AttributeError, ValueError):
+        structure = None
+    if isinstance(structure, dict) and len(structure) == len(model.outputs) and all(
+            isinstance(key, str) and key for key in structure):
+        return sorted(structure)  # Keras flattens a dict in key order: model.outputs
     names = [str(n) for n in getattr(model, "output_names", None) or []]
     if len(names) == len(model.outputs) and len(set(names)) == len(names) and all(names):
         return names
@@ -201,8 +209,9 @@ def _save_serving(model, specs, output_names, directory):
         outputs = model(*args, training=False)
         if output_names is None:
             return outputs
-        flat = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        return dict(zip(output_names, flat))
+        # A signature returns one flat dict of tensors: a list or dict of
+        # outputs (nested too) flattened as `model.outputs` lists them.
+        return dict(zip(output_names, keras.tree.flatten(outputs)))
 
     archive = keras.export.ExportArchive()
     archive.track(model)

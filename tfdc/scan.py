@@ -216,6 +216,25 @@ def _float(v):
 # Validation data and the evaluation
 
 
+def check_one_output(model, who):
+    """A ValueError naming the outputs of a Functional or Sequential model
+    with several: the scan, the planner and `tfdc.compress` score one
+    output (`who`: the caller, for the message). A subclassed model's
+    outputs are checked when it runs."""
+    try:
+        outputs = list(model.outputs or [])
+    except (AttributeError, ValueError):
+        return
+    if len(outputs) > 1:
+        from tfdc.exporter import _output_names
+        raise ValueError(f"{who} needs a model with one output; {model.name!r} has "
+                         f"{len(outputs)} ({', '.join(_output_names(model))}). Give it the "
+                         "view of one output, keras.Model(model.inputs, model.outputs[i]): "
+                         "its layers are the model's, so its plan's settings apply to them; "
+                         "tfdc.GradualPruning, tfdc.ClusteredFineTuning and tfdc.export take "
+                         "the whole model")
+
+
 def _take(data, samples, seed=0):
     """`(x, y)` NumPy arrays (x: array, list or dict of arrays) of at most
     `samples` examples of `validation_data`: a tuple `(x, y)` or `(x, y,
@@ -553,6 +572,7 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     start = time.perf_counter()
     if not getattr(model, "built", False):
         raise ValueError(f"model {model.name!r} is not built: call it on data or build it first")
+    check_one_output(model, "sensitivity")
     sparsities, bits = _check_grid(sparsities, bits)
     if samples is not None and (isinstance(samples, bool) or int(samples) < 1):
         raise ValueError(f"samples must be a positive integer or None, got {samples!r}")
