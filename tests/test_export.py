@@ -436,6 +436,28 @@ def test_dict_and_nested_outputs_export_flat_in_keras_order(tmp_path, structure)
         np.testing.assert_allclose(by_name["zeta"], keras_outputs["zeta"], rtol=1e-5, atol=1e-5)
 
 
+def test_dict_inputs_export_in_keras_order(tmp_path):
+    """A model taking a dict of inputs: the signature binds them by name,
+    and by position they are listed as `model.inputs` (key order)."""
+    zz, aa = keras.Input((6,), name="zz"), keras.Input((4,), name="aa")
+    joined = layers.Concatenate()([layers.Dense(32, name="dz")(zz),
+                                   layers.Dense(32, name="da")(aa)])
+    outputs = layers.Dense(3, name="out")(joined)
+    model = compress_weights(keras.Model({"zz": zz, "aa": aa}, outputs), kept=0.2,
+                             codebook_size=8)
+    export(model, tmp_path / "m.tflite", batch_size=1)
+    rng = np.random.default_rng(0)
+    x = {"zz": rng.normal(size=(1, 6)).astype("float32"),
+         "aa": rng.normal(size=(1, 4)).astype("float32")}
+    want = keras.ops.convert_to_numpy(model(x))
+    interpreter = tfdc.load_interpreter(tmp_path / "m.tflite")
+    assert interpreter.get_signature_list()["serving_default"]["inputs"] == ["aa", "zz"]
+    got = interpreter.get_signature_runner("serving_default")(**x)["out"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    (positional,) = run(tmp_path / "m.tflite", [x["aa"], x["zz"]])
+    np.testing.assert_allclose(positional, want, rtol=1e-5, atol=1e-5)
+
+
 def test_export_prints_nothing(tmp_path, capfd):
     model = compress_weights(mlp())
     capfd.readouterr()

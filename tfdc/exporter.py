@@ -197,6 +197,21 @@ def _output_names(model):
     return [f"output_{i}" for i in range(len(model.outputs))]
 
 
+def _input_structure(model):
+    """A Functional model's inputs when they are a dict (or nested): the
+    structure to rebuild from the signature's flat list (`model.inputs`
+    order); None for one input or a flat list."""
+    if not _has_graph(model):
+        return None
+    try:
+        structure = model.input
+    except (AttributeError, ValueError):
+        return None
+    return structure if isinstance(structure, dict) or (
+        isinstance(structure, (list, tuple)) and any(isinstance(s, (dict, list, tuple))
+                                                     for s in structure)) else None
+
+
 def _save_serving(model, specs, output_names, directory):
     """Write `model` as a SavedModel whose only signature is `serving_default`
     (inference mode), its outputs named `output_names` (None: the
@@ -205,7 +220,11 @@ def _save_serving(model, specs, output_names, directory):
     stdout."""
     import keras
 
+    structure = _input_structure(model)
+
     def serve(*args):
+        if structure is not None:  # the flat list of inputs, as the model takes them
+            args = (keras.tree.pack_sequence_as(structure, keras.tree.flatten(args)),)
         outputs = model(*args, training=False)
         if output_names is None:
             return outputs
