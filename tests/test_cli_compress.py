@@ -50,6 +50,28 @@ def test_compresses_to_the_target_and_reports_the_test_error(capsys, files, mnis
     assert f"test (x_test, 512 examples, not used to compress): error {error:.2%} packed" in text
 
 
+def test_a_model_with_its_output_in_a_dict(capsys, files, mnist_small):
+    """`{"probs": y}` saved and loaded: its test split is scored through the
+    plain output, and the packed file's signature keeps the key."""
+    import keras
+
+    import tfdc
+    from tfdc.demo import tflite_error
+    plain = keras.models.load_model(files["model"])
+    model = keras.Model(plain.inputs[0], {"probs": plain.outputs[0]})
+    model.compile("adam", {"probs": "sparse_categorical_crossentropy"})
+    model.optimizer.build(model.trainable_variables)  # saved whole: loads without a warning
+    model.save(files["folder"] / "dict.keras")
+    out = files["folder"] / "dict.tflite"
+    code, text, err = run(capsys, "compress", files["folder"] / "dict.keras", files["data"],
+                          out, "--target-bytes", 9000, "--epochs", "1,1")
+    assert code == 0, err
+    (_, _), (xt, yt) = mnist_small
+    assert f"error {tflite_error(str(out), xt[:512], yt[:512]):.2%} packed" in text
+    signature = tfdc.load_interpreter(out).get_signature_list()["serving_default"]
+    assert signature["outputs"] == ["probs"]
+
+
 def test_a_missed_budget_exits_with_status_1(capsys, files):
     # A file retrained for 2 epochs does not beat a converged model by the
     # ~4 points that a bound of 0 at 99 % confidence on 256 images needs.

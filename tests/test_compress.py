@@ -132,6 +132,25 @@ def test_error_budget_is_met_on_the_bound_not_the_measurement(data, trained, tmp
         assert bounded.error_increase_bound <= 1.0
 
 
+def test_one_output_in_a_dict_is_compressed_and_kept_in_its_dict(data, trained, tmp_path):
+    """`{"probs": y}`: compress trains the plain view (the compiled loss
+    dict's one loss) and returns and exports the model in its dict."""
+    plain = _fresh(trained)
+    model = keras.Model(plain.inputs[0], {"probs": plain.outputs[0]})
+    model.compile("adam", loss={"probs": "sparse_categorical_crossentropy"})
+    path = tmp_path / "d.tflite"
+    result = tfdc.compress(model, data[0], data[1], target_bytes=30_000, path=path,
+                           epochs=(1, 1), verbose=0)
+    assert 0.95 * 30_000 <= result.packed_bytes <= 30_000
+    interpreter = tfdc.load_interpreter(path)
+    assert interpreter.get_signature_list()["serving_default"]["outputs"] == ["probs"]
+    assert list(result.model(data[1][0][:4])) == ["probs"]
+    assert tflite_error(str(path), *data[1]) == result.error < 0.2
+    np.testing.assert_allclose(tflite_outputs(str(path), data[1][0][:64]),
+                               result.model.predict(data[1][0][:64], verbose=0)["probs"],
+                               atol=1e-5)
+
+
 def test_an_untrained_classifier_is_warned_about_before_any_training(data, tmp_path):
     # Freshly initialised: its error is that of a constant answer or worse.
     # The warning comes before the training, which the bad first training

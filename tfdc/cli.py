@@ -496,6 +496,8 @@ def cmd_compress(args):
                         "not to --target-bytes")
     train, validation, test, note = load_npz_splits(args.data, args.validation_split)
     model = _load_keras_model(args.model, args.safe_mode)
+    from tfdc.scan import check_one_output
+    check_one_output(model, "tfdc compress")
     if test is not None:  # a bad test split fails now, not after the training
         score, float_test = _test_score(model, *test)
     x = train[0]
@@ -561,9 +563,10 @@ def _test_score(model, x, y):
     x_test or y_test it cannot take is an error before any training."""
     import numpy as np
 
-    from tfdc.compressor import _first_line, _float_mistakes, _from_logits
+    from tfdc.compressor import _first_line, _float_mistakes, _from_logits, _plain_output
     from tfdc.mistakes import mistakes
     from tfdc.scan import loss_callable, mean_loss
+    model, _ = _plain_output(model)  # scored as compress scores it
     try:
         outputs = np.asarray(model.predict(x, batch_size=512, verbose=0))
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this

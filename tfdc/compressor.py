@@ -874,13 +874,44 @@ class _Config:
     loss: object
 
 
-def _export(student, path, batch_size):
+def _plain_output(model):
+    """A model whose one output sits in a dict or list (`{"probs": y}`) as
+    its plain view (the same layers, output `y`, compiled with the one loss
+    if the model is), and that structure (None for a plain output): tfdc
+    trains and scores the view, and exports and returns its trained copies
+    in the structure (`_structured`)."""
+    import keras
+    try:
+        structure = model.output
+    except (AttributeError, ValueError):
+        return model, None
+    if not isinstance(structure, (dict, list, tuple)) or len(model.outputs) != 1:
+        return model, None
+    view = keras.Model(model.input, model.outputs[0], name=model.name)
+    loss = getattr(model, "loss", None)
+    losses = keras.tree.flatten(loss) if isinstance(loss, (dict, list, tuple)) else [loss]
+    if len(losses) == 1 and losses[0] is not None:
+        view.compile(loss=losses[0])
+    return view, structure
+
+
+def _structured(student, structure):
+    """A trained copy of `_plain_output`'s view with the model's output
+    structure back (the same layers and weights)."""
+    import keras
+    if structure is None:
+        return student
+    return keras.Model(student.input, keras.tree.pack_sequence_as(structure, student.outputs),
+                       name=student.name)
+
+
+def _export(student, path, batch_size, structure=None):
     from tfdc.exporter import export
-    report = export(student, path, batch_size=batch_size)
+    report = export(_structured(student, structure), path, batch_size=batch_size)
     return report, os.path.getsize(path)
 
 
-def _cut_to(student, plan, target, size, path, batch_size, log):
+def _cut_to(student, plan, target, size, path, export_file, log):
     """Prune the smallest remaining weights of every planned kernel in equal
     proportion until the packed file is at most `target` bytes (secant steps
     on the fraction kept, measured by exporting). Returns (report, size)."""
@@ -908,7 +939,7 @@ def _cut_to(student, plan, target, size, path, batch_size, log):
                 flat[flat == 0] = np.inf
                 w.ravel()[np.argpartition(flat, drop - 1)[:drop]] = 0.0
             s.variable.assign(w)
-        report, size = _export(student, path, batch_size)
+        report, size = export_file(student, path)
         log(f"  cut to {f:.1%} of the kept weights: {size:,} B")
         points.append((f, size))
         if (1 - _TOLERANCE) * target <= size <= target:
@@ -947,7 +978,12 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             model with one input and output (regression, embeddings, ...)
             compiled with its loss compresses to `target_bytes` or
             `max_loss_increase`: the loss is then what is reported (`error`
-            is NaN).
+            is NaN). An output inside a dict or list (`{"probs": y}`) is
+            trained and scored as `y`, and `.model` and the packed file keep
+            the dict (the signature's output is named "probs"). A model with
+            several outputs is refused, naming them: plan on the view of
+            one, `keras.Model(model.inputs, model.outputs[i])`, and train
+            the whole model with the plan's settings and tfdc's callbacks.
         train_data: `(x, y)` arrays, or a `keras.utils.PyDataset` /
             `tf.data.Dataset` of `(x, y)` batches (e.g. with augmentation).
             Labels: class indices `[N]` (or `[N, 1]`), one-hot `[N,
@@ -1078,6 +1114,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: call it on data or fit it first")
     check_one_output(model, "tfdc.compress")
+    model, structure = _plain_output(model)
     for name, value, low in (("batch_size", batch_size, 1), ("max_trials", max_trials, 1)):
         _check_number(value, name, integer=True)
         if value < low:
@@ -1178,6 +1215,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             except ValueError:  # a layer the byte-cost model cannot price
                 return None
 
+        def export_file(student, to):
+            return _export(student, to, export_batch_size, structure)
+
         def trial(p, note):
             n = len(trials) + 1
             planned = _planned_bytes(p)
@@ -1187,7 +1227,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             times["train"] = times.get("train", 0.0) + time.perf_counter() - t
             t = time.perf_counter()
             trial_path = os.path.join(workdir, f"run{n}.tflite")
-            report, size = _export(student, trial_path, export_batch_size)
+            report, size = export_file(student, trial_path)
             times["export"] = times.get("export", 0.0) + time.perf_counter() - t
             entry = dict(run=n, plan=p, planned_bytes=planned, student=student,
                          path=trial_path, report=report, bytes=size)
@@ -1232,7 +1272,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
 
         if target_bytes is not None:
             chosen, met, message = _to_target(target_bytes, plan, make_plan, trial, run, log,
-                                              export_batch_size, _evaluate)
+                                              export_file, _evaluate)
         else:
             quality = ({"max_error_increase": max_error_increase}
                        if max_error_increase is not None
@@ -1247,7 +1287,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     if not met:
         warnings.warn(f"tfdc.compress: {message}", BudgetMissedWarning, stacklevel=2)
     return CompressResult(
-        path=path, report=chosen["report"], model=chosen["student"], plan=chosen["plan"],
+        path=path, report=chosen["report"], model=_structured(chosen["student"], structure),
+        plan=chosen["plan"],
         packed_bytes=chosen["bytes"], float_bytes=float_bytes, float_error=float_error,
         error=chosen["error"], target_bytes=target_bytes, max_error_increase=max_error_increase,
         max_loss_increase=max_loss_increase, loss_increase_bound=chosen.get("loss_bound"),
@@ -1258,7 +1299,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                 for t in trials])
 
 
-def _to_target(target, plan, make_plan, trial, run, log, export_batch_size, evaluate):
+def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate):
     """Train to a byte budget: plan for slightly under the target, train;
     too large: cut and fine-tune; far too small: plan larger and retrain."""
     low = (1 - _TOLERANCE) * target
@@ -1291,9 +1332,9 @@ def _to_target(target, plan, make_plan, trial, run, log, export_batch_size, eval
     if entry["bytes"] > target:
         log(f"  {entry['bytes']:,} B is over the target: removing the smallest weights")
         report, size = _cut_to(entry["student"], entry["plan"], target, entry["bytes"],
-                               entry["path"], export_batch_size, log)
+                               entry["path"], export_file, log)
         student = run.finetune_fixed(entry["student"], entry["plan"], log)
-        report, size = _export(student, entry["path"], export_batch_size)
+        report, size = export_file(student, entry["path"])
         entry.update(student=student, report=report, bytes=size)
         evaluate(entry)
     size = entry["bytes"]
