@@ -7,6 +7,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfdc
 from tfdc.demo import tflite_error, tflite_outputs
@@ -311,7 +312,16 @@ def test_bad_data(data, trained, tmp_path):
                                     "one input"),
             ((x, y), (xv, 3), r"validation_data: x and y must be arrays .* shapes "
                               r"\(1024, 28, 28\) and \(\)"),
-            ((x, y), xv, "validation_data must be a tuple")]:
+            ((x, y), xv, "validation_data must be a tuple"),
+            ((x, y, np.ones(len(y))), (xv, yv), r"train_data: sample weights, \(x, y, "
+                                                r"sample_weight\), are not supported"),
+            ((x, y), (xv, yv, np.ones(len(yv))), "validation_data: sample weights"),
+            ((x, y), tf.data.Dataset.from_tensor_slices((xv, yv)).batch(64),
+             r"validation_data must be a tuple \(x, y\) of NumPy arrays, got _BatchDataset "
+             r"\(the packed file is scored on them in LiteRT: collect a dataset's batches "
+             r"into arrays\)"),
+            ((x, y), [xv], r"validation_data must be a tuple \(x, y\) of NumPy arrays, got a "
+                           "list of 1$")]:
         with pytest.raises(ValueError, match=message):
             tfdc.compress(trained, train, val, target_bytes=9000, path=path, verbose=0)
     # Each failed before any training: no file, no work folder left.
