@@ -167,6 +167,18 @@ def test_an_untrained_classifier_is_warned_about_before_any_training(data, tmp_p
             tfdc.compress(model, (x, y + 10), (xv, yv), target_bytes=5_000,
                           path=tmp_path / "u.tflite", verbose=0)
     assert caught[0].filename == __file__
+    # Too few examples, or one class only, cannot tell: no warning.
+    from tfdc.compressor import _FEWEST_TO_JUDGE, _warn_no_better_than_constant
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        few = _FEWEST_TO_JUDGE - 1
+        _warn_no_better_than_constant(np.ones(few, bool), np.arange(few) % 3, 3)
+        _warn_no_better_than_constant(np.zeros(100, bool), np.zeros(100, int), 3)
+    with pytest.warns(UserWarning, match=r"\(77.78%\) is no better than always answering "
+                      r"class 0 \(66.67%\)"):
+        _warn_no_better_than_constant(np.arange(90) < 70, np.arange(90) % 3, 3)
+    with pytest.warns(UserWarning, match=r"\(66.67%\) is no better"):  # as bad as class 0
+        _warn_no_better_than_constant(np.arange(90) % 3 > 0, np.arange(90) % 3, 3)
 
 
 @pytest.mark.parametrize("budget,confidence", [(0.2, 0.9), (1.0, 0.9), (0.05, 0.99),

@@ -63,6 +63,9 @@ _TOLERANCE = 0.05
 # confidence is within it (`increase_bound`, `loss_increase_bound`); the
 # demo's --confidence default too.
 DEFAULT_CONFIDENCE = 0.9
+# Validation examples below which compress does not judge whether the float
+# model beats a constant answer (`_warn_no_better_than_constant`).
+_FEWEST_TO_JUDGE = 30
 
 
 class BudgetMissedWarning(UserWarning):
@@ -515,12 +518,16 @@ def fewest_examples(max_error_increase, confidence=DEFAULT_CONFIDENCE):
 def _warn_no_better_than_constant(float_wrong, y, classes):
     """Warn (before any training) when the float model classifies the
     validation data no better than always answering its most frequent
-    class: compressing it is pointless, and the usual cause is a mistake
-    in the data."""
+    class (on `_FEWEST_TO_JUDGE` examples or more, of two classes or more):
+    compressing it is pointless, and the usual cause is a mistake in the
+    data."""
     from tfdc.mistakes import majority_error
     error = float(np.mean(float_wrong))
     constant, label = majority_error(y, classes, "validation_data")
-    if error >= constant:
+    # A few examples, or one class only, cannot tell a model from a constant.
+    n = len(float_wrong)  # compared in examples: the fractions' rounding differs
+    if n >= _FEWEST_TO_JUDGE and constant > 0 and \
+            np.count_nonzero(float_wrong) >= round(constant * n):
         warnings.warn(f"tfdc.compress: the float model's validation error ({error:.2%}) is no "
                       f"better than always answering class {label} ({constant:.2%}): is it "
                       "trained, and do the validation inputs reach it as in training (the same "
@@ -544,7 +551,8 @@ def _warn_few_examples(examples, max_error_increase, confidence):
                 "compression")
     more = (f"; {fewest_examples(max_error_increase / 2, confidence):,} examples would leave "
             "half the budget to spend" if max_error_increase > 0 else "")
-    warnings.warn(f"tfdc.compress: on {examples:,} validation examples, a packed file exactly as "
+    warnings.warn(f"tfdc.compress: on {examples:,} validation example"
+                  f"{'s' if examples != 1 else ''}, a packed file exactly as "
                   f"accurate as the float model has an error increase bound of +{floor:.2f} "
                   f"points at {confidence:.0%} confidence, {room}{more}", stacklevel=3)
 
