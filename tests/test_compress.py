@@ -193,16 +193,29 @@ def test_fewest_examples_is_where_an_unchanged_file_first_passes(budget, confide
 
 
 def test_few_validation_examples_warn_when_the_bound_takes_half_the_budget():
-    from tfdc.compressor import _warn_few_examples, fewest_examples
+    from tfdc.compressor import _check_examples, fewest_examples
+    enough = fewest_examples(0.1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _warn_few_examples(fewest_examples(0.1), 0.2, 0.9)  # half of 0.2 left: quiet
+        _check_examples(np.zeros(enough, bool), 0.2, 0.9)  # half of 0.2 left: quiet
     with pytest.warns(UserWarning) as caught:
-        _warn_few_examples(fewest_examples(0.1) - 1, 0.2, 0.9)
+        _check_examples(np.zeros(enough - 1, bool), 0.2, 0.9)
     assert "more than half the budget of 0.2: expect little compression; 1,811 examples " \
         "would leave half the budget to spend" in str(caught[0].message)
     with pytest.raises(ValueError, match="max_error_increase must be positive"):
         fewest_examples(0)
+    # A budget no file can meet, not even one right on every example: refused.
+    for wrong, budget, message in (
+            (np.zeros(10, bool), 1.0, r"max_error_increase=1 cannot be met on 10 validation "
+             r"examples: even a packed file right on every one has an error increase bound of "
+             r"\+15.10 points at 90% confidence. Give at least 180 validation examples"),
+            (np.zeros(1, bool), 1.0, "on 1 validation example: "),
+            (np.zeros(100, bool), 0.0, "Give more validation examples, a larger budget")):
+        with pytest.raises(ValueError, match=message):
+            _check_examples(wrong, budget, 0.9)
+    # Fixing the float model's mistakes can meet it: searched, with the warning.
+    with pytest.warns(UserWarning, match="only a file more accurate than the float model"):
+        _check_examples(np.arange(10) < 3, 1.0, 0.9)
     # The docstring's example gives the numbers its comments say.
     import re
     import textwrap

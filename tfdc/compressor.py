@@ -535,11 +535,24 @@ def _warn_no_better_than_constant(float_wrong, y, classes):
                       stacklevel=3)
 
 
-def _warn_few_examples(examples, max_error_increase, confidence):
-    """Warn (before any training) when the bound alone, for a file exactly
-    as accurate as the float model, takes more than half of an error budget
-    on this many validation examples: only files that fix some of the float
-    model's mistakes are then kept, so expect little compression."""
+def _check_examples(float_wrong, max_error_increase, confidence):
+    """Before any training: refuse an error budget that no file can meet
+    on these validation examples (even one right on every example, fixing
+    all the float model's mistakes, has a bound above it), and warn when
+    the bound alone, for a file exactly as accurate as the float model,
+    takes more than half of the budget: only files that fix some of the
+    float model's mistakes are then kept, so expect little compression."""
+    examples = len(float_wrong)
+    on = f"{examples:,} validation example{'s' if examples != 1 else ''}"
+    best = _paired_bound(0, int(np.count_nonzero(float_wrong)), examples, confidence)
+    if best > max_error_increase:
+        raise ValueError(
+            f"validation_data: max_error_increase={max_error_increase:g} cannot be met on {on}: "
+            f"even a packed file right on every one has an error increase bound of "
+            f"{best:+.2f} points at {confidence:.0%} confidence. Give "
+            + (f"at least {fewest_examples(max_error_increase, confidence):,} validation "
+               "examples, " if max_error_increase > 0 else "more validation examples, ")
+            + "a larger budget or a lower confidence")
     floor = _paired_bound(0, 0, examples, confidence)
     if floor <= max_error_increase / 2:
         return
@@ -551,10 +564,9 @@ def _warn_few_examples(examples, max_error_increase, confidence):
                 "compression")
     more = (f"; {fewest_examples(max_error_increase / 2, confidence):,} examples would leave "
             "half the budget to spend" if max_error_increase > 0 else "")
-    warnings.warn(f"tfdc.compress: on {examples:,} validation example"
-                  f"{'s' if examples != 1 else ''}, a packed file exactly as "
-                  f"accurate as the float model has an error increase bound of +{floor:.2f} "
-                  f"points at {confidence:.0%} confidence, {room}{more}", stacklevel=3)
+    warnings.warn(f"tfdc.compress: on {on}, a packed file exactly as accurate as the float "
+                  f"model has an error increase bound of +{floor:.2f} points at "
+                  f"{confidence:.0%} confidence, {room}{more}", stacklevel=3)
 
 
 def _steps(train, batch_size):
@@ -1067,7 +1079,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             number, data that is not `(x, y)`, labels that do not fit the
             model's outputs, inputs or a first training batch the model or
             its loss cannot take (all before any training), a model with
-            nothing to compress, a plan naming unknown layers, or (from the
+            nothing to compress, a plan naming unknown layers, an error
+            budget that no file can meet on the validation examples (even
+            one right on every example has a bound above it), or (from the
             planner) a `target_bytes` below the smallest reachable size.
         FileNotFoundError, PermissionError, IsADirectoryError: `path`
             cannot be written (checked before any training).
@@ -1155,7 +1169,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     if not_classifier is None:
         _warn_no_better_than_constant(float_wrong, y_val, val_outputs.shape[1])
     if max_error_increase is not None and confidence is not None:
-        _warn_few_examples(len(float_wrong), max_error_increase, confidence)
+        _check_examples(float_wrong, max_error_increase, confidence)
     classes = val_outputs.shape[1]
     batch = _first_batch(train, None if not_classifier else classes)
     labels = np.shape(batch[1])
