@@ -37,6 +37,27 @@ def mnist_small():
     return (xtr[:2048], ytr[:2048]), (xte[:1024], yte[:1024])
 
 
+@pytest.fixture(scope="session")
+def keras_user_files(tmp_path_factory, mnist_small):
+    """A user's files for `tfdc compress` and `tfdc plan`: an MLP trained
+    to convergence on 1,792 MNIST images (saved as .keras), and an .npz
+    with those images, 256 validation and 512 test images."""
+    import keras
+    import numpy as np
+    (x, y), (xt, yt) = mnist_small
+    folder = tmp_path_factory.mktemp("compress")
+    keras.utils.set_random_seed(0)
+    model = mlp(32)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x[:1792], y[:1792], epochs=15, batch_size=64, verbose=0)
+    paths = {"model": str(folder / "mlp.keras"), "data": str(folder / "data.npz"),
+             "folder": folder}
+    model.save(paths["model"])
+    np.savez(paths["data"], x_train=x[:1792], y_train=y[:1792], x_val=x[1792:], y_val=y[1792:],
+             x_test=xt[:512], y_test=yt[:512])
+    return paths
+
+
 def run_cli(capsys, *argv):
     """`tfdc ARGV` run in this process: (exit status, stdout, stderr)."""
     from tfdc.cli import main

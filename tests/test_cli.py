@@ -33,7 +33,7 @@ def packed_file(tmp_path_factory):
     return str(path), x, model.predict(x, verbose=0)
 
 
-@pytest.mark.parametrize("command", ["demo", "compress", "inspect", "decode", "bench"])
+@pytest.mark.parametrize("command", ["demo", "compress", "plan", "inspect", "decode", "bench"])
 def test_help_of_each_subcommand(capsys, command):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -46,7 +46,7 @@ def test_help_of_each_subcommand(capsys, command):
 def test_top_level_help_lists_commands(capsys):
     code, out, _ = run(capsys)
     assert code == 2
-    for command in ("demo", "compress", "pack", "inspect", "decode", "bench"):
+    for command in ("demo", "compress", "plan", "pack", "inspect", "decode", "bench"):
         assert command in out
 
 

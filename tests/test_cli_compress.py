@@ -8,29 +8,14 @@ import re
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, mlp, run_cli as run
+from conftest import assert_one_line_error, run_cli as run
 
 from tfdc.cli import main
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory, mnist_small):
-    """A user's files: an MLP trained to convergence on 1,792 MNIST images
-    (saved as .keras), and an .npz with those images, 256 validation and
-    512 test images."""
-    import keras
-    (x, y), (xt, yt) = mnist_small
-    folder = tmp_path_factory.mktemp("compress")
-    keras.utils.set_random_seed(0)
-    model = mlp(32)
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x[:1792], y[:1792], epochs=15, batch_size=64, verbose=0)
-    paths = {"model": str(folder / "mlp.keras"), "data": str(folder / "data.npz"),
-             "folder": folder}
-    model.save(paths["model"])
-    np.savez(paths["data"], x_train=x[:1792], y_train=y[:1792], x_val=x[1792:], y_val=y[1792:],
-             x_test=xt[:512], y_test=yt[:512])
-    return paths
+@pytest.fixture
+def files(keras_user_files):
+    return keras_user_files
 
 
 def test_compresses_to_the_target_and_reports_the_test_error(capsys, files, mnist_small):

@@ -219,8 +219,44 @@ def _add_pack_parser(sub):
     pack.set_defaults(func=cmd_pack)
 
 
-def _add_compress_parser(sub):
+def _add_model_and_data(parser, verb):
+    """MODEL, DATA, the budget and the options `tfdc compress` and `tfdc
+    plan` share (`verb`: what the command does with the budget)."""
     from tfdc.compressor import DEFAULT_CONFIDENCE
+    parser.add_argument("model", metavar="MODEL",
+                        help="a trained Keras model file (.keras, as model.save writes it): a "
+                        "classifier with one input and output, or another model compiled "
+                        "with its loss (then --target-bytes or --max-loss-increase)")
+    parser.add_argument("data", metavar="DATA",
+                        help="a NumPy .npz with x_train, y_train, optionally x_val, y_val and "
+                        "x_test, y_test, as the model takes them (np.savez(DATA, "
+                        "x_train=..., y_train=...))")
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--target-bytes", type=_at_least(1), default=None, metavar="N",
+                        help=f"{verb} a packed file of at most N bytes")
+    budget.add_argument("--max-error-increase", type=_non_negative, default=None, metavar="P",
+                        help=f"{verb} the smallest file whose validation error is at most P "
+                        "percentage points above the float model's (e.g. 0.2)")
+    budget.add_argument("--max-loss-increase", type=_non_negative, default=None, metavar="F",
+                        help=f"{verb} the smallest file whose validation loss is at most the "
+                        "fraction F above the float model's (0.05: 5 %%); for any model with "
+                        "a loss, e.g. a regression model (a classifier: --max-error-increase)")
+    if verb == "compress to":
+        parser.add_argument("--confidence", type=_confidence, default=None, metavar="C",
+                            help="with --max-error-increase or --max-loss-increase: the "
+                            "probability, in (0, 1), that the kept file's true increase is "
+                            f"within the budget (default {DEFAULT_CONFIDENCE}), or 'none': "
+                            "the measured increase itself")
+    parser.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
+                        help="without x_val in DATA: hold out the last F of x_train, in (0, "
+                        "1) (default 0.1)")
+    parser.add_argument("--safe-mode", action=argparse.BooleanOptionalAction, default=True,
+                        help="load MODEL with Keras's safe_mode (default: on); --no-safe-mode "
+                        "runs the Python code a Lambda layer stores in it: only for a file "
+                        "you trust")
+
+
+def _add_compress_parser(sub):
     compress = sub.add_parser(
         "compress", help="compress a trained Keras model (.keras) to a budget: plan, prune, "
         "cluster, pack",
@@ -233,34 +269,8 @@ def _add_compress_parser(sub):
         "in LiteRT is printed beside the float model's; they are never used to compress. Exit "
         "status 1 if the budget was not met (OUT then holds the run closest to "
         "it).")
-    compress.add_argument("model", metavar="MODEL",
-                          help="a trained Keras model file (.keras, as model.save writes it): a "
-                          "classifier with one input and output, or another model compiled "
-                          "with its loss (then --target-bytes or --max-loss-increase)")
-    compress.add_argument("data", metavar="DATA",
-                          help="a NumPy .npz with x_train, y_train, optionally x_val, y_val and "
-                          "x_test, y_test, as the model takes them (np.savez(DATA, "
-                          "x_train=..., y_train=...))")
+    _add_model_and_data(compress, "compress to")
     compress.add_argument("output", metavar="OUT", help="where to write the packed .tflite")
-    budget = compress.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--target-bytes", type=_at_least(1), default=None, metavar="N",
-                        help="a packed file of at most N bytes (within 5 %%)")
-    budget.add_argument("--max-error-increase", type=_non_negative, default=None, metavar="P",
-                        help="the smallest file whose validation error is at most P percentage "
-                        "points above the float model's, with --confidence (e.g. 0.2)")
-    budget.add_argument("--max-loss-increase", type=_non_negative, default=None, metavar="F",
-                        help="the smallest file whose validation loss is at most the fraction F "
-                        "above the float model's (0.05: 5 %% higher), with --confidence; for "
-                        "any model with a loss, e.g. a regression model (a classifier: "
-                        "--max-error-increase)")
-    compress.add_argument("--confidence", type=_confidence, default=None, metavar="C",
-                          help="with --max-error-increase or --max-loss-increase: the "
-                          "probability, in (0, 1), that the kept file's true increase is within "
-                          "the budget (default "
-                          f"{DEFAULT_CONFIDENCE}), or 'none': the measured increase itself")
-    compress.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
-                          help="without x_val in DATA: hold out the last F of x_train, in (0, "
-                          "1) (default 0.1)")
     compress.add_argument("--epochs", type=_epochs, default=None, metavar="N|P,C",
                           help="training epochs: N (split 3:1 between pruning and clustering) "
                           "or P,C (default: about 6,000 + 1,500 steps)")
@@ -273,11 +283,27 @@ def _add_compress_parser(sub):
                           help="random seed, for a reproducible run (default 1234)")
     compress.add_argument("--report", action="store_true",
                           help="also print the plan and the per-layer compression report")
-    compress.add_argument("--safe-mode", action=argparse.BooleanOptionalAction, default=True,
-                          help="load MODEL with Keras's safe_mode (default: on); --no-safe-mode "
-                          "runs the Python code a Lambda layer stores in it: only for a file "
-                          "you trust")
     compress.set_defaults(func=cmd_compress)
+
+
+def _add_plan_parser(sub):
+    plan = sub.add_parser(
+        "plan", help="scan a trained Keras model's sensitivity and plan per-layer settings "
+        "for a budget, without training",
+        description="The first step of tfdc compress alone, in seconds: the sensitivity scan "
+        "(each layer pruned, then clustered, on its own, measured on the validation data "
+        "without retraining: the table, and the paper's figure with --plot) and the plan of "
+        "per-layer sparsity and bits for the budget (tfdc.plan: the packed file's predicted "
+        "bytes, exact for the model as it is, and the predicted loss and error). No training: "
+        "an error or loss budget is planned without retraining's gain, so tfdc compress will "
+        "reach a smaller file.")
+    _add_model_and_data(plan, "plan for")
+    plan.add_argument("--plot", metavar="PNG", default=None,
+                      help="also draw the sensitivity curves into PNG (needs matplotlib)")
+    plan.add_argument("--json", metavar="JSON", default=None,
+                      help="also write the plan (its settings, for tfdc.GradualPruning and "
+                      "tfdc.ClusteredFineTuning, and predictions) as JSON")
+    plan.set_defaults(func=cmd_plan)
 
 
 def build_parser():
@@ -357,6 +383,7 @@ def build_parser():
     demo.set_defaults(func=cmd_demo)
 
     _add_compress_parser(sub)
+    _add_plan_parser(sub)
     _add_pack_parser(sub)
 
     inspect = sub.add_parser(
@@ -452,13 +479,17 @@ def cmd_demo(args):
         raise UserError(f"--out {args.out}: exists and is not a directory (the demo writes "
                         "several files into --out)")
     if args.no_plots is False:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UserError("plots need matplotlib: pip install 'tfdc[demo]' (or pass "
-                            "--no-plots)") from None
+        _require_matplotlib("plots need", " (or pass --no-plots)")
     demo.run(config)
     return 0
+
+
+def _require_matplotlib(what, alternative=""):
+    """A UserError before any work if matplotlib (the `demo` extra) is
+    missing: `what` needs it."""
+    import importlib.util
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UserError(f"{what} matplotlib: pip install 'tfdc[demo]'{alternative}")
 
 
 def _load_keras_model(path, safe_mode=True):
@@ -544,6 +575,43 @@ def cmd_compress(args):
     return 0
 
 
+def cmd_plan(args):
+    import tfdc
+    from tfdc.compressor import _inference_model, _plain_output
+    from tfdc.datasets import load_npz_splits
+    from tfdc.exporter import check_writable, write_atomically
+    from tfdc.scan import check_one_output
+    for option, path in (("--plot", args.plot), ("--json", args.json)):
+        if path is not None:
+            _check_not_an_input(path, option, MODEL=args.model, DATA=args.data)
+            check_writable(path)
+    if args.plot is not None:
+        _require_matplotlib("--plot needs")
+    _, validation, _, note = load_npz_splits(args.data, args.validation_split)
+    model = _load_keras_model(args.model, args.safe_mode)
+    check_one_output(model, "tfdc plan")
+    # The model compress plans for: the plain output, BatchNormalization folded.
+    model = _inference_model(_plain_output(model)[0])
+    print(f"{args.data}: validation: {note}")
+    budget = {name: value for name, value in (("target_bytes", args.target_bytes),
+                                              ("max_error_increase", args.max_error_increase),
+                                              ("max_loss_increase", args.max_loss_increase))
+              if value is not None}
+    scan = tfdc.sensitivity(model, validation)
+    plan = tfdc.plan(model, validation, sensitivity=scan, export_options={"batch_size": 1},
+                     **budget)
+    print(scan.to_markdown().rstrip())
+    print()
+    print(plan)
+    if args.plot is not None:
+        scan.plot(args.plot)
+        print(f"sensitivity curves: {args.plot}")
+    if args.json is not None:
+        write_atomically(args.json, plan.to_json().encode())
+        print(f"plan: {args.json}")
+    return 0
+
+
 def _show_compress_warning(message, category, filename, lineno, file=None, line=None):
     """`warnings.showwarning` for `tfdc compress`: tfdc.compress's own
     warnings as `tfdc: warning: ...` lines, any other as Python shows it."""
@@ -603,12 +671,13 @@ def _check_pack_input(data, path):
                         "decoded file (damaged?)")
 
 
-def _check_not_an_input(out, **inputs):
-    """Refuse an OUT that is one of the named input files (also through a
-    link): writing it would replace that input."""
+def _check_not_an_input(out, what="OUT", **inputs):
+    """Refuse an output (`what`: how the command names it) that is one of
+    the named input files (also through a link): writing it would replace
+    that input."""
     for name, path in inputs.items():
         if os.path.exists(path) and os.path.exists(out) and os.path.samefile(path, out):
-            raise UserError(f"{out}: OUT is {name}; write the packed file to another path")
+            raise UserError(f"{out}: {what} is {name}; write it to another path")
 
 
 def _check_pack_output(inp, out):

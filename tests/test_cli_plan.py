@@ -1,0 +1,60 @@
+"""`tfdc plan MODEL DATA`: the sensitivity scan and the plan for a budget of a
+user's saved model, without training; the plan's JSON and the paper's figure
+written on request; mistakes refused with one `tfdc: error:` line."""
+
+import json
+
+import keras
+import pytest
+from conftest import assert_one_line_error, run_cli as run
+
+import tfdc
+
+
+def test_plans_for_the_target_and_writes_the_json_and_the_figure(capsys, keras_user_files):
+    files = keras_user_files
+    figure, saved = files["folder"] / "scan.png", files["folder"] / "plan.json"
+    code, text, err = run(capsys, "plan", files["model"], files["data"], "--target-bytes", 9000,
+                          "--plot", figure, "--json", saved)
+    assert code == 0, err
+    assert "validation: x_val, y_val of data.npz (256 examples)" in text
+    assert "| layer | weights | 50 % |" in text and "| fc1 | 25,088 |" in text  # the scan
+    plan = json.loads(saved.read_text())
+    assert set(plan["sparsity"]) == set(plan["bits"]) == {"fc1", "fc2"}
+    assert plan["predicted_bytes"] <= plan["target_bytes"] == 9000
+    assert f"file: {plan['predicted_bytes']:,} B" in text  # the printed plan is the saved one
+    for name in ("fc1", "fc2"):
+        row = next(r for r in plan["rows"] if r["layer"] == name)
+        assert f"{row['sparsity']:>8.2%}  {row['bits']:>4}" in text
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The settings train as they are: tfdc's callbacks accept them.
+    tfdc.GradualPruning(target_sparsity=plan["sparsity"])
+    tfdc.ClusteredFineTuning(bits=plan["bits"])
+
+
+def test_mistakes_are_one_line_errors(capsys, keras_user_files, tmp_path):
+    files = keras_user_files
+    code, _, err = run(capsys, "plan", files["model"], files["data"], "--target-bytes", 9000,
+                       "--json", files["data"])
+    assert_one_line_error(code, err, "--json is DATA; write it to another path")
+    code, _, err = run(capsys, "plan", files["model"], files["data"], "--target-bytes", 10)
+    assert_one_line_error(code, err, "target_bytes=10 cannot be reached")
+    inputs = keras.Input((28, 28))
+    hidden = keras.layers.Flatten()(inputs)
+    two = keras.Model(inputs, [keras.layers.Dense(10, name="a")(hidden),
+                               keras.layers.Dense(3, name="b")(hidden)])
+    two.save(tmp_path / "two.keras")
+    code, _, err = run(capsys, "plan", tmp_path / "two.keras", files["data"],
+                       "--max-loss-increase", 0.1)
+    assert_one_line_error(code, err, "tfdc plan needs a model with one output", "(a, b)")
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "one of the arguments --target-bytes --max-error-increase --max-loss-increase is "
+         "required"),
+    (["--target-bytes", "9000", "--confidence", "0.9"], "unrecognized arguments: --confidence"),
+])
+def test_arguments(capsys, keras_user_files, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, "plan", keras_user_files["model"], keras_user_files["data"], *argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
