@@ -222,3 +222,26 @@ def test_a_model_with_several_outputs_is_refused_naming_them():
     view = keras.Model(model.inputs, model.outputs[1])
     sens = tfdc.sensitivity(view, (x, np.zeros(32, "int64")), sparsities=[0.5], bits=[4])
     assert set(sens.layers) == {"trunk", "cls"}
+
+
+def test_one_output_in_a_dict_is_scanned_as_that_output():
+    """`{"probs": y}`, compiled with a dict of one loss: the scan and the
+    plan see `y` and that loss, exactly as for the plain model."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    probs = keras.layers.Dense(3, activation="softmax", name="cls")(
+        keras.layers.Dense(16, activation="relu", name="trunk")(inputs))
+    plain = keras.Model(inputs, probs)
+    plain.compile(loss="sparse_categorical_crossentropy")
+    wrapped = keras.Model(inputs, {"probs": probs})
+    wrapped.compile(loss={"probs": "sparse_categorical_crossentropy"})
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 3, 64)
+    scans = [tfdc.sensitivity(m, (x, y), sparsities=[0.5, 0.9], bits=[2, 4])
+             for m in (plain, wrapped)]
+    same = [{k: v for k, v in json.loads(scan.to_json()).items() if k != "seconds"}
+            for scan in scans]
+    assert same[0] == same[1]
+    plans = [tfdc.plan(m, (x, y), sensitivity=scan, target_bytes=3000)
+             for m, scan in zip((plain, wrapped), scans)]
+    assert plans[0].to_json() == plans[1].to_json()

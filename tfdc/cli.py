@@ -577,10 +577,10 @@ def cmd_compress(args):
 
 def cmd_plan(args):
     import tfdc
-    from tfdc.compressor import _inference_model, _plain_output
+    from tfdc.compressor import _inference_model
     from tfdc.datasets import load_npz_splits
     from tfdc.exporter import check_writable, write_atomically
-    from tfdc.scan import check_one_output
+    from tfdc.scan import check_one_output, one_output_view
     for option, path in (("--plot", args.plot), ("--json", args.json)):
         if path is not None:
             _check_not_an_input(path, option, MODEL=args.model, DATA=args.data)
@@ -591,7 +591,7 @@ def cmd_plan(args):
     model = _load_keras_model(args.model, args.safe_mode)
     check_one_output(model, "tfdc plan")
     # The model compress plans for: the plain output, BatchNormalization folded.
-    model = _inference_model(_plain_output(model)[0])
+    model = _inference_model(one_output_view(model)[0])
     print(f"{args.data}: validation: {note}")
     budget = {name: value for name, value in (("target_bytes", args.target_bytes),
                                               ("max_error_increase", args.max_error_increase),
@@ -631,10 +631,10 @@ def _test_score(model, x, y):
     x_test or y_test it cannot take is an error before any training."""
     import numpy as np
 
-    from tfdc.compressor import _first_line, _float_mistakes, _from_logits, _plain_output
+    from tfdc.compressor import _first_line, _float_mistakes, _from_logits
     from tfdc.mistakes import mistakes
-    from tfdc.scan import loss_callable, mean_loss
-    model, _ = _plain_output(model)  # scored as compress scores it
+    from tfdc.scan import loss_callable, mean_loss, one_output_view
+    model, _ = one_output_view(model)  # scored as compress scores it
     try:
         outputs = np.asarray(model.predict(x, batch_size=512, verbose=0))
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this

@@ -901,30 +901,9 @@ class _Config:
     loss: object
 
 
-def _plain_output(model):
-    """A model whose one output sits in a dict or list (`{"probs": y}`) as
-    its plain view (the same layers, output `y`, compiled with the one loss
-    if the model is), and that structure (None for a plain output): tfdc
-    trains and scores the view, and exports and returns its trained copies
-    in the structure (`_structured`)."""
-    import keras
-    try:
-        structure = model.output
-    except (AttributeError, ValueError):
-        return model, None
-    if not isinstance(structure, (dict, list, tuple)) or len(model.outputs) != 1:
-        return model, None
-    view = keras.Model(model.input, model.outputs[0], name=model.name)
-    loss = getattr(model, "loss", None)
-    losses = keras.tree.flatten(loss) if isinstance(loss, (dict, list, tuple)) else [loss]
-    if len(losses) == 1 and losses[0] is not None:
-        view.compile(loss=losses[0])
-    return view, structure
-
-
 def _structured(student, structure):
-    """A trained copy of `_plain_output`'s view with the model's output
-    structure back (the same layers and weights)."""
+    """A trained copy of the view of `tfdc.scan.one_output_view` with the
+    model's output structure back (the same layers and weights)."""
     import keras
     if structure is None:
         return student
@@ -1117,7 +1096,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     from tfdc.demo import tflite_outputs
     from tfdc.exporter import check_writable, write_atomically
     from tfdc.mistakes import mistakes
-    from tfdc.scan import check_one_output, example_losses, loss_callable, mean_loss
+    from tfdc.scan import (check_one_output, example_losses, loss_callable, mean_loss,
+                           one_output_view)
 
     started = time.perf_counter()
     if log is None:
@@ -1143,7 +1123,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: call it on data or fit it first")
     check_one_output(model, "tfdc.compress")
-    model, structure = _plain_output(model)
+    model, structure = one_output_view(model)
     for name, value, low in (("batch_size", batch_size, 1), ("max_trials", max_trials, 1)):
         _check_number(value, name, integer=True)
         if value < low:

@@ -316,7 +316,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     ```
     """
     from tfdc.bytecost import apply_settings, byte_cost, restore_settings
-    from tfdc.scan import DEFAULT_SAMPLES, Evaluator, _take, check_one_output
+    from tfdc.scan import DEFAULT_SAMPLES, Evaluator, _take, check_one_output, one_output_view
     from tfdc.scan import sensitivity as scan
 
     budgets = (("target_bytes", target_bytes), ("max_error_increase", max_error_increase),
@@ -336,6 +336,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
         raise ValueError(f"export_options: unknown {', '.join(sorted(set(options) - allowed))}; "
                          f"known: {', '.join(sorted(allowed))}")
     check_one_output(model, "tfdc.plan")
+    model, _ = one_output_view(model)
     # Read once: a generator of batches cannot be read again for the check.
     samples = scan_options.pop("samples", DEFAULT_SAMPLES)
     x, y = _take(validation_data, samples)

@@ -235,6 +235,27 @@ def check_one_output(model, who):
                          "the whole model")
 
 
+def one_output_view(model):
+    """A model whose one output sits in a dict or list (`{"probs": y}`) as
+    its plain view (the same layers, output `y`, compiled with the one loss
+    if the model is), and that structure (None for a plain output: the
+    model itself). The scan, the planner and `tfdc.compress` work on the
+    view; compress exports and returns its trained copies in the structure."""
+    import keras
+    try:
+        structure = model.output
+    except (AttributeError, ValueError):
+        return model, None
+    if not isinstance(structure, (dict, list, tuple)) or len(model.outputs) != 1:
+        return model, None
+    view = keras.Model(model.input, model.outputs[0], name=model.name)
+    loss = getattr(model, "loss", None)
+    losses = keras.tree.flatten(loss) if isinstance(loss, (dict, list, tuple)) else [loss]
+    if len(losses) == 1 and losses[0] is not None:
+        view.compile(loss=losses[0])
+    return view, structure
+
+
 def _take(data, samples, seed=0):
     """`(x, y)` NumPy arrays (x: array, list or dict of arrays) of at most
     `samples` examples of `validation_data`: a tuple `(x, y)` or `(x, y,
@@ -573,6 +594,7 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     if not getattr(model, "built", False):
         raise ValueError(f"model {model.name!r} is not built: call it on data or build it first")
     check_one_output(model, "sensitivity")
+    model, _ = one_output_view(model)
     sparsities, bits = _check_grid(sparsities, bits)
     if samples is not None and (isinstance(samples, bool) or int(samples) < 1):
         raise ValueError(f"samples must be a positive integer or None, got {samples!r}")
