@@ -219,9 +219,10 @@ def _add_pack_parser(sub):
     pack.set_defaults(func=cmd_pack)
 
 
-def _add_model_and_data(parser, verb):
+def _add_model_and_data(parser, verb, confidence):
     """MODEL, DATA, the budget and the options `tfdc compress` and `tfdc
-    plan` share (`verb`: what the command does with the budget)."""
+    plan` share (`verb`: what the command does with the budget;
+    `confidence`: whether it takes --confidence)."""
     from tfdc.compressor import DEFAULT_CONFIDENCE
     parser.add_argument("model", metavar="MODEL",
                         help="a trained Keras model file (.keras, as model.save writes it): a "
@@ -241,7 +242,7 @@ def _add_model_and_data(parser, verb):
                         help=f"{verb} the smallest file whose validation loss is at most the "
                         "fraction F above the float model's (0.05: 5 %%); for any model with "
                         "a loss, e.g. a regression model (a classifier: --max-error-increase)")
-    if verb == "compress to":
+    if confidence:
         parser.add_argument("--confidence", type=_confidence, default=None, metavar="C",
                             help="with --max-error-increase or --max-loss-increase: the "
                             "probability, in (0, 1), that the kept file's true increase is "
@@ -269,7 +270,7 @@ def _add_compress_parser(sub):
         "in LiteRT is printed beside the float model's; they are never used to compress. Exit "
         "status 1 if the budget was not met (OUT then holds the run closest to "
         "it).")
-    _add_model_and_data(compress, "compress to")
+    _add_model_and_data(compress, "compress to", confidence=True)
     compress.add_argument("output", metavar="OUT", help="where to write the packed .tflite")
     compress.add_argument("--epochs", type=_epochs, default=None, metavar="N|P,C",
                           help="training epochs: N (split 3:1 between pruning and clustering) "
@@ -297,7 +298,7 @@ def _add_plan_parser(sub):
         "bytes, exact for the model as it is, and the predicted loss and error). No training: "
         "an error or loss budget is planned without retraining's gain, so tfdc compress will "
         "reach a smaller file.")
-    _add_model_and_data(plan, "plan for")
+    _add_model_and_data(plan, "plan for", confidence=False)
     plan.add_argument("--plot", metavar="PNG", default=None,
                       help="also draw the sensitivity curves into PNG (needs matplotlib)")
     plan.add_argument("--json", metavar="JSON", default=None,
