@@ -64,9 +64,7 @@ def mistakes(outputs, labels, from_logits=None, what="labels"):
     n, classes = out.shape
     if len(labels) != n:
         raise ValueError(f"{what}: {len(labels):,} labels for {n:,} outputs")
-    y = check_labels(labels, classes, what)
-    if y.ndim == 2:  # one-hot
-        return np.argmax(out, axis=-1) != np.argmax(y, axis=-1)
+    y = _label_classes(labels, classes, what)
     if classes > 1:
         return np.argmax(out, axis=-1) != y
     if from_logits is None:
@@ -168,14 +166,19 @@ def majority_error(labels, classes, what="labels"):
     print(majority_error(np.array([2, 0, 2, 2]), 3))   # (0.25, 2)
     ```
     """
-    y = check_labels(labels, classes, what)
-    if y.ndim == 2:
-        y = np.argmax(y, axis=-1)
+    y = _label_classes(labels, classes, what)
     if y.size == 0:
         raise ValueError(f"{what}: no labels")
     counts = np.bincount(y, minlength=max(classes, 2))
     best = int(np.argmax(counts))
     return 1.0 - float(counts[best]) / y.size, best
+
+
+def _label_classes(labels, classes, what):
+    """`check_labels`, then each example's class index `[N]` (a one-hot or
+    soft label's argmax)."""
+    y = check_labels(labels, classes, what)
+    return np.argmax(y, axis=-1) if y.ndim == 2 else y
 
 
 def _first_bad(y, bad):
