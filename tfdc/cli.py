@@ -577,8 +577,7 @@ def cmd_compress(args):
 
 
 def cmd_plan(args):
-    import tfdc
-    from tfdc.compressor import _inference_model
+    from tfdc.compressor import _inference_model, _plan
     from tfdc.datasets import load_npz_splits
     from tfdc.exporter import check_writable, write_atomically
     from tfdc.scan import check_one_output, one_output_view
@@ -598,9 +597,9 @@ def cmd_plan(args):
                                               ("max_error_increase", args.max_error_increase),
                                               ("max_loss_increase", args.max_loss_increase))
               if value is not None}
-    scan = tfdc.sensitivity(model, validation)
-    plan = tfdc.plan(model, validation, sensitivity=scan, export_options={"batch_size": 1},
-                     **budget)
+    cache = {}  # compress's first step itself: its scan, its plan, its batch size 1
+    plan = _plan(model, validation, budget, 1, None, print, cache)
+    scan = cache["sensitivity"]
     print(scan.to_markdown().rstrip())
     print()
     print(plan)
