@@ -231,9 +231,10 @@ def test_one_output_in_a_dict_is_scanned_as_that_output():
     inputs = keras.Input((8,))
     probs = keras.layers.Dense(3, activation="softmax", name="cls")(
         keras.layers.Dense(16, activation="relu", name="trunk")(inputs))
-    plain = keras.Model(inputs, probs)
+    # One name: the file's tensor names, and so its bytes, carry the model's.
+    plain = keras.Model(inputs, probs, name="m")
     plain.compile(loss="sparse_categorical_crossentropy")
-    wrapped = keras.Model(inputs, {"probs": probs})
+    wrapped = keras.Model(inputs, {"probs": probs}, name="m")
     wrapped.compile(loss={"probs": "sparse_categorical_crossentropy"})
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 3, 64)

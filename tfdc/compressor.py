@@ -190,13 +190,14 @@ def _check_data(data, what, allow_dataset):
     if isinstance(data, (tuple, list)) and len(data) == 3:
         raise ValueError(f"{what}: sample weights, (x, y, sample_weight), are not supported: "
                          "tfdc.compress trains and scores every example alike; give (x, y)")
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        got = (f"a {type(data).__name__} of {len(data)}" if isinstance(data, (tuple, list))
-               else type(data).__name__)
+    if isinstance(data, (tuple, list)) and len(data) != 2:
+        raise ValueError(f"{what} must be a tuple (x, y) of NumPy arrays, got a "
+                         f"{type(data).__name__} of {len(data)}")
+    if not isinstance(data, (tuple, list)):
         hint = (" (the packed file is scored on them in LiteRT: collect a dataset's batches "
-                "into arrays)" if not allow_dataset and hasattr(data, "__iter__")
-                and not isinstance(data, (tuple, list)) else "")
-        raise ValueError(f"{what} must be a tuple (x, y) of NumPy arrays, got {got}{hint}")
+                "into arrays)" if hasattr(data, "__iter__") else "")
+        raise ValueError(f"{what} must be a tuple (x, y) of NumPy arrays, got "
+                         f"{type(data).__name__}{hint}")
     if isinstance(data[0], (list, tuple, dict)):
         raise ValueError(f"{what}: x is a {type(data[0]).__name__}; tfdc.compress takes models "
                          "with one input, x one array (export a several-input model with "

@@ -184,10 +184,7 @@ def _output_names(model):
     subclassed model: None, its outputs are not known before tracing)."""
     if not _has_graph(model):
         return None
-    try:
-        structure = model.output
-    except (AttributeError, ValueError):
-        structure = None
+    structure = graph_structure(model, "output")
     if isinstance(structure, dict) and len(structure) == len(model.outputs) and all(
             isinstance(key, str) and key for key in structure):
         return sorted(structure)  # Keras flattens a dict in key order: model.outputs
@@ -197,16 +194,23 @@ def _output_names(model):
     return [f"output_{i}" for i in range(len(model.outputs))]
 
 
+def graph_structure(model, which):
+    """`model.input` or `model.output` (`which`): a Functional model's
+    inputs or outputs as it was built with them (a tensor, a list, a dict),
+    None for a model without them (a subclassed or unbuilt one)."""
+    try:
+        return getattr(model, which)
+    except (AttributeError, ValueError):
+        return None
+
+
 def _input_structure(model):
     """A Functional model's inputs when they are a dict (or nested): the
     structure to rebuild from the signature's flat list (`model.inputs`
     order); None for one input or a flat list."""
     if not _has_graph(model):
         return None
-    try:
-        structure = model.input
-    except (AttributeError, ValueError):
-        return None
+    structure = graph_structure(model, "input")
     return structure if isinstance(structure, dict) or (
         isinstance(structure, (list, tuple)) and any(isinstance(s, (dict, list, tuple))
                                                      for s in structure)) else None

@@ -242,10 +242,9 @@ def one_output_view(model):
     model itself). The scan, the planner and `tfdc.compress` work on the
     view; compress exports and returns its trained copies in the structure."""
     import keras
-    try:
-        structure = model.output
-    except (AttributeError, ValueError):
-        return model, None
+
+    from tfdc.exporter import graph_structure
+    structure = graph_structure(model, "output")
     if not isinstance(structure, (dict, list, tuple)) or len(model.outputs) != 1:
         return model, None
     view = keras.Model(model.input, model.outputs[0], name=model.name)
