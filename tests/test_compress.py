@@ -456,6 +456,26 @@ def test_loss_budget_keeps_the_smallest_file_whose_bound_is_within(regression, t
         tfdc.compress(model, train, val, max_loss_increase=0.1, target_bytes=9000, path=path)
     with pytest.raises(ValueError, match="max_loss_increase must be >= 0"):
         tfdc.compress(model, train, val, max_loss_increase=-0.1, path=path)
+    # One validation example has no spread to bound: refused before training.
+    one = (val[0][:1], val[1][:1])
+    with pytest.raises(ValueError, match=r"validation_data: max_loss_increase at 90% confidence "
+                       r"is judged on the spread of per-example losses, which 1 validation "
+                       r"example does not have: give 30 or more .* or confidence=None"):
+        tfdc.compress(model, train, one, max_loss_increase=0.1, path=tmp_path / "one.tflite",
+                      verbose=0)
+    assert not (tmp_path / "one.tflite").exists()
+
+
+def test_a_loss_budget_on_few_validation_examples_warns_its_bound_is_rough():
+    from tfdc.compressor import _FEWEST_TO_JUDGE, _check_loss_examples
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _check_loss_examples(_FEWEST_TO_JUDGE, 0.9)
+    with pytest.warns(UserWarning, match=r"on 29 validation examples, the 90% bound of a loss "
+                      r"increase is rough .* the kept file may exceed the budget on new data"):
+        _check_loss_examples(_FEWEST_TO_JUDGE - 1, 0.9)
+    with pytest.raises(ValueError, match="which 1 validation example does not have"):
+        _check_loss_examples(1, 0.9)
 
 
 def test_loss_increase_bound_is_the_paired_normal_bound():

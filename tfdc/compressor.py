@@ -64,7 +64,8 @@ _TOLERANCE = 0.05
 # demo's --confidence default too.
 DEFAULT_CONFIDENCE = 0.9
 # Validation examples below which compress does not judge whether the float
-# model beats a constant answer (`_warn_no_better_than_constant`).
+# model beats a constant answer (`_warn_no_better_than_constant`), and warns
+# that a loss budget's normal bound is rough (`_check_loss_examples`).
 _FEWEST_TO_JUDGE = 30
 
 
@@ -570,6 +571,24 @@ def _check_examples(float_wrong, max_error_increase, confidence):
                   f"{confidence:.0%} confidence, {room}{more}", stacklevel=3)
 
 
+def _check_loss_examples(examples, confidence):
+    """Before any training: a loss budget judged on a bound needs the spread
+    of the per-example loss differences (`loss_increase_bound`), so two
+    validation examples or more; on fewer than `_FEWEST_TO_JUDGE` the normal
+    bound is rough (a warning)."""
+    on = f"{examples:,} validation example{'s' if examples != 1 else ''}"
+    if examples < 2:
+        raise ValueError(f"validation_data: max_loss_increase at {confidence:.0%} confidence "
+                         f"is judged on the spread of per-example losses, which {on} does not "
+                         f"have: give {_FEWEST_TO_JUDGE} or more validation examples, or "
+                         "confidence=None to compare mean losses only")
+    if examples < _FEWEST_TO_JUDGE:
+        warnings.warn(f"tfdc.compress: on {on}, the {confidence:.0%} bound of a loss increase "
+                      f"is rough (a normal approximation; {_FEWEST_TO_JUDGE} or more examples "
+                      "make it sound): the kept file may exceed the budget on new data",
+                      stacklevel=3)
+
+
 def _steps(train, batch_size):
     if isinstance(train, tuple):
         return int(math.ceil(len(train[0]) / batch_size))
@@ -1023,10 +1042,12 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             model, as a fraction of its loss (0.05: at most 5 % higher), for
             any model with a loss; searched as `max_error_increase` is, a
             file meeting it when the upper `confidence` bound of its paired
-            per-example increase (`loss_increase_bound`) is within it. For
-            a classifier prefer `max_error_increase`: cross-entropy also
-            scores confidence, and an overconfident float model's loss
-            falls with retraining while its error rises (docs/BENCHMARKS.md:
+            per-example increase (`loss_increase_bound`) is within it (it
+            needs 2 validation examples, refused before training, and
+            warns under 30 that the bound is rough). For a classifier
+            prefer `max_error_increase`: cross-entropy also scores
+            confidence, and an overconfident float model's loss falls with
+            retraining while its error rises (docs/BENCHMARKS.md:
             LeNet-300-100 at +5 %: test loss -13 %, test error +1.2 points;
             an MNIST autoencoder: 11.5x at -1.4 % test loss).
         path: where to write the packed file (written once, atomically).
@@ -1173,6 +1194,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                              f"loss, which is {float_loss} ({_loss_name(loss)}): give "
                              "target_bytes instead")
         float_losses = example_losses(loss_fn, y_val, val_outputs)
+        if confidence is not None:
+            _check_loss_examples(len(float_losses), confidence)
 
     teacher = None
     if distill:
