@@ -2,6 +2,7 @@
 the packed file's size and LiteRT error checked against what compress reports."""
 
 import os
+import re
 import warnings
 
 import keras
@@ -94,6 +95,53 @@ def test_a_file_over_the_target_is_cut_to_it(data, trained, tmp_path, distill):
     assert tflite_error(str(path), *data[1]) == result.error
     fc1 = result.model.get_layer("fc1").kernel.numpy()
     assert len(np.unique(fc1[fc1 != 0])) <= 32
+
+
+def _quantized_mlp():
+    """fc1 half zeros, both kernels on 8 shared values: a clustered model
+    without training, the same bytes on every machine."""
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.Input((64,), name="x"), keras.layers.Dense(64, name="fc1"),
+                              keras.layers.Dense(10, name="fc2")], name="cut")
+    weights = []
+    for w in model.get_weights():
+        if w.ndim == 2:
+            w = np.linspace(-1, 1, 8)[rng.integers(0, 8, w.shape)].astype("float32")
+            w[rng.random(w.shape) < 0.5] = 0
+        weights.append(w)
+    model.set_weights(weights)
+    return model
+
+
+def test_a_cut_that_misses_the_band_ends_at_the_largest_cut_that_fits(tmp_path, monkeypatch):
+    # A band of one byte (no tolerance) is often missed by all six secant
+    # steps (at these targets 4 times in 5): the cut must then end at the
+    # largest fraction kept whose file fitted, never at the last step tried,
+    # which may be over the target or further under it.
+    import tfdc.compressor as compressor
+    monkeypatch.setattr(compressor, "_TOLERANCE", 0.0)
+    plan = compressor.HandPlan(sparsity={"fc1": 0.5, "fc2": 0.0}, bits={"fc1": 3, "fc2": 3})
+    path = str(tmp_path / "cut.tflite")
+
+    def export_file(model, to):
+        return compressor._export(model, to, 1)
+    _, size = export_file(_quantized_mlp(), path)
+    again = 0
+    for fraction in (0.7183, 0.7596, 0.8, 0.8467, 0.9017):
+        target, lines = round(fraction * size), []
+        report, cut = compressor._cut_to(_quantized_mlp(), plan, target, size, path,
+                                         export_file, lines.append)
+        tried = [(float(m[1]), int(m[2].replace(",", ""))) for m in (
+            re.fullmatch(r"  cut to (\d+\.\d)% of the kept weights: ([\d,]+) B", line)
+            for line in lines)]
+        steps = tried[:6]
+        best = max((f, s) for f, s in steps if s <= target)
+        assert cut == best[1] <= target, (target, lines)
+        assert cut == os.path.getsize(path) == report.packed_bytes
+        if len(tried) == 7:  # exported again: the steps ended elsewhere
+            assert steps[-1] != best and tried[-1] == best
+            again += 1
+    assert again == 4
 
 
 def test_error_budget_keeps_the_smallest_passing_file(data, trained, tmp_path):
