@@ -144,6 +144,49 @@ def test_a_cut_that_misses_the_band_ends_at_the_largest_cut_that_fits(tmp_path, 
     assert again == 4
 
 
+class _SubclassedMLP(keras.Model):
+    def __init__(self, units=32, batchnorm=False, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.batchnorm = units, batchnorm
+        self.flatten = keras.layers.Flatten()
+        self.fc1 = keras.layers.Dense(units, activation="relu", name="fc1")
+        self.bn = keras.layers.BatchNormalization() if batchnorm else None
+        self.fc2 = keras.layers.Dense(10, activation="softmax", name="fc2")
+
+    def call(self, x):
+        h = self.fc1(self.flatten(x))
+        return self.fc2(self.bn(h) if self.bn is not None else h)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "batchnorm": self.batchnorm}
+
+
+def test_a_subclassed_model_compresses(data, tmp_path):
+    # Its training copies and its teacher are rebuilt from its config
+    # (tfdc.layers.copy_model): a subclassed model cannot be copied layer
+    # by layer.
+    keras.utils.set_random_seed(2)
+    model = _SubclassedMLP(name="sub_mlp")  # Keras refuses the default "__subclassed_mlp"
+    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
+    model.fit(*data[0], epochs=2, batch_size=64, verbose=0)
+    before = [w.copy() for w in model.get_weights()]
+    path = tmp_path / "sub.tflite"
+    result = tfdc.compress(model, data[0], data[1], target_bytes=4_000, path=path,
+                           epochs=(1, 1), distill=True, verbose=0)
+    assert result.met and type(result.model) is _SubclassedMLP
+    assert 0.95 * 4_000 <= os.path.getsize(path) == result.packed_bytes <= 4_000
+    assert tflite_error(str(path), *data[1]) == result.error < result.float_error + 0.1
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # With a BatchNormalization (which compress folds: that needs a graph
+    # of layers) it is refused before any training.
+    model = _SubclassedMLP(batchnorm=True, name="sub_mlp")
+    model(data[1][0][:1])
+    with pytest.raises(ValueError, match=r"folds the BatchNormalization of model 'sub_mlp' .* "
+                       r"not a subclassed one \(_SubclassedMLP\): build it with keras.Input"):
+        tfdc.compress(model, data[0], data[1], target_bytes=4_000, path=tmp_path / "bn.tflite")
+
+
 def test_error_budget_keeps_the_smallest_passing_file(data, trained, tmp_path):
     path = tmp_path / "e.tflite"
     result = tfdc.compress(_fresh(trained), data[0], data[1], max_error_increase=3.0,

@@ -157,3 +157,66 @@ def test_models_with_a_lambda_layer_copy_without_unsafe_deserialization():
     names = {}
     exec(block.replace("print(", "names['printed'] = ("), {"names": names})
     assert str(names["printed"]) == re.search(r"# (.*)", block).group(1).strip()
+
+
+@keras.saving.register_keras_serializable("tfdc_tests")
+class _Subclassed(keras.Model):
+    """A subclassed model whose config rebuilds it."""
+
+    def __init__(self, units=5, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.fc1 = keras.layers.Dense(units, activation="relu", name="fc1")
+        self.fc2 = keras.layers.Dense(3, name="fc2")
+
+    def call(self, x):
+        return self.fc2(self.fc1(x))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class _NoConfig(keras.Model):
+    """A subclassed model whose __init__ takes none of its config's keys."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.fc(x)
+
+
+def test_copy_model_copies_sequential_functional_and_subclassed_models():
+    import re
+    import textwrap
+
+    from tfdc.layers import copy_model, is_subclassed
+    x = np.random.default_rng(1).normal(size=(4, 6)).astype("float32")
+    inputs = keras.Input((6,))
+    functional = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    sequential = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    subclassed = _Subclassed(units=7)
+    subclassed(x)  # built by its first call
+    assert [is_subclassed(m) for m in (functional, sequential, subclassed)] == [False, False,
+                                                                                True]
+    for model in (functional, sequential, subclassed):
+        copy = copy_model(model)
+        assert type(copy) is type(model)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(copy(x)),
+                                      keras.ops.convert_to_numpy(model(x)))
+        mine = {id(v) for v in copy.weights}
+        assert mine and not mine & {id(v) for v in model.weights}
+    assert copy_model(subclassed).units == 7
+    no_config = _NoConfig()
+    no_config(x)
+    with pytest.raises(ValueError, match=r"(?s)cannot copy model '.*' \(_NoConfig\): .*\. A "
+                       r"subclassed model is copied from its config: give it a get_config\(\) "
+                       r"whose keys its __init__ takes, or build it as a functional model"):
+        copy_model(no_config)
+    # The docstring's example prints what its comment says.
+    block = textwrap.dedent(re.search(r"```python\n(.*?)```", copy_model.__doc__,
+                                      re.S).group(1))
+    printed = {}
+    exec(block.replace("print(", "printed['value'] = ("), {"printed": printed})
+    assert str(printed["value"]) == re.search(r"# (.*)", block).group(1).strip()

@@ -10,7 +10,7 @@ clustering keeps the codebook intact through conversion.
 import keras
 import numpy as np
 
-from tfdc.layers import copy_layer, kind_of
+from tfdc.layers import copy_layer, is_subclassed, kind_of
 from tfdc.select import iter_layers
 
 
@@ -103,8 +103,7 @@ def fold_batchnorm(model):
     """
     if not model.built:
         raise ValueError("the model is not built yet: call it on data or build it first")
-    if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False) \
-            and type(model).__name__ != "Functional":
+    if is_subclassed(model):
         raise ValueError(f"fold_batchnorm supports Sequential and functional models, not "
                          f"subclassed model {model.name!r} ({type(model).__name__})")
     pairs = _foldable_pairs(model)

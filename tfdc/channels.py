@@ -38,7 +38,7 @@ import math
 import keras
 import numpy as np
 
-from tfdc.layers import channel_role, kind_of, zero_preserving_activation
+from tfdc.layers import channel_role, is_subclassed, kind_of, zero_preserving_activation
 
 __all__ = ["ChannelGroup", "ChannelAnalysis", "channel_groups", "graph_of"]
 
@@ -145,7 +145,7 @@ def graph_of(model):
             raise ValueError(f"Sequential model {model.name!r} has no keras.Input: start it with "
                              "keras.Input(shape) so its graph is known")
         return graph
-    if getattr(model, "_nodes_by_depth", None) is None:
+    if is_subclassed(model):
         raise ValueError(f"model {model.name!r} ({type(model).__name__}) is subclassed: channel "
                          "pruning needs a Sequential or functional model")
     return model

@@ -268,17 +268,11 @@ def _epochs(epochs, steps_per_epoch):
 
 # --------------------------------------------------------------- model helpers
 def _copy(model):
-    import keras
-
-    from tfdc.layers import copy_layer
+    from tfdc.layers import copy_model
     try:
-        clone = keras.models.clone_model(model, clone_function=copy_layer)
-    except Exception as e:  # noqa: BLE001 - Keras raises several types for this
-        raise ValueError(f"tfdc.compress trains copies of the model and cannot copy "
-                         f"{model.name!r} ({type(model).__name__}): {e}. Use a Sequential or "
-                         "functional model, or a subclassed one with get_config()") from None
-    clone.set_weights(model.get_weights())
-    return clone
+        return copy_model(model)
+    except ValueError as e:
+        raise ValueError(f"tfdc.compress trains copies of the model and {e}") from None
 
 
 def _has_batchnorm(model):
@@ -291,6 +285,13 @@ def _inference_model(model):
     """The model as it runs on the device: BatchNormalization folded."""
     if _has_batchnorm(model):
         from tfdc.batchnorm import fold_batchnorm
+        from tfdc.layers import is_subclassed
+        if is_subclassed(model):
+            raise ValueError(
+                f"tfdc.compress folds the BatchNormalization of model {model.name!r} into the "
+                "kernels before it (converted unfolded, it would rescale their shared values), "
+                f"which needs a Sequential or functional model, not a subclassed one "
+                f"({type(model).__name__}): build it with keras.Input and the functional API")
         return fold_batchnorm(model)
     return model
 
@@ -1025,6 +1026,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             several outputs is refused, naming them: plan on the view of
             one, `keras.Model(model.inputs, model.outputs[i])`, and train
             the whole model with the plan's settings and tfdc's callbacks.
+            A subclassed model is copied from its config (`get_config()`
+            must rebuild it) and may not hold a BatchNormalization.
         train_data: `(x, y)` arrays, or a `keras.utils.PyDataset` /
             `tf.data.Dataset` of `(x, y)` batches (e.g. with augmentation).
             Labels: class indices `[N]` (or `[N, 1]`), one-hot `[N,

@@ -141,9 +141,8 @@ class Distiller(keras.Model):
     @staticmethod
     def copy_of(model):
         """A frozen copy of `model` with its current weights, as a teacher."""
-        from tfdc.layers import copy_layer
-        teacher = keras.models.clone_model(model, clone_function=copy_layer)
-        teacher.set_weights(model.get_weights())
+        from tfdc.layers import copy_model
+        teacher = copy_model(model)
         teacher.trainable = False
         return teacher
 

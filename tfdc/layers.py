@@ -32,7 +32,7 @@ import functools
 __all__ = ["LayerKind", "KINDS", "kind_of", "kernel_attrs", "kernel_variables", "kernel_name",
            "constraint_slot", "converter_op_names", "CHANNELWISE", "CHANNEL_NORMALIZATION",
            "CHANNEL_MERGES", "ZERO_PRESERVING_ACTIVATIONS", "channel_role",
-           "zero_preserving_activation", "copy_layer"]
+           "zero_preserving_activation", "copy_layer", "copy_model", "is_subclassed"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,3 +284,53 @@ def copy_layer(layer, **changes):
     live.update((k, v) for k, v in changes.items() if k in _LAMBDA_LIVE)
     rest = {k: v for k, v in config.items() if k not in _LAMBDA_LIVE}
     return keras.layers.Lambda(**live, **rest)
+
+
+def is_subclassed(model):
+    """Whether `model` is a subclassed `keras.Model`, whose graph is its
+    Python `call`, rather than a Sequential or functional model (a graph of
+    layers that tfdc can walk, rewrite and copy layer by layer)."""
+    import keras
+    return (not isinstance(model, keras.Sequential)
+            and getattr(model, "_nodes_by_depth", None) is None)
+
+
+def copy_model(model):
+    """A copy of `model` with its weights, sharing no variable with it: the
+    training copies and teachers of `tfdc.compress`.
+
+    A Sequential or functional model is copied layer by layer with
+    `copy_layer` (a `Lambda` keeps its function); a subclassed model is
+    rebuilt from its config (`get_config()` must give what its `__init__`
+    takes, as Keras's own saving needs).
+
+    Example:
+
+    ```python
+    import keras
+    from tfdc.layers import copy_model
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")])
+    copy = copy_model(model)
+    print(copy.get_layer("fc").kernel is model.get_layer("fc").kernel)  # False
+    ```
+
+    Raises:
+        ValueError: Keras cannot copy it (e.g. a subclassed model whose
+            config does not rebuild it), with Keras's reason.
+    """
+    import keras
+    try:
+        if is_subclassed(model):
+            copy = keras.models.clone_model(model)
+        else:
+            copy = keras.models.clone_model(model, clone_function=copy_layer)
+    except Exception as e:  # noqa: BLE001 - Keras raises several types for this
+        how = (" A subclassed model is copied from its config: give it a get_config() whose "
+               "keys its __init__ takes, or build it as a functional model."
+               if is_subclassed(model) else "")
+        raise ValueError(f"cannot copy model {model.name!r} ({type(model).__name__}): "
+                         f"{str(e).rstrip('.')}.{how}") from None
+    if not copy.built:  # a subclassed model: built by calling it
+        copy.build_from_config(model.get_build_config())
+    copy.set_weights(model.get_weights())
+    return copy
