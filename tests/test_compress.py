@@ -426,8 +426,8 @@ def test_bad_data(data, trained, tmp_path):
                                        r"\(sparse_categorical_crossentropy\) cannot take a "
                                        "batch of it: .*incompatible"),
             ((x, y[:10]), (xv, yv), "train_data: x has 3,072 examples but y has 10"),
-            (([x, x], y), (xv, yv), "train_data: x is a list; tfdc.compress takes models with "
-                                    "one input"),
+            (([x, x], y), (xv, yv), "train_data: x is a list of 2, but the model has 1 input: "
+                                    "give one array"),
             ((x, y), (xv, 3), r"validation_data: x and y must be arrays .* shapes "
                               r"\(1024, 28, 28\) and \(\)"),
             ((x, y), xv, "validation_data must be a tuple"),
@@ -444,6 +444,43 @@ def test_bad_data(data, trained, tmp_path):
             tfdc.compress(trained, train, val, target_bytes=9000, path=path, verbose=0)
     # Each failed before any training: no file, no work folder left.
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_a_model_with_two_inputs_compresses(data, tmp_path, as_dict):
+    # Two inputs of one shape (an image and its transpose): fed to the
+    # packed file in the wrong order, its outputs would differ. Named so
+    # that a list of them is in the other order than their sorted names
+    # (the converter's order; tfdc.export restores Keras's), and a dict of
+    # them is taken in its keys' sorted order (as Keras takes it).
+    (x, y), (xv, yv) = data
+    keras.utils.set_random_seed(4)
+    left, right = keras.Input((28, 28), name="z"), keras.Input((28, 28), name="a")
+    h = keras.layers.Concatenate()([keras.layers.Flatten()(left), keras.layers.Flatten()(right)])
+    h = keras.layers.Dense(48, activation="relu", name="fc1")(h)
+    out = keras.layers.Dense(10, activation="softmax", name="fc2")(h)
+    model = keras.Model({"z": left, "a": right} if as_dict else [left, right], out)
+    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
+
+    def inputs(images):
+        pair = (images, np.swapaxes(images, 1, 2) * 0.5)
+        return dict(zip(("z", "a"), pair)) if as_dict else list(pair)
+    model.fit(inputs(x), y, epochs=2, batch_size=64, verbose=0)
+    path = tmp_path / "two.tflite"
+    result = tfdc.compress(model, (inputs(x), y), (inputs(xv), yv), target_bytes=6_000,
+                           path=path, epochs=(1, 1), verbose=0)
+    assert result.met and result.error < result.float_error + 0.05, str(result)
+    packed = tflite_outputs(str(path), inputs(xv))
+    np.testing.assert_allclose(packed, result.model.predict(inputs(xv), verbose=0), atol=1e-4)
+    assert tflite_error(str(path), inputs(xv), yv) == result.error
+    swapped = inputs(xv)
+    swapped = {"z": swapped["a"], "a": swapped["z"]} if as_dict else swapped[::-1]
+    assert np.abs(tflite_outputs(str(path), swapped) - packed).max() > 0.1
+    with pytest.raises(ValueError, match=r"validation_data: x's arrays must have one row per "
+                       r"example each, got shapes .*\(1024, 28, 28\).*\(10, 28, 28\)"):
+        short = inputs(xv)
+        short["a" if as_dict else 1] = short["a" if as_dict else 1][:10]
+        tfdc.compress(model, (inputs(x), y), (short, yv), target_bytes=6_000, path=path)
 
 
 def test_binary_classifier_with_one_sigmoid_unit(data, tmp_path):

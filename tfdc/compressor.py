@@ -181,7 +181,10 @@ class CompressResult:
 
 
 # --------------------------------------------------------------------- checks
-def _check_data(data, what, allow_dataset):
+def _check_data(data, what, allow_dataset, inputs=1):
+    """`(x, y)` as arrays (x: `_check_inputs`), or a dataset where allowed;
+    else a ValueError naming `what`. `inputs`: the model's inputs (None:
+    not known, a subclassed model)."""
     import keras
     if allow_dataset and not isinstance(data, (tuple, list)):
         if isinstance(data, keras.utils.PyDataset) or hasattr(data, "element_spec"):
@@ -199,19 +202,62 @@ def _check_data(data, what, allow_dataset):
                 "into arrays)" if hasattr(data, "__iter__") else "")
         raise ValueError(f"{what} must be a tuple (x, y) of NumPy arrays, got "
                          f"{type(data).__name__}{hint}")
-    if isinstance(data[0], (list, tuple, dict)):
-        raise ValueError(f"{what}: x is a {type(data[0]).__name__}; tfdc.compress takes models "
-                         "with one input, x one array (export a several-input model with "
-                         "tfdc.export after training it with tfdc's callbacks)")
-    x, y = np.asarray(data[0]), np.asarray(data[1])
-    if x.ndim == 0 or y.ndim == 0:
+    x, y = _check_inputs(data[0], what, inputs), np.asarray(data[1])
+    if y.ndim == 0:
         raise ValueError(f"{what}: x and y must be arrays with one row per example, got shapes "
-                         f"{x.shape} and {y.shape}")
-    if len(x) != len(y):
-        raise ValueError(f"{what}: x has {len(x):,} examples but y has {len(y):,}")
-    if len(x) == 0:
+                         f"{_shapes(x)} and {y.shape}")
+    n = _length(x)
+    if n != len(y):
+        raise ValueError(f"{what}: x has {n:,} examples but y has {len(y):,}")
+    if n == 0:
         raise ValueError(f"{what} is empty")
     return x, y  # the labels are checked against the model's outputs (check_labels)
+
+
+def _check_inputs(x, what, inputs):
+    """x as a NumPy array, or for a model with several inputs a list (in
+    the order of `model.inputs`) or a dict (keyed as the model's inputs) of
+    arrays, one per input, with one row per example in each."""
+    several = isinstance(x, (dict, list, tuple))
+    if several and inputs is not None and len(x) != inputs:
+        raise ValueError(f"{what}: x is a {type(x).__name__} of {len(x):,}, but the model has "
+                         f"{inputs} input{'s' if inputs != 1 else ''}: give "
+                         + ("one array" if inputs == 1 else "a list or dict of one array per "
+                            "input"))
+    if isinstance(x, dict):
+        x = {k: np.asarray(v) for k, v in x.items()}
+    elif several:
+        x = [np.asarray(v) for v in x]
+    else:
+        x = np.asarray(x)
+    arrays = list(x.values()) if isinstance(x, dict) else x if isinstance(x, list) else [x]
+    if not arrays or any(a.ndim == 0 for a in arrays):
+        raise ValueError(f"{what}: x must be an array with one row per example (or a list or "
+                         f"dict of them, one per input of the model), got {_shapes(x)}")
+    if len({len(a) for a in arrays}) > 1:
+        raise ValueError(f"{what}: x's arrays must have one row per example each, got shapes "
+                         f"{_shapes(x)}")
+    return x
+
+
+def _shapes(x):
+    """The shape of x, or of each of its arrays, for messages."""
+    if isinstance(x, dict):
+        return "{" + ", ".join(f"{k!r}: {np.shape(v)}" for k, v in x.items()) + "}"
+    if isinstance(x, list):
+        return "[" + ", ".join(str(np.shape(v)) for v in x) + "]"
+    return str(np.shape(x))
+
+
+def _length(x):
+    from tfdc.scan import _length as examples
+    return examples(x)
+
+
+def _head(x, n):
+    """The first `n` examples of x (an array, or a list or dict of them)."""
+    from tfdc.scan import _index
+    return _index(x, slice(0, n))
 
 
 def _check_number(value, name, integer=False):
@@ -325,10 +371,10 @@ def _validation_outputs(model, x):
     """The float model's outputs on the validation examples (`[N]` made
     `[N, 1]`)."""
     try:
-        model(x[:8], training=False)  # eagerly first: Keras's readable error
+        model(_head(x, 8), training=False)  # eagerly first: Keras's readable error
         out = model.predict(x, batch_size=512, verbose=0)
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
-        raise ValueError(f"validation_data: the model cannot run on x of shape {x.shape}: "
+        raise ValueError(f"validation_data: the model cannot run on x of shape {_shapes(x)}: "
                          f"{_first_line(e)}") from None
     if isinstance(out, (list, tuple, dict)):
         raise ValueError(f"tfdc.compress needs a model with one output (a classifier's); "
@@ -367,7 +413,7 @@ def _first_batch(train, classes):
     if isinstance(train, tuple):
         if classes is not None:
             check_labels(train[1], classes, "train_data")
-        return train[0][:8], train[1][:8]
+        return _head(train[0], 8), train[1][:8]
     try:
         batch = _peek(train) if not hasattr(train, "element_spec") else next(iter(train))
     except Exception as e:  # noqa: BLE001 - a user's PyDataset raises what it raises
@@ -592,7 +638,7 @@ def _check_loss_examples(examples, confidence):
 
 def _steps(train, batch_size):
     if isinstance(train, tuple):
-        return int(math.ceil(len(train[0]) / batch_size))
+        return int(math.ceil(_length(train[0]) / batch_size))
     try:
         return len(train)
     except TypeError:
@@ -1017,7 +1063,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             classes]` (softmax or logits) or one unit (sigmoid or logit, a
             binary classifier). Its compiled loss is used if it is compiled,
             else cross-entropy to suit the outputs and labels. Any other
-            model with one input and output (regression, embeddings, ...)
+            model with one output (regression, embeddings, ...)
             compiled with its loss compresses to `target_bytes` or
             `max_loss_increase`: the loss is then what is reported (`error`
             is NaN). An output inside a dict or list (`{"probs": y}`) is
@@ -1032,8 +1078,11 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             `tf.data.Dataset` of `(x, y)` batches (e.g. with augmentation).
             Labels: class indices `[N]` (or `[N, 1]`), one-hot `[N,
             classes]`, or 0 / 1 for one output unit (`tfdc.mistakes`).
-            The labels of arrays and a first batch through the model and
-            its loss are checked before any work (`ValueError`).
+            For a model with several inputs, x is a list of arrays (in the
+            order of `model.inputs`) or a dict keyed by input name, as
+            `model.fit` takes it. The labels of arrays and a first batch
+            through the model and its loss are checked before any work
+            (`ValueError`).
         validation_data: `(x, y)` arrays, held out from training (also used
             by the sensitivity scan and to choose among the trials). The
             error budget is met on this data, so make it like the data the
@@ -1173,8 +1222,11 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         _check_number(value, name)
         if value < 0 or (name == "learning_rate" and value == 0):
             raise ValueError(f"{name} must be positive, got {value!r}")
-    train = _check_data(train_data, "train_data", allow_dataset=True)
-    x_val, y_val = _check_data(validation_data, "validation_data", allow_dataset=False)
+    from tfdc.exporter import _has_graph
+    inputs = len(model.inputs) if _has_graph(model) else None
+    train = _check_data(train_data, "train_data", allow_dataset=True, inputs=inputs)
+    x_val, y_val = _check_data(validation_data, "validation_data", allow_dataset=False,
+                               inputs=inputs)
     path = check_writable(path)
     _kernels(model, True)  # a model with nothing to compress fails now
     _copy(model)  # and one that cannot be copied

@@ -186,7 +186,10 @@ def tflite_outputs(model_or_path, x, batch=500, num_threads=None, plain=False):
     """The `.tflite` model's (first) output on every example of `x`, as real
     values: run in the LiteRT interpreter in batches of `batch` (one at a
     time for a fixed-batch model), an integer input quantized with its scale
-    and an integer output dequantized."""
+    and an integer output dequantized. For a model with several inputs, `x`
+    is a list of arrays in the Keras model's input order (which `tfdc.export`
+    gives the file's inputs) or a dict of them, taken in its sorted keys'
+    order as Keras flattens a dict of inputs."""
     from tfdc.runtime import interpreter_class, load_interpreter, read_model_bytes
     kwargs = {"num_threads": num_threads} if num_threads else {}
     if plain:
@@ -194,29 +197,40 @@ def tflite_outputs(model_or_path, x, batch=500, num_threads=None, plain=False):
         interpreter = interpreter_class()(model_content=content, **kwargs)
     else:
         interpreter = load_interpreter(model_or_path, **kwargs)
-    inp = interpreter.get_input_details()[0]
-    # A model exported with a fixed batch (`batch_size=1`) runs one image at
-    # a time; a dynamic-batch model is resized to `batch`.
-    batch = 1 if inp["shape_signature"][0] > 0 else min(batch, len(x))
-    if batch == 1 and inp["shape"][0] != 1:
-        raise ValueError(f"cannot evaluate a model with a fixed batch of {inp['shape'][0]}")
-    interpreter.resize_tensor_input(inp["index"], [batch] + list(x.shape[1:]))
+    xs = ([x[k] for k in sorted(x)] if isinstance(x, dict) else list(x)
+          if isinstance(x, (list, tuple)) else [x])
+    xs = [np.asarray(a) for a in xs]
+    details = interpreter.get_input_details()
+    if len(xs) != len(details):
+        raise ValueError(f"the model has {len(details)} inputs, x has {len(xs)} arrays")
+    n = len(xs[0])
+    # A model exported with a fixed batch (`batch_size=1`) runs one example
+    # at a time; a dynamic-batch model is resized to `batch`.
+    batch = 1 if details[0]["shape_signature"][0] > 0 else min(batch, n)
+    for inp, a in zip(details, xs):
+        if batch == 1 and inp["shape"][0] != 1:
+            raise ValueError(f"cannot evaluate a model with a fixed batch of {inp['shape'][0]}")
+        interpreter.resize_tensor_input(inp["index"], [batch] + list(a.shape[1:]))
     interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]
+    details = interpreter.get_input_details()
     out = interpreter.get_output_details()[0]
-    in_scale, in_zero = inp.get("quantization", (0.0, 0))
-    if in_scale and np.issubdtype(inp["dtype"], np.integer):  # an integer input: quantize x
-        info = np.iinfo(inp["dtype"])
-        x = np.clip(np.round(np.asarray(x, np.float32) / in_scale) + in_zero, info.min, info.max)
+    for i, (inp, a) in enumerate(zip(details, xs)):
+        in_scale, in_zero = inp.get("quantization", (0.0, 0))
+        if in_scale and np.issubdtype(inp["dtype"], np.integer):  # an integer input: quantize
+            info = np.iinfo(inp["dtype"])
+            a = np.clip(np.round(np.asarray(a, np.float32) / in_scale) + in_zero, info.min,
+                        info.max)
+        xs[i] = a.astype(inp["dtype"])
     outputs = []
-    for start in range(0, len(x), batch):
-        chunk = x[start:start + batch].astype(inp["dtype"])
-        n = len(chunk)
-        if n < batch:  # pad the last batch instead of re-allocating
-            chunk = np.concatenate([chunk, np.zeros((batch - n,) + chunk.shape[1:], chunk.dtype)])
-        interpreter.set_tensor(inp["index"], chunk)
+    for start in range(0, n, batch):
+        for inp, a in zip(details, xs):
+            chunk = a[start:start + batch]
+            if len(chunk) < batch:  # pad the last batch instead of re-allocating
+                chunk = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:],
+                                                        chunk.dtype)])
+            interpreter.set_tensor(inp["index"], chunk)
         interpreter.invoke()
-        outputs.append(interpreter.get_tensor(out["index"])[:n])
+        outputs.append(interpreter.get_tensor(out["index"])[:min(batch, n - start)])
     outputs = np.concatenate(outputs)
     scale, zero_point = out.get("quantization", (0.0, 0))
     if scale and np.issubdtype(outputs.dtype, np.integer):
