@@ -19,7 +19,7 @@ section of docs/BENCHMARKS.md is written from every stored row):
           ways at equal epochs: the planner (tfdc.compress with the target
           only), the same sparsity in every layer, the paper's per-layer kept
           ratios (8/9/26 %) scaled to the target; 5-bit codebooks for the two
-          baselines. Writes docs/compress_curve.png.
+          baselines. Writes docs/compress_curve.png (not with --no-write).
   best    LeNet-300-100 trained with tfdc.recipe (shifted images, cosine
           decay), compressed with shifted images too, target_bytes=15,500
           (68.8x); goal >= 60x at <= 1.60 %, wall time <= 10 min.
@@ -232,7 +232,6 @@ def run_curve(args, log):
             rows.append(row(f"curve-{how}-{target // 1000}k", result, test, wall,
                             f"target_bytes={target}", fe, how=how, target=target,
                             within=bool(0.95 * target <= result.packed_bytes <= target)))
-    plot_curve(rows, os.path.join(ROOT, "docs", "compress_curve.png"))
     return rows
 
 
@@ -443,6 +442,9 @@ def main():
     if not args.no_write:
         write_section("compress", "tfdc.compress: one call to a budget (issue 12)", body,
                       command="python tools/compress_benchmark.py --rows ROWS (see below)")
+        curve = os.path.join(args.cache, "row_curve.json")
+        if os.path.exists(curve):
+            plot_curve(json.load(open(curve)), os.path.join(ROOT, "docs", "compress_curve.png"))
 
 
 if __name__ == "__main__":
