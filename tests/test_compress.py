@@ -483,6 +483,55 @@ def test_a_model_with_two_inputs_compresses(data, tmp_path, as_dict):
         tfdc.compress(model, (inputs(x), y), (short, yv), target_bytes=6_000, path=path)
 
 
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_a_model_with_two_outputs_compresses_by_its_weighted_losses(data, tmp_path, as_dict):
+    # A digit classifier with a second head for the image's mean ink, as a
+    # list (to a byte target) and as a dict whose keys sort against the
+    # heads' order (to a loss budget): scored by 1 x cross-entropy + 0.5 x
+    # mean squared error, recomputed here from the packed file's outputs.
+    (x, y), (xv, yv) = data
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((28, 28))
+    hidden = keras.layers.Dense(48, activation="relu", name="fc1")(
+        keras.layers.Flatten()(inputs))
+    digit = keras.layers.Dense(10, activation="softmax", name="digit")(hidden)
+    ink = keras.layers.Dense(1, name="ink")(hidden)
+    keys = ("z_digit", "a_ink")
+    model = keras.Model(inputs, dict(zip(keys, (digit, ink))) if as_dict else [digit, ink])
+    losses, weights = ["sparse_categorical_crossentropy", "mse"], [1.0, 0.5]
+    model.compile(keras.optimizers.Adam(2e-3), loss=dict(zip(keys, losses)) if as_dict else losses,
+                  loss_weights=dict(zip(keys, weights)) if as_dict else weights)
+
+    def targets(images, labels):
+        pair = (labels, 10 * images.reshape(len(images), -1).mean(axis=1, keepdims=True))
+        return dict(zip(keys, pair)) if as_dict else list(pair)
+    train, val = (x, targets(x, y)), (xv, targets(xv, yv))
+    model.fit(*train, epochs=2, batch_size=64, verbose=0)
+    path = tmp_path / "two.tflite"
+    budget = {"max_loss_increase": 0.2} if as_dict else {"target_bytes": 8_000}
+    result = tfdc.compress(model, train, val, path=path, epochs=(1, 1), max_trials=3,
+                           verbose=0, **budget)
+    assert result.met, str(result)
+    assert np.isnan(result.error) and "validation loss" in str(result)
+    outputs = tflite_outputs(str(path), xv, every_output=True)  # model.outputs' order:
+    probs, mean_ink = outputs[::-1] if as_dict else outputs      # a dict's in key order
+    expected = result.model.predict(xv, verbose=0)
+    expected = [expected["z_digit"], expected["a_ink"]] if as_dict else expected
+    np.testing.assert_allclose(probs, expected[0], atol=1e-5)
+    np.testing.assert_allclose(mean_ink, expected[1], atol=1e-4)
+    ink_true = targets(xv, yv)["a_ink" if as_dict else 1]
+    by_hand = (-np.mean(np.log(np.clip(probs[np.arange(len(yv)), yv], 1e-7, 1.0)))
+               + 0.5 * np.mean((mean_ink - ink_true) ** 2))
+    assert result.loss == pytest.approx(by_hand, rel=1e-4)
+    assert result.float_loss == pytest.approx(model.evaluate(*val, verbose=0)[0], rel=1e-4)
+    for kwargs, message in (({"max_error_increase": 1.0}, "max_error_increase is a budget of "
+                             "one output's classification error; model .* has 2 outputs"),
+                            ({"target_bytes": 8_000, "distill": True},
+                             "distill=True needs a model with one output")):
+        with pytest.raises(ValueError, match=message):
+            tfdc.compress(model, train, val, path=tmp_path / "never.tflite", **kwargs)
+
+
 def test_binary_classifier_with_one_sigmoid_unit(data, tmp_path):
     # Not compiled: compress picks binary cross-entropy for one output unit
     # and scores it thresholded at 0.5, in Keras and in LiteRT alike.

@@ -200,10 +200,10 @@ def test_layer_by_layer_evaluation_keeps_masks():
     assert sens.weights["rnn"] == (8 + 16) * 16 * 4
 
 
-def test_a_model_with_several_outputs_is_refused_naming_them():
-    """The scan, the planner and compress score one output: a model with a
-    dict of two is refused before its data are read, with the outputs'
-    names and the one-output view to give instead."""
+def test_an_uncompiled_model_with_several_outputs_is_refused_naming_them():
+    """The scan, the planner and compress score several outputs by their
+    compiled losses: a model with a dict of two and no loss is refused
+    before its data are read, with the outputs' names."""
     inputs = keras.Input((8,))
     hidden = keras.layers.Dense(16, name="trunk")(inputs)
     model = keras.Model(inputs, {"label": keras.layers.Dense(3, name="cls")(hidden),
@@ -214,14 +214,64 @@ def test_a_model_with_several_outputs_is_refused_naming_them():
                       ("tfdc.plan", lambda: tfdc.plan(model, (x, y), target_bytes=1000)),
                       ("tfdc.compress", lambda: tfdc.compress(model, (x, y), (x, y),
                                                               target_bytes=1000, verbose=0))):
-        with pytest.raises(ValueError, match=rf"^{who} needs a model with one output; "
-                           r"'functional\w*' has 2 \(box, label\)\. Give it the view of one "
-                           r"output, keras.Model\(model.inputs, model.outputs\[i\]\)"):
+        with pytest.raises(ValueError, match=rf"^{who} scores a model with several outputs by "
+                           r"its compiled loss .*; 'functional\w*' has 2 \(box, label\) and is "
+                           r"not compiled: compile it with its losses"):
             call()
-    # The view of one output is accepted: its layers are the model's.
-    view = keras.Model(model.inputs, model.outputs[1])
-    sens = tfdc.sensitivity(view, (x, np.zeros(32, "int64")), sparsities=[0.5], bits=[4])
-    assert set(sens.layers) == {"trunk", "cls"}
+    # Where one output is wanted (the command line's one y), the view of one.
+    from tfdc.scan import check_one_output
+    with pytest.raises(ValueError, match=r"tfdc plan needs a model with one output; .* Give it "
+                       r"the view of one output, keras.Model\(model.inputs, "
+                       r"model.outputs\[i\]\)"):
+        check_one_output(model, "tfdc plan")
+
+
+@pytest.mark.parametrize("kind", ["list", "dict", "one loss"])
+def test_several_outputs_are_scored_by_their_weighted_compiled_losses(kind):
+    """The Evaluator's loss of a model with two outputs is model.evaluate's
+    total: each output's compiled loss times its loss weight, summed (a
+    dict keyed so that its keys sort against the outputs' order)."""
+    import re
+    import textwrap
+
+    from tfdc.scan import Evaluator, SummedLoss, example_losses
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype("float32")
+    labels, values = rng.integers(0, 3, 300), rng.normal(size=(300, 1)).astype("float32")
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8, activation="relu", name="trunk")(inputs)
+    cls = keras.layers.Dense(3, name="cls")(hidden)
+    reg = keras.layers.Dense(1, name="reg")(hidden)
+    if kind == "list":
+        model = keras.Model(inputs, [cls, reg])
+        model.compile(loss=[keras.losses.SparseCategoricalCrossentropy(from_logits=True), "mse"],
+                      loss_weights=[1.0, 0.5])
+        y = [labels, values]
+    elif kind == "dict":
+        model = keras.Model(inputs, {"z_label": cls, "a_value": reg})
+        model.compile(loss={"a_value": "mae", "z_label": keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True)}, loss_weights={"z_label": 2.0, "a_value": 1.0})
+        y = {"z_label": labels, "a_value": values}
+    else:  # one loss for both outputs
+        model = keras.Model(inputs, [reg, keras.layers.Dense(1, name="reg2")(hidden)])
+        model.compile(loss="mse")
+        y = [values, 2 * values]
+    loss, error = Evaluator(model, x, y, batch_size=128)()
+    assert loss == pytest.approx(model.evaluate(x, y, verbose=0)[0], rel=1e-5)
+    assert np.isnan(error)
+    pred = model.predict(x, verbose=0)
+    per_example = example_losses(SummedLoss(model), y, pred)
+    assert per_example.shape == (300,) and per_example.mean() == pytest.approx(loss, rel=1e-5)
+    sens = tfdc.sensitivity(model, (x, y), sparsities=[0.5], bits=[4])
+    assert sens.baseline_loss == pytest.approx(loss, rel=1e-5)
+    assert all(sens.loss[name][("sparsity", 0.5)] > 0 for name in sens.layers)
+    # The docstring's example prints what its comment says.
+    block = textwrap.dedent(re.search(r"```python\n(.*?)```", SummedLoss.__doc__,
+                                      re.S).group(1))
+    printed = {}
+    exec(block.replace("print(", "printed['value'] = ("), {"printed": printed})
+    assert str(printed["value"]) == re.search(r"# ([\d.]+)", block).group(1)
 
 
 def test_one_output_in_a_dict_is_scanned_as_that_output():

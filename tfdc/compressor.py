@@ -181,10 +181,11 @@ class CompressResult:
 
 
 # --------------------------------------------------------------------- checks
-def _check_data(data, what, allow_dataset, inputs=1):
-    """`(x, y)` as arrays (x: `_check_inputs`), or a dataset where allowed;
-    else a ValueError naming `what`. `inputs`: the model's inputs (None:
-    not known, a subclassed model)."""
+def _check_data(data, what, allow_dataset, inputs=1, outputs=1):
+    """`(x, y)` as arrays (x: `_check_inputs`; y a list or dict of arrays
+    for several `outputs`), or a dataset where allowed; else a ValueError
+    naming `what`. `inputs`: the model's inputs (None: not known, a
+    subclassed model)."""
     import keras
     if allow_dataset and not isinstance(data, (tuple, list)):
         if isinstance(data, keras.utils.PyDataset) or hasattr(data, "element_spec"):
@@ -202,28 +203,34 @@ def _check_data(data, what, allow_dataset, inputs=1):
                 "into arrays)" if hasattr(data, "__iter__") else "")
         raise ValueError(f"{what} must be a tuple (x, y) of NumPy arrays, got "
                          f"{type(data).__name__}{hint}")
-    x, y = _check_inputs(data[0], what, inputs), np.asarray(data[1])
-    if y.ndim == 0:
+    x = _check_inputs(data[0], what, inputs)
+    y = _check_inputs(data[1], what, outputs, "y", "output") if outputs > 1 else \
+        np.asarray(data[1])
+    if outputs == 1 and y.ndim == 0:
         raise ValueError(f"{what}: x and y must be arrays with one row per example, got shapes "
                          f"{_shapes(x)} and {y.shape}")
     n = _length(x)
-    if n != len(y):
-        raise ValueError(f"{what}: x has {n:,} examples but y has {len(y):,}")
+    if n != _length(y):
+        raise ValueError(f"{what}: x has {n:,} examples but y has {_length(y):,}")
     if n == 0:
         raise ValueError(f"{what} is empty")
     return x, y  # the labels are checked against the model's outputs (check_labels)
 
 
-def _check_inputs(x, what, inputs):
+def _check_inputs(x, what, count, name="x", kind="input"):
     """x as a NumPy array, or for a model with several inputs a list (in
     the order of `model.inputs`) or a dict (keyed as the model's inputs) of
-    arrays, one per input, with one row per example in each."""
+    arrays, one per input, with one row per example in each. The same for
+    the labels of several outputs (`name` "y", `kind` "output"). `count`:
+    how many the model has (None: not known)."""
     several = isinstance(x, (dict, list, tuple))
-    if several and inputs is not None and len(x) != inputs:
-        raise ValueError(f"{what}: x is a {type(x).__name__} of {len(x):,}, but the model has "
-                         f"{inputs} input{'s' if inputs != 1 else ''}: give "
-                         + ("one array" if inputs == 1 else "a list or dict of one array per "
-                            "input"))
+    given = len(x) if several else 1
+    if count is not None and given != count:
+        raise ValueError(f"{what}: {name} is "
+                         + (f"a {type(x).__name__} of {given:,}" if several else "one array")
+                         + f", but the model has {count} {kind}{'s' if count != 1 else ''}: give "
+                         + ("one array" if count == 1 else f"a list or dict of one array per "
+                            f"{kind}"))
     if isinstance(x, dict):
         x = {k: np.asarray(v) for k, v in x.items()}
     elif several:
@@ -232,11 +239,11 @@ def _check_inputs(x, what, inputs):
         x = np.asarray(x)
     arrays = list(x.values()) if isinstance(x, dict) else x if isinstance(x, list) else [x]
     if not arrays or any(a.ndim == 0 for a in arrays):
-        raise ValueError(f"{what}: x must be an array with one row per example (or a list or "
-                         f"dict of them, one per input of the model), got {_shapes(x)}")
+        raise ValueError(f"{what}: {name} must be an array with one row per example (or a list "
+                         f"or dict of them, one per {kind} of the model), got {_shapes(x)}")
     if len({len(a) for a in arrays}) > 1:
-        raise ValueError(f"{what}: x's arrays must have one row per example each, got shapes "
-                         f"{_shapes(x)}")
+        raise ValueError(f"{what}: {name}'s arrays must have one row per example each, got "
+                         f"shapes {_shapes(x)}")
     return x
 
 
@@ -369,7 +376,8 @@ def _from_logits(model):
 
 def _validation_outputs(model, x):
     """The float model's outputs on the validation examples (`[N]` made
-    `[N, 1]`)."""
+    `[N, 1]`); for several outputs a list of arrays in the order of
+    `model.outputs`."""
     try:
         model(_head(x, 8), training=False)  # eagerly first: Keras's readable error
         out = model.predict(x, batch_size=512, verbose=0)
@@ -377,8 +385,8 @@ def _validation_outputs(model, x):
         raise ValueError(f"validation_data: the model cannot run on x of shape {_shapes(x)}: "
                          f"{_first_line(e)}") from None
     if isinstance(out, (list, tuple, dict)):
-        raise ValueError(f"tfdc.compress needs a model with one output (a classifier's); "
-                         f"{model.name!r} has {len(out)}")
+        import keras
+        return [np.asarray(o) for o in keras.tree.flatten(out)]
     out = np.asarray(out)
     return out[:, None] if out.ndim == 1 else out
 
@@ -413,7 +421,7 @@ def _first_batch(train, classes):
     if isinstance(train, tuple):
         if classes is not None:
             check_labels(train[1], classes, "train_data")
-        return _head(train[0], 8), train[1][:8]
+        return _head(train[0], 8), _head(train[1], 8)
     try:
         batch = _peek(train) if not hasattr(train, "element_spec") else next(iter(train))
     except Exception as e:  # noqa: BLE001 - a user's PyDataset raises what it raises
@@ -436,14 +444,14 @@ def _peek(dataset):
     return view[0]
 
 
-def _check_train(model, batch, loss):
+def _check_train(model, batch, loss, fn):
     """Fail now, not after the scan, on training data that the model or its
     loss cannot take: the loss of a first batch, called eagerly as `fit`
     calls it (no copy: the random state the training runs start from is
-    left as it was), must be finite."""
-    from tfdc.scan import loss_callable, mean_loss
+    left as it was), must be finite. `fn`: the loss as `mean_loss` takes
+    it."""
+    from tfdc.scan import mean_loss
     x, y = batch
-    fn = loss_callable(loss)
     if fn is None:  # nothing Keras can call outside compile: fit will say
         return
     try:
@@ -459,6 +467,10 @@ def _check_train(model, batch, loss):
 def _loss_name(loss):
     if isinstance(loss, str):
         return loss
+    if isinstance(loss, (list, tuple)):
+        return " + ".join(_loss_name(one) for one in loss if one is not None)
+    if isinstance(loss, dict):
+        return " + ".join(f"{k}: {_loss_name(one)}" for k, one in loss.items() if one is not None)
     return getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
 
 
@@ -913,7 +925,8 @@ class _Run:
         prune_epochs, cluster_epochs = c.epochs
         ramp = max(1, (prune_epochs * steps) // 2)
         net = trainer(student)
-        net.compile(_optimizer(c.learning_rate, c.weight_decay), loss)
+        net.compile(_optimizer(c.learning_rate, c.weight_decay), loss,
+                    loss_weights=c.loss_weights)
         pruner = tfdc.GradualPruning(plan.sparsity, begin_step=0, end_step=ramp,
                                      frequency=max(1, ramp // 30))
         log(f"  pruning: {prune_epochs} epochs ({steps} steps each), ramp over the first half")
@@ -926,7 +939,8 @@ class _Run:
             student = _inference_model(student)
             net = trainer(student)
         log(f"  clustering: {cluster_epochs} epochs")
-        net.compile(_optimizer(c.learning_rate * c.cluster_lr, c.weight_decay), loss)
+        net.compile(_optimizer(c.learning_rate * c.cluster_lr, c.weight_decay), loss,
+                    loss_weights=c.loss_weights)
         _fit(net, self.train, c.batch_size, cluster_epochs,
              [tfdc.ClusteredFineTuning(bits=plan.bits),
               cosine_decay(c.learning_rate * c.cluster_lr, cluster_epochs)], c.keras_verbose)
@@ -944,7 +958,7 @@ class _Run:
         net = student if not c.distill else Distiller(student, c.teacher,
                                                       temperature=c.temperature, alpha=c.alpha)
         lr = c.learning_rate * c.cluster_lr * 0.5
-        net.compile(_optimizer(lr, c.weight_decay), c.loss)
+        net.compile(_optimizer(lr, c.weight_decay), c.loss, loss_weights=c.loss_weights)
         log("  fine-tuning the shared values (1 epoch, zeros and assignments fixed)")
         _fit(net, self.train, c.batch_size, 1,
              [tfdc.ClusteredFineTuning(bits=plan.bits), cosine_decay(lr, 1)], c.keras_verbose)
@@ -966,6 +980,7 @@ class _Config:
     keras_verbose: int
     export_batch_size: int
     loss: object
+    loss_weights: object = None  # several outputs: the user's compiled loss_weights
 
 
 def _structured(student, structure):
@@ -1069,9 +1084,12 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             is NaN). An output inside a dict or list (`{"probs": y}`) is
             trained and scored as `y`, and `.model` and the packed file keep
             the dict (the signature's output is named "probs"). A model with
-            several outputs is refused, naming them: plan on the view of
-            one, `keras.Model(model.inputs, model.outputs[i])`, and train
-            the whole model with the plan's settings and tfdc's callbacks.
+            several outputs must be compiled with their losses: it is
+            trained with them and scored by their sum weighted by its
+            `loss_weights` (`tfdc.scan.SummedLoss`, what `model.evaluate`
+            reports), so it takes `target_bytes` or `max_loss_increase`,
+            labels `y` a list or dict of arrays, one per output, and no
+            distillation.
             A subclassed model is copied from its config (`get_config()`
             must rebuild it) and may not hold a BatchNormalization.
         train_data: `(x, y)` arrays, or a `keras.utils.PyDataset` /
@@ -1186,8 +1204,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     from tfdc.demo import tflite_outputs
     from tfdc.exporter import check_writable, write_atomically
     from tfdc.mistakes import mistakes
-    from tfdc.scan import (check_one_output, example_losses, loss_callable, mean_loss,
-                           one_output_view)
+    from tfdc.scan import (SummedLoss, _output_count, check_one_output, example_losses,
+                           loss_callable, mean_loss, one_output_view)
 
     started = time.perf_counter()
     if log is None:
@@ -1212,8 +1230,18 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         raise ValueError(f"model must be a keras.Model, got {type(model).__name__}")
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: call it on data or fit it first")
-    check_one_output(model, "tfdc.compress")
+    check_one_output(model, "tfdc.compress", several=True)
     model, structure = one_output_view(model)
+    output_count = _output_count(model)
+    several = output_count > 1
+    if several and max_error_increase is not None:
+        raise ValueError(f"max_error_increase is a budget of one output's classification error; "
+                         f"model {model.name!r} has {output_count} outputs and is scored by the "
+                         "weighted sum of their compiled losses: give target_bytes or "
+                         "max_loss_increase")
+    if several and distill:
+        raise ValueError(f"distill=True needs a model with one output; {model.name!r} has "
+                         f"{output_count}")
     for name, value, low in (("batch_size", batch_size, 1), ("max_trials", max_trials, 1)):
         _check_number(value, name, integer=True)
         if value < low:
@@ -1224,9 +1252,10 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             raise ValueError(f"{name} must be positive, got {value!r}")
     from tfdc.exporter import _has_graph
     inputs = len(model.inputs) if _has_graph(model) else None
-    train = _check_data(train_data, "train_data", allow_dataset=True, inputs=inputs)
+    train = _check_data(train_data, "train_data", allow_dataset=True, inputs=inputs,
+                        outputs=output_count)
     x_val, y_val = _check_data(validation_data, "validation_data", allow_dataset=False,
-                               inputs=inputs)
+                               inputs=inputs, outputs=output_count)
     path = check_writable(path)
     _kernels(model, True)  # a model with nothing to compress fails now
     _copy(model)  # and one that cannot be copied
@@ -1237,18 +1266,26 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     inference = _inference_model(model)
     val_outputs = _validation_outputs(inference, x_val)
     from_logits = _from_logits(model)
-    float_wrong, not_classifier = _float_mistakes(model, val_outputs, y_val, from_logits,
-                                                  max_error_increase)
+    if several:
+        float_wrong, not_classifier = None, (f"{output_count} outputs, scored by the weighted sum "
+                                             "of their compiled losses")
+        classes = None
+    else:
+        float_wrong, not_classifier = _float_mistakes(model, val_outputs, y_val, from_logits,
+                                                      max_error_increase)
+        classes = val_outputs.shape[1]
     if not_classifier is None:
-        _warn_no_better_than_constant(float_wrong, y_val, val_outputs.shape[1])
+        _warn_no_better_than_constant(float_wrong, y_val, classes)
     if max_error_increase is not None and confidence is not None:
         _check_examples(float_wrong, max_error_increase, confidence)
-    classes = val_outputs.shape[1]
     batch = _first_batch(train, None if not_classifier else classes)
-    labels = np.shape(batch[1])
-    loss = _loss(model, classes, one_hot=len(labels) == 2 and labels[1] == classes > 1)
-    _check_train(model, batch, loss)
-    loss_fn = loss_callable(loss)
+    if several:
+        loss, loss_fn = model.loss, SummedLoss(model)
+    else:
+        labels = np.shape(batch[1])
+        loss = _loss(model, classes, one_hot=len(labels) == 2 and labels[1] == classes > 1)
+        loss_fn = loss_callable(loss)
+    _check_train(model, batch, loss, loss_fn)
     float_loss = mean_loss(loss_fn, y_val, val_outputs)
     if not_classifier and not math.isfinite(float_loss):
         raise ValueError(f"validation_data: the float model's loss ({_loss_name(loss)}) on it is "
@@ -1271,7 +1308,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                      cluster_lr=0.1, weight_decay=float(weight_decay), distill=bool(distill),
                      teacher=teacher, temperature=temperature, alpha=alpha,
                      keras_verbose=1 if verbose >= 2 else 0, export_batch_size=export_batch_size,
-                     loss=loss)
+                     loss=loss, loss_weights=(model.get_compile_config() or {}).get(
+                         "loss_weights") if several else None)
     if distill:  # fail on a bad temperature / alpha now
         Distiller(_copy(model), teacher, temperature=temperature, alpha=alpha)
     run = _Run(model, train, config)
@@ -1288,7 +1326,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
               f"classifier: {not_classifier})" if not_classifier
               else f"validation error {float_error:.2%}")
     log(f"tfdc.compress: {model.name}, {float_bytes:,} B as float32, {scored} on "
-        f"{len(y_val):,} examples; {budget}")
+        f"{_length(y_val):,} examples; {budget}")
 
     workdir = tempfile.mkdtemp(prefix="tfdc-compress-",
                                dir=os.path.dirname(os.path.abspath(path)))
@@ -1341,7 +1379,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
 
         def _evaluate(entry):
             t = time.perf_counter()
-            outputs = tflite_outputs(entry["path"], x_val)
+            outputs = tflite_outputs(entry["path"], x_val, every_output=several)
             entry["loss"] = mean_loss(loss_fn, y_val, outputs)
             times["evaluate"] = times.get("evaluate", 0.0) + time.perf_counter() - t
             entry["passed"] = True

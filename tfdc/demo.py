@@ -182,14 +182,17 @@ def tflite_mistakes(model_or_path, x, y, batch=500, num_threads=None, plain=Fals
     return mistakes(outputs.reshape(len(outputs), -1), y, from_logits)
 
 
-def tflite_outputs(model_or_path, x, batch=500, num_threads=None, plain=False):
+def tflite_outputs(model_or_path, x, batch=500, num_threads=None, plain=False,
+                   every_output=False):
     """The `.tflite` model's (first) output on every example of `x`, as real
     values: run in the LiteRT interpreter in batches of `batch` (one at a
     time for a fixed-batch model), an integer input quantized with its scale
     and an integer output dequantized. For a model with several inputs, `x`
     is a list of arrays in the Keras model's input order (which `tfdc.export`
     gives the file's inputs) or a dict of them, taken in its sorted keys'
-    order as Keras flattens a dict of inputs."""
+    order as Keras flattens a dict of inputs. `every_output`: a list of all
+    the outputs, in the Keras model's order (`tfdc.export` gives the file
+    that order too)."""
     from tfdc.runtime import interpreter_class, load_interpreter, read_model_bytes
     kwargs = {"num_threads": num_threads} if num_threads else {}
     if plain:
@@ -213,7 +216,8 @@ def tflite_outputs(model_or_path, x, batch=500, num_threads=None, plain=False):
         interpreter.resize_tensor_input(inp["index"], [batch] + list(a.shape[1:]))
     interpreter.allocate_tensors()
     details = interpreter.get_input_details()
-    out = interpreter.get_output_details()[0]
+    outs = interpreter.get_output_details()
+    outs = outs if every_output else outs[:1]
     for i, (inp, a) in enumerate(zip(details, xs)):
         in_scale, in_zero = inp.get("quantization", (0.0, 0))
         if in_scale and np.issubdtype(inp["dtype"], np.integer):  # an integer input: quantize
@@ -221,7 +225,7 @@ def tflite_outputs(model_or_path, x, batch=500, num_threads=None, plain=False):
             a = np.clip(np.round(np.asarray(a, np.float32) / in_scale) + in_zero, info.min,
                         info.max)
         xs[i] = a.astype(inp["dtype"])
-    outputs = []
+    parts = [[] for _ in outs]
     for start in range(0, n, batch):
         for inp, a in zip(details, xs):
             chunk = a[start:start + batch]
@@ -230,13 +234,17 @@ def tflite_outputs(model_or_path, x, batch=500, num_threads=None, plain=False):
                                                         chunk.dtype)])
             interpreter.set_tensor(inp["index"], chunk)
         interpreter.invoke()
-        outputs.append(interpreter.get_tensor(out["index"])[:min(batch, n - start)])
-    outputs = np.concatenate(outputs)
-    scale, zero_point = out.get("quantization", (0.0, 0))
-    if scale and np.issubdtype(outputs.dtype, np.integer):
-        # Real values, so a binary unit's threshold and a loss hold.
-        outputs = (outputs.astype(np.float32) - zero_point) * scale
-    return outputs
+        for part, out in zip(parts, outs):
+            part.append(interpreter.get_tensor(out["index"])[:min(batch, n - start)])
+    outputs = []
+    for part, out in zip(parts, outs):
+        values = np.concatenate(part)
+        scale, zero_point = out.get("quantization", (0.0, 0))
+        if scale and np.issubdtype(values.dtype, np.integer):
+            # Real values, so a binary unit's threshold and a loss hold.
+            values = (values.astype(np.float32) - zero_point) * scale
+        outputs.append(values)
+    return outputs if every_output else outputs[0]
 
 
 class _SparsityRecorder:

@@ -277,8 +277,10 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
       (a regression model too).
 
     Args:
-        model: a built Keras model with one output (BatchNormalization folded
-            into its kernels: `tfdc.fold_batchnorm`).
+        model: a built Keras model with one output, or with several and
+            compiled with their losses (their weighted sum is the loss:
+            `tfdc.scan.SummedLoss`), BatchNormalization folded into its
+            kernels (`tfdc.fold_batchnorm`).
         validation_data: `(x, y)` held-out data or an iterable of batches (see
             `tfdc.sensitivity`); used for the scan (unless `sensitivity` is
             given) and for measuring the plan.
@@ -335,7 +337,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     if set(options) - allowed:
         raise ValueError(f"export_options: unknown {', '.join(sorted(set(options) - allowed))}; "
                          f"known: {', '.join(sorted(allowed))}")
-    check_one_output(model, "tfdc.plan")
+    check_one_output(model, "tfdc.plan", several=True)
     model, _ = one_output_view(model)
     # Read once: a generator of batches cannot be read again for the check.
     samples = scan_options.pop("samples", DEFAULT_SAMPLES)

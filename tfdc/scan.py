@@ -45,7 +45,7 @@ import time
 import numpy as np
 
 __all__ = ["sensitivity", "Sensitivity", "DEFAULT_SPARSITIES", "DEFAULT_BITS",
-           "DEFAULT_SAMPLES", "Evaluator"]
+           "DEFAULT_SAMPLES", "Evaluator", "SummedLoss"]
 
 DEFAULT_SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98,
                       0.99)
@@ -216,23 +216,29 @@ def _float(v):
 # Validation data and the evaluation
 
 
-def check_one_output(model, who):
+def check_one_output(model, who, several=False):
     """A ValueError naming the outputs of a Functional or Sequential model
     with several: the scan, the planner and `tfdc.compress` score one
-    output (`who`: the caller, for the message). A subclassed model's
-    outputs are checked when it runs."""
+    output (`who`: the caller, for the message), or with `several` a model
+    compiled with a loss for its outputs (scored by their weighted sum,
+    `SummedLoss`). A subclassed model's outputs are checked when it runs."""
     try:
         outputs = list(model.outputs or [])
     except (AttributeError, ValueError):
         return
-    if len(outputs) > 1:
-        from tfdc.exporter import _output_names
-        raise ValueError(f"{who} needs a model with one output; {model.name!r} has "
-                         f"{len(outputs)} ({', '.join(_output_names(model))}). Give it the "
-                         "view of one output, keras.Model(model.inputs, model.outputs[i]): "
-                         "its layers are the model's, so its plan's settings apply to them; "
-                         "tfdc.GradualPruning, tfdc.ClusteredFineTuning and tfdc.export take "
-                         "the whole model")
+    if len(outputs) < 2 or (several and getattr(model, "loss", None) is not None):
+        return
+    from tfdc.exporter import _output_names
+    named = f"{model.name!r} has {len(outputs)} ({', '.join(_output_names(model))})"
+    if several:
+        raise ValueError(f"{who} scores a model with several outputs by its compiled loss (one "
+                         f"per output, weighted by loss_weights, as model.evaluate sums them); "
+                         f"{named} and is not compiled: compile it with its losses")
+    raise ValueError(f"{who} needs a model with one output; {named}. Give it the "
+                     "view of one output, keras.Model(model.inputs, model.outputs[i]): "
+                     "its layers are the model's, so its plan's settings apply to them; "
+                     "tfdc.GradualPruning, tfdc.ClusteredFineTuning and tfdc.export take "
+                     "the whole model")
 
 
 def one_output_view(model):
@@ -256,21 +262,21 @@ def one_output_view(model):
 
 
 def _take(data, samples, seed=0):
-    """`(x, y)` NumPy arrays (x: array, list or dict of arrays) of at most
+    """`(x, y)` NumPy arrays (each an array, list or dict of arrays) of at most
     `samples` examples of `validation_data`: a tuple `(x, y)` or `(x, y,
     sample_weight)` (weights ignored), or an iterable of `(x, y)` batches
     (a `tf.data.Dataset`, a generator)."""
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not _is_batch_list(data):
         x, y = data[0], data[1]
         n = _length(x)
-        if n != len(y):
-            raise ValueError(f"validation_data: x has {n} examples but y has {len(y)}")
+        if n != _length(y):
+            raise ValueError(f"validation_data: x has {n} examples but y has {_length(y)}")
         if n == 0:
             raise ValueError("validation_data is empty")
         if samples is not None and n > samples:
             index = np.sort(np.random.default_rng(seed).choice(n, samples, replace=False))
-            return _index(x, index), np.asarray(y)[index]
-        return _map(x, np.asarray), np.asarray(y)
+            return _index(x, index), _index(y, index)
+        return _map(x, np.asarray), _map(y, np.asarray)
     xs, ys, count = [], [], 0
     try:
         iterator = iter(data)
@@ -280,18 +286,17 @@ def _take(data, samples, seed=0):
     for batch in iterator:
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ValueError("validation_data batches must be (x, y) tuples")
-        x = _map(batch[0], lambda a: np.asarray(a))
-        xs.append(x)
-        ys.append(np.asarray(batch[1]))
-        count += len(ys[-1])
+        xs.append(_map(batch[0], np.asarray))
+        ys.append(_map(batch[1], np.asarray))
+        count += _length(ys[-1])
         if samples is not None and count >= samples:
             break
     if not xs:
         raise ValueError("validation_data is empty")
-    x = _concat(xs)
-    y = np.concatenate(ys)
+    x, y = _concat(xs), _concat(ys)
     if samples is not None:
-        x, y = _index(x, np.arange(min(samples, len(y)))), y[:samples]
+        keep = np.arange(min(samples, _length(y)))
+        x, y = _index(x, keep), _index(y, keep)
     return x, y
 
 
@@ -335,13 +340,16 @@ class Evaluator:
 
     The loss is the model's compiled loss when it has a single one, else
     cross-entropy (from probabilities if the outputs are, from logits
-    otherwise). The error is the top-1 error for a classifier (integer or
-    one-hot labels; a single sigmoid output thresholded at 0.5), NaN for any
-    other model.
+    otherwise); for a model with several outputs the weighted sum of their
+    compiled losses (`SummedLoss`). The error is the top-1 error for a
+    classifier (integer or one-hot labels; a single sigmoid output
+    thresholded at 0.5), NaN for any other model.
 
     Args:
-        model: a built Keras model with one output.
-        x, y: the validation examples (NumPy).
+        model: a built Keras model with one output, or several and their
+            compiled losses.
+        x, y: the validation examples (NumPy; a list or dict of arrays for
+            several inputs or outputs).
         batch_size: examples per forward pass.
 
     Example:
@@ -355,8 +363,8 @@ class Evaluator:
     def __init__(self, model, x, y, batch_size=None):
         import keras
         self.model = model
-        self.y = np.asarray(y)
-        self.n = len(self.y)
+        self.y = _map(y, np.asarray)
+        self.n = _length(self.y)
         self.batch_size = int(batch_size or DEFAULT_BATCH)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size!r}")
@@ -393,15 +401,16 @@ class Evaluator:
         return other
 
     def predict(self):
+        """The outputs on every example: an array, or for several outputs a
+        list of them in the order of `model.outputs`."""
         import keras
         parts = []
         for batch in self.batches:
             out = self.forward(batch)
-            if isinstance(out, (list, tuple, dict)):
-                raise ValueError("sensitivity needs a model with one output; this one has "
-                                 f"{len(out)}")
-            parts.append(np.asarray(keras.ops.convert_to_numpy(out), dtype=np.float32))
-        return np.concatenate(parts)
+            parts.append([np.asarray(keras.ops.convert_to_numpy(o), dtype=np.float32)
+                          for o in keras.tree.flatten(out)])
+        outputs = [np.concatenate(part) for part in zip(*parts)]
+        return outputs if len(outputs) > 1 else outputs[0]
 
     def __call__(self):
         """`(loss, error)` of the model as it is now."""
@@ -423,6 +432,8 @@ class Evaluator:
 
     def error(self, pred):
         from tfdc.mistakes import mistakes
+        if isinstance(pred, list):  # several outputs: scored by their losses only
+            return float("nan")
         try:
             # One binary unit: the threshold the baseline's outputs chose.
             unit = pred.ndim == 2 and pred.shape[-1] == 1
@@ -438,10 +449,93 @@ def _run(h, layers):
 
 
 def _compiled_loss(model):
+    """The model's compiled loss as a `loss_callable`, a `SummedLoss` for a
+    model with several outputs, None if it is not compiled."""
     loss = getattr(model, "loss", None)
-    if loss is None or isinstance(loss, (list, tuple, dict)):
+    if loss is None:
+        return None
+    if _output_count(model) > 1:
+        return SummedLoss(model)
+    if isinstance(loss, (list, tuple, dict)):
         return None
     return loss_callable(loss)
+
+
+def _output_count(model):
+    try:
+        return len(model.outputs or [])
+    except (AttributeError, ValueError):
+        return 1
+
+
+class SummedLoss:
+    """The compiled losses of a model with several outputs as one loss:
+    each output's loss (`loss_callable`) times its `loss_weights` entry,
+    summed, as `model.evaluate` reports the total. Labels and predictions
+    are lists in the order of `model.outputs`, or dicts keyed as the
+    model's outputs (`mean_loss`, `example_losses` take it like a loss).
+
+    Args:
+        model: a compiled Keras model with several outputs: one loss for all
+            of them, or a list or dict of losses (None: that output is not
+            trained), and optional `loss_weights`.
+
+    Example:
+
+    ```python
+    import keras
+    import numpy as np
+    from tfdc.scan import SummedLoss, mean_loss
+    x = keras.Input((4,))
+    model = keras.Model(x, [keras.layers.Dense(3, name="cls")(x),
+                            keras.layers.Dense(1, name="reg")(x)])
+    model.compile(loss=["sparse_categorical_crossentropy", "mse"], loss_weights=[1.0, 0.5])
+    y = [np.array([0, 2]), np.array([[1.0], [0.0]])]
+    pred = [np.array([[0.8, 0.1, 0.1], [0.1, 0.1, 0.8]]), np.array([[0.6], [0.2]])]
+    print(round(mean_loss(SummedLoss(model), y, pred), 4))  # 0.2731: 0.2231 + 0.5 * 0.1
+    ```
+    """
+
+    def __init__(self, model):
+        from tfdc.exporter import graph_structure
+        structure = graph_structure(model, "output")
+        n = _output_count(model)
+        self.keys = (sorted(structure) if isinstance(structure, dict)
+                     else [str(k) for k in model.output_names])
+        config = model.get_compile_config() or {}
+        losses = self._per_output(model.loss, n, None)
+        weights = self._per_output(config.get("loss_weights"), n, 1.0)
+        self.parts = [(i, loss_callable(loss), 1.0 if w is None else float(w))
+                      for i, (loss, w) in enumerate(zip(losses, weights)) if loss is not None]
+
+    def _per_output(self, value, n, default):
+        if isinstance(value, dict):
+            return [value.get(k, default) for k in self.keys]
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        return [default if value is None else value] * n
+
+    def _flat(self, values, what):
+        if isinstance(values, dict):
+            missing = [k for k in self.keys if k not in values]
+            if missing:
+                raise ValueError(f"{what} has no entry for the output"
+                                 f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+            return [values[k] for k in self.keys]
+        if not isinstance(values, (list, tuple)) or len(values) != len(self.keys):
+            raise ValueError(f"{what} of a model with {len(self.keys)} outputs must be a list or "
+                             f"dict of {len(self.keys)} arrays, got {type(values).__name__}")
+        return list(values)
+
+    def mean(self, y, pred):
+        """The total loss, as `model.evaluate` reports it."""
+        y, pred = self._flat(y, "y"), self._flat(pred, "the predictions")
+        return float(sum(w * mean_loss(fn, y[i], pred[i]) for i, fn, w in self.parts))
+
+    def per_example(self, y, pred):
+        """The total loss of each example (float64, len(y))."""
+        y, pred = self._flat(y, "y"), self._flat(pred, "the predictions")
+        return sum(w * example_losses(fn, y[i], pred[i]) for i, fn, w in self.parts)
 
 
 def loss_callable(loss):
@@ -463,6 +557,8 @@ def mean_loss(fn, y, pred):
     import keras
     if fn is None:
         return float("nan")
+    if isinstance(fn, SummedLoss):
+        return fn.mean(y, pred)
     return float(np.mean(keras.ops.convert_to_numpy(fn(y, pred))))
 
 
@@ -472,6 +568,8 @@ def example_losses(fn, y, pred):
     `__call__` averages), a loss function as it is (Keras's return one
     value per example); any axis after the first is averaged."""
     import keras
+    if isinstance(fn, SummedLoss):
+        return fn.per_example(y, pred)
     if isinstance(fn, keras.losses.Loss):
         y_t = keras.ops.convert_to_tensor(y)
         pred_t = keras.ops.convert_to_tensor(pred)
@@ -557,7 +655,8 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     left exactly as it was.
 
     Args:
-        model: a built Keras model with one output.
+        model: a built Keras model with one output, or with several and
+            compiled with their losses (`SummedLoss`: no error is scored).
         validation_data: `(x, y)` arrays, or an iterable of `(x, y)` batches
             (e.g. a `tf.data.Dataset`); held-out data, not the training set.
         sparsities: the pruning grid, fractions in (0, 1) (default
@@ -575,7 +674,8 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
 
     Raises:
         ValueError: an empty grid or a value outside it, a model with several
-            outputs, no compressible layer, empty validation data.
+            outputs and no compiled loss, no compressible layer, empty
+            validation data.
 
     Example:
 
@@ -592,7 +692,7 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     start = time.perf_counter()
     if not getattr(model, "built", False):
         raise ValueError(f"model {model.name!r} is not built: call it on data or build it first")
-    check_one_output(model, "sensitivity")
+    check_one_output(model, "sensitivity", several=True)
     model, _ = one_output_view(model)
     sparsities, bits = _check_grid(sparsities, bits)
     if samples is not None and (isinstance(samples, bool) or int(samples) < 1):
