@@ -218,9 +218,10 @@ def _float(v):
 
 def check_one_output(model, who, several=False):
     """A ValueError naming the outputs of a Functional or Sequential model
-    with several: the scan, the planner and `tfdc.compress` score one
-    output (`who`: the caller, for the message), or with `several` a model
-    compiled with a loss for its outputs (scored by their weighted sum,
+    with several, for a caller that scores one output (`who`, for the
+    message: the command line, whose data has one y); with `several`, only
+    for one that is not compiled (the scan, the planner and
+    `tfdc.compress` score several by their weighted compiled losses,
     `SummedLoss`). A subclassed model's outputs are checked when it runs."""
     try:
         outputs = list(model.outputs or [])
@@ -234,11 +235,9 @@ def check_one_output(model, who, several=False):
         raise ValueError(f"{who} scores a model with several outputs by its compiled loss (one "
                          f"per output, weighted by loss_weights, as model.evaluate sums them); "
                          f"{named} and is not compiled: compile it with its losses")
-    raise ValueError(f"{who} needs a model with one output; {named}. Give it the "
-                     "view of one output, keras.Model(model.inputs, model.outputs[i]): "
-                     "its layers are the model's, so its plan's settings apply to them; "
-                     "tfdc.GradualPruning, tfdc.ClusteredFineTuning and tfdc.export take "
-                     "the whole model")
+    raise ValueError(f"{who} needs a model with one output; {named}. In Python, "
+                     "tfdc.compress and tfdc.plan take several: compile the model with a loss "
+                     "per output and give y as a list or dict of arrays")
 
 
 def one_output_view(model):
