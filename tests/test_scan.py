@@ -296,3 +296,17 @@ def test_one_output_in_a_dict_is_scanned_as_that_output():
     plans = [tfdc.plan(m, (x, y), sensitivity=scan, target_bytes=3000)
              for m, scan in zip((plain, wrapped), scans)]
     assert plans[0].to_json() == plans[1].to_json()
+
+
+def test_a_python_list_of_labels_is_one_output_s_labels():
+    """y as a plain list (of class indices) is one output's labels, scanned
+    as the same array would be: only a model with several outputs reads a
+    list as one array per output."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 3, 64)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="fc1"),
+                              keras.layers.Dense(3, activation="softmax", name="fc2")])
+    as_array = tfdc.sensitivity(model, (x, y), sparsities=[0.5], bits=[4])
+    as_list = tfdc.sensitivity(model, (x, [int(v) for v in y]), sparsities=[0.5], bits=[4])
+    assert as_list.loss == as_array.loss and as_list.error == as_array.error

@@ -318,7 +318,8 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     ```
     """
     from tfdc.bytecost import apply_settings, byte_cost, restore_settings
-    from tfdc.scan import DEFAULT_SAMPLES, Evaluator, _take, check_one_output, one_output_view
+    from tfdc.scan import (DEFAULT_SAMPLES, Evaluator, _output_count, _take, check_one_output,
+                           one_output_view)
     from tfdc.scan import sensitivity as scan
 
     budgets = (("target_bytes", target_bytes), ("max_error_increase", max_error_increase),
@@ -341,7 +342,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     model, _ = one_output_view(model)
     # Read once: a generator of batches cannot be read again for the check.
     samples = scan_options.pop("samples", DEFAULT_SAMPLES)
-    x, y = _take(validation_data, samples)
+    x, y = _take(validation_data, samples, outputs=_output_count(model))
     if sensitivity is None:
         sensitivity = scan(model, (x, y), samples=None, verbose=verbose, **scan_options)
     elif scan_options.keys() - {"batch_size"}:

@@ -260,13 +260,13 @@ def one_output_view(model):
     return view, structure
 
 
-def _take(data, samples, seed=0):
-    """`(x, y)` NumPy arrays (each an array, list or dict of arrays) of at most
-    `samples` examples of `validation_data`: a tuple `(x, y)` or `(x, y,
-    sample_weight)` (weights ignored), or an iterable of `(x, y)` batches
-    (a `tf.data.Dataset`, a generator)."""
+def _take(data, samples, seed=0, outputs=1):
+    """`(x, y)` NumPy arrays (x an array, list or dict of arrays; y too for
+    several `outputs`) of at most `samples` examples of `validation_data`:
+    a tuple `(x, y)` or `(x, y, sample_weight)` (weights ignored), or an
+    iterable of `(x, y)` batches (a `tf.data.Dataset`, a generator)."""
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not _is_batch_list(data):
-        x, y = data[0], data[1]
+        x, y = data[0], _labels(data[1], outputs)
         n = _length(x)
         if n != _length(y):
             raise ValueError(f"validation_data: x has {n} examples but y has {_length(y)}")
@@ -275,7 +275,7 @@ def _take(data, samples, seed=0):
         if samples is not None and n > samples:
             index = np.sort(np.random.default_rng(seed).choice(n, samples, replace=False))
             return _index(x, index), _index(y, index)
-        return _map(x, np.asarray), _map(y, np.asarray)
+        return _map(x, np.asarray), y
     xs, ys, count = [], [], 0
     try:
         iterator = iter(data)
@@ -286,7 +286,7 @@ def _take(data, samples, seed=0):
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ValueError("validation_data batches must be (x, y) tuples")
         xs.append(_map(batch[0], np.asarray))
-        ys.append(_map(batch[1], np.asarray))
+        ys.append(_labels(batch[1], outputs))
         count += _length(ys[-1])
         if samples is not None and count >= samples:
             break
@@ -297,6 +297,12 @@ def _take(data, samples, seed=0):
         keep = np.arange(min(samples, _length(y)))
         x, y = _index(x, keep), _index(y, keep)
     return x, y
+
+
+def _labels(y, outputs):
+    """Labels as NumPy: one array for one output (a Python list of labels
+    too), a list or dict of arrays for several."""
+    return _map(y, np.asarray) if outputs > 1 else np.asarray(y)
 
 
 def _is_batch_list(data):
@@ -362,7 +368,7 @@ class Evaluator:
     def __init__(self, model, x, y, batch_size=None):
         import keras
         self.model = model
-        self.y = _map(y, np.asarray)
+        self.y = _labels(y, _output_count(model))
         self.n = _length(self.y)
         self.batch_size = int(batch_size or DEFAULT_BATCH)
         if self.batch_size < 1:
@@ -708,7 +714,7 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
                          "DepthwiseConv, Embedding, LSTM/GRU kernels)")
     kinds = {layer.name: kind_of(layer).name for layer in iter_layers(model)
              if layer.name in found}
-    x, y = _take(validation_data, samples)
+    x, y = _take(validation_data, samples, outputs=_output_count(model))
     evaluate = Evaluator(model, x, y, batch_size)
     base_loss, base_error = evaluate()
     loss, error = {}, {}
