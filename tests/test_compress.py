@@ -115,7 +115,7 @@ def _quantized_mlp():
 
 def test_a_cut_that_misses_the_band_ends_at_the_largest_cut_that_fits(tmp_path, monkeypatch):
     # A band of one byte (no tolerance) is often missed by all six secant
-    # steps (at these targets 4 times in 5 with TensorFlow 2.21): the cut
+    # steps (at these targets 2 times in 3 with TensorFlow 2.21): the cut
     # must then end at the largest fraction kept whose file fitted, never at
     # the last step tried, which may be over the target or further under it.
     import tfdc.compressor as compressor
@@ -127,7 +127,7 @@ def test_a_cut_that_misses_the_band_ends_at_the_largest_cut_that_fits(tmp_path, 
         return compressor._export(model, to, 1)
     _, size = export_file(_quantized_mlp(), path)
     again = 0
-    for fraction in (0.7183, 0.7596, 0.8, 0.8467, 0.9017):
+    for fraction in (0.7183, 0.7596, 0.8):
         target, lines = round(fraction * size), []
         report, cut = compressor._cut_to(_quantized_mlp(), plan, target, size, path,
                                          export_file, lines.append)
