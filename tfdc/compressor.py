@@ -47,6 +47,8 @@ import warnings
 
 import numpy as np
 
+from tfdc.scan import _index, _length, _map
+
 __all__ = ["compress", "CompressResult", "BudgetMissedWarning", "scaled_plan", "HandPlan",
            "increase_bound", "fewest_examples", "loss_increase_bound", "DEFAULT_CONFIDENCE"]
 
@@ -231,12 +233,7 @@ def _check_inputs(x, what, count, name="x", kind="input"):
                          + f", but the model has {count} {kind}{'s' if count != 1 else ''}: give "
                          + ("one array" if count == 1 else f"a list or dict of one array per "
                             f"{kind}"))
-    if isinstance(x, dict):
-        x = {k: np.asarray(v) for k, v in x.items()}
-    elif several:
-        x = [np.asarray(v) for v in x]
-    else:
-        x = np.asarray(x)
+    x = _map(x, np.asarray)
     arrays = list(x.values()) if isinstance(x, dict) else x if isinstance(x, list) else [x]
     if not arrays or any(a.ndim == 0 for a in arrays):
         raise ValueError(f"{what}: {name} must be an array with one row per example (or a list "
@@ -256,14 +253,8 @@ def _shapes(x):
     return str(np.shape(x))
 
 
-def _length(x):
-    from tfdc.scan import _length as examples
-    return examples(x)
-
-
 def _head(x, n):
     """The first `n` examples of x (an array, or a list or dict of them)."""
-    from tfdc.scan import _index
     return _index(x, slice(0, n))
 
 

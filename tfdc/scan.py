@@ -223,14 +223,11 @@ def check_one_output(model, who, several=False):
     for one that is not compiled (the scan, the planner and
     `tfdc.compress` score several by their weighted compiled losses,
     `SummedLoss`). A subclassed model's outputs are checked when it runs."""
-    try:
-        outputs = list(model.outputs or [])
-    except (AttributeError, ValueError):
-        return
-    if len(outputs) < 2 or (several and getattr(model, "loss", None) is not None):
+    count = _output_count(model)
+    if count < 2 or (several and getattr(model, "loss", None) is not None):
         return
     from tfdc.exporter import _output_names
-    named = f"{model.name!r} has {len(outputs)} ({', '.join(_output_names(model))})"
+    named = f"{model.name!r} has {count} ({', '.join(_output_names(model))})"
     if several:
         raise ValueError(f"{who} scores a model with several outputs by its compiled loss (one "
                          f"per output, weighted by loss_weights, as model.evaluate sums them); "
@@ -467,6 +464,8 @@ def _compiled_loss(model):
 
 
 def _output_count(model):
+    """How many outputs a Functional or Sequential model has (1 for a
+    subclassed or unbuilt one: checked when it runs)."""
     try:
         return len(model.outputs or [])
     except (AttributeError, ValueError):
