@@ -310,10 +310,7 @@ def test_few_validation_examples_warn_when_the_bound_takes_half_the_budget():
     with pytest.warns(UserWarning, match="only a file more accurate than the float model"):
         _check_examples(np.arange(10) < 3, 1.0, 0.9)
     # The docstring's example gives the numbers its comments say.
-    import re
-    import textwrap
-    block = textwrap.dedent(re.search(r"```python\n(.*?)```", fewest_examples.__doc__,
-                                      re.S).group(1)).strip().splitlines()
+    block = _example_lines(fewest_examples)
     scope = {}
     exec(block[0], scope)
     for line in block[1:]:
@@ -655,14 +652,34 @@ def test_a_loss_budget_on_few_validation_examples_warns_its_bound_is_rough():
         _check_loss_examples(1, 0.9)
 
 
-def test_loss_increase_bound_is_the_paired_normal_bound():
+def _example_lines(function):
+    """The lines of `function`'s docstring example (its ```python block)."""
+    import re
+    import textwrap
+    return textwrap.dedent(re.search(r"```python\n(.*?)```", function.__doc__,
+                                     re.S).group(1)).strip().splitlines()
+
+
+def _last_line_says(function):
+    """Run `function`'s docstring example; its last line's value, rounded as
+    its comment writes it, must be the number the comment starts with."""
+    block = _example_lines(function)
+    scope = {}
+    exec("\n".join(block[:-1]), scope)
+    expression, said = block[-1].split("#")
+    number = said.split(":")[0].split("(")[0].strip()
+    decimals = len(number.split(".")[1]) if "." in number else 0
+    assert round(eval(expression, scope), decimals) == float(number)
+
+
+def test_loss_increase_bound_is_the_paired_t_bound():
     from tfdc.compressor import loss_increase_bound
     reference = np.array([1.0, 2.0, 3.0, 2.0])
     losses = np.array([1.5, 2.0, 3.5, 2.0])       # differences 0.5, 0, 0.5, 0
     d = losses - reference
-    z = 1.2815515655446004                         # the 90 % quantile of N(0, 1)
-    expected = (d.mean() + z * d.std(ddof=1) / 2) / reference.mean()
-    assert loss_increase_bound(reference, losses, 0.9) == pytest.approx(expected, rel=1e-12)
+    t = 1.6377443536962                            # the 90 % quantile of Student's t, 3 dof
+    expected = (d.mean() + t * d.std(ddof=1) / 2) / reference.mean()
+    assert loss_increase_bound(reference, losses, 0.9) == pytest.approx(expected, rel=1e-9)
     # Coverage: on 2,000 draws of 1,000 examples whose true relative
     # increase is 5 %, the 90 % bound is at least 5 % about 90 % of the time.
     rng = np.random.default_rng(0)
@@ -672,21 +689,37 @@ def test_loss_increase_bound_is_the_paired_normal_bound():
         new = ref * 1.05 + rng.normal(0, 0.2, 1000)
         covered += loss_increase_bound(ref, new, 0.9) >= 0.05
     assert 0.87 <= covered / 2000 <= 0.93
-    # The docstring's example gives the bound its comment says.
-    import re
-    import textwrap
-    block = textwrap.dedent(re.search(r"```python\n(.*?)```", loss_increase_bound.__doc__,
-                                      re.S).group(1)).strip().splitlines()
-    scope = {}
-    exec("\n".join(block[:-1]), scope)
-    expression, said = block[-1].split("#")
-    assert round(eval(expression, scope), 3) == float(said.split(":")[0])
+    # ... and on 5 examples with normal differences too: the normal bound
+    # covered only about 86 % there (P(t with 4 dof <= 1.2816)).
+    ref = np.ones(5)                               # mean 1: the bound is on mean(d) itself
+    covered = sum(loss_increase_bound(ref, ref + rng.normal(0.05, 0.3, 5), 0.9) >= 0.05
+                  for _ in range(4000))
+    assert 0.885 <= covered / 4000 <= 0.915
+    _last_line_says(loss_increase_bound)
     for args, message in (((reference, losses[:3], 0.9), "same length"),
                           ((-reference, losses, 0.9), "must be positive"),
                           ((reference, losses * np.nan, 0.9), "finite"),
                           ((reference, losses, 1.0), "confidence")):
         with pytest.raises(ValueError, match=message):
             loss_increase_bound(*args)
+
+
+def test_student_t_quantile_matches_the_tables():
+    from tfdc.compressor import student_t_quantile
+    # Printed tables (one-sided p, dof, quantile to 3 decimals): odd and
+    # even dof, the Cauchy (1 dof), and the normal's limit.
+    for p, dof, value in ((0.975, 1, 12.706), (0.975, 2, 4.303), (0.95, 5, 2.015),
+                          (0.99, 10, 2.764), (0.9, 30, 1.310), (0.995, 3, 5.841),
+                          (0.9, 120, 1.289), (0.95, 1_000_000, 1.645)):
+        assert round(student_t_quantile(p, dof), 3) == value, (p, dof)
+    assert student_t_quantile(0.1, 7) == -student_t_quantile(0.9, 7)
+    assert student_t_quantile(0.5, 7) == pytest.approx(0.0, abs=1e-12)
+    _last_line_says(student_t_quantile)
+    for args, message in (((0.9, 0), "dof must be an integer >= 1, got 0"),
+                          ((0.9, 2.5), "dof must be an integer"),
+                          ((1.0, 3), r"p must be in \(0, 1\), got 1.0")):
+        with pytest.raises(ValueError, match=message):
+            student_t_quantile(*args)
 
 
 def test_checking_a_first_batch_leaves_an_augmenting_dataset_as_it_was(data):

@@ -36,6 +36,7 @@ missed budget is never silent: it is logged and warned about
 """
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -67,7 +68,7 @@ _TOLERANCE = 0.05
 DEFAULT_CONFIDENCE = 0.9
 # Validation examples below which compress does not judge whether the float
 # model beats a constant answer (`_warn_no_better_than_constant`), and warns
-# that a loss budget's normal bound is rough (`_check_loss_examples`).
+# that a loss budget's t bound is rough (`_check_loss_examples`).
 _FEWEST_TO_JUDGE = 30
 
 
@@ -624,7 +625,7 @@ def _check_examples(float_wrong, max_error_increase, confidence):
 def _check_loss_examples(examples, confidence):
     """Before any training: a loss budget judged on a bound needs the spread
     of the per-example loss differences (`loss_increase_bound`), so two
-    validation examples or more; on fewer than `_FEWEST_TO_JUDGE` the normal
+    validation examples or more; on fewer than `_FEWEST_TO_JUDGE` the t
     bound is rough (a warning)."""
     on = f"{examples:,} validation example{'s' if examples != 1 else ''}"
     if examples < 2:
@@ -634,9 +635,9 @@ def _check_loss_examples(examples, confidence):
                          "confidence=None to compare mean losses only")
     if examples < _FEWEST_TO_JUDGE:
         warnings.warn(f"tfdc.compress: on {on}, the {confidence:.0%} bound of a loss increase "
-                      f"is rough (a normal approximation; {_FEWEST_TO_JUDGE} or more examples "
-                      "make it sound): the kept file may exceed the budget on new data",
-                      stacklevel=3)
+                      f"is rough (Student's t, exact only if the per-example loss differences "
+                      f"are normal; {_FEWEST_TO_JUDGE} or more examples make it sound): the kept "
+                      "file may exceed the budget on new data", stacklevel=3)
 
 
 def _steps(train, batch_size):
@@ -787,10 +788,13 @@ def loss_increase_bound(reference_losses, losses, confidence):
     0.05 means the second model's mean loss is 5 % above the reference's.
     Pairing the examples removes what they share (an example hard for one
     model is hard for both), so the bound is far tighter than two separate
-    error bars. The bound is the normal (central limit) one on the mean
-    paired difference, mean + z * sd / sqrt(n), over the reference's mean
-    loss: sound for the thousands of examples a validation set has, rough
-    for a few dozen or for losses with a few huge outliers.
+    error bars. The bound is Student's t one on the mean paired
+    difference, mean + t * sd / sqrt(n) with n - 1 degrees of freedom, over
+    the reference's mean loss: exact for normal differences, and by the
+    central limit theorem sound for the thousands of examples a validation
+    set has whatever their law; rough for a few dozen skewed ones (a loss
+    with a few huge outliers), where t widens the bound but cannot know the
+    law.
 
     Args:
         reference_losses, losses: one loss per example (e.g.
@@ -827,8 +831,73 @@ def loss_increase_bound(reference_losses, losses, confidence):
     confidence = _check_confidence(confidence)
     difference = losses - reference
     spread = float(np.std(difference, ddof=1)) / math.sqrt(len(difference))
-    z = statistics.NormalDist().inv_cdf(confidence)
-    return (float(np.mean(difference)) + z * spread) / scale
+    t = student_t_quantile(confidence, len(difference) - 1)
+    return (float(np.mean(difference)) + t * spread) / scale
+
+
+@functools.lru_cache(maxsize=64)
+def student_t_quantile(p, dof):
+    """The `p` quantile of Student's t distribution with `dof` (a positive
+    integer) degrees of freedom: the multiplier of a mean's standard error
+    in a one-sided bound from `dof + 1` examples.
+
+    Exact to about 1e-12: for an integer `dof` the distribution function
+    is a finite series in θ = atan(t / sqrt(dof)) (Abramowitz & Stegun
+    26.7.3-4), inverted by bisection. The series has dof / 2 terms, so a
+    quantile costs O(dof) per step; the result is cached, as one run asks
+    for the same one again and again.
+
+    Args:
+        p: the probability, in (0, 1).
+        dof: degrees of freedom, an integer >= 1.
+
+    Returns:
+        The quantile (negative for p < 0.5); it tends to the normal one as
+        `dof` grows.
+
+    Example:
+
+    ```python
+    from tfdc.compressor import student_t_quantile
+    student_t_quantile(0.9, 4)        # 1.533 (normal: 1.282)
+    ```
+    """
+    if not (isinstance(dof, (int, np.integer)) and dof >= 1):
+        raise ValueError(f"dof must be an integer >= 1, got {dof!r}")
+    if not 0 < p < 1:
+        raise ValueError(f"p must be in (0, 1), got {p!r}")
+    if p < 0.5:
+        return -student_t_quantile(1 - p, dof)
+    target = 2 * p - 1                                # P(|T| <= t) at the quantile
+    k = np.arange(1, (dof - 2) // 2 + 1, dtype=np.float64)       # to cos^(dof - 2)
+    # The series' coefficients: 1·3···(2k-1) / 2·4···2k for an even dof,
+    # 2·4···2k / 3·5···(2k+1) for an odd one.
+    ratios = (2 * k - 1) / (2 * k) if dof % 2 == 0 else (2 * k) / (2 * k + 1)
+    coefficients = np.concatenate([[1.0], np.cumprod(ratios)])
+
+    def central(t):                                   # P(|T| <= t)
+        theta = math.atan(t / math.sqrt(dof))
+        c2 = math.cos(theta) ** 2
+        powers = np.cumprod(np.full(len(coefficients) - 1, c2))
+        series = coefficients[0] + float(np.dot(coefficients[1:], powers))
+        if dof % 2 == 0:
+            return math.sin(theta) * series
+        if dof == 1:
+            return 2 * theta / math.pi
+        return 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * series)
+
+    low, high = 0.0, 1.0
+    while central(high) < target:                     # the Cauchy's 0.999999 is 6e5
+        low, high = high, 2 * high
+    for _ in range(200):
+        middle = (low + high) / 2
+        if central(middle) < target:
+            low = middle
+        else:
+            high = middle
+        if high - low <= 1e-13 * high:
+            break
+    return (low + high) / 2
 
 
 # ----------------------------------------------------------------- planning
