@@ -46,7 +46,8 @@ def test_mistakes_are_one_line_errors(capsys, keras_user_files, tmp_path):
     two.save(tmp_path / "two.keras")
     code, _, err = run(capsys, "plan", tmp_path / "two.keras", files["data"],
                        "--max-loss-increase", 0.1)
-    assert_one_line_error(code, err, "tfdc plan needs a model with one output", "(a, b)")
+    assert_one_line_error(code, err, "tfdc plan: the model has several outputs, 'functional",
+                          "has 2 (a, b); DATA holds one y: give one y_train/KEY")
 
 
 @pytest.mark.parametrize("argv, message", [

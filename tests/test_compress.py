@@ -443,20 +443,21 @@ def test_bad_data(data, trained, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("as_dict", [False, True])
-def test_a_model_with_two_inputs_compresses(data, tmp_path, as_dict):
+@pytest.mark.parametrize("built, as_dict", [("list", False), ("dict", True), ("list", True)])
+def test_a_model_with_two_inputs_compresses(data, tmp_path, built, as_dict):
     # Two inputs of one shape (an image and its transpose): fed to the
     # packed file in the wrong order, its outputs would differ. Named so
     # that a list of them is in the other order than their sorted names
     # (the converter's order; tfdc.export restores Keras's), and a dict of
-    # them is taken in its keys' sorted order (as Keras takes it).
+    # them is taken by the inputs' names (as Keras takes it), also for a
+    # model built with a list of inputs.
     (x, y), (xv, yv) = data
     keras.utils.set_random_seed(4)
     left, right = keras.Input((28, 28), name="z"), keras.Input((28, 28), name="a")
     h = keras.layers.Concatenate()([keras.layers.Flatten()(left), keras.layers.Flatten()(right)])
     h = keras.layers.Dense(48, activation="relu", name="fc1")(h)
     out = keras.layers.Dense(10, activation="softmax", name="fc2")(h)
-    model = keras.Model({"z": left, "a": right} if as_dict else [left, right], out)
+    model = keras.Model({"z": left, "a": right} if built == "dict" else [left, right], out)
     model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
 
     def inputs(images):

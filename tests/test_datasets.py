@@ -74,6 +74,19 @@ def test_npz_splits_hold_out_the_last_fraction_without_x_val(tmp_path):
     (dict(x_train=np.zeros((1, 2)), y_train=np.zeros(1)), "leaves no validation"),
     (dict(x_train=np.array([{}, {}], dtype=object), y_train=np.zeros(2)), "allow_pickle"),
     (b"not a zip", "is not an .npz file"),
+    ({"x_train/0": np.zeros((4, 2)), "x_train/1": np.zeros((3, 2)), "y_train": np.zeros(4)},
+     "x_train/0 (4, 2), x_train/1 (3, 2) and y_train (4,) must be non-empty arrays"),
+    ({"x_train/0": np.zeros((4, 2)), "x_train/2": np.zeros((4, 2)), "y_train": np.zeros(4)},
+     "x_train/0, x_train/2: a list takes x_train/0, x_train/1, ... with no gap"),
+    ({"x_train/0": np.zeros((4, 2)), "x_train/a": np.zeros((4, 2)), "y_train": np.zeros(4)},
+     "x_train/0, x_train/a: a list takes"),
+    ({"x_train": np.zeros((4, 2)), "x_train/0": np.zeros((4, 2)), "y_train": np.zeros(4)},
+     "has both x_train and x_train/0"),
+    ({"x_train/a/b": np.zeros((4, 2)), "y_train": np.zeros(4)},
+     "x_train/a/b: KEY must be a non-empty name without '/'"),
+    ({"x_train/0": np.zeros((4, 2)), "x_train/1": np.zeros((4, 2)), "y_train": np.zeros(4),
+      "x_val": np.zeros((2, 2)), "y_val": np.zeros(2)},
+     "the split val has x_val, train has x_train/0, x_train/1: every split needs the same"),
 ])
 def test_npz_splits_refuse_what_they_cannot_split(tmp_path, arrays, message):
     path = tmp_path / "data.npz"
@@ -96,5 +109,23 @@ def test_npz_splits_docstring_example_prints_what_it_says(tmp_path, monkeypatch,
                                       re.S).group(1))
     monkeypatch.chdir(tmp_path)  # it writes data.npz
     exec(block, {})
-    expected = re.search(r"print\(.*\)\n# (.*)", block).group(1).strip()
-    assert capsys.readouterr().out.strip() == expected
+    expected = [line.strip() for line in re.findall(r"print\(.*\)\n# (.*)", block)]
+    assert len(expected) == 2 and capsys.readouterr().out.strip().splitlines() == expected
+
+
+def test_npz_splits_take_several_inputs_and_outputs(tmp_path):
+    """x_train/NAME gives a dict, y_train/0, y_train/1 a list (in number
+    order, 10 after 2), each split and the held-out part sliced alike."""
+    path = tmp_path / "data.npz"
+    image, side = np.arange(60.0).reshape(20, 3), np.arange(20.0)
+    heads = {f"y_train/{i}": np.arange(20) * i for i in range(11)}
+    np.savez(path, **{"x_train/image": image, "x_train/side": side}, **heads,
+             **{"x_test/image": image[:2], "x_test/side": side[:2]},
+             **{f"y_test/{i}": np.arange(2) for i in range(11)})
+    (xt, yt), (xv, yv), (xs, ys), _ = load_npz_splits(str(path), 0.25)
+    assert sorted(xt) == ["image", "side"] and xt["image"].tolist() == image[:15].tolist()
+    assert xv["side"].tolist() == side[15:].tolist()
+    assert isinstance(yt, list) and len(yt) == 11
+    assert [int(a[1]) for a in yt] == list(range(11))     # y_train/10 last
+    assert yv[10].tolist() == (np.arange(15, 20) * 10).tolist()
+    assert len(xs["image"]) == 2 and len(ys) == 11

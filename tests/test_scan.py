@@ -218,12 +218,6 @@ def test_an_uncompiled_model_with_several_outputs_is_refused_naming_them():
                            r"its compiled loss .*; 'functional\w*' has 2 \(box, label\) and is "
                            r"not compiled: compile it with its losses"):
             call()
-    # Where one output is wanted (the command line's one y): Python takes it.
-    from tfdc.scan import check_one_output
-    with pytest.raises(ValueError, match=r"tfdc plan needs a model with one output; .*\. In "
-                       r"Python, tfdc.compress and tfdc.plan take several: compile the model "
-                       r"with a loss per output and give y as a list or dict of arrays"):
-        check_one_output(model, "tfdc plan")
 
 
 @pytest.mark.parametrize("kind", ["list", "dict", "one loss"])

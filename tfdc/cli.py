@@ -226,12 +226,15 @@ def _add_model_and_data(parser, verb, confidence):
     from tfdc.compressor import DEFAULT_CONFIDENCE
     parser.add_argument("model", metavar="MODEL",
                         help="a trained Keras model file (.keras, as model.save writes it): a "
-                        "classifier with one input and output, or another model compiled "
-                        "with its loss (then --target-bytes or --max-loss-increase)")
+                        "classifier, or another model compiled with its loss (then "
+                        "--target-bytes or --max-loss-increase; a model with several outputs "
+                        "too, scored by its weighted compiled losses)")
     parser.add_argument("data", metavar="DATA",
                         help="a NumPy .npz with x_train, y_train, optionally x_val, y_val and "
                         "x_test, y_test, as the model takes them (np.savez(DATA, "
-                        "x_train=..., y_train=...))")
+                        "x_train=..., y_train=...)); several inputs or outputs: one array "
+                        "each, x_train/0, x_train/1, ... in the model's order, or "
+                        "x_train/NAME keyed by name (y_train/..., x_val/... alike)")
     budget = parser.add_mutually_exclusive_group(required=True)
     budget.add_argument("--target-bytes", type=_at_least(1), default=None, metavar="N",
                         help=f"{verb} a packed file of at most N bytes")
@@ -528,15 +531,15 @@ def cmd_compress(args):
                         "not to --target-bytes")
     train, validation, test, note = load_npz_splits(args.data, args.validation_split)
     model = _load_keras_model(args.model, args.safe_mode)
-    from tfdc.scan import check_one_output
-    check_one_output(model, "tfdc compress")
+    _check_outputs(model, train[1], "tfdc compress")
     if test is not None:  # a bad test split fails now, not after the training
         score, float_test = _test_score(model, *test)
-    x = train[0]
-    stored = (f"{x.dtype} in [{x.min():.4g}, {x.max():.4g}]" if x.size and
-              x.dtype.kind in "biuf" else str(x.dtype))
-    print(f"{args.data}: training on {len(x):,} examples (x {stored}, given to the model as "
-          f"stored); validation: {note}")
+    from tfdc.datasets import _items
+    from tfdc.scan import _length
+    stored = ", ".join(f"x{'' if k is None else f'/{k}'} {_described(a)}"
+                       for k, a in _items(train[0]))
+    print(f"{args.data}: training on {_length(train[0]):,} examples ({stored}, given to the "
+          f"model as stored); validation: {note}")
     import keras
     keras.utils.set_random_seed(args.seed)
     confidence = {}
@@ -561,14 +564,18 @@ def cmd_compress(args):
     print(result)
     if test is not None:
         from tfdc.demo import tflite_outputs
-        packed = tflite_outputs(result.path, test[0]).reshape(float_test.shape)
+        if isinstance(float_test, list):  # several outputs, in model.outputs' order
+            packed = tflite_outputs(result.path, test[0], every_output=True)
+        else:
+            packed = tflite_outputs(result.path, test[0]).reshape(float_test.shape)
         (name, value), (_, reference) = score(packed), score(float_test)
         if name == "error":
             values = (f"{value:.2%} packed (LiteRT), {reference:.2%} float (Keras), "
                       f"{100 * (value - reference):+.2f} points")
         else:
             values = f"{value:.4g} packed (LiteRT), {reference:.4g} float (Keras)"
-        print(f"test (x_test, {len(test[1]):,} examples, not used to compress): {name} {values}")
+        print(f"test (x_test, {_length(test[0]):,} examples, not used to compress): {name} "
+              f"{values}")
     if not result.met:
         print(f"{_PROG}: error: budget not met (see above); {args.output} holds the run "
               "closest to it", file=sys.stderr)
@@ -580,7 +587,7 @@ def cmd_plan(args):
     from tfdc.compressor import _inference_model, _plan
     from tfdc.datasets import load_npz_splits
     from tfdc.exporter import check_writable, write_atomically
-    from tfdc.scan import check_one_output, one_output_view
+    from tfdc.scan import one_output_view
     for option, path in (("--plot", args.plot), ("--json", args.json)):
         if path is not None:
             _check_not_an_input(path, option, MODEL=args.model, DATA=args.data)
@@ -589,7 +596,7 @@ def cmd_plan(args):
         _require_matplotlib("--plot needs")
     _, validation, _, note = load_npz_splits(args.data, args.validation_split)
     model = _load_keras_model(args.model, args.safe_mode)
-    check_one_output(model, "tfdc plan")
+    _check_outputs(model, validation[1], "tfdc plan")
     # The model compress plans for: the plain output, BatchNormalization folded.
     model = _inference_model(one_output_view(model)[0])
     print(f"{args.data}: validation: {note}")
@@ -623,23 +630,66 @@ def _show_compress_warning(message, category, filename, lineno, file=None, line=
               file=sys.stderr, end="")
 
 
+def _described(a):
+    """An array's dtype, and its range if it is numeric."""
+    if a.size and a.dtype.kind in "biuf":
+        return f"{a.dtype} in [{a.min():.4g}, {a.max():.4g}]"
+    return str(a.dtype)
+
+
+def _check_outputs(model, y, who):
+    """Refuse, before any work, a model whose outputs DATA's y does not
+    match: one y array for a model with several outputs, y/KEY arrays for
+    a model with one, or an uncompiled model with several (scored by their
+    compiled losses, `tfdc.scan.check_outputs`)."""
+    import numpy as np
+
+    from tfdc.scan import _output_count, _outputs_named, check_outputs
+    several = _output_count(model) > 1
+    if isinstance(y, np.ndarray) and several:
+        raise UserError(f"{who}: the model has several outputs, {_outputs_named(model)}; DATA "
+                        "holds one y: give one y_train/KEY (y_val/KEY, y_test/KEY) per output, "
+                        "KEY 0, 1, ... in model.outputs' order or the output's name")
+    if not isinstance(y, np.ndarray) and not several:
+        raise UserError(f"{who}: the model has one output; DATA holds y as several arrays "
+                        "(y_train/KEY): give one y_train")
+    check_outputs(model, who)
+
+
 def _test_score(model, x, y):
     """How the test split is scored, and the float model's outputs on it:
     `score(outputs) -> ("error", top-1 error)` for a classifier (the rule
     of `tfdc.mistakes`), else `("loss", compiled loss)`, decided as
-    `tfdc.compress` decides it. Run on the float model now, so that an
-    x_test or y_test it cannot take is an error before any training."""
+    `tfdc.compress` decides it (a model with several outputs: the sum of
+    its weighted compiled losses, `tfdc.scan.SummedLoss`, on a list of
+    outputs in `model.outputs`' order). Run on the float model now, so that
+    an x_test or y_test it cannot take is an error before any training."""
     import numpy as np
 
     from tfdc.compressor import _first_line, _float_mistakes, _from_logits
+    from tfdc.datasets import _items
     from tfdc.mistakes import mistakes
-    from tfdc.scan import loss_callable, mean_loss, one_output_view
+    from tfdc.scan import SummedLoss, _output_count, loss_callable, mean_loss, one_output_view
     model, _ = one_output_view(model)  # scored as compress scores it
+    several = _output_count(model) > 1
     try:
-        outputs = np.asarray(model.predict(x, batch_size=512, verbose=0))
+        outputs = model.predict(x, batch_size=512, verbose=0)
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
-        raise UserError(f"x_test: the model cannot run on x of shape {x.shape}: "
-                        f"{_first_line(e)}") from None
+        shapes = ", ".join(f"x{'' if k is None else f'/{k}'} of shape {a.shape}"
+                           for k, a in _items(x))
+        raise UserError(f"x_test: the model cannot run on {shapes}: {_first_line(e)}") from None
+    if several:
+        from tfdc.exporter import graph_structure
+        flat = (outputs if not isinstance(outputs, dict) else
+                [outputs[k] for k in sorted(graph_structure(model, "output"))])
+        loss = SummedLoss(model)
+        try:
+            mean_loss(loss, y, flat)
+        except Exception as e:  # noqa: BLE001 - the loss's own error names the problem
+            raise UserError(f"y_test: the model's losses cannot take it: {_first_line(e)}") \
+                from None
+        return (lambda out: ("loss", mean_loss(loss, y, out))), [np.asarray(a) for a in flat]
+    outputs = np.asarray(outputs)
     from_logits = _from_logits(model)
     wrong, _ = _float_mistakes(model, outputs.reshape(len(y), -1), y, from_logits, None,
                                "y_test")

@@ -1264,7 +1264,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     from tfdc.demo import tflite_outputs
     from tfdc.exporter import check_writable, write_atomically
     from tfdc.mistakes import mistakes
-    from tfdc.scan import (SummedLoss, _output_count, check_one_output, example_losses,
+    from tfdc.scan import (SummedLoss, _output_count, check_outputs, example_losses,
                            loss_callable, mean_loss, one_output_view)
 
     started = time.perf_counter()
@@ -1290,7 +1290,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         raise ValueError(f"model must be a keras.Model, got {type(model).__name__}")
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: call it on data or fit it first")
-    check_one_output(model, "tfdc.compress", several=True)
+    check_outputs(model, "tfdc.compress")
     model, structure = one_output_view(model)
     output_count = _output_count(model)
     several = output_count > 1

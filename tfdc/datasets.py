@@ -130,6 +130,12 @@ def load_npz_splits(path, validation_split=0.1):
     (give the model the inputs it was trained on: e.g. float32 in [0, 1], or
     a `keras.layers.Rescaling` in the model).
 
+    A model with several inputs or outputs takes one array each, named
+    `x_train/KEY` (`y_train/KEY`, ...) instead of `x_train`: KEYs 0, 1, ...
+    give a list in that order (`model.inputs` order), other KEYs a dict
+    keyed by them (the model's input or output names), as `model.fit`
+    takes them.
+
     Args:
         path: the `.npz` file.
         validation_split: fraction in (0, 1) held out when there is no
@@ -137,8 +143,8 @@ def load_npz_splits(path, validation_split=0.1):
 
     Returns:
         `(train, validation, test, note)`: `(x, y)` pairs (`test` None
-        without `x_test`) and a line saying where the validation data came
-        from.
+        without `x_test`; x, y an array, or a list or dict of arrays) and a
+        line saying where the validation data came from.
 
     Raises:
         FileNotFoundError: no such file.
@@ -155,10 +161,16 @@ def load_npz_splits(path, validation_split=0.1):
     train, val, test, note = load_npz_splits("data.npz")
     print(len(train[0]), len(val[0]), test, note)
     # 90 10 None the last 10 % of x_train (10 examples; no x_val in data.npz)
+    np.savez("two.npz", **{"x_train/0": x, "x_train/1": x[:, :2], "y_train": np.arange(100) % 3})
+    train, _, _, _ = load_npz_splits("two.npz")
+    print([a.shape for a in train[0]])
+    # [(90, 8), (90, 2)]
     ```
     """
+    from tfdc.scan import _index, _length
     layout = ("it must be a NumPy .npz with x_train, y_train and optionally x_val, y_val "
-              "(validation) and x_test, y_test (np.savez(path, x_train=..., y_train=...))")
+              "(validation) and x_test, y_test (np.savez(path, x_train=..., y_train=...); "
+              "several inputs or outputs: x_train/0, x_train/1, ... or x_train/NAME)")
     if not (isinstance(validation_split, (int, float)) and 0 < validation_split < 1):
         raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
     if not os.path.exists(path):
@@ -168,35 +180,92 @@ def load_npz_splits(path, validation_split=0.1):
     try:
         with np.load(path) as f:
             keys = set(f.files)
-            arrays = {name: f[name] for name in names if name in keys}
+            arrays = {key: f[key] for key in keys if key.split("/")[0] in names}
     except (OSError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: not a readable .npz ({e}); {layout}") from None
     except ValueError as e:  # object arrays (pickles), which np.load refuses
         raise ValueError(f"{path}: {e}; {layout}") from None
+    data = {name: _structure(path, name, arrays, layout) for name in names}
     splits = {}
     for split in ("train", "val", "test"):
-        pair = {f"x_{split}", f"y_{split}"} & keys
+        pair = [xy for xy in "xy" if data[f"{xy}_{split}"] is not None]
         if len(pair) == 1:
-            raise ValueError(f"{path}: has {pair.pop()} without its pair; {layout}")
+            raise ValueError(f"{path}: has {pair[0]}_{split} without its pair; {layout}")
         if pair:
-            splits[split] = (arrays[f"x_{split}"], arrays[f"y_{split}"])
+            splits[split] = (data[f"x_{split}"], data[f"y_{split}"])
     if "train" not in splits:
         found = ", ".join(sorted(keys)) or "no array"
         raise ValueError(f"{path}: no x_train / y_train (it has {found}); {layout}")
     for split, (x, y) in splits.items():
-        if x.ndim == 0 or y.ndim == 0 or len(x) != len(y) or len(x) == 0:
-            raise ValueError(f"{path}: x_{split} {x.shape} and y_{split} {y.shape} must be "
-                             "non-empty arrays with one row per example")
+        shapes = {f"{xy}_{split}" + (f"/{k}" if not isinstance(d, np.ndarray) else ""): a.shape
+                  for xy, d in zip("xy", (x, y)) for k, a in _items(d)}
+        lengths = {s[0] if s else None for s in shapes.values()}
+        if len(lengths) != 1 or lengths == {None} or lengths == {0}:
+            listed = [f"{name} {shape}" for name, shape in shapes.items()]
+            listed = ", ".join(listed[:-1]) + " and " + listed[-1]
+            raise ValueError(f"{path}: {listed} must be non-empty arrays with one row per "
+                             "example")
+    for split, (x, y) in splits.items():
+        for xy, data, like in zip("xy", (x, y), splits["train"]):
+            if [k for k, _ in _items(data)] != [k for k, _ in _items(like)]:
+                raise ValueError(f"{path}: the split {split} has {_names(f'{xy}_{split}', data)}"
+                                 f", train has {_names(f'{xy}_train', like)}: every split "
+                                 "needs the same arrays")
     train = splits["train"]
     if "val" in splits:
-        note = f"x_val, y_val of {os.path.basename(path)} ({len(splits['val'][0]):,} examples)"
+        note = (f"x_val, y_val of {os.path.basename(path)} ({_length(splits['val'][0]):,} "
+                "examples)")
         return train, splits["val"], splits.get("test"), note
-    n = len(train[0])
+    n = _length(train[0])
     held = int(round(n * validation_split))
     if not 1 <= held < n:
         raise ValueError(f"{path}: holding out {validation_split:g} of {n:,} training examples "
                          "leaves no validation or no training example; add x_val, y_val")
     note = (f"the last {100 * validation_split:g} % of x_train ({held:,} examples; no x_val in "
             f"{os.path.basename(path)})")
-    return ((train[0][:-held], train[1][:-held]), (train[0][-held:], train[1][-held:]),
-            splits.get("test"), note)
+    kept, out = slice(None, n - held), slice(n - held, None)
+    return ((_index(train[0], kept), _index(train[1], kept)),
+            (_index(train[0], out), _index(train[1], out)), splits.get("test"), note)
+
+
+def _items(data):
+    """(key, array) pairs of an array (key None), a list or a dict."""
+    if isinstance(data, dict):
+        return list(data.items())
+    if isinstance(data, list):
+        return list(enumerate(data))
+    return [(None, data)]
+
+
+def _names(name, data):
+    """The archive's names of a split's x or y (`name`: e.g. "x_val")."""
+    if isinstance(data, np.ndarray):
+        return name
+    return ", ".join(f"{name}/{k}" for k, _ in _items(data))
+
+
+def _structure(path, name, arrays, layout):
+    """`name`'s data in the archive: the array `name`, a list of the arrays
+    `name/0`, `name/1`, ..., a dict of `name/KEY`, or None."""
+    parts = {key[len(name) + 1:]: a for key, a in arrays.items() if key.startswith(name + "/")}
+    if name in arrays:
+        if parts:
+            raise ValueError(f"{path}: has both {name} and {name}/{sorted(parts)[0]}: one "
+                             f"array {name}, or one {name}/KEY per input or output; {layout}")
+        return arrays[name]
+    if not parts:
+        return None
+    if any(not key or "/" in key for key in parts):
+        bad = next(key for key in parts if not key or "/" in key)
+        raise ValueError(f"{path}: {name}/{bad}: KEY must be a non-empty name without '/'; "
+                         f"{layout}")
+    numbered = [key for key in parts if key.isdigit()]
+    if not numbered:
+        return {key: parts[key] for key in sorted(parts)}
+    order = sorted(parts, key=lambda k: int(k) if k.isdigit() else -1)
+    if len(numbered) != len(parts) or [int(k) for k in order] != list(range(len(parts))) or \
+            any(k != str(int(k)) for k in order):
+        listed = ", ".join(f"{name}/{k}" for k in sorted(parts))
+        raise ValueError(f"{path}: {listed}: a list takes {name}/0, {name}/1, ... with no gap "
+                         f"(a dict: names that are not numbers); {layout}")
+    return [parts[k] for k in order]

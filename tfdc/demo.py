@@ -189,10 +189,9 @@ def tflite_outputs(model_or_path, x, batch=500, num_threads=None, plain=False,
     time for a fixed-batch model), an integer input quantized with its scale
     and an integer output dequantized. For a model with several inputs, `x`
     is a list of arrays in the Keras model's input order (which `tfdc.export`
-    gives the file's inputs) or a dict of them, taken in its sorted keys'
-    order as Keras flattens a dict of inputs. `every_output`: a list of all
-    the outputs, in the Keras model's order (`tfdc.export` gives the file
-    that order too)."""
+    gives the file's inputs) or a dict of them keyed by the inputs' names.
+    `every_output`: a list of all the outputs, in the Keras model's order
+    (`tfdc.export` gives the file that order too)."""
     from tfdc.runtime import interpreter_class, load_interpreter, read_model_bytes
     kwargs = {"num_threads": num_threads} if num_threads else {}
     if plain:
@@ -200,10 +199,10 @@ def tflite_outputs(model_or_path, x, batch=500, num_threads=None, plain=False,
         interpreter = interpreter_class()(model_content=content, **kwargs)
     else:
         interpreter = load_interpreter(model_or_path, **kwargs)
-    xs = ([x[k] for k in sorted(x)] if isinstance(x, dict) else list(x)
+    details = interpreter.get_input_details()
+    xs = (_by_input(interpreter, details, x) if isinstance(x, dict) else list(x)
           if isinstance(x, (list, tuple)) else [x])
     xs = [np.asarray(a) for a in xs]
-    details = interpreter.get_input_details()
     if len(xs) != len(details):
         raise ValueError(f"the model has {len(details)} inputs, x has {len(xs)} arrays")
     n = len(xs[0])
@@ -245,6 +244,22 @@ def tflite_outputs(model_or_path, x, batch=500, num_threads=None, plain=False,
             values = (values.astype(np.float32) - zero_point) * scale
         outputs.append(values)
     return outputs if every_output else outputs[0]
+
+
+def _by_input(interpreter, details, x):
+    """A dict of input arrays in the order of the file's `details`: by the
+    signature's input names (`tfdc.export` names them as the Keras model's
+    inputs, which is how Keras reads a dict, whether the model was built
+    with a list or a dict of inputs), else in the keys' sorted order (how
+    Keras flattens a dict of inputs, and so the file's order)."""
+    try:
+        named = interpreter.get_signature_runner().get_input_details()
+    except ValueError:  # no signature, or several
+        named = {}
+    if set(x) == set(named) and len(named) == len(details):
+        key = {d["index"]: name for name, d in named.items()}
+        return [x[key[d["index"]]] for d in details]
+    return [x[k] for k in sorted(x)]
 
 
 class _SparsityRecorder:

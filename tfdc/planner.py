@@ -318,7 +318,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     ```
     """
     from tfdc.bytecost import apply_settings, byte_cost, restore_settings
-    from tfdc.scan import (DEFAULT_SAMPLES, Evaluator, _output_count, _take, check_one_output,
+    from tfdc.scan import (DEFAULT_SAMPLES, Evaluator, _output_count, _take, check_outputs,
                            one_output_view)
     from tfdc.scan import sensitivity as scan
 
@@ -338,7 +338,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     if set(options) - allowed:
         raise ValueError(f"export_options: unknown {', '.join(sorted(set(options) - allowed))}; "
                          f"known: {', '.join(sorted(allowed))}")
-    check_one_output(model, "tfdc.plan", several=True)
+    check_outputs(model, "tfdc.plan")
     model, _ = one_output_view(model)
     # Read once: a generator of batches cannot be read again for the check.
     samples = scan_options.pop("samples", DEFAULT_SAMPLES)

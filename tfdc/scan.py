@@ -216,25 +216,24 @@ def _float(v):
 # Validation data and the evaluation
 
 
-def check_one_output(model, who, several=False):
+def check_outputs(model, who):
     """A ValueError naming the outputs of a Functional or Sequential model
-    with several, for a caller that scores one output (`who`, for the
-    message: the command line, whose data has one y); with `several`, only
-    for one that is not compiled (the scan, the planner and
-    `tfdc.compress` score several by their weighted compiled losses,
-    `SummedLoss`). A subclassed model's outputs are checked when it runs."""
+    with several that is not compiled: `who` (the scan, the planner,
+    `tfdc.compress`, the command line) scores several outputs by their
+    weighted compiled losses (`SummedLoss`). A subclassed model's outputs
+    are checked when it runs."""
     count = _output_count(model)
-    if count < 2 or (several and getattr(model, "loss", None) is not None):
+    if count < 2 or getattr(model, "loss", None) is not None:
         return
+    raise ValueError(f"{who} scores a model with several outputs by its compiled loss (one "
+                     f"per output, weighted by loss_weights, as model.evaluate sums them); "
+                     f"{_outputs_named(model)} and is not compiled: compile it with its losses")
+
+
+def _outputs_named(model):
+    """"'name' has N (a, b, ...)": a model's outputs, for a message."""
     from tfdc.exporter import _output_names
-    named = f"{model.name!r} has {count} ({', '.join(_output_names(model))})"
-    if several:
-        raise ValueError(f"{who} scores a model with several outputs by its compiled loss (one "
-                         f"per output, weighted by loss_weights, as model.evaluate sums them); "
-                         f"{named} and is not compiled: compile it with its losses")
-    raise ValueError(f"{who} needs a model with one output; {named}. In Python, "
-                     "tfdc.compress and tfdc.plan take several: compile the model with a loss "
-                     "per output and give y as a list or dict of arrays")
+    return f"{model.name!r} has {_output_count(model)} ({', '.join(_output_names(model))})"
 
 
 def one_output_view(model):
@@ -696,7 +695,7 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     start = time.perf_counter()
     if not getattr(model, "built", False):
         raise ValueError(f"model {model.name!r} is not built: call it on data or build it first")
-    check_one_output(model, "sensitivity", several=True)
+    check_outputs(model, "sensitivity")
     model, _ = one_output_view(model)
     sparsities, bits = _check_grid(sparsities, bits)
     if samples is not None and (isinstance(samples, bool) or int(samples) < 1):
