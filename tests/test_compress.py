@@ -814,6 +814,35 @@ def test_batchnorm_depthwise_residual_model(data, tmp_path):
     assert big.packed_bytes < 0.95 * 20_000
 
 
+def test_full_integer_compresses_an_int8_file_that_keeps_its_codebooks(data, trained,
+                                                                       tmp_path):
+    """full_integer=True: every run is exported full-integer (calibrated on
+    training examples), and the budget and the reported error are that
+    file's, in LiteRT: int8 kernels with one scale and no more codes than
+    the Keras kernel has values."""
+    from tfdc.quantize import kernel_codes
+    path = tmp_path / "int8.tflite"
+    result = tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=20_000, path=path,
+                           epochs=(2, 1), verbose=0, full_integer=True)
+    assert result.full_integer and " B packed full-integer (" in str(result)
+    assert 0.95 * 20_000 <= os.path.getsize(path) <= 20_000
+    assert tflite_error(str(path), *data[1]) == result.error
+    assert result.error < result.float_error + 0.02, str(result)
+    kernels = kernel_codes(result.model, tfdc.decode(path.read_bytes()))
+    assert [k.name for k in kernels] == ["fc1", "fc2"]
+    for k in kernels:
+        assert k.scales == 1 and k.nonzero_codes <= k.nonzero_values, k
+    # The calibration: the same 256 training examples on every run.
+    from tfdc.compressor import _calibration
+    samples = [s[0] for s in _calibration(data[0], None)()]
+    assert len(samples) == 256 and samples[0].shape == (1, 28, 28)
+    again = [s[0] for s in _calibration(data[0], None)()]
+    assert all(np.array_equal(a, b) for a, b in zip(samples, again))
+    with pytest.raises(ValueError, match="full_integer must be True, False or a representative"):
+        tfdc.compress(trained, data[0], data[1], target_bytes=9000, full_integer="int8",
+                      path=tmp_path / "no.tflite", verbose=0)
+
+
 def test_unreachable_target_names_the_smallest_size(data, trained, tmp_path):
     path = tmp_path / "small.tflite"
     with pytest.raises(ValueError, match="target_bytes=1,000 cannot be reached: the smallest"):

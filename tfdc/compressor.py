@@ -133,6 +133,9 @@ class CompressResult:
             error, increase and bound in points, passed; with
             `max_loss_increase` also `loss_increase` and `loss_bound`).
         times: seconds per stage (`plan`, `train`, `export`, `total`).
+        full_integer: whether the file is full-integer (int8 activations
+            and weights); `model` is then the float model it was converted
+            from.
     """
 
     path: str
@@ -155,6 +158,7 @@ class CompressResult:
     loss: float = None
     max_loss_increase: float = None
     loss_increase_bound: float = None
+    full_integer: bool = False
 
     @property
     def ratio(self):
@@ -179,8 +183,9 @@ class CompressResult:
             error = (f"validation error {self.error:.2%} (float {self.float_error:.2%}, "
                      f"{self.error_increase:+.2f} points)")
             scored = error if self.max_loss_increase is None else f"{scored}, {error}"
-        return (f"{self.path}: {self.packed_bytes:,} B packed ({self.ratio:.1f}x smaller than "
-                f"{self.float_bytes:,} B float32); {scored}. {self.message}")
+        kind = " full-integer" if self.full_integer else ""
+        return (f"{self.path}: {self.packed_bytes:,} B packed{kind} ({self.ratio:.1f}x smaller "
+                f"than {self.float_bytes:,} B float32); {scored}. {self.message}")
 
 
 # --------------------------------------------------------------------- checks
@@ -1053,10 +1058,27 @@ def _structured(student, structure):
                        name=student.name)
 
 
-def _export(student, path, batch_size, structure=None):
+def _export(student, path, batch_size, structure=None, representative_dataset=None):
     from tfdc.exporter import export
-    report = export(_structured(student, structure), path, batch_size=batch_size)
+    report = export(_structured(student, structure), path, batch_size=batch_size,
+                    representative_dataset=representative_dataset)
     return report, os.path.getsize(path)
+
+
+def _calibration(train, first_x, count=256):
+    """The converter's representative dataset for a full-integer export:
+    `count` training examples drawn without replacement by a fixed seed
+    (the same ones on every run), one per sample as the model takes its
+    inputs; for a dataset, the examples of its first batch."""
+    x = train[0] if isinstance(train, tuple) else first_x
+    n = _length(x)
+    rows = np.sort(np.random.default_rng(0).choice(n, min(n, count), replace=False))
+
+    def samples():
+        for i in rows:
+            sample = _index(x, slice(i, i + 1))
+            yield sample if isinstance(sample, (list, dict)) else [sample]
+    return samples
 
 
 def _cut_to(student, plan, target, size, path, export_file, log):
@@ -1115,7 +1137,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
              path="model.tflite", epochs=None, batch_size=128, learning_rate=1e-3,
              weight_decay=1e-4, distill=False, temperature=4.0, alpha=0.5, plan=None,
              max_trials=5, confidence=DEFAULT_CONFIDENCE, export_batch_size=1, verbose=1,
-             log=None, max_loss_increase=None):
+             log=None, max_loss_increase=None, full_integer=False):
     """Compress a Keras model to a byte budget, an error or a loss budget.
 
     Runs Deep Compression with settings chosen for the model: a plan of
@@ -1211,6 +1233,16 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             `validation_data` is within the budget (`DEFAULT_CONFIDENCE`,
             0.9; None: the measured increase itself must be).
         export_batch_size: batch size of the exported model (None: dynamic).
+        full_integer: export a full-integer file (int8 activations and
+            weights, one scale per tensor so each codebook stays at most
+            2^bits codes; `tfdc.export`'s `representative_dataset`), for
+            NPUs and NNAPI: True calibrates on 256 training examples (the
+            first batch of a dataset), or give the converter's
+            representative dataset (a callable yielding lists of inputs).
+            The budgets are judged on that file in LiteRT; the planner
+            prices the float file, which is a little larger (its codebooks
+            are float32), and a byte target's replanning takes up the
+            difference.
         verbose: 0 silent, 1 progress lines, 2 also Keras's progress bars.
         log: a `print`-like function for the progress lines (default
             `print` when `verbose`).
@@ -1219,7 +1251,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         A `CompressResult`: `.path`, `.report`, `.packed_bytes`, `.ratio`,
         `.error`, `.float_error`, `.error_increase_bound`, `.loss`,
         `.float_loss`, `.loss_increase_bound`, `.met`, `.message`, `.plan`,
-        `.model`.
+        `.model`, `.full_integer`.
 
     Raises:
         ValueError: not exactly one budget, a budget that is not a positive
@@ -1322,6 +1354,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     if plan is not None:
         plan = _resolve_plan(plan, model)
     epochs = _epochs(epochs, _steps(train, batch_size))
+    if not (isinstance(full_integer, bool) or callable(full_integer)):
+        raise ValueError(f"full_integer must be True, False or a representative dataset (a "
+                         f"callable yielding lists of inputs), got {full_integer!r}")
 
     inference = _inference_model(model)
     val_outputs = _validation_outputs(inference, x_val)
@@ -1346,6 +1381,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         loss = _loss(model, classes, one_hot=len(labels) == 2 and labels[1] == classes > 1)
         loss_fn = loss_callable(loss)
     _check_train(model, batch, loss, loss_fn)
+    calibration = (full_integer if callable(full_integer) else
+                   _calibration(train, batch[0]) if full_integer else None)
     float_loss = mean_loss(loss_fn, y_val, val_outputs)
     if not_classifier and not math.isfinite(float_loss):
         raise ValueError(f"validation_data: the float model's loss ({_loss_name(loss)}) on it is "
@@ -1386,7 +1423,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
               f"classifier: {not_classifier})" if not_classifier
               else f"validation error {float_error:.2%}")
     log(f"tfdc.compress: {model.name}, {float_bytes:,} B as float32, {scored} on "
-        f"{_length(y_val):,} examples; {budget}")
+        f"{_length(y_val):,} examples; {budget}"
+        + ("; full-integer export (int8 activations and weights)" if calibration else ""))
 
     workdir = tempfile.mkdtemp(prefix="tfdc-compress-",
                                dir=os.path.dirname(os.path.abspath(path)))
@@ -1418,7 +1456,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                 return None
 
         def export_file(student, to):
-            return _export(student, to, export_batch_size, structure)
+            return _export(student, to, export_batch_size, structure, calibration)
 
         def trial(p, note):
             n = len(trials) + 1
@@ -1496,7 +1534,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         max_loss_increase=max_loss_increase, loss_increase_bound=chosen.get("loss_bound"),
         error_increase_bound=chosen["bound"], confidence=confidence,
         float_loss=float_loss, loss=chosen["loss"],
-        met=met, message=message, times=times,
+        met=met, message=message, times=times, full_integer=calibration is not None,
         trials=[{k: v for k, v in t.items() if k not in ("student", "report", "path")}
                 for t in trials])
 

@@ -99,6 +99,7 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
     specs = _input_specs(model, batch_size)
     if representative_dataset is not None:
         _check_representative(representative_dataset, specs)
+        representative_dataset = _by_name(representative_dataset, specs)
     outputs = _output_names(model)
     with _float32_compute(model), tempfile.TemporaryDirectory(prefix="tfdc-export-") as saved:
         _save_serving(model, specs, outputs, saved)
@@ -135,6 +136,22 @@ def _check_representative(representative_dataset, specs):
             model_shape = tuple(["batch"] + list(expected[1:]))
             raise ValueError(f"representative_dataset: a sample for input {spec.name!r} has "
                              f"shape {shape}; the model takes {model_shape}")
+
+
+def _by_name(representative_dataset, specs):
+    """The calibration samples as dicts keyed by input name: the converter
+    feeds a list in the order of the SavedModel signature's sorted names,
+    not in Keras's input order (a list for a model whose input names sort
+    otherwise failed in calibration, resizing the wrong tensor)."""
+    if len(specs) < 2:
+        return representative_dataset
+
+    def samples():
+        for sample in representative_dataset():
+            if isinstance(sample, (list, tuple)):
+                sample = {spec.name: array for spec, array in zip(specs, sample)}
+            yield sample
+    return samples
 
 
 def _set_options(converter, representative_dataset, configure):
@@ -590,7 +607,8 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
         signatures: for several signatures or a `tf.Module`: a list of
             `tf.function`s with input signatures (see `tfdc.exporter.convert`).
         representative_dataset: a callable yielding lists of model inputs
-            (a few hundred real samples): full-integer export for NPUs and
+            (in `model.inputs`' order) or dicts keyed by input name (a few
+            hundred real samples): full-integer export for NPUs and
             NNAPI, int8 activations and int8 weights with one scale per
             tensor, which keeps every codebook (see `tfdc.quantize`).
         configure: callable that receives the `TFLiteConverter` to tweak it.
