@@ -283,6 +283,10 @@ def _add_compress_parser(sub):
     compress.add_argument("--distill", action="store_true",
                           help="train against the float model's softened outputs as well "
                           "(tfdc.distill; off by default: it did not help LeNet-300-100)")
+    compress.add_argument("--full-integer", action="store_true",
+                          help="write a full-integer file (int8 activations and weights, "
+                          "codebooks kept) for NPUs and NNAPI, calibrated on 256 examples of "
+                          "x_train; the budget is judged on that file")
     compress.add_argument("--seed", type=int, default=1234,
                           help="random seed, for a reproducible run (default 1234)")
     compress.add_argument("--report", action="store_true",
@@ -554,7 +558,8 @@ def cmd_compress(args):
                                max_error_increase=args.max_error_increase,
                                max_loss_increase=args.max_loss_increase, path=args.output,
                                epochs=args.epochs, batch_size=args.batch_size,
-                               distill=args.distill, **confidence)
+                               distill=args.distill, full_integer=args.full_integer,
+                               **confidence)
     print()
     if args.report:
         print(result.plan)

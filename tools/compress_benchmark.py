@@ -35,6 +35,10 @@ section of docs/BENCHMARKS.md is written from every stored row):
           mean squared error, Adam 1e-3, 10 epochs): a model that is not a
           classifier. The packed file's test loss (LiteRT) against the float
           model's.
+  best-int8, lenet5-int8  the best and lenet5 rows with full_integer=True: the
+          file an NPU runs (int8 activations and weights, codebooks kept),
+          calibrated on the first batch of the training data; written to
+          their own section beside their float twins (from the cache).
   mobilenet  a MobileNet-style CNN (`tfdc.models.mobilenet_mnist`: BatchNorm,
           depthwise-separable blocks, residual adds, 124k parameters) trained
           with the recipe, target_bytes=40,000 (about 12x); to show: >= 10x at
@@ -66,7 +70,8 @@ PLAIN_RATIO, PLAIN_ERROR = 36.9, 1.81  # the issue's plain-recipe row
 PAPER_KEEP = {"fc1": 0.08, "fc2": 0.09, "fc3": 0.26}
 CURVE_TARGETS = (16_000, 24_000, 32_000)
 ROWS = ("plain", "plain-seeds", "curve", "best", "best70", "lenet5", "lenet5-100x", "distill",
-        "best-distill", "mobilenet", "loss")
+        "best-distill", "mobilenet", "loss", "best-int8", "lenet5-int8")
+INT8_ROWS = ("best-int8", "lenet5-int8")
 LOSS_BUDGET = 0.05
 CONV_NETWORKS = ("lenet5", "mobilenet_mnist")
 
@@ -270,12 +275,53 @@ def run_best(args, log, network="lenet_300_100", kind="recipe", target=15_500, n
                 f"target_bytes={target}{extra} (shifted-image training data)", fe)]
 
 
-def render(cache):
-    from benchmarks_md import markdown_table
+def cached_rows(cache):
     every = []
     for name in sorted(os.listdir(cache)):
         if name.startswith("row_") and name.endswith(".json"):
             every += json.load(open(os.path.join(cache, name)))
+    return every
+
+
+def render_int8(cache):
+    """The full-integer rows beside their float twins (same model, budget
+    and seed, float export) where the cache has them."""
+    from benchmarks_md import markdown_table
+    every = cached_rows(cache)
+    by = {r["name"]: r for r in every}
+    rows = [r for r in every if r["name"] in INT8_ROWS]
+    if not rows:
+        return ""
+
+    def twin(r, what):
+        other = by.get(r["name"][:-len("-int8")])
+        if other is None:
+            return "-"
+        return f"{other['bytes']:,}" if what == "bytes" else f"{other['test_error']:.2f} %"
+    table = markdown_table(
+        ["row", "budget", "packed B (int8)", "ratio", "test error (int8 file, LiteRT)",
+         "float-export twin: B", "twin's test error", "float model's test error", "met",
+         "runs", "wall time"],
+        [[r["name"], r["budget"], f"{r['bytes']:,}", f"{r['ratio']:.1f}x",
+          f"{r['test_error']:.2f} %", twin(r, "bytes"), twin(r, "error"),
+          f"{r['float_test_error']:.2f} %", "yes" if r["met"] else "NO", r["runs"],
+          f"{r['wall_s'] / 60:.1f} min"] for r in rows])
+    plans = "\n".join(f"- {r['name']}: sparsity {r['plan']['sparsity']}, bits "
+                      f"{r['plan']['bits']}" for r in rows)
+    commands = "\n".join(f"- {r['name']} ({r.get('run', 'run date not stored')}): "
+                         f"`{r['command']}`" for r in rows)
+    return ("`tfdc.compress(..., full_integer=True)`: every run exported full-integer (int8 "
+            "activations and weights, one scale per tensor so each codebook stays at most "
+            "2^bits codes, int32 biases; what NPUs and NNAPI drivers run), calibrated on the "
+            "first batch of the (shifted-image) training data; the budget and the test error "
+            "are the int8 file's, in LiteRT on all 10,000 test images. The twin is the float "
+            "row of the same model and budget (section above).\n\n"
+            f"{table}\n\nPlans chosen:\n\n{plans}\n\nCommands:\n\n{commands}\n")
+
+
+def render(cache):
+    from benchmarks_md import markdown_table
+    every = [r for r in cached_rows(cache) if r["name"] not in INT8_ROWS]
     rows = [r for r in every if "test_loss" not in r]
     loss_rows = [r for r in every if "test_loss" in r]
     order = {"best": 3, "best-distill": 3.2, "best70": 3.5,
@@ -430,21 +476,36 @@ def main():
                                                     "lenet5-100x"),
                     "mobilenet": lambda: run_best(args, log, "mobilenet_mnist", "mobilenet",
                                                   40_000, "mobilenet"),
-                    "loss": lambda: run_loss(args, log)}[name]()
+                    "loss": lambda: run_loss(args, log),
+                    "best-int8": lambda: run_best(args, log, name="best-int8",
+                                                  full_integer=True),
+                    "lenet5-int8": lambda: run_best(args, log, "lenet5", "lenet5", 25_000,
+                                                    "lenet5-int8", full_integer=True),
+                    }[name]()
             for r in rows:
                 r["command"] = command_line()
                 r["run"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
                 log(json.dumps({k: v for k, v in r.items() if k != "plan"}))
             json.dump(rows, open(os.path.join(args.cache, f"row_{name}.json"), "w"), indent=1)
             log(f"{name}: {time.perf_counter() - t:.0f} s")
-    body = render(args.cache)
-    print(body)
-    if not args.no_write:
-        write_section("compress", "tfdc.compress: one call to a budget (issue 12)", body,
-                      command="python tools/compress_benchmark.py --rows ROWS (see below)")
-        curve = os.path.join(args.cache, "row_curve.json")
-        if os.path.exists(curve):
-            plot_curve(json.load(open(curve)), os.path.join(ROOT, "docs", "compress_curve.png"))
+    asked = ROWS if args.render else args.rows.split(",")
+    if any(name not in INT8_ROWS for name in asked):
+        body = render(args.cache)
+        print(body)
+        if not args.no_write:
+            write_section("compress", "tfdc.compress: one call to a budget (issue 12)", body,
+                          command="python tools/compress_benchmark.py --rows ROWS (see below)")
+            curve = os.path.join(args.cache, "row_curve.json")
+            if os.path.exists(curve):
+                plot_curve(json.load(open(curve)),
+                           os.path.join(ROOT, "docs", "compress_curve.png"))
+    if any(name in INT8_ROWS for name in asked):
+        body = render_int8(args.cache)
+        print(body)
+        if not args.no_write and body:
+            write_section("compress-int8", "tfdc.compress to a full-integer file", body,
+                          command="python tools/compress_benchmark.py --rows "
+                          + ",".join(INT8_ROWS))
 
 
 if __name__ == "__main__":
