@@ -822,9 +822,13 @@ def test_full_integer_compresses_an_int8_file_that_keeps_its_codebooks(data, tra
     the Keras kernel has values."""
     from tfdc.quantize import kernel_codes
     path = tmp_path / "int8.tflite"
+    lines = []
     result = tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=20_000, path=path,
-                           epochs=(2, 1), verbose=0, full_integer=True)
+                           epochs=(2, 1), log=lines.append, full_integer=True)
     assert result.full_integer and " B packed full-integer (" in str(result)
+    # The planner prices the float file; the plan is re-made for the int8
+    # file's size, measured without training.
+    assert any(line.startswith("  full-integer: the plan's int8 file is") for line in lines)
     assert 0.95 * 20_000 <= os.path.getsize(path) <= 20_000
     assert tflite_error(str(path), *data[1]) == result.error
     assert result.error < result.float_error + 0.02, str(result)
