@@ -209,3 +209,33 @@ def test_calibration_samples_as_lists_follow_the_keras_input_order(tmp_path, bui
         packed = tflite_outputs(str(path), x)
         # int8 activations: within a few quantization steps of the float model.
         assert np.abs(packed - reference).max() < 0.05 * np.abs(reference).max()
+
+
+def test_a_recurrent_loop_is_refused_not_a_crash(tmp_path):
+    """TensorFlow's converter kills the process (SIGSEGV) calibrating an
+    LSTM / GRU / SimpleRNN loop: export and compress refuse it first, naming
+    the layers and the way out (unroll=True), which converts."""
+    x = np.random.default_rng(0).normal(size=(16, 6, 4)).astype(np.float32)
+
+    def rep():
+        return ([x[i:i + 1]] for i in range(16))
+
+    def model(unroll):
+        inputs = keras.Input((6, 4))
+        h = keras.layers.Bidirectional(keras.layers.GRU(4, unroll=unroll), name="bi")(inputs)
+        h = keras.layers.Concatenate()(
+            [h, keras.layers.LSTM(4, unroll=unroll, name="rnn")(inputs)])
+        return keras.Model(inputs, keras.layers.Dense(2, name="out")(h))
+    looped = model(False)
+    with pytest.raises(ValueError, match=r"full-integer export of the recurrent layers "
+                       r"bi, rnn: TensorFlow's converter crashes .* "
+                       r"build them with unroll=True"):
+        tfdc.export(looped, tmp_path / "loop.tflite", representative_dataset=rep, batch_size=1)
+    with pytest.raises(ValueError, match="full-integer export of the recurrent layers"):
+        tfdc.compress(looped, (x, np.zeros(16, np.int64)), (x, np.zeros(16, np.int64)),
+                      target_bytes=1000, path=tmp_path / "c.tflite", full_integer=True,
+                      verbose=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    tfdc.export(model(True), tmp_path / "unrolled.tflite", representative_dataset=rep,
+                batch_size=1)
+    assert tfdc.is_packed((tmp_path / "unrolled.tflite").read_bytes())

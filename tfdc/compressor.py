@@ -1380,6 +1380,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     if not (isinstance(full_integer, bool) or callable(full_integer)):
         raise ValueError(f"full_integer must be True, False or a representative dataset (a "
                          f"callable yielding lists of inputs), got {full_integer!r}")
+    if full_integer is not False:
+        from tfdc.exporter import check_full_integer
+        check_full_integer(model)
 
     inference = _inference_model(model)
     val_outputs = _validation_outputs(inference, x_val)

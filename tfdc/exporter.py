@@ -98,6 +98,7 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
                         "tf.Module (use tfdc.export_tflite for an existing .tflite file)")
     specs = _input_specs(model, batch_size)
     if representative_dataset is not None:
+        check_full_integer(model)
         _check_representative(representative_dataset, specs)
         representative_dataset = _by_name(representative_dataset, specs)
     outputs = _output_names(model)
@@ -136,6 +137,34 @@ def _check_representative(representative_dataset, specs):
             model_shape = tuple(["batch"] + list(expected[1:]))
             raise ValueError(f"representative_dataset: a sample for input {spec.name!r} has "
                              f"shape {shape}; the model takes {model_shape}")
+
+
+def check_full_integer(model):
+    """A ValueError for a Keras model whose full-integer conversion would
+    crash the Python process: TensorFlow's converter dies with a
+    segmentation fault calibrating a recurrent layer's loop (LSTM, GRU,
+    SimpleRNN, an RNN of cells, in a Bidirectional too; TensorFlow issue
+    41305, still so in 2.21). The same layers with `unroll=True` (a
+    fixed number of time steps) convert."""
+    import keras
+
+    from tfdc.select import iter_layers
+    layers = list(iter_layers(model))
+    wrapper = {id(inner): layer.name for layer in layers  # a Bidirectional by its own name
+               if isinstance(layer, keras.layers.Bidirectional)
+               for inner in (layer.forward_layer, layer.backward_layer)}
+    looped = []
+    for layer in layers:
+        name = wrapper.get(id(layer), layer.name)
+        if isinstance(layer, keras.layers.RNN) and not layer.unroll and name not in looped:
+            looped.append(name)
+    if looped:
+        raise ValueError(f"full-integer export of the recurrent layer"
+                         f"{'s' if len(looped) > 1 else ''} {', '.join(looped)}: TensorFlow's "
+                         "converter crashes (a segmentation fault) calibrating a recurrent "
+                         f"loop; build {'them' if len(looped) > 1 else 'it'} with unroll=True "
+                         "(a fixed number of time steps), or export in float (no "
+                         "representative_dataset)")
 
 
 def _by_name(representative_dataset, specs):
