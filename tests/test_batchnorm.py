@@ -47,6 +47,41 @@ def test_sequential_conv_depthwise_dense():
     assert bn_names(model) == ["bn_conv", "bn_dw", "bn_fc", "bn_after_relu"]  # untouched
 
 
+def test_a_model_loaded_from_a_file_folds_as_it_did_before_saving(tmp_path):
+    # A Sequential model loaded from .keras lists 4 calls of each layer in
+    # its `_inbound_nodes` (those made while loading it): folding reads the
+    # model's own graph, so `tfdc compress MODEL.keras` folds like Python.
+    model = keras.Sequential([
+        keras.Input((6, 6, 2)), layers.Conv2D(4, 3, use_bias=False, name="conv"),
+        layers.BatchNormalization(name="bn_conv"), layers.ReLU(), layers.Flatten(),
+        layers.Dense(5, name="fc"), layers.BatchNormalization(name="bn_fc")])
+    randomize_batchnorm(model)
+    model.save(tmp_path / "seq.keras")
+    loaded = keras.models.load_model(tmp_path / "seq.keras")
+    assert len(loaded.get_layer("fc")._inbound_nodes) > 1  # what misled the old check
+    folded = tfdc.fold_batchnorm(loaded)
+    assert bn_names(folded) == [] and folded.get_layer("conv").use_bias
+    assert_equivalent(model, folded)
+
+
+def test_a_nested_backbone_is_folded_too():
+    # The transfer-learning layout: a Conv + BN backbone as a model inside
+    # the classifier (itself inside a Sequential), folded in place.
+    inputs = keras.Input((8, 8, 2))
+    h = layers.Conv2D(4, 3, use_bias=False, name="c1")(inputs)
+    h = layers.ReLU()(layers.BatchNormalization(name="bn1")(h))
+    backbone = keras.Model(inputs, layers.GlobalAveragePooling2D()(h), name="backbone")
+    outer = keras.Input((8, 8, 2))
+    model = keras.Model(outer, layers.Dense(3, name="head")(
+        keras.Sequential([backbone], name="wrapped")(outer)))
+    randomize_batchnorm(backbone)
+    folded = tfdc.fold_batchnorm(model)
+    inner = folded.get_layer("wrapped").get_layer("backbone")
+    assert bn_names(inner) == [] and inner.get_layer("c1").use_bias
+    assert bn_names(backbone) == ["bn1"]  # the original is untouched
+    assert_equivalent(model, folded)
+
+
 def test_functional_with_branches():
     inputs = keras.Input((9, 9, 2))
     a = layers.Conv2D(4, 3, name="a")(inputs)

@@ -10,42 +10,36 @@ clustering keeps the codebook intact through conversion.
 import keras
 import numpy as np
 
-from tfdc.layers import copy_layer, is_subclassed, kind_of
+from tfdc.layers import copy_layer, graph_nodes, is_subclassed, kind_of
 from tfdc.select import iter_layers
 
 
-def _producer(bn):
-    """The layer whose output `bn` normalizes, if `bn` is called exactly once
-    on the output of a single layer; else None."""
-    nodes = getattr(bn, "_inbound_nodes", [])
-    if len(nodes) != 1 or len(nodes[0].input_tensors) != 1:
-        return None
-    history = getattr(nodes[0].input_tensors[0], "_keras_history", None)
-    return None if history is None else history.operation
-
-
-def _consumers(layer, model_layers):
-    """How many layer calls consume any output of `layer`."""
-    count = 0
-    for other in model_layers:
-        for node in getattr(other, "_inbound_nodes", []):
-            for t in node.input_tensors:
-                h = getattr(t, "_keras_history", None)
-                if h is not None and h.operation is layer:
-                    count += 1
-    return count
-
-
 def _foldable_pairs(model):
-    layers = list(iter_layers(model))  # consumers may sit anywhere
+    """`{id(layer): (layer, bn)}`: each BatchNormalization at the model's
+    top level called once, on the output of a layer whose kernel it can be
+    folded into and which feeds nothing else. Read from the model's own
+    graph (`graph_nodes`): a loaded Sequential model's layers also list the
+    calls made while loading it."""
+    nodes = graph_nodes(model)
+    calls, readers = {}, {}
+    for node in nodes:
+        calls.setdefault(id(node.operation), []).append(node)
+        for t in node.input_tensors:
+            history = getattr(t, "_keras_history", None)
+            if history is not None:
+                readers[id(history.operation)] = readers.get(id(history.operation), 0) + 1
     pairs = {}
-    for bn in model.layers:  # top level only: nested models are cloned whole
+    for bn in model.layers:  # top level: a nested model is folded on its own
         if not isinstance(bn, keras.layers.BatchNormalization):
             continue
-        prod = _producer(bn)
+        bn_calls = calls.get(id(bn), [])
+        if len(bn_calls) != 1 or len(bn_calls[0].input_tensors) != 1:
+            continue
+        history = getattr(bn_calls[0].input_tensors[0], "_keras_history", None)
+        prod = None if history is None else history.operation
         kind = kind_of(prod)
-        if (kind is None or not kind.bn_foldable
-                or len(prod._inbound_nodes) != 1 or _consumers(prod, layers) != 1):
+        if (kind is None or not kind.bn_foldable or len(calls.get(id(prod), [])) != 1
+                or readers.get(id(prod)) != 1):
             continue
         if prod.activation not in (None, keras.activations.linear):
             continue  # BN after a nonlinearity cannot be folded into the kernel
@@ -85,8 +79,9 @@ def fold_batchnorm(model):
     A BatchNormalization is folded when it normalizes the last (channel) axis
     of the output of a linear (no activation) Conv1D/2D/3D, DepthwiseConv1D/2D
     or Dense layer that feeds nothing else. The folded layer gets a bias. Other
-    layers keep their weights (nested models are cloned whole, unfolded). The result matches
-    the original in inference mode (`training=False`) to float32 rounding.
+    layers keep their weights; a nested Sequential or functional model (a
+    backbone) is folded the same way. The result matches the original in
+    inference mode (`training=False`) to float32 rounding.
 
     Args:
         model: a built Sequential or functional Keras model.
@@ -108,8 +103,16 @@ def fold_batchnorm(model):
                          f"subclassed model {model.name!r} ({type(model).__name__})")
     pairs = _foldable_pairs(model)
     folded_bns = {id(bn) for _, bn in pairs.values()}
+    # A nested Sequential or functional model (a backbone) is folded on its
+    # own and takes its place, weights and all.
+    nested = {id(layer): fold_batchnorm(layer) for layer in model.layers
+              if isinstance(layer, keras.Model) and not is_subclassed(layer)
+              and any(isinstance(inner, keras.layers.BatchNormalization)
+                      for inner in iter_layers(layer))}
 
     def clone(layer):
+        if id(layer) in nested:
+            return nested[id(layer)]
         if id(layer) in pairs:
             return copy_layer(layer, use_bias=True, bias_initializer="zeros")
         return copy_layer(layer)
@@ -128,7 +131,7 @@ def fold_batchnorm(model):
 
         new = keras.models.clone_model(model, clone_function=clone, call_function=call)
     for old in model.layers:
-        if id(old) in folded_bns or not old.weights:
+        if id(old) in folded_bns or id(old) in nested or not old.weights:
             continue
         target = new.get_layer(old.name)
         if id(old) in pairs:

@@ -38,7 +38,7 @@ import math
 import keras
 import numpy as np
 
-from tfdc.layers import channel_role, is_subclassed, kind_of, zero_preserving_activation
+from tfdc.layers import channel_role, graph_of, kind_of, zero_preserving_activation
 
 __all__ = ["ChannelGroup", "ChannelAnalysis", "channel_groups", "graph_of"]
 
@@ -131,24 +131,6 @@ class ChannelAnalysis:
     def prunable(self):
         """The groups that are not fixed."""
         return [g for g in self.groups if g.fixed is None]
-
-
-def graph_of(model):
-    """The functional graph of a Sequential or functional model; ValueError
-    for a subclassed model (its graph is Python code, not data)."""
-    if not model.built:
-        raise ValueError(f"model {model.name!r} is not built yet: call it on data or build it "
-                         "with keras.Input first")
-    if isinstance(model, keras.Sequential):
-        graph = getattr(model, "_functional", None)
-        if graph is None:
-            raise ValueError(f"Sequential model {model.name!r} has no keras.Input: start it with "
-                             "keras.Input(shape) so its graph is known")
-        return graph
-    if is_subclassed(model):
-        raise ValueError(f"model {model.name!r} ({type(model).__name__}) is subclassed: channel "
-                         "pruning needs a Sequential or functional model")
-    return model
 
 
 class _Groups:

@@ -295,6 +295,35 @@ def is_subclassed(model):
             and getattr(model, "_nodes_by_depth", None) is None)
 
 
+def graph_of(model):
+    """The functional graph of a Sequential or functional model; ValueError
+    for a subclassed model (its graph is Python code, not data)."""
+    import keras
+    if not model.built:
+        raise ValueError(f"model {model.name!r} is not built yet: call it on data or build it "
+                         "with keras.Input first")
+    if isinstance(model, keras.Sequential):
+        graph = getattr(model, "_functional", None)
+        if graph is None:
+            raise ValueError(f"Sequential model {model.name!r} has no keras.Input: start it with "
+                             "keras.Input(shape) so its graph is known")
+        return graph
+    if is_subclassed(model):
+        raise ValueError(f"model {model.name!r} ({type(model).__name__}) is subclassed: channel "
+                         "pruning needs a Sequential or functional model")
+    return model
+
+
+def graph_nodes(model):
+    """The calls of layers in the graph of a Sequential or functional model
+    (`graph_of`), inputs first. A layer's `_inbound_nodes` lists its calls
+    in every graph it was ever called in (a Sequential model loaded from a
+    .keras file: 4 for each layer), so one model's wiring is read here."""
+    graph = graph_of(model)
+    return [node for depth in sorted(graph._nodes_by_depth, reverse=True)
+            for node in graph._nodes_by_depth[depth]]
+
+
 def copy_model(model):
     """A copy of `model` with its weights, sharing no variable with it: the
     training copies and teachers of `tfdc.compress`.
