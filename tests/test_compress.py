@@ -884,3 +884,24 @@ def test_zero_error_budget_is_searched_not_refused(data, trained, tmp_path):
     assert result.met == (result.error_increase_bound <= 1e-9)
     assert result.error_increase_bound > result.error_increase
     assert len(result.trials) <= 3
+
+
+def test_nan_in_the_data_is_refused_before_any_work(data, trained, tmp_path):
+    # One NaN pixel in the validation images made every scored loss NaN, and
+    # compress kept a near-chance file as met; later in the training data it
+    # surfaced after training, inside k-means. The planner refuses it too.
+    (x, y), (xv, yv) = data
+    xv, x = xv.copy(), x.copy()
+    xv[7, 3, 3] = np.nan
+    with pytest.raises(ValueError, match=r"validation_data: x has NaN or infinite values in 1 "
+                       r"example \(the first: example 7\)"):
+        tfdc.compress(trained, (x, y), (xv, yv), target_bytes=9000, path=tmp_path / "a.tflite",
+                      verbose=0)
+    with pytest.raises(ValueError, match=r"validation_data: x has NaN or infinite values"):
+        tfdc.plan(trained, (xv, yv), target_bytes=9000)
+    x[2000, 0, 0], x[2500, 1, 1] = np.inf, np.nan
+    with pytest.raises(ValueError, match=r"train_data: x has NaN or infinite values in 2 "
+                       r"examples \(the first: example 2,000\)"):
+        tfdc.compress(trained, (x, y), data[1], target_bytes=9000, path=tmp_path / "b.tflite",
+                      verbose=0)
+    assert os.listdir(tmp_path) == []

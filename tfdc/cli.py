@@ -538,7 +538,7 @@ def cmd_compress(args):
     _check_outputs(model, train[1], "tfdc compress")
     if test is not None:  # a bad test split fails now, not after the training
         score, float_test = _test_score(model, *test)
-    from tfdc.datasets import _items
+    from tfdc.scan import _items
     from tfdc.scan import _length
     stored = ", ".join(f"x{'' if k is None else f'/{k}'} {_described(a)}"
                        for k, a in _items(train[0]))
@@ -672,7 +672,7 @@ def _test_score(model, x, y):
     import numpy as np
 
     from tfdc.compressor import _first_line, _float_mistakes, _from_logits
-    from tfdc.datasets import _items
+    from tfdc.scan import _items
     from tfdc.mistakes import mistakes
     from tfdc.scan import SummedLoss, _output_count, loss_callable, mean_loss, one_output_view
     model, _ = one_output_view(model)  # scored as compress scores it

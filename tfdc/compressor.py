@@ -48,7 +48,7 @@ import warnings
 
 import numpy as np
 
-from tfdc.scan import _index, _length, _map
+from tfdc.scan import _index, _items, _length, _map, check_finite
 
 __all__ = ["compress", "CompressResult", "BudgetMissedWarning", "scaled_plan", "HandPlan",
            "increase_bound", "fewest_examples", "loss_increase_bound", "DEFAULT_CONFIDENCE"]
@@ -217,6 +217,8 @@ def _check_data(data, what, allow_dataset, inputs=1, outputs=1):
     if outputs == 1 and y.ndim == 0:
         raise ValueError(f"{what}: x and y must be arrays with one row per example, got shapes "
                          f"{_shapes(x)} and {y.shape}")
+    if outputs == 1:
+        check_finite(y, what, "y")
     n = _length(x)
     if n != _length(y):
         raise ValueError(f"{what}: x has {n:,} examples but y has {_length(y):,}")
@@ -247,6 +249,8 @@ def _check_inputs(x, what, count, name="x", kind="input"):
     if len({len(a) for a in arrays}) > 1:
         raise ValueError(f"{what}: {name}'s arrays must have one row per example each, got "
                          f"shapes {_shapes(x)}")
+    for key, a in _items(x):
+        check_finite(a, what, name if key is None else f"{name}[{key!r}]")
     return x
 
 

@@ -167,7 +167,7 @@ def load_npz_splits(path, validation_split=0.1):
     # [(90, 8), (90, 2)]
     ```
     """
-    from tfdc.scan import _index, _length
+    from tfdc.scan import _index, _items, _length
     layout = ("it must be a NumPy .npz with x_train, y_train and optionally x_val, y_val "
               "(validation) and x_test, y_test (np.savez(path, x_train=..., y_train=...); "
               "several inputs or outputs: x_train/0, x_train/1, ... or x_train/NAME)")
@@ -228,17 +228,9 @@ def load_npz_splits(path, validation_split=0.1):
             (_index(train[0], out), _index(train[1], out)), splits.get("test"), note)
 
 
-def _items(data):
-    """(key, array) pairs of an array (key None), a list or a dict."""
-    if isinstance(data, dict):
-        return list(data.items())
-    if isinstance(data, list):
-        return list(enumerate(data))
-    return [(None, data)]
-
-
 def _names(name, data):
     """The archive's names of a split's x or y (`name`: e.g. "x_val")."""
+    from tfdc.scan import _items
     if isinstance(data, np.ndarray):
         return name
     return ", ".join(f"{name}/{k}" for k, _ in _items(data))

@@ -270,8 +270,8 @@ def _take(data, samples, seed=0, outputs=1):
             raise ValueError("validation_data is empty")
         if samples is not None and n > samples:
             index = np.sort(np.random.default_rng(seed).choice(n, samples, replace=False))
-            return _index(x, index), _index(y, index)
-        return _map(x, np.asarray), y
+            return _finite(_index(x, index), _index(y, index))
+        return _finite(_map(x, np.asarray), y)
     xs, ys, count = [], [], 0
     try:
         iterator = iter(data)
@@ -292,7 +292,31 @@ def _take(data, samples, seed=0, outputs=1):
     if samples is not None:
         keep = np.arange(min(samples, _length(y)))
         x, y = _index(x, keep), _index(y, keep)
+    return _finite(x, y)
+
+
+def _finite(x, y):
+    """`(x, y)`, after `check_finite` on each of their arrays."""
+    for name, data in (("x", x), ("y", y)):
+        for key, a in _items(data):
+            check_finite(np.asarray(a), "validation_data",
+                         name if key is None else f"{name}[{key!r}]")
     return x, y
+
+
+def check_finite(a, what, name):
+    """A ValueError for a NaN or infinity in a float array: one NaN pixel in
+    the validation data made every scored loss NaN, and compress kept a
+    near-chance file as met; in the training data it surfaced only after
+    training, from deep inside k-means."""
+    if a.dtype.kind not in "fc" or a.size == 0:
+        return
+    bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1) if a.ndim else ~np.isfinite(a)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{what}: {name} has NaN or infinite values in {int(bad.sum()):,} "
+                         f"example{'s' if bad.sum() > 1 else ''} (the first: example {first:,}); "
+                         "tfdc needs finite data: drop or repair them")
 
 
 def _labels(y, outputs):
@@ -319,6 +343,15 @@ def _map(x, fn):
     if isinstance(x, (list, tuple)):
         return [fn(v) for v in x]
     return fn(x)
+
+
+def _items(data):
+    """(key, array) pairs of an array (key None), a list or a dict."""
+    if isinstance(data, dict):
+        return list(data.items())
+    if isinstance(data, list):
+        return list(enumerate(data))
+    return [(None, data)]
 
 
 def _index(x, index):
