@@ -129,8 +129,9 @@ def test_a_cut_that_misses_the_band_ends_at_the_largest_cut_that_fits(tmp_path, 
     again = 0
     for fraction in (0.7183, 0.7596, 0.8):
         target, lines = round(fraction * size), []
-        report, cut = compressor._cut_to(_quantized_mlp(), plan, target, size, path,
-                                         export_file, lines.append)
+        report, cut, fitted = compressor._cut_to(_quantized_mlp(), plan, target, size, path,
+                                                 export_file, lines.append)
+        assert fitted
         tried = [(float(m[1]), int(m[2].replace(",", ""))) for m in (
             re.fullmatch(r"  cut to (\d+\.\d)% of the kept weights: ([\d,]+) B", line)
             for line in lines)]
@@ -142,6 +143,19 @@ def test_a_cut_that_misses_the_band_ends_at_the_largest_cut_that_fits(tmp_path, 
             assert steps[-1] != best and tried[-1] == best
             again += 1
     assert again >= 1  # the fallback ran
+    # A target that no cut of the planned kernels reaches (1 % kept is still
+    # over): the weights are put back as trained, not left destroyed.
+    lines = []
+    model = _quantized_mlp()
+    before = model.get_layer("fc1").kernel.numpy()
+    report, cut, fitted = compressor._cut_to(model, plan, size // 10, size, path, export_file,
+                                             lines.append)
+    assert not fitted and cut == size == report.packed_bytes
+    np.testing.assert_array_equal(model.get_layer("fc1").kernel.numpy(), before)
+    assert lines[-2:] == ["  keeping 1% of the cut layers' weights is still over the target: "
+                          "weights put back as trained", f"  cut to 100.0% of the kept weights: "
+                          f"{size:,} B"]
+    assert sum("cut to 1.0%" in line for line in lines) == 1  # tried once, not six times
 
 
 class _SubclassedMLP(keras.Model):

@@ -70,6 +70,8 @@ DEFAULT_CONFIDENCE = 0.9
 # model beats a constant answer (`_warn_no_better_than_constant`), and warns
 # that a loss budget's t bound is rough (`_check_loss_examples`).
 _FEWEST_TO_JUDGE = 30
+# The least fraction of a kernel's weights a cut to a byte target keeps.
+_FEWEST_KEPT = 0.01
 
 
 class BudgetMissedWarning(UserWarning):
@@ -1113,7 +1115,11 @@ def _cut_to(student, plan, target, size, path, export_file, log):
     in equal proportion, until the packed file is at most `target` bytes
     (secant steps on the fraction kept, measured by exporting; if they end
     elsewhere than at the largest fraction tried that fitted, that one is
-    exported again). Returns (report, size). A kernel the plan keeps dense
+    exported again). Returns (report, size, fitted). If no cut fits (the
+    layers it may cut are not where the bytes are: keeping 1 % of their
+    weights is still over), the weights are put back as trained and the
+    file exported so (`fitted` False): a destroyed layer over the target
+    helps no one. A kernel the plan keeps dense
     is left as it is: the planner found it sensitive, and its first zeros
     would be one more shared value in its codebook, a larger file (3 bits,
     2 % cut: +146 B); it is cut only if the plan prunes no kernel."""
@@ -1148,15 +1154,20 @@ def _cut_to(student, plan, target, size, path, export_file, log):
             (f1, s1), (f2, s2) = points[-2], points[-1]
             slope = (s2 - s1) / (f2 - f1) if f2 != f1 else size
             f = f2 + (aim - s2) / slope if slope > 0 else f2 * aim / s2
-        f = float(np.clip(f, 0.01, 1.0))
+        f = float(np.clip(f, _FEWEST_KEPT, 1.0))
         report, size = cut(f)
         points.append((f, size))
-        if (1 - _TOLERANCE) * target <= size <= target:
+        if (1 - _TOLERANCE) * target <= size <= target or (f == _FEWEST_KEPT and size > target):
             break
     fitted = [f for f, s in points[1:] if s <= target]
-    if fitted and f != max(fitted):
+    if not fitted:
+        log(f"  keeping {_FEWEST_KEPT:.0%} of the cut layers' weights is still over the target: "
+            "weights put back as trained")
+        report, size = cut(1.0)
+        return report, size, False
+    if f != max(fitted):
         report, size = cut(max(fitted))
-    return report, size
+    return report, size, True
 
 
 # --------------------------------------------------------------------- main
@@ -1608,19 +1619,27 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate):
                       f"the target: plan larger")
     if entry["bytes"] > target:
         log(f"  {entry['bytes']:,} B is over the target: removing the smallest weights")
-        report, size = _cut_to(entry["student"], entry["plan"], target, entry["bytes"],
-                               entry["path"], export_file, log)
-        student = run.finetune_fixed(entry["student"], entry["plan"], log)
-        report, size = export_file(student, entry["path"])
-        if size > target:
+        report, size, fitted = _cut_to(entry["student"], entry["plan"], target, entry["bytes"],
+                                       entry["path"], export_file, log)
+        student = entry["student"]
+        if fitted:
+            student = run.finetune_fixed(student, entry["plan"], log)
+            report, size = export_file(student, entry["path"])
+        if fitted and size > target:
             # The shared values' new bytes moved the file over: cut again
             # (a few weights more, not fine-tuned).
             log(f"  {size:,} B after fine-tuning is over the target: removing the smallest "
                 "weights")
-            report, size = _cut_to(student, entry["plan"], target, size, entry["path"],
-                                   export_file, log)
+            report, size, _ = _cut_to(student, entry["plan"], target, size, entry["path"],
+                                      export_file, log)
         entry.update(student=student, report=report, bytes=size)
         evaluate(entry)
+        if not fitted:
+            return entry, False, (
+                f"the packed file is {size:,} B, {size / target - 1:+.1%} over the target "
+                f"{target:,} B: removing weights of the layers the plan prunes cannot get it "
+                "there (the layers it leaves dense hold the bytes); give a larger target or a "
+                "plan that prunes them")
     size = entry["bytes"]
     if low <= size <= target:
         return entry, True, (f"{size:,} B is {size / target - 1:+.1%} from the target "
