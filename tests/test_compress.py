@@ -863,9 +863,12 @@ def test_full_integer_compresses_an_int8_file_that_keeps_its_codebooks(data, tra
 
 def test_unreachable_target_names_the_smallest_size(data, trained, tmp_path):
     path = tmp_path / "small.tflite"
-    with pytest.raises(ValueError, match="target_bytes=1,000 cannot be reached: the smallest"):
+    with pytest.raises(ValueError, match="target_bytes=1,000 cannot be reached: the smallest"
+                       ) as error:
         tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=1000, path=path,
                       verbose=0)
+    # One error, the user's number: not chained to the one for the margin (970).
+    assert error.value.__context__ is None and error.value.__cause__ is None
     assert not path.exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith("tfdc-compress-")]
 

@@ -1567,7 +1567,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                        else {"max_loss_increase": max_loss_increase})
             chosen, met, message = _to_quality(quality, confidence, plan, make_plan, trial,
                                                max_trials, log, smallest, float_bytes)
-        write_atomically(path, open(chosen["path"], "rb").read())
+        with open(chosen["path"], "rb") as f:
+            write_atomically(path, f.read())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     times["total"] = time.perf_counter() - started
@@ -1598,8 +1599,11 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate):
         try:
             p = make_plan(target_bytes=aim)
         except ValueError:
+            p = None
+        if p is None:
             # Unreachable with the margin: plan for the target itself (whose
-            # error, if it is unreachable too, names the user's number).
+            # error, if it is unreachable too, names the user's number, and
+            # alone: raised outside the handler, not chained to the first).
             p = make_plan(target_bytes=target)
     entry = trial(p, "plan for the target")
     for _ in range(2):

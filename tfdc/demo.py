@@ -476,7 +476,8 @@ def run(config, log=print):
                       # A short run cannot afford the full run's small late rates.
                       stage_lr=(1.0, 1.0, 0.3) if c.quick else (1.0, 0.5, 0.1))
 
-    packed = open(path, "rb").read()
+    with open(path, "rb") as f:
+        packed = f.read()
     decoded = decode(packed)
     decoded_path = os.path.join(c.out, f"{c.network}.decoded.tflite")
     write_atomically(decoded_path, decoded)
@@ -547,7 +548,8 @@ def _run_budget(model, c, train, test, log, default_budget=False):
               else {"max_error_increase": c.max_error_increase, "confidence": c.confidence})
     result = tfdc.compress(model, data, (x_val, y_val), path=path, epochs=epochs,
                            batch_size=c.batch_size, verbose=1, log=log, **kwargs)
-    packed = open(path, "rb").read()
+    with open(path, "rb") as f:
+        packed = f.read()
     decoded = decode(packed)
     decoded_path = os.path.join(c.out, f"{c.network}.decoded.tflite")
     write_atomically(decoded_path, decoded)
