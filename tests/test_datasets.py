@@ -25,6 +25,7 @@ def test_a_real_mnist_file_loads(tmp_path):
     (b"", "is not an .npz file"),
     ("missing_key", "need x_train, y_train, x_test, y_test"),
     ("bad_shape", "not MNIST-shaped"),
+    ("scaled", r"x_train is float32; MNIST in Keras's layout holds uint8 images"),
 ])
 def test_files_that_are_not_mnist(tmp_path, content, message):
     path = tmp_path / "data.npz"
@@ -33,6 +34,9 @@ def test_files_that_are_not_mnist(tmp_path, content, message):
     elif content == "bad_shape":
         np.savez(path, x_train=np.zeros((2, 784)), y_train=np.zeros(2), x_test=np.zeros((1, 784)),
                  y_test=np.zeros(1))
+    elif content == "scaled":  # already in [0, 1]: it would be divided by 255 again
+        np.savez(path, x_train=np.zeros((2, 28, 28), np.float32), y_train=np.zeros(2),
+                 x_test=np.zeros((1, 28, 28), np.uint8), y_test=np.zeros(1))
     else:
         path.write_bytes(content)
     with pytest.raises(DatasetUnavailableError, match=message) as error:

@@ -47,6 +47,13 @@ def _read_npz(path):
             raise DatasetUnavailableError(
                 f"{path}: x_{split} {x.shape} and y_{split} {y.shape} are not MNIST-shaped "
                 "(n images of height x width, and n labels)")
+        if x.dtype != np.uint8:
+            # Scaled to [0, 1] here: images already scaled would be divided
+            # by 255 twice, a model trained on near-black images.
+            raise DatasetUnavailableError(
+                f"{path}: x_{split} is {x.dtype}; MNIST in Keras's layout holds uint8 images "
+                "(0-255, as keras.datasets.mnist.load_data() returns them), which tfdc scales "
+                "to [0, 1] itself")
     return data
 
 
