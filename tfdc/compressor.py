@@ -7,12 +7,13 @@ the packer's exact byte costs) -> prune with fine-tuning
 
 Three kinds of budget:
 
-* `target_bytes`: the packed file must be at most this size and within 5 %
-  of it. The planner aims at it; a file that lands above it after training
-  loses its smallest remaining weights (a few more zeros per layer, the
-  shared values kept) until it fits, and is fine-tuned once more with its
-  zeros and codebooks fixed (which changes no byte of the coded streams); a
-  file more than 5 % under it is trained again with a larger plan.
+* `target_bytes`: the packed file must be at most this size, and is aimed
+  within 5 % under it. The planner aims at it; a file that lands above it
+  after training loses its smallest remaining weights (a few more zeros per
+  layer, the shared values kept) until it fits, and is fine-tuned once more
+  with its zeros and codebooks fixed (which changes no byte of the coded
+  streams); a file more than 5 % under it is trained again with a larger
+  plan, unless the planner makes the same plan for more bytes.
 * `max_error_increase`: the smallest file whose validation error (LiteRT, the
   packed file) is at most that many percentage points above the float
   model's, with 90 % confidence (`increase_bound`: the search tries several
@@ -1226,9 +1227,11 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             error budget is met on this data, so make it like the data the
             model will meet, and large enough: the bound on 5,000 examples
             is about 0.3 points above the measured increase.
-        target_bytes: size of the packed file in bytes; it lands within 5 %
-            under it; over it only if removing weights cannot get it there
-            (a `BudgetMissedWarning`).
+        target_bytes: the packed file's size is at most this many bytes
+            (`.met`), aimed within 5 % under it; further under where the
+            planner finds that more bytes would not lower the loss (the
+            message says so); over it only if removing weights cannot get
+            it there (a `BudgetMissedWarning`).
         max_error_increase: largest validation error increase over the float
             model, in percentage points (0.2 = 0.2 points, e.g. 1.6 % ->
             1.8 %); the smallest file that meets it is kept. A file meets
@@ -1590,7 +1593,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
 
 def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate):
     """Train to a byte budget: plan for slightly under the target, train;
-    too large: cut and fine-tune; far too small: plan larger and retrain."""
+    too large: cut and fine-tune; far too small: plan larger and retrain.
+    Met when the file is at most `target` bytes ("at most N bytes"; the
+    message says how far under, and why, when it is more than 5 % under)."""
     low = (1 - _TOLERANCE) * target
     aim = int(_AIM * target)
     if plan is not None:
@@ -1614,10 +1619,10 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate):
         larger = make_plan(target_bytes=aim)
         if _same_settings(larger, entry["plan"]):
             size = entry["bytes"]
-            return entry, False, (
-                f"the packed file is {size:,} B, {size / target - 1:+.1%} from the target "
-                f"{target:,} B: the planner makes the same plan for a larger budget (more "
-                f"bytes do not lower the loss it predicts on the validation data), so "
+            return entry, True, (
+                f"{size:,} B is {size / target - 1:+.1%} from the target {target:,} B, more "
+                f"than 5 % under it: the planner makes the same plan for a larger budget "
+                f"(more bytes do not lower the loss it predicts on the validation data), so "
                 f"training it again would not come closer")
         entry = trial(larger, f"{entry['bytes']:,} B is more than 5 % under "
                       f"the target: plan larger")
@@ -1648,8 +1653,11 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate):
     if low <= size <= target:
         return entry, True, (f"{size:,} B is {size / target - 1:+.1%} from the target "
                              f"{target:,} B")
-    return entry, False, (f"the packed file is {size:,} B, {size / target - 1:+.1%} from the "
-                          f"target {target:,} B (outside -5 %..0 %)")
+    if size < low:
+        return entry, True, (f"{size:,} B is {size / target - 1:+.1%} from the target "
+                             f"{target:,} B, more than 5 % under it after larger plans")
+    return entry, False, (f"the packed file is {size:,} B, {size / target - 1:+.1%} over the "
+                          f"target {target:,} B: removing weights did not get it there")
 
 
 def _same_settings(a, b):
