@@ -671,10 +671,10 @@ def _test_score(model, x, y):
     an x_test or y_test it cannot take is an error before any training."""
     import numpy as np
 
-    from tfdc.compressor import _first_line, _float_mistakes, _from_logits
-    from tfdc.scan import _items
+    from tfdc.compressor import _first_line, _float_mistakes, _from_logits, _takes
     from tfdc.mistakes import mistakes
-    from tfdc.scan import SummedLoss, _output_count, loss_callable, mean_loss, one_output_view
+    from tfdc.scan import (SummedLoss, _items, _output_count, loss_callable, mean_loss,
+                           one_output_view)
     model, _ = one_output_view(model)  # scored as compress scores it
     several = _output_count(model) > 1
     try:
@@ -682,7 +682,8 @@ def _test_score(model, x, y):
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
         shapes = ", ".join(f"x{'' if k is None else f'/{k}'} of shape {a.shape}"
                            for k, a in _items(x))
-        raise UserError(f"x_test: the model cannot run on {shapes}: {_first_line(e)}") from None
+        raise UserError(f"x_test: the model cannot run on {shapes}{_takes(model)}: "
+                        f"{_first_line(e)}") from None
     if several:
         from tfdc.exporter import graph_structure
         flat = (outputs if not isinstance(outputs, dict) else

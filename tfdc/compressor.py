@@ -378,6 +378,17 @@ def _from_logits(model):
     return {"softmax": False, "sigmoid": False, "linear": True}.get(activation)
 
 
+def _takes(model):
+    """" (it takes (None, 28, 28))": the input shapes of a Sequential or
+    functional model, for a message about x it cannot run on (Keras's own
+    may name an inner layer's shape); "" for a subclassed one."""
+    from tfdc.layers import is_subclassed
+    if is_subclassed(model):
+        return ""
+    shapes = [tuple(t.shape) for t in model.inputs]
+    return f" (it takes {shapes[0] if len(shapes) == 1 else ', '.join(map(str, shapes))})"
+
+
 def _validation_outputs(model, x):
     """The float model's outputs on the validation examples (`[N]` made
     `[N, 1]`); for several outputs a list of arrays in the order of
@@ -386,8 +397,8 @@ def _validation_outputs(model, x):
         model(_head(x, 8), training=False)  # eagerly first: Keras's readable error
         out = model.predict(x, batch_size=512, verbose=0)
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
-        raise ValueError(f"validation_data: the model cannot run on x of shape {_shapes(x)}: "
-                         f"{_first_line(e)}") from None
+        raise ValueError(f"validation_data: the model cannot run on x of shape {_shapes(x)}"
+                         f"{_takes(model)}: {_first_line(e)}") from None
     if isinstance(out, (list, tuple, dict)):
         import keras
         return [np.asarray(o) for o in keras.tree.flatten(out)]
@@ -481,7 +492,11 @@ def _loss_name(loss):
 def _first_line(error):
     """The line of an exception's message that says what went wrong (Keras's
     run long and start with "Exception encountered when calling ...")."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    # An array printed in the message (Keras: "Invalid input shape for input
+    # [[0. 0. ...]]. Expected shape (None, 28, 28), ...") spans lines and
+    # would hide what follows it: shown as [...].
+    text = re.sub(r"\[\[.*?\]\]", "[...]", str(error), flags=re.S)
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines()]
     lines = [line for line in lines if line]
     if len(lines) > 1 and lines[0].startswith("Exception encountered"):
         return lines[1]
