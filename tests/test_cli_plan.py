@@ -37,6 +37,10 @@ def test_mistakes_are_one_line_errors(capsys, keras_user_files, tmp_path):
     code, _, err = run(capsys, "plan", files["model"], files["data"], "--target-bytes", 9000,
                        "--json", files["data"])
     assert_one_line_error(code, err, "--json is DATA; write it to another path")
+    code, text, err = run(capsys, "plan", files["model"], files["data"], "--target-bytes", 9000,
+                          "--plot", tmp_path / "scan.txt")
+    assert_one_line_error(code, err, "scan.txt: --plot draws an image", ".png")
+    assert "sensitivity" not in text  # refused before the scan
     code, _, err = run(capsys, "plan", files["model"], files["data"], "--target-bytes", 10)
     assert_one_line_error(code, err, "target_bytes=10 cannot be reached")
     inputs = keras.Input((28, 28))

@@ -445,6 +445,9 @@ def test_bad_data(data, trained, tmp_path):
             ((x, y, np.ones(len(y))), (xv, yv), r"train_data: sample weights, \(x, y, "
                                                 r"sample_weight\), are not supported"),
             ((x, y), (xv, yv, np.ones(len(yv))), "validation_data: sample weights"),
+            (tf.data.Dataset.from_tensor_slices((x, y, np.ones(len(y)))).batch(64), (xv, yv),
+             r"train_data: its batches are \(x, y, sample_weight\); sample weights are not "
+             "supported"),
             ((x, y), tf.data.Dataset.from_tensor_slices((xv, yv)).batch(64),
              r"validation_data must be a tuple \(x, y\) of NumPy arrays, got _BatchDataset "
              r"\(the packed file is scored on them in LiteRT: collect a dataset's batches "

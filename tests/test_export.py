@@ -213,6 +213,11 @@ def test_failed_export_leaves_the_old_file_intact(tmp_path):
         export(tf.Module(), path)
     with pytest.raises(TypeError):
         export(object(), path)
+    # A select that is not a function: refused before converting (it failed
+    # after, as "'str' object is not callable").
+    with pytest.raises(TypeError, match=r"select must be a function \(tensor name, buffer "
+                       r"index\) -> bool, .* got str 'fc1'"):
+        export(mlp(), path, select="fc1")
     assert path.read_bytes() == b"old contents"
     assert sorted(os.listdir(tmp_path)) == ["model.tflite"]
 

@@ -599,6 +599,11 @@ def cmd_plan(args):
             check_writable(path)
     if args.plot is not None:
         _require_matplotlib("--plot needs")
+        from matplotlib.backend_bases import FigureCanvasBase
+        kinds = FigureCanvasBase.get_supported_filetypes()
+        if os.path.splitext(args.plot)[1].lstrip(".").lower() not in kinds:
+            raise UserError(f"{args.plot}: --plot draws an image, its kind named by the file's "
+                            f"ending: .png, or one of .{', .'.join(sorted(kinds))}")
     _, validation, _, note = load_npz_splits(args.data, args.validation_split)
     model = _load_keras_model(args.model, args.safe_mode)
     _check_outputs(model, validation[1], "tfdc plan")

@@ -441,6 +441,10 @@ def _first_batch(train, classes):
         batch = _peek(train) if not hasattr(train, "element_spec") else next(iter(train))
     except Exception as e:  # noqa: BLE001 - a user's PyDataset raises what it raises
         raise ValueError(f"train_data: cannot read a first batch: {_first_line(e)}") from None
+    if isinstance(batch, (tuple, list)) and len(batch) == 3:
+        raise ValueError("train_data: its batches are (x, y, sample_weight); sample weights are "
+                         "not supported: tfdc.compress trains and scores every example alike; "
+                         "give (x, y) batches")
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise ValueError(f"train_data must yield (x, y) batches, got {type(batch).__name__}")
     return batch[0], batch[1]
@@ -1310,10 +1314,12 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         `.model`, `.full_integer`.
 
     Raises:
-        ValueError: not exactly one budget, a budget that is not a positive
-            number, data that is not `(x, y)`, labels that do not fit the
-            model's outputs, inputs or a first training batch the model or
-            its loss cannot take (all before any training), a model with
+        ValueError: not exactly one budget, a `target_bytes` that is not a
+            positive integer or an error or loss budget below 0 (0 is
+            searched), data that is not `(x, y)` or holds a NaN or an
+            infinity, labels that do not fit the model's outputs, inputs or
+            a first training batch the model or its loss cannot take, a
+            full-integer recurrent loop (all before any training), a model with
             nothing to compress, a plan naming unknown layers, an error
             budget that no file can meet on the validation examples (even
             one right on every example has a bound above it), or (from the

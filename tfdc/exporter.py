@@ -675,6 +675,10 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
     ```
     """
     check_writable(path)  # before the minutes a conversion can take
+    if select is not None and not callable(select):
+        raise TypeError(f"select must be a function (tensor name, buffer index) -> bool, e.g. "
+                        f"lambda name, index: 'fc1' in name; got {type(select).__name__} "
+                        f"{select!r}")
     if strip:
         from tfdc.constraints import strip as strip_model
         strip_model(model)
