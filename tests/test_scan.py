@@ -304,3 +304,26 @@ def test_a_python_list_of_labels_is_one_output_s_labels():
     as_array = tfdc.sensitivity(model, (x, y), sparsities=[0.5], bits=[4])
     as_list = tfdc.sensitivity(model, (x, [int(v) for v in y]), sparsities=[0.5], bits=[4])
     assert as_list.loss == as_array.loss and as_list.error == as_array.error
+
+
+def test_labels_the_loss_cannot_take_are_one_clear_error():
+    # One-hot labels for a sparse loss, and class indices out of range: the
+    # scan (and so tfdc.plan and tfdc plan) says which, in one line, not
+    # Keras's "must have rank (ndim) `target.ndim - 1`" or TensorFlow's
+    # kernel message with every label in it.
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 8), np.float32), rng.integers(0, 3, 64)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6, name="a"),
+                              keras.layers.Dense(3, activation="softmax", name="b")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"^validation_data: the model and its loss "
+                       r"\(sparse_categorical_crossentropy\) cannot score it: .*; y of shape "
+                       r"\(64, 3\) looks one-hot, .* give class indices \(y.argmax\(axis=1\)\)"):
+        tfdc.plan(model, (x, np.eye(3)[y]), target_bytes=900)
+    with pytest.raises(ValueError) as error:
+        tfdc.sensitivity(model, (x, y + 5))
+    message = str(error.value)
+    assert message.startswith("validation_data: the model and its loss (sparse_categorical_"
+                              "crossentropy) cannot score it: Received a label value of ")
+    assert "function_node" not in message and "Label values" not in message
+    assert "\n" not in message

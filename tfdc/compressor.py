@@ -500,6 +500,11 @@ def _first_line(error):
     # [[0. 0. ...]]. Expected shape (None, 28, 28), ...") spans lines and
     # would hide what follows it: shown as [...].
     text = re.sub(r"\[\[.*?\]\]", "[...]", str(error), flags=re.S)
+    # TensorFlow's kernels: "{{function_node __wrapped__...}} Received a
+    # label value of 7 ...  Label values: 6 5 7 ..." (every label).
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s+Label values:[\d\s-]*", " ", text)
+    text = re.sub(r"\s*\[Op:\w+\]( name:[^\n]*)?", "", text)
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines()]
     lines = [line for line in lines if line]
     if len(lines) > 1 and lines[0].startswith("Exception encountered"):

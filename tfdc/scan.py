@@ -662,6 +662,22 @@ def _cross_entropy(y, pred, from_logits):
 # The scan
 
 
+def _cannot_score(error, model, y):
+    """The ValueError for validation data the model or its loss cannot
+    take, in one line that says which and, for one-hot labels given to a
+    sparse loss (Keras: "Argument `output` must have rank (ndim)
+    `target.ndim - 1`"), what to give instead."""
+    from tfdc.compressor import _first_line
+    loss = getattr(model, "loss", None)
+    name = loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__)
+    hint = ""
+    if isinstance(y, np.ndarray) and y.ndim == 2 and y.shape[1] > 1 and "sparse" in str(name):
+        hint = (f"; y of shape {y.shape} looks one-hot, which {name} does not take: give "
+                "class indices (y.argmax(axis=1)) or compile with categorical_crossentropy")
+    return ValueError(f"validation_data: the model and its loss ({name}) cannot score it: "
+                      f"{_first_line(error)}{hint}")
+
+
 def _check_grid(sparsities, bits):
     from tfdc.kmeans import BITS_RANGE
     sparsities = tuple(sorted(float(s) for s in (DEFAULT_SPARSITIES if sparsities is None
@@ -747,7 +763,10 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
              if layer.name in found}
     x, y = _take(validation_data, samples, outputs=_output_count(model))
     evaluate = Evaluator(model, x, y, batch_size)
-    base_loss, base_error = evaluate()
+    try:
+        base_loss, base_error = evaluate()
+    except Exception as e:  # noqa: BLE001 - Keras and TensorFlow raise many types
+        raise _cannot_score(e, model, y) from None
     loss, error = {}, {}
     by_name = {layer.name: layer for layer in iter_layers(model)}
     for name, kernels in found.items():
