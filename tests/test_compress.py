@@ -445,6 +445,9 @@ def test_bad_data(data, trained, tmp_path):
             ((x, y, np.ones(len(y))), (xv, yv), r"train_data: sample weights, \(x, y, "
                                                 r"sample_weight\), are not supported"),
             ((x, y), (xv, yv, np.ones(len(yv))), "validation_data: sample weights"),
+            ((x, np.eye(10)[y]), (xv, yv), r"train_data: the model and its loss "
+             r"\(sparse_categorical_crossentropy\) cannot take a batch of it: .*; y looks "
+             r"one-hot \(10 columns\)"),
             (tf.data.Dataset.from_tensor_slices((x, y, np.ones(len(y)))).batch(64), (xv, yv),
              r"train_data: its batches are \(x, y, sample_weight\); sample weights are not "
              "supported"),

@@ -476,8 +476,10 @@ def _check_train(model, batch, loss, fn):
     try:
         value = mean_loss(fn, y, model(x, training=False))
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
+        from tfdc.scan import one_hot_hint
         raise ValueError(f"train_data: the model and its loss ({_loss_name(loss)}) cannot take a "
-                         f"batch of it: {_first_line(e)}") from None
+                         f"batch of it: {_first_line(e)}{one_hot_hint(_loss_name(loss), y)}"
+                         ) from None
     if not math.isfinite(value):
         raise ValueError(f"train_data: the loss ({_loss_name(loss)}) of a first batch is not "
                          "finite: check the labels and the inputs")

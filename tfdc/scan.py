@@ -667,15 +667,20 @@ def _cannot_score(error, model, y):
     take, in one line that says which and, for one-hot labels given to a
     sparse loss (Keras: "Argument `output` must have rank (ndim)
     `target.ndim - 1`"), what to give instead."""
-    from tfdc.compressor import _first_line
-    loss = getattr(model, "loss", None)
-    name = loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__)
-    hint = ""
-    if isinstance(y, np.ndarray) and y.ndim == 2 and y.shape[1] > 1 and "sparse" in str(name):
-        hint = (f"; y of shape {y.shape} looks one-hot, which {name} does not take: give "
-                "class indices (y.argmax(axis=1)) or compile with categorical_crossentropy")
+    from tfdc.compressor import _first_line, _loss_name
+    name = _loss_name(getattr(model, "loss", None))
     return ValueError(f"validation_data: the model and its loss ({name}) cannot score it: "
-                      f"{_first_line(error)}{hint}")
+                      f"{_first_line(error)}{one_hot_hint(name, y)}")
+
+
+def one_hot_hint(loss_name, y):
+    """"; y looks one-hot (C columns), ...": what to do when one-hot labels
+    meet a sparse loss (else "")."""
+    y = np.asarray(y) if not isinstance(y, (list, dict)) else None
+    if y is None or y.ndim != 2 or y.shape[1] < 2 or "sparse" not in str(loss_name).lower():
+        return ""
+    return (f"; y looks one-hot ({y.shape[1]} columns), which {loss_name} does not take: "
+            "give class indices (y.argmax(axis=1)) or compile with categorical_crossentropy")
 
 
 def _check_grid(sparsities, bits):
