@@ -579,9 +579,12 @@ def test_binary_classifier_with_one_sigmoid_unit(data, tmp_path):
                              path=tmp_path / "compiled.tflite", epochs=(2, 1), verbose=0)
     assert compiled.met and compiled.error < 0.1
     assert tflite_error(str(tmp_path / "compiled.tflite"), xv, yv) == compiled.error
-    with pytest.raises(ValueError, match="single output unit"):
-        tfdc.compress(model, (x, y), (xv, yv), target_bytes=12_000, path=path, distill=True,
-                      verbose=0)
+    # Distilled from the float model, as the two-class distribution (1 - p, p).
+    distilled = tfdc.compress(trained, (x, y), (xv, yv), target_bytes=12_000,
+                              path=tmp_path / "distilled.tflite", epochs=(2, 1), distill=True,
+                              verbose=0)
+    assert distilled.met and distilled.error < 0.1
+    assert tflite_error(str(tmp_path / "distilled.tflite"), xv, yv) == distilled.error
 
 
 @pytest.fixture(scope="module")

@@ -74,6 +74,47 @@ def test_train_step_loss_matches_numpy(softmax):
     assert distiller.evaluate(x, y, verbose=0, batch_size=128) == pytest.approx(hard2, rel=2e-4)
 
 
+@pytest.mark.parametrize("sigmoid", [True, False])
+def test_a_binary_classifier_distills_as_two_classes(sigmoid):
+    # One unit: the softened distribution is (1 - p, p) at temperature T,
+    # the two-class softmax of the logits (0, z / T), with z = log(p / (1 - p))
+    # for a sigmoid output. Hand computation against the train step's loss.
+    x, y = _digits()
+    x, y = x[:128], (y[:128] >= 5).astype("int64")
+
+    def net():
+        return keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
+                                 keras.layers.Dense(1, activation="sigmoid" if sigmoid else None)])
+    loss = keras.losses.BinaryCrossentropy(from_logits=not sigmoid)
+    teacher = net()
+    teacher.compile(keras.optimizers.Adam(1e-2), loss)
+    teacher.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    student = net()
+    student.build((None, 64))
+    temperature, alpha = 2.0, 0.4
+
+    def logit(out):
+        out = np.asarray(out, np.float64)[:, 0]
+        if sigmoid:
+            p = np.clip(out, 1e-7, 1 - 1e-7)
+            return np.log(p / (1 - p))
+        return out
+    zs, zt = logit(student(x, training=False)), logit(teacher(x, training=False))
+    hard = float(np.mean(np.log1p(np.exp(-zs)) + (1 - y) * zs))  # binary cross-entropy
+    two = lambda z: _log_softmax(np.stack([np.zeros_like(z), z], -1) / temperature)  # noqa: E731
+    log_t, log_s = two(zt), two(zs)
+    soft = temperature ** 2 * float(np.mean(np.sum(np.exp(log_t) * (log_t - log_s), -1)))
+    distiller = Distiller(student, teacher, temperature=temperature, alpha=alpha)
+    distiller.compile(keras.optimizers.SGD(0.1), loss)
+    logs = distiller.train_on_batch(x, y, return_dict=True)
+    assert soft > 0.01
+    assert logs["loss"] == pytest.approx(alpha * hard + (1 - alpha) * soft, rel=2e-3)
+    # Several sigmoid units are independent labels: no distribution to match.
+    multi = keras.Sequential([keras.Input((64,)), keras.layers.Dense(3, activation="sigmoid")])
+    with pytest.raises(ValueError, match="has 3 sigmoid units"):
+        Distiller(multi, Distiller.copy_of(multi))
+
+
 def test_alpha_one_is_the_plain_loss():
     x, y = _digits()
     teacher, student = _trained_pair(x[:64], y[:64], True)

@@ -10,7 +10,9 @@ class distributions softened by a temperature `T`:
 
 (`z`: logits; for a model that ends in a softmax, `log p` is used, which is
 its logits up to a per-example constant that the softmax cancels). The `T**2`
-keeps the soft term's gradients on the scale of the hard term's.
+keeps the soft term's gradients on the scale of the hard term's. A binary
+classifier's one unit (a sigmoid probability p, or its logit z) is the
+two-class distribution (1 - p, p), whose logits are (0, z).
 
 It works with tfdc's callbacks as they are: the Distiller tracks only the
 student (the teacher is kept out of its layers, variables and weights), so
@@ -59,7 +61,8 @@ def _output_units(model):
 def _outputs_probabilities(model, from_logits):
     if from_logits is not None:
         return not from_logits
-    return _output_activation(model) == "softmax"
+    activation = _output_activation(model)
+    return activation == "softmax" or (activation == "sigmoid" and _output_units(model) == 1)
 
 
 class Distiller(keras.Model):
@@ -81,11 +84,13 @@ class Distiller(keras.Model):
             distillation term gets `1 - alpha`.
         from_logits: whether the models output logits (True) or
             probabilities (False). None: probabilities if the output layer's
-            activation is a softmax, else logits. Applies to both models.
+            activation is a softmax (or a sigmoid on one unit), else logits.
+            Applies to both models.
 
     Raises:
         ValueError: a temperature that is not positive, an alpha outside
-            [0, 1], a teacher that is the student.
+            [0, 1], a teacher that is the student, several sigmoid outputs
+            (independent labels: no distribution to match).
 
     Example:
 
@@ -114,10 +119,12 @@ class Distiller(keras.Model):
         if teacher is student:
             raise ValueError("the teacher is the student itself: pass a copy of the model "
                              "(Distiller.copy_of(model)) as the teacher")
-        if _output_units(student) == 1:
+        units = _output_units(student)
+        if units is not None and units > 1 and _output_activation(student) == "sigmoid":
             raise ValueError(f"Distiller matches softened distributions over classes; "
-                             f"{student.name!r} has a single output unit (a binary "
-                             "classifier): train it without a teacher")
+                             f"{student.name!r} has {units} sigmoid units (independent "
+                             "labels, no distribution over them): train it without a teacher")
+        self._binary = units == 1
         self.student = student
         # Bypass Keras's attribute tracking: the teacher's layers and
         # variables must not become the Distiller's (callbacks would select
@@ -150,9 +157,15 @@ class Distiller(keras.Model):
         return self.student(inputs, training=training)
 
     def _log_softened(self, outputs, probabilities):
-        """log softmax(z / T) for logits z, or for z = log p."""
+        """log softmax(z / T) for logits z, or for z = log p; one unit: for
+        the two-class logits (0, z), z = log(p / (1 - p)) for a sigmoid."""
         outputs = ops.cast(outputs, "float32")
-        if probabilities:
+        if self._binary:
+            if probabilities:
+                p = ops.clip(outputs, 1e-7, 1.0 - 1e-7)
+                outputs = ops.log(p) - ops.log(1.0 - p)
+            outputs = ops.concatenate([ops.zeros_like(outputs), outputs], axis=-1)
+        elif probabilities:
             outputs = ops.log(ops.clip(outputs, 1e-12, 1.0))
         return ops.log_softmax(outputs / self.temperature, axis=-1)
 
