@@ -885,6 +885,26 @@ def test_unreachable_target_names_the_smallest_size(data, trained, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.startswith("tfdc-compress-")]
 
 
+def test_a_model_compressed_already_is_warned_about(data, trained, tmp_path):
+    # compress plans from float weights: from a pruned / clustered model its
+    # plan and error are far off, so it says so before any training.
+    model = _fresh(trained)
+    kernel = model.get_layer("fc1").kernel
+    w = kernel.numpy()
+    w[np.abs(w) < np.quantile(np.abs(w), 0.8)] = 0.0
+    kernel.assign(w)
+    with pytest.warns(UserWarning, match=r"fc1 \(80% zeros, [\d,]+ nonzero values\) look "
+                      r"already pruned or clustered"):
+        with pytest.raises(ValueError, match="cannot be reached"):
+            tfdc.compress(model, data[0], data[1], target_bytes=100, path=tmp_path / "a.tflite",
+                          verbose=0)
+    with warnings.catch_warnings():  # the float model: no such warning
+        warnings.filterwarnings("error", message=".*already pruned or clustered")
+        with pytest.raises(ValueError, match="cannot be reached"):
+            tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=100,
+                          path=tmp_path / "b.tflite", verbose=0)
+
+
 def test_a_model_that_cannot_be_copied_is_refused_before_training(data):
     class Net(keras.Model):
         def __init__(self):

@@ -606,6 +606,30 @@ def fewest_examples(max_error_increase, confidence=DEFAULT_CONFIDENCE):
     return low
 
 
+def _warn_compressed_already(kernels):
+    """Warn (before any training) when the model's kernels look pruned or
+    clustered already (a third of a kernel's weights exactly 0, or at most
+    256 values in one of 1,024 weights or more): compress plans from the
+    float weights, and from these its predictions were far off (a probe
+    recompressing `result.model`: 7,349 B for 4,905 planned, +6.3 points
+    where the float model gave +0.6)."""
+    from keras import ops
+    seen = []
+    for s in kernels:
+        w = np.asarray(ops.convert_to_numpy(s.variable))
+        if w.size < 1024:
+            continue
+        zeros = float(np.mean(w == 0))
+        values = len(np.unique(w[w != 0]))
+        if zeros >= 1 / 3 or values <= 256:
+            seen.append(f"{s.layer.name} ({zeros:.0%} zeros, {values:,} nonzero values)")
+    if seen:
+        warnings.warn(f"tfdc.compress: {', '.join(seen)} look already pruned or clustered: "
+                      "compress plans and trains from a float model's weights; give it the "
+                      "model before compression (its plan and its error will be far better)",
+                      stacklevel=3)
+
+
 def _warn_no_better_than_constant(float_wrong, y, classes):
     """Warn (before any training) when the float model classifies the
     validation data no better than always answering its most frequent
@@ -1418,7 +1442,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     x_val, y_val = _check_data(validation_data, "validation_data", allow_dataset=False,
                                inputs=inputs, outputs=output_count)
     path = check_writable(path)
-    _kernels(model, True)  # a model with nothing to compress fails now
+    _warn_compressed_already(_kernels(model, True))  # nothing to compress: fails now
     _copy(model)  # and one that cannot be copied
     if plan is not None:
         plan = _resolve_plan(plan, model)
