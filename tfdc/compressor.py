@@ -611,8 +611,9 @@ def _warn_compressed_already(kernels):
     clustered already (a third of a kernel's weights exactly 0, or at most
     256 values in one of 1,024 weights or more): compress plans from the
     float weights, and from these its predictions were far off (a probe
-    recompressing `result.model`: 7,349 B for 4,905 planned, +6.3 points
-    where the float model gave +0.6)."""
+    recompressing `result.model`: 7,349 B for 4,905 planned, then cut to
+    5,978 B at 18.6 % error, where compressing the float model to the same
+    target gave 5,940 B at 13.0 %)."""
     from keras import ops
     seen = []
     for s in kernels:
