@@ -431,7 +431,8 @@ def test_bad_data(data, trained, tmp_path):
             ((x, y), (xv, yv + 1), r"validation_data: labels must be in \[0, 10\) for 10 "
                                    r"outputs; label [\d,]+ is 10"),
             ((x, y), (xv[:, :20], yv), r"validation_data: the model cannot run on x of shape "
-                                       r"\(1024, 20, 28\) \(it takes \(None, 28, 28\)\): .*incompatible"),
+                                       r"\(1024, 20, 28\) \(it takes \(None, 28, 28\)\): "
+                                       r".*incompatible"),
             ((x, y - 1), (xv, yv), r"train_data: labels must be in \[0, 10\) .* is -1"),
             ((x[:, :20], y), (xv, yv), r"train_data: the model and its loss "
                                        r"\(sparse_categorical_crossentropy\) cannot take a "

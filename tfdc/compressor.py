@@ -1361,6 +1361,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
 
     Warns:
         BudgetMissedWarning: the kept file misses the budget (`.met` False).
+        UserWarning: before any training, when the model's kernels look
+            pruned or clustered already (give the model before compression).
         UserWarning: before any training, when the float classifier's
             validation error is no better than always answering one class
             (`tfdc.mistakes.majority_error`: untrained, or its data are
