@@ -538,10 +538,8 @@ def cmd_compress(args):
     _check_outputs(model, train[1], "tfdc compress")
     if test is not None:  # a bad test split fails now, not after the training
         score, float_test = _test_score(model, *test)
-    from tfdc.scan import _items
-    from tfdc.scan import _length
-    stored = ", ".join(f"x{'' if k is None else f'/{k}'} {_described(a)}"
-                       for k, a in _items(train[0]))
+    from tfdc.scan import _items, _length
+    stored = ", ".join(f"{_part('x', k)} {_described(a)}" for k, a in _items(train[0]))
     print(f"{args.data}: training on {_length(train[0]):,} examples ({stored}, given to the "
           f"model as stored); validation: {note}")
     import keras
@@ -640,6 +638,11 @@ def _show_compress_warning(message, category, filename, lineno, file=None, line=
               file=sys.stderr, end="")
 
 
+def _part(name, key):
+    """How DATA names one of x's (or y's) arrays: x, or x/KEY."""
+    return name if key is None else f"{name}/{key}"
+
+
 def _described(a):
     """An array's dtype, and its range if it is numeric."""
     if a.size and a.dtype.kind in "biuf":
@@ -685,8 +688,7 @@ def _test_score(model, x, y):
     try:
         outputs = model.predict(x, batch_size=512, verbose=0)
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
-        shapes = ", ".join(f"x{'' if k is None else f'/{k}'} of shape {a.shape}"
-                           for k, a in _items(x))
+        shapes = ", ".join(f"{_part('x', k)} of shape {a.shape}" for k, a in _items(x))
         raise UserError(f"x_test: the model cannot run on {shapes}{_takes(model)}: "
                         f"{_first_line(e)}") from None
     if several:

@@ -668,7 +668,8 @@ def _cannot_score(error, model, y):
     sparse loss (Keras: "Argument `output` must have rank (ndim)
     `target.ndim - 1`"), what to give instead."""
     from tfdc.compressor import _first_line, _loss_name
-    name = _loss_name(getattr(model, "loss", None))
+    loss = getattr(model, "loss", None)
+    name = "cross-entropy" if loss is None else _loss_name(loss)  # the Evaluator's default
     return ValueError(f"validation_data: the model and its loss ({name}) cannot score it: "
                       f"{_first_line(error)}{one_hot_hint(name, y)}")
 
