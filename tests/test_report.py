@@ -194,3 +194,28 @@ def test_inspect_refuses_a_damaged_section_key_naming_the_file(exported, tmp_pat
     with pytest.raises(tfdc.FormatError) as e:
         tfdc.inspect(str(bad))
     assert str(e.value).startswith(f"{bad}: damaged tfdc-packed file")
+
+
+def test_a_bias_is_named_after_its_kernel(tmp_path):
+    # The converter names a folded bias after the op it fused last (here a
+    # ReLU: "re_lu_1"); the report labels it by the kernel the operator
+    # reads with it, and inspect reads the same names back.
+    layers = keras.layers
+    inputs = keras.Input((12, 12, 1))
+    h = layers.Conv2D(64, 3, use_bias=False, name="c1")(inputs)
+    h = layers.ReLU()(layers.BatchNormalization(name="bn1")(h))
+    h = layers.Conv2D(64, 3, strides=4, use_bias=False, name="c2")(h)
+    h = layers.ReLU()(layers.BatchNormalization(name="bn2")(h))
+    model = keras.Model(inputs, layers.Dense(64, name="head")(layers.Flatten()(h)))
+    rng = np.random.default_rng(0)
+    for name in ("bn1", "bn2"):  # folded biases of two values: worth coding
+        bn = model.get_layer(name)
+        gamma, beta, mean, var = bn.get_weights()
+        bn.set_weights([gamma, rng.choice([0.5, 1.0], beta.shape).astype("float32"), mean, var])
+    path = tmp_path / "bn.tflite"
+    report = tfdc.export(tfdc.fold_batchnorm(model), path)
+    names = [layer.name for layer in report.layers]
+    biases = [layer.name for layer in report.layers if len(layer.shape) == 1]
+    assert len(biases) >= 2 and all(name.endswith("/bias") for name in biases), names
+    assert {name[:-len("/bias")] for name in biases} <= {"c1", "c2", "head"}, names
+    assert [layer.name for layer in tfdc.inspect(path).layers] == names

@@ -194,6 +194,35 @@ def _first_use(model_bytes):
     return first
 
 
+def _biases(model_bytes, coded):
+    """{bias buffer: kernel buffer} among the `coded` buffers: for each
+    operator that reads exactly one coded tensor of rank 2 or more (its
+    kernel), the coded rank-1 tensors it also reads (its bias). The
+    converter names a bias after the op it folded in last (a
+    BatchNormalization's, a ReLU's: "re_lu_1"), so a bias is labelled by
+    the kernel it goes with, not by its own name."""
+    from tfdc import tflite_schema
+    from tfdc.unpack import is_packed, model_flatbuffer
+    model_bytes = bytes(model_bytes)
+    if is_packed(model_bytes):
+        model_bytes = model_flatbuffer(model_bytes)
+    model = tflite_schema.get().Model.GetRootAs(model_bytes, 0)
+    biases = {}
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for o in range(subgraph.OperatorsLength()):
+            op = subgraph.Operators(o)
+            tensors = [subgraph.Tensors(op.Inputs(k)) for k in range(op.InputsLength())
+                       if 0 <= op.Inputs(k) < subgraph.TensorsLength()]
+            tensors = [t for t in tensors if t.Buffer() in coded]
+            kernels = [t for t in tensors if t.ShapeLength() >= 2]
+            if len(kernels) == 1:
+                for t in tensors:
+                    if t.ShapeLength() == 1:
+                        biases.setdefault(t.Buffer(), kernels[0].Buffer())
+    return biases
+
+
 def _get(obj, *names, default=0):
     for name in names:
         if hasattr(obj, name):
@@ -315,6 +344,11 @@ class ExportReport(_Derived):
             records.sort(key=lambda r: (first_use.get(r.buffer_index, len(first_use)),
                                         len(tuple(_get(r, "shape", default=()))) == 1))
         layers = [_layer_from_record(r, layer_names) for r in records]
+        if model_bytes is not None:  # a bias takes its kernel's name
+            by_buffer = {r.buffer_index: layer for r, layer in zip(records, layers)}
+            for bias, kernel in _biases(model_bytes, set(by_buffer)).items():
+                if bias in by_buffer and kernel in by_buffer:
+                    by_buffer[bias].name = by_buffer[kernel].name
         # A vector sharing its layer's name with a kernel is that layer's bias.
         kernels = {layer.name for layer in layers if len(layer.shape) != 1}
         for layer in layers:
