@@ -219,3 +219,18 @@ def test_a_bias_is_named_after_its_kernel(tmp_path):
     assert len(biases) >= 2 and all(name.endswith("/bias") for name in biases), names
     assert {name[:-len("/bias")] for name in biases} <= {"c1", "c2", "head"}, names
     assert [layer.name for layer in tfdc.inspect(path).layers] == names
+
+
+def test_a_kernel_whose_tensor_name_lost_its_layer_is_named_by_its_values(tmp_path):
+    # The converter names a grouped convolution's kernel "convolution" and a
+    # TimeDistributed Dense's "arith.constant1": the export finds each Keras
+    # kernel's values in a buffer (tfdc.exporter.kernel_buffers) and names
+    # the row by its layer, its bias by the same operator.
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input((5, 8, 8)), layers.TimeDistributed(layers.Dense(32, name="inner"), name="td"),
+        layers.Reshape((5, 8, 32)), layers.Conv2D(32, 3, groups=4, name="grouped"),
+        layers.Flatten(), layers.Dense(4, name="out")])
+    names = [layer.name for layer in tfdc.export(model, tmp_path / "m.tflite").layers]
+    assert {"inner", "grouped", "out"} <= set(names), names
+    assert not any("constant" in n or n.startswith("convolution") for n in names), names

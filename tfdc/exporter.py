@@ -29,7 +29,7 @@ from tfdc.quantize import quantize_codebooks_int8
 from tfdc.runtime import read_model_bytes
 
 __all__ = ["export", "export_tflite", "convert", "check_writable", "write_atomically",
-           "quantize_codebooks_int8", "altered_kernels"]
+           "quantize_codebooks_int8", "altered_kernels", "kernel_buffers"]
 
 
 def convert(model, *, signatures=None, representative_dataset=None, configure=None,
@@ -530,7 +530,7 @@ def _pack_options(codebook_fp16, gap_alphabet, select, block, min_bytes, strip_d
 
 def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_alphabet=None,
                   select=None, block=None, min_bytes=64, strip_debug=True, layer_names=None,
-                  dense_bytes=None):
+                  dense_bytes=None, buffer_names=None):
     """Pack an existing plain `.tflite` model (from any converter) and write it.
 
     Args:
@@ -541,6 +541,8 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
         codebook_fp16, gap_alphabet, select, block, min_bytes, strip_debug:
             packing options, see `export`.
         layer_names: optional layer names used to label the report's rows.
+        buffer_names: optional `{buffer index: layer name}` of the kernels
+            (`kernel_buffers`), for rows whose tensor names lost the layer.
         dense_bytes: the dense float32 size of the model's weights, for the
             report's ratio (default: the packed tensors' raw size plus the
             buffers left in the flatbuffer, as the packer reports it).
@@ -589,7 +591,7 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
                             path=os.fspath(path))
     write_atomically(path, packed)
     return ExportReport.from_pack_info(info, plain_bytes=len(plain), path=os.fspath(path),
-                                       model_bytes=packed,
+                                       model_bytes=packed, buffer_names=buffer_names,
                                        layer_names=layer_names, dense_bytes=dense_bytes)
 
 
@@ -684,12 +686,12 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
         strip_model(model)
     plain = convert(model, signatures=signatures, representative_dataset=representative_dataset,
                     configure=configure, batch_size=batch_size)
-    layer_names = dense_bytes = None
+    layer_names = dense_bytes = buffer_names = None
     if _is_keras_model(model):
         layer_names = [layer.name for layer in _layers(model)]
         dense_bytes = 4 * int(model.count_params())
         if check_kernels and representative_dataset is None:
-            _warn_altered_kernels(model, plain, min_bytes)
+            buffer_names = _warn_altered_kernels(model, plain, min_bytes)
         elif check_kernels:
             from tfdc.quantize import warn_extra_codes
             warn_extra_codes(model, plain, min_bytes, stacklevel=3)
@@ -697,7 +699,7 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
                          gap_alphabet=gap_alphabet,
                          select=select, block=block, min_bytes=min_bytes,
                          strip_debug=strip_debug, layer_names=layer_names,
-                         dense_bytes=dense_bytes)
+                         dense_bytes=dense_bytes, buffer_names=buffer_names)
 
 
 def _layers(model):
@@ -709,35 +711,53 @@ def altered_kernels(model, tflite, min_bytes=64):
     """Names of the Keras kernels (`layer/attr`) whose exact multiset of
     values is not found in any constant buffer of the `.tflite` model (every
     subgraph's: a recurrent layer's kernels live in its loop body)."""
+    return kernel_buffers(model, tflite, min_bytes)[1]
+
+
+def kernel_buffers(model, tflite, min_bytes=64):
+    """Where the Keras kernels are in a float `.tflite` model: `(found,
+    altered)`, `found` `{buffer index: "layer"}` ("layer/attr" for a layer
+    with several kernels) for each kernel whose exact multiset of values one
+    constant buffer holds, `altered` the `layer/attr` of those none holds.
+    The report names a row by it where the converter's tensor name has lost
+    the layer (a grouped convolution's "convolution", a TimeDistributed
+    Dense's "arith.constant1")."""
     from tfdc.flatbuf import read_model
     from tfdc.layers import kernel_variables
 
     data = bytes(tflite)
     constants = {}
-    for buffer in read_model(data).buffers:
+    for index, buffer in enumerate(read_model(data).buffers):
         if buffer.data_start is None or buffer.data_len % 4 or not buffer.data_len:
             continue
         words = np.frombuffer(data, np.uint32, buffer.data_len // 4, buffer.data_start)
         # Compare bit patterns (a float sort does not order -0.0 and 0.0).
-        constants.setdefault(words.size, []).append(np.sort(words))
-    altered = []
+        constants.setdefault(words.size, []).append((index, np.sort(words)))
+    found, altered = {}, []
     for layer in _layers(model):
-        for attr, variable in kernel_variables(layer):
+        kernels = list(kernel_variables(layer))
+        for attr, variable in kernels:
             if np.prod(variable.shape) * 4 < min_bytes:
                 continue
             kernel = np.ascontiguousarray(np.asarray(variable.numpy(), dtype=np.float32))
             kernel = np.sort(kernel.view(np.uint32), axis=None)
-            if not any(np.array_equal(kernel, c) for c in constants.get(kernel.size, [])):
+            match = next((index for index, c in constants.get(kernel.size, [])
+                          if index not in found and np.array_equal(kernel, c)), None)
+            if match is None:
                 altered.append(f"{layer.name}/{attr}")
-    return altered
+            else:
+                found[match] = layer.name if len(kernels) == 1 else f"{layer.name}/{attr}"
+    return found, altered
 
 
 def _warn_altered_kernels(model, tflite, min_bytes):
+    """Warn about the kernels the converter altered; the buffers of the
+    others, `{buffer index: name}` (`kernel_buffers`), for the report."""
     try:
-        altered = altered_kernels(model, tflite, min_bytes)
+        found, altered = kernel_buffers(model, tflite, min_bytes)
     except Exception as e:  # the check is advisory: never fail an export on it
         warnings.warn(f"tfdc.export could not check the converted kernels: {e}", stacklevel=3)
-        return
+        return {}
     if altered:
         warnings.warn(
             "the TFLite converter changed the values of " + ", ".join(altered) +
@@ -745,3 +765,4 @@ def _warn_altered_kernels(model, tflite, min_bytes):
             "from several variables); their pruning / weight sharing is partly lost. Fold "
             "BatchNormalization into the kernels with tfdc.fold_batchnorm before pruning and "
             "clustering.", stacklevel=3)
+    return found

@@ -333,7 +333,7 @@ class ExportReport(_Derived):
 
     @classmethod
     def from_pack_info(cls, info, *, plain_bytes=None, dense_bytes=None, path=None,
-                       layer_names=None, model_bytes=None):
+                       layer_names=None, model_bytes=None, buffer_names=None):
         """Build a report from a `tfdc.format.PackInfo`; with `model_bytes` (the
         packed or plain file) the rows follow the graph's operator order
         (fc1, fc2, ...) rather than the converter's buffer order."""
@@ -344,6 +344,13 @@ class ExportReport(_Derived):
             records.sort(key=lambda r: (first_use.get(r.buffer_index, len(first_use)),
                                         len(tuple(_get(r, "shape", default=()))) == 1))
         layers = [_layer_from_record(r, layer_names) for r in records]
+        # A kernel whose tensor name lost its layer ("convolution",
+        # "arith.constant1") is named by the buffer it was found in.
+        known = set(layer_names or ())
+        for r, layer in zip(records, layers):
+            name = (buffer_names or {}).get(r.buffer_index)
+            if name is not None and layer.name.split("/")[0] not in known:
+                layer.name = name
         if model_bytes is not None:  # a bias takes its kernel's name
             by_buffer = {r.buffer_index: layer for r, layer in zip(records, layers)}
             for bias, kernel in _biases(model_bytes, set(by_buffer)).items():
