@@ -614,10 +614,9 @@ def _warn_compressed_already(kernels):
     recompressing `result.model`: 7,349 B for 4,905 planned, then cut to
     5,978 B at 18.6 % error, where compressing the float model to the same
     target gave 5,940 B at 13.0 %)."""
-    from keras import ops
     seen = []
     for s in kernels:
-        w = np.asarray(ops.convert_to_numpy(s.variable))
+        w = np.asarray(s.variable.numpy())
         if w.size < 1024:
             continue
         zeros = float(np.mean(w == 0))
