@@ -239,3 +239,30 @@ def test_a_recurrent_loop_is_refused_not_a_crash(tmp_path):
     tfdc.export(model(True), tmp_path / "unrolled.tflite", representative_dataset=rep,
                 batch_size=1)
     assert tfdc.is_packed((tmp_path / "unrolled.tflite").read_bytes())
+
+
+def test_calibration_samples_are_cast_split_and_listed_as_the_model_takes_them(tmp_path):
+    # float64 images (what x / 255.0 gives), a batch of 16 examples for a
+    # model exported with a batch of 1, a bare array instead of a list: each
+    # failed inside the converter ("Cannot set tensor: Got value of type
+    # FLOAT64", "num_input_elements != num_output_elements", a dump of the
+    # array); int64 token ids for an int32 Embedding input too.
+    from tfdc.demo import tflite_outputs
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 6, 6, 1))
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, name="conv"),
+                              keras.layers.Flatten(), keras.layers.Dense(3, name="fc")])
+    reference = model.predict(x.astype(np.float32), verbose=0)
+    for name, rep in (("float64", lambda: ([x[i:i + 1]] for i in range(32))),
+                      ("batched", lambda: ([x[i:i + 16]] for i in (0, 16))),
+                      ("bare", lambda: (x[i:i + 1] for i in range(32)))):
+        path = tmp_path / f"{name}.tflite"
+        tfdc.export(model, path, representative_dataset=rep, batch_size=1)
+        packed = tflite_outputs(str(path), x.astype(np.float32))
+        assert np.abs(packed - reference).max() < 0.05 * np.abs(reference).max(), name
+    tokens = rng.integers(0, 50, (32, 7))  # int64, as NumPy makes them
+    text = keras.Sequential([keras.Input((7,), dtype="int32"), keras.layers.Embedding(50, 8),
+                             keras.layers.Flatten(), keras.layers.Dense(2)])
+    tfdc.export(text, tmp_path / "text.tflite", batch_size=1,
+                representative_dataset=lambda: ([tokens[i:i + 1]] for i in range(32)))
+    assert tfdc.is_packed((tmp_path / "text.tflite").read_bytes())

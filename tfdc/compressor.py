@@ -1450,8 +1450,11 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         plan = _resolve_plan(plan, model)
     epochs = _epochs(epochs, _steps(train, batch_size))
     if not (isinstance(full_integer, bool) or callable(full_integer)):
+        got = repr(full_integer) if isinstance(full_integer, (str, int, float)) else \
+            f"a {type(full_integer).__name__}"
         raise ValueError(f"full_integer must be True, False or a representative dataset (a "
-                         f"callable yielding lists of inputs), got {full_integer!r}")
+                         f"callable yielding lists of inputs, e.g. a generator function), got "
+                         f"{got}")
     if full_integer is not False:
         from tfdc.exporter import check_full_integer
         check_full_integer(model)

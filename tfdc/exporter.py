@@ -100,7 +100,7 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
     if representative_dataset is not None:
         check_full_integer(model)
         _check_representative(representative_dataset, specs)
-        representative_dataset = _by_name(representative_dataset, specs)
+        representative_dataset = _calibration_samples(representative_dataset, specs)
     outputs = _output_names(model)
     with _float32_compute(model), tempfile.TemporaryDirectory(prefix="tfdc-export-") as saved:
         _save_serving(model, specs, outputs, saved)
@@ -167,19 +167,35 @@ def check_full_integer(model):
                          "representative_dataset)")
 
 
-def _by_name(representative_dataset, specs):
-    """The calibration samples as dicts keyed by input name: the converter
-    feeds a list in the order of the SavedModel signature's sorted names,
-    not in Keras's input order (a list for a model whose input names sort
-    otherwise failed in calibration, resizing the wrong tensor)."""
-    if len(specs) < 2:
-        return representative_dataset
+def _calibration_samples(representative_dataset, specs):
+    """The user's calibration samples as the converter takes them: each
+    array cast to its input's dtype (float64 images, int64 token ids, uint8
+    pixels for a float input all failed in calibration with "Cannot set
+    tensor"), a batch of several examples split into the fixed batch of the
+    exported model, a bare array made a list, and for several inputs a dict
+    keyed by input name (the converter feeds a list in the SavedModel
+    signature's sorted-name order, not in Keras's input order)."""
+    def arrays(sample):
+        if isinstance(sample, dict):
+            return [sample[spec.name] for spec in specs]
+        if isinstance(sample, (list, tuple)):
+            return list(sample)
+        return [sample]
 
     def samples():
         for sample in representative_dataset():
-            if isinstance(sample, (list, tuple)):
-                sample = {spec.name: array for spec, array in zip(specs, sample)}
-            yield sample
+            if isinstance(sample, dict) and not all(spec.name in sample for spec in specs):
+                yield sample  # keyed otherwise: as given (the converter says what it takes)
+                continue
+            cast = [np.asarray(a).astype(spec.dtype.as_numpy_dtype, copy=False)
+                    for spec, a in zip(specs, arrays(sample))]
+            batch = specs[0].shape[0]
+            n = len(cast[0]) if cast and cast[0].ndim else 1
+            step = batch if batch is not None and batch < n and n % batch == 0 else n
+            for start in range(0, n, step):
+                part = [a[start:start + step] for a in cast]
+                yield ({spec.name: a for spec, a in zip(specs, part)} if len(specs) > 1
+                       else part)
     return samples
 
 
