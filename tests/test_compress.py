@@ -886,6 +886,29 @@ def test_unreachable_target_names_the_smallest_size(data, trained, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.startswith("tfdc-compress-")]
 
 
+def test_a_training_that_diverges_stops_with_the_reason(data, trained, tmp_path):
+    # A NaN in a dataset's later batch (its first is checked before
+    # training) or a learning rate that blows the weights up: the training
+    # stops at once, saying so, instead of failing after the stage inside
+    # k-means ("cannot cluster non-finite values").
+    (x, y), val = data
+    x = x.copy()
+    x[2000, 5, 5] = np.nan  # batch 32 of 48
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
+    # (Keras's cross-entropy clips a NaN probability, so the loss may stay
+    # finite while the weights are NaN: then the epoch's end says so.)
+    with pytest.raises(ValueError, match=r"^train_data: the (training loss became nan at epoch "
+                       r"1, batch \d+|weights became NaN or infinite in epoch 1): a NaN or an "
+                       r"infinity in the data"):
+        tfdc.compress(_fresh(trained), dataset, val, target_bytes=9000,
+                      path=tmp_path / "a.tflite", epochs=(2, 1), verbose=0)
+    with pytest.raises(ValueError, match=r"^train_data: the (training loss became|weights became "
+                       r"NaN).* or too large a learning rate \(now 1e\+0?8\)"):
+        tfdc.compress(_fresh(trained), data[0], val, target_bytes=9000, learning_rate=1e8,
+                      path=tmp_path / "b.tflite", epochs=(2, 1), verbose=0)
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_model_compressed_already_is_warned_about(data, trained, tmp_path):
     # compress plans from float weights: from a pruned / clustered model its
     # plan and error are far off, so it says so before any training.

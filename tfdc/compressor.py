@@ -713,6 +713,7 @@ def _steps(train, batch_size):
 
 
 def _fit(model, train, batch_size, epochs, callbacks, verbose):
+    callbacks = list(callbacks) + [_divergence_guard(model)]
     if isinstance(train, tuple):
         model.fit(train[0], train[1], batch_size=batch_size, epochs=epochs, verbose=verbose,
                   callbacks=callbacks, shuffle=True)
@@ -721,6 +722,40 @@ def _fit(model, train, batch_size, epochs, callbacks, verbose):
         # dataset orders its own batches, and Keras warns on shuffle=True.
         model.fit(train, epochs=epochs, verbose=verbose, callbacks=callbacks,
                   shuffle=not hasattr(train, "element_spec"))
+
+
+def _divergence_guard(model):
+    """A callback that stops the training with a ValueError at the first
+    batch whose loss is not finite: a NaN in a dataset's later batches (its
+    first is checked before training) or a learning rate that makes the
+    training diverge otherwise surfaced after the whole stage, as k-means's
+    "cannot cluster non-finite values"."""
+    import keras
+
+    class Guard(keras.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.stop(f"the training loss became {float(loss)} at epoch {self.epoch + 1}, "
+                          f"batch {batch + 1}")
+
+        def on_epoch_end(self, epoch, logs=None):
+            # The last batch's step can make the weights NaN after its
+            # (finite) loss was logged.
+            if not all(np.isfinite(v.numpy()).all() for v in model.trainable_variables):
+                self.stop(f"the weights became NaN or infinite in epoch {epoch + 1}")
+
+        def stop(self, what):
+            rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+            raise ValueError(f"train_data: {what}: a NaN or an infinity in the data (arrays "
+                             f"are checked before training, a dataset only in its first "
+                             f"batch) or too large a learning rate (now {rate:.3g})")
+    return Guard()
 
 
 def _optimizer(learning_rate, weight_decay):
