@@ -170,6 +170,7 @@ def test_a_lambda_layer_needs_no_safe_mode(capsys, files, tmp_path):
 @pytest.mark.parametrize("test, words", [
     ("x", ["x_test: the model cannot run on x of shape (4, 27, 28) (it takes (None, 28, "
            "28)): "]),
+    ("inf", ["x_test: it has NaN or infinite values in 1 example (the first: example 2)"]),
     ("y", ["y_test: labels must be in [0, 10) for 10 outputs"]),
 ])
 def test_a_bad_test_split_fails_before_training(capsys, files, mnist_small, test, words):
@@ -177,6 +178,9 @@ def test_a_bad_test_split_fails_before_training(capsys, files, mnist_small, test
     xt, yt = x[:4], y[:4]
     if test == "x":
         xt = xt[:, 1:]
+    elif test == "inf":
+        xt = xt.copy()
+        xt[2, 0, 0] = -np.inf
     else:
         yt = yt + 10
     data = files["folder"] / f"bad_{test}.npz"

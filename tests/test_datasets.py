@@ -73,7 +73,7 @@ def test_npz_splits_hold_out_the_last_fraction_without_x_val(tmp_path):
 @pytest.mark.parametrize("arrays, message", [
     (dict(x=np.zeros((4, 2)), y=np.zeros(4)), "no x_train / y_train (it has x, y)"),
     (dict(x_train=np.zeros((4, 2)), y_train=np.zeros(4), x_val=np.zeros((1, 2))),
-     "has x_val without its pair"),
+     "has x_val without y_val"),
     (dict(x_train=np.zeros((4, 2)), y_train=np.zeros(3)), "x_train (4, 2) and y_train (3,)"),
     (dict(x_train=np.zeros((1, 2)), y_train=np.zeros(1)), "leaves no validation"),
     (dict(x_train=np.array([{}, {}], dtype=object), y_train=np.zeros(2)), "allow_pickle"),

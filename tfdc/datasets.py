@@ -197,7 +197,8 @@ def load_npz_splits(path, validation_split=0.1):
     for split in ("train", "val", "test"):
         pair = [xy for xy in "xy" if data[f"{xy}_{split}"] is not None]
         if len(pair) == 1:
-            raise ValueError(f"{path}: has {pair[0]}_{split} without its pair; {layout}")
+            other = "y" if pair[0] == "x" else "x"
+            raise ValueError(f"{path}: has {pair[0]}_{split} without {other}_{split}; {layout}")
         if pair:
             splits[split] = (data[f"x_{split}"], data[f"y_{split}"])
     if "train" not in splits:
