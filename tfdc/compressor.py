@@ -1201,10 +1201,11 @@ def _cut_to(student, plan, target, size, path, export_file, log):
     in equal proportion, until the packed file is at most `target` bytes
     (secant steps on the fraction kept, measured by exporting; if they end
     elsewhere than at the largest fraction tried that fitted, that one is
-    exported again). Returns (report, size, fitted). If no cut fits (the
+    exported again). Returns (report, size, least): `least` the smallest
+    file the cut steps made (at most `target` when one fitted). If no cut fits (the
     layers it may cut are not where the bytes are: keeping 1 % of their
     weights is still over), the weights are put back as trained and the
-    file exported so (`fitted` False): a destroyed layer over the target
+    file exported so: a destroyed layer over the target
     helps no one. A kernel the plan keeps dense
     is left as it is: the planner found it sensitive, and its first zeros
     would be one more shared value in its codebook, a larger file (3 bits,
@@ -1249,11 +1250,12 @@ def _cut_to(student, plan, target, size, path, export_file, log):
     if not fitted:
         log(f"  keeping {_FEWEST_KEPT:.0%} of the cut layers' weights is still over the target: "
             "weights put back as trained")
+        least = min(s for _, s in points[1:])
         report, size = cut(1.0)
-        return report, size, False
+        return report, size, least
     if f != max(fitted):
         report, size = cut(max(fitted))
-    return report, size, True
+    return report, size, min(s for _, s in points[1:])
 
 
 # --------------------------------------------------------------------- main
@@ -1720,8 +1722,9 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate):
                       f"the target: plan larger")
     if entry["bytes"] > target:
         log(f"  {entry['bytes']:,} B is over the target: removing the smallest weights")
-        report, size, fitted = _cut_to(entry["student"], entry["plan"], target, entry["bytes"],
-                                       entry["path"], export_file, log)
+        report, size, least = _cut_to(entry["student"], entry["plan"], target, entry["bytes"],
+                                      entry["path"], export_file, log)
+        fitted = least <= target
         student = entry["student"]
         if fitted:
             student = run.finetune_fixed(student, entry["plan"], log)
@@ -1738,9 +1741,11 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate):
         if not fitted:
             return entry, False, (
                 f"the packed file is {size:,} B, {size / target - 1:+.1%} over the target "
-                f"{target:,} B: removing weights of the layers the plan prunes cannot get it "
-                "there (the layers it leaves dense hold the bytes); give a larger target or a "
-                "plan that prunes them")
+                f"{target:,} B: removing weights cannot get it there (keeping "
+                f"{_FEWEST_KEPT:.0%} of the weights of the layers the plan prunes still made "
+                f"{least:,} B: the rest of the file, its graph and the layers the plan leaves "
+                "dense, holds the bytes); give a larger target, or a plan that prunes more "
+                "layers")
     size = entry["bytes"]
     if low <= size <= target:
         return entry, True, (f"{size:,} B is {size / target - 1:+.1%} from the target "

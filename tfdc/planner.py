@@ -428,8 +428,8 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                 raise ValueError(
                     f"target_bytes={target_bytes:,} cannot be reached: the smallest file the "
                     f"grids allow is {reach:,} B (every layer at {max(sens.sparsities):g} "
-                    f"sparsity and {min(sens.bits)} bits); give a larger target, or "
-                    "sparsities= / bits= that go further")
+                    f"sparsity and {min(sens.bits)} bits); give a larger target (to tfdc.plan "
+                    "also sparsities= / bits= grids that go further)")
         measured = measure(picked)
     else:
         # The error (index 1 of an evaluation) or the loss (index 0): the
