@@ -132,6 +132,16 @@ def test_short_names(tensor, expected):
     assert short_name(tensor) == expected
 
 
+def test_a_layer_named_like_an_op_is_kept_in_a_nested_path():
+    # "conv" in a nested backbone is the layer's scope ("conv_1"), not the
+    # op under it ("convolution", "depthwise"): it was cut, leaving every
+    # row "backbone#1", "backbone#2".
+    known = ["backbone", "conv", "depthwise"]
+    assert short_name("functional/backbone_1/conv_1/convolution", known) == "backbone/conv"
+    assert short_name("model_1/depthwise_1/depthwise", known) == "depthwise"
+    assert short_name("model_1/depthwise_1/depthwise/int8", known) == "depthwise"
+
+
 def test_short_name_keeps_a_suffix_that_is_part_of_the_layer_name():
     assert short_name("model_1/dense_1_1/MatMul", layer_names=["dense_1"]) == "dense_1"
     assert short_name("model_1/dense_1/MatMul", layer_names=["dense_1"]) == "dense_1"
@@ -234,3 +244,20 @@ def test_a_kernel_whose_tensor_name_lost_its_layer_is_named_by_its_values(tmp_pa
     names = [layer.name for layer in tfdc.export(model, tmp_path / "m.tflite").layers]
     assert {"inner", "grouped", "out"} <= set(names), names
     assert not any("constant" in n or n.startswith("convolution") for n in names), names
+
+
+def test_a_bias_whose_kernel_stayed_in_the_graph_is_still_a_bias(tmp_path):
+    # Full-integer, an int8 kernel of 256 values the packer leaves in the
+    # deflated graph: its int32 bias's row was named "fc" like a kernel.
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 16), np.float32)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(64, name="fc"),
+                              keras.layers.Dense(2, name="out")])
+    fc = model.get_layer("fc")
+    fc.set_weights([rng.normal(size=(16, 64)).astype(np.float32),
+                    rng.choice([0.25, 0.5], 64).astype(np.float32)])
+    report = tfdc.export(model, tmp_path / "int8.tflite", batch_size=1,
+                         representative_dataset=lambda: ([x[i:i + 1]] for i in range(64)))
+    rows = {layer.name: layer for layer in report.layers}
+    assert "fc/bias" in rows and rows["fc/bias"].shape == (64,), sorted(rows)
+    assert "fc" not in rows or len(rows["fc"].shape) == 2

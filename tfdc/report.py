@@ -62,7 +62,12 @@ def short_name(tensor_name, layer_names=None):
     kept = []
     for i, part in enumerate(parts):
         base = re.sub(r"_\d+$", "", part)
-        if i > 0 and (base.lower() in _OP_NAMES or re.sub(r"\d+$", "", base).lower() in _OP_NAMES):
+        # An op's name ends the layer path, unless it is a layer's scope: a
+        # layer named like an op ("conv"), which TensorFlow suffixes
+        # ("conv_1"; the op under it is plain "convolution", "depthwise").
+        scope = part != base and base in known
+        if i > 0 and not scope and (
+                base.lower() in _OP_NAMES or re.sub(r"\d+$", "", base).lower() in _OP_NAMES):
             break
         kept.append(part if part in known else base)
     return "/".join(kept) or first
@@ -195,18 +200,25 @@ def _first_use(model_bytes):
 
 
 def _biases(model_bytes, coded):
-    """{bias buffer: kernel buffer} among the `coded` buffers: for each
-    operator that reads exactly one coded tensor of rank 2 or more (its
-    kernel), the coded rank-1 tensors it also reads (its bias). The
-    converter names a bias after the op it folded in last (a
-    BatchNormalization's, a ReLU's: "re_lu_1"), so a bias is labelled by
-    the kernel it goes with, not by its own name."""
+    """{bias buffer: (kernel buffer, kernel tensor name)}: for each operator
+    that reads exactly one constant tensor of rank 2 or more (its kernel:
+    a `coded` buffer, or one left in the flatbuffer with its data), the
+    coded rank-1 tensors it also reads (its bias). The converter names a
+    bias after the op it folded in last (a BatchNormalization's, a ReLU's:
+    "re_lu_1"), or after its layer with no kernel row to tell it from one
+    (a full-integer file whose int8 kernel stayed in the graph), so a bias
+    is labelled by the kernel it goes with."""
     from tfdc import tflite_schema
     from tfdc.unpack import is_packed, model_flatbuffer
     model_bytes = bytes(model_bytes)
     if is_packed(model_bytes):
         model_bytes = model_flatbuffer(model_bytes)
     model = tflite_schema.get().Model.GetRootAs(model_bytes, 0)
+
+    def constant(t):
+        b = t.Buffer()
+        return b in coded or (0 < b < model.BuffersLength() and
+                              model.Buffers(b).DataLength() > 0)
     biases = {}
     for s in range(model.SubgraphsLength()):
         subgraph = model.Subgraphs(s)
@@ -214,12 +226,13 @@ def _biases(model_bytes, coded):
             op = subgraph.Operators(o)
             tensors = [subgraph.Tensors(op.Inputs(k)) for k in range(op.InputsLength())
                        if 0 <= op.Inputs(k) < subgraph.TensorsLength()]
-            tensors = [t for t in tensors if t.Buffer() in coded]
+            tensors = [t for t in tensors if constant(t)]
             kernels = [t for t in tensors if t.ShapeLength() >= 2]
             if len(kernels) == 1:
+                name = (kernels[0].Name() or b"").decode("utf-8", "replace")
                 for t in tensors:
-                    if t.ShapeLength() == 1:
-                        biases.setdefault(t.Buffer(), kernels[0].Buffer())
+                    if t.ShapeLength() == 1 and t.Buffer() in coded:
+                        biases.setdefault(t.Buffer(), (kernels[0].Buffer(), name))
     return biases
 
 
@@ -353,9 +366,11 @@ class ExportReport(_Derived):
                 layer.name = name
         if model_bytes is not None:  # a bias takes its kernel's name
             by_buffer = {r.buffer_index: layer for r, layer in zip(records, layers)}
-            for bias, kernel in _biases(model_bytes, set(by_buffer)).items():
-                if bias in by_buffer and kernel in by_buffer:
+            for bias, (kernel, tensor) in _biases(model_bytes, set(by_buffer)).items():
+                if kernel in by_buffer:  # "/bias" added below, beside the kernel's row
                     by_buffer[bias].name = by_buffer[kernel].name
+                elif tensor:  # the kernel stayed in the graph: no row to stand beside
+                    by_buffer[bias].name = short_name(tensor, layer_names) + "/bias"
         # A vector sharing its layer's name with a kernel is that layer's bias.
         kernels = {layer.name for layer in layers if len(layer.shape) != 1}
         for layer in layers:
