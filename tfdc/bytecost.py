@@ -359,8 +359,10 @@ class ByteCost:
             warnings.warn(
                 "the converted model does not hold the exact values of the kernels of "
                 + ", ".join(map(repr, missing)) + " (a BatchNormalization folded into them by "
-                "the converter? fold it first with tfdc.fold_batchnorm): their size cannot be "
-                "planned, they are left as they are", stacklevel=2)
+                "the converter? tfdc.fold_batchnorm, which tfdc.compress runs, folds one that "
+                "directly follows a linear Conv / Dense in the same model, not one after an "
+                "activation or after a nested model's output): their size cannot be planned, "
+                "they are left as they are", stacklevel=2)
         # Rewritten buffers of the last few settings (a kernel-sized array
         # each); prices and distortions are kept for every setting.
         self._kernel_cache = collections.OrderedDict()

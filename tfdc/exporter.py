@@ -780,5 +780,7 @@ def _warn_altered_kernels(model, tflite, min_bytes):
             " (typically a BatchNormalization folded into the kernel, or a weight computed "
             "from several variables); their pruning / weight sharing is partly lost. Fold "
             "BatchNormalization into the kernels with tfdc.fold_batchnorm before pruning and "
-            "clustering.", stacklevel=3)
+            "clustering (it folds one that directly follows a linear Conv / Dense in the same "
+            "model, not one after an activation or after a nested model's output).",
+            stacklevel=3)
     return found
