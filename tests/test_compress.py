@@ -851,7 +851,7 @@ def test_full_integer_compresses_an_int8_file_that_keeps_its_codebooks(data, tra
     path = tmp_path / "int8.tflite"
     lines = []
     result = tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=20_000, path=path,
-                           epochs=(2, 1), log=lines.append, full_integer=True)
+                           epochs=(1, 1), log=lines.append, full_integer=True)
     assert result.full_integer and " B packed full-integer (" in str(result)
     # The planner prices the float file; the plan is re-made for the int8
     # file's size, measured without training.
