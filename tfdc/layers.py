@@ -309,8 +309,9 @@ def graph_of(model):
                              "keras.Input(shape) so its graph is known")
         return graph
     if is_subclassed(model):
-        raise ValueError(f"model {model.name!r} ({type(model).__name__}) is subclassed: channel "
-                         "pruning needs a Sequential or functional model")
+        raise ValueError(f"model {model.name!r} ({type(model).__name__}) is subclassed (its "
+                         "graph is Python code): channel pruning and BatchNormalization folding "
+                         "need a Sequential or functional model")
     return model
 
 

@@ -285,8 +285,8 @@ def cached_rows(cache):
 
 
 def render_int8(cache):
-    """The full-integer rows beside their float twins (same model, budget
-    and seed, float export) where the cache has them."""
+    """The full-integer rows, each beside its float twin (the same call
+    without full_integer, run in the same process: `run_int8`)."""
     from benchmarks_md import markdown_table
     every = cached_rows(cache)
     rows = [r for r in every if r["name"] in INT8_ROWS]
