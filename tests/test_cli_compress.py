@@ -256,7 +256,7 @@ def test_a_model_with_two_inputs_and_two_outputs(capsys, tmp_path, mnist_small):
     assert line and float(line.group(1)) == pytest.approx(loss, rel=1e-3), text
     code, text, err = run(capsys, "plan", tmp_path / "two.keras", data, "--target-bytes", 12000)
     assert code == 0 and "trunk" in text, err
-    # One y for this model, several y for a model with one output: refused.
+    # One y for this model's two outputs: refused before any work.
     np.savez(tmp_path / "one_y.npz", **{"x_train/pixels": x[:64], "x_train/aux": aux[:64],
                                         "y_train": y[:64]})
     code, _, err = run(capsys, "plan", tmp_path / "two.keras", tmp_path / "one_y.npz",
