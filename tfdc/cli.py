@@ -538,8 +538,9 @@ def cmd_compress(args):
     _check_outputs(model, train[1], "tfdc compress")
     if test is not None:  # a bad test split fails now, not after the training
         score, float_test = _test_score(model, *test)
+    from tfdc.datasets import array_name
     from tfdc.scan import _items, _length
-    stored = ", ".join(f"{_part('x', k)} {_described(a)}" for k, a in _items(train[0]))
+    stored = ", ".join(f"{array_name('x', k)} {_described(a)}" for k, a in _items(train[0]))
     print(f"{args.data}: training on {_length(train[0]):,} examples ({stored}, given to the "
           f"model as stored); validation: {note}")
     import keras
@@ -638,11 +639,6 @@ def _show_compress_warning(message, category, filename, lineno, file=None, line=
               file=sys.stderr, end="")
 
 
-def _part(name, key):
-    """How DATA names one of x's (or y's) arrays: x, or x/KEY."""
-    return name if key is None else f"{name}/{key}"
-
-
 def _described(a):
     """An array's dtype, and its range if it is numeric."""
     if a.size and a.dtype.kind in "biuf":
@@ -680,6 +676,7 @@ def _test_score(model, x, y):
     import numpy as np
 
     from tfdc.compressor import _first_line, _float_mistakes, _from_logits, _takes
+    from tfdc.datasets import array_name
     from tfdc.mistakes import mistakes
     from tfdc.scan import (SummedLoss, _items, _output_count, check_finite, loss_callable,
                            mean_loss, one_output_view)
@@ -688,19 +685,18 @@ def _test_score(model, x, y):
     for name, data in (("x", x), ("y", y)):
         for k, a in _items(data):
             try:
-                check_finite(np.asarray(a), _part(f"{name}_test", k), "it")
+                check_finite(np.asarray(a), array_name(f"{name}_test", k), "it")
             except ValueError as e:
                 raise UserError(str(e)) from None
     try:
         outputs = model.predict(x, batch_size=512, verbose=0)
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
-        shapes = ", ".join(f"{_part('x', k)} of shape {a.shape}" for k, a in _items(x))
+        shapes = ", ".join(f"{array_name('x', k)} of shape {a.shape}" for k, a in _items(x))
         raise UserError(f"x_test: the model cannot run on {shapes}{_takes(model)}: "
                         f"{_first_line(e)}") from None
-    if several:
-        from tfdc.exporter import graph_structure
-        flat = (outputs if not isinstance(outputs, dict) else
-                [outputs[k] for k in sorted(graph_structure(model, "output"))])
+    if several:  # in model.outputs' order, as compress reads them (_validation_outputs)
+        import keras
+        flat = keras.tree.flatten(outputs)
         loss = SummedLoss(model)
         try:
             mean_loss(loss, y, flat)

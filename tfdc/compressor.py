@@ -245,7 +245,7 @@ def _check_inputs(x, what, count, name="x", kind="input"):
                          + ("one array" if count == 1 else f"a list or dict of one array per "
                             f"{kind}"))
     x = _map(x, np.asarray)
-    arrays = list(x.values()) if isinstance(x, dict) else x if isinstance(x, list) else [x]
+    arrays = [a for _, a in _items(x)]
     if not arrays or any(a.ndim == 0 for a in arrays):
         raise ValueError(f"{what}: {name} must be an array with one row per example (or a list "
                          f"or dict of them, one per {kind} of the model), got {_shapes(x)}")
@@ -1202,11 +1202,11 @@ def _cut_to(student, plan, target, size, path, export_file, log):
     (secant steps on the fraction kept, measured by exporting; if they end
     elsewhere than at the largest fraction tried that fitted, that one is
     exported again). Returns (report, size, least): `least` the smallest
-    file the cut steps made (at most `target` when one fitted). If no cut fits (the
-    layers it may cut are not where the bytes are: keeping 1 % of their
-    weights is still over), the weights are put back as trained and the
-    file exported so: a destroyed layer over the target
-    helps no one. A kernel the plan keeps dense
+    file the cut steps made (at most `target` when one fitted). If no cut
+    fits (the layers it may cut are not where the bytes are: keeping 1 % of
+    their weights is still over), the weights are put back as trained and
+    the file exported so: a destroyed layer over the target helps no one.
+    A kernel the plan keeps dense
     is left as it is: the planner found it sensitive, and its first zeros
     would be one more shared value in its codebook, a larger file (3 bits,
     2 % cut: +146 B); it is cut only if the plan prunes no kernel."""
@@ -1247,15 +1247,14 @@ def _cut_to(student, plan, target, size, path, export_file, log):
         if (1 - _TOLERANCE) * target <= size <= target or (f == _FEWEST_KEPT and size > target):
             break
     fitted = [f for f, s in points[1:] if s <= target]
+    least = min(s for _, s in points[1:])
     if not fitted:
         log(f"  keeping {_FEWEST_KEPT:.0%} of the cut layers' weights is still over the target: "
             "weights put back as trained")
-        least = min(s for _, s in points[1:])
         report, size = cut(1.0)
-        return report, size, least
-    if f != max(fitted):
+    elif f != max(fitted):
         report, size = cut(max(fitted))
-    return report, size, min(s for _, s in points[1:])
+    return report, size, least
 
 
 # --------------------------------------------------------------------- main
@@ -1568,15 +1567,16 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                                dir=os.path.dirname(os.path.abspath(path)))
     trials, plan_cache = [], {}
     try:
+        def planned(**budget):
+            return _plan(inference, (x_val, y_val), budget, export_batch_size, workdir, log,
+                         plan_cache)
+
         def make_plan(**budget):
             t = time.perf_counter()
-            result = _plan(inference, (x_val, y_val), budget, export_batch_size, workdir, log,
-                           plan_cache)
+            result = planned(**budget)
             if calibration is not None and "target_bytes" in budget:
                 result = _integer_plan(
-                    result, budget["target_bytes"],
-                    lambda **b: _plan(inference, (x_val, y_val), b, export_batch_size, workdir,
-                                      log, plan_cache),
+                    result, budget["target_bytes"], planned,
                     lambda p: _measure_bytes(inference, p.sparsity, p.bits, export_batch_size,
                                              workdir, calibration), log)
             times["plan"] = times.get("plan", 0.0) + time.perf_counter() - t

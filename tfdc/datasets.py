@@ -205,7 +205,7 @@ def load_npz_splits(path, validation_split=0.1):
         found = ", ".join(sorted(keys)) or "no array"
         raise ValueError(f"{path}: no x_train / y_train (it has {found}); {layout}")
     for split, (x, y) in splits.items():
-        shapes = {f"{xy}_{split}" + (f"/{k}" if not isinstance(d, np.ndarray) else ""): a.shape
+        shapes = {array_name(f"{xy}_{split}", k): a.shape
                   for xy, d in zip("xy", (x, y)) for k, a in _items(d)}
         lengths = {s[0] if s else None for s in shapes.values()}
         if len(lengths) != 1 or lengths == {None} or lengths == {0}:
@@ -236,12 +236,16 @@ def load_npz_splits(path, validation_split=0.1):
             (_index(train[0], out), _index(train[1], out)), splits.get("test"), note)
 
 
+def array_name(name, key):
+    """How an .npz for `tfdc compress` names one of x's or y's arrays:
+    `name` ("x_train") for a single array (`key` None), else `name/KEY`."""
+    return name if key is None else f"{name}/{key}"
+
+
 def _names(name, data):
     """The archive's names of a split's x or y (`name`: e.g. "x_val")."""
     from tfdc.scan import _items
-    if isinstance(data, np.ndarray):
-        return name
-    return ", ".join(f"{name}/{k}" for k, _ in _items(data))
+    return ", ".join(array_name(name, k) for k, _ in _items(data))
 
 
 def _structure(path, name, arrays, layout):

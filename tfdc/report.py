@@ -177,15 +177,20 @@ class LayerReport(_Derived):
 
 
 
-def _first_use(model_bytes):
-    """{buffer index: position of the first operator (in graph order) that
-    reads a tensor stored in it}."""
+def _graph(model_bytes):
+    """The flatbuffer `Model` of a plain or packed file (format 2: its inner
+    flatbuffer, inflated once for `_first_use` and `_biases`)."""
     from tfdc import tflite_schema
     from tfdc.unpack import is_packed, model_flatbuffer
     model_bytes = bytes(model_bytes)
     if is_packed(model_bytes):  # format 2: the graph is the inner flatbuffer
         model_bytes = model_flatbuffer(model_bytes)
-    model = tflite_schema.get().Model.GetRootAs(model_bytes, 0)
+    return tflite_schema.get().Model.GetRootAs(model_bytes, 0)
+
+
+def _first_use(model):
+    """{buffer index: position of the first operator (in graph order) that
+    reads a tensor stored in it}, for a `_graph`."""
     first, position = {}, 0
     for s in range(model.SubgraphsLength()):
         subgraph = model.Subgraphs(s)
@@ -199,7 +204,7 @@ def _first_use(model_bytes):
     return first
 
 
-def _biases(model_bytes, coded):
+def _biases(model, coded):
     """{bias buffer: (kernel buffer, kernel tensor name)}: for each operator
     that reads exactly one constant tensor of rank 2 or more (its kernel:
     a `coded` buffer, or one left in the flatbuffer with its data), the
@@ -207,13 +212,7 @@ def _biases(model_bytes, coded):
     bias after the op it folded in last (a BatchNormalization's, a ReLU's:
     "re_lu_1"), or after its layer with no kernel row to tell it from one
     (a full-integer file whose int8 kernel stayed in the graph), so a bias
-    is labelled by the kernel it goes with."""
-    from tfdc import tflite_schema
-    from tfdc.unpack import is_packed, model_flatbuffer
-    model_bytes = bytes(model_bytes)
-    if is_packed(model_bytes):
-        model_bytes = model_flatbuffer(model_bytes)
-    model = tflite_schema.get().Model.GetRootAs(model_bytes, 0)
+    is labelled by the kernel it goes with. `model`: a `_graph`."""
 
     def constant(t):
         b = t.Buffer()
@@ -351,8 +350,9 @@ class ExportReport(_Derived):
         packed or plain file) the rows follow the graph's operator order
         (fc1, fc2, ...) rather than the converter's buffer order."""
         records = list(info.records)
-        if model_bytes is not None:
-            first_use = _first_use(model_bytes)
+        graph = _graph(model_bytes) if model_bytes is not None else None
+        if graph is not None:
+            first_use = _first_use(graph)
             # An op's kernel before its bias (both are first read by one op).
             records.sort(key=lambda r: (first_use.get(r.buffer_index, len(first_use)),
                                         len(tuple(_get(r, "shape", default=()))) == 1))
@@ -364,9 +364,9 @@ class ExportReport(_Derived):
             name = (buffer_names or {}).get(r.buffer_index)
             if name is not None and layer.name.split("/")[0] not in known:
                 layer.name = name
-        if model_bytes is not None:  # a bias takes its kernel's name
+        if graph is not None:  # a bias takes its kernel's name
             by_buffer = {r.buffer_index: layer for r, layer in zip(records, layers)}
-            for bias, (kernel, tensor) in _biases(model_bytes, set(by_buffer)).items():
+            for bias, (kernel, tensor) in _biases(graph, set(by_buffer)).items():
                 if kernel in by_buffer:  # "/bias" added below, beside the kernel's row
                     by_buffer[bias].name = by_buffer[kernel].name
                 elif tensor:  # the kernel stayed in the graph: no row to stand beside
