@@ -170,7 +170,7 @@ def test_a_lambda_layer_needs_no_safe_mode(capsys, files, tmp_path):
 @pytest.mark.parametrize("test, words", [
     ("x", ["x_test: the model cannot run on x of shape (4, 27, 28) (it takes (None, 28, "
            "28)): "]),
-    ("inf", ["x_test: it has NaN or infinite values in 1 example (the first: example 2)"]),
+    ("inf", ["x_test has NaN or infinite values in 1 example (the first: example 2)"]),
     ("y", ["y_test: labels must be in [0, 10) for 10 outputs"]),
 ])
 def test_a_bad_test_split_fails_before_training(capsys, files, mnist_small, test, words):

@@ -91,6 +91,11 @@ def test_npz_splits_hold_out_the_last_fraction_without_x_val(tmp_path):
     ({"x_train/0": np.zeros((4, 2)), "x_train/1": np.zeros((4, 2)), "y_train": np.zeros(4),
       "x_val": np.zeros((2, 2)), "y_val": np.zeros(2)},
      "the split val has x_val, train has x_train/0, x_train/1: every split needs the same"),
+    ({"x_train/0": np.zeros((4, 2)), "x_train/1": np.array([[0, 1], [2, np.nan]] * 2),
+      "y_train": np.zeros(4)},
+     "x_train/1 has NaN or infinite values in 2 examples (the first: example 1)"),
+    (dict(x_train=np.zeros((4, 2)), y_train=np.zeros(4), x_val=np.zeros((2, 2)),
+          y_val=np.array([0, np.inf])), "y_val has NaN or infinite values in 1 example"),
 ])
 def test_npz_splits_refuse_what_they_cannot_split(tmp_path, arrays, message):
     path = tmp_path / "data.npz"

@@ -156,7 +156,8 @@ def load_npz_splits(path, validation_split=0.1):
     Raises:
         FileNotFoundError: no such file.
         ValueError: not an .npz, a missing or unpaired key, arrays whose
-            lengths differ, or a split that leaves no example.
+            lengths differ, a NaN or infinity in a float array, or a split
+            that leaves no example.
 
     Example:
 
@@ -174,7 +175,7 @@ def load_npz_splits(path, validation_split=0.1):
     # [(90, 8), (90, 2)]
     ```
     """
-    from tfdc.scan import _index, _items, _length
+    from tfdc.scan import _index, _items, _length, check_finite
     layout = ("it must be a NumPy .npz with x_train, y_train and optionally x_val, y_val "
               "(validation) and x_test, y_test (np.savez(path, x_train=..., y_train=...); "
               "several inputs or outputs: x_train/0, x_train/1, ... or x_train/NAME)")
@@ -219,6 +220,9 @@ def load_npz_splits(path, validation_split=0.1):
                 raise ValueError(f"{path}: the split {split} has {_names(f'{xy}_{split}', data)}"
                                  f", train has {_names(f'{xy}_train', like)}: every split "
                                  "needs the same arrays")
+        for xy, data in zip("xy", (x, y)):  # before anything is printed or trained
+            for k, a in _items(data):
+                check_finite(a, f"{path}", array_name(f"{xy}_{split}", k))
     train = splits["train"]
     if "val" in splits:
         note = (f"x_val, y_val of {os.path.basename(path)} ({_length(splits['val'][0]):,} "
