@@ -1473,8 +1473,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         _check_number(value, name)
         if value < 0 or (name == "learning_rate" and value == 0):
             raise ValueError(f"{name} must be positive, got {value!r}")
-    from tfdc.exporter import _has_graph
-    inputs = len(model.inputs) if _has_graph(model) else None
+    from tfdc.layers import has_graph
+    inputs = len(model.inputs) if has_graph(model) else None
     train = _check_data(train_data, "train_data", allow_dataset=True, inputs=inputs,
                         outputs=output_count)
     x_val, y_val = _check_data(validation_data, "validation_data", allow_dataset=False,

@@ -25,6 +25,7 @@ import warnings
 
 import numpy as np
 
+from tfdc.layers import has_graph
 from tfdc.quantize import quantize_codebooks_int8
 from tfdc.runtime import read_model_bytes
 
@@ -207,21 +208,13 @@ def _set_options(converter, representative_dataset, configure):
         configure(converter)
 
 
-def _has_graph(model):
-    """A Functional or Sequential model: its inputs and outputs are known."""
-    try:
-        return bool(model.inputs) and bool(model.outputs)
-    except (AttributeError, ValueError):
-        return False
-
-
 def _input_specs(model, batch_size):
     """The `tf.TensorSpec`s of a Keras model's inputs, batch dimension set to
     `batch_size` (None: dynamic), named as the Keras inputs (the names the
     converter gives the signature's inputs)."""
     import tensorflow as tf
 
-    if _has_graph(model):
+    if has_graph(model):
         return [tf.TensorSpec((batch_size,) + tuple(x.shape[1:]), x.dtype, name=x.name)
                 for x in model.inputs]
     # A subclassed model: Keras records the shapes it was first called with.
@@ -244,7 +237,7 @@ def _output_names(model):
     model (`model.output_names`, e.g. the output layers' names) when they
     are distinct, else the converter's `output_0`, `output_1`, ... (a
     subclassed model: None, its outputs are not known before tracing)."""
-    if not _has_graph(model):
+    if not has_graph(model):
         return None
     structure = graph_structure(model, "output")
     if isinstance(structure, dict) and len(structure) == len(model.outputs) and all(
@@ -270,7 +263,7 @@ def _input_structure(model):
     """A Functional model's inputs when they are a dict (or nested): the
     structure to rebuild from the signature's flat list (`model.inputs`
     order); None for one input or a flat list."""
-    if not _has_graph(model):
+    if not has_graph(model):
         return None
     structure = graph_structure(model, "input")
     return structure if isinstance(structure, dict) or (

@@ -295,6 +295,15 @@ def is_subclassed(model):
             and getattr(model, "_nodes_by_depth", None) is None)
 
 
+def has_graph(model):
+    """A Functional or Sequential model: its inputs and outputs are known
+    (a subclassed model's are only once it was called on data)."""
+    try:
+        return bool(model.inputs) and bool(model.outputs)
+    except (AttributeError, ValueError):
+        return False
+
+
 def graph_of(model):
     """The functional graph of a Sequential or functional model; ValueError
     for a subclassed model (its graph is Python code, not data)."""
