@@ -283,11 +283,36 @@ def sparsity(model):
     return report
 
 
-def _check_sparsity(value, what):
+def check_fraction(value, what):
+    """A ValueError naming `what` unless `value` is a number in [0, 1): a
+    sparsity (`GradualPruning`) or a removed fraction (`StructuredPruning`)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise ValueError(f"{what} must be a number in [0, 1), got {value!r}")
     if not 0.0 <= float(value) < 1.0:
         raise ValueError(f"{what} must be in [0, 1), got {value!r}")
+
+
+def check_steps(begin_step, end_step):
+    """A ValueError unless the schedule's steps are None or non-negative
+    integers, begin before end."""
+    for name, step in (("begin_step", begin_step), ("end_step", end_step)):
+        if step is not None and (not isinstance(step, (int, np.integer)) or step < 0):
+            raise ValueError(f"{name} must be a non-negative integer or None, got {step!r}")
+    if begin_step is not None and end_step is not None and begin_step >= end_step:
+        raise ValueError(f"begin_step ({begin_step}) must be smaller than end_step ({end_step})")
+
+
+def prune_due(step, begin_step, end_step, last, frequency):
+    """Whether a schedule that last pruned at step `last` (None: never)
+    prunes at `step`: at `begin_step`, then every `frequency` steps, and
+    once at `end_step`, after which its masks stay fixed."""
+    if step < begin_step:
+        return False
+    if last is None:
+        return True
+    if last >= end_step:
+        return False
+    return step - last >= frequency or step >= end_step
 
 
 class GradualPruning(keras.callbacks.Callback):
@@ -362,10 +387,10 @@ class GradualPruning(keras.callbacks.Callback):
             if not target_sparsity:
                 raise ValueError("target_sparsity is an empty dict: name at least one layer")
             for key, value in target_sparsity.items():
-                _check_sparsity(value, f"target_sparsity[{key!r}]")
+                check_fraction(value, f"target_sparsity[{key!r}]")
         else:
-            _check_sparsity(target_sparsity, "target_sparsity")
-        _check_sparsity(initial_sparsity, "initial_sparsity")
+            check_fraction(target_sparsity, "target_sparsity")
+        check_fraction(initial_sparsity, "initial_sparsity")
         targets = target_sparsity.values() if isinstance(target_sparsity, dict) else [target_sparsity]
         if any(initial_sparsity > t for t in targets):
             raise ValueError(f"initial_sparsity={initial_sparsity} is above a target sparsity "
@@ -374,11 +399,7 @@ class GradualPruning(keras.callbacks.Callback):
             raise ValueError(f"criterion must be 'magnitude' or 'std', got {criterion!r}")
         if not isinstance(frequency, int) or frequency < 1:
             raise ValueError(f"frequency must be a positive integer, got {frequency!r}")
-        for name, step in (("begin_step", begin_step), ("end_step", end_step)):
-            if step is not None and (not isinstance(step, (int, np.integer)) or step < 0):
-                raise ValueError(f"{name} must be a non-negative integer or None, got {step!r}")
-        if begin_step is not None and end_step is not None and begin_step >= end_step:
-            raise ValueError(f"begin_step ({begin_step}) must be smaller than end_step ({end_step})")
+        check_steps(begin_step, end_step)
         self.target_sparsity = target_sparsity
         self.initial_sparsity = float(initial_sparsity)
         self.begin_step = begin_step
@@ -397,7 +418,7 @@ class GradualPruning(keras.callbacks.Callback):
     # ----------------------------------------------------------------- schedule
     def _select(self, model):
         return select_kernels(model, self.target_sparsity, self.exclude,
-                              validate=lambda v, name: _check_sparsity(v, f"sparsity of layer {name!r}"))
+                              validate=lambda v, name: check_fraction(v, f"sparsity of layer {name!r}"))
 
     def sparsity_at(self, step, model=None):
         """The scheduled sparsity of each selected kernel at optimizer `step`.
@@ -501,7 +522,8 @@ class GradualPruning(keras.callbacks.Callback):
                 return
             self._install()  # the first step built the model
             self._start_pruning()
-        elif self._due(self._step):
+        elif prune_due(self._step, self.begin_step, self.end_step, self._last_prune,
+                           self.frequency):
             self._prune(self._step)
         if logs is not None:
             logs["sparsity"] = self._sparsity
@@ -551,15 +573,6 @@ class GradualPruning(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if batch == 0:
             self._epoch_base = self._step - batch
-
-    def _due(self, step):
-        if step < self.begin_step:
-            return False
-        if self._last_prune is None:
-            return True
-        if self._last_prune >= self.end_step:
-            return False
-        return step - self._last_prune >= self.frequency or step >= self.end_step
 
     # ------------------------------------------------------------------ pruning
     def _prune(self, step):

@@ -22,20 +22,14 @@ from keras import ops
 
 from tfdc.channels import channel_groups, graph_of
 from tfdc.layers import kind_of
-from tfdc.prune import find_mask, install_mask, polynomial_sparsity
+from tfdc.prune import (check_fraction, check_steps, find_mask, install_mask,
+                        polynomial_sparsity, prune_due)
 from tfdc.select import _check_patterns, _matches, iter_layers
 from tfdc.shrinker import units
 
 __all__ = ["StructuredPruning"]
 
 CRITERIA = ("l1", "l2", "activation")
-
-
-def _check_fraction(value, what):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{what} must be a number in [0, 1), got {value!r}")
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"{what} must be in [0, 1), got {value!r}")
 
 
 class StructuredPruning(keras.callbacks.Callback):
@@ -114,9 +108,9 @@ class StructuredPruning(keras.callbacks.Callback):
             if not target_fraction:
                 raise ValueError("target_fraction is an empty dict: name at least one layer")
             for key, value in target_fraction.items():
-                _check_fraction(value, f"target_fraction[{key!r}]")
+                check_fraction(value, f"target_fraction[{key!r}]")
         else:
-            _check_fraction(target_fraction, "target_fraction")
+            check_fraction(target_fraction, "target_fraction")
         if criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
         if criterion == "activation" and data is None:
@@ -127,12 +121,7 @@ class StructuredPruning(keras.callbacks.Callback):
         if not isinstance(min_units, (int, np.integer)) or isinstance(min_units, bool) \
                 or min_units < 1:
             raise ValueError(f"min_units must be a positive integer, got {min_units!r}")
-        for name, step in (("begin_step", begin_step), ("end_step", end_step)):
-            if step is not None and (not isinstance(step, (int, np.integer)) or step < 0):
-                raise ValueError(f"{name} must be a non-negative integer or None, got {step!r}")
-        if begin_step is not None and end_step is not None and begin_step >= end_step:
-            raise ValueError(f"begin_step ({begin_step}) must be smaller than end_step "
-                             f"({end_step})")
+        check_steps(begin_step, end_step)
         self.target_fraction = target_fraction
         self.criterion = criterion
         self.data = data
@@ -229,7 +218,8 @@ class StructuredPruning(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self._step = self._epoch_base + batch + 1
-        if self._due(self._step):
+        if prune_due(self._step, self.begin_step, self.end_step, self._last_prune,
+                     self.frequency):
             self._prune(self._step)
         if logs is not None:
             logs["units_kept"] = self.kept_fraction()
@@ -272,15 +262,6 @@ class StructuredPruning(keras.callbacks.Callback):
             raise ValueError("the schedule is known once fit starts")
         return {group.name: polynomial_sparsity(step, 0.0, value, self.begin_step, self.end_step)
                 for group, value in self.groups}
-
-    def _due(self, step):
-        if step < self.begin_step:
-            return False
-        if self._last_prune is None:
-            return True
-        if self._last_prune >= self.end_step:
-            return False
-        return step - self._last_prune >= self.frequency or step >= self.end_step
 
     # ----------------------------------------------------------------- pruning
     def _prune(self, step):
