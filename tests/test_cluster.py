@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 import tfdc
+from manual_step import manual_step_mlp
 from tfdc.cluster import ClusterConstraint, ClusteredFineTuning, codebooks, to_binary16
 
 
@@ -180,6 +181,39 @@ def test_pattern_matching_nothing_and_bad_options():
         ClusteredFineTuning(init="spectral")
     with pytest.raises(ValueError, match="centroid_update"):
         ClusteredFineTuning(centroid_update="median")
+    for max_iter in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_iter must be a positive integer"):
+            ClusteredFineTuning(max_iter=max_iter)
+
+
+def test_two_clusterings_of_one_layer_in_one_fit_are_refused(mnist_small):
+    (x, y), _ = mnist_small
+    model = small_mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="two ClusteredFineTuning callbacks in one fit cluster "
+                       "layer 'fc1'"):
+        model.fit(x[:128], y[:128], epochs=1, verbose=0,
+                  callbacks=[ClusteredFineTuning(bits=2), ClusteredFineTuning(bits={"fc1": 5})])
+
+
+def test_a_train_step_that_skips_constraints_is_told_and_the_codebooks_hold(mnist_small):
+    """A train step that assigns the weights itself runs no constraint: a
+    warning says so, and each kernel is put back on its codebook (each
+    shared value the mean of its members) at each epoch's end (before:
+    14,639 distinct values in a 2-bit kernel)."""
+    (x, y), _ = mnist_small
+    model = manual_step_mlp()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    masks = prune(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, epochs=2, batch_size=128, verbose=0,
+                            callbacks=[ClusteredFineTuning(bits=2)])
+    told = [str(w.message) for w in caught if "more distinct values than their codebooks"
+            in str(w.message)]
+    assert len(told) == 1 and "does not apply the variables' constraints" in told[0], told
+    assert history.history["distinct_values"] == [4, 4]
+    assert_codebook(model, masks, {"fc1": 2, "out": 2})
 
 
 def test_refuses_a_layer_that_feeds_batchnorm(mnist_small):

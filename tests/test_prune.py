@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import tfdc
+from manual_step import manual_step_mlp
 from tfdc.prune import GradualPruning, MaskConstraint, find_mask, polynomial_sparsity
 
 BATCH = 128  # 2048 training images -> 16 steps per epoch
@@ -401,6 +402,45 @@ def test_bad_targets_fail_at_fit(mnist_small, model_fn, callback, message):
     with pytest.raises(ValueError, match=message):
         model.fit(x[:128], x[:128] if model_fn is not mlp else y[:128], epochs=1, batch_size=BATCH,
                   verbose=0, callbacks=[callback()])
+
+
+def test_keys_that_are_not_names_and_two_prunings_in_one_fit(mnist_small):
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    with pytest.raises(ValueError, match="target 1 is not a layer name or a regular expression"):
+        model.fit(x[:128], y[:128], epochs=1, verbose=0, callbacks=[GradualPruning({1: 0.5})])
+    with pytest.raises(ValueError, match="two GradualPruning callbacks in one fit of model 'mlp'"):
+        model.fit(x[:128], y[:128], epochs=1, verbose=0,
+                  callbacks=[GradualPruning({"fc1": 0.8}), GradualPruning({"fc1": 0.3})])
+
+
+def test_a_sparsity_that_rounds_to_every_weight_keeps_one():
+    """0.99 of the 30 weights of a Dense(3) on 10 inputs rounds to 30: one is
+    kept, not a dead layer."""
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(3, name="out")])
+    model.compile("adam", "mse")
+    x = np.random.default_rng(0).random((64, 10)).astype("float32")
+    model.fit(x, x[:, :3], epochs=1, batch_size=16, verbose=0,
+              callbacks=[GradualPruning({"out": 0.99}, frequency=1)])
+    assert np.count_nonzero(keras.ops.convert_to_numpy(model.get_layer("out").kernel)) == 1
+
+
+def test_a_train_step_that_skips_constraints_is_told_and_the_masks_hold(mnist_small):
+    """Such a step trains the pruned weights too: a warning says so, and the
+    masks are applied again at each epoch's end (before: 18 % sparse where
+    80 % was logged)."""
+    (x, y), _ = mnist_small
+    model = compile_(manual_step_mlp(), "sgd")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, epochs=3, batch_size=BATCH, verbose=0,
+                            callbacks=[GradualPruning(0.8, end_step=2 * 16, frequency=4)])
+    told = [str(w.message) for w in caught if "pruned weights were not zero" in str(w.message)]
+    assert len(told) == 1 and "does not apply the variables' constraints" in told[0], told
+    assert history.history["sparsity"][-1] == pytest.approx(0.8, abs=1e-3)
+    report = tfdc.sparsity(model)
+    assert report["fc1"].sparsity == pytest.approx(0.8, abs=1e-3)
+    assert report["out"].sparsity == pytest.approx(0.8, abs=1e-3)
 
 
 def test_import_keras_then_tfdc_is_enough_to_load_a_pruned_model(tmp_path):

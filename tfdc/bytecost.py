@@ -64,7 +64,8 @@ _KERNELS_KEPT = 16
 def compress_kernel(value, sparsity=0.0, bits=None):
     """A kernel pruned to `sparsity` by magnitude, then clustered to `bits`.
 
-    Pruning zeroes the `round(sparsity * size)` smallest magnitudes (all
+    Pruning zeroes the `round(sparsity * size)` smallest magnitudes (at
+    most `size - 1`, `tfdc.prune.pruned_count`; all
     weights whose magnitude equals the largest of those too, so that the
     result depends on each weight's value alone); clustering replaces the
     nonzero weights by at most `2**bits` shared values (k-means with
@@ -98,7 +99,8 @@ def _prune(flat, sparsity):
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
     if sparsity:
         magnitude = np.abs(flat)
-        k = int(round(float(sparsity) * flat.size))
+        from tfdc.prune import pruned_count
+        k = pruned_count(sparsity, flat.size)
         if k > 0:
             threshold = np.partition(magnitude, k - 1)[k - 1]
             flat = np.where(magnitude <= threshold, np.float32(0), flat).astype(np.float32)

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from tfdc import kmeans
-from tfdc.constraints import TfdcConstraint
+from tfdc.constraints import TfdcConstraint, find_constraint
 from tfdc.select import iter_layers, select_kernels
 
 DEFAULT_CONV_BITS = 8  # paper: 256 shared values for convolutions
@@ -83,6 +83,7 @@ class ClusterConstraint(TfdcConstraint):
         # Set by ClusteredFineTuning from `model.jit_compile`, in case the
         # XLA context cannot be detected (it relies on a TensorFlow internal).
         self.jit_compile = False
+        self.owner = None  # the ClusteredFineTuning that installed it
         # The loaded `tfdc.cluster_op` library, set by ClusteredFineTuning
         # when training runs on CPU; None: TensorFlow's sparse matmul.
         self.fused = None
@@ -314,6 +315,9 @@ class ClusteredFineTuning(keras.callbacks.Callback):
                 _check_bits(value, name)
         elif bits is not None:
             _check_bits(bits, "(all layers)")
+        if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) \
+                or max_iter < 1:
+            raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
         self.bits = bits
         self.init = init
         self.centroid_update = centroid_update
@@ -364,6 +368,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     # -- callback hooks ---------------------------------------------------
     def on_train_begin(self, logs=None):
         self._started = False
+        self._told_left = False
         self._pruning = None
         self._told = False
         self._warned = False
@@ -423,6 +428,12 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     def _start(self):
         model = self.model
         self._started = True
+        for s in self._select(model):
+            other = find_constraint(s.variable, ClusterConstraint)
+            if other is not None and other.owner is not self and \
+                    getattr(other.owner, "params", None) is self.params:
+                raise ValueError(f"two ClusteredFineTuning callbacks in one fit cluster layer "
+                                 f"{s.layer.name!r}: give one, with a dict of per-layer bits")
         books = self.quantize(model)
         strategy = model.distribute_strategy
         fused = self._fused_op(model)
@@ -436,6 +447,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
                 c = ClusterConstraint(b["positions"], b["assignment"], cvar, b["counts"],
                                       int(np.prod(s.variable.shape)), self.centroid_update,
                                       inner=s.variable.constraint)
+                c.owner = self
                 c.jit_compile = bool(getattr(model, "jit_compile", False))
                 c.fused = fused
                 s.variable.constraint = c
@@ -456,9 +468,37 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         return cluster_op.load()
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._started and self._constraints:
+            self._enforce_codebooks(epoch)
         if logs is not None and self._started and self.selections:
             logs["distinct_values"] = max(
                 np.unique(_nonzero(s.variable)).size for s in self.selections)
+
+    def _enforce_codebooks(self, epoch):
+        """Project a kernel that left its codebook back onto it (each
+        centroid the mean of its members, as a step does), with a warning
+        (once a fit): the projection is the variables' constraint, which the
+        optimizer applies, and a train step that updates the weights some
+        other way (a custom `train_step` assigning them itself) skips it."""
+        left = {}
+        for variable, c in self._constraints:
+            if variable.constraint is not c:
+                continue
+            nonzero = _nonzero(variable)
+            if nonzero.size > c.positions.shape[0] or \
+                    np.unique(nonzero).size > c.num_clusters:
+                left[variable.path] = np.unique(nonzero).size
+                variable.assign(c(variable))
+        if left and not self._told_left:
+            self._told_left = True
+            listed = ", ".join(f"{name}: {n:,} values" for name, n in left.items())
+            warnings.warn(
+                f"ClusteredFineTuning: at the end of epoch {epoch + 1}, kernels held more "
+                f"distinct values than their codebooks ({listed}): this model's train step "
+                "does not apply the variables' constraints, which keep tfdc's shared values "
+                "(a custom train_step that updates the weights itself instead of with "
+                "optimizer.apply_gradients?). They are put back on their codebooks at the end "
+                "of each epoch, and trained freely in between.", stacklevel=2)
 
     def on_train_end(self, logs=None):
         if not self._started and self.model.built:

@@ -770,11 +770,14 @@ def _kernels(model, sparsity):
 
 def _magnitude_prune(model, sparsity):
     """Zero the smallest |w| of each planned kernel so that it has exactly
-    round(s * n) zeros (zeros already there count)."""
+    round(s * n) zeros (`tfdc.prune.pruned_count`; zeros already there
+    count)."""
     from keras import ops
+
+    from tfdc.prune import pruned_count
     for s in _kernels(model, sparsity):
         w = np.array(ops.convert_to_numpy(s.variable))
-        k = int(round(float(s.value) * w.size))
+        k = pruned_count(s.value, w.size)
         if k > 0:
             flat = np.abs(w).ravel()
             flat[flat == 0] = -1.0  # already pruned: first out

@@ -36,7 +36,7 @@ from tfdc.layers import constraint_slot, kernel_name, kernel_variables
 from tfdc.select import iter_layers, select_kernels
 
 __all__ = ["GradualPruning", "MaskConstraint", "install_mask", "find_mask", "active_pruning",
-           "mask_from_zeros", "sparsity", "polynomial_sparsity", "SparsityReport",
+           "mask_from_zeros", "sparsity", "polynomial_sparsity", "pruned_count", "SparsityReport",
            "LayerSparsity"]
 
 # The GradualPruning callback of the fit running on each model (by id), for
@@ -211,6 +211,13 @@ class _nullcontext:
         return False
 
 
+def pruned_count(sparsity, size):
+    """How many of a kernel's `size` weights a sparsity zeroes:
+    `round(sparsity * size)`, but never all of them (0.99 of a 30-weight
+    kernel would round to 30, a dead layer): one weight is always kept."""
+    return max(0, min(int(round(float(sparsity) * size)), size - 1))
+
+
 def polynomial_sparsity(step, initial_sparsity, target_sparsity, begin_step, end_step):
     """Zhu & Gupta's cubic ramp, `s_t = s_f + (s_i - s_f) (1 - p)^3`.
 
@@ -351,7 +358,8 @@ class GradualPruning(keras.callbacks.Callback):
             end of the fit, (start of epoch 0) + `epochs * steps_per_epoch`.
         frequency: prune every this many steps (default 100).
         criterion: `"magnitude"` (default): per layer, exactly
-            `round(s * n)` weights, those of smallest |w|, are zero.
+            `round(s * n)` weights, those of smallest |w|, are zero (at
+            most `n - 1`: a layer always keeps a weight).
             `"std"`: the paper's rule, prune |w| < quality * std(w), std of the
             layer's current weights; the quality is derived from the scheduled
             sparsity as `quality = sqrt(2) * erfinv(s_t)`, the value that
@@ -443,7 +451,12 @@ class GradualPruning(keras.callbacks.Callback):
     # ---------------------------------------------------------------- callbacks
     def on_train_begin(self, logs=None):
         model = self.model
+        other = active_pruning(model, self.params)
+        if other is not None and other is not self:
+            raise ValueError("two GradualPruning callbacks in one fit of model "
+                             f"{model.name!r}: give one, with a dict of per-layer sparsities")
         _ACTIVE[id(model)] = self
+        self._told_regrown = False
         self.selections, self._masks = None, None
         self._step = int(ops.convert_to_numpy(model.optimizer.iterations))
         self._epoch_base = self._step
@@ -529,8 +542,34 @@ class GradualPruning(keras.callbacks.Callback):
             logs["sparsity"] = self._sparsity
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._masks is not None:
+            self._enforce_masks(epoch)
         if logs is not None:
             logs["sparsity"] = self._sparsity
+
+    def _enforce_masks(self, epoch):
+        """Zero pruned weights that are not zero, with a warning (once a
+        fit): the masks are applied by the optimizer as the variables'
+        constraints, and a train step that updates the weights some other
+        way (a custom `train_step` assigning them itself) trains them all."""
+        regrown = {}
+        for selection, constraint in zip(self.selections, self._masks):
+            w = ops.convert_to_numpy(selection.variable)
+            mask = ops.convert_to_numpy(constraint.mask)
+            count = int(np.count_nonzero(w[mask == 0]))
+            if count:
+                regrown[kernel_name(selection.layer, selection.attr)] = count
+                selection.variable.assign(w * mask)
+        if regrown and not self._told_regrown:
+            self._told_regrown = True
+            listed = ", ".join(f"{name}: {n:,}" for name, n in regrown.items())
+            warnings.warn(
+                f"GradualPruning: at the end of epoch {epoch + 1}, "
+                f"{sum(regrown.values()):,} pruned weights were not zero ({listed}): this "
+                "model's train step does not apply the variables' constraints, which keep "
+                "tfdc's masks (a custom train_step that updates the weights itself instead of "
+                "with optimizer.apply_gradients?). They are zeroed at the end of each epoch, "
+                "and trained in between.", stacklevel=2)
 
     def on_train_end(self, logs=None):
         if _ACTIVE.get(id(self.model)) is self:
@@ -597,7 +636,7 @@ class GradualPruning(keras.callbacks.Callback):
         flat[old.ravel() == 0] = -1.0  # already pruned: first out, never back
         n = flat.size
         if self.criterion == "magnitude":
-            k = max(int(round(target * n)), n - int(np.count_nonzero(old)))
+            k = max(pruned_count(target, n), n - int(np.count_nonzero(old)))
             mask = np.ones(n, dtype=w.dtype)
             if k > 0:
                 mask[np.argpartition(flat, k - 1)[:k]] = 0

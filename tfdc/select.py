@@ -60,6 +60,9 @@ def _matches(pattern, name):
 
 def _check_patterns(patterns, names, what):
     for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise ValueError(f"{what} {pattern!r} is not a layer name or a regular expression "
+                             f"(a str); layers are: {', '.join(sorted(names))}")
         try:
             re.compile(pattern)
         except re.error as e:
