@@ -125,3 +125,5 @@ def test_subclassed_model_is_refused():
     model(np.zeros((1, 5, 5, 1), "float32"))
     with pytest.raises(ValueError, match="subclassed"):
         tfdc.fold_batchnorm(model)
+    with pytest.raises(TypeError, match="expected a Keras model or layer, got NoneType"):
+        tfdc.fold_batchnorm(None)

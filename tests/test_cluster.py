@@ -181,6 +181,8 @@ def test_pattern_matching_nothing_and_bad_options():
         ClusteredFineTuning(init="spectral")
     with pytest.raises(ValueError, match="centroid_update"):
         ClusteredFineTuning(centroid_update="median")
+    with pytest.raises(TypeError, match="expected a Keras model or layer, got NoneType"):
+        codebooks(None)
     for max_iter in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="max_iter must be a positive integer"):
             ClusteredFineTuning(max_iter=max_iter)

@@ -5,6 +5,7 @@ import importlib
 
 import keras
 import numpy as np
+import pytest
 
 import tfdc
 from tfdc.cluster import ClusterConstraint, ClusteredFineTuning
@@ -56,3 +57,10 @@ def test_tfdc_export_is_the_function_and_the_module_has_its_own_name():
     module = importlib.import_module("tfdc.exporter")
     assert module.convert is not None and module.export is tfdc.export
     assert tfdc.strip.__module__ == "tfdc.constraints"
+
+
+def test_strip_of_something_not_a_model_is_a_type_error():
+    """It returned None or a path as it was, as if it had stripped them."""
+    for thing in (None, "model.keras"):
+        with pytest.raises(TypeError, match="strip expects a Keras model or layer, got"):
+            tfdc.strip(thing)

@@ -467,3 +467,7 @@ def test_import_keras_then_tfdc_is_enough_to_load_a_pruned_model(tmp_path):
 def test_sparsity_of_something_not_a_model_is_a_type_error():
     with pytest.raises(TypeError, match="expected a Keras model or layer, got int"):
         tfdc.sparsity(5)
+    # An unbuilt model has no weights: not a table of 0 weights.
+    unbuilt = keras.Sequential([keras.layers.Dense(4)], name="unbuilt")
+    with pytest.raises(ValueError, match="model 'unbuilt' is not built yet"):
+        tfdc.sparsity(unbuilt)

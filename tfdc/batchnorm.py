@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from tfdc.layers import copy_layer, graph_nodes, is_subclassed, kind_of
-from tfdc.select import iter_layers
+from tfdc.select import check_built, iter_layers
 
 
 def _foldable_pairs(model):
@@ -96,8 +96,7 @@ def fold_batchnorm(model):
     np.testing.assert_allclose(folded(x), model(x, training=False), atol=1e-5)
     ```
     """
-    if not model.built:
-        raise ValueError("the model is not built yet: call it on data or build it first")
+    check_built(model)
     if is_subclassed(model):
         raise ValueError(f"fold_batchnorm supports Sequential and functional models, not "
                          f"subclassed model {model.name!r} ({type(model).__name__})")

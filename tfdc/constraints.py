@@ -66,8 +66,13 @@ def strip(model):
 
     Returns:
         `model`, modified in place.
+
+    Raises:
+        TypeError: `model` has no variables (a path, None, ...).
     """
-    for variable in getattr(model, "variables", ()):
+    if not hasattr(model, "variables"):
+        raise TypeError(f"strip expects a Keras model or layer, got {type(model).__name__}")
+    for variable in model.variables:
         constraint = getattr(variable, "constraint", None)
         if isinstance(constraint, TfdcConstraint):
             variable.constraint = _without_tfdc(constraint)

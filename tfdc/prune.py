@@ -33,7 +33,7 @@ from keras import ops
 
 from tfdc.constraints import TfdcConstraint, find_constraint
 from tfdc.layers import constraint_slot, kernel_name, kernel_variables
-from tfdc.select import iter_layers, select_kernels
+from tfdc.select import check_built, iter_layers, select_kernels
 
 __all__ = ["GradualPruning", "MaskConstraint", "install_mask", "find_mask", "active_pruning",
            "mask_from_zeros", "sparsity", "polynomial_sparsity", "pruned_count", "SparsityReport",
@@ -279,6 +279,7 @@ def sparsity(model):
         zeros)` with a `.sparsity` property; the report has `.sparsity`,
         `.weights` and `.zeros` totals and prints as a table.
     """
+    check_built(model)
     report, seen = SparsityReport(), set()
     for layer in iter_layers(model):
         for attr, variable in kernel_variables(layer):

@@ -54,6 +54,16 @@ def iter_layers(model):
             yield layer
 
 
+def check_built(model):
+    """A TypeError for what is not a Keras model or layer, a ValueError
+    for a model not built yet (it has no weights to read)."""
+    if not hasattr(model, "_flatten_layers"):
+        raise TypeError(f"expected a Keras model or layer, got {type(model).__name__}")
+    if not model.built:
+        raise ValueError(f"model {model.name!r} is not built yet: call it on data or build it "
+                         "with keras.Input first")
+
+
 def _matches(pattern, name):
     return pattern == name or re.fullmatch(pattern, name) is not None
 
@@ -96,8 +106,7 @@ def select_kernels(model, targets, exclude=(), validate=None):
         ValueError: a pattern matches no layer, a named layer has no kernel,
             or nothing at all is selected.
     """
-    if not model.built:
-        raise ValueError("the model is not built yet: call it on data or build it first")
+    check_built(model)
     layers = list(iter_layers(model))
     names = {layer.name for layer in layers}
     exclude = [exclude] if isinstance(exclude, str) else list(exclude or ())
