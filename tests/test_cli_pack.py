@@ -249,3 +249,29 @@ def test_refuses_bad_output_paths(capsys, tmp_path, inputs):
     code, _, err = run(capsys, "pack", copy, link)
     assert_one_line_error(code, err, "OUT is IN")
     assert copy.read_bytes() == open(paths["float"], "rb").read()
+
+
+def test_a_link_stays_a_link_and_a_pipe_is_written_through(capsys, tmp_path, inputs):
+    """OUT a symbolic link: the file it points to is replaced, the link
+    kept; OUT a FIFO (or a device, /dev/stdout): written through, and the
+    summary line goes to standard error. Before, each was replaced by a
+    regular file (as root, `tfdc pack IN /dev/null` replaced /dev/null)."""
+    import threading
+    paths, _ = inputs
+    target, link = tmp_path / "target.tflite", tmp_path / "link.tflite"
+    target.write_bytes(b"old")
+    link.symlink_to(target.name)
+    code, out, err = run(capsys, "pack", paths["float"], link)
+    assert code == 0, err
+    assert link.is_symlink() and target.read_bytes()[4:8] == b"TFL3"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    code, out, err = run(capsys, "pack", paths["float"], fifo)
+    reader.join(timeout=60)
+    assert code == 0, err
+    assert received == [target.read_bytes()]
+    assert out == "" and f"-> {fifo} ({len(received[0]):,} B): " in err
+    assert fifo.is_fifo() and not list(tmp_path.glob("*.tmp"))

@@ -429,6 +429,14 @@ def build_parser():
 
 
 # ----------------------------------------------------------------- commands
+def _summary_stream(output):
+    """Where a command's summary line goes: standard error when OUT is a
+    device or a pipe (`/dev/stdout`: the file's bytes go to standard
+    output, unmixed), else standard output."""
+    from tfdc.exporter import is_special_file
+    return sys.stderr if is_special_file(output) else sys.stdout
+
+
 def _read(path):
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file")
@@ -768,15 +776,16 @@ def cmd_pack(args):
                                    strip_debug=args.strip_debug)
         except FormatError as e:
             raise UserError(f"{args.input}: not a valid .tflite file: {e}") from None
-    written = os.path.getsize(args.output)
+    written = report.packed_bytes  # not the size of OUT: it may be /dev/stdout or a pipe
+    out = _summary_stream(args.output)
     if args.report and report.layers:
-        print(report.to_text())
-        print()
+        print(report.to_text(), file=out)
+        print(file=out)
     line = f"{args.input} ({len(data):,} B) -> {args.output} ({written:,} B): "
     if not report.section_bytes:
         # export_tflite wrote IN unchanged and warned with the size packing gave.
         why = "; ".join(str(w.message) for w in caught) or "wrote the input unchanged"
-        print(line + f"nothing gained ({why})")
+        print(line + f"nothing gained ({why})", file=out)
         return 0
     for w in caught:
         print(f"{_PROG}: warning: {w.message}", file=sys.stderr)
@@ -785,7 +794,7 @@ def cmd_pack(args):
     packed = (f"{n} buffer{'s' if n != 1 else ''} packed" if n else
               "no weight buffer coded: the gain is the compressed flatbuffer")
     print(line + f"{saved:,} B smaller ({100 * saved / len(data):.3g} %, "
-          f"{len(data) / written:.2f}x), {packed}")
+          f"{len(data) / written:.2f}x), {packed}", file=out)
     return 0
 
 
@@ -825,7 +834,8 @@ def cmd_decode(args):
     if not os.path.isdir(out_dir):
         raise UserError(f"{args.output}: folder {out_dir} does not exist")
     write_atomically(args.output, decoded)
-    print(f"{args.input} ({len(data):,} B) -> {args.output} ({len(decoded):,} B)")
+    print(f"{args.input} ({len(data):,} B) -> {args.output} ({len(decoded):,} B)",
+          file=_summary_stream(args.output))
     return 0
 
 

@@ -1566,8 +1566,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         f"{_length(y_val):,} examples; {budget}"
         + ("; full-integer export (int8 activations and weights)" if calibration else ""))
 
-    workdir = tempfile.mkdtemp(prefix="tfdc-compress-",
-                               dir=os.path.dirname(os.path.abspath(path)))
+    from tfdc.exporter import is_special_file
+    workdir = tempfile.mkdtemp(prefix="tfdc-compress-", dir=None if is_special_file(path) else
+                               os.path.dirname(os.path.abspath(path)))
     trials, plan_cache = [], {}
     try:
         def planned(**budget):

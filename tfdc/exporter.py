@@ -20,6 +20,7 @@ NPUs and NNAPI) with one weight scale per tensor, which keeps the codebooks
 """
 
 import os
+import stat
 import tempfile
 import warnings
 
@@ -485,7 +486,11 @@ def check_writable(path):
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path}: is a directory; give a file path, e.g. "
                                 f"{os.path.join(path, 'model.tflite')}")
-    directory = os.path.dirname(os.path.abspath(path))
+    if is_special_file(path):  # written through, not replaced (write_atomically)
+        if not os.access(path, os.W_OK):
+            raise PermissionError(f"{path}: not writable")
+        return path
+    directory = os.path.dirname(os.path.realpath(path))
     if not os.path.exists(directory):
         raise FileNotFoundError(f"{path}: folder {directory} does not exist")
     if not os.path.isdir(directory):
@@ -495,16 +500,37 @@ def check_writable(path):
     return path
 
 
+def is_special_file(path):
+    """An existing path that is not a regular file or a folder: a device
+    (/dev/null, /dev/stdout's terminal), a FIFO or a socket."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def write_atomically(path, data):
     """Write `data` to `path` via a temporary file in the same directory and
     `os.replace`: readers see the old file or the new one, never a partial
-    one, and a failure leaves the old file (or no file) in place. Errors name
-    `path`, never the temporary file."""
+    one, and a failure leaves the old file (or no file) in place. A symbolic
+    link stays a link: the file it points to is the one replaced. A device
+    or FIFO (`/dev/stdout`, a pipe) is written through, as `open` would,
+    never replaced by a regular file. Errors name `path`, never the
+    temporary file."""
     path = check_writable(path)
-    directory = os.path.dirname(os.path.abspath(path))
+    if is_special_file(path):
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+        except OSError as e:
+            raise type(e)(e.errno, f"cannot write {path}: {e.strerror}") from None
+        return
+    target = os.path.realpath(path)
+    directory = os.path.dirname(target)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(target) + ".",
                                    suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -514,7 +540,7 @@ def write_atomically(path, data):
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException as e:
         if tmp is not None:
             try:
