@@ -267,6 +267,13 @@ def test_export_tflite_packs_an_existing_file(tmp_path):
     with pytest.raises(ValueError, match="TFL3"):
         export_tflite(b"not a model at all", tmp_path / "c.tflite")
     assert not (tmp_path / "c.tflite").exists()
+    # Packing a file onto itself would lose the plain file (tfdc pack refuses it too).
+    link = tmp_path / "link.tflite"
+    link.symlink_to(tmp_path / "plain.tflite")
+    for out in (tmp_path / "plain.tflite", link):
+        with pytest.raises(ValueError, match="path is the input file"):
+            export_tflite(tmp_path / "plain.tflite", out)
+    assert (tmp_path / "plain.tflite").read_bytes() == plain
 
 
 def test_export_tflite_never_writes_a_larger_file(tmp_path):

@@ -5,6 +5,8 @@ smallest encoding and is deterministic."""
 
 import dataclasses
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -163,6 +165,18 @@ def test_select_and_min_bytes(keras_models):
     assert [r.buffer_index for r in info.records] == [chosen]
     _, info = pack_tflite(tflite, min_bytes=10**9)
     assert info.records == []
+    # A regular expression (a str) selects by tensor name, as tfdc pack's --select.
+    name = all_info.records[0].tensor_names[0]
+    by_name = pack_tflite(tflite, select=re.escape(name))
+    assert by_name == pack_tflite(tflite, select=lambda n, index: re.search(re.escape(name), n))
+    assert [r.tensor_names for r in by_name[1].records] == [all_info.records[0].tensor_names]
+    with pytest.raises(ValueError, match="select '\\(' is not a valid regular expression"):
+        pack_tflite(tflite, select="(")
+    with pytest.raises(TypeError, match="select must be a callable"):
+        pack_tflite(tflite, select=3)
+    for bad in (-5, 2.5, None):
+        with pytest.raises(ValueError, match="min_bytes must be an integer >= 0"):
+            pack_tflite(tflite, min_bytes=bad)
 
 
 def test_worked_example_of_the_spec():

@@ -89,6 +89,20 @@ def test_not_packed_and_already_decoded(small_packed):
     assert not unpack.is_decoded(plain)
 
 
+def test_is_packed_and_is_decoded_take_a_path(small_packed, tmp_path):
+    """A pathlib.Path was read as the bytes of its name (False for a packed
+    file), a str raised bytes()'s TypeError."""
+    packed, _, _ = small_packed
+    for name, data in (("packed", packed), ("decoded", _decode(packed))):
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(data)
+        for given in (path, str(path)):
+            assert unpack.is_packed(given) == (name == "packed")
+            assert unpack.is_decoded(given) == (name == "decoded")
+    with pytest.raises(TypeError, match="expected a path or bytes"):
+        unpack.is_packed(np.frombuffer(packed, np.uint8))
+
+
 def test_a_damaged_section_key_is_named(small_packed):
     packed, _, _ = small_packed
     for i in range(7):

@@ -196,8 +196,9 @@ def _add_pack_parser(sub):
                       "with one scale per tensor and a DEQUANTIZE op (lossy at int8 "
                       "resolution)")
     pack.add_argument("--codebook-fp16", action="store_true",
-                      help="store float32 codebooks as float16 (lossy unless the values are "
-                      "representable)")
+                      help="round every packed float32 weight to float16 and store the "
+                      "codebooks as float16 (lossy unless the values are float16 already, as "
+                      "ClusteredFineTuning leaves its shared values)")
     pack.add_argument("--gap-alphabet", type=_gap_alphabet, default=None, metavar="G",
                       help="relative-index symbols for sparse tensors, a power of two in "
                       "2..32768 (default: chosen per tensor)")
@@ -762,10 +763,7 @@ def cmd_pack(args):
     data = _read(args.input)
     _check_pack_input(data, args.input)
     _check_pack_output(args.input, args.output)
-    select = None
-    if args.select is not None:
-        pattern = args.select
-        select = lambda name, index: pattern.search(name) is not None  # noqa: E731
+    select = args.select.pattern if args.select is not None else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -603,6 +603,10 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
     from tfdc.unpack import has_section_entry
 
     check_writable(path)
+    if isinstance(tflite, (str, os.PathLike)) and os.path.exists(tflite) and \
+            os.path.exists(path) and os.path.samefile(tflite, path):
+        raise ValueError(f"{os.fspath(path)}: path is the input file; write the packed file to "
+                         "another path (the plain one would be lost)")
     plain = original = read_model_bytes(tflite)
     if has_section_entry(plain):
         raise ValueError("the input is already a tfdc-packed model")
@@ -652,12 +656,16 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
             codebook (per-channel dynamic-range quantization would multiply
             its distinct values). Weights become `code * scale` (lossy at
             int8 resolution); activations stay float32.
-        codebook_fp16: store float32 codebooks as float16 (lossy unless the
-            values are representable; off by default).
+        codebook_fp16: round every packed float32 weight to float16 and
+            store the codebooks as float16 (lossy unless the values are
+            float16 already, as `ClusteredFineTuning` leaves its shared
+            values; an unclustered weight changes too; off by default).
         gap_alphabet: `G`, the number of relative-index symbols for sparse
             tensors (`2**bits`); `None` lets the packer choose per tensor.
-        select: which buffers to pack (see `tfdc.pack.pack_tflite`); `None`
-            packs every buffer of at least `min_bytes` bytes.
+        select: which buffers to pack: a callable `(tensor_name,
+            buffer_index) -> bool` or a regular expression searched in
+            tensor names (see `tfdc.pack.pack_tflite`); `None` packs every
+            buffer of at least `min_bytes` bytes.
         block: symbols per independently decodable segment (`None`: packer
             default, 4096).
         min_bytes: smaller buffers are left in the flatbuffer.

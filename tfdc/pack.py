@@ -56,6 +56,7 @@ Example:
 """
 
 import dataclasses
+import re
 import zlib
 
 import numpy as np
@@ -737,6 +738,22 @@ def _patch_plans(flat, base_meta, base, known_tables, block, min_bytes, force):
     return chosen
 
 
+def _selector(select):
+    """`pack_tflite`'s `select` as a callable (a str: a regular expression
+    searched in tensor names), or None."""
+    if select is None or callable(select):
+        return select
+    if isinstance(select, str):
+        try:
+            pattern = re.compile(select)
+        except re.error as e:
+            raise ValueError(f"select {select!r} is not a valid regular expression: {e}") \
+                from None
+        return lambda name, index: pattern.search(name) is not None
+    raise TypeError("select must be a callable (tensor_name, buffer_index) -> bool or a "
+                    f"regular expression (a str), got {type(select).__name__}")
+
+
 def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alphabet=None,
                 codebook_fp16=False, min_bytes=64, strip_debug=False, densify=True, _force=None,
                 _patches=None):
@@ -750,15 +767,18 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
     Args:
         tflite_bytes: a `.tflite` flatbuffer (as written by `TFLiteConverter`,
             or a file decoded by `tfdc.decode`).
-        select: optional `select(tensor_name, buffer_index) -> bool`; a buffer
-            is considered only if it returns True for one of its tensors
-            (the others stay in the deflated flatbuffer).
+        select: optional `select(tensor_name, buffer_index) -> bool`, or a
+            regular expression (a str, searched in tensor names with
+            `re.search`, as `tfdc pack --select` takes it); a buffer is
+            considered only if it selects one of its tensors (the others
+            stay in the deflated flatbuffer).
         block: symbols per independently decodable segment.
         gap_alphabet: fix `G` (a power of two, 2 … 32768) for sparse records
             instead of choosing the best per buffer.
-        codebook_fp16: round float32 weights through binary16 and store
-            their codebooks as binary16 (lossy, see the module docstring).
-        min_bytes: buffers smaller than this stay inline.
+        codebook_fp16: round every packed float32 weight to binary16 and
+            store the codebooks as binary16 (lossy, see the module
+            docstring): an unclustered tensor's weights change too.
+        min_bytes: buffers smaller than this stay inline (an int >= 0).
         strip_debug: drop what the runtime never reads: the names of
             non-constant tensors (activations, shape temporaries), the
             model description and the converter's `CONVERSION_METADATA`.
@@ -775,6 +795,10 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
         `(packed_bytes, PackInfo)`. Deterministic: the same input and options
         give the same bytes (with the same zlib).
     """
+    select = _selector(select)
+    if isinstance(min_bytes, bool) or not isinstance(min_bytes, (int, np.integer)) \
+            or min_bytes < 0:
+        raise ValueError(f"min_bytes must be an integer >= 0, got {min_bytes!r}")
     if block < 1 or block > fmt.MAX_BLOCK:
         raise ValueError(f"block must be in 1 … 2^32−1, got {block}")
     if gap_alphabet is not None and (gap_alphabet < 2 or gap_alphabet > 32768

@@ -1198,10 +1198,14 @@ def section_span(data):
 
 
 def is_packed(data):
-    """True if `data` is a packed model: a TFLite flatbuffer with one tfdc.v1
-    or tfdc.v2 section entry whose section ends the file (FORMAT.md §3.2). A
-    decoded file is a standard model, not a packed one. Cheap: the CRC and
-    the records are not verified."""
+    """True if `data` (a model's bytes, or a path to its file) is a packed
+    model: a TFLite flatbuffer with one tfdc.v1 or tfdc.v2 section entry
+    whose section ends the file (FORMAT.md §3.2). A decoded file is a
+    standard model, not a packed one. Cheap: the CRC and the records are not
+    verified. TypeError for anything else (a `pathlib.Path` was read as the
+    bytes of its name)."""
+    from tfdc.runtime import read_model_bytes
+    data = read_model_bytes(data)
     span = section_span(data)
     return span is not None and span[1] > 1 and span[1] + span[2] == len(data)
 
@@ -1212,8 +1216,10 @@ def is_decoded(data):
     `tfdc.decoded` metadata marker (and no section entry); format 1 decoded
     files keep the packed file's flatbuffer and section and add the decoded
     weights after it, so their section no longer ends the file and its
-    header's `decoded_size` is the file's length (and its CRC holds)."""
-    data = bytes(data)
+    header's `decoded_size` is the file's length (and its CRC holds).
+    `data`: the bytes, or a path to the file."""
+    from tfdc.runtime import read_model_bytes
+    data = read_model_bytes(data)
     try:
         model = read_model(data)
     except FormatError:
