@@ -336,6 +336,46 @@ def test_module_with_several_signatures(tmp_path):
     np.testing.assert_allclose(back, code @ module.w.numpy().T, rtol=1e-4, atol=1e-4)
 
 
+def test_keras_model_with_signatures_computes_what_keras_does(tmp_path):
+    """Functions that call a Keras model, alone or in a tf.Module holding it,
+    each a signature named after its function (one alone too). Before, the
+    converter's from_concrete_functions wrote inf / NaN outputs for these,
+    with no error."""
+    import tensorflow as tf
+    model = compress_weights(mlp())
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 20], tf.float32, name="x")])
+    def logits(x):
+        return {"logits": model(x)}
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 20], tf.float32, name="x")])
+    def doubled(x):
+        return {"twice": 2.0 * model(x)}
+
+    class Holder(tf.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 20], tf.float32, name="x")])
+        def probs(self, x):
+            return {"probs": self.model(x)}
+
+    holder = Holder(model)
+    x = np.random.default_rng(0).random((2, 20)).astype("float32")
+    for owner, functions in ((model, [logits, doubled]), (model, [logits]),
+                             (holder, [holder.probs])):
+        path = tmp_path / "signed.tflite"
+        export(owner, path, signatures=functions)
+        interpreter = tfdc.load_interpreter(path)
+        assert set(interpreter.get_signature_list()) == {f.__name__ for f in functions}
+        for f in functions:
+            runner = interpreter.get_signature_runner(f.__name__)
+            batch = x[:runner.get_input_details()["x"]["shape"][0]]
+            (key, got), = runner(x=batch).items()
+            np.testing.assert_allclose(got, f(batch)[key].numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_int8_weights_keep_the_codebook_and_run_bit_exactly(tmp_path):
     """weights="int8": one symmetric scale per tensor, so a 16-value codebook
     stays at most 16 int8 codes, and the model computes exactly what the

@@ -53,7 +53,8 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
         signatures: optional list of `tf.function`s with an `input_signature`
             (or concrete functions) to export as the model's signatures,
             e.g. `[module.encode, module.decode]`; each keeps its function
-            name as signature key.
+            name as signature key (one alone too). Functions of a Keras
+            model call it (`lambda x: {"probs": model(x)}` as a tf.function).
         representative_dataset: if given, the converter does full-integer
             quantization with it: int8 activations, int32 biases and int8
             weights with one scale per tensor, so each K-value codebook stays
@@ -84,14 +85,13 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
         batch_size = int(batch_size)
     if signatures:
-        functions = []
-        for fn in signatures:
-            if hasattr(fn, "get_concrete_function"):
-                fn = fn.get_concrete_function()
-            functions.append(fn)
-        converter = tf.lite.TFLiteConverter.from_concrete_functions(functions, model)
-        _set_options(converter, representative_dataset, configure)
-        return _run_converter(converter, model, batch_size)
+        named = _named_signatures(signatures)
+        with tempfile.TemporaryDirectory(prefix="tfdc-export-") as saved:
+            _save_signatures(model, named, saved)
+            converter = tf.lite.TFLiteConverter.from_saved_model(
+                saved, signature_keys=list(named))
+            _set_options(converter, representative_dataset, configure)
+            return _run_converter(converter, model, batch_size)
     if not _is_keras_model(model):
         if isinstance(model, tf.Module):
             raise ValueError("a tf.Module needs `signatures=[module.fn, ...]` (tf.functions with "
@@ -270,6 +270,43 @@ def _input_structure(model):
     return structure if isinstance(structure, dict) or (
         isinstance(structure, (list, tuple)) and any(isinstance(s, (dict, list, tuple))
                                                      for s in structure)) else None
+
+
+def _named_signatures(signatures):
+    """`{signature key: concrete function}` of `convert`'s `signatures`:
+    each keyed by its function's name (`encode`; a concrete function's
+    `__inference_encode_123` read back as `encode`)."""
+    import re
+    named = {}
+    for fn in signatures:
+        if hasattr(fn, "get_concrete_function"):
+            name, fn = fn.__name__, fn.get_concrete_function()
+        elif hasattr(fn, "structured_input_signature"):
+            name = fn.name.decode() if isinstance(fn.name, bytes) else str(fn.name)
+            name = re.sub(r"^__inference_(.*)_\d+$", r"\1", name)
+        else:
+            raise TypeError("signatures must be tf.functions with an input_signature or "
+                            f"concrete functions, got {type(fn).__name__}")
+        if name in named:
+            raise ValueError(f"two signatures are named {name!r}: give functions of different "
+                             "names")
+        named[name] = fn
+    return named
+
+
+def _save_signatures(model, named, directory):
+    """Write `model` (a Keras model or a `tf.Module`) as a SavedModel
+    whose signatures are `named`'s functions, through
+    `keras.export.ExportArchive`, which tracks a Keras model's variables
+    also inside a module: the converter's `from_concrete_functions` with a
+    Keras 3 model, or `tf.saved_model.save` of a module holding one, wrote
+    a model whose outputs were inf / NaN (TF 2.21)."""
+    import keras
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, fn in named.items():
+        archive.add_endpoint(name, fn, input_signature=list(fn.structured_input_signature[0]))
+    archive.write_out(directory, verbose=False)
 
 
 def _save_serving(model, specs, output_names, directory):
