@@ -192,6 +192,38 @@ def test_bench_runs_a_decoded_file(capsys, decoded_file):
     assert code == 0 and "decoded by tfdc" in out and "LiteRT inference" in out
 
 
+def test_bench_fills_bool_and_string_inputs_and_names_ops_litert_lacks(capsys, tmp_path):
+    """A bool or string input was filled as an integer ('Invalid integer
+    data type'); a model with a Flex (or custom) op failed with a traceback."""
+    import tensorflow as tf
+
+    class Model(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([3], tf.bool),
+                                      tf.TensorSpec([2], tf.string)])
+        def logic(self, b, s):
+            return {"b": tf.logical_not(b), "s": tf.identity(s)}
+
+        @tf.function(input_signature=[tf.TensorSpec([3, 3], tf.float32)])
+        def inverse(self, x):
+            return {"y": tf.linalg.inv(x)}
+
+    model = Model()
+    plain = tmp_path / "logic.tflite"
+    plain.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions(
+        [model.logic.get_concrete_function()], model).convert())
+    code, out, err = run(capsys, "bench", plain, "--runs", "1")
+    assert code == 0 and "LiteRT inference" in out, err
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [model.inverse.get_concrete_function()], model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                           tf.lite.OpsSet.SELECT_TF_OPS]
+    flex = tmp_path / "flex.tflite"
+    flex.write_bytes(converter.convert())
+    code, _, err = run(capsys, "bench", flex, "--runs", "1")
+    assert_one_line_error(code, err, "flex.tflite: LiteRT cannot load the model: ",
+                          "Select TensorFlow op(s)")
+
+
 @pytest.mark.parametrize("command", ["inspect", "decode", "bench"])
 def test_a_flipped_bit_in_the_section_key_is_named(capsys, tmp_path, packed_file, command):
     # issue 14, point 13: precise, naming the file.

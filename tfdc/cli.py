@@ -846,9 +846,28 @@ def _median_ms(fn, runs):
     return 1000 * statistics.median(times)
 
 
+def _bench_input(rng, shape, dtype):
+    """Random values for one input of `tfdc bench`: uniform in [0, 1) for a
+    float, in [-128, 127] (clipped to the type) for an integer, 0 / 1 for a
+    bool, a short byte string for a string."""
+    import numpy as np
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return rng.random(shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, shape).astype(bool)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(max(info.min, -128), min(info.max, 127), shape).astype(dtype)
+    if dtype.kind == "c":
+        return (rng.random(shape) + 1j * rng.random(shape)).astype(dtype)
+    return np.full(shape, b"tfdc", dtype=object)  # strings
+
+
 def cmd_bench(args):
     import numpy as np
 
+    from tfdc.compressor import _first_line
     from tfdc.runtime import interpreter_class
     from tfdc.unpack import decode
     data = _read(args.file)
@@ -883,18 +902,21 @@ def cmd_bench(args):
         interpreter.allocate_tensors()
         return interpreter
 
+    try:
+        interpreter = load()
+    except (RuntimeError, ValueError) as e:  # custom or Flex ops this runtime lacks
+        raise UserError(f"{args.file}: LiteRT cannot load the model: {_first_line(e)}") \
+            from None
     print(f"LiteRT load + allocate: {_median_ms(load, runs):9.3f} ms median of {runs}")
-    interpreter = load()
     rng = np.random.default_rng(0)
     for detail in interpreter.get_input_details():
-        shape, dtype = detail["shape"], detail["dtype"]
-        if np.issubdtype(dtype, np.floating):
-            value = rng.random(shape).astype(dtype)
-        else:
-            info = np.iinfo(dtype)
-            value = rng.integers(max(info.min, -128), min(info.max, 127), shape).astype(dtype)
-        interpreter.set_tensor(detail["index"], value)
-    interpreter.invoke()  # warm-up
+        interpreter.set_tensor(detail["index"], _bench_input(rng, detail["shape"],
+                                                             detail["dtype"]))
+    try:
+        interpreter.invoke()  # warm-up
+    except (RuntimeError, ValueError) as e:
+        raise UserError(f"{args.file}: LiteRT cannot run the model on random inputs: "
+                        f"{_first_line(e)}") from None
     n = max(runs, 50)
     t = time.perf_counter()
     for _ in range(n):
