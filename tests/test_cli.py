@@ -225,6 +225,18 @@ def test_bench_fills_bool_and_string_inputs_and_names_ops_litert_lacks(capsys, t
 
 
 @pytest.mark.parametrize("command", ["inspect", "decode", "bench"])
+def test_a_truncated_file_is_called_truncated(capsys, tmp_path, packed_file, command):
+    """Its first 100 bytes were 'a plain .tflite already' to decode."""
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(open(packed_file[0], "rb").read()[:100])
+    argv = [command, str(cut)] + ([str(tmp_path / "out.tflite")] if command == "decode" else [])
+    code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err, "cut.tflite: a damaged or truncated .tflite file "
+                          "(flatbuffer: ")
+    assert not (tmp_path / "out.tflite").exists()
+
+
+@pytest.mark.parametrize("command", ["inspect", "decode", "bench"])
 def test_a_flipped_bit_in_the_section_key_is_named(capsys, tmp_path, packed_file, command):
     # issue 14, point 13: precise, naming the file.
     data = bytearray(open(packed_file[0], "rb").read())

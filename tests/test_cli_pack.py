@@ -228,7 +228,7 @@ def test_refuses_files_that_are_not_tflite(capsys, tmp_path, inputs):
         path = tmp_path / f"{name}.tflite"
         path.write_bytes(bad)
         code, _, err = run(capsys, "pack", path, out_path)
-        assert_one_line_error(code, err, f"{name}.tflite", "not a valid .tflite file")
+        assert_one_line_error(code, err, f"{name}.tflite", "a damaged or truncated .tflite file")
     assert_one_line_error(*run(capsys, "pack", tmp_path / "missing.tflite", out_path)[::2],
                           "missing.tflite", "no such file")
     assert_one_line_error(*run(capsys, "pack", tmp_path, out_path)[::2], "is a directory")

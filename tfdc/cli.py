@@ -462,7 +462,15 @@ def _check_tflite(data, path):
         raise UserError(f"{path}: {damage}")
     if is_decoded(data):
         return "decoded"
-    return "packed" if has_section_entry(data) else "plain"
+    if has_section_entry(data):
+        return "packed"
+    from tfdc.errors import FormatError
+    from tfdc.flatbuf import read_model
+    try:
+        read_model(data)
+    except FormatError as e:  # e.g. the first bytes of a file, packed or plain
+        raise UserError(f"{path}: a damaged or truncated .tflite file ({e})") from None
+    return "plain"
 
 
 def cmd_demo(args):
