@@ -31,7 +31,7 @@ def bn_names(model):
 
 def test_sequential_conv_depthwise_dense():
     model = keras.Sequential([
-        keras.Input((10, 10, 3)),
+        keras.Input((10, 10, 3), batch_size=2, name="pixels"),
         layers.Conv2D(8, 3, name="conv"), layers.BatchNormalization(name="bn_conv"), layers.ReLU(),
         layers.DepthwiseConv2D(3, depth_multiplier=2, use_bias=False, name="dw"),
         layers.BatchNormalization(name="bn_dw"), layers.Flatten(),
@@ -43,6 +43,8 @@ def test_sequential_conv_depthwise_dense():
     folded = tfdc.fold_batchnorm(model)
     assert bn_names(folded) == ["bn_after_relu"]
     assert folded.get_layer("dw").use_bias
+    # The input as it was: an exported signature names it so (it was keras_tensor_7).
+    assert [(t.name, t.shape) for t in folded.inputs] == [("pixels", (2, 10, 10, 3))]
     assert_equivalent(model, folded)
     assert bn_names(model) == ["bn_conv", "bn_dw", "bn_fc", "bn_after_relu"]  # untouched
 

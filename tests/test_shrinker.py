@@ -126,11 +126,14 @@ def test_nothing_removed_gives_an_equal_copy():
 
 
 def test_a_layer_with_every_unit_removed_keeps_one_zero_unit():
-    model = keras.Sequential([keras.Input((5,)), layers.Dense(4, activation="relu", name="fc"),
+    model = keras.Sequential([keras.Input((5,), batch_size=2, name="features"),
+                              layers.Dense(4, activation="relu", name="fc"),
                               layers.Dense(3, name="out")])
     model.get_layer("fc").set_weights([np.zeros((5, 4), "float32"), np.zeros(4, "float32")])
     small = tfdc.shrink(model)
     assert small.get_layer("fc").units == 1
+    # The input as it was (an exported signature names it so; it was keras_tensor_4).
+    assert [(t.name, t.shape) for t in small.inputs] == [("features", (2, 5))]
     x = np.ones((2, 5), "float32")
     np.testing.assert_allclose(small(x), model(x), atol=1e-6)
 

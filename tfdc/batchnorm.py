@@ -10,7 +10,7 @@ clustering keeps the codebook intact through conversion.
 import keras
 import numpy as np
 
-from tfdc.layers import copy_layer, graph_nodes, is_subclassed, kind_of
+from tfdc.layers import copy_layer, graph_nodes, is_subclassed, kind_of, sequential_like
 from tfdc.select import check_built, iter_layers
 
 
@@ -118,8 +118,7 @@ def fold_batchnorm(model):
 
     if isinstance(model, keras.Sequential):
         new_layers = [clone(l) for l in model.layers if id(l) not in folded_bns]
-        inputs = keras.Input(shape=model.input_shape[1:], dtype=model.inputs[0].dtype)
-        new = keras.Sequential([inputs] + new_layers, name=model.name)
+        new = sequential_like(model, new_layers)
     else:
         folded_names = {bn.name for _, bn in pairs.values()}
 

@@ -334,6 +334,16 @@ def graph_nodes(model):
             for node in graph._nodes_by_depth[depth]]
 
 
+def sequential_like(model, layers):
+    """A Sequential model of `layers` with Sequential `model`'s name and
+    input: its shape, batch size, dtype and name (the exported signature
+    names its input so; a plain `keras.Input(shape)` was `keras_tensor_4`)."""
+    import keras
+    spec = model.inputs[0]
+    inputs = keras.Input(batch_shape=spec.shape, dtype=spec.dtype, name=spec.name)
+    return keras.Sequential([inputs] + list(layers), name=model.name)
+
+
 def copy_model(model):
     """A copy of `model` with its weights, sharing no variable with it: the
     training copies and teachers of `tfdc.compress`.

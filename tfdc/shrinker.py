@@ -23,7 +23,7 @@ import numpy as np
 from keras import ops
 
 from tfdc.channels import channel_groups
-from tfdc.layers import copy_layer, kind_of
+from tfdc.layers import copy_layer, kind_of, sequential_like
 
 __all__ = ["shrink", "units", "UnitsReport", "LayerUnits"]
 
@@ -136,9 +136,7 @@ def shrink(model):
         return copy_layer(layer)
 
     if isinstance(model, keras.Sequential):
-        inputs = keras.Input(shape=model.input_shape[1:], dtype=model.inputs[0].dtype)
-        new = keras.Sequential([inputs] + [clone(layer) for layer in model.layers],
-                               name=model.name)
+        new = sequential_like(model, [clone(layer) for layer in model.layers])
     else:
         new = keras.models.clone_model(model, clone_function=clone)
     for old in model.layers:
