@@ -175,6 +175,22 @@ def test_teacher_is_student_refused():
         Distiller(model, model)
 
 
+def test_a_teacher_unlike_the_student_is_refused_when_made():
+    """None, or a teacher with 5 classes for a 10-class student, failed only
+    at fit ('NoneType' object is not callable; a TensorFlow graph error)."""
+    student = _mlp()
+    for teacher in (None, "teacher.keras"):
+        with pytest.raises(TypeError, match="the teacher must be a keras.Model, got"):
+            Distiller(student, teacher)
+    five = keras.Sequential([keras.Input((64,)), keras.layers.Dense(5)], name="five")
+    with pytest.raises(ValueError, match=r"teacher 'five' has outputs of shape \[\(5,\)\], "
+                       r"the student '.*' \[\(10,\)\]"):
+        Distiller(student, five)
+    narrow = keras.Sequential([keras.Input((7,)), keras.layers.Dense(10)], name="narrow")
+    with pytest.raises(ValueError, match=r"teacher 'narrow' has inputs of shape \[\(7,\)\]"):
+        Distiller(student, narrow)
+
+
 def test_a_built_student_keeps_its_zeros_from_the_first_step():
     # A pruned student in a fresh Distiller: clustering must be installed
     # before the first step, or that step moves the pruned weights off zero.

@@ -198,3 +198,32 @@ def test_targets_that_cannot_be_pruned_are_refused(target, message, mnist_small)
     model = compile_(mlp())
     with pytest.raises(ValueError, match=message):
         model.fit(x[:128], y[:128], epochs=1, verbose=0, callbacks=[StructuredPruning(target)])
+
+
+def test_min_units_that_keep_every_unit_are_refused_or_told(mnist_small):
+    """min_units=100 on a 32-unit layer removed nothing, silently."""
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    with pytest.raises(ValueError, match=r"min_units=100 keeps every unit of the selected "
+                       r"layers, fc1 \(32\), fc2 \(16\): nothing to remove"):
+        model.fit(x[:128], y[:128], epochs=1, verbose=0,
+                  callbacks=[StructuredPruning(0.5, min_units=100)])
+    with pytest.warns(UserWarning, match=r"min_units=20 keeps every unit of fc2 \(16\)"):
+        model.fit(x[:128], y[:128], epochs=1, verbose=0,
+                  callbacks=[StructuredPruning(0.5, min_units=20, frequency=1)])
+    assert len(removed_units(model, "fc1")) == 12 and len(removed_units(model, "fc2")) == 0
+
+
+def test_a_distillers_student_is_pruned(mnist_small):
+    """StructuredPruning on a Distiller acts on its student, as the other
+    callbacks do (it refused the Distiller as a subclassed model)."""
+    from tfdc.distill import Distiller
+    (x, y), _ = mnist_small
+    student = compile_(mlp())
+    distiller = Distiller(student, Distiller.copy_of(student))
+    compile_(distiller)
+    distiller.fit(x[:512], y[:512], epochs=2, batch_size=BATCH, verbose=0,
+                  callbacks=[StructuredPruning({"fc1": 0.5}, frequency=1)])
+    assert len(removed_units(student, "fc1")) == 16
+    assert tfdc.shrink(student).get_layer("fc1").units == 16
+

@@ -58,11 +58,33 @@ def _output_units(model):
     return outputs[0].shape[-1]
 
 
+def _check_alike(student, teacher):
+    """A ValueError when the teacher's inputs or outputs, where both models
+    know them, differ from the student's: the mismatch surfaced at fit, as
+    a TensorFlow graph error ('Dimensions must be equal, but are 5 and 10')."""
+    from tfdc.layers import has_graph
+    if not (has_graph(student) and has_graph(teacher)):
+        return
+    for what in ("inputs", "outputs"):
+        ours = [tuple(t.shape[1:]) for t in getattr(student, what)]
+        theirs = [tuple(t.shape[1:]) for t in getattr(teacher, what)]
+        if ours != theirs:
+            raise ValueError(f"the teacher {teacher.name!r} has {what} of shape {theirs}, the "
+                             f"student {student.name!r} {ours} (batch left out): the teacher "
+                             "must take the student's inputs and give outputs like its own")
+
+
 def _outputs_probabilities(model, from_logits):
     if from_logits is not None:
         return not from_logits
     activation = _output_activation(model)
     return activation == "softmax" or (activation == "sigmoid" and _output_units(model) == 1)
+
+
+def trained_model(model):
+    """The model whose layers a callback acts on: a `Distiller`'s student,
+    else `model` itself."""
+    return model.student if isinstance(model, Distiller) else model
 
 
 class Distiller(keras.Model):
@@ -88,8 +110,10 @@ class Distiller(keras.Model):
             Applies to both models.
 
     Raises:
+        TypeError: a student or teacher that is not a `keras.Model`.
         ValueError: a temperature that is not positive, an alpha outside
-            [0, 1], a teacher that is the student, several sigmoid outputs
+            [0, 1], a teacher that is the student, a teacher whose inputs or
+            outputs differ from the student's, several sigmoid outputs
             (independent labels: no distribution to match).
 
     Example:
@@ -116,9 +140,14 @@ class Distiller(keras.Model):
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) \
                 or not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+        for role, model in (("student", student), ("teacher", teacher)):
+            if not isinstance(model, keras.Model):
+                raise TypeError(f"the {role} must be a keras.Model, got "
+                                f"{type(model).__name__}")
         if teacher is student:
             raise ValueError("the teacher is the student itself: pass a copy of the model "
                              "(Distiller.copy_of(model)) as the teacher")
+        _check_alike(student, teacher)
         units = _output_units(student)
         if units is not None and units > 1 and _output_activation(student) == "sigmoid":
             raise ValueError(f"Distiller matches softened distributions over classes; "

@@ -16,6 +16,8 @@ A removed unit therefore outputs exactly 0 (a zero column, a zero bias, and
 activations that map 0 to 0), and dropping it changes no output.
 """
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
@@ -183,8 +185,10 @@ class StructuredPruning(keras.callbacks.Callback):
 
     # -------------------------------------------------------------- callbacks
     def on_train_begin(self, logs=None):
-        model = self.model
+        from tfdc.distill import trained_model
+        model = trained_model(self.model)  # a Distiller's student
         analysis, self.groups = self._select(model)
+        self._check_min_units()
         self._bn_after = analysis.bn_after
         strategy = getattr(model, "distribute_strategy", None)
         self._masks = []
@@ -198,9 +202,9 @@ class StructuredPruning(keras.callbacks.Callback):
             self._masks.append(masks)
         if fresh:
             # A train function traced earlier would not apply the new constraints.
-            model.make_train_function(force=True)
+            self.model.make_train_function(force=True)
         self._probe = self._make_probe(model) if self.criterion == "activation" else None
-        self._step = int(ops.convert_to_numpy(model.optimizer.iterations))
+        self._step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
         self._removed = [group.removed() for group, _ in self.groups]  # resuming keeps them
         self._last_prune, self._resolved = None, False
         self.begin_step, self.end_step = self._user_steps
@@ -231,7 +235,22 @@ class StructuredPruning(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self._probe = None
         if self.verbose:
-            print(units(self.model))
+            from tfdc.distill import trained_model
+            print(units(trained_model(self.model)))
+
+    def _check_min_units(self):
+        """A ValueError when `min_units` keeps every unit of every selected
+        group (training would remove nothing), a warning naming the groups
+        it keeps whole when others can still lose units."""
+        whole = [group for group, _ in self.groups if group.size <= self.min_units]
+        if not whole:
+            return
+        listed = ", ".join(f"{group.name} ({group.size})" for group in whole)
+        if len(whole) == len(self.groups):
+            raise ValueError(f"min_units={self.min_units} keeps every unit of the selected "
+                             f"layers, {listed}: nothing to remove; give a smaller min_units")
+        warnings.warn(f"StructuredPruning: min_units={self.min_units} keeps every unit of "
+                      f"{listed}: nothing is removed there", stacklevel=3)
 
     def kept_fraction(self):
         """Fraction of the selected groups' units still kept."""
