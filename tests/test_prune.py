@@ -387,6 +387,11 @@ def test_bad_arguments(kwargs, message):
         GradualPruning(**kwargs)
 
 
+def _with_lora(model):
+    model.get_layer("fc1").enable_lora(2)
+    return model
+
+
 @pytest.mark.parametrize("model_fn, callback, message", [
     (mlp, lambda: GradualPruning({"conv.*": 0.5}), "conv"),
     (mlp, lambda: GradualPruning(0.5, exclude=["nope"]), "nope"),
@@ -394,6 +399,12 @@ def test_bad_arguments(kwargs, message):
     (mlp, lambda: GradualPruning(0.5, begin_step=1000), "begin_step"),
     (lambda: keras.Sequential([keras.Input((28, 28)), keras.layers.BatchNormalization()]),
      lambda: GradualPruning(0.5), "nothing to compress"),
+    (lambda: _with_lora(mlp()), lambda: GradualPruning(0.5),
+     "layer 'fc1' has LoRA enabled: its kernel is computed"),
+    (lambda: keras.Sequential([keras.Input((28, 28)), mlp(name="backbone")]),
+     lambda: GradualPruning({"backbone": 0.5}),
+     "layer 'backbone' is a nested model \\(Sequential\\): name the layers inside it "
+     "\\('fc1', 'out'\\)"),
 ])
 def test_bad_targets_fail_at_fit(mnist_small, model_fn, callback, message):
     (x, y), _ = mnist_small

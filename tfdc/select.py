@@ -127,8 +127,7 @@ def select_kernels(model, targets, exclude=(), validate=None):
             kernels = kernel_variables(layer)
             if not kernels:
                 if keys[0] == layer.name:
-                    raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no "
-                                     "kernel that can be compressed")
+                    raise ValueError(_no_kernel(layer))
                 continue
         else:
             kernels = kernel_variables(layer)
@@ -139,6 +138,11 @@ def select_kernels(model, targets, exclude=(), validate=None):
                 continue
         if validate is not None:
             validate(value, layer.name)
+        if getattr(layer, "lora_enabled", False):
+            raise ValueError(f"layer {layer.name!r} has LoRA enabled: its kernel is computed "
+                             "(kernel + lora_kernel_a @ lora_kernel_b), not a variable tfdc can "
+                             "keep pruned or shared; compress it before enable_lora, or "
+                             "exclude it")
         for attr, var in kernels:
             if id(var) in seen:
                 continue
@@ -148,6 +152,18 @@ def select_kernels(model, targets, exclude=(), validate=None):
         raise ValueError("nothing to compress: the model has no selected Dense / Conv / "
                          "Embedding kernel (check `targets` and `exclude`)")
     return out
+
+
+def _no_kernel(layer):
+    """Why a layer named in a per-layer dict cannot be selected."""
+    import keras
+    if isinstance(layer, keras.Model):
+        inner = [l.name for l in iter_layers(layer) if kernel_variables(l)]
+        some = ", ".join(repr(n) for n in inner[:3]) + (", ..." if len(inner) > 3 else "")
+        return (f"layer {layer.name!r} is a nested model ({type(layer).__name__}): name the "
+                f"layers inside it ({some or 'it has none with a kernel'}) or a regular "
+                "expression matching them")
+    return f"layer {layer.name!r} ({type(layer).__name__}) has no kernel that can be compressed"
 
 
 def check_settings(model, sparsity, bits, prefix=""):
