@@ -47,8 +47,9 @@ _LAZY = {
     "plan": "tfdc.planner",
     "Plan": "tfdc.planner",
 }
-# Submodules reachable as attributes without an import (`tfdc.bytecost.ByteCost`).
-_MODULES = ("bytecost",)
+# Submodules reachable as attributes without an import (`tfdc.bytecost.ByteCost`,
+# `tfdc.models.lenet_300_100()`, as the docstrings' examples use them).
+_MODULES = ("bytecost", "datasets", "models", "quantize")
 
 __all__ = sorted(list(_LAZY) + list(_MODULES)
                  + ["FormatError", "DatasetUnavailableError", "__version__"])

@@ -92,7 +92,14 @@ def fold_batchnorm(model):
     Example:
 
     ```python
+    import keras, numpy as np, tfdc
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="conv"),
+                              keras.layers.BatchNormalization(), keras.layers.ReLU()])
+    model.compile("adam", "mse")
+    x = np.random.rand(16, 8, 8, 1).astype("float32")
+    model.fit(x, np.random.rand(16, 6, 6, 4), epochs=2, verbose=0)  # moving statistics
     folded = tfdc.fold_batchnorm(model)
+    print([type(layer).__name__ for layer in folded.layers])   # ['Conv2D', 'ReLU']
     np.testing.assert_allclose(folded(x), model(x, training=False), atol=1e-5)
     ```
     """

@@ -272,7 +272,11 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         seed: seed for the `'random'` and `'kmeans++'` initialisations.
         max_iter: maximum Lloyd iterations.
         detach_at_end: remove the constraints when `fit` ends (default True);
-            otherwise they stay until `tfdc.strip(model)`.
+            otherwise they stay until `tfdc.strip(model)`, in memory only:
+            a `.keras` file keeps the pruning masks but not the weight
+            sharing, so a model loaded from it trains its shared values
+            apart (cluster it again with a `ClusteredFineTuning` in that
+            fit: a kernel with at most `2**bits` values keeps them).
         fused_op: on CPU, use the fused op of `tfdc.cluster_op` (built once
             per TensorFlow version, about 15 s, on first use; falls back to
             TensorFlow's sparse matmul with a warning if it cannot be built).
@@ -292,10 +296,13 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     Example:
 
     ```python
+    import numpy as np, tfdc
+    x, y = np.random.rand(512, 28, 28).astype("float32"), np.random.randint(0, 10, 512)
     model = tfdc.models.lenet_300_100()
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
-    model.fit(x, y, epochs=2, callbacks=[tfdc.ClusteredFineTuning(bits=5)])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[tfdc.ClusteredFineTuning(bits=5)])
     print({k: len(v["centroids"]) for k, v in tfdc.codebooks(model).items()})
+    # {'lenet_300_100/fc1/kernel': 32, 'lenet_300_100/fc2/kernel': 32, 'lenet_300_100/fc3/kernel': 32}
     ```
 
     Logs `distinct_values` (the largest number of distinct nonzero values of
