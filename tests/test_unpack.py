@@ -159,6 +159,22 @@ def test_bad_backend_name():
         unpack.decode(b"", backend="gpu")
 
 
+def test_what_is_no_flatbuffer_has_the_flatbuffer_status_in_every_backend():
+    """The Python decoder said "corrupt" where the native one said
+    "flatbuffer" (FORMAT.md §2: a flatbuffer read out of range); inspect
+    raised a plain ValueError."""
+    import tfdc
+    backends = ["python"] + (["native"] if unpack._native() is not None else [])
+    for data in (b"", b"TFL3", bytes(100)):
+        for backend in backends:
+            with pytest.raises(FormatError) as error:
+                unpack.decode(data, backend=backend)
+            assert error.value.status == "flatbuffer", (data, backend)
+        with pytest.raises(FormatError, match="not a .tflite flatbuffer") as error:
+            tfdc.inspect(data)
+        assert error.value.status == "flatbuffer"
+
+
 # --------------------------------------------- damage anywhere: FormatError
 def test_every_truncation_is_a_format_error(small_packed):
     packed, _, _ = small_packed

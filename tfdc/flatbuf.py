@@ -66,7 +66,7 @@ class Reader:
     def _check(self, pos, length, what):
         if pos < 0 or length < 0 or pos + length > self.size:
             raise FormatError(f"flatbuffer: {what} at {pos} (+{length}) is outside the "
-                              f"{self.size}-byte file")
+                              f"{self.size}-byte file", status="flatbuffer")
 
     def u16(self, pos, what="u16"):
         self._check(pos, 2, what)
@@ -89,7 +89,8 @@ class Reader:
         vtable = table - self.i32(table, f"{what} soffset")
         vt_size = self.u16(vtable, f"{what} vtable size")
         if vt_size < 4 or vt_size % 2:
-            raise FormatError(f"flatbuffer: {what} vtable size {vt_size} is invalid")
+            raise FormatError(f"flatbuffer: {what} vtable size {vt_size} is invalid",
+                              status="flatbuffer")
         if 4 + 2 * field_id >= vt_size:
             return None
         o = self.u16(vtable + 4 + 2 * field_id, f"{what} voffset")
@@ -130,9 +131,9 @@ def read_model(data, metadata=True):
     """
     r = Reader(data)
     if r.size < 8:
-        raise FormatError("flatbuffer: file shorter than 8 bytes")
+        raise FormatError("flatbuffer: file shorter than 8 bytes", status="flatbuffer")
     if bytes(r.data[4:8]) != b"TFL3":
-        raise FormatError("flatbuffer: file identifier is not TFL3")
+        raise FormatError("flatbuffer: file identifier is not TFL3", status="flatbuffer")
     root = r.u32(0, "root offset")
     buffers = []
     p = r.field(root, _MODEL_BUFFERS, "Model")
