@@ -135,6 +135,8 @@ _record_packs()
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "after_suite: runs after every other test (it uses what they produced)")
+    config.addinivalue_line(
+        "markers", "slow: a docstring example that trains for tens of seconds")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -59,6 +59,21 @@ def test_total_is_the_exported_file_size(mnist_small, tmp_path, make, settings, 
     assert os.path.getsize(path) == report.packed_bytes == predicted
 
 
+def test_models_of_equal_weights_built_apart_are_priced_apart(tmp_path):
+    """A second model with the first one's weights, built apart (its input
+    is another keras_tensor_N, a name the file keeps), got the first one's
+    cached conversion: 4 B off its exported size."""
+    from tfdc.models import lenet_300_100
+    first = lenet_300_100()
+    ByteCost(first)
+    second = lenet_300_100()
+    second.set_weights(first.get_weights())
+    settings = ({"fc1": 0.9}, {"fc1": 5, "fc2": 5})
+    predicted = ByteCost(second).total(*settings)
+    apply_settings(second, *settings)
+    assert tfdc.export(second, tmp_path / "m.tflite").packed_bytes == predicted
+
+
 def test_layer_cost_is_its_records(mnist_small):
     """layer() is the record the packer writes for that kernel: its payload
     exactly, and descriptor plus tables (those it shares with earlier

@@ -234,8 +234,15 @@ _CACHE_MAX = 4
 
 
 def _digest(model, options):
-    h = hashlib.sha256(repr((model.name, sorted(options.items()),
-                             [tuple(v.shape) for v in model.weights])).encode())
+    """What the converted file depends on: the weights, and the names the
+    file keeps (two models of equal weights built apart, `keras_tensor_5`
+    and `keras_tensor_13` as input, convert to files of different sizes)."""
+    from tfdc.layers import has_graph
+    from tfdc.select import iter_layers
+    names = [t.name for t in model.inputs + model.outputs] if has_graph(model) else []
+    h = hashlib.sha256(repr((model.name, sorted(options.items()), names,
+                             [(type(l).__name__, l.name) for l in iter_layers(model)],
+                             [(v.path, tuple(v.shape)) for v in model.weights])).encode())
     for v in model.weights:
         h.update(np.ascontiguousarray(np.asarray(v.numpy())).tobytes())
     return h.hexdigest()

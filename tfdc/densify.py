@@ -37,11 +37,19 @@ read differently from what they mean.
 Example:
 
 ```python
+import keras, numpy as np, tensorflow as tf
 from tfdc import densify, tflite_schema
-model = tflite_schema.read(open("sparse.tflite", "rb").read())
-for entry in densify.densify(model):
-    print(entry)            # expanded ... / left as is: <reason>
-dense = tflite_schema.build(model)
+from tfdc.exporter import convert
+model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64)])
+w = model.layers[0].kernel.numpy()
+w[np.abs(w) < np.quantile(np.abs(w), 0.9)] = 0   # 90 % zeros
+model.layers[0].kernel.assign(w)
+sparse = convert(model, configure=lambda c: setattr(       # TFLite's own sparse format
+    c, "optimizations", [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]))
+tree = tflite_schema.read(sparse)
+for entry in densify.densify(tree):
+    print(entry)            # expanded ... 64x64 float32: 410 stored values ... -> 16,384 B dense
+dense = tflite_schema.build(tree)
 ```
 """
 

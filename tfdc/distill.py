@@ -207,6 +207,10 @@ class Distiller(keras.Model):
         return self.temperature ** 2 * ops.mean(kl)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """In training, `alpha` times the compiled (hard-label) loss plus
+        `1 - alpha` times the distillation term, plus the model's own
+        regularization losses; in evaluation, Keras's own (the compiled loss
+        and the regularization losses), with no teacher."""
         total = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                      training=training)
         if not training:

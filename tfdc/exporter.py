@@ -630,9 +630,13 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
     Example:
 
     ```python
-    report = tfdc.export_tflite("model_int8.tflite", "model_int8.packed.tflite")
+    import tfdc
+    from tfdc.exporter import convert
+    with open("model.tflite", "wb") as f:   # any converter's file
+        f.write(convert(tfdc.models.lenet_300_100()))
+    report = tfdc.export_tflite("model.tflite", "model.packed.tflite")
     print(f"{report.plain_bytes:,} B -> {report.packed_bytes:,} B")
-    interpreter = tfdc.load_interpreter("model_int8.packed.tflite")
+    interpreter = tfdc.load_interpreter("model.packed.tflite")
     ```
     """
     from tfdc.pack import pack_tflite

@@ -45,12 +45,18 @@ Example:
 
 ```python
 import tfdc
+(x, y), (x_val, y_val) = tfdc.datasets.load_mnist()          # TFDC_MNIST, or Keras's cache
+x, y, x_val, y_val = x[:4096], y[:4096], x_val[:1000], y_val[:1000]
+model = tfdc.models.lenet_300_100()
+model.compile("adam", "sparse_categorical_crossentropy")
+model.fit(x, y, epochs=1, verbose=0)
 plan = tfdc.plan(model, (x_val, y_val), target_bytes=20_000)
 print(plan)
-model.fit(x, y, epochs=10, callbacks=[
-    tfdc.GradualPruning(target_sparsity=plan.sparsity, end_step=6 * steps),
+steps = len(x) // 32
+model.fit(x, y, epochs=3, verbose=0, callbacks=[
+    tfdc.GradualPruning(target_sparsity=plan.sparsity, end_step=2 * steps),
     tfdc.ClusteredFineTuning(bits=plan.bits)])
-tfdc.export(model, "model.tflite")
+print(tfdc.export(model, "model.tflite").packed_bytes)      # about 20,000
 ```
 """
 
@@ -96,6 +102,12 @@ class Plan:
     Example:
 
     ```python
+    import tfdc
+    (x, y), (x_val, y_val) = tfdc.datasets.load_mnist()          # TFDC_MNIST, or Keras's cache
+    x, y, x_val, y_val = x[:4096], y[:4096], x_val[:1000], y_val[:1000]
+    model = tfdc.models.lenet_300_100()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
     plan = tfdc.plan(model, (x_val, y_val), max_error_increase=0.2)
     print(plan)                       # the table
     print(plan.sparsity, plan.bits)   # for the callbacks
@@ -312,6 +324,12 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     Example:
 
     ```python
+    import tfdc
+    (x, y), (x_val, y_val) = tfdc.datasets.load_mnist()          # TFDC_MNIST, or Keras's cache
+    x, y, x_val, y_val = x[:4096], y[:4096], x_val[:1000], y_val[:1000]
+    model = tfdc.models.lenet_300_100()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
     plan = tfdc.plan(model, (x_val, y_val), target_bytes=24_000,
                      export_options={"batch_size": 1})
     print(plan)

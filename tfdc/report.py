@@ -321,6 +321,8 @@ class ExportReport(_Derived):
     Example:
 
     ```python
+    import tfdc
+    tfdc.export(tfdc.models.lenet_300_100(), "lenet.tflite")
     report = tfdc.inspect("lenet.tflite")
     print(report.to_markdown())
     report.to_dict()["total"]["rate_pqh"]

@@ -62,6 +62,8 @@ def load_interpreter(path_or_bytes, *, backend="auto", **kwargs):
     Example:
 
     ```python
+    import tfdc
+    tfdc.export(tfdc.models.lenet_300_100(), "lenet.tflite")
     interpreter = tfdc.load_interpreter("lenet.tflite")
     interpreter.allocate_tensors()
     ```

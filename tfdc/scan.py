@@ -75,6 +75,12 @@ class Sensitivity:
     Example:
 
     ```python
+    import tfdc
+    (x, y), (x_val, y_val) = tfdc.datasets.load_mnist()          # TFDC_MNIST, or Keras's cache
+    x, y, x_val, y_val = x[:4096], y[:4096], x_val[:1000], y_val[:1000]
+    model = tfdc.models.lenet_300_100()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
     sens = tfdc.sensitivity(model, (x_val, y_val))
     print(sens.error["fc1"][("sparsity", 0.9)] - sens.baseline_error)
     xs, ys = sens.curve("fc1", "loss", "bits")
@@ -389,8 +395,16 @@ class Evaluator:
     Example:
 
     ```python
+    import tfdc
+    (x, y), (x_val, y_val) = tfdc.datasets.load_mnist()          # TFDC_MNIST, or Keras's cache
+    x, y, x_val, y_val = x[:4096], y[:4096], x_val[:1000], y_val[:1000]
+    model = tfdc.models.lenet_300_100()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    from tfdc.scan import Evaluator
     ev = Evaluator(model, x_val, y_val)
     loss, error = ev()
+    print(f"{loss:.3f} {error:.2%}")
     ```
     """
 
@@ -738,6 +752,12 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     Example:
 
     ```python
+    import tfdc
+    (x, y), (x_val, y_val) = tfdc.datasets.load_mnist()          # TFDC_MNIST, or Keras's cache
+    x, y, x_val, y_val = x[:4096], y[:4096], x_val[:1000], y_val[:1000]
+    model = tfdc.models.lenet_300_100()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
     sens = tfdc.sensitivity(model, (x_val, y_val), sparsities=[0.5, 0.9, 0.99])
     print(sens.to_markdown())
     sens.plot("sensitivity.png")

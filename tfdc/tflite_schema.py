@@ -8,8 +8,10 @@ few fields they need with `tfdc.flatbuf`.
 Example:
 
 ```python
+import numpy as np
 from tfdc import tflite_schema
-model = tflite_schema.read(open("model.tflite", "rb").read())   # a ModelT
+data = tflite_schema.constant_model([np.arange(4, dtype=np.float32)])   # or a .tflite's bytes
+model = tflite_schema.read(data)                                 # a ModelT
 print(len(model.buffers), "buffers")
 data = tflite_schema.build(model)                                 # bytes again
 ```
