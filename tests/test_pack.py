@@ -554,6 +554,23 @@ def test_fp16_codebook_is_skipped_when_binary16_would_overflow():
     assert decoded[r.out_offset:r.out_offset + w.nbytes] == w.tobytes()
 
 
+def test_fp16_rounding_in_chunks_is_rounding_at_once(monkeypatch):
+    """Rounding runs in chunks (a whole 192 MB tensor's temporaries peaked at
+    2.3 GB): chunks of 7 elements give the same file, the same largest
+    change, and the same refusal of a value binary16 cannot hold."""
+    rng = np.random.default_rng(5)
+    w = (rng.normal(size=(30, 20)) * 3.3).astype(np.float32)
+    w[rng.random(w.shape) < 0.5] = 0
+    w.flat[[3, 11]] = [np.inf, -np.inf]
+    whole = pack_tflite(constant_model([w]), min_bytes=0, codebook_fp16=True)
+    monkeypatch.setattr(pack, "_FP16_CHUNK", 7)
+    chunked = pack_tflite(constant_model([w]), min_bytes=0, codebook_fp16=True)
+    assert chunked[0] == whole[0]
+    assert chunked[1].fp16_max_abs_change == whole[1].fp16_max_abs_change > 0
+    w.flat[598] = 1e6  # in the last chunk
+    assert pack._fp16_round(w.reshape(-1).view(np.uint32)) is None
+
+
 def test_large_sparse_tensor_prefers_sparse_and_chooses_good_gap_alphabet():
     rng = np.random.default_rng(3)
     w = _clustered_pruned(rng, (300, 200), centroids=16, density=0.1)
