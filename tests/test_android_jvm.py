@@ -137,7 +137,8 @@ def files(tmp_path_factory):
     flipped = bytearray(packed)
     flipped[len(packed) - 40] ^= 0x10  # inside the section: a CRC must catch it
     bad = {"truncated": packed[: len(packed) - 100], "bitflip": bytes(flipped),
-           "plain": out["models"]["mlp"]["tflite"], "garbage": bytes(range(256)) * 4}
+           "plain": out["models"]["mlp"]["tflite"], "garbage": bytes(range(256)) * 4,
+           "cut1": packed[:-1], "appended": packed + b"\0"}
     for name, data in bad.items():
         (d / f"{name}.bad").write_bytes(data)
     out["bad"] = bad
@@ -164,6 +165,12 @@ def jvm(host_build, files):
     (stale / f"tfdc-{sha256(conv).hexdigest()}.tflite").write_bytes(b"\0" * 10)
     ops += ["cache", cache, d / "mlp.packed", "cache", cache, d / "mlp.packed",
             "cache", cache, d / "conv.packed", "cache", stale, d / "conv.packed", "fallback"]
+    # Eviction: an older model's file goes, another call's .part file stays.
+    evict = d / "cache_evict"
+    evict.mkdir()
+    (evict / "tfdc-0123.tflite").write_bytes(b"old model")
+    (evict / "tfdc-4567.8910.part").write_bytes(b"being written")
+    ops += ["evict", evict, d / "mlp.packed"]
     for sdk, runtime, works in POLICY_CASES:
         ops += ["policy", sdk, runtime, works]
     return _run_jvm(host_build, *ops)
@@ -235,7 +242,8 @@ def test_jvm_decoded_model_runs_bit_identically_in_litert(files, jvm):
 def test_bad_files_raise_tfdc_format_exception_with_decoder_message(host_build, files, jvm):
     c_lib = ctypes.CDLL(host_build["lib"])
     c_lib.tfdc_strerror.restype = ctypes.c_char_p
-    expected_status = {"truncated": None, "bitflip": -6, "plain": -2, "garbage": None}
+    expected_status = {"truncated": None, "bitflip": -6, "plain": -2, "garbage": None,
+                       "cut1": None, "appended": None}
     for name, status in expected_status.items():
         (r,) = _by(jvm, "bad", f"{name}.bad")
         assert r["exception"] == "org.tfdc.loader.TfdcFormatException", r
@@ -243,6 +251,10 @@ def test_bad_files_raise_tfdc_format_exception_with_decoder_message(host_build, 
         if status is not None:
             assert r["status"] == status, r
         assert r["message"].startswith(c_lib.tfdc_strerror(r["status"]).decode()), r
+        # load() throws too, but copies a plain model as it is. A packed file
+        # cut by a byte, or with one appended, was loaded as a plain model.
+        expected_load = "false" if name == "plain" else f"TfdcFormatException {r['status']}"
+        assert r["load"] == expected_load, r
     assert _by(jvm, "bad", "plain.bad")[0]["is_packed"] is False
 
 
@@ -260,6 +272,15 @@ def test_cache_reuses_decoded_file_by_content_hash(files, jvm):
     # Only the final files remain: no temporary leftovers.
     assert other["files_in_dir"].split(",") == sorted(
         [f"tfdc-{sha256(mlp).hexdigest()}.tflite", f"tfdc-{sha256(conv).hexdigest()}.tflite"])
+
+
+def test_eviction_keeps_the_entry_and_files_being_written(files, jvm):
+    """evictAllBut deleted every tfdc-* file, another call's .part too."""
+    from hashlib import sha256
+    (r,) = [r for r in jvm if r["op"] == "evict"]
+    mlp = files["models"]["mlp"]["packed"]
+    assert r["files_in_dir"].split(",") == [f"tfdc-{sha256(mlp).hexdigest()}.tflite",
+                                            "tfdc-4567.8910.part"]
 
 
 def test_fallback_policy_reports_why_each_accelerator_was_skipped(jvm):

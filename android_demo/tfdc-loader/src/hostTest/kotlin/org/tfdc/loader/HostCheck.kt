@@ -11,8 +11,10 @@ import java.nio.ByteBuffer
  *
  *   decode IN OUT    decode via ByteArray, direct and heap ByteBuffer inputs
  *   load IN OUT      TfdcDecoder.load (packed or plain)
- *   bad IN           expect TfdcFormatException
+ *   bad IN           expect TfdcFormatException (from decode, and from load
+ *                    unless IN is a plain model)
  *   cache DIR IN     DecodedModelCache.fileFor
+ *   evict DIR IN     DecodedModelCache.evictAllBut(fileFor(IN))
  *   fallback         AcceleratorFallback over a scripted backend
  *   policy SDK RUNTIME WORKS
  *                    AcceleratorFallback.forDevice(SDK, RUNTIME) on a scripted
@@ -27,6 +29,7 @@ fun main(args: Array<String>) {
             "load" -> { loadOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
             "bad" -> { badOp(File(args[i + 1])); i += 2 }
             "cache" -> { cacheOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
+            "evict" -> { evictOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
             "fallback" -> { fallbackOp(); i += 1 }
             "policy" -> { policyOp(args[i + 1].toInt(), LiteRtRuntime.valueOf(args[i + 2]), args[i + 3]); i += 4 }
             else -> error("unknown op ${args[i]}")
@@ -76,13 +79,27 @@ private fun badOp(input: File) {
     } catch (e: TfdcFormatException) {
         mapOf("exception" to e.javaClass.name, "status" to e.status, "message" to e.message)
     }
-    emit("op" to "bad", "input" to input.path, "is_packed" to TfdcDecoder.isPacked(bytes), *outcome.toList().toTypedArray())
+    // load() too: it must not take a damaged packed file for a plain one.
+    val loaded = try {
+        TfdcDecoder.load(bytes).wasPacked.toString()
+    } catch (e: TfdcFormatException) {
+        "TfdcFormatException ${e.status}"
+    }
+    emit("op" to "bad", "input" to input.path, "is_packed" to TfdcDecoder.isPacked(bytes),
+        "load" to loaded, *outcome.toList().toTypedArray())
 }
 
 private fun cacheOp(dir: File, input: File) {
     val entry = DecodedModelCache(dir).fileFor(input.readBytes())
     emit("op" to "cache", "input" to input.path, "file" to entry.file.path, "sha256" to entry.sha256,
         "reused" to entry.reused, "files_in_dir" to (dir.list()?.sorted()?.joinToString(",") ?: ""))
+}
+
+private fun evictOp(dir: File, input: File) {
+    val cache = DecodedModelCache(dir)
+    cache.evictAllBut(cache.fileFor(input.readBytes()))
+    emit("op" to "evict", "input" to input.path,
+        "files_in_dir" to (dir.list()?.sorted()?.joinToString(",") ?: ""))
 }
 
 private fun fallbackOp() {

@@ -59,9 +59,14 @@ class DecodedModelCache(
         return Entry(file, hash, reused = false, decodeMillis = (System.nanoTime() - start) / 1e6)
     }
 
-    /** Deletes cached files other than [keep] (e.g. older model versions). */
+    /**
+     * Deletes cached files other than [keep] (e.g. older model versions);
+     * never another call's `.part` file still being written.
+     */
     fun evictAllBut(keep: Entry) {
-        directory.listFiles()?.filter { it.name.startsWith("tfdc-") && it != keep.file }?.forEach { it.delete() }
+        directory.listFiles()
+            ?.filter { it.name.startsWith("tfdc-") && it.name.endsWith(".tflite") && it != keep.file }
+            ?.forEach { it.delete() }
     }
 
     companion object {

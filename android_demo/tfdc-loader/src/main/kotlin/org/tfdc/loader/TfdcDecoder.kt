@@ -60,13 +60,18 @@ object TfdcDecoder {
 
     /**
      * The runtime-ready model for [bytes]: decoded if packed, else the plain
-     * .tflite copied into a direct buffer; with the time it took.
+     * .tflite copied into a direct buffer; with the time it took. Plain means
+     * a flatbuffer with no tfdc section key (the decoder's NOT_PACKED): a
+     * packed file cut short or with bytes appended throws, as every damaged
+     * file and every non-flatbuffer does ([isPacked] is false for them, and
+     * LiteRT would refuse them later with a schema error).
      */
     fun load(bytes: ByteArray): DecodedModel {
         val start = System.nanoTime()
-        val packed = isPacked(bytes)
+        val sizeOrStatus = TfdcNative.nativeDecodedSize(bytes, null, 0, bytes.size)
+        val packed = sizeOrStatus != TfdcNative.ERR_NOT_PACKED.toLong()
         val buffer = if (packed) {
-            decode(bytes)
+            decodeSized(bytes, null, 0, bytes.size, checkSize(sizeOrStatus))
         } else {
             ByteBuffer.allocateDirect(bytes.size).order(ByteOrder.nativeOrder()).apply {
                 put(bytes)
@@ -77,8 +82,10 @@ object TfdcDecoder {
         return DecodedModel(buffer, bytes.size, buffer.remaining(), packed, millis)
     }
 
-    private fun decodeInput(array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int): ByteBuffer {
-        val size = checkSize(TfdcNative.nativeDecodedSize(array, direct, pos, len))
+    private fun decodeInput(array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int): ByteBuffer =
+        decodeSized(array, direct, pos, len, checkSize(TfdcNative.nativeDecodedSize(array, direct, pos, len)))
+
+    private fun decodeSized(array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int, size: Long): ByteBuffer {
         if (size > MAX_DIRECT) throw TfdcFormatException(TfdcNative.ERR_TOO_LARGE, "$size bytes > a ByteBuffer")
         // The JVM owns this memory; the C side only writes into it.
         val out = ByteBuffer.allocateDirect(size.toInt()).order(ByteOrder.nativeOrder())
