@@ -138,6 +138,30 @@ def test_cli_under_valgrind(build_dir, tmp_path):
     assert not dst.exists() and not list(tmp_path.glob("bad_out.tflite.tmp*"))
 
 
+def test_cli_refuses_its_input_as_output_and_writes_through_a_fifo(build_dir, packed_models,
+                                                                   tmp_path):
+    """OUT = IN replaced the packed file with the decoded one; a directory
+    as IN was an 'Input/output error'; a FIFO as OUT became a regular file."""
+    import threading
+    from tfdc.unpack import decode
+    cli = os.path.join(build_dir, "tfdc-decode")
+    data = packed_models[0][1]
+    src = tmp_path / "in.tflite"
+    src.write_bytes(data)
+    for args, message in (([src, src], "OUT is IN"), ([tmp_path, tmp_path / "o"], "Is a directory")):
+        proc = subprocess.run([cli, *map(str, args)], capture_output=True, text=True)
+        assert proc.returncode == 1 and message in proc.stderr and proc.stderr.count("\n") == 1
+    assert src.read_bytes() == data
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    subprocess.run([cli, str(src), str(fifo)], check=True, timeout=60)
+    reader.join(timeout=60)
+    assert got == [decode(data, backend="python")] and fifo.is_fifo()
+
+
 def test_short_libfuzzer_run(tmp_path):
     clang = shutil.which("clang")
     if clang is None:

@@ -577,8 +577,11 @@ def _parse_v2(data, S, Z, max_size):
     M = cur.varint("meta_size")
     F = cur.varint("flatbuffer_size")
     D = cur.varint("decoded_size")
-    if max_size is not None and (D > max_size or M > max_size):
-        raise FormatError(f"decoded size {D} (meta stream {M}) exceeds the limit {max_size}",
+    if max_size is not None and D > max_size:
+        raise FormatError(f"decoded size {D} exceeds the limit {max_size}", status="too_large")
+    if max_size is not None and M > max_size:
+        raise FormatError(f"meta stream size {M} (the graph and record descriptors, inflated: "
+                          f"decoding needs it as scratch) exceeds the limit {max_size}",
                           status="too_large")
     if not 8 <= F <= M:
         raise FormatError(f"flatbuffer_size {F} not in 8 … meta_size {M}")

@@ -2388,7 +2388,7 @@ const char *tfdc_strerror(int status) {
     case TFDC_ERR_CORRUPT: return "corrupt tfdc section: a field breaks a rule of the format";
     case TFDC_ERR_OUTPUT_SIZE: return "output buffer smaller than the decoded size";
     case TFDC_ERR_NOMEM: return "out of memory";
-    case TFDC_ERR_TOO_LARGE: return "decoded size exceeds the limit";
+    case TFDC_ERR_TOO_LARGE: return "decoded size or meta stream size exceeds the limit";
     default: return "unknown tfdc status";
   }
 }

@@ -52,11 +52,17 @@ int tfdc_is_packed(const uint8_t *in, size_t in_len);
 uint64_t tfdc_default_limit(size_t in_len);
 
 /* Validates the container (flatbuffer, header, checksums) and the size
- * limit, and stores the decoded file length in *out_size: a length that is
- * safe to allocate. Returns TFDC_OK or a negative status. */
+ * limit, and stores the decoded file length in *out_size. Returns TFDC_OK or
+ * a negative status. The length is at most the limit, nothing tighter: a
+ * file whose checksums hold may still claim up to tfdc_default_limit bytes
+ * and be found corrupt only while decoding, so a caller short of memory
+ * passes its own limit (tfdc_decoded_size_limit, tfdc_decode_limit). */
 int tfdc_decoded_size(const uint8_t *in, size_t in_len, uint64_t *out_size);
 
-/* tfdc_decoded_size with the caller's limit (TFDC_ERR_TOO_LARGE above it). */
+/* tfdc_decoded_size with the caller's limit (TFDC_ERR_TOO_LARGE above it).
+ * The limit caps the inflated meta stream (decoding's scratch) too, which
+ * can be a few bytes longer than the decoded file (a model whose weights
+ * all stay in its graph): a limit of exactly the decoded size can fail. */
 int tfdc_decoded_size_limit(const uint8_t *in, size_t in_len, uint64_t limit, uint64_t *out_size);
 
 /* Like tfdc_decoded_size but without verifying the checksums (the size limit

@@ -2,13 +2,15 @@
  * tfdc-decode IN OUT - decode a tfdc-packed .tflite into a standard one.
  * Errors are one line on stderr with a non-zero exit; OUT is written to a
  * temporary file next to it and renamed into place, so a failure never
- * leaves a partial OUT behind.
+ * leaves a partial OUT behind. OUT may not be IN (that would replace the
+ * packed file); a device or FIFO as OUT (/dev/stdout) is written through.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tfdc_decode.h"
@@ -57,15 +59,25 @@ int main(int argc, char **argv) {
   uint8_t *in, *out;
   size_t in_len = 0;
   uint64_t n;
-  int rc, fd;
+  int rc, fd, special = 0;
   char *tmp;
   FILE *f;
+  struct stat in_st, out_st;
   if (argc != 3) {
     fprintf(stderr, "usage: tfdc-decode IN.tflite OUT.tflite\n");
     return 2;
   }
   in_path = argv[1];
   out_path = argv[2];
+  if (stat(in_path, &in_st) == 0 && S_ISDIR(in_st.st_mode))
+    return fail("cannot read", in_path, strerror(EISDIR));
+  if (stat(out_path, &out_st) == 0) {
+    if (S_ISDIR(out_st.st_mode)) return fail("cannot write", out_path, strerror(EISDIR));
+    if (stat(in_path, &in_st) == 0 && in_st.st_dev == out_st.st_dev &&
+        in_st.st_ino == out_st.st_ino)
+      return fail("cannot write", out_path, "OUT is IN; write it to another path");
+    special = !S_ISREG(out_st.st_mode);
+  }
   in = read_file(in_path, &in_len);
   if (!in) return fail("cannot read", in_path, strerror(errno));
   rc = tfdc_decoded_size(in, in_len, &n);
@@ -77,11 +89,23 @@ int main(int argc, char **argv) {
   free(in);
   if (rc != TFDC_OK) return fail("cannot decode", in_path, tfdc_strerror(rc));
 
+  if (special) { /* a device or FIFO: renaming over it would replace it */
+    f = fopen(out_path, "wb");
+    if (!f || fwrite(out, 1, (size_t)n, f) != (size_t)n || fclose(f) != 0)
+      return fail("cannot write", out_path, strerror(errno));
+    free(out);
+    return 0;
+  }
   tmp = (char *)malloc(strlen(out_path) + 16);
   if (!tmp) return fail("cannot write", out_path, strerror(ENOMEM));
   sprintf(tmp, "%s.tmp.XXXXXX", out_path);
   fd = mkstemp(tmp);
   if (fd < 0) return fail("cannot write", out_path, strerror(errno));
+  {
+    mode_t mask = umask(0); /* mkstemp makes 0600: give OUT a plain open()'s mode */
+    umask(mask);
+    (void)fchmod(fd, 0666 & ~mask);
+  }
   f = fdopen(fd, "wb");
   if (!f || fwrite(out, 1, (size_t)n, f) != (size_t)n || fflush(f) != 0 || fsync(fd) != 0) {
     int e = errno;
