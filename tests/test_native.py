@@ -162,6 +162,23 @@ def test_cli_refuses_its_input_as_output_and_writes_through_a_fifo(build_dir, pa
     assert got == [decode(data, backend="python")] and fifo.is_fifo()
 
 
+def test_install_gives_a_library_and_headers_an_app_builds_with(build_dir, tmp_path):
+    """cmake --install installed nothing, and tfdc_decode.h needs tfdc_format.h."""
+    prefix = tmp_path / "prefix"
+    _run(["cmake", "--install", build_dir, "--prefix", str(prefix)])
+    lib = next((prefix / d / "libtfdc_decode.a" for d in ("lib", "lib64")
+                if (prefix / d / "libtfdc_decode.a").exists()), None)
+    assert lib is not None and (prefix / "bin" / "tfdc-decode").exists()
+    app = tmp_path / "app.c"
+    app.write_text('#include <tfdc_decode.h>\n#include <stdio.h>\n'
+                   'int main(void) { puts(tfdc_strerror(TFDC_ERR_NOT_PACKED)); return 0; }\n')
+    cc = shutil.which("cc") or shutil.which("gcc")
+    _run([cc, "-std=c99", "-Wall", "-Werror", f"-I{prefix / 'include'}", str(app), str(lib),
+          "-lz", "-o", str(tmp_path / "app")])
+    assert subprocess.run([str(tmp_path / "app")], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 def test_short_libfuzzer_run(tmp_path):
     clang = shutil.which("clang")
     if clang is None:
