@@ -323,6 +323,18 @@ def test_demo_out_must_be_a_folder(capsys, tmp_path):
     code, _, err = run(capsys, "demo", "--out", str(afile), "--tiny", "--no-plots")
     assert_one_line_error(code, err, f"--out {afile}: exists and is not a directory")
     assert afile.read_text() == "mine"
+    # Inside a file: refused before the data loads (it printed a header line,
+    # then 'Not a directory' once MNIST had loaded).
+    code, out, err = run(capsys, "demo", "--out", str(afile / "sub"), "--tiny", "--no-plots")
+    assert_one_line_error(code, err, f"--out {afile / 'sub'}: cannot create it: Not a directory")
+    assert out == ""
+
+
+def test_demo_mnist_path_applies_to_mnist_only(capsys, tmp_path):
+    """--dataset digits failed on an --mnist path it does not read."""
+    code, _, err = run(capsys, "demo", "--dataset", "digits", "--mnist", "/nonexistent.npz",
+                       "--out", str(tmp_path), "--tiny", "--no-plots")
+    assert_one_line_error(code, err, "--mnist applies to --dataset mnist, not --dataset digits")
 
 
 def test_demo_mnist_that_is_not_an_npz(capsys, tmp_path):

@@ -105,6 +105,8 @@ def test_inspect_of_a_plain_file_reports_what_packing_would_give(exported):
     assert preview.plain_bytes == len(plain)
     assert preview.packed_bytes == report.packed_bytes
     assert preview.to_dict()["layers"] == report.to_dict()["layers"]
+    # JSON says which is a preview, as the text and Markdown do.
+    assert preview.to_dict()["preview"] is True and report.to_dict()["preview"] is False
 
 
 def test_text_markdown_and_dict(exported):

@@ -496,6 +496,8 @@ def cmd_demo(args):
                             ("train_size", 3072), ("test_size", 1000)):
             if getattr(config, name) is None:
                 setattr(config, name, value)
+    if args.mnist and args.dataset != "mnist":
+        raise UserError(f"--mnist applies to --dataset mnist, not --dataset {args.dataset}")
     if args.mnist and not os.path.exists(args.mnist):
         raise UserError(f"--mnist {args.mnist}: no such file")
     if args.mnist and os.path.isdir(args.mnist):
@@ -503,6 +505,10 @@ def cmd_demo(args):
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out}: exists and is not a directory (the demo writes "
                         "several files into --out)")
+    try:  # now, not after the data has loaded: a parent that is a file, no permission
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {args.out}: cannot create it: {e.strerror}") from None
     if args.no_plots is False:
         _require_matplotlib("plots need", " (or pass --no-plots)")
     demo.run(config)

@@ -589,6 +589,7 @@ class ExportReport(_Derived):
 
         return {
             "path": self.path,
+            "preview": self.preview,  # a plain file: what packing it would give
             "nothing_packed": self.nothing_packed,
             "layers": [layer_dict(l) for l in self.layers],
             "total": {"weights": self.weights, "nnz": self.nnz, "kept": self.kept,
