@@ -192,7 +192,7 @@ def test_short_libfuzzer_run(tmp_path):
         pytest.skip("clang's libFuzzer runtime is not available")
     script = os.path.join(NATIVE, "fuzz", "run_fuzz.sh")
     # Crash / OOM reproducers go to tmp_path, not the current directory.
-    proc = subprocess.run([script, "200000000", str(tmp_path / "fuzz"), "-max_total_time=20",
+    proc = subprocess.run([script, "200000000", str(tmp_path / "fuzz"), "-max_total_time=10",
                            f"-artifact_prefix={tmp_path}/"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
