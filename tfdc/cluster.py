@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from tfdc import kmeans
-from tfdc.constraints import TfdcConstraint, find_constraint
+from tfdc.constraints import TfdcConstraint, find_constraint, warn_constraints_skipped
 from tfdc.select import iter_layers, select_kernels
 
 DEFAULT_CONV_BITS = 8  # paper: 256 shared values for convolutions
@@ -499,13 +499,11 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         if left and not self._told_left:
             self._told_left = True
             listed = ", ".join(f"{name}: {n:,} values" for name, n in left.items())
-            warnings.warn(
-                f"ClusteredFineTuning: at the end of epoch {epoch + 1}, kernels held more "
-                f"distinct values than their codebooks ({listed}): this model's train step "
-                "does not apply the variables' constraints, which keep tfdc's shared values "
-                "(a custom train_step that updates the weights itself instead of with "
-                "optimizer.apply_gradients?). They are put back on their codebooks at the end "
-                "of each epoch, and trained freely in between.", stacklevel=2)
+            warn_constraints_skipped(
+                "ClusteredFineTuning", epoch,
+                f"kernels held more distinct values than their codebooks ({listed})",
+                "shared values", "They are put back on their codebooks at the end of each "
+                "epoch, and trained freely in between.")
 
     def on_train_end(self, logs=None):
         if not self._started and self.model.built:

@@ -48,6 +48,18 @@ def find_constraint(variable, cls):
     return None
 
 
+def warn_constraints_skipped(callback, epoch, found, kept, repair):
+    """The warning of a callback that found, at the end of `epoch`, weights
+    its constraints would not have left (`found`): the train step did not
+    apply the variables' constraints, which keep tfdc's `kept`."""
+    import warnings
+    warnings.warn(
+        f"{callback}: at the end of epoch {epoch + 1}, {found}: this model's train step does "
+        f"not apply the variables' constraints, which keep tfdc's {kept} (a custom train_step "
+        f"that updates the weights itself instead of with optimizer.apply_gradients?). "
+        f"{repair}", stacklevel=3)
+
+
 def _without_tfdc(constraint):
     while isinstance(constraint, TfdcConstraint):
         constraint = constraint.inner

@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfdc.constraints import TfdcConstraint, find_constraint
+from tfdc.constraints import TfdcConstraint, find_constraint, warn_constraints_skipped
 from tfdc.layers import constraint_slot, kernel_name, kernel_variables
 from tfdc.select import check_built, iter_layers, select_kernels
 
@@ -564,13 +564,10 @@ class GradualPruning(keras.callbacks.Callback):
         if regrown and not self._told_regrown:
             self._told_regrown = True
             listed = ", ".join(f"{name}: {n:,}" for name, n in regrown.items())
-            warnings.warn(
-                f"GradualPruning: at the end of epoch {epoch + 1}, "
-                f"{sum(regrown.values()):,} pruned weights were not zero ({listed}): this "
-                "model's train step does not apply the variables' constraints, which keep "
-                "tfdc's masks (a custom train_step that updates the weights itself instead of "
-                "with optimizer.apply_gradients?). They are zeroed at the end of each epoch, "
-                "and trained in between.", stacklevel=2)
+            warn_constraints_skipped(
+                "GradualPruning", epoch,
+                f"{sum(regrown.values()):,} pruned weights were not zero ({listed})", "masks",
+                "They are zeroed at the end of each epoch, and trained in between.")
 
     def on_train_end(self, logs=None):
         if _ACTIVE.get(id(self.model)) is self:
