@@ -155,6 +155,10 @@ def jvm(host_build, files):
         ops += ["load", d / f"{name}.tflite", d / f"{name}.jvm_plain"]
     for name in files["bad"]:
         ops += ["bad", d / f"{name}.bad"]
+    from tfdc import decode
+    size = len(decode(files["models"]["mlp"]["packed"]))
+    for limit in (size - 1, size + 4096):  # a limit of exactly size may fail on the meta stream
+        ops += ["limit", d / "mlp.packed", limit]
     # Cache: miss, hit, another model; plus a stale truncated file under the
     # right name, which must be replaced rather than reused.
     cache = d / "cache"
@@ -272,6 +276,16 @@ def test_cache_reuses_decoded_file_by_content_hash(files, jvm):
     # Only the final files remain: no temporary leftovers.
     assert other["files_in_dir"].split(",") == sorted(
         [f"tfdc-{sha256(mlp).hexdigest()}.tflite", f"tfdc-{sha256(conv).hexdigest()}.tflite"])
+
+
+def test_an_apps_size_limit_is_checked_before_decoding(files, jvm):
+    """The loader had no limit of its own: a file whose checksums hold could
+    claim 2 GiB and have it allocated before it was found corrupt."""
+    from tfdc import decode
+    size = len(decode(files["models"]["mlp"]["packed"]))
+    below, above = sorted(_by(jvm, "limit", "mlp.packed"), key=lambda r: r["limit"])
+    assert below["outcome"] == "TfdcFormatException -10"  # TFDC_ERR_TOO_LARGE
+    assert above["outcome"] == f"decoded {size}"
 
 
 def test_eviction_keeps_the_entry_and_files_being_written(files, jvm):

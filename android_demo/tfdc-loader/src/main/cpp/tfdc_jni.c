@@ -68,14 +68,17 @@ JNIEXPORT jboolean JNICALL Java_org_tfdc_loader_TfdcNative_nativeIsPacked(
   return packed ? JNI_TRUE : JNI_FALSE;
 }
 
-/* Returns the decoded size (>= 0) or a negative tfdc_status. */
+/* Returns the decoded size (>= 0) or a negative tfdc_status. `limit` > 0:
+ * the caller's size limit (tfdc_decoded_size_limit), else the default. */
 JNIEXPORT jlong JNICALL Java_org_tfdc_loader_TfdcNative_nativeDecodedSize(
-    JNIEnv *env, jclass cls, jbyteArray array, jobject direct, jint pos, jint len) {
+    JNIEnv *env, jclass cls, jbyteArray array, jobject direct, jint pos, jint len, jlong limit) {
   (void)cls;
   tfdc_input in;
   int rc = input_acquire(env, array, direct, pos, len, &in);
   uint64_t size = 0;
-  if (rc == TFDC_OK) rc = tfdc_decoded_size(in.data, in.len, &size);
+  if (rc == TFDC_OK)
+    rc = limit > 0 ? tfdc_decoded_size_limit(in.data, in.len, (uint64_t)limit, &size)
+                   : tfdc_decoded_size(in.data, in.len, &size);
   input_release(env, &in);
   if (rc != TFDC_OK) return (jlong)rc;
   if (size > (uint64_t)INT64_MAX) return (jlong)TFDC_ERR_TOO_LARGE;
@@ -83,9 +86,11 @@ JNIEXPORT jlong JNICALL Java_org_tfdc_loader_TfdcNative_nativeDecodedSize(
 }
 
 /* Decodes into the direct ByteBuffer `out` (from its start, up to its
- * capacity). Returns TFDC_OK or a negative tfdc_status. */
+ * capacity). `limit` > 0: the caller's size limit (tfdc_decode_limit).
+ * Returns TFDC_OK or a negative tfdc_status. */
 JNIEXPORT jint JNICALL Java_org_tfdc_loader_TfdcNative_nativeDecode(
-    JNIEnv *env, jclass cls, jbyteArray array, jobject direct, jint pos, jint len, jobject out) {
+    JNIEnv *env, jclass cls, jbyteArray array, jobject direct, jint pos, jint len, jobject out,
+    jlong limit) {
   (void)cls;
   if (out == NULL) return TFDC_ERR_ARGUMENT;
   uint8_t *out_base = (uint8_t *)(*env)->GetDirectBufferAddress(env, out);
@@ -93,7 +98,9 @@ JNIEXPORT jint JNICALL Java_org_tfdc_loader_TfdcNative_nativeDecode(
   if (out_base == NULL || out_cap < 0) return TFDC_ERR_ARGUMENT;
   tfdc_input in;
   int rc = input_acquire(env, array, direct, pos, len, &in);
-  if (rc == TFDC_OK) rc = tfdc_decode(in.data, in.len, out_base, (size_t)out_cap);
+  if (rc == TFDC_OK)
+    rc = limit > 0 ? tfdc_decode_limit(in.data, in.len, out_base, (size_t)out_cap, (uint64_t)limit)
+                   : tfdc_decode(in.data, in.len, out_base, (size_t)out_cap);
   input_release(env, &in);
   return (jint)rc;
 }

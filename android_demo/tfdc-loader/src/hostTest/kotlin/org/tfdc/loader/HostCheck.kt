@@ -11,6 +11,7 @@ import java.nio.ByteBuffer
  *
  *   decode IN OUT    decode via ByteArray, direct and heap ByteBuffer inputs
  *   load IN OUT      TfdcDecoder.load (packed or plain)
+ *   limit IN N       TfdcDecoder.load with maxDecodedBytes = N
  *   bad IN           expect TfdcFormatException (from decode, and from load
  *                    unless IN is a plain model)
  *   cache DIR IN     DecodedModelCache.fileFor
@@ -28,6 +29,7 @@ fun main(args: Array<String>) {
             "decode" -> { decodeOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
             "load" -> { loadOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
             "bad" -> { badOp(File(args[i + 1])); i += 2 }
+            "limit" -> { limitOp(File(args[i + 1]), args[i + 2].toLong()); i += 3 }
             "cache" -> { cacheOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
             "evict" -> { evictOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
             "fallback" -> { fallbackOp(); i += 1 }
@@ -87,6 +89,15 @@ private fun badOp(input: File) {
     }
     emit("op" to "bad", "input" to input.path, "is_packed" to TfdcDecoder.isPacked(bytes),
         "load" to loaded, *outcome.toList().toTypedArray())
+}
+
+private fun limitOp(input: File, limit: Long) {
+    val outcome = try {
+        "decoded ${TfdcDecoder.load(input.readBytes(), maxDecodedBytes = limit).decodedSize}"
+    } catch (e: TfdcFormatException) {
+        "TfdcFormatException ${e.status}"
+    }
+    emit("op" to "limit", "input" to input.path, "limit" to limit, "outcome" to outcome)
 }
 
 private fun cacheOp(dir: File, input: File) {

@@ -34,6 +34,12 @@ data class DecodedModel(
  * Every method throws [TfdcFormatException] (with the decoder's message) for
  * a malformed file; nothing is returned unless all checksums and rules of
  * docs/FORMAT.md pass.
+ *
+ * `maxDecodedBytes`: the most bytes a file may decode to (and its meta
+ * stream inflate to), checked before anything is allocated; 0, the default,
+ * is the decoder's own limit, max(2 GiB, 1024 x the file). An app short of
+ * memory passes its own: a file whose checksums hold may still claim up to
+ * the limit and be found corrupt only while decoding.
  */
 object TfdcDecoder {
     /** Largest buffer `ByteBuffer.allocateDirect` can give (an Int capacity). */
@@ -46,17 +52,21 @@ object TfdcDecoder {
         TfdcNative.nativeIsPacked(a, d, p, n)
     }
 
-    fun decodedSize(packed: ByteArray): Long = checkSize(TfdcNative.nativeDecodedSize(packed, null, 0, packed.size))
+    fun decodedSize(packed: ByteArray, maxDecodedBytes: Long = 0): Long =
+        checkSize(TfdcNative.nativeDecodedSize(packed, null, 0, packed.size, maxDecodedBytes))
 
-    fun decodedSize(packed: ByteBuffer): Long = withInput(packed) { a, d, p, n ->
-        checkSize(TfdcNative.nativeDecodedSize(a, d, p, n))
+    fun decodedSize(packed: ByteBuffer, maxDecodedBytes: Long = 0): Long = withInput(packed) { a, d, p, n ->
+        checkSize(TfdcNative.nativeDecodedSize(a, d, p, n, maxDecodedBytes))
     }
 
     /** Decodes [packed] into a new direct, native-order buffer. */
-    fun decode(packed: ByteArray): ByteBuffer = decodeInput(packed, null, 0, packed.size)
+    fun decode(packed: ByteArray, maxDecodedBytes: Long = 0): ByteBuffer =
+        decodeInput(packed, null, 0, packed.size, maxDecodedBytes)
 
     /** Decodes [packed] (position to limit, heap or direct) likewise. */
-    fun decode(packed: ByteBuffer): ByteBuffer = withInput(packed) { a, d, p, n -> decodeInput(a, d, p, n) }
+    fun decode(packed: ByteBuffer, maxDecodedBytes: Long = 0): ByteBuffer = withInput(packed) { a, d, p, n ->
+        decodeInput(a, d, p, n, maxDecodedBytes)
+    }
 
     /**
      * The runtime-ready model for [bytes]: decoded if packed, else the plain
@@ -66,12 +76,12 @@ object TfdcDecoder {
      * file and every non-flatbuffer does ([isPacked] is false for them, and
      * LiteRT would refuse them later with a schema error).
      */
-    fun load(bytes: ByteArray): DecodedModel {
+    fun load(bytes: ByteArray, maxDecodedBytes: Long = 0): DecodedModel {
         val start = System.nanoTime()
-        val sizeOrStatus = TfdcNative.nativeDecodedSize(bytes, null, 0, bytes.size)
+        val sizeOrStatus = TfdcNative.nativeDecodedSize(bytes, null, 0, bytes.size, maxDecodedBytes)
         val packed = sizeOrStatus != TfdcNative.ERR_NOT_PACKED.toLong()
         val buffer = if (packed) {
-            decodeSized(bytes, null, 0, bytes.size, checkSize(sizeOrStatus))
+            decodeSized(bytes, null, 0, bytes.size, checkSize(sizeOrStatus), maxDecodedBytes)
         } else {
             ByteBuffer.allocateDirect(bytes.size).order(ByteOrder.nativeOrder()).apply {
                 put(bytes)
@@ -82,14 +92,16 @@ object TfdcDecoder {
         return DecodedModel(buffer, bytes.size, buffer.remaining(), packed, millis)
     }
 
-    private fun decodeInput(array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int): ByteBuffer =
-        decodeSized(array, direct, pos, len, checkSize(TfdcNative.nativeDecodedSize(array, direct, pos, len)))
+    private fun decodeInput(array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int, limit: Long): ByteBuffer =
+        decodeSized(array, direct, pos, len, checkSize(TfdcNative.nativeDecodedSize(array, direct, pos, len, limit)), limit)
 
-    private fun decodeSized(array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int, size: Long): ByteBuffer {
+    private fun decodeSized(
+        array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int, size: Long, limit: Long,
+    ): ByteBuffer {
         if (size > MAX_DIRECT) throw TfdcFormatException(TfdcNative.ERR_TOO_LARGE, "$size bytes > a ByteBuffer")
         // The JVM owns this memory; the C side only writes into it.
         val out = ByteBuffer.allocateDirect(size.toInt()).order(ByteOrder.nativeOrder())
-        val rc = TfdcNative.nativeDecode(array, direct, pos, len, out)
+        val rc = TfdcNative.nativeDecode(array, direct, pos, len, out, limit)
         if (rc != TfdcNative.OK) throw TfdcFormatException(rc)
         return out // position 0, limit = capacity = decoded size
     }

@@ -24,12 +24,12 @@ object TfdcNative {
 
     @JvmStatic external fun nativeIsPacked(array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int): Boolean
 
-    /** The decoded size (>= 0) or a negative status. */
-    @JvmStatic external fun nativeDecodedSize(array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int): Long
+    /** The decoded size (>= 0) or a negative status; [limit] > 0: the caller's size limit. */
+    @JvmStatic external fun nativeDecodedSize(array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int, limit: Long): Long
 
-    /** Decodes into direct buffer [out] from its start; returns a status. */
+    /** Decodes into direct buffer [out] from its start; returns a status. [limit] as above. */
     @JvmStatic external fun nativeDecode(
-        array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int, out: ByteBuffer,
+        array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int, out: ByteBuffer, limit: Long,
     ): Int
 
     /** The decoder's own message for [status] (`tfdc_strerror`). */
