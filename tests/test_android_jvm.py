@@ -157,7 +157,7 @@ def jvm(host_build, files):
         ops += ["bad", d / f"{name}.bad"]
     from tfdc import decode
     size = len(decode(files["models"]["mlp"]["packed"]))
-    for limit in (size - 1, size + 4096):  # a limit of exactly size may fail on the meta stream
+    for limit in (-1, size - 1, size + 4096):  # exactly size may fail on the meta stream
         ops += ["limit", d / "mlp.packed", limit]
     # Cache: miss, hit, another model; plus a stale truncated file under the
     # right name, which must be replaced rather than reused.
@@ -283,7 +283,9 @@ def test_an_apps_size_limit_is_checked_before_decoding(files, jvm):
     claim 2 GiB and have it allocated before it was found corrupt."""
     from tfdc import decode
     size = len(decode(files["models"]["mlp"]["packed"]))
-    below, above = sorted(_by(jvm, "limit", "mlp.packed"), key=lambda r: r["limit"])
+    negative, below, above = sorted(_by(jvm, "limit", "mlp.packed"), key=lambda r: r["limit"])
+    assert negative["outcome"] == ("IllegalArgumentException maxDecodedBytes must be >= 0 "
+                                   "(0: the decoder's limit), got -1")
     assert below["outcome"] == "TfdcFormatException -10"  # TFDC_ERR_TOO_LARGE
     assert above["outcome"] == f"decoded {size}"
 

@@ -96,6 +96,8 @@ private fun limitOp(input: File, limit: Long) {
         "decoded ${TfdcDecoder.load(input.readBytes(), maxDecodedBytes = limit).decodedSize}"
     } catch (e: TfdcFormatException) {
         "TfdcFormatException ${e.status}"
+    } catch (e: IllegalArgumentException) {
+        "IllegalArgumentException ${e.message}"
     }
     emit("op" to "limit", "input" to input.path, "limit" to limit, "outcome" to outcome)
 }
