@@ -475,27 +475,33 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         return cluster_op.load()
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._started and self._constraints:
-            self._enforce_codebooks(epoch)
-        if logs is not None and self._started and self.selections:
+        if not (self._started and self.selections):
+            return
+        distinct = self._enforce_codebooks(epoch)
+        if logs is not None:
             logs["distinct_values"] = max(
-                np.unique(_nonzero(s.variable)).size for s in self.selections)
+                distinct[id(s.variable)] if id(s.variable) in distinct
+                else np.unique(_nonzero(s.variable)).size for s in self.selections)
 
     def _enforce_codebooks(self, epoch):
         """Project a kernel that left its codebook back onto it (each
         centroid the mean of its members, as a step does), with a warning
         (once a fit): the projection is the variables' constraint, which the
         optimizer applies, and a train step that updates the weights some
-        other way (a custom `train_step` assigning them itself) skips it."""
-        left = {}
+        other way (a custom `train_step` assigning them itself) skips it.
+        Returns `{id(variable): distinct nonzero values}` of the kernels it
+        checked, as they are now (the epoch's `distinct_values` log)."""
+        left, distinct = {}, {}
         for variable, c in self._constraints:
             if variable.constraint is not c:
                 continue
             nonzero = _nonzero(variable)
-            if nonzero.size > c.positions.shape[0] or \
-                    np.unique(nonzero).size > c.num_clusters:
-                left[variable.path] = np.unique(nonzero).size
+            count = np.unique(nonzero).size
+            if nonzero.size > c.positions.shape[0] or count > c.num_clusters:
+                left[variable.path] = count
                 variable.assign(c(variable))
+                count = np.unique(_nonzero(variable)).size
+            distinct[id(variable)] = count
         if left and not self._told_left:
             self._told_left = True
             listed = ", ".join(f"{name}: {n:,} values" for name, n in left.items())
@@ -504,6 +510,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
                 f"kernels held more distinct values than their codebooks ({listed})",
                 "shared values", "They are put back on their codebooks at the end of each "
                 "epoch, and trained freely in between.")
+        return distinct
 
     def on_train_end(self, logs=None):
         if not self._started and self.model.built:

@@ -23,6 +23,7 @@ import numpy as np
 from keras import ops
 
 from tfdc.channels import channel_groups, graph_of
+from tfdc.distill import trained_model
 from tfdc.layers import kind_of
 from tfdc.prune import (check_fraction, check_steps, find_mask, install_mask,
                         polynomial_sparsity, prune_due)
@@ -185,7 +186,6 @@ class StructuredPruning(keras.callbacks.Callback):
 
     # -------------------------------------------------------------- callbacks
     def on_train_begin(self, logs=None):
-        from tfdc.distill import trained_model
         model = trained_model(self.model)  # a Distiller's student
         analysis, self.groups = self._select(model)
         self._check_min_units()
@@ -235,7 +235,6 @@ class StructuredPruning(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self._probe = None
         if self.verbose:
-            from tfdc.distill import trained_model
             print(units(trained_model(self.model)))
 
     def _check_min_units(self):

@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
   uint8_t *in, *out;
   size_t in_len = 0;
   uint64_t n;
-  int rc, fd, special = 0;
+  int rc, fd, special = 0, have_in;
   char *tmp;
   FILE *f;
   struct stat in_st, out_st;
@@ -69,12 +69,11 @@ int main(int argc, char **argv) {
   }
   in_path = argv[1];
   out_path = argv[2];
-  if (stat(in_path, &in_st) == 0 && S_ISDIR(in_st.st_mode))
-    return fail("cannot read", in_path, strerror(EISDIR));
+  have_in = stat(in_path, &in_st) == 0;
+  if (have_in && S_ISDIR(in_st.st_mode)) return fail("cannot read", in_path, strerror(EISDIR));
   if (stat(out_path, &out_st) == 0) {
     if (S_ISDIR(out_st.st_mode)) return fail("cannot write", out_path, strerror(EISDIR));
-    if (stat(in_path, &in_st) == 0 && in_st.st_dev == out_st.st_dev &&
-        in_st.st_ino == out_st.st_ino)
+    if (have_in && in_st.st_dev == out_st.st_dev && in_st.st_ino == out_st.st_ino)
       return fail("cannot write", out_path, "OUT is IN; write it to another path");
     special = !S_ISREG(out_st.st_mode);
   }
