@@ -704,9 +704,10 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
         gap_alphabet: `G`, the number of relative-index symbols for sparse
             tensors (`2**bits`); `None` lets the packer choose per tensor.
         select: which buffers to pack: a callable `(tensor_name,
-            buffer_index) -> bool` or a regular expression searched in
-            tensor names (see `tfdc.pack.pack_tflite`); `None` packs every
-            buffer of at least `min_bytes` bytes.
+            buffer_index) -> bool` (`export_tflite` and `tfdc.pack.pack_tflite`
+            also take a regular expression searched in tensor names; `export`
+            refuses a str before converting); `None` packs every buffer of at
+            least `min_bytes` bytes.
         block: symbols per independently decodable segment (`None`: packer
             default, 4096).
         min_bytes: smaller buffers are left in the flatbuffer.
