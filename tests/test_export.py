@@ -213,11 +213,14 @@ def test_failed_export_leaves_the_old_file_intact(tmp_path):
         export(tf.Module(), path)
     with pytest.raises(TypeError):
         export(object(), path)
-    # A select that is not a function: refused before converting (it failed
-    # after, as "'str' object is not callable").
-    with pytest.raises(TypeError, match=r"select must be a function \(tensor name, buffer "
-                       r"index\) -> bool, .* got str 'fc1'"):
-        export(mlp(), path, select="fc1")
+    # A select that is neither a function nor a valid regular expression:
+    # refused before converting (a str failed after, as "'str' object is not
+    # callable").
+    with pytest.raises(ValueError, match=r"select 'fc1\[' is not a valid regular expression"):
+        export(mlp(), path, select="fc1[")
+    with pytest.raises(TypeError, match=r"select must be a callable .* or a regular "
+                       r"expression \(a str\), got int"):
+        export(mlp(), path, select=1)
     assert path.read_bytes() == b"old contents"
     assert sorted(os.listdir(tmp_path)) == ["model.tflite"]
 
@@ -274,6 +277,18 @@ def test_export_tflite_packs_an_existing_file(tmp_path):
         with pytest.raises(ValueError, match="path is the input file"):
             export_tflite(tmp_path / "plain.tflite", out)
     assert (tmp_path / "plain.tflite").read_bytes() == plain
+
+
+def test_select_is_one_rule_for_export_and_export_tflite(tmp_path):
+    # A regular expression means the same to export, export_tflite and
+    # `tfdc pack --select`: only the matching tensors are packed.
+    model = compress_weights(mlp())
+    by_regex = export(model, tmp_path / "a.tflite", select="fc1")
+    by_function = export_tflite(convert(model), tmp_path / "b.tflite",
+                                select=lambda name, index: "fc1" in name)
+    assert (tmp_path / "a.tflite").read_bytes() == (tmp_path / "b.tflite").read_bytes()
+    assert [layer.name for layer in by_regex.layers] == ["fc1"]
+    assert by_regex.packed_bytes == by_function.packed_bytes
 
 
 def test_export_tflite_never_writes_a_larger_file(tmp_path):

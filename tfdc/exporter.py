@@ -704,10 +704,10 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
         gap_alphabet: `G`, the number of relative-index symbols for sparse
             tensors (`2**bits`); `None` lets the packer choose per tensor.
         select: which buffers to pack: a callable `(tensor_name,
-            buffer_index) -> bool` (`export_tflite` and `tfdc.pack.pack_tflite`
-            also take a regular expression searched in tensor names; `export`
-            refuses a str before converting); `None` packs every buffer of at
-            least `min_bytes` bytes.
+            buffer_index) -> bool`, or a regular expression (a str) searched
+            in tensor names, as `tfdc pack --select` takes (checked before
+            converting); `None` packs every buffer of at least `min_bytes`
+            bytes.
         block: symbols per independently decodable segment (`None`: packer
             default, 4096).
         min_bytes: smaller buffers are left in the flatbuffer.
@@ -762,10 +762,8 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
     ```
     """
     check_writable(path)  # before the minutes a conversion can take
-    if select is not None and not callable(select):
-        raise TypeError(f"select must be a function (tensor name, buffer index) -> bool, e.g. "
-                        f"lambda name, index: 'fc1' in name; got {type(select).__name__} "
-                        f"{select!r}")
+    from tfdc.pack import selector
+    select = selector(select)  # a bad pattern fails before converting
     if strip:
         from tfdc.constraints import strip as strip_model
         strip_model(model)

@@ -749,7 +749,7 @@ def _patch_plans(flat, base_meta, base, known_tables, block, min_bytes, force):
     return chosen
 
 
-def _selector(select):
+def selector(select):
     """`pack_tflite`'s `select` as a callable (a str: a regular expression
     searched in tensor names), or None."""
     if select is None or callable(select):
@@ -806,7 +806,7 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
         `(packed_bytes, PackInfo)`. Deterministic: the same input and options
         give the same bytes (with the same zlib).
     """
-    select = _selector(select)
+    select = selector(select)
     if isinstance(min_bytes, bool) or not isinstance(min_bytes, (int, np.integer)) \
             or min_bytes < 0:
         raise ValueError(f"min_bytes must be an integer >= 0, got {min_bytes!r}")
