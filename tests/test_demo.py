@@ -45,12 +45,30 @@ def test_demo_digits_with_hand_set_settings(capsys, tmp_path):
     config = demo.DemoConfig(dataset="digits", out=str(tmp_path), epochs=2,
                              prune_epochs=2, cluster_epochs=1, sparsity=0.8, bits=4,
                              batch_size=64, verbose=0)
-    result = demo.run(config, log=lambda *a: None)
+    lines = []
+    result = demo.run(config, log=lines.append)
     assert "compress" not in result  # the hand-set pipeline, not tfdc.compress
+    assert not [line for line in lines if "far from trained" in line]
     assert result["errors"]["tflite"] < 0.5  # 10 classes: chance is 0.9
     assert result["ratio"] > 8
     for name in ("weights_fc1.png", "sizes.png", "sparsity.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_demo_refuses_too_few_training_images_and_flags_an_untrained_model(tmp_path):
+    from tfdc import demo
+    # 10 images left 9 to train on (and 1 to validate): 100 % float error, no
+    # word of it; 1 image left none ("The PyDataset has length 0").
+    for size in (1, demo.MIN_TRAIN_IMAGES - 1):
+        with pytest.raises(ValueError, match=f"train_size {size}: the demo needs at least 100 "):
+            demo.run(demo.DemoConfig(dataset="digits", train_size=size, out=str(tmp_path)),
+                     log=lambda *a: None)
+    lines = []
+    demo._warn_untrained(0.62, 1_000, 0, lines.append)
+    demo._warn_untrained(0.05, 1_000, 3, lines.append)
+    assert lines == ["      note: the float model is far from trained (62% test error after 0 "
+                     "epochs on 1,000 images): the compressed model's figures say little; give "
+                     "more epochs or training images"]
 
 
 def test_demo_rejects_bad_bits_before_training(tmp_path):

@@ -382,7 +382,7 @@ def build_parser():
                       help="clustered fine-tuning epochs, >= 0 (default: epochs/4; 1 with "
                       "--quick)")
     demo.add_argument("--train-size", type=_at_least(1), default=None, metavar="N",
-                      help="use only the first N training images, N >= 1 (default: all)")
+                      help="use only the first N training images, N >= 100 (default: all)")
     demo.add_argument("--test-size", type=_at_least(1), default=None, metavar="N",
                       help="use only the first N test images, N >= 1 (default: all)")
     demo.add_argument("--no-plots", action="store_true", help="do not write the PNG figures")

@@ -61,6 +61,14 @@ TFDC_BITS = {
     "lenet5": {"conv1": 8, "conv2": 8, "fc1": 5, "fc2": 5},
 }
 
+# Fewer training images than this give no baseline worth compressing (and
+# with a budget a tenth of them, at least one, is set aside for validation).
+MIN_TRAIN_IMAGES = 100
+# A float model above this test error (random guessing on 10 classes is 90 %)
+# is far from trained: the demo says so rather than report its figures
+# as if they meant something.
+UNTRAINED_ERROR = 0.5
+
 
 @dataclasses.dataclass
 class DemoConfig:
@@ -78,7 +86,8 @@ class DemoConfig:
             `TFDC_BITS`) for the other.
         epochs, prune_epochs, cluster_epochs: epochs of the three stages
             (None: defaults that depend on `quick`).
-        train_size, test_size: use only the first n examples (None: all).
+        train_size, test_size: use only the first n examples (None: all;
+            `train_size` at least `MIN_TRAIN_IMAGES`).
         quick: a short run (3 + 4 + 1 epochs, about a minute on 2 cores).
         target_bytes, max_error_increase: the budget of `tfdc.compress`
             (give at most one; `sparsity` and `bits` must then be None).
@@ -439,6 +448,10 @@ def run(config, log=print):
     from tfdc.unpack import decode
 
     c = config.resolved()
+    if c.train_size is not None and c.train_size < MIN_TRAIN_IMAGES:
+        raise ValueError(f"train_size {c.train_size}: the demo needs at least "
+                         f"{MIN_TRAIN_IMAGES} training images to train a float model worth "
+                         f"compressing")
     hand = c.sparsity is not None or c.bits is not None
     if c.target_bytes is not None or c.max_error_increase is not None:
         if c.target_bytes is not None and c.max_error_increase is not None:
@@ -492,6 +505,7 @@ def run(config, log=print):
                   decoded_bytes=len(decoded), decoded_error=decoded_error, config=c)
     log("\n" + report.to_text())
     e = result["errors"]
+    _warn_untrained(e["float"], len(xtr), c.epochs, log)
     log(f"\nTest error: float {e['float']:.2%} -> pruned {e['pruned']:.2%} -> "
         f"clustered {e['clustered']:.2%} -> packed .tflite in LiteRT {e['tflite']:.2%} "
         f"(decoded file: {decoded_error:.2%})")
@@ -504,6 +518,13 @@ def run(config, log=print):
         log("Plots: " + ", ".join(result["plots"]))
     log(f"Packed model: {path}")
     return result
+
+
+def _warn_untrained(float_error, n_train, epochs, log):
+    if float_error > UNTRAINED_ERROR:
+        log(f"      note: the float model is far from trained ({float_error:.0%} test error "
+            f"after {epochs} epochs on {n_train:,} images): the compressed model's figures "
+            f"say little; give more epochs or training images")
 
 
 def default_target_bytes(model):
@@ -540,6 +561,7 @@ def _run_budget(model, c, train, test, log, default_budget=False):
     baseline_s = time.perf_counter() - t
     float_error = _error(model, xte, yte, c.batch_size)
     log(f"      float test error: {float_error:.2%}")
+    _warn_untrained(float_error, len(xtr), c.epochs, log)
     log("\n[2/2] tfdc.compress: plan, prune, cluster, export")
     epochs = None
     if c.prune_epochs is not None or c.cluster_epochs is not None:
