@@ -1,6 +1,11 @@
 """The reference networks of the Deep Compression paper, in Keras 3, and
 two more for what they are not: a MobileNet-style CNN (BatchNormalization,
-depthwise, residual) and an autoencoder (a model that is not a classifier)."""
+depthwise, residual) and an autoencoder (a model that is not a classifier).
+
+Their inputs are named (`image`; the autoencoder's `input_image`, its output
+being `image`): an unnamed `keras.Input` is `keras_tensor_N`, N counting the
+tensors the process made before, and an exported file keeps that name, so the
+same weights packed to a few bytes more or less run by run."""
 
 import keras
 from keras import layers
@@ -9,7 +14,7 @@ from keras import layers
 def lenet_300_100(input_shape=(28, 28), num_classes=10):
     """LeNet-300-100: 784-300-100-10 fully connected, ReLU (266,610 parameters)."""
     return keras.Sequential([
-        keras.Input(input_shape),
+        keras.Input(input_shape, name="image"),
         layers.Flatten(name="flatten"),
         layers.Dense(300, activation="relu", name="fc1"),
         layers.Dense(100, activation="relu", name="fc2"),
@@ -21,7 +26,7 @@ def lenet5(input_shape=(28, 28, 1), num_classes=10):
     """LeNet-5, Caffe variant: conv 5x5x20, max-pool, conv 5x5x50, max-pool,
     fc 500 (ReLU), fc 10 (431,080 parameters)."""
     return keras.Sequential([
-        keras.Input(input_shape),
+        keras.Input(input_shape, name="image"),
         layers.Conv2D(20, 5, name="conv1"),
         layers.MaxPooling2D(2, name="pool1"),
         layers.Conv2D(50, 5, name="conv2"),
@@ -50,7 +55,7 @@ def mobilenet_mnist(input_shape=(28, 28, 1), num_classes=10, blocks=MOBILENET_MN
         x = layers.BatchNormalization(name=f"{name}_bn")(x)
         return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
-    inputs = keras.Input(input_shape)
+    inputs = keras.Input(input_shape, name="image")
     x = conv_bn(inputs, layers.Conv2D(stem, 3, strides=2, padding="same", use_bias=False,
                                       name="stem"), "stem")
     for i, (stride, channels) in enumerate(blocks, 1):
@@ -75,7 +80,7 @@ def autoencoder_mnist(input_shape=(28, 28), code=32, hidden=256):
     for d in input_shape:
         size *= d
     return keras.Sequential([
-        keras.Input(input_shape),
+        keras.Input(input_shape, name="input_image"),
         layers.Flatten(name="flatten"),
         layers.Dense(hidden, activation="relu", name="enc1"),
         layers.Dense(code, activation="relu", name="code"),
