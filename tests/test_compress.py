@@ -872,6 +872,15 @@ def test_full_integer_compresses_an_int8_file_that_keeps_its_codebooks(data, tra
     with pytest.raises(ValueError, match="full_integer must be True, False or a representative"):
         tfdc.compress(trained, data[0], data[1], target_bytes=9000, full_integer="int8",
                       path=tmp_path / "no.tflite", verbose=0)
+    # A calibration sample with an inf: refused before any work (it crashed
+    # the process in the converter during planning).
+    bad = samples[0].copy()
+    bad[0, 3, 3] = np.inf
+    with pytest.raises(ValueError, match="full_integer: sample 2 for input .* holds NaN or inf"):
+        tfdc.compress(trained, data[0], data[1], target_bytes=9000, verbose=0,
+                      full_integer=lambda: iter([[samples[0]], [bad]]),
+                      path=tmp_path / "no.tflite")
+    assert not (tmp_path / "no.tflite").exists()
 
 
 def test_unreachable_target_names_the_smallest_size(data, trained, tmp_path):

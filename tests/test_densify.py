@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tfdc import densify, tflite_schema, unpack
+from tfdc.tflite_schema import builtin_code
 from tfdc.pack import pack_tflite
 
 FLOAT32, FLOAT16, INT8 = 0, 1, 9
@@ -60,7 +61,7 @@ def _ops(content):
     model = tflite_schema.read(content)
     names = {v: k for k, v in vars(tflite_schema.get().BuiltinOperator).items()
              if not k.startswith("_")}
-    return [names[densify._code(model.operatorCodes[op.opcodeIndex])]
+    return [names[builtin_code(model.operatorCodes[op.opcodeIndex])]
             for sg in model.subgraphs for op in sg.operators]
 
 
@@ -149,7 +150,7 @@ def test_expanded_constants_are_what_the_runtime_densify_writes(sparse_models):
         sg = model.subgraphs[0]
         names = {v: k for k, v in vars(tflite_schema.get().BuiltinOperator).items()}
         outputs = [int(op.outputs[0]) for op in sg.operators
-                   if names[densify._code(model.operatorCodes[op.opcodeIndex])] == "DENSIFY"]
+                   if names[builtin_code(model.operatorCodes[op.opcodeIndex])] == "DENSIFY"]
         interpreter = _interpreter(tflite, builtin=True, experimental_preserve_all_tensors=True)
         interpreter.allocate_tensors()
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)

@@ -235,6 +235,17 @@ def test_bad_representative_dataset_fails_before_conversion(tmp_path):
             (lambda: iter([[x[:1, :5]]]), ValueError,
              r"a sample for input .* has shape \(1, 5\); the model takes \('batch', "),
             (lambda: iter([[x[:1], x[:1]]]), ValueError, "holds 2 arrays, the model has 1"),
+            # Every sample is checked, not only the first.
+            (lambda: iter([[x[:1]], [x[:1]], [x[:1, :5]]]), ValueError, r"has shape \(1, 5\)"),
+            # All NaN gave a float model without a word; one inf crashed the
+            # process in the converter (a segmentation fault).
+            (lambda: ([np.full_like(x[:1], np.nan)] for _ in range(8)), ValueError,
+             "sample 1 for input .* holds NaN or inf"),
+            (lambda: ([x[:1] + (np.inf if i == 5 else 0)] for i in range(8)), ValueError,
+             "sample 6 for input .* holds NaN or inf"),
+            # A dict keyed otherwise was a bare KeyError from the converter.
+            (lambda: iter([{"pixels": x[:1], "label": x[:1]}]), ValueError,
+             r"a sample is a dict keyed \['label', 'pixels'\]; the model's inputs are named "),
     ]:
         with pytest.raises(error, match=message):
             export(model, path, representative_dataset=rep)

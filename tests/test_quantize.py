@@ -13,7 +13,7 @@ keras = pytest.importorskip("keras")
 
 import tfdc  # noqa: E402
 from tfdc.exporter import convert  # noqa: E402
-from tfdc.quantize import (configure_full_integer, kernel_codes,  # noqa: E402
+from tfdc.quantize import (configure_full_integer, float_ops, kernel_codes,  # noqa: E402
                            snap_to_int8_grid)
 from tfdc.runtime import interpreter_class  # noqa: E402
 
@@ -97,6 +97,7 @@ def test_full_integer_export_keeps_every_codebook(setup, tmp_path):
     assert quantized.count(np.int32) == 3  # the biases
     # Only the model's float input and output (and nothing between) are float.
     assert [d["dtype"] for d in details].count(np.float32) == 2
+    assert float_ops(decoded) == {}
     assert quantized.count(np.int8) >= 3 + 4  # kernels + input, layer outputs
 
     # The decoded file computes exactly what the plain conversion does.
@@ -209,6 +210,20 @@ def test_calibration_samples_as_lists_follow_the_keras_input_order(tmp_path, bui
         packed = tflite_outputs(str(path), x)
         # int8 activations: within a few quantization steps of the float model.
         assert np.abs(packed - reference).max() < 0.05 * np.abs(reference).max()
+
+
+def test_float_ops_in_a_full_integer_file_are_named(tmp_path):
+    # LayerNormalization has no int8 kernel for its NEG: the converter runs
+    # it in float between a DEQUANTIZE and a QUANTIZE, which an NPU
+    # delegate cannot take; that went without a word.
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(16, name="fc1"),
+                              keras.layers.LayerNormalization(name="norm"),
+                              keras.layers.Dense(4, name="fc2")])
+    x = np.random.default_rng(0).random((32, 16)).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"full-integer export: 2 op\(s\) compute in float32 "
+                      r"\(DEQUANTIZE, NEG\): .* an NPU delegate"):
+        plain = convert(model, representative_dataset=lambda: ([x[i:i + 1]] for i in range(32)))
+    assert float_ops(plain) == {"DEQUANTIZE": 1, "NEG": 1}
 
 
 def test_a_recurrent_loop_is_refused_not_a_crash(tmp_path):

@@ -1495,8 +1495,10 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                          f"callable yielding lists of inputs, e.g. a generator function), got "
                          f"{got}")
     if full_integer is not False:
-        from tfdc.exporter import check_full_integer
+        from tfdc.exporter import check_calibration, check_full_integer
         check_full_integer(model)
+        if callable(full_integer):
+            check_calibration(model, full_integer, "full_integer")
 
     inference = _inference_model(model)
     val_outputs = _validation_outputs(inference, x_val)

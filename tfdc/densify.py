@@ -59,6 +59,7 @@ import numpy as np
 
 from tfdc import format as fmt
 from tfdc import tflite_schema
+from tfdc.tflite_schema import builtin_code, op_name
 
 __all__ = ["DensifiedTensor", "densify", "expand"]
 
@@ -256,12 +257,6 @@ def _expand(sparsity, shape, data, itemsize):
     return out.reshape(-1)
 
 
-def _code(opcode):
-    # Builtin codes above 127 live only in builtinCode; older files keep
-    # theirs in deprecatedBuiltinCode (schema.fbs: the larger of the two).
-    return max(int(opcode.builtinCode or 0), int(opcode.deprecatedBuiltinCode or 0))
-
-
 def _ints(values):
     return [] if values is None else [int(v) for v in values]
 
@@ -286,7 +281,7 @@ def densify(model, max_bytes=MAX_BYTES):
     """
     schema = tflite_schema.get()
     densify_op = schema.BuiltinOperator.DENSIFY
-    codes = [_code(c) for c in model.operatorCodes or []]
+    codes = [builtin_code(c) for c in model.operatorCodes or []]
     buffer_users = {}
     for sg in model.subgraphs or []:
         for tensor in sg.tensors or []:
@@ -330,7 +325,7 @@ def densify(model, max_bytes=MAX_BYTES):
                 continue
             op_codes = [codes[op.opcodeIndex] for op in ops]
             if op_codes != [densify_op]:
-                names = ", ".join(sorted({_op_name(schema, c) for c in op_codes}))
+                names = ", ".join(sorted({op_name(c) for c in op_codes}))
                 entry.reason = (f"read directly by {names} (its own sparse kernel): expanding "
                                 "would change the kernel" if densify_op not in op_codes and ops
                                 else f"read by {len(ops)} ops ({names or 'none'}), not by "
@@ -393,13 +388,6 @@ def densify(model, max_bytes=MAX_BYTES):
     return results
 
 
-def _op_name(schema, code):
-    for name, value in vars(schema.BuiltinOperator).items():
-        if value == code and not name.startswith("_"):
-            return name
-    return f"op {code}"
-
-
 def _remove(model, sg_index, tensors, ops):
     """Delete operators `ops` and tensors `tensors` of subgraph `sg_index`,
     renumbering every tensor reference (operators, subgraph inputs and
@@ -430,7 +418,7 @@ def _drop_unused_opcode(model, code):
     """Remove the operator code `code` once no operator uses it."""
     used = {int(op.opcodeIndex) for sg in model.subgraphs for op in sg.operators or []}
     drop = [i for i, c in enumerate(model.operatorCodes or [])
-            if _code(c) == code and i not in used]
+            if builtin_code(c) == code and i not in used]
     if not drop:
         return
     new = np.cumsum([i not in drop for i in range(len(model.operatorCodes))]) - 1

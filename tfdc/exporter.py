@@ -91,7 +91,8 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
             converter = tf.lite.TFLiteConverter.from_saved_model(
                 saved, signature_keys=list(named))
             _set_options(converter, representative_dataset, configure)
-            return _run_converter(converter, model, batch_size)
+            plain = _run_converter(converter, model, batch_size)
+        return _checked_full_integer(plain, representative_dataset)
     if not _is_keras_model(model):
         if isinstance(model, tf.Module):
             raise ValueError("a tf.Module needs `signatures=[module.fn, ...]` (tf.functions with "
@@ -109,36 +110,74 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         _set_options(converter, representative_dataset, configure)
         plain = _run_converter(converter, model, batch_size)
-    return _keras_io_order(plain, [spec.name for spec in specs], outputs)
+    plain = _keras_io_order(plain, [spec.name for spec in specs], outputs)
+    return _checked_full_integer(plain, representative_dataset)
 
 
-def _check_representative(representative_dataset, specs):
-    """The first calibration sample against the model's inputs: the
-    converter's own error for a wrong shape is a RuntimeError about
-    resizing tensor 0, raised deep in calibration. (It calls
+def _checked_full_integer(plain, representative_dataset):
+    if representative_dataset is not None:
+        from tfdc.quantize import warn_float_ops
+        warn_float_ops(plain, stacklevel=3)
+    return plain
+
+
+def _check_representative(representative_dataset, specs, what="representative_dataset"):
+    """Every calibration sample against the model's inputs, before the
+    converter sees any: the converter's own error for a wrong shape is a
+    RuntimeError about resizing tensor 0, raised deep in calibration; a
+    wrong dict key was a bare KeyError; an all-NaN set silently gave a float
+    model, and one inf crashed the process (a segmentation fault). (It calls
     `representative_dataset()` once more than the converter does, as a
     generator function allows.)"""
     from tfdc.quantize import require_callable
     require_callable(representative_dataset)
-    try:
-        first = next(iter(representative_dataset()))
-    except StopIteration:
-        raise ValueError("representative_dataset yields no sample: give it a few hundred real "
-                         "inputs") from None
-    if isinstance(first, dict):
-        first = [first[spec.name] for spec in specs if spec.name in first] or list(first.values())
-    elif not isinstance(first, (list, tuple)):
-        first = [first]
-    if len(first) != len(specs):
-        raise ValueError(f"representative_dataset: a sample holds {len(first)} arrays, the model "
-                         f"has {len(specs)} input(s)")
-    for spec, array in zip(specs, first):
-        shape, expected = tuple(np.shape(array)), tuple(spec.shape)
-        if len(shape) != len(expected) or any(
-                e is not None and e != d for e, d in zip(expected[1:], shape[1:])):
-            model_shape = tuple(["batch"] + list(expected[1:]))
-            raise ValueError(f"representative_dataset: a sample for input {spec.name!r} has "
-                             f"shape {shape}; the model takes {model_shape}")
+    count = 0
+    for count, sample in enumerate(representative_dataset(), 1):
+        for spec, array in zip(specs, _sample_arrays(sample, specs, what)):
+            _check_sample(np.asarray(array), spec, count, what)
+    if not count:
+        raise ValueError(f"{what} yields no sample: give it a few hundred real inputs")
+
+
+def check_calibration(model, representative_dataset, what="representative_dataset"):
+    """`convert`'s checks of a Keras model's calibration samples (every
+    sample's arrays, shapes and finiteness), for a caller that converts
+    later (`tfdc.compress`, before its minutes of training): a ValueError
+    or TypeError saying what is wrong."""
+    _check_representative(representative_dataset, _input_specs(model, None), what)
+
+
+def _sample_arrays(sample, specs, what="representative_dataset"):
+    """A calibration sample's arrays in the order of `specs`: a dict keyed
+    by the input names (a one-input model also takes a dict of one array),
+    a list or tuple, or one bare array."""
+    names = [spec.name for spec in specs]
+    if isinstance(sample, dict):
+        if all(name in sample for name in names):
+            return [sample[name] for name in names]
+        if len(sample) == 1 == len(names):
+            return list(sample.values())
+        raise ValueError(f"{what}: a sample is a dict keyed "
+                         f"{sorted(map(str, sample))}; the model's inputs are named {names}")
+    arrays = list(sample) if isinstance(sample, (list, tuple)) else [sample]
+    if len(arrays) != len(specs):
+        raise ValueError(f"{what}: a sample holds {len(arrays)} arrays, the "
+                         f"model has {len(specs)} input(s)")
+    return arrays
+
+
+def _check_sample(array, spec, number, what):
+    shape, expected = array.shape, tuple(spec.shape)
+    if len(shape) != len(expected) or any(
+            e is not None and e != d for e, d in zip(expected[1:], shape[1:])):
+        model_shape = tuple(["batch"] + list(expected[1:]))
+        raise ValueError(f"{what}: a sample for input {spec.name!r} has shape "
+                         f"{shape}; the model takes {model_shape}")
+    if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+        raise ValueError(f"{what}: sample {number} for input {spec.name!r} "
+                         "holds NaN or inf: the activation ranges calibrated from it would be "
+                         "meaningless (all NaN gave a float model, an inf crashes TensorFlow's "
+                         "converter); give real, finite inputs")
 
 
 def check_full_integer(model):
@@ -177,20 +216,10 @@ def _calibration_samples(representative_dataset, specs):
     exported model, a bare array made a list, and for several inputs a dict
     keyed by input name (the converter feeds a list in the SavedModel
     signature's sorted-name order, not in Keras's input order)."""
-    def arrays(sample):
-        if isinstance(sample, dict):
-            return [sample[spec.name] for spec in specs]
-        if isinstance(sample, (list, tuple)):
-            return list(sample)
-        return [sample]
-
     def samples():
         for sample in representative_dataset():
-            if isinstance(sample, dict) and not all(spec.name in sample for spec in specs):
-                yield sample  # keyed otherwise: as given (the converter says what it takes)
-                continue
             cast = [np.asarray(a).astype(spec.dtype.as_numpy_dtype, copy=False)
-                    for spec, a in zip(specs, arrays(sample))]
+                    for spec, a in zip(specs, _sample_arrays(sample, specs))]
             batch = specs[0].shape[0]
             n = len(cast[0]) if cast and cast[0].ndim else 1
             step = batch if batch is not None and batch < n and n % batch == 0 else n

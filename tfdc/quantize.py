@@ -67,7 +67,8 @@ import dataclasses
 import numpy as np
 
 __all__ = ["configure_full_integer", "kernel_codes", "KernelCodes", "extra_code_kernels",
-           "warn_extra_codes", "snap_to_int8_grid", "quantize_codebooks_int8"]
+           "warn_extra_codes", "snap_to_int8_grid", "quantize_codebooks_int8", "float_ops",
+           "warn_float_ops"]
 
 # Kernels with more distinct values than this are not codebooks: the paper's
 # largest codebook, 2**8 shared values, plus the pruned zero. (int8 has only
@@ -310,6 +311,46 @@ def snap_to_int8_grid(model, min_bytes=64):
 _DEQUANTIZE = 6
 
 
+def float_ops(tflite):
+    """`{op name: count}` of the operators of a full-integer `.tflite` model
+    that compute in float32: those with a float32 output, except the
+    DEQUANTIZE ops that make the model's float outputs. The converter falls
+    back to float for an op it has no int8 kernel for (NEG, CUMSUM, ...),
+    with a DEQUANTIZE before it and a QUANTIZE after; an NPU delegate then
+    runs that part on the CPU or refuses the graph."""
+    from tfdc import tflite_schema
+    schema = tflite_schema.get()
+    model = tflite_schema.read(tflite)
+    counts = {}
+    for subgraph in model.subgraphs:
+        outputs = {int(i) for i in (subgraph.outputs if subgraph.outputs is not None else [])}
+        for op in subgraph.operators or []:
+            code = tflite_schema.builtin_code(model.operatorCodes[op.opcodeIndex])
+            produced = [int(i) for i in (op.outputs if op.outputs is not None else []) if i >= 0]
+            if not any(subgraph.tensors[i].type == schema.TensorType.FLOAT32 for i in produced):
+                continue
+            if code == _DEQUANTIZE and all(i in outputs for i in produced):
+                continue
+            name = tflite_schema.op_name(code)
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def warn_float_ops(tflite, stacklevel=2):
+    """Warn when a full-integer model computes some ops in float32
+    (`float_ops`), naming them."""
+    import warnings
+    counts = float_ops(tflite)
+    if counts:
+        ops = ", ".join(f"{name} x{n}" if n > 1 else name for name, n in sorted(counts.items()))
+        warnings.warn(f"full-integer export: {sum(counts.values())} op(s) compute in float32 "
+                      f"({ops}): TensorFlow has no int8 kernel for some op there, so an NPU "
+                      "delegate runs that part on the CPU or refuses the graph; "
+                      "configure=lambda c: setattr(c.target_spec, 'supported_ops', "
+                      "[tf.lite.OpsSet.TFLITE_BUILTINS_INT8]) makes it an error instead",
+                      stacklevel=stacklevel + 1)
+
+
 def _rank(tensor):
     return 0 if tensor.shape is None else len(tensor.shape)
 
@@ -374,7 +415,7 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
 
     opcode = None
     for i, code in enumerate(model.operatorCodes):
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == _DEQUANTIZE:
+        if tflite_schema.builtin_code(code) == _DEQUANTIZE:
             opcode, code.version = i, max(code.version, 2)
     if opcode is None:
         model.operatorCodes.append(schema.OperatorCodeT(

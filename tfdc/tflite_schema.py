@@ -27,7 +27,7 @@ import numpy as np
 from tfdc import format as fmt
 from tfdc.errors import FormatError
 
-__all__ = ["get", "read", "build", "strip_debug", "constant_model"]
+__all__ = ["get", "read", "build", "strip_debug", "constant_model", "builtin_code", "op_name"]
 
 _SCHEMA = []
 
@@ -51,6 +51,21 @@ def get():
     if not _SCHEMA:
         _SCHEMA.append(_load())
     return _SCHEMA[0]
+
+
+def builtin_code(opcode):
+    """The builtin operator of an `OperatorCodeT`: codes above 127 live only
+    in `builtinCode`, older files keep theirs in `deprecatedBuiltinCode`
+    (schema.fbs: take the larger of the two)."""
+    return max(int(opcode.builtinCode or 0), int(opcode.deprecatedBuiltinCode or 0))
+
+
+def op_name(code):
+    """The `BuiltinOperator` name of a builtin code (e.g. "DEQUANTIZE")."""
+    for name, value in vars(get().BuiltinOperator).items():
+        if value == code and not name.startswith("_"):
+            return name
+    return f"op {code}"
 
 
 def read(data):
