@@ -30,6 +30,16 @@ def small_cnn():
     return keras.Model(inp, x)
 
 
+def rescaled_cnn():
+    """Raw pixels scaled in the graph, before a Conv and (through a Lambda)
+    a Dense: the converter multiplies each kernel by the factor."""
+    return keras.Sequential([
+        keras.Input((28, 28, 1)), keras.layers.Rescaling(1 / 255, name="scale"),
+        keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv"),
+        keras.layers.Flatten(), keras.layers.Lambda(lambda t: t / -3.0, name="div"),
+        keras.layers.Dense(10, activation="softmax", name="out")])
+
+
 def trained(model, data, epochs=1):
     (x, y), _ = data
     if len(model.input_shape) == 4:
@@ -44,6 +54,7 @@ def trained(model, data, epochs=1):
     (mlp, ({"fc1": 0.6}, {"fc2": 3}), {"batch_size": 1}),
     (small_cnn, ({"conv": 0.5, "dw": 0.3, "pw": 0.7, "out": 0.5},
                  {"conv": 6, "dw": 8, "pw": 4, "out": 5}), {}),
+    (rescaled_cnn, ({"conv": 0.5, "out": 0.9}, {"conv": 5, "out": 3}), {}),
 ])
 def test_total_is_the_exported_file_size(mnist_small, tmp_path, make, settings, options):
     """Apply the settings to the Keras weights, export with tfdc.export: the
@@ -158,6 +169,39 @@ def test_kernel_the_converter_alters_is_left_out(mnist_small):
     assert cost.layers == ["out"] and cost.missing == ["conv"]
     assert any("'conv'" in str(w.message) and "tfdc.fold_batchnorm" in str(w.message)
                for w in caught)
+
+
+def test_a_folded_factor_with_an_offset_and_a_per_feature_normalization(tmp_path):
+    """A Rescaling before a Dense (the converter's kernel is W * 1/255) was
+    "left as it is": plans could not prune the first layer and the smallest
+    reachable file was 40x too large. Its offset folds into the bias, which
+    then moves with the weights: the total is off by a few bytes, not more.
+    A per-feature Normalization stays an op of its own: priced exactly."""
+    def model(first):
+        return keras.Sequential([keras.Input((64,)), first,
+                                 keras.layers.Dense(32, name="fc1"),
+                                 keras.layers.Dense(10, name="fc2")])
+
+    settings = ({"fc1": 0.8, "fc2": 0.5}, {"fc1": 3, "fc2": 4})
+    offset = model(keras.layers.Rescaling(2.0, offset=-1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cost = ByteCost(offset)
+    assert cost.layers == ["fc1", "fc2"]
+    predicted = cost.total(*settings)
+    apply_settings(offset, *settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "the converter changed the values" either
+        exported = tfdc.export(offset, tmp_path / "m.tflite").packed_bytes
+    assert predicted != exported and abs(predicted - exported) <= 4 * 32  # 32 bias floats
+    variance = np.linspace(1.0, 4.0, 64, dtype=np.float32)
+    per_feature = model(keras.layers.Normalization(mean=np.zeros(64, np.float32),
+                                                   variance=variance))
+    cost = ByteCost(per_feature)
+    assert cost.layers == ["fc1", "fc2"]
+    predicted = cost.total(*settings)
+    apply_settings(per_feature, *settings)
+    assert tfdc.export(per_feature, tmp_path / "n.tflite").packed_bytes == predicted
 
 
 @pytest.mark.parametrize("cell", [keras.layers.LSTM, keras.layers.GRU])

@@ -16,13 +16,21 @@ converter copies each float32 kernel's values exactly (transposed for
 `FULLY_CONNECTED`, split into gates for a fused LSTM), and pruning and
 clustering here are functions of the value alone (equal weights always get
 equal results), so a buffer's new contents are its old elements mapped
-value by value. A kernel whose values the converter altered (a
+value by value. A kernel the converter multiplied by one factor (a
+`Rescaling` or a Lambda's scaling before it, `folded_scale`) is found and
+rewritten through the same product (a per-feature `Normalization` stays an
+op of its own). A kernel whose values the converter altered otherwise (a
 BatchNormalization folded into it: fold it first with `tfdc.fold_batchnorm`)
 cannot be found and is left out of `layers`, with a warning.
 
 `total(sparsity, bits)` is exact: it is the size of the file that
 `tfdc.export(model, path)` writes after `apply_settings(model, sparsity,
-bits)`, byte for byte (tests/test_bytecost.py checks it). `layer(name,
+bits)`, byte for byte (tests/test_bytecost.py checks it). Two exceptions,
+both after a folded factor: an offset folded with it (`Rescaling(offset=)`,
+`2 * x - 1`) makes the bias depend on the weights, which the rewritten file
+keeps as converted; and two weights an ulp apart that the product rounds to
+one value but pruning or clustering separates. The size is then off by a
+few bytes per bias element (tfdc.compress measures its files by exporting). `layer(name,
 sparsity, bits)` is that layer's records alone (payloads, descriptors and
 code tables before the meta stream's DEFLATE; a buffer the packer leaves
 inline counts its deflated size), which is additive over layers and what
@@ -360,15 +368,19 @@ class ByteCost:
             found = []
             for attr, variable in kernels:
                 value = np.ascontiguousarray(np.asarray(variable.numpy(), dtype=np.float32))
-                indices = _find_buffers(value, candidates, claimed)
+                indices, scale = _find_buffers(value, candidates, claimed)
                 if indices is None:
                     break
                 claimed.update(indices)
-                # Where each buffer element's value first occurs in the kernel.
+                # Where each buffer element's value first occurs in the kernel
+                # (scaled as the converter scaled it: one to one).
                 old = value.view(np.uint32).ravel()
                 unique, first, inverse = np.unique(old, return_index=True, return_inverse=True)
-                sources = [first[np.searchsorted(unique, candidates[i])] for i in indices]
-                found.append((value, indices, first, inverse.ravel(), sources))
+                held = _scaled_bits(value, scale)[first]
+                order = np.argsort(held)
+                sources = [first[order][np.searchsorted(held[order], candidates[i])]
+                           for i in indices]
+                found.append((value, indices, first, inverse.ravel(), sources, scale))
             if len(found) != len(kernels):
                 missing.append(name)
                 continue
@@ -405,7 +417,7 @@ class ByteCost:
             return hit
         out = []
         distortion = 0.0
-        for value, indices, first, inverse, sources in self._kernels[name]:
+        for value, indices, first, inverse, sources, scale in self._kernels[name]:
             pruned = _prune(value.ravel(), key[1])
             new = _cluster(pruned, key[2])
             distortion += float(np.sum((new.astype(np.float64) - pruned) ** 2))
@@ -415,8 +427,9 @@ class ByteCost:
             if not np.array_equal(new_bits[first][inverse], new_bits):
                 raise AssertionError(f"layer {name!r}: compressed values are not a function of "
                                      "the weight values")
+            held = _scaled_bits(new, scale)
             for index, src in zip(indices, sources):
-                out.append((index, new_bits[src].view(np.uint8)))
+                out.append((index, held[src].view(np.uint8)))
         self._kernel_cache[key] = out
         while len(self._kernel_cache) > _KERNELS_KEPT:
             self._kernel_cache.popitem(last=False)
@@ -508,22 +521,70 @@ class ByteCost:
 
 
 def _find_buffers(value, candidates, claimed):
-    """Indices of the float32 buffers that together hold exactly the
+    """`(indices, scale)`: the float32 buffers that together hold the
     elements of kernel `value` (one buffer for most kinds; a fused LSTM's
-    gates are several), or None."""
+    gates are several) and the factor the converter multiplied them by
+    (`folded_scale`: 1.0 for the exact values), or `(None, None)`."""
     bits = value.view(np.uint32).ravel()
     ordered = np.sort(bits)
     for index, elems in candidates.items():
         if index not in claimed and elems.size == bits.size and \
                 np.array_equal(np.sort(elems), ordered):
-            return [index]
+            return [index], 1.0
     # Several buffers: every element of each is a value of the kernel.
     unique = np.unique(bits)
     parts = [index for index, elems in candidates.items()
              if index not in claimed and elems.size < bits.size
              and np.isin(elems, unique, assume_unique=False).all()]
-    if not parts or sum(candidates[i].size for i in parts) != bits.size:
+    if parts and sum(candidates[i].size for i in parts) == bits.size and np.array_equal(
+            np.sort(np.concatenate([candidates[i] for i in parts])), ordered):
+        return parts, 1.0
+    for index, elems in candidates.items():
+        if index not in claimed and elems.size == bits.size:
+            scale = folded_scale(value, elems)
+            if scale is not None:
+                return [index], scale
+    return None, None
+
+
+def folded_scale(kernel, buffer):
+    """The factor `s` for which constant `buffer` holds exactly the values
+    `float32(k * s)` of `kernel`'s elements `k` (as a multiset, in any
+    order), 1.0 for the kernel's own values, or None.
+
+    The TFLite converter folds a scalar multiply before a Dense or Conv (a
+    `Rescaling(1 / 255)`, a Lambda's `x / 127.5 - 1`: a division becomes a
+    product by the reciprocal) into its kernel, computing exactly that
+    product; zeros stay zeros and equal weights equal values, so pruning and
+    weight sharing survive and the kernel's packed size can still be
+    planned. `buffer`: float32 values or their uint32 bit patterns."""
+    k = np.asarray(kernel, np.float32).ravel()
+    b = np.asarray(buffer).ravel().view(np.float32)
+    if k.size != b.size or not k.size:
         return None
-    if not np.array_equal(np.sort(np.concatenate([candidates[i] for i in parts])), ordered):
+    target = np.sort(b.view(np.uint32))
+    if np.array_equal(np.sort(k.view(np.uint32)), target):
+        return 1.0
+    k_max, b_max = float(np.max(np.abs(k))), float(np.max(np.abs(b)))
+    if not (np.isfinite(k_max) and np.isfinite(b_max) and k_max > 0 and b_max > 0):
         return None
-    return parts
+    estimate = np.float32(b_max / k_max)  # within an ulp or two of s
+    for sign in (1, -1):
+        s = np.float32(sign * estimate)
+        for _ in range(2):
+            s = np.nextafter(s, np.float32(0))
+        for _ in range(5):
+            scaled = (k * s).view(np.uint32)
+            if np.array_equal(np.sort(scaled), target):
+                return float(s)
+            s = np.nextafter(s, np.float32(sign * np.inf))
+    return None
+
+
+def _scaled_bits(value, scale):
+    """The uint32 bit patterns of `float32(value * scale)`, as the converter
+    computes a folded scale (the value's own for 1.0)."""
+    v = np.asarray(value, np.float32).ravel()
+    if scale != 1.0:
+        v = v * np.float32(scale)
+    return v.view(np.uint32)

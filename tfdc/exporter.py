@@ -830,10 +830,13 @@ def kernel_buffers(model, tflite, min_bytes=64):
     """Where the Keras kernels are in a float `.tflite` model: `(found,
     altered)`, `found` `{buffer index: "layer"}` ("layer/attr" for a layer
     with several kernels) for each kernel whose exact multiset of values one
-    constant buffer holds, `altered` the `layer/attr` of those none holds.
+    constant buffer holds (or those values times one factor the converter
+    folded in, `tfdc.bytecost.folded_scale`), `altered` the `layer/attr` of
+    those none holds.
     The report names a row by it where the converter's tensor name has lost
     the layer (a grouped convolution's "convolution", a TimeDistributed
     Dense's "arith.constant1")."""
+    from tfdc.bytecost import folded_scale
     from tfdc.flatbuf import read_model
     from tfdc.layers import kernel_variables
 
@@ -851,10 +854,14 @@ def kernel_buffers(model, tflite, min_bytes=64):
         for attr, variable in kernels:
             if np.prod(variable.shape) * 4 < min_bytes:
                 continue
-            kernel = np.ascontiguousarray(np.asarray(variable.numpy(), dtype=np.float32))
-            kernel = np.sort(kernel.view(np.uint32), axis=None)
-            match = next((index for index, c in constants.get(kernel.size, [])
-                          if index not in found and np.array_equal(kernel, c)), None)
+            value = np.ascontiguousarray(np.asarray(variable.numpy(), dtype=np.float32))
+            kernel = np.sort(value.view(np.uint32), axis=None)
+            same_size = [(index, c) for index, c in constants.get(kernel.size, [])
+                         if index not in found]
+            match = next((index for index, c in same_size if np.array_equal(kernel, c)), None)
+            if match is None:  # a scale folded into it (a Rescaling before it) keeps sharing
+                match = next((index for index, c in same_size
+                              if folded_scale(value, c) is not None), None)
             if match is None:
                 altered.append(f"{layer.name}/{attr}")
             else:
