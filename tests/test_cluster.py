@@ -14,6 +14,7 @@ import tensorflow as tf
 import tfdc
 from manual_step import manual_step_mlp
 from tfdc.cluster import ClusterConstraint, ClusteredFineTuning, codebooks, to_binary16
+from tfdc.exporter import altered_kernels, convert
 
 
 def small_mlp():
@@ -230,6 +231,17 @@ def test_refuses_a_layer_that_feeds_batchnorm(mnist_small):
     folded.compile("adam", "sparse_categorical_crossentropy")
     folded.fit(x[:64, ..., None], y[:64], verbose=0, callbacks=[ClusteredFineTuning(4)])
     assert max(v["centroids"].size for v in codebooks(folded).values()) <= 16
+    # After the layer's own ReLU the converter cannot fold it, and the
+    # kernel reaches the file as trained: clustered, not refused (it was,
+    # after tfdc.compress had scanned, planned and pruned).
+    relu = keras.Sequential([keras.Input((28, 28, 1)),
+                             keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+                             keras.layers.BatchNormalization(name="bn"), keras.layers.Flatten(),
+                             keras.layers.Dense(10, name="fc")])
+    relu.compile("adam", "sparse_categorical_crossentropy")
+    relu.fit(x[:64, ..., None], y[:64], verbose=0, callbacks=[ClusteredFineTuning(4)])
+    assert sorted(key.split("/", 1)[1] for key in codebooks(relu)) == ["conv/kernel", "fc/kernel"]
+    assert altered_kernels(relu, convert(relu)) == []
 
 
 class CodebookAtClusterStart(keras.callbacks.Callback):

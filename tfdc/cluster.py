@@ -156,7 +156,10 @@ def _check_bits(bits, layer_name):
 
 
 def _layers_feeding_batchnorm(model):
-    """Layers whose output is consumed directly by a BatchNormalization."""
+    """Layers whose output, with no activation of their own, is consumed
+    directly by a BatchNormalization: the converter folds it into their
+    kernel. (After a ReLU it cannot: `Conv(activation="relu")` then
+    BatchNormalization keeps its kernel, and was refused after training.)"""
     feeding = {}
     for layer in iter_layers(model):
         if not isinstance(layer, keras.layers.BatchNormalization):
@@ -164,7 +167,8 @@ def _layers_feeding_batchnorm(model):
         for node in getattr(layer, "_inbound_nodes", []):
             for tensor in node.input_tensors:
                 history = getattr(tensor, "_keras_history", None)
-                if history is not None:
+                if history is not None and getattr(history.operation, "activation", None) in (
+                        None, keras.activations.linear):
                     feeding[id(history.operation)] = layer.name
     return feeding
 
