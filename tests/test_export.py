@@ -564,6 +564,10 @@ def test_unwritable_paths_fail_before_converting_and_name_the_path(tmp_path):
     assert find_mask(model.get_layer("fc1").kernel) is not None
     with pytest.raises(IsADirectoryError, match="is a directory"):
         export_tflite(convert(model), folder)
+    # A folder that does not exist yet, written as one: it became a file
+    # named "new", and the returned path pointed at nothing.
+    with pytest.raises(IsADirectoryError, match=r"new/: names a folder \(it ends with '/'\)"):
+        export_tflite(convert(model), f"{tmp_path}/new/")
     assert sorted(os.listdir(tmp_path)) == ["a_folder"] and os.listdir(folder) == []
 
 

@@ -552,6 +552,11 @@ def check_writable(path):
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path}: is a directory; give a file path, e.g. "
                                 f"{os.path.join(path, 'model.tflite')}")
+    if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
+        # realpath drops the slash: "new/" was written as a file "new".
+        raise IsADirectoryError(f"{path}: names a folder (it ends with {path[-1]!r}), and no "
+                                f"such folder exists; give a file path, e.g. "
+                                f"{os.path.join(path, 'model.tflite')}")
     if is_special_file(path):  # written through, not replaced (write_atomically)
         if not os.access(path, os.W_OK):
             raise PermissionError(f"{path}: not writable")
