@@ -747,6 +747,17 @@ def test_student_t_quantile_matches_the_tables():
             student_t_quantile(*args)
 
 
+def test_a_train_dataset_of_single_examples_is_refused_before_any_work(data, trained,
+                                                                         tmp_path):
+    import tensorflow as tf
+    (x, y), validation = data
+    single = tf.data.Dataset.from_tensor_slices((x[:64], y[:64]))
+    with pytest.raises(ValueError, match=r"train_data yields single examples \(x of shape "
+                       r"\(28, 28\)\), not batches"):
+        tfdc.compress(trained, single, validation, target_bytes=9000, verbose=0,
+                      path=tmp_path / "m.tflite")
+
+
 def test_checking_a_first_batch_leaves_an_augmenting_dataset_as_it_was(data):
     # compress reads a first batch to check it; the training must still get
     # the batches it would have got (the benchmarks rerun byte-identically).

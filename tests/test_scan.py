@@ -259,6 +259,8 @@ def test_several_outputs_are_scored_by_their_weighted_compiled_losses(kind):
     assert per_example.shape == (300,) and per_example.mean() == pytest.approx(loss, rel=1e-5)
     sens = tfdc.sensitivity(model, (x, y), sparsities=[0.5], bits=[4])
     assert sens.baseline_loss == pytest.approx(loss, rel=1e-5)
+    # Counted in examples, not outputs (it said "on 2 validation examples").
+    assert sens.samples == 300 and "on 300 validation examples" in sens.to_markdown()
     assert all(sens.loss[name][("sparsity", 0.5)] > 0 for name in sens.layers)
     # The docstring's example prints what its comment says.
     block = textwrap.dedent(re.search(r"```python\n(.*?)```", SummedLoss.__doc__,
@@ -327,3 +329,26 @@ def test_labels_the_loss_cannot_take_are_one_clear_error():
                               "crossentropy) cannot score it: Received a label value of ")
     assert "function_node" not in message and "Label values" not in message
     assert "\n" not in message
+
+
+def test_a_dataset_of_single_examples_is_refused_as_such():
+    """An unbatched tf.data.Dataset failed with "len() of unsized object";
+    a batch Keras expands ((B, 28, 28) for an input (28, 28, 1)) is a batch."""
+    import tensorflow as tf
+
+    from tfdc.scan import check_batched
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, name="fc")])
+    x, y = rng.normal(size=(40, 6)).astype("float32"), rng.integers(0, 3, 40)
+    single = tf.data.Dataset.from_tensor_slices((x, y))
+    for call in (lambda: tfdc.sensitivity(model, single),
+                 lambda: tfdc.plan(model, single, target_bytes=1000)):
+        with pytest.raises(ValueError, match=r"validation_data yields single examples \(x of "
+                           r"shape \(6,\)\), not batches: batch it, e.g. dataset.batch"):
+            call()
+    assert tfdc.sensitivity(model, single.batch(16), sparsities=[0.5], bits=[4]).samples == 40
+    image = keras.Sequential([keras.Input((5, 5, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])
+    check_batched(np.zeros((5, 5, 5)), image, "x")  # five 5x5 images: a batch
+    with pytest.raises(ValueError, match="single examples"):
+        check_batched(np.zeros((5, 5, 1)), image, "x")

@@ -49,7 +49,7 @@ import warnings
 
 import numpy as np
 
-from tfdc.scan import _index, _items, _length, _map, check_finite
+from tfdc.scan import _index, _items, _length, _map, check_batched, check_finite
 
 __all__ = ["compress", "CompressResult", "BudgetMissedWarning", "scaled_plan", "HandPlan",
            "increase_bound", "fewest_examples", "loss_increase_bound", "DEFAULT_CONFIDENCE"]
@@ -429,9 +429,10 @@ def _float_mistakes(model, outputs, y, from_logits, max_error_increase, what="va
         raise ValueError(f"{e}. {hint}") from None
 
 
-def _first_batch(train, classes):
+def _first_batch(train, classes, model=None):
     """A first batch `(x, y)` of the training data; for arrays and a
-    classifier's `classes`, every label is checked against the outputs."""
+    classifier's `classes`, every label is checked against the outputs; a
+    dataset's, that it is a batch (`model`'s inputs)."""
     from tfdc.mistakes import check_labels
     if isinstance(train, tuple):
         if classes is not None:
@@ -447,6 +448,7 @@ def _first_batch(train, classes):
                          "give (x, y) batches")
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise ValueError(f"train_data must yield (x, y) batches, got {type(batch).__name__}")
+    check_batched(batch[0], model, "train_data")
     return batch[0], batch[1]
 
 
@@ -1515,7 +1517,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         _warn_no_better_than_constant(float_wrong, y_val, classes)
     if max_error_increase is not None and confidence is not None:
         _check_examples(float_wrong, max_error_increase, confidence)
-    batch = _first_batch(train, None if not_classifier else classes)
+    batch = _first_batch(train, None if not_classifier else classes, model)
     if several:
         loss, loss_fn = model.loss, SummedLoss(model)
     else:

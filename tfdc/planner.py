@@ -360,7 +360,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     model, _ = one_output_view(model)
     # Read once: a generator of batches cannot be read again for the check.
     samples = scan_options.pop("samples", DEFAULT_SAMPLES)
-    x, y = _take(validation_data, samples, outputs=_output_count(model))
+    x, y = _take(validation_data, samples, outputs=_output_count(model), model=model)
     if sensitivity is None:
         sensitivity = scan(model, (x, y), samples=None, verbose=verbose, **scan_options)
     elif scan_options.keys() - {"batch_size"}:

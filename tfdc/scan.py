@@ -262,11 +262,40 @@ def one_output_view(model):
     return view, structure
 
 
-def _take(data, samples, seed=0, outputs=1):
+def check_batched(x, model, what):
+    """A ValueError when `x`, the inputs of a dataset's first element, are
+    single examples rather than a batch (each array shaped as one example
+    of its model input: a `tf.data.Dataset` not `.batch()`ed), which failed
+    later with a TypeError or a dump of input values."""
+    from tfdc.layers import has_graph
+    if model is None or not has_graph(model):
+        return
+    import keras
+    if isinstance(x, dict):
+        pairs = [(x.get(t.name), t) for t in model.inputs]
+    else:
+        arrays = keras.tree.flatten(x)
+        if len(arrays) != len(model.inputs):
+            return
+        pairs = list(zip(arrays, model.inputs))
+    for array, tensor in pairs:
+        # Each array shaped exactly as one example (a batch of (B, 28, 28)
+        # for an input (28, 28, 1), which Keras expands, is not).
+        shape, one = np.shape(array) if array is not None else None, tuple(tensor.shape[1:])
+        if shape is None or len(shape) != len(one) or any(
+                d is not None and d != s for d, s in zip(one, shape)):
+            return
+    raise ValueError(f"{what} yields single examples (x of shape "
+                     f"{tuple(np.shape(pairs[0][0]))}), not batches: batch it, e.g. "
+                     "dataset.batch(128)")
+
+
+def _take(data, samples, seed=0, outputs=1, model=None):
     """`(x, y)` NumPy arrays (x an array, list or dict of arrays; y too for
     several `outputs`) of at most `samples` examples of `validation_data`:
     a tuple `(x, y)` or `(x, y, sample_weight)` (weights ignored), or an
-    iterable of `(x, y)` batches (a `tf.data.Dataset`, a generator)."""
+    iterable of `(x, y)` batches (a `tf.data.Dataset`, a generator;
+    `model`: checked to be batches, `check_batched`)."""
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not _is_batch_list(data):
         x, y = data[0], _labels(data[1], outputs)
         n = _length(x)
@@ -287,6 +316,8 @@ def _take(data, samples, seed=0, outputs=1):
     for batch in iterator:
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ValueError("validation_data batches must be (x, y) tuples")
+        if not xs:
+            check_batched(batch[0], model, "validation_data")
         xs.append(_map(batch[0], np.asarray))
         ys.append(_labels(batch[1], outputs))
         count += _length(ys[-1])
@@ -787,7 +818,7 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
                          "DepthwiseConv, Embedding, LSTM/GRU kernels)")
     kinds = {layer.name: kind_of(layer).name for layer in iter_layers(model)
              if layer.name in found}
-    x, y = _take(validation_data, samples, outputs=_output_count(model))
+    x, y = _take(validation_data, samples, outputs=_output_count(model), model=model)
     evaluate = Evaluator(model, x, y, batch_size)
     try:
         base_loss, base_error = evaluate()
@@ -816,4 +847,4 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     weights = {name: int(sum(int(np.prod(v.shape)) for _, v in kernels))
                for name, kernels in found.items()}
     return Sensitivity(list(found), weights, kinds, base_loss, base_error, sparsities, bits,
-                       loss, error, samples=int(len(y)), seconds=time.perf_counter() - start)
+                       loss, error, samples=int(_length(y)), seconds=time.perf_counter() - start)
