@@ -109,7 +109,7 @@ def test_activation_criterion_removes_units_that_never_fire(mnist_small):
     assert removed_units(model, "fc1").tolist() == dead
 
 
-def test_batchnorm_and_depthwise_follow_the_removed_channels(mnist_small):
+def test_batchnorm_and_depthwise_follow_the_removed_channels(mnist_small, tmp_path):
     (x, y), _ = mnist_small
     inputs = keras.Input((28, 28, 1))
     h = keras.layers.Conv2D(8, 3, strides=2, use_bias=False, name="conv")(inputs)
@@ -131,6 +131,16 @@ def test_batchnorm_and_depthwise_follow_the_removed_channels(mnist_small):
     # Removed channels output exactly 0 where the next layer reads them.
     probe = keras.Model(model.inputs, model.get_layer("dw").output)
     assert np.all(probe.predict(x[:64, ..., None], verbose=0)[..., removed] == 0)
+    # A .keras file keeps every mask (the layers' own constraints): a plain
+    # fit on the loaded model keeps the channels removed (they grew back).
+    model.save(tmp_path / "pruned.keras")
+    loaded = keras.saving.load_model(tmp_path / "pruned.keras")
+    loaded.fit(x[:256, ..., None], y[:256], epochs=1, batch_size=64, verbose=0)
+    bn, dw = loaded.get_layer("bn"), loaded.get_layer("dw")
+    for v, axis in ((loaded.get_layer("conv").kernel, 3), (bn.gamma, 0), (bn.beta, 0),
+                    (dw.kernel, 2), (dw.bias, 0)):
+        assert np.all(np.take(keras.ops.convert_to_numpy(v), removed, axis) == 0), v.path
+    assert not np.all(keras.ops.convert_to_numpy(bn.beta) == model.get_layer("bn").beta.numpy())
 
 
 def test_resuming_keeps_the_removed_units(mnist_small):

@@ -38,7 +38,8 @@ import math
 import keras
 import numpy as np
 
-from tfdc.layers import channel_role, graph_of, kind_of, zero_preserving_activation
+from tfdc.layers import (channel_role, constraint_slot, graph_of, kind_of,
+                         zero_preserving_activation)
 
 __all__ = ["ChannelGroup", "ChannelAnalysis", "channel_groups", "graph_of"]
 
@@ -89,20 +90,36 @@ class ChannelGroup:
     def producing_slices(self):
         """`[(variable, axis)]`: every variable whose slice `j` along `axis`
         produces channel j (and is zeroed, or masked, to remove it)."""
+        return [(variable, axis) for variable, axis, _ in self.producing_slots()]
+
+    def producing_slots(self):
+        """`producing_slices` with each variable's constraint slot: `[(variable,
+        axis, slot)]`, `slot` the `(owner, attribute)` holding its constraint
+        (`kernel_constraint`, `bias_constraint`, `gamma_constraint`, ...: what
+        the layer's config saves), or None."""
         out = []
+
+        def add(layer, attr, axis):
+            variable = getattr(layer, attr, None)
+            if variable is None:
+                return
+            if attr in ("bias", "gamma", "beta"):
+                name = f"{attr}_constraint"
+                slot = (layer, name) if hasattr(layer, name) else None
+            else:
+                slot = constraint_slot(layer, attr)
+            out.append((variable, axis, slot))
+
         for layer in self.producers:
-            out.append((layer.kernel, kind_of(layer).out_axis))
-            if getattr(layer, "bias", None) is not None:
-                out.append((layer.bias, 0))
+            add(layer, "kernel", kind_of(layer).out_axis)
+            add(layer, "bias", 0)
         for layer in self.channelwise:
             if kind_of(layer) is not None:  # depthwise
-                out.append((layer.kernel, kind_of(layer).out_axis))
-                if getattr(layer, "bias", None) is not None:
-                    out.append((layer.bias, 0))
+                add(layer, "kernel", kind_of(layer).out_axis)
+                add(layer, "bias", 0)
             else:  # normalization (without `scale` the group is fixed)
-                out.append((layer.gamma, 0))
-                if getattr(layer, "beta", None) is not None:
-                    out.append((layer.beta, 0))
+                add(layer, "gamma", 0)
+                add(layer, "beta", 0)
         return out
 
 

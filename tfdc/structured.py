@@ -195,10 +195,13 @@ class StructuredPruning(keras.callbacks.Callback):
         fresh = False
         for group, _ in self.groups:
             masks = []
-            for variable, axis in group.producing_slices():
+            # Each mask also set as the layer's own constraint, so that a
+            # .keras file keeps it (a plain fit after loading grew the
+            # removed units back).
+            for variable, axis, slot in group.producing_slots():
                 existing = find_mask(variable)
                 fresh |= existing is None or existing.mask is None
-                masks.append((variable, axis, install_mask(variable, strategy)))
+                masks.append((variable, axis, install_mask(variable, strategy, slot)))
             self._masks.append(masks)
         if fresh:
             # A train function traced earlier would not apply the new constraints.
