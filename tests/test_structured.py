@@ -188,6 +188,11 @@ def test_structured_then_unstructured_then_clustered_then_packed(tmp_path, mnist
     ({"target_fraction": {}}, "empty dict"),
     ({"target_fraction": 0.5, "criterion": "gradient"}, "criterion must be one of"),
     ({"target_fraction": 0.5, "criterion": "activation"}, "needs data="),
+    ({"target_fraction": 0.5, "criterion": "activation", "data": np.zeros((0, 28, 28))},
+     r"needs data= with examples; got an array of shape \(0, 28, 28\)"),
+    ({"target_fraction": 0.5, "criterion": "activation",
+      "data": np.where(np.arange(6)[:, None] == 4, np.nan, np.ones((6, 3)))},
+     r"StructuredPruning: data has NaN or infinite values in 1 example \(the first: example 4"),
     ({"target_fraction": 0.5, "frequency": 0}, "frequency"),
     ({"target_fraction": 0.5, "min_units": 0}, "min_units"),
     ({"target_fraction": 0.5, "begin_step": 10, "end_step": 5}, "smaller than end_step"),
@@ -237,3 +242,15 @@ def test_a_distillers_student_is_pruned(mnist_small):
     assert len(removed_units(student, "fc1")) == 16
     assert tfdc.shrink(student).get_layer("fc1").units == 16
 
+
+
+def test_a_schedule_that_outlasts_the_fit_is_told(mnist_small):
+    # 16 steps of a schedule to step 1,000: nothing removed, without a word
+    # (GradualPruning says so in the same case).
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    with pytest.warns(UserWarning, match=r"StructuredPruning: training ended at step 16, before "
+                      r"the schedule's end_step 1,000: 0\.0% of the selected units are removed, "
+                      r"not the target 50\.0%\. .* end_step <= 16"):
+        model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+                  callbacks=[StructuredPruning({"fc1": 0.5}, end_step=1000)])

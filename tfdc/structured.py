@@ -35,6 +35,25 @@ __all__ = ["StructuredPruning"]
 CRITERIA = ("l1", "l2", "activation")
 
 
+def _check_activation_data(data):
+    """`data` for criterion="activation": arrays of at least one example,
+    finite (no example: an UnboundLocalError from Keras's predict at the
+    first pruning step; NaN: units removed by NaN activations)."""
+    if data is None:
+        raise ValueError("criterion='activation' needs data=: inputs of the training data")
+    if hasattr(data, "element_spec") or isinstance(data, keras.utils.PyDataset):
+        return  # a dataset: Keras's predict reads it as it comes
+    from tfdc.scan import check_finite
+    arrays = list(data.values()) if isinstance(data, dict) else \
+        list(data) if isinstance(data, (list, tuple)) else [data]
+    for array in arrays:
+        array = np.asarray(array)
+        if array.ndim == 0 or len(array) == 0:
+            raise ValueError(f"criterion='activation' needs data= with examples; got an array "
+                             f"of shape {array.shape}")
+        check_finite(array, "StructuredPruning", "data")
+
+
 class StructuredPruning(keras.callbacks.Callback):
     """Remove whole units / channels during training, on a schedule.
 
@@ -116,8 +135,8 @@ class StructuredPruning(keras.callbacks.Callback):
             check_fraction(target_fraction, "target_fraction")
         if criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
-        if criterion == "activation" and data is None:
-            raise ValueError("criterion='activation' needs data=: inputs of the training data")
+        if criterion == "activation":
+            _check_activation_data(data)
         if not isinstance(frequency, (int, np.integer)) or isinstance(frequency, bool) \
                 or frequency < 1:
             raise ValueError(f"frequency must be a positive integer, got {frequency!r}")
@@ -237,6 +256,15 @@ class StructuredPruning(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._probe = None
+        if self.end_step is not None and self._step < self.end_step and self.groups:
+            sizes = [group.size for group, _ in self.groups]
+            target = sum(float(value) * n for (_, value), n in zip(self.groups, sizes))
+            warnings.warn(
+                f"StructuredPruning: training ended at step {self._step:,}, before the "
+                f"schedule's end_step {self.end_step:,}: {1 - self.kept_fraction():.1%} of the "
+                f"selected units are removed, not the target {target / sum(sizes):.1%}. To "
+                f"reach it in this fit, give end_step <= {self._step:,} (or train longer).",
+                stacklevel=2)
         if self.verbose:
             print(units(trained_model(self.model)))
 
