@@ -161,6 +161,11 @@ def test_inspect_dense_baseline_is_close_to_the_parameter_count(exported):
     assert packed_view.dense_bytes == plain_view.dense_bytes
     # every float parameter, plus a few bytes of int32 shape constants
     assert 0 <= packed_view.dense_bytes - report.dense_bytes < 256
+    # A full-integer file: 4 bytes per int8 weight, as float32 (it counted 1,
+    # and its "Dense float32 / packed" ratio was 4x too low).
+    x = np.random.default_rng(0).random((16, 28, 28)).astype("float32")
+    int8 = convert(model, representative_dataset=lambda: ([x[i:i + 1]] for i in range(16)))
+    assert abs(tfdc.inspect(int8).dense_bytes - report.dense_bytes) < 256
 
 
 def test_nothing_packed_says_so_and_why(tmp_path):

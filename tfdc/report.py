@@ -29,6 +29,7 @@ import math
 import os
 import re
 
+from tfdc import format as fmt
 from tfdc.layers import converter_op_names
 
 __all__ = ["ExportReport", "LayerReport", "inspect", "short_name"]
@@ -663,13 +664,26 @@ def inspect(path_or_bytes, layer_names=None):
 
 
 def _constant_bytes(model_bytes):
-    """Bytes of every constant buffer of a model flatbuffer as stored
-    unpacked — inline data, or the size of a buffer in the offset layout
-    (packed and decoded files) —: the dense float32 baseline, up to a few
-    bytes of integer shape constants. Metadata buffers (the converter's,
-    which `strip_debug` may drop, and a format 1 section) are not weights."""
+    """The dense float32 size of every constant buffer of a model
+    flatbuffer: its bytes as stored unpacked (inline data, or the size of a
+    buffer in the offset layout: packed and decoded files), at 4 bytes per
+    element for a type narrower than 32 bits (an int8 kernel of a
+    full-integer model counted 1 byte, labelled float32), up to a few bytes
+    of integer shape constants. Metadata buffers (the converter's, which
+    `strip_debug` may drop, and a format 1 section) are not weights."""
+    from tfdc import tflite_schema
     from tfdc.flatbuf import read_model
     model = read_model(model_bytes)
     metadata = {index for _, index in model.metadata}
-    return sum(b.data_len or (b.size if b.offset > 1 else 0)
-               for i, b in enumerate(model.buffers) if i not in metadata)
+    types = {}
+    for subgraph in tflite_schema.read(model_bytes).subgraphs or []:
+        for tensor in subgraph.tensors or []:
+            types.setdefault(int(tensor.buffer), []).append(int(tensor.type))
+    total = 0
+    for i, b in enumerate(model.buffers):
+        if i in metadata:
+            continue
+        size = b.data_len or (b.size if b.offset > 1 else 0)
+        name, bits, _ = fmt.buffer_type(types.get(i, []), size)
+        total += size * 32 // bits if name != "bytes" and bits < 32 else size
+    return total
