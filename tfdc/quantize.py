@@ -260,8 +260,10 @@ def warn_extra_codes(model, tflite, min_bytes=64, stacklevel=2):
             stacklevel=stacklevel + 1)
     if missing:
         warnings.warn(
-            "no int8 tensor of the full-integer model holds the clustered kernel(s) " +
-            ", ".join(missing) + " (the converter kept them in float, or changed their values: "
+            "no int8 tensor of the full-integer model holds the kernel(s) " +
+            ", ".join(missing) + f", whose at most {MAX_CODEBOOK} distinct values (clustered, "
+            "or a small kernel) would each be one int8 code (the converter kept them in float, "
+            "or changed their values: "
             "a BatchNormalization folded into them, which tfdc.fold_batchnorm before clustering "
             "avoids, or a layer it quantizes its own way, such as an Embedding's table); their "
             "weight sharing is partly lost in the packed file.",
