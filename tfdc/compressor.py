@@ -1759,8 +1759,10 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate):
         return entry, True, (f"{size:,} B is {size / target - 1:+.1%} from the target "
                              f"{target:,} B")
     if size < low:
+        why = (": the plan was given, so no larger plan was tried" if plan is not None
+               else " after larger plans")
         return entry, True, (f"{size:,} B is {size / target - 1:+.1%} from the target "
-                             f"{target:,} B, more than 5 % under it after larger plans")
+                             f"{target:,} B, more than 5 % under it{why}")
     return entry, False, (f"the packed file is {size:,} B, {size / target - 1:+.1%} over the "
                           f"target {target:,} B: removing weights did not get it there")
 
