@@ -29,13 +29,13 @@ bits)`, byte for byte (tests/test_bytecost.py checks it). Two exceptions,
 both after a folded factor: an offset folded with it (`Rescaling(offset=)`,
 `2 * x - 1`) makes the bias depend on the weights, which the rewritten file
 keeps as converted; and two weights an ulp apart that the product rounds to
-one value but pruning or clustering separates. The size is then off by a
-few bytes per bias element (tfdc.compress measures its files by exporting). `layer(name,
-sparsity, bits)` is that layer's records alone (payloads, descriptors and
-code tables before the meta stream's DEFLATE; a buffer the packer leaves
-inline counts its deflated size), which is additive over layers and what
-the planner allocates with; the planner then checks its choice with
-`total`.
+one value but pruning or clustering separates. The size is then off by up
+to a few bytes per bias element (tfdc.compress measures its files by
+exporting). `layer(name, sparsity, bits)` is that layer's records alone
+(payloads, descriptors and code tables before the meta stream's DEFLATE; a
+buffer the packer leaves inline counts its deflated size), which is
+additive over layers and what the planner allocates with; the planner then
+checks its choice with `total`.
 
 Example:
 
@@ -373,7 +373,7 @@ class ByteCost:
                     break
                 claimed.update(indices)
                 # Where each buffer element's value first occurs in the kernel
-                # (scaled as the converter scaled it: one to one).
+                # (scaled as the converter scaled it).
                 old = value.view(np.uint32).ravel()
                 unique, first, inverse = np.unique(old, return_index=True, return_inverse=True)
                 held = _scaled_bits(value, scale)[first]
