@@ -302,6 +302,14 @@ def test_select_is_one_rule_for_export_and_export_tflite(tmp_path):
     assert by_regex.packed_bytes == by_function.packed_bytes
 
 
+def test_a_keras_model_file_name_is_warned_about(tmp_path):
+    # "model.keras" got a packed .tflite file without a word.
+    with pytest.warns(UserWarning, match=r"m\.keras: tfdc writes a packed \.tflite model "
+                      r"there, not a Keras model .* model\.save\(\)"):
+        export(compress_weights(mlp()), tmp_path / "m.keras")
+    assert tfdc.is_packed(tmp_path / "m.keras")
+
+
 def test_export_tflite_never_writes_a_larger_file(tmp_path):
     # Incompressible bytes in a tiny model, debug names kept: packing only
     # adds the stub and the section, so the input is written unchanged and

@@ -1430,7 +1430,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     import keras
 
     from tfdc.demo import tflite_outputs
-    from tfdc.exporter import check_writable, write_atomically
+    from tfdc.exporter import check_writable, warn_model_suffix, write_atomically
     from tfdc.mistakes import mistakes
     from tfdc.scan import (SummedLoss, _output_count, check_outputs, example_losses,
                            loss_callable, mean_loss, one_output_view)
@@ -1485,6 +1485,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     x_val, y_val = _check_data(validation_data, "validation_data", allow_dataset=False,
                                inputs=inputs, outputs=output_count)
     path = check_writable(path)
+    warn_model_suffix(path)
     _warn_compressed_already(_kernels(model, True))  # nothing to compress: fails now
     _copy(model)  # and one that cannot be copied
     if plan is not None:

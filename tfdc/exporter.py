@@ -571,6 +571,16 @@ def check_writable(path):
     return path
 
 
+def warn_model_suffix(path, stacklevel=2):
+    """Warn when `path` ends like a Keras model file (`.keras`, `.h5`): what
+    tfdc writes there is a packed `.tflite` file, which Keras cannot load."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix in (".keras", ".h5", ".hdf5"):
+        warnings.warn(f"{path}: tfdc writes a packed .tflite model there, not a Keras model "
+                      f"(which the name's {suffix} suggests); save the Keras model with "
+                      "model.save()", stacklevel=stacklevel + 1)
+
+
 def is_special_file(path):
     """An existing path that is not a regular file or a folder: a device
     (/dev/null, /dev/stdout's terminal), a FIFO or a socket."""
@@ -796,6 +806,7 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
     ```
     """
     check_writable(path)  # before the minutes a conversion can take
+    warn_model_suffix(path)
     from tfdc.pack import selector
     select = selector(select)  # a bad pattern fails before converting
     if strip:
