@@ -571,6 +571,19 @@ def test_fp16_rounding_in_chunks_is_rounding_at_once(monkeypatch):
     assert pack._fp16_round(w.reshape(-1).view(np.uint32)) is None
 
 
+@pytest.mark.parametrize("force", [{"scan": "row"}, {"scan": "column"}])
+def test_gap_statistics_read_in_chunks_give_the_same_file(monkeypatch, force):
+    # The position stream's gaps are counted a chunk at a time (a large
+    # tensor's int64 positions were 8 bytes per kept weight, twice over).
+    rng = np.random.default_rng(6)
+    w = _clustered_pruned(rng, (60, 50), centroids=8, density=0.2)
+    whole = pack_tflite(constant_model([w]), min_bytes=0, _force=force)
+    monkeypatch.setattr(pack, "_GAP_CHUNK", 7)
+    chunked = pack_tflite(constant_model([w]), min_bytes=0, _force=force)
+    assert chunked[0] == whole[0] and chunked[1].records[0].position_mode == "sparse"
+    assert chunked[1].records[0].scan == force["scan"]
+
+
 def test_large_sparse_tensor_prefers_sparse_and_chooses_good_gap_alphabet():
     rng = np.random.default_rng(3)
     w = _clustered_pruned(rng, (300, 200), centroids=16, density=0.1)

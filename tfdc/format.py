@@ -315,12 +315,21 @@ def transform(x, kind, width):
     mask = _uint(width)((1 << width) - 1)
     if kind == TRANSFORM_IDENTITY:
         return x
+    if kind not in (TRANSFORM_ZIGZAG, TRANSFORM_ROTATE):
+        raise ValueError(f"unknown transform {kind}")
+    # In place on two arrays (a tensor can be hundreds of MB).
+    high = x >> top
+    x <<= one
     if kind == TRANSFORM_ZIGZAG:
-        sign = (x >> top) & one
-        return ((x << one) ^ (np.zeros_like(x) - sign)) & mask
-    if kind == TRANSFORM_ROTATE:
-        return ((x << one) | (x >> top)) & mask
-    raise ValueError(f"unknown transform {kind}")
+        high &= one
+        np.negative(high, out=high)  # 0 or all ones (unsigned wrap-around)
+        x ^= high
+    else:
+        x |= high
+    del high
+    if 8 * x.itemsize != width:  # 2- and 4-bit elements in a uint8
+        x &= mask
+    return x
 
 
 def inverse_transform(t, kind, width):

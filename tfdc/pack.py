@@ -234,16 +234,55 @@ def _gap_symbols(gaps_minus_1, G):
     return out
 
 
+def _stream_indices(mask, scan_rows):
+    """Stream indices (sorted) of the nonzero elements for row-major
+    (`scan_rows == 1`) or column-major scan."""
+    if scan_rows == 1:
+        return np.flatnonzero(mask)
+    return np.flatnonzero(mask.reshape(scan_rows, len(mask) // scan_rows).T)
+
+
+_GAP_CHUNK = 1 << 20  # stream positions read at a time by `_gap_counts`
+
+
+def _gap_counts(mask, scan_rows):
+    """`(values, counts)` of the gaps minus one between the nonzero
+    elements in stream order (`_stream_indices`), read a chunk of the
+    stream at a time: the positions of a large tensor's kept weights are 8
+    bytes each, twice over for their differences."""
+    stream = mask if scan_rows == 1 else \
+        mask.reshape(scan_rows, len(mask) // scan_rows).T.ravel()
+    last, parts = -1, []
+    for start in range(0, len(stream), _GAP_CHUNK):
+        t = np.flatnonzero(stream[start:start + _GAP_CHUNK])
+        if not len(t):
+            continue
+        t += start
+        gaps = np.diff(t, prepend=last)
+        gaps -= 1
+        last = int(t[-1])
+        parts.append(_unique_counts(gaps))
+    if len(parts) == 1:
+        return parts[0]
+    values = np.concatenate([v for v, _ in parts])
+    unique, inverse = np.unique(values, return_inverse=True)
+    counts = np.bincount(inverse.ravel(), weights=np.concatenate([c for _, c in parts]),
+                         minlength=len(unique)).astype(np.int64)
+    return unique, counts
+
+
 def _stream_order_positions(mask, scan_rows):
     """Stream indices (sorted) of the nonzero elements, and their element
     indices, for row-major (`scan_rows == 1`) or column-major scan."""
+    t = _stream_indices(mask, scan_rows)
     if scan_rows == 1:
-        t = np.flatnonzero(mask)
         return t, t
-    R = scan_rows
-    C = len(mask) // R
-    t = np.flatnonzero(mask.reshape(R, C).T)
-    return t, (t % R) * C + t // R
+    # t = column * rows + row; the element is row * columns + column (in
+    # place: each int64 temporary is 8 bytes per kept weight).
+    column, index = np.divmod(t, scan_rows)
+    index *= len(mask) // scan_rows
+    index += column
+    return t, index
 
 
 def _unique_counts(values):
@@ -282,8 +321,7 @@ def _best_positions(mask, shape, block, gap_alphabet, force):
     for rows in rows_options:
         if nnz == 0:
             return 3.0, rows, 1 << widths[0], False
-        t, _ = _stream_order_positions(mask, rows)
-        gv, gc = _unique_counts(np.diff(t, prepend=-1) - 1)
+        gv, gc = _gap_counts(mask, rows)
         for w in widths:
             G = 1 << w
             cost, fixed = _stream_cost(_gap_histogram(gv, gc, G), block,
@@ -405,10 +443,13 @@ def _best_values(vals, elem_bits, kind, block, expand, force, shape=None):
 
 def _planes(tv, elem_bits):
     """The plane symbols (np.uint16 each) of transformed values `tv`, most
-    significant plane first."""
+    significant plane first: made one at a time (a generator), so a large
+    tensor's planes are not all in memory at once."""
     n = fmt.plane_count(elem_bits)
-    return [((tv >> tv.dtype.type(8 * (n - 1 - p))) & tv.dtype.type(255)).astype(np.uint16)
-            for p in range(n)]
+    for p in range(n):
+        plane = tv >> tv.dtype.type(8 * (n - 1 - p))
+        plane &= tv.dtype.type(255)
+        yield plane.astype(np.uint16)
 
 
 # --------------------------------------------------------------------------
@@ -466,6 +507,7 @@ def _candidate(raw, elem_bits, kind, shape, block, gap_alphabet, codebook_fp16, 
             # Already binary16 values (e.g. ClusteredFineTuning's centroids):
             # 16-bit codebook keys are lossless; taken where they are cheaper.
             variants.append((elems, True, 0.0))
+        del rounded  # a copy of the tensor, needed only in the first case
     # Rounding keeps zeros zero, so every variant has the same positions.
     mask = variants[0][0] != 0
     positions = None
