@@ -944,7 +944,8 @@ def _v1_parse_record(data, cur, i, tables, buffers, S, Z, D, prev_end):
         raw_start = rec_cur.take(nnz * elem_size, "raw values")
     gaps = None
     if position_mode == fmt.POSITION_SPARSE:
-        gaps = _v1_parse_stream(rec_cur, tables, f"{what} gaps", G, max_count=nnz + N)
+        # Every gap symbol moves the position on by at least 1 (§A.3.3).
+        gaps = _v1_parse_stream(rec_cur, tables, f"{what} gaps", G, max_count=N)
         if nnz == 0 and gaps.count:
             raise FormatError(f"{what}: no values but a nonempty gap stream")
         if nnz > 0 and gaps.count < nnz:

@@ -225,8 +225,8 @@ def annotate(packed):
     p.title("payload (file offsets)")
     pos = payload_start
     for name, size in payload:
-        bits = " ".join(f"{b:08b}" for b in packed[pos:pos + size][:3])
-        p.field(pos, size, name, f"bits {bits}")
+        bits = " ".join(f"{b:08b}" for b in packed[pos:pos + size][:4])
+        p.field(pos, size, name, f"bits {bits}" + (" …" if size > 4 else ""))
         pos += size
     p.field(pos, 4, "crc", f"0x{struct.unpack_from('<I', packed, pos)[0]:08X} "
             f"(CRC-32 of [0, {pos}))")
