@@ -1,11 +1,15 @@
 """tfdc.structured: StructuredPruning removes whole units on schedule, by the chosen
 criterion, keeps them removed inside the compiled step, and composes."""
 
+import warnings
+import zipfile
+
 import keras
 import numpy as np
 import pytest
 
 import tfdc
+from tfdc.constraints import TfdcConstraint
 from tfdc.prune import find_mask
 from tfdc.structured import StructuredPruning
 
@@ -141,6 +145,11 @@ def test_batchnorm_and_depthwise_follow_the_removed_channels(mnist_small, tmp_pa
                     (dw.kernel, 2), (dw.bias, 0)):
         assert np.all(np.take(keras.ops.convert_to_numpy(v), removed, axis) == 0), v.path
     assert not np.all(keras.ops.convert_to_numpy(bn.beta) == model.get_layer("bn").beta.numpy())
+    # Stripped, the file names no tfdc class: it loads without tfdc.
+    tfdc.strip(model)
+    model.save(tmp_path / "stripped.keras")
+    with zipfile.ZipFile(tmp_path / "stripped.keras") as archive:
+        assert "tfdc" not in archive.read("config.json").decode()
 
 
 def test_resuming_keeps_the_removed_units(mnist_small):
@@ -161,7 +170,14 @@ def test_structured_then_unstructured_then_clustered_then_packed(tmp_path, mnist
     model = compile_(mlp(hidden=(48, 24)))
     model.fit(x, y, epochs=3, batch_size=BATCH, verbose=0,
               callbacks=[StructuredPruning({"fc1": 0.5, "fc2": 0.5}, frequency=4)])
-    small = compile_(tfdc.shrink(model))
+    with warnings.catch_warnings():
+        # The masks in the configs warned at the first training step.
+        warnings.filterwarnings("error", message=".*pruning mask")
+        small = compile_(tfdc.shrink(model))
+        assert not [l.name for l in small.layers if isinstance(
+            getattr(l, "bias_constraint", None) or getattr(l, "kernel_constraint", None),
+            TfdcConstraint)]
+        small.fit(x[:256], y[:256], epochs=1, batch_size=BATCH, verbose=0)
     assert small.get_layer("fc1").units == 24 and small.get_layer("fc2").units == 12
     small.fit(x, y, epochs=2, batch_size=BATCH, verbose=0,
               callbacks=[tfdc.GradualPruning({"fc1": 0.7, "fc2": 0.5}, frequency=4)])

@@ -89,15 +89,16 @@ def strip(model):
         if isinstance(constraint, TfdcConstraint):
             variable.constraint = _without_tfdc(constraint)
     # A pruning mask also sits in the layer's own constraint attribute (so
-    # that a `.keras` file keeps it): put the user's constraint back there.
+    # that a `.keras` file keeps it): `kernel_constraint`, a unit's
+    # `bias_constraint`, a BatchNormalization's `gamma_constraint`, a
+    # recurrent cell's... Put the user's constraint back there.
     if hasattr(model, "_flatten_layers"):
-        from tfdc.layers import constraint_slot, kernel_attrs
         from tfdc.select import iter_layers
         for layer in iter_layers(model):
-            for attr in kernel_attrs(layer):
-                slot = constraint_slot(layer, attr)
-                if slot is not None and isinstance(getattr(*slot), TfdcConstraint):
-                    setattr(slot[0], slot[1], _without_tfdc(getattr(*slot)))
+            for owner in (layer, getattr(layer, "cell", None)):
+                for name, value in list(vars(owner).items()) if owner is not None else []:
+                    if name.endswith("_constraint") and isinstance(value, TfdcConstraint):
+                        setattr(owner, name, _without_tfdc(value))
     # A traced train step would still apply the old constraints.
     if getattr(model, "train_function", None) is not None:
         model.train_function = None

@@ -23,6 +23,7 @@ import numpy as np
 from keras import ops
 
 from tfdc.channels import channel_groups
+from tfdc.constraints import strip
 from tfdc.layers import copy_layer, kind_of, sequential_like
 
 __all__ = ["shrink", "units", "UnitsReport", "LayerUnits"]
@@ -146,7 +147,9 @@ def shrink(model):
         sliced = {id(v): axes for v, axes in _slices(old, analysis, keep)}
         target.set_weights([_sliced_value(v, sliced[id(v)]) if id(v) in sliced
                             else ops.convert_to_numpy(v) for v in old.weights])
-    return new
+    # The layers' configs carry the source's pruning masks, which no longer
+    # fit the sliced weights (each warned at the first training step).
+    return strip(new)
 
 
 @dataclasses.dataclass
