@@ -104,11 +104,17 @@ def run_fallback(tmp_path, **env):
 
 def library_path_in(tmp_path):
     """Where a process with run_fallback's cache directory caches the op
-    (the directory is created, empty)."""
-    env = dict(os.environ, PYTHONPATH=ROOT, TFDC_CACHE_DIR=str(tmp_path / "cache"))
-    path = subprocess.run([sys.executable, "-c",
-                           "from tfdc import cluster_op; print(cluster_op.library_path())"],
-                          capture_output=True, text=True, env=env, check=True).stdout.strip()
+    (the directory is created, empty). Computed here, with that process's
+    environment (a subprocess of its own took 4 s to import TensorFlow)."""
+    saved = os.environ.get("TFDC_CACHE_DIR")
+    os.environ["TFDC_CACHE_DIR"] = str(tmp_path / "cache")
+    try:
+        path = cluster_op.library_path()
+    finally:
+        if saved is None:
+            del os.environ["TFDC_CACHE_DIR"]
+        else:
+            os.environ["TFDC_CACHE_DIR"] = saved
     os.makedirs(os.path.dirname(path))
     return path
 
