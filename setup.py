@@ -48,7 +48,7 @@ setup(
         "ai-edge-litert>=1.2; platform_system != 'Windows'",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6"],
         "demo": ["matplotlib>=3.6", "scikit-learn>=1.2"],
         # Interop and side-by-side benchmarks only: tfmot needs legacy
         # tf_keras and the full tensorflow wheel.
