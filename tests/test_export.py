@@ -246,6 +246,8 @@ def test_bad_representative_dataset_fails_before_conversion(tmp_path):
             # A dict keyed otherwise was a bare KeyError from the converter.
             (lambda: iter([{"pixels": x[:1], "label": x[:1]}]), ValueError,
              r"a sample is a dict keyed \['label', 'pixels'\]; the model's inputs are named "),
+            (lambda: iter([{model.inputs[0].name: x[:1], "label": x[:1]}]), ValueError,
+             r"a sample is a dict keyed .*'label'.*; the model's inputs are named "),
     ]:
         with pytest.raises(error, match=message):
             export(model, path, representative_dataset=rep)

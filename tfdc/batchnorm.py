@@ -10,7 +10,8 @@ clustering keeps the codebook intact through conversion.
 import keras
 import numpy as np
 
-from tfdc.layers import copy_layer, graph_nodes, is_subclassed, kind_of, sequential_like
+from tfdc.layers import (copy_layer, finalize_states, graph_nodes, is_subclassed, kind_of,
+                         sequential_like)
 from tfdc.select import check_built, iter_layers
 
 
@@ -143,4 +144,4 @@ def fold_batchnorm(model):
             target.set_weights(_folded_weights(*pairs[id(old)]))
         else:
             target.set_weights(old.get_weights())
-    return new
+    return finalize_states(new)

@@ -149,11 +149,11 @@ def check_calibration(model, representative_dataset, what="representative_datase
 
 def _sample_arrays(sample, specs, what="representative_dataset"):
     """A calibration sample's arrays in the order of `specs`: a dict keyed
-    by the input names (a one-input model also takes a dict of one array),
-    a list or tuple, or one bare array."""
+    by exactly the input names (a one-input model also takes a dict of one
+    array, whatever its key), a list or tuple, or one bare array."""
     names = [spec.name for spec in specs]
     if isinstance(sample, dict):
-        if all(name in sample for name in names):
+        if set(sample) == set(names):
             return [sample[name] for name in names]
         if len(sample) == 1 == len(names):
             return list(sample.values())

@@ -32,8 +32,8 @@ import functools
 __all__ = ["LayerKind", "KINDS", "kind_of", "kernel_attrs", "kernel_variables", "kernel_name",
            "constraint_slot", "converter_op_names", "CHANNELWISE", "CHANNEL_NORMALIZATION",
            "CHANNEL_MERGES", "ZERO_PRESERVING_ACTIVATIONS", "channel_role",
-           "zero_preserving_activation", "copy_layer", "copy_model", "is_subclassed",
-           "has_graph", "graph_of", "graph_nodes", "sequential_like"]
+           "zero_preserving_activation", "copy_layer", "copy_model", "finalize_states",
+           "is_subclassed", "has_graph", "graph_of", "graph_nodes", "sequential_like"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -383,4 +383,19 @@ def copy_model(model):
     if not copy.built:  # a subclassed model: built by calling it
         copy.build_from_config(model.get_build_config())
     copy.set_weights(model.get_weights())
-    return copy
+    return finalize_states(copy)
+
+
+def finalize_states(model):
+    """Call `finalize_state()` on each layer of `model` that has one (an
+    adapted `Normalization`, `Discretization`, `TextVectorization`), as
+    Keras's own loading does: `set_weights` sets their variables but not
+    the constants they compute with. Without it a copy of an adapted
+    Normalization normalized with mean 0 and variance 1, and tfdc.compress
+    trained and scored that broken copy. Returns `model`."""
+    from tfdc.select import iter_layers
+    for layer in iter_layers(model):
+        finalize = getattr(layer, "finalize_state", None)
+        if callable(finalize) and layer.built:
+            finalize()
+    return model

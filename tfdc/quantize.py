@@ -316,22 +316,20 @@ _DEQUANTIZE = 6
 def float_ops(tflite):
     """`{op name: count}` of the operators of a full-integer `.tflite` model
     that compute in float32: those with a float32 output, except the
-    DEQUANTIZE ops that make the model's float outputs. The converter falls
-    back to float for an op it has no int8 kernel for (NEG, CUMSUM, ...),
-    with a DEQUANTIZE before it and a QUANTIZE after; an NPU delegate then
-    runs that part on the CPU or refuses the graph."""
+    DEQUANTIZE ops (the bridges into float, and the model's float outputs).
+    The converter falls back to float for an op it has no int8 kernel for
+    (NEG, CUMSUM, ...), with a DEQUANTIZE before it and a QUANTIZE after;
+    an NPU delegate then runs that part on the CPU or refuses the graph."""
     from tfdc import tflite_schema
     schema = tflite_schema.get()
     model = tflite_schema.read(tflite)
     counts = {}
     for subgraph in model.subgraphs:
-        outputs = {int(i) for i in (subgraph.outputs if subgraph.outputs is not None else [])}
         for op in subgraph.operators or []:
             code = tflite_schema.builtin_code(model.operatorCodes[op.opcodeIndex])
             produced = [int(i) for i in (op.outputs if op.outputs is not None else []) if i >= 0]
-            if not any(subgraph.tensors[i].type == schema.TensorType.FLOAT32 for i in produced):
-                continue
-            if code == _DEQUANTIZE and all(i in outputs for i in produced):
+            if code == _DEQUANTIZE or not any(
+                    subgraph.tensors[i].type == schema.TensorType.FLOAT32 for i in produced):
                 continue
             name = tflite_schema.op_name(code)
             counts[name] = counts.get(name, 0) + 1

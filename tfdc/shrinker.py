@@ -24,7 +24,7 @@ from keras import ops
 
 from tfdc.channels import channel_groups
 from tfdc.constraints import strip
-from tfdc.layers import copy_layer, kind_of, sequential_like
+from tfdc.layers import copy_layer, finalize_states, kind_of, sequential_like
 
 __all__ = ["shrink", "units", "UnitsReport", "LayerUnits"]
 
@@ -149,7 +149,7 @@ def shrink(model):
                             else ops.convert_to_numpy(v) for v in old.weights])
     # The layers' configs carry the source's pruning masks, which no longer
     # fit the sliced weights (each warned at the first training step).
-    return strip(new)
+    return strip(finalize_states(new))
 
 
 @dataclasses.dataclass
