@@ -85,6 +85,24 @@ def test_constraint_slot_is_what_the_layer_config_saves(layer, shape):
         assert len(saved) == 1, (attr, name)  # exactly this kernel's constraint entry
         setattr(owner, name, None)
 
+
+@pytest.mark.parametrize("layer, shape, attrs", [
+    (keras.layers.Dense(3), (None, 4), ["bias"]),
+    (keras.layers.BatchNormalization(), (None, 4), ["gamma", "beta"]),
+])
+def test_constraint_slot_of_a_bias_or_normalization_weight(layer, shape, attrs):
+    # Where StructuredPruning keeps a removed unit's masks, so that a
+    # .keras file saves them.
+    from tfdc.layers import constraint_slot
+    layer.build(shape)
+    for attr in attrs:
+        owner, name = constraint_slot(layer, attr)
+        assert owner is layer and name == f"{attr}_constraint"
+        setattr(owner, name, keras.constraints.NonNeg())
+        assert layer.get_config()[name]["class_name"] == "NonNeg"
+        setattr(owner, name, None)
+    assert constraint_slot(keras.layers.Flatten(), "bias") is None
+
 @pytest.mark.parametrize("layer, rank, role", [
     (keras.layers.BatchNormalization(), 4, "normalization"),
     (keras.layers.BatchNormalization(axis=1), 4, None),  # not the channel axis

@@ -101,14 +101,8 @@ class ChannelGroup:
 
         def add(layer, attr, axis):
             variable = getattr(layer, attr, None)
-            if variable is None:
-                return
-            if attr in ("bias", "gamma", "beta"):
-                name = f"{attr}_constraint"
-                slot = (layer, name) if hasattr(layer, name) else None
-            else:
-                slot = constraint_slot(layer, attr)
-            out.append((variable, axis, slot))
+            if variable is not None:
+                out.append((variable, axis, constraint_slot(layer, attr)))
 
         for layer in self.producers:
             add(layer, "kernel", kind_of(layer).out_axis)

@@ -146,13 +146,16 @@ def kernel_variables(layer):
 
 def constraint_slot(layer, attr):
     """`(owner, name)`: the object and attribute holding the constraint of
-    kernel `attr` of `layer` (`owner.name` is what the layer's config
-    saves), or None if tfdc does not know it."""
+    weight `attr` of `layer` (`owner.name` is what the layer's config
+    saves), or None if tfdc does not know it: a registered kernel's (its
+    kind's `constraint_attrs`), else Keras's own `<attr>_constraint` (a
+    `bias`, a BatchNormalization's `gamma` and `beta`)."""
     kind = kind_of(layer)
-    if kind is None or attr not in kind.kernel_attrs:
-        return None
-    owner = getattr(layer, "cell", None) if kind.on_cell else layer
-    name = kind.constraint_attrs[kind.kernel_attrs.index(attr)]
+    if kind is not None and attr in kind.kernel_attrs:
+        owner = getattr(layer, "cell", None) if kind.on_cell else layer
+        name = kind.constraint_attrs[kind.kernel_attrs.index(attr)]
+    else:
+        owner, name = layer, f"{attr}_constraint"
     if owner is None or not hasattr(owner, name):
         return None
     return owner, name
