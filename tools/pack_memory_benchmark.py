@@ -1,0 +1,79 @@
+"""Peak memory of `tfdc.pack.pack_tflite` against the size of the model.
+
+Packing runs on a desktop, but a large model still has to fit: this packs
+one-tensor models (a Dense kernel of N float32 weights taking 5 shared
+values, dense, and pruned to 10 % with 16 values) and reports the
+`tracemalloc` peak of the pack call alone, as bytes and as a multiple of
+the input file. Writes the `pack-memory` section of docs/BENCHMARKS.md.
+
+    python tools/pack_memory_benchmark.py              # 1M, 4M and 12M weights
+    python tools/pack_memory_benchmark.py --no-write   # print only
+"""
+
+import argparse
+import os
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmarks_md import markdown_table, write_section  # noqa: E402
+
+SIZES = ((1000, 1000), (2000, 2000), (4000, 3000))  # (inputs, units) of the Dense kernel
+
+
+def model_bytes(rows, cols, kept, values, seed=0):
+    """A converted `.tflite` with one Dense kernel of rows x cols weights:
+    `values` shared values, a fraction `kept` of the weights nonzero."""
+    import keras
+
+    from tfdc.exporter import convert
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(size=values).astype(np.float32)
+    w = shared[rng.integers(0, values, size=(rows, cols))]
+    w[rng.random((rows, cols)) >= kept] = 0.0
+    model = keras.Sequential([keras.Input((rows,), name="x"),
+                              keras.layers.Dense(cols, use_bias=False, name="fc")])
+    model.get_layer("fc").set_weights([w])
+    return convert(model, batch_size=1)
+
+
+def measure(data):
+    """`(packed size, tracemalloc peak, seconds)` of one pack_tflite call."""
+    from tfdc.pack import pack_tflite
+    tracemalloc.start()
+    start = time.perf_counter()
+    packed, _ = pack_tflite(data)
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return len(packed), peak, seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS")
+    args = parser.parse_args()
+    rows = []
+    for inputs, units in SIZES:
+        for label, kept, values in (("dense, 5 values", 1.0, 5), ("10 % kept, 16 values", 0.1, 16)):
+            data = model_bytes(inputs, units, kept, values)
+            size, peak, seconds = measure(data)
+            rows.append([f"{inputs * units:,}", label, f"{len(data):,}", f"{size:,}",
+                         f"{peak / 1e6:,.0f} MB", f"{peak / len(data):.1f}x", f"{seconds:.1f}"])
+            print(rows[-1], flush=True)
+    body = ("One Dense kernel per model, converted with `tfdc.exporter.convert(batch_size=1)`; "
+            "the peak is `tracemalloc`'s over the `pack_tflite` call alone (NumPy arrays "
+            "included; the input bytes were read before).\n\n"
+            + markdown_table(["weights", "kernel", "input B", "packed B", "peak", "peak / input",
+                              "seconds"], rows))
+    if args.no_write:
+        print(body)
+    else:
+        write_section("pack-memory", "Pack memory: peak against model size", body)
+
+
+if __name__ == "__main__":
+    main()
