@@ -883,8 +883,8 @@ def test_full_integer_compresses_an_int8_file_that_keeps_its_codebooks(data, tra
     with pytest.raises(ValueError, match="full_integer must be True, False or a representative"):
         tfdc.compress(trained, data[0], data[1], target_bytes=9000, full_integer="int8",
                       path=tmp_path / "no.tflite", verbose=0)
-    # A calibration sample with an inf: refused before any work (it crashed
-    # the process in the converter during planning).
+    # A calibration sample with an inf: refused before any training (it
+    # crashed the process in the converter during planning).
     bad = samples[0].copy()
     bad[0, 3, 3] = np.inf
     with pytest.raises(ValueError, match="full_integer: sample 2 for input .* holds NaN or inf"):

@@ -254,6 +254,27 @@ def test_bad_representative_dataset_fails_before_conversion(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_calibration_on_another_scale_than_the_training_data_warns():
+    # 0-255 pixels for a model trained on [0, 1]: every int8 activation
+    # range would be calibrated 255x too wide, and nothing said why.
+    from tfdc.exporter import check_calibration
+    model = mlp()
+    rng = np.random.default_rng(0)
+    train = rng.random((8,) + tuple(model.inputs[0].shape[1:])).astype(np.float32)
+    for scale in (255.0, 1 / 255):
+        with pytest.warns(UserWarning, match=r"full_integer: the calibration samples for input "
+                          r"'.*' reach magnitude .*, the training data 0\.9.*: are they "
+                          "preprocessed as the training data is"):
+            check_calibration(model, lambda: ([train[i:i + 1] * scale] for i in range(8)),
+                              "full_integer", reference=train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # The same scale, or no reference: no warning.
+        check_calibration(model, lambda: ([train[i:i + 1] * 3] for i in range(8)),
+                          "full_integer", reference=train)
+        check_calibration(model, lambda: ([train[i:i + 1] * 255] for i in range(8)))
+
+
 def test_failed_write_leaves_no_partial_file(tmp_path):
     # The target is a directory: os.replace fails after the data was written
     # to the temporary file, which must then be removed.

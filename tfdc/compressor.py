@@ -1370,8 +1370,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             2^bits codes; `tfdc.export`'s `representative_dataset`), for
             NPUs and NNAPI: True calibrates on 256 training examples (the
             first batch of a dataset), or give the converter's
-            representative dataset (a callable yielding lists of inputs).
-            The budgets are judged on that file in LiteRT; the planner
+            representative dataset (a callable yielding lists of inputs;
+            a warning if they are on another scale than the training
+            data). The budgets are judged on that file in LiteRT; the planner
             prices the float file, which is a little larger (its codebooks
             are float32), and a byte target's replanning takes up the
             difference.
@@ -1498,10 +1499,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                          f"callable yielding lists of inputs, e.g. a generator function), got "
                          f"{got}")
     if full_integer is not False:
-        from tfdc.exporter import check_calibration, check_full_integer
+        from tfdc.exporter import check_full_integer
         check_full_integer(model)
-        if callable(full_integer):
-            check_calibration(model, full_integer, "full_integer")
 
     inference = _inference_model(model)
     val_outputs = _validation_outputs(inference, x_val)
@@ -1526,6 +1525,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         loss = _loss(model, classes, one_hot=len(labels) == 2 and labels[1] == classes > 1)
         loss_fn = loss_callable(loss)
     _check_train(model, batch, loss, loss_fn)
+    if callable(full_integer):
+        from tfdc.exporter import check_calibration
+        check_calibration(model, full_integer, "full_integer", reference=batch[0])
     calibration = (full_integer if callable(full_integer) else
                    _calibration(train, batch[0]) if full_integer else None)
     float_loss = mean_loss(loss_fn, y_val, val_outputs)

@@ -128,23 +128,48 @@ def _check_representative(representative_dataset, specs, what="representative_da
     wrong dict key was a bare KeyError; an all-NaN set silently gave a float
     model, and one inf crashed the process (a segmentation fault). (It calls
     `representative_dataset()` once more than the converter does, as a
-    generator function allows.)"""
+    generator function allows.) Returns each float input's largest
+    magnitude over the samples (None for other inputs)."""
     from tfdc.quantize import require_callable
     require_callable(representative_dataset)
-    count = 0
+    count, peaks = 0, [None] * len(specs)
     for count, sample in enumerate(representative_dataset(), 1):
-        for spec, array in zip(specs, _sample_arrays(sample, specs, what)):
-            _check_sample(np.asarray(array), spec, count, what)
+        for i, (spec, array) in enumerate(zip(specs, _sample_arrays(sample, specs, what))):
+            array = np.asarray(array)
+            _check_sample(array, spec, count, what)
+            if array.dtype.kind == "f" and array.size:
+                peaks[i] = max(peaks[i] or 0.0, float(np.max(np.abs(array))))
     if not count:
         raise ValueError(f"{what} yields no sample: give it a few hundred real inputs")
+    return peaks
 
 
-def check_calibration(model, representative_dataset, what="representative_dataset"):
+def check_calibration(model, representative_dataset, what="representative_dataset",
+                      reference=None):
     """`convert`'s checks of a Keras model's calibration samples (every
     sample's arrays, shapes and finiteness), for a caller that converts
     later (`tfdc.compress`, before its minutes of training): a ValueError
-    or TypeError saying what is wrong."""
-    _check_representative(representative_dataset, _input_specs(model, None), what)
+    or TypeError saying what is wrong. Given `reference` (inputs as the
+    model takes them, e.g. a training batch), also a warning for an input
+    whose samples are on another scale: at least 10x larger or smaller in
+    their largest magnitude (0-255 pixels for a model trained on [0, 1]).
+    Every activation range is calibrated from them, so such a file is
+    quantized to ranges its real inputs never fill."""
+    specs = _input_specs(model, None)
+    peaks = _check_representative(representative_dataset, specs, what)
+    if reference is None:
+        return
+    for spec, array, peak in zip(specs, _sample_arrays(reference, specs, "reference"), peaks):
+        array = np.asarray(array)
+        if array.dtype.kind != "f" or peak is None or not array.size:
+            continue
+        usual = float(np.max(np.abs(array)))
+        if usual > 0 and peak > 0 and max(peak / usual, usual / peak) >= 10:
+            warnings.warn(
+                f"{what}: the calibration samples for input {spec.name!r} reach magnitude "
+                f"{peak:.4g}, the training data {usual:.4g}: are they preprocessed as the "
+                "training data is (e.g. scaled to [0, 1])? Every int8 activation range is "
+                "calibrated from them.", stacklevel=3)
 
 
 def _sample_arrays(sample, specs, what="representative_dataset"):
