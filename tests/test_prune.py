@@ -219,9 +219,10 @@ def test_subclassed_model_built_by_fit_itself(mnist_small):
 def test_warns_when_the_ramp_ends_after_the_fit(mnist_small):
     (x, y), _ = mnist_small
     model = compile_(mlp())
-    with pytest.warns(UserWarning, match=r"training ended at step 16, before the pruning ramp's "
+    with pytest.warns(UserWarning, match=r"training ended at step 16, before the schedule's "
                                          r"end_step 10,000: the selected kernels are 0\.0% sparse, "
-                                         r"not the target 80\.0%"):
+                                         r"not the target 80\.0%\. The schedule carries on in the "
+                                         r"next fit"):
         model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
                   callbacks=[GradualPruning(0.8, begin_step=0, end_step=10000)])
     assert tfdc.sparsity(model).sparsity == 0.0
@@ -230,6 +231,16 @@ def test_warns_when_the_ramp_ends_after_the_fit(mnist_small):
         model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
                   callbacks=[GradualPruning(0.8, frequency=4)])
     assert tfdc.sparsity(model).sparsity == pytest.approx(0.8, abs=1e-3)
+    # Stopped early (as EarlyStopping does) with the default end_step, the
+    # end of each fit: the next fit does not carry this schedule on.
+    model = compile_(mlp())
+    stop = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: setattr(model, "stop_training", batch == 3))
+    with pytest.warns(UserWarning, match=r"training ended at step 4, before the schedule's "
+                      r"end_step 32: .* not the target 80\.0%\. To reach the target in a fit, "
+                      r"give end_step <= 4"):
+        model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0,
+                  callbacks=[GradualPruning(0.8, frequency=1), stop])
 
 
 # --------------------------------------------------------------- save/resume
@@ -237,7 +248,7 @@ def test_warns_when_the_ramp_ends_after_the_fit(mnist_small):
 def test_resume_from_keras_file(mnist_small, tmp_path):
     (x, y), _ = mnist_small
     model = compile_(mlp(kernel_constraint=keras.constraints.NonNeg()))
-    with pytest.warns(UserWarning, match="before the pruning ramp's end_step 64"):
+    with pytest.warns(UserWarning, match="before the schedule's end_step 64"):
         model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0,
                   callbacks=[GradualPruning(0.8, begin_step=0, end_step=64, frequency=4)])
     mid = tfdc.sparsity(model)["fc1"].sparsity

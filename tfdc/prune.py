@@ -310,6 +310,20 @@ def check_steps(begin_step, end_step):
         raise ValueError(f"begin_step ({begin_step}) must be smaller than end_step ({end_step})")
 
 
+def warn_unfinished(callback, step, end_step, reached, target, given):
+    """The warning of a pruning callback whose fit ended at `step`, before
+    its schedule's `end_step` (e.g. stopped early): `reached` says how far
+    it got (a phrase), `target` is the fraction it was to reach; `given`,
+    whether the user gave `end_step` (the schedule then carries on in the
+    next fit; the default end is the end of each fit)."""
+    carries = ("The schedule carries on in the next fit of this model; to reach the target "
+               "in this one, give" if given else "To reach the target in a fit, give")
+    warnings.warn(
+        f"{callback}: training ended at step {step:,}, before the schedule's end_step "
+        f"{end_step:,}: {reached}, not the target {target:.1%}. {carries} "
+        f"end_step <= {step:,} (or train longer).", stacklevel=3)
+
+
 def prune_due(step, begin_step, end_step, last, frequency):
     """Whether a schedule that last pruned at step `last` (None: never)
     prunes at `step`: at `begin_step`, then every `frequency` steps, and
@@ -582,12 +596,9 @@ class GradualPruning(keras.callbacks.Callback):
     def _warn_unfinished(self):
         sizes = [int(np.prod(s.variable.shape)) for s in self.selections]
         target = sum(float(s.value) * n for s, n in zip(self.selections, sizes)) / sum(sizes)
-        warnings.warn(
-            f"GradualPruning: training ended at step {self._step:,}, before the pruning "
-            f"ramp's end_step {self.end_step:,}: the selected kernels are "
-            f"{self._measure():.1%} sparse, not the target {target:.1%}. The schedule carries "
-            "on in the next fit of this model; to reach the target in this one, give "
-            f"end_step <= {self._step:,} (or train longer).", stacklevel=2)
+        warn_unfinished("GradualPruning", self._step, self.end_step,
+                        f"the selected kernels are {self._measure():.1%} sparse", target,
+                        given=self._user_end is not None)
 
     @property
     def step(self):

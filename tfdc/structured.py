@@ -26,7 +26,7 @@ from tfdc.channels import channel_groups, graph_of
 from tfdc.distill import trained_model
 from tfdc.layers import kind_of
 from tfdc.prune import (check_fraction, check_steps, find_mask, install_mask,
-                        polynomial_sparsity, prune_due)
+                        polynomial_sparsity, prune_due, warn_unfinished)
 from tfdc.select import _check_patterns, _matches, iter_layers
 from tfdc.shrinker import units
 
@@ -259,12 +259,9 @@ class StructuredPruning(keras.callbacks.Callback):
         if self.end_step is not None and self._step < self.end_step and self.groups:
             sizes = [group.size for group, _ in self.groups]
             target = sum(float(value) * n for (_, value), n in zip(self.groups, sizes))
-            warnings.warn(
-                f"StructuredPruning: training ended at step {self._step:,}, before the "
-                f"schedule's end_step {self.end_step:,}: {1 - self.kept_fraction():.1%} of the "
-                f"selected units are removed, not the target {target / sum(sizes):.1%}. To "
-                f"reach it in this fit, give end_step <= {self._step:,} (or train longer).",
-                stacklevel=2)
+            warn_unfinished("StructuredPruning", self._step, self.end_step,
+                            f"{1 - self.kept_fraction():.1%} of the selected units are removed",
+                            target / sum(sizes), given=self._user_steps[1] is not None)
         if self.verbose:
             print(units(trained_model(self.model)))
 
