@@ -354,7 +354,12 @@ def split_elements(raw, elem_bits):
     elements the fields of each byte from its lowest bits up."""
     raw = np.ascontiguousarray(raw, dtype=np.uint8)
     if elem_bits >= 8:
-        return raw.view(np.dtype(_uint(elem_bits)).newbyteorder("<")).astype(_uint(elem_bits))
+        elems = raw.view(np.dtype(_uint(elem_bits)).newbyteorder("<"))
+        if elems.dtype.isnative:  # a read-only view, not a copy of a large tensor
+            elems = elems.view(_uint(elem_bits))
+            elems.flags.writeable = False
+            return elems
+        return elems.astype(_uint(elem_bits))
     per = 8 // elem_bits
     mask = (1 << elem_bits) - 1
     out = np.empty(len(raw) * per, np.uint8)

@@ -134,6 +134,21 @@ def _table_bytes(lengths=None, symbol=None, width=None):
             + (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8).tobytes())
 
 
+_COUNT_CHUNK = 1 << 18  # symbols counted at a time by `_histogram`
+
+
+def _histogram(symbols, minlength=1):
+    """`np.bincount(symbols, minlength)` a chunk at a time: bincount copies
+    its input to int64, 8 bytes a symbol (96 MB for a 12M-weight plane)."""
+    if len(symbols) <= _COUNT_CHUNK:
+        return np.bincount(symbols, minlength=minlength)
+    counts = np.zeros(max(minlength, int(symbols.max()) + 1), np.int64)
+    for start in range(0, len(symbols), _COUNT_CHUNK):
+        c = np.bincount(symbols[start:start + _COUNT_CHUNK])
+        counts[:len(c)] += c
+    return counts
+
+
 def _fixed_width(counts):
     """Bits of the fixed-length code for symbols 0 … the largest used."""
     return max(1, (len(counts) - 1).bit_length()) if len(counts) > 1 else 1
@@ -406,7 +421,7 @@ def _best_values(vals, elem_bits, kind, block, expand, force, shape=None):
         else:
             keyed, key_bits = vals, elem_bits
         if keyed.dtype.itemsize <= 2:
-            c = np.bincount(keyed, minlength=1)
+            c = _histogram(keyed)
             unique, counts = np.flatnonzero(c), c[c > 0]
         else:
             unique, counts = np.unique(keyed, return_counts=True)
@@ -422,7 +437,7 @@ def _best_values(vals, elem_bits, kind, block, expand, force, shape=None):
             tv = fmt.transform(vals, t, elem_bits)
             cost, fixed, models = 0.0, [], []
             for plane in _planes(tv, elem_bits):
-                c, f = _stream_cost(np.bincount(plane, minlength=1), block, allow_fixed)
+                c, f = _stream_cost(_histogram(plane), block, allow_fixed)
                 model = None
                 # Contexts read two's complement levels: identity-transformed
                 # integers of one plane (int8, int4, int2).
@@ -433,8 +448,10 @@ def _best_values(vals, elem_bits, kind, block, expand, force, shape=None):
                 cost += c
                 fixed.append(f)
                 models.append(model)
+                del plane  # before the generator makes the next one
             options.append(_Values(cost, fmt.VALUES_PLANES, t, fixed=tuple(fixed),
                                    models=tuple(models)))
+            del tv  # before the next transform's copy of the values
     if not options:
         return None
     # Ties: the first option (codebook before planes, lower transform) wins.
@@ -443,13 +460,18 @@ def _best_values(vals, elem_bits, kind, block, expand, force, shape=None):
 
 def _planes(tv, elem_bits):
     """The plane symbols (np.uint16 each) of transformed values `tv`, most
-    significant plane first: made one at a time (a generator), so a large
-    tensor's planes are not all in memory at once."""
+    significant plane first: made one at a time (a generator), a chunk of
+    `tv` at a time, so a large tensor's planes and their temporaries are
+    not all in memory at once."""
     n = fmt.plane_count(elem_bits)
     for p in range(n):
-        plane = tv >> tv.dtype.type(8 * (n - 1 - p))
-        plane &= tv.dtype.type(255)
-        yield plane.astype(np.uint16)
+        shift = tv.dtype.type(8 * (n - 1 - p))
+        plane = np.empty(len(tv), np.uint16)
+        for start in range(0, len(tv), _COUNT_CHUNK):
+            part = tv[start:start + _COUNT_CHUNK] >> shift
+            part &= tv.dtype.type(255)
+            plane[start:start + _COUNT_CHUNK] = part
+        yield plane
 
 
 # --------------------------------------------------------------------------
@@ -463,7 +485,7 @@ class _Plan:
     streams: list         # [(prefix bytes, _Stream)] in descriptor order
 
 
-_FP16_CHUNK = 1 << 20  # elements rounded at a time: the temporaries stay ~40 MB
+_FP16_CHUNK = 1 << 16  # elements rounded at a time: ~40 B of temporaries each, in cache
 
 
 def _fp16_round(elems):
@@ -613,7 +635,7 @@ def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, valu
         gaps = _gap_symbols(np.diff(t, prepend=-1) - 1, G)
         head += [varint_bytes(len(vals)), varint_bytes(G), varint_bytes(len(gaps))]
         if len(gaps):
-            gap_stream = _code_stream(gaps, np.bincount(gaps, minlength=G), block, fixed_gaps,
+            gap_stream = _code_stream(gaps, _histogram(gaps, G), block, fixed_gaps,
                                       _forced_model(gaps, G, block, shape, grouped)
                                       if forced else None)
             streams.append((b"", gap_stream))
@@ -627,10 +649,16 @@ def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, valu
         codebook = varint_bytes(fmt.EXPAND_FP16 if expand else fmt.EXPAND_NONE) + \
             _codebook_bytes(values.keys, values.key_bits)
         if len(vals):
-            keyed = fmt.fp32_to_fp16_bits(vals.astype(np.uint32)) if expand else vals
-            tk = fmt.transform(keyed, values.transform, values.key_bits).astype(np.uint64)
-            symbols = np.searchsorted(values.keys, tk).astype(np.uint16)
-            counts = np.bincount(symbols, minlength=len(values.keys))
+            # A chunk at a time: the uint64 keys and int64 indices of a whole
+            # tensor are 16 bytes a weight.
+            symbols = np.empty(len(vals), np.uint16)
+            for start in range(0, len(vals), _COUNT_CHUNK):
+                part = vals[start:start + _COUNT_CHUNK]
+                keyed = fmt.fp32_to_fp16_bits(part.astype(np.uint32)) if expand else part
+                tk = fmt.transform(keyed, values.transform, values.key_bits).astype(np.uint64)
+                symbols[start:start + _COUNT_CHUNK] = np.searchsorted(values.keys, tk)
+            del keyed, tk
+            counts = _histogram(symbols, len(values.keys))
             model = (_forced_model(symbols, len(values.keys), block, shape, grouped)
                      if forced else None)
             value_streams.append(_code_stream(symbols, counts, block, values.fixed[0], model))
@@ -638,10 +666,11 @@ def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, valu
         tv = fmt.transform(vals, values.transform, elem_bits)
         pbits = fmt.plane_bits(elem_bits)
         for plane, fixed, model in zip(_planes(tv, elem_bits), values.fixed, values.models):
-            counts = np.bincount(plane, minlength=1 << pbits)
+            counts = _histogram(plane, 1 << pbits)
             if model is None and forced:
                 model = _forced_model(plane, 1 << pbits, block, shape, grouped)
             value_streams.append(_code_stream(plane, counts, block, fixed, model))
+            del plane  # before the generator makes the next one
     # Codebook first (its descriptor bytes), then the value streams.
     streams += [(codebook if i == 0 else b"", s) for i, s in enumerate(value_streams)]
     if not value_streams and codebook:
@@ -692,7 +721,7 @@ def _plain_model(data):
     """The `ModelT` of a plain, or decoded, `.tflite`: buffers in the offset
     layout (models over 2 GB, tfdc's decoded files) brought inline, a decoded
     file's marker (and a format 1 decoded file's section) removed."""
-    model = tflite_schema.read(data)
+    model = tflite_schema.read(data, copy=False)  # buffers are replaced, never written
     model.buffers = list(model.buffers or [])
     model.metadata = list(model.metadata or [])
     names = [_name(m.name) for m in model.metadata]

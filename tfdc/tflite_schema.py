@@ -68,10 +68,14 @@ def op_name(code):
     return f"op {code}"
 
 
-def read(data):
+def read(data, copy=True):
     """The `ModelT` object tree of `.tflite` bytes (buffers keep their
     identity: no empty buffer is re-pointed, unlike ai-edge-litert's
     `flatbuffer_utils.read_model_from_bytearray`).
+
+    Buffer data are NumPy views of a copy of `data`, or with `copy=False`
+    and `bytes` data, read-only views of `data` itself (a large model is
+    then not held twice).
 
     Raises:
         tfdc.FormatError: `data` is not a readable TFLite flatbuffer (the
@@ -81,7 +85,8 @@ def read(data):
     from tfdc.flatbuf import read_model
     read_model(data)  # bounds-checked: identifier, root, buffers, metadata
     try:
-        return get().ModelT.InitFromPackedBuf(bytearray(data), 0)
+        buf = data if not copy and isinstance(data, bytes) else bytearray(data)
+        return get().ModelT.InitFromPackedBuf(buf, 0)
     except (struct.error, ValueError, TypeError, IndexError, OverflowError) as e:
         raise FormatError(f"not a readable TFLite flatbuffer: {e}") from None
 
