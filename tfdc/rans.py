@@ -52,6 +52,11 @@ from tfdc.errors import FormatError
 
 _L = fmt.RANS_L
 _STATE_BYTES = fmt.RANS_STATE_BYTES
+# Symbols counted at a time: a histogram's int64 keys stay a few MB. Every
+# per-symbol array below is as narrow as its values allow (levels int16,
+# classes uint8, groups int16 where they are tables): int64 arrays of a
+# whole stream made a 4 MB int8 kernel's fit peak at 882 MB.
+_CHUNK = 1 << 18
 
 
 @dataclasses.dataclass
@@ -79,6 +84,14 @@ class Groups:
         index = np.asarray(index, dtype=np.int64)
         rows = (index // self.row_len) % len(self.row_group)
         return self.row_group[rows] * self.col_groups + self.col_group[index % self.row_len]
+
+    def of_stream(self, count, dtype=np.int32):
+        """`of` every position of a `count`-symbol stream, as `dtype` (a
+        chunk of positions at a time)."""
+        out = np.empty(count, dtype)
+        for start in range(0, count, _CHUNK):
+            out[start:start + _CHUNK] = self.of(np.arange(start, min(count, start + _CHUNK)))
+        return out
 
     def field_bytes(self):
         v = fmt.varint_bytes
@@ -152,28 +165,34 @@ class Model:
 
 
 def levels(symbols, width):
-    """The symbols as `width`-bit two's complement values (§5.3)."""
-    s = np.asarray(symbols, dtype=np.int64)
-    return np.where(s >= (1 << (width - 1)), s - (1 << width), s)
+    """The symbols as `width`-bit two's complement values (§5.3), int16
+    (`width` ≤ 15)."""
+    s = np.asarray(symbols).astype(np.int32)
+    s[s >= (1 << (width - 1))] -= 1 << width
+    return s.astype(np.int16)
 
 
-def _lagged(lev, lag, block, pos=None):
-    """`lev[i − lag]`, or 0 where that is before `i`'s segment (`pos`: each
-    symbol's index in its segment, if already computed)."""
+def _lagged(lev, lag, block):
+    """`lev[i − lag]`, or 0 where that is before `i`'s segment."""
     out = np.zeros_like(lev)
     if lag < len(lev):
         out[lag:] = lev[:-lag]
-    if pos is None:
-        pos = np.arange(len(lev)) % block
-    out[pos < lag] = 0
+    # The first `lag` symbols of every segment have nothing that far back.
+    whole = len(lev) // block * block
+    out[:whole].reshape(-1, block)[:, :lag] = 0
+    out[whole:whole + lag] = 0
     return out
 
 
-def _classes(lev, lag1, lag2, shift, classes, block, pos=None):
-    if pos is None:
-        pos = np.arange(len(lev)) % block
-    total = _lagged(lev, lag1, block, pos) + _lagged(lev, lag2, block, pos)
-    return np.clip((total >> shift) + classes // 2, 0, classes - 1)
+def _classes(lev, lag1, lag2, shift, classes, block):
+    """Each symbol's class (§5.3), uint8: the sum of its lagged levels,
+    shifted and clipped (in place on one int32 array)."""
+    total = _lagged(lev, lag1, block).astype(np.int32)
+    total += _lagged(lev, lag2, block)
+    total >>= shift
+    total += classes // 2
+    np.clip(total, 0, classes - 1, out=total)
+    return total.astype(np.uint8)
 
 
 def tables_of(symbols, model, block):
@@ -183,7 +202,10 @@ def tables_of(symbols, model, block):
                    model.classes, block)
     if model.groups is None:
         return cls
-    return model.groups.of(np.arange(len(cls))) * model.classes + cls
+    tables = model.groups.of_stream(len(cls))
+    tables *= model.classes
+    tables += cls
+    return tables
 
 
 # --------------------------------------------------------------------------
@@ -251,13 +273,26 @@ def model_cost(symbols_count, hist, prec, width, lag1, lag2, shift, classes, blo
 
 
 def _histogram(symbols, cls, classes, alphabet):
-    return np.bincount(cls * alphabet + symbols, minlength=classes * alphabet).reshape(
-        classes, alphabet)
+    """`[classes, alphabet]` counts of (class, symbol) pairs, a chunk of the
+    stream at a time."""
+    counts = np.zeros(classes * alphabet, np.int64)
+    for start in range(0, len(symbols), _CHUNK):
+        key = cls[start:start + _CHUNK].astype(np.int64)
+        key *= alphabet
+        key += symbols[start:start + _CHUNK]
+        c = np.bincount(key)
+        counts[:len(c)] += c
+    return counts.reshape(classes, alphabet)
 
 
 def _conditional_bits(symbols, cls, classes, alphabet):
     """Empirical conditional entropy (bits) of `symbols` given `cls`."""
-    h = _histogram(symbols, cls, classes, alphabet)
+    return _entropy_bits(_histogram(symbols, cls, classes, alphabet))
+
+
+def _entropy_bits(h):
+    """Conditional entropy (bits) of the symbols of histogram `h`
+    (`[classes, alphabet]`) given their class."""
     rows = h.sum(axis=1, keepdims=True)
     nz = h > 0
     return float(-(h[nz] * np.log2((h / np.maximum(rows, 1))[nz])).sum())
@@ -292,20 +327,18 @@ def fit(symbols, width, block, shape=(), deflate=None, lags=None):
 def fit_cost(symbols, width, block, shape=(), deflate=None, lags=None):
     """`(Model, estimated bytes)`; see `fit`."""
     deflate = deflate or fmt.deflate
-    s = np.asarray(symbols, dtype=np.int64)
+    s = _symbols(symbols)
     n = len(s)
     alphabet = 1 << width
     lev = levels(s, width)
     if lags is None:
         lags = lag_candidates(shape, n, block) or [1]
-    spread = float(np.mean(np.abs(lev))) if n else 0.0
+    spread = float(np.mean(np.abs(lev), dtype=np.float64)) if n else 0.0
     # The class width that spreads two neighbours' typical sum over ~8 classes.
     base_shift = max(0, min(fmt.MAX_RANS_SHIFT, int(round(math.log2(max(spread, 0.5) * 2 / 4)))))
 
-    pos = np.arange(n) % block
-
     def entropy(l1, l2, shift, classes):
-        return _conditional_bits(s, _classes(lev, l1, l2, shift, classes, block, pos), classes,
+        return _conditional_bits(s, _classes(lev, l1, l2, shift, classes, block), classes,
                                  alphabet)
 
     single = sorted((entropy(d, d, base_shift, 16), d) for d in lags)
@@ -318,12 +351,19 @@ def fit_cost(symbols, width, block, shape=(), deflate=None, lags=None):
         for classes in (1, 4, 8, 12, 16, 24, 32):
             if classes == 1 and shift != base_shift:
                 continue
-            cls = _classes(lev, lag1, lag2, shift, classes, block, pos)
+            cls = _classes(lev, lag1, lag2, shift, classes, block)
             hist = _histogram(s, cls, classes, alphabet)
             r = _best_prec(n, hist, width, lag1, lag2, shift, classes, block, deflate)
             if r is not None and (best is None or r[0] < best[0]):
                 best = r
     return best[1], best[0]
+
+
+def _symbols(symbols):
+    """A stream's symbols as an integer array, without a copy where they
+    are one already (the packer's planes are uint16)."""
+    s = np.asarray(symbols)
+    return s if s.dtype.kind in "iu" else s.astype(np.int64)
 
 
 def _best_prec(n, hist, width, lag1, lag2, shift, classes, block, deflate, groups=None):
@@ -351,8 +391,8 @@ def _best_prec(n, hist, width, lag1, lag2, shift, classes, block, deflate, group
 
 def fit_order0(symbols, width, block, deflate=None):
     """A one-class model (plain static rANS) and its estimated bytes."""
-    s = np.asarray(symbols, dtype=np.int64)
-    hist = np.bincount(s, minlength=1 << width)[None, :]
+    s = _symbols(symbols)
+    hist = _histogram(s, np.zeros(len(s), np.uint8), 1, 1 << width)
     cost, model = _best_prec(len(s), hist, width, 1, 1, 0, 1, block, deflate or fmt.deflate)
     return model, cost
 
@@ -370,13 +410,12 @@ _GROUPINGS = ((1, 2), (1, 3), (2, 1), (3, 1), (2, 2), (2, 3), (3, 2), (3, 3))
 _MAX_CLUSTER_CELLS = 1 << 22
 
 
-def _cluster(symbols, unit, units, alphabet, k, iters=12):
-    """Groups of `units` (rows or columns: `unit[i]` is symbol i's) with
-    similar histograms, at most `k`: k-means with the code length as the
-    distance, started from quantiles of each unit's order-0 entropy. The
-    groups are numbered by increasing entropy; empty ones are dropped."""
-    H = np.bincount(unit * alphabet + symbols, minlength=units * alphabet).reshape(
-        units, alphabet).astype(np.float64)
+def _cluster(H, k, iters=12):
+    """Groups of units (rows or columns) with similar histograms (`H`:
+    `[units, alphabet]` counts), at most `k`: k-means with the code length
+    as the distance, started from quantiles of each unit's order-0 entropy.
+    The groups are numbered by increasing entropy; empty ones are dropped."""
+    H = H.astype(np.float64)
     total = np.maximum(H.sum(axis=1, keepdims=True), 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         ent = -np.nansum(H / total * np.log2(H / total), axis=1)
@@ -422,23 +461,25 @@ def fit_grouped(symbols, width, block, base, layout, deflate=None):
     number of classes, ranked by conditional entropy plus an estimate of the
     tables' bytes, and the three best are priced exactly."""
     deflate = deflate or fmt.deflate
-    s = np.asarray(symbols, dtype=np.int64)
+    s = _symbols(symbols)
     n = len(s)
     alphabet = 1 << width
     row_len, period = layout
-    index = np.arange(n, dtype=np.int64)
-    col_unit = index % row_len
-    row_unit = (index // row_len) % period
     maps = {}
-    for axis, unit, units in (("row", row_unit, period), ("col", col_unit, row_len)):
+    for axis, units in (("row", period), ("col", row_len)):
         maps[axis, 1] = (np.zeros(units, np.int64), 1)
         if units * alphabet > _MAX_CLUSTER_CELLS:
             continue
+        # Each row's (column's) histogram: the rows of a kind 4 map are the
+        # stream's rows modulo `period`.
+        one = np.arange(units, dtype=np.int64)
+        unit = Groups(row_len, row_len, one, 1, np.zeros(1)) if axis == "col" else \
+            Groups(row_len, 1, np.zeros(row_len), period, one)
+        H = _histogram(s, unit.of_stream(n), units, alphabet)
         for k in sorted({g for pair in _GROUPINGS for g in pair if g > 1}):
             if units >= k:
-                maps[axis, k] = _cluster(s, unit, units, alphabet, k)
+                maps[axis, k] = _cluster(H, k)
     lev = levels(s, width)
-    pos = index % block
     class_cache = {}
     ranked = []
     seen = set()
@@ -450,7 +491,7 @@ def fit_grouped(symbols, width, block, base, layout, deflate=None):
             continue
         seen.add((Gr, Gc, rmap.tobytes(), cmap.tobytes()))
         groups = Groups(row_len, Gc, cmap, Gr, rmap)
-        group = groups.of(index)
+        group = groups.of_stream(n, np.int16)  # T ≤ 256 tables: int16 products
         map_bytes = (row_len * math.log2(Gc) + period * math.log2(Gr)) / 8
         for classes in sorted({1, 2, 4, 8, base.classes}):
             T = Gr * Gc * classes
@@ -462,19 +503,24 @@ def fit_grouped(symbols, width, block, base, layout, deflate=None):
                 key = (classes, shift)
                 if key not in class_cache:
                     class_cache[key] = _classes(lev, base.lag1, base.lag2, shift, classes,
-                                                block, pos)
-                tables = group * classes + class_cache[key]
+                                                block)
+                tables = group * np.int16(classes)
+                tables += class_cache[key]
                 hist = _histogram(s, tables, T, alphabet)
+                del tables
                 # Each listed frequency costs ~1.4 deflated bytes, each map
                 # entry its share of log2(groups) bits.
-                estimate = (_conditional_bits(s, tables, T, alphabet) / 8
+                estimate = (_entropy_bits(hist) / 8
                             + 1.4 * np.count_nonzero(hist) + map_bytes)
-                ranked.append((estimate, len(ranked), group, classes, shift, groups))
+                ranked.append((estimate, len(ranked), classes, shift, groups))
+        del group  # one grouping's map at a time; remade for the best below
     ranked.sort(key=lambda r: r[:2])
     best = None
-    for _, _, group, classes, shift, groups in ranked[:3]:
-        hist = _histogram(s, group * classes + class_cache[classes, shift],
-                          groups.count * classes, alphabet)
+    for _, _, classes, shift, groups in ranked[:3]:
+        tables = groups.of_stream(n, np.int16) * np.int16(classes)
+        tables += class_cache[classes, shift]
+        hist = _histogram(s, tables, groups.count * classes, alphabet)
+        del tables
         r = _best_prec(n, hist, width, base.lag1, base.lag2, shift, classes, block, deflate,
                        groups)
         if r is not None and (best is None or r[0] < best[0]):
@@ -491,18 +537,23 @@ def fit_grouped(symbols, width, block, base, layout, deflate=None):
 def encode(symbols, model, block):
     """`(segment_bytes, data)`: the stream's segments (§5.3), all segments
     encoded in lockstep, backwards."""
-    s = np.asarray(symbols, dtype=np.int64)
+    s = _symbols(symbols)
     n = len(s)
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.uint8)
     nseg = -(-n // block)
     seg_len = min(block, n)                     # symbols of every segment but the last
-    pad = nseg * seg_len - n
     cls = tables_of(s, model, block)
-    f_all = np.concatenate([model.freqs[cls, s], np.ones(pad, np.int64)]).reshape(nseg, seg_len)
-    c_all = np.concatenate([model.cum[cls, s], np.zeros(pad, np.int64)]).reshape(nseg, seg_len)
-    if (model.freqs[cls, s] == 0).any():
+    # Frequencies and cumulative frequencies are < 2^15 (int32); padded
+    # with a frequency 1 to whole segments.
+    f_all = np.ones(nseg * seg_len, np.int32)
+    c_all = np.zeros(nseg * seg_len, np.int32)
+    f_all[:n] = model.freqs[cls, s]
+    c_all[:n] = model.cum[cls, s]
+    del cls
+    if (f_all[:n] == 0).any():
         raise ValueError("a symbol has frequency 0 in its class")
+    f_all, c_all = f_all.reshape(nseg, seg_len), c_all.reshape(nseg, seg_len)
     last = n - (nseg - 1) * seg_len             # symbols of the last segment
     x = np.full(nseg, _L, dtype=np.int64)
     # A symbol pushes at most two bytes (x < 2^31 falls below f·2^(31−prec) ≥ 2^16).
@@ -513,7 +564,8 @@ def encode(symbols, model, block):
         act = nseg if k < last else nseg - 1
         if act == 0:
             continue
-        xs, f, cum = x[:act], f_all[:act, k], c_all[:act, k]
+        xs = x[:act]
+        f, cum = f_all[:act, k].astype(np.int64), c_all[:act, k].astype(np.int64)
         x_max = f << (31 - prec)
         while True:
             m = xs >= x_max

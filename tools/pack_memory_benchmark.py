@@ -2,7 +2,9 @@
 
 Packing runs on a desktop, but a large model still has to fit: this packs
 one-tensor models (a Dense kernel of N float32 weights taking 5 shared
-values, dense, and pruned to 10 % with 16 values) and reports the
+values, dense, and pruned to 10 % with 16 values; and an int8 kernel of N
+smooth weights, as a full-integer model holds them, which gets the
+context-modelled range code) and reports the
 `tracemalloc` peak of the pack call alone, as bytes and as a multiple of
 the input file. Writes the `pack-memory` section of docs/BENCHMARKS.md.
 
@@ -40,6 +42,15 @@ def model_bytes(rows, cols, kept, values, seed=0):
     return convert(model, batch_size=1)
 
 
+def int8_model_bytes(rows, cols, seed=0):
+    """A flatbuffer holding one int8 kernel of rows x cols weights that
+    change slowly along each row (a random walk): the kind the packer codes
+    with a context-modelled table (`tfdc.rans`), the costliest to fit."""
+    from tfdc.tflite_schema import constant_model
+    walk = np.cumsum(np.random.default_rng(seed).normal(size=(rows, cols)), axis=1) / 4
+    return constant_model([np.clip(np.round(walk), -127, 127).astype(np.int8)])
+
+
 def measure(data):
     """`(packed size, tracemalloc peak, seconds)` of one pack_tflite call."""
     from tfdc.pack import pack_tflite
@@ -58,14 +69,17 @@ def main():
     args = parser.parse_args()
     rows = []
     for inputs, units in SIZES:
-        for label, kept, values in (("dense, 5 values", 1.0, 5), ("10 % kept, 16 values", 0.1, 16)):
-            data = model_bytes(inputs, units, kept, values)
+        for label, kept, values in (("dense, 5 values", 1.0, 5), ("10 % kept, 16 values", 0.1, 16),
+                                    ("int8, smooth rows", None, None)):
+            data = (int8_model_bytes(inputs, units) if kept is None else
+                    model_bytes(inputs, units, kept, values))
             size, peak, seconds = measure(data)
             rows.append([f"{inputs * units:,}", label, f"{len(data):,}", f"{size:,}",
                          f"{peak / 1e6:,.0f} MB", f"{peak / len(data):.1f}x", f"{seconds:.1f}"])
             print(rows[-1], flush=True)
     body = ("One Dense kernel per model, converted with `tfdc.exporter.convert(batch_size=1)`; "
-            "the peak is `tracemalloc`'s over the `pack_tflite` call alone (NumPy arrays "
+            "the int8 kernels (context-coded: `tfdc.rans`) in a flatbuffer of constants "
+            "(`tfdc.tflite_schema.constant_model`); the peak is `tracemalloc`'s over the `pack_tflite` call alone (NumPy arrays "
             "included; the input bytes were read before).\n\n"
             + markdown_table(["weights", "kernel", "input B", "packed B", "peak", "peak / input",
                               "seconds"], rows))
