@@ -294,12 +294,72 @@ def test_pruning_to_the_last_step_then_clustering_warns(mnist_small):
     (x, y), _ = mnist_small
     model = small_mlp()
     model.compile("adam", "sparse_categorical_crossentropy")
-    with pytest.warns(UserWarning, match=r"ramp ends at the last step of this fit \(step 32.*"
-                                         r"e\.g\. end_step=24"):
+    with pytest.warns(UserWarning, match=r"GradualPruning's schedule ends at the last step of "
+                                         r"this fit \(step 32.*e\.g\. end_step=24"):
         model.fit(x, y, epochs=2, batch_size=128, verbose=0,
                   callbacks=[tfdc.GradualPruning(0.8), ClusteredFineTuning(bits=3)])
     w = model.get_layer("fc1").kernel.numpy()  # clustered, not fine-tuned
     assert (w == 0).sum() == round(0.8 * w.size) and np.unique(w[w != 0]).size <= 8
+
+
+def test_a_fit_stopped_where_the_ramp_ends_warns(mnist_small):
+    # EarlyStopping or stop_training right at end_step: clustered with no
+    # step to fine-tune, which was silent when the planned end was later.
+    (x, y), _ = mnist_small
+    model = small_mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    stop = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: setattr(model, "stop_training", epoch == 0))
+    with pytest.warns(UserWarning, match=r"this fit stopped at step 16, as GradualPruning's "
+                                         r"schedule ended \(stopped early\?\)"):
+        model.fit(x, y, epochs=4, batch_size=128, verbose=0,
+                  callbacks=[tfdc.GradualPruning(0.8, end_step=16, frequency=4),
+                             ClusteredFineTuning(bits=3), stop])
+    w = model.get_layer("fc1").kernel.numpy()
+    assert (w == 0).sum() == round(0.8 * w.size) and np.unique(w[w != 0]).size <= 8
+
+
+@pytest.mark.parametrize("order", ["structured-first", "cluster-first"])
+def test_structured_pruning_then_clustering_in_one_fit(mnist_small, order):
+    # Clustering waits for StructuredPruning's schedule too: it used to
+    # cluster at once, and the units it then "removed" kept their shared
+    # values (100 of 100 alive while kept_fraction() said 0.5).
+    (x, y), _ = mnist_small
+    model = small_mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    structured = tfdc.StructuredPruning({"fc1": 0.5}, end_step=24, frequency=4)
+    clustering = ClusteredFineTuning(bits=3)
+    recorder = CodebookAtClusterStart(clustering)
+    callbacks = [structured, clustering] if order == "structured-first" else \
+        [clustering, structured]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.fit(x, y, epochs=3, batch_size=128, verbose=0, callbacks=callbacks + [recorder])
+    assert recorder.started_after == 24
+    w = model.get_layer("fc1").kernel.numpy()
+    alive = int((np.abs(w).sum(axis=0) > 0).sum())
+    assert alive == round(0.5 * w.shape[1]) == round(structured.kept_fraction() * w.shape[1])
+    assert np.unique(w[w != 0]).size <= 8
+    assert tfdc.shrink(model).get_layer("fc1").units == alive
+
+
+def test_clustering_waits_for_the_later_of_two_pruning_schedules(mnist_small):
+    # Units removed after GradualPruning's end were flagged as "pruned
+    # weights not zero ... a custom train_step?": clustering had begun.
+    (x, y), _ = mnist_small
+    model = small_mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    clustering = ClusteredFineTuning(bits=3)
+    recorder = CodebookAtClusterStart(clustering)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.fit(x, y, epochs=3, batch_size=128, verbose=0, callbacks=[
+            tfdc.StructuredPruning({"fc1": 0.5}, end_step=32, frequency=4),
+            tfdc.GradualPruning(0.6, end_step=16, frequency=4), clustering, recorder])
+    assert recorder.started_after == 32
+    w = model.get_layer("fc1").kernel.numpy()
+    assert int((np.abs(w).sum(axis=0) > 0).sum()) == round(0.5 * w.shape[1])
+    assert np.unique(w[w != 0]).size <= 8
 
 
 def test_a_ramp_that_ends_after_the_fit_is_refused_before_training(mnist_small):
@@ -307,8 +367,8 @@ def test_a_ramp_that_ends_after_the_fit_is_refused_before_training(mnist_small):
     model = small_mlp()
     model.compile("adam", "sparse_categorical_crossentropy")
     before = model.get_layer("fc1").kernel.numpy()
-    with pytest.raises(ValueError, match=r"ramp has ended \(end_step 10,000\), but this fit "
-                                         r"ends at step 16"):
+    with pytest.raises(ValueError, match=r"GradualPruning's schedule has ended \(end_step "
+                                         r"10,000\), but this fit ends at step 16"):
         model.fit(x, y, epochs=1, batch_size=128, verbose=0,
                   callbacks=[tfdc.GradualPruning(0.8, begin_step=0, end_step=10000),
                              ClusteredFineTuning(bits=3)])

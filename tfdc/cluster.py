@@ -246,14 +246,15 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     destroying the codebook; a selected layer that feeds a BatchNormalization
     is refused, fold it first with `tfdc.fold_batchnorm(model)`.
 
-    With `tfdc.GradualPruning` in the same `fit` (in either order), the
-    weights are clustered once its pruning ramp has ended (after its
-    `end_step`), keeping the pruned zeros, and fine-tuned for the rest of the
-    fit: `fit(x, y, epochs=10, callbacks=[tfdc.GradualPruning(0.9,
-    end_step=6 * steps_per_epoch), tfdc.ClusteredFineTuning(bits=5)])`. If
-    the ramp ends at the fit's last step (`end_step`'s default), the weights
-    are clustered at the end without fine-tuning, with a warning; a ramp that
-    ends after the fit is refused before training. A model that `fit` builds
+    With `tfdc.GradualPruning` or `tfdc.StructuredPruning` (or both) in the
+    same `fit` (in any order), the weights are clustered once every pruning
+    schedule has ended (after its `end_step`), keeping the pruned zeros, and
+    fine-tuned for the rest of the fit: `fit(x, y, epochs=10,
+    callbacks=[tfdc.GradualPruning(0.9, end_step=6 * steps_per_epoch),
+    tfdc.ClusteredFineTuning(bits=5)])`. If a schedule ends at the fit's
+    last step (`end_step`'s default), or the fit stops early there, the
+    weights are clustered at the end without fine-tuning, with a warning; a
+    schedule that ends after the fit is refused before training. A model that `fit` builds
     in its first step (a subclassed model never called) is clustered after
     that step.
 
@@ -380,9 +381,10 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._started = False
         self._told_left = False
-        self._pruning = None
-        self._told = False
+        self._schedules = []
+        self._told = set()
         self._warned = False
+        self._start_step = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._maybe_start()
@@ -396,49 +398,57 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         self._maybe_start()
 
     def _maybe_start(self):
-        """Cluster now, unless the model is not built yet or a
-        `GradualPruning` in the same fit has not finished its ramp."""
+        """Cluster now, unless the model is not built yet or a pruning
+        callback in the same fit (`GradualPruning`, `StructuredPruning`) has
+        not finished its schedule."""
         if self._started or not self.model.built:
             return
-        from tfdc.prune import active_pruning
-        pruning = active_pruning(self.model, self.params) or self._pruning
-        if pruning is not None:
-            self._pruning = pruning
-            if pruning.selections is None or pruning.end_step is None:
-                return  # its schedule is resolved when its first epoch begins
-            if not pruning.ramp_ended():
-                self._check_ramp_ends_in_this_fit(pruning)
+        from tfdc.prune import active_schedules
+        schedules = active_schedules(self.model, self.params) or self._schedules
+        if schedules:
+            self._schedules = schedules
+            if not all(p.schedule_known for p in schedules):
+                return  # a schedule is resolved when its first epoch begins
+            waiting = [p for p in schedules if not p.ramp_ended()]
+            if waiting:
+                for pruning in waiting:
+                    self._check_ramp_ends_in_this_fit(pruning)
                 return
         self._start()
 
     def _check_ramp_ends_in_this_fit(self, pruning):
-        if self._told:
+        if id(pruning) in self._told:
             return
-        self._told = True
+        self._told.add(id(pruning))
+        name = type(pruning).__name__
         end, fit_end = pruning.end_step, pruning.fit_end_step
         if fit_end is not None and end > fit_end:
             raise ValueError(
-                f"ClusteredFineTuning clusters once GradualPruning's ramp has ended (end_step "
-                f"{end:,}), but this fit ends at step {fit_end:,}: give GradualPruning an "
+                f"ClusteredFineTuning clusters once {name}'s schedule has ended (end_step "
+                f"{end:,}), but this fit ends at step {fit_end:,}: give {name} an "
                 f"end_step before {fit_end:,} to prune and cluster in this fit, or run "
                 "ClusteredFineTuning in a later fit.")
-        if fit_end is not None and end == fit_end:
+        if fit_end is not None and end == fit_end and not self._warned:
             self._warn_no_fine_tuning(pruning)
 
-    def _warn_no_fine_tuning(self, pruning):
+    def _warn_no_fine_tuning(self, pruning, stopped=False):
         self._warned = True
+        name = type(pruning).__name__
         suggestion = pruning.begin_step + 3 * (pruning.end_step - pruning.begin_step) // 4
+        when = (f"this fit stopped at step {self._start_step:,}, as {name}'s schedule "
+                "ended (stopped early?)" if stopped else
+                f"{name}'s schedule ends at the last step of this fit (step "
+                f"{pruning.end_step:,}; end_step's default is the fit's end)")
         warnings.warn(
-            f"ClusteredFineTuning: GradualPruning's ramp ends at the last step of this fit "
-            f"(step {pruning.end_step:,}; end_step's default is the fit's end), so the "
-            "weights are clustered after it with no step left to fine-tune the shared values. "
-            f"Give GradualPruning an end_step before {pruning.end_step:,} (e.g. "
-            f"end_step={suggestion:,}) to prune and then fine-tune in one fit, or fine-tune "
-            "with ClusteredFineTuning in a further fit.", stacklevel=3)
+            f"ClusteredFineTuning: {when}, so the weights are clustered after it with no step "
+            f"left to fine-tune the shared values. Give {name} an end_step before "
+            f"{pruning.end_step:,} (e.g. end_step={suggestion:,}) to prune and then fine-tune "
+            "in one fit, or fine-tune with ClusteredFineTuning in a further fit.", stacklevel=3)
 
     def _start(self):
         model = self.model
         self._started = True
+        self._start_step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
         for s in self._select(model):
             other = find_constraint(s.variable, ClusterConstraint)
             if other is not None and other.owner is not self and \
@@ -519,6 +529,13 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if not self._started and self.model.built:
             self._finish_unstarted()
+        elif self._started and self._schedules and not self._warned and \
+                int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) == \
+                self._start_step:
+            # Clustered at a schedule's end, and the fit stopped right there
+            # (EarlyStopping, stop_training) before its planned end.
+            self._warn_no_fine_tuning(max(self._schedules, key=lambda p: p.end_step),
+                                      stopped=True)
         if self._started and self.bias_fp16:
             self._round_biases()
         if self._started and self.centroid_fp16:
@@ -544,21 +561,23 @@ class ClusteredFineTuning(keras.callbacks.Callback):
             c.centroids.assign(to_binary16(keras.ops.convert_to_numpy(c.centroids)))
 
     def _finish_unstarted(self):
-        """The fit ended before clustering began: a GradualPruning in the same
-        fit pruned until its last step (or never finished its ramp)."""
-        pruning = self._pruning
-        if pruning is None:
+        """The fit ended before clustering began: a pruning callback in the
+        same fit pruned until its last step (or never finished its
+        schedule)."""
+        if not self._schedules:
             return  # the fit ran no step
-        if pruning.ramp_ended():
+        unfinished = [p for p in self._schedules if not p.ramp_ended()]
+        if not unfinished:
             self._started = True
             self.quantize(self.model)  # shared values and kept zeros, not fine-tuned
             if not self._warned:
-                self._warn_no_fine_tuning(pruning)
+                self._warn_no_fine_tuning(max(self._schedules, key=lambda p: p.end_step))
         else:
+            pruning = unfinished[0]
             warnings.warn(
-                "ClusteredFineTuning did nothing: it clusters once GradualPruning's ramp has "
-                f"ended (end_step {pruning.end_step:,}), and this fit ended at step "
-                f"{pruning.step:,}.", stacklevel=2)
+                f"ClusteredFineTuning did nothing: it clusters once {type(pruning).__name__}'s "
+                f"schedule has ended (end_step {pruning.end_step:,}), and this fit ended at "
+                f"step {pruning.step:,}.", stacklevel=2)
 
     def detach(self):
         """Remove this callback's constraints (restoring any they replaced)."""

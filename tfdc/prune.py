@@ -36,24 +36,49 @@ from tfdc.layers import constraint_slot, kernel_name, kernel_variables
 from tfdc.select import check_built, iter_layers, select_kernels
 
 __all__ = ["GradualPruning", "MaskConstraint", "install_mask", "find_mask", "active_pruning",
+           "active_schedules",
            "mask_from_zeros", "sparsity", "polynomial_sparsity", "pruned_count", "SparsityReport",
            "LayerSparsity"]
 
-# The GradualPruning callback of the fit running on each model (by id), for
-# callbacks that must wait for the pruning ramp (tfdc.ClusteredFineTuning).
+# The pruning callbacks (GradualPruning, StructuredPruning) of the fit
+# running on each model (by id), for callbacks that must wait for their
+# schedules to end (tfdc.ClusteredFineTuning).
 _ACTIVE = {}
 
 
-def active_pruning(model, params=None):
-    """The `GradualPruning` of the `fit` now running on `model`, or None.
+def active_schedules(model, params=None):
+    """The pruning callbacks (`GradualPruning`, `StructuredPruning`) of the
+    `fit` now running on `model`, in the order they started.
 
     `params`: a callback's `self.params`; Keras hands every callback of one
     `fit` the same dict, so this skips a callback left registered by a fit
     that ended with an exception (which runs no `on_train_end`)."""
-    pruning = _ACTIVE.get(id(model))
-    if pruning is not None and params is not None and pruning.params is not params:
-        return None
-    return pruning
+    return [c for c in _ACTIVE.get(id(model), ()) if params is None or c.params is params]
+
+
+def active_pruning(model, params=None):
+    """The `GradualPruning` of the `fit` now running on `model`, or None
+    (`params`: as for `active_schedules`)."""
+    return next((c for c in active_schedules(model, params) if isinstance(c, GradualPruning)),
+                None)
+
+
+def register_schedule(callback):
+    """Note `callback` (a pruning callback whose `fit` begins) as running on
+    its model, dropping callbacks left by other fits."""
+    key = id(callback.model)
+    _ACTIVE[key] = [c for c in _ACTIVE.get(key, ()) if c.params is callback.params
+                    and c is not callback] + [callback]
+
+
+def unregister_schedule(callback):
+    """Forget `callback` when its `fit` ends."""
+    key = id(callback.model)
+    left = [c for c in _ACTIVE.get(key, ()) if c is not callback]
+    if left:
+        _ACTIVE[key] = left
+    else:
+        _ACTIVE.pop(key, None)
 
 
 @keras.saving.register_keras_serializable(package="tfdc")
@@ -470,7 +495,7 @@ class GradualPruning(keras.callbacks.Callback):
         if other is not None and other is not self:
             raise ValueError("two GradualPruning callbacks in one fit of model "
                              f"{model.name!r}: give one, with a dict of per-layer sparsities")
-        _ACTIVE[id(model)] = self
+        register_schedule(self)
         self._told_regrown = False
         self.selections, self._masks = None, None
         self._step = int(ops.convert_to_numpy(model.optimizer.iterations))
@@ -584,8 +609,7 @@ class GradualPruning(keras.callbacks.Callback):
                 "They are zeroed at the end of each epoch, and trained in between.")
 
     def on_train_end(self, logs=None):
-        if _ACTIVE.get(id(self.model)) is self:
-            del _ACTIVE[id(self.model)]
+        unregister_schedule(self)
         if self.selections is None:
             return
         if self.end_step is not None and self._step < self.end_step:
@@ -610,6 +634,12 @@ class GradualPruning(keras.callbacks.Callback):
         """The optimizer step at which the running fit ends (None if the
         number of steps is unknown or the fit has not started)."""
         return self._fit_end
+
+    @property
+    def schedule_known(self):
+        """True once this fit's kernels and steps are resolved."""
+        return (self.selections is not None and getattr(self, "_resolved", False)
+                and self.end_step is not None)
 
     def ramp_ended(self):
         """True once the last pruning step of the schedule has run (the

@@ -26,7 +26,8 @@ from tfdc.channels import channel_groups, graph_of
 from tfdc.distill import trained_model
 from tfdc.layers import kind_of
 from tfdc.prune import (check_fraction, check_steps, find_mask, install_mask,
-                        polynomial_sparsity, prune_due, warn_unfinished)
+                        polynomial_sparsity, prune_due, register_schedule, unregister_schedule,
+                        warn_unfinished)
 from tfdc.select import _check_patterns, _matches, iter_layers
 from tfdc.shrinker import units
 
@@ -228,8 +229,9 @@ class StructuredPruning(keras.callbacks.Callback):
         self._probe = self._make_probe(model) if self.criterion == "activation" else None
         self._step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
         self._removed = [group.removed() for group, _ in self.groups]  # resuming keeps them
-        self._last_prune, self._resolved = None, False
+        self._last_prune, self._resolved, self._fit_end = None, False, None
         self.begin_step, self.end_step = self._user_steps
+        register_schedule(self)  # tfdc.ClusteredFineTuning waits for the schedule's end
 
     def on_epoch_begin(self, epoch, logs=None):
         if not self._resolved:
@@ -255,6 +257,7 @@ class StructuredPruning(keras.callbacks.Callback):
             logs["units_kept"] = self.kept_fraction()
 
     def on_train_end(self, logs=None):
+        unregister_schedule(self)
         self._probe = None
         if self.end_step is not None and self._step < self.end_step and self.groups:
             sizes = [group.size for group, _ in self.groups]
@@ -289,17 +292,42 @@ class StructuredPruning(keras.callbacks.Callback):
         steps = self.params.get("steps") if self.params else None
         begin, end = self._user_steps
         fit_start = max(0, self._step - initial_epoch * (steps or 0))
+        epochs = self.params.get("epochs") if self.params else None
+        if steps and epochs:
+            self._fit_end = fit_start + epochs * steps
         if begin is None:
             begin = fit_start
         if end is None:
-            epochs = self.params.get("epochs") if self.params else None
-            if not steps or not epochs:
+            if self._fit_end is None:
                 raise ValueError("the number of steps per epoch is unknown (a dataset of unknown "
                                  "length?): pass end_step to StructuredPruning")
-            end = fit_start + epochs * steps
+            end = self._fit_end
         if begin >= end:
             raise ValueError(f"begin_step ({begin}) must be smaller than end_step ({end})")
         self.begin_step, self.end_step = int(begin), int(end)
+
+    # The schedule as tfdc.ClusteredFineTuning reads it (as GradualPruning's).
+    @property
+    def schedule_known(self):
+        """True once this fit's groups and steps are resolved."""
+        return self.groups is not None and getattr(self, "_resolved", False) \
+            and self.end_step is not None
+
+    @property
+    def step(self):
+        """The optimizer step this callback has counted to (None before fit)."""
+        return getattr(self, "_step", None)
+
+    @property
+    def fit_end_step(self):
+        """The optimizer step at which the running fit ends (None if unknown)."""
+        return getattr(self, "_fit_end", None)
+
+    def ramp_ended(self):
+        """True once the last removal step of the schedule has run (the
+        removed units no longer change)."""
+        return (getattr(self, "_last_prune", None) is not None and self.end_step is not None
+                and self._last_prune >= self.end_step)
 
     def fraction_at(self, step):
         """The scheduled removed fraction of each selected group at `step`
