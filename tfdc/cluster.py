@@ -456,6 +456,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
                 raise ValueError(f"two ClusteredFineTuning callbacks in one fit cluster layer "
                                  f"{s.layer.name!r}: give one, with a dict of per-layer bits")
         books = self.quantize(model)
+        self._warn_user_constraints()
         strategy = model.distribute_strategy
         fused = self._fused_op(model)
         with strategy.scope():
@@ -476,6 +477,26 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         # fit() traced (or reused) the train step before this hook: retrace it
         # so that the constraints are part of the compiled step.
         model.make_train_function(force=True)
+
+    def _warn_user_constraints(self):
+        """A warning naming the clustered kernels that carry the user's own
+        constraint (MaxNorm, NonNeg, ...): a shared value is the mean of its
+        members' updates, and a per-weight constraint would split them, so
+        it is not applied while clustered (it was broken silently)."""
+        from tfdc.constraints import user_constraint
+        from tfdc.layers import kernel_name
+        found = {}
+        for s in self.selections:
+            user = user_constraint(s.variable)
+            if user is not None:
+                found[kernel_name(s.layer, s.attr)] = type(user).__name__
+        if found:
+            listed = ", ".join(f"{name} ({kind})" for name, kind in found.items())
+            warnings.warn(
+                f"ClusteredFineTuning: the constraints of {listed} are not applied while the "
+                "weights are shared (a per-weight constraint would split the shared values); "
+                "the clustered weights may break them. tfdc.strip puts them back on the "
+                "variables.", stacklevel=4)
 
     def _fused_op(self, model):
         """The fused CPU op when this run trains on CPU without XLA, else None

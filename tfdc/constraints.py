@@ -4,8 +4,10 @@
 `ClusterConstraint`) keep their invariants inside the compiled train step by
 setting `variable.constraint` on the kernels they act on: Keras 3 optimizers
 apply it right after every update. Each tfdc constraint wraps the constraint
-it replaced as `inner`, so the user's own constraints survive and `strip`
-restores exactly them.
+it replaced as `inner`, and `strip` restores exactly them. A pruning mask
+applies the user's constraint before masking; weight sharing cannot (a
+per-weight constraint such as MaxNorm would split the shared values), so
+`ClusteredFineTuning` says so when it clusters a kernel that has one.
 
 Example:
 
@@ -21,7 +23,7 @@ tfdc.strip(model)  # no tfdc object left on the model's variables
 
 import keras
 
-__all__ = ["TfdcConstraint", "strip", "find_constraint"]
+__all__ = ["TfdcConstraint", "strip", "find_constraint", "user_constraint"]
 
 
 class TfdcConstraint(keras.constraints.Constraint):
@@ -60,6 +62,44 @@ def warn_constraints_skipped(callback, epoch, found, kept, repair):
         f"{repair}", stacklevel=3)
 
 
+def _warn_unmasked(variables):
+    """A warning for weights that a pruning mask zeroes but that are not
+    zero: something set the weights after the last train step applied the
+    masks, e.g. `EarlyStopping(restore_best_weights=True)` restoring an
+    epoch from before the pruning schedule ended (silently a far denser
+    model than pruned, whose masks still say otherwise)."""
+    import numpy as np
+
+    from tfdc.prune import MaskConstraint
+    found = {}
+    for variable in variables:
+        constraint = find_constraint(variable, MaskConstraint)
+        if constraint is None or constraint.mask is None:
+            continue
+        value = keras.ops.convert_to_numpy(variable)
+        mask = keras.ops.convert_to_numpy(constraint.mask)
+        if value.shape != mask.shape:
+            continue
+        count = int(np.count_nonzero(value[mask == 0]))
+        if count:
+            found[getattr(variable, "path", variable.name)] = count
+    if found:
+        import warnings
+        listed = ", ".join(f"{name}: {n:,}" for name, n in found.items())
+        warnings.warn(
+            f"{sum(found.values()):,} weights that the pruning masks zero are not zero "
+            f"({listed}): the weights were set after the last train step that applied the "
+            "masks, e.g. restored by EarlyStopping(restore_best_weights=True) from an epoch "
+            "before pruning ended (give it start_from_epoch= the first epoch after end_step). "
+            "They are kept as they are: the model is denser than its masks.", stacklevel=3)
+
+
+def user_constraint(variable):
+    """The user's own constraint on `variable` under any tfdc constraints
+    (None if there is none)."""
+    return _without_tfdc(getattr(variable, "constraint", None))
+
+
 def _without_tfdc(constraint):
     while isinstance(constraint, TfdcConstraint):
         constraint = constraint.inner
@@ -84,6 +124,7 @@ def strip(model):
     """
     if not hasattr(model, "variables"):
         raise TypeError(f"strip expects a Keras model or layer, got {type(model).__name__}")
+    _warn_unmasked(model.variables)
     for variable in model.variables:
         constraint = getattr(variable, "constraint", None)
         if isinstance(constraint, TfdcConstraint):
