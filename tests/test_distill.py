@@ -182,6 +182,9 @@ def test_a_teacher_unlike_the_student_is_refused_when_made():
     for teacher in (None, "teacher.keras"):
         with pytest.raises(TypeError, match="the teacher must be a keras.Model, got"):
             Distiller(student, teacher)
+    # A student that is not a model was an AttributeError ('str' has no 'name').
+    with pytest.raises(TypeError, match="the student must be a keras.Model, got str"):
+        Distiller("student.keras", student)
     five = keras.Sequential([keras.Input((64,)), keras.layers.Dense(5)], name="five")
     with pytest.raises(ValueError, match=r"teacher 'five' has outputs of shape \[\(5,\)\], "
                        r"the student '.*' \[\(10,\)\]"):
@@ -208,3 +211,26 @@ def test_a_built_student_keeps_its_zeros_from_the_first_step():
     after = student.get_layer("fc1").kernel.numpy()
     np.testing.assert_array_equal(after == 0, w == 0)
     assert len(np.unique(after[after != 0])) <= 8
+
+
+def test_a_distiller_is_neither_checkpointed_whole_nor_exported(tmp_path):
+    # A full-model ModelCheckpoint failed at the end of the first epoch
+    # (losing it); export said the Distiller had no known input shape.
+    x, y = np.random.default_rng(0).random((64, 64)).astype("float32"), np.arange(64) % 10
+    student = _mlp()
+    distiller = Distiller(student, Distiller.copy_of(student))
+    distiller.compile("adam", "sparse_categorical_crossentropy")
+    before = student.get_layer("fc1").kernel.numpy()
+    with pytest.raises(ValueError, match=r"ModelCheckpoint would save the whole Distiller.*"
+                       r"save_weights_only=True"):
+        distiller.fit(x, y, epochs=1, verbose=0, callbacks=[
+            keras.callbacks.ModelCheckpoint(str(tmp_path / "d.keras"))])
+    np.testing.assert_array_equal(student.get_layer("fc1").kernel.numpy(), before)  # untrained
+    distiller.fit(x, y, epochs=1, verbose=0, callbacks=[keras.callbacks.ModelCheckpoint(
+        str(tmp_path / "d.weights.h5"), save_weights_only=True)])
+    assert (tmp_path / "d.weights.h5").exists()
+    with pytest.raises(ValueError, match=r"is a Distiller, a training wrapper: export its "
+                       r"student \(distiller.student\)"):
+        tfdc.export(distiller, tmp_path / "d.tflite")
+    assert not (tmp_path / "d.tflite").exists()
+    tfdc.export(distiller.student, tmp_path / "d.tflite")

@@ -133,6 +133,10 @@ class Distiller(keras.Model):
     """
 
     def __init__(self, student, teacher, temperature=4.0, alpha=0.5, from_logits=None, **kwargs):
+        for role, model in (("student", student), ("teacher", teacher)):
+            if not isinstance(model, keras.Model):
+                raise TypeError(f"the {role} must be a keras.Model, got "
+                                f"{type(model).__name__}")
         super().__init__(name=kwargs.pop("name", f"distill_{student.name}"), **kwargs)
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.number)) \
                 or not np.isfinite(temperature) or temperature <= 0:
@@ -140,10 +144,6 @@ class Distiller(keras.Model):
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) \
                 or not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
-        for role, model in (("student", student), ("teacher", teacher)):
-            if not isinstance(model, keras.Model):
-                raise TypeError(f"the {role} must be a keras.Model, got "
-                                f"{type(model).__name__}")
         if teacher is student:
             raise ValueError("the teacher is the student itself: pass a copy of the model "
                              "(Distiller.copy_of(model)) as the teacher")
@@ -221,6 +221,20 @@ class Distiller(keras.Model):
         hard = total - regularization
         soft = self.distillation_loss(ops.stop_gradient(self._teacher(x, training=False)), y_pred)
         return self.alpha * hard + (1.0 - self.alpha) * soft + regularization
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`, refusing up front a callback that would save
+        the whole Distiller (a `ModelCheckpoint` without
+        `save_weights_only=True`): it failed at the end of the first epoch,
+        losing that epoch's training."""
+        for callback in callbacks or ():
+            if isinstance(callback, keras.callbacks.ModelCheckpoint) and \
+                    not callback.save_weights_only:
+                raise ValueError(
+                    "a ModelCheckpoint would save the whole Distiller, a training wrapper that "
+                    "cannot be saved: give it save_weights_only=True (a .weights.h5 path), or "
+                    "checkpoint distiller.student with a callback of your own")
+        return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def get_config(self):
         raise NotImplementedError("a Distiller is a training wrapper: save its student "

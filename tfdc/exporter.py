@@ -75,6 +75,7 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
     """
     import tensorflow as tf
 
+    _refuse_distiller(model)
     if batch_size is not None:
         if signatures:
             raise ValueError("give either `batch_size` or `signatures`, not both")
@@ -553,6 +554,16 @@ def _text(value):
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _refuse_distiller(model):
+    """A ValueError for a `tfdc.distill.Distiller`: a training wrapper, whose
+    student is the model (it was refused as a model with no known input
+    shape, advising to call it once)."""
+    from tfdc.distill import Distiller
+    if isinstance(model, Distiller):
+        raise ValueError(f"{model.name!r} is a Distiller, a training wrapper: export its "
+                         "student (distiller.student), the model it trains")
+
+
 def _is_keras_model(model):
     import keras
     return isinstance(model, keras.Model)
@@ -830,6 +841,7 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
     interpreter = tfdc.load_interpreter("lenet.tflite")
     ```
     """
+    _refuse_distiller(model)
     check_writable(path)  # before the minutes a conversion can take
     warn_model_suffix(path)
     from tfdc.pack import selector
