@@ -370,12 +370,15 @@ class GradualPruning(keras.callbacks.Callback):
     `s_t = s_f + (s_i - s_f) (1 - (t - t0) / (end_step - t0))^3`; after
     `end_step` the masks stay fixed while training goes on (the paper's
     retraining). Steps are optimizer iterations (`model.optimizer.iterations`),
-    so the schedule carries on across `fit` calls and a `.keras` save/load.
+    so the schedule carries on across `fit` calls and a `.keras` save/load
+    that keeps the optimizer (`load_model` compiles it back; a new
+    optimizer counts from 0 and starts the schedule again).
 
     The masks are enforced inside the compiled train step by a
     `MaskConstraint` on each kernel variable (see the module docstring), so a
     pruned weight stays exactly 0 under any optimizer, also in later fits and
-    after a `.keras` save and load. `logs["sparsity"]` is the current overall
+    after a `.keras` save and load (of a Sequential or functional model: a
+    subclassed model makes its layers in its own code, without the masks). `logs["sparsity"]` is the current overall
     sparsity of the selected kernels. If `fit` ends before `end_step` (the
     target is not reached), a warning says the sparsity reached.
 
