@@ -243,6 +243,24 @@ def test_warns_when_the_ramp_ends_after_the_fit(mnist_small):
                   callbacks=[GradualPruning(0.8, frequency=1), stop])
 
 
+def test_a_lower_target_than_the_masks_is_told(mnist_small):
+    # Masks only grow: a later GradualPruning(0.5) on an 80 %-pruned model
+    # left it at 80 % without a word.
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[GradualPruning(0.8, frequency=4)])
+    with pytest.warns(UserWarning, match=r"GradualPruning: masks already zero more than the "
+                      r"target \(fc1: 80\.0% > 50\.0%.*masks only grow"):
+        model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+                  callbacks=[GradualPruning(0.5, frequency=4)])
+    assert tfdc.sparsity(model)["fc1"].sparsity == pytest.approx(0.8, abs=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the same target again: nothing to say
+        model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+                  callbacks=[GradualPruning(0.8, frequency=4)])
+
+
 # --------------------------------------------------------------- save/resume
 
 def test_resume_from_keras_file(mnist_small, tmp_path):

@@ -555,10 +555,27 @@ class GradualPruning(keras.callbacks.Callback):
             for selection, constraint in zip(self.selections, self._masks):
                 w = ops.convert_to_numpy(selection.variable)
                 constraint.mask.assign((w != 0).astype(w.dtype) * ops.convert_to_numpy(constraint.mask))
+        self._warn_past_target()
         if self._step >= self.begin_step:
             self._prune(self._step)
         else:
             self._sparsity = self._measure()
+
+    def _warn_past_target(self):
+        """A warning for kernels whose masks already zero more than this
+        schedule's target (an earlier pruning): masks only grow, so they
+        stay as sparse (a lower target was ignored without a word)."""
+        past = {}
+        for selection, constraint in zip(self.selections, self._masks):
+            mask = ops.convert_to_numpy(constraint.mask)
+            zeros = 1.0 - float(np.count_nonzero(mask)) / mask.size
+            if zeros > float(selection.value) + 0.5 / mask.size:
+                past[kernel_name(selection.layer, selection.attr)] = (zeros, selection.value)
+        if past:
+            listed = ", ".join(f"{name}: {z:.1%} > {t:.1%}" for name, (z, t) in past.items())
+            warnings.warn(f"GradualPruning: masks already zero more than the target ({listed}); "
+                          "masks only grow, so these kernels stay as sparse (tfdc.strip(model) "
+                          "removes the masks, the zeros stay).", stacklevel=3)
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._resolved:
