@@ -205,8 +205,11 @@ def test_refuses_packed_and_decoded_files(capsys, tmp_path, inputs):
     out_path = tmp_path / "again.tflite"
     code, _, err = run(capsys, "pack", packed, out_path)
     assert_one_line_error(code, err, "packed.tflite", "already tfdc-packed")
-    code, _, err = run(capsys, "pack", decoded, out_path)
-    assert_one_line_error(code, err, "decoded.tflite", "decoded by 'tfdc decode'")
+    # A decoded file packs again, to the same bytes (FORMAT.md §10; the
+    # command line refused it while tfdc.export_tflite took it).
+    assert run(capsys, "pack", decoded, out_path)[0] == 0
+    assert out_path.read_bytes() == packed.read_bytes()
+    out_path.unlink()
     # A truncated packed file: the decoder's reason, as inspect / decode give it.
     truncated = tmp_path / "truncated.tflite"
     truncated.write_bytes(packed.read_bytes()[:-100])
@@ -275,3 +278,51 @@ def test_a_link_stays_a_link_and_a_pipe_is_written_through(capsys, tmp_path, inp
     assert received == [target.read_bytes()]
     assert out == "" and f"-> {fifo} ({len(received[0]):,} B): " in err
     assert fifo.is_fifo() and not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("offsets", ["from the archive", "from the file"])
+def test_a_zip_appended_to_the_model_is_kept(capsys, tmp_path, inputs, offsets):
+    # TFLite metadata's associated files (labels, vocabularies) are a zip
+    # after the flatbuffer; tflite_support's populator (as Python's zipfile
+    # in "a" mode) counts its offsets from the file's start. Pack dropped it
+    # and counted its bytes as gain.
+    import io
+    import struct
+    import zipfile
+
+    import tfdc
+    paths, x = inputs
+    model = open(paths["float"], "rb").read()
+    buf = io.BytesIO()
+    if offsets == "from the file":
+        buf.write(model)
+    with zipfile.ZipFile(buf, "a" if offsets == "from the file" else "w") as archive:
+        archive.writestr("labels.txt", "cat\ndog\n")
+        archive.writestr("vocab.txt", "x y z\n" * 40)
+    plain = tmp_path / "labelled.tflite"
+    plain.write_bytes(buf.getvalue() if offsets == "from the file" else model + buf.getvalue())
+    packed, decoded = tmp_path / "packed.tflite", tmp_path / "decoded.tflite"
+    code, out, err = run(capsys, "pack", plain, packed)
+    assert code == 0, err
+    assert "zip archive appended to it (TFLite metadata's associated files) kept" in out
+    assert run(capsys, "decode", packed, decoded)[0] == 0
+    data = decoded.read_bytes()
+    with zipfile.ZipFile(decoded) as archive:
+        assert archive.read("labels.txt") == b"cat\ndog\n" and archive.testzip() is None
+    # The archive ends the decoded file, its offsets right where it landed
+    # (a reader that does not compensate, as Python's zipfile does, needs it).
+    end = data.rfind(b"PK\x05\x06")
+    _, _, _, _, _, size, offset, _ = struct.unpack_from("<IHHHHIIH", data, end)
+    assert end + 22 == len(data)
+    assert offset == (end - size if offsets == "from the file" else
+                      end - size - data.index(b"PK\x03\x04", len(data) - len(buf.getvalue())))
+    np.testing.assert_array_equal(plain_outputs(str(decoded), x), plain_outputs(paths["float"], x))
+    np.testing.assert_array_equal(outputs(tfdc.load_interpreter(str(packed)), x),
+                                  plain_outputs(paths["float"], x))
+    # The decoded file packs again to the same bytes; int8 weights keep it too.
+    assert run(capsys, "pack", decoded, tmp_path / "again.tflite")[0] == 0
+    assert (tmp_path / "again.tflite").read_bytes() == packed.read_bytes()
+    assert run(capsys, "pack", "--weights", "int8", plain, tmp_path / "int8.tflite")[0] == 0
+    assert run(capsys, "decode", tmp_path / "int8.tflite", tmp_path / "int8.d.tflite")[0] == 0
+    with zipfile.ZipFile(tmp_path / "int8.d.tflite") as archive:
+        assert archive.read("labels.txt") == b"cat\ndog\n"

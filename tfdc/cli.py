@@ -740,9 +740,6 @@ def _check_pack_input(data, path):
     """Refuse what `tfdc pack` cannot pack, saying what the file is."""
     from tfdc.unpack import is_packed
     kind = _check_tflite(data, path)
-    if kind == "decoded":
-        raise UserError(f"{path}: a file decoded by 'tfdc decode'; pack the plain .tflite it "
-                        "came from, or use the packed file itself")
     if kind == "packed":
         if is_packed(data):
             raise UserError(f"{path}: already tfdc-packed (use it as it is; 'tfdc decode' "
@@ -803,8 +800,14 @@ def cmd_pack(args):
         print(f"{_PROG}: warning: {w.message}", file=sys.stderr)
     saved = len(data) - written
     n = len(report.layers)
+    from tfdc.format import APPENDED_ARCHIVE
+    appended = [layer for layer in report.layers if layer.name == APPENDED_ARCHIVE]
+    n -= len(appended)
     packed = (f"{n} buffer{'s' if n != 1 else ''} packed" if n else
               "no weight buffer coded: the gain is the compressed flatbuffer")
+    if appended:
+        packed += (f", and the {appended[0].raw_bytes:,} B zip archive appended to it (TFLite "
+                   "metadata's associated files) kept at the end of the decoded file")
     print(line + f"{saved:,} B smaller ({100 * saved / len(data):.3g} %, "
           f"{len(data) / written:.2f}x), {packed}", file=out)
     return 0

@@ -736,7 +736,10 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
     if weights not in ("float32", "int8"):
         raise ValueError(f"weights must be 'float32' or 'int8', got {weights!r}")
     if weights == "int8":
-        plain, _ = quantize_codebooks_int8(plain, min_bytes=min_bytes)
+        from tfdc.pack import split_appended
+        model, archive = split_appended(bytes(plain))  # a rewritten flatbuffer drops it
+        plain, _ = quantize_codebooks_int8(model, min_bytes=min_bytes)
+        plain += archive
     packed, info = pack_tflite(plain, **_pack_options(codebook_fp16, gap_alphabet, select,
                                                        block, min_bytes, strip_debug))
     if len(packed) >= len(original):

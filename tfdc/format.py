@@ -42,6 +42,10 @@ SECTION_KEYS = {METADATA_NAME_V1_BYTES: 1, METADATA_NAME_BYTES: 2}
 # so every decoded file, as tfdc's: tools recognise a decoded file by it.
 DECODED_MARKER = "tfdc.decoded"
 DECODED_MARKER_BYTES = DECODED_MARKER.encode()
+# Names the buffer that holds a zip archive appended to the packed model
+# (TFLite metadata's associated files): the packer codes it last, so that it
+# ends the decoded file, where zip readers look for it.
+APPENDED_ARCHIVE = "tfdc.appended"
 MAGIC = b"TFDC"
 VERSION_MAJOR, VERSION_MINOR = 2, 3
 # Header flags (§4). Bit 0: kind 3 tables may appear (version 2.1); bit 1:
@@ -506,6 +510,9 @@ class PackInfo:
     vector of the flatbuffer coded as a record; `buffer_index` -1,
     `out_offset` its position in the flatbuffer); their payload is in
     `payload_bytes`, their descriptors in `descriptor_bytes`.
+    `appended_bytes`: a zip archive appended after the input's flatbuffer
+    (TFLite metadata's associated files, e.g. labels), kept as the last
+    record so that it ends the decoded file (0: none).
     """
     flatbuffer_bytes: int
     section_bytes: int
@@ -527,6 +534,7 @@ class PackInfo:
     crc_bytes: int = 0
     densified: list = dataclasses.field(default_factory=list)
     patches: list = dataclasses.field(default_factory=list)
+    appended_bytes: int = 0
 
     @property
     def coded_bytes(self):

@@ -57,6 +57,7 @@ Example:
 
 import dataclasses
 import re
+import struct
 import zlib
 
 import numpy as np
@@ -749,6 +750,113 @@ def _plain_model(data):
     return model
 
 
+_ZIP_END = struct.Struct("<IHHHHIIH")  # end of central directory record
+_ZIP_ENTRY = 46                         # central directory header, before its names
+
+
+def _zip_directory(data, eocd):
+    """`(entries, directory position, directory size, offset field)` of the
+    zip whose end record is at `eocd` in `data`, and `[(position of the
+    entry's local-header offset field, that offset)]`; None where it is not
+    one (bad signatures, or bounds)."""
+    _, _, _, _, entries, size, offset, _ = _ZIP_END.unpack_from(data, eocd)
+    at, fields = eocd - size, []
+    if at < 0:
+        return None
+    pos = at
+    for _ in range(entries):
+        if pos + _ZIP_ENTRY > eocd or data[pos:pos + 4] != b"PK\x01\x02":
+            return None
+        name, extra, comment = struct.unpack_from("<HHH", data, pos + 28)
+        fields.append((pos + 42, struct.unpack_from("<I", data, pos + 42)[0]))
+        pos += _ZIP_ENTRY + name + extra + comment
+    return (at, size, offset, fields) if pos == eocd else None
+
+
+def appended_zip_start(data, flatbuffer_end):
+    """Where a zip archive appended to a `.tflite` begins (TFLite metadata's
+    associated files, e.g. a labels file: `tflite_support`'s
+    MetadataPopulator writes the flatbuffer, then the archive), or None:
+    the file ends with a zip end record whose directory and entries all lie
+    after `flatbuffer_end` (the last byte the flatbuffer's buffers use).
+    The runtime never reads it; tools such as MetadataExtractor find it
+    from the end of the file. Its offsets may count from the archive's
+    start or from the file's (the populator's)."""
+    eocd = data.rfind(b"PK\x05\x06", max(0, len(data) - (65535 + _ZIP_END.size)))
+    if eocd < 0 or eocd + _ZIP_END.size > len(data) or \
+            eocd + _ZIP_END.size + _ZIP_END.unpack_from(data, eocd)[7] != len(data):
+        return None
+    found = _zip_directory(data, eocd)
+    if found is None:
+        return None
+    at, _, offset, fields = found
+    shift = at - offset  # 0 where the offsets count from the file's start
+    starts = [shift + lho for _, lho in fields]
+    start = min(starts + [at])
+    if start < max(8, flatbuffer_end) or any(
+            data[p:p + 4] != b"PK\x03\x04" for p in starts):
+        return None
+    return start
+
+
+def split_appended(data):
+    """`(model, archive)`: `.tflite` bytes without, and the zip archive
+    appended to them (`appended_zip_start`; b"" if none), for a step that
+    rewrites the flatbuffer and would drop what follows it."""
+    from tfdc.flatbuf import read_model
+    end = 0
+    for b in read_model(data).buffers:
+        if b.data_start is not None:
+            end = max(end, b.data_start + b.data_len)
+        if b.offset > 1:  # the offset layout: data after the flatbuffer
+            end = max(end, b.offset + b.size)
+    start = appended_zip_start(data, end)
+    return (data, b"") if start is None else (data[:start], data[start:])
+
+
+def zip_relocated(archive, position):
+    """`archive` (a whole zip) with its offsets made right for a file in
+    which it starts at byte `position`, where they count from the file's
+    start (as the MetadataPopulator writes them; offsets that count from
+    the archive's start need nothing). The decoded file places it after
+    the flatbuffer and the decoded weights: elsewhere than in the input."""
+    data = bytearray(archive)
+    eocd = bytes(archive).rfind(b"PK\x05\x06", max(0, len(data) - (65535 + _ZIP_END.size)))
+    found = _zip_directory(data, eocd) if eocd >= 0 else None
+    if found is None:
+        return bytes(archive)
+    at, _, offset, fields = found
+    delta = position - (offset - at)  # where it is meant to start -> where it will
+    if offset == at or delta == 0 or not all(
+            0 <= lho + delta < 0xFFFFFFFF for _, lho in fields + [(0, offset)]):
+        return bytes(archive)  # counted from its own start (or zip64: left as is)
+    for field, lho in fields:
+        struct.pack_into("<I", data, field, lho + delta)
+    struct.pack_into("<I", data, eocd + 16, offset + delta)
+    return bytes(data)
+
+
+def _appended_archive(model, data):
+    """The index of the buffer holding a zip archive appended to the model,
+    or None: a decoded file's (named by a `tfdc.appended` metadata entry),
+    or one after the flatbuffer of `data`, which becomes a new buffer so
+    named (it was dropped, its bytes counted as packing's gain)."""
+    for m in model.metadata:
+        if _name(m.name) == fmt.APPENDED_ARCHIVE:
+            return int(m.buffer)
+    _, archive = split_appended(data)
+    if not archive:
+        return None
+    schema = tflite_schema.get()
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(archive, np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = fmt.APPENDED_ARCHIVE, len(model.buffers) - 1
+    model.metadata.append(entry)
+    return entry.buffer
+
+
 def _align(x, a):
     return (x + a - 1) // a * a
 
@@ -891,6 +999,7 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ValueError("not a TFLite flatbuffer (file identifier is not TFL3)")
     model = _plain_model(data)
+    archive = _appended_archive(model, data)
     densified = densify_model(model) if densify else []
 
     # Which tensors use each buffer.
@@ -928,10 +1037,7 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
         plan.record.dtype = dtype
         plans.append(plan)
 
-    # Code tables: identical tables are stored once, in first-use order.
-    tables, table_index = [], {}
-    _add_tables(plans, tables, table_index)
-
+    appended = None if archive is None else len(model.buffers[archive].data)
     # The inner flatbuffer: every packed buffer points into the decoded tail,
     # after the flatbuffer. Its length does not depend on the offsets'
     # values (u64 fields), so one build with placeholders gives it.
@@ -943,13 +1049,36 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
         plan.out_size = len(b.data)
         b.data = None
         b.offset, b.size = placeholder, plan.out_size
+    if archive is not None:
+        archive_data = model.buffers[archive].data
+        model.buffers[archive].data = None
+        model.buffers[archive].offset, model.buffers[archive].size = placeholder, appended
     F = len(tflite_schema.build(model))
     cursor = F
     for plan in plans:
         plan.out_offset = _align(cursor, fmt.OUTPUT_ALIGN)
         cursor = plan.out_offset + plan.out_size
         model.buffers[plan.record.buffer_index].offset = plan.out_offset
+    if archive is not None:
+        # The last record, coded even where that gains nothing, so that it
+        # ends the decoded file, where zip readers find it; its offsets
+        # made right for where it lands there.
+        at = _align(cursor, fmt.OUTPUT_ALIGN)
+        raw = np.frombuffer(zip_relocated(np.asarray(archive_data).tobytes(), at), np.uint8)
+        plan = _plan_record(raw, 8, "uint", (len(raw),), block, None, False,
+                            {"value_mode": "planes", "position_mode": "dense"})
+        plan.record.buffer_index = archive
+        plan.record.tensor_names = [fmt.APPENDED_ARCHIVE]
+        plan.record.dtype = "uint8"
+        plan.out_offset, plan.out_size = at, appended
+        cursor = at + appended
+        model.buffers[archive].offset = at
+        plans.append(plan)
     D = cursor
+
+    # Code tables: identical tables are stored once, in first-use order.
+    tables, table_index = [], {}
+    _add_tables(plans, tables, table_index)
     flat = tflite_schema.build(model)
     if len(flat) != F:
         raise AssertionError("flatbuffer length changed between builds")
@@ -1027,5 +1156,6 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
                     meta_bytes=len(deflated), meta_raw_bytes=len(meta), graph_bytes=graph,
                     graph_raw_bytes=F, descriptor_bytes=descriptor_share,
                     payload_bytes=len(payload), crc_bytes=fmt.CRC.size, densified=densified,
-                    patches=[p.record for p in patches])
+                    patches=[p.record for p in patches],
+                    appended_bytes=appended or 0)
     return packed, info
