@@ -137,3 +137,40 @@ def test_the_undamaged_file_decodes_to_the_original(packed):
     data, original = packed
     assert _outcome(data, original, "auto") == "same"
     assert _outcome(data, original, "python") == "same"
+
+
+def test_a_graph_damaged_under_a_valid_crc_is_a_format_error_for_inspect():
+    # Bit flips in the deflated graph with the CRC made right again (a
+    # deliberately altered file): inspect raised struct.error from the
+    # generated flatbuffer reader (a traceback from `tfdc inspect`).
+    import struct
+    import zlib
+
+    import tensorflow as tf
+
+    from tfdc.unpack import read_pack_info
+
+    class AddOne(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([4], tf.float32)])
+        def f(self, x):
+            return x + 1.0
+
+    module = AddOne()
+    plain = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.f.get_concrete_function()], module).convert()
+    data, _ = tfdc.pack.pack_tflite(plain, min_bytes=0)
+    info = read_pack_info(data)
+    start = info.stub_bytes + info.header_bytes
+    kinds = {"ok": 0, "damaged": 0, "other": 0}
+    with _Deadline(120):
+        for pos in range(start, start + info.meta_bytes):
+            for bit in (0, 7):
+                damaged = bytearray(data)
+                damaged[pos] ^= 1 << bit
+                damaged[-4:] = struct.pack("<I", zlib.crc32(bytes(damaged[:-4])))
+                try:
+                    tfdc.inspect(bytes(damaged))
+                    kinds["ok"] += 1
+                except tfdc.FormatError as e:
+                    kinds["damaged" if "damaged or truncated" in str(e) else "other"] += 1
+    assert kinds["damaged"] > 0, kinds  # the case this guards is reached

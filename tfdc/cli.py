@@ -981,11 +981,25 @@ def main(argv=None):
         message = str(e) or type(e).__name__
         where = getattr(args, "file", None) or getattr(args, "input", None)
         if isinstance(e, FormatError):
-            message = f"{where + ': ' if where else ''}not a valid tfdc-packed file: {message}"
+            packed = getattr(args, "command", "") == "decode" or \
+                _is_packed_path(where)
+            what = "not a valid tfdc-packed file" if packed else "not a valid .tflite file"
+            message = f"{where + ': ' if where else ''}{what}: {message}"
         elif isinstance(e, OSError) and e.filename:
             message = f"{e.filename}: {e.strerror or message}"
         print(f"{_PROG}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _is_packed_path(path):
+    """Whether the file at `path` carries a tfdc section entry (what a
+    FormatError about it is then about), False if it cannot be read."""
+    from tfdc.unpack import has_section_entry
+    try:
+        with open(path, "rb") as f:
+            return has_section_entry(f.read())
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 if __name__ == "__main__":

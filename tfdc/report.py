@@ -647,6 +647,7 @@ def inspect(path_or_bytes, layer_names=None):
     damage = damaged_key(data)
     if damage:  # not a plain model to preview: a packed one whose key broke
         raise FormatError(f"{path}: {damage}" if path else damage, status="not_packed")
+    from tfdc.tflite_schema import damaged_flatbuffer
     if has_section_entry(data):
         info = read_pack_info(data)
         plain_bytes = None
@@ -656,9 +657,11 @@ def inspect(path_or_bytes, layer_names=None):
         _, info = pack_tflite(data, strip_debug=True)  # as `tfdc.export` packs
         plain_bytes = len(data)
         model = data
-    report = ExportReport.from_pack_info(info, plain_bytes=plain_bytes, path=path,
-                                         layer_names=layer_names,
-                                         dense_bytes=_constant_bytes(model), model_bytes=model)
+    with damaged_flatbuffer(len(model)):  # a graph damaged under a valid CRC
+        report = ExportReport.from_pack_info(info, plain_bytes=plain_bytes, path=path,
+                                             layer_names=layer_names,
+                                             dense_bytes=_constant_bytes(model),
+                                             model_bytes=model)
     report.preview = plain_bytes is not None
     return report
 

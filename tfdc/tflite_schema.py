@@ -84,11 +84,35 @@ def read(data, copy=True):
     """
     from tfdc.flatbuf import read_model
     read_model(data)  # bounds-checked: identifier, root, buffers, metadata
-    try:
+    with damaged_flatbuffer(len(data)):
         buf = data if not copy and isinstance(data, bytes) else bytearray(data)
         return get().ModelT.InitFromPackedBuf(buf, 0)
-    except (struct.error, ValueError, TypeError, IndexError, OverflowError) as e:
-        raise FormatError(f"not a readable TFLite flatbuffer: {e}") from None
+
+
+# What the generated (unchecked) readers raise on a damaged flatbuffer.
+_READER_ERRORS = (struct.error, ValueError, TypeError, IndexError, OverflowError,
+                  UnicodeDecodeError)
+
+
+class damaged_flatbuffer:
+    """A context in which the generated readers' errors on a damaged
+    flatbuffer of `size` bytes (a `struct.error` for a table that points
+    outside it, a `ValueError` for a bad number) become one `FormatError`
+    saying so, instead of Python's own words."""
+
+    def __init__(self, size):
+        self.size = size
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None or not issubclass(kind, _READER_ERRORS) or isinstance(error, FormatError):
+            return False
+        what = ("a table or vector points outside the " f"{self.size:,}-byte flatbuffer"
+                if issubclass(kind, (struct.error, IndexError)) else "a field holds an invalid value")
+        raise FormatError(f"not a readable TFLite flatbuffer (damaged or truncated: {what})",
+                          status="flatbuffer") from None
 
 
 def _pack_buffer_aligned(builder, buffer, schema):

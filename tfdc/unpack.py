@@ -1261,15 +1261,16 @@ def has_section_entry(data):
 def _tensor_users(flatbuffer):
     """{buffer index: [(tensor name, TensorType, shape)]} via the object API."""
     from tfdc import tflite_schema
-    model = tflite_schema.get().Model.GetRootAs(flatbuffer, 0)
     users = {}
-    for s in range(model.SubgraphsLength()):
-        sg = model.Subgraphs(s)
-        for k in range(sg.TensorsLength()):
-            t = sg.Tensors(k)
-            name = t.Name().decode("utf-8", "replace") if t.Name() else ""
-            shape = tuple(int(x) for x in t.ShapeAsNumpy()) if t.ShapeLength() else ()
-            users.setdefault(t.Buffer(), []).append((name, t.Type(), shape))
+    with tflite_schema.damaged_flatbuffer(len(flatbuffer)):  # damaged under a valid CRC
+        model = tflite_schema.get().Model.GetRootAs(flatbuffer, 0)
+        for s in range(model.SubgraphsLength()):
+            sg = model.Subgraphs(s)
+            for k in range(sg.TensorsLength()):
+                t = sg.Tensors(k)
+                name = t.Name().decode("utf-8", "replace") if t.Name() else ""
+                shape = tuple(int(x) for x in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+                users.setdefault(t.Buffer(), []).append((name, t.Type(), shape))
     return users
 
 
