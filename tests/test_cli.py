@@ -262,7 +262,7 @@ def test_help_describes_the_accepted_ranges(capsys):
         helps[command] = " ".join(capsys.readouterr().out.split())
     assert "bits per shared weight, 1..8" in helps["demo"]
     assert "in [0, 1)" in helps["demo"] and "N >= 1" in helps["demo"]
-    assert "repetitions per measurement, >= 1" in helps["bench"]
+    assert "repetitions of decoding and loading (their median), >= 1" in helps["bench"]
     assert "not IN itself" in helps["decode"]
 
 

@@ -326,3 +326,12 @@ def test_a_zip_appended_to_the_model_is_kept(capsys, tmp_path, inputs, offsets):
     assert run(capsys, "decode", tmp_path / "int8.tflite", tmp_path / "int8.d.tflite")[0] == 0
     with zipfile.ZipFile(tmp_path / "int8.d.tflite") as archive:
         assert archive.read("labels.txt") == b"cat\ndog\n"
+
+
+def test_int8_weights_that_change_nothing_are_told(capsys, tmp_path, inputs):
+    # --weights int8 on a model with no clustered kernel did nothing silently.
+    paths, _ = inputs
+    code, _, err = run(capsys, "pack", "--weights", "int8", paths["random"], tmp_path / "o.tflite")
+    assert code == 0 and "weights='int8' changed nothing: no float32 kernel" in err
+    code, _, err = run(capsys, "pack", "--weights", "int8", paths["float"], tmp_path / "p.tflite")
+    assert code == 0 and "changed nothing" not in err

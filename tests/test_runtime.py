@@ -90,6 +90,10 @@ def test_corrupted_file_raises_format_error(files):
         load_interpreter(bytes(data))
     with pytest.raises(tfdc.FormatError):
         load_interpreter(bytes(data[:-1]))
+    # A truncated plain model: LiteRT's own ValueError, as the documented FormatError.
+    plain = files["plain"].read_bytes()
+    with pytest.raises(tfdc.FormatError, match="LiteRT cannot load it: .*damaged or truncated"):
+        load_interpreter(plain[:len(plain) // 2])
 
 
 def test_bad_argument_type():

@@ -212,9 +212,9 @@ def _add_pack_parser(sub):
                       help="pack only the buffers of tensors whose name matches REGEX "
                       "(Python re.search; default: every buffer)")
     pack.add_argument("--strip-debug", action=argparse.BooleanOptionalAction, default=True,
-                      help="drop what no runtime reads: activation tensor names, the "
-                      "converter's description and CONVERSION_METADATA (default: on, as "
-                      "tfdc.export does)")
+                      help="drop what no runtime reads: activation tensor names, subgraph "
+                      "names, the converter's description and CONVERSION_METADATA (default: "
+                      "on, as tfdc.export does)")
     pack.add_argument("--report", action="store_true",
                       help="also print the per-layer compression report")
     pack.set_defaults(func=cmd_pack)
@@ -422,7 +422,8 @@ def build_parser():
         "LiteRT interpreter load time and mean inference latency.")
     bench.add_argument("file", help="a packed or plain .tflite file")
     bench.add_argument("--runs", type=_at_least(1), default=20,
-                       help="repetitions per measurement, >= 1 (default 20)")
+                       help="repetitions of decoding and loading (their median), >= 1 "
+                       "(default 20); inference is the mean of max(RUNS, 50) runs")
     bench.add_argument("--threads", type=_at_least(1), default=None,
                        help="interpreter threads, >= 1 (default: the runtime's)")
     bench.set_defaults(func=cmd_bench)

@@ -641,7 +641,7 @@ def write_atomically(path, data):
             with open(path, "wb") as f:
                 f.write(data)
         except OSError as e:
-            raise type(e)(e.errno, f"cannot write {path}: {e.strerror}") from None
+            raise type(e)(e.errno, f"cannot write: {e.strerror}", os.fspath(path)) from None
         return
     target = os.path.realpath(path)
     directory = os.path.dirname(target)
@@ -666,7 +666,7 @@ def write_atomically(path, data):
                 pass
         if isinstance(e, OSError) and e.errno is not None:
             # The user's path, not the temporary file's.
-            raise type(e)(e.errno, f"cannot write {path}: {e.strerror}") from None
+            raise type(e)(e.errno, f"cannot write: {e.strerror}", os.fspath(path)) from None
         raise
 
 
@@ -738,8 +738,12 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
     if weights == "int8":
         from tfdc.pack import split_appended
         model, archive = split_appended(bytes(plain))  # a rewritten flatbuffer drops it
-        plain, _ = quantize_codebooks_int8(model, min_bytes=min_bytes)
+        plain, quantized = quantize_codebooks_int8(model, min_bytes=min_bytes)
         plain += archive
+        if not quantized:
+            warnings.warn("weights='int8' changed nothing: no float32 kernel of this model "
+                          "has at most 256 distinct values (cluster it first, e.g. with "
+                          "tfdc.ClusteredFineTuning)", stacklevel=2)
     packed, info = pack_tflite(plain, **_pack_options(codebook_fp16, gap_alphabet, select,
                                                        block, min_bytes, strip_debug))
     if len(packed) >= len(original):

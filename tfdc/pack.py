@@ -1136,7 +1136,9 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
     # Accounting: the graph's share of the deflate stream is its size
     # deflated alone; the rest is the descriptors', shared out among the
     # records (with the tables each introduced).
-    graph = len(fmt.deflate(flat))
+    # (Deflated with the descriptors, the graph can come out a few bytes
+    # smaller than alone: the descriptors' share is then 0, never negative.)
+    graph = min(len(fmt.deflate(flat)), len(deflated))
     descriptor_share = len(deflated) - graph
     coded = plans + patches
     parts = [d + b"".join(plan.new_tables) for d, plan in zip(descriptors, coded)]

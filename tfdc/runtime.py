@@ -98,7 +98,14 @@ def load_interpreter(path_or_bytes, *, backend="auto", **kwargs):
             raise FormatError(f"{where}a decoded tfdc model whose weights are cut off: its "
                               f"buffers end at byte {end}, the file at {len(data)} (truncated?)",
                               status="truncated")
-    interpreter = interpreter_class()(model_content=data, **kwargs)
+    try:
+        interpreter = interpreter_class()(model_content=data, **kwargs)
+    except ValueError as e:
+        if "flatbuffer" not in str(e).lower():
+            raise
+        # A truncated or damaged plain model: LiteRT's verifier refuses it.
+        raise FormatError(f"{where}LiteRT cannot load it: {e} (a damaged or truncated "
+                          ".tflite file)", status="flatbuffer") from None
     # TFLite does not copy model_content: the interpreter must own a
     # reference to the exact bytes object it reads its weights from.
     interpreter.tfdc_model_content = data
