@@ -280,7 +280,11 @@ def test_out_of_range_options_are_usage_errors(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    # One line naming the command and its --help, not argparse's usage block.
+    assert err.startswith(f"tfdc: error: {argv[0]}: ") and err.count("\n") == 1, err
+    assert f"(see 'tfdc {argv[0]} --help')" in err
 
 
 def test_bits_range_is_the_librarys():

@@ -315,8 +315,19 @@ def _add_plan_parser(sub):
     plan.set_defaults(func=cmd_plan)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, reporting a usage mistake as one `tfdc: error:`
+    line that names the command and where its options are listed (not the
+    usage block before it); exit status 2 as argparse's."""
+
+    def error(self, message):
+        command = self.prog[len(_PROG):].strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"{_PROG}: error: {where}{message} (see '{self.prog} --help')\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=_PROG, description="Deep Compression (pruning, trained quantization, Huffman "
         "coding) for Keras 3 models shipped as TensorFlow Lite / LiteRT files.",
         epilog="Each command's --help lists its options with the values they accept "
