@@ -69,19 +69,28 @@ JNIEXPORT jboolean JNICALL Java_org_tfdc_loader_TfdcNative_nativeIsPacked(
 }
 
 /* Returns the decoded size (>= 0) or a negative tfdc_status. `limit` > 0:
- * the caller's size limit (tfdc_decoded_size_limit), else the default. */
+ * the caller's size limit (tfdc_decoded_size_limit), else the default.
+ * `verify` false: the checksums are not checked (tfdc_peek_decoded_size),
+ * for a caller that decodes next: tfdc_decode checks them, and a CRC over
+ * the whole file once is enough. */
 JNIEXPORT jlong JNICALL Java_org_tfdc_loader_TfdcNative_nativeDecodedSize(
-    JNIEnv *env, jclass cls, jbyteArray array, jobject direct, jint pos, jint len, jlong limit) {
+    JNIEnv *env, jclass cls, jbyteArray array, jobject direct, jint pos, jint len, jlong limit,
+    jboolean verify) {
   (void)cls;
   tfdc_input in;
   int rc = input_acquire(env, array, direct, pos, len, &in);
   uint64_t size = 0;
-  if (rc == TFDC_OK)
-    rc = limit > 0 ? tfdc_decoded_size_limit(in.data, in.len, (uint64_t)limit, &size)
-                   : tfdc_decoded_size(in.data, in.len, &size);
+  if (rc == TFDC_OK) {
+    if (!verify)
+      rc = tfdc_peek_decoded_size(in.data, in.len, &size);
+    else
+      rc = limit > 0 ? tfdc_decoded_size_limit(in.data, in.len, (uint64_t)limit, &size)
+                     : tfdc_decoded_size(in.data, in.len, &size);
+  }
   input_release(env, &in);
   if (rc != TFDC_OK) return (jlong)rc;
-  if (size > (uint64_t)INT64_MAX) return (jlong)TFDC_ERR_TOO_LARGE;
+  if (size > (uint64_t)INT64_MAX || (limit > 0 && size > (uint64_t)limit))
+    return (jlong)TFDC_ERR_TOO_LARGE;
   return (jlong)size;
 }
 

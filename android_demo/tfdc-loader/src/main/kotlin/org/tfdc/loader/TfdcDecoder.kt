@@ -53,10 +53,10 @@ object TfdcDecoder {
     }
 
     fun decodedSize(packed: ByteArray, maxDecodedBytes: Long = 0): Long =
-        checkSize(TfdcNative.nativeDecodedSize(packed, null, 0, packed.size, checkLimit(maxDecodedBytes)))
+        checkSize(TfdcNative.nativeDecodedSize(packed, null, 0, packed.size, checkLimit(maxDecodedBytes), true))
 
     fun decodedSize(packed: ByteBuffer, maxDecodedBytes: Long = 0): Long = withInput(packed) { a, d, p, n ->
-        checkSize(TfdcNative.nativeDecodedSize(a, d, p, n, checkLimit(maxDecodedBytes)))
+        checkSize(TfdcNative.nativeDecodedSize(a, d, p, n, checkLimit(maxDecodedBytes), true))
     }
 
     /** Decodes [packed] into a new direct, native-order buffer. */
@@ -78,7 +78,8 @@ object TfdcDecoder {
      */
     fun load(bytes: ByteArray, maxDecodedBytes: Long = 0): DecodedModel {
         val start = System.nanoTime()
-        val sizeOrStatus = TfdcNative.nativeDecodedSize(bytes, null, 0, bytes.size, checkLimit(maxDecodedBytes))
+        // Sized without the checksums: the decode checks them (one CRC pass, not two).
+        val sizeOrStatus = TfdcNative.nativeDecodedSize(bytes, null, 0, bytes.size, checkLimit(maxDecodedBytes), false)
         val packed = sizeOrStatus != TfdcNative.ERR_NOT_PACKED.toLong()
         val buffer = if (packed) {
             decodeSized(bytes, null, 0, bytes.size, checkSize(sizeOrStatus), maxDecodedBytes)
@@ -94,7 +95,7 @@ object TfdcDecoder {
 
     private fun decodeInput(array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int, limit: Long): ByteBuffer =
         decodeSized(array, direct, pos, len,
-            checkSize(TfdcNative.nativeDecodedSize(array, direct, pos, len, checkLimit(limit))), limit)
+            checkSize(TfdcNative.nativeDecodedSize(array, direct, pos, len, checkLimit(limit), false)), limit)
 
     private fun checkLimit(maxDecodedBytes: Long): Long {
         require(maxDecodedBytes >= 0) { "maxDecodedBytes must be >= 0 (0: the decoder's limit), got $maxDecodedBytes" }

@@ -24,8 +24,13 @@ object TfdcNative {
 
     @JvmStatic external fun nativeIsPacked(array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int): Boolean
 
-    /** The decoded size (>= 0) or a negative status; [limit] > 0: the caller's size limit. */
-    @JvmStatic external fun nativeDecodedSize(array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int, limit: Long): Long
+    /**
+     * The decoded size (>= 0) or a negative status; [limit] > 0: the caller's size limit.
+     * [verify] false skips the checksums, for a caller that decodes next (the decode checks them).
+     */
+    @JvmStatic external fun nativeDecodedSize(
+        array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int, limit: Long, verify: Boolean,
+    ): Long
 
     /** Decodes into direct buffer [out] from its start; returns a status. [limit] as above. */
     @JvmStatic external fun nativeDecode(
