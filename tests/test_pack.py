@@ -579,74 +579,65 @@ def test_fp16_rounding_in_chunks_is_rounding_at_once(monkeypatch):
     assert pack._fp16_round(w.reshape(-1).view(np.uint32)) is None
 
 
-@pytest.mark.parametrize("force", [{"scan": "row"}, {"scan": "column"}])
-def test_gap_statistics_read_in_chunks_give_the_same_file(monkeypatch, force):
-    # The position stream's gaps are counted a chunk at a time (a large
-    # tensor's int64 positions were 8 bytes per kept weight, twice over).
+@pytest.mark.parametrize("chunk, force", [
+    ("_GAP_CHUNK", {"scan": "row", "position_mode": "sparse"}),
+    ("_GAP_CHUNK", {"scan": "column", "position_mode": "sparse"}),
+    ("_COUNT_CHUNK", {"value_mode": "planes"}),
+    ("_COUNT_CHUNK", {"value_mode": "codebook"}),
+    ("_COUNT_CHUNK", {"value_mode": "codebook", "position_mode": "sparse"})])
+def test_work_done_in_chunks_gives_the_same_file(monkeypatch, chunk, force):
+    # The position stream's gaps are counted, and histograms, planes and
+    # codebook indices made, a chunk at a time (a large tensor's int64
+    # positions were 8 bytes per kept weight, twice over; bincount's int64
+    # copy of a 12M-weight plane was 96 MB).
     rng = np.random.default_rng(6)
     w = _clustered_pruned(rng, (60, 50), centroids=8, density=0.2)
     whole = pack_tflite(constant_model([w]), min_bytes=0, _force=force)
-    monkeypatch.setattr(pack, "_GAP_CHUNK", 7)
-    chunked = pack_tflite(constant_model([w]), min_bytes=0, _force=force)
-    assert chunked[0] == whole[0] and chunked[1].records[0].position_mode == "sparse"
-    assert chunked[1].records[0].scan == force["scan"]
-
-
-@pytest.mark.parametrize("force", [{"value_mode": "planes"}, {"value_mode": "codebook"},
-                                   {"value_mode": "codebook", "position_mode": "sparse"}])
-def test_symbols_counted_in_chunks_give_the_same_file(monkeypatch, force):
-    # Histograms, planes and codebook indices are made a chunk at a time
-    # (bincount's int64 copy of a 12M-weight plane was 96 MB).
-    rng = np.random.default_rng(7)
-    w = _clustered_pruned(rng, (60, 50), centroids=8, density=0.4)
-    whole = pack_tflite(constant_model([w]), min_bytes=0, _force=force)
-    monkeypatch.setattr(pack, "_COUNT_CHUNK", 7)
+    monkeypatch.setattr(pack, chunk, 7)
     chunked = pack_tflite(constant_model([w]), min_bytes=0, _force=force)
     assert chunked[0] == whole[0]
-    decoded = unpack.decode(chunked[0], backend="python")
     r = chunked[1].records[0]
+    assert all(getattr(r, key) == value for key, value in force.items()), r
+    decoded = unpack.decode(chunked[0], backend="python")
     assert decoded[r.out_offset:r.out_offset + w.nbytes] == w.tobytes()
+
+
+def _pack_peak(w):
+    """`(packed, info, tracemalloc peak of packing)` of a model holding `w`."""
+    import tracemalloc
+    data = constant_model([w])
+    tracemalloc.start()
+    try:
+        packed, info = pack_tflite(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    r = info.records[0]
+    assert unpack.decode(packed)[r.out_offset:r.out_offset + w.nbytes] == w.tobytes()
+    return packed, info, peak
 
 
 def test_pack_memory_is_a_few_times_the_tensor():
     # A 16 MB kernel of 5 shared values peaked at 167 MB (10.4x) before the
     # whole-tensor temporaries were made a chunk at a time and the input was
     # no longer copied; now 52 MB (tools/pack_memory_benchmark.py).
-    import tracemalloc
     rng = np.random.default_rng(8)
     w = rng.normal(size=5).astype(np.float32)[rng.integers(0, 5, size=(2000, 2000))]
-    data = constant_model([w])
-    tracemalloc.start()
-    try:
-        packed, info = pack_tflite(data)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    _, info, peak = _pack_peak(w)
     assert info.records[0].codebook_size == 5
     assert peak < 5 * w.nbytes, f"{peak / 1e6:.0f} MB"
-    r = info.records[0]
-    assert unpack.decode(packed)[r.out_offset:r.out_offset + w.nbytes] == w.tobytes()
 
 
 def test_context_model_fit_memory_is_a_few_times_the_tensor():
     # Fitting a kind 3 / 4 table held a dozen int64 arrays of the whole
     # stream: a 0.5 MB int8 kernel peaked at ~110 MB (222x for 1 MB); now
     # the per-symbol arrays are int16 / uint8 and histograms are chunked.
-    import tracemalloc
     rng = np.random.default_rng(9)
     walk = np.cumsum(rng.normal(size=(500, 1000)), axis=1) / 4
     w = np.clip(np.round(walk), -127, 127).astype(np.int8)
-    data = constant_model([w])
-    tracemalloc.start()
-    try:
-        packed, info = pack_tflite(data)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    _, info, peak = _pack_peak(w)
     assert info.records[0].context_coded
     assert peak < 50 * w.nbytes, f"{peak / 1e6:.0f} MB"
-    r = info.records[0]
-    assert unpack.decode(packed)[r.out_offset:r.out_offset + w.nbytes] == w.tobytes()
 
 
 def test_large_sparse_tensor_prefers_sparse_and_chooses_good_gap_alphabet():
