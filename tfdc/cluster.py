@@ -254,9 +254,9 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     tfdc.ClusteredFineTuning(bits=5)])`. If a schedule ends at the fit's
     last step (`end_step`'s default), or the fit stops early there, the
     weights are clustered at the end without fine-tuning, with a warning; a
-    schedule that ends after the fit is refused before training. A model that `fit` builds
-    in its first step (a subclassed model never called) is clustered after
-    that step.
+    schedule that ends after the fit is refused before training. A model
+    that `fit` builds in its first step (a subclassed model never called) is
+    clustered after that step.
 
     Resuming: a kernel that already has at most `2**bits` distinct nonzero
     values (e.g. a model reloaded from a `.keras` checkpoint written during

@@ -378,9 +378,10 @@ class GradualPruning(keras.callbacks.Callback):
     `MaskConstraint` on each kernel variable (see the module docstring), so a
     pruned weight stays exactly 0 under any optimizer, also in later fits and
     after a `.keras` save and load (of a Sequential or functional model: a
-    subclassed model makes its layers in its own code, without the masks). `logs["sparsity"]` is the current overall
-    sparsity of the selected kernels. If `fit` ends before `end_step` (the
-    target is not reached), a warning says the sparsity reached.
+    subclassed model makes its layers in its own code, without the masks).
+    `logs["sparsity"]` is the current overall sparsity of the selected
+    kernels. If `fit` ends before `end_step` (the target is not reached), a
+    warning says the sparsity reached.
 
     With `tfdc.ClusteredFineTuning` in the same `fit`, the weights are pruned
     along this schedule and clustered once it has ended (after `end_step`),

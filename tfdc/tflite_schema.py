@@ -109,8 +109,9 @@ class damaged_flatbuffer:
     def __exit__(self, kind, error, traceback):
         if kind is None or not issubclass(kind, _READER_ERRORS) or isinstance(error, FormatError):
             return False
-        what = ("a table or vector points outside the " f"{self.size:,}-byte flatbuffer"
-                if issubclass(kind, (struct.error, IndexError)) else "a field holds an invalid value")
+        outside = issubclass(kind, (struct.error, IndexError))
+        what = (f"a table or vector points outside the {self.size:,}-byte flatbuffer"
+                if outside else "a field holds an invalid value")
         raise FormatError(f"not a readable TFLite flatbuffer (damaged or truncated: {what})",
                           status="flatbuffer") from None
 

@@ -79,8 +79,9 @@ def main():
             print(rows[-1], flush=True)
     body = ("One Dense kernel per model, converted with `tfdc.exporter.convert(batch_size=1)`; "
             "the int8 kernels (context-coded: `tfdc.rans`) in a flatbuffer of constants "
-            "(`tfdc.tflite_schema.constant_model`); the peak is `tracemalloc`'s over the `pack_tflite` call alone (NumPy arrays "
-            "included; the input bytes were read before).\n\n"
+            "(`tfdc.tflite_schema.constant_model`); the peak is `tracemalloc`'s over the "
+            "`pack_tflite` call alone (NumPy arrays included; the input bytes were read "
+            "before).\n\n"
             + markdown_table(["weights", "kernel", "input B", "packed B", "peak", "peak / input",
                               "seconds"], rows))
     if args.no_write:
