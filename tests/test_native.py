@@ -5,6 +5,7 @@ models and their corrupted variants."""
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -181,6 +182,22 @@ def test_install_gives_a_library_and_headers_an_app_builds_with(build_dir, tmp_p
           "-lz", "-o", str(tmp_path / "app")])
     assert subprocess.run([str(tmp_path / "app")], capture_output=True, text=True,
                           check=True).stdout.strip()
+
+
+def test_a_shared_library_exports_the_api_only(tmp_path):
+    # BUILD_SHARED_LIBS was ignored (the library was always static); the
+    # shared one exports the tfdc_* functions of the header and nothing else.
+    build = _cmake_build(str(tmp_path / "build"), "-DBUILD_SHARED_LIBS=ON",
+                         "-DTFDC_BUILD_TESTS=OFF")
+    lib = os.path.join(build, "libtfdc_decode.so")
+    assert os.path.exists(lib)
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("nm not installed")
+    exported = {line.split()[-1] for line in _run([nm, "-D", "--defined-only", lib]).stdout
+                .splitlines() if " T " in line}
+    header = open(os.path.join(NATIVE, "tfdc_decode.h")).read()
+    assert exported and exported == set(re.findall(r"\b(tfdc_\w+)\(", header)), exported
 
 
 def test_short_libfuzzer_run(tmp_path):

@@ -471,7 +471,7 @@ static void maybe_write_v2(const char *name, const bytes *f) {
   free(p.meta);
 }
 
-static int v2_files = 0, v2_mutants = 0, v2_mutants_ok = 0;
+static int v2_files = 0, v2_mutants = 0, v2_mutants_ok = 0, v2_size_t_checked = 0;
 /* Every meta byte is mutated unless TFDC_TEST_META_STRIDE=k asks for every
  * k-th one (tests/test_native_arm.py: under qemu each mutant costs ~40x). */
 static uint64_t meta_stride = 1;
@@ -508,6 +508,20 @@ static void test_v2_file(const char *name, const bytes *f) {
   if (v2_split(f, &p)) {
     uint64_t pos;
     v2_join_level = 6;
+    if (!v2_size_t_checked) {
+      /* A decoded size above SIZE_MAX is TOO_LARGE from the size query too
+       * (32-bit: it returned OK, and malloc(n) truncated it), with any limit. */
+      const uint64_t big = (1ull << 32) + 4096;
+      bytes c = v2_join(f, p.flags, p.meta, p.M, p.F, big, p.payload, p.payload_len);
+      uint64_t size = 0;
+      rc = tfdc_decoded_size_limit(c.d, c.n, UINT64_MAX, &size);
+      if (sizeof(size_t) < 8)
+        CHECK(rc == TFDC_ERR_TOO_LARGE, "%s: D = 2^32 + 4096 on 32-bit -> %s", name, tfdc_strerror(rc));
+      else
+        CHECK(rc == TFDC_OK && size == big, "%s: D = 2^32 + 4096 -> %s", name, tfdc_strerror(rc));
+      free(c.d);
+      v2_size_t_checked = 1;
+    }
     for (pos = p.F; pos < p.M; pos += meta_stride) {
       unsigned k;
       for (k = 0; k < 3; k++) {

@@ -2413,10 +2413,14 @@ static int size_impl(const uint8_t *in, size_t in_len, uint64_t limit, int verif
   if (L.major == 1) {
     v1_container c;
     TRY(v1_read_header(in, &L, limit, verify_crc, &c));
+    /* A size this machine cannot allocate is TOO_LARGE here already, as in
+     * tfdc_decode: on a 32-bit target a caller's malloc would truncate it. */
+    if (c.D > (uint64_t)SIZE_MAX) return TFDC_ERR_TOO_LARGE;
     *out_size = c.D;
   } else {
     v2_header h;
     TRY(v2_read_header(in, &L, limit, verify_crc, &h));
+    if (h.D > (uint64_t)SIZE_MAX || h.M >= (uint64_t)SIZE_MAX) return TFDC_ERR_TOO_LARGE;
     *out_size = h.D;
   }
   return TFDC_OK;

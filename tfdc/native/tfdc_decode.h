@@ -13,7 +13,7 @@
  *     uint64_t n;
  *     int rc = tfdc_decoded_size(in, in_len, &n);   // checks the CRC and the size limit
  *     if (rc != TFDC_OK) fail(tfdc_strerror(rc));
- *     uint8_t *out = malloc(n);
+ *     uint8_t *out = malloc((size_t)n);               // n <= SIZE_MAX: checked
  *     rc = tfdc_decode(in, in_len, out, n);
  */
 #ifndef TFDC_DECODE_H_
@@ -52,7 +52,8 @@ int tfdc_is_packed(const uint8_t *in, size_t in_len);
 uint64_t tfdc_default_limit(size_t in_len);
 
 /* Validates the container (flatbuffer, header, checksums) and the size
- * limit, and stores the decoded file length in *out_size. Returns TFDC_OK or
+ * limit, and stores the decoded file length in *out_size (always <= SIZE_MAX:
+ * a larger one is TFDC_ERR_TOO_LARGE, so the size can be passed to malloc). Returns TFDC_OK or
  * a negative status. The length is at most the limit, nothing tighter: a
  * file whose checksums hold may still claim up to tfdc_default_limit bytes
  * and be found corrupt only while decoding, so a caller short of memory
@@ -60,9 +61,10 @@ uint64_t tfdc_default_limit(size_t in_len);
 int tfdc_decoded_size(const uint8_t *in, size_t in_len, uint64_t *out_size);
 
 /* tfdc_decoded_size with the caller's limit (TFDC_ERR_TOO_LARGE above it).
- * The limit caps the inflated meta stream (decoding's scratch) too, which
- * can be a few bytes longer than the decoded file (a model whose weights
- * all stay in its graph): a limit of exactly the decoded size can fail. */
+ * The limit is a memory budget, not a size to match: it caps the inflated
+ * meta stream (decoding's scratch) too, which can be longer than the
+ * decoded file (a model whose weights all stay in its graph, ~1 in 6 small
+ * files), so a limit of exactly the decoded size can fail. */
 int tfdc_decoded_size_limit(const uint8_t *in, size_t in_len, uint64_t limit, uint64_t *out_size);
 
 /* Like tfdc_decoded_size but without verifying the checksums (the size limit
