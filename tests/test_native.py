@@ -167,21 +167,47 @@ def test_cli_refuses_its_input_as_output_and_writes_through_a_fifo(build_dir, pa
     assert got == [decode(data, backend="python")] and fifo.is_fifo()
 
 
-def test_install_gives_a_library_and_headers_an_app_builds_with(build_dir, tmp_path):
-    """cmake --install installed nothing, and tfdc_decode.h needs tfdc_format.h."""
+def _readme_c_example():
+    """The C example of README.md's "Decoding in your own app" section."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    lines = []
+    for line in text[text.index("    #include <tfdc_decode.h>"):].splitlines():
+        if not line.startswith("    "):
+            break
+        lines.append(line[4:])
+    return "\n".join(lines[1:])  # the statements after the #include
+
+
+def test_install_gives_a_library_and_headers_the_readme_example_builds_with(
+        build_dir, packed_models, tmp_path):
+    """cmake --install installed nothing, and tfdc_decode.h needs tfdc_format.h;
+    README's C example compiles warning-free against the installed files
+    and decodes a packed model to the bytes the Python decoder gives."""
     prefix = tmp_path / "prefix"
     _run(["cmake", "--install", build_dir, "--prefix", str(prefix)])
     lib = next((prefix / d / "libtfdc_decode.a" for d in ("lib", "lib64")
                 if (prefix / d / "libtfdc_decode.a").exists()), None)
     assert lib is not None and (prefix / "bin" / "tfdc-decode").exists()
     app = tmp_path / "app.c"
-    app.write_text('#include <tfdc_decode.h>\n#include <stdio.h>\n'
-                   'int main(void) { puts(tfdc_strerror(TFDC_ERR_NOT_PACKED)); return 0; }\n')
+    app.write_text(
+        "#include <stdio.h>\n#include <stdlib.h>\n#include <tfdc_decode.h>\n"
+        "static void fail(const char *m) { fprintf(stderr, \"%s\\n\", m); exit(1); }\n"
+        "int main(int argc, char **argv) {\n"
+        "  static uint8_t in[1 << 22]; size_t in_len; FILE *f;\n"
+        "  if (argc != 3 || !(f = fopen(argv[1], \"rb\"))) return 2;\n"
+        "  in_len = fread(in, 1, sizeof in, f); fclose(f);\n"
+        "  {\n" + _readme_c_example() + "\n"
+        "  if (rc != TFDC_OK) fail(tfdc_strerror(rc));\n"
+        "  f = fopen(argv[2], \"wb\"); fwrite(model, 1, (size_t)n, f); fclose(f);\n"
+        "  free(model); }\n  return 0;\n}\n")
     cc = shutil.which("cc") or shutil.which("gcc")
-    _run([cc, "-std=c99", "-Wall", "-Werror", f"-I{prefix / 'include'}", str(app), str(lib),
-          "-lz", "-o", str(tmp_path / "app")])
-    assert subprocess.run([str(tmp_path / "app")], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    _run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{prefix / 'include'}", str(app),
+          str(lib), "-lz", "-o", str(tmp_path / "app")])
+    from tfdc.unpack import decode
+    data = packed_models[1][1]  # the CNN's packed file
+    (tmp_path / "in.tflite").write_bytes(data)
+    _run([str(tmp_path / "app"), str(tmp_path / "in.tflite"), str(tmp_path / "out.tflite")])
+    assert (tmp_path / "out.tflite").read_bytes() == decode(data, backend="python")
 
 
 def test_a_shared_library_exports_the_api_only(tmp_path):
