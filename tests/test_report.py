@@ -159,6 +159,11 @@ def test_inspect_dense_baseline_is_close_to_the_parameter_count(exported):
     packed_view = tfdc.inspect(path)
     plain_view = tfdc.inspect(convert(model))
     assert packed_view.dense_bytes == plain_view.dense_bytes
+    # A packed file's gain over the .tflite it decodes to is shown beside
+    # the float32 ratio (which overstates it for int8 weights).
+    decoded = len(tfdc.decode(open(path, "rb").read()))
+    assert (f"Decoded / packed        {decoded / packed_view.packed_bytes:.2f}x (the "
+            f"{decoded:,} B .tflite it decodes to)") in packed_view.to_text()
     # every float parameter, plus a few bytes of int32 shape constants
     assert 0 <= packed_view.dense_bytes - report.dense_bytes < 256
     # A full-integer file: 4 bytes per int8 weight, as float32 (it counted 1,
