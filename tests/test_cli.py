@@ -273,6 +273,9 @@ def test_help_describes_the_accepted_ranges(capsys):
     (["demo", "--test-size", "0"], "must be >= 1, got 0"),
     (["bench", "model.tflite", "--runs", "0"], "must be >= 1, got 0"),
     (["bench", "model.tflite", "--threads", "0"], "must be >= 1, got 0"),
+    (["demo", "--sparsity", "fc1=0.5,fc1=0.6"], "layer 'fc1' is given twice"),
+    (["demo", "--prune-epochs", "0"], "must be >= 1, got 0"),
+    (["demo", "--seed", str(2 ** 32)], f"must be in 0..{2 ** 32 - 1}"),
 ])
 def test_out_of_range_options_are_usage_errors(capsys, argv, message):
     # Refused by the parser, with the same range the library checks, before

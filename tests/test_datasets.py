@@ -67,7 +67,12 @@ def test_npz_splits_hold_out_the_last_fraction_without_x_val(tmp_path):
     np.savez(path, x_train=x, y_train=y, x_val=x[:4], y_val=y[:4])
     (xt, _), (xv, _), test, note = load_npz_splits(str(path))
     assert len(xt) == 20 and xv.tolist() == x[:4].tolist() and test is None
-    assert note.startswith("x_val, y_val of data.npz (4 examples")
+    assert note.startswith("x_val, y_val of data.npz (4 examples") and "not read" not in note
+    # A key it does not read (a typo) is named, not dropped unseen.
+    np.savez(path, x_train=x, y_train=y, x_tset=x[:3], y_tset=y[:3])
+    note = load_npz_splits(str(path))[3]
+    assert note.endswith("; not read: x_tset, y_tset (the keys are x_train, y_train, x_val, "
+                         "y_val, x_test, y_test)")
 
 
 @pytest.mark.parametrize("arrays, message", [

@@ -37,6 +37,11 @@ class UserError(Exception):
     """An error to report as one line, without a traceback."""
 
 
+class UsageError(UserError):
+    """Options that do not go together: reported as argparse's own mistakes
+    are (exit status 2, pointing at the command's --help)."""
+
+
 # ------------------------------------------------------------------ parsing
 def _per_layer(parse_value):
     """An argparse type for one value, `paper`, or `layer=value,...` pairs
@@ -79,6 +84,8 @@ def _pairs(text):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise argparse.ArgumentTypeError(f"expected layer=value pairs, got {item!r}")
+        if key.strip() in dict(out):  # the last one silently won
+            raise argparse.ArgumentTypeError(f"layer {key.strip()!r} is given twice")
         out.append((key.strip(), value.strip()))
     return out
 
@@ -94,6 +101,40 @@ def _at_least(minimum):
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
         return value
     return parse
+
+
+_BYTE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 10 ** 6, "mb": 10 ** 6,
+               "mib": 1 << 20}
+
+
+def _byte_count(text):
+    """An argparse type for a size in bytes >= 1: `20000`, `20_000`, `20KB`
+    or `20k` (1,000 B each; `KiB` 1,024), `1.5MB`."""
+    match = re.fullmatch(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else None
+    if unit not in _BYTE_UNITS:
+        raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (e.g. 20000, 20KB, "
+                                         "1.5MB)")
+    value = float(match.group(1).replace("_", "")) * _BYTE_UNITS[unit]
+    if value != int(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of bytes >= 1, got {text}")
+    return int(value)
+
+
+def _seed(text):
+    """An argparse type for a random seed: an integer in 0 … 2^32 − 1."""
+    value = _at_least(0)(text)
+    if value > 2 ** 32 - 1:
+        raise argparse.ArgumentTypeError(f"must be in 0..{2 ** 32 - 1}, got {text}")
+    return value
+
+
+def _positive(text):
+    """An argparse type for a finite number > 0."""
+    value = _float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
 
 
 def _float(text, expected="a number"):
@@ -237,12 +278,13 @@ def _add_model_and_data(parser, verb, confidence):
                         "each, x_train/0, x_train/1, ... in the model's order, or "
                         "x_train/NAME keyed by name (y_train/..., x_val/... alike)")
     budget = parser.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--target-bytes", type=_at_least(1), default=None, metavar="N",
-                        help=f"{verb} a packed file of at most N bytes")
+    budget.add_argument("--target-bytes", type=_byte_count, default=None, metavar="N",
+                        help=f"{verb} a packed file of at most N bytes (20000, 20KB, 1.5MB; "
+                        "KB = 1000 B, KiB = 1024 B)")
     budget.add_argument("--max-error-increase", type=_non_negative, default=None, metavar="P",
                         help=f"{verb} the smallest file whose validation error is at most P "
                         "percentage points above the float model's (e.g. 0.2)")
-    budget.add_argument("--max-loss-increase", type=_non_negative, default=None, metavar="F",
+    budget.add_argument("--max-loss-increase", type=_positive, default=None, metavar="F",
                         help=f"{verb} the smallest file whose validation loss is at most the "
                         "fraction F above the float model's (0.05: 5 %%); for any model with "
                         "a loss, e.g. a regression model (a classifier: --max-error-increase)")
@@ -252,9 +294,9 @@ def _add_model_and_data(parser, verb, confidence):
                             "probability, in (0, 1), that the kept file's true increase is "
                             f"within the budget (default {DEFAULT_CONFIDENCE}), or 'none': "
                             "the measured increase itself")
-    parser.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
+    parser.add_argument("--validation-split", type=_fraction, default=None, metavar="F",
                         help="without x_val in DATA: hold out the last F of x_train, in (0, "
-                        "1) (default 0.1)")
+                        "1) (default 0.1); refused when DATA has x_val")
     parser.add_argument("--safe-mode", action=argparse.BooleanOptionalAction, default=True,
                         help="load MODEL with Keras's safe_mode (default: on); --no-safe-mode "
                         "runs the Python code a Lambda layer stores in it: only for a file "
@@ -288,7 +330,7 @@ def _add_compress_parser(sub):
                           help="write a full-integer file (int8 activations and weights, "
                           "codebooks kept) for NPUs and NNAPI, calibrated on 256 examples of "
                           "x_train; the budget is judged on that file")
-    compress.add_argument("--seed", type=int, default=1234,
+    compress.add_argument("--seed", type=_seed, default=1234,
                           help="random seed, for a reproducible run (default 1234)")
     compress.add_argument("--report", action="store_true",
                           help="also print the plan and the per-layer compression report")
@@ -372,9 +414,9 @@ def build_parser():
                       "LeNet-300-100); with --sparsity alone: fc1=4,fc2=5,fc3=5 for "
                       "LeNet-300-100, conv 8 / fc 5 for LeNet-5")
     budget = demo.add_mutually_exclusive_group()
-    budget.add_argument("--target-bytes", type=_at_least(1), default=None, metavar="N",
-                        help="compress to a packed file of at most N bytes (within 5 %%) "
-                        f"(default: the float32 size / {DEFAULT_RATIO})")
+    budget.add_argument("--target-bytes", type=_byte_count, default=None, metavar="N",
+                        help="compress to a packed file of at most N bytes (within 5 %%; "
+                        f"20000, 20KB) (default: the float32 size / {DEFAULT_RATIO})")
     budget.add_argument("--max-error-increase", type=_non_negative, default=None,
                         metavar="P", help="compress with tfdc.compress to the smallest file "
                         "whose validation error is at most P percentage points above the float "
@@ -386,18 +428,19 @@ def build_parser():
                       "increase itself must be within P (smaller files, less sure)")
     demo.add_argument("--epochs", type=_at_least(0), default=None, metavar="N",
                       help="baseline training epochs, >= 0 (default 15; 3 with --quick)")
-    demo.add_argument("--prune-epochs", type=_at_least(0), default=None, metavar="N",
-                      help="pruning + retraining epochs, >= 0 (default: --epochs + 3; 4 with "
+    demo.add_argument("--prune-epochs", type=_at_least(1), default=None, metavar="N",
+                      help="pruning + retraining epochs, >= 1 (default: --epochs + 3; 4 with "
                       "--quick)")
-    demo.add_argument("--cluster-epochs", type=_at_least(0), default=None, metavar="N",
-                      help="clustered fine-tuning epochs, >= 0 (default: epochs/4; 1 with "
+    demo.add_argument("--cluster-epochs", type=_at_least(1), default=None, metavar="N",
+                      help="clustered fine-tuning epochs, >= 1 (default: epochs/4; 1 with "
                       "--quick)")
     demo.add_argument("--train-size", type=_at_least(1), default=None, metavar="N",
                       help="use only the first N training images, N >= 100 (default: all)")
     demo.add_argument("--test-size", type=_at_least(1), default=None, metavar="N",
                       help="use only the first N test images, N >= 1 (default: all)")
     demo.add_argument("--no-plots", action="store_true", help="do not write the PNG figures")
-    demo.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")
+    demo.add_argument("--seed", type=_seed, default=1234,
+                      help="random seed, 0..2^32-1 (default 1234)")
     # For tests: a tiny run that finishes in well under a minute.
     demo.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
@@ -496,11 +539,11 @@ def cmd_demo(args):
         max_error_increase=args.max_error_increase)
     if args.confidence is not None:
         if args.max_error_increase is None:
-            raise UserError("--confidence applies to --max-error-increase: give both")
+            raise UsageError("--confidence applies to --max-error-increase: give both")
         config.confidence = None if args.confidence == "none" else args.confidence
     if (args.target_bytes is not None or args.max_error_increase is not None) and \
             (args.sparsity is not None or args.bits is not None):
-        raise UserError("--target-bytes / --max-error-increase let tfdc.compress choose the "
+        raise UsageError("--target-bytes / --max-error-increase let tfdc.compress choose the "
                         "per-layer sparsity and bits: leave out --sparsity and --bits")
     if args.tiny:
         # Tests: a few hundred steps in all.
@@ -523,7 +566,9 @@ def cmd_demo(args):
         raise UserError(f"--out {args.out}: cannot create it: {e.strerror}") from None
     if args.no_plots is False:
         _require_matplotlib("plots need", " (or pass --no-plots)")
-    demo.run(config)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_compress_warning  # as tfdc compress shows them
+        demo.run(config)
     return 0
 
 
@@ -559,16 +604,31 @@ def _load_keras_model(path, safe_mode=True):
         raise UserError(f"{path}: cannot load it as a Keras model: {line}") from None
 
 
+def _load_splits(args):
+    """DATA's splits (`load_npz_splits`); --validation-split given for a
+    DATA that has x_val is refused (it was ignored without a word)."""
+    from tfdc.datasets import load_npz_splits
+    split = 0.1 if args.validation_split is None else args.validation_split
+    loaded = load_npz_splits(args.data, split)
+    if args.validation_split is not None and loaded[3].startswith("x_val"):
+        raise UsageError(f"--validation-split: {args.data} has x_val, y_val, the validation "
+                         "data; leave the option out, or drop x_val")
+    return loaded
+
+
 def cmd_compress(args):
     import tfdc
-    from tfdc.datasets import load_npz_splits
     from tfdc.exporter import check_writable
     _check_not_an_input(args.output, MODEL=args.model, DATA=args.data)
     check_writable(args.output)
+    from tfdc.exporter import is_special_file
+    if is_special_file(args.output):
+        raise UserError(f"{args.output}: not a regular file: tfdc compress writes OUT and reads "
+                        "it back to measure it; give a file path")
     if args.confidence is not None and args.target_bytes is not None:
-        raise UserError("--confidence applies to --max-error-increase and --max-loss-increase, "
+        raise UsageError("--confidence applies to --max-error-increase and --max-loss-increase, "
                         "not to --target-bytes")
-    train, validation, test, note = load_npz_splits(args.data, args.validation_split)
+    train, validation, test, note = _load_splits(args)
     model = _load_keras_model(args.model, args.safe_mode)
     _check_outputs(model, train[1], "tfdc compress")
     if test is not None:  # a bad test split fails now, not after the training
@@ -624,9 +684,11 @@ def cmd_compress(args):
 
 def cmd_plan(args):
     from tfdc.compressor import _inference_model, _plan
-    from tfdc.datasets import load_npz_splits
     from tfdc.exporter import check_writable, write_atomically
     from tfdc.scan import one_output_view
+    if args.plot is not None and args.json is not None and \
+            os.path.abspath(args.plot) == os.path.abspath(args.json):
+        raise UsageError(f"--plot and --json are the same file ({args.plot}): give two paths")
     for option, path in (("--plot", args.plot), ("--json", args.json)):
         if path is not None:
             _check_not_an_input(path, option, MODEL=args.model, DATA=args.data)
@@ -638,7 +700,7 @@ def cmd_plan(args):
         if os.path.splitext(args.plot)[1].lstrip(".").lower() not in kinds:
             raise UserError(f"{args.plot}: --plot draws an image, its kind named by the file's "
                             f"ending: .png, or one of .{', .'.join(sorted(kinds))}")
-    _, validation, _, note = load_npz_splits(args.data, args.validation_split)
+    _, validation, _, note = _load_splits(args)
     model = _load_keras_model(args.model, args.safe_mode)
     _check_outputs(model, validation[1], "tfdc plan")
     # The model compress plans for: the plain output, BatchNormalization folded.
@@ -664,8 +726,9 @@ def cmd_plan(args):
 
 
 def _show_compress_warning(message, category, filename, lineno, file=None, line=None):
-    """`warnings.showwarning` for `tfdc compress`: tfdc.compress's own
-    warnings as `tfdc: warning: ...` lines, any other as Python shows it."""
+    """`warnings.showwarning` for `tfdc compress` and `tfdc demo`:
+    tfdc.compress's own warnings as `tfdc: warning: ...` lines, any other as
+    Python shows it."""
     text = str(message)
     if text.startswith("tfdc.compress: "):
         print(f"{_PROG}: warning: {text[len('tfdc.compress: '):]}", file=sys.stderr)
@@ -986,6 +1049,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"{_PROG}: interrupted", file=sys.stderr)
         return 130
+    except UsageError as e:
+        print(f"{_PROG}: error: {args.command}: {e} (see '{_PROG} {args.command} --help')",
+              file=sys.stderr)
+        return 2
     except (UserError, FormatError, DatasetUnavailableError, OSError, ValueError,
             ImportError) as e:
         if os.environ.get("TFDC_DEBUG"):

@@ -497,6 +497,11 @@ def _loss_name(loss):
     return getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
 
 
+def _count(n, noun):
+    """`1 epoch`, `3 epochs`, `1,024 steps`."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _first_line(error):
     """The line of an exception's message that says what went wrong (Keras's
     run long and start with "Exception encountered when calling ...")."""
@@ -634,21 +639,34 @@ def _warn_compressed_already(kernels):
 
 def _warn_no_better_than_constant(float_wrong, y, classes):
     """Warn (before any training) when the float model classifies the
-    validation data no better than always answering its most frequent
-    class (on `_FEWEST_TO_JUDGE` examples or more, of two classes or more):
+    validation data about as badly as always answering its most frequent
+    class (within a tenth of its error; on `_FEWEST_TO_JUDGE` examples or
+    more, of two classes or more), and when the validation labels miss some
+    of the model's classes:
     compressing it is pointless, and the usual cause is a mistake in the
     data."""
-    from tfdc.mistakes import majority_error
+    from tfdc.mistakes import _label_classes, majority_error
     error = float(np.mean(float_wrong))
     constant, label = majority_error(y, classes, "validation_data")
     # A few examples, or one class only, cannot tell a model from a constant.
     n = len(float_wrong)  # compared in examples: the fractions' rounding differs
+    # Within a tenth of the constant's error is as bad: an untrained model,
+    # or 0-255 pixels for a model with its own Rescaling, scored 87.9 %
+    # against the constant's 88.8 % without a word.
     if n >= _FEWEST_TO_JUDGE and constant > 0 and \
-            np.count_nonzero(float_wrong) >= round(constant * n):
-        warnings.warn(f"tfdc.compress: the float model's validation error ({error:.2%}) is no "
-                      f"better than always answering class {label} ({constant:.2%}): is it "
+            np.count_nonzero(float_wrong) >= round(0.9 * constant * n):
+        warnings.warn(f"tfdc.compress: the float model's validation error ({error:.2%}) is "
+                      f"about that of always answering class {label} ({constant:.2%}): is it "
                       "trained, and do the validation inputs reach it as in training (the same "
                       "scaling and preprocessing, labels paired with their inputs)?",
+                      stacklevel=3)
+    present = np.unique(_label_classes(y, classes, "validation_data"))
+    if classes > 2 and n >= _FEWEST_TO_JUDGE and len(present) < classes:
+        missing = sorted(set(range(classes)) - set(present.tolist()))
+        listed = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        warnings.warn(f"tfdc.compress: the validation labels hold {len(present)} of the "
+                      f"model's {classes} classes (none of {listed}): the budget is judged on "
+                      "those classes alone; give validation data of every class",
                       stacklevel=3)
 
 
@@ -1114,7 +1132,8 @@ class _Run:
                     loss_weights=c.loss_weights)
         pruner = tfdc.GradualPruning(plan.sparsity, begin_step=0, end_step=ramp,
                                      frequency=max(1, ramp // 30))
-        log(f"  pruning: {prune_epochs} epochs ({steps} steps each), ramp over the first half")
+        log(f"  pruning: {_count(prune_epochs, 'epoch')} ({_count(steps, 'step')} each), ramp "
+            "over the first half")
         _fit(net, self.train, c.batch_size, prune_epochs,
              [pruner, cosine_decay(c.learning_rate, prune_epochs)], c.keras_verbose)
         strip(student)
@@ -1123,7 +1142,7 @@ class _Run:
             # it, rescaling its shared values: fold now, then cluster.
             student = _inference_model(student)
             net = trainer(student)
-        log(f"  clustering: {cluster_epochs} epochs")
+        log(f"  clustering: {_count(cluster_epochs, 'epoch')}")
         net.compile(_optimizer(c.learning_rate * c.cluster_lr, c.weight_decay), loss,
                     loss_weights=c.loss_weights)
         _fit(net, self.train, c.batch_size, cluster_epochs,
@@ -1405,9 +1424,10 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         UserWarning: before any training, when the model's kernels look
             pruned or clustered already (give the model before compression).
         UserWarning: before any training, when the float classifier's
-            validation error is no better than always answering one class
-            (`tfdc.mistakes.majority_error`: untrained, or its data are
-            preprocessed otherwise than in training).
+            validation error is about that of always answering one class
+            (within a tenth of it: `tfdc.mistakes.majority_error`;
+            untrained, or its data are preprocessed otherwise than in
+            training), or its validation labels miss some classes.
         UserWarning: before any training, when an error budget's bound on
             so few validation examples takes more than half of the budget
             even for a file exactly as accurate as the float model
@@ -1506,6 +1526,10 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     val_outputs = _validation_outputs(inference, x_val)
     from_logits = _from_logits(model)
     if several:
+        from tfdc.mistakes import check_output_labels
+        check_output_labels(model, y_val, "validation_data")
+        if isinstance(train, tuple):
+            check_output_labels(model, train[1], "train_data")
         float_wrong, not_classifier = None, (f"{output_count} outputs, scored by the weighted sum "
                                              "of their compiled losses")
         classes = None

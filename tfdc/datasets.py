@@ -151,7 +151,8 @@ def load_npz_splits(path, validation_split=0.1):
     Returns:
         `(train, validation, test, note)`: `(x, y)` pairs (`test` None
         without `x_test`; x, y an array, or a list or dict of arrays) and a
-        line saying where the validation data came from.
+        line saying where the validation data came from (and naming the
+        archive's keys it does not read).
 
     Raises:
         FileNotFoundError: no such file.
@@ -224,9 +225,13 @@ def load_npz_splits(path, validation_split=0.1):
             for k, a in _items(data):
                 check_finite(a, f"{path}", array_name(f"{xy}_{split}", k))
     train = splits["train"]
+    # A key tfdc does not read (a typo such as x_tset) is said, not dropped unseen.
+    unread = sorted(key for key in keys if key.split("/")[0] not in names)
+    unread = (f"; not read: {', '.join(unread[:8])}{', ...' if len(unread) > 8 else ''} "
+              "(the keys are x_train, y_train, x_val, y_val, x_test, y_test)") if unread else ""
     if "val" in splits:
         note = (f"x_val, y_val of {os.path.basename(path)} ({_length(splits['val'][0]):,} "
-                "examples)")
+                f"examples){unread}")
         return train, splits["val"], splits.get("test"), note
     n = _length(train[0])
     held = int(round(n * validation_split))
@@ -234,7 +239,7 @@ def load_npz_splits(path, validation_split=0.1):
         raise ValueError(f"{path}: holding out {validation_split:g} of {n:,} training examples "
                          "leaves no validation or no training example; add x_val, y_val")
     note = (f"the last {100 * validation_split:g} % of x_train ({held:,} examples; no x_val in "
-            f"{os.path.basename(path)})")
+            f"{os.path.basename(path)}){unread}")
     kept, out = slice(None, n - held), slice(n - held, None)
     return ((_index(train[0], kept), _index(train[1], kept)),
             (_index(train[0], out), _index(train[1], out)), splits.get("test"), note)

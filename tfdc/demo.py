@@ -371,7 +371,8 @@ def compress(model, train, test, *, sparsity, bits, epochs, prune_epochs, cluste
         scheduled.append(sum(v * sizes[name] for name, v in per_kernel.items()) / n)
     schedule = (steps, np.array(scheduled), np.array(recorder.steps), np.array(recorder.values))
 
-    log(f"\n[3/4] Trained quantization with tfdc.ClusteredFineTuning ({cluster_epochs} epochs)")
+    log(f"\n[3/4] Trained quantization with tfdc.ClusteredFineTuning "
+        f"({cluster_epochs} epoch{'' if cluster_epochs == 1 else 's'})")
     clusterer = tfdc.ClusteredFineTuning(bits=bits)
     _recompile(model, lr_cluster)
     t = time.perf_counter()
@@ -565,7 +566,9 @@ def _run_budget(model, c, train, test, log, default_budget=False):
     log("\n[2/2] tfdc.compress: plan, prune, cluster, export")
     epochs = None
     if c.prune_epochs is not None or c.cluster_epochs is not None:
-        epochs = (c.prune_epochs or (4 if c.quick else 8), c.cluster_epochs or 1)
+        # 0 is not "the default": tfdc.compress refuses it, saying so.
+        epochs = (c.prune_epochs if c.prune_epochs is not None else (4 if c.quick else 8),
+                  c.cluster_epochs if c.cluster_epochs is not None else 1)
     kwargs = ({"target_bytes": c.target_bytes} if c.target_bytes is not None
               else {"max_error_increase": c.max_error_increase, "confidence": c.confidence})
     result = tfdc.compress(model, data, (x_val, y_val), path=path, epochs=epochs,

@@ -597,9 +597,20 @@ def check_writable(path):
         if not os.access(path, os.W_OK):
             raise PermissionError(f"{path}: not writable")
         return path
+    # The folder as written, before realpath tidies it: "model.keras/../x"
+    # names no folder (model.keras is a file), but realpath makes it "x",
+    # which was written, over the input model when x was its name.
+    parent = os.path.dirname(path) or os.curdir
+    if not os.path.isdir(parent):
+        try:
+            os.stat(parent)
+        except NotADirectoryError:  # a file where the path needs a folder
+            raise NotADirectoryError(f"{path}: {parent} is not a folder (part of it is a "
+                                     "file)") from None
+        except OSError:
+            raise FileNotFoundError(f"{path}: folder {parent} does not exist") from None
+        raise NotADirectoryError(f"{path}: {parent} is not a folder")
     directory = os.path.dirname(os.path.realpath(path))
-    if not os.path.exists(directory):
-        raise FileNotFoundError(f"{path}: folder {directory} does not exist")
     if not os.path.isdir(directory):
         raise NotADirectoryError(f"{path}: {directory} is not a directory")
     if not os.access(directory, os.W_OK | os.X_OK):

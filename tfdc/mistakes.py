@@ -27,7 +27,8 @@ print(mistakes(probs, np.array([0, 1, 1])))   # [False False  True]
 
 import numpy as np
 
-__all__ = ["mistakes", "check_labels", "looks_like_logits", "majority_error"]
+__all__ = ["mistakes", "check_labels", "check_output_labels", "looks_like_logits",
+           "majority_error"]
 
 
 def mistakes(outputs, labels, from_logits=None, what="labels"):
@@ -142,6 +143,49 @@ def check_labels(labels, classes, what="labels"):
             f"in [0, {classes}) for {classes} outputs"
         raise ValueError(f"{what}: labels must be {kind}" + _first_bad(y, bad))
     return y
+
+
+def check_output_labels(model, labels, what="labels"):
+    """The labels of a model with several outputs, each checked against the
+    loss its output is compiled with: class indices or one-hot rows for a
+    categorical cross-entropy (`check_labels`), values in [0, 1] for a
+    binary one; an output with another loss is not checked. `labels`: a
+    list in the order of `model.outputs`, or a dict keyed by output name.
+    Raises `ValueError` naming `what`, the output and the first bad label
+    (swapped label arrays trained to a negative loss, reported as met).
+
+    Example:
+
+    ```python
+    import keras, numpy as np
+    from tfdc.mistakes import check_output_labels
+    x = keras.Input((4,))
+    model = keras.Model(x, [keras.layers.Dense(3, activation="softmax", name="kind")(x),
+                            keras.layers.Dense(1, activation="sigmoid", name="flag")(x)])
+    model.compile("adam", ["sparse_categorical_crossentropy", "binary_crossentropy"])
+    check_output_labels(model, [np.array([0, 2]), np.array([1, 0])])   # fine
+    ```
+    """
+    from tfdc.compressor import _loss_name
+    loss, names = getattr(model, "loss", None), list(model.output_names)
+    for i, (name, output) in enumerate(zip(names, model.outputs)):
+        one = (loss.get(name) if isinstance(loss, dict) else
+               loss[i] if isinstance(loss, (list, tuple)) and i < len(loss) else loss)
+        label = labels.get(name) if isinstance(labels, dict) else labels[i]
+        kind = _loss_name(one).lower() if one is not None else ""
+        where = f"{what}: output {name!r}"
+        if label is None or not kind:
+            continue
+        if "categorical_crossentropy" in kind:
+            check_labels(label, int(output.shape[-1]), where)
+        elif "binary" in kind and "crossentropy" in kind:
+            y = np.asarray(label, dtype=np.float64)
+            bad = ~((y >= 0) & (y <= 1))
+            if bad.any():
+                i_bad = int(np.argmax(bad.reshape(len(y), -1).any(axis=1))) if y.ndim else 0
+                raise ValueError(f"{where}: labels must be in [0, 1] for its {_loss_name(one)}; "
+                                 f"label {i_bad:,} is "
+                                 f"{np.array2string(np.atleast_1d(y[i_bad]), threshold=8)}")
 
 
 def majority_error(labels, classes, what="labels"):

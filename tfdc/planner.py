@@ -85,7 +85,8 @@ class Plan:
         predicted_bytes: exact size of the file `tfdc.export` writes for the
             model pruned and clustered to the plan without retraining.
         predicted_loss, predicted_error: baseline plus the layers' increases
-            read off the sensitivity curves (no retraining).
+            read off the sensitivity curves (no retraining; the error at
+            most 100 %).
         measured_loss, measured_error: the model with all the plan's
             settings applied at once, no retraining, on the scan's
             validation examples.
@@ -270,6 +271,20 @@ def _smallest_for(costs, errors, losses, limit):
     return _backtrack(costs, choices, q, int(ok[0]))
 
 
+def _check_labels(model, x, y, max_error_increase):
+    """The labels checked as `tfdc.compress` checks them before any work: a
+    classifier's against its outputs (a binary unit given 0..9 planned on a
+    negative loss), each output's against its loss for several outputs."""
+    from tfdc.compressor import _float_mistakes, _from_logits
+    from tfdc.mistakes import check_output_labels
+    from tfdc.scan import _output_count
+    if _output_count(model) > 1:
+        check_output_labels(model, y, "validation_data")
+        return
+    outputs = model.predict(x, batch_size=256, verbose=0)
+    _float_mistakes(model, np.asarray(outputs), y, _from_logits(model), max_error_increase)
+
+
 def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
          sensitivity=None, min_bytes=64, export_options=None, verbose=0,
          max_loss_increase=None, **scan_options):
@@ -361,6 +376,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     # Read once: a generator of batches cannot be read again for the check.
     samples = scan_options.pop("samples", DEFAULT_SAMPLES)
     x, y = _take(validation_data, samples, outputs=_output_count(model), model=model)
+    _check_labels(model, x, y, max_error_increase)
     if sensitivity is None:
         sensitivity = scan(model, (x, y), samples=None, verbose=verbose, **scan_options)
     elif scan_options.keys() - {"batch_size"}:
@@ -515,7 +531,9 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                      "error_increase": float(e[o])})
     result = Plan(sparsity=sp, bits=bi, predicted_bytes=int(exact),
                   predicted_loss=sens.baseline_loss + sum(r["loss_increase"] for r in rows),
-                  predicted_error=sens.baseline_error + sum(r["error_increase"] for r in rows),
+                  # Layers' increases add up past 100 % on a model near chance.
+                  predicted_error=min(1.0, sens.baseline_error
+                                      + sum(r["error_increase"] for r in rows)),
                   measured_loss=float(measured[0]), measured_error=float(measured[1]),
                   baseline_loss=sens.baseline_loss, baseline_error=sens.baseline_error,
                   dense_bytes=cost.dense_bytes,

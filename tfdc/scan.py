@@ -721,12 +721,21 @@ def _cannot_score(error, model, y):
 
 def one_hot_hint(loss_name, y):
     """"; y looks one-hot (C columns), ...": what to do when one-hot labels
-    meet a sparse loss (else "")."""
+    meet a sparse loss, or class indices a one-hot loss (else "")."""
     y = np.asarray(y) if not isinstance(y, (list, dict)) else None
-    if y is None or y.ndim != 2 or y.shape[1] < 2 or "sparse" not in str(loss_name).lower():
+    name = str(loss_name).lower()
+    if y is None:
         return ""
-    return (f"; y looks one-hot ({y.shape[1]} columns), which {loss_name} does not take: "
-            "give class indices (y.argmax(axis=1)) or compile with categorical_crossentropy")
+    if y.ndim == 2 and y.shape[1] >= 2 and "sparse" in name:
+        return (f"; y looks one-hot ({y.shape[1]} columns), which {loss_name} does not take: "
+                "give class indices (y.argmax(axis=1)) or compile with "
+                "categorical_crossentropy")
+    if (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)) and "sparse" not in name and \
+            "categorical_crossentropy" in name:
+        return (f"; y holds class indices, which {loss_name} does not take: give one-hot "
+                "labels (keras.utils.to_categorical(y, classes)) or compile with "
+                "sparse_categorical_crossentropy")
+    return ""
 
 
 def _check_grid(sparsities, bits):
