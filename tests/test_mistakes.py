@@ -110,3 +110,31 @@ def test_majority_error_checks_the_labels():
         majority_error(np.array([0, 5]), 3, "validation_data")
     with pytest.raises(ValueError, match="no labels"):
         majority_error(np.zeros(0, int), 3)
+
+
+def test_labels_of_several_outputs_are_checked_against_their_losses(tmp_path):
+    # Swapped label arrays (class indices for a binary head) trained to a
+    # negative cross-entropy and were reported as met by tfdc.compress.
+    import keras
+
+    import tfdc
+    from tfdc.mistakes import check_output_labels
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6,))
+    model = keras.Model(x, [keras.layers.Dense(4, activation="softmax", name="kind")(x),
+                            keras.layers.Dense(1, activation="sigmoid", name="flag")(x)])
+    model.compile("adam", ["sparse_categorical_crossentropy", "binary_crossentropy"])
+    rng = np.random.default_rng(0)
+    xs, kind, flag = rng.random((64, 6)).astype("float32"), np.arange(64) % 4, np.arange(64) % 2
+    check_output_labels(model, [kind, flag])
+    check_output_labels(model, {"kind": kind, "flag": flag.astype("float32")})
+    with pytest.raises(ValueError, match=r"output 'flag': labels must be in \[0, 1\] for its "
+                       r"binary_crossentropy; label 2 is \[2\.\]"):
+        check_output_labels(model, [flag, kind], "validation_data")
+    with pytest.raises(ValueError, match=r"output 'kind': labels must be in \[0, 4\)"):
+        check_output_labels(model, [kind + 1, flag])
+    # tfdc.compress refuses them before any training.
+    with pytest.raises(ValueError, match=r"validation_data: output 'flag': labels must be in"):
+        tfdc.compress(model, (xs, [kind, flag]), (xs, [flag, kind]), target_bytes=2000,
+                      path=tmp_path / "m.tflite", verbose=0)
+    assert not (tmp_path / "m.tflite").exists()

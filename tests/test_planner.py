@@ -197,3 +197,16 @@ def test_unreachable_error_budget_says_the_smallest_increase(trained):
         tfdc.plan(model, val, max_error_increase=0.5, sensitivity=hurt)
     import re
     assert 0.5 < float(re.search(r"is ([\d.]+) points", str(caught.value)).group(1)) <= 3.0
+
+
+def test_labels_are_checked_as_compress_checks_them():
+    # A binary unit given class indices 0..9: the plan was made on a
+    # negative loss, where tfdc.compress refused the labels.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="fc1"),
+                              keras.layers.Dense(1, activation="sigmoid", name="out")])
+    model.compile("adam", "binary_crossentropy")
+    x = np.random.default_rng(0).random((256, 8)).astype("float32")
+    with pytest.raises(ValueError, match=r"validation_data: labels must be 0 or 1 for a model "
+                       r"with one output.*compiled with binary_crossentropy: fix the labels"):
+        tfdc.plan(model, (x, np.arange(256) % 10), target_bytes=2000)
