@@ -63,3 +63,37 @@ def test_arguments(capsys, keras_user_files, argv, message):
     with pytest.raises(SystemExit) as exit_:
         run(capsys, "plan", keras_user_files["model"], keras_user_files["data"], *argv)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_model_of_the_users_own_classes_loads_with_import(capsys, keras_user_files, tmp_path):
+    # A subclassed model could not be loaded by the command line at all:
+    # Keras's "Could not locate class" came with its 1,500-character config.
+    import subprocess
+    import sys
+    module = tmp_path / "user_models_for_tfdc_test.py"
+    module.write_text(
+        "import keras\n"
+        "@keras.saving.register_keras_serializable('tfdc_cli_test')\n"
+        "class Small(keras.Model):\n"
+        "    def __init__(self, **kw):\n"
+        "        super().__init__(**kw)\n"
+        "        self.flat = keras.layers.Flatten()\n"
+        "        self.fc1 = keras.layers.Dense(32, activation='relu', name='fc1')\n"
+        "        self.out = keras.layers.Dense(10, activation='softmax', name='out')\n"
+        "    def call(self, x):\n"
+        "        return self.out(self.fc1(self.flat(x)))\n")
+    saved = tmp_path / "small.keras"
+    subprocess.run([sys.executable, "-c",
+                    "import keras, numpy as np, user_models_for_tfdc_test as m\n"
+                    "model = m.Small(); model.compile('adam', 'sparse_categorical_crossentropy')\n"
+                    "model.fit(np.random.rand(64, 28, 28), np.arange(64) % 10, verbose=0)\n"
+                    f"model.save({str(saved)!r})\n"],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    argv = ["plan", saved, keras_user_files["data"], "--target-bytes", 20000]
+    code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err, "it uses class 'Small' of your code: give --import MODULE")
+    code, _, err = run(capsys, *argv, "--import", tmp_path / "no_such_module.py")
+    assert_one_line_error(code, err, "--import", "cannot import it: FileNotFoundError")
+    code, text, err = run(capsys, *argv, "--import", module)
+    assert code == 0, err
+    assert "file: " in text and "| fc1 |" in text

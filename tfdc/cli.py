@@ -301,6 +301,12 @@ def _add_model_and_data(parser, verb, confidence):
                         help="load MODEL with Keras's safe_mode (default: on); --no-safe-mode "
                         "runs the Python code a Lambda layer stores in it: only for a file "
                         "you trust")
+    parser.add_argument("--import", dest="imports", action="append", default=[],
+                        metavar="MODULE",
+                        help="import MODULE (a module name, or a .py file) before loading "
+                        "MODEL: the code of a subclassed model, a custom layer or loss it "
+                        "uses (registered with @keras.saving.register_keras_serializable); "
+                        "may be repeated")
 
 
 def _add_compress_parser(sub):
@@ -580,13 +586,38 @@ def _require_matplotlib(what, alternative=""):
         raise UserError(f"{what} matplotlib: pip install 'tfdc[demo]'{alternative}")
 
 
-def _load_keras_model(path, safe_mode=True):
+def _import_user_code(modules):
+    """Import each of `modules` (names, from the working folder too, or
+    paths of .py files): the code a saved model needs to load."""
+    import importlib
+    import importlib.util
+    if modules and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in modules:
+        try:
+            if module.endswith(".py"):
+                if not os.path.isfile(module):
+                    raise FileNotFoundError(f"no such file {module}")
+                name = os.path.splitext(os.path.basename(module))[0]
+                spec = importlib.util.spec_from_file_location(name, module)
+                code = importlib.util.module_from_spec(spec)
+                sys.modules[name] = code
+                spec.loader.exec_module(code)
+            else:
+                importlib.import_module(module)
+        except Exception as e:  # noqa: BLE001 - the user's module raises what it raises
+            raise UserError(f"--import {module}: cannot import it: "
+                            f"{type(e).__name__}: {e}") from None
+
+
+def _load_keras_model(path, safe_mode=True, imports=()):
     """The Keras model in `path`, or a UserError saying why not."""
+    _import_user_code(imports)
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file")
     if os.path.isdir(path):
-        raise UserError(f"{path}: is a directory (a TensorFlow SavedModel?); tfdc compress "
-                        "needs a Keras model file: model.save('model.keras')")
+        raise UserError(f"{path}: is a directory (a TensorFlow SavedModel?); tfdc needs a "
+                        "Keras model file: model.save('model.keras')")
     with open(path, "rb") as f:
         head = f.read(8)
     if head[4:8] == b"TFL3":
@@ -601,6 +632,11 @@ def _load_keras_model(path, safe_mode=True):
         line = _first_line(e)
         if "safe_mode" in line:  # a Lambda layer's Python code
             line = line.split(". ")[0] + " (for a file you trust: --no-safe-mode)"
+        missing = re.search(r"Could not locate (class|function) '([^']+)'", line)
+        if missing:  # the model's own code: Keras's message goes on for 1,500 characters
+            line = (f"it uses {missing.group(1)} {missing.group(2)!r} of your code: give "
+                    f"--import MODULE, the module that defines it (registered with "
+                    "@keras.saving.register_keras_serializable)")
         raise UserError(f"{path}: cannot load it as a Keras model: {line}") from None
 
 
@@ -629,7 +665,7 @@ def cmd_compress(args):
         raise UsageError("--confidence applies to --max-error-increase and --max-loss-increase, "
                         "not to --target-bytes")
     train, validation, test, note = _load_splits(args)
-    model = _load_keras_model(args.model, args.safe_mode)
+    model = _load_keras_model(args.model, args.safe_mode, args.imports)
     _check_outputs(model, train[1], "tfdc compress")
     if test is not None:  # a bad test split fails now, not after the training
         score, float_test = _test_score(model, *test)
@@ -701,7 +737,7 @@ def cmd_plan(args):
             raise UserError(f"{args.plot}: --plot draws an image, its kind named by the file's "
                             f"ending: .png, or one of .{', .'.join(sorted(kinds))}")
     _, validation, _, note = _load_splits(args)
-    model = _load_keras_model(args.model, args.safe_mode)
+    model = _load_keras_model(args.model, args.safe_mode, args.imports)
     _check_outputs(model, validation[1], "tfdc plan")
     # The model compress plans for: the plain output, BatchNormalization folded.
     model = _inference_model(one_output_view(model)[0])
