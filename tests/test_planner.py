@@ -210,3 +210,8 @@ def test_labels_are_checked_as_compress_checks_them():
     with pytest.raises(ValueError, match=r"validation_data: labels must be 0 or 1 for a model "
                        r"with one output.*compiled with binary_crossentropy: fix the labels"):
         tfdc.plan(model, (x, np.arange(256) % 10), target_bytes=2000)
+    # x of another shape than the model's input: planned as if it were
+    # right, where compress refused it.
+    with pytest.raises(ValueError, match=r"validation_data: the model cannot run on x of shape "
+                       r"\(256, 2, 4\) \(it takes \(None, 8\)\)"):
+        tfdc.plan(model, (x.reshape(256, 2, 4), np.arange(256) % 2), target_bytes=2000)

@@ -275,14 +275,14 @@ def _check_labels(model, x, y, max_error_increase):
     """The labels checked as `tfdc.compress` checks them before any work: a
     classifier's against its outputs (a binary unit given 0..9 planned on a
     negative loss), each output's against its loss for several outputs."""
-    from tfdc.compressor import _float_mistakes, _from_logits
+    from tfdc.compressor import _float_mistakes, _from_logits, _validation_outputs
     from tfdc.mistakes import check_output_labels
     from tfdc.scan import _output_count
+    outputs = _validation_outputs(model, x)  # x the model cannot take: said as compress says it
     if _output_count(model) > 1:
         check_output_labels(model, y, "validation_data")
         return
-    outputs = model.predict(x, batch_size=256, verbose=0)
-    _float_mistakes(model, np.asarray(outputs), y, _from_logits(model), max_error_increase)
+    _float_mistakes(model, outputs, y, _from_logits(model), max_error_increase)
 
 
 def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
