@@ -1013,3 +1013,12 @@ def test_nan_in_the_data_is_refused_before_any_work(data, trained, tmp_path):
         tfdc.compress(trained, (x, y), data[1], target_bytes=9000, path=tmp_path / "b.tflite",
                       verbose=0)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_byte_target_met_at_a_large_cost_in_error_says_so():
+    # 2,950 B at +48 points of error read as a plain success.
+    from tfdc.compressor import _costly_target
+    assert _costly_target(0.5687, 0.0881) == (
+        " Meeting it costs +48.1 points of validation error: a larger target keeps more of the "
+        "float model's accuracy (or give max_error_increase).")
+    assert _costly_target(0.12, 0.08) == "" and _costly_target(float("nan"), 0.1) == ""
