@@ -154,7 +154,9 @@ class Plan:
         lines.append(f"{'other':<{width}}  {'':>9}  {'':>8}  {'':>4}  {self.other_bytes:>11,}"
                      "  (graph, biases, headers, after DEFLATE)")
         lines.append("-" * len(head))
-        budget = (f"target {self.target_bytes:,} B" if self.target_bytes is not None else
+        # "planned for": tfdc.compress re-plans for a target corrected by
+        # what its runs measured, not the user's own figure.
+        budget = (f"planned for {self.target_bytes:,} B" if self.target_bytes is not None else
                   f"max error increase {self.max_error_increase:g} pt"
                   if self.max_error_increase is not None else
                   f"max loss increase {100 * self.max_loss_increase:g} %")
