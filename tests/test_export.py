@@ -599,6 +599,17 @@ def test_unwritable_paths_fail_before_converting_and_name_the_path(tmp_path):
     # named "new", and the returned path pointed at nothing.
     with pytest.raises(IsADirectoryError, match=r"new/: names a folder \(it ends with '/'\)"):
         export_tflite(convert(model), f"{tmp_path}/new/")
+    # A file written as a folder, and a path through a file (model.tflite/../x:
+    # realpath made it x, which was written, over the input when x was it).
+    (tmp_path / "f.tflite").write_bytes(b"old")
+    with pytest.raises(NotADirectoryError, match=r"f.tflite/: names a folder .* but it is a "
+                       r"file"):
+        export_tflite(convert(model), f"{tmp_path}/f.tflite/")
+    with pytest.raises(NotADirectoryError, match=r"f.tflite/\.\. is not a folder \(part of it "
+                       r"is a file\)"):
+        export_tflite(convert(model), f"{tmp_path}/f.tflite/../f.tflite")
+    assert (tmp_path / "f.tflite").read_bytes() == b"old"
+    (tmp_path / "f.tflite").unlink()
     assert sorted(os.listdir(tmp_path)) == ["a_folder"] and os.listdir(folder) == []
 
 

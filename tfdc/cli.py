@@ -725,10 +725,11 @@ def cmd_plan(args):
     if args.plot is not None and args.json is not None and \
             os.path.abspath(args.plot) == os.path.abspath(args.json):
         raise UsageError(f"--plot and --json are the same file ({args.plot}): give two paths")
-    for option, path in (("--plot", args.plot), ("--json", args.json)):
+    for option, path, example in (("--plot", args.plot, "scan.png"),
+                                  ("--json", args.json, "plan.json")):
         if path is not None:
             _check_not_an_input(path, option, MODEL=args.model, DATA=args.data)
-            check_writable(path)
+            check_writable(path, example)
     if args.plot is not None:
         _require_matplotlib("--plot needs")
         from matplotlib.backend_bases import FigureCanvasBase

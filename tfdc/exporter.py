@@ -569,9 +569,10 @@ def _is_keras_model(model):
     return isinstance(model, keras.Model)
 
 
-def check_writable(path):
+def check_writable(path, example="model.tflite"):
     """Fail early, naming `path` and the reason, if a file cannot be written
-    there: the folder is missing or not writable, or `path` is a folder.
+    there: the folder is missing or not writable, or `path` is a folder
+    (the message suggests a file `example` in it).
 
     Returns:
         `path` as a string.
@@ -587,12 +588,15 @@ def check_writable(path):
         raise FileNotFoundError("the output path is empty")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path}: is a directory; give a file path, e.g. "
-                                f"{os.path.join(path, 'model.tflite')}")
+                                f"{os.path.join(path, example)}")
     if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
         # realpath drops the slash: "new/" was written as a file "new".
+        if os.path.isfile(path.rstrip(os.sep + (os.altsep or ""))):
+            raise NotADirectoryError(f"{path}: names a folder (it ends with {path[-1]!r}), but "
+                                     "it is a file; give a file path without the slash")
         raise IsADirectoryError(f"{path}: names a folder (it ends with {path[-1]!r}), and no "
                                 f"such folder exists; give a file path, e.g. "
-                                f"{os.path.join(path, 'model.tflite')}")
+                                f"{os.path.join(path, example)}")
     if is_special_file(path):  # written through, not replaced (write_atomically)
         if not os.access(path, os.W_OK):
             raise PermissionError(f"{path}: not writable")
