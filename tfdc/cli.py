@@ -602,7 +602,11 @@ def _import_user_code(modules):
                 spec = importlib.util.spec_from_file_location(name, module)
                 code = importlib.util.module_from_spec(spec)
                 sys.modules[name] = code
-                spec.loader.exec_module(code)
+                try:
+                    spec.loader.exec_module(code)
+                except BaseException:
+                    del sys.modules[name]  # not left half-imported
+                    raise
             else:
                 importlib.import_module(module)
         except Exception as e:  # noqa: BLE001 - the user's module raises what it raises

@@ -755,10 +755,10 @@ _ZIP_ENTRY = 46                         # central directory header, before its n
 
 
 def _zip_directory(data, eocd):
-    """`(entries, directory position, directory size, offset field)` of the
-    zip whose end record is at `eocd` in `data`, and `[(position of the
-    entry's local-header offset field, that offset)]`; None where it is not
-    one (bad signatures, or bounds)."""
+    """`(directory position, directory size, the end record's directory
+    offset field, [(position of an entry's local-header offset field, that
+    offset)])` of the zip whose end record is at `eocd` in `data`; None
+    where it is not one (bad signatures, or bounds)."""
     _, _, _, _, entries, size, offset, _ = _ZIP_END.unpack_from(data, eocd)
     at, fields = eocd - size, []
     if at < 0:
