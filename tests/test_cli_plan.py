@@ -3,6 +3,7 @@ user's saved model, without training; the plan's JSON and the paper's figure
 written on request; mistakes refused with one `tfdc: error:` line."""
 
 import json
+import os
 
 import keras
 import pytest
@@ -97,3 +98,21 @@ def test_a_model_of_the_users_own_classes_loads_with_import(capsys, keras_user_f
     code, text, err = run(capsys, *argv, "--import", module)
     assert code == 0, err
     assert "file: " in text and "| fc1 |" in text
+
+
+def test_json_to_stdout_and_text_inputs_refused(capsys, keras_user_files, tmp_path):
+    import numpy as np
+    files = keras_user_files
+    # --json -: the JSON alone on stdout, for a pipe (it wrote a file named "-").
+    code, out, err = run(capsys, "plan", files["model"], files["data"], "--target-bytes", 9000,
+                         "--json", "-")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["predicted_bytes"] <= 9000 and "| fc1 |" in err
+    assert not (tmp_path / "-").exists() and not os.path.exists("-")
+    # Text for a numeric input: said so (it was a shape error about (400, 1)).
+    text = tmp_path / "text.npz"
+    np.savez(text, x_train=np.array(["a"] * 64), y_train=np.arange(64) % 10)
+    code, _, err = run(capsys, "plan", files["model"], text, "--target-bytes", 9000)
+    assert_one_line_error(code, err, "validation_data: x holds <U1 values (text or objects); "
+                          "the model takes float32 numbers")

@@ -359,7 +359,8 @@ def _add_plan_parser(sub):
                       help="also draw the sensitivity curves into PNG (needs matplotlib)")
     plan.add_argument("--json", metavar="JSON", default=None,
                       help="also write the plan (its settings, for tfdc.GradualPruning and "
-                      "tfdc.ClusteredFineTuning, and predictions) as JSON")
+                      "tfdc.ClusteredFineTuning, and predictions) as JSON ('-': alone on stdout, "
+                      "the rest on stderr)")
     plan.set_defaults(func=cmd_plan)
 
 
@@ -723,6 +724,17 @@ def cmd_compress(args):
 
 
 def cmd_plan(args):
+    if args.json != "-":
+        return _plan_command(args)
+    # --json -: the JSON alone on stdout (for a pipe), everything else on stderr.
+    import contextlib
+    with contextlib.redirect_stdout(sys.stderr):
+        code, plan = _plan_command(args, keep=True)
+    print(plan.to_json())
+    return code
+
+
+def _plan_command(args, keep=False):
     from tfdc.compressor import _inference_model, _plan
     from tfdc.exporter import check_writable, write_atomically
     from tfdc.scan import one_output_view
@@ -731,7 +743,7 @@ def cmd_plan(args):
         raise UsageError(f"--plot and --json are the same file ({args.plot}): give two paths")
     for option, path, example in (("--plot", args.plot, "scan.png"),
                                   ("--json", args.json, "plan.json")):
-        if path is not None:
+        if path is not None and not (option == "--json" and path == "-"):
             _check_not_an_input(path, option, MODEL=args.model, DATA=args.data)
             check_writable(path, example)
     if args.plot is not None:
@@ -746,6 +758,8 @@ def cmd_plan(args):
     _check_outputs(model, validation[1], "tfdc plan")
     # The model compress plans for: the plain output, BatchNormalization folded.
     model = _inference_model(one_output_view(model)[0])
+    from tfdc.planner import _check_labels
+    _check_labels(model, *validation, args.max_error_increase)  # before the scan, as compress
     print(f"{args.data}: validation: {note}")
     budget = {name: value for name, value in (("target_bytes", args.target_bytes),
                                               ("max_error_increase", args.max_error_increase),
@@ -760,10 +774,10 @@ def cmd_plan(args):
     if args.plot is not None:
         scan.plot(args.plot)
         print(f"sensitivity curves: {args.plot}")
-    if args.json is not None:
+    if args.json is not None and args.json != "-":
         write_atomically(args.json, plan.to_json().encode())
         print(f"plan: {args.json}")
-    return 0
+    return (0, plan) if keep else 0
 
 
 def _show_compress_warning(message, category, filename, lineno, file=None, line=None):

@@ -393,6 +393,16 @@ def _validation_outputs(model, x):
     """The float model's outputs on the validation examples (`[N]` made
     `[N, 1]`); for several outputs a list of arrays in the order of
     `model.outputs`."""
+    from tfdc.layers import is_subclassed
+    if not is_subclassed(model):  # strings for a numeric input: a shape error from Keras
+        by_name = {getattr(t, "name", None): t for t in model.inputs}
+        for key, a in _items(x):
+            spec = (by_name.get(key) if isinstance(key, str) else
+                    model.inputs[key if isinstance(key, int) else 0])
+            dtype = str(getattr(spec, "dtype", "float32"))
+            if np.asarray(a).dtype.kind in "USO" and "string" not in dtype:
+                raise ValueError(f"validation_data: x holds {np.asarray(a).dtype} values (text "
+                                 f"or objects); the model takes {dtype} numbers")
     try:
         model(_head(x, 8), training=False)  # eagerly first: Keras's readable error
         out = model.predict(x, batch_size=512, verbose=0)
