@@ -168,11 +168,18 @@ def jvm(host_build, files):
     from hashlib import sha256
     (stale / f"tfdc-{sha256(conv).hexdigest()}.tflite").write_bytes(b"\0" * 10)
     ops += ["cache", cache, d / "mlp.packed", "cache", cache, d / "mlp.packed",
-            "cache", cache, d / "conv.packed", "cache", stale, d / "conv.packed", "fallback"]
+            "cache", cache, d / "conv.packed", "cache", stale, d / "conv.packed"]
+    # A cached file altered in place to the same length: its CRC-32 no longer
+    # matches, so it is decoded again (it was reused on its length alone).
+    from hashlib import sha256
+    mlp = files["models"]["mlp"]["packed"]
+    ops += ["flip", cache / f"tfdc-{sha256(mlp).hexdigest()}.tflite",
+            "cache", cache, d / "mlp.packed", "fallback"]
     # Eviction: an older model's file goes, another call's .part file stays.
     evict = d / "cache_evict"
     evict.mkdir()
     (evict / "tfdc-0123.tflite").write_bytes(b"old model")
+    (evict / "tfdc-0123.crc32").write_text("00000000")
     (evict / "tfdc-4567.8910.part").write_bytes(b"being written")
     ops += ["evict", evict, d / "mlp.packed"]
     for sdk, runtime, works in POLICY_CASES:
@@ -265,17 +272,25 @@ def test_bad_files_raise_tfdc_format_exception_with_decoder_message(host_build, 
 def test_cache_reuses_decoded_file_by_content_hash(files, jvm):
     from hashlib import sha256
     from tfdc import decode
-    first, second, other, stale = [r for r in jvm if r["op"] == "cache"]
+    first, second, other, stale, altered = [r for r in jvm if r["op"] == "cache"]
     mlp, conv = files["models"]["mlp"]["packed"], files["models"]["conv"]["packed"]
     assert first["reused"] is False and second["reused"] is True
     assert first["file"] == second["file"] and first["sha256"] == sha256(mlp).hexdigest()
     assert other["reused"] is False and other["sha256"] == sha256(conv).hexdigest() != first["sha256"]
     assert stale["reused"] is False  # a truncated file under the right name is redone
-    for r, packed in [(first, mlp), (other, conv), (stale, conv)]:
+    # Altered in place to the same length: redone too (its CRC-32 differs).
+    assert altered["reused"] is False and altered["file"] == first["file"]
+    for r, packed in [(other, conv), (stale, conv), (altered, mlp)]:
         assert open(r["file"], "rb").read() == decode(packed)
-    # Only the final files remain: no temporary leftovers.
+    # Only the final files and their checksums remain: no temporary leftovers.
+    names = [f"tfdc-{sha256(m).hexdigest()}" for m in (mlp, conv)]
     assert other["files_in_dir"].split(",") == sorted(
-        [f"tfdc-{sha256(mlp).hexdigest()}.tflite", f"tfdc-{sha256(conv).hexdigest()}.tflite"])
+        [f"{n}.{ending}" for n in names for ending in ("crc32", "tflite")])
+    import zlib
+    for name in names:
+        folder = os.path.dirname(first["file"])
+        data = open(os.path.join(folder, f"{name}.tflite"), "rb").read()
+        assert open(os.path.join(folder, f"{name}.crc32")).read() == f"{zlib.crc32(data):08x}"
 
 
 def test_an_apps_size_limit_is_checked_before_decoding(files, jvm):
@@ -296,7 +311,8 @@ def test_eviction_keeps_the_entry_and_files_being_written(files, jvm):
     (r,) = [r for r in jvm if r["op"] == "evict"]
     mlp = files["models"]["mlp"]["packed"]
     assert sorted(r["files_in_dir"].split(",")) == sorted(
-        [f"tfdc-{sha256(mlp).hexdigest()}.tflite", "tfdc-4567.8910.part"])
+        [f"tfdc-{sha256(mlp).hexdigest()}.tflite", f"tfdc-{sha256(mlp).hexdigest()}.crc32",
+         "tfdc-4567.8910.part"])
 
 
 def test_fallback_policy_reports_why_each_accelerator_was_skipped(jvm):

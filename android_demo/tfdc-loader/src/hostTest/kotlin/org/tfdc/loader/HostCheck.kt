@@ -15,6 +15,7 @@ import java.nio.ByteBuffer
  *   bad IN           expect TfdcFormatException (from decode, and from load
  *                    unless IN is a plain model)
  *   cache DIR IN     DecodedModelCache.fileFor
+ *   flip FILE        flip one bit in the middle of FILE, in place (same length)
  *   evict DIR IN     DecodedModelCache.evictAllBut(fileFor(IN))
  *   fallback         AcceleratorFallback over a scripted backend
  *   policy SDK RUNTIME WORKS
@@ -31,6 +32,7 @@ fun main(args: Array<String>) {
             "bad" -> { badOp(File(args[i + 1])); i += 2 }
             "limit" -> { limitOp(File(args[i + 1]), args[i + 2].toLong()); i += 3 }
             "cache" -> { cacheOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
+            "flip" -> { flipOp(File(args[i + 1])); i += 2 }
             "evict" -> { evictOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
             "fallback" -> { fallbackOp(); i += 1 }
             "policy" -> { policyOp(args[i + 1].toInt(), LiteRtRuntime.valueOf(args[i + 2]), args[i + 3]); i += 4 }
@@ -106,6 +108,13 @@ private fun cacheOp(dir: File, input: File) {
     val entry = DecodedModelCache(dir).fileFor(input.readBytes())
     emit("op" to "cache", "input" to input.path, "file" to entry.file.path, "sha256" to entry.sha256,
         "reused" to entry.reused, "files_in_dir" to (dir.list()?.sorted()?.joinToString(",") ?: ""))
+}
+
+private fun flipOp(file: File) {
+    val bytes = file.readBytes()
+    bytes[bytes.size / 2] = (bytes[bytes.size / 2].toInt() xor 0x10).toByte()
+    file.writeBytes(bytes)
+    emit("op" to "flip", "file" to file.path, "length" to file.length())
 }
 
 private fun evictOp(dir: File, input: File) {

@@ -4,6 +4,7 @@ import java.io.File
 import java.io.FileOutputStream
 import java.nio.ByteBuffer
 import java.security.MessageDigest
+import java.util.zip.CRC32
 
 /**
  * Decodes a packed model once to a file and reuses it on later runs.
@@ -13,7 +14,11 @@ import java.security.MessageDigest
  * of the packed bytes, so a new model version (new bytes) gets a new file and
  * a stale one is never reused; files are written to a temporary name and
  * renamed, so a crash mid-write never leaves a truncated model under the
- * final name. Pure JVM: on Android pass `File(context.cacheDir, "tfdc")`.
+ * final name. Beside each file, `tfdc-<hash>.crc32` holds the CRC-32 of its
+ * bytes, checked before reuse (a few ms, far less than decoding): a file
+ * altered in place, even to the same length, is decoded again rather than
+ * handed to the runtime. Pure JVM: on Android pass
+ * `File(context.cacheDir, "tfdc")`.
  *
  * Args:
  *   directory: where decoded files live (created if missing).
@@ -37,9 +42,12 @@ class DecodedModelCache(
         val start = System.nanoTime()
         val hash = sha256Hex(packed)
         val file = File(directory, "tfdc-$hash.tflite")
-        // The hash names the packed bytes; the size check guards against a
-        // file someone else truncated in place.
-        if (file.isFile && file.length() == TfdcDecoder.decodedSize(packed)) {
+        val check = File(directory, "tfdc-$hash.crc32")
+        // The hash names the packed bytes; the size and the CRC-32 guard
+        // against a file truncated or altered in place since.
+        if (file.isFile && check.isFile && file.length() == TfdcDecoder.decodedSize(packed) &&
+            check.readText().trim() == crc32Hex(file)
+        ) {
             return Entry(file, hash, reused = true, decodeMillis = 0.0)
         }
         val decoded = decoder(packed)
@@ -53,6 +61,11 @@ class DecodedModelCache(
                 channel.force(true)
             }
             if (!tmp.renameTo(file)) throw java.io.IOException("cannot rename $tmp to $file")
+            // The checksum last: a crash before it leaves a file that is
+            // decoded again, never one trusted unchecked.
+            val crc = CRC32().apply { update(decoded.duplicate()) }
+            tmp.writeText("%08x".format(crc.value))
+            if (!tmp.renameTo(check)) throw java.io.IOException("cannot rename $tmp to $check")
         } finally {
             tmp.delete()
         }
@@ -64,13 +77,31 @@ class DecodedModelCache(
      * never another call's `.part` file still being written.
      */
     fun evictAllBut(keep: Entry) {
+        val kept = setOf(keep.file.name, "tfdc-${keep.sha256}.crc32")
         directory.listFiles()
-            ?.filter { it.name.startsWith("tfdc-") && it.name.endsWith(".tflite") && it != keep.file }
+            ?.filter {
+                it.name.startsWith("tfdc-") && (it.name.endsWith(".tflite") || it.name.endsWith(".crc32")) &&
+                    it.name !in kept
+            }
             ?.forEach { it.delete() }
     }
 
     companion object {
         fun sha256Hex(bytes: ByteArray): String =
             MessageDigest.getInstance("SHA-256").digest(bytes).joinToString("") { "%02x".format(it) }
+
+        /** The CRC-32 of [file]'s bytes as 8 hex digits, read in 64 KiB blocks. */
+        fun crc32Hex(file: File): String {
+            val crc = CRC32()
+            val block = ByteArray(1 shl 16)
+            file.inputStream().use { input ->
+                while (true) {
+                    val n = input.read(block)
+                    if (n < 0) break
+                    crc.update(block, 0, n)
+                }
+            }
+            return "%08x".format(crc.value)
+        }
     }
 }
