@@ -285,21 +285,27 @@ def test_mistakes_across_options_and_paths_are_refused_before_any_work(capsys, f
             (["compress", model, data, out, "--target-bytes", "9000", "--validation-split", "0.2"],
              "has x_val, y_val, the validation data"),
             (["plan", model, data, "--target-bytes", "9000", "--plot", str(tmp_path / "p.png"),
+              "--json", str(tmp_path / "p.png")], "--plot and --json are the same file"),
+            # ... also through a link (the figure was lost under the JSON).
+            (["plan", model, data, "--target-bytes", "9000", "--plot", str(tmp_path / "ln.png"),
               "--json", str(tmp_path / "p.png")], "--plot and --json are the same file")]:
+        if "ln.png" in " ".join(argv):
+            os.symlink(tmp_path / "p.png", tmp_path / "ln.png")
         code, _, err = run(capsys, *argv)
         assert code == 2 and message in err and err.count("\n") == 1, err
     # OUT is read back to be measured: a device is refused before training.
     code, _, err = run(capsys, "compress", model, data, "/dev/null", "--target-bytes", "9000")
     assert_one_line_error(code, err, "/dev/null: not a regular file")
+    os.unlink(tmp_path / "ln.png")
     assert sorted(os.listdir(tmp_path)) == ["mlp.keras"]
 
 
 def test_a_byte_target_takes_units():
     from tfdc.cli import _byte_count
     assert [_byte_count(t) for t in ("20000", "20_000", "20KB", "20k", "20kB", "1KiB", "1.5MB",
-                                     "2MiB")] == [20000, 20000, 20000, 20000, 20000, 1024,
-                                                  1500000, 2 << 20]
+                                     "2MiB", "1GB", "2GiB")] == [
+        20000, 20000, 20000, 20000, 20000, 1024, 1500000, 2 << 20, 10 ** 9, 2 << 30]
     import argparse
-    for bad in ("0", "0.5", "1.0001KB", "20 GB", "-5", "KB"):
+    for bad in ("0", "0.5", "1.0001KB", "20 TB", "-5", "KB"):
         with pytest.raises(argparse.ArgumentTypeError):
             _byte_count(bad)

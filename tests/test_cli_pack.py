@@ -322,6 +322,13 @@ def test_a_zip_appended_to_the_model_is_kept(capsys, tmp_path, inputs, offsets):
     # The decoded file packs again to the same bytes; int8 weights keep it too.
     assert run(capsys, "pack", decoded, tmp_path / "again.tflite")[0] == 0
     assert (tmp_path / "again.tflite").read_bytes() == packed.read_bytes()
+    if offsets == "from the archive":
+        # Labels appended after packing: the file cannot load, and says why.
+        late = tmp_path / "late.tflite"
+        late.write_bytes(packed.read_bytes() + buf.getvalue())
+        code, _, err = run(capsys, "decode", late, tmp_path / "late.d.tflite")
+        assert_one_line_error(code, err, "a zip archive was appended after packing: append it "
+                              "to the plain .tflite before tfdc pack")
     assert run(capsys, "pack", "--weights", "int8", plain, tmp_path / "int8.tflite")[0] == 0
     assert run(capsys, "decode", tmp_path / "int8.tflite", tmp_path / "int8.d.tflite")[0] == 0
     with zipfile.ZipFile(tmp_path / "int8.d.tflite") as archive:

@@ -267,6 +267,11 @@ def test_calibration_on_another_scale_than_the_training_data_warns():
                           "preprocessed as the training data is"):
             check_calibration(model, lambda: ([train[i:i + 1] * scale] for i in range(8)),
                               "full_integer", reference=train)
+    # Negative where the training data never is ([-1, 1] for [0, 1]; -x gave 88 % error).
+    with pytest.warns(UserWarning, match=r"go down to -0\.9.*, where the training data is "
+                      "never negative"):
+        check_calibration(model, lambda: ([train[i:i + 1] * 2 - 1] for i in range(8)),
+                          "full_integer", reference=train)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         # The same scale, or no reference: no warning.

@@ -210,6 +210,12 @@ def test_labels_are_checked_as_compress_checks_them():
     with pytest.raises(ValueError, match=r"validation_data: labels must be 0 or 1 for a model "
                        r"with one output.*compiled with binary_crossentropy: fix the labels"):
         tfdc.plan(model, (x, np.arange(256) % 10), target_bytes=2000)
+    # An untrained model: tfdc.plan warns as compress does (it said nothing).
+    ten = keras.Sequential([keras.Input((8,)), keras.layers.Dense(10, activation="softmax")])
+    ten.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match=r"tfdc.plan: the float model's validation error .* is "
+                      r"about that of always answering class"):
+        tfdc.plan(ten, (x, np.arange(256) % 10), target_bytes=600)
     # x of another shape than the model's input: planned as if it were
     # right, where compress refused it.
     with pytest.raises(ValueError, match=r"validation_data: the model cannot run on x of shape "

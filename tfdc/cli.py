@@ -104,7 +104,7 @@ def _at_least(minimum):
 
 
 _BYTE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 10 ** 6, "mb": 10 ** 6,
-               "mib": 1 << 20}
+               "mib": 1 << 20, "g": 10 ** 9, "gb": 10 ** 9, "gib": 1 << 30}
 
 
 def _byte_count(text):
@@ -642,6 +642,10 @@ def _load_keras_model(path, safe_mode=True, imports=()):
             line = (f"it uses {missing.group(1)} {missing.group(2)!r} of your code: give "
                     f"--import MODULE, the module that defines it (registered with "
                     "@keras.saving.register_keras_serializable)")
+        elif "could not be deserialized" in line:  # a custom layer inside a functional model
+            line = (f"{line.split('. ')[0]}: if it uses layers or losses of your own code, "
+                    "give --import MODULE, the module that defines them (registered with "
+                    "@keras.saving.register_keras_serializable)")
         raise UserError(f"{path}: cannot load it as a Keras model: {line}") from None
 
 
@@ -724,8 +728,12 @@ def cmd_compress(args):
 
 
 def cmd_plan(args):
-    if args.json != "-":
-        return _plan_command(args)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_compress_warning  # as tfdc compress shows them
+        return _plan_json_to_stdout(args) if args.json == "-" else _plan_command(args)
+
+
+def _plan_json_to_stdout(args):
     # --json -: the JSON alone on stdout (for a pipe), everything else on stderr.
     import contextlib
     with contextlib.redirect_stdout(sys.stderr):
@@ -739,7 +747,7 @@ def _plan_command(args, keep=False):
     from tfdc.exporter import check_writable, write_atomically
     from tfdc.scan import one_output_view
     if args.plot is not None and args.json is not None and \
-            os.path.abspath(args.plot) == os.path.abspath(args.json):
+            os.path.realpath(args.plot) == os.path.realpath(args.json):
         raise UsageError(f"--plot and --json are the same file ({args.plot}): give two paths")
     for option, path, example in (("--plot", args.plot, "scan.png"),
                                   ("--json", args.json, "plan.json")):
@@ -785,8 +793,9 @@ def _show_compress_warning(message, category, filename, lineno, file=None, line=
     tfdc.compress's own warnings as `tfdc: warning: ...` lines, any other as
     Python shows it."""
     text = str(message)
-    if text.startswith("tfdc.compress: "):
-        print(f"{_PROG}: warning: {text[len('tfdc.compress: '):]}", file=sys.stderr)
+    prefix = next((p for p in ("tfdc.compress: ", "tfdc.plan: ") if text.startswith(p)), None)
+    if prefix:
+        print(f"{_PROG}: warning: {text[len(prefix):]}", file=sys.stderr)
     else:
         print(warnings.formatwarning(message, category, filename, lineno, line),
               file=sys.stderr, end="")

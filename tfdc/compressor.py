@@ -647,7 +647,7 @@ def _warn_compressed_already(kernels):
                       stacklevel=3)
 
 
-def _warn_no_better_than_constant(float_wrong, y, classes):
+def _warn_no_better_than_constant(float_wrong, y, classes, who="tfdc.compress"):
     """Warn (before any training) when the float model classifies the
     validation data about as badly as always answering its most frequent
     class (within a tenth of its error; on `_FEWEST_TO_JUDGE` examples or
@@ -665,7 +665,7 @@ def _warn_no_better_than_constant(float_wrong, y, classes):
     # against the constant's 88.8 % without a word.
     if n >= _FEWEST_TO_JUDGE and constant > 0 and \
             np.count_nonzero(float_wrong) >= round(0.9 * constant * n):
-        warnings.warn(f"tfdc.compress: the float model's validation error ({error:.2%}) is "
+        warnings.warn(f"{who}: the float model's validation error ({error:.2%}) is "
                       f"about that of always answering class {label} ({constant:.2%}): is it "
                       "trained, and do the validation inputs reach it as in training (the same "
                       "scaling and preprocessing, labels paired with their inputs)?",
@@ -674,7 +674,7 @@ def _warn_no_better_than_constant(float_wrong, y, classes):
     if classes > 2 and n >= _FEWEST_TO_JUDGE and len(present) < classes:
         missing = sorted(set(range(classes)) - set(present.tolist()))
         listed = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
-        warnings.warn(f"tfdc.compress: the validation labels hold {len(present)} of the "
+        warnings.warn(f"{who}: the validation labels hold {len(present)} of the "
                       f"model's {classes} classes (none of {listed}): the budget is judged on "
                       "those classes alone; give validation data of every class",
                       stacklevel=3)

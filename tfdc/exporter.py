@@ -129,20 +129,22 @@ def _check_representative(representative_dataset, specs, what="representative_da
     wrong dict key was a bare KeyError; an all-NaN set silently gave a float
     model, and one inf crashed the process (a segmentation fault). (It calls
     `representative_dataset()` once more than the converter does, as a
-    generator function allows.) Returns each float input's largest
-    magnitude over the samples (None for other inputs)."""
+    generator function allows.) Returns each float input's `(smallest
+    value, largest magnitude)` over the samples (None for other inputs)."""
     from tfdc.quantize import require_callable
     require_callable(representative_dataset)
-    count, peaks = 0, [None] * len(specs)
+    count, ranges = 0, [None] * len(specs)
     for count, sample in enumerate(representative_dataset(), 1):
         for i, (spec, array) in enumerate(zip(specs, _sample_arrays(sample, specs, what))):
             array = np.asarray(array)
             _check_sample(array, spec, count, what)
             if array.dtype.kind == "f" and array.size:
-                peaks[i] = max(peaks[i] or 0.0, float(np.max(np.abs(array))))
+                low, peak = ranges[i] or (0.0, 0.0)
+                ranges[i] = (min(low, float(np.min(array))),
+                             max(peak, float(np.max(np.abs(array)))))
     if not count:
         raise ValueError(f"{what} yields no sample: give it a few hundred real inputs")
-    return peaks
+    return ranges
 
 
 def check_calibration(model, representative_dataset, what="representative_dataset",
@@ -153,24 +155,30 @@ def check_calibration(model, representative_dataset, what="representative_datase
     or TypeError saying what is wrong. Given `reference` (inputs as the
     model takes them, e.g. a training batch), also a warning for an input
     whose samples are on another scale: at least 10x larger or smaller in
-    their largest magnitude (0-255 pixels for a model trained on [0, 1]).
+    their largest magnitude (0-255 pixels for a model trained on [0, 1]),
+    or negative where the training data never is ([-1, 1] for [0, 1]).
     Every activation range is calibrated from them, so such a file is
     quantized to ranges its real inputs never fill."""
     specs = _input_specs(model, None)
-    peaks = _check_representative(representative_dataset, specs, what)
+    ranges = _check_representative(representative_dataset, specs, what)
     if reference is None:
         return
-    for spec, array, peak in zip(specs, _sample_arrays(reference, specs, "reference"), peaks):
+    for spec, array, span in zip(specs, _sample_arrays(reference, specs, "reference"), ranges):
         array = np.asarray(array)
-        if array.dtype.kind != "f" or peak is None or not array.size:
+        if array.dtype.kind != "f" or span is None or not array.size:
             continue
-        usual = float(np.max(np.abs(array)))
+        low, peak = span
+        usual, floor = float(np.max(np.abs(array))), float(np.min(array))
         if usual > 0 and peak > 0 and max(peak / usual, usual / peak) >= 10:
-            warnings.warn(
-                f"{what}: the calibration samples for input {spec.name!r} reach magnitude "
-                f"{peak:.4g}, the training data {usual:.4g}: are they preprocessed as the "
-                "training data is (e.g. scaled to [0, 1])? Every int8 activation range is "
-                "calibrated from them.", stacklevel=3)
+            found = (f"reach magnitude {peak:.4g}, the training data {usual:.4g}")
+        elif floor >= 0 and low < -0.1 * usual:  # [-1, 1] for a model trained on [0, 1]
+            found = (f"go down to {low:.4g}, where the training data is never negative")
+        else:
+            continue
+        warnings.warn(
+            f"{what}: the calibration samples for input {spec.name!r} {found}: are they "
+            "preprocessed as the training data is (e.g. scaled to [0, 1])? Every int8 "
+            "activation range is calibrated from them.", stacklevel=3)
 
 
 def _sample_arrays(sample, specs, what="representative_dataset"):

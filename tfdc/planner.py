@@ -276,15 +276,20 @@ def _smallest_for(costs, errors, losses, limit):
 def _check_labels(model, x, y, max_error_increase):
     """The labels checked as `tfdc.compress` checks them before any work: a
     classifier's against its outputs (a binary unit given 0..9 planned on a
-    negative loss), each output's against its loss for several outputs."""
-    from tfdc.compressor import _float_mistakes, _from_logits, _validation_outputs
+    negative loss), each output's against its loss for several outputs; and
+    compress's warnings for an untrained model and for missing classes."""
+    from tfdc.compressor import (_float_mistakes, _from_logits, _validation_outputs,
+                                 _warn_no_better_than_constant)
     from tfdc.mistakes import check_output_labels
     from tfdc.scan import _output_count
     outputs = _validation_outputs(model, x)  # x the model cannot take: said as compress says it
     if _output_count(model) > 1:
         check_output_labels(model, y, "validation_data")
         return
-    _float_mistakes(model, outputs, y, _from_logits(model), max_error_increase)
+    wrong, not_classifier = _float_mistakes(model, outputs, y, _from_logits(model),
+                                            max_error_increase)
+    if not_classifier is None:  # an untrained model, classes missing: as compress warns
+        _warn_no_better_than_constant(wrong, y, outputs.shape[1], "tfdc.plan")
 
 
 def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
@@ -378,7 +383,8 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     # Read once: a generator of batches cannot be read again for the check.
     samples = scan_options.pop("samples", DEFAULT_SAMPLES)
     x, y = _take(validation_data, samples, outputs=_output_count(model), model=model)
-    _check_labels(model, x, y, max_error_increase)
+    if sensitivity is None:  # given one, the caller checked (tfdc.compress, tfdc plan)
+        _check_labels(model, x, y, max_error_increase)
     if sensitivity is None:
         sensitivity = scan(model, (x, y), samples=None, verbose=verbose, **scan_options)
     elif scan_options.keys() - {"batch_size"}:

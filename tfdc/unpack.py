@@ -107,8 +107,11 @@ def _locate(data):
             raise FormatError("already decoded: this format 1 file holds its decoded weights "
                               "after the section; it is a standard .tflite model",
                               status="not_packed")
+        zip_after = S + Z < len(data) and bytes(data[S + Z:S + Z + 4]) == b"PK\x03\x04"
         raise FormatError(f"section [{S}, {S + Z}) does not end the {len(data)}-byte file "
-                          "(truncated, or trailing bytes)",
+                          + ("(a zip archive was appended after packing: append it to the "
+                             "plain .tflite before tfdc pack, which keeps it, or decode first)"
+                             if zip_after else "(truncated, or trailing bytes)"),
                           status="truncated" if S + Z > len(data) else "corrupt")
     if ref.data_len:
         raise FormatError("the section's buffer has inline data")
