@@ -383,9 +383,8 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     # Read once: a generator of batches cannot be read again for the check.
     samples = scan_options.pop("samples", DEFAULT_SAMPLES)
     x, y = _take(validation_data, samples, outputs=_output_count(model), model=model)
-    if sensitivity is None:  # given one, the caller checked (tfdc.compress, tfdc plan)
-        _check_labels(model, x, y, max_error_increase)
     if sensitivity is None:
+        _check_labels(model, x, y, max_error_increase)  # given one, the caller checked
         sensitivity = scan(model, (x, y), samples=None, verbose=verbose, **scan_options)
     elif scan_options.keys() - {"batch_size"}:
         raise ValueError("give either sensitivity= or scan options "
