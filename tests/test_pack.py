@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tfdc import format as fmt
-from tfdc import pack, tflite_schema, unpack
+from tfdc import pack, rans, tflite_schema, unpack
 from tfdc.pack import pack_tflite
 from tfdc.tflite_schema import constant_model
 
@@ -580,11 +580,11 @@ def test_fp16_rounding_in_chunks_is_rounding_at_once(monkeypatch):
 
 
 @pytest.mark.parametrize("chunk, force", [
-    ("_GAP_CHUNK", {"scan": "row", "position_mode": "sparse"}),
-    ("_GAP_CHUNK", {"scan": "column", "position_mode": "sparse"}),
-    ("_COUNT_CHUNK", {"value_mode": "planes"}),
-    ("_COUNT_CHUNK", {"value_mode": "codebook"}),
-    ("_COUNT_CHUNK", {"value_mode": "codebook", "position_mode": "sparse"})])
+    ("pack._GAP_CHUNK", {"scan": "row", "position_mode": "sparse"}),
+    ("pack._GAP_CHUNK", {"scan": "column", "position_mode": "sparse"}),
+    ("rans.CHUNK", {"value_mode": "planes"}),
+    ("rans.CHUNK", {"value_mode": "codebook"}),
+    ("rans.CHUNK", {"value_mode": "codebook", "position_mode": "sparse"})])
 def test_work_done_in_chunks_gives_the_same_file(monkeypatch, chunk, force):
     # The position stream's gaps are counted, and histograms, planes and
     # codebook indices made, a chunk at a time (a large tensor's int64
@@ -593,7 +593,8 @@ def test_work_done_in_chunks_gives_the_same_file(monkeypatch, chunk, force):
     rng = np.random.default_rng(6)
     w = _clustered_pruned(rng, (60, 50), centroids=8, density=0.2)
     whole = pack_tflite(constant_model([w]), min_bytes=0, _force=force)
-    monkeypatch.setattr(pack, chunk, 7)
+    module, name = chunk.split(".")
+    monkeypatch.setattr({"pack": pack, "rans": rans}[module], name, 7)
     chunked = pack_tflite(constant_model([w]), min_bytes=0, _force=force)
     assert chunked[0] == whole[0]
     r = chunked[1].records[0]

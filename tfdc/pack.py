@@ -135,19 +135,12 @@ def _table_bytes(lengths=None, symbol=None, width=None):
             + (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8).tobytes())
 
 
-_COUNT_CHUNK = 1 << 18  # symbols counted at a time by `_histogram`
-
-
 def _histogram(symbols, minlength=1):
-    """`np.bincount(symbols, minlength)` a chunk at a time: bincount copies
-    its input to int64, 8 bytes a symbol (96 MB for a 12M-weight plane)."""
-    if len(symbols) <= _COUNT_CHUNK:
-        return np.bincount(symbols, minlength=minlength)
-    counts = np.zeros(max(minlength, int(symbols.max()) + 1), np.int64)
-    for start in range(0, len(symbols), _COUNT_CHUNK):
-        c = np.bincount(symbols[start:start + _COUNT_CHUNK])
-        counts[:len(c)] += c
-    return counts
+    """`np.bincount(symbols, minlength)` a chunk at a time (`tfdc.rans`'s
+    histogram: bincount copies its input to int64, 96 MB for a 12M-weight
+    plane)."""
+    length = max(minlength, int(symbols.max()) + 1) if len(symbols) else minlength
+    return rans._histogram(symbols, None, 1, length)[0]
 
 
 def _fixed_width(counts):
@@ -468,10 +461,10 @@ def _planes(tv, elem_bits):
     for p in range(n):
         shift = tv.dtype.type(8 * (n - 1 - p))
         plane = np.empty(len(tv), np.uint16)
-        for start in range(0, len(tv), _COUNT_CHUNK):
-            part = tv[start:start + _COUNT_CHUNK] >> shift
+        for start in range(0, len(tv), rans.CHUNK):
+            part = tv[start:start + rans.CHUNK] >> shift
             part &= tv.dtype.type(255)
-            plane[start:start + _COUNT_CHUNK] = part
+            plane[start:start + rans.CHUNK] = part
         yield plane
 
 
@@ -653,11 +646,11 @@ def _build(elems, elem_bits, expand, change, position, rows, G, fixed_gaps, valu
             # A chunk at a time: the uint64 keys and int64 indices of a whole
             # tensor are 16 bytes a weight.
             symbols = np.empty(len(vals), np.uint16)
-            for start in range(0, len(vals), _COUNT_CHUNK):
-                part = vals[start:start + _COUNT_CHUNK]
+            for start in range(0, len(vals), rans.CHUNK):
+                part = vals[start:start + rans.CHUNK]
                 keyed = fmt.fp32_to_fp16_bits(part.astype(np.uint32)) if expand else part
                 tk = fmt.transform(keyed, values.transform, values.key_bits).astype(np.uint64)
-                symbols[start:start + _COUNT_CHUNK] = np.searchsorted(values.keys, tk)
+                symbols[start:start + rans.CHUNK] = np.searchsorted(values.keys, tk)
             del keyed, tk
             counts = _histogram(symbols, len(values.keys))
             model = (_forced_model(symbols, len(values.keys), block, shape, grouped)

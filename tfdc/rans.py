@@ -52,11 +52,12 @@ from tfdc.errors import FormatError
 
 _L = fmt.RANS_L
 _STATE_BYTES = fmt.RANS_STATE_BYTES
-# Symbols counted at a time: a histogram's int64 keys stay a few MB. Every
-# per-symbol array below is as narrow as its values allow (levels int16,
-# classes uint8, groups int16 where they are tables): int64 arrays of a
-# whole stream made a 4 MB int8 kernel's fit peak at 882 MB.
-_CHUNK = 1 << 18
+# Symbols worked on at a time (here and by tfdc.pack): a histogram's int64
+# keys stay a few MB. Every per-symbol array below is as narrow as its
+# values allow (levels int16, classes uint8, groups int16 where they are
+# tables): int64 arrays of a whole stream made a 4 MB int8 kernel's fit
+# peak at 882 MB.
+CHUNK = 1 << 18
 
 
 @dataclasses.dataclass
@@ -89,8 +90,8 @@ class Groups:
         """`of` every position of a `count`-symbol stream, as `dtype` (a
         chunk of positions at a time)."""
         out = np.empty(count, dtype)
-        for start in range(0, count, _CHUNK):
-            out[start:start + _CHUNK] = self.of(np.arange(start, min(count, start + _CHUNK)))
+        for start in range(0, count, CHUNK):
+            out[start:start + CHUNK] = self.of(np.arange(start, min(count, start + CHUNK)))
         return out
 
     def field_bytes(self):
@@ -273,13 +274,17 @@ def model_cost(symbols_count, hist, prec, width, lag1, lag2, shift, classes, blo
 
 
 def _histogram(symbols, cls, classes, alphabet):
-    """`[classes, alphabet]` counts of (class, symbol) pairs, a chunk of the
-    stream at a time."""
+    """`[classes, alphabet]` counts of (class, symbol) pairs (`cls` None:
+    one class), a chunk of the stream at a time: np.bincount copies its
+    input to int64, 8 bytes a symbol."""
     counts = np.zeros(classes * alphabet, np.int64)
-    for start in range(0, len(symbols), _CHUNK):
-        key = cls[start:start + _CHUNK].astype(np.int64)
-        key *= alphabet
-        key += symbols[start:start + _CHUNK]
+    for start in range(0, len(symbols), CHUNK):
+        if cls is None:
+            key = symbols[start:start + CHUNK]
+        else:
+            key = cls[start:start + CHUNK].astype(np.int64)
+            key *= alphabet
+            key += symbols[start:start + CHUNK]
         c = np.bincount(key)
         counts[:len(c)] += c
     return counts.reshape(classes, alphabet)
@@ -392,7 +397,7 @@ def _best_prec(n, hist, width, lag1, lag2, shift, classes, block, deflate, group
 def fit_order0(symbols, width, block, deflate=None):
     """A one-class model (plain static rANS) and its estimated bytes."""
     s = _symbols(symbols)
-    hist = _histogram(s, np.zeros(len(s), np.uint8), 1, 1 << width)
+    hist = _histogram(s, None, 1, 1 << width)
     cost, model = _best_prec(len(s), hist, width, 1, 1, 0, 1, block, deflate or fmt.deflate)
     return model, cost
 
