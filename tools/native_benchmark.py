@@ -86,17 +86,13 @@ def make_tflite(name, sparsity, cache):
 
 
 PACK_PROBE = r"""
-import json, sys, time, tracemalloc, resource
-sys.path.insert(0, sys.argv[2])
-from tfdc.pack import pack_tflite
+import json, os, sys, resource
+sys.path[:0] = [sys.argv[2], os.path.join(sys.argv[2], "tools")]
+import tfdc.pack  # imported before the baseline RSS, as measure's own import would be after
+from pack_memory_benchmark import measure
 data = open(sys.argv[1], "rb").read()
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-tracemalloc.start()
-t = time.perf_counter()
-packed, info = pack_tflite(data)
-dt = time.perf_counter() - t
-peak = tracemalloc.get_traced_memory()[1]
-tracemalloc.stop()
+packed, peak, dt = measure(data)
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:  # ru_maxrss can carry the parent's peak over fork + exec; VmHWM cannot
     rss = int([l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1])

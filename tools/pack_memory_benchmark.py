@@ -52,7 +52,8 @@ def int8_model_bytes(rows, cols, seed=0):
 
 
 def measure(data):
-    """`(packed size, tracemalloc peak, seconds)` of one pack_tflite call."""
+    """`(packed bytes, tracemalloc peak, seconds)` of one pack_tflite call
+    (tools/native_benchmark.py's subprocess probe measures with it too)."""
     from tfdc.pack import pack_tflite
     tracemalloc.start()
     start = time.perf_counter()
@@ -60,7 +61,7 @@ def measure(data):
     seconds = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return len(packed), peak, seconds
+    return packed, peak, seconds
 
 
 def main():
@@ -73,7 +74,8 @@ def main():
                                     ("int8, smooth rows", None, None)):
             data = (int8_model_bytes(inputs, units) if kept is None else
                     model_bytes(inputs, units, kept, values))
-            size, peak, seconds = measure(data)
+            packed, peak, seconds = measure(data)
+            size = len(packed)
             rows.append([f"{inputs * units:,}", label, f"{len(data):,}", f"{size:,}",
                          f"{peak / 1e6:,.0f} MB", f"{peak / len(data):.1f}x", f"{seconds:.1f}"])
             print(rows[-1], flush=True)
