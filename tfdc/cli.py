@@ -728,21 +728,20 @@ def cmd_compress(args):
 
 
 def cmd_plan(args):
+    import contextlib
     with warnings.catch_warnings():
         warnings.showwarning = _show_compress_warning  # as tfdc compress shows them
-        return _plan_json_to_stdout(args) if args.json == "-" else _plan_command(args)
+        # --json -: the JSON alone on stdout (for a pipe), everything else on stderr.
+        with contextlib.redirect_stdout(sys.stderr) if args.json == "-" else \
+                contextlib.nullcontext():
+            plan = _plan_command(args)
+    if args.json == "-":
+        print(plan.to_json())
+    return 0
 
 
-def _plan_json_to_stdout(args):
-    # --json -: the JSON alone on stdout (for a pipe), everything else on stderr.
-    import contextlib
-    with contextlib.redirect_stdout(sys.stderr):
-        code, plan = _plan_command(args, keep=True)
-    print(plan.to_json())
-    return code
-
-
-def _plan_command(args, keep=False):
+def _plan_command(args):
+    """The plan of `tfdc plan`, printed (and its files written)."""
     from tfdc.compressor import _inference_model, _plan
     from tfdc.exporter import check_writable, write_atomically
     from tfdc.scan import one_output_view
@@ -785,7 +784,7 @@ def _plan_command(args, keep=False):
     if args.json is not None and args.json != "-":
         write_atomically(args.json, plan.to_json().encode())
         print(f"plan: {args.json}")
-    return (0, plan) if keep else 0
+    return plan
 
 
 def _show_compress_warning(message, category, filename, lineno, file=None, line=None):
