@@ -898,11 +898,8 @@ def _check_not_an_input(out, what="OUT", **inputs):
 
 
 def _check_pack_output(inp, out):
-    out_dir = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(out_dir):
-        raise UserError(f"{out}: folder {out_dir} does not exist")
-    if os.path.isdir(out):
-        raise UserError(f"{out}: is a directory, expected a file name")
+    from tfdc.exporter import check_writable
+    check_writable(out)  # the folder as written, not as abspath tidies it
     _check_not_an_input(out, IN=inp)
 
 
@@ -983,10 +980,7 @@ def cmd_decode(args):
         decoded = decode(data, backend=args.backend)
     except ImportError as e:
         raise UserError(f"the {args.backend} decoder is not available: {e}") from None
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(out_dir):
-        raise UserError(f"{args.output}: folder {out_dir} does not exist")
-    write_atomically(args.output, decoded)
+    write_atomically(args.output, decoded)  # checked before decoding too (_check_output)
     print(f"{args.input} ({len(data):,} B) -> {args.output} ({len(decoded):,} B)",
           file=_summary_stream(args.output))
     return 0
