@@ -1,6 +1,7 @@
 """tfdc: Deep Compression for Keras 3 + TensorFlow Lite / LiteRT."""
 
 import os
+import re
 
 from setuptools import Extension, find_packages, setup
 
@@ -25,13 +26,18 @@ if all(os.path.exists(os.path.join(HERE, s)) for s in _sources):
 with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
     long_description = f.read()
 
+# The version has one home, tfdc/__init__.py (read, not imported: importing
+# tfdc needs its dependencies, which are not installed yet).
+with open(os.path.join(HERE, "tfdc", "__init__.py"), encoding="utf-8") as f:
+    version = re.search(r'^__version__ = "([^"]+)"$', f.read(), re.M).group(1)
+
 # The CPU-only TensorFlow wheel is a third of the size of the full one; it is
 # the same converter. Elsewhere the regular wheel is used.
 _TF_CPU = "platform_system == 'Linux' and platform_machine == 'x86_64'"
 
 setup(
     name="tfdc",
-    version="0.1.0",
+    version=version,
     description="Deep Compression (pruning, trained quantization, Huffman coding) for "
                 "Keras 3 models deployed with TensorFlow Lite / LiteRT",
     long_description=long_description,

@@ -6,6 +6,7 @@ models and their corrupted variants."""
 import glob
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -210,13 +211,97 @@ def test_install_gives_a_library_and_headers_the_readme_example_builds_with(
     assert (tmp_path / "out.tflite").read_bytes() == decode(data, backend="python")
 
 
-def test_a_shared_library_exports_the_api_only(tmp_path):
+_VERSION_APP = (
+    "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <tfdc_decode.h>\n"
+    "int main(int argc, char **argv) {\n"
+    "  static uint8_t in[1 << 22]; size_t in_len; uint64_t n; uint8_t *out; int rc; FILE *f;\n"
+    "  if (argc != 3 || !(f = fopen(argv[1], \"rb\"))) return 2;\n"
+    "  in_len = fread(in, 1, sizeof in, f); fclose(f);\n"
+    "  if (strcmp(tfdc_version(), TFDC_VERSION) != 0) return 3;\n"
+    "  if ((rc = tfdc_decoded_size(in, in_len, &n)) != TFDC_OK || !(out = malloc((size_t)n)))\n"
+    "    return 4;\n"
+    "  if ((rc = tfdc_decode(in, in_len, out, (size_t)n)) != TFDC_OK) return 5;\n"
+    "  f = fopen(argv[2], \"wb\"); fwrite(out, 1, (size_t)n, f); fclose(f); free(out);\n"
+    "  printf(\"%s\\n\", tfdc_version()); return 0;\n}\n")
+
+
+def _check_app(app, packed, tmp_path, **kw):
+    """`app` (built from _VERSION_APP) decodes `packed` to the Python
+    decoder's bytes and prints tfdc.__version__."""
+    from tfdc import __version__
+    from tfdc.unpack import decode
+    (tmp_path / "in.tflite").write_bytes(packed)
+    out = _run([str(app), str(tmp_path / "in.tflite"), str(tmp_path / "out.tflite")], **kw)
+    assert out.stdout.strip() == __version__
+    assert (tmp_path / "out.tflite").read_bytes() == decode(packed, backend="python")
+
+
+def test_header_version_is_the_package_version():
+    # One version, tfdc.__version__: the header's TFDC_VERSION (which CMake's
+    # project version and the .pc file's come from) may not drift from it.
+    from tfdc import __version__
+    header = open(os.path.join(NATIVE, "tfdc_decode.h")).read()
+    assert re.findall(r'^#define TFDC_VERSION "([^"]+)"$', header, re.M) == [__version__]
+
+
+def test_installed_library_is_found_by_pkg_config_and_find_package(
+        build_dir, packed_models, tmp_path):
+    """An app builds against an installed decoder as other libraries are
+    found: `pkg-config --cflags --libs tfdc_decode` (the .pc file is right
+    wherever --prefix put it) and CMake's find_package(tfdc_decode) with the
+    target tfdc::tfdc_decode (zlib comes along)."""
+    prefix = tmp_path / "somewhere else"
+    _run(["cmake", "--install", build_dir, "--prefix", str(prefix)])
+    (tmp_path / "app.c").write_text(_VERSION_APP)
+    cc = shutil.which("cc") or shutil.which("gcc")
+    pkg_config = shutil.which("pkg-config")
+    if pkg_config is not None:
+        pc = next(prefix.glob("lib*/pkgconfig"))
+        env = {**os.environ, "PKG_CONFIG_PATH": str(pc)}
+        assert _run([pkg_config, "--modversion", "tfdc_decode"], env=env).stdout.strip() == \
+            re.search(r'TFDC_VERSION "([^"]+)"', open(os.path.join(NATIVE, "tfdc_decode.h"))
+                      .read()).group(1)
+        # pkg-config escapes the space in the path for a shell: shlex reads it so.
+        flags = shlex.split(_run([pkg_config, "--cflags", "--libs", "tfdc_decode"],
+                                 env=env).stdout)
+        _run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", str(tmp_path / "app.c"),
+              "-o", str(tmp_path / "app_pc"), *flags])
+        _check_app(tmp_path / "app_pc", packed_models[1][1], tmp_path)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "app.c").write_text(_VERSION_APP)
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.13)\nproject(app C)\n"
+        "find_package(tfdc_decode 0.1 REQUIRED)\n"
+        "add_executable(app app.c)\ntarget_link_libraries(app PRIVATE tfdc::tfdc_decode)\n")
+    _run(["cmake", "-S", str(project), "-B", str(tmp_path / "project_build"),
+          f"-DCMAKE_PREFIX_PATH={prefix}"])
+    _run(["cmake", "--build", str(tmp_path / "project_build")])
+    _check_app(tmp_path / "project_build" / "app", packed_models[0][1], tmp_path)
+
+
+def test_a_shared_library_exports_the_api_only(packed_models, tmp_path):
     # BUILD_SHARED_LIBS was ignored (the library was always static); the
-    # shared one exports the tfdc_* functions of the header and nothing else.
+    # shared one exports the tfdc_* functions of the header and nothing else,
+    # and its pkg-config file links an app without -lz.
     build = _cmake_build(str(tmp_path / "build"), "-DBUILD_SHARED_LIBS=ON",
                          "-DTFDC_BUILD_TESTS=OFF")
     lib = os.path.join(build, "libtfdc_decode.so")
     assert os.path.exists(lib)
+    pkg_config = shutil.which("pkg-config")
+    if pkg_config is not None:
+        prefix = tmp_path / "prefix"
+        _run(["cmake", "--install", build, "--prefix", str(prefix)])
+        env = {**os.environ, "PKG_CONFIG_PATH": str(next(prefix.glob("lib*/pkgconfig")))}
+        flags = shlex.split(_run([pkg_config, "--cflags", "--libs", "tfdc_decode"],
+                                 env=env).stdout)
+        assert "-lz" not in flags, flags
+        (tmp_path / "app.c").write_text(_VERSION_APP)
+        _run([shutil.which("cc") or shutil.which("gcc"), "-std=c99", "-Wall", "-Wextra",
+              "-Werror", str(tmp_path / "app.c"), "-o", str(tmp_path / "app"), *flags])
+        libdir = next(f[2:] for f in flags if f.startswith("-L"))
+        _check_app(tmp_path / "app", packed_models[1][1], tmp_path,
+                   env={**os.environ, "LD_LIBRARY_PATH": libdir})
     nm = shutil.which("nm")
     if nm is None:
         pytest.skip("nm not installed")

@@ -2376,6 +2376,8 @@ static int v1_decode(const uint8_t *in, size_t in_len, const located *L, uint8_t
 /* ======================================================================== */
 /* 7. Public API                                                             */
 
+const char *tfdc_version(void) { return TFDC_VERSION; }
+
 const char *tfdc_strerror(int status) {
   switch (status) {
     case TFDC_OK: return "ok";

@@ -28,6 +28,15 @@
 extern "C" {
 #endif
 
+/* The library's version: tfdc's own (tfdc.__version__), which this header
+ * belongs to. It decodes format 1 and formats 2.0 to
+ * TFDC_FORMAT_MAJOR.TFDC_FORMAT_MINOR (tfdc_format.h). */
+#define TFDC_VERSION "0.1.0"
+
+/* TFDC_VERSION as compiled into the library: with a shared library, an app
+ * can check that the one it loaded is the one its header came from. */
+const char *tfdc_version(void);
+
 /* The statuses of FORMAT.md §2 (TFDC_ERR_<STATUS>), plus the API's own. */
 typedef enum {
   TFDC_OK = 0,
