@@ -123,6 +123,12 @@ def test_callback_attached_after_an_earlier_fit(mnist_small, jit_compile):
     pruned = zero_mask(model, "fc1")
     model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)
     assert np.all(zero_mask(model, "fc1")[pruned])
+    # An end_step counted from this fit instead of the model's first
+    # training: the error says where the default begin_step came from.
+    with pytest.raises(ValueError, match=r"begin_step \(80\) must be smaller than end_step "
+                                         r"\(20\): begin_step defaults to .* has run 80 steps"):
+        model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+                  callbacks=[GradualPruning(0.8, end_step=20)])
 
 
 def test_per_layer_targets_and_exclude(mnist_small):

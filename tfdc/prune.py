@@ -544,7 +544,12 @@ class GradualPruning(keras.callbacks.Callback):
                                  "length?): pass end_step to GradualPruning")
             end = self._fit_end
         if begin >= end:
-            raise ValueError(f"begin_step ({begin}) must be smaller than end_step ({end})")
+            why = ""
+            if self._user_begin is None:
+                why = (": begin_step defaults to the optimizer step at which this fit starts, and "
+                       f"the model's optimizer has run {begin} steps already; steps count from "
+                       "its first training, so pass begin_step / end_step on that count")
+            raise ValueError(f"begin_step ({begin}) must be smaller than end_step ({end}){why}")
         self.begin_step, self.end_step = int(begin), int(end)
 
     def _start_pruning(self):
