@@ -221,3 +221,40 @@ def test_labels_are_checked_as_compress_checks_them():
     with pytest.raises(ValueError, match=r"validation_data: the model cannot run on x of shape "
                        r"\(256, 2, 4\) \(it takes \(None, 8\)\)"):
         tfdc.plan(model, (x.reshape(256, 2, 4), np.arange(256) % 2), target_bytes=2000)
+
+
+class _MatMul(keras.layers.Layer):
+    """A custom layer with a matrix: no kind tfdc registers."""
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1], 32), name="w")
+
+    def call(self, x):
+        return keras.ops.relu(x @ self.w)
+
+
+def test_weights_tfdc_cannot_prune_are_named(mnist_small):
+    # A custom layer's matrix stayed in "other" without a word, and a target
+    # it made unreachable read as if the grids were too short.
+    (x, y), (xv, yv) = mnist_small
+    model = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Flatten(),
+                              _MatMul(name="mat"), keras.layers.Dense(10, name="out")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    weights = int(np.prod(x.shape[1:])) * 32
+    plan = tfdc.plan(model, (xv, yv), target_bytes=4 * weights, sparsities=[0.5, 0.9],
+                     bits=[4])
+    assert list(plan.sparsity) == ["out"]
+    assert plan.uncompressed == [{"layer": "mat", "class": "_MatMul", "weights": weights,
+                                  "why": "a layer kind tfdc cannot prune or cluster"}]
+    assert f"in other, at full precision: mat (_MatMul, {weights:,} weights)" in str(plan)
+    with pytest.raises(ValueError, match=r"cannot be reached: .* 4 bits; it keeps at full "
+                                         rf"precision mat \(_MatMul, {weights:,} weights: a "
+                                         r"layer kind tfdc cannot prune or cluster\)\)"):
+        tfdc.plan(model, (xv, yv), target_bytes=weights // 2, sensitivity=plan.sensitivity)
+    # A registered kind with a kernel tfdc does not prune: named with why.
+    wide = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, dtype="float64",
+                                                                    name="f64")])
+    assert tfdc.bytecost.uncompressed_weights(wide) == [
+        {"layer": "f64", "class": "Dense", "weights": 4096,
+         "why": "a float64 kernel: tfdc prunes and clusters float32 kernels"}]

@@ -61,7 +61,7 @@ import numpy as np
 from tfdc import format as fmt
 
 __all__ = ["ByteCost", "byte_cost", "compress_kernel", "apply_settings", "restore_settings",
-           "compressible_layers"]
+           "compressible_layers", "uncompressed_weights"]
 
 # Default k-means settings: those of `tfdc.ClusteredFineTuning()`, so that
 # the clustered kernel here is the one its `quantize` writes.
@@ -150,6 +150,55 @@ def compressible_layers(model):
         if kernels and layer.name not in out:
             out[layer.name] = kernels
     return out
+
+
+def uncompressed_weights(model, min_weights=1024):
+    """The model's large weight tensors that tfdc cannot prune or cluster,
+    largest first: `[{"layer", "class", "weights", "why"}]` for every
+    tensor of at least two axes and `min_weights` elements that is not a
+    compressible kernel (a layer kind `tfdc.layers` does not register, such
+    as a custom layer, or a registered kernel that is not float32). The
+    packer codes them losslessly, at full precision: no plan or byte target
+    shrinks them further.
+
+    Example:
+
+    ```python
+    import keras
+    from tfdc.bytecost import uncompressed_weights
+
+    class Scale(keras.layers.Layer):  # a custom layer with a (64, 64) matrix
+        def build(self, shape):
+            self.w = self.add_weight(shape=(shape[-1], 64), name="w")
+        def call(self, x):
+            return x @ self.w
+
+    model = keras.Sequential([keras.Input((64,)), Scale(name="scale"), keras.layers.Dense(10)])
+    print(uncompressed_weights(model))  # [{'layer': 'scale', 'class': 'Scale', 'weights': 4096, ...}]
+    ```
+    """
+    from tfdc.layers import kernel_variables
+    from tfdc.select import iter_layers
+    layers = list(iter_layers(model))
+    kernels = {id(v) for layer in layers for _, v in kernel_variables(layer)}
+    rows, seen = [], set()
+    for layer in layers:
+        own = (list(getattr(layer, "_trainable_variables", ())) +
+               list(getattr(layer, "_non_trainable_variables", ())))
+        for v in [v for _, v in kernel_variables(layer)] + own:
+            size, dtype = int(np.prod(v.shape)), str(v.dtype)
+            if id(v) in seen or len(v.shape) < 2 or size < min_weights:
+                continue
+            if id(v) not in kernels:
+                why = "a layer kind tfdc cannot prune or cluster"
+            elif dtype != "float32":
+                why = f"a {dtype} kernel: tfdc prunes and clusters float32 kernels"
+            else:
+                continue
+            seen.add(id(v))
+            rows.append({"layer": layer.name, "class": type(layer).__name__, "weights": size,
+                         "why": why})
+    return sorted(rows, key=lambda r: -r["weights"])
 
 
 def _setting(settings, name, default):

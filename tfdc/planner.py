@@ -94,6 +94,9 @@ class Plan:
         dense_bytes: float32 size of the model's parameters.
         other_bytes: the file minus the layers' records (graph, biases,
             small tensors, headers, and the meta stream's compression).
+        uncompressed: weights in `other_bytes` that tfdc cannot prune or
+            cluster (`tfdc.bytecost.uncompressed_weights`: a custom layer's
+            matrix, a float64 kernel): packed losslessly, no plan shrinks them.
         rows: one dict per layer: `layer`, `kind`, `weights`, `sparsity`,
             `bits`, `bytes`, `loss_increase`, `error_increase`.
         target_bytes, max_error_increase, max_loss_increase: the budget
@@ -132,6 +135,7 @@ class Plan:
     max_error_increase: object = None
     sensitivity: object = dataclasses.field(default=None, repr=False)
     max_loss_increase: object = None
+    uncompressed: list = dataclasses.field(default_factory=list)
 
     @property
     def ratio(self):
@@ -153,6 +157,9 @@ class Plan:
             lines.append(line)
         lines.append(f"{'other':<{width}}  {'':>9}  {'':>8}  {'':>4}  {self.other_bytes:>11,}"
                      "  (graph, biases, headers, after DEFLATE)")
+        for r in self.uncompressed:
+            lines.append(f"  in other, at full precision: {r['layer']} ({r['class']}, "
+                         f"{r['weights']:,} weights): {r['why']}")
         lines.append("-" * len(head))
         # "planned for": tfdc.compress re-plans for a target corrected by
         # what its runs measured, not the user's own figure.
@@ -357,7 +364,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     print(plan)
     ```
     """
-    from tfdc.bytecost import apply_settings, byte_cost, restore_settings
+    from tfdc.bytecost import apply_settings, byte_cost, restore_settings, uncompressed_weights
     from tfdc.scan import (DEFAULT_SAMPLES, Evaluator, _output_count, _take, check_outputs,
                            one_output_view)
     from tfdc.scan import sensitivity as scan
@@ -397,6 +404,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
         raise ValueError(f"max_loss_increase is a fraction of the validation loss, which is "
                          f"{sens.baseline_loss} for this model: give target_bytes instead")
     cost = byte_cost(model, min_bytes=min_bytes, **options)
+    uncompressed = uncompressed_weights(model)
     names = [n for n in sens.layers if n in cost.layers]
     if not names:
         raise ValueError("no layer of the scan can be planned (see the warning above)")
@@ -465,12 +473,17 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
             if reach <= target_bytes:
                 picked, exact = smallest, reach
             else:
-                sp, bi = settings(smallest)
+                stuck = ""
+                if uncompressed:
+                    stuck = ("; it keeps at full precision " + ", ".join(
+                                 f"{r['layer']} ({r['class']}, {r['weights']:,} weights: "
+                                 f"{r['why']})" for r in uncompressed[:3])
+                             + (", ..." if len(uncompressed) > 3 else ""))
                 raise ValueError(
                     f"target_bytes={target_bytes:,} cannot be reached: the smallest file the "
                     f"grids allow is {reach:,} B (every layer at {max(sens.sparsities):g} "
-                    f"sparsity and {min(sens.bits)} bits); give a larger target (to tfdc.plan "
-                    "also sparsities= / bits= grids that go further)")
+                    f"sparsity and {min(sens.bits)} bits{stuck}); give a larger target (to "
+                    "tfdc.plan also sparsities= / bits= grids that go further)")
         measured = measure(picked)
     else:
         # The error (index 1 of an evaluation) or the loss (index 0): the
@@ -546,7 +559,8 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                   dense_bytes=cost.dense_bytes,
                   other_bytes=int(exact) - sum(r["bytes"] for r in rows), rows=rows,
                   target_bytes=target_bytes, max_error_increase=max_error_increase,
-                  max_loss_increase=max_loss_increase, sensitivity=sens)
+                  max_loss_increase=max_loss_increase, sensitivity=sens,
+                  uncompressed=uncompressed)
     if verbose:
         print(result)
     return result
