@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tfdc
-from tfdc.layers import KINDS, kernel_name, kernel_variables, kind_of
+from tfdc.layers import KINDS, bias_variable, kernel_name, kernel_variables, kind_of
 from tfdc.select import select_kernels
 
 
@@ -63,6 +63,25 @@ def test_recurrent_kernels_are_selected_and_pruned():
     assert report["lstm/kernel"].sparsity == pytest.approx(0.75, abs=0.01)
     assert report["lstm/recurrent_kernel"].sparsity == pytest.approx(0.75, abs=0.01)
     assert report["out"].sparsity == 0.0
+    # Clustered, its bias ends on binary16 values as a Dense's does (it
+    # stayed float32: the bias is on the cell).
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0,
+              callbacks=[tfdc.ClusteredFineTuning({"lstm": 3})])
+    bias = model.get_layer("lstm").cell.bias.numpy()
+    assert np.array_equal(bias.astype(np.float16).astype(np.float32), bias)
+
+
+@pytest.mark.parametrize("layer, shape, bias", [
+    (keras.layers.Dense(4), (None, 3), "bias"),
+    (keras.layers.Dense(4, use_bias=False), (None, 3), None),
+    (keras.layers.GRU(4), (None, 5, 3), "cell.bias"),
+    (keras.layers.Embedding(10, 4), (None, 5), None),
+    (keras.layers.LayerNormalization(), (None, 3), None),
+])
+def test_bias_variable(layer, shape, bias):
+    layer.build(shape)
+    owner = layer.cell if bias == "cell.bias" else layer
+    assert bias_variable(layer) is (None if bias is None else owner.bias)
 
 
 @pytest.mark.parametrize("layer, shape", [

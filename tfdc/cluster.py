@@ -13,6 +13,7 @@ import numpy as np
 
 from tfdc import kmeans
 from tfdc.constraints import TfdcConstraint, find_constraint, warn_constraints_skipped
+from tfdc.layers import bias_variable
 from tfdc.select import iter_layers, select_kernels
 
 DEFAULT_CONV_BITS = 8  # paper: 256 shared values for convolutions
@@ -567,7 +568,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     def _round_biases(self):
         """Biases of the clustered layers to the nearest binary16 values."""
         for layer in {id(s.layer): s.layer for s in self.selections}.values():
-            bias = getattr(layer, "bias", None)
+            bias = bias_variable(layer)
             if bias is None or bias.dtype != "float32":
                 continue
             bias.assign(to_binary16(keras.ops.convert_to_numpy(bias.value)))

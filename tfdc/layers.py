@@ -30,7 +30,7 @@ import dataclasses
 import functools
 
 __all__ = ["LayerKind", "KINDS", "kind_of", "kernel_attrs", "kernel_variables", "kernel_name",
-           "constraint_slot", "converter_op_names", "CHANNELWISE", "CHANNEL_NORMALIZATION",
+           "bias_variable", "constraint_slot", "converter_op_names", "CHANNELWISE", "CHANNEL_NORMALIZATION",
            "CHANNEL_MERGES", "ZERO_PRESERVING_ACTIVATIONS", "channel_role",
            "zero_preserving_activation", "copy_layer", "copy_model", "finalize_states",
            "is_subclassed", "has_graph", "graph_of", "graph_nodes", "sequential_like"]
@@ -142,6 +142,14 @@ def kernel_variables(layer):
         if variable is not None:
             out.append((attr, variable))
     return out
+
+
+def bias_variable(layer):
+    """The bias of a layer of a registered kind (a recurrent layer's is on
+    its cell), or None: no bias, not built, or a kind tfdc does not know."""
+    kind = kind_of(layer)
+    owner = None if kind is None else getattr(layer, "cell", None) if kind.on_cell else layer
+    return getattr(owner, "bias", None)
 
 
 def constraint_slot(layer, attr):
