@@ -440,6 +440,12 @@ def _with_lora(model):
      lambda: GradualPruning({"backbone": 0.5}),
      "layer 'backbone' is a nested model \\(Sequential\\): name the layers inside it "
      "\\('fc1', 'out'\\)"),
+    (lambda: keras.Sequential([keras.Input((28, 28)), keras.layers.Bidirectional(
+        keras.layers.LSTM(4, name="ahead"), backward_layer=keras.layers.LSTM(
+            4, go_backwards=True, name="behind"), name="bi")]),
+     lambda: GradualPruning({"bi": 0.5}),
+     "layer 'bi' \\(Bidirectional\\) holds its kernels in the layers inside it: name those "
+     "\\('forward_ahead', 'behind'\\)"),
 ])
 def test_bad_targets_fail_at_fit(mnist_small, model_fn, callback, message):
     (x, y), _ = mnist_small
@@ -448,6 +454,32 @@ def test_bad_targets_fail_at_fit(mnist_small, model_fn, callback, message):
     with pytest.raises(ValueError, match=message):
         model.fit(x[:128], x[:128] if model_fn is not mlp else y[:128], epochs=1, batch_size=BATCH,
                   verbose=0, callbacks=[callback()])
+
+
+def test_layers_of_one_name_in_two_nested_models(mnist_small):
+    # tfdc.sparsity merged them into one row (the totals short of a kernel),
+    # and neither could be named alone.
+    (x, y), _ = mnist_small
+    inputs = keras.Input((28, 28))
+    flat = keras.layers.Flatten()(inputs)
+    branches = [keras.Sequential([keras.layers.Dense(16, name="fc")], name=f"branch{i}")(flat)
+                for i in (1, 2)]
+    model = keras.Model(inputs, keras.layers.Dense(10, name="out")(
+        keras.layers.Concatenate()(branches)))
+    compile_(model).fit(x[:128], y[:128], epochs=1, verbose=0, callbacks=[
+        GradualPruning({"branch2/fc": 0.5, "out": 0.25}, frequency=1)])
+    report = tfdc.sparsity(model)
+    assert list(report) == ["branch1/fc", "branch2/fc", "out"]
+    assert [report[n].sparsity for n in report] == pytest.approx([0.0, 0.5, 0.25], abs=1e-3)
+    assert report.weights == 2 * 784 * 16 + 32 * 10
+    with pytest.raises(ValueError, match="target 'branch3/fc' matches no layer of the model; "
+                                         "layers are: branch1, branch1/fc, branch2, branch2/fc"):
+        model.fit(x[:128], y[:128], epochs=1, verbose=0,
+                  callbacks=[GradualPruning({"branch3/fc": 0.5})])
+    # A plan keys its settings by layer name: refused, not planned as one.
+    with pytest.raises(ValueError, match="layers 'branch1/fc' and 'branch2/fc' are both named "
+                                         "'fc': a scan or plan keys its settings by layer name"):
+        tfdc.sensitivity(model, (x[:64], y[:64]))
 
 
 def test_keys_that_are_not_names_and_two_prunings_in_one_fit(mnist_small):

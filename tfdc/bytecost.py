@@ -142,13 +142,19 @@ def compressible_layers(model):
     ```
     """
     from tfdc.layers import kernel_variables
-    from tfdc.select import iter_layers
-    out = collections.OrderedDict()
+    from tfdc.select import iter_layers, layer_paths
+    out, owners = collections.OrderedDict(), {}
     for layer in iter_layers(model):
         kernels = [(attr, v) for attr, v in kernel_variables(layer)
                    if str(getattr(v, "dtype", "")) == "float32"]
-        if kernels and layer.name not in out:
-            out[layer.name] = kernels
+        if kernels and layer.name in out and owners[layer.name] is not layer:
+            paths = layer_paths(model)
+            raise ValueError(
+                f"layers {paths[id(owners[layer.name])]!r} and {paths[id(layer)]!r} are both "
+                f"named {layer.name!r}: a scan or plan keys its settings by layer name; give "
+                "them distinct names (name= when the layers are made)")
+        if kernels:
+            out[layer.name], owners[layer.name] = kernels, layer
     return out
 
 

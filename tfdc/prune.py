@@ -33,7 +33,7 @@ from keras import ops
 
 from tfdc.constraints import TfdcConstraint, find_constraint, warn_constraints_skipped
 from tfdc.layers import constraint_slot, kernel_name, kernel_variables
-from tfdc.select import check_built, iter_layers, select_kernels
+from tfdc.select import check_built, iter_layers, layer_paths, select_kernels
 
 __all__ = ["GradualPruning", "MaskConstraint", "install_mask", "find_mask", "active_pruning",
            "active_schedules",
@@ -305,14 +305,22 @@ def sparsity(model):
         `.weights` and `.zeros` totals and prints as a table.
     """
     check_built(model)
-    report, seen = SparsityReport(), set()
+    rows, seen = [], set()
     for layer in iter_layers(model):
         for attr, variable in kernel_variables(layer):
-            if id(variable) in seen:
-                continue
-            seen.add(id(variable))
-            w = ops.convert_to_numpy(variable)
-            report[kernel_name(layer, attr)] = LayerSparsity(int(w.size), int(w.size - np.count_nonzero(w)))
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                rows.append((layer, attr, variable))
+    # Two layers of one name in two nested models: each under its path
+    # ("branch1/fc"), not one row for both.
+    names = [kernel_name(layer, attr) for layer, attr, _ in rows]
+    paths = layer_paths(model) if len(set(names)) < len(names) else {}
+    report = SparsityReport()
+    for name, (layer, attr, variable) in zip(names, rows):
+        if names.count(name) > 1:
+            name = paths[id(layer)] + name[len(layer.name):]
+        w = ops.convert_to_numpy(variable)
+        report[name] = LayerSparsity(int(w.size), int(w.size - np.count_nonzero(w)))
     return report
 
 

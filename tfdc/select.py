@@ -11,7 +11,7 @@ import re
 
 import keras
 
-from tfdc.layers import kernel_variables, kind_of
+from tfdc.layers import KINDS, kernel_variables, kind_of
 
 
 @dataclasses.dataclass
@@ -54,6 +54,23 @@ def iter_layers(model):
             yield layer
 
 
+def layer_paths(model):
+    """`{id(layer): "outer/inner"}` for every layer inside `model`: its name
+    after those of the nested models and wrappers that hold it
+    ("branch1/fc", "bi/forward_lstm"), which tells apart layers of one name
+    in two nested models. A layer held in two places gets the first."""
+    paths = {}
+
+    def walk(parent, prefix):
+        for layer in parent._flatten_layers(include_self=False, recursive=False):
+            if id(layer) not in paths:
+                paths[id(layer)] = prefix + layer.name
+                walk(layer, paths[id(layer)] + "/")
+
+    walk(model, "")
+    return paths
+
+
 def check_built(model):
     """A TypeError for what is not a Keras model or layer, a ValueError
     for a model not built yet (it has no weights to read)."""
@@ -68,11 +85,15 @@ def _matches(pattern, name):
     return pattern == name or re.fullmatch(pattern, name) is not None
 
 
-def _check_patterns(patterns, names, what):
+def _check_patterns(patterns, names, what, listed=None):
+    """A ValueError for a pattern that is not a str, not a name of `names`
+    nor a valid regular expression, or matches none of them; the message
+    lists `listed` (default: `names`)."""
+    layers = ", ".join(sorted(listed if listed is not None else names))
     for pattern in patterns:
         if not isinstance(pattern, str):
             raise ValueError(f"{what} {pattern!r} is not a layer name or a regular expression "
-                             f"(a str); layers are: {', '.join(sorted(names))}")
+                             f"(a str); layers are: {layers}")
         try:
             re.compile(pattern)
         except re.error as e:
@@ -81,7 +102,7 @@ def _check_patterns(patterns, names, what):
                                  f"regular expression: {e}") from None
         if not any(_matches(pattern, n) for n in names):
             raise ValueError(f"{what} {pattern!r} matches no layer of the model; layers are: "
-                             f"{', '.join(sorted(names))}")
+                             f"{layers}")
 
 
 def select_kernels(model, targets, exclude=(), validate=None):
@@ -108,25 +129,32 @@ def select_kernels(model, targets, exclude=(), validate=None):
     """
     check_built(model)
     layers = list(iter_layers(model))
+    paths = layer_paths(model)
+    # A key names a layer ("fc") or, for one of two of that name in two
+    # nested models, its path ("branch1/fc").
     names = {layer.name for layer in layers}
+    twice = {n for n in names if sum(layer.name == n for layer in layers) > 1}
+    listed = (names - twice) | {p for p in paths.values() if p.rsplit("/", 1)[-1] in twice}
+    names |= set(paths.values())
     exclude = [exclude] if isinstance(exclude, str) else list(exclude or ())
-    _check_patterns(exclude, names, "exclude pattern")
+    _check_patterns(exclude, names, "exclude pattern", listed)
     if isinstance(targets, dict):
-        _check_patterns(list(targets), names, "target")
+        _check_patterns(list(targets), names, "target", listed)
 
     out, seen = [], set()
     for layer in layers:
-        if any(_matches(p, layer.name) for p in exclude):
+        path = paths.get(id(layer), layer.name)
+        if any(_matches(p, layer.name) or _matches(p, path) for p in exclude):
             continue
         if isinstance(targets, dict):
-            keys = [k for k in targets if k == layer.name] or \
-                   [k for k in targets if _matches(k, layer.name)]
+            keys = [k for k in targets if k in (layer.name, path)] or \
+                   [k for k in targets if _matches(k, layer.name) or _matches(k, path)]
             if not keys:
                 continue
             value = targets[keys[0]]
             kernels = kernel_variables(layer)
             if not kernels:
-                if keys[0] == layer.name:
+                if keys[0] in (layer.name, path):
                     raise ValueError(_no_kernel(layer))
                 continue
         else:
@@ -157,13 +185,17 @@ def select_kernels(model, targets, exclude=(), validate=None):
 def _no_kernel(layer):
     """Why a layer named in a per-layer dict cannot be selected."""
     import keras
+    inner = [l.name for l in iter_layers(layer) if kernel_variables(l)]
+    some = ", ".join(repr(n) for n in inner[:3]) + (", ..." if len(inner) > 3 else "")
     if isinstance(layer, keras.Model):
-        inner = [l.name for l in iter_layers(layer) if kernel_variables(l)]
-        some = ", ".join(repr(n) for n in inner[:3]) + (", ..." if len(inner) > 3 else "")
         return (f"layer {layer.name!r} is a nested model ({type(layer).__name__}): name the "
                 f"layers inside it ({some or 'it has none with a kernel'}) or a regular "
                 "expression matching them")
-    return f"layer {layer.name!r} ({type(layer).__name__}) has no kernel that can be compressed"
+    if inner:  # a wrapper: Bidirectional, TimeDistributed
+        return (f"layer {layer.name!r} ({type(layer).__name__}) holds its kernels in the layers "
+                f"inside it: name those ({some}) or a regular expression matching them")
+    return (f"layer {layer.name!r} ({type(layer).__name__}) has no kernel tfdc can compress "
+            "(those of the kinds it can: " + ", ".join(c for k in KINDS for c in k.classes) + ")")
 
 
 def check_settings(model, sparsity, bits, prefix=""):
