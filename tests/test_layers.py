@@ -1,5 +1,7 @@
 """tfdc.layers: the one registry of compressible layer kinds."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -275,3 +277,24 @@ def test_copies_keep_an_adapted_normalization():
     expected = model.predict(x, verbose=0)
     for copy in (copy_model(model), tfdc.fold_batchnorm(model), tfdc.shrink(model)):
         np.testing.assert_allclose(copy.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_weights_no_kind_covers_are_named_when_every_layer_is_asked_for():
+    # RNN(LSTMCell) is LSTM's computation but not a registered kind: its
+    # kernels stayed dense and unclustered without a word.
+    model = keras.Sequential([keras.Input((6, 8)), keras.layers.RNN(
+        keras.layers.LSTMCell(8, name="cell"), name="rnn"), keras.layers.Dense(3, name="out")])
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 6, 8)).astype("float32"), rng.integers(0, 3, 64)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    for callback in (tfdc.GradualPruning(0.5, frequency=1), tfdc.ClusteredFineTuning()):
+        with pytest.warns(UserWarning, match=rf"{type(callback).__name__}: left as they are: "
+                          r"rnn/cell/kernel \(LSTMCell, 256 weights\), rnn/cell/recurrent_kernel "
+                          r"\(LSTMCell, 256 weights\): a layer kind tfdc cannot prune or cluster"):
+            model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[callback])
+    assert np.count_nonzero(model.get_layer("rnn").cell.kernel.numpy()) == 8 * 32
+    # Named targets, or the layer excluded: the user chose, no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        for callback in (tfdc.GradualPruning({"out": 0.5}), tfdc.GradualPruning(0.5, exclude="cell")):
+            model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[callback])

@@ -245,16 +245,17 @@ def test_weights_tfdc_cannot_prune_are_named(mnist_small):
     plan = tfdc.plan(model, (xv, yv), target_bytes=4 * weights, sparsities=[0.5, 0.9],
                      bits=[4])
     assert list(plan.sparsity) == ["out"]
-    assert plan.uncompressed == [{"layer": "mat", "class": "_MatMul", "weights": weights,
+    assert plan.uncompressed == [{"layer": "mat", "weight": "w", "class": "_MatMul",
+                                  "weights": weights,
                                   "why": "a layer kind tfdc cannot prune or cluster"}]
-    assert f"in other, at full precision: mat (_MatMul, {weights:,} weights)" in str(plan)
+    assert f"in other, at full precision: mat/w (_MatMul, {weights:,} weights)" in str(plan)
     with pytest.raises(ValueError, match=r"cannot be reached: .* 4 bits; it keeps at full "
-                                         rf"precision mat \(_MatMul, {weights:,} weights: a "
+                                         rf"precision mat/w \(_MatMul, {weights:,} weights: a "
                                          r"layer kind tfdc cannot prune or cluster\)\)"):
         tfdc.plan(model, (xv, yv), target_bytes=weights // 2, sensitivity=plan.sensitivity)
     # A registered kind with a kernel tfdc does not prune: named with why.
     wide = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, dtype="float64",
                                                                     name="f64")])
     assert tfdc.bytecost.uncompressed_weights(wide) == [
-        {"layer": "f64", "class": "Dense", "weights": 4096,
+        {"layer": "f64", "weight": "kernel", "class": "Dense", "weights": 4096,
          "why": "a float64 kernel: tfdc prunes and clusters float32 kernels"}]

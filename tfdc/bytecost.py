@@ -158,9 +158,11 @@ def compressible_layers(model):
     return out
 
 
-def uncompressed_weights(model, min_weights=1024):
+def uncompressed_weights(model, min_weights=256):
     """The model's large weight tensors that tfdc cannot prune or cluster,
-    largest first: `[{"layer", "class", "weights", "why"}]` for every
+    largest first: `[{"layer", "weight", "class", "weights", "why"}]` (the
+    layer's path as `tfdc.select.layer_paths` gives it, the variable's
+    name, the layer's class, its size, why it is left) for every
     tensor of at least two axes and `min_weights` elements that is not a
     compressible kernel (a layer kind `tfdc.layers` does not register, such
     as a custom layer, or a registered kernel that is not float32). The
@@ -180,12 +182,12 @@ def uncompressed_weights(model, min_weights=1024):
             return x @ self.w
 
     model = keras.Sequential([keras.Input((64,)), Scale(name="scale"), keras.layers.Dense(10)])
-    print(uncompressed_weights(model))  # [{'layer': 'scale', 'class': 'Scale', 'weights': 4096, ...}]
+    print(uncompressed_weights(model))  # [{'layer': 'scale', 'weight': 'w', 'class': 'Scale', ...}]
     ```
     """
     from tfdc.layers import kernel_variables
-    from tfdc.select import iter_layers
-    layers = list(iter_layers(model))
+    from tfdc.select import iter_layers, layer_paths
+    layers, paths = list(iter_layers(model)), layer_paths(model)
     kernels = {id(v) for layer in layers for _, v in kernel_variables(layer)}
     rows, seen = [], set()
     for layer in layers:
@@ -202,8 +204,8 @@ def uncompressed_weights(model, min_weights=1024):
             else:
                 continue
             seen.add(id(v))
-            rows.append({"layer": layer.name, "class": type(layer).__name__, "weights": size,
-                         "why": why})
+            rows.append({"layer": paths.get(id(layer), layer.name), "weight": v.name,
+                         "class": type(layer).__name__, "weights": size, "why": why})
     return sorted(rows, key=lambda r: -r["weights"])
 
 

@@ -347,11 +347,12 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     # -- selection --------------------------------------------------------
     def _select(self, model):
         if self.bits is None:
-            sels = select_kernels(model, True, self.exclude)
+            sels = select_kernels(model, True, self.exclude, who="ClusteredFineTuning")
             for s in sels:
                 s.value = DEFAULT_CONV_BITS if s.is_conv else DEFAULT_DENSE_BITS
         else:
-            sels = select_kernels(model, self.bits, self.exclude, validate=_check_bits)
+            sels = select_kernels(model, self.bits, self.exclude, validate=_check_bits,
+                                  who="ClusteredFineTuning")
         feeding = _layers_feeding_batchnorm(model)
         for s in sels:
             if id(s.layer) in feeding:

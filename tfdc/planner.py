@@ -158,8 +158,8 @@ class Plan:
         lines.append(f"{'other':<{width}}  {'':>9}  {'':>8}  {'':>4}  {self.other_bytes:>11,}"
                      "  (graph, biases, headers, after DEFLATE)")
         for r in self.uncompressed:
-            lines.append(f"  in other, at full precision: {r['layer']} ({r['class']}, "
-                         f"{r['weights']:,} weights): {r['why']}")
+            lines.append(f"  in other, at full precision: {r['layer']}/{r['weight']} "
+                         f"({r['class']}, {r['weights']:,} weights): {r['why']}")
         lines.append("-" * len(head))
         # "planned for": tfdc.compress re-plans for a target corrected by
         # what its runs measured, not the user's own figure.
@@ -476,7 +476,8 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                 stuck = ""
                 if uncompressed:
                     stuck = ("; it keeps at full precision " + ", ".join(
-                                 f"{r['layer']} ({r['class']}, {r['weights']:,} weights: "
+                                 f"{r['layer']}/{r['weight']} ({r['class']}, "
+                                 f"{r['weights']:,} weights: "
                                  f"{r['why']})" for r in uncompressed[:3])
                              + (", ..." if len(uncompressed) > 3 else ""))
                 raise ValueError(

@@ -478,7 +478,8 @@ class GradualPruning(keras.callbacks.Callback):
     # ----------------------------------------------------------------- schedule
     def _select(self, model):
         return select_kernels(model, self.target_sparsity, self.exclude,
-                              validate=lambda v, name: check_fraction(v, f"sparsity of layer {name!r}"))
+                              validate=lambda v, name: check_fraction(v, f"sparsity of layer {name!r}"),
+                              who="GradualPruning")
 
     def sparsity_at(self, step, model=None):
         """The scheduled sparsity of each selected kernel at optimizer `step`.

@@ -8,6 +8,7 @@ once, nested models are walked).
 
 import dataclasses
 import re
+import warnings
 
 import keras
 
@@ -105,7 +106,7 @@ def _check_patterns(patterns, names, what, listed=None):
                              f"{layers}")
 
 
-def select_kernels(model, targets, exclude=(), validate=None):
+def select_kernels(model, targets, exclude=(), validate=None, who=None):
     """Resolve `targets` / `exclude` into a list of `Selection`s.
 
     Args:
@@ -119,6 +120,9 @@ def select_kernels(model, targets, exclude=(), validate=None):
         exclude: layer names or regular expressions never to select.
         validate: optional `(value, layer_name) -> None` that raises
             `ValueError` for a bad per-layer value.
+        who: the callback selecting (for its messages). Given, and
+            `targets` is not a dict (every layer asked for), a warning
+            names the large weights no kind covers (`warn_left_out`).
 
     Returns:
         A list of `Selection`, one per distinct kernel variable.
@@ -176,10 +180,31 @@ def select_kernels(model, targets, exclude=(), validate=None):
                 continue
             seen.add(id(var))
             out.append(Selection(layer, attr, var, value))
+    if who is not None and not isinstance(targets, dict):
+        warn_left_out(model, who, exclude)
     if not out:
-        raise ValueError("nothing to compress: the model has no selected Dense / Conv / "
-                         "Embedding kernel (check `targets` and `exclude`)")
+        raise ValueError("nothing to compress: the model has no selected kernel of the kinds "
+                         "tfdc can compress (" + ", ".join(c for k in KINDS for c in k.classes)
+                         + "; check `targets` and `exclude`)")
     return out
+
+
+def warn_left_out(model, who, exclude=()):
+    """A warning naming the model's large weights that `who`, asked to
+    compress every layer, leaves as they are (`tfdc.bytecost.
+    uncompressed_weights`: custom layers, RNN(LSTMCell), ConvLSTM2D, ...),
+    but for layers `exclude` names."""
+    from tfdc.bytecost import uncompressed_weights
+    rows = [r for r in uncompressed_weights(model)
+            if not any(_matches(p, r["layer"]) or _matches(p, r["layer"].rsplit("/", 1)[-1])
+                       for p in exclude)]
+    if rows:
+        named = ", ".join(f"{r['layer']}/{r['weight']} ({r['class']}, {r['weights']:,} weights)"
+                          for r in rows[:4]) + (f" and {len(rows) - 4} more" if len(rows) > 4
+                                                else "")
+        warnings.warn(f"{who}: left as they are: {named}: {rows[0]['why']}"
+                      + (" (or another reason: tfdc.bytecost.uncompressed_weights says which)"
+                         if len({r["why"] for r in rows}) > 1 else ""), stacklevel=2)
 
 
 def _no_kernel(layer):
