@@ -656,6 +656,19 @@ def report_gates(kind):
     return {"LSTM": 4, "GRU": 3}[kind]
 
 
+def test_a_float64_model_is_told_its_dtype_not_missing_ops(tmp_path):
+    # "no builtin kernel for BiasAdd, MatMul: replace those ops" sent the
+    # user after ops that are builtin in float32.
+    model = keras.Sequential([keras.Input((10,), dtype="float64"),
+                              keras.layers.Dense(8, dtype="float64", name="wide"),
+                              keras.layers.Dense(3, name="out")])
+    with pytest.raises(ValueError, match=r"in float64, and this model computes in float64 "
+                                         r"\(input '\w+', layer 'wide'\): LiteRT's builtin ops "
+                                         r"are float32; build the model in float32"):
+        export(model, tmp_path / "m.tflite")
+    assert not (tmp_path / "m.tflite").exists()
+
+
 def test_mixed_float16_model_is_clustered_and_exported(tmp_path):
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:

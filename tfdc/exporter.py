@@ -455,11 +455,30 @@ def _known_converter_failure(message, model, batch_size):
     found = re.search(r"TF Select ops: ([^\n]+)", message)
     if found or "neither a custom op nor a flex op" in message:
         ops = found.group(1).strip() if found else "some TensorFlow ops"
+        wide = _float64_parts(model)
+        if wide:
+            # MatMul, BiasAdd... are builtin in float32: the dtype is the cause.
+            return (f"the TFLite converter has no builtin kernel for {ops} in float64, and "
+                    f"this model computes in float64 ({wide}): LiteRT's builtin ops are "
+                    "float32; build the model in float32 (the layers' dtype=, or "
+                    "keras.config.set_floatx('float32')) and copy the weights over")
         return (f"the TFLite converter has no builtin kernel for {ops}, and tfdc exports "
                 "models that run on LiteRT's builtin ops only: replace those ops in the model "
                 "(or allow TF Select ops with configure=, which needs LiteRT's Flex delegate "
                 "at run time)")
     return None
+
+
+def _float64_parts(model):
+    """The float64 inputs and layers of a Keras model, named ('' if none)."""
+    if not _is_keras_model(model):
+        return ""
+    from tfdc.select import iter_layers
+    names = [f"input {getattr(t, 'name', '?')!r}" for t in getattr(model, "inputs", None) or ()
+             if str(getattr(t, "dtype", "")) == "float64"]
+    names += [f"layer {layer.name!r}" for layer in iter_layers(model)
+              if any(str(v.dtype) == "float64" for v in layer.weights)]
+    return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
 
 
 class _CapturedOutput:
