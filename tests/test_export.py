@@ -647,6 +647,8 @@ def test_recurrent_kernels_are_clustered_and_exported(tmp_path, kind):
     recurrent = [layer for layer in report.layers if layer.codebook_size and
                  layer.weights in (4 * 16 * report_gates(kind), 16 * 16 * report_gates(kind))]
     assert len(recurrent) == 2, packed
+    # Named by kernel (they were "rnn#1" and "rnn#2"), the bias beside them.
+    assert {"rnn/kernel", "rnn/recurrent_kernel"} <= set(packed), packed
     assert all(layer.codebook_size <= 9 for layer in recurrent)  # 8 values (+ the zero if dense)
     np.testing.assert_allclose(run(tmp_path / "m.tflite", [x[:1]])[0],
                                model.predict(x[:1], verbose=0), rtol=1e-4, atol=1e-5)

@@ -361,11 +361,14 @@ class ExportReport(_Derived):
                                         len(tuple(_get(r, "shape", default=()))) == 1))
         layers = [_layer_from_record(r, layer_names) for r in records]
         # A kernel whose tensor name lost its layer ("convolution",
-        # "arith.constant1") is named by the buffer it was found in.
+        # "arith.constant1"), or names only the layer of two kernels
+        # ("lstm" for lstm/kernel and lstm/recurrent_kernel), is named by the
+        # buffer it was found in.
         known = set(layer_names or ())
         for r, layer in zip(records, layers):
             name = (buffer_names or {}).get(r.buffer_index)
-            if name is not None and layer.name.split("/")[0] not in known:
+            if name is not None and (layer.name.split("/")[0] not in known
+                                     or name.startswith(layer.name + "/")):
                 layer.name = name
         if graph is not None:  # a bias takes its kernel's name
             by_buffer = {r.buffer_index: layer for r, layer in zip(records, layers)}
@@ -376,6 +379,7 @@ class ExportReport(_Derived):
                     by_buffer[bias].name = short_name(tensor, layer_names) + "/bias"
         # A vector sharing its layer's name with a kernel is that layer's bias.
         kernels = {layer.name for layer in layers if len(layer.shape) != 1}
+        kernels |= {name.rsplit("/", 1)[0] for name in kernels if "/" in name}  # lstm/kernel
         for layer in layers:
             if len(layer.shape) == 1 and layer.name in kernels:
                 layer.name += "/bias"
