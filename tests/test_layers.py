@@ -32,6 +32,10 @@ def test_every_registered_class_exists_and_kinds_do_not_overlap():
     (keras.layers.Embedding(10, 4), (None, 5), "embedding", ["embeddings"]),
     (keras.layers.LSTM(4), (None, 5, 3), "recurrent", ["kernel", "recurrent_kernel"]),
     (keras.layers.GRU(4), (None, 5, 3), "recurrent", ["kernel", "recurrent_kernel"]),
+    (keras.layers.RNN(keras.layers.LSTMCell(4)), (None, 5, 3), "recurrent",
+     ["kernel", "recurrent_kernel"]),
+    (keras.layers.ConvLSTM2D(4, 3), (None, 3, 6, 6, 2), "recurrent",
+     ["kernel", "recurrent_kernel"]),
 ])
 def test_kind_and_kernels_of_each_layer(layer, shape, kind, attrs):
     layer.build(shape)
@@ -280,21 +284,24 @@ def test_copies_keep_an_adapted_normalization():
 
 
 def test_weights_no_kind_covers_are_named_when_every_layer_is_asked_for():
-    # RNN(LSTMCell) is LSTM's computation but not a registered kind: its
+    # A stack of cells (or a custom layer) is no registered kind: its
     # kernels stayed dense and unclustered without a word.
     model = keras.Sequential([keras.Input((6, 8)), keras.layers.RNN(
-        keras.layers.LSTMCell(8, name="cell"), name="rnn"), keras.layers.Dense(3, name="out")])
+        [keras.layers.GRUCell(16, name="a"), keras.layers.GRUCell(16, name="b")], name="rnn"),
+        keras.layers.Dense(3, name="out")])
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 6, 8)).astype("float32"), rng.integers(0, 3, 64)
     model.compile("adam", "sparse_categorical_crossentropy")
     for callback in (tfdc.GradualPruning(0.5, frequency=1), tfdc.ClusteredFineTuning()):
         with pytest.warns(UserWarning, match=rf"{type(callback).__name__}: left as they are: "
-                          r"rnn/cell/kernel \(LSTMCell, 256 weights\), rnn/cell/recurrent_kernel "
-                          r"\(LSTMCell, 256 weights\): a layer kind tfdc cannot prune or cluster"):
+                          r"rnn/stacked_rnn_cells/b/kernel \(GRUCell, 768 weights\), .*, "
+                          r"rnn/stacked_rnn_cells/a/kernel \(GRUCell, 384 weights\): a layer "
+                          r"kind tfdc cannot prune or cluster"):
             model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[callback])
-    assert np.count_nonzero(model.get_layer("rnn").cell.kernel.numpy()) == 8 * 32
-    # Named targets, or the layer excluded: the user chose, no warning.
+    assert np.count_nonzero(model.get_layer("rnn").cell.cells[0].kernel.numpy()) == 8 * 48
+    # Named targets, or the layers excluded: the user chose, no warning.
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        for callback in (tfdc.GradualPruning({"out": 0.5}), tfdc.GradualPruning(0.5, exclude="cell")):
+        for callback in (tfdc.GradualPruning({"out": 0.5}),
+                         tfdc.GradualPruning(0.5, exclude=["a", "b"])):
             model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[callback])

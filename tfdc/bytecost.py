@@ -588,14 +588,20 @@ def _find_buffers(value, candidates, claimed):
         if index not in claimed and elems.size == bits.size and \
                 np.array_equal(np.sort(elems), ordered):
             return [index], 1.0
-    # Several buffers: every element of each is a value of the kernel.
+    # Several buffers: every element of each is a value of the kernel. A
+    # pruned kernel holds 0, so the graph's all-zero constants (a recurrent
+    # layer's initial state) qualify too: tried without them, then as equal
+    # slices (a recurrent kernel split into its gates).
     unique = np.unique(bits)
     parts = [index for index, elems in candidates.items()
              if index not in claimed and elems.size < bits.size
              and np.isin(elems, unique, assume_unique=False).all()]
-    if parts and sum(candidates[i].size for i in parts) == bits.size and np.array_equal(
-            np.sort(np.concatenate([candidates[i] for i in parts])), ordered):
-        return parts, 1.0
+    sizes = sorted({candidates[i].size for i in parts})
+    for group in ([parts, [i for i in parts if candidates[i].any()]]
+                  + [[i for i in parts if candidates[i].size == n] for n in sizes]):
+        if group and sum(candidates[i].size for i in group) == bits.size and np.array_equal(
+                np.sort(np.concatenate([candidates[i] for i in group])), ordered):
+            return group, 1.0
     for index, elems in candidates.items():
         if index not in claimed and elems.size == bits.size:
             scale = folded_scale(value, elems)

@@ -932,24 +932,25 @@ def kernel_buffers(model, tflite, min_bytes=64):
     """Where the Keras kernels are in a float `.tflite` model: `(found,
     altered)`, `found` `{buffer index: "layer"}` ("layer/attr" for a layer
     with several kernels) for each kernel whose exact multiset of values one
-    constant buffer holds (or those values times one factor the converter
-    folded in, `tfdc.bytecost.folded_scale`), `altered` the `layer/attr` of
-    those none holds.
+    constant buffer holds, or several together (a recurrent kernel split
+    into gates), or one holds times a factor the converter folded in
+    (`tfdc.bytecost.folded_scale`), as `tfdc.bytecost` finds them; `altered`
+    the `layer/attr` of those none holds.
     The report names a row by it where the converter's tensor name has lost
     the layer (a grouped convolution's "convolution", a TimeDistributed
     Dense's "arith.constant1")."""
-    from tfdc.bytecost import folded_scale
+    from tfdc.bytecost import _find_buffers
     from tfdc.flatbuf import read_model
     from tfdc.layers import kernel_variables
 
     data = bytes(tflite)
-    constants = {}
+    candidates = {}
     for index, buffer in enumerate(read_model(data).buffers):
         if buffer.data_start is None or buffer.data_len % 4 or not buffer.data_len:
             continue
-        words = np.frombuffer(data, np.uint32, buffer.data_len // 4, buffer.data_start)
-        # Compare bit patterns (a float sort does not order -0.0 and 0.0).
-        constants.setdefault(words.size, []).append((index, np.sort(words)))
+        # Bit patterns (a float sort does not order -0.0 and 0.0).
+        candidates[index] = np.frombuffer(data, np.uint32, buffer.data_len // 4,
+                                          buffer.data_start)
     found, altered = {}, []
     for layer in _layers(model):
         kernels = list(kernel_variables(layer))
@@ -957,17 +958,11 @@ def kernel_buffers(model, tflite, min_bytes=64):
             if np.prod(variable.shape) * 4 < min_bytes:
                 continue
             value = np.ascontiguousarray(np.asarray(variable.numpy(), dtype=np.float32))
-            kernel = np.sort(value.view(np.uint32), axis=None)
-            same_size = [(index, c) for index, c in constants.get(kernel.size, [])
-                         if index not in found]
-            match = next((index for index, c in same_size if np.array_equal(kernel, c)), None)
-            if match is None:  # a scale folded into it (a Rescaling before it) keeps sharing
-                match = next((index for index, c in same_size
-                              if folded_scale(value, c) is not None), None)
-            if match is None:
+            indices, _ = _find_buffers(value, candidates, found)
+            if indices is None:
                 altered.append(f"{layer.name}/{attr}")
-            else:
-                found[match] = layer.name if len(kernels) == 1 else f"{layer.name}/{attr}"
+            for index in indices or ():
+                found[index] = layer.name if len(kernels) == 1 else f"{layer.name}/{attr}"
     return found, altered
 
 

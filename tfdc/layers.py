@@ -103,7 +103,10 @@ KINDS = (
     LayerKind("embedding", ("Embedding",), ("embeddings",),
               converter_ops=("embedding_lookup", "gatherv2", "take"),
               constraint_attrs=("embeddings_constraint",)),
-    LayerKind("recurrent", ("LSTM", "GRU", "SimpleRNN"), ("kernel", "recurrent_kernel"),
+    # RNN: a cell of the user's (RNN(LSTMCell(...))) and ConvLSTM1D/2D/3D,
+    # which derive from it; a cell without these attributes (a stack of
+    # cells) has no kernels here.
+    LayerKind("recurrent", ("LSTM", "GRU", "SimpleRNN", "RNN"), ("kernel", "recurrent_kernel"),
               on_cell=True, converter_ops=("while", "lstm", "gru", "simple_rnn"),
               constraint_attrs=("kernel_constraint", "recurrent_constraint")),
 )

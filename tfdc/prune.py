@@ -400,9 +400,12 @@ class GradualPruning(keras.callbacks.Callback):
     Args:
         target_sparsity: final fraction of zeros, in [0, 1): one float for every
             Dense / Conv / DepthwiseConv / SeparableConv / ConvTranspose /
-            EinsumDense / Embedding kernel (never biases or normalization), or a
-            dict mapping a layer name or regular expression to a sparsity (only
-            matched layers are pruned).
+            EinsumDense / Embedding kernel and recurrent (LSTM, GRU,
+            SimpleRNN, RNN of a cell, ConvLSTM) kernel and recurrent kernel
+            (never biases or normalization; `tfdc.layers.KINDS`; a warning
+            names large weights of other layers), or a dict mapping a layer
+            name (or its path, "branch1/fc", for one of two of that name) or
+            regular expression to a sparsity (only matched layers are pruned).
         initial_sparsity: sparsity at `begin_step` (default 0).
         begin_step: first pruning step. Default: the step at which this fit's
             epoch 0 starts (`optimizer.iterations - initial_epoch * steps`).

@@ -192,7 +192,7 @@ def select_kernels(model, targets, exclude=(), validate=None, who=None):
 def warn_left_out(model, who, exclude=()):
     """A warning naming the model's large weights that `who`, asked to
     compress every layer, leaves as they are (`tfdc.bytecost.
-    uncompressed_weights`: custom layers, RNN(LSTMCell), ConvLSTM2D, ...),
+    uncompressed_weights`: custom layers, an RNN of a stack of cells, ...),
     but for layers `exclude` names."""
     from tfdc.bytecost import uncompressed_weights
     rows = [r for r in uncompressed_weights(model)
