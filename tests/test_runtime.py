@@ -1,6 +1,7 @@
 """tfdc.load_interpreter: packed and plain files in the real LiteRT interpreter."""
 
 import gc
+import os
 
 import keras
 import numpy as np
@@ -9,7 +10,7 @@ from keras import layers
 
 import tfdc
 from tfdc.exporter import convert
-from tfdc.runtime import interpreter_class, load_interpreter
+from tfdc.runtime import interpreter_class, is_decoded, load_interpreter
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +124,36 @@ def test_empty_and_non_tflite_files_are_named(tmp_path):
         load_interpreter(empty)
     with pytest.raises(tfdc.FormatError, match="no TFL3"):
         load_interpreter(b"PK\x03\x04 not a model")
+
+
+def test_what_is_no_tflite_is_refused_before_it_is_read(tmp_path, files):
+    # /dev/zero grew to 21 GB in memory, a 3 GB sparse file was read whole
+    # before its first bytes were looked at.
+    import tracemalloc
+    from tfdc.runtime import read_model_bytes
+    big = tmp_path / "big.tflite"
+    with open(big, "wb") as f:
+        f.truncate(1 << 30)  # sparse: no disk used
+    tracemalloc.start()
+    try:
+        for path in (big, "/dev/zero"):
+            with pytest.raises(tfdc.FormatError, match=f"{path}: not a .tflite file"):
+                read_model_bytes(path)
+            assert not tfdc.is_packed(path) and not is_decoded(path)
+            for call in (load_interpreter, tfdc.decode, tfdc.inspect):
+                with pytest.raises(tfdc.FormatError, match="not a .tflite file"):
+                    call(path)
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    finally:
+        tracemalloc.stop()
+    # A pipe is read as a file is.
+    packed = files["packed"].read_bytes()
+    assert len(packed) < 65536  # fits a pipe's buffer: written before it is read
+    read, write = os.pipe()
+    os.write(write, packed)
+    os.close(write)
+    assert read_model_bytes(f"/proc/self/fd/{read}") == packed
+    os.close(read)
 
 
 def test_a_damaged_section_key_is_a_format_error(files):

@@ -505,8 +505,12 @@ def _read(path):
         raise UserError(f"{path}: no such file")
     if os.path.isdir(path):
         raise UserError(f"{path}: is a directory, expected a .tflite file")
-    with open(path, "rb") as f:
-        return f.read()
+    from tfdc.errors import FormatError
+    from tfdc.runtime import read_model_bytes
+    try:
+        return read_model_bytes(path)  # refuses what is no .tflite after 8 bytes
+    except FormatError as e:
+        raise UserError(str(e)) from None
 
 
 def _check_tflite(data, path):
@@ -1130,10 +1134,10 @@ def main(argv=None):
 def _is_packed_path(path):
     """Whether the file at `path` carries a tfdc section entry (what a
     FormatError about it is then about), False if it cannot be read."""
+    from tfdc.runtime import read_model_bytes
     from tfdc.unpack import has_section_entry
     try:
-        with open(path, "rb") as f:
-            return has_section_entry(f.read())
+        return has_section_entry(read_model_bytes(path))
     except (OSError, TypeError, ValueError):
         return False
 

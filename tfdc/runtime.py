@@ -12,12 +12,24 @@ __all__ = ["load_interpreter", "read_model_bytes", "interpreter_class", "is_deco
 
 
 def read_model_bytes(path_or_bytes):
-    """The bytes of a model given as bytes-like or a filesystem path."""
+    """The bytes of a model given as bytes-like or a filesystem path.
+
+    A file is read whole only if its bytes 4..8 are TFLite's identifier
+    "TFL3": anything else is refused after its first 8 bytes with a
+    `tfdc.FormatError` naming the path, so that an endless device
+    (`/dev/zero`) or a huge file of another kind is not read into memory
+    first. A file shorter than 8 bytes is returned as it is (the caller
+    calls it empty or truncated). A pipe is read as a file is."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         return bytes(path_or_bytes)
     if isinstance(path_or_bytes, (str, os.PathLike)):
         with open(path_or_bytes, "rb") as f:
-            return f.read()
+            head = f.read(8)
+            if len(head) == 8 and head[4:8] != b"TFL3":
+                from tfdc.errors import FormatError
+                raise FormatError(f"{os.fspath(path_or_bytes)}: not a .tflite file (no TFL3 "
+                                  "identifier)", status="flatbuffer")
+            return head + f.read()
     raise TypeError("expected a path or bytes of a .tflite model, got "
                     f"{type(path_or_bytes).__name__}")
 

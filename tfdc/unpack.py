@@ -1067,11 +1067,9 @@ def _decode_v1(data, parsed):
 
 def _as_bytes(packed):
     """The bytes of a packed file given as bytes-like or a path."""
-    if isinstance(packed, (str, os.PathLike)):
-        with open(packed, "rb") as f:
-            return f.read()
-    if isinstance(packed, (bytes, bytearray, memoryview)):
-        return bytes(packed)
+    if isinstance(packed, (str, os.PathLike, bytes, bytearray, memoryview)):
+        from tfdc.runtime import read_model_bytes
+        return read_model_bytes(packed)
     raise TypeError("expected the packed file's bytes or its path, got "
                     f"{type(packed).__name__}")
 
@@ -1212,7 +1210,10 @@ def is_packed(data):
     verified. TypeError for anything else (a `pathlib.Path` was read as the
     bytes of its name)."""
     from tfdc.runtime import read_model_bytes
-    data = read_model_bytes(data)
+    try:
+        data = read_model_bytes(data)
+    except FormatError:  # a file that is no .tflite at all
+        return False
     span = section_span(data)
     return span is not None and span[1] > 1 and span[1] + span[2] == len(data)
 
@@ -1226,8 +1227,8 @@ def is_decoded(data):
     header's `decoded_size` is the file's length (and its CRC holds).
     `data`: the bytes, or a path to the file."""
     from tfdc.runtime import read_model_bytes
-    data = read_model_bytes(data)
     try:
+        data = read_model_bytes(data)
         model = read_model(data)
     except FormatError:
         return False
