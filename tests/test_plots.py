@@ -1,5 +1,6 @@
 """tfdc.plots: each figure is a real, readable PNG of a sensible size."""
 
+import os
 import struct
 
 import numpy as np
@@ -61,3 +62,21 @@ def test_sparsity_schedule(tmp_path):
     width, height = png_size(path)
     assert width > 900 and height > 550
     assert (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_a_figure_replaces_the_old_file_whole(tmp_path, weights):
+    # savefig wrote into the old file: a full disk left it truncated. A hard
+    # link to the old file shows the difference: a file replaced by rename
+    # leaves the link's contents alone, a file written in place does not.
+    path, link = tmp_path / "w.png", tmp_path / "old.png"
+    path.write_bytes(b"old figure")
+    os.link(path, link)
+    plots.weight_histograms(str(path), weights[0])
+    assert link.read_bytes() == b"old figure" and png_size(path)[0] > 600
+    # A format matplotlib cannot write: an error, and no file.
+    with pytest.raises(ValueError, match="not supported"):
+        plots.weight_histograms(str(tmp_path / "w.xyz"), weights[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.png", "w.png"]
+    # The format follows the extension, as savefig's own did.
+    with open(plots.weight_histograms(str(tmp_path / "w.svg"), weights[0]), "rb") as f:
+        assert b"<svg" in f.read(400)

@@ -16,6 +16,8 @@ drawn, with the off-screen Agg backend so that no display is needed.
 Example:
 
 ```python
+import os
+
 import numpy as np
 from tfdc import plots
 w = np.random.default_rng(0).normal(0, 0.05, 10_000)
@@ -23,6 +25,8 @@ pruned = np.where(np.abs(w) > 0.06, w, 0)
 plots.weight_histograms("fc1.png", w, pruned, layer="fc1")
 ```
 """
+
+import os
 
 import numpy as np
 
@@ -46,9 +50,23 @@ def _pyplot():
 
 
 def _save(fig, path):
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    """Render `fig` in memory, then write it atomically: a full disk or an
+    interrupt leaves the old figure (or none), never a truncated one. The
+    format is the file name's extension (PNG without one), as matplotlib
+    reads it from a path."""
+    import io
+
     import matplotlib.pyplot as plt
-    plt.close(fig)
+
+    from tfdc.exporter import write_atomically
+    ext = os.path.splitext(os.fspath(path))[1][1:].lower()
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format=ext or "png", dpi=DPI, bbox_inches="tight",
+                    facecolor="white")
+    finally:
+        plt.close(fig)
+    write_atomically(path, buffer.getvalue())
     return path
 
 
