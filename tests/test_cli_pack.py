@@ -342,3 +342,39 @@ def test_int8_weights_that_change_nothing_are_told(capsys, tmp_path, inputs):
     assert code == 0 and "weights='int8' changed nothing: no float32 kernel" in err
     code, _, err = run(capsys, "pack", "--weights", "int8", paths["float"], tmp_path / "p.tflite")
     assert code == 0 and "changed nothing" not in err
+
+
+def test_sigterm_is_an_interrupt_with_its_own_exit_status(tmp_path, inputs):
+    # SIGTERM killed tfdc outright: the temporary file of a write in progress
+    # (and tfdc compress's run folder) stayed behind. It is now an interrupt
+    # that runs the cleanup, exit status 128 + 15. Deterministic: tfdc is
+    # stopped while it reads IN from a FIFO whose writer has sent 8 bytes.
+    import signal
+    import subprocess
+    import sys
+    import time
+    paths, _ = inputs
+    fifo, out = tmp_path / "in.tflite", tmp_path / "out" / "o.tflite"
+    os.mkfifo(fifo)
+    out.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from tfdc.cli import main; "
+                             f"sys.exit(main(['pack', {str(fifo)!r}, {str(out)!r}]))"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while True:  # a FIFO opens for writing once its reader has opened it
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+    try:
+        os.write(writer, open(paths["float"], "rb").read(8))
+        time.sleep(0.5)  # into the read of the rest
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(writer)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == "tfdc: terminated (SIGTERM)"
+    assert os.listdir(out.parent) == []

@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import sys
 import time
@@ -40,6 +41,34 @@ class UserError(Exception):
 class UsageError(UserError):
     """Options that do not go together: reported as argparse's own mistakes
     are (exit status 2, pointing at the command's --help)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Python runs next so that the cleanup
+    an interrupt gets runs too (the temporary file of an atomic write,
+    tfdc compress's run folder): killed outright, they were left behind."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
+def _catch_termination():
+    """Turn SIGTERM and SIGHUP into `Terminated` where no one else handles
+    them (the main thread, the default action). Returns what to restore."""
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    caught = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) == signal.SIG_DFL:
+            caught[signum] = signal.signal(signum, _terminate)
+    return caught
 
 
 # ------------------------------------------------------------------ parsing
@@ -1104,9 +1133,13 @@ def main(argv=None):
         parser.print_help()
         return 2
     from tfdc.errors import DatasetUnavailableError, FormatError
+    caught = _catch_termination()
     try:
         _check_output(args)
         return args.func(args)
+    except Terminated as e:
+        print(f"{_PROG}: terminated ({signal.Signals(e.signum).name})", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print(f"{_PROG}: interrupted", file=sys.stderr)
         return 130
@@ -1129,6 +1162,9 @@ def main(argv=None):
             message = f"{e.filename}: {e.strerror or message}"
         print(f"{_PROG}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        for signum, previous in caught.items():
+            signal.signal(signum, previous)
 
 
 def _is_packed_path(path):
