@@ -133,6 +133,20 @@ def test_failed_build_warns_and_training_uses_sparse_matmul(tmp_path):
     assert "building" not in stderr
 
 
+def test_a_build_out_of_disk_space_is_retried_by_the_next_process(tmp_path):
+    # A full disk was remembered as a failure for good: the op stayed off
+    # after the space was freed. A "compiler" that fails as ld does then:
+    full = tmp_path / "cxx_out_of_space"
+    full.write_text("#!/bin/sh\necho 'ld: final link failed: No space left on device' >&2\n"
+                    "exit 1\n")
+    full.chmod(0o755)
+    result, _ = run_fallback(tmp_path, CXX=str(full))
+    assert result["lib"] is False and "No space left on device" in result["status"]
+    assert not [f for f in result["cache"] if f.endswith(".failed")]
+    again, stderr = run_fallback(tmp_path, CXX=str(full))
+    assert "building" in stderr and "an earlier attempt failed" not in again["status"]
+
+
 def test_broken_library_is_caught_by_the_check(tmp_path):
     """A cached library that is not a working build (here: garbage bytes)
     fails the subprocess check: a warning and the fallback, never a crash."""

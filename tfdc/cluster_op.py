@@ -151,7 +151,8 @@ def load():
 
     A build or check failure is remembered next to the build (`<lib>.failed`,
     holding the reason) so that later processes do not retry it; delete that
-    file (or the cache directory) to try again."""
+    file (or the cache directory) to try again. A full disk is not
+    remembered: the next process tries again."""
     if "module" in _state:
         return _state["module"]
     if "failed" in _state:
@@ -194,6 +195,11 @@ def _write_atomically(path, text):
 
 
 def _remember_failure(path, error):
+    """Write `<lib>.failed`, unless the build failed for want of space (a
+    full disk or quota, which the user frees: the next process retries)."""
+    import errno
+    if any(os.strerror(code) in str(error) for code in (errno.ENOSPC, errno.EDQUOT)):
+        return
     try:
         if os.path.exists(path):
             os.unlink(path)  # never load a library that failed its check
