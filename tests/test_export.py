@@ -295,6 +295,21 @@ def test_failed_write_leaves_no_partial_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["taken"]
 
 
+def test_atomic_writes_keep_the_mode_and_take_the_longest_names(tmp_path):
+    from tfdc.exporter import write_atomically
+    # A 0640 file became 0644 (world-readable) when replaced.
+    private = tmp_path / "private.tflite"
+    private.write_bytes(b"old")
+    private.chmod(0o640)
+    write_atomically(private, b"new")
+    assert private.read_bytes() == b"new" and private.stat().st_mode & 0o777 == 0o640
+    # Names of 242 to 255 bytes were refused: ".NAME.XXXXXXXX.tmp" was too long.
+    for name in ("c" * 248 + ".tflite", "\u6a21" * 82 + ".tflite"):  # 255 and 253 bytes
+        write_atomically(tmp_path / name, b"data")
+        assert (tmp_path / name).read_bytes() == b"data"
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
 def test_export_tflite_packs_an_existing_file(tmp_path):
     model = compress_weights(mlp())
     plain = convert(model)

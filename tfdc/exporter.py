@@ -687,18 +687,28 @@ def write_atomically(path, data):
         return
     target = os.path.realpath(path)
     directory = os.path.dirname(target)
+    # ".NAME.XXXXXXXX.tmp" must fit NAME_MAX (255 bytes) where NAME does:
+    # a long name is cut for the temporary file.
+    name = os.path.basename(target)
+    while len(os.fsencode(name)) > 240:
+        name = name[:-1]
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(target) + ".",
-                                   suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + name + ".", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp creates the file 0600; give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        # mkstemp creates the file 0600; give it the mode of the file it
+        # replaces (a private one stays private), else the mode a plain
+        # open() would.
+        try:
+            mode = os.stat(target).st_mode & 0o7777
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException as e:
         if tmp is not None:
