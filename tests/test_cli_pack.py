@@ -235,6 +235,11 @@ def test_refuses_files_that_are_not_tflite(capsys, tmp_path, inputs):
     assert_one_line_error(*run(capsys, "pack", tmp_path / "missing.tflite", out_path)[::2],
                           "missing.tflite", "no such file")
     assert_one_line_error(*run(capsys, "pack", tmp_path, out_path)[::2], "is a directory")
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")  # was "no such file"
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    assert_one_line_error(*run(capsys, "pack", tmp_path / "loop1", out_path)[::2], "loop1",
+                          "a symbolic link to nothing (its target is missing, or the links "
+                          "form a loop)")
     assert not out_path.exists()
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 

@@ -530,6 +530,9 @@ def _summary_stream(output):
 
 
 def _read(path):
+    if os.path.islink(path) and not os.path.exists(path):
+        raise UserError(f"{path}: a symbolic link to nothing (its target is missing, or the "
+                        "links form a loop)")
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -604,6 +607,9 @@ def cmd_demo(args):
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
         raise UserError(f"--out {args.out}: cannot create it: {e.strerror}") from None
+    if not os.access(args.out, os.W_OK | os.X_OK):  # an existing folder: now, not after training
+        raise UserError(f"--out {args.out}: cannot write in it (permission denied or a "
+                        "read-only file system)")
     if args.no_plots is False:
         _require_matplotlib("plots need", " (or pass --no-plots)")
     with warnings.catch_warnings():
