@@ -1727,6 +1727,12 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                                                max_trials, log, smallest, float_bytes)
         with open(chosen["path"], "rb") as f:
             write_atomically(path, f.read())
+    except OSError as e:
+        if e.filename is None or not os.fspath(e.filename).startswith(workdir):
+            raise
+        # A trial run's file in the temporary folder: the user's path is OUT.
+        raise type(e)(e.errno, f"{e.strerror} (writing a trial run, in a temporary folder "
+                               "beside it)", os.fspath(path)) from None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     times["total"] = time.perf_counter() - started
