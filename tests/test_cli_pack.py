@@ -383,3 +383,18 @@ def test_sigterm_is_an_interrupt_with_its_own_exit_status(tmp_path, inputs):
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert err.strip().splitlines()[-1] == "tfdc: terminated (SIGTERM)"
     assert os.listdir(out.parent) == []
+
+
+def test_a_reader_that_leaves_is_no_error_message(tmp_path, inputs):
+    # `tfdc inspect m.tflite | head -1` printed "tfdc: error: [Errno 32]
+    # Broken pipe" when head left first. The reader here leaves at once.
+    import subprocess
+    import sys
+    paths, _ = inputs
+    read, write = os.pipe()
+    os.close(read)
+    proc = subprocess.run([sys.executable, "-c", "import sys; from tfdc.cli import main; "
+                           f"sys.exit(main(['inspect', {paths['float']!r}]))"],
+                          stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+    os.close(write)
+    assert proc.returncode == 1 and proc.stderr == "", proc.stderr

@@ -1149,6 +1149,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"{_PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of standard output left (`tfdc inspect m.tflite | head`):
+        # nothing to report; stdout goes nowhere so exiting does not fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except UsageError as e:
         print(f"{_PROG}: error: {args.command}: {e} (see '{_PROG} {args.command} --help')",
               file=sys.stderr)
