@@ -476,6 +476,16 @@ def test_layers_of_one_name_in_two_nested_models(mnist_small):
                                          "layers are: branch1, branch1/fc, branch2, branch2/fc"):
         model.fit(x[:128], y[:128], epochs=1, verbose=0,
                   callbacks=[GradualPruning({"branch3/fc": 0.5})])
+    # A regular expression with "/" is matched against paths, one without
+    # against names only ("branch.*" names the nested models, not their layers).
+    targets = {name: s.sparsity for name, s in tfdc.sparsity(model).items()}
+    model.fit(x[:128], y[:128], epochs=1, verbose=0, callbacks=[
+        GradualPruning({"branch1/.*": 0.75, "out": 0.25}, frequency=1)])
+    assert tfdc.sparsity(model)["branch1/fc"].sparsity == pytest.approx(0.75, abs=1e-3)
+    with pytest.raises(ValueError, match=r"layer 'branch1' is a nested model"):
+        model.fit(x[:128], y[:128], epochs=1, verbose=0,
+                  callbacks=[GradualPruning({"branch1": 0.9})])
+    assert targets["branch2/fc"] == tfdc.sparsity(model)["branch2/fc"].sparsity
     # A plan keys its settings by layer name: refused, not planned as one.
     with pytest.raises(ValueError, match="layers 'branch1/fc' and 'branch2/fc' are both named "
                                          "'fc': a scan or plan keys its settings by layer name"):

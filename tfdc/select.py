@@ -86,6 +86,14 @@ def _matches(pattern, name):
     return pattern == name or re.fullmatch(pattern, name) is not None
 
 
+def _matches_layer(pattern, name, path):
+    """Whether a target or exclude key names the layer: its name, or its
+    path ("branch1/fc"). A regular expression without "/" is matched
+    against the name only, so that "conv.*" does not take in every layer
+    of a nested model named "conv_tower" (a Keras name has no "/")."""
+    return _matches(pattern, name) or ("/" in pattern and _matches(pattern, path))
+
+
 def _check_patterns(patterns, names, what, listed=None):
     """A ValueError for a pattern that is not a str, not a name of `names`
     nor a valid regular expression, or matches none of them; the message
@@ -101,7 +109,7 @@ def _check_patterns(patterns, names, what, listed=None):
             if pattern not in names:
                 raise ValueError(f"{what} {pattern!r} is neither a layer name nor a valid "
                                  f"regular expression: {e}") from None
-        if not any(_matches(pattern, n) for n in names):
+        if not any(_matches(pattern, n) for n in names if "/" in pattern or "/" not in n):
             raise ValueError(f"{what} {pattern!r} matches no layer of the model; layers are: "
                              f"{layers}")
 
@@ -148,11 +156,11 @@ def select_kernels(model, targets, exclude=(), validate=None, who=None):
     out, seen = [], set()
     for layer in layers:
         path = paths.get(id(layer), layer.name)
-        if any(_matches(p, layer.name) or _matches(p, path) for p in exclude):
+        if any(_matches_layer(p, layer.name, path) for p in exclude):
             continue
         if isinstance(targets, dict):
             keys = [k for k in targets if k in (layer.name, path)] or \
-                   [k for k in targets if _matches(k, layer.name) or _matches(k, path)]
+                   [k for k in targets if _matches_layer(k, layer.name, path)]
             if not keys:
                 continue
             value = targets[keys[0]]
@@ -196,7 +204,7 @@ def warn_left_out(model, who, exclude=()):
     but for layers `exclude` names."""
     from tfdc.bytecost import uncompressed_weights
     rows = [r for r in uncompressed_weights(model)
-            if not any(_matches(p, r["layer"]) or _matches(p, r["layer"].rsplit("/", 1)[-1])
+            if not any(_matches_layer(p, r["layer"].rsplit("/", 1)[-1], r["layer"])
                        for p in exclude)]
     if rows:
         named = ", ".join(f"{r['layer']}/{r['weight']} ({r['class']}, {r['weights']:,} weights)"
