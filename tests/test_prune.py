@@ -492,6 +492,26 @@ def test_layers_of_one_name_in_two_nested_models(mnist_small):
         tfdc.sensitivity(model, (x[:64], y[:64]))
 
 
+def test_a_frozen_layer_under_every_layer_is_told(mnist_small):
+    # A frozen (pretrained) layer was pruned along with the rest, without a
+    # word, though training cannot recover what that costs.
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    model.get_layer("fc1").trainable = False
+    compile_(model)
+    with pytest.warns(UserWarning, match=r"GradualPruning: frozen layers \(trainable=False\) "
+                                         r"are compressed too, .*: fc1; exclude them"):
+        model.fit(x[:128], y[:128], epochs=1, verbose=0,
+                  callbacks=[GradualPruning(0.5, frequency=1)])
+    assert tfdc.sparsity(model)["fc1"].sparsity == pytest.approx(0.5, abs=1e-3)
+    with warnings.catch_warnings():  # named, or excluded: the user chose
+        warnings.simplefilter("error", UserWarning)
+        model.fit(x[:128], y[:128], epochs=1, verbose=0,
+                  callbacks=[GradualPruning({"fc1": 0.6, "out": 0.5}, frequency=1)])
+        model.fit(x[:128], y[:128], epochs=1, verbose=0,
+                  callbacks=[GradualPruning(0.7, exclude="fc1", frequency=1)])
+
+
 def test_keys_that_are_not_names_and_two_prunings_in_one_fit(mnist_small):
     (x, y), _ = mnist_small
     model = compile_(mlp())

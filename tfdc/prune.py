@@ -403,7 +403,8 @@ class GradualPruning(keras.callbacks.Callback):
             EinsumDense / Embedding kernel and recurrent (LSTM, GRU,
             SimpleRNN, RNN of a cell, ConvLSTM) kernel and recurrent kernel
             (never biases or normalization; `tfdc.layers.KINDS`; a warning
-            names large weights of other layers), or a dict mapping a layer
+            names large weights of other layers, and frozen layers, which
+            are pruned too), or a dict mapping a layer
             name (or its path, "branch1/fc", for one of two of that name) or
             regular expression to a sparsity (only matched layers are pruned).
         initial_sparsity: sparsity at `begin_step` (default 0).

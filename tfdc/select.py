@@ -190,6 +190,13 @@ def select_kernels(model, targets, exclude=(), validate=None, who=None):
             out.append(Selection(layer, attr, var, value))
     if who is not None and not isinstance(targets, dict):
         warn_left_out(model, who, exclude)
+        frozen = [paths.get(id(s.layer), s.layer.name) for s in out
+                  if not getattr(s.variable, "trainable", True)]
+        if frozen:  # a frozen backbone under "every layer": pruned with no retraining
+            names = ", ".join(dict.fromkeys(frozen[:4])) + (", ..." if len(frozen) > 4 else "")
+            warnings.warn(f"{who}: frozen layers (trainable=False) are compressed too, and "
+                          f"training cannot make up for what that costs: {names}; exclude "
+                          "them (exclude=[...]) to leave them as they are", stacklevel=2)
     if not out:
         raise ValueError("nothing to compress: the model has no selected kernel of the kinds "
                          "tfdc can compress (" + ", ".join(c for k in KINDS for c in k.classes)
