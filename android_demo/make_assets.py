@@ -2,7 +2,7 @@
 
 Run from the repository root before building the app:
 
-    python android_demo/make_assets.py                 # train + prune + share + export (a few minutes)
+    python android_demo/make_assets.py                 # train + prune + share + export (under a minute)
     python android_demo/make_assets.py --model m.tflite  # pack (or copy) a given model instead
 
 Writes into android_demo/app/src/main/assets/:

@@ -1,8 +1,8 @@
 """The fused weight-sharing op of `ClusteredFineTuning`, built at run time.
 
 TensorFlow's own operators make the clustering constraint two sparse matrix
-products per kernel, which cost a LeNet-300-100 train step 25-28 %;
-`tfdc/native/cluster_op.cc` does the same work in one CPU kernel, for 10-17 %
+products per kernel, which cost a LeNet-300-100 train step 18-28 %;
+`tfdc/native/cluster_op.cc` does the same work in one CPU kernel, for 5-17 %
 (docs/BENCHMARKS.md). Its C++ ABI is tied to the exact TensorFlow build, so
 it cannot ship prebuilt; `load()` compiles it once per TensorFlow version with
 TensorFlow's own flags (`tf.sysconfig`), into a cache directory, and runs it

@@ -296,11 +296,14 @@ class SparsityReport(dict):
 
 
 def sparsity(model):
-    """Per-kernel zero counts of every Dense / Conv / Embedding kernel.
+    """Per-kernel zero counts of every kernel of a kind in `tfdc.layers.KINDS`
+    (Dense, Conv, depthwise, separable, transposed, EinsumDense, Embedding,
+    recurrent).
 
     Returns:
         A `SparsityReport`: a dict mapping kernel name (the layer name, or
-        `layer/attr` for layers with two kernels) to `LayerSparsity(weights,
+        `layer/attr` for layers with two kernels; for one of two layers of
+        one name in two nested models, its path, "branch1/fc") to `LayerSparsity(weights,
         zeros)` with a `.sparsity` property; the report has `.sparsity`,
         `.weights` and `.zeros` totals and prints as a table.
     """

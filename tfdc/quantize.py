@@ -6,7 +6,7 @@ The TFLite converter makes one when it gets a `representative_dataset`, but
 by default it gives every output channel of a kernel its own scale, and a
 shared value `c` becomes `round(c / scale_ch)`: a different code in every
 channel. A 32-entry codebook then turns into hundreds of distinct int8
-codes (LeNet-5's fc1: 33 values -> 110 codes) and the packed file loses
+codes (LeNet-5's fc1: 33 values -> 169 codes) and the packed file loses
 most of what weight sharing saved.
 
 With one scale per tensor, `scale = max|w| / 127`, every weight equal to
@@ -24,7 +24,7 @@ value by at most `scale / 2 = max|w| / 254`, the same shift for every weight
 that shares it. That is harmless for 5-bit codebooks (32 values spread over
 254 steps: LeNet-5's fc1 and fc2 keep all 32), lossy for 8-bit codebooks
 (256 values cannot get 254 nonzero codes: neighbouring centroids merge,
-LeNet-5's conv2 256 -> 126 codes), and costly when a tensor's output
+LeNet-5's conv2 251 -> 127 codes), and costly when a tensor's output
 channels differ in range (depthwise convolutions, convolutions without a
 folded BatchNormalization, a channel with a few large weights): the
 small-range channels are left with a handful of codes and their small shared
@@ -37,8 +37,8 @@ and later layers are retrained against the rounded weights and the export
 rounds only the small drift of that epoch. Fewer bits for layers that do not
 need 8 also keep the centroids on distinct grid points. Measured on LeNet-5
 (docs/BENCHMARKS.md, section `fullint`, `tools/fullint_benchmark.py
---snap`): 0.72 % test error for float32 and for per-tensor int8 alike, so
-nothing to absorb there; 0.70 % after the snap and one clustered epoch.
+--snap`): 0.72 % test error for float32 and 0.73 % for per-tensor int8, so
+nearly nothing to absorb there; 0.69 % after the snap and one clustered epoch.
 
 Also here: `quantize_codebooks_int8`, the float-activation alternative
 (`tfdc.export(..., weights="int8")`): int8 weight codes with one scale per

@@ -1207,8 +1207,9 @@ def is_packed(data):
     model: a TFLite flatbuffer with one tfdc.v1 or tfdc.v2 section entry
     whose section ends the file (FORMAT.md §3.2). A decoded file is a
     standard model, not a packed one. Cheap: the CRC and the records are not
-    verified. TypeError for anything else (a `pathlib.Path` was read as the
-    bytes of its name)."""
+    verified. `data` may be bytes-like, a str or an `os.PathLike` path;
+    TypeError for anything else. A file that is no .tflite at all is not
+    packed (False), read no further than its first 8 bytes."""
     from tfdc.runtime import read_model_bytes
     try:
         data = read_model_bytes(data)
