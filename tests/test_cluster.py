@@ -568,3 +568,42 @@ def test_biases_rounded_to_binary16_at_the_end_and_packed_smaller(mnist_small, t
     np.testing.assert_array_equal(biases[True], rounded)
     assert (biases[False].astype(np.float16).astype(np.float32) != biases[False]).any()
     assert sizes[True] < sizes[False] - 300, sizes  # 310 biases: about 2 of their 4 bytes
+
+
+def test_layers_of_one_variable_path_in_two_nested_models(mnist_small):
+    # Layers built before the functional models that hold them share a
+    # variable path ("fc/kernel"): clustering keyed its books by that path,
+    # so both layers got the last one's codebook and mask (branch1's 80 %
+    # sparsity came back as 30 %), and codebooks() showed one of them.
+    (x, y), _ = mnist_small
+
+    def branch(name):
+        inputs = keras.Input((784,))
+        return keras.Model(inputs, keras.layers.Dense(32, name="fc")(inputs), name=name)
+
+    inputs = keras.Input((28, 28))
+    flat = keras.layers.Flatten()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(10, name="out")(
+        keras.layers.Concatenate()([branch("branch1")(flat), branch("branch2")(flat)])))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    kernels = [model.get_layer(f"branch{i}").get_layer("fc").kernel for i in (1, 2)]
+    assert kernels[0].path == kernels[1].path
+    model.fit(x[:256], y[:256], epochs=1, verbose=0, callbacks=[
+        tfdc.GradualPruning({"branch1/fc": 0.8, "branch2/fc": 0.3}, frequency=1)])
+    zeros = [k.numpy() == 0 for k in kernels]
+    # The path wins over the bare name, whichever comes first in the dict.
+    model.fit(x[:256], y[:256], epochs=1, verbose=0, callbacks=[
+        ClusteredFineTuning({"fc": 5, "branch1/fc": 2, "branch2/fc": 3})])
+    for k, z, bits in zip(kernels, zeros, (2, 3)):
+        w = k.numpy()
+        assert np.array_equal(w == 0, z)  # each keeps its own mask
+        assert np.unique(w[w != 0]).size == 2 ** bits
+    books = codebooks(model, targets={"fc": True})
+    assert sorted(books) == ["branch1/fc/kernel", "branch2/fc/kernel"]
+    assert [books[f"branch{i}/fc/kernel"]["centroids"].size for i in (1, 2)] == [4, 8]
+    # exclude= a nested model: none of the layers inside it.
+    model.fit(x[:256], y[:256], epochs=1, verbose=0, callbacks=[
+        tfdc.GradualPruning(0.9, exclude=["branch1", "out"], frequency=1)])
+    sparsity = tfdc.sparsity(model)
+    assert sparsity["branch1/fc"].sparsity == pytest.approx(0.8, abs=1e-3)
+    assert sparsity["branch2/fc"].sparsity == pytest.approx(0.9, abs=1e-3)

@@ -14,7 +14,7 @@ import numpy as np
 from tfdc import kmeans
 from tfdc.constraints import TfdcConstraint, find_constraint, warn_constraints_skipped
 from tfdc.layers import bias_variable
-from tfdc.select import iter_layers, select_kernels
+from tfdc.select import iter_layers, select_kernels, selection_names
 
 DEFAULT_CONV_BITS = 8  # paper: 256 shared values for convolutions
 DEFAULT_DENSE_BITS = 5  # paper: 32 shared values for fully connected layers
@@ -366,17 +366,22 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     def quantize(self, model):
         """Cluster the selected kernels of `model` and snap every weight to its
         centroid (no fine-tuning). Returns `{variable path: codebook}` with
-        `positions`, `assignment`, `centroids` and `counts` as NumPy arrays."""
-        self.selections = self._select(model)
+        `positions`, `assignment`, `centroids` and `counts` as NumPy arrays
+        (for two variables of one path, the layer's path in the model and
+        the attribute: `tfdc.select.selection_names`)."""
+        return self._quantize(model, self._select(model))
+
+    def _quantize(self, model, selections):
+        self.selections = selections
         out = {}
-        for s in self.selections:
+        for name, s in zip(selection_names(model, selections), selections):
             value = keras.ops.convert_to_numpy(s.variable)
             pos, asg, cen, cnt = _cluster_kernel(value, s.value, self.init, self.seed,
                                                  self.max_iter, self.centroid_fp16)
             flat = np.zeros(value.size, np.float32)
             flat[pos] = cen[asg]
             s.variable.assign(flat.reshape(value.shape).astype(value.dtype))
-            out[s.name] = dict(positions=pos, assignment=asg, centroids=cen, counts=cnt)
+            out[name] = dict(positions=pos, assignment=asg, centroids=cen, counts=cnt)
         return out
 
     # -- callback hooks ---------------------------------------------------
@@ -451,23 +456,25 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         model = self.model
         self._started = True
         self._start_step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-        for s in self._select(model):
+        selections = self._select(model)
+        for s in selections:
             other = find_constraint(s.variable, ClusterConstraint)
             if other is not None and other.owner is not self and \
                     getattr(other.owner, "params", None) is self.params:
                 raise ValueError(f"two ClusteredFineTuning callbacks in one fit cluster layer "
                                  f"{s.layer.name!r}: give one, with a dict of per-layer bits")
-        books = self.quantize(model)
+        # In selection order, not by name: two kernels of one variable path
+        # (layers of one name in two nested models) took each other's book.
+        books = self._quantize(model, selections)
         self._warn_user_constraints()
         strategy = model.distribute_strategy
         fused = self._fused_op(model)
         with strategy.scope():
-            for s in self.selections:
-                b = books[s.name]
+            for (name, b), s in zip(books.items(), self.selections):
                 if b["centroids"].size == 0:
                     continue  # an all-zero kernel has nothing to share
                 cvar = keras.Variable(b["centroids"], trainable=False, dtype="float32",
-                                      name=s.name.replace("/", "_") + "_centroids")
+                                      name=name.replace("/", "_") + "_centroids")
                 c = ClusterConstraint(b["positions"], b["assignment"], cvar, b["counts"],
                                       int(np.prod(s.variable.shape)), self.centroid_update,
                                       inner=s.variable.constraint)
@@ -623,15 +630,17 @@ def codebooks(model, targets=True, exclude=()):
     Works on any model (clustered or not). Zeros are not part of a codebook.
 
     Returns:
-        `{variable path: {"centroids": sorted distinct nonzero values,
+        `{variable path (`tfdc.select.selection_names`): {"centroids":
+        sorted distinct nonzero values,
         "counts": how many weights hold each, "zeros": number of zeros,
         "size": number of weights}}`.
     """
     out = {}
-    for s in select_kernels(model, targets, exclude):
+    selections = select_kernels(model, targets, exclude)
+    for name, s in zip(selection_names(model, selections), selections):
         v = keras.ops.convert_to_numpy(s.variable).ravel()
         centroids, counts = np.unique(v[v != 0], return_counts=True)
-        out[s.name] = {"centroids": centroids, "counts": counts,
+        out[name] = {"centroids": centroids, "counts": counts,
                        "zeros": int(v.size - counts.sum()), "size": int(v.size)}
     return out
 

@@ -72,6 +72,20 @@ def layer_paths(model):
     return paths
 
 
+def selection_names(model, selections):
+    """A unique name per selection: its variable's path ("fc1/kernel"), or,
+    where two variables share one (layers of one name built before the
+    nested models that hold them), the layer's path in `model` and the
+    attribute ("branch1/fc/kernel")."""
+    names = [s.name for s in selections]
+    if len(set(names)) == len(names):
+        return names
+    paths = layer_paths(model)
+    return [name if names.count(name) == 1 else
+            f"{paths.get(id(s.layer), s.layer.name)}/{s.attr}"
+            for name, s in zip(names, selections)]
+
+
 def check_built(model):
     """A TypeError for what is not a Keras model or layer, a ValueError
     for a model not built yet (it has no weights to read)."""
@@ -84,6 +98,14 @@ def check_built(model):
 
 def _matches(pattern, name):
     return pattern == name or re.fullmatch(pattern, name) is not None
+
+
+def _excluded(exclude, path):
+    """Whether an `exclude` pattern names the layer at `path` or a nested
+    model or wrapper that holds it ("branch1" excludes "branch1/fc")."""
+    parts = path.split("/")
+    return any(_matches_layer(p, parts[i], "/".join(parts[:i + 1]))
+               for p in exclude for i in range(len(parts)))
 
 
 def _matches_layer(pattern, name, path):
@@ -125,7 +147,8 @@ def select_kernels(model, targets, exclude=(), validate=None, who=None):
             expression (matched against the whole layer name) to a value.
             With a dict, only layers matched by a key are selected; an exact
             name wins over a regex, otherwise the first matching key wins.
-        exclude: layer names or regular expressions never to select.
+        exclude: layer names or regular expressions never to select (a
+            nested model's or a wrapper's: none of the layers inside it).
         validate: optional `(value, layer_name) -> None` that raises
             `ValueError` for a bad per-layer value.
         who: the callback selecting (for its messages). Given, and
@@ -156,10 +179,12 @@ def select_kernels(model, targets, exclude=(), validate=None, who=None):
     out, seen = [], set()
     for layer in layers:
         path = paths.get(id(layer), layer.name)
-        if any(_matches_layer(p, layer.name, path) for p in exclude):
+        if _excluded(exclude, path):
             continue
         if isinstance(targets, dict):
-            keys = [k for k in targets if k in (layer.name, path)] or \
+            # Its path, then its name, then the first regular expression.
+            keys = [k for k in targets if k == path] or \
+                   [k for k in targets if k == layer.name] or \
                    [k for k in targets if _matches_layer(k, layer.name, path)]
             if not keys:
                 continue
@@ -210,9 +235,7 @@ def warn_left_out(model, who, exclude=()):
     uncompressed_weights`: custom layers, an RNN of a stack of cells, ...),
     but for layers `exclude` names."""
     from tfdc.bytecost import uncompressed_weights
-    rows = [r for r in uncompressed_weights(model)
-            if not any(_matches_layer(p, r["layer"].rsplit("/", 1)[-1], r["layer"])
-                       for p in exclude)]
+    rows = [r for r in uncompressed_weights(model) if not _excluded(exclude, r["layer"])]
     if rows:
         named = ", ".join(f"{r['layer']}/{r['weight']} ({r['class']}, {r['weights']:,} weights)"
                           for r in rows[:4]) + (f" and {len(rows) - 4} more" if len(rows) > 4
