@@ -302,6 +302,16 @@ def test_a_shared_library_exports_the_api_only(packed_models, tmp_path):
         libdir = next(f[2:] for f in flags if f.startswith("-L"))
         _check_app(tmp_path / "app", packed_models[1][1], tmp_path,
                    env={**os.environ, "LD_LIBRARY_PATH": libdir})
+        # A versioned library (0.x: the minor version is the ABI's), and the
+        # installed tool finds it beside itself (its run path was cleared).
+        assert os.path.islink(os.path.join(libdir, "libtfdc_decode.so"))
+        from tfdc import __version__
+        soname = "libtfdc_decode.so." + ".".join(__version__.split(".")[:2])
+        assert os.path.exists(os.path.join(libdir, soname))
+        env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+        _run([str(prefix / "bin" / "tfdc-decode"), str(tmp_path / "in.tflite"),
+              str(tmp_path / "tool.tflite")], env=env)
+        assert (tmp_path / "tool.tflite").read_bytes() == (tmp_path / "out.tflite").read_bytes()
     nm = shutil.which("nm")
     if nm is None:
         pytest.skip("nm not installed")
