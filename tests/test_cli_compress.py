@@ -127,6 +127,8 @@ def test_a_regression_model_to_a_loss_budget(capsys, tmp_path):
     (["{tflite}", "{data}", "{out}", "--target-bytes", "9000"], ["already converted",
                                                                "tfdc pack"]),
     (["{model}", "{missing}", "{out}", "--target-bytes", "9000"], ["no such file"]),
+    (["{loop}", "{data}", "{out}", "--target-bytes", "9000"], ["a symbolic link to nothing"]),
+    (["{model}", "{loop}", "{out}", "--target-bytes", "9000"], ["a symbolic link to nothing"]),
     (["{model}", "{model}", "{out}", "--target-bytes", "9000"], ["no x_train", "config.json"]),
     (["{model}", "{tflite}", "{out}", "--target-bytes", "9000"], ["is not an .npz file"]),
     (["{model}", "{data}", "{model}", "--target-bytes", "9000"], ["OUT is"]),
@@ -137,8 +139,11 @@ def test_a_regression_model_to_a_loss_budget(capsys, tmp_path):
 def test_mistakes_are_one_line_errors_and_write_nothing(capsys, files, argv, words):
     tflite = files["folder"] / "plain.tflite"
     tflite.write_bytes(b"\0\0\0\0TFL3" + bytes(32))
+    loop = files["folder"] / "loop"  # was "no such file"
+    if not loop.is_symlink():
+        loop.symlink_to(loop)
     names = dict(files, missing=files["folder"] / "missing", out=files["folder"] / "x.tflite",
-                 tflite=tflite)
+                 tflite=tflite, loop=loop)
     code, _, err = run(capsys, "compress", *[a.format(**names) for a in argv])
     assert_one_line_error(code, err, *words)
     assert not os.path.exists(names["out"])

@@ -120,10 +120,19 @@ def test_an_already_decoded_file_loads_as_it_is(files):
 def test_empty_and_non_tflite_files_are_named(tmp_path):
     empty = tmp_path / "empty.tflite"
     empty.write_bytes(b"")
-    with pytest.raises(tfdc.FormatError, match="empty.tflite: an empty file"):
+    with pytest.raises(tfdc.FormatError, match=r"empty.tflite: not a .tflite file \(an empty "
+                                               r"file\)"):
         load_interpreter(empty)
     with pytest.raises(tfdc.FormatError, match="no TFL3"):
         load_interpreter(b"PK\x03\x04 not a model")
+    # One wording for every reader, the path named where one was given.
+    short = tmp_path / "short.tflite"
+    short.write_bytes(b"TFL3")
+    for read in (load_interpreter, tfdc.inspect, tfdc.export_tflite):
+        args = (short,) if read is not tfdc.export_tflite else (short, tmp_path / "o.tflite")
+        with pytest.raises(tfdc.FormatError, match=r"short.tflite: not a .tflite file \(4 "
+                                                   r"bytes, shorter than a .tflite header\)"):
+            read(*args)
 
 
 def test_what_is_no_tflite_is_refused_before_it_is_read(tmp_path, files):

@@ -170,7 +170,7 @@ def test_what_is_no_flatbuffer_has_the_flatbuffer_status_in_every_backend():
             with pytest.raises(FormatError) as error:
                 unpack.decode(data, backend=backend)
             assert error.value.status == "flatbuffer", (data, backend)
-        with pytest.raises(FormatError, match="not a .tflite flatbuffer") as error:
+        with pytest.raises(FormatError, match="not a .tflite file") as error:
             tfdc.inspect(data)
         assert error.value.status == "flatbuffer"
 

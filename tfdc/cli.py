@@ -529,12 +529,16 @@ def _summary_stream(output):
     return sys.stderr if is_special_file(output) else sys.stdout
 
 
+def _check_readable(path):
+    from tfdc.exporter import check_readable
+    try:
+        check_readable(path)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+
+
 def _read(path):
-    if os.path.islink(path) and not os.path.exists(path):
-        raise UserError(f"{path}: a symbolic link to nothing (its target is missing, or the "
-                        "links form a loop)")
-    if not os.path.exists(path):
-        raise UserError(f"{path}: no such file")
+    _check_readable(path)
     if os.path.isdir(path):
         raise UserError(f"{path}: is a directory, expected a .tflite file")
     from tfdc.errors import FormatError
@@ -596,8 +600,11 @@ def cmd_demo(args):
                 setattr(config, name, value)
     if args.mnist and args.dataset != "mnist":
         raise UserError(f"--mnist applies to --dataset mnist, not --dataset {args.dataset}")
-    if args.mnist and not os.path.exists(args.mnist):
-        raise UserError(f"--mnist {args.mnist}: no such file")
+    if args.mnist:
+        try:
+            _check_readable(args.mnist)
+        except UserError as e:
+            raise UserError(f"--mnist {e}") from None
     if args.mnist and os.path.isdir(args.mnist):
         raise UserError(f"--mnist {args.mnist}: is a directory, expected an mnist.npz file")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -657,8 +664,7 @@ def _import_user_code(modules):
 def _load_keras_model(path, safe_mode=True, imports=()):
     """The Keras model in `path`, or a UserError saying why not."""
     _import_user_code(imports)
-    if not os.path.exists(path):
-        raise UserError(f"{path}: no such file")
+    _check_readable(path)
     if os.path.isdir(path):
         raise UserError(f"{path}: is a directory (a TensorFlow SavedModel?); tfdc needs a "
                         "Keras model file: model.save('model.keras')")
@@ -798,7 +804,8 @@ def _plan_command(args):
         kinds = FigureCanvasBase.get_supported_filetypes()
         if os.path.splitext(args.plot)[1].lstrip(".").lower() not in kinds:
             raise UserError(f"{args.plot}: --plot draws an image, its kind named by the file's "
-                            f"ending: .png, or one of .{', .'.join(sorted(kinds))}")
+                            f"ending: .png, or one of "
+                            f".{', .'.join(sorted(set(kinds) - {'png'}))}")
     _, validation, _, note = _load_splits(args)
     model = _load_keras_model(args.model, args.safe_mode, args.imports)
     _check_outputs(model, validation[1], "tfdc plan")

@@ -182,8 +182,8 @@ def load_npz_splits(path, validation_split=0.1):
               "several inputs or outputs: x_train/0, x_train/1, ... or x_train/NAME)")
     if not (isinstance(validation_split, (int, float)) and 0 < validation_split < 1):
         raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
+    from tfdc.exporter import check_readable
+    check_readable(path)
     _check_npz(path, layout, ValueError)
     names = [f"{xy}_{split}" for split in ("train", "val", "test") for xy in "xy"]
     try:

@@ -28,7 +28,7 @@ import numpy as np
 
 from tfdc.layers import has_graph
 from tfdc.quantize import quantize_codebooks_int8
-from tfdc.runtime import read_model_bytes
+from tfdc.runtime import check_tflite_header, read_model_bytes
 
 __all__ = ["export", "export_tflite", "convert", "check_writable", "write_atomically",
            "quantize_codebooks_int8", "altered_kernels", "kernel_buffers"]
@@ -449,7 +449,8 @@ def _known_converter_failure(message, model, batch_size):
         what = ", ".join(recurrent) if recurrent else "a loop over a tensor list"
         if batch_size is None:
             return (f"the TFLite converter cannot convert {what} with a dynamic batch size: "
-                    "export with a fixed one, tfdc.export(model, path, batch_size=1)")
+                    "export with a fixed one, tfdc.export(model, path, batch_size=1) "
+                    "(tfdc.plan / tfdc.sensitivity: export_options={'batch_size': 1})")
         return (f"the TFLite converter cannot convert {what} to builtin ops even with "
                 f"batch_size={batch_size} (an input shape that is not fully fixed?)")
     found = re.search(r"TF Select ops: ([^\n]+)", message)
@@ -594,6 +595,17 @@ def _refuse_distiller(model):
 def _is_keras_model(model):
     import keras
     return isinstance(model, keras.Model)
+
+
+def check_readable(path):
+    """A FileNotFoundError naming `path` if nothing is there to read: no
+    such file, or a symbolic link to nothing (its target missing, or links
+    that form a loop), which `os.path.exists` also calls missing."""
+    if os.path.islink(path) and not os.path.exists(path):
+        raise FileNotFoundError(f"{os.fspath(path)}: a symbolic link to nothing (its target is "
+                                "missing, or the links form a loop)")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{os.fspath(path)}: no such file")
 
 
 def check_writable(path, example="model.tflite"):
@@ -783,8 +795,7 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
     plain = original = read_model_bytes(tflite)
     if has_section_entry(plain):
         raise ValueError("the input is already a tfdc-packed model")
-    if len(plain) < 8 or plain[4:8] != b"TFL3":
-        raise ValueError("the input is not a .tflite flatbuffer (no TFL3 identifier)")
+    check_tflite_header(plain, tflite)
     if weights not in ("float32", "int8"):
         raise ValueError(f"weights must be 'float32' or 'int8', got {weights!r}")
     if weights == "int8":

@@ -640,19 +640,16 @@ def inspect(path_or_bytes, layer_names=None):
         layer_names: optional Keras layer names, to label rows exactly.
 
     Raises:
-        tfdc.FormatError: not a .tflite flatbuffer, or a malformed packed
+        tfdc.FormatError: not a .tflite file, or a malformed packed
             file.
     """
-    from tfdc.runtime import read_model_bytes
+    from tfdc.runtime import check_tflite_header, read_model_bytes
     from tfdc.errors import FormatError
     from tfdc.unpack import damaged_key, has_section_entry, model_flatbuffer, read_pack_info
 
     path = os.fspath(path_or_bytes) if isinstance(path_or_bytes, (str, os.PathLike)) else None
     data = read_model_bytes(path_or_bytes)
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        what = "an empty file" if not data else "no TFL3 file identifier"
-        raise FormatError(f"{path + ': ' if path else ''}not a .tflite flatbuffer ({what})",
-                          status="flatbuffer")
+    check_tflite_header(data, path_or_bytes)
     damage = damaged_key(data)
     if damage:  # not a plain model to preview: a packed one whose key broke
         raise FormatError(f"{path}: {damage}" if path else damage, status="not_packed")

@@ -25,13 +25,27 @@ def read_model_bytes(path_or_bytes):
     if isinstance(path_or_bytes, (str, os.PathLike)):
         with open(path_or_bytes, "rb") as f:
             head = f.read(8)
-            if len(head) == 8 and head[4:8] != b"TFL3":
-                from tfdc.errors import FormatError
-                raise FormatError(f"{os.fspath(path_or_bytes)}: not a .tflite file (no TFL3 "
-                                  "identifier)", status="flatbuffer")
+            if len(head) == 8:
+                check_tflite_header(head, path_or_bytes)
             return head + f.read()
     raise TypeError("expected a path or bytes of a .tflite model, got "
                     f"{type(path_or_bytes).__name__}")
+
+
+def check_tflite_header(data, path_or_bytes=None):
+    """A `tfdc.FormatError` (status "flatbuffer"), naming the file where
+    `path_or_bytes` is a path, for bytes that are no .tflite model: empty,
+    shorter than the 8-byte header, or without TFLite's identifier "TFL3"
+    at bytes 4..8. One wording for every reader."""
+    if len(data) >= 8 and bytes(data[4:8]) == b"TFL3":
+        return
+    from tfdc.errors import FormatError
+    where = (f"{os.fspath(path_or_bytes)}: "
+             if isinstance(path_or_bytes, (str, os.PathLike)) else "")
+    what = ("an empty file" if not data else
+            f"{len(data)} bytes, shorter than a .tflite header" if len(data) < 8 else
+            "no TFL3 identifier")
+    raise FormatError(f"{where}not a .tflite file ({what})", status="flatbuffer")
 
 
 def interpreter_class():
@@ -86,12 +100,9 @@ def load_interpreter(path_or_bytes, *, backend="auto", **kwargs):
     data = read_model_bytes(path_or_bytes)
     where = (f"{os.fspath(path_or_bytes)}: "
              if isinstance(path_or_bytes, (str, os.PathLike)) else "")
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        # The interpreter's own message for an empty file is "`model_path`
-        # or `model_content` must be specified".
-        raise FormatError(where + ("an empty file, not a .tflite model" if not data else
-                                   "not a .tflite model (no TFL3 file identifier)"),
-                          status="flatbuffer")
+    # The interpreter's own message for an empty file is "`model_path` or
+    # `model_content` must be specified".
+    check_tflite_header(data, path_or_bytes)
     damage = damaged_key(data)
     if damage:
         raise FormatError(where + damage, status="not_packed")
