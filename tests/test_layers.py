@@ -284,8 +284,8 @@ def test_copies_keep_an_adapted_normalization():
 
 
 def test_weights_no_kind_covers_are_named_when_every_layer_is_asked_for():
-    # A stack of cells (or a custom layer) is no registered kind: its
-    # kernels stayed dense and unclustered without a word.
+    # A stack of cells is no registered kind: its kernels stayed dense and
+    # unclustered without a word.
     model = keras.Sequential([keras.Input((6, 8)), keras.layers.RNN(
         [keras.layers.GRUCell(16, name="a"), keras.layers.GRUCell(16, name="b")], name="rnn"),
         keras.layers.Dense(3, name="out")])
@@ -295,8 +295,9 @@ def test_weights_no_kind_covers_are_named_when_every_layer_is_asked_for():
     for callback in (tfdc.GradualPruning(0.5, frequency=1), tfdc.ClusteredFineTuning()):
         with pytest.warns(UserWarning, match=rf"{type(callback).__name__}: left as they are: "
                           r"rnn/stacked_rnn_cells/b/kernel \(GRUCell, 768 weights\), .*, "
-                          r"rnn/stacked_rnn_cells/a/kernel \(GRUCell, 384 weights\): a layer "
-                          r"kind tfdc cannot prune or cluster"):
+                          r"rnn/stacked_rnn_cells/a/kernel \(GRUCell, 384 weights\): a cell "
+                          r"of a stack, RNN\(\[cell, ...\]\): tfdc compresses an RNN of one "
+                          r"cell, so stack RNN layers instead"):
             model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[callback])
     assert np.count_nonzero(model.get_layer("rnn").cell.cells[0].kernel.numpy()) == 8 * 48
     # Named targets, or the layers excluded: the user chose, no warning.

@@ -197,7 +197,12 @@ def uncompressed_weights(model, min_weights=256):
             size, dtype = int(np.prod(v.shape)), str(v.dtype)
             if id(v) in seen or len(v.shape) < 2 or size < min_weights:
                 continue
-            if id(v) not in kernels:
+            if id(v) not in kernels and type(layer).__name__.endswith("Cell"):
+                # A registered RNN's own cell holds registered kernels: this
+                # one is in a StackedRNNCells (RNN([cell, cell])).
+                why = ("a cell of a stack, RNN([cell, ...]): tfdc compresses an RNN of one "
+                       "cell, so stack RNN layers instead")
+            elif id(v) not in kernels:
                 why = "a layer kind tfdc cannot prune or cluster"
             elif dtype != "float32":
                 why = f"a {dtype} kernel: tfdc prunes and clusters float32 kernels"
