@@ -425,12 +425,12 @@ class ByteCost:
         self._kernels = collections.OrderedDict()  # name -> [(value, [buffer index])]
         self.weights = {}
         missing = []
-        claimed = set()
+        claimed, sorted_cache = set(), {}
         for name, kernels in compressible_layers(model).items():
             found = []
             for attr, variable in kernels:
                 value = np.ascontiguousarray(np.asarray(variable.numpy(), dtype=np.float32))
-                indices, scale = _find_buffers(value, candidates, claimed)
+                indices, scale = _find_buffers(value, candidates, claimed, sorted_cache)
                 if indices is None:
                     break
                 claimed.update(indices)
@@ -582,17 +582,22 @@ class ByteCost:
                                      f"{', '.join(self.layers)}")
 
 
-def _find_buffers(value, candidates, claimed):
+def _find_buffers(value, candidates, claimed, sorted_cache=None):
     """`(indices, scale)`: the float32 buffers that together hold the
     elements of kernel `value` (one buffer for most kinds; a fused LSTM's
     gates are several) and the factor the converter multiplied them by
-    (`folded_scale`: 1.0 for the exact values), or `(None, None)`."""
+    (`folded_scale`: 1.0 for the exact values), or `(None, None)`.
+    `sorted_cache`: a dict the caller keeps across kernels, so that each
+    buffer is sorted once, not once per kernel of its size."""
     bits = value.view(np.uint32).ravel()
     ordered = np.sort(bits)
+    cache = {} if sorted_cache is None else sorted_cache
     for index, elems in candidates.items():
-        if index not in claimed and elems.size == bits.size and \
-                np.array_equal(np.sort(elems), ordered):
-            return [index], 1.0
+        if index not in claimed and elems.size == bits.size:
+            if index not in cache:
+                cache[index] = np.sort(elems)
+            if np.array_equal(cache[index], ordered):
+                return [index], 1.0
     # Several buffers: every element of each is a value of the kernel. A
     # pruned kernel holds 0, so the graph's all-zero constants (a recurrent
     # layer's initial state) qualify too: tried without them, then as equal

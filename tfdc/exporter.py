@@ -972,14 +972,14 @@ def kernel_buffers(model, tflite, min_bytes=64):
         # Bit patterns (a float sort does not order -0.0 and 0.0).
         candidates[index] = np.frombuffer(data, np.uint32, buffer.data_len // 4,
                                           buffer.data_start)
-    found, altered = {}, []
+    found, altered, sorted_cache = {}, [], {}
     for layer in _layers(model):
         kernels = list(kernel_variables(layer))
         for attr, variable in kernels:
             if np.prod(variable.shape) * 4 < min_bytes:
                 continue
             value = np.ascontiguousarray(np.asarray(variable.numpy(), dtype=np.float32))
-            indices, _ = _find_buffers(value, candidates, found)
+            indices, _ = _find_buffers(value, candidates, found, sorted_cache)
             if indices is None:
                 altered.append(f"{layer.name}/{attr}")
             for index in indices or ():

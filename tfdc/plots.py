@@ -16,8 +16,6 @@ drawn, with the off-screen Agg backend so that no display is needed.
 Example:
 
 ```python
-import os
-
 import numpy as np
 from tfdc import plots
 w = np.random.default_rng(0).normal(0, 0.05, 10_000)
