@@ -6,6 +6,7 @@ per distinct kernel variable (a layer shared by several call sites appears
 once, nested models are walked).
 """
 
+import collections
 import dataclasses
 import re
 import warnings
@@ -168,7 +169,7 @@ def select_kernels(model, targets, exclude=(), validate=None, who=None):
     # A key names a layer ("fc") or, for one of two of that name in two
     # nested models, its path ("branch1/fc").
     names = {layer.name for layer in layers}
-    twice = {n for n in names if sum(layer.name == n for layer in layers) > 1}
+    twice = {n for n, count in collections.Counter(l.name for l in layers).items() if count > 1}
     listed = (names - twice) | {p for p in paths.values() if p.rsplit("/", 1)[-1] in twice}
     names |= set(paths.values())
     exclude = [exclude] if isinstance(exclude, str) else list(exclude or ())
