@@ -30,8 +30,8 @@ import dataclasses
 import functools
 
 __all__ = ["LayerKind", "KINDS", "kind_of", "kernel_attrs", "kernel_variables", "kernel_name",
-           "bias_variable", "constraint_slot", "converter_op_names", "CHANNELWISE", "CHANNEL_NORMALIZATION",
-           "CHANNEL_MERGES", "ZERO_PRESERVING_ACTIVATIONS", "channel_role",
+           "bias_variable", "constraint_slot", "converter_op_names", "CHANNELWISE",
+           "CHANNEL_NORMALIZATION", "CHANNEL_MERGES", "ZERO_PRESERVING_ACTIVATIONS", "channel_role",
            "zero_preserving_activation", "copy_layer", "copy_model", "finalize_states",
            "is_subclassed", "has_graph", "graph_of", "graph_nodes", "sequential_like"]
 

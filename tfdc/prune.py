@@ -321,7 +321,7 @@ def sparsity(model):
     report = SparsityReport()
     for name, (layer, attr, variable) in zip(names, rows):
         if names.count(name) > 1:
-            name = paths[id(layer)] + name[len(layer.name):]
+            name = paths.get(id(layer), layer.name) + name[len(layer.name):]
         w = ops.convert_to_numpy(variable)
         report[name] = LayerSparsity(int(w.size), int(w.size - np.count_nonzero(w)))
     return report
@@ -484,8 +484,9 @@ class GradualPruning(keras.callbacks.Callback):
 
     # ----------------------------------------------------------------- schedule
     def _select(self, model):
-        return select_kernels(model, self.target_sparsity, self.exclude,
-                              validate=lambda v, name: check_fraction(v, f"sparsity of layer {name!r}"),
+        def validate(value, name):
+            check_fraction(value, f"sparsity of layer {name!r}")
+        return select_kernels(model, self.target_sparsity, self.exclude, validate=validate,
                               who="GradualPruning")
 
     def sparsity_at(self, step, model=None):
