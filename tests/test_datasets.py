@@ -49,6 +49,20 @@ def test_a_folder_or_a_missing_file(tmp_path):
         load_mnist_raw(str(tmp_path))
     with pytest.raises(DatasetUnavailableError, match="does not exist"):
         load_mnist_raw(str(tmp_path / "nope.npz"))
+    loop = tmp_path / "loop.npz"
+    loop.symlink_to(loop)
+    with pytest.raises(DatasetUnavailableError, match="a symbolic link to nothing"):
+        load_mnist_raw(str(loop))
+
+
+def test_a_device_is_no_npz():
+    # /dev/zero as DATA or --mnist was read until memory ran out (zipfile
+    # looks for the archive's end); /dev/null stands in here: refused as a
+    # device by name, it was "not an .npz file" before.
+    with pytest.raises(DatasetUnavailableError, match="/dev/null is not a regular file"):
+        load_mnist_raw("/dev/null")
+    with pytest.raises(ValueError, match="/dev/null is not a regular file"):
+        load_npz_splits("/dev/null")
 
 
 def test_digits_are_shaped_like_mnist():

@@ -155,6 +155,17 @@ def test_what_is_no_tflite_is_refused_before_it_is_read(tmp_path, files):
         assert tracemalloc.get_traced_memory()[1] < 1 << 20
     finally:
         tracemalloc.stop()
+    # A real header: the file is read with one allocation of its size (head
+    # + rest held a 3 GB file twice).
+    with open(big, "wb") as f:
+        f.write(files["plain"].read_bytes()[:8])
+        f.truncate(64 << 20)
+    tracemalloc.start()
+    try:
+        assert len(read_model_bytes(big)) == 64 << 20
+        assert tracemalloc.get_traced_memory()[1] < 96 << 20
+    finally:
+        tracemalloc.stop()
     # A pipe is read as a file is.
     packed = files["packed"].read_bytes()
     assert len(packed) < 65536  # fits a pipe's buffer: written before it is read

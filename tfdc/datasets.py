@@ -26,6 +26,10 @@ def _check_npz(path, what, error):
     """Raise `error` naming `path` unless it is an .npz (zip) archive."""
     if os.path.isdir(path):
         raise error(f"{path} is a directory; {what}")
+    # A zip is read from its end: a device or a pipe is no archive (and
+    # /dev/zero was read until memory ran out).
+    if not os.path.isfile(path):
+        raise error(f"{path} is not a regular file (a device or a pipe); {what}")
     # An .npz is a zip archive; anything else would reach NumPy's pickle
     # refusal, which does not say what is wrong.
     if not zipfile.is_zipfile(path):
@@ -61,6 +65,9 @@ def load_mnist_raw(path=None):
     """Return `((x_train, y_train), (x_test, y_test))` as uint8 arrays."""
     path = path or os.environ.get(MNIST_ENV)
     if path:
+        if os.path.islink(path) and not os.path.exists(path):
+            raise DatasetUnavailableError(f"MNIST file {path!r} is a symbolic link to nothing "
+                                          "(its target is missing, or the links form a loop)")
         if not os.path.exists(path):
             raise DatasetUnavailableError(f"MNIST file {path!r} does not exist")
         return _read_npz(path)

@@ -6,6 +6,7 @@ LiteRT runtime; `tf.lite.Interpreter` is the fallback when ai-edge-litert is
 not installed. Plain `.tflite` files are loaded unchanged.
 """
 
+import io
 import os
 
 __all__ = ["load_interpreter", "read_model_bytes", "interpreter_class", "is_decoded"]
@@ -23,10 +24,16 @@ def read_model_bytes(path_or_bytes):
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         return bytes(path_or_bytes)
     if isinstance(path_or_bytes, (str, os.PathLike)):
-        with open(path_or_bytes, "rb") as f:
+        # Unbuffered: a file is then read with one allocation of its size
+        # (a buffered read after the header held it twice).
+        with open(path_or_bytes, "rb", buffering=0) as raw:
+            f = raw if raw.seekable() else io.BufferedReader(raw)  # a pipe: as a stream
             head = f.read(8)
             if len(head) == 8:
                 check_tflite_header(head, path_or_bytes)
+            if f is raw:
+                raw.seek(0)
+                return raw.readall()
             return head + f.read()
     raise TypeError("expected a path or bytes of a .tflite model, got "
                     f"{type(path_or_bytes).__name__}")
