@@ -154,6 +154,16 @@ def test_units_counts_weights_and_work():
     assert (report.macs, report.macs_kept) == (784 * 32 + 320, 784 * 20 + 200)
     assert "fc1" in str(report) and "32 -> 20" in report.to_markdown()
     assert tfdc.shrink(model).count_params() == report.weights_kept
+    assert report.uncounted == () and "leave out" not in str(report)
+    # A recurrent layer and a nested model: their work is not in the MAC
+    # totals, and the table says so (a 2.68x read as the model's was ~1.02x).
+    inputs = keras.Input((10, 8))
+    inner = keras.Sequential([keras.Input((16,)), layers.Dense(32, name="a")], name="inner")
+    mixed = keras.Model(inputs, layers.Dense(4, name="out")(
+        inner(layers.LSTM(16, name="rec")(inputs))))
+    report = tfdc.units(mixed)
+    assert report.uncounted == ("rec", "inner") and report.macs == 32 * 4
+    assert str(report).splitlines()[-1].endswith("MACs leave out rec, inner")
 
 
 def test_shrink_works_from_the_zeros_after_save_and_load(tmp_path, mnist_small):

@@ -177,7 +177,12 @@ class LayerUnits:
 
 
 class UnitsReport(dict):
-    """`units(model)`'s result: layer name -> `LayerUnits`, printable."""
+    """`units(model)`'s result: layer name -> `LayerUnits`, printable.
+    `uncounted`: layers with a matrix whose multiply-accumulates the MAC
+    totals leave out (nested models, recurrent layers), named in the table
+    so that the total's ratio is not read as the model's."""
+
+    uncounted = ()
 
     def _total(self, attr):
         return sum(getattr(v, attr) for v in self.values())
@@ -209,7 +214,8 @@ class UnitsReport(dict):
         out.append(["total", "", f"{self.weights:,} -> {self.weights_kept:,} "
                     f"({self.weights / max(self.weights_kept, 1):.2f}x)",
                     f"{self.macs:,} -> {self.macs_kept:,} "
-                    f"({self.macs / max(self.macs_kept, 1):.2f}x)", ""])
+                    f"({self.macs / max(self.macs_kept, 1):.2f}x)",
+                    "MACs leave out " + ", ".join(self.uncounted) if self.uncounted else ""])
         return out
 
     HEADERS = ("layer", "units", "weights", "MACs / sample", "note")
@@ -235,7 +241,8 @@ def units(model):
     Returns:
         A `UnitsReport`: layer name -> `LayerUnits` (units, weights and
         multiply-accumulates before -> after) for every layer with weights,
-        with totals (`.weights`, `.weights_kept`, `.macs`, `.macs_kept`);
+        with totals (`.weights`, `.weights_kept`, `.macs`, `.macs_kept`;
+        `.uncounted` names the layers whose MACs the totals leave out);
         `print(report)` shows the table, `report.to_markdown()` a Markdown one.
 
     Example:
@@ -284,4 +291,6 @@ def units(model):
             macs_kept = positions * math.prod(kshape)
         report[layer.name] = LayerUnits(n_units, n_kept, int(weights), int(kept_weights),
                                         int(macs), int(macs_kept), fixed)
+        if not macs and any(len(v.shape) >= 2 for v in layer.weights):
+            report.uncounted += (layer.name,)
     return report
