@@ -231,6 +231,20 @@ def test_targets_that_cannot_be_pruned_are_refused(target, message, mnist_small)
         model.fit(x[:128], y[:128], epochs=1, verbose=0, callbacks=[StructuredPruning(target)])
 
 
+@pytest.mark.parametrize("key", ["inner", "branch/inner"])
+def test_a_layer_inside_a_nested_model_is_refused_for_what_it_is(key, mnist_small):
+    # "has no output units of its own" for a Dense (its name), "matches no
+    # layer" for its path: the reason is the nested model.
+    (x, y), _ = mnist_small
+    branch = keras.Sequential([keras.layers.Dense(8, name="inner")], name="branch")
+    model = compile_(keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), branch,
+                                       keras.layers.Dense(10, name="out")]))
+    with pytest.raises(ValueError, match=f"layer '{key}' is inside 'branch': tfdc.shrink "
+                                         "rebuilds the model's own graph"):
+        model.fit(x[:128], y[:128], epochs=1, verbose=0,
+                  callbacks=[StructuredPruning({key: 0.5})])
+
+
 def test_min_units_that_keep_every_unit_are_refused_or_told(mnist_small):
     """min_units=100 on a 32-unit layer removed nothing, silently."""
     (x, y), _ = mnist_small

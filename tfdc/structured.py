@@ -28,7 +28,7 @@ from tfdc.layers import kind_of
 from tfdc.prune import (check_fraction, check_steps, find_mask, install_mask,
                         polynomial_sparsity, prune_due, register_schedule, unregister_schedule,
                         warn_unfinished)
-from tfdc.select import _check_patterns, _matches, iter_layers
+from tfdc.select import _check_patterns, _matches, iter_layers, layer_paths
 from tfdc.shrinker import units
 
 __all__ = ["StructuredPruning"]
@@ -159,18 +159,29 @@ class StructuredPruning(keras.callbacks.Callback):
     # -------------------------------------------------------------- selection
     def _select(self, model):
         analysis = channel_groups(model)
+        paths = layer_paths(model)
         names = {layer.name for layer in iter_layers(model)}
         _check_patterns(self.exclude, names, "exclude pattern")
         targets = self.target_fraction
         if isinstance(targets, dict):
-            _check_patterns(list(targets), names, "target")
+            # A nested layer's path ("branch1/fc") is checked, to be refused
+            # below for what it is, not as "matches no layer".
+            _check_patterns(list(targets), names | set(paths.values()), "target")
             producers = {p.name for g in analysis.groups for p in g.producers}
             for key in targets:
-                if key in names and key not in producers:
-                    layer = next(l for l in iter_layers(model) if l.name == key)
-                    raise ValueError(f"layer {key!r} ({type(layer).__name__}) has no output "
-                                     "units of its own to remove: name the Dense / Conv layer "
-                                     "whose units it carries")
+                layer = next((l for l in iter_layers(model)
+                              if key in (l.name, paths.get(id(l)))), None)
+                if layer is None or layer.name in producers:
+                    continue
+                path = paths.get(id(layer), layer.name)
+                if "/" in path:
+                    raise ValueError(
+                        f"layer {key!r} is inside {path.rsplit('/', 1)[0]!r}: tfdc.shrink "
+                        "rebuilds the model's own graph, not the nested models or wrappers "
+                        "in it, so the units of the layers inside them cannot be removed")
+                raise ValueError(f"layer {key!r} ({type(layer).__name__}) has no output "
+                                 "units of its own to remove: name the Dense / Conv layer "
+                                 "whose units it carries")
         selected = []
         for group in analysis.groups:
             producers = [p for p in group.producers
