@@ -554,11 +554,13 @@ def _check_tflite(data, path):
     will describe), "decoded" (decoded by tfdc: a standard model) or "plain".
     Raises UserError, naming `path`, for an empty or non-TFLite file and for
     a packed file whose section key is damaged."""
+    from tfdc.errors import FormatError
+    from tfdc.runtime import check_tflite_header
     from tfdc.unpack import damaged_key, has_section_entry, is_decoded
-    if not data:
-        raise UserError(f"{path}: an empty file, not a .tflite model")
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise UserError(f"{path}: not a .tflite file (no TFL3 identifier)")
+    try:
+        check_tflite_header(data, path)
+    except FormatError as e:
+        raise UserError(str(e)) from None
     damage = damaged_key(data)
     if damage:
         raise UserError(f"{path}: {damage}")
@@ -566,7 +568,6 @@ def _check_tflite(data, path):
         return "decoded"
     if has_section_entry(data):
         return "packed"
-    from tfdc.errors import FormatError
     from tfdc.flatbuf import read_model
     try:
         read_model(data)
