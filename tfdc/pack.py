@@ -67,6 +67,7 @@ from tfdc import huffman, rans, tflite_schema
 from tfdc.densify import densify as densify_model
 from tfdc.flatbuf import quantization_vectors
 from tfdc.format import PackInfo, RecordInfo, varint_bytes
+from tfdc.runtime import check_tflite_header
 
 MAX_CODEBOOK = fmt.MAX_CODEBOOK
 # Bytes a record costs beyond its streams and codebook: its descriptor's
@@ -989,8 +990,7 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
         raise ValueError(f"gap_alphabet must be a power of two in 2 … 32768, got {gap_alphabet}")
     schema = tflite_schema.get()
     data = bytes(tflite_bytes)
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ValueError("not a TFLite flatbuffer (file identifier is not TFL3)")
+    check_tflite_header(data)
     model = _plain_model(data)
     archive = _appended_archive(model, data)
     densified = densify_model(model) if densify else []
