@@ -4,6 +4,8 @@ written on request; mistakes refused with one `tfdc: error:` line."""
 
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import pytest
@@ -69,8 +71,6 @@ def test_arguments(capsys, keras_user_files, argv, message):
 def test_a_model_of_the_users_own_classes_loads_with_import(capsys, keras_user_files, tmp_path):
     # A subclassed model could not be loaded by the command line at all:
     # Keras's "Could not locate class" came with its 1,500-character config.
-    import subprocess
-    import sys
     module = tmp_path / "user_models_for_tfdc_test.py"
     module.write_text(
         "import keras\n"
@@ -116,3 +116,15 @@ def test_json_to_stdout_and_text_inputs_refused(capsys, keras_user_files, tmp_pa
     code, _, err = run(capsys, "plan", files["model"], text, "--target-bytes", 9000)
     assert_one_line_error(code, err, "validation_data: x holds <U1 values (text or objects); "
                           "the model takes float32 numbers")
+
+
+def test_runs_on_tensorflow_whatever_keras_backend_says(keras_user_files):
+    """KERAS_BACKEND=jax set for the user's own work: the command still runs
+    (a .keras file loads on any backend; tfdc trains and converts on
+    TensorFlow's). JAX is not installed here, so Keras itself failed."""
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    done = subprocess.run([sys.executable, "-m", "tfdc.cli", "plan", keras_user_files["model"],
+                           keras_user_files["data"], "--target-bytes", "9000"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "| fc1 |" in done.stdout

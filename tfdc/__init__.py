@@ -17,7 +17,7 @@ Public names are imported lazily so that `import tfdc` stays cheap (no
 TensorFlow import until a callback or the exporter is used).
 """
 
-from tfdc.errors import DatasetUnavailableError, FormatError
+from tfdc.errors import BackendError, DatasetUnavailableError, FormatError
 
 __version__ = "0.1.0"
 
@@ -52,7 +52,7 @@ _LAZY = {
 _MODULES = ("bytecost", "datasets", "models", "quantize")
 
 __all__ = sorted(list(_LAZY) + list(_MODULES)
-                 + ["FormatError", "DatasetUnavailableError", "__version__"])
+                 + ["BackendError", "FormatError", "DatasetUnavailableError", "__version__"])
 
 
 def __getattr__(name):

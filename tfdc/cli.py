@@ -1141,12 +1141,17 @@ def _check_output(args):
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "keras" not in sys.modules:
+        # tfdc trains and converts on Keras's TensorFlow backend, and a
+        # .keras file loads on any backend: a KERAS_BACKEND=jax set for the
+        # user's own work (or in ~/.keras/keras.json) must not stop it.
+        os.environ["KERAS_BACKEND"] = "tensorflow"
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    from tfdc.errors import DatasetUnavailableError, FormatError
+    from tfdc.errors import BackendError, DatasetUnavailableError, FormatError
     caught = _catch_termination()
     try:
         _check_output(args)
@@ -1166,8 +1171,8 @@ def main(argv=None):
         print(f"{_PROG}: error: {args.command}: {e} (see '{_PROG} {args.command} --help')",
               file=sys.stderr)
         return 2
-    except (UserError, FormatError, DatasetUnavailableError, OSError, ValueError,
-            ImportError) as e:
+    except (UserError, FormatError, DatasetUnavailableError, BackendError, OSError,
+            ValueError, ImportError) as e:
         if os.environ.get("TFDC_DEBUG"):
             raise
         message = str(e) or type(e).__name__

@@ -13,6 +13,7 @@ import numpy as np
 
 from tfdc import kmeans
 from tfdc.constraints import TfdcConstraint, find_constraint, warn_constraints_skipped
+from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import bias_variable
 from tfdc.select import iter_layers, select_kernels, selection_names
 
@@ -319,6 +320,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
                  max_iter=300, detach_at_end=True, fused_op=True, bias_fp16=True,
                  centroid_fp16=True):
         super().__init__()
+        require_tensorflow_backend("tfdc.ClusteredFineTuning")
         if init not in kmeans.INITS:
             raise ValueError(f"unknown init {init!r}; expected one of {', '.join(kmeans.INITS)}")
         if centroid_update not in CENTROID_UPDATES:

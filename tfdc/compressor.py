@@ -49,6 +49,7 @@ import warnings
 
 import numpy as np
 
+from tfdc.errors import require_tensorflow_backend
 from tfdc.scan import _index, _items, _length, _map, check_batched, check_finite
 
 __all__ = ["compress", "CompressResult", "BudgetMissedWarning", "scaled_plan", "HandPlan",
@@ -1480,6 +1481,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     """
     import keras
 
+    require_tensorflow_backend("tfdc.compress")
     from tfdc.demo import tflite_outputs
     from tfdc.exporter import check_writable, warn_model_suffix, write_atomically
     from tfdc.mistakes import mistakes

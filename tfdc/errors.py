@@ -1,4 +1,4 @@
-"""Exception types raised by tfdc."""
+"""Exception types raised by tfdc, and the check that raises `BackendError`."""
 
 
 class FormatError(ValueError):
@@ -18,3 +18,33 @@ class FormatError(ValueError):
 
 class DatasetUnavailableError(RuntimeError):
     """A dataset could not be found locally nor downloaded."""
+
+
+class BackendError(RuntimeError):
+    """Keras runs on a backend that this part of tfdc cannot train on.
+
+    The training callbacks (`GradualPruning`, `ClusteredFineTuning`,
+    `StructuredPruning`) and `tfdc.compress`, which uses them, need Keras's
+    TensorFlow backend: their pruning masks and clustered gradients are
+    TensorFlow ops (a fused TensorFlow op among them). Raised when such a
+    callback is made, before anything is trained.
+    """
+
+
+def require_tensorflow_backend(what):
+    """Raise `BackendError` naming `what` unless Keras runs on TensorFlow.
+
+    Under JAX the callbacks failed inside the optimizer step (a Variable
+    that could not be converted to a NumPy dtype), after which every train
+    or predict call on the model failed ('NoneType' object is not callable).
+    """
+    import keras
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return
+    raise BackendError(
+        f"{what} needs Keras's TensorFlow backend, but Keras runs on {backend!r} here (from "
+        "KERAS_BACKEND or ~/.keras/keras.json). Set KERAS_BACKEND=tensorflow before Keras is "
+        "imported, or save the model (model.save('model.keras')) and compress that file "
+        "from the command line, which loads it on the TensorFlow backend: "
+        "tfdc compress model.keras DATA.npz OUT ...")

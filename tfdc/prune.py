@@ -32,6 +32,7 @@ import numpy as np
 from keras import ops
 
 from tfdc.constraints import TfdcConstraint, find_constraint, warn_constraints_skipped
+from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import constraint_slot, kernel_name, kernel_variables
 from tfdc.select import check_built, iter_layers, layer_paths, select_kernels
 
@@ -450,6 +451,7 @@ class GradualPruning(keras.callbacks.Callback):
     def __init__(self, target_sparsity, initial_sparsity=0.0, begin_step=None, end_step=None,
                  frequency=100, criterion="magnitude", exclude=(), verbose=0):
         super().__init__()
+        require_tensorflow_backend("tfdc.GradualPruning")
         if isinstance(target_sparsity, dict):
             if not target_sparsity:
                 raise ValueError("target_sparsity is an empty dict: name at least one layer")

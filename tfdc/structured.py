@@ -24,6 +24,7 @@ from keras import ops
 
 from tfdc.channels import channel_groups, graph_of
 from tfdc.distill import trained_model
+from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import kind_of
 from tfdc.prune import (check_fraction, check_steps, find_mask, install_mask,
                         polynomial_sparsity, prune_due, register_schedule, unregister_schedule,
@@ -127,6 +128,7 @@ class StructuredPruning(keras.callbacks.Callback):
     def __init__(self, target_fraction, criterion="l2", data=None, begin_step=None,
                  end_step=None, frequency=100, min_units=1, exclude=(), verbose=0):
         super().__init__()
+        require_tensorflow_backend("tfdc.StructuredPruning")
         if isinstance(target_fraction, dict):
             if not target_fraction:
                 raise ValueError("target_fraction is an empty dict: name at least one layer")

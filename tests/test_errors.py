@@ -1,0 +1,40 @@
+"""tfdc.errors: what needs Keras's TensorFlow backend says so, by name,
+before anything is trained (under JAX the callbacks broke the model: every
+later train or predict call failed)."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfdc
+from tfdc.errors import BackendError, require_tensorflow_backend
+
+
+def test_tensorflow_backend_passes():
+    assert keras.backend.backend() == "tensorflow"
+    require_tensorflow_backend("anything")
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: tfdc.GradualPruning(0.5), "tfdc.GradualPruning"),
+    (lambda: tfdc.ClusteredFineTuning(bits=4), "tfdc.ClusteredFineTuning"),
+    (lambda: tfdc.StructuredPruning(0.5), "tfdc.StructuredPruning"),
+    (lambda: tfdc.compress(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]),
+                           (np.zeros((8, 4)), np.zeros(8)), (np.zeros((8, 4)), np.zeros(8)),
+                           target_bytes=1000, path="never-written.tflite"), "tfdc.compress"),
+])
+def test_the_callbacks_and_compress_refuse_another_backend(monkeypatch, tmp_path, make, name):
+    # The backend is fixed when Keras is imported; its name is what the
+    # check reads (JAX itself is not installed here: by hand with jax
+    # 0.10.2, the callbacks raised this and tfdc.export still worked).
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(BackendError, match=f"^{name} needs Keras's TensorFlow backend, but "
+                       "Keras runs on 'jax' here .*KERAS_BACKEND=tensorflow.*"
+                       "tfdc compress model.keras"):
+        make()
+    assert not list(tmp_path.iterdir())
+
+
+def test_backend_error_is_public_and_a_runtime_error():
+    assert tfdc.BackendError is BackendError and issubclass(BackendError, RuntimeError)
