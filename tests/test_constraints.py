@@ -41,12 +41,13 @@ def test_strip_removes_mask_and_cluster_constraints_and_keeps_the_users():
     assert isinstance(find_constraint(kernel, MaskConstraint), MaskConstraint)
     assert find_constraint(kernel, MaskConstraint).inner is user
     before = [v.numpy().copy() for v in model.weights]
+    traced = model.train_function
 
     assert tfdc.strip(model) is model
     assert kernel.constraint is user
     assert model.get_layer("out").kernel.constraint is None
     assert not any(isinstance(v.constraint, TfdcConstraint) for v in model.variables)
-    assert model.train_function is None
+    assert model.train_function is not traced  # a new one, traced without them
     for a, b in zip(before, model.weights):
         np.testing.assert_array_equal(a, b.numpy())
 
@@ -102,3 +103,75 @@ def test_strip_of_something_not_a_model_is_a_type_error():
     for thing in (None, "model.keras"):
         with pytest.raises(TypeError, match="strip expects a Keras model or layer, got"):
             tfdc.strip(thing)
+
+
+@pytest.mark.parametrize("callback", [
+    lambda: GradualPruning(0.5, frequency=1), lambda: ClusteredFineTuning(bits=2),
+    lambda: tfdc.StructuredPruning(0.5, frequency=1)])
+@pytest.mark.parametrize("optimizer", [
+    lambda: keras.optimizers.Adam(use_ema=True),
+    lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(use_ema=True))])
+def test_an_optimizer_that_averages_the_weights_is_refused_before_training(callback, optimizer):
+    # Keras replaces the weights by their moving averages at the end of fit:
+    # a kernel pruned to 80 % ended with no zero, 3-bit clustering with
+    # thousands of values, without a word.
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 12)).astype("float32"), rng.integers(0, 3, 64)
+    model = mlp()
+    model.compile(optimizer(), "sparse_categorical_crossentropy")
+    before = [w.copy() for w in model.get_weights()]
+    made = callback()
+    name = type(made).__name__
+    with pytest.raises(ValueError, match=rf"^tfdc\.{name}: the optimizer \(\w+\) has use_ema=True"):
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[made])
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+class Snapshot(keras.callbacks.Callback):
+    """A user's callback that writes the model each epoch during fit."""
+
+    def __init__(self, folder, action, x=None):
+        super().__init__()
+        self.folder, self.action, self.x, self.outputs = folder, action, x, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.action == "export":
+            tfdc.export(self.model, self.folder / f"epoch{epoch}.tflite")  # strip=True
+            self.outputs.append(self.model.predict(self.x, verbose=0))
+        else:
+            tfdc.strip(self.model)
+
+
+def test_export_from_a_callback_during_fit_leaves_the_training_on(tmp_path):
+    # It stripped the constraints in the middle of fit and cleared the train
+    # function, so the next step failed ("'NoneType' object is not callable").
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(256, 12)).astype("float32"), rng.integers(0, 3, 256)
+    model = mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    snapshot = Snapshot(tmp_path, "export", x[:1])
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0,
+              callbacks=[GradualPruning(0.75, end_step=8, frequency=2),
+                         ClusteredFineTuning(bits=2, detach_at_end=False), snapshot])
+    kernel = model.get_layer("fc1").kernel.numpy()
+    assert np.mean(kernel == 0) == 0.75 and len(np.unique(kernel[kernel != 0])) <= 4
+    assert isinstance(model.get_layer("fc1").kernel.constraint, ClusterConstraint)  # not stripped
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"epoch{i}.tflite" for i in range(3)]
+    interpreter = tfdc.load_interpreter(str(tmp_path / "epoch2.tflite"))
+    runner = interpreter.get_signature_runner()
+    (out,) = runner(**{runner.get_input_details().popitem()[0]: x[:1]}).values()
+    np.testing.assert_allclose(out, snapshot.outputs[2], atol=1e-5)
+    # After the fit, export strips as before.
+    tfdc.export(model, tmp_path / "after.tflite")
+    assert find_constraint(model.get_layer("fc1").kernel, TfdcConstraint) is None
+
+
+def test_strip_from_a_callback_during_fit_does_not_break_the_fit():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(128, 12)).astype("float32"), rng.integers(0, 3, 128)
+    model = mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    history = model.fit(x, y, epochs=2, batch_size=32, verbose=0,
+                        callbacks=[Snapshot(None, "strip")])
+    assert len(history.history["loss"]) == 2

@@ -358,7 +358,9 @@ def test_mask_constraint_serialization_and_strip(mnist_small):
     for variable in model.variables:
         assert not isinstance(variable.constraint, MaskConstraint)
     assert isinstance(model.get_layer("fc1").kernel.constraint, keras.constraints.MaxNorm)
-    assert model.train_function is None
+    # The train function is traced again, without the masks: pruned weights grow back.
+    model.fit(x[:256], y[:256], epochs=1, batch_size=BATCH, verbose=0)
+    assert zero_mask(model, "fc1").mean() < 0.3  # 0.5 pruned; blank MNIST pixels stay 0
 
 
 def test_sparsity_in_logs(mnist_small, tmp_path):
@@ -579,3 +581,39 @@ def test_sparsity_of_something_not_a_model_is_a_type_error():
     unbuilt = keras.Sequential([keras.layers.Dense(4)], name="unbuilt")
     with pytest.raises(ValueError, match="model 'unbuilt' is not built yet"):
         tfdc.sparsity(unbuilt)
+
+
+@pytest.mark.parametrize("order", ["backup first", "pruning first"])
+def test_a_fit_resumed_by_backup_and_restore_goes_on_with_the_schedule(tmp_path, order):
+    # Listed before BackupAndRestore, GradualPruning read the optimizer's
+    # step before the backup restored it: the resumed fit restarted the
+    # ramp from 0 and ended at 77 % instead of 90 %.
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(128, 28, 28)).astype("float32"), rng.integers(0, 10, 128)
+
+    class Preempted(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("preempted")
+
+    def run(*extra):
+        keras.utils.set_random_seed(0)
+        model = compile_(mlp())
+        callbacks = [keras.callbacks.BackupAndRestore(str(tmp_path / "backup")),
+                     GradualPruning(0.9, frequency=2)]
+        if order == "pruning first":
+            callbacks.reverse()
+        history = model.fit(x, y, epochs=4, batch_size=32, verbose=0,
+                            callbacks=callbacks + list(extra))
+        return model, history
+
+    with pytest.raises(RuntimeError, match="preempted"):
+        run(Preempted())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, history = run()
+    assert not [w for w in caught if "tfdc" in str(w.filename) or "GradualPruning" in str(w.message)]
+    assert history.epoch == [2, 3] and int(model.optimizer.iterations) == 16
+    assert history.history["sparsity"][-1] == pytest.approx(0.9, abs=0.01)
+    kernel = model.get_layer("fc1").kernel.numpy()
+    assert np.mean(kernel == 0) == pytest.approx(0.9, abs=0.01)

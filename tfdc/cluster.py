@@ -12,7 +12,8 @@ import keras
 import numpy as np
 
 from tfdc import kmeans
-from tfdc.constraints import TfdcConstraint, find_constraint, warn_constraints_skipped
+from tfdc.constraints import (TfdcConstraint, find_constraint, fit_began, fit_ended,
+                              refuse_weight_averaging, warn_constraints_skipped)
 from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import bias_variable
 from tfdc.select import iter_layers, select_kernels, selection_names
@@ -388,6 +389,8 @@ class ClusteredFineTuning(keras.callbacks.Callback):
 
     # -- callback hooks ---------------------------------------------------
     def on_train_begin(self, logs=None):
+        refuse_weight_averaging(self.model, "tfdc.ClusteredFineTuning")
+        fit_began(self)
         self._started = False
         self._told_left = False
         self._schedules = []
@@ -559,6 +562,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         return distinct
 
     def on_train_end(self, logs=None):
+        fit_ended(self)
         if not self._started and self.model.built:
             self._finish_unstarted()
         elif self._started and self._schedules and not self._warned and \

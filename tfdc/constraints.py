@@ -25,6 +25,40 @@ import keras
 
 __all__ = ["TfdcConstraint", "strip", "find_constraint", "user_constraint"]
 
+# The tfdc callbacks of the fit running on each model (by id; a Distiller's
+# student too), so that `tfdc.export` from a callback during that fit (a
+# snapshot each epoch) leaves the constraints on: stripping them would end
+# pruning and weight sharing for the rest of the fit. A fit ended by an
+# exception runs no on_train_end and leaves its callbacks here: export then
+# does not strip (the file is the same; a model saved later needs tfdc).
+_FITTING = {}
+
+
+def fit_began(callback):
+    """Note that `callback`'s fit of its model (and of a Distiller's
+    student) begins."""
+    for key in _fitted(callback):
+        _FITTING.setdefault(key, set()).add(callback)
+
+
+def fit_ended(callback):
+    for key in _fitted(callback):
+        left = _FITTING.get(key, set()) - {callback}
+        if left:
+            _FITTING[key] = left
+        else:
+            _FITTING.pop(key, None)
+
+
+def _fitted(callback):
+    from tfdc.distill import trained_model
+    return {id(callback.model), id(trained_model(callback.model))}
+
+
+def in_fit(model):
+    """Whether a tfdc callback is training `model` in a running fit."""
+    return bool(_FITTING.get(id(model)))
+
 
 class TfdcConstraint(keras.constraints.Constraint):
     """Base of every constraint tfdc installs on a variable.
@@ -60,6 +94,23 @@ def warn_constraints_skipped(callback, epoch, found, kept, repair):
         f"not apply the variables' constraints, which keep tfdc's {kept} (a custom train_step "
         f"that updates the weights itself instead of with optimizer.apply_gradients?). "
         f"{repair}", stacklevel=3)
+
+
+def refuse_weight_averaging(model, callback):
+    """A ValueError, before training, for an optimizer that averages the
+    weights (`use_ema=True`): Keras replaces the weights with their moving
+    averages at the end of `fit` (and every `ema_overwrite_frequency`
+    steps). Those averages are neither masked nor shared, so a fit that
+    pruned to 80 % ended with no zero at all, and 3-bit clustering with
+    thousands of values per kernel, without a word."""
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer
+    if getattr(optimizer, "use_ema", False):
+        raise ValueError(
+            f"{callback}: the optimizer ({type(optimizer).__name__}) has use_ema=True: Keras "
+            "replaces the weights with their moving averages at the end of fit, averages that "
+            "are neither pruned nor clustered, so the compressed weights would be lost. "
+            "Compile with use_ema=False for this fit.")
 
 
 def _warn_unmasked(variables):
@@ -140,7 +191,9 @@ def strip(model):
                 for name, value in list(vars(owner).items()) if owner is not None else []:
                     if name.endswith("_constraint") and isinstance(value, TfdcConstraint):
                         setattr(owner, name, _without_tfdc(value))
-    # A traced train step would still apply the old constraints.
+    # A traced train step would still apply the old constraints. Rebuilt, not
+    # cleared: a fit running now (strip or tfdc.export from a callback) calls
+    # `model.train_function` at its next step.
     if getattr(model, "train_function", None) is not None:
-        model.train_function = None
+        model.make_train_function(force=True)
     return model

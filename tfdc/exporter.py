@@ -839,7 +839,9 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
             file and never damages an existing one.
         strip: remove tfdc's training constraints from the model's variables
             first (the model is modified in place; training it afterwards no
-            longer keeps pruned weights at zero).
+            longer keeps pruned weights at zero). Not while a tfdc callback is
+            training the model (an export from a callback during `fit`): that
+            fit goes on pruning and clustering.
         weights: `"float32"` (default: every weight keeps its exact value) or
             `"int8"`: each clustered kernel (at most 256 distinct values) is
             stored as int8 codes with one symmetric scale per tensor
@@ -916,8 +918,8 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
     warn_model_suffix(path)
     from tfdc.pack import selector
     select = selector(select)  # a bad pattern fails before converting
-    if strip:
-        from tfdc.constraints import strip as strip_model
+    from tfdc.constraints import in_fit, strip as strip_model
+    if strip and not in_fit(model):
         strip_model(model)
     plain = convert(model, signatures=signatures, representative_dataset=representative_dataset,
                     configure=configure, batch_size=batch_size)

@@ -31,13 +31,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfdc.constraints import TfdcConstraint, find_constraint, warn_constraints_skipped
+from tfdc.constraints import (TfdcConstraint, find_constraint, fit_began, fit_ended,
+                              refuse_weight_averaging, warn_constraints_skipped)
 from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import constraint_slot, kernel_name, kernel_variables
 from tfdc.select import check_built, iter_layers, layer_paths, select_kernels
 
 __all__ = ["GradualPruning", "MaskConstraint", "install_mask", "find_mask", "active_pruning",
-           "active_schedules",
+           "active_schedules", "optimizer_step",
            "mask_from_zeros", "sparsity", "polynomial_sparsity", "pruned_count", "SparsityReport",
            "LayerSparsity"]
 
@@ -337,6 +338,11 @@ def check_fraction(value, what):
         raise ValueError(f"{what} must be in [0, 1), got {value!r}")
 
 
+def optimizer_step(model):
+    """`model.optimizer.iterations` as an int (the steps schedules count)."""
+    return int(ops.convert_to_numpy(model.optimizer.iterations))
+
+
 def check_steps(begin_step, end_step):
     """A ValueError unless the schedule's steps are None or non-negative
     integers, begin before end."""
@@ -514,6 +520,8 @@ class GradualPruning(keras.callbacks.Callback):
     # ---------------------------------------------------------------- callbacks
     def on_train_begin(self, logs=None):
         model = self.model
+        refuse_weight_averaging(model, "tfdc.GradualPruning")
+        fit_began(self)
         other = active_pruning(model, self.params)
         if other is not None and other is not self:
             raise ValueError("two GradualPruning callbacks in one fit of model "
@@ -521,8 +529,7 @@ class GradualPruning(keras.callbacks.Callback):
         register_schedule(self)
         self._told_regrown = False
         self.selections, self._masks = None, None
-        self._step = int(ops.convert_to_numpy(model.optimizer.iterations))
-        self._epoch_base = self._step
+        self._step = self._epoch_base = optimizer_step(model)
         self._last_prune = None
         self._resolved = False
         self._fit_end = None
@@ -605,6 +612,9 @@ class GradualPruning(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self._resolved:
             return
+        # Read again: a callback listed after this one (BackupAndRestore)
+        # may have restored the optimizer's step in its on_train_begin.
+        self._step = self._epoch_base = optimizer_step(self.model)
         self._resolve_schedule(epoch)
         self._resolved = True
         if self.selections is not None:
@@ -655,6 +665,7 @@ class GradualPruning(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         unregister_schedule(self)
+        fit_ended(self)
         if self.selections is None:
             return
         if self.end_step is not None and self._step < self.end_step:

@@ -23,11 +23,12 @@ import numpy as np
 from keras import ops
 
 from tfdc.channels import channel_groups, graph_of
+from tfdc.constraints import fit_began, fit_ended, refuse_weight_averaging
 from tfdc.distill import trained_model
 from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import kind_of
 from tfdc.prune import (check_fraction, check_steps, find_mask, install_mask,
-                        polynomial_sparsity, prune_due, register_schedule, unregister_schedule,
+                        optimizer_step, polynomial_sparsity, prune_due, register_schedule, unregister_schedule,
                         warn_unfinished)
 from tfdc.select import _check_patterns, _matches, iter_layers, layer_paths
 from tfdc.shrinker import units
@@ -219,6 +220,7 @@ class StructuredPruning(keras.callbacks.Callback):
 
     # -------------------------------------------------------------- callbacks
     def on_train_begin(self, logs=None):
+        refuse_weight_averaging(self.model, "tfdc.StructuredPruning")
         model = trained_model(self.model)  # a Distiller's student
         analysis, self.groups = self._select(model)
         self._check_min_units()
@@ -240,14 +242,17 @@ class StructuredPruning(keras.callbacks.Callback):
             # A train function traced earlier would not apply the new constraints.
             self.model.make_train_function(force=True)
         self._probe = self._make_probe(model) if self.criterion == "activation" else None
-        self._step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._step = optimizer_step(self.model)
         self._removed = [group.removed() for group, _ in self.groups]  # resuming keeps them
         self._last_prune, self._resolved, self._fit_end = None, False, None
         self.begin_step, self.end_step = self._user_steps
         register_schedule(self)  # tfdc.ClusteredFineTuning waits for the schedule's end
+        fit_began(self)
 
     def on_epoch_begin(self, epoch, logs=None):
         if not self._resolved:
+            # Read again: BackupAndRestore, listed later, restores it in its on_train_begin.
+            self._step = optimizer_step(self.model)
             self._resolve_schedule(epoch)
             self._resolved = True
             if self._step >= self.begin_step:
@@ -271,6 +276,7 @@ class StructuredPruning(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         unregister_schedule(self)
+        fit_ended(self)
         self._probe = None
         if self.end_step is not None and self._step < self.end_step and self.groups:
             sizes = [group.size for group, _ in self.groups]
