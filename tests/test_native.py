@@ -137,7 +137,8 @@ def test_cli_under_valgrind(build_dir, tmp_path):
     bad[len(bad) // 2] ^= 0x10
     src, dst = tmp_path / "bad.tflite", tmp_path / "bad_out.tflite"
     src.write_bytes(bytes(bad))
-    proc = subprocess.run(["valgrind", "-q", "--error-exitcode=99", cli, str(src), str(dst)],
+    proc = subprocess.run(["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+                           "--errors-for-leak-kinds=definite,indirect", cli, str(src), str(dst)],
                           capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith("tfdc-decode: cannot decode") and proc.stderr.count("\n") == 1
@@ -166,6 +167,39 @@ def test_cli_refuses_its_input_as_output_and_writes_through_a_fifo(build_dir, pa
     subprocess.run([cli, str(src), str(fifo)], check=True, timeout=60)
     reader.join(timeout=60)
     assert got == [decode(data, backend="python")] and fifo.is_fifo()
+
+
+def test_cli_writes_through_a_symbolic_link_and_keeps_the_mode(build_dir, packed_models,
+                                                              tmp_path):
+    """A link as OUT was replaced by a regular file (its target left as it
+    was); `tfdc-decode IN /dev/stdout > FILE` left FILE empty and, run as
+    root, made /dev/stdout a regular file. A link to /proc/self/fd/1 stands
+    in for /dev/stdout here."""
+    from tfdc.unpack import decode
+    cli = os.path.join(build_dir, "tfdc-decode")
+    data = packed_models[0][1]
+    src = tmp_path / "in.tflite"
+    src.write_bytes(data)
+    expected = decode(data, backend="python")
+    target, link = tmp_path / "target.tflite", tmp_path / "link.tflite"
+    target.write_bytes(b"old")
+    target.chmod(0o600)
+    link.symlink_to(target.name)
+    subprocess.run([cli, str(src), str(link)], check=True, timeout=60)
+    assert link.is_symlink() and target.read_bytes() == expected
+    assert target.stat().st_mode & 0o777 == 0o600
+    stdout, redirected = tmp_path / "stdout", tmp_path / "redirected.tflite"
+    stdout.symlink_to("/proc/self/fd/1")
+    with open(redirected, "wb") as f:
+        subprocess.run([cli, str(src), str(stdout)], check=True, timeout=60, stdout=f)
+    assert stdout.is_symlink() and redirected.read_bytes() == expected
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to("nothing")
+    proc = subprocess.run([cli, str(src), str(dangling)], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr == (f"tfdc-decode: cannot write {dangling}: a "
+                                                    "symbolic link to nothing\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "dangling", "in.tflite", "link.tflite", "redirected.tflite", "stdout", "target.tflite"]
 
 
 def _readme_c_example():

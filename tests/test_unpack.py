@@ -728,6 +728,16 @@ def test_error_statuses_follow_the_order_of_section_7():
         assert e.value.status == status, (status, str(e.value))
 
 
+@pytest.mark.parametrize("field", ["D", "M"])
+def test_a_size_past_what_the_machine_holds_is_too_large_with_no_limit(field):
+    # max_size=inf let 2**64 - 1 through to an OverflowError in zlib.
+    data = _rebuild(**{field: (1 << 64) - 1})
+    for backend in ("python", "auto"):
+        with pytest.raises(FormatError) as e:
+            unpack.decode(data, backend=backend, max_size=float("inf"))
+        assert e.value.status == "too_large", (backend, str(e.value))
+
+
 def test_both_section_keys_is_an_error(small_packed):
     packed, _, _ = small_packed
     from tfdc import tflite_schema

@@ -17,6 +17,7 @@ Example:
 
 import dataclasses
 import os
+import sys
 import zlib
 
 import numpy as np
@@ -263,6 +264,17 @@ class Parsed:
     payload_start: int = 0
     patches: list = dataclasses.field(default_factory=list)  # format 2.3 (§6.7)
     buffers: list = dataclasses.field(default_factory=list)  # the inner Model.buffers
+
+
+def _check_size(D, max_size):
+    """A too_large FormatError for a decoded size over `max_size`, or over
+    what this machine can address whatever the limit (`max_size=inf` let a
+    size of 2**64 - 1 through to an OverflowError), as the C decoder does."""
+    if max_size is not None and D > max_size:
+        raise FormatError(f"decoded size {D} exceeds the limit {max_size}", status="too_large")
+    if D > sys.maxsize:
+        raise FormatError(f"decoded size {D} exceeds what this machine can hold",
+                          status="too_large")
 
 
 def _inflate(data, start, length, size):
@@ -580,11 +592,11 @@ def _parse_v2(data, S, Z, max_size):
     M = cur.varint("meta_size")
     F = cur.varint("flatbuffer_size")
     D = cur.varint("decoded_size")
-    if max_size is not None and D > max_size:
-        raise FormatError(f"decoded size {D} exceeds the limit {max_size}", status="too_large")
-    if max_size is not None and M > max_size:
+    _check_size(D, max_size)
+    if (max_size is not None and M > max_size) or M >= sys.maxsize:
         raise FormatError(f"meta stream size {M} (the graph and record descriptors, inflated: "
-                          f"decoding needs it as scratch) exceeds the limit {max_size}",
+                          "decoding needs it as scratch) exceeds the limit "
+                          f"{max_size if M < sys.maxsize else 'of what this machine can hold'}",
                           status="too_large")
     if not 8 <= F <= M:
         raise FormatError(f"flatbuffer_size {F} not in 8 … meta_size {M}")
@@ -984,8 +996,7 @@ def _parse_v1(data, S, Z, buffers, section_buffer, max_size):
         raise FormatError("model CRC mismatch (corrupted flatbuffer)", status="checksum")
     if num_tables > fmt.V1_NO_TABLE:
         raise FormatError(f"num_tables {num_tables} > 65535")
-    if max_size is not None and D > max_size:
-        raise FormatError(f"decoded size {D} exceeds the limit {max_size}", status="too_large")
+    _check_size(D, max_size)
     cur = _Cursor(data, S + HEADER.size, S + Z - 4, "section")
     tables = _v1_parse_tables(cur, num_tables)
     records = []

@@ -1087,9 +1087,10 @@ static int v2_inflate(const uint8_t *src, uint64_t C, uint8_t *dst, uint64_t M) 
   int ret, rc = TFDC_OK;
   memset(&z, 0, sizeof z);
   if (inflateInit2(&z, TFDC_DEFLATE_WBITS) != Z_OK) return TFDC_ERR_NOMEM;
-  if (inflateSetDictionary(&z, tfdc_dictionary, TFDC_DICTIONARY_SIZE) != Z_OK) {
+  ret = inflateSetDictionary(&z, tfdc_dictionary, TFDC_DICTIONARY_SIZE);
+  if (ret != Z_OK) { /* zlib allocates the window here */
     inflateEnd(&z);
-    return TFDC_ERR_CORRUPT;
+    return ret == Z_MEM_ERROR ? TFDC_ERR_NOMEM : TFDC_ERR_CORRUPT;
   }
   z.next_in = (Bytef *)(uintptr_t)src; /* zlib never writes through next_in */
   z.next_out = dst;

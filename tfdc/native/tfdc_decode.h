@@ -14,7 +14,7 @@
  *     int rc = tfdc_decoded_size(in, in_len, &n);   // checks the CRC and the size limit
  *     if (rc != TFDC_OK) fail(tfdc_strerror(rc));
  *     uint8_t *out = malloc((size_t)n);               // n <= SIZE_MAX: checked
- *     rc = tfdc_decode(in, in_len, out, n);
+ *     rc = tfdc_decode(in, in_len, out, (size_t)n);
  */
 #ifndef TFDC_DECODE_H_
 #define TFDC_DECODE_H_
