@@ -177,6 +177,31 @@ def test_bad_input(model_and_data):
         tfdc.sensitivity(plain, (np.zeros((4, 4)), np.zeros(4)))
 
 
+def test_a_repeating_dataset_and_sample_weights_are_refused(model_and_data):
+    """A dataset with .repeat() and samples=None was read without end (18 GB
+    in a minute); with the default samples its 500 examples counted as 4,000.
+    Sample weights were ignored: a weighted set got the unweighted scan."""
+    import tensorflow as tf
+    model, (x, y) = model_and_data
+    repeating = tf.data.Dataset.from_tensor_slices((x[:500], y[:500])).batch(100).repeat()
+    for samples in (None, 4000):
+        with pytest.raises(ValueError, match=r"^validation_data repeats without end"):
+            tfdc.sensitivity(model, repeating, samples=samples)
+    with pytest.raises(ValueError, match=r"^validation_data repeats without end"):
+        tfdc.plan(model, repeating, target_bytes=20_000)
+    weighted = [(x, y, np.ones(len(y))),
+                tf.data.Dataset.from_tensor_slices((x, y, np.ones(len(y)))).batch(100)]
+    for data in weighted:
+        with pytest.raises(ValueError, match=r"^validation_data: sample weights, .* are not "
+                                             "supported"):
+            tfdc.sensitivity(model, data)
+    # The dataset read once, and a weight of None, are scanned.
+    once = tf.data.Dataset.from_tensor_slices((x[:500], y[:500])).batch(100)
+    assert tfdc.sensitivity(model, once, sparsities=[0.5], bits=[4]).samples == 500
+    assert tfdc.sensitivity(model, (x[:300], y[:300], None), sparsities=[0.5],
+                            bits=[4]).samples == 300
+
+
 def test_layer_by_layer_evaluation_keeps_masks():
     """The scan runs a Sequential model layer by layer (and from the scanned
     layer on): an Embedding's mask still reaches the LSTM, so the

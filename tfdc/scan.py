@@ -293,10 +293,14 @@ def check_batched(x, model, what):
 def _take(data, samples, seed=0, outputs=1, model=None):
     """`(x, y)` NumPy arrays (x an array, list or dict of arrays; y too for
     several `outputs`) of at most `samples` examples of `validation_data`:
-    a tuple `(x, y)` or `(x, y, sample_weight)` (weights ignored), or an
-    iterable of `(x, y)` batches (a `tf.data.Dataset`, a generator;
-    `model`: checked to be batches, `check_batched`)."""
+    a tuple `(x, y)`, or an iterable of `(x, y)` batches (a
+    `tf.data.Dataset`, a generator; `model`: checked to be batches,
+    `check_batched`). Sample weights are refused, not ignored (the scan
+    scores every example alike: a weighted set got an unweighted plan), and
+    so is a dataset that repeats without end (read whole, it never ended;
+    read up to `samples`, its examples counted twice)."""
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not _is_batch_list(data):
+        _refuse_weights(data)
         x, y = data[0], _labels(data[1], outputs)
         n = _length(x)
         if n != _length(y):
@@ -308,6 +312,9 @@ def _take(data, samples, seed=0, outputs=1, model=None):
             return _finite(_index(x, index), _index(y, index))
         return _finite(_map(x, np.asarray), y)
     xs, ys, count = [], [], 0
+    if hasattr(data, "cardinality") and int(data.cardinality()) == -1:  # tf.data.INFINITE_CARDINALITY
+        raise ValueError("validation_data repeats without end (a tf.data.Dataset with "
+                         ".repeat()?): pass it without repeat(), each example once")
     try:
         iterator = iter(data)
     except TypeError:
@@ -316,6 +323,7 @@ def _take(data, samples, seed=0, outputs=1, model=None):
     for batch in iterator:
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ValueError("validation_data batches must be (x, y) tuples")
+        _refuse_weights(batch)
         if not xs:
             check_batched(batch[0], model, "validation_data")
         xs.append(_map(batch[0], np.asarray))
@@ -330,6 +338,12 @@ def _take(data, samples, seed=0, outputs=1, model=None):
         keep = np.arange(min(samples, _length(y)))
         x, y = _index(x, keep), _index(y, keep)
     return _finite(x, y)
+
+
+def _refuse_weights(data):
+    if len(data) == 3 and data[2] is not None:
+        raise ValueError("validation_data: sample weights, (x, y, sample_weight), are not "
+                         "supported: the scan scores every example alike; give (x, y)")
 
 
 def _finite(x, y):
