@@ -272,12 +272,20 @@ def test_calibration_on_another_scale_than_the_training_data_warns():
                       "never negative"):
         check_calibration(model, lambda: ([train[i:i + 1] * 2 - 1] for i in range(8)),
                           "full_integer", reference=train)
+    # uint8 training pixels that the model rescales itself, and samples
+    # already in [0, 1] (it was not checked: 82.7 % error, no warning).
+    pixels = (train * 255).astype(np.uint8)
+    with pytest.warns(UserWarning, match=r"reach magnitude 0\.9.*, the training data 25\d"):
+        check_calibration(model, lambda: ([train[i:i + 1]] for i in range(8)),
+                          "full_integer", reference=pixels)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         # The same scale, or no reference: no warning.
         check_calibration(model, lambda: ([train[i:i + 1] * 3] for i in range(8)),
                           "full_integer", reference=train)
         check_calibration(model, lambda: ([train[i:i + 1] * 255] for i in range(8)))
+        check_calibration(model, lambda: ([pixels[i:i + 1].astype(np.float32)] for i in range(8)),
+                          "full_integer", reference=pixels)
 
 
 def test_failed_write_leaves_no_partial_file(tmp_path):

@@ -165,8 +165,11 @@ def check_calibration(model, representative_dataset, what="representative_datase
         return
     for spec, array, span in zip(specs, _sample_arrays(reference, specs, "reference"), ranges):
         array = np.asarray(array)
-        if array.dtype.kind != "f" or span is None or not array.size:
+        # Integer training data counts too: uint8 pixels that the model
+        # rescales itself, against samples already scaled to [0, 1].
+        if array.dtype.kind not in "fiu" or span is None or not array.size:
             continue
+        array = array.astype(np.float64)
         low, peak = span
         usual, floor = float(np.max(np.abs(array))), float(np.min(array))
         if usual > 0 and peak > 0 and max(peak / usual, usual / peak) >= 10:
