@@ -242,13 +242,16 @@ def test_error_budget_is_met_on_the_bound_not_the_measurement(data, trained, tmp
 
 def test_one_output_in_a_dict_is_compressed_and_kept_in_its_dict(data, trained, tmp_path):
     """`{"probs": y}`: compress trains the plain view (the compiled loss
-    dict's one loss) and returns and exports the model in its dict."""
+    dict's one loss) and returns and exports the model in its dict. Labels
+    in a dict too, as `fit` takes them (they were refused as "shapes ... and
+    ()"; arrays: test_cli_compress)."""
     plain = _fresh(trained)
     model = keras.Model(plain.inputs[0], {"probs": plain.outputs[0]})
     model.compile("adam", loss={"probs": "sparse_categorical_crossentropy"})
     path = tmp_path / "d.tflite"
-    result = tfdc.compress(model, data[0], data[1], target_bytes=30_000, path=path,
-                           epochs=(1, 1), verbose=0)
+    (x, y), (xv, yv) = data
+    result = tfdc.compress(model, (x, {"probs": y}), (xv, {"probs": yv}), target_bytes=30_000,
+                           path=path, epochs=(1, 1), verbose=0)
     assert 0.95 * 30_000 <= result.packed_bytes <= 30_000
     interpreter = tfdc.load_interpreter(path)
     assert interpreter.get_signature_list()["serving_default"]["outputs"] == ["probs"]
@@ -665,7 +668,7 @@ def test_loss_budget_keeps_the_smallest_file_whose_bound_is_within(regression, t
         assert trial["passed"] == (trial["loss_bound"] <= 0.1 + 1e-9)
     assert result.packed_bytes == min(t["bytes"] for t in result.trials if t["passed"])
     assert f"{100 * result.loss_increase:+.1f} %)" in str(result)
-    assert result.message.startswith(f"validation loss {100 * result.loss_increase:+.1f} % over")
+    assert result.message.startswith(f"validation loss {100 * result.loss_increase:+.1f} % against")
     with pytest.raises(ValueError, match="give exactly one budget"):
         tfdc.compress(model, train, val, max_loss_increase=0.1, target_bytes=9000, path=path)
     with pytest.raises(ValueError, match="max_loss_increase must be >= 0"):
@@ -1022,3 +1025,20 @@ def test_a_byte_target_met_at_a_large_cost_in_error_says_so():
         " Meeting it costs +48.1 points of validation error: a larger target keeps more of the "
         "float model's accuracy (or give max_error_increase).")
     assert _costly_target(0.12, 0.08) == "" and _costly_target(float("nan"), 0.1) == ""
+
+
+def test_a_model_taking_strings_is_refused_for_that_reason(tmp_path):
+    # It read "the model cannot run on x of shape (8, 3) ...: Invalid dtype:
+    # object", for arrays Keras's own predict refuses.
+    words = keras.Input((3,), dtype="string", name="words")
+    ids = keras.layers.StringLookup(vocabulary=["a", "b", "c"])(words)
+    hidden = keras.layers.Flatten()(keras.layers.Embedding(4, 8)(ids))
+    model = keras.Model(words, keras.layers.Dense(2, activation="softmax", name="fc")(hidden))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.array([["a", "b", "c"]] * 8, dtype=object), np.zeros(8, "int64")
+    with pytest.raises(ValueError, match=r"^validation_data: the model takes strings \(input "
+                       r"'words'\), .* keep the lookup \(StringLookup, TextVectorization\) "
+                       "outside the model"):
+        tfdc.compress(model, (x, y), (x, y), target_bytes=5_000, path=tmp_path / "s.tflite",
+                      verbose=0)
+    assert not list(tmp_path.iterdir())

@@ -111,7 +111,7 @@ def test_demo_to_an_error_budget_passes_the_confidence(capsys, tmp_path):
     runs = re.findall(r"\(([+-][\d.]+) points; at most ([+-][\d.]+) at 50% confidence\)",
                       stdout)
     assert runs and all(abs(float(b) - float(m)) < 0.1 for m, b in runs)
-    kept = re.search(r"Budget met: validation error [+-][\d.]+ points over the float model "
+    kept = re.search(r"Budget met: validation error [+-][\d.]+ points against the float model "
                      r"\(at most ([+-][\d.]+) at 50% confidence\), within the budget of 1\.00",
                      stdout)
     assert kept and float(kept.group(1)) <= 1.0

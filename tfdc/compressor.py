@@ -50,7 +50,7 @@ import warnings
 import numpy as np
 
 from tfdc.errors import require_tensorflow_backend
-from tfdc.scan import _index, _items, _length, _map, check_batched, check_finite
+from tfdc.scan import _index, _items, _labels, _length, _map, check_batched, check_finite
 
 __all__ = ["compress", "CompressResult", "BudgetMissedWarning", "scaled_plan", "HandPlan",
            "increase_bound", "fewest_examples", "loss_increase_bound", "DEFAULT_CONFIDENCE"]
@@ -217,7 +217,7 @@ def _check_data(data, what, allow_dataset, inputs=1, outputs=1):
                          f"{type(data).__name__}{hint}")
     x = _check_inputs(data[0], what, inputs)
     y = _check_inputs(data[1], what, outputs, "y", "output") if outputs > 1 else \
-        np.asarray(data[1])
+        _labels(data[1], 1)
     if outputs == 1 and y.ndim == 0:
         raise ValueError(f"{what}: x and y must be arrays with one row per example, got shapes "
                          f"{_shapes(x)} and {y.shape}")
@@ -401,7 +401,13 @@ def _validation_outputs(model, x):
             spec = (by_name.get(key) if isinstance(key, str) else
                     model.inputs[key if isinstance(key, int) else 0])
             dtype = str(getattr(spec, "dtype", "float32"))
-            if np.asarray(a).dtype.kind in "USO" and "string" not in dtype:
+            if "string" in dtype:  # Keras's predict takes no NumPy strings
+                raise ValueError(
+                    f"validation_data: the model takes strings (input {getattr(spec, 'name', key)!r}"
+                    "), which tfdc.compress cannot score or calibrate: keep the lookup "
+                    "(StringLookup, TextVectorization) outside the model and compress the part "
+                    "that takes its token ids")
+            if np.asarray(a).dtype.kind in "USO":
                 raise ValueError(f"validation_data: x holds {np.asarray(a).dtype} values (text "
                                  f"or objects); the model takes {dtype} numbers")
     try:
@@ -1911,7 +1917,7 @@ def _quality_message(entry, budget, confidence):
     else:
         name, limit = "loss", f"{100 * budget['max_loss_increase']:g} %"
     increase, bound = _increase(entry, confidence, name)
-    measured = f"{increase} over the float model" + (f" ({bound})" if bound else "")
+    measured = f"{increase} against the float model" + (f" ({bound})" if bound else "")
     if entry["passed"]:
         return f"validation {name} {measured}, within the budget of {limit}"
     return (f"no run met the {name} budget: the best packed file is {measured} (budget "

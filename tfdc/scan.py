@@ -372,8 +372,13 @@ def check_finite(a, what, name):
 
 def _labels(y, outputs):
     """Labels as NumPy: one array for one output (a Python list of labels
-    too), a list or dict of arrays for several."""
-    return _map(y, np.asarray) if outputs > 1 else np.asarray(y)
+    too, or a dict of one array, as `fit` takes labels for an output in a
+    dict), a list or dict of arrays for several."""
+    if outputs > 1:
+        return _map(y, np.asarray)
+    if isinstance(y, dict) and len(y) == 1:
+        (y,) = y.values()
+    return np.asarray(y)
 
 
 def _is_batch_list(data):
