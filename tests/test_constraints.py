@@ -2,6 +2,8 @@
 module no longer shadows `tfdc.export`."""
 
 import importlib
+import re
+import warnings
 
 import keras
 import numpy as np
@@ -72,6 +74,37 @@ def test_strip_warns_of_weights_restored_past_their_masks():
                       r"\(.*fc1.*\): .*EarlyStopping\(restore_best_weights=True\)"):
         tfdc.strip(model)
     np.testing.assert_array_equal(model.get_layer("fc1").kernel.numpy(), w)  # kept as they are
+
+
+def test_export_warns_of_weights_restored_past_their_clustering(tmp_path):
+    # The same with ClusteredFineTuning, EarlyStopping listed after it: the
+    # restored epoch 1 is from before clustering began (epoch 3), thousands of
+    # values per 2-bit kernel, and nothing said so (the file ~10x larger).
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 12)).astype("float32"), rng.integers(0, 3, 64)
+    model = mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    score = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: logs.update(score=-float(epoch)))
+    stop = keras.callbacks.EarlyStopping("score", mode="max", patience=3,
+                                         restore_best_weights=True)
+    model.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[
+        GradualPruning(0.5, end_step=8, frequency=1), ClusteredFineTuning(bits=2), score, stop])
+    w = model.get_layer("fc1").kernel.numpy()
+    assert len(np.unique(w[w != 0])) > 4  # restored from before clustering
+    with pytest.warns(UserWarning) as caught:
+        tfdc.export(model, tmp_path / "m.tflite")
+    messages = [str(w.message) for w in caught]
+    assert any(re.match(r"kernels are no longer clustered \(.*fc1/kernel: \d+ values, "
+                        r"clustered to 4.*\): .*EarlyStopping\(restore_best_weights", m)
+               for m in messages), messages
+    assert any("the pruning masks zero are not zero" in m for m in messages)  # and unpruned
+    np.testing.assert_array_equal(model.get_layer("fc1").kernel.numpy(), w)
+    # Clustered and left alone: no such warning.
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[ClusteredFineTuning(bits=2)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        tfdc.export(model, tmp_path / "m2.tflite")
 
 
 def test_clustering_says_it_does_not_apply_the_users_constraint():

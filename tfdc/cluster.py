@@ -530,7 +530,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         if logs is not None:
             logs["distinct_values"] = max(
                 distinct[id(s.variable)] if id(s.variable) in distinct
-                else np.unique(_nonzero(s.variable)).size for s in self.selections)
+                else _distinct(s.variable).size for s in self.selections)
 
     def _enforce_codebooks(self, epoch):
         """Project a kernel that left its codebook back onto it (each
@@ -549,7 +549,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
             if nonzero.size > c.positions.shape[0] or count > c.num_clusters:
                 left[variable.path] = count
                 variable.assign(c(variable))
-                count = np.unique(_nonzero(variable)).size
+                count = _distinct(variable).size
             distinct[id(variable)] = count
         if left and not self._told_left:
             self._told_left = True
@@ -576,6 +576,9 @@ class ClusteredFineTuning(keras.callbacks.Callback):
             self._round_biases()
         if self._started and self.centroid_fp16:
             self._round_centroids()
+        if self._started:
+            for selection in self.selections:  # for tfdc.strip's check (tfdc.export)
+                selection.variable._tfdc_shared_values = len(_distinct(selection.variable))
         if self.detach_at_end:
             self.detach()
 
@@ -621,13 +624,18 @@ class ClusteredFineTuning(keras.callbacks.Callback):
             if variable.constraint is c:
                 variable.constraint = c.inner
         self._constraints = []
-        if self.model is not None:
-            self.model.train_function = None  # the traced step holds the constraints
+        if self.model is not None and getattr(self.model, "train_function", None) is not None:
+            self.model.make_train_function(force=True)  # the traced step holds the constraints
 
 
 def _nonzero(variable):
     v = keras.ops.convert_to_numpy(variable).ravel()
     return v[v != 0]
+
+
+def _distinct(variable):
+    """The distinct nonzero values of `variable`."""
+    return np.unique(_nonzero(variable))
 
 
 def codebooks(model, targets=True, exclude=()):

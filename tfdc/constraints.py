@@ -145,6 +145,32 @@ def _warn_unmasked(variables):
             "They are kept as they are: the model is denser than its masks.", stacklevel=3)
 
 
+def _warn_unshared(variables):
+    """A warning for kernels that `ClusteredFineTuning` left with N shared
+    values and that now hold more: the weights were set after it ended,
+    e.g. `EarlyStopping(restore_best_weights=True)` restoring an epoch from
+    before clustering (a file several times larger, without a word)."""
+    import numpy as np
+    found = {}
+    for variable in variables:
+        shared = getattr(variable, "_tfdc_shared_values", None)
+        if shared is None:
+            continue
+        value = keras.ops.convert_to_numpy(variable)
+        now = np.unique(value[value != 0]).size
+        if now > shared:
+            found[getattr(variable, "path", variable.name)] = (shared, now)
+    if found:
+        import warnings
+        listed = ", ".join(f"{name}: {now:,} values, clustered to {shared:,}"
+                           for name, (shared, now) in found.items())
+        warnings.warn(
+            f"kernels are no longer clustered ({listed}): the weights were set after "
+            "ClusteredFineTuning ended, e.g. restored by EarlyStopping(restore_best_weights=True) "
+            "from an epoch before clustering (give it start_from_epoch= the first epoch of "
+            "clustering). They are kept as they are: the packed file is larger.", stacklevel=3)
+
+
 def user_constraint(variable):
     """The user's own constraint on `variable` under any tfdc constraints
     (None if there is none)."""
@@ -176,6 +202,7 @@ def strip(model):
     if not hasattr(model, "variables"):
         raise TypeError(f"strip expects a Keras model or layer, got {type(model).__name__}")
     _warn_unmasked(model.variables)
+    _warn_unshared(model.variables)
     for variable in model.variables:
         constraint = getattr(variable, "constraint", None)
         if isinstance(constraint, TfdcConstraint):
