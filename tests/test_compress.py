@@ -1042,3 +1042,20 @@ def test_a_model_taking_strings_is_refused_for_that_reason(tmp_path):
         tfdc.compress(model, (x, y), (x, y), target_bytes=5_000, path=tmp_path / "s.tflite",
                       verbose=0)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_bad_label_past_a_datasets_first_batch_is_one_clear_error(data, trained, tmp_path):
+    # TensorFlow's graph error, its call stack and every label of the batch
+    # (only the first batch is checked before training).
+    import tensorflow as tf
+    (x, y), validation = data
+    y = y.copy()
+    y[300] = 12
+    batches = tf.data.Dataset.from_tensor_slices((x[:512], y[:512])).batch(128)
+    with pytest.raises(ValueError) as e:
+        tfdc.compress(_fresh(trained), batches, validation, target_bytes=20_000,
+                      path=tmp_path / "b.tflite", epochs=(1, 1), verbose=0)
+    assert str(e.value) == ("train_data: a batch fails in training (a dataset is checked before "
+                            "training in its first batch only): Received a label value of 12 "
+                            "which is outside the valid range of [0, 10).")
+    assert not list(tmp_path.iterdir())

@@ -525,14 +525,17 @@ def _first_line(error):
     # An array printed in the message (Keras: "Invalid input shape for input
     # [[0. 0. ...]]. Expected shape (None, 28, 28), ...") spans lines and
     # would hide what follows it: shown as [...].
-    text = re.sub(r"\[\[.*?\]\]", "[...]", str(error), flags=re.S)
+    text = re.sub(r"\s*\[\[\{\{node [^]]*\]\]", "", str(error))  # a graph error's node
+    text = re.sub(r"\[\[.*?\]\]", "[...]", text, flags=re.S)
     # TensorFlow's kernels: "{{function_node __wrapped__...}} Received a
     # label value of 7 ...  Label values: 6 5 7 ..." (every label).
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
     text = re.sub(r"\s+Label values:[\d\s-]*", " ", text)
     text = re.sub(r"\s*\[Op:\w+\]( name:[^\n]*)?", "", text)
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines()]
-    lines = [line for line in lines if line]
+    # A graph execution error's call stack: "Detected at node ...", "File ...".
+    lines = [line for line in lines if line and not line.startswith(
+        ("Graph execution error", "Detected at node", "File "))]
     if len(lines) > 1 and lines[0].startswith("Exception encountered"):
         return lines[1]
     return lines[0] if lines else type(error).__name__
@@ -772,8 +775,15 @@ def _fit(model, train, batch_size, epochs, callbacks, verbose):
     else:
         # Keras shuffles a PyDataset's batch order (its default); a tf.data
         # dataset orders its own batches, and Keras warns on shuffle=True.
-        model.fit(train, epochs=epochs, verbose=verbose, callbacks=callbacks,
-                  shuffle=not hasattr(train, "element_spec"))
+        try:
+            model.fit(train, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                      shuffle=not hasattr(train, "element_spec"))
+        except Exception as e:  # noqa: BLE001 - TensorFlow's error, not imported here
+            if type(e).__name__ != "InvalidArgumentError":
+                raise
+            raise ValueError("train_data: a batch fails in training (a dataset is checked "
+                             f"before training in its first batch only): {_first_line(e)}"
+                             ) from None
 
 
 def _divergence_guard(model):
