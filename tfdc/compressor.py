@@ -1474,7 +1474,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             validation error is about that of always answering one class
             (within a tenth of it: `tfdc.mistakes.majority_error`;
             untrained, or its data are preprocessed otherwise than in
-            training), or its validation labels miss some classes.
+            training), or its validation labels miss some classes (both
+            judged from 30 validation examples on).
         UserWarning: before any training, when an error budget's bound on
             so few validation examples takes more than half of the budget
             even for a file exactly as accurate as the float model
