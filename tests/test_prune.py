@@ -617,3 +617,23 @@ def test_a_fit_resumed_by_backup_and_restore_goes_on_with_the_schedule(tmp_path,
     assert history.history["sparsity"][-1] == pytest.approx(0.9, abs=0.01)
     kernel = model.get_layer("fc1").kernel.numpy()
     assert np.mean(kernel == 0) == pytest.approx(0.9, abs=0.01)
+
+
+def test_steps_are_optimizer_iterations_with_gradient_accumulation(mnist_small):
+    # With gradient_accumulation_steps=4, Keras's iterations count one per 4
+    # batches; the callback counted batches, 4x ahead of the
+    # optimizer.iterations a user takes begin_step / end_step from.
+    (x, y), _ = mnist_small
+    model = compile_(mlp(), keras.optimizers.Adam(1e-3, gradient_accumulation_steps=4))
+    pruning = GradualPruning(0.8, frequency=1)
+    model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[pruning])
+    assert int(model.optimizer.iterations) == 8 == pruning.step == pruning.end_step
+    assert zero_mask(model, "fc1").mean() == pytest.approx(0.8, abs=1e-3)
+    start = int(model.optimizer.iterations)
+    again = GradualPruning(0.9, begin_step=start, end_step=start + 4, frequency=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0, callbacks=[again])
+    assert not [w for w in caught if "GradualPruning" in str(w.message)]
+    assert again.step == 12 == int(model.optimizer.iterations)
+    assert zero_mask(model, "fc1").mean() == pytest.approx(0.9, abs=1e-3)

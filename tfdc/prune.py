@@ -38,7 +38,7 @@ from tfdc.layers import constraint_slot, kernel_name, kernel_variables
 from tfdc.select import check_built, iter_layers, layer_paths, select_kernels
 
 __all__ = ["GradualPruning", "MaskConstraint", "install_mask", "find_mask", "active_pruning",
-           "active_schedules", "optimizer_step",
+           "active_schedules", "StepCounter",
            "mask_from_zeros", "sparsity", "polynomial_sparsity", "pruned_count", "SparsityReport",
            "LayerSparsity"]
 
@@ -338,9 +338,48 @@ def check_fraction(value, what):
         raise ValueError(f"{what} must be in [0, 1), got {value!r}")
 
 
-def optimizer_step(model):
-    """`model.optimizer.iterations` as an int (the steps schedules count)."""
-    return int(ops.convert_to_numpy(model.optimizer.iterations))
+class StepCounter:
+    """The optimizer step of a running fit (`model.optimizer.iterations`,
+    the unit of every schedule), counted in Python from the batch indices
+    Keras gives callbacks: reading the variable each batch is a device sync.
+
+    With `gradient_accumulation_steps=k`, Keras's `iterations` count
+    updates, one per k batches; the batches are counted and divided (a
+    callback counting batches as steps was k times ahead of the
+    `optimizer.iterations` a user gives `begin_step` / `end_step` from).
+    Made when a fit begins (again at its first epoch: BackupAndRestore,
+    listed later, restores the step in its own on_train_begin)."""
+
+    def __init__(self, model):
+        optimizer = model.optimizer
+        inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer
+        self.k = int(getattr(inner, "gradient_accumulation_steps", None) or 1)
+        counter = inner._iterations if self.k > 1 else optimizer.iterations
+        self.batches = self.epoch_base = int(ops.convert_to_numpy(counter))
+        self._first = True
+
+    @property
+    def step(self):
+        return self.batches // self.k
+
+    def batch_began(self, batch):
+        """Keras numbers batches per epoch; a fit resumed mid-epoch
+        (BackupAndRestore's save_freq) starts past batch 0."""
+        if batch == 0 or self._first:
+            self.epoch_base, self._first = self.batches - batch, False
+
+    def batch_ended(self, batch):
+        """`batch`: the last batch index of the execution that ended (with
+        steps_per_execution, several batches at once). Returns the step."""
+        self.batches = self.epoch_base + batch + 1
+        return self.step
+
+    def fit_bounds(self, initial_epoch, steps, epochs):
+        """The steps at which this fit's epoch 0 began (or would have) and
+        at which it ends (None if its batches per epoch are unknown)."""
+        start = max(0, self.batches - initial_epoch * (steps or 0))
+        end = (start + epochs * steps) // self.k if steps and epochs else None
+        return start // self.k, end
 
 
 def check_steps(begin_step, end_step):
@@ -387,7 +426,8 @@ class GradualPruning(keras.callbacks.Callback):
     selected kernel's mask is recomputed so that its sparsity follows
     `s_t = s_f + (s_i - s_f) (1 - (t - t0) / (end_step - t0))^3`; after
     `end_step` the masks stay fixed while training goes on (the paper's
-    retraining). Steps are optimizer iterations (`model.optimizer.iterations`),
+    retraining). Steps are optimizer iterations (`model.optimizer.iterations`;
+    one per `gradient_accumulation_steps` batches where that is set),
     so the schedule carries on across `fit` calls and a `.keras` save/load
     that keeps the optimizer (`load_model` compiles it back; a new
     optimizer counts from 0 and starts the schedule again).
@@ -529,7 +569,8 @@ class GradualPruning(keras.callbacks.Callback):
         register_schedule(self)
         self._told_regrown = False
         self.selections, self._masks = None, None
-        self._step = self._epoch_base = optimizer_step(model)
+        self._counter = StepCounter(model)
+        self._step = self._counter.step
         self._last_prune = None
         self._resolved = False
         self._fit_end = None
@@ -558,10 +599,7 @@ class GradualPruning(keras.callbacks.Callback):
         steps = self.params.get("steps") if self.params else None
         epochs = self.params.get("epochs") if self.params else None
         begin, end = self._user_begin, self._user_end
-        # The optimizer step at which this fit's epoch 0 started (or would have).
-        fit_start = max(0, self._step - initial_epoch * (steps or 0))
-        if steps and epochs:
-            self._fit_end = fit_start + epochs * steps
+        fit_start, self._fit_end = self._counter.fit_bounds(initial_epoch, steps, epochs)
         if begin is None:
             begin = fit_start
         if end is None:
@@ -612,19 +650,15 @@ class GradualPruning(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self._resolved:
             return
-        # Read again: a callback listed after this one (BackupAndRestore)
-        # may have restored the optimizer's step in its on_train_begin.
-        self._step = self._epoch_base = optimizer_step(self.model)
+        self._counter = StepCounter(self.model)  # BackupAndRestore may have restored it
+        self._step = self._counter.step
         self._resolve_schedule(epoch)
         self._resolved = True
         if self.selections is not None:
             self._start_pruning()
 
     def on_train_batch_end(self, batch, logs=None):
-        # `batch` is the last batch index of this execution; the optimizer ran
-        # (batch - previous batch) steps. Counting in Python avoids reading
-        # `optimizer.iterations` (a device sync) on every step.
-        self._step = self._epoch_base + batch + 1
+        self._step = self._counter.batch_ended(batch)
         if self.selections is None:
             if not self.model.built:
                 return
@@ -703,10 +737,8 @@ class GradualPruning(keras.callbacks.Callback):
         return (self._last_prune is not None and self.end_step is not None
                 and self._last_prune >= self.end_step)
 
-    # Track the step base of each epoch (batches restart at 0).
     def on_train_batch_begin(self, batch, logs=None):
-        if batch == 0:
-            self._epoch_base = self._step - batch
+        self._counter.batch_began(batch)
 
     # ------------------------------------------------------------------ pruning
     def _prune(self, step):

@@ -28,7 +28,7 @@ from tfdc.distill import trained_model
 from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import kind_of
 from tfdc.prune import (check_fraction, check_steps, find_mask, install_mask,
-                        optimizer_step, polynomial_sparsity, prune_due, register_schedule, unregister_schedule,
+                        StepCounter, polynomial_sparsity, prune_due, register_schedule, unregister_schedule,
                         warn_unfinished)
 from tfdc.select import _check_patterns, _matches, iter_layers, layer_paths
 from tfdc.shrinker import units
@@ -242,7 +242,8 @@ class StructuredPruning(keras.callbacks.Callback):
             # A train function traced earlier would not apply the new constraints.
             self.model.make_train_function(force=True)
         self._probe = self._make_probe(model) if self.criterion == "activation" else None
-        self._step = optimizer_step(self.model)
+        self._counter = StepCounter(self.model)
+        self._step = self._counter.step
         self._removed = [group.removed() for group, _ in self.groups]  # resuming keeps them
         self._last_prune, self._resolved, self._fit_end = None, False, None
         self.begin_step, self.end_step = self._user_steps
@@ -251,19 +252,18 @@ class StructuredPruning(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if not self._resolved:
-            # Read again: BackupAndRestore, listed later, restores it in its on_train_begin.
-            self._step = optimizer_step(self.model)
+            self._counter = StepCounter(self.model)  # BackupAndRestore may have restored it
+            self._step = self._counter.step
             self._resolve_schedule(epoch)
             self._resolved = True
             if self._step >= self.begin_step:
                 self._prune(self._step)
 
     def on_train_batch_begin(self, batch, logs=None):
-        if batch == 0 or not hasattr(self, "_epoch_base"):
-            self._epoch_base = self._step - batch
+        self._counter.batch_began(batch)
 
     def on_train_batch_end(self, batch, logs=None):
-        self._step = self._epoch_base + batch + 1
+        self._step = self._counter.batch_ended(batch)
         if prune_due(self._step, self.begin_step, self.end_step, self._last_prune,
                      self.frequency):
             self._prune(self._step)
@@ -310,10 +310,8 @@ class StructuredPruning(keras.callbacks.Callback):
     def _resolve_schedule(self, initial_epoch):
         steps = self.params.get("steps") if self.params else None
         begin, end = self._user_steps
-        fit_start = max(0, self._step - initial_epoch * (steps or 0))
         epochs = self.params.get("epochs") if self.params else None
-        if steps and epochs:
-            self._fit_end = fit_start + epochs * steps
+        fit_start, self._fit_end = self._counter.fit_bounds(initial_epoch, steps, epochs)
         if begin is None:
             begin = fit_start
         if end is None:
