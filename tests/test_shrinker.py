@@ -1,6 +1,8 @@
 """tfdc.shrinker: shrink rebuilds a model without its removed units, exactly;
 units reports what goes."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -261,3 +263,26 @@ def test_transposed_and_1d_convolutions_shrink_exactly():
     assert [small.get_layer(n).filters for n in ("conv", "up", "mix", "conv1d")] == [3, 3, 3, 3]
     x = np.random.default_rng(0).normal(size=(3, 6, 6, 2)).astype("float32")
     np.testing.assert_allclose(small(x), model(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", [lambda t: 2.0 * keras.ops.relu(t),
+                                        functools.partial(keras.activations.relu, max_value=6.0)])
+def test_an_activation_no_config_can_hold_is_refused_before_training(activation):
+    # A lambda or partial as a Dense's activation: StructuredPruning trained,
+    # then tfdc.shrink failed with Keras's deserialization error (a page of
+    # base64) or "Cannot serialize object functools.partial".
+    inputs = keras.Input((8,))
+    hidden = keras.layers.Dense(16, activation="relu", name="a")(inputs)
+    hidden = keras.layers.Dense(8, activation=activation, name="b")(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(hidden))
+    model.compile("adam", "mse")
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match=r"^tfdc.shrink, which removes the pruned units after "
+                       r"training, rebuilds the model from its layers' configs, and layer 'b' "
+                       r"\(Dense\) has a (Python lambda|functools.partial) as its activation"):
+        model.fit(np.ones((16, 8)), np.ones((16, 3)), epochs=1, verbose=0,
+                  callbacks=[tfdc.StructuredPruning({"a": 0.5})])
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    with pytest.raises(ValueError, match=r"^tfdc.shrink rebuilds .* layer 'b'"):
+        tfdc.shrink(model)

@@ -676,11 +676,11 @@ def _load_keras_model(path, safe_mode=True, imports=()):
                         "the Keras model (.keras). To pack a .tflite as it is: tfdc pack")
     import keras
 
-    from tfdc.compressor import _first_line
+    from tfdc.errors import first_line
     try:
         return keras.models.load_model(path, safe_mode=safe_mode)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad file
-        line = _first_line(e)
+        line = first_line(e)
         if "safe_mode" in line:  # a Lambda layer's Python code
             line = line.split(". ")[0] + " (for a file you trust: --no-safe-mode)"
         missing = re.search(r"Could not locate (class|function) '([^']+)'", line)
@@ -883,7 +883,8 @@ def _test_score(model, x, y):
     an x_test or y_test it cannot take is an error before any training."""
     import numpy as np
 
-    from tfdc.compressor import _first_line, _float_mistakes, _from_logits, _takes
+    from tfdc.compressor import _float_mistakes, _from_logits, _takes
+    from tfdc.errors import first_line
     from tfdc.datasets import array_name
     from tfdc.mistakes import mistakes
     from tfdc.scan import (SummedLoss, _items, _output_count, loss_callable, mean_loss,
@@ -895,7 +896,7 @@ def _test_score(model, x, y):
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
         shapes = ", ".join(f"{array_name('x', k)} of shape {a.shape}" for k, a in _items(x))
         raise UserError(f"x_test: the model cannot run on {shapes}{_takes(model)}: "
-                        f"{_first_line(e)}") from None
+                        f"{first_line(e)}") from None
     if several:  # in model.outputs' order, as compress reads them (_validation_outputs)
         import keras
         flat = keras.tree.flatten(outputs)
@@ -903,7 +904,7 @@ def _test_score(model, x, y):
         try:
             mean_loss(loss, y, flat)
         except Exception as e:  # noqa: BLE001 - the loss's own error names the problem
-            raise UserError(f"y_test: the model's losses cannot take it: {_first_line(e)}") \
+            raise UserError(f"y_test: the model's losses cannot take it: {first_line(e)}") \
                 from None
         return (lambda out: ("loss", mean_loss(loss, y, out))), [np.asarray(a) for a in flat]
     outputs = np.asarray(outputs)
@@ -917,7 +918,7 @@ def _test_score(model, x, y):
     try:
         mean_loss(loss, y, outputs)
     except Exception as e:  # noqa: BLE001 - the loss's own error names the problem
-        raise UserError(f"y_test: the model's loss cannot take it: {_first_line(e)}") from None
+        raise UserError(f"y_test: the model's loss cannot take it: {first_line(e)}") from None
     return (lambda out: ("loss", mean_loss(loss, y, out))), outputs
 
 
@@ -1063,7 +1064,7 @@ def _bench_input(rng, shape, dtype):
 def cmd_bench(args):
     import numpy as np
 
-    from tfdc.compressor import _first_line
+    from tfdc.errors import first_line
     from tfdc.runtime import interpreter_class
     from tfdc.unpack import decode
     data = _read(args.file)
@@ -1101,7 +1102,7 @@ def cmd_bench(args):
     try:
         interpreter = load()
     except (RuntimeError, ValueError) as e:  # custom or Flex ops this runtime lacks
-        raise UserError(f"{args.file}: LiteRT cannot load the model: {_first_line(e)}") \
+        raise UserError(f"{args.file}: LiteRT cannot load the model: {first_line(e)}") \
             from None
     print(f"LiteRT load + allocate: {_median_ms(load, runs):9.3f} ms median of {runs}")
     rng = np.random.default_rng(0)
@@ -1112,7 +1113,7 @@ def cmd_bench(args):
         interpreter.invoke()  # warm-up
     except (RuntimeError, ValueError) as e:
         raise UserError(f"{args.file}: LiteRT cannot run the model on random inputs: "
-                        f"{_first_line(e)}") from None
+                        f"{first_line(e)}") from None
     n = max(runs, 50)
     t = time.perf_counter()
     for _ in range(n):

@@ -40,7 +40,6 @@ import dataclasses
 import functools
 import math
 import os
-import re
 import shutil
 import statistics
 import tempfile
@@ -49,7 +48,7 @@ import warnings
 
 import numpy as np
 
-from tfdc.errors import require_tensorflow_backend
+from tfdc.errors import first_line, require_tensorflow_backend
 from tfdc.scan import _index, _items, _labels, _length, _map, check_batched, check_finite
 
 __all__ = ["compress", "CompressResult", "BudgetMissedWarning", "scaled_plan", "HandPlan",
@@ -415,7 +414,7 @@ def _validation_outputs(model, x):
         out = model.predict(x, batch_size=512, verbose=0)
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
         raise ValueError(f"validation_data: the model cannot run on x of shape {_shapes(x)}"
-                         f"{_takes(model)}: {_first_line(e)}") from None
+                         f"{_takes(model)}: {first_line(e)}") from None
     if isinstance(out, (list, tuple, dict)):
         import keras
         return [np.asarray(o) for o in keras.tree.flatten(out)]
@@ -458,7 +457,7 @@ def _first_batch(train, classes, model=None):
     try:
         batch = _peek(train) if not hasattr(train, "element_spec") else next(iter(train))
     except Exception as e:  # noqa: BLE001 - a user's PyDataset raises what it raises
-        raise ValueError(f"train_data: cannot read a first batch: {_first_line(e)}") from None
+        raise ValueError(f"train_data: cannot read a first batch: {first_line(e)}") from None
     if isinstance(batch, (tuple, list)) and len(batch) == 3:
         raise ValueError("train_data: its batches are (x, y, sample_weight); sample weights are "
                          "not supported: tfdc.compress trains and scores every example alike; "
@@ -497,7 +496,7 @@ def _check_train(model, batch, loss, fn):
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
         from tfdc.scan import one_hot_hint
         raise ValueError(f"train_data: the model and its loss ({_loss_name(loss)}) cannot take a "
-                         f"batch of it: {_first_line(e)}{one_hot_hint(_loss_name(loss), y)}"
+                         f"batch of it: {first_line(e)}{one_hot_hint(_loss_name(loss), y)}"
                          ) from None
     if not math.isfinite(value):
         raise ValueError(f"train_data: the loss ({_loss_name(loss)}) of a first batch is not "
@@ -517,28 +516,6 @@ def _loss_name(loss):
 def _count(n, noun):
     """`1 epoch`, `3 epochs`, `1,024 steps`."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
-def _first_line(error):
-    """The line of an exception's message that says what went wrong (Keras's
-    run long and start with "Exception encountered when calling ...")."""
-    # An array printed in the message (Keras: "Invalid input shape for input
-    # [[0. 0. ...]]. Expected shape (None, 28, 28), ...") spans lines and
-    # would hide what follows it: shown as [...].
-    text = re.sub(r"\s*\[\[\{\{node [^]]*\]\]", "", str(error))  # a graph error's node
-    text = re.sub(r"\[\[.*?\]\]", "[...]", text, flags=re.S)
-    # TensorFlow's kernels: "{{function_node __wrapped__...}} Received a
-    # label value of 7 ...  Label values: 6 5 7 ..." (every label).
-    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
-    text = re.sub(r"\s+Label values:[\d\s-]*", " ", text)
-    text = re.sub(r"\s*\[Op:\w+\]( name:[^\n]*)?", "", text)
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines()]
-    # A graph execution error's call stack: "Detected at node ...", "File ...".
-    lines = [line for line in lines if line and not line.startswith(
-        ("Graph execution error", "Detected at node", "File "))]
-    if len(lines) > 1 and lines[0].startswith("Exception encountered"):
-        return lines[1]
-    return lines[0] if lines else type(error).__name__
 
 
 def increase_bound(reference_wrong, wrong, confidence):
@@ -782,7 +759,7 @@ def _fit(model, train, batch_size, epochs, callbacks, verbose):
             if type(e).__name__ != "InvalidArgumentError":
                 raise
             raise ValueError("train_data: a batch fails in training (a dataset is checked "
-                             f"before training in its first batch only): {_first_line(e)}"
+                             f"before training in its first batch only): {first_line(e)}"
                              ) from None
 
 

@@ -1,4 +1,7 @@
-"""Exception types raised by tfdc, and the check that raises `BackendError`."""
+"""Exception types raised by tfdc, the check that raises `BackendError`, and
+the line of another library's error message that tfdc repeats."""
+
+import re
 
 
 class FormatError(ValueError):
@@ -48,3 +51,25 @@ def require_tensorflow_backend(what):
         "imported, or save the model (model.save('model.keras')) and compress that file "
         "from the command line, which loads it on the TensorFlow backend: "
         "tfdc compress model.keras DATA.npz OUT ...")
+
+
+def first_line(error):
+    """The line of an exception's message that says what went wrong (Keras's
+    run long and start with "Exception encountered when calling ...")."""
+    # An array printed in the message (Keras: "Invalid input shape for input
+    # [[0. 0. ...]]. Expected shape (None, 28, 28), ...") spans lines and
+    # would hide what follows it: shown as [...].
+    text = re.sub(r"\s*\[\[\{\{node [^]]*\]\]", "", str(error))  # a graph error's node
+    text = re.sub(r"\[\[.*?\]\]", "[...]", text, flags=re.S)
+    # TensorFlow's kernels: "{{function_node __wrapped__...}} Received a
+    # label value of 7 ...  Label values: 6 5 7 ..." (every label).
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s+Label values:[\d\s-]*", " ", text)
+    text = re.sub(r"\s*\[Op:\w+\]( name:[^\n]*)?", "", text)
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines()]
+    # A graph execution error's call stack: "Detected at node ...", "File ...".
+    lines = [line for line in lines if line and not line.startswith(
+        ("Graph execution error", "Detected at node", "File "))]
+    if len(lines) > 1 and lines[0].startswith("Exception encountered"):
+        return lines[1]
+    return lines[0] if lines else type(error).__name__

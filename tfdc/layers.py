@@ -29,10 +29,13 @@ print(kind_of(layer).name, [attr for attr, _ in kernel_variables(layer)])  # den
 import dataclasses
 import functools
 
+from tfdc.errors import first_line
+
 __all__ = ["LayerKind", "KINDS", "kind_of", "kernel_attrs", "kernel_variables", "kernel_name",
            "bias_variable", "constraint_slot", "converter_op_names", "CHANNELWISE",
            "CHANNEL_NORMALIZATION", "CHANNEL_MERGES", "ZERO_PRESERVING_ACTIVATIONS", "channel_role",
-           "zero_preserving_activation", "copy_layer", "copy_model", "finalize_states",
+           "zero_preserving_activation", "copy_layer", "copy_model", "check_copyable",
+           "finalize_states",
            "is_subclassed", "has_graph", "graph_of", "graph_nodes", "sequential_like"]
 
 
@@ -301,6 +304,39 @@ def copy_layer(layer, **changes):
     return keras.layers.Lambda(**live, **rest)
 
 
+def check_copyable(model, what):
+    """A ValueError, before any training, naming the first layer of `model`
+    that Keras cannot rebuild from its config, which `what` (e.g.
+    `tfdc.shrink`) needs: a Python lambda or `functools.partial` as a
+    layer's activation trained for minutes and then failed to shrink, with
+    Keras's deserialization error."""
+    reason = _uncopyable(model)
+    if reason:
+        raise ValueError(f"{what} rebuilds the model from its layers' configs, and {reason}")
+
+
+def _uncopyable(model):
+    """Why the first layer of `model` that Keras cannot rebuild from its
+    config cannot be, or None."""
+    for layer in model.layers:
+        where = f"layer {layer.name!r} ({type(layer).__name__})"
+        activation = getattr(layer, "activation", None)
+        python = ("a functools.partial" if isinstance(activation, functools.partial) else
+                  "a Python lambda" if getattr(activation, "__name__", "") == "<lambda>" else None)
+        if python:
+            return f"{where} has {python} as its activation, which a config cannot hold: {_REGISTER}"
+        try:
+            copy_layer(layer)
+        except Exception as e:  # noqa: BLE001 - Keras raises several types for this
+            said = first_line(e).split(" using config=")[0].rstrip(".")  # not the whole config
+            return f"{where} cannot be rebuilt: {said}. Its config must rebuild it: {_REGISTER}"
+    return None
+
+
+_REGISTER = ("use a function or class registered with "
+             "@keras.saving.register_keras_serializable() (or a keras.layers.Lambda layer)")
+
+
 def is_subclassed(model):
     """Whether `model` is a subclassed `keras.Model`, whose graph is its
     Python `call`, rather than a Sequential or functional model (a graph of
@@ -383,6 +419,9 @@ def copy_model(model):
             config does not rebuild it), with Keras's reason.
     """
     import keras
+    reason = None if is_subclassed(model) else _uncopyable(model)
+    if reason:
+        raise ValueError(f"cannot copy model {model.name!r} ({type(model).__name__}): {reason}")
     try:
         if is_subclassed(model):
             copy = keras.models.clone_model(model)
@@ -393,7 +432,7 @@ def copy_model(model):
                "keys its __init__ takes, or build it as a functional model."
                if is_subclassed(model) else "")
         raise ValueError(f"cannot copy model {model.name!r} ({type(model).__name__}): "
-                         f"{str(e).rstrip('.')}.{how}") from None
+                         f"{first_line(e).rstrip('.')}.{how}") from None
     if not copy.built:  # a subclassed model: built by calling it
         copy.build_from_config(model.get_build_config())
     copy.set_weights(model.get_weights())

@@ -731,11 +731,12 @@ def _cannot_score(error, model, y):
     take, in one line that says which and, for one-hot labels given to a
     sparse loss (Keras: "Argument `output` must have rank (ndim)
     `target.ndim - 1`"), what to give instead."""
-    from tfdc.compressor import _first_line, _loss_name
+    from tfdc.compressor import _loss_name
+    from tfdc.errors import first_line
     loss = getattr(model, "loss", None)
     name = "cross-entropy" if loss is None else _loss_name(loss)  # the Evaluator's default
     return ValueError(f"validation_data: the model and its loss ({name}) cannot score it: "
-                      f"{_first_line(error)}{one_hot_hint(name, y)}")
+                      f"{first_line(error)}{one_hot_hint(name, y)}")
 
 
 def one_hot_hint(loss_name, y):

@@ -24,7 +24,8 @@ from keras import ops
 
 from tfdc.channels import channel_groups
 from tfdc.constraints import strip
-from tfdc.layers import copy_layer, finalize_states, kind_of, sequential_like
+from tfdc.layers import (check_copyable, copy_layer, finalize_states, kind_of,
+                         sequential_like)
 
 __all__ = ["shrink", "units", "UnitsReport", "LayerUnits"]
 
@@ -124,6 +125,7 @@ def shrink(model):
     ```
     """
     _check_model(model)
+    check_copyable(model, "tfdc.shrink")
     analysis = channel_groups(model)
     keep = _keep(analysis)
     new_units = {}

@@ -26,7 +26,7 @@ from tfdc.channels import channel_groups, graph_of
 from tfdc.constraints import fit_began, fit_ended, refuse_weight_averaging
 from tfdc.distill import trained_model
 from tfdc.errors import require_tensorflow_backend
-from tfdc.layers import kind_of
+from tfdc.layers import check_copyable, kind_of
 from tfdc.prune import (check_fraction, check_steps, find_mask, install_mask,
                         StepCounter, polynomial_sparsity, prune_due, register_schedule, unregister_schedule,
                         warn_unfinished)
@@ -222,6 +222,7 @@ class StructuredPruning(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         refuse_weight_averaging(self.model, "tfdc.StructuredPruning")
         model = trained_model(self.model)  # a Distiller's student
+        check_copyable(model, "tfdc.shrink, which removes the pruned units after training,")
         analysis, self.groups = self._select(model)
         self._check_min_units()
         self._bn_after = analysis.bn_after
