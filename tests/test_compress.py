@@ -909,6 +909,12 @@ def test_full_integer_compresses_an_int8_file_that_keeps_its_codebooks(data, tra
         tfdc.compress(trained, data[0], data[1], target_bytes=9000, verbose=0,
                       full_integer=lambda: iter([[samples[0]], [bad]]),
                       path=tmp_path / "no.tflite")
+    # One iterator made beforehand: the export after training found it empty.
+    once = iter([[s] for s in samples[:8]])
+    with pytest.raises(ValueError, match="full_integer yielded 8 samples once and none when "
+                       "called again"):
+        tfdc.compress(trained, data[0], data[1], target_bytes=9000, verbose=0,
+                      full_integer=lambda: once, path=tmp_path / "no.tflite")
     assert not (tmp_path / "no.tflite").exists()
 
 

@@ -248,6 +248,11 @@ def test_bad_representative_dataset_fails_before_conversion(tmp_path):
              r"a sample is a dict keyed \['label', 'pixels'\]; the model's inputs are named "),
             (lambda: iter([{model.inputs[0].name: x[:1], "label": x[:1]}]), ValueError,
              r"a sample is a dict keyed .*'label'.*; the model's inputs are named "),
+            # One iterator made beforehand: empty when the converter calls
+            # again, which silently wrote a float model.
+            (lambda once=iter([[x[:1]]] * 4): once, ValueError,
+             "yielded 4 samples once and none when called again: it must return a new "
+             "iterator on each call"),
     ]:
         with pytest.raises(error, match=message):
             export(model, path, representative_dataset=rep)

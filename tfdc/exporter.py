@@ -128,8 +128,9 @@ def _check_representative(representative_dataset, specs, what="representative_da
     RuntimeError about resizing tensor 0, raised deep in calibration; a
     wrong dict key was a bare KeyError; an all-NaN set silently gave a float
     model, and one inf crashed the process (a segmentation fault). (It calls
-    `representative_dataset()` once more than the converter does, as a
-    generator function allows.) Returns each float input's `(smallest
+    `representative_dataset()` twice more than the converter does, as a
+    generator function allows, the second time to see that it starts
+    again.) Returns each float input's `(smallest
     value, largest magnitude)` over the samples (None for other inputs)."""
     from tfdc.quantize import require_callable
     require_callable(representative_dataset)
@@ -144,6 +145,15 @@ def _check_representative(representative_dataset, specs, what="representative_da
                              max(peak, float(np.max(np.abs(array)))))
     if not count:
         raise ValueError(f"{what} yields no sample: give it a few hundred real inputs")
+    # The converter calls it again: a callable returning one iterator made
+    # beforehand (`lambda: samples`) is empty by then, and the converter
+    # silently wrote a float model.
+    again = representative_dataset()
+    if again is not None and next(iter(again), None) is None:
+        raise ValueError(f"{what} yielded {count:,} samples once and none when called again: "
+                         "it must return a new iterator on each call (a function that makes "
+                         "one, e.g. lambda: (x[i:i + 1] for i in range(200)), not "
+                         "lambda: an_iterator_made_before)")
     return ranges
 
 
