@@ -240,7 +240,9 @@ def test_error_budget_is_met_on_the_bound_not_the_measurement(data, trained, tmp
         assert bounded.error_increase_bound <= 1.0
 
 
-def test_one_output_in_a_dict_is_compressed_and_kept_in_its_dict(data, trained, tmp_path):
+@pytest.mark.parametrize("train", ["arrays", "dataset"])
+def test_one_output_in_a_dict_is_compressed_and_kept_in_its_dict(data, trained, tmp_path,
+                                                                  train):
     """`{"probs": y}`: compress trains the plain view (the compiled loss
     dict's one loss) and returns and exports the model in its dict. Labels
     in a dict too, as `fit` takes them (they were refused as "shapes ... and
@@ -250,7 +252,11 @@ def test_one_output_in_a_dict_is_compressed_and_kept_in_its_dict(data, trained, 
     model.compile("adam", loss={"probs": "sparse_categorical_crossentropy"})
     path = tmp_path / "d.tflite"
     (x, y), (xv, yv) = data
-    result = tfdc.compress(model, (x, {"probs": y}), (xv, {"probs": yv}), target_bytes=30_000,
+    train_data = (x, {"probs": y})
+    if train == "dataset":  # it fed the dict to the plain view: "Expected float32, got probs"
+        import tensorflow as tf
+        train_data = tf.data.Dataset.from_tensor_slices(train_data).batch(128)
+    result = tfdc.compress(model, train_data, (xv, {"probs": yv}), target_bytes=30_000,
                            path=path, epochs=(1, 1), verbose=0)
     assert 0.95 * 30_000 <= result.packed_bytes <= 30_000
     interpreter = tfdc.load_interpreter(path)

@@ -143,7 +143,9 @@ def test_strip_of_something_not_a_model_is_a_type_error():
     lambda: tfdc.StructuredPruning(0.5, frequency=1)])
 @pytest.mark.parametrize("optimizer", [
     lambda: keras.optimizers.Adam(use_ema=True),
-    lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(use_ema=True))])
+    lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(use_ema=True)),
+    lambda: keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(use_ema=True)))])
 def test_an_optimizer_that_averages_the_weights_is_refused_before_training(callback, optimizer):
     # Keras replaces the weights by their moving averages at the end of fit:
     # a kernel pruned to 80 % ended with no zero, 3-bit clustering with
@@ -208,3 +210,8 @@ def test_strip_from_a_callback_during_fit_does_not_break_the_fit():
     history = model.fit(x, y, epochs=2, batch_size=32, verbose=0,
                         callbacks=[Snapshot(None, "strip")])
     assert len(history.history["loss"]) == 2
+    # In a fit with tfdc callbacks, it says what it ends.
+    with pytest.warns(UserWarning, match="tfdc.strip during a fit that tfdc callbacks are "
+                      "training: for the rest of it, pruned weights are no longer kept"):
+        model.fit(x, y, epochs=2, batch_size=32, verbose=0,
+                  callbacks=[ClusteredFineTuning(bits=2), Snapshot(None, "strip")])

@@ -196,8 +196,13 @@ def test_cli_writes_through_a_symbolic_link_and_keeps_the_mode(build_dir, packed
     dangling = tmp_path / "dangling"
     dangling.symlink_to("nothing")
     proc = subprocess.run([cli, str(src), str(dangling)], capture_output=True, text=True)
-    assert proc.returncode == 1 and proc.stderr == (f"tfdc-decode: cannot write {dangling}: a "
-                                                    "symbolic link to nothing\n")
+    assert proc.returncode == 1 and proc.stderr == (
+        f"tfdc-decode: cannot write {dangling}: a symbolic link to nothing (its target is "
+        "missing, or the links form a loop)\n")
+    # The Python CLI alike (it created the link's target).
+    from tfdc.cli import main
+    assert main(["decode", str(src), str(dangling)]) == 1
+    assert not (tmp_path / "nothing").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "dangling", "in.tflite", "link.tflite", "redirected.tflite", "stdout", "target.tflite"]
 

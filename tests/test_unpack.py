@@ -733,9 +733,19 @@ def test_a_size_past_what_the_machine_holds_is_too_large_with_no_limit(field):
     # max_size=inf let 2**64 - 1 through to an OverflowError in zlib.
     data = _rebuild(**{field: (1 << 64) - 1})
     for backend in ("python", "auto"):
-        with pytest.raises(FormatError) as e:
+        for limit in (float("inf"), 1 << 70):  # 2**70 was a ValueError from the C decoder
+            with pytest.raises(FormatError) as e:
+                unpack.decode(data, backend=backend, max_size=limit)
+            assert e.value.status == "too_large", (backend, str(e.value))
+
+
+def test_a_size_this_process_cannot_allocate_is_a_format_error_with_no_limit():
+    # 2**62 bytes declared, no limit: the C decoder's allocation failed with a
+    # bare MemoryError; the Python decoder says what is wrong before that.
+    data = _rebuild(D=1 << 62)
+    for backend in ("python", "auto"):
+        with pytest.raises(FormatError, match="is not the end of the last record"):
             unpack.decode(data, backend=backend, max_size=float("inf"))
-        assert e.value.status == "too_large", (backend, str(e.value))
 
 
 def test_both_section_keys_is_an_error(small_packed):

@@ -465,7 +465,10 @@ def _first_batch(train, classes, model=None):
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise ValueError(f"train_data must yield (x, y) batches, got {type(batch).__name__}")
     check_batched(batch[0], model, "train_data")
-    return batch[0], batch[1]
+    y = batch[1]
+    if isinstance(y, dict) and len(y) == 1:  # one output's labels in its dict, as fit takes them
+        (y,) = y.values()
+    return batch[0], y
 
 
 def _peek(dataset):
@@ -1529,6 +1532,10 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     inputs = len(model.inputs) if has_graph(model) else None
     train = _check_data(train_data, "train_data", allow_dataset=True, inputs=inputs,
                         outputs=output_count)
+    if structure is not None and hasattr(train, "element_spec"):
+        # The plain view trains: labels in the output's dict or list, as
+        # `fit` takes them for the model, become the one label.
+        train = train.map(lambda x, *rest: (x, keras.tree.flatten(rest[0])[0], *rest[1:]))
     x_val, y_val = _check_data(validation_data, "validation_data", allow_dataset=False,
                                inputs=inputs, outputs=output_count)
     path = check_writable(path)

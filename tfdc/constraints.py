@@ -96,6 +96,14 @@ def warn_constraints_skipped(callback, epoch, found, kept, repair):
         f"{repair}", stacklevel=3)
 
 
+def innermost_optimizer(optimizer):
+    """The optimizer that updates the weights, inside any LossScaleOptimizers
+    (one wrapped in another too)."""
+    while getattr(optimizer, "inner_optimizer", None) is not None:
+        optimizer = optimizer.inner_optimizer
+    return optimizer
+
+
 def refuse_weight_averaging(model, callback):
     """A ValueError, before training, for an optimizer that averages the
     weights (`use_ema=True`): Keras replaces the weights with their moving
@@ -103,8 +111,7 @@ def refuse_weight_averaging(model, callback):
     steps). Those averages are neither masked nor shared, so a fit that
     pruned to 80 % ended with no zero at all, and 3-bit clustering with
     thousands of values per kernel, without a word."""
-    optimizer = getattr(model, "optimizer", None)
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer
+    optimizer = innermost_optimizer(getattr(model, "optimizer", None))
     if getattr(optimizer, "use_ema", False):
         raise ValueError(
             f"{callback}: the optimizer ({type(optimizer).__name__}) has use_ema=True: Keras "
@@ -201,6 +208,12 @@ def strip(model):
     """
     if not hasattr(model, "variables"):
         raise TypeError(f"strip expects a Keras model or layer, got {type(model).__name__}")
+    if in_fit(model):
+        import warnings
+        warnings.warn("tfdc.strip during a fit that tfdc callbacks are training: for the rest "
+                      "of it, pruned weights are no longer kept at zero nor shared weights "
+                      "equal. Strip after the fit (tfdc.export during a fit leaves the "
+                      "constraints on).", stacklevel=2)
     _warn_unmasked(model.variables)
     _warn_unshared(model.variables)
     for variable in model.variables:

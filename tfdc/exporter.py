@@ -653,6 +653,9 @@ def check_writable(path, example="model.tflite"):
         if not os.access(path, os.W_OK):
             raise PermissionError(f"{path}: not writable")
         return path
+    if os.path.islink(path) and not os.path.exists(path):  # as GNU cp: not through it
+        raise FileNotFoundError(f"{path}: a symbolic link to nothing (its target is missing, or "
+                                "the links form a loop); remove it or give another path")
     # The folder as written, before realpath tidies it: "model.keras/../x"
     # names no folder (model.keras is a file), but realpath makes it "x",
     # which was written, over the input model when x was its name.

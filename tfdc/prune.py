@@ -32,7 +32,8 @@ import numpy as np
 from keras import ops
 
 from tfdc.constraints import (TfdcConstraint, find_constraint, fit_began, fit_ended,
-                              refuse_weight_averaging, warn_constraints_skipped)
+                              innermost_optimizer, refuse_weight_averaging,
+                              warn_constraints_skipped)
 from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import constraint_slot, kernel_name, kernel_variables
 from tfdc.select import check_built, iter_layers, layer_paths, select_kernels
@@ -352,7 +353,7 @@ class StepCounter:
 
     def __init__(self, model):
         optimizer = model.optimizer
-        inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer
+        inner = innermost_optimizer(optimizer)
         self.k = int(getattr(inner, "gradient_accumulation_steps", None) or 1)
         counter = inner._iterations if self.k > 1 else optimizer.iterations
         self.batches = self.epoch_base = int(ops.convert_to_numpy(counter))

@@ -1175,8 +1175,16 @@ def _decode(data, backend, max_size):
     if native is not None and (backend == "native" or (majors and _native_reads(native, majors))):
         if getattr(native, "FORMAT_MAJOR", 1) >= 2:  # checks the limit before allocating
             try:
-                return native.decode(data, max_size=max_size if max_size == float("inf")
+                # Past 2**64 - 1 (which the C limit holds) is no limit either.
+                return native.decode(data, max_size=float("inf") if max_size >= 1 << 64
                                      else int(max_size))
+            except MemoryError:
+                # No limit, and a size this process cannot allocate: a file
+                # that declares it is as likely broken (the Python decoder
+                # says how, before allocating) as too large for here.
+                parse(data, max_size)
+                raise FormatError("the decoded model does not fit in this process's memory",
+                                  status="too_large") from None
             except FormatError as c_error:
                 if backend == "native":
                     raise

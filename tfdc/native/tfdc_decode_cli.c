@@ -105,7 +105,8 @@ int main(int argc, char **argv) {
   if (have_in && S_ISDIR(in_st.st_mode)) return fail("cannot read", in_path, strerror(EISDIR));
   have_out = stat(out_path, &out_st) == 0;
   if (!have_out && lstat(out_path, &link_st) == 0 && S_ISLNK(link_st.st_mode))
-    return fail("cannot write", out_path, "a symbolic link to nothing");
+    return fail("cannot write", out_path,
+                "a symbolic link to nothing (its target is missing, or the links form a loop)");
   if (have_out) {
     if (S_ISDIR(out_st.st_mode)) return fail("cannot write", out_path, strerror(EISDIR));
     if (have_in && in_st.st_dev == out_st.st_dev && in_st.st_ino == out_st.st_ino)
