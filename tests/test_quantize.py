@@ -137,7 +137,7 @@ def test_snap_to_int8_grid_makes_the_integer_weights_exact(setup):
     assert set(shifts) == {"conv", "fc1", "fc2"}
     tflite = convert(clone, representative_dataset=rep)
     from tfdc.quantize import _dequantize, _int8_constants
-    constants = {name: _dequantize(c, s, a) for name, c, s, a in _int8_constants(tflite)}
+    constants = {name: _dequantize(c, s, a) for name, c, s, a, _ in _int8_constants(tflite)}
     for k in kernel_codes(clone, tflite):
         after = clone.get_layer(k.name).get_weights()[0]
         # Masks stay exact, and every value moved by at most one grid step.

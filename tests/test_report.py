@@ -273,3 +273,24 @@ def test_a_bias_whose_kernel_stayed_in_the_graph_is_still_a_bias(tmp_path):
     rows = {layer.name: layer for layer in report.layers}
     assert "fc/bias" in rows and rows["fc/bias"].shape == (64,), sorted(rows)
     assert "fc" not in rows or len(rows["fc"].shape) == 2
+
+
+@pytest.mark.parametrize("full_integer", [False, True])
+def test_keras_automatic_layer_names_name_their_own_rows(tmp_path, full_integer):
+    # The converter scopes Keras's first Conv2D ("conv2d") as "conv2d_1":
+    # the rows read conv2d_1#1 (144 weights) and conv2d_1#2 (4,608).
+    keras.backend.clear_session()  # Keras's names as in a fresh process: conv2d, conv2d_1
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12, 12, 1)), keras.layers.Conv2D(16, 3),
+                              keras.layers.Conv2D(32, 3), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])
+    rng = np.random.default_rng(0)
+    model.set_weights([np.where(rng.random(w.shape) < 0.7, 0, np.round(w * 8) / 8)
+                       .astype("float32") if w.ndim > 1 else w for w in model.get_weights()])
+    x = rng.random((16, 12, 12, 1)).astype("float32")
+    options = {"representative_dataset": lambda: ([x[i:i + 1]] for i in range(16))} \
+        if full_integer else {}
+    report = tfdc.export(model, tmp_path / "m.tflite", batch_size=1, **options)
+    rows = {layer.name: layer.weights for layer in report.layers}
+    first, second, dense = (layer.name for layer in model.layers if layer.weights)
+    assert (rows[first], rows[second], rows[dense]) == (144, 4608, 20480), rows

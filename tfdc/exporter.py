@@ -947,7 +947,7 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
             buffer_names = _warn_altered_kernels(model, plain, min_bytes)
         elif check_kernels:
             from tfdc.quantize import warn_extra_codes
-            warn_extra_codes(model, plain, min_bytes, stacklevel=3)
+            buffer_names = warn_extra_codes(model, plain, min_bytes, stacklevel=3)
     return export_tflite(plain, path, weights=weights, codebook_fp16=codebook_fp16,
                          gap_alphabet=gap_alphabet,
                          select=select, block=block, min_bytes=min_bytes,

@@ -123,6 +123,8 @@ class KernelCodes:
         codes: distinct int8 codes of that tensor (None if not found).
         nonzero_codes: distinct nonzero codes.
         scales: number of scales of the tensor (1 = per tensor).
+        buffer: index of that tensor's buffer in the model (None if not
+            found), which names the report's row.
     """
 
     name: str
@@ -132,10 +134,12 @@ class KernelCodes:
     codes: object = None
     nonzero_codes: object = None
     scales: object = None
+    buffer: object = None
 
 
 def _int8_constants(tflite):
-    """`[(name, codes, scales, axis)]` of the model's int8 constant tensors."""
+    """`[(name, codes, scales, axis, buffer index)]` of the model's int8
+    constant tensors."""
     from tfdc import tflite_schema
 
     schema = tflite_schema.get()
@@ -161,7 +165,7 @@ def _int8_constants(tflite):
                 continue
             name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
             out.append((name, codes.reshape(shape), np.asarray(q.scale, np.float64),
-                        int(q.quantizedDimension or 0)))
+                        int(q.quantizedDimension or 0), b))
     return out
 
 
@@ -212,19 +216,20 @@ def kernel_codes(model, tflite, min_bytes=64):
                         nonzero_values=int(np.count_nonzero(distinct)))
             target = np.sort(kernel)
             best = None
-            for tname, codes, scales, axis in by_size.get(kernel.size, []):
+            for tname, codes, scales, axis, buffer in by_size.get(kernel.size, []):
                 key = (tname, codes.size)
                 if key not in sorted_cache:
                     sorted_cache[key] = np.sort(_dequantize(codes, scales, axis), axis=None)
                 gap = float(np.max(np.abs(sorted_cache[key] - target)))
                 tolerance = 0.5 * float(np.max(scales)) * (1 + 1e-5) + 1e-12
                 if gap <= tolerance and (best is None or gap < best[0]):
-                    best = (gap, tname, codes, scales)
+                    best = (gap, tname, codes, scales, buffer)
             if best is not None:
-                _, tname, codes, scales = best
+                _, tname, codes, scales, buffer = best
                 unique = np.unique(codes)
                 info.update(tensor=tname, codes=int(unique.size),
-                            nonzero_codes=int(np.count_nonzero(unique)), scales=int(scales.size))
+                            nonzero_codes=int(np.count_nonzero(unique)), scales=int(scales.size),
+                            buffer=int(buffer))
             out.append(KernelCodes(**info))
     return out
 
@@ -233,7 +238,10 @@ def extra_code_kernels(model, tflite, min_bytes=64):
     """`(more_codes, not_found)`: names of the clustered kernels stored with
     more int8 codes than they have values, and of those stored in no int8
     tensor (kept in float by the converter, or changed by it)."""
-    kernels = kernel_codes(model, tflite, min_bytes)
+    return _extra_codes(kernel_codes(model, tflite, min_bytes))
+
+
+def _extra_codes(kernels):
     more = [f"{k.name} ({k.values} values -> {k.codes} codes)" for k in kernels
             if k.codes is not None and k.codes > k.values]
     missing = [k.name for k in kernels if k.codes is None]
@@ -243,14 +251,18 @@ def extra_code_kernels(model, tflite, min_bytes=64):
 def warn_extra_codes(model, tflite, min_bytes=64, stacklevel=2):
     """Warn, naming the kernels, when a full-integer conversion gave a
     clustered kernel more int8 codes than it has values, or stored it in no
-    int8 tensor. Advisory: never raises on a model it cannot check."""
+    int8 tensor. Advisory: never raises on a model it cannot check.
+    Returns `{buffer index: kernel name}` of the kernels it found (the
+    report's row names; the converter's tensor names can name another
+    layer)."""
     import warnings
 
     try:
-        more, missing = extra_code_kernels(model, tflite, min_bytes)
+        kernels = kernel_codes(model, tflite, min_bytes)
     except Exception as e:  # the check is advisory: never fail an export on it
         warnings.warn(f"tfdc could not check the int8 kernels: {e}", stacklevel=stacklevel + 1)
-        return
+        return {}
+    more, missing = _extra_codes(kernels)
     if more:
         warnings.warn(
             "the full-integer conversion gave " + ", ".join(more) + ": more int8 codes than "
@@ -268,6 +280,7 @@ def warn_extra_codes(model, tflite, min_bytes=64, stacklevel=2):
             "avoids, or a layer it quantizes its own way, such as an Embedding's table); their "
             "weight sharing is partly lost in the packed file.",
             stacklevel=stacklevel + 1)
+    return {k.buffer: k.name for k in kernels if k.buffer is not None}
 
 
 def snap_to_int8_grid(model, min_bytes=64):

@@ -360,15 +360,14 @@ class ExportReport(_Derived):
             records.sort(key=lambda r: (first_use.get(r.buffer_index, len(first_use)),
                                         len(tuple(_get(r, "shape", default=()))) == 1))
         layers = [_layer_from_record(r, layer_names) for r in records]
-        # A kernel whose tensor name lost its layer ("convolution",
-        # "arith.constant1"), or names only the layer of two kernels
-        # ("lstm" for lstm/kernel and lstm/recurrent_kernel), is named by the
-        # buffer it was found in.
-        known = set(layer_names or ())
+        # A kernel found by its values (`buffer_names`) is named by the layer
+        # it was found in: its tensor name can lose the layer ("convolution",
+        # "arith.constant1"), name only the layer of two kernels ("lstm" for
+        # lstm/kernel and lstm/recurrent_kernel), or name another layer (the
+        # converter's scope "conv2d_1" for Keras's first Conv2D, "conv2d").
         for r, layer in zip(records, layers):
             name = (buffer_names or {}).get(r.buffer_index)
-            if name is not None and (layer.name.split("/")[0] not in known
-                                     or name.startswith(layer.name + "/")):
+            if name is not None:
                 layer.name = name
         if graph is not None:  # a bias takes its kernel's name
             by_buffer = {r.buffer_index: layer for r, layer in zip(records, layers)}
