@@ -229,6 +229,9 @@ def test_bad_representative_dataset_fails_before_conversion(tmp_path):
     model = mlp()
     path = tmp_path / "int8.tflite"
     x = np.zeros((4,) + tuple(model.inputs[0].shape[1:]), np.float32)
+    with pytest.raises(ValueError, match="weights='int8' stores a float model's clustered "
+                       "kernels as int8 codes; with a representative_dataset"):
+        export(model, path, weights="int8", representative_dataset=lambda: iter([[x[:1]]]))
     for rep, error, message in [
             ([x[:1]], TypeError, "representative_dataset must be a callable .* got list"),
             (lambda: iter([]), ValueError, "representative_dataset yields no sample"),

@@ -930,6 +930,11 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
     ```
     """
     _refuse_distiller(model)
+    if weights == "int8" and representative_dataset is not None:
+        # Its warning then read "no kernel has at most 256 values (cluster it first)".
+        raise ValueError("weights='int8' stores a float model's clustered kernels as int8 "
+                         "codes; with a representative_dataset every kernel is int8 already "
+                         "(full-integer): give one or the other")
     check_writable(path)  # before the minutes a conversion can take
     warn_model_suffix(path)
     from tfdc.pack import selector
