@@ -284,3 +284,16 @@ def test_a_schedule_that_outlasts_the_fit_is_told(mnist_small):
                       r"not the target 50\.0%\. .* end_step <= 16"):
         model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
                   callbacks=[StructuredPruning({"fc1": 0.5}, end_step=1000)])
+
+
+def test_gradual_pruning_in_the_same_fit_says_its_sparsity_counts_removed_units(mnist_small):
+    # 80 % of a kernel whose units StructuredPruning halves was 60 % of the
+    # weights tfdc.shrink keeps, without a word.
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    with pytest.warns(UserWarning, match="GradualPruning: StructuredPruning removes units in "
+                      "this fit too, and the target sparsity counts the weights of removed "
+                      "units as pruned"):
+        model.fit(x[:512], y[:512], epochs=1, batch_size=BATCH, verbose=0,
+                  callbacks=[tfdc.GradualPruning(0.8, frequency=2),
+                             StructuredPruning({"fc1": 0.5}, frequency=2)])
