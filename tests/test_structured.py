@@ -297,3 +297,21 @@ def test_gradual_pruning_in_the_same_fit_says_its_sparsity_counts_removed_units(
         model.fit(x[:512], y[:512], epochs=1, batch_size=BATCH, verbose=0,
                   callbacks=[tfdc.GradualPruning(0.8, frequency=2),
                              StructuredPruning({"fc1": 0.5}, frequency=2)])
+
+
+@pytest.mark.parametrize("first, message", [
+    (lambda: keras.layers.SeparableConv2D(8, 3, name="first"),
+     r"layer 'first' \(SeparableConv2D\): tfdc removes the units of Dense, Conv and "
+     "ConvTranspose layers"),
+    (lambda: keras.layers.Conv2D(8, 3, data_format="channels_first", name="first"),
+     r"layer 'first' \(Conv2D\) is channels_first: tfdc removes the channels of channels_last"),
+])
+def test_a_layer_whose_units_cannot_be_removed_is_named_for_why(first, message):
+    # Both read "has no output units of its own to remove", which they have.
+    shape = (1, 12, 12) if "channels_first" in message else (12, 12, 1)
+    model = keras.Sequential([keras.Input(shape), first(), keras.layers.Flatten(),
+                              keras.layers.Dense(3, name="out")])
+    model.compile("adam", "mse")
+    with pytest.raises(ValueError, match=message):
+        model.fit(np.ones((4,) + shape), np.ones((4, 3)), verbose=0,
+                  callbacks=[StructuredPruning({"first": 0.5})])

@@ -182,6 +182,15 @@ class StructuredPruning(keras.callbacks.Callback):
                         f"layer {key!r} is inside {path.rsplit('/', 1)[0]!r}: tfdc.shrink "
                         "rebuilds the model's own graph, not the nested models or wrappers "
                         "in it, so the units of the layers inside them cannot be removed")
+                kind = kind_of(layer)
+                if kind is not None and kind.units_key is None:  # a kernel, no units to remove
+                    raise ValueError(
+                        f"layer {key!r} ({type(layer).__name__}): tfdc removes the units of "
+                        "Dense, Conv and ConvTranspose layers (and the channels that follow "
+                        "them), not of this kind of layer")
+                if kind is not None and getattr(layer, "data_format", None) == "channels_first":
+                    raise ValueError(f"layer {key!r} ({type(layer).__name__}) is channels_first: "
+                                     "tfdc removes the channels of channels_last layers only")
                 raise ValueError(f"layer {key!r} ({type(layer).__name__}) has no output "
                                  "units of its own to remove: name the Dense / Conv layer "
                                  "whose units it carries")
