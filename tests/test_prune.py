@@ -612,7 +612,8 @@ def test_a_fit_resumed_by_backup_and_restore_goes_on_with_the_schedule(tmp_path,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model, history = run()
-    assert not [w for w in caught if "tfdc" in str(w.filename) or "GradualPruning" in str(w.message)]
+    assert not [w for w in caught
+                if "tfdc" in str(w.filename) or "GradualPruning" in str(w.message)]
     assert history.epoch == [2, 3] and int(model.optimizer.iterations) == 16
     assert history.history["sparsity"][-1] == pytest.approx(0.9, abs=0.01)
     kernel = model.get_layer("fc1").kernel.numpy()

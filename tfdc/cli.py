@@ -884,8 +884,8 @@ def _test_score(model, x, y):
     import numpy as np
 
     from tfdc.compressor import _float_mistakes, _from_logits, _takes
-    from tfdc.errors import first_line
     from tfdc.datasets import array_name
+    from tfdc.errors import first_line
     from tfdc.mistakes import mistakes
     from tfdc.scan import (SummedLoss, _items, _output_count, loss_callable, mean_loss,
                            one_output_view)

@@ -402,8 +402,9 @@ def _validation_outputs(model, x):
             dtype = str(getattr(spec, "dtype", "float32"))
             if "string" in dtype:  # Keras's predict takes no NumPy strings
                 raise ValueError(
-                    f"validation_data: the model takes strings (input {getattr(spec, 'name', key)!r}"
-                    "), which tfdc.compress cannot score or calibrate: keep the lookup "
+                    "validation_data: the model takes strings (input "
+                    f"{getattr(spec, 'name', key)!r}), which tfdc.compress cannot score or "
+                    "calibrate: keep the lookup "
                     "(StringLookup, TextVectorization) outside the model and compress the part "
                     "that takes its token ids")
             if np.asarray(a).dtype.kind in "USO":

@@ -324,7 +324,8 @@ def _uncopyable(model):
         python = ("a functools.partial" if isinstance(activation, functools.partial) else
                   "a Python lambda" if getattr(activation, "__name__", "") == "<lambda>" else None)
         if python:
-            return f"{where} has {python} as its activation, which a config cannot hold: {_REGISTER}"
+            return (f"{where} has {python} as its activation, which a config cannot hold: "
+                    f"{_REGISTER}")
         try:
             copy_layer(layer)
         except Exception as e:  # noqa: BLE001 - Keras raises several types for this

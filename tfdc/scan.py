@@ -312,7 +312,7 @@ def _take(data, samples, seed=0, outputs=1, model=None):
             return _finite(_index(x, index), _index(y, index))
         return _finite(_map(x, np.asarray), y)
     xs, ys, count = [], [], 0
-    if hasattr(data, "cardinality") and int(data.cardinality()) == -1:  # tf.data.INFINITE_CARDINALITY
+    if hasattr(data, "cardinality") and int(data.cardinality()) == -1:  # tf.data's INFINITE
         raise ValueError("validation_data repeats without end (a tf.data.Dataset with "
                          ".repeat()?): pass it without repeat(), each example once")
     try:

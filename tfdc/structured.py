@@ -27,8 +27,8 @@ from tfdc.constraints import fit_began, fit_ended, refuse_weight_averaging
 from tfdc.distill import trained_model
 from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import check_copyable, kind_of
-from tfdc.prune import (check_fraction, check_steps, find_mask, install_mask,
-                        StepCounter, polynomial_sparsity, prune_due, register_schedule, unregister_schedule,
+from tfdc.prune import (StepCounter, check_fraction, check_steps, find_mask, install_mask,
+                        polynomial_sparsity, prune_due, register_schedule, unregister_schedule,
                         warn_unfinished)
 from tfdc.select import _check_patterns, _matches, iter_layers, layer_paths
 from tfdc.shrinker import units
