@@ -353,6 +353,8 @@ def test_clustering_waits_for_the_later_of_two_pruning_schedules(mnist_small):
     recorder = CodebookAtClusterStart(clustering)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
+        # What GradualPruning's sparsity counts here (test_structured).
+        warnings.filterwarnings("ignore", "GradualPruning: StructuredPruning removes units")
         model.fit(x, y, epochs=3, batch_size=128, verbose=0, callbacks=[
             tfdc.StructuredPruning({"fc1": 0.5}, end_step=32, frequency=4),
             tfdc.GradualPruning(0.6, end_step=16, frequency=4), clustering, recorder])
