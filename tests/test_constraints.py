@@ -54,20 +54,27 @@ def test_strip_removes_mask_and_cluster_constraints_and_keeps_the_users():
         np.testing.assert_array_equal(a, b.numpy())
 
 
-def test_strip_warns_of_weights_restored_past_their_masks():
-    # EarlyStopping(restore_best_weights=True) restores an epoch from before
-    # the pruning schedule ended: silently a denser model than its masks
-    # (and tfdc.export writes it so). The score is made best at epoch 1.
+def fit_restoring_epoch_1(patience, *callbacks):
+    """`(model, x, y)`: `mlp()` fit on `x, y` for 4 epochs of 4 steps with
+    `callbacks`, then EarlyStopping(restore_best_weights=True) listed last
+    restoring the weights of epoch 1 (the score is made best there)."""
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 12)).astype("float32"), rng.integers(0, 3, 64)
     model = mlp()
     model.compile("adam", "sparse_categorical_crossentropy")
     score = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: logs.update(score=-float(epoch)))
-    stop = keras.callbacks.EarlyStopping("score", mode="max", patience=1,
+    stop = keras.callbacks.EarlyStopping("score", mode="max", patience=patience,
                                          restore_best_weights=True)
-    model.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[
-        GradualPruning(0.8, end_step=8, frequency=1), score, stop])
+    model.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[*callbacks, score, stop])
+    return model, x, y
+
+
+def test_strip_warns_of_weights_restored_past_their_masks():
+    # EarlyStopping(restore_best_weights=True) restores an epoch from before
+    # the pruning schedule ended: silently a denser model than its masks
+    # (and tfdc.export writes it so). The score is made best at epoch 1.
+    model, _, _ = fit_restoring_epoch_1(1, GradualPruning(0.8, end_step=8, frequency=1))
     w = model.get_layer("fc1").kernel.numpy()
     assert (w == 0).mean() < 0.8  # restored: epoch 1 ended at step 4, mid-schedule
     with pytest.warns(UserWarning, match=r"weights that the pruning masks zero are not zero "
@@ -80,16 +87,8 @@ def test_export_warns_of_weights_restored_past_their_clustering(tmp_path):
     # The same with ClusteredFineTuning, EarlyStopping listed after it: the
     # restored epoch 1 is from before clustering began (epoch 3), thousands of
     # values per 2-bit kernel, and nothing said so (the file ~10x larger).
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(64, 12)).astype("float32"), rng.integers(0, 3, 64)
-    model = mlp()
-    model.compile("adam", "sparse_categorical_crossentropy")
-    score = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: logs.update(score=-float(epoch)))
-    stop = keras.callbacks.EarlyStopping("score", mode="max", patience=3,
-                                         restore_best_weights=True)
-    model.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[
-        GradualPruning(0.5, end_step=8, frequency=1), ClusteredFineTuning(bits=2), score, stop])
+    model, x, y = fit_restoring_epoch_1(3, GradualPruning(0.5, end_step=8, frequency=1),
+                                        ClusteredFineTuning(bits=2))
     w = model.get_layer("fc1").kernel.numpy()
     assert len(np.unique(w[w != 0])) > 4  # restored from before clustering
     with pytest.warns(UserWarning) as caught:
