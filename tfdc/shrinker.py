@@ -106,7 +106,9 @@ def shrink(model):
         `tfdc.ClusteredFineTuning` on what remains, then `tfdc.export`).
 
     Raises:
-        ValueError: a subclassed or unbuilt model.
+        ValueError: a subclassed or unbuilt model, or one with a layer that
+            Keras cannot rebuild from its config (a Python lambda as its
+            activation), named.
 
     Example:
 
