@@ -317,7 +317,18 @@ def check_copyable(model, what):
 
 def _uncopyable(model):
     """Why the first layer of `model` that Keras cannot rebuild from its
-    config cannot be, or None."""
+    config cannot be, or None. The layers it builds draw their initializers'
+    seeds from Python's `random`: its state is put back, so that a seeded
+    run gives what it gave without the check."""
+    import random
+    state = random.getstate()
+    try:
+        return _first_uncopyable(model)
+    finally:
+        random.setstate(state)
+
+
+def _first_uncopyable(model):
     for layer in model.layers:
         where = f"layer {layer.name!r} ({type(layer).__name__})"
         activation = getattr(layer, "activation", None)
