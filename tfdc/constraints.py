@@ -26,24 +26,28 @@ import keras
 __all__ = ["TfdcConstraint", "strip", "find_constraint", "user_constraint"]
 
 # The tfdc callbacks of the fit running on each model (by id; a Distiller's
-# student too), so that `tfdc.export` from a callback during that fit (a
-# snapshot each epoch) leaves the constraints on: stripping them would end
-# pruning and weight sharing for the rest of the fit. A fit ended by an
-# exception runs no on_train_end and leaves its callbacks here: export then
-# does not strip (the file is the same; a model saved later needs tfdc).
+# student too), in the order they started: tfdc.ClusteredFineTuning waits for
+# the pruning schedules among them, and `tfdc.export` from a callback during
+# that fit (a snapshot each epoch) leaves the constraints on (stripping them
+# would end pruning and weight sharing for the rest of the fit). A fit ended
+# by an exception runs no on_train_end: its callbacks stay until the model's
+# next fit begins, told apart by `params` (Keras hands every callback of one
+# fit the same dict); export meanwhile does not strip (the file is the same;
+# a model saved later needs tfdc).
 _FITTING = {}
 
 
 def fit_began(callback):
     """Note that `callback`'s fit of its model (and of a Distiller's
-    student) begins."""
+    student) begins, dropping callbacks left by other fits."""
     for key in _fitted(callback):
-        _FITTING.setdefault(key, set()).add(callback)
+        _FITTING[key] = [c for c in _FITTING.get(key, ())
+                         if c.params is callback.params and c is not callback] + [callback]
 
 
 def fit_ended(callback):
     for key in _fitted(callback):
-        left = _FITTING.get(key, set()) - {callback}
+        left = [c for c in _FITTING.get(key, ()) if c is not callback]
         if left:
             _FITTING[key] = left
         else:
@@ -55,9 +59,16 @@ def _fitted(callback):
     return {id(callback.model), id(trained_model(callback.model))}
 
 
+def callbacks_in_fit(model, params=None):
+    """The tfdc callbacks of the fit running on `model`, in the order they
+    started; with `params` (a callback's `self.params`), those of that fit
+    only."""
+    return [c for c in _FITTING.get(id(model), ()) if params is None or c.params is params]
+
+
 def in_fit(model):
     """Whether a tfdc callback is training `model` in a running fit."""
-    return bool(_FITTING.get(id(model)))
+    return bool(callbacks_in_fit(model))
 
 
 class TfdcConstraint(keras.constraints.Constraint):

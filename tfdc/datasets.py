@@ -65,9 +65,9 @@ def load_mnist_raw(path=None):
     """Return `((x_train, y_train), (x_test, y_test))` as uint8 arrays."""
     path = path or os.environ.get(MNIST_ENV)
     if path:
-        if os.path.islink(path) and not os.path.exists(path):
-            raise DatasetUnavailableError(f"MNIST file {path!r} is a symbolic link to nothing "
-                                          "(its target is missing, or the links form a loop)")
+        from tfdc.exporter import dangling_link
+        if link := dangling_link(path):
+            raise DatasetUnavailableError(f"MNIST file {path!r} is {link}")
         if not os.path.exists(path):
             raise DatasetUnavailableError(f"MNIST file {path!r} does not exist")
         return _read_npz(path)

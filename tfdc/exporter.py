@@ -610,13 +610,19 @@ def _is_keras_model(model):
     return isinstance(model, keras.Model)
 
 
+def dangling_link(path):
+    """What `path` is if it is a symbolic link to nothing (which
+    `os.path.exists` calls missing), else None."""
+    if os.path.islink(path) and not os.path.exists(path):
+        return "a symbolic link to nothing (its target is missing, or the links form a loop)"
+    return None
+
+
 def check_readable(path):
     """A FileNotFoundError naming `path` if nothing is there to read: no
-    such file, or a symbolic link to nothing (its target missing, or links
-    that form a loop), which `os.path.exists` also calls missing."""
-    if os.path.islink(path) and not os.path.exists(path):
-        raise FileNotFoundError(f"{os.fspath(path)}: a symbolic link to nothing (its target is "
-                                "missing, or the links form a loop)")
+    such file, or a symbolic link to nothing (`dangling_link`)."""
+    if link := dangling_link(path):
+        raise FileNotFoundError(f"{os.fspath(path)}: {link}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{os.fspath(path)}: no such file")
 
@@ -653,9 +659,8 @@ def check_writable(path, example="model.tflite"):
         if not os.access(path, os.W_OK):
             raise PermissionError(f"{path}: not writable")
         return path
-    if os.path.islink(path) and not os.path.exists(path):  # as GNU cp: not through it
-        raise FileNotFoundError(f"{path}: a symbolic link to nothing (its target is missing, or "
-                                "the links form a loop); remove it or give another path")
+    if link := dangling_link(path):  # as GNU cp: not written through
+        raise FileNotFoundError(f"{path}: {link}; remove it or give another path")
     # The folder as written, before realpath tidies it: "model.keras/../x"
     # names no folder (model.keras is a file), but realpath makes it "x",
     # which was written, over the input model when x was its name.

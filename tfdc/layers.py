@@ -431,20 +431,20 @@ def copy_model(model):
             config does not rebuild it), with Keras's reason.
     """
     import keras
-    reason = None if is_subclassed(model) else _uncopyable(model)
-    if reason:
-        raise ValueError(f"cannot copy model {model.name!r} ({type(model).__name__}): {reason}")
     try:
         if is_subclassed(model):
             copy = keras.models.clone_model(model)
         else:
             copy = keras.models.clone_model(model, clone_function=copy_layer)
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
-        how = (" A subclassed model is copied from its config: give it a get_config() whose "
-               "keys its __init__ takes, or build it as a functional model."
-               if is_subclassed(model) else "")
+        if is_subclassed(model):
+            reason = (f"{first_line(e).rstrip('.')}. A subclassed model is copied from its "
+                      "config: give it a get_config() whose keys its __init__ takes, or build "
+                      "it as a functional model.")
+        else:  # the layer and why, not Keras's page of config
+            reason = _uncopyable(model) or f"{first_line(e).rstrip('.')}."
         raise ValueError(f"cannot copy model {model.name!r} ({type(model).__name__}): "
-                         f"{first_line(e).rstrip('.')}.{how}") from None
+                         f"{reason}") from None
     if not copy.built:  # a subclassed model: built by calling it
         copy.build_from_config(model.get_build_config())
     copy.set_weights(model.get_weights())

@@ -31,8 +31,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfdc.constraints import (TfdcConstraint, find_constraint, fit_began, fit_ended,
-                              innermost_optimizer, refuse_weight_averaging,
+from tfdc.constraints import (TfdcConstraint, callbacks_in_fit, find_constraint, fit_began,
+                              fit_ended, innermost_optimizer, refuse_weight_averaging,
                               warn_constraints_skipped)
 from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import constraint_slot, kernel_name, kernel_variables
@@ -43,20 +43,14 @@ __all__ = ["GradualPruning", "MaskConstraint", "install_mask", "find_mask", "act
            "mask_from_zeros", "sparsity", "polynomial_sparsity", "pruned_count", "SparsityReport",
            "LayerSparsity"]
 
-# The pruning callbacks (GradualPruning, StructuredPruning) of the fit
-# running on each model (by id), for callbacks that must wait for their
-# schedules to end (tfdc.ClusteredFineTuning).
-_ACTIVE = {}
-
-
 def active_schedules(model, params=None):
     """The pruning callbacks (`GradualPruning`, `StructuredPruning`) of the
-    `fit` now running on `model`, in the order they started.
+    `fit` now running on `model`, in the order they started, for callbacks
+    that must wait for their schedules to end (tfdc.ClusteredFineTuning).
 
-    `params`: a callback's `self.params`; Keras hands every callback of one
-    `fit` the same dict, so this skips a callback left registered by a fit
-    that ended with an exception (which runs no `on_train_end`)."""
-    return [c for c in _ACTIVE.get(id(model), ()) if params is None or c.params is params]
+    `params`: a callback's `self.params`, to skip callbacks left by a fit
+    that ended with an exception (`tfdc.constraints.callbacks_in_fit`)."""
+    return [c for c in callbacks_in_fit(model, params) if getattr(c, "prunes_on_schedule", False)]
 
 
 def active_pruning(model, params=None):
@@ -64,24 +58,6 @@ def active_pruning(model, params=None):
     (`params`: as for `active_schedules`)."""
     return next((c for c in active_schedules(model, params) if isinstance(c, GradualPruning)),
                 None)
-
-
-def register_schedule(callback):
-    """Note `callback` (a pruning callback whose `fit` begins) as running on
-    its model, dropping callbacks left by other fits."""
-    key = id(callback.model)
-    _ACTIVE[key] = [c for c in _ACTIVE.get(key, ()) if c.params is callback.params
-                    and c is not callback] + [callback]
-
-
-def unregister_schedule(callback):
-    """Forget `callback` when its `fit` ends."""
-    key = id(callback.model)
-    left = [c for c in _ACTIVE.get(key, ()) if c is not callback]
-    if left:
-        _ACTIVE[key] = left
-    else:
-        _ACTIVE.pop(key, None)
 
 
 @keras.saving.register_keras_serializable(package="tfdc")
@@ -495,6 +471,10 @@ class GradualPruning(keras.callbacks.Callback):
     ```
     """
 
+    # A schedule that tfdc.ClusteredFineTuning in the same fit waits for
+    # (`active_schedules`).
+    prunes_on_schedule = True
+
     def __init__(self, target_sparsity, initial_sparsity=0.0, begin_step=None, end_step=None,
                  frequency=100, criterion="magnitude", exclude=(), verbose=0):
         super().__init__()
@@ -562,12 +542,11 @@ class GradualPruning(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         model = self.model
         refuse_weight_averaging(model, "tfdc.GradualPruning")
-        fit_began(self)
         other = active_pruning(model, self.params)
         if other is not None and other is not self:
             raise ValueError("two GradualPruning callbacks in one fit of model "
                              f"{model.name!r}: give one, with a dict of per-layer sparsities")
-        register_schedule(self)
+        fit_began(self)
         self._told_regrown = False
         self.selections, self._masks = None, None
         self._counter = StepCounter(model)
@@ -706,7 +685,6 @@ class GradualPruning(keras.callbacks.Callback):
                 "They are zeroed at the end of each epoch, and trained in between.")
 
     def on_train_end(self, logs=None):
-        unregister_schedule(self)
         fit_ended(self)
         if self.selections is None:
             return

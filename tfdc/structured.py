@@ -28,8 +28,7 @@ from tfdc.distill import trained_model
 from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import check_copyable, kind_of
 from tfdc.prune import (StepCounter, check_fraction, check_steps, find_mask, install_mask,
-                        polynomial_sparsity, prune_due, register_schedule, unregister_schedule,
-                        warn_unfinished)
+                        polynomial_sparsity, prune_due, warn_unfinished)
 from tfdc.select import _check_patterns, _matches, iter_layers, layer_paths
 from tfdc.shrinker import units
 
@@ -125,6 +124,10 @@ class StructuredPruning(keras.callbacks.Callback):
     np.testing.assert_allclose(small(x), model(x), atol=1e-5)
     ```
     """
+
+    # A schedule that tfdc.ClusteredFineTuning in the same fit waits for
+    # (`active_schedules`).
+    prunes_on_schedule = True
 
     def __init__(self, target_fraction, criterion="l2", data=None, begin_step=None,
                  end_step=None, frequency=100, min_units=1, exclude=(), verbose=0):
@@ -257,8 +260,7 @@ class StructuredPruning(keras.callbacks.Callback):
         self._removed = [group.removed() for group, _ in self.groups]  # resuming keeps them
         self._last_prune, self._resolved, self._fit_end = None, False, None
         self.begin_step, self.end_step = self._user_steps
-        register_schedule(self)  # tfdc.ClusteredFineTuning waits for the schedule's end
-        fit_began(self)
+        fit_began(self)  # tfdc.ClusteredFineTuning waits for the schedule's end
 
     def on_epoch_begin(self, epoch, logs=None):
         if not self._resolved:
@@ -285,7 +287,6 @@ class StructuredPruning(keras.callbacks.Callback):
             logs["units_kept"] = self.kept_fraction()
 
     def on_train_end(self, logs=None):
-        unregister_schedule(self)
         fit_ended(self)
         self._probe = None
         if self.end_step is not None and self._step < self.end_step and self.groups:
