@@ -168,6 +168,22 @@ def test_units_counts_weights_and_work():
     assert str(report).splitlines()[-1].endswith("MACs leave out rec, inner")
 
 
+
+def test_units_counts_convolution_work_by_hand():
+    # A transposed convolution multiplies its kernel once per *input*
+    # position (stride 2 made it 4x), and a channels_first layer's positions
+    # are its last axes.
+    model = keras.Sequential([
+        keras.Input((7, 7, 3)),
+        layers.Conv2DTranspose(5, 3, strides=2, padding="same", name="up"),  # -> 14x14x5
+        layers.Conv2D(4, 3, strides=2, data_format="channels_first", name="cf"),  # -> 4x6x2
+        layers.Conv2D(6, 2, strides=2, padding="same", name="cl"),  # -> 2x3x6
+    ])
+    report = tfdc.units(model)
+    assert report["up"].macs == 7 * 7 * (3 * 3 * 3 * 5)
+    assert report["cf"].macs == 6 * 2 * (3 * 3 * 14 * 4)
+    assert report["cl"].macs == 2 * 3 * (2 * 2 * 2 * 6)
+
 def test_shrink_works_from_the_zeros_after_save_and_load(tmp_path, mnist_small):
     (x, y), (xt, _) = mnist_small
     model = compile_(keras.Sequential([keras.Input((28, 28)), layers.Flatten(),

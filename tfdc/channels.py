@@ -127,6 +127,8 @@ class ChannelAnalysis:
         in_group: `id(layer)` -> `(group, repeat)` a consumer reads.
         channel_group: `id(layer)` -> the group a BatchNormalization or
             depthwise layer passes through.
+        input_shapes: `id(layer)` -> shape of the first input of its
+            (first) call.
         output_shapes: `id(layer)` -> output shape of its (first) call.
         bn_after: `id(producer)` -> the BatchNormalization that is the only
             reader of its output (for importance: the folded kernel's norm).
@@ -136,6 +138,7 @@ class ChannelAnalysis:
     out_group: dict
     in_group: dict
     channel_group: dict
+    input_shapes: dict
     output_shapes: dict
     bn_after: dict
 
@@ -204,6 +207,7 @@ def channel_groups(model):
     g = _Groups()
     space = {}  # id(tensor) -> (group, repeat)
     out_group, in_group, channel_group, shapes, bn_after = {}, {}, {}, {}, {}
+    in_shapes = {}
     readers = {}
     nodes = [n for d in sorted(graph._nodes_by_depth, reverse=True)
              for n in graph._nodes_by_depth[d]]
@@ -246,6 +250,8 @@ def channel_groups(model):
                 tensor_space(t, "is a model input")
             continue
         shapes.setdefault(id(op), tuple(outs[0].shape) if outs else None)
+        in_shapes.setdefault(id(op), tuple(ins[0].shape) if ins and getattr(
+            ins[0], "shape", None) is not None else None)
         kind = kind_of(op)
         rank = len(ins[0].shape) if ins and getattr(ins[0], "shape", None) is not None else 0
         role = channel_role(op, rank) if ins else None
@@ -353,7 +359,7 @@ def channel_groups(model):
 
     return ChannelAnalysis(groups=groups, out_group=resolve(out_group),
                            in_group=resolve(in_group), channel_group=resolve(channel_group),
-                           output_shapes=shapes, bn_after=bn_after)
+                           input_shapes=in_shapes, output_shapes=shapes, bn_after=bn_after)
 
 
 def _members(g, gid):

@@ -67,6 +67,8 @@ class LayerKind:
             channel passes through the layer (`tfdc.shrink`).
         converter_ops: lower-case op names the TFLite converter appends to
             this layer's tensor names ("fc1/MatMul").
+        transposed: a transposed convolution: every *input* position
+            multiplies the whole kernel (for counting MACs, `tfdc.units`).
     """
 
     name: str
@@ -80,6 +82,7 @@ class LayerKind:
     units_key: object = None
     per_channel: bool = False
     converter_ops: tuple = ()
+    transposed: bool = False
     constraint_attrs: tuple = ("kernel_constraint",)
 
 
@@ -92,7 +95,7 @@ KINDS = (
               converter_ops=("separable_conv2d", "depthwise", "convolution", "conv2d"),
               constraint_attrs=("depthwise_constraint", "pointwise_constraint")),
     LayerKind("conv_transpose", ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"),
-              ("kernel",), out_axis=-2, in_axis=-1, units_key="filters",
+              ("kernel",), out_axis=-2, in_axis=-1, units_key="filters", transposed=True,
               converter_ops=("conv2d_transpose", "conv1d_transpose", "conv3d_transpose")),
     LayerKind("depthwise", ("DepthwiseConv1D", "DepthwiseConv2D"), ("kernel",), spatial=True,
               bn_foldable=True, out_axis=-2, in_axis=-2, per_channel=True,

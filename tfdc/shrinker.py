@@ -284,9 +284,15 @@ def units(model):
                 n_kept = n_units
         macs = macs_kept = 0
         kind = kind_of(layer)
-        shape = analysis.output_shapes.get(id(layer))
+        # A convolution multiplies its whole kernel once per output position;
+        # a transposed one once per input position.
+        shapes = analysis.input_shapes if kind is not None and kind.transposed \
+            else analysis.output_shapes
+        shape = shapes.get(id(layer))
         if kind is not None and getattr(layer, "kernel", None) is not None and shape:
-            positions = math.prod(s for s in shape[1:-1] if s is not None)
+            spatial = shape[2:] if getattr(layer, "data_format", None) == "channels_first" \
+                else shape[1:-1]
+            positions = math.prod(s for s in spatial if s is not None)
             kernel = sliced.get(id(layer.kernel), {})
             kshape = list(layer.kernel.shape)
             macs = positions * math.prod(kshape)
