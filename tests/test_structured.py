@@ -163,6 +163,11 @@ def test_resuming_keeps_the_removed_units(mnist_small):
               callbacks=[StructuredPruning({"fc1": 0.75}, frequency=4)])
     assert first <= set(removed_units(model, "fc1").tolist())
     assert len(removed_units(model, "fc1")) == 24
+    # A lower target cannot bring units back: told, not ignored.
+    with pytest.warns(UserWarning, match=r"fc1: 24 of 32 > 25.0%.*never come back"):
+        model.fit(x[:BATCH], y[:BATCH], epochs=1, batch_size=BATCH, verbose=0,
+                  callbacks=[StructuredPruning({"fc1": 0.25}, frequency=4)])
+    assert len(removed_units(model, "fc1")) == 24
 
 
 def test_structured_then_unstructured_then_clustered_then_packed(tmp_path, mnist_small):

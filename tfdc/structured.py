@@ -66,7 +66,8 @@ class StructuredPruning(keras.callbacks.Callback):
     follows Zhu & Gupta's ramp `f_t = f (1 - (t - t0) / (end_step - t0))^3`
     up to `target_fraction`; after `end_step` the network is fine-tuned with
     the units fixed. Removal is monotone and enforced in the compiled train
-    step by `MaskConstraint`s (see the module docstring). Afterwards
+    step by `MaskConstraint`s (see the module docstring): units an earlier fit
+    removed stay removed (a lower target than theirs warns). Afterwards
     `tfdc.shrink(model)` returns the smaller model, and `tfdc.units(model)`
     shows what was removed per layer.
 
@@ -258,6 +259,7 @@ class StructuredPruning(keras.callbacks.Callback):
         self._counter = StepCounter(self.model)
         self._step = self._counter.step
         self._removed = [group.removed() for group, _ in self.groups]  # resuming keeps them
+        self._warn_past_target()
         self._last_prune, self._resolved, self._fit_end = None, False, None
         self.begin_step, self.end_step = self._user_steps
         fit_began(self)  # tfdc.ClusteredFineTuning waits for the schedule's end
@@ -311,6 +313,19 @@ class StructuredPruning(keras.callbacks.Callback):
                              f"layers, {listed}: nothing to remove; give a smaller min_units")
         warnings.warn(f"StructuredPruning: min_units={self.min_units} keeps every unit of "
                       f"{listed}: nothing is removed there", stacklevel=3)
+
+    def _warn_past_target(self):
+        """A warning for groups that already lack more units than this
+        schedule's target (an earlier fit removed them): removal is monotone,
+        so they stay removed (a lower target was ignored without a word)."""
+        past = [f"{group.name}: {int(removed.sum())} of {group.size} > {float(value):.1%}"
+                for (group, value), removed in zip(self.groups, self._removed)
+                if removed.sum() > min(round(float(value) * group.size),
+                                       group.size - self.min_units)]
+        if past:
+            warnings.warn("StructuredPruning: units already removed beyond the target ("
+                          + ", ".join(past) + "); removed units never come back, so these "
+                          "layers keep fewer units than the target.", stacklevel=3)
 
     def kept_fraction(self):
         """Fraction of the selected groups' units still kept."""
