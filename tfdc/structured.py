@@ -45,11 +45,18 @@ def _check_activation_data(data):
         raise ValueError("criterion='activation' needs data=: inputs of the training data")
     if hasattr(data, "element_spec") or isinstance(data, keras.utils.PyDataset):
         return  # a dataset: Keras's predict reads it as it comes
+    if hasattr(data, "__next__"):
+        raise ValueError(f"criterion='activation' reads data= at every pruning step, and a "
+                         f"{type(data).__name__} is used up after one read: give arrays, a "
+                         "tf.data.Dataset or a keras.utils.PyDataset")
     from tfdc.scan import check_finite
     arrays = list(data.values()) if isinstance(data, dict) else \
         list(data) if isinstance(data, (list, tuple)) else [data]
     for array in arrays:
         array = np.asarray(array)
+        if array.dtype == object and array.ndim == 0:
+            raise ValueError(f"criterion='activation' needs data= as arrays, a tf.data.Dataset "
+                             f"or a keras.utils.PyDataset; got a value of type {type(data).__name__}")
         if array.ndim == 0 or len(array) == 0:
             raise ValueError(f"criterion='activation' needs data= with examples; got an array "
                              f"of shape {array.shape}")
@@ -90,9 +97,10 @@ class StructuredPruning(keras.callbacks.Callback):
             layers read it, on `data` (ties, e.g. units without an activation
             that are never exactly 0, are broken by the mean absolute
             activation).
-        data: inputs of the training data for `"activation"` (an array, or
-            a list of arrays for several inputs; a few thousand samples are
-            enough).
+        data: inputs of the training data for `"activation"` (an array, a
+            list of arrays for several inputs, or a `tf.data.Dataset` /
+            `keras.utils.PyDataset` of inputs; read at every pruning step, so
+            not a generator; a few thousand samples are enough).
         begin_step: first pruning step. Default: the step at which this fit's
             epoch 0 starts.
         end_step: step at which `target_fraction` is reached. Default: the
