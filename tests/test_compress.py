@@ -240,7 +240,24 @@ def test_error_budget_is_met_on_the_bound_not_the_measurement(data, trained, tmp
         assert bounded.error_increase_bound <= 1.0
 
 
-@pytest.mark.parametrize("train", ["arrays", "dataset"])
+class _DictLabels(keras.utils.PyDataset):
+    """Batches `(x, {"probs": y})`, counting the epochs Keras ends."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y, self.epochs_ended = x, y, 0
+
+    def __len__(self):
+        return len(self.x) // 128
+
+    def __getitem__(self, i):
+        return self.x[i * 128:(i + 1) * 128], {"probs": self.y[i * 128:(i + 1) * 128]}
+
+    def on_epoch_end(self):
+        self.epochs_ended += 1
+
+
+@pytest.mark.parametrize("train", ["arrays", "dataset", "pydataset"])
 def test_one_output_in_a_dict_is_compressed_and_kept_in_its_dict(data, trained, tmp_path,
                                                                   train):
     """`{"probs": y}`: compress trains the plain view (the compiled loss
@@ -256,9 +273,13 @@ def test_one_output_in_a_dict_is_compressed_and_kept_in_its_dict(data, trained, 
     if train == "dataset":  # it fed the dict to the plain view: "Expected float32, got probs"
         import tensorflow as tf
         train_data = tf.data.Dataset.from_tensor_slices(train_data).batch(128)
+    if train == "pydataset":  # the same, in its training
+        train_data = _DictLabels(x, y)
     result = tfdc.compress(model, train_data, (xv, {"probs": yv}), target_bytes=30_000,
                            path=path, epochs=(1, 1), verbose=0)
     assert 0.95 * 30_000 <= result.packed_bytes <= 30_000
+    if train == "pydataset":  # its epoch hook still runs
+        assert train_data.epochs_ended >= 2
     interpreter = tfdc.load_interpreter(path)
     assert interpreter.get_signature_list()["serving_default"]["outputs"] == ["probs"]
     assert list(result.model(data[1][0][:4])) == ["probs"]

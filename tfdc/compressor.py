@@ -472,12 +472,55 @@ def _first_batch(train, classes, model=None):
     return batch[0], y
 
 
+def _plain_batch(batch):
+    """A batch `(x, y, ...)` whose labels `y` sit in the one output's dict
+    or list (`{"probs": y}`), as the plain view trains on it: `(x, y, ...)`."""
+    import keras
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        return batch  # _first_batch says what is wrong
+    return (batch[0], keras.tree.flatten(batch[1])[0], *batch[2:])
+
+
+def _plain_labels(dataset):
+    """`dataset`, a PyDataset whose labels sit in the output's dict or list,
+    as a PyDataset of `_plain_batch`es (with the same workers, length and
+    epoch hooks)."""
+    import keras
+
+    class PlainLabels(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=dataset.workers,
+                             use_multiprocessing=dataset.use_multiprocessing,
+                             max_queue_size=dataset.max_queue_size)
+            self.plain_of = dataset
+
+        def __len__(self):
+            return len(dataset)
+
+        @property
+        def num_batches(self):
+            return dataset.num_batches
+
+        def __getitem__(self, index):
+            return _plain_batch(dataset[index])
+
+        def on_epoch_begin(self):
+            dataset.on_epoch_begin()
+
+        def on_epoch_end(self):
+            dataset.on_epoch_end()
+
+    return PlainLabels()
+
+
 def _peek(dataset):
     """`dataset[0]` of a PyDataset, read from a shallow copy whose NumPy
     random generators are copies: an augmenting dataset (e.g.
     `tfdc.recipe.ShiftedImages`) then gives the training exactly the batches
     it would have given without the check."""
     import copy
+    if getattr(dataset, "plain_of", None) is not None:  # _plain_labels
+        return _plain_batch(_peek(dataset.plain_of))
     view = copy.copy(dataset)
     for name, value in vars(dataset).items():
         if isinstance(value, (np.random.Generator, np.random.RandomState)):
@@ -1537,6 +1580,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         # The plain view trains: labels in the output's dict or list, as
         # `fit` takes them for the model, become the one label.
         train = train.map(lambda x, *rest: (x, keras.tree.flatten(rest[0])[0], *rest[1:]))
+    elif structure is not None and isinstance(train, keras.utils.PyDataset):
+        train = _plain_labels(train)
     x_val, y_val = _check_data(validation_data, "validation_data", allow_dataset=False,
                                inputs=inputs, outputs=output_count)
     path = check_writable(path)
