@@ -198,6 +198,31 @@ def test_a_repeating_dataset_and_sample_weights_are_refused(model_and_data):
     # The dataset read once, and a weight of None, are scanned.
     once = tf.data.Dataset.from_tensor_slices((x[:500], y[:500])).batch(100)
     assert tfdc.sensitivity(model, once, sparsities=[0.5], bits=[4]).samples == 500
+
+
+def test_an_endless_dataset_of_unknown_length_read_whole_stops_at_the_memory_limit(
+        model_and_data, monkeypatch):
+    """repeat().filter(...) and an endless generator: TensorFlow cannot
+    tell their length, and samples=None read them until memory ran out."""
+    import tensorflow as tf
+    from tfdc import scan
+    model, (x, y) = model_and_data
+    monkeypatch.setattr(scan, "_memory_limit", lambda: 4 * x[:500].nbytes)
+    endless = tf.data.Dataset.from_tensor_slices((x[:500], y[:500])).repeat().filter(
+        lambda *_: True).batch(100)
+
+    def batches():
+        while True:
+            yield x[:100], y[:100]
+
+    for data in (endless, batches()):
+        with pytest.raises(ValueError, match=r"^validation_data: 2,000 examples \(\d+ MiB\) read "
+                                             r"and it has not ended.*pass samples="):
+            tfdc.sensitivity(model, data, samples=None)
+    # Under the limit, a dataset of unknown length is read whole.
+    finite = tf.data.Dataset.from_tensor_slices((x[:300], y[:300])).filter(
+        lambda *_: True).batch(100)
+    assert tfdc.sensitivity(model, finite, samples=None, sparsities=[0.5], bits=[4]).samples == 300
     assert tfdc.sensitivity(model, (x[:300], y[:300], None), sparsities=[0.5],
                             bits=[4]).samples == 300
 

@@ -40,6 +40,7 @@ sens.plot("sensitivity.png")
 
 import dataclasses
 import json
+import os
 import time
 
 import numpy as np
@@ -298,7 +299,10 @@ def _take(data, samples, seed=0, outputs=1, model=None):
     `check_batched`). Sample weights are refused, not ignored (the scan
     scores every example alike: a weighted set got an unweighted plan), and
     so is a dataset that repeats without end (read whole, it never ended;
-    read up to `samples`, its examples counted twice)."""
+    read up to `samples`, its examples counted twice). One whose end
+    TensorFlow cannot tell (`repeat().filter(...)`, a generator), read whole
+    (`samples=None`), stops with a ValueError once it holds a quarter of
+    the memory (`_memory_limit`): it was read until memory ran out."""
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not _is_batch_list(data):
         _refuse_weights(data)
         x, y = data[0], _labels(data[1], outputs)
@@ -311,7 +315,7 @@ def _take(data, samples, seed=0, outputs=1, model=None):
             index = np.sort(np.random.default_rng(seed).choice(n, samples, replace=False))
             return _finite(_index(x, index), _index(y, index))
         return _finite(_map(x, np.asarray), y)
-    xs, ys, count = [], [], 0
+    xs, ys, count, held, limit = [], [], 0, 0, _memory_limit()
     if hasattr(data, "cardinality") and int(data.cardinality()) == -1:  # tf.data's INFINITE
         raise ValueError("validation_data repeats without end (a tf.data.Dataset with "
                          ".repeat()?): pass it without repeat(), each example once")
@@ -331,6 +335,12 @@ def _take(data, samples, seed=0, outputs=1, model=None):
         count += _length(ys[-1])
         if samples is not None and count >= samples:
             break
+        held += sum(np.asarray(a).nbytes for part in (xs[-1], ys[-1]) for _, a in _items(part))
+        if held > limit:
+            raise ValueError(f"validation_data: {count:,} examples ({held / 2**20:,.0f} MiB) "
+                             "read and it has not ended (a dataset that repeats?); tfdc holds "
+                             "the validation examples in memory: pass samples= (e.g. 4000) or "
+                             "a smaller dataset")
     if not xs:
         raise ValueError("validation_data is empty")
     x, y = _concat(xs), _concat(ys)
@@ -338,6 +348,16 @@ def _take(data, samples, seed=0, outputs=1, model=None):
         keep = np.arange(min(samples, _length(y)))
         x, y = _index(x, keep), _index(y, keep)
     return _finite(x, y)
+
+
+def _memory_limit():
+    """Bytes of validation examples `_take` holds at most when it reads a
+    dataset whole: a quarter of the physical memory (joining the batches
+    takes as much again), or 8 GiB where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+    except (AttributeError, OSError, ValueError):
+        return 8 << 30
 
 
 def _refuse_weights(data):
@@ -796,8 +816,10 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
         bits: the clustering grid (default 2, 3, 4, 5, 6, 8).
         batch_size: examples per forward pass (default 2048).
         samples: use at most this many validation examples (default 4,000,
-            a fixed-seed random subset; None: all). The scan's cost is one
-            forward pass over them per point.
+            a fixed-seed random subset; None: all, held in memory: a dataset
+            of unknown length stops with a ValueError past a quarter of the
+            physical memory). The scan's cost is one forward pass over them
+            per point.
         layers: optional list of layer names to scan (default: all).
         verbose: 1 prints a line per layer.
 
