@@ -107,6 +107,26 @@ def test_full_integer_export_keeps_every_codebook(setup, tmp_path):
     assert np.abs(out).sum() > 0
 
 
+
+def test_an_embedding_table_with_its_own_zero_point_is_found(tmp_path):
+    """The converter gives an Embedding's int8 table a zero point of its own;
+    read as 0, no int8 tensor matched the table, and export warned that its
+    sharing was "partly lost" when every value kept one code."""
+    rng = np.random.default_rng(1)
+    model = keras.Sequential([keras.Input((7,), dtype="int32"),
+                              keras.layers.Embedding(300, 16, name="emb"),
+                              keras.layers.Flatten(), keras.layers.Dense(2, name="fc")])
+    table = rng.normal(0, 0.05, 16).astype(np.float32)[rng.integers(0, 16, (300, 16))]
+    model.get_layer("emb").set_weights([table])
+    tokens = rng.integers(0, 300, (32, 7))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*int8.*")
+        tfdc.export(model, tmp_path / "text.tflite", batch_size=1,
+                    representative_dataset=lambda: ([tokens[i:i + 1]] for i in range(32)))
+    (emb,) = [k for k in kernel_codes(model, tfdc.decode((tmp_path / "text.tflite").read_bytes()))
+              if k.name == "emb"]
+    assert emb.values == 16 and emb.codes == 16
+
 def test_per_channel_scales_multiply_codes_and_export_warns(setup, tmp_path):
     model, x, rep = setup
     with pytest.warns(UserWarning, match=r"fc1 \(33 values -> \d+ codes\)"):
@@ -137,7 +157,7 @@ def test_snap_to_int8_grid_makes_the_integer_weights_exact(setup):
     assert set(shifts) == {"conv", "fc1", "fc2"}
     tflite = convert(clone, representative_dataset=rep)
     from tfdc.quantize import _dequantize, _int8_constants
-    constants = {name: _dequantize(c, s, a) for name, c, s, a, _ in _int8_constants(tflite)}
+    constants = {name: _dequantize(c, s, z, a) for name, c, s, z, a, _ in _int8_constants(tflite)}
     for k in kernel_codes(clone, tflite):
         after = clone.get_layer(k.name).get_weights()[0]
         # Masks stay exact, and every value moved by at most one grid step.

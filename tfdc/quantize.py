@@ -138,8 +138,8 @@ class KernelCodes:
 
 
 def _int8_constants(tflite):
-    """`[(name, codes, scales, axis, buffer index)]` of the model's int8
-    constant tensors."""
+    """`[(name, codes, scales, zero points, axis, buffer index)]` of the
+    model's int8 constant tensors."""
     from tfdc import tflite_schema
 
     schema = tflite_schema.get()
@@ -164,17 +164,22 @@ def _int8_constants(tflite):
             if int(np.prod(shape)) != codes.size:
                 continue
             name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
-            out.append((name, codes.reshape(shape), np.asarray(q.scale, np.float64),
+            zero_points = np.zeros(len(q.scale)) if q.zeroPoint is None or len(q.zeroPoint) == 0 \
+                else np.asarray(q.zeroPoint, np.float64)
+            out.append((name, codes.reshape(shape), np.asarray(q.scale, np.float64), zero_points,
                         int(q.quantizedDimension or 0), b))
     return out
 
 
-def _dequantize(codes, scales, axis):
+def _dequantize(codes, scales, zero_points, axis):
+    """The real values of int8 `codes`: `(code - zero point) * scale`, per
+    tensor or along `axis` (the converter gives an Embedding's table a zero
+    point of its own; kernels have 0)."""
     if scales.size == 1:
-        return codes.astype(np.float64) * scales[0]
+        return (codes.astype(np.float64) - zero_points[0]) * scales[0]
     shape = [1] * codes.ndim
     shape[axis] = scales.size
-    return codes.astype(np.float64) * scales.reshape(shape)
+    return (codes.astype(np.float64) - zero_points.reshape(shape)) * scales.reshape(shape)
 
 
 def kernel_codes(model, tflite, min_bytes=64):
@@ -216,10 +221,11 @@ def kernel_codes(model, tflite, min_bytes=64):
                         nonzero_values=int(np.count_nonzero(distinct)))
             target = np.sort(kernel)
             best = None
-            for tname, codes, scales, axis, buffer in by_size.get(kernel.size, []):
+            for tname, codes, scales, zero_points, axis, buffer in by_size.get(kernel.size, []):
                 key = (tname, codes.size)
                 if key not in sorted_cache:
-                    sorted_cache[key] = np.sort(_dequantize(codes, scales, axis), axis=None)
+                    sorted_cache[key] = np.sort(_dequantize(codes, scales, zero_points, axis),
+                                                axis=None)
                 gap = float(np.max(np.abs(sorted_cache[key] - target)))
                 tolerance = 0.5 * float(np.max(scales)) * (1 + 1e-5) + 1e-12
                 if gap <= tolerance and (best is None or gap < best[0]):
@@ -277,7 +283,7 @@ def warn_extra_codes(model, tflite, min_bytes=64, stacklevel=2):
             "or a small kernel) would each be one int8 code (the converter kept them in float, "
             "or changed their values: "
             "a BatchNormalization folded into them, which tfdc.fold_batchnorm before clustering "
-            "avoids, or a layer it quantizes its own way, such as an Embedding's table); their "
+            "avoids, or a layer it quantizes its own way); their "
             "weight sharing is partly lost in the packed file.",
             stacklevel=stacklevel + 1)
     return {k.buffer: k.name for k in kernels if k.buffer is not None}
