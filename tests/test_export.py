@@ -729,6 +729,43 @@ def test_a_float64_model_is_told_its_dtype_not_missing_ops(tmp_path):
                                          r"are float32; build the model in float32"):
         export(model, tmp_path / "m.tflite")
     assert not (tmp_path / "m.tflite").exists()
+    half = keras.Sequential([keras.Input((10,)), keras.layers.Dense(8, dtype="bfloat16",
+                                                                    name="half")])
+    with pytest.raises(ValueError, match=r"in bfloat16, and this model computes in bfloat16 "
+                                         r"\(layer 'half'\)"):
+        export(half, tmp_path / "m.tflite")
+
+
+@pytest.mark.parametrize("who", ["GradualPruning", "ClusteredFineTuning", "tfdc.compress",
+                                 "tfdc.plan", "tfdc.sensitivity"])
+def test_kernels_of_another_float_type_are_refused_before_training(who):
+    # The callbacks warned that such kernels were "left as they are", pruned
+    # and clustered them anyway, and export then refused the model;
+    # compress said the model had "no compressible layer".
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(8, dtype="float64",
+                                                                     name="wide"),
+                              keras.layers.Dense(4, dtype="float16", name="half"),
+                              keras.layers.Dense(3, name="out")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.random.default_rng(0).random((64, 10)), np.arange(64) % 3
+    calls = {
+        "GradualPruning": lambda: model.fit(x, y, verbose=0,
+                                            callbacks=[tfdc.GradualPruning(0.5)]),
+        "ClusteredFineTuning": lambda: model.fit(x, y, verbose=0,
+                                                 callbacks=[tfdc.ClusteredFineTuning()]),
+        "tfdc.compress": lambda: tfdc.compress(model, (x, y), (x, y), target_bytes=500,
+                                               verbose=0),
+        "tfdc.plan": lambda: tfdc.plan(model, (x, y), target_bytes=500),
+        "tfdc.sensitivity": lambda: tfdc.sensitivity(model, (x, y)),
+    }
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match=rf"^{who}: model '\w+' has float64 / float16 kernels "
+                                         r"\(layers 'wide', 'half'\), and tfdc exports to LiteRT, "
+                                         r"whose builtin ops compute in float32: build the model "
+                                         r"in float32"):
+        calls[who]()
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_mixed_float16_model_is_clustered_and_exported(tmp_path):

@@ -142,7 +142,8 @@ def compressible_layers(model):
     ```
     """
     from tfdc.layers import kernel_variables
-    from tfdc.select import iter_layers, layer_paths
+    from tfdc.select import iter_layers, layer_paths, refuse_non_float32
+    refuse_non_float32(model, "tfdc")
     out, owners = collections.OrderedDict(), {}
     for layer in iter_layers(model):
         kernels = [(attr, v) for attr, v in kernel_variables(layer)

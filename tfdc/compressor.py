@@ -1553,6 +1553,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: call it on data or fit it first")
     check_outputs(model, "tfdc.compress")
+    from tfdc.select import refuse_non_float32
+    refuse_non_float32(model, "tfdc.compress")
     model, structure = one_output_view(model)
     output_count = _output_count(model)
     several = output_count > 1

@@ -469,11 +469,11 @@ def _known_converter_failure(message, model, batch_size):
     found = re.search(r"TF Select ops: ([^\n]+)", message)
     if found or "neither a custom op nor a flex op" in message:
         ops = found.group(1).strip() if found else "some TensorFlow ops"
-        wide = _float64_parts(model)
+        wide, dtype = _other_float_parts(model)
         if wide:
             # MatMul, BiasAdd... are builtin in float32: the dtype is the cause.
-            return (f"the TFLite converter has no builtin kernel for {ops} in float64, and "
-                    f"this model computes in float64 ({wide}): LiteRT's builtin ops are "
+            return (f"the TFLite converter has no builtin kernel for {ops} in {dtype}, and "
+                    f"this model computes in {dtype} ({wide}): LiteRT's builtin ops are "
                     "float32; build the model in float32 (the layers' dtype=, or "
                     "keras.config.set_floatx('float32')) and copy the weights over")
         return (f"the TFLite converter has no builtin kernel for {ops}, and tfdc exports "
@@ -483,16 +483,22 @@ def _known_converter_failure(message, model, batch_size):
     return None
 
 
-def _float64_parts(model):
-    """The float64 inputs and layers of a Keras model, named ('' if none)."""
+def _other_float_parts(model):
+    """`(names, dtype)`: the inputs and layers of a Keras model in a float
+    type other than float32 (`tfdc.layers.OTHER_FLOATS`), named, and the
+    first such type ("" and None if none)."""
     if not _is_keras_model(model):
-        return ""
+        return "", None
+    from tfdc.layers import OTHER_FLOATS
     from tfdc.select import iter_layers
-    names = [f"input {getattr(t, 'name', '?')!r}" for t in getattr(model, "inputs", None) or ()
-             if str(getattr(t, "dtype", "")) == "float64"]
-    names += [f"layer {layer.name!r}" for layer in iter_layers(model)
-              if any(str(v.dtype) == "float64" for v in layer.weights)]
-    return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    parts = [(f"input {getattr(t, 'name', '?')!r}", str(getattr(t, "dtype", "")))
+             for t in getattr(model, "inputs", None) or ()]
+    for layer in iter_layers(model):
+        dtypes = [str(v.dtype) for v in layer.weights if str(v.dtype) in OTHER_FLOATS]
+        parts += [(f"layer {layer.name!r}", dtypes[0])] if dtypes else []
+    parts = [(name, dtype) for name, dtype in parts if dtype in OTHER_FLOATS]
+    names = ", ".join(name for name, _ in parts[:4]) + (", ..." if len(parts) > 4 else "")
+    return names, parts[0][1] if parts else None
 
 
 class _CapturedOutput:

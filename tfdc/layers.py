@@ -31,12 +31,17 @@ import functools
 
 from tfdc.errors import first_line
 
-__all__ = ["LayerKind", "KINDS", "kind_of", "kernel_attrs", "kernel_variables", "kernel_name",
+__all__ = ["LayerKind", "KINDS", "OTHER_FLOATS", "kind_of", "kernel_attrs", "kernel_variables", "kernel_name",
            "bias_variable", "constraint_slot", "converter_op_names", "CHANNELWISE",
            "CHANNEL_NORMALIZATION", "CHANNEL_MERGES", "ZERO_PRESERVING_ACTIVATIONS", "channel_role",
            "zero_preserving_activation", "copy_layer", "copy_model", "check_copyable",
            "finalize_states",
            "is_subclassed", "has_graph", "graph_of", "graph_nodes", "sequential_like"]
+
+
+# Variable dtypes of layers that LiteRT's builtin ops cannot compute in (they
+# compute in float32; a mixed-precision policy keeps float32 variables).
+OTHER_FLOATS = ("float64", "float16", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -96,7 +96,7 @@ class Plan:
             small tensors, headers, and the meta stream's compression).
         uncompressed: weights in `other_bytes` that tfdc cannot prune or
             cluster (`tfdc.bytecost.uncompressed_weights`: a custom layer's
-            matrix, a float64 kernel): packed losslessly, no plan shrinks them.
+            matrix): packed losslessly, no plan shrinks them.
         rows: one dict per layer: `layer`, `kind`, `weights`, `sparsity`,
             `bits`, `bytes`, `loss_increase`, `error_increase`.
         target_bytes, max_error_increase, max_loss_increase: the budget
@@ -386,6 +386,8 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
         raise ValueError(f"export_options: unknown {', '.join(sorted(set(options) - allowed))}; "
                          f"known: {', '.join(sorted(allowed))}")
     check_outputs(model, "tfdc.plan")
+    from tfdc.select import refuse_non_float32
+    refuse_non_float32(model, "tfdc.plan")
     model, _ = one_output_view(model)
     # Read once: a generator of batches cannot be read again for the check.
     samples = scan_options.pop("samples", DEFAULT_SAMPLES)

@@ -13,7 +13,7 @@ import warnings
 
 import keras
 
-from tfdc.layers import KINDS, kernel_variables, kind_of
+from tfdc.layers import KINDS, OTHER_FLOATS, kernel_variables, kind_of
 
 
 @dataclasses.dataclass
@@ -97,6 +97,28 @@ def check_built(model):
                          "with keras.Input first")
 
 
+def refuse_non_float32(model, who):
+    """A ValueError, before any training, for kernels of a float type other
+    than float32 (float64, float16 or bfloat16 layers; a mixed-precision
+    policy keeps its variables in float32): LiteRT's builtin ops compute in
+    float32, so `tfdc.export` cannot convert the model (the callbacks pruned
+    and clustered such kernels while warning they were left alone, and export
+    refused the model after the training)."""
+    paths, wide = layer_paths(model), {}
+    for layer in iter_layers(model):
+        for _, v in kernel_variables(layer):
+            if str(v.dtype) in OTHER_FLOATS:
+                wide.setdefault(paths.get(id(layer), layer.name), str(v.dtype))
+    if wide:
+        named = ", ".join(repr(n) for n in list(wide)[:4]) + (", ..." if len(wide) > 4 else "")
+        types = " / ".join(dict.fromkeys(wide.values()))
+        raise ValueError(f"{who}: model {model.name!r} has {types} kernels (layer"
+                         f"{'s' * (len(wide) > 1)} {named}), and tfdc exports to LiteRT, whose "
+                         "builtin ops compute in float32: build the model in float32 (the "
+                         "layers' dtype=, or keras.config.set_floatx('float32'); a "
+                         "mixed-precision policy keeps float32 weights) and copy the weights over")
+
+
 def _matches(pattern, name):
     return pattern == name or re.fullmatch(pattern, name) is not None
 
@@ -164,6 +186,7 @@ def select_kernels(model, targets, exclude=(), validate=None, who=None):
             or nothing at all is selected.
     """
     check_built(model)
+    refuse_non_float32(model, who or "tfdc")
     layers = list(iter_layers(model))
     paths = layer_paths(model)
     # A key names a layer ("fc") or, for one of two of that name in two
