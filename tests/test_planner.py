@@ -100,6 +100,30 @@ def test_loss_budget_is_met_and_smaller_budgets_cost_bytes(trained):
         tfdc.plan(model, val, max_loss_increase=0.1, max_error_increase=0.2, sensitivity=sens)
 
 
+def test_a_sensitivity_of_other_examples_gives_no_false_increase(trained):
+    """A scan of 300 examples and a plan on more: the baseline came from the
+    300 and the measured error from all of them, which showed an increase
+    that was not there."""
+    import json
+    model, _, (xv, yv), _ = trained
+    few = tfdc.sensitivity(model, (xv[:300], yv[:300]), sparsities=[0.5], bits=[8])
+    plan = tfdc.plan(model, (xv, yv), target_bytes=10**7, sensitivity=few)
+    error = float(np.mean(np.argmax(model.predict(xv, verbose=0), -1) != yv))
+    assert plan.baseline_error == pytest.approx(error)
+    assert plan.predicted_error == plan.baseline_error
+    assert few.baseline_error != pytest.approx(error)  # the case is real
+    # A regression model has no error: NaN (predicted_error read 1.0), and
+    # the JSON has null (it had NaN, which strict JSON readers refuse).
+    x = np.random.default_rng(0).random((256, 16)).astype("float32")
+    regressor = keras.Sequential([keras.Input((16,)), keras.layers.Dense(64, name="fc"),
+                                  keras.layers.Dense(1, name="out")])
+    regressor.compile("adam", "mse")
+    plan = tfdc.plan(regressor, (x, x.sum(1)), target_bytes=3_000, sparsities=[0.5], bits=[4])
+    assert np.isnan(plan.predicted_error) and np.isnan(plan.measured_error)
+    d = json.loads(plan.to_json(), parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+    assert d["predicted_error"] is d["baseline_error"] is None and d["measured_loss"] > 0
+
+
 def test_plan_feeds_the_callbacks(trained):
     """plan.sparsity and plan.bits go to the callbacks as they are."""
     model, (x, y), val, sens = trained

@@ -86,11 +86,14 @@ class Plan:
             model pruned and clustered to the plan without retraining.
         predicted_loss, predicted_error: baseline plus the layers' increases
             read off the sensitivity curves (no retraining; the error at
-            most 100 %).
+            most 100 %, NaN for a model that is not a classifier).
         measured_loss, measured_error: the model with all the plan's
-            settings applied at once, no retraining, on the scan's
-            validation examples.
-        baseline_loss, baseline_error: the model as it is.
+            settings applied at once, no retraining, on the plan's
+            validation examples (`validation_data`, sampled as the scan
+            samples them).
+        baseline_loss, baseline_error: the model as it is, on the same
+            examples (not a given `sensitivity`'s, which may come from
+            others). `to_json` writes a NaN as null.
         dense_bytes: float32 size of the model's parameters.
         other_bytes: the file minus the layers' records (graph, biases,
             small tensors, headers, and the meta stream's compression).
@@ -179,8 +182,12 @@ class Plan:
 
     def to_json(self):
         """The plan (without the sensitivity scan) as a JSON string."""
+        from tfdc.scan import _num
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
              if f.name != "sensitivity"}
+        for key in ("predicted_loss", "predicted_error", "measured_loss", "measured_error",
+                    "baseline_loss", "baseline_error"):
+            d[key] = _num(d[key])  # strict JSON: no error is null, not NaN
         return json.dumps(d, indent=1, default=float)
 
 
@@ -437,6 +444,10 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
         return exact, exact - int(sum(c[o] for c, o in zip(costs, picked)))
 
     evaluate = Evaluator(model, x, y, scan_options.get("batch_size"))
+    # The model as it is, on the examples the plan is measured on: a given
+    # `sensitivity` may come from others (a baseline of 300 scanned examples
+    # beside a plan measured on 1,000 showed an increase that was not there).
+    baseline_loss, baseline_error = (float(v) for v in evaluate()[:2])
 
     def measure(picked):
         saved = apply_settings(model, *settings(picked))
@@ -500,11 +511,11 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                 return f"{100 * v:.2f} points"
         else:
             which, increases, ties = 0, dloss, derr
-            limit = float(max_loss_increase) * sens.baseline_loss
+            limit = float(max_loss_increase) * baseline_loss
             asked = f"max_loss_increase={max_loss_increase:g}"
 
             def amount(v):
-                return f"{100 * v / sens.baseline_loss:.1f} % of the loss"
+                return f"{100 * v / baseline_loss:.1f} % of the loss"
         ties = [np.nan_to_num(t) for t in ties]  # a non-classifier's error is NaN
         least = [int(np.argmin(e + 1e-6 * t)) for e, t in zip(increases, ties)]
         floor = float(sum(e[o] for e, o in zip(increases, least)))
@@ -513,9 +524,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                 f"{asked} cannot be met: the smallest predicted increase on the grids is "
                 f"{amount(floor)} (every layer at its least compressed setting); give a larger "
                 "budget or bits= that go higher")
-        # The measured check compares with the model's own error / loss on
-        # the same examples (a given `sensitivity` may come from other data).
-        base = evaluate()[which]
+        base = (baseline_loss, baseline_error)[which]
 
         def within(result):
             return result[which] - base <= limit + 1e-12
@@ -552,13 +561,15 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                      "weights": sens.weights[name], "sparsity": sp[name], "bits": bi[name],
                      "bytes": int(c[o]), "loss_increase": float(l[o]),
                      "error_increase": float(e[o])})
+    predicted_error = baseline_error + sum(r["error_increase"] for r in rows)
     result = Plan(sparsity=sp, bits=bi, predicted_bytes=int(exact),
-                  predicted_loss=sens.baseline_loss + sum(r["loss_increase"] for r in rows),
-                  # Layers' increases add up past 100 % on a model near chance.
-                  predicted_error=min(1.0, sens.baseline_error
-                                      + sum(r["error_increase"] for r in rows)),
+                  predicted_loss=baseline_loss + sum(r["loss_increase"] for r in rows),
+                  # Layers' increases add up past 100 % on a model near chance;
+                  # a model that is no classifier has no error (NaN, not 1.0).
+                  predicted_error=min(1.0, predicted_error) if np.isfinite(predicted_error)
+                  else float("nan"),
                   measured_loss=float(measured[0]), measured_error=float(measured[1]),
-                  baseline_loss=sens.baseline_loss, baseline_error=sens.baseline_error,
+                  baseline_loss=baseline_loss, baseline_error=baseline_error,
                   dense_bytes=cost.dense_bytes,
                   other_bytes=int(exact) - sum(r["bytes"] for r in rows), rows=rows,
                   target_bytes=target_bytes, max_error_increase=max_error_increase,
