@@ -278,6 +278,7 @@ def test_one_output_in_a_dict_is_compressed_and_kept_in_its_dict(data, trained, 
     result = tfdc.compress(model, train_data, (xv, {"probs": yv}), target_bytes=30_000,
                            path=path, epochs=(1, 1), verbose=0)
     assert 0.95 * 30_000 <= result.packed_bytes <= 30_000
+    assert result.report.path == str(path)  # it named a trial run's deleted file
     if train == "pydataset":  # its epoch hook still runs
         assert train_data.epochs_ended >= 2
     interpreter = tfdc.load_interpreter(path)

@@ -1783,6 +1783,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                                                max_trials, log, smallest, float_bytes)
         with open(chosen["path"], "rb") as f:
             write_atomically(path, f.read())
+        # The report names the file written, not the trial run's, which the
+        # temporary folder takes with it.
+        chosen["report"].path = os.fspath(path)
     except OSError as e:
         if e.filename is None or not os.fspath(e.filename).startswith(workdir):
             raise
