@@ -84,9 +84,16 @@ def test_a_file_over_the_target_is_cut_to_it(data, trained, tmp_path, distill):
     # from the kernels the plan prunes: fc2, planned dense, stays dense.
     path = tmp_path / "cut.tflite"
     target = 12_000
-    result = tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=target, path=path,
-                           plan={"sparsity": {"fc1": 0.5, "fc2": 0.0}, "bits": 5},
-                           epochs=(2, 1), verbose=0, distill=distill)
+    with pytest.warns(UserWarning, match=r"^tfdc.compress: the given plan made [\d,]+ B, over "
+                                         r"target_bytes=12,000: the smallest weights of its "
+                                         r"pruned layers were removed"):
+        result = tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=target,
+                               path=path, plan={"sparsity": {"fc1": 0.5, "fc2": 0.0}, "bits": 5},
+                               epochs=(2, 1), verbose=0, distill=distill)
+    # .plan has the sparsity the file has (it had the given plan's 0.5).
+    assert result.plan.sparsity == pytest.approx(
+        {"fc1": tfdc.sparsity(result.model)["fc1"].sparsity, "fc2": 0.0})
+    assert result.plan.bits == {"fc1": 5, "fc2": 5}
     assert np.count_nonzero(result.model.get_layer("fc2").kernel.numpy() == 0) == 0
     size = os.path.getsize(path)
     assert 0.95 * target <= size <= target == result.target_bytes
@@ -1056,7 +1063,7 @@ def test_a_byte_target_met_at_a_large_cost_in_error_says_so():
     # 2,950 B at +48 points of error read as a plain success.
     from tfdc.compressor import _costly_target
     assert _costly_target(0.5687, 0.0881) == (
-        " Meeting it costs +48.1 points of validation error: a larger target keeps more of the "
+        ". Meeting it costs +48.1 points of validation error: a larger target keeps more of the "
         "float model's accuracy (or give max_error_increase).")
     assert _costly_target(0.12, 0.08) == "" and _costly_target(float("nan"), 0.1) == ""
 

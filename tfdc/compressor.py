@@ -113,7 +113,9 @@ class CompressResult:
         report: its `tfdc.ExportReport` (per-layer table: `print(report)`).
         model: the compressed Keras model (pruned, clustered, constraints
             removed; BatchNormalization folded if the model had any).
-        plan: the plan of the chosen run (`tfdc.Plan` or `HandPlan`).
+        plan: the plan of the chosen run (`tfdc.Plan` or `HandPlan`; a
+            `HandPlan` with the sparsity the file has where a file over
+            `target_bytes` lost weights).
         packed_bytes: size of the packed file.
         float_bytes: 4 bytes per parameter of the inference model (after
             BatchNormalization folding): what a float32 file holds.
@@ -725,7 +727,7 @@ def _costly_target(error, float_error):
     points = 100 * (error - float_error)
     if points <= _COSTLY_POINTS:
         return ""
-    return (f" Meeting it costs {points:+.1f} points of validation error: a larger target "
+    return (f". Meeting it costs {points:+.1f} points of validation error: a larger target "
             "keeps more of the float model's accuracy (or give max_error_increase).")
 
 
@@ -1447,7 +1449,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             outputs' loss gets `1 - alpha`).
         plan: skip the planner: a `tfdc.Plan`, a `HandPlan` or a dict
             `{"sparsity": {...}, "bits": {...}}` (with an error or loss
-            budget it is trained once, not searched).
+            budget it is trained once, not searched; with `target_bytes`, a
+            file over the target loses its smallest weights as a planned
+            one does, with a warning).
         max_trials: training runs of the error or loss budget's search (at
             least 1), and at most 3 runs for `target_bytes`.
         confidence: for `max_error_increase` and `max_loss_increase`, the
@@ -1862,8 +1866,16 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate):
                 "weights")
             report, size, _ = _cut_to(student, entry["plan"], target, size, entry["path"],
                                       export_file, log)
-        entry.update(student=student, report=report, bytes=size)
+        planned_bytes = entry["bytes"]
+        entry.update(student=student, report=report, bytes=size,
+                     plan=_plan_as_cut(student, entry["plan"]) if fitted else entry["plan"])
         evaluate(entry)
+        if fitted and plan is not None:
+            warnings.warn(
+                f"tfdc.compress: the given plan made {planned_bytes:,} B, over target_bytes="
+                f"{target:,}: the smallest weights of its pruned layers were removed to reach "
+                f"{size:,} B (result.plan has the sparsity the file has); to train the plan as "
+                "it is, give a larger target or an error budget", stacklevel=3)
         if not fitted:
             return entry, False, (
                 f"the packed file is {size:,} B, {size / target - 1:+.1%} over the target "
@@ -1883,6 +1895,21 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate):
                              f"{target:,} B, more than 5 % under it{why}")
     return entry, False, (f"the packed file is {size:,} B, {size / target - 1:+.1%} over the "
                           f"target {target:,} B: removing weights did not get it there")
+
+
+def _plan_as_cut(student, plan):
+    """`plan` with the sparsity `_cut_to` left in `student`'s kernels (a
+    `HandPlan`; the plan itself where nothing was cut): `.plan` of the
+    result describes the file."""
+    from keras import ops
+    sparsity = dict(plan.sparsity)
+    for s in _kernels(student, plan.sparsity):
+        w = ops.convert_to_numpy(s.variable)
+        sparsity[s.layer.name] = float(max(sparsity[s.layer.name],
+                                           1 - np.count_nonzero(w) / w.size))
+    if sparsity == dict(plan.sparsity):
+        return plan
+    return HandPlan(sparsity, dict(plan.bits), source="cut to the target")
 
 
 def _same_settings(a, b):
