@@ -385,6 +385,44 @@ def test_sigterm_is_an_interrupt_with_its_own_exit_status(tmp_path, inputs):
     assert os.listdir(out.parent) == []
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped one
+def test_an_interrupt_python_drops_still_stops_the_command(tmp_path, inputs, capsys,
+                                                           monkeypatch):
+    """Python drops an exception raised in a weakref callback ("Exception
+    ignored in ..."): a Ctrl-C landing there was lost, and tfdc compress went
+    on to replace OUT and exit 0. The signal is noted, and raised again
+    before the file is written. Here the real SIGINT arrives while a real
+    weakref callback runs, just after the output check."""
+    import gc
+    import signal
+    import weakref
+    import tfdc.cli
+    paths, _ = inputs
+    out = tmp_path / "o.tflite"
+    out.write_bytes(b"old")
+    check = tfdc.cli._check_output
+
+    def check_then_interrupt(args):
+        check(args)
+
+        class Thing:
+            pass
+
+        thing = Thing()
+        weakref.finalize(thing, signal.raise_signal, signal.SIGINT)
+        del thing
+        gc.collect()
+
+    monkeypatch.setattr(tfdc.cli, "_check_output", check_then_interrupt)
+    code, _, err = run(capsys, "pack", paths["float"], out)
+    assert code == 130 and err.strip().splitlines()[-1] == "tfdc: interrupted"
+    assert out.read_bytes() == b"old" and os.listdir(tmp_path) == ["o.tflite"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # The record ends with the command: the next one runs.
+    monkeypatch.undo()
+    assert run(capsys, "pack", paths["float"], out)[0] == 0
+
+
 def test_a_reader_that_leaves_is_no_error_message(tmp_path, inputs):
     # `tfdc inspect m.tflite | head -1` printed "tfdc: error: [Errno 32]
     # Broken pipe" when head left first. The reader here leaves at once.

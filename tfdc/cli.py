@@ -29,6 +29,8 @@ import sys
 import time
 import warnings
 
+from tfdc.errors import Terminated, forget_signals, note_signal, raise_if_signalled
+
 EXIT_ERROR = 1
 
 _PROG = "tfdc"
@@ -43,31 +45,20 @@ class UsageError(UserError):
     are (exit status 2, pointing at the command's --help)."""
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where Python runs next so that the cleanup
-    an interrupt gets runs too (the temporary file of an atomic write,
-    tfdc compress's run folder): killed outright, they were left behind."""
-
-    def __init__(self, signum):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _terminate(signum, frame):
-    raise Terminated(signum)
-
-
 def _catch_termination():
-    """Turn SIGTERM and SIGHUP into `Terminated` where no one else handles
-    them (the main thread, the default action). Returns what to restore."""
+    """Turn SIGINT, SIGTERM and SIGHUP into `KeyboardInterrupt` /
+    `Terminated`, noted (`tfdc.errors.note_signal`), where no one else
+    handles them (the main thread, the default action). Returns what to
+    restore."""
     import threading
     if threading.current_thread() is not threading.main_thread():
         return {}
     caught = {}
-    for name in ("SIGTERM", "SIGHUP"):
+    for name, default in (("SIGINT", signal.default_int_handler), ("SIGTERM", signal.SIG_DFL),
+                          ("SIGHUP", signal.SIG_DFL)):
         signum = getattr(signal, name, None)
-        if signum is not None and signal.getsignal(signum) == signal.SIG_DFL:
-            caught[signum] = signal.signal(signum, _terminate)
+        if signum is not None and signal.getsignal(signum) == default:
+            caught[signum] = signal.signal(signum, note_signal)
     return caught
 
 
@@ -1156,7 +1147,9 @@ def main(argv=None):
     caught = _catch_termination()
     try:
         _check_output(args)
-        return args.func(args)
+        status = args.func(args)
+        raise_if_signalled()  # one Python dropped (see note_signal)
+        return status
     except Terminated as e:
         print(f"{_PROG}: terminated ({signal.Signals(e.signum).name})", file=sys.stderr)
         return 128 + e.signum
@@ -1190,6 +1183,7 @@ def main(argv=None):
     finally:
         for signum, previous in caught.items():
             signal.signal(signum, previous)
+        forget_signals()
 
 
 def _is_packed_path(path):

@@ -1,7 +1,9 @@
-"""Exception types raised by tfdc, the check that raises `BackendError`, and
-the line of another library's error message that tfdc repeats."""
+"""Exception types raised by tfdc, the check that raises `BackendError`, the
+line of another library's error message that tfdc repeats, and the record of
+the signals the command line caught."""
 
 import re
+import signal
 
 
 class FormatError(ValueError):
@@ -73,3 +75,44 @@ def first_line(error):
     if len(lines) > 1 and lines[0].startswith("Exception encountered"):
         return lines[1]
     return lines[0] if lines else type(error).__name__
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Python runs next so that the cleanup
+    an interrupt gets runs too (the temporary file of an atomic write,
+    tfdc compress's run folder): killed outright, they were left behind."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+# The signals the command line's handlers caught (`note_signal`).
+_caught_signals = []
+
+
+def note_signal(signum, frame=None):
+    """The command line's handler of SIGINT, SIGTERM and SIGHUP: note the
+    signal and raise `KeyboardInterrupt` / `Terminated` where Python runs
+    next. Python drops an exception raised inside a weakref callback or a
+    `__del__` ("Exception ignored in ..."): a Ctrl-C landing there was lost,
+    and `tfdc compress` went on to replace OUT and exit 0. Noted, it is
+    raised again by `raise_if_signalled` (before a file is written, after a
+    training batch)."""
+    _caught_signals.append(signum)
+    raise _interruption(signum)
+
+
+def raise_if_signalled():
+    """Raise the interruption of a signal `note_signal` caught, if any."""
+    if _caught_signals:
+        raise _interruption(_caught_signals[0])
+
+
+def forget_signals():
+    """Clear the record (the command line, when a command ends)."""
+    _caught_signals.clear()
+
+
+def _interruption(signum):
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)

@@ -716,7 +716,9 @@ def write_atomically(path, data):
     or FIFO (`/dev/stdout`, a pipe) is written through, as `open` would,
     never replaced by a regular file. Errors name `path`, never the
     temporary file."""
+    from tfdc.errors import raise_if_signalled
     path = check_writable(path)
+    raise_if_signalled()  # a Ctrl-C that Python dropped: keep the old file
     if is_special_file(path):
         try:
             with open(path, "wb") as f:
@@ -748,6 +750,7 @@ def write_atomically(path, data):
             os.umask(umask)
             mode = 0o666 & ~umask
         os.chmod(tmp, mode)
+        raise_if_signalled()
         os.replace(tmp, target)
     except BaseException as e:
         if tmp is not None:
