@@ -82,8 +82,14 @@ def test_help(capsys):
     for option in ("--weights", "--codebook-fp16", "--gap-alphabet", "--block", "--min-bytes",
                    "--select", "--no-strip-debug", "never larger"):
         assert option in " ".join(out.split())
-    code, out, _ = run(capsys)
-    assert code == 2 and "pack" in out
+    code, _, err = run(capsys)
+    assert code == 2 and "pack" in err
+    # Arguments left over name the command's help, not the top one's.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pack", "a.tflite", "b.tflite", "c"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == ("tfdc: error: pack: unrecognized arguments: c (see 'tfdc "
+                                       "pack --help')\n")
 
 
 @pytest.mark.parametrize("kind", ["float", "int8"])
@@ -421,6 +427,20 @@ def test_an_interrupt_python_drops_still_stops_the_command(tmp_path, inputs, cap
     # The record ends with the command: the next one runs.
     monkeypatch.undo()
     assert run(capsys, "pack", paths["float"], out)[0] == 0
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_standard_output_is_named(inputs):
+    # "tfdc: error: [Errno 28] No space left on device", and no more.
+    import subprocess
+    import sys
+    paths, _ = inputs
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-c", "import sys; from tfdc.cli import main; "
+                               f"sys.exit(main(['inspect', {paths['float']!r}]))"],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr == "tfdc: error: standard output: No space left on device\n"
 
 
 def test_a_reader_that_leaves_is_no_error_message(tmp_path, inputs):

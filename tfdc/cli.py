@@ -394,6 +394,16 @@ class _Parser(argparse.ArgumentParser):
         where = f"{command}: " if command else ""
         self.exit(2, f"{_PROG}: error: {where}{message} (see '{self.prog} --help')\n")
 
+    def parse_args(self, args=None, namespace=None):
+        # Arguments left over are found by the top parser, which named its
+        # own --help, not the command's.
+        args, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(args, "command", None)
+            (getattr(self, "_commands", {}).get(command) or self).error(
+                f"unrecognized arguments: {' '.join(extras)}")
+        return args
+
 
 def build_parser():
     parser = _Parser(
@@ -405,7 +415,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"tfdc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from tfdc.demo import DEFAULT_CONFIDENCE, DEFAULT_RATIO  # the demo's defaults, one home
+    from tfdc.demo import DEFAULT_CONFIDENCE, DEFAULT_RATIO, MIN_TRAIN_IMAGES  # one home
     demo = sub.add_parser(
         "demo", help="end-to-end demo: train LeNet on MNIST, compress it to a budget "
         "(plan, prune, quantize, pack) and verify it",
@@ -461,8 +471,9 @@ def build_parser():
     demo.add_argument("--cluster-epochs", type=_at_least(1), default=None, metavar="N",
                       help="clustered fine-tuning epochs, >= 1 (default: epochs/4; 1 with "
                       "--quick)")
-    demo.add_argument("--train-size", type=_at_least(1), default=None, metavar="N",
-                      help="use only the first N training images, N >= 100 (default: all)")
+    demo.add_argument("--train-size", type=_at_least(MIN_TRAIN_IMAGES), default=None,
+                      metavar="N", help="use only the first N training images, N >= "
+                      f"{MIN_TRAIN_IMAGES} (default: all)")
     demo.add_argument("--test-size", type=_at_least(1), default=None, metavar="N",
                       help="use only the first N test images, N >= 1 (default: all)")
     demo.add_argument("--no-plots", action="store_true", help="do not write the PNG figures")
@@ -508,6 +519,7 @@ def build_parser():
     bench.add_argument("--threads", type=_at_least(1), default=None,
                        help="interpreter threads, >= 1 (default: the runtime's)")
     bench.set_defaults(func=cmd_bench)
+    parser._commands = dict(sub.choices)  # for parse_args's leftovers
     return parser
 
 
@@ -1141,13 +1153,15 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
-        parser.print_help()
+        parser.print_help(sys.stderr)  # a usage mistake: stdout stays for output
         return 2
     from tfdc.errors import BackendError, DatasetUnavailableError, FormatError
     caught = _catch_termination()
+    stdout, sys.stdout = sys.stdout, _NamedStream(sys.stdout, "standard output")
     try:
         _check_output(args)
         status = args.func(args)
+        sys.stdout.flush()
         raise_if_signalled()  # one Python dropped (see note_signal)
         return status
     except Terminated as e:
@@ -1181,9 +1195,35 @@ def main(argv=None):
         print(f"{_PROG}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     finally:
+        sys.stdout = stdout
         for signum, previous in caught.items():
             signal.signal(signum, previous)
         forget_signals()
+
+
+class _NamedStream:
+    """A text stream whose write errors name it (`tfdc inspect m.tflite >
+    /dev/full` said "[Errno 28] No space left on device" and no more)."""
+
+    def __init__(self, stream, name):
+        self._stream, self._name = stream, name
+
+    def _named(self, call, *args):
+        try:
+            return call(*args)
+        except OSError as e:
+            if e.filename is not None or e.errno is None:
+                raise
+            raise type(e)(e.errno, e.strerror, self._name) from None
+
+    def write(self, text):
+        return self._named(self._stream.write, text)
+
+    def flush(self):
+        return self._named(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def _is_packed_path(path):
