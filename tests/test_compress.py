@@ -1008,6 +1008,29 @@ def test_a_model_compressed_already_is_warned_about(data, trained, tmp_path):
                           path=tmp_path / "b.tflite", verbose=0)
 
 
+
+def test_a_model_pruned_by_the_callbacks_is_compressed_from_its_weights(data, trained,
+                                                                          tmp_path):
+    """Pruned by GradualPruning and not stripped: its masks came over to
+    compress's copies and kept fc2 at 80 % zeros where the plan left it
+    dense, and the copy's GradualPruning told the user to tfdc.strip a model
+    they never see. fc2 (960 weights) was too small to be named."""
+    model = _fresh(trained)
+    model.fit(*data[0], epochs=1, batch_size=256, verbose=0,
+              callbacks=[tfdc.GradualPruning(0.8, frequency=2)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = tfdc.compress(model, data[0], data[1], max_error_increase=50,
+                               plan={"sparsity": {"fc1": 0.8, "fc2": 0.0}, "bits": 5},
+                               path=tmp_path / "m.tflite", epochs=(1, 1), verbose=0)
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith("tfdc.compress: fc1 (80% zeros") and "fc2 (80% zeros" in m
+               for m in messages), messages
+    assert not [m for m in messages if "strip" in m], messages
+    assert tfdc.sparsity(result.model)["fc2"].sparsity < 0.1
+    assert tfdc.sparsity(model)["fc2"].sparsity == pytest.approx(0.8, abs=0.01)  # left as it was
+
+
 def test_a_model_that_cannot_be_copied_is_refused_before_training(data):
     class Net(keras.Model):
         def __init__(self):

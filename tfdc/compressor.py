@@ -332,11 +332,19 @@ def _epochs(epochs, steps_per_epoch):
 
 # --------------------------------------------------------------- model helpers
 def _copy(model):
+    """A copy of `model` without tfdc's constraints: the masks of a model
+    pruned by the callbacks and not stripped came over, kept a layer the plan
+    leaves dense at the old sparsity, and the copy's GradualPruning warned
+    the user to `tfdc.strip` a model they never see."""
+    from tfdc.constraints import strip
     from tfdc.layers import copy_model
     try:
-        return copy_model(model)
+        copy = copy_model(model)
     except ValueError as e:
         raise ValueError(f"tfdc.compress trains copies of the model and {e}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # about the copy; _warn_compressed_already tells
+        return strip(copy)
 
 
 def _has_batchnorm(model):
@@ -675,11 +683,12 @@ def _warn_compressed_already(kernels):
     seen = []
     for s in kernels:
         w = np.asarray(s.variable.numpy())
-        if w.size < 1024:
+        if w.size < 64:
             continue
         zeros = float(np.mean(w == 0))
         values = len(np.unique(w[w != 0]))
-        if zeros >= 1 / 3 or values <= 256:
+        # Few values tell clustering only in a kernel of many weights.
+        if zeros >= 1 / 3 or (values <= 256 and w.size >= 1024):
             seen.append(f"{s.layer.name} ({zeros:.0%} zeros, {values:,} nonzero values)")
     if seen:
         warnings.warn(f"tfdc.compress: {', '.join(seen)} look already pruned or clustered: "
