@@ -460,6 +460,9 @@ def test_a_missed_error_budget_is_reported(data, trained, tmp_path):
     ({"target_bytes": 9000.5}, ValueError, "target_bytes must be an integer, got 9000.5"),
     ({"max_error_increase": "0.2"}, ValueError, "max_error_increase must be a number"),
     ({"max_error_increase": -1}, ValueError, "must be >= 0 percentage points"),
+    ({"max_error_increase": float("inf")}, ValueError, "max_error_increase must be finite, got "
+     "inf"),  # "must be a number, got inf"
+    ({"target_bytes": float("nan")}, ValueError, "target_bytes must be an integer, got nan"),
     ({"max_error_increase": 0.2, "confidence": 1.5}, ValueError, r"confidence must be in \(0, 1\)"),
     ({"max_error_increase": 0.2, "confidence": "high"}, ValueError, "confidence must be a number"),
     ({"target_bytes": 9000, "epochs": 1}, ValueError, "epochs must be at least 2"),
@@ -1007,6 +1010,42 @@ def test_a_model_compressed_already_is_warned_about(data, trained, tmp_path):
             tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=100,
                           path=tmp_path / "b.tflite", verbose=0)
 
+
+
+def test_max_trials_bounds_the_runs_of_a_byte_target(data, trained, tmp_path):
+    # max_trials=1 trained twice for target_bytes: a file more than 5 %
+    # under the target was trained again with a larger plan.
+    for target in (8_000, 16_000):
+        result = tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=target,
+                               path=tmp_path / "m.tflite", epochs=(1, 1), max_trials=1,
+                               verbose=0)
+        assert len(result.trials) == 1 and result.packed_bytes <= target
+        if result.packed_bytes < 0.95 * target:
+            assert result.message.endswith("max_trials=1, so no larger plan was tried")
+
+
+def test_a_target_just_under_the_planners_smallest_file_is_tried(data, trained, tmp_path):
+    # The planner's bytes are those of the model pruned and clustered
+    # without retraining; trained, the smallest plan's file was smaller, yet
+    # targets between the two were refused as unreachable.
+    import re
+    with pytest.raises(ValueError, match="cannot be reached") as info:
+        tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=100,
+                      path=tmp_path / "m.tflite", verbose=0)
+    smallest = int(re.search(r"the grids allow is ([\d,]+) B", str(info.value))[1]
+                   .replace(",", ""))
+    lines = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=smallest - 1,
+                               path=tmp_path / "m.tflite", epochs=(1, 1), max_trials=1,
+                               verbose=0, log=lines.append)
+    assert any(f"the planner's smallest file is {smallest:,} B, over the target: training it "
+               "anyway" in line for line in lines), lines
+    missed = [w for w in caught if w.category is tfdc.BudgetMissedWarning]
+    assert result.met == (not missed) and os.path.getsize(tmp_path / "m.tflite") == \
+        result.packed_bytes
+    assert result.met == (result.packed_bytes <= smallest - 1)
 
 
 def test_a_model_pruned_by_the_callbacks_is_compressed_from_its_weights(data, trained,

@@ -282,6 +282,9 @@ def _check_number(value, name, integer=False):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
             (integer and not float(value).is_integer()) or not math.isfinite(value):
         kind = "an integer" if integer else "a number"
+        if isinstance(value, (float, np.floating)) and not math.isnan(value) and \
+                not math.isfinite(value):
+            kind = "finite"  # "must be a number, got inf" read as a type mistake
         raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
@@ -1467,8 +1470,10 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             budget it is trained once, not searched; with `target_bytes`, a
             file over the target loses its smallest weights as a planned
             one does, with a warning).
-        max_trials: training runs of the error or loss budget's search (at
-            least 1), and at most 3 runs for `target_bytes`.
+        max_trials: the most training runs (at least 1): of the error or
+            loss budget's search, and of `target_bytes` (at most 3 there: a
+            file more than 5 % under the target is trained again with a
+            larger plan).
         confidence: for `max_error_increase` and `max_loss_increase`, the
             probability that a kept file's true increase on data like
             `validation_data` is within the budget (`DEFAULT_CONFIDENCE`,
@@ -1505,7 +1510,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             nothing to compress, a plan naming unknown layers, an error
             budget that no file can meet on the validation examples (even
             one right on every example has a bound above it), or (from the
-            planner) a `target_bytes` below the smallest reachable size.
+            planner) a `target_bytes` more than 20 % below the smallest file
+            its grids make without retraining (closer, that file's plan is
+            trained: training makes files smaller than planned).
         FileNotFoundError, PermissionError, IsADirectoryError: `path`
             cannot be written (checked before any training).
 
@@ -1792,7 +1799,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
 
         if target_bytes is not None:
             chosen, met, message = _to_target(target_bytes, plan, make_plan, trial, run, log,
-                                              export_file, _evaluate, smallest)
+                                              export_file, _evaluate, smallest, max_trials)
             message += _costly_target(chosen["error"], float_error)
         else:
             quality = ({"max_error_increase": max_error_increase}
@@ -1830,7 +1837,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                 for t in trials])
 
 
-def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate, smallest):
+def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate, smallest,
+               max_trials=3):
     """Train to a byte budget: plan for slightly under the target, train;
     too large: cut and fine-tune; far too small: plan larger and retrain.
     A target a little under the planner's smallest file (`smallest()`, down
@@ -1859,7 +1867,7 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate, 
             else:
                 p = make_plan(target_bytes=target)
     entry = trial(p, "plan for the target")
-    for _ in range(2):
+    for _ in range(min(2, max_trials - 1)):
         if entry["bytes"] >= low or plan is not None:
             break
         # Training made the file smaller than planned: plan for more.
@@ -1914,7 +1922,8 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate, 
                              f"{target:,} B")
     if size < low:
         why = (": the plan was given, so no larger plan was tried" if plan is not None
-               else " after larger plans")
+               else f": max_trials={max_trials}, so no larger plan was tried"
+               if max_trials < 2 else " after larger plans")
         return entry, True, (f"{size:,} B is {size / target - 1:+.1%} from the target "
                              f"{target:,} B, more than 5 % under it{why}")
     return entry, False, (f"the packed file is {size:,} B, {size / target - 1:+.1%} over the "
