@@ -572,7 +572,7 @@ def test_biases_rounded_to_binary16_at_the_end_and_packed_smaller(mnist_small, t
     assert sizes[True] < sizes[False] - 300, sizes  # 310 biases: about 2 of their 4 bytes
 
 
-def test_layers_of_one_variable_path_in_two_nested_models(mnist_small):
+def test_layers_of_one_variable_path_in_two_nested_models(mnist_small, tmp_path):
     # Layers built before the functional models that hold them share a
     # variable path ("fc/kernel"): clustering keyed its books by that path,
     # so both layers got the last one's codebook and mask (branch1's 80 %
@@ -609,3 +609,15 @@ def test_layers_of_one_variable_path_in_two_nested_models(mnist_small):
     sparsity = tfdc.sparsity(model)
     assert sparsity["branch1/fc"].sparsity == pytest.approx(0.8, abs=1e-3)
     assert sparsity["branch2/fc"].sparsity == pytest.approx(0.9, abs=1e-3)
+    # The export report names the rows by path too, as tfdc.inspect of the
+    # same file does (it had "fc#1" / "fc#2"); so does the full-integer one.
+    path = tmp_path / "m.tflite"
+    rows = [layer.name for layer in tfdc.export(model, path).layers if layer.name != "out"]
+    assert rows == [layer.name for layer in tfdc.inspect(path).layers
+                    if layer.name != "out"] == ["branch1/fc", "branch2/fc"]
+    from tfdc.quantize import kernel_codes
+    model.fit(x[:256], y[:256], epochs=1, verbose=0, callbacks=[ClusteredFineTuning(3)])
+    tfdc.strip(model)
+    plain = tfdc.exporter.convert(model, representative_dataset=lambda: (
+        [x[i:i + 1]] for i in range(8)))
+    assert [k.name for k in kernel_codes(model, plain)][:2] == ["branch1/fc", "branch2/fc"]

@@ -1000,6 +1000,7 @@ def kernel_buffers(model, tflite, min_bytes=64):
     from tfdc.bytecost import _find_buffers
     from tfdc.flatbuf import read_model
     from tfdc.layers import kernel_variables
+    from tfdc.select import kernel_labels
 
     data = bytes(tflite)
     candidates = {}
@@ -1009,18 +1010,19 @@ def kernel_buffers(model, tflite, min_bytes=64):
         # Bit patterns (a float sort does not order -0.0 and 0.0).
         candidates[index] = np.frombuffer(data, np.uint32, buffer.data_len // 4,
                                           buffer.data_start)
+    kernels = [(layer, attr, variable) for layer in _layers(model)
+               for attr, variable in kernel_variables(layer)]
+    names = kernel_labels(model, [(layer, attr) for layer, attr, _ in kernels])
     found, altered, sorted_cache = {}, [], {}
-    for layer in _layers(model):
-        kernels = list(kernel_variables(layer))
-        for attr, variable in kernels:
-            if np.prod(variable.shape) * 4 < min_bytes:
-                continue
-            value = np.ascontiguousarray(np.asarray(variable.numpy(), dtype=np.float32))
-            indices, _ = _find_buffers(value, candidates, found, sorted_cache)
-            if indices is None:
-                altered.append(f"{layer.name}/{attr}")
-            for index in indices or ():
-                found[index] = layer.name if len(kernels) == 1 else f"{layer.name}/{attr}"
+    for name, (layer, attr, variable) in zip(names, kernels):
+        if np.prod(variable.shape) * 4 < min_bytes:
+            continue
+        value = np.ascontiguousarray(np.asarray(variable.numpy(), dtype=np.float32))
+        indices, _ = _find_buffers(value, candidates, found, sorted_cache)
+        if indices is None:
+            altered.append(f"{layer.name}/{attr}")
+        for index in indices or ():
+            found[index] = name
     return found, altered
 
 

@@ -36,7 +36,7 @@ from tfdc.constraints import (TfdcConstraint, callbacks_in_fit, find_constraint,
                               warn_constraints_skipped)
 from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import constraint_slot, kernel_name, kernel_variables
-from tfdc.select import check_built, iter_layers, layer_paths, select_kernels
+from tfdc.select import check_built, iter_layers, kernel_labels, select_kernels
 
 __all__ = ["GradualPruning", "MaskConstraint", "install_mask", "find_mask", "active_pruning",
            "active_schedules", "StepCounter",
@@ -295,12 +295,9 @@ def sparsity(model):
                 rows.append((layer, attr, variable))
     # Two layers of one name in two nested models: each under its path
     # ("branch1/fc"), not one row for both.
-    names = [kernel_name(layer, attr) for layer, attr, _ in rows]
-    paths = layer_paths(model) if len(set(names)) < len(names) else {}
+    names = kernel_labels(model, [(layer, attr) for layer, attr, _ in rows])
     report = SparsityReport()
     for name, (layer, attr, variable) in zip(names, rows):
-        if names.count(name) > 1:
-            name = paths.get(id(layer), layer.name) + name[len(layer.name):]
         w = ops.convert_to_numpy(variable)
         report[name] = LayerSparsity(int(w.size), int(w.size - np.count_nonzero(w)))
     return report

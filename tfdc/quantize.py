@@ -199,8 +199,8 @@ def kernel_codes(model, tflite, min_bytes=64):
         A list of `KernelCodes`, one per kernel with at most `MAX_CODEBOOK`
         distinct values, in layer order.
     """
-    from tfdc.layers import kernel_name, kernel_variables
-    from tfdc.select import iter_layers
+    from tfdc.layers import kernel_variables
+    from tfdc.select import iter_layers, kernel_labels
 
     constants = _int8_constants(tflite)
     by_size = {}
@@ -208,35 +208,36 @@ def kernel_codes(model, tflite, min_bytes=64):
         by_size.setdefault(entry[1].size, []).append(entry)
     sorted_cache = {}
     out = []
-    for layer in iter_layers(model):
-        for attr, variable in kernel_variables(layer):
-            kernel = np.asarray(variable.numpy(), np.float64).ravel()
-            if kernel.size * 4 < min_bytes:
-                continue
-            distinct = np.unique(kernel)
-            if distinct.size > MAX_CODEBOOK:
-                continue
-            name = kernel_name(layer, attr)
-            info = dict(name=name, values=int(distinct.size),
-                        nonzero_values=int(np.count_nonzero(distinct)))
-            target = np.sort(kernel)
-            best = None
-            for tname, codes, scales, zero_points, axis, buffer in by_size.get(kernel.size, []):
-                key = (tname, codes.size)
-                if key not in sorted_cache:
-                    sorted_cache[key] = np.sort(_dequantize(codes, scales, zero_points, axis),
-                                                axis=None)
-                gap = float(np.max(np.abs(sorted_cache[key] - target)))
-                tolerance = 0.5 * float(np.max(scales)) * (1 + 1e-5) + 1e-12
-                if gap <= tolerance and (best is None or gap < best[0]):
-                    best = (gap, tname, codes, scales, buffer)
-            if best is not None:
-                _, tname, codes, scales, buffer = best
-                unique = np.unique(codes)
-                info.update(tensor=tname, codes=int(unique.size),
-                            nonzero_codes=int(np.count_nonzero(unique)), scales=int(scales.size),
-                            buffer=int(buffer))
-            out.append(KernelCodes(**info))
+    kernels = [(layer, attr, variable) for layer in iter_layers(model)
+               for attr, variable in kernel_variables(layer)]
+    names = kernel_labels(model, [(layer, attr) for layer, attr, _ in kernels])
+    for name, (layer, attr, variable) in zip(names, kernels):
+        kernel = np.asarray(variable.numpy(), np.float64).ravel()
+        if kernel.size * 4 < min_bytes:
+            continue
+        distinct = np.unique(kernel)
+        if distinct.size > MAX_CODEBOOK:
+            continue
+        info = dict(name=name, values=int(distinct.size),
+                    nonzero_values=int(np.count_nonzero(distinct)))
+        target = np.sort(kernel)
+        best = None
+        for tname, codes, scales, zero_points, axis, buffer in by_size.get(kernel.size, []):
+            key = (tname, codes.size)
+            if key not in sorted_cache:
+                sorted_cache[key] = np.sort(_dequantize(codes, scales, zero_points, axis),
+                                            axis=None)
+            gap = float(np.max(np.abs(sorted_cache[key] - target)))
+            tolerance = 0.5 * float(np.max(scales)) * (1 + 1e-5) + 1e-12
+            if gap <= tolerance and (best is None or gap < best[0]):
+                best = (gap, tname, codes, scales, buffer)
+        if best is not None:
+            _, tname, codes, scales, buffer = best
+            unique = np.unique(codes)
+            info.update(tensor=tname, codes=int(unique.size),
+                        nonzero_codes=int(np.count_nonzero(unique)), scales=int(scales.size),
+                        buffer=int(buffer))
+        out.append(KernelCodes(**info))
     return out
 
 

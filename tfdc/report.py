@@ -296,8 +296,9 @@ class ExportReport(_Derived):
     Attributes:
         layers: list of `LayerReport`, one per packed tensor, in file order.
         packed_bytes: size of the packed file.
-        plain_bytes: size of the plain `.tflite` it was packed from (for a
-            report read back from a packed file: the decoded file's size).
+        plain_bytes: size of the plain `.tflite` it was packed from (None
+            for a report read back from a packed file, which cannot know
+            it: `decoded_bytes` is the size of the file it decodes to).
         dense_bytes: the dense float32 size of the weights (the paper's
             baseline): from `tfdc.export`, 4 bytes per model parameter; from
             `tfdc.inspect`, every constant buffer at its unpacked size.

@@ -87,6 +87,21 @@ def selection_names(model, selections):
             for name, s in zip(names, selections)]
 
 
+def kernel_labels(model, kernels):
+    """A name per `(layer, attr)` of `kernels`: `tfdc.layers.kernel_name`
+    ("fc1", "lstm/kernel"), or, where two layers of one name in two nested
+    models would share it, the layer's path ("branch1/fc"), as
+    `tfdc.sparsity`, `tfdc.export`'s report and `tfdc.inspect` name them."""
+    from tfdc.layers import kernel_name
+    names = [kernel_name(layer, attr) for layer, attr in kernels]
+    if len(set(names)) == len(names):
+        return names
+    paths = layer_paths(model)
+    return [paths.get(id(layer), layer.name) + name[len(layer.name):]
+            if names.count(name) > 1 else name
+            for name, (layer, _) in zip(names, kernels)]
+
+
 def check_built(model):
     """A TypeError for what is not a Keras model or layer, a ValueError
     for a model not built yet (it has no weights to read)."""
