@@ -66,6 +66,15 @@ def test_totals_are_sums_and_bits_match_the_pack_info(exported):
         assert 8 * layer.record_bytes >= layer.coded_bits
         assert math.isclose(layer.rate_pqh, layer.raw_bytes / layer.record_bytes)
     assert report.ratio == pytest.approx(report.dense_bytes / report.packed_bytes)
+    # The Total row averages both index columns over the sparse tensors'
+    # nonzeros: P+Q+H was over every nonzero, dense biases included (a
+    # third of P+Q's on a model of one sparse layer).
+    sparse = [l for l in report.layers if l.sparse]
+    assert sparse and len(sparse) < len(report.layers)
+    nnz = sum(l.nnz for l in sparse)
+    total = report.to_text().split("\nTotal")[1].split()
+    assert total[4:6] == [f"{sum(l.index_bits_pq * l.nnz for l in sparse) / nnz:.2f}",
+                          f"{sum(l.gap_bits for l in sparse) / nnz:.2f}"]
 
 
 def test_rows_follow_the_graph_order(exported):

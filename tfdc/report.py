@@ -10,13 +10,18 @@ what packing it would give). Columns, per packed weight tensor:
   nonzero. A tensor that the packer codes densely (its zero is a codebook
   entry, no index stream; chosen when that is smaller) spends value bits on
   its zeros too, so its bits per nonzero include them;
-* index bits (sparse tensors): `P+Q` = `log2 G`, the fixed-width relative
-  index, `P+Q+H` = coded gap bits (filler entries included) per nonzero;
-* compression rate vs the dense float32 tensor: `P+Q` with fixed-width
-  fields plus the codebook, `P+Q+H` with the record's actual bytes in the
-  file (codebook, code tables, segment lengths and headers included).
+* index bits (sparse tensors): `P+Q` = `log2 G`, the width of one
+  fixed-width relative index (`G` the gap alphabet the packer chose; a gap
+  of `G` or more takes filler entries, which `Rate P+Q` counts), `P+Q+H` =
+  coded gap bits (filler entries included) per nonzero;
+* compression rate vs the tensor as the plain `.tflite` stores it (dense
+  float32; int8 for an int8 tensor, so `Dense float32 / packed` is the rate
+  against float32 there): `P+Q` with fixed-width fields plus the codebook,
+  `P+Q+H` with the record's actual bytes in the file (codebook, code
+  tables, segment lengths and headers included).
 
-Totals sum over tensors; file sizes compare the dense float32 weights, the
+Totals sum over tensors, and average bits per nonzero over the tensors
+that have the column (index bits: the sparse ones); file sizes compare the dense float32 weights, the
 plain `.tflite`, and the packed file; the entropy bound is the zeroth-order
 entropy of each coded stream, and `coded ÷ bound` shows how close Huffman
 coding gets to it (below 1 where context-modelled codes, formats 2.1 and
@@ -482,7 +487,10 @@ class ExportReport(_Derived):
                      f"{self._nnz_weighted('weight_bits_pq'):.3g}",
                      f"{self._nnz_weighted('weight_bits_pqh'):.2f}",
                      f"{index_pq:.2f}" if sparse_nnz else "-",
-                     f"{self.gap_bits / self.nnz if self.nnz else 0:.2f}" if sparse_nnz else "-",
+                     # Over the sparse tensors' nonzeros, as P+Q: the
+                     # dense ones' (no index) pulled it down (3.00 vs 0.01).
+                     f"{sum(l.gap_bits for l in self.layers if l.sparse) / sparse_nnz:.2f}"
+                     if sparse_nnz else "-",
                      f"{self.rate_pq:.1f}x", f"{self.rate_pqh:.1f}x"])
         return rows
 
