@@ -120,6 +120,7 @@ def test_a_sensitivity_of_other_examples_gives_no_false_increase(trained):
     regressor.compile("adam", "mse")
     plan = tfdc.plan(regressor, (x, x.sum(1)), target_bytes=3_000, sparsities=[0.5], bits=[4])
     assert np.isnan(plan.predicted_error) and np.isnan(plan.measured_error)
+    assert "Cells: (loss) with only" in plan.sensitivity.to_markdown()  # not "error % (loss)"
     d = json.loads(plan.to_json(), parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
     assert d["predicted_error"] is d["baseline_error"] is None and d["measured_loss"] > 0
 

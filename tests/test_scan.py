@@ -84,6 +84,21 @@ def test_table_json_and_plot(model_and_data, tmp_path):
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", head[16:24])
     assert width > 1200 and height > 500
+    # Points above the axis (near 4x the baseline) are drawn on its top
+    # edge, as the title says (95 % of fc3 was off the figure without a
+    # mark); the bits axis ticks the scanned bits (3.75 was a tick).
+    import matplotlib.pyplot as plt
+    fig = sens._figure()
+    left, right = fig.axes
+    top = left.get_ylim()[1]
+    off = sum(100 * y > top for name in sens.layers for y in sens.curve(name, "error")[1])
+    assert off > 0
+    marks = [p for line in left.get_lines() if line.get_marker() == "^"
+             for p in line.get_ydata()]
+    assert len(marks) == off and set(marks) == {top}
+    assert f"above {top:.3g} %" in fig._suptitle.get_text()
+    assert list(right.get_xticks()) == [3, 6]
+    plt.close(fig)
 
 
 def test_logits_model_and_one_hot_labels(model_and_data):

@@ -128,8 +128,9 @@ class Sensitivity:
 
         base = (f"{100 * self.baseline_error:.2f} % error, loss {self.baseline_loss:.4f}"
                 if np.isfinite(self.baseline_error) else f"loss {self.baseline_loss:.4f}")
-        out = [f"Baseline: {base} on {self.samples:,} validation examples. Cells: error % "
-               "(loss) with only that layer changed, no retraining.", ""]
+        cells = "error % (loss)" if np.isfinite(self.baseline_error) else "(loss)"
+        out = [f"Baseline: {base} on {self.samples:,} validation examples. Cells: {cells} "
+               "with only that layer changed, no retraining.", ""]
         for axis, grid, label in (("sparsity", self.sparsities, lambda s: f"{100 * s:g} %"),
                                   ("bits", self.bits, lambda b: f"{b} bits")):
             head = ["layer", "weights"] + [label(v) for v in grid]
@@ -177,7 +178,11 @@ class Sensitivity:
         that is not a classifier, or with `metric="loss"`) vs fraction of
         weights pruned, one curve per layer (the paper's Fig. 5), and vs
         bits per shared value. Returns `path`."""
-        from tfdc.plots import _pyplot, _save
+        from tfdc.plots import _save
+        return _save(self._figure(metric), path)
+
+    def _figure(self, metric=None):
+        from tfdc.plots import _pyplot
         if metric is None:
             metric = "error" if np.isfinite(self.baseline_error) else "loss"
         plt = _pyplot()
@@ -201,13 +206,28 @@ class Sensitivity:
         right.set_xlabel("bits per shared value")
         right.set_title("clustering one layer, no retraining")
         right.invert_xaxis()
+        right.set_xticks(sorted(self.bits))  # whole bits (3.75 was a tick)
         left.legend(loc="upper left")
-        top = max([scale * base * 4] + [scale * v for name in self.layers
-                                       for v in self.curve(name, metric, "bits")[1]])
-        left.set_ylim(0, max(top, scale * base * 1.5) if metric == "error" else None)
-        fig.suptitle(f"Sensitivity ({self.samples:,} validation examples)")
+        title = f"Sensitivity ({self.samples:,} validation examples)"
+        if metric == "error":
+            # The low errors are what a plan reads: the axis stops near 4x
+            # the baseline, and a point above it is drawn on the top edge.
+            top = max([scale * base * 4] + [scale * v for name in self.layers
+                                           for v in self.curve(name, metric, "bits")[1]])
+            top = max(top, scale * base * 1.5)
+            left.set_ylim(0, top)
+            clipped = 0
+            for line, name in zip(left.get_lines(), self.layers):
+                xs, ys = self.curve(name, metric, "sparsity")
+                above = [100 * x for x, y in zip(xs, ys) if scale * y > top]
+                clipped += len(above)
+                left.plot(above, [top] * len(above), marker="^", linestyle="none",
+                          color=line.get_color(), clip_on=False)
+            if clipped:
+                title += f"; ▲ on the top edge: above {top:.3g} %"
+        fig.suptitle(title)
         fig.tight_layout()
-        return _save(fig, path)
+        return fig
 
 
 def _num(v):
