@@ -303,3 +303,27 @@ def test_keras_automatic_layer_names_name_their_own_rows(tmp_path, full_integer)
     rows = {layer.name: layer.weights for layer in report.layers}
     first, second, dense = (layer.name for layer in model.layers if layer.weights)
     assert (rows[first], rows[second], rows[dense]) == (144, 4608, 20480), rows
+
+
+def test_rows_are_named_and_ordered_alike_in_every_export(tmp_path):
+    # weights="int8" put its DEQUANTIZE ops first: its rows came in tensor
+    # order, named "ct/conv_transpose/int8", "arith.constant1" (biases);
+    # tfdc.inspect named a Conv2DTranspose "ct/conv_transpose".
+    from tfdc.bytecost import apply_settings
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", name="c1")(inputs)
+    x = keras.layers.Conv2D(24, 1, name="pw")(x)
+    x = keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same", name="ct")(x)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, name="fc")(x))
+    apply_settings(model, {"c1": 0.5, "pw": 0.7, "ct": 0.8, "fc": 0.6},
+                   {"c1": 4, "pw": 5, "ct": 2, "fc": 5})
+    names = {}
+    for weights in ("float32", "int8"):
+        path = tmp_path / f"{weights}.tflite"
+        names[weights] = [layer.name for layer in tfdc.export(model, path,
+                                                              weights=weights).layers]
+        names[weights + " inspect"] = [layer.name for layer in tfdc.inspect(path).layers]
+    assert names["float32"] == ["c1", "c1/bias", "pw", "pw/bias", "ct", "fc"], names
+    assert all(rows == names["float32"] for rows in names.values()), names

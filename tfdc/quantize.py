@@ -393,8 +393,9 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
         max_distinct: tensors with more distinct values are left in float32.
 
     Returns:
-        `(tflite_bytes, quantized)`: the rewritten model and a dict mapping
-        each quantized tensor name to its scale.
+        `(tflite_bytes, quantized, moved)`: the rewritten model, a dict
+        mapping each quantized tensor name to its scale, and one mapping the
+        buffer index of each quantized float kernel to its int8 buffer.
     """
     from tfdc import tflite_schema
 
@@ -431,7 +432,7 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
                 candidates[tensor.buffer] = None
     chosen = {b: v for b, v in candidates.items() if v is not None}
     if not chosen:
-        return bytes(tflite), {}
+        return bytes(tflite), {}, {}
 
     opcode = None
     for i, code in enumerate(model.operatorCodes):
@@ -469,4 +470,4 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
             dequantize_ops.append(op)
             quantized[name] = float(scale)
         subgraph.operators = dequantize_ops + list(subgraph.operators or [])
-    return tflite_schema.build(model), quantized
+    return tflite_schema.build(model), quantized, int8_buffer

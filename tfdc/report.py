@@ -48,6 +48,8 @@ _OP_NAMES = converter_op_names() | {
     # fused activations: a bias tensor is named after its layer's activation
     "relu", "relu6", "tanh", "sigmoid", "elu", "gelu", "selu", "softmax", "leakyrelu",
     "hardswish", "swish", "silu", "biasadd",
+    # the int8 tensor `quantize_codebooks_int8` puts before a DEQUANTIZE
+    "int8",
 }
 
 
@@ -194,18 +196,43 @@ def _graph(model_bytes):
     return tflite_schema.get().Model.GetRootAs(model_bytes, 0)
 
 
+def _dequantized(model, subgraph):
+    """`{output tensor: input tensor}` of the subgraph's DEQUANTIZE ops:
+    an int8 kernel (`weights="int8"`, `quantize_codebooks_int8`) is read by
+    its layer's op through one, and is that op's kernel."""
+    from tfdc import tflite_schema
+    dequantize = tflite_schema.get().BuiltinOperator.DEQUANTIZE
+    out = {}
+    for o in range(subgraph.OperatorsLength()):
+        op = subgraph.Operators(o)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == dequantize and \
+                op.InputsLength() == 1 and op.OutputsLength() == 1:
+            out[op.Outputs(0)] = op.Inputs(0)
+    return out
+
+
+def _op_inputs(subgraph, op, dequantized):
+    """The tensors `op` reads, each DEQUANTIZE output as its int8 input."""
+    return [subgraph.Tensors(dequantized.get(t, t)) for t in
+            (op.Inputs(k) for k in range(op.InputsLength()))
+            if 0 <= dequantized.get(t, t) < subgraph.TensorsLength()]
+
+
 def _first_use(model):
     """{buffer index: position of the first operator (in graph order) that
-    reads a tensor stored in it}, for a `_graph`."""
+    reads a tensor stored in it, through a DEQUANTIZE op or not}, for a
+    `_graph`."""
     first, position = {}, 0
     for s in range(model.SubgraphsLength()):
         subgraph = model.Subgraphs(s)
+        dequantized = _dequantized(model, subgraph)
         for o in range(subgraph.OperatorsLength()):
             op = subgraph.Operators(o)
-            for k in range(op.InputsLength()):
-                tensor = op.Inputs(k)
-                if 0 <= tensor < subgraph.TensorsLength():
-                    first.setdefault(subgraph.Tensors(tensor).Buffer(), position)
+            if op.OutputsLength() == 1 and op.Outputs(0) in dequantized:
+                continue  # its reader's position counts
+            for tensor in _op_inputs(subgraph, op, dequantized):
+                first.setdefault(tensor.Buffer(), position)
             position += 1
     return first
 
@@ -227,11 +254,10 @@ def _biases(model, coded):
     biases = {}
     for s in range(model.SubgraphsLength()):
         subgraph = model.Subgraphs(s)
+        dequantized = _dequantized(model, subgraph)
         for o in range(subgraph.OperatorsLength()):
             op = subgraph.Operators(o)
-            tensors = [subgraph.Tensors(op.Inputs(k)) for k in range(op.InputsLength())
-                       if 0 <= op.Inputs(k) < subgraph.TensorsLength()]
-            tensors = [t for t in tensors if constant(t)]
+            tensors = [t for t in _op_inputs(subgraph, op, dequantized) if constant(t)]
             kernels = [t for t in tensors if t.ShapeLength() >= 2]
             if len(kernels) == 1:
                 name = (kernels[0].Name() or b"").decode("utf-8", "replace")
