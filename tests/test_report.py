@@ -327,3 +327,29 @@ def test_rows_are_named_and_ordered_alike_in_every_export(tmp_path):
         names[weights + " inspect"] = [layer.name for layer in tfdc.inspect(path).layers]
     assert names["float32"] == ["c1", "c1/bias", "pw", "pw/bias", "ct", "fc"], names
     assert all(rows == names["float32"] for rows in names.values()), names
+
+
+def test_patches_are_named_by_their_tensors_rows(tmp_path):
+    # A per-channel int8 file's two scale vectors of fc1 (the kernel's and
+    # the bias's, whose tensor the converter names after the layer) were
+    # listed as "fc1 scale, fc1 scale".
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(64, activation="relu",
+                                                                     name="fc1"),
+                              keras.layers.Dense(10, name="fc2")])
+    x = np.random.default_rng(0).random((16, 784), dtype=np.float32)
+    for layer in model.layers:  # nonzero biases, quantized with scales of their own
+        layer.bias.assign(np.random.default_rng(1).normal(0, 0.1, layer.bias.shape))
+
+    def rep():
+        return ([x[i:i + 1]] for i in range(16))
+
+    import tensorflow as tf
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)  # int8 in and out
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = rep
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    names = [name for name, _ in tfdc.inspect(converter.convert()).patches]
+    assert "fc1 scale" in names and "fc1/bias scale" in names, names
+    assert len(set(names)) == len(names), names

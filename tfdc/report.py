@@ -299,12 +299,29 @@ def _layer_from_record(record, layer_names):
         kind=str(getattr(record, "kind", "") or ""))
 
 
-def _patch_name(record, layer_names):
-    """"fc1 scale" for a patch of tensor "model/fc1_1/MatMul (scale)"."""
+def _patch_name(record, layer_names, rows=None):
+    """"fc1 scale" for a patch of tensor "model/fc1_1/MatMul (scale)": the
+    name of the tensor's row where it has one (`rows`: tensor name -> row
+    name; "fc1/bias scale", where the bias's tensor name is its layer's)."""
     if not record.tensor_names:
         return f"bytes at {record.out_offset}"
     tensor, _, field = record.tensor_names[0].partition(" (")
-    return f"{short_name(tensor, layer_names)} {field.rstrip(')')}".strip()
+    name = (rows or {}).get(tensor) or short_name(tensor, layer_names)
+    return f"{name} {field.rstrip(')')}".strip()
+
+
+def _numbered(patches):
+    """`(name, bytes)` pairs with a name given twice numbered ("#1", "#2"),
+    as the rows are."""
+    names = [name for name, _ in patches]
+    seen = {}
+    out = []
+    for name, size in patches:
+        if names.count(name) > 1:
+            seen[name] = seen.get(name, 0) + 1
+            name = f"{name} #{seen[name]}"
+        out.append((name, size))
+    return out
 
 
 def _fmt_int(n):
@@ -431,8 +448,18 @@ class ExportReport(_Derived):
                      decoded_bytes=int(info.decoded_bytes), path=path)
         report.parts = _parts(info)
         report.densified = list(_get(info, "densified", default=[]))
-        report.patches = [(_patch_name(r, layer_names), int(r.record_bytes))
-                          for r in _get(info, "patches", default=[])]
+        rows = {}  # tensor name -> its row's name ("fc1/bias" for a bias)
+        if graph is not None:
+            by_buffer = {r.buffer_index: layer.name for r, layer in zip(records, layers)}
+            for s in range(graph.SubgraphsLength()):
+                subgraph = graph.Subgraphs(s)
+                for t in range(subgraph.TensorsLength()):
+                    tensor = subgraph.Tensors(t)
+                    if tensor.Buffer() in by_buffer:
+                        rows.setdefault((tensor.Name() or b"").decode("utf-8", "replace"),
+                                        by_buffer[tensor.Buffer()])
+        report.patches = _numbered([(_patch_name(r, layer_names, rows), int(r.record_bytes))
+                                    for r in _get(info, "patches", default=[])])
         return report
 
     # Totals over the packed tensors.
