@@ -198,6 +198,7 @@ def test_a_bad_test_split_fails_before_training(capsys, files, mnist_small, test
     ([], "one of the arguments --target-bytes --max-error-increase --max-loss-increase is "
          "required"),
     (["--target-bytes", "9000", "--max-error-increase", "0.2"], "not allowed with"),
+    (["--max-error-increase", "150"], "must be in [0, 100] percentage points, got 150"),
     (["--max-loss-increase", "0.1", "--max-error-increase", "0.2"], "not allowed with"),
     (["--max-loss-increase", "-0.1"], "must be a finite number > 0"),
     (["--max-loss-increase", "0"], "must be a finite number > 0"),

@@ -462,6 +462,8 @@ def test_a_missed_error_budget_is_reported(data, trained, tmp_path):
     ({"max_error_increase": -1}, ValueError, "must be >= 0 percentage points"),
     ({"max_error_increase": float("inf")}, ValueError, "max_error_increase must be finite, got "
      "inf"),  # "must be a number, got inf"
+    ({"max_error_increase": 1e9}, ValueError, r"percentage points \(0.2 = 0.2 points\), at most "
+     "100, got 1e"),
     ({"target_bytes": float("nan")}, ValueError, "target_bytes must be an integer, got nan"),
     ({"max_error_increase": 0.2, "confidence": 1.5}, ValueError, r"confidence must be in \(0, 1\)"),
     ({"max_error_increase": 0.2, "confidence": "high"}, ValueError, "confidence must be a number"),

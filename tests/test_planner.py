@@ -156,6 +156,8 @@ def test_unreachable_and_bad_budgets(trained):
         tfdc.plan(model, val, target_bytes=-5, sensitivity=sens)
     with pytest.raises(ValueError, match="max_error_increase must be a positive number"):
         tfdc.plan(model, val, max_error_increase=float("nan"), sensitivity=sens)
+    with pytest.raises(ValueError, match="percentage points .* at most 100, got 2000"):
+        tfdc.plan(model, val, max_error_increase=2000, sensitivity=sens)
     with pytest.raises(ValueError, match="export_options: unknown path"):
         tfdc.plan(model, val, target_bytes=10_000, sensitivity=sens, export_options={"path": 1})
 

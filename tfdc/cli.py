@@ -165,11 +165,12 @@ def _float(text, expected="a number"):
         raise argparse.ArgumentTypeError(f"not {expected}: {text!r}") from None
 
 
-def _non_negative(text):
-    """An argparse type for a finite number >= 0."""
+def _error_points(text):
+    """An argparse type for an error increase in percentage points, in
+    [0, 100]."""
     value = _float(text)
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be in [0, 100] percentage points, got {text}")
     return value
 
 
@@ -301,7 +302,7 @@ def _add_model_and_data(parser, verb, confidence):
     budget.add_argument("--target-bytes", type=_byte_count, default=None, metavar="N",
                         help=f"{verb} a packed file of at most N bytes (20000, 20KB, 1.5MB; "
                         "KB = 1000 B, KiB = 1024 B)")
-    budget.add_argument("--max-error-increase", type=_non_negative, default=None, metavar="P",
+    budget.add_argument("--max-error-increase", type=_error_points, default=None, metavar="P",
                         help=f"{verb} the smallest file whose validation error is at most P "
                         "percentage points above the float model's (e.g. 0.2)")
     budget.add_argument("--max-loss-increase", type=_positive, default=None, metavar="F",
@@ -454,7 +455,7 @@ def build_parser():
     budget.add_argument("--target-bytes", type=_byte_count, default=None, metavar="N",
                         help="compress to a packed file of at most N bytes (within 5 %%; "
                         f"20000, 20KB) (default: the float32 size / {DEFAULT_RATIO})")
-    budget.add_argument("--max-error-increase", type=_non_negative, default=None,
+    budget.add_argument("--max-error-increase", type=_error_points, default=None,
                         metavar="P", help="compress with tfdc.compress to the smallest file "
                         "whose validation error is at most P percentage points above the float "
                         "model's, with --confidence (e.g. 0.2)")

@@ -1570,6 +1570,11 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         target_bytes = int(target_bytes)
     max_error_increase = _check_increase(max_error_increase, "max_error_increase",
                                          "percentage points")
+    if max_error_increase is not None and max_error_increase > 100:
+        # An error rises by 100 points at most: such a budget is a mistake
+        # (a fraction or a count?), and it kept an 80 %-error file as met.
+        raise ValueError(f"max_error_increase is in percentage points (0.2 = 0.2 points), at "
+                         f"most 100, got {max_error_increase:g}")
     max_loss_increase = _check_increase(max_loss_increase, "max_loss_increase",
                                         "(a fraction of the loss, 0.05 = 5 %)")
     if confidence is not None:

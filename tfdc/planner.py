@@ -387,6 +387,9 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                 value, (int, float, np.integer, np.floating)) or not np.isfinite(value)
                 or value < 0 or (name == "target_bytes" and value <= 0)):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if name == "max_error_increase" and value is not None and value > 100:
+            raise ValueError(f"max_error_increase is in percentage points (0.2 = 0.2 points), "
+                             f"at most 100, got {value:g}")
     options = dict(export_options or {})
     allowed = {"batch_size", "strip_debug", "codebook_fp16", "gap_alphabet", "block"}
     if set(options) - allowed:
