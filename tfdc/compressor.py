@@ -1430,7 +1430,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             it there (a `BudgetMissedWarning`).
         max_error_increase: largest validation error increase over the float
             model, in percentage points (0.2 = 0.2 points, e.g. 1.6 % ->
-            1.8 %); the smallest file that meets it is kept. A file meets
+            1.8 %; at most 100); the smallest file that meets it is kept. A file meets
             it when the increase's upper `confidence` bound on
             `validation_data` (`increase_bound`) is within it, so a small
             validation set costs compression, not accuracy. Passing on the
