@@ -262,6 +262,20 @@ def test_bad_representative_dataset_fails_before_conversion(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_calibration_samples_of_zeros_only_are_warned_about(tmp_path):
+    # np.zeros as placeholder calibration data: every activation range was
+    # calibrated to nothing, and the file written without a word.
+    model = mlp()
+    zeros = np.zeros((1,) + tuple(model.inputs[0].shape[1:]), np.float32)
+    with pytest.warns(UserWarning, match=r"^representative_dataset: every calibration sample "
+                      r"for input '.*' is all zeros; the int8 activation ranges") as caught:
+        export(model, tmp_path / "z.tflite", representative_dataset=lambda: [[zeros]] * 8)
+    assert caught[0].filename == __file__
+    with warnings.catch_warnings():  # real inputs: no such warning
+        warnings.filterwarnings("error", message=".*all zeros")
+        export(model, tmp_path / "r.tflite", representative_dataset=lambda: [[zeros + 0.5]] * 8)
+
+
 def test_calibration_on_another_scale_than_the_training_data_warns():
     # 0-255 pixels for a model trained on [0, 1]: every int8 activation
     # range would be calibrated 255x too wide, and nothing said why.

@@ -145,6 +145,13 @@ def _check_representative(representative_dataset, specs, what="representative_da
                              max(peak, float(np.max(np.abs(array)))))
     if not count:
         raise ValueError(f"{what} yields no sample: give it a few hundred real inputs")
+    zero = [spec.name for spec, span in zip(specs, ranges) if span == (0.0, 0.0)]
+    if zero:  # np.zeros as placeholder data: every range calibrated to nothing
+        warnings.warn(f"{what}: every calibration sample for input"
+                      f"{'s' if len(zero) > 1 else ''} {', '.join(map(repr, zero))} is all "
+                      "zeros; the int8 activation ranges are calibrated from them, so the "
+                      "file cannot represent real inputs: give a few hundred real ones",
+                      stacklevel=4)
     # The converter calls it again: a callable returning one iterator made
     # beforehand (`lambda: samples`) is empty by then, and the converter
     # silently wrote a float model.
