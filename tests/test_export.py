@@ -750,8 +750,8 @@ def test_a_float64_model_is_told_its_dtype_not_missing_ops(tmp_path):
         export(half, tmp_path / "m.tflite")
 
 
-@pytest.mark.parametrize("who", ["GradualPruning", "ClusteredFineTuning", "tfdc.compress",
-                                 "tfdc.plan", "tfdc.sensitivity"])
+@pytest.mark.parametrize("who", ["GradualPruning", "ClusteredFineTuning", "StructuredPruning",
+                                 "tfdc.compress", "tfdc.plan", "tfdc.sensitivity"])
 def test_kernels_of_another_float_type_are_refused_before_training(who):
     # The callbacks warned that such kernels were "left as they are", pruned
     # and clustered them anyway, and export then refused the model;
@@ -767,6 +767,8 @@ def test_kernels_of_another_float_type_are_refused_before_training(who):
                                             callbacks=[tfdc.GradualPruning(0.5)]),
         "ClusteredFineTuning": lambda: model.fit(x, y, verbose=0,
                                                  callbacks=[tfdc.ClusteredFineTuning()]),
+        "StructuredPruning": lambda: model.fit(x, y, verbose=0,
+                                               callbacks=[tfdc.StructuredPruning(0.5)]),
         "tfdc.compress": lambda: tfdc.compress(model, (x, y), (x, y), target_bytes=500,
                                                verbose=0),
         "tfdc.plan": lambda: tfdc.plan(model, (x, y), target_bytes=500),

@@ -123,6 +123,30 @@ def test_a_sensitivity_of_other_examples_gives_no_false_increase(trained):
     assert "Cells: (loss) with only" in plan.sensitivity.to_markdown()  # not "error % (loss)"
     d = json.loads(plan.to_json(), parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
     assert d["predicted_error"] is d["baseline_error"] is None and d["measured_loss"] > 0
+    assert [r["error_increase"] for r in d["rows"]] == [None, None]  # they read 0.0
+
+
+def test_zeros_already_in_a_kernel_stay_in_the_plan(trained, tmp_path):
+    """Costs and measurements keep a pruned model's zeros, so the plan
+    does: at 0 % sparsity a training run grew them back (a file 2.2x the
+    plan, then cut to the target at +25 points of error)."""
+    model, _, val, sens = trained
+    model = keras.models.clone_model(model)
+    model.set_weights(trained[0].get_weights())
+    kernel = model.get_layer("fc1").kernel
+    w = kernel.numpy()
+    w[np.abs(w) < np.quantile(np.abs(w), 0.8)] = 0
+    kernel.assign(w)
+    held = float(np.mean(w == 0))
+    plan = tfdc.plan(model, val, target_bytes=200_000, sparsities=[0.5], bits=[8])
+    assert plan.sparsity["fc1"] == pytest.approx(held) and plan.sparsity["fc2"] == 0.0
+    saved = apply_settings(model, plan.sparsity, plan.bits)
+    try:
+        assert np.array_equal(model.get_layer("fc1").kernel.numpy() == 0, w == 0)
+        path = str(tmp_path / "m.tflite")
+        assert tfdc.export(model, path, strip=False).packed_bytes == plan.predicted_bytes
+    finally:
+        restore_settings(model, saved)
 
 
 def test_plan_feeds_the_callbacks(trained):
@@ -152,10 +176,12 @@ def test_unreachable_and_bad_budgets(trained):
         tfdc.plan(model, val, sensitivity=sens)
     with pytest.raises(ValueError, match="give exactly one budget"):
         tfdc.plan(model, val, target_bytes=10_000, max_error_increase=0.2, sensitivity=sens)
-    with pytest.raises(ValueError, match="target_bytes must be a positive number, got -5"):
+    with pytest.raises(ValueError, match="target_bytes must be a positive finite number, got -5"):
         tfdc.plan(model, val, target_bytes=-5, sensitivity=sens)
-    with pytest.raises(ValueError, match="max_error_increase must be a positive number"):
+    with pytest.raises(ValueError, match="max_error_increase must be a positive finite number"):
         tfdc.plan(model, val, max_error_increase=float("nan"), sensitivity=sens)
+    with pytest.raises(ValueError, match="must be a positive finite number, got inf"):
+        tfdc.plan(model, val, max_error_increase=float("inf"), sensitivity=sens)
     with pytest.raises(ValueError, match="percentage points .* at most 100, got 2000"):
         tfdc.plan(model, val, max_error_increase=2000, sensitivity=sens)
     with pytest.raises(ValueError, match="export_options: unknown path"):

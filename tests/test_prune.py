@@ -553,7 +553,11 @@ def test_a_train_step_that_skips_constraints_is_told_and_the_masks_hold(mnist_sm
     assert report["out"].sparsity == pytest.approx(0.8, abs=1e-3)
 
 
-def test_import_keras_then_tfdc_is_enough_to_load_a_pruned_model(tmp_path):
+@pytest.mark.parametrize("imports", ["import keras, tfdc", "import tfdc, keras",
+                                     "import tfdc; from tensorflow import keras"])
+def test_import_tfdc_in_either_order_is_enough_to_load_a_pruned_model(tmp_path, imports):
+    # `import tfdc` before Keras registered nothing: loading failed with a
+    # page of "Could not interpret constraint identifier ... tfdc>MaskConstraint".
     model = compile_(mlp())
     x = np.random.default_rng(0).random((64, 28, 28)).astype("float32")
     model.fit(x, np.zeros(64), epochs=1, batch_size=32, verbose=0,
@@ -561,10 +565,11 @@ def test_import_keras_then_tfdc_is_enough_to_load_a_pruned_model(tmp_path):
     path = str(tmp_path / "pruned.keras")
     model.save(path)
     script = textwrap.dedent(f"""
-        import os
+        import os, sys
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-        import keras, tfdc
-        model = keras.saving.load_model({path!r})
+        {imports}
+        assert "keras" not in sys.modules or "tfdc.prune" in sys.modules
+        model = keras.models.load_model({path!r})
         print("OK", type(model.get_layer("fc1").kernel_constraint).__name__)
     """)
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -572,6 +577,16 @@ def test_import_keras_then_tfdc_is_enough_to_load_a_pruned_model(tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK MaskConstraint" in result.stdout
+
+
+def test_import_tfdc_alone_imports_no_keras():
+    # `tfdc inspect` / `tfdc decode` stay quick: Keras (and TensorFlow) load
+    # only when the user, or a tfdc function that needs them, imports them.
+    script = "import sys, tfdc; print('keras' in sys.modules, 'tensorflow' in sys.modules)"
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.stdout.split() == ["False", "False"], result.stderr[-3000:]
 
 
 def test_sparsity_of_something_not_a_model_is_a_type_error():

@@ -170,6 +170,24 @@ def test_resuming_keeps_the_removed_units(mnist_small):
     assert len(removed_units(model, "fc1")) == 24
 
 
+def test_units_removed_before_stay_removed_without_their_masks(mnist_small):
+    """Stripped (or weights loaded into a fresh model, or BackupAndRestore
+    listed first): the masks are gone, the new ones were all ones, and with
+    the optimizer's moments the removed units grew back to 32 of 32 while
+    units_kept read 0.5."""
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[StructuredPruning({"fc1": 0.5}, frequency=4)])
+    removed = set(removed_units(model, "fc1").tolist())
+    assert len(removed) == 16
+    tfdc.strip(model)
+    history = model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+                        callbacks=[StructuredPruning({"fc1": 0.5}, frequency=4)])
+    assert set(removed_units(model, "fc1").tolist()) == removed
+    assert history.history["units_kept"] == [0.5]
+
+
 def test_structured_then_unstructured_then_clustered_then_packed(tmp_path, mnist_small):
     (x, y), (xt, yt) = mnist_small
     model = compile_(mlp(hidden=(48, 24)))

@@ -74,9 +74,58 @@ def __dir__():
 # A model saved during or after pruning carries tfdc's MaskConstraint in its
 # layer config; `keras.saving.load_model` finds it only once `tfdc.prune` has
 # registered it. If Keras is loaded already (`import keras, tfdc`), that costs
-# nothing, so do it now; otherwise it happens with the first tfdc callback, or
-# `import tfdc.prune`.
+# nothing, so do it now; otherwise do it right after Keras is imported
+# (`import tfdc, keras` failed to load such a file with a page of config),
+# without importing Keras here: `import tfdc` stays cheap.
 import sys as _sys  # noqa: E402
 
+
+def _register_constraints():
+    try:
+        import tfdc.prune  # noqa: F401
+    except Exception:  # noqa: BLE001 - never break the user's `import keras`
+        pass
+
+
+class _AfterKeras:
+    """A `sys.meta_path` finder: Keras's own spec, whose loader registers
+    tfdc's constraints after Keras's module has run (and then takes this
+    finder away; TensorFlow's import only looks Keras up first)."""
+
+    _finding = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras" or self._finding:
+            return None
+        import importlib.util
+        self._finding = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._finding = False
+        if spec is not None and spec.loader is not None:
+            spec.loader = _RegisteringLoader(spec.loader, self)
+        return spec
+
+
+class _RegisteringLoader:
+    def __init__(self, loader, finder):
+        self._loader, self._finder = loader, finder
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        if self._finder in _sys.meta_path:
+            _sys.meta_path.remove(self._finder)
+        self._loader.exec_module(module)
+        _register_constraints()
+
+    def __getattr__(self, name):  # resources, is_package, get_code, ...
+        return getattr(self._loader, name)
+
+
 if "keras" in _sys.modules:
-    import tfdc.prune  # noqa: E402,F401
+    _register_constraints()
+elif not any(isinstance(finder, _AfterKeras) for finder in _sys.meta_path):
+    _sys.meta_path.insert(0, _AfterKeras())

@@ -182,13 +182,34 @@ class Plan:
 
     def to_json(self):
         """The plan (without the sensitivity scan) as a JSON string."""
-        from tfdc.scan import _num
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
              if f.name != "sensitivity"}
-        for key in ("predicted_loss", "predicted_error", "measured_loss", "measured_error",
-                    "baseline_loss", "baseline_error"):
-            d[key] = _num(d[key])  # strict JSON: no error is null, not NaN
-        return json.dumps(d, indent=1, default=float)
+        return json.dumps(_nan_as_null(d), indent=1, default=float)
+
+
+def _nan_as_null(value):
+    """`value` (dicts, lists, numbers) with every NaN float None: strict
+    JSON (a model that is no classifier has no error)."""
+    if isinstance(value, dict):
+        return {k: _nan_as_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_as_null(v) for v in value]
+    if isinstance(value, (float, np.floating)) and np.isnan(value):
+        return None
+    return value
+
+
+def _zero_fractions(model, names):
+    """`{layer name: fraction of its kernels' weights that are exactly 0}`
+    (the least over a layer's kernels), for the layers `names`."""
+    from tfdc.bytecost import compressible_layers
+    kernels = compressible_layers(model)
+    out = {}
+    for name in names:
+        fractions = [1 - np.count_nonzero(w) / w.size for w in
+                     (np.asarray(v.numpy()) for _, v in kernels.get(name, ())) if w.size]
+        out[name] = float(min(fractions)) if fractions else 0.0
+    return out
 
 
 def _pruning_increases(sens, name, metric):
@@ -386,7 +407,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
         if value is not None and (isinstance(value, bool) or not isinstance(
                 value, (int, float, np.integer, np.floating)) or not np.isfinite(value)
                 or value < 0 or (name == "target_bytes" and value <= 0)):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
+            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
         if name == "max_error_increase" and value is not None and value > 100:
             raise ValueError(f"max_error_increase is in percentage points (0.2 = 0.2 points), "
                              f"at most 100, got {value:g}")
@@ -558,12 +579,19 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
             picked, measured = least, result
         exact, _ = other(picked)
     sp, bi = settings(picked)
+    # A kernel with zeros already (a model pruned before): every cost and
+    # measurement above kept them, so the plan keeps them too (at 0 %, a
+    # training run grew them back: a file 2.2x the plan, then cut).
+    held = _zero_fractions(model, names)
+    sp = {name: max(value, held[name]) for name, value in sp.items()}
+    classifier = np.isfinite(baseline_error)
     rows = []
     for name, o, c, l, e in zip(names, picked, costs, dloss, derr):
         rows.append({"layer": name, "kind": sens.kinds.get(name, ""),
                      "weights": sens.weights[name], "sparsity": sp[name], "bits": bi[name],
                      "bytes": int(c[o]), "loss_increase": float(l[o]),
-                     "error_increase": float(e[o])})
+                     # A model that is no classifier has no error (NaN, not 0).
+                     "error_increase": float(e[o]) if classifier else float("nan")})
     predicted_error = baseline_error + sum(r["error_increase"] for r in rows)
     result = Plan(sparsity=sp, bits=bi, predicted_bytes=int(exact),
                   predicted_loss=baseline_loss + sum(r["loss_increase"] for r in rows),

@@ -29,7 +29,7 @@ from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import check_copyable, kind_of
 from tfdc.prune import (StepCounter, check_fraction, check_steps, find_mask, install_mask,
                         polynomial_sparsity, prune_due, warn_unfinished)
-from tfdc.select import _check_patterns, _matches, iter_layers, layer_paths
+from tfdc.select import _check_patterns, _matches, iter_layers, layer_paths, refuse_non_float32
 from tfdc.shrinker import units
 
 __all__ = ["StructuredPruning"]
@@ -243,6 +243,7 @@ class StructuredPruning(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         refuse_weight_averaging(self.model, "tfdc.StructuredPruning")
         model = trained_model(self.model)  # a Distiller's student
+        refuse_non_float32(model, "StructuredPruning")
         check_copyable(model, "tfdc.shrink, which removes the pruned units after training,")
         analysis, self.groups = self._select(model)
         self._check_min_units()
@@ -267,6 +268,13 @@ class StructuredPruning(keras.callbacks.Callback):
         self._counter = StepCounter(self.model)
         self._step = self._counter.step
         self._removed = [group.removed() for group, _ in self.groups]  # resuming keeps them
+        # Their masks too: a model whose masks went (stripped, weights loaded
+        # into a fresh model, BackupAndRestore listed first) has fresh masks
+        # of ones, and with the optimizer's moments the removed units grew
+        # back while `units_kept` said they were gone.
+        for i, removed in enumerate(self._removed):
+            if removed.any():
+                self._apply(i, removed)
         self._warn_past_target()
         self._last_prune, self._resolved, self._fit_end = None, False, None
         self.begin_step, self.end_step = self._user_steps
