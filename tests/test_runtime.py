@@ -98,8 +98,35 @@ def test_corrupted_file_raises_format_error(files):
 
 
 def test_bad_argument_type():
-    with pytest.raises(TypeError, match="path or bytes"):
+    with pytest.raises(TypeError, match="path or the bytes"):
         load_interpreter(12345)
+
+
+def test_every_bytes_like_input_and_the_size_limit(files):
+    # mmap, NumPy uint8 arrays and array.array were refused ("expected a
+    # path or bytes ... got mmap"), though the docstrings said bytes-like;
+    # a path given as bytes was read as the model ("not TFL3").
+    import array
+    import mmap
+    x = files["x"]
+    packed = files["packed"].read_bytes()
+    expected = tfdc.decode(packed)
+    with open(files["packed"], "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        for data in (m, np.frombuffer(packed, np.uint8), array.array("B", packed)):
+            assert tfdc.is_packed(data)
+            assert tfdc.decode(data) == tfdc.decode(data, backend="python") == expected
+            np.testing.assert_array_equal(invoke(load_interpreter(data), x),
+                                          invoke(load_interpreter(packed), x))
+    with pytest.raises(TypeError, match="which name a file: a path is a str or os.PathLike"):
+        tfdc.decode(os.fsencode(files["packed"]))
+    # The decoded-size limit through load_interpreter (it had no way to set
+    # one), and the interpreter arguments it sets itself.
+    with pytest.raises(tfdc.FormatError, match="exceeds the limit") as e:
+        load_interpreter(packed, max_size=len(expected) - 1)
+    assert e.value.status == "too_large"
+    assert invoke(load_interpreter(packed, max_size=len(expected)), x).shape == (1, 10)
+    with pytest.raises(TypeError, match="load_interpreter sets model_content itself"):
+        load_interpreter(packed, model_content=packed)
 
 
 def test_an_already_decoded_file_loads_as_it_is(files):

@@ -4,6 +4,8 @@ of docs/FORMAT.md — hand-built cases, one rule each, plus truncations, bit
 flips and mutations of the meta stream with the container made right again.
 Format 1 files: tests/test_unpack_v1.py."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -74,7 +76,7 @@ def test_decode_accepts_a_path(tmp_path, small_packed):
     path = tmp_path / "m.tflite"
     path.write_bytes(packed)
     assert unpack.decode(path, backend="python") == unpack.decode(str(path)) == _decode(packed)
-    with pytest.raises(TypeError, match="bytes or its path"):
+    with pytest.raises(TypeError, match="a path or the bytes of a .tflite model"):
         unpack.decode(12345)
 
 
@@ -99,8 +101,9 @@ def test_is_packed_and_is_decoded_take_a_path(small_packed, tmp_path):
         for given in (path, str(path)):
             assert unpack.is_packed(given) == (name == "packed")
             assert unpack.is_decoded(given) == (name == "decoded")
-    with pytest.raises(TypeError, match="expected a path or bytes"):
-        unpack.is_packed(np.frombuffer(packed, np.uint8))
+    assert unpack.is_packed(np.frombuffer(packed, np.uint8))  # bytes-like, as documented
+    with pytest.raises(TypeError, match="expected a path or the bytes"):
+        unpack.is_packed(3.5)
 
 
 def test_a_damaged_section_key_is_named(small_packed):
@@ -159,6 +162,18 @@ def test_bad_backend_name():
         unpack.decode(b"", backend="gpu")
 
 
+@pytest.mark.parametrize("max_size", [-1, float("nan"), True, "100000", 1.5, -float("inf")])
+@pytest.mark.parametrize("backend", ["auto", "native", "python"])
+def test_a_bad_size_limit_is_refused_alike_by_every_backend(small_packed, max_size, backend):
+    # NaN turned the Python decoder's limit off, True was a limit of 1 byte,
+    # -1 was a FormatError from one decoder and a ValueError from the other.
+    if backend == "native" and unpack._native() is None:
+        pytest.skip("the C extension is not built")
+    with pytest.raises(ValueError, match=r"^max_size must be a non-negative int, inf or None, "
+                                         rf"got {re.escape(repr(max_size))}$"):
+        unpack.decode(small_packed[0], backend, max_size=max_size)
+
+
 def test_what_is_no_flatbuffer_has_the_flatbuffer_status_in_every_backend():
     """The Python decoder said "corrupt" where the native one said
     "flatbuffer" (FORMAT.md §2: a flatbuffer read out of range); inspect
@@ -173,6 +188,21 @@ def test_what_is_no_flatbuffer_has_the_flatbuffer_status_in_every_backend():
         with pytest.raises(FormatError, match="not a .tflite file") as error:
             tfdc.inspect(data)
         assert error.value.status == "flatbuffer"
+
+
+
+def test_an_inner_flatbuffer_read_out_of_range_is_flatbuffer_in_every_backend():
+    # The Python decoder wrapped the reader's "flatbuffer" error as "corrupt"
+    # (its message read "inner flatbuffer: flatbuffer: ... is outside the
+    # ...-byte file"); the C decoder said "flatbuffer", as FORMAT.md §2 does.
+    _, flat, off = _valid_file()
+    bad = bytearray(flat)
+    bad[0:4] = (len(flat) + 100).to_bytes(4, "little")  # the root table past the end
+    data = _rebuild(flat=bytes(bad), D=off + 8)
+    for decode in (_decode, _c_decoder().decode):
+        with pytest.raises(FormatError) as e:
+            decode(data)
+        assert e.value.status == "flatbuffer", (decode, str(e.value))
 
 
 # --------------------------------------------- damage anywhere: FormatError

@@ -21,6 +21,10 @@ def read_model_bytes(path_or_bytes):
     (`/dev/zero`) or a huge file of another kind is not read into memory
     first. A file shorter than 8 bytes is returned as it is (the caller
     calls it empty or truncated). A pipe is read as a file is."""
+    if isinstance(path_or_bytes, bytes) and len(path_or_bytes) < 4096 and \
+            path_or_bytes[4:8] != b"TFL3" and os.path.exists(path_or_bytes):
+        raise TypeError(f"got the bytes {path_or_bytes!r}, which name a file: a path is a str "
+                        "or os.PathLike (bytes are the model itself)")
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         return bytes(path_or_bytes)
     if isinstance(path_or_bytes, (str, os.PathLike)):
@@ -35,7 +39,11 @@ def read_model_bytes(path_or_bytes):
                 raw.seek(0)
                 return raw.readall()
             return head + f.read()
-    raise TypeError("expected a path or bytes of a .tflite model, got "
+    try:  # any other bytes-like object: an mmap, a NumPy uint8 array, array.array
+        return bytes(memoryview(path_or_bytes).cast("B"))
+    except TypeError:
+        pass
+    raise TypeError("expected a path or the bytes of a .tflite model (bytes-like), got "
                     f"{type(path_or_bytes).__name__}")
 
 
@@ -73,14 +81,17 @@ def is_decoded(data):
     return _is_decoded(data)
 
 
-def load_interpreter(path_or_bytes, *, backend="auto", **kwargs):
+def load_interpreter(path_or_bytes, *, backend="auto", max_size=None, **kwargs):
     """Create an interpreter for a packed, decoded or plain `.tflite` model.
 
     Args:
         path_or_bytes: a file path, or the model's bytes.
         backend: decoder used for packed files (`"auto"`, `"python"`, or
             `"native"`), passed to `tfdc.decode`.
-        **kwargs: passed to the interpreter (e.g. `num_threads=2`).
+        max_size: the limit on a packed file's decoded size, passed to
+            `tfdc.decode` (default: its default).
+        **kwargs: passed to the interpreter (e.g. `num_threads=2`; not
+            `model_path` / `model_content`, which this call sets).
 
     Returns:
         An interpreter, not yet allocated (call `allocate_tensors()`). The
@@ -104,6 +115,10 @@ def load_interpreter(path_or_bytes, *, backend="auto", **kwargs):
     from tfdc.errors import FormatError
     from tfdc.unpack import damaged_key, decode, has_section_entry
 
+    taken = sorted({"model_path", "model_content"} & set(kwargs))
+    if taken:
+        raise TypeError(f"load_interpreter sets {' and '.join(taken)} itself: give the model as "
+                        "its first argument")
     data = read_model_bytes(path_or_bytes)
     where = (f"{os.fspath(path_or_bytes)}: "
              if isinstance(path_or_bytes, (str, os.PathLike)) else "")
@@ -118,7 +133,7 @@ def load_interpreter(path_or_bytes, *, backend="auto", **kwargs):
     # FormatError rather than reaching the interpreter.
     if has_section_entry(data) and not is_decoded(data):
         try:
-            data = decode(data, backend=backend)
+            data = decode(data, backend=backend, max_size=max_size)
         except FormatError as e:
             raise FormatError(where + str(e), status=e.status) from None
     elif is_decoded(data):

@@ -607,8 +607,8 @@ def _parse_v2(data, S, Z, max_size):
     meta = _inflate(data, meta_start, C, M)
     try:
         inner = read_model(meta[:F], metadata=False)
-    except FormatError as e:
-        raise FormatError(f"inner flatbuffer: {e}") from None
+    except FormatError as e:  # its status: a read out of range is FLATBUFFER (§2, §3.1)
+        raise FormatError(f"inner flatbuffer: {e}", status=e.status) from None
     mc = _Cursor(meta, F, M, "meta stream")
     num_tables = mc.varint("num_tables", (M - F) // 2)
     tables = [_parse_table(mc, i, flags) for i in range(num_tables)]
@@ -1078,11 +1078,22 @@ def _decode_v1(data, parsed):
 
 def _as_bytes(packed):
     """The bytes of a packed file given as bytes-like or a path."""
-    if isinstance(packed, (str, os.PathLike, bytes, bytearray, memoryview)):
-        from tfdc.runtime import read_model_bytes
-        return read_model_bytes(packed)
-    raise TypeError("expected the packed file's bytes or its path, got "
-                    f"{type(packed).__name__}")
+    from tfdc.runtime import read_model_bytes
+    return read_model_bytes(packed)
+
+
+def check_max_size(max_size):
+    """`max_size` as `decode` takes it: None, an integer >= 0 or
+    `float("inf")`; else a ValueError (before either decoder sees it: NaN
+    turned the Python decoder's limit off, True was a limit of 1 byte, -1 was
+    a FormatError from one decoder and a ValueError from the other)."""
+    import numbers
+    if max_size is None or max_size == float("inf") and isinstance(max_size, float):
+        return max_size
+    if isinstance(max_size, bool) or not isinstance(max_size, numbers.Integral) or max_size < 0:
+        raise ValueError("max_size must be a non-negative int, inf or None, got "
+                         f"{max_size!r}")
+    return int(max_size)
 
 
 def parse(packed, max_size=None):
@@ -1130,7 +1141,9 @@ def decode(packed, backend="auto", *, max_size=None):
     """Decode a packed model to a standard `.tflite` (bytes).
 
     Args:
-        packed: the packed file: its bytes (bytes-like) or its path.
+        packed: the packed file: its path (str or os.PathLike) or its bytes
+            (any bytes-like object: bytes, bytearray, memoryview, mmap, a
+            NumPy uint8 array).
         backend: "auto" (the C extension when it reads the file's format
             version, else NumPy; a file the C decoder refuses is refused with
             the NumPy decoder's detailed message), "native" (messages name
@@ -1139,7 +1152,8 @@ def decode(packed, backend="auto", *, max_size=None):
             meta stream). Default: the larger of 2 GiB and 1024 × the packed
             size (FORMAT.md §4: a decoded size is chosen by the file, so a
             crafted file could otherwise demand any allocation); pass
-            `float("inf")` for no limit.
+            `float("inf")` for no limit. Anything but None, an integer >= 0
+            or inf is a ValueError.
 
     Raises:
         FormatError: the file is not packed (`status == "not_packed"`, also
@@ -1149,6 +1163,7 @@ def decode(packed, backend="auto", *, max_size=None):
     """
     if backend not in ("auto", "native", "python"):
         raise ValueError(f"backend must be 'auto', 'native' or 'python', got {backend!r}")
+    max_size = check_max_size(max_size)
     data = _as_bytes(packed)
     try:
         return _decode(data, backend, max_size)
