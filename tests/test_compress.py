@@ -55,6 +55,7 @@ def test_target_bytes_lands_within_5_percent_under(data, trained, tmp_path):
     assert size == result.packed_bytes
     assert 0.95 * target <= size <= target
     assert result.met and "from the target" in result.message
+    assert str(result).endswith(f". Budget met: {result.message}")  # it did not say met
     assert tfdc.is_packed(path.read_bytes())
     # The reported error is the packed file's, in LiteRT, on the validation data.
     assert tflite_error(str(path), *data[1]) == result.error
@@ -448,7 +449,7 @@ def test_a_missed_error_budget_is_reported(data, trained, tmp_path):
         "meet it")
     assert "no run met the error budget" in str(caught[1].message)
     assert caught[0].filename == caught[1].filename == __file__  # the caller's line
-    assert not result.met
+    assert not result.met and f". BUDGET MISSED: {result.message}" in str(result)
     assert result.error_increase > 0
     assert os.path.getsize(path) == result.packed_bytes
 
@@ -485,9 +486,9 @@ def test_bad_data(data, trained, tmp_path):
     path = tmp_path / "never.tflite"
     for train, val, message in [
             ((x, y), (xv, yv + 0.5), "validation_data: labels must be whole class indices; "
-                                     f"label 0 is {yv[0] + 0.5}"),
+                                     f"the label of example 0 is {yv[0] + 0.5}"),
             ((x, y), (xv, yv + 1), r"validation_data: labels must be in \[0, 10\) for 10 "
-                                   r"outputs; label [\d,]+ is 10"),
+                                   r"outputs; the label of example [\d,]+ is 10"),
             ((x, y), (xv[:, :20], yv), r"validation_data: the model cannot run on x of shape "
                                        r"\(1024, 20, 28\) \(it takes \(None, 28, 28\)\): "
                                        r".*incompatible"),

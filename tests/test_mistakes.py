@@ -42,10 +42,10 @@ def test_binary_unit(outputs, from_logits, expected):
 
 @pytest.mark.parametrize("outputs, labels, message", [
     (PROBS, np.array([0, 3, 0, 1]), r"validation_data: labels must be in \[0, 3\) for 3 "
-                                    r"outputs; label 1 is 3"),
-    (PROBS, np.array([0, -1, 0, 1]), "label 1 is -1"),
-    (PROBS, np.array([0, 1.5, 0, 1]), "whole class indices; label 1 is 1.5"),
-    (PROBS, np.array([0, np.nan, 0, 1]), "whole class indices; label 1 is nan"),
+                                    r"outputs; the label of example 1 is 3"),
+    (PROBS, np.array([0, -1, 0, 1]), "the label of example 1 is -1"),
+    (PROBS, np.array([0, 1.5, 0, 1]), "whole class indices; the label of example 1 is 1.5"),
+    (PROBS, np.array([0, np.nan, 0, 1]), "whole class indices; the label of example 1 is nan"),
     (PROBS, np.array(["a", "b", "c", "d"]), "must be class indices, got dtype <U1"),
     (PROBS, np.zeros((4, 2)), r"class indices \[N\] or one-hot \[N, 3\] .* got shape \(4, 2\)"),
     (PROBS, np.array([0, 1]), "2 labels for 4 outputs"),
@@ -129,7 +129,7 @@ def test_labels_of_several_outputs_are_checked_against_their_losses(tmp_path):
     check_output_labels(model, [kind, flag])
     check_output_labels(model, {"kind": kind, "flag": flag.astype("float32")})
     with pytest.raises(ValueError, match=r"output 'flag': labels must be in \[0, 1\] for its "
-                       r"binary_crossentropy; label 2 is \[2\.\]"):
+                       r"binary_crossentropy; the label of example 2 is \[2\.\]"):
         check_output_labels(model, [flag, kind], "validation_data")
     with pytest.raises(ValueError, match=r"output 'kind': labels must be in \[0, 4\)"):
         check_output_labels(model, [kind + 1, flag])

@@ -145,6 +145,19 @@ def test_cli_under_valgrind(build_dir, tmp_path):
     assert not dst.exists() and not list(tmp_path.glob("bad_out.tflite.tmp*"))
 
 
+def test_cli_help_and_usage(build_dir):
+    # --help was a usage error (exit 2) with one line.
+    cli = os.path.join(build_dir, "tfdc-decode")
+    for flag in ("--help", "-h"):
+        proc = subprocess.run([cli, flag], capture_output=True, text=True)
+        assert proc.returncode == 0 and proc.stderr == ""
+        assert proc.stdout.startswith("usage: tfdc-decode IN.tflite OUT.tflite\n")
+        assert "Exit status: 0 decoded, 1 an error" in proc.stdout
+    proc = subprocess.run([cli], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == "usage: tfdc-decode IN.tflite OUT.tflite (--help: more)\n"
+
+
 def test_cli_refuses_its_input_as_output_and_writes_through_a_fifo(build_dir, packed_models,
                                                                    tmp_path):
     """OUT = IN replaced the packed file with the decoded one; a directory

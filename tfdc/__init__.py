@@ -11,7 +11,8 @@ The pipeline, one module each:
     format  docs/FORMAT.md (the packed section), flatbuf.py (minimal reader)
     decode  unpack.decode  (pure NumPy, or the native C decoder in tfdc/native)
     device  runtime.load_interpreter, android_demo/
-    prove   report.inspect, cli.py (`tfdc demo | compress | pack | inspect | decode | bench`)
+    prove   report.inspect, cli.py (`tfdc demo | compress | plan | pack | inspect | decode |
+            bench`)
 
 Public names are imported lazily so that `import tfdc` stays cheap (no
 TensorFlow import until a callback or the exporter is used).

@@ -195,7 +195,8 @@ class CompressResult:
             scored = error if self.max_loss_increase is None else f"{scored}, {error}"
         kind = " full-integer" if self.full_integer else ""
         return (f"{self.path}: {self.packed_bytes:,} B packed{kind} ({self.ratio:.1f}x smaller "
-                f"than {self.float_bytes:,} B float32); {scored}. {self.message}")
+                f"than {self.float_bytes:,} B float32); {scored}. "
+                f"{'Budget met' if self.met else 'BUDGET MISSED'}: {self.message}")
 
 
 # --------------------------------------------------------------------- checks

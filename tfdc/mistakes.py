@@ -184,7 +184,7 @@ def check_output_labels(model, labels, what="labels"):
             if bad.any():
                 i_bad = int(np.argmax(bad.reshape(len(y), -1).any(axis=1))) if y.ndim else 0
                 raise ValueError(f"{where}: labels must be in [0, 1] for its {_loss_name(one)}; "
-                                 f"label {i_bad:,} is "
+                                 f"the label of example {i_bad:,} is "
                                  f"{np.array2string(np.atleast_1d(y[i_bad]), threshold=8)}")
 
 
@@ -227,4 +227,4 @@ def _label_classes(labels, classes, what):
 
 def _first_bad(y, bad):
     i = int(np.argmax(bad))
-    return f"; label {i:,} is {y[i].item()!r}"
+    return f"; the label of example {i:,} is {y[i].item()!r}"

@@ -115,7 +115,7 @@ class Plan:
     model = tfdc.models.lenet_300_100()
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x, y, epochs=1, verbose=0)
-    plan = tfdc.plan(model, (x_val, y_val), max_error_increase=0.2)
+    plan = tfdc.plan(model, (x_val, y_val), target_bytes=30_000)  # or max_error_increase=
     print(plan)                       # the table
     print(plan.sparsity, plan.bits)   # for the callbacks
     print(plan.predicted_bytes, plan.ratio)

@@ -95,8 +95,15 @@ int main(int argc, char **argv) {
   mode_t mode;
   FILE *f;
   struct stat in_st, out_st, link_st;
+  if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    printf("usage: tfdc-decode IN.tflite OUT.tflite\n\n"
+           "Decode a tfdc-packed .tflite (IN) into a standard one (OUT), written\n"
+           "atomically; OUT may not be IN, and a symbolic link OUT stays a link.\n"
+           "Exit status: 0 decoded, 1 an error (one line on stderr), 2 usage.\n");
+    return 0;
+  }
   if (argc != 3) {
-    fprintf(stderr, "usage: tfdc-decode IN.tflite OUT.tflite\n");
+    fprintf(stderr, "usage: tfdc-decode IN.tflite OUT.tflite (--help: more)\n");
     return 2;
   }
   in_path = argv[1];
