@@ -1943,10 +1943,11 @@ def _plan_as_cut(student, plan):
     result describes the file."""
     from keras import ops
     sparsity = dict(plan.sparsity)
-    for s in _kernels(student, plan.sparsity):
-        w = ops.convert_to_numpy(s.variable)
-        sparsity[s.layer.name] = float(max(sparsity[s.layer.name],
-                                           1 - np.count_nonzero(w) / w.size))
+    for key, value in plan.sparsity.items():  # a name, a path or a pattern
+        zeros = [1 - np.count_nonzero(w) / w.size for w in
+                 (ops.convert_to_numpy(s.variable) for s in _kernels(student, {key: value}))]
+        if zeros:
+            sparsity[key] = float(max(value, min(zeros)))
     if sparsity == dict(plan.sparsity):
         return plan
     return HandPlan(sparsity, dict(plan.bits), source="cut to the target")
