@@ -206,7 +206,8 @@ def _zero_fractions(model, names):
     kernels = compressible_layers(model)
     out = {}
     for name in names:
-        fractions = [1 - np.count_nonzero(w) / w.size for w in
+        # Below 1 (the callbacks' range), for a kernel of zeros only.
+        fractions = [min(1 - np.count_nonzero(w) / w.size, 1 - 1 / w.size) for w in
                      (np.asarray(v.numpy()) for _, v in kernels.get(name, ())) if w.size]
         out[name] = float(min(fractions)) if fractions else 0.0
     return out
