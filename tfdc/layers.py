@@ -31,7 +31,8 @@ import functools
 
 from tfdc.errors import first_line
 
-__all__ = ["LayerKind", "KINDS", "OTHER_FLOATS", "kind_of", "kernel_attrs", "kernel_variables", "kernel_name",
+__all__ = ["LayerKind", "KINDS", "OTHER_FLOATS", "kind_of", "kernel_attrs", "kernel_variables",
+           "kernel_name",
            "bias_variable", "constraint_slot", "converter_op_names", "CHANNELWISE",
            "CHANNEL_NORMALIZATION", "CHANNEL_MERGES", "ZERO_PRESERVING_ACTIVATIONS", "channel_role",
            "zero_preserving_activation", "copy_layer", "copy_model", "check_copyable",

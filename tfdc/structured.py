@@ -55,8 +55,9 @@ def _check_activation_data(data):
     for array in arrays:
         array = np.asarray(array)
         if array.dtype == object and array.ndim == 0:
-            raise ValueError(f"criterion='activation' needs data= as arrays, a tf.data.Dataset "
-                             f"or a keras.utils.PyDataset; got a value of type {type(data).__name__}")
+            raise ValueError("criterion='activation' needs data= as arrays, a tf.data.Dataset "
+                             "or a keras.utils.PyDataset; got a value of type "
+                             f"{type(data).__name__}")
         if array.ndim == 0 or len(array) == 0:
             raise ValueError(f"criterion='activation' needs data= with examples; got an array "
                              f"of shape {array.shape}")
