@@ -23,11 +23,10 @@ what packing it would give). Columns, per packed weight tensor:
 Totals sum over tensors, and average bits per nonzero over the tensors
 that have the column (index bits: the sparse ones); file sizes compare the
 dense float32 weights, the plain `.tflite`, and the packed file; the
-entropy bound is the zeroth-order
-entropy of each coded stream, and `coded ÷ bound` shows how close Huffman
-coding gets to it (below 1 where context-modelled codes, formats 2.1 and
-2.2, use what an order-0 bound cannot: neighbouring weights, rows and
-columns).
+entropy bound is the zeroth-order entropy of each coded stream, and `coded
+÷ bound` shows how close Huffman coding gets to it (below 1 where
+context-modelled codes, formats 2.1 and 2.2, use what an order-0 bound
+cannot: neighbouring weights, rows and columns).
 """
 
 import dataclasses
