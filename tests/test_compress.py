@@ -469,6 +469,7 @@ def test_a_missed_error_budget_is_reported(data, trained, tmp_path):
     ({"max_error_increase": 0.2, "confidence": 1.5}, ValueError, r"confidence must be in \(0, 1\)"),
     ({"max_error_increase": 0.2, "confidence": "high"}, ValueError, "confidence must be a number"),
     ({"target_bytes": 9000, "epochs": 1}, ValueError, "epochs must be at least 2"),
+    ({"target_bytes": 9000, "distill": "yes"}, ValueError, "distill must be True or False"),
     ({"target_bytes": 9000, "plan": {"sparsity": {"nope": 0.5}, "bits": 5}}, ValueError,
      "plan sparsity: .*nope"),
     ({"target_bytes": 9000, "path": "/nonexistent-dir/m.tflite"}, FileNotFoundError,
@@ -681,6 +682,11 @@ def test_a_model_that_is_not_a_classifier_goes_to_a_byte_budget(regression, tmp_
     with pytest.raises(ValueError, match="max_error_increase is a budget of top-1 "
                                          "classification error; .* give target_bytes"):
         tfdc.compress(model, train, val, max_error_increase=1.0, path=path, verbose=0)
+    # Distillation distils classifiers: a regression's soft term was a binary
+    # KL of its outputs, trained without a word.
+    with pytest.raises(ValueError, match="distill=True distils classifiers; .* is scored by its "
+                                         "loss"):
+        tfdc.compress(model, train, val, target_bytes=14_000, path=path, verbose=0, distill=True)
     uncompiled = keras.models.Sequential.from_config(model.get_config())
     uncompiled.set_weights(model.get_weights())
     with pytest.raises(ValueError, match="Compile a model that is not a classifier"):

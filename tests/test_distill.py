@@ -162,6 +162,9 @@ def test_with_pruning_and_clustering_callbacks():
     ({"temperature": 0}, "temperature must be a positive number, got 0"),
     ({"temperature": float("nan")}, "temperature must be a positive number"),
     ({"alpha": 1.5}, r"alpha must be a number in \[0, 1\], got 1.5"),
+    # T**2 * KL came out at twice its value at 1e4, negative at 1e5.
+    ({"temperature": 1e4}, r"temperature must be at most 100 \(float32 cannot tell"),
+    ({"from_logits": "yes"}, "from_logits must be True, False or None, got 'yes'"),
 ])
 def test_bad_arguments(kwargs, message):
     model = _mlp()
@@ -192,6 +195,53 @@ def test_a_teacher_unlike_the_student_is_refused_when_made():
     narrow = keras.Sequential([keras.Input((7,)), keras.layers.Dense(10)], name="narrow")
     with pytest.raises(ValueError, match=r"teacher 'narrow' has inputs of shape \[\(7,\)\]"):
         Distiller(student, narrow)
+
+
+def test_models_it_cannot_distil_are_refused_when_made_or_compiled(tmp_path):
+    """Each trained, or failed only at fit, with a graph error or silently:
+    a teacher sharing a layer with the student was pruned with it; a teacher
+    of several sigmoid units had its probabilities read as logits; an
+    unbuilt teacher skipped the shape check; dict or several outputs failed
+    in fit; a regression model was distilled as a binary logit."""
+    student = _mlp()
+    shared = keras.Sequential([keras.Input((64,)), student.get_layer("fc1"),
+                               keras.layers.Dense(10, activation="softmax")], name="shared")
+    with pytest.raises(ValueError, match=r"the teacher shares layer 'fc1' with the student: "
+                                         r"training \(and pruning\) the student would change"):
+        Distiller(student, shared)
+    sigmoids = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="sigmoid")],
+                                name="sigmoids")
+    with pytest.raises(ValueError, match=r"the teacher 'sigmoids' has 10 sigmoid units"):
+        Distiller(student, sigmoids)
+    unbuilt = keras.Sequential([keras.layers.Dense(5, activation="softmax")], name="unbuilt")
+    with pytest.raises(ValueError, match=r"the teacher 'unbuilt' is not built: give a trained"):
+        Distiller(student, unbuilt)
+    inputs = keras.Input((64,))
+    dict_out = keras.Model(inputs, {"probs": keras.layers.Dense(10, activation="softmax")(inputs)},
+                           name="dict_out")
+    with pytest.raises(ValueError, match=r"Distiller matches one output; the student 'dict_out' "
+                                         r"has its output in a dict"):
+        Distiller(dict_out, Distiller.copy_of(dict_out))
+    two = keras.Model(inputs, [keras.layers.Dense(10)(inputs), keras.layers.Dense(2)(inputs)],
+                      name="two")
+    with pytest.raises(ValueError, match=r"the teacher 'two' has 2 \(distil a model of its one"):
+        Distiller(student, two)
+    regressor = keras.Sequential([keras.Input((64,)), keras.layers.Dense(1)], name="regressor")
+    distiller = Distiller(regressor, Distiller.copy_of(regressor))
+    with pytest.raises(ValueError, match=r"Distiller distils classifiers; 'regressor' has one "
+                                         r"output unit without a sigmoid and the loss 'mse'"):
+        distiller.compile("adam", "mse")
+    distiller.compile("adam", keras.losses.BinaryCrossentropy(from_logits=True))  # a logit unit
+    # save / export refused before Keras opens the file (an existing one
+    # was left empty).
+    path = tmp_path / "good.keras"
+    student.save(path)
+    size = path.stat().st_size
+    with pytest.raises(NotImplementedError, match="save its student"):
+        Distiller(student, Distiller.copy_of(student)).save(path)
+    assert path.stat().st_size == size
+    with pytest.raises(NotImplementedError, match="export its student"):
+        Distiller(student, Distiller.copy_of(student)).export(tmp_path / "saved")
 
 
 def test_a_built_student_keeps_its_zeros_from_the_first_step():

@@ -1596,6 +1596,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                          f"model {model.name!r} has {output_count} outputs and is scored by the "
                          "weighted sum of their compiled losses: give target_bytes or "
                          "max_loss_increase")
+    if not isinstance(distill, bool):
+        raise ValueError(f"distill must be True or False, got {distill!r}")
     if several and distill:
         raise ValueError(f"distill=True needs a model with one output; {model.name!r} has "
                          f"{output_count}")
@@ -1653,6 +1655,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         classes = val_outputs.shape[1]
     if not_classifier is None:
         _warn_no_better_than_constant(float_wrong, y_val, classes)
+    elif distill:  # its soft term would be a binary KL of a regression's outputs
+        raise ValueError(f"distill=True distils classifiers; {model.name!r} is scored by its "
+                         f"loss ({not_classifier}): give distill=False")
     if max_error_increase is not None and confidence is not None:
         _check_examples(float_wrong, max_error_increase, confidence)
     batch = _first_batch(train, None if not_classifier else classes, model)
@@ -1709,7 +1714,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
               else f"validation error {float_error:.2%}")
     log(f"tfdc.compress: {model.name}, {float_bytes:,} B as float32, {scored} on "
         f"{_length(y_val):,} examples; {budget}"
-        + ("; full-integer export (int8 activations and weights)" if calibration else ""))
+        + ("; full-integer export (int8 activations and weights)" if calibration else "")
+        + (f"; distilled from the float model (temperature {temperature:g}, alpha {alpha:g})"
+           if distill else ""))
 
     from tfdc.exporter import is_special_file
     workdir = tempfile.mkdtemp(prefix="tfdc-compress-", dir=None if is_special_file(path) else

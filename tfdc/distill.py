@@ -74,6 +74,44 @@ def _check_alike(student, teacher):
                              "must take the student's inputs and give outputs like its own")
 
 
+# Above this temperature the softened distributions differ by less than
+# float32 resolves: T**2 * KL came out at 2x the true value at T = 1e4 and
+# negative at 1e5 (Hinton et al. used 1 to 20).
+MAX_TEMPERATURE = 100.0
+
+
+def _check_model(model, role):
+    """A ValueError for a student or teacher the Distiller cannot match: one
+    not built (a teacher must be trained), one whose output sits in a dict
+    or list or that has several (`fit` failed with a TensorFlow graph
+    error), or several sigmoid units (independent labels)."""
+    from tfdc.exporter import graph_structure
+    if not getattr(model, "built", False):
+        raise ValueError(f"the {role} {model.name!r} is not built: give a trained model (its "
+                         "outputs could not be checked against the other's)")
+    structure = graph_structure(model, "output")
+    count = len(getattr(model, "outputs", None) or [None])
+    if count != 1 or isinstance(structure, (dict, list, tuple)):
+        raise ValueError(f"Distiller matches one output; the {role} {model.name!r} has "
+                         + (f"{count}" if count != 1 else "its output in a "
+                            f"{type(structure).__name__}")
+                         + " (distil a model of its one output, keras.Model(model.input, "
+                           "model.outputs[0]); tfdc.compress(distill=True) does that itself)")
+    units = _output_units(model)
+    if units is not None and units > 1 and _output_activation(model) == "sigmoid":
+        raise ValueError(f"Distiller matches softened distributions over classes; the {role} "
+                         f"{model.name!r} has {units} sigmoid units (independent labels, no "
+                         "distribution over them): train without a teacher")
+
+
+def _shared_layers(student, teacher):
+    """Names of the student's layers whose variables the teacher holds too."""
+    from tfdc.select import iter_layers
+    theirs = {id(v) for v in teacher.weights}
+    return [layer.name for layer in iter_layers(student)
+            if any(id(v) in theirs for v in layer.weights)]
+
+
 def _outputs_probabilities(model, from_logits):
     if from_logits is not None:
         return not from_logits
@@ -94,14 +132,19 @@ class Distiller(keras.Model):
     e.g. `"sparse_categorical_crossentropy"`; metrics are computed on the
     student's predictions) and fit it on the student's data; callbacks see
     the student's layers. The teacher runs in inference mode and is never
-    trained. Evaluation (`training=False`) reports the hard-label loss only,
-    so validation losses compare with the student's own.
+    trained (it may share no layer with the student). Evaluation
+    (`training=False`) reports the hard-label loss only, so validation
+    losses compare with the student's own. Sample and class weights weight
+    the hard-label term; the distillation term counts every example alike.
+    Both models are classifiers with one output; save or export the
+    student, not the Distiller.
 
     Args:
         student: the `keras.Model` to train (e.g. the one being pruned).
         teacher: a `keras.Model` with the same outputs (e.g. a copy of the
             uncompressed model, `tfdc.distill.Distiller.copy_of(model)`).
-        temperature: `T`, the softening temperature (> 0; default 4).
+        temperature: `T`, the softening temperature (in (0, 100]; default
+            4).
         alpha: weight of the hard-label loss, in [0, 1] (default 0.5); the
             distillation term gets `1 - alpha`.
         from_logits: whether the models output logits (True) or
@@ -111,10 +154,13 @@ class Distiller(keras.Model):
 
     Raises:
         TypeError: a student or teacher that is not a `keras.Model`.
-        ValueError: a temperature that is not positive, an alpha outside
-            [0, 1], a teacher that is the student, a teacher whose inputs or
-            outputs differ from the student's, several sigmoid outputs
-            (independent labels: no distribution to match).
+        ValueError: a temperature outside (0, 100], an alpha outside
+            [0, 1], a teacher that is the student or shares a layer with
+            it, a teacher not built, a model of several outputs (or one in
+            a dict or list), a teacher whose inputs or outputs differ from
+            the student's, several sigmoid outputs (independent labels: no
+            distribution to match); at compile, a regression loss for a
+            model of one linear output unit.
 
     Example:
 
@@ -141,18 +187,29 @@ class Distiller(keras.Model):
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.number)) \
                 or not np.isfinite(temperature) or temperature <= 0:
             raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        if temperature > MAX_TEMPERATURE:
+            raise ValueError(f"temperature must be at most {MAX_TEMPERATURE:g} (float32 cannot "
+                             f"tell the softened distributions apart above it), got "
+                             f"{temperature!r}")
+        if from_logits is not None and not isinstance(from_logits, bool):
+            raise ValueError(f"from_logits must be True, False or None, got {from_logits!r}")
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) \
                 or not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
         if teacher is student:
             raise ValueError("the teacher is the student itself: pass a copy of the model "
                              "(Distiller.copy_of(model)) as the teacher")
+        if getattr(student, "built", False):
+            _check_model(student, "student")
+        _check_model(teacher, "teacher")
+        shared = _shared_layers(student, teacher)
+        if shared:
+            raise ValueError(f"the teacher shares layer{'s' * (len(shared) > 1)} "
+                             f"{', '.join(map(repr, shared[:4]))} with the student: training "
+                             "(and pruning) the student would change the teacher too; give a "
+                             "copy (Distiller.copy_of(model)) as the teacher")
         _check_alike(student, teacher)
         units = _output_units(student)
-        if units is not None and units > 1 and _output_activation(student) == "sigmoid":
-            raise ValueError(f"Distiller matches softened distributions over classes; "
-                             f"{student.name!r} has {units} sigmoid units (independent "
-                             "labels, no distribution over them): train it without a teacher")
         self._binary = units == 1
         self.student = student
         # Bypass Keras's attribute tracking: the teacher's layers and
@@ -236,6 +293,38 @@ class Distiller(keras.Model):
                     "checkpoint distiller.student with a callback of your own")
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
+    def compile(self, optimizer="rmsprop", loss=None, *args, **kwargs):
+        """`keras.Model.compile`, refusing a regression loss for a model of
+        one output unit without a sigmoid: it would be distilled as a binary
+        classifier's logit (a probe's MSE model got T**2 times a binary KL of
+        its outputs)."""
+        if self._binary and loss is not None and \
+                _output_activation(self.student) != "sigmoid" and \
+                "crossentropy" not in _loss_name(loss).lower():
+            raise ValueError(f"Distiller distils classifiers; {self.student.name!r} has one "
+                             f"output unit without a sigmoid and the loss {_loss_name(loss)!r}: "
+                             "a regression model, which has no class distribution to soften "
+                             "(a binary classifier's logit unit: compile with "
+                             "binary_crossentropy(from_logits=True))")
+        return super().compile(optimizer, loss, *args, **kwargs)
+
     def get_config(self):
-        raise NotImplementedError("a Distiller is a training wrapper: save its student "
-                                  "(distiller.student) instead")
+        raise NotImplementedError(_NOT_SAVED)
+
+    def save(self, *args, **kwargs):
+        # Before Keras opens the file: its save left an existing one empty.
+        raise NotImplementedError(_NOT_SAVED)
+
+    def export(self, *args, **kwargs):
+        raise NotImplementedError(_NOT_SAVED.replace("save its", "export its"))
+
+
+_NOT_SAVED = "a Distiller is a training wrapper: save its student (distiller.student) instead"
+
+
+def _loss_name(loss):
+    """A readable name of a compiled loss (a string, function or object)."""
+    if isinstance(loss, str):
+        return loss
+    return getattr(loss, "name", None) or getattr(loss, "__name__", None) or \
+        type(loss).__name__
