@@ -952,7 +952,7 @@ def test_full_integer_compresses_an_int8_file_that_keeps_its_codebooks(data, tra
     # crashed the process in the converter during planning).
     bad = samples[0].copy()
     bad[0, 3, 3] = np.inf
-    with pytest.raises(ValueError, match="full_integer: sample 2 for input .* holds NaN or inf"):
+    with pytest.raises(ValueError, match="full_integer: sample 1 for input .* holds NaN or inf"):
         tfdc.compress(trained, data[0], data[1], target_bytes=9000, verbose=0,
                       full_integer=lambda: iter([[samples[0]], [bad]]),
                       path=tmp_path / "no.tflite")

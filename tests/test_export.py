@@ -243,9 +243,9 @@ def test_bad_representative_dataset_fails_before_conversion(tmp_path):
             # All NaN gave a float model without a word; one inf crashed the
             # process in the converter (a segmentation fault).
             (lambda: ([np.full_like(x[:1], np.nan)] for _ in range(8)), ValueError,
-             "sample 1 for input .* holds NaN or inf"),
+             "sample 0 for input .* holds NaN or inf"),
             (lambda: ([x[:1] + (np.inf if i == 5 else 0)] for i in range(8)), ValueError,
-             "sample 6 for input .* holds NaN or inf"),
+             "sample 5 for input .* holds NaN or inf"),
             # A dict keyed otherwise was a bare KeyError from the converter.
             (lambda: iter([{"pixels": x[:1], "label": x[:1]}]), ValueError,
              r"a sample is a dict keyed \['label', 'pixels'\]; the model's inputs are named "),

@@ -579,6 +579,40 @@ def test_import_tfdc_in_either_order_is_enough_to_load_a_pruned_model(tmp_path, 
     assert "OK MaskConstraint" in result.stdout
 
 
+def test_a_failed_keras_import_tried_again_still_registers(tmp_path):
+    # KERAS_BACKEND naming a backend that is not installed: `import keras`
+    # fails, and tfdc's hook, taken away, registered nothing when the user
+    # switched the backend and imported Keras again.
+    model = compile_(mlp())
+    model.fit(np.zeros((32, 28, 28), "float32"), np.zeros(32), epochs=1, verbose=0,
+              callbacks=[GradualPruning(0.5, frequency=1)])
+    path = str(tmp_path / "pruned.keras")
+    model.save(path)
+    script = textwrap.dedent(f"""
+        import os, sys
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        os.environ["KERAS_BACKEND"] = "no_such_backend"
+        import tfdc
+        try:
+            import keras
+        except Exception:
+            pass
+        else:
+            raise SystemExit("keras imported with no backend")
+        for name in [m for m in sys.modules if m == "keras" or m.startswith("keras.")]:
+            del sys.modules[name]
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+        import keras
+        model = keras.models.load_model({path!r})
+        print("OK", type(model.get_layer("fc1").kernel_constraint).__name__)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OK MaskConstraint" in result.stdout
+
+
 def test_import_tfdc_alone_imports_no_keras():
     # `tfdc inspect` / `tfdc decode` stay quick: Keras (and TensorFlow) load
     # only when the user, or a tfdc function that needs them, imports them.

@@ -117,8 +117,11 @@ def test_every_bytes_like_input_and_the_size_limit(files):
             assert tfdc.decode(data) == tfdc.decode(data, backend="python") == expected
             np.testing.assert_array_equal(invoke(load_interpreter(data), x),
                                           invoke(load_interpreter(packed), x))
-    with pytest.raises(TypeError, match="which name a file: a path is a str or os.PathLike"):
-        tfdc.decode(os.fsencode(files["packed"]))
+    strided = np.repeat(np.frombuffer(packed, np.uint8), 2)[::2]  # was refused too
+    assert tfdc.decode(strided) == expected
+    for name in (os.fsencode(files["packed"]), b"missing.tflite"):
+        with pytest.raises(TypeError, match="which look like a file name: a path is a str"):
+            tfdc.decode(name)
     # The decoded-size limit through load_interpreter (it had no way to set
     # one), and the interpreter arguments it sets itself.
     with pytest.raises(tfdc.FormatError, match="exceeds the limit") as e:

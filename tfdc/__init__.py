@@ -119,7 +119,13 @@ class _RegisteringLoader:
     def exec_module(self, module):
         if self._finder in _sys.meta_path:
             _sys.meta_path.remove(self._finder)
-        self._loader.exec_module(module)
+        try:
+            self._loader.exec_module(module)
+        except BaseException:
+            # A failed import (a backend that is not installed) may be tried
+            # again: be there for the next one.
+            _sys.meta_path.insert(0, self._finder)
+            raise
         _register_constraints()
 
     def __getattr__(self, name):  # resources, is_package, get_code, ...

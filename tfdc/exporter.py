@@ -138,7 +138,7 @@ def _check_representative(representative_dataset, specs, what="representative_da
     for count, sample in enumerate(representative_dataset(), 1):
         for i, (spec, array) in enumerate(zip(specs, _sample_arrays(sample, specs, what))):
             array = np.asarray(array)
-            _check_sample(array, spec, count, what)
+            _check_sample(array, spec, count - 1, what)  # from 0, as examples are
             if array.dtype.kind == "f" and array.size:
                 low, peak = ranges[i] or (0.0, 0.0)
                 ranges[i] = (min(low, float(np.min(array))),

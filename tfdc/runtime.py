@@ -22,9 +22,10 @@ def read_model_bytes(path_or_bytes):
     first. A file shorter than 8 bytes is returned as it is (the caller
     calls it empty or truncated). A pipe is read as a file is."""
     if isinstance(path_or_bytes, bytes) and len(path_or_bytes) < 4096 and \
-            path_or_bytes[4:8] != b"TFL3" and os.path.exists(path_or_bytes):
-        raise TypeError(f"got the bytes {path_or_bytes!r}, which name a file: a path is a str "
-                        "or os.PathLike (bytes are the model itself)")
+            path_or_bytes[4:8] != b"TFL3" and (path_or_bytes.endswith(b".tflite")
+                                               or os.path.exists(path_or_bytes)):
+        raise TypeError(f"got the bytes {path_or_bytes!r}, which look like a file name: a "
+                        "path is a str or os.PathLike (bytes are the model itself)")
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         return bytes(path_or_bytes)
     if isinstance(path_or_bytes, (str, os.PathLike)):
@@ -40,7 +41,7 @@ def read_model_bytes(path_or_bytes):
                 return raw.readall()
             return head + f.read()
     try:  # any other bytes-like object: an mmap, a NumPy uint8 array, array.array
-        return bytes(memoryview(path_or_bytes).cast("B"))
+        return bytes(memoryview(path_or_bytes))  # its bytes in order, strided or not
     except TypeError:
         pass
     raise TypeError("expected a path or the bytes of a .tflite model (bytes-like), got "

@@ -75,7 +75,9 @@ class StructuredPruning(keras.callbacks.Callback):
     up to `target_fraction`; after `end_step` the network is fine-tuned with
     the units fixed. Removal is monotone and enforced in the compiled train
     step by `MaskConstraint`s (see the module docstring): units an earlier fit
-    removed stay removed (a lower target than theirs warns). Afterwards
+    removed in the layers this one selects stay removed (a lower target than
+    theirs warns; other layers follow `tfdc.strip`'s rule: stripped, their
+    zeros may grow back). Afterwards
     `tfdc.shrink(model)` returns the smaller model, and `tfdc.units(model)`
     shows what was removed per layer.
 
