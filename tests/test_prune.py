@@ -401,9 +401,7 @@ def test_mirrored_strategy_two_cpus(tmp_path):
             assert (w == 0).sum() == round(0.9 * w.size), (w == 0).sum()
         print("OK", tfdc.sparsity(model)["fc1"].sparsity)
     """)
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                            timeout=300)
+    result = _python(script)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK 0.9" in result.stdout
 
@@ -553,17 +551,31 @@ def test_a_train_step_that_skips_constraints_is_told_and_the_masks_hold(mnist_sm
     assert report["out"].sparsity == pytest.approx(0.8, abs=1e-3)
 
 
-@pytest.mark.parametrize("imports", ["import keras, tfdc", "import tfdc, keras",
-                                     "import tfdc; from tensorflow import keras"])
-def test_import_tfdc_in_either_order_is_enough_to_load_a_pruned_model(tmp_path, imports):
-    # `import tfdc` before Keras registered nothing: loading failed with a
-    # page of "Could not interpret constraint identifier ... tfdc>MaskConstraint".
+def _pruned_file(tmp_path):
+    """The path of a `.keras` file of a model pruned by GradualPruning, not
+    stripped: its layers' configs hold tfdc's MaskConstraint."""
     model = compile_(mlp())
     x = np.random.default_rng(0).random((64, 28, 28)).astype("float32")
     model.fit(x, np.zeros(64), epochs=1, batch_size=32, verbose=0,
               callbacks=[GradualPruning(0.5, frequency=1)])
     path = str(tmp_path / "pruned.keras")
     model.save(path)
+    return path
+
+
+def _python(script):
+    """`script` run by a fresh Python with this checkout first on its path."""
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("imports", ["import keras, tfdc", "import tfdc, keras",
+                                     "import tfdc; from tensorflow import keras"])
+def test_import_tfdc_in_either_order_is_enough_to_load_a_pruned_model(tmp_path, imports):
+    # `import tfdc` before Keras registered nothing: loading failed with a
+    # page of "Could not interpret constraint identifier ... tfdc>MaskConstraint".
+    path = _pruned_file(tmp_path)
     script = textwrap.dedent(f"""
         import os, sys
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -572,9 +584,7 @@ def test_import_tfdc_in_either_order_is_enough_to_load_a_pruned_model(tmp_path, 
         model = keras.models.load_model({path!r})
         print("OK", type(model.get_layer("fc1").kernel_constraint).__name__)
     """)
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                            timeout=300)
+    result = _python(script)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK MaskConstraint" in result.stdout
 
@@ -583,11 +593,7 @@ def test_a_failed_keras_import_tried_again_still_registers(tmp_path):
     # KERAS_BACKEND naming a backend that is not installed: `import keras`
     # fails, and tfdc's hook, taken away, registered nothing when the user
     # switched the backend and imported Keras again.
-    model = compile_(mlp())
-    model.fit(np.zeros((32, 28, 28), "float32"), np.zeros(32), epochs=1, verbose=0,
-              callbacks=[GradualPruning(0.5, frequency=1)])
-    path = str(tmp_path / "pruned.keras")
-    model.save(path)
+    path = _pruned_file(tmp_path)
     script = textwrap.dedent(f"""
         import os, sys
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -606,9 +612,7 @@ def test_a_failed_keras_import_tried_again_still_registers(tmp_path):
         model = keras.models.load_model({path!r})
         print("OK", type(model.get_layer("fc1").kernel_constraint).__name__)
     """)
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                            timeout=300)
+    result = _python(script)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK MaskConstraint" in result.stdout
 
@@ -617,9 +621,7 @@ def test_import_tfdc_alone_imports_no_keras():
     # `tfdc inspect` / `tfdc decode` stay quick: Keras (and TensorFlow) load
     # only when the user, or a tfdc function that needs them, imports them.
     script = "import sys, tfdc; print('keras' in sys.modules, 'tensorflow' in sys.modules)"
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                            timeout=300)
+    result = _python(script)
     assert result.stdout.split() == ["False", "False"], result.stderr[-3000:]
 
 
