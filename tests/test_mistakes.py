@@ -51,7 +51,8 @@ def test_binary_unit(outputs, from_logits, expected):
     (PROBS, np.array([0, 1]), "2 labels for 4 outputs"),
     # Regression targets of the outputs' shape are not class probabilities.
     (PROBS, PROBS - 0.5,
-     r"labels of shape \(4, 3\) must be one-hot .* row 0 is \[ 0.2 -0.3 -0.4\]"),
+     r"labels of shape \(4, 3\) must be one-hot .* the row of example 0 sums to -0.5, its "
+     r"smallest value -0.4: \[ 0.2 -0.3 -0.4\]"),
     (np.array([[0.5], [0.7]]), np.array([0, 7]), "0 or 1 for a model with one output"),
     (np.zeros((4, 2, 3)), np.array([0, 1, 0, 1]), r"outputs of shape \[N, classes\]"),
     (np.zeros((0, 3)), np.zeros(0), r"outputs of shape \[N, classes\]"),

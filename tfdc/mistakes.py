@@ -118,8 +118,11 @@ def check_labels(labels, classes, what="labels"):
         bad = _not_distributions(rows)
         if bad.any():
             i = int(np.argmax(bad))
+            # Its sum and smallest value: a long row prints cut ("0. 1. ... 0.").
             raise ValueError(f"{what}: labels of shape {y.shape} must be one-hot (or class "
-                             f"probabilities: >= 0, each row summing to 1); row {i:,} is "
+                             f"probabilities: >= 0, each row summing to 1); the row of example "
+                             f"{i:,} sums to {rows[i].sum():.4g}, its smallest value "
+                             f"{rows[i].min():.4g}: "
                              f"{np.array2string(rows[i], precision=3, threshold=8)}")
         return y
     if y.ndim == 2 and y.shape[1] == 1:
