@@ -689,3 +689,62 @@ def test_steps_are_optimizer_iterations_with_gradient_accumulation(mnist_small):
     assert not [w for w in caught if "GradualPruning" in str(w.message)]
     assert again.step == 12 == int(model.optimizer.iterations)
     assert zero_mask(model, "fc1").mean() == pytest.approx(0.9, abs=1e-3)
+
+
+def test_a_fit_that_raised_leaves_no_running_fit_behind(tmp_path):
+    """A user callback's exception ended the fit without on_train_end: tfdc
+    still took the model for one in training, so export kept the
+    constraints on (no strip) and strip warned of a running fit."""
+    from tfdc.constraints import TfdcConstraint, in_fit
+
+    class Boom(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 3:
+                raise RuntimeError("boom")
+
+    model = compile_(mlp())
+    x = np.random.default_rng(0).random((256, 28, 28)).astype("float32")
+    with pytest.raises(RuntimeError, match="boom"):
+        model.fit(x, np.zeros(256), batch_size=32, verbose=0,
+                  callbacks=[GradualPruning(0.5, frequency=1), Boom()])
+    assert not in_fit(model)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*during a fit")
+        tfdc.export(model, tmp_path / "m.tflite")
+    assert not any(isinstance(v.constraint, TfdcConstraint) for v in model.weights)
+
+
+def test_one_callback_in_two_running_fits_is_refused():
+    # Given to a teacher's fit inside the student's, it worked on the wrong
+    # model: the student ended under its target, with the teacher's numbers.
+    x = np.random.default_rng(0).random((128, 28, 28)).astype("float32")
+    teacher, student = compile_(mlp("teacher")), compile_(mlp("student"))
+    pruning = GradualPruning(0.5, frequency=1)
+
+    class TeacherFit(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            teacher.fit(x, np.zeros(128), batch_size=32, verbose=0, callbacks=[pruning])
+
+    with pytest.raises(ValueError, match="this GradualPruning is in a running fit of model "
+                                         "'student' already: give each fit its own callback"):
+        student.fit(x, np.zeros(128), batch_size=32, verbose=0, callbacks=[pruning, TeacherFit()])
+    assert pruning.model is student
+    # One fit after the other: the same instance is fine.
+    teacher.fit(x, np.zeros(128), batch_size=32, verbose=0, callbacks=[pruning])
+    assert tfdc.sparsity(teacher).sparsity == pytest.approx(0.5, abs=0.01)
+
+
+def test_the_default_end_is_the_fits_with_a_new_optimizer_and_initial_epoch():
+    # A resume from a weights-only checkpoint: initial_epoch=1 with a fresh
+    # optimizer; the default end_step counted the fit from step 0, an epoch
+    # late (77 % at its end, with a warning). A fit of no epoch says nothing.
+    x = np.random.default_rng(0).random((128, 28, 28)).astype("float32")
+    model = compile_(mlp())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*before the schedule's end_step")
+        model.fit(x, np.zeros(128), batch_size=32, epochs=3, initial_epoch=1, verbose=0,
+                  callbacks=[GradualPruning(0.8, frequency=1)])
+        assert tfdc.sparsity(model).sparsity == pytest.approx(0.8, abs=0.01)
+        fresh = compile_(mlp())
+        fresh.fit(x, np.zeros(128), batch_size=32, epochs=2, initial_epoch=3, verbose=0,
+                  callbacks=[GradualPruning(0.8, end_step=10)])

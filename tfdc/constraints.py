@@ -39,13 +39,25 @@ _FITTING = {}
 
 def fit_began(callback):
     """Note that `callback`'s fit of its model (and of a Distiller's
-    student) begins, dropping callbacks left by other fits."""
+    student) begins, dropping callbacks left by other fits. A ValueError
+    when the callback is in a running fit of another model already (one
+    instance given to two fits at once worked on the wrong model: the first
+    model ended unpruned, with the other's numbers in its warning)."""
+    previous, params = getattr(callback, "_tfdc_fit", (None, None))
+    if previous is not None and previous is not callback.model and _fit_running(previous):
+        # Keras gave it the new fit's model and params: the running fit's back.
+        callback.set_model(previous)
+        callback.set_params(params)
+        raise ValueError(f"this {type(callback).__name__} is in a running fit of model "
+                         f"{previous.name!r} already: give each fit its own callback")
+    callback._tfdc_fit = (callback.model, callback.params)
     for key in _fitted(callback):
         _FITTING[key] = [c for c in _FITTING.get(key, ())
                          if c.params is callback.params and c is not callback] + [callback]
 
 
 def fit_ended(callback):
+    callback._tfdc_fit = (None, None)
     for key in _fitted(callback):
         left = [c for c in _FITTING.get(key, ()) if c is not callback]
         if left:
@@ -62,8 +74,28 @@ def _fitted(callback):
 def callbacks_in_fit(model, params=None):
     """The tfdc callbacks of the fit running on `model`, in the order they
     started; with `params` (a callback's `self.params`), those of that fit
-    only."""
-    return [c for c in _FITTING.get(id(model), ()) if params is None or c.params is params]
+    only. Callbacks of a fit that ended with an exception (a user
+    callback's, Ctrl-C, a refusal before training) never ended: without
+    `params` they count only while a `fit` of their model is on a stack
+    (`export` then skipped its strip, and `strip` warned of a running fit)."""
+    if params is not None:
+        return [c for c in _FITTING.get(id(model), ()) if c.params is params]
+    found = [c for c in _FITTING.get(id(model), ()) if _fit_running(c.model)]
+    for c in set(_FITTING.get(id(model), ())) - set(found):
+        fit_ended(c)
+    return found
+
+
+def _fit_running(model):
+    """Whether a `fit` of `model` is running: a frame of it on the stack of
+    some thread."""
+    import sys
+    for frame in list(sys._current_frames().values()):
+        while frame is not None:
+            if frame.f_code.co_name == "fit" and frame.f_locals.get("self") is model:
+                return True
+            frame = frame.f_back
+    return False
 
 
 def in_fit(model):

@@ -351,9 +351,13 @@ class StepCounter:
     def fit_bounds(self, initial_epoch, steps, epochs):
         """The steps at which this fit's epoch 0 began (or would have) and
         at which it ends (None if its batches per epoch are unknown)."""
-        start = max(0, self.batches - initial_epoch * (steps or 0))
+        # With an optimizer newer than `initial_epoch` says (a resume from a
+        # weights-only checkpoint), epoch 0 "began" before step 0: the fit
+        # still ends `epochs - initial_epoch` epochs from now (it was
+        # counted from 0, an epoch late).
+        start = self.batches - initial_epoch * (steps or 0)
         end = (start + epochs * steps) // self.k if steps and epochs else None
-        return start // self.k, end
+        return max(0, start) // self.k, end
 
 
 def check_steps(begin_step, end_step):
@@ -685,7 +689,8 @@ class GradualPruning(keras.callbacks.Callback):
         fit_ended(self)
         if self.selections is None:
             return
-        if self.end_step is not None and self._step < self.end_step:
+        # (No epoch began, epochs=0 or initial_epoch past it: nothing to say.)
+        if self.end_step is not None and self._step < self.end_step and self._resolved:
             self._warn_unfinished()
         if self.verbose:
             print(sparsity(self.model))

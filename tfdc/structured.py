@@ -245,6 +245,7 @@ class StructuredPruning(keras.callbacks.Callback):
     # -------------------------------------------------------------- callbacks
     def on_train_begin(self, logs=None):
         refuse_weight_averaging(self.model, "tfdc.StructuredPruning")
+        fit_began(self)  # tfdc.ClusteredFineTuning waits for the schedule's end
         model = trained_model(self.model)  # a Distiller's student
         refuse_non_float32(model, "StructuredPruning")
         check_copyable(model, "tfdc.shrink, which removes the pruned units after training,")
@@ -281,7 +282,6 @@ class StructuredPruning(keras.callbacks.Callback):
         self._warn_past_target()
         self._last_prune, self._resolved, self._fit_end = None, False, None
         self.begin_step, self.end_step = self._user_steps
-        fit_began(self)  # tfdc.ClusteredFineTuning waits for the schedule's end
 
     def on_epoch_begin(self, epoch, logs=None):
         if not self._resolved:
@@ -310,7 +310,8 @@ class StructuredPruning(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         fit_ended(self)
         self._probe = None
-        if self.end_step is not None and self._step < self.end_step and self.groups:
+        if self.end_step is not None and self._step < self.end_step and self.groups \
+                and self._resolved:  # an epoch began
             sizes = [group.size for group, _ in self.groups]
             target = sum(float(value) * n for (_, value), n in zip(self.groups, sizes))
             warn_unfinished("StructuredPruning", self._step, self.end_step,
