@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_cli as run
 
@@ -55,6 +56,28 @@ def test_mistakes_are_one_line_errors(capsys, keras_user_files, tmp_path):
                        "--max-loss-increase", 0.1)
     assert_one_line_error(code, err, "tfdc plan: the model has several outputs, 'functional",
                           "has 2 (a, b); DATA holds one y: give one y_train/KEY")
+    # x arrays that are not one per input: a one-input model given x_val/0
+    # failed in the middle of the scan (the one-item list read as a batch
+    # axis); three arrays for two inputs were a traceback.
+    data = dict(np.load(files["data"]))
+    keyed = {(f"{k}/0" if k.startswith("x_") else k): v for k, v in data.items()}
+    np.savez(tmp_path / "keyed.npz", **keyed)
+    code, text, err = run(capsys, "plan", files["model"], tmp_path / "keyed.npz",
+                          "--target-bytes", 9000)
+    assert_one_line_error(code, err, "tfdc plan: the model has one input; DATA holds x as "
+                          "several arrays (x_train/KEY: 0): give one x_train")
+    assert "sensitivity" not in text
+    left, right = keras.Input((28, 28), name="left"), keras.Input((28, 28), name="right")
+    both = keras.Model([left, right], keras.layers.Dense(10)(keras.layers.Flatten()(
+        keras.layers.Add()([left, right]))))
+    both.save(tmp_path / "both.keras")
+    three = {k: v for k, v in data.items() if not k.startswith("x_")}
+    three.update({f"{k}/{i}": v for k, v in data.items() if k.startswith("x_") for i in range(3)})
+    np.savez(tmp_path / "three.npz", **three)
+    code, _, err = run(capsys, "plan", tmp_path / "both.keras", tmp_path / "three.npz",
+                       "--target-bytes", 9000)
+    assert_one_line_error(code, err, "tfdc plan: the model has 2 inputs (left, right); DATA "
+                          "holds 3 x_train/KEY arrays (0, 1, 2)")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -114,8 +137,9 @@ def test_json_to_stdout_and_text_inputs_refused(capsys, keras_user_files, tmp_pa
     text = tmp_path / "text.npz"
     np.savez(text, x_train=np.array(["a"] * 64), y_train=np.arange(64) % 10)
     code, _, err = run(capsys, "plan", files["model"], text, "--target-bytes", 9000)
-    assert_one_line_error(code, err, "validation_data: x holds <U1 values (text or objects); "
-                          "the model takes float32 numbers")
+    # Named by DATA's keys (it said "validation_data:", a Python argument).
+    assert_one_line_error(code, err, "text.npz, x_train / y_train (the validation split): x "
+                          "holds <U1 values (text or objects); the model takes float32 numbers")
 
 
 def test_runs_on_tensorflow_whatever_keras_backend_says(keras_user_files):

@@ -725,6 +725,7 @@ def cmd_compress(args):
                         "not to --target-bytes")
     train, validation, test, note = _load_splits(args)
     model = _load_keras_model(args.model, args.safe_mode, args.imports)
+    _check_inputs(model, train[0], "tfdc compress")
     _check_outputs(model, train[1], "tfdc compress")
     if test is not None:  # a bad test split fails now, not after the training
         score, float_test = _test_score(model, *test)
@@ -743,12 +744,15 @@ def cmd_compress(args):
         # other warnings (too few validation examples) as they come, as ours.
         warnings.simplefilter("ignore", tfdc.BudgetMissedWarning)
         warnings.showwarning = _show_compress_warning
-        result = tfdc.compress(model, train, validation, target_bytes=args.target_bytes,
-                               max_error_increase=args.max_error_increase,
-                               max_loss_increase=args.max_loss_increase, path=args.output,
-                               epochs=args.epochs, batch_size=args.batch_size,
-                               distill=args.distill, full_integer=args.full_integer,
-                               **confidence)
+        try:
+            result = tfdc.compress(model, train, validation, target_bytes=args.target_bytes,
+                                   max_error_increase=args.max_error_increase,
+                                   max_loss_increase=args.max_loss_increase, path=args.output,
+                                   epochs=args.epochs, batch_size=args.batch_size,
+                                   distill=args.distill, full_integer=args.full_integer,
+                                   **confidence)
+        except ValueError as e:
+            raise _named_by_key(e, args.data, note) from None
     print()
     if args.report:
         print(result.plan)
@@ -813,18 +817,25 @@ def _plan_command(args):
                             f".{', .'.join(sorted(set(kinds) - {'png'}))}")
     _, validation, _, note = _load_splits(args)
     model = _load_keras_model(args.model, args.safe_mode, args.imports)
+    _check_inputs(model, validation[0], "tfdc plan")
     _check_outputs(model, validation[1], "tfdc plan")
     # The model compress plans for: the plain output, BatchNormalization folded.
     model = _inference_model(one_output_view(model)[0])
     from tfdc.planner import _check_labels
-    _check_labels(model, *validation, args.max_error_increase)  # before the scan, as compress
+    try:
+        _check_labels(model, *validation, args.max_error_increase)  # before the scan
+    except ValueError as e:
+        raise _named_by_key(e, args.data, note) from None
     print(f"{args.data}: validation: {note}")
     budget = {name: value for name, value in (("target_bytes", args.target_bytes),
                                               ("max_error_increase", args.max_error_increase),
                                               ("max_loss_increase", args.max_loss_increase))
               if value is not None}
     cache = {}  # compress's first step itself: its scan, its plan, its batch size 1
-    plan = _plan(model, validation, budget, 1, None, print, cache)
+    try:
+        plan = _plan(model, validation, budget, 1, None, print, cache)
+    except ValueError as e:
+        raise _named_by_key(e, args.data, note) from None
     scan = cache["sensitivity"]
     print(scan.to_markdown().rstrip())
     print()
@@ -856,6 +867,41 @@ def _described(a):
     if a.size and a.dtype.kind in "biuf":
         return f"{a.dtype} in [{a.min():.4g}, {a.max():.4g}]"
     return str(a.dtype)
+
+
+def _named_by_key(error, data, note):
+    """`error`, a ValueError of `tfdc.compress` / `tfdc.plan` about their
+    `train_data` or `validation_data`, named by DATA's arrays (the command
+    line's user gave keys of a .npz, not Python arguments); other errors as
+    they are."""
+    text = str(error)
+    validation = ("x_val / y_val" if note.startswith("x_val")
+                  else "x_train / y_train (the validation split)")
+    for argument, keys in (("train_data", "x_train / y_train"), ("validation_data", validation)):
+        if text.startswith(argument + ":"):
+            return type(error)(f"{data}, {keys}:{text[len(argument) + 1:]}")
+    return error
+
+
+def _check_inputs(model, x, who):
+    """Refuse, before any work, DATA's x/KEY arrays that are not one per
+    model input: a one-input model given `x_train/0` or `x_train/NAME`
+    failed in the middle of the scan (the one-item list read as a batch
+    axis), three arrays for two inputs with a traceback in `tfdc plan`."""
+    import numpy as np
+
+    from tfdc.layers import has_graph
+    if isinstance(x, np.ndarray) or not has_graph(model):
+        return
+    inputs = [t.name for t in model.inputs]
+    keys = ", ".join(map(str, x if isinstance(x, dict) else range(len(x))))
+    if len(inputs) == 1:
+        raise UserError(f"{who}: the model has one input; DATA holds x as several arrays "
+                        f"(x_train/KEY: {keys}): give one x_train")
+    if len(x) != len(inputs):
+        raise UserError(f"{who}: the model has {len(inputs)} inputs ({', '.join(inputs)}); DATA "
+                        f"holds {len(x)} x_train/KEY arrays ({keys}): give one per input, KEY "
+                        "0, 1, ... in model.inputs' order or the input's name")
 
 
 def _check_outputs(model, y, who):
