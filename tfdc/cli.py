@@ -879,7 +879,7 @@ def _named_by_key(error, data, note):
                   else "x_train / y_train (the validation split)")
     for argument, keys in (("train_data", "x_train / y_train"), ("validation_data", validation)):
         if text.startswith(argument + ":"):
-            return type(error)(f"{data}, {keys}:{text[len(argument) + 1:]}")
+            return ValueError(f"{data}, {keys}:{text[len(argument) + 1:]}")
     return error
 
 
