@@ -167,10 +167,12 @@ def _float(text, expected="a number"):
 
 def _error_points(text):
     """An argparse type for an error increase in percentage points, in
-    [0, 100]."""
+    [0, `tfdc.planner.MAX_ERROR_INCREASE`]."""
+    from tfdc.planner import MAX_ERROR_INCREASE
     value = _float(text)
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be in [0, 100] percentage points, got {text}")
+    if not 0 <= value <= MAX_ERROR_INCREASE:
+        raise argparse.ArgumentTypeError(f"must be in [0, {MAX_ERROR_INCREASE}] percentage "
+                                         f"points, got {text}")
     return value
 
 
@@ -822,17 +824,14 @@ def _plan_command(args):
     # The model compress plans for: the plain output, BatchNormalization folded.
     model = _inference_model(one_output_view(model)[0])
     from tfdc.planner import _check_labels
-    try:
-        _check_labels(model, *validation, args.max_error_increase)  # before the scan
-    except ValueError as e:
-        raise _named_by_key(e, args.data, note) from None
-    print(f"{args.data}: validation: {note}")
     budget = {name: value for name, value in (("target_bytes", args.target_bytes),
                                               ("max_error_increase", args.max_error_increase),
                                               ("max_loss_increase", args.max_loss_increase))
               if value is not None}
     cache = {}  # compress's first step itself: its scan, its plan, its batch size 1
     try:
+        _check_labels(model, *validation, args.max_error_increase)  # before the scan
+        print(f"{args.data}: validation: {note}")
         plan = _plan(model, validation, budget, 1, None, print, cache)
     except ValueError as e:
         raise _named_by_key(e, args.data, note) from None

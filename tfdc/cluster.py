@@ -13,7 +13,7 @@ import numpy as np
 
 from tfdc import kmeans
 from tfdc.constraints import (TfdcConstraint, find_constraint, fit_began, fit_ended,
-                              refuse_weight_averaging, warn_constraints_skipped)
+                              refuse_weight_averaging, shared_values, warn_constraints_skipped)
 from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import bias_variable
 from tfdc.select import iter_layers, select_kernels, selection_names
@@ -530,7 +530,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         if logs is not None:
             logs["distinct_values"] = max(
                 distinct[id(s.variable)] if id(s.variable) in distinct
-                else _distinct(s.variable).size for s in self.selections)
+                else shared_values(s.variable).size for s in self.selections)
 
     def _enforce_codebooks(self, epoch):
         """Project a kernel that left its codebook back onto it (each
@@ -549,7 +549,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
             if nonzero.size > c.positions.shape[0] or count > c.num_clusters:
                 left[variable.path] = count
                 variable.assign(c(variable))
-                count = _distinct(variable).size
+                count = shared_values(variable).size
             distinct[id(variable)] = count
         if left and not self._told_left:
             self._told_left = True
@@ -578,7 +578,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
             self._round_centroids()
         if self._started:
             for selection in self.selections:  # for tfdc.strip's check (tfdc.export)
-                selection.variable._tfdc_shared_values = len(_distinct(selection.variable))
+                selection.variable._tfdc_shared_values = len(shared_values(selection.variable))
         if self.detach_at_end:
             self.detach()
 
@@ -631,11 +631,6 @@ class ClusteredFineTuning(keras.callbacks.Callback):
 def _nonzero(variable):
     v = keras.ops.convert_to_numpy(variable).ravel()
     return v[v != 0]
-
-
-def _distinct(variable):
-    """The distinct nonzero values of `variable`."""
-    return np.unique(_nonzero(variable))
 
 
 def codebooks(model, targets=True, exclude=()):

@@ -1572,11 +1572,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         target_bytes = int(target_bytes)
     max_error_increase = _check_increase(max_error_increase, "max_error_increase",
                                          "percentage points")
-    if max_error_increase is not None and max_error_increase > 100:
-        # An error rises by 100 points at most: such a budget is a mistake
-        # (a fraction or a count?), and it kept an 80 %-error file as met.
-        raise ValueError(f"max_error_increase is in percentage points (0.2 = 0.2 points), at "
-                         f"most 100, got {max_error_increase:g}")
+    from tfdc.planner import check_error_points
+    check_error_points(max_error_increase)
     max_loss_increase = _check_increase(max_loss_increase, "max_loss_increase",
                                         "(a fraction of the loss, 0.05 = 5 %)")
     if confidence is not None:
@@ -1616,7 +1613,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     if structure is not None and hasattr(train, "element_spec"):
         # The plain view trains: labels in the output's dict or list, as
         # `fit` takes them for the model, become the one label.
-        train = train.map(lambda x, *rest: (x, keras.tree.flatten(rest[0])[0], *rest[1:]))
+        train = train.map(lambda *batch: _plain_batch(batch))
     elif structure is not None and isinstance(train, keras.utils.PyDataset):
         train = _plain_labels(train)
     x_val, y_val = _check_data(validation_data, "validation_data", allow_dataset=False,

@@ -30,10 +30,9 @@ __all__ = ["TfdcConstraint", "strip", "find_constraint", "user_constraint"]
 # the pruning schedules among them, and `tfdc.export` from a callback during
 # that fit (a snapshot each epoch) leaves the constraints on (stripping them
 # would end pruning and weight sharing for the rest of the fit). A fit ended
-# by an exception runs no on_train_end: its callbacks stay until the model's
-# next fit begins, told apart by `params` (Keras hands every callback of one
-# fit the same dict); export meanwhile does not strip (the file is the same;
-# a model saved later needs tfdc).
+# by an exception runs no on_train_end: its callbacks stay here, told apart
+# by `params` (Keras hands every callback of one fit the same dict) within a
+# fit, and dropped when asked about from outside one (`callbacks_in_fit`).
 _FITTING = {}
 
 
@@ -195,19 +194,25 @@ def _warn_unmasked(variables):
             "They are kept as they are: the model is denser than its masks.", stacklevel=3)
 
 
+def shared_values(variable):
+    """The distinct nonzero values of `variable` (a clustered kernel's
+    shared values)."""
+    import numpy as np
+    value = keras.ops.convert_to_numpy(variable)
+    return np.unique(value[value != 0])
+
+
 def _warn_unshared(variables):
     """A warning for kernels that `ClusteredFineTuning` left with N shared
     values and that now hold more: the weights were set after it ended,
     e.g. `EarlyStopping(restore_best_weights=True)` restoring an epoch from
     before clustering (a file several times larger, without a word)."""
-    import numpy as np
     found = {}
     for variable in variables:
         shared = getattr(variable, "_tfdc_shared_values", None)
         if shared is None:
             continue
-        value = keras.ops.convert_to_numpy(variable)
-        now = np.unique(value[value != 0]).size
+        now = shared_values(variable).size
         if now > shared:
             found[getattr(variable, "path", variable.name)] = (shared, now)
     if found:

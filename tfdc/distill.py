@@ -298,6 +298,7 @@ class Distiller(keras.Model):
         one output unit without a sigmoid: it would be distilled as a binary
         classifier's logit (a probe's MSE model got T**2 times a binary KL of
         its outputs)."""
+        from tfdc.compressor import _loss_name
         if self._binary and loss is not None and \
                 _output_activation(self.student) != "sigmoid" and \
                 "crossentropy" not in _loss_name(loss).lower():
@@ -321,10 +322,3 @@ class Distiller(keras.Model):
 
 _NOT_SAVED = "a Distiller is a training wrapper: save its student (distiller.student) instead"
 
-
-def _loss_name(loss):
-    """A readable name of a compiled loss (a string, function or object)."""
-    if isinstance(loss, str):
-        return loss
-    return getattr(loss, "name", None) or getattr(loss, "__name__", None) or \
-        type(loss).__name__

@@ -29,6 +29,7 @@ context-modelled codes, formats 2.1 and 2.2, use what an order-0 bound
 cannot: neighbouring weights, rows and columns).
 """
 
+import collections
 import dataclasses
 import math
 import os
@@ -310,17 +311,17 @@ def _patch_name(record, layer_names, rows=None):
     return f"{name} {field.rstrip(')')}".strip()
 
 
-def _numbered(patches):
-    """`(name, bytes)` pairs with a name given twice numbered ("#1", "#2"),
-    as the rows are."""
-    names = [name for name, _ in patches]
-    seen = {}
+def _numbered(names, mark):
+    """`names` with each one given more than once numbered after `mark`
+    ("fc#1", "fc#2"; "fc1 scale #1" with mark " #")."""
+    counts = collections.Counter(names)
+    seen = collections.Counter()
     out = []
-    for name, size in patches:
-        if names.count(name) > 1:
-            seen[name] = seen.get(name, 0) + 1
-            name = f"{name} #{seen[name]}"
-        out.append((name, size))
+    for name in names:
+        if counts[name] > 1:
+            seen[name] += 1
+            name = f"{name}{mark}{seen[name]}"
+        out.append(name)
     return out
 
 
@@ -432,14 +433,8 @@ class ExportReport(_Derived):
             if len(layer.shape) == 1 and layer.name in kernels:
                 layer.name += "/bias"
         # Disambiguate equal short names (e.g. two tensors of one layer).
-        counts = {}
-        for layer in layers:
-            counts[layer.name] = counts.get(layer.name, 0) + 1
-        seen = {}
-        for layer in layers:
-            if counts[layer.name] > 1:
-                seen[layer.name] = seen.get(layer.name, 0) + 1
-                layer.name = f"{layer.name}#{seen[layer.name]}"
+        for layer, name in zip(layers, _numbered([layer.name for layer in layers], "#")):
+            layer.name = name
         if dense_bytes is None:
             dense_bytes = _get(info, "dense_bytes", default=None)
         report = cls(layers, packed_bytes=int(info.total_bytes), plain_bytes=plain_bytes,
@@ -458,8 +453,10 @@ class ExportReport(_Derived):
                     if tensor.Buffer() in by_buffer:
                         rows.setdefault((tensor.Name() or b"").decode("utf-8", "replace"),
                                         by_buffer[tensor.Buffer()])
-        report.patches = _numbered([(_patch_name(r, layer_names, rows), int(r.record_bytes))
-                                    for r in _get(info, "patches", default=[])])
+        patches = _get(info, "patches", default=[])
+        report.patches = list(zip(_numbered([_patch_name(r, layer_names, rows)
+                                             for r in patches], " #"),
+                                  [int(r.record_bytes) for r in patches]))
         return report
 
     # Totals over the packed tensors.
