@@ -134,7 +134,8 @@ def test_a_regression_model_to_a_loss_budget(capsys, tmp_path):
     (["{model}", "{data}", "{model}", "--target-bytes", "9000"], ["OUT is"]),
     (["{model}", "{data}", "{folder}/no/out.tflite", "--target-bytes", "9000"],
      ["does not exist"]),
-    (["{model}", "{data}", "{out}", "--target-bytes", "10"], ["target_bytes"]),
+    (["{model}", "{data}", "{out}", "--target-bytes", "10"], ["--target-bytes 10 cannot be "
+                                                             "reached"]),
 ])
 def test_mistakes_are_one_line_errors_and_write_nothing(capsys, files, argv, words):
     tflite = files["folder"] / "plain.tflite"
@@ -166,7 +167,7 @@ def test_a_lambda_layer_needs_no_safe_mode(capsys, files, tmp_path):
     warning, error = err.strip().split("\n", 1)
     assert warning.startswith("tfdc: warning: the float model's validation error (")
     assert "is about that of always answering class" in warning
-    assert_one_line_error(code, error, "target_bytes=10 cannot be reached")
+    assert_one_line_error(code, error, "--target-bytes 10 cannot be reached")
     assert not os.path.exists(out)
 
 
@@ -315,3 +316,28 @@ def test_a_byte_target_takes_units():
     for bad in ("0", "0.5", "1.0001KB", "20 TB", "-5", "KB"):
         with pytest.raises(argparse.ArgumentTypeError):
             _byte_count(bad)
+
+
+@pytest.mark.parametrize("text, words", [
+    # tfdc.compress's messages as tfdc compress shows them: its user gave
+    # options, and has no keyword or tfdc.plan grid to give.
+    ("the given plan made 9,120 B, over target_bytes=8,000: the smallest weights",
+     "the given plan made 9,120 B, over --target-bytes 8000: the smallest weights"),
+    ("validation_data: max_error_increase=0.2 cannot be met on 300 examples",
+     "validation_data: --max-error-increase 0.2 cannot be met on 300 examples"),
+    ("give target_bytes or max_loss_increase", "give --target-bytes or --max-loss-increase"),
+    ("a larger target keeps more (or give max_error_increase).",
+     "a larger target keeps more (or give --max-error-increase)."),
+    ("is scored by its loss (mse): give distill=False", "is scored by its loss (mse): leave out "
+     "--distill"),
+    ("distill=True needs a model with one output", "--distill needs a model with one output"),
+    ("or confidence=None to compare mean losses only",
+     "or --confidence none to compare mean losses only"),
+    ("Train longer (epochs=), allow more error", "Train longer (--epochs), allow more error"),
+    ("give a larger target (to tfdc.plan also sparsities= / bits= grids that go further)",
+     "give a larger target"),
+    ("at 90% confidence, within the budget", "at 90% confidence, within the budget"),
+])
+def test_compress_messages_name_the_options(text, words):
+    from tfdc.cli import _as_options
+    assert _as_options(text) == words

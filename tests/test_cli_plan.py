@@ -46,7 +46,10 @@ def test_mistakes_are_one_line_errors(capsys, keras_user_files, tmp_path):
     assert_one_line_error(code, err, "scan.txt: --plot draws an image", ".png")
     assert "sensitivity" not in text  # refused before the scan
     code, _, err = run(capsys, "plan", files["model"], files["data"], "--target-bytes", 10)
-    assert_one_line_error(code, err, "target_bytes=10 cannot be reached")
+    # In the command line's words: the option, no Python-only grids.
+    assert_one_line_error(code, err, "--target-bytes 10 cannot be reached", "give a larger "
+                          "target")
+    assert "target_bytes" not in err and "tfdc.plan" not in err
     inputs = keras.Input((28, 28))
     hidden = keras.layers.Flatten()(inputs)
     two = keras.Model(inputs, [keras.layers.Dense(10, name="a")(hidden),
@@ -54,7 +57,7 @@ def test_mistakes_are_one_line_errors(capsys, keras_user_files, tmp_path):
     two.save(tmp_path / "two.keras")
     code, _, err = run(capsys, "plan", tmp_path / "two.keras", files["data"],
                        "--max-loss-increase", 0.1)
-    assert_one_line_error(code, err, "tfdc plan: the model has several outputs, 'functional",
+    assert_one_line_error(code, err, "tfdc: error: plan: the model has several outputs, 'functional",
                           "has 2 (a, b); DATA holds one y: give one y_train/KEY")
     # x arrays that are not one per input: a one-input model given x_val/0
     # failed in the middle of the scan (the one-item list read as a batch
@@ -64,7 +67,7 @@ def test_mistakes_are_one_line_errors(capsys, keras_user_files, tmp_path):
     np.savez(tmp_path / "keyed.npz", **keyed)
     code, text, err = run(capsys, "plan", files["model"], tmp_path / "keyed.npz",
                           "--target-bytes", 9000)
-    assert_one_line_error(code, err, "tfdc plan: the model has one input; DATA holds x as "
+    assert_one_line_error(code, err, "tfdc: error: plan: the model has one input; DATA holds x as "
                           "several arrays (x_train/KEY: 0): give one x_train")
     assert "sensitivity" not in text
     left, right = keras.Input((28, 28), name="left"), keras.Input((28, 28), name="right")
@@ -76,7 +79,7 @@ def test_mistakes_are_one_line_errors(capsys, keras_user_files, tmp_path):
     np.savez(tmp_path / "three.npz", **three)
     code, _, err = run(capsys, "plan", tmp_path / "both.keras", tmp_path / "three.npz",
                        "--target-bytes", 9000)
-    assert_one_line_error(code, err, "tfdc plan: the model has 2 inputs (left, right); DATA "
+    assert_one_line_error(code, err, "tfdc: error: plan: the model has 2 inputs (left, right); DATA "
                           "holds 3 x_train/KEY arrays (0, 1, 2)")
 
 

@@ -1137,6 +1137,11 @@ def test_a_byte_target_met_at_a_large_cost_in_error_says_so():
         ". Meeting it costs +48.1 points of validation error: a larger target keeps more of the "
         "float model's accuracy (or give max_error_increase).")
     assert _costly_target(0.12, 0.08) == "" and _costly_target(float("nan"), 0.1) == ""
+    # A file far under a target of 100 MB was not made small by it: "a
+    # larger target keeps more" read as a remedy that is none.
+    assert _costly_target(0.6167, 0.4833, binding=False) == (
+        ". The file costs +13.3 points of validation error, though the target allowed more "
+        "bytes: give max_error_increase to bound the error.")
 
 
 def test_a_model_taking_strings_is_refused_for_that_reason(tmp_path):

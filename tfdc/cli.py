@@ -727,8 +727,8 @@ def cmd_compress(args):
                         "not to --target-bytes")
     train, validation, test, note = _load_splits(args)
     model = _load_keras_model(args.model, args.safe_mode, args.imports)
-    _check_inputs(model, train[0], "tfdc compress")
-    _check_outputs(model, train[1], "tfdc compress")
+    _check_inputs(model, train[0], "compress")
+    _check_outputs(model, train[1], "compress")
     if test is not None:  # a bad test split fails now, not after the training
         score, float_test = _test_score(model, *test)
     from tfdc.datasets import array_name
@@ -747,7 +747,8 @@ def cmd_compress(args):
         warnings.simplefilter("ignore", tfdc.BudgetMissedWarning)
         warnings.showwarning = _show_compress_warning
         try:
-            result = tfdc.compress(model, train, validation, target_bytes=args.target_bytes,
+            result = tfdc.compress(model, train, validation, log=lambda line: print(
+                                       _as_options(line)), target_bytes=args.target_bytes,
                                    max_error_increase=args.max_error_increase,
                                    max_loss_increase=args.max_loss_increase, path=args.output,
                                    epochs=args.epochs, batch_size=args.batch_size,
@@ -761,7 +762,7 @@ def cmd_compress(args):
         print()
         print(result.report)
         print()
-    print(result)
+    print(_as_options(str(result)))
     if test is not None:
         from tfdc.demo import tflite_outputs
         if isinstance(float_test, list):  # several outputs, in model.outputs' order
@@ -819,8 +820,8 @@ def _plan_command(args):
                             f".{', .'.join(sorted(set(kinds) - {'png'}))}")
     _, validation, _, note = _load_splits(args)
     model = _load_keras_model(args.model, args.safe_mode, args.imports)
-    _check_inputs(model, validation[0], "tfdc plan")
-    _check_outputs(model, validation[1], "tfdc plan")
+    _check_inputs(model, validation[0], "plan")
+    _check_outputs(model, validation[1], "plan")
     # The model compress plans for: the plain output, BatchNormalization folded.
     model = _inference_model(one_output_view(model)[0])
     from tfdc.planner import _check_labels
@@ -855,10 +856,40 @@ def _show_compress_warning(message, category, filename, lineno, file=None, line=
     text = str(message)
     prefix = next((p for p in ("tfdc.compress: ", "tfdc.plan: ") if text.startswith(p)), None)
     if prefix:
-        print(f"{_PROG}: warning: {text[len(prefix):]}", file=sys.stderr)
+        print(f"{_PROG}: warning: {_as_options(text[len(prefix):])}", file=sys.stderr)
     else:
         print(warnings.formatwarning(message, category, filename, lineno, line),
               file=sys.stderr, end="")
+
+
+def _option(name):
+    """A keyword of tfdc.compress / tfdc.plan as its option: `--target-bytes`."""
+    return "--" + name.replace("_", "-")
+
+
+# tfdc.compress's and tfdc.plan's keywords in their messages, as the options
+# of tfdc compress / tfdc plan (whose user gave options, not keywords); their
+# Python-only advice (other grids) left out.
+_KEYWORDS_AS_OPTIONS = (
+    (re.compile(r" \(to tfdc\.plan also [^)]*\)"), ""),
+    (re.compile(r"\bgive distill=False\b"), "leave out --distill"),
+    (re.compile(r"\bdistill=True\b"), "--distill"),
+    (re.compile(r"\bconfidence=None\b"), "--confidence none"),
+    (re.compile(r"\btarget_bytes=([\d,]+)"), lambda m: "--target-bytes " + m[1].replace(",", "")),
+    (re.compile(r"\((epochs|batch_size)=\)"), lambda m: f"({_option(m[1])})"),
+    (re.compile(r"\b(target_bytes|max_error_increase|max_loss_increase|confidence|batch_size|"
+                r"epochs)=(?=\S)"), lambda m: _option(m[1]) + " "),
+    (re.compile(r"\b(target_bytes|max_error_increase|max_loss_increase)\b"),
+     lambda m: _option(m[1])),
+)
+
+
+def _as_options(text):
+    """`text`, a message of tfdc.compress or tfdc.plan, in the words of the
+    command line (`--target-bytes 500`, not `target_bytes=500`)."""
+    for pattern, words in _KEYWORDS_AS_OPTIONS:
+        text = pattern.sub(words, text)
+    return text
 
 
 def _described(a):
@@ -1238,6 +1269,8 @@ def main(argv=None):
             message = f"{where + ': ' if where else ''}{what}: {message}"
         elif isinstance(e, OSError) and e.filename:
             message = f"{e.filename}: {e.strerror or message}"
+        if args.command in ("compress", "plan"):
+            message = _as_options(message)
         print(f"{_PROG}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     finally:

@@ -738,14 +738,19 @@ def _warn_no_better_than_constant(float_wrong, y, classes, who="tfdc.compress"):
 _COSTLY_POINTS = 5.0  # error points a byte target may cost before the result says so
 
 
-def _costly_target(error, float_error):
+def _costly_target(error, float_error, binding=True):
     """A sentence for a byte target met at a large cost in error (2,950 B
-    at +48 points read as a plain success), else ""."""
+    at +48 points read as a plain success), else "". `binding`: whether
+    the file is near the target; one far under it was not made smaller by
+    it, so a larger target is no remedy there."""
     if error is None or float_error is None or math.isnan(error) or math.isnan(float_error):
         return ""
     points = 100 * (error - float_error)
     if points <= _COSTLY_POINTS:
         return ""
+    if not binding:
+        return (f". The file costs {points:+.1f} points of validation error, though the target "
+                "allowed more bytes: give max_error_increase to bound the error.")
     return (f". Meeting it costs {points:+.1f} points of validation error: a larger target "
             "keeps more of the float model's accuracy (or give max_error_increase).")
 
@@ -1811,7 +1816,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         if target_bytes is not None:
             chosen, met, message = _to_target(target_bytes, plan, make_plan, trial, run, log,
                                               export_file, _evaluate, smallest, max_trials)
-            message += _costly_target(chosen["error"], float_error)
+            message += _costly_target(chosen["error"], float_error,
+                                      chosen["bytes"] >= (1 - _TOLERANCE) * target_bytes)
         else:
             quality = ({"max_error_increase": max_error_increase}
                        if max_error_increase is not None
