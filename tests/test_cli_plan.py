@@ -45,6 +45,16 @@ def test_mistakes_are_one_line_errors(capsys, keras_user_files, tmp_path):
                           "--plot", tmp_path / "scan.txt")
     assert_one_line_error(code, err, "scan.txt: --plot draws an image", ".png")
     assert "sensitivity" not in text  # refused before the scan
+    # A .keras file cut short, or not one: Keras said "File not found" of a
+    # file that is there, and the command "cannot load it: ValueError".
+    with open(files["model"], "rb") as f:
+        data = f.read()
+    for name, content, words in (("cut.keras", data[:len(data) // 2], "truncated or damaged"),
+                                 ("text.keras", b"not a model", "is not one")):
+        (tmp_path / name).write_bytes(content)
+        code, _, err = run(capsys, "plan", tmp_path / name, files["data"], "--target-bytes", 9000)
+        assert_one_line_error(code, err, f"{name}: not a Keras model file: a .keras file is a "
+                              "zip archive", words)
     code, _, err = run(capsys, "plan", files["model"], files["data"], "--target-bytes", 10)
     # In the command line's words: the option, no Python-only grids.
     assert_one_line_error(code, err, "--target-bytes 10 cannot be reached", "give a larger "

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tfdc
-from tfdc.errors import BackendError, require_tensorflow_backend
+from tfdc.errors import BackendError, first_line, require_tensorflow_backend
 
 
 def test_tensorflow_backend_passes():
@@ -38,3 +38,13 @@ def test_the_callbacks_and_compress_refuse_another_backend(monkeypatch, tmp_path
 
 def test_backend_error_is_public_and_a_runtime_error():
     assert tfdc.BackendError is BackendError and issubclass(BackendError, RuntimeError)
+
+
+def test_first_line_keeps_a_message_that_starts_with_file():
+    # A call stack's 'File "x.py", line 3' is left out, not Keras's "File
+    # not found: ..." (a truncated .keras file was reported as "ValueError").
+    error = ValueError("File not found: filepath=m.keras. Please ensure the file is an "
+                       "accessible `.keras` zip file.")
+    assert first_line(error) == str(error)
+    assert first_line(ValueError('Graph execution error:\n\nFile "x.py", line 3\nbad label')) \
+        == "bad label"

@@ -680,6 +680,12 @@ def _load_keras_model(path, safe_mode=True, imports=()):
     if head[4:8] == b"TFL3":
         raise UserError(f"{path}: a .tflite file, already converted; tfdc compress retrains "
                         "the Keras model (.keras). To pack a .tflite as it is: tfdc pack")
+    import zipfile
+    if head != b"\x89HDF\r\n\x1a\n" and not zipfile.is_zipfile(path):
+        # Keras says "File not found" of a file that is there.
+        raise UserError(f"{path}: not a Keras model file: a .keras file is a zip archive "
+                        f"(model.save('model.keras')), and this one is "
+                        + ("truncated or damaged" if head[:2] == b"PK" else "not one"))
     import keras
 
     from tfdc.errors import first_line

@@ -163,9 +163,10 @@ def load_npz_splits(path, validation_split=0.1):
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not an .npz, a missing or unpaired key, arrays whose
-            lengths differ, a NaN or infinity in a float array, or a split
-            that leaves no example.
+        ValueError: not an .npz, a missing or unpaired key, an array of
+            Python objects or of complex numbers, arrays whose lengths
+            differ, a NaN or infinity in a float array, or a split that
+            leaves no example.
 
     Example:
 
@@ -195,12 +196,19 @@ def load_npz_splits(path, validation_split=0.1):
     names = [f"{xy}_{split}" for split in ("train", "val", "test") for xy in "xy"]
     try:
         with np.load(path) as f:
-            keys = set(f.files)
-            arrays = {key: f[key] for key in keys if key.split("/")[0] in names}
+            keys, arrays = set(f.files), {}
+            for key in sorted(keys):
+                if key.split("/")[0] in names:
+                    try:
+                        arrays[key] = f[key]
+                    except ValueError:  # an object array (a pickle), which np.load refuses
+                        raise ValueError(
+                            f"{path}: {key} holds Python objects (dtype object: rows of "
+                            "different lengths?), which np.load does not read (a pickle runs "
+                            "code); save it as numbers, one array with a row per "
+                            "example") from None
     except (OSError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: not a readable .npz ({e}); {layout}") from None
-    except ValueError as e:  # object arrays (pickles), which np.load refuses
-        raise ValueError(f"{path}: {e}; {layout}") from None
     data = {name: _structure(path, name, arrays, layout) for name in names}
     splits = {}
     for split in ("train", "val", "test"):

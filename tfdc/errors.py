@@ -69,9 +69,10 @@ def first_line(error):
     text = re.sub(r"\s+Label values:[\d\s-]*", " ", text)
     text = re.sub(r"\s*\[Op:\w+\]( name:[^\n]*)?", "", text)
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines()]
-    # A graph execution error's call stack: "Detected at node ...", "File ...".
+    # A graph execution error's call stack: "Detected at node ...", 'File
+    # "x.py", line 3' (not Keras's "File not found: ...").
     lines = [line for line in lines if line and not line.startswith(
-        ("Graph execution error", "Detected at node", "File "))]
+        ("Graph execution error", "Detected at node", 'File "'))]
     if len(lines) > 1 and lines[0].startswith("Exception encountered"):
         return lines[1]
     return lines[0] if lines else type(error).__name__

@@ -399,8 +399,13 @@ def check_finite(a, what, name):
     """A ValueError for a NaN or infinity in a float array: one NaN pixel in
     the validation data made every scored loss NaN, and compress kept a
     near-chance file as met; in the training data it surfaced only after
-    training, from deep inside k-means."""
-    if a.dtype.kind not in "fc" or a.size == 0:
+    training, from deep inside k-means. Complex numbers are refused too:
+    cast to the model's float by the fit, they failed in the scan's loss."""
+    if a.dtype.kind == "c":
+        raise ValueError(f"{what}: {name} holds complex numbers ({a.dtype}); a Keras model "
+                         "takes real ones: give the real part, or the real and imaginary "
+                         "parts as features")
+    if a.dtype.kind != "f" or a.size == 0:
         return
     bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1) if a.ndim else ~np.isfinite(a)
     if bad.any():
