@@ -456,3 +456,41 @@ def test_a_reader_that_leaves_is_no_error_message(tmp_path, inputs):
                           stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
     os.close(write)
     assert proc.returncode == 1 and proc.stderr == "", proc.stderr
+
+
+def test_negative_zeros_are_kept_and_what_they_cost_is_said(capsys, tmp_path):
+    """A pruning mask multiplied into the weights (tfmot's) leaves -0.0 where
+    it pruned a negative weight: kept (lossless, the default) they were coded
+    as values, a file twice as large, and nothing said so."""
+    from tfdc.exporter import convert
+    model, rng = _model(kept=1.0), np.random.default_rng(2)
+    masked = {}
+    for layer in model.layers:
+        k = layer.kernel.numpy()
+        masked[layer.name] = k * (rng.random(k.shape) < 0.1)  # -0.0 for a negative k
+        layer.kernel.assign(masked[layer.name])
+    plain = tmp_path / "masked.tflite"
+    plain.write_bytes(convert(model))
+    kept, zeroed = tmp_path / "kept.tflite", tmp_path / "zero.tflite"
+    code, text, err = run(capsys, "pack", plain, kept)
+    assert code == 0, err
+    count = sum(int(np.sum(np.signbit(k) & (k == 0))) for k in masked.values())
+    assert f"tfdc: warning: {count:,} float weights are -0.0 (" in err
+    assert "--negative-zeros zero stores them as 0.0 (equal as numbers)" in err
+    x = np.random.default_rng(1).normal(size=(8, 64)).astype("float32")
+    from tfdc.runtime import load_interpreter
+    assert np.array_equal(outputs(load_interpreter(str(kept)), x), plain_outputs(str(plain), x))
+    code, text, err = run(capsys, "pack", plain, zeroed, "--negative-zeros", "zero")
+    assert code == 0 and "warning" not in err, err
+    assert os.path.getsize(zeroed) < 0.8 * os.path.getsize(kept)
+    # The same file as the model pruned with zeros of the right sign, and
+    # equal outputs (as numbers: a zero's sign is all that may differ).
+    for layer in model.layers:
+        layer.kernel.assign(np.where(masked[layer.name] == 0, np.float32(0), masked[layer.name]))
+    plus = tmp_path / "plus.tflite"
+    plus.write_bytes(convert(model))
+    code, _, err = run(capsys, "pack", plus, tmp_path / "plus.packed.tflite")
+    assert code == 0 and "warning" not in err, err
+    assert (tmp_path / "plus.packed.tflite").read_bytes() == zeroed.read_bytes()
+    assert np.array_equal(outputs(load_interpreter(str(zeroed)), x).view(np.float32),
+                          plain_outputs(str(plain), x).view(np.float32))

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from tfdc import format as fmt
 from tfdc import pack, rans, tflite_schema, unpack
 from tfdc.pack import pack_tflite
+from tfdc.flatbuf import read_model
 from tfdc.tflite_schema import constant_model
 
 from smooth_weights import smooth_kernel
@@ -751,3 +752,28 @@ def test_binary16_values_get_16_bit_codebook_keys_losslessly():
         assert out[record.out_offset:record.out_offset + values.nbytes] == values.tobytes()
         sizes[name] = len(packed)
     assert sizes["binary16"] < sizes["float32"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_negative_zeros_are_counted_kept_or_stored_as_zero(dtype):
+    # A weight of -0.0 is a nonzero bit pattern: "keep" decodes it as it
+    # was, "zero" as 0.0 (a mask multiplied into negative weights leaves
+    # -0.0: coded as values, they doubled the file); PackInfo counts them
+    # per tensor, either way.
+    rng = np.random.default_rng(3)
+    w = _clustered_pruned(rng, (64, 64), density=0.1).astype(dtype)
+    signed = w.copy()
+    signed[(w == 0) & (rng.random(w.shape) < 0.5)] = -0.0
+    count = int(np.sum(np.signbit(signed) & (signed == 0)))
+    kept, kept_info = pack_tflite(constant_model([signed]))
+    zeroed, zero_info = pack_tflite(constant_model([signed]), negative_zeros="zero")
+    plain, plain_info = pack_tflite(constant_model([w]))
+    assert kept_info.negative_zeros == zero_info.negative_zeros == {"w0": count} and count > 1000
+    assert plain_info.negative_zeros == {}
+    for packed, weights in ((kept, signed), (zeroed, w)):  # bit-exact: the sign bits too
+        decoded = unpack.decode(packed)
+        b = read_model(decoded).buffers[1]
+        assert decoded[b.offset:b.offset + b.size] == weights.tobytes()
+    assert zeroed == plain and len(zeroed) < 0.7 * len(kept)
+    with pytest.raises(ValueError, match="negative_zeros must be 'keep' or 'zero', got 'drop'"):
+        pack_tflite(constant_model([w]), negative_zeros="drop")

@@ -279,6 +279,11 @@ def _add_pack_parser(sub):
                       help="drop what no runtime reads: activation tensor names, subgraph "
                       "names, the converter's description and CONVERSION_METADATA (default: "
                       "on, as tfdc.export does)")
+    pack.add_argument("--negative-zeros", choices=["keep", "zero"], default="keep",
+                      help="float weights of -0.0 (a pruning mask multiplied into negative "
+                      "weights leaves them, e.g. tfmot's): keep (default: lossless, coded as "
+                      "values) or zero: store them as 0.0, equal as numbers, coded as pruned "
+                      "positions (a warning says what keeping them costs)")
     pack.add_argument("--report", action="store_true",
                       help="also print the per-layer compression report")
     pack.set_defaults(func=cmd_pack)
@@ -1051,7 +1056,8 @@ def cmd_pack(args):
                                    codebook_fp16=args.codebook_fp16,
                                    gap_alphabet=args.gap_alphabet, select=select,
                                    block=args.block, min_bytes=args.min_bytes,
-                                   strip_debug=args.strip_debug)
+                                   strip_debug=args.strip_debug,
+                                   negative_zeros=args.negative_zeros)
         except FormatError as e:
             raise UserError(f"{args.input}: not a valid .tflite file: {e}") from None
     written = report.packed_bytes  # not the size of OUT: it may be /dev/stdout or a pipe
@@ -1066,7 +1072,8 @@ def cmd_pack(args):
         print(line + f"nothing gained ({why})", file=out)
         return 0
     for w in caught:
-        print(f"{_PROG}: warning: {w.message}", file=sys.stderr)
+        text = str(w.message).replace("negative_zeros='zero'", "--negative-zeros zero")
+        print(f"{_PROG}: warning: {text}", file=sys.stderr)
     saved = len(data) - written
     n = len(report.layers)
     from tfdc.format import APPENDED_ARCHIVE

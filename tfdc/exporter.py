@@ -771,9 +771,10 @@ def write_atomically(path, data):
         raise
 
 
-def _pack_options(codebook_fp16, gap_alphabet, select, block, min_bytes, strip_debug):
+def _pack_options(codebook_fp16, gap_alphabet, select, block, min_bytes, strip_debug,
+                  negative_zeros="keep"):
     options = {"codebook_fp16": codebook_fp16, "select": select, "min_bytes": min_bytes,
-               "strip_debug": strip_debug}
+               "strip_debug": strip_debug, "negative_zeros": negative_zeros}
     if gap_alphabet is not None:
         options["gap_alphabet"] = gap_alphabet
     if block is not None:
@@ -783,7 +784,7 @@ def _pack_options(codebook_fp16, gap_alphabet, select, block, min_bytes, strip_d
 
 def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_alphabet=None,
                   select=None, block=None, min_bytes=64, strip_debug=True, layer_names=None,
-                  dense_bytes=None, buffer_names=None):
+                  dense_bytes=None, buffer_names=None, negative_zeros="keep"):
     """Pack an existing plain `.tflite` model (from any converter) and write it.
 
     Args:
@@ -793,6 +794,10 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
             stored as int8 codes, see `quantize_codebooks_int8`).
         codebook_fp16, gap_alphabet, select, block, min_bytes, strip_debug:
             packing options, see `export`.
+        negative_zeros: `"keep"` (lossless) or `"zero"`: store float
+            weights of -0.0 as 0.0 (see `tfdc.pack.pack_tflite`). Kept, a
+            warning says how much smaller the file would be without them
+            (pruned weights a mask multiplied to -0.0, e.g. tfmot's).
         layer_names: optional layer names used to label the report's rows.
         buffer_names: optional `{buffer index: layer name}` of the kernels
             (`kernel_buffers`), for rows whose tensor names lost the layer.
@@ -846,8 +851,12 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
             warnings.warn("weights='int8' changed nothing: no float32 kernel of this model "
                           "has at most 256 distinct values (cluster it first, e.g. with "
                           "tfdc.ClusteredFineTuning)", stacklevel=2)
-    packed, info = pack_tflite(plain, **_pack_options(codebook_fp16, gap_alphabet, select,
-                                                       block, min_bytes, strip_debug))
+    options = _pack_options(codebook_fp16, gap_alphabet, select, block, min_bytes, strip_debug,
+                            negative_zeros)
+    packed, info = pack_tflite(plain, **options)
+    if info.negative_zeros and negative_zeros == "keep":
+        _warn_negative_zeros(info.negative_zeros, len(packed),
+                             len(pack_tflite(plain, **dict(options, negative_zeros="zero"))[0]))
     if len(packed) >= len(original):
         # Never a bigger file: a plain .tflite that packing does not shrink
         # is worth more as it is (every runtime loads it, nothing to decode).
@@ -864,9 +873,26 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
                                        layer_names=layer_names, dense_bytes=dense_bytes)
 
 
+def _warn_negative_zeros(counts, kept_bytes, zero_bytes):
+    """Say what float weights of -0.0 cost, where storing them as 0.0 saves
+    at least 1 % of the file: a pruning mask multiplied into the weights
+    leaves them (tfmot's float files packed to twice the bytes, unseen)."""
+    if kept_bytes - zero_bytes < 0.01 * kept_bytes:
+        return
+    named = sorted(counts.items(), key=lambda item: -item[1])
+    listed = ", ".join(f"{name} {count:,}" for name, count in named[:3])
+    warnings.warn(
+        f"{sum(counts.values()):,} float weights are -0.0 ({listed}"
+        f"{', ...' if len(named) > 3 else ''}): a pruning mask multiplied into negative "
+        f"weights leaves them, and kept bit-exact they are coded as values, not as pruned "
+        f"positions; negative_zeros='zero' stores them as 0.0 (equal as numbers): "
+        f"{zero_bytes:,} B instead of {kept_bytes:,} B", stacklevel=3)
+
+
 def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, gap_alphabet=None,
            select=None, block=None, min_bytes=64, strip_debug=True, batch_size=None,
-           signatures=None, representative_dataset=None, configure=None, check_kernels=True):
+           signatures=None, representative_dataset=None, configure=None, check_kernels=True,
+           negative_zeros="keep"):
     """Convert, pack and write a compressed model as a packed `.tflite` file.
 
     Args:
@@ -906,6 +932,10 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
             the converter's description and `CONVERSION_METADATA`); the
             signatures and the names of the input, output and weight tensors
             are kept.
+        negative_zeros: `"keep"` (default: lossless) or `"zero"`: store
+            float weights of -0.0 as 0.0 (a pruning mask multiplied into
+            the weights leaves them; tfdc's own pruning does not), so that
+            they are coded as pruned positions, not as values.
         batch_size: fix the input batch dimension (1 for on-device
             inference saves the converter's shape ops, ~0.8 KB on LeNet);
             `None` keeps it dynamic (see `tfdc.exporter.convert`). Models
@@ -980,7 +1010,8 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
                          gap_alphabet=gap_alphabet,
                          select=select, block=block, min_bytes=min_bytes,
                          strip_debug=strip_debug, layer_names=layer_names,
-                         dense_bytes=dense_bytes, buffer_names=buffer_names)
+                         dense_bytes=dense_bytes, buffer_names=buffer_names,
+                         negative_zeros=negative_zeros)
 
 
 def _layers(model):

@@ -512,7 +512,10 @@ class PackInfo:
     `payload_bytes`, their descriptors in `descriptor_bytes`.
     `appended_bytes`: a zip archive appended after the input's flatbuffer
     (TFLite metadata's associated files, e.g. labels), kept as the last
-    record so that it ends the decoded file (0: none).
+    record so that it ends the decoded file (0: none). `negative_zeros`:
+    `{tensor name: count}` of float weights of -0.0 in the buffers
+    considered (kept as they are, or stored as 0.0: the packer's
+    `negative_zeros`).
     """
     flatbuffer_bytes: int
     section_bytes: int
@@ -535,6 +538,7 @@ class PackInfo:
     densified: list = dataclasses.field(default_factory=list)
     patches: list = dataclasses.field(default_factory=list)
     appended_bytes: int = 0
+    negative_zeros: dict = dataclasses.field(default_factory=dict)
 
     @property
     def coded_bytes(self):

@@ -939,8 +939,8 @@ def selector(select):
 
 
 def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alphabet=None,
-                codebook_fp16=False, min_bytes=64, strip_debug=False, densify=True, _force=None,
-                _patches=None):
+                codebook_fp16=False, min_bytes=64, strip_debug=False, densify=True,
+                negative_zeros="keep", _force=None, _patches=None):
     # `_force` (tests and tools/format_example.py only): a dict of
     # `_plan_record` restrictions for every buffer, or {buffer_index: dict}.
     # `_patches` (tests): None = patches where the file is smaller for them,
@@ -974,12 +974,21 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
             (`tfdc.densify`); `PackInfo.densified` lists every TFLite-sparse
             tensor, expanded or left as is and why. The decoded model holds
             those weights dense, as every runtime does once DENSIFY has run.
+        negative_zeros: `"keep"` (lossless: a float weight of -0.0 keeps its
+            sign bit) or `"zero"`: store it as 0.0. A pruning mask
+            multiplied into the weights (tfmot's) leaves -0.0 where it
+            pruned a negative weight; kept, those are coded as values, not
+            as pruned positions (twice the bytes, or more). Equal to 0.0 as
+            numbers, they change only the sign of a product that is zero.
+            `PackInfo.negative_zeros` counts them per tensor, either way.
 
     Returns:
         `(packed_bytes, PackInfo)`. Deterministic: the same input and options
         give the same bytes (with the same zlib).
     """
     select = selector(select)
+    if negative_zeros not in ("keep", "zero"):
+        raise ValueError(f"negative_zeros must be 'keep' or 'zero', got {negative_zeros!r}")
     if isinstance(min_bytes, bool) or not isinstance(min_bytes, (int, np.integer)) \
             or min_bytes < 0:
         raise ValueError(f"min_bytes must be an integer >= 0, got {min_bytes!r}")
@@ -1006,7 +1015,7 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
     if strip_debug:
         tflite_schema.strip_debug(model)
 
-    plans = []
+    plans, signed = [], {}
     for index in sorted(users):
         if index <= 0 or index >= len(model.buffers):
             continue
@@ -1018,6 +1027,11 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
             continue
         raw = np.ascontiguousarray(buf.data, dtype=np.uint8)
         dtype, bits, kind = fmt.buffer_type([t for _, t, _ in tensors], len(raw))
+        if kind == "float" and bits >= 16:
+            raw, count = _negative_zeros(raw, bits, negative_zeros == "zero")
+            if count:
+                signed[tensors[0][0]] = count
+                buf.data = raw
         shape = tensors[0][2]
         force = _force.get(index) if _force and isinstance(next(iter(_force)), int) else _force
         if _force and force is None:
@@ -1152,5 +1166,19 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
                     graph_raw_bytes=F, descriptor_bytes=descriptor_share,
                     payload_bytes=len(payload), crc_bytes=fmt.CRC.size, densified=densified,
                     patches=[p.record for p in patches],
-                    appended_bytes=appended or 0)
+                    appended_bytes=appended or 0, negative_zeros=signed)
     return packed, info
+
+
+def _negative_zeros(raw, bits, clear):
+    """`(raw, count)`: the -0.0 elements of a float buffer counted (by bit
+    pattern: only the sign bit set), and set to 0.0 if `clear`."""
+    element = fmt.UINT_OF_SIZE[bits // 8]
+    values = raw.view(element)
+    negative = values == element(1) << element(bits - 1)
+    count = int(np.count_nonzero(negative))
+    if clear and count:
+        values = values.copy()
+        values[negative] = 0
+        raw = values.view(np.uint8)
+    return raw, count
