@@ -129,3 +129,19 @@ def test_subclassed_model_is_refused():
         tfdc.fold_batchnorm(model)
     with pytest.raises(TypeError, match="expected a Keras model or layer, got NoneType"):
         tfdc.fold_batchnorm(None)
+
+
+def test_pruned_weights_stay_positive_zeros_under_a_negative_scale():
+    # A pruned weight times a negative gamma was -0.0: a nonzero bit pattern,
+    # which the packer codes as a value (the folded model's file was larger
+    # than the zeros it holds).
+    model = keras.Sequential([keras.Input((6,)), layers.Dense(8, name="fc"),
+                              layers.BatchNormalization(name="bn")])
+    randomize_batchnorm(model)
+    gamma = model.get_layer("bn").gamma
+    gamma.assign(-np.abs(gamma.numpy()))
+    kernel = model.get_layer("fc").kernel
+    kernel.assign(np.where(np.arange(48).reshape(6, 8) % 2, kernel.numpy(), 0))
+    folded = tfdc.fold_batchnorm(model).get_layer("fc").kernel.numpy()
+    assert np.sum(folded == 0) == 24 and not np.signbit(folded[folded == 0]).any()
+    assert_equivalent(model, tfdc.fold_batchnorm(model))

@@ -804,3 +804,39 @@ def test_mixed_float16_model_is_clustered_and_exported(tmp_path):
     # Converted with float32 compute: close to the float16-compute Keras model.
     np.testing.assert_allclose(run(tmp_path / "m.tflite", [x[:1]])[0],
                                model.predict(x[:1], verbose=0), rtol=1e-2, atol=1e-2)
+
+
+def test_int8_weights_leave_constants_that_are_not_weights_exact():
+    # weights="int8" turned every float constant with few distinct values
+    # into int8 codes: a table an ADD reads (a detector's anchors, a resource
+    # variable's starting value) lost its exact values.
+    import tensorflow as tf
+
+    from tfdc.quantize import quantize_codebooks_int8
+    rng = np.random.default_rng(0)
+    kernel = rng.choice(np.float32([-0.5, -0.1, 0.2, 0.7]), size=(16, 40))
+    table = (7 * np.arange(40, dtype=np.float32)).reshape(1, 40)  # 40 distinct values
+    # (a MAXIMUM reads it: the converter folds an added or multiplied one
+    # into the FULLY_CONNECTED)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 16], tf.float32)])
+    def model(x):
+        return tf.maximum(tf.matmul(x, tf.constant(kernel)), tf.constant(table))
+
+    plain = tf.lite.TFLiteConverter.from_concrete_functions(
+        [model.get_concrete_function()], model).convert()
+    rewritten, quantized, _ = quantize_codebooks_int8(plain)
+    assert len(quantized) == 1  # the kernel, not the table
+    x = rng.normal(size=(1, 16)).astype("float32")
+    from tfdc.runtime import interpreter_class
+    outputs = []
+    for data in (plain, rewritten):
+        interpreter = interpreter_class()(model_content=data)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
+    (scale,) = quantized.values()
+    codes = np.clip(np.rint(kernel / np.float32(scale)), -127, 127)
+    np.testing.assert_allclose(outputs[1], np.maximum(x @ (codes * np.float32(scale)), table),
+                               rtol=1e-5, atol=1e-5)

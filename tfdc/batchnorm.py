@@ -69,6 +69,9 @@ def _folded_weights(layer, bn):
         kernel = kernel * scale.reshape(kernel.shape[-2], kernel.shape[-1])
     else:
         kernel = kernel * scale
+    # + 0.0: a pruned weight times a negative scale is -0.0, which the
+    # packer (bit-exact) would have to code as a value, not as pruned.
+    kernel = kernel + 0.0
     return [kernel.astype("float32"), ((bias - mean) * scale + beta).astype("float32")]
 
 

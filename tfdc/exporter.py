@@ -883,8 +883,9 @@ def _warn_negative_zeros(counts, kept_bytes, zero_bytes):
     listed = ", ".join(f"{name} {count:,}" for name, count in named[:3])
     warnings.warn(
         f"{sum(counts.values()):,} float weights are -0.0 ({listed}"
-        f"{', ...' if len(named) > 3 else ''}): a pruning mask multiplied into negative "
-        f"weights leaves them, and kept bit-exact they are coded as values, not as pruned "
+        f"{', ...' if len(named) > 3 else ''}): pruned weights multiplied by negative "
+        f"numbers (a pruning mask multiplied into the weights, or a BatchNormalization "
+        f"folded into them), and kept bit-exact they are coded as values, not as pruned "
         f"positions; negative_zeros='zero' stores them as 0.0 (equal as numbers): "
         f"{zero_bytes:,} B instead of {kept_bytes:,} B", stacklevel=3)
 

@@ -332,6 +332,32 @@ def snap_to_int8_grid(model, min_bytes=64):
 
 _DEQUANTIZE = 6
 
+# The operators that read a constant as a layer's weights: a constant with
+# another reader (a resource variable's starting value, a detector's
+# anchors, a lookup table) keeps its exact float values under
+# weights="int8", even with few distinct ones.
+_WEIGHT_OPS = frozenset((
+    "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D",
+    "CONV_3D_TRANSPOSE", "BATCH_MATMUL", "GATHER", "EMBEDDING_LOOKUP", "LSTM",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "RNN",
+    "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_RNN", "SVDF"))
+
+
+def _weight_buffers(model):
+    """The buffers that only `_WEIGHT_OPS` read (through any tensor, in any
+    subgraph)."""
+    from tfdc import tflite_schema
+    names = [tflite_schema.op_name(tflite_schema.builtin_code(c))
+             for c in model.operatorCodes or []]
+    readers = {}
+    for subgraph in model.subgraphs or []:
+        tensors = subgraph.tensors or []
+        for op in subgraph.operators or []:
+            for i in op.inputs if op.inputs is not None else []:
+                if 0 <= i < len(tensors):
+                    readers.setdefault(tensors[i].buffer, set()).add(names[op.opcodeIndex])
+    return {b for b, ops in readers.items() if ops <= _WEIGHT_OPS}
+
 
 def float_ops(tflite):
     """`{op name: count}` of the operators of a full-integer `.tflite` model
@@ -379,8 +405,9 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
     """Store clustered float32 weights as int8 codes, keeping the codebook.
 
     Every constant float32 tensor of rank >= 2 and at least `min_bytes`
-    bytes with at most `max_distinct` distinct values (a clustered kernel)
-    becomes an int8 tensor with *one* symmetric scale per tensor,
+    bytes with at most `max_distinct` distinct values that only layers read
+    as their weights (a clustered kernel: not a variable's starting value or
+    a table another op reads) becomes an int8 tensor with *one* symmetric scale per tensor,
     `scale = max|c| / 127`, followed by a `DEQUANTIZE` op that produces the
     original float tensor. So a K-value codebook stays K int8 codes (the
     converter's per-channel dynamic-range quantization would give up to K x
@@ -402,6 +429,7 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
     schema = tflite_schema.get()
     model = tflite_schema.read(tflite)
     buffers = model.buffers
+    weights = _weight_buffers(model)
     candidates = {}  # buffer index -> (codes, scale) or None if not eligible
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
@@ -410,7 +438,7 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
             if b in candidates or data is None:
                 continue
             candidates[b] = None
-            if (tensor.type != schema.TensorType.FLOAT32 or _rank(tensor) < 2
+            if (b not in weights or tensor.type != schema.TensorType.FLOAT32 or _rank(tensor) < 2
                     or len(data) < max(min_bytes, 4) or tensor.quantization is not None
                     and tensor.quantization.scale is not None):
                 continue
