@@ -599,8 +599,6 @@ def _compiled_loss(model):
         return None
     if _output_count(model) > 1:
         return SummedLoss(model)
-    if isinstance(loss, (list, tuple, dict)):
-        return None
     return loss_callable(loss)
 
 
@@ -686,8 +684,14 @@ class SummedLoss:
 def loss_callable(loss):
     """A compiled loss (a name, a function or a `keras.losses.Loss`) as a
     callable `(y, pred) -> loss` that takes labels as `compile` passes them
-    (`_rank_matched`), or None if it is none of these."""
+    (`_rank_matched`), or None if it is none of these. One output's loss
+    compiled as a list or dict of one (`loss=["mse"]`, `{"out": "mse"}`)
+    is that loss (it scored NaN)."""
     import keras
+    if isinstance(loss, (list, tuple)) and len(loss) == 1:
+        (loss,) = loss
+    elif isinstance(loss, dict) and len(loss) == 1:
+        (loss,) = loss.values()
     try:
         loss = keras.losses.get(loss)
     except (ValueError, TypeError):
