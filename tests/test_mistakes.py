@@ -69,6 +69,14 @@ def test_check_labels_returns_indices_or_one_hot():
     assert check_labels(one_hot, 4) is not None and check_labels(one_hot, 4).shape == (2, 4)
     with pytest.raises(ValueError, match="train_data: labels must be in"):
         check_labels(np.arange(5), 4, "train_data")
+    # Training labels of a binary unit may be smoothed (0.05 / 0.95), as a
+    # softmax's one-hot rows may; validation labels are classes.
+    smooth = np.array([0.05, 0.95, 0.95])
+    np.testing.assert_array_equal(check_labels(smooth, 1, "train_data", soft=True), smooth)
+    with pytest.raises(ValueError, match="validation_data: labels must be whole class indices"):
+        check_labels(smooth, 1, "validation_data")
+    with pytest.raises(ValueError, match="train_data: labels must be whole class indices"):
+        check_labels(np.array([0.5, 1.5]), 1, "train_data", soft=True)
 
 
 def test_docstring_examples_print_what_their_comments_say(capsys):

@@ -263,6 +263,17 @@ def test_labels_are_checked_as_compress_checks_them():
     with pytest.raises(ValueError, match=r"validation_data: labels must be 0 or 1 for a model "
                        r"with one output.*compiled with binary_crossentropy: fix the labels"):
         tfdc.plan(model, (x, np.arange(256) % 10), target_bytes=2000)
+    # A multi-label model (binary cross-entropy over several sigmoid units,
+    # multi-hot labels) is scored by its loss, as any model with one output
+    # compiled with its loss: it was refused, its labels called wrong.
+    labels = np.random.default_rng(1).integers(0, 2, (256, 4)).astype("float32")
+    tags = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="fc1"),
+                             keras.layers.Dense(4, activation="sigmoid", name="out")])
+    tags.compile("adam", "binary_crossentropy")
+    planned = tfdc.plan(tags, (x, labels), target_bytes=700)
+    assert planned.predicted_bytes <= 700 and np.isnan(planned.predicted_error)
+    with pytest.raises(ValueError, match="max_error_increase is a budget of top-1"):
+        tfdc.plan(tags, (x, labels), max_error_increase=1.0)
     # An untrained model: tfdc.plan warns as compress does (it said nothing).
     ten = keras.Sequential([keras.Input((8,)), keras.layers.Dense(10, activation="softmax")])
     ten.compile("adam", "sparse_categorical_crossentropy")

@@ -458,11 +458,23 @@ def _float_mistakes(model, outputs, y, from_logits, max_error_increase, what="va
         elif loss is None:
             hint = ("Compile a model that is not a classifier with its loss (tfdc.compress then "
                     "reports it) and give target_bytes or max_loss_increase")
+        elif _multi_label(loss, outputs, y):
+            return None, f"multi-label: {_loss_name(loss)} over {outputs.shape[-1]} units"
         elif "crossentropy" in _loss_name(loss).lower():
             hint = f"The model is compiled with {_loss_name(loss)}: fix the labels"
         else:
             return None, str(e)
         raise ValueError(f"{e}. {hint}") from None
+
+
+def _multi_label(loss, outputs, y):
+    """Whether a model is a multi-label classifier: a binary cross-entropy
+    over several output units, each label in [0, 1] (not one class per
+    example: no top-1 error, scored by its loss)."""
+    y = np.asarray(y)
+    return ("binary" in _loss_name(loss).lower() and np.ndim(outputs) == 2
+            and outputs.shape[-1] > 1 and y.shape == np.shape(outputs)
+            and y.dtype.kind in "biuf" and bool(((y >= 0) & (y <= 1)).all()))
 
 
 def _first_batch(train, classes, model=None):
@@ -472,7 +484,7 @@ def _first_batch(train, classes, model=None):
     from tfdc.mistakes import check_labels
     if isinstance(train, tuple):
         if classes is not None:
-            check_labels(train[1], classes, "train_data")
+            check_labels(train[1], classes, "train_data", soft=True)
         return _head(train[0], 8), _head(train[1], 8)
     try:
         batch = _peek(train) if not hasattr(train, "element_spec") else next(iter(train))

@@ -98,11 +98,14 @@ def _not_distributions(rows):
     return ~((rows >= 0).all(axis=-1) & np.isclose(rows.sum(axis=-1), 1.0, atol=1e-3))
 
 
-def check_labels(labels, classes, what="labels"):
+def check_labels(labels, classes, what="labels", soft=False):
     """The labels of a classifier with `classes` outputs, checked: class
     indices as an int64 array `[N]`, or one-hot labels `[N, classes]` as
     given. Raises `ValueError` (naming `what` and the first bad label) for
-    any other shape, a fractional index or one out of range.
+    any other shape, a fractional index or one out of range. `soft`
+    (training labels): a binary unit's labels may be probabilities in
+    [0, 1] too (label smoothing), returned as float; a softmax's rows
+    already may.
 
     Example:
 
@@ -135,6 +138,8 @@ def check_labels(labels, classes, what="labels"):
         if not np.issubdtype(y.dtype, np.floating):
             raise ValueError(f"{what}: labels must be class indices, got dtype {y.dtype}")
         fractional = ~np.isfinite(y) | (np.mod(y, 1) != 0)
+        if soft and classes == 1 and fractional.any() and ((y >= 0) & (y <= 1)).all():
+            return y
         if fractional.any():
             raise ValueError(f"{what}: labels must be whole class indices" +
                              _first_bad(y, fractional))
