@@ -1176,3 +1176,24 @@ def test_a_bad_label_past_a_datasets_first_batch_is_one_clear_error(data, traine
                             "training in its first batch only): Received a label value of 12 "
                             "which is outside the valid range of [0, 10).")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("loss, warned", [
+    ("sparse_categorical_crossentropy", True),
+    (keras.losses.CategoricalCrossentropy(), True),
+    (["sparse_categorical_crossentropy"], True),
+    (keras.losses.SparseCategoricalCrossentropy(from_logits=True), False),
+    ("mse", False),
+])
+def test_logits_under_a_loss_that_reads_probabilities_are_warned_of(loss, warned):
+    # Compress trains with the compiled loss: on logits read as
+    # probabilities it cost +3.6 points, without a word.
+    from tfdc.compressor import _warn_logits_under_a_probability_loss
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile("adam", loss)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _warn_logits_under_a_probability_loss(model, np.array([[1.5, -0.3, 0.2]]))
+        _warn_logits_under_a_probability_loss(model, np.array([[0.5, 0.3, 0.2]]))  # probabilities
+    assert [str(w.message)[:57] for w in caught] == (
+        ["tfdc.compress: the model's outputs are logits (not probab"] if warned else [])
