@@ -272,6 +272,9 @@ def test_labels_are_checked_as_compress_checks_them():
     tags.compile("adam", "binary_crossentropy")
     planned = tfdc.plan(tags, (x, labels), target_bytes=700)
     assert planned.predicted_bytes <= 700 and np.isnan(planned.predicted_error)
+    # 208 float32 weights (832 B) in a file of about 600 B; fewer weights
+    # than the file's own bytes read "0.1x smaller than".
+    assert f"x smaller than {planned.dense_bytes:,} B of float32" in str(planned)
     with pytest.raises(ValueError, match="max_error_increase is a budget of top-1"):
         tfdc.plan(tags, (x, labels), max_error_increase=1.0)
     # An untrained model: tfdc.plan warns as compress does (it said nothing).

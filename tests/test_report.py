@@ -353,3 +353,11 @@ def test_patches_are_named_by_their_tensors_rows(tmp_path):
     names = [name for name, _ in tfdc.inspect(converter.convert()).patches]
     assert "fc1 scale" in names and "fc1/bias scale" in names, names
     assert len(set(names)) == len(names), names
+
+
+def test_times_smaller_says_larger_where_it_is():
+    from tfdc.report import times_smaller
+    assert times_smaller(1_000, 46_000) == "46.0x smaller than"
+    # A tiny model's packed file, larger than its float weights, read
+    # "0.1x smaller than 76 B".
+    assert times_smaller(611, 76) == "8.0x larger than"

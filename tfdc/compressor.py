@@ -194,8 +194,10 @@ class CompressResult:
                      f"{self.error_increase:+.2f} points)")
             scored = error if self.max_loss_increase is None else f"{scored}, {error}"
         kind = " full-integer" if self.full_integer else ""
-        return (f"{self.path}: {self.packed_bytes:,} B packed{kind} ({self.ratio:.1f}x smaller "
-                f"than {self.float_bytes:,} B float32); {scored}. "
+        from tfdc.report import times_smaller
+        return (f"{self.path}: {self.packed_bytes:,} B packed{kind} ("
+                f"{times_smaller(self.packed_bytes, self.float_bytes)} "
+                f"{self.float_bytes:,} B float32); {scored}. "
                 f"{'Budget met' if self.met else 'BUDGET MISSED'}: {self.message}")
 
 

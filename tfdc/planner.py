@@ -182,7 +182,9 @@ class Plan:
                   f"max error increase {self.max_error_increase:g} pt"
                   if self.max_error_increase is not None else
                   f"max loss increase {100 * self.max_loss_increase:g} %")
-        lines.append(f"file: {self.predicted_bytes:,} B ({self.ratio:.1f}x smaller than "
+        from tfdc.report import times_smaller
+        lines.append(f"file: {self.predicted_bytes:,} B ("
+                     f"{times_smaller(self.predicted_bytes, self.dense_bytes)} "
                      f"{self.dense_bytes:,} B of float32 parameters; {budget})")
         if classifier:
             lines.append(f"error: baseline {100 * self.baseline_error:.2f} %, predicted "

@@ -325,6 +325,14 @@ def _numbered(names, mark):
     return out
 
 
+def times_smaller(size, reference):
+    """"12.3x smaller than" `reference` bytes, or "8.0x larger than" where
+    `size` is larger (tiny models: 611 B read "0.1x smaller than 76 B")."""
+    if size > reference:
+        return f"{size / reference:.1f}x larger than" if reference else "larger than"
+    return f"{reference / size:.1f}x smaller than" if size else "smaller than"
+
+
 def _fmt_int(n):
     return f"{n:,}"
 
