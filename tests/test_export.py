@@ -840,3 +840,18 @@ def test_int8_weights_leave_constants_that_are_not_weights_exact():
     codes = np.clip(np.rint(kernel / np.float32(scale)), -127, 127)
     np.testing.assert_allclose(outputs[1], np.maximum(x @ (codes * np.float32(scale)), table),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_nan_or_infinite_weights_are_refused_naming_the_layer(tmp_path):
+    # The converter keeps a NaN and drops an infinity without a word; export
+    # warned that "the converter changed the values" (a BatchNormalization?).
+    model = mlp()
+    kernel = model.get_layer("fc2").kernel
+    kernel.assign(np.where(np.eye(*kernel.shape) > 0, np.inf, kernel.numpy()))
+    for call in (lambda: export(model, tmp_path / "m.tflite"),
+                 lambda: tfdc.sensitivity(model, (np.zeros((8, 20), "float32"),
+                                                  np.zeros(8, "int64")))):
+        with pytest.raises(ValueError, match=r"has NaN or infinite weights in fc2/kernel "
+                           r"\(a training that diverged\?\)"):
+            call()
+    assert not (tmp_path / "m.tflite").exists()

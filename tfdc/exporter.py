@@ -991,6 +991,9 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
                          "(full-integer): give one or the other")
     check_writable(path)  # before the minutes a conversion can take
     warn_model_suffix(path)
+    if _is_keras_model(model):
+        from tfdc.select import refuse_non_finite
+        refuse_non_finite(model, "tfdc.export")
     from tfdc.pack import selector
     select = selector(select)  # a bad pattern fails before converting
     from tfdc.constraints import in_fit, strip as strip_model

@@ -876,13 +876,14 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     """
     from tfdc.bytecost import compress_kernel, compressible_layers
     from tfdc.layers import kind_of
-    from tfdc.select import iter_layers, refuse_non_float32
+    from tfdc.select import iter_layers, refuse_non_finite, refuse_non_float32
 
     start = time.perf_counter()
     if not getattr(model, "built", False):
         raise ValueError(f"model {model.name!r} is not built: call it on data or build it first")
     check_outputs(model, "sensitivity")
     refuse_non_float32(model, "tfdc.sensitivity")
+    refuse_non_finite(model, "tfdc.sensitivity")
     model, _ = one_output_view(model)
     sparsities, bits = _check_grid(sparsities, bits)
     if samples is not None and (isinstance(samples, bool) or int(samples) < 1):

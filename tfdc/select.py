@@ -134,6 +134,23 @@ def refuse_non_float32(model, who):
                          "mixed-precision policy keeps float32 weights) and copy the weights over")
 
 
+def refuse_non_finite(model, who):
+    """A ValueError naming the layers whose kernels hold NaN or infinity (a
+    diverged training): the converter keeps a NaN and drops an infinity
+    without a word, and k-means refused them naming no layer."""
+    import numpy as np
+    paths, bad = layer_paths(model), []
+    for layer in iter_layers(model):
+        for attr, v in kernel_variables(layer):
+            if not np.isfinite(keras.ops.convert_to_numpy(v)).all():
+                bad.append(f"{paths.get(id(layer), layer.name)}/{attr}")
+    if bad:
+        named = ", ".join(bad[:4]) + (", ..." if len(bad) > 4 else "")
+        raise ValueError(f"{who}: model {model.name!r} has NaN or infinite weights in {named} "
+                         "(a training that diverged?): retrain it, or load weights saved "
+                         "before")
+
+
 def _matches(pattern, name):
     return pattern == name or re.fullmatch(pattern, name) is not None
 
