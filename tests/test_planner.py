@@ -167,11 +167,21 @@ def test_plan_feeds_the_callbacks(trained):
         assert np.unique(w[w != 0]).size <= 2 ** plan.bits[name]
 
 
-def test_unreachable_and_bad_budgets(trained):
+def test_unreachable_and_bad_budgets(trained, capsys):
     model, _, val, sens = trained
     with pytest.raises(ValueError, match=r"target_bytes=500 cannot be reached: the smallest "
                                          r"file the grids allow is [\d,]+ B"):
-        tfdc.plan(model, val, target_bytes=500, sensitivity=sens)
+        tfdc.plan(model, val, target_bytes=500, sensitivity=sens, verbose=1)
+    # Refused before the grid's packed bytes (about 0.6 s a layer: minutes
+    # on a model of 200 layers), which it says it is working out.
+    assert "packed bytes of" not in capsys.readouterr().out
+    tfdc.plan(model, val, target_bytes=20_000, sensitivity=sens, verbose=1)
+    assert "packed bytes of 3 layers at " in capsys.readouterr().out
+    # A target far over what the plan needs is said to be (it read
+    # "planned for 1,000,000,000 B" beside a file of 5,672 B).
+    huge = tfdc.plan(model, val, target_bytes=10**9, sensitivity=sens)
+    assert "planned for 1,000,000,000 B; 100% under it: no setting of the grids predicts a " \
+        "lower loss)" in str(huge)
     with pytest.raises(ValueError, match="give exactly one budget"):
         tfdc.plan(model, val, sensitivity=sens)
     with pytest.raises(ValueError, match="give exactly one budget"):

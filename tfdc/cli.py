@@ -354,7 +354,8 @@ def _add_compress_parser(sub):
     compress.add_argument("output", metavar="OUT", help="where to write the packed .tflite")
     compress.add_argument("--epochs", type=_epochs, default=None, metavar="N|P,C",
                           help="training epochs: N (split 3:1 between pruning and clustering) "
-                          "or P,C (default: about 6,000 + 1,500 steps)")
+                          "or P,C (default: about 6,000 + 1,500 steps, within 2 + 1 and 60 + 15 "
+                          "epochs)")
     compress.add_argument("--batch-size", type=_at_least(1), default=128, metavar="B",
                           help="training batch size, >= 1 (default 128)")
     compress.add_argument("--distill", action="store_true",

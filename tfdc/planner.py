@@ -178,7 +178,10 @@ class Plan:
         lines.append("-" * len(head))
         # "planned for": tfdc.compress re-plans for a target corrected by
         # what its runs measured, not the user's own figure.
-        budget = (f"planned for {self.target_bytes:,} B" if self.target_bytes is not None else
+        far = "" if self.target_bytes is None or self.predicted_bytes >= 0.95 * \
+            self.target_bytes else (f"; {1 - self.predicted_bytes / self.target_bytes:.0%} under "
+                                    "it: no setting of the grids predicts a lower loss")
+        budget = (f"planned for {self.target_bytes:,} B{far}" if self.target_bytes is not None else
                   f"max error increase {self.max_error_increase:g} pt"
                   if self.max_error_increase is not None else
                   f"max loss increase {100 * self.max_loss_increase:g} %")
@@ -342,6 +345,22 @@ def _check_labels(model, x, y, max_error_increase):
         _warn_no_better_than_constant(wrong, y, outputs.shape[1], "tfdc.plan")
 
 
+def _unreachable(target_bytes, reach, sens, uncompressed):
+    """The ValueError of a byte target under the smallest file the grids
+    allow (`reach` bytes), naming the weights kept at full precision."""
+    stuck = ""
+    if uncompressed:
+        stuck = ("; it keeps at full precision " + ", ".join(
+                     f"{r['layer']}/{r['weight']} ({r['class']}, {r['weights']:,} weights: "
+                     f"{r['why']})" for r in uncompressed[:3])
+                 + (", ..." if len(uncompressed) > 3 else ""))
+    return ValueError(
+        f"target_bytes={target_bytes:,} cannot be reached: the smallest file the grids allow "
+        f"is {reach:,} B (every layer at {max(sens.sparsities):g} sparsity and "
+        f"{min(sens.bits)} bits{stuck}); give a larger target (to tfdc.plan also sparsities= / "
+        "bits= grids that go further)")
+
+
 def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
          sensitivity=None, min_bytes=64, export_options=None, verbose=0,
          max_loss_increase=None, **scan_options):
@@ -455,9 +474,19 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     if not names:
         raise ValueError("no layer of the scan can be planned (see the warning above)")
 
+    if target_bytes is not None:
+        # A target under the file at the grids' far end is refused before
+        # the grid's costs (about 0.6 s a layer: minutes on a deep model).
+        far = ({n: max(sens.sparsities) for n in names}, {n: min(sens.bits) for n in names})
+        reach = cost.total(*far)
+        if reach > int(target_bytes):
+            raise _unreachable(int(target_bytes), reach, sens, uncompressed)
+
     # Options: every (sparsity, bits) pair of the grids, per layer.
     grid = [(s, b) for s in [0.0] + list(sens.sparsities) for b in sens.bits]
     costs, dloss, derr = [], [], []
+    if verbose:
+        print(f"packed bytes of {len(names)} layers at {len(grid)} settings each")
     for name in names:
         costs.append(np.array([cost.layer(name, s, b) for s, b in grid], dtype=np.int64))
         # Pruning's increase read off its curve; clustering's at the
@@ -523,18 +552,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
             if reach <= target_bytes:
                 picked, exact = smallest, reach
             else:
-                stuck = ""
-                if uncompressed:
-                    stuck = ("; it keeps at full precision " + ", ".join(
-                                 f"{r['layer']}/{r['weight']} ({r['class']}, "
-                                 f"{r['weights']:,} weights: "
-                                 f"{r['why']})" for r in uncompressed[:3])
-                             + (", ..." if len(uncompressed) > 3 else ""))
-                raise ValueError(
-                    f"target_bytes={target_bytes:,} cannot be reached: the smallest file the "
-                    f"grids allow is {reach:,} B (every layer at {max(sens.sparsities):g} "
-                    f"sparsity and {min(sens.bits)} bits{stuck}); give a larger target (to "
-                    "tfdc.plan also sparsities= / bits= grids that go further)")
+                raise _unreachable(target_bytes, reach, sens, uncompressed)
         measured = measure(picked)
     else:
         # The error (index 1 of an evaluation) or the loss (index 0): the

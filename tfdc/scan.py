@@ -20,6 +20,8 @@ training epoch, at most `samples` validation examples are used (default
 network of L compressible layers costs about 20 L forward passes over them
 (one training epoch of N examples is about 3 N forward passes' work): for
 a deep convolutional network pass a smaller `samples` or coarser grids.
+Each pass runs the rest of the network, so on a deep stack of small layers
+the scan grows as L squared (200 Dense(16) layers: 16 s, 400: 80 s).
 
 Example:
 
