@@ -20,6 +20,7 @@ errors, as argparse does); set `TFDC_DEBUG=1` to see the traceback instead.
 """
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -743,6 +744,12 @@ def cmd_compress(args):
     _check_outputs(model, train[1], "compress")
     if test is not None:  # a bad test split fails now, not after the training
         score, float_test = _test_score(model, *test)
+        from tfdc.compressor import other_scale
+        from tfdc.datasets import array_name
+        for key, found in other_scale(test[0], train[0]):
+            print(f"{_PROG}: warning: {array_name('x_test', key)}: its values {found}: is it "
+                  "preprocessed as x_train is? The test error is measured on it",
+                  file=sys.stderr)
     from tfdc.datasets import array_name
     from tfdc.scan import _items, _length
     stored = ", ".join(f"{array_name('x', k)} {_described(a)}" for k, a in _items(train[0]))
@@ -757,7 +764,7 @@ def cmd_compress(args):
         # A missed budget is reported below, with the exit status; compress's
         # other warnings (too few validation examples) as they come, as ours.
         warnings.simplefilter("ignore", tfdc.BudgetMissedWarning)
-        warnings.showwarning = _show_compress_warning
+        warnings.showwarning = functools.partial(_show_compress_warning, data=(args.data, note))
         try:
             result = tfdc.compress(model, train, validation, log=lambda line: print(
                                        _as_options(line)), target_bytes=args.target_bytes,
@@ -861,14 +868,19 @@ def _plan_command(args):
     return plan
 
 
-def _show_compress_warning(message, category, filename, lineno, file=None, line=None):
+def _show_compress_warning(message, category, filename, lineno, file=None, line=None,
+                           data=None):
     """`warnings.showwarning` for `tfdc compress` and `tfdc demo`:
     tfdc.compress's own warnings as `tfdc: warning: ...` lines, any other as
-    Python shows it."""
+    Python shows it. `data`: `(DATA, note)` of the command's .npz, whose keys
+    name the data (`_named_by_key`)."""
     text = str(message)
     prefix = next((p for p in ("tfdc.compress: ", "tfdc.plan: ") if text.startswith(p)), None)
     if prefix:
-        print(f"{_PROG}: warning: {_as_options(text[len(prefix):])}", file=sys.stderr)
+        text = _as_options(text[len(prefix):])
+        if data is not None:
+            text = str(_named_by_key(ValueError(text), *data))
+        print(f"{_PROG}: warning: {text}", file=sys.stderr)
     else:
         print(warnings.formatwarning(message, category, filename, lineno, line),
               file=sys.stderr, end="")

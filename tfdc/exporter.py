@@ -181,24 +181,41 @@ def check_calibration(model, representative_dataset, what="representative_datase
     if reference is None:
         return
     for spec, array, span in zip(specs, _sample_arrays(reference, specs, "reference"), ranges):
-        array = np.asarray(array)
-        # Integer training data counts too: uint8 pixels that the model
-        # rescales itself, against samples already scaled to [0, 1].
-        if array.dtype.kind not in "fiu" or span is None or not array.size:
-            continue
-        array = array.astype(np.float64)
-        low, peak = span
-        usual, floor = float(np.max(np.abs(array))), float(np.min(array))
-        if usual > 0 and peak > 0 and max(peak / usual, usual / peak) >= 10:
-            found = (f"reach magnitude {peak:.4g}, the training data {usual:.4g}")
-        elif floor >= 0 and low < -0.1 * usual:  # [-1, 1] for a model trained on [0, 1]
-            found = (f"go down to {low:.4g}, where the training data is never negative")
-        else:
-            continue
-        warnings.warn(
-            f"{what}: the calibration samples for input {spec.name!r} {found}: are they "
-            "preprocessed as the training data is (e.g. scaled to [0, 1])? Every int8 "
-            "activation range is calibrated from them.", stacklevel=3)
+        found = scale_mismatch(span, array)
+        if found:
+            warnings.warn(
+                f"{what}: the calibration samples for input {spec.name!r} {found}: are they "
+                "preprocessed as the training data is (e.g. scaled to [0, 1])? Every int8 "
+                "activation range is calibrated from them.", stacklevel=3)
+
+
+def scale_mismatch(span, reference):
+    """How inputs spanning `span` (their `(min, max |value|)`, or None) are on
+    another scale than the `reference` array (the training data): at least
+    10x larger or smaller in magnitude, or negative where it never is
+    ("reach magnitude 255, the training data 1"); None if they are not."""
+    array = np.asarray(reference)
+    # Integer training data counts too: uint8 pixels that the model rescales
+    # itself, against samples already scaled to [0, 1].
+    if array.dtype.kind not in "fiu" or span is None or not array.size:
+        return None
+    array = array.astype(np.float64)
+    low, peak = span
+    usual, floor = float(np.max(np.abs(array))), float(np.min(array))
+    if usual > 0 and peak > 0 and max(peak / usual, usual / peak) >= 10:
+        return f"reach magnitude {peak:.4g}, the training data {usual:.4g}"
+    if floor >= 0 and low < -0.1 * usual:  # [-1, 1] for a model trained on [0, 1]
+        return f"go down to {low:.4g}, where the training data is never negative"
+    return None
+
+
+def span_of(array):
+    """`(min, max |value|)` of a numeric array, for `scale_mismatch`; None
+    for another kind or an empty one."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "fiu" or not array.size:
+        return None
+    return float(np.min(array)), float(np.max(np.abs(array.astype(np.float64))))
 
 
 def _sample_arrays(sample, specs, what="representative_dataset"):

@@ -142,7 +142,7 @@ def refuse_non_finite(model, who):
     paths, bad = layer_paths(model), []
     for layer in iter_layers(model):
         for attr, v in kernel_variables(layer):
-            if not np.isfinite(keras.ops.convert_to_numpy(v)).all():
+            if not np.isfinite(v.numpy()).all():
                 bad.append(f"{paths.get(id(layer), layer.name)}/{attr}")
     if bad:
         named = ", ".join(bad[:4]) + (", ..." if len(bad) > 4 else "")
