@@ -141,3 +141,18 @@ def test_entropy_and_coded_bits():
     lengths = huffman.code_lengths(counts)
     assert huffman.coded_bits(counts, lengths) == 28
     assert huffman.entropy_bits(counts) == pytest.approx(28.0)
+
+
+def test_cached_code_lengths_are_the_computed_ones_and_the_callers_own():
+    # The planner prices many candidate codings with the same histograms:
+    # package-merge's result is cached for small alphabets, never shared.
+    from tfdc.huffman import _CACHED_SYMBOLS, _package_merge, code_lengths
+    rng = np.random.default_rng(5)
+    for n in (2, 17, _CACHED_SYMBOLS, _CACHED_SYMBOLS + 1):
+        counts = rng.integers(1, 1000, n)
+        first = code_lengths(counts)
+        order = np.lexsort((np.arange(n), -counts))
+        assert np.array_equal(first[order], _package_merge(counts[order][::-1], 15)[::-1])
+        first[:] = 0  # the caller's to change
+        assert np.array_equal(code_lengths(counts)[order],
+                              _package_merge(counts[order][::-1], 15)[::-1])
