@@ -337,6 +337,8 @@ def test_a_byte_target_takes_units():
     ("give a larger target (to tfdc.plan also sparsities= / bits= grids that go further)",
      "give a larger target"),
     ("at 90% confidence, within the budget", "at 90% confidence, within the budget"),
+    ("setting); give a larger budget (to tfdc.plan also bits= that go higher)",
+     "setting); give a larger budget"),
 ])
 def test_compress_messages_name_the_options(text, words):
     from tfdc.cli import _as_options

@@ -842,16 +842,18 @@ def test_int8_weights_leave_constants_that_are_not_weights_exact():
                                rtol=1e-5, atol=1e-5)
 
 
-def test_nan_or_infinite_weights_are_refused_naming_the_layer(tmp_path):
+@pytest.mark.parametrize("weight", ["kernel", "bias"])
+def test_nan_or_infinite_weights_are_refused_naming_the_layer(tmp_path, weight):
     # The converter keeps a NaN and drops an infinity without a word; export
     # warned that "the converter changed the values" (a BatchNormalization?).
     model = mlp()
-    kernel = model.get_layer("fc2").kernel
-    kernel.assign(np.where(np.eye(*kernel.shape) > 0, np.inf, kernel.numpy()))
-    for call in (lambda: export(model, tmp_path / "m.tflite"),
-                 lambda: tfdc.sensitivity(model, (np.zeros((8, 20), "float32"),
-                                                  np.zeros(8, "int64")))):
-        with pytest.raises(ValueError, match=r"has NaN or infinite weights in fc2/kernel "
-                           r"\(a training that diverged\?\)"):
+    variable = getattr(model.get_layer("fc2"), weight)
+    variable.assign(np.where(np.arange(variable.shape[-1]) % 3, variable.numpy(), np.inf))
+    data = (np.zeros((8, 20), "float32"), np.zeros(8, "int64"))
+    for who, call in (("tfdc.export", lambda: export(model, tmp_path / "m.tflite")),
+                      ("tfdc.sensitivity", lambda: tfdc.sensitivity(model, data)),
+                      ("tfdc.plan", lambda: tfdc.plan(model, data, target_bytes=9000))):
+        with pytest.raises(ValueError, match=rf"^{who}: model 'mlp' has NaN or infinite weights "
+                           rf"in fc2/{weight} \(a training that diverged\?\)"):
             call()
     assert not (tmp_path / "m.tflite").exists()

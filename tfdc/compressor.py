@@ -380,9 +380,11 @@ def _loss(model, classes, one_hot):
     sparse categorical for class indices (from probabilities after a softmax
     or sigmoid, else from logits)."""
     import keras
+
+    from tfdc.scan import one_loss
     loss = getattr(model, "loss", None)
     if loss is not None:
-        return loss
+        return one_loss(loss)
     from_logits = _from_logits(model) is not False
     if classes == 1:
         return keras.losses.BinaryCrossentropy(from_logits=from_logits)
@@ -1642,8 +1644,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: call it on data or fit it first")
     check_outputs(model, "tfdc.compress")
-    from tfdc.select import refuse_non_float32
+    from tfdc.select import refuse_non_finite, refuse_non_float32
     refuse_non_float32(model, "tfdc.compress")
+    refuse_non_finite(model, "tfdc.compress")
     model, structure = one_output_view(model)
     output_count = _output_count(model)
     several = output_count > 1

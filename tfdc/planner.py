@@ -180,7 +180,7 @@ class Plan:
         # what its runs measured, not the user's own figure.
         far = "" if self.target_bytes is None or self.predicted_bytes >= 0.95 * \
             self.target_bytes else (f"; {1 - self.predicted_bytes / self.target_bytes:.0%} under "
-                                    "it: no setting of the grids predicts a lower loss")
+                                    "it, the least predicted loss the planner found")
         budget = (f"planned for {self.target_bytes:,} B{far}" if self.target_bytes is not None else
                   f"max error increase {self.max_error_increase:g} pt"
                   if self.max_error_increase is not None else
@@ -449,8 +449,9 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
         raise ValueError(f"export_options: unknown {', '.join(sorted(set(options) - allowed))}; "
                          f"known: {', '.join(sorted(allowed))}")
     check_outputs(model, "tfdc.plan")
-    from tfdc.select import refuse_non_float32
+    from tfdc.select import refuse_non_finite, refuse_non_float32
     refuse_non_float32(model, "tfdc.plan")
+    refuse_non_finite(model, "tfdc.plan")
     model, _ = one_output_view(model)
     # Read once: a generator of batches cannot be read again for the check.
     samples = scan_options.pop("samples", DEFAULT_SAMPLES)
@@ -578,7 +579,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
             raise ValueError(
                 f"{asked} cannot be met: the smallest predicted increase on the grids is "
                 f"{amount(floor)} (every layer at its least compressed setting); give a larger "
-                "budget or bits= that go higher")
+                "budget (to tfdc.plan also bits= that go higher)")
         base = (baseline_loss, baseline_error)[which]
 
         def within(result):
@@ -606,7 +607,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                 raise ValueError(
                     f"{asked} cannot be met: with every layer at its least compressed setting "
                     f"the measured increase is {amount(result[which] - base)}; give a larger "
-                    "budget or bits= that go higher")
+                    "budget (to tfdc.plan also bits= that go higher)")
             picked, measured = least, result
         exact, _ = other(picked)
     sp, bi = settings(picked)

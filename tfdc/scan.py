@@ -683,17 +683,25 @@ class SummedLoss:
         return sum(w * example_losses(fn, y[i], pred[i]) for i, fn, w in self.parts)
 
 
+def one_loss(loss):
+    """A compiled loss given as a list or dict of one (`loss=["mse"]`,
+    `{"out": "mse"}`, for a model with one output) as that loss: scored,
+    it was NaN; trained by tfdc.compress, a Sequential model so compiled
+    failed in Keras's fit. Any other loss as it is."""
+    if isinstance(loss, (list, tuple)) and len(loss) == 1:
+        return loss[0]
+    if isinstance(loss, dict) and len(loss) == 1:
+        return next(iter(loss.values()))
+    return loss
+
+
 def loss_callable(loss):
     """A compiled loss (a name, a function or a `keras.losses.Loss`) as a
     callable `(y, pred) -> loss` that takes labels as `compile` passes them
     (`_rank_matched`), or None if it is none of these. One output's loss
-    compiled as a list or dict of one (`loss=["mse"]`, `{"out": "mse"}`)
-    is that loss (it scored NaN)."""
+    compiled as a list or dict of one is that loss (`one_loss`)."""
     import keras
-    if isinstance(loss, (list, tuple)) and len(loss) == 1:
-        (loss,) = loss
-    elif isinstance(loss, dict) and len(loss) == 1:
-        (loss,) = loss.values()
+    loss = one_loss(loss)
     try:
         loss = keras.losses.get(loss)
     except (ValueError, TypeError):

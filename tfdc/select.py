@@ -135,15 +135,16 @@ def refuse_non_float32(model, who):
 
 
 def refuse_non_finite(model, who):
-    """A ValueError naming the layers whose kernels hold NaN or infinity (a
-    diverged training): the converter keeps a NaN and drops an infinity
-    without a word, and k-means refused them naming no layer."""
+    """A ValueError naming the weights (kernels, biases, statistics) that
+    hold NaN or infinity (a diverged training): the converter keeps a NaN
+    and drops an infinity without a word, and k-means refused them naming
+    no layer."""
     import numpy as np
     paths, bad = layer_paths(model), []
     for layer in iter_layers(model):
-        for attr, v in kernel_variables(layer):
-            if not np.isfinite(v.numpy()).all():
-                bad.append(f"{paths.get(id(layer), layer.name)}/{attr}")
+        for v in layer.weights:
+            if v.dtype.startswith(("float", "bfloat")) and not np.isfinite(v.numpy()).all():
+                bad.append(f"{paths.get(id(layer), layer.name)}/{v.name}")
     if bad:
         named = ", ".join(bad[:4]) + (", ..." if len(bad) > 4 else "")
         raise ValueError(f"{who}: model {model.name!r} has NaN or infinite weights in {named} "
