@@ -857,3 +857,38 @@ def test_nan_or_infinite_weights_are_refused_naming_the_layer(tmp_path, weight):
                            rf"in fc2/{weight} \(a training that diverged\?\)"):
             call()
     assert not (tmp_path / "m.tflite").exists()
+
+
+def test_exports_in_two_threads_leave_stdout_and_stderr_where_they_were(tmp_path):
+    # Each export captures the converter's log on file descriptors 1 and 2;
+    # two at once saved each other's log file as "the terminal" and left the
+    # process writing to a deleted file (3 runs in 4).
+    import threading
+
+    def where(fd):
+        info = os.fstat(fd)
+        return info.st_dev, info.st_ino
+
+    before = [where(1), where(2)]
+    models = [keras.Sequential([keras.Input((20,)), layers.Dense(h), layers.Dense(10)])
+              for h in (32, 48, 64)]
+    failed = []
+
+    def run_export(model, path):
+        try:
+            export(model, path)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            failed.append(e)
+
+    for _ in range(3):
+        threads = [threading.Thread(target=run_export, args=(m, tmp_path / f"m{i}.tflite"))
+                   for i, m in enumerate(models)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failed and [where(1), where(2)] == before
+    x = np.random.default_rng(0).normal(size=(1, 20)).astype("float32")
+    for i, model in enumerate(models):  # and each file is its own model's
+        assert_bit_identical(run((tmp_path / f"m{i}.tflite").read_bytes(), [x]),
+                             run(convert(model), [x]))

@@ -22,6 +22,7 @@ NPUs and NNAPI) with one weight scale per tensor, which keeps the codebooks
 import os
 import stat
 import tempfile
+import threading
 import warnings
 
 import numpy as np
@@ -532,14 +533,24 @@ class _CapturedOutput:
     written to stderr: only the lines that report errors (`replay = "errors"`,
     the default), all of it (`"all"`) or none (`"none"`).
     While it is active, output of other threads to the same descriptors is
-    captured too."""
+    captured too. One capture at a time in the process (`_CAPTURE_LOCK`):
+    two exports in two threads each saved the other's log file as "the
+    terminal" and restored it, leaving stdout and stderr on a deleted file
+    for the rest of the process."""
 
     def __init__(self):
         self.replay = "errors"
 
     def __enter__(self):
+        _CAPTURE_LOCK.acquire()
+        try:
+            return self._capture()
+        except BaseException:
+            _CAPTURE_LOCK.release()
+            raise
+
+    def _capture(self):
         import sys
-        import warnings
         sys.stdout.flush()
         sys.stderr.flush()
         self._file = tempfile.TemporaryFile()
@@ -560,10 +571,16 @@ class _CapturedOutput:
         return self
 
     def __exit__(self, *exc):
+        try:
+            self._restore()
+        finally:
+            _CAPTURE_LOCK.release()
+        return False
+
+    def _restore(self):
         import re
         import sys
-        import warnings
-        self._warnings.__exit__(*exc)
+        self._warnings.__exit__(None, None, None)
         sys.stdout, sys.stderr = self._streams
         for fd, saved in self._saved:
             os.dup2(saved, fd)
@@ -583,7 +600,11 @@ class _CapturedOutput:
             sys.stderr.flush()
         for w in self._caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        return False
+
+
+# Held by a `_CapturedOutput` from enter to exit: file descriptors 1 and 2,
+# sys.stdout / sys.stderr and the warnings filters are the process's.
+_CAPTURE_LOCK = threading.RLock()
 
 
 def _keras_io_order(plain, input_names, output_names):
@@ -912,6 +933,12 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
            signatures=None, representative_dataset=None, configure=None, check_kernels=True,
            negative_zeros="keep"):
     """Convert, pack and write a compressed model as a packed `.tflite` file.
+
+    While the TFLite converter runs, the process's standard output and error
+    (file descriptors 1 and 2) are captured to keep its log quiet: lines
+    that report errors are shown afterwards, and what other threads print
+    meanwhile is captured with it. Exports in several threads are safe;
+    their conversions take turns.
 
     Args:
         model: a `keras.Model` (typically trained with `tfdc.GradualPruning`
