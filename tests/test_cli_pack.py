@@ -494,3 +494,28 @@ def test_negative_zeros_are_kept_and_what_they_cost_is_said(capsys, tmp_path):
     assert (tmp_path / "plus.packed.tflite").read_bytes() == zeroed.read_bytes()
     assert np.array_equal(outputs(load_interpreter(str(zeroed)), x).view(np.float32),
                           plain_outputs(str(plain), x).view(np.float32))
+
+
+def test_a_dash_is_standard_input_or_output(tmp_path, inputs):
+    # `tfdc decode p.tflite -` wrote a file named "-", and `tfdc pack - OUT`
+    # said "-: no such file".
+    import subprocess
+    import sys
+    paths, _ = inputs
+
+    def cli(*argv, stdin=b""):
+        return subprocess.run([sys.executable, "-c", "import sys; from tfdc.cli import main; "
+                               f"sys.exit(main({list(argv)!r}))"], input=stdin,
+                              capture_output=True, timeout=300, cwd=tmp_path)
+
+    plain = open(paths["float"], "rb").read()
+    packed = cli("pack", "-", "-", stdin=plain)
+    assert packed.returncode == 0, packed.stderr
+    assert b"/dev/stdin (" in packed.stderr and b"-> /dev/stdout (" in packed.stderr
+    cli("pack", paths["float"], str(tmp_path / "p.tflite"))
+    assert packed.stdout == (tmp_path / "p.tflite").read_bytes()
+    decoded = cli("decode", "-", "-", stdin=packed.stdout)
+    assert decoded.returncode == 0 and decoded.stdout[4:8] == b"TFL3"
+    shown = cli("inspect", "-", stdin=packed.stdout)
+    assert shown.returncode == 0 and b"Dense float32 / packed" in shown.stdout
+    assert sorted(os.listdir(tmp_path)) == ["p.tflite"]  # no file named "-"

@@ -174,3 +174,16 @@ def test_disabled_by_environment(tmp_path):
     assert result["lib"] is False and result["fused"] == [False] and result["warned"] == []
     assert result["status"] == "disabled by TFDC_CLUSTER_OP=0" and result["cache"] == []
     assert "building" not in stderr
+
+
+def test_an_unwritable_cache_names_the_variable_that_moves_it(tmp_path, monkeypatch):
+    # A read-only HOME: the fallback's warning said "Permission denied:
+    # ~/.cache/..." and not how to build elsewhere. (A file where the cache
+    # folder should be fails the same way, and does for root too.)
+    (tmp_path / "not_a_folder").write_text("")
+    monkeypatch.delenv("TFDC_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not_a_folder"))
+    monkeypatch.setattr(cluster_op, "_state", {})
+    with pytest.warns(RuntimeWarning, match=r"fused clustering op unavailable.*Not a directory"
+                      r".*; TFDC_CACHE_DIR names another folder for the build"):
+        assert cluster_op.load() is None

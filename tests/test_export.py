@@ -892,3 +892,28 @@ def test_exports_in_two_threads_leave_stdout_and_stderr_where_they_were(tmp_path
     for i, model in enumerate(models):  # and each file is its own model's
         assert_bit_identical(run((tmp_path / f"m{i}.tflite").read_bytes(), [x]),
                              run(convert(model), [x]))
+
+
+def test_a_read_only_output_file_is_refused_not_replaced(tmp_path):
+    # Written by a rename, a chmod 444 file was replaced where a shell
+    # redirect is refused. Root passes any permission check: run as root
+    # without the capability that overrides them (setpriv), as a user is.
+    import shutil
+    import subprocess
+    import sys
+    out = tmp_path / "locked.tflite"
+    out.write_bytes(b"keep me")
+    out.chmod(0o444)
+    command = [sys.executable, "-c", "import sys; from tfdc.exporter import write_atomically; "
+               "write_atomically(sys.argv[1], b'new')", str(out)]
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("root without setpriv: permissions are not enforced")
+        command = ["setpriv", "--inh-caps=-all",
+                   "--bounding-set=-dac_override,-dac_read_search,-fowner"] + command
+    done = subprocess.run(command, capture_output=True, text=True, cwd=os.path.dirname(
+        os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 1
+    assert (f"PermissionError: {out}: the file is read-only; make it writable (chmod u+w) or "
+            "remove it first") in done.stderr
+    assert out.read_bytes() == b"keep me" and os.listdir(tmp_path) == ["locked.tflite"]

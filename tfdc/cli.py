@@ -253,8 +253,9 @@ def _add_pack_parser(sub):
         "copy of IN. Options are those of tfdc.export_tflite. OUT is written atomically; "
         "load it with tfdc.load_interpreter or turn it back into a plain .tflite with "
         "'tfdc decode'.")
-    pack.add_argument("input", metavar="IN", help="a plain .tflite file")
-    pack.add_argument("output", metavar="OUT", help="where to write the packed .tflite")
+    pack.add_argument("input", metavar="IN", help="a plain .tflite file ('-': standard input)")
+    pack.add_argument("output", metavar="OUT", help="where to write the packed .tflite ('-': "
+                      "standard output, the summary then on standard error)")
     pack.add_argument("--weights", choices=["float32", "int8"], default="float32",
                       help="float32 (default: every buffer exactly as in IN) or int8: float32 "
                       "kernels with at most 256 distinct values (clustered) become int8 codes "
@@ -501,7 +502,7 @@ def build_parser():
         "inspect", help="print the per-layer compression report of a .tflite file",
         description="Print the per-layer report of a packed .tflite file (for a plain "
         ".tflite: what packing it would give).")
-    inspect.add_argument("file", help="a packed or plain .tflite file")
+    inspect.add_argument("file", help="a packed or plain .tflite file ('-': standard input)")
     fmt = inspect.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="print a Markdown table")
     fmt.add_argument("--json", action="store_true", help="print every number as JSON")
@@ -511,9 +512,11 @@ def build_parser():
         "decode", help="decode a packed .tflite into a standard .tflite",
         description="Decode a packed .tflite file into a standard .tflite model that any "
         "TFLite / LiteRT runtime loads. The output is written atomically.")
-    decode.add_argument("input", metavar="IN", help="the packed .tflite file")
+    decode.add_argument("input", metavar="IN", help="the packed .tflite file ('-': standard "
+                        "input)")
     decode.add_argument("output", metavar="OUT", help="where to write the decoded .tflite (a "
-                        "file path in an existing folder, not IN itself)")
+                        "file path in an existing folder, not IN itself; '-': standard output, "
+                        "the summary then on standard error)")
     decode.add_argument("--backend", choices=["auto", "native", "python"], default="auto",
                         help="decoder: the C extension, pure NumPy, or auto (default)")
     decode.set_defaults(func=cmd_decode)
@@ -1258,6 +1261,7 @@ def main(argv=None):
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)  # a usage mistake: stdout stays for output
         return 2
+    _dash_is_standard_stream(args)
     from tfdc.errors import BackendError, DatasetUnavailableError, FormatError
     caught = _catch_termination()
     stdout, sys.stdout = sys.stdout, _NamedStream(sys.stdout, "standard output")
@@ -1304,6 +1308,23 @@ def main(argv=None):
         for signum, previous in caught.items():
             signal.signal(signum, previous)
         forget_signals()
+
+
+# The arguments that read or write one .tflite file as it is, where "-" is
+# the standard stream (it was a file named "-"; a pipe already worked as
+# /dev/stdin and /dev/stdout, as these are).
+_STANDARD_STREAMS = {("pack", "input"): "/dev/stdin", ("pack", "output"): "/dev/stdout",
+                     ("decode", "input"): "/dev/stdin", ("decode", "output"): "/dev/stdout",
+                     ("inspect", "file"): "/dev/stdin"}
+
+
+def _dash_is_standard_stream(args):
+    for (command, name), device in _STANDARD_STREAMS.items():
+        if args.command == command and getattr(args, name) == "-":
+            if not os.path.exists(device):
+                raise SystemExit(f"{_PROG}: error: {command}: '-' needs {device}, which this "
+                                 "system lacks: give a file path")
+            setattr(args, name, device)
 
 
 class _NamedStream:

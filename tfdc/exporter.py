@@ -730,6 +730,11 @@ def check_writable(path, example="model.tflite"):
         raise NotADirectoryError(f"{path}: {directory} is not a directory")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise PermissionError(f"{path}: folder {directory} is not writable")
+    if os.path.isfile(path) and not os.access(path, os.W_OK):
+        # Replaced by a rename, a read-only file was overwritten where a shell
+        # redirect is refused.
+        raise PermissionError(f"{path}: the file is read-only; make it writable (chmod u+w) "
+                              "or remove it first")
     return path
 
 
@@ -797,6 +802,8 @@ def write_atomically(path, data):
         os.chmod(tmp, mode)
         raise_if_signalled()
         os.replace(tmp, target)
+        tmp = None
+        _sync_folder(directory)  # the rename itself, on disk after a power loss
     except BaseException as e:
         if tmp is not None:
             try:
@@ -807,6 +814,21 @@ def write_atomically(path, data):
             # The user's path, not the temporary file's.
             raise type(e)(e.errno, f"cannot write: {e.strerror}", os.fspath(path)) from None
         raise
+
+
+def _sync_folder(directory):
+    """fsync a folder (its entries: a rename into it), where the system can
+    (not on Windows, nor on every file system): best effort."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _pack_options(codebook_fp16, gap_alphabet, select, block, min_bytes, strip_debug,
