@@ -182,7 +182,7 @@ def load():
         return _state["module"]
     except Exception as e:  # noqa: BLE001 - any failure means: use the fallback
         _state["failed"] = str(e)
-        where = (f"; TFDC_CACHE_DIR names another folder for the build"
+        where = ("; TFDC_CACHE_DIR names another folder for the build"
                  if isinstance(e, OSError) and "TFDC_CACHE_DIR" not in os.environ else "")
         warnings.warn(f"tfdc: fused clustering op unavailable, using sparse_dense_matmul "
                       f"(slower train steps): {e}{where}", RuntimeWarning, stacklevel=2)
