@@ -745,15 +745,14 @@ def cmd_compress(args):
     model = _load_keras_model(args.model, args.safe_mode, args.imports)
     _check_inputs(model, train[0], "compress")
     _check_outputs(model, train[1], "compress")
+    from tfdc.datasets import array_name
     if test is not None:  # a bad test split fails now, not after the training
         score, float_test = _test_score(model, *test)
         from tfdc.compressor import other_scale
-        from tfdc.datasets import array_name
         for key, found in other_scale(test[0], train[0]):
             print(f"{_PROG}: warning: {array_name('x_test', key)}: its values {found}: is it "
                   "preprocessed as x_train is? The test error is measured on it",
                   file=sys.stderr)
-    from tfdc.datasets import array_name
     from tfdc.scan import _items, _length
     stored = ", ".join(f"{array_name('x', k)} {_described(a)}" for k, a in _items(train[0]))
     print(f"{args.data}: training on {_length(train[0]):,} examples ({stored}, given to the "
@@ -1319,6 +1318,7 @@ _STANDARD_STREAMS = {("pack", "input"): "/dev/stdin", ("pack", "output"): "/dev/
 
 
 def _dash_is_standard_stream(args):
+    """`args` with each "-" of `_STANDARD_STREAMS` as its device."""
     for (command, name), device in _STANDARD_STREAMS.items():
         if args.command == command and getattr(args, name) == "-":
             if not os.path.exists(device):

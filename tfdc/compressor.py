@@ -735,8 +735,8 @@ def _warn_logits_under_a_probability_loss(model, outputs):
     """Warn of a classifier whose outputs are logits while its compiled
     cross-entropy reads probabilities (from_logits=False, the default of
     the loss's name): compress trains with that loss, which Keras computes
-    on the logits clipped to [0, 1] (+3.6 points where from_logits=True
-    lost none)."""
+    on the logits as if they were probabilities (+3.6 points in a probe,
+    where from_logits=True lost none)."""
     import keras
 
     from tfdc.mistakes import looks_like_logits
@@ -1448,8 +1448,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     on-device inference). Training uses AdamW with a cosine learning-rate
     decay per stage (`learning_rate`, then `learning_rate / 10` for the
     shared values) and about 6,000 + 1,500 steps (epochs scaled to the data
-    size, from 2 + 1 to 60 + 15 epochs: fewer steps on small data). A model with BatchNormalization keeps it while pruning and has
-    it folded (`tfdc.fold_batchnorm`) before clustering. The user's model is
+    size, from 2 + 1 to 60 + 15 epochs: fewer steps on small data). A model
+    with BatchNormalization keeps it while pruning and has it folded
+    (`tfdc.fold_batchnorm`) before clustering. The user's model is
     not modified (a copy is trained). The error is the top-1 error of the
     packed file run in LiteRT on `validation_data`.
 
