@@ -183,6 +183,15 @@ def test_units_counts_convolution_work_by_hand():
     assert report["up"].macs == 7 * 7 * (3 * 3 * 3 * 5)
     assert report["cf"].macs == 6 * 2 * (3 * 3 * 14 * 4)
     assert report["cl"].macs == 2 * 3 * (2 * 2 * 2 * 6)
+    # A channels_first layer keeps its units, and says why (it read "-"
+    # with no note, and StructuredPruning(0.5) blamed the model output).
+    assert report["cf"].fixed == "channels_first: tfdc removes the channels of channels_last " \
+        "layers only"
+    model.compile("adam", "mse")
+    with pytest.raises(ValueError, match=r"nothing to prune: .*\(.*cf: channels_first: tfdc "
+                       r"removes the channels of channels_last layers only"):
+        model.fit(np.zeros((2, 7, 7, 3)), np.zeros((2, 2, 3, 6)), verbose=0,
+                  callbacks=[StructuredPruning(0.5)])
 
 def test_shrink_works_from_the_zeros_after_save_and_load(tmp_path, mnist_small):
     (x, y), (xt, _) = mnist_small

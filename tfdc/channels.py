@@ -44,6 +44,17 @@ from tfdc.layers import (channel_role, constraint_slot, graph_of, kind_of,
 __all__ = ["ChannelGroup", "ChannelAnalysis", "channel_groups", "graph_of"]
 
 
+# Why a channels_first layer keeps its units (`tfdc.units`' note, and the
+# refusals of tfdc.StructuredPruning): the channel axis is the last one here.
+CHANNELS_FIRST = "channels_first: tfdc removes the channels of channels_last layers only"
+
+
+def is_channels_first(layer):
+    """Whether `layer` is a Dense / Conv kind with data_format="channels_first"."""
+    return kind_of(layer) is not None and \
+        getattr(layer, "data_format", None) == "channels_first"
+
+
 @dataclasses.dataclass
 class ChannelGroup:
     """Channels that exist, and are removed, together.

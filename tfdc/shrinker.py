@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfdc.channels import channel_groups
+from tfdc.channels import CHANNELS_FIRST, channel_groups, is_channels_first
 from tfdc.constraints import strip
 from tfdc.layers import (check_copyable, copy_layer, finalize_states, kind_of,
                          sequential_like)
@@ -282,6 +282,8 @@ def units(model):
             n_units, n_kept, fixed = group.size, len(keep[id(group)]), group.fixed
             if fixed is not None:
                 n_kept = n_units
+        elif is_channels_first(layer):
+            fixed = CHANNELS_FIRST
         macs = macs_kept = 0
         kind = kind_of(layer)
         # A convolution multiplies its whole kernel once per output position;

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfdc.channels import channel_groups, graph_of
+from tfdc.channels import CHANNELS_FIRST, channel_groups, graph_of, is_channels_first
 from tfdc.constraints import fit_began, fit_ended, refuse_weight_averaging
 from tfdc.distill import trained_model
 from tfdc.errors import require_tensorflow_backend
@@ -83,8 +83,13 @@ class StructuredPruning(keras.callbacks.Callback):
 
     Layers whose outputs cannot be removed are left alone: those that feed a
     model output, that end in an activation that does not map 0 to 0
-    (softmax, sigmoid), or that feed a layer tfdc cannot shrink (Reshape,
-    Concatenate, nested models).
+    (softmax, sigmoid; an Activation or Softmax layer after them alike),
+    channels_first layers, and those that feed a layer tfdc cannot shrink:
+    Reshape, Permute, Concatenate, Multiply, PReLU, LayerNormalization,
+    UnitNormalization, Rescaling with an offset, BatchNormalization without
+    its scale, recurrent layers, SeparableConv2D, a grouped Conv2D
+    (`groups` > 1), a DepthwiseConv2D with `depth_multiplier` > 1, nested
+    models. `tfdc.units(model)` notes each such layer with the reason.
 
     Args:
         target_fraction: final fraction of units removed, in [0, 1): one
@@ -109,7 +114,8 @@ class StructuredPruning(keras.callbacks.Callback):
         end_step: step at which `target_fraction` is reached. Default: the
             end of the fit.
         frequency: prune every this many steps (default 100).
-        min_units: units every group keeps at least (default 1).
+        min_units: units every group keeps at least, an integer >= 1
+            (default 1; a layer whose units are all zero keeps one, zero).
         exclude: layer names or regular expressions whose output units are
             never removed.
         verbose: 1 prints `tfdc.units(model)` at the end of training.
@@ -203,9 +209,9 @@ class StructuredPruning(keras.callbacks.Callback):
                         f"layer {key!r} ({type(layer).__name__}): tfdc removes the units of "
                         "Dense, Conv and ConvTranspose layers (and the channels that follow "
                         "them), not of this kind of layer")
-                if kind is not None and getattr(layer, "data_format", None) == "channels_first":
-                    raise ValueError(f"layer {key!r} ({type(layer).__name__}) is channels_first: "
-                                     "tfdc removes the channels of channels_last layers only")
+                if is_channels_first(layer):
+                    raise ValueError(f"layer {key!r} ({type(layer).__name__}) is "
+                                     f"{CHANNELS_FIRST}")
                 raise ValueError(f"layer {key!r} ({type(layer).__name__}) has no output "
                                  "units of its own to remove: name the Dense / Conv layer "
                                  "whose units it carries")
@@ -237,9 +243,15 @@ class StructuredPruning(keras.callbacks.Callback):
             if value > 0:
                 selected.append((group, float(value)))
         if not selected:
+            # Each layer's reason, as tfdc.units notes it (the generic list
+            # read "they feed the model output, ..." for channels_first ones).
+            notes = units(model)
+            why = [f"{name}: {n.fixed}" for name, n in notes.items() if n.fixed]
             raise ValueError("nothing to prune: no Dense / Conv layer has output units that can "
-                             "be removed (they feed the model output, a softmax/sigmoid, or a "
-                             "layer tfdc cannot shrink), or every target is 0")
+                             "be removed (" + ("; ".join(why[:4]) + ("; ..." if len(why) > 4
+                                                                      else "") if why else
+                             "they feed the model output, a softmax/sigmoid, or a layer tfdc "
+                             "cannot shrink") + "), or every target is 0")
         return analysis, selected
 
     # -------------------------------------------------------------- callbacks
