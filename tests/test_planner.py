@@ -287,6 +287,15 @@ def test_labels_are_checked_as_compress_checks_them():
     assert f"x smaller than {planned.dense_bytes:,} B of float32" in str(planned)
     with pytest.raises(ValueError, match="max_error_increase is a budget of top-1"):
         tfdc.plan(tags, (x, labels), max_error_increase=1.0)
+    # Per-step classes (outputs [N, T, C], a TimeDistributed softmax) are
+    # scored by the loss too: refused, with "fix the labels" for right ones.
+    steps = keras.Sequential([keras.Input((8,)), keras.layers.Dense(48, name="fc1"),
+                              keras.layers.Reshape((4, 12)),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+    steps.compile("adam", "sparse_categorical_crossentropy")
+    per_step = np.random.default_rng(2).integers(0, 3, (256, 4))
+    planned = tfdc.plan(steps, (x, per_step), target_bytes=1500)
+    assert planned.predicted_bytes <= 1500 and np.isnan(planned.predicted_error)
     # An untrained model: tfdc.plan warns as compress does (it said nothing).
     ten = keras.Sequential([keras.Input((8,)), keras.layers.Dense(10, activation="softmax")])
     ten.compile("adam", "sparse_categorical_crossentropy")

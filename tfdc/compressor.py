@@ -464,6 +464,9 @@ def _float_mistakes(model, outputs, y, from_logits, max_error_increase, what="va
                     "reports it) and give target_bytes or max_loss_increase")
         elif _multi_label(loss, outputs, y):
             return None, f"multi-label: {_loss_name(loss)} over {outputs.shape[-1]} units"
+        elif np.ndim(outputs) > 2:  # per step or position: no one class per example
+            return None, (f"outputs of shape {tuple(np.shape(outputs)[1:])} per example, "
+                          f"{_loss_name(loss)}")
         elif "crossentropy" in _loss_name(loss).lower():
             hint = f"The model is compiled with {_loss_name(loss)}: fix the labels"
         else:
