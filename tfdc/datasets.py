@@ -79,9 +79,9 @@ def load_mnist_raw(path=None):
     except Exception as e:  # network errors come in many types
         raise DatasetUnavailableError(
             "MNIST is not available locally and could not be downloaded "
-            f"({type(e).__name__}: {e}).\nFix: download mnist.npz once and pass it with "
-            f"--mnist PATH or the {MNIST_ENV} environment variable, or use --dataset digits "
-            "(scikit-learn's bundled 8x8 digits)."
+            f"({type(e).__name__}: {e}).\nFix: download mnist.npz once and set the "
+            f"{MNIST_ENV} environment variable to its path (tfdc demo also takes --mnist PATH, "
+            "or --dataset digits: scikit-learn's bundled 8x8 digits)."
         ) from None
 
 

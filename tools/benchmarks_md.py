@@ -41,6 +41,14 @@ def write_section(name, title, body, command=None):
     os.replace(tmp, PATH)
 
 
+def nothing_to_write(where, how):
+    """Stop a tool that was asked to re-render its section but found no saved
+    results in `where` (`how`: the command that makes them): it replaced its
+    section with an empty one and exited 0."""
+    sys.exit(f"{os.path.basename(sys.argv[0])}: no saved results in {where}: {how}; "
+             "docs/BENCHMARKS.md left as it is")
+
+
 def markdown_table(headers, rows):
     """A Markdown table from a header list and rows of cells."""
     out = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]

@@ -36,7 +36,7 @@ from tfdc.recipe import ShiftedImages  # noqa: E402
 import tfdc.prune  # noqa: E402
 from tfdc.cluster import ClusteredFineTuning, codebooks  # noqa: E402
 from tfdc.datasets import load_mnist  # noqa: E402
-from tools.benchmarks_md import markdown_table, write_section  # noqa: E402
+from tools.benchmarks_md import markdown_table, nothing_to_write, write_section  # noqa: E402
 
 PARTS = {
     "lenet300": dict(build=tfdc.models.lenet_300_100, channels=False,
@@ -233,6 +233,8 @@ def run_part(part, args):
 
 
 def write_markdown(save_dir):
+    if not any(os.path.exists(os.path.join(save_dir, f"{part}.json")) for part in PARTS):
+        nothing_to_write(save_dir, "run --part lenet300 and --part lenet5 first")
     body = []
     for part, title in (("lenet300", "LeNet-300-100"), ("lenet5", "LeNet-5")):
         path = os.path.join(save_dir, f"{part}.json")

@@ -455,7 +455,9 @@ def main():
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     os.makedirs(args.cache, exist_ok=True)
-    from benchmarks_md import command_line, write_section
+    from benchmarks_md import command_line, nothing_to_write, write_section
+    if args.render and not cached_rows(args.cache):
+        nothing_to_write(args.cache, "run the rows first (--rows ...)")
 
     def log(*a):
         print(*a, flush=True)

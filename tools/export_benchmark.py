@@ -230,6 +230,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", action="append", choices=sorted(CONFIGS),
                         help="run only these configurations (repeatable)")
+    parser.add_argument("--mnist", default=None, help="MNIST .npz (default: $TFDC_MNIST)")
     parser.add_argument("--out-dir", default="/tmp/tfdc_export_benchmark",
                         help="where the packed files and cached dense weights go")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
@@ -243,7 +244,8 @@ def main(argv=None):
 
     import keras
     from tfdc.datasets import load_mnist
-    from tools.benchmarks_md import markdown_table, write_section
+    from tfdc.errors import DatasetUnavailableError
+    from tools.benchmarks_md import markdown_table, nothing_to_write, write_section
 
     os.makedirs(args.out_dir, exist_ok=True)
     names = args.only or list(CONFIGS)
@@ -251,7 +253,10 @@ def main(argv=None):
     for name in names:
         config = CONFIGS[name]
         keras.utils.set_random_seed(0)
-        data = load_mnist(channels=config["model"] == "lenet5")
+        try:
+            data = load_mnist(args.mnist, channels=config["model"] == "lenet5")
+        except DatasetUnavailableError as e:
+            sys.exit(f"export_benchmark: {e}")
         log(f"== {name}: {config['model']}, " + (
             f"kept {config['kept']}, bits {config['bits']}" if "kept" in config else
             f"tfdc.compress(target_bytes={config['target_bytes']:,})"))
@@ -285,6 +290,9 @@ def main(argv=None):
             f"xz -9 {result['xz_bytes']:,} B; coded/entropy {result['coded_over_entropy']:.4f}; "
             f"file {result['packed_path']}")
 
+    if args.measure_only and not results:
+        nothing_to_write(args.out_dir, "run python tools/export_benchmark.py --only NAME "
+                         "--no-write first")
     headers = ["Run", "Dense fp32 B", "Plain .tflite B", "gzip -9 B", "xz -9 B", "Packed B",
                "Ratio vs fp32", "Goal (min/goal)", "Test error (LiteRT)", "Max error",
                "Bit-identical", "Coded / entropy", "Errors dense / pruned / clustered"]

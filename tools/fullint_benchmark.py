@@ -22,7 +22,6 @@ to the plain conversion's. Calibration: 500 real MNIST training images.
 
 Usage:
     TFDC_MNIST=/work/shared/datasets/mnist.npz python tools/fullint_benchmark.py [--snap]
-    python tools/fullint_benchmark.py --measure-only   # reuse the saved model
 """
 
 import argparse

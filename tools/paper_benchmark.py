@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks_md import markdown_table, write_section  # noqa: E402
+from benchmarks_md import markdown_table, nothing_to_write, write_section  # noqa: E402
 
 VENV = os.path.join(ROOT, ".venv-tfmot")
 TFMOT_PACKAGES = ["tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy"]
@@ -177,9 +177,13 @@ def main():
     if args.setup_tfmot:
         setup_tfmot()
         return
-    if not args.mnist or not os.path.exists(args.mnist):
+    if args.render_only:  # no training, no data: the last run's results only
+        if not os.path.exists(os.path.join(args.out, "results.json")):
+            nothing_to_write(args.out, "run python tools/paper_benchmark.py first")
+    elif not args.mnist or not os.path.exists(args.mnist):
         sys.exit("paper_benchmark: pass --mnist PATH or set TFDC_MNIST to an mnist.npz")
-    args.mnist = os.path.abspath(args.mnist)
+    else:
+        args.mnist = os.path.abspath(args.mnist)
     networks = [n.strip() for n in args.networks.split(",") if n.strip()]
     os.makedirs(args.out, exist_ok=True)
     tfmot_out = os.path.join(args.out, "tfmot")

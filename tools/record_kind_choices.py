@@ -15,7 +15,7 @@ kernels, and a predictor in front of the float byte planes.
 The models: LeNet-300-100 and LeNet-5 trained on 12,000 real MNIST images as
 in tools/format_benchmark.py (1 epoch float, 1 pruning, 1 clustering).
 
-    python tools/record_kind_choices.py
+    python tools/record_kind_choices.py [--mnist PATH] [--no-write]
 """
 
 import os
@@ -96,12 +96,21 @@ def float_planes(tflite, biases):
     return totals
 
 
-def main():
+def main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mnist", default=None, help="MNIST .npz (default: $TFDC_MNIST)")
+    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    args = parser.parse_args(argv)
     from benchmarks_md import markdown_table, write_section
     from format_benchmark import _int8, _models, _train
     from tfdc.datasets import load_mnist
+    from tfdc.errors import DatasetUnavailableError
     from tfdc.exporter import convert
-    (x, y), _ = load_mnist()
+    try:
+        (x, y), _ = load_mnist(args.mnist)
+    except DatasetUnavailableError as e:
+        sys.exit(f"record_kind_choices: {e}")
     rows_pc, rows_fp = [], []
     for name, build, sparsity in _models()[:2]:
         model, float_int8 = _train(build, sparsity, x[:12000], y[:12000], print)
@@ -131,8 +140,10 @@ def main():
         "statistics save, and consecutive trained biases or weights are not correlated "
         "enough for a predictor. Format 2 codes each int8 kernel with one table and float "
         "planes without a predictor."])
-    write_section("record_kind_choices", "Record kinds left out: per-channel int8, float "
-                  "predictors", body)
+    print(body)
+    if not args.no_write:
+        write_section("record_kind_choices", "Record kinds left out: per-channel int8, float "
+                      "predictors", body)
 
 
 def _float_kernels(build, x, y):
