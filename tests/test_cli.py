@@ -353,3 +353,4 @@ def test_demo_mnist_that_is_not_an_npz(capsys, tmp_path):
                        "--tiny", "--no-plots")
     assert_one_line_error(code, err, f"{image} is not an .npz file", "x_train")
     assert "pickle" not in err
+    assert not (tmp_path / "o").exists()  # made for the run, left empty

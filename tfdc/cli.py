@@ -627,6 +627,7 @@ def cmd_demo(args):
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out}: exists and is not a directory (the demo writes "
                         "several files into --out)")
+    created = not os.path.exists(args.out)
     try:  # now, not after the data has loaded: a parent that is a file, no permission
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
@@ -638,7 +639,12 @@ def cmd_demo(args):
         _require_matplotlib("plots need", " (or pass --no-plots)")
     with warnings.catch_warnings():
         warnings.showwarning = _show_compress_warning  # as tfdc compress shows them
-        demo.run(config)
+        try:
+            demo.run(config)
+        except BaseException:
+            if created and os.path.isdir(args.out) and not os.listdir(args.out):
+                os.rmdir(args.out)  # made for a run that wrote nothing (no MNIST, Ctrl-C)
+            raise
     return 0
 
 
