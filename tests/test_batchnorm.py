@@ -142,6 +142,11 @@ def test_pruned_weights_stay_positive_zeros_under_a_negative_scale():
     gamma.assign(-np.abs(gamma.numpy()))
     kernel = model.get_layer("fc").kernel
     kernel.assign(np.where(np.arange(48).reshape(6, 8) % 2, kernel.numpy(), 0))
-    folded = tfdc.fold_batchnorm(model).get_layer("fc").kernel.numpy()
-    assert np.sum(folded == 0) == 24 and not np.signbit(folded[folded == 0]).any()
+    bn = model.get_layer("bn")  # a bias of 0 with a beta of -0.0 folded to -0.0 too
+    bn.moving_mean.assign(np.zeros(8, "float32"))
+    bn.beta.assign(np.full(8, -0.0, "float32"))
+    folded = tfdc.fold_batchnorm(model).get_layer("fc")
+    kernel, bias = folded.kernel.numpy(), folded.bias.numpy()
+    assert np.sum(kernel == 0) == 24 and not np.signbit(kernel[kernel == 0]).any()
+    assert np.all(bias == 0) and not np.signbit(bias).any()
     assert_equivalent(model, tfdc.fold_batchnorm(model))

@@ -362,3 +362,13 @@ def test_data_on_another_scale_than_x_train_is_warned_of(capsys, keras_user_file
     code, _, err = run(capsys, "compress", keras_user_files["model"], keras_user_files["data"],
                        tmp_path / "out.tflite", "--target-bytes", 10)
     assert "warning" not in err
+
+
+def test_out_dash_is_refused_not_a_file_named_dash(capsys, keras_user_files, tmp_path,
+                                                     monkeypatch):
+    # compress writes OUT and reads it back: "-" wrote a file named "-".
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "compress", keras_user_files["model"], keras_user_files["data"],
+                       "-", "--target-bytes", 9000)
+    assert code == 2 and "OUT '-': tfdc compress writes OUT and reads it back" in err
+    assert os.listdir(tmp_path) == []

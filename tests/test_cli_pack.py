@@ -503,19 +503,39 @@ def test_a_dash_is_standard_input_or_output(tmp_path, inputs):
     import sys
     paths, _ = inputs
 
-    def cli(*argv, stdin=b""):
+    def cli(*argv, stdin=b"", stdout=subprocess.PIPE):
         return subprocess.run([sys.executable, "-c", "import sys; from tfdc.cli import main; "
-                               f"sys.exit(main({list(argv)!r}))"], input=stdin,
-                              capture_output=True, timeout=300, cwd=tmp_path)
+                               f"sys.exit(main({list(argv)!r}))"], input=stdin, stdout=stdout,
+                              stderr=subprocess.PIPE, timeout=300, cwd=tmp_path)
 
     plain = open(paths["float"], "rb").read()
     packed = cli("pack", "-", "-", stdin=plain)
     assert packed.returncode == 0, packed.stderr
-    assert b"/dev/stdin (" in packed.stderr and b"-> /dev/stdout (" in packed.stderr
+    assert b"/dev/stdin (" in packed.stderr and b"-> standard output (" in packed.stderr
     cli("pack", paths["float"], str(tmp_path / "p.tflite"))
     assert packed.stdout == (tmp_path / "p.tflite").read_bytes()
     decoded = cli("decode", "-", "-", stdin=packed.stdout)
     assert decoded.returncode == 0 and decoded.stdout[4:8] == b"TFL3"
     shown = cli("inspect", "-", stdin=packed.stdout)
     assert shown.returncode == 0 and b"Dense float32 / packed" in shown.stdout
+    # Standard output redirected to a file, appending (`>> log`): written
+    # as it is (through /dev/stdout the file was replaced by a rename, what
+    # it held lost, and the summary line went nowhere).
+    log = tmp_path / "log"
+    log.write_bytes(b"HEAD\n")
+    with open(log, "ab") as f:
+        appended = cli("pack", paths["float"], "-", stdout=f)
+    assert appended.returncode == 0 and b"-> standard output (" in appended.stderr
+    assert log.read_bytes() == b"HEAD\n" + packed.stdout
+    log.unlink()
+    # A terminal is refused, as gzip refuses it; compress cannot write "-".
+    import pty
+    leader, follower = pty.openpty()
+    try:
+        to_terminal = cli("pack", paths["float"], "-", stdout=follower)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert to_terminal.returncode == 2 and b"OUT '-' is standard output, a terminal here" in \
+        to_terminal.stderr
     assert sorted(os.listdir(tmp_path)) == ["p.tflite"]  # no file named "-"

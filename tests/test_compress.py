@@ -1197,3 +1197,30 @@ def test_logits_under_a_loss_that_reads_probabilities_are_warned_of(loss, warned
         _warn_logits_under_a_probability_loss(model, np.array([[0.5, 0.3, 0.2]]))  # probabilities
     assert [str(w.message)[:57] for w in caught] == (
         ["tfdc.compress: the model's outputs are logits (not probab"] if warned else [])
+
+
+def test_validation_inputs_on_another_scale_are_warned_of_with_the_training_range(tmp_path):
+    # uint8 validation pixels beside training images in [0, 1] were scored
+    # without a word; the warning compares with all of x (it read "the
+    # training data 0.9973" from a first batch) and comes before the
+    # "untrained model" one the scale causes. It is given before any work:
+    # an unreachable target then stops the run.
+    rng = np.random.default_rng(0)
+    x = (0.5 * rng.random((300, 12))).astype("float32")
+    x[200, 0] = 1.0  # the training data's largest value, not in a first batch
+    y = np.argmax(x[:, :3], axis=1)
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, name="fc1"),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=5, verbose=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="cannot be reached"):
+            tfdc.compress(model, (x, y), (np.round(255 * x[100:]), y[100:]), target_bytes=10,
+                          path=tmp_path / "m.tflite", verbose=0)
+    messages = [str(w.message) for w in caught if str(w.message).startswith("tfdc.compress")]
+    assert messages[0] == (
+        "tfdc.compress: validation_data: its x values reach magnitude 255, the training data 1: "
+        "is it preprocessed as the training data is (e.g. scaled to [0, 1])? The budget is "
+        "judged on it.")
+    assert caught[0].filename == __file__

@@ -859,6 +859,20 @@ def test_nan_or_infinite_weights_are_refused_naming_the_layer(tmp_path, weight):
     assert not (tmp_path / "m.tflite").exists()
 
 
+def test_a_nan_in_a_nested_model_is_named_once_by_its_layer():
+    # It read "backbone/kernel, backbone/inner_fc/kernel": the nested model
+    # lists its layers' weights too.
+    backbone = keras.Sequential([keras.Input((20,)), layers.Dense(8, name="inner_fc")],
+                                name="backbone")
+    inputs = keras.Input((20,))
+    model = keras.Model(inputs, layers.Dense(4, name="out")(backbone(inputs)))
+    kernel = backbone.get_layer("inner_fc").kernel
+    kernel.assign(np.where(np.eye(20, 8) > 0, np.nan, kernel.numpy()))
+    with pytest.raises(ValueError, match=r"has NaN or infinite weights in backbone/inner_fc/"
+                       r"kernel \("):
+        tfdc.sensitivity(model, (np.zeros((8, 20), "float32"), np.zeros(8, "int64")))
+
+
 def test_exports_in_two_threads_leave_stdout_and_stderr_where_they_were(tmp_path):
     # Each export captures the converter's log on file descriptors 1 and 2;
     # two at once saved each other's log file as "the terminal" and left the

@@ -70,9 +70,10 @@ def _folded_weights(layer, bn):
     else:
         kernel = kernel * scale
     # + 0.0: a pruned weight times a negative scale is -0.0, which the
-    # packer (bit-exact) would have to code as a value, not as pruned.
-    kernel = kernel + 0.0
-    return [kernel.astype("float32"), ((bias - mean) * scale + beta).astype("float32")]
+    # packer (bit-exact) would have to code as a value, not as pruned (a
+    # bias of 0 with a beta of -0.0 alike).
+    return [(kernel + 0.0).astype("float32"),
+            ((bias - mean) * scale + beta + 0.0).astype("float32")]
 
 
 def fold_batchnorm(model):

@@ -542,7 +542,7 @@ def _summary_stream(output):
     device or a pipe (`/dev/stdout`: the file's bytes go to standard
     output, unmixed), else standard output."""
     from tfdc.exporter import is_special_file
-    return sys.stderr if is_special_file(output) else sys.stdout
+    return sys.stderr if output == STANDARD_OUTPUT or is_special_file(output) else sys.stdout
 
 
 def _check_readable(path):
@@ -738,6 +738,9 @@ def _load_splits(args):
 def cmd_compress(args):
     import tfdc
     from tfdc.exporter import check_writable
+    if args.output == STANDARD_OUTPUT:  # it wrote a file named "-"
+        raise UsageError("OUT '-': tfdc compress writes OUT and reads it back to measure it, "
+                         "so it cannot be standard output; give a file path")
     _check_not_an_input(args.output, MODEL=args.model, DATA=args.data)
     check_writable(args.output)
     from tfdc.exporter import is_special_file
@@ -1059,6 +1062,8 @@ def _check_not_an_input(out, what="OUT", **inputs):
 
 def _check_pack_output(inp, out):
     from tfdc.exporter import check_writable
+    if out == STANDARD_OUTPUT:
+        return
     check_writable(out)  # the folder as written, not as abspath tidies it
     _check_not_an_input(out, IN=inp)
 
@@ -1070,10 +1075,15 @@ def cmd_pack(args):
     _check_pack_input(data, args.input)
     _check_pack_output(args.input, args.output)
     select = args.select.pattern if args.select is not None else None
-    with warnings.catch_warnings(record=True) as caught:
+    import tempfile
+    with warnings.catch_warnings(record=True) as caught, tempfile.TemporaryDirectory() as folder:
         warnings.simplefilter("always")
+        # Standard output gets the file once it is whole (written to a
+        # scratch folder first: export_tflite writes a path).
+        target = os.path.join(folder, "packed.tflite") if args.output == STANDARD_OUTPUT \
+            else args.output
         try:
-            report = export_tflite(data, args.output, weights=args.weights,
+            report = export_tflite(data, target, weights=args.weights,
                                    codebook_fp16=args.codebook_fp16,
                                    gap_alphabet=args.gap_alphabet, select=select,
                                    block=args.block, min_bytes=args.min_bytes,
@@ -1081,12 +1091,15 @@ def cmd_pack(args):
                                    negative_zeros=args.negative_zeros)
         except FormatError as e:
             raise UserError(f"{args.input}: not a valid .tflite file: {e}") from None
+        if args.output == STANDARD_OUTPUT:
+            with open(target, "rb") as f:
+                _write_output(STANDARD_OUTPUT, f.read())
     written = report.packed_bytes  # not the size of OUT: it may be /dev/stdout or a pipe
     out = _summary_stream(args.output)
     if args.report and report.layers:
         print(report.to_text(), file=out)
         print(file=out)
-    line = f"{args.input} ({len(data):,} B) -> {args.output} ({written:,} B): "
+    line = f"{args.input} ({len(data):,} B) -> {_shown(args.output)} ({written:,} B): "
     if not report.section_bytes:
         # export_tflite wrote IN unchanged and warned with the size packing gave.
         why = "; ".join(str(w.message) for w in caught) or "wrote the input unchanged"
@@ -1129,7 +1142,6 @@ def cmd_inspect(args):
 
 
 def cmd_decode(args):
-    from tfdc.exporter import write_atomically
     from tfdc.unpack import decode
     data = _read(args.input)
     kind = _check_tflite(data, args.input)
@@ -1142,8 +1154,8 @@ def cmd_decode(args):
         decoded = decode(data, backend=args.backend)
     except ImportError as e:
         raise UserError(f"the {args.backend} decoder is not available: {e}") from None
-    write_atomically(args.output, decoded)  # checked before decoding too (_check_output)
-    print(f"{args.input} ({len(data):,} B) -> {args.output} ({len(decoded):,} B)",
+    _write_output(args.output, decoded)  # checked before decoding too (_check_output)
+    print(f"{args.input} ({len(data):,} B) -> {_shown(args.output)} ({len(decoded):,} B)",
           file=_summary_stream(args.output))
     return 0
 
@@ -1243,7 +1255,7 @@ def _check_output(args):
     """`tfdc decode`: refuse an OUT that cannot be written, or that is IN
     itself (also through a link), before any work is done."""
     out = getattr(args, "output", None)
-    if args.command != "decode" or out is None:
+    if args.command != "decode" or out is None or out == STANDARD_OUTPUT:
         return
     source = getattr(args, "input", None)
     if source and os.path.exists(source) and os.path.exists(out) and os.path.samefile(source,
@@ -1266,11 +1278,11 @@ def main(argv=None):
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)  # a usage mistake: stdout stays for output
         return 2
-    _dash_is_standard_stream(args)
     from tfdc.errors import BackendError, DatasetUnavailableError, FormatError
     caught = _catch_termination()
     stdout, sys.stdout = sys.stdout, _NamedStream(sys.stdout, "standard output")
     try:
+        _dash_is_standard_stream(args)
         _check_output(args)
         status = args.func(args)
         sys.stdout.flush()
@@ -1316,21 +1328,50 @@ def main(argv=None):
 
 
 # The arguments that read or write one .tflite file as it is, where "-" is
-# the standard stream (it was a file named "-"; a pipe already worked as
-# /dev/stdin and /dev/stdout, as these are).
-_STANDARD_STREAMS = {("pack", "input"): "/dev/stdin", ("pack", "output"): "/dev/stdout",
-                     ("decode", "input"): "/dev/stdin", ("decode", "output"): "/dev/stdout",
-                     ("inspect", "file"): "/dev/stdin"}
+# the standard stream (it was a file named "-"). An input "-" is read as
+# /dev/stdin; an output "-" stays "-" and is written to file descriptor 1
+# as it is (`_write_output`): through /dev/stdout, a redirect to a file was
+# replaced by a rename (an append lost what the file held).
+STANDARD_OUTPUT = "-"
+_STANDARD_INPUTS = {("pack", "input"), ("decode", "input"), ("inspect", "file")}
+_STANDARD_OUTPUTS = {("pack", "output"), ("decode", "output")}
 
 
 def _dash_is_standard_stream(args):
-    """`args` with each "-" of `_STANDARD_STREAMS` as its device."""
-    for (command, name), device in _STANDARD_STREAMS.items():
-        if args.command == command and getattr(args, name) == "-":
-            if not os.path.exists(device):
-                raise SystemExit(f"{_PROG}: error: {command}: '-' needs {device}, which this "
-                                 "system lacks: give a file path")
-            setattr(args, name, device)
+    """`args` with an input "-" as /dev/stdin; an output "-" checked. Binary
+    data from or to a terminal is refused, as gzip refuses it (it waited for
+    input, or filled the screen)."""
+    for command, name in _STANDARD_INPUTS | _STANDARD_OUTPUTS:
+        if args.command != command or getattr(args, name) != "-":
+            continue
+        if (command, name) in _STANDARD_OUTPUTS:
+            if sys.stdout.isatty():
+                raise UsageError("OUT '-' is standard output, a terminal here: redirect it "
+                                 "(> model.tflite) or give a file path")
+            continue
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("'-' is standard input, a terminal here: pipe a .tflite file into "
+                             "it (< model.tflite) or give a file path")
+        if not os.path.exists("/dev/stdin"):
+            raise UsageError("'-' needs /dev/stdin, which this system lacks: give a file path")
+        setattr(args, name, "/dev/stdin")
+
+
+def _shown(out):
+    """OUT as a summary line names it."""
+    return "standard output" if out == STANDARD_OUTPUT else out
+
+
+def _write_output(out, data):
+    """`data` to OUT: a file written atomically, or standard output as it is
+    for "-"."""
+    if out == STANDARD_OUTPUT:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    from tfdc.exporter import write_atomically
+    write_atomically(out, data)
 
 
 class _NamedStream:

@@ -487,6 +487,16 @@ def other_scale(x, reference):
     return [(key, how) for key, how in found if how]
 
 
+def _warn_other_scale(x_val, reference):
+    """Warn of validation inputs on another scale than `reference`, the
+    training inputs (`other_scale`)."""
+    for key, found in other_scale(x_val, reference):
+        name = "x" if key is None else f"x[{key!r}]"
+        warnings.warn(f"tfdc.compress: validation_data: its {name} values {found}: is it "
+                      "preprocessed as the training data is (e.g. scaled to [0, 1])? The "
+                      "budget is judged on it.", stacklevel=3)
+
+
 def _multi_label(loss, outputs, y):
     """Whether a model is a multi-label classifier: a binary cross-entropy
     over several output units, each label in [0, 1] (not one class per
@@ -1208,8 +1218,9 @@ def _plan(inference, validation, budget, batch_size, workdir, log, cache):
             cache["sensitivity"] = sensitivity(inference, validation)
             # A second quiet step, as long as the scan or longer on a model
             # of many layers (about 0.6 s a layer): said, not a silent minute.
-            log(f"  planning: the packed bytes of {len(cache['sensitivity'].layers)} layers at "
-                "each setting")
+            scan = cache["sensitivity"]
+            log(f"  planning: packed bytes of {len(scan.layers)} layers at "
+                f"{(len(scan.sparsities) + 1) * len(scan.bits)} settings each")
         options = dict(sensitivity=cache["sensitivity"],
                        export_options={"batch_size": batch_size})
         return make_plan(inference, validation, **budget, **options)
@@ -1716,6 +1727,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         float_wrong, not_classifier = _float_mistakes(model, val_outputs, y_val, from_logits,
                                                       max_error_increase)
         classes = val_outputs.shape[1]
+    if isinstance(train, tuple):  # first: the scale is what makes the error look untrained
+        _warn_other_scale(x_val, train[0])
     if not_classifier is None:
         _warn_no_better_than_constant(float_wrong, y_val, classes)
         _warn_logits_under_a_probability_loss(model, val_outputs)
@@ -1725,11 +1738,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     if max_error_increase is not None and confidence is not None:
         _check_examples(float_wrong, max_error_increase, confidence)
     batch = _first_batch(train, None if not_classifier else classes, model)
-    for key, found in other_scale(x_val, batch[0]):
-        name = "x" if key is None else f"x[{key!r}]"
-        warnings.warn(f"tfdc.compress: validation_data: its {name} values {found}: is it "
-                      "preprocessed as the training data is (e.g. scaled to [0, 1])? The "
-                      "budget is judged on it.", stacklevel=2)
+    if not isinstance(train, tuple):  # a dataset: its first batch
+        _warn_other_scale(x_val, batch[0])
     if several:
         loss, loss_fn = model.loss, SummedLoss(model)
     else:

@@ -957,10 +957,11 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
     """Convert, pack and write a compressed model as a packed `.tflite` file.
 
     While the TFLite converter runs, the process's standard output and error
-    (file descriptors 1 and 2) are captured to keep its log quiet: lines
-    that report errors are shown afterwards, and what other threads print
-    meanwhile is captured with it. Exports in several threads are safe;
-    their conversions take turns.
+    (file descriptors 1 and 2) are captured to keep its log quiet, and only
+    its lines that report errors are shown afterwards: what other threads
+    print meanwhile goes into that log too, and is dropped unless it reads
+    as an error. Exports in several threads are safe; their conversions
+    take turns.
 
     Args:
         model: a `keras.Model` (typically trained with `tfdc.GradualPruning`

@@ -140,11 +140,14 @@ def refuse_non_finite(model, who):
     and drops an infinity without a word, and k-means refused them naming
     no layer."""
     import numpy as np
-    paths, bad = layer_paths(model), []
+    paths, named = layer_paths(model), {}
     for layer in iter_layers(model):
         for v in layer.weights:
-            if v.dtype.startswith(("float", "bfloat")) and not np.isfinite(v.numpy()).all():
-                bad.append(f"{paths.get(id(layer), layer.name)}/{v.name}")
+            # A nested model lists its layers' weights too: each is named by
+            # the innermost layer that holds it (not "backbone/kernel").
+            named[id(v)] = (v, f"{paths.get(id(layer), layer.name)}/{v.name}")
+    bad = [name for v, name in named.values()
+           if v.dtype.startswith(("float", "bfloat")) and not np.isfinite(v.numpy()).all()]
     if bad:
         named = ", ".join(bad[:4]) + (", ..." if len(bad) > 4 else "")
         raise ValueError(f"{who}: model {model.name!r} has NaN or infinite weights in {named} "
