@@ -370,5 +370,5 @@ def test_out_dash_is_refused_not_a_file_named_dash(capsys, keras_user_files, tmp
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "compress", keras_user_files["model"], keras_user_files["data"],
                        "-", "--target-bytes", 9000)
-    assert code == 2 and "OUT '-': tfdc compress writes OUT and reads it back" in err
+    assert code == 2 and "OUT is standard output: tfdc compress writes OUT and reads it back" in err
     assert os.listdir(tmp_path) == []

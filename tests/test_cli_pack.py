@@ -511,7 +511,8 @@ def test_a_dash_is_standard_input_or_output(tmp_path, inputs):
     plain = open(paths["float"], "rb").read()
     packed = cli("pack", "-", "-", stdin=plain)
     assert packed.returncode == 0, packed.stderr
-    assert b"/dev/stdin (" in packed.stderr and b"-> standard output (" in packed.stderr
+    assert packed.stderr.startswith(b"standard input (") and b"-> standard output (" in \
+        packed.stderr
     cli("pack", paths["float"], str(tmp_path / "p.tflite"))
     assert packed.stdout == (tmp_path / "p.tflite").read_bytes()
     decoded = cli("decode", "-", "-", stdin=packed.stdout)
@@ -522,12 +523,28 @@ def test_a_dash_is_standard_input_or_output(tmp_path, inputs):
     # as it is (through /dev/stdout the file was replaced by a rename, what
     # it held lost, and the summary line went nowhere).
     log = tmp_path / "log"
-    log.write_bytes(b"HEAD\n")
-    with open(log, "ab") as f:
-        appended = cli("pack", paths["float"], "-", stdout=f)
-    assert appended.returncode == 0 and b"-> standard output (" in appended.stderr
-    assert log.read_bytes() == b"HEAD\n" + packed.stdout
+    for name in ("-", "/dev/stdout"):  # standard output by its other name too
+        log.write_bytes(b"HEAD\n")
+        with open(log, "ab") as f:
+            appended = cli("pack", paths["float"], name, stdout=f)
+        assert appended.returncode == 0 and b"-> standard output (" in appended.stderr
+        assert log.read_bytes() == b"HEAD\n" + packed.stdout
     log.unlink()
+    # A closed stream is named (a traceback, or "a terminal"), and a short
+    # write is an error (it reported success over a cut file).
+    closed = subprocess.run([sys.executable, "-c", "import os, sys; os.close(1); sys.stdout = "
+                             "None; from tfdc.cli import main; sys.exit(main(['inspect', "
+                             f"{paths['float']!r}]))"], stderr=subprocess.PIPE, timeout=300)
+    assert closed.returncode == 1 and b"standard output is closed" in closed.stderr
+    no_input = subprocess.run([sys.executable, "-c", "import os, sys; os.close(0); sys.stdin = "
+                               "None; from tfdc.cli import main; sys.exit(main(['pack', '-', "
+                               "'x.tflite']))"], stderr=subprocess.PIPE, timeout=300,
+                              cwd=tmp_path)
+    assert no_input.returncode == 2 and b"'-' is standard input, which is closed here" in \
+        no_input.stderr
+    full = cli("decode", "-", "-", stdin=packed.stdout, stdout=open("/dev/full", "wb"))
+    assert full.returncode == 1 and b"standard output: cannot write: No space left" in \
+        full.stderr
     # A terminal is refused, as gzip refuses it; compress cannot write "-".
     import pty
     leader, follower = pty.openpty()
@@ -536,6 +553,6 @@ def test_a_dash_is_standard_input_or_output(tmp_path, inputs):
     finally:
         os.close(leader)
         os.close(follower)
-    assert to_terminal.returncode == 2 and b"OUT '-' is standard output, a terminal here" in \
+    assert to_terminal.returncode == 2 and b"OUT is standard output, a terminal here" in \
         to_terminal.stderr
     assert sorted(os.listdir(tmp_path)) == ["p.tflite"]  # no file named "-"

@@ -23,7 +23,8 @@ def test_a_real_mnist_file_loads(tmp_path):
 @pytest.mark.parametrize("content, message", [
     (b"\x89PNG\r\n\x1a\n" + bytes(64), "is not an .npz file"),
     (b"", "is not an .npz file"),
-    ("missing_key", "need x_train, y_train, x_test, y_test"),
+    ("missing_key", r"need x_train, y_train, x_test, y_test\): y_train is not a file in"),
+    ("label_12", r"y_test must be digit labels 0-9 \(integers\), got int64 in \[0, 12\]"),
     ("bad_shape", "not MNIST-shaped"),
     ("scaled", r"x_train is float32; MNIST in Keras's layout holds uint8 images"),
 ])
@@ -34,6 +35,9 @@ def test_files_that_are_not_mnist(tmp_path, content, message):
     elif content == "bad_shape":
         np.savez(path, x_train=np.zeros((2, 784)), y_train=np.zeros(2), x_test=np.zeros((1, 784)),
                  y_test=np.zeros(1))
+    elif content == "label_12":  # a traceback from TensorFlow after the training
+        np.savez(path, x_train=np.zeros((2, 28, 28), np.uint8), y_train=np.arange(2),
+                 x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.array([0, 12]))
     elif content == "scaled":  # already in [0, 1]: it would be divided by 255 again
         np.savez(path, x_train=np.zeros((2, 28, 28), np.float32), y_train=np.zeros(2),
                  x_test=np.zeros((1, 28, 28), np.uint8), y_test=np.zeros(1))
@@ -49,6 +53,16 @@ def test_a_folder_or_a_missing_file(tmp_path):
         load_mnist_raw(str(tmp_path))
     with pytest.raises(DatasetUnavailableError, match="does not exist"):
         load_mnist_raw(str(tmp_path / "nope.npz"))
+    # Read from the environment variable, the message says so.
+    import os
+    saved = os.environ.get("TFDC_MNIST")
+    os.environ["TFDC_MNIST"] = str(tmp_path / "nope.npz")
+    try:
+        with pytest.raises(DatasetUnavailableError, match=r"nope.npz' \(from TFDC_MNIST\) does "
+                           "not exist"):
+            load_mnist_raw()
+    finally:
+        os.environ["TFDC_MNIST"] = saved
     loop = tmp_path / "loop.npz"
     loop.symlink_to(loop)
     with pytest.raises(DatasetUnavailableError, match="a symbolic link to nothing"):

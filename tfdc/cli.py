@@ -738,9 +738,9 @@ def _load_splits(args):
 def cmd_compress(args):
     import tfdc
     from tfdc.exporter import check_writable
-    if args.output == STANDARD_OUTPUT:  # it wrote a file named "-"
-        raise UsageError("OUT '-': tfdc compress writes OUT and reads it back to measure it, "
-                         "so it cannot be standard output; give a file path")
+    if args.output == STANDARD_OUTPUT:  # "-" wrote a file named "-"
+        raise UsageError("OUT is standard output: tfdc compress writes OUT and reads it back to "
+                         "measure it; give a file path")
     _check_not_an_input(args.output, MODEL=args.model, DATA=args.data)
     check_writable(args.output)
     from tfdc.exporter import is_special_file
@@ -1099,7 +1099,7 @@ def cmd_pack(args):
     if args.report and report.layers:
         print(report.to_text(), file=out)
         print(file=out)
-    line = f"{args.input} ({len(data):,} B) -> {_shown(args.output)} ({written:,} B): "
+    line = f"{_shown(args.input)} ({len(data):,} B) -> {_shown(args.output)} ({written:,} B): "
     if not report.section_bytes:
         # export_tflite wrote IN unchanged and warned with the size packing gave.
         why = "; ".join(str(w.message) for w in caught) or "wrote the input unchanged"
@@ -1155,7 +1155,8 @@ def cmd_decode(args):
     except ImportError as e:
         raise UserError(f"the {args.backend} decoder is not available: {e}") from None
     _write_output(args.output, decoded)  # checked before decoding too (_check_output)
-    print(f"{args.input} ({len(data):,} B) -> {_shown(args.output)} ({len(decoded):,} B)",
+    print(f"{_shown(args.input)} ({len(data):,} B) -> {_shown(args.output)} "
+          f"({len(decoded):,} B)",
           file=_summary_stream(args.output))
     return 0
 
@@ -1278,6 +1279,10 @@ def main(argv=None):
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)  # a usage mistake: stdout stays for output
         return 2
+    if sys.stdout is None:  # `>&-`: every print was an AttributeError traceback
+        print(f"{_PROG}: error: standard output is closed: the command reports on it",
+              file=sys.stderr)
+        return EXIT_ERROR
     from tfdc.errors import BackendError, DatasetUnavailableError, FormatError
     caught = _catch_termination()
     stdout, sys.stdout = sys.stdout, _NamedStream(sys.stdout, "standard output")
@@ -1334,22 +1339,29 @@ def main(argv=None):
 # replaced by a rename (an append lost what the file held).
 STANDARD_OUTPUT = "-"
 _STANDARD_INPUTS = {("pack", "input"), ("decode", "input"), ("inspect", "file")}
-_STANDARD_OUTPUTS = {("pack", "output"), ("decode", "output")}
+_STANDARD_OUTPUTS = {("pack", "output"), ("decode", "output"), ("compress", "output")}
+# Standard output by another name is standard output too: replaced by a
+# rename, a redirect to a file lost what the file held.
+_STANDARD_OUTPUT_NAMES = {"-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"}
 
 
 def _dash_is_standard_stream(args):
-    """`args` with an input "-" as /dev/stdin; an output "-" checked. Binary
-    data from or to a terminal is refused, as gzip refuses it (it waited for
-    input, or filled the screen)."""
-    for command, name in _STANDARD_INPUTS | _STANDARD_OUTPUTS:
+    """`args` with an input "-" as /dev/stdin and an output named as
+    standard output as "-". Binary data from or to a terminal is refused,
+    as gzip refuses it (it waited for input, or filled the screen), and a
+    closed stream is named."""
+    for command, name in _STANDARD_OUTPUTS:
+        if args.command == command and getattr(args, name) in _STANDARD_OUTPUT_NAMES:
+            setattr(args, name, STANDARD_OUTPUT)
+            if command != "compress" and sys.stdout.isatty():
+                raise UsageError("OUT is standard output, a terminal here: redirect it "
+                                 "(> model.tflite) or give a file path")
+    for command, name in _STANDARD_INPUTS:
         if args.command != command or getattr(args, name) != "-":
             continue
-        if (command, name) in _STANDARD_OUTPUTS:
-            if sys.stdout.isatty():
-                raise UsageError("OUT '-' is standard output, a terminal here: redirect it "
-                                 "(> model.tflite) or give a file path")
-            continue
-        if sys.stdin is None or sys.stdin.isatty():
+        if sys.stdin is None:
+            raise UsageError("'-' is standard input, which is closed here: give a file path")
+        if sys.stdin.isatty():
             raise UsageError("'-' is standard input, a terminal here: pipe a .tflite file into "
                              "it (< model.tflite) or give a file path")
         if not os.path.exists("/dev/stdin"):
@@ -1357,21 +1369,28 @@ def _dash_is_standard_stream(args):
         setattr(args, name, "/dev/stdin")
 
 
-def _shown(out):
-    """OUT as a summary line names it."""
-    return "standard output" if out == STANDARD_OUTPUT else out
+def _shown(path):
+    """IN or OUT as a summary line names it."""
+    return {STANDARD_OUTPUT: "standard output", "/dev/stdin": "standard input"}.get(path, path)
 
 
 def _write_output(out, data):
     """`data` to OUT: a file written atomically, or standard output as it is
-    for "-"."""
-    if out == STANDARD_OUTPUT:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+    for "-", every byte or an OSError naming it (a short write, a full
+    disk, a reader that left)."""
+    if out != STANDARD_OUTPUT:
+        from tfdc.exporter import write_atomically
+        write_atomically(out, data)
         return
-    from tfdc.exporter import write_atomically
-    write_atomically(out, data)
+    sys.stdout.flush()
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(sys.stdout.fileno(), view):]
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write: {e.strerror}", "standard output") from None
 
 
 class _NamedStream:

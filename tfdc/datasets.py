@@ -43,8 +43,10 @@ def _read_npz(path):
         with np.load(path) as f:
             data = (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        # KeyError's text is its quoted key: "'x_train is not a file ...'".
+        why = e.args[0] if isinstance(e, KeyError) and e.args else e
         raise DatasetUnavailableError(
-            f"{path} is not a readable MNIST .npz (need x_train, y_train, x_test, y_test): {e}"
+            f"{path} is not a readable MNIST .npz (need x_train, y_train, x_test, y_test): {why}"
         ) from None
     for split, (x, y) in zip(("train", "test"), data):
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
@@ -58,18 +60,24 @@ def _read_npz(path):
                 f"{path}: x_{split} is {x.dtype}; MNIST in Keras's layout holds uint8 images "
                 "(0-255, as keras.datasets.mnist.load_data() returns them), which tfdc scales "
                 "to [0, 1] itself")
+        if y.dtype.kind not in "iu" or y.min() < 0 or y.max() > 9:
+            # Found by TensorFlow only after the training, as a traceback.
+            raise DatasetUnavailableError(
+                f"{path}: y_{split} must be digit labels 0-9 (integers), got {y.dtype} in "
+                f"[{y.min()}, {y.max()}]")
     return data
 
 
 def load_mnist_raw(path=None):
     """Return `((x_train, y_train), (x_test, y_test))` as uint8 arrays."""
+    where = "" if path else f" (from {MNIST_ENV})"
     path = path or os.environ.get(MNIST_ENV)
     if path:
         from tfdc.exporter import dangling_link
         if link := dangling_link(path):
-            raise DatasetUnavailableError(f"MNIST file {path!r} is {link}")
+            raise DatasetUnavailableError(f"MNIST file {path!r}{where} is {link}")
         if not os.path.exists(path):
-            raise DatasetUnavailableError(f"MNIST file {path!r} does not exist")
+            raise DatasetUnavailableError(f"MNIST file {path!r}{where} does not exist")
         return _read_npz(path)
     if os.path.exists(_keras_cache_file()):
         return _read_npz(_keras_cache_file())
