@@ -24,7 +24,7 @@ def test_a_real_mnist_file_loads(tmp_path):
     (b"\x89PNG\r\n\x1a\n" + bytes(64), "is not an .npz file"),
     (b"", "is not an .npz file"),
     ("missing_key", r"need x_train, y_train, x_test, y_test\): y_train is not a file in"),
-    ("label_12", r"y_test must be digit labels 0-9 \(integers\), got int64 in \[0, 12\]"),
+    ("label_12", r"y_test must be digit labels 0-9 \(whole numbers\), got int64 in \[0, 12\]"),
     ("bad_shape", "not MNIST-shaped"),
     ("scaled", r"x_train is float32; MNIST in Keras's layout holds uint8 images"),
 ])

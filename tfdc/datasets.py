@@ -60,11 +60,11 @@ def _read_npz(path):
                 f"{path}: x_{split} is {x.dtype}; MNIST in Keras's layout holds uint8 images "
                 "(0-255, as keras.datasets.mnist.load_data() returns them), which tfdc scales "
                 "to [0, 1] itself")
-        if y.dtype.kind not in "iu" or y.min() < 0 or y.max() > 9:
+        if y.dtype.kind not in "iuf" or not np.all((y >= 0) & (y <= 9) & (y == np.round(y))):
             # Found by TensorFlow only after the training, as a traceback.
             raise DatasetUnavailableError(
-                f"{path}: y_{split} must be digit labels 0-9 (integers), got {y.dtype} in "
-                f"[{y.min()}, {y.max()}]")
+                f"{path}: y_{split} must be digit labels 0-9 (whole numbers), got {y.dtype} "
+                f"in [{y.min()}, {y.max()}]")
     return data
 
 
