@@ -1,5 +1,7 @@
 """Write one benchmark's results into docs/BENCHMARKS.md.
 
+    python tools/benchmarks_md.py    # a library for the tools: it prints this
+
 Each tool owns a section between `<!-- BEGIN name -->` and `<!-- END name -->`
 markers, so tools can be re-run independently without clobbering each other.
 """
@@ -41,6 +43,21 @@ def write_section(name, title, body, command=None):
     os.replace(tmp, PATH)
 
 
+def add_no_write(parser):
+    """The --no-write option of a tool that writes a section (`publish`)."""
+    parser.add_argument("--no-write", action="store_true",
+                        help="print the section only; leave docs/BENCHMARKS.md as it is")
+
+
+def publish(args, name, title, body, command=None):
+    """`write_section`, or with --no-write (`add_no_write`) the section
+    printed: a tool run to check it leaves the docs as they are."""
+    if getattr(args, "no_write", False):
+        print(f"## {title} (--no-write: docs/BENCHMARKS.md left as it is)\n\n{body.strip()}")
+        return
+    write_section(name, title, body, command)
+
+
 def nothing_to_write(where, how):
     """Stop a tool that was asked to re-render its section but found no saved
     results in `where` (`how`: the command that makes them): it replaced its
@@ -54,3 +71,7 @@ def markdown_table(headers, rows):
     out = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
     return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(__doc__)

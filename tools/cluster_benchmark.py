@@ -36,7 +36,7 @@ from tfdc.recipe import ShiftedImages  # noqa: E402
 import tfdc.prune  # noqa: E402
 from tfdc.cluster import ClusteredFineTuning, codebooks  # noqa: E402
 from tfdc.datasets import load_mnist  # noqa: E402
-from tools.benchmarks_md import markdown_table, nothing_to_write, write_section  # noqa: E402
+from tools.benchmarks_md import add_no_write, markdown_table, nothing_to_write, publish  # noqa: E402
 
 PARTS = {
     "lenet300": dict(build=tfdc.models.lenet_300_100, channels=False,
@@ -232,7 +232,7 @@ def run_part(part, args):
     return result
 
 
-def write_markdown(save_dir):
+def write_markdown(save_dir, args=None):
     if not any(os.path.exists(os.path.join(save_dir, f"{part}.json")) for part in PARTS):
         nothing_to_write(save_dir, "run --part lenet300 and --part lenet5 first")
     body = []
@@ -306,7 +306,7 @@ def write_markdown(save_dir):
         "thread pool was slower in CPU time (1.24) and no faster in wall time. Under XLA the "
         "LeNet-300-100 ratio (above) is over the target: the XLA path is the gather / "
         "segment-sum one.\n")
-    write_section("cluster", "Trained quantization (weight sharing)", "\n".join(body))
+    publish(args, "cluster", "Trained quantization (weight sharing)", "\n".join(body))
 
 
 def main():
@@ -326,6 +326,7 @@ def main():
     p.add_argument("--epochs300", default="20,8,8,3",
                    help="dense, pruning, retraining, clustering epochs for LeNet-300-100")
     p.add_argument("--epochs5", default="6,3,3,2", help="the same for LeNet-5")
+    add_no_write(p)
     args = p.parse_args()
     os.makedirs(args.save_dir, exist_ok=True)
     args.epochs = {"lenet300": [int(v) for v in args.epochs300.split(",")],
@@ -343,7 +344,7 @@ def main():
         json.dump(result, open(path, "w"), indent=1)
     elif args.part != "report":
         run_part(args.part, args)
-    write_markdown(args.save_dir)
+    write_markdown(args.save_dir, args)
 
 
 if __name__ == "__main__":

@@ -138,8 +138,9 @@ def main():
                                                     "demo", "lenet_300_100.decoded.tflite"),
                     help="the decoded (or packed) file of `tfdc demo --quick` (run if missing)")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "tfdc_real_weights"))
+    from benchmarks_md import add_no_write, markdown_table, publish
+    add_no_write(ap)
     args = ap.parse_args()
-    from benchmarks_md import markdown_table, write_section
     from native_benchmark import prune_and_snap
     from real_weights_bound import fetch_models, kernels
     if not os.path.exists(args.demo):
@@ -179,7 +180,7 @@ def main():
             "neighbouring weights (left and an image row above) saves 2–7 % against order-0 "
             "codes (section *tfdc pack on other tools' .tflite files*); the packer does not "
             "try it on pruned and clustered kernels.\n")
-    write_section("context_modelling", "Context modelling: order-0 Huffman vs table switching",
+    publish(args, "context_modelling", "Context modelling: order-0 Huffman vs table switching",
                   body)
 
 

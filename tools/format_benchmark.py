@@ -336,10 +336,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train-size", type=int, default=12000)
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "tfdc_format_bench"))
+    from benchmarks_md import add_no_write, markdown_table, publish
+    add_no_write(ap)
     args = ap.parse_args()
     os.makedirs(args.cache, exist_ok=True)
     log = lambda *a: print(*a, flush=True)  # noqa: E731
-    from benchmarks_md import markdown_table, write_section
 
     packed, parts, raw, info, v1_size = part1(args, log)
     fp16_biases = _binary16_biases(unpack.decode(packed))
@@ -396,7 +397,7 @@ def main():
         f"{r['name']}: {', '.join(r['kinds'])}" for r in results) + ".", "",
         "Timings were taken on a shared 2-core machine under load; compare them only "
         "with each other."]
-    write_section("format2", "Format 2: the whole file small", "\n".join(body))
+    publish(args, "format2", "Format 2: the whole file small", "\n".join(body))
     print("\n".join(body))
 
 

@@ -115,12 +115,13 @@ def main():
     ap.add_argument("--sparsity", default="0.8,0.9",
                     help="comma-separated fractions of each kernel pruned")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "tfdc_native_bench_lin"))
+    from benchmarks_md import add_no_write, markdown_table, publish
+    add_no_write(ap)
     args = ap.parse_args()
     os.makedirs(args.cache, exist_ok=True)
     from tfdc import _native
     from tfdc.unpack import decode as py_decode
     from tfdc.unpack import section_span
-    from benchmarks_md import markdown_table, write_section
 
     import tfdc
     sparsities = [float(v) for v in args.sparsity.split(",")]
@@ -187,7 +188,7 @@ def main():
             "from the codebook's histogram), so no coder can go below their entropy. For one "
             "3x3x256x512 kernel of the same kind, gzip -9 of the float32 bytes against that "
             "entropy:\n\n" + markdown_table(BOUND_HEADERS, bound_rows))
-    write_section("native", "Native decoder throughput (one core) vs zlib inflate", body)
+    publish(args, "native", "Native decoder throughput (one core) vs zlib inflate", body)
     print("\n" + markdown_table(HEADERS, rows))
 
 

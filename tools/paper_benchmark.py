@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks_md import markdown_table, nothing_to_write, write_section  # noqa: E402
+from benchmarks_md import add_no_write, markdown_table, nothing_to_write, publish  # noqa: E402
 
 VENV = os.path.join(ROOT, ".venv-tfmot")
 TFMOT_PACKAGES = ["tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy"]
@@ -173,6 +173,7 @@ def main():
     p.add_argument("--tfmot-python", default=os.path.join(VENV, "bin", "python"))
     p.add_argument("--render-only", action="store_true",
                    help="rebuild the table and docs section from the last run's results.json")
+    add_no_write(p)
     args = p.parse_args()
     if args.setup_tfmot:
         setup_tfmot()
@@ -324,7 +325,7 @@ def main():
     if args.render_only:
         command = ("python tools/paper_benchmark.py" + (" --quick" if args.quick else "")
                    + "  (table re-rendered from that run's results.json with --render-only)")
-    write_section("paper", "Paper reproduction: LeNet on MNIST, tfdc vs tfmot", body,
+    publish(args, "paper", "Paper reproduction: LeNet on MNIST, tfdc vs tfmot", body,
                   command=command)
     print(f"\nwrote docs/BENCHMARKS.md (section 'paper') and {os.path.relpath(args.out, ROOT)}/")
 

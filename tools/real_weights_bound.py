@@ -96,8 +96,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sparsity", default="0.8,0.9,0.95")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "tfdc_real_weights"))
+    from benchmarks_md import add_no_write, markdown_table, publish
+    add_no_write(ap)
     args = ap.parse_args()
-    from benchmarks_md import markdown_table, write_section
     rows, stats = [], []
     for name, path in fetch_models(args.cache).items():
         real = kernels(path)
@@ -126,7 +127,7 @@ def main():
             "kernels. Real trained weights thus give the synthetic benchmark's picture: gzip "
             "-9 is itself about 2x the entropy bound at these sparsities, so a packed file 2x "
             "smaller than gzip -9 needs 95 % sparsity or more.\n")
-    write_section("real_weights", "Real trained weights: gzip -9 against the entropy bound", body)
+    publish(args, "real_weights", "Real trained weights: gzip -9 against the entropy bound", body)
 
 
 HEADERS = ["model", "kernels", "pruned",
