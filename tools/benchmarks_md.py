@@ -1,9 +1,8 @@
 """Write one benchmark's results into docs/BENCHMARKS.md.
 
-    python tools/benchmarks_md.py    # a library for the tools: it prints this
-
 Each tool owns a section between `<!-- BEGIN name -->` and `<!-- END name -->`
 markers, so tools can be re-run independently without clobbering each other.
+A library for the tools: run alone, it prints this.
 """
 
 import datetime
