@@ -67,7 +67,8 @@ def test_mistakes_are_one_line_errors(capsys, keras_user_files, tmp_path):
     two.save(tmp_path / "two.keras")
     code, _, err = run(capsys, "plan", tmp_path / "two.keras", files["data"],
                        "--max-loss-increase", 0.1)
-    assert_one_line_error(code, err, "tfdc: error: plan: the model has several outputs, 'functional",
+    assert_one_line_error(code, err, "tfdc: error: plan: the model has several outputs, "
+                          "'functional",
                           "has 2 (a, b); DATA holds one y: give one y_train/KEY")
     # x arrays that are not one per input: a one-input model given x_val/0
     # failed in the middle of the scan (the one-item list read as a batch
@@ -89,7 +90,8 @@ def test_mistakes_are_one_line_errors(capsys, keras_user_files, tmp_path):
     np.savez(tmp_path / "three.npz", **three)
     code, _, err = run(capsys, "plan", tmp_path / "both.keras", tmp_path / "three.npz",
                        "--target-bytes", 9000)
-    assert_one_line_error(code, err, "tfdc: error: plan: the model has 2 inputs (left, right); DATA "
+    assert_one_line_error(code, err, "tfdc: error: plan: the model has 2 inputs (left, right); "
+                          "DATA "
                           "holds 3 x_train/KEY arrays (0, 1, 2)")
 
 

@@ -902,11 +902,12 @@ def _option(name):
     return "--" + name.replace("_", "-")
 
 
-# tfdc.compress's and tfdc.plan's keywords in their messages, as the options
-# of tfdc compress / tfdc plan (whose user gave options, not keywords); their
-# Python-only advice (other grids) left out.
+# The Python keywords in tfdc.compress's, tfdc.plan's and tfdc.export_tflite's
+# messages, as the options of tfdc compress / plan / pack (whose user gave
+# options, not keywords); their Python-only advice (other grids) left out.
 _KEYWORDS_AS_OPTIONS = (
     (re.compile(r" \(to tfdc\.plan also [^)]*\)"), ""),
+    (re.compile(r"\bnegative_zeros='(\w+)'"), lambda m: f"--negative-zeros {m[1]}"),
     (re.compile(r"\bgive distill=False\b"), "leave out --distill"),
     (re.compile(r"\bdistill=True\b"), "--distill"),
     (re.compile(r"\bconfidence=None\b"), "--confidence none"),
@@ -920,8 +921,9 @@ _KEYWORDS_AS_OPTIONS = (
 
 
 def _as_options(text):
-    """`text`, a message of tfdc.compress or tfdc.plan, in the words of the
-    command line (`--target-bytes 500`, not `target_bytes=500`)."""
+    """`text`, a message of tfdc.compress, tfdc.plan or tfdc.export_tflite, in
+    the words of the command line (`--target-bytes 500`, not
+    `target_bytes=500`)."""
     for pattern, words in _KEYWORDS_AS_OPTIONS:
         text = pattern.sub(words, text)
     return text
@@ -1106,8 +1108,7 @@ def cmd_pack(args):
         print(line + f"nothing gained ({why})", file=out)
         return 0
     for w in caught:
-        text = str(w.message).replace("negative_zeros='zero'", "--negative-zeros zero")
-        print(f"{_PROG}: warning: {text}", file=sys.stderr)
+        print(f"{_PROG}: warning: {_as_options(str(w.message))}", file=sys.stderr)
     saved = len(data) - written
     n = len(report.layers)
     from tfdc.format import APPENDED_ARCHIVE

@@ -48,7 +48,7 @@ import warnings
 
 import numpy as np
 
-from tfdc.errors import first_line, raise_if_signalled, require_tensorflow_backend
+from tfdc.errors import first_line, listed, raise_if_signalled, require_tensorflow_backend
 from tfdc.scan import _index, _items, _labels, _length, _map, check_batched, check_finite
 
 __all__ = ["compress", "CompressResult", "BudgetMissedWarning", "scaled_plan", "HandPlan",
@@ -793,10 +793,9 @@ def _warn_no_better_than_constant(float_wrong, y, classes, who="tfdc.compress"):
     present = np.unique(_label_classes(y, classes, "validation_data"))
     if classes > 2 and n >= _FEWEST_TO_JUDGE and len(present) < classes:
         missing = sorted(set(range(classes)) - set(present.tolist()))
-        listed = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
-        warnings.warn(f"{who}: the validation labels hold {len(present)} of the "
-                      f"model's {classes} classes (none of {listed}): the budget is judged on "
-                      "those classes alone; give validation data of every class",
+        warnings.warn(f"{who}: the validation labels hold {len(present)} of the model's "
+                      f"{classes} classes (none of {listed(missing, 10)}): the budget is judged "
+                      "on those classes alone; give validation data of every class",
                       stacklevel=3)
 
 

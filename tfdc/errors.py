@@ -55,6 +55,13 @@ def require_tensorflow_backend(what):
         "tfdc compress model.keras DATA.npz OUT ...")
 
 
+def listed(items, limit, sep=", "):
+    """The first `limit` of `items` joined by `sep`, and "..." where there
+    are more: the few a message names."""
+    items = [str(item) for item in items]
+    return sep.join(items[:limit]) + (f"{sep}..." if len(items) > limit else "")
+
+
 def first_line(error):
     """The line of an exception's message that says what went wrong (Keras's
     run long and start with "Exception encountered when calling ...")."""

@@ -27,6 +27,7 @@ import warnings
 
 import numpy as np
 
+from tfdc.errors import listed
 from tfdc.layers import has_graph
 from tfdc.quantize import quantize_codebooks_int8
 from tfdc.runtime import check_tflite_header, read_model_bytes
@@ -522,8 +523,7 @@ def _other_float_parts(model):
         dtypes = [str(v.dtype) for v in layer.weights if str(v.dtype) in OTHER_FLOATS]
         parts += [(f"layer {layer.name!r}", dtypes[0])] if dtypes else []
     parts = [(name, dtype) for name, dtype in parts if dtype in OTHER_FLOATS]
-    names = ", ".join(name for name, _ in parts[:4]) + (", ..." if len(parts) > 4 else "")
-    return names, parts[0][1] if parts else None
+    return listed([name for name, _ in parts], 4), parts[0][1] if parts else None
 
 
 class _CapturedOutput:
@@ -940,10 +940,10 @@ def _warn_negative_zeros(counts, kept_bytes, zero_bytes):
     if kept_bytes - zero_bytes < 0.01 * kept_bytes:
         return
     named = sorted(counts.items(), key=lambda item: -item[1])
-    listed = ", ".join(f"{name} {count:,}" for name, count in named[:3])
     warnings.warn(
-        f"{sum(counts.values()):,} float weights are -0.0 ({listed}"
-        f"{', ...' if len(named) > 3 else ''}): pruned weights multiplied by negative "
+        f"{sum(counts.values()):,} float weights are -0.0 "
+        f"({listed((f'{name} {count:,}' for name, count in named), 3)}): pruned weights "
+        f"multiplied by negative "
         f"numbers (a pruning mask multiplied into the weights, or a BatchNormalization "
         f"folded into them), and kept bit-exact they are coded as values, not as pruned "
         f"positions; negative_zeros='zero' stores them as 0.0 (equal as numbers): "

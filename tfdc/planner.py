@@ -66,6 +66,8 @@ import math
 
 import numpy as np
 
+from tfdc.errors import listed
+
 __all__ = ["plan", "Plan"]
 
 _BUCKETS = 20000     # resolution of the byte budget in the knapsack
@@ -350,10 +352,9 @@ def _unreachable(target_bytes, reach, sens, uncompressed):
     allow (`reach` bytes), naming the weights kept at full precision."""
     stuck = ""
     if uncompressed:
-        stuck = ("; it keeps at full precision " + ", ".join(
-                     f"{r['layer']}/{r['weight']} ({r['class']}, {r['weights']:,} weights: "
-                     f"{r['why']})" for r in uncompressed[:3])
-                 + (", ..." if len(uncompressed) > 3 else ""))
+        stuck = "; it keeps at full precision " + listed(
+            (f"{r['layer']}/{r['weight']} ({r['class']}, {r['weights']:,} weights: {r['why']})"
+             for r in uncompressed), 3)
     return ValueError(
         f"target_bytes={target_bytes:,} cannot be reached: the smallest file the grids allow "
         f"is {reach:,} B (every layer at {max(sens.sparsities):g} sparsity and "

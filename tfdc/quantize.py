@@ -407,8 +407,8 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
     Every constant float32 tensor of rank >= 2 and at least `min_bytes`
     bytes with at most `max_distinct` distinct values that only layers read
     as their weights (a clustered kernel: not a variable's starting value or
-    a table another op reads) becomes an int8 tensor with *one* symmetric scale per tensor,
-    `scale = max|c| / 127`, followed by a `DEQUANTIZE` op that produces the
+    a table another op reads) becomes an int8 tensor with *one* symmetric
+    scale per tensor, `scale = max|c| / 127`, followed by a `DEQUANTIZE` op that produces the
     original float tensor. So a K-value codebook stays K int8 codes (the
     converter's per-channel dynamic-range quantization would give up to K x
     channels distinct codes), and the model computes in float32 with weights

@@ -13,6 +13,7 @@ import warnings
 
 import keras
 
+from tfdc.errors import listed
 from tfdc.layers import KINDS, OTHER_FLOATS, kernel_variables, kind_of
 
 
@@ -125,7 +126,7 @@ def refuse_non_float32(model, who):
             if str(v.dtype) in OTHER_FLOATS:
                 wide.setdefault(paths.get(id(layer), layer.name), str(v.dtype))
     if wide:
-        named = ", ".join(repr(n) for n in list(wide)[:4]) + (", ..." if len(wide) > 4 else "")
+        named = listed(map(repr, wide), 4)
         types = " / ".join(dict.fromkeys(wide.values()))
         raise ValueError(f"{who}: model {model.name!r} has {types} kernels (layer"
                          f"{'s' * (len(wide) > 1)} {named}), and tfdc exports to LiteRT, whose "
@@ -140,17 +141,17 @@ def refuse_non_finite(model, who):
     and drops an infinity without a word, and k-means refused them naming
     no layer."""
     import numpy as np
-    paths, named = layer_paths(model), {}
+    paths, weights = layer_paths(model), {}
     for layer in iter_layers(model):
         for v in layer.weights:
             # A nested model lists its layers' weights too: each is named by
             # the innermost layer that holds it (not "backbone/kernel").
-            named[id(v)] = (v, f"{paths.get(id(layer), layer.name)}/{v.name}")
-    bad = [name for v, name in named.values()
+            weights[id(v)] = (v, f"{paths.get(id(layer), layer.name)}/{v.name}")
+    bad = [name for v, name in weights.values()
            if v.dtype.startswith(("float", "bfloat")) and not np.isfinite(v.numpy()).all()]
     if bad:
-        named = ", ".join(bad[:4]) + (", ..." if len(bad) > 4 else "")
-        raise ValueError(f"{who}: model {model.name!r} has NaN or infinite weights in {named} "
+        raise ValueError(f"{who}: model {model.name!r} has NaN or infinite weights in "
+                         f"{listed(bad, 4)} "
                          "(a training that diverged?): retrain it, or load weights saved "
                          "before")
 
@@ -309,7 +310,7 @@ def _no_kernel(layer):
     """Why a layer named in a per-layer dict cannot be selected."""
     import keras
     inner = [l.name for l in iter_layers(layer) if kernel_variables(l)]
-    some = ", ".join(repr(n) for n in inner[:3]) + (", ..." if len(inner) > 3 else "")
+    some = listed(map(repr, inner), 3)
     if isinstance(layer, keras.Model):
         return (f"layer {layer.name!r} is a nested model ({type(layer).__name__}): name the "
                 f"layers inside it ({some or 'it has none with a kernel'}) or a regular "

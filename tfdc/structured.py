@@ -25,7 +25,7 @@ from keras import ops
 from tfdc.channels import CHANNELS_FIRST, channel_groups, graph_of, is_channels_first
 from tfdc.constraints import fit_began, fit_ended, refuse_weight_averaging
 from tfdc.distill import trained_model
-from tfdc.errors import require_tensorflow_backend
+from tfdc.errors import listed, require_tensorflow_backend
 from tfdc.layers import check_copyable, kind_of
 from tfdc.prune import (StepCounter, check_fraction, check_steps, find_mask, install_mask,
                         polynomial_sparsity, prune_due, warn_unfinished)
@@ -247,11 +247,10 @@ class StructuredPruning(keras.callbacks.Callback):
             # read "they feed the model output, ..." for channels_first ones).
             notes = units(model)
             why = [f"{name}: {n.fixed}" for name, n in notes.items() if n.fixed]
+            detail = listed(why, 4, "; ") if why else (
+                "they feed the model output, a softmax/sigmoid, or a layer tfdc cannot shrink")
             raise ValueError("nothing to prune: no Dense / Conv layer has output units that can "
-                             "be removed (" + ("; ".join(why[:4]) + ("; ..." if len(why) > 4
-                                                                      else "") if why else
-                             "they feed the model output, a softmax/sigmoid, or a layer tfdc "
-                             "cannot shrink") + "), or every target is 0")
+                             f"be removed ({detail}), or every target is 0")
         return analysis, selected
 
     # -------------------------------------------------------------- callbacks

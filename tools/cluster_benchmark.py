@@ -36,7 +36,8 @@ from tfdc.recipe import ShiftedImages  # noqa: E402
 import tfdc.prune  # noqa: E402
 from tfdc.cluster import ClusteredFineTuning, codebooks  # noqa: E402
 from tfdc.datasets import load_mnist  # noqa: E402
-from tools.benchmarks_md import add_no_write, markdown_table, nothing_to_write, publish  # noqa: E402
+from tools.benchmarks_md import (add_no_write, markdown_table, nothing_to_write,  # noqa: E402
+                                 publish)
 
 PARTS = {
     "lenet300": dict(build=tfdc.models.lenet_300_100, channels=False,
