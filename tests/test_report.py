@@ -252,6 +252,23 @@ def test_a_bias_is_named_after_its_kernel(tmp_path):
     assert [layer.name for layer in tfdc.inspect(path).layers] == names
 
 
+def test_recurrent_biases_are_named_by_their_layer(tmp_path):
+    # A Bidirectional's bias row read "bi/backward_lstm" (the converter's
+    # scope) beside "backward_lstm/kernel"; an unrolled LSTM's read
+    # "lstm/kernel/bias". Units differ so that no two biases share a buffer.
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input((6, 4)),
+        layers.Bidirectional(layers.LSTM(8, return_sequences=True, name="lstm"), name="bi"),
+        layers.LSTM(12, unroll=True, name="unrolled"), layers.Dense(3, name="out")])
+    report = tfdc.export(model, tmp_path / "rnn.tflite", batch_size=1)
+    names = [layer.name for layer in report.layers]
+    biases = {layer.name for layer in report.layers if len(layer.shape) == 1}
+    # The two directions' biases start equal: the converter may keep one.
+    assert "unrolled/bias" in biases and len(biases) >= 2, names
+    assert biases <= {"forward_lstm/bias", "backward_lstm/bias", "unrolled/bias"}, names
+
+
 def test_a_kernel_whose_tensor_name_lost_its_layer_is_named_by_its_values(tmp_path):
     # The converter names a grouped convolution's kernel "convolution" and a
     # TimeDistributed Dense's "arith.constant1": the export finds each Keras

@@ -1110,7 +1110,7 @@ def cmd_pack(args):
     for w in caught:
         print(f"{_PROG}: warning: {_as_options(str(w.message))}", file=sys.stderr)
     saved = len(data) - written
-    n = len(report.layers)
+    n = len(report.layers) + len(report.loop_states)
     from tfdc.format import APPENDED_ARCHIVE
     appended = [layer for layer in report.layers if layer.name == APPENDED_ARCHIVE]
     n -= len(appended)

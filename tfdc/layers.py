@@ -32,7 +32,7 @@ import functools
 from tfdc.errors import first_line
 
 __all__ = ["LayerKind", "KINDS", "OTHER_FLOATS", "kind_of", "kernel_attrs", "kernel_variables",
-           "kernel_name",
+           "kernel_name", "kernel_layer_name",
            "bias_variable", "constraint_slot", "converter_op_names", "CHANNELWISE",
            "CHANNEL_NORMALIZATION", "CHANNEL_MERGES", "ZERO_PRESERVING_ACTIVATIONS", "channel_role",
            "zero_preserving_activation", "copy_layer", "copy_model", "check_copyable",
@@ -189,6 +189,15 @@ def kernel_name(layer, attr):
     """The readable name of one kernel: the layer name, or `layer/attr` for
     layers with several kernels (as `tfdc.sparsity` reports them)."""
     return layer.name if len(kernel_attrs(layer)) == 1 else f"{layer.name}/{attr}"
+
+
+def kernel_layer_name(name):
+    """The layer of a `kernel_name`: "lstm" of "lstm/recurrent_kernel",
+    other names as they are ("fc1", "branch1/fc")."""
+    for attr in {a for kind in KINDS if len(kind.kernel_attrs) > 1 for a in kind.kernel_attrs}:
+        if name.endswith("/" + attr):
+            return name[:-len(attr) - 1]
+    return name
 
 
 def converter_op_names():

@@ -36,7 +36,7 @@ import os
 import re
 
 from tfdc import format as fmt
-from tfdc.layers import converter_op_names
+from tfdc.layers import converter_op_names, kernel_layer_name
 
 __all__ = ["ExportReport", "LayerReport", "inspect", "short_name"]
 
@@ -268,6 +268,28 @@ def _biases(model, coded):
     return biases
 
 
+def _loop_states(model, zero):
+    """The buffers of `zero` (all-zero coded buffers) that only WHILE ops
+    read: a recurrent layer's initial states and output buffers, which the
+    converter makes constants (its "TensorArrayV2", "zeros",
+    "arith.constant"). They are no model weights: an LSTM's table counted
+    9,992 weights for its 9,490 parameters. `model`: a `_graph`."""
+    from tfdc import tflite_schema
+    loop = tflite_schema.get().BuiltinOperator.WHILE
+    readers = {}  # buffer -> set of the builtin codes of the ops reading it
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for o in range(subgraph.OperatorsLength()):
+            op = subgraph.Operators(o)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            code = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            for k in range(op.InputsLength()):
+                t = op.Inputs(k)
+                if 0 <= t < subgraph.TensorsLength():
+                    readers.setdefault(subgraph.Tensors(t).Buffer(), set()).add(code)
+    return {b for b in zero if readers.get(b) == {loop}}
+
+
 def _get(obj, *names, default=0):
     for name in names:
         if hasattr(obj, name):
@@ -376,6 +398,10 @@ class ExportReport(_Derived):
             flatbuffer coded as a patch (format 2.3), e.g.
             `("fc1 scale", 959)`; their bytes are in the payload and
             descriptors, not in the layers' rows.
+        loop_states: `LayerReport`s of the packed constants that are no
+            weights: all-zero tensors only WHILE loops read (a recurrent
+            layer's initial states, as the converter makes them). Their
+            bytes are in the file, not in the layers' rows or totals.
 
     Example:
 
@@ -403,6 +429,7 @@ class ExportReport(_Derived):
         self.parts = {}
         self.densified = []
         self.patches = []
+        self.loop_states = []
 
     @classmethod
     def from_pack_info(cls, info, *, plain_bytes=None, dense_bytes=None, path=None,
@@ -417,6 +444,13 @@ class ExportReport(_Derived):
             # An op's kernel before its bias (both are first read by one op).
             records.sort(key=lambda r: (first_use.get(r.buffer_index, len(first_use)),
                                         len(tuple(_get(r, "shape", default=()))) == 1))
+        loop_states = set()
+        if graph is not None:
+            loop_states = _loop_states(graph, {r.buffer_index for r in records
+                                               if not int(_get(r, "nnz"))})
+        states = [_layer_from_record(r, layer_names) for r in records
+                  if r.buffer_index in loop_states]
+        records = [r for r in records if r.buffer_index not in loop_states]
         layers = [_layer_from_record(r, layer_names) for r in records]
         # A kernel found by its values (`buffer_names`) is named by the layer
         # it was found in: its tensor name can lose the layer ("convolution",
@@ -431,15 +465,20 @@ class ExportReport(_Derived):
             by_buffer = {r.buffer_index: layer for r, layer in zip(records, layers)}
             for bias, (kernel, tensor) in _biases(graph, set(by_buffer)).items():
                 if kernel in by_buffer:  # "/bias" added below, beside the kernel's row
-                    by_buffer[bias].name = by_buffer[kernel].name
+                    by_buffer[bias].name = kernel_layer_name(by_buffer[kernel].name)
                 elif tensor:  # the kernel stayed in the graph: no row to stand beside
                     by_buffer[bias].name = short_name(tensor, layer_names) + "/bias"
         # A vector sharing its layer's name with a kernel is that layer's bias.
         kernels = {layer.name for layer in layers if len(layer.shape) != 1}
         kernels |= {name.rsplit("/", 1)[0] for name in kernels if "/" in name}  # lstm/kernel
         for layer in layers:
-            if len(layer.shape) == 1 and layer.name in kernels:
-                layer.name += "/bias"
+            if len(layer.shape) != 1:
+                continue
+            # Or is named by the converter's scope around that layer: a
+            # Bidirectional's "bi/backward_lstm" beside "backward_lstm/kernel".
+            inner = [k for k in kernels if layer.name.endswith("/" + k)]
+            if layer.name in kernels or len(inner) == 1:
+                layer.name = (layer.name if layer.name in kernels else inner[0]) + "/bias"
         # Disambiguate equal short names (e.g. two tensors of one layer).
         for layer, name in zip(layers, _numbered([layer.name for layer in layers], "#")):
             layer.name = name
@@ -450,6 +489,7 @@ class ExportReport(_Derived):
                      section_bytes=int(info.section_bytes),
                      decoded_bytes=int(info.decoded_bytes), path=path)
         report.parts = _parts(info)
+        report.loop_states = states
         report.densified = list(_get(info, "densified", default=[]))
         rows = {}  # tensor name -> its row's name ("fc1/bias" for a bias)
         if graph is not None:
@@ -572,7 +612,7 @@ class ExportReport(_Derived):
                           f"{_fmt_int(p['descriptors'])} + coded payload "
                           f"{_fmt_int(p['payload'])} + CRC {p['crc']} B"))
             kinds = {}
-            for layer in self.layers:
+            for layer in self.layers + self.loop_states:
                 group = kinds.setdefault(layer.kind or layer.value_mode, [0, 0])
                 group[0] += 1
                 group[1] += layer.record_bytes
@@ -588,6 +628,13 @@ class ExportReport(_Derived):
             lines.append(("Packed .tflite", f"{_fmt_int(self.packed_bytes)} B (flatbuffer "
                           f"{_fmt_int(self.flatbuffer_bytes or 0)} B + section "
                           f"{_fmt_int(self.section_bytes or 0)} B)"))
+        if self.loop_states:
+            n = len(self.loop_states)
+            lines.append(("Loop states", f"{n} all-zero constant{'s' if n != 1 else ''} "
+                          f"({_fmt_int(sum(s.weights for s in self.loop_states))} values, "
+                          f"{_fmt_int(sum(s.record_bytes for s in self.loop_states))} B) "
+                          "that only start WHILE loops (a recurrent layer's initial states): "
+                          "no weights, not in the table"))
         expanded = [d for d in self.densified if d.expanded]
         if expanded:
             lines.append(("TFLite-sparse expanded",
@@ -668,6 +715,7 @@ class ExportReport(_Derived):
             "preview": self.preview,  # a plain file: what packing it would give
             "nothing_packed": self.nothing_packed,
             "layers": [layer_dict(l) for l in self.layers],
+            "loop_states": [layer_dict(l) for l in self.loop_states],
             "total": {"weights": self.weights, "nnz": self.nnz, "kept": self.kept,
                       "value_bits": self.value_bits, "gap_bits": self.gap_bits,
                       "coded_bits": self.coded_bits, "entropy_bits": self.entropy_bits,
