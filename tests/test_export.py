@@ -698,9 +698,9 @@ def test_recurrent_kernels_are_clustered_and_exported(tmp_path, kind):
     # The loop's all-zero initial states are no weights: not rows, not in
     # the total (a stacked LSTM's table counted more weights than parameters).
     assert report.weights <= model.count_params()
-    assert report.loop_states and all(s.nnz == 0 for s in report.loop_states)
+    assert report.constants and all(s.nnz == 0 for s in report.constants)
     assert not any("TensorArray" in name or "zeros" in name for name in packed), packed
-    assert "Loop states" in str(report) and "loop_states" in report.to_dict()
+    assert "all-zero loop state" in str(report) and report.to_dict()["constants"]
     np.testing.assert_allclose(run(tmp_path / "m.tflite", [x[:1]])[0],
                                model.predict(x[:1], verbose=0), rtol=1e-4, atol=1e-5)
 

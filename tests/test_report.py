@@ -206,6 +206,29 @@ def test_nothing_packed_says_so_and_why(tmp_path):
         "Packing this plain .tflite would pack nothing")
 
 
+def test_a_string_table_is_no_weight_row(tmp_path):
+    # A packed table of strings was a row of 4,582 "weights" (its bytes) at
+    # "8.78 weight bits".
+    import tensorflow as tf
+
+    class Table(tf.Module):
+        def __init__(self):
+            self.table = tf.constant([f"label_{i:04d}_{'x' * (i % 17)}" for i in range(200)])
+
+        @tf.function(input_signature=[tf.TensorSpec([3], tf.int32)])
+        def lookup(self, i):
+            return tf.gather(self.table, i)
+
+    table = Table()
+    plain = tf.lite.TFLiteConverter.from_concrete_functions(
+        [table.lookup.get_concrete_function()], table).convert()
+    report = tfdc.export_tflite(plain, tmp_path / "t.tflite")
+    assert report.layers == [] and [c.dtype for c in report.constants] == ["bytes"]
+    for text in (report.to_text(), tfdc.inspect(tmp_path / "t.tflite").to_text()):
+        assert text.startswith("No weight buffer was packed: only tensors that are no weights")
+        assert "1 tensor of bytes" in text and "Total" not in text
+
+
 def test_a_packed_report_has_no_nothing_packed_note(exported):
     _, path, report = exported
     assert report.nothing_packed is None and not report.preview

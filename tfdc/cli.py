@@ -1098,7 +1098,7 @@ def cmd_pack(args):
                 _write_output(STANDARD_OUTPUT, f.read())
     written = report.packed_bytes  # not the size of OUT: it may be /dev/stdout or a pipe
     out = _summary_stream(args.output)
-    if args.report and report.layers:
+    if args.report and (report.layers or report.constants):
         print(report.to_text(), file=out)
         print(file=out)
     line = f"{_shown(args.input)} ({len(data):,} B) -> {_shown(args.output)} ({written:,} B): "
@@ -1110,9 +1110,9 @@ def cmd_pack(args):
     for w in caught:
         print(f"{_PROG}: warning: {_as_options(str(w.message))}", file=sys.stderr)
     saved = len(data) - written
-    n = len(report.layers) + len(report.loop_states)
+    n = len(report.layers) + len(report.constants)
     from tfdc.format import APPENDED_ARCHIVE
-    appended = [layer for layer in report.layers if layer.name == APPENDED_ARCHIVE]
+    appended = [layer for layer in report.constants if layer.name == APPENDED_ARCHIVE]
     n -= len(appended)
     packed = (f"{n} buffer{'s' if n != 1 else ''} packed" if n else
               "no weight buffer coded: the gain is the compressed flatbuffer")

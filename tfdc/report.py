@@ -290,6 +290,32 @@ def _loop_states(model, zero):
     return {b for b in zero if readers.get(b) == {loop}}
 
 
+def _byte_data(record):
+    """Whether a packed record holds bytes, not weights: strings, a buffer
+    read as two types, the zip archive appended to the model."""
+    names = tuple(_get(record, "tensor_names", default=()) or ())
+    return str(_get(record, "dtype", default="")) == "bytes" or \
+        names[:1] == (fmt.APPENDED_ARCHIVE,)
+
+
+def _constants_line(constants):
+    """The report's line on the packed tensors that are no weights."""
+    def plural(n, word):
+        return f"{n} {word}{'s' if n != 1 else ''}"
+    states = [c for c in constants if c.dtype != "bytes" and c.name != fmt.APPENDED_ARCHIVE]
+    groups = []
+    if states:
+        groups.append(f"{plural(len(states), 'all-zero loop state')} of "
+                      f"{_fmt_int(sum(c.weights for c in states))} values (the initial "
+                      "states of recurrent layers, which only WHILE loops read)")
+    data = [c for c in constants if c not in states]
+    if data:
+        groups.append(f"{plural(len(data), 'tensor')} of bytes ("
+                      + ", ".join(f"{c.name} {_fmt_int(c.raw_bytes)} B" for c in data) + ")")
+    return (f"{plural(len(constants), 'packed tensor')}, not weights and not in the table: "
+            f"{'; '.join(groups)}; {_fmt_int(sum(c.record_bytes for c in constants))} B packed")
+
+
 def _get(obj, *names, default=0):
     for name in names:
         if hasattr(obj, name):
@@ -398,10 +424,12 @@ class ExportReport(_Derived):
             flatbuffer coded as a patch (format 2.3), e.g.
             `("fc1 scale", 959)`; their bytes are in the payload and
             descriptors, not in the layers' rows.
-        loop_states: `LayerReport`s of the packed constants that are no
-            weights: all-zero tensors only WHILE loops read (a recurrent
-            layer's initial states, as the converter makes them). Their
-            bytes are in the file, not in the layers' rows or totals.
+        constants: `LayerReport`s of the packed tensors that are no
+            weights, kept out of `layers` and the totals: all-zero tensors
+            that only WHILE loops read (a recurrent layer's initial states,
+            as the converter makes them), and byte data (`dtype` "bytes":
+            strings, a buffer read as two types; a zip archive appended to
+            the model). Their bytes are in the file.
 
     Example:
 
@@ -429,7 +457,7 @@ class ExportReport(_Derived):
         self.parts = {}
         self.densified = []
         self.patches = []
-        self.loop_states = []
+        self.constants = []
 
     @classmethod
     def from_pack_info(cls, info, *, plain_bytes=None, dense_bytes=None, path=None,
@@ -448,9 +476,8 @@ class ExportReport(_Derived):
         if graph is not None:
             loop_states = _loop_states(graph, {r.buffer_index for r in records
                                                if not int(_get(r, "nnz"))})
-        states = [_layer_from_record(r, layer_names) for r in records
-                  if r.buffer_index in loop_states]
-        records = [r for r in records if r.buffer_index not in loop_states]
+        others = [r for r in records if r.buffer_index in loop_states or _byte_data(r)]
+        records = [r for r in records if r not in others]
         layers = [_layer_from_record(r, layer_names) for r in records]
         # A kernel found by its values (`buffer_names`) is named by the layer
         # it was found in: its tensor name can lose the layer ("convolution",
@@ -489,7 +516,7 @@ class ExportReport(_Derived):
                      section_bytes=int(info.section_bytes),
                      decoded_bytes=int(info.decoded_bytes), path=path)
         report.parts = _parts(info)
-        report.loop_states = states
+        report.constants = [_layer_from_record(r, layer_names) for r in others]
         report.densified = list(_get(info, "densified", default=[]))
         rows = {}  # tensor name -> its row's name ("fc1/bias" for a bias)
         if graph is not None:
@@ -563,6 +590,9 @@ class ExportReport(_Derived):
         tensor was packed."""
         if self.layers:
             return None
+        if self.constants:
+            return (f"No weight buffer {'would be' if self.preview else 'was'} packed: only "
+                    "tensors that are no weights (Other constants, below).")
         verb = "Packing this plain .tflite would pack nothing" if self.preview else \
             "Nothing was packed"
         return (f"{verb}: no weight buffer gets smaller when packed (buffers under min_bytes, "
@@ -612,7 +642,7 @@ class ExportReport(_Derived):
                           f"{_fmt_int(p['descriptors'])} + coded payload "
                           f"{_fmt_int(p['payload'])} + CRC {p['crc']} B"))
             kinds = {}
-            for layer in self.layers + self.loop_states:
+            for layer in self.layers + self.constants:
                 group = kinds.setdefault(layer.kind or layer.value_mode, [0, 0])
                 group[0] += 1
                 group[1] += layer.record_bytes
@@ -628,13 +658,8 @@ class ExportReport(_Derived):
             lines.append(("Packed .tflite", f"{_fmt_int(self.packed_bytes)} B (flatbuffer "
                           f"{_fmt_int(self.flatbuffer_bytes or 0)} B + section "
                           f"{_fmt_int(self.section_bytes or 0)} B)"))
-        if self.loop_states:
-            n = len(self.loop_states)
-            lines.append(("Loop states", f"{n} all-zero constant{'s' if n != 1 else ''} "
-                          f"({_fmt_int(sum(s.weights for s in self.loop_states))} values, "
-                          f"{_fmt_int(sum(s.record_bytes for s in self.loop_states))} B) "
-                          "that only start WHILE loops (a recurrent layer's initial states): "
-                          "no weights, not in the table"))
+        if self.constants:
+            lines.append(("Other constants", _constants_line(self.constants)))
         expanded = [d for d in self.densified if d.expanded]
         if expanded:
             lines.append(("TFLite-sparse expanded",
@@ -715,7 +740,7 @@ class ExportReport(_Derived):
             "preview": self.preview,  # a plain file: what packing it would give
             "nothing_packed": self.nothing_packed,
             "layers": [layer_dict(l) for l in self.layers],
-            "loop_states": [layer_dict(l) for l in self.loop_states],
+            "constants": [layer_dict(l) for l in self.constants],
             "total": {"weights": self.weights, "nnz": self.nnz, "kept": self.kept,
                       "value_bits": self.value_bits, "gap_bits": self.gap_bits,
                       "coded_bits": self.coded_bits, "entropy_bits": self.entropy_bits,
