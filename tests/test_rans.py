@@ -127,6 +127,19 @@ def test_decode_rejects_damaged_segments():
             rans.decode(bad, lens, len(symbols), 1000, model)
 
 
+
+def test_a_segment_that_runs_out_of_bytes_is_truncated():
+    # FORMAT.md §5.3: "MUST be p < B, else TRUNCATED", and a segment shorter
+    # than its 4-byte state is too (the C decoder's statuses). The Python
+    # decoder said "corrupt".
+    symbols = _smooth_int8(rows=2).reshape(-1)
+    model = rans.fit(symbols, 8, 1000, (2, 784))
+    seg_bytes, data = rans.encode(symbols, model, 1000)
+    for cut in (seg_bytes[0] // 2, 3):  # the first segment's 1,000 symbols
+        with pytest.raises(FormatError) as error:
+            rans.decode(data.tobytes()[:cut], [cut], 1000, 1000, model)
+        assert error.value.status == "truncated", (cut, str(error.value))
+
 # ------------------------------------------------------------------ kind 4
 
 

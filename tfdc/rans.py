@@ -603,7 +603,7 @@ def decode(data, segment_bytes, count, block, model, what="stream"):
     out = np.zeros((nseg, seg_len), dtype=np.int64)
     if (seg < _STATE_BYTES).any():
         raise FormatError(f"{what}: a range-coded segment is shorter than {_STATE_BYTES} bytes",
-                          "corrupt")
+                          "truncated")
     start = np.concatenate([[0], np.cumsum(seg)[:-1]])
     end = start + seg
     if int(end[-1]) > len(buf):
@@ -656,7 +656,7 @@ def decode(data, segment_bytes, count, block, model, what="stream"):
             idx = np.flatnonzero(m)
             if (pos[idx] >= end[idx]).any():
                 raise FormatError(f"{what}: a range-coded segment ends before its last symbol",
-                                  "corrupt")
+                                  "truncated")
             xs[idx] = (xs[idx] << 8) | buf[pos[idx]]
             pos[idx] += 1
         x[:act] = xs
