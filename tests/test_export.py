@@ -523,6 +523,17 @@ def test_int8_weights_keep_the_codebook_and_run_bit_exactly(tmp_path):
             variable.assign(np.clip(np.rint(w / scale), -127, 127).astype(np.float32) * scale)
     assert_bit_identical(run(decoded, inputs), run(convert(model), inputs))
 
+    # A decoded file keeps its weights after the flatbuffer: none of them
+    # were candidates ("changed nothing: no float32 kernel ... has at most
+    # 256 distinct values", a float32 file written).
+    plain = tfdc.decode((tmp_path / "float.tflite").read_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        again = tfdc.export_tflite(plain, tmp_path / "again.tflite", weights="int8")
+    assert len([layer for layer in again.layers if layer.elem_size == 1]) == 3
+    assert_bit_identical(run(tfdc.decode((tmp_path / "again.tflite").read_bytes()), inputs),
+                         run(decoded, inputs))
+
 
 def test_unknown_weights_option_is_refused(tmp_path):
     with pytest.raises(ValueError, match="weights"):

@@ -712,7 +712,7 @@ def _name(value):
     return value.decode() if isinstance(value, bytes) else (value or "")
 
 
-def _plain_model(data):
+def plain_model(data):
     """The `ModelT` of a plain, or decoded, `.tflite`: buffers in the offset
     layout (models over 2 GB, tfdc's decoded files) brought inline, a decoded
     file's marker (and a format 1 decoded file's section) removed."""
@@ -1000,7 +1000,7 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
     schema = tflite_schema.get()
     data = bytes(tflite_bytes)
     check_tflite_header(data)
-    model = _plain_model(data)
+    model = plain_model(data)
     archive = _appended_archive(model, data)
     densified = densify_model(model) if densify else []
 

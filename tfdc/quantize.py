@@ -425,9 +425,12 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
         buffer index of each quantized float kernel to its int8 buffer.
     """
     from tfdc import tflite_schema
+    from tfdc.pack import plain_model
 
     schema = tflite_schema.get()
-    model = tflite_schema.read(tflite)
+    # A decoded file keeps its weights after the flatbuffer (the offset
+    # layout): read inline, or none of them were candidates.
+    model = plain_model(tflite)
     buffers = model.buffers
     weights = _weight_buffers(model)
     candidates = {}  # buffer index -> (codes, scale) or None if not eligible
