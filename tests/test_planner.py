@@ -96,6 +96,10 @@ def test_loss_budget_is_met_and_smaller_budgets_cost_bytes(trained):
                                          r"predicted increase on the grids is [\d.]+ % of the "
                                          r"loss"):
         tfdc.plan(model, val, max_loss_increase=0.01, sparsities=[0.98], bits=[2], samples=256)
+    # A budget of 0 is a budget: the floor is said as it is (it read "0.0 %").
+    with pytest.raises(ValueError, match=r"max_loss_increase=0 cannot be met: the smallest "
+                                         r"predicted increase on the grids is 0\.0*[1-9]"):
+        tfdc.plan(model, val, max_loss_increase=0, sparsities=[0.5], bits=[8], samples=256)
     with pytest.raises(ValueError, match="give exactly one budget"):
         tfdc.plan(model, val, max_loss_increase=0.1, max_error_increase=0.2, sensitivity=sens)
 
@@ -188,9 +192,9 @@ def test_unreachable_and_bad_budgets(trained, capsys):
         tfdc.plan(model, val, target_bytes=10_000, max_error_increase=0.2, sensitivity=sens)
     with pytest.raises(ValueError, match="target_bytes must be a positive finite number, got -5"):
         tfdc.plan(model, val, target_bytes=-5, sensitivity=sens)
-    with pytest.raises(ValueError, match="max_error_increase must be a positive finite number"):
+    with pytest.raises(ValueError, match="max_error_increase must be a finite number >= 0"):
         tfdc.plan(model, val, max_error_increase=float("nan"), sensitivity=sens)
-    with pytest.raises(ValueError, match="must be a positive finite number, got inf"):
+    with pytest.raises(ValueError, match="must be a finite number >= 0, got inf"):
         tfdc.plan(model, val, max_error_increase=float("inf"), sensitivity=sens)
     with pytest.raises(ValueError, match="percentage points .* at most 100, got 2000"):
         tfdc.plan(model, val, max_error_increase=2000, sensitivity=sens)
