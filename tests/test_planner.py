@@ -349,3 +349,8 @@ def test_weights_tfdc_cannot_prune_are_named(mnist_small):
     assert tfdc.bytecost.uncompressed_weights(wide) == [
         {"layer": "f64", "weight": "kernel", "class": "Dense", "weights": 4096,
          "why": "a float64 kernel: tfdc prunes and clusters float32 kernels"}]
+    # A GRU's bias has two axes (input and recurrent): a bias, not "a cell
+    # of a stack, RNN([cell, ...])", which sent the user to restack a GRU.
+    gru = keras.Sequential([keras.Input((5, 8)), keras.layers.GRU(64, name="gru")])
+    assert tuple(gru.get_layer("gru").cell.bias.shape) == (2, 192)
+    assert tfdc.bytecost.uncompressed_weights(gru) == []

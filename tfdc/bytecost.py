@@ -196,7 +196,10 @@ def uncompressed_weights(model, min_weights=256):
                list(getattr(layer, "_non_trainable_variables", ())))
         for v in [v for _, v in kernel_variables(layer)] + own:
             size, dtype = int(np.prod(v.shape)), str(v.dtype)
-            if id(v) in seen or len(v.shape) < 2 or size < min_weights:
+            # A GRU's bias has two axes (input and recurrent, reset_after):
+            # a bias still, which the callbacks leave as every bias.
+            if id(v) in seen or len(v.shape) < 2 or size < min_weights or \
+                    v.name.rsplit("/", 1)[-1] == "bias":
                 continue
             if id(v) not in kernels and type(layer).__name__.endswith("Cell"):
                 # A registered RNN's own cell holds registered kernels: this
