@@ -1194,7 +1194,13 @@ def test_a_byte_target_met_at_a_large_cost_in_error_says_so():
     # larger target keeps more" read as a remedy that is none.
     assert _costly_target(0.6167, 0.4833, binding=False) == (
         ". The file costs +13.3 points of validation error, though the target allowed more "
-        "bytes: give max_error_increase to bound the error.")
+        "bytes: give max_error_increase to bound it.")
+    # A regression at 13x its float loss was said to meet its target, alone.
+    nan = float("nan")
+    assert _costly_target(nan, nan, True, 14.81, 1.138) == (
+        ". Meeting it costs +1201% of validation loss (14.81 for 1.138): a larger target keeps "
+        "more of the float model's accuracy (or give max_loss_increase).")
+    assert _costly_target(nan, nan, True, 1.5, 1.138) == ""
 
 
 def test_a_model_taking_strings_is_refused_for_that_reason(tmp_path):

@@ -800,23 +800,31 @@ def _warn_no_better_than_constant(float_wrong, y, classes, who="tfdc.compress"):
 
 
 _COSTLY_POINTS = 5.0  # error points a byte target may cost before the result says so
+_COSTLY_LOSS = 1.5  # the same for a loss, as a multiple of the float model's
 
 
-def _costly_target(error, float_error, binding=True):
+def _costly_target(error, float_error, binding=True, loss=None, float_loss=None):
     """A sentence for a byte target met at a large cost in error (2,950 B
-    at +48 points read as a plain success), else "". `binding`: whether
-    the file is near the target; one far under it was not made smaller by
-    it, so a larger target is no remedy there."""
+    at +48 points read as a plain success) or, for a model scored by its
+    loss (`error` NaN), in loss (a regression's at 13x its float loss, in
+    silence), else "". `binding`: whether the file is near the target; one
+    far under it was not made smaller by it, so a larger target is no
+    remedy there."""
     if error is None or float_error is None or math.isnan(error) or math.isnan(float_error):
-        return ""
-    points = 100 * (error - float_error)
-    if points <= _COSTLY_POINTS:
-        return ""
+        if loss is None or not float_loss or not loss > _COSTLY_LOSS * float_loss:
+            return ""
+        cost, budget = (f"{loss / float_loss - 1:+.0%} of validation loss ({loss:.4g} for "
+                        f"{float_loss:.4g})"), "max_loss_increase"
+    else:
+        points = 100 * (error - float_error)
+        if points <= _COSTLY_POINTS:
+            return ""
+        cost, budget = f"{points:+.1f} points of validation error", "max_error_increase"
     if not binding:
-        return (f". The file costs {points:+.1f} points of validation error, though the target "
-                "allowed more bytes: give max_error_increase to bound the error.")
-    return (f". Meeting it costs {points:+.1f} points of validation error: a larger target "
-            "keeps more of the float model's accuracy (or give max_error_increase).")
+        return (f". The file costs {cost}, though the target allowed more bytes: give "
+                f"{budget} to bound it.")
+    return (f". Meeting it costs {cost}: a larger target keeps more of the float model's "
+            f"accuracy (or give {budget}).")
 
 
 def _check_examples(float_wrong, max_error_increase, confidence):
@@ -1893,7 +1901,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             chosen, met, message = _to_target(target_bytes, plan, make_plan, trial, run, log,
                                               export_file, _evaluate, smallest, max_trials)
             message += _costly_target(chosen["error"], float_error,
-                                      chosen["bytes"] >= (1 - _TOLERANCE) * target_bytes)
+                                      chosen["bytes"] >= (1 - _TOLERANCE) * target_bytes,
+                                      chosen["loss"], float_loss)
         else:
             quality = ({"max_error_increase": max_error_increase}
                        if max_error_increase is not None
