@@ -535,6 +535,27 @@ def test_int8_weights_keep_the_codebook_and_run_bit_exactly(tmp_path):
                          run(decoded, inputs))
 
 
+def test_a_kernel_the_converter_changes_is_warned_of_only_when_compressed(tmp_path):
+    # The converter folds a BatchNormalization into its Conv's kernel: that
+    # loses pruning and weight sharing, and a float model's export warned
+    # "their pruning / weight sharing is partly lost" all the same.
+    inp = keras.Input((8, 8, 3))
+    x = layers.Conv2D(16, 3, use_bias=False, name="conv")(inp)
+    x = layers.BatchNormalization(name="bn")(x)
+    model = keras.Model(inp, layers.Dense(4, name="out")(layers.Flatten()(x)))
+    bn = model.get_layer("bn")
+    rng = np.random.default_rng(0)  # a scale per channel: no one factor the kernel times
+    bn.set_weights([rng.uniform(0.5, 2.0, 16).astype("float32"), np.zeros(16, "float32"),
+                    np.full(16, 0.1, "float32"), rng.uniform(0.5, 4.0, 16).astype("float32")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        export(model, tmp_path / "float.tflite")
+    kernel = model.get_layer("conv").kernel
+    kernel.assign(np.where(np.abs(kernel.numpy()) < 0.1, 0.0, kernel.numpy()))
+    with pytest.warns(UserWarning, match=r"changed the values of conv/kernel .* partly lost"):
+        export(model, tmp_path / "pruned.tflite")
+
+
 def test_unknown_weights_option_is_refused(tmp_path):
     with pytest.raises(ValueError, match="weights"):
         export(compress_weights(mlp()), tmp_path / "m.tflite", weights="int4")

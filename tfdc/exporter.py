@@ -1140,6 +1140,14 @@ def kernel_buffers(model, tflite, min_bytes=64):
     return found, altered
 
 
+def _compressed(variable):
+    """Whether a kernel looks pruned (1 % of exact zeros) or clustered (at
+    most 256 distinct values, and a quarter of its size)."""
+    value = np.asarray(variable.numpy())
+    return np.mean(value == 0) >= 0.01 or \
+        len(np.unique(value)) <= min(256, value.size // 4)
+
+
 def _warn_altered_kernels(model, tflite, min_bytes):
     """Warn about the kernels the converter altered; the buffers of the
     others, `{buffer index: name}` (`kernel_buffers`), for the report."""
@@ -1148,6 +1156,12 @@ def _warn_altered_kernels(model, tflite, min_bytes):
     except Exception as e:  # the check is advisory: never fail an export on it
         warnings.warn(f"tfdc.export could not check the converted kernels: {e}", stacklevel=3)
         return {}
+    # Only pruning and weight sharing can be lost: a float model's folded
+    # BatchNormalization warned on every export.
+    from tfdc.layers import kernel_variables
+    values = {f"{layer.name}/{attr}": variable for layer in _layers(model)
+              for attr, variable in kernel_variables(layer)}
+    altered = [name for name in altered if name not in values or _compressed(values[name])]
     if altered:
         warnings.warn(
             "the TFLite converter changed the values of " + ", ".join(altered) +
