@@ -277,21 +277,40 @@ def test_a_bias_is_named_after_its_kernel(tmp_path):
     assert [layer.name for layer in tfdc.inspect(path).layers] == names
 
 
-def test_recurrent_biases_are_named_by_their_layer(tmp_path):
-    # A Bidirectional's bias row read "bi/backward_lstm" (the converter's
-    # scope) beside "backward_lstm/kernel"; an unrolled LSTM's read
-    # "lstm/kernel/bias". Units differ so that no two biases share a buffer.
+def test_recurrent_weights_are_named_by_their_layer(tmp_path):
+    # Each bias holds its own count of zeros, so that its row is known by
+    # its kept count. Export named a Bidirectional's bias "bi/backward_lstm"
+    # (the converter's scope), and two Bidirectional layers' biases each
+    # other's (the converter numbers its scopes apart from Keras); an
+    # unrolled LSTM's "lstm/kernel/bias"; a GRU's two bias rows alike.
+    # Inspect, without the model, named a looped cell's kernels "lstm#1" and
+    # "lstm#2".
     layers = keras.layers
     model = keras.Sequential([
         keras.Input((6, 4)),
-        layers.Bidirectional(layers.LSTM(8, return_sequences=True, name="lstm"), name="bi"),
-        layers.LSTM(12, unroll=True, name="unrolled"), layers.Dense(3, name="out")])
+        layers.Bidirectional(layers.LSTM(8, return_sequences=True, name="a"), name="bi1"),
+        layers.Bidirectional(layers.LSTM(8, return_sequences=True, name="b"), name="bi2"),
+        layers.LSTM(12, unroll=True, return_sequences=True, name="unrolled"),
+        layers.GRU(8, name="gru"), layers.Dense(3, name="out")])
+    rng = np.random.default_rng(0)
+    n = 0  # zeros in the next bias (row), in the order of model.weights
+    for variable in (v for v in model.weights if v.name == "bias"):
+        # Three values: a record codes them smaller than the graph holds them.
+        value = rng.choice([0.5, 1.0, 1.5], tuple(variable.shape)).astype("float32")
+        for row in value.reshape(-1, value.shape[-1]):
+            n += 1
+            row[:n] = 0.0
+        variable.assign(value)
     report = tfdc.export(model, tmp_path / "rnn.tflite", batch_size=1)
-    names = [layer.name for layer in report.layers]
-    biases = {layer.name for layer in report.layers if len(layer.shape) == 1}
-    # The two directions' biases start equal: the converter may keep one.
-    assert "unrolled/bias" in biases and len(biases) >= 2, names
-    assert biases <= {"forward_lstm/bias", "backward_lstm/bias", "unrolled/bias"}, names
+    rows = {layer.name: layer for layer in report.layers}
+    expected = {"forward_a/bias": 1, "backward_a/bias": 2, "forward_b/bias": 3,
+                "backward_b/bias": 4, "unrolled/bias": 5, "gru/bias[0]": 6, "gru/bias[1]": 7}
+    for name, n in expected.items():
+        assert name in rows and rows[name].weights - rows[name].nnz == n, (name, list(rows))
+    inspected = [layer.name for layer in tfdc.inspect(tmp_path / "rnn.tflite").layers]
+    for direction in ("forward_a", "backward_a"):
+        assert f"bi1/{direction}/kernel" in inspected, inspected
+        assert f"bi1/{direction}/recurrent_kernel" in inspected, inspected
 
 
 def test_a_kernel_whose_tensor_name_lost_its_layer_is_named_by_its_values(tmp_path):

@@ -1137,7 +1137,36 @@ def kernel_buffers(model, tflite, min_bytes=64):
             altered.append(f"{layer.name}/{attr}")
         for index in indices or ():
             found[index] = name
+    _bias_buffers(kernels, names, candidates, found)
     return found, altered
+
+
+def _bias_buffers(kernels, names, candidates, found):
+    """Add to `found` the buffer holding each kernel's layer's bias as it
+    is ("fc1/bias"; a GRU's two rows "gru/bias[0]", "gru/bias[1]"): the
+    converter names a bias after the op it fused last, or after a scope
+    numbered apart from Keras's (two Bidirectional layers' biases were rows
+    of each other's). A bias of one repeated value (untrained: zeros) could
+    be any such constant, and is left to the report's other rules."""
+    from tfdc.layers import bias_variable, kernel_layer_name
+    seen = set()
+    for name, (layer, _, _) in zip(names, kernels):
+        bias = bias_variable(layer)
+        if bias is None or id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        value = np.asarray(bias.numpy(), dtype=np.float32)
+        label = kernel_layer_name(name) + "/bias"
+        rows = [(label, value)] if value.ndim == 1 else \
+            [(f"{label}[{k}]", row) for k, row in enumerate(value.reshape(len(value), -1))]
+        for row_name, row in rows:
+            if len(np.unique(row)) < 2:
+                continue
+            bits = np.ascontiguousarray(row).view(np.uint32)
+            for index, elems in candidates.items():
+                if index not in found and np.array_equal(elems, bits):
+                    found[index] = row_name
+                    break
 
 
 def _compressed(variable):

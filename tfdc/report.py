@@ -488,9 +488,21 @@ class ExportReport(_Derived):
             name = (buffer_names or {}).get(r.buffer_index)
             if name is not None:
                 layer.name = name
+            elif layer.tensor_names and len(layer.shape) == 2:
+                # Without the model (inspect): a recurrent cell's looped
+                # kernels are Keras's "x @ kernel" and "h @ recurrent_kernel"
+                # (they read "lstm#1" and "lstm#2").
+                cell = re.search(r"_cell(_\d+)?/MatMul(_1)?$", layer.tensor_names[0])
+                if cell:
+                    layer.name += "/recurrent_kernel" if cell[2] else "/kernel"
+        # A bias found by its values is named already ("fc1/bias", "gru/bias[1]").
+        named = {b for b, name in (buffer_names or {}).items()
+                 if re.search(r"/bias(\[\d+\])?$", name)}
         if graph is not None:  # a bias takes its kernel's name
             by_buffer = {r.buffer_index: layer for r, layer in zip(records, layers)}
             for bias, (kernel, tensor) in _biases(graph, set(by_buffer)).items():
+                if bias in named:
+                    continue
                 if kernel in by_buffer:  # "/bias" added below, beside the kernel's row
                     by_buffer[bias].name = kernel_layer_name(by_buffer[kernel].name)
                 elif tensor:  # the kernel stayed in the graph: no row to stand beside
@@ -498,8 +510,8 @@ class ExportReport(_Derived):
         # A vector sharing its layer's name with a kernel is that layer's bias.
         kernels = {layer.name for layer in layers if len(layer.shape) != 1}
         kernels |= {name.rsplit("/", 1)[0] for name in kernels if "/" in name}  # lstm/kernel
-        for layer in layers:
-            if len(layer.shape) != 1:
+        for r, layer in zip(records, layers):
+            if len(layer.shape) != 1 or r.buffer_index in named:
                 continue
             # Or is named by the converter's scope around that layer: a
             # Bidirectional's "bi/backward_lstm" beside "backward_lstm/kernel".
