@@ -1106,8 +1106,9 @@ def kernel_buffers(model, tflite, min_bytes=64):
     with several kernels) for each kernel whose exact multiset of values one
     constant buffer holds, or several together (a recurrent kernel split
     into gates), or one holds times a factor the converter folded in
-    (`tfdc.bytecost.folded_scale`), as `tfdc.bytecost` finds them; `altered`
-    the `layer/attr` of those none holds.
+    (`tfdc.bytecost.folded_scale`), as `tfdc.bytecost` finds them, and each
+    buffer holding a bias as it is ("layer/bias", `_bias_buffers`);
+    `altered` the `layer/attr` of the kernels none holds.
     The report names a row by it where the converter's tensor name has lost
     the layer (a grouped convolution's "convolution", a TimeDistributed
     Dense's "arith.constant1")."""

@@ -197,6 +197,13 @@ def _graph(model_bytes):
     return tflite_schema.get().Model.GetRootAs(model_bytes, 0)
 
 
+def _builtin(model, op):
+    """The builtin operator of `op` of a `_graph` (the larger of its code's
+    two fields, as `tflite_schema.builtin_code` reads an `OperatorCodeT`)."""
+    code = model.OperatorCodes(op.OpcodeIndex())
+    return max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+
+
 def _dequantized(model, subgraph):
     """`{output tensor: input tensor}` of the subgraph's DEQUANTIZE ops:
     an int8 kernel (`weights="int8"`, `quantize_codebooks_int8`) is read by
@@ -206,8 +213,7 @@ def _dequantized(model, subgraph):
     out = {}
     for o in range(subgraph.OperatorsLength()):
         op = subgraph.Operators(o)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == dequantize and \
+        if _builtin(model, op) == dequantize and \
                 op.InputsLength() == 1 and op.OutputsLength() == 1:
             out[op.Outputs(0)] = op.Inputs(0)
     return out
@@ -281,12 +287,11 @@ def _loop_states(model, zero):
         subgraph = model.Subgraphs(s)
         for o in range(subgraph.OperatorsLength()):
             op = subgraph.Operators(o)
-            code = model.OperatorCodes(op.OpcodeIndex())
-            code = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
             for k in range(op.InputsLength()):
                 t = op.Inputs(k)
                 if 0 <= t < subgraph.TensorsLength():
-                    readers.setdefault(subgraph.Tensors(t).Buffer(), set()).add(code)
+                    readers.setdefault(subgraph.Tensors(t).Buffer(), set()).add(
+                        _builtin(model, op))
     return {b for b in zero if readers.get(b) == {loop}}
 
 
