@@ -2024,8 +2024,9 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate, 
                 "dense, holds the bytes); give a larger target, or a plan that prunes more "
                 "layers")
     size = entry["bytes"]
-    better = min((e for e in tried if e["bytes"] <= target), key=_worse, default=entry)
-    if size <= target and _worse(better) < _worse(entry):
+    better = min((e for e in tried if e["bytes"] <= target and _clearly_better(e, entry)),
+                 key=_worse, default=None)
+    if size <= target and better is not None:
         # A larger plan, cut back to the target, ended worse than an earlier
         # run's file: keep that one (a 65 B cut had multiplied a loss by 4.7).
         return better, True, (
@@ -2043,6 +2044,14 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate, 
                              f"{target:,} B, more than 5 % under it{why}")
     return entry, False, (f"the packed file is {size:,} B, {size / target - 1:+.1%} over the "
                           f"target {target:,} B: removing weights did not get it there")
+
+
+def _clearly_better(a, b):
+    """Whether trial `a` is better than `b` beyond the validation data's
+    noise: a loss under 1 / 1.1 of `b`'s, and (a classifier) an error no
+    higher. A file more than 5 % under the target that is only as good as
+    the one at it would break "within 5 %" for nothing."""
+    return 0 < 1.1 * a["loss"] < b["loss"] and not a.get("error", 0) > b.get("error", 0)
 
 
 def _worse(entry):
