@@ -158,6 +158,25 @@ def test_short_name_keeps_a_suffix_that_is_part_of_the_layer_name():
     assert short_name("model_1/dense_1/MatMul", layer_names=["dense_1"]) == "dense_1"
 
 
+
+def test_layer_names_do_not_mislabel_keras_default_names(tmp_path):
+    # Keras 3's converted files suffix every scope: layer "dense" is
+    # "dense_1", layer "dense_1" is "dense_1_2". Given the exact names,
+    # inspect read both as "dense_1" ("dense_1#1", "dense_1#2").
+    names = ["dense", "dense_1", "dense_2"]
+    assert short_name("functional_1/dense_1/MatMul", names) == "dense"
+    assert short_name("functional_1/dense_1_2/MatMul", names) == "dense_1"
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32), keras.layers.Dense(32),
+                              keras.layers.Dense(4)])
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # clustered: every kernel gets a row
+        layer.kernel.assign(rng.choice([-0.5, 0.0, 0.5], tuple(layer.kernel.shape)))
+    report = tfdc.export(model, tmp_path / "m.tflite")
+    given = tfdc.inspect(tmp_path / "m.tflite", layer_names=[l.name for l in model.layers])
+    assert [l.name for l in given.layers] == [l.name for l in report.layers] == [
+        l.name for l in model.layers]
+
+
 def test_report_is_an_export_report(exported):
     assert isinstance(exported[2], ExportReport)
     assert isinstance(tfdc.ExportReport, type)

@@ -61,11 +61,15 @@ def short_name(tensor_name, layer_names=None):
     `"model_1/mha_1/query_1/MatMul"` -> `"mha/query"`. The model scope and
     trailing op names are dropped, and the `_N` suffix TensorFlow appends to
     name scopes is removed (unless the name with the suffix is one of
-    `layer_names`).
+    `layer_names` and the model's scope has none: Keras 3's converted files
+    suffix every scope, `dense` -> "dense_1" and `dense_1` -> "dense_1_2",
+    where tf_keras's do not).
     """
     first = tensor_name.split(";")[0]
     parts = [p for p in first.split("/") if p]
+    suffixed = False  # every scope given a "_N" (the model's too)
     if len(parts) >= 3:
+        suffixed = re.search(r"_\d+$", parts[0]) is not None
         parts = parts[1:]  # the model's own scope
     known = set(layer_names or ())
     kept = []
@@ -78,7 +82,7 @@ def short_name(tensor_name, layer_names=None):
         if i > 0 and not scope and (
                 base.lower() in _OP_NAMES or re.sub(r"\d+$", "", base).lower() in _OP_NAMES):
             break
-        kept.append(part if part in known else base)
+        kept.append(part if part in known and not (suffixed and base in known) else base)
     return "/".join(kept) or first
 
 
