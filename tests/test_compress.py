@@ -731,6 +731,10 @@ def test_a_target_under_the_smallest_plan_keeps_a_file_that_meets_it(tmp_path):
     result = tfdc.compress(model, train, val, target_bytes=target, path=path, epochs=(2, 1),
                            verbose=0)
     assert result.met and os.path.getsize(path) == result.packed_bytes <= target
+    # More than 5 % under, it plans larger from the plan it trained (from
+    # the target's aim, the next plan was under the smallest file again,
+    # and it stopped there).
+    assert result.packed_bytes >= 0.95 * target or len(result.trials) > 1, result.message
 
 
 def test_a_target_keeps_the_best_file_that_meets_it(tmp_path):

@@ -1973,8 +1973,11 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate, 
     for _ in range(min(2, max_trials - 1)):
         if entry["bytes"] >= low or plan is not None:
             break
-        # Training made the file smaller than planned: plan for more.
-        aim = int(aim * _AIM * target / entry["bytes"])
+        # Training made the file smaller than planned: plan for more, in
+        # proportion, from what was planned (the planner's smallest file,
+        # over the aim, where the target is under it: from the aim, the
+        # next one was under it still, and the run stopped 6 % under).
+        aim = int(max(aim, entry["planned_bytes"] or 0) * _AIM * target / entry["bytes"])
         try:
             larger = make_plan(target_bytes=aim)
         except ValueError:  # still under the planner's smallest file: the plan trained
