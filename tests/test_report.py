@@ -211,6 +211,11 @@ def test_nothing_packed_says_so_and_why(tmp_path):
     model.fit(rng.normal(size=(64, 3)), rng.integers(0, 3, 64), epochs=1, verbose=0)
     report = tfdc.export(model, tmp_path / "m.tflite")
     assert report.layers == []
+    # Where the weights went: the graph (they were in no line of the report).
+    count, size = report.graph_constants
+    kernels = sum(int(np.prod(layer.kernel.shape)) for layer in model.layers)
+    assert count >= 2 and size >= 4 * kernels
+    assert f"{count} constants ({size:,} B), deflated with it" in report.to_text()
     for text in (report.to_text(), report.to_markdown()):
         assert text.startswith("Nothing was packed: no weight buffer gets smaller when packed")
         assert "tfdc.GradualPruning" in text and "Total" not in text and "inf" not in text

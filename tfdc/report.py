@@ -201,6 +201,20 @@ def _graph(model_bytes):
     return tflite_schema.get().Model.GetRootAs(model_bytes, 0)
 
 
+def _left_in_graph(model, packed):
+    """`(count, bytes)` of the constant buffers of a `_graph` that no record
+    of `packed` (buffer indices) holds, metadata aside: they stay in the
+    deflated graph."""
+    metadata = {model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
+    count = size = 0
+    for b in range(1, model.BuffersLength()):
+        buffer = model.Buffers(b)
+        n = buffer.DataLength() or (buffer.Size() if buffer.Offset() > 1 else 0)
+        if n and b not in packed and b not in metadata:
+            count, size = count + 1, size + n
+    return count, size
+
+
 def _builtin(model, op):
     """The builtin operator of `op` of a `_graph` (the larger of its code's
     two fields, as `tflite_schema.builtin_code` reads an `OperatorCodeT`)."""
@@ -433,6 +447,10 @@ class ExportReport(_Derived):
             flatbuffer coded as a patch (format 2.3), e.g.
             `("fc1 scale", 959)`; their bytes are in the payload and
             descriptors, not in the layers' rows.
+        graph_constants: `(count, bytes)` of the constant buffers left in
+            the deflated graph, not coded as records (shapes, small biases,
+            buffers under `min_bytes` or that code no smaller), metadata
+            aside; None where the graph was not read.
         constants: `LayerReport`s of the packed tensors that are no
             weights, kept out of `layers` and the totals: all-zero tensors
             that only WHILE loops read (a recurrent layer's initial states,
@@ -467,6 +485,7 @@ class ExportReport(_Derived):
         self.densified = []
         self.patches = []
         self.constants = []
+        self.graph_constants = None
 
     @classmethod
     def from_pack_info(cls, info, *, plain_bytes=None, dense_bytes=None, path=None,
@@ -537,6 +556,8 @@ class ExportReport(_Derived):
                      section_bytes=int(info.section_bytes),
                      decoded_bytes=int(info.decoded_bytes), path=path)
         report.parts = _parts(info)
+        if graph is not None:
+            report.graph_constants = _left_in_graph(graph, {r.buffer_index for r in info.records})
         report.constants = [_layer_from_record(r, layer_names) for r in others]
         report.densified = list(_get(info, "densified", default=[]))
         rows = {}  # tensor name -> its row's name ("fc1/bias" for a bias)
@@ -681,6 +702,11 @@ class ExportReport(_Derived):
                           f"{_fmt_int(self.section_bytes or 0)} B)"))
         if self.constants:
             lines.append(("Other constants", _constants_line(self.constants)))
+        if self.graph_constants and self.graph_constants[0]:
+            n, size = self.graph_constants
+            lines.append(("Left in the graph", f"{n} constant{'s' if n != 1 else ''} "
+                          f"({_fmt_int(size)} B), deflated with it, not in the table: shapes, "
+                          "small biases, buffers under min_bytes or that code no smaller"))
         expanded = [d for d in self.densified if d.expanded]
         if expanded:
             lines.append(("TFLite-sparse expanded",
@@ -762,6 +788,8 @@ class ExportReport(_Derived):
             "nothing_packed": self.nothing_packed,
             "layers": [layer_dict(l) for l in self.layers],
             "constants": [layer_dict(l) for l in self.constants],
+            "graph_constants": (None if self.graph_constants is None else
+                                dict(zip(("count", "bytes"), self.graph_constants))),
             "total": {"weights": self.weights, "nnz": self.nnz, "kept": self.kept,
                       "value_bits": self.value_bits, "gap_bits": self.gap_bits,
                       "coded_bits": self.coded_bits, "entropy_bits": self.entropy_bits,
