@@ -330,6 +330,8 @@ def test_a_zip_appended_to_the_model_is_kept(capsys, tmp_path, inputs, offsets):
     np.testing.assert_array_equal(plain_outputs(str(decoded), x), plain_outputs(paths["float"], x))
     np.testing.assert_array_equal(outputs(tfdc.load_interpreter(str(packed)), x),
                                   plain_outputs(paths["float"], x))
+    # Read back, the archive is named as packing named it (it read "buffer 13").
+    assert [c.name for c in tfdc.inspect(packed).constants] == ["tfdc.appended"]
     # The decoded file packs again to the same bytes; int8 weights keep it too.
     assert run(capsys, "pack", decoded, tmp_path / "again.tflite")[0] == 0
     assert (tmp_path / "again.tflite").read_bytes() == packed.read_bytes()

@@ -1172,10 +1172,11 @@ def _bias_buffers(kernels, names, candidates, found):
 
 def _compressed(variable):
     """Whether a kernel looks pruned (1 % of exact zeros) or clustered (at
-    most 256 distinct values, and a quarter of its size)."""
+    most 256 distinct values, and a quarter of its size); not all zeros (a
+    zeros initializer's)."""
     value = np.asarray(variable.numpy())
-    return np.mean(value == 0) >= 0.01 or \
-        len(np.unique(value)) <= min(256, value.size // 4)
+    return bool(value.any()) and (np.mean(value == 0) >= 0.01 or
+                                  len(np.unique(value)) <= min(256, value.size // 4))
 
 
 def _warn_altered_kernels(model, tflite, min_bytes):

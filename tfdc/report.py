@@ -504,6 +504,12 @@ class ExportReport(_Derived):
         if graph is not None:
             loop_states = _loop_states(graph, {r.buffer_index for r in records
                                                if not int(_get(r, "nnz"))})
+            # A packed file's archive record has no tensor: its metadata names it.
+            archive = {graph.Metadata(i).Buffer() for i in range(graph.MetadataLength())
+                       if graph.Metadata(i).Name() == fmt.APPENDED_ARCHIVE.encode()}
+            records = [dataclasses.replace(r, tensor_names=[fmt.APPENDED_ARCHIVE])
+                       if r.buffer_index in archive and dataclasses.is_dataclass(r) else r
+                       for r in records]
         others = [r for r in records if r.buffer_index in loop_states or _byte_data(r)]
         records = [r for r in records if r not in others]
         layers = [_layer_from_record(r, layer_names) for r in records]
