@@ -972,8 +972,9 @@ def test_batchnorm_depthwise_residual_model(data, tmp_path):
                             verbose=0)
     assert big.met and len(big.trials) == 1
     assert big.packed_bytes < 0.95 * 20_000
-    assert "more than 5 % under it: the planner's plan for" in big.message
-    assert "is the one trained" in big.message
+    assert "more than 5 % under it: asked for up to" in big.message
+    planned = big.trials[0]["planned_bytes"]
+    assert f"the planner returns the plan trained (planned {planned:,} B)" in big.message
 
 
 def test_full_integer_compresses_an_int8_file_that_keeps_its_codebooks(data, trained,

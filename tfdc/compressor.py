@@ -1986,9 +1986,10 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate, 
             size = entry["bytes"]
             return entry, True, (
                 f"{size:,} B is {size / target - 1:+.1%} from the target {target:,} B, more "
-                f"than 5 % under it: the planner's plan for {aim:,} B is the one trained "
-                f"(more bytes did not lower the loss it predicts on the validation data, or "
-                f"its grids go no further), so training again would not come closer")
+                f"than 5 % under it: asked for up to {aim:,} B, the planner returns the plan "
+                f"trained{_planned(entry)} (more bytes did not lower the loss it predicts on "
+                f"the validation data, or its grids go no further), so training again would "
+                f"not come closer")
         entry = trial(larger, f"{entry['bytes']:,} B is more than 5 % under "
                       f"the target: plan larger")
         tried.append(entry)
@@ -2047,6 +2048,11 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate, 
                              f"{target:,} B, more than 5 % under it{why}")
     return entry, False, (f"the packed file is {size:,} B, {size / target - 1:+.1%} over the "
                           f"target {target:,} B: removing weights did not get it there")
+
+
+def _planned(entry):
+    """ " (planned 51,175 B)" for a trial whose plan predicted its bytes."""
+    return f" (planned {entry['planned_bytes']:,} B)" if entry.get("planned_bytes") else ""
 
 
 def _clearly_better(a, b):

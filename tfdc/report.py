@@ -507,7 +507,7 @@ class ExportReport(_Derived):
             # A packed file's archive record has no tensor: its metadata names it.
             archive = {graph.Metadata(i).Buffer() for i in range(graph.MetadataLength())
                        if graph.Metadata(i).Name() == fmt.APPENDED_ARCHIVE.encode()}
-            records = [dataclasses.replace(r, tensor_names=[fmt.APPENDED_ARCHIVE])
+            records = [dataclasses.replace(r, tensor_names=[fmt.APPENDED_ARCHIVE], dtype="uint8")
                        if r.buffer_index in archive and dataclasses.is_dataclass(r) else r
                        for r in records]
         others = [r for r in records if r.buffer_index in loop_states or _byte_data(r)]
