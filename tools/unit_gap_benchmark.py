@@ -122,8 +122,9 @@ def main(argv=None):
         "",
         f"Range-coded gaps: {before:,} B -> {now:,} B ({100 * (1 - now / before):.1f} % "
         f"smaller), decoded in {now_ms:.2f} ms instead of {before_ms:.2f} ms (the range "
-        "decoder is the slower one). Removing the units (`tfdc.shrink`) is smaller still, and the decoded model "
-        "is smaller in memory and faster too (\"Structured pruning\" above).",
+        "decoder is the slower one). Removing the units (`tfdc.shrink`) is smaller still, "
+        "and the decoded model is smaller in memory and faster too (\"Structured pruning\" "
+        "above).",
     ])
     publish(args, "unit_gaps", "Units pruned but not removed: range-coded gap streams", body)
 
