@@ -2071,8 +2071,8 @@ def _worse(entry):
 
 
 def _compared(better, worse):
-    """ "error (2.10 % for 2.40 %)" or "loss (0.031 for 0.118)": what
-    `_worse` told the two trials apart by."""
+    """ "error (2.10 % for 2.40 %)" or, where the errors are equal (or
+    there are none), "loss (0.031 for 0.118)": how two trials compare."""
     a, b = better.get("error", float("nan")), worse.get("error", float("nan"))
     if np.isfinite(a) and a != b:
         return f"error ({a:.2%} for {b:.2%})"
