@@ -554,8 +554,8 @@ def test_a_kernel_the_converter_changes_is_warned_of_only_when_compressed(tmp_pa
     kernel.assign(np.where(np.abs(kernel.numpy()) < 0.1, 0.0, kernel.numpy()))
     with pytest.warns(UserWarning, match=r"changed the values of conv/kernel .* partly lost"):
         export(model, tmp_path / "pruned.tflite")
-    # Kernels of zeros (an untrained model's, zeros-initialized): the
-    # converter folds the constant layers away, and there was "pruning" lost.
+    # Kernels of zeros (zeros-initialized, untrained): the converter folds
+    # the constant layers away, and export warned their pruning was lost.
     zeros = keras.Sequential([keras.Input((64,)),
                               layers.Dense(128, activation="relu", kernel_initializer="zeros"),
                               layers.Dense(64, activation="relu", kernel_initializer="zeros"),
