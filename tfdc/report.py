@@ -495,13 +495,12 @@ class ExportReport(_Derived):
         (fc1, fc2, ...) rather than the converter's buffer order."""
         records = list(info.records)
         graph = _graph(model_bytes) if model_bytes is not None else None
+        loop_states = set()
         if graph is not None:
             first_use = _first_use(graph)
             # An op's kernel before its bias (both are first read by one op).
             records.sort(key=lambda r: (first_use.get(r.buffer_index, len(first_use)),
                                         len(tuple(_get(r, "shape", default=()))) == 1))
-        loop_states = set()
-        if graph is not None:
             loop_states = _loop_states(graph, {r.buffer_index for r in records
                                                if not int(_get(r, "nnz"))})
             # A packed file's archive record has no tensor: its metadata names it.
@@ -511,7 +510,8 @@ class ExportReport(_Derived):
                        if r.buffer_index in archive and dataclasses.is_dataclass(r) else r
                        for r in records]
         others = [r for r in records if r.buffer_index in loop_states or _byte_data(r)]
-        records = [r for r in records if r not in others]
+        not_weights = {r.buffer_index for r in others}
+        records = [r for r in records if r.buffer_index not in not_weights]
         layers = [_layer_from_record(r, layer_names) for r in records]
         # A kernel found by its values (`buffer_names`) is named by the layer
         # it was found in: its tensor name can lose the layer ("convolution",
