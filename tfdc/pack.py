@@ -329,34 +329,33 @@ def _best_positions(mask, shape, block, gap_alphabet, force):
         rows_options = rows_options[:1]
     widths = [int(np.log2(gap_alphabet))] if gap_alphabet else range(1, 16)
     nnz = int(np.count_nonzero(mask))
-    best = None
+    best = histogram = None
     for rows in rows_options:
         if nnz == 0:
             return 3.0, rows, 1 << widths[0], False
         gv, gc = _gap_counts(mask, rows)
         for w in widths:
             G = 1 << w
-            cost, fixed = _stream_cost(_gap_histogram(gv, gc, G), block,
-                                       force.get("codes") != "huffman")
+            hist = _gap_histogram(gv, gc, G)
+            cost, fixed = _stream_cost(hist, block, force.get("codes") != "huffman")
             cost += _varint_len(nnz) + _varint_len(G) + _varint_len(nnz)
             if best is None or cost < best[0]:
-                best = (cost, rows, G, fixed)
-    return _range_coded_gaps(mask, best, block, force)
+                best, histogram = (cost, rows, G, fixed), hist
+    return _range_coded_gaps(mask, nnz, best, histogram, block, force)
 
 
-def _range_coded_gaps(mask, best, block, force):
-    """`best` (`_best_positions`), its gaps range-coded where that is
-    cheaper. Huffman spends a bit per gap at least: where nearly every gap
-    is the same (a pruned unit's zero column leaves each kept row of a
-    Dense kernel the same pattern, or whole rows kept) the range code
-    spends a fraction of one (a 40 %-channel-pruned MLP's gaps: 17,654 B
-    coded, 3.5 % of its file, which xz found). Tried only where Huffman is
-    well above the entropy: fitting costs time."""
+def _range_coded_gaps(mask, nnz, best, histogram, block, force):
+    """`best` (`_best_positions`; `histogram`: its gap symbols'), its gaps
+    range-coded where that is cheaper. Huffman spends a bit per gap at
+    least: where nearly every gap is the same (a pruned unit's zero column
+    leaves each kept row of a Dense kernel the same pattern, or whole rows
+    kept) the range code spends a fraction of one (a 40 %-channel-pruned
+    MLP's gaps: 17,654 B coded, 3.5 % of its file, which xz found). Tried
+    only where Huffman is well above the entropy: fitting costs time."""
     cost, rows, G, _ = best
-    nnz = int(np.count_nonzero(mask))
     if force.get("codes") == "huffman" or nnz < _RANS_MIN_SYMBOLS:
         return best
-    entropy = huffman.entropy_bits(_gap_histogram(*_gap_counts(mask, rows), G)) / 8
+    entropy = huffman.entropy_bits(histogram) / 8
     if cost < 1.1 * entropy + 256:
         return best
     t, _ = _stream_order_positions(mask, rows)
