@@ -314,8 +314,9 @@ def _loop_states(model, zero):
 
 
 def _byte_data(record):
-    """Whether a packed record holds bytes, not weights: strings, a buffer
-    read as two types, the zip archive appended to the model."""
+    """Whether a packed record (or its `LayerReport`) holds bytes, not
+    weights: strings, a buffer read as two types, the zip archive appended
+    to the model."""
     names = tuple(_get(record, "tensor_names", default=()) or ())
     return str(_get(record, "dtype", default="")) == "bytes" or \
         names[:1] == (fmt.APPENDED_ARCHIVE,)
@@ -325,7 +326,7 @@ def _constants_line(constants):
     """The report's line on the packed tensors that are no weights."""
     def plural(n, word):
         return f"{n} {word}{'s' if n != 1 else ''}"
-    states = [c for c in constants if c.dtype != "bytes" and c.name != fmt.APPENDED_ARCHIVE]
+    states = [c for c in constants if not _byte_data(c)]
     groups = []
     if states:
         groups.append(f"{plural(len(states), 'all-zero loop state')} of "
