@@ -1290,3 +1290,50 @@ def test_validation_inputs_on_another_scale_are_warned_of_with_the_training_rang
         "is it preprocessed as the training data is (e.g. scaled to [0, 1])? The budget is "
         "judged on it.")
     assert caught[0].filename == __file__
+
+
+def _scripted_search(max_trials, passes_from, plannable_from=0):
+    """`_to_quality`'s search over a scripted training: a plan for B bytes
+    trains to a B-byte file that meets the budget from `passes_from` bytes
+    up, and the planner refuses targets under `plannable_from`. Returns the
+    search's log lines and the sizes it trained."""
+    from types import SimpleNamespace
+    from tfdc.compressor import _to_quality
+    lines, trained = [], []
+
+    def make_plan(target_bytes=None, **budget):
+        if target_bytes is not None and target_bytes < plannable_from:
+            raise ValueError(f"the smallest file is {plannable_from:,} B")
+        return SimpleNamespace(predicted_bytes=target_bytes or 10_000)
+
+    def trial(plan, label):
+        size = plan.predicted_bytes
+        trained.append(size)
+        over = 0.1 if size < passes_from else -0.1
+        return {"bytes": size, "passed": over < 0, "over": over, "increase": 0.1 + over,
+                "bound": 0.2 + over}
+    _to_quality({"max_error_increase": 0.2}, None, None, make_plan, trial, max_trials,
+                lines.append, lambda: 1_000, 50_000)
+    return lines, trained
+
+
+def test_an_error_budget_search_says_why_it_stops_before_max_trials():
+    # With runs left, the search ended without a word once its two ends
+    # were within 8 % of each other.
+    lines, trained = _scripted_search(max_trials=10, passes_from=5_000)
+    assert len(trained) < 9
+    lo, hi = max(b for b in trained if b < 5_000), min(b for b in trained if b >= 5_000)
+    assert hi / lo < 1.08
+    assert lines[-1] == (f"  the smallest file within the budget lies between {lo:,} B and "
+                         f"{hi:,} B (within 8%): no further search run")
+    # Run out of runs, it says nothing of the kind.
+    lines, trained = _scripted_search(max_trials=3, passes_from=5_000)
+    assert len(trained) == 2 and not any("no further" in line for line in lines)
+
+
+def test_a_target_the_planner_refuses_costs_no_run_of_max_trials():
+    # A search target under the planner's smallest file trains nothing; it
+    # took one of max_trials' runs all the same.
+    lines, trained = _scripted_search(max_trials=3, passes_from=5_000, plannable_from=4_000)
+    assert lines[0].startswith("  3,162 B cannot be planned")
+    assert len(trained) == 2 and 3_162 not in trained

@@ -58,6 +58,9 @@ __all__ = ["compress", "CompressResult", "BudgetMissedWarning", "scaled_plan", "
 # reaches and its plan without retraining; without a planner, the lower end
 # is this fraction of the upper one.
 _SEARCH_FLOOR = 0.1
+# It stops once the two ends are this close: a run between them would save
+# under 4 % of the file.
+_SEARCH_STEP = 1.08
 # Aim a byte budget slightly under the target: training moves the coded size
 # by a few percent either way and a file over the target must be cut (which
 # costs accuracy), one under it only wastes a little.
@@ -1556,9 +1559,11 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             file over the target loses its smallest weights as a planned
             one does, with a warning).
         max_trials: the most training runs (at least 1): of the error or
-            loss budget's search, and of `target_bytes` (at most 3 there: a
-            file more than 5 % under the target is trained again with a
-            larger plan).
+            loss budget's search (its last run is kept for the planner's
+            plan, trained if no search run met the budget; the search stops
+            early once its ends are within 8 %), and of `target_bytes` (at
+            most 3 there: a file more than 5 % under the target is trained
+            again with a larger plan).
         confidence: for `max_error_increase` and `max_loss_increase`, the
             probability that a kept file's true increase on data like
             `validation_data` is within the budget (`DEFAULT_CONFIDENCE`,
@@ -2123,7 +2128,13 @@ def _to_quality(budget, confidence, plan, make_plan, trial, max_trials, log, sma
         return entry, entry["passed"], _quality_message(entry, budget, confidence)
     low = smallest() or _SEARCH_FLOOR * high
     passed, failed = [], []
-    for i in range(max_trials - 1):
+    # The last run is kept for the planner's own plan, in case no search run
+    # meets the budget.
+    while len(passed) + len(failed) < max_trials - 1:
+        if high / low < _SEARCH_STEP:
+            log(f"  the smallest file within the budget lies between {low:,.0f} B and "
+                f"{high:,.0f} B (within {_SEARCH_STEP - 1:.0%}): no further search run")
+            break
         target = int(math.sqrt(low * high))
         try:
             p = make_plan(target_bytes=target)
@@ -2131,14 +2142,12 @@ def _to_quality(budget, confidence, plan, make_plan, trial, max_trials, log, sma
             log(f"  {target:,} B cannot be planned ({e}); searching higher")
             low = target
             continue
-        entry = trial(p, f"search {i + 1}: {target:,} B")
+        entry = trial(p, f"search {len(passed) + len(failed) + 1}: {target:,} B")
         (passed if entry["passed"] else failed).append(entry)
         if entry["passed"]:
             high = min(target, entry["bytes"])
         else:
             low = max(target, entry["bytes"])
-        if high / low < 1.08:
-            break
     if not passed:
         entry = trial(safe, "the planner's plan without retraining's gain")
         (passed if entry["passed"] else failed).append(entry)
