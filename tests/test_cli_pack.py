@@ -355,6 +355,17 @@ def test_int8_weights_that_change_nothing_are_told(capsys, tmp_path, inputs):
     assert code == 0 and "weights='int8' changed nothing: no float32 kernel" in err
     code, _, err = run(capsys, "pack", "--weights", "int8", paths["float"], tmp_path / "p.tflite")
     assert code == 0 and "changed nothing" not in err
+    # A full-integer one, whose kernels are int8 already, was told to
+    # cluster them.
+    from tfdc.exporter import convert
+    from tfdc.quantize import configure_full_integer
+    x = np.random.default_rng(0).normal(size=(4, 64)).astype("float32")
+    full_integer = tmp_path / "full_integer.tflite"
+    full_integer.write_bytes(convert(_model(), configure=lambda c: configure_full_integer(
+        c, lambda: ([row[None]] for row in x))))
+    code, _, err = run(capsys, "pack", "--weights", "int8", full_integer, tmp_path / "q.tflite")
+    assert code == 0 and ("weights='int8' changed nothing: this model has no float32 kernel of "
+                          "64 B or more (its weights are integers already") in err
 
 
 def test_sigterm_is_an_interrupt_with_its_own_exit_status(tmp_path, inputs):

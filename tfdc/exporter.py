@@ -904,14 +904,10 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
     if weights == "int8":
         from tfdc.pack import split_appended
         model, archive = split_appended(bytes(plain))  # a rewritten flatbuffer drops it
-        plain, quantized, moved = quantize_codebooks_int8(model, min_bytes=min_bytes)
+        plain, _, moved = quantize_codebooks_int8(model, min_bytes=min_bytes, stacklevel=3)
         plain += archive
         # The report names a kernel's row by its buffer, now the int8 one.
         buffer_names = {moved.get(b, b): name for b, name in (buffer_names or {}).items()}
-        if not quantized:
-            warnings.warn("weights='int8' changed nothing: no float32 kernel of this model "
-                          "has at most 256 distinct values (cluster it first, e.g. with "
-                          "tfdc.ClusteredFineTuning)", stacklevel=2)
     options = _pack_options(codebook_fp16, gap_alphabet, select, block, min_bytes, strip_debug,
                             negative_zeros)
     packed, info = pack_tflite(plain, **options)

@@ -63,6 +63,7 @@ for k in kernel_codes(model, tflite):
 """
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -262,7 +263,6 @@ def warn_extra_codes(model, tflite, min_bytes=64, stacklevel=2):
     Returns `{buffer index: kernel name}` of the kernels it found (the
     report's row names; the converter's tensor names can name another
     layer)."""
-    import warnings
 
     try:
         kernels = kernel_codes(model, tflite, min_bytes)
@@ -385,7 +385,6 @@ def float_ops(tflite):
 def warn_float_ops(tflite, stacklevel=2):
     """Warn when a full-integer model computes some ops in float32
     (`float_ops`), naming them."""
-    import warnings
     counts = float_ops(tflite)
     if counts:
         ops = ", ".join(f"{name} x{n}" if n > 1 else name for name, n in sorted(counts.items()))
@@ -401,7 +400,7 @@ def _rank(tensor):
     return 0 if tensor.shape is None else len(tensor.shape)
 
 
-def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
+def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256, stacklevel=2):
     """Store clustered float32 weights as int8 codes, keeping the codebook.
 
     Every constant float32 tensor of rank >= 2 and at least `min_bytes`
@@ -418,6 +417,7 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
         tflite: the plain float `.tflite` bytes.
         min_bytes: smaller tensors are left in float32.
         max_distinct: tensors with more distinct values are left in float32.
+        stacklevel: of the warning that nothing changed (`warnings.warn`).
 
     Returns:
         `(tflite_bytes, quantized, moved)`: the rewritten model, a dict
@@ -434,6 +434,7 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
     buffers = model.buffers
     weights = _weight_buffers(model)
     candidates = {}  # buffer index -> (codes, scale) or None if not eligible
+    float_kernels = 0  # float32 weights of rank >= 2, clustered or not
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
             b = tensor.buffer
@@ -445,6 +446,7 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
                     or len(data) < max(min_bytes, 4) or tensor.quantization is not None
                     and tensor.quantization.scale is not None):
                 continue
+            float_kernels += 1
             values = np.frombuffer(np.asarray(data, np.uint8).tobytes(), np.float32)
             if not np.all(np.isfinite(values)):
                 continue
@@ -463,6 +465,11 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256):
                 candidates[tensor.buffer] = None
     chosen = {b: v for b, v in candidates.items() if v is not None}
     if not chosen:
+        warnings.warn("weights='int8' changed nothing: " + (
+            f"no float32 kernel of this model has at most {max_distinct} distinct values "
+            "(cluster it first, e.g. with tfdc.ClusteredFineTuning)" if float_kernels else
+            f"this model has no float32 kernel of {min_bytes} B or more (its weights are "
+            "integers already, or too small to pack)"), stacklevel=stacklevel)
         return bytes(tflite), {}, {}
 
     opcode = None
