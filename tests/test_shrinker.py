@@ -169,6 +169,27 @@ def test_units_counts_weights_and_work():
 
 
 
+def test_a_layer_reading_a_flattened_tensor_and_a_copy_of_it_keeps_its_inputs():
+    # A shared Dense read Flatten(x) and Rescaling(Flatten(x)): the two
+    # layouts (one channel 20 times, 20 channels once) became one group of
+    # one channel, units counted 6 weights of the 20x6 kernel, and shrink
+    # failed in Keras's set_weights ((20, 4) against (1, 4)).
+    inputs = keras.Input((4, 5, 1))
+    flat = layers.Flatten()(inputs)
+    shared = layers.Dense(6, activation="relu", name="shared")
+    hidden = layers.Add()([shared(flat), shared(layers.Rescaling(0.5)(flat))])
+    model = keras.Model(inputs, layers.Dense(3, name="out")(hidden))
+    kernel, bias = shared.get_weights()
+    kernel[:, :2], bias[:2] = 0, 0
+    shared.set_weights([kernel, bias])
+    report = tfdc.units(model)
+    assert (report["shared"].weights, report["shared"].weights_kept) == (126, 84)
+    small = tfdc.shrink(model)
+    assert small.get_layer("shared").get_weights()[0].shape == (20, 4)
+    x = np.random.default_rng(0).uniform(size=(5, 4, 5, 1)).astype("float32")
+    np.testing.assert_allclose(small(x), model(x), atol=1e-6)
+
+
 def test_units_counts_convolution_work_by_hand():
     # A transposed convolution multiplies its kernel once per *input*
     # position (stride 2 made it 4x), and a channels_first layer's positions

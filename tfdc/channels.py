@@ -242,8 +242,12 @@ def channel_groups(model):
             old = table[id(layer)]
             if isinstance(old, tuple):
                 if old[1] != group[1]:
+                    # Channels of other sizes (a flattened tensor's and one
+                    # read whole): not one group; both stay, and the
+                    # layer's input is the first call's.
                     g.fix(old[0], f"layer {layer.name!r} reads it with different layouts")
                     g.fix(group[0], f"layer {layer.name!r} reads it with different layouts")
+                    return old
                 group = (g.union(old[0], group[0]), group[1])
             else:
                 group = g.union(old, group)
