@@ -1011,8 +1011,9 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
         signatures: for several signatures or a `tf.Module`: a list of
             `tf.function`s with input signatures (see `tfdc.exporter.convert`).
         representative_dataset: a callable yielding lists of model inputs
-            (in `model.inputs`' order) or dicts keyed by input name (a few
-            hundred real samples): full-integer export for NPUs and
+            (in `model.inputs`' order) or dicts keyed by input name (a
+            one-input model takes a dict of one array whatever its key; a
+            few hundred real samples): full-integer export for NPUs and
             NNAPI, int8 activations and int8 weights with one scale per
             tensor, which keeps every codebook (see `tfdc.quantize`).
         configure: callable that receives the `TFLiteConverter` to tweak it.
