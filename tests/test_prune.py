@@ -1,5 +1,6 @@
 """tfdc.prune: GradualPruning schedule, exact zeros, targets, resume, errors."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -265,6 +266,25 @@ def test_a_lower_target_than_the_masks_is_told(mnist_small):
         warnings.simplefilter("error", UserWarning)  # the same target again: nothing to say
         model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
                   callbacks=[GradualPruning(0.8, frequency=4)])
+
+
+def test_a_kernel_still_clustered_is_refused_and_prunes_once_detached(mnist_small):
+    # ClusteredFineTuning(detach_at_end=False), then GradualPruning(0.9) in
+    # a later fit: the cluster constraint wrote its centroids back into the
+    # newly pruned weights, and a plain fit after it was back to 50 % zeros.
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    fit = functools.partial(model.fit, x, y, epochs=1, batch_size=BATCH, verbose=0)
+    fit(callbacks=[GradualPruning(0.5, frequency=4)])
+    clustering = tfdc.ClusteredFineTuning(bits=3, detach_at_end=False)
+    fit(callbacks=[clustering])
+    with pytest.raises(ValueError, match=r"fc1/kernel is still clustered: a "
+                       r"ClusteredFineTuning\(detach_at_end=False\) left its constraint"):
+        fit(callbacks=[GradualPruning(0.9, frequency=4)])
+    clustering.detach()
+    fit(callbacks=[GradualPruning(0.9, frequency=4)])
+    fit()
+    assert tfdc.sparsity(model)["fc1"].sparsity == pytest.approx(0.9, abs=1e-3)
 
 
 # --------------------------------------------------------------- save/resume

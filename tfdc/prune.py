@@ -178,8 +178,20 @@ def install_mask(variable, strategy=None, slot=None):
     layer's own constraint (`tfdc.layers.constraint_slot`), set to the mask
     constraint too so that saving the model keeps it. A train function traced
     before this call does not see a new mask: rebuild it
-    (`model.make_train_function(force=True)`).
+    (`model.make_train_function(force=True)`). A `ValueError` for a
+    variable that a `ClusterConstraint` still holds on its codebook.
     """
+    from tfdc.cluster import ClusterConstraint
+    if find_constraint(variable, ClusterConstraint) is not None:
+        # Its projection writes every weight it clustered back to a
+        # centroid, pruned since or not: the pruning would silently undo
+        # itself at the next step.
+        raise ValueError(
+            f"{variable.path} is still clustered: a ClusteredFineTuning(detach_at_end=False) "
+            "left its constraint on it, which writes each weight it clustered back to its "
+            "centroid, so pruning it further would be undone at the next step. Remove that "
+            "constraint first (the callback's detach(), which keeps the pruning masks), "
+            "prune, then cluster again")
     existing = find_mask(variable)
     if existing is None or not isinstance(existing.mask, keras.Variable):
         if existing is not None and existing.mask is not None:  # recovered by a traced step
