@@ -265,7 +265,8 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     values (e.g. a model reloaded from a `.keras` checkpoint written during
     clustering) gets exactly those values as its codebook (each rounded to
     binary16 with `centroid_fp16`, the default; a checkpoint written after a
-    fit already holds binary16 values, which stay as they are).
+    fit, or at its last epoch by a `ModelCheckpoint` listed after this
+    callback, already holds binary16 values, which stay as they are).
 
     Args:
         bits: bits per shared value: an int for every selected layer, `None`
@@ -288,14 +289,15 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         fused_op: on CPU, use the fused op of `tfdc.cluster_op` (built once
             per TensorFlow version, about 15 s, on first use; falls back to
             TensorFlow's sparse matmul with a warning if it cannot be built).
-        bias_fp16: when `fit` ends, round the biases of the clustered layers
-            to the nearest binary16 value (kept as float32; relative change
-            at most 2**-11, far below what moves the model's error). The
+        bias_fp16: at the end of the fit's last epoch (or where it stops
+            early), round the biases of the clustered layers to the nearest
+            binary16 value (kept as float32; relative change at most
+            2**-11, far below what moves the model's error). The
             packer then stores them losslessly in two bytes' worth of
             information instead of four: about 630 B less for LeNet-300-100.
             `False` keeps them as trained.
         centroid_fp16: round the shared values to binary16 the same way, when
-            they are first clustered and again when `fit` ends (default
+            they are first clustered and again as the biases (default
             True). The packer then stores each codebook in 16-bit keys:
             half the bytes of float32 centroids, which matters most for
             small kernels (a 3x3 depthwise kernel's codebook can outweigh
@@ -527,6 +529,10 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         if not (self._started and self.selections):
             return
         distinct = self._enforce_codebooks(epoch)
+        if self.params and epoch + 1 == self.params.get("epochs"):
+            # The fit's last epoch: a ModelCheckpoint after this callback
+            # saves the file as the fit leaves it (on_train_end comes later).
+            self._round_to_binary16()
         if logs is not None:
             logs["distinct_values"] = max(
                 distinct[id(s.variable)] if id(s.variable) in distinct
@@ -572,15 +578,20 @@ class ClusteredFineTuning(keras.callbacks.Callback):
             # (EarlyStopping, stop_training) before its planned end.
             self._warn_no_fine_tuning(max(self._schedules, key=lambda p: p.end_step),
                                       stopped=True)
-        if self._started and self.bias_fp16:
-            self._round_biases()
-        if self._started and self.centroid_fp16:
-            self._round_centroids()
         if self._started:
+            self._round_to_binary16()  # again: a fit stopped early
             for selection in self.selections:  # for tfdc.strip's check (tfdc.export)
                 selection.variable._tfdc_shared_values = len(shared_values(selection.variable))
         if self.detach_at_end:
             self.detach()
+
+    def _round_to_binary16(self):
+        """Round what `bias_fp16` and `centroid_fp16` ask for (a second
+        time changes nothing)."""
+        if self.bias_fp16:
+            self._round_biases()
+        if self.centroid_fp16:
+            self._round_centroids()
 
     def _round_biases(self):
         """Biases of the clustered layers to the nearest binary16 values."""
