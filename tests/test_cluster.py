@@ -143,6 +143,30 @@ def test_a_checkpoint_of_the_last_epoch_is_the_model_fit_returns(mnist_small, tm
     assert _is_binary16(bias[bias != 0])
 
 
+def test_weights_restored_before_its_end_are_left_as_restored(mnist_small):
+    # EarlyStopping(restore_best_weights=True) listed first restores an
+    # epoch from before clustering in its on_train_end, which runs before
+    # ClusteredFineTuning's: the dense weights restored were rounded to
+    # binary16, and export's "no longer clustered" warning was lost (the
+    # count it compares with was taken after the restore).
+    (x, y), _ = mnist_small
+    x, y = x[:1024], y[:1024]
+    model = small_mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    steps = len(x) // 128
+    best = keras.callbacks.EarlyStopping("loss", mode="max", patience=5,
+                                         restore_best_weights=True)  # epoch 1: not clustered
+    model.fit(x, y, epochs=3, batch_size=128, verbose=0, callbacks=[
+        best, tfdc.GradualPruning(0.5, end_step=2 * steps, frequency=2),
+        ClusteredFineTuning(bits=2)])
+    for ours, restored in zip(model.get_weights(), best.best_weights):
+        np.testing.assert_array_equal(ours, restored)
+    assert not _is_binary16(model.get_layer("fc1").bias.numpy())
+    with pytest.warns(UserWarning, match=r"kernels are no longer clustered \(\S*fc1/kernel: "
+                      r"[\d,]+ values, clustered to 4"):
+        tfdc.strip(model)
+
+
 def test_centroid_never_lands_on_zero():
     centroids = keras.Variable(np.array([1.0], "float32"), trainable=False)
     c = ClusterConstraint(np.array([0, 2]), np.array([0, 0]), centroids, np.array([2.0]), 4)

@@ -581,34 +581,31 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         if self._started:
             self._round_to_binary16()  # again: a fit stopped early
             for selection in self.selections:  # for tfdc.strip's check (tfdc.export)
-                selection.variable._tfdc_shared_values = len(shared_values(selection.variable))
+                selection.variable._tfdc_shared_values = min(
+                    len(shared_values(selection.variable)), 2 ** selection.value)
         if self.detach_at_end:
             self.detach()
 
     def _round_to_binary16(self):
         """Round what `bias_fp16` and `centroid_fp16` ask for (a second
-        time changes nothing)."""
+        time changes nothing), in the layers whose kernels are still
+        clustered: weights set from elsewhere since (an EarlyStopping
+        listed before this callback restoring an epoch before clustering)
+        stay exactly as they are."""
+        clustered = [s for s in self.selections
+                     if shared_values(s.variable).size <= 2 ** s.value]
         if self.bias_fp16:
-            self._round_biases()
+            for layer in {id(s.layer): s.layer for s in clustered}.values():
+                bias = bias_variable(layer)
+                if bias is not None and bias.dtype == "float32":
+                    bias.assign(to_binary16(keras.ops.convert_to_numpy(bias.value)))
         if self.centroid_fp16:
-            self._round_centroids()
-
-    def _round_biases(self):
-        """Biases of the clustered layers to the nearest binary16 values."""
-        for layer in {id(s.layer): s.layer for s in self.selections}.values():
-            bias = bias_variable(layer)
-            if bias is None or bias.dtype != "float32":
-                continue
-            bias.assign(to_binary16(keras.ops.convert_to_numpy(bias.value)))
-
-    def _round_centroids(self):
-        """Shared values (and so the kernels) to the nearest binary16 values.
-        Rounding is a function of the value, so a kernel rounded element by
-        element keeps its members equal to their (rounded) centroid."""
-        for s in self.selections:
-            s.variable.assign(to_binary16(keras.ops.convert_to_numpy(s.variable)))
-        for _, c in self._constraints:  # still attached when detach_at_end=False
-            c.centroids.assign(to_binary16(keras.ops.convert_to_numpy(c.centroids)))
+            # Rounding is a function of the value, so a kernel rounded
+            # element by element keeps its members equal to their centroid.
+            for s in clustered:
+                s.variable.assign(to_binary16(keras.ops.convert_to_numpy(s.variable)))
+            for _, c in self._constraints:  # still attached when detach_at_end=False
+                c.centroids.assign(to_binary16(keras.ops.convert_to_numpy(c.centroids)))
 
     def _finish_unstarted(self):
         """The fit ended before clustering began: a pruning callback in the
