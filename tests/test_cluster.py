@@ -344,6 +344,12 @@ def test_pruning_to_the_last_step_then_clustering_warns(mnist_small):
                   callbacks=[tfdc.GradualPruning(0.8), ClusteredFineTuning(bits=3)])
     w = model.get_layer("fc1").kernel.numpy()  # clustered, not fine-tuned
     assert (w == 0).sum() == round(0.8 * w.size) and np.unique(w[w != 0]).size <= 8
+    # An end_step the user gave is not called the default.
+    model = small_mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match=r"ends at the last step of this fit \(step 32\), so"):
+        model.fit(x, y, epochs=2, batch_size=128, verbose=0,
+                  callbacks=[tfdc.GradualPruning(0.8, end_step=32), ClusteredFineTuning(bits=3)])
 
 
 def test_a_fit_stopped_where_the_ramp_ends_warns(mnist_small):

@@ -452,7 +452,8 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         when = (f"this fit stopped at step {self._start_step:,}, as {name}'s schedule "
                 "ended (stopped early?)" if stopped else
                 f"{name}'s schedule ends at the last step of this fit (step "
-                f"{pruning.end_step:,}; end_step's default is the fit's end)")
+                f"{pruning.end_step:,}" + ("" if pruning.end_step_given
+                                           else "; end_step's default is the fit's end") + ")")
         warnings.warn(
             f"ClusteredFineTuning: {when}, so the weights are clustered after it with no step "
             f"left to fine-tune the shared values. Give {name} an end_step before "

@@ -726,6 +726,11 @@ class GradualPruning(keras.callbacks.Callback):
         return self._fit_end
 
     @property
+    def end_step_given(self):
+        """Whether the user gave `end_step` (else it is the fit's end)."""
+        return self._user_end is not None
+
+    @property
     def schedule_known(self):
         """True once this fit's kernels and steps are resolved."""
         return (self.selections is not None and getattr(self, "_resolved", False)

@@ -382,6 +382,11 @@ class StructuredPruning(keras.callbacks.Callback):
 
     # The schedule as tfdc.ClusteredFineTuning reads it (as GradualPruning's).
     @property
+    def end_step_given(self):
+        """Whether the user gave `end_step` (else it is the fit's end)."""
+        return self._user_steps[1] is not None
+
+    @property
     def schedule_known(self):
         """True once this fit's groups and steps are resolved."""
         return self.groups is not None and getattr(self, "_resolved", False) \
