@@ -449,7 +449,9 @@ class GradualPruning(keras.callbacks.Callback):
             regular expression to a sparsity (only matched layers are pruned).
         initial_sparsity: sparsity at `begin_step` (default 0).
         begin_step: first pruning step. Default: the step at which this fit's
-            epoch 0 starts (`optimizer.iterations - initial_epoch * steps`).
+            epoch 0 starts (`optimizer.iterations - initial_epoch * steps`,
+            or 0 where that is negative: a fresh optimizer resuming at
+            `initial_epoch > 0` from weights alone ramps from step 0).
         end_step: step at which `target_sparsity` is reached. Default: the
             end of the fit, (start of epoch 0) + `epochs * steps_per_epoch`.
         frequency: prune every this many steps (default 100).
