@@ -287,6 +287,25 @@ def test_a_kernel_still_clustered_is_refused_and_prunes_once_detached(mnist_smal
     assert tfdc.sparsity(model)["fc1"].sparsity == pytest.approx(0.9, abs=1e-3)
 
 
+@pytest.mark.parametrize("per_call, warned", [(8, True), (4, False)])
+def test_steps_per_execution_over_frequency_is_warned_of(mnist_small, per_call, warned):
+    # Callbacks see one batch per execution: with steps_per_execution=200
+    # the ramp was one cut, silently (0.67 test accuracy against 0.83).
+    (x, y), _ = mnist_small
+    model = mlp()
+    model.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=per_call)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0,
+                  callbacks=[GradualPruning(0.5, frequency=4)])
+    told = [str(w.message) for w in caught if "steps_per_execution" in str(w.message)]
+    assert told == ([f"GradualPruning: the model is compiled with steps_per_execution={per_call}, "
+                     f"and callbacks see one batch in {per_call}: the masks change every "
+                     f"{per_call} steps, not every frequency=4, so the ramp is a few large cuts "
+                     "(or one), which costs accuracy. Compile with steps_per_execution <= 4 for "
+                     "this fit."] if warned else [])
+
+
 # --------------------------------------------------------------- save/resume
 
 def test_resume_from_keras_file(mnist_small, tmp_path):

@@ -62,6 +62,16 @@ def test_units_removed_on_schedule_and_kept_removed(mnist_small):
     assert 1 - model.evaluate(xt, yt, verbose=0)[1] < 0.5  # still learns (chance: 0.9)
 
 
+def test_steps_per_execution_over_frequency_is_warned_of(mnist_small):
+    (x, y), _ = mnist_small
+    model = mlp()
+    model.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=8)
+    with pytest.warns(UserWarning, match=r"StructuredPruning: the model is compiled with "
+                                         r"steps_per_execution=8.*not every frequency=2"):
+        model.fit(x, y, epochs=1, batch_size=128, verbose=0,
+                  callbacks=[StructuredPruning(0.5, frequency=2)])
+
+
 def test_removed_set_only_grows(mnist_small):
     (x, y), _ = mnist_small
 

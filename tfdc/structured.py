@@ -28,7 +28,7 @@ from tfdc.distill import trained_model
 from tfdc.errors import listed, require_tensorflow_backend
 from tfdc.layers import check_copyable, kind_of
 from tfdc.prune import (StepCounter, check_fraction, check_steps, find_mask, install_mask,
-                        polynomial_sparsity, prune_due, warn_unfinished)
+                        polynomial_sparsity, prune_due, warn_coarse_execution, warn_unfinished)
 from tfdc.select import _check_patterns, _matches, iter_layers, layer_paths, refuse_non_float32
 from tfdc.shrinker import units
 
@@ -257,6 +257,7 @@ class StructuredPruning(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         refuse_weight_averaging(self.model, "tfdc.StructuredPruning")
         fit_began(self)  # tfdc.ClusteredFineTuning waits for the schedule's end
+        warn_coarse_execution(self.model, "StructuredPruning", self.frequency)
         model = trained_model(self.model)  # a Distiller's student
         refuse_non_float32(model, "StructuredPruning")
         check_copyable(model, "tfdc.shrink, which removes the pruned units after training,")
