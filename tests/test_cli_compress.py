@@ -312,8 +312,13 @@ def test_a_byte_target_takes_units():
     assert [_byte_count(t) for t in ("20000", "20_000", "20KB", "20k", "20kB", "1KiB", "1.5MB",
                                      "2MiB", "1GB", "2GiB")] == [
         20000, 20000, 20000, 20000, 20000, 1024, 1500000, 2 << 20, 10 ** 9, 2 << 30]
+    # Exactly: through a float, 99999999999999999999999 was planned for
+    # 99,999,999,999,999,991,611,392 B, and 1e400 digits raised OverflowError.
+    assert _byte_count("9223372036854775807") == (1 << 63) - 1
+    assert _byte_count("0.000001GB") == 1000
     import argparse
-    for bad in ("0", "0.5", "1.0001KB", "20 TB", "-5", "KB"):
+    for bad in ("0", "0.5", "1.0001KB", "20 TB", "-5", "KB", "9223372036854775808",
+                "99999999999999999999999", "1" + "0" * 400):
         with pytest.raises(argparse.ArgumentTypeError):
             _byte_count(bad)
 

@@ -466,6 +466,7 @@ def test_a_missed_error_budget_is_reported(data, trained, tmp_path):
     ({"max_error_increase": 1e9}, ValueError, r"percentage points \(0.2 = 0.2 points\), at most "
      "100, got 1e"),
     ({"target_bytes": float("nan")}, ValueError, "target_bytes must be an integer, got nan"),
+    ({"target_bytes": 10**400}, ValueError, "target_bytes must be finite, got 1000"),
     ({"max_error_increase": 0.2, "confidence": 1.5}, ValueError, r"confidence must be in \(0, 1\)"),
     ({"max_error_increase": 0.2, "confidence": "high"}, ValueError, "confidence must be a number"),
     ({"target_bytes": 9000, "epochs": 1}, ValueError, "epochs must be at least 2"),

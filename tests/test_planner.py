@@ -192,6 +192,8 @@ def test_unreachable_and_bad_budgets(trained, capsys):
         tfdc.plan(model, val, target_bytes=10_000, max_error_increase=0.2, sensitivity=sens)
     with pytest.raises(ValueError, match="target_bytes must be a positive finite number, got -5"):
         tfdc.plan(model, val, target_bytes=-5, sensitivity=sens)
+    with pytest.raises(ValueError, match="target_bytes must be a positive finite number, got 1000"):
+        tfdc.plan(model, val, target_bytes=10**400, sensitivity=sens)  # was numpy's TypeError
     with pytest.raises(ValueError, match="max_error_increase must be a finite number >= 0"):
         tfdc.plan(model, val, max_error_increase=float("nan"), sensitivity=sens)
     with pytest.raises(ValueError, match="must be a finite number >= 0, got inf"):

@@ -20,6 +20,7 @@ errors, as argparse does); set `TFDC_DEBUG=1` to see the traceback instead.
 """
 
 import argparse
+import decimal
 import functools
 import json
 import os
@@ -136,9 +137,12 @@ def _byte_count(text):
     if unit not in _BYTE_UNITS:
         raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (e.g. 20000, 20KB, "
                                          "1.5MB)")
-    value = float(match.group(1).replace("_", "")) * _BYTE_UNITS[unit]
-    if value != int(value) or value < 1:
+    # Exact: a float rounded 99999999999999999999999 and overflowed 1e400.
+    value = decimal.Decimal(match.group(1).replace("_", "")) * _BYTE_UNITS[unit]
+    if value != value.to_integral_value() or value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of bytes >= 1, got {text}")
+    if value >= 1 << 63:  # a file's size is an off_t
+        raise argparse.ArgumentTypeError(f"more bytes than a file can hold: {text}")
     return int(value)
 
 

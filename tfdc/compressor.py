@@ -48,7 +48,8 @@ import warnings
 
 import numpy as np
 
-from tfdc.errors import first_line, listed, raise_if_signalled, require_tensorflow_backend
+from tfdc.errors import (finite, first_line, listed, raise_if_signalled,
+                         require_tensorflow_backend)
 from tfdc.scan import _index, _items, _labels, _length, _map, check_batched, check_finite
 
 __all__ = ["compress", "CompressResult", "BudgetMissedWarning", "scaled_plan", "HandPlan",
@@ -286,10 +287,11 @@ def _head(x, n):
 
 def _check_number(value, name, integer=False):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
-            (integer and not float(value).is_integer()) or not math.isfinite(value):
+            not finite(value) or (integer and not float(value).is_integer()):
         kind = "an integer" if integer else "a number"
-        if isinstance(value, (float, np.floating)) and not math.isnan(value) and \
-                not math.isfinite(value):
+        if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and \
+                not finite(value) and not (isinstance(value, (float, np.floating))
+                                           and math.isnan(value)):
             kind = "finite"  # "must be a number, got inf" read as a type mistake
         raise ValueError(f"{name} must be {kind}, got {value!r}")
 

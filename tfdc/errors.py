@@ -2,6 +2,7 @@
 line of another library's error message that tfdc repeats, and the record of
 the signals the command line caught."""
 
+import math
 import re
 import signal
 
@@ -60,6 +61,15 @@ def listed(items, limit, sep=", "):
     are more: the few a message names."""
     items = [str(item) for item in items]
     return sep.join(items[:limit]) + (f"{sep}..." if len(items) > limit else "")
+
+
+def finite(value):
+    """`math.isfinite(value)`, False for an int beyond float's range (where
+    math raises OverflowError and numpy a TypeError)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def first_line(error):

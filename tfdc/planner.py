@@ -66,7 +66,7 @@ import math
 
 import numpy as np
 
-from tfdc.errors import listed
+from tfdc.errors import finite, listed
 
 __all__ = ["plan", "Plan"]
 
@@ -440,7 +440,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                          "max_loss_increase (a fraction of the validation loss)")
     for name, value in budgets:
         if value is not None and (isinstance(value, bool) or not isinstance(
-                value, (int, float, np.integer, np.floating)) or not np.isfinite(value)
+                value, (int, float, np.integer, np.floating)) or not finite(value)
                 or value < 0 or (name == "target_bytes" and value <= 0)):
             raise ValueError(f"{name} must be a "
                              + ("positive finite number" if name == "target_bytes" else
