@@ -275,6 +275,9 @@ def test_help_describes_the_accepted_ranges(capsys):
     (["demo", "--test-size", "0"], "must be >= 1, got 0"),
     (["bench", "model.tflite", "--runs", "0"], "must be >= 1, got 0"),
     (["bench", "model.tflite", "--threads", "0"], "must be >= 1, got 0"),
+    # 16384 crashed LiteRT (a segmentation fault); 2^31 printed the whole
+    # model in pybind11's TypeError.
+    (["bench", "model.tflite", "--threads", "16384"], "must be <= 1024, got 16384"),
     (["demo", "--sparsity", "fc1=0.5,fc1=0.6"], "layer 'fc1' is given twice"),
     (["demo", "--prune-epochs", "0"], "must be >= 1, got 0"),
     (["demo", "--seed", str(2 ** 32)], f"must be in 0..{2 ** 32 - 1}"),

@@ -72,6 +72,14 @@ def test_decoded_bytes_live_as_long_as_the_interpreter(files):
     np.testing.assert_array_equal(invoke(interpreter, files["x"]), expected)
 
 
+@pytest.mark.parametrize("threads", [16384, 2 ** 31, -2, 2.0, True])
+def test_num_threads_out_of_range_is_a_value_error(files, threads):
+    # 16384 threads crashed the process in LiteRT (a segmentation fault).
+    with pytest.raises(ValueError, match=r"num_threads must be an int from -1 \(the runtime's "
+                                         rf"default\) to 1024, got {threads!r}"):
+        load_interpreter(files["plain"], num_threads=threads)
+
+
 def test_stock_interpreter_refuses_the_packed_file_loudly(files):
     data = files["packed"].read_bytes()
     with pytest.raises((ValueError, RuntimeError)) as excinfo:

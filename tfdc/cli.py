@@ -32,6 +32,7 @@ import time
 import warnings
 
 from tfdc.errors import Terminated, forget_signals, note_signal, raise_if_signalled
+from tfdc.runtime import MAX_THREADS
 
 EXIT_ERROR = 1
 
@@ -112,8 +113,8 @@ def _pairs(text):
     return out
 
 
-def _at_least(minimum):
-    """An argparse type for an integer >= `minimum`."""
+def _at_least(minimum, maximum=None):
+    """An argparse type for an integer >= `minimum` (and <= `maximum`)."""
     def parse(text):
         try:
             value = int(text)
@@ -121,6 +122,8 @@ def _at_least(minimum):
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {text}")
         return value
     return parse
 
@@ -533,8 +536,8 @@ def build_parser():
     bench.add_argument("--runs", type=_at_least(1), default=20,
                        help="repetitions of decoding and loading (their median), >= 1 "
                        "(default 20); inference is the mean of max(RUNS, 50) runs")
-    bench.add_argument("--threads", type=_at_least(1), default=None,
-                       help="interpreter threads, >= 1 (default: the runtime's)")
+    bench.add_argument("--threads", type=_at_least(1, MAX_THREADS), default=None,
+                       help=f"interpreter threads, 1..{MAX_THREADS} (default: the runtime's)")
     bench.set_defaults(func=cmd_bench)
     parser._commands = dict(sub.choices)  # for parse_args's leftovers
     return parser

@@ -7,9 +7,15 @@ not installed. Plain `.tflite` files are loaded unchanged.
 """
 
 import io
+import numbers
 import os
 
-__all__ = ["load_interpreter", "read_model_bytes", "interpreter_class", "is_decoded"]
+__all__ = ["load_interpreter", "read_model_bytes", "interpreter_class", "is_decoded",
+           "MAX_THREADS"]
+
+# The most interpreter threads load_interpreter passes on: LiteRT 2.x crashed
+# the process (a segmentation fault) at 16,384, and no phone has more cores.
+MAX_THREADS = 1024
 
 
 def read_model_bytes(path_or_bytes):
@@ -91,7 +97,8 @@ def load_interpreter(path_or_bytes, *, backend="auto", max_size=None, **kwargs):
             `"native"`), passed to `tfdc.decode`.
         max_size: the limit on a packed file's decoded size, passed to
             `tfdc.decode` (default: its default).
-        **kwargs: passed to the interpreter (e.g. `num_threads=2`; not
+        **kwargs: passed to the interpreter (e.g. `num_threads=2`, an int
+            from -1, the runtime's default, to `MAX_THREADS`; not
             `model_path` / `model_content`, which this call sets).
 
     Returns:
@@ -120,6 +127,11 @@ def load_interpreter(path_or_bytes, *, backend="auto", max_size=None, **kwargs):
     if taken:
         raise TypeError(f"load_interpreter sets {' and '.join(taken)} itself: give the model as "
                         "its first argument")
+    threads = kwargs.get("num_threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(
+            threads, numbers.Integral) or not -1 <= threads <= MAX_THREADS):
+        raise ValueError(f"num_threads must be an int from -1 (the runtime's default) to "
+                         f"{MAX_THREADS}, got {threads!r}")
     data = read_model_bytes(path_or_bytes)
     where = (f"{os.fspath(path_or_bytes)}: "
              if isinstance(path_or_bytes, (str, os.PathLike)) else "")
