@@ -730,6 +730,15 @@ def check_writable(path, example="model.tflite"):
         raise NotADirectoryError(f"{path}: {directory} is not a directory")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise PermissionError(f"{path}: folder {directory} is not writable")
+    # What access() cannot tell, for root above all: a read-only mount, an
+    # immutable folder, /proc. Writing there failed after the work was done.
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".tfdc-", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise PermissionError(f"{path}: cannot create a file in folder {directory} "
+                              f"({e.strerror or e})") from None
+    os.close(handle)
+    os.unlink(probe)
     if os.path.isfile(path) and not os.access(path, os.W_OK):
         # Replaced by a rename, a read-only file was overwritten where a shell
         # redirect is refused.
