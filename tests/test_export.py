@@ -712,6 +712,25 @@ def test_unwritable_paths_fail_before_converting_and_name_the_path(tmp_path):
             export(model, "/proc/m.tflite")
 
 
+def test_an_immutable_output_is_not_called_read_only(tmp_path):
+    # chattr +i: the advice was "make it writable (chmod u+w)", which does
+    # not help (root, where chattr works, may write any mode).
+    import shutil
+    import subprocess
+    immutable = tmp_path / "immutable.tflite"
+    immutable.write_bytes(b"old")
+    if not shutil.which("chattr") or subprocess.run(["chattr", "+i", immutable],
+                                                    capture_output=True).returncode:
+        pytest.skip("chattr +i needs root and a file system with attributes")
+    try:
+        with pytest.raises(PermissionError, match=r"immutable.tflite: the file cannot be "
+                                                  r"written, though its mode allows it"):
+            export(compress_weights(mlp()), immutable)
+    finally:
+        subprocess.run(["chattr", "-i", immutable], check=True)
+    assert immutable.read_bytes() == b"old"
+
+
 # ------------------------------------------------ recurrent, mixed precision
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])

@@ -742,6 +742,9 @@ def check_writable(path, example="model.tflite"):
     if os.path.isfile(path) and not os.access(path, os.W_OK):
         # Replaced by a rename, a read-only file was overwritten where a shell
         # redirect is refused.
+        if os.stat(path).st_mode & 0o222:  # chmod would not help
+            raise PermissionError(f"{path}: the file cannot be written, though its mode allows "
+                                  "it (an immutable attribute? see lsattr)")
         raise PermissionError(f"{path}: the file is read-only; make it writable (chmod u+w) "
                               "or remove it first")
     return path
