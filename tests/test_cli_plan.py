@@ -2,6 +2,7 @@
 user's saved model, without training; the plan's JSON and the paper's figure
 written on request; mistakes refused with one `tfdc: error:` line."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -133,6 +134,15 @@ def test_a_model_of_the_users_own_classes_loads_with_import(capsys, keras_user_f
     assert_one_line_error(code, err, "it uses class 'Small' of your code: give --import MODULE")
     code, _, err = run(capsys, *argv, "--import", tmp_path / "no_such_module.py")
     assert_one_line_error(code, err, "--import", "cannot import it: FileNotFoundError")
+    # A data file given by mistake: "the 'package' argument is required to
+    # perform a relative import for '../data.npz'", "No module named 'data'".
+    data = str(keras_user_files["data"])
+    for folder, given in ((tmp_path, data), (tmp_path, os.path.relpath(data, tmp_path)),
+                          (os.path.dirname(data), os.path.basename(data))):
+        with contextlib.chdir(folder):
+            code, _, err = run(capsys, *argv, "--import", given)
+        assert_one_line_error(code, err, f"--import {given}: not a module name (e.g. "
+                                         "my_layers) or a path to a .py file")
     code, text, err = run(capsys, *argv, "--import", module)
     assert code == 0, err
     assert "file: " in text and "| fc1 |" in text

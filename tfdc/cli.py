@@ -684,8 +684,17 @@ def _import_user_code(modules):
                 except BaseException:
                     del sys.modules[name]  # not left half-imported
                     raise
+            elif os.path.isfile(module) or os.sep in module or (
+                    os.altsep and os.altsep in module) or not all(
+                    part.isidentifier() for part in module.split(".")):
+                # "../data.npz" read as a relative import; "data.npz" as
+                # module npz of a package "data".
+                raise UserError(f"--import {module}: not a module name (e.g. my_layers) or a "
+                                "path to a .py file")
             else:
                 importlib.import_module(module)
+        except UserError:
+            raise
         except Exception as e:  # noqa: BLE001 - the user's module raises what it raises
             raise UserError(f"--import {module}: cannot import it: "
                             f"{type(e).__name__}: {e}") from None
