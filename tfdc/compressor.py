@@ -286,12 +286,10 @@ def _head(x, n):
 
 
 def _check_number(value, name, integer=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
-            not finite(value) or (integer and not float(value).is_integer()):
+    number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    if not number or not finite(value) or (integer and not float(value).is_integer()):
         kind = "an integer" if integer else "a number"
-        if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and \
-                not finite(value) and not (isinstance(value, (float, np.floating))
-                                           and math.isnan(value)):
+        if number and not finite(value) and value == value:  # inf, or an int past float's range
             kind = "finite"  # "must be a number, got inf" read as a type mistake
         raise ValueError(f"{name} must be {kind}, got {value!r}")
 
