@@ -555,6 +555,11 @@ def test_a_dash_is_standard_input_or_output(tmp_path, inputs):
                               cwd=tmp_path)
     assert no_input.returncode == 2 and b"'-' is standard input, which is closed here" in \
         no_input.stderr
+    # Errors call it what the summary line calls it (they said /dev/stdin).
+    junk = cli("inspect", "-", stdin=b"junk")
+    assert junk.returncode == 1 and junk.stderr.endswith(
+        b"tfdc: error: standard input: not a .tflite file (4 bytes, shorter than a .tflite "
+        b"header)\n"), junk.stderr
     full = cli("decode", "-", "-", stdin=packed.stdout, stdout=open("/dev/full", "wb"))
     assert full.returncode == 1 and b"standard output: cannot write: No space left" in \
         full.stderr

@@ -1340,6 +1340,8 @@ def main(argv=None):
             message = f"{e.filename}: {e.strerror or message}"
         if args.command in ("compress", "plan"):
             message = _as_options(message)
+        if where == "/dev/stdin" and message.startswith("/dev/stdin: "):
+            message = "standard input: " + message[len("/dev/stdin: "):]  # as the summary says
         print(f"{_PROG}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     finally:
