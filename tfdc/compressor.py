@@ -1982,7 +1982,8 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate, 
         # proportion, from what was planned (the planner's smallest file,
         # over the aim, where the target is under it: from the aim, the
         # next one was under it still, and the run stopped 6 % under).
-        aim = int(max(aim, entry["planned_bytes"] or 0) * _AIM * target / entry["bytes"])
+        base = max(aim, entry["planned_bytes"] or 0)
+        aim = int(base * _AIM * target / entry["bytes"])
         try:
             larger = make_plan(target_bytes=aim)
         except ValueError:  # still under the planner's smallest file: the plan trained
@@ -1991,7 +1992,8 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate, 
             size = entry["bytes"]
             return entry, True, (
                 f"{size:,} B is {size / target - 1:+.1%} from the target {target:,} B, more "
-                f"than 5 % under it: asked for up to {aim:,} B, the planner returns the plan "
+                f"than 5 % under it: asked for {aim / base:.1f}x the bytes (up to {aim:,} "
+                f"B, as far under the target as the file is), the planner returns the plan "
                 f"trained{_planned(entry)} (more bytes did not lower the loss it predicts on "
                 f"the validation data, or its grids go no further), so training again would "
                 f"not come closer")
