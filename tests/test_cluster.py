@@ -1,3 +1,4 @@
+import functools
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ import tensorflow as tf
 import tfdc
 from manual_step import manual_step_mlp
 from tfdc.cluster import ClusterConstraint, ClusteredFineTuning, codebooks, to_binary16
+from tfdc.constraints import find_constraint
 from tfdc.exporter import altered_kernels, convert
 
 
@@ -165,6 +167,27 @@ def test_weights_restored_before_its_end_are_left_as_restored(mnist_small):
     with pytest.warns(UserWarning, match=r"kernels are no longer clustered \(\S*fc1/kernel: "
                       r"[\d,]+ values, clustered to 4"):
         tfdc.strip(model)
+
+
+def test_clustering_again_replaces_a_codebook_left_attached(mnist_small):
+    # ClusteredFineTuning(bits=3, detach_at_end=False), then bits=2 in a
+    # later fit: the 3-bit constraint was kept under the new one, came back
+    # when that fit detached, and the next plain fit put every weight back
+    # on the old 8 clusters.
+    (x, y), _ = mnist_small
+    model = small_mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    prune(model)
+    fit = functools.partial(model.fit, x[:1024], y[:1024], epochs=1, batch_size=128, verbose=0)
+    fit(callbacks=[ClusteredFineTuning(bits=3, detach_at_end=False)])
+    again = ClusteredFineTuning(bits=2, detach_at_end=False)
+    fit(callbacks=[again])
+    kernel = model.get_layer("fc1").kernel
+    assert np.unique(kernel.numpy()[kernel.numpy() != 0]).size <= 4
+    assert kernel.constraint.owner is again and not isinstance(kernel.constraint.inner,
+                                                               ClusterConstraint)
+    again.detach()
+    assert find_constraint(kernel, ClusterConstraint) is None
 
 
 def test_centroid_never_lands_on_zero():

@@ -483,9 +483,15 @@ class ClusteredFineTuning(keras.callbacks.Callback):
                     continue  # an all-zero kernel has nothing to share
                 cvar = keras.Variable(b["centroids"], trainable=False, dtype="float32",
                                       name=name.replace("/", "_") + "_centroids")
+                inner = s.variable.constraint
+                if isinstance(inner, ClusterConstraint):
+                    # An earlier fit's (detach_at_end=False), replaced: kept
+                    # under this one, it came back when this fit detached
+                    # and put the old codebook's clusters back.
+                    inner = inner.inner
                 c = ClusterConstraint(b["positions"], b["assignment"], cvar, b["counts"],
                                       int(np.prod(s.variable.shape)), self.centroid_update,
-                                      inner=s.variable.constraint)
+                                      inner=inner)
                 c.owner = self
                 c.jit_compile = bool(getattr(model, "jit_compile", False))
                 c.fused = fused
