@@ -143,6 +143,16 @@ def test_a_checkpoint_of_the_last_epoch_is_the_model_fit_returns(mnist_small, tm
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
     bias = saved.layers[-1].bias.numpy()
     assert _is_binary16(bias[bias != 0])
+    # The same where a callback listed first (EarlyStopping) stops the fit
+    # after its first epoch of three.
+    stop = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: setattr(model, "stop_training", True))
+    model.fit(x[:1024], y[:1024], epochs=3, batch_size=128, verbose=0,
+              callbacks=[stop, ClusteredFineTuning(bits=3),
+                         keras.callbacks.ModelCheckpoint(path, save_weights_only=True)])
+    saved.load_weights(path)
+    for ours, theirs in zip(model.weights, saved.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
 
 
 def test_weights_restored_before_its_end_are_left_as_restored(mnist_small):

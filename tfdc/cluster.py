@@ -265,8 +265,9 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     values (e.g. a model reloaded from a `.keras` checkpoint written during
     clustering) gets exactly those values as its codebook (each rounded to
     binary16 with `centroid_fp16`, the default; a checkpoint written after a
-    fit, or at its last epoch by a `ModelCheckpoint` listed after this
-    callback, already holds binary16 values, which stay as they are).
+    fit, or at its last epoch's end by a `ModelCheckpoint` listed after
+    this callback, already holds binary16 values, which stay as they are;
+    so does one at an epoch an `EarlyStopping` listed before it stops at).
 
     Args:
         bits: bits per shared value: an int for every selected layer, `None`
@@ -536,9 +537,12 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         if not (self._started and self.selections):
             return
         distinct = self._enforce_codebooks(epoch)
-        if self.params and epoch + 1 == self.params.get("epochs"):
-            # The fit's last epoch: a ModelCheckpoint after this callback
-            # saves the file as the fit leaves it (on_train_end comes later).
+        if self.params and epoch + 1 == self.params.get("epochs") or \
+                getattr(self.model, "stop_training", False):
+            # The fit's last epoch (or one an EarlyStopping listed before
+            # this callback ends it at): a ModelCheckpoint after this
+            # callback saves the file as the fit leaves it (on_train_end
+            # comes later).
             self._round_to_binary16()
         if logs is not None:
             logs["distinct_values"] = max(
