@@ -2150,6 +2150,11 @@ def _to_quality(budget, confidence, plan, make_plan, trial, max_trials, log, sma
             high = min(target, entry["bytes"])
         else:
             low = max(target, entry["bytes"])
+    else:  # out of runs
+        if passed:
+            log(f"  {len(passed) + len(failed)} search runs of max_trials={max_trials}: the "
+                "last run is kept for the planner's own plan, needed only where no search "
+                "run meets the budget")
     if not passed:
         entry = trial(safe, "the planner's plan without retraining's gain")
         (passed if entry["passed"] else failed).append(entry)
