@@ -170,14 +170,15 @@ def test_units_counts_weights_and_work():
 
 
 def test_a_layer_reading_a_flattened_tensor_and_a_copy_of_it_keeps_its_inputs():
-    # A shared Dense read Flatten(x) and Rescaling(Flatten(x)): the two
-    # layouts (one channel 20 times, 20 channels once) became one group of
-    # one channel, units counted 6 weights of the 20x6 kernel, and shrink
-    # failed in Keras's set_weights ((20, 4) against (1, 4)).
+    # A shared Dense read Flatten(x) and Rescaling(0.5, offset=0.1)(Flatten(x))
+    # (found with a probe's Rescaling(0.5), which tfdc now passes channels
+    # through): the two layouts (one channel 20 times, 20 channels once)
+    # became one group of one channel, units counted 6 weights of the 20x6
+    # kernel, and shrink failed in Keras's set_weights ((20, 4) against (1, 4)).
     inputs = keras.Input((4, 5, 1))
     flat = layers.Flatten()(inputs)
     shared = layers.Dense(6, activation="relu", name="shared")
-    hidden = layers.Add()([shared(flat), shared(layers.Rescaling(0.5)(flat))])
+    hidden = layers.Add()([shared(flat), shared(layers.Rescaling(0.5, offset=0.1)(flat))])
     model = keras.Model(inputs, layers.Dense(3, name="out")(hidden))
     kernel, bias = shared.get_weights()
     kernel[:, :2], bias[:2] = 0, 0
@@ -187,6 +188,36 @@ def test_a_layer_reading_a_flattened_tensor_and_a_copy_of_it_keeps_its_inputs():
     small = tfdc.shrink(model)
     assert small.get_layer("shared").get_weights()[0].shape == (20, 4)
     x = np.random.default_rng(0).uniform(size=(5, 4, 5, 1)).astype("float32")
+    np.testing.assert_allclose(small(x), model(x), atol=1e-6)
+
+
+def test_a_shared_layer_counts_the_work_of_every_call():
+    # A Conv2D called on 8x8 and on 4x4 maps runs its kernel on both: units
+    # counted one call's 3,456 MACs of 17,280.
+    inputs = keras.Input((8, 8, 1))
+    features = layers.Conv2D(6, 3, padding="same", activation="relu", name="p")(inputs)
+    shared = layers.Conv2D(4, 3, padding="same", activation="relu", name="s")
+    pooled = [layers.GlobalAveragePooling2D()(shared(t))
+              for t in (features, layers.MaxPooling2D()(features))]
+    model = keras.Model(inputs, layers.Dense(3, name="out")(layers.Add()(pooled)))
+    assert tfdc.units(model)["s"].macs == (8 * 8 + 4 * 4) * 3 * 3 * 6 * 4
+
+
+@pytest.mark.parametrize("offset, shrinks", [(0.0, True), (0.1, False)])
+def test_a_rescaling_by_a_number_passes_channels_through(offset, shrinks):
+    # Rescaling(0.5) kept every channel it read ("which tfdc cannot shrink"),
+    # where the docs exclude only a Rescaling with an offset (which moves 0).
+    inputs = keras.Input((4, 5, 1))
+    conv = layers.Conv2D(3, 2, padding="same", activation="relu", name="p")(inputs)
+    hidden = layers.Dense(6, activation="relu", name="s")(
+        layers.Flatten()(layers.Rescaling(0.5, offset=offset)(conv)))
+    model = keras.Model(inputs, layers.Dense(3, name="out")(hidden))
+    kernel, bias = model.get_layer("p").get_weights()
+    kernel[..., 0], bias[0] = 0, 0
+    model.get_layer("p").set_weights([kernel, bias])
+    assert tfdc.units(model)["p"].kept == (2 if shrinks else 3)
+    small = tfdc.shrink(model)
+    x = np.random.default_rng(0).uniform(size=(4, 4, 5, 1)).astype("float32")
     np.testing.assert_allclose(small(x), model(x), atol=1e-6)
 
 

@@ -138,9 +138,9 @@ class ChannelAnalysis:
         in_group: `id(layer)` -> `(group, repeat)` a consumer reads.
         channel_group: `id(layer)` -> the group a BatchNormalization or
             depthwise layer passes through.
-        input_shapes: `id(layer)` -> shape of the first input of its
-            (first) call.
-        output_shapes: `id(layer)` -> output shape of its (first) call.
+        input_shapes: `id(layer)` -> the shape of the first input of each
+            of its calls (a list: a shared layer runs once per call).
+        output_shapes: `id(layer)` -> the output shape of each of its calls.
         bn_after: `id(producer)` -> the BatchNormalization that is the only
             reader of its output (for importance: the folded kernel's norm).
     """
@@ -264,8 +264,8 @@ def channel_groups(model):
             for t in outs:
                 tensor_space(t, "is a model input")
             continue
-        shapes.setdefault(id(op), tuple(outs[0].shape) if outs else None)
-        in_shapes.setdefault(id(op), tuple(ins[0].shape) if ins and getattr(
+        shapes.setdefault(id(op), []).append(tuple(outs[0].shape) if outs else None)
+        in_shapes.setdefault(id(op), []).append(tuple(ins[0].shape) if ins and getattr(
             ins[0], "shape", None) is not None else None)
         kind = kind_of(op)
         rank = len(ins[0].shape) if ins and getattr(ins[0], "shape", None) is not None else 0

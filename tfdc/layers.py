@@ -253,9 +253,17 @@ def channel_role(layer, rank):
         return "normalization" if list(axis) in ([-1], [rank - 1]) else None
     if _class_named(layer, CHANNEL_MERGES):
         return "merge"
-    if _class_named(layer, CHANNELWISE):
+    if _class_named(layer, CHANNELWISE) or _scales_only(layer):
         return "channelwise"
     return None
+
+
+def _scales_only(layer):
+    """A Rescaling by one number and no offset: 0 stays 0 in every channel
+    (a per-channel scale or an offset would need slicing or move 0)."""
+    import numpy as np
+    return (_class_named(layer, ("Rescaling",)) and np.ndim(layer.scale) == 0
+            and np.ndim(layer.offset) == 0 and float(layer.offset) == 0.0)
 
 
 def zero_preserving_activation(fn):

@@ -287,14 +287,15 @@ def units(model):
         macs = macs_kept = 0
         kind = kind_of(layer)
         # A convolution multiplies its whole kernel once per output position;
-        # a transposed one once per input position.
+        # a transposed one once per input position; a shared layer in each
+        # of its calls.
         shapes = analysis.input_shapes if kind is not None and kind.transposed \
             else analysis.output_shapes
-        shape = shapes.get(id(layer))
-        if kind is not None and getattr(layer, "kernel", None) is not None and shape:
-            spatial = shape[2:] if getattr(layer, "data_format", None) == "channels_first" \
-                else shape[1:-1]
-            positions = math.prod(s for s in spatial if s is not None)
+        calls = [shape for shape in shapes.get(id(layer), []) if shape]
+        if kind is not None and getattr(layer, "kernel", None) is not None and calls:
+            first = getattr(layer, "data_format", None) == "channels_first"
+            positions = sum(math.prod(s for s in (shape[2:] if first else shape[1:-1])
+                                      if s is not None) for shape in calls)
             kernel = sliced.get(id(layer.kernel), {})
             kshape = list(layer.kernel.shape)
             macs = positions * math.prod(kshape)
