@@ -301,3 +301,28 @@ def test_calibration_samples_are_cast_split_and_listed_as_the_model_takes_them(t
     tfdc.export(text, tmp_path / "text.tflite", batch_size=1,
                 representative_dataset=lambda: ([tokens[i:i + 1]] for i in range(32)))
     assert tfdc.is_packed((tmp_path / "text.tflite").read_bytes())
+
+
+@pytest.mark.parametrize("first", ["normalization", "rescaling"])
+def test_a_kernel_a_preprocessing_layer_folds_into_is_named_with_that_cause(tmp_path, first):
+    # A Normalization or Rescaling before a clustered convolution is folded
+    # into its kernel: the warning named only a BatchNormalization, and sent
+    # the user to tfdc.fold_batchnorm for a model that has none.
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    scaled = (layers.Normalization(mean=0.5, variance=0.04) if first == "normalization"
+              else layers.Rescaling(2.0, offset=-1.0))(inputs)
+    features = layers.Flatten()(layers.Conv2D(8, 3, name="c1")(scaled))
+    model = keras.Model(inputs, layers.Dense(3, name="out")(features))
+    kernel = model.get_layer("c1").kernel.numpy()
+    book = np.float32([-0.3, -0.1, 0.1, 0.3])
+    model.get_layer("c1").kernel.assign(book[np.abs(kernel[..., None] - book).argmin(-1)])
+    x = np.random.default_rng(0).uniform(size=(16, 8, 8, 1)).astype("float32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tfdc.export(model, tmp_path / "m.tflite",
+                    representative_dataset=lambda: ([row[None]] for row in x))
+    told = [str(w.message) for w in caught if "no int8 tensor" in str(w.message)]
+    assert len(told) == 1 and "kernel(s) c1," in told[0]
+    assert "a Normalization or Rescaling before them folded in" in told[0]

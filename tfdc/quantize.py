@@ -283,8 +283,9 @@ def warn_extra_codes(model, tflite, min_bytes=64, stacklevel=2):
             ", ".join(missing) + f", whose at most {MAX_CODEBOOK} distinct values (clustered, "
             "or a small kernel) would each be one int8 code (the converter kept them in float, "
             "or changed their values: "
-            "a BatchNormalization folded into them, which tfdc.fold_batchnorm before clustering "
-            "avoids, or a layer it quantizes its own way); their "
+            "a BatchNormalization after them folded in, which tfdc.fold_batchnorm before "
+            "clustering avoids; a Normalization or Rescaling before them folded in; or a layer "
+            "it quantizes its own way); their "
             "weight sharing is partly lost in the packed file.",
             stacklevel=stacklevel + 1)
     return {k.buffer: k.name for k in kernels if k.buffer is not None}
