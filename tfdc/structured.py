@@ -85,11 +85,13 @@ class StructuredPruning(keras.callbacks.Callback):
     model output, that end in an activation that does not map 0 to 0
     (softmax, sigmoid; an Activation or Softmax layer after them alike),
     channels_first layers, and those that feed a layer tfdc cannot shrink:
-    Reshape, Permute, Concatenate, Multiply, PReLU, LayerNormalization,
+    Reshape, Permute, Concatenate, PReLU, LayerNormalization,
     UnitNormalization, Rescaling with an offset or per-channel scales,
     BatchNormalization without its scale, recurrent layers,
     SeparableConv2D, a grouped Conv2D (`groups` > 1), a DepthwiseConv2D
-    with `depth_multiplier` > 1, nested models. `tfdc.units(model)` notes each such layer with the reason.
+    with `depth_multiplier` > 1, nested models (an elementwise Add,
+    Subtract, Multiply, ... removes a channel from all its inputs or
+    none). `tfdc.units(model)` notes each such layer with the reason.
 
     Args:
         target_fraction: final fraction of units removed, in [0, 1): one
