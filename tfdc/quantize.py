@@ -263,7 +263,6 @@ def warn_extra_codes(model, tflite, min_bytes=64, stacklevel=2):
     Returns `{buffer index: kernel name}` of the kernels it found (the
     report's row names; the converter's tensor names can name another
     layer)."""
-
     try:
         kernels = kernel_codes(model, tflite, min_bytes)
     except Exception as e:  # the check is advisory: never fail an export on it
