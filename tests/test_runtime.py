@@ -2,6 +2,7 @@
 
 import gc
 import os
+import re
 
 import keras
 import numpy as np
@@ -72,12 +73,21 @@ def test_decoded_bytes_live_as_long_as_the_interpreter(files):
     np.testing.assert_array_equal(invoke(interpreter, files["x"]), expected)
 
 
-@pytest.mark.parametrize("threads", [16384, 2 ** 31, -2, 2.0, True])
+@pytest.mark.parametrize("threads", [16384, 2 ** 31, -1, 0, 2.0, True])
 def test_num_threads_out_of_range_is_a_value_error(files, threads):
-    # 16384 threads crashed the process in LiteRT (a segmentation fault).
-    with pytest.raises(ValueError, match=r"num_threads must be an int from -1 \(the runtime's "
-                                         rf"default\) to 1024, got {threads!r}"):
+    # 16384 threads crashed the process in LiteRT (a segmentation fault);
+    # its Python interpreter takes 1 or more ("num_threads should >= 1").
+    message = ("num_threads must be an int from 1 to 1024 (None: the runtime's default), got "
+               f"{threads!r}")
+    with pytest.raises(ValueError, match=re.escape(message)):
         load_interpreter(files["plain"], num_threads=threads)
+
+
+@pytest.mark.parametrize("threads", [1, 1024, np.int64(2), None])
+def test_num_threads_in_range_loads(files, threads):
+    # A numpy integer failed in LiteRT: "type of num_threads should be int".
+    interpreter = load_interpreter(files["plain"], num_threads=threads)
+    interpreter.allocate_tensors()
 
 
 def test_stock_interpreter_refuses_the_packed_file_loudly(files):

@@ -15,6 +15,7 @@ __all__ = ["load_interpreter", "read_model_bytes", "interpreter_class", "is_deco
 
 # The most interpreter threads load_interpreter passes on: LiteRT 2.x crashed
 # the process (a segmentation fault) at 16,384, and no phone has more cores.
+# (Its Python interpreter takes 1 or more; -1 and 0 are ValueErrors there.)
 MAX_THREADS = 1024
 
 
@@ -98,7 +99,7 @@ def load_interpreter(path_or_bytes, *, backend="auto", max_size=None, **kwargs):
         max_size: the limit on a packed file's decoded size, passed to
             `tfdc.decode` (default: its default).
         **kwargs: passed to the interpreter (e.g. `num_threads=2`, an int
-            from -1, the runtime's default, to `MAX_THREADS`; not
+            from 1 to `MAX_THREADS`, or None for the runtime's default; not
             `model_path` / `model_content`, which this call sets).
 
     Returns:
@@ -128,10 +129,12 @@ def load_interpreter(path_or_bytes, *, backend="auto", max_size=None, **kwargs):
         raise TypeError(f"load_interpreter sets {' and '.join(taken)} itself: give the model as "
                         "its first argument")
     threads = kwargs.get("num_threads")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(
-            threads, numbers.Integral) or not -1 <= threads <= MAX_THREADS):
-        raise ValueError(f"num_threads must be an int from -1 (the runtime's default) to "
-                         f"{MAX_THREADS}, got {threads!r}")
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or \
+                not 1 <= threads <= MAX_THREADS:
+            raise ValueError(f"num_threads must be an int from 1 to {MAX_THREADS} (None: the "
+                             f"runtime's default), got {threads!r}")
+        kwargs["num_threads"] = int(threads)  # LiteRT refuses a numpy integer
     data = read_model_bytes(path_or_bytes)
     where = (f"{os.fspath(path_or_bytes)}: "
              if isinstance(path_or_bytes, (str, os.PathLike)) else "")
