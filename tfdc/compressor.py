@@ -1993,8 +1993,8 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate, 
             return entry, True, (
                 f"{size:,} B is {size / target - 1:+.1%} from the target {target:,} B, more "
                 f"than 5 % under it: asked for {aim / base:.1f}x the bytes (up to {aim:,} "
-                f"B, as far under the target as the file is), the planner returns the plan "
-                f"trained{_planned(entry)} (more bytes did not lower the loss it predicts on "
+                f"B, about as far under the target as the file is), the planner returns the "
+                f"plan trained{_planned(entry)} (more bytes did not lower the loss it predicts on "
                 f"the validation data, or its grids go no further), so training again would "
                 f"not come closer")
         entry = trial(larger, f"{entry['bytes']:,} B is more than 5 % under "
@@ -2156,6 +2156,7 @@ def _to_quality(budget, confidence, plan, make_plan, trial, max_trials, log, sma
                 "last run is kept for the planner's own plan, needed only where no search "
                 "run meets the budget")
     if not passed:
+        log("  no search run met the budget: the last run trains the planner's own plan")
         entry = trial(safe, "the planner's plan without retraining's gain")
         (passed if entry["passed"] else failed).append(entry)
     if passed:
