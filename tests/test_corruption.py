@@ -174,3 +174,27 @@ def test_a_graph_damaged_under_a_valid_crc_is_a_format_error_for_inspect():
                 except tfdc.FormatError as e:
                     kinds["damaged" if "damaged or truncated" in str(e) else "other"] += 1
     assert kinds["damaged"] > 0, kinds  # the case this guards is reached
+
+
+def test_every_bit_flip_of_the_stub_is_refused_by_every_reader(packed, tmp_path):
+    # A flip in the 120-byte stub (the outer flatbuffer) could leave a model
+    # with no subgraph: inspect reported on it as a plain file, export_tflite
+    # "packed" it to 164 B without its section, and load_interpreter let
+    # LiteRT's ValueError ("schema version 0") through.
+    data, _ = packed
+    out = tmp_path / "out.tflite"
+    from tfdc.format import STUB_SIZE
+    for bit in range(8 * STUB_SIZE):
+        damaged = bytearray(data)
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        damaged = bytes(damaged)
+        for read in (tfdc.inspect, tfdc.load_interpreter):
+            try:
+                read(damaged)
+            except tfdc.FormatError:
+                pass
+        with pytest.raises((tfdc.FormatError, ValueError)) as refused:
+            tfdc.export_tflite(damaged, out)
+        assert isinstance(refused.value, tfdc.FormatError) or \
+            "already a tfdc-packed model" in str(refused.value), (bit, refused.value)
+        assert not out.exists()

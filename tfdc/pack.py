@@ -65,6 +65,7 @@ import numpy as np
 from tfdc import format as fmt
 from tfdc import huffman, rans, tflite_schema
 from tfdc.densify import densify as densify_model
+from tfdc.errors import FormatError
 from tfdc.flatbuf import quantization_vectors
 from tfdc.format import PackInfo, RecordInfo, varint_bytes
 from tfdc.runtime import check_tflite_header
@@ -739,7 +740,8 @@ def _descriptor(plan, lead, table_index):
 
 
 def _name(value):
-    return value.decode() if isinstance(value, bytes) else (value or "")
+    # "replace": a damaged name (a flipped bit) raised UnicodeDecodeError.
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else (value or "")
 
 
 def plain_model(data):
@@ -1031,6 +1033,11 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
     data = bytes(tflite_bytes)
     check_tflite_header(data)
     model = plain_model(data)
+    if not model.subgraphs:
+        # A packed file whose section key is damaged reads as such a stub:
+        # packed, its section was silently dropped (418 B in, 164 B out).
+        raise FormatError("it has no subgraph, so no model to run (a damaged tfdc-packed "
+                          "file?)", status="flatbuffer")
     archive = _appended_archive(model, data)
     densified = densify_model(model) if densify else []
 

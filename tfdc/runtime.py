@@ -162,9 +162,10 @@ def load_interpreter(path_or_bytes, *, backend="auto", max_size=None, **kwargs):
     try:
         interpreter = interpreter_class()(model_content=data, **kwargs)
     except ValueError as e:
-        if "flatbuffer" not in str(e).lower():
-            raise
-        # A truncated or damaged plain model: LiteRT's verifier refuses it.
+        if set(kwargs) - {"num_threads"}:
+            raise  # the options given may be what it refuses
+        # A truncated or damaged plain model: LiteRT's verifier refuses it
+        # ("Model provided is schema version 0", "No subgraph in the model").
         raise FormatError(f"{where}LiteRT cannot load it: {e} (a damaged or truncated "
                           ".tflite file)", status="flatbuffer") from None
     # TFLite does not copy model_content: the interpreter must own a
