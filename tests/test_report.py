@@ -107,6 +107,18 @@ def test_inspect_reads_the_same_numbers_back(exported):
     assert tfdc.inspect(path.read_bytes()).to_dict()["total"] == report.to_dict()["total"]
 
 
+@pytest.mark.parametrize("names, message", [
+    (5, ", got 5"), ("fc1", ", got 'fc1'"), (["fc1", 2], r" \(str\), got 2 in it")])
+def test_layer_names_of_another_type_are_a_type_error(exported, tmp_path, names, message):
+    # inspect(layer_names=5) said the file was damaged (FormatError
+    # "flatbuffer"); a string was read letter by letter.
+    model, path, _ = exported
+    with pytest.raises(TypeError, match="layer_names must be a list of layer names" + message):
+        tfdc.inspect(path, layer_names=names)
+    with pytest.raises(TypeError, match="layer_names must be a list of layer names" + message):
+        tfdc.export_tflite(convert(model), tmp_path / "m.tflite", layer_names=names)
+
+
 def test_inspect_of_a_plain_file_reports_what_packing_would_give(exported):
     model, _, report = exported
     plain = convert(model)

@@ -899,9 +899,10 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
     ```
     """
     from tfdc.pack import pack_tflite
-    from tfdc.report import ExportReport
+    from tfdc.report import ExportReport, check_layer_names
     from tfdc.unpack import has_section_entry
 
+    layer_names = check_layer_names(layer_names)
     check_writable(path)
     if isinstance(tflite, (str, os.PathLike)) and os.path.exists(tflite) and \
             os.path.exists(path) and os.path.samefile(tflite, path):

@@ -30,6 +30,7 @@ cannot: neighbouring weights, rows and columns).
 """
 
 import collections
+import collections.abc
 import dataclasses
 import math
 import os
@@ -821,6 +822,22 @@ class ExportReport(_Derived):
                 f"{ratio}>")
 
 
+def check_layer_names(layer_names):
+    """`layer_names` as a tuple of str (None stays None); a TypeError for
+    anything else (a number read as damage to the file in `inspect`)."""
+    if layer_names is None:
+        return None
+    if isinstance(layer_names, (str, bytes)) or not isinstance(layer_names,
+                                                               collections.abc.Iterable):
+        raise TypeError(f"layer_names must be a list of layer names, got {layer_names!r}")
+    names = tuple(layer_names)
+    bad = [name for name in names if not isinstance(name, str)]
+    if bad:
+        raise TypeError(f"layer_names must be a list of layer names (str), got {bad[0]!r} "
+                        "in it")
+    return names
+
+
 def inspect(path_or_bytes, layer_names=None):
     """The `ExportReport` of a `.tflite` file.
 
@@ -837,11 +854,13 @@ def inspect(path_or_bytes, layer_names=None):
     Raises:
         tfdc.FormatError: not a .tflite file, or a malformed packed
             file.
+        TypeError: `layer_names` is not a list of str.
     """
     from tfdc.runtime import check_tflite_header, read_model_bytes
     from tfdc.errors import FormatError
     from tfdc.unpack import damaged_key, has_section_entry, model_flatbuffer, read_pack_info
 
+    layer_names = check_layer_names(layer_names)
     path = os.fspath(path_or_bytes) if isinstance(path_or_bytes, (str, os.PathLike)) else None
     data = read_model_bytes(path_or_bytes)
     check_tflite_header(data, path_or_bytes)
