@@ -349,6 +349,10 @@ def test_export_tflite_packs_an_existing_file(tmp_path):
     # Deterministic: same input, same bytes.
     assert (tmp_path / "a.tflite").read_bytes() == (tmp_path / "b.tflite").read_bytes()
     assert from_path.packed_bytes == from_bytes.packed_bytes
+    # Its report's baseline is inspect's (it was None, with no ratio).
+    written = tfdc.inspect(tmp_path / "a.tflite")
+    assert from_path.dense_bytes == written.dense_bytes > 0
+    assert from_path.ratio == written.ratio
     with pytest.raises(ValueError, match="already"):
         export_tflite(tmp_path / "a.tflite", tmp_path / "c.tflite")
     with pytest.raises(ValueError, match="TFL3"):

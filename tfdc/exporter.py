@@ -874,8 +874,8 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
         buffer_names: optional `{buffer index: layer name}` of the kernels
             (`kernel_buffers`), for rows whose tensor names lost the layer.
         dense_bytes: the dense float32 size of the model's weights, for the
-            report's ratio (default: the packed tensors' raw size plus the
-            buffers left in the flatbuffer, as the packer reports it).
+            report's ratio (default: that of every constant buffer, as
+            `tfdc.inspect` counts it).
 
     Returns:
         The `tfdc.ExportReport` of the written file. The file is never
@@ -938,6 +938,9 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
                             section_bytes=0, decoded_bytes=len(original),
                             path=os.fspath(path))
     write_atomically(path, packed)
+    if dense_bytes is None:
+        from tfdc.report import _constant_bytes
+        dense_bytes = _constant_bytes(plain)
     return ExportReport.from_pack_info(info, plain_bytes=len(plain), path=os.fspath(path),
                                        model_bytes=packed, buffer_names=buffer_names,
                                        layer_names=layer_names, dense_bytes=dense_bytes)
