@@ -537,7 +537,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         if not (self._started and self.selections):
             return
         distinct = self._enforce_codebooks(epoch)
-        if self.params and epoch + 1 == self.params.get("epochs") or \
+        if (self.params and epoch + 1 == self.params.get("epochs")) or \
                 getattr(self.model, "stop_training", False):
             # The fit's last epoch (or one an EarlyStopping listed before
             # this callback ends it at): a ModelCheckpoint after this
