@@ -104,6 +104,12 @@ def test_export_warns_of_weights_restored_past_their_clustering(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         tfdc.export(model, tmp_path / "m2.tflite")
+    # A plain fit after clustering (no EarlyStopping anywhere): the warning
+    # names that fit first, not only EarlyStopping.
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    with pytest.warns(UserWarning, match=r"no longer clustered .*changed after "
+                      r"ClusteredFineTuning ended, by a fit without it"):
+        tfdc.export(model, tmp_path / "m3.tflite")
 
 
 def test_clustering_says_it_does_not_apply_the_users_constraint():

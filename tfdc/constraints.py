@@ -204,9 +204,10 @@ def shared_values(variable):
 
 def _warn_unshared(variables):
     """A warning for kernels that `ClusteredFineTuning` left with N shared
-    values and that now hold more: the weights were set after it ended,
-    e.g. `EarlyStopping(restore_best_weights=True)` restoring an epoch from
-    before clustering (a file several times larger, without a word)."""
+    values and that now hold more: the weights were changed after it
+    ended, by a later fit or by `EarlyStopping(restore_best_weights=True)`
+    restoring an epoch from before clustering (a file several times larger,
+    without a word)."""
     found = {}
     for variable in variables:
         shared = getattr(variable, "_tfdc_shared_values", None)
@@ -220,10 +221,11 @@ def _warn_unshared(variables):
         listed = ", ".join(f"{name}: {now:,} values, clustered to {shared:,}"
                            for name, (shared, now) in found.items())
         warnings.warn(
-            f"kernels are no longer clustered ({listed}): the weights were set after "
-            "ClusteredFineTuning ended, e.g. restored by EarlyStopping(restore_best_weights=True) "
-            "from an epoch before clustering (give it start_from_epoch= the first epoch of "
-            "clustering). They are kept as they are: the packed file is larger.", stacklevel=3)
+            f"kernels are no longer clustered ({listed}): the weights were changed after "
+            "ClusteredFineTuning ended, by a fit without it (run ClusteredFineTuning again in "
+            "the last fit) or by EarlyStopping(restore_best_weights=True) restoring an epoch "
+            "from before clustering (give it start_from_epoch= the first epoch of clustering). "
+            "They are kept as they are: the packed file is larger.", stacklevel=3)
 
 
 def user_constraint(variable):
