@@ -689,8 +689,8 @@ def _import_user_code(modules):
                     part.isidentifier() for part in module.split(".")):
                 # "../data.npz" read as a relative import; "data.npz" as
                 # module npz of a package "data".
-                raise UserError(f"--import {module}: not a module name (e.g. my_layers) or a "
-                                "path to a .py file")
+                raise UsageError(f"--import {module}: not a module name (e.g. my_layers) or "
+                                 "a path to a .py file")
             else:
                 importlib.import_module(module)
         except UserError:
