@@ -744,6 +744,17 @@ def test_format_md_complete_file_is_current():
     if f"zlib {zlib.ZLIB_RUNTIME_VERSION})" in section:
         assert module.section_9(packed).rstrip("\n") in doc
         assert corpus == packed
+    # The test vector after the dump: the corpus file, and its decoded bytes
+    # with their SHA-256 (zlib-independent).
+    import base64
+    import hashlib
+    import re
+    vectors = [base64.b64decode("".join(block.split()))
+               for block in re.findall(r"```\n([A-Za-z0-9+/=\n]+)\n```", section)]
+    assert vectors == [corpus, unpack.decode(corpus, backend="python")]
+    digest = re.search(r"SHA-256 `([0-9a-f]{64})`", section).group(1)
+    assert hashlib.sha256(vectors[1]).hexdigest() == digest
+    assert unpack.decode(vectors[0], backend="native") == vectors[1]
 
 
 def test_a_format_1_file_decoded_packs_as_format_2():
