@@ -518,9 +518,23 @@ def test_bad_data(data, trained, tmp_path):
              r"\(the packed file is scored on them in LiteRT: collect a dataset's batches "
              r"into arrays\)"),
             ((x, y), [xv], r"validation_data must be a tuple \(x, y\) of NumPy arrays, got a "
-                           "list of 1$")]:
+                           "list of 1$"),
+            # Was Keras's bare rank error from inside compress.
+            ((x, y), (xv, np.eye(10)[yv]), r"validation_data: the model and its loss "
+             r"\(sparse_categorical_crossentropy\) cannot score it: .*; y looks one-hot "
+             r"\(10 columns\)")]:
         with pytest.raises(ValueError, match=message):
             tfdc.compress(trained, train, val, target_bytes=9000, path=path, verbose=0)
+    # An uncompiled model takes either form, its loss chosen for train_data's.
+    plain = keras.Sequential([keras.Input((28, 28)), *trained.layers])  # not compiled
+    for train, val, message in [
+            ((x, y), (xv, np.eye(10)[yv]), "validation_data: its labels are one-hot, "
+             "train_data's are class indices: give both in one form (the loss, "
+             "sparse_categorical_crossentropy, is chosen for train_data's)"),
+            ((x, np.eye(10)[y]), (xv, yv), "validation_data: its labels are class indices, "
+             "train_data's are one-hot")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            tfdc.compress(plain, train, val, target_bytes=9000, path=path, verbose=0)
     # Each failed before any training: no file, no work folder left.
     assert os.listdir(tmp_path) == []
 

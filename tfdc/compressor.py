@@ -614,6 +614,15 @@ def _check_train(model, batch, loss, fn):
                          "finite: check the labels and the inputs")
 
 
+def _label_form(y):
+    """"one-hot" or "class indices" for a classifier's labels (None for
+    several outputs' labels)."""
+    if isinstance(y, (list, tuple, dict)):
+        return None
+    shape = np.shape(y)
+    return "one-hot" if len(shape) == 2 and shape[1] >= 2 else "class indices"
+
+
 def _loss_name(loss):
     if isinstance(loss, str):
         return loss
@@ -1764,7 +1773,18 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         check_calibration(model, full_integer, "full_integer", reference=batch[0])
     calibration = (full_integer if callable(full_integer) else
                    _calibration(train, batch[0]) if full_integer else None)
-    float_loss = mean_loss(loss_fn, y_val, val_outputs)
+    try:
+        float_loss = mean_loss(loss_fn, y_val, val_outputs)
+    except Exception as e:  # noqa: BLE001 - Keras raises several types for this
+        from tfdc.scan import one_hot_hint
+        forms = [_label_form(y) for y in (y_val, batch[1])]
+        if getattr(model, "loss", None) is None and None not in forms and forms[0] != forms[1]:
+            raise ValueError(f"validation_data: its labels are {forms[0]}, train_data's are "
+                             f"{forms[1]}: give both in one form (the loss, "
+                             f"{_loss_name(loss)}, is chosen for train_data's)") from None
+        raise ValueError(f"validation_data: the model and its loss ({_loss_name(loss)}) cannot "
+                         f"score it: {first_line(e)}{one_hot_hint(_loss_name(loss), y_val)}"
+                         ) from None
     if not_classifier and not math.isfinite(float_loss):
         raise ValueError(f"validation_data: the float model's loss ({_loss_name(loss)}) on it is "
                          f"{float_loss}: check the labels and the inputs")
