@@ -123,6 +123,25 @@ def test_activation_criterion_removes_units_that_never_fire(mnist_small):
     assert removed_units(model, "fc1").tolist() == dead
 
 
+def test_activation_data_of_single_examples_is_refused_before_training(mnist_small):
+    # A tf.data.Dataset not .batch()ed: Keras's predict failed at the first
+    # pruning step, deep inside Keras, the epoch's training before it lost.
+    import tensorflow as tf
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    before = model.get_weights()
+    examples = tf.data.Dataset.from_tensor_slices(x[:64])
+    with pytest.raises(ValueError, match=r"StructuredPruning: data= yields single examples "
+                       r"\(x of shape \(28, 28\)\), not batches: batch it"):
+        model.fit(x[:64], y[:64], epochs=1, batch_size=BATCH, verbose=0, callbacks=[
+            StructuredPruning(0.25, criterion="activation", data=examples, frequency=1)])
+    for w, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(w, b)  # refused before any step
+    model.fit(x[:64], y[:64], epochs=1, batch_size=BATCH, verbose=0, callbacks=[
+        StructuredPruning(0.25, criterion="activation", data=examples.batch(32), frequency=1)])
+    assert len(removed_units(model, "fc1")) == model.get_layer("fc1").units // 4
+
+
 def test_batchnorm_and_depthwise_follow_the_removed_channels(mnist_small, tmp_path):
     (x, y), _ = mnist_small
     inputs = keras.Input((28, 28, 1))

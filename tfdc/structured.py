@@ -37,6 +37,18 @@ __all__ = ["StructuredPruning"]
 CRITERIA = ("l1", "l2", "activation")
 
 
+def _check_data_batched(data, model):
+    """Refuse, as the fit begins, a `tf.data.Dataset` of single examples
+    (not `.batch()`ed) for criterion="activation": Keras's predict failed
+    on it at the first pruning step, the training before it lost."""
+    if not hasattr(data, "element_spec"):
+        return  # arrays are batches; a PyDataset yields batches
+    from tfdc.scan import check_batched
+    for element in data.take(1):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(element)
+        check_batched(x, model, "StructuredPruning: data=")
+
+
 def _check_activation_data(data):
     """`data` for criterion="activation": arrays of at least one example,
     finite (no example: an UnboundLocalError from Keras's predict at the
@@ -263,6 +275,8 @@ class StructuredPruning(keras.callbacks.Callback):
         model = trained_model(self.model)  # a Distiller's student
         refuse_non_float32(model, "StructuredPruning")
         check_copyable(model, "tfdc.shrink, which removes the pruned units after training,")
+        if self.criterion == "activation":
+            _check_data_batched(self.data, model)
         analysis, self.groups = self._select(model)
         self._check_min_units()
         self._bn_after = analysis.bn_after
