@@ -539,6 +539,28 @@ def test_bad_data(data, trained, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_frozen_layers_are_told_before_any_training(data, trained, tmp_path):
+    # The planner put a frozen fc1 at 80 % sparsity and left the head, with
+    # no word (the callbacks warn); with a plan that leaves it out, no warning.
+    (x, y), (xv, yv) = data
+    frozen = keras.models.clone_model(trained)  # the fixture's layers stay trainable
+    frozen.set_weights(trained.get_weights())
+    frozen.get_layer("fc1").trainable = False
+    frozen.compile("adam", "sparse_categorical_crossentropy")
+    path = tmp_path / "never.tflite"
+    with pytest.warns(UserWarning, match=r"tfdc.compress: frozen layers \(trainable=False\) are "
+                      r"compressed too, .*: fc1; make them trainable, or give plan= a "
+                      r"tfdc.plan\(\.\.\., layers=\[\.\.\.\]\) that leaves them out"), \
+            pytest.raises(ValueError, match="full_integer must be"):  # after the warnings
+        tfdc.compress(frozen, (x, y), (xv, yv), target_bytes=9000, path=path, verbose=0,
+                      full_integer="yes")
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="full_integer must be"):
+        warnings.simplefilter("error", UserWarning)
+        tfdc.compress(frozen, (x, y), (xv, yv), target_bytes=9000, path=path, verbose=0,
+                      plan={"sparsity": {"fc2": 0.5}, "bits": {"fc2": 4}}, full_integer="yes")
+    assert not path.exists()
+
+
 @pytest.mark.parametrize("built, as_dict", [("list", False), ("dict", True), ("list", True)])
 def test_a_model_with_two_inputs_compresses(data, tmp_path, built, as_dict):
     # Two inputs of one shape (an image and its transpose): fed to the

@@ -142,6 +142,25 @@ def test_activation_data_of_single_examples_is_refused_before_training(mnist_sma
     assert len(removed_units(model, "fc1")) == model.get_layer("fc1").units // 4
 
 
+def test_a_frozen_layer_under_every_layer_is_told(mnist_small):
+    # Units of a frozen (pretrained) layer were removed without a word, as
+    # GradualPruning and ClusteredFineTuning say of their frozen kernels.
+    (x, y), _ = mnist_small
+    model = mlp()
+    model.get_layer("fc1").trainable = False
+    compile_(model)
+    with pytest.warns(UserWarning, match=r"StructuredPruning: frozen layers \(trainable=False\) "
+                                         r"are pruned of units too, .*: fc1; exclude them"):
+        model.fit(x[:128], y[:128], epochs=1, batch_size=BATCH, verbose=0,
+                  callbacks=[StructuredPruning(0.25, frequency=1)])
+    with warnings.catch_warnings():  # named, or excluded: the user chose
+        warnings.simplefilter("error", UserWarning)
+        for pruning in (StructuredPruning({"fc1": 0.5}, frequency=1),
+                        StructuredPruning(0.5, exclude="fc1", frequency=1)):
+            model.fit(x[:128], y[:128], epochs=1, batch_size=BATCH, verbose=0,
+                      callbacks=[pruning])
+
+
 def test_batchnorm_and_depthwise_follow_the_removed_channels(mnist_small, tmp_path):
     (x, y), _ = mnist_small
     inputs = keras.Input((28, 28, 1))

@@ -1618,7 +1618,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     Warns:
         BudgetMissedWarning: the kept file misses the budget (`.met` False).
         UserWarning: before any training, when the model's kernels look
-            pruned or clustered already (give the model before compression).
+            pruned or clustered already (give the model before compression),
+            and when the planner would compress frozen layers
+            (trainable=False), which training cannot make up for.
         UserWarning: before any training, when the float classifier's
             validation error is about that of always answering one class
             (within a tenth of it: `tfdc.mistakes.majority_error`;
@@ -1718,7 +1720,13 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                                inputs=inputs, outputs=output_count)
     path = check_writable(path)
     warn_model_suffix(path)
-    _warn_compressed_already(_kernels(model, True))  # nothing to compress: fails now
+    kernels = _kernels(model, True)  # nothing to compress: fails now
+    _warn_compressed_already(kernels)
+    if plan is None:  # the planner's: every layer, a frozen backbone too
+        from tfdc.select import warn_frozen
+        warn_frozen("tfdc.compress", [s.layer.name for s in kernels if not s.variable.trainable],
+                    "make them trainable, or give plan= a tfdc.plan(..., layers=[...]) that "
+                    "leaves them out")
     _copy(model)  # and one that cannot be copied
     if plan is not None:
         plan = _resolve_plan(plan, model)

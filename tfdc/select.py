@@ -276,18 +276,27 @@ def select_kernels(model, targets, exclude=(), validate=None, who=None):
             out.append(Selection(layer, attr, var, value))
     if who is not None and not isinstance(targets, dict):
         warn_left_out(model, who, exclude)
-        frozen = [paths.get(id(s.layer), s.layer.name) for s in out
-                  if not getattr(s.variable, "trainable", True)]
-        if frozen:  # a frozen backbone under "every layer": pruned with no retraining
-            names = ", ".join(dict.fromkeys(frozen[:4])) + (", ..." if len(frozen) > 4 else "")
-            warnings.warn(f"{who}: frozen layers (trainable=False) are compressed too, and "
-                          f"training cannot make up for what that costs: {names}; exclude "
-                          "them (exclude=[...]) to leave them as they are", stacklevel=2)
+        warn_frozen(who, [paths.get(id(s.layer), s.layer.name) for s in out
+                          if not getattr(s.variable, "trainable", True)],
+                    "exclude them (exclude=[...]) to leave them as they are")
     if not out:
         raise ValueError("nothing to compress: the model has no selected kernel of the kinds "
                          "tfdc can compress (" + ", ".join(c for k in KINDS for c in k.classes)
                          + "; check `targets` and `exclude`)")
     return out
+
+
+def warn_frozen(who, names, advice, what="compressed", stacklevel=2):
+    """A warning that `who` compresses the frozen (trainable=False) layers
+    `names` too (a frozen backbone under "every layer": compressed with no
+    retraining), with `advice`; nothing if `names` is empty. `stacklevel`
+    as for a `warnings.warn` in the caller."""
+    if names:
+        names = list(dict.fromkeys(names))
+        listed = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        warnings.warn(f"{who}: frozen layers (trainable=False) are {what} too, and training "
+                      f"cannot make up for what that costs: {listed}; {advice}",
+                      stacklevel=stacklevel + 1)
 
 
 def warn_left_out(model, who, exclude=()):

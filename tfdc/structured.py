@@ -29,7 +29,8 @@ from tfdc.errors import listed, require_tensorflow_backend
 from tfdc.layers import check_copyable, kind_of
 from tfdc.prune import (StepCounter, check_fraction, check_steps, find_mask, install_mask,
                         polynomial_sparsity, prune_due, warn_coarse_execution, warn_unfinished)
-from tfdc.select import _check_patterns, _matches, iter_layers, layer_paths, refuse_non_float32
+from tfdc.select import (_check_patterns, _matches, iter_layers, layer_paths, refuse_non_float32,
+                         warn_frozen)
 from tfdc.shrinker import units
 
 __all__ = ["StructuredPruning"]
@@ -265,6 +266,10 @@ class StructuredPruning(keras.callbacks.Callback):
                 "they feed the model output, a softmax/sigmoid, or a layer tfdc cannot shrink")
             raise ValueError("nothing to prune: no Dense / Conv layer has output units that can "
                              f"be removed ({detail}), or every target is 0")
+        if not isinstance(targets, dict):
+            warn_frozen("StructuredPruning", [p.name for g, _ in selected for p in g.producers
+                                              if not p.trainable],
+                        "exclude them (exclude=[...]) to keep their units", "pruned of units")
         return analysis, selected
 
     # -------------------------------------------------------------- callbacks
