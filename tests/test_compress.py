@@ -539,6 +539,16 @@ def test_bad_data(data, trained, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_x_as_a_list_of_one_array_is_that_array_for_one_input():
+    # As Keras's fit takes [x] for a model of one input.
+    from tfdc.compressor import _check_inputs
+    x = np.ones((4, 3), np.float32)
+    assert _check_inputs([x], "train_data", 1) is x
+    assert isinstance(_check_inputs([x], "train_data", None), list)  # inputs not known
+    with pytest.raises(ValueError, match="x is a list of 1, but the model has 2 inputs"):
+        _check_inputs([x], "train_data", 2)
+
+
 def test_frozen_layers_are_told_before_any_training(data, trained, tmp_path):
     # The planner put a frozen fc1 at 80 % sparsity and left the head, with
     # no word (the callbacks warn); with a plan that leaves it out, no warning.

@@ -379,6 +379,23 @@ def test_a_python_list_of_labels_is_one_output_s_labels():
     assert as_list.loss == as_array.loss and as_list.error == as_array.error
 
 
+def test_x_as_a_list_of_one_array_for_one_input_is_that_array():
+    """([x], y), as Keras's fit and evaluate take it for a model of one
+    input: a Sequential model called on the list answered with an extra
+    axis, and the scan said the labels did not fit."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 3, 64)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="fc1"),
+                              keras.layers.Dense(3, activation="softmax", name="fc2")])
+    as_array = tfdc.sensitivity(model, (x, y), sparsities=[0.5], bits=[4])
+    as_list = tfdc.sensitivity(model, ([x], y), sparsities=[0.5], bits=[4])
+    assert as_list.loss == as_array.loss and as_list.error == as_array.error
+    plan = tfdc.plan(model, ([x], y), target_bytes=900, sparsities=[0.5], bits=[4])
+    assert plan.sparsity == tfdc.plan(model, (x, y), target_bytes=900, sparsities=[0.5],
+                                      bits=[4]).sparsity
+
+
 def test_labels_the_loss_cannot_take_are_one_clear_error():
     # One-hot labels for a sparse loss, and class indices out of range: the
     # scan (and so tfdc.plan and tfdc plan) says which, in one line, not

@@ -250,6 +250,8 @@ def _check_inputs(x, what, count, name="x", kind="input"):
     arrays, one per input, with one row per example in each. The same for
     the labels of several outputs (`name` "y", `kind` "output"). `count`:
     how many the model has (None: not known)."""
+    if count == 1 and isinstance(x, (list, tuple)) and len(x) == 1:
+        x = x[0]  # [x], as Keras's fit takes it for one input
     several = isinstance(x, (dict, list, tuple))
     given = len(x) if several else 1
     if count is not None and given != count:

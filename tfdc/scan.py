@@ -313,6 +313,17 @@ def check_batched(x, model, what):
                      "dataset.batch(128)")
 
 
+def unwrap_one_input(x, model):
+    """x given as a list or tuple of one array for a model of one input as
+    that array, as Keras's fit and evaluate take it (a Sequential model
+    called on the list answered with an extra axis)."""
+    from tfdc.layers import has_graph
+    if isinstance(x, (list, tuple)) and len(x) == 1 and has_graph(model) and \
+            len(model.inputs) == 1:
+        return x[0]
+    return x
+
+
 def _take(data, samples, seed=0, outputs=1, model=None):
     """`(x, y)` NumPy arrays (x an array, list or dict of arrays; y too for
     several `outputs`) of at most `samples` examples of `validation_data`:
@@ -911,6 +922,7 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     kinds = {layer.name: kind_of(layer).name for layer in iter_layers(model)
              if layer.name in found}
     x, y = _take(validation_data, samples, outputs=_output_count(model), model=model)
+    x = unwrap_one_input(x, model)
     evaluate = Evaluator(model, x, y, batch_size)
     try:
         base_loss, base_error = evaluate()
