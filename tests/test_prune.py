@@ -469,6 +469,8 @@ def _with_lora(model):
 @pytest.mark.parametrize("model_fn, callback, message", [
     (mlp, lambda: GradualPruning({"conv.*": 0.5}), "conv"),
     (mlp, lambda: GradualPruning(0.5, exclude=["nope"]), "nope"),
+    (mlp, lambda: GradualPruning(0.5, exclude=[".*"]),  # said "no selected kernel of the kinds"
+     r"nothing to compress: exclude=\['\.\*'\] leaves out every kernel of the model \(fc1, "),
     (mlp, lambda: GradualPruning({"flatten": 0.5}), "flatten"),
     (mlp, lambda: GradualPruning(0.5, begin_step=1000), "begin_step"),
     (lambda: keras.Sequential([keras.Input((28, 28)), keras.layers.BatchNormalization()]),

@@ -237,10 +237,12 @@ def select_kernels(model, targets, exclude=(), validate=None, who=None):
     if isinstance(targets, dict):
         _check_patterns(list(targets), names, "target", listed)
 
-    out, seen = [], set()
+    out, seen, excluded = [], set(), []
     for layer in layers:
         path = paths.get(id(layer), layer.name)
         if _excluded(exclude, path):
+            if kernel_variables(layer):
+                excluded.append(path)
             continue
         if isinstance(targets, dict):
             # Its path, then its name, then the first regular expression.
@@ -279,6 +281,12 @@ def select_kernels(model, targets, exclude=(), validate=None, who=None):
         warn_frozen(who, [paths.get(id(s.layer), s.layer.name) for s in out
                           if not getattr(s.variable, "trainable", True)],
                     "exclude them (exclude=[...]) to leave them as they are")
+    if not out and excluded and not any(
+            kernel_variables(l) for l in layers
+            if not _excluded(exclude, paths.get(id(l), l.name))):
+        raise ValueError(f"nothing to compress: exclude={exclude!r} leaves out every kernel "
+                         f"of the model ({', '.join(excluded[:6])}"
+                         f"{', ...' if len(excluded) > 6 else ''})")
     if not out:
         raise ValueError("nothing to compress: the model has no selected kernel of the kinds "
                          "tfdc can compress (" + ", ".join(c for k in KINDS for c in k.classes)
