@@ -514,9 +514,11 @@ def test_layers_of_one_name_in_two_nested_models(mnist_small):
     assert [report[n].sparsity for n in report] == pytest.approx([0.0, 0.5, 0.25], abs=1e-3)
     assert report.weights == 2 * 784 * 16 + 32 * 10
     with pytest.raises(ValueError, match="target 'branch3/fc' matches no layer of the model; "
-                                         "layers are: branch1, branch1/fc, branch2, branch2/fc"):
+                                         "layers are: branch1, branch1/fc, branch2, branch2/fc"
+                                         ) as refused:
         model.fit(x[:128], y[:128], epochs=1, verbose=0,
                   callbacks=[GradualPruning({"branch3/fc": 0.5})])
+    assert "input_layer" not in str(refused.value)  # no layer to name
     # A regular expression with "/" is matched against paths, one without
     # against names only ("branch.*" names the nested models, not their layers).
     targets = {name: s.sparsity for name, s in tfdc.sparsity(model).items()}

@@ -231,6 +231,7 @@ def select_kernels(model, targets, exclude=(), validate=None, who=None):
     names = {layer.name for layer in layers}
     twice = {n for n, count in collections.Counter(l.name for l in layers).items() if count > 1}
     listed = (names - twice) | {p for p in paths.values() if p.rsplit("/", 1)[-1] in twice}
+    listed -= {l.name for l in layers if isinstance(l, keras.layers.InputLayer)}  # no layer to name
     names |= set(paths.values())
     exclude = [exclude] if isinstance(exclude, str) else list(exclude or ())
     _check_patterns(exclude, names, "exclude pattern", listed)
