@@ -296,6 +296,23 @@ def test_a_train_step_that_skips_constraints_is_told_and_the_codebooks_hold(mnis
     assert_codebook(model, masks, {"fc1": 2, "out": 2})
 
 
+def test_a_train_step_that_never_steps_the_optimizer_gets_no_end_step_advice(mnist_small):
+    # optimizer.iterations stays 0: ClusteredFineTuning said "this fit
+    # stopped at step 0, as GradualPruning's schedule ended ... Give
+    # GradualPruning an end_step before 40", which changes nothing.
+    (x, y), _ = mnist_small
+    model = manual_step_mlp(counts_steps=False)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=2, batch_size=128, verbose=0, callbacks=[
+            tfdc.GradualPruning(0.8, frequency=5, end_step=10), ClusteredFineTuning(bits=3)])
+    messages = [str(w.message) for w in caught]
+    assert int(model.optimizer.iterations) == 0
+    assert any("does not apply the variables' constraints" in m for m in messages), messages
+    assert not any("no step left to fine-tune" in m for m in messages), messages
+
+
 def test_refuses_a_layer_that_feeds_batchnorm(mnist_small):
     (x, y), _ = mnist_small
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3, name="conv"),

@@ -583,10 +583,13 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         if not self._started and self.model.built:
             self._finish_unstarted()
         elif self._started and self._schedules and not self._warned and \
-                int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) == \
+                0 < int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) == \
                 self._start_step:
             # Clustered at a schedule's end, and the fit stopped right there
-            # (EarlyStopping, stop_training) before its planned end.
+            # (EarlyStopping, stop_training) before its planned end. (Still at
+            # 0: the optimizer never stepped, a custom train_step that updates
+            # the weights itself, told of at each epoch's end; no end_step
+            # would help.)
             self._warn_no_fine_tuning(max(self._schedules, key=lambda p: p.end_step),
                                       stopped=True)
         if self._started:
