@@ -97,7 +97,9 @@ class Plan:
         bits: `{layer name: bits per shared value}`, accepted as is by
             `tfdc.ClusteredFineTuning(bits=...)`.
         predicted_bytes: exact size of the file `tfdc.export` writes for the
-            model pruned and clustered to the plan without retraining.
+            model pruned and clustered to the plan without retraining. Names
+            are stored in the file: a copy (`keras.models.clone_model`,
+            whose input tensor has another name) can differ by a few bytes.
         predicted_loss, predicted_error: baseline plus the layers' increases
             read off the sensitivity curves (no retraining; the error at
             most 100 %, NaN for a model that is not a classifier).
