@@ -65,7 +65,17 @@ def test_subset_and_batches(model_and_data):
     assert batched.layers == ["fc2"]
     assert batched.loss["fc2"] == pytest.approx(arrays.loss["fc2"], rel=1e-4)
     assert batched.error["fc2"] == pytest.approx(arrays.error["fc2"])
-    assert tfdc.sensitivity(model, (xv, yv), samples=300, **grid).samples == 300
+    sampled = tfdc.sensitivity(model, (xv, yv), samples=300, **grid)
+    assert (sampled.samples, sampled.given, arrays.given, batched.given) == (300, len(yv),
+                                                                             len(yv), 0)
+    # The table says the scan used a subset (tfdc plan said "on 4,000
+    # validation examples" of 5,000 given, and no more).
+    assert f"on 300 validation examples (a random 300 of the {len(yv):,} given: samples=)" \
+        in sampled.to_markdown()
+    assert "given" not in arrays.to_markdown()
+    assert tfdc.Sensitivity.from_json(sampled.to_json()) == sampled
+    plan = tfdc.plan(model, (xv, yv), target_bytes=200_000, samples=300, **grid)
+    assert (plan.sensitivity.samples, plan.sensitivity.given) == (300, len(yv))
 
 
 def test_table_json_and_plot(model_and_data, tmp_path):

@@ -431,7 +431,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     """
     from tfdc.bytecost import apply_settings, byte_cost, restore_settings, uncompressed_weights
     from tfdc.scan import (DEFAULT_SAMPLES, Evaluator, _output_count, _take, check_outputs,
-                           one_output_view, unwrap_one_input)
+                           given_examples, one_output_view, unwrap_one_input)
     from tfdc.scan import sensitivity as scan
 
     budgets = (("target_bytes", target_bytes), ("max_error_increase", max_error_increase),
@@ -465,6 +465,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     if sensitivity is None:
         _check_labels(model, x, y, max_error_increase)  # given one, the caller checked
         sensitivity = scan(model, (x, y), samples=None, verbose=verbose, **scan_options)
+        sensitivity.given = given_examples(validation_data)
     elif scan_options.keys() - {"batch_size"}:
         raise ValueError("give either sensitivity= or scan options "
                          f"({', '.join(sorted(scan_options))}), not both")

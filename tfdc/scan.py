@@ -74,6 +74,9 @@ class Sensitivity:
             `s` (not clustered), or only clustered to `b` bits (not pruned).
         samples: validation examples used.
         seconds: wall time of the scan.
+        given: validation examples given as arrays (0: not known, e.g. a
+            dataset read up to `samples`); more than `samples`: the scan
+            used a random subset of them.
 
     Example:
 
@@ -103,6 +106,7 @@ class Sensitivity:
     error: dict
     samples: int = 0
     seconds: float = 0.0
+    given: int = 0
 
     def curve(self, layer, metric="loss", axis="sparsity"):
         """`(xs, ys)` of one curve; `metric` "loss" or "error", `axis`
@@ -131,8 +135,10 @@ class Sensitivity:
         base = (f"{100 * self.baseline_error:.2f} % error, loss {self.baseline_loss:.4f}"
                 if np.isfinite(self.baseline_error) else f"loss {self.baseline_loss:.4f}")
         cells = "error % (loss)" if np.isfinite(self.baseline_error) else "(loss)"
-        out = [f"Baseline: {base} on {self.samples:,} validation examples. Cells: {cells} "
-               "with only that layer changed, no retraining.", ""]
+        subset = (f" (a random {self.samples:,} of the {self.given:,} given: samples=)"
+                  if self.given > self.samples else "")
+        out = [f"Baseline: {base} on {self.samples:,} validation examples{subset}. Cells: "
+               f"{cells} with only that layer changed, no retraining.", ""]
         for axis, grid, label in (("sparsity", self.sparsities, lambda s: f"{100 * s:g} %"),
                                   ("bits", self.bits, lambda b: f"{b} bits")):
             head = ["layer", "weights"] + [label(v) for v in grid]
@@ -158,7 +164,8 @@ class Sensitivity:
                            "sparsities": [float(s) for s in self.sparsities],
                            "bits": [int(b) for b in self.bits],
                            "loss": points(self.loss), "error": points(self.error),
-                           "samples": self.samples, "seconds": self.seconds}, indent=1)
+                           "samples": self.samples, "seconds": self.seconds,
+                           "given": self.given}, indent=1)
 
     @classmethod
     def from_json(cls, text):
@@ -173,7 +180,8 @@ class Sensitivity:
         return cls(list(d["layers"]), dict(d["weights"]), dict(d["kinds"]),
                    _float(d["baseline_loss"]), _float(d["baseline_error"]),
                    tuple(d["sparsities"]), tuple(d["bits"]), table(d["loss"]),
-                   table(d["error"]), d.get("samples", 0), d.get("seconds", 0.0))
+                   table(d["error"]), d.get("samples", 0), d.get("seconds", 0.0),
+                   d.get("given", 0))
 
     def plot(self, path, metric=None):
         """Draw the curves as a PNG: validation error (or loss, for a model
@@ -437,6 +445,17 @@ def _labels(y, outputs):
     if isinstance(y, dict) and len(y) == 1:
         (y,) = y.values()
     return np.asarray(y)
+
+
+def given_examples(data):
+    """How many examples `validation_data` holds if it is `(x, y)` arrays,
+    else 0 (a dataset: not known without reading it whole)."""
+    if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not _is_batch_list(data):
+        try:
+            return int(_length(data[0]))
+        except TypeError:
+            return 0
+    return 0
 
 
 def _is_batch_list(data):
@@ -951,4 +970,5 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     weights = {name: int(sum(int(np.prod(v.shape)) for _, v in kernels))
                for name, kernels in found.items()}
     return Sensitivity(list(found), weights, kinds, base_loss, base_error, sparsities, bits,
-                       loss, error, samples=int(_length(y)), seconds=time.perf_counter() - start)
+                       loss, error, samples=int(_length(y)), seconds=time.perf_counter() - start,
+                       given=given_examples(validation_data))
