@@ -313,6 +313,35 @@ def test_a_train_step_that_never_steps_the_optimizer_gets_no_end_step_advice(mni
     assert not any("no step left to fine-tune" in m for m in messages), messages
 
 
+def test_a_retry_of_a_fit_stopped_by_an_exception_while_clustering(mnist_small):
+    # The exception skipped on_train_end, so the codebooks stayed attached,
+    # and the retry with new callbacks was refused: "still clustered: a
+    # ClusteredFineTuning(detach_at_end=False) left its constraint".
+    (x, y), _ = mnist_small
+    model = small_mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("interrupted")
+
+    def callbacks():
+        return [tfdc.GradualPruning(0.8, frequency=2, end_step=16), ClusteredFineTuning(bits=3)]
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.fit(x, y, epochs=4, batch_size=128, verbose=0, callbacks=[*callbacks(), Stop()])
+    assert isinstance(model.get_layer("fc1").kernel.constraint, ClusterConstraint)
+    with pytest.warns(UserWarning, match=r"GradualPruning: the codebooks of a "
+                      r"ClusteredFineTuning whose fit stopped with an exception were still "
+                      r"attached \(\S*fc1/kernel, .*\): removed"):
+        model.fit(x, y, epochs=4, initial_epoch=2, batch_size=128, verbose=0,
+                  callbacks=callbacks())
+    for name, book in codebooks(model).items():
+        assert book["zeros"] / book["size"] == pytest.approx(0.8, abs=2e-3), name
+        assert book["centroids"].size <= 8, name
+    assert find_constraint(model.get_layer("fc1").kernel, ClusterConstraint) is None
+
+
 def test_refuses_a_layer_that_feeds_batchnorm(mnist_small):
     (x, y), _ = mnist_small
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3, name="conv"),

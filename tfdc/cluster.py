@@ -148,6 +148,28 @@ class ClusterConstraint(TfdcConstraint):
         return {}
 
 
+def release_interrupted(variables, params, who):
+    """Detach the codebooks that a `ClusteredFineTuning` whose fit stopped
+    with an exception (Ctrl-C, a callback's error: its `on_train_end`
+    never ran) left on `variables`, for the fit of `params` that `who` is
+    starting: a retry of that fit was refused as "still clustered" by a
+    `detach_at_end=False` the user never gave. A `ClusteredFineTuning`
+    in the new fit clusters them again."""
+    owners = {}
+    for variable in variables:
+        c = find_constraint(variable, ClusterConstraint)
+        began = getattr(c.owner, "_tfdc_fit", (None, None)) if c is not None else (None, None)
+        if began[0] is not None and began[1] is not params:  # began another fit, never ended
+            owners.setdefault(id(c.owner), (c.owner, []))[1].append(variable.path)
+    for owner, paths in owners.values():
+        owner.detach()
+        fit_ended(owner)
+        warnings.warn(f"{who}: the codebooks of a ClusteredFineTuning whose fit stopped with an "
+                      f"exception were still attached ({', '.join(paths)}): removed. The weights "
+                      "keep their shared values until trained; a ClusteredFineTuning in this fit "
+                      "clusters them again.", stacklevel=3)
+
+
 def _check_bits(bits, layer_name):
     low, high = kmeans.BITS_RANGE
     if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, (int, np.integer)):

@@ -593,8 +593,11 @@ class GradualPruning(keras.callbacks.Callback):
 
     def _install(self):
         """Select the kernels and put a mask constraint on each."""
+        from tfdc.cluster import release_interrupted
         model = self.model
         self.selections = self._select(model)
+        release_interrupted([s.variable for s in self.selections], self.params,
+                            type(self).__name__)
         strategy = getattr(model, "distribute_strategy", None)
         fresh = [not isinstance(getattr(find_mask(s.variable), "mask", None), keras.Variable)
                  for s in self.selections]

@@ -285,6 +285,9 @@ class StructuredPruning(keras.callbacks.Callback):
         analysis, self.groups = self._select(model)
         self._check_min_units()
         self._bn_after = analysis.bn_after
+        from tfdc.cluster import release_interrupted
+        release_interrupted([v for group, _ in self.groups for v, _, _ in group.producing_slots()],
+                            self.params, "StructuredPruning")
         strategy = getattr(model, "distribute_strategy", None)
         self._masks = []
         fresh = False
