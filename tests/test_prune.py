@@ -248,6 +248,21 @@ def test_warns_when_the_ramp_ends_after_the_fit(mnist_small):
                       r"give end_step <= 4"):
         model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0,
                   callbacks=[GradualPruning(0.8, frequency=1), stop])
+    # Stopped by TerminateOnNaN with NaN weights: an earlier end_step is no
+    # cure (the warning said "give end_step <= 4").
+    model = compile_(mlp())
+
+    def poison(batch, logs):
+        if batch == 3:
+            bias = model.get_layer("out").bias
+            bias.assign(np.full(bias.shape, np.nan, "float32"))
+    with pytest.warns(UserWarning, match=r"training ended at step 5, before the schedule's "
+                      r"end_step 32, with NaN or infinite weights \(\S*fc1/kernel, .*\): the "
+                      r"training diverged \(stopped by TerminateOnNaN\?\)") as caught:
+        model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[
+            keras.callbacks.LambdaCallback(on_train_batch_end=poison),
+            GradualPruning(0.8, frequency=1), keras.callbacks.TerminateOnNaN()])
+    assert not any("give end_step" in str(w.message) for w in caught)
 
 
 def test_a_lower_target_than_the_masks_is_told(mnist_small):

@@ -382,12 +382,24 @@ def check_steps(begin_step, end_step):
         raise ValueError(f"begin_step ({begin_step}) must be smaller than end_step ({end_step})")
 
 
-def warn_unfinished(callback, step, end_step, reached, target, given):
+def warn_unfinished(callback, step, end_step, reached, target, given, variables=()):
     """The warning of a pruning callback whose fit ended at `step`, before
     its schedule's `end_step` (e.g. stopped early): `reached` says how far
     it got (a phrase), `target` is the fraction it was to reach; `given`,
     whether the user gave `end_step` (the schedule then carries on in the
-    next fit; the default end is the end of each fit)."""
+    next fit; the default end is the end of each fit). Where one of
+    `variables` (the pruned kernels) holds a NaN or an infinity, the fit
+    diverged (stopped by TerminateOnNaN): an earlier end_step is no cure."""
+    diverged = [v.path for v in variables
+                if not np.isfinite(ops.convert_to_numpy(v)).all()]
+    if diverged:
+        warnings.warn(
+            f"{callback}: training ended at step {step:,}, before the schedule's end_step "
+            f"{end_step:,}, with NaN or infinite weights ({', '.join(diverged[:4])}"
+            f"{', ...' if len(diverged) > 4 else ''}): the training diverged (stopped by "
+            "TerminateOnNaN?); train again from weights before it, e.g. with a lower "
+            "learning rate.", stacklevel=3)
+        return
     carries = ("The schedule carries on in the next fit of this model; to reach the target "
                "in this one, give" if given else "To reach the target in a fit, give")
     warnings.warn(
@@ -733,7 +745,8 @@ class GradualPruning(keras.callbacks.Callback):
         target = sum(float(s.value) * n for s, n in zip(self.selections, sizes)) / sum(sizes)
         warn_unfinished("GradualPruning", self._step, self.end_step,
                         f"the selected kernels are {self._measure():.1%} sparse", target,
-                        given=self._user_end is not None)
+                        given=self._user_end is not None,
+                        variables=[s.variable for s in self.selections])
 
     @property
     def step(self):

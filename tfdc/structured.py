@@ -352,7 +352,8 @@ class StructuredPruning(keras.callbacks.Callback):
             target = sum(float(value) * n for (_, value), n in zip(self.groups, sizes))
             warn_unfinished("StructuredPruning", self._step, self.end_step,
                             f"{1 - self.kept_fraction():.1%} of the selected units are removed",
-                            target / sum(sizes), given=self._user_steps[1] is not None)
+                            target / sum(sizes), given=self._user_steps[1] is not None,
+                            variables=[v for masks in self._masks for v, _, _ in masks])
         if self.verbose:
             print(units(trained_model(self.model)))
 
