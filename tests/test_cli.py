@@ -66,6 +66,17 @@ def test_inspect_text_markdown_json(capsys, packed_file):
     assert fc1 and fc1[0]["codebook_size"] <= 16
 
 
+def test_a_broken_import_of_tfdc_itself_is_no_user_mistake(capsys, monkeypatch, packed_file):
+    # A half-updated install ("cannot import name 'unwrap_one_input' from
+    # 'tfdc.scan'") read as one `tfdc: error:` line, exit 1, as if the user
+    # had erred; it is tfdc's own fault, with the traceback to report.
+    import sys
+    monkeypatch.setitem(sys.modules, "tfdc.unpack", None)
+    with pytest.raises(ImportError) as broken:
+        main(["inspect", packed_file[0]])
+    assert broken.value.name == "tfdc.unpack"
+
+
 def test_decode_writes_a_working_model(capsys, tmp_path, packed_file):
     from tfdc.runtime import interpreter_class
     path, x, expected = packed_file

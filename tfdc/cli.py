@@ -1327,8 +1327,9 @@ def main(argv=None):
         return 2
     except (UserError, FormatError, DatasetUnavailableError, BackendError, OSError,
             ValueError, ImportError) as e:
-        if os.environ.get("TFDC_DEBUG"):
-            raise
+        if os.environ.get("TFDC_DEBUG") or (
+                isinstance(e, ImportError) and (e.name or "").split(".")[0] == "tfdc"):
+            raise  # tfdc's own import broken (an install half-updated): not the user's mistake
         message = str(e) or type(e).__name__
         where = getattr(args, "file", None) or getattr(args, "input", None)
         if isinstance(e, FormatError):
