@@ -184,8 +184,8 @@ def test_unreachable_and_bad_budgets(trained, capsys):
     # A target far over what the plan needs is said to be (it read
     # "planned for 1,000,000,000 B" beside a file of 5,672 B).
     huge = tfdc.plan(model, val, target_bytes=10**9, sensitivity=sens)
-    assert "planned for 1,000,000,000 B; 100% under it, the least predicted loss the planner " \
-        "found)" in str(huge)
+    assert "for a target of 1,000,000,000 B; 100% under it, the least predicted loss the " \
+        "planner found)" in str(huge)
     with pytest.raises(ValueError, match="give exactly one budget"):
         tfdc.plan(model, val, sensitivity=sens)
     with pytest.raises(ValueError, match="give exactly one budget"):

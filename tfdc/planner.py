@@ -180,12 +180,13 @@ class Plan:
             lines.append(f"  in other, at full precision: {r['layer']}/{r['weight']} "
                          f"({r['class']}, {r['weights']:,} weights): {r['why']}")
         lines.append("-" * len(head))
-        # "planned for": tfdc.compress re-plans for a target corrected by
-        # what its runs measured, not the user's own figure.
+        # "for a target of": tfdc.compress re-plans for a target corrected
+        # by what its runs measured, not the user's own figure (its log's
+        # "planned N B" is the predicted size, the number before this).
         far = "" if self.target_bytes is None or self.predicted_bytes >= 0.95 * \
             self.target_bytes else (f"; {1 - self.predicted_bytes / self.target_bytes:.0%} under "
                                     "it, the least predicted loss the planner found")
-        budget = (f"planned for {self.target_bytes:,} B{far}" if self.target_bytes is not None else
+        budget = (f"for a target of {self.target_bytes:,} B{far}" if self.target_bytes is not None else
                   f"max error increase {self.max_error_increase:g} pt"
                   if self.max_error_increase is not None else
                   f"max loss increase {100 * self.max_loss_increase:g} %")
