@@ -186,7 +186,8 @@ class Plan:
         far = "" if self.target_bytes is None or self.predicted_bytes >= 0.95 * \
             self.target_bytes else (f"; {1 - self.predicted_bytes / self.target_bytes:.0%} under "
                                     "it, the least predicted loss the planner found")
-        budget = (f"for a target of {self.target_bytes:,} B{far}" if self.target_bytes is not None else
+        budget = (f"for a target of {self.target_bytes:,} B{far}"
+                  if self.target_bytes is not None else
                   f"max error increase {self.max_error_increase:g} pt"
                   if self.max_error_increase is not None else
                   f"max loss increase {100 * self.max_loss_increase:g} %")
