@@ -375,15 +375,21 @@ def test_one_output_in_a_dict_is_scanned_as_that_output():
     assert plans[0].to_json() == plans[1].to_json()
 
 
-def test_a_python_list_of_labels_is_one_output_s_labels():
-    """y as a plain list (of class indices) is one output's labels, scanned
-    as the same array would be: only a model with several outputs reads a
-    list as one array per output."""
+def _three_classes():
+    """An untrained 8 -> 16 -> 3 softmax model and 64 random examples."""
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 3, 64)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="fc1"),
                               keras.layers.Dense(3, activation="softmax", name="fc2")])
+    return model, x, y
+
+
+def test_a_python_list_of_labels_is_one_output_s_labels():
+    """y as a plain list (of class indices) is one output's labels, scanned
+    as the same array would be: only a model with several outputs reads a
+    list as one array per output."""
+    model, x, y = _three_classes()
     as_array = tfdc.sensitivity(model, (x, y), sparsities=[0.5], bits=[4])
     as_list = tfdc.sensitivity(model, (x, [int(v) for v in y]), sparsities=[0.5], bits=[4])
     assert as_list.loss == as_array.loss and as_list.error == as_array.error
@@ -393,11 +399,7 @@ def test_x_as_a_list_of_one_array_for_one_input_is_that_array():
     """([x], y), as Keras's fit and evaluate take it for a model of one
     input: a Sequential model called on the list answered with an extra
     axis, and the scan said the labels did not fit."""
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 3, 64)
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="fc1"),
-                              keras.layers.Dense(3, activation="softmax", name="fc2")])
+    model, x, y = _three_classes()
     as_array = tfdc.sensitivity(model, (x, y), sparsities=[0.5], bits=[4])
     as_list = tfdc.sensitivity(model, ([x], y), sparsities=[0.5], bits=[4])
     assert as_list.loss == as_array.loss and as_list.error == as_array.error
