@@ -4,7 +4,11 @@ of docs/FORMAT.md — hand-built cases, one rule each, plus truncations, bit
 flips and mutations of the meta stream with the container made right again.
 Format 1 files: tests/test_unpack_v1.py."""
 
+import os
 import re
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -15,6 +19,8 @@ from tfdc import format as fmt
 from tfdc.flatbuf import Reader, read_model
 from tfdc.pack import pack_tflite
 from tfdc.tflite_schema import constant_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 v = fmt.varint_bytes
 
@@ -587,6 +593,7 @@ def _violations():
                                                    extra_after_deflate=b"\0"),
         "M larger than the stream": _rebuild(M=len(meta) + 100),
         "M smaller than the stream": _rebuild(M=len(meta) - 1),
+        "M over 1032 C": _rebuild(M=fmt.DEFLATE_MAX_RATIO * len(fb.deflate(meta)) + 1),
         "not DEFLATE": _rebuild(deflated=b"\xff" * 40),
         "unused payload byte": _rebuild(payload=b"\x48\x00"),
         "payload short": _rebuild(payload=b""),
@@ -811,6 +818,38 @@ def test_the_c_decoder_rejects_each_broken_rule(rule):
     with pytest.raises(FormatError):
         _c_decoder().decode(_violations()[rule])
         pytest.fail(f"{rule}: accepted by the C decoder")
+
+
+def test_a_meta_size_beyond_what_deflate_gives_is_refused_before_allocating_it(tmp_path):
+    # 2 KB claiming a 2**31 - 1 byte meta stream (under the default limit):
+    # the C decoder allocated it before inflating, NOMEM where memory is
+    # short (armv7, a capped process), CORRUPT elsewhere. Run in a process
+    # whose address space is capped at 1 GiB; refused before the malloc.
+    _c_decoder()
+    path = tmp_path / "huge_meta.tflite"
+    path.write_bytes(_rebuild(M=(1 << 31) - 1))
+    code = textwrap.dedent(f"""
+        import resource, sys
+        from tfdc import unpack
+        from tfdc.errors import FormatError
+        data = open({str(path)!r}, "rb").read()
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+        decoders = {{"native": unpack._native().decode,  # the C decoder itself
+                     "python": lambda d: unpack.decode(d, backend="python")}}
+        for backend, decode in decoders.items():
+            try:
+                decode(data)
+            except FormatError as e:
+                print(backend, e.status, e)
+            except MemoryError as e:
+                print(backend, "MemoryError", e)
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    lines = run.stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [["native", "corrupt"],
+                                                   ["python", "corrupt"]], run.stdout + run.stderr
+    assert "more than a DEFLATE stream of" in lines[1]
 
 
 def test_the_c_decoder_reports_the_statuses_of_section_7():

@@ -68,6 +68,9 @@ OUTPUT_ALIGN_REQUIRED = 16                   # every record's Buffer.offset % 16
 OUTPUT_ALIGN = 64                            # what the packer uses
 # raw DEFLATE (RFC 1951, no zlib header): zlib's wbits
 DEFLATE_WBITS = -15
+# The most bytes one byte of DEFLATE inflates to (a 258-byte match coded in
+# 2 bits): meta_size ≤ 1032 · meta_deflated, checked before allocating.
+DEFLATE_MAX_RATIO = 1032
 # The preset dictionary of the meta stream's DEFLATE (appendix B).
 DICTIONARY_FILE = "v2_dictionary.bin"
 DICTIONARY_SHA256 = "e03607d59b0cc655656d9306e97561523c77da64e7191d6166ea113ad1b383b1"
@@ -87,8 +90,8 @@ MAX_RANS_LAG = 65535
 MAX_RANS_SHIFT = 16
 MAX_RANS_CLASSES = 32
 # Kind 4, the grouped range code (§5.4): row and column groups.
-MAX_RANS_ROW_LEN = 65536                     # D: symbols per row
-MAX_RANS_ROW_PERIOD = 65536                  # P: entries of the row-group map
+MAX_RANS_ROW_LEN = 65536                     # W: symbols per row
+MAX_RANS_ROW_PERIOD = 65536                  # V: entries of the row-group map
 MAX_RANS_TABLES = 256                        # T = row groups x column groups x classes
 # Record fields (§6).
 ELEM_BITS = (2, 4, 8, 16, 32, 64)

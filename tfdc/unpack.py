@@ -604,6 +604,9 @@ def _parse_v2(data, S, Z, max_size):
         raise FormatError(f"decoded_size {D} is smaller than the flatbuffer ({F})")
     header_size = cur.pos - S
     meta_start = cur.take(C, "the deflate stream")
+    if M > fmt.DEFLATE_MAX_RATIO * C:
+        raise FormatError(f"meta_size {M} is more than a DEFLATE stream of {C} bytes inflates "
+                          f"to (at most {fmt.DEFLATE_MAX_RATIO} per byte)")
     meta = _inflate(data, meta_start, C, M)
     try:
         inner = read_model(meta[:F], metadata=False)

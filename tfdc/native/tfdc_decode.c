@@ -1073,6 +1073,11 @@ static int v2_read_header(const uint8_t *in, const located *L, uint64_t limit, i
   if (h->F < 8 || h->F > h->M) return TFDC_ERR_CORRUPT;
   if (h->D < h->F) return TFDC_ERR_CORRUPT;
   TRY(cur_take(&c, h->C, &h->deflate_at));
+  /* Before the meta stream's allocation: 2 KB claiming M = 2^31 cost 2 GiB
+   * of scratch (NOMEM on armv7) where no C bytes inflate to more than this. */
+  if (h->M / TFDC_DEFLATE_MAX_RATIO > h->C ||
+      (h->M / TFDC_DEFLATE_MAX_RATIO == h->C && h->M % TFDC_DEFLATE_MAX_RATIO)) /* M > 1032 C */
+    return TFDC_ERR_CORRUPT;
   h->payload_at = c.pos;
   h->payload_end = c.end;
   return TFDC_OK;

@@ -73,7 +73,10 @@ int tfdc_decoded_size(const uint8_t *in, size_t in_len, uint64_t *out_size);
  * The limit is a memory budget, not a size to match: it caps the inflated
  * meta stream (decoding's scratch) too, which can be longer than the
  * decoded file (a model whose weights all stay in its graph, ~1 in 6 small
- * files), so a limit of exactly the decoded size can fail. */
+ * files), so a limit of exactly the decoded size can fail. Decoding's
+ * scratch, which *out_size does not count, is mostly that meta stream (at
+ * most 1032 x in_len: no more than DEFLATE gives) and the code tables read
+ * from it. */
 int tfdc_decoded_size_limit(const uint8_t *in, size_t in_len, uint64_t limit, uint64_t *out_size);
 
 /* Like tfdc_decoded_size but without verifying the checksums (the size limit

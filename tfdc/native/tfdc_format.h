@@ -28,6 +28,7 @@
 #define TFDC_CRC_SIZE 4                  /* format.CRC.size: the file's last 4 bytes */
 #define TFDC_MAX_VARINT_BYTES 10         /* format.MAX_VARINT_BYTES */
 #define TFDC_DEFLATE_WBITS (-15)         /* format.DEFLATE_WBITS: raw DEFLATE */
+#define TFDC_DEFLATE_MAX_RATIO 1032      /* format.DEFLATE_MAX_RATIO: M <= 1032 C */
 #define TFDC_DEFAULT_LIMIT_FLOOR (1ull << 31) /* format.DEFAULT_LIMIT_FLOOR */
 #define TFDC_DEFAULT_LIMIT_RATIO 1024    /* format.DEFAULT_LIMIT_RATIO */
 #define TFDC_FLAG_RANS 1                 /* format.FLAG_RANS: kind 3 tables may appear (2.1) */
@@ -56,8 +57,8 @@
 #define TFDC_MAX_RANS_CLASSES 32         /* format.MAX_RANS_CLASSES: 1 <= classes */
 
 /* ---- kind 4: the grouped context range code (§5.4) ---- */
-#define TFDC_MAX_RANS_ROW_LEN 65536      /* format.MAX_RANS_ROW_LEN: 1 <= D */
-#define TFDC_MAX_RANS_ROW_PERIOD 65536   /* format.MAX_RANS_ROW_PERIOD: 1 <= P */
+#define TFDC_MAX_RANS_ROW_LEN 65536      /* format.MAX_RANS_ROW_LEN: 1 <= W */
+#define TFDC_MAX_RANS_ROW_PERIOD 65536   /* format.MAX_RANS_ROW_PERIOD: 1 <= V */
 #define TFDC_MAX_RANS_TABLES 256         /* format.MAX_RANS_TABLES: T = Gr * Gc * C */
 
 /* ---- records (§6) ---- */
