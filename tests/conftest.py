@@ -66,6 +66,17 @@ def run_cli(capsys, *argv):
     return code, out, err
 
 
+def assert_usage_error(code, err, *words):
+    """A usage mistake's report: exit status 2 and one `tfdc: error:` line
+    pointing at the command's --help, naming each of `words`."""
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tfdc: error:"), err
+    assert "--help')" in lines[0], lines[0]
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
 def assert_one_line_error(code, err, *words):
     """A user mistake's report: exit status 1 and one `tfdc: error:` line,
     no traceback, naming each of `words`."""

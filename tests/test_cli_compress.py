@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_cli as run
+from conftest import assert_one_line_error, assert_usage_error, run_cli as run
 
 from tfdc.cli import main
 
@@ -131,7 +131,6 @@ def test_a_regression_model_to_a_loss_budget(capsys, tmp_path):
     (["{model}", "{loop}", "{out}", "--target-bytes", "9000"], ["a symbolic link to nothing"]),
     (["{model}", "{model}", "{out}", "--target-bytes", "9000"], ["no x_train", "config.json"]),
     (["{model}", "{tflite}", "{out}", "--target-bytes", "9000"], ["is not an .npz file"]),
-    (["{model}", "{data}", "{model}", "--target-bytes", "9000"], ["OUT is"]),
     (["{model}", "{data}", "{folder}/no/out.tflite", "--target-bytes", "9000"],
      ["does not exist"]),
     (["{model}", "{data}", "{out}", "--target-bytes", "10"], ["--target-bytes 10 cannot be "
@@ -377,3 +376,10 @@ def test_out_dash_is_refused_not_a_file_named_dash(capsys, keras_user_files, tmp
                        "-", "--target-bytes", 9000)
     assert code == 2 and "OUT is standard output: tfdc compress writes OUT and reads it back" in err
     assert os.listdir(tmp_path) == []
+    # OUT naming an input is the same kind of mistake (it was exit 1, as a
+    # missed budget is).
+    for given, name in (("model", "MODEL"), ("data", "DATA")):
+        code, _, err = run(capsys, "compress", keras_user_files["model"],
+                           keras_user_files["data"], keras_user_files[given], "--target-bytes",
+                           9000)
+        assert_usage_error(code, err, f"OUT is {name}; write it to another path")

@@ -9,7 +9,7 @@ import pytest
 
 from tfdc.cli import main
 
-from conftest import assert_one_line_error, run_cli as run
+from conftest import assert_one_line_error, assert_usage_error, run_cli as run
 
 
 def _model(seed=0, kept=0.1, codebook_size=16):
@@ -261,7 +261,7 @@ def test_refuses_bad_output_paths(capsys, tmp_path, inputs):
     link = tmp_path / "link.tflite"
     link.symlink_to(copy)
     code, _, err = run(capsys, "pack", copy, link)
-    assert_one_line_error(code, err, "OUT is IN")
+    assert_usage_error(code, err, "OUT is IN")
     assert copy.read_bytes() == open(paths["float"], "rb").read()
 
 

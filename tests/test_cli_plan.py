@@ -11,7 +11,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_cli as run
+from conftest import assert_one_line_error, assert_usage_error, run_cli as run
 
 import tfdc
 
@@ -41,7 +41,7 @@ def test_mistakes_are_one_line_errors(capsys, keras_user_files, tmp_path):
     files = keras_user_files
     code, _, err = run(capsys, "plan", files["model"], files["data"], "--target-bytes", 9000,
                        "--json", files["data"])
-    assert_one_line_error(code, err, "--json is DATA; write it to another path")
+    assert_usage_error(code, err, "--json is DATA; write it to another path")
     code, text, err = run(capsys, "plan", files["model"], files["data"], "--target-bytes", 9000,
                           "--plot", tmp_path / "scan.txt")
     assert_one_line_error(code, err, "scan.txt: --plot draws an image", ".png")

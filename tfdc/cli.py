@@ -1072,10 +1072,11 @@ def _check_pack_input(data, path):
 def _check_not_an_input(out, what="OUT", **inputs):
     """Refuse an output (`what`: how the command names it) that is one of
     the named input files (also through a link): writing it would replace
-    that input."""
+    that input. A usage mistake (exit status 2), as two options naming one
+    file are."""
     for name, path in inputs.items():
         if os.path.exists(path) and os.path.exists(out) and os.path.samefile(path, out):
-            raise UserError(f"{out}: {what} is {name}; write it to another path")
+            raise UsageError(f"{out}: {what} is {name}; write it to another path")
 
 
 def _check_pack_output(inp, out):
