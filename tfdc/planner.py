@@ -101,8 +101,8 @@ class Plan:
             are stored in the file: a copy (`keras.models.clone_model`,
             whose input tensor has another name) can differ by a few bytes.
         predicted_loss, predicted_error: baseline plus the layers' increases
-            read off the sensitivity curves (no retraining; the error at
-            most 100 %, NaN for a model that is not a classifier).
+            read off the sensitivity curves (no retraining; the error a
+            fraction, at most 1, NaN for a model that is not a classifier).
         measured_loss, measured_error: the model with all the plan's
             settings applied at once, no retraining, on the plan's
             validation examples (`validation_data`, sampled as the scan
@@ -119,7 +119,8 @@ class Plan:
         rows: one dict per layer: `layer`, `kind`, `weights`, `sparsity`,
             `bits`, `bytes`, `loss_increase`, `error_increase`.
         target_bytes, max_error_increase, max_loss_increase: the budget
-            asked for.
+            asked for (`max_error_increase` in percentage points, where the
+            errors above are fractions: 0.2 points is 0.002).
         sensitivity: the `tfdc.Sensitivity` the plan was made from.
 
     Example:
