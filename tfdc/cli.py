@@ -17,6 +17,7 @@
 User mistakes (a missing or corrupted file, a bad option, no MNIST) end with
 one `tfdc: error: ...` message on stderr and exit status 1 (2 for usage
 errors, as argparse does); set `TFDC_DEBUG=1` to see the traceback instead.
+`tfdc compress` exits with 3 when it wrote OUT but missed the budget.
 """
 
 import argparse
@@ -35,6 +36,7 @@ from tfdc.errors import Terminated, forget_signals, note_signal, raise_if_signal
 from tfdc.runtime import MAX_THREADS
 
 EXIT_ERROR = 1
+EXIT_BUDGET_MISSED = 3  # compress wrote OUT, the run closest to the budget: not an error's 1
 
 _PROG = "tfdc"
 
@@ -357,8 +359,8 @@ def _add_compress_parser(sub):
         "else the last --validation-split of x_train (data the model was not trained on, for "
         "an honest budget). If DATA has x_test, y_test, the packed file's test error (or loss) "
         "in LiteRT is printed beside the float model's; they are never used to compress. Exit "
-        "status 1 if the budget was not met (OUT then holds the run closest to "
-        "it).")
+        f"status {EXIT_BUDGET_MISSED} if the budget was not met (OUT then holds the run closest "
+        "to it), 1 for an error (nothing written), 2 for a usage mistake.")
     _add_model_and_data(compress, "compress to", confidence=True)
     compress.add_argument("output", metavar="OUT", help="where to write the packed .tflite")
     compress.add_argument("--epochs", type=_epochs, default=None, metavar="N|P,C",
@@ -827,7 +829,7 @@ def cmd_compress(args):
     if not result.met:
         print(f"{_PROG}: error: budget not met (see above); {args.output} holds the run "
               "closest to it", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_BUDGET_MISSED
     return 0
 
 
