@@ -9,7 +9,7 @@ import pytest
 
 from tfdc.cli import main
 
-from conftest import assert_one_line_error, run_cli as run
+from conftest import assert_one_line_error, assert_usage_error, run_cli as run
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +328,7 @@ def test_decode_refuses_to_write_over_its_input(capsys, tmp_path, packed_file, h
     else:
         os.link(source, target)
     code, _, err = run(capsys, "decode", str(source), str(target))
-    assert_one_line_error(code, err, f"{target}: is the input file")
+    assert_usage_error(code, err, f"{target}: is the input file")
     assert source.read_bytes() == before
 
 

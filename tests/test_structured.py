@@ -306,6 +306,24 @@ def test_targets_that_cannot_be_pruned_are_refused(target, message, mnist_small)
         model.fit(x[:128], y[:128], epochs=1, verbose=0, callbacks=[StructuredPruning(target)])
 
 
+def test_refusals_name_the_layers_and_exclude(mnist_small):
+    # They listed the InputLayer among the layers to name, and exclude=[".*"]
+    # read "no Dense / Conv layer has output units that can be removed".
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    for pruning, message in (
+            (StructuredPruning({"fc9": 0.5}), "target 'fc9' matches no layer of the model; "
+                                              "layers are: fc1, "),
+            (StructuredPruning(0.5, exclude=["nope"]), "exclude pattern 'nope' matches no layer "
+                                                       "of the model; layers are: fc1, "),
+            (StructuredPruning(0.5, exclude=[".*"]), r"nothing to prune: exclude=\['\.\*'\] "
+                                                     r"leaves out every layer whose units can "
+                                                     r"be removed \(fc1")):
+        with pytest.raises(ValueError, match=message) as refused:
+            model.fit(x[:128], y[:128], epochs=1, verbose=0, callbacks=[pruning])
+        assert "input_layer" not in str(refused.value), str(refused.value)
+
+
 @pytest.mark.parametrize("key", ["inner", "branch/inner"])
 def test_a_layer_inside_a_nested_model_is_refused_for_what_it_is(key, mnist_small):
     # "has no output units of its own" for a Dense (its name), "matches no

@@ -1282,8 +1282,8 @@ def _check_output(args):
     source = getattr(args, "input", None)
     if source and os.path.exists(source) and os.path.exists(out) and os.path.samefile(source,
                                                                                        out):
-        raise UserError(f"{out}: is the input file {source}; give OUT a new path (writing it "
-                        "would replace the packed file with the decoded one)")
+        raise UsageError(f"{out}: is the input file {source}; give OUT a new path (writing it "
+                         "would replace the packed file with the decoded one)")
     from tfdc.exporter import check_writable
     check_writable(out)
 

@@ -176,6 +176,12 @@ def _matches_layer(pattern, name, path):
     return _matches(pattern, name) or ("/" in pattern and _matches(pattern, path))
 
 
+def input_layer_names(model):
+    """Names of `model`'s InputLayers: no layer to name in a message listing
+    the layers a pattern can match."""
+    return {l.name for l in iter_layers(model) if isinstance(l, keras.layers.InputLayer)}
+
+
 def _check_patterns(patterns, names, what, listed=None):
     """A ValueError for a pattern that is not a str, not a name of `names`
     nor a valid regular expression, or matches none of them; the message
@@ -230,13 +236,13 @@ def select_kernels(model, targets, exclude=(), validate=None, who=None):
     # nested models, its path ("branch1/fc").
     names = {layer.name for layer in layers}
     twice = {n for n, count in collections.Counter(l.name for l in layers).items() if count > 1}
-    listed = (names - twice) | {p for p in paths.values() if p.rsplit("/", 1)[-1] in twice}
-    listed -= {l.name for l in layers if isinstance(l, keras.layers.InputLayer)}  # no layer to name
+    shown = (names - twice) | {p for p in paths.values() if p.rsplit("/", 1)[-1] in twice}
+    shown -= input_layer_names(model)
     names |= set(paths.values())
     exclude = [exclude] if isinstance(exclude, str) else list(exclude or ())
-    _check_patterns(exclude, names, "exclude pattern", listed)
+    _check_patterns(exclude, names, "exclude pattern", shown)
     if isinstance(targets, dict):
-        _check_patterns(list(targets), names, "target", listed)
+        _check_patterns(list(targets), names, "target", shown)
 
     out, seen, excluded = [], set(), []
     for layer in layers:
@@ -286,8 +292,7 @@ def select_kernels(model, targets, exclude=(), validate=None, who=None):
             kernel_variables(l) for l in layers
             if not _excluded(exclude, paths.get(id(l), l.name))):
         raise ValueError(f"nothing to compress: exclude={exclude!r} leaves out every kernel "
-                         f"of the model ({', '.join(excluded[:6])}"
-                         f"{', ...' if len(excluded) > 6 else ''})")
+                         f"of the model ({listed(excluded, 6)})")
     if not out:
         raise ValueError("nothing to compress: the model has no selected kernel of the kinds "
                          "tfdc can compress (" + ", ".join(c for k in KINDS for c in k.classes)
@@ -301,11 +306,9 @@ def warn_frozen(who, names, advice, what="compressed", stacklevel=2):
     retraining), with `advice`; nothing if `names` is empty. `stacklevel`
     as for a `warnings.warn` in the caller."""
     if names:
-        names = list(dict.fromkeys(names))
-        listed = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
         warnings.warn(f"{who}: frozen layers (trainable=False) are {what} too, and training "
-                      f"cannot make up for what that costs: {listed}; {advice}",
-                      stacklevel=stacklevel + 1)
+                      f"cannot make up for what that costs: "
+                      f"{listed(dict.fromkeys(names), 4)}; {advice}", stacklevel=stacklevel + 1)
 
 
 def warn_left_out(model, who, exclude=()):

@@ -29,8 +29,8 @@ from tfdc.errors import listed, require_tensorflow_backend
 from tfdc.layers import check_copyable, kind_of
 from tfdc.prune import (StepCounter, check_fraction, check_steps, find_mask, install_mask,
                         polynomial_sparsity, prune_due, warn_coarse_execution, warn_unfinished)
-from tfdc.select import (_check_patterns, _matches, iter_layers, layer_paths, refuse_non_float32,
-                         warn_frozen)
+from tfdc.select import (_check_patterns, _matches, input_layer_names, iter_layers, layer_paths,
+                         refuse_non_float32, warn_frozen)
 from tfdc.shrinker import units
 
 __all__ = ["StructuredPruning"]
@@ -200,12 +200,14 @@ class StructuredPruning(keras.callbacks.Callback):
         analysis = channel_groups(model)
         paths = layer_paths(model)
         names = {layer.name for layer in iter_layers(model)}
-        _check_patterns(self.exclude, names, "exclude pattern")
+        inputs = input_layer_names(model)
+        _check_patterns(self.exclude, names, "exclude pattern", names - inputs)
         targets = self.target_fraction
         if isinstance(targets, dict):
             # A nested layer's path ("branch1/fc") is checked, to be refused
             # below for what it is, not as "matches no layer".
-            _check_patterns(list(targets), names | set(paths.values()), "target")
+            named = names | set(paths.values())
+            _check_patterns(list(targets), named, "target", named - inputs)
             producers = {p.name for g in analysis.groups for p in g.producers}
             for key in targets:
                 layer = next((l for l in iter_layers(model)
@@ -230,11 +232,13 @@ class StructuredPruning(keras.callbacks.Callback):
                 raise ValueError(f"layer {key!r} ({type(layer).__name__}) has no output "
                                  "units of its own to remove: name the Dense / Conv layer "
                                  "whose units it carries")
-        selected = []
+        selected, excluded = [], []
         for group in analysis.groups:
             producers = [p for p in group.producers
                          if not any(_matches(e, p.name) for e in self.exclude)]
             if len(producers) != len(group.producers) or not producers:
+                if group.fixed is None:
+                    excluded.append(group.name)
                 continue
             if isinstance(targets, dict):
                 values = []
@@ -257,6 +261,10 @@ class StructuredPruning(keras.callbacks.Callback):
                 value = targets
             if value > 0:
                 selected.append((group, float(value)))
+        if not selected and excluded and not isinstance(targets, dict) and not any(
+                group.fixed is None and group.name not in excluded for group in analysis.groups):
+            raise ValueError(f"nothing to prune: exclude={self.exclude!r} leaves out every "
+                             f"layer whose units can be removed ({listed(excluded, 6)})")
         if not selected:
             # Each layer's reason, as tfdc.units notes it (the generic list
             # read "they feed the model output, ..." for channels_first ones).
