@@ -34,7 +34,7 @@ from keras import ops
 from tfdc.constraints import (TfdcConstraint, callbacks_in_fit, find_constraint, fit_began,
                               fit_ended, innermost_optimizer, refuse_weight_averaging,
                               warn_constraints_skipped)
-from tfdc.errors import require_tensorflow_backend
+from tfdc.errors import listed, require_tensorflow_backend
 from tfdc.layers import constraint_slot, kernel_name, kernel_variables
 from tfdc.select import check_built, iter_layers, kernel_labels, select_kernels
 
@@ -395,10 +395,9 @@ def warn_unfinished(callback, step, end_step, reached, target, given, variables=
     if diverged:
         warnings.warn(
             f"{callback}: training ended at step {step:,}, before the schedule's end_step "
-            f"{end_step:,}, with NaN or infinite weights ({', '.join(diverged[:4])}"
-            f"{', ...' if len(diverged) > 4 else ''}): the training diverged (stopped by "
-            "TerminateOnNaN?); train again from weights before it, e.g. with a lower "
-            "learning rate.", stacklevel=3)
+            f"{end_step:,}, with NaN or infinite weights ({listed(diverged, 4)}): the "
+            "training diverged (stopped by TerminateOnNaN?); train again from weights before "
+            "it, e.g. with a lower learning rate.", stacklevel=3)
         return
     carries = ("The schedule carries on in the next fit of this model; to reach the target "
                "in this one, give" if given else "To reach the target in a fit, give")
