@@ -59,7 +59,7 @@
 /* ---- kind 4: the grouped context range code (§5.4) ---- */
 #define TFDC_MAX_RANS_ROW_LEN 65536      /* format.MAX_RANS_ROW_LEN: 1 <= W */
 #define TFDC_MAX_RANS_ROW_PERIOD 65536   /* format.MAX_RANS_ROW_PERIOD: 1 <= V */
-#define TFDC_MAX_RANS_TABLES 256         /* format.MAX_RANS_TABLES: T = Gr * Gc * C */
+#define TFDC_MAX_RANS_TABLES 256         /* format.MAX_RANS_TABLES: T = Gr * Gc * nc */
 
 /* ---- records (§6) ---- */
 #define TFDC_TRANSFORM_IDENTITY 0        /* format.TRANSFORM_IDENTITY */
