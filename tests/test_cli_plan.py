@@ -138,7 +138,8 @@ def test_a_model_of_the_users_own_classes_loads_with_import(capsys, keras_user_f
     # perform a relative import for '../data.npz'", "No module named 'data'".
     data = str(keras_user_files["data"])
     for folder, given in ((tmp_path, data), (tmp_path, os.path.relpath(data, tmp_path)),
-                          (os.path.dirname(data), os.path.basename(data))):
+                          (os.path.dirname(data), os.path.basename(data)),
+                          (tmp_path, "missing.npz")):  # was "No module named 'missing'", 1
         with contextlib.chdir(folder):
             code, _, err = run(capsys, *argv, "--import", given)
         # A usage mistake: exit status 2, as argparse's own are.

@@ -666,6 +666,11 @@ def _require_matplotlib(what, alternative=""):
         raise UserError(f"{what} matplotlib: pip install 'tfdc[demo]'{alternative}")
 
 
+# A file name given to --import by mistake, even one that does not exist.
+_NOT_MODULE_SUFFIXES = {".npz", ".npy", ".keras", ".h5", ".tflite", ".json", ".csv", ".txt",
+                        ".pkl", ".png"}
+
+
 def _import_user_code(modules):
     """Import each of `modules` (names, from the working folder too, or
     paths of .py files): the code a saved model needs to load."""
@@ -689,9 +694,11 @@ def _import_user_code(modules):
                     raise
             elif os.path.isfile(module) or os.sep in module or (
                     os.altsep and os.altsep in module) or not all(
-                    part.isidentifier() for part in module.split(".")):
+                    part.isidentifier() for part in module.split(".")) or \
+                    os.path.splitext(module)[1] in _NOT_MODULE_SUFFIXES:
                 # "../data.npz" read as a relative import; "data.npz" as
-                # module npz of a package "data".
+                # module npz of a package "data" (a missing one: "No module
+                # named 'data'", exit 1).
                 raise UsageError(f"--import {module}: not a module name (e.g. my_layers) or "
                                  "a path to a .py file")
             else:
