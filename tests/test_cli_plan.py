@@ -142,10 +142,8 @@ def test_a_model_of_the_users_own_classes_loads_with_import(capsys, keras_user_f
                           (tmp_path, "missing.npz")):  # was "No module named 'missing'", 1
         with contextlib.chdir(folder):
             code, _, err = run(capsys, *argv, "--import", given)
-        # A usage mistake: exit status 2, as argparse's own are.
-        assert code == 2 and err.count("\n") == 1, err
-        assert f"--import {given}: not a module name (e.g. my_layers) or a path to a .py " \
-               f"file (see 'tfdc plan --help')" in err, err
+        assert_usage_error(code, err, f"--import {given}: not a module name (e.g. my_layers) "
+                                      "or a path to a .py file (see 'tfdc plan --help')")
     code, text, err = run(capsys, *argv, "--import", module)
     assert code == 0, err
     assert "file: " in text and "| fc1 |" in text
