@@ -50,7 +50,8 @@ import numpy as np
 
 from tfdc.errors import (finite, first_line, listed, raise_if_signalled,
                          require_tensorflow_backend)
-from tfdc.scan import _index, _items, _labels, _length, _map, check_batched, check_finite
+from tfdc.scan import (_index, _items, _labels, _length, _map, check_batched, check_finite,
+                       input_count, unwrap_one_input)
 
 __all__ = ["compress", "CompressResult", "BudgetMissedWarning", "scaled_plan", "HandPlan",
            "increase_bound", "fewest_examples", "loss_increase_bound", "DEFAULT_CONFIDENCE"]
@@ -250,8 +251,7 @@ def _check_inputs(x, what, count, name="x", kind="input"):
     arrays, one per input, with one row per example in each. The same for
     the labels of several outputs (`name` "y", `kind` "output"). `count`:
     how many the model has (None: not known)."""
-    if count == 1 and isinstance(x, (list, tuple)) and len(x) == 1:
-        x = x[0]  # [x], as Keras's fit takes it for one input
+    x = unwrap_one_input(x, count)
     several = isinstance(x, (dict, list, tuple))
     given = len(x) if several else 1
     if count is not None and given != count:
@@ -1708,8 +1708,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         _check_number(value, name)
         if value < 0 or (name == "learning_rate" and value == 0):
             raise ValueError(f"{name} must be positive, got {value!r}")
-    from tfdc.layers import has_graph
-    inputs = len(model.inputs) if has_graph(model) else None
+    inputs = input_count(model)
     train = _check_data(train_data, "train_data", allow_dataset=True, inputs=inputs,
                         outputs=output_count)
     if structure is not None and hasattr(train, "element_spec"):

@@ -321,13 +321,19 @@ def check_batched(x, model, what):
                      "dataset.batch(128)")
 
 
-def unwrap_one_input(x, model):
-    """x given as a list or tuple of one array for a model of one input as
-    that array, as Keras's fit and evaluate take it (a Sequential model
-    called on the list answered with an extra axis)."""
+def input_count(model):
+    """How many inputs `model` takes (None: not known, a subclassed model
+    never called)."""
     from tfdc.layers import has_graph
-    if isinstance(x, (list, tuple)) and len(x) == 1 and has_graph(model) and \
-            len(model.inputs) == 1:
+    return len(model.inputs) if has_graph(model) else None
+
+
+def unwrap_one_input(x, inputs):
+    """x given as a list or tuple of one array, for a model of one input
+    (`inputs`: `input_count`), as that array, as Keras's fit and evaluate
+    take it (a Sequential model called on the list answered with an extra
+    axis)."""
+    if inputs == 1 and isinstance(x, (list, tuple)) and len(x) == 1:
         return x[0]
     return x
 
@@ -344,7 +350,7 @@ def _take(data, samples, seed=0, outputs=1, model=None):
     TensorFlow cannot tell (`repeat().filter(...)`, a generator), read whole
     (`samples=None`), stops with a ValueError once it holds a quarter of
     the memory (`_memory_limit`): it was read until memory ran out."""
-    if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not _is_batch_list(data):
+    if _is_arrays(data):
         _refuse_weights(data)
         x, y = data[0], _labels(data[1], outputs)
         n = _length(x)
@@ -450,12 +456,18 @@ def _labels(y, outputs):
 def given_examples(data):
     """How many examples `validation_data` holds if it is `(x, y)` arrays,
     else 0 (a dataset: not known without reading it whole)."""
-    if isinstance(data, (tuple, list)) and len(data) in (2, 3) and not _is_batch_list(data):
+    if _is_arrays(data):
         try:
             return int(_length(data[0]))
         except TypeError:
             return 0
     return 0
+
+
+def _is_arrays(data):
+    """Whether `validation_data` is `(x, y)` or `(x, y, sample_weight)`
+    itself, not an iterable of batches."""
+    return isinstance(data, (tuple, list)) and len(data) in (2, 3) and not _is_batch_list(data)
 
 
 def _is_batch_list(data):
@@ -941,7 +953,7 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     kinds = {layer.name: kind_of(layer).name for layer in iter_layers(model)
              if layer.name in found}
     x, y = _take(validation_data, samples, outputs=_output_count(model), model=model)
-    x = unwrap_one_input(x, model)
+    x = unwrap_one_input(x, input_count(model))
     evaluate = Evaluator(model, x, y, batch_size)
     try:
         base_loss, base_error = evaluate()
