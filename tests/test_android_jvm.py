@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -175,12 +176,18 @@ def jvm(host_build, files):
     mlp = files["models"]["mlp"]["packed"]
     ops += ["flip", cache / f"tfdc-{sha256(mlp).hexdigest()}.tflite",
             "cache", cache, d / "mlp.packed", "fallback"]
+    # A plain .tflite (cached as it is), and an app's own decoder (its
+    # files were never reused: the check asked the native decoder's size).
+    ops += ["cache", d / "cache_plain", d / "mlp.tflite"] * 2
+    ops += ["cache-copy", d / "cache_copy", d / "mlp.packed"] * 2
     # Eviction: an older model's file goes, another call's .part file stays.
     evict = d / "cache_evict"
     evict.mkdir()
     (evict / "tfdc-0123.tflite").write_bytes(b"old model")
     (evict / "tfdc-0123.crc32").write_text("00000000")
     (evict / "tfdc-4567.8910.part").write_bytes(b"being written")
+    (evict / "tfdc-89ab.1112.part").write_bytes(b"left by a crash")
+    os.utime(evict / "tfdc-89ab.1112.part", (time.time() - 7200,) * 2)
     ops += ["evict", evict, d / "mlp.packed"]
     for sdk, runtime, works in POLICY_CASES:
         ops += ["policy", sdk, runtime, works]
@@ -272,9 +279,10 @@ def test_bad_files_raise_tfdc_format_exception_with_decoder_message(host_build, 
 def test_cache_reuses_decoded_file_by_content_hash(files, jvm):
     from hashlib import sha256
     from tfdc import decode
-    first, second, other, stale, altered = [r for r in jvm if r["op"] == "cache"]
+    first, second, other, stale, altered = _by(jvm, "cache", ".packed")
     mlp, conv = files["models"]["mlp"]["packed"], files["models"]["conv"]["packed"]
     assert first["reused"] is False and second["reused"] is True
+    assert second["millis_positive"]  # hashing and checking the file take time too
     assert first["file"] == second["file"] and first["sha256"] == sha256(mlp).hexdigest()
     assert other["reused"] is False and other["sha256"] == sha256(conv).hexdigest() != first["sha256"]
     assert stale["reused"] is False  # a truncated file under the right name is redone
@@ -290,7 +298,21 @@ def test_cache_reuses_decoded_file_by_content_hash(files, jvm):
     for name in names:
         folder = os.path.dirname(first["file"])
         data = open(os.path.join(folder, f"{name}.tflite"), "rb").read()
-        assert open(os.path.join(folder, f"{name}.crc32")).read() == f"{zlib.crc32(data):08x}"
+        assert open(os.path.join(folder, f"{name}.crc32")).read() == \
+            f"{zlib.crc32(data):08x} {len(data)}"
+
+
+def test_cache_takes_plain_files_and_an_apps_own_decoder(files, jvm):
+    """A plain .tflite failed in the cache (the native decoder's NOT_PACKED)
+    though TfdcDecoder.load takes it; with an app's own decoder, the reuse
+    check asked the native decoder's size, so its files were never reused."""
+    plain = files["models"]["mlp"]["tflite"]
+    first, second = _by(jvm, "cache", "mlp.tflite")
+    assert (first["reused"], second["reused"]) == (False, True)
+    assert open(second["file"], "rb").read() == plain
+    first, second = _by(jvm, "cache-copy", "mlp.packed")
+    assert (first["reused"], second["reused"]) == (False, True)
+    assert open(second["file"], "rb").read() == files["models"]["mlp"]["packed"]
 
 
 def test_an_apps_size_limit_is_checked_before_decoding(files, jvm):
@@ -306,7 +328,8 @@ def test_an_apps_size_limit_is_checked_before_decoding(files, jvm):
 
 
 def test_eviction_keeps_the_entry_and_files_being_written(files, jvm):
-    """evictAllBut deleted every tfdc-* file, another call's .part too."""
+    """evictAllBut deleted every tfdc-* file, another call's .part too;
+    a .part file a crash left (two hours old) is deleted."""
     from hashlib import sha256
     (r,) = [r for r in jvm if r["op"] == "evict"]
     mlp = files["models"]["mlp"]["packed"]

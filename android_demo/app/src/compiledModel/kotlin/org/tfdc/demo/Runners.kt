@@ -26,16 +26,19 @@ fun runAll(context: Context, digits: Digits): List<RunReport> {
                 val inputs = opened.model.createInputBuffers()
                 val outputs = opened.model.createOutputBuffers()
                 val times = DoubleArray(maxOf(0, digits.count - 1))
-                for (i in 1 until digits.count) {
-                    val start = System.nanoTime()
-                    inputs[0].writeFloat(digits.pixels[i])
-                    opened.model.run(inputs, outputs)
-                    val out = outputs[0].readFloat()
-                    times[i - 1] = (System.nanoTime() - start) / 1e6
-                    if (argmax(out) == digits.labels[i]) correct++
+                try {
+                    for (i in 1 until digits.count) {
+                        val start = System.nanoTime()
+                        inputs[0].writeFloat(digits.pixels[i])
+                        opened.model.run(inputs, outputs)
+                        val out = outputs[0].readFloat()
+                        times[i - 1] = (System.nanoTime() - start) / 1e6
+                        if (argmax(out) == digits.labels[i]) correct++
+                    }
+                } finally {  // native memory: closed on a failed run too
+                    inputs.forEach { it.close() }
+                    outputs.forEach { it.close() }
                 }
-                inputs.forEach { it.close() }
-                outputs.forEach { it.close() }
                 val t = first.timings
                 val cache = if (opened.cacheEntry.reused) "decoded file reused from cache" else "decoded to cache"
                 RunReport(if (label == "auto") "auto→${first.accelerator}" else label,

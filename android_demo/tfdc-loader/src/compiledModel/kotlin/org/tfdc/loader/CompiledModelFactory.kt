@@ -16,18 +16,30 @@ class OpenedCompiledModel internal constructor(
     val attempts: List<FallbackAttempt>,
     val initMillis: Double,
     private val environment: Environment,
+    /** Time the accelerators that failed before [accelerator] took. */
+    val failedMillis: Double = 0.0,
 ) : Closeable {
-    /** Runs the first inference on [input]; returns the output and timings. */
+    /**
+     * Runs the first inference on [input] (creating its tensor buffers
+     * included); returns the output and timings.
+     */
     fun firstRun(input: FloatArray): Pair<FloatArray, LoadResult> {
         val start = System.nanoTime()
         val inputs = model.createInputBuffers()
-        inputs[0].writeFloat(input)
-        val outputs = model.run(inputs)
-        val result = outputs[0].readFloat()
+        val result = try {
+            inputs[0].writeFloat(input)
+            val outputs = model.run(inputs)
+            try {
+                outputs[0].readFloat()
+            } finally {
+                outputs.forEach { it.close() }
+            }
+        } finally {
+            inputs.forEach { it.close() }
+        }
         val first = (System.nanoTime() - start) / 1e6
-        inputs.forEach { it.close() }
-        outputs.forEach { it.close() }
-        return result to LoadResult(accelerator, LoadTimings(cacheEntry.decodeMillis, initMillis, first), attempts)
+        val timings = LoadTimings(cacheEntry.decodeMillis, initMillis, first, failedMillis)
+        return result to LoadResult(accelerator, timings, attempts)
     }
 
     override fun close() {
@@ -41,7 +53,7 @@ class OpenedCompiledModel internal constructor(
  *
  * `CompiledModel.create` takes a file *path*, so the asset is decoded once to
  * `cacheDir/tfdc/tfdc-<sha256 of packed bytes>.tflite` ([DecodedModelCache])
- * and later launches reuse that file (decode time 0). The default policy is
+ * and later launches reuse that file (decode time: finding and checking it). The default policy is
  * [AcceleratorFallback.forDevice] for this device's API level: GPU -> NPU ->
  * CPU (NNAPI, deprecated from Android 15, is not part of this runtime and is
  * reported as skipped).
@@ -86,11 +98,12 @@ class CompiledModelFactory(
                 }
                 CompiledModel.create(entry.file.absolutePath, CompiledModel.Options(liteRt), environment)
             }
-        } catch (e: Exception) {
+        } catch (e: Throwable) {  // a LinkageError too: the environment is native memory
             environment.close()
             throw e
         }
-        return OpenedCompiledModel(outcome.value, outcome.accelerator, entry, outcome.attempts, outcome.initMillis, environment)
+        return OpenedCompiledModel(outcome.value, outcome.accelerator, entry, outcome.attempts, outcome.initMillis,
+            environment, outcome.failedMillis)
     }
 
     // Build.SOC_* exist from Android 12, where LiteRT's NPU support starts.

@@ -15,6 +15,7 @@ import java.nio.ByteBuffer
  *   bad IN           expect TfdcFormatException (from decode, and from load
  *                    unless IN is a plain model)
  *   cache DIR IN     DecodedModelCache.fileFor
+ *   cache-copy DIR IN  the same with a decoder of the app's own (a copy of IN)
  *   flip FILE        flip one bit in the middle of FILE, in place (same length)
  *   evict DIR IN     DecodedModelCache.evictAllBut(fileFor(IN))
  *   fallback         AcceleratorFallback over a scripted backend
@@ -32,6 +33,9 @@ fun main(args: Array<String>) {
             "bad" -> { badOp(File(args[i + 1])); i += 2 }
             "limit" -> { limitOp(File(args[i + 1]), args[i + 2].toLong()); i += 3 }
             "cache" -> { cacheOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
+            "cache-copy" -> {
+                cacheOp(File(args[i + 1]), File(args[i + 2])) { ByteBuffer.wrap(it.copyOf()) }; i += 3
+            }
             "flip" -> { flipOp(File(args[i + 1])); i += 2 }
             "evict" -> { evictOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
             "fallback" -> { fallbackOp(); i += 1 }
@@ -104,10 +108,12 @@ private fun limitOp(input: File, limit: Long) {
     emit("op" to "limit", "input" to input.path, "limit" to limit, "outcome" to outcome)
 }
 
-private fun cacheOp(dir: File, input: File) {
-    val entry = DecodedModelCache(dir).fileFor(input.readBytes())
-    emit("op" to "cache", "input" to input.path, "file" to entry.file.path, "sha256" to entry.sha256,
-        "reused" to entry.reused, "files_in_dir" to (dir.list()?.sorted()?.joinToString(",") ?: ""))
+private fun cacheOp(dir: File, input: File, decoder: ((ByteArray) -> ByteBuffer)? = null) {
+    val cache = if (decoder == null) DecodedModelCache(dir) else DecodedModelCache(dir, decoder)
+    val entry = cache.fileFor(input.readBytes())
+    emit("op" to (if (decoder == null) "cache" else "cache-copy"), "input" to input.path,
+        "file" to entry.file.path, "sha256" to entry.sha256, "reused" to entry.reused,
+        "millis_positive" to (entry.decodeMillis > 0.0), "files_in_dir" to (dir.list()?.sorted()?.joinToString(",") ?: ""))
 }
 
 private fun flipOp(file: File) {

@@ -21,6 +21,8 @@ class OpenedInterpreter internal constructor(
     val model: DecodedModel,
     val attempts: List<FallbackAttempt>,
     val initMillis: Double,
+    /** Time the accelerators that failed before [accelerator] took. */
+    val failedMillis: Double = 0.0,
 ) : Closeable {
     /**
      * Runs the first inference and reports decode / init / first-run times.
@@ -29,7 +31,7 @@ class OpenedInterpreter internal constructor(
         val start = System.nanoTime()
         interpreter.run(input, output)
         val first = (System.nanoTime() - start) / 1e6
-        return LoadResult(accelerator, LoadTimings(model.decodeMillis, initMillis, first), attempts)
+        return LoadResult(accelerator, LoadTimings(model.decodeMillis, initMillis, first, failedMillis), attempts)
     }
 
     override fun close() {
@@ -53,6 +55,9 @@ class OpenedInterpreter internal constructor(
  * - NNAPI: `NnApiDelegate`, for devices before Android 15. Deprecated since
  *   Android 15 (API 35): vendors no longer ship new drivers and the platform
  *   may execute on its own CPU reference path, often *slower* than XNNPACK.
+ *   "NNAPI: ran" says the delegate opened, not where the ops ran: with no
+ *   accelerator driver for them they run on a CPU (NNAPI's or TFLite's
+ *   built-in kernels). Compare the timings with a CPU run before trusting it.
  * - CPU: XNNPACK with [cpuThreads] threads; always available.
  *
  * Args:
@@ -76,7 +81,8 @@ class InterpreterFactory(
     fun open(model: DecodedModel): OpenedInterpreter {
         val outcome = fallback.open { accelerator -> openOn(accelerator, model.buffer) }
         val (interpreter, delegate) = outcome.value
-        return OpenedInterpreter(interpreter, outcome.accelerator, delegate, model, outcome.attempts, outcome.initMillis)
+        return OpenedInterpreter(interpreter, outcome.accelerator, delegate, model, outcome.attempts, outcome.initMillis,
+            outcome.failedMillis)
     }
 
     private fun openOn(accelerator: Accelerator, buffer: ByteBuffer): Pair<Interpreter, Delegate?> {
@@ -106,7 +112,7 @@ class InterpreterFactory(
         try {
             // duplicate(): the Interpreter keeps its own position/limit view.
             return Interpreter(buffer.duplicate().order(buffer.order()), options) to delegate
-        } catch (e: Exception) {
+        } catch (e: Throwable) {  // a LinkageError too: the delegate is native memory
             (delegate as? Closeable)?.close()
             throw e
         }

@@ -44,8 +44,10 @@ data class FallbackOutcome<T>(
     val value: T,
     val accelerator: Accelerator,
     val attempts: List<FallbackAttempt>,
-    /** Time of the successful open only (failed attempts excluded). */
+    /** Time of the successful open only. */
     val initMillis: Double,
+    /** Time the failed attempts before it took, together. */
+    val failedMillis: Double = 0.0,
 )
 
 /** Every accelerator in the order failed; [attempts] says why each did. */
@@ -91,12 +93,13 @@ class AcceleratorFallback(
 
     fun <T> open(backend: AcceleratorBackend<T>): FallbackOutcome<T> {
         val attempts = ArrayList<FallbackAttempt>(skipped)
+        var failedMillis = 0.0
         for (accelerator in order) {
             val start = System.nanoTime()
             try {
                 val value = backend.open(accelerator)
                 attempts += FallbackAttempt(accelerator, null)
-                return FallbackOutcome(value, accelerator, attempts, (System.nanoTime() - start) / 1e6)
+                return FallbackOutcome(value, accelerator, attempts, (System.nanoTime() - start) / 1e6, failedMillis)
             } catch (e: Exception) {
                 attempts += FallbackAttempt(accelerator, describe(e))
             } catch (e: LinkageError) {
@@ -104,6 +107,7 @@ class AcceleratorFallback(
                 // the device (UnsatisfiedLinkError) is a reason to fall back.
                 attempts += FallbackAttempt(accelerator, describe(e))
             }
+            failedMillis += (System.nanoTime() - start) / 1e6
         }
         throw NoAcceleratorException(attempts)
     }

@@ -15,14 +15,16 @@ import java.util.zip.CRC32
  * a stale one is never reused; files are written to a temporary name and
  * renamed, so a crash mid-write never leaves a truncated model under the
  * final name. Beside each file, `tfdc-<hash>.crc32` holds the CRC-32 of its
- * bytes, checked before reuse (a few ms, far less than decoding): a file
- * altered in place, even to the same length, is decoded again rather than
- * handed to the runtime. Pure JVM: on Android pass
- * `File(context.cacheDir, "tfdc")`.
+ * bytes and its length, checked before reuse (a few ms, far less than
+ * decoding): a file cut short or altered in place, even to the same length,
+ * is decoded again rather than handed to the runtime. A plain (unpacked)
+ * `.tflite` is cached as it is, as [TfdcDecoder.load] takes it. Pure JVM:
+ * on Android pass `File(context.cacheDir, "tfdc")`.
  *
  * Args:
  *   directory: where decoded files live (created if missing).
- *   decoder: packed bytes -> decoded buffer (default: the native decoder).
+ *   decoder: stored bytes -> model buffer (default: the native decoder
+ *     through [TfdcDecoder.load], packed or plain).
  *
  * Example:
  *
@@ -32,9 +34,13 @@ import java.util.zip.CRC32
  */
 class DecodedModelCache(
     private val directory: File,
-    private val decoder: (ByteArray) -> ByteBuffer = TfdcDecoder::decode,
+    private val decoder: (ByteArray) -> ByteBuffer = { TfdcDecoder.load(it).buffer },
 ) {
-    /** A decoded file; [reused] is true when no decoding was needed. */
+    /**
+     * A decoded file; [reused] is true when no decoding was needed.
+     * [decodeMillis] is the time [fileFor] took: hashing and checking the
+     * cached file on reuse, plus decoding and writing it otherwise.
+     */
     data class Entry(val file: File, val sha256: String, val reused: Boolean, val decodeMillis: Double)
 
     /** The decoded file for [packed], decoding only if it is not cached. */
@@ -43,12 +49,11 @@ class DecodedModelCache(
         val hash = sha256Hex(packed)
         val file = File(directory, "tfdc-$hash.tflite")
         val check = File(directory, "tfdc-$hash.crc32")
-        // The hash names the packed bytes; the size and the CRC-32 guard
-        // against a file truncated or altered in place since.
-        if (file.isFile && check.isFile && file.length() == TfdcDecoder.decodedSize(packed) &&
-            check.readText().trim() == crc32Hex(file)
-        ) {
-            return Entry(file, hash, reused = true, decodeMillis = 0.0)
+        // The hash names the packed bytes; the length and the CRC-32 written
+        // beside the file guard against one truncated or altered in place
+        // since (checked without the decoder: any decoder's files are reused).
+        if (file.isFile && check.isFile && isIntact(file, check)) {
+            return Entry(file, hash, reused = true, decodeMillis = (System.nanoTime() - start) / 1e6)
         }
         val decoded = decoder(packed)
         directory.mkdirs()
@@ -64,7 +69,7 @@ class DecodedModelCache(
             // The checksum last: a crash before it leaves a file that is
             // decoded again, never one trusted unchecked.
             val crc = CRC32().apply { update(decoded.duplicate()) }
-            tmp.writeText("%08x".format(crc.value))
+            tmp.writeText("%08x %d".format(crc.value, decoded.remaining()))
             if (!tmp.renameTo(check)) throw java.io.IOException("cannot rename $tmp to $check")
         } finally {
             tmp.delete()
@@ -72,21 +77,36 @@ class DecodedModelCache(
         return Entry(file, hash, reused = false, decodeMillis = (System.nanoTime() - start) / 1e6)
     }
 
+    /** [check] holds "<CRC-32> <length>" of [file]'s bytes: the length first (no read). */
+    private fun isIntact(file: File, check: File): Boolean {
+        val fields = check.readText().trim().split(" ")
+        return fields.size == 2 && fields[1] == file.length().toString() && fields[0] == crc32Hex(file)
+    }
+
     /**
-     * Deletes cached files other than [keep] (e.g. older model versions);
-     * never another call's `.part` file still being written.
+     * Deletes cached files other than [keep] (e.g. older model versions),
+     * and `.part` files a crash or a killed process left mid-write (older
+     * than [STALE_PART_MILLIS]); never another call's `.part` file still
+     * being written.
      */
     fun evictAllBut(keep: Entry) {
         val kept = setOf(keep.file.name, "tfdc-${keep.sha256}.crc32")
+        val now = System.currentTimeMillis()
         directory.listFiles()
             ?.filter {
-                it.name.startsWith("tfdc-") && (it.name.endsWith(".tflite") || it.name.endsWith(".crc32")) &&
-                    it.name !in kept
+                it.name.startsWith("tfdc-") && it.name !in kept && when {
+                    it.name.endsWith(".tflite") || it.name.endsWith(".crc32") -> true
+                    it.name.endsWith(".part") -> now - it.lastModified() > STALE_PART_MILLIS
+                    else -> false
+                }
             }
             ?.forEach { it.delete() }
     }
 
     companion object {
+        /** A `.part` file untouched this long was left by a write that died. */
+        const val STALE_PART_MILLIS = 60 * 60 * 1000L
+
         fun sha256Hex(bytes: ByteArray): String =
             MessageDigest.getInstance("SHA-256").digest(bytes).joinToString("") { "%02x".format(it) }
 

@@ -4,17 +4,23 @@ package org.tfdc.loader
  * What it cost to get a packed model to its first answer, in milliseconds.
  *
  * Args:
- *   decodeMillis: tfdc decode (0 when a cached decoded file was reused).
- *   initMillis: interpreter / compiled-model creation incl. delegate init.
+ *   decodeMillis: tfdc decode; with a cached decoded file
+ *     ([DecodedModelCache]), the time to find and check it on reuse.
+ *   initMillis: interpreter / compiled-model creation incl. delegate init,
+ *     on the accelerator that ran.
  *   firstInferenceMillis: the first run (delegates compile kernels lazily,
  *     so this is usually much slower than later runs).
+ *   fallbackMillis: what the accelerators tried before it spent failing
+ *     (a GPU driver that refuses the model may take hundreds of ms).
  */
 data class LoadTimings(
     val decodeMillis: Double,
     val initMillis: Double,
     val firstInferenceMillis: Double,
+    val fallbackMillis: Double = 0.0,
 ) {
-    val totalMillis: Double get() = decodeMillis + initMillis + firstInferenceMillis
+    /** The time to the first answer: every part above. */
+    val totalMillis: Double get() = decodeMillis + fallbackMillis + initMillis + firstInferenceMillis
 }
 
 /**
