@@ -70,7 +70,11 @@ class MaskConstraint(TfdcConstraint):
     pruned weights, not the mask (the mask *is* the zeros of the saved
     weights): a loaded constraint takes the zeros of the loaded weights as
     its mask, when a train step first applies it, if there are exactly as
-    many as were saved (otherwise it warns and keeps no mask). So a plain
+    many as were saved (otherwise it warns and keeps no mask). A tensor of
+    at most `LISTED_MAX` values (a bias, a BatchNormalization vector:
+    `StructuredPruning`'s masks) lists its pruned positions instead: a kept
+    value that is exactly 0, such as a dead unit's bias, is not taken for a
+    pruned one, and the positions are checked to be 0. So a plain
     `fit` on a reloaded pruned model keeps every pruned weight at zero, as
     it does in the process that pruned it. Loading needs the class
     registered: `import tfdc.prune` (or use any tfdc callback) before
@@ -85,12 +89,17 @@ class MaskConstraint(TfdcConstraint):
         zeros: for a constraint read from a saved model: how many weights
             were pruned when it was saved (its mask is then recovered from
             the weights, see above). `None` with `mask=None`: identity.
+        pruned: for a constraint read from a saved model of at most
+            `LISTED_MAX` values: the flat positions that were pruned.
     """
 
-    def __init__(self, mask=None, inner=None, zeros=None):
+    LISTED_MAX = 4096
+
+    def __init__(self, mask=None, inner=None, zeros=None, pruned=None):
         super().__init__(inner)
         self.mask = mask
         self.zeros = None if zeros is None else int(zeros)
+        self.pruned = None if pruned is None else [int(i) for i in pruned]
 
     def __call__(self, w):
         if self.mask is None and self.zeros is not None:
@@ -112,25 +121,30 @@ class MaskConstraint(TfdcConstraint):
         value = _current_value(variable)
         if value is None:
             return  # a symbolic tensor: try again on the next call
-        expected, self.zeros = self.zeros, None
-        self.mask = mask_from_zeros(value, expected, getattr(variable, "path", "a kernel"))
+        expected, pruned, self.zeros, self.pruned = self.zeros, self.pruned, None, None
+        self.mask = mask_from_zeros(value, expected, getattr(variable, "path", "a kernel"), pruned)
 
     def get_config(self):
         # The mask itself lives in the weights' zeros: save how many there
         # are (to check the weights they are recovered from) and the inner
         # constraint.
         inner = keras.constraints.serialize(self.inner) if self.inner is not None else None
-        zeros = self.zeros
+        zeros, pruned = self.zeros, self.pruned
         if self.mask is not None:
             mask = ops.convert_to_numpy(self.mask)
             zeros = int(mask.size - np.count_nonzero(mask))
-        return {"inner": inner, "zeros": zeros}
+            if mask.size <= self.LISTED_MAX:
+                pruned = np.flatnonzero(mask.ravel() == 0).tolist()
+        config = {"inner": inner, "zeros": zeros}
+        if pruned is not None:
+            config["pruned"] = pruned
+        return config
 
     @classmethod
     def from_config(cls, config):
         inner = config.get("inner")
         return cls(mask=None, inner=keras.constraints.deserialize(inner) if inner else None,
-                   zeros=config.get("zeros"))
+                   zeros=config.get("zeros"), pruned=config.get("pruned"))
 
 
 def _current_value(variable):
@@ -138,26 +152,45 @@ def _current_value(variable):
     being traced; None for a symbolic tensor."""
     import tensorflow as tf
     try:
-        with tf.init_scope():
+        # NumPy 2 warns of TensorFlow's `__array__` (no `copy` keyword): in a
+        # process that makes warnings errors (`python -W error`, pytest's
+        # filterwarnings), that read as "no value", and the traced step
+        # applied no mask for the whole fit.
+        with tf.init_scope(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
             return np.asarray(ops.convert_to_numpy(variable))
     except Exception:  # noqa: BLE001 - any tensor that has no value outside the graph
         return None
 
 
-def mask_from_zeros(value, expected_zeros, name):
-    """The mask (1 keeps, 0 prunes) recovered from the zeros of `value`, as a
-    constant, if it has exactly `expected_zeros` zeros; otherwise a warning
-    and None (the weights are not the ones the mask was saved with)."""
-    zeros = int(value.size - np.count_nonzero(value))
-    if zeros == expected_zeros:
-        import tensorflow as tf
-        with tf.init_scope():
-            return tf.constant((value != 0).astype(value.dtype))
+def mask_from_zeros(value, expected_zeros, name, pruned=None):
+    """The mask (1 keeps, 0 prunes), as a constant, recovered from the zeros
+    of `value` if it has exactly `expected_zeros` zeros, or from the listed
+    `pruned` positions if they are all zero; otherwise a warning and None
+    (the weights are not the ones the mask was saved with)."""
+    import tensorflow as tf
+    flat = value.ravel()
+    if pruned is not None:
+        pruned = np.asarray(pruned, dtype=np.int64)
+        if len(pruned) == expected_zeros and np.all((pruned >= 0) & (pruned < flat.size)) \
+                and not np.any(flat[pruned]):
+            mask = np.ones(flat.size, value.dtype)
+            mask[pruned] = 0
+            with tf.init_scope():
+                return tf.constant(mask.reshape(value.shape))
+        found = (f"{int(np.count_nonzero(flat[pruned[(pruned >= 0) & (pruned < flat.size)]]))} "
+                 "of them are not zero")
+    else:
+        zeros = int(value.size - np.count_nonzero(value))
+        if zeros == expected_zeros:
+            with tf.init_scope():
+                return tf.constant((value != 0).astype(value.dtype))
+        found = f"the weights have {zeros:,} zeros"
     warnings.warn(
         f"{name}: the pruning mask saved with the model has {expected_zeros:,} pruned weights "
-        f"but the weights have {zeros:,} zeros, so they are not the weights it was saved "
-        "with; the mask is not applied (pruned weights can become nonzero). Prune again "
-        "with tfdc.GradualPruning, or call tfdc.strip(model) to remove the stale mask.",
+        f"but {found}, so they are not the weights it was saved with; the mask is not "
+        "applied (pruned weights can become nonzero). Prune again (the tfdc callback that "
+        "pruned them), or call tfdc.strip(model) to remove the stale mask.",
         stacklevel=2)
     return None
 
@@ -165,6 +198,15 @@ def mask_from_zeros(value, expected_zeros, name):
 def find_mask(variable):
     """The `MaskConstraint` installed on `variable`, or `None`."""
     return find_constraint(variable, MaskConstraint)
+
+
+def has_mask_variable(variable):
+    """Whether `variable`'s mask is a variable a callback can update. If
+    not (no mask, or one loaded with a model: a constant recovered from the
+    weights' zeros, captured by any train function traced since),
+    `install_mask` makes one, and that train function must be traced again
+    to see it."""
+    return isinstance(getattr(find_mask(variable), "mask", None), keras.Variable)
 
 
 def install_mask(variable, strategy=None, slot=None):
@@ -198,9 +240,9 @@ def install_mask(variable, strategy=None, slot=None):
             initial = ops.convert_to_numpy(existing.mask)
         elif existing is not None and existing.zeros is not None:  # read from a saved model
             recovered = mask_from_zeros(ops.convert_to_numpy(variable), existing.zeros,
-                                        variable.path)
+                                        variable.path, existing.pruned)
             initial = ops.convert_to_numpy(recovered) if recovered is not None else None
-            existing.zeros = None
+            existing.zeros = existing.pruned = None
         else:
             initial = None
         if initial is None:
@@ -610,8 +652,7 @@ class GradualPruning(keras.callbacks.Callback):
         release_interrupted([s.variable for s in self.selections], self.params,
                             type(self).__name__)
         strategy = getattr(model, "distribute_strategy", None)
-        fresh = [not isinstance(getattr(find_mask(s.variable), "mask", None), keras.Variable)
-                 for s in self.selections]
+        fresh = [not has_mask_variable(s.variable) for s in self.selections]
         self._masks = [install_mask(s.variable, strategy, constraint_slot(s.layer, s.attr))
                        for s in self.selections]
         if any(fresh):

@@ -27,7 +27,7 @@ from tfdc.constraints import fit_began, fit_ended, refuse_weight_averaging
 from tfdc.distill import trained_model
 from tfdc.errors import listed, require_tensorflow_backend
 from tfdc.layers import check_copyable, kind_of
-from tfdc.prune import (StepCounter, check_fraction, check_steps, find_mask, install_mask,
+from tfdc.prune import (StepCounter, check_fraction, check_steps, has_mask_variable, install_mask,
                         polynomial_sparsity, prune_due, warn_coarse_execution, warn_unfinished)
 from tfdc.select import (_check_patterns, _matches, input_layer_names, iter_layers, layer_paths,
                          refuse_non_float32, warn_frozen)
@@ -305,8 +305,10 @@ class StructuredPruning(keras.callbacks.Callback):
             # .keras file keeps it (a plain fit after loading grew the
             # removed units back).
             for variable, axis, slot in group.producing_slots():
-                existing = find_mask(variable)
-                fresh |= existing is None or existing.mask is None
+                # (A loaded model's mask, recovered as a constant by a plain
+                # fit's traced step, was taken for installed: that step kept
+                # applying the constant, and no unit was removed.)
+                fresh |= not has_mask_variable(variable)
                 masks.append((variable, axis, install_mask(variable, strategy, slot)))
             self._masks.append(masks)
         if fresh:
