@@ -238,6 +238,17 @@ def test_refuses_files_that_are_not_tflite(capsys, tmp_path, inputs):
         path.write_bytes(bad)
         code, _, err = run(capsys, "pack", path, out_path)
         assert_one_line_error(code, err, f"{name}.tflite", "a damaged or truncated .tflite file")
+    # A buffer outside the flatbuffer (offset, size) that claims 1 TiB: it
+    # said "a buffer's offset (64) points past the end", the offset in range
+    # and no path named.
+    from tfdc import tflite_schema
+    model = tflite_schema.read(tflite_schema.constant_model([np.ones((64, 64), np.float32)]))
+    model.buffers[1].data = None
+    model.buffers[1].offset, model.buffers[1].size = 64, 2 ** 40
+    (tmp_path / "offset.tflite").write_bytes(tflite_schema.build(model))
+    assert_one_line_error(*run(capsys, "pack", tmp_path / "offset.tflite", out_path)[::2],
+                          "offset.tflite: not a valid .tflite file: a buffer's data "
+                          "(1,099,511,627,776 B at offset 64) runs past the end of the")
     assert_one_line_error(*run(capsys, "pack", tmp_path / "missing.tflite", out_path)[::2],
                           "missing.tflite", "no such file")
     assert_one_line_error(*run(capsys, "pack", tmp_path, out_path)[::2], "is a directory")

@@ -769,8 +769,9 @@ def plain_model(data):
     for b in model.buffers:
         if b.offset > 1:
             if b.offset + b.size > len(data):
-                raise ValueError(f"a buffer's offset ({b.offset}) points past the end of the "
-                                 f"{len(data)}-byte model")
+                raise FormatError(f"a buffer's data ({b.size:,} B at offset {b.offset:,}) runs "
+                                  f"past the end of the {len(data):,}-byte model",
+                                  status="flatbuffer")
             b.data = np.frombuffer(data, np.uint8, b.size, b.offset).copy()
             b.offset, b.size = 0, 0
     return model
