@@ -142,6 +142,25 @@ def test_activation_data_of_single_examples_is_refused_before_training(mnist_sma
     assert len(removed_units(model, "fc1")) == model.get_layer("fc1").units // 4
 
 
+def test_activation_data_that_does_not_fit_the_model_is_refused_before_training(mnist_small):
+    # Another width, or a list of examples (a list is one array per input):
+    # Keras's predict failed at the first pruning step, naming its copy of
+    # the model ("functional_1"), not data= or StructuredPruning.
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    before = model.get_weights()
+    for data, match in ((x[:64, :, :20], r"data= does not run through the model: "
+                         r".*'sequential(_\d+)?'.*expected shape=\(None, 28, 28\)"),
+                        (list(x[:64]), r"data= does not run through the model \(a list or "
+                         r"tuple is one array per model input, not a list of examples\)")):
+        with pytest.raises(ValueError, match=r"^StructuredPruning\(criterion='activation'\): "
+                           + match):
+            model.fit(x[:64], y[:64], epochs=1, batch_size=BATCH, verbose=0, callbacks=[
+                StructuredPruning(0.25, criterion="activation", data=data, frequency=1)])
+    for w, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(w, b)  # refused before any step
+
+
 def test_a_frozen_layer_under_every_layer_is_told(mnist_small):
     # Units of a frozen (pretrained) layer were removed without a word, as
     # GradualPruning and ClusteredFineTuning say of their frozen kernels.

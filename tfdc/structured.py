@@ -314,7 +314,10 @@ class StructuredPruning(keras.callbacks.Callback):
         if fresh:
             # A train function traced earlier would not apply the new constraints.
             self.model.make_train_function(force=True)
-        self._probe = self._make_probe(model) if self.criterion == "activation" else None
+        self._probe = None
+        if self.criterion == "activation":
+            self._probe = self._make_probe(model)
+            self._check_probe_runs()
         self._counter = StepCounter(self.model)
         self._step = self._counter.step
         self._removed = [group.removed() for group, _ in self.groups]  # resuming keeps them
@@ -508,7 +511,34 @@ class StructuredPruning(keras.callbacks.Callback):
                     index[id(t)] = len(tensors)
                     tensors.append(t)
         self._read_index = index
-        return keras.Model(graph.inputs, tensors)
+        # The user's model's name: Keras's errors name the model they ran.
+        return keras.Model(graph.inputs, tensors, name=model.name)
+
+    def _check_probe_runs(self):
+        """Run data='s first examples through the model as the fit begins:
+        data of another shape (another width, a list of single examples)
+        failed inside Keras's predict at the first pruning step, the
+        training before it lost, in an error that named neither data= nor
+        StructuredPruning."""
+        data = self.data
+        if hasattr(data, "element_spec"):
+            first = data.take(1)
+        elif isinstance(data, keras.utils.PyDataset):
+            first = keras.utils.unpack_x_y_sample_weight(data[0])[0]
+        elif isinstance(data, dict):
+            first = {k: np.asarray(v)[:2] for k, v in data.items()}
+        elif isinstance(data, (list, tuple)):
+            first = [np.asarray(v)[:2] for v in data]
+        else:
+            first = np.asarray(data)[:2]
+        try:
+            self._probe.predict(first, verbose=0)
+        except Exception as e:  # noqa: BLE001 - Keras's own error, told as the user's data
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            hint = (" (a list or tuple is one array per model input, not a list of examples)"
+                    if isinstance(data, (list, tuple)) else "")
+            raise ValueError(f"StructuredPruning(criterion='activation'): data= does not run "
+                             f"through the model{hint}: {why}") from None
 
     def _activation_stats(self):
         outputs = self._probe.predict(self.data, batch_size=256, verbose=0)
