@@ -161,6 +161,21 @@ def test_activation_data_that_does_not_fit_the_model_is_refused_before_training(
         np.testing.assert_array_equal(w, b)  # refused before any step
 
 
+def test_a_named_target_that_exclude_leaves_out_is_refused():
+    # It was dropped without a word: "nothing to prune ... or every target
+    # is 0" when it was the only one, the rest pruned as if not named.
+    model = mlp()
+    pruner = StructuredPruning({"fc1": 0.5, "fc2": 0.5}, exclude=["fc1"])
+    pruner.set_model(model)
+    with pytest.raises(ValueError, match=r"^fc1: named in target_fraction and left out by "
+                       r"exclude=\['fc1'\]: give each layer in one of them"):
+        pruner.on_train_begin()
+    # data= without criterion="activation" is not read: said so.
+    with pytest.warns(UserWarning, match=r"data= is read by criterion='activation' only; "
+                      r"criterion='l2' ranks units by their weights"):
+        StructuredPruning(0.5, data=np.zeros((4, 28, 28)))
+
+
 def test_a_frozen_layer_under_every_layer_is_told(mnist_small):
     # Units of a frozen (pretrained) layer were removed without a word, as
     # GradualPruning and ClusteredFineTuning say of their frozen kernels.

@@ -102,9 +102,14 @@ class StructuredPruning(keras.callbacks.Callback):
     UnitNormalization, Rescaling with an offset or per-channel scales,
     BatchNormalization without its scale, recurrent layers,
     SeparableConv2D, a grouped Conv2D (`groups` > 1), a DepthwiseConv2D
-    with `depth_multiplier` > 1, nested models (an elementwise Add,
-    Subtract, Multiply, ... removes a channel from all its inputs or
-    none). `tfdc.units(model)` notes each such layer with the reason.
+    with `depth_multiplier` > 1, nested models, Lambda and `keras.ops`
+    nodes, Normalization, Dot, noise layers (an elementwise Add, Subtract,
+    Multiply, ... removes a channel from all its inputs or none).
+    `tfdc.units(model)` notes each such layer with the reason. The units
+    removed are those of Dense, Conv (1D/2D/3D) and ConvTranspose layers;
+    other layers (SeparableConv2D, a DepthwiseConv2D with
+    `depth_multiplier` > 1, Embedding, recurrent layers) keep theirs, and
+    naming one in `target_fraction` is an error that says so.
 
     Args:
         target_fraction: final fraction of units removed, in [0, 1): one
@@ -139,7 +144,7 @@ class StructuredPruning(keras.callbacks.Callback):
         ValueError: a fraction outside [0, 1), an unknown criterion,
             `"activation"` without `data`, a name or pattern that matches no
             layer, a named layer whose units cannot be removed (the message
-            says why), or nothing to prune.
+            says why) or that `exclude` leaves out, or nothing to prune.
 
     Example:
 
@@ -177,6 +182,10 @@ class StructuredPruning(keras.callbacks.Callback):
             raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
         if criterion == "activation":
             _check_activation_data(data)
+        elif data is not None:
+            warnings.warn(f"StructuredPruning: data= is read by criterion='activation' only; "
+                          f"criterion={criterion!r} ranks units by their weights, without it",
+                          stacklevel=2)
         if not isinstance(frequency, (int, np.integer)) or isinstance(frequency, bool) \
                 or frequency < 1:
             raise ValueError(f"frequency must be a positive integer, got {frequency!r}")
@@ -232,13 +241,16 @@ class StructuredPruning(keras.callbacks.Callback):
                 raise ValueError(f"layer {key!r} ({type(layer).__name__}) has no output "
                                  "units of its own to remove: name the Dense / Conv layer "
                                  "whose units it carries")
-        selected, excluded = [], []
+        selected, excluded, both = [], [], []
         for group in analysis.groups:
             producers = [p for p in group.producers
                          if not any(_matches(e, p.name) for e in self.exclude)]
             if len(producers) != len(group.producers) or not producers:
                 if group.fixed is None:
                     excluded.append(group.name)
+                if isinstance(targets, dict):
+                    both += [p.name for p in group.producers if p not in producers
+                             and p.name in targets]
                 continue
             if isinstance(targets, dict):
                 values = []
@@ -261,6 +273,11 @@ class StructuredPruning(keras.callbacks.Callback):
                 value = targets
             if value > 0:
                 selected.append((group, float(value)))
+        if both:
+            # The named target was dropped without a word ("nothing to prune
+            # ... or every target is 0" when it was the only one).
+            raise ValueError(f"{listed(both, 6)}: named in target_fraction and left out by "
+                             f"exclude={self.exclude!r}: give each layer in one of them")
         if not selected and excluded and not isinstance(targets, dict) and not any(
                 group.fixed is None and group.name not in excluded for group in analysis.groups):
             raise ValueError(f"nothing to prune: exclude={self.exclude!r} leaves out every "
