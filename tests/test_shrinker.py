@@ -260,6 +260,26 @@ def test_shrink_works_from_the_zeros_after_save_and_load(tmp_path, mnist_small):
     np.testing.assert_allclose(small(xt[:16]), model(xt[:16]), atol=1e-5)
 
 
+def test_units_whose_weights_came_back_are_kept_and_told(mnist_small):
+    # As EarlyStopping(restore_best_weights=True) does with an epoch before
+    # the schedule ended: shrink quietly returned the larger model.
+    (x, y), _ = mnist_small
+    model = compile_(keras.Sequential([keras.Input((28, 28)), layers.Flatten(),
+                                       layers.Dense(16, activation="relu", name="fc1"),
+                                       layers.Dense(10, activation="softmax", name="out")]))
+    model.fit(x[:512], y[:512], epochs=1, batch_size=BATCH, verbose=0,
+              callbacks=[StructuredPruning(0.5, frequency=1)])
+    kernel = model.get_layer("fc1").kernel
+    removed = zero_columns(kernel.numpy())
+    restored = kernel.numpy()
+    restored[:, removed[0]] = 0.01
+    kernel.assign(restored)
+    with pytest.warns(UserWarning, match=r"784 weights that the pruning masks zero are not zero "
+                                         r"\(sequential(_\d+)?/fc1/kernel: 784\)"):
+        small = tfdc.shrink(model)
+    assert small.get_layer("fc1").units == 16 - len(removed) + 1
+
+
 def test_depthwise_multiplier_keeps_its_channels():
     inputs = keras.Input((8, 8, 2))
     h = layers.Conv2D(4, 1, name="conv")(inputs)

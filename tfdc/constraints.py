@@ -162,7 +162,7 @@ def refuse_weight_averaging(model, callback):
             "Compile with use_ema=False for this fit.")
 
 
-def _warn_unmasked(variables):
+def warn_unmasked(variables):
     """A warning for weights that a pruning mask zeroes but that are not
     zero: something set the weights after the last train step applied the
     masks, e.g. `EarlyStopping(restore_best_weights=True)` restoring an
@@ -264,7 +264,7 @@ def strip(model):
                       "of it, pruned weights are no longer kept at zero nor shared weights "
                       "equal. Strip after the fit (tfdc.export during a fit leaves the "
                       "constraints on).", stacklevel=2)
-    _warn_unmasked(model.variables)
+    warn_unmasked(model.variables)
     _warn_unshared(model.variables)
     for variable in model.variables:
         constraint = getattr(variable, "constraint", None)

@@ -23,7 +23,7 @@ import numpy as np
 from keras import ops
 
 from tfdc.channels import CHANNELS_FIRST, channel_groups, is_channels_first
-from tfdc.constraints import strip
+from tfdc.constraints import strip, warn_unmasked
 from tfdc.layers import (check_copyable, copy_layer, finalize_states, kind_of,
                          sequential_like)
 
@@ -128,6 +128,9 @@ def shrink(model):
     """
     _check_model(model)
     check_copyable(model, "tfdc.shrink")
+    # Units whose masks say removed but whose weights came back (restored by
+    # EarlyStopping) are kept: a larger model than the masks say, told.
+    warn_unmasked(model.variables)
     analysis = channel_groups(model)
     keep = _keep(analysis)
     new_units = {}
