@@ -2,6 +2,7 @@
 module no longer shadows `tfdc.export`."""
 
 import importlib
+import os
 import re
 import warnings
 
@@ -220,3 +221,34 @@ def test_strip_from_a_callback_during_fit_does_not_break_the_fit():
                       "training: for the rest of it, pruned weights are no longer kept"):
         model.fit(x, y, epochs=2, batch_size=32, verbose=0,
                   callbacks=[ClusteredFineTuning(bits=2), Snapshot(None, "strip")])
+
+
+WARNINGS_AS_ERRORS = """
+import keras, numpy as np, tfdc
+rng = np.random.default_rng(0)
+x, y = rng.random((256, 20), np.float32), rng.integers(0, 3, 256)
+model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation="relu", name="fc1"),
+                          keras.layers.Dense(3, activation="softmax", name="out")])
+model.compile("adam", "sparse_categorical_crossentropy")
+model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[
+    tfdc.StructuredPruning({"fc1": 0.5}, frequency=2), tfdc.GradualPruning(0.5, frequency=2)])
+model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[tfdc.ClusteredFineTuning(bits=3)])
+model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+print(tfdc.units(tfdc.shrink(model))["fc1"].kept, tfdc.export(model, "m.tflite").packed_bytes > 0)
+"""  # (not model.save: Keras's own saving fails there, in keras.ops.convert_to_numpy)
+
+
+def test_callbacks_run_where_warnings_are_errors(tmp_path):
+    # `python -W error` (or pytest's filterwarnings = error; here for
+    # DeprecationWarning, tfdc's own warnings aside): every fit with
+    # a tfdc callback died at its first step on NumPy 2's DeprecationWarning
+    # for keras.ops.convert_to_numpy of a TensorFlow variable.
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__))), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-c",
+                           WARNINGS_AS_ERRORS],
+                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == ["16", "True"], done.stdout

@@ -159,6 +159,11 @@ def test_activation_data_that_does_not_fit_the_model_is_refused_before_training(
                 StructuredPruning(0.25, criterion="activation", data=data, frequency=1)])
     for w, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(w, b)  # refused before any step
+    # Arrays of two lengths (a model of two inputs); a list of (a, b) pairs.
+    with pytest.raises(ValueError, match=r"data= arrays of one length .*got lengths \[10, 12\]"):
+        StructuredPruning(0.5, criterion="activation", data=[x[:10], x[:12]])
+    with pytest.raises(ValueError, match=r"needs data= as arrays \(one per model input\)"):
+        StructuredPruning(0.5, criterion="activation", data=[(x[0], 1), (x[1], 2)])
 
 
 def test_a_named_target_that_exclude_leaves_out_is_refused():

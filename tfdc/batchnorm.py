@@ -13,6 +13,7 @@ import numpy as np
 from tfdc.layers import (copy_layer, finalize_states, graph_nodes, is_subclassed, kind_of,
                          sequential_like)
 from tfdc.select import check_built, iter_layers
+from tfdc.values import to_numpy
 
 
 def _foldable_pairs(model):
@@ -55,14 +56,14 @@ def _foldable_pairs(model):
 
 
 def _folded_weights(layer, bn):
-    kernel = keras.ops.convert_to_numpy(layer.kernel).astype(np.float64)
+    kernel = to_numpy(layer.kernel).astype(np.float64)
     channels = bn.moving_mean.shape[0]
-    bias = (keras.ops.convert_to_numpy(layer.bias).astype(np.float64) if layer.use_bias
+    bias = (to_numpy(layer.bias).astype(np.float64) if layer.use_bias
             else np.zeros(channels))
-    mean = keras.ops.convert_to_numpy(bn.moving_mean).astype(np.float64)
-    var = keras.ops.convert_to_numpy(bn.moving_variance).astype(np.float64)
-    gamma = keras.ops.convert_to_numpy(bn.gamma).astype(np.float64) if bn.scale else 1.0
-    beta = keras.ops.convert_to_numpy(bn.beta).astype(np.float64) if bn.center else 0.0
+    mean = to_numpy(bn.moving_mean).astype(np.float64)
+    var = to_numpy(bn.moving_variance).astype(np.float64)
+    gamma = to_numpy(bn.gamma).astype(np.float64) if bn.scale else 1.0
+    beta = to_numpy(bn.beta).astype(np.float64) if bn.center else 0.0
     scale = gamma / np.sqrt(var + bn.epsilon)
     if kind_of(layer).name == "depthwise":
         # kernel [..., in, multiplier]; output channel = in_index * multiplier + m

@@ -40,6 +40,7 @@ import numpy as np
 
 from tfdc.layers import (channel_role, constraint_slot, graph_of, kind_of,
                          zero_preserving_activation)
+from tfdc.values import to_numpy
 
 __all__ = ["ChannelGroup", "ChannelAnalysis", "channel_groups", "graph_of"]
 
@@ -94,7 +95,7 @@ class ChannelGroup:
             return out
         out[:] = True
         for variable, axis in self.producing_slices():
-            w = np.moveaxis(keras.ops.convert_to_numpy(variable), axis, -1)
+            w = np.moveaxis(to_numpy(variable), axis, -1)
             out &= ~np.any(w.reshape(-1, self.size) != 0, axis=0)
         return out
 

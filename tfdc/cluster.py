@@ -17,6 +17,7 @@ from tfdc.constraints import (TfdcConstraint, find_constraint, fit_began, fit_en
 from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import bias_variable
 from tfdc.select import iter_layers, select_kernels, selection_names
+from tfdc.values import to_numpy
 
 DEFAULT_CONV_BITS = 8  # paper: 256 shared values for convolutions
 DEFAULT_DENSE_BITS = 5  # paper: 32 shared values for fully connected layers
@@ -403,7 +404,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         self.selections = selections
         out = {}
         for name, s in zip(selection_names(model, selections), selections):
-            value = keras.ops.convert_to_numpy(s.variable)
+            value = to_numpy(s.variable)
             pos, asg, cen, cnt = _cluster_kernel(value, s.value, self.init, self.seed,
                                                  self.max_iter, self.centroid_fp16)
             flat = np.zeros(value.size, np.float32)
@@ -486,7 +487,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
     def _start(self):
         model = self.model
         self._started = True
-        self._start_step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+        self._start_step = int(to_numpy(model.optimizer.iterations))
         selections = self._select(model)
         for s in selections:
             other = find_constraint(s.variable, ClusterConstraint)
@@ -605,7 +606,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         if not self._started and self.model.built:
             self._finish_unstarted()
         elif self._started and self._schedules and not self._warned and \
-                0 < int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) == \
+                0 < int(to_numpy(self.model.optimizer.iterations)) == \
                 self._start_step:
             # Clustered at a schedule's end, and the fit stopped right there
             # (EarlyStopping, stop_training) before its planned end. (Still at
@@ -634,14 +635,14 @@ class ClusteredFineTuning(keras.callbacks.Callback):
             for layer in {id(s.layer): s.layer for s in clustered}.values():
                 bias = bias_variable(layer)
                 if bias is not None and bias.dtype == "float32":
-                    bias.assign(to_binary16(keras.ops.convert_to_numpy(bias.value)))
+                    bias.assign(to_binary16(to_numpy(bias.value)))
         if self.centroid_fp16:
             # Rounding is a function of the value, so a kernel rounded
             # element by element keeps its members equal to their centroid.
             for s in clustered:
-                s.variable.assign(to_binary16(keras.ops.convert_to_numpy(s.variable)))
+                s.variable.assign(to_binary16(to_numpy(s.variable)))
             for _, c in self._constraints:  # still attached when detach_at_end=False
-                c.centroids.assign(to_binary16(keras.ops.convert_to_numpy(c.centroids)))
+                c.centroids.assign(to_binary16(to_numpy(c.centroids)))
 
     def _finish_unstarted(self):
         """The fit ended before clustering began: a pruning callback in the
@@ -673,7 +674,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
 
 
 def _nonzero(variable):
-    v = keras.ops.convert_to_numpy(variable).ravel()
+    v = to_numpy(variable).ravel()
     return v[v != 0]
 
 
@@ -691,7 +692,7 @@ def codebooks(model, targets=True, exclude=()):
     out = {}
     selections = select_kernels(model, targets, exclude)
     for name, s in zip(selection_names(model, selections), selections):
-        v = keras.ops.convert_to_numpy(s.variable).ravel()
+        v = to_numpy(s.variable).ravel()
         centroids, counts = np.unique(v[v != 0], return_counts=True)
         out[name] = {"centroids": centroids, "counts": counts,
                        "zeros": int(v.size - counts.sum()), "size": int(v.size)}

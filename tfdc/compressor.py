@@ -52,6 +52,7 @@ from tfdc.errors import (finite, first_line, listed, raise_if_signalled,
                          require_tensorflow_backend)
 from tfdc.scan import (_index, _items, _labels, _length, _map, check_batched, check_finite,
                        input_count, unwrap_one_input)
+from tfdc.values import to_numpy
 
 __all__ = ["compress", "CompressResult", "BudgetMissedWarning", "scaled_plan", "HandPlan",
            "increase_bound", "fewest_examples", "loss_increase_bound", "DEFAULT_CONFIDENCE"]
@@ -950,7 +951,7 @@ def _divergence_guard(model):
                 self.stop(f"the weights became NaN or infinite in epoch {epoch + 1}")
 
         def stop(self, what):
-            rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+            rate = float(to_numpy(model.optimizer.learning_rate))
             raise ValueError(f"train_data: {what}: a NaN or an infinity in the data (arrays "
                              f"are checked before training, a dataset only in its first "
                              f"batch) or too large a learning rate (now {rate:.3g})")
@@ -971,11 +972,10 @@ def _magnitude_prune(model, sparsity):
     """Zero the smallest |w| of each planned kernel so that it has exactly
     round(s * n) zeros (`tfdc.prune.pruned_count`; zeros already there
     count)."""
-    from keras import ops
 
     from tfdc.prune import pruned_count
     for s in _kernels(model, sparsity):
-        w = np.array(ops.convert_to_numpy(s.variable))
+        w = np.array(to_numpy(s.variable))
         k = pruned_count(s.value, w.size)
         if k > 0:
             flat = np.abs(w).ravel()
@@ -1418,10 +1418,9 @@ def _cut_to(student, plan, target, size, path, export_file, log):
     is left as it is: the planner found it sensitive, and its first zeros
     would be one more shared value in its codebook, a larger file (3 bits,
     2 % cut: +146 B); it is cut only if the plan prunes no kernel."""
-    from keras import ops
     sels = _kernels(student, plan.sparsity)
     sels = [s for s in sels if float(s.value) > 0] or sels
-    original = [np.array(ops.convert_to_numpy(s.variable)) for s in sels]
+    original = [np.array(to_numpy(s.variable)) for s in sels]
     kept = [int(np.count_nonzero(w)) for w in original]
 
     def cut(f):
@@ -2119,11 +2118,10 @@ def _plan_as_cut(student, plan):
     """`plan` with the sparsity `_cut_to` left in `student`'s kernels (a
     `HandPlan`; the plan itself where nothing was cut): `.plan` of the
     result describes the file."""
-    from keras import ops
     sparsity = dict(plan.sparsity)
     for key, value in plan.sparsity.items():  # a name, a path or a pattern
         zeros = [1 - np.count_nonzero(w) / w.size for w in
-                 (ops.convert_to_numpy(s.variable) for s in _kernels(student, {key: value}))]
+                 (to_numpy(s.variable) for s in _kernels(student, {key: value}))]
         if zeros:
             sparsity[key] = float(max(value, min(zeros)))
     if sparsity == dict(plan.sparsity):

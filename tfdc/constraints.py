@@ -23,6 +23,8 @@ tfdc.strip(model)  # no tfdc object left on the model's variables
 
 import keras
 
+from tfdc.values import to_numpy
+
 __all__ = ["TfdcConstraint", "strip", "find_constraint", "user_constraint"]
 
 # The tfdc callbacks of the fit running on each model (by id; a Distiller's
@@ -176,8 +178,8 @@ def warn_unmasked(variables):
         constraint = find_constraint(variable, MaskConstraint)
         if constraint is None or constraint.mask is None:
             continue
-        value = keras.ops.convert_to_numpy(variable)
-        mask = keras.ops.convert_to_numpy(constraint.mask)
+        value = to_numpy(variable)
+        mask = to_numpy(constraint.mask)
         if value.shape != mask.shape:
             continue
         count = int(np.count_nonzero(value[mask == 0]))
@@ -198,7 +200,7 @@ def shared_values(variable):
     """The distinct nonzero values of `variable` (a clustered kernel's
     shared values)."""
     import numpy as np
-    value = keras.ops.convert_to_numpy(variable)
+    value = to_numpy(variable)
     return np.unique(value[value != 0])
 
 

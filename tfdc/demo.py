@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from tfdc.compressor import DEFAULT_CONFIDENCE
+from tfdc.values import to_numpy
 
 __all__ = ["DemoConfig", "run", "compress", "tflite_error", "tflite_mistakes", "tflite_outputs",
            "PAPER_SPARSITY", "PAPER_BITS", "TFDC_SPARSITY", "TFDC_BITS", "DEFAULT_RATIO",
@@ -608,7 +609,6 @@ def _run_budget(model, c, train, test, log, default_budget=False):
 def _budget_plots(float_model, compressed, report, out, network, layer="fc1"):
     """The figures of a `tfdc.compress` run: the tracked layer's weights
     before and after (with its shared values), and storage per layer."""
-    import keras
 
     from tfdc import plots
     from tfdc.cluster import codebooks
@@ -617,8 +617,8 @@ def _budget_plots(float_model, compressed, report, out, network, layer="fc1"):
     book = codebooks(compressed).get(kernel.path)
     paths.append(plots.weight_histograms(
         os.path.join(out, f"weights_{layer}.png"),
-        keras.ops.convert_to_numpy(float_model.get_layer(layer).kernel),
-        clustered=keras.ops.convert_to_numpy(kernel),
+        to_numpy(float_model.get_layer(layer).kernel),
+        clustered=to_numpy(kernel),
         centroids=None if book is None else book["centroids"], layer=f"{network} / {layer}"))
     return paths + _size_plot(report, out, network)
 

@@ -30,6 +30,7 @@ import dataclasses
 import functools
 
 from tfdc.errors import first_line
+from tfdc.values import to_numpy
 
 __all__ = ["LayerKind", "KINDS", "OTHER_FLOATS", "kind_of", "kernel_attrs", "kernel_variables",
            "kernel_name", "kernel_layer_name",
@@ -287,7 +288,7 @@ def zero_preserving_activation(fn):
     elif getattr(fn, "__name__", None) not in ZERO_PRESERVING_ACTIVATIONS:
         return False
     # ReLU(threshold=t, negative_slope=a) maps 0 to a * t: check the value.
-    out = keras.ops.convert_to_numpy(fn(keras.ops.zeros((1, 4))))
+    out = to_numpy(fn(keras.ops.zeros((1, 4))))
     return out.shape == (1, 4) and bool(np.all(out == 0))
 
 

@@ -37,6 +37,7 @@ from tfdc.constraints import (TfdcConstraint, callbacks_in_fit, find_constraint,
 from tfdc.errors import listed, require_tensorflow_backend
 from tfdc.layers import constraint_slot, kernel_name, kernel_variables
 from tfdc.select import check_built, iter_layers, kernel_labels, select_kernels
+from tfdc.values import to_numpy
 
 __all__ = ["GradualPruning", "MaskConstraint", "install_mask", "find_mask", "active_pruning",
            "active_schedules", "StepCounter",
@@ -131,7 +132,7 @@ class MaskConstraint(TfdcConstraint):
         inner = keras.constraints.serialize(self.inner) if self.inner is not None else None
         zeros, pruned = self.zeros, self.pruned
         if self.mask is not None:
-            mask = ops.convert_to_numpy(self.mask)
+            mask = to_numpy(self.mask)
             zeros = int(mask.size - np.count_nonzero(mask))
             if mask.size <= self.LISTED_MAX:
                 pruned = np.flatnonzero(mask.ravel() == 0).tolist()
@@ -152,13 +153,10 @@ def _current_value(variable):
     being traced; None for a symbolic tensor."""
     import tensorflow as tf
     try:
-        # NumPy 2 warns of TensorFlow's `__array__` (no `copy` keyword): in a
-        # process that makes warnings errors (`python -W error`, pytest's
-        # filterwarnings), that read as "no value", and the traced step
-        # applied no mask for the whole fit.
-        with tf.init_scope(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return np.asarray(ops.convert_to_numpy(variable))
+        # (to_numpy: where warnings are errors, NumPy 2's DeprecationWarning
+        # read as "no value", and the traced step applied no mask at all.)
+        with tf.init_scope():
+            return np.asarray(to_numpy(variable))
     except Exception:  # noqa: BLE001 - any tensor that has no value outside the graph
         return None
 
@@ -237,11 +235,11 @@ def install_mask(variable, strategy=None, slot=None):
     existing = find_mask(variable)
     if existing is None or not isinstance(existing.mask, keras.Variable):
         if existing is not None and existing.mask is not None:  # recovered by a traced step
-            initial = ops.convert_to_numpy(existing.mask)
+            initial = to_numpy(existing.mask)
         elif existing is not None and existing.zeros is not None:  # read from a saved model
-            recovered = mask_from_zeros(ops.convert_to_numpy(variable), existing.zeros,
+            recovered = mask_from_zeros(to_numpy(variable), existing.zeros,
                                         variable.path, existing.pruned)
-            initial = ops.convert_to_numpy(recovered) if recovered is not None else None
+            initial = to_numpy(recovered) if recovered is not None else None
             existing.zeros = existing.pruned = None
         else:
             initial = None
@@ -352,7 +350,7 @@ def sparsity(model):
     names = kernel_labels(model, [(layer, attr) for layer, attr, _ in rows])
     report = SparsityReport()
     for name, (layer, attr, variable) in zip(names, rows):
-        w = ops.convert_to_numpy(variable)
+        w = to_numpy(variable)
         report[name] = LayerSparsity(int(w.size), int(w.size - np.count_nonzero(w)))
     return report
 
@@ -383,7 +381,7 @@ class StepCounter:
         inner = innermost_optimizer(optimizer)
         self.k = int(getattr(inner, "gradient_accumulation_steps", None) or 1)
         counter = inner._iterations if self.k > 1 else optimizer.iterations
-        self.batches = self.epoch_base = int(ops.convert_to_numpy(counter))
+        self.batches = self.epoch_base = int(to_numpy(counter))
         self._first = True
 
     @property
@@ -433,7 +431,7 @@ def warn_unfinished(callback, step, end_step, reached, target, given, variables=
     `variables` (the pruned kernels) holds a NaN or an infinity, the fit
     diverged (stopped by TerminateOnNaN): an earlier end_step is no cure."""
     diverged = [v.path for v in variables
-                if not np.isfinite(ops.convert_to_numpy(v)).all()]
+                if not np.isfinite(to_numpy(v)).all()]
     if diverged:
         warnings.warn(
             f"{callback}: training ended at step {step:,}, before the schedule's end_step "
@@ -689,8 +687,8 @@ class GradualPruning(keras.callbacks.Callback):
         # weights are the masks of the earlier run; keep them.
         if self._step > self.begin_step:
             for selection, constraint in zip(self.selections, self._masks):
-                w = ops.convert_to_numpy(selection.variable)
-                constraint.mask.assign((w != 0).astype(w.dtype) * ops.convert_to_numpy(constraint.mask))
+                w = to_numpy(selection.variable)
+                constraint.mask.assign((w != 0).astype(w.dtype) * to_numpy(constraint.mask))
         self._warn_past_target()
         if self._step >= self.begin_step:
             self._prune(self._step)
@@ -703,7 +701,7 @@ class GradualPruning(keras.callbacks.Callback):
         stay as sparse (a lower target was ignored without a word)."""
         past = {}
         for selection, constraint in zip(self.selections, self._masks):
-            mask = ops.convert_to_numpy(constraint.mask)
+            mask = to_numpy(constraint.mask)
             zeros = 1.0 - float(np.count_nonzero(mask)) / mask.size
             if zeros > float(selection.value) + 0.5 / mask.size:
                 past[kernel_name(selection.layer, selection.attr)] = (zeros, selection.value)
@@ -756,8 +754,8 @@ class GradualPruning(keras.callbacks.Callback):
         way (a custom `train_step` assigning them itself) trains them all."""
         regrown = {}
         for selection, constraint in zip(self.selections, self._masks):
-            w = ops.convert_to_numpy(selection.variable)
-            mask = ops.convert_to_numpy(constraint.mask)
+            w = to_numpy(selection.variable)
+            mask = to_numpy(constraint.mask)
             count = int(np.count_nonzero(w[mask == 0]))
             if count:
                 regrown[kernel_name(selection.layer, selection.attr)] = count
@@ -828,8 +826,8 @@ class GradualPruning(keras.callbacks.Callback):
         for selection, constraint in zip(self.selections, self._masks):
             target = polynomial_sparsity(step, self.initial_sparsity, selection.value,
                                          self.begin_step, self.end_step)
-            w = ops.convert_to_numpy(selection.variable)
-            old = ops.convert_to_numpy(constraint.mask)
+            w = to_numpy(selection.variable)
+            old = to_numpy(constraint.mask)
             mask = self._new_mask(w, old, target)
             constraint.mask.assign(mask)
             selection.variable.assign(np.where(mask > 0, w, np.zeros_like(w)))
@@ -855,7 +853,7 @@ class GradualPruning(keras.callbacks.Callback):
     def _measure(self):
         zeros = total = 0
         for s in self.selections:
-            w = ops.convert_to_numpy(s.variable)
+            w = to_numpy(s.variable)
             zeros += w.size - np.count_nonzero(w)
             total += w.size
         return zeros / total

@@ -47,6 +47,8 @@ import time
 
 import numpy as np
 
+from tfdc.values import to_numpy
+
 __all__ = ["sensitivity", "Sensitivity", "DEFAULT_SPARSITIES", "DEFAULT_BITS",
            "DEFAULT_SAMPLES", "Evaluator", "SummedLoss"]
 
@@ -594,7 +596,7 @@ class Evaluator:
         parts = []
         for batch in self.batches:
             out = self.forward(batch)
-            parts.append([np.asarray(keras.ops.convert_to_numpy(o), dtype=np.float32)
+            parts.append([np.asarray(to_numpy(o), dtype=np.float32)
                           for o in keras.tree.flatten(out)])
         outputs = [np.concatenate(part) for part in zip(*parts)]
         return outputs if len(outputs) > 1 else outputs[0]
@@ -755,12 +757,11 @@ def loss_callable(loss):
 def mean_loss(fn, y, pred):
     """`fn(y, pred)` (a `loss_callable`) averaged over the examples, as a
     float; NaN without a loss (`fn` None)."""
-    import keras
     if fn is None:
         return float("nan")
     if isinstance(fn, SummedLoss):
         return fn.mean(y, pred)
-    return float(np.mean(keras.ops.convert_to_numpy(fn(y, pred))))
+    return float(np.mean(to_numpy(fn(y, pred))))
 
 
 def example_losses(fn, y, pred):
@@ -777,7 +778,7 @@ def example_losses(fn, y, pred):
         values = fn.call(y_t, pred_t)
     else:
         values = fn(y, pred)
-    values = np.asarray(keras.ops.convert_to_numpy(values), np.float64)
+    values = np.asarray(to_numpy(values), np.float64)
     return values.reshape(len(y), -1).mean(axis=1)
 
 

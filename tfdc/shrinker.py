@@ -20,12 +20,12 @@ import math
 
 import keras
 import numpy as np
-from keras import ops
 
 from tfdc.channels import CHANNELS_FIRST, channel_groups, is_channels_first
 from tfdc.constraints import strip, warn_unmasked
 from tfdc.layers import (check_copyable, copy_layer, finalize_states, kind_of,
                          sequential_like)
+from tfdc.values import to_numpy
 
 __all__ = ["shrink", "units", "UnitsReport", "LayerUnits"]
 
@@ -75,7 +75,7 @@ def _slices(layer, analysis, keep):
 
 
 def _sliced_value(variable, axes):
-    w = ops.convert_to_numpy(variable)
+    w = to_numpy(variable)
     for axis, idx in axes.items():
         w = np.take(w, idx, axis=axis)
     return w
@@ -153,7 +153,7 @@ def shrink(model):
         target = new.get_layer(old.name)
         sliced = {id(v): axes for v, axes in _slices(old, analysis, keep)}
         target.set_weights([_sliced_value(v, sliced[id(v)]) if id(v) in sliced
-                            else ops.convert_to_numpy(v) for v in old.weights])
+                            else to_numpy(v) for v in old.weights])
     # The layers' configs carry the source's pruning masks, which no longer
     # fit the sliced weights (each warned at the first training step).
     return strip(finalize_states(new))

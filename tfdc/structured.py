@@ -20,7 +20,6 @@ import warnings
 
 import keras
 import numpy as np
-from keras import ops
 
 from tfdc.channels import CHANNELS_FIRST, channel_groups, graph_of, is_channels_first
 from tfdc.constraints import fit_began, fit_ended, refuse_weight_averaging
@@ -32,6 +31,7 @@ from tfdc.prune import (StepCounter, check_fraction, check_steps, has_mask_varia
 from tfdc.select import (_check_patterns, _matches, input_layer_names, iter_layers, layer_paths,
                          refuse_non_float32, warn_frozen)
 from tfdc.shrinker import units
+from tfdc.values import to_numpy
 
 __all__ = ["StructuredPruning"]
 
@@ -65,8 +65,14 @@ def _check_activation_data(data):
     from tfdc.scan import check_finite
     arrays = list(data.values()) if isinstance(data, dict) else \
         list(data) if isinstance(data, (list, tuple)) else [data]
+    lengths = []
     for array in arrays:
-        array = np.asarray(array)
+        try:
+            array = np.asarray(array)
+        except ValueError as e:  # ragged: NumPy's "inhomogeneous shape"
+            raise ValueError(f"criterion='activation' needs data= as arrays (one per model "
+                             f"input), a tf.data.Dataset or a keras.utils.PyDataset: {e}") \
+                from None
         if array.dtype == object and array.ndim == 0:
             raise ValueError("criterion='activation' needs data= as arrays, a tf.data.Dataset "
                              "or a keras.utils.PyDataset; got a value of type "
@@ -75,6 +81,11 @@ def _check_activation_data(data):
             raise ValueError(f"criterion='activation' needs data= with examples; got an array "
                              f"of shape {array.shape}")
         check_finite(array, "StructuredPruning", "data")
+        lengths.append(len(array))
+    if len(set(lengths)) > 1:
+        # Keras's predict failed on them at the first pruning step.
+        raise ValueError(f"criterion='activation' needs data= arrays of one length (one "
+                         f"example per row in each input), got lengths {lengths}")
 
 
 class StructuredPruning(keras.callbacks.Callback):
@@ -500,22 +511,22 @@ class StructuredPruning(keras.callbacks.Callback):
         for variable, axis, constraint in self._masks[i]:
             shape = [1] * len(variable.shape)
             shape[axis] = -1
-            old = ops.convert_to_numpy(constraint.mask)
+            old = to_numpy(constraint.mask)
             mask = old * keep.reshape(shape).astype(old.dtype)
             constraint.mask.assign(mask)
-            w = ops.convert_to_numpy(variable)
+            w = to_numpy(variable)
             variable.assign(np.where(mask > 0, w, np.zeros_like(w)))
 
     def _norms(self, group):
         total = np.zeros(group.size)
         for layer in group.producers:
-            w = np.moveaxis(ops.convert_to_numpy(layer.kernel), kind_of(layer).out_axis, -1)
+            w = np.moveaxis(to_numpy(layer.kernel), kind_of(layer).out_axis, -1)
             w = np.abs(w.reshape(-1, group.size).astype(np.float64))
             col = w.sum(0) if self.criterion == "l1" else np.sqrt((w ** 2).sum(0))
             bn = self._bn_after.get(id(layer))
             if bn is not None:  # the kernel the converter will see: folded
-                var = ops.convert_to_numpy(bn.moving_variance).astype(np.float64)
-                col = col * np.abs(ops.convert_to_numpy(bn.gamma)) / np.sqrt(var + bn.epsilon)
+                var = to_numpy(bn.moving_variance).astype(np.float64)
+                col = col * np.abs(to_numpy(bn.gamma)) / np.sqrt(var + bn.epsilon)
             total += col if self.criterion == "l1" else col ** 2
         return total
 
