@@ -127,8 +127,9 @@ class MaskConstraint(TfdcConstraint):
 
     def get_config(self):
         # The mask itself lives in the weights' zeros: save how many there
-        # are (to check the weights they are recovered from) and the inner
-        # constraint.
+        # are (to check the weights they are recovered from), a small
+        # tensor's pruned positions (a kept 0 is not a pruned one), and the
+        # inner constraint.
         inner = keras.constraints.serialize(self.inner) if self.inner is not None else None
         zeros, pruned = self.zeros, self.pruned
         if self.mask is not None:
