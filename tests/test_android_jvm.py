@@ -345,6 +345,10 @@ def test_fallback_policy_reports_why_each_accelerator_was_skipped(jvm):
     assert "GPU: failed (UnsatisfiedLinkError: libtensorflowlite_gpu_jni.so not found)" in r["reason"]
     assert "NNAPI: failed (IllegalArgumentException" in r["reason"]
     assert r["all_failed_message"].startswith("no accelerator could run the model: NPU:")
+    # The time the failed attempts took counts to the first answer (it was
+    # left out: a GPU that took 300 ms to refuse showed as init 0.7 ms).
+    assert r["failed_ms"] >= 20 and r["init_ms"] < r["failed_ms"]
+    assert r["total_ms"] == pytest.approx(1.0 + r["failed_ms"] + r["init_ms"] + 2.0)
 
 
 def _expected_policy(sdk, runtime):

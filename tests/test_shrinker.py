@@ -260,7 +260,7 @@ def test_shrink_works_from_the_zeros_after_save_and_load(tmp_path, mnist_small):
     np.testing.assert_allclose(small(xt[:16]), model(xt[:16]), atol=1e-5)
 
 
-def test_units_whose_weights_came_back_are_kept_and_told(mnist_small):
+def test_units_whose_weights_came_back_are_kept_and_told(mnist_small, tmp_path):
     # As EarlyStopping(restore_best_weights=True) does with an epoch before
     # the schedule ended: shrink quietly returned the larger model.
     (x, y), _ = mnist_small
@@ -278,6 +278,14 @@ def test_units_whose_weights_came_back_are_kept_and_told(mnist_small):
                                          r"\(sequential(_\d+)?/fc1/kernel: 784\)"):
         small = tfdc.shrink(model)
     assert small.get_layer("fc1").units == 16 - len(removed) + 1
+    # Saved and loaded, before a train step recovers the masks from the
+    # weights: judged by the count of zeros the file saved.
+    model.save(tmp_path / "restored.keras")
+    loaded = keras.saving.load_model(tmp_path / "restored.keras")
+    with pytest.warns(UserWarning, match=r"^784 weights that the pruning masks zero are not "
+                                         r"zero \(fc1/kernel: 784\)") as caught:
+        assert tfdc.shrink(loaded).get_layer("fc1").units == small.get_layer("fc1").units
+    assert len(caught) == 1  # the shrunk copy's masks, which no longer fit, are not judged
 
 
 def test_depthwise_multiplier_keeps_its_channels():

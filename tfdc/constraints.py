@@ -169,20 +169,33 @@ def warn_unmasked(variables):
     zero: something set the weights after the last train step applied the
     masks, e.g. `EarlyStopping(restore_best_weights=True)` restoring an
     epoch from before the pruning schedule ended (silently a far denser
-    model than pruned, whose masks still say otherwise)."""
+    model than pruned, whose masks still say otherwise). A mask loaded with
+    the model and not yet applied by a train step is judged by what it
+    saved: its listed positions, or (at least) the zeros missing from its
+    count."""
     import numpy as np
 
     from tfdc.prune import MaskConstraint
     found = {}
     for variable in variables:
         constraint = find_constraint(variable, MaskConstraint)
-        if constraint is None or constraint.mask is None:
+        if constraint is None:
             continue
         value = to_numpy(variable)
-        mask = to_numpy(constraint.mask)
-        if value.shape != mask.shape:
+        if constraint.mask is not None:
+            mask = to_numpy(constraint.mask)
+            if value.shape != mask.shape:
+                continue
+            count = int(np.count_nonzero(value[mask == 0]))
+        elif constraint.pruned is not None:
+            flat = value.ravel()
+            positions = np.asarray(constraint.pruned, np.int64)
+            positions = positions[(positions >= 0) & (positions < flat.size)]
+            count = int(np.count_nonzero(flat[positions]))
+        elif constraint.zeros is not None:
+            count = max(0, constraint.zeros - int(value.size - np.count_nonzero(value)))
+        else:
             continue
-        count = int(np.count_nonzero(value[mask == 0]))
         if count:
             found[getattr(variable, "path", variable.name)] = count
     if found:

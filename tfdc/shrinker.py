@@ -155,7 +155,14 @@ def shrink(model):
         target.set_weights([_sliced_value(v, sliced[id(v)]) if id(v) in sliced
                             else to_numpy(v) for v in old.weights])
     # The layers' configs carry the source's pruning masks, which no longer
-    # fit the sliced weights (each warned at the first training step).
+    # fit the sliced weights (each warned at the first training step): what
+    # they saved is forgotten (strip judged the sliced weights by it), and
+    # strip removes them.
+    from tfdc.prune import find_mask
+    for variable in new.variables:
+        copied = find_mask(variable)
+        if copied is not None and copied.mask is None:
+            copied.zeros = copied.pruned = None
     return strip(finalize_states(new))
 
 

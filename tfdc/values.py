@@ -8,7 +8,6 @@ callback failed at its first step. A variable's (or an eager tensor's) own
 `.numpy()` does not go through `__array__`.
 """
 
-import keras
 import numpy as np
 
 
@@ -19,4 +18,5 @@ def to_numpy(x):
     numpy = getattr(x, "numpy", None)
     if callable(numpy):  # eager: its own copy, not through __array__
         return np.asarray(numpy())
+    import keras  # here: modules that only pack and decode must not load TensorFlow
     return keras.ops.convert_to_numpy(x)

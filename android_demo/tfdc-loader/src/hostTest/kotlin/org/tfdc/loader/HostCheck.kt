@@ -134,12 +134,16 @@ private fun fallbackOp() {
     // GPU and NNAPI fail the ways they do on real devices; CPU works.
     val outcome = AcceleratorFallback().open { acc ->
         when (acc) {
-            Accelerator.GPU -> throw UnsatisfiedLinkError("libtensorflowlite_gpu_jni.so not found")
+            Accelerator.GPU -> {
+                Thread.sleep(20) // a driver that takes its time to refuse
+                throw UnsatisfiedLinkError("libtensorflowlite_gpu_jni.so not found")
+            }
             Accelerator.NNAPI -> throw IllegalArgumentException("NNAPI not available on API 26")
             else -> "interpreter-on-$acc"
         }
     }
-    val result = LoadResult(outcome.accelerator, LoadTimings(1.0, outcome.initMillis, 2.0), outcome.attempts)
+    val timings = LoadTimings(1.0, outcome.initMillis, 2.0, outcome.failedMillis)
+    val result = LoadResult(outcome.accelerator, timings, outcome.attempts)
     val none = try {
         AcceleratorFallback(listOf(Accelerator.NPU)).open<String> { throw IllegalStateException("no NPU dispatch library") }
         null
@@ -148,7 +152,8 @@ private fun fallbackOp() {
     }
     emit("op" to "fallback", "value" to outcome.value, "accelerator" to outcome.accelerator.name,
         "tried" to outcome.attempts.joinToString(",") { it.accelerator.name },
-        "reason" to result.fallbackReason, "all_failed_message" to none)
+        "reason" to result.fallbackReason, "all_failed_message" to none,
+        "failed_ms" to outcome.failedMillis, "init_ms" to outcome.initMillis, "total_ms" to timings.totalMillis)
 }
 
 /** How each accelerator fails on a device that lacks it (as logged on phones). */
@@ -191,7 +196,7 @@ private fun emit(vararg pairs: Pair<String, Any?>) {
 
 private fun jsonValue(v: Any?): String = when (v) {
     null -> "null"
-    is Boolean, is Int, is Long -> v.toString()
+    is Boolean, is Int, is Long, is Double -> v.toString()
     else -> quote(v.toString())
 }
 
