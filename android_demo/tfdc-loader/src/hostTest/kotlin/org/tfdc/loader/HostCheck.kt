@@ -153,7 +153,8 @@ private fun fallbackOp() {
     emit("op" to "fallback", "value" to outcome.value, "accelerator" to outcome.accelerator.name,
         "tried" to outcome.attempts.joinToString(",") { it.accelerator.name },
         "reason" to result.fallbackReason, "all_failed_message" to none,
-        "failed_ms" to outcome.failedMillis, "init_ms" to outcome.initMillis, "total_ms" to timings.totalMillis)
+        "failed_ms" to outcome.failedMillis, "init_ms" to outcome.initMillis,
+        "total_ms" to timings.totalMillis)
 }
 
 /** How each accelerator fails on a device that lacks it (as logged on phones). */
