@@ -187,15 +187,8 @@ def warn_unmasked(variables):
             if value.shape != mask.shape:
                 continue
             count = int(np.count_nonzero(value[mask == 0]))
-        elif constraint.pruned is not None:
-            flat = value.ravel()
-            positions = np.asarray(constraint.pruned, np.int64)
-            positions = positions[(positions >= 0) & (positions < flat.size)]
-            count = int(np.count_nonzero(flat[positions]))
-        elif constraint.zeros is not None:
-            count = max(0, constraint.zeros - int(value.size - np.count_nonzero(value)))
         else:
-            continue
+            count = constraint.saved_but_nonzero(value)
         if count:
             found[getattr(variable, "path", variable.name)] = count
     if found:

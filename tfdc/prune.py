@@ -122,8 +122,27 @@ class MaskConstraint(TfdcConstraint):
         value = _current_value(variable)
         if value is None:
             return  # a symbolic tensor: try again on the next call
-        expected, pruned, self.zeros, self.pruned = self.zeros, self.pruned, None, None
+        expected, pruned = self.take_saved()
         self.mask = mask_from_zeros(value, expected, getattr(variable, "path", "a kernel"), pruned)
+
+    def take_saved(self):
+        """`(zeros, pruned)` as read from a saved model, forgotten here: the
+        mask is recovered from them once (or they no longer fit the
+        weights)."""
+        saved, self.zeros, self.pruned = (self.zeros, self.pruned), None, None
+        return saved
+
+    def saved_but_nonzero(self, value):
+        """For a constraint read from a saved model and not yet applied by a
+        train step: how many weights of `value` its saved mask prunes that
+        are not zero (of its listed positions; else at least the zeros
+        missing from its count). None when it saved neither."""
+        if self.pruned is not None:
+            flat = value.ravel()
+            return int(np.count_nonzero(flat[listed_positions(self.pruned, flat.size)]))
+        if self.zeros is not None:
+            return max(0, self.zeros - int(value.size - np.count_nonzero(value)))
+        return None
 
     def get_config(self):
         # The mask itself lives in the weights' zeros: save how many there
@@ -162,6 +181,13 @@ def _current_value(variable):
         return None
 
 
+def listed_positions(pruned, size):
+    """The pruned positions a saved mask listed that lie in a tensor of
+    `size` values (a file edited by hand may list others)."""
+    pruned = np.asarray(pruned, dtype=np.int64)
+    return pruned[(pruned >= 0) & (pruned < size)]
+
+
 def mask_from_zeros(value, expected_zeros, name, pruned=None):
     """The mask (1 keeps, 0 prunes), as a constant, recovered from the zeros
     of `value` if it has exactly `expected_zeros` zeros, or from the listed
@@ -170,15 +196,14 @@ def mask_from_zeros(value, expected_zeros, name, pruned=None):
     import tensorflow as tf
     flat = value.ravel()
     if pruned is not None:
-        pruned = np.asarray(pruned, dtype=np.int64)
-        if len(pruned) == expected_zeros and np.all((pruned >= 0) & (pruned < flat.size)) \
-                and not np.any(flat[pruned]):
+        positions = listed_positions(pruned, flat.size)
+        nonzero = int(np.count_nonzero(flat[positions]))
+        if len(positions) == len(pruned) == expected_zeros and not nonzero:
             mask = np.ones(flat.size, value.dtype)
-            mask[pruned] = 0
+            mask[positions] = 0
             with tf.init_scope():
                 return tf.constant(mask.reshape(value.shape))
-        found = (f"{int(np.count_nonzero(flat[pruned[(pruned >= 0) & (pruned < flat.size)]]))} "
-                 "of them are not zero")
+        found = f"{nonzero} of them are not zero"
     else:
         zeros = int(value.size - np.count_nonzero(value))
         if zeros == expected_zeros:
@@ -238,10 +263,9 @@ def install_mask(variable, strategy=None, slot=None):
         if existing is not None and existing.mask is not None:  # recovered by a traced step
             initial = to_numpy(existing.mask)
         elif existing is not None and existing.zeros is not None:  # read from a saved model
-            recovered = mask_from_zeros(to_numpy(variable), existing.zeros,
-                                        variable.path, existing.pruned)
+            zeros, pruned = existing.take_saved()
+            recovered = mask_from_zeros(to_numpy(variable), zeros, variable.path, pruned)
             initial = to_numpy(recovered) if recovered is not None else None
-            existing.zeros = existing.pruned = None
         else:
             initial = None
         if initial is None:

@@ -162,7 +162,7 @@ def shrink(model):
     for variable in new.variables:
         copied = find_mask(variable)
         if copied is not None and copied.mask is None:
-            copied.zeros = copied.pruned = None
+            copied.take_saved()
     return strip(finalize_states(new))
 
 

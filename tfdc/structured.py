@@ -553,12 +553,9 @@ class StructuredPruning(keras.callbacks.Callback):
             first = data.take(1)
         elif isinstance(data, keras.utils.PyDataset):
             first = keras.utils.unpack_x_y_sample_weight(data[0])[0]
-        elif isinstance(data, dict):
-            first = {k: np.asarray(v)[:2] for k, v in data.items()}
-        elif isinstance(data, (list, tuple)):
-            first = [np.asarray(v)[:2] for v in data]
         else:
-            first = np.asarray(data)[:2]
+            from tfdc.scan import _index
+            first = _index(data, slice(None, 2))
         try:
             self._probe.predict(first, verbose=0)
         except Exception as e:  # noqa: BLE001 - Keras's own error, told as the user's data
