@@ -257,15 +257,22 @@ def test_resuming_keeps_the_removed_units(mnist_small):
     assert len(removed_units(model, "fc1")) == 24
 
 
-def test_a_loaded_model_trained_then_pruned_further_removes_more_units(tmp_path):
-    """Loaded, a plain fit, then StructuredPruning(0.75): the plain fit's
-    traced step held the masks recovered from the file, the new fit kept
-    that step, and no unit was removed while kept_fraction() said 0.25."""
+def _half_pruned():
+    """mlp() with half its hidden units removed, on 256 random images: the
+    model and `(x, y)`."""
     rng = np.random.default_rng(0)
     x, y = rng.random((256, 28, 28), np.float32), rng.integers(0, 10, 256)
     model = compile_(mlp())
     model.fit(x, y, epochs=2, batch_size=32, verbose=0,
               callbacks=[StructuredPruning(0.5, frequency=2)])
+    return model, x, y
+
+
+def test_a_loaded_model_trained_then_pruned_further_removes_more_units(tmp_path):
+    """Loaded, a plain fit, then StructuredPruning(0.75): the plain fit's
+    traced step held the masks recovered from the file, the new fit kept
+    that step, and no unit was removed while kept_fraction() said 0.25."""
+    model, x, y = _half_pruned()
     model.save(tmp_path / "half.keras")
     loaded = keras.saving.load_model(tmp_path / "half.keras")
     loaded.fit(x, y, epochs=1, batch_size=32, verbose=0)
@@ -279,11 +286,7 @@ def test_a_kept_unit_whose_bias_is_zero_keeps_the_saved_masks(tmp_path):
     """A kept unit's bias of exactly 0 (a dead unit's, never updated) made
     the bias's zeros one more than the mask saved: the mask was dropped as
     stale on loading, and a plain fit grew the removed units back."""
-    rng = np.random.default_rng(0)
-    x, y = rng.random((256, 28, 28), np.float32), rng.integers(0, 10, 256)
-    model = compile_(mlp())
-    model.fit(x, y, epochs=2, batch_size=32, verbose=0,
-              callbacks=[StructuredPruning(0.5, frequency=2)])
+    model, x, y = _half_pruned()
     removed = removed_units(model, "fc1")
     bias = model.get_layer("fc1").bias
     kept = np.setdiff1d(np.arange(32), removed)
