@@ -58,6 +58,17 @@ def keras_user_files(tmp_path_factory, mnist_small):
     return paths
 
 
+def run_python(script, *options, cwd=None):
+    """`script` run by a fresh Python (with interpreter `options`, e.g.
+    "-W", "error") with this checkout first on its path:
+    the `subprocess.CompletedProcess`, its output as text."""
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return subprocess.run([sys.executable, *options, "-c", script], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=300)
+
+
 def run_cli(capsys, *argv):
     """`tfdc ARGV` run in this process: (exit status, stdout, stderr)."""
     from tfdc.cli import main

@@ -1,8 +1,6 @@
 import functools
 import json
 import os
-import subprocess
-import sys
 import textwrap
 import warnings
 import zipfile
@@ -13,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 import tfdc
+from conftest import run_python
 from manual_step import manual_step_mlp
 from tfdc.cluster import ClusterConstraint, ClusteredFineTuning, codebooks, to_binary16
 from tfdc.constraints import find_constraint
@@ -599,9 +598,7 @@ MIRRORED = textwrap.dedent("""
 
 
 def test_mirrored_strategy_two_cpu_replicas():
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True,
-                          env=env, timeout=300)
+    proc = run_python(MIRRORED)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"replicas": 2, "distinct": result["distinct"], "same_mask": True,

@@ -2,7 +2,6 @@
 module no longer shadows `tfdc.export`."""
 
 import importlib
-import os
 import re
 import warnings
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 import tfdc
+from conftest import run_python
 from tfdc.cluster import ClusterConstraint, ClusteredFineTuning
 from tfdc.constraints import TfdcConstraint, find_constraint
 from tfdc.prune import GradualPruning, MaskConstraint
@@ -243,12 +243,6 @@ def test_callbacks_run_where_warnings_are_errors(tmp_path):
     # DeprecationWarning, tfdc's own warnings aside): every fit with
     # a tfdc callback died at its first step on NumPy 2's DeprecationWarning
     # for keras.ops.convert_to_numpy of a TensorFlow variable.
-    import subprocess
-    import sys
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(
-        __file__))), TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-c",
-                           WARNINGS_AS_ERRORS],
-                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    done = run_python(WARNINGS_AS_ERRORS, "-W", "error::DeprecationWarning", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[-2:] == ["16", "True"], done.stdout

@@ -1,9 +1,6 @@
 """tfdc.prune: GradualPruning schedule, exact zeros, targets, resume, errors."""
 
 import functools
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
 import zipfile
@@ -13,6 +10,7 @@ import numpy as np
 import pytest
 
 import tfdc
+from conftest import run_python
 from manual_step import manual_step_mlp
 from tfdc.prune import GradualPruning, MaskConstraint, find_mask, polynomial_sparsity
 
@@ -455,7 +453,7 @@ def test_mirrored_strategy_two_cpus(tmp_path):
             assert (w == 0).sum() == round(0.9 * w.size), (w == 0).sum()
         print("OK", tfdc.sparsity(model)["fc1"].sparsity)
     """)
-    result = _python(script)
+    result = run_python(script)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK 0.9" in result.stdout
 
@@ -621,13 +619,6 @@ def _pruned_file(tmp_path):
     return path
 
 
-def _python(script):
-    """`script` run by a fresh Python with this checkout first on its path."""
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                          timeout=300)
-
-
 @pytest.mark.parametrize("imports", ["import keras, tfdc", "import tfdc, keras",
                                      "import tfdc; from tensorflow import keras"])
 def test_import_tfdc_in_either_order_is_enough_to_load_a_pruned_model(tmp_path, imports):
@@ -642,7 +633,7 @@ def test_import_tfdc_in_either_order_is_enough_to_load_a_pruned_model(tmp_path, 
         model = keras.models.load_model({path!r})
         print("OK", type(model.get_layer("fc1").kernel_constraint).__name__)
     """)
-    result = _python(script)
+    result = run_python(script)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK MaskConstraint" in result.stdout
 
@@ -670,7 +661,7 @@ def test_a_failed_keras_import_tried_again_still_registers(tmp_path):
         model = keras.models.load_model({path!r})
         print("OK", type(model.get_layer("fc1").kernel_constraint).__name__)
     """)
-    result = _python(script)
+    result = run_python(script)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK MaskConstraint" in result.stdout
 
@@ -679,7 +670,7 @@ def test_import_tfdc_alone_imports_no_keras():
     # `tfdc inspect` / `tfdc decode` stay quick: Keras (and TensorFlow) load
     # only when the user, or a tfdc function that needs them, imports them.
     script = "import sys, tfdc; print('keras' in sys.modules, 'tensorflow' in sys.modules)"
-    result = _python(script)
+    result = run_python(script)
     assert result.stdout.split() == ["False", "False"], result.stderr[-3000:]
 
 
