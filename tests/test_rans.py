@@ -95,6 +95,46 @@ def test_table_bytes_round_trip_through_the_parser():
                               model.width)
 
 
+def test_table_bytes_list_each_row_from_its_first_to_its_last_used_symbol():
+    # §5.3 row by row: first used symbol, span, the span's frequencies (one
+    # varint each); rows that start at 0, end at the last symbol, or use one.
+    rng = np.random.default_rng(5)
+    freqs = np.zeros((5, 16), np.int64)
+    freqs[0, [0, 15]] = [100, 156]
+    freqs[1, 7] = 256
+    freqs[2, 3:9] = [0, 0, 1, 0, 0, 0]
+    freqs[2, 3] += 255
+    freqs[3] = rng.multinomial(256, np.ones(16) / 16)
+    freqs[4, 14:] = [200, 56]
+    model = rans.Model(8, 4, 1, 2, 0, 5, freqs)
+    head = b"".join(fmt.varint_bytes(v) for v in (fmt.TABLE_RANS, 8, 4, 1, 2, 0, 5))
+    rows = []
+    for row in freqs:
+        used = np.flatnonzero(row)
+        first, last = int(used[0]), int(used[-1])
+        rows += [first, last - first + 1] + [int(f) for f in row[first:last + 1]]
+    assert model.table_bytes() == head + b"".join(fmt.varint_bytes(v) for v in rows)
+    with pytest.raises(ValueError, match="all zeros"):
+        rans.Model(8, 4, 1, 2, 0, 2, np.vstack([freqs[0], np.zeros(16, np.int64)])).table_bytes()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_entropy_bound_never_changes_the_fitted_model(seed, monkeypatch):
+    # fit_cost skips quantisers whose entropy bound is over the best size so
+    # far; pricing every one must choose the same model at the same size.
+    rng = np.random.default_rng(seed)
+    symbols = [_smooth_int8(rows=2).reshape(-1),
+               rng.integers(0, 4, 700).astype(np.uint16),
+               np.repeat(rng.integers(0, 16, 90), 7).astype(np.uint16),
+               (rng.laplace(0, 3, 3000).round().astype(np.int64) % 256).astype(np.uint16)][seed]
+    width, shape = ((8, (2, 784)), (2, ()), (4, (90, 7)), (8, (30, 100)))[seed]
+    fast = rans.fit_cost(symbols, width, 4096, shape)
+    monkeypatch.setattr(rans, "_lower_bound", lambda *args: -np.inf)
+    full = rans.fit_cost(symbols, width, 4096, shape)
+    assert fast[1] == full[1]
+    assert fast[0].table_bytes() == full[0].table_bytes()
+
+
 def test_short_streams_search_the_frequencies_instead_of_a_lookup():
     # Fewer symbols than classes x 2^prec / 16: no lookup is built; the
     # binary search over all classes' cumulative frequencies decodes the same.

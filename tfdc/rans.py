@@ -144,11 +144,21 @@ class Model:
                v(self.shift), v(self.classes)]
         if self.groups is not None:
             out.append(self.groups.field_bytes())
-        for row in self.freqs:
-            nz = np.flatnonzero(row)
-            first, last = int(nz[0]), int(nz[-1])
-            out.append(fmt.varints_bytes(np.concatenate([[first, last - first + 1],
-                                                          row[first:last + 1]])))
+        # Each row: its first used symbol, the span to its last, and the
+        # span's frequencies, all rows in one varint pass (the fit prices
+        # thousands of candidate tables; one pass a row was most of a pack).
+        used = self.freqs != 0
+        if not used.any(axis=1).all():
+            raise ValueError("a frequency table row of all zeros")
+        first = used.argmax(axis=1)
+        spans = self.freqs.shape[1] - used[:, ::-1].argmax(axis=1) - first
+        starts = np.cumsum(spans + 2) - (spans + 2)
+        fields = np.empty(int((spans + 2).sum()), np.int64)
+        fields[starts], fields[starts + 1] = first, spans
+        row = np.repeat(np.arange(len(spans)), spans)
+        offset = np.arange(len(row)) - np.repeat(np.cumsum(spans) - spans, spans)
+        fields[starts[row] + 2 + offset] = self.freqs[row, first[row] + offset]
+        out.append(fmt.varints_bytes(fields))
         return b"".join(out)
 
     def lookup(self):
@@ -358,10 +368,21 @@ def fit_cost(symbols, width, block, shape=(), deflate=None, lags=None):
                 continue
             cls = _classes(lev, lag1, lag2, shift, classes, block)
             hist = _histogram(s, cls, classes, alphabet)
+            # No frequencies code below the entropy: a quantiser whose
+            # bound is already over the best size is not priced.
+            if best is not None and _lower_bound(n, hist, block) > best[0]:
+                continue
             r = _best_prec(n, hist, width, lag1, lag2, shift, classes, block, deflate)
             if r is not None and (best is None or r[0] < best[0]):
                 best = r
     return best[1], best[0]
+
+
+def _lower_bound(count, hist, block):
+    """Bytes that no model of the per-class histogram `hist` codes
+    `count` symbols in (`model_cost`) below: the conditional entropy, the
+    segments' overhead, no table (a hair under, for float rounding)."""
+    return (_entropy_bits(hist) / 8 + _payload_overhead(count, block)) * (1 - 1e-9)
 
 
 def _symbols(symbols):
