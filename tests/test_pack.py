@@ -462,6 +462,26 @@ def test_transforms_are_chosen_where_they_pay():
         assert r.payload_bytes < 0.9 * r.raw_bytes
 
 
+@pytest.mark.parametrize("elem_bits", [16, 32, 64])
+def test_plane_histograms_from_the_value_histogram_are_the_planes_own(elem_bits):
+    # The packer prices planes of a priced codebook from the values'
+    # histogram; it must count what each made plane holds, every transform.
+    rng = np.random.default_rng(elem_bits)
+    dtype = {16: np.uint16, 32: np.uint32, 64: np.uint64}[elem_bits]
+    few = rng.normal(0, 0.05, 40).astype(np.float32).view(np.uint32).astype(dtype)
+    for vals in (rng.choice(few, 5000),                                     # a clustered kernel
+                 rng.integers(0, 1 << min(elem_bits, 62), 3000, dtype=np.int64).astype(dtype)):
+        unique, counts = np.unique(vals, return_counts=True)
+        for t in fmt.TRANSFORMS:
+            made = [pack._histogram(p) for p in pack._planes(fmt.transform(vals, t, elem_bits),
+                                                              elem_bits)]
+            summed = [h for _, h in pack._plane_histograms(unique, counts, t, elem_bits)]
+            assert len(made) == len(summed) == elem_bits // 8
+            for a, b in zip(made, summed):
+                assert b.dtype == np.int64
+                assert np.array_equal(np.trim_zeros(a, "b"), np.trim_zeros(b, "b"))
+
+
 def test_sub_byte_tensors_are_coded_as_sub_byte_symbols():
     rng = np.random.default_rng(1)
     for bits, tensor_type in ((4, 17), (2, 19)):

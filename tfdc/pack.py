@@ -435,6 +435,7 @@ def _best_values(vals, elem_bits, kind, block, expand, force, shape=None):
             return _Values(0.0, fmt.VALUES_PLANES, fmt.TRANSFORM_IDENTITY)
         return _Values(1.0, fmt.VALUES_CODEBOOK, fmt.TRANSFORM_IDENTITY,
                        np.zeros(0, np.uint64), fmt.FP16_KEY_BITS if expand else elem_bits)
+    histogram = None  # the values' (unique, counts), where a codebook is priced
     if force.get("value_mode") != "planes":
         if expand:
             keyed = fmt.fp32_to_fp16_bits(vals.astype(np.uint32)).astype(np.uint16)
@@ -446,6 +447,7 @@ def _best_values(vals, elem_bits, kind, block, expand, force, shape=None):
             unique, counts = np.flatnonzero(c), c[c > 0]
         else:
             unique, counts = np.unique(keyed, return_counts=True)
+        histogram = (unique, counts)
         if len(unique) <= MAX_CODEBOOK:
             stream, fixed = _stream_cost(counts, block, allow_fixed)
             for t in transforms:
@@ -454,29 +456,45 @@ def _best_values(vals, elem_bits, kind, block, expand, force, shape=None):
                 options.append(_Values(cost, fmt.VALUES_CODEBOOK, t, keys, key_bits,
                                        (fixed,), (None,)))
     if force.get("value_mode") != "codebook" and not expand:
+        single = fmt.plane_count(elem_bits) == 1
         for t in transforms:
-            tv = fmt.transform(vals, t, elem_bits)
             cost, fixed, models = 0.0, [], []
-            for plane in _planes(tv, elem_bits):
-                c, f = _stream_cost(_histogram(plane), block, allow_fixed)
+            if histogram is not None and not single:
+                planes = _plane_histograms(*histogram, t, elem_bits)
+            else:
+                tv = fmt.transform(vals, t, elem_bits)
+                planes = ((plane, _histogram(plane)) for plane in _planes(tv, elem_bits))
+            for plane, hist in planes:
+                c, f = _stream_cost(hist, block, allow_fixed)
                 model = None
                 # Contexts read two's complement levels: identity-transformed
                 # integers of one plane (int8, int4, int2).
-                if t == fmt.TRANSFORM_IDENTITY and fmt.plane_count(elem_bits) == 1:
+                if t == fmt.TRANSFORM_IDENTITY and single:
                     r = _rans_plane(plane, fmt.plane_bits(elem_bits), block, shape, force)
                     if r is not None and (r[0] < c or force.get("codes") in _FORCED_RANGE_CODES):
                         c, f, model = r[0], False, r[1]
                 cost += c
                 fixed.append(f)
                 models.append(model)
-                del plane  # before the generator makes the next one
+                del plane, hist  # before the generator makes the next one
             options.append(_Values(cost, fmt.VALUES_PLANES, t, fixed=tuple(fixed),
                                    models=tuple(models)))
-            del tv  # before the next transform's copy of the values
+            tv = planes = None  # before the next transform's copy of the values
     if not options:
         return None
     # Ties: the first option (codebook before planes, lower transform) wins.
     return min(options, key=lambda o: o.cost)
+
+
+def _plane_histograms(unique, counts, t, elem_bits):
+    """`(None, histogram)` of each plane of the `t`-transformed values whose
+    histogram is (`unique`, `counts`): what `_histogram` of each of
+    `_planes` counts, summed over the distinct values instead of made from
+    every element. Order-0 costs need no more, and a planner prices
+    clustered kernels of a few dozen values at thousands of settings."""
+    tu = fmt.transform(unique, t, elem_bits)
+    for plane in _planes(tu, elem_bits):
+        yield None, np.bincount(plane, weights=counts).astype(np.int64)
 
 
 def _planes(tv, elem_bits):
