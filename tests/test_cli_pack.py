@@ -180,10 +180,18 @@ def test_options_reach_the_packer(capsys, tmp_path, inputs):
     # Lossy options: the model still runs and stays close.
     for options in (["--weights", "int8"], ["--codebook-fp16"]):
         path = tmp_path / "lossy.tflite"
-        code, _, err = run(capsys, "pack", paths["float"], path, *options)
+        code, out, err = run(capsys, "pack", paths["float"], path, *options)
         assert code == 0, err
         got = outputs(tfdc.load_interpreter(str(path)), x).view(np.float32)
         np.testing.assert_allclose(got, want.view(np.float32), rtol=0.05, atol=0.05)
+        # The summary says which kernels lost float32 precision (it said only
+        # "N buffers packed", or "no weight buffer coded" for small ones).
+        converted = "float32 kernels stored as int8 codes (--weights int8: one scale per tensor"
+        assert (converted in out) == (options[0] == "--weights"), out
+    report = tfdc.export_tflite(paths["float"], tmp_path / "api.tflite", weights="int8")
+    assert [name.split("/")[1] for name in report.int8_weights] == ["fc1_1", "fc2_1"]
+    assert report.to_dict()["int8_weights"] == report.int8_weights
+    assert tfdc.export_tflite(paths["float"], tmp_path / "api.tflite").int8_weights == []
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -917,7 +917,8 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
     if weights == "int8":
         from tfdc.pack import split_appended
         model, archive = split_appended(bytes(plain))  # a rewritten flatbuffer drops it
-        plain, _, moved = quantize_codebooks_int8(model, min_bytes=min_bytes, stacklevel=3)
+        plain, int8_weights, moved = quantize_codebooks_int8(model, min_bytes=min_bytes,
+                                                             stacklevel=3)
         plain += archive
         # The report names a kernel's row by its buffer, now the int8 one.
         buffer_names = {moved.get(b, b): name for b, name in (buffer_names or {}).items()}
@@ -941,9 +942,12 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
     if dense_bytes is None:
         from tfdc.report import _constant_bytes
         dense_bytes = _constant_bytes(plain)
-    return ExportReport.from_pack_info(info, plain_bytes=len(plain), path=os.fspath(path),
-                                       model_bytes=packed, buffer_names=buffer_names,
-                                       layer_names=layer_names, dense_bytes=dense_bytes)
+    report = ExportReport.from_pack_info(info, plain_bytes=len(plain), path=os.fspath(path),
+                                         model_bytes=packed, buffer_names=buffer_names,
+                                         layer_names=layer_names, dense_bytes=dense_bytes)
+    if weights == "int8":
+        report.int8_weights = sorted(int8_weights)
+    return report
 
 
 def _warn_negative_zeros(counts, kept_bytes, zero_bytes):

@@ -459,6 +459,9 @@ class ExportReport(_Derived):
             as the converter makes them), and byte data (`dtype` "bytes":
             strings, a buffer read as two types; a zip archive appended to
             the model). Their bytes are in the file.
+        int8_weights: from `tfdc.export_tflite(weights="int8")`, the names
+            of the float32 kernels it stored as int8 codes (one scale per
+            tensor: lossy at int8 resolution); empty otherwise.
 
     Example:
 
@@ -488,6 +491,7 @@ class ExportReport(_Derived):
         self.patches = []
         self.constants = []
         self.graph_constants = None
+        self.int8_weights = []
 
     @classmethod
     def from_pack_info(cls, info, *, plain_bytes=None, dense_bytes=None, path=None,
@@ -811,6 +815,7 @@ class ExportReport(_Derived):
                       "ratio": self.ratio, "parts": dict(self.parts)},
             "densified": [dict(dataclasses.asdict(d), shape=list(d.shape))
                           for d in self.densified],
+            "int8_weights": list(self.int8_weights),
         }
 
     def __str__(self):
