@@ -1149,7 +1149,7 @@ def cmd_pack(args):
     if report.int8_weights:
         k = len(report.int8_weights)
         packed += (f"; {k} float32 kernel{'s' if k != 1 else ''} stored as int8 codes "
-                   f"(--weights int8: one scale per tensor, lossy at int8 resolution)")
+                   "(--weights int8: one scale per tensor, lossy at int8 resolution)")
     print(line + f"{saved:,} B smaller ({100 * saved / len(data):.3g} %, "
           f"{len(data) / written:.2f}x), {packed}", file=out)
     return 0
