@@ -797,3 +797,33 @@ def test_the_default_end_is_the_fits_with_a_new_optimizer_and_initial_epoch():
         fresh = compile_(mlp())
         fresh.fit(x, np.zeros(128), batch_size=32, epochs=2, initial_epoch=3, verbose=0,
                   callbacks=[GradualPruning(0.8, end_step=10)])
+
+
+def test_pruning_a_clustered_model_is_warned_of():
+    # Pruning after clustering trains the shared values apart: the packed
+    # file grew back without a word (the paper prunes, then clusters).
+    x = np.random.default_rng(0).normal(size=(256, 32)).astype("float32")
+    y = x @ np.ones((32, 8), "float32")
+    model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, name="fc1"),
+                              keras.layers.Dense(8, name="fc2")])
+    model.compile("adam", "mse")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # float kernels: nothing to say
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[GradualPruning(0.5)])
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[tfdc.ClusteredFineTuning(bits=3)])
+    clustered = keras.models.clone_model(model)
+    clustered.set_weights(model.get_weights())
+    clustered.compile("adam", "mse")
+    with pytest.warns(UserWarning, match=r"GradualPruning: kernels clustered already \(fc1 \(8 "
+                      r"shared values\), fc2 \(8 shared values\)\): this fit trains every kept "
+                      r"weight.*Prune first, then cluster"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[GradualPruning(0.8)])
+    with pytest.warns(UserWarning, match=r"StructuredPruning: kernels clustered already \(\S*fc1"
+                      r"\S*/kernel \(8 shared values\)\): this fit trains every kept weight"):
+        clustered.fit(x, y, epochs=1, verbose=0,
+                      callbacks=[tfdc.StructuredPruning({"fc1": 0.25})])
+    from tfdc.cluster import clustered_values
+    assert clustered_values(model.get_layer("fc1").kernel.numpy()) is None  # drifted apart
+    assert clustered_values(np.ones((64, 64))) is None           # an initialiser's constant
+    assert clustered_values(np.eye(64)) is None                  # 64 nonzeros, 1 value
+    assert clustered_values(np.tile([0.5, -0.25, 0.0, 0.125], 64)) == 3

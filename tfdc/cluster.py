@@ -149,6 +149,48 @@ class ClusterConstraint(TfdcConstraint):
         return {}
 
 
+# A kernel counts as clustered where its nonzero weights share at most this
+# many values, each held by this many weights or more on average (a trained
+# float kernel's are all but all distinct, a heavily pruned one's too).
+_CLUSTERED_VALUES, _CLUSTERED_SHARE = 256, 4
+
+
+def clustered_values(value):
+    """The number of distinct nonzero values of kernel `value` where it
+    looks clustered (see `_CLUSTERED_VALUES`; at least 2), else None."""
+    nonzero = np.asarray(value)
+    nonzero = nonzero[nonzero != 0]
+    if nonzero.size < _CLUSTERED_SHARE:
+        return None
+    values = int(np.unique(nonzero).size)
+    # One value is an initialiser's constant (ones, a fresh BatchNorm's gamma).
+    if 2 <= values <= _CLUSTERED_VALUES and nonzero.size >= _CLUSTERED_SHARE * values:
+        return values
+    return None
+
+
+def warn_clustered_before_pruning(named, who):
+    """Warn where a pruning callback (`who`) starts on kernels clustered
+    already and not held to a codebook (`named`: `(name, variable)`
+    pairs): the fit trains every kept weight, so the shared values drift
+    apart and the packed file grows back, without a word before. Kernels
+    with a `ClusteredFineTuning` still attached are left out."""
+    found = []
+    for name, variable in named:
+        if find_constraint(variable, ClusterConstraint) is not None:
+            continue
+        values = clustered_values(to_numpy(variable))
+        if values is not None:
+            found.append(f"{name} ({values} shared values)")
+    if found:
+        from tfdc.errors import listed
+        warnings.warn(
+            f"{who}: kernels clustered already ({listed(found, 4)}): this fit trains every "
+            "kept weight, so the shared values drift apart and the packed file grows back. "
+            "Prune first, then cluster (Deep Compression's order); a tfdc.ClusteredFineTuning "
+            "after the pruning clusters them again.", stacklevel=4)
+
+
 def release_interrupted(variables, params, who):
     """Detach the codebooks that a `ClusteredFineTuning` whose fit stopped
     with an exception (Ctrl-C, a callback's error: its `on_train_end`

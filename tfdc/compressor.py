@@ -906,6 +906,14 @@ def _steps(train, batch_size):
 
 def _fit(model, train, batch_size, epochs, callbacks, verbose):
     callbacks = list(callbacks) + [_divergence_guard(model)]
+    with warnings.catch_warnings():
+        # A clustered model was told of before training
+        # (_warn_compressed_already), not again by each run's pruning.
+        warnings.filterwarnings("ignore", message="GradualPruning: kernels clustered already")
+        _fit_data(model, train, batch_size, epochs, callbacks, verbose)
+
+
+def _fit_data(model, train, batch_size, epochs, callbacks, verbose):
     if isinstance(train, tuple):
         model.fit(train[0], train[1], batch_size=batch_size, epochs=epochs, verbose=verbose,
                   callbacks=callbacks, shuffle=True)

@@ -669,9 +669,11 @@ class GradualPruning(keras.callbacks.Callback):
 
     def _install(self):
         """Select the kernels and put a mask constraint on each."""
-        from tfdc.cluster import release_interrupted
+        from tfdc.cluster import release_interrupted, warn_clustered_before_pruning
         model = self.model
         self.selections = self._select(model)
+        warn_clustered_before_pruning([(kernel_name(s.layer, s.attr), s.variable)
+                                       for s in self.selections], "GradualPruning")
         release_interrupted([s.variable for s in self.selections], self.params,
                             type(self).__name__)
         strategy = getattr(model, "distribute_strategy", None)

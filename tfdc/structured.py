@@ -321,7 +321,10 @@ class StructuredPruning(keras.callbacks.Callback):
         analysis, self.groups = self._select(model)
         self._check_min_units()
         self._bn_after = analysis.bn_after
-        from tfdc.cluster import release_interrupted
+        from tfdc.cluster import release_interrupted, warn_clustered_before_pruning
+        warn_clustered_before_pruning([(v.path, v) for group, _ in self.groups
+                                       for v, _, _ in group.producing_slots()],
+                                      "StructuredPruning")
         release_interrupted([v for group, _ in self.groups for v, _, _ in group.producing_slots()],
                             self.params, "StructuredPruning")
         strategy = getattr(model, "distribute_strategy", None)
