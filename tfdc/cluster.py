@@ -155,11 +155,11 @@ class ClusterConstraint(TfdcConstraint):
 _CLUSTERED_VALUES, _CLUSTERED_SHARE = 256, 4
 
 
-def clustered_values(value):
-    """The number of distinct nonzero values of kernel `value` where it
-    looks clustered (see `_CLUSTERED_VALUES`; at least 2), else None."""
-    nonzero = np.asarray(value)
-    nonzero = nonzero[nonzero != 0]
+def clustered_values(variable):
+    """The number of distinct nonzero values of kernel `variable` (or an
+    array) where it looks clustered (see `_CLUSTERED_VALUES`; at least 2),
+    else None."""
+    nonzero = _nonzero(variable)
     if nonzero.size < _CLUSTERED_SHARE:
         return None
     values = int(np.unique(nonzero).size)
@@ -179,7 +179,7 @@ def warn_clustered_before_pruning(named, who):
     for name, variable in named:
         if find_constraint(variable, ClusterConstraint) is not None:
             continue
-        values = clustered_values(to_numpy(variable))
+        values = clustered_values(variable)
         if values is not None:
             found.append(f"{name} ({values} shared values)")
     if found:

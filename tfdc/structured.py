@@ -322,11 +322,9 @@ class StructuredPruning(keras.callbacks.Callback):
         self._check_min_units()
         self._bn_after = analysis.bn_after
         from tfdc.cluster import release_interrupted, warn_clustered_before_pruning
-        warn_clustered_before_pruning([(v.path, v) for group, _ in self.groups
-                                       for v, _, _ in group.producing_slots()],
-                                      "StructuredPruning")
-        release_interrupted([v for group, _ in self.groups for v, _, _ in group.producing_slots()],
-                            self.params, "StructuredPruning")
+        producing = [v for group, _ in self.groups for v, _, _ in group.producing_slots()]
+        warn_clustered_before_pruning([(v.path, v) for v in producing], "StructuredPruning")
+        release_interrupted(producing, self.params, "StructuredPruning")
         strategy = getattr(model, "distribute_strategy", None)
         self._masks = []
         fresh = False
