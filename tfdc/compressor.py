@@ -736,21 +736,22 @@ def fewest_examples(max_error_increase, confidence=DEFAULT_CONFIDENCE):
 def _warn_compressed_already(kernels):
     """Warn (before any training) when the model's kernels look pruned or
     clustered already (a tenth of a kernel's weights exactly 0: a trained
-    float kernel has next to none; or at most
-    256 values in one of 1,024 weights or more): compress plans from the
+    float kernel has next to none; or, in one of 1,024 weights or more,
+    the few shared values of `tfdc.cluster.clustered_values`): compress plans from the
     float weights, and from these its predictions were far off (a probe
     recompressing `result.model`: 7,349 B for 4,905 planned, then cut to
     5,978 B at 18.6 % error, where compressing the float model to the same
     target gave 5,940 B at 13.0 %)."""
+    from tfdc.cluster import clustered_values
     seen = []
     for s in kernels:
-        w = np.asarray(s.variable.numpy())
+        w = to_numpy(s.variable)
         if w.size < 64:
             continue
         zeros = float(np.mean(w == 0))
-        values = len(np.unique(w[w != 0]))
         # Few values tell clustering only in a kernel of many weights.
-        if zeros >= 0.1 or (values <= 256 and w.size >= 1024):
+        if zeros >= 0.1 or (w.size >= 1024 and clustered_values(w) is not None):
+            values = len(np.unique(w[w != 0]))
             seen.append(f"{s.layer.name} ({zeros:.0%} zeros, {values:,} nonzero values)")
     if seen:
         warnings.warn(f"tfdc.compress: {', '.join(seen)} look already pruned or clustered: "

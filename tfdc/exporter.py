@@ -31,6 +31,7 @@ from tfdc.errors import listed
 from tfdc.layers import has_graph
 from tfdc.quantize import quantize_codebooks_int8
 from tfdc.runtime import check_tflite_header, read_model_bytes
+from tfdc.values import to_numpy
 
 __all__ = ["export", "export_tflite", "convert", "check_writable", "write_atomically",
            "quantize_codebooks_int8", "altered_kernels", "kernel_buffers"]
@@ -1188,12 +1189,13 @@ def _bias_buffers(kernels, names, candidates, found):
 
 
 def _compressed(variable):
-    """Whether a kernel looks pruned (1 % of exact zeros) or clustered (at
-    most 256 distinct values, and a quarter of its size); not all zeros (a
-    zeros initializer's)."""
-    value = np.asarray(variable.numpy())
+    """Whether a kernel looks pruned (1 % of exact zeros) or clustered
+    (`tfdc.cluster.clustered_values`); not all zeros (a zeros
+    initializer's)."""
+    from tfdc.cluster import clustered_values
+    value = to_numpy(variable)
     return bool(value.any()) and (np.mean(value == 0) >= 0.01 or
-                                  len(np.unique(value)) <= min(256, value.size // 4))
+                                  clustered_values(value) is not None)
 
 
 def _warn_altered_kernels(model, tflite, min_bytes):
