@@ -9,8 +9,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NATIVE = os.path.join("tfdc", "native")
 
 # The native decoder is an optional CPython extension: without a C compiler
-# (or zlib's headers) the install still succeeds and tfdc.decode falls back
-# to NumPy.
+# (or zlib's headers) the install still succeeds, and tfdc.decode and the
+# packer's rANS encoder (tfdc.rans.encode) fall back to NumPy.
 ext_modules = []
 _sources = [os.path.join(NATIVE, "tfdc_decode.c"), os.path.join(NATIVE, "pymodule.c")]
 if all(os.path.exists(os.path.join(HERE, s)) for s in _sources):

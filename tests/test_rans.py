@@ -14,7 +14,18 @@ def _smooth_int8(rows=40):
     return (smooth_kernel(rows) & 255).astype(np.uint16)
 
 
-def test_encode_matches_the_spec_s_scalar_encoder():
+@pytest.fixture(params=["native", "numpy"])
+def encoder(request, monkeypatch):
+    """Each of rans.encode's two encoders: tfdc._native's C loop (the
+    packer's, where built) and the NumPy one (the fallback)."""
+    if request.param == "numpy":
+        monkeypatch.setattr(rans, "_native_encoder", lambda: None)
+    elif rans._native_encoder() is None:
+        pytest.skip("tfdc._native is not built (or built before rans_encode)")
+    return request.param
+
+
+def test_encode_matches_the_spec_s_scalar_encoder(encoder):
     # tests/format2_builder.rans_segment is written from §5.3 alone.
     rng = np.random.default_rng(1)
     symbols = rng.integers(0, 8, 300).astype(np.uint16)
@@ -35,6 +46,50 @@ def test_encode_matches_the_spec_s_scalar_encoder():
         assert data.tobytes() == b"".join(expected)
         assert np.array_equal(rans.decode(data.tobytes(), seg_bytes, len(symbols), block,
                                           model), symbols)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_native_encoder_writes_the_numpy_encoder_s_bytes(seed, monkeypatch):
+    # Skewed and flat streams, up to 15-bit precision, segments of one
+    # symbol to one segment, a short last segment or none.
+    if rans._native_encoder() is None:
+        pytest.skip("tfdc._native is not built (or built before rans_encode)")
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        width = int(rng.integers(1, 9))
+        p = rng.dirichlet(np.full(1 << width, rng.choice([0.05, 0.5, 5.0])))
+        symbols = rng.choice(1 << width, int(rng.choice([1, 2, 99, 1000, 4096, 9000])), p=p)
+        block = int(rng.choice([1, 3, 64, 1000, 4096, fmt.MAX_BLOCK]))
+        model, _ = rans.fit_cost(symbols.astype(np.uint16), width, block)
+        native = rans.encode(symbols, model, block)
+        with monkeypatch.context() as m:
+            m.setattr(rans, "_native_encoder", lambda: None)
+            numpy = rans.encode(symbols, model, block)
+        assert np.array_equal(native[0], numpy[0]) and native[1].tobytes() == numpy[1].tobytes()
+        assert np.array_equal(rans.decode(native[1].tobytes(), native[0], len(symbols), block,
+                                          model), symbols)
+
+
+def test_the_native_encoder_refuses_what_no_model_codes():
+    native = rans._native_encoder()
+    if native is None:
+        pytest.skip("tfdc._native is not built (or built before rans_encode)")
+    f, c = np.array([3, 5, 3], np.int32), np.array([0, 3, 0], np.int32)
+    lens, data = native(f, c, 2, 3)
+    assert np.frombuffer(lens, np.int64).sum() == len(data)
+    for freq, cum, block, prec, error in [
+            (np.array([3, 0], np.int32), c[:2], 2, 3, "frequency is 0"),
+            (np.array([9, 1], np.int32), c[:2], 2, 3, "past 2"),       # f > 2^prec
+            (np.array([5, 1], np.int32), np.array([4, 0], np.int32), 2, 3, "past 2"),
+            (f, c[:2], 2, 3, "differ in length"),
+            (f, c, 0, 3, "block"), (f, c, 2, 0, "prec"), (f, c, 2, 16, "prec")]:
+        with pytest.raises(ValueError, match=error):
+            native(freq, cum, block, prec)
+    for freq in (f.astype(np.int64), f.astype(np.uint8), f.astype(np.float32),
+                 np.arange(6, dtype=np.int32)[::2], f.astype(">i4")):
+        with pytest.raises((TypeError, ValueError), match="int32|contiguous"):
+            native(freq, c, 2, 3)
+    assert native(np.zeros(0, np.int32), np.zeros(0, np.int32), 4, 3) == (b"", b"")
 
 
 @pytest.mark.parametrize("count,block", [(1, 4096), (5000, 4096), (4096, 4096), (777, 100),
@@ -210,7 +265,7 @@ def test_groups_number_rows_and_columns_as_the_spec_says():
 
 
 @pytest.mark.parametrize("block", [1, 5, 64, 300, fmt.MAX_BLOCK])
-def test_kind_4_encode_matches_the_spec_s_scalar_encoder(block):
+def test_kind_4_encode_matches_the_spec_s_scalar_encoder(block, encoder):
     # Segments that start mid-row and rows that wrap the row map: the
     # scalar encoder of tests/format2_builder.py is written from §5.4 alone.
     rng = np.random.default_rng(block % 1000)
