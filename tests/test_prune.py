@@ -804,9 +804,14 @@ def test_pruning_a_clustered_model_is_warned_of():
     # file grew back without a word (the paper prunes, then clusters).
     x = np.random.default_rng(0).normal(size=(256, 32)).astype("float32")
     y = x @ np.ones((32, 8), "float32")
-    model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, name="fc1"),
-                              keras.layers.Dense(8, name="fc2")])
-    model.compile("adam", "mse")
+
+    def fresh():
+        model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, name="fc1"),
+                                  keras.layers.Dense(8, name="fc2")])
+        model.compile("adam", "mse")
+        return model
+
+    model = fresh()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # float kernels: nothing to say
         model.fit(x, y, epochs=1, verbose=0, callbacks=[GradualPruning(0.5)])
@@ -814,6 +819,7 @@ def test_pruning_a_clustered_model_is_warned_of():
     clustered = keras.models.clone_model(model)
     clustered.set_weights(model.get_weights())
     clustered.compile("adam", "mse")
+    clustered_weights = clustered.get_weights()
     with pytest.warns(UserWarning, match=r"GradualPruning: kernels clustered already \(fc1 \(8 "
                       r"shared values\), fc2 \(8 shared values\)\): this fit trains every kept "
                       r"weight.*Prune first, then cluster"):
@@ -822,6 +828,19 @@ def test_pruning_a_clustered_model_is_warned_of():
                       r"\S*/kernel \(8 shared values\)\): this fit trains every kept weight"):
         clustered.fit(x, y, epochs=1, verbose=0,
                       callbacks=[tfdc.StructuredPruning({"fc1": 0.25})])
+    # Not where a ClusteredFineTuning, listed before or after, clusters them
+    # again in the same fit (a fit resumed from a checkpoint written while
+    # clustering warned of it).
+    for pruning in (GradualPruning(0.8, end_step=4), tfdc.StructuredPruning({"fc1": 0.25},
+                                                                            end_step=4)):
+        for first in (True, False):
+            again = fresh()
+            again.set_weights(clustered_weights)
+            cft = tfdc.ClusteredFineTuning(bits=3)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                again.fit(x, y, epochs=2, verbose=0,
+                          callbacks=[pruning, cft] if first else [cft, pruning])
     from tfdc.cluster import clustered_values
     assert clustered_values(model.get_layer("fc1").kernel.numpy()) is None  # drifted apart
     assert clustered_values(np.ones((64, 64))) is None           # an initialiser's constant

@@ -169,12 +169,11 @@ def clustered_values(variable):
     return None
 
 
-def warn_clustered_before_pruning(named, who):
-    """Warn where a pruning callback (`who`) starts on kernels clustered
-    already and not held to a codebook (`named`: `(name, variable)`
-    pairs): the fit trains every kept weight, so the shared values drift
-    apart and the packed file grows back, without a word before. Kernels
-    with a `ClusteredFineTuning` still attached are left out."""
+def clustered_before_pruning(named):
+    """`"name (n shared values)"` for each kernel of `named` (`(name,
+    variable)` pairs) that is clustered already and not held to a codebook
+    (kernels with a `ClusteredFineTuning` still attached are left out), for
+    `warn_clustered_before_pruning` once the fit's callbacks have begun."""
     found = []
     for name, variable in named:
         if find_constraint(variable, ClusterConstraint) is not None:
@@ -182,13 +181,27 @@ def warn_clustered_before_pruning(named, who):
         values = clustered_values(variable)
         if values is not None:
             found.append(f"{name} ({values} shared values)")
-    if found:
-        from tfdc.errors import listed
-        warnings.warn(
-            f"{who}: kernels clustered already ({listed(found, 4)}): this fit trains every "
-            "kept weight, so the shared values drift apart and the packed file grows back. "
-            "Prune first, then cluster (Deep Compression's order); a tfdc.ClusteredFineTuning "
-            "after the pruning clusters them again.", stacklevel=4)
+    return found
+
+
+def warn_clustered_before_pruning(found, who, model, params):
+    """Warn where a pruning callback (`who`) starts on the kernels `found`
+    clustered already (`clustered_before_pruning`): the fit trains every
+    kept weight, so the shared values drift apart and the packed file
+    grows back, without a word before. Not where a `ClusteredFineTuning`
+    is in the same fit (of `model`, `params`: called once every callback's
+    `on_train_begin` has run): it clusters them again, as in a fit resumed
+    from a checkpoint written while clustering."""
+    from tfdc.constraints import callbacks_in_fit
+    if not found or any(isinstance(c, ClusteredFineTuning)
+                        for c in callbacks_in_fit(model, params)):
+        return
+    from tfdc.errors import listed
+    warnings.warn(
+        f"{who}: kernels clustered already ({listed(found, 4)}): this fit trains every "
+        "kept weight, so the shared values drift apart and the packed file grows back. "
+        "Prune first, then cluster (Deep Compression's order); a tfdc.ClusteredFineTuning "
+        "after the pruning clusters them again.", stacklevel=4)
 
 
 def release_interrupted(variables, params, who):

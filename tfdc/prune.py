@@ -662,6 +662,7 @@ class GradualPruning(keras.callbacks.Callback):
         self._resolved = False
         self._fit_end = None
         self._user_begin, self._user_end = self.begin_step, self.end_step
+        self._clustered = []
         if model.built:
             self._install()
         # else: a model that Keras builds in its first train step (a
@@ -669,11 +670,13 @@ class GradualPruning(keras.callbacks.Callback):
 
     def _install(self):
         """Select the kernels and put a mask constraint on each."""
-        from tfdc.cluster import release_interrupted, warn_clustered_before_pruning
+        from tfdc.cluster import clustered_before_pruning, release_interrupted
         model = self.model
         self.selections = self._select(model)
-        warn_clustered_before_pruning([(kernel_name(s.layer, s.attr), s.variable)
-                                       for s in self.selections], "GradualPruning")
+        self._clustered = clustered_before_pruning([(kernel_name(s.layer, s.attr), s.variable)
+                                                    for s in self.selections])
+        if self._resolved:  # installed after the first step: every callback has begun
+            self._warn_clustered()
         release_interrupted([s.variable for s in self.selections], self.params,
                             type(self).__name__)
         strategy = getattr(model, "distribute_strategy", None)
@@ -752,8 +755,17 @@ class GradualPruning(keras.callbacks.Callback):
                 "then prune the small model.", stacklevel=2)
         self._resolve_schedule(epoch)
         self._resolved = True
+        self._warn_clustered()
         if self.selections is not None:
             self._start_pruning()
+
+    def _warn_clustered(self):
+        """Tell of the kernels `_install` found clustered already, once the
+        other callbacks have begun (a ClusteredFineTuning among them
+        clusters them again: no warning)."""
+        from tfdc.cluster import warn_clustered_before_pruning
+        warn_clustered_before_pruning(self._clustered, "GradualPruning", self.model, self.params)
+        self._clustered = []
 
     def on_train_batch_end(self, batch, logs=None):
         self._step = self._counter.batch_ended(batch)

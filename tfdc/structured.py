@@ -321,9 +321,11 @@ class StructuredPruning(keras.callbacks.Callback):
         analysis, self.groups = self._select(model)
         self._check_min_units()
         self._bn_after = analysis.bn_after
-        from tfdc.cluster import release_interrupted, warn_clustered_before_pruning
+        from tfdc.cluster import clustered_before_pruning, release_interrupted
         producing = [v for group, _ in self.groups for v, _, _ in group.producing_slots()]
-        warn_clustered_before_pruning([(v.path, v) for v in producing], "StructuredPruning")
+        # Told of when the first epoch begins, after every callback's
+        # on_train_begin (a ClusteredFineTuning listed after this one).
+        self._clustered = clustered_before_pruning([(v.path, v) for v in producing])
         release_interrupted(producing, self.params, "StructuredPruning")
         strategy = getattr(model, "distribute_strategy", None)
         self._masks = []
@@ -363,6 +365,9 @@ class StructuredPruning(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if not self._resolved:
+            from tfdc.cluster import warn_clustered_before_pruning
+            warn_clustered_before_pruning(self._clustered, "StructuredPruning", self.model,
+                                          self.params)
             self._counter = StepCounter(self.model)  # BackupAndRestore may have restored it
             self._step = self._counter.step
             self._resolve_schedule(epoch)
