@@ -720,6 +720,36 @@ def test_a_fit_resumed_by_backup_and_restore_goes_on_with_the_schedule(tmp_path,
     assert np.mean(kernel == 0) == pytest.approx(0.9, abs=0.01)
 
 
+def test_a_fit_resumed_by_backup_and_restore_prunes_at_the_same_steps(tmp_path):
+    # Pruning every 3 steps from step 0, 4 steps an epoch: the resumed fit
+    # (from the backup of step 8) pruned at 8, 11, 14 where the whole fit
+    # pruned at 9, 12, 15, so the two ended with different masks.
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(128, 28, 28)).astype("float32"), rng.integers(0, 10, 128)
+
+    class Preempted(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.params and batch == 2 and int(self.model.optimizer.iterations) >= 8:
+                raise RuntimeError("preempted")
+
+    def run(backup, *extra):
+        keras.utils.set_random_seed(0)
+        model = compile_(mlp())
+        callbacks = [keras.callbacks.BackupAndRestore(str(tmp_path / backup)),
+                     GradualPruning(0.9, frequency=3, end_step=15)]
+        history = model.fit(x, y, epochs=4, batch_size=32, verbose=0, shuffle=False,
+                            callbacks=callbacks + list(extra))
+        return model, history.history["sparsity"]
+
+    whole, sparsity = run("whole")
+    with pytest.raises(RuntimeError, match="preempted"):
+        run("resumed", Preempted())
+    resumed, resumed_sparsity = run("resumed")
+    assert resumed_sparsity == sparsity[2:]
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a == 0, b == 0)
+
+
 def test_steps_are_optimizer_iterations_with_gradient_accumulation(mnist_small):
     # With gradient_accumulation_steps=4, Keras's iterations count one per 4
     # batches; the callback counted batches, 4x ahead of the

@@ -500,6 +500,19 @@ def prune_due(step, begin_step, end_step, last, frequency):
     return step - last >= frequency or step >= end_step
 
 
+def last_due(step, begin_step, end_step, frequency):
+    """For a fit that starts at `step` inside the ramp (`begin_step` <
+    `step` < `end_step`: one resumed by BackupAndRestore, a second fit),
+    the step at which the schedule, run from `begin_step`, last pruned:
+    the new fit goes on pruning at the same steps (it pruned at once and
+    every `frequency` from there, and ended with other masks than the
+    whole fit). None elsewhere: a fit before the ramp prunes at
+    `begin_step`, and one past it prunes once, to the final target."""
+    if not begin_step < step < end_step:
+        return None
+    return begin_step + (step - begin_step) // frequency * frequency
+
+
 class GradualPruning(keras.callbacks.Callback):
     """Prune kernels to a target sparsity during training (Zhu & Gupta ramp).
 
@@ -720,7 +733,9 @@ class GradualPruning(keras.callbacks.Callback):
                 w = to_numpy(selection.variable)
                 constraint.mask.assign((w != 0).astype(w.dtype) * to_numpy(constraint.mask))
         self._warn_past_target()
-        if self._step >= self.begin_step:
+        self._last_prune = last_due(self._step, self.begin_step, self.end_step, self.frequency)
+        if prune_due(self._step, self.begin_step, self.end_step, self._last_prune,
+                     self.frequency):
             self._prune(self._step)
         else:
             self._sparsity = self._measure()

@@ -27,7 +27,8 @@ from tfdc.distill import trained_model
 from tfdc.errors import listed, require_tensorflow_backend
 from tfdc.layers import check_copyable, kind_of
 from tfdc.prune import (StepCounter, check_fraction, check_steps, has_mask_variable, install_mask,
-                        polynomial_sparsity, prune_due, warn_coarse_execution, warn_unfinished)
+                        last_due, polynomial_sparsity, prune_due, warn_coarse_execution,
+                        warn_unfinished)
 from tfdc.select import (_check_patterns, _matches, input_layer_names, iter_layers, layer_paths,
                          refuse_non_float32, warn_frozen)
 from tfdc.shrinker import units
@@ -372,7 +373,10 @@ class StructuredPruning(keras.callbacks.Callback):
             self._step = self._counter.step
             self._resolve_schedule(epoch)
             self._resolved = True
-            if self._step >= self.begin_step:
+            self._last_prune = last_due(self._step, self.begin_step, self.end_step,
+                                        self.frequency)
+            if prune_due(self._step, self.begin_step, self.end_step, self._last_prune,
+                         self.frequency):
                 self._prune(self._step)
 
     def on_train_batch_begin(self, batch, logs=None):
