@@ -1112,6 +1112,46 @@ def test_a_training_that_diverges_stops_with_the_reason(data, trained, tmp_path)
     assert os.listdir(tmp_path) == []
 
 
+def test_a_run_that_met_the_target_wins_over_a_larger_plan_that_missed_it(tmp_path):
+    # Logits under a loss that reads probabilities (warned of): the planner
+    # chose a plan far under the target (4,575 B for 12,000 B), so compress
+    # planned larger (27,311 B), which no cut brought under the target: that
+    # file was returned, budget missed, though the first run's had met it.
+    from tfdc.datasets import load_mnist
+    from tfdc.errors import DatasetUnavailableError
+    try:
+        (x, y), _ = load_mnist()
+    except DatasetUnavailableError as e:
+        pytest.skip(str(e))
+    train, validation = (x[:4000], y[:4000]), (x[50000:52000], y[50000:52000])
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(64, activation="relu", name="fc1"),
+                              keras.layers.Dense(32, activation="relu", name="fc2"),
+                              keras.layers.Dense(10, name="fc3")])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(*train, epochs=3, batch_size=64, verbose=0)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    target = 12_000
+    with pytest.warns(UserWarning, match="outputs are logits"):
+        result = tfdc.compress(model, train, validation, target_bytes=target,
+                               path=tmp_path / "m.tflite", epochs=(1, 1), verbose=0)
+    assert result.met and result.packed_bytes <= target, str(result)
+    assert os.path.getsize(tmp_path / "m.tflite") == result.packed_bytes
+
+
+def test_an_earlier_run_that_met_the_target_wins_over_a_last_one_over_it():
+    from tfdc.compressor import _met_earlier
+    runs = [dict(run=1, bytes=4_504, loss=1.9, error=0.23),
+            dict(run=2, bytes=11_900, loss=1.7, error=0.20),
+            dict(run=3, bytes=27_103, loss=0.5, error=0.05)]
+    kept, met, message = _met_earlier(runs, 12_000, runs[-1])
+    assert kept is runs[1] and met
+    assert message.startswith("11,900 B is -0.8% from the target 12,000 B: run 2's file, kept: "
+                              "run 3's larger plan made 27,103 B, over the target")
+    assert _met_earlier(runs[2:], 12_000, runs[-1]) is None
+
+
 def test_a_model_compressed_already_is_warned_about(data, trained, tmp_path):
     # compress plans from float weights: from a pruned / clustered model its
     # plan and error are far off, so it says so before any training.
