@@ -315,6 +315,22 @@ def test_labels_are_checked_as_compress_checks_them():
         tfdc.plan(model, (x.reshape(256, 2, 4), np.arange(256) % 2), target_bytes=2000)
 
 
+def test_logits_under_a_loss_that_reads_probabilities_are_warned_of(trained):
+    # Only compress warned; tfdc.plan predicted its losses with that loss
+    # and returned a plan 62 % under the target without a word.
+    model, _, (xv, yv), _ = trained
+    config = model.get_config()
+    config["layers"][-1]["config"]["activation"] = "linear"
+    logits = keras.Sequential.from_config(config)
+    logits.set_weights(model.get_weights())
+    logits.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match=r"tfdc.plan: the model's outputs are logits .* reads "
+                      r"probabilities \(from_logits=False\), and the plan predicts losses with "
+                      r"it: compile the model with from_logits=True") as caught:
+        tfdc.plan(logits, (xv, yv), target_bytes=20_000, **GRID)
+    assert [w.filename for w in caught if "logits" in str(w.message)] == [__file__]
+
+
 class _MatMul(keras.layers.Layer):
     """A custom layer with a matrix: no kind tfdc registers."""
 

@@ -760,12 +760,14 @@ def _warn_compressed_already(kernels):
                       stacklevel=3)
 
 
-def _warn_logits_under_a_probability_loss(model, outputs):
+def _warn_logits_under_a_probability_loss(model, outputs, who="tfdc.compress",
+                                         uses="compress trains with it", stacklevel=3):
     """Warn of a classifier whose outputs are logits while its compiled
     cross-entropy reads probabilities (from_logits=False, the default of
     the loss's name): compress trains with that loss, which Keras computes
     on the logits as if they were probabilities (+3.6 points in a probe,
-    where from_logits=True lost none)."""
+    where from_logits=True lost none), and tfdc.plan predicts losses with
+    it (a 4,575 B plan for 12,000, 62 % under, +20 points measured)."""
     import keras
 
     from tfdc.mistakes import looks_like_logits
@@ -776,11 +778,12 @@ def _warn_logits_under_a_probability_loss(model, outputs):
     config = loss.get_config() if isinstance(loss, keras.losses.Loss) else {}
     name = _loss_name(getattr(model, "loss", None))
     if "crossentropy" in name.lower() and not config.get("from_logits", False):
-        warnings.warn(f"tfdc.compress: the model's outputs are logits (not probabilities: "
+        warnings.warn(f"{who}: the model's outputs are logits (not probabilities: "
                       f"negative, or rows not summing to 1), but its loss, {name}, reads "
-                      "probabilities (from_logits=False), and compress trains with it: compile "
+                      f"probabilities (from_logits=False), and {uses}: compile "
                       "the model with from_logits=True (e.g. keras.losses."
-                      "SparseCategoricalCrossentropy(from_logits=True))", stacklevel=3)
+                      "SparseCategoricalCrossentropy(from_logits=True))",
+                      stacklevel=stacklevel)
 
 
 def _warn_no_better_than_constant(float_wrong, y, classes, who="tfdc.compress"):

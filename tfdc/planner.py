@@ -339,6 +339,7 @@ def _check_labels(model, x, y, max_error_increase):
     negative loss), each output's against its loss for several outputs; and
     compress's warnings for an untrained model and for missing classes."""
     from tfdc.compressor import (_float_mistakes, _from_logits, _validation_outputs,
+                                 _warn_logits_under_a_probability_loss,
                                  _warn_no_better_than_constant)
     from tfdc.mistakes import check_output_labels
     from tfdc.scan import _output_count
@@ -350,6 +351,8 @@ def _check_labels(model, x, y, max_error_increase):
                                             max_error_increase)
     if not_classifier is None:  # an untrained model, classes missing: as compress warns
         _warn_no_better_than_constant(wrong, y, outputs.shape[1], "tfdc.plan")
+        _warn_logits_under_a_probability_loss(model, outputs, "tfdc.plan",
+                                              "the plan predicts losses with it", stacklevel=4)
 
 
 def _unreachable(target_bytes, reach, sens, uncompressed):
