@@ -67,7 +67,7 @@ def test_subset_and_batches(model_and_data):
     assert batched.error["fc2"] == pytest.approx(arrays.error["fc2"])
     sampled = tfdc.sensitivity(model, (xv, yv), samples=300, **grid)
     assert (sampled.samples, sampled.given, arrays.given, batched.given) == (300, len(yv),
-                                                                             len(yv), 0)
+                                                                             len(yv), len(yv))
     # The table says the scan used a subset (tfdc plan said "on 4,000
     # validation examples" of 5,000 given, and no more).
     assert f"on 300 validation examples (a random 300 of the {len(yv):,} given: samples=)" \
@@ -76,6 +76,36 @@ def test_subset_and_batches(model_and_data):
     assert tfdc.Sensitivity.from_json(sampled.to_json()) == sampled
     plan = tfdc.plan(model, (xv, yv), target_bytes=200_000, samples=300, **grid)
     assert (plan.sensitivity.samples, plan.sensitivity.given) == (300, len(yv))
+
+
+def test_a_dataset_is_sampled_at_random_not_cut_after_its_first_examples(model_and_data):
+    """A dataset sorted by class, read up to `samples`, was scanned on its
+    first classes alone (tfdc.plan then warned that the labels missed
+    classes the user had given)."""
+    import tensorflow as tf
+    from tfdc.scan import _take
+    model, (xv, yv) = model_and_data
+    order = np.argsort(yv, kind="stable")
+    xs, ys = xv[order], yv[order]
+    grid = dict(sparsities=[0.8], bits=[3], layers=["fc2"])
+    picked = []
+    for batch in (128, 77):
+        dataset = tf.data.Dataset.from_tensor_slices((xs, ys)).batch(batch)
+        sens = tfdc.sensitivity(model, dataset, samples=300, **grid)
+        assert (sens.samples, sens.given) == (300, len(yv))
+        assert f"(a random 300 of the {len(yv):,} given: samples=)" in sens.to_markdown()
+        x, y, given = _take(dataset, 300)
+        assert given == len(yv) and len(x) == len(y) == 300
+        assert set(np.unique(y)) == set(np.unique(yv))          # every class, not the first
+        assert np.all(np.diff(y) >= 0)                           # in the dataset's order
+        # Each example kept is one of the dataset's, with its own label.
+        rows = {xs[i].tobytes(): ys[i] for i in range(len(ys))}
+        assert all(rows[a.tobytes()] == b for a, b in zip(x, y))
+        picked.append(x)
+    np.testing.assert_array_equal(*picked)                     # whatever the batch size
+    # A generator (no length) is sampled the same way, as it comes.
+    x, y, given = _take(((xs[i:i + 100], ys[i:i + 100]) for i in range(0, len(ys), 100)), 300)
+    assert given == len(yv) and set(np.unique(y)) == set(np.unique(yv))
 
 
 def test_table_json_and_plot(model_and_data, tmp_path):
@@ -250,6 +280,12 @@ def test_an_endless_dataset_of_unknown_length_read_whole_stops_at_the_memory_lim
         with pytest.raises(ValueError, match=r"^validation_data: 2,000 examples \(\d+ MiB\) read "
                                              r"and it has not ended.*pass samples="):
             tfdc.sensitivity(model, data, samples=None)
+    # Sampled, they are read whole too: stopped at the limit of reading,
+    # not scored on their first examples counted again and again.
+    for data in (endless, batches()):
+        with pytest.raises(ValueError, match=r"^validation_data: 2,000 examples \(\d+ MiB\) read "
+                                             r"and it has not ended.*assert_cardinality"):
+            tfdc.sensitivity(model, data, samples=300)
     # Under the limit, a dataset of unknown length is read whole.
     finite = tf.data.Dataset.from_tensor_slices((x[:300], y[:300])).filter(
         lambda *_: True).batch(100)

@@ -437,7 +437,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     """
     from tfdc.bytecost import apply_settings, byte_cost, restore_settings, uncompressed_weights
     from tfdc.scan import (DEFAULT_SAMPLES, Evaluator, _output_count, _take, check_outputs,
-                           given_examples, input_count, one_output_view, unwrap_one_input)
+                           input_count, one_output_view, unwrap_one_input)
     from tfdc.scan import sensitivity as scan
 
     budgets = (("target_bytes", target_bytes), ("max_error_increase", max_error_increase),
@@ -466,12 +466,12 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     model, _ = one_output_view(model)
     # Read once: a generator of batches cannot be read again for the check.
     samples = scan_options.pop("samples", DEFAULT_SAMPLES)
-    x, y = _take(validation_data, samples, outputs=_output_count(model), model=model)
+    x, y, given = _take(validation_data, samples, outputs=_output_count(model), model=model)
     x = unwrap_one_input(x, input_count(model))
     if sensitivity is None:
         _check_labels(model, x, y, max_error_increase)  # given one, the caller checked
         sensitivity = scan(model, (x, y), samples=None, verbose=verbose, **scan_options)
-        sensitivity.given = given_examples(validation_data)
+        sensitivity.given = given
     elif scan_options.keys() - {"batch_size"}:
         raise ValueError("give either sensitivity= or scan options "
                          f"({', '.join(sorted(scan_options))}), not both")

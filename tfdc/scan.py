@@ -76,9 +76,9 @@ class Sensitivity:
             `s` (not clustered), or only clustered to `b` bits (not pruned).
         samples: validation examples used.
         seconds: wall time of the scan.
-        given: validation examples given as arrays (0: not known, e.g. a
-            dataset read up to `samples`); more than `samples`: the scan
-            used a random subset of them.
+        given: validation examples given (arrays or a dataset, read whole;
+            0: not known, a Sensitivity saved before this field); more than
+            `samples`: the scan used a random subset of them.
 
     Example:
 
@@ -341,17 +341,20 @@ def unwrap_one_input(x, inputs):
 
 
 def _take(data, samples, seed=0, outputs=1, model=None):
-    """`(x, y)` NumPy arrays (x an array, list or dict of arrays; y too for
-    several `outputs`) of at most `samples` examples of `validation_data`:
+    """`(x, y, given)`: NumPy arrays (x an array, list or dict of arrays; y
+    too for several `outputs`) of at most `samples` examples of
+    `validation_data`, and how many examples it held (`given`). The data:
     a tuple `(x, y)`, or an iterable of `(x, y)` batches (a
     `tf.data.Dataset`, a generator; `model`: checked to be batches,
-    `check_batched`). Sample weights are refused, not ignored (the scan
+    `check_batched`). More than `samples`: a fixed-seed random subset, in
+    the data's order; from batches, read whole and sampled as they come
+    (`_Reservoir`): the first `samples` of a dataset sorted by class held
+    4 of its 10 classes. Sample weights are refused, not ignored (the scan
     scores every example alike: a weighted set got an unweighted plan), and
-    so is a dataset that repeats without end (read whole, it never ended;
-    read up to `samples`, its examples counted twice). One whose end
-    TensorFlow cannot tell (`repeat().filter(...)`, a generator), read whole
-    (`samples=None`), stops with a ValueError once it holds a quarter of
-    the memory (`_memory_limit`): it was read until memory ran out."""
+    so is a dataset that repeats without end (it never ended; read up to
+    `samples`, its examples counted twice): one whose end TensorFlow cannot
+    tell (`repeat().filter(...)`, a generator) stops with a ValueError once
+    a quarter of the memory (`_memory_limit`) has been read, or held."""
     if _is_arrays(data):
         _refuse_weights(data)
         x, y = data[0], _labels(data[1], outputs)
@@ -362,41 +365,88 @@ def _take(data, samples, seed=0, outputs=1, model=None):
             raise ValueError("validation_data is empty")
         if samples is not None and n > samples:
             index = np.sort(np.random.default_rng(seed).choice(n, samples, replace=False))
-            return _finite(_index(x, index), _index(y, index))
-        return _finite(_map(x, np.asarray), y)
+            return (*_finite(_index(x, index), _index(y, index)), n)
+        return (*_finite(_map(x, np.asarray), y), n)
     xs, ys, count, held, limit = [], [], 0, 0, _memory_limit()
     if hasattr(data, "cardinality") and int(data.cardinality()) == -1:  # tf.data's INFINITE
         raise ValueError("validation_data repeats without end (a tf.data.Dataset with "
                          ".repeat()?): pass it without repeat(), each example once")
+    # A length tf.data knows, or len() (a PyDataset, a list of batches):
+    # read whole however large; else the read is bounded.
+    sized = (int(data.cardinality()) >= 0 if hasattr(data, "cardinality")
+             else hasattr(data, "__len__"))
     try:
         iterator = iter(data)
     except TypeError:
         raise TypeError("validation_data must be (x, y) arrays or an iterable of (x, y) "
                         f"batches, got {type(data).__name__}") from None
+    reservoir = _Reservoir(samples, seed) if samples is not None else None
     for batch in iterator:
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ValueError("validation_data batches must be (x, y) tuples")
         _refuse_weights(batch)
-        if not xs:
+        if not count:
             check_batched(batch[0], model, "validation_data")
-        xs.append(_map(batch[0], np.asarray))
-        ys.append(_labels(batch[1], outputs))
-        count += _length(ys[-1])
-        if samples is not None and count >= samples:
-            break
-        held += sum(np.asarray(a).nbytes for part in (xs[-1], ys[-1]) for _, a in _items(part))
-        if held > limit:
-            raise ValueError(f"validation_data: {count:,} examples ({held / 2**20:,.0f} MiB) "
-                             "read and it has not ended (a dataset that repeats?); tfdc holds "
-                             "the validation examples in memory: pass samples= (e.g. 4000) or "
-                             "a smaller dataset")
-    if not xs:
+        bx, by = _map(batch[0], np.asarray), _labels(batch[1], outputs)
+        count += _length(by)
+        held += sum(np.asarray(a).nbytes for part in (bx, by) for _, a in _items(part))
+        if reservoir is not None:
+            reservoir.add(bx, by)
+        else:
+            xs.append(bx)
+            ys.append(by)
+        if held > limit and not (reservoir is not None and sized):
+            raise ValueError(
+                f"validation_data: {count:,} examples ({held / 2**20:,.0f} MiB) read and it has "
+                "not ended (a dataset that repeats?); tfdc reads the validation data whole "
+                + ("and holds it in memory: pass samples= (e.g. 4000) or a smaller dataset"
+                   if reservoir is None else
+                   "to sample from it: pass a finite dataset, each example once; one of "
+                   "unknown length (a filter, a generator) with its length, e.g. dataset.apply("
+                   "tf.data.experimental.assert_cardinality(batches))"))
+    if not count:
         raise ValueError("validation_data is empty")
-    x, y = _concat(xs), _concat(ys)
-    if samples is not None:
-        keep = np.arange(min(samples, _length(y)))
-        x, y = _index(x, keep), _index(y, keep)
-    return _finite(x, y)
+    x, y = reservoir.arrays() if reservoir is not None else (_concat(xs), _concat(ys))
+    return (*_finite(x, y), count)
+
+
+class _Reservoir:
+    """A uniform random `samples` of the examples of a stream of batches
+    (Vitter's algorithm R, a batch at a time; fixed `seed`): example i (from
+    0) replaces a random one of those kept with probability samples / (i +
+    1). Holds `samples` examples, whatever the stream's length."""
+
+    def __init__(self, samples, seed):
+        self.samples, self.rng = int(samples), np.random.default_rng(seed)
+        self.seen, self.x, self.y, self.origin = 0, None, None, None
+
+    def add(self, x, y):
+        n = _length(y)
+        first = self.seen
+        self.seen += n
+        if self.x is None:
+            self.x, self.y = (_map(part, lambda a: np.empty((self.samples,) + np.shape(a)[1:],
+                                                             np.asarray(a).dtype))
+                              for part in (x, y))
+            self.origin = np.zeros(self.samples, np.int64)
+        # Slot of each example: the next free ones while filling, then a
+        # random one (kept if under `samples`); a slot drawn twice in one
+        # batch goes to the later example, as one by one.
+        i = np.arange(first, first + n)
+        slot = np.where(i < self.samples, i, self.rng.integers(0, np.maximum(i + 1, 1)))
+        keep = np.flatnonzero(slot < self.samples)
+        slot = slot[keep]
+        _, last = np.unique(slot[::-1], return_index=True)
+        keep = keep[len(keep) - 1 - last]
+        for buf, part in ((self.x, x), (self.y, y)):
+            for (_, b), (_, a) in zip(_items(buf), _items(part)):
+                b[slot[len(slot) - 1 - last]] = np.asarray(a)[keep]
+        self.origin[slot[len(slot) - 1 - last]] = i[keep]
+
+    def arrays(self):
+        """`(x, y)` of the examples kept, in the stream's order."""
+        order = np.argsort(self.origin[:min(self.seen, self.samples)], kind="stable")
+        return _index(self.x, order), _index(self.y, order)
 
 
 def _memory_limit():
@@ -453,17 +503,6 @@ def _labels(y, outputs):
     if isinstance(y, dict) and len(y) == 1:
         (y,) = y.values()
     return np.asarray(y)
-
-
-def given_examples(data):
-    """How many examples `validation_data` holds if it is `(x, y)` arrays,
-    else 0 (a dataset: not known without reading it whole)."""
-    if _is_arrays(data):
-        try:
-            return int(_length(data[0]))
-        except TypeError:
-            return 0
-    return 0
 
 
 def _is_arrays(data):
@@ -898,10 +937,11 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
         bits: the clustering grid (default 2, 3, 4, 5, 6, 8).
         batch_size: examples per forward pass (default 2048).
         samples: use at most this many validation examples (default 4,000,
-            a fixed-seed random subset; None: all, held in memory: a dataset
-            of unknown length stops with a ValueError past a quarter of the
-            physical memory). The scan's cost is one forward pass over them
-            per point.
+            a fixed-seed random subset; a dataset is read whole to sample
+            it, one of unknown length, a generator, stops with a ValueError
+            past a quarter of the physical memory; None: all, held in
+            memory, with the same limit). The scan's cost is one forward
+            pass over them per point.
         layers: optional list of layer names to scan (default: all).
         verbose: 1 prints a line per layer.
 
@@ -953,7 +993,7 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
                          "DepthwiseConv, Embedding, LSTM/GRU kernels)")
     kinds = {layer.name: kind_of(layer).name for layer in iter_layers(model)
              if layer.name in found}
-    x, y = _take(validation_data, samples, outputs=_output_count(model), model=model)
+    x, y, given = _take(validation_data, samples, outputs=_output_count(model), model=model)
     x = unwrap_one_input(x, input_count(model))
     evaluate = Evaluator(model, x, y, batch_size)
     try:
@@ -984,4 +1024,4 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
                for name, kernels in found.items()}
     return Sensitivity(list(found), weights, kinds, base_loss, base_error, sparsities, bits,
                        loss, error, samples=int(_length(y)), seconds=time.perf_counter() - start,
-                       given=given_examples(validation_data))
+                       given=given)
