@@ -1112,6 +1112,35 @@ def test_a_training_that_diverges_stops_with_the_reason(data, trained, tmp_path)
     assert os.listdir(tmp_path) == []
 
 
+def test_a_finite_dataset_of_unknown_length_is_counted_and_trained(data, trained, tmp_path,
+                                                                    monkeypatch):
+    # A TFRecord file, a filter, a generator: TensorFlow does not know the
+    # length, which compress scales its epochs by, and it refused these
+    # finite datasets as "no known length (a repeating tf.data.Dataset?)".
+    from tfdc import compressor
+    (x, y), val = data
+    filtered = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda *_: True).batch(64)
+    assert int(filtered.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+    result = tfdc.compress(_fresh(trained), filtered, val, target_bytes=30_000,
+                           path=tmp_path / "m.tflite", epochs=(1, 1), verbose=0)
+    assert result.met and os.path.getsize(tmp_path / "m.tflite") == result.packed_bytes
+    # One that repeats: refused before any work, as repeating, or, where
+    # TensorFlow cannot tell, once counting passes the limit.
+    monkeypatch.setattr(compressor, "_MOST_BATCHES_COUNTED", 100)
+    for dataset, message in [
+            (tf.data.Dataset.from_tensor_slices((x, y)).batch(64).repeat(),
+             r"^train_data repeats without end \(a tf.data.Dataset with .repeat\(\)\?\)"),
+            (tf.data.Dataset.from_tensor_slices((x, y)).repeat().filter(lambda *_: True).batch(64),
+             r"^train_data: a tf.data.Dataset of unknown length that had not ended after 100 "
+             r"batches .*assert_cardinality"),
+            (tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda *_: False).batch(64),
+             r"^train_data is empty")]:
+        with pytest.raises(ValueError, match=message):
+            tfdc.compress(trained, dataset, val, target_bytes=30_000, path=tmp_path / "n.tflite",
+                          verbose=0)
+    assert not os.path.exists(tmp_path / "n.tflite")
+
+
 def test_a_run_that_met_the_target_wins_over_a_larger_plan_that_missed_it(tmp_path):
     # Logits under a loss that reads probabilities (warned of): the planner
     # chose a plan far under the target (4,575 B for 12,000 B), so compress

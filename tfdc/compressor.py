@@ -208,6 +208,36 @@ class CompressResult:
 
 
 # --------------------------------------------------------------------- checks
+# Batches a tf.data.Dataset of unknown length is counted up to: more, and it
+# is taken for one that repeats (a million batches is 32 M examples of 32).
+_MOST_BATCHES_COUNTED = 1_000_000
+
+
+def _with_known_length(dataset, what):
+    """`dataset` (tf.data), with its length in batches known: a TFRecord
+    file, a filter or a generator leaves it unknown to TensorFlow, and
+    compress, which scales its epochs by it, refused these finite datasets
+    as "no known length". Counted once (a read of the data, no training);
+    one that repeats without end is refused."""
+    import tensorflow as tf
+    cardinality = int(dataset.cardinality())
+    if cardinality == tf.data.INFINITE_CARDINALITY:
+        raise ValueError(f"{what} repeats without end (a tf.data.Dataset with .repeat()?): "
+                         "pass a finite dataset, each example once an epoch")
+    if cardinality != tf.data.UNKNOWN_CARDINALITY:
+        return dataset
+    count = int(dataset.take(_MOST_BATCHES_COUNTED + 1).reduce(
+        tf.constant(0, tf.int64), lambda n, _: n + 1))
+    if count > _MOST_BATCHES_COUNTED:
+        raise ValueError(f"{what}: a tf.data.Dataset of unknown length that had not ended after "
+                         f"{_MOST_BATCHES_COUNTED:,} batches (one that repeats?): pass a finite "
+                         "dataset, or give its length: dataset.apply(tf.data.experimental."
+                         "assert_cardinality(batches))")
+    if count == 0:
+        raise ValueError(f"{what} is empty")
+    return dataset.apply(tf.data.experimental.assert_cardinality(count))
+
+
 def _check_data(data, what, allow_dataset, inputs=1, outputs=1):
     """`(x, y)` as arrays (x: `_check_inputs`; y a list or dict of arrays
     for several `outputs`), or a dataset where allowed; else a ValueError
@@ -215,7 +245,9 @@ def _check_data(data, what, allow_dataset, inputs=1, outputs=1):
     subclassed model)."""
     import keras
     if allow_dataset and not isinstance(data, (tuple, list)):
-        if isinstance(data, keras.utils.PyDataset) or hasattr(data, "element_spec"):
+        if hasattr(data, "element_spec"):
+            return _with_known_length(data, what)
+        if isinstance(data, keras.utils.PyDataset):
             return data
         raise ValueError(f"{what} must be a tuple (x, y) of arrays or a keras.utils.PyDataset "
                          f"/ tf.data.Dataset of (x, y) batches, got {type(data).__name__}")
@@ -904,8 +936,8 @@ def _steps(train, batch_size):
     try:
         return len(train)
     except TypeError:
-        raise ValueError("train_data has no known length (a repeating tf.data.Dataset?): pass "
-                         "a finite dataset or a tuple (x, y)") from None
+        raise ValueError("train_data has no known length: pass a finite dataset or a tuple "
+                         "(x, y)") from None
 
 
 def _fit(model, train, batch_size, epochs, callbacks, verbose):
@@ -1520,7 +1552,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             A subclassed model is copied from its config (`get_config()`
             must rebuild it) and may not hold a BatchNormalization.
         train_data: `(x, y)` arrays, or a `keras.utils.PyDataset` /
-            `tf.data.Dataset` of `(x, y)` batches (e.g. with augmentation).
+            `tf.data.Dataset` of `(x, y)` batches (e.g. with augmentation),
+            finite: one of a length TensorFlow does not know (a TFRecord
+            file, a filter) is counted once before training.
             Labels: class indices `[N]` (or `[N, 1]`), one-hot `[N,
             classes]`, or 0 / 1 for one output unit (`tfdc.mistakes`).
             For a model with several inputs, x is a list of arrays (in the
