@@ -176,6 +176,11 @@ def test_teacher_is_student_refused():
     model = _mlp()
     with pytest.raises(ValueError, match="the teacher is the student"):
         Distiller(model, model)
+    # Swapped: the frozen copy as the student trained nothing, and the fit
+    # said only Keras's "does not have any trainable weights".
+    with pytest.raises(ValueError, match=r"the student, '\S+', has no trainable weights .*"
+                       r"Distiller\(model, Distiller.copy_of\(model\)\)"):
+        Distiller(Distiller.copy_of(model), model)
 
 
 def test_a_teacher_unlike_the_student_is_refused_when_made():

@@ -199,6 +199,13 @@ class Distiller(keras.Model):
         if teacher is student:
             raise ValueError("the teacher is the student itself: pass a copy of the model "
                              "(Distiller.copy_of(model)) as the teacher")
+        if getattr(student, "built", False) and student.weights and \
+                not student.trainable_weights:
+            # Distiller(copy_of(model), model): the frozen copy trained
+            # nothing, and the fit said only Keras's "no trainable weights".
+            raise ValueError(f"the student, {student.name!r}, has no trainable weights (a "
+                             "frozen copy, Distiller.copy_of(model)?): the student is the model "
+                             "to train, first: Distiller(model, Distiller.copy_of(model))")
         if getattr(student, "built", False):
             _check_model(student, "student")
         _check_model(teacher, "teacher")
