@@ -836,8 +836,11 @@ def _warn_no_better_than_constant(float_wrong, y, classes, who="tfdc.compress"):
     # against the constant's 88.8 % without a word.
     if n >= _FEWEST_TO_JUDGE and constant > 0 and \
             np.count_nonzero(float_wrong) >= round(0.9 * constant * n):
+        # Far above it (0/1 labels given as booleans scored 80 %): "worse
+        # than", not "about that of".
+        than = "worse than" if error > 1.1 * constant else "about"
         warnings.warn(f"{who}: the float model's validation error ({error:.2%}) is "
-                      f"about that of always answering class {label} ({constant:.2%}): is it "
+                      f"{than} that of always answering class {label} ({constant:.2%}): is it "
                       "trained, and do the validation inputs reach it as in training (the same "
                       "scaling and preprocessing, labels paired with their inputs)?",
                       stacklevel=3)
