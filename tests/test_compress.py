@@ -437,7 +437,8 @@ def test_a_missed_error_budget_is_reported(data, trained, tmp_path):
     path = tmp_path / "missed.tflite"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = tfdc.compress(_fresh(trained), data[0], data[1], max_error_increase=0.0,
+        # -0.0: as 0 (it read "the budget of -0").
+        result = tfdc.compress(_fresh(trained), data[0], data[1], max_error_increase=-0.0,
                                path=path, epochs=(1, 1), verbose=0,
                                plan={"sparsity": {"fc1": 0.999, "fc2": 0.99}, "bits": 1})
     # First, before any training: a budget of 0 is below the bound of a file

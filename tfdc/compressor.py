@@ -337,7 +337,7 @@ def _check_increase(value, name, unit):
     _check_number(value, name)
     if value < 0:
         raise ValueError(f"{name} must be >= 0 {unit}, got {value!r}")
-    return float(value)
+    return float(value) + 0.0  # -0.0 as 0.0: it read "a budget of -0"
 
 
 def _check_confidence(confidence, none=""):

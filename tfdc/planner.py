@@ -454,6 +454,8 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                              + ("positive finite number" if name == "target_bytes" else
                                 "finite number >= 0") + f", got {value!r}")
     check_error_points(max_error_increase)
+    if max_error_increase is not None:
+        max_error_increase = float(max_error_increase) + 0.0  # -0.0 printed "-0 points"
     options = dict(export_options or {})
     allowed = {"batch_size", "strip_debug", "codebook_fp16", "gap_alphabet", "block"}
     if set(options) - allowed:
