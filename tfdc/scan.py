@@ -433,15 +433,15 @@ class _Reservoir:
         # random one (kept if under `samples`); a slot drawn twice in one
         # batch goes to the later example, as one by one.
         i = np.arange(first, first + n)
-        slot = np.where(i < self.samples, i, self.rng.integers(0, np.maximum(i + 1, 1)))
+        slot = np.where(i < self.samples, i, self.rng.integers(0, i + 1))
         keep = np.flatnonzero(slot < self.samples)
-        slot = slot[keep]
-        _, last = np.unique(slot[::-1], return_index=True)
+        _, last = np.unique(slot[keep][::-1], return_index=True)
         keep = keep[len(keep) - 1 - last]
+        slot = slot[keep]
         for buf, part in ((self.x, x), (self.y, y)):
             for (_, b), (_, a) in zip(_items(buf), _items(part)):
-                b[slot[len(slot) - 1 - last]] = np.asarray(a)[keep]
-        self.origin[slot[len(slot) - 1 - last]] = i[keep]
+                b[slot] = np.asarray(a)[keep]
+        self.origin[slot] = i[keep]
 
     def arrays(self):
         """`(x, y)` of the examples kept, in the stream's order."""
