@@ -159,6 +159,16 @@ def test_activation_data_that_does_not_fit_the_model_is_refused_before_training(
                 StructuredPruning(0.25, criterion="activation", data=data, frequency=1)])
     for w, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(w, b)  # refused before any step
+    # Channels a conv does not take: Keras's line that says so, not its
+    # "Exception encountered when calling Functional.call()".
+    conv = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3, name="c1"),
+                             keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    conv.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"data= does not run through the model: .*'c1' is "
+                       r"incompatible with the layer: expected axis -1 of input shape to have "
+                       r"value 1, but received input with shape \(2, 28, 28, 3\)"):
+        conv.fit(x[:64, :, :, None], y[:64], epochs=1, verbose=0, callbacks=[StructuredPruning(
+            0.25, criterion="activation", data=np.repeat(x[:64, :, :, None], 3, -1))])
     # Arrays of two lengths (a model of two inputs); a list of (a, b) pairs.
     with pytest.raises(ValueError, match=r"data= arrays of one length .*got lengths \[10, 12\]"):
         StructuredPruning(0.5, criterion="activation", data=[x[:10], x[:12]])

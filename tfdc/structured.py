@@ -569,7 +569,8 @@ class StructuredPruning(keras.callbacks.Callback):
         try:
             self._probe.predict(first, verbose=0)
         except Exception as e:  # noqa: BLE001 - Keras's own error, told as the user's data
-            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            from tfdc.errors import first_line
+            why = first_line(e)  # not Keras's "Exception encountered when calling ..."
             hint = (" (a list or tuple is one array per model input, not a list of examples)"
                     if isinstance(data, (list, tuple)) else "")
             raise ValueError(f"StructuredPruning(criterion='activation'): data= does not run "
