@@ -341,6 +341,28 @@ class _MatMul(keras.layers.Layer):
         return keras.ops.relu(x @ self.w)
 
 
+def test_a_recurrent_model_is_planned_for_the_batch_the_converter_takes(tmp_path):
+    # The converter takes an LSTM with a fixed batch only: tfdc.plan failed
+    # after its scan (export_options={"batch_size": 1} needed), where
+    # compress and `tfdc plan` worked.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 6, 8)).astype("float32")
+    y = (x[:, :, 0].sum(1) > 0).astype("int64")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6, 8)), keras.layers.LSTM(32, name="lstm"),
+                              keras.layers.Dense(2, activation="softmax", name="out")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0)
+    plan = tfdc.plan(model, (x, y), target_bytes=5_000, sparsities=[0.5, 0.8], bits=[3, 5])
+    assert plan.predicted_bytes <= 5_000
+    saved = apply_settings(model, plan.sparsity, plan.bits)
+    try:
+        report = tfdc.export(model, str(tmp_path / "m.tflite"), strip=False, batch_size=1)
+    finally:
+        restore_settings(model, saved)
+    assert report.packed_bytes == plan.predicted_bytes
+
+
 def test_weights_tfdc_cannot_prune_are_named(mnist_small):
     # A custom layer's matrix stayed in "other" without a word, and a target
     # it made unreachable read as if the grids were too short.

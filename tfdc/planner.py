@@ -355,6 +355,13 @@ def _check_labels(model, x, y, max_error_increase):
                                               "the plan predicts losses with it", stacklevel=4)
 
 
+def _has_recurrent(model):
+    """Whether `model` holds a layer of `tfdc.layers`'s recurrent kind."""
+    from tfdc.layers import kind_of
+    from tfdc.select import iter_layers
+    return any(getattr(kind_of(layer), "name", None) == "recurrent" for layer in iter_layers(model))
+
+
 def _unreachable(target_bytes, reach, sens, uncompressed):
     """The ValueError of a byte target under the smallest file the grids
     allow (`reach` bytes), naming the weights kept at full precision."""
@@ -405,7 +412,9 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
             (buffers smaller than this stay in the flatbuffer).
         export_options: other `tfdc.export` options that change the file's
             size, as a dict: `batch_size`, `strip_debug`, `codebook_fp16`,
-            `gap_alphabet`, `block` (default: `export`'s defaults).
+            `gap_alphabet`, `block` (default: `export`'s defaults; a model
+            with an LSTM / GRU / SimpleRNN layer: `batch_size` 1, the only
+            way the converter takes it, as `tfdc.compress` exports it).
         verbose: 1 prints the scan's progress and the plan.
         **scan_options: passed to `tfdc.sensitivity` (`sparsities`, `bits`,
             `batch_size`, `samples`, `layers`).
@@ -461,6 +470,10 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     if set(options) - allowed:
         raise ValueError(f"export_options: unknown {', '.join(sorted(set(options) - allowed))}; "
                          f"known: {', '.join(sorted(allowed))}")
+    if "batch_size" not in options and _has_recurrent(model):
+        # The converter takes a recurrent layer with a fixed batch only: the
+        # plan failed after its scan, where compress and `tfdc plan` worked.
+        options["batch_size"] = 1
     check_outputs(model, "tfdc.plan")
     from tfdc.select import refuse_non_finite, refuse_non_float32
     refuse_non_float32(model, "tfdc.plan")
