@@ -458,3 +458,25 @@ def test_times_smaller_says_larger_where_it_is():
     # A tiny model's packed file, larger than its float weights, read
     # "0.1x smaller than 76 B".
     assert times_smaller(611, 76) == "8.0x larger than"
+
+
+def test_a_densely_coded_kernel_says_its_bits_count_its_zeros(tmp_path):
+    # A kernel 40 % kept with 4 shared values, coded densely (zero one of
+    # the codebook's 5 entries, no index stream), read "Weight bits P+Q 7.5"
+    # beside its sparse neighbours' 2 or 3, with nothing to say why.
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, name="dense40"),
+                              keras.layers.Dense(64, name="sparse5")])
+    for name, kept in (("dense40", 0.4), ("sparse5", 0.05)):
+        kernel = model.get_layer(name).kernel
+        values = np.array([-0.3, -0.1, 0.1, 0.3], "float32")[rng.integers(0, 4, (64, 64))]
+        kernel.assign(np.where(rng.random((64, 64)) < kept, values, 0).astype("float32"))
+    report = tfdc.export(model, tmp_path / "m.tflite")
+    rows = {l.name: l for l in report.layers}
+    dense, sparse = rows["dense40"], rows["sparse5"]
+    assert not dense.sparse and sparse.sparse
+    assert dense.weight_bits_pq == pytest.approx(3 * dense.weights / dense.nnz)
+    line = [l for l in report.to_text().splitlines() if l.startswith("Coded densely")]
+    assert line == ["Coded densely           dense40: zero is a codebook entry and there is no "
+                    "index stream, so their weight bits per kept weight include the zeros' codes"]
+    assert "Coded densely: dense40:" in report.to_markdown()
