@@ -26,6 +26,8 @@ model.fit(ShiftedImages(x, y, batch_size=128), epochs=10, callbacks=[cosine_deca
 import keras
 import numpy as np
 
+from tfdc.values import to_numpy
+
 
 class ShiftedImages(keras.utils.PyDataset):
     """Shuffled training batches of randomly translated images.
@@ -65,9 +67,30 @@ class ShiftedImages(keras.utils.PyDataset):
 
 
 def cosine_decay(base, epochs, floor=0.05):
-    """A `LearningRateScheduler`: half a cosine from `base` to `floor * base`
-    over `epochs` epochs (counted from the start of the `fit` call)."""
-    def schedule(epoch, lr):
-        t = min(epoch / max(epochs - 1, 1), 1.0)
-        return float(base * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * t))))
-    return keras.callbacks.LearningRateScheduler(schedule)
+    """A callback setting the learning rate at each epoch's start: half a
+    cosine from `base` to `floor * base` over `epochs` epochs (counted from
+    the start of the `fit` call)."""
+    return CosineDecay(base, epochs, floor)
+
+
+class CosineDecay(keras.callbacks.Callback):
+    """`cosine_decay`'s callback. Not Keras's `LearningRateScheduler`, which
+    reads the rate through `np.array(variable)`: NumPy 2's DeprecationWarning
+    at every epoch, an error under `python -W error` (tfdc.compress failed
+    at its first epoch there)."""
+
+    def __init__(self, base, epochs, floor=0.05):
+        super().__init__()
+        self.base, self.epochs, self.floor = base, epochs, floor
+
+    def schedule(self, epoch, lr=None):
+        """The rate of epoch `epoch` (from 0; `lr`, the current one, unused)."""
+        t = min(epoch / max(self.epochs - 1, 1), 1.0)
+        return float(self.base * (self.floor + (1 - self.floor) * 0.5 * (1 + np.cos(np.pi * t))))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate = self.schedule(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(to_numpy(self.model.optimizer.learning_rate))
