@@ -371,12 +371,23 @@ def test_int8_weights_that_change_nothing_are_told(capsys, tmp_path, inputs):
     # --weights int8 on a model with no clustered kernel did nothing silently.
     paths, _ = inputs
     code, _, err = run(capsys, "pack", "--weights", "int8", paths["random"], tmp_path / "o.tflite")
-    assert code == 0 and "weights='int8' changed nothing: no float32 kernel" in err
+    assert code == 0 and "weights='int8' changed nothing: no float32 kernel of this model is " \
+        "clustered (at most 256 distinct values, each shared by several weights" in err
     code, _, err = run(capsys, "pack", "--weights", "int8", paths["float"], tmp_path / "p.tflite")
     assert code == 0 and "changed nothing" not in err
+    # A small trained kernel has at most 256 values without sharing any (a
+    # 3x3x16 conv's 144): it was rounded to int8 codes, up to 0.02 off.
+    import keras
+
+    from tfdc.exporter import convert
+    keras.utils.set_random_seed(0)
+    small = tmp_path / "small.tflite"
+    small.write_bytes(convert(keras.Sequential([keras.Input((8, 8, 1)),
+                                                keras.layers.Conv2D(16, 3, name="conv")])))
+    code, _, err = run(capsys, "pack", "--weights", "int8", small, tmp_path / "s.tflite")
+    assert code == 0 and "weights='int8' changed nothing: no float32 kernel" in err
     # A full-integer one, whose kernels are int8 already, was told to
     # cluster them.
-    from tfdc.exporter import convert
     from tfdc.quantize import configure_full_integer
     x = np.random.default_rng(0).normal(size=(4, 64)).astype("float32")
     full_integer = tmp_path / "full_integer.tflite"

@@ -871,7 +871,7 @@ def test_pruning_a_clustered_model_is_warned_of():
                 warnings.simplefilter("error")
                 again.fit(x, y, epochs=2, verbose=0,
                           callbacks=[pruning, cft] if first else [cft, pruning])
-    from tfdc.cluster import clustered_values
+    from tfdc.values import clustered_values
     assert clustered_values(model.get_layer("fc1").kernel.numpy()) is None  # drifted apart
     assert clustered_values(np.ones((64, 64))) is None           # an initialiser's constant
     assert clustered_values(np.eye(64)) is None                  # 64 nonzeros, 1 value

@@ -267,9 +267,9 @@ def _add_pack_parser(sub):
                       "standard output, the summary then on standard error)")
     pack.add_argument("--weights", choices=["float32", "int8"], default="float32",
                       help="float32 (default: every buffer exactly as in IN) or int8: float32 "
-                      "kernels with at most 256 distinct values (clustered) become int8 codes "
-                      "with one scale per tensor and a DEQUANTIZE op (lossy at int8 "
-                      "resolution)")
+                      "kernels clustered (at most 256 distinct values, each shared by several "
+                      "weights) become int8 codes with one scale per tensor and a DEQUANTIZE "
+                      "op (lossy at int8 resolution)")
     pack.add_argument("--codebook-fp16", action="store_true",
                       help="round every packed float32 weight to float16 and store the "
                       "codebooks as float16 (lossy unless the values are float16 already, as "

@@ -17,7 +17,7 @@ from tfdc.constraints import (TfdcConstraint, find_constraint, fit_began, fit_en
 from tfdc.errors import require_tensorflow_backend
 from tfdc.layers import bias_variable
 from tfdc.select import iter_layers, select_kernels, selection_names
-from tfdc.values import to_numpy
+from tfdc.values import clustered_values, nonzero_values, to_numpy
 
 DEFAULT_CONV_BITS = 8  # paper: 256 shared values for convolutions
 DEFAULT_DENSE_BITS = 5  # paper: 32 shared values for fully connected layers
@@ -147,26 +147,6 @@ class ClusterConstraint(TfdcConstraint):
 
     def get_config(self):
         return {}
-
-
-# A kernel counts as clustered where its nonzero weights share at most this
-# many values, each held by this many weights or more on average (a trained
-# float kernel's are all but all distinct, a heavily pruned one's too).
-_CLUSTERED_VALUES, _CLUSTERED_SHARE = 256, 4
-
-
-def clustered_values(variable):
-    """The number of distinct nonzero values of kernel `variable` (or an
-    array) where it looks clustered (see `_CLUSTERED_VALUES`; at least 2),
-    else None."""
-    nonzero = _nonzero(variable)
-    if nonzero.size < _CLUSTERED_SHARE:
-        return None
-    values = int(np.unique(nonzero).size)
-    # One value is an initialiser's constant (ones, a fresh BatchNorm's gamma).
-    if 2 <= values <= _CLUSTERED_VALUES and nonzero.size >= _CLUSTERED_SHARE * values:
-        return values
-    return None
 
 
 def clustered_before_pruning(named):
@@ -650,7 +630,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         for variable, c in self._constraints:
             if variable.constraint is not c:
                 continue
-            nonzero = _nonzero(variable)
+            nonzero = nonzero_values(variable)
             count = np.unique(nonzero).size
             if nonzero.size > c.positions.shape[0] or count > c.num_clusters:
                 left[variable.path] = count
@@ -737,11 +717,6 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         self._constraints = []
         if self.model is not None and getattr(self.model, "train_function", None) is not None:
             self.model.make_train_function(force=True)  # the traced step holds the constraints
-
-
-def _nonzero(variable):
-    v = to_numpy(variable).ravel()
-    return v[v != 0]
 
 
 def codebooks(model, targets=True, exclude=()):

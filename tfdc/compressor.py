@@ -769,12 +769,12 @@ def _warn_compressed_already(kernels):
     """Warn (before any training) when the model's kernels look pruned or
     clustered already (a tenth of a kernel's weights exactly 0: a trained
     float kernel has next to none; or, in one of 1,024 weights or more,
-    the few shared values of `tfdc.cluster.clustered_values`): compress plans from the
+    the few shared values of `tfdc.values.clustered_values`): compress plans from the
     float weights, and from these its predictions were far off (a probe
     recompressing `result.model`: 7,349 B for 4,905 planned, then cut to
     5,978 B at 18.6 % error, where compressing the float model to the same
     target gave 5,940 B at 13.0 %)."""
-    from tfdc.cluster import clustered_values
+    from tfdc.values import clustered_values
     seen = []
     for s in kernels:
         w = to_numpy(s.variable)

@@ -31,7 +31,7 @@ from tfdc.errors import listed
 from tfdc.layers import has_graph
 from tfdc.quantize import quantize_codebooks_int8
 from tfdc.runtime import check_tflite_header, read_model_bytes
-from tfdc.values import to_numpy
+from tfdc.values import clustered_values, to_numpy
 
 __all__ = ["export", "export_tflite", "convert", "check_writable", "write_atomically",
            "quantize_codebooks_int8", "altered_kernels", "kernel_buffers"]
@@ -994,9 +994,9 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
             training the model (an export from a callback during `fit`): that
             fit goes on pruning and clustering.
         weights: `"float32"` (default: every weight keeps its exact value) or
-            `"int8"`: each clustered kernel (at most 256 distinct values) is
-            stored as int8 codes with one symmetric scale per tensor
-            (`max|c| / 127`) plus a `DEQUANTIZE` op, so the codebook stays a
+            `"int8"`: each clustered kernel (at most 256 distinct values,
+            each shared by several weights) is stored as int8 codes with
+            one symmetric scale per tensor (`max|c| / 127`) plus a `DEQUANTIZE` op, so the codebook stays a
             codebook (per-channel dynamic-range quantization would multiply
             its distinct values). Weights become `code * scale` (lossy at
             int8 resolution); activations stay float32.
@@ -1190,9 +1190,8 @@ def _bias_buffers(kernels, names, candidates, found):
 
 def _compressed(variable):
     """Whether a kernel looks pruned (1 % of exact zeros) or clustered
-    (`tfdc.cluster.clustered_values`); not all zeros (a zeros
+    (`tfdc.values.clustered_values`); not all zeros (a zeros
     initializer's)."""
-    from tfdc.cluster import clustered_values
     value = to_numpy(variable)
     return bool(value.any()) and (np.mean(value == 0) >= 0.01 or
                                   clustered_values(value) is not None)

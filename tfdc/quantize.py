@@ -67,6 +67,8 @@ import warnings
 
 import numpy as np
 
+from tfdc.values import clustered_values
+
 __all__ = ["configure_full_integer", "kernel_codes", "KernelCodes", "extra_code_kernels",
            "warn_extra_codes", "snap_to_int8_grid", "quantize_codebooks_int8", "float_ops",
            "warn_float_ops"]
@@ -404,7 +406,8 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256, stackleve
     """Store clustered float32 weights as int8 codes, keeping the codebook.
 
     Every constant float32 tensor of rank >= 2 and at least `min_bytes`
-    bytes with at most `max_distinct` distinct values that only layers read
+    bytes with at most `max_distinct` distinct values, shared by several
+    weights each (`tfdc.values.clustered_values`), that only layers read
     as their weights (a clustered kernel: not a variable's starting value or
     a table another op reads) becomes an int8 tensor with *one* symmetric
     scale per tensor, `scale = max|c| / 127`, followed by a `DEQUANTIZE` op that produces the
@@ -452,7 +455,11 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256, stackleve
                 continue
             distinct = np.unique(values)
             peak = float(np.max(np.abs(distinct)))
-            if len(distinct) > max_distinct or peak == 0.0:
+            # Few values, each shared by two weights or more (a small kernel
+            # pruned hard keeps few of each): a 3x3x16 kernel's 144 trained
+            # values are "at most 256" too, and were rounded.
+            if len(distinct) > max_distinct or peak == 0.0 or \
+                    clustered_values(values, share=2) is None:
                 continue
             scale = np.float32(peak / 127.0)
             codes = np.clip(np.rint(values / scale), -127, 127).astype(np.int8)
@@ -466,8 +473,9 @@ def quantize_codebooks_int8(tflite, *, min_bytes=64, max_distinct=256, stackleve
     chosen = {b: v for b, v in candidates.items() if v is not None}
     if not chosen:
         warnings.warn("weights='int8' changed nothing: " + (
-            f"no float32 kernel of this model has at most {max_distinct} distinct values "
-            "(cluster it first, e.g. with tfdc.ClusteredFineTuning)" if float_kernels else
+            f"no float32 kernel of this model is clustered (at most {max_distinct} distinct "
+            "values, each shared by several weights; cluster it first, e.g. with "
+            "tfdc.ClusteredFineTuning)" if float_kernels else
             f"this model has no float32 kernel of {min_bytes} B or more (its weights are "
             "integers already, or too small to pack)"), stacklevel=stacklevel)
         return bytes(tflite), {}, {}
