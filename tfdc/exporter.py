@@ -996,10 +996,11 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
         weights: `"float32"` (default: every weight keeps its exact value) or
             `"int8"`: each clustered kernel (at most 256 distinct values,
             each shared by several weights) is stored as int8 codes with
-            one symmetric scale per tensor (`max|c| / 127`) plus a `DEQUANTIZE` op, so the codebook stays a
-            codebook (per-channel dynamic-range quantization would multiply
-            its distinct values). Weights become `code * scale` (lossy at
-            int8 resolution); activations stay float32.
+            one symmetric scale per tensor (`max|c| / 127`) plus a
+            `DEQUANTIZE` op, so the codebook stays a codebook (per-channel
+            dynamic-range quantization would multiply its distinct values).
+            Weights become `code * scale` (lossy at int8 resolution);
+            activations stay float32.
         codebook_fp16: round every packed float32 weight to float16 and
             store the codebooks as float16 (lossy unless the values are
             float16 already, as `ClusteredFineTuning` leaves its shared
