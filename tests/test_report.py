@@ -477,6 +477,6 @@ def test_a_densely_coded_kernel_says_its_bits_count_its_zeros(tmp_path):
     assert not dense.sparse and sparse.sparse
     assert dense.weight_bits_pq == pytest.approx(3 * dense.weights / dense.nnz)
     line = [l for l in report.to_text().splitlines() if l.startswith("Coded densely")]
-    assert line == ["Coded densely           dense40: zero is a codebook entry and there is no "
-                    "index stream, so their weight bits per kept weight include the zeros' codes"]
+    assert line == ["Coded densely           dense40: every weight coded, zeros too (no index "
+                    "stream), so their weight bits per kept weight include the zeros' codes"]
     assert "Coded densely: dense40:" in report.to_markdown()

@@ -724,9 +724,9 @@ class ExportReport(_Derived):
         # too (3 bits at 40 % kept read 7.5, as if 2-bit clustering were 7.5).
         dense = [l.name for l in self.layers if not l.sparse and l.nnz < l.weights]
         if dense:
-            lines.append(("Coded densely", f"{listed(dense, 6)}: zero is a codebook entry and "
-                          "there is no index stream, so their weight bits per kept weight "
-                          "include the zeros' codes"))
+            lines.append(("Coded densely", f"{listed(dense, 6)}: every weight coded, zeros too "
+                          "(no index stream), so their weight bits per kept weight include the "
+                          "zeros' codes"))
         expanded = [d for d in self.densified if d.expanded]
         if expanded:
             lines.append(("TFLite-sparse expanded",
