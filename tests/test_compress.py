@@ -1332,6 +1332,13 @@ def test_a_byte_target_met_at_a_large_cost_in_error_says_so():
         ". Meeting it costs +1201% of validation loss (14.81 for 1.138): a larger target keeps "
         "more of the float model's accuracy (or give max_loss_increase).")
     assert _costly_target(nan, nan, True, 1.5, 1.138) == ""
+    # Calibration samples on another scale (warned before training) are the
+    # likelier cause: 0-255 samples cost +82 points, put down to the target.
+    assert _costly_target(0.899, 0.0805, True, miscalibrated=["image"]) == (
+        ". The file costs +81.8 points of validation error: its full_integer calibration "
+        "samples for 'image' are on another scale than the training data (warned before "
+        "training), and every int8 activation range is calibrated from them: preprocess them "
+        "as the training data.")
 
 
 def test_a_model_taking_strings_is_refused_for_that_reason(tmp_path):

@@ -276,6 +276,34 @@ def test_calibration_samples_of_zeros_only_are_warned_about(tmp_path):
         export(model, tmp_path / "r.tflite", representative_dataset=lambda: [[zeros + 0.5]] * 8)
 
 
+def test_calibration_samples_like_raw_pixels_are_warned_about(tmp_path):
+    # 0-255 samples for a model trained on [0, 1], through tfdc.export:
+    # a 91 % error int8 file, written without a word (compress, which has
+    # the training data to compare with, warned).
+    from tfdc.exporter import calibration_scale_checked
+    model = mlp()
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((8, 20)) * 255).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"^representative_dataset: the calibration samples for "
+                      r"input '.*' reach magnitude 25\d(\.\d+)?, and the model has no Rescaling "
+                      r"or Normalization layer: if it was trained on scaled inputs") as caught:
+        export(model, tmp_path / "a.tflite",
+               representative_dataset=lambda: ([pixels[i:i + 1]] for i in range(8)))
+    assert [w.filename for w in caught if "magnitude" in str(w.message)] == [__file__]
+    rescaled = keras.Sequential([keras.Input((20,)), layers.Rescaling(1 / 255), *model.layers])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # A model that rescales its own inputs, samples in [0, 1], or a
+        # caller that compared them with the training data: no warning.
+        export(rescaled, tmp_path / "b.tflite",
+               representative_dataset=lambda: ([pixels[i:i + 1]] for i in range(8)))
+        export(model, tmp_path / "c.tflite",
+               representative_dataset=lambda: ([pixels[i:i + 1] / 255] for i in range(8)))
+        with calibration_scale_checked():
+            export(model, tmp_path / "d.tflite",
+                   representative_dataset=lambda: ([pixels[i:i + 1]] for i in range(8)))
+
+
 def test_calibration_on_another_scale_than_the_training_data_warns():
     # 0-255 pixels for a model trained on [0, 1]: every int8 activation
     # range would be calibrated 255x too wide, and nothing said why.

@@ -857,13 +857,16 @@ _COSTLY_POINTS = 5.0  # error points a byte target may cost before the result sa
 _COSTLY_LOSS = 1.5  # the same for a loss, as a multiple of the float model's
 
 
-def _costly_target(error, float_error, binding=True, loss=None, float_loss=None):
+def _costly_target(error, float_error, binding=True, loss=None, float_loss=None,
+                   miscalibrated=()):
     """A sentence for a byte target met at a large cost in error (2,950 B
     at +48 points read as a plain success) or, for a model scored by its
     loss (`error` NaN), in loss (a regression's at 13x its float loss, in
     silence), else "". `binding`: whether the file is near the target; one
     far under it was not made smaller by it, so a larger target is no
-    remedy there."""
+    remedy there. `miscalibrated`: inputs whose full_integer calibration
+    samples were on another scale than the training data, the likelier
+    cause (0-255 samples: +82 points, put down to the target)."""
     if error is None or float_error is None or math.isnan(error) or math.isnan(float_error):
         if loss is None or not float_loss or not loss > _COSTLY_LOSS * float_loss:
             return ""
@@ -874,6 +877,11 @@ def _costly_target(error, float_error, binding=True, loss=None, float_loss=None)
         if points <= _COSTLY_POINTS:
             return ""
         cost, budget = f"{points:+.1f} points of validation error", "max_error_increase"
+    if miscalibrated:
+        return (f". The file costs {cost}: its full_integer calibration samples for "
+                f"{listed([repr(n) for n in miscalibrated], 4)} are on another scale than the "
+                "training data (warned before training), and every int8 activation range is "
+                "calibrated from them: preprocess them as the training data.")
     if not binding:
         return (f". The file costs {cost}, though the target allowed more bytes: give "
                 f"{budget} to bound it.")
@@ -1038,13 +1046,14 @@ def _measure_bytes(model, sparsity, bits, batch_size, workdir, representative_da
     directly to a copy of the weights, no training), by exporting it (full-
     integer with a `representative_dataset`)."""
     from tfdc.cluster import ClusteredFineTuning
-    from tfdc.exporter import export
+    from tfdc.exporter import calibration_scale_checked, export
     work = _copy(model)
     _magnitude_prune(work, sparsity)
     ClusteredFineTuning(bits=bits).quantize(work)
     path = os.path.join(workdir, "measure.tflite")
-    export(work, path, batch_size=batch_size, check_kernels=False,
-           representative_dataset=representative_dataset)
+    with calibration_scale_checked():  # against the training data, before any work
+        export(work, path, batch_size=batch_size, check_kernels=False,
+               representative_dataset=representative_dataset)
     return os.path.getsize(path)
 
 
@@ -1429,9 +1438,10 @@ def _structured(student, structure):
 
 
 def _export(student, path, batch_size, structure=None, representative_dataset=None):
-    from tfdc.exporter import export
-    report = export(_structured(student, structure), path, batch_size=batch_size,
-                    representative_dataset=representative_dataset)
+    from tfdc.exporter import calibration_scale_checked, export
+    with calibration_scale_checked():  # against the training data, before any work
+        report = export(_structured(student, structure), path, batch_size=batch_size,
+                        representative_dataset=representative_dataset)
     return report, os.path.getsize(path)
 
 
@@ -1825,9 +1835,11 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         loss = _loss(model, classes, one_hot=len(labels) == 2 and labels[1] == classes > 1)
         loss_fn = loss_callable(loss)
     _check_train(model, batch, loss, loss_fn)
+    miscalibrated = []  # inputs whose calibration samples are on another scale
     if callable(full_integer):
         from tfdc.exporter import check_calibration
-        check_calibration(model, full_integer, "full_integer", reference=batch[0])
+        miscalibrated = check_calibration(model, full_integer, "full_integer",
+                                          reference=batch[0])
     calibration = (full_integer if callable(full_integer) else
                    _calibration(train, batch[0]) if full_integer else None)
     try:
@@ -1984,7 +1996,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                                               export_file, _evaluate, smallest, max_trials)
             message += _costly_target(chosen["error"], float_error,
                                       chosen["bytes"] >= (1 - _TOLERANCE) * target_bytes,
-                                      chosen["loss"], float_loss)
+                                      chosen["loss"], float_loss, miscalibrated)
         else:
             quality = ({"max_error_increase": max_error_increase}
                        if max_error_increase is not None

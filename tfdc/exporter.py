@@ -19,6 +19,8 @@ NPUs and NNAPI) with one weight scale per tensor, which keeps the codebooks
 (`tfdc.quantize`).
 """
 
+import contextlib
+import contextvars
 import os
 import stat
 import tempfile
@@ -106,7 +108,7 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
     specs = _input_specs(model, batch_size)
     if representative_dataset is not None:
         check_full_integer(model)
-        _check_representative(representative_dataset, specs)
+        _warn_raw_calibration(model, specs, _check_representative(representative_dataset, specs))
         representative_dataset = _calibration_samples(representative_dataset, specs)
     outputs = _output_names(model)
     with _float32_compute(model), tempfile.TemporaryDirectory(prefix="tfdc-export-") as saved:
@@ -182,14 +184,59 @@ def check_calibration(model, representative_dataset, what="representative_datase
     specs = _input_specs(model, None)
     ranges = _check_representative(representative_dataset, specs, what)
     if reference is None:
-        return
+        return []
+    found = []
     for spec, array, span in zip(specs, _sample_arrays(reference, specs, "reference"), ranges):
-        found = scale_mismatch(span, array)
-        if found:
+        mismatch = scale_mismatch(span, array)
+        if mismatch:
+            found.append(spec.name)
             warnings.warn(
-                f"{what}: the calibration samples for input {spec.name!r} {found}: are they "
+                f"{what}: the calibration samples for input {spec.name!r} {mismatch}: are they "
                 "preprocessed as the training data is (e.g. scaled to [0, 1])? Every int8 "
                 "activation range is calibrated from them.", stacklevel=3)
+    return found
+
+
+# Calibration samples this large, for a model with no Rescaling or
+# Normalization layer of its own, look like 0-255 pixels given to a model
+# trained on [0, 1] (a 91 % error int8 file, in silence).
+_RAW_PIXEL_MAGNITUDE = 100.0
+_SCALE_CHECKED = contextvars.ContextVar("tfdc_calibration_scale_checked", default=False)
+
+
+@contextlib.contextmanager
+def calibration_scale_checked():
+    """Within it, `convert` does not guess the calibration samples' scale
+    from their magnitude: the caller compared them with the training data
+    (`check_calibration`, as `tfdc.compress` does), which tells better (a
+    model trained on 0-255 pixels is calibrated on them rightly)."""
+    token = _SCALE_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _SCALE_CHECKED.reset(token)
+
+
+def _warn_raw_calibration(model, specs, ranges):
+    """`convert`'s warning for calibration samples of magnitude 100 or more
+    where the model has no layer of its own that rescales its inputs
+    (`_RAW_PIXEL_MAGNITUDE`): with no training data to compare with (as
+    `check_calibration` has), the magnitude is the sign."""
+    import keras
+
+    from tfdc.select import iter_layers
+    if _SCALE_CHECKED.get() or any(
+            isinstance(layer, (keras.layers.Rescaling, keras.layers.Normalization))
+            for layer in iter_layers(model)):
+        return
+    for spec, span in zip(specs, ranges):
+        if span is not None and span[1] >= _RAW_PIXEL_MAGNITUDE:
+            warnings.warn(
+                f"representative_dataset: the calibration samples for input {spec.name!r} "
+                f"reach magnitude {span[1]:.4g}, and the model has no Rescaling or "
+                "Normalization layer: if it was trained on scaled inputs (e.g. x / 255), "
+                "give the samples that scaling; every int8 activation range is calibrated "
+                "from them (0-255 pixels for a [0, 1] model gave 91 % error).", stacklevel=4)
 
 
 def scale_mismatch(span, reference):
