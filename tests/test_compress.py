@@ -1144,6 +1144,34 @@ def test_a_finite_dataset_of_unknown_length_is_counted_and_trained(data, trained
     assert not os.path.exists(tmp_path / "n.tflite")
 
 
+def test_a_float_model_that_full_integer_conversion_breaks_is_told_before_training(data,
+                                                                                      tmp_path):
+    # A Normalization adapted on pixels that never vary (the border): its
+    # 1/std of ~3,000 takes an int8 scale, and the converter's full-integer
+    # file of the float model itself is at chance. compress reported the
+    # packed file as "Budget met ... a larger target keeps more of the float
+    # model's accuracy".
+    (x, y), (xv, yv) = data
+    flat, flat_val = x.reshape(len(x), -1), xv.reshape(len(xv), -1)
+    keras.utils.set_random_seed(0)
+    norm = keras.layers.Normalization(name="norm")
+    norm.adapt(flat)
+    model = keras.Sequential([keras.Input((784,)), norm,
+                              keras.layers.Dense(64, activation="relu", name="fc1"),
+                              keras.layers.Dense(10, activation="softmax", name="fc2")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(flat, y, epochs=2, verbose=0)
+    with pytest.warns(UserWarning, match=r"tfdc.compress: the float model converted full-integer, "
+                      r"before any compression, scores \d+\.\d\d% on the validation data \(float "
+                      r"\d\.\d\d%\): the int8 conversion itself loses it") as caught:
+        result = tfdc.compress(model, (flat, y), (flat_val, yv), target_bytes=12_000,
+                               full_integer=True, path=tmp_path / "m.tflite", epochs=(1, 1),
+                               verbose=0)
+    assert [w.filename for w in caught if "full-integer, before" in str(w.message)] == [__file__]
+    assert result.message.endswith("(warned before training): the int8 conversion loses it, "
+                                   "not the budget.")
+
+
 def test_a_run_that_met_the_target_wins_over_a_larger_plan_that_missed_it(tmp_path):
     # Logits under a loss that reads probabilities (warned of): the planner
     # chose a plan far under the target (4,575 B for 12,000 B), so compress
@@ -1334,11 +1362,17 @@ def test_a_byte_target_met_at_a_large_cost_in_error_says_so():
     assert _costly_target(nan, nan, True, 1.5, 1.138) == ""
     # Calibration samples on another scale (warned before training) are the
     # likelier cause: 0-255 samples cost +82 points, put down to the target.
-    assert _costly_target(0.899, 0.0805, True, miscalibrated=["image"]) == (
+    from tfdc.compressor import _int8_cause
+    assert _costly_target(0.899, 0.0805, True, cause=_int8_cause(["image"], None, 0.0805)) == (
         ". The file costs +81.8 points of validation error: its full_integer calibration "
         "samples for 'image' are on another scale than the training data (warned before "
         "training), and every int8 activation range is calibrated from them: preprocess them "
         "as the training data.")
+    # Or the float model converted full-integer, before any compression.
+    assert _int8_cause([], 0.912, 0.004) == (
+        "the float model converted full-integer, before any compression, scores 91.20% "
+        "(warned before training): the int8 conversion loses it, not the budget")
+    assert _int8_cause([], 0.012, 0.004) is None and _int8_cause([], None, 0.004) is None
 
 
 def test_a_model_taking_strings_is_refused_for_that_reason(tmp_path):

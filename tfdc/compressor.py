@@ -857,16 +857,15 @@ _COSTLY_POINTS = 5.0  # error points a byte target may cost before the result sa
 _COSTLY_LOSS = 1.5  # the same for a loss, as a multiple of the float model's
 
 
-def _costly_target(error, float_error, binding=True, loss=None, float_loss=None,
-                   miscalibrated=()):
+def _costly_target(error, float_error, binding=True, loss=None, float_loss=None, cause=None):
     """A sentence for a byte target met at a large cost in error (2,950 B
     at +48 points read as a plain success) or, for a model scored by its
     loss (`error` NaN), in loss (a regression's at 13x its float loss, in
     silence), else "". `binding`: whether the file is near the target; one
     far under it was not made smaller by it, so a larger target is no
-    remedy there. `miscalibrated`: inputs whose full_integer calibration
-    samples were on another scale than the training data, the likelier
-    cause (0-255 samples: +82 points, put down to the target)."""
+    remedy there. `cause`: a likelier cause known before training
+    (`_int8_cause`: 0-255 calibration samples cost +82 points, which the
+    message put down to the target)."""
     if error is None or float_error is None or math.isnan(error) or math.isnan(float_error):
         if loss is None or not float_loss or not loss > _COSTLY_LOSS * float_loss:
             return ""
@@ -877,16 +876,58 @@ def _costly_target(error, float_error, binding=True, loss=None, float_loss=None,
         if points <= _COSTLY_POINTS:
             return ""
         cost, budget = f"{points:+.1f} points of validation error", "max_error_increase"
-    if miscalibrated:
-        return (f". The file costs {cost}: its full_integer calibration samples for "
-                f"{listed([repr(n) for n in miscalibrated], 4)} are on another scale than the "
-                "training data (warned before training), and every int8 activation range is "
-                "calibrated from them: preprocess them as the training data.")
+    if cause:
+        return f". The file costs {cost}: {cause}."
     if not binding:
         return (f". The file costs {cost}, though the target allowed more bytes: give "
                 f"{budget} to bound it.")
     return (f". Meeting it costs {cost}: a larger target keeps more of the float model's "
             f"accuracy (or give {budget}).")
+
+
+def _int8_cause(miscalibrated, int8_error, float_error):
+    """The sentence `_costly_target` gives for a full-integer file whose
+    cost was known before training: calibration samples on another scale
+    than the training data (`miscalibrated`, the inputs), or the float
+    model itself converted full-integer scoring far worse (`int8_error`,
+    None where not measured); None otherwise."""
+    if miscalibrated:
+        return (f"its full_integer calibration samples for "
+                f"{listed([repr(n) for n in miscalibrated], 4)} are on another scale than the "
+                "training data (warned before training), and every int8 activation range is "
+                "calibrated from them: preprocess them as the training data")
+    if int8_error is not None and 100 * (int8_error - float_error) > _COSTLY_POINTS:
+        return (f"the float model converted full-integer, before any compression, scores "
+                f"{int8_error:.2%} (warned before training): the int8 conversion loses it, "
+                "not the budget")
+    return None
+
+
+def _int8_baseline(model, calibration, export_batch_size, structure, workdir, x_val, y_val,
+                   from_logits, float_error, log):
+    """The validation error of `model` (the float model, BatchNormalization
+    folded) exported full-integer with no compression, with a warning where
+    it is far above the float model's: the int8 conversion itself loses the
+    accuracy (a Normalization adapted on pixels of zero variance: its 1/std
+    of ~3,000 took an int8 scale, 91 % error), and compress reported the
+    file as a budget met at a cost a larger target would have saved."""
+    from tfdc.demo import tflite_outputs
+    from tfdc.mistakes import mistakes
+    path = os.path.join(workdir, "float_int8.tflite")
+    _export(model, path, export_batch_size, structure, calibration)
+    outputs = tflite_outputs(path, x_val)
+    error = float(np.mean(mistakes(outputs.reshape(len(outputs), -1), y_val, from_logits)))
+    log(f"  the float model as a full-integer file, no compression: validation error "
+        f"{error:.2%}")
+    if 100 * (error - float_error) > _COSTLY_POINTS:
+        warnings.warn(
+            f"tfdc.compress: the float model converted full-integer, before any compression, "
+            f"scores {error:.2%} on the validation data (float {float_error:.2%}): the int8 "
+            "conversion itself loses it, whatever the budget. Common causes: a layer whose "
+            "constants span a huge range (a Normalization adapted on features that never vary: "
+            "its 1/std is ~3,000), calibration samples unlike the inputs; full_integer=False "
+            "keeps float activations.", stacklevel=3)
+    return error
 
 
 def _check_examples(float_wrong, max_error_increase, confidence):
@@ -1903,6 +1944,10 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                                os.path.dirname(os.path.abspath(path)))
     trials, plan_cache = [], {}
     try:
+        int8_error = None
+        if calibration is not None and not not_classifier and not several:
+            int8_error = _int8_baseline(inference, calibration, export_batch_size, structure,
+                                        workdir, x_val, y_val, from_logits, float_error, log)
         def planned(**budget):
             return _plan(inference, (x_val, y_val), budget, export_batch_size, workdir, log,
                          plan_cache)
@@ -1996,7 +2041,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                                               export_file, _evaluate, smallest, max_trials)
             message += _costly_target(chosen["error"], float_error,
                                       chosen["bytes"] >= (1 - _TOLERANCE) * target_bytes,
-                                      chosen["loss"], float_loss, miscalibrated)
+                                      chosen["loss"], float_loss,
+                                      _int8_cause(miscalibrated, int8_error, float_error))
         else:
             quality = ({"max_error_increase": max_error_increase}
                        if max_error_increase is not None
