@@ -1948,6 +1948,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         if calibration is not None and not not_classifier and not several:
             int8_error = _int8_baseline(inference, calibration, export_batch_size, structure,
                                         workdir, x_val, y_val, from_logits, float_error, log)
+
         def planned(**budget):
             return _plan(inference, (x_val, y_val), budget, export_batch_size, workdir, log,
                          plan_cache)

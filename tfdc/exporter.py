@@ -180,7 +180,8 @@ def check_calibration(model, representative_dataset, what="representative_datase
     their largest magnitude (0-255 pixels for a model trained on [0, 1]),
     or negative where the training data never is ([-1, 1] for [0, 1]).
     Every activation range is calibrated from them, so such a file is
-    quantized to ranges its real inputs never fill."""
+    quantized to ranges its real inputs never fill. Returns the names of
+    the inputs warned of (none without `reference`)."""
     specs = _input_specs(model, None)
     ranges = _check_representative(representative_dataset, specs, what)
     if reference is None:
