@@ -538,7 +538,7 @@ def _known_converter_failure(message, model, batch_size):
         if batch_size is None:
             return (f"the TFLite converter cannot convert {what} with a dynamic batch size: "
                     "export with a fixed one, tfdc.export(model, path, batch_size=1) "
-                    "(tfdc.plan / tfdc.sensitivity: export_options={'batch_size': 1})")
+                    "(tfdc.plan: export_options={'batch_size': 1})")
         return (f"the TFLite converter cannot convert {what} to builtin ops even with "
                 f"batch_size={batch_size} (an input shape that is not fully fixed?)")
     found = re.search(r"TF Select ops: ([^\n]+)", message)
