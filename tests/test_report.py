@@ -2,6 +2,7 @@
 the pack info and the file."""
 
 import math
+import re
 
 import keras
 import numpy as np
@@ -480,3 +481,36 @@ def test_a_densely_coded_kernel_says_its_bits_count_its_zeros(tmp_path):
     assert line == ["Coded densely           dense40: every weight coded, zeros too (no index "
                     "stream), so their weight bits per kept weight include the zeros' codes"]
     assert "Coded densely: dense40:" in report.to_markdown()
+
+
+def test_a_full_integer_file_says_so_with_its_input_and_output_types(tmp_path):
+    # Only inspect --json's per-layer dtype told a full-integer file from a
+    # float one with int8 weights.
+    import tensorflow as tf
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, name="fc1"),
+                              keras.layers.Dense(4, name="out")])
+    samples = rng.random((32, 16)).astype(np.float32)
+
+    def calibration():
+        return ([samples[i:i + 1]] for i in range(32))
+
+    full = tfdc.export(model, tmp_path / "full.tflite", representative_dataset=calibration)
+    assert full.integer_model == ("int8", "float32", "float32")
+    assert re.search(r"\nInteger model +int8 activations; inputs float32, outputs float32\n",
+                     full.to_text())
+    assert tfdc.inspect(tmp_path / "full.tflite").integer_model == full.integer_model
+    assert full.to_dict()["integer_model"] == {"activations": "int8", "inputs": "float32",
+                                               "outputs": "float32"}
+    from tfdc.quantize import configure_full_integer
+
+    def int8_io(converter):
+        configure_full_integer(converter, calibration)
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+    io = tfdc.export(model, tmp_path / "io.tflite", configure=int8_io)
+    assert io.integer_model == ("int8", "int8", "int8")
+    # Float activations (int8 weights or none): no such line.
+    for report in (tfdc.export(model, tmp_path / "float.tflite"),
+                   tfdc.inspect(convert(model, configure=lambda c: setattr(
+                       c, "optimizations", [tf.lite.Optimize.DEFAULT])))):
+        assert report.integer_model is None and "Integer model" not in report.to_text()

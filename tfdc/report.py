@@ -217,6 +217,33 @@ def _left_in_graph(model, packed):
     return count, size
 
 
+def _integer_model(model):
+    """`(activations, inputs, outputs)` type names of a `_graph` whose ops
+    compute in integers (an op writes an int8 / uint8 / int16 tensor no
+    buffer holds: a full-integer file), its first subgraph's input and
+    output types joined by ", "; None for a model computing in float."""
+    found = set()
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for o in range(subgraph.OperatorsLength()):
+            op = subgraph.Operators(o)
+            for i in range(op.OutputsLength()):
+                tensor = subgraph.Tensors(op.Outputs(i))
+                kind = fmt.TENSOR_TYPES.get(tensor.Type(), ("?",))[0]
+                if kind in ("int8", "uint8", "int16") and not model.Buffers(
+                        tensor.Buffer()).DataLength():
+                    found.add(kind)
+    if not found or not model.SubgraphsLength():
+        return None
+    main = model.Subgraphs(0)
+
+    def types(indices, length):
+        return ", ".join(fmt.TENSOR_TYPES.get(main.Tensors(indices(i)).Type(), ("?",))[0]
+                         for i in range(length))
+    return ("/".join(sorted(found)), types(main.Inputs, main.InputsLength()),
+            types(main.Outputs, main.OutputsLength()))
+
+
 def _builtin(model, op):
     """The builtin operator of `op` of a `_graph` (the larger of its code's
     two fields, as `tflite_schema.builtin_code` reads an `OperatorCodeT`)."""
@@ -463,6 +490,11 @@ class ExportReport(_Derived):
         int8_weights: from `tfdc.export_tflite(weights="int8")`, the names
             of the float32 kernels it stored as int8 codes (one scale per
             tensor: lossy at int8 resolution); empty otherwise.
+        integer_model: `(activations, inputs, outputs)` type names of a
+            model whose ops compute in integers (a full-integer file:
+            `("int8", "float32", "float32")` with the converter's QUANTIZE
+            and DEQUANTIZE at the edges); None for a float model or where
+            the graph was not read.
 
     Example:
 
@@ -493,6 +525,7 @@ class ExportReport(_Derived):
         self.constants = []
         self.graph_constants = None
         self.int8_weights = []
+        self.integer_model = None
 
     @classmethod
     def from_pack_info(cls, info, *, plain_bytes=None, dense_bytes=None, path=None,
@@ -571,6 +604,7 @@ class ExportReport(_Derived):
         report.parts = _parts(info)
         if graph is not None:
             report.graph_constants = _left_in_graph(graph, {r.buffer_index for r in info.records})
+            report.integer_model = _integer_model(graph)
         report.constants = [_layer_from_record(r, layer_names) for r in others]
         report.densified = list(_get(info, "densified", default=[]))
         rows = {}  # tensor name -> its row's name ("fc1/bias" for a bias)
@@ -720,6 +754,10 @@ class ExportReport(_Derived):
             lines.append(("Left in the graph", f"{n} constant{'s' if n != 1 else ''} "
                           f"({_fmt_int(size)} B), deflated with it, not in the table: shapes, "
                           "small biases, buffers under min_bytes or that code no smaller"))
+        if self.integer_model:
+            activations, inputs, outputs = self.integer_model
+            lines.append(("Integer model", f"{activations} activations; inputs {inputs}, "
+                          f"outputs {outputs}"))
         # A dense record's weight bits per kept weight count its zeros' codes
         # too (3 bits at 40 % kept read 7.5, as if 2-bit clustering were 7.5).
         dense = [l.name for l in self.layers if not l.sparse and l.nnz < l.weights]
@@ -824,6 +862,8 @@ class ExportReport(_Derived):
             "densified": [dict(dataclasses.asdict(d), shape=list(d.shape))
                           for d in self.densified],
             "int8_weights": list(self.int8_weights),
+            "integer_model": (dict(zip(("activations", "inputs", "outputs"), self.integer_model))
+                              if self.integer_model else None),
         }
 
     def __str__(self):
