@@ -222,24 +222,28 @@ def _integer_model(model):
     compute in integers (an op writes an int8 / uint8 / int16 tensor no
     buffer holds: a full-integer file), its first subgraph's input and
     output types joined by ", "; None for a model computing in float."""
+    def tensor_type(subgraph, index):  # "?" where a damaged graph has no such tensor
+        tensor = (subgraph.Tensors(index) if 0 <= index < subgraph.TensorsLength() else None)
+        return (fmt.TENSOR_TYPES.get(tensor.Type(), ("?",))[0], tensor) if tensor else ("?", None)
+
     found = set()
     for s in range(model.SubgraphsLength()):
         subgraph = model.Subgraphs(s)
-        for o in range(subgraph.OperatorsLength()):
+        for o in range(subgraph.OperatorsLength() if subgraph else 0):
             op = subgraph.Operators(o)
-            for i in range(op.OutputsLength()):
-                tensor = subgraph.Tensors(op.Outputs(i))
-                kind = fmt.TENSOR_TYPES.get(tensor.Type(), ("?",))[0]
-                if kind in ("int8", "uint8", "int16") and not model.Buffers(
-                        tensor.Buffer()).DataLength():
-                    found.add(kind)
-    if not found or not model.SubgraphsLength():
+            for i in range(op.OutputsLength() if op else 0):
+                kind, tensor = tensor_type(subgraph, op.Outputs(i))
+                if kind in ("int8", "uint8", "int16"):
+                    b = tensor.Buffer()
+                    buffer = model.Buffers(b) if 0 <= b < model.BuffersLength() else None
+                    if buffer is None or not buffer.DataLength():
+                        found.add(kind)
+    main = model.Subgraphs(0) if model.SubgraphsLength() else None
+    if not found or main is None:
         return None
-    main = model.Subgraphs(0)
 
     def types(indices, length):
-        return ", ".join(fmt.TENSOR_TYPES.get(main.Tensors(indices(i)).Type(), ("?",))[0]
-                         for i in range(length))
+        return ", ".join(tensor_type(main, indices(i))[0] for i in range(length))
     return ("/".join(sorted(found)), types(main.Inputs, main.InputsLength()),
             types(main.Outputs, main.OutputsLength()))
 
