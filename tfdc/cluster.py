@@ -460,6 +460,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         self._told = set()
         self._warned = False
         self._start_step = None
+        self._epoch = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -474,7 +475,7 @@ class ClusteredFineTuning(keras.callbacks.Callback):
         self._maybe_start()
         steps, epochs = (self.params or {}).get("steps"), (self.params or {}).get("epochs")
         if self._started and self.selections and steps and epochs and \
-                batch + 1 >= steps and getattr(self, "_epoch", None) == epochs - 1:
+                batch + 1 >= steps and self._epoch == epochs - 1:
             # The fit's last step: rounded before any callback's epoch end,
             # so that a ModelCheckpoint listed before this one saves the
             # file the fit leaves too (it saved unrounded biases, 2.7 %

@@ -220,11 +220,10 @@ def _with_known_length(dataset, what):
     as "no known length". Counted once (a read of the data, no training);
     one that repeats without end is refused."""
     import tensorflow as tf
-    cardinality = int(dataset.cardinality())
-    if cardinality == tf.data.INFINITE_CARDINALITY:
-        raise ValueError(f"{what} repeats without end (a tf.data.Dataset with .repeat()?): "
-                         "pass a finite dataset, each example once an epoch")
-    if cardinality != tf.data.UNKNOWN_CARDINALITY:
+
+    from tfdc.scan import refuse_endless
+    refuse_endless(dataset, what)
+    if int(dataset.cardinality()) != tf.data.UNKNOWN_CARDINALITY:
         return dataset
     count = int(dataset.take(_MOST_BATCHES_COUNTED + 1).reduce(
         tf.constant(0, tf.int64), lambda n, _: n + 1))

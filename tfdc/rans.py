@@ -563,11 +563,8 @@ def fit_grouped(symbols, width, block, base, layout, deflate=None):
 def _native_encoder():
     """`tfdc._native.rans_encode` (the same bytes, far faster), or None
     where the extension is not built, or is built from older sources."""
-    try:
-        from tfdc import _native
-    except ImportError:
-        return None
-    return getattr(_native, "rans_encode", None)
+    from tfdc.unpack import _native  # here: unpack imports this module
+    return getattr(_native(), "rans_encode", None)
 
 
 def encode(symbols, model, block):

@@ -368,9 +368,7 @@ def _take(data, samples, seed=0, outputs=1, model=None):
             return (*_finite(_index(x, index), _index(y, index)), n)
         return (*_finite(_map(x, np.asarray), y), n)
     xs, ys, count, held, limit = [], [], 0, 0, _memory_limit()
-    if hasattr(data, "cardinality") and int(data.cardinality()) == -1:  # tf.data's INFINITE
-        raise ValueError("validation_data repeats without end (a tf.data.Dataset with "
-                         ".repeat()?): pass it without repeat(), each example once")
+    refuse_endless(data, "validation_data")
     # A length tf.data knows, or len() (a PyDataset, a list of batches):
     # read whole however large; else the read is bounded.
     sized = (int(data.cardinality()) >= 0 if hasattr(data, "cardinality")
@@ -408,6 +406,14 @@ def _take(data, samples, seed=0, outputs=1, model=None):
         raise ValueError("validation_data is empty")
     x, y = reservoir.arrays() if reservoir is not None else (_concat(xs), _concat(ys))
     return (*_finite(x, y), count)
+
+
+def refuse_endless(data, what):
+    """A ValueError naming `what` for a tf.data.Dataset that TensorFlow
+    knows repeats without end (`.repeat()`): read whole, it never ends."""
+    if hasattr(data, "cardinality") and int(data.cardinality()) == -1:  # tf.data's INFINITE
+        raise ValueError(f"{what} repeats without end (a tf.data.Dataset with .repeat()?): "
+                         "pass it without repeat(), each example once")
 
 
 class _Reservoir:
