@@ -170,3 +170,16 @@ def test_v1_appendix_example_is_the_corpus_file():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert "```\n" + module.appendix_a7_dump() + "\n```" in SPEC
+    # After the dump, the file and its decoded bytes as test vectors; both
+    # decoders give those bytes.
+    vectors = module.appendix_a7_vectors()
+    assert "```\n" + module.appendix_a7_dump() + "\n```\n\n" + vectors in SPEC
+    import re
+    from tfdc import unpack
+    packed, decoded = [base64.b64decode("".join(block.split()))
+                       for block in re.findall(r"```\n([A-Za-z0-9+/=\n]+)\n```", vectors)]
+    assert packed == module.appendix_a7_file() and packed[4:8] == b"TFL3"
+    digest = re.search(r"SHA-256 `([0-9a-f]{64})`", vectors).group(1)
+    assert hashlib.sha256(decoded).hexdigest() == digest
+    for backend in ("python", "native"):
+        assert unpack.decode(packed, backend=backend) == decoded

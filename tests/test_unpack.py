@@ -211,6 +211,17 @@ def test_an_inner_flatbuffer_read_out_of_range_is_flatbuffer_in_every_backend():
         assert e.value.status == "flatbuffer", (decode, str(e.value))
 
 
+def test_a_range_coded_segment_shorter_than_its_state_is_truncated_in_every_backend():
+    # §5.2 and §5.3 say TRUNCATED; both decoders said CORRUPT, from the
+    # check of the descriptor's segment lengths, before §5.3's own check.
+    seg = fb.rans_segment(RANS_SYMBOLS, **RANS)
+    data = _rans_file(segments=[seg[:3]])
+    for decode in (_decode, _c_decoder().decode):
+        with pytest.raises(FormatError) as e:
+            decode(data)
+        assert e.value.status == "truncated", (decode, str(e.value))
+
+
 # --------------------------------------------- damage anywhere: FormatError
 def test_every_truncation_is_a_format_error(small_packed):
     packed, _, _ = small_packed

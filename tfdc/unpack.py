@@ -445,7 +445,7 @@ def _parse_stream(cur, tables, payload, what, count, alphabet, used_tables):
     if t.kind in fmt.RANS_KINDS:
         if (seg_bytes < fmt.RANS_STATE_BYTES).any():
             raise FormatError(f"{what}: a kind {t.kind} segment is shorter than "
-                              f"{fmt.RANS_STATE_BYTES} bytes")
+                              f"{fmt.RANS_STATE_BYTES} bytes", status="truncated")  # §5.2
     elif (seg_bytes * 8 < need).any():
         # Every code is at least 1 bit long.
         raise FormatError(f"{what}: a segment is too short for its symbols")

@@ -363,11 +363,16 @@ def section_9(packed):
             f"DEFLATE's output depends on the zlib build (this is zlib {zlib.ZLIB_RUNTIME_VERSION}"
             "): with another, the stub's `Z`, the header's `C`, the DEFLATE bytes, the payload's "
             "file offsets and the CRC may differ; the meta stream does not.\n\n"
-            "```\n" + "\n".join(annotate(packed)) + "\n```\n\n"
-            "The whole file, a test vector for a decoder (base64, RFC 4648, 76 characters "
+            "```\n" + "\n".join(annotate(packed)) + "\n```\n\n" +
+            test_vectors(packed, decoded, "(the same with any zlib)"))
+
+
+def test_vectors(packed, decoded, note):
+    """A packed file and its decoded bytes in base64, for a decoder's tests."""
+    return ("The whole file, a test vector for a decoder (base64, RFC 4648, 76 characters "
             f"a line; {len(packed):,} bytes):\n\n```\n{_base64_lines(packed)}\n```\n\n"
             f"It decodes to {len(decoded):,} bytes with SHA-256 "
-            f"`{hashlib.sha256(decoded).hexdigest()}` (the same with any zlib):\n\n"
+            f"`{hashlib.sha256(decoded).hexdigest()}` {note}:\n\n"
             f"```\n{_base64_lines(decoded)}\n```\n")
 
 
@@ -389,8 +394,20 @@ def appendix_b():
 
 
 def appendix_a7_dump():
+    """§A.7's annotated dump of the corpus file `v1_format_md_example.tflite`."""
+    return "\n".join(annotate_v1(appendix_a7_file()))
+
+
+def appendix_a7_vectors():
+    """§A.7's test vectors: that file and its decoded bytes in base64."""
+    packed = appendix_a7_file()
+    return test_vectors(packed, unpack.decode(packed, backend="python"),
+                        "(format 1.0 uses no DEFLATE)")
+
+
+def appendix_a7_file():
     with open(os.path.join(CORPUS, "v1_format_md_example.tflite"), "rb") as f:
-        return "\n".join(annotate_v1(f.read()))
+        return f.read()
 
 
 def write_doc(packed):

@@ -1318,9 +1318,11 @@ static int v2_parse_stream(v2_ctx *x, uint64_t count, uint64_t alphabet, v2_stre
   for (j = 0; j < st->nseg; j++) {
     uint64_t len, syms = j + 1 < st->nseg ? st->block : count - j * st->block;
     TRY(cur_varint(c, &len));
-    if (is_rans_kind(t->kind) ? len < TFDC_RANS_STATE_BYTES       /* the state at least */
-                              : len < syms / 8 + (syms % 8 != 0)) /* codes are >= 1 bit */
+    if (is_rans_kind(t->kind)) {
+      if (len < TFDC_RANS_STATE_BYTES) return TFDC_ERR_TRUNCATED; /* the state at least */
+    } else if (len < syms / 8 + (syms % 8 != 0)) {                /* codes are >= 1 bit */
       return TFDC_ERR_CORRUPT;
+    }
     total = len > UINT64_MAX - total ? UINT64_MAX : total + len;
   }
   if (!TFDC_IN_BOUNDS(x->pay_pos, total, x->h.payload_end)) return TFDC_ERR_TRUNCATED;
