@@ -76,6 +76,11 @@ def test_target_bytes_lands_within_5_percent_under(data, trained, tmp_path):
         kernel = result.model.get_layer(name).kernel.numpy()
         assert fraction - 0.01 <= np.mean(kernel == 0) <= fraction + 0.05
         assert len(np.unique(kernel[kernel != 0])) <= 2 ** result.plan.bits[name]
+    # The plan's table says its figure is compress's aim, not the user's
+    # target (--report printed "for a target of 29,100 B" for 30,000).
+    assert result.plan.target_bytes < target and result.plan.aim_of == target
+    assert (f"for a target of {result.plan.target_bytes:,} B" in str(result.plan)
+            and f"tfdc.compress's aim for the target of {target:,} B" in str(result.plan))
 
 
 @pytest.mark.parametrize("distill", [False, True])

@@ -2068,7 +2068,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         warnings.warn(f"tfdc.compress: {message}", BudgetMissedWarning, stacklevel=2)
     return CompressResult(
         path=path, report=chosen["report"], model=_structured(chosen["student"], structure),
-        plan=chosen["plan"],
+        plan=_noting_the_target(chosen["plan"], target_bytes),
         packed_bytes=chosen["bytes"], float_bytes=float_bytes, float_error=float_error,
         error=chosen["error"], target_bytes=target_bytes, max_error_increase=max_error_increase,
         max_loss_increase=max_loss_increase, loss_increase_bound=chosen.get("loss_bound"),
@@ -2241,6 +2241,17 @@ def _compared(better, worse):
     if np.isfinite(a) and a != b:
         return f"error ({a:.2%} for {b:.2%})"
     return f"loss ({better['loss']:.4g} for {worse['loss']:.4g})"
+
+
+def _noting_the_target(plan, target_bytes):
+    """`plan` (a `tfdc.Plan`) with `aim_of` the user's `target_bytes` where
+    it was made for another figure (compress's aim under the target, or a
+    re-plan's), so that its table does not pass that figure for the user's."""
+    own = getattr(plan, "target_bytes", None)
+    if target_bytes is None or own is None or not hasattr(plan, "aim_of") or \
+            own == int(target_bytes):
+        return plan
+    return dataclasses.replace(plan, aim_of=int(target_bytes))
 
 
 def _plan_as_cut(student, plan):

@@ -121,6 +121,9 @@ class Plan:
         target_bytes, max_error_increase, max_loss_increase: the budget
             asked for (`max_error_increase` in percentage points, where the
             errors above are fractions: 0.2 points is 0.002).
+        aim_of: for a plan that `tfdc.compress` made, the user's own
+            `target_bytes` where the plan's differs (compress plans under
+            the target, and re-plans for what its runs measured); else None.
         sensitivity: the `tfdc.Sensitivity` the plan was made from.
 
     Example:
@@ -156,6 +159,7 @@ class Plan:
     sensitivity: object = dataclasses.field(default=None, repr=False)
     max_loss_increase: object = None
     uncompressed: list = dataclasses.field(default_factory=list)
+    aim_of: object = None
 
     @property
     def ratio(self):
@@ -181,12 +185,11 @@ class Plan:
             lines.append(f"  in other, at full precision: {r['layer']}/{r['weight']} "
                          f"({r['class']}, {r['weights']:,} weights): {r['why']}")
         lines.append("-" * len(head))
-        # "for a target of": tfdc.compress re-plans for a target corrected
-        # by what its runs measured, not the user's own figure (its log's
-        # "planned N B" is the predicted size, the number before this).
         far = "" if self.target_bytes is None or self.predicted_bytes >= 0.95 * \
             self.target_bytes else (f"; {1 - self.predicted_bytes / self.target_bytes:.0%} under "
                                     "it, the least predicted loss the planner found")
+        if self.aim_of is not None:
+            far += f"; tfdc.compress's aim for the target of {self.aim_of:,} B"
         budget = (f"for a target of {self.target_bytes:,} B{far}"
                   if self.target_bytes is not None else
                   f"max error increase {self.max_error_increase:g} pt"
