@@ -48,3 +48,14 @@ def test_first_line_keeps_a_message_that_starts_with_file():
     assert first_line(error) == str(error)
     assert first_line(ValueError('Graph execution error:\n\nFile "x.py", line 3\nbad label')) \
         == "bad label"
+
+
+def test_first_line_drops_the_name_keras_gives_as_none():
+    # Keras names an input it has no name for "'None'": "Input 0 with name
+    # 'None' of layer 'dense' is incompatible ..." (x of 780 columns for 784).
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(4, name="dense")])
+    with pytest.raises(ValueError) as e:
+        model(np.zeros((2, 780), "float32"))
+    assert first_line(e.value) == (
+        "Input 0 of layer 'dense' is incompatible with the layer: expected axis -1 of input "
+        "shape to have value 784, but received input with shape (2, 780)")

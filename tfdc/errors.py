@@ -85,6 +85,7 @@ def first_line(error):
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
     text = re.sub(r"\s+Label values:[\d\s-]*", " ", text)
     text = re.sub(r"\s*\[Op:\w+\]( name:[^\n]*)?", "", text)
+    text = text.replace(" with name 'None'", "")  # Keras's word for an unnamed input
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines()]
     # A graph execution error's call stack: "Detected at node ...", 'File
     # "x.py", line 3' (not Keras's "File not found: ...").
