@@ -609,7 +609,7 @@ enum { SEG_OK, SEG_SHORT, SEG_LONG, SEG_3_BYTES, SEG_STATE_LOW, SEG_STATE_HIGH, 
 static const struct { int seg, status; const char *what; } SEG_CASES[] = {
     {SEG_SHORT, TFDC_ERR_TRUNCATED, "segment one byte short"},
     {SEG_LONG, TFDC_ERR_CORRUPT, "segment with a byte left over"},
-    {SEG_3_BYTES, TFDC_ERR_CORRUPT, "segment_bytes 3"},
+    {SEG_3_BYTES, TFDC_ERR_TRUNCATED, "segment_bytes 3"}, /* shorter than the state: §5.2 */
     {SEG_STATE_LOW, TFDC_ERR_CORRUPT, "initial state L - 1"},
     {SEG_STATE_HIGH, TFDC_ERR_CORRUPT, "initial state >= 2^31"},
 };
