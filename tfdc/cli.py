@@ -36,7 +36,7 @@ from tfdc.errors import Terminated, forget_signals, note_signal, raise_if_signal
 from tfdc.runtime import MAX_THREADS
 
 EXIT_ERROR = 1
-EXIT_BUDGET_MISSED = 3  # compress wrote OUT, the run closest to the budget: not an error's 1
+EXIT_BUDGET_MISSED = 3  # compress wrote OUT, the run it kept: not an error's 1
 
 _PROG = "tfdc"
 
@@ -835,7 +835,7 @@ def cmd_compress(args):
               f"{values}")
     if not result.met:
         print(f"{_PROG}: error: budget not met (see above); {args.output} holds the run "
-              "closest to it", file=sys.stderr)
+              "kept", file=sys.stderr)
         return EXIT_BUDGET_MISSED
     return 0
 

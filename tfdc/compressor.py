@@ -89,7 +89,10 @@ _UNDER_SMALLEST = 0.8
 class BudgetMissedWarning(UserWarning):
     """`tfdc.compress` kept a file that misses its budget (`result.met` is
     False; the message says by how much and what to try). A warning, not an
-    error: the file closest to the budget is written. Make it an error with
+    error: the run closest to the budget is written, as trained where
+    removing its smallest weights could not bring it under a byte target
+    (cut to 1 % of its pruned layers' weights and still over, it would keep
+    little of the model and miss anyway). Make it an error with
     `warnings.simplefilter("error", tfdc.BudgetMissedWarning)`, or check
     `result.met`."""
 
