@@ -221,6 +221,20 @@ def test_failed_export_leaves_the_old_file_intact(tmp_path):
     with pytest.raises(TypeError, match=r"select must be a callable .* or a regular "
                        r"expression \(a str\), got int"):
         export(mlp(), path, select=1)
+    # So are the packer's options: min_bytes=None converted, warned that the
+    # kernels could not be checked, and only then was refused.
+    import tfdc.exporter
+
+    def never(*args, **kwargs):
+        raise AssertionError("converted")
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        patch.setattr(tfdc.exporter, "convert", never)
+        for option, message in (({"min_bytes": None}, "min_bytes must be an integer"),
+                                ({"block": 2.5}, "block must be an integer"),
+                                ({"gap_alphabet": 16.0}, "gap_alphabet must be a power of two")):
+            with pytest.raises(ValueError, match=message):
+                export(mlp(), path, **option)
     assert path.read_bytes() == b"old contents"
     assert sorted(os.listdir(tmp_path)) == ["model.tflite"]
 

@@ -217,6 +217,16 @@ def test_select_and_min_bytes(keras_models):
     for bad in (-5, 2.5, None):
         with pytest.raises(ValueError, match="min_bytes must be an integer >= 0"):
             pack_tflite(tflite, min_bytes=bad)
+    # block=2.5 packed silently (in 2-symbol segments: a larger file);
+    # 4096.0, "4096" and gap_alphabet=16.0 were bare TypeErrors.
+    for bad in (0, 2.5, 4096.0, "4096", True, 2 ** 32):
+        with pytest.raises(ValueError, match=r"block must be an integer in 1 … 2\^32−1, got "):
+            pack_tflite(tflite, block=bad)
+    for bad in (3, 16.0, "16", 1, 65536):
+        with pytest.raises(ValueError, match="gap_alphabet must be a power of two in 2 … 32768"):
+            pack_tflite(tflite, gap_alphabet=bad)
+    assert pack_tflite(tflite, block=np.int64(4096), gap_alphabet=np.int32(16))[0] == \
+        pack_tflite(tflite, block=4096, gap_alphabet=16)[0]
 
 
 def test_worked_example_of_the_spec():

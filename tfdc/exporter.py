@@ -963,6 +963,9 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
     check_tflite_header(plain, tflite)
     if weights not in ("float32", "int8"):
         raise ValueError(f"weights must be 'float32' or 'int8', got {weights!r}")
+    from tfdc.pack import check_options
+    check_options(block=block, gap_alphabet=gap_alphabet, min_bytes=min_bytes,
+                  negative_zeros=negative_zeros)
     if weights == "int8":
         from tfdc.pack import split_appended
         model, archive = split_appended(bytes(plain))  # a rewritten flatbuffer drops it
@@ -1131,8 +1134,10 @@ def export(model, path, *, strip=True, weights="float32", codebook_fp16=False, g
     if _is_keras_model(model):
         from tfdc.select import refuse_non_finite
         refuse_non_finite(model, "tfdc.export")
-    from tfdc.pack import selector
-    select = selector(select)  # a bad pattern fails before converting
+    from tfdc.pack import check_options, selector
+    select = selector(select)  # a bad pattern or option fails before converting
+    check_options(block=block, gap_alphabet=gap_alphabet, min_bytes=min_bytes,
+                  negative_zeros=negative_zeros)
     from tfdc.constraints import in_fit, strip as strip_model
     if strip and not in_fit(model):
         strip_model(model)

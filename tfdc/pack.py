@@ -989,6 +989,25 @@ def selector(select):
                     f"regular expression (a str), got {type(select).__name__}")
 
 
+def check_options(*, block=None, gap_alphabet=None, min_bytes=64, negative_zeros="keep"):
+    """Refuse a packing option of `pack_tflite` (and `tfdc.export`, before
+    it converts) that is out of its range or not an integer: a ValueError
+    that names it. `block` None: the default."""
+    def integer(value):
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    if negative_zeros not in ("keep", "zero"):
+        raise ValueError(f"negative_zeros must be 'keep' or 'zero', got {negative_zeros!r}")
+    if not integer(min_bytes) or min_bytes < 0:
+        raise ValueError(f"min_bytes must be an integer >= 0, got {min_bytes!r}")
+    if block is not None and (not integer(block) or not 1 <= block <= fmt.MAX_BLOCK):
+        raise ValueError(f"block must be an integer in 1 … 2^32−1, got {block!r}")
+    if gap_alphabet is not None and (not integer(gap_alphabet) or not 2 <= gap_alphabet <= 32768
+                                     or gap_alphabet & (gap_alphabet - 1)):
+        raise ValueError("gap_alphabet must be a power of two in 2 … 32768, got "
+                         f"{gap_alphabet!r}")
+
+
 def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alphabet=None,
                 codebook_fp16=False, min_bytes=64, strip_debug=False, densify=True,
                 negative_zeros="keep", _force=None, _patches=None):
@@ -1038,16 +1057,8 @@ def pack_tflite(tflite_bytes, *, select=None, block=fmt.DEFAULT_BLOCK, gap_alpha
         give the same bytes (with the same zlib).
     """
     select = selector(select)
-    if negative_zeros not in ("keep", "zero"):
-        raise ValueError(f"negative_zeros must be 'keep' or 'zero', got {negative_zeros!r}")
-    if isinstance(min_bytes, bool) or not isinstance(min_bytes, (int, np.integer)) \
-            or min_bytes < 0:
-        raise ValueError(f"min_bytes must be an integer >= 0, got {min_bytes!r}")
-    if block < 1 or block > fmt.MAX_BLOCK:
-        raise ValueError(f"block must be in 1 … 2^32−1, got {block}")
-    if gap_alphabet is not None and (gap_alphabet < 2 or gap_alphabet > 32768
-                                     or gap_alphabet & (gap_alphabet - 1)):
-        raise ValueError(f"gap_alphabet must be a power of two in 2 … 32768, got {gap_alphabet}")
+    check_options(block=block, gap_alphabet=gap_alphabet, min_bytes=min_bytes,
+                  negative_zeros=negative_zeros)
     schema = tflite_schema.get()
     data = bytes(tflite_bytes)
     check_tflite_header(data)
