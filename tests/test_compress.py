@@ -478,17 +478,29 @@ def test_a_missed_error_budget_is_reported(data, trained, tmp_path):
     ({"max_error_increase": 0.2, "confidence": 1.5}, ValueError, r"confidence must be in \(0, 1\)"),
     ({"max_error_increase": 0.2, "confidence": "high"}, ValueError, "confidence must be a number"),
     ({"target_bytes": 9000, "epochs": 1}, ValueError, "epochs must be at least 2"),
+    # A pair's mistakes: "epochs must be an integer, got (1,)"; 0 for the
+    # export's batch was export's "batch_size must be ..."; verbose=5 and a
+    # log that cannot be called were taken (the log failed at its first line).
+    ({"target_bytes": 9000, "epochs": (1,)}, ValueError, r"epochs must be an integer or a pair "
+     r"\(pruning epochs, clustering epochs\), got \(1,\)"),
+    ({"target_bytes": 9000, "export_batch_size": 0}, ValueError,
+     "export_batch_size must be at least 1, got 0"),
+    ({"target_bytes": 9000, "verbose": 5}, ValueError, "verbose must be 0, 1 or 2, got 5"),
+    ({"target_bytes": 9000, "log": 5}, TypeError, "log must be a print-like function or None"),
     ({"target_bytes": 9000, "distill": "yes"}, ValueError, "distill must be True or False"),
     ({"target_bytes": 9000, "plan": {"sparsity": {"nope": 0.5}, "bits": 5}}, ValueError,
      "plan sparsity: .*nope"),
     ({"target_bytes": 9000, "path": "/nonexistent-dir/m.tflite"}, FileNotFoundError,
      "does not exist"),
 ])
-def test_bad_arguments_fail_before_training(data, trained, kwargs, error, message):
+def test_bad_arguments_fail_before_training(data, trained, kwargs, error, message, tmp_path,
+                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a call that ran wrote its file where the tests run
     kwargs.setdefault("path", "unused.tflite")
+    kwargs.setdefault("verbose", 0)
     with pytest.raises(error, match=message):
-        tfdc.compress(trained, data[0], data[1], verbose=0, **kwargs)
-    assert not os.path.exists("unused.tflite")
+        tfdc.compress(trained, data[0], data[1], **kwargs)
+    assert not os.listdir(tmp_path)
 
 
 def test_bad_data(data, trained, tmp_path):

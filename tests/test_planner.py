@@ -188,6 +188,13 @@ def test_unreachable_and_bad_budgets(trained, capsys):
         "planner found)" in str(huge)
     with pytest.raises(ValueError, match="give exactly one budget"):
         tfdc.plan(model, val, sensitivity=sens)
+    # Not a scan: it failed as "'dict' object has no attribute 'layers'".
+    with pytest.raises(TypeError, match="sensitivity must be a tfdc.Sensitivity .*, got dict"):
+        tfdc.plan(model, val, target_bytes=20_000, sensitivity={"fc1": 1})
+    with pytest.raises(ValueError, match="block must be an integer in 1"):
+        tfdc.plan(model, val, target_bytes=20_000, sensitivity=sens, export_options={"block": 0})
+    with pytest.raises(ValueError, match="metric must be 'loss' or 'error', got 'foo'"):
+        sens.curve(sens.layers[0], "foo")  # a KeyError
     with pytest.raises(ValueError, match="give exactly one budget"):
         tfdc.plan(model, val, target_bytes=10_000, max_error_increase=0.2, sensitivity=sens)
     with pytest.raises(ValueError, match="target_bytes must be a positive finite number, got -5"):

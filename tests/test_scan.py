@@ -219,6 +219,11 @@ def test_bad_input(model_and_data):
         tfdc.sensitivity(model, data, bits=[9])
     with pytest.raises(ValueError, match="no compressible layer named 'fc7'"):
         tfdc.sensitivity(model, data, layers=["fc7"])
+    # One name as a str: not its letters ("no compressible layer named 'f', 'c', '7'").
+    with pytest.raises(ValueError, match="no compressible layer named 'fc7';"):
+        tfdc.sensitivity(model, data, layers="fc7")
+    with pytest.raises(ValueError, match="batch_size must be positive, got 0"):  # was the default
+        tfdc.sensitivity(model, data, batch_size=0)
     with pytest.raises(ValueError, match="x has 1024 examples but y has 10"):
         tfdc.sensitivity(model, (data[0], data[1][:10]))
     with pytest.raises(ValueError, match="samples must be a positive integer"):

@@ -361,7 +361,10 @@ def _epochs(epochs, steps_per_epoch):
         prune = int(np.clip(round(6000 / steps_per_epoch), 2, 60))
         cluster = int(np.clip(round(1500 / steps_per_epoch), 1, 15))
         return prune, cluster
-    if isinstance(epochs, (tuple, list)) and len(epochs) == 2:
+    if isinstance(epochs, (tuple, list)):
+        if len(epochs) != 2:  # it read "epochs must be an integer, got (1,)"
+            raise ValueError("epochs must be an integer or a pair (pruning epochs, clustering "
+                             f"epochs), got {epochs!r}")
         prune, cluster = epochs
     else:
         _check_number(epochs, "epochs", integer=True)
@@ -1801,10 +1804,17 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     if several and distill:
         raise ValueError(f"distill=True needs a model with one output; {model.name!r} has "
                          f"{output_count}")
-    for name, value, low in (("batch_size", batch_size, 1), ("max_trials", max_trials, 1)):
+    for name, value, low in (("batch_size", batch_size, 1), ("max_trials", max_trials, 1),
+                             ("export_batch_size", export_batch_size, 1)):
+        if name == "export_batch_size" and value is None:
+            continue  # a dynamic batch
         _check_number(value, name, integer=True)
-        if value < low:
+        if value < low:  # export_batch_size=0 was export's "batch_size must be ..."
             raise ValueError(f"{name} must be at least {low}, got {value!r}")
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    if log is not None and not callable(log):
+        raise TypeError(f"log must be a print-like function or None, got {type(log).__name__}")
     for name, value in (("learning_rate", learning_rate), ("weight_decay", weight_decay)):
         _check_number(value, name)
         if value < 0 or (name == "learning_rate" and value == 0):

@@ -450,6 +450,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     from tfdc.bytecost import apply_settings, byte_cost, restore_settings, uncompressed_weights
     from tfdc.scan import (DEFAULT_SAMPLES, Evaluator, _output_count, _take, check_outputs,
                            input_count, one_output_view, unwrap_one_input)
+    from tfdc.scan import Sensitivity
     from tfdc.scan import sensitivity as scan
 
     budgets = (("target_bytes", target_bytes), ("max_error_increase", max_error_increase),
@@ -468,11 +469,17 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     check_error_points(max_error_increase)
     if max_error_increase is not None:
         max_error_increase = float(max_error_increase) + 0.0  # -0.0 printed "-0 points"
+    if sensitivity is not None and not isinstance(sensitivity, Sensitivity):
+        raise TypeError("sensitivity must be a tfdc.Sensitivity (tfdc.sensitivity's result; "
+                        "Sensitivity.from_json reads a saved one) or None, got "
+                        f"{type(sensitivity).__name__}")
     options = dict(export_options or {})
     allowed = {"batch_size", "strip_debug", "codebook_fp16", "gap_alphabet", "block"}
     if set(options) - allowed:
         raise ValueError(f"export_options: unknown {', '.join(sorted(set(options) - allowed))}; "
                          f"known: {', '.join(sorted(allowed))}")
+    from tfdc.pack import check_options
+    check_options(block=options.get("block"), gap_alphabet=options.get("gap_alphabet"))
     if "batch_size" not in options and _has_recurrent(model):
         # The converter takes a recurrent layer with a fixed batch only: the
         # plan failed after its scan, where compress and `tfdc plan` worked.

@@ -116,6 +116,8 @@ class Sensitivity:
         if layer not in self.loss:
             raise ValueError(f"no layer {layer!r} in the scan; layers are: "
                              f"{', '.join(self.layers)}")
+        if metric not in ("loss", "error"):
+            raise ValueError(f"metric must be 'loss' or 'error', got {metric!r}")
         table = {"loss": self.loss, "error": self.error}[metric][layer]
         base = self.baseline_loss if metric == "loss" else self.baseline_error
         if axis == "sparsity":
@@ -599,8 +601,8 @@ class Evaluator:
         self.model = model
         self.y = _labels(y, _output_count(model))
         self.n = _length(self.y)
-        self.batch_size = int(batch_size or DEFAULT_BATCH)
-        if self.batch_size < 1:
+        self.batch_size = DEFAULT_BATCH if batch_size is None else int(batch_size)
+        if isinstance(batch_size, bool) or self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size!r}")
         # Batches converted once: every scan point reuses them.
         self.batches = [_map(x, lambda a: keras.ops.convert_to_tensor(
@@ -948,7 +950,8 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
             past a quarter of the physical memory; None: all, held in
             memory, with the same limit). The scan's cost is one forward
             pass over them per point.
-        layers: optional list of layer names to scan (default: all).
+        layers: optional list of layer names to scan (default: all); one
+            name as a str is a list of one.
         verbose: 1 prints a line per layer.
 
     Returns:
@@ -988,6 +991,8 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     if samples is not None and (isinstance(samples, bool) or int(samples) < 1):
         raise ValueError(f"samples must be a positive integer or None, got {samples!r}")
     found = compressible_layers(model)
+    if isinstance(layers, str):  # not its letters: "no layer named 'f', 'c', '1'"
+        layers = [layers]
     if layers is not None:
         unknown = [n for n in layers if n not in found]
         if unknown:
