@@ -399,6 +399,16 @@ def test_export_tflite_packs_an_existing_file(tmp_path):
         export_tflite(tmp_path / "a.tflite", tmp_path / "c.tflite")
     with pytest.raises(ValueError, match="TFL3"):
         export_tflite(b"not a model at all", tmp_path / "c.tflite")
+    # Report options of the wrong type: an AttributeError from the report
+    # ("'list' object has no attribute 'get'"), and a ratio of -1 B.
+    with pytest.raises(TypeError, match=r"buffer_names must be a dict \{buffer index: layer "
+                       r"name\} or None, got list"):
+        export_tflite(plain, tmp_path / "c.tflite", buffer_names=["fc1"])
+    with pytest.raises(ValueError, match="dense_bytes must be an integer >= 0 or None, got -1"):
+        export_tflite(plain, tmp_path / "c.tflite", dense_bytes=-1)
+    with pytest.raises(TypeError, match="configure must be a function that takes the "
+                       "TFLiteConverter, got int"):
+        tfdc.export(model, tmp_path / "c.tflite", configure=5)
     assert not (tmp_path / "c.tflite").exists()
     # Packing a file onto itself would lose the plain file (tfdc pack refuses it too).
     link = tmp_path / "link.tflite"

@@ -151,7 +151,8 @@ class CompressResult:
         trials: one dict per training run (planned bytes, packed bytes,
             error, increase and bound in points, passed; with
             `max_loss_increase` also `loss_increase` and `loss_bound`).
-        times: seconds per stage (`plan`, `train`, `export`, `total`).
+        times: seconds per stage (`plan`, `train`, `export`, `evaluate`:
+            the packed files' LiteRT runs on the validation data, `total`).
         full_integer: whether the file is full-integer (int8 activations
             and weights); `model` is then the float model it was converted
             from.

@@ -81,6 +81,9 @@ def convert(model, *, signatures=None, representative_dataset=None, configure=No
     import tensorflow as tf
 
     _refuse_distiller(model)
+    if configure is not None and not callable(configure):  # it failed after tracing
+        raise TypeError("configure must be a function that takes the TFLiteConverter, got "
+                        f"{type(configure).__name__}")
     if batch_size is not None:
         if signatures:
             raise ValueError("give either `batch_size` or `signatures`, not both")
@@ -952,6 +955,12 @@ def export_tflite(tflite, path, *, weights="float32", codebook_fp16=False, gap_a
     from tfdc.unpack import has_section_entry
 
     layer_names = check_layer_names(layer_names)
+    if buffer_names is not None and not isinstance(buffer_names, dict):
+        raise TypeError("buffer_names must be a dict {buffer index: layer name} or None, got "
+                        f"{type(buffer_names).__name__}")
+    if dense_bytes is not None and (isinstance(dense_bytes, bool) or not isinstance(
+            dense_bytes, (int, np.integer)) or dense_bytes < 0):
+        raise ValueError(f"dense_bytes must be an integer >= 0 or None, got {dense_bytes!r}")
     check_writable(path)
     if isinstance(tflite, (str, os.PathLike)) and os.path.exists(tflite) and \
             os.path.exists(path) and os.path.samefile(tflite, path):
