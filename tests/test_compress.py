@@ -79,6 +79,7 @@ def test_target_bytes_lands_within_5_percent_under(data, trained, tmp_path):
     # The plan's table says its figure is compress's aim, not the user's
     # target (--report printed "for a target of 29,100 B" for 30,000).
     assert result.plan.target_bytes < target and result.plan.aim_of == target
+    assert [t["plan"].aim_of for t in result.trials] == [target] * len(result.trials)
     assert (f"for a target of {result.plan.target_bytes:,} B" in str(result.plan)
             and f"tfdc.compress's aim for the target of {target:,} B" in str(result.plan))
 

@@ -2089,7 +2089,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         error_increase_bound=chosen["bound"], confidence=confidence,
         float_loss=float_loss, loss=chosen["loss"],
         met=met, message=message, times=times, full_integer=calibration is not None,
-        trials=[{k: v for k, v in t.items() if k not in ("student", "report", "path")}
+        trials=[{k: _noting_the_target(v, target_bytes) if k == "plan" else v
+                 for k, v in t.items() if k not in ("student", "report", "path")}
                 for t in trials])
 
 
