@@ -8,13 +8,24 @@
  * out-of-bounds access. The decoder is stateless and thread-safe (it
  * allocates its scratch with malloc and frees it before returning).
  *
- * Typical use:
+ * Typical use, with the most memory the app gives a model (`limit`: a
+ * budget, not the decoded size; the default lets a small hostile file claim
+ * up to 2 GiB):
  *
- *     uint64_t n;
- *     int rc = tfdc_decoded_size(in, in_len, &n);   // checks the CRC and the size limit
- *     if (rc != TFDC_OK) fail(tfdc_strerror(rc));
- *     uint8_t *out = malloc((size_t)n);               // n <= SIZE_MAX: checked
- *     rc = tfdc_decode(in, in_len, out, (size_t)n);
+ *     uint64_t n, limit = 256u << 20;
+ *     int rc = tfdc_decoded_size_limit(in, in_len, limit, &n);  // checks the CRCs
+ *     if (rc == TFDC_ERR_NOT_PACKED) use_plain(in, in_len);      // a plain .tflite
+ *     else if (rc != TFDC_OK) fail(tfdc_strerror(rc));
+ *     uint8_t *out = aligned_alloc(16, (size_t)(n + 15) / 16 * 16);  // C11; n <= limit
+ *     rc = tfdc_decode_limit(in, in_len, out, (size_t)n, limit);
+ *
+ * Alignment: the decoded file places every packed buffer at a multiple of
+ * TFDC_OUTPUT_ALIGN_REQUIRED (16) bytes from its start, so the weights are
+ * 16-byte aligned in memory where `out` is (malloc promises only 8 on 32-bit
+ * ARM). Decoding itself works at any alignment of `in` and `out`.
+ *
+ * Statuses for empty input: (NULL, 0) is TFDC_ERR_ARGUMENT; a non-NULL
+ * pointer with in_len 0 is TFDC_ERR_FLATBUFFER (no flatbuffer to read).
  */
 #ifndef TFDC_DECODE_H_
 #define TFDC_DECODE_H_
@@ -53,7 +64,10 @@ typedef enum {
 } tfdc_status;
 
 /* 1 if `in` is a flatbuffer with exactly one tfdc section key whose section
- * ends the file, else 0. Cheap: does not verify the checksum. */
+ * ends the file, else 0. Cheap: does not verify the checksum. It is 0 for a
+ * packed file with bytes appended too, which tfdc_decoded_size calls
+ * TFDC_ERR_CORRUPT: to tell a plain model (a decoded one included) from a
+ * damaged packed one, dispatch on tfdc_decoded_size's TFDC_ERR_NOT_PACKED. */
 int tfdc_is_packed(const uint8_t *in, size_t in_len);
 
 /* The limit on the decoded size (and format 2's inflated meta stream) used
@@ -86,8 +100,10 @@ int tfdc_peek_decoded_size(const uint8_t *in, size_t in_len, uint64_t *out_size)
 /* Decodes the whole file into `out` (capacity `out_cap` bytes, at least the
  * decoded size). On success the first decoded-size bytes of `out` are a
  * standard .tflite model. On failure the contents of `out` are unspecified
- * and a negative status is returned. `in` and `out` must not overlap. The
- * size limit is the larger of tfdc_default_limit(in_len) and out_cap. */
+ * and a negative status is returned. `in` must not overlap the first
+ * decoded-size bytes of `out` (TFDC_ERR_ARGUMENT; bytes past them are never
+ * written). The size limit is the larger of tfdc_default_limit(in_len) and
+ * out_cap. */
 int tfdc_decode(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap);
 
 /* tfdc_decode with the caller's size limit. */
