@@ -316,6 +316,12 @@ static void test_edits_with_fixed_crcs(const bytes *f, uint64_t D) {
   /* a nonzero padding bit in the last byte of a segment: find a record via a
    * tiny file whose last segment byte is known */
   CHECK(tfdc_decode(NULL, 0, NULL, 0) == TFDC_ERR_ARGUMENT, "NULL");
+  { /* empty input, as tfdc_decode.h says: (NULL, 0) a bad argument, "" no flatbuffer */
+    uint64_t n;
+    static const uint8_t empty[1] = {0};
+    CHECK(tfdc_decoded_size(NULL, 0, &n) == TFDC_ERR_ARGUMENT, "decoded_size(NULL, 0)");
+    CHECK(tfdc_decoded_size(empty, 0, &n) == TFDC_ERR_FLATBUFFER, "decoded_size(\"\", 0)");
+  }
   CHECK(strlen(tfdc_strerror(-999)) > 0, "strerror");
 }
 
