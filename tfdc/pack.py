@@ -234,14 +234,17 @@ def _gap_histogram(gap_values, gap_counts, G):
 
 
 def _gap_symbols(gaps_minus_1, G):
-    """The gap stream: ⌊(d−1)/(G−1)⌋ fillers, then (d−1) mod (G−1), per gap."""
-    q = gaps_minus_1 // (G - 1)
-    s = gaps_minus_1 % (G - 1)
+    """The gap stream: ⌊(d−1)/(G−1)⌋ fillers, then (d−1) mod (G−1), per gap
+    (two int64 temporaries the length of the gaps, reused in place)."""
+    q, s = np.divmod(gaps_minus_1, G - 1)
     total = int(q.sum()) + len(s)
     if total == len(s):
         return s.astype(np.uint16)
     out = np.full(total, G - 1, dtype=np.uint16)
-    out[np.cumsum(q + 1) - 1] = s
+    q += 1
+    np.cumsum(q, out=q)
+    q -= 1
+    out[q] = s
     return out
 
 
@@ -253,17 +256,17 @@ def _stream_indices(mask, scan_rows):
     return np.flatnonzero(mask.reshape(scan_rows, len(mask) // scan_rows).T)
 
 
-_GAP_CHUNK = 1 << 20  # stream positions read at a time by `_gap_counts`
+_GAP_CHUNK = 1 << 18  # stream positions read at a time by `_gap_chunks`
 
 
-def _gap_counts(mask, scan_rows):
-    """`(values, counts)` of the gaps minus one between the nonzero
-    elements in stream order (`_stream_indices`), read a chunk of the
-    stream at a time: the positions of a large tensor's kept weights are 8
-    bytes each, twice over for their differences."""
+def _gap_chunks(mask, scan_rows):
+    """The gaps minus one between the nonzero elements in stream order
+    (`_stream_indices`), as int64 arrays, a chunk of the stream at a time:
+    the positions of a large tensor's kept weights are 8 bytes each, and
+    each whole-tensor temporary of them 8 more."""
     stream = mask if scan_rows == 1 else \
         mask.reshape(scan_rows, len(mask) // scan_rows).T.ravel()
-    last, parts = -1, []
+    last = -1
     for start in range(0, len(stream), _GAP_CHUNK):
         t = np.flatnonzero(stream[start:start + _GAP_CHUNK])
         if not len(t):
@@ -272,7 +275,12 @@ def _gap_counts(mask, scan_rows):
         gaps = np.diff(t, prepend=last)
         gaps -= 1
         last = int(t[-1])
-        parts.append(_unique_counts(gaps))
+        yield gaps
+
+
+def _gap_counts(mask, scan_rows):
+    """`(values, counts)` of the gaps minus one (`_gap_chunks`)."""
+    parts = [_unique_counts(gaps) for gaps in _gap_chunks(mask, scan_rows)]
     if len(parts) == 1:
         return parts[0]
     values = np.concatenate([v for v, _ in parts])
@@ -280,6 +288,14 @@ def _gap_counts(mask, scan_rows):
     counts = np.bincount(inverse.ravel(), weights=np.concatenate([c for _, c in parts]),
                          minlength=len(unique)).astype(np.int64)
     return unique, counts
+
+
+def _gap_stream(mask, scan_rows, G):
+    """The gap stream (`_gap_symbols`, uint16) of the nonzero elements in
+    stream order, made a chunk at a time: whole, its int64 temporaries
+    took 126 MB at the peak of packing a 4M-weight int8 kernel."""
+    parts = [_gap_symbols(gaps, G) for gaps in _gap_chunks(mask, scan_rows)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint16)
 
 
 def _stream_order_positions(mask, scan_rows):
@@ -359,9 +375,7 @@ def _range_coded_gaps(mask, nnz, best, histogram, block, force):
     entropy = huffman.entropy_bits(histogram) / 8
     if cost < 1.1 * entropy + 256:
         return best
-    t, _ = _stream_order_positions(mask, rows)
-    gaps = _gap_symbols(np.diff(t, prepend=-1) - 1, G)
-    del t
+    gaps = _gap_stream(mask, rows, G)
     model, coded = rans.fit_cost(gaps, int(G).bit_length() - 1, _rans_block(block), (),
                                  lags=[1, 2, 3])
     coded += _varint_len(nnz) + _varint_len(G) + _varint_len(len(gaps))
@@ -673,9 +687,10 @@ def _build(elems, elem_bits, expand, change, position, rows, G, gap_code, values
     gap_stream = None
     if position == fmt.POSITION_SPARSE:
         mask = elems != 0
-        t, elem_index = _stream_order_positions(mask, rows)
+        _, elem_index = _stream_order_positions(mask, rows)
         vals = elems[elem_index]
-        gaps = _gap_symbols(np.diff(t, prepend=-1) - 1, G)
+        del elem_index
+        gaps = _gap_stream(mask, rows, G)
         head += [varint_bytes(len(vals)), varint_bytes(G), varint_bytes(len(gaps))]
         if len(gaps):
             model = gap_code if isinstance(gap_code, rans.Model) else None
