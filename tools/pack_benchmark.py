@@ -602,6 +602,12 @@ def main():
             json.dump(rows, f, indent=2, default=list)
     if args.no_write:
         return
+    if aeq is None or tfmot is None:
+        # The section is every tool's rows: written from the float row
+        # alone, it lost 21 of its 22 rows, with exit status 0.
+        sys.exit("pack_benchmark: docs/BENCHMARKS.md left as it is: the "
+                 f"{'ai-edge-quantizer' if aeq is None else 'tfmot'} rows are missing (run "
+                 "--setup once for both virtualenvs, or pass --no-write)")
     measured = [r for r in rows if "skipped" not in r]
     worse = [r["name"] for r in measured if r["packed"] > r["xz9"]]
     int4 = [r for r in measured if r["family"] == "aeq int4"]
@@ -616,7 +622,9 @@ def main():
         versions += (f"{', ' if versions else ''}tfmot {tfmot['tfmot_version']} (tensorflow "
                      f"{tfmot['tensorflow_version']})")
     body = (
-        "How the inputs were made (once, into `out/pack_benchmark/`, not committed): "
+        "How the inputs were made (once, into `out/pack_benchmark/`, not committed; the "
+        "other tools run in two virtualenvs that `python tools/pack_benchmark.py --setup` "
+        "makes first): "
         f"tfdc's LeNet-300-100 trained in float for {float_info['epochs']} epochs on real "
         "MNIST (Adam 1e-3, batch 128) and converted by the plain TFLite converter "
         "(`tfdc.exporter.convert`, no optimizations); the ai-edge-quantizer recipes "
