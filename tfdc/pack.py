@@ -687,9 +687,7 @@ def _build(elems, elem_bits, expand, change, position, rows, G, gap_code, values
     gap_stream = None
     if position == fmt.POSITION_SPARSE:
         mask = elems != 0
-        _, elem_index = _stream_order_positions(mask, rows)
-        vals = elems[elem_index]
-        del elem_index
+        vals = elems[_stream_order_positions(mask, rows)[1]]  # its int64 indices freed
         gaps = _gap_stream(mask, rows, G)
         head += [varint_bytes(len(vals)), varint_bytes(G), varint_bytes(len(gaps))]
         if len(gaps):
