@@ -532,11 +532,9 @@ def _known_converter_failure(message, model, batch_size):
     """One line for a converter failure tfdc knows the fix of, else None."""
     import re
     if "TensorListReserve" in message or "Lowering tensor list ops" in message:
-        from tfdc.layers import kind_of
-        from tfdc.select import iter_layers
+        from tfdc.select import recurrent_layers
         recurrent = [f"{layer.name!r} ({type(layer).__name__})" for layer in
-                     (iter_layers(model) if _is_keras_model(model) else ())
-                     if kind_of(layer) is not None and kind_of(layer).name == "recurrent"]
+                     (recurrent_layers(model) if _is_keras_model(model) else ())]
         what = ", ".join(recurrent) if recurrent else "a loop over a tensor list"
         if batch_size is None:
             return (f"the TFLite converter cannot convert {what} with a dynamic batch size: "

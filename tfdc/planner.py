@@ -358,13 +358,6 @@ def _check_labels(model, x, y, max_error_increase):
                                               "the plan predicts losses with it", stacklevel=4)
 
 
-def _has_recurrent(model):
-    """Whether `model` holds a layer of `tfdc.layers`'s recurrent kind."""
-    from tfdc.layers import kind_of
-    from tfdc.select import iter_layers
-    return any(getattr(kind_of(layer), "name", None) == "recurrent" for layer in iter_layers(model))
-
-
 def _unreachable(target_bytes, reach, sens, uncompressed):
     """The ValueError of a byte target under the smallest file the grids
     allow (`reach` bytes), naming the weights kept at full precision."""
@@ -480,12 +473,12 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                          f"known: {', '.join(sorted(allowed))}")
     from tfdc.pack import check_options
     check_options(block=options.get("block"), gap_alphabet=options.get("gap_alphabet"))
-    if "batch_size" not in options and _has_recurrent(model):
+    from tfdc.select import recurrent_layers, refuse_non_finite, refuse_non_float32
+    if "batch_size" not in options and recurrent_layers(model):
         # The converter takes a recurrent layer with a fixed batch only: the
         # plan failed after its scan, where compress and `tfdc plan` worked.
         options["batch_size"] = 1
     check_outputs(model, "tfdc.plan")
-    from tfdc.select import refuse_non_finite, refuse_non_float32
     refuse_non_float32(model, "tfdc.plan")
     refuse_non_finite(model, "tfdc.plan")
     model, _ = one_output_view(model)

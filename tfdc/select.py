@@ -57,6 +57,13 @@ def iter_layers(model):
             yield layer
 
 
+def recurrent_layers(model):
+    """The layers of `model` of `tfdc.layers`' recurrent kind (LSTM, GRU,
+    SimpleRNN, RNN): the converter takes them with a fixed batch only."""
+    return [layer for layer in iter_layers(model)
+            if getattr(kind_of(layer), "name", None) == "recurrent"]
+
+
 def layer_paths(model):
     """`{id(layer): "outer/inner"}` for every layer inside `model`: its name
     after those of the nested models and wrappers that hold it
