@@ -389,6 +389,19 @@ def check_fraction(value, what):
         raise ValueError(f"{what} must be in [0, 1), got {value!r}")
 
 
+def check_fractions(value, what):
+    """`check_fraction` of one fraction, or of each in a non-empty dict
+    keyed by layer name (`GradualPruning`'s and `StructuredPruning`'s
+    first argument)."""
+    if not isinstance(value, dict):
+        check_fraction(value, what)
+        return
+    if not value:
+        raise ValueError(f"{what} is an empty dict: name at least one layer")
+    for key, fraction in value.items():
+        check_fraction(fraction, f"{what}[{key!r}]")
+
+
 class StepCounter:
     """The optimizer step of a running fit (`model.optimizer.iterations`,
     the unit of every schedule), counted in Python from the batch indices
@@ -598,13 +611,7 @@ class GradualPruning(keras.callbacks.Callback):
                  frequency=100, criterion="magnitude", exclude=(), verbose=0):
         super().__init__()
         require_tensorflow_backend("tfdc.GradualPruning")
-        if isinstance(target_sparsity, dict):
-            if not target_sparsity:
-                raise ValueError("target_sparsity is an empty dict: name at least one layer")
-            for key, value in target_sparsity.items():
-                check_fraction(value, f"target_sparsity[{key!r}]")
-        else:
-            check_fraction(target_sparsity, "target_sparsity")
+        check_fractions(target_sparsity, "target_sparsity")
         check_fraction(initial_sparsity, "initial_sparsity")
         targets = target_sparsity.values() if isinstance(target_sparsity, dict) else [target_sparsity]
         if any(initial_sparsity > t for t in targets):

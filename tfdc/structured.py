@@ -26,7 +26,7 @@ from tfdc.constraints import fit_began, fit_ended, refuse_weight_averaging
 from tfdc.distill import trained_model
 from tfdc.errors import listed, require_tensorflow_backend
 from tfdc.layers import check_copyable, kind_of
-from tfdc.prune import (StepCounter, check_fraction, check_steps, has_mask_variable, install_mask,
+from tfdc.prune import (StepCounter, check_fractions, check_steps, has_mask_variable, install_mask,
                         last_due, polynomial_sparsity, prune_due, warn_coarse_execution,
                         warn_unfinished)
 from tfdc.select import (_check_patterns, _matches, input_layer_names, iter_layers, layer_paths,
@@ -183,13 +183,7 @@ class StructuredPruning(keras.callbacks.Callback):
                  end_step=None, frequency=100, min_units=1, exclude=(), verbose=0):
         super().__init__()
         require_tensorflow_backend("tfdc.StructuredPruning")
-        if isinstance(target_fraction, dict):
-            if not target_fraction:
-                raise ValueError("target_fraction is an empty dict: name at least one layer")
-            for key, value in target_fraction.items():
-                check_fraction(value, f"target_fraction[{key!r}]")
-        else:
-            check_fraction(target_fraction, "target_fraction")
+        check_fractions(target_fraction, "target_fraction")
         if criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
         if criterion == "activation":
