@@ -386,6 +386,21 @@ def _parse_table(cur, i, flags):
     symbols = np.cumsum(gaps + 1) - 1
     if symbols[-1] >= fmt.MAX_ALPHABET:
         raise FormatError(f"{what}: symbol {int(symbols[-1])} ≥ 32768")
+    nibbles = _code_length_nibbles(cur, m, what)
+    if not nibbles.all():
+        raise FormatError(f"{what}: a listed symbol has code length 0")
+    n = int(symbols[-1]) + 1
+    lengths = np.zeros(n, np.uint8)
+    lengths[symbols] = nibbles
+    kraft = int(np.sum(np.int64(1) << (fmt.MAX_CODE_LEN - nibbles.astype(np.int64))))
+    if kraft != 1 << fmt.MAX_CODE_LEN:
+        raise FormatError(f"{what}: the code is not complete (Kraft sum {kraft} / 32768)")
+    return _Table(kind, n, lengths=lengths, size=cur.pos - start, start=start)
+
+
+def _code_length_nibbles(cur, m, what):
+    """The `m` 4-bit code lengths at the cursor, two a byte, low nibble
+    first (formats 1 and 2 alike); an odd count's unused last nibble is 0."""
     p = cur.take((m + 1) // 2, f"{what} code lengths")
     packed = np.frombuffer(cur.data, np.uint8, (m + 1) // 2, p)
     nibbles = np.empty(2 * len(packed), np.uint8)
@@ -393,15 +408,7 @@ def _parse_table(cur, i, flags):
     nibbles[1::2] = packed >> 4
     if m % 2 and nibbles[m]:
         raise FormatError(f"{what}: the unused last nibble is not 0")
-    if not nibbles[:m].all():
-        raise FormatError(f"{what}: a listed symbol has code length 0")
-    n = int(symbols[-1]) + 1
-    lengths = np.zeros(n, np.uint8)
-    lengths[symbols] = nibbles[:m]
-    kraft = int(np.sum(np.int64(1) << (fmt.MAX_CODE_LEN - nibbles[:m].astype(np.int64))))
-    if kraft != 1 << fmt.MAX_CODE_LEN:
-        raise FormatError(f"{what}: the code is not complete (Kraft sum {kraft} / 32768)")
-    return _Table(kind, n, lengths=lengths, size=cur.pos - start, start=start)
+    return nibbles[:m]
 
 
 class _Payload:
@@ -847,14 +854,7 @@ def _v1_parse_tables(cur, num_tables):
                 raise FormatError(f"table {i}: symbol {symbol} ≥ alphabet size {n}")
             tables.append(_V1Table(1, n, symbol=symbol, size=cur.pos - start))
         elif kind == fmt.TABLE_HUFFMAN:
-            p = cur.take((n + 1) // 2, f"table {i} code lengths")
-            packed = np.frombuffer(cur.data, np.uint8, (n + 1) // 2, p)
-            lengths = np.empty(2 * len(packed), np.uint8)
-            lengths[0::2] = packed & 15
-            lengths[1::2] = packed >> 4
-            if n % 2 and lengths[n]:
-                raise FormatError(f"table {i}: the unused last nibble is not 0")
-            lengths = lengths[:n]
+            lengths = _code_length_nibbles(cur, n, f"table {i}")
             top = int(lengths.max())
             if top == 0:
                 raise FormatError(f"table {i}: no symbol has a code")
