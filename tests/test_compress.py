@@ -716,6 +716,44 @@ def test_binary_classifier_with_one_sigmoid_unit(data, tmp_path):
     assert tflite_error(str(tmp_path / "distilled.tflite"), xv, yv) == distilled.error
 
 
+def test_one_linear_unit_under_a_regression_loss_is_scored_by_its_loss(tmp_path):
+    # A "score" head: one linear unit trained with mean squared error on
+    # 0 / 1 targets. It was read as a logit and cut at 0: 35.8 % error
+    # reported for a model 4.6 % wrong at the 0.5 it was trained for, and an
+    # error budget searched on that. No threshold is given: its loss scores it.
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        x = rng.normal(size=(n, 16)).astype("float32")
+        return x, (x[:, :4] @ np.array([1.5, -2, 0.5, 1.0]) > 0.5).astype("float32")
+    train, val = make(1500), make(500)
+    keras.utils.set_random_seed(8)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(1, name="score")])
+    model.compile("adam", "mse")
+    model.fit(*train, epochs=5, verbose=0)
+    for call in (lambda: tfdc.plan(model, val, max_error_increase=1.0),
+                 lambda: tfdc.compress(model, train, val, max_error_increase=1.0,
+                                       path=tmp_path / "never.tflite")):
+        with pytest.raises(ValueError, match=r"the one output unit of '.*' is linear and "
+                           r"compiled with mean_squared_error, which sets no decision threshold"):
+            call()
+    path = tmp_path / "score.tflite"
+    result = tfdc.compress(model, train, val, target_bytes=3_000, path=path, epochs=(1, 1),
+                           verbose=0)
+    assert np.isnan(result.error) and "validation loss" in str(result)
+    outputs = tflite_outputs(str(path), val[0])
+    assert result.loss == pytest.approx(float(np.mean((outputs[:, 0] - val[1]) ** 2)), rel=1e-5)
+    # Compiled with a binary cross-entropy (or its alias), it is a classifier
+    # (a poor one, cut at 0: warned of).
+    for loss in (keras.losses.BinaryCrossentropy(from_logits=True), "bce"):
+        model.compile("adam", loss)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            plan = tfdc.plan(model, val, max_error_increase=1.0)
+        assert 0 < plan.sensitivity.baseline_error < 1
+
+
 @pytest.fixture(scope="module")
 def regression():
     """A regression model compiled with MSE, trained on smooth targets of
