@@ -2099,6 +2099,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
                        else {"max_loss_increase": max_loss_increase})
             chosen, met, message = _to_quality(quality, confidence, plan, make_plan, trial,
                                                max_trials, log, smallest, float_bytes)
+            cause = _int8_cause(miscalibrated, int8_error, float_error)
+            if not met and cause:
+                message = _quality_message(chosen, quality, confidence, cause)
         with open(chosen["path"], "rb") as f:
             write_atomically(path, f.read())
         # The report names the file written, not the trial run's, which the
@@ -2402,7 +2405,7 @@ def _measured(entry, confidence, name):
     return increase + (f"; {bound}" if bound else "")
 
 
-def _quality_message(entry, budget, confidence):
+def _quality_message(entry, budget, confidence, cause=None):
     if "max_error_increase" in budget:
         name, limit = "error", f"{budget['max_error_increase']:.2f}"
     else:
@@ -2411,6 +2414,10 @@ def _quality_message(entry, budget, confidence):
     measured = f"{increase} against the float model" + (f" ({bound})" if bound else "")
     if entry["passed"]:
         return f"validation {name} {measured}, within the budget of {limit}"
+    # Known before training (`_int8_cause`), the cause is no remedy of
+    # training longer: the uncompressed int8 file misses the budget too.
+    advice = (f"{cause[0].upper()}{cause[1:]}; full_integer=False keeps float activations"
+              if cause else f"Train longer (epochs=), allow more {name}, or give more "
+              "validation data (a tighter bound)")
     return (f"no run met the {name} budget: the best packed file is {measured} (budget "
-            f"{limit}); kept the run closest to it ({entry['bytes']:,} B). Train longer "
-            f"(epochs=), allow more {name}, or give more validation data (a tighter bound)")
+            f"{limit}); kept the run closest to it ({entry['bytes']:,} B). {advice}")
