@@ -2185,8 +2185,9 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate, 
             size = entry["bytes"]
             return entry, True, (
                 f"{size:,} B is {size / target - 1:+.1%} from the target {target:,} B, more "
-                f"than 5 % under it: asked for {aim / base:.1f}x the bytes (up to {aim:,} "
-                f"B, about as far under the target as the file is), the planner returns the "
+                f"than 5 % under it: asked for {aim / base:.2f}x the planned bytes (a plan of "
+                f"up to {aim:,} B, scaled by how far under the target the file came), "
+                f"the planner returns the "
                 f"plan trained{_planned(entry)} (more bytes did not lower the loss it predicts on "
                 f"the validation data, or its grids go no further), so training again would "
                 f"not come closer")
