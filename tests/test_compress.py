@@ -735,8 +735,9 @@ def test_one_linear_unit_under_a_regression_loss_is_scored_by_its_loss(tmp_path)
     for call in (lambda: tfdc.plan(model, val, max_error_increase=1.0),
                  lambda: tfdc.compress(model, train, val, max_error_increase=1.0,
                                        path=tmp_path / "never.tflite")):
-        with pytest.raises(ValueError, match=r"the one output unit of '.*' is linear and "
-                           r"compiled with mean_squared_error, which sets no decision threshold"):
+        with pytest.raises(ValueError, match=r"the one output unit of '.*', not a sigmoid, "
+                           r"is compiled with mean_squared_error, which sets no decision "
+                           r"threshold"):
             call()
     path = tmp_path / "score.tflite"
     result = tfdc.compress(model, train, val, target_bytes=3_000, path=path, epochs=(1, 1),

@@ -501,7 +501,7 @@ def _float_mistakes(model, outputs, y, from_logits, max_error_increase, what="va
         if max_error_increase is not None:
             raise ValueError(
                 f"max_error_increase is a budget of classification error, and the one output "
-                f"unit of {model.name!r} is linear and compiled with {free}, which sets no "
+                f"unit of {model.name!r}, not a sigmoid, is compiled with {free}, which sets no "
                 "decision threshold (0 for a logit, 0.5 for a probability): give target_bytes "
                 "or max_loss_increase, or compile a binary classifier with keras.losses."
                 "BinaryCrossentropy(from_logits=True)")
@@ -1636,13 +1636,14 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             `max_loss_increase`: the loss is then what is reported (`error`
             is NaN). So does one linear unit compiled with a loss that is
             no cross-entropy or hinge (mean squared error on 0 / 1
-            targets): it sets no decision threshold. An output inside a dict or list (`{"probs": y}`) is
-            trained and scored as `y`, and `.model` and the packed file keep
-            the dict (the signature's output is named "probs"). A model with
-            several outputs must be compiled with their losses: it is
-            trained with them and scored by their sum weighted by its
-            `loss_weights` (`tfdc.scan.SummedLoss`, what `model.evaluate`
-            reports), so it takes `target_bytes` or `max_loss_increase`,
+            targets): it sets no decision threshold. An output inside a
+            dict or list (`{"probs": y}`) is trained and scored as `y`, and
+            `.model` and the packed file keep the dict (the signature's
+            output is named "probs"). A model with several outputs must be
+            compiled with their losses: it is trained with them and scored
+            by their sum weighted by its `loss_weights`
+            (`tfdc.scan.SummedLoss`, what `model.evaluate` reports), so it
+            takes `target_bytes` or `max_loss_increase`,
             labels `y` a list or dict of arrays, one per output, and no
             distillation.
             A subclassed model is copied from its config (`get_config()`
