@@ -441,9 +441,8 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     ```
     """
     from tfdc.bytecost import apply_settings, byte_cost, restore_settings, uncompressed_weights
-    from tfdc.scan import (DEFAULT_SAMPLES, Evaluator, _output_count, _take, check_outputs,
-                           input_count, one_output_view, unwrap_one_input)
-    from tfdc.scan import Sensitivity
+    from tfdc.scan import (DEFAULT_SAMPLES, Evaluator, Sensitivity, _output_count, _take,
+                           check_outputs, input_count, one_output_view, unwrap_one_input)
     from tfdc.scan import sensitivity as scan
 
     budgets = (("target_bytes", target_bytes), ("max_error_increase", max_error_increase),
