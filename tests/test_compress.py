@@ -736,7 +736,7 @@ def test_one_linear_unit_under_a_regression_loss_is_scored_by_its_loss(tmp_path)
                  lambda: tfdc.compress(model, train, val, max_error_increase=1.0,
                                        path=tmp_path / "never.tflite")):
         with pytest.raises(ValueError, match=r"the one output unit of '.*', not a sigmoid, "
-                           r"is compiled with mean_squared_error, which sets no decision "
+                           r"is compiled with mse, which sets no decision "
                            r"threshold"):
             call()
     path = tmp_path / "score.tflite"
@@ -1486,6 +1486,7 @@ def test_a_bad_label_past_a_datasets_first_batch_is_one_clear_error(data, traine
     (["sparse_categorical_crossentropy"], True),
     (keras.losses.SparseCategoricalCrossentropy(from_logits=True), False),
     ("mse", False),
+    ("bce", True),  # an alias of binary_crossentropy (not taken for a cross-entropy)
 ])
 def test_logits_under_a_loss_that_reads_probabilities_are_warned_of(loss, warned):
     # Compress trains with the compiled loss: on logits read as

@@ -237,6 +237,7 @@ def test_models_it_cannot_distil_are_refused_when_made_or_compiled(tmp_path):
                                          r"output unit without a sigmoid and the loss 'mse'"):
         distiller.compile("adam", "mse")
     distiller.compile("adam", keras.losses.BinaryCrossentropy(from_logits=True))  # a logit unit
+    distiller.compile("adam", "bce")  # its alias (refused as a regression's loss)
     # save / export refused before Keras opens the file (an existing one
     # was left empty).
     path = tmp_path / "good.keras"

@@ -1,9 +1,10 @@
 """tfdc.mistakes: the one top-1 error rule, on every output / label layout."""
 
+import keras
 import numpy as np
 import pytest
 
-from tfdc.mistakes import check_labels, mistakes
+from tfdc.mistakes import check_labels, loss_kind, mistakes, threshold_free
 
 PROBS = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3], [0.4, 0.4, 0.2]])
 
@@ -147,3 +148,37 @@ def test_labels_of_several_outputs_are_checked_against_their_losses(tmp_path):
         tfdc.compress(model, (xs, [kind, flag]), (xs, [flag, kind]), target_bytes=2000,
                       path=tmp_path / "m.tflite", verbose=0)
     assert not (tmp_path / "m.tflite").exists()
+
+
+@pytest.mark.parametrize("loss, kind", [
+    ("bce", "binary_crossentropy"),   # an alias, as Keras reads it
+    ("Hinge", "hinge"),
+    ("not_a_loss", "not_a_loss"),
+    (keras.losses.BinaryCrossentropy(from_logits=True), "binary_crossentropy"),
+    (["mse", None, "bce"], "mean_squared_error + binary_crossentropy"),
+    ({"a": "sparse_categorical_crossentropy"}, "a: sparse_categorical_crossentropy"),
+])
+def test_loss_kind_reads_aliases(loss, kind):
+    assert loss_kind(loss) == kind
+
+
+@pytest.mark.parametrize("activation, loss, free", [
+    (None, "mse", "mse"),          # a score trained to 0 / 1: cut at 0.5, not a logit's 0
+    (None, "mean_absolute_error", "mean_absolute_error"),
+    ("relu", keras.losses.MeanSquaredError(), "mean_squared_error"),   # not a sigmoid either
+    (None, "bce", None),           # a logit, by its alias
+    (None, keras.losses.BinaryCrossentropy(from_logits=True), None),
+    (None, "hinge", None),         # a margin: cut at 0
+    ("sigmoid", "mse", None),      # a probability: cut at 0.5 whatever its loss
+])
+def test_threshold_free_is_one_unit_no_sigmoid_under_no_classification_loss(
+        activation, loss, free):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation=activation)])
+    model.compile(loss=loss)
+    assert threshold_free(model, np.zeros((2, 1))) == free
+    assert threshold_free(model, np.zeros((2, 2))) is None   # two units: an argmax
+
+
+def test_threshold_free_needs_a_compiled_loss():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    assert threshold_free(model, np.zeros((2, 1))) is None   # a logit by default

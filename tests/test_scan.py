@@ -173,6 +173,25 @@ def test_binary_unit_with_a_compiled_loss_function(model_and_data):
     assert error == float(np.mean((p > 0.5) != (y == 1)))
 
 
+def test_one_unit_is_cut_where_tfdc_compress_cuts_it():
+    """A linear unit under a binary cross-entropy is a logit, cut at 0,
+    though every output lies in [0, 1] (guessed a probability, cut at 0.5:
+    100 % error); under mean squared error (a 0 / 1 score) it has no cut,
+    and only its loss is reported, as tfdc.compress reports it."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.layers[0].set_weights([np.zeros((2, 1), "float32"), np.full(1, 0.3, "float32")])
+    x, y = np.ones((8, 2), "float32"), np.ones(8, "int64")   # every output 0.3, class 1
+    model.compile(loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    loss, error = Evaluator(model, x, y)()
+    assert error == 0.0 and loss == pytest.approx(np.log1p(np.exp(-0.3)), rel=1e-5)
+    model.compile(loss="mse")
+    loss, error = Evaluator(model, x, y)()
+    assert np.isnan(error) and loss == pytest.approx(0.49, rel=1e-5)
+    sens = tfdc.sensitivity(model, (x, y), sparsities=(0.5,), bits=(4,))
+    assert sens.layers and np.isnan(sens.baseline_error)
+    assert all(np.isnan(sens.curve(name, "error")[1]).all() for name in sens.layers)
+
+
 @pytest.mark.parametrize("loss, labels", [
     ("sparse_categorical_crossentropy", "index"),
     (keras.losses.SparseCategoricalCrossentropy(), "index"),

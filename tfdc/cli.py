@@ -1026,10 +1026,10 @@ def _test_score(model, x, y):
     an x_test or y_test it cannot take is an error before any training."""
     import numpy as np
 
-    from tfdc.compressor import _float_mistakes, _from_logits, _takes
+    from tfdc.compressor import _float_mistakes, _takes
     from tfdc.datasets import array_name
     from tfdc.errors import first_line
-    from tfdc.mistakes import mistakes
+    from tfdc.mistakes import mistakes, output_from_logits
     from tfdc.scan import (SummedLoss, _items, _output_count, loss_callable, mean_loss,
                            one_output_view)
     model, _ = one_output_view(model)  # scored as compress scores it
@@ -1051,7 +1051,7 @@ def _test_score(model, x, y):
                 from None
         return (lambda out: ("loss", mean_loss(loss, y, out))), [np.asarray(a) for a in flat]
     outputs = np.asarray(outputs)
-    from_logits = _from_logits(model)
+    from_logits = output_from_logits(model)
     wrong, _ = _float_mistakes(model, outputs.reshape(len(y), -1), y, from_logits, None,
                                "y_test")
     if wrong is not None:

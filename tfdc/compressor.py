@@ -50,6 +50,7 @@ import numpy as np
 
 from tfdc.errors import (finite, first_line, listed, raise_if_signalled,
                          require_tensorflow_backend)
+from tfdc.mistakes import loss_kind, loss_name, output_from_logits, threshold_free
 from tfdc.scan import (_index, _items, _labels, _length, _map, check_batched, check_finite,
                        input_count, unwrap_one_input)
 from tfdc.values import to_numpy
@@ -429,20 +430,12 @@ def _loss(model, classes, one_hot):
     loss = getattr(model, "loss", None)
     if loss is not None:
         return one_loss(loss)
-    from_logits = _from_logits(model) is not False
+    from_logits = output_from_logits(model) is not False
     if classes == 1:
         return keras.losses.BinaryCrossentropy(from_logits=from_logits)
     if one_hot:
         return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
     return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
-
-
-def _from_logits(model):
-    """False if the model's output is a softmax / sigmoid probability, True
-    if linear (logits), None if it cannot be told."""
-    from tfdc.distill import _output_activation
-    activation = _output_activation(model)
-    return {"softmax": False, "sigmoid": False, "linear": True}.get(activation)
 
 
 def _takes(model):
@@ -496,7 +489,7 @@ def _float_mistakes(model, outputs, y, from_logits, max_error_increase, what="va
     compiled loss; a ValueError saying what to do for anything else (`what`:
     the data, for the messages)."""
     from tfdc.mistakes import mistakes
-    free = _threshold_free(model, outputs)
+    free = threshold_free(model, outputs)
     if free is not None:
         if max_error_increase is not None:
             raise ValueError(
@@ -517,12 +510,12 @@ def _float_mistakes(model, outputs, y, from_logits, max_error_increase, what="va
             hint = ("Compile a model that is not a classifier with its loss (tfdc.compress then "
                     "reports it) and give target_bytes or max_loss_increase")
         elif _multi_label(loss, outputs, y):
-            return None, f"multi-label: {_loss_name(loss)} over {outputs.shape[-1]} units"
+            return None, f"multi-label: {loss_name(loss)} over {outputs.shape[-1]} units"
         elif np.ndim(outputs) > 2:  # per step or position: no one class per example
             return None, (f"outputs of shape {tuple(np.shape(outputs)[1:])} per example, "
-                          f"{_loss_name(loss)}")
-        elif "crossentropy" in _loss_name(loss).lower():
-            hint = f"The model is compiled with {_loss_name(loss)}: fix the labels"
+                          f"{loss_name(loss)}")
+        elif "crossentropy" in loss_kind(loss):
+            hint = f"The model is compiled with {loss_name(loss)}: fix the labels"
         else:  # a regression, or another task compiled with its loss
             return None, "its labels are not class indices"
         raise ValueError(f"{e}. {hint}") from None
@@ -551,36 +544,12 @@ def _warn_other_scale(x_val, reference):
                       "budget is judged on it.", stacklevel=3)
 
 
-def _threshold_free(model, outputs):
-    """The compiled loss's name where a model's one output unit has no
-    decision threshold: linear (or of an unknown activation) and trained
-    with a loss that is no cross-entropy or hinge, e.g. mean squared error
-    on 0 / 1 targets, whose cut is 0.5; read as a logit, cut at 0, such a
-    model 4.6 % wrong was scored 35.8 %. None otherwise (a sigmoid's
-    probability is cut at 0.5 whatever its loss)."""
-    loss = getattr(model, "loss", None)
-    if loss is None or np.ndim(outputs) != 2 or np.shape(outputs)[-1] != 1:
-        return None
-    if _from_logits(model) is False or isinstance(loss, (list, tuple, dict)):
-        return None
-    name = _loss_name(loss)
-    if isinstance(loss, str):  # an alias ("bce") by the function it stands for
-        import keras
-        try:
-            name = _loss_name(keras.losses.get(loss))
-        except ValueError:
-            pass
-    if any(word in name.lower() for word in ("crossentropy", "hinge")):
-        return None
-    return name
-
-
 def _multi_label(loss, outputs, y):
     """Whether a model is a multi-label classifier: a binary cross-entropy
     over several output units, each label in [0, 1] (not one class per
     example: no top-1 error, scored by its loss)."""
     y = np.asarray(y)
-    return ("binary" in _loss_name(loss).lower() and np.ndim(outputs) == 2
+    return ("binary" in loss_kind(loss) and np.ndim(outputs) == 2
             and outputs.shape[-1] > 1 and y.shape == np.shape(outputs)
             and y.dtype.kind in "biuf" and bool(((y >= 0) & (y <= 1)).all()))
 
@@ -681,11 +650,11 @@ def _check_train(model, batch, loss, fn):
         value = mean_loss(fn, y, model(x, training=False))
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
         from tfdc.scan import one_hot_hint
-        raise ValueError(f"train_data: the model and its loss ({_loss_name(loss)}) cannot take a "
-                         f"batch of it: {first_line(e)}{one_hot_hint(_loss_name(loss), y)}"
+        raise ValueError(f"train_data: the model and its loss ({loss_name(loss)}) cannot take a "
+                         f"batch of it: {first_line(e)}{one_hot_hint(loss_name(loss), y)}"
                          ) from None
     if not math.isfinite(value):
-        raise ValueError(f"train_data: the loss ({_loss_name(loss)}) of a first batch is not "
+        raise ValueError(f"train_data: the loss ({loss_name(loss)}) of a first batch is not "
                          "finite: check the labels and the inputs")
 
 
@@ -696,16 +665,6 @@ def _label_form(y):
         return None
     shape = np.shape(y)
     return "one-hot" if len(shape) == 2 and shape[1] >= 2 else "class indices"
-
-
-def _loss_name(loss):
-    if isinstance(loss, str):
-        return loss
-    if isinstance(loss, (list, tuple)):
-        return " + ".join(_loss_name(one) for one in loss if one is not None)
-    if isinstance(loss, dict):
-        return " + ".join(f"{k}: {_loss_name(one)}" for k, one in loss.items() if one is not None)
-    return getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
 
 
 def _count(n, noun):
@@ -848,8 +807,9 @@ def _warn_logits_under_a_probability_loss(model, outputs, who="tfdc.compress",
     if loss is None or np.ndim(outputs) != 2 or not looks_like_logits(outputs):
         return
     config = loss.get_config() if isinstance(loss, keras.losses.Loss) else {}
-    name = _loss_name(getattr(model, "loss", None))
-    if "crossentropy" in name.lower() and not config.get("from_logits", False):
+    name = loss_name(getattr(model, "loss", None))
+    if "crossentropy" in loss_kind(getattr(model, "loss", None)) and \
+            not config.get("from_logits", False):
         warnings.warn(f"{who}: the model's outputs are logits (not probabilities: "
                       f"negative, or rows not summing to 1), but its loss, {name}, reads "
                       f"probabilities (from_logits=False), and {uses}: compile "
@@ -1893,7 +1853,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
 
     inference = _inference_model(model)
     val_outputs = _validation_outputs(inference, x_val)
-    from_logits = _from_logits(model)
+    from_logits = output_from_logits(model)
     if several:
         from tfdc.mistakes import check_output_labels
         check_output_labels(model, y_val, "validation_data")
@@ -1941,18 +1901,18 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         if getattr(model, "loss", None) is None and None not in forms and forms[0] != forms[1]:
             raise ValueError(f"validation_data: its labels are {forms[0]}, train_data's are "
                              f"{forms[1]}: give both in one form (the loss, "
-                             f"{_loss_name(loss)}, is chosen for train_data's)") from None
-        raise ValueError(f"validation_data: the model and its loss ({_loss_name(loss)}) cannot "
-                         f"score it: {first_line(e)}{one_hot_hint(_loss_name(loss), y_val)}"
+                             f"{loss_name(loss)}, is chosen for train_data's)") from None
+        raise ValueError(f"validation_data: the model and its loss ({loss_name(loss)}) cannot "
+                         f"score it: {first_line(e)}{one_hot_hint(loss_name(loss), y_val)}"
                          ) from None
     if not_classifier and not math.isfinite(float_loss):
-        raise ValueError(f"validation_data: the float model's loss ({_loss_name(loss)}) on it is "
+        raise ValueError(f"validation_data: the float model's loss ({loss_name(loss)}) on it is "
                          f"{float_loss}: check the labels and the inputs")
     float_losses = None
     if max_loss_increase is not None:
         if not (math.isfinite(float_loss) and float_loss > 0):
             raise ValueError(f"max_loss_increase is a fraction of the float model's validation "
-                             f"loss, which is {float_loss} ({_loss_name(loss)}): give "
+                             f"loss, which is {float_loss} ({loss_name(loss)}): give "
                              "target_bytes instead")
         float_losses = example_losses(loss_fn, y_val, val_outputs)
         if confidence is not None:
@@ -1980,7 +1940,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
               + sure if max_error_increase is not None else
               f"validation loss at most {100 * max_loss_increase:g} % over the float model's"
               + sure)
-    scored = (f"validation loss {float_loss:.4g} ({_loss_name(loss)}; scored by its loss: "
+    scored = (f"validation loss {float_loss:.4g} ({loss_name(loss)}; scored by its loss: "
               f"{not_classifier})" if not_classifier
               else f"validation error {float_error:.2%}")
     log(f"tfdc.compress: {model.name}, {float_bytes:,} B as float32, {scored} on "

@@ -24,27 +24,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfdc.mistakes import output_activation
+
 __all__ = ["Distiller"]
-
-
-def _output_activation(model):
-    """The activation of the layer that makes `model`'s (single) output, or
-    None if it cannot be told."""
-    try:
-        outputs = model.outputs
-    except (AttributeError, ValueError):
-        outputs = None
-    layer = None
-    if outputs and len(outputs) == 1:
-        history = getattr(outputs[0], "_keras_history", None)
-        layer = getattr(history, "operation", None)
-    elif getattr(model, "layers", None):
-        layer = model.layers[-1]
-    if isinstance(layer, keras.layers.Softmax):
-        return "softmax"
-    activation = getattr(layer, "activation", None)
-    name = getattr(activation, "__name__", None)
-    return name
 
 
 def _output_units(model):
@@ -98,7 +80,7 @@ def _check_model(model, role):
                          + " (distil a model of its one output, keras.Model(model.input, "
                            "model.outputs[0]); tfdc.compress(distill=True) does that itself)")
     units = _output_units(model)
-    if units is not None and units > 1 and _output_activation(model) == "sigmoid":
+    if units is not None and units > 1 and output_activation(model) == "sigmoid":
         raise ValueError(f"Distiller matches softened distributions over classes; the {role} "
                          f"{model.name!r} has {units} sigmoid units (independent labels, no "
                          "distribution over them): train without a teacher")
@@ -115,7 +97,7 @@ def _shared_layers(student, teacher):
 def _outputs_probabilities(model, from_logits):
     if from_logits is not None:
         return not from_logits
-    activation = _output_activation(model)
+    activation = output_activation(model)
     return activation == "softmax" or (activation == "sigmoid" and _output_units(model) == 1)
 
 
@@ -305,12 +287,12 @@ class Distiller(keras.Model):
         one output unit without a sigmoid: it would be distilled as a binary
         classifier's logit (a probe's MSE model got T**2 times a binary KL of
         its outputs)."""
-        from tfdc.compressor import _loss_name
+        from tfdc.mistakes import loss_kind, loss_name
         if self._binary and loss is not None and \
-                _output_activation(self.student) != "sigmoid" and \
-                "crossentropy" not in _loss_name(loss).lower():
+                output_activation(self.student) != "sigmoid" and \
+                "crossentropy" not in loss_kind(loss):
             raise ValueError(f"Distiller distils classifiers; {self.student.name!r} has one "
-                             f"output unit without a sigmoid and the loss {_loss_name(loss)!r}: "
+                             f"output unit without a sigmoid and the loss {loss_name(loss)!r}: "
                              "a regression model, which has no class distribution to soften "
                              "(a binary classifier's logit unit: compile with "
                              "binary_crossentropy(from_logits=True))")

@@ -9,7 +9,11 @@ Outputs and labels it accepts:
   argmax; labels are class indices `[N]` or `[N, 1]` in `[0, C)`, or one-hot
   (or soft) labels `[N, C]`, whose argmax is the class.
 * outputs `[N, 1]` or `[N]` (one sigmoid unit, or its logit): the prediction
-  is `output > 0.5` (`> 0` for a logit); labels are 0 or 1.
+  is `output > 0.5` (`> 0` for a logit); labels are 0 or 1. Whether a model's
+  unit is a logit is told by its activation (`output_from_logits`); one that
+  is no sigmoid, trained with a loss that is no cross-entropy or hinge, has
+  no threshold at all (`threshold_free`), and its callers score it by its
+  loss.
 
 Anything else (a regression output, labels of another shape, a class index
 out of range) is a `ValueError` naming the labels and the offending value:
@@ -28,7 +32,8 @@ print(mistakes(probs, np.array([0, 1, 1])))   # [False False  True]
 import numpy as np
 
 __all__ = ["mistakes", "check_labels", "check_output_labels", "looks_like_logits",
-           "majority_error"]
+           "majority_error", "loss_name", "loss_kind", "output_activation", "output_from_logits",
+           "threshold_free"]
 
 
 def mistakes(outputs, labels, from_logits=None, what="labels"):
@@ -90,6 +95,134 @@ def looks_like_logits(outputs):
     if out.shape[-1] == 1:
         return bool(np.any((out < 0) | (out > 1)))
     return bool(np.any(_not_distributions(out)))
+
+
+def loss_name(loss):
+    """A compiled loss's name as the user gave it, for messages: a string
+    as it is ("bce"), a function's or `keras.losses.Loss`'s name, the names
+    of a list or dict of losses joined with " + ".
+
+    Example:
+
+    ```python
+    import keras
+    from tfdc.mistakes import loss_name
+    print(loss_name(["mse", keras.losses.BinaryCrossentropy()]))   # mse + binary_crossentropy
+    ```
+    """
+    if isinstance(loss, str):
+        return loss
+    if isinstance(loss, (list, tuple)):
+        return " + ".join(loss_name(one) for one in loss if one is not None)
+    if isinstance(loss, dict):
+        return " + ".join(f"{k}: {loss_name(one)}" for k, one in loss.items() if one is not None)
+    return getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
+
+
+def loss_kind(loss):
+    """`loss_name` in lower case with a string alias read as the loss it
+    stands for ("bce" is "binary_crossentropy"): what every rule that asks
+    "is it a cross-entropy?" tests, so that an alias is not taken for
+    another kind of loss (a Distiller refused a student compiled with
+    "bce" as a regression).
+
+    Example:
+
+    ```python
+    from tfdc.mistakes import loss_kind
+    print(loss_kind("bce"), loss_kind("MSE"))   # binary_crossentropy mean_squared_error
+    ```
+    """
+    if isinstance(loss, str):
+        import keras
+        try:
+            loss = keras.losses.get(loss)
+        except ValueError:
+            loss = loss.lower()
+    if isinstance(loss, (list, tuple)):
+        return " + ".join(loss_kind(one) for one in loss if one is not None)
+    if isinstance(loss, dict):
+        return " + ".join(f"{k}: {loss_kind(one)}" for k, one in loss.items() if one is not None)
+    return loss_name(loss).lower()
+
+
+def output_activation(model):
+    """The activation of the layer that makes `model`'s one output
+    ("softmax", "sigmoid", "linear", ...), None if it cannot be told.
+
+    Example:
+
+    ```python
+    import keras
+    from tfdc.mistakes import output_activation
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    print(output_activation(model))   # softmax
+    ```
+    """
+    import keras
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        outputs = None
+    layer = None
+    if outputs and len(outputs) == 1:
+        history = getattr(outputs[0], "_keras_history", None)
+        layer = getattr(history, "operation", None)
+    elif getattr(model, "layers", None):
+        layer = model.layers[-1]
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    return getattr(getattr(layer, "activation", None), "__name__", None)
+
+
+def output_from_logits(model):
+    """False if `model`'s output is a softmax or sigmoid probability, True
+    if it is linear (logits), None if it cannot be told (then the values
+    decide: `looks_like_logits`).
+
+    Example:
+
+    ```python
+    import keras
+    from tfdc.mistakes import output_from_logits
+    print(output_from_logits(keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])))  # True
+    ```
+    """
+    activation = output_activation(model)
+    return {"softmax": False, "sigmoid": False, "linear": True}.get(activation)
+
+
+def threshold_free(model, outputs):
+    """The compiled loss's name where a model's one output unit has no
+    decision threshold, else None. Such a unit is not a sigmoid (linear, or
+    an activation that cannot be told) and is trained with a loss that is
+    no cross-entropy or hinge, e.g. mean squared error on 0 / 1 targets:
+    its cut is 0.5, not a logit's 0, and read as a logit a model 4.6 %
+    wrong was scored 35.8 %. It is scored by its loss, as a regression is.
+    A sigmoid's probability is cut at 0.5 whatever its loss.
+
+    Args:
+        model: a compiled Keras model.
+        outputs: its outputs on some examples, `[N, units]`.
+
+    Example:
+
+    ```python
+    import keras, numpy as np
+    from tfdc.mistakes import threshold_free
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(loss="mse")
+    print(threshold_free(model, np.zeros((2, 1))))   # mse
+    ```
+    """
+    loss = getattr(model, "loss", None)
+    if loss is None or np.ndim(outputs) != 2 or np.shape(outputs)[-1] != 1:
+        return None
+    if output_from_logits(model) is False or isinstance(loss, (list, tuple, dict)):
+        return None
+    if any(word in loss_kind(loss) for word in ("crossentropy", "hinge")):
+        return None
+    return loss_name(loss)
 
 
 def _not_distributions(rows):
@@ -174,13 +307,12 @@ def check_output_labels(model, labels, what="labels"):
     check_output_labels(model, [np.array([0, 2]), np.array([1, 0])])   # fine
     ```
     """
-    from tfdc.compressor import _loss_name
     loss, names = getattr(model, "loss", None), list(model.output_names)
     for i, (name, output) in enumerate(zip(names, model.outputs)):
         one = (loss.get(name) if isinstance(loss, dict) else
                loss[i] if isinstance(loss, (list, tuple)) and i < len(loss) else loss)
         label = labels.get(name) if isinstance(labels, dict) else labels[i]
-        kind = _loss_name(one).lower() if one is not None else ""
+        kind = loss_kind(one) if one is not None else ""
         where = f"{what}: output {name!r}"
         if label is None or not kind:
             continue
@@ -191,7 +323,7 @@ def check_output_labels(model, labels, what="labels"):
             bad = ~((y >= 0) & (y <= 1))
             if bad.any():
                 i_bad = int(np.argmax(bad.reshape(len(y), -1).any(axis=1))) if y.ndim else 0
-                raise ValueError(f"{where}: labels must be in [0, 1] for its {_loss_name(one)}; "
+                raise ValueError(f"{where}: labels must be in [0, 1] for its {loss_name(one)}; "
                                  f"the label of example {i_bad:,} is "
                                  f"{np.array2string(np.atleast_1d(y[i_bad]), threshold=8)}")
 

@@ -341,16 +341,16 @@ def _check_labels(model, x, y, max_error_increase):
     classifier's against its outputs (a binary unit given 0..9 planned on a
     negative loss), each output's against its loss for several outputs; and
     compress's warnings for an untrained model and for missing classes."""
-    from tfdc.compressor import (_float_mistakes, _from_logits, _validation_outputs,
+    from tfdc.compressor import (_float_mistakes, _validation_outputs,
                                  _warn_logits_under_a_probability_loss,
                                  _warn_no_better_than_constant)
-    from tfdc.mistakes import check_output_labels
+    from tfdc.mistakes import check_output_labels, output_from_logits
     from tfdc.scan import _output_count
     outputs = _validation_outputs(model, x)  # x the model cannot take: said as compress says it
     if _output_count(model) > 1:
         check_output_labels(model, y, "validation_data")
         return
-    wrong, not_classifier = _float_mistakes(model, outputs, y, _from_logits(model),
+    wrong, not_classifier = _float_mistakes(model, outputs, y, output_from_logits(model),
                                             max_error_increase)
     if not_classifier is None:  # an untrained model, classes missing: as compress warns
         _warn_no_better_than_constant(wrong, y, outputs.shape[1], "tfdc.plan")

@@ -571,7 +571,10 @@ class Evaluator:
     otherwise); for a model with several outputs the weighted sum of their
     compiled losses (`SummedLoss`). The error is the top-1 error for a
     classifier (integer or one-hot labels; a single sigmoid output
-    thresholded at 0.5), NaN for any other model.
+    thresholded at 0.5, a logit at 0), NaN for any other model: one output
+    unit that is no sigmoid and is trained with a loss that is no
+    cross-entropy or hinge (mean squared error on 0 / 1 targets) is scored
+    by its loss alone, as `tfdc.compress` scores it (`threshold_free`).
 
     Args:
         model: a built Keras model with one output, or several and their
@@ -659,20 +662,23 @@ class Evaluator:
         return _cross_entropy(self.y, pred, self._logits(pred))
 
     def _logits(self, pred):
-        # Told once, from the baseline's outputs: every scan point of the
-        # model is then scored alike.
+        # Told once, from the output layer's activation (as tfdc.compress
+        # tells it), else from the baseline's outputs: every scan point of
+        # the model is then scored alike.
         if self._from_logits is None:
-            from tfdc.mistakes import looks_like_logits
-            self._from_logits = looks_like_logits(pred)
+            from tfdc.mistakes import looks_like_logits, output_from_logits
+            told = output_from_logits(self.model)
+            self._from_logits = looks_like_logits(pred) if told is None else told
         return self._from_logits
 
     def error(self, pred):
-        from tfdc.mistakes import mistakes
+        from tfdc.mistakes import mistakes, threshold_free
         if isinstance(pred, list):  # several outputs: scored by their losses only
             return float("nan")
+        unit = pred.ndim == 2 and pred.shape[-1] == 1
+        if unit and threshold_free(self.model, pred):  # a score, not a class: no top-1 error
+            return float("nan")
         try:
-            # One binary unit: the threshold the baseline's outputs chose.
-            unit = pred.ndim == 2 and pred.shape[-1] == 1
             return float(np.mean(mistakes(pred, self.y, self._logits(pred) if unit else None)))
         except ValueError:  # not a classifier's outputs / labels: no top-1 error
             return float("nan")
@@ -880,10 +886,10 @@ def _cannot_score(error, model, y):
     take, in one line that says which and, for one-hot labels given to a
     sparse loss (Keras: "Argument `output` must have rank (ndim)
     `target.ndim - 1`"), what to give instead."""
-    from tfdc.compressor import _loss_name
     from tfdc.errors import first_line
+    from tfdc.mistakes import loss_name
     loss = getattr(model, "loss", None)
-    name = "cross-entropy" if loss is None else _loss_name(loss)  # the Evaluator's default
+    name = "cross-entropy" if loss is None else loss_name(loss)  # the Evaluator's default
     return ValueError(f"validation_data: the model and its loss ({name}) cannot score it: "
                       f"{first_line(error)}{one_hot_hint(name, y)}")
 
