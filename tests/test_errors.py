@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import tfdc
-from tfdc.errors import BackendError, first_line, require_tensorflow_backend
+from tfdc.errors import (FORMAT_STATUSES, BackendError, FormatError, first_line,
+                         require_tensorflow_backend)
 
 
 def test_tensorflow_backend_passes():
@@ -59,3 +60,13 @@ def test_first_line_drops_the_name_keras_gives_as_none():
     assert first_line(e.value) == (
         "Input 0 of layer 'dense' is incompatible with the layer: expected axis -1 of input "
         "shape to have value 784, but received input with shape (2, 780)")
+
+
+def test_format_error_takes_only_the_format_s_statuses():
+    for status in FORMAT_STATUSES:
+        assert FormatError("damage", status=status).status == status
+    assert FormatError("damage").status == "corrupt"
+    with pytest.raises(ValueError, match=r"status must be one of not_packed, .*corrupt, "
+                                         r"got 'bogus'"):
+        FormatError("damage", status="bogus")
+

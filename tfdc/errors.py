@@ -18,8 +18,17 @@ class FormatError(ValueError):
     """
 
     def __init__(self, message="", status="corrupt"):
+        if status not in FORMAT_STATUSES:  # a caller's typo would hide the error's class
+            raise ValueError(f"FormatError status must be one of {', '.join(FORMAT_STATUSES)}, "
+                             f"got {status!r}")
         super().__init__(message)
         self.status = status
+
+
+# FORMAT.md §2's statuses, as FormatError.status names them (the native
+# decoder's statuses map to these in tfdc/native/pymodule.c).
+FORMAT_STATUSES = ("not_packed", "flatbuffer", "truncated", "version", "checksum",
+                   "too_large", "corrupt")
 
 
 class DatasetUnavailableError(RuntimeError):
