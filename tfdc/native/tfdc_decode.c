@@ -273,7 +273,7 @@ static int v1_already_decoded(const uint8_t *in, uint64_t len, uint64_t S, uint6
 /* Finds the unique section key among the stub's metadata (§3.2). */
 static int locate_section(const uint8_t *in, size_t in_len, located *L) {
   fbuf *f = &L->model.f;
-  uint64_t meta, meta_start, len = (uint64_t)in_len;
+  uint64_t meta, meta_start = 0, len = (uint64_t)in_len;
   uint32_t nmeta = 0, i, buf_idx = 0;
   int rc, found = 0;
   fb_buffer sb;
