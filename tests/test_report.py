@@ -427,6 +427,18 @@ def test_rows_are_named_and_ordered_alike_in_every_export(tmp_path):
     assert all(rows == names["float32"] for rows in names.values()), names
 
 
+def _per_channel_int8(model, x):
+    """The converter's own full-integer file (int8 in and out, per-channel
+    scales: the vectors the packer patches), calibrated on `x`."""
+    import tensorflow as tf
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
 def test_patches_are_named_by_their_tensors_rows(tmp_path):
     # A per-channel int8 file's two scale vectors of fc1 (the kernel's and
     # the bias's, whose tensor the converter names after the layer) were
@@ -439,18 +451,30 @@ def test_patches_are_named_by_their_tensors_rows(tmp_path):
     for layer in model.layers:  # nonzero biases, quantized with scales of their own
         layer.bias.assign(np.random.default_rng(1).normal(0, 0.1, layer.bias.shape))
 
-    def rep():
-        return ([x[i:i + 1]] for i in range(16))
-
-    import tensorflow as tf
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)  # int8 in and out
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = rep
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.int8
-    names = [name for name, _ in tfdc.inspect(converter.convert()).patches]
+    names = [name for name, _ in tfdc.inspect(_per_channel_int8(model, x)).patches]
     assert "fc1 scale" in names and "fc1/bias scale" in names, names
     assert len(set(names)) == len(names), names
+
+
+def test_many_patches_are_summed_with_the_largest_named():
+    # A MobileNetV2's 90 scale vectors made one "Patches" line of 3,000
+    # characters; to_dict (the CLI's --json) had none of them.
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((32,))] + [
+        keras.layers.Dense(32 * (i + 1), activation="relu", name=f"d{i}") for i in range(5)])
+    x = np.random.default_rng(0).random((16, 32), dtype=np.float32)
+    for layer in model.layers:  # nonzero biases, quantized with scales of their own
+        layer.bias.assign(np.random.default_rng(1).normal(0, 0.1, layer.bias.shape))
+    report = tfdc.inspect(_per_channel_int8(model, x))
+    assert len(report.patches) > 6, report.patches
+    line = next(l for l in report.to_text().splitlines() if l.startswith("Patches"))
+    total = sum(b for _, b in report.patches)
+    assert f"{len(report.patches)} quantization vectors of the graph coded as records " \
+           f"({total:,} B; the largest: " in line and line.endswith(", ...)")
+    largest = max(report.patches, key=lambda p: p[1])
+    assert line.split("the largest: ")[1].startswith(f"{largest[0]} {largest[1]:,} B")
+    assert line.count(" B, ") == 6 and len(line) < 400
+    assert report.to_dict()["patches"] == [{"name": n, "bytes": b} for n, b in report.patches]
 
 
 def test_times_smaller_says_larger_where_it_is():

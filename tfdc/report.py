@@ -743,10 +743,16 @@ class ExportReport(_Derived):
                 lines.append(("Records", ", ".join(f"{n} {k} ({_fmt_int(b)} B)"
                                                    for k, (n, b) in sorted(kinds.items()))))
             if self.patches:
+                # The largest few by name: a MobileNetV2 has 90 (one line of
+                # 3,000 characters); `patches` (to_dict) holds them all.
+                largest = sorted(self.patches, key=lambda p: -p[1])
+                total = sum(b for _, b in self.patches)
                 lines.append(("Patches", f"{len(self.patches)} quantization vector"
                               f"{'s' if len(self.patches) != 1 else ''} of the graph coded "
-                              "as records (" + ", ".join(f"{n} {_fmt_int(b)} B"
-                                                         for n, b in self.patches) + ")"))
+                              f"as records ({_fmt_int(total)} B"
+                              + ("; the largest: " if len(largest) > 1 else ": ")
+                              + listed([f"{n} {_fmt_int(b)} B" for n, b in largest], 6)
+                              + ")"))
         else:
             lines.append(("Packed .tflite", f"{_fmt_int(self.packed_bytes)} B (flatbuffer "
                           f"{_fmt_int(self.flatbuffer_bytes or 0)} B + section "
@@ -865,6 +871,7 @@ class ExportReport(_Derived):
                       "ratio": self.ratio, "parts": dict(self.parts)},
             "densified": [dict(dataclasses.asdict(d), shape=list(d.shape))
                           for d in self.densified],
+            "patches": [{"name": name, "bytes": size} for name, size in self.patches],
             "int8_weights": list(self.int8_weights),
             "integer_model": (dict(zip(("activations", "inputs", "outputs"), self.integer_model))
                               if self.integer_model else None),
