@@ -113,16 +113,48 @@ def test_is_packed_and_is_decoded_take_a_path(small_packed, tmp_path):
 
 
 def test_a_damaged_section_key_is_named(small_packed):
+    # Its section still ends the file: CORRUPT, in the C decoder too (it
+    # said NOT_PACKED, and the Android loader passed the file on as a plain
+    # model, cached it, and LiteRT refused it: "schema version 0").
     packed, _, _ = small_packed
+    key = packed.index(b"tfdc.v2")
     for i in range(7):
         for bit in (0, 5):
             data = bytearray(packed)
-            data[packed.index(b"tfdc.v2") + i] ^= 1 << bit
+            data[key + i] ^= 1 << bit
             assert unpack.damaged_key(bytes(data))
-            with pytest.raises(FormatError, match="damaged tfdc-packed file"):
+            with pytest.raises(FormatError, match="damaged tfdc-packed file") as e:
                 _decode(bytes(data))
+            assert e.value.status == "corrupt"
+            with pytest.raises(FormatError) as e:
+                unpack.decode(bytes(data), backend="native")
+            assert e.value.status == "corrupt"
+    # The entry's own offset broken (the Android probe's byte 44): no name
+    # to quote, the same status.
+    data = bytearray(packed)
+    data[key - 28] ^= 1
+    with pytest.raises(FormatError) as e:
+        unpack.decode(bytes(data), backend="native")
+    with pytest.raises(FormatError, match="damaged tfdc-packed file") as python:
+        _decode(bytes(data))
+    assert e.value.status == python.value.status == "corrupt"
     assert unpack.damaged_key(packed) is None
     assert unpack.damaged_key(constant_model([np.zeros(3, np.float32)])) is None
+
+
+def test_a_later_major_version_is_a_version_error(small_packed):
+    # A format 3 file: a key this decoder does not know, and a section
+    # header of version 3 ending the file.
+    packed, _, _ = small_packed
+    later = bytearray(packed.replace(b"tfdc.v2", b"tfdc.v9"))
+    S = bytes(later).rindex(fmt.MAGIC)
+    assert later[S + 4] == fmt.VERSION_MAJOR
+    later[S + 4] = 3
+    for backend in ("python", "native", "auto"):
+        with pytest.raises(FormatError, match="format version 3" if backend != "native"
+                           else "version") as e:
+            unpack.decode(bytes(later), backend=backend)
+        assert e.value.status == "version", backend
 
 
 def test_default_backend_names_unpacked_files_and_paths(tmp_path, small_packed):
@@ -132,16 +164,17 @@ def test_default_backend_names_unpacked_files_and_paths(tmp_path, small_packed):
     packed, _, _ = small_packed
     damaged = bytearray(packed)
     damaged[packed.index(b"tfdc.v2") + 6] ^= 1
-    for name, data, text in (("dec.tflite", _decode(packed), "already decoded"),
-                             ("bad.tflite", bytes(damaged), "damaged tfdc-packed file")):
+    for name, data, text, status in (
+            ("dec.tflite", _decode(packed), "already decoded", "not_packed"),
+            ("bad.tflite", bytes(damaged), "damaged tfdc-packed file", "corrupt")):
         path = tmp_path / name
         path.write_bytes(data)
         with pytest.raises(FormatError, match=text) as e:
             unpack.decode(data)
-        assert e.value.status == "not_packed"
+        assert e.value.status == status
         with pytest.raises(FormatError) as e:
             unpack.decode(str(path))
-        assert str(e.value).startswith(f"{path}: {text}") and e.value.status == "not_packed"
+        assert str(e.value).startswith(f"{path}: {text}") and e.value.status == status
 
 
 def test_max_size_limits_decoded_and_meta_size(small_packed):
@@ -865,10 +898,13 @@ def test_a_meta_size_beyond_what_deflate_gives_is_refused_before_allocating_it(t
 
 def test_the_c_decoder_reports_the_statuses_of_section_7():
     native = _c_decoder()
-    cases = {"version": _rebuild(major=3), "checksum": _rebuild(bad_crc=True),
-             "too_large": _rebuild(D=1 << 40), "truncated": _rebuild(C=10 ** 5),
-             "not_packed": _rebuild(key=b"tfdc.v3")}
-    for status, data in cases.items():
+    cases = [("version", _rebuild(major=3)), ("checksum", _rebuild(bad_crc=True)),
+             ("too_large", _rebuild(D=1 << 40)), ("truncated", _rebuild(C=10 ** 5)),
+             ("not_packed", unpack.decode(_valid_file()[0], backend="python")),
+             # No key, but a section ends the file (§3.2): a damaged key, or
+             # one of a later major version.
+             ("corrupt", _rebuild(key=b"tfdc.v3")), ("version", _rebuild(key=b"tfdc.v3", major=3))]
+    for status, data in cases:
         with pytest.raises(FormatError) as e:
             native.decode(data)
         assert e.value.status == status, (status, str(e.value))

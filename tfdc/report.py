@@ -921,16 +921,15 @@ def inspect(path_or_bytes, layer_names=None):
         TypeError: `layer_names` is not a list of str.
     """
     from tfdc.runtime import check_tflite_header, read_model_bytes
-    from tfdc.errors import FormatError
-    from tfdc.unpack import damaged_key, has_section_entry, model_flatbuffer, read_pack_info
+    from tfdc.unpack import has_section_entry, key_damage, model_flatbuffer, read_pack_info
 
     layer_names = check_layer_names(layer_names)
     path = os.fspath(path_or_bytes) if isinstance(path_or_bytes, (str, os.PathLike)) else None
     data = read_model_bytes(path_or_bytes)
     check_tflite_header(data, path_or_bytes)
-    damage = damaged_key(data)
+    damage = key_damage(data, f"{path}: " if path else "")
     if damage:  # not a plain model to preview: a packed one whose key broke
-        raise FormatError(f"{path}: {damage}" if path else damage, status="not_packed")
+        raise damage
     from tfdc.tflite_schema import damaged_flatbuffer
     if has_section_entry(data):
         info = read_pack_info(data)

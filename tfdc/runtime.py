@@ -122,7 +122,7 @@ def load_interpreter(path_or_bytes, *, backend="auto", max_size=None, **kwargs):
     ```
     """
     from tfdc.errors import FormatError
-    from tfdc.unpack import damaged_key, decode, has_section_entry
+    from tfdc.unpack import decode, has_section_entry, key_damage
 
     taken = sorted({"model_path", "model_content"} & set(kwargs))
     if taken:
@@ -141,9 +141,9 @@ def load_interpreter(path_or_bytes, *, backend="auto", max_size=None, **kwargs):
     # The interpreter's own message for an empty file is "`model_path` or
     # `model_content` must be specified".
     check_tflite_header(data, path_or_bytes)
-    damage = damaged_key(data)
+    damage = key_damage(data, where)
     if damage:
-        raise FormatError(where + damage, status="not_packed")
+        raise damage
     # Anything carrying a tfdc.v1 / tfdc.v2 entry that is not an intact
     # decoded file goes to the decoder, so a damaged packed file raises
     # FormatError rather than reaching the interpreter.

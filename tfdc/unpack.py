@@ -50,22 +50,49 @@ def _near_miss(name):
 
 def damaged_key(data):
     """A message if `data` looks like a tfdc-packed file whose section key
-    (the `tfdc.vN` metadata name) is damaged, else None: such a file has no
-    valid key, so it would otherwise pass for a plain (broken) model."""
+    (the `tfdc.vN` metadata name) is damaged or of a later version, else
+    None: such a file has no key this decoder knows, so it would otherwise
+    pass for a plain (broken) model. `key_damage` gives it as the
+    FormatError to raise."""
+    error = key_damage(data)
+    return None if error is None else str(error)
+
+
+def key_damage(data, where=""):
+    """The FormatError (its message after `where`) for a file with no
+    section key that looks packed, else None. With a buffer that ends the
+    file and begins with the section magic and a version (§3.2's rule, which
+    the C decoder applies too) it is CORRUPT, or VERSION for a major version
+    other than 1 and 2; with only a metadata name a bit or two from a key,
+    or a metadata entry's buffer holding the magic elsewhere, NOT_PACKED
+    (the format's status), said as damage."""
     try:
         model = read_model(bytes(data))
     except FormatError:
         return None
-    names = [name for name, _ in model.metadata]
-    if any(name in fmt.SECTION_KEYS for name in names):
+    if any(name in fmt.SECTION_KEYS for name, _ in model.metadata):
         return None
+    at_end = [i for i, b in enumerate(model.buffers)
+              if fmt.MIN_SECTION_OFFSET <= b.offset <= len(data) and b.size >= fmt.PREFIX.size
+              and b.size == len(data) - b.offset
+              and data[b.offset:b.offset + len(fmt.MAGIC)] == fmt.MAGIC]
+    if at_end:
+        _, major, _ = fmt.PREFIX.unpack_from(data, model.buffers[at_end[0]].offset)
+        if major not in (1, fmt.VERSION_MAJOR):
+            return FormatError(f"{where}a tfdc section of format version {major} (a later "
+                               f"tfdc), whose key this decoder does not know: it reads formats "
+                               f"1 and {fmt.VERSION_MAJOR}", status="version")
     for name, b in model.metadata:
         section = model.buffers[b] if b < len(model.buffers) else None
         magic_there = (section is not None and section.offset > 1 and
                        data[section.offset:section.offset + 4] == fmt.MAGIC)
-        if _near_miss(name) or magic_there:
-            return (f"damaged tfdc-packed file: its section key is {name!r}, not 'tfdc.v1' or "
-                    "'tfdc.v2' (a corrupted copy?)")
+        if b in at_end or _near_miss(name) or magic_there:
+            return FormatError(f"{where}damaged tfdc-packed file: its section key is {name!r}, "
+                               "not 'tfdc.v1' or 'tfdc.v2' (a corrupted copy?)",
+                               status="corrupt" if at_end else "not_packed")
+    if at_end:  # no metadata entry names the section (its own entry is damaged)
+        return FormatError(f"{where}damaged tfdc-packed file: a section ends the file but no "
+                           "metadata entry names it 'tfdc.v1' or 'tfdc.v2' (a corrupted copy?)")
     return None
 
 
@@ -75,9 +102,9 @@ def _locate(data):
     found = [(fmt.SECTION_KEYS[name], b) for name, b in model.metadata
              if name in fmt.SECTION_KEYS]
     if not found:
-        damage = damaged_key(data)
-        if damage:  # no valid key (NOT_PACKED), but say what it looks like
-            raise FormatError(damage, status="not_packed")
+        damage = key_damage(data)
+        if damage:  # no valid key, but say what it looks like
+            raise damage
         if any(name == fmt.DECODED_MARKER_BYTES for name, _ in model.metadata):
             raise FormatError("already decoded: a standard .tflite model decoded from a "
                               "tfdc-packed file, which any TFLite runtime loads as it is",

@@ -270,6 +270,25 @@ static int v1_already_decoded(const uint8_t *in, uint64_t len, uint64_t S, uint6
          crc32_bytes(h, Z - TFDC_CRC_SIZE) == ld32(h + Z - TFDC_CRC_SIZE);
 }
 
+/* The status of a stub with no section key (§3.2): NOT_PACKED (a plain
+ * model, which an app passes on as it is) unless a buffer ends the file with
+ * the section magic and a version: then a packed file whose key was damaged
+ * (CORRUPT), or one of a major version this decoder does not know (VERSION). */
+static int keyless_status(const fb_model *m, const uint8_t *in, uint64_t len) {
+  uint32_t j;
+  for (j = 0; j < m->num_buffers; j++) {
+    fb_buffer b;
+    unsigned major;
+    if (fb_get_buffer(m, j, &b)) continue; /* read once by fb_open: cannot fail */
+    if (b.offset < TFDC_MIN_SECTION_OFFSET || b.offset > len || b.size != len - b.offset ||
+        b.size < TFDC_PREFIX_SIZE || memcmp(in + b.offset, TFDC_MAGIC, 4) != 0)
+      continue;
+    major = ld16(in + b.offset + 4);
+    return major == 1 || major == TFDC_FORMAT_MAJOR ? TFDC_ERR_CORRUPT : TFDC_ERR_VERSION;
+  }
+  return TFDC_ERR_NOT_PACKED;
+}
+
 /* Finds the unique section key among the stub's metadata (§3.2). */
 static int locate_section(const uint8_t *in, size_t in_len, located *L) {
   fbuf *f = &L->model.f;
@@ -299,7 +318,7 @@ static int locate_section(const uint8_t *in, size_t in_len, located *L) {
     L->major = major;
     buf_idx = (uint32_t)b;
   }
-  if (!found) return TFDC_ERR_NOT_PACKED;
+  if (!found) return keyless_status(&L->model, in, len);
   if (found > 1) return TFDC_ERR_CORRUPT; /* two keys */
   if (buf_idx >= L->model.num_buffers) return TFDC_ERR_CORRUPT;
   if ((rc = fb_get_buffer(&L->model, buf_idx, &sb))) return rc;

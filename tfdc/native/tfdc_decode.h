@@ -52,7 +52,8 @@ const char *tfdc_version(void);
 typedef enum {
   TFDC_OK = 0,
   TFDC_ERR_ARGUMENT = -1,    /* NULL pointer, overlapping buffers */
-  TFDC_ERR_NOT_PACKED = -2,  /* valid flatbuffer, but no tfdc.v2 / tfdc.v1 metadata entry */
+  TFDC_ERR_NOT_PACKED = -2,  /* valid flatbuffer, but no tfdc.v2 / tfdc.v1 metadata entry
+                              * and no section without one (CORRUPT / VERSION: §3.2) */
   TFDC_ERR_FLATBUFFER = -3,  /* a flatbuffer read out of range */
   TFDC_ERR_TRUNCATED = -4,   /* a structure runs past the end of its container */
   TFDC_ERR_VERSION = -5,     /* unsupported format major version */
