@@ -89,9 +89,9 @@ def host_build(tmp_path_factory):
     return {"libdir": str(out), "lib": str(lib), "classpath": f"{classes}{os.pathsep}{stdlib}"}
 
 
-def _run_jvm(build, *ops):
+def _run_jvm(build, *ops, jvm_options=()):
     done = subprocess.run(
-        ["java", f"-Djava.library.path={build['libdir']}", "-cp", build["classpath"],
+        ["java", *jvm_options, f"-Djava.library.path={build['libdir']}", "-cp", build["classpath"],
          "org.tfdc.loader.HostCheckKt", *map(str, ops)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -139,7 +139,9 @@ def files(tmp_path_factory):
     flipped[len(packed) - 40] ^= 0x10  # inside the section: a CRC must catch it
     bad = {"truncated": packed[: len(packed) - 100], "bitflip": bytes(flipped),
            "plain": out["models"]["mlp"]["tflite"], "garbage": bytes(range(256)) * 4,
-           "cut1": packed[:-1], "appended": packed + b"\0"}
+           "cut1": packed[:-1], "appended": packed + b"\0",
+           # Its section key damaged: loaded as a plain model (and cached).
+           "keyflip": packed.replace(b"tfdc.v2", b"tfdc.v3")}
     for name, data in bad.items():
         (d / f"{name}.bad").write_bytes(data)
     out["bad"] = bad
@@ -261,7 +263,7 @@ def test_bad_files_raise_tfdc_format_exception_with_decoder_message(host_build, 
     c_lib = ctypes.CDLL(host_build["lib"])
     c_lib.tfdc_strerror.restype = ctypes.c_char_p
     expected_status = {"truncated": None, "bitflip": -6, "plain": -2, "garbage": None,
-                       "cut1": None, "appended": None}
+                       "cut1": None, "appended": None, "keyflip": -7}
     for name, status in expected_status.items():
         (r,) = _by(jvm, "bad", f"{name}.bad")
         assert r["exception"] == "org.tfdc.loader.TfdcFormatException", r
@@ -274,6 +276,63 @@ def test_bad_files_raise_tfdc_format_exception_with_decoder_message(host_build, 
         expected_load = "false" if name == "plain" else f"TfdcFormatException {r['status']}"
         assert r["load"] == expected_load, r
     assert _by(jvm, "bad", "plain.bad")[0]["is_packed"] is False
+
+
+def _claiming(packed, decoded_size):
+    """`packed` with its header's decoded_size (§4's fifth varint) set to
+    `decoded_size` in as many bytes, its CRC left as it was (now wrong)."""
+    from tfdc import format as fmt
+    at = packed.rindex(fmt.MAGIC) + fmt.PREFIX.size
+    for _ in range(4):  # flags, meta_deflated, meta_size, flatbuffer_size
+        while packed[at] & 0x80:
+            at += 1
+        at += 1
+    end = at
+    while packed[end] & 0x80:
+        end += 1
+    width = end + 1 - at
+    assert decoded_size < 1 << (7 * width)
+    varint = bytes(((decoded_size >> (7 * i)) & 0x7F) | (0x80 if i < width - 1 else 0)
+                   for i in range(width))
+    return packed[:at] + varint + packed[end + 1:]
+
+
+def test_a_damaged_file_never_has_its_claimed_size_allocated(host_build, files):
+    """load() and decode() sized their output before the checksums were
+    read: a damaged file claiming 2 GiB made the JVM allocate it first
+    (OutOfMemoryError on a phone's heap) instead of failing its CRC. Here a
+    claim of 2 MB against 1 MB of direct memory."""
+    from tfdc import decode
+    packed = files["models"]["mlp"]["packed"]
+    path = files["dir"] / "claims_2mb.bad"
+    path.write_bytes(_claiming(packed, (1 << 21) - 1))
+    assert len(decode(packed)) < 1 << 20
+    (r,) = _run_jvm(host_build, "bad", path, jvm_options=["-XX:MaxDirectMemorySize=1m"])
+    assert r["exception"] == "org.tfdc.loader.TfdcFormatException" and r["status"] == -6, r
+    assert r["load"] == "TfdcFormatException -6", r
+
+
+def test_a_cache_that_cannot_be_written_says_where_and_leaves_nothing(host_build, files, tmp_path):
+    """A file where the directory goes failed after a full decode as "Not a
+    directory"; a write that failed at the checksum (a full disk, here a
+    directory where the checksum goes) left the model file without one,
+    never reused and in the way."""
+    from hashlib import sha256
+    d = files["dir"]
+    blocked = tmp_path / "blocked"
+    blocked.write_bytes(b"a file, not a directory")
+    no_check = tmp_path / "no_check"
+    mlp = files["models"]["mlp"]["packed"]
+    (no_check / f"tfdc-{sha256(mlp).hexdigest()}.crc32").mkdir(parents=True)  # cannot be replaced
+    first, second = _run_jvm(host_build, "cache-fail", blocked, d / "mlp.packed",
+                             "cache-fail", no_check, d / "mlp.packed")
+    assert first["message"] == f"cannot create the model cache directory {blocked}"
+    assert first["decodes"] == 0 and blocked.read_bytes() == b"a file, not a directory"
+    assert second["message"].startswith(
+        f"cannot write the decoded model to {no_check}/tfdc-{sha256(mlp).hexdigest()}.tflite: "
+        "cannot rename"), second
+    assert second["decodes"] == 1
+    assert second["files_in_dir"] == f"tfdc-{sha256(mlp).hexdigest()}.crc32"  # the directory
 
 
 def test_cache_reuses_decoded_file_by_content_hash(files, jvm):

@@ -16,6 +16,8 @@ import java.nio.ByteBuffer
  *                    unless IN is a plain model)
  *   cache DIR IN     DecodedModelCache.fileFor
  *   cache-copy DIR IN  the same with a decoder of the app's own (a copy of IN)
+ *   cache-fail DIR IN  DecodedModelCache.fileFor where it cannot write: the
+ *                    IOException, how often it decoded, the files left
  *   flip FILE        flip one bit in the middle of FILE, in place (same length)
  *   evict DIR IN     DecodedModelCache.evictAllBut(fileFor(IN))
  *   fallback         AcceleratorFallback over a scripted backend
@@ -36,6 +38,7 @@ fun main(args: Array<String>) {
             "cache-copy" -> {
                 cacheOp(File(args[i + 1]), File(args[i + 2])) { ByteBuffer.wrap(it.copyOf()) }; i += 3
             }
+            "cache-fail" -> { cacheFailOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
             "flip" -> { flipOp(File(args[i + 1])); i += 2 }
             "evict" -> { evictOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
             "fallback" -> { fallbackOp(); i += 1 }
@@ -114,6 +117,20 @@ private fun cacheOp(dir: File, input: File, decoder: ((ByteArray) -> ByteBuffer)
     emit("op" to (if (decoder == null) "cache" else "cache-copy"), "input" to input.path,
         "file" to entry.file.path, "sha256" to entry.sha256, "reused" to entry.reused,
         "millis_positive" to (entry.decodeMillis > 0.0), "files_in_dir" to (dir.list()?.sorted()?.joinToString(",") ?: ""))
+}
+
+private fun cacheFailOp(dir: File, input: File) {
+    var decodes = 0
+    val cache = DecodedModelCache(dir) { decodes++; TfdcDecoder.load(it).buffer }
+    val message = try {
+        cache.fileFor(input.readBytes())
+        null
+    } catch (e: java.io.IOException) {
+        e.message
+    }
+    val listing = if (dir.isDirectory) dir.list()?.sorted()?.joinToString(",") else null
+    emit("op" to "cache-fail", "input" to input.path, "dir" to dir.path, "message" to message,
+        "decodes" to decodes, "files_in_dir" to listing)
 }
 
 private fun flipOp(file: File) {

@@ -2,6 +2,7 @@ package org.tfdc.loader
 
 import java.io.File
 import java.io.FileOutputStream
+import java.io.IOException
 import java.nio.ByteBuffer
 import java.security.MessageDigest
 import java.util.zip.CRC32
@@ -17,7 +18,9 @@ import java.util.zip.CRC32
  * final name. Beside each file, `tfdc-<hash>.crc32` holds the CRC-32 of its
  * bytes and its length, checked before reuse (a few ms, far less than
  * decoding): a file cut short or altered in place, even to the same length,
- * is decoded again rather than handed to the runtime. A plain (unpacked)
+ * is decoded again rather than handed to the runtime; a write that fails (a
+ * full disk) leaves neither a partial file nor a model without its checksum,
+ * and throws an IOException naming the path. A plain (unpacked)
  * `.tflite` is cached as it is, as [TfdcDecoder.load] takes it. Pure JVM:
  * on Android pass `File(context.cacheDir, "tfdc")`.
  *
@@ -55,9 +58,19 @@ class DecodedModelCache(
         if (file.isFile && check.isFile && isIntact(file, check)) {
             return Entry(file, hash, reused = true, decodeMillis = (System.nanoTime() - start) / 1e6)
         }
+        // Before decoding: a directory that cannot be made fails at once,
+        // naming itself (it failed after a full decode, as "Not a directory").
+        if (!directory.isDirectory && !directory.mkdirs() && !directory.isDirectory) {
+            throw IOException("cannot create the model cache directory $directory")
+        }
         val decoded = decoder(packed)
-        directory.mkdirs()
-        val tmp = File.createTempFile("tfdc-$hash.", ".part", directory)
+        var renamed = false
+        var written = false
+        val tmp = try {
+            File.createTempFile("tfdc-$hash.", ".part", directory)
+        } catch (e: IOException) {
+            throw IOException("cannot write the decoded model to $directory: ${e.message}", e)
+        }
         try {
             FileOutputStream(tmp).use { out ->
                 val channel = out.channel
@@ -65,14 +78,22 @@ class DecodedModelCache(
                 while (view.hasRemaining()) channel.write(view)
                 channel.force(true)
             }
-            if (!tmp.renameTo(file)) throw java.io.IOException("cannot rename $tmp to $file")
+            if (!tmp.renameTo(file)) throw IOException("cannot rename $tmp to $file")
+            renamed = true
             // The checksum last: a crash before it leaves a file that is
             // decoded again, never one trusted unchecked.
             val crc = CRC32().apply { update(decoded.duplicate()) }
             tmp.writeText("%08x %d".format(crc.value, decoded.remaining()))
-            if (!tmp.renameTo(check)) throw java.io.IOException("cannot rename $tmp to $check")
+            if (!tmp.renameTo(check)) throw IOException("cannot rename $tmp to $check")
+            written = true
+        } catch (e: IOException) {
+            throw IOException("cannot write the decoded model to $file: ${e.message}", e)
         } finally {
             tmp.delete()
+            // No model of ours left without its checksum, never reused (a
+            // full disk at the checksum), unless another writer's pair holds it.
+            if (renamed && !written && !(check.isFile && runCatching { isIntact(file, check) }
+                    .getOrDefault(false))) file.delete()
         }
         return Entry(file, hash, reused = false, decodeMillis = (System.nanoTime() - start) / 1e6)
     }

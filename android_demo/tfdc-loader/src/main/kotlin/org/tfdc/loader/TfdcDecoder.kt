@@ -33,7 +33,8 @@ data class DecodedModel(
  *
  * Every method throws [TfdcFormatException] (with the decoder's message) for
  * a malformed file; nothing is returned unless all checksums and rules of
- * docs/FORMAT.md pass.
+ * docs/FORMAT.md pass. The checksums are checked before the output is
+ * allocated, so a damaged file never makes the app allocate what it claims.
  *
  * `maxDecodedBytes`: the most bytes a file may decode to (and its meta
  * stream inflate to), checked before anything is allocated; 0, the default,
@@ -45,6 +46,11 @@ object TfdcDecoder {
     /** Largest buffer `ByteBuffer.allocateDirect` can give (an Int capacity). */
     private const val MAX_DIRECT = Int.MAX_VALUE - 8
 
+    /**
+     * Whether [bytes] has the shape of a packed file (one section key, its
+     * section ending the file). Cheap: the checksums are not read, so a
+     * damaged packed file is packed too; [decode] and [load] check them.
+     */
     fun isPacked(bytes: ByteArray): Boolean = TfdcNative.nativeIsPacked(bytes, null, 0, bytes.size)
 
     /** [buffer]'s bytes from position to limit; heap or direct. */
@@ -71,15 +77,18 @@ object TfdcDecoder {
     /**
      * The runtime-ready model for [bytes]: decoded if packed, else the plain
      * .tflite copied into a direct buffer; with the time it took. Plain means
-     * a flatbuffer with no tfdc section key (the decoder's NOT_PACKED): a
-     * packed file cut short or with bytes appended throws, as every damaged
-     * file and every non-flatbuffer does ([isPacked] is false for them, and
-     * LiteRT would refuse them later with a schema error).
+     * a flatbuffer with no tfdc section key and no section (the decoder's
+     * NOT_PACKED): a packed file cut short, with bytes appended or with its
+     * key damaged throws, as every damaged file and every non-flatbuffer
+     * does ([isPacked] is false for them, and LiteRT would refuse them later
+     * with a schema error).
      */
     fun load(bytes: ByteArray, maxDecodedBytes: Long = 0): DecodedModel {
         val start = System.nanoTime()
-        // Sized without the checksums: the decode checks them (one CRC pass, not two).
-        val sizeOrStatus = TfdcNative.nativeDecodedSize(bytes, null, 0, bytes.size, checkLimit(maxDecodedBytes), false)
+        // Sized with the checksums checked: a damaged file claiming 2 GiB was
+        // allocated before its CRC failed (OutOfMemoryError on a phone's heap).
+        // The decode checks them again: a few ms against a failed app.
+        val sizeOrStatus = TfdcNative.nativeDecodedSize(bytes, null, 0, bytes.size, checkLimit(maxDecodedBytes), true)
         val packed = sizeOrStatus != TfdcNative.ERR_NOT_PACKED.toLong()
         val buffer = if (packed) {
             decodeSized(bytes, null, 0, bytes.size, checkSize(sizeOrStatus), maxDecodedBytes)
@@ -95,7 +104,7 @@ object TfdcDecoder {
 
     private fun decodeInput(array: ByteArray?, direct: ByteBuffer?, pos: Int, len: Int, limit: Long): ByteBuffer =
         decodeSized(array, direct, pos, len,
-            checkSize(TfdcNative.nativeDecodedSize(array, direct, pos, len, checkLimit(limit), false)), limit)
+            checkSize(TfdcNative.nativeDecodedSize(array, direct, pos, len, checkLimit(limit), true)), limit)
 
     private fun checkLimit(maxDecodedBytes: Long): Long {
         require(maxDecodedBytes >= 0) { "maxDecodedBytes must be >= 0 (0: the decoder's limit), got $maxDecodedBytes" }
