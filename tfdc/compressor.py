@@ -50,7 +50,9 @@ import numpy as np
 
 from tfdc.errors import (finite, first_line, listed, raise_if_signalled,
                          require_tensorflow_backend)
-from tfdc.mistakes import loss_kind, loss_name, output_from_logits, threshold_free
+from tfdc.mistakes import (_label_classes, check_labels, check_output_labels, looks_like_logits,
+                           loss_kind, loss_name, majority_error, mistakes, output_from_logits,
+                           threshold_free)
 from tfdc.scan import (_index, _items, _labels, _length, _map, check_batched, check_finite,
                        input_count, unwrap_one_input)
 from tfdc.values import to_numpy
@@ -488,7 +490,6 @@ def _float_mistakes(model, outputs, y, from_logits, max_error_increase, what="va
     why)` for a model compressed to a byte budget and scored by its own
     compiled loss; a ValueError saying what to do for anything else (`what`:
     the data, for the messages)."""
-    from tfdc.mistakes import mistakes
     free = threshold_free(model, outputs)
     if free is not None:
         if max_error_increase is not None:
@@ -558,7 +559,6 @@ def _first_batch(train, classes, model=None):
     """A first batch `(x, y)` of the training data; for arrays and a
     classifier's `classes`, every label is checked against the outputs; a
     dataset's, that it is a batch (`model`'s inputs)."""
-    from tfdc.mistakes import check_labels
     if isinstance(train, tuple):
         if classes is not None:
             check_labels(train[1], classes, "train_data", soft=True)
@@ -801,7 +801,6 @@ def _warn_logits_under_a_probability_loss(model, outputs, who="tfdc.compress",
     it (a 4,575 B plan for 12,000, 62 % under, +20 points measured)."""
     import keras
 
-    from tfdc.mistakes import looks_like_logits
     from tfdc.scan import loss_callable
     loss = loss_callable(getattr(model, "loss", None))
     if loss is None or np.ndim(outputs) != 2 or not looks_like_logits(outputs):
@@ -826,7 +825,6 @@ def _warn_no_better_than_constant(float_wrong, y, classes, who="tfdc.compress"):
     of the model's classes:
     compressing it is pointless, and the usual cause is a mistake in the
     data."""
-    from tfdc.mistakes import _label_classes, majority_error
     error = float(np.mean(float_wrong))
     constant, label = majority_error(y, classes, "validation_data")
     # A few examples, or one class only, cannot tell a model from a constant.
@@ -912,7 +910,6 @@ def _int8_baseline(model, calibration, export_batch_size, structure, workdir, x_
     of ~3,000 took an int8 scale, 91 % error), and compress reported the
     file as a budget met at a cost a larger target would have saved."""
     from tfdc.demo import tflite_outputs
-    from tfdc.mistakes import mistakes
     path = os.path.join(workdir, "float_int8.tflite")
     _export(model, path, export_batch_size, structure, calibration)
     outputs = tflite_outputs(path, x_val)
@@ -1756,7 +1753,6 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     require_tensorflow_backend("tfdc.compress")
     from tfdc.demo import tflite_outputs
     from tfdc.exporter import check_writable, warn_model_suffix, write_atomically
-    from tfdc.mistakes import mistakes
     from tfdc.scan import (SummedLoss, _output_count, check_outputs, example_losses,
                            loss_callable, mean_loss, one_output_view)
 
@@ -1855,7 +1851,6 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     val_outputs = _validation_outputs(inference, x_val)
     from_logits = output_from_logits(model)
     if several:
-        from tfdc.mistakes import check_output_labels
         check_output_labels(model, y_val, "validation_data")
         if isinstance(train, tuple):
             check_output_labels(model, train[1], "train_data")
