@@ -30,6 +30,8 @@ import json
 import os
 import traceback
 
+from tool_args import description  # (no tfdc import: its own virtualenv)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -67,7 +69,7 @@ def recipes():
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=description(__doc__))
     p.add_argument("--float", required=True, help="the float .tflite")
     p.add_argument("--out", required=True, help="folder for the quantized models")
     p.add_argument("--only", default=None, help="comma-separated recipe names")

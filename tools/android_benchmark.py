@@ -45,6 +45,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from tool_args import description, positive_int, run, tflite_file  # noqa: E402
 BENCH_SRC = os.path.join(ROOT, "android_demo", "bench")
 DEFAULT_MODEL = os.path.join(ROOT, "android_demo", "app", "src", "main", "assets", "lenet_300_100.tflite")
 DEVICE_DIR = "/data/local/tmp/tfdc"
@@ -57,13 +58,22 @@ def build_decoder_cli(build_dir, toolchain_args=()):
     return os.path.join(build_dir, "tfdc_decode_bench")
 
 
-def ensure_model(path):
+def model_file(text):
+    """--model: a .tflite file, or the demo app's asset path (made if missing)."""
+    return text if os.path.abspath(text) == DEFAULT_MODEL else tflite_file(text)
+
+
+def ensure_model(path, out_dir=None):
+    """`path`, made by make_assets.py if missing, in `out_dir` if given (it
+    writes the model, digits.u8 and labels.u8 there) or else in the app's assets."""
     if os.path.exists(path):
         return path
-    print(f"{path} missing: running android_demo/make_assets.py (1 epoch) to create it")
-    subprocess.run([sys.executable, os.path.join(ROOT, "android_demo", "make_assets.py"), "--epochs", "1", "--train", "10000"],
-                   check=True)
-    return path
+    out_dir = out_dir or os.path.dirname(path)
+    print(f"{path} missing: running android_demo/make_assets.py (1 epoch) to create it "
+          f"in {out_dir}")
+    subprocess.run([sys.executable, os.path.join(ROOT, "android_demo", "make_assets.py"),
+                    "--epochs", "1", "--train", "10000", "--out", out_dir], check=True)
+    return os.path.join(out_dir, os.path.basename(path))
 
 
 # ---------------------------------------------------------------- host mode
@@ -135,7 +145,10 @@ def host(args):
     import tfdc
     from tools.benchmarks_md import markdown_table, write_section
 
-    model = ensure_model(args.model)
+    # --no-write leaves the app's assets as they are too: a missing model is made in a
+    # temporary folder, removed when host() returns.
+    assets = tempfile.TemporaryDirectory()
+    model = ensure_model(args.model, None if args.write else assets.name)
     packed = open(model, "rb").read()
     with tempfile.TemporaryDirectory() as d:
         cli = build_decoder_cli(os.path.join(d, "build"))
@@ -314,8 +327,10 @@ def device(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="packed .tflite (default: the demo app's asset)")
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    # No string default: argparse would check the asset, which is made when missing.
+    parser.add_argument("--model", type=model_file,
+                        help="packed .tflite (default: the demo app's asset, made if missing)")
     parser.add_argument("--host", action="store_true", help="measure on this machine instead of a device")
     parser.add_argument("--benchmark-model", help="TFLite benchmark_model binary for the device "
                         "(Interpreter: GPU / NNAPI delegates, XNNPACK)")
@@ -325,12 +340,15 @@ def main(argv=None):
                         "to push for the NPU row (LiteRT's NPU runtime libraries for the SoC)")
     parser.add_argument("--decoder-cli", help="an already NDK-built tfdc_decode_bench")
     parser.add_argument("--abi", default="arm64-v8a")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--runs", type=int, default=200, help="inference runs per benchmark")
-    parser.add_argument("--repeats", type=int, default=50, help="decodes per native timing")
-    parser.add_argument("--rounds", type=int, default=7, help="host: interleaved native/Python rounds")
+    parser.add_argument("--threads", type=positive_int, nargs="+", default=[1, 2])
+    parser.add_argument("--runs", type=positive_int, default=200,
+                        help="inference runs per benchmark")
+    parser.add_argument("--repeats", type=positive_int, default=50, help="decodes per native timing")
+    parser.add_argument("--rounds", type=positive_int, default=7,
+                        help="host: interleaved native/Python rounds")
     parser.add_argument("--no-write", dest="write", action="store_false", help="host: do not update BENCHMARKS.md")
     args = parser.parse_args(argv)
+    args.model = args.model or DEFAULT_MODEL
     if args.host:
         host(args)
         return 0
@@ -338,4 +356,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -33,6 +33,14 @@ def write_section(name, title, body, command=None):
              f"Command: `{command}`  \nRun: {stamp} on {machine}\n\n{body.strip()}\n"
              f"<!-- END {name} -->\n")
     text = open(PATH, encoding="utf-8").read() if os.path.exists(PATH) else HEADER
+    # A damaged marker made the pattern miss: a second BEGIN block was
+    # appended, and the next run replaced everything between two sections.
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    counts = text.count(begin), text.count(end)
+    if counts != (0, 0) and not (counts == (1, 1) and text.index(begin) < text.index(end)):
+        sys.exit(f"{os.path.basename(sys.argv[0])}: {PATH}: section {name!r} has "
+                 f"{counts[0]} '{begin}' and {counts[1]} '{end}' (expected one of each, BEGIN "
+                 "first): repair the markers; the file is left as it is")
     pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->\n?", re.S)
     text = pattern.sub(lambda m: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
     tmp = PATH + ".tmp"
@@ -40,6 +48,14 @@ def write_section(name, title, body, command=None):
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, PATH)
+
+
+def section(name):
+    """The current text of section `name` of docs/BENCHMARKS.md ("" if none)."""
+    text = open(PATH, encoding="utf-8").read() if os.path.exists(PATH) else ""
+    match = re.search(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->",
+                      text, re.S)
+    return match.group(0) if match else ""
 
 
 def add_no_write(parser):

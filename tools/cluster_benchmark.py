@@ -38,6 +38,7 @@ from tfdc.cluster import ClusteredFineTuning, codebooks  # noqa: E402
 from tfdc.datasets import load_mnist  # noqa: E402
 from tools.benchmarks_md import (add_no_write, markdown_table, nothing_to_write,  # noqa: E402
                                  publish)
+from tool_args import description, nonnegative_int, positive_int, run  # noqa: E402
 
 PARTS = {
     "lenet300": dict(build=tfdc.models.lenet_300_100, channels=False,
@@ -311,19 +312,20 @@ def write_markdown(save_dir, args=None):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=description(__doc__))
     p.add_argument("--part", choices=list(PARTS) + ["report"], default="lenet300")
     p.add_argument("--save-dir", default="/tmp/tfdc_cluster")
-    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--batch", type=positive_int, default=128)
     p.add_argument("--retrain", action="store_true", help="ignore a cached pruned model")
     p.add_argument("--skip-init-table", action="store_true")
     p.add_argument("--jit", action="store_true",
                    help="with --timing-only: compile both models with jit_compile=True (XLA)")
     p.add_argument("--timing-only", action="store_true",
                    help="re-measure only the step-time ratio of an earlier run of --part")
-    p.add_argument("--shift", type=int, default=0,
+    p.add_argument("--shift", type=nonnegative_int, default=0,
                    help="train on images randomly shifted by up to this many pixels")
-    p.add_argument("--train-subset", type=int, default=0, help="smoke test on fewer images")
+    p.add_argument("--train-subset", type=nonnegative_int, default=0,
+                   help="smoke test on fewer images (0: all)")
     p.add_argument("--epochs300", default="20,8,8,3",
                    help="dense, pruning, retraining, clustering epochs for LeNet-300-100")
     p.add_argument("--epochs5", default="6,3,3,2", help="the same for LeNet-5")
@@ -349,4 +351,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tfdc import huffman  # noqa: E402
 from tfdc.pack import _gap_symbols  # noqa: E402
+from tool_args import description, positive_int, run  # noqa: E402
 
 
 def cluster_indices(n, rng):
@@ -59,10 +60,10 @@ def measure(symbols, block, repeats):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--quick", action="store_true", help="1 M symbols only, no write")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--block", type=int, default=4096)
+    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--block", type=positive_int, default=4096)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     sizes = [1_000_000] if args.quick else [1_000_000, 20_000_000]
@@ -93,4 +94,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

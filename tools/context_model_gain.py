@@ -35,6 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from tfdc import huffman  # noqa: E402
+from tool_args import description, run  # noqa: E402
 
 
 def huff_bytes(symbols):
@@ -133,7 +134,7 @@ def demo_kernels(path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=description(__doc__))
     ap.add_argument("--demo", default=os.path.join(tempfile.gettempdir(), "tfdc_format_bench",
                                                     "demo", "lenet_300_100.decoded.tflite"),
                     help="the decoded (or packed) file of `tfdc demo --quick` (run if missing)")
@@ -144,9 +145,9 @@ def main():
     from native_benchmark import prune_and_snap
     from real_weights_bound import fetch_models, kernels
     if not os.path.exists(args.demo):
-        from tfdc.demo import DemoConfig, run
+        from tfdc.demo import DemoConfig, run as run_demo
         with contextlib.redirect_stdout(io.StringIO()):
-            run(DemoConfig(quick=True, out=os.path.dirname(args.demo), plots=False, verbose=0),
+            run_demo(DemoConfig(quick=True, out=os.path.dirname(args.demo), plots=False, verbose=0),
                 log=lambda *a: None)
     rows = []
     for name, w in demo_kernels(args.demo):
@@ -185,4 +186,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -25,6 +25,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 from benchmarks_md import command_line, markdown_table, write_section  # noqa: E402
+from tool_args import comma_list, description, run  # noqa: E402
 
 # The hand-set row: the demo's per-layer settings before it planned them
 # itself (tfdc.demo.TFDC_SPARSITY / TFDC_BITS for LeNet-300-100).
@@ -53,17 +54,17 @@ def run_demo(flags, out):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", default="quick,default,hand",
-                        help=f"comma-separated: {', '.join(ROWS)}")
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument("--rows", default="quick,default,hand", type=comma_list(list(ROWS)),
+                        help=f"comma-separated: {', '.join(ROWS)} (default all three)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    if not os.path.exists(os.environ.get("TFDC_MNIST", "")):
+    if not os.environ.get("TFDC_MNIST"):
         sys.exit("demo_benchmark: set TFDC_MNIST to an mnist.npz")
+    from tfdc.datasets import load_mnist_raw
+    load_mnist_raw()  # a missing or malformed TFDC_MNIST: its own message (run), before any row
     rows = []
-    for name in args.rows.split(","):
-        if name not in ROWS:
-            parser.error(f"unknown row {name!r}: expected {', '.join(ROWS)}")
+    for name in args.rows:
         with tempfile.TemporaryDirectory() as out:
             rows.append(run_demo(ROWS[name], out))
         print(rows[-1], flush=True)
@@ -87,4 +88,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -35,6 +35,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+from tool_args import description, run  # noqa: E402
 
 from tfdc.recipe import ShiftedImages, cosine_decay  # noqa: E402
 
@@ -227,7 +228,7 @@ def _pct(value):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--only", action="append", choices=sorted(CONFIGS),
                         help="run only these configurations (repeatable)")
     parser.add_argument("--mnist", default=None, help="MNIST .npz (default: $TFDC_MNIST)")
@@ -241,6 +242,8 @@ def main(argv=None):
                         help="with --measure-only: first re-pack each saved plain .tflite with "
                              "the current packer (same weights, current format options)")
     args = parser.parse_args(argv)
+    if args.repack and not args.measure_only:  # it was ignored without a word
+        parser.error("--repack needs --measure-only")
 
     import keras
     from tfdc.datasets import load_mnist
@@ -334,4 +337,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 
 from tfdc import format as fmt  # noqa: E402
 from tfdc import unpack  # noqa: E402
+from tool_args import description, positive_int, run  # noqa: E402
 
 
 # ------------------------------------------------------------------ breakdown
@@ -333,8 +334,8 @@ def _weights(decoded):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--train-size", type=int, default=12000)
+    ap = argparse.ArgumentParser(description=description(__doc__))
+    ap.add_argument("--train-size", type=positive_int, default=12000)
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "tfdc_format_bench"))
     from benchmarks_md import add_no_write, markdown_table, publish
     add_no_write(ap)
@@ -402,4 +403,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -37,6 +37,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+from tool_args import description, positive_int, run  # noqa: E402
 
 CONFIG = "lenet5-best"
 TFDC_WARNINGS = ("the full-integer conversion gave", "no int8 tensor of the full-integer",
@@ -140,9 +141,9 @@ def measure(name, model, path, plain, data, export_kwargs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--out-dir", default="/tmp/tfdc_fullint_benchmark")
-    parser.add_argument("--calibration", type=int, default=500,
+    parser.add_argument("--calibration", type=positive_int, default=500,
                         help="real MNIST training images for the representative dataset")
     parser.add_argument("--snap", action="store_true",
                         help="also measure snap_to_int8_grid + one ClusteredFineTuning epoch")
@@ -263,4 +264,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

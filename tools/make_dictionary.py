@@ -11,10 +11,12 @@ Keras's default layer names — the most generic last (DEFLATE codes short
 distances in fewer bits).
 
 The dictionary is part of format 2: decoders hold the same bytes (FORMAT.md
-appendix B). Run this only to make a new major version's dictionary; the
-committed file is the normative one.
+appendix B). The committed tfdc/v2_dictionary.bin is frozen for format major
+version 2 and normative; this script no longer reproduces it byte for byte (the
+meta streams depend on the TensorFlow and Keras versions). Run it only to make
+a new major version's dictionary.
 
-    python tools/make_dictionary.py [--out tfdc/v2_dictionary.bin]
+    python tools/make_dictionary.py --out NEW_DICTIONARY.bin
 """
 
 import argparse
@@ -27,6 +29,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from tool_args import description, existing_dir_for, run  # noqa: E402
 
 
 def source_models():
@@ -73,8 +77,12 @@ def build():
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=os.path.join(ROOT, "tfdc", "v2_dictionary.bin"))
+    ap = argparse.ArgumentParser(description=description(__doc__))
+    # Required, with no default into tfdc/: a bare run overwrote the frozen dictionary.
+    ap.add_argument("--out", required=True, type=existing_dir_for,
+                    help="where to write the new dictionary (its folder must exist); the "
+                    "committed tfdc/v2_dictionary.bin is frozen for format 2: do not overwrite "
+                    "it")
     args = ap.parse_args()
     data = build()
     if len(data) > 32768:
@@ -85,4 +93,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -38,6 +38,7 @@ from tfdc.tflite_schema import constant_model, with_quantization  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from smooth_weights import grouped_kernel, smooth_kernel  # noqa: E402
+from tool_args import description, run  # noqa: E402
 
 CORPUS = os.path.join(ROOT, "tfdc", "native", "fuzz", "corpus")
 MAX_LEN = 8192
@@ -166,9 +167,11 @@ def stored(packed):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=CORPUS)
+    ap = argparse.ArgumentParser(description=description(__doc__))
+    ap.add_argument("--out", default=CORPUS, help="the corpus folder (default: %(default)s)")
     args = ap.parse_args()
+    if not os.path.isdir(args.out):  # found only when the first seed was written
+        ap.error(f"--out {args.out} is not an existing folder")
     for old in glob.glob(os.path.join(args.out, "v2_*.tflite")):
         os.remove(old)
     files = seeds()
@@ -182,4 +185,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from tool_args import description, fraction_list, positive_int, run  # noqa: E402
 
 
 def prune_cluster(w, rng, sparsity, bits):
@@ -110,9 +111,9 @@ def pack_in_subprocess(tflite_path, out_path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=9)
-    ap.add_argument("--sparsity", default="0.8,0.9",
+    ap = argparse.ArgumentParser(description=description(__doc__))
+    ap.add_argument("--repeats", type=positive_int, default=9)
+    ap.add_argument("--sparsity", default="0.8,0.9", type=fraction_list,
                     help="comma-separated fractions of each kernel pruned")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "tfdc_native_bench_lin"))
     from benchmarks_md import add_no_write, markdown_table, publish
@@ -124,7 +125,7 @@ def main():
     from tfdc.unpack import section_span
 
     import tfdc
-    sparsities = [float(v) for v in args.sparsity.split(",")]
+    sparsities = args.sparsity
     rows, notes = [], []
     for name, sparsity in [(n, s) for s in sparsities for n in ("MobileNetV2", "ResNet50")]:
         tflite = make_tflite(name, sparsity, args.cache)
@@ -221,4 +222,4 @@ HEADERS = ["model", "pruned", "format", "params", ".tflite MB", "gzip -9 MB", "p
            "pack s", "pack peak MB", "peak / f32", "pack max RSS MB"]
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -14,6 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tfdc import format as fmt  # noqa: E402
+from tool_args import description, run  # noqa: E402
 
 HEADER = os.path.join(ROOT, "tfdc", "native", "tfdc_dictionary.h")
 
@@ -34,10 +35,13 @@ def header_text(data):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=description(__doc__))
     ap.add_argument("--check", action="store_true", help="exit 1 if the header is stale")
     args = ap.parse_args()
-    text = header_text(fmt.dictionary())
+    try:
+        text = header_text(fmt.dictionary())
+    except RuntimeError as e:  # a changed dictionary file (SHA-256 mismatch): one line
+        sys.exit(f"native_dictionary_header.py: error: {e}")
     if args.check:
         ok = os.path.exists(HEADER) and open(HEADER).read() == text
         print("up to date" if ok else f"{HEADER} is stale")
@@ -49,4 +53,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

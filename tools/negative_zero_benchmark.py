@@ -34,6 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from benchmarks_md import markdown_table, write_section  # noqa: E402
+from tool_args import description, nonnegative_int, positive_int, run  # noqa: E402
 
 SPARSITY = {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74}  # the paper's Table 1 (as tfmot's run)
 
@@ -67,10 +68,10 @@ def masked_model(x, y, epochs, fine_tune, seed):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--mnist", default=None, help="MNIST .npz (default: $TFDC_MNIST)")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--fine-tune", type=int, default=3)
+    parser.add_argument("--epochs", type=positive_int, default=5)
+    parser.add_argument("--fine-tune", type=nonnegative_int, default=3)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
@@ -128,4 +129,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

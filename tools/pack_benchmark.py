@@ -48,6 +48,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from benchmarks_md import markdown_table, write_section  # noqa: E402
+from tool_args import description, existing_dir_for, positive_int, run  # noqa: E402
 
 AEQ_VENV = os.path.join(ROOT, ".venv-aeq")
 AEQ_PACKAGES = ["ai-edge-quantizer==0.10.0"]
@@ -532,7 +533,7 @@ def densify_text(rows):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=description(__doc__))
     p.add_argument("--setup", action="store_true", help="create the two virtualenvs and exit")
     p.add_argument("--mnist", default=os.environ.get("TFDC_MNIST"),
                    help="mnist.npz (default: $TFDC_MNIST)")
@@ -540,16 +541,20 @@ def main():
                    help="folder for the generated input models (default: out/pack_benchmark)")
     p.add_argument("--aeq-python", default=os.path.join(AEQ_VENV, "bin", "python"))
     p.add_argument("--tfmot-python", default=os.path.join(TFMOT_VENV, "bin", "python"))
-    p.add_argument("--epochs", type=int, default=5, help="float baseline epochs (default 5)")
+    p.add_argument("--epochs", type=positive_int, default=5,
+                   help="float baseline epochs (default 5)")
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--json", default=None, help="also write the rows as JSON here")
+    p.add_argument("--json", default=None, type=existing_dir_for,
+                   help="also write the rows as JSON here")
     p.add_argument("--no-write", action="store_true", help="do not update docs/BENCHMARKS.md")
     args = p.parse_args()
     if args.setup:
         setup()
         return
-    if not args.mnist or not os.path.exists(args.mnist):
+    if not args.mnist:
         sys.exit("pack_benchmark: pass --mnist PATH or set TFDC_MNIST to an mnist.npz")
+    from tfdc.datasets import load_mnist_raw
+    load_mnist_raw(args.mnist)  # a missing or malformed file: its own message (run)
     os.makedirs(args.cache, exist_ok=True)
 
     float_info = make_float(args.cache, args.mnist, args.epochs, args.seed)
@@ -687,4 +692,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmarks_md import markdown_table, write_section  # noqa: E402
+from tool_args import description  # noqa: E402
 
 SIZES = ((1000, 1000), (2000, 2000), (4000, 3000))  # (inputs, units) of the Dense kernel
 
@@ -65,7 +66,7 @@ def measure(data):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS")
     args = parser.parse_args()
     rows = []

@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks_md import add_no_write, markdown_table, nothing_to_write, publish  # noqa: E402
+from tool_args import comma_list, description, run  # noqa: E402
 
 VENV = os.path.join(ROOT, ".venv-tfmot")
 TFMOT_PACKAGES = ["tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy"]
@@ -159,9 +160,10 @@ def fmt_s(t):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=description(__doc__))
     p.add_argument("--quick", action="store_true", help="15,000 training images, few epochs")
-    p.add_argument("--networks", default="lenet_300_100,lenet5")
+    p.add_argument("--networks", default="lenet_300_100,lenet5", type=comma_list(list(NAMES)),
+                   help=f"comma-separated: {', '.join(NAMES)} (default both)")
     p.add_argument("--mnist", default=os.environ.get("TFDC_MNIST"),
                    help="mnist.npz (default $TFDC_MNIST)")
     p.add_argument("--out", default=os.path.join(ROOT, "out", "paper_benchmark"))
@@ -181,11 +183,13 @@ def main():
     if args.render_only:  # no training, no data: the last run's results only
         if not os.path.exists(os.path.join(args.out, "results.json")):
             nothing_to_write(args.out, "run python tools/paper_benchmark.py first")
-    elif not args.mnist or not os.path.exists(args.mnist):
+    elif not args.mnist:
         sys.exit("paper_benchmark: pass --mnist PATH or set TFDC_MNIST to an mnist.npz")
     else:
+        from tfdc.datasets import load_mnist_raw
+        load_mnist_raw(args.mnist)  # a missing or malformed file: its own message (run)
         args.mnist = os.path.abspath(args.mnist)
-    networks = [n.strip() for n in args.networks.split(",") if n.strip()]
+    networks = args.networks
     os.makedirs(args.out, exist_ok=True)
     tfmot_out = os.path.join(args.out, "tfmot")
     os.makedirs(tfmot_out, exist_ok=True)
@@ -200,6 +204,10 @@ def main():
         # Re-render the table from the last run's results.json (no training).
         import tfdc
         saved = json.load(open(os.path.join(args.out, "results.json")))
+        if missing := [n for n in networks if n not in saved]:
+            # A section without them would delete their documented rows.
+            p.error(f"--networks {','.join(networks)}: {args.out}/results.json has no "
+                    f"{', '.join(missing)}; pass --networks {','.join(saved) or '...'}")
         for network in networks:
             tfdc_runs[network] = dict(saved[network]["tfdc"])
             tfdc_runs[network]["report"] = tfdc.inspect(
@@ -327,8 +335,9 @@ def main():
                    + "  (table re-rendered from that run's results.json with --render-only)")
     publish(args, "paper", "Paper reproduction: LeNet on MNIST, tfdc vs tfmot", body,
                   command=command)
-    print(f"\nwrote docs/BENCHMARKS.md (section 'paper') and {os.path.relpath(args.out, ROOT)}/")
+    docs = "" if args.no_write else "docs/BENCHMARKS.md (section 'paper') and "
+    print(f"\nwrote {docs}{os.path.relpath(args.out, ROOT)}/")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -36,6 +36,8 @@ from tfdc.datasets import load_mnist  # noqa: E402
 from tfdc.models import lenet_300_100  # noqa: E402
 from tfdc.scan import DEFAULT_SAMPLES  # noqa: E402
 from tools.benchmarks_md import markdown_table, write_section  # noqa: E402
+from tool_args import (description, nonnegative_float, nonnegative_int, positive_int,  # noqa: E402
+                        run)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,18 +78,18 @@ def litert_error(path, x, y):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--samples", type=int, default=DEFAULT_SAMPLES)
-    ap.add_argument("--rounds", type=int, default=3, help="scan / epoch timing rounds")
-    ap.add_argument("--targets", type=int, nargs="*", default=[16_000, 24_000, 32_000])
-    ap.add_argument("--max-error-increase", type=float, default=0.2)
-    ap.add_argument("--finetune-epochs", type=int, default=0)
+    ap = argparse.ArgumentParser(description=description(__doc__))
+    ap.add_argument("--epochs", type=positive_int, default=4)
+    ap.add_argument("--samples", type=positive_int, default=DEFAULT_SAMPLES)
+    ap.add_argument("--rounds", type=positive_int, default=3, help="scan / epoch timing rounds")
+    ap.add_argument("--targets", type=positive_int, nargs="*", default=[16_000, 24_000, 32_000])
+    ap.add_argument("--max-error-increase", type=nonnegative_float, default=0.2)
+    ap.add_argument("--finetune-epochs", type=nonnegative_int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=os.path.join(ROOT, "out", "plan"))
     ap.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
     args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)  # an --out under a file: one line (run), before work
 
     keras.utils.set_random_seed(args.seed)
     (x, y), (x_test, y_test) = load_mnist()
@@ -225,4 +227,4 @@ Sensitivity (validation error %, loss in parentheses; one layer changed, no retr
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

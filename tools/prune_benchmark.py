@@ -30,6 +30,7 @@ import tfdc  # noqa: E402
 from tfdc.datasets import load_mnist  # noqa: E402
 from tfdc.models import lenet_300_100  # noqa: E402
 from tools.benchmarks_md import markdown_table, write_section  # noqa: E402
+from tool_args import description, fraction, positive_int, run  # noqa: E402
 
 PAPER = {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74}
 
@@ -120,22 +121,22 @@ def time_ratio(x, y, args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--baseline-epochs", type=int, default=15)
-    parser.add_argument("--prune-epochs", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument("--baseline-epochs", type=positive_int, default=15)
+    parser.add_argument("--prune-epochs", type=positive_int, default=15)
+    parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--prune-lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--ramp-fraction", type=float, default=0.5,
                         help="fraction of the retraining steps over which sparsity ramps up")
-    parser.add_argument("--frequency", type=int, default=100)
-    parser.add_argument("--tfdc-fc1", type=float, default=0.95, help="fc1 sparsity, tfdc recipe")
-    parser.add_argument("--tfdc-fc2", type=float, default=0.91)
-    parser.add_argument("--tfdc-fc3", type=float, default=0.74)
+    parser.add_argument("--frequency", type=positive_int, default=100)
+    parser.add_argument("--tfdc-fc1", type=fraction, default=0.95, help="fc1 sparsity, tfdc recipe")
+    parser.add_argument("--tfdc-fc2", type=fraction, default=0.91)
+    parser.add_argument("--tfdc-fc3", type=fraction, default=0.74)
     parser.add_argument("--shift", type=int, default=2,
                         help="random translation of training images, in pixels (0: none)")
-    parser.add_argument("--timing-epochs", type=int, default=6)
+    parser.add_argument("--timing-epochs", type=positive_int, default=6)
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/BENCHMARKS.md")
     parser.add_argument("--save", default="/tmp/tfdc/lenet_300_100_pruned.keras",
@@ -208,4 +209,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -36,6 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from native_benchmark import prune_and_snap  # noqa: E402
+from tool_args import description, fraction_list, run  # noqa: E402
 
 WHEEL = "mediapipe==0.10.14"
 MODELS = {"pose_landmark_full": "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
@@ -93,8 +94,9 @@ def measure(tensors):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sparsity", default="0.8,0.9,0.95")
+    ap = argparse.ArgumentParser(description=description(__doc__))
+    ap.add_argument("--sparsity", default="0.8,0.9,0.95", type=fraction_list,
+                    help="comma-separated fractions of each kernel pruned")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "tfdc_real_weights"))
     from benchmarks_md import add_no_write, markdown_table, publish
     add_no_write(ap)
@@ -105,7 +107,7 @@ def main():
         rng = np.random.default_rng(0)
         laplace = [rng.laplace(0, 1 / np.sqrt(np.prod(t.shape[1:])), t.shape).astype(np.float32)
                    for t in real]
-        for s in (float(v) for v in args.sparsity.split(",")):
+        for s in args.sparsity:
             row = [name, f"{sum(t.size for t in real) / 1e6:.2f} M in {len(real)}", f"{s:.0%}"]
             for source in (real, laplace):
                 pc = [prune_and_snap(t, s, 5 if t.ndim == 2 else 8) for t in source]
@@ -137,4 +139,4 @@ HEADERS = ["model", "kernels", "pruned",
            "Laplacian: gzip -9 KB", "bound KB", "packed KB", "gzip / packed", "gzip / bound"]
 
 if __name__ == "__main__":
-    main()
+    run(main)

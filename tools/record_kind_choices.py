@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from tool_args import description  # noqa: E402
 
 from tfdc import format as fmt  # noqa: E402
 from tfdc import huffman, tflite_schema  # noqa: E402
@@ -98,7 +99,7 @@ def float_planes(tflite, biases):
 
 def main(argv=None):
     import argparse
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--mnist", default=None, help="MNIST .npz (default: $TFDC_MNIST)")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args(argv)

@@ -54,6 +54,7 @@ import tfdc  # noqa: E402
 from tfdc.datasets import load_mnist  # noqa: E402
 from tfdc.recipe import ShiftedImages, cosine_decay  # noqa: E402
 from tools.benchmarks_md import markdown_table, write_section  # noqa: E402
+from tool_args import comma_list, description, positive_int, run  # noqa: E402
 
 # Settings of the full run: (epochs, learning rate) per stage.
 LENET = {"float": (15, 1e-3), "structured": (16, 1e-3), "fractions": {"fc1": 0.62, "fc2": 0.5},
@@ -376,14 +377,16 @@ def table(result, labels):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=description(__doc__))
     p.add_argument("--quick", action="store_true", help="small subset, few epochs (smoke test)")
-    p.add_argument("--networks", default="lenet,cnn")
+    p.add_argument("--networks", default="lenet,cnn", type=comma_list(["lenet", "cnn"]),
+                   help="comma-separated: lenet, cnn (default both)")
     p.add_argument("--mnist", default=os.environ.get("TFDC_MNIST"))
     p.add_argument("--out", default=os.path.join(ROOT, "out", "structured_benchmark"))
-    p.add_argument("--threads", type=int, default=1, help="LiteRT CPU threads (default 1)")
-    p.add_argument("--runs", type=int, default=300, help="inferences per benchmark call")
-    p.add_argument("--rounds", type=int, default=7, help="interleaved benchmark rounds")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="LiteRT CPU threads (default 1)")
+    p.add_argument("--runs", type=positive_int, default=300, help="inferences per benchmark call")
+    p.add_argument("--rounds", type=positive_int, default=7, help="interleaved benchmark rounds")
     p.add_argument("--retrain", action="store_true", help="train the float baselines again")
     p.add_argument("--no-control", dest="control", action="store_false",
                    help="CNN: skip the dense control trained as long as the structured model")
@@ -392,8 +395,10 @@ def main():
                         "(structured stage only; '' for none)")
     p.add_argument("--write", action="store_true", help="write docs/BENCHMARKS.md with --quick")
     args = p.parse_args()
-    if not args.mnist or not os.path.exists(args.mnist):
+    if not args.mnist:
         sys.exit("structured_benchmark: pass --mnist PATH or set TFDC_MNIST to an mnist.npz")
+    # A missing or malformed file: its own message (run), before anything is written.
+    (xtr, ytr), test = load_mnist(args.mnist)
     if args.quick:
         args.out = args.out + "_quick"
     os.makedirs(args.out, exist_ok=True)
@@ -401,9 +406,8 @@ def main():
     def log(*a):
         print(*a, flush=True)
 
-    networks = [n.strip() for n in args.networks.split(",") if n.strip()]
+    networks = args.networks
     args.criteria = [c.strip() for c in args.criteria.split(",") if c.strip()]
-    (xtr, ytr), test = load_mnist(args.mnist)
     sections = {}
     summary = {}
     if "lenet" in networks:
@@ -492,4 +496,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -30,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 import numpy as np  # noqa: E402
+from tool_args import description  # noqa: E402  (no tfdc import: its own virtualenv)
 
 
 def load_mnist(path, channels):
@@ -94,7 +95,7 @@ def _tflite_error(tf, content, x, y, batch, delegates):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=description(__doc__))
     p.add_argument("--network", choices=["lenet_300_100", "lenet5"], required=True)
     p.add_argument("--mnist", required=True)
     p.add_argument("--out", required=True)

@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks_md import add_no_write, markdown_table, publish  # noqa: E402
+from tool_args import description, positive_int, run  # noqa: E402
 
 FRACTIONS = {"fc1": 0.62, "fc2": 0.5}  # as tools/structured_benchmark.py
 DECODE_RUNS = 21  # `tfdc.decode(backend="native")` of each packed file, one core
@@ -60,10 +61,10 @@ def unit_pruned_model(x, y, epochs, prune_epochs, seed):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--mnist", default=None, help="MNIST .npz (default: $TFDC_MNIST)")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--prune-epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=positive_int, default=5)
+    parser.add_argument("--prune-epochs", type=positive_int, default=4)
     parser.add_argument("--seed", type=int, default=1234)
     add_no_write(parser)
     args = parser.parse_args(argv)
@@ -130,4 +131,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

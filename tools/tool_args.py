@@ -1,0 +1,127 @@
+"""Command-line helpers shared by the tools: argparse types that refuse a bad
+value while the arguments are parsed (before any training or writing), the
+--help description, and `run`, which ends an expected failure (no MNIST, a
+malformed file, a missing path) in one error line instead of a traceback.
+A library for the tools: run alone, it prints this.
+"""
+
+import argparse
+import os
+import sys
+
+
+def _number(text, kind):
+    try:
+        return kind(text)
+    except ValueError:
+        name = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {name}, got {text!r}") from None
+
+
+def positive_int(text):
+    """An int >= 1 (epochs, runs, repeats, threads)."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def nonnegative_int(text):
+    """An int >= 0 (0 often means "none" or "all")."""
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def fraction(text):
+    """A float in [0, 1): a sparsity (1 would remove every weight)."""
+    value = _number(text, float)
+    if not 0 <= value < 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def open_fraction(text):
+    """A float in (0, 1)."""
+    value = _number(text, float)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
+def nonnegative_float(text):
+    """A float >= 0 (a budget)."""
+    value = _number(text, float)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def fraction_list(text):
+    """Comma-separated fractions in [0, 1), as a list of floats."""
+    items = text.split(",")
+    if "" in items:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    return [fraction(item) for item in items]
+
+
+def comma_list(choices):
+    """An argparse type: comma-separated names, each one of `choices`, as a list."""
+    def parse(text):
+        names = text.split(",")
+        for name in names:
+            if name not in choices:
+                what = "empty name" if not name else f"unknown name {name!r}"
+                raise argparse.ArgumentTypeError(
+                    f"{what} in {text!r}: expected comma-separated names from "
+                    f"{', '.join(choices)}")
+        return names
+    parse.__name__ = "comma_list"
+    return parse
+
+
+def existing_dir_for(text):
+    """An output file path whose folder exists: checked before the work that
+    fills it (a missing folder was found only when the file was written)."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"folder {folder} does not exist, got {text!r}")
+    return text
+
+
+def tflite_file(text):
+    """An existing .tflite file (plain or packed): the FlatBuffer file
+    identifier TFL3 at bytes 4..8, checked before any work on it."""
+    try:
+        with open(text, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot read {text!r}: {e.strerror}") from None
+    if head[4:8] != b"TFL3":
+        raise argparse.ArgumentTypeError(f"{text!r} is not a .tflite file (no TFL3 identifier)")
+    return text
+
+
+def description(doc):
+    """The first paragraph of a module docstring, whole: --help's description
+    (its first line alone cut sentences in two)."""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+def run(main):
+    """Call `main` and exit with its return value; a missing or unusable
+    MNIST, a malformed file or a missing path ends in one line
+    `<tool>: error: <message>` with exit status 2, as argparse's errors do."""
+    from tfdc.errors import DatasetUnavailableError, FormatError
+    try:
+        status = main()
+    except (DatasetUnavailableError, FormatError, OSError) as e:
+        message = " ".join(str(e).split("\n"))
+        print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    print(__doc__)
