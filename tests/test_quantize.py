@@ -4,6 +4,7 @@ Real converter, real LiteRT interpreter, real packer and decoder; the models
 are small with synthetic clustered kernels (no training) to stay fast.
 """
 
+import os
 import warnings
 
 import numpy as np
@@ -13,8 +14,8 @@ keras = pytest.importorskip("keras")
 
 import tfdc  # noqa: E402
 from tfdc.exporter import convert  # noqa: E402
-from tfdc.quantize import (configure_full_integer, float_ops, kernel_codes,  # noqa: E402
-                           snap_to_int8_grid)
+from tfdc.quantize import (FloatOpsWarning, configure_full_integer, float_ops,  # noqa: E402
+                           kernel_codes, snap_to_int8_grid)
 from tfdc.runtime import interpreter_class  # noqa: E402
 
 
@@ -240,10 +241,27 @@ def test_float_ops_in_a_full_integer_file_are_named(tmp_path):
                               keras.layers.LayerNormalization(name="norm"),
                               keras.layers.Dense(4, name="fc2")])
     x = np.random.default_rng(0).random((32, 16)).astype(np.float32)
-    with pytest.warns(UserWarning, match=r"full-integer export: 1 op\(s\) compute in float32 "
-                      r"\(NEG\): .* an NPU delegate"):
-        plain = convert(model, representative_dataset=lambda: ([x[i:i + 1]] for i in range(32)))
+
+    def rep():
+        return ([x[i:i + 1]] for i in range(32))
+    with pytest.warns(FloatOpsWarning, match=r"full-integer export: 1 op\(s\) compute in float32 "
+                      r"\(NEG\): .* an NPU delegate .*FloatOpsWarning\) makes it an error"):
+        plain = convert(model, representative_dataset=rep)
     assert float_ops(plain) == {"NEG": 1}  # not the DEQUANTIZE that bridges into it
+    # The way it gave to make it an error, TensorFlow's int8-only op set,
+    # converts the NEG in float all the same: the warning says so.
+    import tensorflow as tf
+    int8_only = convert(model, representative_dataset=rep, configure=lambda c: setattr(
+        c.target_spec, "supported_ops", [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]))
+    assert float_ops(int8_only) == {"NEG": 1}
+    # Its category made an error: raised before the file is written.
+    path = tmp_path / "npu.tflite"
+    path.write_bytes(b"the user's file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tfdc.quantize.FloatOpsWarning)
+        with pytest.raises(FloatOpsWarning, match="NEG"):
+            tfdc.export(model, path, representative_dataset=rep)
+    assert path.read_bytes() == b"the user's file" and os.listdir(tmp_path) == ["npu.tflite"]
 
 
 def test_a_recurrent_loop_is_refused_not_a_crash(tmp_path):

@@ -71,7 +71,7 @@ from tfdc.values import clustered_values
 
 __all__ = ["configure_full_integer", "kernel_codes", "KernelCodes", "extra_code_kernels",
            "warn_extra_codes", "snap_to_int8_grid", "quantize_codebooks_int8", "float_ops",
-           "warn_float_ops"]
+           "warn_float_ops", "FloatOpsWarning"]
 
 # Kernels with more distinct values than this are not codebooks: the paper's
 # largest codebook, 2**8 shared values, plus the pruned zero. (int8 has only
@@ -384,18 +384,28 @@ def float_ops(tflite):
     return counts
 
 
+class FloatOpsWarning(UserWarning):
+    """A full-integer export computes some ops in float32 (`float_ops`): an
+    NPU delegate runs that part on the CPU or refuses the graph. Make it an
+    error, raised before any file is written, with
+    `warnings.simplefilter("error", tfdc.quantize.FloatOpsWarning)`.
+    TensorFlow's own `supported_ops = [TFLITE_BUILTINS_INT8]` does not: it
+    converts such an op (LayerNormalization's NEG) in float all the same,
+    without a word."""
+
+
 def warn_float_ops(tflite, stacklevel=2):
     """Warn when a full-integer model computes some ops in float32
-    (`float_ops`), naming them."""
+    (`float_ops`), naming them (a `FloatOpsWarning`)."""
     counts = float_ops(tflite)
     if counts:
         ops = ", ".join(f"{name} x{n}" if n > 1 else name for name, n in sorted(counts.items()))
         warnings.warn(f"full-integer export: {sum(counts.values())} op(s) compute in float32 "
                       f"({ops}): TensorFlow has no int8 kernel for some op there, so an NPU "
                       "delegate runs that part on the CPU or refuses the graph; "
-                      "configure=lambda c: setattr(c.target_spec, 'supported_ops', "
-                      "[tf.lite.OpsSet.TFLITE_BUILTINS_INT8]) makes it an error instead",
-                      stacklevel=stacklevel + 1)
+                      "warnings.simplefilter('error', tfdc.quantize.FloatOpsWarning) makes it "
+                      "an error instead (TensorFlow's supported_ops=[TFLITE_BUILTINS_INT8] "
+                      "does not)", FloatOpsWarning, stacklevel=stacklevel + 1)
 
 
 def _rank(tensor):
