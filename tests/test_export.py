@@ -304,6 +304,14 @@ def test_calibration_samples_like_raw_pixels_are_warned_about(tmp_path):
         export(model, tmp_path / "a.tflite",
                representative_dataset=lambda: ([pixels[i:i + 1]] for i in range(8)))
     assert [w.filename for w in caught if "magnitude" in str(w.message)] == [__file__]
+    # The same pixels as camera frames come, uint8 (or int32): they were
+    # not looked at (84 % error, no word).
+    for dtype in (np.uint8, np.int32):
+        frames = pixels.astype(dtype)
+        with pytest.warns(UserWarning, match=r"reach magnitude 25\d, and the model has no "
+                          "Rescaling"):
+            export(model, tmp_path / "a.tflite",
+                   representative_dataset=lambda: ([frames[i:i + 1]] for i in range(8)))
     rescaled = keras.Sequential([keras.Input((20,)), layers.Rescaling(1 / 255), *model.layers])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -342,11 +350,18 @@ def test_calibration_on_another_scale_than_the_training_data_warns():
     with pytest.warns(UserWarning, match=r"reach magnitude 0\.9.*, the training data 25\d"):
         check_calibration(model, lambda: ([train[i:i + 1]] for i in range(8)),
                           "full_integer", reference=pixels)
+    # uint8 samples of 0-255 for a model trained on [0, 1] (they were not
+    # looked at: only float samples were).
+    with pytest.warns(UserWarning, match=r"reach magnitude 25\d, the training data 0\.9"):
+        check_calibration(model, lambda: ([pixels[i:i + 1]] for i in range(8)),
+                          "full_integer", reference=train)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         # The same scale, or no reference: no warning.
         check_calibration(model, lambda: ([train[i:i + 1] * 3] for i in range(8)),
                           "full_integer", reference=train)
+        check_calibration(model, lambda: ([pixels[i:i + 1]] for i in range(8)),
+                          "full_integer", reference=pixels)
         check_calibration(model, lambda: ([train[i:i + 1] * 255] for i in range(8)))
         check_calibration(model, lambda: ([pixels[i:i + 1].astype(np.float32)] for i in range(8)),
                           "full_integer", reference=pixels)

@@ -139,7 +139,8 @@ def _check_representative(representative_dataset, specs, what="representative_da
     `representative_dataset()` twice more than the converter does, as a
     generator function allows, the second time to see that it starts
     again.) Returns each float input's `(smallest
-    value, largest magnitude)` over the samples (None for other inputs)."""
+    value, largest magnitude)` over the samples, whatever their dtype (None
+    for other inputs)."""
     from tfdc.quantize import require_callable
     require_callable(representative_dataset)
     count, ranges = 0, [None] * len(specs)
@@ -147,10 +148,13 @@ def _check_representative(representative_dataset, specs, what="representative_da
         for i, (spec, array) in enumerate(zip(specs, _sample_arrays(sample, specs, what))):
             array = np.asarray(array)
             _check_sample(array, spec, count - 1, what)  # from 0, as examples are
-            if array.dtype.kind == "f" and array.size:
+            # Integer samples for a float input too: uint8 0-255 frames for a
+            # model trained on [0, 1] gave 84 % error without a word.
+            if array.dtype.kind in "fiub" and array.size and spec.dtype.is_floating:
+                values = array if array.dtype.kind == "f" else array.astype(np.float64)
                 low, peak = ranges[i] or (0.0, 0.0)
-                ranges[i] = (min(low, float(np.min(array))),
-                             max(peak, float(np.max(np.abs(array)))))
+                ranges[i] = (min(low, float(np.min(values))),
+                             max(peak, float(np.max(np.abs(values)))))
     if not count:
         raise ValueError(f"{what} yields no sample: give it a few hundred real inputs")
     zero = [spec.name for spec, span in zip(specs, ranges) if span == (0.0, 0.0)]
