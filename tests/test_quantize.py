@@ -321,6 +321,30 @@ def test_calibration_samples_are_cast_split_and_listed_as_the_model_takes_them(t
     assert tfdc.is_packed((tmp_path / "text.tflite").read_bytes())
 
 
+@pytest.mark.parametrize("clustered", [False, True])
+def test_a_folded_kernel_is_warned_of_only_where_its_weights_share_values(tmp_path, clustered):
+    # Any unclustered model with a BatchNormalization after a small kernel
+    # (every weight its own value) was told its weight sharing is lost.
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), layers.Conv2D(8, 3, name="c1"),
+                              layers.BatchNormalization(name="bn"), layers.Flatten(),
+                              layers.Dense(3, name="out")])
+    x = np.random.default_rng(0).uniform(size=(16, 8, 8, 1)).astype("float32")
+    model.get_layer("bn").set_weights([np.full(8, 2.0, "float32"), np.full(8, 0.1, "float32"),
+                                       np.zeros(8, "float32"), np.full(8, 0.5, "float32")])
+    if clustered:
+        kernel = model.get_layer("c1").kernel.numpy()
+        book = np.float32([-0.3, -0.1, 0.1, 0.3])
+        model.get_layer("c1").kernel.assign(book[np.abs(kernel[..., None] - book).argmin(-1)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tfdc.export(model, tmp_path / "m.tflite",
+                    representative_dataset=lambda: ([row[None]] for row in x))
+    told = [str(w.message) for w in caught if "no int8 tensor" in str(w.message)]
+    assert told == ([told[0]] if clustered else []) and (not told or "kernel(s) c1," in told[0])
+
+
 @pytest.mark.parametrize("first", ["normalization", "rescaling"])
 def test_a_kernel_a_preprocessing_layer_folds_into_is_named_with_that_cause(tmp_path, first):
     # A Normalization or Rescaling before a clustered convolution is folded

@@ -128,6 +128,8 @@ class KernelCodes:
         scales: number of scales of the tensor (1 = per tensor).
         buffer: index of that tensor's buffer in the model (None if not
             found), which names the report's row.
+        nonzero_weights: nonzero weights of the Keras kernel (more than
+            `nonzero_values` where weights share values).
     """
 
     name: str
@@ -138,6 +140,7 @@ class KernelCodes:
     nonzero_codes: object = None
     scales: object = None
     buffer: object = None
+    nonzero_weights: object = None
 
 
 def _int8_constants(tflite):
@@ -222,7 +225,8 @@ def kernel_codes(model, tflite, min_bytes=64):
         if distinct.size > MAX_CODEBOOK:
             continue
         info = dict(name=name, values=int(distinct.size),
-                    nonzero_values=int(np.count_nonzero(distinct)))
+                    nonzero_values=int(np.count_nonzero(distinct)),
+                    nonzero_weights=int(np.count_nonzero(kernel)))
         target = np.sort(kernel)
         best = None
         for tname, codes, scales, zero_points, axis, buffer in by_size.get(kernel.size, []):
@@ -246,15 +250,20 @@ def kernel_codes(model, tflite, min_bytes=64):
 
 def extra_code_kernels(model, tflite, min_bytes=64):
     """`(more_codes, not_found)`: names of the clustered kernels stored with
-    more int8 codes than they have values, and of those stored in no int8
-    tensor (kept in float by the converter, or changed by it)."""
+    more int8 codes than they have values, and of those whose weights share
+    values stored in no int8 tensor (kept in float by the converter, or
+    changed by it)."""
     return _extra_codes(kernel_codes(model, tflite, min_bytes))
 
 
 def _extra_codes(kernels):
     more = [f"{k.name} ({k.values} values -> {k.codes} codes)" for k in kernels
             if k.codes is not None and k.codes > k.values]
-    missing = [k.name for k in kernels if k.codes is None]
+    # Only where weights share a value: a small kernel whose every nonzero
+    # weight is its own value (any unclustered model's, a BatchNormalization
+    # folded into it) has no sharing to lose, and was warned of all the same.
+    missing = [k.name for k in kernels if k.codes is None and (
+        k.nonzero_weights is None or k.nonzero_values < k.nonzero_weights)]
     return more, missing
 
 
@@ -281,8 +290,8 @@ def warn_extra_codes(model, tflite, min_bytes=64, stacklevel=2):
     if missing:
         warnings.warn(
             "no int8 tensor of the full-integer model holds the kernel(s) " +
-            ", ".join(missing) + f", whose at most {MAX_CODEBOOK} distinct values (clustered, "
-            "or a small kernel) would each be one int8 code (the converter kept them in float, "
+            ", ".join(missing) + f", whose at most {MAX_CODEBOOK} distinct values, shared by "
+            "their weights, would each be one int8 code (the converter kept them in float, "
             "or changed their values: "
             "a BatchNormalization after them folded in, which tfdc.fold_batchnorm before "
             "clustering avoids; a Normalization or Rescaling before them folded in; or a layer "
