@@ -245,6 +245,17 @@ def test_units_counts_convolution_work_by_hand():
         model.fit(np.zeros((2, 7, 7, 3)), np.zeros((2, 2, 3, 6)), verbose=0,
                   callbacks=[StructuredPruning(0.5)])
 
+
+def test_units_leaves_out_the_work_over_an_input_of_unknown_size():
+    # It counted one output position: 144 MACs for a layer that does 97,344
+    # at 28x28, with nothing said; the totals' ratio was read as the model's.
+    model = keras.Sequential([keras.Input((None, None, 1)), layers.Conv2D(16, 3, name="c1"),
+                              layers.GlobalAveragePooling2D(), layers.Dense(10, name="out")])
+    report = tfdc.units(model)
+    assert report["c1"].macs == 0 and report.uncounted == ("c1",)
+    assert report["out"].macs == 16 * 10
+    assert "MACs leave out c1" in str(report)
+
 def test_shrink_works_from_the_zeros_after_save_and_load(tmp_path, mnist_small):
     (x, y), (xt, _) = mnist_small
     model = compile_(keras.Sequential([keras.Input((28, 28)), layers.Flatten(),

@@ -501,13 +501,39 @@ def test_gradual_pruning_in_the_same_fit_says_its_sparsity_counts_removed_units(
      "ConvTranspose layers"),
     (lambda: keras.layers.Conv2D(8, 3, data_format="channels_first", name="first"),
      r"layer 'first' \(Conv2D\) is channels_first: tfdc removes the channels of channels_last"),
+    (lambda: keras.layers.Conv2D(8, 3, groups=2, name="first"),
+     r"layer 'first' \(Conv2D\) is a grouped convolution \(groups=2\), whose units tfdc "
+     "cannot remove"),
 ])
 def test_a_layer_whose_units_cannot_be_removed_is_named_for_why(first, message):
     # Both read "has no output units of its own to remove", which they have.
-    shape = (1, 12, 12) if "channels_first" in message else (12, 12, 1)
+    shape = ((1, 12, 12) if "channels_first" in message else
+             (12, 12, 2) if "grouped" in message else (12, 12, 1))
     model = keras.Sequential([keras.Input(shape), first(), keras.layers.Flatten(),
                               keras.layers.Dense(3, name="out")])
     model.compile("adam", "mse")
     with pytest.raises(ValueError, match=message):
         model.fit(np.ones((4,) + shape), np.ones((4, 3)), verbose=0,
                   callbacks=[StructuredPruning({"first": 0.5})])
+
+
+def test_a_layer_with_lora_is_refused_and_so_are_the_units_it_reads():
+    # Named itself, it crashed in on_train_begin (AttributeError: the
+    # computed kernel has no path); named as the layer it reads, pruning
+    # went on and tfdc.shrink then failed in Keras's set_weights.
+    x, y = np.ones((8, 12)), np.ones((8, 3))
+
+    def model(lora):
+        layers = [keras.Input((12,)), keras.layers.Dense(16, activation="relu", name="fc1"),
+                  keras.layers.Dense(8, activation="relu", name="fc2"),
+                  keras.layers.Dense(3, name="out")]
+        built = keras.Sequential(layers)
+        built.get_layer(lora).enable_lora(2)
+        built.compile("adam", "mse")
+        return built
+    with pytest.raises(ValueError, match=r"layer 'fc1' has LoRA enabled: its kernel is computed"):
+        model("fc1").fit(x, y, verbose=0, callbacks=[StructuredPruning({"fc1": 0.5})])
+    with pytest.raises(ValueError, match=r"the output units of layer\(s\) 'fc1' cannot be "
+                       r"removed: the group is read by layer 'fc2' \(Dense, LoRA enabled\), "
+                       "which tfdc cannot shrink"):
+        model("fc2").fit(x, y, verbose=0, callbacks=[StructuredPruning({"fc1": 0.5})])

@@ -274,6 +274,7 @@ def channel_groups(model):
         single = len(ins) == 1 and len(outs) == 1
         if (kind is not None and kind.units_key and single and getattr(op, "groups", 1) == 1
                 and getattr(op, "data_format", "channels_last") == "channels_last"
+                and not getattr(op, "lora_enabled", False)  # its kernel is computed
                 and getattr(op, "kernel", None) is not None):
             gin, rep = tensor_space(ins[0], "is a model input")
             first = id(op) not in in_group
@@ -351,7 +352,9 @@ def channel_groups(model):
             space[id(outs[0])] = (gin, rep * math.prod(spatial))
             continue
         # Anything else may mix channels: everything it reads and writes stays.
-        reason = f"is read by layer {op.name!r} ({type(op).__name__}), which tfdc cannot shrink"
+        how = ", LoRA enabled" if getattr(op, "lora_enabled", False) else ""
+        reason = (f"is read by layer {op.name!r} ({type(op).__name__}{how}), which tfdc cannot "
+                  "shrink")
         for t in ins:
             gin, _ = tensor_space(t, "is a model input")
             g.fix(gin, reason)

@@ -281,10 +281,7 @@ def select_kernels(model, targets, exclude=(), validate=None, who=None):
         if validate is not None:
             validate(value, layer.name)
         if getattr(layer, "lora_enabled", False):
-            raise ValueError(f"layer {layer.name!r} has LoRA enabled: its kernel is computed "
-                             "(kernel + lora_kernel_a @ lora_kernel_b), not a variable tfdc can "
-                             "keep pruned or shared; compress it before enable_lora, or "
-                             "exclude it")
+            raise ValueError(lora_refusal(layer))
         for attr, var in kernels:
             if id(var) in seen:
                 continue
@@ -332,6 +329,14 @@ def warn_left_out(model, who, exclude=()):
         warnings.warn(f"{who}: left as they are: {named}: {rows[0]['why']}"
                       + (" (or another reason: tfdc.bytecost.uncompressed_weights says which)"
                          if len({r["why"] for r in rows}) > 1 else ""), stacklevel=2)
+
+
+def lora_refusal(layer):
+    """Why a layer with LoRA enabled is not compressed (pruned, shared or
+    its units removed): its kernel is not one variable."""
+    return (f"layer {layer.name!r} has LoRA enabled: its kernel is computed (kernel + "
+            "lora_kernel_a @ lora_kernel_b), not a variable tfdc can keep pruned or shared; "
+            "compress it before enable_lora, or exclude it")
 
 
 def _no_kernel(layer):

@@ -100,7 +100,10 @@ def shrink(model):
 
     Returns:
         A new model with the same layer names and the same outputs (within
-        float rounding, in inference mode); `model` is not modified. The new
+        float rounding, in inference mode); `model` is not modified. An
+        input layer Keras named itself (`input_layer`) is named as its
+        tensor (`keras_tensor`), as `keras.models.clone_model` names it: the
+        exported signature, which takes the tensor's name, stays the same. The new
         model carries no tfdc constraints and no optimizer: compile it before
         training it further (e.g. `tfdc.GradualPruning` and
         `tfdc.ClusteredFineTuning` on what remains, then `tfdc.export`).
@@ -193,8 +196,9 @@ class LayerUnits:
 class UnitsReport(dict):
     """`units(model)`'s result: layer name -> `LayerUnits`, printable.
     `uncounted`: layers with a matrix whose multiply-accumulates the MAC
-    totals leave out (nested models, recurrent layers), named in the table
-    so that the total's ratio is not read as the model's."""
+    totals leave out (nested models, recurrent layers, and layers over an
+    input whose size is known only at run time), named in the table so that
+    the total's ratio is not read as the model's."""
 
     uncounted = ()
 
@@ -302,10 +306,13 @@ def units(model):
         shapes = analysis.input_shapes if kind is not None and kind.transposed \
             else analysis.output_shapes
         calls = [shape for shape in shapes.get(id(layer), []) if shape]
-        if kind is not None and getattr(layer, "kernel", None) is not None and calls:
-            first = getattr(layer, "data_format", None) == "channels_first"
-            positions = sum(math.prod(s for s in (shape[2:] if first else shape[1:-1])
-                                      if s is not None) for shape in calls)
+        first = getattr(layer, "data_format", None) == "channels_first"
+        spatial = [shape[2:] if first else shape[1:-1] for shape in calls]
+        # An input of unknown size (None, None, 1): its cost per sample is
+        # unknown (it read as one position's, 144 MACs for 97,344 at 28x28).
+        if kind is not None and getattr(layer, "kernel", None) is not None and calls and \
+                all(s is not None for dims in spatial for s in dims):
+            positions = sum(math.prod(dims) for dims in spatial)
             kernel = sliced.get(id(layer.kernel), {})
             kshape = list(layer.kernel.shape)
             macs = positions * math.prod(kshape)

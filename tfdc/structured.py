@@ -30,7 +30,7 @@ from tfdc.prune import (StepCounter, check_fractions, check_steps, has_mask_vari
                         last_due, polynomial_sparsity, prune_due, warn_coarse_execution,
                         warn_unfinished)
 from tfdc.select import (_check_patterns, _matches, input_layer_names, iter_layers, layer_paths,
-                         refuse_non_float32, warn_frozen)
+                         lora_refusal, refuse_non_float32, warn_frozen)
 from tfdc.shrinker import units
 from tfdc.values import to_numpy
 
@@ -244,6 +244,12 @@ class StructuredPruning(keras.callbacks.Callback):
                 if is_channels_first(layer):
                     raise ValueError(f"layer {key!r} ({type(layer).__name__}) is "
                                      f"{CHANNELS_FIRST}")
+                if getattr(layer, "lora_enabled", False):  # it crashed in on_train_begin
+                    raise ValueError(lora_refusal(layer))
+                if getattr(layer, "groups", 1) != 1:
+                    raise ValueError(f"layer {key!r} ({type(layer).__name__}) is a grouped "
+                                     f"convolution (groups={layer.groups}), whose units tfdc "
+                                     "cannot remove: each group reads only its own channels")
                 raise ValueError(f"layer {key!r} ({type(layer).__name__}) has no output "
                                  "units of its own to remove: name the Dense / Conv layer "
                                  "whose units it carries")
