@@ -537,3 +537,13 @@ def test_a_layer_with_lora_is_refused_and_so_are_the_units_it_reads():
                        r"removed: the group is read by layer 'fc2' \(Dense, LoRA enabled\), "
                        "which tfdc cannot shrink"):
         model("fc2").fit(x, y, verbose=0, callbacks=[StructuredPruning({"fc1": 0.5})])
+
+
+def test_a_target_that_rounds_to_no_unit_is_told(mnist_small):
+    # 1 % of 16 units removed none, without a word.
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    with pytest.warns(UserWarning, match=r"StructuredPruning: the target removes no unit of "
+                      r"fc1 \(0\.01 of \d+ units\): it rounds to 0 units"):
+        model.fit(x[:128], y[:128], epochs=1, verbose=0,
+                  callbacks=[StructuredPruning({"fc1": 0.01}, frequency=2)])

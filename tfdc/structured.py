@@ -411,16 +411,25 @@ class StructuredPruning(keras.callbacks.Callback):
     def _check_min_units(self):
         """A ValueError when `min_units` keeps every unit of every selected
         group (training would remove nothing), a warning naming the groups
-        it keeps whole when others can still lose units."""
+        it keeps whole when others can still lose units; and a warning for
+        groups whose target rounds to no unit (1 % of 32 units removed
+        none, without a word)."""
         whole = [group for group, _ in self.groups if group.size <= self.min_units]
-        if not whole:
-            return
-        listed = ", ".join(f"{group.name} ({group.size})" for group in whole)
-        if len(whole) == len(self.groups):
-            raise ValueError(f"min_units={self.min_units} keeps every unit of the selected "
-                             f"layers, {listed}: nothing to remove; give a smaller min_units")
-        warnings.warn(f"StructuredPruning: min_units={self.min_units} keeps every unit of "
-                      f"{listed}: nothing is removed there", stacklevel=3)
+        if whole:
+            listed = ", ".join(f"{group.name} ({group.size})" for group in whole)
+            if len(whole) == len(self.groups):
+                raise ValueError(f"min_units={self.min_units} keeps every unit of the selected "
+                                 f"layers, {listed}: nothing to remove; give a smaller "
+                                 "min_units")
+            warnings.warn(f"StructuredPruning: min_units={self.min_units} keeps every unit of "
+                          f"{listed}: nothing is removed there", stacklevel=3)
+        none = [f"{group.name} ({float(value):.2g} of {group.size} units)"
+                for group, value in self.groups
+                if group.size > self.min_units and round(float(value) * group.size) == 0]
+        if none:
+            warnings.warn(f"StructuredPruning: the target removes no unit of {', '.join(none)}: "
+                          "it rounds to 0 units; give at least 1 / units to remove one",
+                          stacklevel=3)
 
     def _warn_past_target(self):
         """A warning for groups that already lack more units than this
