@@ -221,6 +221,13 @@ def test_models_it_cannot_distil_are_refused_when_made_or_compiled(tmp_path):
     unbuilt = keras.Sequential([keras.layers.Dense(5, activation="softmax")], name="unbuilt")
     with pytest.raises(ValueError, match=r"the teacher 'unbuilt' is not built: give a trained"):
         Distiller(student, unbuilt)
+    # An unbuilt student of one unit was distilled as a softmax over one
+    # class: the teacher's term was 0 at every step, without a word.
+    one = keras.Sequential([keras.Input((64,)), keras.layers.Dense(1)], name="one")
+    unbuilt = keras.Sequential([keras.layers.Dense(8), keras.layers.Dense(1)], name="unbuilt")
+    with pytest.raises(ValueError, match=r"the student 'unbuilt' is not built: start it with "
+                                         r"keras.Input, or call it once on a batch"):
+        Distiller(unbuilt, one)
     inputs = keras.Input((64,))
     dict_out = keras.Model(inputs, {"probs": keras.layers.Dense(10, activation="softmax")(inputs)},
                            name="dict_out")

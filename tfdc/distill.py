@@ -64,13 +64,17 @@ MAX_TEMPERATURE = 100.0
 
 def _check_model(model, role):
     """A ValueError for a student or teacher the Distiller cannot match: one
-    not built (a teacher must be trained), one whose output sits in a dict
-    or list or that has several (`fit` failed with a TensorFlow graph
-    error), or several sigmoid units (independent labels)."""
+    not built (a teacher must be trained; an unbuilt student's one unit was
+    distilled as a softmax over one class, which is nothing), one whose
+    output sits in a dict or list or that has several (`fit` failed with a
+    TensorFlow graph error), or several sigmoid units (independent
+    labels)."""
     from tfdc.exporter import graph_structure
     if not getattr(model, "built", False):
-        raise ValueError(f"the {role} {model.name!r} is not built: give a trained model (its "
-                         "outputs could not be checked against the other's)")
+        what = ("give a trained model" if role == "teacher" else
+                "start it with keras.Input, or call it once on a batch")
+        raise ValueError(f"the {role} {model.name!r} is not built: {what} (its outputs could "
+                         "not be checked against the other's)")
     structure = graph_structure(model, "output")
     count = len(getattr(model, "outputs", None) or [None])
     if count != 1 or isinstance(structure, (dict, list, tuple)):
@@ -138,8 +142,8 @@ class Distiller(keras.Model):
         TypeError: a student or teacher that is not a `keras.Model`.
         ValueError: a temperature outside (0, 100], an alpha outside
             [0, 1], a teacher that is the student or shares a layer with
-            it, a teacher not built, a model of several outputs (or one in
-            a dict or list), a teacher whose inputs or outputs differ from
+            it, a student or teacher not built, a model of several outputs
+            (or one in a dict or list), a teacher whose inputs or outputs differ from
             the student's, several sigmoid outputs (independent labels: no
             distribution to match); at compile, a regression loss for a
             model of one linear output unit.
@@ -188,8 +192,7 @@ class Distiller(keras.Model):
             raise ValueError(f"the student, {student.name!r}, has no trainable weights (a "
                              "frozen copy, Distiller.copy_of(model)?): the student is the model "
                              "to train, first: Distiller(model, Distiller.copy_of(model))")
-        if getattr(student, "built", False):
-            _check_model(student, "student")
+        _check_model(student, "student")
         _check_model(teacher, "teacher")
         shared = _shared_layers(student, teacher)
         if shared:
@@ -207,11 +210,10 @@ class Distiller(keras.Model):
         object.__setattr__(self, "_teacher", teacher)
         self.temperature = float(temperature)
         self.alpha = float(alpha)
-        if getattr(student, "built", False):
-            # Built already: tfdc's callbacks install their constraints at
-            # the start of fit, not after a first, unconstrained step (which
-            # would move pruned weights off zero).
-            self.built = True
+        # Built already: tfdc's callbacks install their constraints at the
+        # start of fit, not after a first, unconstrained step (which would
+        # move pruned weights off zero).
+        self.built = True
         self._student_probs = _outputs_probabilities(student, from_logits)
         self._teacher_probs = _outputs_probabilities(teacher, from_logits)
 
