@@ -1502,6 +1502,16 @@ def test_logits_under_a_loss_that_reads_probabilities_are_warned_of(loss, warned
         ["tfdc.compress: the model's outputs are logits (not probab"] if warned else [])
 
 
+def test_logits_of_one_unit_under_a_probability_loss_are_told_the_binary_loss():
+    # The example named SparseCategoricalCrossentropy for a one-unit model.
+    from tfdc.compressor import _warn_logits_under_a_probability_loss
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("adam", "bce")
+    with pytest.warns(UserWarning, match=r"its loss, bce, reads probabilities .*keras\.losses\."
+                      r"BinaryCrossentropy\(from_logits=True\)\)$"):
+        _warn_logits_under_a_probability_loss(model, np.array([[1.5], [-0.3]]))
+
+
 def test_validation_inputs_on_another_scale_are_warned_of_with_the_training_range(tmp_path):
     # uint8 validation pixels beside training images in [0, 1] were scored
     # without a word; the warning compares with all of x (it read "the

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfdc.mistakes import check_labels, loss_kind, mistakes, threshold_free
+from tfdc.mistakes import (check_labels, loss_kind, mistakes, output_from_logits,
+                           threshold_free)
 
 PROBS = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3], [0.4, 0.4, 0.2]])
 
@@ -182,3 +183,21 @@ def test_threshold_free_is_one_unit_no_sigmoid_under_no_classification_loss(
 def test_threshold_free_needs_a_compiled_loss():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     assert threshold_free(model, np.zeros((2, 1))) is None   # a logit by default
+
+
+@pytest.mark.parametrize("activation, loss, from_logits", [
+    (None, None, True),            # not compiled: a linear unit is a logit
+    (None, keras.losses.BinaryCrossentropy(from_logits=True), True),
+    (None, "hinge", True),
+    # Compiled with a cross-entropy of probabilities (Keras's default): Keras
+    # reads and cuts the outputs at 0.5, and so does tfdc (it cut at 0).
+    (None, "bce", False),
+    (None, ["binary_crossentropy"], False),
+    (None, keras.losses.BinaryCrossentropy(), False),
+    ("sigmoid", keras.losses.BinaryCrossentropy(from_logits=True), False),
+])
+def test_output_from_logits_follows_the_activation_and_the_loss(activation, loss, from_logits):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation=activation)])
+    if loss is not None:
+        model.compile(loss=loss)
+    assert output_from_logits(model) is from_logits

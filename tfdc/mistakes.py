@@ -176,9 +176,12 @@ def output_activation(model):
 
 
 def output_from_logits(model):
-    """False if `model`'s output is a softmax or sigmoid probability, True
-    if it is linear (logits), None if it cannot be told (then the values
-    decide: `looks_like_logits`).
+    """False if `model`'s output is a softmax or sigmoid probability, or
+    one its compiled cross-entropy reads as a probability (from_logits=False,
+    Keras's default: a linear unit trained under "bce" is cut at 0.5, as
+    Keras's own accuracy cuts it, not at a logit's 0); True if it is linear
+    (logits); None if it cannot be told (then the values decide:
+    `looks_like_logits`).
 
     Example:
 
@@ -189,7 +192,25 @@ def output_from_logits(model):
     ```
     """
     activation = output_activation(model)
-    return {"softmax": False, "sigmoid": False, "linear": True}.get(activation)
+    told = {"softmax": False, "sigmoid": False, "linear": True}.get(activation)
+    if told is not False and _reads_probabilities(getattr(model, "loss", None)):
+        return False
+    return told
+
+
+def _reads_probabilities(loss):
+    """Whether a model's one compiled loss (or a list or dict of one) is a
+    cross-entropy of probabilities (from_logits=False; a name or function
+    has Keras's default, False)."""
+    if isinstance(loss, dict) and len(loss) == 1:
+        (loss,) = loss.values()
+    if isinstance(loss, (list, tuple)) and len(loss) == 1:
+        (loss,) = loss
+    if loss is None or isinstance(loss, (list, tuple, dict)) or \
+            "crossentropy" not in loss_kind(loss):
+        return False
+    get_config = getattr(loss, "get_config", None)
+    return not (callable(get_config) and get_config().get("from_logits", False))
 
 
 def threshold_free(model, outputs):
