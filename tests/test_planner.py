@@ -179,6 +179,13 @@ def test_unreachable_and_bad_budgets(trained, capsys):
     # Refused before the grid's packed bytes (about 0.6 s a layer: minutes
     # on a model of 200 layers), which it says it is working out.
     assert "packed bytes of" not in capsys.readouterr().out
+    # A scan of one layer: "every layer at 0.99 sparsity" left the others
+    # unsaid, planned as they are.
+    one = tfdc.sensitivity(model, val, layers=[sens.layers[-1]], samples=500)
+    others = ", ".join(sens.layers[:-1])
+    with pytest.raises(ValueError, match=r"\(every planned layer at [\d.]+ sparsity and \d bits; "
+                       f"not planned, so left as they are: {others}\)"):
+        tfdc.plan(model, val, target_bytes=500, sensitivity=one)
     tfdc.plan(model, val, target_bytes=20_000, sensitivity=sens, verbose=1)
     assert "packed bytes of 3 layers at " in capsys.readouterr().out
     # A target far over what the plan needs is said to be (it read
@@ -320,6 +327,16 @@ def test_labels_are_checked_as_compress_checks_them():
     with pytest.raises(ValueError, match=r"validation_data: the model cannot run on x of shape "
                        r"\(256, 2, 4\) \(it takes \(None, 8\)\)"):
         tfdc.plan(model, (x.reshape(256, 2, 4), np.arange(256) % 2), target_bytes=2000)
+    # One array of labels for a model of two outputs: its rows were read as
+    # the outputs' labels ("output 'cls': ... got shape ()").
+    inputs = keras.Input((8,))
+    hidden = keras.layers.Dense(16, name="fc1")(inputs)
+    two = keras.Model(inputs, {"cls": keras.layers.Dense(3, name="cls")(hidden),
+                               "reg": keras.layers.Dense(1, name="reg")(hidden)})
+    two.compile("adam", {"cls": "sparse_categorical_crossentropy", "reg": "mse"})
+    with pytest.raises(ValueError, match=r"validation_data: y is one array, but the model has 2 "
+                       "outputs: give a list or dict of one array per output"):
+        tfdc.plan(two, (x, np.arange(256) % 3), target_bytes=2000)
 
 
 def test_logits_under_a_loss_that_reads_probabilities_are_warned_of(trained):

@@ -341,13 +341,16 @@ def _check_labels(model, x, y, max_error_increase):
     classifier's against its outputs (a binary unit given 0..9 planned on a
     negative loss), each output's against its loss for several outputs; and
     compress's warnings for an untrained model and for missing classes."""
-    from tfdc.compressor import (_float_mistakes, _validation_outputs,
+    from tfdc.compressor import (_check_inputs, _float_mistakes, _validation_outputs,
                                  _warn_logits_under_a_probability_loss,
                                  _warn_no_better_than_constant)
     from tfdc.mistakes import check_output_labels, output_from_logits
     from tfdc.scan import _output_count
     outputs = _validation_outputs(model, x)  # x the model cannot take: said as compress says it
     if _output_count(model) > 1:
+        # One array for several outputs: said as compress says it (its rows
+        # were read as the outputs' labels: "output 'cls': ... got shape ()").
+        _check_inputs(y, "validation_data", _output_count(model), "y", "output")
         check_output_labels(model, y, "validation_data")
         return
     wrong, not_classifier = _float_mistakes(model, outputs, y, output_from_logits(model),
@@ -358,17 +361,21 @@ def _check_labels(model, x, y, max_error_increase):
                                               "the plan predicts losses with it", stacklevel=4)
 
 
-def _unreachable(target_bytes, reach, sens, uncompressed):
+def _unreachable(target_bytes, reach, sens, uncompressed, unplanned=()):
     """The ValueError of a byte target under the smallest file the grids
-    allow (`reach` bytes), naming the weights kept at full precision."""
+    allow (`reach` bytes), naming the weights kept at full precision and the
+    layers not planned (not scanned: `layers=`, or left out by the scan),
+    which "every layer" claimed to be at the grids' end."""
     stuck = ""
+    if unplanned:
+        stuck += "; not planned, so left as they are: " + listed(unplanned, 4)
     if uncompressed:
-        stuck = "; it keeps at full precision " + listed(
+        stuck += "; it keeps at full precision " + listed(
             (f"{r['layer']}/{r['weight']} ({r['class']}, {r['weights']:,} weights: {r['why']})"
              for r in uncompressed), 3)
     return ValueError(
         f"target_bytes={target_bytes:,} cannot be reached: the smallest file the grids allow "
-        f"is {reach:,} B (every layer at {max(sens.sparsities):g} sparsity and "
+        f"is {reach:,} B (every planned layer at {max(sens.sparsities):g} sparsity and "
         f"{min(sens.bits)} bits{stuck}); give a larger target (to tfdc.plan also sparsities= / "
         "bits= grids that go further)")
 
@@ -502,6 +509,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     cost = byte_cost(model, min_bytes=min_bytes, **options)
     uncompressed = uncompressed_weights(model)
     names = [n for n in sens.layers if n in cost.layers]
+    unplanned = [n for n in cost.layers if n not in names]
     if not names:
         raise ValueError("no layer of the scan can be planned (see the warning above)")
 
@@ -511,7 +519,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
         far = ({n: max(sens.sparsities) for n in names}, {n: min(sens.bits) for n in names})
         reach = cost.total(*far)
         if reach > int(target_bytes):
-            raise _unreachable(int(target_bytes), reach, sens, uncompressed)
+            raise _unreachable(int(target_bytes), reach, sens, uncompressed, unplanned)
 
     # Options: every (sparsity, bits) pair of the grids, per layer.
     grid = [(s, b) for s in [0.0] + list(sens.sparsities) for b in sens.bits]
@@ -583,7 +591,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
             if reach <= target_bytes:
                 picked, exact = smallest, reach
             else:
-                raise _unreachable(target_bytes, reach, sens, uncompressed)
+                raise _unreachable(target_bytes, reach, sens, uncompressed, unplanned)
         measured = measure(picked)
     else:
         # The error (index 1 of an evaluation) or the loss (index 0): the
