@@ -178,3 +178,33 @@ def test_runs_on_tensorflow_whatever_keras_backend_says(keras_user_files):
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "| fc1 |" in done.stdout
+
+
+def test_positional_keys_feed_a_model_of_a_dict_of_inputs(capsys, tmp_path):
+    # x_val/0, x_val/1 (the README's "in the model's order") for a model
+    # built on a dict of inputs failed: "The structure of inputs doesn't
+    # match"; x_val/NAME worked.
+    keras.utils.set_random_seed(0)
+    top, bottom = keras.Input((6,), name="top"), keras.Input((4,), name="bottom")
+    hidden = keras.layers.Dense(16, activation="relu", name="fc1")(
+        keras.layers.Concatenate()([top, bottom]))
+    model = keras.Model({"top": top, "bottom": bottom},
+                        keras.layers.Dense(3, activation="softmax", name="out")(hidden))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = {"top": rng.random((256, 6), dtype=np.float32),
+         "bottom": rng.random((256, 4), dtype=np.float32)}
+    y = (x["top"][:, 0] * 3).astype(int)
+    model.fit(x, y, epochs=30, verbose=0)
+    model.save(tmp_path / "dict.keras")
+    order = [t.name for t in model.inputs]  # the order x_val/0, x_val/1 follow
+    plans = []
+    for name, keys in (("named", order), ("positional", ["0", "1"])):
+        np.savez(tmp_path / f"{name}.npz", y_train=y, y_val=y,
+                 **{f"x_{split}/{key}": x[input_name] for split in ("train", "val")
+                    for key, input_name in zip(keys, order)})
+        code, text, err = run(capsys, "plan", tmp_path / "dict.keras", tmp_path / f"{name}.npz",
+                              "--target-bytes", 1200, "--json", "-")
+        assert code == 0, err
+        plans.append(json.loads(text))
+    assert plans[0] == plans[1]

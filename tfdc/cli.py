@@ -393,7 +393,9 @@ def _add_plan_parser(sub):
         "per-layer sparsity and bits for the budget (tfdc.plan: the packed file's predicted "
         "bytes, exact for the model as it is, and the predicted loss and error). No training: "
         "an error or loss budget is planned without retraining's gain, so tfdc compress will "
-        "reach a smaller file.")
+        "reach a smaller file. The bytes are those of the file tfdc compress writes, exported "
+        "with a batch size of 1; tfdc.export's default (any batch size) writes about 0.2 KB "
+        "more: plan in Python (tfdc.plan) for that file.")
     _add_model_and_data(plan, "plan for", confidence=False)
     plan.add_argument("--plot", metavar="PNG", default=None,
                       help="also draw the sensitivity curves into PNG (needs matplotlib)")
@@ -780,6 +782,7 @@ def cmd_compress(args):
     model = _load_keras_model(args.model, args.safe_mode, args.imports)
     _check_inputs(model, train[0], "compress")
     _check_outputs(model, train[1], "compress")
+    train, validation, test = (_keyed_as_model(model, split) for split in (train, validation, test))
     from tfdc.datasets import array_name
     if test is not None:  # a bad test split fails now, not after the training
         score, float_test = _test_score(model, *test)
@@ -878,6 +881,7 @@ def _plan_command(args):
     model = _load_keras_model(args.model, args.safe_mode, args.imports)
     _check_inputs(model, validation[0], "plan")
     _check_outputs(model, validation[1], "plan")
+    validation = _keyed_as_model(model, validation)
     # The model compress plans for: the plain output, BatchNormalization folded.
     model = _inference_model(one_output_view(model)[0])
     from tfdc.planner import _check_labels
@@ -995,6 +999,21 @@ def _check_inputs(model, x, who):
         raise UserError(f"{who}: the model has {len(inputs)} inputs ({', '.join(inputs)}); DATA "
                         f"holds {len(x)} x_train/KEY arrays ({keys}): give one per input, KEY "
                         "0, 1, ... in model.inputs' order or the input's name")
+
+
+def _keyed_as_model(model, split):
+    """A split `(x, y)` whose x arrays (x_train/0, x_train/1, ... in
+    `model.inputs`' order) are keyed as the model's dict of inputs takes
+    them: as a list they failed ("The structure of inputs doesn't match"),
+    though the README promises positional keys. Anything else as it is."""
+    from tfdc.layers import has_graph
+    if split is None or not isinstance(split[0], list) or not has_graph(model):
+        return split
+    structure = model.input
+    if not isinstance(structure, dict):
+        return split
+    key_of = {id(t): key for key, t in structure.items()}
+    return ({key_of[id(t)]: a for t, a in zip(model.inputs, split[0])},) + tuple(split[1:])
 
 
 def _check_outputs(model, y, who):
