@@ -195,6 +195,9 @@ def test_unreachable_and_bad_budgets(trained, capsys):
         "planner found)" in str(huge)
     with pytest.raises(ValueError, match="give exactly one budget"):
         tfdc.plan(model, val, sensitivity=sens)
+    unbuilt = keras.Sequential([keras.layers.Dense(8), keras.layers.Dense(10)], name="unbuilt")
+    with pytest.raises(ValueError, match="model 'unbuilt' is not built yet"):  # AttributeError
+        tfdc.plan(unbuilt, val, target_bytes=20_000)
     # Not a scan: it failed as "'dict' object has no attribute 'layers'".
     with pytest.raises(TypeError, match="sensitivity must be a tfdc.Sensitivity .*, got dict"):
         tfdc.plan(model, val, target_bytes=20_000, sensitivity={"fc1": 1})

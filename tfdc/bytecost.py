@@ -395,9 +395,8 @@ class ByteCost:
         from tfdc import tflite_schema
         from tfdc.flatbuf import read_model
 
-        if not getattr(model, "built", False):
-            raise ValueError(f"model {model.name!r} is not built: call it on data or build it "
-                             "first")
+        from tfdc.select import check_built
+        check_built(model)
         self.options = {"min_bytes": min_bytes, "strip_debug": strip_debug,
                         "codebook_fp16": codebook_fp16}
         if gap_alphabet is not None:

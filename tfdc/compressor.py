@@ -1775,10 +1775,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         confidence = _check_confidence(confidence, none="or None")
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a keras.Model, got {type(model).__name__}")
-    if not model.built:
-        raise ValueError(f"model {model.name!r} is not built: call it on data or fit it first")
+    from tfdc.select import check_built, refuse_non_finite, refuse_non_float32
+    check_built(model)
     check_outputs(model, "tfdc.compress")
-    from tfdc.select import refuse_non_finite, refuse_non_float32
     refuse_non_float32(model, "tfdc.compress")
     refuse_non_finite(model, "tfdc.compress")
     model, structure = one_output_view(model)

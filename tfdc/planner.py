@@ -452,6 +452,8 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
                            check_outputs, input_count, one_output_view, unwrap_one_input)
     from tfdc.scan import sensitivity as scan
 
+    from tfdc.select import check_built
+    check_built(model)  # Keras's AttributeError "has no defined inputs yet" otherwise
     budgets = (("target_bytes", target_bytes), ("max_error_increase", max_error_increase),
                ("max_loss_increase", max_loss_increase))
     if sum(value is not None for _, value in budgets) != 1:

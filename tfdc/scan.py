@@ -984,11 +984,10 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     """
     from tfdc.bytecost import compress_kernel, compressible_layers
     from tfdc.layers import kind_of
-    from tfdc.select import iter_layers, refuse_non_finite, refuse_non_float32
+    from tfdc.select import check_built, iter_layers, refuse_non_finite, refuse_non_float32
 
     start = time.perf_counter()
-    if not getattr(model, "built", False):
-        raise ValueError(f"model {model.name!r} is not built: call it on data or build it first")
+    check_built(model)
     check_outputs(model, "sensitivity")
     refuse_non_float32(model, "tfdc.sensitivity")
     refuse_non_finite(model, "tfdc.sensitivity")
