@@ -442,7 +442,8 @@ def test_a_layer_inside_a_nested_model_is_refused_for_what_it_is(key, mnist_smal
 
 
 def test_min_units_that_keep_every_unit_are_refused_or_told(mnist_small):
-    """min_units=100 on a 32-unit layer removed nothing, silently."""
+    """min_units=100 on a 32-unit layer removed nothing, silently; so did a
+    target that rounds to no unit (1 % of 32 units)."""
     (x, y), _ = mnist_small
     model = compile_(mlp())
     with pytest.raises(ValueError, match=r"min_units=100 keeps every unit of the selected "
@@ -453,6 +454,10 @@ def test_min_units_that_keep_every_unit_are_refused_or_told(mnist_small):
         model.fit(x[:128], y[:128], epochs=1, verbose=0,
                   callbacks=[StructuredPruning(0.5, min_units=20, frequency=1)])
     assert len(removed_units(model, "fc1")) == 12 and len(removed_units(model, "fc2")) == 0
+    with pytest.warns(UserWarning, match=r"StructuredPruning: the target removes no unit of "
+                      r"fc1 \(0\.01 of 32 units\): it rounds to 0 units"):
+        compile_(mlp()).fit(x[:128], y[:128], epochs=1, verbose=0,
+                            callbacks=[StructuredPruning({"fc1": 0.01}, frequency=2)])
 
 
 def test_a_distillers_student_is_pruned(mnist_small):
@@ -537,13 +542,3 @@ def test_a_layer_with_lora_is_refused_and_so_are_the_units_it_reads():
                        r"removed: the group is read by layer 'fc2' \(Dense, LoRA enabled\), "
                        "which tfdc cannot shrink"):
         model("fc2").fit(x, y, verbose=0, callbacks=[StructuredPruning({"fc1": 0.5})])
-
-
-def test_a_target_that_rounds_to_no_unit_is_told(mnist_small):
-    # 1 % of 16 units removed none, without a word.
-    (x, y), _ = mnist_small
-    model = compile_(mlp())
-    with pytest.warns(UserWarning, match=r"StructuredPruning: the target removes no unit of "
-                      r"fc1 \(0\.01 of \d+ units\): it rounds to 0 units"):
-        model.fit(x[:128], y[:128], epochs=1, verbose=0,
-                  callbacks=[StructuredPruning({"fc1": 0.01}, frequency=2)])
