@@ -283,7 +283,7 @@ static int keyless_status(const fb_model *m, const uint8_t *in, uint64_t len) {
     if (b.offset < TFDC_MIN_SECTION_OFFSET || b.offset > len || b.size != len - b.offset ||
         b.size < TFDC_PREFIX_SIZE || memcmp(in + b.offset, TFDC_MAGIC, 4) != 0)
       continue;
-    major = ld16(in + b.offset + 4);
+    major = ld16(in + b.offset + TFDC_PREFIX_VERSION_MAJOR);
     return major == 1 || major == TFDC_FORMAT_MAJOR ? TFDC_ERR_CORRUPT : TFDC_ERR_VERSION;
   }
   return TFDC_ERR_NOT_PACKED;
