@@ -29,19 +29,19 @@ def write_section(name, title, body, command=None):
     command = command or command_line()
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    block = (f"<!-- BEGIN {name} -->\n## {title}\n\n"
+    begin, end = _markers(name)
+    block = (f"{begin}\n## {title}\n\n"
              f"Command: `{command}`  \nRun: {stamp} on {machine}\n\n{body.strip()}\n"
-             f"<!-- END {name} -->\n")
+             f"{end}\n")
     text = open(PATH, encoding="utf-8").read() if os.path.exists(PATH) else HEADER
     # A damaged marker made the pattern miss: a second BEGIN block was
     # appended, and the next run replaced everything between two sections.
-    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     counts = text.count(begin), text.count(end)
     if counts != (0, 0) and not (counts == (1, 1) and text.index(begin) < text.index(end)):
         sys.exit(f"{os.path.basename(sys.argv[0])}: {PATH}: section {name!r} has "
                  f"{counts[0]} '{begin}' and {counts[1]} '{end}' (expected one of each, BEGIN "
                  "first): repair the markers; the file is left as it is")
-    pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->\n?", re.S)
+    pattern = re.compile(_pattern(name) + "\n?", re.S)
     text = pattern.sub(lambda m: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
     tmp = PATH + ".tmp"
     os.makedirs(os.path.dirname(PATH), exist_ok=True)
@@ -53,9 +53,19 @@ def write_section(name, title, body, command=None):
 def section(name):
     """The current text of section `name` of docs/BENCHMARKS.md ("" if none)."""
     text = open(PATH, encoding="utf-8").read() if os.path.exists(PATH) else ""
-    match = re.search(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->",
-                      text, re.S)
+    match = re.search(_pattern(name), text, re.S)
     return match.group(0) if match else ""
+
+
+def _markers(name):
+    """The lines that open and close section `name`."""
+    return f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+
+
+def _pattern(name):
+    """A regular expression of section `name`, its markers included."""
+    begin, end = _markers(name)
+    return f"{re.escape(begin)}.*?{re.escape(end)}"
 
 
 def add_no_write(parser):

@@ -10,33 +10,28 @@ import os
 import sys
 
 
-def _number(text, kind):
-    try:
-        return kind(text)
-    except ValueError:
-        name = "an integer" if kind is int else "a number"
-        raise argparse.ArgumentTypeError(f"expected {name}, got {text!r}") from None
+# The tfdc command line's own argparse types (one home; imported when
+# called: tfmot_pipeline.py and aeq_recipes.py run without tfdc).
+def _float(text):
+    from tfdc.cli import _float
+    return _float(text)
 
 
 def positive_int(text):
     """An int >= 1 (epochs, runs, repeats, threads)."""
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    from tfdc.cli import _at_least
+    return _at_least(1)(text)
 
 
 def nonnegative_int(text):
     """An int >= 0 (0 often means "none" or "all")."""
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    from tfdc.cli import _at_least
+    return _at_least(0)(text)
 
 
 def fraction(text):
     """A float in [0, 1): a sparsity (1 would remove every weight)."""
-    value = _number(text, float)
+    value = _float(text)
     if not 0 <= value < 1:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
@@ -44,7 +39,7 @@ def fraction(text):
 
 def open_fraction(text):
     """A float in (0, 1)."""
-    value = _number(text, float)
+    value = _float(text)
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
     return value
@@ -52,7 +47,7 @@ def open_fraction(text):
 
 def nonnegative_float(text):
     """A float >= 0 (a budget)."""
-    value = _number(text, float)
+    value = _float(text)
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
