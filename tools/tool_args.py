@@ -31,18 +31,8 @@ def nonnegative_int(text):
 
 def fraction(text):
     """A float in [0, 1): a sparsity (1 would remove every weight)."""
-    value = _float(text)
-    if not 0 <= value < 1:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def open_fraction(text):
-    """A float in (0, 1)."""
-    value = _float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
-    return value
+    from tfdc.cli import _sparsity_value
+    return _sparsity_value(text)
 
 
 def nonnegative_float(text):
