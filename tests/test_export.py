@@ -326,6 +326,31 @@ def test_calibration_samples_like_raw_pixels_are_warned_about(tmp_path):
                    representative_dataset=lambda: ([pixels[i:i + 1]] for i in range(8)))
 
 
+def test_calibration_samples_scaled_for_a_model_that_rescales_itself_are_warned_about(tmp_path):
+    # The reverse mistake: a model with its own Rescaling(1 / 255), samples
+    # already in [0, 1]. The input's int8 range is calibrated to [0, 1], and
+    # real 0-255 frames saturate it: a 91 % error file on MNIST, no word.
+    model = mlp()
+    rescaled = keras.Sequential([keras.Input((20,)), layers.Rescaling(1 / 255), *model.layers])
+    pixels = (np.random.default_rng(0).random((8, 20)) * 255).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"^representative_dataset: the model rescales input "
+                      r"'.*' by 0\.003922 itself \(layer 'rescaling.*'\), and its calibration "
+                      r"samples reach magnitude only 0\.9\d*: they look scaled already") as caught:
+        export(rescaled, tmp_path / "a.tflite",
+               representative_dataset=lambda: ([pixels[i:i + 1] / 255] for i in range(8)))
+    assert [w.filename for w in caught if "rescales" in str(w.message)] == [__file__]
+    # A Rescaling that does not divide by 100 or more (x / 2 - 1), or one
+    # not on the input, says nothing about the samples' scale.
+    for scale, first in ((0.5, True), (1 / 255, False)):
+        head = [layers.Rescaling(scale)] if first else [model.layers[0], layers.Rescaling(scale)]
+        tail = model.layers[1:] if not first else model.layers
+        other = keras.Sequential([keras.Input((20,)), *head, *tail])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            export(other, tmp_path / "b.tflite",
+                   representative_dataset=lambda: ([pixels[i:i + 1] / 255] for i in range(8)))
+
+
 def test_calibration_on_another_scale_than_the_training_data_warns():
     # 0-255 pixels for a model trained on [0, 1]: every int8 activation
     # range would be calibrated 255x too wide, and nothing said why.

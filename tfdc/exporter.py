@@ -229,13 +229,16 @@ def _warn_raw_calibration(model, specs, ranges):
     """`convert`'s warning for calibration samples of magnitude 100 or more
     where the model has no layer of its own that rescales its inputs
     (`_RAW_PIXEL_MAGNITUDE`): with no training data to compare with (as
-    `check_calibration` has), the magnitude is the sign."""
+    `check_calibration` has), the magnitude is the sign. Also the reverse
+    (`_warn_prescaled_calibration`)."""
     import keras
 
     from tfdc.select import iter_layers
-    if _SCALE_CHECKED.get() or any(
-            isinstance(layer, (keras.layers.Rescaling, keras.layers.Normalization))
-            for layer in iter_layers(model)):
+    if _SCALE_CHECKED.get():
+        return
+    _warn_prescaled_calibration(model, specs, ranges)
+    if any(isinstance(layer, (keras.layers.Rescaling, keras.layers.Normalization))
+           for layer in iter_layers(model)):
         return
     for spec, span in zip(specs, ranges):
         if span is not None and span[1] >= _RAW_PIXEL_MAGNITUDE:
@@ -245,6 +248,39 @@ def _warn_raw_calibration(model, specs, ranges):
                 "Normalization layer: if it was trained on scaled inputs (e.g. x / 255), "
                 "give the samples that scaling; every int8 activation range is calibrated "
                 "from them (0-255 pixels for a [0, 1] model gave 91 % error).", stacklevel=4)
+
+
+def _warn_prescaled_calibration(model, specs, ranges):
+    """The reverse mistake: an input the model divides itself (a Rescaling of
+    1/255 on it) calibrated with samples already scaled to [0, 1]. The input's
+    int8 range is calibrated to [0, 1], so every real 0-255 frame saturates
+    it, in silence (91 % error on MNIST, where 0-255 samples give 12 %)."""
+    import keras
+
+    if not has_graph(model):
+        return
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Rescaling):
+            continue
+        try:
+            source = layer.input
+        except (AttributeError, ValueError):  # called more than once
+            continue
+        scale = float(np.max(np.abs(np.asarray(layer.scale, dtype=np.float64))))
+        for spec, tensor, span in zip(specs, model.inputs, ranges):
+            if (source is tensor and span is not None and 0 < span[1] <= _PRESCALED_MAGNITUDE
+                    and scale * _RAW_PIXEL_MAGNITUDE <= 1.0):
+                warnings.warn(
+                    f"representative_dataset: the model rescales input {spec.name!r} by "
+                    f"{scale:.4g} itself (layer {layer.name!r}), and its calibration samples "
+                    f"reach magnitude only {span[1]:.4g}: they look scaled already. Give them "
+                    "as the model takes them (e.g. 0-255 pixels); every int8 activation "
+                    "range is calibrated from them.", stacklevel=5)
+
+
+# Samples no larger than this, for an input the model itself divides by 100
+# or more, look like inputs already scaled to [0, 1] (or [-1, 1]).
+_PRESCALED_MAGNITUDE = 2.0
 
 
 def scale_mismatch(span, reference):
