@@ -140,6 +140,13 @@ def test_every_bytes_like_input_and_the_size_limit(files):
     for name in (os.fsencode(files["packed"]), b"missing.tflite"):
         with pytest.raises(TypeError, match="which look like a file name: a path is a str"):
             tfdc.decode(name)
+    # And the reverse: the bytes decoded to a str were opened as a path
+    # ("ValueError: embedded null byte").
+    for text in (packed.decode("latin1"), expected.decode("latin1")):
+        for call in (tfdc.decode, tfdc.is_packed, load_interpreter):
+            with pytest.raises(TypeError, match=r"got a str of [\d,]+ characters that holds no "
+                               "file name .*: a str is a path; pass the model's bytes as bytes"):
+                call(text)
     # The decoded-size limit through load_interpreter (it had no way to set
     # one), and the interpreter arguments it sets itself.
     with pytest.raises(tfdc.FormatError, match="exceeds the limit") as e:

@@ -35,6 +35,12 @@ def read_model_bytes(path_or_bytes):
                         "path is a str or os.PathLike (bytes are the model itself)")
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         return bytes(path_or_bytes)
+    if isinstance(path_or_bytes, str) and (path_or_bytes[4:8] == "TFL3" or "\0" in path_or_bytes):
+        # The model's bytes decoded to text (data.decode("latin1")): open()'s
+        # own error was "embedded null byte".
+        raise TypeError(f"got a str of {len(path_or_bytes):,} characters that holds no file name "
+                        "(a NUL, or TFLite's identifier at 4..8): a str is a path; pass the "
+                        "model's bytes as bytes")
     if isinstance(path_or_bytes, (str, os.PathLike)):
         # Unbuffered: a file is then read with one allocation of its size
         # (a buffered read after the header held it twice).
