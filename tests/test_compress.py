@@ -592,6 +592,38 @@ def test_frozen_layers_are_told_before_any_training(data, trained, tmp_path):
     assert not path.exists()
 
 
+def test_weights_no_plan_can_shrink_are_named_before_any_training(data, tmp_path):
+    # A custom layer's kernel: tfdc.plan listed it at full precision and
+    # the callbacks warned, but compress said nothing, and its missed-target
+    # reason blamed "the layers the plan leaves dense" for its 5,120 B.
+    from tfdc.compressor import _full_precision
+
+    class Scale(keras.layers.Layer):
+        def build(self, shape):
+            self.w = self.add_weight(shape=(shape[-1], 64), name="w")
+
+        def call(self, x):
+            return x @ self.w
+
+    (x, y), (xv, yv) = data
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), Scale(name="scale"),
+                              keras.layers.Dense(10, activation="softmax", name="out")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match=r"^tfdc.compress: left as they are: scale/w \(Scale, "
+                      r"50,176 weights\): a layer kind tfdc cannot prune or cluster") as caught, \
+            pytest.raises(ValueError, match="full_integer must be"):  # after the warnings
+        tfdc.compress(model, (x, y), (xv, yv), target_bytes=9000, path=tmp_path / "m.tflite",
+                      verbose=0, full_integer="yes")
+    assert [w.filename for w in caught if "left as" in str(w.message)] == [__file__]
+    assert _full_precision(model) == (", and the weights tfdc cannot prune or cluster, kept at "
+                                      "full precision: scale/w (Scale, 50,176 weights)")
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="full_integer must be"):
+        warnings.simplefilter("error", UserWarning)  # the user's plan: their choice
+        tfdc.compress(model, (x, y), (xv, yv), target_bytes=9000, path=tmp_path / "m.tflite",
+                      verbose=0, plan={"sparsity": {"out": 0.5}, "bits": {"out": 4}},
+                      full_integer="yes")
+
+
 @pytest.mark.parametrize("built, as_dict", [("list", False), ("dict", True), ("list", True)])
 def test_a_model_with_two_inputs_compresses(data, tmp_path, built, as_dict):
     # Two inputs of one shape (an image and its transpose): fed to the

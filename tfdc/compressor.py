@@ -1495,6 +1495,18 @@ def _calibration(train, first_x, count=256):
     return samples
 
 
+def _full_precision(model):
+    """", and ... kept at full precision (...)" for a missed target's reason:
+    the model's large weights that no plan can shrink (a custom layer's
+    kernel), named; "" if none."""
+    from tfdc.bytecost import uncompressed_weights
+    rows = uncompressed_weights(model)
+    if not rows:
+        return ""
+    return ", and the weights tfdc cannot prune or cluster, kept at full precision: " + listed(
+        (f"{r['layer']}/{r['weight']} ({r['class']}, {r['weights']:,} weights)" for r in rows), 3)
+
+
 def _cut_to(student, plan, target, size, path, export_file, log):
     """Prune the smallest remaining weights of every kernel the plan prunes,
     in equal proportion, until the packed file is at most `target` bytes
@@ -1828,6 +1840,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         warn_frozen("tfdc.compress", [s.layer.name for s in kernels if not s.variable.trainable],
                     "make them trainable, or give plan= a tfdc.plan(..., layers=[...]) that "
                     "leaves them out")
+        from tfdc.select import warn_left_out
+        warn_left_out(model, "tfdc.compress")
     _copy(model)  # and one that cannot be copied
     if plan is not None:
         plan = _resolve_plan(plan, model)
@@ -2179,9 +2193,9 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate, 
                 f"the packed file is {size:,} B, {size / target - 1:+.1%} over the target "
                 f"{target:,} B: removing weights cannot get it there (keeping "
                 f"{_FEWEST_KEPT:.0%} of the weights of the layers the plan prunes still made "
-                f"{least:,} B: the rest of the file, its graph and the layers the plan leaves "
-                "dense, holds the bytes); give a larger target, or a plan that prunes more "
-                "layers")
+                f"{least:,} B: the rest of the file holds the bytes, its graph and the layers "
+                f"the plan leaves dense{_full_precision(student)}); give a larger target, or a "
+                "plan that prunes more layers")
     size = entry["bytes"]
     better = min((e for e in tried if e["bytes"] <= target and _clearly_better(e, entry)),
                  key=_worse, default=None)

@@ -315,11 +315,12 @@ def warn_frozen(who, names, advice, what="compressed", stacklevel=2):
                       f"{listed(dict.fromkeys(names), 4)}; {advice}", stacklevel=stacklevel + 1)
 
 
-def warn_left_out(model, who, exclude=()):
+def warn_left_out(model, who, exclude=(), stacklevel=2):
     """A warning naming the model's large weights that `who`, asked to
     compress every layer, leaves as they are (`tfdc.bytecost.
     uncompressed_weights`: custom layers, an RNN of a stack of cells, ...),
-    but for layers `exclude` names."""
+    but for layers `exclude` names. `stacklevel` as for a `warnings.warn`
+    in the caller."""
     from tfdc.bytecost import uncompressed_weights
     rows = [r for r in uncompressed_weights(model) if not _excluded(exclude, r["layer"])]
     if rows:
@@ -328,7 +329,8 @@ def warn_left_out(model, who, exclude=()):
                                                 else "")
         warnings.warn(f"{who}: left as they are: {named}: {rows[0]['why']}"
                       + (" (or another reason: tfdc.bytecost.uncompressed_weights says which)"
-                         if len({r["why"] for r in rows}) > 1 else ""), stacklevel=2)
+                         if len({r["why"] for r in rows}) > 1 else ""),
+                      stacklevel=stacklevel + 1)
 
 
 def lora_refusal(layer):
