@@ -177,9 +177,11 @@ class _SubclassedMLP(keras.Model):
         super().__init__(**kwargs)
         self.units, self.batchnorm = units, batchnorm
         self.flatten = keras.layers.Flatten()
-        self.fc1 = keras.layers.Dense(units, activation="relu", name="fc1")
+        # Named by Keras (dense_7, ...), as most such models are: each copy's
+        # layers got new names, and the plan's matched none of them.
+        self.fc1 = keras.layers.Dense(units, activation="relu")
         self.bn = keras.layers.BatchNormalization() if batchnorm else None
-        self.fc2 = keras.layers.Dense(10, activation="softmax", name="fc2")
+        self.fc2 = keras.layers.Dense(10, activation="softmax")
 
     def call(self, x):
         h = self.fc1(self.flatten(x))
@@ -202,6 +204,9 @@ def test_a_subclassed_model_compresses(data, tmp_path):
     result = tfdc.compress(model, data[0], data[1], target_bytes=4_000, path=path,
                            epochs=(1, 1), distill=True, verbose=0)
     assert result.met and type(result.model) is _SubclassedMLP
+    names = [layer.name for layer in model.layers]
+    assert [layer.name for layer in result.model.layers] == names
+    assert set(result.plan.sparsity) <= set(names)
     assert 0.95 * 4_000 <= os.path.getsize(path) == result.packed_bytes <= 4_000
     assert tflite_error(str(path), *data[1]) == result.error < result.float_error + 0.1
     for a, b in zip(before, model.get_weights()):

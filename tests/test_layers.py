@@ -250,6 +250,10 @@ def test_copy_model_copies_sequential_functional_and_subclassed_models():
                                       keras.ops.convert_to_numpy(model(x)))
         mine = {id(v) for v in copy.weights}
         assert mine and not mine & {id(v) for v in model.weights}
+        # Its layers named as the original's (a subclassed model's copy had
+        # layers Keras named afresh, "dense_4" for "dense").
+        assert [layer.name for layer in copy.layers if layer.weights] == \
+            [layer.name for layer in model.layers if layer.weights]
     assert copy_model(subclassed).units == 7
     no_config = _NoConfig()
     no_config(x)

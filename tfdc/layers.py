@@ -461,7 +461,7 @@ def copy_model(model):
     import keras
     try:
         if is_subclassed(model):
-            copy = keras.models.clone_model(model)
+            copy = _subclassed_copy(model)
         else:
             copy = keras.models.clone_model(model, clone_function=copy_layer)
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
@@ -475,8 +475,35 @@ def copy_model(model):
                          f"{reason}") from None
     if not copy.built:  # a subclassed model: built by calling it
         copy.build_from_config(model.get_build_config())
+        copy.built = True  # as Keras's own deserialization sets it
+        _same_names(model, copy)  # layers its build() made
     copy.set_weights(model.get_weights())
     return finalize_states(copy)
+
+
+def _subclassed_copy(model):
+    """A subclassed model rebuilt from its config, unbuilt, its layers named
+    as `model`'s: Keras names a new layer afresh (dense_4 for dense), and a
+    plan keyed by the original's names matched no layer of the copy that
+    compress trained."""
+    import keras
+    config = keras.saving.serialize_keras_object(model)
+    config.pop("build_config", None)  # built after its layers are named
+    copy = keras.saving.deserialize_keras_object(
+        config, custom_objects={type(model).__name__: type(model)})
+    copy.name = model.name
+    _same_names(model, copy)
+    return copy
+
+
+def _same_names(model, copy):
+    """Name each layer of `copy` as its counterpart in `model` (in the order
+    both hold them), where the two hold layers of the same classes."""
+    from tfdc.select import iter_layers
+    pairs = list(zip(iter_layers(model), iter_layers(copy)))
+    if all(type(a) is type(b) for a, b in pairs):
+        for a, b in pairs:
+            b.name = a.name
 
 
 def finalize_states(model):
