@@ -385,3 +385,24 @@ def test_out_dash_is_refused_not_a_file_named_dash(capsys, keras_user_files, tmp
                            keras_user_files["data"], keras_user_files[given], "--target-bytes",
                            9000)
         assert_usage_error(code, err, f"OUT is {name}; write it to another path")
+
+
+def test_a_progress_reader_that_leaves_does_not_stop_the_compression(files):
+    # `tfdc compress ... | head -1`: the first progress line after head left
+    # ended the run with status 1, nothing written and nothing said.
+    import subprocess
+    import sys
+
+    import tfdc
+    out = files["folder"] / "piped.tflite"
+    read, write = os.pipe()
+    os.close(read)
+    proc = subprocess.run([sys.executable, "-c", "import sys; from tfdc.cli import main; "
+                           f"sys.exit(main(['compress', {files['model']!r}, {files['data']!r}, "
+                           f"{str(out)!r}, '--target-bytes', '9000', '--epochs', '1,1']))"],
+                          stdout=write, stderr=subprocess.PIPE, text=True, timeout=600)
+    os.close(write)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("tfdc: standard output's reader left: going on without progress "
+                             "(OUT is still written)") == 1, proc.stderr
+    assert tfdc.is_packed(str(out)) and os.path.getsize(out) <= 9000

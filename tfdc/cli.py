@@ -1336,7 +1336,9 @@ def main(argv=None):
         return EXIT_ERROR
     from tfdc.errors import BackendError, DatasetUnavailableError, FormatError
     caught = _catch_termination()
-    stdout, sys.stdout = sys.stdout, _NamedStream(sys.stdout, "standard output")
+    stdout, sys.stdout = sys.stdout, _NamedStream(
+        sys.stdout, "standard output", progress_only=args.command in ("compress", "demo") and
+        getattr(args, "output", None) not in _STANDARD_OUTPUT_NAMES)
     try:
         _dash_is_standard_stream(args)
         _check_output(args)
@@ -1449,13 +1451,25 @@ def _write_output(out, data):
 
 class _NamedStream:
     """A text stream whose write errors name it (`tfdc inspect m.tflite >
-    /dev/full` said "[Errno 28] No space left on device" and no more)."""
+    /dev/full` said "[Errno 28] No space left on device" and no more).
+    With `progress_only`, a reader that leaves (`tfdc compress ... | head`)
+    is told of once on standard error and the command goes on without its
+    progress: the product is the file OUT (compress stopped with status 1,
+    nothing written and nothing said, after minutes of training)."""
 
-    def __init__(self, stream, name):
-        self._stream, self._name = stream, name
+    def __init__(self, stream, name, progress_only=False):
+        self._stream, self._name, self._progress_only = stream, name, progress_only
 
     def _named(self, call, *args):
         try:
+            return call(*args)
+        except BrokenPipeError:
+            if not self._progress_only:
+                raise
+            self._progress_only = False  # told once; later writes go nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+            print(f"{_PROG}: standard output's reader left: going on without progress "
+                  "(OUT is still written)", file=sys.stderr)
             return call(*args)
         except OSError as e:
             if e.filename is not None or e.errno is None:
