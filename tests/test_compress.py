@@ -1226,18 +1226,38 @@ def test_a_finite_dataset_of_unknown_length_is_counted_and_trained(data, trained
     assert result.met and os.path.getsize(tmp_path / "m.tflite") == result.packed_bytes
     # One that repeats: refused before any work, as repeating, or, where
     # TensorFlow cannot tell, once counting passes the limit.
-    monkeypatch.setattr(compressor, "_MOST_BATCHES_COUNTED", 100)
+    monkeypatch.setattr(compressor, "_MOST_BATCHES_COUNTED", 1500)
+    monkeypatch.setattr(compressor, "_COUNT_REPORT_SECONDS", -1.0)  # every 1,000 batches
+
+    class Endless(keras.utils.PyDataset):  # Keras's way to say so: fit never ended
+        num_batches = None
+
+        def __getitem__(self, i):
+            return x[:64], y[:64]
+
     for dataset, message in [
             (tf.data.Dataset.from_tensor_slices((x, y)).batch(64).repeat(),
              r"^train_data repeats without end \(a tf.data.Dataset with .repeat\(\)\?\)"),
             (tf.data.Dataset.from_tensor_slices((x, y)).repeat().filter(lambda *_: True).batch(64),
-             r"^train_data: a tf.data.Dataset of unknown length that had not ended after 100 "
+             r"^train_data: a tf.data.Dataset of unknown length that had not ended after 1,500 "
              r"batches .*assert_cardinality"),
             (tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda *_: False).batch(64),
-             r"^train_data is empty")]:
+             r"^train_data is empty"),
+            (Endless(), r"^train_data: a PyDataset whose num_batches is None, which Keras reads "
+             r"as endless: give it a num_batches \(or __len__\)")]:
+        lines = []
         with pytest.raises(ValueError, match=message):
             tfdc.compress(trained, dataset, val, target_bytes=30_000, path=tmp_path / "n.tflite",
-                          verbose=0)
+                          log=lines.append)
+        # A count is told of, and how far it got (an endless generator was
+        # read for three minutes in silence).
+        counted = "unknown length" in message or "empty" in message
+        assert lines == ([
+            "tfdc.compress: train_data is a tf.data.Dataset of unknown length: counting its "
+            "batches (one read, no training)"] + ["  1,000 batches so far (at most 1,500 are "
+                                                  "counted; if it never ends, stop it and give its "
+                                                  "length: assert_cardinality)"] * ("1,500" in message)
+            if counted else [])
     assert not os.path.exists(tmp_path / "n.tflite")
 
 

@@ -218,22 +218,37 @@ class CompressResult:
 # Batches a tf.data.Dataset of unknown length is counted up to: more, and it
 # is taken for one that repeats (a million batches is 32 M examples of 32).
 _MOST_BATCHES_COUNTED = 1_000_000
+_COUNT_REPORT_SECONDS = 10.0
 
 
-def _with_known_length(dataset, what):
+def _with_known_length(dataset, what, log=None):
     """`dataset` (tf.data), with its length in batches known: a TFRecord
     file, a filter or a generator leaves it unknown to TensorFlow, and
     compress, which scales its epochs by it, refused these finite datasets
-    as "no known length". Counted once (a read of the data, no training);
-    one that repeats without end is refused."""
+    as "no known length". Counted once (a read of the data, no training),
+    saying so through `log` and, every `_COUNT_REPORT_SECONDS`, how far it
+    got (an endless generator was read for minutes in silence); one that
+    repeats without end is refused."""
     import tensorflow as tf
 
     from tfdc.scan import refuse_endless
     refuse_endless(dataset, what)
     if int(dataset.cardinality()) != tf.data.UNKNOWN_CARDINALITY:
         return dataset
-    count = int(dataset.take(_MOST_BATCHES_COUNTED + 1).reduce(
-        tf.constant(0, tf.int64), lambda n, _: n + 1))
+    log = log or (lambda *a, **k: None)
+    log(f"tfdc.compress: {what} is a tf.data.Dataset of unknown length: counting its batches "
+        "(one read, no training)")
+    # Each batch read as one byte, a thousand at a time: the data never
+    # reaches Python.
+    chunks = dataset.take(_MOST_BATCHES_COUNTED + 1).map(
+        lambda *_: tf.constant(1, tf.int8)).batch(1000)
+    count, shown = 0, time.monotonic()
+    for chunk in chunks:
+        count += int(chunk.shape[0])
+        if count <= _MOST_BATCHES_COUNTED and time.monotonic() - shown > _COUNT_REPORT_SECONDS:
+            shown = time.monotonic()
+            log(f"  {count:,} batches so far (at most {_MOST_BATCHES_COUNTED:,} are counted; "
+                "if it never ends, stop it and give its length: assert_cardinality)")
     if count > _MOST_BATCHES_COUNTED:
         raise ValueError(f"{what}: a tf.data.Dataset of unknown length that had not ended after "
                          f"{_MOST_BATCHES_COUNTED:,} batches (one that repeats?): pass a finite "
@@ -244,16 +259,29 @@ def _with_known_length(dataset, what):
     return dataset.apply(tf.data.experimental.assert_cardinality(count))
 
 
-def _check_data(data, what, allow_dataset, inputs=1, outputs=1):
+def _num_batches(dataset):
+    """A PyDataset's `num_batches`, or -1 where it has none (no `__len__`:
+    refused later as of no known length)."""
+    try:
+        return dataset.num_batches
+    except NotImplementedError:
+        return -1
+
+
+def _check_data(data, what, allow_dataset, inputs=1, outputs=1, log=None):
     """`(x, y)` as arrays (x: `_check_inputs`; y a list or dict of arrays
     for several `outputs`), or a dataset where allowed; else a ValueError
     naming `what`. `inputs`: the model's inputs (None: not known, a
-    subclassed model)."""
+    subclassed model). `log`: where counting a dataset's batches is told."""
     import keras
     if allow_dataset and not isinstance(data, (tuple, list)):
         if hasattr(data, "element_spec"):
-            return _with_known_length(data, what)
+            return _with_known_length(data, what, log)
         if isinstance(data, keras.utils.PyDataset):
+            if _num_batches(data) is None:  # Keras's endless PyDataset: fit never ended
+                raise ValueError(f"{what}: a PyDataset whose num_batches is None, which Keras "
+                                 "reads as endless: give it a num_batches (or __len__), the "
+                                 "batches of one pass")
             return data
         raise ValueError(f"{what} must be a tuple (x, y) of arrays or a keras.utils.PyDataset "
                          f"/ tf.data.Dataset of (x, y) batches, got {type(data).__name__}")
@@ -1616,7 +1644,9 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         train_data: `(x, y)` arrays, or a `keras.utils.PyDataset` /
             `tf.data.Dataset` of `(x, y)` batches (e.g. with augmentation),
             finite: one of a length TensorFlow does not know (a TFRecord
-            file, a filter) is counted once before training.
+            file, a filter) is counted once before training (up to a
+            million batches, its progress told), and a PyDataset needs a
+            `num_batches` (or `__len__`).
             Labels: class indices `[N]` (or `[N, 1]`), one-hot `[N,
             classes]`, or 0 / 1 for one output unit (`tfdc.mistakes`).
             For a model with several inputs, x is a list of arrays (in the
@@ -1822,7 +1852,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             raise ValueError(f"{name} must be positive, got {value!r}")
     inputs = input_count(model)
     train = _check_data(train_data, "train_data", allow_dataset=True, inputs=inputs,
-                        outputs=output_count)
+                        outputs=output_count, log=log)
     if structure is not None and hasattr(train, "element_spec"):
         # The plain view trains: labels in the output's dict or list, as
         # `fit` takes them for the model, become the one label.
