@@ -254,6 +254,11 @@ def test_copy_model_copies_sequential_functional_and_subclassed_models():
         # layers Keras named afresh, "dense_4" for "dense").
         assert [layer.name for layer in copy.layers if layer.weights] == \
             [layer.name for layer in model.layers if layer.weights]
+        # And its inputs (a Sequential model's copy had "input_layer" for
+        # "keras_tensor": x in a dict keyed by the original's, which compress
+        # checked, failed in the copy's training).
+        assert [x.name for x in getattr(copy, "inputs", None) or []] == \
+            [x.name for x in getattr(model, "inputs", None) or []]
     assert copy_model(subclassed).units == 7
     no_config = _NoConfig()
     no_config(x)

@@ -462,6 +462,15 @@ def copy_model(model):
     try:
         if is_subclassed(model):
             copy = _subclassed_copy(model)
+        elif isinstance(model, keras.Sequential) and model.inputs:
+            # Its input named as the original's (Keras named the copy's
+            # "input_layer" where the original's was "keras_tensor"): x in a
+            # dict keyed by it passed compress's checks, and the copy it
+            # trained refused it.
+            (x,) = model.inputs
+            copy = keras.models.clone_model(
+                model, clone_function=copy_layer, input_tensors=keras.Input(
+                    batch_shape=x.shape, dtype=x.dtype, sparse=x.sparse, name=x.name))
         else:
             copy = keras.models.clone_model(model, clone_function=copy_layer)
     except Exception as e:  # noqa: BLE001 - Keras raises several types for this
