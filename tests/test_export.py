@@ -351,6 +351,33 @@ def test_calibration_samples_scaled_for_a_model_that_rescales_itself_are_warned_
                    representative_dataset=lambda: ([pixels[i:i + 1] / 255] for i in range(8)))
 
 
+def test_calibration_samples_an_integer_input_cannot_hold_are_refused(tmp_path):
+    # x / 255 for a model of uint8 pixels: cast to uint8 as the converter
+    # takes them, every sample became zeros and ones, and compress kept a
+    # 74 % error file with no word of why.
+    model = keras.Sequential([keras.Input((20,), dtype="uint8"), layers.Rescaling(1 / 255),
+                              *mlp().layers])
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 20))
+    for samples, words in ((pixels / 255, r"with a fraction, in \[0\.\d+, 0\.\d+\] \(x / 255 "
+                                          r"for 0-255 pixels\?\)"),
+                           (pixels + 100.0, r"out of its range, in \[\d+, \d+\]"),
+                           (pixels - 128, r"out of its range, in \[-\d+, \d+\]")):
+        with pytest.raises(ValueError, match=r"^representative_dataset: sample 0 for input '.*', "
+                           rf"which the model takes as uint8, holds values {words}: cast to uint8 "
+                           r"they are not what it calibrates on; give the inputs as the model "
+                           r"takes them$"):
+            export(model, tmp_path / "a.tflite",
+                   representative_dataset=lambda s=samples: ([s[i:i + 1]] for i in range(8)))
+    assert not (tmp_path / "a.tflite").exists()
+    # Whole numbers in range, in any dtype, are what the model takes (its
+    # uint8 input is cast to float in the file, as the warning says).
+    from tfdc.quantize import FloatOpsWarning
+    for samples in (pixels.astype(np.float32), pixels.astype(np.int64), pixels.astype(np.uint8)):
+        with pytest.warns(FloatOpsWarning, match=r"1 op\(s\) compute in float32 \(CAST\)"):
+            export(model, tmp_path / "b.tflite",
+                   representative_dataset=lambda s=samples: ([s[i:i + 1]] for i in range(8)))
+
+
 def test_calibration_on_another_scale_than_the_training_data_warns():
     # 0-255 pixels for a model trained on [0, 1]: every int8 activation
     # range would be calibrated 255x too wide, and nothing said why.

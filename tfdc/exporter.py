@@ -343,6 +343,21 @@ def _check_sample(array, spec, number, what):
                          "holds NaN or inf: the activation ranges calibrated from it would be "
                          "meaningless (all NaN gave a float model, an inf crashes TensorFlow's "
                          "converter); give real, finite inputs")
+    if spec.dtype.is_integer and array.size and array.dtype.kind in "fiub":
+        # Cast to the input's type as the converter takes them: x / 255 for
+        # a model of uint8 pixels became zeros, and calibrated a 74 % error
+        # file without a word.
+        info = np.iinfo(spec.dtype.as_numpy_dtype)
+        low, high = np.min(array), np.max(array)
+        fraction = array.dtype.kind == "f" and not np.array_equal(array, np.floor(array))
+        if fraction or low < info.min or high > info.max:
+            raise ValueError(
+                f"{what}: sample {number} for input {spec.name!r}, which the model takes as "
+                f"{spec.dtype.name}, holds values "
+                + (f"with a fraction, in [{low:.4g}, {high:.4g}] (x / 255 for 0-255 pixels?)"
+                   if fraction else f"out of its range, in [{low:.4g}, {high:.4g}]")
+                + f": cast to {spec.dtype.name} they are not what it calibrates on; give the "
+                "inputs as the model takes them")
 
 
 def check_full_integer(model):
