@@ -1,6 +1,7 @@
 """tfdc.plan: meets its budgets on real trained models."""
 
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -71,6 +72,23 @@ def test_error_budget_is_met_and_smaller_budgets_cost_bytes(trained):
     finally:
         restore_settings(model, saved)
     assert error == pytest.approx(plan.measured_error)
+
+
+def test_an_error_budget_finer_than_one_example_is_warned_of(trained):
+    # On one validation example every plan but the one that flips it
+    # predicts +0 points: a probe's plan for 0.5 points put every layer at
+    # 99 % sparsity and 2 bits, without a word.
+    model, _, (xv, yv), sens = trained
+    for count, budget, least in ((1, 0.5, 200), (10, 5.0, 20)):
+        with pytest.warns(UserWarning, match=rf"^tfdc.plan: on {count} validation examples?, one "
+                          rf"example is {100 // count:g} points of error, more than the budget of "
+                          rf"{budget:g}: the predicted error cannot resolve it; give at least "
+                          rf"{least} \(tfdc.compress judges"):
+            tfdc.plan(model, (xv[:count], yv[:count]), max_error_increase=budget,
+                      sensitivity=sens)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 1,024 examples resolve 0.3 points
+        tfdc.plan(model, (xv, yv), max_error_increase=0.3, sensitivity=sens)
 
 
 def test_loss_budget_is_met_and_smaller_budgets_cost_bytes(trained):

@@ -1362,7 +1362,11 @@ def _plan(inference, validation, budget, batch_size, workdir, log, cache):
                 f"{(len(scan.sparsities) + 1) * len(scan.bits)} settings each")
         options = dict(sensitivity=cache["sensitivity"],
                        export_options={"batch_size": batch_size})
-        return make_plan(inference, validation, **budget, **options)
+        with warnings.catch_warnings():
+            # compress judged its examples against the budget itself
+            # (_check_examples), on a confidence bound.
+            warnings.filterwarnings("ignore", message="tfdc.plan: on .* validation example")
+            return make_plan(inference, validation, **budget, **options)
     from tfdc.select import select_kernels
     sels = select_kernels(inference, True)
     bits = {s.layer.name: 8 if s.is_conv else 5 for s in sels}

@@ -63,6 +63,7 @@ print(tfdc.export(model, "model.tflite").packed_bytes)      # about 20,000
 import dataclasses
 import json
 import math
+import warnings
 
 import numpy as np
 
@@ -361,6 +362,21 @@ def _check_labels(model, x, y, max_error_increase):
                                               "the plan predicts losses with it", stacklevel=4)
 
 
+def _warn_coarse_error(examples, max_error_increase):
+    """A warning for an error budget finer than one validation example's
+    share of the error: on one example, every plan but the one that flips
+    it predicts +0 points (a probe's plan put every layer at 99 % sparsity
+    and 2 bits, for a budget of 0.5 points)."""
+    if not max_error_increase or 100 / examples <= max_error_increase:
+        return
+    warnings.warn(
+        f"tfdc.plan: on {examples:,} validation example{'s' if examples != 1 else ''}, one "
+        f"example is {100 / examples:.3g} points of error, more than the budget of "
+        f"{max_error_increase:g}: the predicted error cannot resolve it; give at least "
+        f"{math.ceil(100 / max_error_increase):,} (tfdc.compress judges the budget on a "
+        "confidence bound, which needs more)", stacklevel=3)
+
+
 def _unreachable(target_bytes, reach, sens, uncompressed, unplanned=()):
     """The ValueError of a byte target under the smallest file the grids
     allow (`reach` bytes), naming the weights kept at full precision and the
@@ -494,6 +510,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     samples = scan_options.pop("samples", DEFAULT_SAMPLES)
     x, y, given = _take(validation_data, samples, outputs=_output_count(model), model=model)
     x = unwrap_one_input(x, input_count(model))
+    _warn_coarse_error(len(y), max_error_increase)
     if sensitivity is None:
         _check_labels(model, x, y, max_error_increase)  # given one, the caller checked
         sensitivity = scan(model, (x, y), samples=None, verbose=verbose, **scan_options)
