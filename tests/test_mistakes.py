@@ -75,9 +75,14 @@ def test_check_labels_returns_indices_or_one_hot():
     # softmax's one-hot rows may; validation labels are classes.
     smooth = np.array([0.05, 0.95, 0.95])
     np.testing.assert_array_equal(check_labels(smooth, 1, "train_data", soft=True), smooth)
-    with pytest.raises(ValueError, match="validation_data: labels must be whole class indices"):
+    # A binary unit's are 0 or 1 (they were called "whole class indices").
+    with pytest.raises(ValueError, match=r"^validation_data: labels must be 0 or 1 for a model "
+                       r"with one output \(scored as a binary classifier; smoothed labels train, "
+                       r"the validation labels score\); the label of example 0 is 0.05"):
         check_labels(smooth, 1, "validation_data")
-    with pytest.raises(ValueError, match="train_data: labels must be whole class indices"):
+    with pytest.raises(ValueError, match=r"^train_data: labels must be in \[0, 1\] for a model "
+                       r"with one output \(0 or 1, or smoothed\); the label of example 1 is "
+                       r"1.5"):
         check_labels(np.array([0.5, 1.5]), 1, "train_data", soft=True)
 
 

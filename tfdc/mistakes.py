@@ -294,9 +294,15 @@ def check_labels(labels, classes, what="labels", soft=False):
         fractional = ~np.isfinite(y) | (np.mod(y, 1) != 0)
         if soft and classes == 1 and fractional.any() and ((y >= 0) & (y <= 1)).all():
             return y
+        if soft and classes == 1 and fractional.any():
+            outside = ~np.isfinite(y) | (y < 0) | (y > 1)
+            raise ValueError(f"{what}: labels must be in [0, 1] for a model with one output (0 "
+                             "or 1, or smoothed)" + _first_bad(y, outside))
         if fractional.any():
-            raise ValueError(f"{what}: labels must be whole class indices" +
-                             _first_bad(y, fractional))
+            kind = "whole class indices" if classes > 1 else (
+                "0 or 1 for a model with one output (scored as a binary classifier; smoothed "
+                "labels train, the validation labels score)")
+            raise ValueError(f"{what}: labels must be {kind}" + _first_bad(y, fractional))
     y = y.astype(np.int64)
     bad = (y < 0) | (y >= max(classes, 2))  # a binary unit takes labels 0 and 1
     if bad.any():
