@@ -56,6 +56,19 @@ def test_mistakes_are_one_line_errors(capsys, keras_user_files, tmp_path):
         code, _, err = run(capsys, "plan", tmp_path / name, files["data"], "--target-bytes", 9000)
         assert_one_line_error(code, err, f"{name}: not a Keras model file: a .keras file is a "
                               "zip archive", words)
+    # A legacy HDF5 model named .keras: Keras said "File not found" of it.
+    keras.models.load_model(files["model"]).save(tmp_path / "legacy.h5")
+    os.replace(tmp_path / "legacy.h5", tmp_path / "legacy.keras")
+    code, _, err = run(capsys, "plan", tmp_path / "legacy.keras", files["data"],
+                       "--target-bytes", 9000)
+    assert_one_line_error(code, err, "legacy.keras: an HDF5 model file (Keras's legacy .h5) named "
+                          ".keras: rename it to .h5")
+    # An .npz cut short is said to be (it was "not an .npz file").
+    with open(files["data"], "rb") as f:
+        (tmp_path / "cut.npz").write_bytes(f.read()[:1000])
+    code, _, err = run(capsys, "plan", files["model"], tmp_path / "cut.npz",
+                       "--target-bytes", 9000)
+    assert_one_line_error(code, err, "cut.npz is a truncated or damaged .npz file")
     code, _, err = run(capsys, "plan", files["model"], files["data"], "--target-bytes", 10)
     # In the command line's words: the option, no Python-only grids.
     assert_one_line_error(code, err, "--target-bytes 10 cannot be reached", "give a larger "

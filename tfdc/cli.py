@@ -725,6 +725,10 @@ def _load_keras_model(path, safe_mode=True, imports=()):
         raise UserError(f"{path}: a .tflite file, already converted; tfdc compress retrains "
                         "the Keras model (.keras). To pack a .tflite as it is: tfdc pack")
     import zipfile
+    if head == b"\x89HDF\r\n\x1a\n" and str(path).endswith(".keras"):
+        # Keras reads the format from the name, and said "File not found".
+        raise UserError(f"{path}: an HDF5 model file (Keras's legacy .h5) named .keras: "
+                        "rename it to .h5")
     if head != b"\x89HDF\r\n\x1a\n" and not zipfile.is_zipfile(path):
         # Keras says "File not found" of a file that is there.
         raise UserError(f"{path}: not a Keras model file: a .keras file is a zip archive "

@@ -33,7 +33,10 @@ def _check_npz(path, what, error):
     # An .npz is a zip archive; anything else would reach NumPy's pickle
     # refusal, which does not say what is wrong.
     if not zipfile.is_zipfile(path):
-        raise error(f"{path} is not an .npz file; {what}")
+        with open(path, "rb") as f:
+            damaged = f.read(2) == b"PK"  # a zip's start, without its end
+        raise error(f"{path} is {'a truncated or damaged' if damaged else 'not an'} .npz file; "
+                    f"{what}")
 
 
 def _read_npz(path):
