@@ -89,7 +89,7 @@ def test_a_missed_budget_exits_with_status_3(capsys, files):
                        "at 99% confidence, more than the budget of 0: only a file more accurate "
                        "than the float model on these examples can meet it")
     # Its own status (it was 1, as for data that cannot be used): OUT written.
-    assert code == 3 and error.startswith("tfdc: error: budget not met") and \
+    assert code == 3 and error.startswith("tfdc: budget missed (see above)") and \
         f"{out} holds the run kept" in error and "\n" not in error.strip(), error
     assert os.path.getsize(out) > 0 and "no run met the error budget" in text
 

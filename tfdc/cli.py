@@ -841,8 +841,9 @@ def cmd_compress(args):
         print(f"test (x_test, {_length(test[0]):,} examples, not used to compress): {name} "
               f"{values}")
     if not result.met:
-        print(f"{_PROG}: error: budget not met (see above); {args.output} holds the run "
-              "kept", file=sys.stderr)
+        # Not "error:": OUT is written, the run closest to the budget.
+        print(f"{_PROG}: budget missed (see above); {args.output} holds the run kept",
+              file=sys.stderr)
         return EXIT_BUDGET_MISSED
     return 0
 
