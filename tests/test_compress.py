@@ -1254,9 +1254,9 @@ def test_a_finite_dataset_of_unknown_length_is_counted_and_trained(data, trained
         counted = "unknown length" in message or "empty" in message
         assert lines == ([
             "tfdc.compress: train_data is a tf.data.Dataset of unknown length: counting its "
-            "batches (one read, no training)"] + ["  1,000 batches so far (at most 1,500 are "
-                                                  "counted; if it never ends, stop it and give its "
-                                                  "length: assert_cardinality)"] * ("1,500" in message)
+            "batches (one read, no training)"] + [
+                "  1,000 batches so far (at most 1,500 are counted; if it never ends, stop it "
+                "and give its length: assert_cardinality)"] * ("1,500" in message)
             if counted else [])
     assert not os.path.exists(tmp_path / "n.tflite")
 
