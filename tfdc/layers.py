@@ -482,8 +482,9 @@ def copy_model(model):
             reason = _uncopyable(model) or f"{first_line(e).rstrip('.')}."
         raise ValueError(f"cannot copy model {model.name!r} ({type(model).__name__}): "
                          f"{reason}") from None
-    if not copy.built:  # a subclassed model: built by calling it
-        copy.build_from_config(model.get_build_config())
+    build = None if copy.built else model.get_build_config()
+    if build:  # a subclassed model: built by calling it
+        copy.build_from_config(build)
         copy.built = True  # as Keras's own deserialization sets it
         _same_names(model, copy)  # layers its build() made
     copy.set_weights(model.get_weights())

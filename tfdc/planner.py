@@ -510,7 +510,8 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     samples = scan_options.pop("samples", DEFAULT_SAMPLES)
     x, y, given = _take(validation_data, samples, outputs=_output_count(model), model=model)
     x = unwrap_one_input(x, input_count(model))
-    _warn_coarse_error(len(y), max_error_increase)
+    if not isinstance(y, (list, tuple, dict)):  # several outputs: no error budget
+        _warn_coarse_error(len(y), max_error_increase)
     if sensitivity is None:
         _check_labels(model, x, y, max_error_increase)  # given one, the caller checked
         sensitivity = scan(model, (x, y), samples=None, verbose=verbose, **scan_options)
