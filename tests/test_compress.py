@@ -600,7 +600,7 @@ def test_frozen_layers_are_told_before_any_training(data, trained, tmp_path):
 def test_weights_no_plan_can_shrink_are_named_before_any_training(data, tmp_path):
     # A custom layer's kernel: tfdc.plan listed it at full precision and
     # the callbacks warned, but compress said nothing, and its missed-target
-    # reason blamed "the layers the plan leaves dense" for its 5,120 B.
+    # reason blamed "the layers the plan leaves dense" for that kernel's bytes.
     from tfdc.compressor import _full_precision
 
     class Scale(keras.layers.Layer):
