@@ -770,6 +770,26 @@ def test_steps_are_optimizer_iterations_with_gradient_accumulation(mnist_small):
     assert zero_mask(model, "fc1").mean() == pytest.approx(0.9, abs=1e-3)
 
 
+def test_steps_are_optimizer_iterations_with_a_partial_last_execution(mnist_small):
+    # steps_per_execution=3 over 16 batches an epoch: Keras numbers the
+    # last, partial execution (1 batch) as a whole one, and the schedule ran
+    # 2 steps ahead of the optimizer each epoch (a ramp that ended early). A
+    # dataset of unknown length ends the same way, with no batch count.
+    import tensorflow as tf
+    (x, y), _ = mnist_small
+    unknown = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda *_: True).batch(BATCH)
+    for data in ((x, y), (unknown,)):
+        model = mlp()
+        model.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=3)
+        pruning = GradualPruning(0.8, end_step=32, frequency=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # steps_per_execution over frequency=... is told
+            model.fit(*data, **({"batch_size": BATCH} if len(data) == 2 else {}), epochs=2,
+                      verbose=0, callbacks=[pruning])
+        assert pruning.step == int(model.optimizer.iterations) == 32
+        assert zero_mask(model, "fc1").mean() == pytest.approx(0.8, abs=1e-3)
+
+
 def test_a_fit_that_raised_leaves_no_running_fit_behind(tmp_path):
     """A user callback's exception ended the fit without on_train_end: tfdc
     still took the model for one in training, so export kept the

@@ -418,8 +418,8 @@ class StepCounter:
         optimizer = model.optimizer
         inner = innermost_optimizer(optimizer)
         self.k = int(getattr(inner, "gradient_accumulation_steps", None) or 1)
-        counter = inner._iterations if self.k > 1 else optimizer.iterations
-        self.batches = self.epoch_base = int(to_numpy(counter))
+        self._variable = inner._iterations if self.k > 1 else optimizer.iterations
+        self.batches = self.epoch_base = int(to_numpy(self._variable))
         self._first = True
 
     @property
@@ -432,10 +432,23 @@ class StepCounter:
         if batch == 0 or self._first:
             self.epoch_base, self._first = self.batches - batch, False
 
-    def batch_ended(self, batch):
+    def batch_ended(self, batch, steps=None):
         """`batch`: the last batch index of the execution that ended (with
-        steps_per_execution, several batches at once). Returns the step."""
+        steps_per_execution, several batches at once); `steps`: the epoch's
+        batches, where known. Returns the step."""
+        if steps:
+            # Keras numbers a last, partial execution as a whole one: 40
+            # batches run 7 at a time "ended" at batch 41, and the schedule
+            # ran 2 steps ahead of the optimizer each epoch.
+            batch = min(batch, steps - 1)
         self.batches = self.epoch_base + batch + 1
+        return self.step
+
+    def epoch_ended(self):
+        """The step read from the optimizer, once an epoch: a dataset of
+        unknown length ends in a partial execution numbered as a whole one
+        too, where `steps` is not known to cap it. Returns the step."""
+        self.batches = int(to_numpy(self._variable))
         return self.step
 
     def fit_bounds(self, initial_epoch, steps, epochs):
@@ -790,7 +803,7 @@ class GradualPruning(keras.callbacks.Callback):
         self._clustered = []
 
     def on_train_batch_end(self, batch, logs=None):
-        self._step = self._counter.batch_ended(batch)
+        self._step = self._counter.batch_ended(batch, (self.params or {}).get("steps"))
         if self.selections is None:
             if not self.model.built:
                 return
@@ -803,6 +816,7 @@ class GradualPruning(keras.callbacks.Callback):
             logs["sparsity"] = self._sparsity
 
     def on_epoch_end(self, epoch, logs=None):
+        self._step = self._counter.epoch_ended()
         if self._masks is not None:
             self._enforce_masks(epoch)
         if logs is not None:

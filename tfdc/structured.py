@@ -383,7 +383,7 @@ class StructuredPruning(keras.callbacks.Callback):
         self._counter.batch_began(batch)
 
     def on_train_batch_end(self, batch, logs=None):
-        self._step = self._counter.batch_ended(batch)
+        self._step = self._counter.batch_ended(batch, (self.params or {}).get("steps"))
         if prune_due(self._step, self.begin_step, self.end_step, self._last_prune,
                      self.frequency):
             self._prune(self._step)
@@ -391,6 +391,7 @@ class StructuredPruning(keras.callbacks.Callback):
             logs["units_kept"] = self.kept_fraction()
 
     def on_epoch_end(self, epoch, logs=None):
+        self._step = self._counter.epoch_ended()
         if logs is not None:
             logs["units_kept"] = self.kept_fraction()
 
