@@ -567,6 +567,11 @@ class GradualPruning(keras.callbacks.Callback):
     fine-tuning the shared values. A model that `fit` builds in its first
     step (a subclassed model never called) gets its masks after that step.
 
+    An `EarlyStopping(restore_best_weights=True)` restores its best epoch's
+    weights after this callback's end: an epoch from before `end_step` has
+    fewer zeros than the masks (`tfdc.export` warns of them), so give it
+    `start_from_epoch=` the first epoch after `end_step`.
+
     Args:
         target_sparsity: final fraction of zeros, in [0, 1): one float for every
             Dense / Conv / DepthwiseConv / SeparableConv / ConvTranspose /
