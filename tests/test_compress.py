@@ -600,9 +600,9 @@ def test_frozen_layers_are_told_before_any_training(data, trained, tmp_path):
 def test_weights_no_plan_can_shrink_are_named_before_any_training(data, tmp_path):
     # A custom layer's kernel: tfdc.plan listed it at full precision and
     # the callbacks warned, but compress said nothing, and its missed-target
-    # reason blamed "the layers the plan leaves dense" for that kernel's bytes.
-    from tfdc.compressor import _full_precision
-
+    # reason blamed "the layers the plan leaves dense" for that kernel's
+    # bytes, and advised "a plan that prunes more layers" of a plan that
+    # pruned every layer it can.
     class Scale(keras.layers.Layer):
         def build(self, shape):
             self.w = self.add_weight(shape=(shape[-1], 64), name="w")
@@ -620,13 +620,36 @@ def test_weights_no_plan_can_shrink_are_named_before_any_training(data, tmp_path
         tfdc.compress(model, (x, y), (xv, yv), target_bytes=9000, path=tmp_path / "m.tflite",
                       verbose=0, full_integer="yes")
     assert [w.filename for w in caught if "left as" in str(w.message)] == [__file__]
-    assert _full_precision(model) == (", and the weights tfdc cannot prune or cluster, kept at "
-                                      "full precision: scale/w (Scale, 50,176 weights)")
     with warnings.catch_warnings(), pytest.raises(ValueError, match="full_integer must be"):
         warnings.simplefilter("error", UserWarning)  # the user's plan: their choice
         tfdc.compress(model, (x, y), (xv, yv), target_bytes=9000, path=tmp_path / "m.tflite",
                       verbose=0, plan={"sparsity": {"out": 0.5}, "bits": {"out": 4}},
                       full_integer="yes")
+    # A target a little under the smallest plan's file: trained, cut, missed.
+    import re
+    rng = np.random.default_rng(0)
+    x = rng.random((800, 20)).astype("float32")
+    y = np.argmax((x - x.mean(0)) @ rng.normal(size=(20, 3)), -1)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((20,)), Scale(name="scale"), keras.layers.ReLU(),
+                              keras.layers.Dense(32, activation="relu", name="fc"),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x[:400], y[:400], epochs=6, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="cannot be reached") as info:
+            tfdc.compress(model, (x[:400], y[:400]), (x[400:], y[400:]), target_bytes=100,
+                          path=tmp_path / "m.tflite", verbose=0)
+        smallest = int(re.search(r"the grids allow is ([\d,]+) B", str(info.value))[1]
+                       .replace(",", ""))
+        result = tfdc.compress(model, (x[:400], y[:400]), (x[400:], y[400:]),
+                               target_bytes=int(0.95 * smallest), path=tmp_path / "m.tflite",
+                               epochs=(1, 1), verbose=0)
+    assert not result.met and (
+        ": the rest of the file holds the bytes, its graph, and the weights tfdc cannot prune or "
+        "cluster, kept at full precision: scale/w (Scale, 1,280 weights)); give a larger "
+        "target. ") in result.message
 
 
 @pytest.mark.parametrize("built, as_dict", [("list", False), ("dict", True), ("list", True)])

@@ -1539,6 +1539,13 @@ def _full_precision(model):
         (f"{r['layer']}/{r['weight']} ({r['class']}, {r['weights']:,} weights)" for r in rows), 3)
 
 
+def _unpruned(model, plan):
+    """The compressible layers of `model` that `plan` does not prune (its
+    sparsity keyed by their names; a hand plan's patterns count as none)."""
+    from tfdc.bytecost import compressible_layers
+    return [name for name in compressible_layers(model) if not plan.sparsity.get(name)]
+
+
 def _cut_to(student, plan, target, size, path, export_file, log):
     """Prune the smallest remaining weights of every kernel the plan prunes,
     in equal proportion, until the packed file is at most `target` bytes
@@ -2223,13 +2230,15 @@ def _to_target(target, plan, make_plan, trial, run, log, export_file, evaluate, 
             kept = _met_earlier(tried, target, entry)
             if kept is not None:
                 return kept
+            unpruned = _unpruned(student, entry["plan"])
             return entry, False, (
                 f"the packed file is {size:,} B, {size / target - 1:+.1%} over the target "
                 f"{target:,} B: removing weights cannot get it there (keeping "
                 f"{_FEWEST_KEPT:.0%} of the weights of the layers the plan prunes still made "
-                f"{least:,} B: the rest of the file holds the bytes, its graph and the layers "
-                f"the plan leaves dense{_full_precision(student)}); give a larger target, or a "
-                "plan that prunes more layers")
+                f"{least:,} B: the rest of the file holds the bytes, its graph"
+                + (" and the layers the plan leaves dense" if unpruned else "")
+                + f"{_full_precision(student)}); give a larger target"
+                + (", or a plan that prunes more layers" if unpruned else ""))
     size = entry["bytes"]
     better = min((e for e in tried if e["bytes"] <= target and _clearly_better(e, entry)),
                  key=_worse, default=None)
