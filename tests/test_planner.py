@@ -1,6 +1,7 @@
 """tfdc.plan: meets its budgets on real trained models."""
 
 import os
+import re
 import warnings
 
 import keras
@@ -237,6 +238,37 @@ def test_unreachable_and_bad_budgets(trained, capsys):
         tfdc.plan(model, val, max_error_increase=2000, sensitivity=sens)
     with pytest.raises(ValueError, match="export_options: unknown path"):
         tfdc.plan(model, val, target_bytes=10_000, sensitivity=sens, export_options={"path": 1})
+
+
+def test_a_scan_of_another_model_is_refused(trained):
+    # Planned from in silence: the table showed the other model's weights
+    # and predicted from its curves.
+    from conftest import mlp
+    model, _, val, sens = trained
+    other = mlp(50, 20)
+    other(val[0][:1])
+    fc1 = sens.weights["fc1"]
+    with pytest.raises(ValueError, match=rf"^sensitivity is not a scan of model '.*': 'fc1' "
+                       rf"\(39,200 weights here, {fc1:,} in the scan\), .*; scan this model "
+                       r"\(tfdc.sensitivity\(model, ...\)\)"):
+        tfdc.plan(other, val, target_bytes=15_000, sensitivity=sens)
+
+
+def test_scan_grids_and_json_refuse_what_they_cannot_read(trained):
+    # Bits of 2.5 were cut to 2 and True read as 1; a Plan's JSON or an
+    # empty object raised a bare KeyError: 'layers'.
+    model, _, val, sens = trained
+    for bits in ([2.5, 4], [True], ["4"]):
+        with pytest.raises(ValueError, match=rf"^bits must be whole numbers in 1..8, got "
+                           rf"{re.escape(repr(bits[0]))}$"):
+            tfdc.sensitivity(model, val, bits=bits)
+    assert tfdc.sensitivity(model, val, bits=[4.0], sparsities=[0.5], samples=64).bits == (4,)
+    plan = tfdc.plan(model, val, target_bytes=30_000, sensitivity=sens)
+    for text, missing in (("{}", "layers, weights, kinds"), (plan.to_json(), "layers"),
+                          ("[1]", "layers")):
+        with pytest.raises(ValueError, match=rf"^not a Sensitivity's JSON \(Sensitivity.to_json"
+                           rf"\): it has no {missing}"):
+            tfdc.Sensitivity.from_json(text)
 
 
 def test_scan_runs_when_not_given(trained):

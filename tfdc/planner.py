@@ -362,6 +362,22 @@ def _check_labels(model, x, y, max_error_increase):
                                               "the plan predicts losses with it", stacklevel=4)
 
 
+def _check_scan_of(model, sens):
+    """A ValueError for a `Sensitivity` that is not of `model`: a layer it
+    scanned that the model lacks, or holds with another number of weights
+    (another model's scan was planned from in silence, its curves and
+    weights in the table)."""
+    from tfdc.bytecost import compressible_layers
+    here = {name: int(sum(int(np.prod(v.shape)) for _, v in kernels))
+            for name, kernels in compressible_layers(model).items()}
+    wrong = [f"{name!r} (" + ("not in the model" if name not in here else
+                              f"{here[name]:,} weights here, {count:,} in the scan") + ")"
+             for name, count in sens.weights.items() if here.get(name) != count]
+    if wrong:
+        raise ValueError(f"sensitivity is not a scan of model {model.name!r}: "
+                         f"{listed(wrong, 3)}; scan this model (tfdc.sensitivity(model, ...))")
+
+
 def _warn_coarse_error(examples, max_error_increase):
     """A warning for an error budget finer than one validation example's
     share of the error: on one example, every plan but the one that flips
@@ -519,6 +535,8 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     elif scan_options.keys() - {"batch_size"}:
         raise ValueError("give either sensitivity= or scan options "
                          f"({', '.join(sorted(scan_options))}), not both")
+    else:
+        _check_scan_of(model, sensitivity)
     sens = sensitivity
     if max_error_increase is not None and not np.isfinite(sens.baseline_error):
         raise ValueError("max_error_increase needs a classifier (top-1 error); this model's "

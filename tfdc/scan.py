@@ -175,6 +175,12 @@ class Sensitivity:
     def from_json(cls, text):
         """A `Sensitivity` from `to_json`'s string."""
         d = json.loads(text)
+        missing = [k for k in ("layers", "weights", "kinds", "baseline_loss", "baseline_error",
+                               "sparsities", "bits", "loss", "error")
+                   if not isinstance(d, dict) or k not in d]
+        if missing:  # a bare KeyError: 'layers' (a Plan's JSON, an empty object)
+            raise ValueError("not a Sensitivity's JSON (Sensitivity.to_json): it has no "
+                             + ", ".join(missing))
 
         def table(t):
             return {name: {**{("sparsity", float(s)): _float(v)
@@ -917,7 +923,13 @@ def _check_grid(sparsities, bits):
     from tfdc.kmeans import BITS_RANGE
     sparsities = tuple(sorted(float(s) for s in (DEFAULT_SPARSITIES if sparsities is None
                                                  else sparsities)))
-    bits = tuple(sorted(int(b) for b in (DEFAULT_BITS if bits is None else bits)))
+    bits = DEFAULT_BITS if bits is None else bits
+    for b in bits:  # 2.5 was cut to 2, True read as 1
+        if isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, np.integer, float)) or \
+                not float(b).is_integer():
+            raise ValueError(f"bits must be whole numbers in {BITS_RANGE[0]}..{BITS_RANGE[1]}, "
+                             f"got {b!r}")
+    bits = tuple(sorted(int(b) for b in bits))
     if not sparsities or not bits:
         raise ValueError("sparsities and bits must each hold at least one value")
     for s in sparsities:
