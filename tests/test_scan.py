@@ -195,6 +195,11 @@ def test_one_unit_is_cut_where_tfdc_compress_cuts_it():
     sens = tfdc.sensitivity(model, (x, y), sparsities=(0.5,), bits=(4,))
     assert sens.layers and np.isnan(sens.baseline_error)
     assert all(np.isnan(sens.curve(name, "error")[1]).all() for name in sens.layers)
+    # Its NaN errors made it unequal to itself read back, and two plans of
+    # the same settings from it unequal (W59).
+    assert tfdc.Sensitivity.from_json(sens.to_json()) == sens
+    plans = [tfdc.plan(model, (x, y), max_loss_increase=0.5, sensitivity=sens) for _ in "ab"]
+    assert plans[0] == plans[1] and np.isnan(plans[0].predicted_error)
 
 
 @pytest.mark.parametrize("loss, labels", [

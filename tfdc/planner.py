@@ -208,6 +208,12 @@ class Plan:
                      f"{self.predicted_loss:.4f}, measured {self.measured_loss:.4f}")
         return "\n".join(lines)
 
+    def __eq__(self, other):
+        # As their JSON and scans: NaN != NaN made two plans of a model that
+        # is no classifier unequal, the same settings from the same scan.
+        return isinstance(other, Plan) and self.to_json() == other.to_json() and \
+            self.sensitivity == other.sensitivity
+
     def to_json(self):
         """The plan (without the sensitivity scan) as a JSON string."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)

@@ -154,6 +154,11 @@ class Sensitivity:
             out.append("")
         return "\n".join(out)
 
+    def __eq__(self, other):
+        # As their JSON: a model that is no classifier has NaN errors, and
+        # NaN != NaN made a scan unequal to itself read back.
+        return isinstance(other, Sensitivity) and self.to_json() == other.to_json()
+
     def to_json(self):
         """The scan as a JSON string (`Sensitivity.from_json` reads it)."""
         def points(table):
