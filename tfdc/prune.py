@@ -419,7 +419,7 @@ class StepCounter:
         inner = innermost_optimizer(optimizer)
         self.k = int(getattr(inner, "gradient_accumulation_steps", None) or 1)
         self._variable = inner._iterations if self.k > 1 else optimizer.iterations
-        self.batches = self.epoch_base = int(to_numpy(self._variable))
+        self.batches = self.epoch_base = self._made_at = int(to_numpy(self._variable))
         self._first = True
 
     @property
@@ -447,8 +447,12 @@ class StepCounter:
     def epoch_ended(self):
         """The step read from the optimizer, once an epoch: a dataset of
         unknown length ends in a partial execution numbered as a whole one
-        too, where `steps` is not known to cap it. Returns the step."""
-        self.batches = int(to_numpy(self._variable))
+        too, where `steps` is not known to cap it. A train step that never
+        steps the optimizer (it assigns the weights itself) leaves it where
+        it was: the batches stay counted. Returns the step."""
+        read = int(to_numpy(self._variable))
+        if read != self._made_at:
+            self.batches = read
         return self.step
 
     def fit_bounds(self, initial_epoch, steps, epochs):
