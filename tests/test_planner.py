@@ -269,6 +269,13 @@ def test_scan_grids_and_json_refuse_what_they_cannot_read(trained):
         with pytest.raises(ValueError, match=rf"^not a Sensitivity's JSON \(Sensitivity.to_json"
                            rf"\): it has no {missing}"):
             tfdc.Sensitivity.from_json(text)
+    # A plan read back (it had to_json and no way back), its scan given.
+    assert tfdc.Plan.from_json(plan.to_json(), sensitivity=sens) == plan
+    assert tfdc.Plan.from_json(plan.to_json()).sensitivity is None
+    for text in ("{}", sens.to_json(), "[1]"):
+        with pytest.raises(ValueError, match=r"^not a Plan's JSON \(Plan.to_json\): it has no "
+                           r"(.*, )?dense_bytes, .*predicted_bytes"):
+            tfdc.Plan.from_json(text)
 
 
 def test_scan_runs_when_not_given(trained):

@@ -200,6 +200,7 @@ def test_one_unit_is_cut_where_tfdc_compress_cuts_it():
     assert tfdc.Sensitivity.from_json(sens.to_json()) == sens
     plans = [tfdc.plan(model, (x, y), max_loss_increase=0.5, sensitivity=sens) for _ in "ab"]
     assert plans[0] == plans[1] and np.isnan(plans[0].predicted_error)
+    assert tfdc.Plan.from_json(plans[0].to_json(), sensitivity=sens) == plans[0]
 
 
 @pytest.mark.parametrize("loss, labels", [

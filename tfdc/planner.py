@@ -140,6 +140,8 @@ class Plan:
     print(plan)                       # the table
     print(plan.sparsity, plan.bits)   # for the callbacks
     print(plan.predicted_bytes, plan.ratio)
+    same = tfdc.Plan.from_json(plan.to_json(), sensitivity=plan.sensitivity)
+    print(same == plan)               # True
     ```
     """
 
@@ -213,6 +215,25 @@ class Plan:
         # is no classifier unequal, the same settings from the same scan.
         return isinstance(other, Plan) and self.to_json() == other.to_json() and \
             self.sensitivity == other.sensitivity
+
+    @classmethod
+    def from_json(cls, text, sensitivity=None):
+        """A `Plan` from `to_json`'s string (or `tfdc plan --json`'s file),
+        with `sensitivity` as its scan (the JSON holds none). Raises
+        `ValueError` for another JSON."""
+        d = json.loads(text)
+        fields = {f.name for f in dataclasses.fields(cls)} - {"sensitivity"}
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and
+                    f.default_factory is dataclasses.MISSING}
+        missing = sorted(required - set(d)) if isinstance(d, dict) else sorted(required)
+        if missing:
+            raise ValueError("not a Plan's JSON (Plan.to_json): it has no " + ", ".join(missing))
+        values = {k: v for k, v in d.items() if k in fields}
+        for k in ("predicted_loss", "predicted_error", "measured_loss", "measured_error",
+                  "baseline_loss", "baseline_error"):
+            values[k] = float("nan") if values[k] is None else values[k]  # no error: null
+        return cls(**values, sensitivity=sensitivity)
 
     def to_json(self):
         """The plan (without the sensitivity scan) as a JSON string."""
