@@ -159,6 +159,19 @@ def compressible_layers(model):
     return out
 
 
+def layer_weights(layers):
+    """`{layer name: number of kernel weights}` of `compressible_layers`'
+    result (or a part of it)."""
+    return {name: int(sum(int(np.prod(v.shape)) for _, v in kernels))
+            for name, kernels in layers.items()}
+
+
+def weight_label(row):
+    """An `uncompressed_weights` row as messages name it: "scale/w (Scale,
+    1,280 weights)"."""
+    return f"{row['layer']}/{row['weight']} ({row['class']}, {row['weights']:,} weights)"
+
+
 def uncompressed_weights(model, min_weights=256):
     """The model's large weight tensors that tfdc cannot prune or cluster,
     largest first: `[{"layer", "weight", "class", "weights", "why"}]` (the

@@ -1531,12 +1531,12 @@ def _full_precision(model):
     """", and ... kept at full precision (...)" for a missed target's reason:
     the model's large weights that no plan can shrink (a custom layer's
     kernel), named; "" if none."""
-    from tfdc.bytecost import uncompressed_weights
+    from tfdc.bytecost import uncompressed_weights, weight_label
     rows = uncompressed_weights(model)
     if not rows:
         return ""
     return ", and the weights tfdc cannot prune or cluster, kept at full precision: " + listed(
-        (f"{r['layer']}/{r['weight']} ({r['class']}, {r['weights']:,} weights)" for r in rows), 3)
+        map(weight_label, rows), 3)
 
 
 def _unpruned(model, plan):

@@ -292,10 +292,10 @@ def check_labels(labels, classes, what="labels", soft=False):
         if not np.issubdtype(y.dtype, np.floating):
             raise ValueError(f"{what}: labels must be class indices, got dtype {y.dtype}")
         fractional = ~np.isfinite(y) | (np.mod(y, 1) != 0)
-        if soft and classes == 1 and fractional.any() and ((y >= 0) & (y <= 1)).all():
-            return y
         if soft and classes == 1 and fractional.any():
             outside = ~np.isfinite(y) | (y < 0) | (y > 1)
+            if not outside.any():
+                return y
             raise ValueError(f"{what}: labels must be in [0, 1] for a model with one output (0 "
                              "or 1, or smoothed)" + _first_bad(y, outside))
         if fractional.any():

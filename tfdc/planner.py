@@ -184,9 +184,9 @@ class Plan:
             lines.append(line)
         lines.append(f"{'other':<{width}}  {'':>9}  {'':>8}  {'':>4}  {self.other_bytes:>11,}"
                      "  (graph, biases, headers, after DEFLATE)")
+        from tfdc.bytecost import weight_label
         for r in self.uncompressed:
-            lines.append(f"  in other, at full precision: {r['layer']}/{r['weight']} "
-                         f"({r['class']}, {r['weights']:,} weights): {r['why']}")
+            lines.append(f"  in other, at full precision: {weight_label(r)}: {r['why']}")
         lines.append("-" * len(head))
         far = "" if self.target_bytes is None or self.predicted_bytes >= 0.95 * \
             self.target_bytes else (f"; {1 - self.predicted_bytes / self.target_bytes:.0%} under "
@@ -394,9 +394,8 @@ def _check_scan_of(model, sens):
     scanned that the model lacks, or holds with another number of weights
     (another model's scan was planned from in silence, its curves and
     weights in the table)."""
-    from tfdc.bytecost import compressible_layers
-    here = {name: int(sum(int(np.prod(v.shape)) for _, v in kernels))
-            for name, kernels in compressible_layers(model).items()}
+    from tfdc.bytecost import compressible_layers, layer_weights
+    here = layer_weights(compressible_layers(model))
     wrong = [f"{name!r} (" + ("not in the model" if name not in here else
                               f"{here[name]:,} weights here, {count:,} in the scan") + ")"
              for name, count in sens.weights.items() if here.get(name) != count]

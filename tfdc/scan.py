@@ -999,7 +999,7 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     sens.plot("sensitivity.png")
     ```
     """
-    from tfdc.bytecost import compress_kernel, compressible_layers
+    from tfdc.bytecost import compress_kernel, compressible_layers, layer_weights
     from tfdc.layers import kind_of
     from tfdc.select import check_built, iter_layers, refuse_non_finite, refuse_non_float32
 
@@ -1053,8 +1053,7 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
         if verbose:
             print(f"sensitivity: {name} ({sum(v.size for v in values):,} weights) done, "
                   f"{time.perf_counter() - start:.1f} s")
-    weights = {name: int(sum(int(np.prod(v.shape)) for _, v in kernels))
-               for name, kernels in found.items()}
+    weights = layer_weights(found)
     return Sensitivity(list(found), weights, kinds, base_loss, base_error, sparsities, bits,
                        loss, error, samples=int(_length(y)), seconds=time.perf_counter() - start,
                        given=given)

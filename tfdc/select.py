@@ -321,12 +321,11 @@ def warn_left_out(model, who, exclude=(), stacklevel=2):
     uncompressed_weights`: custom layers, an RNN of a stack of cells, ...),
     but for layers `exclude` names. `stacklevel` as for a `warnings.warn`
     in the caller."""
-    from tfdc.bytecost import uncompressed_weights
+    from tfdc.bytecost import uncompressed_weights, weight_label
     rows = [r for r in uncompressed_weights(model) if not _excluded(exclude, r["layer"])]
     if rows:
-        named = ", ".join(f"{r['layer']}/{r['weight']} ({r['class']}, {r['weights']:,} weights)"
-                          for r in rows[:4]) + (f" and {len(rows) - 4} more" if len(rows) > 4
-                                                else "")
+        named = ", ".join(map(weight_label, rows[:4])) + (f" and {len(rows) - 4} more"
+                                                          if len(rows) > 4 else "")
         warnings.warn(f"{who}: left as they are: {named}: {rows[0]['why']}"
                       + (" (or another reason: tfdc.bytecost.uncompressed_weights says which)"
                          if len({r["why"] for r in rows}) > 1 else ""),
