@@ -77,6 +77,19 @@ def test_recurrent_kernels_are_selected_and_pruned():
     assert np.array_equal(bias.astype(np.float16).astype(np.float32), bias)
 
 
+def test_a_nested_models_layers_come_in_its_own_order():
+    # Keras's recursive `_flatten_layers` walks children with `extendleft`:
+    # tables and warnings listed a nested model's layers back to front.
+    inner = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6, name="a"),
+                              keras.layers.Dense(5, name="b"), keras.layers.Dense(4, name="c")],
+                             name="inner")
+    x = keras.Input((8,))
+    model = keras.Model(x, keras.layers.Dense(2, name="out")(inner(x)))
+    names = [kernel_name(s.layer, s.attr) for s in select_kernels(model, 0.5)]
+    assert names == ["a", "b", "c", "out"]
+    assert list(tfdc.sparsity(model)) == names
+
+
 @pytest.mark.parametrize("layer, shape, bias", [
     (keras.layers.Dense(4), (None, 3), "bias"),
     (keras.layers.Dense(4, use_bias=False), (None, 3), None),
@@ -303,6 +316,7 @@ def test_weights_no_kind_covers_are_named_when_every_layer_is_asked_for():
     model.compile("adam", "sparse_categorical_crossentropy")
     for callback in (tfdc.GradualPruning(0.5, frequency=1), tfdc.ClusteredFineTuning()):
         with pytest.warns(UserWarning, match=rf"{type(callback).__name__}: left as they are: "
+                          r"rnn/stacked_rnn_cells/a/recurrent_kernel \(GRUCell, 768 weights\), "
                           r"rnn/stacked_rnn_cells/b/kernel \(GRUCell, 768 weights\), .*, "
                           r"rnn/stacked_rnn_cells/a/kernel \(GRUCell, 384 weights\): a cell "
                           r"of a stack, RNN\(\[cell, ...\]\): tfdc compresses an RNN of one "

@@ -47,14 +47,22 @@ class Selection:
 
 def iter_layers(model):
     """Every layer inside `model` (nested models and subclassed models
-    included), each once, in a deterministic order."""
+    included), each once, in the order a reader of the model sees them: a
+    nested model's layers after it, in its own order. (Keras's recursive
+    `_flatten_layers` lists them in reverse: it walks children with
+    `extendleft`.)"""
     if not hasattr(model, "_flatten_layers"):
         raise TypeError(f"expected a Keras model or layer, got {type(model).__name__}")
     seen = set()
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if id(layer) not in seen:
-            seen.add(id(layer))
-            yield layer
+
+    def walk(parent):
+        for layer in parent._flatten_layers(include_self=False, recursive=False):
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                yield layer
+                yield from walk(layer)
+
+    yield from walk(model)
 
 
 def recurrent_layers(model):
