@@ -191,6 +191,30 @@ def test_a_layer_reading_a_flattened_tensor_and_a_copy_of_it_keeps_its_inputs():
     np.testing.assert_allclose(small(x), model(x), atol=1e-6)
 
 
+def test_a_normalization_of_a_flattened_tensor_stays_whole():
+    # A BatchNormalization after Flatten has one gamma per feature (800), not
+    # per channel (8): it was taken as the conv's 8 channels, units counted
+    # fc's kernel as 8 rows instead of 800, and shrink failed in Keras's
+    # set_weights ((800,) against (8,)). (Found by a probe.)
+    inputs = keras.Input((12, 12, 1))
+    flat = layers.Flatten()(layers.Conv2D(8, 3, activation="relu", name="conv")(inputs))
+    hidden = layers.Dense(16, activation="relu", name="fc")(layers.BatchNormalization(
+        name="bn")(flat))
+    model = keras.Model(inputs, layers.Dense(10, name="out")(hidden))
+    kernel, bias = model.get_layer("fc").get_weights()
+    kernel[:, 8:], bias[8:] = 0, 0
+    model.get_layer("fc").set_weights([kernel, bias])
+    report = tfdc.units(model)
+    assert report["conv"].kept == 8
+    assert "'bn' normalizes a flattened tensor" in report["conv"].fixed
+    assert (report["fc"].weights, report["fc"].weights_kept) == (12_816, 6_408)
+    small = tfdc.shrink(model)
+    assert small.get_layer("bn").get_weights()[0].shape == (800,)
+    assert small.get_layer("fc").get_weights()[0].shape == (800, 8)
+    x = np.random.default_rng(0).normal(size=(4, 12, 12, 1)).astype("float32")
+    np.testing.assert_array_equal(small(x), model(x))
+
+
 def test_a_shared_layer_counts_the_work_of_every_call():
     # A Conv2D called on 8x8 and on 4x4 maps runs its kernel on both: units
     # counted one call's 3,456 MACs of 17,280.

@@ -302,8 +302,11 @@ def channel_groups(model):
                 and getattr(op, "depth_multiplier", None) == 1
                 and getattr(op, "data_format", "channels_last") == "channels_last"):
             gin, rep = tensor_space(ins[0], "is a model input")
-            if rep != 1:
+            if rep != 1:  # its weights are per feature, not per channel: it stays whole
                 g.fix(gin, f"layer {op.name!r} reads a flattened tensor")
+                fixed_outputs(node, f"comes from layer {op.name!r}, which reads a flattened "
+                                    "tensor")
+                continue
             gin = share(channel_group, op, gin)
             if id(op) not in _members(g, gin):
                 g.data[g.find(gin)].channelwise.append(op)
@@ -321,8 +324,11 @@ def channel_groups(model):
             continue
         if role == "normalization" and single:
             gin, rep = tensor_space(ins[0], "is a model input")
-            if rep != 1:
+            if rep != 1:  # its weights are per feature, not per channel: it stays whole
                 g.fix(gin, f"layer {op.name!r} normalizes a flattened tensor")
+                fixed_outputs(node, f"comes from layer {op.name!r}, which normalizes a "
+                                    "flattened tensor")
+                continue
             if not getattr(op, "scale", True):
                 g.fix(gin, f"layer {op.name!r} has no scale (gamma): a removed channel would "
                            "not stay 0")
