@@ -1,6 +1,8 @@
 """tfdc.distill.Distiller: the train step's loss against a NumPy hand computation,
 and training with tfdc's callbacks on real data."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -241,8 +243,18 @@ def test_models_it_cannot_distil_are_refused_when_made_or_compiled(tmp_path):
     regressor = keras.Sequential([keras.Input((64,)), keras.layers.Dense(1)], name="regressor")
     distiller = Distiller(regressor, Distiller.copy_of(regressor))
     with pytest.raises(ValueError, match=r"Distiller distils classifiers; 'regressor' has one "
-                                         r"output unit without a sigmoid and the loss 'mse'"):
+                                         r"output unit without a softmax or sigmoid and the "
+                                         r"loss 'mse'"):
         distiller.compile("adam", "mse")
+    # Several units: was trained with a softmax KL of its values.
+    regressor = keras.Sequential([keras.Input((64,)), keras.layers.Dense(4)], name="regressor4")
+    distiller = Distiller(regressor, Distiller.copy_of(regressor))
+    for loss in ("mse", keras.losses.Huber()):
+        with pytest.raises(ValueError, match=r"'regressor4' has 4 output units without a softmax "
+                                             r"or sigmoid and the loss '(mse|huber_loss)': a "
+                                             r"regression model"):
+            distiller.compile("adam", loss)
+    distiller.compile("adam", lambda y, z: keras.ops.mean(z))  # the user's own: may train logits
     distiller.compile("adam", keras.losses.BinaryCrossentropy(from_logits=True))  # a logit unit
     distiller.compile("adam", "bce")  # its alias (refused as a regression's loss)
     # save / export refused before Keras opens the file (an existing one
@@ -255,6 +267,54 @@ def test_models_it_cannot_distil_are_refused_when_made_or_compiled(tmp_path):
     assert path.stat().st_size == size
     with pytest.raises(NotImplementedError, match="export its student"):
         Distiller(student, Distiller.copy_of(student)).export(tmp_path / "saved")
+
+
+def _soft_term(student_log_p, teacher_logits, temperature):
+    log_t = _log_softmax(teacher_logits / temperature)
+    log_s = _log_softmax(student_log_p / temperature)
+    return temperature ** 2 * float(np.mean(np.sum(np.exp(log_t) * (log_t - log_s), -1)))
+
+
+def test_each_models_outputs_are_read_as_they_are():
+    # A student ending in keras.ops.softmax was read as logits (its
+    # probabilities softened a second time), and with a teacher of logits no
+    # from_logits gave the right loss. (Found by a probe.)
+    x, y = _digits()
+    x, y = x[:64], y[:64]
+    teacher = _mlp(softmax=False)
+    inputs = keras.Input((64,))
+    hidden = keras.layers.Dense(32, activation="relu")(inputs)
+    student = keras.Model(inputs, keras.ops.softmax(keras.layers.Dense(10)(hidden)),
+                          name="ops_softmax")
+    zt = np.asarray(teacher(x), np.float64)
+    log_p = np.log(np.clip(np.asarray(student(x), np.float64), 1e-12, 1))
+    expected = _soft_term(log_p, zt, 3.0)
+    distiller = Distiller(student, teacher, temperature=3.0, alpha=0.0)
+    distiller.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    assert distiller.train_on_batch(x, y) == pytest.approx(expected, rel=2e-4)
+    # A Lambda tells nothing: the student's compiled loss does (a string
+    # cross-entropy reads probabilities, as Keras's own training did).
+    lam = keras.Model(inputs, keras.layers.Lambda(keras.ops.softmax)(
+        keras.layers.Dense(10)(hidden)), name="lambda_softmax")
+    distiller = Distiller(lam, teacher, temperature=3.0, alpha=0.0)
+    distiller.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    log_p = np.log(np.clip(np.asarray(lam(x), np.float64), 1e-12, 1))
+    assert distiller.train_on_batch(x, y) == pytest.approx(_soft_term(log_p, zt, 3.0), rel=2e-4)
+    # ... and a copy of it as the teacher (tfdc.compress's) is read alike.
+    distiller = Distiller(lam, Distiller.copy_of(lam))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        distiller.compile("adam", "sparse_categorical_crossentropy")
+    # What nothing tells about is read as logits, with a word.
+    with pytest.warns(UserWarning, match=r"cannot tell whether the teacher 'lambda_softmax' "
+                                         r"outputs logits or probabilities"):
+        Distiller(student, Distiller.copy_of(lam)).compile("adam", "sparse_categorical_"
+                                                           "crossentropy")
+    # A from_logits that contradicts an activation is obeyed, with a word.
+    with pytest.warns(UserWarning, match=r"from_logits=True, but the student 'ops_softmax' ends "
+                                         r"in a softmax"):
+        Distiller(student, teacher, from_logits=True).compile(
+            "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
 
 def test_a_built_student_keeps_its_zeros_from_the_first_step():

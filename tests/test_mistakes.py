@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfdc.mistakes import (check_labels, loss_kind, mistakes, output_from_logits,
-                           threshold_free)
+from tfdc.mistakes import (check_labels, loss_kind, mistakes, output_activation,
+                           output_from_logits, threshold_free)
 
 PROBS = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3], [0.4, 0.4, 0.2]])
 
@@ -206,3 +206,17 @@ def test_output_from_logits_follows_the_activation_and_the_loss(activation, loss
     if loss is not None:
         model.compile(loss=loss)
     assert output_from_logits(model) is from_logits
+
+
+@pytest.mark.parametrize("op, activation", [
+    (keras.ops.softmax, "softmax"), (keras.ops.sigmoid, "sigmoid"),
+    (keras.ops.log_softmax, "log_softmax"),
+    (lambda z: keras.ops.softmax(z, axis=0), None),    # over the batch: no classes
+    (lambda z: 2.0 * z, None),
+])
+def test_output_activation_of_a_keras_op(op, activation):
+    # keras.ops.softmax on the graph is an Operation, no layer: it was not
+    # told, and a Distiller read its probabilities as logits.
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, op(keras.layers.Dense(4)(inputs)))
+    assert output_activation(model) == activation

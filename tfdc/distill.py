@@ -98,11 +98,50 @@ def _shared_layers(student, teacher):
             if any(id(v) in theirs for v in layer.weights)]
 
 
-def _outputs_probabilities(model, from_logits):
-    if from_logits is not None:
-        return not from_logits
+def _told_probabilities(model, loss):
+    """Whether `model` outputs probabilities, as its output activation
+    tells, else (a Lambda or custom layer) as its compiled cross-entropy's
+    from_logits reads them; None where neither tells."""
+    from tfdc.mistakes import _reads_probabilities, loss_kind
     activation = output_activation(model)
-    return activation == "softmax" or (activation == "sigmoid" and _output_units(model) == 1)
+    if activation is not None:
+        return activation == "softmax" or (activation == "sigmoid" and _output_units(model) == 1)
+    if loss is not None and "crossentropy" in loss_kind(loss):
+        return _reads_probabilities(loss)  # what its own training read them as
+    return None
+
+
+def _outputs_probabilities(student, teacher, from_logits, student_loss, warn):
+    """`(student, teacher)`: whether each outputs probabilities.
+    `from_logits` where given (a warning where it contradicts an output
+    activation), else `_told_probabilities`; a teacher that nothing tells
+    about, of a student that only its loss tells about (a copy of it, as
+    tfdc.compress's), is read as the student; what stays untold is read as
+    logits with a warning: a keras.ops.softmax output was read as logits
+    without a word, and its probabilities softened a second time."""
+    import warnings
+    models = (("student", student, student_loss),
+              ("teacher", teacher, getattr(teacher, "loss", None)))
+    if from_logits is not None:
+        for role, model, _ in models:
+            told = _told_probabilities(model, None)
+            if warn and told is not None and told == from_logits:
+                warnings.warn(f"Distiller: from_logits={from_logits}, but the {role} "
+                              f"{model.name!r} ends in a {output_activation(model)}: its outputs "
+                              f"are read as {'logits' if from_logits else 'probabilities'} as "
+                              "asked; leave from_logits=None to read each model's as they are",
+                              stacklevel=3)
+        return not from_logits, not from_logits
+    told = [_told_probabilities(model, loss) for _, model, loss in models]
+    if told[1] is None and output_activation(student) is None:
+        told[1] = told[0]
+    for (role, model, _), answer in zip(models, told):
+        if warn and answer is None:
+            warnings.warn(f"Distiller: cannot tell whether the {role} {model.name!r} outputs "
+                          "logits or probabilities (its output comes from a layer with no "
+                          "activation tfdc knows); it is read as logits. Pass from_logits= "
+                          "(or end it in a Softmax layer)", stacklevel=3)
+    return tuple(bool(answer) for answer in told)
 
 
 def trained_model(model):
@@ -134,9 +173,13 @@ class Distiller(keras.Model):
         alpha: weight of the hard-label loss, in [0, 1] (default 0.5); the
             distillation term gets `1 - alpha`.
         from_logits: whether the models output logits (True) or
-            probabilities (False). None: probabilities if the output layer's
-            activation is a softmax (or a sigmoid on one unit), else logits.
-            Applies to both models.
+            probabilities (False); applies to both. None (the default):
+            each model's own, told by its output activation (a softmax, or
+            a sigmoid on one unit, gives probabilities; a Softmax layer or
+            keras.ops.softmax counts), else by its compiled cross-entropy's
+            from_logits (the student's: the loss given to `compile`); a
+            model that neither tells about is read as logits, with a
+            warning at `compile`.
 
     Raises:
         TypeError: a student or teacher that is not a `keras.Model`.
@@ -146,7 +189,7 @@ class Distiller(keras.Model):
             (or one in a dict or list), a teacher whose inputs or outputs differ from
             the student's, several sigmoid outputs (independent labels: no
             distribution to match); at compile, a regression loss for a
-            model of one linear output unit.
+            model whose output is no softmax or sigmoid.
 
     Example:
 
@@ -214,8 +257,12 @@ class Distiller(keras.Model):
         # start of fit, not after a first, unconstrained step (which would
         # move pruned weights off zero).
         self.built = True
-        self._student_probs = _outputs_probabilities(student, from_logits)
-        self._teacher_probs = _outputs_probabilities(teacher, from_logits)
+        self._from_logits = from_logits
+        # The student's, again at compile (its hard-label loss may tell).
+        # Told again at compile, with a word where they cannot be: the
+        # student's hard-label loss may tell.
+        self._student_probs, self._teacher_probs = _outputs_probabilities(
+            student, teacher, from_logits, getattr(student, "loss", None), False)
 
     @property
     def teacher(self):
@@ -285,19 +332,31 @@ class Distiller(keras.Model):
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def compile(self, optimizer="rmsprop", loss=None, *args, **kwargs):
-        """`keras.Model.compile`, refusing a regression loss for a model of
-        one output unit without a sigmoid: it would be distilled as a binary
-        classifier's logit (a probe's MSE model got T**2 times a binary KL of
-        its outputs)."""
+        """`keras.Model.compile`, refusing a regression loss for a model
+        whose output is no softmax or sigmoid: it would be distilled as a
+        classifier's logits (a probe's MSE model of one unit got T**2 times a
+        binary KL of its outputs; one of four units, a softmax over them).
+        For one unit, any loss but a cross-entropy is taken for one; for
+        several, Keras's regression losses (a loss of the user's own may
+        train logits)."""
         from tfdc.mistakes import loss_kind, loss_name
-        if self._binary and loss is not None and \
-                output_activation(self.student) != "sigmoid" and \
-                "crossentropy" not in loss_kind(loss):
-            raise ValueError(f"Distiller distils classifiers; {self.student.name!r} has one "
-                             f"output unit without a sigmoid and the loss {loss_name(loss)!r}: "
+        kind = loss_kind(loss) if loss is not None else ""
+        regression = ("crossentropy" not in kind if self._binary else
+                      kind in _REGRESSION_LOSSES)
+        if loss is not None and regression and \
+                output_activation(self.student) not in ("softmax", "sigmoid"):
+            units = ("one output unit" if self._binary else
+                     f"{_output_units(self.student)} output units")
+            fix = ("a binary classifier's logit unit: compile with "
+                   "binary_crossentropy(from_logits=True)" if self._binary else
+                   "a classifier's logits: compile with "
+                   "sparse_categorical_crossentropy(from_logits=True)")
+            raise ValueError(f"Distiller distils classifiers; {self.student.name!r} has {units} "
+                             f"without a softmax or sigmoid and the loss {loss_name(loss)!r}: "
                              "a regression model, which has no class distribution to soften "
-                             "(a binary classifier's logit unit: compile with "
-                             "binary_crossentropy(from_logits=True))")
+                             f"({fix})")
+        self._student_probs, self._teacher_probs = _outputs_probabilities(
+            self.student, self._teacher, self._from_logits, loss, True)
         return super().compile(optimizer, loss, *args, **kwargs)
 
     def get_config(self):
@@ -310,6 +369,11 @@ class Distiller(keras.Model):
     def export(self, *args, **kwargs):
         raise NotImplementedError(_NOT_SAVED.replace("save its", "export its"))
 
+
+# Keras's losses of values, not of classes (`tfdc.mistakes.loss_kind`'s names).
+_REGRESSION_LOSSES = {"mean_squared_error", "mean_absolute_error",
+                      "mean_absolute_percentage_error", "mean_squared_logarithmic_error",
+                      "huber", "huber_loss", "log_cosh", "cosine_similarity", "poisson"}
 
 _NOT_SAVED = "a Distiller is a training wrapper: save its student (distiller.student) instead"
 

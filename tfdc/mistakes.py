@@ -172,7 +172,21 @@ def output_activation(model):
         layer = model.layers[-1]
     if isinstance(layer, keras.layers.Softmax):
         return "softmax"
+    if layer is not None and not isinstance(layer, keras.layers.Layer):
+        # A Keras op called on the graph, keras.ops.softmax(z): an Operation,
+        # no layer. A softmax over another axis than the classes' is none.
+        name = _OP_ACTIVATIONS.get(type(layer).__name__)
+        if name in ("softmax", "log_softmax") and getattr(layer, "axis", -1) not in (
+                -1, len(outputs[0].shape) - 1):
+            return None
+        return name
     return getattr(getattr(layer, "activation", None), "__name__", None)
+
+
+# The Keras ops (keras.ops.softmax, ...) whose result is an output's
+# activation, by their Operation class.
+_OP_ACTIVATIONS = {"Softmax": "softmax", "Sigmoid": "sigmoid", "LogSoftmax": "log_softmax",
+                   "Relu": "relu", "Tanh": "tanh"}
 
 
 def output_from_logits(model):
