@@ -46,3 +46,22 @@ def test_quickstart_runs_as_written(tmp_path, monkeypatch, capsys):
     out = interpreter.get_output_details()[0]
     np.testing.assert_allclose(interpreter.get_tensor(out["index"]),
                                model.predict(xt[:1], verbose=0), atol=1e-5)
+
+
+def test_every_dotted_name_the_docs_use_resolves_after_import_tfdc():
+    # `tfdc.compressor.fewest_examples`, `tfdc.scan.SummedLoss`,
+    # `tfdc.distill.Distiller`: AttributeError after a plain `import tfdc`.
+    import subprocess
+    import sys
+    names = set()
+    for doc in ("README.md", "android_demo/README.md", "docs/BENCHMARKS.md"):
+        text = open(os.path.join(ROOT, doc), encoding="utf-8").read()
+        names |= set(re.findall(r"`(tfdc(?:\.[A-Za-z_]\w*)+)", text))
+    assert "tfdc.scan.SummedLoss" in names and len(names) > 20
+    names.discard("tfdc.FormatError.status")  # an instance's attribute
+    script = ("import functools, sys, tfdc\n"
+              "for name in sys.argv[1:]:\n"
+              "    functools.reduce(getattr, name.split('.')[1:], tfdc)\n")
+    done = subprocess.run([sys.executable, "-c", script, *sorted(names)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -48,8 +48,8 @@ _LAZY = {
     "plan": "tfdc.planner",
     "Plan": "tfdc.planner",
 }
-# Submodules reachable as attributes without an import (`tfdc.bytecost.ByteCost`,
-# `tfdc.models.lenet_300_100()`, as the docstrings' examples use them).
+# Submodules listed by dir(tfdc); every submodule is reachable as an attribute
+# without an import (`tfdc.bytecost.ByteCost`, `tfdc.models.lenet_300_100()`).
 _MODULES = ("bytecost", "datasets", "models", "quantize")
 
 __all__ = sorted(list(_LAZY) + list(_MODULES)
@@ -58,10 +58,13 @@ __all__ = sorted(list(_LAZY) + list(_MODULES)
 
 def __getattr__(name):
     import importlib
-    if name in _MODULES:
-        return importlib.import_module(f"tfdc.{name}")
+    import importlib.util
     module = _LAZY.get(name)
     if module is None:
+        # Any submodule, as README names them (`tfdc.scan.SummedLoss`,
+        # `tfdc.distill.Distiller`): they failed after a plain `import tfdc`.
+        if name.isidentifier() and importlib.util.find_spec(f"tfdc.{name}") is not None:
+            return importlib.import_module(f"tfdc.{name}")
         raise AttributeError(f"module 'tfdc' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
