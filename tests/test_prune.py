@@ -510,7 +510,7 @@ def test_bad_targets_fail_at_fit(mnist_small, model_fn, callback, message):
                   verbose=0, callbacks=[callback()])
 
 
-def test_layers_of_one_name_in_two_nested_models(mnist_small):
+def test_layers_of_one_name_in_two_nested_models(mnist_small, tmp_path):
     # tfdc.sparsity merged them into one row (the totals short of a kernel),
     # and neither could be named alone.
     (x, y), _ = mnist_small
@@ -542,10 +542,16 @@ def test_layers_of_one_name_in_two_nested_models(mnist_small):
         model.fit(x[:128], y[:128], epochs=1, verbose=0,
                   callbacks=[GradualPruning({"branch1": 0.9})])
     assert targets["branch2/fc"] == tfdc.sparsity(model)["branch2/fc"].sparsity
-    # A plan keys its settings by layer name: refused, not planned as one.
-    with pytest.raises(ValueError, match="layers 'branch1/fc' and 'branch2/fc' are both named "
-                                         "'fc': a scan or plan keys its settings by layer name"):
-        tfdc.sensitivity(model, (x[:64], y[:64]))
+    # A scan and a plan key them by path too (they were refused: "give them
+    # distinct names"), and the plan's settings are the callbacks' as they are.
+    scan = tfdc.sensitivity(model, (x[:64], y[:64]), sparsities=[0.5, 0.9], bits=[4])
+    assert scan.layers == ["branch1/fc", "branch2/fc", "out"]
+    plan = tfdc.plan(model, (x[:64], y[:64]), target_bytes=6_000, sensitivity=scan)
+    assert set(plan.sparsity) == set(plan.bits) == {"branch1/fc", "branch2/fc", "out"}
+    from tfdc.bytecost import apply_settings
+    apply_settings(model, plan.sparsity, plan.bits)
+    assert tfdc.export(model, str(tmp_path / "plan.tflite")).packed_bytes == \
+        plan.predicted_bytes
 
 
 def test_a_frozen_layer_under_every_layer_is_told(mnist_small):

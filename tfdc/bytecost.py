@@ -128,9 +128,10 @@ def _cluster(flat, bits):
 
 
 def compressible_layers(model):
-    """`{layer name: [(attr, variable)]}` of the model's built, float32
+    """`{layer key: [(attr, variable)]}` of the model's built, float32
     kernels of a kind `tfdc.layers` registers, in model order (a shared
-    layer once).
+    layer once); the key is the layer's name, or its path for layers of one
+    name in two nested models (`tfdc.select.layer_keys`).
 
     Example:
 
@@ -142,20 +143,14 @@ def compressible_layers(model):
     ```
     """
     from tfdc.layers import kernel_variables
-    from tfdc.select import iter_layers, layer_paths, refuse_non_float32
+    from tfdc.select import iter_layers, layer_keys, refuse_non_float32
     refuse_non_float32(model, "tfdc")
-    out, owners = collections.OrderedDict(), {}
+    out, keys = collections.OrderedDict(), layer_keys(model)
     for layer in iter_layers(model):
         kernels = [(attr, v) for attr, v in kernel_variables(layer)
                    if str(getattr(v, "dtype", "")) == "float32"]
-        if kernels and layer.name in out and owners[layer.name] is not layer:
-            paths = layer_paths(model)
-            raise ValueError(
-                f"layers {paths[id(owners[layer.name])]!r} and {paths[id(layer)]!r} are both "
-                f"named {layer.name!r}: a scan or plan keys its settings by layer name; give "
-                "them distinct names (name= when the layers are made)")
         if kernels:
-            out[layer.name], owners[layer.name] = kernels, layer
+            out[keys[id(layer)]] = kernels
     return out
 
 

@@ -792,7 +792,7 @@ def fewest_examples(max_error_increase, confidence=DEFAULT_CONFIDENCE):
     return low
 
 
-def _warn_compressed_already(kernels):
+def _warn_compressed_already(model, kernels):
     """Warn (before any training) when the model's kernels look pruned or
     clustered already (a tenth of a kernel's weights exactly 0: a trained
     float kernel has next to none; or, in one of 1,024 weights or more,
@@ -801,8 +801,9 @@ def _warn_compressed_already(kernels):
     recompressing `result.model`: 7,349 B for 4,905 planned, then cut to
     5,978 B at 18.6 % error, where compressing the float model to the same
     target gave 5,940 B at 13.0 %)."""
+    from tfdc.select import layer_keys
     from tfdc.values import clustered_values
-    seen = []
+    seen, keys = [], layer_keys(model)
     for s in kernels:
         w = to_numpy(s.variable)
         if w.size < 64:
@@ -811,7 +812,7 @@ def _warn_compressed_already(kernels):
         # Few values tell clustering only in a kernel of many weights.
         if zeros >= 0.1 or (w.size >= 1024 and clustered_values(w) is not None):
             values = len(np.unique(w[w != 0]))
-            seen.append(f"{s.layer.name} ({zeros:.0%} zeros, {values:,} nonzero values)")
+            seen.append(f"{keys[id(s.layer)]} ({zeros:.0%} zeros, {values:,} nonzero values)")
     if seen:
         warnings.warn(f"tfdc.compress: {', '.join(seen)} look already pruned or clustered: "
                       "compress plans and trains from a float model's weights; give it the "
@@ -1367,10 +1368,10 @@ def _plan(inference, validation, budget, batch_size, workdir, log, cache):
             # (_check_examples), on a confidence bound.
             warnings.filterwarnings("ignore", message="tfdc.plan: on .* validation example")
             return make_plan(inference, validation, **budget, **options)
-    from tfdc.select import select_kernels
-    sels = select_kernels(inference, True)
-    bits = {s.layer.name: 8 if s.is_conv else 5 for s in sels}
-    keep = {s.layer.name: 1.0 for s in sels}
+    from tfdc.select import layer_keys, select_kernels
+    sels, keys = select_kernels(inference, True), layer_keys(inference)
+    bits = {keys[id(s.layer)]: 8 if s.is_conv else 5 for s in sels}
+    keep = {keys[id(s.layer)]: 1.0 for s in sels}
     target_bytes = budget.get("target_bytes")
     if target_bytes is None:  # no error model without the planner: start at half kept
         target_bytes = _measure_bytes(inference, {n: 0.5 for n in keep}, bits, batch_size,
@@ -1384,7 +1385,7 @@ def _resolve_plan(plan, model):
     and "bits"; checked against the model's layers."""
     from tfdc.cluster import ClusteredFineTuning
     from tfdc.prune import GradualPruning
-    from tfdc.select import check_settings
+    from tfdc.select import check_settings, layer_keys
     if isinstance(plan, dict):
         if set(plan) != {"sparsity", "bits"}:
             raise ValueError("plan must have exactly the keys 'sparsity' and 'bits', got "
@@ -1393,7 +1394,8 @@ def _resolve_plan(plan, model):
         GradualPruning(sparsity)
         ClusteredFineTuning(bits=bits)
         if not isinstance(sparsity, dict):  # one value for every kernel
-            sparsity = {s.layer.name: sparsity for s in _kernels(model, True)}
+            keys = layer_keys(model)
+            sparsity = {keys[id(s.layer)]: sparsity for s in _kernels(model, True)}
         if not isinstance(bits, dict):
             bits = {name: bits for name in sparsity}
         plan = HandPlan(dict(sparsity), dict(bits))
@@ -1875,10 +1877,12 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     path = check_writable(path)
     warn_model_suffix(path)
     kernels = _kernels(model, True)  # nothing to compress: fails now
-    _warn_compressed_already(kernels)
+    _warn_compressed_already(model, kernels)
     if plan is None:  # the planner's: every layer, a frozen backbone too
-        from tfdc.select import warn_frozen
-        warn_frozen("tfdc.compress", [s.layer.name for s in kernels if not s.variable.trainable],
+        from tfdc.select import layer_keys, warn_frozen
+        keys = layer_keys(model)
+        warn_frozen("tfdc.compress", [keys[id(s.layer)] for s in kernels
+                                      if not s.variable.trainable],
                     "make them trainable, or give plan= a tfdc.plan(..., layers=[...]) that "
                     "leaves them out")
         from tfdc.select import warn_left_out

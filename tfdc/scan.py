@@ -1001,7 +1001,8 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     """
     from tfdc.bytecost import compress_kernel, compressible_layers, layer_weights
     from tfdc.layers import kind_of
-    from tfdc.select import check_built, iter_layers, refuse_non_finite, refuse_non_float32
+    from tfdc.select import (check_built, iter_layers, layer_keys, refuse_non_finite,
+                             refuse_non_float32)
 
     start = time.perf_counter()
     check_built(model)
@@ -1024,8 +1025,9 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     if not found:
         raise ValueError(f"model {model.name!r} has no compressible layer (Dense, Conv, "
                          "DepthwiseConv, Embedding, LSTM/GRU kernels)")
-    kinds = {layer.name: kind_of(layer).name for layer in iter_layers(model)
-             if layer.name in found}
+    keys = layer_keys(model)
+    by_key = {keys[id(layer)]: layer for layer in iter_layers(model)}
+    kinds = {key: kind_of(by_key[key]).name for key in found}
     x, y, given = _take(validation_data, samples, outputs=_output_count(model), model=model)
     x = unwrap_one_input(x, input_count(model))
     evaluate = Evaluator(model, x, y, batch_size)
@@ -1034,10 +1036,9 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     except Exception as e:  # noqa: BLE001 - Keras and TensorFlow raise many types
         raise _cannot_score(e, model, y) from None
     loss, error = {}, {}
-    by_name = {layer.name: layer for layer in iter_layers(model)}
     for name, kernels in found.items():
         values = [np.asarray(v.numpy()) for _, v in kernels]
-        point = evaluate.starting_at(by_name[name])
+        point = evaluate.starting_at(by_key[name])
         loss[name], error[name] = {}, {}
         try:
             for key in [("sparsity", s) for s in sparsities] + [("bits", b) for b in bits]:

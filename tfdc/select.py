@@ -89,6 +89,17 @@ def layer_paths(model):
     return paths
 
 
+def layer_keys(model):
+    """`{id(layer): key}` for every layer inside `model`: what a scan, a plan
+    and tfdc.compress key a layer's settings by. Its name, or, for layers of
+    one name in two nested models, its path ("branch1/fc"), which tfdc's
+    callbacks take as it is."""
+    layers = list(iter_layers(model))
+    twice = {n for n, count in collections.Counter(l.name for l in layers).items() if count > 1}
+    paths = layer_paths(model) if twice else {}
+    return {id(l): paths.get(id(l), l.name) if l.name in twice else l.name for l in layers}
+
+
 def selection_names(model, selections):
     """A unique name per selection: its variable's path ("fc1/kernel"), or,
     where two variables share one (layers of one name built before the
