@@ -162,6 +162,8 @@ def jvm(host_build, files):
     size = len(decode(files["models"]["mlp"]["packed"]))
     for limit in (-1, size - 1, size + 4096):  # exactly size may fail on the meta stream
         ops += ["limit", d / "mlp.packed", limit]
+    plain = len(files["models"]["mlp"]["tflite"])
+    ops += ["limit", d / "mlp.tflite", plain - 1, "limit", d / "mlp.tflite", plain]
     # Cache: miss, hit, another model; plus a stale truncated file under the
     # right name, which must be replaced rather than reused.
     cache = d / "cache"
@@ -191,6 +193,18 @@ def jvm(host_build, files):
     (evict / "tfdc-89ab.1112.part").write_bytes(b"left by a crash")
     os.utime(evict / "tfdc-89ab.1112.part", (time.time() - 7200,) * 2)
     ops += ["evict", evict, d / "mlp.packed"]
+    # Files an older loader wrote (its decoder's version in the record, or
+    # none: the record of before), intact: decoded again, not reused.
+    import zlib
+    decoded = decode(mlp)
+    for name, record in (("cache_older", f"{zlib.crc32(decoded):08x} {len(decoded)} "
+                                         "tfdc_decode 0.0.9"),
+                         ("cache_unversioned", f"{zlib.crc32(decoded):08x} {len(decoded)}")):
+        (d / name).mkdir()
+        (d / name / f"tfdc-{sha256(mlp).hexdigest()}.tflite").write_bytes(decoded)
+        (d / name / f"tfdc-{sha256(mlp).hexdigest()}.crc32").write_text(record)
+        ops += ["cache", d / name, d / "mlp.packed"]
+    ops += ["race", d / "cache_race", d / "mlp.packed", d / "conv.packed"]
     for sdk, runtime, works in POLICY_CASES:
         ops += ["policy", sdk, runtime, works]
     return _run_jvm(host_build, *ops)
@@ -337,8 +351,12 @@ def test_a_cache_that_cannot_be_written_says_where_and_leaves_nothing(host_build
 
 def test_cache_reuses_decoded_file_by_content_hash(files, jvm):
     from hashlib import sha256
+
+    import tfdc
     from tfdc import decode
-    first, second, other, stale, altered = _by(jvm, "cache", ".packed")
+    first, second, other, stale, altered = [
+        r for r in _by(jvm, "cache", ".packed")
+        if not any(f"/{d}/" in r["file"] for d in ("cache_older", "cache_unversioned"))]
     mlp, conv = files["models"]["mlp"]["packed"], files["models"]["conv"]["packed"]
     assert first["reused"] is False and second["reused"] is True
     assert second["millis_positive"]  # hashing and checking the file take time too
@@ -358,7 +376,30 @@ def test_cache_reuses_decoded_file_by_content_hash(files, jvm):
         folder = os.path.dirname(first["file"])
         data = open(os.path.join(folder, f"{name}.tflite"), "rb").read()
         assert open(os.path.join(folder, f"{name}.crc32")).read() == \
-            f"{zlib.crc32(data):08x} {len(data)}"
+            f"{zlib.crc32(data):08x} {len(data)} tfdc_decode {tfdc.__version__}"
+
+
+def test_cache_never_reuses_files_another_decoder_wrote(files, jvm):
+    """The record named no decoder: after a loader update whose decoder
+    writes otherwise (the asset and cacheDir unchanged), the old output was
+    reused for ever."""
+    import tfdc
+    from tfdc import decode
+    (older,) = [r for r in jvm if r["op"] == "cache" and "/cache_older/" in r["file"]]
+    (unversioned,) = [r for r in jvm if r["op"] == "cache" and "/cache_unversioned/" in r["file"]]
+    for r in (older, unversioned):
+        assert r["reused"] is False, r
+        assert open(r["file"], "rb").read() == decode(files["models"]["mlp"]["packed"])
+        record = open(r["file"][:-len(".tflite")] + ".crc32").read()
+        assert record.endswith(f" tfdc_decode {tfdc.__version__}")
+
+
+def test_cache_shared_by_threads_loading_and_evicting_throws_nothing(jvm):
+    """A file deleted by another thread's eviction between the check and its
+    read threw FileNotFoundException; a fresh checksum file was deleted as
+    a stale .part (its lastModified() 0 once gone)."""
+    (r,) = [r for r in jvm if r["op"] == "race"]
+    assert r["failures"] == 0, r["first"]
 
 
 def test_cache_takes_plain_files_and_an_apps_own_decoder(files, jvm):
@@ -384,6 +425,11 @@ def test_an_apps_size_limit_is_checked_before_decoding(files, jvm):
                                    "(0: the decoder's limit), got -1")
     assert below["outcome"] == "TfdcFormatException -10"  # TFDC_ERR_TOO_LARGE
     assert above["outcome"] == f"decoded {size}"
+    # A plain file is held to the limit too (it was copied whatever its size).
+    plain = len(files["models"]["mlp"]["tflite"])
+    below, exact = sorted(_by(jvm, "limit", "mlp.tflite"), key=lambda r: r["limit"])
+    assert below["outcome"] == "TfdcFormatException -10"
+    assert exact["outcome"] == f"decoded {plain}"
 
 
 def test_eviction_keeps_the_entry_and_files_being_written(files, jvm):

@@ -119,3 +119,11 @@ JNIEXPORT jstring JNICALL Java_org_tfdc_loader_TfdcNative_nativeStrerror(JNIEnv 
   (void)cls;
   return (*env)->NewStringUTF(env, tfdc_strerror((int)status));
 }
+
+/* The decoder library's version (tfdc_version): what DecodedModelCache
+ * records beside each decoded file, so that a loader update that decodes
+ * otherwise never reuses the files an older one wrote. */
+JNIEXPORT jstring JNICALL Java_org_tfdc_loader_TfdcNative_nativeVersion(JNIEnv *env, jclass cls) {
+  (void)cls;
+  return (*env)->NewStringUTF(env, tfdc_version());
+}

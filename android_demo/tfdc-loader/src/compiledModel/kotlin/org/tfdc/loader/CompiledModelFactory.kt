@@ -6,6 +6,7 @@ import com.google.ai.edge.litert.Accelerator as LiteRtAccelerator
 import com.google.ai.edge.litert.BuiltinNpuAcceleratorProvider
 import com.google.ai.edge.litert.CompiledModel
 import com.google.ai.edge.litert.Environment
+import com.google.ai.edge.litert.Model
 import java.io.Closeable
 
 /** A CompiledModel and the decoded file it was created from. */
@@ -18,6 +19,8 @@ class OpenedCompiledModel internal constructor(
     private val environment: Environment,
     /** Time the accelerators that failed before [accelerator] took. */
     val failedMillis: Double = 0.0,
+    /** The loaded model [model] was compiled from (not owned by it). */
+    private val loaded: Model? = null,
 ) : Closeable {
     /**
      * Runs the first inference on [input] (creating its tensor buffers
@@ -44,6 +47,7 @@ class OpenedCompiledModel internal constructor(
 
     override fun close() {
         model.close()
+        loaded?.close()
         environment.close()
     }
 }
@@ -52,7 +56,7 @@ class OpenedCompiledModel internal constructor(
  * Opens a packed asset with the LiteRT CompiledModel API (LiteRT 2.x).
  *
  * `CompiledModel.create` takes a file *path*, so the asset is decoded once to
- * `cacheDir/tfdc/tfdc-<sha256 of packed bytes>.tflite` ([DecodedModelCache])
+ * `cacheDir/tfdc/<asset>/tfdc-<sha256 of packed bytes>.tflite` ([DecodedModelCache])
  * and later launches reuse that file (decode time: finding and checking it). The default policy is
  * [AcceleratorFallback.forDevice] for this device's API level: GPU -> NPU ->
  * CPU (NNAPI, deprecated from Android 15, is not part of this runtime and is
@@ -86,8 +90,13 @@ class CompiledModelFactory(
         // The NPU provider adds the dispatch / compiler-plugin directory only
         // on a supported SoC; the environment is valid for GPU and CPU too.
         val environment = Environment.create(context, BuiltinNpuAcceleratorProvider(context))
+        var loaded: Model? = null
         val outcome = try {
             val available = environment.getAvailableAccelerators()
+            // Loaded once, for every accelerator tried: create(path, ...)
+            // loads a Model of its own that a failed compile never closes
+            // (one leaked copy of the model per accelerator that refused it).
+            val model = Model.load(entry.file.absolutePath).also { loaded = it }
             fallback.open { accelerator ->
                 val liteRt = accelerator.toLiteRt()
                 if (liteRt !in available) {
@@ -96,14 +105,15 @@ class CompiledModelFactory(
                             "(${socName()}, API ${Build.VERSION.SDK_INT}): " +
                             (if (accelerator == Accelerator.NPU) "no vendor dispatch library" else "not available"))
                 }
-                CompiledModel.create(entry.file.absolutePath, CompiledModel.Options(liteRt), environment)
+                CompiledModel.create(model, CompiledModel.Options(liteRt), environment)
             }
-        } catch (e: Throwable) {  // a LinkageError too: the environment is native memory
+        } catch (e: Throwable) {  // a LinkageError too: the model and environment are native memory
+            loaded?.close()
             environment.close()
             throw e
         }
         return OpenedCompiledModel(outcome.value, outcome.accelerator, entry, outcome.attempts, outcome.initMillis,
-            environment, outcome.failedMillis)
+            environment, outcome.failedMillis, loaded)
     }
 
     // Build.SOC_* exist from Android 12, where LiteRT's NPU support starts.

@@ -20,6 +20,8 @@ import java.nio.ByteBuffer
  *                    IOException, how often it decoded, the files left
  *   flip FILE        flip one bit in the middle of FILE, in place (same length)
  *   evict DIR IN     DecodedModelCache.evictAllBut(fileFor(IN))
+ *   race DIR IN...   threads calling fileFor and evictAllBut on the models IN
+ *                    in one DIR at once: the IOExceptions, which must be none
  *   fallback         AcceleratorFallback over a scripted backend
  *   policy SDK RUNTIME WORKS
  *                    AcceleratorFallback.forDevice(SDK, RUNTIME) on a scripted
@@ -41,6 +43,10 @@ fun main(args: Array<String>) {
             "cache-fail" -> { cacheFailOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
             "flip" -> { flipOp(File(args[i + 1])); i += 2 }
             "evict" -> { evictOp(File(args[i + 1]), File(args[i + 2])); i += 3 }
+            "race" -> {
+                val inputs = args.drop(i + 2).takeWhile { it.endsWith(".packed") }
+                raceOp(File(args[i + 1]), inputs.map(::File)); i += 2 + inputs.size
+            }
             "fallback" -> { fallbackOp(); i += 1 }
             "policy" -> { policyOp(args[i + 1].toInt(), LiteRtRuntime.valueOf(args[i + 2]), args[i + 3]); i += 4 }
             else -> error("unknown op ${args[i]}")
@@ -112,7 +118,7 @@ private fun limitOp(input: File, limit: Long) {
 }
 
 private fun cacheOp(dir: File, input: File, decoder: ((ByteArray) -> ByteBuffer)? = null) {
-    val cache = if (decoder == null) DecodedModelCache(dir) else DecodedModelCache(dir, decoder)
+    val cache = if (decoder == null) DecodedModelCache(dir) else DecodedModelCache(dir, "a copy", decoder)
     val entry = cache.fileFor(input.readBytes())
     emit("op" to (if (decoder == null) "cache" else "cache-copy"), "input" to input.path,
         "file" to entry.file.path, "sha256" to entry.sha256, "reused" to entry.reused,
@@ -145,6 +151,30 @@ private fun evictOp(dir: File, input: File) {
     cache.evictAllBut(cache.fileFor(input.readBytes()))
     emit("op" to "evict", "input" to input.path,
         "files_in_dir" to (dir.list()?.sorted()?.joinToString(",") ?: ""))
+}
+
+private fun raceOp(dir: File, inputs: List<File>) {
+    // A cache shared by several models, each thread loading one and evicting
+    // the others (what TfdcModel.cachedFile's one directory did): a file
+    // deleted between the check and the read, or a fresh checksum file taken
+    // for a stale .part, threw IOExceptions.
+    val models = inputs.map { it.readBytes() }
+    val failures = java.util.concurrent.ConcurrentLinkedQueue<String>()
+    val threads = (0 until 6).map { t ->
+        Thread {
+            val cache = DecodedModelCache(dir)
+            repeat(60) { round ->
+                try {
+                    val entry = cache.fileFor(models[(t + round) % models.size])
+                    cache.evictAllBut(entry)
+                } catch (e: java.io.IOException) {
+                    failures.add("${e.javaClass.simpleName}: ${e.message}")
+                }
+            }
+        }.apply { start() }
+    }
+    threads.forEach { it.join() }
+    emit("op" to "race", "failures" to failures.size, "first" to failures.firstOrNull())
 }
 
 private fun fallbackOp() {

@@ -37,10 +37,17 @@ data class DecodedModel(
  * allocated, so a damaged file never makes the app allocate what it claims.
  *
  * `maxDecodedBytes`: the most bytes a file may decode to (and its meta
- * stream inflate to), checked before anything is allocated; 0, the default,
- * is the decoder's own limit, max(2 GiB, 1024 x the file). An app short of
- * memory passes its own: a file whose checksums hold may still claim up to
- * the limit and be found corrupt only while decoding.
+ * stream inflate to; a plain file, its size), checked before anything is
+ * allocated; 0, the default, is the decoder's own limit, max(2 GiB, 1024 x
+ * the file). An app short of memory passes its own: a file whose checksums
+ * hold may still claim up to the limit and be found corrupt only while
+ * decoding.
+ *
+ * Memory: the decoded model is a direct ByteBuffer, which Android's runtime
+ * takes from the app's Java heap (a few hundred MB, `android:largeHeap`
+ * for more), not from native memory; a model larger than the heap allows
+ * throws an OutOfMemoryError naming its size. For such a model use a
+ * path-based loader on [DecodedModelCache]'s file, which the runtime maps.
  */
 object TfdcDecoder {
     /** Largest buffer `ByteBuffer.allocateDirect` can give (an Int capacity). */
@@ -93,7 +100,12 @@ object TfdcDecoder {
         val buffer = if (packed) {
             decodeSized(bytes, null, 0, bytes.size, checkSize(sizeOrStatus), maxDecodedBytes)
         } else {
-            ByteBuffer.allocateDirect(bytes.size).order(ByteOrder.nativeOrder()).apply {
+            // A plain file is the model as it is: the app's limit holds for it too.
+            if (maxDecodedBytes > 0 && bytes.size > maxDecodedBytes) {
+                throw TfdcFormatException(TfdcNative.ERR_TOO_LARGE,
+                    "a plain model of ${bytes.size} bytes > maxDecodedBytes $maxDecodedBytes")
+            }
+            allocate(bytes.size).apply {
                 put(bytes)
                 flip()
             }
@@ -116,10 +128,19 @@ object TfdcDecoder {
     ): ByteBuffer {
         if (size > MAX_DIRECT) throw TfdcFormatException(TfdcNative.ERR_TOO_LARGE, "$size bytes > a ByteBuffer")
         // The JVM owns this memory; the C side only writes into it.
-        val out = ByteBuffer.allocateDirect(size.toInt()).order(ByteOrder.nativeOrder())
+        val out = allocate(size.toInt())
         val rc = TfdcNative.nativeDecode(array, direct, pos, len, out, limit)
         if (rc != TfdcNative.OK) throw TfdcFormatException(rc)
         return out // position 0, limit = capacity = decoded size
+    }
+
+    /** A direct, native-order buffer of [size] bytes; out of memory, an error that says how much. */
+    private fun allocate(size: Int): ByteBuffer = try {
+        ByteBuffer.allocateDirect(size).order(ByteOrder.nativeOrder())
+    } catch (e: OutOfMemoryError) {
+        throw OutOfMemoryError("the decoded model needs a direct ByteBuffer of $size bytes, more " +
+            "than the runtime can give (on Android the app's Java heap bounds it: " +
+            "android:largeHeap, or a path-based loader on DecodedModelCache's file)").apply { initCause(e) }
     }
 
     private fun checkSize(sizeOrStatus: Long): Long {

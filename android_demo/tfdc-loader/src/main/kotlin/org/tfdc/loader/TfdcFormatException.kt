@@ -12,6 +12,7 @@ import java.io.IOException
  */
 class TfdcFormatException(val status: Int, detail: String? = null) :
     IOException(
-        TfdcNative.nativeStrerror(status) + " (tfdc status $status)" +
-            (if (detail != null) ": $detail" else ""),
+        // Made without the native library too (one that failed to load).
+        runCatching { TfdcNative.nativeStrerror(status) }.getOrDefault("tfdc decoder error") +
+            " (tfdc status $status)" + (if (detail != null) ": $detail" else ""),
     )

@@ -25,12 +25,17 @@ object TfdcModel {
 
     /**
      * A decoded *file* for path-based loaders (LiteRT `CompiledModel`):
-     * decoded once into `cacheDir/tfdc/` under the SHA-256 of the packed
-     * bytes, reused by later launches and by later calls.
+     * decoded once into `cacheDir/tfdc/<asset name>/` under the SHA-256 of
+     * the packed bytes, reused by later launches and by later calls. A
+     * directory per asset: the files of the asset's older versions (an app
+     * update) are deleted then, never another asset's.
      */
     @JvmStatic
-    fun cachedFile(context: Context, assetName: String): DecodedModelCache.Entry =
-        DecodedModelCache(File(context.cacheDir, "tfdc")).fileFor(readAsset(context, assetName))
+    fun cachedFile(context: Context, assetName: String): DecodedModelCache.Entry {
+        val directory = File(File(context.cacheDir, "tfdc"), assetName.replace('/', '_'))
+        val cache = DecodedModelCache(directory)
+        return cache.fileFor(readAsset(context, assetName)).also { cache.evictAllBut(it) }
+    }
 
     @JvmStatic
     fun readAsset(context: Context, assetName: String): ByteArray =

@@ -39,4 +39,7 @@ object TfdcNative {
 
     /** The decoder's own message for [status] (`tfdc_strerror`). */
     @JvmStatic external fun nativeStrerror(status: Int): String
+
+    /** The decoder library's version (`tfdc_version`, tfdc's own). */
+    @JvmStatic external fun nativeVersion(): String
 }
