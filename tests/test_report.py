@@ -287,6 +287,16 @@ def test_inspect_refuses_a_damaged_section_key_naming_the_file(exported, tmp_pat
     with pytest.raises(tfdc.FormatError) as e:
         tfdc.inspect(str(bad))
     assert str(e.value).startswith(f"{bad}: damaged tfdc-packed file")
+    # Truncated: the section's own error names the file too, as tfdc.decode's
+    # does (it did not: of many files inspected, which one?).
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(open(path, "rb").read()[:-100])
+    with pytest.raises(tfdc.FormatError) as e:
+        tfdc.inspect(cut)
+    assert str(e.value).startswith(f"{cut}: section [") and e.value.status == "truncated"
+    with pytest.raises(tfdc.FormatError) as e:
+        tfdc.inspect(cut.read_bytes())
+    assert str(e.value).startswith("section [")
 
 
 def test_a_bias_is_named_after_its_kernel(tmp_path):

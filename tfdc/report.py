@@ -37,7 +37,7 @@ import os
 import re
 
 from tfdc import format as fmt
-from tfdc.errors import listed
+from tfdc.errors import FormatError, listed
 from tfdc.layers import converter_op_names, kernel_layer_name
 
 __all__ = ["ExportReport", "LayerReport", "inspect", "short_name"]
@@ -921,7 +921,7 @@ def inspect(path_or_bytes, layer_names=None):
         TypeError: `layer_names` is not a list of str.
     """
     from tfdc.runtime import check_tflite_header, read_model_bytes
-    from tfdc.unpack import has_section_entry, key_damage, model_flatbuffer, read_pack_info
+    from tfdc.unpack import key_damage
 
     layer_names = check_layer_names(layer_names)
     path = os.fspath(path_or_bytes) if isinstance(path_or_bytes, (str, os.PathLike)) else None
@@ -930,7 +930,18 @@ def inspect(path_or_bytes, layer_names=None):
     damage = key_damage(data, f"{path}: " if path else "")
     if damage:  # not a plain model to preview: a packed one whose key broke
         raise damage
+    try:
+        return _inspect(data, path, layer_names)
+    except FormatError as e:
+        if path is None:
+            raise
+        # Named as tfdc.decode names it: of many files, which one.
+        raise FormatError(f"{path}: {e}", status=e.status) from None
+
+
+def _inspect(data, path, layer_names):
     from tfdc.tflite_schema import damaged_flatbuffer
+    from tfdc.unpack import has_section_entry, model_flatbuffer, read_pack_info
     if has_section_entry(data):
         info = read_pack_info(data)
         plain_bytes = None
