@@ -297,12 +297,12 @@ def test_calibration_samples_like_raw_pixels_are_warned_about(tmp_path):
     from tfdc.exporter import calibration_scale_checked
     model = mlp()
     rng = np.random.default_rng(0)
-    pixels = (rng.random((8, 20)) * 255).astype(np.float32)
+    pixels = (rng.random((16, 20)) * 255).astype(np.float32)
     with pytest.warns(UserWarning, match=r"^representative_dataset: the calibration samples for "
                       r"input '.*' reach magnitude 25\d(\.\d+)?, and the model has no Rescaling "
                       r"or Normalization layer: if it was trained on scaled inputs") as caught:
         export(model, tmp_path / "a.tflite",
-               representative_dataset=lambda: ([pixels[i:i + 1]] for i in range(8)))
+               representative_dataset=lambda: ([pixels[i:i + 1]] for i in range(16)))
     assert [w.filename for w in caught if "magnitude" in str(w.message)] == [__file__]
     # The same pixels as camera frames come, uint8 (or int32): they were
     # not looked at (84 % error, no word).
@@ -311,19 +311,19 @@ def test_calibration_samples_like_raw_pixels_are_warned_about(tmp_path):
         with pytest.warns(UserWarning, match=r"reach magnitude 25\d, and the model has no "
                           "Rescaling"):
             export(model, tmp_path / "a.tflite",
-                   representative_dataset=lambda: ([frames[i:i + 1]] for i in range(8)))
+                   representative_dataset=lambda: ([frames[i:i + 1]] for i in range(16)))
     rescaled = keras.Sequential([keras.Input((20,)), layers.Rescaling(1 / 255), *model.layers])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         # A model that rescales its own inputs, samples in [0, 1], or a
         # caller that compared them with the training data: no warning.
         export(rescaled, tmp_path / "b.tflite",
-               representative_dataset=lambda: ([pixels[i:i + 1]] for i in range(8)))
+               representative_dataset=lambda: ([pixels[i:i + 1]] for i in range(16)))
         export(model, tmp_path / "c.tflite",
-               representative_dataset=lambda: ([pixels[i:i + 1] / 255] for i in range(8)))
+               representative_dataset=lambda: ([pixels[i:i + 1] / 255] for i in range(16)))
         with calibration_scale_checked():
             export(model, tmp_path / "d.tflite",
-                   representative_dataset=lambda: ([pixels[i:i + 1]] for i in range(8)))
+                   representative_dataset=lambda: ([pixels[i:i + 1]] for i in range(16)))
 
 
 def test_calibration_samples_scaled_for_a_model_that_rescales_itself_are_warned_about(tmp_path):
@@ -332,12 +332,12 @@ def test_calibration_samples_scaled_for_a_model_that_rescales_itself_are_warned_
     # real 0-255 frames saturate it: a 91 % error file on MNIST, no word.
     model = mlp()
     rescaled = keras.Sequential([keras.Input((20,)), layers.Rescaling(1 / 255), *model.layers])
-    pixels = (np.random.default_rng(0).random((8, 20)) * 255).astype(np.float32)
+    pixels = (np.random.default_rng(0).random((16, 20)) * 255).astype(np.float32)
     with pytest.warns(UserWarning, match=r"^representative_dataset: the model rescales input "
                       r"'.*' by 0\.003922 itself \(layer 'rescaling.*'\), and its calibration "
                       r"samples reach magnitude only 0\.9\d*: they look scaled already") as caught:
         export(rescaled, tmp_path / "a.tflite",
-               representative_dataset=lambda: ([pixels[i:i + 1] / 255] for i in range(8)))
+               representative_dataset=lambda: ([pixels[i:i + 1] / 255] for i in range(16)))
     assert [w.filename for w in caught if "rescales" in str(w.message)] == [__file__]
     # A Rescaling that does not divide by 100 or more (x / 2 - 1), or one
     # not on the input, says nothing about the samples' scale.
@@ -348,7 +348,7 @@ def test_calibration_samples_scaled_for_a_model_that_rescales_itself_are_warned_
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             export(other, tmp_path / "b.tflite",
-                   representative_dataset=lambda: ([pixels[i:i + 1] / 255] for i in range(8)))
+                   representative_dataset=lambda: ([pixels[i:i + 1] / 255] for i in range(16)))
 
 
 def test_calibration_samples_an_integer_input_cannot_hold_are_refused(tmp_path):
@@ -378,44 +378,59 @@ def test_calibration_samples_an_integer_input_cannot_hold_are_refused(tmp_path):
                    representative_dataset=lambda s=samples: ([s[i:i + 1]] for i in range(8)))
 
 
+def test_calibration_on_a_handful_of_examples_is_warned_about(tmp_path):
+    # One sample calibrated every int8 range without a word (the docs ask
+    # for a few hundred); examples count by rows, a batch of 16 is 16.
+    from tfdc.exporter import MIN_CALIBRATION_EXAMPLES, check_calibration
+    model = mlp()
+    x = np.random.default_rng(0).random((MIN_CALIBRATION_EXAMPLES, 20)).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"^full_integer: 1 calibration example; the int8 "
+                      r"activation ranges are calibrated from them alone"):
+        check_calibration(model, lambda: iter([[x[:1]]]), "full_integer")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_calibration(model, lambda: iter([[x]]), "full_integer")
+        check_calibration(model, lambda: ([x[i:i + 1]] for i in range(len(x))), "full_integer")
+
+
 def test_calibration_on_another_scale_than_the_training_data_warns():
     # 0-255 pixels for a model trained on [0, 1]: every int8 activation
     # range would be calibrated 255x too wide, and nothing said why.
     from tfdc.exporter import check_calibration
     model = mlp()
     rng = np.random.default_rng(0)
-    train = rng.random((8,) + tuple(model.inputs[0].shape[1:])).astype(np.float32)
+    train = rng.random((16,) + tuple(model.inputs[0].shape[1:])).astype(np.float32)
     for scale in (255.0, 1 / 255):
         with pytest.warns(UserWarning, match=r"full_integer: the calibration samples for input "
                           r"'.*' reach magnitude .*, the training data 0\.9.*: are they "
                           "preprocessed as the training data is"):
-            check_calibration(model, lambda: ([train[i:i + 1] * scale] for i in range(8)),
+            check_calibration(model, lambda: ([train[i:i + 1] * scale] for i in range(16)),
                               "full_integer", reference=train)
     # Negative where the training data never is ([-1, 1] for [0, 1]; -x gave 88 % error).
     with pytest.warns(UserWarning, match=r"go down to -0\.9.*, where the training data is "
                       "never negative"):
-        check_calibration(model, lambda: ([train[i:i + 1] * 2 - 1] for i in range(8)),
+        check_calibration(model, lambda: ([train[i:i + 1] * 2 - 1] for i in range(16)),
                           "full_integer", reference=train)
     # uint8 training pixels that the model rescales itself, and samples
     # already in [0, 1] (it was not checked: 82.7 % error, no warning).
     pixels = (train * 255).astype(np.uint8)
     with pytest.warns(UserWarning, match=r"reach magnitude 0\.9.*, the training data 25\d"):
-        check_calibration(model, lambda: ([train[i:i + 1]] for i in range(8)),
+        check_calibration(model, lambda: ([train[i:i + 1]] for i in range(16)),
                           "full_integer", reference=pixels)
     # uint8 samples of 0-255 for a model trained on [0, 1] (they were not
     # looked at: only float samples were).
     with pytest.warns(UserWarning, match=r"reach magnitude 25\d, the training data 0\.9"):
-        check_calibration(model, lambda: ([pixels[i:i + 1]] for i in range(8)),
+        check_calibration(model, lambda: ([pixels[i:i + 1]] for i in range(16)),
                           "full_integer", reference=train)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         # The same scale, or no reference: no warning.
-        check_calibration(model, lambda: ([train[i:i + 1] * 3] for i in range(8)),
+        check_calibration(model, lambda: ([train[i:i + 1] * 3] for i in range(16)),
                           "full_integer", reference=train)
-        check_calibration(model, lambda: ([pixels[i:i + 1]] for i in range(8)),
+        check_calibration(model, lambda: ([pixels[i:i + 1]] for i in range(16)),
                           "full_integer", reference=pixels)
-        check_calibration(model, lambda: ([train[i:i + 1] * 255] for i in range(8)))
-        check_calibration(model, lambda: ([pixels[i:i + 1].astype(np.float32)] for i in range(8)),
+        check_calibration(model, lambda: ([train[i:i + 1] * 255] for i in range(16)))
+        check_calibration(model, lambda: ([pixels[i:i + 1].astype(np.float32)] for i in range(16)),
                           "full_integer", reference=pixels)
 
 

@@ -130,6 +130,11 @@ def _checked_full_integer(plain, representative_dataset):
     return plain
 
 
+# Fewer calibration examples than this draw a warning (the converter's
+# ranges come from them alone; a few hundred is the usual advice).
+MIN_CALIBRATION_EXAMPLES = 16
+
+
 def _check_representative(representative_dataset, specs, what="representative_dataset"):
     """Every calibration sample against the model's inputs, before the
     converter sees any: the converter's own error for a wrong shape is a
@@ -143,11 +148,13 @@ def _check_representative(representative_dataset, specs, what="representative_da
     for other inputs)."""
     from tfdc.quantize import require_callable
     require_callable(representative_dataset)
-    count, ranges = 0, [None] * len(specs)
+    count, examples, ranges = 0, 0, [None] * len(specs)
     for count, sample in enumerate(representative_dataset(), 1):
         for i, (spec, array) in enumerate(zip(specs, _sample_arrays(sample, specs, what))):
             array = np.asarray(array)
             _check_sample(array, spec, count - 1, what)  # from 0, as examples are
+            if i == 0:
+                examples += int(array.shape[0]) if array.ndim else 1
             # Integer samples for a float input too: uint8 0-255 frames for a
             # model trained on [0, 1] gave 84 % error without a word.
             if array.dtype.kind in "fiub" and array.size and spec.dtype.is_floating:
@@ -157,6 +164,10 @@ def _check_representative(representative_dataset, specs, what="representative_da
                              max(peak, float(np.max(np.abs(values)))))
     if not count:
         raise ValueError(f"{what} yields no sample: give it a few hundred real inputs")
+    if examples < MIN_CALIBRATION_EXAMPLES:  # one image's ranges, for every input to come
+        warnings.warn(f"{what}: {examples} calibration example{'s' * (examples != 1)}; the "
+                      "int8 activation ranges are calibrated from them alone, and inputs "
+                      "unlike them saturate: give a few hundred typical ones", stacklevel=4)
     zero = [spec.name for spec, span in zip(specs, ranges) if span == (0.0, 0.0)]
     if zero:  # np.zeros as placeholder data: every range calibrated to nothing
         warnings.warn(f"{what}: every calibration sample for input"
@@ -571,7 +582,12 @@ def _run_converter(converter, model, batch_size):
     success it is dropped (except error lines), a known failure becomes one
     line that says what to do, any other failure is raised unchanged after
     the log is shown."""
-    with _CapturedOutput() as captured:
+    with _CapturedOutput() as captured, warnings.catch_warnings():
+        # The converter's own calibration of a model of several inputs makes
+        # a tf.lite.Interpreter: its deprecation notice, 8 times, is
+        # TensorFlow's business, not the user's (tfdc runs LiteRT's).
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is "
+                                "deprecated", category=UserWarning)
         try:
             return bytes(converter.convert())
         except Exception as e:
