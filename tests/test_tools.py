@@ -65,6 +65,11 @@ def test_comma_list():
 def test_paths(tmp_path):
     assert tool_args.existing_dir_for(str(tmp_path / "x.bin")) == str(tmp_path / "x.bin")
     assert "does not exist" in refused(tool_args.existing_dir_for, str(tmp_path / "d" / "x.bin"))
+    # The repository's out/ (gitignored) is made: BENCHMARKS.md's recorded
+    # `--json out/pack_rows.json` failed on a fresh clone.
+    assert tool_args.OUT == os.path.join(ROOT, "out")
+    assert tool_args.existing_dir_for(os.path.join(tool_args.OUT, "rows.json"))
+    assert os.path.isdir(tool_args.OUT)
     model = tmp_path / "m.tflite"
     model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(24))
     assert tool_args.tflite_file(str(model)) == str(model)
@@ -143,6 +148,25 @@ def test_write_section_replaces_only_its_own(tmp_path, monkeypatch):
     assert path.read_text(encoding="utf-8").startswith(text.rstrip("\n"))
 
 
+def test_publish_leaves_a_section_alone_for_a_partial_run(tmp_path, monkeypatch, capsys):
+    # `export_benchmark.py --only lenet300-paper` replaced the nine rows of
+    # its section with one (and demo_benchmark.py --rows quick, three).
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(SECTIONS, encoding="utf-8")
+    monkeypatch.setattr(benchmarks_md, "PATH", str(path))
+    args = argparse.Namespace(no_write=False)
+    benchmarks_md.publish(args, "codec", "Huffman codec", "one row", partial="rows b, c")
+    assert path.read_text(encoding="utf-8") == SECTIONS
+    assert capsys.readouterr().out.startswith(
+        "## Huffman codec (this run lacks rows b, c, which the section holds: "
+        "docs/BENCHMARKS.md left as it is)\n\none row")
+    benchmarks_md.publish(argparse.Namespace(no_write=True), "codec", "Huffman codec", "x")
+    assert path.read_text(encoding="utf-8") == SECTIONS
+    benchmarks_md.publish(args, "codec", "Huffman codec", "every row")
+    assert "every row" in path.read_text(encoding="utf-8")
+    assert capsys.readouterr().out.startswith("## Huffman codec (--no-write: ")
+
+
 COMPRESS = ("<!-- BEGIN compress -->\n## tfdc.compress\n\n| row |\n|---|\n| plain |\n\n"
             "Commands (each row stores its result in the cache):\n\n"
             "- best (2026-12-05 00:32 UTC): `python tools/compress_benchmark.py --rows best`\n"
@@ -167,6 +191,26 @@ def test_compress_render_refuses_a_partial_cache(tmp_path, monkeypatch):
     assert docs.read_text(encoding="utf-8") == "# Benchmarks\n\n" + COMPRESS
     (cache / "row_best.json").write_text(json.dumps([{"name": "best"}]))
     assert compress_benchmark.missing_rows(str(cache), COMPRESS) == []
+
+
+def test_compress_rows_that_cannot_complete_the_section_stop_before_training(tmp_path,
+                                                                            monkeypatch):
+    # --rows plain on an empty cache trained 7.7 min, then refused to write:
+    # the section lists best too, which no group asked for makes.
+    import compress_benchmark
+    docs = tmp_path / "BENCHMARKS.md"
+    docs.write_text("# Benchmarks\n\n" + COMPRESS, encoding="utf-8")
+    monkeypatch.setattr(benchmarks_md, "PATH", str(docs))
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(sys, "argv", ["tools/compress_benchmark.py", "--rows", "plain",
+                                      "--cache", str(cache)])
+    monkeypatch.setattr(compress_benchmark, "run_plain", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(SystemExit) as e:
+        compress_benchmark.main()
+    assert "lacks rows best" in str(e.value) and "nothing was run" in str(e.value)
+    cache.mkdir(exist_ok=True)
+    (cache / "row_best.json").write_text(json.dumps([{"name": "best"}]))
+    compress_benchmark.check_coverable(str(cache), ["plain"], "compress")  # now it can
 
 
 def run_tool(*args, env=None):

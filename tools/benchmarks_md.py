@@ -74,13 +74,18 @@ def add_no_write(parser):
                         help="print the section only; leave docs/BENCHMARKS.md as it is")
 
 
-def publish(args, name, title, body, command=None):
-    """`write_section`, or with --no-write (`add_no_write`) the section
-    printed: a tool run to check it leaves the docs as they are."""
-    if getattr(args, "no_write", False):
-        print(f"## {title} (--no-write: docs/BENCHMARKS.md left as it is)\n\n{body.strip()}")
-        return
-    write_section(name, title, body, command)
+def publish(args, name, title, body, command=None, partial=None):
+    """The section printed, then written with `write_section`, unless
+    --no-write (`add_no_write`: a tool run to check it leaves the docs as
+    they are) or `partial`, what a run of some of the section's rows lacks
+    ("rows best, lenet5"): written, the section would have lost them (a
+    run of one row replaced nine)."""
+    why = ("--no-write" if getattr(args, "no_write", False) else
+           f"this run lacks {partial}, which the section holds" if partial else None)
+    print(f"## {title}" + (f" ({why}: docs/BENCHMARKS.md left as it is)" if why else "")
+          + f"\n\n{body.strip()}")
+    if why is None:
+        write_section(name, title, body, command)
 
 
 def nothing_to_write(where, how):

@@ -36,9 +36,9 @@ from tfdc.recipe import ShiftedImages  # noqa: E402
 import tfdc.prune  # noqa: E402
 from tfdc.cluster import ClusteredFineTuning, codebooks  # noqa: E402
 from tfdc.datasets import load_mnist  # noqa: E402
-from tools.benchmarks_md import (add_no_write, markdown_table, nothing_to_write,  # noqa: E402
-                                 publish)
-from tool_args import description, nonnegative_int, positive_int, run  # noqa: E402
+from tools.benchmarks_md import (add_no_write, command_line, markdown_table,  # noqa: E402
+                                 nothing_to_write, publish)
+from tool_args import description, epoch_list, nonnegative_int, positive_int, run  # noqa: E402
 
 PARTS = {
     "lenet300": dict(build=tfdc.models.lenet_300_100, channels=False,
@@ -201,7 +201,7 @@ def run_part(part, args):
     t0 = time.time()
     model, pruned_path = pruned_model(part, data, args, log)
     result = {"part": part, "pruned_error": error(model, data),
-              "keep": PARTS[part]["keep"], "command": " ".join(["python"] + sys.argv)}
+              "keep": PARTS[part]["keep"], "command": command_line()}
     runs = []
     bit_settings = [5, 6] if part == "lenet300" else [None]
     for bits in bit_settings:
@@ -326,14 +326,15 @@ def main():
                    help="train on images randomly shifted by up to this many pixels")
     p.add_argument("--train-subset", type=nonnegative_int, default=0,
                    help="smoke test on fewer images (0: all)")
-    p.add_argument("--epochs300", default="20,8,8,3",
-                   help="dense, pruning, retraining, clustering epochs for LeNet-300-100")
-    p.add_argument("--epochs5", default="6,3,3,2", help="the same for LeNet-5")
+    p.add_argument("--epochs300", default=[20, 8, 8, 3], type=epoch_list(4),
+                   help="dense, pruning, retraining, clustering epochs for LeNet-300-100 "
+                        "(default 20,8,8,3)")
+    p.add_argument("--epochs5", default=[6, 3, 3, 2], type=epoch_list(4),
+                   help="the same for LeNet-5 (default 6,3,3,2)")
     add_no_write(p)
     args = p.parse_args()
     os.makedirs(args.save_dir, exist_ok=True)
-    args.epochs = {"lenet300": [int(v) for v in args.epochs300.split(",")],
-                   "lenet5": [int(v) for v in args.epochs5.split(",")]}
+    args.epochs = {"lenet300": args.epochs300, "lenet5": args.epochs5}
     if args.timing_only:
         path = os.path.join(args.save_dir, f"{args.part}.json")
         result = json.load(open(path))
@@ -342,7 +343,7 @@ def main():
         key = "timing_jit" if args.jit else "timing"
         result[key] = step_ratio(os.path.join(args.save_dir, f"{args.part}_pruned.keras"),
                                  data, bits, args)
-        result[key + "_command"] = " ".join(["python"] + sys.argv)
+        result[key + "_command"] = command_line()
         print(f"step time: {result[key]}")
         json.dump(result, open(path, "w"), indent=1)
     elif args.part != "report":

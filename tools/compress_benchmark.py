@@ -55,6 +55,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 import time
 
@@ -459,6 +460,21 @@ def missing_rows(cache, section_text):
     return [name for name in listed if name not in cached]
 
 
+def check_coverable(cache, groups, name):
+    """Before any training: stop when section `name` lists a row that is
+    neither cached nor plausibly made by one of the row `groups` asked for
+    (a row is named after its group: "curve-paper-16k" of "curve"), so a
+    run that cannot end in a complete section says so before its minutes,
+    not after (`check_complete` checks exactly once the rows ran)."""
+    from benchmarks_md import section
+    missing = [row for row in missing_rows(cache, section(name))
+               if not any(row == g or row.startswith(g + "-") for g in groups)]
+    if missing:
+        sys.exit(f"compress_benchmark.py: error: {cache} lacks rows {', '.join(missing)} that "
+                 f"section {name!r} of docs/BENCHMARKS.md lists and --rows does not make: add "
+                 "their groups to --rows, or pass --no-write; nothing was run")
+
+
 def check_complete(cache, name):
     """Stop before section `name` is rewritten without rows it lists now
     (for --rows, after they ran: a row group's row names are known only
@@ -485,6 +501,11 @@ def main():
     if args.render and not args.no_write:
         for name in ("compress", "compress-int8"):
             check_complete(args.cache, name)
+    elif not args.no_write:
+        if any(name not in INT8_ROWS for name in args.rows):
+            check_coverable(args.cache, args.rows, "compress")
+        if any(name in INT8_ROWS for name in args.rows):
+            check_coverable(args.cache, args.rows, "compress-int8")
 
     def log(*a):
         print(*a, flush=True)
@@ -515,7 +536,8 @@ def main():
                     }[name]()
             for r in rows:
                 # The command that remakes the row: --no-write changes the docs, not the row.
-                r["command"] = " ".join(a for a in command_line().split(" ") if a != "--no-write")
+                r["command"] = shlex.join(a for a in shlex.split(command_line())
+                                          if a != "--no-write")
                 r["run"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
                 log(json.dumps({k: v for k, v in r.items() if k != "plan"}))
             json.dump(rows, open(os.path.join(args.cache, f"row_{name}.json"), "w"), indent=1)

@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
-from benchmarks_md import command_line, markdown_table, write_section  # noqa: E402
+from benchmarks_md import add_no_write, markdown_table, publish  # noqa: E402
 from tool_args import comma_list, description, run  # noqa: E402
 
 # The hand-set row: the demo's per-layer settings before it planned them
@@ -57,7 +57,7 @@ def main():
     parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--rows", default="quick,default,hand", type=comma_list(list(ROWS)),
                         help=f"comma-separated: {', '.join(ROWS)} (default all three)")
-    parser.add_argument("--no-write", action="store_true")
+    add_no_write(parser)
     args = parser.parse_args()
     if not os.environ.get("TFDC_MNIST"):
         sys.exit("demo_benchmark: set TFDC_MNIST to an mnist.npz")
@@ -82,9 +82,9 @@ def main():
             "with the per-layer settings the demo used before it planned them. Test error of "
             "the packed file in the LiteRT interpreter on all 10,000 test images; dense "
             "float32: 1,066,440 B; 2 shared CPU cores.\n\n" + table + "\n")
-    print(body)
-    if not args.no_write:
-        write_section("demo", "tfdc demo (end to end)", body, command=command_line())
+    missing = [name for name in ROWS if name not in args.rows]
+    publish(args, "demo", "tfdc demo (end to end)", body,
+            partial=f"rows {', '.join(missing)}" if missing else None)
 
 
 if __name__ == "__main__":

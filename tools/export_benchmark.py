@@ -38,6 +38,8 @@ import numpy as np  # noqa: E402
 from tool_args import description, run  # noqa: E402
 
 from tfdc.recipe import ShiftedImages, cosine_decay  # noqa: E402
+from tools.benchmarks_md import (add_no_write, markdown_table,  # noqa: E402
+                                 nothing_to_write, publish)
 
 # name: (model, kept fraction per layer, codebook bits per layer, goals)
 LENET300_PAPER = {"fc1": 0.08, "fc2": 0.09, "fc3": 0.26}
@@ -234,7 +236,7 @@ def main(argv=None):
     parser.add_argument("--mnist", default=None, help="MNIST .npz (default: $TFDC_MNIST)")
     parser.add_argument("--out-dir", default="/tmp/tfdc_export_benchmark",
                         help="where the packed files and cached dense weights go")
-    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    add_no_write(parser)
     parser.add_argument("--measure-only", action="store_true",
                         help="do not train: re-measure the files saved in --out-dir by earlier "
                              "runs (training errors come from their saved .json)")
@@ -248,7 +250,6 @@ def main(argv=None):
     import keras
     from tfdc.datasets import load_mnist
     from tfdc.errors import DatasetUnavailableError
-    from tools.benchmarks_md import markdown_table, nothing_to_write, write_section
 
     os.makedirs(args.out_dir, exist_ok=True)
     names = args.only or list(CONFIGS)
@@ -325,9 +326,10 @@ def main(argv=None):
                  f"`{r['packed_path']}`; training + export "
                  f"{_num(r['seconds'], '.0f')} s.", "",
                  r["report"].to_markdown(), ""]
-    print(markdown_table(headers, rows))
-    if not args.no_write:
-        write_section("export", "Export: packed LeNet files on real MNIST", "\n".join(body))
+    missing = [name for name in CONFIGS if name not in results]
+    publish(args, "export", "Export: packed LeNet files on real MNIST", "\n".join(body),
+            partial=f"rows {', '.join(missing)} (--only: add --no-write, then --measure-only "
+                    "renders every saved row)" if missing else None)
     failed = [n for n, r in results.items()
               if r["ratio"] < CONFIGS[n]["min_ratio"] or r["error"] > CONFIGS[n]["max_error"]
               or not r["identical"] or r["packed_bytes"] >= min(r["gzip_bytes"], r["xz_bytes"])]

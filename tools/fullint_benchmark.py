@@ -39,6 +39,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from tool_args import description, positive_int, run  # noqa: E402
 
+from tools.benchmarks_md import add_no_write, markdown_table, publish  # noqa: E402
+
 CONFIG = "lenet5-best"
 TFDC_WARNINGS = ("the full-integer conversion gave", "no int8 tensor of the full-integer",
                  "the TFLite converter changed", "tfdc could not check")
@@ -147,14 +149,13 @@ def main(argv=None):
                         help="real MNIST training images for the representative dataset")
     parser.add_argument("--snap", action="store_true",
                         help="also measure snap_to_int8_grid + one ClusteredFineTuning epoch")
-    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    add_no_write(parser)
     args = parser.parse_args(argv)
 
     import keras
     from tfdc.datasets import load_mnist
     from tfdc.exporter import convert
     from tfdc.quantize import configure_full_integer
-    from tools.benchmarks_md import markdown_table, write_section
 
     os.makedirs(args.out_dir, exist_ok=True)
     data = load_mnist(channels=True)
@@ -256,10 +257,8 @@ def main(argv=None):
     for r in results:
         if r["warnings"]:
             body += [f"- warning for {r['name']}: {r['warnings'][0]}"]
-    print("\n".join(body))
-    if not args.no_write:
-        write_section("fullint", "Full-integer export: LeNet-5, per-tensor vs per-channel int8",
-                      "\n".join(body))
+    publish(args, "fullint", "Full-integer export: LeNet-5, per-tensor vs per-channel int8",
+            "\n".join(body))
     return 0 if all(checks.values()) else 1
 
 

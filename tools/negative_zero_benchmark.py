@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from benchmarks_md import markdown_table, write_section  # noqa: E402
+from benchmarks_md import add_no_write, markdown_table, publish  # noqa: E402
 from tool_args import description, nonnegative_int, positive_int, run  # noqa: E402
 
 SPARSITY = {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74}  # the paper's Table 1 (as tfmot's run)
@@ -73,7 +73,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=positive_int, default=5)
     parser.add_argument("--fine-tune", type=nonnegative_int, default=3)
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--no-write", action="store_true")
+    add_no_write(parser)
     args = parser.parse_args(argv)
 
     import tfdc
@@ -122,10 +122,7 @@ def main(argv=None):
         f"{results['keep']:,} B -> {results['zero']:,} B "
         f"({results['keep'] / results['zero']:.2f}x smaller).",
     ])
-    print(body)
-    if not args.no_write:
-        write_section("negative_zeros", "Negative zeros: a mask multiplied into the weights",
-                      body)
+    publish(args, "negative_zeros", "Negative zeros: a mask multiplied into the weights", body)
 
 
 if __name__ == "__main__":

@@ -555,6 +555,17 @@ def main():
         sys.exit("pack_benchmark: pass --mnist PATH or set TFDC_MNIST to an mnist.npz")
     from tfdc.datasets import load_mnist_raw
     load_mnist_raw(args.mnist)  # a missing or malformed file: its own message (run)
+    if not args.no_write:
+        # Before the float model's minutes of training: without both tools'
+        # results the section cannot be written (it refused only at the end).
+        lacking = [tool for tool, made, python in (
+            ("ai-edge-quantizer", os.path.join(args.cache, "aeq", "manifest.json"),
+             args.aeq_python),
+            ("tfmot", os.path.join(args.cache, "tfmot", "lenet_300_100.json"), args.tfmot_python))
+            if not os.path.exists(made) and not os.path.exists(python)]
+        if lacking:
+            sys.exit(f"pack_benchmark: no {' or '.join(lacking)} virtualenv (run --setup once "
+                     "for both, or pass --no-write); nothing was run")
     os.makedirs(args.cache, exist_ok=True)
 
     float_info = make_float(args.cache, args.mnist, args.epochs, args.seed)

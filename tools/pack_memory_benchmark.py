@@ -21,7 +21,7 @@ import tracemalloc
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmarks_md import markdown_table, write_section  # noqa: E402
+from benchmarks_md import add_no_write, markdown_table, publish  # noqa: E402
 from tool_args import description  # noqa: E402
 
 SIZES = ((1000, 1000), (2000, 2000), (4000, 3000))  # (inputs, units) of the Dense kernel
@@ -67,7 +67,7 @@ def measure(data):
 
 def main():
     parser = argparse.ArgumentParser(description=description(__doc__))
-    parser.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS")
+    add_no_write(parser)
     args = parser.parse_args()
     rows = []
     for inputs, units in SIZES:
@@ -87,10 +87,7 @@ def main():
             "before).\n\n"
             + markdown_table(["weights", "kernel", "input B", "packed B", "peak", "peak / input",
                               "seconds"], rows))
-    if args.no_write:
-        print(body)
-    else:
-        write_section("pack-memory", "Pack memory: peak against model size", body)
+    publish(args, "pack-memory", "Pack memory: peak against model size", body)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from tfdc.bytecost import apply_settings, restore_settings  # noqa: E402
 from tfdc.datasets import load_mnist  # noqa: E402
 from tfdc.models import lenet_300_100  # noqa: E402
 from tfdc.scan import DEFAULT_SAMPLES  # noqa: E402
-from tools.benchmarks_md import markdown_table, write_section  # noqa: E402
+from tools.benchmarks_md import add_no_write, markdown_table, publish  # noqa: E402
 from tool_args import (description, nonnegative_float, nonnegative_int, positive_int,  # noqa: E402
                         run)
 
@@ -87,7 +87,7 @@ def main():
     ap.add_argument("--finetune-epochs", type=nonnegative_int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=os.path.join(ROOT, "out", "plan"))
-    ap.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
+    add_no_write(ap)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)  # an --out under a file: one line (run), before work
 
@@ -221,9 +221,7 @@ Sensitivity (validation error %, loss in parentheses; one layer changed, no retr
 
 {sens.to_markdown()}
 """
-    print(body)
-    if not args.no_write:
-        write_section("plan", "Sensitivity scan, byte-cost model and planner (tfdc.plan)", body)
+    publish(args, "plan", "Sensitivity scan, byte-cost model and planner (tfdc.plan)", body)
 
 
 if __name__ == "__main__":

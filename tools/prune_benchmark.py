@@ -29,8 +29,9 @@ import numpy as np  # noqa: E402
 import tfdc  # noqa: E402
 from tfdc.datasets import load_mnist  # noqa: E402
 from tfdc.models import lenet_300_100  # noqa: E402
-from tools.benchmarks_md import markdown_table, write_section  # noqa: E402
-from tool_args import description, fraction, positive_int, run  # noqa: E402
+from tools.benchmarks_md import add_no_write, markdown_table, publish  # noqa: E402
+from tool_args import (description, fraction, nonnegative_float, nonnegative_int,  # noqa: E402
+                       open_fraction, positive_float, positive_int, run)
 
 PAPER = {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74}
 
@@ -86,7 +87,7 @@ def prune_run(baseline_weights, targets, x, y, xte, yte, args, seed):
     steps_per_epoch = -(-len(x) // args.batch_size)
     total = args.prune_epochs * steps_per_epoch
     compile_model(model, args.prune_lr, total, args.weight_decay)
-    end = int(total * args.ramp_fraction)
+    end = max(1, int(total * args.ramp_fraction))  # at least one step of ramp
     callback = tfdc.GradualPruning(targets, end_step=end, frequency=args.frequency)
     t = time.perf_counter()
     model.fit(training_data(x, y, args.batch_size, args.shift), epochs=args.prune_epochs,
@@ -125,20 +126,20 @@ def main():
     parser.add_argument("--baseline-epochs", type=positive_int, default=15)
     parser.add_argument("--prune-epochs", type=positive_int, default=15)
     parser.add_argument("--batch-size", type=positive_int, default=256)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--prune-lr", type=float, default=1e-3)
-    parser.add_argument("--weight-decay", type=float, default=0.0)
-    parser.add_argument("--ramp-fraction", type=float, default=0.5,
+    parser.add_argument("--lr", type=positive_float, default=2e-3)
+    parser.add_argument("--prune-lr", type=positive_float, default=1e-3)
+    parser.add_argument("--weight-decay", type=nonnegative_float, default=0.0)
+    parser.add_argument("--ramp-fraction", type=open_fraction, default=0.5,
                         help="fraction of the retraining steps over which sparsity ramps up")
     parser.add_argument("--frequency", type=positive_int, default=100)
     parser.add_argument("--tfdc-fc1", type=fraction, default=0.95, help="fc1 sparsity, tfdc recipe")
     parser.add_argument("--tfdc-fc2", type=fraction, default=0.91)
     parser.add_argument("--tfdc-fc3", type=fraction, default=0.74)
-    parser.add_argument("--shift", type=int, default=2,
+    parser.add_argument("--shift", type=nonnegative_int, default=2,
                         help="random translation of training images, in pixels (0: none)")
     parser.add_argument("--timing-epochs", type=positive_int, default=6)
     parser.add_argument("--skip-timing", action="store_true")
-    parser.add_argument("--no-write", action="store_true", help="do not touch docs/BENCHMARKS.md")
+    add_no_write(parser)
     parser.add_argument("--save", default="/tmp/tfdc/lenet_300_100_pruned.keras",
                         help="where to save the paper-ratio pruned model")
     parser.add_argument("--mnist", default=None, help="path of mnist.npz (default $TFDC_MNIST)")
@@ -203,9 +204,7 @@ def main():
                  "first batch of each epoch (tracing) excluded, median of the per-epoch mean step "
                  "times. The machine's 2 cores are shared, so absolute times are noisy; the ratio "
                  "comes from one process.")
-    if not args.no_write:
-        write_section("prune", "Pruning: LeNet-300-100 on MNIST (tfdc.GradualPruning)", body)
-        print("wrote docs/BENCHMARKS.md section 'prune'")
+    publish(args, "prune", "Pruning: LeNet-300-100 on MNIST (tfdc.GradualPruning)", body)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ in tools/format_benchmark.py (1 epoch float, 1 pruning, 1 clustering).
 """
 
 import os
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +28,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from tool_args import description  # noqa: E402
+from tool_args import description, run  # noqa: E402
 
 from tfdc import format as fmt  # noqa: E402
 from tfdc import huffman, tflite_schema  # noqa: E402
@@ -101,50 +102,58 @@ def main(argv=None):
     import argparse
     parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--mnist", default=None, help="MNIST .npz (default: $TFDC_MNIST)")
-    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    from benchmarks_md import add_no_write, markdown_table, publish
+    add_no_write(parser)
     args = parser.parse_args(argv)
-    from benchmarks_md import markdown_table, write_section
     from format_benchmark import _int8, _models, _train
     from tfdc.datasets import load_mnist
-    from tfdc.errors import DatasetUnavailableError
     from tfdc.exporter import convert
-    try:
-        (x, y), _ = load_mnist(args.mnist)
-    except DatasetUnavailableError as e:
-        sys.exit(f"record_kind_choices: {e}")
+    (x, y), _ = load_mnist(args.mnist)  # unusable: one line, exit 2 (run)
     rows_pc, rows_fp = [], []
+    pays_pc, pays_fp = [], []  # the rows where the left-out kind is smaller
     for name, build, sparsity in _models()[:2]:
         model, float_int8 = _train(build, sparsity, x[:12000], y[:12000], print)
         for label, tflite in (("pruned + clustered", _int8(model)), ("float", float_int8)):
             one, tables, books = per_channel(tflite)
+            if min(tables, books) < one:
+                pays_pc.append(f"{name} {label}")
             rows_pc.append([name, label, f"{one:,.0f}", f"{tables:,.0f} ({tables / one - 1:+.0%})",
                             f"{books:,.0f} ({books / one - 1:+.0%})"])
             print(rows_pc[-1], flush=True)
         plain = convert(model)
         o, d, xr = float_planes(plain, True)
+        if min(d, xr) < o:
+            pays_fp.append(f"{name} biases")
         rows_fp.append([name, "biases", f"{o:,.0f}", f"{d:,.0f} ({d / o - 1:+.1%})",
                         f"{xr:,.0f} ({xr / o - 1:+.1%})"])
         # the kernels of the float model (1 epoch, not pruned), trained again
         o, d, xr = float_planes(_float_kernels(build, x[:12000], y[:12000]), False)
+        if min(d, xr) < o:
+            pays_fp.append(f"{name} unpruned kernels")
         rows_fp.append([name, "unpruned kernels (1 epoch)", f"{o:,.0f}",
                         f"{d:,.0f} ({d / o - 1:+.1%})", f"{xr:,.0f} ({xr / o - 1:+.1%})"])
         print(rows_fp[-2:], flush=True)
+    # The docstring's list and models paragraph, not its usage line; each
+    # item one line of a Markdown list (its continuation lines ran together).
     paragraphs = __doc__.split("\n\n")
+    items = re.split(r"\n(?=\d\. )", paragraphs[1])
     body = "\n\n".join([
-        paragraphs[1].replace("\n", " "), paragraphs[2].replace("\n", " "),
-        paragraphs[3].replace("\n", " "),
+        "\n".join(" ".join(line.strip() for line in item.splitlines()) for item in items),
+        " ".join(paragraphs[2].split()),
         markdown_table(["model", "int8 export of", "one table B", "a table per channel B",
                         "codebook per channel + one table B"], rows_pc),
         markdown_table(["model", "float32 tensors", "order-0 planes B", "delta planes B",
                         "XOR planes B"], rows_fp),
-        "Neither pays: per-channel side information costs more than the per-channel "
-        "statistics save, and consecutive trained biases or weights are not correlated "
-        "enough for a predictor. Format 2 codes each int8 kernel with one table and float "
-        "planes without a predictor."])
-    print(body)
-    if not args.no_write:
-        write_section("record_kind_choices", "Record kinds left out: per-channel int8, float "
-                      "predictors", body)
+        ("Neither pays: per-channel side information costs more than the per-channel "
+         "statistics save, and consecutive trained biases or weights are not correlated "
+         "enough for a predictor. Format 2 codes each int8 kernel with one table and float "
+         "planes without a predictor." if not pays_pc and not pays_fp else
+         "Smaller on some rows, to weigh against a new record kind: "
+         + "; ".join(filter(None, [
+             "per-channel tables or codebooks on " + ", ".join(pays_pc) if pays_pc else "",
+             "predicted float planes on " + ", ".join(pays_fp) if pays_fp else ""])) + ".")])
+    publish(args, "record_kind_choices", "Record kinds left out: per-channel int8, float "
+            "predictors", body)
 
 
 def _float_kernels(build, x, y):
@@ -160,4 +169,4 @@ def _float_kernels(build, x, y):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

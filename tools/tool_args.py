@@ -51,6 +51,34 @@ def fraction_list(text):
     return [fraction(item) for item in items]
 
 
+def positive_float(text):
+    """A float > 0 (a learning rate)."""
+    value = _float(text)
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def open_fraction(text):
+    """A float in (0, 1] (a share of the training)."""
+    value = _float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def epoch_list(count):
+    """An argparse type: `count` comma-separated ints >= 0 (epochs per stage)."""
+    def parse(text):
+        items = text.split(",")
+        if len(items) != count:
+            raise argparse.ArgumentTypeError(f"expected {count} comma-separated epoch counts, "
+                                             f"got {text!r}")
+        return [nonnegative_int(item) for item in items]
+    parse.__name__ = "epoch_list"
+    return parse
+
+
 def comma_list(choices):
     """An argparse type: comma-separated names, each one of `choices`, as a list."""
     def parse(text):
@@ -66,10 +94,19 @@ def comma_list(choices):
     return parse
 
 
+# The tools' own output folder (gitignored): made on demand, so that a
+# command docs/BENCHMARKS.md records (`--json out/pack_rows.json`) runs on a
+# fresh clone.
+OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "out")
+
+
 def existing_dir_for(text):
-    """An output file path whose folder exists: checked before the work that
-    fills it (a missing folder was found only when the file was written)."""
+    """An output file path whose folder exists (or is the repository's
+    `out/`, made here): checked before the work that fills it (a missing
+    folder was found only when the file was written)."""
     folder = os.path.dirname(os.path.abspath(text))
+    if folder == OUT:
+        os.makedirs(OUT, exist_ok=True)
     if not os.path.isdir(folder):
         raise argparse.ArgumentTypeError(f"folder {folder} does not exist, got {text!r}")
     return text
