@@ -258,7 +258,6 @@ class Distiller(keras.Model):
         # move pruned weights off zero).
         self.built = True
         self._from_logits = from_logits
-        # The student's, again at compile (its hard-label loss may tell).
         # Told again at compile, with a word where they cannot be: the
         # student's hard-label loss may tell.
         self._student_probs, self._teacher_probs = _outputs_probabilities(
