@@ -150,7 +150,11 @@ def step_ratio(pruned_path, data, bits, args, rounds=21, steps_per_round=25):
         else:
             cb = ClusteredFineTuning(bits=bits, detach_at_end=False, fused_op=fused)
             cb.set_model(m)
-            cb.on_train_begin()  # attaches the constraints and re-makes the train function
+            cb.on_train_begin()
+            # Clustering starts at the first epoch (the model may be built
+            # only then): it attaches the constraints and re-makes the train
+            # function. Without it the "clustered" steps ran unclustered.
+            cb.on_epoch_begin(0)
             callbacks[name] = cb
         models[name] = m
     fused_used = all(c.fused is not None for _, c in callbacks["clustered"]._constraints)
