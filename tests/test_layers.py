@@ -326,8 +326,8 @@ def test_weights_no_kind_covers_are_named_when_every_layer_is_asked_for():
     # Named targets, or the layers excluded: the user chose, no warning.
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        for callback in (tfdc.GradualPruning({"out": 0.5}),
-                         tfdc.GradualPruning(0.5, exclude=["a", "b"])):
+        for callback in (tfdc.GradualPruning({"out": 0.5}, frequency=1),
+                         tfdc.GradualPruning(0.5, exclude=["a", "b"], frequency=1)):
             model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[callback])
 
 

@@ -858,6 +858,26 @@ def test_the_default_end_is_the_fits_with_a_new_optimizer_and_initial_epoch():
                   callbacks=[GradualPruning(0.8, end_step=10)])
 
 
+def test_a_ramp_no_longer_than_the_frequency_is_told(mnist_small):
+    # A probe's MobileNetV2: a 63-step ramp at the default frequency=100
+    # pruned 80 % in one cut, without a word; chance accuracy after.
+    (x, y), _ = mnist_small
+    model = compile_(mlp())
+    with pytest.warns(UserWarning, match=r"GradualPruning: the ramp from step 0 to end_step 3 "
+                      r"is 3 steps, no longer than frequency=100: the target is reached in one "
+                      r"cut.*\(frequency=1\)"):
+        model.fit(x[:128], y[:128], epochs=1, batch_size=32, verbose=0,
+                  callbacks=[GradualPruning(0.5, end_step=3)])
+    with pytest.warns(UserWarning, match=r"StructuredPruning: the ramp .* no longer than "
+                      r"frequency=100"):
+        model.fit(x[:128], y[:128], epochs=1, batch_size=32, verbose=0,
+                  callbacks=[tfdc.StructuredPruning({"fc1": 0.25})])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        compile_(mlp()).fit(x[:128], y[:128], epochs=1, batch_size=32, verbose=0,
+                            callbacks=[GradualPruning(0.5, end_step=3, frequency=1)])
+
+
 def test_pruning_a_clustered_model_is_warned_of():
     # Pruning after clustering trains the shared values apart: the packed
     # file grew back without a word (the paper prunes, then clusters).
@@ -873,7 +893,7 @@ def test_pruning_a_clustered_model_is_warned_of():
     model = fresh()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # float kernels: nothing to say
-        model.fit(x, y, epochs=1, verbose=0, callbacks=[GradualPruning(0.5)])
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[GradualPruning(0.5, frequency=1)])
         model.fit(x, y, epochs=1, verbose=0, callbacks=[tfdc.ClusteredFineTuning(bits=3)])
     clustered = keras.models.clone_model(model)
     clustered.set_weights(model.get_weights())
@@ -890,8 +910,8 @@ def test_pruning_a_clustered_model_is_warned_of():
     # Not where a ClusteredFineTuning, listed before or after, clusters them
     # again in the same fit (a fit resumed from a checkpoint written while
     # clustering warned of it).
-    for pruning in (GradualPruning(0.8, end_step=4), tfdc.StructuredPruning({"fc1": 0.25},
-                                                                            end_step=4)):
+    for pruning in (GradualPruning(0.8, end_step=4, frequency=1),
+                    tfdc.StructuredPruning({"fc1": 0.25}, end_step=4, frequency=1)):
         for first in (True, False):
             again = fresh()
             again.set_weights(clustered_weights)

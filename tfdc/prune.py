@@ -517,6 +517,21 @@ def warn_coarse_execution(model, who, frequency):
             stacklevel=3)
 
 
+def warn_one_cut(who, begin_step, end_step, frequency, stacklevel=3):
+    """A warning where the ramp from `begin_step` to `end_step` is no longer
+    than `frequency`: the masks then go to the target in one cut, with no
+    training in between (a probe's MobileNetV2, 63 steps at the default 100:
+    80 % sparsity at once, chance accuracy after, 88 % error once exported)."""
+    ramp = end_step - begin_step
+    if 1 < ramp <= frequency:  # (a ramp of one step is one cut whatever the frequency)
+        warnings.warn(
+            f"{who}: the ramp from step {begin_step:,} to end_step {end_step:,} is {ramp:,} "
+            f"steps, no longer than frequency={frequency}: the target is reached in one cut, "
+            "with no training between cuts, which costs accuracy. Give a frequency of a tenth "
+            f"of the ramp or less (frequency={max(1, ramp // 10)}) or a longer ramp.",
+            stacklevel=stacklevel + 1)
+
+
 def prune_due(step, begin_step, end_step, last, frequency):
     """Whether a schedule that last pruned at step `last` (None: never)
     prunes at `step`: at `begin_step`, then every `frequency` steps, and
@@ -799,6 +814,8 @@ class GradualPruning(keras.callbacks.Callback):
                 "then prune the small model.", stacklevel=2)
         self._resolve_schedule(epoch)
         self._resolved = True
+        if self._step < self.end_step:  # not a fit resumed after the ramp
+            warn_one_cut("GradualPruning", self.begin_step, self.end_step, self.frequency)
         self._warn_clustered()
         if self.selections is not None:
             self._start_pruning()

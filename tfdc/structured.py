@@ -28,7 +28,7 @@ from tfdc.errors import listed, require_tensorflow_backend
 from tfdc.layers import check_copyable, kind_of
 from tfdc.prune import (StepCounter, check_fractions, check_steps, has_mask_variable, install_mask,
                         last_due, polynomial_sparsity, prune_due, warn_coarse_execution,
-                        warn_unfinished)
+                        warn_one_cut, warn_unfinished)
 from tfdc.select import (_check_patterns, _matches, input_layer_names, iter_layers, layer_paths,
                          lora_refusal, refuse_non_float32, warn_frozen)
 from tfdc.shrinker import units
@@ -373,6 +373,8 @@ class StructuredPruning(keras.callbacks.Callback):
             self._step = self._counter.step
             self._resolve_schedule(epoch)
             self._resolved = True
+            if self._step < self.end_step:  # not a fit resumed after the ramp
+                warn_one_cut("StructuredPruning", self.begin_step, self.end_step, self.frequency)
             self._last_prune = last_due(self._step, self.begin_step, self.end_step,
                                         self.frequency)
             if prune_due(self._step, self.begin_step, self.end_step, self._last_prune,
