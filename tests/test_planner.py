@@ -478,3 +478,18 @@ def test_weights_tfdc_cannot_prune_are_named(mnist_small):
     gru = keras.Sequential([keras.Input((5, 8)), keras.layers.GRU(64, name="gru")])
     assert tuple(gru.get_layer("gru").cell.bias.shape) == (2, 192)
     assert tfdc.bytecost.uncompressed_weights(gru) == []
+
+
+def test_kernels_the_converter_folds_a_batchnorm_into_are_refused_before_the_scan():
+    # A MobileNetV2's plan scanned 52 layers for minutes, left them dense
+    # (the file holds the folded values) and called its target unreachable.
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(keras.layers.Flatten()(x)))
+    # Refused before the data is even read (these are no arrays).
+    with pytest.raises(ValueError, match=r"tfdc.plan: the converter folds BatchNormalization "
+                       r"'bn' into 'conv': .* Plan \(and train\) tfdc.fold_batchnorm\(model\)"):
+        tfdc.plan(model, ("no", "data"), target_bytes=2_000)
+    from tfdc.batchnorm import folded_by_converter
+    assert folded_by_converter(tfdc.fold_batchnorm(model)) == []

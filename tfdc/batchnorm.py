@@ -55,6 +55,29 @@ def _foldable_pairs(model):
     return pairs
 
 
+def folded_by_converter(model):
+    """`[(layer name, BatchNormalization name)]` of the model's top level
+    that the TFLite converter folds into the kernel before them (as
+    `fold_batchnorm` does): the file holds other values than such a kernel.
+    Empty for a model whose graph cannot be read (a subclassed model).
+
+    Example:
+
+    ```python
+    import keras
+    from tfdc.batchnorm import folded_by_converter
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc"),
+                              keras.layers.BatchNormalization(name="bn")])
+    print(folded_by_converter(model))   # [('fc', 'bn')]
+    ```
+    """
+    try:
+        pairs = _foldable_pairs(model)
+    except (TypeError, ValueError):
+        return []
+    return [(layer.name, bn.name) for layer, bn in pairs.values()]
+
+
 def _folded_weights(layer, bn):
     kernel = to_numpy(layer.kernel).astype(np.float64)
     channels = bn.moving_mean.shape[0]

@@ -438,6 +438,24 @@ def _unreachable(target_bytes, reach, sens, uncompressed, unplanned=()):
         "bits= grids that go further)")
 
 
+def _refuse_unfolded(model, layers):
+    """Before the scan: a ValueError for planned kernels that the converter
+    folds a BatchNormalization into. Their values in the file are not the
+    kernel's, so no setting of theirs can be priced: a MobileNetV2's plan
+    scanned 52 layers for minutes, left them dense and called its target
+    unreachable."""
+    from tfdc.batchnorm import folded_by_converter
+    folded = [(k, bn) for k, bn in folded_by_converter(model)
+              if layers is None or k in set([layers] if isinstance(layers, str) else layers)]
+    if folded:
+        shown = ", ".join(f"{bn!r} into {k!r}" for k, bn in folded[:3])
+        more = f" and {len(folded) - 3} more" if len(folded) > 3 else ""
+        raise ValueError(f"tfdc.plan: the converter folds BatchNormalization {shown}{more}: "
+                         "the file holds other values than those kernels, so their sizes "
+                         "cannot be planned. Plan (and train) tfdc.fold_batchnorm(model) "
+                         "instead; tfdc.compress folds it itself")
+
+
 def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
          sensitivity=None, min_bytes=64, export_options=None, verbose=0,
          max_loss_increase=None, **scan_options):
@@ -547,6 +565,7 @@ def plan(model, validation_data, *, target_bytes=None, max_error_increase=None,
     check_outputs(model, "tfdc.plan")
     refuse_non_float32(model, "tfdc.plan")
     refuse_non_finite(model, "tfdc.plan")
+    _refuse_unfolded(model, scan_options.get("layers"))
     model, _ = one_output_view(model)
     # Read once: a generator of batches cannot be read again for the check.
     samples = scan_options.pop("samples", DEFAULT_SAMPLES)
