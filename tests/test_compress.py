@@ -1396,7 +1396,8 @@ def test_max_trials_bounds_the_runs_of_a_byte_target(data, trained, tmp_path):
             assert result.message.endswith("max_trials=1, so no larger plan was tried")
 
 
-def test_a_target_just_under_the_planners_smallest_file_is_tried(data, trained, tmp_path):
+def test_a_target_just_under_the_planners_smallest_file_is_tried(data, trained, tmp_path,
+                                                                 monkeypatch):
     # The planner's bytes are those of the model pruned and clustered
     # without retraining; trained, the smallest plan's file was smaller, yet
     # targets between the two were refused as unreachable.
@@ -1407,6 +1408,8 @@ def test_a_target_just_under_the_planners_smallest_file_is_tried(data, trained, 
     smallest = int(re.search(r"the grids allow is ([\d,]+) B", str(info.value))[1]
                    .replace(",", ""))
     lines = []
+    from tfdc import compressor
+    monkeypatch.setattr(compressor, "_SCAN_REPORT_SECONDS", 0.0)  # every scan line
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = tfdc.compress(_fresh(trained), data[0], data[1], target_bytes=smallest - 1,
@@ -1414,6 +1417,9 @@ def test_a_target_just_under_the_planners_smallest_file_is_tried(data, trained, 
                                verbose=0, log=lines.append)
     assert any(f"the planner's smallest file is {smallest:,} B, over the target: training it "
                "anyway" in line for line in lines), lines
+    # The scan's progress, with the time left (a deep model's was 14 silent minutes).
+    scan = [line for line in lines if line.startswith("    sensitivity: ")]
+    assert len(scan) == 2 and "layer 1 of 2" in scan[0] and "s left" in scan[0], scan
     missed = [w for w in caught if w.category is tfdc.BudgetMissedWarning]
     assert result.met == (not missed) and os.path.getsize(tmp_path / "m.tflite") == \
         result.packed_bytes

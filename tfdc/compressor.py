@@ -1342,6 +1342,9 @@ def student_t_quantile(p, dof):
 
 
 # ----------------------------------------------------------------- planning
+# The most seconds compress's sensitivity scan runs without a progress line.
+_SCAN_REPORT_SECONDS = 15.0
+
 def _plan(inference, validation, budget, batch_size, workdir, log, cache):
     """A plan for the inference model: `tfdc.plan` (its sensitivity scan
     made once, kept in `cache`), else the same sparsity in every layer
@@ -1355,7 +1358,17 @@ def _plan(inference, validation, budget, batch_size, workdir, log, cache):
     if make_plan is not None:
         if "sensitivity" not in cache:
             log("  sensitivity scan (each layer pruned / clustered alone, no retraining)")
-            cache["sensitivity"] = sensitivity(inference, validation)
+            last = [time.perf_counter()]
+
+            def progress(line):
+                # A deep model's scan runs for minutes (a MobileNetV2's 52
+                # layers, 14 silent minutes): a line every so often, with
+                # the time left; a small model's ends before the first.
+                if time.perf_counter() - last[0] >= _SCAN_REPORT_SECONDS:
+                    last[0] = time.perf_counter()
+                    log("    " + line)
+
+            cache["sensitivity"] = sensitivity(inference, validation, verbose=1, log=progress)
             # A second quiet step, as long as the scan or longer on a model
             # of many layers (about 0.6 s a layer): said, not a silent minute.
             scan = cache["sensitivity"]

@@ -947,7 +947,7 @@ def _check_grid(sparsities, bits):
 
 
 def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_size=None,
-                samples=DEFAULT_SAMPLES, layers=None, verbose=0):
+                samples=DEFAULT_SAMPLES, layers=None, verbose=0, log=None):
     """Scan each compressible layer's sensitivity to pruning and clustering.
 
     For every layer with a kernel of a kind `tfdc.layers` registers (Dense,
@@ -975,7 +975,9 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
             pass over them per point.
         layers: optional list of layer names to scan (default: all); one
             name as a str is a list of one.
-        verbose: 1 prints a line per layer.
+        verbose: 1 prints a line per layer (its place, the time so far and
+            an estimate of the time left).
+        log: a `print`-like function for those lines (default `print`).
 
     Returns:
         A `Sensitivity`.
@@ -1052,8 +1054,11 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
             for (_, variable), value in zip(kernels, values):
                 variable.assign(value)
         if verbose:
-            print(f"sensitivity: {name} ({sum(v.size for v in values):,} weights) done, "
-                  f"{time.perf_counter() - start:.1f} s")
+            done, spent = list(found).index(name) + 1, time.perf_counter() - start
+            left = f", about {spent / done * (len(found) - done):.0f} s left" \
+                if done < len(found) else ""
+            (log or print)(f"sensitivity: {name} ({sum(v.size for v in values):,} weights) "
+                           f"done, layer {done} of {len(found)}, {spent:.1f} s{left}")
     weights = layer_weights(found)
     return Sensitivity(list(found), weights, kinds, base_loss, base_error, sparsities, bits,
                        loss, error, samples=int(_length(y)), seconds=time.perf_counter() - start,
