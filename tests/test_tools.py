@@ -51,6 +51,19 @@ def test_float_types():
     assert "[0, 1)" in refused(tool_args.fraction_list, "0.8,1.5")
     assert "'abc'" in refused(tool_args.fraction_list, "abc")
     assert "comma-separated" in refused(tool_args.fraction_list, "0.8,")
+    # Rates and ramp shares (prune_benchmark.py took --ramp-fraction 0, then
+    # failed after training its baseline).
+    assert tool_args.positive_float("2e-3") == 2e-3
+    for bad in ("0", "-1", "nan"):
+        assert "must be > 0" in refused(tool_args.positive_float, bad)
+    assert tool_args.open_fraction("1") == 1.0 and tool_args.open_fraction("0.5") == 0.5
+    for bad in ("0", "1.5", "nan"):
+        assert "(0, 1]" in refused(tool_args.open_fraction, bad)
+    # Epochs per stage (cluster_benchmark.py's --epochs300 a,b was a traceback).
+    epochs = tool_args.epoch_list(4)
+    assert epochs("20,8,8,3") == [20, 8, 8, 3]
+    assert "expected 4 comma-separated epoch counts" in refused(epochs, "1,2")
+    assert "'a'" in refused(epochs, "a,b,c,d")
 
 
 def test_comma_list():
