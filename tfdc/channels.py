@@ -236,6 +236,14 @@ def channel_groups(model):
         for t in node.output_tensors:
             space[id(t)] = (g.new(_last_dim(t) or 0, reason), 1)
 
+    def whole(node, gin, does):
+        """A per-channel layer that reads a flattened tensor: its weights are
+        per feature, not per channel, so it stays whole, and what it writes
+        is a group of its own."""
+        op = node.operation
+        g.fix(gin, f"layer {op.name!r} {does} a flattened tensor")
+        fixed_outputs(node, f"comes from layer {op.name!r}, which {does} a flattened tensor")
+
     def share(table, layer, group):
         """A layer called several times uses the same weights each time: its
         groups across calls are one."""
@@ -302,10 +310,8 @@ def channel_groups(model):
                 and getattr(op, "depth_multiplier", None) == 1
                 and getattr(op, "data_format", "channels_last") == "channels_last"):
             gin, rep = tensor_space(ins[0], "is a model input")
-            if rep != 1:  # its weights are per feature, not per channel: it stays whole
-                g.fix(gin, f"layer {op.name!r} reads a flattened tensor")
-                fixed_outputs(node, f"comes from layer {op.name!r}, which reads a flattened "
-                                    "tensor")
+            if rep != 1:
+                whole(node, gin, "reads")
                 continue
             gin = share(channel_group, op, gin)
             if id(op) not in _members(g, gin):
@@ -324,10 +330,8 @@ def channel_groups(model):
             continue
         if role == "normalization" and single:
             gin, rep = tensor_space(ins[0], "is a model input")
-            if rep != 1:  # its weights are per feature, not per channel: it stays whole
-                g.fix(gin, f"layer {op.name!r} normalizes a flattened tensor")
-                fixed_outputs(node, f"comes from layer {op.name!r}, which normalizes a "
-                                    "flattened tensor")
+            if rep != 1:
+                whole(node, gin, "normalizes")
                 continue
             if not getattr(op, "scale", True):
                 g.fix(gin, f"layer {op.name!r} has no scale (gamma): a removed channel would "

@@ -792,7 +792,7 @@ def fewest_examples(max_error_increase, confidence=DEFAULT_CONFIDENCE):
     return low
 
 
-def _warn_compressed_already(model, kernels):
+def _warn_compressed_already(kernels, keys):
     """Warn (before any training) when the model's kernels look pruned or
     clustered already (a tenth of a kernel's weights exactly 0: a trained
     float kernel has next to none; or, in one of 1,024 weights or more,
@@ -801,9 +801,8 @@ def _warn_compressed_already(model, kernels):
     recompressing `result.model`: 7,349 B for 4,905 planned, then cut to
     5,978 B at 18.6 % error, where compressing the float model to the same
     target gave 5,940 B at 13.0 %)."""
-    from tfdc.select import layer_keys
     from tfdc.values import clustered_values
-    seen, keys = [], layer_keys(model)
+    seen = []
     for s in kernels:
         w = to_numpy(s.variable)
         if w.size < 64:
@@ -1890,10 +1889,11 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
     path = check_writable(path)
     warn_model_suffix(path)
     kernels = _kernels(model, True)  # nothing to compress: fails now
-    _warn_compressed_already(model, kernels)
+    from tfdc.select import layer_keys
+    keys = layer_keys(model)  # what the warnings and the plan name the layers by
+    _warn_compressed_already(kernels, keys)
     if plan is None:  # the planner's: every layer, a frozen backbone too
-        from tfdc.select import layer_keys, warn_frozen
-        keys = layer_keys(model)
+        from tfdc.select import warn_frozen
         warn_frozen("tfdc.compress", [keys[id(s.layer)] for s in kernels
                                       if not s.variable.trainable],
                     "make them trainable, or give plan= a tfdc.plan(..., layers=[...]) that "

@@ -445,8 +445,8 @@ def _refuse_unfolded(model, layers):
     scanned 52 layers for minutes, left them dense and called its target
     unreachable."""
     from tfdc.batchnorm import folded_by_converter
-    folded = [(k, bn) for k, bn in folded_by_converter(model)
-              if layers is None or k in set([layers] if isinstance(layers, str) else layers)]
+    planned = None if layers is None else set([layers] if isinstance(layers, str) else layers)
+    folded = [(k, bn) for k, bn in folded_by_converter(model) if planned is None or k in planned]
     if folded:
         shown = ", ".join(f"{bn!r} into {k!r}" for k, bn in folded[:3])
         more = f" and {len(folded) - 3} more" if len(folded) > 3 else ""

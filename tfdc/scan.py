@@ -1038,7 +1038,7 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
     except Exception as e:  # noqa: BLE001 - Keras and TensorFlow raise many types
         raise _cannot_score(e, model, y) from None
     loss, error = {}, {}
-    for name, kernels in found.items():
+    for done, (name, kernels) in enumerate(found.items(), 1):
         values = [np.asarray(v.numpy()) for _, v in kernels]
         point = evaluate.starting_at(by_key[name])
         loss[name], error[name] = {}, {}
@@ -1054,7 +1054,7 @@ def sensitivity(model, validation_data, *, sparsities=None, bits=None, batch_siz
             for (_, variable), value in zip(kernels, values):
                 variable.assign(value)
         if verbose:
-            done, spent = list(found).index(name) + 1, time.perf_counter() - start
+            spent = time.perf_counter() - start
             left = f", about {spent / done * (len(found) - done):.0f} s left" \
                 if done < len(found) else ""
             (log or print)(f"sensitivity: {name} ({sum(v.size for v in values):,} weights) "

@@ -259,12 +259,9 @@ def select_kernels(model, targets, exclude=(), validate=None, who=None):
     layers = list(iter_layers(model))
     paths = layer_paths(model)
     # A key names a layer ("fc") or, for one of two of that name in two
-    # nested models, its path ("branch1/fc").
-    names = {layer.name for layer in layers}
-    twice = {n for n, count in collections.Counter(l.name for l in layers).items() if count > 1}
-    shown = (names - twice) | {p for p in paths.values() if p.rsplit("/", 1)[-1] in twice}
-    shown -= input_layer_names(model)
-    names |= set(paths.values())
+    # nested models, its path ("branch1/fc"); either is taken.
+    shown = set(layer_keys(model).values()) - input_layer_names(model)
+    names = {layer.name for layer in layers} | set(paths.values())
     exclude = [exclude] if isinstance(exclude, str) else list(exclude or ())
     _check_patterns(exclude, names, "exclude pattern", shown)
     if isinstance(targets, dict):
