@@ -1678,3 +1678,55 @@ def test_a_target_the_planner_refuses_costs_no_run_of_max_trials():
     lines, trained = _scripted_search(max_trials=3, passes_from=5_000, plannable_from=4_000)
     assert lines[0].startswith("  3,162 B cannot be planned")
     assert len(trained) == 2 and 3_162 not in trained
+
+
+def test_the_scan_is_held_to_a_share_of_the_training():
+    from tfdc.compressor import _SCAN_FEWEST, _SCAN_FREE, COARSE_BITS, COARSE_SPARSITIES, \
+        scan_options
+    # LeNet-300-100 (tfdc.scan.scan_cost: 298,200 multiply-adds, 1.12
+    # passes) on 5,000 validation examples: the default scan, even for one
+    # epoch's training: it costs seconds.
+    assert scan_options(298_200, 1.12, 5_000, 55_000) == {}
+    # A deep functional model: 52 layers, each point a whole pass of 300M
+    # multiply-adds. A quarter of a training's passes (3 per example) over
+    # 52 x 20 passes per example (the default grids' 20 points):
+    macs = 52 * 300e6
+    assert macs * 20 * _SCAN_FEWEST > _SCAN_FREE
+
+    def training(samples, points):  # the training whose quarter is that scan
+        return int(samples * 52 * points / 0.75) + 1
+    assert scan_options(macs, 52.0, 5_000, training(2_000, 20)) == {"samples": 2_000}
+    # All the examples where they are fewer; the default where it fits.
+    assert scan_options(macs, 52.0, 1_500, training(2_000, 20)) == {}
+    assert scan_options(macs, 52.0, 5_000, training(4_000, 20)) == {}
+    # Under _SCAN_FEWEST examples: the coarse grids' 11 points, on more.
+    assert scan_options(macs, 52.0, 5_000, training(800, 20)) == {
+        "samples": 1_454, "sparsities": COARSE_SPARSITIES, "bits": COARSE_BITS}
+    # Never under _SCAN_FEWEST (the curves' precision), nor over the given.
+    assert scan_options(macs, 52.0, 5_000, 1_000)["samples"] == _SCAN_FEWEST
+    assert scan_options(macs, 52.0, 600, 1_000)["samples"] == 600
+
+
+def test_compress_tells_a_scan_it_cut_and_plans_from_it(data, tmp_path, monkeypatch):
+    import tfdc.compressor as compressor
+    from tfdc.compressor import COARSE_BITS, COARSE_SPARSITIES
+    monkeypatch.setattr(compressor, "_SCAN_FREE", 0)  # this small model's scan is seconds
+    (x, y), (x_val, y_val) = data
+    x, y, x_val, y_val = x[:512], y[:512], x_val[:1000], y_val[:1000]
+    inputs = keras.Input((28, 28))
+    h = keras.layers.Dense(32, activation="relu", name="fc1")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="fc2")(h))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=3, verbose=0)
+    lines = []
+    # 2 epochs of 512 examples: 0.25 x 3 x 1,024 passes; the scan of 2
+    # layers, each point the whole model, on 1,000 examples: 2 x 20 x 1,000.
+    result = tfdc.compress(model, (x, y), (x_val, y_val), target_bytes=8_000, epochs=(1, 1),
+                           path=tmp_path / "m.tflite", log=lines.append)
+    assert ("  the scan held to about a quarter of the training's work: 1,000 of the 1,000 "
+            "validation examples, 6 sparsities and 5 bit widths (2.0 forward passes of the "
+            "model per example and point)") in lines
+    scan = result.trials[0]["plan"].sensitivity
+    assert (scan.sparsities, scan.bits, scan.samples) == (COARSE_SPARSITIES, COARSE_BITS, 1000)
+    assert {result.plan.sparsity[n] for n in ("fc1", "fc2")} <= {0.0, *COARSE_SPARSITIES}
+    assert result.met and os.path.getsize(tmp_path / "m.tflite") == result.packed_bytes

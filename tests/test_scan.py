@@ -531,3 +531,28 @@ def test_a_dataset_of_single_examples_is_refused_as_such():
     check_batched(np.zeros((5, 5, 5)), image, "x")  # five 5x5 images: a batch
     with pytest.raises(ValueError, match="single examples"):
         check_batched(np.zeros((5, 5, 1)), image, "x")
+
+
+def test_scan_cost_counts_the_layers_each_point_runs():
+    from tfdc.models import lenet_300_100
+    from tfdc.scan import scan_cost
+    # A Sequential's points run the scanned layer and those after it:
+    # fc1's the whole 784-300-100-10 network, fc2's its last two layers.
+    whole = 784 * 300 + 300 * 100 + 100 * 10
+    macs, passes = scan_cost(lenet_300_100())
+    assert macs == whole + (300 * 100 + 100 * 10) + 100 * 10
+    assert passes == pytest.approx(macs / whole)
+    # A functional graph's every point runs it whole; a convolution costs
+    # its weights once per output position (14 x 14 here).
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="conv")(inputs)
+    h = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    x = keras.layers.Add()([x, h])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, name="out")(x))
+    whole = (3 * 3 * 8 + 3 * 3 * 8) * 14 * 14 + 8 * 10
+    assert scan_cost(model) == (3 * whole, 3.0)
+    # A recurrent layer runs its kernels at every step of its input.
+    model = keras.Sequential([keras.Input((20, 8)), keras.layers.GRU(4), keras.layers.Dense(2)])
+    gru = (8 * 12 + 4 * 12) * 20
+    assert scan_cost(model)[0] == (gru + 8) + 8

@@ -863,7 +863,13 @@ def cmd_plan(args):
 
 def _plan_command(args):
     """The plan of `tfdc plan`, printed (and its files written)."""
-    from tfdc.compressor import _inference_model, _plan
+    import inspect
+
+    from tfdc.compressor import (_epochs, _inference_model, _plan, _steps, _training_examples,
+                                 compress)
+    # Its scan is compress's, held to a share of compress's default training
+    # on the training split (tfdc.compressor.scan_options).
+    batch = inspect.signature(compress).parameters["batch_size"].default
     from tfdc.exporter import check_writable, write_atomically
     from tfdc.scan import one_output_view
     if args.plot is not None and args.json is not None and \
@@ -882,7 +888,7 @@ def _plan_command(args):
             raise UserError(f"{args.plot}: --plot draws an image, its kind named by the file's "
                             f"ending: .png, or one of "
                             f".{', .'.join(sorted(set(kinds) - {'png'}))}")
-    _, validation, _, note = _load_splits(args)
+    train, validation, _, note = _load_splits(args)
     model = _load_keras_model(args.model, args.safe_mode, args.imports)
     _check_inputs(model, validation[0], "plan")
     _check_outputs(model, validation[1], "plan")
@@ -898,7 +904,8 @@ def _plan_command(args):
     try:
         _check_labels(model, *validation, args.max_error_increase)  # before the scan
         print(f"{args.data}: validation: {note}")
-        plan = _plan(model, validation, budget, 1, None, print, cache)
+        plan = _plan(model, validation, budget, 1, None, print, cache,
+                     _training_examples(train, _epochs(None, _steps(train, batch)), batch))
     except ValueError as e:
         raise _named_by_key(e, args.data, note) from None
     scan = cache["sensitivity"]

@@ -1013,6 +1013,15 @@ def _steps(train, batch_size):
                          "(x, y)") from None
 
 
+def _training_examples(train, epochs, batch_size, first=None):
+    """The examples a training of `epochs` (pruning, clustering) reads in
+    all, a dataset's batches as large as its `first`: compress holds its
+    sensitivity scan to a share of that work (`scan_options`)."""
+    per_epoch = (_length(train[1]) if isinstance(train, tuple)
+                 else _steps(train, batch_size) * _length(first[1]))
+    return sum(epochs) * per_epoch
+
+
 def _fit(model, train, batch_size, epochs, callbacks, verbose):
     callbacks = list(callbacks) + [_divergence_guard(model)]
     with warnings.catch_warnings():
@@ -1344,11 +1353,78 @@ def student_t_quantile(p, dof):
 # The most seconds compress's sensitivity scan runs without a progress line.
 _SCAN_REPORT_SECONDS = 15.0
 
-def _plan(inference, validation, budget, batch_size, workdir, log, cache):
+# compress holds its sensitivity scan to a quarter of its training's work
+# (a training example costs about 3 forward passes, a scan point's example
+# `tfdc.scan.scan_cost`'s): a MobileNetV2's scan, 52 layers x 20 points x
+# 1,500 examples each through the whole network, was half its training (14
+# minutes). Fewer validation examples first, down to _SCAN_FEWEST, then
+# coarser grids. A scan of fewer multiply-adds than _SCAN_FREE is never
+# cut, whatever the training (LeNet-300-100's, 2.4e10, takes 1.5 s on 2
+# cores, docs/BENCHMARKS.md; LeNet-5's is 3.8e11): a small model's short
+# run keeps the default scan.
+_SCAN_SHARE = 0.25
+_SCAN_FEWEST = 1000
+_SCAN_FREE = 4e11
+COARSE_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+COARSE_BITS = (2, 3, 4, 5, 8)
+
+
+def scan_options(macs, passes, examples, training_examples):
+    """The options of compress's sensitivity scan of a model whose scan
+    points cost `macs` multiply-adds and `passes` whole-model forward
+    passes per example (`tfdc.scan.scan_cost`), on `examples` validation
+    examples, for a training of `training_examples` examples in all: `{}`
+    (the defaults) where the scan is within a quarter of the training's
+    work (or cheap), else `{"samples": n}`, and the coarse grids where
+    even `_SCAN_FEWEST` examples are over it (at least that many, the
+    curves' precision, whatever the work).
+
+    Example:
+
+    ```python
+    from tfdc.compressor import scan_options
+    # LeNet-300-100 (tfdc.scan.scan_cost), 5,000 validation examples, 17 epochs of 55,000
+    print(scan_options(298_200, 1.12, 5_000, 17 * 55_000))       # {}
+    # 52 layers each run through a 300M multiply-add network, 15,000 examples in all
+    print(scan_options(52 * 300e6, 52.0, 5_000, 15_000))
+    # {'samples': 1000, 'sparsities': (0.5, ...), 'bits': (2, 3, 4, 5, 8)}
+    ```
+    """
+    from tfdc.scan import DEFAULT_BITS, DEFAULT_SAMPLES, DEFAULT_SPARSITIES
+    n = min(int(examples), DEFAULT_SAMPLES)
+    points = len(DEFAULT_SPARSITIES) + len(DEFAULT_BITS)
+    passes = max(float(passes), 1e-9)
+    fits = int(_SCAN_SHARE * 3 * training_examples / (passes * points))
+    if macs * points * n <= _SCAN_FREE or fits >= n:
+        return {}
+    if fits >= _SCAN_FEWEST:
+        return {"samples": fits}
+    coarse = len(COARSE_SPARSITIES) + len(COARSE_BITS)
+    fits = int(_SCAN_SHARE * 3 * training_examples / (passes * coarse))
+    return {"samples": int(np.clip(fits, _SCAN_FEWEST, n)), "sparsities": COARSE_SPARSITIES,
+            "bits": COARSE_BITS}
+
+
+def _scan_options(inference, examples, training_examples, log):
+    """`scan_options` for the inference model, its choice told."""
+    from tfdc.scan import scan_cost
+    macs, passes = scan_cost(inference)
+    options = scan_options(macs, passes, examples, training_examples)
+    if options:
+        grids = (f", {len(options['sparsities'])} sparsities and {len(options['bits'])} bit "
+                 "widths" if "sparsities" in options else "")
+        log(f"  the scan held to about a quarter of the training's work: "
+            f"{min(options['samples'], examples):,} of the {examples:,} validation "
+            f"examples{grids} ({passes:.1f} forward passes of the model per example and point)")
+    return options
+
+
+def _plan(inference, validation, budget, batch_size, workdir, log, cache, training_examples):
     """A plan for the inference model: `tfdc.plan` (its sensitivity scan
-    made once, kept in `cache`), else the same sparsity in every layer
-    scaled to the budget (paper's bits). `budget`: one of `tfdc.plan`'s
-    (`{"target_bytes": N}`, `{"max_error_increase": P}`, ...)."""
+    made once, kept in `cache`, held to a share of the work of a training
+    of `training_examples`, `_training_examples`), else the same sparsity in
+    every layer scaled to the budget (paper's bits). `budget`: one of
+    `tfdc.plan`'s (`{"target_bytes": N}`, `{"max_error_increase": P}`, ...)."""
     try:
         from tfdc.planner import plan as make_plan
         from tfdc.scan import sensitivity
@@ -1356,6 +1432,7 @@ def _plan(inference, validation, budget, batch_size, workdir, log, cache):
         make_plan = None
     if make_plan is not None:
         if "sensitivity" not in cache:
+            options = _scan_options(inference, _length(validation[1]), training_examples, log)
             log("  sensitivity scan (each layer pruned / clustered alone, no retraining)")
             last = [time.perf_counter()]
 
@@ -1367,7 +1444,8 @@ def _plan(inference, validation, budget, batch_size, workdir, log, cache):
                     last[0] = time.perf_counter()
                     log("    " + line)
 
-            cache["sensitivity"] = sensitivity(inference, validation, verbose=1, log=progress)
+            cache["sensitivity"] = sensitivity(inference, validation, verbose=1, log=progress,
+                                               **options)
             # A second quiet step, as long as the scan or longer on a model
             # of many layers (about 0.6 s a layer): said, not a silent minute.
             scan = cache["sensitivity"]
@@ -1683,7 +1761,11 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             by the sensitivity scan and to choose among the trials). The
             error budget is met on this data, so make it like the data the
             model will meet, and large enough: the bound on 5,000 examples
-            is about 0.3 points above the measured increase.
+            is about 0.3 points above the measured increase. The scan reads
+            at most 4,000 of them, and is held to about a quarter of the
+            training's work (`scan_options`): a deep model's scan reads
+            fewer (at least 1,000) and, below that, coarser grids; the log
+            says so.
         target_bytes: the packed file's size is at most this many bytes
             (`.met`), aimed within 5 % under it; further under where the
             planner finds that more bytes would not lower the loss (the
@@ -1948,6 +2030,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
         loss = _loss(model, classes, one_hot=len(labels) == 2 and labels[1] == classes > 1)
         loss_fn = loss_callable(loss)
     _check_train(model, batch, loss, loss_fn)
+    training_examples = _training_examples(train, epochs, batch_size, batch)
     miscalibrated = []  # inputs whose calibration samples are on another scale
     if callable(full_integer):
         from tfdc.exporter import check_calibration
@@ -2023,7 +2106,7 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
 
         def planned(**budget):
             return _plan(inference, (x_val, y_val), budget, export_batch_size, workdir, log,
-                         plan_cache)
+                         plan_cache, training_examples)
 
         def make_plan(**budget):
             t = time.perf_counter()
