@@ -1414,7 +1414,7 @@ def _scan_options(inference, examples, training_examples, log):
         grids = (f", {len(options['sparsities'])} sparsities and {len(options['bits'])} bit "
                  "widths" if "sparsities" in options else "")
         log(f"  the scan held to about a quarter of the training's work: "
-            f"{min(options['samples'], examples):,} of the {examples:,} validation "
+            f"{options['samples']:,} of the {examples:,} validation "
             f"examples{grids} ({passes:.1f} forward passes of the model per example and point)")
     return options
 

@@ -19,7 +19,9 @@ training epoch, at most `samples` validation examples are used (default
 4,000, drawn with a fixed seed): the curves are those of that subset. A
 network of L compressible layers costs about 20 L forward passes over them
 (one training epoch of N examples is about 3 N forward passes' work): for
-a deep convolutional network pass a smaller `samples` or coarser grids.
+a deep convolutional network pass a smaller `samples` or coarser grids
+(`scan_cost` counts the work; `tfdc.compress` holds its scan to a quarter
+of its training's, `tfdc.compressor.scan_options`).
 Each pass runs the rest of the network, so on a deep stack of small layers
 the scan grows as L squared (200 Dense(16) layers: 16 s, 400: 80 s).
 
