@@ -1688,13 +1688,13 @@ def test_the_scan_is_held_to_a_share_of_the_training():
     # epoch's training: it costs seconds.
     assert scan_options(298_200, 1.12, 5_000, 55_000) == {}
     # A deep functional model: 52 layers, each point a whole pass of 300M
-    # multiply-adds. A quarter of a training's passes (3 per example) over
-    # 52 x 20 passes per example (the default grids' 20 points):
+    # multiply-adds. Half a training's passes (3 per example) over 52 x 20
+    # passes per example (the default grids' 20 points):
     macs = 52 * 300e6
     assert macs * 20 * _SCAN_FEWEST > _SCAN_FREE
 
-    def training(samples, points):  # the training whose quarter is that scan
-        return int(samples * 52 * points / 0.75) + 1
+    def training(samples, points):  # the training whose half is that scan
+        return int(samples * 52 * points / 1.5) + 1
     assert scan_options(macs, 52.0, 5_000, training(2_000, 20)) == {"samples": 2_000}
     # All the examples where they are fewer; the default where it fits.
     assert scan_options(macs, 52.0, 1_500, training(2_000, 20)) == {}
@@ -1705,6 +1705,12 @@ def test_the_scan_is_held_to_a_share_of_the_training():
     # Never under _SCAN_FEWEST (the curves' precision), nor over the given.
     assert scan_options(macs, 52.0, 5_000, 1_000)["samples"] == _SCAN_FEWEST
     assert scan_options(macs, 52.0, 600, 1_000)["samples"] == 600
+    for args, message in [((macs, float("nan"), 600, 1_000), "passes must be a number, got nan"),
+                          ((macs, 52.0, 600, float("inf")), "training_examples must be finite"),
+                          ((macs, 52.0, None, 1_000), "examples must be an integer, got None"),
+                          ((-1, 52.0, 600, 1_000), "macs must be at least 0, got -1")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            scan_options(*args)
 
 
 def test_compress_tells_a_scan_it_cut_and_plans_from_it(data, tmp_path, monkeypatch):
@@ -1719,13 +1725,15 @@ def test_compress_tells_a_scan_it_cut_and_plans_from_it(data, tmp_path, monkeypa
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x, y, epochs=3, verbose=0)
     lines = []
-    # 2 epochs of 512 examples: 0.25 x 3 x 1,024 passes; the scan of 2
-    # layers, each point the whole model, on 1,000 examples: 2 x 20 x 1,000.
+    # 2 epochs of 512 examples: 3 x 1,024 passes; the scan of 2 layers,
+    # each point the whole model, on 1,000 examples: 2 x 20 x 1,000.
     result = tfdc.compress(model, (x, y), (x_val, y_val), target_bytes=8_000, epochs=(1, 1),
                            path=tmp_path / "m.tflite", log=lines.append)
-    assert ("  the scan held to about a quarter of the training's work: 1,000 of the 1,000 "
-            "validation examples, 6 sparsities and 5 bit widths (2.0 forward passes of the "
-            "model per example and point)") in lines
+    # 1,000 x 11 x 2 passes against 3 x 1,024: over half, and said so.
+    assert ("  the scan, held down: all 1,000 validation examples, 6 sparsities and 5 bit "
+            "widths: 716% of the training's forward passes (uncut 1302%; half would leave fewer "
+            "than the 1,000 examples the curves need; 2.0 forward passes of the model per "
+            "example and point)") in lines
     scan = result.trials[0]["plan"].sensitivity
     assert (scan.sparsities, scan.bits, scan.samples) == (COARSE_SPARSITIES, COARSE_BITS, 1000)
     assert {result.plan.sparsity[n] for n in ("fc1", "fc2")} <= {0.0, *COARSE_SPARSITIES}

@@ -556,3 +556,18 @@ def test_scan_cost_counts_the_layers_each_point_runs():
     model = keras.Sequential([keras.Input((20, 8)), keras.layers.GRU(4), keras.layers.Dense(2)])
     gru = (8 * 12 + 4 * 12) * 20
     assert scan_cost(model)[0] == (gru + 8) + 8
+    # An embedding looks up a row per position: no multiply (it cost its
+    # whole 50,000 x 16 table per position, and cut a cheap model's scan).
+    model = keras.Sequential([keras.Input((100,), dtype="int32"),
+                              keras.layers.Embedding(50_000, 16),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2)])
+    assert scan_cost(model)[0] == (100 * 16 + 32) + 32
+    # Sizes the model leaves open are read from inputs (they counted 1).
+    inputs = keras.Input((None, None, 1))
+    h = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 1, name="head")(h))
+    assert scan_cost(model) == (2 * (9 * 8 + 8 * 4), 2.0)
+    assert scan_cost(model, inputs=np.zeros((1, 28, 28, 1), "float32")) == (
+        2 * (9 * 8 + 8 * 4) * 28 * 28, 2.0)
+    with pytest.raises(TypeError, match="expected a Keras model or layer, got int"):
+        scan_cost(42)

@@ -1353,16 +1353,20 @@ def student_t_quantile(p, dof):
 # The most seconds compress's sensitivity scan runs without a progress line.
 _SCAN_REPORT_SECONDS = 15.0
 
-# compress holds its sensitivity scan to a quarter of its training's work
-# (a training example costs about 3 forward passes, a scan point's example
+# compress holds its sensitivity scan to half its training's forward
+# passes (a training example costs about 3, a scan point's example
 # `tfdc.scan.scan_cost`'s): a MobileNetV2's scan, 52 layers x 20 points x
-# 1,500 examples each through the whole network, was half its training (14
-# minutes). Fewer validation examples first, down to _SCAN_FEWEST, then
-# coarser grids. A scan of fewer multiply-adds than _SCAN_FREE is never
-# cut, whatever the training (LeNet-300-100's, 2.4e10, takes 1.5 s on 2
-# cores, docs/BENCHMARKS.md; LeNet-5's is 3.8e11): a small model's short
-# run keeps the default scan.
-_SCAN_SHARE = 0.25
+# 1,500 examples each through the whole network, was more than its whole
+# training's (14 minutes). Passes are a rough measure of time: the scan's
+# run in large inference batches, and a training pass costs more (the
+# MobileNet-style model of docs/BENCHMARKS.md: a scan of 46 % of its
+# training's passes took 3 minutes against 17 of training), so half of
+# them is about a sixth of the time. Fewer validation examples first, down
+# to _SCAN_FEWEST, then coarser grids. A scan of fewer multiply-adds than
+# _SCAN_FREE is never cut, whatever the training (LeNet-300-100's, 2.4e10,
+# takes 1.5 s on 2 cores, docs/BENCHMARKS.md; LeNet-5's is 3.8e11): a
+# small model's short run keeps the default scan.
+_SCAN_SHARE = 0.5
 _SCAN_FEWEST = 1000
 _SCAN_FREE = 4e11
 COARSE_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
@@ -1374,8 +1378,8 @@ def scan_options(macs, passes, examples, training_examples):
     points cost `macs` multiply-adds and `passes` whole-model forward
     passes per example (`tfdc.scan.scan_cost`), on `examples` validation
     examples, for a training of `training_examples` examples in all: `{}`
-    (the defaults) where the scan is within a quarter of the training's
-    work (or cheap), else `{"samples": n}`, and the coarse grids where
+    (the defaults) where the scan is within half the training's passes
+    (or cheap), else `{"samples": n}`, and the coarse grids where
     even `_SCAN_FEWEST` examples are over it (at least that many, the
     curves' precision, whatever the work).
 
@@ -1391,6 +1395,11 @@ def scan_options(macs, passes, examples, training_examples):
     ```
     """
     from tfdc.scan import DEFAULT_BITS, DEFAULT_SAMPLES, DEFAULT_SPARSITIES
+    for name, value in (("macs", macs), ("passes", passes), ("examples", examples),
+                        ("training_examples", training_examples)):
+        _check_number(value, name, integer=name.endswith("examples"))
+        if value < 0:
+            raise ValueError(f"{name} must be at least 0, got {value!r}")
     n = min(int(examples), DEFAULT_SAMPLES)
     points = len(DEFAULT_SPARSITIES) + len(DEFAULT_BITS)
     passes = max(float(passes), 1e-9)
@@ -1405,17 +1414,29 @@ def scan_options(macs, passes, examples, training_examples):
             "bits": COARSE_BITS}
 
 
-def _scan_options(inference, examples, training_examples, log):
-    """`scan_options` for the inference model, its choice told."""
-    from tfdc.scan import scan_cost
-    macs, passes = scan_cost(inference)
+def _scan_options(inference, validation, training_examples, log):
+    """`scan_options` for the inference model and the validation data (its
+    first example fixes the sizes the model leaves open), its cut told."""
+    from tfdc.scan import DEFAULT_BITS, DEFAULT_SAMPLES, DEFAULT_SPARSITIES, scan_cost
+    x, examples = validation[0], _length(validation[1])
+    macs, passes = scan_cost(inference, inputs=_head(x, 1) if examples else None)
     options = scan_options(macs, passes, examples, training_examples)
     if options:
-        grids = (f", {len(options['sparsities'])} sparsities and {len(options['bits'])} bit "
-                 "widths" if "sparsities" in options else "")
-        log(f"  the scan held to about a quarter of the training's work: "
-            f"{options['samples']:,} of the {examples:,} validation "
-            f"examples{grids} ({passes:.1f} forward passes of the model per example and point)")
+        def share(samples, points):  # of the training's passes, 3 per example
+            return samples * points * passes / (3 * max(1, training_examples))
+        n = options["samples"]
+        coarse = "sparsities" in options
+        cut = share(n, len(COARSE_SPARSITIES) + len(COARSE_BITS) if coarse else
+                    len(DEFAULT_SPARSITIES) + len(DEFAULT_BITS))
+        uncut = share(min(examples, DEFAULT_SAMPLES), len(DEFAULT_SPARSITIES) + len(DEFAULT_BITS))
+        read = f"all {examples:,}" if n >= examples else f"{n:,} of the {examples:,}"
+        grids = (f", {len(COARSE_SPARSITIES)} sparsities and {len(COARSE_BITS)} bit widths"
+                 if coarse else "")
+        floor = (f"; half would leave fewer than the {_SCAN_FEWEST:,} examples the curves "
+                 "need" if cut > 1.01 * _SCAN_SHARE else "")
+        log(f"  the scan, held down: {read} validation examples{grids}: {cut:.0%} of the "
+            f"training's forward passes (uncut {uncut:.0%}{floor}; {passes:.1f} forward "
+            "passes of the model per example and point)")
     return options
 
 
@@ -1432,7 +1453,7 @@ def _plan(inference, validation, budget, batch_size, workdir, log, cache, traini
         make_plan = None
     if make_plan is not None:
         if "sensitivity" not in cache:
-            options = _scan_options(inference, _length(validation[1]), training_examples, log)
+            options = _scan_options(inference, validation, training_examples, log)
             log("  sensitivity scan (each layer pruned / clustered alone, no retraining)")
             last = [time.perf_counter()]
 
@@ -1762,8 +1783,8 @@ def compress(model, train_data, validation_data, *, target_bytes=None, max_error
             error budget is met on this data, so make it like the data the
             model will meet, and large enough: the bound on 5,000 examples
             is about 0.3 points above the measured increase. The scan reads
-            at most 4,000 of them, and is held to about a quarter of the
-            training's work (`scan_options`): a deep model's scan reads
+            at most 4,000 of them, and is held to half the training's
+            forward passes (`scan_options`): a deep model's scan reads
             fewer (at least 1,000) and, below that, coarser grids; the log
             says so.
         target_bytes: the packed file's size is at most this many bytes

@@ -20,8 +20,8 @@ training epoch, at most `samples` validation examples are used (default
 network of L compressible layers costs about 20 L forward passes over them
 (one training epoch of N examples is about 3 N forward passes' work): for
 a deep convolutional network pass a smaller `samples` or coarser grids
-(`scan_cost` counts the work; `tfdc.compress` holds its scan to a quarter
-of its training's, `tfdc.compressor.scan_options`).
+(`scan_cost` counts the work; `tfdc.compress` holds its scan to half its
+training's forward passes, `tfdc.compressor.scan_options`).
 Each pass runs the rest of the network, so on a deep stack of small layers
 the scan grows as L squared (200 Dense(16) layers: 16 s, 400: 80 s).
 
@@ -46,6 +46,7 @@ import dataclasses
 import json
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -948,21 +949,59 @@ def _check_grid(sparsities, bits):
     return tuple(dict.fromkeys(sparsities)), tuple(dict.fromkeys(bits))
 
 
-def _multiply_adds(layer, kernels):
-    """Multiply-adds of one example through `layer`'s kernels, estimated:
-    its weights times the positions its output holds (a convolution's
-    H x W, a sequence's steps; a recurrent layer's from its input), 1 where
-    the shape is unknown (a layer called twice)."""
+def _read_tensor(layer):
+    """The tensor whose positions a layer's kernels run at: a recurrent
+    layer's input (its steps), a transposed convolution's input, else the
+    output (a convolution's H x W); None where the layer has none of its
+    own (called twice, or inside a wrapper)."""
     from tfdc.layers import kind_of
     try:
-        tensor = layer.input if kind_of(layer).name == "recurrent" else layer.output
-        positions = int(np.prod([d for d in tuple(tensor.shape)[1:-1] if d]))
-    except (AttributeError, ValueError, TypeError):
-        positions = 1
-    return sum(int(np.prod(v.shape)) for _, v in kernels) * max(1, positions)
+        return layer.input if kind_of(layer).name in ("recurrent", "conv_transpose") \
+            else layer.output
+    except (AttributeError, ValueError):
+        return None
 
 
-def scan_cost(model):
+def _positions(shape):
+    """The positions of a tensor of `shape` (batch first, channels last);
+    an open size counts 1."""
+    return int(np.prod([d for d in tuple(shape)[1:-1] if d]))
+
+
+def _multiply_adds(layer, kernels, shape):
+    """Multiply-adds of one example through `layer`'s kernels, estimated:
+    its weights times the positions of `shape` (`_read_tensor`'s; 1 where
+    it is None). An embedding looks up one row per position: no multiply,
+    its row's values added."""
+    from tfdc.layers import kind_of
+    positions = max(1, _positions(shape)) if shape is not None else 1
+    if kind_of(layer).name == "embedding":
+        return positions * int(kernels[0][1].shape[-1])
+    return sum(int(np.prod(v.shape)) for _, v in kernels) * positions
+
+
+def _open_shapes(model, layers, inputs):
+    """`{layer: shape}` of `_read_tensor`s whose sizes the model leaves
+    open (a fully convolutional model's H x W), run on `inputs`; {} where
+    the model cannot be cut there (a nested or shared layer, a subclassed
+    model)."""
+    import keras
+    tensors = {layer: _read_tensor(layer) for layer in layers}
+    open_ = [layer for layer, t in tensors.items()
+             if t is not None and any(d is None for d in tuple(t.shape)[1:-1])]
+    if not open_ or inputs is None:
+        return {}
+    try:
+        with warnings.catch_warnings():  # inputs of another structure: tried all the same
+            warnings.simplefilter("ignore")
+            probe = keras.Model(model.input, [tensors[layer] for layer in open_])
+            out = keras.tree.flatten(probe(inputs, training=False))
+    except Exception:  # noqa: BLE001 - Keras raises many types for a graph it cannot cut
+        return {}
+    return {layer: tuple(o.shape) for layer, o in zip(open_, out)}
+
+
+def scan_cost(model, inputs=None):
     """`(multiply-adds, passes)` of one point of `sensitivity`'s scan per
     validation example, summed over the compressible layers: its
     multiply-adds through the kernels, and the same as whole forward passes
@@ -971,6 +1010,13 @@ def scan_cost(model):
     LeNet-300-100's three layers cost 1.12 passes, a functional model's L
     layers L. The scan costs `samples x (sparsities + bits)` times these;
     a training example costs about 3 passes (forward and backward).
+
+    An estimate: a convolution costs its weights once per output position,
+    a recurrent layer once per step, an embedding its looked-up values. A
+    size the model leaves open (`keras.Input((None, None, 3))`) is read
+    from `inputs`, a batch the model takes, else counted as 1; a layer
+    called twice (shared) or inside a wrapper (`Bidirectional`) is counted
+    once, at one position: an estimate under the work.
 
     Example:
 
@@ -984,11 +1030,16 @@ def scan_cost(model):
     import keras
 
     from tfdc.bytecost import compressible_layers
-    from tfdc.select import iter_layers, layer_keys
+    from tfdc.select import check_built, iter_layers, layer_keys
+    check_built(model)
     found = compressible_layers(model)
     keys = layer_keys(model)
     by_key = {keys[id(layer)]: layer for layer in iter_layers(model)}
-    own = {key: _multiply_adds(by_key[key], kernels) for key, kernels in found.items()}
+    layers = [by_key[key] for key in found]
+    shapes = {layer: getattr(_read_tensor(layer), "shape", None) for layer in layers}
+    shapes.update(_open_shapes(model, layers, inputs))
+    own = {key: _multiply_adds(by_key[key], kernels, shapes[by_key[key]])
+           for key, kernels in found.items()}
     whole = sum(own.values())
     top = list(model.layers) if isinstance(model, keras.Sequential) else []
     # Where each layer's points run from: its place among a Sequential's
