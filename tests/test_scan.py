@@ -569,5 +569,12 @@ def test_scan_cost_counts_the_layers_each_point_runs():
     assert scan_cost(model) == (2 * (9 * 8 + 8 * 4), 2.0)
     assert scan_cost(model, inputs=np.zeros((1, 28, 28, 1), "float32")) == (
         2 * (9 * 8 + 8 * 4) * 28 * 28, 2.0)
+    # A GRU given its initial state (its input a list: it failed on the
+    # list's shape), steps left open: read from inputs.
+    sequence, state = keras.Input((None, 8)), keras.Input((4,))
+    h = keras.layers.GRU(4)(sequence, initial_state=state)
+    model = keras.Model([sequence, state], keras.layers.Dense(2)(h))
+    steps = [np.zeros((1, 30, 8), "float32"), np.zeros((1, 4), "float32")]
+    assert scan_cost(model, inputs=steps) == (2 * (gru // 20 * 30 + 8), 2.0)
     with pytest.raises(TypeError, match="expected a Keras model or layer, got int"):
         scan_cost(42)

@@ -953,11 +953,14 @@ def _read_tensor(layer):
     """The tensor whose positions a layer's kernels run at: a recurrent
     layer's input (its steps), a transposed convolution's input, else the
     output (a convolution's H x W); None where the layer has none of its
-    own (called twice, or inside a wrapper)."""
+    own (called twice, or inside a wrapper), a list where it has several."""
     from tfdc.layers import kind_of
     try:
-        return layer.input if kind_of(layer).name in ("recurrent", "conv_transpose") \
-            else layer.output
+        if kind_of(layer).name in ("recurrent", "conv_transpose"):
+            tensor = layer.input
+            # A recurrent layer given its initial state: [sequence, state]
+            return tensor[0] if isinstance(tensor, (list, tuple)) else tensor
+        return layer.output
     except (AttributeError, ValueError):
         return None
 
@@ -987,8 +990,8 @@ def _open_shapes(model, layers, inputs):
     model)."""
     import keras
     tensors = {layer: _read_tensor(layer) for layer in layers}
-    open_ = [layer for layer, t in tensors.items()
-             if t is not None and any(d is None for d in tuple(t.shape)[1:-1])]
+    open_ = [layer for layer, t in tensors.items()  # one tensor (not an LSTM's states too)
+             if hasattr(t, "shape") and any(d is None for d in tuple(t.shape)[1:-1])]
     if not open_ or inputs is None:
         return {}
     try:
