@@ -53,8 +53,9 @@ from tfdc.errors import (finite, first_line, listed, raise_if_signalled,
 from tfdc.mistakes import (_label_classes, _reads_probabilities, check_labels, check_output_labels,
                            looks_like_logits, loss_kind, loss_name, majority_error, mistakes,
                            output_from_logits, threshold_free)
-from tfdc.scan import (_index, _items, _labels, _length, _map, check_batched, check_finite,
-                       input_count, unwrap_one_input)
+from tfdc.scan import (DEFAULT_BITS, DEFAULT_SAMPLES, DEFAULT_SPARSITIES, _index, _items,
+                       _labels, _length, _map, check_batched, check_finite, input_count,
+                       unwrap_one_input)
 from tfdc.values import to_numpy
 
 __all__ = ["compress", "CompressResult", "BudgetMissedWarning", "scaled_plan", "HandPlan",
@@ -1371,6 +1372,9 @@ _SCAN_FEWEST = 1000
 _SCAN_FREE = 4e11
 COARSE_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 COARSE_BITS = (2, 3, 4, 5, 8)
+_DEFAULT_POINTS = len(DEFAULT_SPARSITIES) + len(DEFAULT_BITS)   # a layer's scan points
+_COARSE_POINTS = len(COARSE_SPARSITIES) + len(COARSE_BITS)
+_TRAINING_PASSES = 3  # a training example's work in forward passes (forward and backward)
 
 
 def scan_options(macs, passes, examples, training_examples):
@@ -1394,41 +1398,38 @@ def scan_options(macs, passes, examples, training_examples):
     # {'samples': 1000, 'sparsities': (0.5, ...), 'bits': (2, 3, 4, 5, 8)}
     ```
     """
-    from tfdc.scan import DEFAULT_BITS, DEFAULT_SAMPLES, DEFAULT_SPARSITIES
     for name, value in (("macs", macs), ("passes", passes), ("examples", examples),
                         ("training_examples", training_examples)):
         _check_number(value, name, integer=name.endswith("examples"))
         if value < 0:
             raise ValueError(f"{name} must be at least 0, got {value!r}")
     n = min(int(examples), DEFAULT_SAMPLES)
-    points = len(DEFAULT_SPARSITIES) + len(DEFAULT_BITS)
     passes = max(float(passes), 1e-9)
-    fits = int(_SCAN_SHARE * 3 * training_examples / (passes * points))
-    if macs * points * n <= _SCAN_FREE or fits >= n:
+
+    def fits(points):  # the examples whose scan is _SCAN_SHARE of the training's passes
+        return int(_SCAN_SHARE * _TRAINING_PASSES * training_examples / (passes * points))
+    if macs * _DEFAULT_POINTS * n <= _SCAN_FREE or fits(_DEFAULT_POINTS) >= n:
         return {}
-    if fits >= _SCAN_FEWEST:
-        return {"samples": fits}
-    coarse = len(COARSE_SPARSITIES) + len(COARSE_BITS)
-    fits = int(_SCAN_SHARE * 3 * training_examples / (passes * coarse))
-    return {"samples": int(np.clip(fits, _SCAN_FEWEST, n)), "sparsities": COARSE_SPARSITIES,
-            "bits": COARSE_BITS}
+    if fits(_DEFAULT_POINTS) >= _SCAN_FEWEST:
+        return {"samples": fits(_DEFAULT_POINTS)}
+    return {"samples": int(np.clip(fits(_COARSE_POINTS), _SCAN_FEWEST, n)),
+            "sparsities": COARSE_SPARSITIES, "bits": COARSE_BITS}
 
 
 def _scan_options(inference, validation, training_examples, log):
     """`scan_options` for the inference model and the validation data (its
     first example fixes the sizes the model leaves open), its cut told."""
-    from tfdc.scan import DEFAULT_BITS, DEFAULT_SAMPLES, DEFAULT_SPARSITIES, scan_cost
+    from tfdc.scan import scan_cost
     x, examples = validation[0], _length(validation[1])
     macs, passes = scan_cost(inference, inputs=_head(x, 1) if examples else None)
     options = scan_options(macs, passes, examples, training_examples)
     if options:
-        def share(samples, points):  # of the training's passes, 3 per example
-            return samples * points * passes / (3 * max(1, training_examples))
+        def share(samples, points):  # of the training's forward passes
+            return samples * points * passes / (_TRAINING_PASSES * max(1, training_examples))
         n = options["samples"]
         coarse = "sparsities" in options
-        cut = share(n, len(COARSE_SPARSITIES) + len(COARSE_BITS) if coarse else
-                    len(DEFAULT_SPARSITIES) + len(DEFAULT_BITS))
-        uncut = share(min(examples, DEFAULT_SAMPLES), len(DEFAULT_SPARSITIES) + len(DEFAULT_BITS))
+        cut = share(n, _COARSE_POINTS if coarse else _DEFAULT_POINTS)
+        uncut = share(min(examples, DEFAULT_SAMPLES), _DEFAULT_POINTS)
         read = f"all {examples:,}" if n >= examples else f"{n:,} of the {examples:,}"
         grids = (f", {len(COARSE_SPARSITIES)} sparsities and {len(COARSE_BITS)} bit widths"
                  if coarse else "")

@@ -983,13 +983,12 @@ def _multiply_adds(layer, kernels, shape):
     return sum(int(np.prod(v.shape)) for _, v in kernels) * positions
 
 
-def _open_shapes(model, layers, inputs):
-    """`{layer: shape}` of `_read_tensor`s whose sizes the model leaves
-    open (a fully convolutional model's H x W), run on `inputs`; {} where
-    the model cannot be cut there (a nested or shared layer, a subclassed
-    model)."""
+def _open_shapes(model, tensors, inputs):
+    """`{layer: shape}` of the `tensors` (`{layer: _read_tensor(layer)}`)
+    whose sizes the model leaves open (a fully convolutional model's H x W),
+    run on `inputs`; {} where the model cannot be cut there (a nested or
+    shared layer, a subclassed model)."""
     import keras
-    tensors = {layer: _read_tensor(layer) for layer in layers}
     open_ = [layer for layer, t in tensors.items()  # one tensor (not an LSTM's states too)
              if hasattr(t, "shape") and any(d is None for d in tuple(t.shape)[1:-1])]
     if not open_ or inputs is None:
@@ -1038,9 +1037,9 @@ def scan_cost(model, inputs=None):
     found = compressible_layers(model)
     keys = layer_keys(model)
     by_key = {keys[id(layer)]: layer for layer in iter_layers(model)}
-    layers = [by_key[key] for key in found]
-    shapes = {layer: getattr(_read_tensor(layer), "shape", None) for layer in layers}
-    shapes.update(_open_shapes(model, layers, inputs))
+    tensors = {by_key[key]: _read_tensor(by_key[key]) for key in found}
+    shapes = {layer: getattr(t, "shape", None) for layer, t in tensors.items()}
+    shapes.update(_open_shapes(model, tensors, inputs))
     own = {key: _multiply_adds(by_key[key], kernels, shapes[by_key[key]])
            for key, kernels in found.items()}
     whole = sum(own.values())
