@@ -235,6 +235,7 @@ def run_tool(*args, env=None):
     (["tools/codec_benchmark.py", "--repeats", "0"], "--repeats"),
     (["tools/demo_benchmark.py", "--rows", "quick,bogus"], "--rows"),
     (["tools/android_benchmark.py", "--host", "--model", "README.md"], "--model"),
+    (["tools/scan_hold_benchmark.py", "--models", "lenet5,bogus"], "--models"),
 ])
 def test_bad_arguments_fail_before_work(args, option, tmp_path):
     docs = open(DOCS, "rb").read()

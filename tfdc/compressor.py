@@ -1360,9 +1360,9 @@ _SCAN_REPORT_SECONDS = 15.0
 # 1,500 examples each through the whole network, was more than its whole
 # training's (14 minutes). Passes are a rough measure of time: the scan's
 # run in large inference batches, and a training pass costs more (the
-# MobileNet-style model of docs/BENCHMARKS.md on 2 cores: a scan of 46 %
-# of its training's passes took 1.9 minutes, its 17 epochs 12.4), so half
-# of them is about a sixth of the time. Fewer validation examples first, down
+# MobileNet-style model on 2 cores: a scan of 46 % of its training's
+# passes took 117 s, its 17 epochs 12.3 min, docs/BENCHMARKS.md
+# "scan_hold"), so half of them is about a sixth of the time. Fewer validation examples first, down
 # to _SCAN_FEWEST, then coarser grids. A scan of fewer multiply-adds than
 # _SCAN_FREE is never cut, whatever the training (LeNet-300-100's, 2.4e10,
 # takes 1.5 s on 2 cores, docs/BENCHMARKS.md; LeNet-5's is 3.8e11): a
